@@ -1,0 +1,54 @@
+import { z } from "zod";
+
+const address = z.string().regex(/^0x[0-9a-fA-F]{40}$/, "must be a 0x-prefixed 20-byte hex address");
+const baseUnits = z.string().regex(/^\d{1,78}$/, "must be a whole number of token base units");
+const bool = z
+  .enum(["true", "false", "1", "0"])
+  .transform((v) => v === "true" || v === "1");
+
+/** Every environment variable the processes read, with defaults that work on a fresh machine of this project. */
+export const Config = z.object({
+  NODE_ENV: z.enum(["development", "test", "production"]).default("development"),
+  LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
+  DATABASE_URL: z.url().default("postgres://postgres@127.0.0.1:5432/hanzo_billing"),
+  DATABASE_POOL_MAX: z.coerce.number().int().min(1).max(200).default(10),
+  /** Ponder writes its tables here; the app only reads them. */
+  PONDER_SCHEMA: z.string().regex(/^[a-z_][a-z0-9_]*$/).default("husd_indexer"),
+  REDIS_URL: z.url().default("redis://127.0.0.1:6379"),
+  /** Key prefix for every BullMQ queue, so several deployments (or test files) can share one Redis. */
+  REDIS_PREFIX: z.string().min(1).default("hanzo"),
+  HOST: z.string().default("127.0.0.1"),
+  PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+  /** Bootstraps operators: a key with admin scope that is not stored in the database. */
+  ADMIN_API_KEY: z.string().regex(/^hk-[A-Za-z0-9_-]{16,}$/, "must look like hk-… with at least 16 characters after hk-").optional(),
+  RPC_URL: z.url().default("http://127.0.0.1:8545"),
+  CHAIN_ID: z.coerce.number().int().positive().default(36963),
+  HUSD_ADDRESS: address.default("0xe9e32EF8aaECB68794Da3E1E9191b0a64CeC2c83"),
+  HUSD_DECIMALS: z.coerce.number().int().min(0).max(36).default(18),
+  HUSD_START_BLOCK: z.coerce.number().int().min(0).default(0),
+  DEPOSIT_FACTORY_ADDRESS: address.optional(),
+  /** Credit only when the block is at or below the chain's `finalized` tag (when true) and this deep. */
+  FINALITY_CONFIRMATIONS: z.coerce.number().int().min(0).max(10_000).default(12),
+  FINALITY_REQUIRE_FINALIZED_TAG: bool.default(true),
+  /** Transfers below this many base units are recorded but never credited (0.01 HUSD by default). */
+  HUSD_DUST_MINIMUM: baseUnits.default("10000000000000000"),
+  HOLD_TTL_SECONDS: z.coerce.number().int().min(1).max(86_400).default(300),
+  STRIPE_WEBHOOK_SECRET: z.string().startsWith("whsec_").optional(),
+});
+export type Config = z.infer<typeof Config>;
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+  constructor(readonly problems: string[]) {
+    super(`Invalid environment:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+  }
+}
+
+/** Reads the environment once; names every bad or missing variable at once instead of failing on the first. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  // An empty variable means "not set", as shells and .env files commonly write it.
+  const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ""));
+  const result = Config.safeParse(present);
+  if (result.success) return result.data;
+  throw new ConfigError(result.error.issues.map((issue) => `${issue.path.join(".")}: ${issue.message}`));
+}

@@ -1,0 +1,20 @@
+import postgres from "postgres";
+
+export type Sql = postgres.Sql<{ bigint: bigint }>;
+export type TransactionSql = postgres.TransactionSql<{ bigint: bigint }>;
+
+/** Our tables live in this schema, apart from Ponder's. */
+export const APP_SCHEMA = "billing";
+
+/**
+ * One client factory for every process. int8 comes back as a JS bigint (money is never a
+ * float); numeric stays a string and is converted where it is read.
+ */
+export function createSql(url: string, opts: { max?: number; applicationName?: string } = {}): Sql {
+  return postgres(url, {
+    max: opts.max ?? 10,
+    types: { bigint: postgres.BigInt },
+    connection: { search_path: `${APP_SCHEMA},public`, application_name: opts.applicationName ?? "hanzo-billing" },
+    onnotice: () => {},
+  }) as Sql;
+}

@@ -1,0 +1,60 @@
+import { mkdtemp, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { migrate, readMigrations } from "../../src/db/migrate.js";
+import { createTestDatabase, type TestDatabase } from "../support/database.js";
+
+describe("migrations", () => {
+  let db: TestDatabase;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+  });
+  afterAll(() => db.drop());
+
+  it("the template has every migration applied, with its checksum", async () => {
+    const files = await readMigrations();
+    const rows = await db.sql<{ version: string; checksum: string }[]>`select version, checksum from billing.schema_migrations order by version`;
+    expect(rows.map((r) => r.version)).toEqual(files.map((f) => f.version));
+    expect(rows.map((r) => r.checksum)).toEqual(files.map((f) => f.checksum));
+  });
+
+  it("keeps our tables in the billing schema, apart from Ponder's", async () => {
+    const rows = await db.sql<{ table_schema: string }[]>`
+      select distinct table_schema from information_schema.tables where table_name = 'schema_migrations'`;
+    expect(rows.map((r) => r.table_schema)).toEqual(["billing"]);
+  });
+
+  it("running again applies nothing", async () => {
+    expect(await migrate(db.sql)).toEqual([]);
+  });
+
+  it("applies new files in order and refuses an edited applied one", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "migrations-"));
+    for (const m of await readMigrations()) await writeFile(join(dir, `${m.version}.sql`), m.sql);
+    await writeFile(join(dir, "9001_extra_a.sql"), "create table extra_a (id int primary key);");
+    await writeFile(join(dir, "9002_extra_b.sql"), "create table extra_b (a int references extra_a(id));");
+    expect(await migrate(db.sql, { dir })).toEqual(["9001_extra_a", "9002_extra_b"]);
+
+    await writeFile(join(dir, "9001_extra_a.sql"), "create table extra_a (id bigint primary key);");
+    await expect(migrate(db.sql, { dir })).rejects.toThrow(/9001_extra_a was edited after it was applied/);
+  });
+
+  it("a failing migration applies nothing of the batch", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "migrations-"));
+    for (const m of await readMigrations()) await writeFile(join(dir, `${m.version}.sql`), m.sql);
+    await writeFile(join(dir, "9101_good.sql"), "create table good_one (id int);");
+    await writeFile(join(dir, "9102_bad.sql"), "create table broken (id no_such_type);");
+    await expect(migrate(db.sql, { dir })).rejects.toThrow(/no_such_type/);
+    const [row] = await db.sql`select to_regclass('billing.good_one') as t`;
+    expect(row!.t).toBeNull();
+  });
+
+  it("concurrent migrators apply each migration exactly once", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "migrations-"));
+    for (const m of await readMigrations()) await writeFile(join(dir, `${m.version}.sql`), m.sql);
+    await writeFile(join(dir, "9201_race.sql"), "create table race (id int);");
+    const results = await Promise.all([migrate(db.sql, { dir }), migrate(db.sql, { dir }), migrate(db.sql, { dir })]);
+    expect(results.flat()).toEqual(["9201_race"]);
+  });
+});
