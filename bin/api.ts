@@ -1,0 +1,32 @@
+import { serve } from "@hono/node-server";
+import { systemClock } from "../src/clock.js";
+import { loadConfig } from "../src/config.js";
+import { createSql } from "../src/db/client.js";
+import { createApp } from "../src/http/app.js";
+import { createLogger } from "../src/observability/logger.js";
+
+const config = loadConfig();
+const logger = createLogger("api", config.LOG_LEVEL);
+const sql = createSql(config.DATABASE_URL, { max: config.DATABASE_POOL_MAX, applicationName: "hanzo-api" });
+const app = createApp({ sql, config, clock: systemClock, logger });
+
+const server = serve({ fetch: app.fetch, hostname: config.HOST, port: config.PORT }, (info) => {
+  logger.info({ url: `http://${config.HOST}:${info.port}` }, "api listening");
+});
+
+// Stop taking connections, let in-flight requests finish (their commits are what we promised),
+// then close the pool. A second signal, or 10 s, forces the exit.
+let stopping = false;
+async function shutdown(signal: string) {
+  if (stopping) process.exit(1);
+  stopping = true;
+  logger.info({ signal }, "api shutting down");
+  const force = setTimeout(() => process.exit(1), 10_000);
+  force.unref();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  await sql.end({ timeout: 5 });
+  logger.info("api stopped");
+  process.exit(0);
+}
+process.on("SIGTERM", () => void shutdown("SIGTERM"));
+process.on("SIGINT", () => void shutdown("SIGINT"));

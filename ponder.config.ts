@@ -1,0 +1,25 @@
+import { createConfig } from "ponder";
+import { husdAbi } from "./abis/HUSD.js";
+import { loadConfig } from "./src/config.js";
+
+const env = loadConfig();
+
+export default createConfig({
+  database: { kind: "postgres", connectionString: env.DATABASE_URL, poolConfig: { max: 10 } },
+  chains: {
+    hanzo: {
+      id: env.CHAIN_ID,
+      rpc: env.RPC_URL,
+      // Local chains mine every second; poll faster than that so deposits are seen promptly.
+      pollingInterval: Number(process.env.PONDER_POLLING_INTERVAL_MS ?? 500),
+    },
+  },
+  contracts: {
+    HUSD: {
+      chain: "hanzo",
+      abi: husdAbi,
+      address: env.HUSD_ADDRESS as `0x${string}`,
+      startBlock: env.HUSD_START_BLOCK,
+    },
+  },
+});

@@ -1,0 +1,69 @@
+import { OpenAPIHono } from "@hono/zod-openapi";
+import { bodyLimit } from "hono/body-limit";
+import { BillingError } from "../errors.js";
+import type { AppDeps, AppEnv } from "./context.js";
+import { fromZodError, handleError } from "./errors.js";
+import { requestId } from "./middleware/request-id.js";
+import { registerAdminCredits } from "./routes/admin/credits.js";
+import { registerAdminKeys } from "./routes/admin/keys.js";
+import { registerAdminOrgs } from "./routes/admin/orgs.js";
+import { registerBalance } from "./routes/billing/balance.js";
+import { registerTransactions } from "./routes/billing/transactions.js";
+import { registerDocs } from "./routes/meta/docs.js";
+
+export const OPENAPI_DOCUMENT = {
+  openapi: "3.1.0",
+  info: {
+    title: "Hanzo Billing",
+    version: "0.1.0",
+    description:
+      "Credits, metering, invoices and HUSD top-ups for Hanzo Cloud. USD amounts appear twice: as JSON numbers for display " +
+      "(the documented shapes) and exactly, as integer nano-USD (1e-9 USD) strings in *_nano_usd fields.",
+  },
+} as const;
+
+/** Builds the whole HTTP app from its dependencies; the server is started elsewhere (bin/api.ts). */
+export function createApp(deps: AppDeps) {
+  const app = new OpenAPIHono<AppEnv>({
+    // Every validation failure becomes a 400 in the envelope that names the field.
+    defaultHook: (result) => {
+      if (!result.success) {
+        const err = fromZodError(result.error, result.target);
+        if (err.details?.param === "idempotency-key") {
+          throw new BillingError("idempotency_key_required", "send an Idempotency-Key header (1-255 printable characters)", {
+            details: { param: "Idempotency-Key" },
+          });
+        }
+        throw err;
+      }
+    },
+  });
+  app.openAPIRegistry.registerComponent("securitySchemes", "bearer", { type: "http", scheme: "bearer", description: "hk-… API key" });
+
+  app.use("*", async (c, next) => {
+    c.set("deps", deps);
+    await next();
+  });
+  app.use("*", requestId);
+  app.use("*", bodyLimit({ maxSize: 4 * 1024 * 1024, onError: () => { throw new BillingError("payload_too_large", "the request body is larger than 4 MiB"); } }));
+
+  app.get("/healthz", async (c) => {
+    await deps.sql`select 1`;
+    return c.json({ ok: true });
+  });
+
+  registerAdminOrgs(app);
+  registerAdminKeys(app);
+  registerAdminCredits(app);
+  registerBalance(app);
+  registerTransactions(app);
+
+  app.doc31("/v1/openapi.json", OPENAPI_DOCUMENT);
+  registerDocs(app, OPENAPI_DOCUMENT);
+
+  app.notFound((c) => handleError(new BillingError("not_found", `no route for ${c.req.method} ${c.req.path}`), c));
+  app.onError((err, c) => handleError(err, c));
+  return app;
+}
+
+export type App = ReturnType<typeof createApp>;

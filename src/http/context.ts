@@ -1,0 +1,21 @@
+import type { Logger } from "pino";
+import type { Principal } from "../billing/api-keys.js";
+import type { Clock } from "../clock.js";
+import type { Config } from "../config.js";
+import type { Sql } from "../db/client.js";
+
+/** Everything a route needs, passed in by the process that builds the app (bin/api.ts, or a test). */
+export type AppDeps = {
+  sql: Sql;
+  config: Config;
+  clock: Clock;
+  logger: Logger;
+};
+
+export type AppEnv = {
+  Variables: {
+    requestId: string;
+    principal: Principal;
+    deps: AppDeps;
+  };
+};

@@ -1,0 +1,45 @@
+import type { Context } from "hono";
+import { HTTPException } from "hono/http-exception";
+import type { ZodError } from "zod";
+import { BillingError, type ErrorCode } from "../errors.js";
+import type { AppEnv } from "./context.js";
+
+export type ErrorBody = {
+  error: { type: string; code: ErrorCode; message: string; request_id: string; param?: string };
+};
+
+export function errorBody(err: BillingError, requestId: string): ErrorBody {
+  const param = typeof err.details?.param === "string" ? err.details.param : undefined;
+  return { error: { type: err.type, code: err.code, message: err.message, request_id: requestId, ...(param ? { param } : {}) } };
+}
+
+/** A zod failure names the first bad field by its path (e.g. `events.3.quantity`) in message and `param`. */
+export function fromZodError(error: ZodError, where: string): BillingError {
+  const issue = error.issues[0];
+  const path = issue?.path.map(String).join(".") ?? "";
+  const field = path || where;
+  const more = error.issues.length > 1 ? ` (and ${error.issues.length - 1} more problem(s))` : "";
+  return new BillingError("invalid_request", `${field}: ${issue?.message ?? "invalid"}${more}`, { details: { param: field } });
+}
+
+/** The one place any error becomes a response. Unknown errors are logged and hidden behind a 500. */
+export function handleError(err: Error, c: Context<AppEnv>): Response {
+  const requestId = c.get("requestId") ?? "req_unknown";
+  let billingError: BillingError;
+  if (err instanceof BillingError) {
+    billingError = err;
+  } else if (err instanceof HTTPException) {
+    billingError = fromHttpException(err);
+  } else {
+    c.get("deps")?.logger.error({ err, request_id: requestId }, "unhandled error");
+    billingError = new BillingError("internal_error", "something went wrong on our side; the request id identifies it");
+  }
+  return c.json(errorBody(billingError, requestId), billingError.status);
+}
+
+function fromHttpException(err: HTTPException): BillingError {
+  if (err.status === 400 && /JSON/i.test(err.message)) return new BillingError("invalid_json", "the request body is not valid JSON");
+  if (err.status === 413) return new BillingError("payload_too_large", "the request body is too large");
+  if (err.status === 404) return new BillingError("not_found", err.message || "not found");
+  return new BillingError("invalid_request", err.message || "bad request");
+}

@@ -1,0 +1,86 @@
+import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
+import { grantCredits, type CreditGrant } from "../../../billing/grants.js";
+import { formatUsd, formatUsdNumber } from "../../../ledger/money.js";
+import type { AppEnv } from "../../context.js";
+import { requireScope } from "../../middleware/auth.js";
+import { errorResponses, IdempotencyKeyHeader, jsonBody, jsonResponse, PositiveUsdString } from "../../schemas.js";
+
+export const GrantCreditsRequest = z
+  .object({
+    amount: PositiveUsdString,
+    reason: z.string().trim().min(1).max(500),
+    expires_at: z.iso.datetime({ offset: true }).optional().openapi({ example: "2027-01-01T00:00:00Z" }),
+  })
+  .strict()
+  .openapi("GrantCreditsRequest");
+
+export const CreditGrantResponse = z
+  .object({
+    id: z.string(),
+    org_id: z.string(),
+    transaction_id: z.string(),
+    amount: z.number(),
+    amount_usd: z.string().openapi({ description: "Exact decimal USD" }),
+    amount_nano_usd: z.string(),
+    reason: z.string(),
+    expires_at: z.string().nullable(),
+    created_at: z.string(),
+  })
+  .openapi("CreditGrant");
+
+function grantJson(g: CreditGrant) {
+  return {
+    id: g.id,
+    org_id: g.orgId,
+    transaction_id: g.transactionId,
+    amount: formatUsdNumber(g.amount),
+    amount_usd: formatUsd(g.amount),
+    amount_nano_usd: g.amount.toString(),
+    reason: g.reason,
+    expires_at: g.expiresAt?.toISOString() ?? null,
+    created_at: g.createdAt.toISOString(),
+  };
+}
+
+const grantRoute = createRoute({
+  method: "post",
+  path: "/v1/admin/orgs/{id}/credits",
+  tags: ["admin"],
+  summary: "Grant credits to an organization",
+  description: "Idempotent by the Idempotency-Key header: a retry returns the first grant (200, Idempotent-Replayed: true) and credits nothing more.",
+  security: [{ bearer: [] }],
+  middleware: [requireScope("admin")] as const,
+  request: {
+    params: z.object({ id: z.string().max(64) }),
+    headers: z.object({ "idempotency-key": IdempotencyKeyHeader }),
+    body: jsonBody(GrantCreditsRequest),
+  },
+  responses: {
+    201: jsonResponse(CreditGrantResponse, "Credits granted"),
+    200: jsonResponse(CreditGrantResponse, "A replay of an earlier grant with the same key"),
+    ...errorResponses(400, 401, 403, 404, 409),
+  },
+});
+
+export function registerAdminCredits(app: OpenAPIHono<AppEnv>) {
+  app.openapi(grantRoute, async (c) => {
+    const { sql, clock } = c.get("deps");
+    const body = c.req.valid("json");
+    const { grant, created } = await grantCredits(
+      sql,
+      {
+        orgId: c.req.valid("param").id,
+        amount: body.amount,
+        reason: body.reason,
+        expiresAt: body.expires_at ? new Date(body.expires_at) : null,
+        idempotencyKey: c.req.valid("header")["idempotency-key"],
+      },
+      clock(),
+    );
+    if (!created) {
+      c.header("Idempotent-Replayed", "true");
+      return c.json(grantJson(grant), 200);
+    }
+    return c.json(grantJson(grant), 201);
+  });
+}

@@ -1,0 +1,60 @@
+import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
+import { listTransactions } from "../../../billing/transactions.js";
+import { formatUsd, formatUsdNumber } from "../../../ledger/money.js";
+import type { AppEnv } from "../../context.js";
+import { principalOrgId, requireScope } from "../../middleware/auth.js";
+import { Cursor, errorResponses, jsonResponse, Limit } from "../../schemas.js";
+
+export const LedgerTransaction = z
+  .object({
+    id: z.string(),
+    kind: z.string().openapi({ example: "grant" }),
+    amount: z.number().openapi({ description: "Net effect on the balance, USD (negative for spending)" }),
+    amount_usd: z.string(),
+    amount_nano_usd: z.string(),
+    description: z.string().nullable(),
+    metadata: z.record(z.string(), z.unknown()),
+    created_at: z.string(),
+  })
+  .openapi("LedgerTransaction");
+
+const listRoute = createRoute({
+  method: "get",
+  path: "/v1/billing/transactions",
+  tags: ["billing"],
+  summary: "Ledger history, newest first",
+  security: [{ bearer: [] }],
+  middleware: [requireScope("org")] as const,
+  request: { query: z.object({ limit: Limit, cursor: Cursor }) },
+  responses: {
+    200: jsonResponse(
+      z.object({ data: z.array(LedgerTransaction), has_more: z.boolean(), next_cursor: z.string().nullable() }),
+      "A page of transactions",
+    ),
+    ...errorResponses(400, 401, 403),
+  },
+});
+
+export function registerTransactions(app: OpenAPIHono<AppEnv>) {
+  app.openapi(listRoute, async (c) => {
+    const query = c.req.valid("query");
+    const page = await listTransactions(c.get("deps").sql, principalOrgId(c), { limit: query.limit, cursor: query.cursor });
+    return c.json(
+      {
+        data: page.data.map((t) => ({
+          id: t.id,
+          kind: t.kind,
+          amount: formatUsdNumber(t.amount),
+          amount_usd: formatUsd(t.amount),
+          amount_nano_usd: t.amount.toString(),
+          description: t.description,
+          metadata: t.metadata,
+          created_at: t.createdAt.toISOString(),
+        })),
+        has_more: page.nextCursor !== null,
+        next_cursor: page.nextCursor,
+      },
+      200,
+    );
+  });
+}

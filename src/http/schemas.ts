@@ -1,0 +1,70 @@
+import { z } from "@hono/zod-openapi";
+import { MoneyError, parseUsd } from "../ledger/money.js";
+
+export const ErrorEnvelope = z
+  .object({
+    error: z.object({
+      type: z.string().openapi({ example: "billing_error" }),
+      code: z.string().openapi({ example: "insufficient_balance", description: "Stable, documented; branch on this." }),
+      message: z.string(),
+      request_id: z.string(),
+      param: z.string().optional().openapi({ description: "The request field at fault, when there is one." }),
+    }),
+  })
+  .openapi("Error");
+
+const ERROR_DESCRIPTIONS: Record<number, string> = {
+  400: "Invalid request (`invalid_request`, `invalid_json`)",
+  401: "Missing, malformed, unknown or revoked API key",
+  402: "Insufficient balance",
+  403: "Key of the wrong scope",
+  404: "Not found",
+  409: "Idempotency key reused for a different request",
+  422: "Refers to something that does not exist",
+  503: "A dependency is not configured or unavailable",
+};
+
+/** Error responses in the envelope, for a route's `responses`. */
+export function errorResponses<S extends number>(...statuses: S[]) {
+  return Object.fromEntries(
+    statuses.map((s) => [s, { description: ERROR_DESCRIPTIONS[s] ?? "Error", content: { "application/json": { schema: ErrorEnvelope } } }]),
+  ) as Record<S, { description: string; content: { "application/json": { schema: typeof ErrorEnvelope } } }>;
+}
+
+export function jsonBody<T extends z.ZodType>(schema: T, description?: string) {
+  return { required: true, description, content: { "application/json": { schema } } } as const;
+}
+
+export function jsonResponse<T extends z.ZodType>(schema: T, description: string) {
+  return { description, content: { "application/json": { schema } } } as const;
+}
+
+/** A USD amount as a decimal string: exact, at most 9 decimals (nano-USD), within ledger range. */
+export const UsdString = z
+  .string()
+  .max(40)
+  .transform((text, ctx) => {
+    try {
+      return parseUsd(text);
+    } catch (err) {
+      ctx.addIssue({ code: "custom", message: err instanceof MoneyError ? err.message : "not a USD amount" });
+      return z.NEVER;
+    }
+  })
+  .openapi({ type: "string", example: "25.00", description: "USD as a decimal string; at most 9 decimals" });
+
+/** Positive USD amount no larger than one million dollars per movement: anything bigger is a typo. */
+export const PositiveUsdString = UsdString.refine((n) => n > 0n, "must be greater than zero").refine(
+  (n) => n <= 1_000_000n * 1_000_000_000n,
+  "must be at most 1000000.00 USD in one movement",
+);
+
+export const IdempotencyKeyHeader = z
+  .string()
+  .min(1)
+  .max(255)
+  .regex(/^[\x21-\x7e]+$/, "must be printable ASCII without spaces")
+  .openapi({ description: "Makes the call safe to retry: the same key returns the first result and moves no money again." });
+
+export const Cursor = z.string().max(200).optional().openapi({ description: "`next_cursor` from the previous page" });
+export const Limit = z.coerce.number().int().min(1).max(100).default(20);

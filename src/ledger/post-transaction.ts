@@ -1,0 +1,83 @@
+import { createHash } from "node:crypto";
+import type { TransactionSql } from "../db/client.js";
+import { BillingError } from "../errors.js";
+import { newId } from "../ids.js";
+
+export type TransactionKind =
+  | "grant"
+  | "grant_expiry"
+  | "husd_deposit"
+  | "card_topup"
+  | "hold"
+  | "release"
+  | "usage"
+  | "invoice_settlement"
+  | "reversal";
+
+export type Entry = { accountId: string; amount: bigint };
+
+export type Posting = {
+  kind: TransactionKind;
+  orgId: string | null;
+  /** Unique per kind: the same key never moves money twice. */
+  idempotencyKey: string;
+  /** What the caller asked for; a reused key with a different request is refused, not replayed. */
+  fingerprint?: string;
+  description?: string;
+  metadata?: Record<string, unknown>;
+  entries: Entry[];
+  createdAt?: Date;
+};
+
+export type PostResult = { transactionId: string; created: boolean };
+
+export class UnbalancedPostingError extends Error {
+  override name = "UnbalancedPostingError";
+}
+
+export function fingerprint(value: unknown): string {
+  return createHash("sha256")
+    .update(JSON.stringify(value, (_k, v) => (typeof v === "bigint" ? v.toString() : v)))
+    .digest("hex");
+}
+
+/** Checks the double-entry rule in code too, so a bug fails here with a clear message before PostgreSQL refuses it. */
+export function assertBalanced(entries: Entry[]): void {
+  if (entries.length < 2) throw new UnbalancedPostingError("a ledger transaction needs at least two entries");
+  let sum = 0n;
+  for (const e of entries) {
+    if (e.amount === 0n) throw new UnbalancedPostingError(`zero entry on ${e.accountId}`);
+    sum += e.amount;
+  }
+  if (sum !== 0n) throw new UnbalancedPostingError(`entries sum to ${sum}, not zero`);
+}
+
+/**
+ * Records one balanced movement, exactly once per (kind, idempotency key). Runs inside the
+ * caller's transaction so the movement commits together with whatever it pays for. On a
+ * replay (including the loser of a race, which waits on the unique index until the winner
+ * commits) it returns the first transaction and writes nothing.
+ */
+export async function postTransaction(tx: TransactionSql, posting: Posting): Promise<PostResult> {
+  assertBalanced(posting.entries);
+  const id = newId("txn");
+  const inserted = await tx<{ id: string }[]>`
+    insert into ledger_transactions (id, org_id, kind, idempotency_key, request_fingerprint, description, metadata, created_at)
+    values (${id}, ${posting.orgId}, ${posting.kind}, ${posting.idempotencyKey}, ${posting.fingerprint ?? null},
+            ${posting.description ?? null}, ${tx.json((posting.metadata ?? {}) as never)}, ${posting.createdAt ?? new Date()})
+    on conflict (kind, idempotency_key) do nothing
+    returning id`;
+  if (inserted.length === 0) {
+    const [existing] = await tx<{ id: string; request_fingerprint: string | null; org_id: string | null }[]>`
+      select id, request_fingerprint, org_id from ledger_transactions
+      where kind = ${posting.kind} and idempotency_key = ${posting.idempotencyKey}`;
+    if (!existing) throw new Error("idempotency conflict without a row: impossible under read committed");
+    if (existing.org_id !== posting.orgId || (posting.fingerprint && existing.request_fingerprint !== posting.fingerprint)) {
+      throw new BillingError("idempotency_key_reused", "this idempotency key was already used for a different request");
+    }
+    return { transactionId: existing.id, created: false };
+  }
+  const rows = posting.entries.map((e) => ({ transaction_id: id, account_id: e.accountId, amount: e.amount.toString() }));
+  await tx`insert into ledger_entries ${tx(rows, "transaction_id", "account_id", "amount")}`;
+  return { transactionId: id, created: true };
+}

@@ -1,0 +1,75 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createOrganization } from "../../src/billing/organizations.js";
+import { orgCreditsAccount, SystemAccounts } from "../../src/ledger/accounts.js";
+import { checkLedger } from "../../src/ledger/check.js";
+import { postTransaction, UnbalancedPostingError } from "../../src/ledger/post-transaction.js";
+import { createTestDatabase, type TestDatabase } from "../support/database.js";
+
+describe("ledger enforcement in PostgreSQL", () => {
+  let db: TestDatabase;
+  let orgId: string;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    orgId = (await createOrganization(db.sql, { name: "Ledger Co" })).id;
+  });
+  afterAll(() => db.drop());
+
+  async function insertRaw(entries: [string, bigint][]) {
+    const id = `txn_raw_${Math.random().toString(36).slice(2)}`;
+    await db.sql.begin(async (tx) => {
+      await tx`insert into ledger_transactions (id, org_id, kind, idempotency_key) values (${id}, ${orgId}, 'grant', ${id})`;
+      for (const [account, amount] of entries) {
+        await tx`insert into ledger_entries (transaction_id, account_id, amount) values (${id}, ${account}, ${amount.toString()})`;
+      }
+    });
+    return id;
+  }
+
+  it("refuses to commit an unbalanced transaction, even when written by hand", async () => {
+    await expect(insertRaw([[orgCreditsAccount(orgId), 5n], [SystemAccounts.grants, -4n]])).rejects.toThrow(/unbalanced/);
+    await expect(insertRaw([[orgCreditsAccount(orgId), 5n]])).rejects.toThrow(/unbalanced/);
+  });
+
+  it("refuses a transaction with no entries", async () => {
+    await expect(insertRaw([])).rejects.toThrow(/has no entries/);
+  });
+
+  it("commits a balanced one and updates the balance cache in the same transaction", async () => {
+    const before = await db.sql`select balance from ledger_accounts where id = ${orgCreditsAccount(orgId)}`;
+    await insertRaw([[orgCreditsAccount(orgId), 7n], [SystemAccounts.grants, -7n]]);
+    const after = await db.sql`select balance from ledger_accounts where id = ${orgCreditsAccount(orgId)}`;
+    expect(after[0]!.balance - before[0]!.balance).toBe(7n);
+  });
+
+  it("entries and transactions cannot be updated, deleted or truncated", async () => {
+    const id = await insertRaw([[orgCreditsAccount(orgId), 3n], [SystemAccounts.grants, -3n]]);
+    await expect(db.sql`update ledger_entries set amount = 300 where transaction_id = ${id}`).rejects.toThrow(/append-only/);
+    await expect(db.sql`delete from ledger_entries where transaction_id = ${id}`).rejects.toThrow(/append-only/);
+    await expect(db.sql`update ledger_transactions set kind = 'usage' where id = ${id}`).rejects.toThrow(/append-only/);
+    await expect(db.sql`delete from ledger_transactions where id = ${id}`).rejects.toThrow(/append-only/);
+    await expect(db.sql`truncate ledger_entries cascade`).rejects.toThrow(/append-only/);
+  });
+
+  it("the code path refuses unbalanced postings before PostgreSQL sees them", async () => {
+    await expect(
+      db.sql.begin((tx) =>
+        postTransaction(tx as never, {
+          kind: "grant",
+          orgId,
+          idempotencyKey: "bad",
+          entries: [{ accountId: orgCreditsAccount(orgId), amount: 1n }, { accountId: SystemAccounts.grants, amount: -2n }],
+        }),
+      ),
+    ).rejects.toThrow(UnbalancedPostingError);
+  });
+
+  it("the check finds a tampered cache (triggers disabled by a superuser) and nothing on a healthy ledger", async () => {
+    expect(await checkLedger(db.sql)).toEqual({ unbalancedTransactions: [], balanceMismatches: [] });
+    await db.sql`update ledger_accounts set balance = balance + 1 where id = ${orgCreditsAccount(orgId)}`;
+    const check = await checkLedger(db.sql);
+    expect(check.balanceMismatches).toHaveLength(1);
+    expect(check.balanceMismatches[0]!.accountId).toBe(orgCreditsAccount(orgId));
+    expect(check.balanceMismatches[0]!.cached - check.balanceMismatches[0]!.fromEntries).toBe(1n);
+    await db.sql`update ledger_accounts set balance = balance - 1 where id = ${orgCreditsAccount(orgId)}`;
+  });
+});
