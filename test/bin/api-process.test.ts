@@ -1,0 +1,37 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { TEST_ADMIN_KEY } from "../support/app.js";
+import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { freePort } from "../support/free-port.js";
+import { startBin, waitFor } from "../support/process.js";
+
+describe("npm run api (bin/api.ts)", () => {
+  let db: TestDatabase;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+  });
+  afterAll(() => db.drop());
+
+  it("serves /healthz and the API, and exits cleanly on SIGTERM", async () => {
+    const port = await freePort();
+    const api = startBin("api.ts", { DATABASE_URL: db.url, PORT: String(port), ADMIN_API_KEY: TEST_ADMIN_KEY, LOG_LEVEL: "info" });
+    const base = `http://127.0.0.1:${port}`;
+    await waitFor(async () => (await fetch(`${base}/healthz`)).ok, { what: `api on ${port}: ${api.output()}` });
+    const org = await fetch(`${base}/v1/admin/orgs`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${TEST_ADMIN_KEY}`, "content-type": "application/json" },
+      body: JSON.stringify({ name: "Process Co" }),
+    });
+    expect(org.status).toBe(201);
+    await api.stop("SIGTERM");
+    expect(await api.exited).toBe(0);
+    expect(api.output()).toContain('"msg":"api stopped"');
+  });
+
+  it("refuses to start with a bad environment and names every bad variable", async () => {
+    const api = startBin("api.ts", { DATABASE_URL: "nope", PORT: "-1" });
+    const code = await api.exited;
+    expect(code).not.toBe(0);
+    expect(api.output()).toContain("DATABASE_URL");
+    expect(api.output()).toContain("PORT");
+  });
+});
