@@ -1,14 +1,21 @@
 import { serve } from "@hono/node-server";
 import { systemClock } from "../src/clock.js";
 import { loadConfig } from "../src/config.js";
+import { Redis } from "ioredis";
+import { Metering } from "../src/billing/metering.js";
 import { createSql } from "../src/db/client.js";
 import { createApp } from "../src/http/app.js";
 import { createLogger } from "../src/observability/logger.js";
+import { createQueues, enqueueAlerts } from "../src/workers/queues.js";
 
 const config = loadConfig();
 const logger = createLogger("api", config.LOG_LEVEL);
 const sql = createSql(config.DATABASE_URL, { max: config.DATABASE_POOL_MAX, applicationName: "hanzo-api" });
-const app = createApp({ sql, config, clock: systemClock, logger });
+const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
+const queues = createQueues(redis, config.REDIS_PREFIX);
+const metering = new Metering(sql, { logger, onCrossings: (crossings) => enqueueAlerts(queues, crossings.map((c) => c.alertId)) });
+await metering.ready();
+const app = createApp({ sql, config, clock: systemClock, logger, metering });
 
 const server = serve({ fetch: app.fetch, hostname: config.HOST, port: config.PORT }, (info) => {
   logger.info({ url: `http://${config.HOST}:${info.port}` }, "api listening");
@@ -24,6 +31,8 @@ async function shutdown(signal: string) {
   const force = setTimeout(() => process.exit(1), 10_000);
   force.unref();
   await new Promise<void>((resolve) => server.close(() => resolve()));
+  await queues.close();
+  redis.disconnect();
   await sql.end({ timeout: 5 });
   logger.info("api stopped");
   process.exit(0);

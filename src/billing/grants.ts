@@ -117,15 +117,16 @@ export async function pendingExpiry(sql: Sql | TransactionSql, orgId: string, no
  * from the moment they expire (see getBalance), so this only makes the ledger say so.
  */
 export async function expireGrants(sql: Sql, now: Date, limit = 500): Promise<number> {
-  const due = await sql<{ id: string }[]>`
-    select id from credit_grants where expires_at <= ${now} and expired_at is null order by expires_at limit ${limit}`;
+  const due = await sql<{ id: string; org_id: string }[]>`
+    select id, org_id from credit_grants where expires_at <= ${now} and expired_at is null order by expires_at limit ${limit}`;
   let posted = 0;
-  for (const { id } of due) {
+  for (const { id, org_id } of due) {
     await sql.begin(async (tx) => {
+      // Org account first, grant second: the same lock order as the usage path, so no deadlock.
+      const [account] = await tx<{ balance: bigint }[]>`
+        select balance from ledger_accounts where id = ${orgCreditsAccount(org_id)} for update`;
       const [grant] = await tx<GrantRow[]>`select * from credit_grants where id = ${id} and expired_at is null for update`;
       if (!grant) return; // another worker got it first
-      const [account] = await tx<{ balance: bigint }[]>`
-        select balance from ledger_accounts where id = ${orgCreditsAccount(grant.org_id)} for update`;
       const unused = grant.amount - grant.consumed;
       const available = account!.balance > 0n ? account!.balance : 0n;
       const take = unused < available ? unused : available;

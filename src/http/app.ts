@@ -9,6 +9,10 @@ import { registerAdminKeys } from "./routes/admin/keys.js";
 import { registerAdminOrgs } from "./routes/admin/orgs.js";
 import { registerBalance } from "./routes/billing/balance.js";
 import { registerTransactions } from "./routes/billing/transactions.js";
+import { registerUsageReport } from "./routes/billing/usage-report.js";
+import { registerAuthorize } from "./routes/gateway/authorize.js";
+import { registerUsageIngest } from "./routes/gateway/usage.js";
+import { registerPricing } from "./routes/pricing/pricing.js";
 import { registerDocs } from "./routes/meta/docs.js";
 
 export const OPENAPI_DOCUMENT = {
@@ -57,6 +61,10 @@ export function createApp(deps: AppDeps) {
   registerAdminCredits(app);
   registerBalance(app);
   registerTransactions(app);
+  registerUsageReport(app);
+  registerAuthorize(app);
+  registerUsageIngest(app);
+  registerPricing(app);
 
   app.doc31("/v1/openapi.json", OPENAPI_DOCUMENT);
   registerDocs(app, OPENAPI_DOCUMENT);

@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 import type { Principal } from "../billing/api-keys.js";
+import type { Metering } from "../billing/metering.js";
 import type { Clock } from "../clock.js";
 import type { Config } from "../config.js";
 import type { Sql } from "../db/client.js";
@@ -10,6 +11,7 @@ export type AppDeps = {
   config: Config;
   clock: Clock;
   logger: Logger;
+  metering: Metering;
 };
 
 export type AppEnv = {

@@ -18,8 +18,10 @@ describe("ledger enforcement in PostgreSQL", () => {
     const id = `txn_raw_${Math.random().toString(36).slice(2)}`;
     await db.sql.begin(async (tx) => {
       await tx`insert into ledger_transactions (id, org_id, kind, idempotency_key) values (${id}, ${orgId}, 'grant', ${id})`;
-      for (const [account, amount] of entries) {
-        await tx`insert into ledger_entries (transaction_id, account_id, amount) values (${id}, ${account}, ${amount.toString()})`;
+      // A transaction's entries go in one statement, as postTransaction writes them.
+      if (entries.length > 0) {
+        const rows = entries.map(([account_id, amount]) => ({ transaction_id: id, account_id, amount: amount.toString() }));
+        await tx`insert into ledger_entries ${tx(rows, "transaction_id", "account_id", "amount")}`;
       }
     });
     return id;
@@ -28,6 +30,13 @@ describe("ledger enforcement in PostgreSQL", () => {
   it("refuses to commit an unbalanced transaction, even when written by hand", async () => {
     await expect(insertRaw([[orgCreditsAccount(orgId), 5n], [SystemAccounts.grants, -4n]])).rejects.toThrow(/unbalanced/);
     await expect(insertRaw([[orgCreditsAccount(orgId), 5n]])).rejects.toThrow(/unbalanced/);
+  });
+
+  it("refuses an entry added later to a balanced transaction", async () => {
+    const id = await insertRaw([[orgCreditsAccount(orgId), 2n], [SystemAccounts.grants, -2n]]);
+    await expect(
+      db.sql`insert into ledger_entries (transaction_id, account_id, amount) values (${id}, ${orgCreditsAccount(orgId)}, 1)`,
+    ).rejects.toThrow(/unbalanced/);
   });
 
   it("refuses a transaction with no entries", async () => {

@@ -2,6 +2,8 @@ import { pino } from "pino";
 import type { Clock } from "../../src/clock.js";
 import { loadConfig, type Config } from "../../src/config.js";
 import type { Sql } from "../../src/db/client.js";
+import { Metering } from "../../src/billing/metering.js";
+import type { LowBalanceCrossing } from "../../src/billing/usage.js";
 import { createApp } from "../../src/http/app.js";
 
 export const TEST_ADMIN_KEY = "hk-test-admin-key-0123456789abcdef";
@@ -19,10 +21,16 @@ export function manualClock(start = new Date("2026-11-15T12:00:00Z")) {
 export type TestApp = ReturnType<typeof createTestApp>;
 
 /** The real app, in-process, against a real database. */
-export function createTestApp(opts: { sql: Sql; clock?: Clock; config?: Partial<Record<keyof Config, string>> }) {
+export function createTestApp(opts: {
+  sql: Sql;
+  clock?: Clock;
+  config?: Partial<Record<keyof Config, string>>;
+  onCrossings?: (c: LowBalanceCrossing[]) => Promise<void>;
+}) {
   const config = loadConfig({ NODE_ENV: "test", ADMIN_API_KEY: TEST_ADMIN_KEY, ...opts.config });
   const clock = opts.clock ?? (() => new Date());
-  const app = createApp({ sql: opts.sql, config, clock, logger: pino({ level: "silent" }) });
+  const metering = new Metering(opts.sql, { onCrossings: opts.onCrossings });
+  const app = createApp({ sql: opts.sql, config, clock, logger: pino({ level: "silent" }), metering });
 
   async function call(method: string, path: string, init: { key?: string | null; body?: unknown; rawBody?: string; headers?: Record<string, string> } = {}) {
     const headers: Record<string, string> = { ...init.headers };
@@ -61,5 +69,5 @@ export function createTestApp(opts: { sql: Sql; clock?: Clock; config?: Partial<
     return res;
   }
 
-  return { app, config, clock, call, createOrg, grant };
+  return { app, config, clock, metering, call, createOrg, grant };
 }

@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import postgres from "postgres";
 import type { TestProject } from "vitest/node";
 import { createSql } from "../../src/db/client.js";
+import { loadCatalog, readCatalogFile } from "../../src/billing/catalog.js";
 import { migrate } from "../../src/db/migrate.js";
 import { assertServicesReachable, databaseUrl, TEST_PG_URL } from "./services.js";
 
@@ -25,6 +26,7 @@ export default async function setup(project: TestProject) {
   const sql = createSql(databaseUrl(template), { max: 1 });
   try {
     await migrate(sql);
+    await loadCatalog(sql, await readCatalogFile()); // every test database starts with the repo's catalog
   } finally {
     await sql.end();
   }

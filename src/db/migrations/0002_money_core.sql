@@ -66,22 +66,27 @@ create table ledger_entries (
 create index ledger_entries_txn_idx on ledger_entries (transaction_id);
 create index ledger_entries_account_idx on ledger_entries (account_id);
 
--- Every transaction must balance. Checked at commit (deferred), so a posting may insert its
--- entries one by one, but can never commit a set that does not sum to zero.
+-- Every transaction must balance. Checked per statement over all entries of the transactions
+-- the statement touched, so a transaction's entries are written in one statement (as
+-- postTransaction does) and nothing can ever add an entry that unbalances it later.
 create function ledger_assert_balanced() returns trigger language plpgsql as $$
 declare
-  total numeric;
-  n int;
+  bad record;
 begin
-  select coalesce(sum(amount), 0), count(*) into total, n from ledger_entries where transaction_id = new.transaction_id;
-  if n < 2 or total <> 0 then
-    raise exception 'ledger transaction % is unbalanced: % entries summing to %', new.transaction_id, n, total
+  select e.transaction_id, sum(e.amount) as total, count(*) as n into bad
+  from ledger_entries e
+  where e.transaction_id in (select distinct transaction_id from inserted)
+  group by e.transaction_id
+  having sum(e.amount) <> 0 or count(*) < 2
+  limit 1;
+  if found then
+    raise exception 'ledger transaction % is unbalanced: % entries summing to %', bad.transaction_id, bad.n, bad.total
       using errcode = 'check_violation';
   end if;
   return null;
 end $$;
-create constraint trigger ledger_entries_balanced after insert on ledger_entries
-  deferrable initially deferred for each row execute function ledger_assert_balanced();
+create trigger ledger_entries_balanced after insert on ledger_entries
+  referencing new table as inserted for each statement execute function ledger_assert_balanced();
 
 -- A transaction with no entries at all is refused as well.
 create function ledger_assert_has_entries() returns trigger language plpgsql as $$
@@ -108,16 +113,19 @@ create trigger ledger_transactions_immutable before update or delete on ledger_t
 create trigger ledger_transactions_no_truncate before truncate on ledger_transactions
   for each statement execute function ledger_refuse_change();
 
--- Keep the balance cache of organization accounts in the same transaction as the entry.
+-- Keep the balance cache of organization accounts in the same statement as the entries, one
+-- update per account per statement (batched postings touch each account once).
 -- System accounts are left uncached on purpose: every org's usage credits system:revenue, and
 -- one hot row updated by every request would serialize all organizations behind it.
 create function ledger_apply_to_balance() returns trigger language plpgsql as $$
 begin
-  update ledger_accounts set balance = balance + new.amount where id = new.account_id and kind <> 'system';
+  update ledger_accounts a set balance = a.balance + s.total
+  from (select account_id, sum(amount) as total from inserted group by account_id) s
+  where a.id = s.account_id and a.kind <> 'system';
   return null;
 end $$;
 create trigger ledger_entries_apply after insert on ledger_entries
-  for each row execute function ledger_apply_to_balance();
+  referencing new table as inserted for each statement execute function ledger_apply_to_balance();
 
 -- Credit grants: a grant is a ledger transaction plus this row, which tracks how much of it
 -- has been consumed so that an expiring grant stops counting exactly when it expires.

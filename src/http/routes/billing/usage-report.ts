@@ -1,0 +1,67 @@
+import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
+import { resolvePeriod } from "../../../billing/periods.js";
+import { usageReport, type UsageLine } from "../../../billing/usage-report.js";
+import { formatUsd, formatUsdNumber } from "../../../ledger/money.js";
+import type { AppEnv } from "../../context.js";
+import { principalOrgId, requireScope } from "../../middleware/auth.js";
+import { errorResponses, jsonResponse } from "../../schemas.js";
+
+const Line = {
+  quantities: z.record(z.string(), z.string()).openapi({ description: "Total per meter, as exact integer strings" }),
+  cost: z.number(),
+  cost_usd: z.string(),
+  cost_nano_usd: z.string(),
+  events: z.number().int(),
+};
+export const UsageReportResponse = z
+  .object({
+    period: z.object({ label: z.string(), start: z.string(), end: z.string() }),
+    currency: z.literal("USD"),
+    total: z.number(),
+    total_usd: z.string(),
+    total_nano_usd: z.string(),
+    products: z.array(z.object({ product: z.string(), ...Line, models: z.array(z.object({ model: z.string().nullable(), ...Line })) })),
+  })
+  .openapi("UsageReport");
+
+const line = (l: UsageLine) => ({
+  quantities: Object.fromEntries(Object.entries(l.quantities).map(([k, v]) => [k, v.toString()])),
+  cost: formatUsdNumber(l.cost),
+  cost_usd: formatUsd(l.cost),
+  cost_nano_usd: l.cost.toString(),
+  events: l.events,
+});
+
+const reportRoute = createRoute({
+  method: "get",
+  path: "/v1/billing/usage",
+  tags: ["billing"],
+  summary: "Metered usage for a period, by product and model",
+  security: [{ bearer: [] }],
+  middleware: [requireScope("org")] as const,
+  request: {
+    query: z.object({
+      period: z.string().max(20).default("current").openapi({ description: "`current`, `previous` or `YYYY-MM` (calendar months, UTC)" }),
+    }),
+  },
+  responses: { 200: jsonResponse(UsageReportResponse, "Usage"), ...errorResponses(400, 401, 403) },
+});
+
+export function registerUsageReport(app: OpenAPIHono<AppEnv>) {
+  app.openapi(reportRoute, async (c) => {
+    const { sql, clock } = c.get("deps");
+    const period = resolvePeriod(c.req.valid("query").period, clock());
+    const report = await usageReport(sql, principalOrgId(c), period);
+    return c.json(
+      {
+        period: { label: period.label, start: period.start.toISOString(), end: period.end.toISOString() },
+        currency: "USD" as const,
+        total: formatUsdNumber(report.total),
+        total_usd: formatUsd(report.total),
+        total_nano_usd: report.total.toString(),
+        products: report.products.map((p) => ({ product: p.product, ...line(p), models: p.models.map((m) => ({ model: m.model || null, ...line(m) })) })),
+      },
+      200,
+    );
+  });
+}

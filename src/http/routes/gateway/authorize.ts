@@ -1,0 +1,82 @@
+import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
+import type { Hold } from "../../../billing/holds.js";
+import { formatUsd, formatUsdNumber } from "../../../ledger/money.js";
+import type { AppEnv } from "../../context.js";
+import { requireScope } from "../../middleware/auth.js";
+import { errorResponses, jsonBody, jsonResponse } from "../../schemas.js";
+import { ModelField, OrgIdField, ProductField, Quantities } from "./schemas.js";
+
+export const AuthorizeRequest = z
+  .object({
+    org_id: OrgIdField,
+    product: ProductField,
+    model: ModelField,
+    estimate: Quantities,
+    idempotency_key: z.string().min(1).max(255).optional().openapi({ description: "Retrying with the same key returns the same hold" }),
+    ttl_seconds: z.number().int().min(1).max(86_400).optional().openapi({ description: "How long the hold lives if never settled (default HOLD_TTL_SECONDS)" }),
+  })
+  .strict()
+  .openapi("AuthorizeRequest");
+
+export const HoldResponse = z
+  .object({
+    hold_id: z.string(),
+    org_id: z.string(),
+    amount: z.number(),
+    amount_usd: z.string(),
+    amount_nano_usd: z.string(),
+    catalog_version: z.string(),
+    expires_at: z.string(),
+    replayed: z.boolean(),
+  })
+  .openapi("Hold");
+
+export function holdJson(h: Hold) {
+  return {
+    hold_id: h.id,
+    org_id: h.orgId,
+    amount: formatUsdNumber(h.amount),
+    amount_usd: formatUsd(h.amount),
+    amount_nano_usd: h.amount.toString(),
+    catalog_version: h.catalogVersion,
+    expires_at: h.expiresAt.toISOString(),
+    replayed: h.replayed,
+  };
+}
+
+const authorizeRoute = createRoute({
+  method: "post",
+  path: "/v1/billing/authorize",
+  tags: ["gateway"],
+  summary: "Authorize an estimated cost before running a request",
+  description:
+    "Prices the estimate from the catalog and holds that amount of the organization's credits, or answers 402 " +
+    "`insufficient_balance` when the credits not already held cannot cover it. Gateway keys act for any organization.",
+  security: [{ bearer: [] }],
+  middleware: [requireScope("gateway")] as const,
+  request: { body: jsonBody(AuthorizeRequest) },
+  responses: {
+    201: jsonResponse(HoldResponse, "Held"),
+    200: jsonResponse(HoldResponse, "A replay of an earlier authorization with the same idempotency key"),
+    ...errorResponses(400, 401, 402, 403, 422),
+  },
+});
+
+export function registerAuthorize(app: OpenAPIHono<AppEnv>) {
+  app.openapi(authorizeRoute, async (c) => {
+    const { metering, clock, config } = c.get("deps");
+    const body = c.req.valid("json");
+    const hold = await metering.authorize(
+      {
+        orgId: body.org_id,
+        product: body.product,
+        model: body.model,
+        estimate: body.estimate,
+        idempotencyKey: body.idempotency_key,
+        ttlSeconds: body.ttl_seconds ?? config.HOLD_TTL_SECONDS,
+      },
+      clock(),
+    );
+    return c.json(holdJson(hold), hold.replayed ? 200 : 201);
+  });
+}
