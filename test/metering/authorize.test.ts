@@ -98,9 +98,8 @@ describe("POST /v1/billing/authorize", () => {
     const body = JSON.stringify({ org_id: org.id, product: "llm", model: "zen-pro", estimate: ESTIMATE });
     const statuses = await Promise.all(
       Array.from({ length: N }, (_, i) =>
-        replicas[i % 3]!.app
-          .request("/v1/billing/authorize", { method: "POST", body, headers: { authorization: `Bearer ${org.gatewayKey}`, "content-type": "application/json" } })
-          .then((r) => r.status),
+        Promise.resolve(replicas[i % 3]!.app.request("/v1/billing/authorize", { method: "POST", body, headers: { authorization: `Bearer ${org.gatewayKey}`, "content-type": "application/json" } }))
+          .then((r: Response) => r.status),
       ),
     );
     await Promise.all(replicas.map((r) => r.sql.end()));

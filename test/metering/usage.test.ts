@@ -72,9 +72,8 @@ describe("POST /v1/billing/usage and GET /v1/billing/usage", () => {
     const body = JSON.stringify({ events: [event(org.id, { idempotency_key: "the-one" })] });
     const results = await Promise.all(
       Array.from({ length: 24 }, (_, i) =>
-        replicas[i % 4]!.app
-          .request("/v1/billing/usage", { method: "POST", body, headers: { authorization: `Bearer ${org.gatewayKey}`, "content-type": "application/json" } })
-          .then((r) => r.json() as Promise<{ results: { status: string; usage_id: string }[] }>),
+        Promise.resolve(replicas[i % 4]!.app.request("/v1/billing/usage", { method: "POST", body, headers: { authorization: `Bearer ${org.gatewayKey}`, "content-type": "application/json" } }))
+          .then((r: Response) => r.json() as Promise<{ results: { status: string; usage_id: string }[] }>),
       ),
     );
     await Promise.all(replicas.map((r) => r.sql.end()));

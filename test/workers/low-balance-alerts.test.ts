@@ -1,0 +1,73 @@
+import { pino } from "pino";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { deliverLowBalanceAlert } from "../../src/workers/processors/low-balance-alert.js";
+import { createQueues, enqueueAlerts, type Queues } from "../../src/workers/queues.js";
+import { startWorkers } from "../../src/workers/start-workers.js";
+import { createTestApp, type TestApp } from "../support/app.js";
+import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { waitFor } from "../support/process.js";
+import { clearRedisPrefix, createTestRedis, uniqueRedisPrefix } from "../support/redis.js";
+
+describe("low-balance alerts", () => {
+  let db: TestDatabase;
+  let t: TestApp;
+  let queues: Queues;
+  const prefix = uniqueRedisPrefix("alerts");
+  const redis = createTestRedis();
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    queues = createQueues(redis, prefix);
+    t = createTestApp({ sql: db.sql, onCrossings: (c) => enqueueAlerts(queues, c.map((x) => x.alertId)) });
+  });
+  afterAll(async () => {
+    await queues.close();
+    await clearRedisPrefix(redis, `{${prefix}}`);
+    redis.disconnect();
+    await db.drop();
+  });
+
+  let n = 0;
+  const spend = (org: { id: string; gatewayKey: string }, requests: number) =>
+    t.call("POST", "/v1/billing/usage", {
+      key: org.gatewayKey,
+      body: { events: [{ idempotency_key: `spend-${++n}`, org_id: org.id, timestamp: new Date().toISOString(), product: "api", quantities: { requests } }] },
+    });
+
+  it("enqueues one alert per downward crossing, not one per request", async () => {
+    const org = await t.createOrg();
+    await t.grant(org.id, "10.50"); // threshold is 10.00; api requests cost $0.0001
+    await spend(org, 2000); // 10.50 → 10.30
+    await spend(org, 3000); // → 10.00 (not below)
+    await Promise.all(Array.from({ length: 10 }, () => spend(org, 100))); // → 9.90: one crossing, whatever the interleaving
+    await spend(org, 100);
+    let alerts = await db.sql`select id, balance from balance_alerts where org_id = ${org.id}`;
+    expect(alerts).toHaveLength(1);
+    expect(alerts[0]!.balance).toBeLessThan(10_000_000_000n);
+    await t.grant(org.id, "5"); // back above
+    await spend(org, 60000); // crosses again
+    alerts = await db.sql`select id from balance_alerts where org_id = ${org.id} order by created_at`;
+    expect(alerts).toHaveLength(2);
+    await waitFor(async () => (await queues.lowBalanceAlerts.getJobCountByTypes("waiting", "delayed", "active", "completed")) >= 2);
+    const jobs = await queues.lowBalanceAlerts.getJobs(["waiting", "delayed", "active", "completed"]);
+    expect(jobs.map((j) => j.id).sort()).toEqual(alerts.map((a) => a.id).sort());
+  });
+
+  it("a worker delivers each alert once, and alerts whose jobs were lost from Redis are found again from PostgreSQL", async () => {
+    const org = await t.createOrg();
+    await t.grant(org.id, "10.01");
+    await spend(org, 200);
+    const [alert] = await db.sql`select id from balance_alerts where org_id = ${org.id}`;
+    // Redis loses everything before any worker ran.
+    await clearRedisPrefix(redis, `{${prefix}}`);
+    await db.sql`update balance_alerts set created_at = created_at - interval '1 minute' where delivered_at is null`;
+    const workers = await startWorkers({ sql: db.sql, connection: redis, prefix, logger: pino({ level: "silent" }), clock: () => new Date(), config: t.config, maintenanceEveryMs: 200 });
+    try {
+      await waitFor(async () => (await db.sql`select delivered_at from balance_alerts where id = ${alert!.id}`)[0]!.delivered_at !== null, { timeoutMs: 15_000, what: "alert delivered" });
+    } finally {
+      await workers.close();
+    }
+    const deps = { sql: db.sql, logger: pino({ level: "silent" }), now: () => new Date() };
+    expect(await deliverLowBalanceAlert(deps, alert!.id)).toBe("already_delivered");
+    expect(await deliverLowBalanceAlert(deps, "alert_unknown")).toBe("unknown");
+  });
+});
