@@ -2,6 +2,7 @@ import { serve } from "@hono/node-server";
 import { systemClock } from "../src/clock.js";
 import { loadConfig } from "../src/config.js";
 import { Redis } from "ioredis";
+import { KeyCache } from "../src/billing/api-keys.js";
 import { Metering } from "../src/billing/metering.js";
 import { createSql } from "../src/db/client.js";
 import { createApp } from "../src/http/app.js";
@@ -15,7 +16,7 @@ const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
 const queues = createQueues(redis, config.REDIS_PREFIX);
 const metering = new Metering(sql, { logger, onCrossings: (crossings) => enqueueAlerts(queues, crossings.map((c) => c.alertId)) });
 await metering.ready();
-const app = createApp({ sql, config, clock: systemClock, logger, metering });
+const app = createApp({ sql, config, clock: systemClock, logger, metering, keyCache: new KeyCache() });
 
 const server = serve({ fetch: app.fetch, hostname: config.HOST, port: config.PORT }, (info) => {
   logger.info({ url: `http://${config.HOST}:${info.port}` }, "api listening");

@@ -39,19 +39,50 @@ export async function revokeApiKey(sql: Sql, keyId: string, now: Date): Promise<
 }
 
 /**
+ * Remembers resolved keys for a few seconds so the hot path does not spend a database round
+ * trip on every request. A revocation reaches this process's cache at once (revokeApiKey clears
+ * it) and every other replica's within the TTL; that bound is documented in the README.
+ */
+export class KeyCache {
+  private entries = new Map<string, { principal: Principal; until: number }>();
+  constructor(private readonly ttlMs = 5_000, private readonly max = 10_000) {}
+  get(digestHex: string, now: number): Principal | undefined {
+    const hit = this.entries.get(digestHex);
+    if (!hit) return undefined;
+    if (hit.until <= now) {
+      this.entries.delete(digestHex);
+      return undefined;
+    }
+    return hit.principal;
+  }
+  set(digestHex: string, principal: Principal, now: number) {
+    if (this.entries.size >= this.max) this.entries.delete(this.entries.keys().next().value!);
+    this.entries.set(digestHex, { principal, until: now + this.ttlMs });
+  }
+  forgetKeyId(keyId: string) {
+    for (const [k, v] of this.entries) if (v.principal.keyId === keyId) this.entries.delete(k);
+  }
+}
+
+/**
  * Resolves a bearer key to its principal. The lookup is by hash (an index probe whose timing
  * says nothing about how close a guess was), and the bootstrap admin key is compared as a
  * fixed-length digest with timingSafeEqual.
  */
-export async function authenticate(sql: Sql, key: string, adminKey: string | undefined): Promise<Principal> {
+export async function authenticate(sql: Sql, key: string, adminKey: string | undefined, cache?: KeyCache): Promise<Principal> {
   if (!API_KEY_PATTERN.test(key)) throw new BillingError("invalid_api_key", "the API key is malformed: keys look like hk-…");
   const digest = hashKey(key);
   if (adminKey !== undefined && timingSafeEqual(digest, hashKey(adminKey))) {
     return { keyId: "key_bootstrap_admin", orgId: null, scope: "admin" };
   }
+  const digestHex = digest.toString("hex");
+  const cached = cache?.get(digestHex, Date.now());
+  if (cached) return cached;
   const [row] = await sql<{ id: string; org_id: string; scope: KeyScope; key_hash: Buffer; revoked_at: Date | null }[]>`
     select id, org_id, scope, key_hash, revoked_at from api_keys where key_hash = ${digest}`;
   if (!row || !timingSafeEqual(row.key_hash, digest)) throw new BillingError("invalid_api_key", "the API key is not valid");
   if (row.revoked_at) throw new BillingError("invalid_api_key", "the API key has been revoked");
-  return { keyId: row.id, orgId: row.org_id, scope: row.scope };
+  const principal: Principal = { keyId: row.id, orgId: row.org_id, scope: row.scope };
+  cache?.set(digestHex, principal, Date.now());
+  return principal;
 }

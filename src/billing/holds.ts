@@ -48,11 +48,13 @@ const toHold = (r: HoldRow, replayed: boolean): Hold => ({
  */
 export async function authorizeBatch(sql: Sql, requests: AuthorizeRequest[], now: Date): Promise<(Hold | BillingError)[]> {
   return sql.begin(async (tx) => {
-    const orgs = await lockOrgs(tx, requests.map((r) => r.orgId), now);
+    const orgIds = requests.map((r) => r.orgId);
+    // Pipelined after the lock: one round trip for the lock and every read.
+    const [orgs, expired, replays] = await Promise.all([lockOrgs(tx, orgIds, now), findExpiredHolds(tx, orgIds, now), findByIdempotencyKey(tx, requests)]);
     const postings: (Posting & { id: string })[] = [];
-    await expireHoldsOfLockedOrgs(tx, orgs, now, postings);
+    const writes: Promise<unknown>[] = [];
+    releaseExpired(tx, orgs, expired, now, postings, writes);
 
-    const replays = await findByIdempotencyKey(tx, requests);
     const outcomes: (Hold | BillingError)[] = [];
     const newHolds: { row: HoldRow; request: AuthorizeRequest; txn: string | null }[] = [];
     const heldPerOrg = new Map<string, { txnId: string; total: bigint }>();
@@ -127,9 +129,10 @@ export async function authorizeBatch(sql: Sql, requests: AuthorizeRequest[], now
         created_at: row.created_at,
         transaction_id: txn,
       }));
-      await tx`insert into holds ${tx(rows, "id", "org_id", "amount", "status", "idempotency_key", "product", "model", "estimate", "catalog_version", "expires_at", "created_at", "transaction_id")}`;
+      writes.push(tx`insert into holds ${tx(rows, "id", "org_id", "amount", "status", "idempotency_key", "product", "model", "estimate", "catalog_version", "expires_at", "created_at", "transaction_id")}`);
     }
-    await postTransactions(tx, postings);
+    writes.push(postTransactions(tx, postings));
+    await Promise.all(writes);
     return outcomes;
   });
 }
@@ -144,20 +147,32 @@ async function findByIdempotencyKey(tx: TransactionSql, requests: AuthorizeReque
   return new Map(rows.map((r) => [`${r.org_id}\u0000${r.idempotency_key}`, r]));
 }
 
-/**
- * Returns the amounts of expired holds of already-locked orgs to their credits. Runs inside
- * authorization batches (so an expired hold never blocks spending while the sweeper sleeps) and
- * in the sweeper.
- */
-async function expireHoldsOfLockedOrgs(tx: TransactionSql, orgs: Map<string, LockedOrg>, now: Date, postings: (Posting & { id: string })[]) {
-  if (orgs.size === 0) return;
-  const expired = await tx<{ id: string; org_id: string; amount: bigint }[]>`
+type ExpiredHold = { id: string; org_id: string; amount: bigint };
+
+/** Active holds past their expiry, of organizations this transaction locks (it runs after lockOrgs). */
+function findExpiredHolds(tx: TransactionSql, orgIds: string[], now: Date) {
+  return tx<ExpiredHold[]>`
     select id, org_id, amount from holds
-    where org_id = any(${[...orgs.keys()]}) and status = 'active' and expires_at <= ${now}
-    for update`;
-  if (expired.length === 0) return;
+    where org_id = any(${[...new Set(orgIds)]}) and status = 'active' and expires_at <= ${now}
+    order by id for update`;
+}
+
+/**
+ * Returns the amounts of expired holds of locked orgs to their credits. Runs inside
+ * authorization batches (so an expired hold never blocks spending while the sweeper sleeps) and
+ * in the sweeper. Adds postings and queues the hold updates; the caller awaits `writes`.
+ */
+function releaseExpired(
+  tx: TransactionSql,
+  orgs: Map<string, LockedOrg>,
+  expired: ExpiredHold[],
+  now: Date,
+  postings: (Posting & { id: string })[],
+  writes: Promise<unknown>[],
+) {
   const perOrg = new Map<string, { txnId: string; total: bigint; ids: string[] }>();
   for (const h of expired) {
+    if (!orgs.has(h.org_id)) continue;
     let p = perOrg.get(h.org_id);
     if (!p) perOrg.set(h.org_id, (p = { txnId: newId("txn"), total: 0n, ids: [] }));
     p.total += h.amount;
@@ -175,8 +190,8 @@ async function expireHoldsOfLockedOrgs(tx: TransactionSql, orgs: Map<string, Loc
       org.credits += p.total;
       org.held -= p.total;
     }
-    await tx`update holds set status = 'expired', closed_at = ${now}, close_transaction_id = ${hasMoney ? p.txnId : null}
-             where id = any(${p.ids})`;
+    writes.push(tx`update holds set status = 'expired', closed_at = ${now}, close_transaction_id = ${hasMoney ? p.txnId : null}
+                   where id = any(${p.ids})`);
   }
 }
 
@@ -185,14 +200,14 @@ export async function releaseExpiredHolds(sql: Sql, now: Date, maxOrgs = 200): P
   const due = await sql<{ org_id: string }[]>`
     select distinct org_id from holds where status = 'active' and expires_at <= ${now} limit ${maxOrgs}`;
   if (due.length === 0) return 0;
-  let released = 0;
-  await sql.begin(async (tx) => {
-    const orgs = await lockOrgs(tx, due.map((d) => d.org_id), now);
+  return sql.begin(async (tx) => {
+    const orgIds = due.map((d) => d.org_id);
+    const [orgs, expired] = await Promise.all([lockOrgs(tx, orgIds, now), findExpiredHolds(tx, orgIds, now)]);
     const postings: (Posting & { id: string })[] = [];
-    const before = await tx<{ n: number }[]>`select count(*)::int as n from holds where org_id = any(${[...orgs.keys()]}) and status = 'active' and expires_at <= ${now}`;
-    await expireHoldsOfLockedOrgs(tx, orgs, now, postings);
-    await postTransactions(tx, postings);
-    released = before[0]!.n;
+    const writes: Promise<unknown>[] = [];
+    releaseExpired(tx, orgs, expired, now, postings, writes);
+    writes.push(postTransactions(tx, postings));
+    await Promise.all(writes);
+    return expired.length;
   });
-  return released;
 }

@@ -19,26 +19,41 @@ const MAX_CLOCK_SKEW_MS = 5 * 60 * 1000;
  */
 export class Metering {
   readonly catalog: Catalog;
-  private readonly authorizer: GroupCommitter<{ req: AuthorizeRequest; now: Date }, Hold>;
-  private readonly recorder: GroupCommitter<{ req: UsageRequest; now: Date }, UsageResult>;
+  private readonly authorizers: GroupCommitter<{ req: AuthorizeRequest; now: Date }, Hold>[];
+  private readonly recorders: GroupCommitter<{ req: UsageRequest; now: Date }, UsageResult>[];
 
   constructor(
     private readonly sql: Sql,
-    private readonly opts: { onCrossings?: (c: LowBalanceCrossing[]) => Promise<void>; logger?: Logger; maxBatch?: number; maxInFlight?: number } = {},
+    private readonly opts: { onCrossings?: (c: LowBalanceCrossing[]) => Promise<void>; logger?: Logger; maxBatch?: number; lanes?: number } = {},
   ) {
     this.catalog = new Catalog(sql);
-    const batching = { maxBatch: opts.maxBatch ?? 500, maxInFlight: opts.maxInFlight ?? 4 };
-    this.authorizer = new GroupCommitter<{ req: AuthorizeRequest; now: Date }, Hold>(async (items) => {
-      return authorizeBatch(sql, items.map((i) => i.req), latest(items.map((i) => i.now)));
-    }, batching);
-    this.recorder = new GroupCommitter<{ req: UsageRequest; now: Date }, UsageResult>(async (items) => {
-      const { outcomes, crossings } = await recordUsageBatch(sql, items.map((i) => i.req), latest(items.map((i) => i.now)));
-      if (crossings.length > 0 && this.opts.onCrossings) {
-        // After commit. If this fails the alert rows are still in PostgreSQL and the sweeper sends them.
-        this.opts.onCrossings(crossings).catch((err) => this.opts.logger?.warn({ err }, "could not enqueue low-balance alerts; the sweeper will"));
-      }
-      return outcomes;
-    }, batching);
+    // Organizations are split over lanes by a hash of their id; each lane writes one batch at a
+    // time. Batches of different lanes lock disjoint organizations, so they run truly in
+    // parallel instead of queueing behind each other's row locks.
+    const lanes = opts.lanes ?? 4;
+    const batching = { maxBatch: opts.maxBatch ?? 500, maxInFlight: 1 };
+    this.authorizers = Array.from({ length: lanes }, () =>
+      new GroupCommitter<{ req: AuthorizeRequest; now: Date }, Hold>(
+        (items) => authorizeBatch(sql, items.map((i) => i.req), latest(items.map((i) => i.now))),
+        batching,
+      ),
+    );
+    this.recorders = Array.from({ length: lanes }, () =>
+      new GroupCommitter<{ req: UsageRequest; now: Date }, UsageResult>(async (items) => {
+        const { outcomes, crossings } = await recordUsageBatch(sql, items.map((i) => i.req), latest(items.map((i) => i.now)));
+        if (crossings.length > 0 && this.opts.onCrossings) {
+          // After commit. If this fails the alert rows are still in PostgreSQL and the sweeper sends them.
+          this.opts.onCrossings(crossings).catch((err) => this.opts.logger?.warn({ err }, "could not enqueue low-balance alerts; the sweeper will"));
+        }
+        return outcomes;
+      }, batching),
+    );
+  }
+
+  private lane(orgId: string): number {
+    let h = 0;
+    for (let i = 0; i < orgId.length; i++) h = (h * 31 + orgId.charCodeAt(i)) | 0;
+    return Math.abs(h) % this.authorizers.length;
   }
 
   async ready(): Promise<void> {
@@ -48,7 +63,7 @@ export class Metering {
   async authorize(input: AuthorizeInput, now: Date): Promise<Hold> {
     await this.ensureCatalog();
     const price = this.catalog.price(now, input.product, input.model, input.estimate);
-    return this.authorizer.submit({ req: { ...input, amount: price.cost, catalogVersion: price.version }, now });
+    return this.authorizers[this.lane(input.orgId)]!.submit({ req: { ...input, amount: price.cost, catalogVersion: price.version }, now });
   }
 
   /** Prices and records one event; rejects (throws) only for this event. */
@@ -58,7 +73,7 @@ export class Metering {
       throw new BillingError("invalid_request", "timestamp is in the future", { details: { param: "timestamp" } });
     }
     const price = this.catalog.price(input.occurredAt, input.product, input.model, input.quantities);
-    return this.recorder.submit({ req: { ...input, cost: price.cost, catalogVersion: price.version }, now });
+    return this.recorders[this.lane(input.orgId)]!.submit({ req: { ...input, cost: price.cost, catalogVersion: price.version }, now });
   }
 
   private async ensureCatalog() {

@@ -46,9 +46,13 @@ export async function recordUsageBatch(
   now: Date,
 ): Promise<{ outcomes: (UsageResult | BillingError)[]; crossings: LowBalanceCrossing[] }> {
   return sql.begin(async (tx) => {
-    const orgs = await lockOrgs(tx, requests.map((r) => r.orgId), now);
-    const firstResults = await findExisting(tx, requests);
-    const holds = await findHolds(tx, requests);
+    // Pipelined: sent together, executed in order on this connection, so the reads run after the
+    // org locks are held but cost one network round trip instead of three.
+    const [orgs, firstResults, holds] = await Promise.all([
+      lockOrgs(tx, requests.map((r) => r.orgId), now),
+      findExisting(tx, requests),
+      findHolds(tx, requests),
+    ]);
 
     const outcomes: (UsageResult | BillingError)[] = [];
     const perOrg = new Map<string, { txnId: string; cost: bigint; released: bigint; events: number; releasedHoldIds: string[] }>();
@@ -122,6 +126,7 @@ export async function recordUsageBatch(
 
     const postings: (Posting & { id: string })[] = [];
     const crossings: LowBalanceCrossing[] = [];
+    const settled: { id: string; txn: string | null }[] = [];
     for (const [orgId, p] of perOrg) {
       const entries = netEntries([
         { accountId: orgHeldAccount(orgId), amount: -p.released },
@@ -133,10 +138,7 @@ export async function recordUsageBatch(
       } else {
         for (const row of rows) if (row.transaction_id === p.txnId) row.transaction_id = null;
       }
-      if (p.releasedHoldIds.length > 0) {
-        await tx`update holds set status = 'settled', closed_at = ${now}, close_transaction_id = ${entries.length > 0 ? p.txnId : null}
-                 where id = any(${p.releasedHoldIds}) and status = 'active'`;
-      }
+      for (const id of p.releasedHoldIds) settled.push({ id, txn: entries.length > 0 ? p.txnId : null });
       const org = orgs.get(orgId)!;
       if (org.hasExpiringGrants && p.cost > 0n) await consumeExpiringGrants(tx, orgId, p.cost, now);
       const after = spendable(org) + org.held;
@@ -144,9 +146,17 @@ export async function recordUsageBatch(
         crossings.push({ alertId: newId("alert"), orgId, balance: after, threshold: org.threshold });
       }
     }
-    await postTransactions(tx, postings);
+    // Every write of the batch in one pipelined round trip; foreign keys to the ledger are
+    // deferred to commit, and statements run in the order they were sent.
+    const writes: Promise<unknown>[] = [postTransactions(tx, postings)];
+    if (settled.length > 0) {
+      writes.push(tx`
+        update holds h set status = 'settled', closed_at = ${now}, close_transaction_id = m.txn
+        from unnest(${settled.map((s) => s.id)}::text[], ${settled.map((s) => s.txn)}::text[]) as m(id, txn)
+        where h.id = m.id and h.status = 'active'`);
+    }
     if (rows.length > 0) {
-      await tx`insert into usage_events ${tx(rows, "id", "org_id", "idempotency_key", "occurred_at", "product", "model", "quantities", "cost", "catalog_version", "hold_id", "transaction_id", "recorded_at")}`;
+      writes.push(tx`insert into usage_events ${tx(rows, "id", "org_id", "idempotency_key", "occurred_at", "product", "model", "quantities", "cost", "catalog_version", "hold_id", "transaction_id", "recorded_at")}`);
     }
     if (crossings.length > 0) {
       const alertRows = crossings.map((c) => ({
@@ -157,8 +167,9 @@ export async function recordUsageBatch(
         transaction_id: perOrg.get(c.orgId)!.txnId,
         created_at: now,
       }));
-      await tx`insert into balance_alerts ${tx(alertRows, "id", "org_id", "balance", "threshold", "transaction_id", "created_at")}`;
+      writes.push(tx`insert into balance_alerts ${tx(alertRows, "id", "org_id", "balance", "threshold", "transaction_id", "created_at")}`);
     }
+    await Promise.all(writes);
     return { outcomes, crossings };
   });
 }

@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import type { Principal } from "../billing/api-keys.js";
+import type { KeyCache, Principal } from "../billing/api-keys.js";
 import type { Metering } from "../billing/metering.js";
 import type { Clock } from "../clock.js";
 import type { Config } from "../config.js";
@@ -12,6 +12,8 @@ export type AppDeps = {
   clock: Clock;
   logger: Logger;
   metering: Metering;
+  /** Optional: resolved keys for a few seconds (see KeyCache). */
+  keyCache?: KeyCache;
 };
 
 export type AppEnv = {

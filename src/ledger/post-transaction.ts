@@ -99,9 +99,12 @@ export async function postTransactions(tx: TransactionSql, postings: (Posting & 
     metadata: (p.metadata ?? {}) as never,
     created_at: p.createdAt ?? new Date(),
   }));
-  await tx`insert into ledger_transactions ${tx(txRows, "id", "org_id", "kind", "idempotency_key", "description", "metadata", "created_at")}`;
   const entryRows = postings.flatMap((p) => p.entries.map((e) => ({ transaction_id: p.id, account_id: e.accountId, amount: e.amount.toString() })));
-  await tx`insert into ledger_entries ${tx(entryRows, "transaction_id", "account_id", "amount")}`;
+  // Pipelined: both statements go out together and run in order.
+  await Promise.all([
+    tx`insert into ledger_transactions ${tx(txRows, "id", "org_id", "kind", "idempotency_key", "description", "metadata", "created_at")}`,
+    tx`insert into ledger_entries ${tx(entryRows, "transaction_id", "account_id", "amount")}`,
+  ]);
 }
 
 /** Drops zero entries and merges entries on the same account, so aggregated postings stay minimal. */

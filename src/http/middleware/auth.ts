@@ -13,8 +13,8 @@ export function requireScope(...scopes: KeyScope[]): MiddlewareHandler<AppEnv> {
     if (!header) throw new BillingError("missing_api_key", "send your API key as Authorization: Bearer hk-…");
     const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
     if (!match) throw new BillingError("invalid_api_key", "the Authorization header must be Bearer hk-…");
-    const { sql, config } = c.get("deps");
-    const principal = await authenticate(sql, match[1]!, config.ADMIN_API_KEY);
+    const { sql, config, keyCache } = c.get("deps");
+    const principal = await authenticate(sql, match[1]!, config.ADMIN_API_KEY, keyCache);
     if (!scopes.includes(principal.scope)) {
       throw new BillingError("insufficient_scope", `this endpoint needs a key with scope ${scopes.join(" or ")}; this key has scope ${principal.scope}`);
     }

@@ -47,8 +47,9 @@ export function registerAdminKeys(app: OpenAPIHono<AppEnv>) {
     return c.json({ id: key.id, org_id: key.orgId, scope: key.scope, key: key.key, prefix: key.prefix, created_at: key.createdAt.toISOString() }, 201);
   });
   app.openapi(revokeKeyRoute, async (c) => {
-    const { sql, clock } = c.get("deps");
+    const { sql, clock, keyCache } = c.get("deps");
     const revoked = await revokeApiKey(sql, c.req.valid("param").id, clock());
+    keyCache?.forgetKeyId(revoked.id);
     return c.json({ id: revoked.id, revoked: true as const, revoked_at: revoked.revokedAt.toISOString() }, 200);
   });
 }

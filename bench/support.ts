@@ -1,0 +1,65 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { createServer } from "node:net";
+import postgres from "postgres";
+
+const ROOT = new URL("..", import.meta.url).pathname;
+const ADMIN_URL = process.env.BENCH_DATABASE_ADMIN_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export function stopProcess(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    child.once("exit", () => resolve());
+    child.kill("SIGTERM");
+    setTimeout(() => child.kill("SIGKILL"), 10_000).unref();
+  });
+}
+
+/** A throwaway database and Redis prefix for one benchmark run; `cleanup` drops them. */
+export async function startBench(name: string) {
+  const dbName = `hanzo_bench_${name}_${randomBytes(3).toString("hex")}`;
+  const admin = postgres(ADMIN_URL, { max: 1, onnotice: () => {} });
+  await admin.unsafe(`create database "${dbName}"`);
+  const url = new URL(ADMIN_URL);
+  url.pathname = `/${dbName}`;
+  const databaseUrl = url.toString();
+  const redisPrefix = `hanzo-bench-${name}-${randomBytes(3).toString("hex")}`;
+  return {
+    databaseUrl,
+    redisPrefix,
+    /** The API as a plain node process (no tsx wrapper process), so its RSS is the API's own. */
+    async startApi(env: Record<string, string> = {}) {
+      const port = await freePort();
+      const nodeArgs = process.env.BENCH_API_NODE_ARGS ? process.env.BENCH_API_NODE_ARGS.split(" ") : [];
+      const child = spawn(process.execPath, [...nodeArgs, "--import", "tsx", "bin/api.ts"], {
+        cwd: ROOT,
+        env: { ...process.env, DATABASE_URL: databaseUrl, PORT: String(port), REDIS_PREFIX: redisPrefix, LOG_LEVEL: "warn", DATABASE_POOL_MAX: "16", ...env },
+        stdio: ["ignore", "inherit", "inherit"],
+      });
+      const base = `http://127.0.0.1:${port}`;
+      for (let i = 0; i < 200; i++) {
+        try {
+          if ((await fetch(`${base}/healthz`)).ok) return { child, base, pid: child.pid! };
+        } catch {
+          // starting
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      throw new Error("API did not start");
+    },
+    async cleanup() {
+      await admin.unsafe(`drop database if exists "${dbName}" with (force)`);
+      await admin.end();
+    },
+  };
+}
