@@ -23,7 +23,7 @@ export function randomBase62(length: number): string {
   return out;
 }
 
-export type IdPrefix = "org" | "key" | "txn" | "grant" | "hold" | "use" | "inv" | "dep" | "pm" | "req" | "evt" | "alert";
+export type IdPrefix = "org" | "key" | "txn" | "grant" | "hold" | "use" | "inv" | "dep" | "pm" | "req" | "evt" | "alert" | "adj";
 
 /** IDs carry their kind (`org_…`, `hold_…`) so a misplaced one is obvious in logs and errors. */
 export function newId(prefix: IdPrefix): string {

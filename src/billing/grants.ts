@@ -49,7 +49,7 @@ export type GrantInput = { orgId: string; amount: bigint; reason: string; expire
  * Grants credits to an organization, once per idempotency key (scoped to the organization).
  * Returns `created: false` with the original grant on a replay, including for the loser of a race.
  */
-export async function grantCredits(sql: Sql, input: GrantInput, now: Date): Promise<{ grant: CreditGrant; created: boolean }> {
+export async function grantCredits(sql: Sql | TransactionSql, input: GrantInput, now: Date): Promise<{ grant: CreditGrant; created: boolean }> {
   if (input.amount <= 0n) throw new BillingError("invalid_request", "amount must be greater than zero", { details: { param: "amount" } });
   if (input.expiresAt && input.expiresAt <= now) {
     throw new BillingError("invalid_request", "expires_at must be in the future", { details: { param: "expires_at" } });

@@ -4,22 +4,27 @@ import { BillingError } from "../errors.js";
 import { newId } from "../ids.js";
 import { orgCreditsAccount, orgHeldAccount } from "../ledger/accounts.js";
 
-export type Organization = { id: string; name: string; lowBalanceThreshold: bigint; createdAt: Date };
+export type Organization = { id: string; name: string; lowBalanceThreshold: bigint; billingAnchorDay: number; createdAt: Date };
 
-type OrgRow = { id: string; name: string; low_balance_threshold: bigint; created_at: Date };
+type OrgRow = { id: string; name: string; low_balance_threshold: bigint; billing_anchor_day: number; created_at: Date };
 const toOrganization = (r: OrgRow): Organization => ({
   id: r.id,
   name: r.name,
   lowBalanceThreshold: r.low_balance_threshold,
+  billingAnchorDay: r.billing_anchor_day,
   createdAt: r.created_at,
 });
 
 /** Creates the organization and both of its ledger accounts together, so no org ever lacks one. */
-export async function createOrganization(sql: Sql | TransactionSql, input: { name: string; id?: string }): Promise<Organization> {
+export async function createOrganization(
+  sql: Sql | TransactionSql,
+  input: { name: string; id?: string; billingAnchorDay?: number; createdAt?: Date },
+): Promise<Organization> {
   return withTransaction(sql, async (tx) => {
     const id = input.id ?? newId("org");
     const [row] = await tx<OrgRow[]>`
-      insert into organizations (id, name) values (${id}, ${input.name}) returning *`;
+      insert into organizations (id, name, billing_anchor_day, created_at)
+      values (${id}, ${input.name}, ${input.billingAnchorDay ?? 1}, ${input.createdAt ?? new Date()}) returning *`;
     await tx`insert into ledger_accounts (id, org_id, kind) values
       (${orgCreditsAccount(id)}, ${id}, 'org_credits'), (${orgHeldAccount(id)}, ${id}, 'org_held')`;
     return toOrganization(row!);

@@ -6,8 +6,10 @@ import { fromZodError, handleError } from "./errors.js";
 import { requestId } from "./middleware/request-id.js";
 import { registerAdminCredits } from "./routes/admin/credits.js";
 import { registerAdminKeys } from "./routes/admin/keys.js";
+import { registerBillingAdmin } from "./routes/admin/billing-admin.js";
 import { registerAdminOrgs } from "./routes/admin/orgs.js";
 import { registerBalance } from "./routes/billing/balance.js";
+import { registerInvoices } from "./routes/billing/invoices.js";
 import { registerTransactions } from "./routes/billing/transactions.js";
 import { registerUsageReport } from "./routes/billing/usage-report.js";
 import { registerAuthorize } from "./routes/gateway/authorize.js";
@@ -65,6 +67,8 @@ export function createApp(deps: AppDeps) {
   registerAuthorize(app);
   registerUsageIngest(app);
   registerPricing(app);
+  registerInvoices(app);
+  registerBillingAdmin(app);
 
   app.doc31("/v1/openapi.json", OPENAPI_DOCUMENT);
   registerDocs(app, OPENAPI_DOCUMENT);

@@ -13,7 +13,7 @@ export const QueueNames = {
 export const LowBalanceAlertJob = z.object({ alert_id: z.string() });
 export type LowBalanceAlertJob = z.infer<typeof LowBalanceAlertJob>;
 
-export const MaintenanceTasks = ["expire-holds", "expire-grants", "resend-alerts"] as const;
+export const MaintenanceTasks = ["expire-holds", "expire-grants", "resend-alerts", "close-cycles"] as const;
 export type MaintenanceTask = (typeof MaintenanceTasks)[number];
 
 /** BullMQ's prefix, hash-tagged so that every key of a queue lands on one Redis Cluster slot. */

@@ -5,13 +5,20 @@ import type { AppEnv } from "../../context.js";
 import { requireScope } from "../../middleware/auth.js";
 import { errorResponses, jsonBody, jsonResponse } from "../../schemas.js";
 
-export const CreateOrgRequest = z.object({ name: z.string().trim().min(1).max(200) }).openapi("CreateOrgRequest");
+export const CreateOrgRequest = z
+  .object({
+    name: z.string().trim().min(1).max(200),
+    billing_anchor_day: z.number().int().min(1).max(28).optional().openapi({ description: "Day of the month each billing cycle starts (UTC); default 1" }),
+  })
+  .strict()
+  .openapi("CreateOrgRequest");
 export const OrgResponse = z
   .object({
     id: z.string().openapi({ example: "org_4fJ2kQ9x0cT1mB7rW3yZ" }),
     name: z.string(),
     low_balance_threshold: z.number(),
     low_balance_threshold_nano_usd: z.string(),
+    billing_anchor_day: z.number().int(),
     created_at: z.string(),
   })
   .openapi("Organization");
@@ -22,6 +29,7 @@ export function orgJson(org: Organization) {
     name: org.name,
     low_balance_threshold: formatUsdNumber(org.lowBalanceThreshold),
     low_balance_threshold_nano_usd: org.lowBalanceThreshold.toString(),
+    billing_anchor_day: org.billingAnchorDay,
     created_at: org.createdAt.toISOString(),
   };
 }
@@ -50,7 +58,9 @@ const getOrgRoute = createRoute({
 
 export function registerAdminOrgs(app: OpenAPIHono<AppEnv>) {
   app.openapi(createOrgRoute, async (c) => {
-    const org = await createOrganization(c.get("deps").sql, c.req.valid("json"));
+    const { sql, clock } = c.get("deps");
+    const body = c.req.valid("json");
+    const org = await createOrganization(sql, { name: body.name, billingAnchorDay: body.billing_anchor_day, createdAt: clock() });
     return c.json(orgJson(org), 201);
   });
   app.openapi(getOrgRoute, async (c) => {

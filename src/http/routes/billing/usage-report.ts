@@ -1,4 +1,5 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
+import { getOrganization } from "../../../billing/organizations.js";
 import { resolvePeriod } from "../../../billing/periods.js";
 import { usageReport, type UsageLine } from "../../../billing/usage-report.js";
 import { formatUsd, formatUsdNumber } from "../../../ledger/money.js";
@@ -41,7 +42,7 @@ const reportRoute = createRoute({
   middleware: [requireScope("org")] as const,
   request: {
     query: z.object({
-      period: z.string().max(20).default("current").openapi({ description: "`current`, `previous` or `YYYY-MM` (calendar months, UTC)" }),
+      period: z.string().max(20).default("current").openapi({ description: "`current`, `previous` or `YYYY-MM` (the billing cycle starting in that month; cycles are monthly, anchored on the org's anchor day, UTC)" }),
     }),
   },
   responses: { 200: jsonResponse(UsageReportResponse, "Usage"), ...errorResponses(400, 401, 403) },
@@ -50,8 +51,9 @@ const reportRoute = createRoute({
 export function registerUsageReport(app: OpenAPIHono<AppEnv>) {
   app.openapi(reportRoute, async (c) => {
     const { sql, clock } = c.get("deps");
-    const period = resolvePeriod(c.req.valid("query").period, clock());
-    const report = await usageReport(sql, principalOrgId(c), period);
+    const org = await getOrganization(sql, principalOrgId(c));
+    const period = resolvePeriod(c.req.valid("query").period, clock(), org.billingAnchorDay);
+    const report = await usageReport(sql, org.id, period);
     return c.json(
       {
         period: { label: period.label, start: period.start.toISOString(), end: period.end.toISOString() },

@@ -1,0 +1,259 @@
+import type { Sql, TransactionSql } from "../db/client.js";
+import { BillingError } from "../errors.js";
+import { newId } from "../ids.js";
+import { orgCreditsAccount, SystemAccounts } from "../ledger/accounts.js";
+import { postTransaction } from "../ledger/post-transaction.js";
+import type { Catalog } from "./catalog.js";
+import { lockOrgs, spendable } from "./org-locks.js";
+import { cycleContaining, nextCycle, type Period } from "./periods.js";
+import { grantIncludedCredits, planAt } from "./subscriptions.js";
+
+export type InvoiceStatus = "draft" | "open" | "paid" | "void";
+export type InvoiceLine = {
+  kind: "usage" | "late_usage" | "subscription" | "adjustment";
+  product: string | null;
+  model: string | null;
+  description: string;
+  quantities: Record<string, string>;
+  amount: bigint;
+  periodStart: Date | null;
+  periodEnd: Date | null;
+};
+export type Invoice = {
+  id: string;
+  number: string;
+  orgId: string;
+  periodStart: Date;
+  periodEnd: Date;
+  status: InvoiceStatus;
+  subtotal: bigint;
+  creditsApplied: bigint;
+  amountDue: bigint;
+  issuedAt: Date | null;
+  paidAt: Date | null;
+  voidedAt: Date | null;
+  createdAt: Date;
+  lines?: InvoiceLine[];
+};
+
+type InvoiceRow = {
+  id: string; number: string; org_id: string; period_start: Date; period_end: Date; status: InvoiceStatus;
+  subtotal: bigint; credits_applied: bigint; amount_due: bigint; usage_seq_cutoff: bigint;
+  issued_at: Date | null; paid_at: Date | null; voided_at: Date | null; created_at: Date;
+};
+const toInvoice = (r: InvoiceRow): Invoice => ({
+  id: r.id, number: r.number, orgId: r.org_id, periodStart: r.period_start, periodEnd: r.period_end, status: r.status,
+  subtotal: r.subtotal, creditsApplied: r.credits_applied, amountDue: r.amount_due,
+  issuedAt: r.issued_at, paidAt: r.paid_at, voidedAt: r.voided_at, createdAt: r.created_at,
+});
+
+/**
+ * Closes one organization's cycle: one invoice per org and period, whoever calls and however
+ * often. Under the org's lock (the same lock every usage write takes) it rolls up every usage
+ * event not invoiced before, charges the plan in arrears, applies queued adjustments, settles
+ * what it can from credits, and issues the invoice, all in one transaction.
+ */
+export async function closeCycle(sql: Sql, catalog: Catalog, orgId: string, period: Period, now: Date): Promise<{ invoice: Invoice; created: boolean }> {
+  if (period.end > now) throw new BillingError("invalid_request", `the cycle ending ${period.end.toISOString()} has not ended yet`);
+  return sql.begin(async (tx) => {
+    const orgs = await lockOrgs(tx, [orgId], now);
+    const org = orgs.get(orgId);
+    if (!org) throw new BillingError("not_found", `no organization ${orgId}`);
+    const [existing] = await tx<InvoiceRow[]>`select * from invoices where org_id = ${orgId} and period_start = ${period.start}`;
+    if (existing) return { invoice: toInvoice(existing), created: false };
+    const [later] = await tx`select number from invoices where org_id = ${orgId} and period_start > ${period.start} limit 1`;
+    if (later) throw new BillingError("conflict", `a later cycle is already invoiced (${later.number}); cycles close in order`);
+
+    const [previous] = await tx<{ period_end: Date; usage_seq_cutoff: bigint }[]>`
+      select period_end, usage_seq_cutoff from invoices where org_id = ${orgId} and period_start < ${period.start}
+      order by period_start desc limit 1`;
+    const [cutoffRow] = await tx<{ cutoff: bigint | null }[]>`select max(seq) as cutoff from usage_events where org_id = ${orgId}`;
+    const cutoff = cutoffRow?.cutoff ?? 0n;
+    const prevEnd = previous?.period_end ?? new Date(0);
+    const prevCutoff = previous?.usage_seq_cutoff ?? 0n;
+
+    // Not invoiced before = not (occurred before the previous period's end and written before its close).
+    const usage = await tx<{ late: boolean; product: string; model: string; cost: string; quantities: Record<string, string> | null }[]>`
+      with events as (
+        select product, model, quantities, cost, occurred_at < ${period.start} as late
+        from usage_events
+        where org_id = ${orgId} and seq <= ${cutoff.toString()} and occurred_at < ${period.end}
+          and not (occurred_at < ${prevEnd} and seq <= ${prevCutoff.toString()})
+      ),
+      meters as (
+        select late, product, model, jsonb_object_agg(key, total) as quantities from (
+          select late, product, model, q.key, sum(q.value::numeric)::text as total
+          from events, jsonb_each_text(quantities) q group by late, product, model, q.key
+        ) m group by late, product, model
+      )
+      select e.late, e.product, e.model, sum(e.cost)::text as cost, m.quantities
+      from events e left join meters m using (late, product, model)
+      group by e.late, e.product, e.model, m.quantities
+      order by e.late, e.product, e.model`;
+
+    const lines: InvoiceLine[] = usage.map((u) => ({
+      kind: u.late ? "late_usage" : "usage",
+      product: u.product,
+      model: u.model || null,
+      description: `${u.late ? "Late usage: " : ""}${u.product}${u.model ? ` (${u.model})` : ""}`,
+      quantities: u.quantities ?? {},
+      amount: BigInt(u.cost),
+      periodStart: u.late ? null : period.start,
+      periodEnd: period.end,
+    }));
+    const usageTotal = lines.reduce((s, l) => s + l.amount, 0n);
+
+    let charges = 0n; // settled at close, from credits
+    const [sub] = await tx<{ plan_id: string; started_at: Date; canceled_at: Date | null }[]>`select * from subscriptions where org_id = ${orgId}`;
+    const subscribedThisCycle = sub && sub.started_at < period.end && (!sub.canceled_at || sub.canceled_at > period.start);
+    if (subscribedThisCycle) {
+      const plan = planAt(catalog, sub.plan_id, period.start);
+      lines.push({ kind: "subscription", product: null, model: null, description: `${plan.name} plan`, quantities: {}, amount: plan.monthlyPrice, periodStart: period.start, periodEnd: period.end });
+      charges += plan.monthlyPrice;
+    }
+    const adjustments = await tx<{ id: string; amount: bigint; description: string }[]>`
+      select id, amount, description from invoice_adjustments where org_id = ${orgId} and applied_invoice_id is null order by created_at for update`;
+    for (const a of adjustments) {
+      lines.push({ kind: "adjustment", product: null, model: null, description: a.description, quantities: {}, amount: a.amount, periodStart: null, periodEnd: null });
+      charges += a.amount;
+    }
+
+    // Usage was paid from credits as it happened; charges are settled now, as far as credits go.
+    const available = spendable(org);
+    const settled = charges > 0n ? (charges < available ? charges : available > 0n ? available : 0n) : charges;
+    const amountDue = charges - settled;
+    const subtotal = usageTotal + charges;
+    const creditsApplied = subtotal - amountDue;
+
+    const id = newId("inv");
+    const [seq] = await tx<{ n: string }[]>`select nextval('invoice_number_seq')::text as n`;
+    const number = `INV-${seq!.n.padStart(6, "0")}`;
+    await tx`insert into invoices (id, number, org_id, period_start, period_end, status, subtotal, credits_applied, amount_due, usage_seq_cutoff, created_at)
+             values (${id}, ${number}, ${orgId}, ${period.start}, ${period.end}, 'draft', ${subtotal.toString()}, ${creditsApplied.toString()},
+                     ${amountDue.toString()}, ${cutoff.toString()}, ${now})`;
+    if (lines.length > 0) {
+      const rows = lines.map((l) => ({
+        invoice_id: id, kind: l.kind, product: l.product, model: l.model, description: l.description,
+        quantities: l.quantities as never, amount: l.amount.toString(), period_start: l.periodStart, period_end: l.periodEnd,
+      }));
+      await tx`insert into invoice_lines ${tx(rows, "invoice_id", "kind", "product", "model", "description", "quantities", "amount", "period_start", "period_end")}`;
+    }
+    if (adjustments.length > 0) {
+      await tx`update invoice_adjustments set applied_invoice_id = ${id} where id = any(${adjustments.map((a) => a.id)})`;
+    }
+    if (settled !== 0n) {
+      await postTransaction(tx, {
+        kind: "invoice_settlement",
+        orgId,
+        idempotencyKey: id,
+        description: `${number}: ${settled > 0n ? "charges paid from credits" : "credit from adjustments"}`,
+        metadata: { invoice_id: id, number },
+        entries: [
+          { accountId: orgCreditsAccount(orgId), amount: -settled },
+          { accountId: SystemAccounts.revenue, amount: settled },
+        ],
+        createdAt: now,
+      });
+    }
+    const status: InvoiceStatus = amountDue === 0n ? "paid" : "open";
+    const [issued] = await tx<InvoiceRow[]>`
+      update invoices set status = ${status}, issued_at = ${now}, paid_at = ${status === "paid" ? now : null}
+      where id = ${id} returning *`;
+
+    // The plan's included credits for the cycle that starts now.
+    if (sub && !sub.canceled_at) {
+      const anchor = await tx<{ d: number }[]>`select billing_anchor_day as d from organizations where id = ${orgId}`;
+      const next = nextCycle(period, anchor[0]!.d);
+      if (next.end > now) await grantIncludedCredits(tx, orgId, planAt(catalog, sub.plan_id, next.start), next, now);
+    }
+    return { invoice: { ...toInvoice(issued!), lines }, created: true };
+  });
+}
+
+/** Cycles that have ended without an invoice, oldest first, for one org or all. */
+export async function dueCycles(sql: Sql, now: Date, orgId?: string): Promise<{ orgId: string; period: Period }[]> {
+  const orgs = await sql<{ id: string; billing_anchor_day: number; created_at: Date; last_end: Date | null }[]>`
+    select o.id, o.billing_anchor_day, o.created_at, (select max(period_end) from invoices i where i.org_id = o.id) as last_end
+    from organizations o ${orgId ? sql`where o.id = ${orgId}` : sql``}`;
+  const due: { orgId: string; period: Period }[] = [];
+  for (const o of orgs) {
+    let p = o.last_end ? cycleContaining(o.last_end, o.billing_anchor_day) : cycleContaining(o.created_at, o.billing_anchor_day);
+    while (p.end <= now) {
+      due.push({ orgId: o.id, period: p });
+      p = nextCycle(p, o.billing_anchor_day);
+    }
+  }
+  return due;
+}
+
+/** Closes every due cycle (of one org or all), a few organizations at a time. */
+export async function closeDueCycles(sql: Sql, catalog: Catalog, now: Date, opts: { orgId?: string; concurrency?: number } = {}) {
+  await catalog.refresh();
+  const due = await dueCycles(sql, now, opts.orgId);
+  // Cycles of one org must close in order; different orgs close in parallel.
+  const byOrg = new Map<string, Period[]>();
+  for (const d of due) byOrg.set(d.orgId, [...(byOrg.get(d.orgId) ?? []), d.period]);
+  const queue = [...byOrg.entries()];
+  let created = 0;
+  let existing = 0;
+  async function worker() {
+    for (let next = queue.shift(); next; next = queue.shift()) {
+      for (const period of next[1]) {
+        const r = await closeCycle(sql, catalog, next[0], period, now);
+        if (r.created) created++;
+        else existing++;
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: opts.concurrency ?? 4 }, worker));
+  return { created, existing, orgs: byOrg.size };
+}
+
+export async function listInvoices(sql: Sql, orgId: string, opts: { limit: number; before?: string }) {
+  const rows = await sql<InvoiceRow[]>`
+    select * from invoices where org_id = ${orgId} and status <> 'draft'
+    ${opts.before ? sql`and period_start < (select period_start from invoices where id = ${opts.before} and org_id = ${orgId})` : sql``}
+    order by period_start desc limit ${opts.limit + 1}`;
+  const page = rows.slice(0, opts.limit).map(toInvoice);
+  return { data: page, nextCursor: rows.length > opts.limit ? page.at(-1)!.id : null };
+}
+
+export async function getInvoice(sql: Sql, orgId: string, id: string): Promise<Invoice> {
+  // Another org's invoice is simply not found: its existence is not disclosed.
+  const [row] = await sql<InvoiceRow[]>`select * from invoices where id = ${id} and org_id = ${orgId} and status <> 'draft'`;
+  if (!row) throw new BillingError("not_found", `no invoice ${id}`);
+  const lines = await sql<{ kind: InvoiceLine["kind"]; product: string | null; model: string | null; description: string; quantities: Record<string, string>; amount: bigint; period_start: Date | null; period_end: Date | null }[]>`
+    select kind, product, model, description, quantities, amount, period_start, period_end from invoice_lines where invoice_id = ${id} order by id`;
+  return {
+    ...toInvoice(row),
+    lines: lines.map((l) => ({ kind: l.kind, product: l.product, model: l.model, description: l.description, quantities: l.quantities, amount: l.amount, periodStart: l.period_start, periodEnd: l.period_end })),
+  };
+}
+
+/** open → paid or void; anything else is refused here and by the database. */
+export async function setInvoiceStatus(sql: Sql, id: string, status: "paid" | "void", now: Date): Promise<Invoice> {
+  const [row] = await sql<InvoiceRow[]>`select * from invoices where id = ${id}`;
+  if (!row) throw new BillingError("not_found", `no invoice ${id}`);
+  if (row.status !== "open") throw new BillingError("conflict", `invoice ${row.number} is ${row.status}; only an open invoice can become ${status}`);
+  const [updated] = await sql<InvoiceRow[]>`
+    update invoices set status = ${status}, paid_at = ${status === "paid" ? now : null}, voided_at = ${status === "void" ? now : null}
+    where id = ${id} and status = 'open' returning *`;
+  if (!updated) throw new BillingError("conflict", `invoice ${row.number} changed status concurrently`);
+  return toInvoice(updated);
+}
+
+/** Queues a correction for the org's next invoice (negative amount = a credit to the customer). */
+export async function createAdjustment(sql: Sql, input: { orgId: string; amount: bigint; description: string; correctsInvoiceId?: string; idempotencyKey: string }, now: Date) {
+  const id = newId("adj");
+  const [row] = await sql<{ id: string }[]>`
+    insert into invoice_adjustments (id, org_id, amount, description, corrects_invoice_id, idempotency_key, created_at)
+    select ${id}, o.id, ${input.amount.toString()}, ${input.description}, ${input.correctsInvoiceId ?? null}, ${input.idempotencyKey}, ${now}
+    from organizations o where o.id = ${input.orgId}
+    on conflict (org_id, idempotency_key) do nothing returning id`;
+  if (row) return { id: row.id, created: true };
+  const [existing] = await sql<{ id: string }[]>`select id from invoice_adjustments where org_id = ${input.orgId} and idempotency_key = ${input.idempotencyKey}`;
+  if (!existing) throw new BillingError("not_found", `no organization ${input.orgId}`);
+  return { id: existing.id, created: false };
+}
+
+export { cycleContaining };

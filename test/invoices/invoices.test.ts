@@ -1,0 +1,169 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Catalog } from "../../src/billing/catalog.js";
+import { closeCycle, closeDueCycles } from "../../src/billing/invoices.js";
+import { cycleStartingIn } from "../../src/billing/periods.js";
+import { checkLedger } from "../../src/ledger/check.js";
+import { createTestApp, manualClock, TEST_ADMIN_KEY, type TestApp } from "../support/app.js";
+import { createTestDatabase, type TestDatabase } from "../support/database.js";
+
+describe("invoices and billing cycles", () => {
+  let db: TestDatabase;
+  let t: TestApp;
+  const clock = manualClock(new Date("2026-10-05T10:00:00Z"));
+  beforeAll(async () => {
+    db = await createTestDatabase({ max: 10 });
+    t = createTestApp({ sql: db.sql, clock });
+  });
+  afterAll(() => db.drop());
+
+  let n = 0;
+  const usage = (org: { id: string; gatewayKey: string }, events: Record<string, unknown>[]) =>
+    t.call("POST", "/v1/billing/usage", {
+      key: org.gatewayKey,
+      body: { events: events.map((e) => ({ idempotency_key: `inv-${++n}`, org_id: org.id, timestamp: clock().toISOString(), product: "llm", model: "zen-pro", quantities: { input_tokens: 1000, output_tokens: 500 }, ...e })) },
+    });
+  const closeAll = (orgId?: string) => t.call("POST", "/v1/admin/cycles/close", { key: TEST_ADMIN_KEY, body: orgId ? { org_id: orgId } : {} });
+
+  it("rolls a cycle's usage and subscription into one itemized invoice whose totals equal its lines and the ledger", async () => {
+    clock.set(new Date("2026-10-05T10:00:00Z"));
+    const org = await t.createOrg("Invoiced Co");
+    await t.grant(org.id, "100");
+    expect((await t.call("PUT", `/v1/admin/orgs/${org.id}/subscription`, { key: TEST_ADMIN_KEY, body: { plan_id: "pro" } })).status).toBe(200);
+    await usage(org, [{}, {}, { model: "zen-mini", quantities: { input_tokens: 1_000_000 } }, { product: "api", model: undefined, quantities: { requests: 10 } }]);
+    clock.set(new Date("2026-11-01T00:00:05Z"));
+    const closed = await closeAll(org.id);
+    expect(closed.json).toMatchObject({ invoices_created: 1 });
+
+    const list = await t.call("GET", "/v1/billing/invoices", { key: org.orgKey });
+    expect(list.json.data).toHaveLength(1);
+    const invoice = (await t.call("GET", `/v1/billing/invoices/${list.json.data[0].id}`, { key: org.orgKey })).json;
+    expect(invoice.number).toMatch(/^INV-\d{6}$/);
+    expect(invoice.period).toEqual({ start: "2026-10-01T00:00:00.000Z", end: "2026-11-01T00:00:00.000Z" });
+    expect(invoice.lines.map((l: { kind: string; product: string; model: string; amount_nano_usd: string }) => [l.kind, l.product, l.model, l.amount_nano_usd])).toEqual([
+      ["usage", "api", null, "1000000"],
+      ["usage", "llm", "zen-mini", "150000000"],
+      ["usage", "llm", "zen-pro", "15000000"],
+      ["subscription", null, null, "20000000000"],
+    ]);
+    const lineSum = invoice.lines.reduce((s: bigint, l: { amount_nano_usd: string }) => s + BigInt(l.amount_nano_usd), 0n);
+    expect(BigInt(invoice.subtotal_nano_usd)).toBe(lineSum);
+    expect(BigInt(invoice.subtotal_nano_usd) - BigInt(invoice.credits_applied_nano_usd)).toBe(BigInt(invoice.amount_due_nano_usd));
+    expect(invoice).toMatchObject({ status: "paid", amount_due: 0, credits_applied: 20.166 });
+
+    // The ledger agrees: usage debits plus the settlement equal the invoice's credits applied.
+    const [ledger] = await db.sql`
+      select (-sum(e.amount))::text as spent from ledger_entries e join ledger_transactions x on x.id = e.transaction_id
+      where x.org_id = ${org.id} and x.kind in ('usage', 'invoice_settlement') and e.account_id = ${`org:${org.id}:credits`}`;
+    expect(ledger!.spent).toBe(invoice.credits_applied_nano_usd);
+    expect(await checkLedger(db.sql)).toEqual({ unbalancedTransactions: [], balanceMismatches: [] });
+  });
+
+  it("leaves what credits cannot cover as amount due, and an open invoice", async () => {
+    clock.set(new Date("2026-10-05T10:00:00Z"));
+    const org = await t.createOrg("Short Co");
+    await t.call("PUT", `/v1/admin/orgs/${org.id}/subscription`, { key: TEST_ADMIN_KEY, body: { plan_id: "team" } }); // $200, includes $250 credits
+    await usage(org, [{ product: "functions", model: undefined, quantities: { compute_seconds: 1_000_000 } }]); // $20 from the included credits
+    clock.set(new Date("2026-11-01T00:00:05Z"));
+    await closeAll(org.id);
+    const [inv] = (await t.call("GET", "/v1/billing/invoices", { key: org.orgKey })).json.data;
+    // Included credits expire with the cycle: $250 - $20 usage = $230 were left, but they expired at 11-01 00:00.
+    expect(inv).toMatchObject({ status: "open", subtotal: 220, credits_applied: 20, amount_due: 200 });
+    const paid = await t.call("POST", `/v1/admin/invoices/${inv.id}/pay`, { key: TEST_ADMIN_KEY });
+    expect(paid.json.status).toBe("paid");
+    const again = await t.call("POST", `/v1/admin/invoices/${inv.id}/void`, { key: TEST_ADMIN_KEY });
+    expect(again.status).toBe(409);
+  });
+
+  it("closing twice, or many closers racing, yields one invoice", async () => {
+    clock.set(new Date("2026-10-05T10:00:00Z"));
+    const org = await t.createOrg("Race Co");
+    await t.grant(org.id, "5");
+    await usage(org, [{}]);
+    clock.set(new Date("2026-11-01T00:00:05Z"));
+    const catalog = new Catalog(db.sql);
+    await catalog.refresh();
+    const period = cycleStartingIn(2026, 10);
+    const results = await Promise.all(Array.from({ length: 8 }, () => closeCycle(db.sql, catalog, org.id, period, clock())));
+    expect(results.filter((r) => r.created)).toHaveLength(1);
+    expect(new Set(results.map((r) => r.invoice.id)).size).toBe(1);
+    await closeAll(org.id);
+    await closeDueCycles(db.sql, catalog, clock(), { orgId: org.id });
+    const rows = await db.sql`select count(*)::int as n from invoices where org_id = ${org.id}`;
+    expect(rows[0]!.n).toBe(1);
+  });
+
+  it("issued invoices and their lines are immutable in PostgreSQL itself", async () => {
+    const [inv] = await db.sql`select id, number from invoices where status in ('paid', 'open') limit 1`;
+    await expect(db.sql`update invoices set amount_due = 1 where id = ${inv!.id}`).rejects.toThrow(/immutable|cannot become/);
+    await expect(db.sql`update invoices set subtotal = subtotal + 1 where id = ${inv!.id}`).rejects.toThrow(/immutable|cannot become/);
+    await expect(db.sql`delete from invoices where id = ${inv!.id}`).rejects.toThrow(/cannot be deleted/);
+    await expect(db.sql`update invoice_lines set amount = 0 where invoice_id = ${inv!.id}`).rejects.toThrow(/issued invoice/);
+    await expect(db.sql`delete from invoice_lines where invoice_id = ${inv!.id}`).rejects.toThrow(/issued invoice/);
+    await expect(db.sql`insert into invoice_lines (invoice_id, kind, description, amount) values (${inv!.id}, 'adjustment', 'sneaky', 1)`).rejects.toThrow(/issued invoice/);
+    await expect(db.sql`update invoices set status = 'draft' where id = ${inv!.id}`).rejects.toThrow(/cannot become/);
+  });
+
+  it("usage that arrives after its cycle closed lands on the next invoice as late usage; the issued one never changes", async () => {
+    clock.set(new Date("2026-10-05T10:00:00Z"));
+    const org = await t.createOrg("Late Co");
+    await t.grant(org.id, "5");
+    await usage(org, [{}]);
+    clock.set(new Date("2026-11-01T00:00:05Z"));
+    await closeAll(org.id);
+    const [october] = (await t.call("GET", "/v1/billing/invoices", { key: org.orgKey })).json.data;
+    const before = (await t.call("GET", `/v1/billing/invoices/${october.id}`, { key: org.orgKey })).json;
+
+    clock.set(new Date("2026-11-01T00:10:00Z"));
+    await usage(org, [{ timestamp: "2026-10-31T23:59:00Z" }, { timestamp: "2026-11-01T00:05:00Z", model: "zen-mini" }]);
+    expect((await t.call("GET", `/v1/billing/invoices/${october.id}`, { key: org.orgKey })).json).toEqual(before);
+
+    clock.set(new Date("2026-12-01T00:00:05Z"));
+    await closeAll(org.id);
+    const [november] = (await t.call("GET", "/v1/billing/invoices", { key: org.orgKey })).json.data;
+    const detail = (await t.call("GET", `/v1/billing/invoices/${november.id}`, { key: org.orgKey })).json;
+    expect(detail.lines.map((l: { kind: string; model: string; amount_nano_usd: string }) => [l.kind, l.model, l.amount_nano_usd])).toEqual([
+      ["usage", "zen-mini", "450000"],
+      ["late_usage", "zen-pro", "7500000"],
+    ]);
+  });
+
+  it("a correction is a line on the next invoice, never an edit", async () => {
+    clock.set(new Date("2026-10-05T10:00:00Z"));
+    const org = await t.createOrg("Adjusted Co");
+    await t.grant(org.id, "5");
+    await usage(org, [{}]);
+    clock.set(new Date("2026-11-01T00:00:05Z"));
+    await closeAll(org.id);
+    const [october] = (await t.call("GET", "/v1/billing/invoices", { key: org.orgKey })).json.data;
+    const adj = { key: TEST_ADMIN_KEY, headers: { "idempotency-key": "fix-1" }, body: { amount: "-0.0075", description: `Credit for ${october.number}`, corrects_invoice_id: october.id } };
+    expect((await t.call("POST", `/v1/admin/orgs/${org.id}/adjustments`, adj)).status).toBe(201);
+    expect((await t.call("POST", `/v1/admin/orgs/${org.id}/adjustments`, adj)).json.replayed).toBe(true);
+    const balanceBefore = (await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json.balance_nano_usd;
+    clock.set(new Date("2026-12-01T00:00:05Z"));
+    await closeAll(org.id);
+    const [november] = (await t.call("GET", "/v1/billing/invoices", { key: org.orgKey })).json.data;
+    const detail = (await t.call("GET", `/v1/billing/invoices/${november.id}`, { key: org.orgKey })).json;
+    expect(detail.lines).toHaveLength(1);
+    expect(detail.lines[0]).toMatchObject({ kind: "adjustment", amount_nano_usd: "-7500000" });
+    expect(detail).toMatchObject({ subtotal_nano_usd: "-7500000", amount_due_nano_usd: "0" });
+    const balanceAfter = (await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json.balance_nano_usd;
+    expect(BigInt(balanceAfter) - BigInt(balanceBefore)).toBe(7_500_000n);
+  });
+
+  it("another org's invoice is a 404; pages of invoices follow the cursor", async () => {
+    clock.set(new Date("2026-07-05T10:00:00Z"));
+    const a = await t.createOrg("Pager A");
+    const b = await t.createOrg("Pager B");
+    clock.set(new Date("2026-11-02T00:00:00Z"));
+    await closeAll();
+    const pageA = (await t.call("GET", "/v1/billing/invoices?limit=2", { key: a.orgKey })).json;
+    expect(pageA.data.map((i: { period: { start: string } }) => i.period.start.slice(0, 7))).toEqual(["2026-10", "2026-09"]);
+    const next = (await t.call("GET", `/v1/billing/invoices?limit=2&cursor=${pageA.next_cursor}`, { key: a.orgKey })).json;
+    expect(next.data.map((i: { period: { start: string } }) => i.period.start.slice(0, 7))).toEqual(["2026-08", "2026-07"]);
+    expect(next.has_more).toBe(false);
+    const bInvoice = (await t.call("GET", "/v1/billing/invoices", { key: b.orgKey })).json.data[0];
+    const cross = await t.call("GET", `/v1/billing/invoices/${bInvoice.id}`, { key: a.orgKey });
+    expect(cross.status).toBe(404);
+    expect(cross.json.error.code).toBe("not_found");
+  });
+});
