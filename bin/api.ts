@@ -7,6 +7,7 @@ import { Metering } from "../src/billing/metering.js";
 import { createSql } from "../src/db/client.js";
 import { createApp } from "../src/http/app.js";
 import { createLogger } from "../src/observability/logger.js";
+import { createMetrics } from "../src/observability/metrics.js";
 import { createQueues, enqueueAlerts } from "../src/workers/queues.js";
 
 const config = loadConfig();
@@ -16,7 +17,8 @@ const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
 const queues = createQueues(redis, config.REDIS_PREFIX);
 const metering = new Metering(sql, { logger, onCrossings: (crossings) => enqueueAlerts(queues, crossings.map((c) => c.alertId)) });
 await metering.ready();
-const app = createApp({ sql, config, clock: systemClock, logger, metering, keyCache: new KeyCache() });
+const metrics = createMetrics({ sql, queues });
+const app = createApp({ sql, config, clock: systemClock, logger, metering, keyCache: new KeyCache(), metrics, queues });
 
 const server = serve({ fetch: app.fetch, hostname: config.HOST, port: config.PORT }, (info) => {
   logger.info({ url: `http://${config.HOST}:${info.port}` }, "api listening");

@@ -3,6 +3,7 @@ import { bodyLimit } from "hono/body-limit";
 import { BillingError } from "../errors.js";
 import type { AppDeps, AppEnv } from "./context.js";
 import { fromZodError, handleError } from "./errors.js";
+import { observe } from "./middleware/observe.js";
 import { requestId } from "./middleware/request-id.js";
 import { registerAdminCredits } from "./routes/admin/credits.js";
 import { registerAdminKeys } from "./routes/admin/keys.js";
@@ -16,6 +17,7 @@ import { registerAuthorize } from "./routes/gateway/authorize.js";
 import { registerUsageIngest } from "./routes/gateway/usage.js";
 import { registerPricing } from "./routes/pricing/pricing.js";
 import { registerDocs } from "./routes/meta/docs.js";
+import { registerOperations } from "./routes/meta/operations.js";
 
 export const OPENAPI_DOCUMENT = {
   openapi: "3.1.0",
@@ -51,6 +53,7 @@ export function createApp(deps: AppDeps) {
     await next();
   });
   app.use("*", requestId);
+  app.use("*", observe);
   app.use("*", bodyLimit({ maxSize: 4 * 1024 * 1024, onError: () => { throw new BillingError("payload_too_large", "the request body is larger than 4 MiB"); } }));
 
   app.get("/healthz", async (c) => {
@@ -72,6 +75,7 @@ export function createApp(deps: AppDeps) {
 
   app.doc31("/v1/openapi.json", OPENAPI_DOCUMENT);
   registerDocs(app, OPENAPI_DOCUMENT);
+  registerOperations(app, deps);
 
   app.notFound((c) => handleError(new BillingError("not_found", `no route for ${c.req.method} ${c.req.path}`), c));
   app.onError((err, c) => handleError(err, c));

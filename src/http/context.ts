@@ -4,6 +4,8 @@ import type { Metering } from "../billing/metering.js";
 import type { Clock } from "../clock.js";
 import type { Config } from "../config.js";
 import type { Sql } from "../db/client.js";
+import type { Metrics } from "../observability/metrics.js";
+import type { Queues } from "../workers/queues.js";
 
 /** Everything a route needs, passed in by the process that builds the app (bin/api.ts, or a test). */
 export type AppDeps = {
@@ -14,6 +16,9 @@ export type AppDeps = {
   metering: Metering;
   /** Optional: resolved keys for a few seconds (see KeyCache). */
   keyCache?: KeyCache;
+  /** Optional: Prometheus metrics (GET /metrics) and the queues for the admin dashboard. */
+  metrics?: Metrics;
+  queues?: Queues;
 };
 
 export type AppEnv = {

@@ -24,8 +24,11 @@ export function createQueues(connection: ConnectionOptions, prefix: string) {
   return {
     lowBalanceAlerts: new Queue<LowBalanceAlertJob>(QueueNames.lowBalanceAlerts, opts),
     maintenance: new Queue<{ task: MaintenanceTask }>(QueueNames.maintenance, opts),
+    all(): Queue[] {
+      return [this.lowBalanceAlerts, this.maintenance] as Queue[];
+    },
     async close() {
-      await Promise.all([this.lowBalanceAlerts.close(), this.maintenance.close()]);
+      await Promise.all(this.all().map((q) => q.close()));
     },
   };
 }

@@ -5,6 +5,7 @@ import type { Sql } from "../../src/db/client.js";
 import { Metering } from "../../src/billing/metering.js";
 import type { LowBalanceCrossing } from "../../src/billing/usage.js";
 import { createApp } from "../../src/http/app.js";
+import type { AppDeps } from "../../src/http/context.js";
 
 export const TEST_ADMIN_KEY = "hk-test-admin-key-0123456789abcdef";
 
@@ -26,11 +27,12 @@ export function createTestApp(opts: {
   clock?: Clock;
   config?: Partial<Record<keyof Config, string>>;
   onCrossings?: (c: LowBalanceCrossing[]) => Promise<void>;
+  extra?: Partial<Pick<AppDeps, "metrics" | "queues" | "keyCache">>;
 }) {
   const config = loadConfig({ NODE_ENV: "test", ADMIN_API_KEY: TEST_ADMIN_KEY, ...opts.config });
   const clock = opts.clock ?? (() => new Date());
   const metering = new Metering(opts.sql, { onCrossings: opts.onCrossings });
-  const app = createApp({ sql: opts.sql, config, clock, logger: pino({ level: "silent" }), metering });
+  const app = createApp({ sql: opts.sql, config, clock, logger: pino({ level: "silent" }), metering, ...opts.extra });
 
   async function call(method: string, path: string, init: { key?: string | null; body?: unknown; rawBody?: string; headers?: Record<string, string> } = {}) {
     const headers: Record<string, string> = { ...init.headers };

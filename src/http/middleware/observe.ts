@@ -1,0 +1,27 @@
+import type { MiddlewareHandler } from "hono";
+import { routePath } from "hono/route";
+import type { AppEnv } from "../context.js";
+
+/**
+ * One structured log line per request (with its request id) and the latency histogram. Labels
+ * use the route template (/v1/billing/invoices/:id), never the raw path, so ids cannot explode
+ * the metric's cardinality.
+ */
+export const observe: MiddlewareHandler<AppEnv> = async (c, next) => {
+  const started = performance.now();
+  try {
+    await next();
+  } finally {
+    const { logger, metrics } = c.get("deps");
+    const seconds = (performance.now() - started) / 1000;
+    const matched = routePath(c, -1);
+    const route = matched === "*" ? "unmatched" : matched;
+    metrics?.httpDuration.observe({ method: c.req.method, route, status: String(c.res.status) }, seconds);
+    if (logger.isLevelEnabled("info")) {
+      logger.info(
+        { request_id: c.get("requestId"), method: c.req.method, route, status: c.res.status, duration_ms: Math.round(seconds * 10_000) / 10 },
+        "request",
+      );
+    }
+  }
+};

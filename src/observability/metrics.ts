@@ -1,0 +1,81 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { Sql } from "../db/client.js";
+import type { Queues } from "../workers/queues.js";
+
+export type Metrics = ReturnType<typeof createMetrics>;
+
+/**
+ * Prometheus metrics of one API process. Request latency is measured here; everything that is
+ * about shared state (holds, deposits, postings, queues) is read from PostgreSQL and Redis at
+ * scrape time, so every replica reports the same truth and nothing is lost on restart.
+ */
+export function createMetrics(deps: { sql: Sql; queues?: Queues }) {
+  // Our own registry, not prom-client's global one (Ponder, in the same node_modules, uses that).
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: "hanzo_api_" });
+
+  const httpDuration = new Histogram({
+    name: "hanzo_http_request_duration_seconds",
+    help: "HTTP request latency by route template, method and status",
+    labelNames: ["method", "route", "status"] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [registry],
+  });
+
+  new Gauge({
+    name: "hanzo_holds_live",
+    help: "Authorizations holding credits right now, and the amount held in nano-USD",
+    labelNames: ["measure"] as const,
+    registers: [registry],
+    async collect() {
+      const [row] = await deps.sql<{ n: number; amount: string }[]>`
+        select count(*)::int as n, coalesce(sum(amount), 0)::text as amount from holds where status = 'active'`;
+      this.set({ measure: "count" }, row!.n);
+      this.set({ measure: "nano_usd" }, Number(row!.amount));
+    },
+  });
+
+  new Gauge({
+    name: "hanzo_ledger_postings",
+    help: "Ledger transactions by kind (all time)",
+    labelNames: ["kind"] as const,
+    registers: [registry],
+    async collect() {
+      const rows = await deps.sql<{ kind: string; n: number }[]>`select kind, count(*)::int as n from ledger_transactions group by kind`;
+      this.reset();
+      for (const r of rows) this.set({ kind: r.kind }, r.n);
+    },
+  });
+
+  new Gauge({
+    name: "hanzo_deposits",
+    help: "HUSD deposits by state",
+    labelNames: ["state"] as const,
+    registers: [registry],
+    async collect() {
+      const [exists] = await deps.sql<{ t: string | null }[]>`select to_regclass('husd_deposits')::text as t`;
+      if (!exists?.t) return;
+      const rows = await deps.sql<{ state: string; n: number }[]>`select state, count(*)::int as n from husd_deposits group by state`;
+      this.reset();
+      for (const r of rows) this.set({ state: r.state }, r.n);
+    },
+  });
+
+  if (deps.queues) {
+    const queues = deps.queues;
+    new Gauge({
+      name: "hanzo_queue_jobs",
+      help: "BullMQ jobs by queue and state",
+      labelNames: ["queue", "state"] as const,
+      registers: [registry],
+      async collect() {
+        for (const q of queues.all()) {
+          const counts = await q.getJobCounts("waiting", "active", "delayed", "failed", "completed");
+          for (const [state, n] of Object.entries(counts)) this.set({ queue: q.name, state }, n);
+        }
+      },
+    });
+  }
+
+  return { registry, httpDuration };
+}
