@@ -4,6 +4,7 @@ import { loadConfig } from "../src/config.js";
 import { Redis } from "ioredis";
 import { KeyCache } from "../src/billing/api-keys.js";
 import { Metering } from "../src/billing/metering.js";
+import { createChainClient } from "../src/chain/client.js";
 import { createSql } from "../src/db/client.js";
 import { createApp } from "../src/http/app.js";
 import { createLogger } from "../src/observability/logger.js";
@@ -18,7 +19,7 @@ const queues = createQueues(redis, config.REDIS_PREFIX);
 const metering = new Metering(sql, { logger, onCrossings: (crossings) => enqueueAlerts(queues, crossings.map((c) => c.alertId)) });
 await metering.ready();
 const metrics = createMetrics({ sql, queues });
-const app = createApp({ sql, config, clock: systemClock, logger, metering, keyCache: new KeyCache(), metrics, queues });
+const app = createApp({ sql, config, clock: systemClock, logger, metering, keyCache: new KeyCache(), metrics, queues, chain: createChainClient(config) });
 
 const server = serve({ fetch: app.fetch, hostname: config.HOST, port: config.PORT }, (info) => {
   logger.info({ url: `http://${config.HOST}:${info.port}` }, "api listening");

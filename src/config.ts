@@ -32,6 +32,8 @@ export const Config = z.object({
   FINALITY_REQUIRE_FINALIZED_TAG: bool.default(true),
   /** Transfers below this many base units are recorded but never credited (0.01 HUSD by default). */
   HUSD_DUST_MINIMUM: baseUnits.default("10000000000000000"),
+  /** How often workers look for newly indexed transfers and undecided deposits. */
+  DEPOSIT_SCAN_INTERVAL_MS: z.coerce.number().int().min(100).max(60_000).default(1000),
   HOLD_TTL_SECONDS: z.coerce.number().int().min(1).max(86_400).default(300),
   STRIPE_WEBHOOK_SECRET: z.string().startsWith("whsec_").optional(),
 });

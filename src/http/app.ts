@@ -10,6 +10,7 @@ import { registerAdminKeys } from "./routes/admin/keys.js";
 import { registerBillingAdmin } from "./routes/admin/billing-admin.js";
 import { registerAdminOrgs } from "./routes/admin/orgs.js";
 import { registerBalance } from "./routes/billing/balance.js";
+import { registerHusd } from "./routes/billing/husd.js";
 import { registerInvoices } from "./routes/billing/invoices.js";
 import { registerTransactions } from "./routes/billing/transactions.js";
 import { registerUsageReport } from "./routes/billing/usage-report.js";
@@ -72,6 +73,7 @@ export function createApp(deps: AppDeps) {
   registerPricing(app);
   registerInvoices(app);
   registerBillingAdmin(app);
+  registerHusd(app);
 
   app.doc31("/v1/openapi.json", OPENAPI_DOCUMENT);
   registerDocs(app, OPENAPI_DOCUMENT);

@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 import type { KeyCache, Principal } from "../billing/api-keys.js";
 import type { Metering } from "../billing/metering.js";
+import type { ChainClient } from "../chain/client.js";
 import type { Clock } from "../clock.js";
 import type { Config } from "../config.js";
 import type { Sql } from "../db/client.js";
@@ -19,6 +20,8 @@ export type AppDeps = {
   /** Optional: Prometheus metrics (GET /metrics) and the queues for the admin dashboard. */
   metrics?: Metrics;
   queues?: Queues;
+  /** Optional: the chain, for HUSD deposit addresses and verify-and-record. */
+  chain?: ChainClient;
 };
 
 export type AppEnv = {

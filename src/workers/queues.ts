@@ -7,13 +7,17 @@ import { z } from "zod";
  */
 export const QueueNames = {
   lowBalanceAlerts: "low-balance-alerts",
+  deposits: "husd-deposits",
   maintenance: "maintenance",
 } as const;
+
+export const DepositJob = z.object({ deposit_id: z.string() });
+export type DepositJob = z.infer<typeof DepositJob>;
 
 export const LowBalanceAlertJob = z.object({ alert_id: z.string() });
 export type LowBalanceAlertJob = z.infer<typeof LowBalanceAlertJob>;
 
-export const MaintenanceTasks = ["expire-holds", "expire-grants", "resend-alerts", "close-cycles"] as const;
+export const MaintenanceTasks = ["expire-holds", "expire-grants", "resend-alerts", "close-cycles", "scan-deposits", "audit-deposits"] as const;
 export type MaintenanceTask = (typeof MaintenanceTasks)[number];
 
 /** BullMQ's prefix, hash-tagged so that every key of a queue lands on one Redis Cluster slot. */
@@ -23,9 +27,10 @@ export function createQueues(connection: ConnectionOptions, prefix: string) {
   const opts = { connection, prefix: bullPrefix(prefix) };
   return {
     lowBalanceAlerts: new Queue<LowBalanceAlertJob>(QueueNames.lowBalanceAlerts, opts),
+    deposits: new Queue<DepositJob>(QueueNames.deposits, opts),
     maintenance: new Queue<{ task: MaintenanceTask }>(QueueNames.maintenance, opts),
     all(): Queue[] {
-      return [this.lowBalanceAlerts, this.maintenance] as Queue[];
+      return [this.lowBalanceAlerts, this.deposits, this.maintenance] as Queue[];
     },
     async close() {
       await Promise.all(this.all().map((q) => q.close()));
@@ -39,5 +44,16 @@ export async function enqueueAlerts(queues: Queues, alertIds: string[]): Promise
   if (alertIds.length === 0) return;
   await queues.lowBalanceAlerts.addBulk(
     alertIds.map((id) => ({ name: "deliver", data: { alert_id: id }, opts: { jobId: id, removeOnComplete: 1000, removeOnFail: 5000, attempts: 10, backoff: { type: "exponential", delay: 1000 } } })),
+  );
+}
+
+/**
+ * Asks a worker to decide these deposits. The job id is the deposit id and finished jobs are
+ * removed, so while one is pending a re-enqueue is a no-op and afterwards it is a fresh look.
+ */
+export async function enqueueDepositChecks(queues: Queues, depositIds: string[]): Promise<void> {
+  if (depositIds.length === 0) return;
+  await queues.deposits.addBulk(
+    depositIds.map((id) => ({ name: "verify", data: { deposit_id: id }, opts: { jobId: `verify-${id}`, removeOnComplete: true, removeOnFail: true, attempts: 3, backoff: { type: "fixed", delay: 500 } } })),
   );
 }

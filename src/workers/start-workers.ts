@@ -1,6 +1,10 @@
 import { Worker, type ConnectionOptions } from "bullmq";
 import type { Logger } from "pino";
 import { Catalog } from "../billing/catalog.js";
+import { auditCreditedDeposits } from "../billing/deposits/audit.js";
+import { pendingDepositIds, scanIndexedTransfers } from "../billing/deposits/scan.js";
+import { verifyDeposit } from "../billing/deposits/verify.js";
+import { createChainClient, type ChainClient } from "../chain/client.js";
 import { expireGrants } from "../billing/grants.js";
 import { closeDueCycles } from "../billing/invoices.js";
 import { releaseExpiredHolds } from "../billing/holds.js";
@@ -8,9 +12,9 @@ import type { Clock } from "../clock.js";
 import type { Config } from "../config.js";
 import type { Sql } from "../db/client.js";
 import { deliverLowBalanceAlert, undeliveredAlerts } from "./processors/low-balance-alert.js";
-import { bullPrefix, createQueues, enqueueAlerts, LowBalanceAlertJob, MaintenanceTasks, QueueNames, type MaintenanceTask } from "./queues.js";
+import { bullPrefix, createQueues, DepositJob, enqueueAlerts, enqueueDepositChecks, LowBalanceAlertJob, MaintenanceTasks, QueueNames, type MaintenanceTask } from "./queues.js";
 
-export type WorkerDeps = { sql: Sql; connection: ConnectionOptions; prefix: string; logger: Logger; clock: Clock; config: Config; maintenanceEveryMs?: number };
+export type WorkerDeps = { sql: Sql; connection: ConnectionOptions; prefix: string; logger: Logger; clock: Clock; config: Config; maintenanceEveryMs?: number; chain?: ChainClient };
 
 /**
  * Starts every queue processor of this process. Any number of worker processes may run: each
@@ -19,11 +23,18 @@ export type WorkerDeps = { sql: Sql; connection: ConnectionOptions; prefix: stri
 export async function startWorkers(deps: WorkerDeps) {
   const queues = createQueues(deps.connection, deps.prefix);
   const catalog = new Catalog(deps.sql);
+  const chain = deps.chain ?? createChainClient(deps.config);
   const opts = { connection: deps.connection, prefix: bullPrefix(deps.prefix) };
 
   const alerts = new Worker(
     QueueNames.lowBalanceAlerts,
     async (job) => deliverLowBalanceAlert({ sql: deps.sql, logger: deps.logger, now: deps.clock }, LowBalanceAlertJob.parse(job.data).alert_id),
+    { ...opts, concurrency: 8 },
+  );
+
+  const deposits = new Worker(
+    QueueNames.deposits,
+    async (job) => verifyDeposit({ sql: deps.sql, chain, config: deps.config, logger: deps.logger }, DepositJob.parse(job.data).deposit_id, deps.clock()),
     { ...opts, concurrency: 8 },
   );
 
@@ -36,6 +47,15 @@ export async function startWorkers(deps: WorkerDeps) {
           return { released: await releaseExpiredHolds(deps.sql, now) };
         case "expire-grants":
           return { expired: await expireGrants(deps.sql, now) };
+        case "scan-deposits": {
+          // New indexed transfers, then every undecided deposit (so nothing waits on a lost job).
+          const recorded = await scanIndexedTransfers(deps.sql, deps.config, now);
+          const pending = await pendingDepositIds(deps.sql);
+          await enqueueDepositChecks(queues, pending);
+          return { recorded, pending: pending.length };
+        }
+        case "audit-deposits":
+          return { reversed: await auditCreditedDeposits({ sql: deps.sql, chain, logger: deps.logger }, now) };
         case "close-cycles":
           return closeDueCycles(deps.sql, catalog, now);
         case "resend-alerts": {
@@ -52,20 +72,20 @@ export async function startWorkers(deps: WorkerDeps) {
   const every = deps.maintenanceEveryMs ?? 5_000;
   for (const task of MaintenanceTasks) {
     // Cycles end at most once a day per anchor; once a minute is prompt enough and cheap.
-    const interval = task === "close-cycles" ? Math.max(every, 60_000) : every;
+    const interval = task === "close-cycles" ? Math.max(every, 60_000) : task === "scan-deposits" ? Math.min(every, deps.config.DEPOSIT_SCAN_INTERVAL_MS) : every;
     await queues.maintenance.upsertJobScheduler(task, { every: interval }, { name: task, data: { task }, opts: { removeOnComplete: 100, removeOnFail: 100 } });
   }
 
-  for (const w of [alerts, maintenance]) {
+  for (const w of [alerts, deposits, maintenance]) {
     w.on("failed", (job, err) => deps.logger.error({ queue: w.name, job_id: job?.id, err }, "job failed"));
     w.on("error", (err) => deps.logger.error({ queue: w.name, err }, "worker error"));
   }
-  deps.logger.info({ queues: [QueueNames.lowBalanceAlerts, QueueNames.maintenance] }, "workers started");
+  deps.logger.info({ queues: Object.values(QueueNames) }, "workers started");
 
   return {
     queues,
     async close() {
-      await Promise.all([alerts.close(), maintenance.close()]);
+      await Promise.all([alerts.close(), deposits.close(), maintenance.close()]);
       await queues.close();
     },
   };

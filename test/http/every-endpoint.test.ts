@@ -35,6 +35,9 @@ describe("every endpoint", () => {
   });
   afterAll(() => db.drop());
 
+  // This app has no chain configured: HUSD endpoints answer 503 not_configured, a deliberate
+  // answer in the envelope rather than a crash (test/deposits covers them against anvil).
+  const notConfigured = (res: { status: number; json: any }) => res.status === 503 && res.json?.error?.code === "not_configured";
   const keyFor = (op: Op) => (op.tags.includes("admin") ? TEST_ADMIN_KEY : op.tags.includes("gateway") ? a.gatewayKey : a.orgKey);
   const fill = (path: string, id: string) => path.replace(/\{[^}]+\}/g, id);
 
@@ -93,6 +96,7 @@ describe("every endpoint", () => {
     }
     for (const op of ops.filter((o) => o.method === "GET" && !o.path.includes("{") && o.secured)) {
       const res = await t.call("GET", `${op.path}?limit=-5&cursor=%ZZ&period=nope&limit=abc`, { key: keyFor(op) });
+      if (notConfigured(res)) continue;
       expect(res.status, `${op.path}: ${res.text}`).toBeLessThan(500);
     }
   });
@@ -101,7 +105,7 @@ describe("every endpoint", () => {
     for (const op of ops.filter((o) => o.secured && !o.tags.includes("admin"))) {
       for (const key of [a.orgKey, a.gatewayKey]) {
         const res = await t.call(op.method, fill(op.path, b.id), { key, ...(op.hasBody ? { body: {} } : {}) });
-        expect(res.status, `${op.method} ${op.path}`).toBeLessThan(500);
+        if (!notConfigured(res)) expect(res.status, `${op.method} ${op.path}`).toBeLessThan(500);
         expect(res.text, `${op.method} ${op.path}`).not.toContain("777.777");
         expect(res.text, `${op.method} ${op.path}`).not.toContain("777777000000");
         expect(res.text, `${op.method} ${op.path}`).not.toContain("Org B");

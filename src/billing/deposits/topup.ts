@@ -1,0 +1,76 @@
+import { decodeEventLog, type Hex } from "viem";
+import type { ChainClient } from "../../chain/client.js";
+import { transferEvent } from "../../chain/erc20-events.js";
+import type { Config } from "../../config.js";
+import type { Sql } from "../../db/client.js";
+import { BillingError } from "../../errors.js";
+import { depositAddressFor } from "./addresses.js";
+import { recordTransfer, type DepositState } from "./record.js";
+
+/**
+ * Verify-and-record: the org tells us a transaction hash; we look it up on the chain at once and
+ * record every Transfer in it to the org's deposit address (of any token: a foreign token is
+ * recorded as rejected, so the org can see why). The same pipeline then credits it when final.
+ */
+export async function recordTopup(deps: { sql: Sql; chain: ChainClient | undefined; config: Config }, orgId: string, txHash: Hex, now: Date) {
+  const { sql, chain, config } = deps;
+  const address = await depositAddressFor(sql, chain, config, orgId);
+  let receipt;
+  try {
+    receipt = await chain!.getTransactionReceipt({ hash: txHash });
+  } catch (err) {
+    if ((err as Error).name === "TransactionReceiptNotFoundError") {
+      throw new BillingError("transaction_not_found", `transaction ${txHash} is not on the chain (yet); send it again once it is mined`, { details: { param: "tx_hash" } });
+    }
+    throw new BillingError("upstream_unavailable", "could not reach the chain to look the transaction up; try again", { cause: err });
+  }
+  if (receipt.status !== "success") {
+    throw new BillingError("no_deposit_in_transaction", `transaction ${txHash} reverted; it moved no HUSD`, { details: { param: "tx_hash" } });
+  }
+  const results: { id: string; state: DepositState; created: boolean }[] = [];
+  for (const log of receipt.logs) {
+    let decoded;
+    try {
+      decoded = decodeEventLog({ abi: [transferEvent], data: log.data, topics: log.topics });
+    } catch {
+      continue; // not a Transfer
+    }
+    if (decoded.args.to.toLowerCase() !== address.address.toLowerCase()) continue;
+    results.push(
+      await recordTransfer(
+        sql,
+        {
+          chainId: config.CHAIN_ID, txHash: receipt.transactionHash, logIndex: log.logIndex, blockNumber: receipt.blockNumber,
+          blockHash: receipt.blockHash, tokenAddress: log.address, from: decoded.args.from, to: decoded.args.to, amount: decoded.args.value,
+        },
+        "topup",
+        config,
+        now,
+      ),
+    );
+  }
+  if (results.length === 0) {
+    throw new BillingError("no_deposit_in_transaction", `transaction ${txHash} has no transfer to this organization's deposit address ${address.address}`, { details: { param: "tx_hash" } });
+  }
+  return results;
+}
+
+export type DepositView = {
+  id: string; chainId: number; txHash: string; logIndex: number; blockNumber: bigint | null; tokenAddress: string; from: string | null;
+  amount: bigint; amountNanoUsd: bigint | null; state: DepositState; reason: string | null; confirmations: bigint;
+  seenAt: Date; creditedAt: Date | null;
+};
+
+export async function listDeposits(sql: Sql, orgId: string, opts: { limit: number; ids?: string[] }): Promise<DepositView[]> {
+  const rows = await sql<{ id: string; chain_id: number; tx_hash: string; log_index: number; block_number: string | null; token_address: string; from_address: string | null;
+    amount: string; amount_nano_usd: bigint | null; state: DepositState; reason: string | null; confirmations: bigint; seen_at: Date; credited_at: Date | null }[]>`
+    select id, chain_id, tx_hash, log_index, block_number::text, token_address, from_address, amount::text, amount_nano_usd, state, reason,
+           confirmations, seen_at, credited_at
+    from husd_deposits where org_id = ${orgId} ${opts.ids ? sql`and id = any(${opts.ids})` : sql``}
+    order by seen_at desc, id limit ${opts.limit}`;
+  return rows.map((r) => ({
+    id: r.id, chainId: r.chain_id, txHash: r.tx_hash, logIndex: r.log_index, blockNumber: r.block_number === null ? null : BigInt(r.block_number),
+    tokenAddress: r.token_address, from: r.from_address, amount: BigInt(r.amount), amountNanoUsd: r.amount_nano_usd, state: r.state,
+    reason: r.reason, confirmations: r.confirmations, seenAt: r.seen_at, creditedAt: r.credited_at,
+  }));
+}
