@@ -2,10 +2,11 @@ import type { Sql, TransactionSql } from "../db/client.js";
 import { BillingError } from "../errors.js";
 import { newId } from "../ids.js";
 import { orgCreditsAccount, SystemAccounts } from "../ledger/accounts.js";
+import { divideHalfEven } from "../ledger/money.js";
 import { postTransaction } from "../ledger/post-transaction.js";
 import type { Catalog } from "./catalog.js";
 import { lockOrgs, spendable } from "./org-locks.js";
-import { cycleContaining, nextCycle, type Period } from "./periods.js";
+import { cycleContaining, type Period } from "./periods.js";
 import { grantIncludedCredits, planAt } from "./subscriptions.js";
 
 export type InvoiceStatus = "draft" | "open" | "paid" | "void";
@@ -108,8 +109,10 @@ export async function closeCycle(sql: Sql, catalog: Catalog, orgId: string, peri
     const subscribedThisCycle = sub && sub.started_at < period.end && (!sub.canceled_at || sub.canceled_at > period.start);
     if (subscribedThisCycle) {
       const plan = planAt(catalog, sub.plan_id, period.start);
-      lines.push({ kind: "subscription", product: null, model: null, description: `${plan.name} plan`, quantities: {}, amount: plan.monthlyPrice, periodStart: period.start, periodEnd: period.end });
-      charges += plan.monthlyPrice;
+      const price = proratedPrice(plan.monthlyPrice, period, await anchorDay(tx, orgId));
+      const share = price === plan.monthlyPrice ? "" : ` (prorated for ${period.start.toISOString().slice(0, 10)} to ${period.end.toISOString().slice(0, 10)})`;
+      lines.push({ kind: "subscription", product: null, model: null, description: `${plan.name} plan${share}`, quantities: {}, amount: price, periodStart: period.start, periodEnd: period.end });
+      charges += price;
     }
     const adjustments = await tx<{ id: string; amount: bigint; description: string }[]>`
       select id, amount, description from invoice_adjustments where org_id = ${orgId} and applied_invoice_id is null order by created_at for update`;
@@ -162,34 +165,59 @@ export async function closeCycle(sql: Sql, catalog: Catalog, orgId: string, peri
 
     // The plan's included credits for the cycle that starts now.
     if (sub && !sub.canceled_at) {
-      const anchor = await tx<{ d: number }[]>`select billing_anchor_day as d from organizations where id = ${orgId}`;
-      const next = nextCycle(period, anchor[0]!.d);
+      const next = cycleFrom(period.end, await anchorDay(tx, orgId));
       if (next.end > now) await grantIncludedCredits(tx, orgId, planAt(catalog, sub.plan_id, next.start), next, now);
     }
     return { invoice: { ...toInvoice(issued!), lines }, created: true };
   });
 }
 
-/** Cycles that have ended without an invoice, oldest first, for one org or all. */
-export async function dueCycles(sql: Sql, now: Date, orgId?: string): Promise<{ orgId: string; period: Period }[]> {
+async function anchorDay(tx: TransactionSql, orgId: string): Promise<number> {
+  const [row] = await tx<{ d: number }[]>`select billing_anchor_day as d from organizations where id = ${orgId}`;
+  return row!.d;
+}
+
+/** A plan's monthly price for a cycle shorter than its anchored month, by time, rounded half to even. */
+export function proratedPrice(monthly: bigint, period: { start: Date; end: Date }, anchor: number): bigint {
+  const full = cycleContaining(period.start, anchor);
+  const fullMs = BigInt(full.end.getTime() - full.start.getTime());
+  const ms = BigInt(period.end.getTime() - period.start.getTime());
+  if (ms >= fullMs) return monthly;
+  return divideHalfEven(monthly * ms, fullMs);
+}
+
+/**
+ * Cycles that have ended without an invoice, oldest first, for one org or all. A cycle starts
+ * where the previous invoice ended (or at the org's anchored cycle start when it has none) and
+ * runs to the next anchor date, so a cycle closed early ("now") is followed by a short one.
+ */
+export async function dueCycles(sql: Sql, now: Date, opts: { orgId?: string; endCurrentNow?: boolean } = {}): Promise<{ orgId: string; period: Period }[]> {
   const orgs = await sql<{ id: string; billing_anchor_day: number; created_at: Date; last_end: Date | null }[]>`
     select o.id, o.billing_anchor_day, o.created_at, (select max(period_end) from invoices i where i.org_id = o.id) as last_end
-    from organizations o ${orgId ? sql`where o.id = ${orgId}` : sql``}`;
+    from organizations o ${opts.orgId ? sql`where o.id = ${opts.orgId}` : sql``}`;
+  if (opts.orgId && orgs.length === 0) throw new BillingError("not_found", `no organization ${opts.orgId}`);
   const due: { orgId: string; period: Period }[] = [];
   for (const o of orgs) {
-    let p = o.last_end ? cycleContaining(o.last_end, o.billing_anchor_day) : cycleContaining(o.created_at, o.billing_anchor_day);
+    const start = o.last_end ?? cycleContaining(o.created_at, o.billing_anchor_day).start;
+    let p = cycleFrom(start, o.billing_anchor_day);
     while (p.end <= now) {
       due.push({ orgId: o.id, period: p });
-      p = nextCycle(p, o.billing_anchor_day);
+      p = cycleFrom(p.end, o.billing_anchor_day);
     }
+    if (opts.endCurrentNow && p.start < now) due.push({ orgId: o.id, period: { ...p, end: now } });
   }
   return due;
 }
 
+/** The cycle that starts at `start` and ends at the next anchor date after it. */
+function cycleFrom(start: Date, anchorDay: number): Period {
+  return { label: cycleContaining(start, anchorDay).label, start, end: cycleContaining(start, anchorDay).end };
+}
+
 /** Closes every due cycle (of one org or all), a few organizations at a time. */
-export async function closeDueCycles(sql: Sql, catalog: Catalog, now: Date, opts: { orgId?: string; concurrency?: number } = {}) {
+export async function closeDueCycles(sql: Sql, catalog: Catalog, now: Date, opts: { orgId?: string; concurrency?: number; endCurrentNow?: boolean } = {}) {
   await catalog.refresh();
-  const due = await dueCycles(sql, now, opts.orgId);
+  const due = await dueCycles(sql, now, opts);
   // Cycles of one org must close in order; different orgs close in parallel.
   const byOrg = new Map<string, Period[]>();
   for (const d of due) byOrg.set(d.orgId, [...(byOrg.get(d.orgId) ?? []), d.period]);

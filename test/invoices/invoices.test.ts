@@ -166,4 +166,29 @@ describe("invoices and billing cycles", () => {
     expect(cross.status).toBe(404);
     expect(cross.json.error.code).toBe("not_found");
   });
+
+  it("ends the running cycle now on request: a prorated invoice, then a short cycle to the next anchor", async () => {
+    clock.set(new Date("2026-11-01T00:00:00Z"));
+    const org = await t.createOrg("Early Co");
+    await t.grant(org.id, "100");
+    await t.call("PUT", `/v1/admin/orgs/${org.id}/subscription`, { key: TEST_ADMIN_KEY, body: { plan_id: "pro" } });
+    await usage(org, [{}]);
+    clock.set(new Date("2026-11-16T00:00:00Z")); // half of November's 30 days
+    const res = await t.call("POST", "/v1/admin/cycles/close", { key: TEST_ADMIN_KEY, body: { org_id: org.id, end_current_cycle_now: true } });
+    expect(res.json.invoices_created).toBe(1);
+    const [first] = (await t.call("GET", "/v1/billing/invoices", { key: org.orgKey })).json.data;
+    expect(first.period).toEqual({ start: "2026-11-01T00:00:00.000Z", end: "2026-11-16T00:00:00.000Z" });
+    const detail = (await t.call("GET", `/v1/billing/invoices/${first.id}`, { key: org.orgKey })).json;
+    expect(detail.lines.find((l: { kind: string }) => l.kind === "subscription").amount_nano_usd).toBe("10000000000"); // $20 x 15/30
+
+    await usage(org, [{}]);
+    clock.set(new Date("2026-12-01T00:00:01Z"));
+    await closeAll(org.id);
+    const [second] = (await t.call("GET", "/v1/billing/invoices", { key: org.orgKey })).json.data;
+    expect(second.period).toEqual({ start: "2026-11-16T00:00:00.000Z", end: "2026-12-01T00:00:00.000Z" });
+    expect(BigInt(second.subtotal_nano_usd)).toBe(7_500_000n + 10_000_000_000n);
+    const bad = await t.call("POST", "/v1/admin/cycles/close", { key: TEST_ADMIN_KEY, body: { end_current_cycle_now: true } });
+    expect(bad.status).toBe(400);
+    expect(bad.json.error.param).toBe("org_id");
+  });
 });

@@ -20,7 +20,18 @@ const closeRoute = createRoute({
   method: "post",
   path: "/v1/admin/cycles/close",
   summary: "Close every ended billing cycle now, for one organization or all (idempotent)",
-  request: { body: jsonBody(z.object({ org_id: z.string().max(64).optional() }).strict().openapi("CloseCyclesRequest")) },
+  request: {
+    body: jsonBody(
+      z
+        .object({
+          org_id: z.string().max(64).optional(),
+          end_current_cycle_now: z.boolean().optional().openapi({ description: "Also end the running cycle now (needs org_id): it is invoiced, prorated, and a new cycle starts" }),
+        })
+        .strict()
+        .refine((b) => !b.end_current_cycle_now || b.org_id, { message: "end_current_cycle_now needs org_id", path: ["org_id"] })
+        .openapi("CloseCyclesRequest"),
+    ),
+  },
   responses: {
     200: jsonResponse(z.object({ invoices_created: z.number(), already_closed: z.number(), organizations: z.number() }), "What was closed"),
     ...errorResponses(400, 401, 403, 404),
@@ -83,7 +94,8 @@ const adjustmentRoute = createRoute({
 export function registerBillingAdmin(app: OpenAPIHono<AppEnv>) {
   app.openapi(closeRoute, async (c) => {
     const { sql, metering, clock } = c.get("deps");
-    const r = await closeDueCycles(sql, metering.catalog, clock(), { orgId: c.req.valid("json").org_id });
+    const body = c.req.valid("json");
+    const r = await closeDueCycles(sql, metering.catalog, clock(), { orgId: body.org_id, endCurrentNow: body.end_current_cycle_now });
     return c.json({ invoices_created: r.created, already_closed: r.existing, organizations: r.orgs }, 200);
   });
   app.openapi(subscribeRoute, async (c) => {
