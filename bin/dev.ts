@@ -1,0 +1,197 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdirSync, readFileSync, writeFileSync, existsSync } from "node:fs";
+import { createInterface } from "node:readline";
+import { getAddress, type Address } from "viem";
+import { authenticate, createApiKey } from "../src/billing/api-keys.js";
+import { loadCatalog, readCatalogFile } from "../src/billing/catalog.js";
+import { grantCredits } from "../src/billing/grants.js";
+import { createOrganization } from "../src/billing/organizations.js";
+import { deployDevContracts, DevRoles, mintHusd, spawnAnvil, waitForRpc } from "../src/chain/local-devnet.js";
+import { loadConfig } from "../src/config.js";
+import { createSql } from "../src/db/client.js";
+import { ensureDatabase } from "../src/db/ensure-database.js";
+import { migrate } from "../src/db/migrate.js";
+import { randomBase62 } from "../src/ids.js";
+import { checkServices } from "../src/ops/preflight.js";
+
+/**
+ * npm run dev: the whole stack on this machine in one command. PostgreSQL and Redis must be
+ * running (it says how to start them if not); everything else is started here: anvil with
+ * one-second blocks, our HUSD and deposit factory, migrations and the catalog, a demo org with
+ * keys, then Ponder, the API and the workers with labelled logs. Ctrl-C stops them all.
+ * A second run reuses the chain state, database, org and keys in .hanzo/.
+ */
+const ROOT = new URL("..", import.meta.url).pathname;
+const STATE_DIR = `${ROOT}.hanzo`;
+const STATE_FILE = `${STATE_DIR}/dev.json`;
+const ANVIL_PORT = Number(process.env.DEV_ANVIL_PORT ?? 8545);
+const API_PORT = Number(process.env.PORT ?? 3000);
+const PONDER_PORT = Number(process.env.PONDER_PORT ?? 42069);
+const CHAIN_ID = Number(process.env.CHAIN_ID ?? 36964); // Hanzo devnet's id, served by anvil
+
+type DevState = {
+  api_url: string; docs_url: string; openapi_url: string; metrics_url: string; queues_url: string; ponder_url: string;
+  rpc_url: string; chain_id: number; husd_address: Address; deposit_factory_address: Address; husd_start_block: number;
+  database_url: string; redis_prefix: string;
+  org_id: string; org_key: string; gateway_key: string; admin_key: string;
+  customer_wallet: Address; customer_wallet_mnemonic_index: number;
+};
+
+const previous: Partial<DevState> = existsSync(STATE_FILE) ? JSON.parse(readFileSync(STATE_FILE, "utf8")) : {};
+const base = loadConfig();
+const databaseUrl = process.env.DATABASE_URL ?? base.DATABASE_URL;
+const children: { name: string; child: ChildProcess }[] = [];
+let stopping = false;
+
+function log(msg: string) {
+  console.log(`\x1b[1m[dev]\x1b[0m ${msg}`);
+}
+
+function labelled(name: string, child: ChildProcess, color: number) {
+  for (const stream of [child.stdout, child.stderr]) {
+    if (!stream) continue;
+    createInterface({ input: stream }).on("line", (line) => console.log(`\x1b[${color}m[${name}]\x1b[0m ${line}`));
+  }
+  child.on("exit", (code, signal) => {
+    if (!stopping) {
+      log(`${name} exited (${signal ?? code}); stopping everything`);
+      void shutdown(1);
+    }
+  });
+  children.push({ name, child });
+}
+
+async function shutdown(code: number) {
+  if (stopping) return;
+  stopping = true;
+  log("stopping…");
+  // Reverse order: consumers first, the chain last (anvil writes its state on the way out).
+  for (const { name, child } of [...children].reverse()) {
+    if (child.exitCode !== null || child.signalCode !== null) continue;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => child.kill("SIGKILL"), 8_000);
+      child.once("exit", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      child.kill("SIGTERM");
+    });
+    log(`${name} stopped`);
+  }
+  process.exit(code);
+}
+process.on("SIGINT", () => void shutdown(0));
+process.on("SIGTERM", () => void shutdown(0));
+
+// 1. PostgreSQL and Redis, with the exact fix when missing.
+const problems = await checkServices({ postgres: databaseUrl.replace(/\/[^/]*$/, "/postgres"), redis: base.REDIS_URL });
+if (problems.length > 0) {
+  console.error(`npm run dev needs PostgreSQL and Redis running:\n  ${problems.join("\n  ")}`);
+  process.exit(1);
+}
+
+// 2. The chain: anvil with 1 s blocks, state kept in .hanzo so a second run continues the same chain.
+mkdirSync(STATE_DIR, { recursive: true });
+const rpcUrl = `http://127.0.0.1:${ANVIL_PORT}`;
+log(`starting anvil on ${rpcUrl} (chain ${CHAIN_ID}, 1 s blocks)`);
+const anvil = spawnAnvil({ port: ANVIL_PORT, chainId: CHAIN_ID, blockTime: 1, slotsInAnEpoch: 1, statePath: `${STATE_DIR}/anvil-state.json` });
+labelled("anvil", anvil, 90);
+await waitForRpc(rpcUrl).catch((err) => {
+  console.error(`anvil did not start: ${(err as Error).message}. Is port ${ANVIL_PORT} taken? Set DEV_ANVIL_PORT.`);
+  return shutdown(1);
+});
+
+const contracts = await deployDevContracts(
+  rpcUrl,
+  CHAIN_ID,
+  previous.husd_address && previous.deposit_factory_address && previous.chain_id === CHAIN_ID ? { husd: previous.husd_address, factory: previous.deposit_factory_address } : undefined,
+);
+const startBlock = previous.husd_address === contracts.husd ? previous.husd_start_block ?? 0 : Number(contracts.deployBlock);
+log(`HUSD ${contracts.husd}, deposit factory ${contracts.factory}`);
+
+// 3. Database, catalog, demo organization and keys (reused when they still work).
+await ensureDatabase(databaseUrl);
+const sql = createSql(databaseUrl, { max: 2, applicationName: "hanzo-dev" });
+await migrate(sql, { log });
+await loadCatalog(sql, await readCatalogFile());
+const adminKey = previous.admin_key ?? `hk-dev-admin-${randomBase62(24)}`;
+let org = { id: previous.org_id, orgKey: previous.org_key, gatewayKey: previous.gateway_key };
+const stillValid = async (key?: string) => (key ? authenticate(sql, key, undefined).then(() => true, () => false) : false);
+if (!org.id || !(await stillValid(org.orgKey)) || !(await stillValid(org.gatewayKey))) {
+  const created = await createOrganization(sql, { name: "Demo Org" });
+  org = {
+    id: created.id,
+    orgKey: (await createApiKey(sql, { orgId: created.id, scope: "org" })).key,
+    gatewayKey: (await createApiKey(sql, { orgId: created.id, scope: "gateway" })).key,
+  };
+  log(`created demo organization ${org.id}`);
+}
+await grantCredits(sql, { orgId: org.id!, amount: 25_000_000_000n, reason: "Welcome credits", idempotencyKey: "dev-welcome" }, new Date());
+await sql.end();
+if (previous.husd_address !== contracts.husd) await mintHusd(rpcUrl, CHAIN_ID, contracts.husd, DevRoles.customer.address, 1_000n * 10n ** 18n);
+
+const env = {
+  ...process.env,
+  NODE_ENV: "development",
+  DATABASE_URL: databaseUrl,
+  REDIS_PREFIX: process.env.REDIS_PREFIX ?? "hanzo-dev",
+  RPC_URL: rpcUrl,
+  CHAIN_ID: String(CHAIN_ID),
+  HUSD_ADDRESS: contracts.husd,
+  HUSD_START_BLOCK: String(startBlock),
+  DEPOSIT_FACTORY_ADDRESS: contracts.factory,
+  FINALITY_CONFIRMATIONS: process.env.FINALITY_CONFIRMATIONS ?? "2",
+  ADMIN_API_KEY: adminKey,
+  PORT: String(API_PORT),
+  PONDER_PORT: String(PONDER_PORT),
+};
+
+// 4. The processes, each with its own label.
+const node = (script: string) => spawn(process.execPath, ["--import", "tsx", script], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
+labelled("indexer", node("bin/indexer.ts"), 35);
+labelled("worker", node("bin/worker.ts"), 33);
+labelled("api", node("bin/api.ts"), 36);
+
+const apiUrl = `http://127.0.0.1:${API_PORT}`;
+for (let i = 0; ; i++) {
+  try {
+    if ((await fetch(`${apiUrl}/healthz`)).ok) break;
+  } catch {
+    // starting
+  }
+  if (i > 300) {
+    log("the API did not come up within 30 s");
+    await shutdown(1);
+  }
+  await new Promise((r) => setTimeout(r, 100));
+}
+
+const state: DevState = {
+  api_url: apiUrl, docs_url: `${apiUrl}/docs`, openapi_url: `${apiUrl}/v1/openapi.json`, metrics_url: `${apiUrl}/metrics`,
+  queues_url: `${apiUrl}/admin/queues`, ponder_url: `http://127.0.0.1:${PONDER_PORT}`,
+  rpc_url: rpcUrl, chain_id: CHAIN_ID, husd_address: getAddress(contracts.husd), deposit_factory_address: getAddress(contracts.factory), husd_start_block: startBlock,
+  database_url: databaseUrl, redis_prefix: env.REDIS_PREFIX,
+  org_id: org.id!, org_key: org.orgKey!, gateway_key: org.gatewayKey!, admin_key: adminKey,
+  customer_wallet: DevRoles.customer.address, customer_wallet_mnemonic_index: 2,
+};
+writeFileSync(STATE_FILE, `${JSON.stringify(state, null, 2)}\n`);
+
+console.log(`
+\x1b[1mHanzo Billing is running.\x1b[0m  (state for scripts: .hanzo/dev.json)
+
+  API        ${state.api_url}        docs ${state.docs_url}
+  Metrics    ${state.metrics_url}   queues ${state.queues_url} (user any, password = admin key)
+  Chain      ${state.rpc_url} (chain ${CHAIN_ID})   HUSD ${state.husd_address}
+  Demo org   ${state.org_id}
+  Keys       org ${state.org_key}
+             gateway ${state.gateway_key}
+             admin ${state.admin_key}
+
+Try:
+  curl ${apiUrl}/v1/billing/balance -H "Authorization: Bearer ${state.org_key}"
+  curl ${apiUrl}/v1/pricing/models
+  curl ${apiUrl}/v1/billing/authorize -H "Authorization: Bearer ${state.gateway_key}" -H "content-type: application/json" \\
+       -d '{"org_id":"${state.org_id}","product":"llm","model":"zen-pro","estimate":{"input_tokens":1000,"output_tokens":500}}'
+
+Then, in another terminal: npm run demo      Stop with Ctrl-C.
+`);

@@ -1,0 +1,233 @@
+import { pino } from "pino";
+import { parseAbi, type Address } from "viem";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { depositFactoryAbi, husdAbi, husdBytecode } from "../../abis/index.js";
+import { auditCreditedDeposits } from "../../src/billing/deposits/audit.js";
+import { verifyDeposit } from "../../src/billing/deposits/verify.js";
+import { DevRoles } from "../../src/chain/local-devnet.js";
+import { checkLedger } from "../../src/ledger/check.js";
+import { enqueueDepositChecks } from "../../src/workers/queues.js";
+import { startTestChain, type TestChain } from "../support/chain-stack.js";
+import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { depositStack } from "../support/deposit-stack.js";
+import { deployMultiSend } from "../support/multisend.js";
+import { waitFor } from "../support/process.js";
+import { clearRedisPrefix } from "../support/redis.js";
+
+const HUSD = 10n ** 18n;
+
+describe("HUSD top-ups: verify-and-record, finality, exactly-once credit, reorgs", () => {
+  let db: TestDatabase;
+  let chain: TestChain;
+  let stack: ReturnType<typeof depositStack>;
+  beforeAll(async () => {
+    db = await createTestDatabase({ max: 12 });
+    chain = await startTestChain();
+    stack = depositStack(db, chain);
+  }, 60_000);
+  afterEach(() => stack.stopWorkers());
+  afterAll(async () => {
+    await stack?.close();
+    await chain?.stop();
+    await db?.drop();
+  });
+
+  const topup = (orgKey: string, hash: string) => stack.app.call("POST", "/v1/billing/husd/topups", { key: orgKey, body: { tx_hash: hash } });
+  const stateOf = async (orgKey: string, id: string) => (await stack.deposits(orgKey)).find((d) => d.id === id);
+
+  it("gives each org a CREATE2 deposit address that the factory predicts and later deploys to", async () => {
+    const org = await stack.orgWithAddress();
+    const onChain = await chain.clients.test.readContract({ address: chain.factory, abi: depositFactoryAbi, functionName: "predictAddress", args: [org.salt] });
+    expect(org.address).toBe(onChain);
+    const again = await stack.app.call("GET", "/v1/billing/husd/deposit-address", { key: org.orgKey });
+    expect(again.json).toMatchObject({ address: org.address, chain_id: chain.chainId, token_address: chain.husd, token_decimals: 18 });
+    expect(again.json.finality).toContain("finalized");
+    expect(await chain.clients.test.getCode({ address: org.address })).toBeUndefined(); // nothing deployed yet
+  });
+
+  it("records a transfer by hash, waits for finality and credits it once, exactly", async () => {
+    const org = await stack.orgWithAddress();
+    const before = await stack.balanceNano(org.orgKey);
+    const { hash } = await stack.sendHusd(org.address, 12n * HUSD + 345_678_901_234_567_891n); // 12.345678901234567891 HUSD
+    const first = await topup(org.orgKey, hash);
+    expect(first.status).toBe(201);
+    expect(first.json.deposits).toHaveLength(1);
+    const d = first.json.deposits[0];
+    expect(d).toMatchObject({ state: "seen", amount_base_units: "12345678901234567891", amount_husd: "12.345678901234567891", amount_nano_usd: "12345678901" });
+    const replay = await topup(org.orgKey, hash);
+    expect(replay.status).toBe(200);
+    expect(replay.json.deposits[0].id).toBe(d.id);
+
+    await stack.startWorkers();
+    // Not final yet: needs 3 confirmations and the finalized tag (2 blocks behind) past its block.
+    await waitFor(async () => (await stateOf(org.orgKey, d.id))?.state === "confirming", { what: "confirming" });
+    expect(await stack.balanceNano(org.orgKey)).toBe(before);
+    await chain.mine(3);
+    await waitFor(async () => (await stateOf(org.orgKey, d.id))?.state === "credited", { what: "credited" });
+    expect((await stack.balanceNano(org.orgKey)) - before).toBe(12_345_678_901n);
+    const history = (await stack.app.call("GET", "/v1/billing/transactions", { key: org.orgKey })).json.data;
+    expect(history[0]).toMatchObject({ kind: "husd_deposit", amount_nano_usd: "12345678901" });
+    expect(await checkLedger(db.sql)).toEqual({ unbalancedTransactions: [], balanceMismatches: [] });
+  });
+
+  it("duplicate jobs, racing verifiers and re-runs after the credit all credit once", async () => {
+    const org = await stack.orgWithAddress();
+    const { hash } = await stack.sendHusd(org.address, 3n * HUSD);
+    const id = (await topup(org.orgKey, hash)).json.deposits[0].id as string;
+    await chain.mine(5);
+    const deps = { sql: db.sql, chain: stack.chainClient, config: stack.app.config };
+    // As if several workers (or a worker killed after committing, whose job is retried) ran it.
+    const outcomes = await Promise.all(Array.from({ length: 6 }, () => verifyDeposit(deps, id, new Date())));
+    expect(outcomes.every((o) => o.state === "credited")).toBe(true);
+    const workers = await stack.startWorkers();
+    await enqueueDepositChecks(workers.queues, [id, id, id]);
+    await new Promise((r) => setTimeout(r, 600));
+    const rows = await db.sql`select count(*)::int as n from ledger_transactions where kind = 'husd_deposit' and org_id = ${org.id}`;
+    expect(rows[0]!.n).toBe(1);
+    expect(await stack.balanceNano(org.orgKey)).toBe(3_000_000_000n);
+  });
+
+  it("Redis is only a carrier: flushed mid-flow, pending deposits are found again from PostgreSQL and credited once", async () => {
+    const org = await stack.orgWithAddress();
+    const { hash } = await stack.sendHusd(org.address, 2n * HUSD);
+    const workers = await stack.startWorkers();
+    const id = (await topup(org.orgKey, hash)).json.deposits[0].id as string;
+    await enqueueDepositChecks(workers.queues, [id]);
+    await stack.stopWorkers();
+    await clearRedisPrefix(stack.redis, `{${stack.prefix}}`); // every job and scheduler gone
+    await chain.mine(5);
+    await stack.startWorkers();
+    await waitFor(async () => (await stateOf(org.orgKey, id))?.state === "credited", { what: "credited after flush" });
+    expect(await stack.balanceNano(org.orgKey)).toBe(2_000_000_000n);
+  });
+
+  it("a reorg before finality orphans the deposit: never credited", async () => {
+    const org = await stack.orgWithAddress();
+    await stack.startWorkers();
+    const { hash } = await stack.sendHusd(org.address, 7n * HUSD);
+    const id = (await topup(org.orgKey, hash)).json.deposits[0].id as string;
+    await waitFor(async () => (await stateOf(org.orgKey, id))?.state === "confirming", { what: "confirming" });
+    // Replace the last two blocks (the transfer's among them) with empty ones.
+    await chain.clients.test.request({ method: "anvil_reorg" as never, params: [2, []] as never });
+    await chain.mine(6);
+    await waitFor(async () => (await stateOf(org.orgKey, id))?.state === "orphaned", { what: "orphaned" });
+    expect((await stateOf(org.orgKey, id))?.reason).toMatch(/reorged_out|log_mismatch/);
+    expect(await stack.balanceNano(org.orgKey)).toBe(0n);
+  });
+
+  it("credits wait while the finalized tag does not advance, whatever the confirmations", async () => {
+    const stuck = await startTestChain({ slotsInAnEpoch: 1000 }); // finalized stays at genesis for 2,000 blocks
+    const s = depositStack(db, stuck);
+    try {
+      const org = await s.orgWithAddress("Stuck Co");
+      const { hash } = await s.sendHusd(org.address, HUSD);
+      const id = (await s.app.call("POST", "/v1/billing/husd/topups", { key: org.orgKey, body: { tx_hash: hash } })).json.deposits[0].id;
+      await stuck.mine(50);
+      const deps = { sql: db.sql, chain: s.chainClient, config: s.app.config };
+      const outcome = await verifyDeposit(deps, id, new Date());
+      expect(outcome.state).toBe("confirming");
+      expect(outcome.confirmations).toBeGreaterThanOrEqual(50n);
+      expect(await s.balanceNano(org.orgKey)).toBe(0n);
+    } finally {
+      await s.close();
+      await stuck.stop();
+    }
+  });
+
+  it("a credited deposit later found off the canonical chain is reversed in the ledger and raised to operators", async () => {
+    const org = await stack.orgWithAddress();
+    const { hash } = await stack.sendHusd(org.address, 4n * HUSD);
+    const id = (await topup(org.orgKey, hash)).json.deposits[0].id as string;
+    await chain.mine(4);
+    const loose = { ...stack.app.config, FINALITY_CONFIRMATIONS: 1, FINALITY_REQUIRE_FINALIZED_TAG: false };
+    expect((await verifyDeposit({ sql: db.sql, chain: stack.chainClient, config: loose }, id, new Date())).state).toBe("credited");
+    await chain.clients.test.request({ method: "anvil_reorg" as never, params: [6, []] as never }); // deeper than the policy assumed
+    const reversed = await auditCreditedDeposits({ sql: db.sql, chain: stack.chainClient, logger: pino({ level: "silent" }) }, new Date());
+    expect(reversed).toBe(1);
+    expect((await stateOf(org.orgKey, id))?.state).toBe("reversed");
+    expect(await stack.balanceNano(org.orgKey)).toBe(0n);
+    const alerts = await db.sql`select kind from operator_alerts where subject = ${id}`;
+    expect(alerts.map((a) => a.kind)).toEqual(["husd_deposit_reversed"]);
+    expect(await auditCreditedDeposits({ sql: db.sql, chain: stack.chainClient, logger: pino({ level: "silent" }) }, new Date())).toBe(0);
+    expect(await checkLedger(db.sql)).toEqual({ unbalancedTransactions: [], balanceMismatches: [] });
+  });
+
+  it("rejects, with a reason, a second ERC-20 with the same ABI, dust, and an amount near 2^256-1", async () => {
+    const org = await stack.orgWithAddress();
+    const wallet = chain.clients.wallet();
+    const deployed = await wallet.waitForTransactionReceipt({ hash: await wallet.deployContract({ abi: husdAbi, bytecode: husdBytecode, args: [DevRoles.deployer.address] }) });
+    const fake = deployed.contractAddress!;
+    const foreign = await stack.sendHusd(org.address, 100n * HUSD, fake);
+    const dust = await stack.sendHusd(org.address, 1_000n);
+    const huge = 2n ** 256n - 1n - 100n * HUSD; // the rest of uint256 after the earlier mint of this token
+    const max = await stack.sendHusd(org.address, huge, fake).catch(() => null);
+    const bigHusd = await stack.sendHusd(org.address, 2n ** 255n);
+    for (const h of [foreign.hash, dust.hash, bigHusd.hash, ...(max ? [max.hash] : [])]) expect([200, 201]).toContain((await topup(org.orgKey, h)).status);
+    const deposits = await stack.deposits(org.orgKey);
+    const byHash = (h: string) => deposits.find((d) => d.tx_hash === h)!;
+    expect(byHash(foreign.hash)).toMatchObject({ state: "rejected", reason: expect.stringMatching(/^wrong_token/) });
+    expect(byHash(dust.hash)).toMatchObject({ state: "rejected", reason: expect.stringMatching(/^below_dust_minimum/) });
+    expect(byHash(bigHusd.hash)).toMatchObject({ state: "rejected", reason: expect.stringMatching(/^amount_exceeds_ledger_range/), amount_base_units: (2n ** 255n).toString() });
+    await chain.mine(5);
+    await stack.startWorkers();
+    await new Promise((r) => setTimeout(r, 800));
+    expect(await stack.balanceNano(org.orgKey)).toBe(0n);
+  });
+
+  it("a hash without a transfer to the org's address is a clear 4xx; an unknown hash too", async () => {
+    const org = await stack.orgWithAddress();
+    const other = await stack.sendHusd("0x00000000000000000000000000000000000000bb", HUSD);
+    const res = await topup(org.orgKey, other.hash);
+    expect(res.status).toBe(422);
+    expect(res.json.error.code).toBe("no_deposit_in_transaction");
+    expect(res.json.error.message).toContain(org.address);
+    const unknown = await topup(org.orgKey, `0x${"ab".repeat(32)}`);
+    expect(unknown.status).toBe(422);
+    expect(unknown.json.error.code).toBe("transaction_not_found");
+    const malformed = await topup(org.orgKey, "0x1234");
+    expect(malformed.status).toBe(400);
+    expect(malformed.json.error.param).toBe("tx_hash");
+  });
+
+  it("one transaction with several transfers to two orgs: each org records and is credited its own", async () => {
+    const a = await stack.orgWithAddress("Multi A");
+    const b = await stack.orgWithAddress("Multi B");
+    const multisend = await deployMultiSend(chain);
+    const customer = chain.clients.wallet(DevRoles.customer);
+    await stack.sendHusd(DevRoles.customer.address, 10n * HUSD); // mint to the customer
+    await customer.waitForTransactionReceipt({ hash: await customer.writeContract({ address: chain.husd, abi: husdAbi, functionName: "approve", args: [multisend, 10n * HUSD] }) });
+    const hash = await customer.writeContract({
+      address: multisend,
+      abi: parseAbi(["function send(address token, address[] to, uint256[] amounts)"]),
+      functionName: "send",
+      args: [chain.husd, [a.address, b.address, a.address], [1n * HUSD, 2n * HUSD, 3n * HUSD]],
+    });
+    await customer.waitForTransactionReceipt({ hash });
+    const ra = await topup(a.orgKey, hash);
+    const rb = await topup(b.orgKey, hash);
+    expect(ra.json.deposits).toHaveLength(2);
+    expect(rb.json.deposits).toHaveLength(1);
+    await chain.mine(5);
+    await stack.startWorkers();
+    await waitFor(async () => (await stack.balanceNano(a.orgKey)) === 4_000_000_000n && (await stack.balanceNano(b.orgKey)) === 2_000_000_000n, { what: "both credited" });
+  });
+
+  it("a sweep out of a deposit address to the treasury is not a debit of the org", async () => {
+    const org = await stack.orgWithAddress("Swept Co");
+    const { hash } = await stack.sendHusd(org.address, 5n * HUSD);
+    await topup(org.orgKey, hash);
+    await chain.mine(5);
+    await stack.startWorkers();
+    await waitFor(async () => (await stack.balanceNano(org.orgKey)) === 5_000_000_000n, { what: "credited" });
+    const owner = chain.clients.wallet();
+    const sweep = await owner.writeContract({ address: chain.factory, abi: depositFactoryAbi, functionName: "sweep", args: [org.salt, chain.husd] });
+    await owner.waitForTransactionReceipt({ hash: sweep });
+    expect(await chain.clients.test.getCode({ address: org.address as Address })).toMatch(/^0x.+/);
+    expect(await chain.clients.test.readContract({ address: chain.husd, abi: husdAbi, functionName: "balanceOf", args: [org.address] })).toBe(0n);
+    const swept = await topup(org.orgKey, sweep);
+    expect(swept.status).toBe(422); // the sweep moves HUSD *from* the address: nothing to record for the org
+    await chain.mine(5);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(await stack.balanceNano(org.orgKey)).toBe(5_000_000_000n);
+  });
+});
