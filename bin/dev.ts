@@ -144,6 +144,8 @@ const env = {
   ADMIN_API_KEY: adminKey,
   PORT: String(API_PORT),
   PONDER_PORT: String(PONDER_PORT),
+  // Ponder logs every block at info; in dev that drowns the other processes.
+  PONDER_LOG_LEVEL: process.env.PONDER_LOG_LEVEL ?? "warn",
 };
 
 // 4. The processes, each with its own label.

@@ -24,8 +24,11 @@ hash.update(JSON.stringify([config.CHAIN_ID, config.HUSD_ADDRESS.toLowerCase(), 
 const schema = `${config.PONDER_SCHEMA}_${hash.digest("hex").slice(0, 10)}`;
 
 const ponderBin = join(root, "node_modules/ponder/dist/esm/bin/ponder.js");
-const args = [ponderBin, "start", "--schema", schema, "--views-schema", config.PONDER_SCHEMA, "--port", String(process.env.PONDER_PORT ?? 42069)];
+const port = String(process.env.PONDER_PORT ?? 42069);
+const logLevel = process.env.PONDER_LOG_LEVEL ?? "info";
+const args = [ponderBin, "--log-level", logLevel, "start", "--schema", schema, "--views-schema", config.PONDER_SCHEMA, "--port", port];
 console.log(`indexer: ponder start --schema ${schema} --views-schema ${config.PONDER_SCHEMA}`);
-const child = spawn(process.execPath, args, { cwd: root, stdio: "inherit", env: process.env });
+// Ponder prefers $PORT over --port; the API's PORT must not leak into it.
+const child = spawn(process.execPath, args, { cwd: root, stdio: "inherit", env: { ...process.env, PORT: port } });
 for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => child.kill(signal));
 child.on("exit", (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
