@@ -22,7 +22,8 @@ import { checkServices } from "../src/ops/preflight.js";
  * A second run reuses the chain state, database, org and keys in .hanzo/.
  */
 const ROOT = new URL("..", import.meta.url).pathname;
-const STATE_DIR = `${ROOT}.hanzo`;
+// DEV_STATE_DIR lets tests run a second, isolated stack without touching a developer's .hanzo/.
+const STATE_DIR = process.env.DEV_STATE_DIR ?? `${ROOT}.hanzo`;
 const STATE_FILE = `${STATE_DIR}/dev.json`;
 const ANVIL_PORT = Number(process.env.DEV_ANVIL_PORT ?? 8545);
 const API_PORT = Number(process.env.PORT ?? 3000);
@@ -53,10 +54,11 @@ function labelled(name: string, child: ChildProcess, color: number) {
     createInterface({ input: stream }).on("line", (line) => console.log(`\x1b[${color}m[${name}]\x1b[0m ${line}`));
   }
   child.on("exit", (code, signal) => {
-    if (!stopping) {
-      log(`${name} exited (${signal ?? code}); stopping everything`);
-      void shutdown(1);
-    }
+    if (stopping) return;
+    // Ctrl-C in a terminal signals the whole process group: children may stop before we hear it.
+    const interrupted = signal === "SIGINT" || signal === "SIGTERM" || code === 130 || code === 0;
+    log(`${name} exited (${signal ?? code}); stopping everything`);
+    void shutdown(interrupted ? 0 : 1);
   });
   children.push({ name, child });
 }
