@@ -186,6 +186,8 @@ export function proratedPrice(monthly: bigint, period: { start: Date; end: Date 
   return divideHalfEven(monthly * ms, fullMs);
 }
 
+const MIN_EARLY_CYCLE_MS = 60_000;
+
 /**
  * Cycles that have ended without an invoice, oldest first, for one org or all. A cycle starts
  * where the previous invoice ended (or at the org's anchored cycle start when it has none) and
@@ -204,7 +206,9 @@ export async function dueCycles(sql: Sql, now: Date, opts: { orgId?: string; end
       due.push({ orgId: o.id, period: p });
       p = cycleFrom(p.end, o.billing_anchor_day);
     }
-    if (opts.endCurrentNow && p.start < now) due.push({ orgId: o.id, period: { ...p, end: now } });
+    // A cycle that began less than a minute ago is not ended again: racing or repeated
+    // "end now" requests then yield one invoice instead of a trail of empty slivers.
+    if (opts.endCurrentNow && now.getTime() - p.start.getTime() >= MIN_EARLY_CYCLE_MS) due.push({ orgId: o.id, period: { ...p, end: now } });
   }
   return due;
 }
