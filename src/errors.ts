@@ -6,6 +6,7 @@
 export const ErrorCodes = {
   invalid_request: { status: 400, type: "invalid_request_error" },
   invalid_json: { status: 400, type: "invalid_request_error" },
+  invalid_signature: { status: 400, type: "invalid_request_error" },
   missing_api_key: { status: 401, type: "authentication_error" },
   invalid_api_key: { status: 401, type: "authentication_error" },
   insufficient_scope: { status: 403, type: "permission_error" },

@@ -17,6 +17,7 @@ import { registerUsageReport } from "./routes/billing/usage-report.js";
 import { registerAuthorize } from "./routes/gateway/authorize.js";
 import { registerUsageIngest } from "./routes/gateway/usage.js";
 import { registerPricing } from "./routes/pricing/pricing.js";
+import { registerPayments } from "./routes/payments.js";
 import { registerDocs } from "./routes/meta/docs.js";
 import { registerOperations } from "./routes/meta/operations.js";
 
@@ -74,6 +75,7 @@ export function createApp(deps: AppDeps) {
   registerInvoices(app);
   registerBillingAdmin(app);
   registerHusd(app);
+  registerPayments(app);
 
   app.doc31("/v1/openapi.json", OPENAPI_DOCUMENT);
   registerDocs(app, OPENAPI_DOCUMENT);

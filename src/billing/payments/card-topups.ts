@@ -1,0 +1,146 @@
+import type { Logger } from "pino";
+import type { TransactionSql } from "../../db/client.js";
+import { orgCreditsAccount, SystemAccounts } from "../../ledger/accounts.js";
+import { postTransaction } from "../../ledger/post-transaction.js";
+
+/** 1 US cent = 10^-2 USD = 10^7 nano-USD: an exact integer conversion, no rounding anywhere. */
+export const NANO_USD_PER_CENT = 10_000_000n;
+
+export function centsToNanoUsd(cents: bigint): bigint {
+  return cents * NANO_USD_PER_CENT;
+}
+
+/** Only USD is credited: the balance is USD, and converting would need a rate we do not own. */
+export const CREDITED_CURRENCY = "usd";
+
+type TopupRow = {
+  payment_id: string;
+  charge_id: string | null;
+  org_id: string;
+  currency: string;
+  amount_nano_usd: bigint | null;
+  state: "credited" | "partially_reversed" | "reversed" | "refused";
+  refunded_minor: bigint;
+  reversed_nano_usd: bigint;
+};
+
+/**
+ * Serializes everything that concerns one payment (its credit, refunds and disputes), across
+ * processes, for the rest of the transaction. Events may name the payment, its charge or both,
+ * so every id known is locked, in sorted order so that two events can never deadlock.
+ */
+export async function lockPayment(tx: TransactionSql, refs: (string | null | undefined)[]): Promise<void> {
+  const keys = [...new Set(refs.filter((r): r is string => Boolean(r)))].sort();
+  for (const key of keys) await tx`select pg_advisory_xact_lock(hashtextextended(${`card-payment:${key}`}, 0))`;
+}
+
+export type TopupInput = { orgId: string; paymentId: string; chargeId: string | null; currency: string; amountMinor: bigint };
+export type CreditOutcome = "credited" | "already_credited" | "refused_currency" | "nothing_received";
+
+/**
+ * Credits a succeeded card payment to the org, once per payment id however many events name
+ * it: a `card_topup` ledger transaction keyed by the payment id, plus its card_topups row. Other
+ * currencies are recorded as refused and credit nothing. Call inside the event's transaction.
+ */
+export async function creditCardTopup(tx: TransactionSql, logger: Logger, input: TopupInput, now: Date): Promise<CreditOutcome> {
+  await lockPayment(tx, [input.paymentId, input.chargeId]);
+  const [existing] = await tx`select 1 from card_topups where payment_id = ${input.paymentId}`;
+  if (existing) return "already_credited";
+  if (input.amountMinor <= 0n) return "nothing_received";
+  if (input.currency !== CREDITED_CURRENCY) {
+    await tx`
+      insert into card_topups (payment_id, charge_id, org_id, currency, amount_minor, state, reason, created_at, updated_at)
+      values (${input.paymentId}, ${input.chargeId}, ${input.orgId}, ${input.currency}, ${input.amountMinor.toString()}, 'refused',
+              ${`unsupported_currency: ${input.currency}`}, ${now}, ${now})`;
+    logger.warn(
+      { org_id: input.orgId, payment_id: input.paymentId, currency: input.currency, amount_minor: input.amountMinor.toString() },
+      "card payment in a currency other than usd: recorded, not credited; refund it at the processor",
+    );
+    return "refused_currency";
+  }
+  const amount = centsToNanoUsd(input.amountMinor);
+  const posted = await postTransaction(tx, {
+    kind: "card_topup",
+    orgId: input.orgId,
+    idempotencyKey: input.paymentId,
+    description: "Card top-up",
+    // Shown to the org by GET /v1/billing/transactions: no processor ids in here.
+    metadata: { source: "card", currency: "usd", amount_cents: input.amountMinor.toString() },
+    entries: [
+      { accountId: orgCreditsAccount(input.orgId), amount },
+      { accountId: SystemAccounts.card, amount: -amount },
+    ],
+    createdAt: now,
+  });
+  if (!posted.created) return "already_credited";
+  await tx`
+    insert into card_topups (payment_id, charge_id, org_id, currency, amount_minor, amount_nano_usd, state, credit_transaction_id, created_at, updated_at)
+    values (${input.paymentId}, ${input.chargeId}, ${input.orgId}, ${input.currency}, ${input.amountMinor.toString()}, ${amount.toString()},
+            'credited', ${posted.transactionId}, ${now}, ${now})`;
+  return "credited";
+}
+
+/**
+ * A refund carries the charge's cumulative `amount_refunded`: each refund is applied as the
+ * growth of that amount since the last one applied, so refunds arriving late or out of order
+ * are counted exactly once. A dispute is applied once per dispute id, for the disputed amount.
+ */
+export type Reversal =
+  | { kind: "refund"; chargeId: string; paymentId: string | null; amountRefundedMinor: bigint; currency: string }
+  | { kind: "dispute"; disputeId: string; chargeId: string; paymentId: string | null; amountMinor: bigint; currency: string };
+
+export type ReversalOutcome = "reversed" | "nothing_to_reverse" | "not_credited" | "unknown_payment" | "refused_currency";
+
+/**
+ * Takes a refunded or disputed amount back from the org: a `reversal` ledger transaction, capped
+ * at what this payment credited and has not yet given back. The balance may go negative: the
+ * money has left us at the processor whatever the org spent meanwhile, and a negative balance
+ * blocks further spending (authorizations need spendable credits) until it is topped up.
+ */
+export async function reverseCardTopup(tx: TransactionSql, logger: Logger, r: Reversal, now: Date): Promise<{ outcome: ReversalOutcome; orgId: string | null }> {
+  await lockPayment(tx, [r.paymentId, r.chargeId]);
+  const [row] = await tx<TopupRow[]>`
+    select payment_id, charge_id, org_id, currency, amount_nano_usd, state, refunded_minor, reversed_nano_usd from card_topups
+    where payment_id = ${r.paymentId ?? ""} or charge_id = ${r.chargeId}
+    order by payment_id = ${r.paymentId ?? ""} desc limit 1
+    for update`;
+  if (!row) return { outcome: "unknown_payment", orgId: null };
+  if (row.state === "refused" || row.amount_nano_usd === null) return { outcome: "not_credited", orgId: row.org_id };
+  if (r.currency !== row.currency) {
+    logger.error({ org_id: row.org_id, payment_id: row.payment_id, currency: r.currency }, `card ${r.kind} in another currency than its payment: not applied`);
+    return { outcome: "refused_currency", orgId: row.org_id };
+  }
+  const requestedMinor = r.kind === "refund" ? r.amountRefundedMinor - row.refunded_minor : r.amountMinor;
+  const remaining = row.amount_nano_usd - row.reversed_nano_usd;
+  const requested = requestedMinor > 0n ? centsToNanoUsd(requestedMinor) : 0n;
+  const amount = requested < remaining ? requested : remaining;
+  const refundedMinor = r.kind === "refund" && r.amountRefundedMinor > row.refunded_minor ? r.amountRefundedMinor : row.refunded_minor;
+  let reversed = 0n;
+  if (amount > 0n) {
+    const posted = await postTransaction(tx, {
+      kind: "reversal",
+      orgId: row.org_id,
+      // Per refund (the charge's cumulative refunded amount only grows) and per dispute id.
+      idempotencyKey: r.kind === "refund" ? `card-refund:${r.chargeId}:${r.amountRefundedMinor}` : `card-dispute:${r.disputeId}`,
+      description: r.kind === "refund" ? "Card top-up refunded" : "Card top-up disputed",
+      metadata: { source: "card", reason: r.kind },
+      entries: [
+        { accountId: orgCreditsAccount(row.org_id), amount: -amount },
+        { accountId: SystemAccounts.card, amount },
+      ],
+      createdAt: now,
+    });
+    if (posted.created) reversed = amount;
+  }
+  if (reversed > 0n || refundedMinor !== row.refunded_minor) {
+    const total = row.reversed_nano_usd + reversed;
+    await tx`
+      update card_topups set reversed_nano_usd = ${total.toString()}, refunded_minor = ${refundedMinor.toString()}, updated_at = ${now},
+        state = ${total === 0n ? "credited" : total === row.amount_nano_usd ? "reversed" : "partially_reversed"}
+      where payment_id = ${row.payment_id}`;
+  }
+  if (reversed > 0n && requested > reversed) {
+    logger.warn({ org_id: row.org_id, payment_id: row.payment_id, kind: r.kind }, "card reversal capped at what the payment credited and has not given back");
+  }
+  return { outcome: reversed > 0n ? "reversed" : "nothing_to_reverse", orgId: row.org_id };
+}

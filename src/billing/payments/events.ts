@@ -1,0 +1,194 @@
+import type { Logger } from "pino";
+import type { z } from "zod";
+import type { Sql, TransactionSql } from "../../db/client.js";
+import { withTransaction } from "../../db/transaction.js";
+import { BillingError } from "../../errors.js";
+import { creditCardTopup, reverseCardTopup, type CreditOutcome, type Reversal, type ReversalOutcome } from "./card-topups.js";
+import { lockCustomer, type LockedCustomer } from "./customers.js";
+import { Charge, Customer, Dispute, PaymentIntent, PaymentMethod, PreviousCustomer, type ProcessorEvent } from "./objects.js";
+import { detachCard, orgOfCard, saveCard, setDefaultCard } from "./payment-methods.js";
+
+export type EventOutcome =
+  | CreditOutcome
+  | ReversalOutcome
+  | "awaiting_payment"
+  | "unknown_customer"
+  | "payment_method_saved"
+  | "payment_method_detached"
+  | "default_changed"
+  | "stale"
+  | "not_a_card"
+  | "no_customer"
+  | "ignored";
+
+export type HandledEvent = { duplicate: boolean; outcome: string };
+
+type Result = { outcome: EventOutcome; orgId?: string | null; awaitingRef?: string; details?: Record<string, string> };
+type Deps = { sql: Sql; logger: Logger };
+
+/**
+ * Handles one verified event exactly once: its id is claimed in processor_events in the same
+ * transaction as its effects, so a redelivery, or a duplicate racing it (which waits on the
+ * key), does nothing and reports the first outcome. A failure rolls everything back and the
+ * processor retries. One exception: an event that found no linked customer changed nothing,
+ * so a redelivery (e.g. a resend from the processor's dashboard once an operator has linked
+ * the customer) is handled again.
+ */
+export async function handleProcessorEvent(deps: Deps, event: ProcessorEvent, now: Date): Promise<HandledEvent> {
+  return withTransaction(deps.sql, async (tx) => {
+    const claimed = await tx`
+      insert into processor_events (id, type, livemode, event_created_at, received_at, outcome)
+      values (${event.id}, ${event.type}, ${event.livemode}, ${new Date(event.created * 1000)}, ${now}, 'processing')
+      on conflict (id) do update set received_at = excluded.received_at, outcome = excluded.outcome
+        where processor_events.outcome = 'unknown_customer'
+      returning 1`;
+    if (claimed.length === 0) {
+      const [first] = await tx<{ outcome: string }[]>`select outcome from processor_events where id = ${event.id}`;
+      return { duplicate: true, outcome: first!.outcome };
+    }
+    const result = await dispatch(tx, deps.logger, event, now);
+    await tx`
+      update processor_events set outcome = ${result.outcome}, org_id = ${result.orgId ?? null}, awaiting_ref = ${result.awaitingRef ?? null},
+        details = ${tx.json(result.details ?? {})}
+      where id = ${event.id}`;
+    return { duplicate: false, outcome: result.outcome };
+  });
+}
+
+async function dispatch(tx: TransactionSql, logger: Logger, event: ProcessorEvent, now: Date): Promise<Result> {
+  const eventAt = new Date(event.created * 1000);
+  const unknownCustomer = (): Result => {
+    logger.warn({ event_id: event.id, type: event.type }, "processor event for a customer linked to no organization: recorded, nothing changed");
+    return { outcome: "unknown_customer" };
+  };
+  switch (event.type) {
+    case "payment_intent.succeeded": {
+      const pi = parseObject(PaymentIntent, event, logger);
+      const [link] = pi.customer ? await tx<{ org_id: string }[]>`select org_id from processor_customers where customer_id = ${pi.customer}` : [];
+      if (!link) return unknownCustomer();
+      const outcome = await creditCardTopup(
+        tx,
+        logger,
+        { orgId: link.org_id, paymentId: pi.id, chargeId: pi.latest_charge ?? null, currency: pi.currency, amountMinor: BigInt(pi.amount_received) },
+        now,
+      );
+      if (outcome === "credited") await applyAwaitingReversals(tx, logger, [pi.id, pi.latest_charge ?? null], now);
+      return { outcome, orgId: link.org_id };
+    }
+    case "charge.refunded": {
+      const ch = parseObject(Charge, event, logger);
+      return reverseOrAwait(tx, logger, {
+        kind: "refund", chargeId: ch.id, paymentId: ch.payment_intent ?? null, amountRefundedMinor: BigInt(ch.amount_refunded), currency: ch.currency,
+      }, now);
+    }
+    case "charge.dispute.created": {
+      const dp = parseObject(Dispute, event, logger);
+      return reverseOrAwait(tx, logger, {
+        kind: "dispute", disputeId: dp.id, chargeId: dp.charge, paymentId: dp.payment_intent ?? null, amountMinor: BigInt(dp.amount), currency: dp.currency,
+      }, now);
+    }
+    case "payment_method.attached":
+    case "payment_method.updated": {
+      const pm = parseObject(PaymentMethod, event, logger);
+      if (pm.type !== "card" || !pm.card) return { outcome: "not_a_card" };
+      if (!pm.customer) return { outcome: "no_customer" }; // an update to a card no customer holds
+      const customer = await lockCustomer(tx, { customerId: pm.customer });
+      if (!customer) return unknownCustomer();
+      const saved = await saveCard(tx, customer, { processorId: pm.id, card: cardOf(pm.card), eventAt }, now);
+      return { outcome: saved === "saved" ? "payment_method_saved" : "stale", orgId: customer.orgId };
+    }
+    case "payment_method.detached": {
+      const pm = parseObject(PaymentMethod, event, logger);
+      if (pm.type !== "card" || !pm.card) return { outcome: "not_a_card" };
+      const customer = await customerOfDetachedCard(tx, event, pm.id, pm.customer ?? null);
+      if (!customer) return unknownCustomer();
+      const detached = await detachCard(tx, customer, { processorId: pm.id, card: cardOf(pm.card), eventAt }, now);
+      return { outcome: detached === "detached" ? "payment_method_detached" : "stale", orgId: customer.orgId };
+    }
+    case "customer.updated": {
+      const cus = parseObject(Customer, event, logger);
+      const customer = await lockCustomer(tx, { customerId: cus.id });
+      if (!customer) return unknownCustomer();
+      if (!cus.invoice_settings) return { outcome: "ignored", orgId: customer.orgId };
+      const changed = await setDefaultCard(tx, customer, { processorId: cus.invoice_settings.default_payment_method ?? null, eventAt }, now);
+      return { outcome: changed, orgId: customer.orgId };
+    }
+    default:
+      // Subscribed to more than we handle, or a new type: acknowledged so it is not retried.
+      return { outcome: "ignored" };
+  }
+}
+
+/**
+ * A refund or dispute for a payment we have not credited yet may simply have overtaken the
+ * payment's own event (the processor does not order deliveries). It is kept, and applied in
+ * the same transaction that credits the payment, so that nothing depends on arrival order.
+ */
+async function reverseOrAwait(tx: TransactionSql, logger: Logger, r: Reversal, now: Date): Promise<Result> {
+  const { outcome, orgId } = await reverseCardTopup(tx, logger, r, now);
+  if (outcome !== "unknown_payment") return { outcome, orgId };
+  logger.info({ kind: r.kind, payment_id: r.paymentId, charge_id: r.chargeId }, `card ${r.kind} for a payment not credited (yet): kept until it is`);
+  return { outcome: "awaiting_payment", awaitingRef: r.paymentId ?? r.chargeId, details: reversalToJson(r) };
+}
+
+async function applyAwaitingReversals(tx: TransactionSql, logger: Logger, refs: (string | null)[], now: Date): Promise<void> {
+  const waiting = await tx<{ id: string; details: Record<string, string> }[]>`
+    select id, details from processor_events
+    where outcome = 'awaiting_payment' and awaiting_ref = any(${refs.filter((r): r is string => r !== null)})
+    order by event_created_at, received_at, id
+    for update`;
+  for (const event of waiting) {
+    const { outcome, orgId } = await reverseCardTopup(tx, logger, reversalFromJson(event.details), now);
+    await tx`update processor_events set outcome = ${outcome === "reversed" ? "applied_after_payment" : outcome}, org_id = ${orgId}
+             where id = ${event.id}`;
+  }
+}
+
+async function customerOfDetachedCard(
+  tx: TransactionSql,
+  event: ProcessorEvent,
+  processorId: string,
+  current: string | null,
+): Promise<LockedCustomer | null> {
+  // A detached card no longer names its customer; the event's previous_attributes say which one it left.
+  const previous = PreviousCustomer.safeParse(event.data.previous_attributes ?? {});
+  const customerId = current ?? (previous.success ? previous.data.customer : null);
+  if (customerId) {
+    const customer = await lockCustomer(tx, { customerId });
+    if (customer) return customer;
+  }
+  const orgId = await orgOfCard(tx, processorId);
+  return orgId ? lockCustomer(tx, { orgId }) : null;
+}
+
+function cardOf(card: NonNullable<PaymentMethod["card"]>) {
+  return { brand: card.brand, last4: card.last4, expMonth: card.exp_month, expYear: card.exp_year };
+}
+
+/**
+ * A signed event we handle whose object lacks what we need is refused (and rolled back), not
+ * acknowledged: the processor keeps retrying it while the cause is fixed, instead of losing it.
+ * The message names fields only, never values.
+ */
+function parseObject<S extends z.ZodType>(schema: S, event: ProcessorEvent, logger: Logger): z.infer<S> {
+  const parsed = schema.safeParse(event.data.object);
+  if (parsed.success) return parsed.data;
+  const fields = parsed.error.issues.map((i) => i.path.join(".") || "(object)").join(", ");
+  logger.error({ event_id: event.id, type: event.type, fields }, "processor event object not understood: refused, the processor will retry");
+  throw new BillingError("invalid_request", `${event.type}: data.object is missing or has unexpected fields: ${fields}`, {
+    details: { param: "data.object" },
+  });
+}
+
+function reversalToJson(r: Reversal): Record<string, string> {
+  return r.kind === "refund"
+    ? { kind: r.kind, charge_id: r.chargeId, payment_id: r.paymentId ?? "", amount_refunded_minor: r.amountRefundedMinor.toString(), currency: r.currency }
+    : { kind: r.kind, dispute_id: r.disputeId, charge_id: r.chargeId, payment_id: r.paymentId ?? "", amount_minor: r.amountMinor.toString(), currency: r.currency };
+}
+
+function reversalFromJson(d: Record<string, string>): Reversal {
+  const paymentId = d.payment_id || null;
+  return d.kind === "refund"
+    ? { kind: "refund", chargeId: d.charge_id!, paymentId, amountRefundedMinor: BigInt(d.amount_refunded_minor!), currency: d.currency! }
+    : { kind: "dispute", disputeId: d.dispute_id!, chargeId: d.charge_id!, paymentId, amountMinor: BigInt(d.amount_minor!), currency: d.currency! };
+}

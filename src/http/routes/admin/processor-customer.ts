@@ -1,0 +1,43 @@
+import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
+import { linkProcessorCustomer } from "../../../billing/payments/customers.js";
+import { CustomerId } from "../../../billing/payments/objects.js";
+import type { AppEnv } from "../../context.js";
+import { requireScope } from "../../middleware/auth.js";
+import { errorResponses, jsonBody, jsonResponse } from "../../schemas.js";
+
+export const LinkProcessorCustomerRequest = z
+  .object({ customer_id: CustomerId.openapi({ example: "cus_NffrFeUfNV2Hib" }) })
+  .strict()
+  .openapi("LinkProcessorCustomerRequest");
+
+// The customer id is not echoed back: processor ids never leave the server, in any response.
+export const ProcessorCustomerLink = z
+  .object({ org_id: z.string(), linked: z.literal(true), linked_at: z.string() })
+  .openapi("ProcessorCustomerLink");
+
+const linkRoute = createRoute({
+  method: "put",
+  path: "/v1/admin/orgs/{id}/processor-customer",
+  tags: ["admin"],
+  summary: "Link an organization to its card processor customer",
+  description:
+    "Processor events find their organization only through this link (payment metadata is not trusted for it). Permanent: the " +
+    "same pair again is a 200 no-op; another customer for this org, or this customer for another org, is a 409.",
+  security: [{ bearer: [] }],
+  middleware: [requireScope("admin")] as const,
+  request: { params: z.object({ id: z.string().max(64) }), body: jsonBody(LinkProcessorCustomerRequest) },
+  responses: {
+    201: jsonResponse(ProcessorCustomerLink, "Linked"),
+    200: jsonResponse(ProcessorCustomerLink, "Already linked to this customer"),
+    ...errorResponses(400, 401, 403, 404, 409),
+  },
+});
+
+export function registerProcessorCustomer(app: OpenAPIHono<AppEnv>) {
+  app.openapi(linkRoute, async (c) => {
+    const { sql, clock } = c.get("deps");
+    const { link, created } = await linkProcessorCustomer(sql, c.req.valid("param").id, c.req.valid("json").customer_id, clock());
+    const body = { org_id: link.orgId, linked: true as const, linked_at: link.linkedAt.toISOString() };
+    return created ? c.json(body, 201) : c.json(body, 200);
+  });
+}

@@ -1,0 +1,340 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { orgCreditsAccount, SystemAccounts } from "../../src/ledger/accounts.js";
+import { checkLedger } from "../../src/ledger/check.js";
+import { postTransaction } from "../../src/ledger/post-transaction.js";
+import { TEST_ADMIN_KEY } from "../support/app.js";
+import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import {
+  charge,
+  createPaymentsTestApp,
+  dispute,
+  findLeaks,
+  paymentIntent,
+  processorId,
+  TEST_WEBHOOK_SECRET,
+} from "../support/processor.js";
+
+const USD = 1_000_000_000n; // nano-USD per USD
+
+describe("POST /v1/webhooks/processor: card top-ups", () => {
+  let db: TestDatabase;
+  let t: ReturnType<typeof createPaymentsTestApp>;
+  /** Every processor id this file sends, for the final leak scan. */
+  const used: string[] = [];
+  const id = (prefix: Parameters<typeof processorId>[0]) => {
+    const value = processorId(prefix);
+    used.push(value);
+    return value;
+  };
+
+  beforeAll(async () => {
+    db = await createTestDatabase({ max: 12 });
+    t = createPaymentsTestApp({ sql: db.sql });
+  });
+  afterAll(() => db.drop());
+
+  const ledgerRows = (orgId: string) =>
+    db.sql<{ kind: string; idempotency_key: string; amount: string }[]>`
+      select t.kind, t.idempotency_key, e.amount::text as amount from ledger_transactions t
+      join ledger_entries e on e.transaction_id = t.id and e.account_id = ${orgCreditsAccount(orgId)}
+      where t.org_id = ${orgId} order by t.seq`;
+
+  /** A linked org with one credited card top-up of `cents`. */
+  async function toppedUp(cents: number) {
+    const org = await t.linkedOrg();
+    const pi = id("pi");
+    const ch = id("ch");
+    const res = await t.deliver(t.event("payment_intent.succeeded", paymentIntent({ id: pi, customer: org.customerId, cents, charge: ch })));
+    expect(res.status, res.text).toBe(200);
+    expect(res.json.outcome).toBe("credited");
+    return { ...org, pi, ch };
+  }
+
+  describe("signature", () => {
+    const payment = () => t.event("payment_intent.succeeded", paymentIntent({ id: id("pi"), customer: id("cus"), cents: 500 }));
+
+    it("a missing header is 400 invalid_signature", async () => {
+      const res = await t.deliver(payment(), { header: null });
+      expect(res.status).toBe(400);
+      expect(res.json.error).toMatchObject({ type: "invalid_request_error", code: "invalid_signature", request_id: expect.any(String) });
+    });
+
+    it("a signature made with another secret, a garbled header, or a body changed after signing are 400 invalid_signature", async () => {
+      const other = await t.deliver(payment(), { secret: "whsec_someoneelse0123456789abcdef" });
+      const garbled = await t.deliver(payment(), { header: "t=abc,v1=nothex" });
+      const event = payment();
+      const payload = JSON.stringify(event);
+      const { default: Stripe } = await import("stripe");
+      const header = Stripe.webhooks.generateTestHeaderString({ payload, secret: TEST_WEBHOOK_SECRET, timestamp: t.nowSeconds() });
+      const tampered = await t.deliverRaw(payload.replace('"amount_received":500', '"amount_received":500000'), { header });
+      for (const res of [other, garbled, tampered]) {
+        expect(res.status, res.text).toBe(400);
+        expect(res.json.error.code).toBe("invalid_signature");
+      }
+      // The same bytes with their own signature pass: the refusal was about the signature.
+      expect((await t.deliverRaw(payload, { header })).status).toBe(200);
+    });
+
+    it("a stale timestamp (older than the 300 s tolerance, by the app's clock) is 400; just inside it is accepted", async () => {
+      const stale = await t.deliver(payment(), { timestamp: t.nowSeconds() - 301 });
+      expect(stale.status).toBe(400);
+      expect(stale.json.error.code).toBe("invalid_signature");
+      expect(stale.json.error.message).toMatch(/300 seconds old/);
+      const fresh = await t.deliver(payment(), { timestamp: t.nowSeconds() - 299 });
+      expect(fresh.status, fresh.text).toBe(200);
+    });
+
+    it("correctly signed bytes that are not JSON, or not an event, are 400 and nothing is recorded", async () => {
+      const before = await db.sql`select count(*)::int as n from processor_events`;
+      const notJson = await t.deliverRaw("{not json");
+      expect(notJson.status).toBe(400);
+      expect(notJson.json.error.code).toBe("invalid_json");
+      const notEvent = await t.deliverRaw(JSON.stringify({ hello: "world" }));
+      expect(notEvent.status).toBe(400);
+      expect(notEvent.json.error.code).toBe("invalid_request");
+      const after = await db.sql`select count(*)::int as n from processor_events`;
+      expect(after[0]!.n).toBe(before[0]!.n);
+    });
+
+    it("without STRIPE_WEBHOOK_SECRET a signed delivery is 503 not_configured (the processor retries)", async () => {
+      const unconfigured = createPaymentsTestApp({ sql: db.sql, secret: null });
+      const res = await unconfigured.deliver(payment());
+      expect(res.status).toBe(503);
+      expect(res.json.error).toMatchObject({ type: "api_error", code: "not_configured" });
+      t.bodies.push(...unconfigured.bodies);
+    });
+  });
+
+  describe("payment_intent.succeeded", () => {
+    it("credits the exact amount once: card_topup entry org +amount / system:card -amount, keyed by the payment id", async () => {
+      const org = await toppedUp(2599);
+      expect(await t.balanceNano(org.orgKey)).toBe(2599n * 10_000_000n); // 25.99 USD exactly
+      const balance = await t.call("GET", "/v1/billing/balance", { key: org.orgKey });
+      expect(balance.json.balance).toBe(25.99);
+      const [txn] = await db.sql<{ id: string; kind: string; idempotency_key: string }[]>`
+        select id, kind, idempotency_key from ledger_transactions where org_id = ${org.id}`;
+      expect(txn).toMatchObject({ kind: "card_topup", idempotency_key: org.pi });
+      const entries = await db.sql<{ account_id: string; amount: bigint }[]>`
+        select account_id, amount from ledger_entries where transaction_id = ${txn!.id} order by amount desc`;
+      expect(entries).toEqual([
+        { account_id: orgCreditsAccount(org.id), amount: 25_990_000_000n },
+        { account_id: SystemAccounts.card, amount: -25_990_000_000n },
+      ]);
+      const [topup] = await db.sql`select state, amount_minor, amount_nano_usd, charge_id from card_topups where payment_id = ${org.pi}`;
+      expect(topup).toMatchObject({ state: "credited", amount_minor: 2599n, amount_nano_usd: 25_990_000_000n, charge_id: org.ch });
+    });
+
+    it("the same event delivered twice has one effect; the repeat is 200 with a note", async () => {
+      const org = await t.linkedOrg();
+      const event = t.event("payment_intent.succeeded", paymentIntent({ id: id("pi"), customer: org.customerId, cents: 1000 }));
+      const first = await t.deliver(event);
+      const again = await t.deliver(event);
+      expect(first.json).toEqual({ received: true, duplicate: false, outcome: "credited" });
+      expect(again.status).toBe(200);
+      expect(again.json).toMatchObject({ received: true, duplicate: true, outcome: "credited", note: expect.stringMatching(/already handled/) });
+      expect(await t.balanceNano(org.orgKey)).toBe(10n * USD);
+      expect(await ledgerRows(org.id)).toHaveLength(1);
+    });
+
+    it("10 concurrent deliveries of two different events for one payment credit it once", async () => {
+      const org = await t.linkedOrg();
+      const pi = id("pi");
+      const a = t.event("payment_intent.succeeded", paymentIntent({ id: pi, customer: org.customerId, cents: 4200 }));
+      const b = t.event("payment_intent.succeeded", paymentIntent({ id: pi, customer: org.customerId, cents: 4200 }));
+      const results = await Promise.all(Array.from({ length: 10 }, (_, i) => t.deliver(i % 2 ? a : b)));
+      expect(results.map((r) => r.status)).toEqual(Array(10).fill(200));
+      expect(results.filter((r) => !r.json.duplicate)).toHaveLength(2); // one first delivery per event id
+      expect(results.filter((r) => !r.json.duplicate && r.json.outcome === "credited")).toHaveLength(1);
+      expect(results.filter((r) => !r.json.duplicate && r.json.outcome === "already_credited")).toHaveLength(1);
+      expect(await t.balanceNano(org.orgKey)).toBe(42n * USD);
+      expect(await ledgerRows(org.id)).toEqual([{ kind: "card_topup", idempotency_key: pi, amount: "42000000000" }]);
+      const events = await db.sql`select count(*)::int as n from processor_events where id in (${a.id}, ${b.id})`;
+      expect(events[0]!.n).toBe(2);
+    });
+
+    it("a non-usd payment is recorded as refused and credits nothing", async () => {
+      const org = await t.linkedOrg();
+      const pi = id("pi");
+      const res = await t.deliver(t.event("payment_intent.succeeded", paymentIntent({ id: pi, customer: org.customerId, cents: 5000, currency: "eur" })));
+      expect(res.status).toBe(200);
+      expect(res.json.outcome).toBe("refused_currency");
+      expect(await t.balanceNano(org.orgKey)).toBe(0n);
+      expect(await ledgerRows(org.id)).toEqual([]);
+      const [topup] = await db.sql`select state, reason, currency, amount_nano_usd from card_topups where payment_id = ${pi}`;
+      expect(topup).toEqual({ state: "refused", reason: "unsupported_currency: eur", currency: "eur", amount_nano_usd: null });
+      // A refund of it reverses nothing: nothing was credited.
+      const refund = await t.deliver(t.event("charge.refunded", charge({ id: id("ch"), paymentIntent: pi, cents: 5000, refundedCents: 5000, currency: "eur" })));
+      expect(refund.json.outcome).toBe("not_credited");
+      expect(await t.balanceNano(org.orgKey)).toBe(0n);
+    });
+
+    it("an unknown customer is recorded and acknowledged, changes nothing, and a redelivery after linking credits once", async () => {
+      const org = await t.createOrg();
+      const customerId = id("cus");
+      const pi = id("pi");
+      const event = t.event("payment_intent.succeeded", paymentIntent({ id: pi, customer: customerId, cents: 1500, metadata: { org_id: org.id } }));
+      const res = await t.deliver(event);
+      expect(res.status).toBe(200);
+      expect(res.json).toEqual({ received: true, duplicate: false, outcome: "unknown_customer" });
+      // metadata.org_id is not trusted to route money: only the customer link is.
+      expect(await t.balanceNano(org.orgKey)).toBe(0n);
+      expect((await db.sql`select count(*)::int as n from card_topups where payment_id = ${pi}`)[0]!.n).toBe(0);
+      const [recorded] = await db.sql`select type, outcome, org_id from processor_events where id = ${event.id}`;
+      expect(recorded).toEqual({ type: "payment_intent.succeeded", outcome: "unknown_customer", org_id: null });
+
+      const link = await t.call("PUT", `/v1/admin/orgs/${org.id}/processor-customer`, { key: TEST_ADMIN_KEY, body: { customer_id: customerId } });
+      expect(link.status).toBe(201);
+      const resent = await t.deliver(event);
+      expect(resent.json).toEqual({ received: true, duplicate: false, outcome: "credited" });
+      const again = await t.deliver(event);
+      expect(again.json).toMatchObject({ duplicate: true, outcome: "credited" });
+      expect(await t.balanceNano(org.orgKey)).toBe(15n * USD);
+    });
+
+    it("an event type we do not handle is acknowledged and ignored", async () => {
+      const res = await t.deliver(t.event("invoice.created", { id: "in_1TstIgnored", object: "invoice" }));
+      expect(res.status).toBe(200);
+      expect(res.json.outcome).toBe("ignored");
+    });
+
+    it("a signed payment object missing what we need is 400 and not recorded, so the processor retries it", async () => {
+      const event = t.event("payment_intent.succeeded", { id: id("pi"), object: "payment_intent", currency: "usd" });
+      const res = await t.deliver(event);
+      expect(res.status).toBe(400);
+      expect(res.json.error.code).toBe("invalid_request");
+      expect(res.json.error.message).toContain("amount_received");
+      expect((await db.sql`select 1 from processor_events where id = ${event.id}`).length).toBe(0);
+    });
+  });
+
+  describe("refunds and disputes", () => {
+    it("a partial then a full refund reverse exactly what was refunded, once each, whatever the order", async () => {
+      const org = await toppedUp(5000);
+      const refund = (refundedCents: number) =>
+        t.event("charge.refunded", charge({ id: org.ch, paymentIntent: org.pi, cents: 5000, refundedCents }));
+      const partial = refund(1250);
+      expect((await t.deliver(partial)).json.outcome).toBe("reversed");
+      expect(await t.balanceNano(org.orgKey)).toBe(3750n * 10_000_000n);
+      expect((await t.deliver(partial)).json.duplicate).toBe(true);
+
+      const full = refund(5000);
+      const late = refund(1250); // another event for the first refund, arriving after the second
+      expect((await t.deliver(full)).json.outcome).toBe("reversed");
+      expect((await t.deliver(late)).json.outcome).toBe("nothing_to_reverse");
+      expect(await t.balanceNano(org.orgKey)).toBe(0n);
+      expect(await ledgerRows(org.id)).toEqual([
+        { kind: "card_topup", idempotency_key: org.pi, amount: "50000000000" },
+        { kind: "reversal", idempotency_key: `card-refund:${org.ch}:1250`, amount: "-12500000000" },
+        { kind: "reversal", idempotency_key: `card-refund:${org.ch}:5000`, amount: "-37500000000" },
+      ]);
+      const [topup] = await db.sql`select state, reversed_nano_usd, refunded_minor from card_topups where payment_id = ${org.pi}`;
+      expect(topup).toEqual({ state: "reversed", reversed_nano_usd: 50_000_000_000n, refunded_minor: 5000n });
+    });
+
+    it("a dispute reverses the disputed amount once; the balance may go negative when the credit was already spent", async () => {
+      const org = await toppedUp(2000);
+      // The org spends 15 of its 20 USD.
+      await db.sql.begin((tx) =>
+        postTransaction(tx, {
+          kind: "usage",
+          orgId: org.id,
+          idempotencyKey: `spend-${org.id}`,
+          entries: [
+            { accountId: orgCreditsAccount(org.id), amount: -15n * USD },
+            { accountId: SystemAccounts.revenue, amount: 15n * USD },
+          ],
+        }),
+      );
+      const dp = id("dp");
+      const created = t.event("charge.dispute.created", dispute({ id: dp, charge: org.ch, paymentIntent: org.pi, cents: 2000 }));
+      const res = await t.deliver(created);
+      expect(res.json.outcome).toBe("reversed");
+      // A second event about the same dispute (new event id) reverses nothing more.
+      const again = await t.deliver(t.event("charge.dispute.created", dispute({ id: dp, charge: org.ch, paymentIntent: org.pi, cents: 2000 })));
+      expect(again.json.outcome).toBe("nothing_to_reverse");
+      expect(await t.balanceNano(org.orgKey)).toBe(-15n * USD);
+      const balance = await t.call("GET", "/v1/billing/balance", { key: org.orgKey });
+      expect(balance.json).toMatchObject({ balance: -15, credits: -15, balance_nano_usd: "-15000000000" });
+      const rows = await ledgerRows(org.id);
+      expect(rows.at(-1)).toEqual({ kind: "reversal", idempotency_key: `card-dispute:${dp}`, amount: "-20000000000" });
+    });
+
+    it("a refund and a dispute together never reverse more than was credited", async () => {
+      const org = await toppedUp(2000);
+      await t.deliver(t.event("charge.refunded", charge({ id: org.ch, paymentIntent: org.pi, cents: 2000, refundedCents: 500 })));
+      // A dispute names only the charge here: it is matched through the payment's charge.
+      const res = await t.deliver(t.event("charge.dispute.created", dispute({ id: id("dp"), charge: org.ch, paymentIntent: null, cents: 2000 })));
+      expect(res.json.outcome).toBe("reversed");
+      expect(await t.balanceNano(org.orgKey)).toBe(0n);
+      const [topup] = await db.sql`select state, reversed_nano_usd from card_topups where payment_id = ${org.pi}`;
+      expect(topup).toEqual({ state: "reversed", reversed_nano_usd: 20n * USD });
+    });
+
+    it("a refund that overtakes its payment is kept and applied when the payment is credited", async () => {
+      const org = await t.linkedOrg();
+      const pi = id("pi");
+      const ch = id("ch");
+      const refund = await t.deliver(t.event("charge.refunded", charge({ id: ch, paymentIntent: pi, cents: 3000, refundedCents: 1000 })));
+      expect(refund.json.outcome).toBe("awaiting_payment");
+      expect(await t.balanceNano(org.orgKey)).toBe(0n);
+      const paid = await t.deliver(t.event("payment_intent.succeeded", paymentIntent({ id: pi, customer: org.customerId, cents: 3000, charge: ch })));
+      expect(paid.json.outcome).toBe("credited");
+      expect(await t.balanceNano(org.orgKey)).toBe(20n * USD);
+      const [kept] = await db.sql`select outcome, org_id from processor_events where awaiting_ref = ${pi}`;
+      expect(kept).toEqual({ outcome: "applied_after_payment", org_id: org.id });
+    });
+
+    it("a refund for a payment that is not a top-up of ours changes nothing", async () => {
+      const count = async () => (await db.sql`select count(*)::int as n from ledger_transactions`)[0]!.n as number;
+      const before = await count();
+      const res = await t.deliver(t.event("charge.refunded", charge({ id: id("ch"), paymentIntent: id("pi"), cents: 100, refundedCents: 100 })));
+      expect(res.status).toBe(200);
+      // Kept in case its payment is still on its way; harmless if it never comes.
+      expect(res.json.outcome).toBe("awaiting_payment");
+      expect(await count()).toBe(before);
+    });
+  });
+
+  describe("PUT /v1/admin/orgs/{id}/processor-customer", () => {
+    it("links once, is idempotent for the same pair, refuses relinking either side, never echoes the customer id", async () => {
+      const a = await t.createOrg("A");
+      const b = await t.createOrg("B");
+      const cus = id("cus");
+      const put = (orgId: string, customerId: string, key = TEST_ADMIN_KEY) =>
+        t.call("PUT", `/v1/admin/orgs/${orgId}/processor-customer`, { key, body: { customer_id: customerId } });
+      const first = await put(a.id, cus);
+      expect(first.status).toBe(201);
+      expect(first.json).toEqual({ org_id: a.id, linked: true, linked_at: expect.any(String) });
+      const same = await put(a.id, cus);
+      expect(same.status).toBe(200);
+      expect(same.json.linked_at).toBe(first.json.linked_at);
+      const otherCustomer = await put(a.id, id("cus"));
+      expect(otherCustomer.status).toBe(409);
+      expect(otherCustomer.json.error.code).toBe("conflict");
+      const otherOrg = await put(b.id, cus);
+      expect(otherOrg.status).toBe(409);
+      expect((await put("org_doesnotexist", id("cus"))).status).toBe(404);
+      const bad = await put(b.id, "acct_123");
+      expect(bad.status).toBe(400);
+      expect(bad.json.error.param).toBe("customer_id");
+      expect((await put(b.id, id("cus"), a.orgKey)).status).toBe(403);
+    });
+  });
+
+  it("the ledger stays balanced and every cached balance matches its entries", async () => {
+    expect(await checkLedger(db.sql)).toEqual({ unbalancedTransactions: [], balanceMismatches: [] });
+  });
+
+  it("no response (nor the org's GET endpoints) ever shows a card number, a processor id or a secret", async () => {
+    const orgs = await db.sql<{ org_id: string }[]>`select org_id from processor_customers`;
+    for (const { org_id } of orgs) {
+      const key = await t.call("POST", `/v1/admin/orgs/${org_id}/keys`, { key: TEST_ADMIN_KEY, body: { scope: "org" } });
+      for (const path of ["/v1/billing/payment-methods", "/v1/billing/balance", "/v1/billing/transactions?limit=100", "/v1/billing/invoices"]) {
+        const res = await t.call("GET", path, { key: key.json.key });
+        expect(res.status, `${path}: ${res.text}`).toBe(200);
+      }
+    }
+    expect(t.bodies.length).toBeGreaterThan(50);
+    expect(findLeaks(t.bodies, [...used, TEST_WEBHOOK_SECRET])).toEqual([]);
+  });
+});
