@@ -45,8 +45,8 @@ function startPonder(schema: string, ponderPort: number) {
 }
 const count = async (schema: string) => {
   try {
-    const [r] = await sql.unsafe(`select count(*)::int as n from "${schema}".husd_transfer`);
-    return (r as { n: number }).n;
+    const rows = await sql.unsafe<{ n: number }[]>(`select count(*)::int as n from "${schema}".husd_transfer`);
+    return rows[0]!.n;
   } catch {
     return 0;
   }

@@ -27,6 +27,9 @@ export async function recordTopup(deps: { sql: Sql; chain: ChainClient | undefin
   if (receipt.status !== "success") {
     throw new BillingError("no_deposit_in_transaction", `transaction ${txHash} reverted; it moved no HUSD`, { details: { param: "tx_hash" } });
   }
+  // Every HUSD transfer in the transaction is recorded (one to another org's address is a real
+  // deposit of theirs; one to an unknown address is kept, rejected, for operators), and so is a
+  // transfer of any other token to this org's address (rejected, so the org can see why).
   const results: { id: string; state: DepositState; created: boolean }[] = [];
   for (const log of receipt.logs) {
     let decoded;
@@ -35,19 +38,20 @@ export async function recordTopup(deps: { sql: Sql; chain: ChainClient | undefin
     } catch {
       continue; // not a Transfer
     }
-    if (decoded.args.to.toLowerCase() !== address.address.toLowerCase()) continue;
-    results.push(
-      await recordTransfer(
-        sql,
-        {
-          chainId: config.CHAIN_ID, txHash: receipt.transactionHash, logIndex: log.logIndex, blockNumber: receipt.blockNumber,
-          blockHash: receipt.blockHash, tokenAddress: log.address, from: decoded.args.from, to: decoded.args.to, amount: decoded.args.value,
-        },
-        "topup",
-        config,
-        now,
-      ),
+    const toThisOrg = decoded.args.to.toLowerCase() === address.address.toLowerCase();
+    const isHusd = log.address.toLowerCase() === config.HUSD_ADDRESS.toLowerCase();
+    if (!toThisOrg && !isHusd) continue;
+    const recorded = await recordTransfer(
+      sql,
+      {
+        chainId: config.CHAIN_ID, txHash: receipt.transactionHash, logIndex: log.logIndex, blockNumber: receipt.blockNumber,
+        blockHash: receipt.blockHash, tokenAddress: log.address, from: decoded.args.from, to: decoded.args.to, amount: decoded.args.value,
+      },
+      "topup",
+      config,
+      now,
     );
+    if (toThisOrg) results.push(recorded);
   }
   if (results.length === 0) {
     throw new BillingError("no_deposit_in_transaction", `transaction ${txHash} has no transfer to this organization's deposit address ${address.address}`, { details: { param: "tx_hash" } });
