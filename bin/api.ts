@@ -9,6 +9,7 @@ import { createSql } from "../src/db/client.js";
 import { createApp } from "../src/http/app.js";
 import { createLogger } from "../src/observability/logger.js";
 import { createMetrics } from "../src/observability/metrics.js";
+import { onShutdown } from "../src/ops/shutdown.js";
 import { createQueues, enqueueAlerts } from "../src/workers/queues.js";
 
 const config = loadConfig();
@@ -26,20 +27,10 @@ const server = serve({ fetch: app.fetch, hostname: config.HOST, port: config.POR
 });
 
 // Stop taking connections, let in-flight requests finish (their commits are what we promised),
-// then close the pool. A second signal, or 10 s, forces the exit.
-let stopping = false;
-async function shutdown(signal: string) {
-  if (stopping) process.exit(1);
-  stopping = true;
-  logger.info({ signal }, "api shutting down");
-  const force = setTimeout(() => process.exit(1), 10_000);
-  force.unref();
+// then close the pools.
+onShutdown("api", logger, async () => {
   await new Promise<void>((resolve) => server.close(() => resolve()));
   await queues.close();
   redis.disconnect();
   await sql.end({ timeout: 5 });
-  logger.info("api stopped");
-  process.exit(0);
-}
-process.on("SIGTERM", () => void shutdown("SIGTERM"));
-process.on("SIGINT", () => void shutdown("SIGINT"));
+});

@@ -3,6 +3,7 @@ import { systemClock } from "../src/clock.js";
 import { loadConfig } from "../src/config.js";
 import { createSql } from "../src/db/client.js";
 import { createLogger } from "../src/observability/logger.js";
+import { onShutdown } from "../src/ops/shutdown.js";
 import { startWorkers } from "../src/workers/start-workers.js";
 
 const config = loadConfig();
@@ -12,19 +13,14 @@ const sql = createSql(config.DATABASE_URL, { max: config.DATABASE_POOL_MAX, appl
 const connection = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
 const workers = await startWorkers({ sql, connection, prefix: config.REDIS_PREFIX, logger, clock: systemClock, config });
 
-let stopping = false;
-async function shutdown(signal: string) {
-  if (stopping) process.exit(1);
-  stopping = true;
-  logger.info({ signal }, "worker shutting down");
-  const force = setTimeout(() => process.exit(1), 15_000);
-  force.unref();
-  // Lets running jobs finish; an interrupted one is retried by BullMQ and re-decided in PostgreSQL.
-  await workers.close();
-  connection.disconnect();
-  await sql.end({ timeout: 5 });
-  logger.info("worker stopped");
-  process.exit(0);
-}
-process.on("SIGTERM", () => void shutdown("SIGTERM"));
-process.on("SIGINT", () => void shutdown("SIGINT"));
+// Lets running jobs finish; an interrupted one is retried by BullMQ and re-decided in PostgreSQL.
+onShutdown(
+  "worker",
+  logger,
+  async () => {
+    await workers.close();
+    connection.disconnect();
+    await sql.end({ timeout: 5 });
+  },
+  15_000,
+);

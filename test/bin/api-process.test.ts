@@ -3,6 +3,7 @@ import { TEST_ADMIN_KEY } from "../support/app.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { freePort } from "../support/free-port.js";
 import { startBin, waitFor } from "../support/process.js";
+import { uniqueRedisPrefix } from "../support/redis.js";
 
 describe("npm run api (bin/api.ts)", () => {
   let db: TestDatabase;
@@ -33,5 +34,13 @@ describe("npm run api (bin/api.ts)", () => {
     expect(code).not.toBe(0);
     expect(api.output()).toContain("DATABASE_URL");
     expect(api.output()).toContain("PORT");
+  });
+
+  it("npm run worker starts its queues and exits cleanly on SIGTERM", async () => {
+    const worker = startBin("worker.ts", { DATABASE_URL: db.url, REDIS_PREFIX: uniqueRedisPrefix("worker-proc"), LOG_LEVEL: "info" });
+    await waitFor(() => worker.output().includes('"msg":"workers started"'), { what: `worker up: ${worker.output()}` });
+    await worker.stop("SIGTERM");
+    expect(await worker.exited).toBe(0);
+    expect(worker.output()).toContain('"msg":"worker stopped"');
   });
 });
