@@ -48,10 +48,17 @@ function log(msg: string) {
   console.log(`\x1b[1m[dev]\x1b[0m ${msg}`);
 }
 
+// Lines each child has printed that say it is up (the summary waits for all of them).
+const readyLines: Record<string, string> = { worker: '"msg":"workers started"' };
+const ready = new Set<string>();
+
 function labelled(name: string, child: ChildProcess, color: number) {
   for (const stream of [child.stdout, child.stderr]) {
     if (!stream) continue;
-    createInterface({ input: stream }).on("line", (line) => console.log(`\x1b[${color}m[${name}]\x1b[0m ${line}`));
+    createInterface({ input: stream }).on("line", (line) => {
+      if (readyLines[name] && line.includes(readyLines[name]!)) ready.add(name);
+      console.log(`\x1b[${color}m[${name}]\x1b[0m ${line}`);
+    });
   }
   child.on("exit", (code, signal) => {
     if (stopping) return;
@@ -159,12 +166,12 @@ labelled("api", node("bin/api.ts"), 36);
 const apiUrl = `http://127.0.0.1:${API_PORT}`;
 for (let i = 0; ; i++) {
   try {
-    if ((await fetch(`${apiUrl}/healthz`)).ok) break;
+    if ((await fetch(`${apiUrl}/healthz`)).ok && ready.has("worker")) break;
   } catch {
     // starting
   }
-  if (i > 300) {
-    log("the API did not come up within 30 s");
+  if (i > 600) {
+    log("the API and workers did not come up within 60 s");
     await shutdown(1);
   }
   await new Promise((r) => setTimeout(r, 100));
