@@ -166,12 +166,13 @@ labelled("api", node("bin/api.ts"), 36);
 const apiUrl = `http://127.0.0.1:${API_PORT}`;
 for (let i = 0; ; i++) {
   try {
-    if ((await fetch(`${apiUrl}/healthz`)).ok && ready.has("worker")) break;
+    const up = await Promise.all([fetch(`${apiUrl}/healthz`), fetch(`http://127.0.0.1:${PONDER_PORT}/ready`)]);
+    if (up.every((r) => r.ok) && ready.has("worker")) break;
   } catch {
     // starting
   }
   if (i > 600) {
-    log("the API and workers did not come up within 60 s");
+    log("the API, workers and indexer did not all come up within 60 s");
     await shutdown(1);
   }
   await new Promise((r) => setTimeout(r, 100));
