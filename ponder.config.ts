@@ -18,7 +18,8 @@ export default createConfig({
     HUSD: {
       chain: "hanzo",
       abi: husdAbi,
-      address: env.HUSD_ADDRESS as `0x${string}`,
+      // Lowercased: the same contract written with other letter case must be the same Ponder build.
+      address: env.HUSD_ADDRESS.toLowerCase() as `0x${string}`,
       startBlock: env.HUSD_START_BLOCK,
     },
   },

@@ -189,7 +189,7 @@ const state: DevState = {
 writeFileSync(STATE_FILE, `${JSON.stringify(state, null, 2)}\n`);
 
 console.log(`
-\x1b[1mHanzo Billing is running.\x1b[0m  (state for scripts: .hanzo/dev.json)
+\x1b[1mHanzo Billing is running.\x1b[0m  (state for scripts: ${STATE_FILE.replace(ROOT, "")})
 
   API        ${state.api_url}        docs ${state.docs_url}
   Metrics    ${state.metrics_url}   queues ${state.queues_url} (user any, password = admin key)

@@ -17,8 +17,10 @@ export const observe: MiddlewareHandler<AppEnv> = async (c, next) => {
     const matched = routePath(c, -1);
     const route = matched === "*" ? "unmatched" : matched;
     metrics?.httpDuration.observe({ method: c.req.method, route, status: String(c.res.status) }, seconds);
-    if (logger.isLevelEnabled("info")) {
-      logger.info(
+    // Probes (health checks, scrapes) are logged at debug: at info they would bury real traffic.
+    const level = route === "/healthz" || route === "/metrics" ? "debug" : "info";
+    if (logger.isLevelEnabled(level)) {
+      logger[level](
         { request_id: c.get("requestId"), method: c.req.method, route, status: c.res.status, duration_ms: Math.round(seconds * 10_000) / 10 },
         "request",
       );
