@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { KeyCache } from "../../src/billing/api-keys.js";
 import { createTestApp, TEST_ADMIN_KEY, type TestApp } from "../support/app.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 
@@ -88,5 +89,14 @@ describe("organizations, API keys and authentication", () => {
     expect(kept.headers.get("x-request-id")).toBe("gw-12345678");
     const replaced = await t.call("GET", "/healthz", { headers: { "x-request-id": "<script>" } });
     expect(replaced.headers.get("x-request-id")).toMatch(/^req_/);
+  });
+
+  it("with the key cache on (as the API process runs), a revocation still applies at once on this replica", async () => {
+    const cached = createTestApp({ sql: db.sql, extra: { keyCache: new KeyCache() } });
+    const org = await cached.createOrg();
+    const key = await cached.call("POST", `/v1/admin/orgs/${org.id}/keys`, { key: TEST_ADMIN_KEY, body: { scope: "org" } });
+    expect((await cached.call("GET", "/v1/billing/balance", { key: key.json.key })).status).toBe(200); // now cached
+    await cached.call("DELETE", `/v1/admin/keys/${key.json.id}`, { key: TEST_ADMIN_KEY });
+    expect((await cached.call("GET", "/v1/billing/balance", { key: key.json.key })).status).toBe(401);
   });
 });
