@@ -35,7 +35,9 @@ export async function startWorkers(deps: WorkerDeps) {
   const deposits = new Worker(
     QueueNames.deposits,
     async (job) => verifyDeposit({ sql: deps.sql, chain, config: deps.config, logger: deps.logger }, DepositJob.parse(job.data).deposit_id, deps.clock()),
-    { ...opts, concurrency: 8 },
+    // A check takes milliseconds; short locks mean a job held by a killed worker is taken over
+    // within seconds (the credit itself is decided in PostgreSQL, so a re-run is harmless).
+    { ...opts, concurrency: 8, lockDuration: 10_000, stalledInterval: 5_000 },
   );
 
   const maintenance = new Worker<{ task: MaintenanceTask }>(
