@@ -4,6 +4,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { depositFactoryAbi, husdAbi, husdBytecode } from "../../abis/index.js";
 import { auditCreditedDeposits } from "../../src/billing/deposits/audit.js";
 import { verifyDeposit } from "../../src/billing/deposits/verify.js";
+import { createChainClient } from "../../src/chain/client.js";
 import { DevRoles } from "../../src/chain/local-devnet.js";
 import { checkLedger } from "../../src/ledger/check.js";
 import { enqueueDepositChecks } from "../../src/workers/queues.js";
@@ -232,5 +233,16 @@ describe("HUSD top-ups: verify-and-record, finality, exactly-once credit, reorgs
     await chain.mine(5);
     await new Promise((r) => setTimeout(r, 500));
     expect(await stack.balanceNano(org.orgKey)).toBe(5_000_000_000n);
+  });
+
+  it("an unreachable RPC never orphans or reverses anything: the check fails and is retried", async () => {
+    const org = await stack.orgWithAddress("Offline Co");
+    const { hash } = await stack.sendHusd(org.address, HUSD);
+    const id = (await topup(org.orgKey, hash)).json.deposits[0].id as string;
+    const deadChain = createChainClient({ RPC_URL: "http://127.0.0.1:9", CHAIN_ID: chain.chainId });
+    await expect(verifyDeposit({ sql: db.sql, chain: deadChain, config: stack.app.config }, id, new Date())).rejects.toThrow();
+    expect((await stateOf(org.orgKey, id))?.state).toBe("seen");
+    await expect(auditCreditedDeposits({ sql: db.sql, chain: deadChain, logger: pino({ level: "silent" }) }, new Date())).rejects.toThrow();
+    expect((await db.sql`select count(*)::int as n from husd_deposits where state = 'reversed' and org_id = ${org.id}`)[0]!.n).toBe(0);
   });
 });

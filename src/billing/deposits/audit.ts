@@ -19,7 +19,10 @@ export async function auditCreditedDeposits(deps: { sql: Sql; chain: ChainClient
   let reversed = 0;
   for (const d of credited) {
     if (!hashes.has(d.block_number)) {
-      const block = await deps.chain.getBlock({ blockNumber: BigInt(d.block_number) }).catch(() => null);
+      const block = await deps.chain.getBlock({ blockNumber: BigInt(d.block_number) }).catch((err: Error) => {
+        if (err.name === "BlockNotFoundError") return null; // the chain is now shorter than this block
+        throw err; // an RPC failure proves nothing: never reverse on it
+      });
       hashes.set(d.block_number, block?.hash ?? null);
     }
     const canonical = hashes.get(d.block_number);

@@ -32,7 +32,11 @@ export async function verifyDeposit(deps: { sql: Sql; chain: ChainClient; config
   if (d.state !== "seen" && d.state !== "confirming") return { state: d.state };
   const blockNumber = BigInt(d.block_number);
 
-  const canonical = await chain.getBlock({ blockNumber }).catch(() => null);
+  // Only "no such block" means reorged away; any other RPC failure is thrown, and the job retries.
+  const canonical = await chain.getBlock({ blockNumber }).catch((err: Error) => {
+    if (err.name === "BlockNotFoundError") return null;
+    throw err;
+  });
   if (!canonical || canonical.hash !== d.block_hash) {
     return orphan(sql, d, "reorged_out: its block is no longer on the canonical chain", now);
   }
@@ -46,7 +50,11 @@ export async function verifyDeposit(deps: { sql: Sql; chain: ChainClient; config
   const confirmations = latest >= blockNumber ? latest - blockNumber + 1n : 0n;
   let finalizedOk = true;
   if (config.FINALITY_REQUIRE_FINALIZED_TAG) {
-    const finalized = await chain.getBlock({ blockTag: "finalized" }).catch(() => null);
+    // A chain without a `finalized` block yet (BlockNotFoundError) is simply not final.
+    const finalized = await chain.getBlock({ blockTag: "finalized" }).catch((err: Error) => {
+      if (err.name === "BlockNotFoundError") return null;
+      throw err;
+    });
     finalizedOk = finalized !== null && finalized.number !== null && finalized.number >= blockNumber;
   }
   if (!finalizedOk || confirmations < BigInt(config.FINALITY_CONFIRMATIONS)) {
