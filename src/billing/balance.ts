@@ -1,7 +1,7 @@
 import type { Sql, TransactionSql } from "../db/client.js";
 import { BillingError } from "../errors.js";
 import { orgCreditsAccount, orgHeldAccount } from "../ledger/accounts.js";
-import { pendingExpiry } from "./grants.js";
+import { expirableAmount, pendingExpiry } from "./grants.js";
 
 /**
  * An organization's money, in nano-USD.
@@ -20,12 +20,12 @@ export async function getBalance(sql: Sql | TransactionSql, orgId: string, now: 
   if (rows.length === 0) throw new BillingError("not_found", `no organization ${orgId}`);
   const creditsAccount = rows.find((r) => r.kind === "org_credits")?.balance ?? 0n;
   const held = rows.find((r) => r.kind === "org_held")?.balance ?? 0n;
-  const credits = creditsAccount - effectiveExpiry(await pendingExpiry(sql, orgId, now), creditsAccount);
+  const credits = creditsAccount - effectiveExpiry(await pendingExpiry(sql, orgId, now), creditsAccount, held);
   return { balance: credits + held, credits, held, lowBalanceThreshold: rows[0]!.low_balance_threshold };
 }
 
-/** An expiry never takes credits below zero: the same rule expireGrants posts by. */
-export function effectiveExpiry(pending: bigint, creditsAccount: bigint): bigint {
-  const positive = creditsAccount > 0n ? creditsAccount : 0n;
-  return pending < positive ? pending : positive;
+/** The part of expired-but-unposted grants that counts against the org: the rule expireGrants posts by. */
+export function effectiveExpiry(pending: bigint, creditsAccount: bigint, held: bigint): bigint {
+  const cap = expirableAmount(creditsAccount, held);
+  return pending < cap ? pending : cap;
 }

@@ -123,12 +123,15 @@ export async function expireGrants(sql: Sql, now: Date, limit = 500): Promise<nu
   for (const { id, org_id } of due) {
     await sql.begin(async (tx) => {
       // Org account first, grant second: the same lock order as the usage path, so no deadlock.
-      const [account] = await tx<{ balance: bigint }[]>`
-        select balance from ledger_accounts where id = ${orgCreditsAccount(org_id)} for update`;
+      const [account] = await tx<{ balance: bigint; held: bigint }[]>`
+        select c.balance, h.balance as held from ledger_accounts c join ledger_accounts h on h.org_id = c.org_id and h.kind = 'org_held'
+        where c.id = ${orgCreditsAccount(org_id)} for update of c`;
       const [grant] = await tx<GrantRow[]>`select * from credit_grants where id = ${id} and expired_at is null for update`;
       if (!grant) return; // another worker got it first
       const unused = grant.amount - grant.consumed;
-      const available = account!.balance > 0n ? account!.balance : 0n;
+      // Grant money sitting in a live hold has not been spent yet: it expires too, so credits may
+      // go below zero until the hold is settled or released and gives it back.
+      const available = expirableAmount(account!.balance, account!.held);
       const take = unused < available ? unused : available;
       if (take > 0n) {
         await postTransaction(tx, {
@@ -149,4 +152,10 @@ export async function expireGrants(sql: Sql, now: Date, limit = 500): Promise<nu
     });
   }
   return posted;
+}
+
+/** What an expiry may take back: never more than the org holds in credits and live holds together. */
+export function expirableAmount(credits: bigint, held: bigint): bigint {
+  const total = credits + held;
+  return total > 0n ? total : 0n;
 }

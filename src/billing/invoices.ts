@@ -5,6 +5,7 @@ import { orgCreditsAccount, SystemAccounts } from "../ledger/accounts.js";
 import { divideHalfEven } from "../ledger/money.js";
 import { postTransaction } from "../ledger/post-transaction.js";
 import type { Catalog } from "./catalog.js";
+import { consumeExpiringGrants } from "./grants.js";
 import { lockOrgs, spendable } from "./org-locks.js";
 import { cycleContaining, type Period } from "./periods.js";
 import { grantIncludedCredits, planAt } from "./subscriptions.js";
@@ -144,6 +145,8 @@ export async function closeCycle(sql: Sql, catalog: Catalog, orgId: string, peri
     if (adjustments.length > 0) {
       await tx`update invoice_adjustments set applied_invoice_id = ${id} where id = any(${adjustments.map((a) => a.id)})`;
     }
+    // Paying the plan from credits spends expiring grants first, like usage does.
+    if (settled > 0n && org.hasExpiringGrants) await consumeExpiringGrants(tx, orgId, settled, now);
     if (settled !== 0n) {
       await postTransaction(tx, {
         kind: "invoice_settlement",
@@ -163,10 +166,13 @@ export async function closeCycle(sql: Sql, catalog: Catalog, orgId: string, peri
       update invoices set status = ${status}, issued_at = ${now}, paid_at = ${status === "paid" ? now : null}
       where id = ${id} returning *`;
 
-    // The plan's included credits for the cycle that starts now.
+    // A plan change waits for the cycle boundary; then the new cycle's included credits (once
+    // per anchored month: an early close does not grant the same month twice).
     if (sub && !sub.canceled_at) {
+      const [current] = await tx<{ plan_id: string }[]>`
+        update subscriptions set plan_id = coalesce(pending_plan_id, plan_id), pending_plan_id = null where org_id = ${orgId} returning plan_id`;
       const next = cycleFrom(period.end, await anchorDay(tx, orgId));
-      if (next.end > now) await grantIncludedCredits(tx, orgId, planAt(catalog, sub.plan_id, next.start), next, now);
+      if (next.end > now) await grantIncludedCredits(tx, orgId, planAt(catalog, current!.plan_id, next.start), next, now);
     }
     return { invoice: { ...toInvoice(issued!), lines }, created: true };
   });

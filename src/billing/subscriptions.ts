@@ -6,8 +6,17 @@ import { getOrganization } from "./organizations.js";
 import { cycleContaining } from "./periods.js";
 import { parseUsd } from "../ledger/money.js";
 
-export type Subscription = { orgId: string; planId: string; startedAt: Date; canceledAt: Date | null };
+export type Subscription = { orgId: string; planId: string; pendingPlanId: string | null; startedAt: Date; canceledAt: Date | null };
 export type Plan = { id: string; name: string; monthlyPrice: bigint; includedCredits: bigint; version: string };
+
+type SubscriptionRow = { org_id: string; plan_id: string; pending_plan_id: string | null; started_at: Date; canceled_at: Date | null };
+const toSubscription = (r: SubscriptionRow): Subscription => ({
+  orgId: r.org_id,
+  planId: r.plan_id,
+  pendingPlanId: r.pending_plan_id,
+  startedAt: r.started_at,
+  canceledAt: r.canceled_at,
+});
 
 /** The plan as priced by the catalog version in force at `at`. */
 export function planAt(catalog: Catalog, planId: string, at: Date): Plan {
@@ -18,47 +27,66 @@ export function planAt(catalog: Catalog, planId: string, at: Date): Plan {
 }
 
 export async function getSubscription(sql: Sql | TransactionSql, orgId: string): Promise<Subscription | null> {
-  const [row] = await sql<{ org_id: string; plan_id: string; started_at: Date; canceled_at: Date | null }[]>`
-    select * from subscriptions where org_id = ${orgId}`;
-  return row ? { orgId: row.org_id, planId: row.plan_id, startedAt: row.started_at, canceledAt: row.canceled_at } : null;
+  const [row] = await sql<SubscriptionRow[]>`select * from subscriptions where org_id = ${orgId}`;
+  return row ? toSubscription(row) : null;
 }
 
 /**
- * Subscribes (or moves) an organization to a plan from the current cycle on, and grants the
- * plan's included credits for that cycle, expiring at its end (once per org, plan and cycle).
- * The plan's price is charged in arrears at cycle close.
+ * Subscribes an organization to a plan. A new subscription starts now and receives the plan's
+ * included credits for the current cycle. A change of plan takes effect at the next cycle: the
+ * current cycle has already received its plan's credits, so it is charged for that plan
+ * (otherwise a customer could take a big plan's credits and switch to a free plan before close).
+ * Plans are charged in arrears at cycle close. Included credits are granted once per anchored
+ * month, whatever happens to the plan within it.
  */
 export async function subscribe(sql: Sql, catalog: Catalog, orgId: string, planId: string, now: Date): Promise<Subscription> {
   await catalog.refresh();
   const plan = planAt(catalog, planId, now);
   const org = await getOrganization(sql, orgId);
-  const [row] = await sql<{ org_id: string; plan_id: string; started_at: Date; canceled_at: Date | null }[]>`
-    insert into subscriptions (org_id, plan_id, started_at) values (${orgId}, ${planId}, ${now})
-    on conflict (org_id) do update set plan_id = excluded.plan_id, canceled_at = null,
-      started_at = case when subscriptions.canceled_at is null then subscriptions.started_at else excluded.started_at end
-    returning *`;
-  await grantIncludedCredits(sql, orgId, plan, cycleContaining(now, org.billingAnchorDay), now);
-  return { orgId: row!.org_id, planId: row!.plan_id, startedAt: row!.started_at, canceledAt: row!.canceled_at };
+  const cycle = cycleContaining(now, org.billingAnchorDay);
+  return sql.begin(async (tx) => {
+    const [existing] = await tx<SubscriptionRow[]>`select * from subscriptions where org_id = ${orgId} for update`;
+    const endedBeforeThisCycle = existing?.canceled_at != null && existing.canceled_at <= cycle.start;
+    let row: SubscriptionRow | undefined;
+    if (!existing || endedBeforeThisCycle) {
+      [row] = await tx<SubscriptionRow[]>`
+        insert into subscriptions (org_id, plan_id, started_at) values (${orgId}, ${planId}, ${now})
+        on conflict (org_id) do update set plan_id = excluded.plan_id, pending_plan_id = null, canceled_at = null, started_at = excluded.started_at
+        returning *`;
+      await grantIncludedCredits(tx, orgId, plan, cycle, now);
+    } else {
+      [row] = await tx<SubscriptionRow[]>`
+        update subscriptions set canceled_at = null, pending_plan_id = ${existing.plan_id === planId ? null : planId}
+        where org_id = ${orgId} returning *`;
+    }
+    return toSubscription(row!);
+  });
 }
 
 export async function cancelSubscription(sql: Sql, orgId: string, now: Date): Promise<Subscription> {
-  const [row] = await sql<{ org_id: string; plan_id: string; started_at: Date; canceled_at: Date | null }[]>`
-    update subscriptions set canceled_at = coalesce(canceled_at, ${now}) where org_id = ${orgId} returning *`;
+  const [row] = await sql<SubscriptionRow[]>`
+    update subscriptions set canceled_at = coalesce(canceled_at, ${now}), pending_plan_id = null where org_id = ${orgId} returning *`;
   if (!row) throw new BillingError("not_found", `organization ${orgId} has no subscription`);
-  return { orgId: row.org_id, planId: row.plan_id, startedAt: row.started_at, canceledAt: row.canceled_at };
+  return toSubscription(row);
 }
 
+/** Included credits for the anchored month containing `cycle`, expiring at its end; once per org and month. */
 export async function grantIncludedCredits(sql: Sql | TransactionSql, orgId: string, plan: Plan, cycle: { start: Date; end: Date }, now: Date) {
   if (plan.includedCredits <= 0n || cycle.end <= now) return;
-  await grantCredits(
-    sql,
-    {
-      orgId,
-      amount: plan.includedCredits,
-      reason: `${plan.name} plan: included credits for the cycle starting ${cycle.start.toISOString().slice(0, 10)}`,
-      expiresAt: cycle.end,
-      idempotencyKey: `plan-credits:${plan.id}:${cycle.start.toISOString()}`,
-    },
-    now,
-  );
+  try {
+    await grantCredits(
+      sql,
+      {
+        orgId,
+        amount: plan.includedCredits,
+        reason: `${plan.name} plan: included credits until ${cycle.end.toISOString().slice(0, 10)}`,
+        expiresAt: cycle.end,
+        idempotencyKey: `plan-credits:${cycle.end.toISOString()}`,
+      },
+      now,
+    );
+  } catch (err) {
+    // Already granted for this month (under another plan): once per month is the rule.
+    if (!(err instanceof BillingError && err.code === "idempotency_key_reused")) throw err;
+  }
 }

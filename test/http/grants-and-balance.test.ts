@@ -136,4 +136,26 @@ describe("credit grants and the balance", () => {
     expect(bad.status).toBe(400);
     expect(bad.json.error.param).toBe("cursor");
   });
+
+  it("grant money held by a live hold still expires: the balance can never keep an expired grant", async () => {
+    const org = await t.createOrg();
+    const expiresAt = new Date(clock().getTime() + 60 * 60 * 1000);
+    await t.grant(org.id, "10", "held-then-expired", { expires_at: expiresAt.toISOString() });
+    const hold = await t.call("POST", "/v1/billing/authorize", {
+      key: org.gatewayKey,
+      body: { org_id: org.id, product: "api", estimate: { requests: 100_000 }, ttl_seconds: 86_400 }, // $10: all of it
+    });
+    expect(hold.status).toBe(201);
+    clock.set(new Date(expiresAt.getTime() + 60_000));
+    expect((await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json).toMatchObject({ balance: 0, credits: -10, held_nano_usd: "10000000000" });
+    await expireGrants(db.sql, clock());
+    const settle = await t.call("POST", "/v1/billing/usage", {
+      key: org.gatewayKey,
+      body: { events: [{ idempotency_key: "after-expiry", org_id: org.id, timestamp: clock().toISOString(), product: "api", quantities: { requests: 1 }, hold_id: hold.json.hold_id }] },
+    });
+    expect(settle.json.results[0].status).toBe("recorded");
+    // The expired grant is gone; the one request used after expiry is owed.
+    expect((await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json.balance_nano_usd).toBe("-100000");
+    expect(await checkLedger(db.sql)).toEqual({ unbalancedTransactions: [], balanceMismatches: [] });
+  });
 });

@@ -191,4 +191,33 @@ describe("invoices and billing cycles", () => {
     expect(bad.status).toBe(400);
     expect(bad.json.error.param).toBe("org_id");
   });
+
+  it("a plan change waits for the next cycle: the cycle that got a plan's credits is charged for that plan", async () => {
+    clock.set(new Date("2026-11-02T00:00:00Z"));
+    const org = await t.createOrg("Switcher Co");
+    await t.call("PUT", `/v1/admin/orgs/${org.id}/subscription`, { key: TEST_ADMIN_KEY, body: { plan_id: "team" } });
+    const switched = await t.call("PUT", `/v1/admin/orgs/${org.id}/subscription`, { key: TEST_ADMIN_KEY, body: { plan_id: "free" } });
+    expect(switched.json).toMatchObject({ plan_id: "team", pending_plan_id: "free" });
+    await t.call("DELETE", `/v1/admin/orgs/${org.id}/subscription`, { key: TEST_ADMIN_KEY });
+    await t.call("PUT", `/v1/admin/orgs/${org.id}/subscription`, { key: TEST_ADMIN_KEY, body: { plan_id: "free" } });
+    // One month, one grant of included credits: Team's, whatever happened since.
+    expect((await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json.balance).toBe(250);
+
+    clock.set(new Date("2026-11-20T00:00:00Z"));
+    await t.call("POST", "/v1/admin/cycles/close", { key: TEST_ADMIN_KEY, body: { org_id: org.id, end_current_cycle_now: true } });
+    const [early] = (await t.call("GET", "/v1/billing/invoices", { key: org.orgKey })).json.data;
+    const lines = (await t.call("GET", `/v1/billing/invoices/${early.id}`, { key: org.orgKey })).json.lines;
+    expect(lines[0].description).toContain("Team plan");
+    // Ending the cycle early does not grant the same month's credits again.
+    const grants = await db.sql`select count(*)::int as n from credit_grants where org_id = ${org.id}`;
+    expect(grants[0]!.n).toBe(1);
+
+    clock.set(new Date("2026-12-01T00:00:05Z"));
+    await closeAll(org.id);
+    const [latest] = (await t.call("GET", "/v1/billing/invoices", { key: org.orgKey })).json.data;
+    const next = (await t.call("GET", `/v1/billing/invoices/${latest.id}`, { key: org.orgKey })).json.lines;
+    expect(next.map((l: { description: string }) => l.description)).toEqual([expect.stringContaining("Free plan")]);
+    const sub = (await t.call("PUT", `/v1/admin/orgs/${org.id}/subscription`, { key: TEST_ADMIN_KEY, body: { plan_id: "free" } })).json;
+    expect(sub).toMatchObject({ plan_id: "free", pending_plan_id: null });
+  });
 });

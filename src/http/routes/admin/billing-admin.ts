@@ -11,9 +11,15 @@ const admin = { security: [{ bearer: [] }], middleware: [requireScope("admin")],
 const OrgParam = z.object({ id: z.string().max(64) });
 
 const SubscriptionJson = z
-  .object({ org_id: z.string(), plan_id: z.string(), started_at: z.string(), canceled_at: z.string().nullable() })
+  .object({
+    org_id: z.string(),
+    plan_id: z.string(),
+    pending_plan_id: z.string().nullable().openapi({ description: "The plan that takes over at the next cycle" }),
+    started_at: z.string(),
+    canceled_at: z.string().nullable(),
+  })
   .openapi("Subscription");
-const subscriptionJson = (s: Subscription) => ({ org_id: s.orgId, plan_id: s.planId, started_at: s.startedAt.toISOString(), canceled_at: s.canceledAt?.toISOString() ?? null });
+const subscriptionJson = (s: Subscription) => ({ org_id: s.orgId, plan_id: s.planId, pending_plan_id: s.pendingPlanId, started_at: s.startedAt.toISOString(), canceled_at: s.canceledAt?.toISOString() ?? null });
 
 const closeRoute = createRoute({
   ...admin,
@@ -42,7 +48,7 @@ const subscribeRoute = createRoute({
   ...admin,
   method: "put",
   path: "/v1/admin/orgs/{id}/subscription",
-  summary: "Subscribe an organization to a plan (charged in arrears at cycle close; included credits granted per cycle)",
+  summary: "Subscribe an organization to a plan (a change of plan takes effect at the next cycle)",
   request: { params: OrgParam, body: jsonBody(z.object({ plan_id: z.string().min(1).max(40) }).strict().openapi("SubscribeRequest")) },
   responses: { 200: jsonResponse(SubscriptionJson, "The subscription"), ...errorResponses(400, 401, 403, 404) },
 });
