@@ -245,4 +245,32 @@ describe("HUSD top-ups: verify-and-record, finality, exactly-once credit, reorgs
     await expect(auditCreditedDeposits({ sql: db.sql, chain: deadChain, logger: pino({ level: "silent" }) }, new Date())).rejects.toThrow();
     expect((await db.sql`select count(*)::int as n from husd_deposits where state = 'reversed' and org_id = ${org.id}`)[0]!.n).toBe(0);
   });
+
+  it("a transfer reorged out and mined again (same transaction, same log) is still credited exactly once", async () => {
+    const org = await stack.orgWithAddress("Remined Co");
+    const { hash } = await stack.sendHusd(org.address, 9n * HUSD);
+    const raw = await chain.clients.test.request({ method: "eth_getRawTransactionByHash" as never, params: [hash] as never });
+    const id = (await topup(org.orgKey, hash)).json.deposits[0].id as string;
+    const deps = { sql: db.sql, chain: stack.chainClient, config: stack.app.config };
+    await chain.clients.test.request({ method: "anvil_reorg" as never, params: [1, []] as never });
+    expect((await verifyDeposit(deps, id, new Date())).state).toBe("orphaned");
+    await chain.clients.test.request({ method: "eth_sendRawTransaction" as never, params: [raw] as never }); // re-mined, same hash
+    await chain.mine(1);
+    const again = await topup(org.orgKey, hash);
+    expect(again.json.deposits[0]).toMatchObject({ id, state: "seen" }); // the same deposit, revived
+    await chain.mine(5);
+    expect((await verifyDeposit(deps, id, new Date())).state).toBe("credited");
+    expect(await stack.balanceNano(org.orgKey)).toBe(9_000_000_000n);
+
+    // Reorged out again after the credit and re-mined once more: the audit moves it, no reversal.
+    const raw2 = await chain.clients.test.request({ method: "eth_getRawTransactionByHash" as never, params: [hash] as never });
+    const [row] = await db.sql`select block_number from husd_deposits where id = ${id}`;
+    const head = await chain.clients.test.getBlockNumber({ cacheTime: 0 });
+    await chain.clients.test.request({ method: "anvil_reorg" as never, params: [Number(head - BigInt(row!.block_number)) + 1, []] as never });
+    await chain.clients.test.request({ method: "eth_sendRawTransaction" as never, params: [raw2] as never });
+    await chain.mine(3);
+    expect(await auditCreditedDeposits({ sql: db.sql, chain: stack.chainClient, logger: pino({ level: "silent" }) }, new Date())).toBe(0);
+    expect((await stateOf(org.orgKey, id))?.state).toBe("credited");
+    expect(await stack.balanceNano(org.orgKey)).toBe(9_000_000_000n);
+  });
 });

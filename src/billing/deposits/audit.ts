@@ -4,6 +4,7 @@ import type { Sql } from "../../db/client.js";
 import { newId } from "../../ids.js";
 import { orgCreditsAccount, SystemAccounts } from "../../ledger/accounts.js";
 import { postTransaction } from "../../ledger/post-transaction.js";
+import { findRemined } from "./verify.js";
 
 /**
  * Re-checks recently credited deposits against the canonical chain. Finality should make this
@@ -13,8 +14,8 @@ import { postTransaction } from "../../ledger/post-transaction.js";
 export async function auditCreditedDeposits(deps: { sql: Sql; chain: ChainClient; logger: Logger }, now: Date, recentBlocks = 10_000n): Promise<number> {
   const latest = await deps.chain.getBlockNumber({ cacheTime: 0 });
   const from = latest > recentBlocks ? latest - recentBlocks : 0n;
-  const credited = await deps.sql<{ id: string; block_number: string; block_hash: string }[]>`
-    select id, block_number::text, block_hash from husd_deposits where state = 'credited' and block_number >= ${from.toString()}`;
+  const credited = await deps.sql<{ id: string; block_number: string; block_hash: string; tx_hash: `0x${string}`; log_index: number }[]>`
+    select id, block_number::text, block_hash, tx_hash, log_index from husd_deposits where state = 'credited' and block_number >= ${from.toString()}`;
   const hashes = new Map<string, string | null>();
   let reversed = 0;
   for (const d of credited) {
@@ -27,6 +28,14 @@ export async function auditCreditedDeposits(deps: { sql: Sql; chain: ChainClient
     }
     const canonical = hashes.get(d.block_number);
     if (canonical === undefined || canonical === d.block_hash) continue;
+    // The transaction may have been mined again in another block with the log at the same place:
+    // then the deposit still happened, and only its block moves.
+    const moved = await findRemined(deps.chain, d.tx_hash, d.log_index);
+    if (moved) {
+      await deps.sql`update husd_deposits set block_number = ${moved.blockNumber.toString()}, block_hash = ${moved.blockHash}, updated_at = ${now} where id = ${d.id}`;
+      deps.logger.warn({ deposit_id: d.id, from_block: d.block_hash, to_block: moved.blockHash }, "credited HUSD deposit was re-mined in another block; credit stands");
+      continue;
+    }
     if (await reverseDeposit(deps, d.id, `block ${d.block_number} is now ${canonical ?? "missing"}, not ${d.block_hash}`, now)) reversed++;
   }
   return reversed;

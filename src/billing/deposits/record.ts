@@ -49,6 +49,15 @@ export async function recordTransfer(sql: Sql, t: ObservedTransfer, source: "ind
     on conflict (chain_id, tx_hash, log_index) do nothing
     returning id, state`;
   if (inserted[0]) return { ...inserted[0], created: true };
+  // A transfer orphaned by a reorg and mined again (same transaction, same log position, another
+  // block) is the same deposit: it gets a new chance instead of being ignored forever.
+  const [revived] = await sql<{ id: string; state: DepositState }[]>`
+    update husd_deposits set state = 'seen', reason = null, block_number = ${t.blockNumber.toString()}, block_hash = ${t.blockHash.toLowerCase()},
+      confirmations = 0, updated_at = ${now}
+    where chain_id = ${t.chainId} and tx_hash = ${t.txHash.toLowerCase()} and log_index = ${t.logIndex}
+      and state = 'orphaned' and block_hash <> ${t.blockHash.toLowerCase()}
+    returning id, state`;
+  if (revived) return { ...revived, created: false };
   const [existing] = await sql<{ id: string; state: DepositState }[]>`
     select id, state from husd_deposits where chain_id = ${t.chainId} and tx_hash = ${t.txHash.toLowerCase()} and log_index = ${t.logIndex}`;
   return { ...existing!, created: false };

@@ -21,7 +21,8 @@ export async function scanIndexedTransfers(sql: Sql, config: Config, now: Date):
        from "${config.PONDER_SCHEMA}".husd_transfer t
        join deposit_addresses d on d.address = lower(t."to") and d.chain_id = t.chain_id
        where not exists (select 1 from husd_deposits h
-                         where h.chain_id = t.chain_id and h.tx_hash = lower(t.transaction_hash) and h.log_index = t.log_index)
+                         where h.chain_id = t.chain_id and h.tx_hash = lower(t.transaction_hash) and h.log_index = t.log_index
+                           and (h.state <> 'orphaned' or h.block_hash = lower(t.block_hash)))
        order by t.block_number limit 5000`,
     );
   } catch (err) {

@@ -37,7 +37,20 @@ export async function verifyDeposit(deps: { sql: Sql; chain: ChainClient; config
     if (err.name === "BlockNotFoundError") return null;
     throw err;
   });
+  if (!canonical) {
+    // A node behind the one that reported the block (load-balanced RPC) proves nothing yet.
+    const head = await chain.getBlockNumber({ cacheTime: 0 });
+    if (blockNumber > head) throw new Error(`RPC node at block ${head} is behind deposit block ${blockNumber}; will retry`);
+  }
   if (!canonical || canonical.hash !== d.block_hash) {
+    const moved = await findRemined(chain, d.tx_hash, d.log_index);
+    if (moved) {
+      // The same transaction was mined again with the log at the same place: same deposit, new
+      // block, and finality is counted again from there.
+      await sql`update husd_deposits set block_number = ${moved.blockNumber.toString()}, block_hash = ${moved.blockHash}, state = 'confirming',
+                  confirmations = 0, updated_at = ${now} where id = ${d.id} and state in ('seen', 'confirming')`;
+      return { state: "confirming", confirmations: 0n };
+    }
     return orphan(sql, d, "reorged_out: its block is no longer on the canonical chain", now);
   }
   const logs = await chain.getLogs({ blockHash: d.block_hash, address: d.token_address, event: transferEvent });
@@ -94,4 +107,14 @@ async function credit(deps: { sql: Sql; logger?: Logger }, d: DepositRow, confir
     deps.logger?.info({ deposit_id: row.id, org_id: row.org_id, nano_usd: amount.toString() }, "HUSD deposit credited");
     return { state: "credited" as const, confirmations };
   });
+}
+
+/** Where a transaction now sits if it was mined again after a reorg with this log at the same index. */
+export async function findRemined(chain: ChainClient, txHash: `0x${string}`, logIndex: number) {
+  const receipt = await chain.getTransactionReceipt({ hash: txHash }).catch((err: Error) => {
+    if (err.name === "TransactionReceiptNotFoundError") return null;
+    throw err;
+  });
+  if (!receipt || receipt.status !== "success" || !receipt.logs.some((l) => l.logIndex === logIndex)) return null;
+  return { blockNumber: receipt.blockNumber, blockHash: receipt.blockHash.toLowerCase() as `0x${string}` };
 }
