@@ -30,6 +30,8 @@ export function handleError(err: Error, c: Context<AppEnv>): Response {
     billingError = err;
   } else if (err instanceof HTTPException) {
     billingError = fromHttpException(err);
+  } else if (isUnstorableText(err)) {
+    billingError = new BillingError("invalid_request", "text fields must not contain NUL or other characters PostgreSQL cannot store");
   } else {
     c.get("deps")?.logger.error({ err, request_id: requestId }, "unhandled error");
     billingError = new BillingError("internal_error", "something went wrong on our side; the request id identifies it");
@@ -42,4 +44,10 @@ function fromHttpException(err: HTTPException): BillingError {
   if (err.status === 413) return new BillingError("payload_too_large", "the request body is too large");
   if (err.status === 404) return new BillingError("not_found", err.message || "not found");
   return new BillingError("invalid_request", err.message || "bad request");
+}
+
+/** PostgreSQL refusing a character (a NUL byte in a path or body field) is the client's input, not our fault. */
+function isUnstorableText(err: Error): boolean {
+  const code = (err as { code?: string }).code;
+  return code === "22021" || code === "22P05";
 }

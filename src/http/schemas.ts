@@ -68,3 +68,15 @@ export const IdempotencyKeyHeader = z
 
 export const Cursor = z.string().max(200).optional().openapi({ description: "`next_cursor` from the previous page" });
 export const Limit = z.coerce.number().int().min(1).max(100).default(20);
+
+/**
+ * Text that PostgreSQL can store and a log line can show: no control characters (a NUL byte is
+ * refused by PostgreSQL, and in a batched write it would fail every request of the batch).
+ */
+export function safeText(min: number, max: number) {
+  return z
+    .string()
+    .min(min)
+    .max(max)
+    .regex(/^[^\u0000-\u001f\u007f]*$/, "must not contain control characters");
+}

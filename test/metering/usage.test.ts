@@ -6,7 +6,7 @@ import { Metering } from "../../src/billing/metering.js";
 import { createSql } from "../../src/db/client.js";
 import { createApp } from "../../src/http/app.js";
 import { checkLedger } from "../../src/ledger/check.js";
-import { createTestApp, type TestApp } from "../support/app.js";
+import { createTestApp, TEST_ADMIN_KEY, type TestApp } from "../support/app.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 
 const NOW = new Date("2026-11-15T12:00:00Z");
@@ -185,5 +185,24 @@ describe("POST /v1/billing/usage and GET /v1/billing/usage", () => {
     expect(a + b).toBeGreaterThanOrEqual(1);
     expect((await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json).toMatchObject({ held_nano_usd: "0", balance_nano_usd: "1000000000", credits_nano_usd: "1000000000" });
     expect(await checkLedger(db.sql)).toEqual({ unbalancedTransactions: [], balanceMismatches: [] });
+  });
+
+  it("a NUL byte or an absurd quantity fails only its own event, never the batch (nor a 500)", async () => {
+    const org = await t.createOrg();
+    await t.grant(org.id, "1");
+    const res = await report(org.gatewayKey, [
+      event(org.id),
+      event(org.id, { idempotency_key: "bad\u0000key" }),
+      event(org.id, { model: "zen\u0000pro" }),
+      event(org.id, { quantities: { output_tokens: "1000000000000000" } }),
+      event(org.id),
+    ]);
+    expect(res.status).toBe(200);
+    expect(res.json.results.map((r: { status: string }) => r.status)).toEqual(["recorded", "rejected", "rejected", "rejected", "recorded"]);
+    const auth = await t.call("POST", "/v1/billing/authorize", { key: org.gatewayKey, body: { org_id: "org\u0000x", product: "api", estimate: { requests: 1 } } });
+    expect(auth.status).toBe(400);
+    const named = await t.call("POST", "/v1/admin/orgs", { key: TEST_ADMIN_KEY, body: { name: "Null\u0000Co" } });
+    expect(named.status).toBe(400);
+    expect(named.json.error.code).toBe("invalid_request");
   });
 });

@@ -4,7 +4,7 @@ import { formatUsd, formatUsdNumber } from "../../../ledger/money.js";
 import type { AppEnv } from "../../context.js";
 import { requireScope } from "../../middleware/auth.js";
 import { errorResponses, jsonBody, jsonResponse } from "../../schemas.js";
-import { ModelField, OrgIdField, ProductField, Quantities } from "./schemas.js";
+import { IdempotencyKeyField, ModelField, OrgIdField, ProductField, Quantities } from "./schemas.js";
 
 export const AuthorizeRequest = z
   .object({
@@ -12,7 +12,7 @@ export const AuthorizeRequest = z
     product: ProductField,
     model: ModelField,
     estimate: Quantities,
-    idempotency_key: z.string().min(1).max(255).optional().openapi({ description: "Retrying with the same key returns the same hold" }),
+    idempotency_key: IdempotencyKeyField.optional().openapi({ description: "Retrying with the same key returns the same hold" }),
     ttl_seconds: z.number().int().min(1).max(86_400).optional().openapi({ description: "How long the hold lives if never settled (default HOLD_TTL_SECONDS)" }),
   })
   .strict()

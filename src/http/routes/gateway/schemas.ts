@@ -1,7 +1,8 @@
 import { z } from "@hono/zod-openapi";
+import { safeText } from "../../schemas.js";
 
 /** Above this a quantity is surely a bug upstream, and its cost could overflow the ledger's bigint. */
-export const MAX_QUANTITY = 1_000_000_000_000_000n;
+export const MAX_QUANTITY = 1_000_000_000_000n;
 
 /** A whole, non-negative count: a JSON integer (safe range) or a string of digits. */
 export const Quantity = z
@@ -21,6 +22,7 @@ export const Quantities = z
   .refine((q) => Object.keys(q).length > 0 && Object.keys(q).length <= 10, "give 1 to 10 meters, e.g. {\"input_tokens\": 1200}")
   .openapi({ example: { input_tokens: 1200, output_tokens: 800 } });
 
-export const OrgIdField = z.string().min(1).max(64).openapi({ example: "org_4fJ2kQ9x0cT1mB7rW3yZ" });
-export const ProductField = z.string().min(1).max(40).openapi({ example: "llm" });
-export const ModelField = z.string().min(1).max(80).optional().openapi({ example: "zen-pro" });
+export const OrgIdField = safeText(1, 64).openapi({ example: "org_4fJ2kQ9x0cT1mB7rW3yZ" });
+export const ProductField = safeText(1, 40).openapi({ example: "llm" });
+export const ModelField = safeText(1, 80).optional().openapi({ example: "zen-pro" });
+export const IdempotencyKeyField = safeText(1, 255);

@@ -5,20 +5,20 @@ import { formatUsd, formatUsdNumber } from "../../../ledger/money.js";
 import type { AppEnv } from "../../context.js";
 import { fromZodError } from "../../errors.js";
 import { requireScope } from "../../middleware/auth.js";
-import { errorResponses, jsonBody, jsonResponse } from "../../schemas.js";
-import { ModelField, OrgIdField, ProductField, Quantities } from "./schemas.js";
+import { errorResponses, jsonBody, jsonResponse, safeText } from "../../schemas.js";
+import { IdempotencyKeyField, ModelField, OrgIdField, ProductField, Quantities } from "./schemas.js";
 
 export const MAX_EVENTS_PER_BATCH = 1000;
 
 export const UsageEvent = z
   .object({
-    idempotency_key: z.string().min(1).max(255),
+    idempotency_key: IdempotencyKeyField,
     org_id: OrgIdField,
     timestamp: z.iso.datetime({ offset: true }).openapi({ description: "When the usage happened; priced by the catalog version in force then" }),
     product: ProductField,
     model: ModelField,
     quantities: Quantities,
-    hold_id: z.string().min(1).max(64).optional().openapi({ description: "The hold from /v1/billing/authorize to release" }),
+    hold_id: safeText(1, 64).optional().openapi({ description: "The hold from /v1/billing/authorize to release" }),
   })
   .strict()
   .openapi("UsageEvent");
