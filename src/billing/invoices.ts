@@ -3,7 +3,7 @@ import { BillingError } from "../errors.js";
 import { newId } from "../ids.js";
 import { orgCreditsAccount, SystemAccounts } from "../ledger/accounts.js";
 import { divideHalfEven } from "../ledger/money.js";
-import { postTransaction } from "../ledger/post-transaction.js";
+import { fingerprint, postTransaction } from "../ledger/post-transaction.js";
 import type { Catalog } from "./catalog.js";
 import { consumeExpiringGrants } from "./grants.js";
 import { lockOrgs, spendable } from "./org-locks.js";
@@ -282,16 +282,26 @@ export async function setInvoiceStatus(sql: Sql, id: string, status: "paid" | "v
 
 /** Queues a correction for the org's next invoice (negative amount = a credit to the customer). */
 export async function createAdjustment(sql: Sql, input: { orgId: string; amount: bigint; description: string; correctsInvoiceId?: string; idempotencyKey: string }, now: Date) {
-  const id = newId("adj");
+  const [org] = await sql`select 1 from organizations where id = ${input.orgId}`;
+  if (!org) throw new BillingError("not_found", `no organization ${input.orgId}`);
+  if (input.correctsInvoiceId) {
+    // Only an issued invoice of this same organization can be corrected.
+    const [invoice] = await sql`select 1 from invoices where id = ${input.correctsInvoiceId} and org_id = ${input.orgId} and status <> 'draft'`;
+    if (!invoice) throw new BillingError("not_found", `no invoice ${input.correctsInvoiceId} for organization ${input.orgId}`, { details: { param: "corrects_invoice_id" } });
+  }
+  const requestFingerprint = fingerprint({ amount: input.amount, description: input.description, corrects: input.correctsInvoiceId ?? null });
   const [row] = await sql<{ id: string }[]>`
-    insert into invoice_adjustments (id, org_id, amount, description, corrects_invoice_id, idempotency_key, created_at)
-    select ${id}, o.id, ${input.amount.toString()}, ${input.description}, ${input.correctsInvoiceId ?? null}, ${input.idempotencyKey}, ${now}
-    from organizations o where o.id = ${input.orgId}
+    insert into invoice_adjustments (id, org_id, amount, description, corrects_invoice_id, idempotency_key, request_fingerprint, created_at)
+    values (${newId("adj")}, ${input.orgId}, ${input.amount.toString()}, ${input.description}, ${input.correctsInvoiceId ?? null},
+            ${input.idempotencyKey}, ${requestFingerprint}, ${now})
     on conflict (org_id, idempotency_key) do nothing returning id`;
   if (row) return { id: row.id, created: true };
-  const [existing] = await sql<{ id: string }[]>`select id from invoice_adjustments where org_id = ${input.orgId} and idempotency_key = ${input.idempotencyKey}`;
-  if (!existing) throw new BillingError("not_found", `no organization ${input.orgId}`);
-  return { id: existing.id, created: false };
+  const [existing] = await sql<{ id: string; request_fingerprint: string | null }[]>`
+    select id, request_fingerprint from invoice_adjustments where org_id = ${input.orgId} and idempotency_key = ${input.idempotencyKey}`;
+  if (existing!.request_fingerprint !== requestFingerprint) {
+    throw new BillingError("idempotency_key_reused", "this idempotency key was already used for a different adjustment");
+  }
+  return { id: existing!.id, created: false };
 }
 
 export { cycleContaining };

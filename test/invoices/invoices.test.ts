@@ -138,6 +138,14 @@ describe("invoices and billing cycles", () => {
     const adj = { key: TEST_ADMIN_KEY, headers: { "idempotency-key": "fix-1" }, body: { amount: "-0.0075", description: `Credit for ${october.number}`, corrects_invoice_id: october.id } };
     expect((await t.call("POST", `/v1/admin/orgs/${org.id}/adjustments`, adj)).status).toBe(201);
     expect((await t.call("POST", `/v1/admin/orgs/${org.id}/adjustments`, adj)).json.replayed).toBe(true);
+    const changed = await t.call("POST", `/v1/admin/orgs/${org.id}/adjustments`, { ...adj, body: { ...adj.body, amount: "-1.00" } });
+    expect(changed.status).toBe(409);
+    const other = await t.createOrg("Other Co");
+    const foreign = await t.call("POST", `/v1/admin/orgs/${other.id}/adjustments`, { ...adj, headers: { "idempotency-key": "x" } });
+    expect(foreign.status).toBe(404); // october belongs to another org
+    expect(foreign.json.error.param).toBe("corrects_invoice_id");
+    const missing = await t.call("POST", `/v1/admin/orgs/${org.id}/adjustments`, { ...adj, headers: { "idempotency-key": "y" }, body: { ...adj.body, corrects_invoice_id: "inv_nope" } });
+    expect(missing.status).toBe(404);
     const balanceBefore = (await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json.balance_nano_usd;
     clock.set(new Date("2026-12-01T00:00:05Z"));
     await closeAll(org.id);
