@@ -36,6 +36,8 @@ export const Config = z.object({
   DEPOSIT_SCAN_INTERVAL_MS: z.coerce.number().int().min(100).max(60_000).default(1000),
   HOLD_TTL_SECONDS: z.coerce.number().int().min(1).max(86_400).default(300),
   STRIPE_WEBHOOK_SECRET: z.string().startsWith("whsec_").optional(),
+  /** Which processor mode this deployment accepts: a test-mode event must never move real balances. */
+  STRIPE_LIVEMODE: bool.default(false),
 });
 export type Config = z.infer<typeof Config>;
 

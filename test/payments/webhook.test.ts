@@ -124,6 +124,14 @@ describe("POST /v1/webhooks/processor: card top-ups", () => {
       expect(topup).toMatchObject({ state: "credited", amount_minor: 2599n, amount_nano_usd: 25_990_000_000n, charge_id: org.ch });
     });
 
+    it("a live-mode event on this test-mode deployment is recorded and credits nothing", async () => {
+      const org = await t.linkedOrg();
+      const event = { ...t.event("payment_intent.succeeded", paymentIntent({ id: id("pi"), customer: org.customerId, cents: 5000 })), livemode: true };
+      const res = await t.deliver(event);
+      expect(res.json).toMatchObject({ received: true, outcome: "wrong_mode" });
+      expect(await t.balanceNano(org.orgKey)).toBe(0n);
+    });
+
     it("the same event delivered twice has one effect; the repeat is 200 with a note", async () => {
       const org = await t.linkedOrg();
       const event = t.event("payment_intent.succeeded", paymentIntent({ id: id("pi"), customer: org.customerId, cents: 1000 }));

@@ -19,12 +19,13 @@ export type EventOutcome =
   | "stale"
   | "not_a_card"
   | "no_customer"
-  | "ignored";
+  | "ignored"
+  | "wrong_mode";
 
 export type HandledEvent = { duplicate: boolean; outcome: string };
 
 type Result = { outcome: EventOutcome; orgId?: string | null; awaitingRef?: string; details?: Record<string, string> };
-type Deps = { sql: Sql; logger: Logger };
+type Deps = { sql: Sql; logger: Logger; livemode: boolean };
 
 /**
  * Handles one verified event exactly once: its id is claimed in processor_events in the same
@@ -46,13 +47,20 @@ export async function handleProcessorEvent(deps: Deps, event: ProcessorEvent, no
       const [first] = await tx<{ outcome: string }[]>`select outcome from processor_events where id = ${event.id}`;
       return { duplicate: true, outcome: first!.outcome };
     }
-    const result = await dispatch(tx, deps.logger, event, now);
+    // Test-mode events on a live deployment (or the reverse) are recorded and change nothing.
+    const result: Result =
+      event.livemode === deps.livemode ? await dispatch(tx, deps.logger, event, now) : wrongMode(deps.logger, event, deps.livemode);
     await tx`
       update processor_events set outcome = ${result.outcome}, org_id = ${result.orgId ?? null}, awaiting_ref = ${result.awaitingRef ?? null},
         details = ${tx.json(result.details ?? {})}
       where id = ${event.id}`;
     return { duplicate: false, outcome: result.outcome };
   });
+}
+
+function wrongMode(logger: Logger, event: ProcessorEvent, livemode: boolean): Result {
+  logger.warn({ event_id: event.id, type: event.type, event_livemode: event.livemode, deployment_livemode: livemode }, "processor event of the other mode ignored");
+  return { outcome: "wrong_mode" };
 }
 
 async function dispatch(tx: TransactionSql, logger: Logger, event: ProcessorEvent, now: Date): Promise<Result> {

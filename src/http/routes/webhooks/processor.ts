@@ -61,7 +61,7 @@ export function registerProcessorWebhook(app: OpenAPIHono<AppEnv>) {
     // The exact bytes first: nothing may parse (and so re-serialize) the body before the signature check.
     const rawBody = await c.req.text();
     const event = await verifyProcessorEvent(rawBody, c.req.header("stripe-signature"), config.STRIPE_WEBHOOK_SECRET, clock());
-    const handled = await handleProcessorEvent({ sql, logger }, event, clock());
+    const handled = await handleProcessorEvent({ sql, logger, livemode: config.STRIPE_LIVEMODE }, event, clock());
     return c.json(
       {
         received: true as const,
