@@ -8,11 +8,11 @@ import {
   type Address,
   type Hex,
 } from "viem";
-import { mnemonicToAccount } from "viem/accounts";
+import { DEV_MNEMONIC, devAccounts } from "../../src/chain/local-devnet.js";
 
 // anvil's well-known development mnemonic: its accounts are funded with 10,000 ETH.
-export const ANVIL_MNEMONIC = "test test test test test test test test test test test junk";
-export const anvilAccounts = Array.from({ length: 10 }, (_, i) => mnemonicToAccount(ANVIL_MNEMONIC, { addressIndex: i }));
+export const ANVIL_MNEMONIC = DEV_MNEMONIC;
+export const anvilAccounts = devAccounts;
 
 export function localChain(rpcUrl: string, id = 31337) {
   return defineChain({
