@@ -29,27 +29,94 @@ for (let i = 0; i < 1000; i++) {
   many.push(org.id);
 }
 const gateway = await createApiKey(sql, { orgId: hot.id, scope: "gateway" });
+// Profiling aid: BENCH_DB_SET="auto_explain.log_min_duration=5;session_preload_libraries=auto_explain"
+// applies settings to the throwaway database, hence to the API's connections.
+for (const setting of (process.env.BENCH_DB_SET ?? "").split(";").filter(Boolean)) {
+  const [name, value] = setting.split("=");
+  await sql.unsafe(`alter database "${new URL(bench.databaseUrl).pathname.slice(1)}" set ${name} = '${value}'`);
+}
 await sql.end();
 
 const api = await bench.startApi();
 let maxRssMb = 0;
+let loadRssMb = 0; // peak during the current load
 const rssTimer = setInterval(() => {
   try {
     const kb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${api.pid}/status`, "utf8"))?.[1] ?? 0);
     maxRssMb = Math.max(maxRssMb, kb / 1024);
+    loadRssMb = Math.max(loadRssMb, kb / 1024);
   } catch {
     // process gone
   }
 }, 200);
 
-type LoadResult = { mode: string; per_s: number; p50_ms: number; p99_ms: number; ok: number; failed: number; requests: number };
+type LoadResult = {
+  mode: string;
+  per_s: number;
+  p50_ms: number;
+  p99_ms: number;
+  ok: number;
+  failed: number;
+  requests: number;
+  /** CPU spent per unit (pair or event), in µs: by the API, by its PostgreSQL backends, by the load generator. */
+  cpu_us?: { api: number; pg: number; loadgen: number; other_busy_pct: number };
+  rss_mb?: number;
+};
+
+// CPU accounting: ticks of the API process and of every PostgreSQL backend of the bench database,
+// read from /proc around each load, so a figure survives other work sharing the machine.
+const TICK_US = 10_000; // CLK_TCK is 100 on Linux
+function ticks(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return Number(fields[11]) + Number(fields[12]);
+  } catch {
+    return 0;
+  }
+}
+function machineTicks(): { busy: number; total: number } {
+  const cpu = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const idle = cpu[3]! + cpu[4]!;
+  const total = cpu.reduce((a, b) => a + b, 0);
+  return { busy: total - idle, total };
+}
+const monitor = createSql(bench.databaseUrl, { max: 1 });
+async function ourTicks(): Promise<{ api: number; pg: number; pgPids: number[] }> {
+  const rows = await monitor<{ pid: number }[]>`select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()`;
+  const pgPids = rows.map((r) => r.pid);
+  return { api: ticks(api.pid), pg: pgPids.reduce((a, p) => a + ticks(p), 0), pgPids };
+}
+
 function load(mode: "pairs" | "ingest", orgs: string[], concurrency: number, batch = 1, tag: string = mode): Promise<LoadResult> {
   return new Promise((resolve, reject) => {
     const args = JSON.stringify({ base: api.base, key: gateway.key, mode, orgs, seconds: SECONDS, concurrency, batch, tag: `${tag}-${Date.now()}` });
-    const child = spawn(process.execPath, ["--import", "tsx", "bench/load-generator.ts", args], { stdio: ["ignore", "pipe", "inherit"] });
-    let out = "";
-    child.stdout.on("data", (d) => (out += String(d)));
-    child.on("exit", (code) => (code === 0 ? resolve(JSON.parse(out.trim().split("\n").pop()!)) : reject(new Error(`load generator exited ${code}`))));
+    loadRssMb = 0;
+    void ourTicks().then((before) => {
+      const machineBefore = machineTicks();
+      const child = spawn(process.execPath, ["--import", "tsx", "bench/load-generator.ts", args], { stdio: ["ignore", "pipe", "inherit"] });
+      let out = "";
+      child.stdout.on("data", (d) => (out += String(d)));
+      child.on("exit", (code) => {
+        if (code !== 0) return reject(new Error(`load generator exited ${code}`));
+        const r = JSON.parse(out.trim().split("\n").pop()!) as LoadResult & { events: number; cpu_ms: number; seconds: number };
+        void ourTicks().then((after) => {
+          const machine = machineTicks();
+          // Backends that left during the load count with what they used before leaving: not at all.
+          const units = mode === "pairs" ? r.ok : r.events;
+          const api = ((after.api - before.api) * TICK_US) / units;
+          const pg = ((after.pg - before.pg) * TICK_US) / units;
+          const ours = (after.api - before.api + after.pg - before.pg) * TICK_US + r.cpu_ms * 1000;
+          const busyUs = ((machine.busy - machineBefore.busy) * TICK_US);
+          const wallUs = ((machine.total - machineBefore.total) * TICK_US) / 2; // 2 cores
+          resolve({
+            ...r,
+            cpu_us: { api, pg, loadgen: (r.cpu_ms * 1000) / units, other_busy_pct: Math.max(0, (100 * (busyUs - ours)) / wallUs) },
+            rss_mb: loadRssMb,
+          });
+        }, reject);
+      });
+    }, reject);
   });
 }
 
@@ -58,6 +125,14 @@ const loads = (process.env.BENCH_LOADS ?? "hot,many,ingest").split(",");
 const skipped: LoadResult = { mode: "skipped", per_s: 0, p50_ms: 0, p99_ms: 0, ok: 0, failed: 0, requests: 0 };
 console.log(`warming up…`);
 await load("pairs", many, concurrency).catch(() => undefined);
+// This cluster runs with autovacuum off (CI config). In production autovacuum analyzes the
+// tables the warm-up just filled, which also invalidates plans cached while they were empty.
+// BENCH_ANALYZE=0 skips it (to see what stale statistics cost).
+if (process.env.BENCH_ANALYZE !== "0") {
+  const admin = createSql(bench.databaseUrl, { max: 1 });
+  await admin`analyze`;
+  await admin.end();
+}
 console.log(`running ${SECONDS}s per load…`);
 const hotPairs = loads.includes("hot") ? await load("pairs", [hot.id], concurrency, 1, "hot") : skipped;
 const manyPairs = loads.includes("many") ? await load("pairs", many, concurrency, 1, "many") : skipped;
@@ -65,13 +140,16 @@ const ingest = loads.includes("ingest")
   ? await load("ingest", many, Number(process.env.BENCH_INGEST_CONCURRENCY ?? 8), Number(process.env.BENCH_BATCH ?? 500), "ingest")
   : skipped;
 clearInterval(rssTimer);
+await monitor.end();
 await stopProcess(api.child);
-await bench.cleanup();
+if (process.env.BENCH_KEEP_DB) console.log(`kept database ${bench.databaseUrl}`);
+else await bench.cleanup();
 
 const f = (n: number) => n.toFixed(1).padStart(10);
-console.log("\nload                      per second    p50 ms    p99 ms   ok / failed");
+console.log("\nload                      per second    p50 ms    p99 ms   ok / failed    CPU µs per pair/event: API   PG  load gen  API RSS MB  (other work on the machine)");
 for (const [name, r] of [["authorize+settle, 1 org", hotPairs], ["authorize+settle, 1k orgs", manyPairs], ["ingest batches of 500", ingest]] as const) {
-  console.log(`${name.padEnd(26)}${f(r.per_s)}${f(r.p50_ms)}${f(r.p99_ms)}   ${r.ok} / ${r.failed}`);
+  const cpu = r.cpu_us ? `${f(r.cpu_us.api)}${f(r.cpu_us.pg)}${f(r.cpu_us.loadgen)}${f(r.rss_mb ?? 0)}   (${r.cpu_us.other_busy_pct.toFixed(0)}% busy)` : "";
+  console.log(`${name.padEnd(26)}${f(r.per_s)}${f(r.p50_ms)}${f(r.p99_ms)}   ${`${r.ok} / ${r.failed}`.padEnd(14)}${cpu}`);
 }
 console.log(`API peak RSS: ${maxRssMb.toFixed(0)} MB\n`);
 const worst = hotPairs.per_s < manyPairs.per_s ? hotPairs : manyPairs;
@@ -84,5 +162,7 @@ console.log(
     api_rss_mb: Math.round(maxRssMb),
     hot_org_pairs_per_s: Math.round(hotPairs.per_s),
     many_orgs_pairs_per_s: Math.round(manyPairs.per_s),
+    cpu_us_per_unit: { hot: hotPairs.cpu_us, many: manyPairs.cpu_us, ingest: ingest.cpu_us },
   }),
 );
+if (process.env.BENCH_KEEP_DB) process.exit(0);

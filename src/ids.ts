@@ -13,14 +13,20 @@ function nextByte(): number {
   return pool[offset++]!;
 }
 
+const ALPHABET_CODES = Buffer.from(ALPHABET, "latin1");
+let scratch = Buffer.allocUnsafe(64);
+
 /** Random base62 string; rejection sampling keeps every character equally likely. */
 export function randomBase62(length: number): string {
-  let out = "";
-  while (out.length < length) {
+  // Characters go into a scratch buffer and become one string at the end: appending them one
+  // by one made a string per character, and the metering hot path mints thousands of ids a second.
+  if (scratch.length < length) scratch = Buffer.allocUnsafe(length);
+  let n = 0;
+  while (n < length) {
     const byte = nextByte();
-    if (byte < 248) out += ALPHABET[byte % 62];
+    if (byte < 248) scratch[n++] = ALPHABET_CODES[byte % 62]!;
   }
-  return out;
+  return scratch.toString("latin1", 0, length);
 }
 
 export type IdPrefix = "org" | "key" | "txn" | "grant" | "hold" | "use" | "inv" | "dep" | "pm" | "req" | "evt" | "alert" | "adj";

@@ -77,8 +77,13 @@ export async function loadCatalog(sql: Sql, file: CatalogFile): Promise<{ loaded
   return { loaded, unchanged };
 }
 
-export type Price = { version: string; cost: bigint; lines: { meter: string; quantity: bigint; rate: string }[] };
-type VersionIndex = { version: string; effectiveAt: Date; document: CatalogVersionFile; rates: Map<string, Map<string, string>> };
+export type Price = { version: string; cost: bigint };
+/** A meter's rate, also as an exact decimal (parsed once, when the version is loaded). */
+type MeterRate = { rate: string; units: bigint; scale: number };
+type VersionIndex = { version: string; effectiveAt: Date; document: CatalogVersionFile; rates: Map<string, Map<string, MeterRate>> };
+
+const POWERS_OF_TEN: bigint[] = Array.from({ length: 40 }, (_, i) => 10n ** BigInt(i));
+const pow10 = (n: number) => POWERS_OF_TEN[n] ?? 10n ** BigInt(n);
 
 /**
  * The loaded catalog in memory. Versions never change once loaded, so a process may keep them;
@@ -96,11 +101,11 @@ export class Catalog {
     const rates = await this.sql<{ version: string; product: string; model: string; meter: string; rate: string }[]>`
       select version, product, model, meter, rate::text from catalog_rates`;
     this.versions = rows.map((r) => {
-      const map = new Map<string, Map<string, string>>();
+      const map = new Map<string, Map<string, MeterRate>>();
       for (const rate of rates.filter((x) => x.version === r.version)) {
         const key = `${rate.product}/${rate.model}`;
         if (!map.has(key)) map.set(key, new Map());
-        map.get(key)!.set(rate.meter, rate.rate);
+        map.get(key)!.set(rate.meter, { rate: rate.rate, ...parseDecimal(rate.rate) });
       }
       return { version: r.version, effectiveAt: r.effective_at, document: r.document, rates: map };
     });
@@ -134,22 +139,23 @@ export class Catalog {
     if (!productDoc.models && model) throw new BillingError("unknown_model", `product "${product}" is not priced per model; omit model`, { details: { param: "model" } });
     const rates = version.rates.get(`${product}/${model ?? ""}`);
     if (!rates) throw new BillingError("unknown_model", `unknown model "${model}" for product "${product}"`, { details: { param: "model" } });
-    for (const meter of Object.keys(quantities)) {
-      if (!rates.has(meter)) {
+    // Sum quantity × rate exactly over a common power of ten, then round once.
+    let scale = 0;
+    for (const meter in quantities) {
+      const rate = rates.get(meter);
+      if (!rate) {
         throw new BillingError("invalid_request", `product "${product}" has no meter "${meter}"; meters: ${productDoc.meters.join(", ")}`, {
           details: { param: `quantities.${meter}` },
         });
       }
+      if (rate.scale > scale) scale = rate.scale;
     }
-    // Sum quantity × rate exactly over a common power of ten, then round once.
-    const lines = Object.entries(quantities).map(([meter, quantity]) => ({ meter, quantity, rate: rates.get(meter)! }));
-    const scale = Math.max(0, ...lines.map((l) => parseDecimal(l.rate).scale));
     let exact = 0n; // USD × 10^scale
-    for (const l of lines) {
-      const d = parseDecimal(l.rate);
-      exact += l.quantity * d.units * 10n ** BigInt(scale - d.scale);
+    for (const meter in quantities) {
+      const rate = rates.get(meter)!;
+      exact += quantities[meter]! * rate.units * pow10(scale - rate.scale);
     }
-    const cost = divideHalfEven(exact * NANO_PER_USD, 10n ** BigInt(scale));
-    return { version: version.version, cost, lines };
+    const cost = divideHalfEven(exact * NANO_PER_USD, pow10(scale));
+    return { version: version.version, cost };
   }
 }

@@ -2,9 +2,10 @@ import type { Logger } from "pino";
 import type { Sql } from "../db/client.js";
 import { BillingError } from "../errors.js";
 import { Catalog } from "./catalog.js";
-import { GroupCommitter } from "./group-commit.js";
-import { authorizeBatch, type AuthorizeRequest, type Hold } from "./holds.js";
-import { recordUsageBatch, type LowBalanceCrossing, type UsageRequest, type UsageResult } from "./usage.js";
+import { newId } from "../ids.js";
+import { batchOrgs, callMeteringBatch, GroupCommitter, pgArray, type BatchOutcome } from "./group-commit.js";
+import { authorizeOutcomes, prepareAuthorize, type AuthorizeAnswer, type AuthorizeRequest, type Hold } from "./holds.js";
+import { prepareUsage, usageOutcomes, type LowBalanceCrossing, type UsageAnswer, type UsageRequest, type UsageResult } from "./usage.js";
 
 export type AuthorizeInput = Omit<AuthorizeRequest, "amount" | "catalogVersion">;
 export type UsageInput = Omit<UsageRequest, "cost" | "catalogVersion">;
@@ -12,6 +13,7 @@ export type UsageInput = Omit<UsageRequest, "cost" | "catalogVersion">;
 /** Events may carry their own timestamp; one from the future (beyond clock skew) is refused. */
 const MAX_CLOCK_SKEW_MS = 5 * 60 * 1000;
 
+type Item = { kind: "authorize"; req: AuthorizeRequest; now: Date } | { kind: "usage"; req: UsageRequest; now: Date };
 /**
  * The hot path: prices requests from the in-memory catalog, then hands them to group
  * committers so that many requests share one PostgreSQL transaction. Stateless beyond the
@@ -19,61 +21,194 @@ const MAX_CLOCK_SKEW_MS = 5 * 60 * 1000;
  */
 export class Metering {
   readonly catalog: Catalog;
-  private readonly authorizers: GroupCommitter<{ req: AuthorizeRequest; now: Date }, Hold>[];
-  private readonly recorders: GroupCommitter<{ req: UsageRequest; now: Date }, UsageResult>[];
+  private readonly lanes: GroupCommitter<Item, Hold | UsageResult>[];
 
   constructor(
     private readonly sql: Sql,
-    private readonly opts: { onCrossings?: (c: LowBalanceCrossing[]) => Promise<void>; logger?: Logger; maxBatch?: number; lanes?: number } = {},
+    private readonly opts: { onCrossings?: (c: LowBalanceCrossing[]) => Promise<void>; logger?: Logger; maxBatch?: number; lanes?: number; maxInFlight?: number } = {},
   ) {
     this.catalog = new Catalog(sql);
-    // Organizations are split over lanes by a hash of their id; each lane writes one batch at a
-    // time. Batches of different lanes lock disjoint organizations, so they run truly in
-    // parallel instead of queueing behind each other's row locks.
-    const lanes = opts.lanes ?? 4;
-    const batching = { maxBatch: opts.maxBatch ?? 500, maxInFlight: 1 };
-    this.authorizers = Array.from({ length: lanes }, () =>
-      new GroupCommitter<{ req: AuthorizeRequest; now: Date }, Hold>(
-        (items) => authorizeBatch(sql, items.map((i) => i.req), latest(items.map((i) => i.now))),
-        batching,
-      ),
-    );
-    this.recorders = Array.from({ length: lanes }, () =>
-      new GroupCommitter<{ req: UsageRequest; now: Date }, UsageResult>(async (items) => {
-        const { outcomes, crossings } = await recordUsageBatch(sql, items.map((i) => i.req), latest(items.map((i) => i.now)));
-        if (crossings.length > 0 && this.opts.onCrossings) {
-          // After commit. If this fails the alert rows are still in PostgreSQL and the sweeper sends them.
-          this.opts.onCrossings(crossings).catch((err) => this.opts.logger?.warn({ err }, "could not enqueue low-balance alerts; the sweeper will"));
-        }
-        return outcomes;
-      }, batching),
-    );
+    // Organizations are split over lanes by a hash of their id. A lane's batch carries both the
+    // authorizations and the usage events that arrived together: one statement, one commit
+    // (metering_batch, migration 0007). Lanes lock disjoint organizations, so their batches run
+    // in parallel instead of queueing behind each other's row locks. Each call has a fixed cost
+    // in PostgreSQL (about 0.6 ms of CPU here) that larger batches share, so lanes are few: two
+    // let PostgreSQL use both cores of this machine without splitting batches too thin, and one
+    // batch at a time per lane (maxInFlight) measured better than two. Up to 1,000 items per
+    // batch: a big usage report's per-organization work is shared by more of its events.
+    // bench/RESULTS-metering.md has the measurements.
+    const lanes = opts.lanes ?? 2;
+    const batching = { maxBatch: opts.maxBatch ?? 1000, maxInFlight: opts.maxInFlight ?? 1 };
+    this.lanes = Array.from({ length: lanes }, () => new GroupCommitter<Item, Hold | UsageResult>((items) => this.writeBatch(items), batching));
   }
 
-  private lane(orgId: string): number {
+  private lane(orgId: string): GroupCommitter<Item, Hold | UsageResult> {
     let h = 0;
     for (let i = 0; i < orgId.length; i++) h = (h * 31 + orgId.charCodeAt(i)) | 0;
-    return Math.abs(h) % this.authorizers.length;
+    return this.lanes[Math.abs(h) % this.lanes.length]!;
   }
 
   async ready(): Promise<void> {
     await this.catalog.refresh();
   }
 
-  async authorize(input: AuthorizeInput, now: Date): Promise<Hold> {
-    await this.ensureCatalog();
-    const price = this.catalog.price(now, input.product, input.model, input.estimate);
-    return this.authorizers[this.lane(input.orgId)]!.submit({ req: { ...input, amount: price.cost, catalogVersion: price.version }, now });
+  // The entry points are plain functions returning promises, not async ones: the hot path then
+  // costs one promise per request (the group commit's), not three.
+
+  authorize(input: AuthorizeInput, now: Date): Promise<Hold> {
+    if (this.catalog.isEmpty) return this.ensureCatalog().then(() => this.authorize(input, now));
+    try {
+      const price = this.catalog.price(now, input.product, input.model, input.estimate);
+      const req: AuthorizeRequest = {
+        orgId: input.orgId,
+        product: input.product,
+        model: input.model,
+        estimate: input.estimate,
+        amount: price.cost,
+        catalogVersion: price.version,
+        idempotencyKey: input.idempotencyKey,
+        ttlSeconds: input.ttlSeconds,
+      };
+      return this.lane(input.orgId).submit({ kind: "authorize", req, now }) as Promise<Hold>;
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
-  /** Prices and records one event; rejects (throws) only for this event. */
-  async recordUsage(input: UsageInput, now: Date): Promise<UsageResult> {
-    await this.ensureCatalog();
+  /** Prices and records one event; rejects only for this event. */
+  recordUsage(input: UsageInput, now: Date): Promise<UsageResult> {
+    if (this.catalog.isEmpty) return this.ensureCatalog().then(() => this.recordUsage(input, now));
+    try {
+      return this.lane(input.orgId).submit(this.usageItem(input, now)) as Promise<UsageResult>;
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /**
+   * Prices and records many events (one usage report): one outcome per event, in order, an
+   * Error for an event that was refused. One promise per lane instead of one per event keeps a
+   * report of hundreds of events cheap in CPU and memory.
+   */
+  recordUsageMany(inputs: UsageInput[], now: Date): Promise<(UsageResult | Error)[]> {
+    // Not async: once the events are queued nothing here keeps `inputs` alive.
+    if (this.catalog.isEmpty) return this.ensureCatalog().then(() => this.recordUsageMany(inputs, now));
+    const outcomes: (UsageResult | Error)[] = new Array(inputs.length);
+    const perLane = new Map<GroupCommitter<Item, Hold | UsageResult>, { items: Item[]; slots: number[] }>();
+    inputs.forEach((input, k) => {
+      try {
+        const item = this.usageItem(input, now);
+        const lane = this.lane(input.orgId);
+        let group = perLane.get(lane);
+        if (!group) perLane.set(lane, (group = { items: [], slots: [] }));
+        group.items.push(item);
+        group.slots.push(k);
+      } catch (err) {
+        outcomes[k] = err instanceof Error ? err : new Error(String(err));
+      }
+    });
+    return Promise.all(
+      [...perLane].map(([lane, { items, slots }]) =>
+        lane.submitMany(items).then((results) => results.forEach((r, j) => (outcomes[slots[j]!] = r as UsageResult | Error))),
+      ),
+    ).then(() => outcomes);
+  }
+
+  private usageItem(input: UsageInput, now: Date): Item {
     if (input.occurredAt.getTime() > now.getTime() + MAX_CLOCK_SKEW_MS) {
       throw new BillingError("invalid_request", "timestamp is in the future", { details: { param: "timestamp" } });
     }
     const price = this.catalog.price(input.occurredAt, input.product, input.model, input.quantities);
-    return this.recorders[this.lane(input.orgId)]!.submit({ req: { ...input, cost: price.cost, catalogVersion: price.version }, now });
+    const req: UsageRequest = {
+      orgId: input.orgId,
+      idempotencyKey: input.idempotencyKey,
+      occurredAt: input.occurredAt,
+      product: input.product,
+      model: input.model,
+      quantities: input.quantities,
+      cost: price.cost,
+      catalogVersion: price.version,
+      holdId: input.holdId,
+    };
+    return { kind: "usage", req, now };
+  }
+
+  /**
+   * One group commit: the batch's usage events and authorizations, decided and written by one
+   * call of metering_batch (migration 0007, which holds the money rules):
+   * - each usage event is debited once (the unique key on (org, idempotency key) decides; a
+   *   repeated key returns the first result and moves nothing) and releases its hold; costs
+   *   above the hold are still charged, so credits may go negative by the overrun of requests
+   *   that were authorized; a downward crossing of the low-balance threshold writes its alert
+   *   row in the same commit and is returned here for delivery;
+   * - each authorization either becomes a hold that moves its amount from the org's credits to
+   *   its held account, or fails with 402. Requests of an organization are decided one by one
+   *   against its locked balance, so N racing requests (from any number of replicas) get
+   *   exactly as many holds as the balance covers. Expired holds go back to the credits first.
+   * - money moves as one ledger transaction per organization and movement.
+   * The call runs outside any explicit transaction, so PostgreSQL makes it one transaction,
+   * commits it durably and only then answers: the organizations' row locks are held while it
+   * runs, never across round trips to this process.
+   */
+  private async writeBatch(items: Item[]): Promise<BatchOutcome<Hold | UsageResult>[]> {
+    const now = items.reduce((a, i) => (i.now > a ? i.now : a), items[0]!.now);
+    const { orgs, index } = batchOrgs(items.map((i) => i.req.orgId));
+    const authorizations: AuthorizeRequest[] = [];
+    const authorizationOrgs: number[] = [];
+    const events: UsageRequest[] = [];
+    const eventOrgs: number[] = [];
+    items.forEach((item, k) => {
+      if (item.kind === "authorize") {
+        authorizations.push(item.req);
+        authorizationOrgs.push(index[k]!);
+      } else {
+        events.push(item.req);
+        eventOrgs.push(index[k]!);
+      }
+    });
+    const a = prepareAuthorize(authorizations, now, authorizationOrgs);
+    const u = prepareUsage(events, eventOrgs);
+    // Ids for what may be written per organization: a 'usage' transaction and an alert for
+    // organizations with usage, 'release' and 'hold' transactions for those with authorizations.
+    const withUsage = new Array<boolean>(orgs.length).fill(false);
+    const withAuthorizations = new Array<boolean>(orgs.length).fill(false);
+    for (const i of eventOrgs) withUsage[i - 1] = true;
+    for (const i of authorizationOrgs) withAuthorizations[i - 1] = true;
+    const idsFor = (wanted: boolean[], prefix: "txn" | "alert") => wanted.map((w) => (w ? newId(prefix) : null));
+    const alertIds = idsFor(withUsage, "alert");
+    const res = await callMeteringBatch(
+      this.sql,
+      now,
+      {
+        orgs: pgArray(orgs),
+        usageTxns: pgArray(idsFor(withUsage, "txn")),
+        releaseTxns: pgArray(idsFor(withAuthorizations, "txn")),
+        holdTxns: pgArray(idsFor(withAuthorizations, "txn")),
+        alertIds: pgArray(alertIds),
+      },
+      events.length > 0 ? u.params : null,
+      authorizations.length > 0 ? a.params : null,
+    );
+    const held =
+      authorizations.length > 0
+        ? authorizeOutcomes(a, { outcomes: (res.authorize_outcomes ?? []) as AuthorizeAnswer["outcomes"], details: res.authorize_details as AuthorizeAnswer["details"] })
+        : [];
+    const used =
+      events.length > 0
+        ? usageOutcomes(
+            u,
+            { outcomes: (res.usage_outcomes ?? []) as UsageAnswer["outcomes"], duplicates: res.usage_duplicates as UsageAnswer["duplicates"], alerts: res.usage_alerts as UsageAnswer["alerts"] },
+            orgs,
+            alertIds,
+          )
+        : { outcomes: [], crossings: [] };
+    if (used.crossings.length > 0 && this.opts.onCrossings) {
+      // After commit. If this fails the alert rows are still in PostgreSQL and the sweeper sends them.
+      this.opts.onCrossings(used.crossings).catch((err) => this.opts.logger?.warn({ err }, "could not enqueue low-balance alerts; the sweeper will"));
+    }
+    let nextHold = 0;
+    let nextEvent = 0;
+    return items.map((i) => (i.kind === "authorize" ? held[nextHold++]! : used.outcomes[nextEvent++]!));
   }
 
   private async ensureCatalog() {
@@ -82,6 +217,3 @@ export class Metering {
   }
 }
 
-function latest(dates: Date[]): Date {
-  return dates.reduce((a, b) => (a > b ? a : b));
-}

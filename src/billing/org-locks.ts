@@ -1,5 +1,6 @@
 import type { TransactionSql } from "../db/client.js";
 import { orgCreditsAccount } from "../ledger/accounts.js";
+import { effectiveExpiry } from "./balance.js";
 
 export type LockedOrg = { credits: bigint; held: bigint; pendingExpiry: bigint; threshold: bigint; hasExpiringGrants: boolean };
 
@@ -7,22 +8,27 @@ export type LockedOrg = { credits: bigint; held: bigint; pendingExpiry: bigint; 
  * Locks the credits accounts of these organizations, always in id order so that concurrent
  * batches (in this process or another replica) can never deadlock, and reads what a money
  * decision needs. The lock is the per-organization serialization point: while it is held no
- * one else can spend the same credits.
+ * one else can spend the same credits. The metering hot path takes the same locks in the same
+ * order inside PostgreSQL (metering_lock_orgs, migration 0007).
+ *
+ * Every per-organization read is a scalar subquery, i.e. a primary-key or index probe per
+ * locked row: joins here let the planner pick hash joins over whole tables when statistics are
+ * stale (autovacuum off, tables grown since the last analyze).
  */
 export async function lockOrgs(tx: TransactionSql, orgIds: string[], now: Date): Promise<Map<string, LockedOrg>> {
   const sorted = [...new Set(orgIds)].sort();
   const accounts = sorted.map(orgCreditsAccount);
   const rows = await tx<{ org_id: string; credits: bigint; held: bigint; threshold: bigint; pending: string; expiring: boolean }[]>`
-    with locked as (
+    with locked as materialized (
       select org_id, balance from ledger_accounts where id = any(${accounts}) order by id for update
     )
-    select l.org_id, l.balance as credits, h.balance as held, o.low_balance_threshold as threshold,
+    select l.org_id, l.balance as credits,
+      (select h.balance from ledger_accounts h where h.id = 'org:' || l.org_id || ':held') as held,
+      (select o.low_balance_threshold from organizations o where o.id = l.org_id) as threshold,
       coalesce((select sum(g.amount - g.consumed) from credit_grants g
                 where g.org_id = l.org_id and g.expires_at <= ${now} and g.expired_at is null), 0)::text as pending,
       exists (select 1 from credit_grants g where g.org_id = l.org_id and g.expires_at is not null and g.expired_at is null) as expiring
-    from locked l
-    join ledger_accounts h on h.org_id = l.org_id and h.kind = 'org_held'
-    join organizations o on o.id = l.org_id`;
+    from locked l`;
   return new Map(
     rows.map((r) => [r.org_id, { credits: r.credits, held: r.held, pendingExpiry: BigInt(r.pending), threshold: r.threshold, hasExpiringGrants: r.expiring }]),
   );
@@ -30,6 +36,5 @@ export async function lockOrgs(tx: TransactionSql, orgIds: string[], now: Date):
 
 /** Spendable credits: the account less expired grants not yet posted (never below zero by expiry). */
 export function spendable(org: LockedOrg): bigint {
-  const positive = org.credits > 0n ? org.credits : 0n;
-  return org.credits - (org.pendingExpiry < positive ? org.pendingExpiry : positive);
+  return org.credits - effectiveExpiry(org.pendingExpiry, org.credits, org.held);
 }

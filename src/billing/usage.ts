@@ -1,10 +1,7 @@
-import type { Sql, TransactionSql } from "../db/client.js";
 import { BillingError } from "../errors.js";
 import { newId } from "../ids.js";
-import { orgCreditsAccount, orgHeldAccount, SystemAccounts } from "../ledger/accounts.js";
-import { netEntries, postTransactions, type Posting } from "../ledger/post-transaction.js";
-import { consumeExpiringGrants } from "./grants.js";
-import { lockOrgs, spendable } from "./org-locks.js";
+import type { Sql } from "../db/client.js";
+import { batchOrgs, callMeteringBatch, countsJson, firstWithSameValue, pgArray, previousWithSameKey, type UsageParams } from "./group-commit.js";
 
 export type UsageRequest = {
   orgId: string;
@@ -31,169 +28,121 @@ export type UsageResult = {
 
 export type LowBalanceCrossing = { alertId: string; orgId: string; balance: bigint; threshold: bigint };
 
-type UsageRow = { id: string; org_id: string; idempotency_key: string; cost: bigint; catalog_version: string; hold_id: string | null };
+type UsageOutcome = "recorded" | "released" | "already_closed" | "duplicate" | "unknown_organization" | "hold_not_found";
+/** What metering_batch (migration 0007) answers for the usage events; amounts in the JSON parts are strings. */
+export type UsageAnswer = {
+  outcomes: UsageOutcome[];
+  duplicates: { k: number; id: string; cost: string; catalog_version: string; hold_id: string | null }[] | null;
+  alerts: { i: number; balance: string; threshold: string }[] | null;
+};
 
 /**
- * Records a batch of usage events in one transaction: each is debited once (the unique key on
- * (org, idempotency key) decides), its hold is released in the same posting, and one ledger
- * transaction per organization carries the batch's money. A repeated key returns the first
- * result and moves nothing. Costs above the hold are still charged: the org's credits may go
- * negative by at most the overrun of the requests it was authorized for.
+ * A batch's usage events as metering_batch's u_* arrays (migration 0007, which holds the money
+ * rules: see there and src/billing/metering.ts). `orgIndex` points each event at its
+ * organization in the batch's p_orgs (1-based).
+ */
+export type PreparedUsage = ReturnType<typeof prepareUsage>;
+
+export function prepareUsage(requests: UsageRequest[], orgIndex: number[]) {
+  const usageIds = requests.map(() => newId("use"));
+  const holdIds = requests.map((r) => r.holdId);
+  const keys = requests.map((r) => r.idempotencyKey);
+  return {
+    requests,
+    usageIds,
+    params: {
+      orgIndex: pgArray(orgIndex),
+      usageIds: pgArray(usageIds),
+      keys: pgArray(keys),
+      previous: pgArray(previousWithSameKey(keys, orgIndex)),
+      occurredAt: pgArray(requests.map((r) => r.occurredAt.toISOString())),
+      products: pgArray(requests.map((r) => r.product)),
+      models: pgArray(requests.map((r) => r.model ?? "")),
+      quantities: pgArray(requests.map((r) => countsJson(r.quantities))),
+      costs: pgArray(requests.map((r) => r.cost)),
+      versions: pgArray(requests.map((r) => r.catalogVersion)),
+      holdIds: pgArray(holdIds),
+      holdFirst: pgArray(firstWithSameValue(holdIds)),
+    } satisfies UsageParams,
+  };
+}
+
+/**
+ * Turns metering_batch's answer for the usage events into one result or error per event, and
+ * the threshold crossings (`orgs` and `alertIds` are the batch's p_orgs and p_alert_ids).
+ */
+export function usageOutcomes(
+  u: PreparedUsage,
+  res: UsageAnswer,
+  orgs: string[],
+  alertIds: (string | null)[],
+): { outcomes: (UsageResult | BillingError)[]; crossings: LowBalanceCrossing[] } {
+  const duplicates = new Map((res.duplicates ?? []).map((d) => [d.k - 1, d]));
+  const outcomes = u.requests.map((r, k): UsageResult | BillingError => {
+    const outcome = res.outcomes[k];
+    switch (outcome) {
+      case "recorded":
+      case "released":
+      case "already_closed":
+        return {
+          usageId: u.usageIds[k]!,
+          idempotencyKey: r.idempotencyKey,
+          cost: r.cost,
+          catalogVersion: r.catalogVersion,
+          holdId: r.holdId ?? null,
+          holdOutcome: outcome === "recorded" ? null : outcome,
+          replayed: false,
+        };
+      case "duplicate": {
+        const first = duplicates.get(k)!;
+        return {
+          usageId: first.id,
+          idempotencyKey: r.idempotencyKey,
+          cost: BigInt(first.cost),
+          catalogVersion: first.catalog_version,
+          holdId: first.hold_id,
+          holdOutcome: null,
+          replayed: true,
+        };
+      }
+      case "unknown_organization":
+        return new BillingError("unknown_organization", `no organization ${r.orgId}`, { details: { param: "org_id" } });
+      case "hold_not_found":
+        return new BillingError("hold_not_found", `no hold ${r.holdId} for organization ${r.orgId}`, { details: { param: "hold_id" } });
+      default:
+        throw new Error(`metering_batch returned no outcome for usage event ${k}`);
+    }
+  });
+  const crossings = (res.alerts ?? []).map(
+    (a): LowBalanceCrossing => ({ alertId: alertIds[a.i - 1]!, orgId: orgs[a.i - 1]!, balance: BigInt(a.balance), threshold: BigInt(a.threshold) }),
+  );
+  return { outcomes, crossings };
+}
+
+/**
+ * Records a batch of usage events outside the API's group commit (seeding, tools): the same
+ * metering_batch call, with no authorizations.
  */
 export async function recordUsageBatch(
   sql: Sql,
   requests: UsageRequest[],
   now: Date,
 ): Promise<{ outcomes: (UsageResult | BillingError)[]; crossings: LowBalanceCrossing[] }> {
-  return sql.begin(async (tx) => {
-    // Pipelined: sent together, executed in order on this connection, so the reads run after the
-    // org locks are held but cost one network round trip instead of three.
-    const [orgs, firstResults, holds] = await Promise.all([
-      lockOrgs(tx, requests.map((r) => r.orgId), now),
-      findExisting(tx, requests),
-      findHolds(tx, requests),
-    ]);
-
-    const outcomes: (UsageResult | BillingError)[] = [];
-    const perOrg = new Map<string, { txnId: string; cost: bigint; released: bigint; events: number; releasedHoldIds: string[] }>();
-    const rows: Record<string, unknown>[] = [];
-    // Balance (credits + held) before this batch, per org, to detect a downward threshold crossing.
-    const before = new Map([...orgs].map(([id, o]) => [id, spendable(o) + o.held]));
-
-    for (const r of requests) {
-      const org = orgs.get(r.orgId);
-      if (!org) {
-        outcomes.push(new BillingError("unknown_organization", `no organization ${r.orgId}`, { details: { param: "org_id" } }));
-        continue;
-      }
-      const key = `${r.orgId}\u0000${r.idempotencyKey}`;
-      const first = firstResults.get(key);
-      if (first) {
-        outcomes.push({ ...first, replayed: true });
-        continue;
-      }
-      let holdOutcome: UsageResult["holdOutcome"] = null;
-      let release = 0n;
-      if (r.holdId) {
-        const hold = holds.get(r.holdId);
-        if (!hold || hold.org_id !== r.orgId) {
-          outcomes.push(new BillingError("hold_not_found", `no hold ${r.holdId} for organization ${r.orgId}`, { details: { param: "hold_id" } }));
-          continue;
-        }
-        if (hold.status === "active") {
-          hold.status = "settled"; // a second event naming the same hold in this batch must not release it twice
-          release = hold.amount;
-          holdOutcome = "released";
-        } else {
-          holdOutcome = "already_closed";
-        }
-      }
-      let p = perOrg.get(r.orgId);
-      if (!p) perOrg.set(r.orgId, (p = { txnId: newId("txn"), cost: 0n, released: 0n, events: 0, releasedHoldIds: [] }));
-      p.cost += r.cost;
-      p.released += release;
-      p.events++;
-      if (holdOutcome === "released") p.releasedHoldIds.push(r.holdId!);
-      org.credits += release - r.cost;
-      org.held -= release;
-
-      const result: UsageResult = {
-        usageId: newId("use"),
-        idempotencyKey: r.idempotencyKey,
-        cost: r.cost,
-        catalogVersion: r.catalogVersion,
-        holdId: r.holdId ?? null,
-        holdOutcome,
-        replayed: false,
-      };
-      firstResults.set(key, result);
-      outcomes.push(result);
-      rows.push({
-        id: result.usageId,
-        org_id: r.orgId,
-        idempotency_key: r.idempotencyKey,
-        occurred_at: r.occurredAt,
-        product: r.product,
-        model: r.model ?? "",
-        quantities: Object.fromEntries(Object.entries(r.quantities).map(([m, q]) => [m, q.toString()])),
-        cost: r.cost.toString(),
-        catalog_version: r.catalogVersion,
-        hold_id: r.holdId ?? null,
-        transaction_id: p.txnId,
-        recorded_at: now,
-      });
-    }
-
-    const postings: (Posting & { id: string })[] = [];
-    const crossings: LowBalanceCrossing[] = [];
-    const settled: { id: string; txn: string | null }[] = [];
-    for (const [orgId, p] of perOrg) {
-      const entries = netEntries([
-        { accountId: orgHeldAccount(orgId), amount: -p.released },
-        { accountId: orgCreditsAccount(orgId), amount: p.released - p.cost },
-        { accountId: SystemAccounts.revenue, amount: p.cost },
-      ]);
-      if (entries.length > 0) {
-        postings.push({ id: p.txnId, kind: "usage", orgId, idempotencyKey: p.txnId, description: "metered usage", metadata: { events: p.events }, entries, createdAt: now });
-      } else {
-        for (const row of rows) if (row.transaction_id === p.txnId) row.transaction_id = null;
-      }
-      for (const id of p.releasedHoldIds) settled.push({ id, txn: entries.length > 0 ? p.txnId : null });
-      const org = orgs.get(orgId)!;
-      if (org.hasExpiringGrants && p.cost > 0n) await consumeExpiringGrants(tx, orgId, p.cost, now);
-      const after = spendable(org) + org.held;
-      if (before.get(orgId)! >= org.threshold && after < org.threshold && entries.length > 0) {
-        crossings.push({ alertId: newId("alert"), orgId, balance: after, threshold: org.threshold });
-      }
-    }
-    // Every write of the batch in one pipelined round trip; foreign keys to the ledger are
-    // deferred to commit, and statements run in the order they were sent.
-    const writes: Promise<unknown>[] = [postTransactions(tx, postings)];
-    if (settled.length > 0) {
-      writes.push(tx`
-        update holds h set status = 'settled', closed_at = ${now}, close_transaction_id = m.txn
-        from unnest(${settled.map((s) => s.id)}::text[], ${settled.map((s) => s.txn)}::text[]) as m(id, txn)
-        where h.id = m.id and h.status = 'active'`);
-    }
-    if (rows.length > 0) {
-      writes.push(tx`insert into usage_events ${tx(rows, "id", "org_id", "idempotency_key", "occurred_at", "product", "model", "quantities", "cost", "catalog_version", "hold_id", "transaction_id", "recorded_at")}`);
-    }
-    if (crossings.length > 0) {
-      const alertRows = crossings.map((c) => ({
-        id: c.alertId,
-        org_id: c.orgId,
-        balance: c.balance.toString(),
-        threshold: c.threshold.toString(),
-        transaction_id: perOrg.get(c.orgId)!.txnId,
-        created_at: now,
-      }));
-      writes.push(tx`insert into balance_alerts ${tx(alertRows, "id", "org_id", "balance", "threshold", "transaction_id", "created_at")}`);
-    }
-    await Promise.all(writes);
-    return { outcomes, crossings };
-  });
-}
-
-async function findExisting(tx: TransactionSql, requests: UsageRequest[]): Promise<Map<string, UsageResult>> {
-  if (requests.length === 0) return new Map();
-  const rows = await tx<(UsageRow & { hold_outcome: string | null })[]>`
-    select u.id, u.org_id, u.idempotency_key, u.cost, u.catalog_version, u.hold_id
-    from usage_events u
-    join unnest(${requests.map((r) => r.orgId)}::text[], ${requests.map((r) => r.idempotencyKey)}::text[]) as k(org_id, key)
-      on u.org_id = k.org_id and u.idempotency_key = k.key`;
-  return new Map(
-    rows.map((r) => [
-      `${r.org_id}\u0000${r.idempotency_key}`,
-      { usageId: r.id, idempotencyKey: r.idempotency_key, cost: r.cost, catalogVersion: r.catalog_version, holdId: r.hold_id, holdOutcome: null, replayed: true },
-    ]),
+  const { orgs, index } = batchOrgs(requests.map((r) => r.orgId));
+  const u = prepareUsage(requests, index);
+  const alertIds = orgs.map(() => newId("alert"));
+  const none = pgArray(orgs.map(() => null));
+  const res = await callMeteringBatch(
+    sql,
+    now,
+    { orgs: pgArray(orgs), usageTxns: pgArray(orgs.map(() => newId("txn"))), releaseTxns: none, holdTxns: none, alertIds: pgArray(alertIds) },
+    u.params,
+    null,
   );
-}
-
-async function findHolds(tx: TransactionSql, requests: UsageRequest[]) {
-  const ids = [...new Set(requests.flatMap((r) => (r.holdId ? [r.holdId] : [])))];
-  if (ids.length === 0) return new Map<string, { org_id: string; amount: bigint; status: string }>();
-  // Locked so that the sweeper cannot expire a hold while this batch settles it.
-  const rows = await tx<{ id: string; org_id: string; amount: bigint; status: string }[]>`
-    select id, org_id, amount, status from holds where id = any(${ids}) order by id for update`;
-  return new Map(rows.map((r) => [r.id, r]));
+  return usageOutcomes(
+    u,
+    { outcomes: (res.usage_outcomes ?? []) as UsageAnswer["outcomes"], duplicates: res.usage_duplicates as UsageAnswer["duplicates"], alerts: res.usage_alerts as UsageAnswer["alerts"] },
+    orgs,
+    alertIds,
+  );
 }

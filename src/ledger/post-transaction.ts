@@ -81,35 +81,3 @@ export async function postTransaction(tx: TransactionSql, posting: Posting): Pro
   await tx`insert into ledger_entries ${tx(rows, "transaction_id", "account_id", "amount")}`;
   return { transactionId: id, created: true };
 }
-
-/**
- * Writes many fresh transactions in two statements: the group-commit path, where each
- * transaction's id and idempotency key are new (the caller's own unique keys, e.g. on usage
- * events, already decided what may be written). A key conflict here is a bug and fails the batch.
- */
-export async function postTransactions(tx: TransactionSql, postings: (Posting & { id: string })[]): Promise<void> {
-  if (postings.length === 0) return;
-  for (const p of postings) assertBalanced(p.entries);
-  const txRows = postings.map((p) => ({
-    id: p.id,
-    org_id: p.orgId,
-    kind: p.kind,
-    idempotency_key: p.idempotencyKey,
-    description: p.description ?? null,
-    metadata: (p.metadata ?? {}) as never,
-    created_at: p.createdAt ?? new Date(),
-  }));
-  const entryRows = postings.flatMap((p) => p.entries.map((e) => ({ transaction_id: p.id, account_id: e.accountId, amount: e.amount.toString() })));
-  // Pipelined: both statements go out together and run in order.
-  await Promise.all([
-    tx`insert into ledger_transactions ${tx(txRows, "id", "org_id", "kind", "idempotency_key", "description", "metadata", "created_at")}`,
-    tx`insert into ledger_entries ${tx(entryRows, "transaction_id", "account_id", "amount")}`,
-  ]);
-}
-
-/** Drops zero entries and merges entries on the same account, so aggregated postings stay minimal. */
-export function netEntries(entries: Entry[]): Entry[] {
-  const byAccount = new Map<string, bigint>();
-  for (const e of entries) byAccount.set(e.accountId, (byAccount.get(e.accountId) ?? 0n) + e.amount);
-  return [...byAccount].filter(([, amount]) => amount !== 0n).map(([accountId, amount]) => ({ accountId, amount }));
-}

@@ -32,11 +32,12 @@ export const HoldResponse = z
   .openapi("Hold");
 
 export function holdJson(h: Hold) {
+  const usd = formatUsd(h.amount);
   return {
     hold_id: h.id,
     org_id: h.orgId,
-    amount: formatUsdNumber(h.amount),
-    amount_usd: formatUsd(h.amount),
+    amount: Number(usd), // formatUsdNumber, without formatting twice
+    amount_usd: usd,
     amount_nano_usd: h.amount.toString(),
     catalog_version: h.catalogVersion,
     expires_at: h.expiresAt.toISOString(),

@@ -1,7 +1,8 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
+import type { Metering, UsageInput } from "../../../billing/metering.js";
 import type { UsageResult } from "../../../billing/usage.js";
 import { BillingError } from "../../../errors.js";
-import { formatUsd, formatUsdNumber } from "../../../ledger/money.js";
+import { formatUsd } from "../../../ledger/money.js";
 import type { AppEnv } from "../../context.js";
 import { fromZodError } from "../../errors.js";
 import { requireScope } from "../../middleware/auth.js";
@@ -62,13 +63,14 @@ const usageRoute = createRoute({
 type EventResultJson = z.infer<typeof EventResult>;
 
 function resultJson(index: number, r: UsageResult): EventResultJson {
+  const usd = formatUsd(r.cost);
   return {
     index,
     idempotency_key: r.idempotencyKey,
     status: r.replayed ? "duplicate" : "recorded",
     usage_id: r.usageId,
-    cost: formatUsdNumber(r.cost),
-    cost_usd: formatUsd(r.cost),
+    cost: Number(usd), // formatUsdNumber, without formatting twice
+    cost_usd: usd,
     cost_nano_usd: r.cost.toString(),
     catalog_version: r.catalogVersion,
     hold_id: r.holdId,
@@ -87,24 +89,48 @@ export function registerUsageIngest(app: OpenAPIHono<AppEnv>) {
   app.openapi(usageRoute, async (c) => {
     const { metering, clock } = c.get("deps");
     const now = clock();
-    const results = await Promise.all(
-      c.req.valid("json").events.map(async (raw, index): Promise<EventResultJson> => {
-        const parsed = UsageEvent.safeParse(raw);
-        const key = typeof (raw as { idempotency_key?: unknown })?.idempotency_key === "string" ? (raw as { idempotency_key: string }).idempotency_key : null;
-        if (!parsed.success) return rejectedJson(index, key, fromZodError(parsed.error, `events.${index}`));
-        const e = parsed.data;
-        try {
-          const result = await metering.recordUsage(
-            { orgId: e.org_id, idempotencyKey: e.idempotency_key, occurredAt: new Date(e.timestamp), product: e.product, model: e.model, quantities: e.quantities, holdId: e.hold_id },
-            now,
-          );
-          return resultJson(index, result);
-        } catch (err) {
-          return rejectedJson(index, key, err);
-        }
-      }),
-    );
-    const count = (s: EventResultJson["status"]) => results.filter((r) => r.status === s).length;
-    return c.json({ results, recorded: count("recorded"), duplicates: count("duplicate"), rejected: count("rejected") }, 200);
+    const events = c.req.valid("json").events;
+    // Each event is validated on its own, so one bad event is answered alone; the valid ones
+    // go to metering together (one promise for the report, not one per event).
+    const results: EventResultJson[] = new Array(events.length);
+    const { indexes, outcomes } = submitValid(metering, events, results, now);
+    (await outcomes).forEach((outcome, j) => {
+      const index = indexes[j]!;
+      results[index] = outcome instanceof Error ? rejectedJson(index, keyOf(events[index]), outcome) : resultJson(index, outcome);
+    });
+    let recorded = 0;
+    let duplicates = 0;
+    for (const r of results) {
+      if (r.status === "recorded") recorded++;
+      else if (r.status === "duplicate") duplicates++;
+    }
+    return c.json({ results, recorded, duplicates, rejected: results.length - recorded - duplicates }, 200);
   });
+}
+
+/**
+ * Validates each event on its own (a bad one is answered alone, in `results`) and hands the
+ * valid ones to metering together: one promise for the report, not one per event. The
+ * validated inputs are not kept here while the report is written, so only metering's copy
+ * lives that long (a report's objects otherwise outlive young-generation GCs and swell the heap).
+ */
+function submitValid(metering: Metering, events: unknown[], results: EventResultJson[], now: Date) {
+  const inputs: UsageInput[] = [];
+  const indexes: number[] = [];
+  events.forEach((raw, index) => {
+    const parsed = UsageEvent.safeParse(raw);
+    if (!parsed.success) {
+      results[index] = rejectedJson(index, keyOf(raw), fromZodError(parsed.error, `events.${index}`));
+      return;
+    }
+    const e = parsed.data;
+    inputs.push({ orgId: e.org_id, idempotencyKey: e.idempotency_key, occurredAt: new Date(e.timestamp), product: e.product, model: e.model, quantities: e.quantities, holdId: e.hold_id });
+    indexes.push(index);
+  });
+  return { indexes, outcomes: metering.recordUsageMany(inputs, now) };
+}
+
+function keyOf(raw: unknown): string | null {
+  const key = (raw as { idempotency_key?: unknown } | null)?.idempotency_key;
+  return typeof key === "string" ? key : null;
 }
