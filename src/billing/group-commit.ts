@@ -58,10 +58,19 @@ export class GroupCommitter<I, O> {
       this.inFlight++;
       this.writeBatch(batch.map((b) => b.item))
         .then(
-          (outcomes) => batch.forEach((b, i) => settle(b, outcomes[i] ?? new Error("batch writer returned no outcome for an item"))),
-          (err: unknown) => {
-            const error = err instanceof Error ? err : new Error(String(err));
-            batch.forEach((b) => settle(b, error));
+          (outcomes): unknown => batch.forEach((b, i) => settle(b, outcomes[i] ?? new Error("batch writer returned no outcome for an item"))),
+          (err: unknown): unknown => {
+            if (batch.length === 1) return settle(batch[0]!, asError(err));
+            // A batch carries requests of many callers (and organizations): one item the
+            // database refuses must not fail the others, so each is written again on its own.
+            return Promise.all(
+              batch.map((b) =>
+                this.writeBatch([b.item]).then(
+                  ([outcome]) => settle(b, outcome ?? new Error("batch writer returned no outcome for an item")),
+                  (e: unknown) => settle(b, asError(e)),
+                ),
+              ),
+            );
           },
         )
         .finally(() => {
@@ -70,6 +79,10 @@ export class GroupCommitter<I, O> {
         });
     }
   }
+}
+
+function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
 }
 
 function settle<O>(entry: { waiter: Waiter<O>; slot: number }, outcome: BatchOutcome<O>) {

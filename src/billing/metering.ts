@@ -13,6 +13,16 @@ export type UsageInput = Omit<UsageRequest, "cost" | "catalogVersion">;
 /** Events may carry their own timestamp; one from the future (beyond clock skew) is refused. */
 const MAX_CLOCK_SKEW_MS = 5 * 60 * 1000;
 
+/** One request may cost at most $1,000,000: anything above is a bug upstream, and sums of such costs could overflow bigint. */
+export const MAX_REQUEST_COST_NANO_USD = 1_000_000n * 1_000_000_000n;
+
+function boundedCost(cost: bigint): bigint {
+  if (cost > MAX_REQUEST_COST_NANO_USD) {
+    throw new BillingError("invalid_request", "this request would cost more than 1000000 USD; check the quantities", { details: { param: "quantities" } });
+  }
+  return cost;
+}
+
 type Item = { kind: "authorize"; req: AuthorizeRequest; now: Date } | { kind: "usage"; req: UsageRequest; now: Date };
 /**
  * The hot path: prices requests from the in-memory catalog, then hands them to group
@@ -64,7 +74,7 @@ export class Metering {
         product: input.product,
         model: input.model,
         estimate: input.estimate,
-        amount: price.cost,
+        amount: boundedCost(price.cost),
         catalogVersion: price.version,
         idempotencyKey: input.idempotencyKey,
         ttlSeconds: input.ttlSeconds,
@@ -126,7 +136,7 @@ export class Metering {
       product: input.product,
       model: input.model,
       quantities: input.quantities,
-      cost: price.cost,
+      cost: boundedCost(price.cost),
       catalogVersion: price.version,
       holdId: input.holdId,
     };

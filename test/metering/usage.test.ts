@@ -195,10 +195,12 @@ describe("POST /v1/billing/usage and GET /v1/billing/usage", () => {
       event(org.id, { idempotency_key: "bad\u0000key" }),
       event(org.id, { model: "zen\u0000pro" }),
       event(org.id, { quantities: { output_tokens: "1000000000000000" } }),
+      event(org.id, { model: "zen-max", quantities: { output_tokens: "1000000000000" } }), // $75M: over the per-request bound
       event(org.id),
     ]);
     expect(res.status).toBe(200);
-    expect(res.json.results.map((r: { status: string }) => r.status)).toEqual(["recorded", "rejected", "rejected", "rejected", "recorded"]);
+    expect(res.json.results.map((r: { status: string }) => r.status)).toEqual(["recorded", "rejected", "rejected", "rejected", "rejected", "recorded"]);
+    expect(res.json.results[4].error.message).toContain("1000000 USD");
     const auth = await t.call("POST", "/v1/billing/authorize", { key: org.gatewayKey, body: { org_id: "org\u0000x", product: "api", estimate: { requests: 1 } } });
     expect(auth.status).toBe(400);
     const named = await t.call("POST", "/v1/admin/orgs", { key: TEST_ADMIN_KEY, body: { name: "Null\u0000Co" } });
