@@ -3,13 +3,15 @@ import { fileURLToPath } from "node:url";
 import { stopChild } from "./anvil.js";
 
 export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
-const TSX = `${ROOT}node_modules/tsx/dist/cli.mjs`;
+
 
 export type RunningProcess = { child: ChildProcess; output: () => string; stop(signal?: NodeJS.Signals): Promise<void>; exited: Promise<number | null> };
 
 /** Starts one of our bin/ entry points as a real child process, keeping its output for assertions. */
 export function startBin(script: string, env: Record<string, string>): RunningProcess {
-  const child = spawn(process.execPath, [TSX, `${ROOT}bin/${script}`], {
+  // `node --import tsx` runs the script in this one process: signals reach it directly (the tsx
+  // CLI would put a second process in between, which can outlive a killed parent).
+  const child = spawn(process.execPath, ["--import", "tsx", `${ROOT}bin/${script}`], {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "pipe"],
