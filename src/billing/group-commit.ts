@@ -158,7 +158,7 @@ export function countsJson(counts: Record<string, bigint>): string {
   return `${out}}`;
 }
 
-/** metering_batch's per-organization arguments (migration 0007), as array literals. */
+/** metering_batch's per-organization arguments (migration 0010), as array literals. */
 export type BatchOrgParams = { orgs: string; usageTxns: string; releaseTxns: string; holdTxns: string; alertIds: string };
 /** metering_batch's u_* arguments, as array literals (see prepareUsage in usage.ts). */
 export type UsageParams = {
@@ -225,7 +225,7 @@ const NO_AUTHORIZATIONS: AuthorizeParams = {
 };
 
 /**
- * One call of metering_batch (migration 0007): a batch's usage events and authorizations as one
+ * One call of metering_batch (migration 0010): a batch's usage events and authorizations as one
  * statement, outside any explicit transaction, so PostgreSQL runs it as one transaction and
  * answers after its durable commit. Either part may be absent; with neither it sweeps the
  * organizations' expired holds.

@@ -30,11 +30,11 @@ type AuthorizeOutcome = "held" | "replayed" | "insufficient_balance" | "unknown_
 type AuthorizeDetail =
   | { k: number; available: string }
   | { k: number; id: string; amount: string; status: Hold["status"]; expires_at: string; created_at: string; catalog_version: string };
-/** What metering_batch (migration 0007) answers for the authorizations; amounts in `details` are strings. */
+/** What metering_batch (migration 0010) answers for the authorizations; amounts in `details` are strings. */
 export type AuthorizeAnswer = { outcomes: AuthorizeOutcome[]; details: AuthorizeDetail[] | null };
 
 /**
- * A batch's authorizations as metering_batch's a_* arrays (migration 0007, which holds the
+ * A batch's authorizations as metering_batch's a_* arrays (migration 0010, which holds the
  * money rules: see there and src/billing/metering.ts). `orgIndex` points each request at its
  * organization in the batch's p_orgs (1-based).
  */
@@ -103,7 +103,7 @@ export function authorizeOutcomes(a: PreparedAuthorize, res: AuthorizeAnswer): (
 
 /**
  * The sweeper: releases expired holds of every organization, a bounded number of orgs per call.
- * It is a metering batch without requests (migration 0007): the organizations are locked as for
+ * It is a metering batch without requests (migration 0010): the organizations are locked as for
  * any batch, and their expired holds go back to their credits in one 'release' per org.
  */
 export async function releaseExpiredHolds(sql: Sql, now: Date, maxOrgs = 200): Promise<number> {

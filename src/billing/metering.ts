@@ -40,7 +40,7 @@ export class Metering {
     this.catalog = new Catalog(sql);
     // Organizations are split over lanes by a hash of their id. A lane's batch carries both the
     // authorizations and the usage events that arrived together: one statement, one commit
-    // (metering_batch, migration 0007). Lanes lock disjoint organizations, so their batches run
+    // (metering_batch, migration 0010). Lanes lock disjoint organizations, so their batches run
     // in parallel instead of queueing behind each other's row locks. Each call has a fixed cost
     // in PostgreSQL (about 0.6 ms of CPU here) that larger batches share, so lanes are few: two
     // let PostgreSQL use both cores of this machine without splitting batches too thin, and one
@@ -145,7 +145,7 @@ export class Metering {
 
   /**
    * One group commit: the batch's usage events and authorizations, decided and written by one
-   * call of metering_batch (migration 0007, which holds the money rules):
+   * call of metering_batch (migration 0010, which holds the money rules):
    * - each usage event is debited once (the unique key on (org, idempotency key) decides; a
    *   repeated key returns the first result and moves nothing) and releases its hold; costs
    *   above the hold are still charged, so credits may go negative by the overrun of requests

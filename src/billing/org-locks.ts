@@ -9,7 +9,7 @@ export type LockedOrg = { credits: bigint; held: bigint; pendingExpiry: bigint; 
  * batches (in this process or another replica) can never deadlock, and reads what a money
  * decision needs. The lock is the per-organization serialization point: while it is held no
  * one else can spend the same credits. The metering hot path takes the same locks in the same
- * order inside PostgreSQL (metering_lock_orgs, migration 0007).
+ * order inside PostgreSQL (metering_lock_orgs, migration 0010).
  *
  * Every per-organization read is a scalar subquery, i.e. a primary-key or index probe per
  * locked row: joins here let the planner pick hash joins over whole tables when statistics are

@@ -29,7 +29,7 @@ export type UsageResult = {
 export type LowBalanceCrossing = { alertId: string; orgId: string; balance: bigint; threshold: bigint };
 
 type UsageOutcome = "recorded" | "released" | "already_closed" | "duplicate" | "unknown_organization" | "hold_not_found";
-/** What metering_batch (migration 0007) answers for the usage events; amounts in the JSON parts are strings. */
+/** What metering_batch (migration 0010) answers for the usage events; amounts in the JSON parts are strings. */
 export type UsageAnswer = {
   outcomes: UsageOutcome[];
   duplicates: { k: number; id: string; cost: string; catalog_version: string; hold_id: string | null }[] | null;
@@ -37,7 +37,7 @@ export type UsageAnswer = {
 };
 
 /**
- * A batch's usage events as metering_batch's u_* arrays (migration 0007, which holds the money
+ * A batch's usage events as metering_batch's u_* arrays (migration 0010, which holds the money
  * rules: see there and src/billing/metering.ts). `orgIndex` points each event at its
  * organization in the batch's p_orgs (1-based).
  */
