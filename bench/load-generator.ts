@@ -19,28 +19,43 @@ type Response = { status: number; body: string };
 
 const CRLFCRLF = Buffer.from("\r\n\r\n");
 
-/** One keep-alive HTTP/1.1 connection; requests on it are sequential. */
+/** One keep-alive HTTP/1.1 connection; requests on it are sequential. Reconnects if the server closed it. */
 class Connection {
-  private socket: net.Socket;
+  private socket!: net.Socket;
   private buffer: Buffer = Buffer.alloc(0);
   private pending: { resolve: (r: Response) => void; reject: (e: Error) => void } | null = null;
-  private readonly ready: Promise<void>;
+  private ready!: Promise<void>;
 
   constructor() {
-    this.socket = net.connect({ host: url.hostname, port: Number(url.port), noDelay: true });
+    this.connect();
+  }
+
+  private connect() {
+    const socket = net.connect({ host: url.hostname, port: Number(url.port), noDelay: true });
+    this.socket = socket;
+    this.buffer = Buffer.alloc(0);
     this.ready = new Promise((resolve, reject) => {
-      this.socket.once("connect", resolve);
-      this.socket.once("error", reject);
+      socket.once("connect", resolve);
+      socket.once("error", reject);
     });
-    this.socket.on("data", (chunk: Buffer) => {
+    this.ready.catch(() => {}); // reported through the request that awaits it
+    socket.on("data", (chunk: Buffer) => {
+      if (this.socket !== socket) return;
       this.buffer = this.buffer.length === 0 ? chunk : Buffer.concat([this.buffer, chunk]);
       this.parse();
     });
-    this.socket.on("error", (err) => this.pending?.reject(err));
-    this.socket.on("close", () => this.pending?.reject(new Error("connection closed")));
+    const fail = (err: Error) => {
+      if (this.socket !== socket) return; // an old connection, already replaced
+      const p = this.pending;
+      this.pending = null;
+      p?.reject(err);
+    };
+    socket.on("error", fail);
+    socket.on("close", () => fail(new Error("connection closed by the server")));
   }
 
   async post(path: string, body: string): Promise<Response> {
+    if (this.socket.destroyed || this.socket.writableEnded) this.connect();
     await this.ready;
     return new Promise((resolve, reject) => {
       this.pending = { resolve, reject };
@@ -81,12 +96,14 @@ class Connection {
       }
       body = Buffer.concat(parts).toString("utf8");
     } else {
-      throw new Error(`response without a length: ${head}`);
+      body = ""; // no body (e.g. 204)
+      consumed = end + 4;
     }
     this.buffer = this.buffer.subarray(consumed);
-    const p = this.pending!;
+    const p = this.pending;
     this.pending = null;
-    p.resolve({ status, body });
+    if (p) p.resolve({ status, body });
+    else console.error(`load generator: unsolicited response ${status}`);
   }
 
   close() {
@@ -104,11 +121,20 @@ const cpuStart = process.cpuUsage();
 const deadline = started + args.seconds * 1000;
 const org = () => args.orgs[Math.floor(Math.random() * args.orgs.length)]!;
 
-async function timed(conn: Connection, path: string, body: string) {
+let errors = 0;
+let lastError = "";
+/** A request; a transport error counts as a failed request (status 0) instead of ending the run. */
+async function timed(conn: Connection, path: string, body: string): Promise<Response> {
   const t0 = performance.now();
-  const res = await conn.post(path, body);
-  latencies.push(performance.now() - t0);
-  return res;
+  try {
+    const res = await conn.post(path, body);
+    latencies.push(performance.now() - t0);
+    return res;
+  } catch (err) {
+    errors++;
+    lastError = String(err);
+    return { status: 0, body: "" };
+  }
 }
 
 const HOLD_ID = /"hold_id":"([^"]+)"/;
@@ -165,5 +191,7 @@ console.log(
     p50_ms: pct(50),
     p99_ms: pct(99),
     cpu_ms: (cpu.user + cpu.system) / 1000,
+    transport_errors: errors,
   }),
 );
+if (errors > 0) console.error(`load generator: ${errors} transport errors, last: ${lastError}`);
