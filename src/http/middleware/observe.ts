@@ -14,6 +14,8 @@ export const observe: MiddlewareHandler<AppEnv> = async (c, next) => {
   } finally {
     const { logger, metrics } = c.get("deps");
     const seconds = (performance.now() - started) / 1000;
+    // A latency, not money: rounded to 0.1 ms for the log line only.
+    const durationMs = Math.round(seconds * 10_000) / 10;
     const matched = routePath(c, -1);
     const route = matched === "*" ? "unmatched" : matched;
     metrics?.httpDuration.observe({ method: c.req.method, route, status: String(c.res.status) }, seconds);
@@ -21,7 +23,7 @@ export const observe: MiddlewareHandler<AppEnv> = async (c, next) => {
     const level = route === "/healthz" || route === "/metrics" ? "debug" : "info";
     if (logger.isLevelEnabled(level)) {
       logger[level](
-        { request_id: c.get("requestId"), method: c.req.method, route, status: c.res.status, duration_ms: Math.round(seconds * 10_000) / 10 },
+        { request_id: c.get("requestId"), method: c.req.method, route, status: c.res.status, duration_ms: durationMs },
         "request",
       );
     }
