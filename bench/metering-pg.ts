@@ -1,11 +1,10 @@
-import { readFileSync } from "node:fs";
 import { loadCatalog, readCatalogFile } from "../src/billing/catalog.js";
 import { grantCredits } from "../src/billing/grants.js";
 import { Metering } from "../src/billing/metering.js";
 import { createOrganization } from "../src/billing/organizations.js";
 import { createSql } from "../src/db/client.js";
 import { migrate } from "../src/db/migrate.js";
-import { startBench } from "./support.js";
+import { cpuMicros, startBench } from "./support.js";
 
 /**
  * node --import tsx bench/metering-pg.ts — what a metering batch costs PostgreSQL alone, without
@@ -28,6 +27,9 @@ const bench = await startBench("metering_pg");
 const sql = createSql(bench.databaseUrl, { max: 1 });
 await migrate(sql);
 await loadCatalog(sql, await readCatalogFile());
+// Experiments: BENCH_SETUP_SQL runs on the throwaway database before anything is measured
+// (e.g. "alter table usage_events drop constraint usage_events_org_id_fkey").
+if (process.env.BENCH_SETUP_SQL) await sql.unsafe(process.env.BENCH_SETUP_SQL);
 const orgs: string[] = [];
 for (let i = 0; i < ORGS; i++) {
   const org = await createOrganization(sql, { name: `org-${i}` });
@@ -35,11 +37,7 @@ for (let i = 0; i < ORGS; i++) {
   orgs.push(org.id);
 }
 const [backend] = await sql<{ pid: number }[]>`select pg_backend_pid() as pid`;
-const ticks = () => {
-  const stat = readFileSync(`/proc/${backend!.pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return Number(fields[11]) + Number(fields[12]); // utime + stime, 10 ms each
-};
+const cpu = () => cpuMicros(backend!.pid);
 
 const metering = new Metering(sql, { lanes: 1, maxBatch: 100_000 });
 await metering.ready();
@@ -94,7 +92,7 @@ await sql`analyze`;
 console.log(`\n${MODE}, ${ORGS} orgs: PostgreSQL CPU per ${MODE === "ingest" ? "event" : "pair"} by batch size`);
 for (const batch of BATCHES) {
   for (let i = 0; i < 10; i++) await round(batch);
-  const t0 = ticks();
+  const t0 = cpu();
   const started = performance.now();
   let units = 0;
   while (performance.now() - started < SECONDS * 1000) {
@@ -102,7 +100,7 @@ for (const batch of BATCHES) {
     units += batch;
   }
   const seconds = (performance.now() - started) / 1000;
-  const us = ((ticks() - t0) * 10_000) / units;
+  const us = (cpu() - t0) / units;
   console.log(`  batch ${String(batch).padStart(5)}: ${us.toFixed(0).padStart(5)} µs per ${MODE === "ingest" ? "event" : "pair"}, ${(units / seconds).toFixed(0)}/s`);
 }
 await sql.end();

@@ -6,7 +6,7 @@ import { grantCredits } from "../src/billing/grants.js";
 import { createOrganization } from "../src/billing/organizations.js";
 import { createSql } from "../src/db/client.js";
 import { migrate } from "../src/db/migrate.js";
-import { startBench, stopProcess } from "./support.js";
+import { cpuMicros, startBench, stopProcess } from "./support.js";
 
 /**
  * npm run bench:metering — the API as its own process against the real PostgreSQL and Redis,
@@ -63,18 +63,9 @@ type LoadResult = {
   rss_mb?: number;
 };
 
-// CPU accounting: ticks of the API process and of every PostgreSQL backend of the bench database,
-// read from /proc around each load, so a figure survives other work sharing the machine.
+// CPU accounting: CPU time of the API process and of every PostgreSQL backend of the bench
+// database, read from /proc around each load, so a figure survives other work sharing the machine.
 const TICK_US = 10_000; // CLK_TCK is 100 on Linux
-function ticks(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return Number(fields[11]) + Number(fields[12]);
-  } catch {
-    return 0;
-  }
-}
 function machineTicks(): { busy: number; total: number } {
   const cpu = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
   const idle = cpu[3]! + cpu[4]!;
@@ -85,7 +76,7 @@ const monitor = createSql(bench.databaseUrl, { max: 1 });
 async function ourTicks(): Promise<{ api: number; pg: number; pgPids: number[] }> {
   const rows = await monitor<{ pid: number }[]>`select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()`;
   const pgPids = rows.map((r) => r.pid);
-  return { api: ticks(api.pid), pg: pgPids.reduce((a, p) => a + ticks(p), 0), pgPids };
+  return { api: cpuMicros(api.pid), pg: pgPids.reduce((a, p) => a + cpuMicros(p), 0), pgPids };
 }
 
 function load(mode: "pairs" | "ingest", orgs: string[], concurrency: number, batch = 1, tag: string = mode): Promise<LoadResult> {
@@ -104,9 +95,9 @@ function load(mode: "pairs" | "ingest", orgs: string[], concurrency: number, bat
           const machine = machineTicks();
           // Backends that left during the load count with what they used before leaving: not at all.
           const units = mode === "pairs" ? r.ok : r.events;
-          const api = ((after.api - before.api) * TICK_US) / units;
-          const pg = ((after.pg - before.pg) * TICK_US) / units;
-          const ours = (after.api - before.api + after.pg - before.pg) * TICK_US + r.cpu_ms * 1000;
+          const api = (after.api - before.api) / units;
+          const pg = (after.pg - before.pg) / units;
+          const ours = after.api - before.api + after.pg - before.pg + r.cpu_ms * 1000;
           const busyUs = ((machine.busy - machineBefore.busy) * TICK_US);
           const wallUs = ((machine.total - machineBefore.total) * TICK_US) / 2; // 2 cores
           resolve({

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { createServer } from "node:net";
 import postgres from "postgres";
@@ -6,7 +7,7 @@ import postgres from "postgres";
 const ROOT = new URL("..", import.meta.url).pathname;
 const ADMIN_URL = process.env.BENCH_DATABASE_ADMIN_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
 
-function freePort(): Promise<number> {
+export function freePort(): Promise<number> {
   return new Promise((resolve) => {
     const s = createServer();
     s.listen(0, "127.0.0.1", () => {
@@ -62,4 +63,15 @@ export async function startBench(name: string) {
       await admin.end();
     },
   };
+}
+
+/** CPU time a process has used so far (user + system), in µs, read from /proc (0 once it is gone). */
+export function cpuMicros(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) * 10_000; // utime + stime, in ticks of 10 ms (CLK_TCK 100)
+  } catch {
+    return 0;
+  }
 }
