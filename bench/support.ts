@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { createServer } from "node:net";
@@ -38,11 +38,20 @@ export async function startBench(name: string) {
   return {
     databaseUrl,
     redisPrefix,
-    /** The API as a plain node process (no tsx wrapper process), so its RSS is the API's own. */
+    /**
+     * The API as deployed: the production build (`npm run build`, then `npm start`'s command) in
+     * one node process, so its RSS is the API's own. BENCH_API_TSX=1 runs bin/api.ts through
+     * tsx instead, as `npm run api` does (its loader thread and transpiled sources add ~57 MB).
+     */
     async startApi(env: Record<string, string> = {}) {
       const port = await freePort();
       const nodeArgs = process.env.BENCH_API_NODE_ARGS ? process.env.BENCH_API_NODE_ARGS.split(" ") : [];
-      const child = spawn(process.execPath, [...nodeArgs, "--import", "tsx", "bin/api.ts"], {
+      let entry = ["--import", "tsx", "bin/api.ts"];
+      if (process.env.BENCH_API_TSX !== "1") {
+        execFileSync("npm", ["run", "--silent", "build"], { cwd: ROOT, stdio: "inherit" });
+        entry = ["--enable-source-maps", "dist/api.mjs"];
+      }
+      const child = spawn(process.execPath, [...nodeArgs, ...entry], {
         cwd: ROOT,
         env: { ...process.env, DATABASE_URL: databaseUrl, PORT: String(port), REDIS_PREFIX: redisPrefix, LOG_LEVEL: "warn", DATABASE_POOL_MAX: "16", ...env },
         stdio: ["ignore", "inherit", "inherit"],
