@@ -267,6 +267,67 @@ describe("POST /v1/webhooks/processor: card top-ups", () => {
       expect(rows.at(-1)).toEqual({ kind: "reversal", idempotency_key: `card-dispute:${dp}`, amount: "-20000000000" });
     });
 
+    it("a won dispute gives back what it took, once, even when its closing events race", async () => {
+      const org = await toppedUp(3000);
+      const dp = id("dp");
+      const opened = dispute({ id: dp, charge: org.ch, paymentIntent: org.pi, cents: 3000 });
+      expect((await t.deliver(t.event("charge.dispute.created", opened))).json.outcome).toBe("reversed");
+      expect(await t.balanceNano(org.orgKey)).toBe(0n);
+
+      // Stripe sends both when a dispute is won; they may arrive together, on different replicas.
+      const won = { ...opened, status: "won" };
+      const [closed, reinstated] = await Promise.all([
+        t.deliver(t.event("charge.dispute.closed", won)),
+        t.deliver(t.event("charge.dispute.funds_reinstated", won)),
+      ]);
+      expect([closed.json.outcome, reinstated.json.outcome].sort()).toEqual(["dispute_won", "reinstated"]);
+      expect(await t.balanceNano(org.orgKey)).toBe(30n * USD);
+      expect((await ledgerRows(org.id)).slice(1)).toEqual([
+        { kind: "reversal", idempotency_key: `card-dispute:${dp}`, amount: "-30000000000" },
+        { kind: "card_topup", idempotency_key: `card-dispute-won:${dp}`, amount: "30000000000" },
+      ]);
+      const [topup] = await db.sql`select state, reversed_nano_usd from card_topups where payment_id = ${org.pi}`;
+      expect(topup).toEqual({ state: "credited", reversed_nano_usd: 0n });
+      const [row] = await db.sql`select status, reversed_nano_usd, reinstated_nano_usd from card_disputes where dispute_id = ${dp}`;
+      expect(row).toEqual({ status: "won", reversed_nano_usd: 30n * USD, reinstated_nano_usd: 30n * USD });
+      // A late, contradicting event changes nothing: the first ending is final.
+      const lost = await t.deliver(t.event("charge.dispute.closed", { ...opened, status: "lost" }));
+      expect(lost.json.outcome).toBe("dispute_won");
+      expect(await t.balanceNano(org.orgKey)).toBe(30n * USD);
+      expect(await checkLedger(db.sql)).toEqual({ unbalancedTransactions: [], balanceMismatches: [] });
+    });
+
+    it("a dispute won before it was seen open takes nothing; a lost one keeps what it took", async () => {
+      const org = await toppedUp(1000);
+      const early = id("dp");
+      const opened = dispute({ id: early, charge: org.ch, paymentIntent: org.pi, cents: 400 });
+      expect((await t.deliver(t.event("charge.dispute.closed", { ...opened, status: "warning_closed" }))).json.outcome).toBe("dispute_won");
+      expect((await t.deliver(t.event("charge.dispute.created", opened))).json.outcome).toBe("nothing_to_reverse");
+      expect(await t.balanceNano(org.orgKey)).toBe(10n * USD);
+
+      const lostId = id("dp");
+      const other = dispute({ id: lostId, charge: org.ch, paymentIntent: org.pi, cents: 600 });
+      expect((await t.deliver(t.event("charge.dispute.created", other))).json.outcome).toBe("reversed");
+      expect((await t.deliver(t.event("charge.dispute.closed", { ...other, status: "lost" }))).json.outcome).toBe("dispute_lost");
+      expect(await t.balanceNano(org.orgKey)).toBe(4n * USD);
+      const [topup] = await db.sql`select state, reversed_nano_usd from card_topups where payment_id = ${org.pi}`;
+      expect(topup).toEqual({ state: "partially_reversed", reversed_nano_usd: 6n * USD });
+    });
+
+    it("a dispute and its win that both overtake the payment are applied, in order, when it is credited", async () => {
+      const org = await t.linkedOrg();
+      const pi = id("pi");
+      const ch = id("ch");
+      const dp = id("dp");
+      const opened = dispute({ id: dp, charge: ch, paymentIntent: pi, cents: 2500 });
+      expect((await t.deliver(t.event("charge.dispute.created", opened, { created: t.nowSeconds() - 2 }))).json.outcome).toBe("awaiting_payment");
+      expect((await t.deliver(t.event("charge.dispute.closed", { ...opened, status: "won" }, { created: t.nowSeconds() - 1 }))).json.outcome).toBe("awaiting_payment");
+      const paid = await t.deliver(t.event("payment_intent.succeeded", paymentIntent({ id: pi, customer: org.customerId, cents: 2500, charge: ch })));
+      expect(paid.json.outcome).toBe("credited");
+      expect(await t.balanceNano(org.orgKey)).toBe(25n * USD);
+      expect((await ledgerRows(org.id)).map((r) => r.kind)).toEqual(["card_topup", "reversal", "card_topup"]);
+    });
+
     it("a refund and a dispute together never reverse more than was credited", async () => {
       const org = await toppedUp(2000);
       await t.deliver(t.event("charge.refunded", charge({ id: org.ch, paymentIntent: org.pi, cents: 2000, refundedCents: 500 })));

@@ -11,7 +11,16 @@ export type RunningProcess = { child: ChildProcess; output: () => string; stop(s
 export function startBin(script: string, env: Record<string, string>): RunningProcess {
   // `node --import tsx` runs the script in this one process: signals reach it directly (the tsx
   // CLI would put a second process in between, which can outlive a killed parent).
-  const child = spawn(process.execPath, ["--import", "tsx", `${ROOT}bin/${script}`], {
+  return startNode(["--import", "tsx", `${ROOT}bin/${script}`], env);
+}
+
+/** Starts a bundle of the production build (`npm run build` writes dist/), as `npm start` does. */
+export function startBuilt(bundle: "api.mjs" | "worker.mjs", env: Record<string, string>): RunningProcess {
+  return startNode(["--enable-source-maps", `${ROOT}dist/${bundle}`], env);
+}
+
+function startNode(args: string[], env: Record<string, string>): RunningProcess {
+  const child = spawn(process.execPath, args, {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "pipe"],

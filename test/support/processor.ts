@@ -74,7 +74,7 @@ export const charge = (o: { id: string; paymentIntent: string | null; cents: num
   payment_method_details: { type: "card", card: { brand: "visa", last4: "4242", exp_month: 12, exp_year: 2028, fingerprint: alnum(16) } },
 });
 
-export const dispute = (o: { id: string; charge: string; paymentIntent: string | null; cents: number; currency?: string }) => ({
+export const dispute = (o: { id: string; charge: string; paymentIntent: string | null; cents: number; currency?: string; status?: string }) => ({
   id: o.id,
   object: "dispute",
   amount: o.cents,
@@ -82,7 +82,7 @@ export const dispute = (o: { id: string; charge: string; paymentIntent: string |
   charge: o.charge,
   payment_intent: o.paymentIntent,
   reason: "fraudulent",
-  status: "needs_response",
+  status: o.status ?? "needs_response",
 });
 
 export const cardPaymentMethod = (o: { id: string; customer: string | null; brand?: string; last4?: string; expMonth?: number; expYear?: number; type?: string }) => ({

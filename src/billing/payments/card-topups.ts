@@ -83,19 +83,36 @@ export async function creditCardTopup(tx: TransactionSql, logger: Logger, input:
 /**
  * A refund carries the charge's cumulative `amount_refunded`: each refund is applied as the
  * growth of that amount since the last one applied, so refunds arriving late or out of order
- * are counted exactly once. A dispute is applied once per dispute id, for the disputed amount.
+ * are counted exactly once. A dispute is applied once per dispute id, for the disputed amount,
+ * and its end once: a won dispute gives back what it took (see closeDispute).
  */
 export type Reversal =
   | { kind: "refund"; chargeId: string; paymentId: string | null; amountRefundedMinor: bigint; currency: string }
-  | { kind: "dispute"; disputeId: string; chargeId: string; paymentId: string | null; amountMinor: bigint; currency: string };
+  | { kind: "dispute"; disputeId: string; chargeId: string; paymentId: string | null; amountMinor: bigint; currency: string }
+  | { kind: "dispute_closed"; disputeId: string; chargeId: string; paymentId: string | null; won: boolean; currency: string };
 
-export type ReversalOutcome = "reversed" | "nothing_to_reverse" | "not_credited" | "unknown_payment" | "refused_currency";
+export type ReversalOutcome =
+  | "reversed"
+  | "nothing_to_reverse"
+  | "not_credited"
+  | "unknown_payment"
+  | "refused_currency"
+  | "reinstated"
+  | "dispute_won"
+  | "dispute_lost";
+
+type DisputeRow = { status: "open" | "won" | "lost"; reversed_nano_usd: bigint; reinstated_nano_usd: bigint };
+
+function topupState(reversed: bigint, credited: bigint): TopupRow["state"] {
+  return reversed === 0n ? "credited" : reversed === credited ? "reversed" : "partially_reversed";
+}
 
 /**
  * Takes a refunded or disputed amount back from the org: a `reversal` ledger transaction, capped
  * at what this payment credited and has not yet given back. The balance may go negative: the
  * money has left us at the processor whatever the org spent meanwhile, and a negative balance
  * blocks further spending (authorizations need spendable credits) until it is topped up.
+ * The end of a dispute goes through here too (closeDispute), under the same payment lock.
  */
 export async function reverseCardTopup(tx: TransactionSql, logger: Logger, r: Reversal, now: Date): Promise<{ outcome: ReversalOutcome; orgId: string | null }> {
   await lockPayment(tx, [r.paymentId, r.chargeId]);
@@ -109,6 +126,12 @@ export async function reverseCardTopup(tx: TransactionSql, logger: Logger, r: Re
   if (r.currency !== row.currency) {
     logger.error({ org_id: row.org_id, payment_id: row.payment_id, currency: r.currency }, `card ${r.kind} in another currency than its payment: not applied`);
     return { outcome: "refused_currency", orgId: row.org_id };
+  }
+  if (r.kind === "dispute_closed") return closeDispute(tx, logger, r, row, row.amount_nano_usd, now);
+  if (r.kind === "dispute") {
+    const [dispute] = await tx<DisputeRow[]>`select status from card_disputes where dispute_id = ${r.disputeId} for update`;
+    // Won before we saw it open (the processor does not order deliveries): it never takes anything.
+    if (dispute?.status === "won") return { outcome: "nothing_to_reverse", orgId: row.org_id };
   }
   const requestedMinor = r.kind === "refund" ? r.amountRefundedMinor - row.refunded_minor : r.amountMinor;
   const remaining = row.amount_nano_usd - row.reversed_nano_usd;
@@ -136,11 +159,72 @@ export async function reverseCardTopup(tx: TransactionSql, logger: Logger, r: Re
     const total = row.reversed_nano_usd + reversed;
     await tx`
       update card_topups set reversed_nano_usd = ${total.toString()}, refunded_minor = ${refundedMinor.toString()}, updated_at = ${now},
-        state = ${total === 0n ? "credited" : total === row.amount_nano_usd ? "reversed" : "partially_reversed"}
+        state = ${topupState(total, row.amount_nano_usd)}
       where payment_id = ${row.payment_id}`;
+  }
+  if (r.kind === "dispute" && reversed > 0n) {
+    // A dispute lost before it was seen open keeps its status: what it takes stays taken.
+    await tx`
+      insert into card_disputes (dispute_id, payment_id, org_id, status, reversed_nano_usd, created_at, updated_at)
+      values (${r.disputeId}, ${row.payment_id}, ${row.org_id}, 'open', ${reversed.toString()}, ${now}, ${now})
+      on conflict (dispute_id) do update set reversed_nano_usd = excluded.reversed_nano_usd, updated_at = excluded.updated_at`;
   }
   if (reversed > 0n && requested > reversed) {
     logger.warn({ org_id: row.org_id, payment_id: row.payment_id, kind: r.kind }, "card reversal capped at what the payment credited and has not given back");
   }
   return { outcome: reversed > 0n ? "reversed" : "nothing_to_reverse", orgId: row.org_id };
+}
+
+/**
+ * The end of a dispute. Lost: what it took stays taken. Won (or an inquiry closed without a
+ * chargeback): the processor returns the money to us, so the org gets back what the dispute took,
+ * as a `card_topup` keyed by the dispute, once however many events say so. A dispute won before
+ * it was seen open is recorded as won, so that its late `created` event takes nothing. The
+ * first ending recorded is final: a contradicting later event is logged and changes nothing.
+ */
+async function closeDispute(
+  tx: TransactionSql,
+  logger: Logger,
+  r: Extract<Reversal, { kind: "dispute_closed" }>,
+  topup: TopupRow,
+  credited: bigint,
+  now: Date,
+): Promise<{ outcome: ReversalOutcome; orgId: string }> {
+  const orgId = topup.org_id;
+  const [dispute] = await tx<DisputeRow[]>`
+    select status, reversed_nano_usd, reinstated_nano_usd from card_disputes where dispute_id = ${r.disputeId} for update`;
+  const status = r.won ? "won" : "lost";
+  if (dispute && dispute.status !== "open" && dispute.status !== status) {
+    logger.error({ org_id: orgId, payment_id: topup.payment_id, recorded: dispute.status, event: status }, "card dispute already ended otherwise: event ignored");
+    return { outcome: dispute.status === "won" ? "dispute_won" : "dispute_lost", orgId };
+  }
+  const owed = r.won && dispute ? dispute.reversed_nano_usd - dispute.reinstated_nano_usd : 0n;
+  let reinstated = 0n;
+  if (owed > 0n) {
+    const posted = await postTransaction(tx, {
+      kind: "card_topup",
+      orgId,
+      idempotencyKey: `card-dispute-won:${r.disputeId}`,
+      description: "Card top-up restored: dispute won",
+      metadata: { source: "card", reason: "dispute_won" },
+      entries: [
+        { accountId: orgCreditsAccount(orgId), amount: owed },
+        { accountId: SystemAccounts.card, amount: -owed },
+      ],
+      createdAt: now,
+    });
+    if (posted.created) reinstated = owed;
+  }
+  await tx`
+    insert into card_disputes (dispute_id, payment_id, org_id, status, created_at, updated_at)
+    values (${r.disputeId}, ${topup.payment_id}, ${orgId}, ${status}, ${now}, ${now})
+    on conflict (dispute_id) do update set status = excluded.status, updated_at = excluded.updated_at,
+      reinstated_nano_usd = card_disputes.reinstated_nano_usd + ${reinstated.toString()}`;
+  if (reinstated > 0n) {
+    const total = topup.reversed_nano_usd - reinstated;
+    await tx`
+      update card_topups set reversed_nano_usd = ${total.toString()}, state = ${topupState(total, credited)}, updated_at = ${now}
+      where payment_id = ${topup.payment_id}`;
+  }
+  return { outcome: reinstated > 0n ? "reinstated" : r.won ? "dispute_won" : "dispute_lost", orgId };
 }

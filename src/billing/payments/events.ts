@@ -95,6 +95,16 @@ async function dispatch(tx: TransactionSql, logger: Logger, event: ProcessorEven
         kind: "dispute", disputeId: dp.id, chargeId: dp.charge, paymentId: dp.payment_intent ?? null, amountMinor: BigInt(dp.amount), currency: dp.currency,
       }, now);
     }
+    case "charge.dispute.closed":
+    case "charge.dispute.funds_reinstated": {
+      const dp = parseObject(Dispute, event, logger);
+      // Funds come back to us when a dispute is won; an inquiry ("warning_") that closes never
+      // became a chargeback. Either way the org keeps its top-up.
+      const won = event.type === "charge.dispute.funds_reinstated" || dp.status === "won" || dp.status === "warning_closed";
+      return reverseOrAwait(tx, logger, {
+        kind: "dispute_closed", disputeId: dp.id, chargeId: dp.charge, paymentId: dp.payment_intent ?? null, won, currency: dp.currency,
+      }, now);
+    }
     case "payment_method.attached":
     case "payment_method.updated": {
       const pm = parseObject(PaymentMethod, event, logger);
@@ -147,7 +157,8 @@ async function applyAwaitingReversals(tx: TransactionSql, logger: Logger, refs: 
     for update`;
   for (const event of waiting) {
     const { outcome, orgId } = await reverseCardTopup(tx, logger, reversalFromJson(event.details), now);
-    await tx`update processor_events set outcome = ${outcome === "reversed" ? "applied_after_payment" : outcome}, org_id = ${orgId}
+    const moved = outcome === "reversed" || outcome === "reinstated";
+    await tx`update processor_events set outcome = ${moved ? "applied_after_payment" : outcome}, org_id = ${orgId}
              where id = ${event.id}`;
   }
 }
@@ -189,14 +200,25 @@ function parseObject<S extends z.ZodType>(schema: S, event: ProcessorEvent, logg
 }
 
 function reversalToJson(r: Reversal): Record<string, string> {
-  return r.kind === "refund"
-    ? { kind: r.kind, charge_id: r.chargeId, payment_id: r.paymentId ?? "", amount_refunded_minor: r.amountRefundedMinor.toString(), currency: r.currency }
-    : { kind: r.kind, dispute_id: r.disputeId, charge_id: r.chargeId, payment_id: r.paymentId ?? "", amount_minor: r.amountMinor.toString(), currency: r.currency };
+  const common = { kind: r.kind, charge_id: r.chargeId, payment_id: r.paymentId ?? "", currency: r.currency };
+  switch (r.kind) {
+    case "refund":
+      return { ...common, amount_refunded_minor: r.amountRefundedMinor.toString() };
+    case "dispute":
+      return { ...common, dispute_id: r.disputeId, amount_minor: r.amountMinor.toString() };
+    case "dispute_closed":
+      return { ...common, dispute_id: r.disputeId, won: String(r.won) };
+  }
 }
 
 function reversalFromJson(d: Record<string, string>): Reversal {
-  const paymentId = d.payment_id || null;
-  return d.kind === "refund"
-    ? { kind: "refund", chargeId: d.charge_id!, paymentId, amountRefundedMinor: BigInt(d.amount_refunded_minor!), currency: d.currency! }
-    : { kind: "dispute", disputeId: d.dispute_id!, chargeId: d.charge_id!, paymentId, amountMinor: BigInt(d.amount_minor!), currency: d.currency! };
+  const common = { chargeId: d.charge_id!, paymentId: d.payment_id || null, currency: d.currency! };
+  switch (d.kind) {
+    case "refund":
+      return { kind: "refund", ...common, amountRefundedMinor: BigInt(d.amount_refunded_minor!) };
+    case "dispute_closed":
+      return { kind: "dispute_closed", ...common, disputeId: d.dispute_id!, won: d.won === "true" };
+    default:
+      return { kind: "dispute", ...common, disputeId: d.dispute_id!, amountMinor: BigInt(d.amount_minor!) };
+  }
 }

@@ -54,6 +54,8 @@ export const Dispute = z.object({
   currency,
   charge: ref("ch"),
   payment_intent: ref("pi").nullish(),
+  // needs_response, won, lost, warning_closed, …: read by charge.dispute.closed
+  status: z.string().max(64).optional(),
 });
 export type Dispute = z.infer<typeof Dispute>;
 

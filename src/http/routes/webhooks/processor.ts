@@ -23,6 +23,7 @@ const webhookRoute = createRoute({
     `at most ${SIGNATURE_TOLERANCE_SECONDS} s old), verified with the processor's SDK before the body is parsed. Each event id is handled ` +
     "once; a redelivery answers 200 with duplicate=true. Handled: payment_intent.succeeded (credits usd top-ups once per payment), " +
     "charge.refunded and charge.dispute.created (reverse them, capped at what was credited; the balance may go negative), " +
+      "charge.dispute.closed and charge.dispute.funds_reinstated (a won dispute gives back what it took, once), " +
     "payment_method.attached/.updated/.detached and customer.updated (saved cards and the default). Events reach an organization " +
     "only through the customer linked with PUT /v1/admin/orgs/{id}/processor-customer; others are recorded and acknowledged. " +
     "400 invalid_signature: missing, wrong or stale signature. 503 not_configured: no webhook secret is set (the processor retries).",
