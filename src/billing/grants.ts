@@ -4,6 +4,7 @@ import { BillingError } from "../errors.js";
 import { newId } from "../ids.js";
 import { orgCreditsAccount, SystemAccounts } from "../ledger/accounts.js";
 import { fingerprint, postTransaction } from "../ledger/post-transaction.js";
+import { watchLowBalance } from "./low-balance.js";
 
 export type CreditGrant = {
   id: string;
@@ -134,7 +135,8 @@ export async function expireGrants(sql: Sql, now: Date, limit = 500): Promise<nu
       const available = expirableAmount(account!.balance, account!.held);
       const take = unused < available ? unused : available;
       if (take > 0n) {
-        await postTransaction(tx, {
+        const lowBalance = await watchLowBalance(tx, grant.org_id, now, { ledger: true });
+        const posted = await postTransaction(tx, {
           kind: "grant_expiry",
           orgId: grant.org_id,
           idempotencyKey: grant.id,
@@ -146,6 +148,7 @@ export async function expireGrants(sql: Sql, now: Date, limit = 500): Promise<nu
           ],
           createdAt: now,
         });
+        await lowBalance(posted.created ? posted.transactionId : null);
       }
       await tx`update credit_grants set expired_at = ${now}, expired_amount = ${take.toString()} where id = ${id}`;
       posted++;

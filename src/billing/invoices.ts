@@ -6,6 +6,7 @@ import { divideHalfEven } from "../ledger/money.js";
 import { fingerprint, postTransaction } from "../ledger/post-transaction.js";
 import type { Catalog } from "./catalog.js";
 import { consumeExpiringGrants } from "./grants.js";
+import { watchLowBalance } from "./low-balance.js";
 import { lockOrgs, spendable } from "./org-locks.js";
 import { cycleContaining, type Period } from "./periods.js";
 import { grantIncludedCredits, planAt } from "./subscriptions.js";
@@ -63,6 +64,8 @@ export async function closeCycle(sql: Sql, catalog: Catalog, orgId: string, peri
     if (!org) throw new BillingError("not_found", `no organization ${orgId}`);
     const [existing] = await tx<InvoiceRow[]>`select * from invoices where org_id = ${orgId} and period_start = ${period.start}`;
     if (existing) return { invoice: toInvoice(existing), created: false };
+    // Judged over the whole close: a plan paid from credits, then the next cycle's included credits.
+    const lowBalance = await watchLowBalance(tx, orgId, now);
     const [later] = await tx`select number from invoices where org_id = ${orgId} and period_start > ${period.start} limit 1`;
     if (later) throw new BillingError("conflict", `a later cycle is already invoiced (${later.number}); cycles close in order`);
 
@@ -147,8 +150,9 @@ export async function closeCycle(sql: Sql, catalog: Catalog, orgId: string, peri
     }
     // Paying the plan from credits spends expiring grants first, like usage does.
     if (settled > 0n && org.hasExpiringGrants) await consumeExpiringGrants(tx, orgId, settled, now);
+    let settlement: string | null = null;
     if (settled !== 0n) {
-      await postTransaction(tx, {
+      ({ transactionId: settlement } = await postTransaction(tx, {
         kind: "invoice_settlement",
         orgId,
         idempotencyKey: id,
@@ -159,7 +163,7 @@ export async function closeCycle(sql: Sql, catalog: Catalog, orgId: string, peri
           { accountId: SystemAccounts.revenue, amount: settled },
         ],
         createdAt: now,
-      });
+      }));
     }
     const status: InvoiceStatus = amountDue === 0n ? "paid" : "open";
     const [issued] = await tx<InvoiceRow[]>`
@@ -174,6 +178,7 @@ export async function closeCycle(sql: Sql, catalog: Catalog, orgId: string, peri
       const next = cycleFrom(period.end, await anchorDay(tx, orgId));
       if (next.end > now) await grantIncludedCredits(tx, orgId, planAt(catalog, current!.plan_id, next.start), next, now);
     }
+    await lowBalance(settled > 0n ? settlement : null);
     return { invoice: { ...toInvoice(issued!), lines }, created: true };
   });
 }

@@ -142,6 +142,7 @@ describe("HUSD top-ups: verify-and-record, finality, exactly-once credit, reorgs
     await chain.mine(4);
     const loose = { ...stack.app.config, FINALITY_CONFIRMATIONS: 1, FINALITY_REQUIRE_FINALIZED_TAG: false };
     expect((await verifyDeposit({ sql: db.sql, chain: stack.chainClient, config: loose }, id, new Date())).state).toBe("credited");
+    await db.sql`update organizations set low_balance_threshold = 2000000000 where id = ${org.id}`; // 2 USD: the reversal crosses it
     await chain.clients.test.request({ method: "anvil_reorg" as never, params: [6, []] as never }); // deeper than the policy assumed
     const reversed = await auditCreditedDeposits({ sql: db.sql, chain: stack.chainClient, logger: pino({ level: "silent" }) }, new Date());
     expect(reversed).toBe(1);
@@ -149,6 +150,8 @@ describe("HUSD top-ups: verify-and-record, finality, exactly-once credit, reorgs
     expect(await stack.balanceNano(org.orgKey)).toBe(0n);
     const alerts = await db.sql`select kind from operator_alerts where subject = ${id}`;
     expect(alerts.map((a) => a.kind)).toEqual(["husd_deposit_reversed"]);
+    const lowBalance = await db.sql`select a.balance, t.kind from balance_alerts a join ledger_transactions t on t.id = a.transaction_id where a.org_id = ${org.id}`;
+    expect(lowBalance).toEqual([{ balance: 0n, kind: "reversal" }]);
     expect(await auditCreditedDeposits({ sql: db.sql, chain: stack.chainClient, logger: pino({ level: "silent" }) }, new Date())).toBe(0);
     expect(await checkLedger(db.sql)).toEqual({ unbalancedTransactions: [], balanceMismatches: [] });
   });

@@ -328,6 +328,17 @@ describe("POST /v1/webhooks/processor: card top-ups", () => {
       expect((await ledgerRows(org.id)).map((r) => r.kind)).toEqual(["card_topup", "reversal", "card_topup"]);
     });
 
+    it("a reversal that takes the balance below the low-balance threshold raises one alert; one below it already, none", async () => {
+      const org = await toppedUp(3000); // threshold 10.00
+      const alerts = () => db.sql`select a.balance, t.kind from balance_alerts a join ledger_transactions t on t.id = a.transaction_id where a.org_id = ${org.id}`;
+      await t.deliver(t.event("charge.refunded", charge({ id: org.ch, paymentIntent: org.pi, cents: 3000, refundedCents: 1500 }))); // 30 → 15
+      expect(await alerts()).toEqual([]);
+      await t.deliver(t.event("charge.dispute.created", dispute({ id: id("dp"), charge: org.ch, paymentIntent: org.pi, cents: 1000 }))); // → 5
+      expect(await alerts()).toEqual([{ balance: 5n * USD, kind: "reversal" }]);
+      await t.deliver(t.event("charge.refunded", charge({ id: org.ch, paymentIntent: org.pi, cents: 3000, refundedCents: 2000 }))); // → 0
+      expect(await alerts()).toHaveLength(1);
+    });
+
     it("a refund and a dispute together never reverse more than was credited", async () => {
       const org = await toppedUp(2000);
       await t.deliver(t.event("charge.refunded", charge({ id: org.ch, paymentIntent: org.pi, cents: 2000, refundedCents: 500 })));

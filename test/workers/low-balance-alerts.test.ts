@@ -1,9 +1,10 @@
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { expireGrants } from "../../src/billing/grants.js";
 import { deliverLowBalanceAlert } from "../../src/workers/processors/low-balance-alert.js";
 import { createQueues, enqueueAlerts, type Queues } from "../../src/workers/queues.js";
 import { startWorkers } from "../../src/workers/start-workers.js";
-import { createTestApp, type TestApp } from "../support/app.js";
+import { createTestApp, manualClock, TEST_ADMIN_KEY, type TestApp } from "../support/app.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { waitFor } from "../support/process.js";
 import { clearRedisPrefix, createTestRedis, uniqueRedisPrefix } from "../support/redis.js";
@@ -11,13 +12,14 @@ import { clearRedisPrefix, createTestRedis, uniqueRedisPrefix } from "../support
 describe("low-balance alerts", () => {
   let db: TestDatabase;
   let t: TestApp;
+  const clock = manualClock(new Date());
   let queues: Queues;
   const prefix = uniqueRedisPrefix("alerts");
   const redis = createTestRedis();
   beforeAll(async () => {
     db = await createTestDatabase();
     queues = createQueues(redis, prefix);
-    t = createTestApp({ sql: db.sql, onCrossings: (c) => enqueueAlerts(queues, c.map((x) => x.alertId)) });
+    t = createTestApp({ sql: db.sql, clock, onCrossings: (c) => enqueueAlerts(queues, c.map((x) => x.alertId)) });
   });
   afterAll(async () => {
     await queues.close();
@@ -30,7 +32,7 @@ describe("low-balance alerts", () => {
   const spend = (org: { id: string; gatewayKey: string }, requests: number) =>
     t.call("POST", "/v1/billing/usage", {
       key: org.gatewayKey,
-      body: { events: [{ idempotency_key: `spend-${++n}`, org_id: org.id, timestamp: new Date().toISOString(), product: "api", quantities: { requests } }] },
+      body: { events: [{ idempotency_key: `spend-${++n}`, org_id: org.id, timestamp: clock().toISOString(), product: "api", quantities: { requests } }] },
     });
 
   it("enqueues one alert per downward crossing, not one per request", async () => {
@@ -69,5 +71,33 @@ describe("low-balance alerts", () => {
     const deps = { sql: db.sql, logger: pino({ level: "silent" }), now: () => new Date() };
     expect(await deliverLowBalanceAlert(deps, alert!.id)).toBe("already_delivered");
     expect(await deliverLowBalanceAlert(deps, "alert_unknown")).toBe("unknown");
+  });
+
+  const alertsOf = (orgId: string) =>
+    db.sql<{ kind: string; balance: bigint }[]>`
+      select t.kind, a.balance from balance_alerts a join ledger_transactions t on t.id = a.transaction_id
+      where a.org_id = ${orgId} order by a.created_at, a.id`;
+
+  it("a grant's expiry that takes the balance below the threshold raises one alert, when the expiry is posted", async () => {
+    const org = await t.createOrg();
+    const expiresAt = new Date(clock().getTime() + 60_000);
+    await t.grant(org.id, "6", `forever-${org.id}`);
+    await t.grant(org.id, "3", `soon-a-${org.id}`, { expires_at: expiresAt.toISOString() }); // 9 + 3 + 3 = 15 → 9 at expiry
+    await t.grant(org.id, "3", `soon-b-${org.id}`, { expires_at: expiresAt.toISOString() });
+    clock.set(new Date(expiresAt.getTime() + 1000));
+    await spend(org, 10); // the balance the org sees is already 8.999: usage does not claim the expiry's crossing
+    expect(await alertsOf(org.id)).toEqual([]);
+    expect(await expireGrants(db.sql, clock())).toBeGreaterThanOrEqual(2); // one transaction per grant: still one alert
+    expect(await alertsOf(org.id)).toEqual([{ kind: "grant_expiry", balance: 8_999_000_000n }]);
+  });
+
+  it("charges settled from credits at cycle close raise one alert when they cross the threshold", async () => {
+    const org = await t.createOrg();
+    await t.grant(org.id, "15");
+    const charge = { key: TEST_ADMIN_KEY, headers: { "idempotency-key": `charge-${org.id}` }, body: { amount: "8.00", description: "Support plan" } };
+    expect((await t.call("POST", `/v1/admin/orgs/${org.id}/adjustments`, charge)).status).toBe(201);
+    clock.set(new Date(clock().getTime() + 40 * 24 * 3600 * 1000));
+    expect((await t.call("POST", "/v1/admin/cycles/close", { key: TEST_ADMIN_KEY, body: { org_id: org.id } })).json.invoices_created).toBeGreaterThanOrEqual(1);
+    expect(await alertsOf(org.id)).toEqual([{ kind: "invoice_settlement", balance: 7_000_000_000n }]);
   });
 });

@@ -4,6 +4,7 @@ import type { Sql } from "../../db/client.js";
 import { newId } from "../../ids.js";
 import { orgCreditsAccount, SystemAccounts } from "../../ledger/accounts.js";
 import { postTransaction } from "../../ledger/post-transaction.js";
+import { watchLowBalance } from "../low-balance.js";
 import { findRemined } from "./verify.js";
 
 /**
@@ -46,6 +47,7 @@ export async function reverseDeposit(deps: { sql: Sql; logger: Logger }, deposit
     const [d] = await tx<{ id: string; org_id: string; amount_nano_usd: bigint; state: string; tx_hash: string }[]>`
       select id, org_id, amount_nano_usd, state, tx_hash from husd_deposits where id = ${depositId} for update`;
     if (!d || d.state !== "credited") return false;
+    const lowBalance = await watchLowBalance(tx, d.org_id, now);
     const posted = await postTransaction(tx, {
       kind: "reversal",
       orgId: d.org_id,
@@ -58,6 +60,7 @@ export async function reverseDeposit(deps: { sql: Sql; logger: Logger }, deposit
       ],
       createdAt: now,
     });
+    await lowBalance(posted.created ? posted.transactionId : null);
     await tx`update husd_deposits set state = 'reversed', reason = ${`reorged_after_credit: ${why}`}, reversal_transaction_id = ${posted.transactionId}, updated_at = ${now}
              where id = ${d.id}`;
     await tx`insert into operator_alerts (id, kind, subject, details, created_at)

@@ -2,6 +2,7 @@ import type { Logger } from "pino";
 import type { TransactionSql } from "../../db/client.js";
 import { orgCreditsAccount, SystemAccounts } from "../../ledger/accounts.js";
 import { postTransaction } from "../../ledger/post-transaction.js";
+import { watchLowBalance } from "../low-balance.js";
 
 /** 1 US cent = 10^-2 USD = 10^7 nano-USD: an exact integer conversion, no rounding anywhere. */
 export const NANO_USD_PER_CENT = 10_000_000n;
@@ -140,6 +141,7 @@ export async function reverseCardTopup(tx: TransactionSql, logger: Logger, r: Re
   const refundedMinor = r.kind === "refund" && r.amountRefundedMinor > row.refunded_minor ? r.amountRefundedMinor : row.refunded_minor;
   let reversed = 0n;
   if (amount > 0n) {
+    const lowBalance = await watchLowBalance(tx, row.org_id, now);
     const posted = await postTransaction(tx, {
       kind: "reversal",
       orgId: row.org_id,
@@ -154,6 +156,7 @@ export async function reverseCardTopup(tx: TransactionSql, logger: Logger, r: Re
       createdAt: now,
     });
     if (posted.created) reversed = amount;
+    await lowBalance(posted.created ? posted.transactionId : null);
   }
   if (reversed > 0n || refundedMinor !== row.refunded_minor) {
     const total = row.reversed_nano_usd + reversed;
