@@ -47,7 +47,10 @@ export async function startBench(name: string) {
       const port = await freePort();
       const nodeArgs = process.env.BENCH_API_NODE_ARGS ? process.env.BENCH_API_NODE_ARGS.split(" ") : [];
       let entry = ["--import", "tsx", "bin/api.ts"];
-      if (process.env.BENCH_API_TSX !== "1") {
+      if (process.env.BENCH_API_BUNDLE) {
+        // A/B comparisons: a bundle built earlier (e.g. a copy of dist/api.mjs from another commit).
+        entry = [process.env.BENCH_API_BUNDLE];
+      } else if (process.env.BENCH_API_TSX !== "1") {
         execFileSync("npm", ["run", "--silent", "build"], { cwd: ROOT, stdio: "inherit" });
         entry = ["--enable-source-maps", "dist/api.mjs"];
       }
