@@ -61,7 +61,11 @@ export async function startWorkers(deps: WorkerDeps) {
         case "close-cycles":
           return closeDueCycles(deps.sql, catalog, now);
         case "resend-alerts": {
-          const ids = await undeliveredAlerts(deps.sql, new Date(now.getTime() - 30_000));
+          // Alerts of debits outside the metering path (refunds, disputes, HUSD reversals, cycle
+          // close, grant expiry) are enqueued only here, so the grace is short. Enqueuing again an
+          // alert whose job the API added moments ago is harmless: the job id dedupes while the
+          // job is kept, and delivery marks the row only once.
+          const ids = await undeliveredAlerts(deps.sql, new Date(now.getTime() - 5_000));
           await enqueueAlerts(queues, ids);
           return { resent: ids.length };
         }

@@ -100,4 +100,26 @@ describe("low-balance alerts", () => {
     expect((await t.call("POST", "/v1/admin/cycles/close", { key: TEST_ADMIN_KEY, body: { org_id: org.id } })).json.invoices_created).toBeGreaterThanOrEqual(1);
     expect(await alertsOf(org.id)).toEqual([{ kind: "invoice_settlement", balance: 7_000_000_000n }]);
   });
+
+  it("the worker posts a grant's expiry, and its alert reaches the queue and is delivered with nothing else enqueuing it", async () => {
+    const org = await t.createOrg();
+    const expiresAt = new Date(clock().getTime() + 60_000);
+    await t.grant(org.id, "9", `forever-w-${org.id}`);
+    await t.grant(org.id, "2", `soon-w-${org.id}`, { expires_at: expiresAt.toISOString() });
+    clock.set(new Date(expiresAt.getTime() + 1000));
+    // The worker's clock runs 20 times faster than real time from the test's, so the sweep's
+    // grace of 5 s passes in a quarter of a second.
+    const [from, realFrom] = [clock().getTime(), Date.now()];
+    const fast = () => new Date(from + (Date.now() - realFrom) * 20);
+    const workers = await startWorkers({ sql: db.sql, connection: redis, prefix, logger: pino({ level: "silent" }), clock: fast, config: t.config, maintenanceEveryMs: 200 });
+    try {
+      await waitFor(async () => (await db.sql`select 1 from balance_alerts where org_id = ${org.id} and delivered_at is not null`).length === 1, {
+        timeoutMs: 15_000,
+        what: "expiry alert delivered",
+      });
+    } finally {
+      await workers.close();
+    }
+    expect(await alertsOf(org.id)).toEqual([{ kind: "grant_expiry", balance: 9_000_000_000n }]);
+  });
 });
