@@ -37,21 +37,20 @@ const rows: Row[] = [];
     const r = JSON.parse(out.trim().split("\n").pop()!) as { ok: number; per_s: number; cpu_ms: number; p99_ms: number };
     return { per_s: r.per_s, server: (cpuMicros(server.pid!) - before) / r.ok, loadgen: (r.cpu_ms * 1000) / r.ok };
   };
-  await run(); // warm-up: JIT and connections
-  const r = await run();
-  rows.push({ what: `bare HTTP server, authorize+settle pairs, ${CONCURRENCY} users`, per_s: r.per_s, cpu_us: { server: r.server, loadgen: r.loadgen } });
-  await stopProcess(server);
+  try {
+    await run(); // warm-up: JIT and connections
+    const r = await run();
+    rows.push({ what: `bare HTTP server, authorize+settle pairs, ${CONCURRENCY} users`, per_s: r.per_s, cpu_us: { server: r.server, loadgen: r.loadgen } });
+  } finally {
+    await stopProcess(server);
+  }
 }
 
-// 2. PostgreSQL commits, one row each.
-const bench = await startBench("floor");
-const sql = createSql(bench.databaseUrl, { max: CONCURRENCY });
-await sql`create table floor_rows (id bigint generated always as identity primary key, org_id text not null, amount bigint not null)`;
-for (const connections of [1, CONCURRENCY]) {
-  const backends = async () => (await sql<{ pid: number }[]>`select pid from pg_stat_activity where datname = current_database()`).map((r) => r.pid);
+// 2. PostgreSQL commits, one row each, from `connections` connections at once.
+async function oneRowCommits(sql: ReturnType<typeof createSql>, connections: number): Promise<Row> {
   // Open the connections first, so that their backends are counted from the start.
   await Promise.all(Array.from({ length: connections }, () => sql`select 1`));
-  const pids = await backends();
+  const pids = (await sql<{ pid: number }[]>`select pid from pg_stat_activity where datname = current_database()`).map((r) => r.pid);
   const before = pids.reduce((a, p) => a + cpuMicros(p), 0);
   const deadline = performance.now() + SECONDS * 1000;
   let commits = 0;
@@ -66,10 +65,18 @@ for (const connections of [1, CONCURRENCY]) {
   );
   const seconds = (performance.now() - started) / 1000;
   const pg = (pids.reduce((a, p) => a + cpuMicros(p), 0) - before) / commits;
-  rows.push({ what: `PostgreSQL, 1-row commits, ${connections} connection${connections > 1 ? "s" : ""}`, per_s: commits / seconds, cpu_us: { pg } });
+  return { what: `PostgreSQL, 1-row commits, ${connections} connection${connections > 1 ? "s" : ""}`, per_s: commits / seconds, cpu_us: { pg } };
 }
-await sql.end();
-await bench.cleanup();
+
+const bench = await startBench("floor");
+const sql = createSql(bench.databaseUrl, { max: CONCURRENCY });
+try {
+  await sql`create table floor_rows (id bigint generated always as identity primary key, org_id text not null, amount bigint not null)`;
+  for (const connections of [1, CONCURRENCY]) rows.push(await oneRowCommits(sql, connections));
+} finally {
+  await sql.end();
+  await bench.cleanup();
+}
 
 console.log("\nwhat                                                 per second    CPU µs per unit");
 for (const r of rows) {

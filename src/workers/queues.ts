@@ -48,6 +48,18 @@ export async function enqueueAlerts(queues: Queues, alertIds: string[]): Promise
 }
 
 /**
+ * Re-sends alerts that PostgreSQL says are undelivered. A job that used up its attempts stays in
+ * the failed set under the alert's id, where adding it again does nothing: it is retried instead.
+ */
+export async function resendAlerts(queues: Queues, alertIds: string[]): Promise<void> {
+  for (const id of alertIds) {
+    const job = await queues.lowBalanceAlerts.getJob(id);
+    if (job && (await job.isFailed())) await job.retry("failed");
+  }
+  await enqueueAlerts(queues, alertIds);
+}
+
+/**
  * Asks a worker to decide these deposits. The job id is the deposit id and finished jobs are
  * removed, so while one is pending a re-enqueue is a no-op and afterwards it is a fresh look.
  */

@@ -12,7 +12,7 @@ import type { Clock } from "../clock.js";
 import type { Config } from "../config.js";
 import type { Sql } from "../db/client.js";
 import { deliverLowBalanceAlert, undeliveredAlerts } from "./processors/low-balance-alert.js";
-import { bullPrefix, createQueues, DepositJob, enqueueAlerts, enqueueDepositChecks, LowBalanceAlertJob, MaintenanceTasks, QueueNames, type MaintenanceTask } from "./queues.js";
+import { bullPrefix, createQueues, DepositJob, enqueueDepositChecks, LowBalanceAlertJob, MaintenanceTasks, QueueNames, resendAlerts, type MaintenanceTask } from "./queues.js";
 
 export type WorkerDeps = { sql: Sql; connection: ConnectionOptions; prefix: string; logger: Logger; clock: Clock; config: Config; maintenanceEveryMs?: number; chain?: ChainClient };
 
@@ -66,7 +66,7 @@ export async function startWorkers(deps: WorkerDeps) {
           // alert whose job the API added moments ago is harmless: the job id dedupes while the
           // job is kept, and delivery marks the row only once.
           const ids = await undeliveredAlerts(deps.sql, new Date(now.getTime() - 5_000));
-          await enqueueAlerts(queues, ids);
+          await resendAlerts(queues, ids);
           return { resent: ids.length };
         }
       }

@@ -15,14 +15,17 @@ describe("npm run api (bin/api.ts)", () => {
 
   async function servesAndStops(api: RunningProcess, port: number) {
     const base = `http://127.0.0.1:${port}`;
-    await waitFor(async () => (await fetch(`${base}/healthz`)).ok, { what: `api on ${port}: ${api.output()}` });
-    const org = await fetch(`${base}/v1/admin/orgs`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${TEST_ADMIN_KEY}`, "content-type": "application/json" },
-      body: JSON.stringify({ name: "Process Co" }),
-    });
-    expect(org.status).toBe(201);
-    await api.stop("SIGTERM");
+    try {
+      await waitFor(async () => (await fetch(`${base}/healthz`)).ok, { what: `api on ${port}: ${api.output()}` });
+      const org = await fetch(`${base}/v1/admin/orgs`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${TEST_ADMIN_KEY}`, "content-type": "application/json" },
+        body: JSON.stringify({ name: "Process Co" }),
+      });
+      expect(org.status).toBe(201);
+    } finally {
+      await api.stop("SIGTERM");
+    }
     expect(await api.exited).toBe(0);
     expect(api.output()).toContain('"msg":"api stopped"');
   }
@@ -37,8 +40,11 @@ describe("npm run api (bin/api.ts)", () => {
     const port = await freePort();
     await servesAndStops(startBuilt("api.mjs", { DATABASE_URL: db.url, PORT: String(port), ADMIN_API_KEY: TEST_ADMIN_KEY, LOG_LEVEL: "info" }), port);
     const worker = startBuilt("worker.mjs", { DATABASE_URL: db.url, REDIS_PREFIX: uniqueRedisPrefix("worker-built"), LOG_LEVEL: "info" });
-    await waitFor(() => worker.output().includes('"msg":"workers started"'), { what: `built worker up: ${worker.output()}` });
-    await worker.stop("SIGTERM");
+    try {
+      await waitFor(() => worker.output().includes('"msg":"workers started"'), { what: `built worker up: ${worker.output()}` });
+    } finally {
+      await worker.stop("SIGTERM");
+    }
     expect(await worker.exited).toBe(0);
   });
 

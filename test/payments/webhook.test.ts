@@ -314,6 +314,41 @@ describe("POST /v1/webhooks/processor: card top-ups", () => {
       expect(topup).toEqual({ state: "partially_reversed", reversed_nano_usd: 6n * USD });
     });
 
+    it("a refund made while a dispute held the payment stays refunded when the dispute is won", async () => {
+      const org = await toppedUp(3000);
+      const opened = dispute({ id: id("dp"), charge: org.ch, paymentIntent: org.pi, cents: 2000 });
+      expect((await t.deliver(t.event("charge.dispute.created", opened))).json.outcome).toBe("reversed"); // 30 → 10
+      const refund = await t.deliver(t.event("charge.refunded", charge({ id: org.ch, paymentIntent: org.pi, cents: 3000, refundedCents: 1500 })));
+      expect(refund.json.outcome).toBe("reversed"); // only 10 was left to take: 10 → 0
+      expect(await t.balanceNano(org.orgKey)).toBe(0n);
+      // Won: the dispute took 20, but 15 went back to the card, so the org keeps 30 - 15 = 15, not 20.
+      expect((await t.deliver(t.event("charge.dispute.closed", { ...opened, status: "won" }))).json.outcome).toBe("reinstated");
+      expect(await t.balanceNano(org.orgKey)).toBe(15n * USD);
+      const [topup] = await db.sql`select state, reversed_nano_usd, refunded_minor from card_topups where payment_id = ${org.pi}`;
+      expect(topup).toEqual({ state: "partially_reversed", reversed_nano_usd: 15n * USD, refunded_minor: 1500n });
+      expect(await checkLedger(db.sql)).toEqual({ unbalancedTransactions: [], balanceMismatches: [] });
+    });
+
+    it("a dispute whose state row is missing (opened before card_disputes existed) is given back from its ledger reversal", async () => {
+      const org = await toppedUp(1200);
+      const opened = dispute({ id: id("dp"), charge: org.ch, paymentIntent: org.pi, cents: 1200 });
+      await t.deliver(t.event("charge.dispute.created", opened));
+      await db.sql`delete from card_disputes where dispute_id = ${opened.id}`;
+      expect((await t.deliver(t.event("charge.dispute.closed", { ...opened, status: "won" }))).json.outcome).toBe("reinstated");
+      expect(await t.balanceNano(org.orgKey)).toBe(12n * USD);
+    });
+
+    it("a closing status we do not know leaves the dispute open; money that comes back is given back even after a recorded loss", async () => {
+      const org = await toppedUp(1000);
+      const opened = dispute({ id: id("dp"), charge: org.ch, paymentIntent: org.pi, cents: 1000 });
+      await t.deliver(t.event("charge.dispute.created", opened));
+      expect((await t.deliver(t.event("charge.dispute.closed", { ...opened, status: "under_review" }))).json.outcome).toBe("ignored");
+      expect((await t.deliver(t.event("charge.dispute.closed", { ...opened, status: "lost" }))).json.outcome).toBe("dispute_lost");
+      expect(await t.balanceNano(org.orgKey)).toBe(0n);
+      expect((await t.deliver(t.event("charge.dispute.funds_reinstated", opened))).json.outcome).toBe("reinstated");
+      expect(await t.balanceNano(org.orgKey)).toBe(10n * USD);
+    });
+
     it("a dispute and its win that both overtake the payment are applied, in order, when it is credited", async () => {
       const org = await t.linkedOrg();
       const pi = id("pi");

@@ -1,8 +1,9 @@
+import { Worker } from "bullmq";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expireGrants } from "../../src/billing/grants.js";
 import { deliverLowBalanceAlert } from "../../src/workers/processors/low-balance-alert.js";
-import { createQueues, enqueueAlerts, type Queues } from "../../src/workers/queues.js";
+import { createQueues, enqueueAlerts, QueueNames, type Queues } from "../../src/workers/queues.js";
 import { startWorkers } from "../../src/workers/start-workers.js";
 import { createTestApp, manualClock, TEST_ADMIN_KEY, type TestApp } from "../support/app.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
@@ -121,5 +122,31 @@ describe("low-balance alerts", () => {
       await workers.close();
     }
     expect(await alertsOf(org.id)).toEqual([{ kind: "grant_expiry", balance: 9_000_000_000n }]);
+  });
+
+  it("an alert whose job used up its attempts is retried by the sweep, not left in the failed set", async () => {
+    const org = await t.createOrg();
+    await t.grant(org.id, "10.01");
+    await spend(org, 200); // crosses: the alert's job is enqueued right after the commit
+    const [alert] = await db.sql<{ id: string }[]>`select id from balance_alerts where org_id = ${org.id}`;
+    // Its job fails for good (say the alert pipeline was down): one attempt, a processor that throws.
+    const job = await queues.lowBalanceAlerts.getJob(alert!.id);
+    await job!.remove();
+    await queues.lowBalanceAlerts.add("deliver", { alert_id: alert!.id }, { jobId: alert!.id, attempts: 1 });
+    const broken = new Worker(QueueNames.lowBalanceAlerts, async () => { throw new Error("alert pipeline down"); }, { connection: redis, prefix: `{${prefix}}` });
+    await waitFor(async () => (await (await queues.lowBalanceAlerts.getJob(alert!.id))!.isFailed()), { what: "job failed" });
+    await broken.close();
+
+    const [from, realFrom] = [clock().getTime(), Date.now()];
+    const fast = () => new Date(from + (Date.now() - realFrom) * 20);
+    const workers = await startWorkers({ sql: db.sql, connection: redis, prefix, logger: pino({ level: "silent" }), clock: fast, config: t.config, maintenanceEveryMs: 200 });
+    try {
+      await waitFor(async () => (await db.sql`select delivered_at from balance_alerts where id = ${alert!.id}`)[0]!.delivered_at !== null, {
+        timeoutMs: 15_000,
+        what: "failed alert delivered on retry",
+      });
+    } finally {
+      await workers.close();
+    }
   });
 });

@@ -90,7 +90,14 @@ export async function creditCardTopup(tx: TransactionSql, logger: Logger, input:
 export type Reversal =
   | { kind: "refund"; chargeId: string; paymentId: string | null; amountRefundedMinor: bigint; currency: string }
   | { kind: "dispute"; disputeId: string; chargeId: string; paymentId: string | null; amountMinor: bigint; currency: string }
-  | { kind: "dispute_closed"; disputeId: string; chargeId: string; paymentId: string | null; won: boolean; currency: string };
+  | { kind: "dispute_closed"; disputeId: string; chargeId: string; paymentId: string | null; ending: DisputeEnding; currency: string };
+
+/**
+ * How a dispute ended, as the processor tells it: `charge.dispute.closed` with status `won` (or
+ * `warning_closed`: an inquiry that never became a chargeback) or `lost`, or
+ * `charge.dispute.funds_reinstated`: the money came back to us, whatever was said before.
+ */
+export type DisputeEnding = "won" | "lost" | "funds_reinstated";
 
 export type ReversalOutcome =
   | "reversed"
@@ -179,11 +186,13 @@ export async function reverseCardTopup(tx: TransactionSql, logger: Logger, r: Re
 }
 
 /**
- * The end of a dispute. Lost: what it took stays taken. Won (or an inquiry closed without a
- * chargeback): the processor returns the money to us, so the org gets back what the dispute took,
- * as a `card_topup` keyed by the dispute, once however many events say so. A dispute won before
- * it was seen open is recorded as won, so that its late `created` event takes nothing. The
- * first ending recorded is final: a contradicting later event is logged and changes nothing.
+ * The end of a dispute. Lost: what it took stays taken. Won: the processor returns the money to
+ * us, so the org gets back what the dispute took, as a `card_topup` keyed by the dispute, once
+ * however many events say so; never so much that the payment would keep less reversed than was
+ * refunded to the card (a refund made while the dispute held everything took nothing then).
+ * A dispute won before it was seen open is recorded as won, so that its late `created` event takes
+ * nothing. A `closed` event that contradicts the recorded ending is logged and changes nothing;
+ * `funds_reinstated` is money actually returned, so it gives back even after a recorded loss.
  */
 async function closeDispute(
   tx: TransactionSql,
@@ -194,14 +203,20 @@ async function closeDispute(
   now: Date,
 ): Promise<{ outcome: ReversalOutcome; orgId: string }> {
   const orgId = topup.org_id;
-  const [dispute] = await tx<DisputeRow[]>`
+  const [row] = await tx<DisputeRow[]>`
     select status, reversed_nano_usd, reinstated_nano_usd from card_disputes where dispute_id = ${r.disputeId} for update`;
-  const status = r.won ? "won" : "lost";
-  if (dispute && dispute.status !== "open" && dispute.status !== status) {
-    logger.error({ org_id: orgId, payment_id: topup.payment_id, recorded: dispute.status, event: status }, "card dispute already ended otherwise: event ignored");
-    return { outcome: dispute.status === "won" ? "dispute_won" : "dispute_lost", orgId };
+  const status = r.ending === "lost" ? "lost" : "won";
+  if (row && row.status !== "open" && row.status !== status && r.ending !== "funds_reinstated") {
+    logger.error({ org_id: orgId, payment_id: topup.payment_id, recorded: row.status, event: status }, "card dispute already ended otherwise: event ignored");
+    return { outcome: row.status === "won" ? "dispute_won" : "dispute_lost", orgId };
   }
-  const owed = r.won && dispute ? dispute.reversed_nano_usd - dispute.reinstated_nano_usd : 0n;
+  // What the dispute took: its row, or for a dispute opened before card_disputes existed, its reversal in the ledger.
+  const taken = row ? row.reversed_nano_usd : await disputeReversalAmount(tx, orgId, r.disputeId);
+  const given = row?.reinstated_nano_usd ?? 0n;
+  let owed = status === "won" ? taken - given : 0n;
+  const refunded = centsToNanoUsd(topup.refunded_minor);
+  const keptForRefunds = topup.reversed_nano_usd - (refunded < credited ? refunded : credited);
+  if (owed > keptForRefunds) owed = keptForRefunds > 0n ? keptForRefunds : 0n;
   let reinstated = 0n;
   if (owed > 0n) {
     const posted = await postTransaction(tx, {
@@ -219,15 +234,24 @@ async function closeDispute(
     if (posted.created) reinstated = owed;
   }
   await tx`
-    insert into card_disputes (dispute_id, payment_id, org_id, status, created_at, updated_at)
-    values (${r.disputeId}, ${topup.payment_id}, ${orgId}, ${status}, ${now}, ${now})
+    insert into card_disputes (dispute_id, payment_id, org_id, status, reversed_nano_usd, reinstated_nano_usd, created_at, updated_at)
+    values (${r.disputeId}, ${topup.payment_id}, ${orgId}, ${status}, ${taken.toString()}, ${reinstated.toString()}, ${now}, ${now})
     on conflict (dispute_id) do update set status = excluded.status, updated_at = excluded.updated_at,
-      reinstated_nano_usd = card_disputes.reinstated_nano_usd + ${reinstated.toString()}`;
+      reinstated_nano_usd = card_disputes.reinstated_nano_usd + excluded.reinstated_nano_usd`;
   if (reinstated > 0n) {
     const total = topup.reversed_nano_usd - reinstated;
     await tx`
       update card_topups set reversed_nano_usd = ${total.toString()}, state = ${topupState(total, credited)}, updated_at = ${now}
       where payment_id = ${topup.payment_id}`;
   }
-  return { outcome: reinstated > 0n ? "reinstated" : r.won ? "dispute_won" : "dispute_lost", orgId };
+  return { outcome: reinstated > 0n ? "reinstated" : status === "won" ? "dispute_won" : "dispute_lost", orgId };
+}
+
+/** What the `reversal` of this dispute took from the org's credits (0 if it took nothing). */
+async function disputeReversalAmount(tx: TransactionSql, orgId: string, disputeId: string): Promise<bigint> {
+  const [row] = await tx<{ taken: string }[]>`
+    select coalesce(-sum(e.amount), 0)::text as taken from ledger_transactions t
+    join ledger_entries e on e.transaction_id = t.id and e.account_id = ${orgCreditsAccount(orgId)}
+    where t.kind = 'reversal' and t.idempotency_key = ${`card-dispute:${disputeId}`}`;
+  return BigInt(row!.taken);
 }

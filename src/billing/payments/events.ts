@@ -3,7 +3,7 @@ import type { z } from "zod";
 import type { Sql, TransactionSql } from "../../db/client.js";
 import { withTransaction } from "../../db/transaction.js";
 import { BillingError } from "../../errors.js";
-import { creditCardTopup, reverseCardTopup, type CreditOutcome, type Reversal, type ReversalOutcome } from "./card-topups.js";
+import { creditCardTopup, reverseCardTopup, type CreditOutcome, type DisputeEnding, type Reversal, type ReversalOutcome } from "./card-topups.js";
 import { lockCustomer, type LockedCustomer } from "./customers.js";
 import { Charge, Customer, Dispute, PaymentIntent, PaymentMethod, PreviousCustomer, type ProcessorEvent } from "./objects.js";
 import { detachCard, orgOfCard, saveCard, setDefaultCard } from "./payment-methods.js";
@@ -98,11 +98,13 @@ async function dispatch(tx: TransactionSql, logger: Logger, event: ProcessorEven
     case "charge.dispute.closed":
     case "charge.dispute.funds_reinstated": {
       const dp = parseObject(Dispute, event, logger);
-      // Funds come back to us when a dispute is won; an inquiry ("warning_") that closes never
-      // became a chargeback. Either way the org keeps its top-up.
-      const won = event.type === "charge.dispute.funds_reinstated" || dp.status === "won" || dp.status === "warning_closed";
+      const ending = disputeEnding(event.type, dp.status);
+      if (!ending) {
+        logger.warn({ event_id: event.id, dispute_status: dp.status ?? null }, "card dispute closed with a status we do not know: left open");
+        return { outcome: "ignored" };
+      }
       return reverseOrAwait(tx, logger, {
-        kind: "dispute_closed", disputeId: dp.id, chargeId: dp.charge, paymentId: dp.payment_intent ?? null, won, currency: dp.currency,
+        kind: "dispute_closed", disputeId: dp.id, chargeId: dp.charge, paymentId: dp.payment_intent ?? null, ending, currency: dp.currency,
       }, now);
     }
     case "payment_method.attached":
@@ -135,6 +137,17 @@ async function dispatch(tx: TransactionSql, logger: Logger, event: ProcessorEven
       // Subscribed to more than we handle, or a new type: acknowledged so it is not retried.
       return { outcome: "ignored" };
   }
+}
+
+/**
+ * A won dispute, or an inquiry ("warning_…") that closed without becoming a chargeback, leaves
+ * the org its top-up; a lost one does not. Any other status is not an ending we can act on.
+ */
+function disputeEnding(type: string, status: string | undefined): DisputeEnding | null {
+  if (type === "charge.dispute.funds_reinstated") return "funds_reinstated";
+  if (status === "won" || status === "warning_closed") return "won";
+  if (status === "lost") return "lost";
+  return null;
 }
 
 /**
@@ -207,7 +220,7 @@ function reversalToJson(r: Reversal): Record<string, string> {
     case "dispute":
       return { ...common, dispute_id: r.disputeId, amount_minor: r.amountMinor.toString() };
     case "dispute_closed":
-      return { ...common, dispute_id: r.disputeId, won: String(r.won) };
+      return { ...common, dispute_id: r.disputeId, ending: r.ending };
   }
 }
 
@@ -217,8 +230,11 @@ function reversalFromJson(d: Record<string, string>): Reversal {
     case "refund":
       return { kind: "refund", ...common, amountRefundedMinor: BigInt(d.amount_refunded_minor!) };
     case "dispute_closed":
-      return { kind: "dispute_closed", ...common, disputeId: d.dispute_id!, won: d.won === "true" };
-    default:
+      return { kind: "dispute_closed", ...common, disputeId: d.dispute_id!, ending: d.ending as DisputeEnding };
+    case "dispute":
       return { kind: "dispute", ...common, disputeId: d.dispute_id!, amountMinor: BigInt(d.amount_minor!) };
+    default:
+      // Written by a newer version of this code: fail (and roll back) rather than guess.
+      throw new Error(`awaiting processor event of unknown kind ${d.kind}`);
   }
 }
