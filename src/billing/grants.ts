@@ -135,7 +135,7 @@ export async function expireGrants(sql: Sql, now: Date, limit = 500): Promise<nu
       const available = expirableAmount(account!.balance, account!.held);
       const take = unused < available ? unused : available;
       if (take > 0n) {
-        const lowBalance = await watchLowBalance(tx, grant.org_id, now, { ledger: true });
+        const lowBalance = await watchLowBalance(tx, grant.org_id, now);
         const posted = await postTransaction(tx, {
           kind: "grant_expiry",
           orgId: grant.org_id,

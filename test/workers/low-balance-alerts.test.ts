@@ -92,6 +92,24 @@ describe("low-balance alerts", () => {
     expect(await alertsOf(org.id)).toEqual([{ kind: "grant_expiry", balance: 8_999_000_000n }]);
   });
 
+  it("usage between a grant's expiry and its posting: still exactly one alert per drop below the threshold", async () => {
+    const expiresAt = new Date(clock().getTime() + 60_000);
+    // Expiry does not cross (20 → 12 as the org is shown), the usage after it does (→ 9): one alert, at the posting.
+    const a = await t.createOrg();
+    await t.grant(a.id, "12", `forever-a-${a.id}`);
+    await t.grant(a.id, "8", `soon-a-${a.id}`, { expires_at: expiresAt.toISOString() });
+    // Expiry crosses (15 → 9 as the org is shown), the usage after it goes further (→ 3): one alert, with the usage.
+    const b = await t.createOrg();
+    await t.grant(b.id, "9", `forever-b-${b.id}`);
+    await t.grant(b.id, "6", `soon-b-${b.id}`, { expires_at: expiresAt.toISOString() });
+    clock.set(new Date(expiresAt.getTime() + 1000));
+    await spend(a, 30_000); // $3
+    await spend(b, 60_000); // $6
+    expect(await expireGrants(db.sql, clock())).toBeGreaterThanOrEqual(2);
+    expect(await alertsOf(a.id)).toEqual([{ kind: "grant_expiry", balance: 9_000_000_000n }]);
+    expect(await alertsOf(b.id)).toEqual([{ kind: "usage", balance: 9_000_000_000n }]);
+  });
+
   it("charges settled from credits at cycle close raise one alert when they cross the threshold", async () => {
     const org = await t.createOrg();
     await t.grant(org.id, "15");
