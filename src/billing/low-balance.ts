@@ -11,8 +11,8 @@ export type LowBalanceCheck = (debitTransactionId: string | null) => Promise<str
  * crossing is a fact of the transaction that debits: call this before the debit, in its
  * transaction, and the returned check after it. It locks the organization (its credits account,
  * as every money decision does), notes the balance, and the check reads it again and writes one
- * `balance_alerts` row if it went from at or above the threshold to below it. The worker's sweep
- * of undelivered alerts enqueues its job.
+ * `balance_alerts` row if it went from at or above the threshold to below it. Its commit notifies
+ * the workers, which enqueue the delivery (migration 0013).
  *
  * The balance judged is the ledger's (credits + held as posted), as metering_batch judges it
  * (migration 0012): it changes only by transactions, each under this lock, so every crossing

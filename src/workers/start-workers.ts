@@ -12,7 +12,7 @@ import type { Clock } from "../clock.js";
 import type { Config } from "../config.js";
 import type { Sql } from "../db/client.js";
 import { deliverLowBalanceAlert, undeliveredAlerts } from "./processors/low-balance-alert.js";
-import { bullPrefix, createQueues, DepositJob, enqueueDepositChecks, LowBalanceAlertJob, MaintenanceTasks, QueueNames, resendAlerts, type MaintenanceTask } from "./queues.js";
+import { bullPrefix, createQueues, DepositJob, enqueueAlerts, enqueueDepositChecks, LowBalanceAlertJob, MaintenanceTasks, QueueNames, resendAlerts, type MaintenanceTask } from "./queues.js";
 
 export type WorkerDeps = { sql: Sql; connection: ConnectionOptions; prefix: string; logger: Logger; clock: Clock; config: Config; maintenanceEveryMs?: number; chain?: ChainClient };
 
@@ -61,10 +61,9 @@ export async function startWorkers(deps: WorkerDeps) {
         case "close-cycles":
           return closeDueCycles(deps.sql, catalog, now);
         case "resend-alerts": {
-          // Alerts of debits outside the metering path (refunds, disputes, HUSD reversals, cycle
-          // close, grant expiry) are enqueued only here, so the grace is short. Enqueuing again an
-          // alert whose job the API added moments ago is harmless: the job id dedupes while the
-          // job is kept, and delivery marks the row only once.
+          // Alerts whose commit notice nobody heard (no worker listening then, Redis down). The
+          // grace is short: enqueuing again an alert whose job was added moments ago is harmless,
+          // as the job id dedupes while the job is kept and delivery marks the row only once.
           const ids = await undeliveredAlerts(deps.sql, new Date(now.getTime() - 5_000));
           await resendAlerts(queues, ids);
           return { resent: ids.length };
@@ -86,11 +85,18 @@ export async function startWorkers(deps: WorkerDeps) {
     w.on("failed", (job, err) => deps.logger.error({ queue: w.name, job_id: job?.id, err }, "job failed"));
     w.on("error", (err) => deps.logger.error({ queue: w.name, err }, "worker error"));
   }
+  // Every new low-balance alert, as its transaction commits (migration 0013): its delivery is
+  // enqueued at once instead of at the next sweep. The job id is the alert id, so the API's own
+  // enqueue of usage alerts and this one make one job.
+  const alertNotices = await deps.sql.listen("balance_alerts", (alertId) => {
+    enqueueAlerts(queues, [alertId]).catch((err: unknown) => deps.logger.warn({ err, alert_id: alertId }, "could not enqueue a low-balance alert; the sweep will"));
+  });
   deps.logger.info({ queues: Object.values(QueueNames) }, "workers started");
 
   return {
     queues,
     async close() {
+      await alertNotices.unlisten();
       await Promise.all([alerts.close(), deposits.close(), maintenance.close()]);
       await queues.close();
     },

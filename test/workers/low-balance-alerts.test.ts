@@ -167,4 +167,24 @@ describe("low-balance alerts", () => {
       await workers.close();
     }
   });
+
+  it("an alert from any path is enqueued as its transaction commits, before any sweep could find it", async () => {
+    // The workers' clock stands still: the sweep's 5 s of grace never pass, so only the
+    // notification sent at commit (migration 0013) can get this alert delivered.
+    const workers = await startWorkers({ sql: db.sql, connection: redis, prefix, logger: pino({ level: "silent" }), clock: () => clock(), config: t.config, maintenanceEveryMs: 60_000 });
+    try {
+      const org = await t.createOrg();
+      await t.grant(org.id, "15");
+      const charge = { key: TEST_ADMIN_KEY, headers: { "idempotency-key": `notify-${org.id}` }, body: { amount: "8.00", description: "Support plan" } };
+      expect((await t.call("POST", `/v1/admin/orgs/${org.id}/adjustments`, charge)).status).toBe(201);
+      clock.set(new Date(clock().getTime() + 40 * 24 * 3600 * 1000));
+      await t.call("POST", "/v1/admin/cycles/close", { key: TEST_ADMIN_KEY, body: { org_id: org.id } });
+      await waitFor(async () => (await db.sql`select 1 from balance_alerts where org_id = ${org.id} and delivered_at is not null`).length === 1, {
+        timeoutMs: 10_000,
+        what: "alert delivered on commit",
+      });
+    } finally {
+      await workers.close();
+    }
+  });
 });
