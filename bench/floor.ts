@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import { createSql } from "../src/db/client.js";
-import { cpuMicros, freePort, startBench, stopProcess } from "./support.js";
+import { cpuMicros, freePort, runLoadGenerator, startBench, stopProcess } from "./support.js";
 
 /**
  * npm run bench:floor — what this machine does before any billing logic, to read the metering
@@ -27,14 +27,7 @@ const rows: Row[] = [];
   });
   const run = async () => {
     const before = cpuMicros(server.pid!);
-    const args = { base: `http://127.0.0.1:${port}`, key: "none", mode: "pairs", orgs: ["floor"], seconds: SECONDS, concurrency: CONCURRENCY, batch: 1, tag: "floor" };
-    const out = await new Promise<string>((resolve, reject) => {
-      const child = spawn(process.execPath, ["--import", "tsx", "bench/load-generator.ts", JSON.stringify(args)], { stdio: ["ignore", "pipe", "inherit"] });
-      let text = "";
-      child.stdout.on("data", (d) => (text += String(d)));
-      child.on("exit", (code) => (code === 0 ? resolve(text) : reject(new Error(`load generator exited ${code}`))));
-    });
-    const r = JSON.parse(out.trim().split("\n").pop()!) as { ok: number; per_s: number; cpu_ms: number; p99_ms: number };
+    const r = await runLoadGenerator({ base: `http://127.0.0.1:${port}`, key: "none", mode: "pairs", orgs: ["floor"], seconds: SECONDS, concurrency: CONCURRENCY, batch: 1, tag: "floor" });
     return { per_s: r.per_s, server: (cpuMicros(server.pid!) - before) / r.ok, loadgen: (r.cpu_ms * 1000) / r.ok };
   };
   try {

@@ -1,4 +1,3 @@
-import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { createApiKey } from "../src/billing/api-keys.js";
 import { loadCatalog, readCatalogFile } from "../src/billing/catalog.js";
@@ -6,7 +5,7 @@ import { grantCredits } from "../src/billing/grants.js";
 import { createOrganization } from "../src/billing/organizations.js";
 import { createSql } from "../src/db/client.js";
 import { migrate } from "../src/db/migrate.js";
-import { cpuMicros, startBench, stopProcess } from "./support.js";
+import { cpuMicros, runLoadGenerator, startBench, stopProcess } from "./support.js";
 
 /**
  * npm run bench:metering — the API as its own process against the real PostgreSQL and Redis,
@@ -79,36 +78,25 @@ async function ourTicks(): Promise<{ api: number; pg: number; pgPids: number[] }
   return { api: cpuMicros(api.pid), pg: pgPids.reduce((a, p) => a + cpuMicros(p), 0), pgPids };
 }
 
-function load(mode: "pairs" | "ingest", orgs: string[], concurrency: number, batch = 1, tag: string = mode): Promise<LoadResult> {
-  return new Promise((resolve, reject) => {
-    const args = JSON.stringify({ base: api.base, key: gateway.key, mode, orgs, seconds: SECONDS, concurrency, batch, tag: `${tag}-${Date.now()}` });
-    loadRssMb = 0;
-    void ourTicks().then((before) => {
-      const machineBefore = machineTicks();
-      const child = spawn(process.execPath, ["--import", "tsx", "bench/load-generator.ts", args], { stdio: ["ignore", "pipe", "inherit"] });
-      let out = "";
-      child.stdout.on("data", (d) => (out += String(d)));
-      child.on("exit", (code) => {
-        if (code !== 0) return reject(new Error(`load generator exited ${code}`));
-        const r = JSON.parse(out.trim().split("\n").pop()!) as LoadResult & { events: number; cpu_ms: number; seconds: number };
-        void ourTicks().then((after) => {
-          const machine = machineTicks();
-          // Backends that left during the load count with what they used before leaving: not at all.
-          const units = mode === "pairs" ? r.ok : r.events;
-          const api = (after.api - before.api) / units;
-          const pg = (after.pg - before.pg) / units;
-          const ours = after.api - before.api + after.pg - before.pg + r.cpu_ms * 1000;
-          const busyUs = ((machine.busy - machineBefore.busy) * TICK_US);
-          const wallUs = ((machine.total - machineBefore.total) * TICK_US) / 2; // 2 cores
-          resolve({
-            ...r,
-            cpu_us: { api, pg, loadgen: (r.cpu_ms * 1000) / units, other_busy_pct: Math.max(0, (100 * (busyUs - ours)) / wallUs) },
-            rss_mb: loadRssMb,
-          });
-        }, reject);
-      });
-    }, reject);
-  });
+async function load(mode: "pairs" | "ingest", orgs: string[], concurrency: number, batch = 1, tag: string = mode): Promise<LoadResult> {
+  loadRssMb = 0;
+  const before = await ourTicks();
+  const machineBefore = machineTicks();
+  const r = await runLoadGenerator({ base: api.base, key: gateway.key, mode, orgs, seconds: SECONDS, concurrency, batch, tag: `${tag}-${Date.now()}` });
+  const after = await ourTicks();
+  const machine = machineTicks();
+  // Backends that left during the load count with what they used before leaving: not at all.
+  const units = mode === "pairs" ? r.ok : r.events;
+  const apiUs = (after.api - before.api) / units;
+  const pg = (after.pg - before.pg) / units;
+  const ours = after.api - before.api + after.pg - before.pg + r.cpu_ms * 1000;
+  const busyUs = (machine.busy - machineBefore.busy) * TICK_US;
+  const wallUs = ((machine.total - machineBefore.total) * TICK_US) / 2; // 2 cores
+  return {
+    ...r,
+    cpu_us: { api: apiUs, pg, loadgen: (r.cpu_ms * 1000) / units, other_busy_pct: Math.max(0, (100 * (busyUs - ours)) / wallUs) },
+    rss_mb: loadRssMb,
+  };
 }
 
 const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 32);

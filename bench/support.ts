@@ -87,3 +87,16 @@ export function cpuMicros(pid: number): number {
     return 0;
   }
 }
+
+/** What bench/load-generator.ts prints last: counts, latencies and its own CPU time. */
+export type LoadGeneratorResult = { mode: string; seconds: number; ok: number; failed: number; events: number; requests: number; per_s: number; p50_ms: number; p99_ms: number; cpu_ms: number };
+
+/** Runs the load generator as its own process (its CPU is not the system under test's) and returns its result line. */
+export function runLoadGenerator(args: { base: string; key: string; mode: "pairs" | "ingest"; orgs: string[]; seconds: number; concurrency: number; batch: number; tag: string }): Promise<LoadGeneratorResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ["--import", "tsx", "bench/load-generator.ts", JSON.stringify(args)], { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"] });
+    let out = "";
+    child.stdout.on("data", (d) => (out += String(d)));
+    child.on("exit", (code) => (code === 0 ? resolve(JSON.parse(out.trim().split("\n").pop()!) as LoadGeneratorResult) : reject(new Error(`load generator exited ${code}`))));
+  });
+}

@@ -65,7 +65,7 @@ export async function closeCycle(sql: Sql, catalog: Catalog, orgId: string, peri
     const [existing] = await tx<InvoiceRow[]>`select * from invoices where org_id = ${orgId} and period_start = ${period.start}`;
     if (existing) return { invoice: toInvoice(existing), created: false };
     // Judged over the whole close: a plan paid from credits, then the next cycle's included credits.
-    const lowBalance = await watchLowBalance(tx, orgId, now);
+    const lowBalance = await watchLowBalance(tx, orgId, now, org);
     const [later] = await tx`select number from invoices where org_id = ${orgId} and period_start > ${period.start} limit 1`;
     if (later) throw new BillingError("conflict", `a later cycle is already invoiced (${later.number}); cycles close in order`);
 

@@ -1,9 +1,9 @@
 import type { TransactionSql } from "../db/client.js";
 import { newId } from "../ids.js";
-import { lockOrgs } from "./org-locks.js";
+import { lockOrgs, type LockedOrg } from "./org-locks.js";
 
-/** Writes the alert for a debit, if it crossed the threshold; returns the alert's id. */
-export type LowBalanceCheck = (debitTransactionId: string | null) => Promise<string | null>;
+/** Writes the alert for a debit, if it crossed the threshold. */
+export type LowBalanceCheck = (debitTransactionId: string | null) => Promise<void>;
 
 /**
  * Low-balance alerts for the debits outside the metering hot path: card refunds and disputes,
@@ -18,21 +18,20 @@ export type LowBalanceCheck = (debitTransactionId: string | null) => Promise<str
  * (migration 0012): it changes only by transactions, each under this lock, so every crossing
  * belongs to exactly one transaction. A drop caused by a grant's expiry is told when the
  * expiry is posted, seconds after the balance the org is shown stopped counting the grant.
+ *
+ * `locked`: the organization as the caller already locked and read it in this transaction.
  */
-export async function watchLowBalance(tx: TransactionSql, orgId: string, now: Date): Promise<LowBalanceCheck> {
-  const read = async () => {
-    const org = (await lockOrgs(tx, [orgId], now)).get(orgId);
-    return org && { balance: org.credits + org.held, threshold: org.threshold };
-  };
-  const before = await read();
-  if (!before) return async () => null;
+export async function watchLowBalance(tx: TransactionSql, orgId: string, now: Date, locked?: LockedOrg): Promise<LowBalanceCheck> {
+  const read = async () => (await lockOrgs(tx, [orgId], now)).get(orgId);
+  const before = locked ?? (await read());
+  if (!before) return async () => {};
+  const beforeBalance = before.credits + before.held;
   return async (debitTransactionId) => {
-    if (!debitTransactionId) return null;
-    const { balance, threshold } = (await read())!;
-    if (!(before.balance >= threshold && balance < threshold)) return null;
-    const id = newId("alert");
+    if (!debitTransactionId) return;
+    const after = (await read())!;
+    const balance = after.credits + after.held;
+    if (!(beforeBalance >= after.threshold && balance < after.threshold)) return;
     await tx`insert into balance_alerts (id, org_id, balance, threshold, transaction_id, created_at)
-             values (${id}, ${orgId}, ${balance.toString()}, ${threshold.toString()}, ${debitTransactionId}, ${now})`;
-    return id;
+             values (${newId("alert")}, ${orgId}, ${balance.toString()}, ${after.threshold.toString()}, ${debitTransactionId}, ${now})`;
   };
 }

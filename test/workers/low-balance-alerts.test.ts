@@ -74,6 +74,13 @@ describe("low-balance alerts", () => {
     expect(await deliverLowBalanceAlert(deps, "alert_unknown")).toBe("unknown");
   });
 
+  /** Workers whose clock runs 20 times faster than real time from the test's: the sweep's 5 s of grace pass in a quarter of a second. */
+  const startFastWorkers = () => {
+    const [from, realFrom] = [clock().getTime(), Date.now()];
+    const fast = () => new Date(from + (Date.now() - realFrom) * 20);
+    return startWorkers({ sql: db.sql, connection: redis, prefix, logger: pino({ level: "silent" }), clock: fast, config: t.config, maintenanceEveryMs: 200 });
+  };
+
   const alertsOf = (orgId: string) =>
     db.sql<{ kind: string; balance: bigint }[]>`
       select t.kind, a.balance from balance_alerts a join ledger_transactions t on t.id = a.transaction_id
@@ -126,11 +133,7 @@ describe("low-balance alerts", () => {
     await t.grant(org.id, "9", `forever-w-${org.id}`);
     await t.grant(org.id, "2", `soon-w-${org.id}`, { expires_at: expiresAt.toISOString() });
     clock.set(new Date(expiresAt.getTime() + 1000));
-    // The worker's clock runs 20 times faster than real time from the test's, so the sweep's
-    // grace of 5 s passes in a quarter of a second.
-    const [from, realFrom] = [clock().getTime(), Date.now()];
-    const fast = () => new Date(from + (Date.now() - realFrom) * 20);
-    const workers = await startWorkers({ sql: db.sql, connection: redis, prefix, logger: pino({ level: "silent" }), clock: fast, config: t.config, maintenanceEveryMs: 200 });
+    const workers = await startFastWorkers();
     try {
       await waitFor(async () => (await db.sql`select 1 from balance_alerts where org_id = ${org.id} and delivered_at is not null`).length === 1, {
         timeoutMs: 15_000,
@@ -155,9 +158,7 @@ describe("low-balance alerts", () => {
     await waitFor(async () => (await (await queues.lowBalanceAlerts.getJob(alert!.id))!.isFailed()), { what: "job failed" });
     await broken.close();
 
-    const [from, realFrom] = [clock().getTime(), Date.now()];
-    const fast = () => new Date(from + (Date.now() - realFrom) * 20);
-    const workers = await startWorkers({ sql: db.sql, connection: redis, prefix, logger: pino({ level: "silent" }), clock: fast, config: t.config, maintenanceEveryMs: 200 });
+    const workers = await startFastWorkers();
     try {
       await waitFor(async () => (await db.sql`select delivered_at from balance_alerts where id = ${alert!.id}`)[0]!.delivered_at !== null, {
         timeoutMs: 15_000,
