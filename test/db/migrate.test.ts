@@ -2,7 +2,7 @@ import { mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { migrate, readMigrations } from "../../src/db/migrate.js";
+import { migrate, readFunctions, readMigrations } from "../../src/db/migrate.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 
 describe("migrations", () => {
@@ -56,5 +56,25 @@ describe("migrations", () => {
     await writeFile(join(dir, "9201_race.sql"), "create table race (id int);");
     const results = await Promise.all([migrate(db.sql, { dir }), migrate(db.sql, { dir }), migrate(db.sql, { dir })]);
     expect(results.flat()).toEqual(["9201_race"]);
+  });
+
+  it("the template has every repeatable file applied, with its checksum", async () => {
+    const files = await readFunctions();
+    const rows = await db.sql<{ name: string; checksum: string }[]>`select name, checksum from billing.schema_functions order by name`;
+    expect(rows).toEqual(files.map((f) => ({ name: f.version, checksum: f.checksum })));
+  });
+
+  it("re-applies a repeatable file when, and only when, its text changes", async () => {
+    const functionsDir = await mkdtemp(join(tmpdir(), "functions-"));
+    for (const f of await readFunctions()) await writeFile(join(functionsDir, `${f.version}.sql`), f.sql);
+    const answer = (n: number) => `create or replace function zz_answer() returns int language sql as $$ select ${n} $$;`;
+    await writeFile(join(functionsDir, "zz_answer.sql"), answer(1));
+    expect(await migrate(db.sql, { functionsDir })).toEqual(["functions/zz_answer"]);
+    expect(await migrate(db.sql, { functionsDir })).toEqual([]);
+    await writeFile(join(functionsDir, "zz_answer.sql"), answer(2));
+    const results = await Promise.all([migrate(db.sql, { functionsDir }), migrate(db.sql, { functionsDir })]);
+    expect(results.flat()).toEqual(["functions/zz_answer"]);
+    const [row] = await db.sql<{ n: number }[]>`select billing.zz_answer() as n`;
+    expect(row!.n).toBe(2);
   });
 });
