@@ -1,31 +1,28 @@
 import type { Sql, TransactionSql } from "../db/client.js";
 import { BillingError } from "../errors.js";
 import { orgCreditsAccount, orgHeldAccount } from "../ledger/accounts.js";
-import { expirableAmount, pendingExpiry } from "./grants.js";
 
 /**
  * An organization's money, in nano-USD.
- * - credits: what it can spend now (its credits account, less grants that have expired but
- *   whose expiry the worker has not posted yet). Negative only after a usage overrun.
+ * - credits: what it can spend now (its credits account, less what grants that have expired
+ *   take, whether or not the worker has posted their expiry yet). Negative only after a usage
+ *   overrun (or a card refund or reversal of money already spent).
  * - held: reserved by live holds (authorized, not yet settled).
  * - balance: credits + held, everything the org has.
  */
 export type Balance = { balance: bigint; credits: bigint; held: bigint; lowBalanceThreshold: bigint };
 
 export async function getBalance(sql: Sql | TransactionSql, orgId: string, now: Date): Promise<Balance> {
-  const rows = await sql<{ kind: string; balance: bigint; low_balance_threshold: bigint }[]>`
-    select a.kind, a.balance, o.low_balance_threshold
-    from organizations o join ledger_accounts a on a.org_id = o.id
-    where o.id = ${orgId} and a.id in (${orgCreditsAccount(orgId)}, ${orgHeldAccount(orgId)})`;
-  if (rows.length === 0) throw new BillingError("not_found", `no organization ${orgId}`);
-  const creditsAccount = rows.find((r) => r.kind === "org_credits")?.balance ?? 0n;
-  const held = rows.find((r) => r.kind === "org_held")?.balance ?? 0n;
-  const credits = creditsAccount - effectiveExpiry(await pendingExpiry(sql, orgId, now), creditsAccount, held);
-  return { balance: credits + held, credits, held, lowBalanceThreshold: rows[0]!.low_balance_threshold };
-}
-
-/** The part of expired-but-unposted grants that counts against the org: the rule expireGrants posts by. */
-export function effectiveExpiry(pending: bigint, creditsAccount: bigint, held: bigint): bigint {
-  const cap = expirableAmount(creditsAccount, held);
-  return pending < cap ? pending : cap;
+  const [row] = await sql<{ credits: bigint; held: bigint; expiry: bigint; low_balance_threshold: bigint }[]>`
+    select c.balance as credits, h.balance as held, o.low_balance_threshold,
+      (select grant_expiry_effective(e.pending, e.held_before, c.balance) from grant_expiry_pending(o.id, ${now}) e) as expiry
+    from organizations o
+    join ledger_accounts c on c.id = ${orgCreditsAccount(orgId)}
+    join ledger_accounts h on h.id = ${orgHeldAccount(orgId)}
+    where o.id = ${orgId}`;
+  if (!row) throw new BillingError("not_found", `no organization ${orgId}`);
+  // Grants past their expiry count against the org from that moment, by the rule their posting
+  // will follow (src/db/functions/money_rules.sql), whenever the worker gets to post them.
+  const credits = row.credits - row.expiry;
+  return { balance: credits + row.held, credits, held: row.held, lowBalanceThreshold: row.low_balance_threshold };
 }

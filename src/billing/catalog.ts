@@ -1,4 +1,5 @@
 import { readFile } from "node:fs/promises";
+import type { Logger } from "pino";
 import { z } from "zod";
 import type { Sql } from "../db/client.js";
 import { BillingError } from "../errors.js";
@@ -32,12 +33,35 @@ export async function readCatalogFile(path: string | URL = DEFAULT_CATALOG_PATH)
 }
 
 /**
- * Loads every version of the file into PostgreSQL. A version already loaded must be identical:
- * prices that applied to past usage never change; publish a new version instead.
+ * How long before its effective time a new version must be loaded so that every replica prices
+ * with it exactly from that time on, whatever happened to its notification (see Catalog).
+ * `npm run catalog:load` refuses shorter notice unless told otherwise.
  */
-export async function loadCatalog(sql: Sql, file: CatalogFile): Promise<{ loaded: string[]; unchanged: string[] }> {
+export const CATALOG_NOTICE_MS = 60_000;
+/**
+ * What a replica takes off the notice: the load checks its notice in its last statement, one
+ * round trip before it commits, so a replica may read the catalog just before that commit.
+ */
+const NOTICE_SLACK_MS = 10_000;
+/** Every loaded version is announced on this channel when its transaction commits. */
+export const CATALOG_CHANNEL = "catalog_versions";
+
+/**
+ * Loads every version of the file into PostgreSQL. A version already loaded must be identical:
+ * prices that applied to past usage never change; publish a new version instead. Each new
+ * version is announced to every replica at its commit (NOTIFY catalog_versions).
+ *
+ * `minNoticeMs` (the CLI passes CATALOG_NOTICE_MS) refuses a new version that takes effect
+ * sooner than that after its load, unless the catalog was empty (nothing was priced yet). A
+ * version loaded at shorter notice, or effective in the past (a backfill), reaches each replica
+ * when it hears of it (at once by NOTIFY, within a second by its periodic check): events that
+ * replica prices before then keep the version before, as do events recorded before the load.
+ */
+export async function loadCatalog(sql: Sql, file: CatalogFile, opts: { minNoticeMs?: number } = {}): Promise<{ loaded: string[]; unchanged: string[] }> {
   const loaded: string[] = [];
   const unchanged: string[] = [];
+  const [{ n: before } = { n: 0 }] = await sql<{ n: number }[]>`select count(*)::int as n from catalog_versions`;
+  const minNoticeMs = before === 0 ? 0 : (opts.minNoticeMs ?? 0);
   for (const v of file.versions) {
     const checksum = fingerprint(v);
     await sql.begin(async (tx) => {
@@ -71,6 +95,19 @@ export async function loadCatalog(sql: Sql, file: CatalogFile): Promise<{ loaded
         }));
         await tx`insert into catalog_plans ${tx(plans, "version", "plan_id", "name", "monthly_price", "included_credits")}`;
       }
+      // Delivered at commit, never for a rolled-back load.
+      await tx`select pg_notify(${CATALOG_CHANNEL}, ${v.version})`;
+      if (minNoticeMs > 0) {
+        // Last, so that nothing but the commit separates the check from the moment replicas can see the version.
+        const [check] = await tx<{ enough: boolean; now: Date }[]>`
+          select ${v.effective_at}::timestamptz >= clock_timestamp() + ${minNoticeMs}::int * interval '1 millisecond' as enough, clock_timestamp() as now`;
+        if (!check!.enough) {
+          throw new Error(
+            `catalog version ${v.version} takes effect at ${v.effective_at}, less than ${minNoticeMs / 1000} s after now (${check!.now.toISOString()}): ` +
+              `replicas could price usage after it with the version before; publish it with a later effective_at, or load it with --short-notice`,
+          );
+        }
+      }
       loaded.push(v.version);
     });
   }
@@ -88,27 +125,99 @@ const pow10 = (n: number) => POWERS_OF_TEN[n] ?? 10n ** BigInt(n);
 /**
  * The loaded catalog in memory. Versions never change once loaded, so a process may keep them;
  * `refresh` only adds versions published since.
+ *
+ * Every replica must price an event with the version in force at the event's time, including a
+ * version loaded after the replica started. The rule that makes it exact, without a round trip
+ * on the hot path: a version is loaded at least CATALOG_NOTICE_MS before it takes effect (the
+ * CLI refuses less), so a version this process has not seen yet was committed after its last
+ * read and takes effect after `completeThrough` (that read's time plus the notice, less slack).
+ * Events at or before `completeThrough` are priced from memory; for a later one (a timestamp
+ * far ahead, or no read for most of a minute) Metering reads the catalog again first. Promptness
+ * is separate (`watch`): a NOTIFY at each load's commit, a read on every (re)connection of the
+ * LISTEN connection (notices sent while it was down are lost) and a cheap check every second.
+ * They keep `completeThrough` ahead of the clock, so the hot path never waits, and bring a
+ * version loaded at short notice to every replica within a second even with LISTEN down.
  */
 export class Catalog {
   private versions: VersionIndex[] = []; // ascending effective_at
+  /** Every version in force at or before this instant (ms since the epoch) is in `versions`. */
+  private completeThrough = -Infinity;
+  private reading: Promise<void> | null = null;
+  private queued: Promise<void> | null = null;
 
   constructor(private readonly sql: Sql) {}
 
-  async refresh(): Promise<void> {
-    const rows = await this.sql<{ version: string; effective_at: Date; document: CatalogVersionFile }[]>`
-      select version, effective_at, document from catalog_versions order by effective_at`;
-    if (rows.length === this.versions.length) return;
-    const rates = await this.sql<{ version: string; product: string; model: string; meter: string; rate: string }[]>`
-      select version, product, model, meter, rate::text from catalog_rates`;
-    this.versions = rows.map((r) => {
-      const map = new Map<string, Map<string, MeterRate>>();
-      for (const rate of rates.filter((x) => x.version === r.version)) {
-        const key = `${rate.product}/${rate.model}`;
-        if (!map.has(key)) map.set(key, new Map());
-        map.get(key)!.set(rate.meter, { rate: rate.rate, ...parseDecimal(rate.rate) });
-      }
-      return { version: r.version, effectiveAt: r.effective_at, document: r.document, rates: map };
+  /**
+   * Resolves once a read of the catalog that started after this call has finished. Concurrent
+   * callers share one read (and the one queued behind a read in progress).
+   */
+  refresh(): Promise<void> {
+    if (this.queued) return this.queued;
+    if (!this.reading) return this.startRead();
+    const next = () => this.startRead();
+    return (this.queued = this.reading.then(next, next));
+  }
+
+  private startRead(): Promise<void> {
+    this.queued = null;
+    const read: Promise<void> = this.read().finally(() => {
+      if (this.reading === read) this.reading = null;
     });
+    this.reading = read;
+    return read;
+  }
+
+  private async read(): Promise<void> {
+    // now() is the statement's start, before its snapshot: whatever this read misses commits later.
+    const [head] = await this.sql<{ at: Date; n: number }[]>`select now() as at, count(*)::int as n from catalog_versions`;
+    if (head!.n !== this.versions.length) {
+      // Versions are never deleted, so a new count means new versions.
+      const rows = await this.sql<{ version: string; effective_at: Date; document: CatalogVersionFile }[]>`
+        select version, effective_at, document from catalog_versions order by effective_at`;
+      const rates = await this.sql<{ version: string; product: string; model: string; meter: string; rate: string }[]>`
+        select version, product, model, meter, rate::text from catalog_rates`;
+      this.versions = rows.map((r) => {
+        const map = new Map<string, Map<string, MeterRate>>();
+        for (const rate of rates.filter((x) => x.version === r.version)) {
+          const key = `${rate.product}/${rate.model}`;
+          if (!map.has(key)) map.set(key, new Map());
+          map.get(key)!.set(rate.meter, { rate: rate.rate, ...parseDecimal(rate.rate) });
+        }
+        return { version: r.version, effectiveAt: r.effective_at, document: r.document, rates: map };
+      });
+    }
+    this.completeThrough = Math.max(this.completeThrough, head!.at.getTime() + CATALOG_NOTICE_MS - NOTICE_SLACK_MS);
+  }
+
+  /** True when every version that can apply at `at` is known here: price from memory. */
+  covers(at: Date): boolean {
+    return this.versions.length > 0 && at.getTime() <= this.completeThrough;
+  }
+
+  /**
+   * Keeps this process's catalog current until the returned function is called: LISTEN for
+   * loads, a read on every (re)connection of the listener, and a cheap check every `everyMs`.
+   */
+  async watch(opts: { everyMs?: number; logger?: Logger } = {}): Promise<() => Promise<void>> {
+    let failing = false;
+    const check = () =>
+      this.refresh().then(
+        () => {
+          if (failing) opts.logger?.info("pricing catalog readable again");
+          failing = false;
+        },
+        (err: unknown) => {
+          if (!failing) opts.logger?.warn({ err }, "could not read the pricing catalog; events after the last read's notice wait for a read");
+          failing = true;
+        },
+      );
+    const listener = await this.sql.listen(CATALOG_CHANNEL, () => void check(), () => void check());
+    const timer = setInterval(() => void check(), opts.everyMs ?? 1_000);
+    timer.unref();
+    return async () => {
+      clearInterval(timer);
+      await listener.unlisten();
+    };
   }
 
   get isEmpty(): boolean {

@@ -92,33 +92,11 @@ function settle<O>(entry: { waiter: Waiter<O>; slot: number }, outcome: BatchOut
 }
 
 /*
- * Batches go to PostgreSQL as parallel arrays (one element per request), which keeps each
- * batch one fixed statement: prepared once per connection, whatever the batch size. The
- * helpers below build and index them; indexes are 1-based, as PostgreSQL arrays are.
+ * Batches go to PostgreSQL as three JSON arrays (organizations, usage events, authorizations),
+ * each element shaped as a composite type of src/db/functions/metering.sql: one fixed
+ * statement, prepared once per connection, whatever the batch size. Indexes are 1-based, as
+ * PostgreSQL arrays are.
  */
-
-const NEEDS_ESCAPE = /["\\]/;
-const ESCAPED = /["\\]/g;
-
-/**
- * A PostgreSQL array literal ('{"a","b",NULL}'), sent as one text parameter and cast in SQL
- * (`$1::text[]`, `::int8[]`). Every string element is quoted, so any text (empty, "NULL",
- * commas, braces) round-trips; only backslash and double quote need escaping. Built here in
- * one pass, where postgres.js's own array serializer runs a closure and two regex replacements
- * per element (a batch of a thousand events has a dozen such arrays).
- */
-export function pgArray(values: readonly (string | number | bigint | null | undefined)[]): string {
-  let out = "{";
-  for (let i = 0; i < values.length; i++) {
-    const v = values[i];
-    if (i > 0) out += ",";
-    if (v === null || v === undefined) out += "NULL";
-    else if (typeof v !== "string") out += String(v);
-    else if (NEEDS_ESCAPE.test(v)) out += `"${v.replace(ESCAPED, "\\$&")}"`;
-    else out += `"${v}"`;
-  }
-  return `${out}}`;
-}
 
 /** The batch's distinct organizations (sorted), and each item's index into them. */
 export function batchOrgs(orgIds: string[]): { orgs: string[]; index: number[] } {
@@ -151,42 +129,42 @@ export function firstWithSameValue(values: (string | undefined)[]): (number | nu
   });
 }
 
-/** Meter quantities as JSON for a jsonb column, counts as strings (they are bigints). */
-export function countsJson(counts: Record<string, bigint>): string {
-  let out = "{";
-  for (const [meter, count] of Object.entries(counts)) out += `${out.length > 1 ? "," : ""}${JSON.stringify(meter)}:"${count}"`;
-  return `${out}}`;
+/** Meter quantities for a jsonb column, counts as strings (they are bigints). */
+export function countsObject(counts: Record<string, bigint>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const meter in counts) out[meter] = counts[meter]!.toString();
+  return out;
 }
 
-/** metering_batch's per-organization arguments (migration 0010), as array literals. */
-export type BatchOrgParams = { orgs: string; usageTxns: string; releaseTxns: string; holdTxns: string; alertIds: string };
-/** metering_batch's u_* arguments, as array literals (see prepareUsage in usage.ts). */
-export type UsageParams = {
-  orgIndex: string;
-  usageIds: string;
-  keys: string;
-  previous: string;
-  occurredAt: string;
-  products: string;
-  models: string;
-  quantities: string;
-  costs: string;
-  versions: string;
-  holdIds: string;
-  holdFirst: string;
+/** An organization of a batch (metering_org): the ids of what may be written for it, or null. */
+export type BatchOrg = { org_id: string; usage_txn: string | null; release_txn: string | null; hold_txn: string | null; alert_id: string | null };
+/** A usage event of a batch (metering_usage); `org`, `prev` and `hold_first` are 1-based indexes. */
+export type BatchUsage = {
+  org: number;
+  id: string;
+  key: string;
+  prev: number | null;
+  occurred_at: string;
+  product: string;
+  model: string;
+  quantities: Record<string, string>;
+  cost: string;
+  catalog_version: string;
+  hold_id: string | null;
+  hold_first: number | null;
 };
-/** metering_batch's a_* arguments, as array literals (see prepareAuthorize in holds.ts). */
-export type AuthorizeParams = {
-  orgIndex: string;
-  holdIds: string;
-  amounts: string;
-  keys: string | null;
-  previous: string;
-  products: string;
-  models: string;
-  estimates: string;
-  versions: string;
-  expiresAt: string;
+/** An authorization of a batch (metering_authorization). */
+export type BatchAuthorization = {
+  org: number;
+  hold_id: string;
+  amount: string;
+  key: string | null;
+  prev: number | null;
+  product: string;
+  model: string;
+  estimate: Record<string, string>;
+  catalog_version: string;
+  ttl_seconds: number;
 };
 export type BatchAnswer = {
   usage_outcomes: string[] | null;
@@ -197,49 +175,14 @@ export type BatchAnswer = {
   released_holds: number;
 };
 
-const NO_USAGE: UsageParams = {
-  orgIndex: "{}",
-  usageIds: "{}",
-  keys: "{}",
-  previous: "{}",
-  occurredAt: "{}",
-  products: "{}",
-  models: "{}",
-  quantities: "{}",
-  costs: "{}",
-  versions: "{}",
-  holdIds: "{}",
-  holdFirst: "{}",
-};
-const NO_AUTHORIZATIONS: AuthorizeParams = {
-  orgIndex: "{}",
-  holdIds: "{}",
-  amounts: "{}",
-  keys: null,
-  previous: "{}",
-  products: "{}",
-  models: "{}",
-  estimates: "{}",
-  versions: "{}",
-  expiresAt: "{}",
-};
-
 /**
- * One call of metering_batch (migration 0010): a batch's usage events and authorizations as one
- * statement, outside any explicit transaction, so PostgreSQL runs it as one transaction and
- * answers after its durable commit. Either part may be absent; with neither it sweeps the
+ * One call of metering_batch (src/db/functions/metering.sql): a batch's usage events and
+ * authorizations as one statement, outside any explicit transaction, so PostgreSQL runs it as
+ * one transaction and answers after its durable commit. With neither it sweeps the
  * organizations' expired holds.
  */
-export async function callMeteringBatch(sql: Sql, now: Date, o: BatchOrgParams, usage: UsageParams | null, authorize: AuthorizeParams | null): Promise<BatchAnswer> {
-  const u = usage ?? NO_USAGE;
-  const a = authorize ?? NO_AUTHORIZATIONS;
+export async function callMeteringBatch(sql: Sql, now: Date, orgs: BatchOrg[], usage: BatchUsage[], authorizations: BatchAuthorization[]): Promise<BatchAnswer> {
   const [res] = await sql<BatchAnswer[]>`
-    select * from metering_batch(
-      ${now}::timestamptz, ${o.orgs}::text[], ${o.usageTxns}::text[], ${o.releaseTxns}::text[], ${o.holdTxns}::text[], ${o.alertIds}::text[],
-      ${u.orgIndex}::int[], ${u.usageIds}::text[], ${u.keys}::text[], ${u.previous}::int[], ${u.occurredAt}::timestamptz[],
-      ${u.products}::text[], ${u.models}::text[], ${u.quantities}::text[], ${u.costs}::int8[], ${u.versions}::text[],
-      ${u.holdIds}::text[], ${u.holdFirst}::int[],
-      ${a.orgIndex}::int[], ${a.holdIds}::text[], ${a.amounts}::int8[], ${a.keys}::text[], ${a.previous}::int[],
-      ${a.products}::text[], ${a.models}::text[], ${a.estimates}::text[], ${a.versions}::text[], ${a.expiresAt}::timestamptz[])`;
+    select * from metering_batch(${now}::timestamptz, ${JSON.stringify(orgs)}::text::jsonb, ${JSON.stringify(usage)}::text::jsonb, ${JSON.stringify(authorizations)}::text::jsonb)`;
   return res!;
 }

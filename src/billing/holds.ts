@@ -2,7 +2,7 @@ import type { Sql } from "../db/client.js";
 import { BillingError } from "../errors.js";
 import { newId } from "../ids.js";
 import { formatUsd } from "../ledger/money.js";
-import { callMeteringBatch, countsJson, pgArray, previousWithSameKey, type AuthorizeParams } from "./group-commit.js";
+import { callMeteringBatch, countsObject, previousWithSameKey, type BatchAuthorization } from "./group-commit.js";
 
 export type AuthorizeRequest = {
   orgId: string;
@@ -26,42 +26,45 @@ export type Hold = {
   replayed: boolean;
 };
 
-type AuthorizeOutcome = "held" | "replayed" | "insufficient_balance" | "unknown_organization";
+type AuthorizeOutcome = "held" | "replayed" | "idempotency_key_reused" | "insufficient_balance" | "unknown_organization";
 type AuthorizeDetail =
   | { k: number; available: string }
   | { k: number; id: string; amount: string; status: Hold["status"]; expires_at: string; created_at: string; catalog_version: string };
-/** What metering_batch (migration 0010) answers for the authorizations; amounts in `details` are strings. */
+/** What metering_batch (src/db/functions/metering.sql) answers for the authorizations; amounts in `details` are strings. */
 export type AuthorizeAnswer = { outcomes: AuthorizeOutcome[]; details: AuthorizeDetail[] | null };
 
 /**
- * A batch's authorizations as metering_batch's a_* arrays (migration 0010, which holds the
- * money rules: see there and src/billing/metering.ts). `orgIndex` points each request at its
- * organization in the batch's p_orgs (1-based).
+ * A batch's authorizations as metering_batch's input (src/db/functions/metering.sql, which holds
+ * the money rules). `orgIndex` points each request at its organization in the batch (1-based).
  */
 export type PreparedAuthorize = ReturnType<typeof prepareAuthorize>;
 
 export function prepareAuthorize(requests: AuthorizeRequest[], now: Date, orgIndex: number[]) {
   const expiresAt = requests.map((r) => new Date(now.getTime() + r.ttlSeconds * 1000));
   const holdIds = requests.map(() => newId("hold"));
-  const keys = requests.map((r) => r.idempotencyKey);
+  const previous = previousWithSameKey(
+    requests.map((r) => r.idempotencyKey),
+    orgIndex,
+  );
   return {
     requests,
     now,
     expiresAt,
     holdIds,
-    params: {
-      orgIndex: pgArray(orgIndex),
-      holdIds: pgArray(holdIds),
-      amounts: pgArray(requests.map((r) => r.amount)),
-      // null as a whole when no request has a key: the replay lookup is skipped
-      keys: keys.some((key) => key !== undefined) ? pgArray(keys) : null,
-      previous: pgArray(previousWithSameKey(keys, orgIndex)),
-      products: pgArray(requests.map((r) => r.product)),
-      models: pgArray(requests.map((r) => r.model ?? "")),
-      estimates: pgArray(requests.map((r) => countsJson(r.estimate))),
-      versions: pgArray(requests.map((r) => r.catalogVersion)),
-      expiresAt: pgArray(expiresAt.map((d) => d.toISOString())),
-    } satisfies AuthorizeParams,
+    input: requests.map(
+      (r, k): BatchAuthorization => ({
+        org: orgIndex[k]!,
+        hold_id: holdIds[k]!,
+        amount: r.amount.toString(),
+        key: r.idempotencyKey ?? null,
+        prev: previous[k]!,
+        product: r.product,
+        model: r.model ?? "",
+        estimate: countsObject(r.estimate),
+        catalog_version: r.catalogVersion,
+        ttl_seconds: r.ttlSeconds,
+      }),
+    ),
   };
 }
 
@@ -86,6 +89,12 @@ export function authorizeOutcomes(a: PreparedAuthorize, res: AuthorizeAnswer): (
           replayed: true,
         };
       }
+      case "idempotency_key_reused":
+        return new BillingError(
+          "idempotency_key_reused",
+          "this idempotency key was already used for an authorization with another product, model, estimate or ttl_seconds",
+          { details: { param: "idempotency_key" } },
+        );
       case "insufficient_balance": {
         const available = BigInt((detail as Extract<typeof detail, { available: string }>).available);
         return new BillingError(
@@ -103,21 +112,17 @@ export function authorizeOutcomes(a: PreparedAuthorize, res: AuthorizeAnswer): (
 
 /**
  * The sweeper: releases expired holds of every organization, a bounded number of orgs per call.
- * It is a metering batch without requests (migration 0010): the organizations are locked as for
- * any batch, and their expired holds go back to their credits in one 'release' per org.
+ * It is a metering batch without requests: the organizations are locked as for any batch, and
+ * their expired holds go back to their credits in one 'release' per org.
  */
 export async function releaseExpiredHolds(sql: Sql, now: Date, maxOrgs = 200): Promise<number> {
   const due = await sql<{ org_id: string }[]>`
     select distinct org_id from holds where status = 'active' and expires_at <= ${now} limit ${maxOrgs}`;
   if (due.length === 0) return 0;
-  const orgs = due.map((d) => d.org_id);
-  const none = pgArray(orgs.map(() => null));
-  const res = await callMeteringBatch(
-    sql,
-    now,
-    { orgs: pgArray(orgs), usageTxns: none, releaseTxns: pgArray(orgs.map(() => newId("txn"))), holdTxns: none, alertIds: none },
-    null,
-    null,
-  );
+  const orgs = due
+    .map((d) => d.org_id)
+    .sort()
+    .map((org_id) => ({ org_id, usage_txn: null, release_txn: newId("txn"), hold_txn: null, alert_id: null }));
+  const res = await callMeteringBatch(sql, now, orgs, [], []);
   return res.released_holds;
 }

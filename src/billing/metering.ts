@@ -3,7 +3,7 @@ import type { Sql } from "../db/client.js";
 import { BillingError } from "../errors.js";
 import { Catalog } from "./catalog.js";
 import { newId } from "../ids.js";
-import { batchOrgs, callMeteringBatch, GroupCommitter, pgArray, type BatchOutcome } from "./group-commit.js";
+import { batchOrgs, callMeteringBatch, GroupCommitter, type BatchOrg, type BatchOutcome } from "./group-commit.js";
 import { authorizeOutcomes, prepareAuthorize, type AuthorizeAnswer, type AuthorizeRequest, type Hold } from "./holds.js";
 import { prepareUsage, usageOutcomes, type LowBalanceCrossing, type UsageAnswer, type UsageRequest, type UsageResult } from "./usage.js";
 
@@ -40,7 +40,7 @@ export class Metering {
     this.catalog = new Catalog(sql);
     // Organizations are split over lanes by a hash of their id. A lane's batch carries both the
     // authorizations and the usage events that arrived together: one statement, one commit
-    // (metering_batch, migration 0010). Lanes lock disjoint organizations, so their batches run
+    // (metering_batch, src/db/functions/metering.sql). Lanes lock disjoint organizations, so their batches run
     // in parallel instead of queueing behind each other's row locks. Each call has a fixed cost
     // in PostgreSQL (about 0.6 ms of CPU here) that larger batches share, so lanes are few: two
     // let PostgreSQL use both cores of this machine without splitting batches too thin, and one
@@ -63,10 +63,16 @@ export class Metering {
   }
 
   // The entry points are plain functions returning promises, not async ones: the hot path then
-  // costs one promise per request (the group commit's), not three.
+  // costs one promise per request (the group commit's), not three. Each prices from memory when
+  // the catalog there is known complete for the times it prices (Catalog.covers), else reads the
+  // catalog first; after that read it prices with what it knows, since nothing fresher exists.
 
   authorize(input: AuthorizeInput, now: Date): Promise<Hold> {
-    if (this.catalog.isEmpty) return this.ensureCatalog().then(() => this.authorize(input, now));
+    if (!this.catalog.covers(now)) return this.ensureCatalog().then(() => this.authorizePriced(input, now));
+    return this.authorizePriced(input, now);
+  }
+
+  private authorizePriced(input: AuthorizeInput, now: Date): Promise<Hold> {
     try {
       const price = this.catalog.price(now, input.product, input.model, input.estimate);
       const req: AuthorizeRequest = {
@@ -87,7 +93,11 @@ export class Metering {
 
   /** Prices and records one event; rejects only for this event. */
   recordUsage(input: UsageInput, now: Date): Promise<UsageResult> {
-    if (this.catalog.isEmpty) return this.ensureCatalog().then(() => this.recordUsage(input, now));
+    if (!this.catalog.covers(input.occurredAt)) return this.ensureCatalog().then(() => this.recordUsagePriced(input, now));
+    return this.recordUsagePriced(input, now);
+  }
+
+  private recordUsagePriced(input: UsageInput, now: Date): Promise<UsageResult> {
     try {
       return this.lane(input.orgId).submit(this.usageItem(input, now)) as Promise<UsageResult>;
     } catch (err) {
@@ -101,8 +111,12 @@ export class Metering {
    * report of hundreds of events cheap in CPU and memory.
    */
   recordUsageMany(inputs: UsageInput[], now: Date): Promise<(UsageResult | Error)[]> {
+    if (!inputs.every((input) => this.catalog.covers(input.occurredAt))) return this.ensureCatalog().then(() => this.recordUsageManyPriced(inputs, now));
+    return this.recordUsageManyPriced(inputs, now);
+  }
+
+  private recordUsageManyPriced(inputs: UsageInput[], now: Date): Promise<(UsageResult | Error)[]> {
     // Not async: once the events are queued nothing here keeps `inputs` alive.
-    if (this.catalog.isEmpty) return this.ensureCatalog().then(() => this.recordUsageMany(inputs, now));
     const outcomes: (UsageResult | Error)[] = new Array(inputs.length);
     const perLane = new Map<GroupCommitter<Item, Hold | UsageResult>, { items: Item[]; slots: number[] }>();
     inputs.forEach((input, k) => {
@@ -145,7 +159,7 @@ export class Metering {
 
   /**
    * One group commit: the batch's usage events and authorizations, decided and written by one
-   * call of metering_batch (migration 0010, which holds the money rules):
+   * call of metering_batch (src/db/functions/metering.sql, which holds the money rules):
    * - each usage event is debited once (the unique key on (org, idempotency key) decides; a
    *   repeated key returns the first result and moves nothing) and releases its hold; costs
    *   above the hold are still charged, so credits may go negative by the overrun of requests
@@ -179,26 +193,22 @@ export class Metering {
     const a = prepareAuthorize(authorizations, now, authorizationOrgs);
     const u = prepareUsage(events, eventOrgs);
     // Ids for what may be written per organization: a 'usage' transaction and an alert for
-    // organizations with usage, 'release' and 'hold' transactions for those with authorizations.
+    // organizations with usage, a 'hold' transaction for those with authorizations, and a
+    // 'release' transaction for expired holds (of authorizing organizations, or named by usage).
     const withUsage = new Array<boolean>(orgs.length).fill(false);
     const withAuthorizations = new Array<boolean>(orgs.length).fill(false);
     for (const i of eventOrgs) withUsage[i - 1] = true;
     for (const i of authorizationOrgs) withAuthorizations[i - 1] = true;
-    const idsFor = (wanted: boolean[], prefix: "txn" | "alert") => wanted.map((w) => (w ? newId(prefix) : null));
-    const alertIds = idsFor(withUsage, "alert");
-    const res = await callMeteringBatch(
-      this.sql,
-      now,
-      {
-        orgs: pgArray(orgs),
-        usageTxns: pgArray(idsFor(withUsage, "txn")),
-        releaseTxns: pgArray(idsFor(withAuthorizations, "txn")),
-        holdTxns: pgArray(idsFor(withAuthorizations, "txn")),
-        alertIds: pgArray(alertIds),
-      },
-      events.length > 0 ? u.params : null,
-      authorizations.length > 0 ? a.params : null,
+    const batch = orgs.map(
+      (org_id, i): BatchOrg => ({
+        org_id,
+        usage_txn: withUsage[i] ? newId("txn") : null,
+        release_txn: newId("txn"),
+        hold_txn: withAuthorizations[i] ? newId("txn") : null,
+        alert_id: withUsage[i] ? newId("alert") : null,
+      }),
     );
+    const res = await callMeteringBatch(this.sql, now, batch, u.input, a.input);
     const held =
       authorizations.length > 0
         ? authorizeOutcomes(a, { outcomes: (res.authorize_outcomes ?? []) as AuthorizeAnswer["outcomes"], details: res.authorize_details as AuthorizeAnswer["details"] })
@@ -209,7 +219,7 @@ export class Metering {
             u,
             { outcomes: (res.usage_outcomes ?? []) as UsageAnswer["outcomes"], duplicates: res.usage_duplicates as UsageAnswer["duplicates"], alerts: res.usage_alerts as UsageAnswer["alerts"] },
             orgs,
-            alertIds,
+            batch.map((o) => o.alert_id),
           )
         : { outcomes: [], crossings: [] };
     if (used.crossings.length > 0 && this.opts.onCrossings) {
@@ -222,7 +232,7 @@ export class Metering {
   }
 
   private async ensureCatalog() {
-    if (this.catalog.isEmpty) await this.catalog.refresh();
+    await this.catalog.refresh();
     if (this.catalog.isEmpty) throw new BillingError("not_configured", "no pricing catalog is loaded; run npm run catalog:load");
   }
 }

@@ -1,7 +1,10 @@
 import type { TransactionSql } from "../db/client.js";
 import { orgCreditsAccount } from "../ledger/accounts.js";
-import { effectiveExpiry } from "./balance.js";
 
+/**
+ * `pendingExpiry`: what grants that have expired, but whose expiry is not posted yet, take from
+ * the credits now (grant_expiry_effective in src/db/functions/money_rules.sql, the one rule).
+ */
 export type LockedOrg = { credits: bigint; held: bigint; pendingExpiry: bigint; threshold: bigint; hasExpiringGrants: boolean };
 
 /**
@@ -9,7 +12,7 @@ export type LockedOrg = { credits: bigint; held: bigint; pendingExpiry: bigint; 
  * batches (in this process or another replica) can never deadlock, and reads what a money
  * decision needs. The lock is the per-organization serialization point: while it is held no
  * one else can spend the same credits. The metering hot path takes the same locks in the same
- * order inside PostgreSQL (metering_lock_orgs, migration 0010).
+ * order inside PostgreSQL (metering_lock_orgs, src/db/functions/metering.sql).
  *
  * Every per-organization read is a scalar subquery, i.e. a primary-key or index probe per
  * locked row: joins here let the planner pick hash joins over whole tables when statistics are
@@ -25,8 +28,7 @@ export async function lockOrgs(tx: TransactionSql, orgIds: string[], now: Date):
     select l.org_id, l.balance as credits,
       (select h.balance from ledger_accounts h where h.id = 'org:' || l.org_id || ':held') as held,
       (select o.low_balance_threshold from organizations o where o.id = l.org_id) as threshold,
-      coalesce((select sum(g.amount - g.consumed) from credit_grants g
-                where g.org_id = l.org_id and g.expires_at <= ${now} and g.expired_at is null), 0)::text as pending,
+      (select grant_expiry_effective(e.pending, e.held_before, l.balance) from grant_expiry_pending(l.org_id, ${now}) e)::text as pending,
       exists (select 1 from credit_grants g where g.org_id = l.org_id and g.expires_at is not null and g.expired_at is null) as expiring
     from locked l`;
   return new Map(
@@ -34,7 +36,7 @@ export async function lockOrgs(tx: TransactionSql, orgIds: string[], now: Date):
   );
 }
 
-/** Spendable credits: the account less expired grants not yet posted (never below zero by expiry). */
+/** Spendable credits: the account less what expired, unposted grants take (never below zero by expiry). */
 export function spendable(org: LockedOrg): bigint {
-  return org.credits - effectiveExpiry(org.pendingExpiry, org.credits, org.held);
+  return org.credits - org.pendingExpiry;
 }

@@ -1,7 +1,7 @@
 import { BillingError } from "../errors.js";
 import { newId } from "../ids.js";
 import type { Sql } from "../db/client.js";
-import { batchOrgs, callMeteringBatch, countsJson, firstWithSameValue, pgArray, previousWithSameKey, type UsageParams } from "./group-commit.js";
+import { batchOrgs, callMeteringBatch, countsObject, firstWithSameValue, previousWithSameKey, type BatchUsage } from "./group-commit.js";
 
 export type UsageRequest = {
   orgId: string;
@@ -21,15 +21,18 @@ export type UsageResult = {
   cost: bigint;
   catalogVersion: string;
   holdId: string | null;
-  /** What happened to the hold: released now, or already closed (its amount was returned before). */
+  /**
+   * What happened to the hold: released now (settled), or already closed: settled by an earlier
+   * event, or past its expiry, when its amount went back to the credits and the cost is charged in full.
+   */
   holdOutcome: "released" | "already_closed" | null;
   replayed: boolean;
 };
 
 export type LowBalanceCrossing = { alertId: string; orgId: string; balance: bigint; threshold: bigint };
 
-type UsageOutcome = "recorded" | "released" | "already_closed" | "duplicate" | "unknown_organization" | "hold_not_found";
-/** What metering_batch (migration 0010) answers for the usage events; amounts in the JSON parts are strings. */
+type UsageOutcome = "recorded" | "released" | "already_closed" | "duplicate" | "idempotency_key_reused" | "unknown_organization" | "hold_not_found";
+/** What metering_batch (src/db/functions/metering.sql) answers for the usage events; amounts in the JSON parts are strings. */
 export type UsageAnswer = {
   outcomes: UsageOutcome[];
   duplicates: { k: number; id: string; cost: string; catalog_version: string; hold_id: string | null }[] | null;
@@ -37,33 +40,37 @@ export type UsageAnswer = {
 };
 
 /**
- * A batch's usage events as metering_batch's u_* arrays (migration 0010, which holds the money
- * rules: see there and src/billing/metering.ts). `orgIndex` points each event at its
- * organization in the batch's p_orgs (1-based).
+ * A batch's usage events as metering_batch's input (src/db/functions/metering.sql, which holds
+ * the money rules). `orgIndex` points each event at its organization in the batch (1-based).
  */
 export type PreparedUsage = ReturnType<typeof prepareUsage>;
 
 export function prepareUsage(requests: UsageRequest[], orgIndex: number[]) {
   const usageIds = requests.map(() => newId("use"));
-  const holdIds = requests.map((r) => r.holdId);
-  const keys = requests.map((r) => r.idempotencyKey);
+  const previous = previousWithSameKey(
+    requests.map((r) => r.idempotencyKey),
+    orgIndex,
+  );
+  const holdFirst = firstWithSameValue(requests.map((r) => r.holdId));
   return {
     requests,
     usageIds,
-    params: {
-      orgIndex: pgArray(orgIndex),
-      usageIds: pgArray(usageIds),
-      keys: pgArray(keys),
-      previous: pgArray(previousWithSameKey(keys, orgIndex)),
-      occurredAt: pgArray(requests.map((r) => r.occurredAt.toISOString())),
-      products: pgArray(requests.map((r) => r.product)),
-      models: pgArray(requests.map((r) => r.model ?? "")),
-      quantities: pgArray(requests.map((r) => countsJson(r.quantities))),
-      costs: pgArray(requests.map((r) => r.cost)),
-      versions: pgArray(requests.map((r) => r.catalogVersion)),
-      holdIds: pgArray(holdIds),
-      holdFirst: pgArray(firstWithSameValue(holdIds)),
-    } satisfies UsageParams,
+    input: requests.map(
+      (r, k): BatchUsage => ({
+        org: orgIndex[k]!,
+        id: usageIds[k]!,
+        key: r.idempotencyKey,
+        prev: previous[k]!,
+        occurred_at: r.occurredAt.toISOString(),
+        product: r.product,
+        model: r.model ?? "",
+        quantities: countsObject(r.quantities),
+        cost: r.cost.toString(),
+        catalog_version: r.catalogVersion,
+        hold_id: r.holdId ?? null,
+        hold_first: holdFirst[k]!,
+      }),
+    ),
   };
 }
 
@@ -105,6 +112,10 @@ export function usageOutcomes(
           replayed: true,
         };
       }
+      case "idempotency_key_reused":
+        return new BillingError("idempotency_key_reused", "this idempotency key was already used for a usage event with another timestamp, product, model, quantities or hold", {
+          details: { param: "idempotency_key" },
+        });
       case "unknown_organization":
         return new BillingError("unknown_organization", `no organization ${r.orgId}`, { details: { param: "org_id" } });
       case "hold_not_found":
@@ -131,14 +142,8 @@ export async function recordUsageBatch(
   const { orgs, index } = batchOrgs(requests.map((r) => r.orgId));
   const u = prepareUsage(requests, index);
   const alertIds = orgs.map(() => newId("alert"));
-  const none = pgArray(orgs.map(() => null));
-  const res = await callMeteringBatch(
-    sql,
-    now,
-    { orgs: pgArray(orgs), usageTxns: pgArray(orgs.map(() => newId("txn"))), releaseTxns: none, holdTxns: none, alertIds: pgArray(alertIds) },
-    u.params,
-    null,
-  );
+  const batch = orgs.map((org_id, i) => ({ org_id, usage_txn: newId("txn"), release_txn: newId("txn"), hold_txn: null, alert_id: alertIds[i]! }));
+  const res = await callMeteringBatch(sql, now, batch, u.input, []);
   return usageOutcomes(
     u,
     { outcomes: (res.usage_outcomes ?? []) as UsageAnswer["outcomes"], duplicates: res.usage_duplicates as UsageAnswer["duplicates"], alerts: res.usage_alerts as UsageAnswer["alerts"] },

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expireGrants } from "../../src/billing/grants.js";
-import { checkLedger } from "../../src/ledger/check.js";
 import { createTestApp, manualClock, TEST_ADMIN_KEY, type TestApp } from "../support/app.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { expectLedgerConsistent } from "../support/ledger.js";
 
 describe("credit grants and the balance", () => {
   let db: TestDatabase;
@@ -93,7 +93,7 @@ describe("credit grants and the balance", () => {
     const history = await t.call("GET", "/v1/billing/transactions", { key: org.orgKey });
     expect(history.json.data.map((d: { kind: string }) => d.kind)).toEqual(["grant_expiry", "grant", "grant"]);
     expect(history.json.data[0].amount_nano_usd).toBe("-5000000000");
-    expect(await checkLedger(db.sql)).toEqual({ unbalancedTransactions: [], balanceMismatches: [] });
+    await expectLedgerConsistent(db.sql);
   });
 
   it("refuses an expiry in the past", async () => {
@@ -137,7 +137,7 @@ describe("credit grants and the balance", () => {
     expect(bad.json.error.param).toBe("cursor");
   });
 
-  it("grant money held by a live hold still expires: the balance can never keep an expired grant", async () => {
+  it("grant money held for a request when the grant expires pays for that request; the rest expires when the hold closes", async () => {
     const org = await t.createOrg();
     const expiresAt = new Date(clock().getTime() + 60 * 60 * 1000);
     await t.grant(org.id, "10", "held-then-expired", { expires_at: expiresAt.toISOString() });
@@ -147,15 +147,18 @@ describe("credit grants and the balance", () => {
     });
     expect(hold.status).toBe(201);
     clock.set(new Date(expiresAt.getTime() + 60_000));
-    expect((await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json).toMatchObject({ balance: 0, credits: -10, held_nano_usd: "10000000000" });
-    await expireGrants(db.sql, clock());
+    // Nothing spendable is left, and the held $10 stays with its request.
+    expect((await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json).toMatchObject({ balance: 10, credits: 0, held_nano_usd: "10000000000" });
+    expect(await expireGrants(db.sql, clock())).toBe(0); // waits for the hold taken while the grant was live
     const settle = await t.call("POST", "/v1/billing/usage", {
       key: org.gatewayKey,
       body: { events: [{ idempotency_key: "after-expiry", org_id: org.id, timestamp: clock().toISOString(), product: "api", quantities: { requests: 1 }, hold_id: hold.json.hold_id }] },
     });
-    expect(settle.json.results[0].status).toBe("recorded");
-    // The expired grant is gone; the one request used after expiry is owed.
-    expect((await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json.balance_nano_usd).toBe("-100000");
-    expect(await checkLedger(db.sql)).toEqual({ unbalancedTransactions: [], balanceMismatches: [] });
+    expect(settle.json.results[0]).toMatchObject({ status: "recorded", hold_outcome: "released" });
+    // The request was paid by the grant; the rest of the grant is gone, before and after the posting.
+    expect((await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json).toMatchObject({ balance_nano_usd: "0", credits_nano_usd: "0" });
+    expect(await expireGrants(db.sql, clock())).toBe(1);
+    expect((await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json).toMatchObject({ balance_nano_usd: "0", credits_nano_usd: "0" });
+    await expectLedgerConsistent(db.sql);
   });
 });

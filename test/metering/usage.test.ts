@@ -5,9 +5,9 @@ import { releaseExpiredHolds } from "../../src/billing/holds.js";
 import { Metering } from "../../src/billing/metering.js";
 import { createSql } from "../../src/db/client.js";
 import { createApp } from "../../src/http/app.js";
-import { checkLedger } from "../../src/ledger/check.js";
 import { createTestApp, TEST_ADMIN_KEY, type TestApp } from "../support/app.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { expectLedgerConsistent } from "../support/ledger.js";
 
 const NOW = new Date("2026-11-15T12:00:00Z");
 
@@ -54,8 +54,12 @@ describe("POST /v1/billing/usage and GET /v1/billing/usage", () => {
     await t.grant(org.id, "1");
     const e = event(org.id);
     const first = await report(org.gatewayKey, [e]);
-    const again = await report(org.gatewayKey, [{ ...e, quantities: { input_tokens: 999999 } }]);
+    const again = await report(org.gatewayKey, [e]);
     expect(again.json.results[0]).toMatchObject({ status: "duplicate", usage_id: first.json.results[0].usage_id, cost_nano_usd: "7500000" });
+    // The same key for another event is a client bug, never silently answered with the first one.
+    const reused = await report(org.gatewayKey, [{ ...e, quantities: { input_tokens: 999999 } }]);
+    expect(reused.status).toBe(200);
+    expect(reused.json.results[0]).toMatchObject({ status: "rejected", error: { code: "idempotency_key_reused", param: "idempotency_key" } });
     const inOneBatch = await report(org.gatewayKey, [event(org.id, { idempotency_key: "twice" }), event(org.id, { idempotency_key: "twice" })]);
     expect(inOneBatch.json.results.map((r: { status: string }) => r.status)).toEqual(["recorded", "duplicate"]);
     const balance = (await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json;
@@ -184,7 +188,7 @@ describe("POST /v1/billing/usage and GET /v1/billing/usage", () => {
     const [a, b] = await Promise.all([releaseExpiredHolds(db.sql, later), releaseExpiredHolds(db.sql, later)]);
     expect(a + b).toBeGreaterThanOrEqual(1);
     expect((await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json).toMatchObject({ held_nano_usd: "0", balance_nano_usd: "1000000000", credits_nano_usd: "1000000000" });
-    expect(await checkLedger(db.sql)).toEqual({ unbalancedTransactions: [], balanceMismatches: [] });
+    await expectLedgerConsistent(db.sql);
   });
 
   it("a NUL byte or an absurd quantity fails only its own event, never the batch (nor a 500)", async () => {

@@ -1,0 +1,549 @@
+-- The metering hot path: one call of metering_batch per group commit of the API
+-- (src/billing/metering.ts), in phases that each read what the previous ones decided:
+--
+--   1. metering_lock_orgs        lock the batch's organizations (id order) and read their money
+--   2. metering_release_expired  holds past their expiry go back to credits, before anything else
+--                                can look at them: the holds of every organization that is
+--                                authorizing, and every hold a usage event names
+--   3. metering_settle           usage events: recorded once per key, each settling its hold
+--   4. metering_decide           authorizations: replayed, refused or held, in order, against
+--                                the locked balance
+--   5. metering_post             the ledger transactions and the rows, in one statement each
+--
+-- Hold states change only in phases 2 and 3, by UPDATEs guarded on status = 'active', and
+-- later phases read the table: a hold is settled, expired or released exactly once, whatever
+-- arrives in the same batch. The ledger movements are summed per organization and posted by
+-- phase 5 (one 'release', 'usage' and 'hold' transaction per organization at most), so the
+-- ledger's statement triggers run once per batch.
+--
+-- Inputs are JSON arrays of objects shaped as the composite types below (the TypeScript side
+-- builds them in src/billing/holds.ts and usage.ts); element k of usage or authorizations is
+-- request k, and requests point at their organization by its 1-based index in p_orgs.
+-- Amounts in JSON are strings (JSON numbers cannot carry every bigint).
+--
+-- Outputs:
+-- usage_outcomes[k]: 'recorded' (no hold) | 'released' (settled its hold) | 'already_closed'
+--   (its hold was settled or had expired: nothing was held for it) | 'duplicate' (same key and
+--   payload as an earlier event) | 'idempotency_key_reused' (same key, another payload) |
+--   'unknown_organization' | 'hold_not_found' (no such hold for this organization).
+-- usage_duplicates: null, or {k, id, cost, catalog_version, hold_id} of the first event, per duplicate.
+-- usage_alerts: null, or {i, balance, threshold} per organization whose balance crossed its
+--   low-balance threshold downwards (its balance_alerts row has the organization's alert_id).
+-- authorize_outcomes[k]: 'held' | 'replayed' | 'idempotency_key_reused' | 'insufficient_balance' |
+--   'unknown_organization'.
+-- authorize_details: null, or {k, available} per refusal (what was spendable), and
+--   {k, id, amount, status, expires_at, created_at, catalog_version} per replay, with the
+--   hold's status as it is now ('active', 'settled' or 'expired').
+-- released_holds: how many expired holds phase 2 closed.
+--
+-- With no requests at all it is the expired-hold sweeper for the organizations given.
+
+drop function if exists metering_batch;
+drop function if exists metering_lock_orgs;
+drop function if exists metering_release_expired;
+drop function if exists metering_settle;
+drop function if exists metering_decide;
+drop function if exists metering_post;
+drop type if exists metering_org cascade;
+drop type if exists metering_usage cascade;
+drop type if exists metering_authorization cascade;
+
+-- Per organization: its id and the ids of what the batch may write for it (null: not needed).
+create type metering_org as (org_id text, usage_txn text, release_txn text, hold_txn text, alert_id text);
+
+create type metering_usage as (
+  org int,              -- index into p_orgs
+  id text,              -- id of the usage row, if the event is recorded
+  key text,             -- idempotency key (per organization)
+  prev int,             -- index of the previous event of this batch with the same org and key
+  occurred_at timestamptz,
+  product text,
+  model text,           -- '' without a model
+  quantities jsonb,
+  cost bigint,          -- priced by the catalog version in force at occurred_at
+  catalog_version text,
+  hold_id text,         -- null: no hold
+  hold_first int        -- index of the first event of this batch naming the same hold
+);
+
+create type metering_authorization as (
+  org int,              -- index into p_orgs
+  hold_id text,         -- id of the hold, if it is granted
+  amount bigint,
+  key text,             -- idempotency key, or null
+  prev int,             -- index of the previous authorization of this batch with the same org and key
+  product text,
+  model text,
+  estimate jsonb,
+  catalog_version text,
+  ttl_seconds int
+);
+
+-- 1. Locks the organizations' credits accounts and reads what a money decision needs, per
+-- element of p_orgs (null credits = no such organization). The lock is one statement ordered
+-- by account id, as lockOrgs() in src/billing/org-locks.ts takes it, so that every path locks
+-- organizations in the same order and no two batches can deadlock. Every read is a primary-key
+-- or index probe per organization (a lateral subquery with a limit is never flattened into a
+-- join, so no statistics can turn it into a scan of a whole table). `expiring`: the
+-- organization has grants with an expiry not posted yet (usually none).
+create function metering_lock_orgs(
+  p_orgs text[],
+  out credits bigint[], out held bigint[], out threshold bigint[], out expiring boolean[]
+) language plpgsql
+-- Generic plans: these statements are index probes whatever the arguments, and planning them
+-- afresh on every call (custom plans) cost more than running them.
+set plan_cache_mode = force_generic_plan
+as $$
+begin
+  perform 1 from ledger_accounts
+  where id = any (array(select 'org:' || o || ':credits' from unnest(p_orgs) o))
+  order by id
+  for update;
+  select array_agg(c.balance order by o.i), array_agg(h.balance order by o.i), array_agg(t.low_balance_threshold order by o.i),
+         array_agg(g.expiring order by o.i)
+    into credits, held, threshold, expiring
+  from unnest(p_orgs) with ordinality o(org_id, i)
+  left join lateral (select a.balance from ledger_accounts a where a.id = 'org:' || o.org_id || ':credits' limit 1) c on true
+  left join lateral (select a.balance from ledger_accounts a where a.id = 'org:' || o.org_id || ':held' limit 1) h on true
+  left join lateral (select x.low_balance_threshold from organizations x where x.id = o.org_id limit 1) t on true
+  left join lateral (select exists (select 1 from credit_grants g where g.org_id = o.org_id and g.expires_at is not null and g.expired_at is null) as expiring) g on true;
+end $$;
+
+-- 2. Closes as 'expired' the active holds past their expiry: all those of the organizations
+-- with p_sweep[i], and those named in p_named. Returns per organization the amount given back
+-- and the number of holds; phase 5 posts the 'release' transaction (close_transaction_id
+-- points at it; the foreign key is deferred).
+create function metering_release_expired(
+  p_now timestamptz, p_orgs metering_org[], p_sweep boolean[], p_named text[],
+  out expired bigint[], out expired_n int[]
+) language plpgsql
+set plan_cache_mode = force_generic_plan
+as $$
+declare
+  m int := coalesce(array_length(p_orgs, 1), 0);
+  r record;
+begin
+  expired := array_fill(0::bigint, array[m]);
+  expired_n := array_fill(0, array[m]);
+  for r in
+    with due as (
+      select h.id from generate_subscripts(p_orgs, 1) i
+      cross join lateral (select h.id from holds h where h.org_id = (p_orgs[i]).org_id and h.status = 'active' and h.expires_at <= p_now) h
+      where p_sweep[i]
+      union
+      select h.id from unnest(p_named) n(id)
+      cross join lateral (select h.id from holds h where h.id = n.id and h.status = 'active' and h.expires_at <= p_now limit 1) h
+    ), orgs as (
+      select i, (p_orgs[i]).org_id, (p_orgs[i]).release_txn from generate_subscripts(p_orgs, 1) i
+    ), closed as (
+      -- Only holds of the batch's organizations, which it has locked (an event may name another's).
+      update holds h set status = 'expired', closed_at = p_now, close_transaction_id = case when h.amount <> 0 then o.release_txn end
+      from due, orgs o
+      where h.id = due.id and h.status = 'active' and o.org_id = h.org_id
+      returning o.i, h.amount
+    )
+    select c.i, sum(c.amount)::bigint as total, count(*)::int as n from closed c group by c.i
+  loop
+    expired[r.i] := r.total;
+    expired_n[r.i] := r.n;
+  end loop;
+end $$;
+
+-- 3. Usage events, in order. Each key is recorded once per organization: a repeated key with
+-- the same payload answers with the first event, with another payload it is refused. An event
+-- naming an active hold of its organization settles it (the hold's amount goes back to the
+-- credits); its cost is charged in full, so credits may go negative by the overrun of
+-- authorized requests. Usage is charged to expiring grants first (see money_rules.sql).
+-- Writes the holds it settles and the grants it consumes; returns the per-organization sums.
+create function metering_settle(
+  p_now timestamptz, p_orgs metering_org[], p_usage metering_usage[], p_known boolean[], p_expiring boolean[],
+  out outcomes text[], out cost bigint[], out settled bigint[], out events int[], out duplicates jsonb
+) language plpgsql
+set plan_cache_mode = force_generic_plan
+as $$
+#variable_conflict use_column
+declare
+  m int := coalesce(array_length(p_orgs, 1), 0);
+  nu int := coalesce(array_length(p_usage, 1), 0);
+  u metering_usage;
+  p metering_usage;
+  -- per event: the event that answers it (itself once recorded, the first one for a duplicate)
+  v_first_id text[] := array_fill(null::text, array[nu]);
+  v_first_cost bigint[] := array_fill(null::bigint, array[nu]);
+  v_first_version text[] := array_fill(null::text, array[nu]);
+  v_first_hold_id text[] := array_fill(null::text, array[nu]);
+  v_same boolean[] := array_fill(null::boolean, array[nu]);  -- an earlier event's payload equals this one's
+  -- per event naming a hold: that hold as it is after phase 2
+  v_hold_org text[];
+  v_hold_status text[];
+  v_hold_amount bigint[];
+  v_hold_created timestamptz[];
+  v_settle_ids text[] := '{}';
+  v_settle_org int[] := '{}';
+  v_hold_charges bigint[] := '{}';      -- usage settling a hold, charged to the grants live when it was taken
+  v_hold_charge_at timestamptz[] := '{}';
+  v_hold_charge_org int[] := '{}';
+  v_plain bigint[] := array_fill(0::bigint, array[m]);  -- other usage, charged to the grants live now
+  n_dup int := 0;
+  r record;
+  k int;
+  i int;
+begin
+  outcomes := array_fill(null::text, array[nu]);
+  cost := array_fill(0::bigint, array[m]);
+  settled := array_fill(0::bigint, array[m]);
+  events := array_fill(0, array[m]);
+
+  -- Events already recorded under these keys (index probes on the unique key), read after the
+  -- organization locks, so a racing batch with the same key has committed by now.
+  for r in
+    select x.k, e.id, e.cost, e.catalog_version, e.hold_id,
+           e.occurred_at = x.occurred_at and e.product = x.product and e.model = x.model and e.quantities = x.quantities
+             and e.hold_id is not distinct from x.hold_id as same
+    from unnest(p_usage) with ordinality x(org, id, key, prev, occurred_at, product, model, quantities, cost, catalog_version, hold_id, hold_first, k)
+    cross join lateral (select * from usage_events e where e.org_id = (p_orgs[x.org]).org_id and e.idempotency_key = x.key limit 1) e
+  loop
+    v_first_id[r.k] := r.id;
+    v_first_cost[r.k] := r.cost;
+    v_first_version[r.k] := r.catalog_version;
+    v_first_hold_id[r.k] := r.hold_id;
+    v_same[r.k] := r.same;
+  end loop;
+
+  -- The holds named, as phase 2 left them (primary-key probes). A hold changes state only under
+  -- its organization's lock, which this batch holds for every hold it may settle (an event
+  -- naming another organization's hold is refused).
+  select array_agg(h.org_id order by x.k), array_agg(h.status order by x.k), array_agg(h.amount order by x.k), array_agg(h.created_at order by x.k)
+    into v_hold_org, v_hold_status, v_hold_amount, v_hold_created
+  from unnest(p_usage) with ordinality x(org, id, key, prev, occurred_at, product, model, quantities, cost, catalog_version, hold_id, hold_first, k)
+  left join lateral (select h.org_id, h.status, h.amount, h.created_at from holds h where h.id = x.hold_id limit 1) h on true;
+
+  for k in 1..nu loop
+    u := p_usage[k];
+    i := u.org;
+    if not p_known[i] then
+      outcomes[k] := 'unknown_organization';
+      continue;
+    end if;
+    if v_first_id[k] is null and u.prev is not null and v_first_id[u.prev] is not null then
+      -- The same key earlier in this batch, recorded or itself a duplicate.
+      p := p_usage[u.prev];
+      v_first_id[k] := v_first_id[u.prev];
+      v_first_cost[k] := v_first_cost[u.prev];
+      v_first_version[k] := v_first_version[u.prev];
+      v_first_hold_id[k] := v_first_hold_id[u.prev];
+      v_same[k] := p.occurred_at = u.occurred_at and p.product = u.product and p.model = u.model and p.quantities = u.quantities
+                   and p.hold_id is not distinct from u.hold_id;
+    end if;
+    if v_first_id[k] is not null then
+      if v_same[k] then
+        outcomes[k] := 'duplicate';
+        n_dup := n_dup + 1;
+      else
+        outcomes[k] := 'idempotency_key_reused';
+      end if;
+      continue;
+    end if;
+    outcomes[k] := 'recorded';
+    if u.hold_id is not null then
+      if v_hold_org[k] is null or v_hold_org[k] <> (p_orgs[i]).org_id then
+        outcomes[k] := 'hold_not_found';
+        continue;
+      elsif v_hold_status[u.hold_first] = 'active' then
+        outcomes[k] := 'released';
+        v_hold_status[u.hold_first] := 'settled'; -- a second event naming this hold must not release it again
+        v_settle_ids := array_append(v_settle_ids, u.hold_id);
+        v_settle_org := array_append(v_settle_org, i);
+        settled[i] := settled[i] + v_hold_amount[k];
+        if p_expiring[i] then
+          v_hold_charges := array_append(v_hold_charges, u.cost);
+          v_hold_charge_at := array_append(v_hold_charge_at, v_hold_created[k]);
+          v_hold_charge_org := array_append(v_hold_charge_org, i);
+        end if;
+      else
+        outcomes[k] := 'already_closed';
+        v_plain[i] := v_plain[i] + u.cost;
+      end if;
+    else
+      v_plain[i] := v_plain[i] + u.cost;
+    end if;
+    cost[i] := cost[i] + u.cost;
+    events[i] := events[i] + 1;
+    v_first_id[k] := u.id;
+    v_first_cost[k] := u.cost;
+    v_first_version[k] := u.catalog_version;
+    v_first_hold_id[k] := u.hold_id;
+    v_same[k] := true;
+  end loop;
+
+  if array_length(v_settle_ids, 1) > 0 then
+    update holds h set status = 'settled', closed_at = p_now,
+      close_transaction_id = (p_orgs[x.i]).usage_txn
+    from unnest(v_settle_ids, v_settle_org) x(id, i)
+    where h.id = x.id and h.status = 'active';
+  end if;
+
+  -- Expiring grants are consumed first (money_rules.sql): usage that settles a hold from the
+  -- grants live when the hold was taken, other usage from those live now.
+  for k in 1..coalesce(array_length(v_hold_charges, 1), 0) loop
+    i := v_hold_charge_org[k];
+    v_plain[i] := v_plain[i] + consume_expiring_grants((p_orgs[i]).org_id, v_hold_charges[k], v_hold_charge_at[k]);
+  end loop;
+  for i in 1..m loop
+    continue when not coalesce(p_expiring[i], false) or v_plain[i] <= 0;
+    perform consume_expiring_grants((p_orgs[i]).org_id, v_plain[i], p_now);
+  end loop;
+
+  if n_dup > 0 then
+    select jsonb_agg(jsonb_build_object('k', k, 'id', v_first_id[k], 'cost', v_first_cost[k]::text,
+                                        'catalog_version', v_first_version[k], 'hold_id', v_first_hold_id[k]))
+      into duplicates
+    from generate_subscripts(outcomes, 1) k
+    where outcomes[k] = 'duplicate';
+  end if;
+end $$;
+
+-- 4. Authorizations, in order, against the balance as phases 2 and 3 left it (p_credits, the
+-- credits account). A key seen before (in an earlier batch or earlier in this one) with the same
+-- payload answers with that hold as it is now; with another payload it is refused. Otherwise the
+-- request is held if it fits in what is spendable: the credits account less what expired,
+-- unposted grants take from it (grant_expiry_effective). Reads only; phase 5 writes the holds.
+create function metering_decide(
+  p_now timestamptz, p_orgs metering_org[], p_auth metering_authorization[], p_credits bigint[], p_expiring boolean[],
+  out outcomes text[], out newly_held bigint[], out details jsonb
+) language plpgsql
+set plan_cache_mode = force_generic_plan
+as $$
+#variable_conflict use_column
+declare
+  m int := coalesce(array_length(p_orgs, 1), 0);
+  na int := coalesce(array_length(p_auth, 1), 0);
+  a metering_authorization;
+  p metering_authorization;
+  v_credits bigint[] := p_credits;
+  v_pending bigint[] := array_fill(0::bigint, array[m]);
+  v_held_before bigint[] := array_fill(0::bigint, array[m]);
+  v_available bigint[] := array_fill(null::bigint, array[na]);
+  v_replay jsonb[] := array_fill(null::jsonb, array[na]);
+  v_same boolean[] := array_fill(null::boolean, array[na]);
+  v_spendable bigint;
+  r record;
+  k int;
+  i int;
+begin
+  outcomes := array_fill(null::text, array[na]);
+  newly_held := array_fill(0::bigint, array[m]);
+  for i in 1..m loop
+    continue when not coalesce(p_expiring[i], false);
+    select * into r from grant_expiry_pending((p_orgs[i]).org_id, p_now);
+    v_pending[i] := r.pending;
+    v_held_before[i] := r.held_before;
+  end loop;
+
+  -- Holds already granted under these keys (index probes on the unique key), as they are now.
+  for r in
+    select x.k, h.id, h.amount, h.status, h.expires_at, h.created_at, h.catalog_version,
+           h.product = x.product and h.model = x.model and h.estimate = x.estimate
+             and h.expires_at = h.created_at + make_interval(secs => x.ttl_seconds) as same
+    from unnest(p_auth) with ordinality x(org, hold_id, amount, key, prev, product, model, estimate, catalog_version, ttl_seconds, k)
+    cross join lateral (select * from holds h where h.org_id = (p_orgs[x.org]).org_id and h.idempotency_key = x.key limit 1) h
+    where x.key is not null
+  loop
+    v_replay[r.k] := jsonb_build_object('id', r.id, 'amount', r.amount::text, 'status', r.status, 'expires_at', r.expires_at,
+                                        'created_at', r.created_at, 'catalog_version', r.catalog_version);
+    v_same[r.k] := r.same;
+  end loop;
+
+  for k in 1..na loop
+    a := p_auth[k];
+    i := a.org;
+    if v_credits[i] is null then
+      outcomes[k] := 'unknown_organization';
+      continue;
+    end if;
+    if v_replay[k] is null and a.prev is not null and outcomes[a.prev] in ('held', 'replayed') then
+      -- The same key earlier in this batch: the hold that answered it answers this one too.
+      p := p_auth[a.prev];
+      v_same[k] := p.product = a.product and p.model = a.model and p.estimate = a.estimate and p.ttl_seconds = a.ttl_seconds;
+      v_replay[k] := coalesce(v_replay[a.prev], jsonb_build_object('id', p.hold_id, 'amount', p.amount::text, 'status', 'active',
+        'expires_at', p_now + make_interval(secs => p.ttl_seconds), 'created_at', p_now, 'catalog_version', p.catalog_version));
+    end if;
+    if v_replay[k] is not null then
+      outcomes[k] := case when v_same[k] then 'replayed' else 'idempotency_key_reused' end;
+      continue;
+    end if;
+    v_spendable := v_credits[i];
+    if p_expiring[i] then
+      v_spendable := v_spendable - grant_expiry_effective(v_pending[i], v_held_before[i], v_credits[i]);
+    end if;
+    if a.amount > v_spendable then
+      outcomes[k] := 'insufficient_balance';
+      v_available[k] := v_spendable;
+    else
+      outcomes[k] := 'held';
+      v_credits[i] := v_credits[i] - a.amount;
+      newly_held[i] := newly_held[i] + a.amount;
+    end if;
+  end loop;
+
+  select jsonb_agg(case outcomes[k]
+           when 'insufficient_balance' then jsonb_build_object('k', k, 'available', v_available[k]::text)
+           else v_replay[k] || jsonb_build_object('k', k)
+         end)
+    into details
+  from generate_subscripts(outcomes, 1) k
+  where outcomes[k] in ('insufficient_balance', 'replayed');
+end $$;
+
+-- 5. Writes what phases 2–4 decided: the ledger transactions and their entries first (one
+-- statement each, so the ledger triggers run once), then the usage rows, holds and alerts.
+create function metering_post(
+  p_now timestamptz, p_orgs metering_org[],
+  p_usage metering_usage[], p_usage_outcomes text[], p_auth metering_authorization[], p_auth_outcomes text[],
+  p_expired bigint[], p_expired_n int[], p_settled bigint[], p_cost bigint[], p_events int[], p_newly_held bigint[],
+  p_alerts jsonb
+) returns void language plpgsql
+set plan_cache_mode = force_generic_plan
+as $$
+begin
+  insert into ledger_transactions (id, org_id, kind, idempotency_key, description, metadata, created_at)
+  select t.id, (p_orgs[i]).org_id, t.kind, t.id, t.description, t.metadata, p_now
+  from generate_subscripts(p_orgs, 1) i
+  cross join lateral (values
+    ((p_orgs[i]).usage_txn, 'usage', 'metered usage', jsonb_build_object('events', p_events[i]), p_settled[i] <> 0 or p_cost[i] <> 0),
+    ((p_orgs[i]).release_txn, 'release', 'expired holds released', jsonb_build_object('holds', p_expired_n[i]), p_expired[i] <> 0),
+    ((p_orgs[i]).hold_txn, 'hold', 'authorization holds', '{}'::jsonb, p_newly_held[i] <> 0)
+  ) t(id, kind, description, metadata, wanted)
+  where t.wanted;
+  if found then
+    insert into ledger_entries (transaction_id, account_id, amount)
+    select e.transaction_id, e.account_id, e.amount
+    from generate_subscripts(p_orgs, 1) i
+    cross join lateral (select (p_orgs[i]).org_id as org_id, (p_orgs[i]).usage_txn as usage_txn,
+                               (p_orgs[i]).release_txn as release_txn, (p_orgs[i]).hold_txn as hold_txn) o
+    cross join lateral (values
+      (o.usage_txn, 'org:' || o.org_id || ':held', -p_settled[i]),
+      (o.usage_txn, 'org:' || o.org_id || ':credits', p_settled[i] - p_cost[i]),
+      (o.usage_txn, 'system:revenue', p_cost[i]),
+      (o.release_txn, 'org:' || o.org_id || ':held', -p_expired[i]),
+      (o.release_txn, 'org:' || o.org_id || ':credits', p_expired[i]),
+      (o.hold_txn, 'org:' || o.org_id || ':credits', -p_newly_held[i]),
+      (o.hold_txn, 'org:' || o.org_id || ':held', p_newly_held[i])
+    ) e(transaction_id, account_id, amount)
+    where e.amount <> 0;
+  end if;
+
+  insert into usage_events (id, org_id, idempotency_key, occurred_at, product, model, quantities, cost, catalog_version, hold_id, transaction_id, recorded_at)
+  select u.id, (p_orgs[u.org]).org_id, u.key, u.occurred_at, u.product, u.model, u.quantities, u.cost, u.catalog_version, u.hold_id,
+         case when p_settled[u.org] <> 0 or p_cost[u.org] <> 0 then (p_orgs[u.org]).usage_txn end, p_now
+  from unnest(p_usage) with ordinality u(org, id, key, prev, occurred_at, product, model, quantities, cost, catalog_version, hold_id, hold_first, k)
+  where p_usage_outcomes[u.k] in ('recorded', 'released', 'already_closed');
+
+  insert into holds (id, org_id, amount, status, idempotency_key, product, model, estimate, catalog_version, expires_at, created_at, transaction_id)
+  select a.hold_id, (p_orgs[a.org]).org_id, a.amount, 'active', a.key, a.product, a.model, a.estimate, a.catalog_version,
+         p_now + make_interval(secs => a.ttl_seconds), p_now, case when a.amount > 0 then (p_orgs[a.org]).hold_txn end
+  from unnest(p_auth) with ordinality a(org, hold_id, amount, key, prev, product, model, estimate, catalog_version, ttl_seconds, k)
+  where p_auth_outcomes[a.k] = 'held';
+
+  insert into balance_alerts (id, org_id, balance, threshold, transaction_id, created_at)
+  select (p_orgs[(a->>'i')::int]).alert_id, (p_orgs[(a->>'i')::int]).org_id, (a->>'balance')::bigint, (a->>'threshold')::bigint,
+         (p_orgs[(a->>'i')::int]).usage_txn, p_now
+  from jsonb_array_elements(coalesce(p_alerts, '[]')) a;
+end $$;
+
+-- One group commit: the usage events and authorizations that arrived together, decided and
+-- written as one transaction (see the head of this file).
+create function metering_batch(
+  p_now timestamptz, p_orgs jsonb, p_usage jsonb, p_authorizations jsonb,
+  out usage_outcomes text[], out usage_duplicates jsonb, out usage_alerts jsonb,
+  out authorize_outcomes text[], out authorize_details jsonb, out released_holds int
+) language plpgsql
+set plan_cache_mode = force_generic_plan
+as $$
+declare
+  v_orgs metering_org[];
+  v_usage metering_usage[] := '{}';
+  v_auth metering_authorization[] := '{}';
+  m int;
+  s record;
+  x record;
+  st record;
+  d record;
+  v_known boolean[];
+  v_sweep boolean[];
+  v_credits bigint[];
+  v_held bigint[];
+  v_settled bigint[];
+  v_cost bigint[];
+  v_events int[];
+  v_newly_held bigint[];
+  v_before bigint;
+  v_after bigint;
+  i int;
+begin
+  select array_agg(jsonb_populate_record(null::metering_org, e) order by n) into v_orgs from jsonb_array_elements(p_orgs) with ordinality t(e, n);
+  if jsonb_array_length(p_usage) > 0 then
+    select array_agg(jsonb_populate_record(null::metering_usage, e) order by n) into v_usage from jsonb_array_elements(p_usage) with ordinality t(e, n);
+  end if;
+  if jsonb_array_length(p_authorizations) > 0 then
+    select array_agg(jsonb_populate_record(null::metering_authorization, e) order by n) into v_auth from jsonb_array_elements(p_authorizations) with ordinality t(e, n);
+  end if;
+  m := coalesce(array_length(v_orgs, 1), 0);
+
+  -- 1.
+  select * into s from metering_lock_orgs(array(select o.org_id from unnest(v_orgs) o));
+  v_known := array(select c is not null from unnest(s.credits) c);
+  v_credits := s.credits;
+  v_held := s.held;
+
+  -- 2. Every authorizing organization (or, for the sweeper, every one) and every named hold.
+  v_sweep := array_fill(cardinality(v_usage) = 0 and cardinality(v_auth) = 0, array[m]);
+  for i in 1..cardinality(v_auth) loop
+    v_sweep[(v_auth[i]).org] := true;
+  end loop;
+  select * into x from metering_release_expired(p_now, v_orgs, v_sweep, array(select u.hold_id from unnest(v_usage) u where u.hold_id is not null));
+  released_holds := 0;
+  for i in 1..m loop
+    v_credits[i] := v_credits[i] + x.expired[i];
+    v_held[i] := v_held[i] - x.expired[i];
+    released_holds := released_holds + x.expired_n[i];
+  end loop;
+
+  -- 3.
+  v_settled := array_fill(0::bigint, array[m]);
+  v_cost := array_fill(0::bigint, array[m]);
+  v_events := array_fill(0, array[m]);
+  if cardinality(v_usage) > 0 then
+    select * into st from metering_settle(p_now, v_orgs, v_usage, v_known, s.expiring);
+    usage_outcomes := st.outcomes;
+    usage_duplicates := st.duplicates;
+    v_settled := st.settled;
+    v_cost := st.cost;
+    v_events := st.events;
+    for i in 1..m loop
+      v_credits[i] := v_credits[i] + v_settled[i] - v_cost[i];
+      v_held[i] := v_held[i] - v_settled[i];
+      -- A downward crossing of the low-balance threshold, judged on the ledger's balance
+      -- (credits + held as posted): every debit path judges that one (src/billing/low-balance.ts).
+      v_before := s.credits[i] + s.held[i];
+      v_after := v_credits[i] + v_held[i];
+      if v_events[i] > 0 and (v_settled[i] <> 0 or v_cost[i] <> 0) and v_before >= s.threshold[i] and v_after < s.threshold[i] then
+        usage_alerts := coalesce(usage_alerts, '[]'::jsonb)
+          || jsonb_build_object('i', i, 'balance', v_after::text, 'threshold', s.threshold[i]::text);
+      end if;
+    end loop;
+  end if;
+
+  -- 4.
+  v_newly_held := array_fill(0::bigint, array[m]);
+  if cardinality(v_auth) > 0 then
+    select * into d from metering_decide(p_now, v_orgs, v_auth, v_credits, s.expiring);
+    authorize_outcomes := d.outcomes;
+    authorize_details := d.details;
+    v_newly_held := d.newly_held;
+  end if;
+
+  -- 5.
+  perform metering_post(p_now, v_orgs, v_usage, usage_outcomes, v_auth, authorize_outcomes,
+                        x.expired, x.expired_n, v_settled, v_cost, v_events, v_newly_held, usage_alerts);
+end $$;

@@ -1,0 +1,166 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { expireGrants } from "../../src/billing/grants.js";
+import { releaseExpiredHolds, type Hold } from "../../src/billing/holds.js";
+import type { UsageResult } from "../../src/billing/usage.js";
+import { createTestApp, manualClock, type TestApp } from "../support/app.js";
+import { createTestDatabase, type TestDatabase } from "../support/database.js";
+
+// The "api" product costs $0.0001 a request: 125 requests = $0.0125.
+const perRequestNano = 100_000n;
+
+/** Each org's held account against its live holds, and its credits account. */
+async function moneyOf(db: TestDatabase, orgId: string) {
+  const [row] = await db.sql<{ credits: bigint; held: bigint; live: bigint }[]>`
+    select c.balance as credits, h.balance as held,
+      (select coalesce(sum(amount), 0)::bigint from holds where org_id = ${orgId} and status = 'active') as live
+    from ledger_accounts c join ledger_accounts h on h.id = 'org:' || ${orgId} || ':held'
+    where c.id = 'org:' || ${orgId} || ':credits'`;
+  return row!;
+}
+
+describe("a hold is closed exactly once, and replays tell the truth", () => {
+  let db: TestDatabase;
+  let t: TestApp;
+  const clock = manualClock();
+  beforeAll(async () => {
+    db = await createTestDatabase({ max: 10 });
+    t = createTestApp({ sql: db.sql, clock });
+    await t.metering.ready();
+  });
+  afterAll(() => db.drop());
+
+  it("a hold past its expiry, settled in the same batch as its org's next authorization, is given back once", async () => {
+    // The gateway's case: settle the expired hold and authorize the next request in one instant,
+    // before the sweep. Both land in one batch of the org's lane.
+    const orgs = await Promise.all(Array.from({ length: 20 }, (_, i) => t.createOrg(`race-${i}`)));
+    for (const org of orgs) await t.grant(org.id, "1.00");
+    const holds = await Promise.all(
+      orgs.map((org) => t.metering.authorize({ orgId: org.id, product: "api", model: undefined, estimate: { requests: 125n }, idempotencyKey: undefined, ttlSeconds: 1 }, clock())),
+    );
+    clock.advance(2_000);
+    const now = clock();
+    const results = await Promise.all(
+      orgs.map((org, i) =>
+        Promise.all([
+          t.metering.recordUsage(
+            { orgId: org.id, idempotencyKey: `settle-${i}`, occurredAt: now, product: "api", model: undefined, quantities: { requests: 100n }, holdId: holds[i]!.id },
+            now,
+          ),
+          t.metering.authorize({ orgId: org.id, product: "api", model: undefined, estimate: { requests: 1n }, idempotencyKey: undefined, ttlSeconds: 60 }, now),
+        ]),
+      ),
+    );
+    for (const [i, org] of orgs.entries()) {
+      const [usage, next] = results[i]! as [UsageResult, Hold];
+      const money = await moneyOf(db, org.id);
+      expect(money.held).toBe(money.live);
+      expect(money.held).toBe(perRequestNano);
+      // $1.00, less the usage charged in full, less the new hold: the expired hold came back once.
+      expect(money.credits).toBe(1_000_000_000n - 100n * perRequestNano - perRequestNano);
+      expect(usage.holdOutcome).toBe("already_closed");
+      expect(next.status).toBe("active");
+      const [hold] = await db.sql<{ status: string }[]>`select status from holds where id = ${holds[i]!.id}`;
+      expect(hold!.status).toBe("expired");
+    }
+    expect(await releaseExpiredHolds(db.sql, clock())).toBe(0);
+  });
+
+  it("a replayed authorization answers with the hold as it is now, and never makes another", async () => {
+    const org = await t.createOrg();
+    await t.grant(org.id, "1.00");
+    const body = { org_id: org.id, product: "api", estimate: { requests: 10 }, idempotency_key: "once", ttl_seconds: 30 };
+    const authorize = (b: Record<string, unknown>) => t.call("POST", "/v1/billing/authorize", { key: org.gatewayKey, body: b });
+    const first = await authorize(body);
+    expect(first.status).toBe(201);
+    expect(first.json).toMatchObject({ status: "active", replayed: false });
+    expect((await authorize(body)).json).toMatchObject({ hold_id: first.json.hold_id, status: "active", replayed: true });
+
+    await t.call("POST", "/v1/billing/usage", {
+      key: org.gatewayKey,
+      body: { events: [{ idempotency_key: "u1", org_id: org.id, timestamp: clock().toISOString(), product: "api", quantities: { requests: 5 }, hold_id: first.json.hold_id }] },
+    });
+    const settled = await authorize(body);
+    expect(settled.status).toBe(200);
+    expect(settled.json).toMatchObject({ hold_id: first.json.hold_id, status: "settled", replayed: true });
+
+    const other = { ...body, idempotency_key: "expires" };
+    const live = await authorize(other);
+    clock.advance(31_000);
+    const expired = await authorize(other);
+    expect(expired.json).toMatchObject({ hold_id: live.json.hold_id, status: "expired", replayed: true });
+    const money = await moneyOf(db, org.id);
+    expect(money).toEqual({ credits: 1_000_000_000n - 5n * perRequestNano, held: 0n, live: 0n });
+    const [count] = await db.sql<{ n: number }[]>`select count(*)::int as n from holds where org_id = ${org.id}`;
+    expect(count!.n).toBe(2);
+  });
+
+  it("the same authorization key with another payload is refused with 409, whatever differs", async () => {
+    const org = await t.createOrg();
+    await t.grant(org.id, "1.00");
+    const body = { org_id: org.id, product: "api", estimate: { requests: 10 }, idempotency_key: "k", ttl_seconds: 30 };
+    expect((await t.call("POST", "/v1/billing/authorize", { key: org.gatewayKey, body })).status).toBe(201);
+    for (const changed of [{ estimate: { requests: 11 } }, { ttl_seconds: 31 }, { product: "llm", model: "zen-pro", estimate: { input_tokens: 10 } }]) {
+      const res = await t.call("POST", "/v1/billing/authorize", { key: org.gatewayKey, body: { ...body, ...changed } });
+      expect(res.status, JSON.stringify(changed)).toBe(409);
+      expect(res.json.error).toMatchObject({ code: "idempotency_key_reused", type: "idempotency_error" });
+    }
+    // In one batch: the second request with the key but another estimate is refused, the first held.
+    const now = clock();
+    const input = { orgId: org.id, product: "api", model: undefined, idempotencyKey: "batch", ttlSeconds: 30 };
+    const [a, b] = await Promise.allSettled([
+      t.metering.authorize({ ...input, estimate: { requests: 1n } }, now),
+      t.metering.authorize({ ...input, estimate: { requests: 2n } }, now),
+    ]);
+    expect(a.status).toBe("fulfilled");
+    expect(b.status === "rejected" && (b.reason as { code?: string }).code).toBe("idempotency_key_reused");
+    expect((await moneyOf(db, org.id)).held).toBe(11n * perRequestNano);
+  });
+
+  it("a usage key reused for another event is refused for that event only, in one batch or across batches", async () => {
+    const org = await t.createOrg();
+    await t.grant(org.id, "1.00");
+    const event = (quantity: number) => ({ idempotency_key: "same", org_id: org.id, timestamp: clock().toISOString(), product: "api", quantities: { requests: quantity } });
+    const res = await t.call("POST", "/v1/billing/usage", { key: org.gatewayKey, body: { events: [event(1), event(1), event(2)] } });
+    expect(res.json.results.map((r: { status: string; error?: { code: string } }) => r.error?.code ?? r.status)).toEqual(["recorded", "duplicate", "idempotency_key_reused"]);
+    const later = await t.call("POST", "/v1/billing/usage", { key: org.gatewayKey, body: { events: [event(3)] } });
+    expect(later.json.results[0].error.code).toBe("idempotency_key_reused");
+    expect((await moneyOf(db, org.id)).credits).toBe(1_000_000_000n - perRequestNano);
+  });
+});
+
+describe("money that expires while held: one outcome whatever the worker's timing", () => {
+  let db: TestDatabase;
+  beforeAll(async () => {
+    db = await createTestDatabase({ max: 10 });
+  });
+  afterAll(() => db.drop());
+
+  // A $1.00 grant expiring in 3 s, a $0.60 hold before the expiry, $0.50 of usage settling it
+  // after: the request is paid by the grant, the rest of the grant expires.
+  for (const workerFirst of [true, false]) {
+    for (const paid of ["0", "10"]) {
+      it(`${workerFirst ? "expiry posted before" : "settle before the expiry's posting"}, with $${paid} of other credits`, async () => {
+        const clock = manualClock();
+        const t = createTestApp({ sql: db.sql, clock });
+        const org = await t.createOrg();
+        if (paid !== "0") await t.grant(org.id, paid);
+        await t.grant(org.id, "1.00", `expiring-${Math.random()}`, { expires_at: new Date(clock().getTime() + 3_000).toISOString() });
+        clock.advance(1_000);
+        const hold = await t.call("POST", "/v1/billing/authorize", { key: org.gatewayKey, body: { org_id: org.id, product: "api", estimate: { requests: 6_000 }, ttl_seconds: 60 } });
+        expect(hold.status).toBe(201);
+        clock.advance(3_000);
+        if (workerFirst) await expireGrants(db.sql, clock());
+        const settle = await t.call("POST", "/v1/billing/usage", {
+          key: org.gatewayKey,
+          body: { events: [{ idempotency_key: "use", org_id: org.id, timestamp: clock().toISOString(), product: "api", quantities: { requests: 5_000 }, hold_id: hold.json.hold_id }] },
+        });
+        expect(settle.json.results[0]).toMatchObject({ status: "recorded", hold_outcome: "released" });
+        const expected = `${paid === "0" ? "0" : "10000000000"}`;
+        expect((await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json).toMatchObject({ credits_nano_usd: expected, held_nano_usd: "0" });
+        await expireGrants(db.sql, clock());
+        const money = await moneyOf(db, org.id);
+        expect(money).toEqual({ credits: BigInt(expected), held: 0n, live: 0n });
+      });
+    }
+  }
+});
