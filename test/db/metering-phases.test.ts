@@ -1,0 +1,136 @@
+import fc from "fast-check";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { TransactionSql } from "../../src/db/client.js";
+import { createTestApp, manualClock, type TestApp } from "../support/app.js";
+import { createTestDatabase, type TestDatabase } from "../support/database.js";
+
+// Each phase of metering_batch (src/db/functions/metering.sql) called on its own, inside a
+// transaction that is rolled back, against rows the real API wrote.
+
+const NOW = new Date("2026-11-15T12:00:00Z");
+const org = (org_id: string) => ({ org_id, usage_txn: `txn_u_${org_id}`, release_txn: `txn_r_${org_id}`, hold_txn: `txn_h_${org_id}`, alert_id: null });
+const orgsJson = (ids: string[]) => JSON.stringify(ids.map(org));
+
+class Rollback extends Error {}
+/** Runs `fn` in a transaction that never commits. */
+async function inRollback<T>(db: TestDatabase, fn: (tx: TransactionSql) => Promise<T>): Promise<T> {
+  let out: T | undefined;
+  await db.sql
+    .begin(async (tx) => {
+      out = await fn(tx);
+      throw new Rollback();
+    })
+    .catch((e: unknown) => {
+      if (!(e instanceof Rollback)) throw e;
+    });
+  return out!;
+}
+
+describe("metering_batch's phases", () => {
+  let db: TestDatabase;
+  let t: TestApp;
+  const clock = manualClock(new Date(NOW.getTime() - 60_000));
+  let a: { id: string; gatewayKey: string };
+  let b: { id: string; gatewayKey: string };
+  const holds: Record<string, string> = {};
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    t = createTestApp({ sql: db.sql, clock });
+    [a, b] = [await t.createOrg("a"), await t.createOrg("b")];
+    for (const o of [a, b]) await t.grant(o.id, "1.00");
+    const hold = async (o: { id: string; gatewayKey: string }, name: string, ttl: number) => {
+      const res = await t.call("POST", "/v1/billing/authorize", { key: o.gatewayKey, body: { org_id: o.id, product: "api", estimate: { requests: 10 }, ttl_seconds: ttl, idempotency_key: name } });
+      holds[name] = res.json.hold_id;
+    };
+    await hold(a, "a-live", 3600);
+    await hold(a, "a-expired", 30);
+    await hold(a, "a-expired-2", 30);
+    await hold(b, "b-expired", 30);
+  });
+  afterAll(() => db.drop());
+
+  it("release_expired closes the past-expiry holds of the swept organizations and the named ones, once", async () => {
+    const [first, second] = await inRollback(db, async (tx) => {
+      const run = () =>
+        tx<{ expired: string[]; expired_n: number[] }[]>`
+          select expired::text[], expired_n from metering_release_expired(${NOW}, array(select jsonb_populate_record(null::metering_org, e) from jsonb_array_elements(${orgsJson([a.id, b.id])}::text::jsonb) e),
+                                                   array[true, false], array[${holds["b-expired"]!}, ${holds["a-live"]!}]::text[])`;
+      const r1 = await run();
+      const r2 = await run();
+      const states = await tx<{ id: string; status: string; close_transaction_id: string | null }[]>`select id, status, close_transaction_id from holds where org_id in (${a.id}, ${b.id})`;
+      return [{ ...r1[0]!, states }, r2[0]!];
+    });
+    expect(first.expired).toEqual(["2000000", "1000000"]); // $0.001 a hold
+    expect(first.expired_n).toEqual([2, 1]);
+    const status = Object.fromEntries(first.states.map((s) => [s.id, s]));
+    expect(status[holds["a-live"]!]!.status).toBe("active"); // named, but not past its expiry
+    expect(status[holds["a-expired"]!]).toMatchObject({ status: "expired", close_transaction_id: `txn_r_${a.id}` });
+    expect(status[holds["b-expired"]!]).toMatchObject({ status: "expired", close_transaction_id: `txn_r_${b.id}` });
+    expect(second.expired).toEqual(["0", "0"]);
+  });
+
+  it("settle answers every kind of event from the holds as they are, and closes each hold once", async () => {
+    const ev = (over: Record<string, unknown>) => ({
+      org: 1, id: `use_${Math.random()}`, key: `k${Math.random()}`, prev: null, occurred_at: NOW.toISOString(), product: "api", model: "",
+      quantities: { requests: "1" }, cost: "100000", catalog_version: "2026-01-01", hold_id: null, hold_first: null, ...over,
+    });
+    const events = [
+      ev({ hold_id: holds["a-live"], hold_first: 1 }),
+      ev({ hold_id: holds["a-live"], hold_first: 1 }), // the same hold again
+      ev({ hold_id: holds["b-expired"], hold_first: 3 }), // another organization's hold
+      ev({ hold_id: "hold_missing", hold_first: 4 }),
+      ev({ key: "dup" }),
+      ev({ key: "dup", prev: 5 }),
+      ev({ key: "dup", prev: 6, quantities: { requests: "2" } }),
+      ev({ org: 2 }),
+    ];
+    const r = await inRollback(db, async (tx) => {
+      const [out] = await tx<{ outcomes: string[]; cost: string[]; settled: string[] }[]>`
+        select outcomes, cost::text[], settled::text[] from metering_settle(${NOW},
+          array(select jsonb_populate_record(null::metering_org, e) from jsonb_array_elements(${orgsJson([a.id, "org_unknown"])}::text::jsonb) e),
+          array(select jsonb_populate_record(null::metering_usage, e) from jsonb_array_elements(${JSON.stringify(events)}::text::jsonb) e),
+          array[true, false], array[false, false])`;
+      const [h] = await tx<{ status: string }[]>`select status from holds where id = ${holds["a-live"]!}`;
+      return { ...out!, live: h!.status };
+    });
+    expect(r.outcomes).toEqual(["released", "already_closed", "hold_not_found", "hold_not_found", "recorded", "duplicate", "idempotency_key_reused", "unknown_organization"]);
+    expect(r.settled).toEqual(["1000000", "0"]);
+    expect(r.cost).toEqual(["300000", "0"]); // the released, the already-closed and the first "dup"
+    expect(r.live).toBe("settled");
+  });
+
+  it("decide replays, refuses a reused key, and holds in order up to what is spendable", async () => {
+    const auth = (over: Record<string, unknown>) => ({
+      org: 1, hold_id: `hold_${Math.random()}`, amount: "400000000", key: null, prev: null, product: "api", model: "",
+      estimate: { requests: "10" }, catalog_version: "2026-01-01", ttl_seconds: 3600, ...over,
+    });
+    const auths = [
+      auth({ key: "a-live", amount: "1000000" }), // a replay of the live hold
+      auth({ key: "a-live", estimate: { requests: "11" } }), // the same key, another estimate
+      auth({}),
+      auth({}),
+      auth({}), // 3 × $0.40 against $0.97 spendable: the third is refused
+    ];
+    const [r] = await inRollback(db, (tx) => tx<{ outcomes: string[]; newly_held: string[]; details: { k: number; status?: string; available?: string }[] }[]>`
+      select outcomes, newly_held::text[], details from metering_decide(${NOW},
+        array(select jsonb_populate_record(null::metering_org, e) from jsonb_array_elements(${orgsJson([a.id])}::text::jsonb) e),
+        array(select jsonb_populate_record(null::metering_authorization, e) from jsonb_array_elements(${JSON.stringify(auths)}::text::jsonb) e),
+        array[970000000]::bigint[], array[false])`);
+    expect(r!.outcomes).toEqual(["replayed", "idempotency_key_reused", "held", "held", "insufficient_balance"]);
+    expect(r!.newly_held).toEqual(["800000000"]);
+    expect(r!.details).toEqual([expect.objectContaining({ k: 1, status: "active" }), { k: 5, available: "170000000" }]);
+  });
+
+  it("grant_expiry_effective: never more than the unused part beyond held money, never below zero, never more than the credits", async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.bigInt(0n, 10n ** 12n), fc.bigInt(0n, 10n ** 12n), fc.bigInt(-(10n ** 12n), 10n ** 12n), async (pending, heldBefore, credits) => {
+        const [row] = await db.sql<{ e: bigint }[]>`select grant_expiry_effective(${pending.toString()}, ${heldBefore.toString()}, ${credits.toString()}) as e`;
+        const max = (x: bigint, y: bigint) => (x > y ? x : y);
+        const min = (x: bigint, y: bigint) => (x < y ? x : y);
+        expect(row!.e).toBe(min(max(pending - heldBefore, 0n), max(credits, 0n)));
+      }),
+      { numRuns: 100 },
+    );
+  });
+});
