@@ -87,7 +87,10 @@ export function registerBalance(app: OpenAPIHono<AppEnv>) {
   app.openapi(patchBalanceRoute, async (c) => {
     const { sql, clock } = c.get("deps");
     const orgId = principalOrgId(c);
-    await setLowBalanceThreshold(sql, orgId, c.req.valid("json").low_balance_threshold);
-    return c.json(balanceJson(await getBalance(sql, orgId, clock())), 200);
+    // The threshold comes from the update's own `returning`: read again afterwards, it could be
+    // a concurrent PATCH's value.
+    const org = await setLowBalanceThreshold(sql, orgId, c.req.valid("json").low_balance_threshold);
+    const balance = await getBalance(sql, orgId, clock());
+    return c.json(balanceJson({ ...balance, lowBalanceThreshold: org.lowBalanceThreshold }), 200);
   });
 }
