@@ -34,6 +34,8 @@ export const Config = z.object({
   HUSD_DUST_MINIMUM: baseUnits.default("10000000000000000"),
   /** How often workers look for newly indexed transfers and undecided deposits. */
   DEPOSIT_SCAN_INTERVAL_MS: z.coerce.number().int().min(100).max(60_000).default(1000),
+  /** How often workers reconcile the ledger (checkLedger: caches, balance, held vs live holds); a run reads every entry. */
+  LEDGER_CHECK_INTERVAL_MS: z.coerce.number().int().min(100).max(86_400_000).default(600_000),
   HOLD_TTL_SECONDS: z.coerce.number().int().min(1).max(86_400).default(300),
   STRIPE_WEBHOOK_SECRET: z.string().startsWith("whsec_").optional(),
   /** Which processor mode this deployment accepts: a test-mode event must never move real balances. */

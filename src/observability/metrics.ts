@@ -61,6 +61,36 @@ export function createMetrics(deps: { sql: Sql; queues?: Queues }) {
     },
   });
 
+  // The worker's last ledger reconciliation (migration 0015), whichever worker ran it.
+  const lastLedgerCheck = async () => {
+    const [row] = await deps.sql<{ at: number; unbalanced_transactions: number; balance_mismatches: number; held_mismatches: number }[]>`
+      select extract(epoch from checked_at)::float8 as at, unbalanced_transactions, balance_mismatches, held_mismatches
+      from ledger_checks order by id desc limit 1`;
+    return row;
+  };
+  new Gauge({
+    name: "hanzo_ledger_check_last_run_timestamp_seconds",
+    help: "When the last ledger reconciliation ran (Unix time; 0 before the first)",
+    registers: [registry],
+    async collect() {
+      this.set((await lastLedgerCheck())?.at ?? 0);
+    },
+  });
+  new Gauge({
+    name: "hanzo_ledger_check_mismatches",
+    help: "What the last ledger reconciliation found wrong, by kind (all 0 on a healthy ledger; details in operator_alerts)",
+    labelNames: ["kind"] as const,
+    registers: [registry],
+    async collect() {
+      const run = await lastLedgerCheck();
+      this.reset();
+      if (!run) return;
+      this.set({ kind: "unbalanced_transaction" }, run.unbalanced_transactions);
+      this.set({ kind: "balance_cache" }, run.balance_mismatches);
+      this.set({ kind: "held" }, run.held_mismatches);
+    },
+  });
+
   if (deps.queues) {
     const queues = deps.queues;
     new Gauge({

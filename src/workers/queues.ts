@@ -17,7 +17,7 @@ export type DepositJob = z.infer<typeof DepositJob>;
 export const LowBalanceAlertJob = z.object({ alert_id: z.string() });
 export type LowBalanceAlertJob = z.infer<typeof LowBalanceAlertJob>;
 
-export const MaintenanceTasks = ["expire-holds", "expire-grants", "resend-alerts", "close-cycles", "scan-deposits", "audit-deposits"] as const;
+export const MaintenanceTasks = ["expire-holds", "expire-grants", "resend-alerts", "close-cycles", "scan-deposits", "audit-deposits", "check-ledger"] as const;
 export type MaintenanceTask = (typeof MaintenanceTasks)[number];
 
 /** BullMQ's prefix, hash-tagged so that every key of a queue lands on one Redis Cluster slot. */

@@ -8,6 +8,7 @@ import { createChainClient, type ChainClient } from "../chain/client.js";
 import { expireGrants } from "../billing/grants.js";
 import { closeDueCycles } from "../billing/invoices.js";
 import { releaseExpiredHolds } from "../billing/holds.js";
+import { reconcileLedger } from "../ledger/reconcile.js";
 import type { Clock } from "../clock.js";
 import type { Config } from "../config.js";
 import type { Sql } from "../db/client.js";
@@ -68,16 +69,30 @@ export async function startWorkers(deps: WorkerDeps) {
           await resendAlerts(queues, ids);
           return { resent: ids.length };
         }
+        case "check-ledger": {
+          const { mismatches, durationMs } = await reconcileLedger({ sql: deps.sql, logger: deps.logger }, now);
+          return { mismatches, duration_ms: durationMs };
+        }
       }
     },
-    { ...opts, concurrency: 1 },
+    // Two at a time: the ledger check reads the whole ledger (seconds on a large one) and must not
+    // hold back the 5 s sweeps behind it. Every task is safe to run beside any other, as it is
+    // across worker processes.
+    { ...opts, concurrency: 2 },
   );
 
   // Job schedulers are upserted by id, so every replica may declare them; Redis keeps one each.
   const every = deps.maintenanceEveryMs ?? 5_000;
   for (const task of MaintenanceTasks) {
     // Cycles end at most once a day per anchor; once a minute is prompt enough and cheap.
-    const interval = task === "close-cycles" ? Math.max(every, 60_000) : task === "scan-deposits" ? Math.min(every, deps.config.DEPOSIT_SCAN_INTERVAL_MS) : every;
+    const interval =
+      task === "close-cycles"
+        ? Math.max(every, 60_000)
+        : task === "scan-deposits"
+          ? Math.min(every, deps.config.DEPOSIT_SCAN_INTERVAL_MS)
+          : task === "check-ledger"
+            ? deps.config.LEDGER_CHECK_INTERVAL_MS
+            : every;
     await queues.maintenance.upsertJobScheduler(task, { every: interval }, { name: task, data: { task }, opts: { removeOnComplete: 100, removeOnFail: 100 } });
   }
 

@@ -6,11 +6,11 @@ import { auditCreditedDeposits } from "../../src/billing/deposits/audit.js";
 import { verifyDeposit } from "../../src/billing/deposits/verify.js";
 import { createChainClient } from "../../src/chain/client.js";
 import { DevRoles } from "../../src/chain/local-devnet.js";
-import { checkLedger } from "../../src/ledger/check.js";
 import { enqueueDepositChecks } from "../../src/workers/queues.js";
 import { startTestChain, type TestChain } from "../support/chain-stack.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { depositStack } from "../support/deposit-stack.js";
+import { expectLedgerConsistent } from "../support/ledger.js";
 import { deployMultiSend } from "../support/multisend.js";
 import { waitFor } from "../support/process.js";
 import { clearRedisPrefix } from "../support/redis.js";
@@ -68,7 +68,7 @@ describe("HUSD top-ups: verify-and-record, finality, exactly-once credit, reorgs
     expect((await stack.balanceNano(org.orgKey)) - before).toBe(12_345_678_901n);
     const history = (await stack.app.call("GET", "/v1/billing/transactions", { key: org.orgKey })).json.data;
     expect(history[0]).toMatchObject({ kind: "husd_deposit", amount_nano_usd: "12345678901" });
-    expect(await checkLedger(db.sql)).toEqual({ unbalancedTransactions: [], balanceMismatches: [] });
+    await expectLedgerConsistent(db.sql);
   });
 
   it("duplicate jobs, racing verifiers and re-runs after the credit all credit once", async () => {
@@ -153,7 +153,7 @@ describe("HUSD top-ups: verify-and-record, finality, exactly-once credit, reorgs
     const lowBalance = await db.sql`select a.balance, t.kind from balance_alerts a join ledger_transactions t on t.id = a.transaction_id where a.org_id = ${org.id}`;
     expect(lowBalance).toEqual([{ balance: 0n, kind: "reversal" }]);
     expect(await auditCreditedDeposits({ sql: db.sql, chain: stack.chainClient, logger: pino({ level: "silent" }) }, new Date())).toBe(0);
-    expect(await checkLedger(db.sql)).toEqual({ unbalancedTransactions: [], balanceMismatches: [] });
+    await expectLedgerConsistent(db.sql);
   });
 
   it("rejects, with a reason, a second ERC-20 with the same ABI, dust, and an amount near 2^256-1", async () => {

@@ -2,9 +2,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Catalog } from "../../src/billing/catalog.js";
 import { closeCycle, closeDueCycles } from "../../src/billing/invoices.js";
 import { cycleStartingIn } from "../../src/billing/periods.js";
-import { checkLedger } from "../../src/ledger/check.js";
 import { createTestApp, manualClock, TEST_ADMIN_KEY, type TestApp } from "../support/app.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { expectLedgerConsistent } from "../support/ledger.js";
 
 describe("invoices and billing cycles", () => {
   let db: TestDatabase;
@@ -55,7 +55,7 @@ describe("invoices and billing cycles", () => {
       select (-sum(e.amount))::text as spent from ledger_entries e join ledger_transactions x on x.id = e.transaction_id
       where x.org_id = ${org.id} and x.kind in ('usage', 'invoice_settlement') and e.account_id = ${`org:${org.id}:credits`}`;
     expect(ledger!.spent).toBe(invoice.credits_applied_nano_usd);
-    expect(await checkLedger(db.sql)).toEqual({ unbalancedTransactions: [], balanceMismatches: [] });
+    await expectLedgerConsistent(db.sql);
   });
 
   it("leaves what credits cannot cover as amount due, and an open invoice", async () => {

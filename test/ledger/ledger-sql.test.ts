@@ -4,6 +4,7 @@ import { orgCreditsAccount, SystemAccounts } from "../../src/ledger/accounts.js"
 import { checkLedger } from "../../src/ledger/check.js";
 import { postTransaction, UnbalancedPostingError } from "../../src/ledger/post-transaction.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { expectLedgerConsistent } from "../support/ledger.js";
 
 describe("ledger enforcement in PostgreSQL", () => {
   let db: TestDatabase;
@@ -73,7 +74,7 @@ describe("ledger enforcement in PostgreSQL", () => {
   });
 
   it("the check finds a tampered cache (triggers disabled by a superuser) and nothing on a healthy ledger", async () => {
-    expect(await checkLedger(db.sql)).toEqual({ unbalancedTransactions: [], balanceMismatches: [] });
+    await expectLedgerConsistent(db.sql);
     await db.sql`update ledger_accounts set balance = balance + 1 where id = ${orgCreditsAccount(orgId)}`;
     const check = await checkLedger(db.sql);
     expect(check.balanceMismatches).toHaveLength(1);

@@ -3,9 +3,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Metering } from "../../src/billing/metering.js";
 import { createSql } from "../../src/db/client.js";
 import { createApp } from "../../src/http/app.js";
-import { checkLedger } from "../../src/ledger/check.js";
 import { createTestApp, TEST_ADMIN_KEY, type TestApp } from "../support/app.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { expectLedgerConsistent } from "../support/ledger.js";
 
 // zen-pro: input $0.0000025/token, output $0.00001/token → 1000 in + 500 out = $0.0075
 const ESTIMATE = { input_tokens: 1000, output_tokens: 500 };
@@ -108,7 +108,7 @@ describe("POST /v1/billing/authorize", () => {
     const balance = (await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json;
     expect(balance.credits_nano_usd).toBe("0");
     expect(BigInt(balance.held_nano_usd)).toBe(COST_NANO * BigInt(K));
-    expect(await checkLedger(db.sql)).toEqual({ unbalancedTransactions: [], balanceMismatches: [] });
+    await expectLedgerConsistent(db.sql);
   });
 
   it("an expired hold gives its amount back before the next authorization is decided", async () => {

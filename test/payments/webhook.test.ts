@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { orgCreditsAccount, SystemAccounts } from "../../src/ledger/accounts.js";
-import { checkLedger } from "../../src/ledger/check.js";
 import { postTransaction } from "../../src/ledger/post-transaction.js";
 import { TEST_ADMIN_KEY } from "../support/app.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { expectLedgerConsistent } from "../support/ledger.js";
 import {
   charge,
   createPaymentsTestApp,
@@ -294,7 +294,7 @@ describe("POST /v1/webhooks/processor: card top-ups", () => {
       const lost = await t.deliver(t.event("charge.dispute.closed", { ...opened, status: "lost" }));
       expect(lost.json.outcome).toBe("dispute_won");
       expect(await t.balanceNano(org.orgKey)).toBe(30n * USD);
-      expect(await checkLedger(db.sql)).toEqual({ unbalancedTransactions: [], balanceMismatches: [] });
+      await expectLedgerConsistent(db.sql);
     });
 
     it("a dispute won before it was seen open takes nothing; a lost one keeps what it took", async () => {
@@ -326,7 +326,7 @@ describe("POST /v1/webhooks/processor: card top-ups", () => {
       expect(await t.balanceNano(org.orgKey)).toBe(15n * USD);
       const [topup] = await db.sql`select state, reversed_nano_usd, refunded_minor from card_topups where payment_id = ${org.pi}`;
       expect(topup).toEqual({ state: "partially_reversed", reversed_nano_usd: 15n * USD, refunded_minor: 1500n });
-      expect(await checkLedger(db.sql)).toEqual({ unbalancedTransactions: [], balanceMismatches: [] });
+      await expectLedgerConsistent(db.sql);
     });
 
     it("a dispute whose state row is missing (opened before card_disputes existed) is given back from its ledger reversal", async () => {
@@ -437,7 +437,7 @@ describe("POST /v1/webhooks/processor: card top-ups", () => {
   });
 
   it("the ledger stays balanced and every cached balance matches its entries", async () => {
-    expect(await checkLedger(db.sql)).toEqual({ unbalancedTransactions: [], balanceMismatches: [] });
+    await expectLedgerConsistent(db.sql);
   });
 
   it("no response (nor the org's GET endpoints) ever shows a card number, a processor id or a secret", async () => {
