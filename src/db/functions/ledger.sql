@@ -1,0 +1,106 @@
+-- The ledger's guards and its balance cache (tables in migrations 0002 and 0010).
+--
+-- Every transaction must balance, checked per statement over all entries of the transactions
+-- the statement touched, so a transaction's entries are written in one statement (as
+-- postTransaction and metering_post do) and nothing can ever add an entry that unbalances it
+-- later. Each touched transaction is reached by an index probe: without fresh statistics a join
+-- of the transition table to ledger_entries could become a scan of every entry ever written.
+create or replace function ledger_assert_balanced() returns trigger language plpgsql as $$
+declare
+  bad record;
+begin
+  select i.transaction_id, s.total, s.n into bad
+  from (select distinct transaction_id from inserted) i
+  cross join lateral (
+    select sum(e.amount) as total, count(*) as n from ledger_entries e where e.transaction_id = i.transaction_id
+  ) s
+  where s.total <> 0 or s.n < 2
+  limit 1;
+  if found then
+    raise exception 'ledger transaction % is unbalanced: % entries summing to %', bad.transaction_id, bad.n, bad.total
+      using errcode = 'check_violation';
+  end if;
+  return null;
+end $$;
+drop trigger if exists ledger_entries_balanced on ledger_entries;
+create trigger ledger_entries_balanced after insert on ledger_entries
+  referencing new table as inserted for each statement execute function ledger_assert_balanced();
+
+-- A transaction with no entries at all is refused as well (checked at commit).
+create or replace function ledger_assert_has_entries() returns trigger language plpgsql as $$
+begin
+  if not exists (select 1 from ledger_entries where transaction_id = new.id) then
+    raise exception 'ledger transaction % has no entries', new.id using errcode = 'check_violation';
+  end if;
+  return null;
+end $$;
+drop trigger if exists ledger_transactions_have_entries on ledger_transactions;
+create constraint trigger ledger_transactions_have_entries after insert on ledger_transactions
+  deferrable initially deferred for each row execute function ledger_assert_has_entries();
+
+-- Entries and transactions are facts: corrections are new reversing transactions, never edits.
+create or replace function ledger_refuse_change() returns trigger language plpgsql as $$
+begin
+  raise exception '% is append-only: % refused', tg_table_name, tg_op using errcode = 'insufficient_privilege';
+end $$;
+drop trigger if exists ledger_entries_immutable on ledger_entries;
+create trigger ledger_entries_immutable before update or delete on ledger_entries
+  for each row execute function ledger_refuse_change();
+drop trigger if exists ledger_entries_no_truncate on ledger_entries;
+create trigger ledger_entries_no_truncate before truncate on ledger_entries
+  for each statement execute function ledger_refuse_change();
+drop trigger if exists ledger_transactions_immutable on ledger_transactions;
+create trigger ledger_transactions_immutable before update or delete on ledger_transactions
+  for each row execute function ledger_refuse_change();
+drop trigger if exists ledger_transactions_no_truncate on ledger_transactions;
+create trigger ledger_transactions_no_truncate before truncate on ledger_transactions
+  for each statement execute function ledger_refuse_change();
+
+-- The balance cache of organization accounts, kept in the same statement as the entries, one
+-- update per account per statement. System accounts are left uncached on purpose: every org's
+-- usage credits system:revenue, and one hot row updated by every request would serialize all
+-- organizations behind it. The accounts are reached through their primary key and only then
+-- joined to the statement's totals, so the plan cannot turn into a scan of every account.
+create or replace function ledger_apply_to_balance() returns trigger language plpgsql as $$
+begin
+  with totals as materialized (
+    select account_id, sum(amount) as total from inserted group by account_id
+  )
+  update ledger_accounts a set balance = a.balance + t.total
+  from totals t
+  where a.id = any (array(select account_id from totals)) and a.id = t.account_id and a.kind <> 'system';
+  return null;
+end $$;
+drop trigger if exists ledger_entries_apply on ledger_entries;
+create trigger ledger_entries_apply after insert on ledger_entries
+  referencing new table as inserted for each statement execute function ledger_apply_to_balance();
+
+-- Usage events and catalog versions are facts too.
+create or replace function usage_refuse_change() returns trigger language plpgsql as $$
+begin
+  raise exception 'usage events are append-only: % refused', tg_op using errcode = 'insufficient_privilege';
+end $$;
+drop trigger if exists usage_events_immutable on usage_events;
+create trigger usage_events_immutable before update or delete on usage_events for each row execute function usage_refuse_change();
+
+create or replace function catalog_refuse_change() returns trigger language plpgsql as $$
+begin
+  raise exception 'catalog version rows are immutable: publish a new version instead' using errcode = 'insufficient_privilege';
+end $$;
+drop trigger if exists catalog_versions_immutable on catalog_versions;
+create trigger catalog_versions_immutable before update or delete on catalog_versions for each row execute function catalog_refuse_change();
+drop trigger if exists catalog_rates_immutable on catalog_rates;
+create trigger catalog_rates_immutable before update or delete on catalog_rates for each row execute function catalog_refuse_change();
+drop trigger if exists catalog_plans_immutable on catalog_plans;
+create trigger catalog_plans_immutable before update or delete on catalog_plans for each row execute function catalog_refuse_change();
+
+-- A new low-balance alert tells the workers when its transaction commits (a NOTIFY is delivered
+-- only on commit, never for a rolled-back one), so a worker enqueues its delivery at once,
+-- whichever path wrote it; the sweep of undelivered alerts catches one nobody heard.
+create or replace function balance_alerts_notify() returns trigger language plpgsql as $$
+begin
+  perform pg_notify('balance_alerts', new.id);
+  return null;
+end $$;
+drop trigger if exists balance_alerts_notify on balance_alerts;
+create trigger balance_alerts_notify after insert on balance_alerts for each row execute function balance_alerts_notify();
