@@ -19,8 +19,12 @@ const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
 const queues = createQueues(redis, config.REDIS_PREFIX);
 const metering = new Metering(sql, { logger, onCrossings: (crossings) => enqueueAlerts(queues, crossings.map((c) => c.alertId)) });
 await metering.ready();
+// What other replicas change reaches this one: new catalog versions and key revocations (LISTEN).
+const stopCatalogWatch = await metering.catalog.watch({ logger });
+const keyCache = new KeyCache();
+const stopKeyWatch = await keyCache.listen(sql);
 const metrics = createMetrics({ sql, queues });
-const app = createApp({ sql, config, clock: systemClock, logger, metering, keyCache: new KeyCache(), metrics, queues, chain: createChainClient(config) });
+const app = createApp({ sql, config, clock: systemClock, logger, metering, keyCache, metrics, queues, chain: createChainClient(config) });
 
 const server = serve({ fetch: app.fetch, hostname: config.HOST, port: config.PORT }, (info) => {
   logger.info({ url: `http://${config.HOST}:${info.port}` }, "api listening");
@@ -30,6 +34,7 @@ const server = serve({ fetch: app.fetch, hostname: config.HOST, port: config.POR
 // then close the pools.
 onShutdown("api", logger, async () => {
   await new Promise<void>((resolve) => server.close(() => resolve()));
+  await Promise.all([stopCatalogWatch(), stopKeyWatch()]);
   await queues.close();
   redis.disconnect();
   await sql.end({ timeout: 5 });

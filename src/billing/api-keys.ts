@@ -1,4 +1,5 @@
 import { createHash, timingSafeEqual } from "node:crypto";
+import { performance } from "node:perf_hooks";
 import type { Sql } from "../db/client.js";
 import { BillingError } from "../errors.js";
 import { newId, randomBase62 } from "../ids.js";
@@ -30,22 +31,42 @@ export async function createApiKey(sql: Sql, input: { orgId: string; scope: KeyS
   return { id, key, orgId: input.orgId, scope: input.scope, prefix, createdAt: row.created_at };
 }
 
+/** Every revocation is announced on this channel when it commits; each API process evicts the key. */
+export const KEY_REVOCATIONS_CHANNEL = "api_key_revocations";
+
 export async function revokeApiKey(sql: Sql, keyId: string, now: Date): Promise<{ id: string; revokedAt: Date }> {
   // coalesce keeps the first revocation time: revoking twice is harmless and tells the same story.
+  // One statement, so the notice is sent exactly when the revocation commits.
   const [row] = await sql<{ id: string; revoked_at: Date }[]>`
-    update api_keys set revoked_at = coalesce(revoked_at, ${now}) where id = ${keyId} returning id, revoked_at`;
+    with revoked as (update api_keys set revoked_at = coalesce(revoked_at, ${now}) where id = ${keyId} returning id, revoked_at)
+    select id, revoked_at, pg_notify(${KEY_REVOCATIONS_CHANNEL}, id) as notified from revoked`;
   if (!row) throw new BillingError("not_found", `no API key ${keyId}`);
   return { id: row.id, revokedAt: row.revoked_at };
 }
 
+/** The longest any process trusts a key it read from PostgreSQL, counted from the start of that lookup. */
+export const KEY_CACHE_TTL_MS = 1_000;
+
+/** Taken before a key is read from PostgreSQL and handed back to KeyCache.set with the answer. */
+export type KeyLookup = { epoch: number; startedAt: number };
+
 /**
- * Remembers resolved keys for a few seconds so the hot path does not spend a database round
- * trip on every request. A revocation reaches this process's cache at once (revokeApiKey clears
- * it) and every other replica's within the TTL; that bound is documented in the README.
+ * Remembers resolved keys for at most a second so the hot path does not spend a database round
+ * trip on every request. A revocation is refused by every replica within 1 s of its commit:
+ * - the revoking process evicts the key before answering, and every process evicts it when the
+ *   revocation's NOTIFY arrives (`listen`), normally within milliseconds;
+ * - a lookup that read the key before the revocation committed cannot store its answer after the
+ *   eviction: every revocation heard bumps `epoch`, and `set` stores only an answer whose lookup
+ *   began in the current epoch;
+ * - if notices are lost (the LISTEN connection down), an entry still expires KEY_CACHE_TTL_MS
+ *   after the lookup that made it began, which was before the commit; on reconnection the
+ *   whole cache is dropped.
+ * Times are performance.now() milliseconds: wall-clock steps cannot stretch an entry's life.
  */
 export class KeyCache {
   private entries = new Map<string, { principal: Principal; until: number }>();
-  constructor(private readonly ttlMs = 5_000, private readonly max = 10_000) {}
+  private epoch = 0;
+  constructor(private readonly ttlMs = KEY_CACHE_TTL_MS, private readonly max = 10_000) {}
   get(digestHex: string, now: number): Principal | undefined {
     const hit = this.entries.get(digestHex);
     if (!hit) return undefined;
@@ -55,12 +76,32 @@ export class KeyCache {
     }
     return hit.principal;
   }
-  set(digestHex: string, principal: Principal, now: number) {
-    if (this.entries.size >= this.max) this.entries.delete(this.entries.keys().next().value!);
-    this.entries.set(digestHex, { principal, until: now + this.ttlMs });
+  begin(now: number): KeyLookup {
+    return { epoch: this.epoch, startedAt: now };
   }
-  forgetKeyId(keyId: string) {
+  set(digestHex: string, principal: Principal, lookup: KeyLookup) {
+    // A revocation was heard since this lookup began: its answer may predate it.
+    if (lookup.epoch !== this.epoch) return;
+    if (this.entries.size >= this.max) this.entries.delete(this.entries.keys().next().value!);
+    this.entries.set(digestHex, { principal, until: lookup.startedAt + this.ttlMs });
+  }
+  revoked(keyId: string) {
+    this.epoch++;
     for (const [k, v] of this.entries) if (v.principal.keyId === keyId) this.entries.delete(k);
+  }
+  clear() {
+    this.epoch++;
+    this.entries.clear();
+  }
+
+  /**
+   * Evicts every key revoked anywhere, as its revocation commits, until the returned function is
+   * called. Each (re)connection of the LISTEN connection drops the whole cache: revocations
+   * announced while it was down were not heard.
+   */
+  async listen(sql: Sql): Promise<() => Promise<void>> {
+    const listener = await sql.listen(KEY_REVOCATIONS_CHANNEL, (keyId) => this.revoked(keyId), () => this.clear());
+    return () => listener.unlisten();
   }
 }
 
@@ -76,13 +117,15 @@ export async function authenticate(sql: Sql, key: string, adminKey: string | und
     return { keyId: "key_bootstrap_admin", orgId: null, scope: "admin" };
   }
   const digestHex = digest.toString("hex");
-  const cached = cache?.get(digestHex, Date.now());
+  const startedAt = performance.now();
+  const cached = cache?.get(digestHex, startedAt);
   if (cached) return cached;
+  const lookup = cache?.begin(startedAt);
   const [row] = await sql<{ id: string; org_id: string; scope: KeyScope; key_hash: Buffer; revoked_at: Date | null }[]>`
     select id, org_id, scope, key_hash, revoked_at from api_keys where key_hash = ${digest}`;
   if (!row || !timingSafeEqual(row.key_hash, digest)) throw new BillingError("invalid_api_key", "the API key is not valid");
   if (row.revoked_at) throw new BillingError("invalid_api_key", "the API key has been revoked");
   const principal: Principal = { keyId: row.id, orgId: row.org_id, scope: row.scope };
-  cache?.set(digestHex, principal, Date.now());
+  if (lookup) cache!.set(digestHex, principal, lookup);
   return principal;
 }

@@ -49,7 +49,7 @@ export function registerAdminKeys(app: OpenAPIHono<AppEnv>) {
   app.openapi(revokeKeyRoute, async (c) => {
     const { sql, clock, keyCache } = c.get("deps");
     const revoked = await revokeApiKey(sql, c.req.valid("param").id, clock());
-    keyCache?.forgetKeyId(revoked.id);
+    keyCache?.revoked(revoked.id); // before answering: this replica refuses the key from the answer on
     return c.json({ id: revoked.id, revoked: true as const, revoked_at: revoked.revokedAt.toISOString() }, 200);
   });
 }

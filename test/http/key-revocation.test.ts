@@ -1,0 +1,61 @@
+import { performance } from "node:perf_hooks";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { KEY_CACHE_TTL_MS, KeyCache, revokeApiKey, type Principal } from "../../src/billing/api-keys.js";
+import { createTestApp, TEST_ADMIN_KEY, type TestApp } from "../support/app.js";
+import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { waitFor } from "../support/process.js";
+
+/**
+ * The key cache's two safety properties, each without the other: an answer read before a
+ * revocation is never stored after it, and a process that hears nothing trusts a key for less
+ * than KEY_CACHE_TTL_MS after the revocation committed. Two API processes together (NOTIFY):
+ * test/e2e/replica-propagation.test.ts.
+ */
+describe("key revocation and the key cache", () => {
+  let db: TestDatabase;
+  let t: TestApp;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    t = createTestApp({ sql: db.sql });
+  });
+  afterAll(() => db.drop());
+
+  it("a lookup that began before a revocation was heard cannot store its answer after it", () => {
+    const cache = new KeyCache();
+    const principal: Principal = { keyId: "key_a", orgId: "org_a", scope: "org" };
+    const lookup = cache.begin(performance.now()); // read from PostgreSQL: not revoked yet
+    cache.revoked("key_a"); // the revocation is heard while that read is on its way back
+    cache.set("digest-a", principal, lookup);
+    expect(cache.get("digest-a", performance.now())).toBeUndefined();
+    // The same for a reconnection of the listener (revocations may have been missed).
+    const again = cache.begin(performance.now());
+    cache.clear();
+    cache.set("digest-a", principal, again);
+    expect(cache.get("digest-a", performance.now())).toBeUndefined();
+    // A lookup that began after both is stored, for KEY_CACHE_TTL_MS from its start.
+    const fresh = cache.begin(1_000);
+    cache.set("digest-a", principal, fresh);
+    expect(cache.get("digest-a", 1_000 + KEY_CACHE_TTL_MS - 1)).toEqual(principal);
+    expect(cache.get("digest-a", 1_000 + KEY_CACHE_TTL_MS)).toBeUndefined();
+  });
+
+  it("a process that never hears of a revocation refuses the key within 1 s of its commit", async () => {
+    const deaf = createTestApp({ sql: db.sql, extra: { keyCache: new KeyCache() } }); // its cache listens to nothing
+    const org = await t.createOrg();
+    const key = await t.call("POST", `/v1/admin/orgs/${org.id}/keys`, { key: TEST_ADMIN_KEY, body: { scope: "org" } });
+    expect((await deaf.call("GET", "/v1/billing/balance", { key: key.json.key })).status).toBe(200); // now cached there
+    await revokeApiKey(db.sql, key.json.id, new Date()); // through another process
+    const committedAt = performance.now();
+    let sentAt = 0;
+    await waitFor(
+      async () => {
+        sentAt = performance.now();
+        return (await deaf.call("GET", "/v1/billing/balance", { key: key.json.key })).status === 401;
+      },
+      { intervalMs: 0, timeoutMs: 10_000, what: "the revoked key refused" },
+    );
+    // Polls go back to back: the first refused one was sent at most one poll (a few ms) after the
+    // entry expired, and the entry expires 1 s after the lookup that made it began, before the commit.
+    expect(sentAt - committedAt).toBeLessThanOrEqual(1_000);
+  });
+});
