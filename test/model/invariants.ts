@@ -1,0 +1,144 @@
+import type { Sql } from "../../src/db/client.js";
+import { checkLedger } from "../../src/ledger/check.js";
+import type { OrgHandle, System } from "./harness.js";
+import type { Model } from "./model.js";
+
+/** Everything the checks read about some organizations, in one statement (amounts as strings). */
+export type Snapshot = {
+  accounts: { org_id: string; kind: string; balance: string; from_entries: string; plus: string; minus: string }[];
+  holds: { id: string; org_id: string; status: string; amount: string; closed: boolean }[];
+  unbalanced: { id: string; kind: string; sum: string; n: number }[];
+  grants: { id: string; org_id: string; amount: string; consumed: string; posted: boolean; expired_amount: string }[];
+  usage: { org_id: string; n: number; cost: string }[];
+  cards: { org_id: string; net: string }[];
+};
+
+export async function snapshot(sql: Sql, orgIds: string[]): Promise<Snapshot> {
+  const [row] = await sql<Snapshot[]>`
+    select
+      (select coalesce(json_agg(x), '[]') from (
+        select a.org_id, a.kind, a.balance::text, coalesce(sum(e.amount), 0)::text as from_entries,
+          coalesce(sum(e.amount) filter (where e.amount > 0), 0)::text as plus,
+          coalesce(-sum(e.amount) filter (where e.amount < 0), 0)::text as minus
+        from ledger_accounts a left join ledger_entries e on e.account_id = a.id
+        where a.org_id = any(${orgIds}) group by a.org_id, a.kind, a.balance) x) as accounts,
+      (select coalesce(json_agg(x), '[]') from (
+        select id, org_id, status, amount::text, closed_at is not null as closed from holds where org_id = any(${orgIds})) x) as holds,
+      (select coalesce(json_agg(x), '[]') from (
+        select t.id, t.kind, coalesce(sum(e.amount), 0)::text as sum, count(e.account_id)::int as n
+        from ledger_transactions t left join ledger_entries e on e.transaction_id = t.id
+        where t.org_id = any(${orgIds}) group by t.id, t.kind
+        having coalesce(sum(e.amount), 0) <> 0 or count(e.account_id) < 2) x) as unbalanced,
+      (select coalesce(json_agg(x), '[]') from (
+        select id, org_id, amount::text, consumed::text, expired_at is not null as posted, coalesce(expired_amount, 0)::text as expired_amount
+        from credit_grants where org_id = any(${orgIds})) x) as grants,
+      (select coalesce(json_agg(x), '[]') from (
+        select org_id, count(*)::int as n, sum(cost)::text as cost from usage_events where org_id = any(${orgIds}) group by org_id) x) as usage,
+      (select coalesce(json_agg(x), '[]') from (
+        select org_id, sum(amount_nano_usd - reversed_nano_usd)::text as net from card_topups
+        where org_id = any(${orgIds}) and amount_nano_usd is not null group by org_id) x) as cards`;
+  return row!;
+}
+
+/**
+ * What must hold of these organizations after any sequence of requests, in any order and at any
+ * concurrency. One line per violation. Scoped to the organizations: one database serves many
+ * runs, and a broken earlier run must not fail a later one.
+ */
+export function violations(s: Snapshot, orgIds: string[]): string[] {
+  const out: string[] = [];
+  const sum = (xs: string[]) => xs.reduce((a, x) => a + BigInt(x), 0n);
+  for (const a of s.accounts) {
+    if (a.balance !== a.from_entries) out.push(`${a.org_id} ${a.kind}: cached balance ${a.balance} but its entries sum to ${a.from_entries}`);
+  }
+  for (const t of s.unbalanced) out.push(`ledger transaction ${t.id} (${t.kind}) is unbalanced: ${t.n} entries summing to ${t.sum}`);
+  for (const org of orgIds) {
+    const held = s.accounts.find((a) => a.org_id === org && a.kind === "org_held");
+    const credits = s.accounts.find((a) => a.org_id === org && a.kind === "org_credits");
+    if (!held || !credits) {
+      out.push(`${org}: missing ledger accounts`);
+      continue;
+    }
+    const holds = s.holds.filter((h) => h.org_id === org);
+    const active = sum(holds.filter((h) => h.status === "active").map((h) => h.amount));
+    const closed = sum(holds.filter((h) => h.status !== "active").map((h) => h.amount));
+    if (BigInt(held.balance) < 0n) out.push(`${org}: held account is negative (${held.balance})`);
+    if (BigInt(held.balance) !== active) out.push(`${org}: held account ${held.balance} ≠ live holds ${active}`);
+    // Each hold goes into held once and comes out once: more out than the closed holds is a double release.
+    if (BigInt(held.plus) !== active + closed) out.push(`${org}: ${held.plus} went into held, but the holds sum to ${active + closed}`);
+    if (BigInt(held.minus) !== closed) out.push(`${org}: ${held.minus} left held, but the closed holds sum to ${closed} (a hold released twice?)`);
+    const badClose = holds.filter((h) => (h.status === "active") === h.closed).length;
+    if (badClose > 0) out.push(`${org}: ${badClose} hold(s) whose status and closed_at disagree`);
+    // Money by the org's domain facts: grants less posted expiries, card top-ups less reversals,
+    // less the cost of every recorded usage event (no plans here, so no invoice charges).
+    const grants = s.grants.filter((g) => g.org_id === org);
+    const facts =
+      sum(grants.map((g) => g.amount)) - sum(grants.map((g) => g.expired_amount)) + sum(s.cards.filter((c) => c.org_id === org).map((c) => c.net)) -
+      sum(s.usage.filter((u) => u.org_id === org).map((u) => u.cost));
+    const total = BigInt(credits.balance) + BigInt(held.balance);
+    if (total !== facts) out.push(`${org}: credits + held = ${total}, but grants − expiries + top-ups − reversals − usage = ${facts}`);
+    for (const g of grants) {
+      const [amount, consumed, expired] = [BigInt(g.amount), BigInt(g.consumed), BigInt(g.expired_amount)];
+      if (consumed < 0n || consumed > amount || expired > amount - consumed) out.push(`${org}: grant ${g.id} consumed ${consumed} and expired ${expired} of ${amount}`);
+    }
+  }
+  return out;
+}
+
+/** src/ledger/check.ts over the whole database, narrowed to these organizations. */
+export async function checkLedgerFor(sql: Sql, orgIds: string[]): Promise<string[]> {
+  const result = (await checkLedger(sql)) as unknown as Record<string, unknown[]>;
+  const text = (x: unknown) => JSON.stringify(x, (_k, v) => (typeof v === "bigint" ? v.toString() : v));
+  const out: string[] = [];
+  for (const [name, list] of Object.entries(result)) {
+    if (!Array.isArray(list)) continue;
+    for (const item of list) {
+      const id = (item as { transactionId?: string }).transactionId;
+      const mine = id
+        ? (await sql`select 1 from ledger_transactions where id = ${id} and org_id = any(${orgIds})`).length > 0
+        : orgIds.some((o) => text(item).includes(o));
+      if (mine) out.push(`checkLedger ${name}: ${text(item)}`);
+    }
+  }
+  return out;
+}
+
+/**
+ * The real service against the model after one step: each org's balance as the API shows it,
+ * its ledger accounts, every hold's state, every grant's consumption and expiry, the usage
+ * recorded, and the invariants. Throws one error naming every difference.
+ */
+export async function compareWithModel(m: Model, r: { sys: System; orgs: OrgHandle[] }, after: string): Promise<void> {
+  const ids = r.orgs.map((o) => o.id);
+  const [balances, s] = await Promise.all([
+    Promise.all(r.orgs.map((o) => r.sys.call("GET", "/v1/billing/balance", { key: o.orgKey }))),
+    snapshot(r.sys.sql, ids),
+  ]);
+  const out = violations(s, ids);
+  const diff = (what: string, got: unknown, want: unknown) => {
+    if (String(got) !== String(want)) out.push(`${what}: ${String(got)}, model ${String(want)}`);
+  };
+  r.orgs.forEach((o, i) => {
+    const want = m.balance(i);
+    const b = balances[i]!;
+    if (b.status !== 200) return void out.push(`org${i} balance: ${b.status} ${b.text}`);
+    diff(`org${i} balance`, b.json.balance_nano_usd, want.balance);
+    diff(`org${i} credits`, b.json.credits_nano_usd, want.credits);
+    diff(`org${i} held`, b.json.held_nano_usd, want.held);
+    diff(`org${i} credits account`, s.accounts.find((a) => a.org_id === o.id && a.kind === "org_credits")?.balance, m.orgs[i]!.credits);
+    diff(`org${i} held account`, s.accounts.find((a) => a.org_id === o.id && a.kind === "org_held")?.balance, m.orgs[i]!.held);
+    const u = s.usage.find((x) => x.org_id === o.id) ?? { n: 0, cost: "0" };
+    const mine = m.usage.filter((x) => x.org === i);
+    diff(`org${i} usage events`, u.n, mine.length);
+    diff(`org${i} usage cost`, u.cost, mine.reduce((t, x) => t + x.cost, 0n));
+  });
+  diff("holds", s.holds.length, m.holds.length);
+  for (const h of m.holds) diff(`hold ${h.id} (org${h.org}, ${h.amount})`, s.holds.find((x) => x.id === h.id)?.status, h.status);
+  for (const g of m.grants) {
+    const row = s.grants.find((x) => x.id === g.id);
+    diff(`grant ${g.id} consumed`, row?.consumed, g.consumed);
+    diff(`grant ${g.id} posted`, row?.posted, g.posted);
+    if (g.posted) diff(`grant ${g.id} expired_amount`, row?.expired_amount, g.expiredAmount);
+  }
+  if (out.length > 0) throw new Error(`after ${after} (model time ${new Date(m.now).toISOString()}):\n  ${out.join("\n  ")}`);
+}
