@@ -9,7 +9,7 @@ import { consumeExpiringGrants } from "./grants.js";
 import { watchLowBalance } from "./low-balance.js";
 import { lockOrgs, spendable } from "./org-locks.js";
 import { cycleContaining, type Period } from "./periods.js";
-import { grantIncludedCredits, planAt } from "./subscriptions.js";
+import { grantIncludedCredits, subscribedPlanAt } from "./subscriptions.js";
 
 export type InvoiceStatus = "draft" | "open" | "paid" | "void";
 export type InvoiceLine = {
@@ -52,13 +52,19 @@ const toInvoice = (r: InvoiceRow): Invoice => ({
 
 /**
  * Closes one organization's cycle: one invoice per org and period, whoever calls and however
- * often. Under the org's lock (the same lock every usage write takes) it rolls up every usage
- * event not invoiced before, charges the plan in arrears, applies queued adjustments, settles
- * what it can from credits, and issues the invoice, all in one transaction.
+ * often. It rolls up every usage event not invoiced before, charges the plan in arrears, applies
+ * queued adjustments, settles what it can from credits, and issues the invoice, all in one
+ * transaction. The org's usage history is read before the org's lock (the one every usage write
+ * takes); under the lock it reads only the events written meanwhile, then writes: metering
+ * never waits on the long read.
  */
 export async function closeCycle(sql: Sql, catalog: Catalog, orgId: string, period: Period, now: Date): Promise<{ invoice: Invoice; created: boolean }> {
   if (period.end > now) throw new BillingError("invalid_request", `the cycle ending ${period.end.toISOString()} has not ended yet`);
   return sql.begin(async (tx) => {
+    // Unlocked: the history up to the newest event this read sees (`upto`, see usageTotals).
+    const unlockedPrevious = await previousInvoice(tx, orgId, period);
+    const early = await usageTotals(tx, orgId, period, unlockedPrevious, 0n);
+
     const orgs = await lockOrgs(tx, [orgId], now);
     const org = orgs.get(orgId);
     if (!org) throw new BillingError("not_found", `no organization ${orgId}`);
@@ -69,40 +75,21 @@ export async function closeCycle(sql: Sql, catalog: Catalog, orgId: string, peri
     const [later] = await tx`select number from invoices where org_id = ${orgId} and period_start > ${period.start} limit 1`;
     if (later) throw new BillingError("conflict", `a later cycle is already invoiced (${later.number}); cycles close in order`);
 
-    const [previous] = await tx<{ period_end: Date; usage_seq_cutoff: bigint }[]>`
-      select period_end, usage_seq_cutoff from invoices where org_id = ${orgId} and period_start < ${period.start}
-      order by period_start desc limit 1`;
-    const [cutoffRow] = await tx<{ cutoff: bigint | null }[]>`select max(seq) as cutoff from usage_events where org_id = ${orgId}`;
-    const cutoff = cutoffRow?.cutoff ?? 0n;
-    const prevEnd = previous?.period_end ?? new Date(0);
-    const prevCutoff = previous?.usage_seq_cutoff ?? 0n;
-
-    // Not invoiced before = not (occurred before the previous period's end and written before its close).
-    const usage = await tx<{ late: boolean; product: string; model: string; cost: string; quantities: Record<string, string> | null }[]>`
-      with events as (
-        select product, model, quantities, cost, occurred_at < ${period.start} as late
-        from usage_events
-        where org_id = ${orgId} and seq <= ${cutoff.toString()} and occurred_at < ${period.end}
-          and not (occurred_at < ${prevEnd} and seq <= ${prevCutoff.toString()})
-      ),
-      meters as (
-        select late, product, model, jsonb_object_agg(key, total) as quantities from (
-          select late, product, model, q.key, sum(q.value::numeric)::text as total
-          from events, jsonb_each_text(quantities) q group by late, product, model, q.key
-        ) m group by late, product, model
-      )
-      select e.late, e.product, e.model, sum(e.cost)::text as cost, m.quantities
-      from events e left join meters m using (late, product, model)
-      group by e.late, e.product, e.model, m.quantities
-      order by e.late, e.product, e.model`;
+    // Under the lock: the events written since the unlocked read; or everything again if an
+    // earlier cycle was closed meanwhile (that changes what "invoiced before" means).
+    const previous = await previousInvoice(tx, orgId, period);
+    const samePrevious = previous.end.getTime() === unlockedPrevious.end.getTime() && previous.cutoff === unlockedPrevious.cutoff;
+    const rest = await usageTotals(tx, orgId, period, previous, samePrevious ? early.upto : 0n);
+    const usage = samePrevious ? addUsageTotals(early.totals, rest.totals) : rest.totals;
+    const cutoff = rest.upto;
 
     const lines: InvoiceLine[] = usage.map((u) => ({
       kind: u.late ? "late_usage" : "usage",
       product: u.product,
       model: u.model || null,
       description: `${u.late ? "Late usage: " : ""}${u.product}${u.model ? ` (${u.model})` : ""}`,
-      quantities: u.quantities ?? {},
-      amount: BigInt(u.cost),
+      quantities: Object.fromEntries(Object.entries(u.quantities).map(([k, v]) => [k, v.toString()])),
+      amount: u.cost,
       periodStart: u.late ? null : period.start,
       periodEnd: period.end,
     }));
@@ -112,7 +99,7 @@ export async function closeCycle(sql: Sql, catalog: Catalog, orgId: string, peri
     const [sub] = await tx<{ plan_id: string; started_at: Date; canceled_at: Date | null }[]>`select * from subscriptions where org_id = ${orgId}`;
     const subscribedThisCycle = sub && sub.started_at < period.end && (!sub.canceled_at || sub.canceled_at > period.start);
     if (subscribedThisCycle) {
-      const plan = planAt(catalog, sub.plan_id, period.start);
+      const plan = subscribedPlanAt(catalog, sub.plan_id, period.start);
       const price = proratedPrice(plan.monthlyPrice, period, await anchorDay(tx, orgId));
       const share = price === plan.monthlyPrice ? "" : ` (prorated for ${period.start.toISOString().slice(0, 10)} to ${period.end.toISOString().slice(0, 10)})`;
       lines.push({ kind: "subscription", product: null, model: null, description: `${plan.name} plan${share}`, quantities: {}, amount: price, periodStart: period.start, periodEnd: period.end });
@@ -130,13 +117,12 @@ export async function closeCycle(sql: Sql, catalog: Catalog, orgId: string, peri
     const settled = charges > 0n ? (charges < available ? charges : available > 0n ? available : 0n) : charges;
     const amountDue = charges - settled;
     const subtotal = usageTotal + charges;
-    const creditsApplied = subtotal - amountDue;
+    // A credit beyond the cycle's charges went to the balance: it is not credits applied.
+    const creditsApplied = subtotal - amountDue > 0n ? subtotal - amountDue : 0n;
 
     const id = newId("inv");
-    const [seq] = await tx<{ n: string }[]>`select nextval('invoice_number_seq')::text as n`;
-    const number = `INV-${seq!.n.padStart(6, "0")}`;
-    await tx`insert into invoices (id, number, org_id, period_start, period_end, status, subtotal, credits_applied, amount_due, usage_seq_cutoff, created_at)
-             values (${id}, ${number}, ${orgId}, ${period.start}, ${period.end}, 'draft', ${subtotal.toString()}, ${creditsApplied.toString()},
+    await tx`insert into invoices (id, org_id, period_start, period_end, status, subtotal, credits_applied, amount_due, usage_seq_cutoff, created_at)
+             values (${id}, ${orgId}, ${period.start}, ${period.end}, 'draft', ${subtotal.toString()}, ${creditsApplied.toString()},
                      ${amountDue.toString()}, ${cutoff.toString()}, ${now})`;
     if (lines.length > 0) {
       const rows = lines.map((l) => ({
@@ -152,12 +138,13 @@ export async function closeCycle(sql: Sql, catalog: Catalog, orgId: string, peri
     if (settled > 0n && org.hasExpiringGrants) await consumeExpiringGrants(tx, orgId, settled, now);
     let settlement: string | null = null;
     if (settled !== 0n) {
+      // The invoice has no number yet (it gets one last, see below): the entry names its id.
       ({ transactionId: settlement } = await postTransaction(tx, {
         kind: "invoice_settlement",
         orgId,
         idempotencyKey: id,
-        description: `${number}: ${settled > 0n ? "charges paid from credits" : "credit from adjustments"}`,
-        metadata: { invoice_id: id, number },
+        description: `Invoice ${id}: ${settled > 0n ? "charges paid from credits" : "credit from adjustments"}`,
+        metadata: { invoice_id: id },
         entries: [
           { accountId: orgCreditsAccount(orgId), amount: -settled },
           { accountId: SystemAccounts.revenue, amount: settled },
@@ -165,10 +152,6 @@ export async function closeCycle(sql: Sql, catalog: Catalog, orgId: string, peri
         createdAt: now,
       }));
     }
-    const status: InvoiceStatus = amountDue === 0n ? "paid" : "open";
-    const [issued] = await tx<InvoiceRow[]>`
-      update invoices set status = ${status}, issued_at = ${now}, paid_at = ${status === "paid" ? now : null}
-      where id = ${id} returning *`;
 
     // A plan change waits for the cycle boundary; then the new cycle's included credits (once
     // per anchored month: an early close does not grant the same month twice).
@@ -176,11 +159,97 @@ export async function closeCycle(sql: Sql, catalog: Catalog, orgId: string, peri
       const [current] = await tx<{ plan_id: string }[]>`
         update subscriptions set plan_id = coalesce(pending_plan_id, plan_id), pending_plan_id = null where org_id = ${orgId} returning plan_id`;
       const next = cycleFrom(period.end, await anchorDay(tx, orgId));
-      if (next.end > now) await grantIncludedCredits(tx, orgId, planAt(catalog, current!.plan_id, next.start), next, now);
+      if (next.end > now) await grantIncludedCredits(tx, orgId, subscribedPlanAt(catalog, current!.plan_id, next.start), next, now);
     }
     await lowBalance(settled > 0n ? settlement : null);
-    return { invoice: { ...toInvoice(issued!), lines }, created: true };
+
+    // Issued last: the number counter is the one row every close writes, so it is locked only
+    // for this statement and the commit, and a close that rolls back takes its number back.
+    const status: InvoiceStatus = amountDue === 0n ? "paid" : "open";
+    const [issued] = await tx<InvoiceRow[]>`
+      with n as (update invoice_number_counter set last_number = last_number + 1 returning last_number)
+      update invoices set number = 'INV-' || lpad(n.last_number::text, greatest(6, length(n.last_number::text)), '0'),
+        status = ${status}, issued_at = ${now}, paid_at = ${status === "paid" ? now : null}
+      from n where id = ${id} returning invoices.*`;
+    if (!issued) throw new Error("invoice_number_counter has no row (migration 0016)");
+    return { invoice: { ...toInvoice(issued), lines }, created: true };
   });
+}
+
+type PreviousInvoice = { end: Date; cutoff: bigint };
+async function previousInvoice(tx: TransactionSql, orgId: string, period: Period): Promise<PreviousInvoice> {
+  const [row] = await tx<{ period_end: Date; usage_seq_cutoff: bigint }[]>`
+    select period_end, usage_seq_cutoff from invoices where org_id = ${orgId} and period_start < ${period.start}
+    order by period_start desc limit 1`;
+  return { end: row?.period_end ?? new Date(0), cutoff: row?.usage_seq_cutoff ?? 0n };
+}
+
+type UsageTotal = { late: boolean; product: string; model: string; cost: bigint; quantities: Record<string, bigint> };
+
+/**
+ * Usage of the period not invoiced before, per product and model, among the org's events with
+ * afterSeq < seq <= upto, where upto is the newest seq of the org this statement sees. Not
+ * invoiced before = not (occurred before the previous invoice's period end and written before
+ * its close); usage that occurred before this period is late.
+ *
+ * Read without the org's lock, this still sees every event up to `upto`: usage is written under
+ * the org's lock (metering_batch) and commits before releasing it, so a write still in flight
+ * took the lock after every write this statement sees and has larger seqs. The close then reads
+ * the events after `upto` under the lock, where none can be in flight.
+ */
+async function usageTotals(tx: TransactionSql, orgId: string, period: Period, previous: PreviousInvoice, afterSeq: bigint): Promise<{ totals: UsageTotal[]; upto: bigint }> {
+  const rows = await tx<{ upto: bigint; late: boolean | null; product: string; model: string; cost: string; quantities: Record<string, string> | null }[]>`
+    with bound as (select coalesce(max(seq), 0) as upto from usage_events where org_id = ${orgId}),
+    events as (
+      select product, model, quantities, cost, occurred_at < ${period.start} as late
+      from usage_events
+      where org_id = ${orgId} and seq > ${afterSeq.toString()} and seq <= (select upto from bound) and occurred_at < ${period.end}
+        and not (occurred_at < ${previous.end} and seq <= ${previous.cutoff.toString()})
+    ),
+    meters as (
+      select late, product, model, jsonb_object_agg(key, total) as quantities from (
+        select late, product, model, q.key, sum(q.value::numeric)::text as total
+        from events, jsonb_each_text(quantities) q group by late, product, model, q.key
+      ) m group by late, product, model
+    ),
+    totals as (
+      select e.late, e.product, e.model, sum(e.cost)::text as cost, m.quantities
+      from events e left join meters m using (late, product, model)
+      group by e.late, e.product, e.model, m.quantities
+    )
+    select b.upto, t.* from bound b left join totals t on true`;
+  const totals = rows
+    .filter((r) => r.late !== null)
+    .map((r) => ({
+      late: r.late!, product: r.product, model: r.model, cost: BigInt(r.cost),
+      quantities: Object.fromEntries(Object.entries(r.quantities ?? {}).map(([k, v]) => [k, BigInt(v)])),
+    }));
+  return { totals: sortUsageTotals(totals), upto: rows[0]!.upto };
+}
+
+/** Line order: this period's usage, then late usage; each by product, then model. */
+function sortUsageTotals(totals: UsageTotal[]): UsageTotal[] {
+  const key = (u: UsageTotal) => [u.late ? 1 : 0, u.product, u.model] as const;
+  return totals.sort((x, y) => {
+    const [a, b] = [key(x), key(y)];
+    for (let i = 0; i < a.length; i++) if (a[i]! !== b[i]!) return a[i]! < b[i]! ? -1 : 1;
+    return 0;
+  });
+}
+
+function addUsageTotals(a: UsageTotal[], b: UsageTotal[]): UsageTotal[] {
+  const merged = new Map<string, UsageTotal>();
+  for (const u of [...a, ...b]) {
+    const k = JSON.stringify([u.late, u.product, u.model]);
+    const seen = merged.get(k);
+    if (!seen) {
+      merged.set(k, { ...u, quantities: { ...u.quantities } });
+      continue;
+    }
+    seen.cost += u.cost;
+    for (const [meter, q] of Object.entries(u.quantities)) seen.quantities[meter] = (seen.quantities[meter] ?? 0n) + q;
+  }
+  return sortUsageTotals([...merged.values()]);
 }
 
 async function anchorDay(tx: TransactionSql, orgId: string): Promise<number> {

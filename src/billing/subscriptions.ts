@@ -1,6 +1,6 @@
 import type { Sql, TransactionSql } from "../db/client.js";
 import { BillingError } from "../errors.js";
-import type { Catalog } from "./catalog.js";
+import type { Catalog, CatalogVersionFile } from "./catalog.js";
 import { grantCredits } from "./grants.js";
 import { getOrganization } from "./organizations.js";
 import { cycleContaining } from "./periods.js";
@@ -18,12 +18,35 @@ const toSubscription = (r: SubscriptionRow): Subscription => ({
   canceledAt: r.canceled_at,
 });
 
-/** The plan as priced by the catalog version in force at `at`. */
+type CatalogPlan = CatalogVersionFile["plans"][number];
+const toPlan = (plan: CatalogPlan, version: string): Plan => ({
+  id: plan.id, name: plan.name, monthlyPrice: parseUsd(plan.monthly_price), includedCredits: parseUsd(plan.included_credits), version,
+});
+
+/** The plan as priced by the catalog version in force at `at`: what a new subscription may choose. */
 export function planAt(catalog: Catalog, planId: string, at: Date): Plan {
   const version = catalog.versionAt(at);
   const plan = version.document.plans.find((p) => p.id === planId);
   if (!plan) throw new BillingError("invalid_request", `unknown plan "${planId}"; see GET /v1/pricing/plans`, { details: { param: "plan_id" } });
-  return { id: plan.id, name: plan.name, monthlyPrice: parseUsd(plan.monthly_price), includedCredits: parseUsd(plan.included_credits), version: version.version };
+  return toPlan(plan, version.version);
+}
+
+/**
+ * The plan an existing subscription is charged for at `at`: as the newest version in force then
+ * that lists it prices it. A version that drops a plan stops new subscriptions to it (planAt),
+ * never the cycles of those who have it: they keep its last listed price. A plan first listed
+ * after `at` (taken mid-cycle) is priced as first listed.
+ */
+export function subscribedPlanAt(catalog: Catalog, planId: string, at: Date): Plan {
+  let found: { plan: CatalogPlan; version: string } | undefined;
+  for (const v of catalog.allVersions()) { // oldest first
+    const plan = v.document.plans.find((p) => p.id === planId);
+    if (!plan) continue;
+    if (v.effectiveAt <= at || !found) found = { plan, version: v.version };
+    if (v.effectiveAt > at) break;
+  }
+  if (!found) throw new BillingError("invalid_request", `plan "${planId}" is in no catalog version`, { details: { param: "plan_id" } });
+  return toPlan(found.plan, found.version);
 }
 
 export async function getSubscription(sql: Sql | TransactionSql, orgId: string): Promise<Subscription | null> {
