@@ -308,16 +308,29 @@ export async function closeDueCycles(sql: Sql, catalog: Catalog, now: Date, opts
   const queue = [...byOrg.entries()];
   let created = 0;
   let existing = 0;
+  const failed: { orgId: string; error: unknown }[] = [];
   async function worker() {
     for (let next = queue.shift(); next; next = queue.shift()) {
-      for (const period of next[1]) {
-        const r = await closeCycle(sql, catalog, next[0], period, now);
-        if (r.created) created++;
-        else existing++;
+      try {
+        for (const period of next[1]) {
+          const r = await closeCycle(sql, catalog, next[0], period, now);
+          if (r.created) created++;
+          else existing++;
+        }
+      } catch (error) {
+        // One org's failure must not stop the others' invoicing; its later cycles wait for the
+        // next run, as they must close in order.
+        failed.push({ orgId: next[0], error });
       }
     }
   }
   await Promise.all(Array.from({ length: opts.concurrency ?? 4 }, worker));
+  if (failed.length > 0) {
+    throw new AggregateError(
+      failed.map((f) => f.error),
+      `closed ${created} cycles, but ${failed.length} organization(s) failed: ${failed.map((f) => `${f.orgId}: ${f.error instanceof Error ? f.error.message : String(f.error)}`).join("; ")}`,
+    );
+  }
   return { created, existing, orgs: byOrg.size };
 }
 

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Catalog, loadCatalog, readCatalogFile } from "../../src/billing/catalog.js";
-import { closeCycle } from "../../src/billing/invoices.js";
+import { closeCycle, closeDueCycles } from "../../src/billing/invoices.js";
 import { Metering } from "../../src/billing/metering.js";
 import { cycleStartingIn } from "../../src/billing/periods.js";
 import type { UsageResult } from "../../src/billing/usage.js";
@@ -87,6 +87,29 @@ describe("invoicing never halts", () => {
     // And across everything this file closed: 1..N, each once.
     const all = await db.sql<{ number: string }[]>`select number from invoices order by number`;
     expect(all.map((i) => numberOf(i.number))).toEqual(all.map((_, i) => i + 1));
+  });
+
+  it("one organization's failing close never stops the others' invoicing", async () => {
+    clock.set(new Date("2026-10-05T10:00:00Z"));
+    const broken = await t.createOrg("Broken Co");
+    const fine = await t.createOrg("Fine Co");
+    const catalog = new Catalog(db.sql);
+    await db.sql.unsafe(`
+      create function test_refuse_issue() returns trigger language plpgsql as $$
+      begin raise exception 'issuing refused by the test'; end $$;
+      create trigger test_refuse_issue before update on invoices for each row
+        when (new.org_id = '${broken.id}' and new.status <> 'draft') execute function test_refuse_issue();`);
+    try {
+      // Every due organization is closed; the failure is reported with the org it belongs to.
+      await expect(closeDueCycles(db.sql, catalog, new Date("2026-11-01T00:00:05Z"), { concurrency: 1 })).rejects.toThrow(broken.id);
+    } finally {
+      await db.sql.unsafe("drop trigger test_refuse_issue on invoices; drop function test_refuse_issue()");
+    }
+    expect(await invoices(fine)).toHaveLength(1);
+    expect(await invoices(broken)).toHaveLength(0);
+    // The next run closes it.
+    await closeDueCycles(db.sql, catalog, new Date("2026-11-01T00:01:05Z"), { orgId: broken.id });
+    expect(await invoices(broken)).toHaveLength(1);
   });
 
   it("credits_applied is never negative, even when a credit exceeds the cycle's charges", async () => {
