@@ -3,7 +3,6 @@ import type { Logger } from "pino";
 import { Catalog } from "../billing/catalog.js";
 import { auditCreditedDeposits } from "../billing/deposits/audit.js";
 import { pendingDepositIds, scanIndexedTransfers } from "../billing/deposits/scan.js";
-import { verifyDeposit } from "../billing/deposits/verify.js";
 import { createChainClient, type ChainClient } from "../chain/client.js";
 import { expireGrants } from "../billing/grants.js";
 import { closeDueCycles } from "../billing/invoices.js";
@@ -12,6 +11,7 @@ import { reconcileLedger } from "../ledger/reconcile.js";
 import type { Clock } from "../clock.js";
 import type { Config } from "../config.js";
 import type { Sql } from "../db/client.js";
+import { checkDeposit } from "./processors/deposit-check.js";
 import { deliverLowBalanceAlert, undeliveredAlerts } from "./processors/low-balance-alert.js";
 import { bullPrefix, createQueues, DepositJob, enqueueAlerts, enqueueDepositChecks, LowBalanceAlertJob, MaintenanceTasks, QueueNames, resendAlerts, type MaintenanceTask } from "./queues.js";
 
@@ -35,7 +35,7 @@ export async function startWorkers(deps: WorkerDeps) {
 
   const deposits = new Worker(
     QueueNames.deposits,
-    async (job) => verifyDeposit({ sql: deps.sql, chain, config: deps.config, logger: deps.logger }, DepositJob.parse(job.data).deposit_id, deps.clock()),
+    async (job) => checkDeposit({ sql: deps.sql, chain, config: deps.config, logger: deps.logger }, DepositJob.parse(job.data).deposit_id, deps.clock()),
     // A check takes milliseconds; short locks mean a job held by a killed worker is taken over
     // within seconds (the credit itself is decided in PostgreSQL, so a re-run is harmless).
     { ...opts, concurrency: 8, lockDuration: 10_000, stalledInterval: 5_000 },
@@ -58,7 +58,7 @@ export async function startWorkers(deps: WorkerDeps) {
           return { recorded, pending: pending.length };
         }
         case "audit-deposits":
-          return { reversed: await auditCreditedDeposits({ sql: deps.sql, chain, logger: deps.logger }, now) };
+          return auditCreditedDeposits({ sql: deps.sql, chain, config: deps.config, logger: deps.logger }, now);
         case "close-cycles":
           return closeDueCycles(deps.sql, catalog, now);
         case "resend-alerts": {

@@ -144,15 +144,15 @@ describe("HUSD top-ups: verify-and-record, finality, exactly-once credit, reorgs
     expect((await verifyDeposit({ sql: db.sql, chain: stack.chainClient, config: loose }, id, new Date())).state).toBe("credited");
     await db.sql`update organizations set low_balance_threshold = 2000000000 where id = ${org.id}`; // 2 USD: the reversal crosses it
     await chain.clients.test.request({ method: "anvil_reorg" as never, params: [6, []] as never }); // deeper than the policy assumed
-    const reversed = await auditCreditedDeposits({ sql: db.sql, chain: stack.chainClient, logger: pino({ level: "silent" }) }, new Date());
-    expect(reversed).toBe(1);
+    const audit = await auditCreditedDeposits({ sql: db.sql, chain: stack.chainClient, config: stack.app.config, logger: pino({ level: "silent" }) }, new Date());
+    expect(audit.reversed).toBe(1);
     expect((await stateOf(org.orgKey, id))?.state).toBe("reversed");
     expect(await stack.balanceNano(org.orgKey)).toBe(0n);
     const alerts = await db.sql`select kind from operator_alerts where subject = ${id}`;
     expect(alerts.map((a) => a.kind)).toEqual(["husd_deposit_reversed"]);
     const lowBalance = await db.sql`select a.balance, t.kind from balance_alerts a join ledger_transactions t on t.id = a.transaction_id where a.org_id = ${org.id}`;
     expect(lowBalance).toEqual([{ balance: 0n, kind: "reversal" }]);
-    expect(await auditCreditedDeposits({ sql: db.sql, chain: stack.chainClient, logger: pino({ level: "silent" }) }, new Date())).toBe(0);
+    expect((await auditCreditedDeposits({ sql: db.sql, chain: stack.chainClient, config: stack.app.config, logger: pino({ level: "silent" }) }, new Date())).reversed).toBe(0);
     await expectLedgerConsistent(db.sql);
   });
 
@@ -245,7 +245,7 @@ describe("HUSD top-ups: verify-and-record, finality, exactly-once credit, reorgs
     const deadChain = createChainClient({ RPC_URL: "http://127.0.0.1:9", CHAIN_ID: chain.chainId });
     await expect(verifyDeposit({ sql: db.sql, chain: deadChain, config: stack.app.config }, id, new Date())).rejects.toThrow();
     expect((await stateOf(org.orgKey, id))?.state).toBe("seen");
-    await expect(auditCreditedDeposits({ sql: db.sql, chain: deadChain, logger: pino({ level: "silent" }) }, new Date())).rejects.toThrow();
+    await expect(auditCreditedDeposits({ sql: db.sql, chain: deadChain, config: stack.app.config, logger: pino({ level: "silent" }) }, new Date())).rejects.toThrow();
     expect((await db.sql`select count(*)::int as n from husd_deposits where state = 'reversed' and org_id = ${org.id}`)[0]!.n).toBe(0);
   });
 
@@ -265,14 +265,15 @@ describe("HUSD top-ups: verify-and-record, finality, exactly-once credit, reorgs
     expect((await verifyDeposit(deps, id, new Date())).state).toBe("credited");
     expect(await stack.balanceNano(org.orgKey)).toBe(9_000_000_000n);
 
-    // Reorged out again after the credit and re-mined once more: the audit moves it, no reversal.
+    // Reorged out again after the credit and re-mined once more, in a block already final when the
+    // audit finds it: the audit moves it, no reversal.
     const raw2 = await chain.clients.test.request({ method: "eth_getRawTransactionByHash" as never, params: [hash] as never });
     const [row] = await db.sql`select block_number from husd_deposits where id = ${id}`;
     const head = await chain.clients.test.getBlockNumber({ cacheTime: 0 });
     await chain.clients.test.request({ method: "anvil_reorg" as never, params: [Number(head - BigInt(row!.block_number)) + 1, []] as never });
     await chain.clients.test.request({ method: "eth_sendRawTransaction" as never, params: [raw2] as never });
     await chain.mine(3);
-    expect(await auditCreditedDeposits({ sql: db.sql, chain: stack.chainClient, logger: pino({ level: "silent" }) }, new Date())).toBe(0);
+    expect(await auditCreditedDeposits({ sql: db.sql, chain: stack.chainClient, config: stack.app.config, logger: pino({ level: "silent" }) }, new Date())).toMatchObject({ reversed: 0, moved: 1 });
     expect((await stateOf(org.orgKey, id))?.state).toBe("credited");
     expect(await stack.balanceNano(org.orgKey)).toBe(9_000_000_000n);
   });

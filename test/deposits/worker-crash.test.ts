@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestChain, type TestChain } from "../support/chain-stack.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { depositStack } from "../support/deposit-stack.js";
-import { startBin, waitFor } from "../support/process.js";
+import { startBin, waitFor, type RunningProcess } from "../support/process.js";
 import { clearRedisPrefix, createTestRedis, uniqueRedisPrefix } from "../support/redis.js";
 
 const HUSD = 10n ** 18n;
@@ -17,7 +17,9 @@ describe("a worker killed mid-flight", () => {
     chain = await startTestChain();
     stack = depositStack(db, chain); // API in process; the workers below are real processes
   }, 60_000);
+  const workers: RunningProcess[] = []; // stopped even when the test fails or times out, never left running
   afterAll(async () => {
+    await Promise.all(workers.map((w) => w.stop("SIGKILL")));
     const redis = createTestRedis();
     await clearRedisPrefix(redis, `{${prefix}}`);
     redis.disconnect();
@@ -44,11 +46,13 @@ describe("a worker killed mid-flight", () => {
     };
     const credited = async () => (await db.sql`select count(*)::int as n from husd_deposits where state = 'credited'`)[0]!.n as number;
     const first = startBin("worker.ts", env);
+    workers.push(first);
     await waitFor(async () => (await credited()) >= 1, { timeoutMs: 20_000, intervalMs: 5, what: "first credit" });
     first.child.kill("SIGKILL"); // mid-flight: jobs active, some committed, some not
     await first.exited;
     const afterKill = await credited();
     const second = startBin("worker.ts", env);
+    workers.push(second);
     try {
       await waitFor(async () => (await credited()) === 20, { timeoutMs: 30_000, what: `all credited after restart (had ${afterKill})` });
     } finally {

@@ -1,8 +1,8 @@
-import { pino } from "pino";
+import { pino, type Logger } from "pino";
 import type { Address, Hex } from "viem";
 import { husdAbi } from "../../abis/index.js";
 import { depositSalt } from "../../src/billing/deposits/addresses.js";
-import { createChainClient } from "../../src/chain/client.js";
+import { createChainClient, type ChainClient } from "../../src/chain/client.js";
 import { DevRoles, mintHusd } from "../../src/chain/local-devnet.js";
 import type { Config } from "../../src/config.js";
 import { startWorkers } from "../../src/workers/start-workers.js";
@@ -33,8 +33,9 @@ export function depositStack(db: TestDatabase, chain: TestChain, configOverrides
     redis,
     prefix,
     chainClient,
-    async startWorkers() {
-      workers = await startWorkers({ sql: db.sql, connection: redis, prefix, logger: pino({ level: "silent" }), clock: () => new Date(), config: app.config, chain: chainClient, maintenanceEveryMs: 200 });
+    /** The workers, silent and on the stack's chain client unless told otherwise (a captured logger, a lagging node). */
+    async startWorkers(opts: { logger?: Logger; chain?: ChainClient } = {}) {
+      workers = await startWorkers({ sql: db.sql, connection: redis, prefix, logger: opts.logger ?? pino({ level: "silent" }), clock: () => new Date(), config: app.config, chain: opts.chain ?? chainClient, maintenanceEveryMs: 200 });
       return workers;
     },
     async stopWorkers() {

@@ -2,10 +2,16 @@ import type { Config } from "../../config.js";
 import type { Sql } from "../../db/client.js";
 import { newId } from "../../ids.js";
 import { baseUnitsToNanoUsd } from "./amounts.js";
+import { reviveDeposit } from "./lifecycle.js";
 
+/**
+ * A transfer as seen on the chain. Its identity is (chain, tx hash, token, from, to, amount,
+ * ordinal among identical transfers of the transaction: identity.ts); the rest is where it was seen.
+ */
 export type ObservedTransfer = {
   chainId: number;
   txHash: string;
+  ordinal: number;
   logIndex: number;
   blockNumber: bigint;
   blockHash: string;
@@ -30,10 +36,13 @@ export function rejectionReason(t: ObservedTransfer, orgId: string | null, confi
 }
 
 /**
- * Records a transfer the first time it is seen (from the indexer or a verify-and-record call):
- * one row per (chain, tx, log index), whoever sees it first. Returns the row's id and state.
+ * Records a transfer the first time it is seen (from the indexer, a verify-and-record call, or
+ * the re-read of a transaction that moved): one row per transfer, identified by its content
+ * within its transaction, whoever sees it first. A transfer seen again in another block after it
+ * was orphaned or reversed is the same deposit, appearing again: it gets a new chance (and, once
+ * final, a new credit of its own). Returns the row's id and state.
  */
-export async function recordTransfer(sql: Sql, t: ObservedTransfer, source: "indexer" | "topup", config: Config, now: Date): Promise<{ id: string; state: DepositState; created: boolean }> {
+export async function recordTransfer(sql: Sql, t: ObservedTransfer, source: "indexer" | "topup" | "reorg", config: Config, now: Date): Promise<{ id: string; state: DepositState; created: boolean }> {
   const [owner] = await sql<{ org_id: string }[]>`
     select org_id from deposit_addresses where chain_id = ${t.chainId} and address = ${t.to.toLowerCase()}`;
   const orgId = owner?.org_id ?? null;
@@ -41,24 +50,21 @@ export async function recordTransfer(sql: Sql, t: ObservedTransfer, source: "ind
   const nano = baseUnitsToNanoUsd(t.amount, config.HUSD_DECIMALS);
   const id = newId("dep");
   const inserted = await sql<{ id: string; state: DepositState }[]>`
-    insert into husd_deposits (id, chain_id, tx_hash, log_index, block_number, block_hash, token_address, from_address, to_address,
+    insert into husd_deposits (id, chain_id, tx_hash, ordinal, log_index, block_number, block_hash, token_address, from_address, to_address,
                                org_id, amount, amount_nano_usd, state, reason, source, seen_at, updated_at)
-    values (${id}, ${t.chainId}, ${t.txHash.toLowerCase()}, ${t.logIndex}, ${t.blockNumber.toString()}, ${t.blockHash.toLowerCase()},
+    values (${id}, ${t.chainId}, ${t.txHash.toLowerCase()}, ${t.ordinal}, ${t.logIndex}, ${t.blockNumber.toString()}, ${t.blockHash.toLowerCase()},
             ${t.tokenAddress.toLowerCase()}, ${t.from.toLowerCase()}, ${t.to.toLowerCase()}, ${orgId}, ${t.amount.toString()},
             ${nano === null ? null : nano.toString()}, ${reason ? "rejected" : "seen"}, ${reason}, ${source}, ${now}, ${now})
-    on conflict (chain_id, tx_hash, log_index) do nothing
+    on conflict on constraint husd_deposits_identity do nothing
     returning id, state`;
   if (inserted[0]) return { ...inserted[0], created: true };
-  // A transfer orphaned by a reorg and mined again (same transaction, same log position, another
-  // block) is the same deposit: it gets a new chance instead of being ignored forever.
-  const [revived] = await sql<{ id: string; state: DepositState }[]>`
-    update husd_deposits set state = 'seen', reason = null, block_number = ${t.blockNumber.toString()}, block_hash = ${t.blockHash.toLowerCase()},
-      confirmations = 0, updated_at = ${now}
-    where chain_id = ${t.chainId} and tx_hash = ${t.txHash.toLowerCase()} and log_index = ${t.logIndex}
-      and state = 'orphaned' and block_hash <> ${t.blockHash.toLowerCase()}
-    returning id, state`;
-  if (revived) return { ...revived, created: false };
   const [existing] = await sql<{ id: string; state: DepositState }[]>`
-    select id, state from husd_deposits where chain_id = ${t.chainId} and tx_hash = ${t.txHash.toLowerCase()} and log_index = ${t.logIndex}`;
-  return { ...existing!, created: false };
+    select id, state from husd_deposits
+    where chain_id = ${t.chainId} and tx_hash = ${t.txHash.toLowerCase()} and token_address = ${t.tokenAddress.toLowerCase()}
+      and from_address = ${t.from.toLowerCase()} and to_address = ${t.to.toLowerCase()} and amount = ${t.amount.toString()} and ordinal = ${t.ordinal}`;
+  if (!existing) throw new Error(`deposit of ${t.txHash} #${t.ordinal} neither inserted nor found`);
+  if (existing.state === "orphaned" || existing.state === "reversed") {
+    if (await reviveDeposit(sql, existing.id, { blockNumber: t.blockNumber, blockHash: t.blockHash, logIndex: t.logIndex }, now)) return { id: existing.id, state: "seen", created: false };
+  }
+  return { ...existing, created: false };
 }

@@ -5,6 +5,7 @@ import type { Config } from "../../config.js";
 import type { Sql } from "../../db/client.js";
 import { BillingError } from "../../errors.js";
 import { depositAddressFor } from "./addresses.js";
+import { transfersOfTransaction } from "./identity.js";
 import { recordTransfer, type DepositState } from "./record.js";
 
 /**
@@ -31,6 +32,8 @@ export async function recordTopup(deps: { sql: Sql; chain: ChainClient | undefin
   // deposit of theirs; one to an unknown address is kept, rejected, for operators), and so is a
   // transfer of any other token to this org's address (rejected, so the org can see why).
   const results: { id: string; state: DepositState; created: boolean }[] = [];
+  // A deposit is its content within the transaction; identical transfers are told apart by their order.
+  const ordinals = new Map(transfersOfTransaction(receipt.logs, receipt.transactionHash).map((t) => [t.logIndex, t.ordinal]));
   for (const log of receipt.logs) {
     let decoded;
     try {
@@ -44,7 +47,7 @@ export async function recordTopup(deps: { sql: Sql; chain: ChainClient | undefin
     const recorded = await recordTransfer(
       sql,
       {
-        chainId: config.CHAIN_ID, txHash: receipt.transactionHash, logIndex: log.logIndex, blockNumber: receipt.blockNumber,
+        chainId: config.CHAIN_ID, txHash: receipt.transactionHash, ordinal: ordinals.get(log.logIndex)!, logIndex: log.logIndex, blockNumber: receipt.blockNumber,
         blockHash: receipt.blockHash, tokenAddress: log.address, from: decoded.args.from, to: decoded.args.to, amount: decoded.args.value,
       },
       "topup",

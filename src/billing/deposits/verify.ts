@@ -1,120 +1,177 @@
 import type { Logger } from "pino";
+import type { Hex } from "viem";
 import type { ChainClient } from "../../chain/client.js";
 import { transferEvent } from "../../chain/erc20-events.js";
 import type { Config } from "../../config.js";
 import type { Sql } from "../../db/client.js";
-import { orgCreditsAccount, SystemAccounts } from "../../ledger/accounts.js";
-import { postTransaction } from "../../ledger/post-transaction.js";
-import type { DepositState } from "./record.js";
+import { finalityOf, judgeBlock, readChainView, type BlockVerdict } from "./chain-view.js";
+import { identityKey, transfersOfTransaction } from "./identity.js";
+import { creditDeposit, markConfirming, moveDeposit, orphanDeposit, reverseDeposit, reviveDeposit } from "./lifecycle.js";
+import { recordTransfer, type DepositState } from "./record.js";
 
 type DepositRow = {
-  id: string; chain_id: number; tx_hash: `0x${string}`; log_index: number; block_number: string; block_hash: `0x${string}`;
-  token_address: `0x${string}`; from_address: string; to_address: string; org_id: string | null; amount: string;
-  amount_nano_usd: bigint | null; state: DepositState; final_at: Date | null;
+  id: string; chain_id: number; tx_hash: Hex; ordinal: number; log_index: number; block_number: string; block_hash: string;
+  token_address: Hex; from_address: string; to_address: string; org_id: string | null; amount: string;
+  amount_nano_usd: bigint | null; state: DepositState; reason: string | null;
 };
 
-export type VerifyOutcome = { state: DepositState; reason?: string; confirmations?: bigint };
+export type VerifyOutcome = { state: DepositState; reason?: string; confirmations?: bigint; waiting?: string };
 
-export const creditKey = (d: { chain_id: number; tx_hash: string; log_index: number }) => `${d.chain_id}:${d.tx_hash}:${d.log_index}`;
+export type DepositDeps = { sql: Sql; chain: ChainClient; config: Config; logger?: Logger };
+
+const content = (d: DepositRow) => ({ tokenAddress: d.token_address, from: d.from_address, to: d.to_address, amount: BigInt(d.amount), ordinal: d.ordinal });
+const isPending = (s: DepositState): s is "seen" | "confirming" => s === "seen" || s === "confirming";
+const load = async (sql: Sql, id: string) => (await sql<DepositRow[]>`select * from husd_deposits where id = ${id}`)[0];
 
 /**
  * Decides one pending deposit against the chain, never against the indexer's copy:
- *  1. the block at its height must still be the block it was seen in (else: orphaned),
- *  2. the log, re-read from the chain by block hash, must match exactly (else: orphaned),
- *  3. the block must be final by policy: at or below the `finalized` tag (when required) and
- *     at least FINALITY_CONFIRMATIONS deep; otherwise it stays `confirming` and is asked again.
- * Then the credit and the state change commit together, keyed by (chain, tx, log index).
+ *  1. finality is read first: the node's head and its `finalized` block;
+ *  2. the block at the deposit's height must still be the deposit's block (chain-view.ts: a node
+ *     behind that height proves nothing, and the deposit waits); if it was replaced, its
+ *     transaction is re-read wherever it now is (reconcileTransaction);
+ *  3. the transfer, re-read from the chain by block hash, must be in it with the same content;
+ *  4. the block must be final by that first read; otherwise the deposit stays `confirming`.
+ * Then the credit and the state change commit together (lifecycle.ts).
  */
-export async function verifyDeposit(deps: { sql: Sql; chain: ChainClient; config: Config; logger?: Logger }, depositId: string, now: Date): Promise<VerifyOutcome> {
+export async function verifyDeposit(deps: DepositDeps, depositId: string, now: Date): Promise<VerifyOutcome> {
+  return verifyOnce(deps, depositId, now, true);
+}
+
+async function verifyOnce(deps: DepositDeps, depositId: string, now: Date, followMove: boolean): Promise<VerifyOutcome> {
   const { sql, chain, config } = deps;
-  const [d] = await sql<DepositRow[]>`select * from husd_deposits where id = ${depositId}`;
+  const d = await load(sql, depositId);
   if (!d) throw new Error(`no deposit ${depositId}`);
-  if (d.state !== "seen" && d.state !== "confirming") return { state: d.state };
-  const blockNumber = BigInt(d.block_number);
+  if (!isPending(d.state)) return { state: d.state };
+  const at = { number: BigInt(d.block_number), hash: d.block_hash };
 
-  // Only "no such block" means reorged away; any other RPC failure is thrown, and the job retries.
-  const canonical = await chain.getBlock({ blockNumber }).catch((err: Error) => {
-    if (err.name === "BlockNotFoundError") return null;
-    throw err;
+  const view = await readChainView(chain, config);
+  const verdict = await judgeBlock(chain, at, view);
+  if (verdict.kind === "unknown") return { state: d.state, waiting: verdict.why };
+  if (verdict.kind === "replaced") {
+    await reconcileTransaction(deps, { chainId: d.chain_id, txHash: d.tx_hash }, now);
+    const after = (await load(sql, d.id))!;
+    // Mined again elsewhere: decide it there now (once) rather than at the next scan.
+    if (followMove && isPending(after.state) && after.block_hash !== d.block_hash) return verifyOnce(deps, d.id, now, false);
+    return { state: after.state, ...(after.reason ? { reason: after.reason } : {}) };
+  }
+
+  // Logs by block hash are that block's whatever the chain does next; a node that no longer has
+  // the block by hash (replaced since it was compared) proves nothing now.
+  const logs = await chain.getLogs({ blockHash: d.block_hash as Hex, address: d.token_address, event: transferEvent }).catch(async (err: unknown) => {
+    if ((await judgeBlock(chain, at, view)).kind === "canonical") throw err;
+    return null;
   });
-  if (!canonical) {
-    // A node behind the one that reported the block (load-balanced RPC) proves nothing yet.
-    const head = await chain.getBlockNumber({ cacheTime: 0 });
-    if (blockNumber > head) throw new Error(`RPC node at block ${head} is behind deposit block ${blockNumber}; will retry`);
-  }
-  if (!canonical || canonical.hash !== d.block_hash) {
-    const moved = await findRemined(chain, d.tx_hash, d.log_index);
-    if (moved) {
-      // The same transaction was mined again with the log at the same place: same deposit, new
-      // block, and finality is counted again from there.
-      await sql`update husd_deposits set block_number = ${moved.blockNumber.toString()}, block_hash = ${moved.blockHash}, state = 'confirming',
-                  confirmations = 0, updated_at = ${now} where id = ${d.id} and state in ('seen', 'confirming')`;
-      return { state: "confirming", confirmations: 0n };
-    }
-    return orphan(sql, d, "reorged_out: its block is no longer on the canonical chain", now);
-  }
-  const logs = await chain.getLogs({ blockHash: d.block_hash, address: d.token_address, event: transferEvent });
-  const log = logs.find((l) => l.transactionHash === d.tx_hash && l.logIndex === d.log_index);
-  if (!log || log.args.to?.toLowerCase() !== d.to_address || log.args.value?.toString() !== d.amount || log.args.from?.toLowerCase() !== d.from_address) {
-    return orphan(sql, d, "log_mismatch: the chain does not have this transfer in this block", now);
+  if (logs === null) return { state: d.state, waiting: "its block changed while its logs were read" };
+  const found = transfersOfTransaction(logs, d.tx_hash).find((t) => identityKey(t) === identityKey(content(d)));
+  if (!found) {
+    const reason = "log_mismatch: the chain does not have this transfer in this block";
+    await orphanDeposit(sql, { id: d.id, blockHash: d.block_hash }, reason, now);
+    return { state: "orphaned", reason };
   }
 
-  const latest = await chain.getBlockNumber({ cacheTime: 0 });
-  const confirmations = latest >= blockNumber ? latest - blockNumber + 1n : 0n;
-  let finalizedOk = true;
-  if (config.FINALITY_REQUIRE_FINALIZED_TAG) {
-    // A chain without a `finalized` block yet (BlockNotFoundError) is simply not final.
-    const finalized = await chain.getBlock({ blockTag: "finalized" }).catch((err: Error) => {
-      if (err.name === "BlockNotFoundError") return null;
-      throw err;
-    });
-    finalizedOk = finalized !== null && finalized.number !== null && finalized.number >= blockNumber;
-  }
-  if (!finalizedOk || confirmations < BigInt(config.FINALITY_CONFIRMATIONS)) {
-    await sql`update husd_deposits set state = 'confirming', confirmations = ${confirmations.toString()}, updated_at = ${now}
-              where id = ${d.id} and state in ('seen', 'confirming')`;
+  const { final, confirmations } = finalityOf(view, at.number, config);
+  if (!final) {
+    await markConfirming(sql, { id: d.id, blockHash: d.block_hash }, { logIndex: found.logIndex, confirmations }, now);
     return { state: "confirming", confirmations };
   }
-  return credit(deps, d, confirmations, now);
+  const state = await creditDeposit({ sql, logger: deps.logger }, { id: d.id, blockHash: d.block_hash }, { logIndex: found.logIndex, confirmations }, now);
+  return { state, confirmations };
 }
 
-async function orphan(sql: Sql, d: DepositRow, reason: string, now: Date): Promise<VerifyOutcome> {
-  await sql`update husd_deposits set state = 'orphaned', reason = ${reason}, updated_at = ${now} where id = ${d.id} and state in ('seen', 'confirming')`;
-  return { state: "orphaned", reason };
-}
+export type ReconcileOutcome = { moved: number; reversed: number; orphaned: number; revived: number; recorded: number; undecided: boolean };
 
-async function credit(deps: { sql: Sql; logger?: Logger }, d: DepositRow, confirmations: bigint, now: Date): Promise<VerifyOutcome> {
-  return deps.sql.begin(async (tx) => {
-    // The row lock makes concurrent verifiers of the same deposit take turns; the second sees 'credited'.
-    const [row] = await tx<DepositRow[]>`select * from husd_deposits where id = ${d.id} for update`;
-    if (!row || (row.state !== "seen" && row.state !== "confirming")) return { state: row?.state ?? "orphaned" };
-    const amount = row.amount_nano_usd!;
-    const posted = await postTransaction(tx, {
-      kind: "husd_deposit",
-      orgId: row.org_id,
-      idempotencyKey: creditKey(row),
-      description: "HUSD deposit",
-      metadata: { deposit_id: row.id, tx_hash: row.tx_hash, log_index: row.log_index, chain_id: row.chain_id },
-      entries: [
-        { accountId: orgCreditsAccount(row.org_id!), amount },
-        { accountId: SystemAccounts.husd, amount: -amount },
-      ],
-      createdAt: now,
-    });
-    await tx`update husd_deposits set state = 'credited', credited_at = ${now}, final_at = coalesce(final_at, ${now}),
-               confirmations = ${confirmations.toString()}, credit_transaction_id = ${posted.transactionId}, updated_at = ${now}
-             where id = ${row.id}`;
-    deps.logger?.info({ deposit_id: row.id, org_id: row.org_id, nano_usd: amount.toString() }, "HUSD deposit credited");
-    return { state: "credited" as const, confirmations };
-  });
-}
-
-/** Where a transaction now sits if it was mined again after a reorg with this log at the same index. */
-export async function findRemined(chain: ChainClient, txHash: `0x${string}`, logIndex: number) {
-  const receipt = await chain.getTransactionReceipt({ hash: txHash }).catch((err: Error) => {
+/**
+ * A transaction holding deposits has left the block they were seen in (a node at or past that
+ * block's height has another block there). Every deposit in it is re-read from where the
+ * transaction is now, if anywhere:
+ *  - content still there moves with it: a pending deposit counts confirmations from the new
+ *    block; a credited one keeps its credit only if the new block is final (finality read
+ *    before the new block is compared), and otherwise is reversed and waits there for a new
+ *    credit; an orphaned or reversed one is seen again;
+ *  - content gone (the transaction is nowhere, reverted, or moves other transfers now) is
+ *    reversed if credited, orphaned if pending, once a node at or past its old block's height
+ *    shows another block there;
+ *  - content new to us, to an organization's deposit address, is a new deposit.
+ */
+export async function reconcileTransaction(deps: DepositDeps, at: { chainId: number; txHash: Hex }, now: Date): Promise<ReconcileOutcome> {
+  const { sql, chain, config } = deps;
+  const outcome: ReconcileOutcome = { moved: 0, reversed: 0, orphaned: 0, revived: 0, recorded: 0, undecided: false };
+  const view = await readChainView(chain, config);
+  const receipt = await chain.getTransactionReceipt({ hash: at.txHash }).catch((err: Error) => {
     if (err.name === "TransactionReceiptNotFoundError") return null;
     throw err;
   });
-  if (!receipt || receipt.status !== "success" || !receipt.logs.some((l) => l.logIndex === logIndex)) return null;
-  return { blockNumber: receipt.blockNumber, blockHash: receipt.blockHash.toLowerCase() as `0x${string}` };
+  let where: { blockNumber: bigint; blockHash: string } | null = null;
+  let transfers: ReturnType<typeof transfersOfTransaction> = [];
+  if (receipt) {
+    const verdict = await judgeBlock(chain, { number: receipt.blockNumber, hash: receipt.blockHash }, view);
+    if (verdict.kind !== "canonical") return { ...outcome, undecided: true }; // mined after the view was read, or moving again: look later
+    where = { blockNumber: receipt.blockNumber, blockHash: receipt.blockHash.toLowerCase() };
+    if (receipt.status === "success") transfers = transfersOfTransaction(receipt.logs, at.txHash);
+  }
+  const { final } = where ? finalityOf(view, where.blockNumber, config) : { final: false };
+  const logger = deps.logger;
+
+  const rows = await sql<DepositRow[]>`select * from husd_deposits where chain_id = ${at.chainId} and tx_hash = ${at.txHash.toLowerCase()} order by ordinal, log_index`;
+  const matched = new Set<string>();
+  const verdicts = new Map<string, Promise<BlockVerdict>>();
+  const oldBlockGone = async (d: DepositRow) => {
+    const key = `${d.block_number}:${d.block_hash}`;
+    if (!verdicts.has(key)) verdicts.set(key, judgeBlock(chain, { number: BigInt(d.block_number), hash: d.block_hash }, view));
+    return (await verdicts.get(key)!).kind === "replaced";
+  };
+
+  for (const d of rows) {
+    const decided = { id: d.id, blockHash: d.block_hash };
+    const match = transfers.find((t) => identityKey(t) === identityKey(content(d)));
+    if (match && where) {
+      matched.add(identityKey(match));
+      if (d.block_hash === where.blockHash) continue; // already where the chain has it
+      const to = { ...where, logIndex: match.logIndex };
+      if (d.state === "credited") {
+        if (final) {
+          if (await moveDeposit(sql, { ...decided, state: "credited" }, to, now)) {
+            outcome.moved++;
+            logger?.warn({ deposit_id: d.id, from_block: d.block_hash, to_block: where.blockHash }, "credited HUSD deposit was mined again in a final block; its credit stands");
+          }
+        } else if (await reverseDeposit({ sql, logger }, decided, `mined again in block ${where.blockNumber} (${where.blockHash}), not final yet: credited again once it is`, now, to)) {
+          outcome.reversed++;
+        }
+      } else if (isPending(d.state)) {
+        if (await moveDeposit(sql, { ...decided, state: d.state }, to, now)) outcome.moved++;
+      } else if (d.state === "orphaned" || d.state === "reversed") {
+        if (await reviveDeposit(sql, d.id, to, now)) outcome.revived++;
+      }
+      continue;
+    }
+    // Its content is not in the transaction as the chain now has it. Taking anything away needs a
+    // node at or past the block it was seen in showing another block there.
+    if (d.state !== "credited" && !isPending(d.state)) continue;
+    if (!(await oldBlockGone(d))) continue;
+    const why = !receipt
+      ? `its transaction ${at.txHash} is no longer on the chain`
+      : receipt.status !== "success"
+        ? `its transaction reverted when mined again in block ${receipt.blockNumber}`
+        : `its transaction, mined again in block ${receipt.blockNumber}, no longer makes this transfer`;
+    if (d.state === "credited") {
+      if (await reverseDeposit({ sql, logger }, decided, `block ${d.block_number} (${d.block_hash}) left the canonical chain and ${why}`, now)) outcome.reversed++;
+    } else {
+      await orphanDeposit(sql, decided, `reorged_out: ${why}`, now);
+      outcome.orphaned++;
+    }
+  }
+
+  // New content: a new deposit, if it is HUSD to an organization's deposit address (the rest is
+  // not ours to keep, as the indexer's scan does not keep it either).
+  const fresh = transfers.filter((t) => !matched.has(identityKey(t)) && t.tokenAddress === config.HUSD_ADDRESS.toLowerCase());
+  if (fresh.length > 0 && where) {
+    const known = new Set(
+      (await sql<{ address: string }[]>`select address from deposit_addresses where chain_id = ${at.chainId} and address = any(${fresh.map((t) => t.to)})`).map((r) => r.address),
+    );
+    for (const t of fresh.filter((f) => known.has(f.to))) {
+      const r = await recordTransfer(sql, { chainId: at.chainId, txHash: at.txHash, ...t, ...where }, "reorg", config, now);
+      if (r.created) outcome.recorded++;
+    }
+  }
+  return outcome;
 }

@@ -1,0 +1,95 @@
+import { pino } from "pino";
+import type { Hex } from "viem";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { auditCreditedDeposits } from "../../src/billing/deposits/audit.js";
+import { verifyDeposit } from "../../src/billing/deposits/verify.js";
+import { createChainClient, type ChainClient } from "../../src/chain/client.js";
+import { startTestChain, type TestChain } from "../support/chain-stack.js";
+import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { expectDepositInvariants } from "../support/deposit-invariants.js";
+import { depositStack } from "../support/deposit-stack.js";
+import { waitFor } from "../support/process.js";
+import { startRpcProxy, type RpcProxy } from "../support/rpc-proxy.js";
+
+const HUSD = 10n ** 18n;
+const USD = 1_000_000_000n;
+
+/**
+ * The workers' RPC node is 12 blocks behind the one that saw (and credited) a deposit, as a
+ * load-balanced or slow provider is. A node below a block's height cannot say anything about
+ * that block: not gone, not replaced, not final.
+ */
+describe("a lagging RPC node proves nothing", () => {
+  let db: TestDatabase;
+  let chain: TestChain;
+  let stack: ReturnType<typeof depositStack>;
+  let proxy: RpcProxy;
+  let lagging: ChainClient;
+  beforeAll(async () => {
+    db = await createTestDatabase({ max: 8 });
+    chain = await startTestChain();
+    stack = depositStack(db, chain);
+    proxy = await startRpcProxy(chain.rpcUrl);
+    lagging = createChainClient({ RPC_URL: proxy.url, CHAIN_ID: chain.chainId });
+  }, 60_000);
+  afterEach(async () => {
+    proxy.setLag(0);
+    await stack.stopWorkers();
+  });
+  afterAll(async () => {
+    await stack?.close();
+    await proxy?.close();
+    await chain?.stop();
+    await db?.drop();
+  });
+
+  const silent = pino({ level: "silent" });
+  const topup = (orgKey: string, hash: Hex) => stack.app.call("POST", "/v1/billing/husd/topups", { key: orgKey, body: { tx_hash: hash } });
+  const stateOf = async (id: string) => (await db.sql<{ state: string }[]>`select state from husd_deposits where id = ${id}`)[0]?.state;
+
+  it("the audit on a node behind a credited deposit's block reverses nothing, and the credit stands once it catches up", async () => {
+    const org = await stack.orgWithAddress("Lag Audit Co");
+    const { hash, blockNumber } = await stack.sendHusd(org.address, 5n * HUSD);
+    const id = (await topup(org.orgKey, hash)).json.deposits[0].id as string;
+    await chain.mine(5);
+    // Credited from an up-to-date node.
+    expect((await verifyDeposit({ sql: db.sql, chain: stack.chainClient, config: stack.app.config }, id, new Date())).state).toBe("credited");
+
+    proxy.setLag(12);
+    expect(await lagging.getBlockNumber({ cacheTime: 0 })).toBeLessThan(blockNumber);
+    await auditCreditedDeposits({ sql: db.sql, chain: lagging, config: stack.app.config, logger: silent }, new Date());
+    expect(await stateOf(id)).toBe("credited");
+    expect(await stack.balanceNano(org.orgKey)).toBe(5n * USD);
+
+    // The workers on that node, auditing every 200 ms: wait for several audits to have asked it.
+    await stack.startWorkers({ chain: lagging });
+    proxy.reset();
+    await waitFor(() => proxy.served().filter((m) => m === "eth_getBlockByNumber").length >= 10, { what: "audits on the lagging node" });
+    expect(await stateOf(id)).toBe("credited");
+
+    proxy.setLag(0);
+    proxy.reset();
+    await waitFor(() => proxy.served().filter((m) => m === "eth_getBlockByNumber").length >= 10, { what: "audits on the caught-up node" });
+    expect(await stateOf(id)).toBe("credited");
+    expect(await stack.balanceNano(org.orgKey)).toBe(5n * USD);
+    const alerts = await db.sql`select 1 from operator_alerts where subject = ${id}`;
+    expect(alerts).toHaveLength(0);
+    await expectDepositInvariants(db.sql);
+  });
+
+  it("the verifier on a node behind a pending deposit's block neither orphans it nor fails: it waits, and credits once the node catches up", async () => {
+    const org = await stack.orgWithAddress("Lag Verify Co");
+    const { hash } = await stack.sendHusd(org.address, 3n * HUSD);
+    const id = (await topup(org.orgKey, hash)).json.deposits[0].id as string;
+    await chain.mine(5);
+    proxy.setLag(12);
+    const deps = { sql: db.sql, chain: lagging, config: stack.app.config };
+    const outcome = await verifyDeposit(deps, id, new Date());
+    expect(outcome.state).toBe("seen");
+    expect(await stateOf(id)).toBe("seen");
+
+    proxy.setLag(0);
+    expect((await verifyDeposit(deps, id, new Date())).state).toBe("credited");
+    expect(await stack.balanceNano(org.orgKey)).toBe(3n * USD);
+  });
+});
