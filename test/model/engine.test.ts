@@ -14,8 +14,8 @@ import { atLeast, modelSettings } from "./settings.js";
  * predicted by the model, and after each step balances, holds, grants and the ledger's
  * invariants are compared. One database for every run; each run has two new organizations.
  */
-const { runs, seed, path } = modelSettings(200);
-const STEPS = { min: 30, max: 40 };
+const { runs, seed, path, replayPath } = modelSettings(200);
+const STEPS = { min: 30, max: 36 };
 
 describe("metering engine: model-based", () => {
   let db: TestDatabase;
@@ -29,7 +29,7 @@ describe("metering engine: model-based", () => {
 
   it(`${runs} sequences of ${STEPS.min}-${STEPS.max} steps agree with the model`, { timeout: 120_000 + runs * 2_000 }, async () => {
     console.log(`model: ${runs} runs, MODEL_SEED=${seed}${path ? ` MODEL_PATH=${path}` : ""}`);
-    const sequences = atLeast(fc.commands([commandArbs({ sameBatch: true })], { maxCommands: STEPS.max, size: "max" }), STEPS.min);
+    const sequences = atLeast(fc.commands([commandArbs({ sameBatch: true })], { maxCommands: STEPS.max, size: "max", replayPath }), STEPS.min);
     await fc.assert(
       fc.asyncProperty(sequences, async (cmds) => {
         const { orgs, tag } = await harness.newRun();

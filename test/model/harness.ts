@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import postgres from "postgres";
 import Stripe from "stripe";
+import { KeyCache } from "../../src/billing/api-keys.js";
 import { expireGrants } from "../../src/billing/grants.js";
 import { releaseExpiredHolds } from "../../src/billing/holds.js";
 import type { Metering } from "../../src/billing/metering.js";
@@ -72,16 +73,18 @@ export class System {
 }
 
 /**
- * The in-process system: the real app on a manual clock. Every run starts an hour after the
- * previous one (so everything earlier runs left is past due) and never near a month's end (so
- * no billing cycle ends by itself during a run; a run lasts minutes of model time).
+ * The in-process system: the real app (with the API's key cache) on a manual clock. Every run
+ * starts ten minutes after the previous one (a run lasts a few minutes of model time, so all
+ * that earlier runs left is past due) and never near a month's end (no billing cycle ends by
+ * itself during a run). Model time stays behind the wall clock even after thousands of runs, so
+ * the catalog is priced from memory as in production (Catalog.covers).
  */
 export function inProcessSystem(sql: Sql) {
-  const clock = manualClock(new Date("2026-11-15T12:00:00Z"));
-  const t = createTestApp({ sql, clock, config: { STRIPE_WEBHOOK_SECRET: TEST_WEBHOOK_SECRET } });
+  const clock = manualClock(new Date("2026-01-02T00:00:00Z"));
+  const t = createTestApp({ sql, clock, config: { STRIPE_WEBHOOK_SECRET: TEST_WEBHOOK_SECRET }, extra: { keyCache: new KeyCache() } });
   const system = new System(sql, t.call as Call, clock, async (ms) => clock.advance(ms), t.metering);
   function nextRunStart(): Date {
-    const next = new Date(clock().getTime() + 3_600_000);
+    const next = new Date(clock().getTime() + 600_000);
     next.setUTCMilliseconds(0);
     next.setUTCSeconds(0);
     if (next.getUTCDate() >= 27) return new Date(Date.UTC(next.getUTCFullYear(), next.getUTCMonth() + 1, 2));

@@ -13,7 +13,8 @@
  * 2. Authorize holds `amount` if it is at most the spendable credits, else 402. A key reused
  *    with the same payload answers the hold and its current status; with another payload, 409.
  * 3. Spending consumes expiring grants first, soonest expiry first: usage settling a hold from
- *    the grants live when the hold was taken, any other spending from the grants live now. An
+ *    the grants live when the hold was taken (then, for what they do not cover, from those live
+ *    now), any other spending from the grants live now. An
  *    expired grant's unused part stops being spendable at once, less the money in active holds
  *    taken while it was live; its expiry is posted once no such hold is active.
  * 4. A card refund takes back what was refunded, at most what the payment credited and has not
@@ -146,21 +147,21 @@ export class Model {
     const first = this.usage.find((u) => u.org === org && u.key === key);
     if (first) return first.payload === payload ? { kind: "duplicate", first } : { kind: "rejected", code: "idempotency_key_reused" };
     let holdOutcome: "released" | "already_closed" | null = null;
-    let fundedAt = this.now; // usage without a live hold spends the grants live now
+    let unfunded = cost; // what the grants live when a settled hold was taken did not cover
     if (holdId !== undefined) {
       const hold = this.holds.find((h) => h.id === holdId);
       if (!hold || hold.org !== org) return { kind: "rejected", code: "hold_not_found" };
       if (hold.status === "active" && hold.expiresAt > this.now) {
         this.close(hold, "settled");
         holdOutcome = "released";
-        fundedAt = hold.createdAt; // charged to the grants live when the hold was taken
+        unfunded = this.consumeGrants(org, cost, hold.createdAt);
       } else {
         if (hold.status === "active") this.close(hold, "expired");
         holdOutcome = "already_closed";
       }
     }
     this.orgs[org]!.credits -= cost;
-    this.consumeGrants(org, cost, fundedAt);
+    this.consumeGrants(org, unfunded, this.now);
     const event: MUsage = { org, key, payload, cost, usageId: "", holdId: holdId ?? null, occurredAt, invoiced: false };
     this.usage.push(event);
     return { kind: "recorded", event, holdOutcome };
@@ -237,8 +238,12 @@ export class Model {
     return this.grants.filter((g) => g.org === org && g.expiresAt !== null && g.expiresAt <= this.now && !g.posted);
   }
 
-  /** Rule 3a: spending drawn from the grants live at `at` and not posted, soonest expiry first. */
-  private consumeGrants(org: number, amount: bigint, at: number) {
+  /**
+   * Rule 3a: spending drawn from the grants live at `at` and not posted, soonest expiry first;
+   * returns what they did not cover. Usage settling a hold is drawn from the grants live when
+   * the hold was taken, and what they do not cover from those live now, like any other spending.
+   */
+  private consumeGrants(org: number, amount: bigint, at: number): bigint {
     let left = amount;
     const live = this.grants
       .filter((g) => g.org === org && g.expiresAt !== null && g.expiresAt > at && g.createdAt <= at && !g.posted && g.consumed < g.amount)
@@ -249,6 +254,7 @@ export class Model {
       g.consumed += take;
       left -= take;
     }
+    return left;
   }
 }
 

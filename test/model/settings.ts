@@ -2,14 +2,16 @@ import fc from "fast-check";
 
 /**
  * How the model tests run: `MODEL_RUNS` sequences (default 200), from `MODEL_SEED` (default
- * random, always printed) and, to replay one counterexample straight away, `MODEL_PATH`
- * (both are printed by a failure). `npm run test:model -- --runs 5000` sets them.
+ * random, always printed). A failure prints its seed, its `path` and the commands with their
+ * `replayPath`: MODEL_SEED, MODEL_PATH and MODEL_REPLAY replay that counterexample at once.
+ * `npm run test:model -- --runs 5000 [--seed S --path P --replay R]` sets them.
  */
 export function modelSettings(defaultRuns: number) {
   const runs = Number(process.env.MODEL_RUNS ?? defaultRuns);
   const seed = process.env.MODEL_SEED !== undefined ? Number(process.env.MODEL_SEED) : (Math.random() * 2 ** 31) | 0;
   const path = process.env.MODEL_PATH || undefined;
-  return { runs, seed, path };
+  const replayPath = process.env.MODEL_REPLAY || undefined;
+  return { runs, seed, path, replayPath };
 }
 
 /**
