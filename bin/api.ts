@@ -7,6 +7,7 @@ import { Metering } from "../src/billing/metering.js";
 import { createChainClient } from "../src/chain/client.js";
 import { createSql } from "../src/db/client.js";
 import { createApp } from "../src/http/app.js";
+import { RateLimiter } from "../src/http/middleware/rate-limit.js";
 import { createLogger } from "../src/observability/logger.js";
 import { createMetrics } from "../src/observability/metrics.js";
 import { onShutdown } from "../src/ops/shutdown.js";
@@ -24,7 +25,7 @@ const stopCatalogWatch = await metering.catalog.watch({ logger });
 const keyCache = new KeyCache();
 const stopKeyWatch = await keyCache.listen(sql);
 const metrics = createMetrics({ sql, queues });
-const app = createApp({ sql, config, clock: systemClock, logger, metering, keyCache, metrics, queues, chain: createChainClient(config) });
+const app = createApp({ sql, config, clock: systemClock, logger, metering, keyCache, metrics, queues, chain: createChainClient(config), rateLimiter: new RateLimiter(redis, config.REDIS_PREFIX) });
 
 const server = serve({ fetch: app.fetch, hostname: config.HOST, port: config.PORT }, (info) => {
   logger.info({ url: `http://${config.HOST}:${info.port}` }, "api listening");

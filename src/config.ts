@@ -32,6 +32,11 @@ export const Config = z.object({
   FINALITY_REQUIRE_FINALIZED_TAG: bool.default(true),
   /** Transfers below this many base units are recorded but never credited (0.01 HUSD by default). */
   HUSD_DUST_MINIMUM: baseUnits.default("10000000000000000"),
+  /** POST /v1/billing/husd/topups per org: at most this many per period (a burst of this many, then evenly spread). */
+  HUSD_TOPUP_RATE_LIMIT: z.coerce.number().int().min(1).max(1_000_000).default(30),
+  HUSD_TOPUP_RATE_PERIOD_SECONDS: z.coerce.number().int().min(1).max(86_400).default(60),
+  /** A top-up's transaction with more logs than this is refused (422 too_many_logs); the indexer still finds its transfers. */
+  HUSD_TOPUP_MAX_LOGS: z.coerce.number().int().min(1).max(100_000).default(1000),
   /** How often workers look for newly indexed transfers and undecided deposits. */
   DEPOSIT_SCAN_INTERVAL_MS: z.coerce.number().int().min(100).max(60_000).default(1000),
   /** How often workers reconcile the ledger (checkLedger: caches, balance, held vs live holds); a run reads every entry. */

@@ -24,6 +24,8 @@ export const ErrorCodes = {
   hold_not_found: { status: 422, type: "invalid_request_error" },
   transaction_not_found: { status: 422, type: "invalid_request_error" },
   no_deposit_in_transaction: { status: 422, type: "invalid_request_error" },
+  too_many_logs: { status: 422, type: "invalid_request_error" },
+  rate_limited: { status: 429, type: "rate_limit_error" },
   not_configured: { status: 503, type: "api_error" },
   upstream_unavailable: { status: 503, type: "api_error" },
   internal_error: { status: 500, type: "api_error" },

@@ -6,6 +6,7 @@ import type { Clock } from "../clock.js";
 import type { Config } from "../config.js";
 import type { Sql } from "../db/client.js";
 import type { Metrics } from "../observability/metrics.js";
+import type { RateLimiter } from "./middleware/rate-limit.js";
 import type { Queues } from "../workers/queues.js";
 
 /** Everything a route needs, passed in by the process that builds the app (bin/api.ts, or a test). */
@@ -22,6 +23,8 @@ export type AppDeps = {
   queues?: Queues;
   /** Optional: the chain, for HUSD deposit addresses and verify-and-record. */
   chain?: ChainClient;
+  /** Optional: per-org request limits shared by every replica (Redis); without it nothing is limited. */
+  rateLimiter?: RateLimiter;
 };
 
 export type AppEnv = {

@@ -21,6 +21,7 @@ const ERROR_DESCRIPTIONS: Record<number, string> = {
   404: "Not found",
   409: "Idempotency key reused for a different request",
   422: "Refers to something that does not exist",
+  429: "Too many requests (`rate_limited`); retry after the `Retry-After` header's seconds",
   503: "A dependency is not configured or unavailable",
 };
 

@@ -47,17 +47,43 @@ export function createMetrics(deps: { sql: Sql; queues?: Queues }) {
     },
   });
 
+  // Counts by state and the oldest undecided deposit from one statement per scrape, shared by
+  // both gauges (prom-client collects them concurrently; the second joins the first's query).
+  const DepositStates = ["seen", "confirming", "credited", "orphaned", "rejected", "reversed"] as const;
+  let depositScrape: Promise<{ byState: Map<string, number>; oldestPendingSeconds: number } | null> | undefined;
+  const depositStats = () =>
+    (depositScrape ??= (async () => {
+      const rows = await deps.sql<{ state: string; n: number; oldest_seconds: number }[]>`
+        select state, count(*)::int as n, extract(epoch from now() - min(seen_at))::float8 as oldest_seconds
+        from husd_deposits group by state`.catch((err: { code?: string }) => {
+        if (err.code === "42P01") return null; // a database not migrated yet
+        throw err;
+      });
+      if (!rows) return null;
+      const pending = rows.filter((r) => r.state === "seen" || r.state === "confirming").map((r) => Math.max(0, r.oldest_seconds));
+      return { byState: new Map(rows.map((r) => [r.state, r.n])), oldestPendingSeconds: pending.length ? Math.max(...pending) : 0 };
+    })().finally(() => (depositScrape = undefined)));
+
   new Gauge({
     name: "hanzo_deposits",
     help: "HUSD deposits by state",
     labelNames: ["state"] as const,
     registers: [registry],
     async collect() {
-      const [exists] = await deps.sql<{ t: string | null }[]>`select to_regclass('husd_deposits')::text as t`;
-      if (!exists?.t) return;
-      const rows = await deps.sql<{ state: string; n: number }[]>`select state, count(*)::int as n from husd_deposits group by state`;
+      const stats = await depositStats();
+      if (!stats) return;
       this.reset();
-      for (const r of rows) this.set({ state: r.state }, r.n);
+      for (const state of new Set([...DepositStates, ...stats.byState.keys()])) this.set({ state }, stats.byState.get(state) ?? 0);
+    },
+  });
+
+  new Gauge({
+    name: "hanzo_deposit_oldest_pending_age_seconds",
+    help: "Seconds since the oldest HUSD deposit still seen or confirming was first recorded (0 when none is pending)",
+    registers: [registry],
+    async collect() {
+      const stats = await depositStats();
+      this.set(stats?.oldestPendingSeconds ?? 0);
     },
   });
 

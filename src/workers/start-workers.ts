@@ -1,9 +1,10 @@
-import { Worker, type ConnectionOptions } from "bullmq";
+import { Worker, type ConnectionOptions, type Job } from "bullmq";
 import type { Logger } from "pino";
 import { Catalog } from "../billing/catalog.js";
 import { auditCreditedDeposits } from "../billing/deposits/audit.js";
 import { pendingDepositIds, scanIndexedTransfers } from "../billing/deposits/scan.js";
 import { createChainClient, type ChainClient } from "../chain/client.js";
+import { withRedactedErrors } from "../chain/redact.js";
 import { expireGrants } from "../billing/grants.js";
 import { closeDueCycles } from "../billing/invoices.js";
 import { releaseExpiredHolds } from "../billing/holds.js";
@@ -29,13 +30,14 @@ export async function startWorkers(deps: WorkerDeps) {
 
   const alerts = new Worker(
     QueueNames.lowBalanceAlerts,
-    async (job) => deliverLowBalanceAlert({ sql: deps.sql, logger: deps.logger, now: deps.clock }, LowBalanceAlertJob.parse(job.data).alert_id),
+    withRedactedErrors(async (job: Job) => deliverLowBalanceAlert({ sql: deps.sql, logger: deps.logger, now: deps.clock }, LowBalanceAlertJob.parse(job.data).alert_id)),
     { ...opts, concurrency: 8 },
   );
 
   const deposits = new Worker(
     QueueNames.deposits,
-    async (job) => checkDeposit({ sql: deps.sql, chain, config: deps.config, logger: deps.logger }, DepositJob.parse(job.data).deposit_id, deps.clock()),
+    // A failure's message and stack are kept in Redis (and shown by the dashboard): without the RPC URL.
+    withRedactedErrors(async (job: Job) => checkDeposit({ sql: deps.sql, chain, config: deps.config, logger: deps.logger }, DepositJob.parse(job.data).deposit_id, deps.clock())),
     // A check takes milliseconds; short locks mean a job held by a killed worker is taken over
     // within seconds (the credit itself is decided in PostgreSQL, so a re-run is harmless).
     { ...opts, concurrency: 8, lockDuration: 10_000, stalledInterval: 5_000 },
@@ -43,7 +45,7 @@ export async function startWorkers(deps: WorkerDeps) {
 
   const maintenance = new Worker<{ task: MaintenanceTask }>(
     QueueNames.maintenance,
-    async (job) => {
+    withRedactedErrors(async (job) => {
       const now = deps.clock();
       switch (job.data.task) {
         case "expire-holds":
@@ -74,7 +76,7 @@ export async function startWorkers(deps: WorkerDeps) {
           return { mismatches, duration_ms: durationMs };
         }
       }
-    },
+    }),
     // Two at a time: the ledger check reads the whole ledger (seconds on a large one) and must not
     // hold back the 5 s sweeps behind it. Every task is safe to run beside any other, as it is
     // across worker processes.

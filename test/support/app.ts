@@ -27,7 +27,7 @@ export function createTestApp(opts: {
   clock?: Clock;
   config?: Partial<Record<keyof Config, string>>;
   onCrossings?: (c: LowBalanceCrossing[]) => Promise<void>;
-  extra?: Partial<Pick<AppDeps, "metrics" | "queues" | "keyCache" | "chain">>;
+  extra?: Partial<Pick<AppDeps, "metrics" | "queues" | "keyCache" | "chain" | "rateLimiter">>;
 }) {
   const config = loadConfig({ NODE_ENV: "test", ADMIN_API_KEY: TEST_ADMIN_KEY, ...opts.config });
   const clock = opts.clock ?? (() => new Date());

@@ -1,4 +1,4 @@
-import { decodeEventLog, type Hex } from "viem";
+import { decodeEventLog, toEventSelector, type Hex } from "viem";
 import type { ChainClient } from "../../chain/client.js";
 import { transferEvent } from "../../chain/erc20-events.js";
 import type { Config } from "../../config.js";
@@ -28,9 +28,21 @@ export async function recordTopup(deps: { sql: Sql; chain: ChainClient | undefin
   if (receipt.status !== "success") {
     throw new BillingError("no_deposit_in_transaction", `transaction ${txHash} reverted; it moved no HUSD`, { details: { param: "tx_hash" } });
   }
-  // Every HUSD transfer in the transaction is recorded (one to another org's address is a real
-  // deposit of theirs; one to an unknown address is kept, rejected, for operators), and so is a
-  // transfer of any other token to this org's address (rejected, so the org can see why).
+  // Anyone can make a transaction with thousands of logs; what one call decodes and writes is bounded.
+  if (receipt.logs.length > config.HUSD_TOPUP_MAX_LOGS) {
+    throw new BillingError(
+      "too_many_logs",
+      `transaction ${txHash} has ${receipt.logs.length} logs; top-ups look at transactions of at most ${config.HUSD_TOPUP_MAX_LOGS}. Its transfers to your deposit address are still found and credited from the chain's index`,
+      { details: { param: "tx_hash" } },
+    );
+  }
+  // Every HUSD transfer in the transaction to an organization's deposit address is recorded (one
+  // to another org's address is a real deposit of theirs), and so is a transfer of any other token
+  // to this org's address (rejected, so the org can see why). Transfers to addresses that are no
+  // org's are not stored: a caller could otherwise fill the table with them, and such a row would
+  // keep the scan (which records only transfers it has no row for) from crediting the transfer
+  // once its address becomes an org's.
+  const known = await knownDepositAddresses(sql, config, receipt.logs);
   const results: { id: string; state: DepositState; created: boolean }[] = [];
   // A deposit is its content within the transaction; identical transfers are told apart by their order.
   const ordinals = new Map(transfersOfTransaction(receipt.logs, receipt.transactionHash).map((t) => [t.logIndex, t.ordinal]));
@@ -43,7 +55,7 @@ export async function recordTopup(deps: { sql: Sql; chain: ChainClient | undefin
     }
     const toThisOrg = decoded.args.to.toLowerCase() === address.address.toLowerCase();
     const isHusd = log.address.toLowerCase() === config.HUSD_ADDRESS.toLowerCase();
-    if (!toThisOrg && !isHusd) continue;
+    if (!toThisOrg && !(isHusd && known.has(decoded.args.to.toLowerCase()))) continue;
     const recorded = await recordTransfer(
       sql,
       {
@@ -60,6 +72,19 @@ export async function recordTopup(deps: { sql: Sql; chain: ChainClient | undefin
     throw new BillingError("no_deposit_in_transaction", `transaction ${txHash} has no transfer to this organization's deposit address ${address.address}`, { details: { param: "tx_hash" } });
   }
   return results;
+}
+
+/** Which recipients of the receipt's HUSD Transfer logs are organizations' deposit addresses (one query). */
+async function knownDepositAddresses(sql: Sql, config: Config, logs: readonly { address: string; topics: readonly string[] }[]): Promise<Set<string>> {
+  const transferTopic = toEventSelector(transferEvent);
+  const recipients = new Set<string>();
+  for (const l of logs) {
+    // Transfer(address indexed from, address indexed to, uint256): the recipient is topic 2.
+    if (l.address.toLowerCase() === config.HUSD_ADDRESS.toLowerCase() && l.topics[0] === transferTopic && l.topics[2]) recipients.add(`0x${l.topics[2].slice(26)}`.toLowerCase());
+  }
+  if (recipients.size === 0) return recipients;
+  const rows = await sql<{ address: string }[]>`select address from deposit_addresses where chain_id = ${config.CHAIN_ID} and address = any(${[...recipients]})`;
+  return new Set(rows.map((r) => r.address));
 }
 
 export type DepositView = {

@@ -6,6 +6,7 @@ import { formatUsd, formatUsdNumber } from "../../../ledger/money.js";
 import { enqueueDepositChecks } from "../../../workers/queues.js";
 import type { AppEnv } from "../../context.js";
 import { principalOrgId, requireScope } from "../../middleware/auth.js";
+import { rateLimit } from "../../middleware/rate-limit.js";
 import { errorResponses, jsonBody, jsonResponse, Limit } from "../../schemas.js";
 
 const org = { security: [{ bearer: [] }], middleware: [requireScope("org")], tags: ["husd"] };
@@ -76,17 +77,29 @@ const addressRoute = createRoute({
   },
 });
 
+// Each call costs an RPC round trip with a receipt of any size, so it is limited per org across
+// every replica (HUSD_TOPUP_RATE_LIMIT per HUSD_TOPUP_RATE_PERIOD_SECONDS), after authentication.
+const topupRateLimit = rateLimit(
+  "husd-topups",
+  (config) => ({ limit: config.HUSD_TOPUP_RATE_LIMIT, periodMs: config.HUSD_TOPUP_RATE_PERIOD_SECONDS * 1000 }),
+  (c) => principalOrgId(c),
+);
+
 const topupRoute = createRoute({
   ...org,
+  middleware: [requireScope("org"), topupRateLimit],
   method: "post",
   path: "/v1/billing/husd/topups",
   summary: "Verify and record a HUSD transfer by its transaction hash",
-  description: "Looks the transaction up on the chain now and records its transfers to this organization's deposit address; they are credited once final. Idempotent.",
+  description:
+    "Looks the transaction up on the chain now and records its transfers to this organization's deposit address; they are credited once final. Idempotent. " +
+    "Limited per organization (429 `rate_limited` with `Retry-After`; 30 a minute by default); a transaction with more than 1,000 logs (by default) is refused " +
+    "with 422 `too_many_logs` (its transfers are still found and credited by the indexer).",
   request: { body: jsonBody(z.object({ tx_hash: z.string().regex(/^0x[0-9a-fA-F]{64}$/, "must be a 0x-prefixed 32-byte transaction hash") }).strict().openapi("HusdTopupRequest")) },
   responses: {
     201: jsonResponse(z.object({ deposits: z.array(DepositJson) }), "Recorded"),
     200: jsonResponse(z.object({ deposits: z.array(DepositJson) }), "Already recorded"),
-    ...errorResponses(400, 401, 403, 422, 503),
+    ...errorResponses(400, 401, 403, 422, 429, 503),
   },
 });
 

@@ -1,0 +1,91 @@
+import { randomBytes } from "node:crypto";
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { RateLimiter } from "../../src/http/middleware/rate-limit.js";
+import { createTestApp, type TestApp } from "../support/app.js";
+import { startTestChain, type TestChain } from "../support/chain-stack.js";
+import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { depositStack } from "../support/deposit-stack.js";
+import { freePort } from "../support/free-port.js";
+import { waitFor } from "../support/process.js";
+import { clearRedisPrefix, createTestRedis, uniqueRedisPrefix } from "../support/redis.js";
+
+/** POST /v1/billing/husd/topups is limited per org, and the limit is one across API replicas. */
+describe("HUSD top-ups: rate limit per org, shared by every replica", () => {
+  let db: TestDatabase;
+  let chain: TestChain;
+  let stack: ReturnType<typeof depositStack>;
+  const prefix = uniqueRedisPrefix("topup-rate");
+  const connections: Redis[] = [];
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    chain = await startTestChain();
+    stack = depositStack(db, chain); // orgs, keys and deposit addresses; its own app has no limiter
+  }, 60_000);
+  afterAll(async () => {
+    await clearRedisPrefix(stack.redis, `{${prefix}}`);
+    for (const r of connections) r.disconnect();
+    await stack?.close();
+    await chain?.stop();
+    await db?.drop();
+  });
+
+  const connect = (redis: Redis = createTestRedis()) => {
+    connections.push(redis);
+    return redis;
+  };
+  /** An API replica of its own (its own Redis connection), allowing 3 top-ups per org per 30 s. */
+  const replica = (redis: Redis = connect()): TestApp =>
+    createTestApp({
+      sql: db.sql,
+      config: {
+        RPC_URL: chain.rpcUrl, CHAIN_ID: String(chain.chainId), HUSD_ADDRESS: chain.husd, DEPOSIT_FACTORY_ADDRESS: chain.factory,
+        HUSD_TOPUP_RATE_LIMIT: "3", HUSD_TOPUP_RATE_PERIOD_SECONDS: "30",
+      },
+      extra: { chain: stack.chainClient, rateLimiter: new RateLimiter(redis, prefix) },
+    });
+  // Each allowed call looks a hash up on the chain: 422 transaction_not_found.
+  const topup = (app: TestApp, key: string) => app.call("POST", "/v1/billing/husd/topups", { key, body: { tx_hash: `0x${randomBytes(32).toString("hex")}` } });
+
+  it("answers 429 rate_limited with Retry-After once an org has used its limit across two replicas; other orgs are unaffected", async () => {
+    const [a, b] = [replica(), replica()];
+    const org = await stack.orgWithAddress("Busy Co");
+    const other = await stack.orgWithAddress("Quiet Co");
+    for (const app of [a, b, a]) expect((await topup(app, org.orgKey)).json.error.code).toBe("transaction_not_found");
+    const limited = await topup(b, org.orgKey);
+    expect(limited.status).toBe(429);
+    expect(limited.json.error).toMatchObject({ type: "rate_limit_error", code: "rate_limited", request_id: expect.stringMatching(/^req_/) });
+    const retryAfter = Number(limited.headers.get("retry-after"));
+    expect(Number.isInteger(retryAfter)).toBe(true);
+    expect(retryAfter).toBeGreaterThanOrEqual(1);
+    expect(retryAfter).toBeLessThanOrEqual(10); // 30 s / 3: one request back every 10 s
+    expect((await topup(a, org.orgKey)).status).toBe(429);
+    expect((await topup(a, other.orgKey)).json.error.code).toBe("transaction_not_found");
+    // Only this endpoint is limited.
+    expect((await a.call("GET", "/v1/billing/husd/deposits", { key: org.orgKey })).status).toBe(200);
+  });
+
+  it("gives a request back after the time Retry-After announced, not before", async () => {
+    const limiter = new RateLimiter(connect(), prefix);
+    const rule = { limit: 2, periodMs: 2_000 };
+    const bucket = `refill-${randomBytes(4).toString("hex")}`;
+    expect(await limiter.take(bucket, rule)).toEqual({ allowed: true });
+    expect(await limiter.take(bucket, rule)).toEqual({ allowed: true });
+    const denied = await limiter.take(bucket, rule);
+    if (denied.allowed) throw new Error("a third request within the period was allowed");
+    expect(denied.retryAfterMs).toBeGreaterThan(0);
+    expect(denied.retryAfterMs).toBeLessThanOrEqual(1_000);
+    const deniedAt = Date.now();
+    // A refused attempt costs nothing, so polling until allowed finds the announced moment.
+    await waitFor(async () => (await limiter.take(bucket, rule)).allowed, { intervalMs: 20, timeoutMs: 5_000, what: "a request back" });
+    expect(Date.now() - deniedAt).toBeGreaterThanOrEqual(denied.retryAfterMs - 50);
+  });
+
+  it("lets requests through when Redis does not answer", async () => {
+    const dead = new Redis(`redis://127.0.0.1:${await freePort()}`, { maxRetriesPerRequest: null, retryStrategy: () => 1_000 });
+    dead.on("error", () => {});
+    const app = replica(connect(dead));
+    const org = await stack.orgWithAddress("Offline Redis Co");
+    for (let i = 0; i < 4; i++) expect((await topup(app, org.orgKey)).json.error.code).toBe("transaction_not_found");
+  });
+});
