@@ -20,12 +20,13 @@ import { modelSettings } from "./settings.js";
  * each org's money equal to its domain facts, and every 201 and `recorded` in the database.
  */
 const { runs, seed, path } = modelSettings(4);
-const CLIENTS = 3;
+const CLIENTS = 4;
 
 type Action =
   | { kind: "grant"; org: number; cents: number; expiresInMs: number | null }
   | { kind: "authorize"; org: number; priced: Priced; ttl: number; key: "none" | "new" | "reuse" | "reuse_other_payload"; pick: number }
   | { kind: "settle"; org: number; pick: number; priced: Priced; times: 1 | 2 }
+  | { kind: "settle_and_authorize"; org: number; pick: number; priced: Priced; estimate: Priced; replica: number; expired: boolean }
   | { kind: "usage"; org: number; priced: Priced; retryPick: number | null }
   | { kind: "sleep"; ms: number }
   | { kind: "sweep_holds" }
@@ -44,6 +45,10 @@ const action: fc.Arbitrary<Action> = fc.oneof(
     arbitrary: fc.record({ kind: fc.constant("authorize" as const), org, priced: small, ttl: fc.constantFrom(1, 1, 2), key: fc.constantFrom("none" as const, "new" as const, "reuse" as const, "reuse_other_payload" as const), pick }),
   },
   { weight: 5, arbitrary: fc.record({ kind: fc.constant("settle" as const), org, pick, priced: small, times: fc.constantFrom<1 | 2>(1, 1, 2) }) },
+  {
+    weight: 4,
+    arbitrary: fc.record({ kind: fc.constant("settle_and_authorize" as const), org, pick, priced: small, estimate: small, replica: fc.integer({ min: 0, max: 1 }), expired: fc.boolean() }),
+  },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant("usage" as const), org, priced: small, retryPick: fc.option(pick, { freq: 3 }) }) },
   { weight: 3, arbitrary: fc.record({ kind: fc.constant("sleep" as const), ms: fc.integer({ min: 50, max: 700 }) }) },
   { weight: 1, arbitrary: fc.constant({ kind: "sweep_holds" as const }) },
@@ -73,8 +78,8 @@ async function perform(sys: System, s: Shared, a: Action): Promise<void> {
     idempotency_key: key("u"), org_id: s.orgs[o]!.id, timestamp: new Date().toISOString(), product: p.product,
     ...(p.model ? { model: p.model } : {}), quantities: p.quantities, ...(holdId ? { hold_id: holdId } : {}),
   });
-  const report = async (o: number, events: Record<string, unknown>[]) => {
-    const res = await sys.call("POST", "/v1/billing/usage", { key: gateway(o), body: { events } });
+  const report = async (o: number, events: Record<string, unknown>[], replica?: number) => {
+    const res = await sys.call("POST", "/v1/billing/usage", { key: gateway(o), body: { events }, replica });
     if (res.status !== 200) throw new Error(`usage answered ${res.status}: ${res.text}`);
     for (const r of res.json.results) if (r.status === "recorded") s.recorded.push(r.usage_id);
     events.forEach((e) => s.events.push({ org: o, event: e }));
@@ -84,6 +89,30 @@ async function perform(sys: System, s: Shared, a: Action): Promise<void> {
       const body = { amount: `${Math.floor(a.cents / 100)}.${String(a.cents % 100).padStart(2, "0")}`, reason: "model", ...(a.expiresInMs ? { expires_at: new Date(Date.now() + a.expiresInMs).toISOString() } : {}) };
       const res = await sys.call("POST", `/v1/admin/orgs/${s.orgs[a.org]!.id}/credits`, { key: TEST_ADMIN_KEY, headers: { "idempotency-key": key("g") }, body });
       if (res.status !== 201) throw new Error(`grant answered ${res.status}: ${res.text}`);
+      return;
+    }
+    case "settle_and_authorize": {
+      // Sent together to one API process, so that they are likely to share a group commit; with
+      // `expired`, the hold is a fresh one just past its time (issue 11's double release).
+      const body = { org_id: s.orgs[a.org]!.id, product: a.estimate.product, ...(a.estimate.model ? { model: a.estimate.model } : {}), estimate: a.estimate.quantities, ttl_seconds: 1 };
+      let hold: { id: string; org: number } | undefined;
+      if (a.expired) {
+        const fresh = await sys.call("POST", "/v1/billing/authorize", { key: gateway(a.org), body });
+        if (fresh.status !== 201) return;
+        hold = { id: fresh.json.hold_id, org: a.org };
+        s.created.push(hold.id);
+        s.holds.push(hold);
+        await sys.advance(1_000);
+      } else {
+        const own = s.holds.filter((h) => h.org === a.org);
+        hold = own[a.pick % Math.max(own.length, 1)];
+      }
+      if (!hold) return;
+      const [, res] = await Promise.all([report(a.org, [event(a.org, a.priced, hold.id)], a.replica), sys.call("POST", "/v1/billing/authorize", { key: gateway(a.org), body, replica: a.replica })]);
+      if (res.status === 201) {
+        s.created.push(res.json.hold_id);
+        s.holds.push({ id: res.json.hold_id, org: a.org });
+      } else if (res.status !== 402) throw new Error(`authorize answered ${res.status}: ${res.text}`);
       return;
     }
     case "authorize": {
@@ -165,7 +194,7 @@ describe("metering engine: concurrent requests through two API processes", () =>
       if (init.key) headers.authorization = `Bearer ${init.key}`;
       const body = init.rawBody ?? (init.body === undefined ? undefined : JSON.stringify(init.body));
       if (body !== undefined && !headers["content-type"]) headers["content-type"] = "application/json";
-      const res = await fetch(`${bases[next++ % bases.length]}${path}`, { method, headers, body });
+      const res = await fetch(`${bases[init.replica ?? next++ % bases.length]}${path}`, { method, headers, body });
       const text = await res.text();
       let json: any;
       try {

@@ -11,7 +11,8 @@ import type { TestDatabase } from "../support/database.js";
 import { processorEvent, processorId, TEST_WEBHOOK_SECRET } from "../support/processor.js";
 
 export type Reply = { status: number; json: any; text: string };
-export type Call = (method: string, path: string, init?: { key?: string; body?: unknown; rawBody?: string; headers?: Record<string, string> }) => Promise<Reply>;
+/** `replica` picks the API process when there are several (requests meant to share a batch go to one). */
+export type Call = (method: string, path: string, init?: { key?: string; body?: unknown; rawBody?: string; headers?: Record<string, string>; replica?: number }) => Promise<Reply>;
 export type OrgHandle = { id: string; orgKey: string; gatewayKey: string; customerId: string };
 
 /**
