@@ -30,11 +30,15 @@ describe("metering engine: model-based", () => {
   it(`${runs} sequences of ${STEPS.min}-${STEPS.max} steps agree with the model`, { timeout: 120_000 + runs * 2_000 }, async () => {
     console.log(`model: ${runs} runs, MODEL_SEED=${seed}${path ? ` MODEL_PATH=${path}` : ""}`);
     const sequences = atLeast(fc.commands([commandArbs({ sameBatch: true })], { maxCommands: STEPS.max, size: "max", replayPath }), STEPS.min);
+    let run = 0;
     await fc.assert(
       fc.asyncProperty(sequences, async (cmds) => {
         const { orgs, tag } = await harness.newRun();
         const real: Real = { sys: harness.system, orgs, tag, seq: 0, verify: true };
         await fc.asyncModelRun(() => ({ model: new Model(harness.system.now().getTime(), orgs.length), real }), cmds);
+        // checkLedger reads the whole ledger, which grows with every run: after each of the first
+        // 200 runs, then every 20th (each step has already checked the same invariants for its orgs).
+        if (++run > 200 && run % 20 !== 0) return;
         const problems = await checkLedgerFor(db.sql, orgs.map((o) => o.id));
         if (problems.length > 0) throw new Error(`at the end of the run:\n  ${problems.join("\n  ")}`);
       }),
