@@ -13,16 +13,19 @@ import { orgCreditsAccount, orgHeldAccount } from "../ledger/accounts.js";
 export type Balance = { balance: bigint; credits: bigint; held: bigint; lowBalanceThreshold: bigint };
 
 export async function getBalance(sql: Sql | TransactionSql, orgId: string, now: Date): Promise<Balance> {
-  const [row] = await sql<{ credits: bigint; held: bigint; expiry: bigint; low_balance_threshold: bigint }[]>`
+  const [row] = await sql<{ credits: bigint; held: bigint; expiry: bigint; lapsed: bigint; low_balance_threshold: bigint }[]>`
     select c.balance as credits, h.balance as held, o.low_balance_threshold,
-      (select grant_expiry_effective(e.pending, e.held_before, c.balance) from grant_expiry_pending(o.id, ${now}) e) as expiry
+      (select grant_expiry_effective(e.pending, e.held_before) from grant_expiry_pending(o.id, ${now}) e) as expiry,
+      (select coalesce(sum(x.amount), 0)::bigint from holds x where x.org_id = o.id and x.status = 'active' and x.expires_at <= ${now}) as lapsed
     from organizations o
     join ledger_accounts c on c.id = ${orgCreditsAccount(orgId)}
     join ledger_accounts h on h.id = ${orgHeldAccount(orgId)}
     where o.id = ${orgId}`;
   if (!row) throw new BillingError("not_found", `no organization ${orgId}`);
-  // Grants past their expiry count against the org from that moment, by the rule their posting
-  // will follow (src/db/functions/money_rules.sql), whenever the worker gets to post them.
-  const credits = row.credits - row.expiry;
-  return { balance: credits + row.held, credits, held: row.held, lowBalanceThreshold: row.low_balance_threshold };
+  // Shown as they are by the rules, whenever the workers get to post them: holds past their
+  // expiry are back in the credits (the sweep or the org's next batch will close them), and
+  // grants past theirs are gone (src/db/functions/money_rules.sql).
+  const held = row.held - row.lapsed;
+  const credits = row.credits + row.lapsed - row.expiry;
+  return { balance: credits + held, credits, held, lowBalanceThreshold: row.low_balance_threshold };
 }

@@ -106,8 +106,8 @@ export async function consumeExpiringGrants(tx: TransactionSql, orgId: string, a
 
 /**
  * Posts the expiry of every grant that is due (grant_expiry_due, src/db/functions/money_rules.sql:
- * past its expires_at, and no hold taken while it was live still active): its unused part leaves
- * the org's credits, never taking them below zero. Idempotent per grant; the balance already
+ * past its expires_at, and no hold taken while it was live still live): its unused part leaves
+ * the org's credits. Idempotent per grant; the balance already
  * excludes these amounts from the moment they expire (see getBalance), so this only makes the
  * ledger say so.
  */
@@ -117,14 +117,13 @@ export async function expireGrants(sql: Sql, now: Date, limit = 500): Promise<nu
   for (const { id, org_id } of due) {
     await sql.begin(async (tx) => {
       // Org account first, grant second: the same lock order as the usage path, so no deadlock.
-      const [account] = await tx<{ balance: bigint }[]>`
-        select balance from ledger_accounts where id = ${orgCreditsAccount(org_id)} for update`;
-      // Checked again under the lock: a hold may have been taken since (never one from before
-      // the expiry, which is past), or another worker may have posted it.
+      await tx`select 1 from ledger_accounts where id = ${orgCreditsAccount(org_id)} for update`;
+      // Checked again under the lock: another worker may have posted it. (No hold from before
+      // the expiry can appear since: the expiry is past.)
       const [grant] = await tx<(GrantRow & { take: bigint })[]>`
-        select g.*, grant_expiry_effective(g.amount - g.consumed, 0, ${account!.balance.toString()}::bigint) as take
+        select g.*, grant_expiry_effective(g.amount - g.consumed, 0) as take
         from credit_grants g
-        where g.id = ${id} and g.expired_at is null and not grant_expiry_waits(g.org_id, g.created_at, g.expires_at)
+        where g.id = ${id} and g.expired_at is null and not grant_expiry_waits(g.org_id, g.created_at, g.expires_at, ${now})
         for update of g`;
       if (!grant) return;
       const take = grant.take;

@@ -28,7 +28,7 @@ export async function lockOrgs(tx: TransactionSql, orgIds: string[], now: Date):
     select l.org_id, l.balance as credits,
       (select h.balance from ledger_accounts h where h.id = 'org:' || l.org_id || ':held') as held,
       (select o.low_balance_threshold from organizations o where o.id = l.org_id) as threshold,
-      (select grant_expiry_effective(e.pending, e.held_before, l.balance) from grant_expiry_pending(l.org_id, ${now}) e)::text as pending,
+      (select grant_expiry_effective(e.pending, e.held_before) from grant_expiry_pending(l.org_id, ${now}) e)::text as pending,
       exists (select 1 from credit_grants g where g.org_id = l.org_id and g.expires_at is not null and g.expired_at is null) as expiring
     from locked l`;
   return new Map(
@@ -36,7 +36,7 @@ export async function lockOrgs(tx: TransactionSql, orgIds: string[], now: Date):
   );
 }
 
-/** Spendable credits: the account less what expired, unposted grants take (never below zero by expiry). */
+/** Spendable credits: the account less what expired, unposted grants take. */
 export function spendable(org: LockedOrg): bigint {
   return org.credits - org.pendingExpiry;
 }

@@ -163,4 +163,31 @@ describe("money that expires while held: one outcome whatever the worker's timin
       });
     }
   }
+
+  // Usage reported without a hold after a grant expired is owed on top of the expiry, whether the
+  // worker posted the expiry before it or after; and a hold past its time counts as given back
+  // whether or not the sweep has closed it.
+  for (const workerFirst of [true, false]) {
+    it(`usage without a hold after the expiry, ${workerFirst ? "expiry posted first" : "posted after"}, and a lapsed hold not yet swept`, async () => {
+      const clock = manualClock();
+      const t = createTestApp({ sql: db.sql, clock });
+      const org = await t.createOrg();
+      await t.grant(org.id, "1.00", `expiring-${Math.random()}`, { expires_at: new Date(clock().getTime() + 3_000).toISOString() });
+      const hold = await t.call("POST", "/v1/billing/authorize", { key: org.gatewayKey, body: { org_id: org.id, product: "api", estimate: { requests: 6_000 }, ttl_seconds: 2 } });
+      expect(hold.status).toBe(201);
+      clock.advance(4_000); // the hold is past its time (unswept), the grant expired
+      const balance = async () => (await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json;
+      expect(await balance()).toMatchObject({ balance_nano_usd: "0", credits_nano_usd: "0", held_nano_usd: "0" });
+      if (workerFirst) await expireGrants(db.sql, clock());
+      const used = await t.call("POST", "/v1/billing/usage", {
+        key: org.gatewayKey,
+        body: { events: [{ idempotency_key: "unauthorized", org_id: org.id, timestamp: clock().toISOString(), product: "api", quantities: { requests: 5_000 } }] },
+      });
+      expect(used.json.results[0].status).toBe("recorded");
+      expect(await balance()).toMatchObject({ balance_nano_usd: "-500000000", credits_nano_usd: "-500000000", held_nano_usd: "0" });
+      await releaseExpiredHolds(db.sql, clock());
+      await expireGrants(db.sql, clock());
+      expect(await moneyOf(db, org.id)).toEqual({ credits: -500_000_000n, held: 0n, live: 0n });
+    });
+  }
 });

@@ -374,7 +374,7 @@ begin
     end if;
     v_spendable := v_credits[i];
     if p_expiring[i] then
-      v_spendable := v_spendable - grant_expiry_effective(v_pending[i], v_held_before[i], v_credits[i]);
+      v_spendable := v_spendable - grant_expiry_effective(v_pending[i], v_held_before[i]);
     end if;
     if a.amount > v_spendable then
       outcomes[k] := 'insufficient_balance';
