@@ -39,6 +39,8 @@ export const Config = z.object({
   HUSD_TOPUP_MAX_LOGS: z.coerce.number().int().min(1).max(100_000).default(1000),
   /** How often workers look for newly indexed transfers and undecided deposits. */
   DEPOSIT_SCAN_INTERVAL_MS: z.coerce.number().int().min(100).max(60_000).default(1000),
+  /** At most this many deposit checks a second, across every worker process (each check is ~4 RPC calls). */
+  DEPOSIT_CHECKS_PER_SECOND: z.coerce.number().int().min(1).max(10_000).default(20),
   /** How often workers reconcile the ledger (checkLedger: caches, balance, held vs live holds); a run reads every entry. */
   LEDGER_CHECK_INTERVAL_MS: z.coerce.number().int().min(100).max(86_400_000).default(600_000),
   HOLD_TTL_SECONDS: z.coerce.number().int().min(1).max(86_400).default(300),

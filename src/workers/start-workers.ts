@@ -2,7 +2,6 @@ import { Worker, type ConnectionOptions, type Job } from "bullmq";
 import type { Logger } from "pino";
 import { Catalog } from "../billing/catalog.js";
 import { auditCreditedDeposits } from "../billing/deposits/audit.js";
-import { pendingDepositIds, scanIndexedTransfers } from "../billing/deposits/scan.js";
 import { createChainClient, type ChainClient } from "../chain/client.js";
 import { withRedactedErrors } from "../chain/redact.js";
 import { expireGrants } from "../billing/grants.js";
@@ -13,8 +12,9 @@ import type { Clock } from "../clock.js";
 import type { Config } from "../config.js";
 import type { Sql } from "../db/client.js";
 import { checkDeposit } from "./processors/deposit-check.js";
+import { scanDeposits } from "./processors/deposit-scan.js";
 import { deliverLowBalanceAlert, undeliveredAlerts } from "./processors/low-balance-alert.js";
-import { bullPrefix, createQueues, DepositJob, enqueueAlerts, enqueueDepositChecks, LowBalanceAlertJob, MaintenanceTasks, QueueNames, resendAlerts, type MaintenanceTask } from "./queues.js";
+import { bullPrefix, createQueues, DepositJob, enqueueAlerts, LowBalanceAlertJob, MaintenanceTasks, QueueNames, resendAlerts, type MaintenanceTask } from "./queues.js";
 
 export type WorkerDeps = { sql: Sql; connection: ConnectionOptions; prefix: string; logger: Logger; clock: Clock; config: Config; maintenanceEveryMs?: number; chain?: ChainClient };
 
@@ -27,6 +27,8 @@ export async function startWorkers(deps: WorkerDeps) {
   const catalog = new Catalog(deps.sql);
   const chain = deps.chain ?? createChainClient(deps.config);
   const opts = { connection: deps.connection, prefix: bullPrefix(deps.prefix) };
+  const every = deps.maintenanceEveryMs ?? 5_000;
+  const scanEveryMs = Math.min(every, deps.config.DEPOSIT_SCAN_INTERVAL_MS);
 
   const alerts = new Worker(
     QueueNames.lowBalanceAlerts,
@@ -39,8 +41,10 @@ export async function startWorkers(deps: WorkerDeps) {
     // A failure's message and stack are kept in Redis (and shown by the dashboard): without the RPC URL.
     withRedactedErrors(async (job: Job) => checkDeposit({ sql: deps.sql, chain, config: deps.config, logger: deps.logger }, DepositJob.parse(job.data).deposit_id, deps.clock())),
     // A check takes milliseconds; short locks mean a job held by a killed worker is taken over
-    // within seconds (the credit itself is decided in PostgreSQL, so a re-run is harmless).
-    { ...opts, concurrency: 8, lockDuration: 10_000, stalledInterval: 5_000 },
+    // within seconds (the credit itself is decided in PostgreSQL, so a re-run is harmless). The
+    // limiter is BullMQ's, counted in Redis for the queue: every worker process together starts at
+    // most DEPOSIT_CHECKS_PER_SECOND checks a second (retries included), whoever enqueued them.
+    { ...opts, concurrency: 8, lockDuration: 10_000, stalledInterval: 5_000, limiter: { max: deps.config.DEPOSIT_CHECKS_PER_SECOND, duration: 1_000 } },
   );
 
   const maintenance = new Worker<{ task: MaintenanceTask }>(
@@ -52,13 +56,8 @@ export async function startWorkers(deps: WorkerDeps) {
           return { released: await releaseExpiredHolds(deps.sql, now) };
         case "expire-grants":
           return { expired: await expireGrants(deps.sql, now) };
-        case "scan-deposits": {
-          // New indexed transfers, then every undecided deposit (so nothing waits on a lost job).
-          const recorded = await scanIndexedTransfers(deps.sql, deps.config, now);
-          const pending = await pendingDepositIds(deps.sql);
-          await enqueueDepositChecks(queues, pending);
-          return { recorded, pending: pending.length };
-        }
+        case "scan-deposits":
+          return scanDeposits({ sql: deps.sql, chain, config: deps.config, queues }, now, scanEveryMs);
         case "audit-deposits":
           return auditCreditedDeposits({ sql: deps.sql, chain, config: deps.config, logger: deps.logger }, now);
         case "close-cycles":
@@ -84,14 +83,13 @@ export async function startWorkers(deps: WorkerDeps) {
   );
 
   // Job schedulers are upserted by id, so every replica may declare them; Redis keeps one each.
-  const every = deps.maintenanceEveryMs ?? 5_000;
   for (const task of MaintenanceTasks) {
     // Cycles end at most once a day per anchor; once a minute is prompt enough and cheap.
     const interval =
       task === "close-cycles"
         ? Math.max(every, 60_000)
         : task === "scan-deposits"
-          ? Math.min(every, deps.config.DEPOSIT_SCAN_INTERVAL_MS)
+          ? scanEveryMs
           : task === "check-ledger"
             ? deps.config.LEDGER_CHECK_INTERVAL_MS
             : every;

@@ -39,4 +39,11 @@ describe("Ponder indexer (npm run indexer) against anvil and PostgreSQL", () => 
       log_index: receipt.logs[0]!.logIndex,
     });
   });
+
+  it("has built the index on husd_transfer.to that the deposit scan reads by (test/deposits/scan-plan.test.ts)", async () => {
+    const indexes = await db.sql<{ indexdef: string }[]>`
+      select indexdef from pg_indexes where schemaname like 'husd\_indexer\_%' and tablename = 'husd_transfer' and indexname = 'husd_transfer_to_index'`;
+    expect(indexes).toHaveLength(1);
+    expect(indexes[0]!.indexdef).toContain('USING btree ("to")');
+  });
 });

@@ -34,6 +34,9 @@
  *  6. Whenever a transaction moves block, every deposit in it is re-read (reconcileTransaction):
  *     content still there moves with it, and a credit stands only if the new block is final;
  *     content gone is reversed (or orphaned); new content is a new deposit.
+ *
+ * A transition that leaves a deposit pending in another block also makes it due for a check at
+ * the next scan, its backoff started over (schedule.ts).
  */
 import type { Logger } from "pino";
 import type { Sql } from "../../db/client.js";
@@ -76,7 +79,7 @@ export async function moveDeposit(sql: Sql, d: Decided & { state: "seen" | "conf
       ? await sql`update husd_deposits set block_number = ${to.blockNumber.toString()}, block_hash = ${to.blockHash.toLowerCase()}, log_index = ${to.logIndex}, updated_at = ${now}
                   where id = ${d.id} and state = 'credited' and block_hash = ${d.blockHash} returning id`
       : await sql`update husd_deposits set state = 'confirming', block_number = ${to.blockNumber.toString()}, block_hash = ${to.blockHash.toLowerCase()}, log_index = ${to.logIndex},
-                    confirmations = 0, updated_at = ${now}
+                    confirmations = 0, next_check_at = '-infinity', check_attempts = 0, next_check_block = null, updated_at = ${now}
                   where id = ${d.id} and state in ${sql(PENDING)} and block_hash = ${d.blockHash} returning id`;
   return rows.length > 0;
 }
@@ -89,7 +92,7 @@ export async function moveDeposit(sql: Sql, d: Decided & { state: "seen" | "conf
 export async function reviveDeposit(sql: Sql, id: string, to: Location, now: Date): Promise<boolean> {
   const rows = await sql`
     update husd_deposits set state = 'seen', reason = null, block_number = ${to.blockNumber.toString()}, block_hash = ${to.blockHash.toLowerCase()},
-      log_index = ${to.logIndex}, confirmations = 0, updated_at = ${now}
+      log_index = ${to.logIndex}, confirmations = 0, next_check_at = '-infinity', check_attempts = 0, next_check_block = null, updated_at = ${now}
     where id = ${id} and state in ('orphaned', 'reversed') and block_hash is distinct from ${to.blockHash.toLowerCase()}
     returning id`;
   return rows.length > 0;
@@ -163,7 +166,8 @@ export async function reverseDeposit(deps: { sql: Sql; logger?: Logger }, d: Dec
     const reason = `reorged_after_credit: ${why}`;
     if (waitAt) {
       await tx`update husd_deposits set state = 'confirming', reason = ${reason}, reversal_count = ${k}, reversal_transaction_id = ${posted.transactionId},
-                 block_number = ${waitAt.blockNumber.toString()}, block_hash = ${waitAt.blockHash.toLowerCase()}, log_index = ${waitAt.logIndex}, confirmations = 0, updated_at = ${now}
+                 block_number = ${waitAt.blockNumber.toString()}, block_hash = ${waitAt.blockHash.toLowerCase()}, log_index = ${waitAt.logIndex}, confirmations = 0,
+                 next_check_at = '-infinity', check_attempts = 0, next_check_block = null, updated_at = ${now}
                where id = ${row.id}`;
     } else {
       await tx`update husd_deposits set state = 'reversed', reason = ${reason}, reversal_count = ${k}, reversal_transaction_id = ${posted.transactionId}, updated_at = ${now}

@@ -8,6 +8,27 @@ type IndexedRow = {
 };
 
 /**
+ * The scan's query over Ponder's table. Ponder writes every hex column lowercase (its `hex`
+ * column type lowercases on write) and our own columns are lowercase by check constraints
+ * (migration 0020), so columns are compared as stored: a function around Ponder's `to` would keep
+ * the planner from its index on it (ponder.schema.ts) and read every HUSD transfer ever indexed,
+ * every scan. Driven by the deposit addresses, the scan reads only transfers to them.
+ */
+export function indexedTransfersQuery(ponderSchema: string): string {
+  return `select t.chain_id, t.token_address, t."from", t."to", t.amount::text as amount, t.ordinal, t.block_number::text as block_number,
+              t.block_hash, t.transaction_hash, t.log_index
+       from (select t.*, (row_number() over (partition by t.chain_id, t.transaction_hash, t.block_hash, t.token_address, t."from", t."to", t.amount
+                                             order by t.log_index) - 1)::int as ordinal
+             from "${ponderSchema}".husd_transfer t
+             join deposit_addresses d on d.address = t."to" and d.chain_id = t.chain_id) t
+       where not exists (select 1 from husd_deposits h
+                         where h.chain_id = t.chain_id and h.tx_hash = t.transaction_hash and h.token_address = t.token_address
+                           and h.from_address = t."from" and h.to_address = t."to" and h.amount = t.amount and h.ordinal = t.ordinal
+                           and (h.state not in ('orphaned', 'reversed') or h.block_hash = t.block_hash))
+       order by t.block_number limit 5000`;
+}
+
+/**
  * Finds transfers that Ponder indexed to known deposit addresses and records the new ones.
  * Reads Ponder's views schema read-only. A Ponder row is only a hint: verifyDeposit re-reads
  * the chain before any money moves, and the scan itself proves nothing about a reorg (Ponder's
@@ -20,19 +41,7 @@ type IndexedRow = {
 export async function scanIndexedTransfers(sql: Sql, config: Config, now: Date): Promise<number> {
   let rows: IndexedRow[];
   try {
-    rows = await sql.unsafe<IndexedRow[]>(
-      `select t.chain_id, t.token_address, t."from", t."to", t.amount::text as amount, t.ordinal, t.block_number::text as block_number,
-              t.block_hash, t.transaction_hash, t.log_index
-       from (select t.*, (row_number() over (partition by t.chain_id, t.transaction_hash, t.block_hash, t.token_address, t."from", t."to", t.amount
-                                             order by t.log_index) - 1)::int as ordinal
-             from "${config.PONDER_SCHEMA}".husd_transfer t
-             join deposit_addresses d on d.address = lower(t."to") and d.chain_id = t.chain_id) t
-       where not exists (select 1 from husd_deposits h
-                         where h.chain_id = t.chain_id and h.tx_hash = lower(t.transaction_hash) and h.token_address = lower(t.token_address)
-                           and h.from_address = lower(t."from") and h.to_address = lower(t."to") and h.amount = t.amount and h.ordinal = t.ordinal
-                           and (h.state not in ('orphaned', 'reversed') or h.block_hash = lower(t.block_hash)))
-       order by t.block_number limit 5000`,
-    );
+    rows = await sql.unsafe<IndexedRow[]>(indexedTransfersQuery(config.PONDER_SCHEMA));
   } catch (err) {
     if ((err as { code?: string }).code === "42P01" || (err as { code?: string }).code === "3F000") return 0; // Ponder has not created its views yet
     throw err;
@@ -46,10 +55,4 @@ export async function scanIndexedTransfers(sql: Sql, config: Config, now: Date):
     if ((await recordTransfer(sql, t, "indexer", config, now)).created) recorded++;
   }
   return recorded;
-}
-
-/** Deposits still waiting for a decision: the scan re-enqueues them, so a lost job never strands one. */
-export async function pendingDepositIds(sql: Sql, limit = 10_000): Promise<string[]> {
-  const rows = await sql<{ id: string }[]>`select id from husd_deposits where state in ('seen', 'confirming') order by seen_at limit ${limit}`;
-  return rows.map((r) => r.id);
 }
