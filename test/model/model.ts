@@ -12,11 +12,16 @@
  *    charged its full cost and answers `already_closed`; naming a live hold settles it.
  * 2. Authorize holds `amount` if it is at most the spendable credits, else 402. A key reused
  *    with the same payload answers the hold and its current status; with another payload, 409.
+ *    A hold is live while it is active and before its expires_at: one past its time is shown
+ *    as back in the credits at once, whether or not anything has closed it yet.
  * 3. Spending consumes expiring grants first, soonest expiry first: usage settling a hold from
  *    the grants live when the hold was taken (then, for what they do not cover, from those live
- *    now), any other spending from the grants live now. An
- *    expired grant's unused part stops being spendable at once, less the money in active holds
- *    taken while it was live; its expiry is posted once no such hold is active.
+ *    now), any other spending from the grants live now. An expired grant's unused part stops
+ *    being spendable at its expires_at, less the money in live holds taken while it was live;
+ *    its expiry is posted once no such hold is live, and then takes exactly the unused part
+ *    (usage after the expiry is owed on top, as if the expiry had been posted at the instant).
+ *    Issue 11's first wording capped what an expiry takes at the credits account; that made the
+ *    outcome depend on when the worker ran (test/model/rules.test.ts), and the engine dropped it.
  * 4. A card refund takes back what was refunded, at most what the payment credited and has not
  *    given back; credits may go negative.
  * 5. A cycle close (no plan) moves no money: usage was paid as it happened.
@@ -90,25 +95,47 @@ export class Model {
 
   // ---- what an org sees ----------------------------------------------------------------------
 
-  /** GET /v1/billing/balance: credits less what expired grants take, held as posted. */
+  /** GET /v1/billing/balance: holds past their time back in the credits, less what expired grants take. */
   balance(org: number): { balance: bigint; credits: bigint; held: bigint } {
     const o = this.orgs[org]!;
-    const credits = o.credits - this.effectiveExpiry(org);
-    return { balance: credits + o.held, credits, held: o.held };
+    const lapsed = this.holds.filter((h) => h.org === org && h.status === "active" && !this.isLive(h)).reduce((s, h) => s + h.amount, 0n);
+    const credits = o.credits + lapsed - this.effectiveExpiry(org);
+    return { balance: credits + o.held - lapsed, credits, held: o.held - lapsed };
   }
 
+  /** What an authorization may hold, once its batch has closed the org's holds past their time. */
   spendable(org: number): bigint {
     return this.orgs[org]!.credits - this.effectiveExpiry(org);
   }
 
-  /** Rule 3b: min(max(pending unused − held in holds taken while one was live, 0), max(credits, 0)). */
+  /**
+   * Rule 3b: what expired, unposted grants take from the spendable credits now: their unused
+   * parts, less the money in live holds taken while they were live. Each hold's money counts
+   * once, against the grants it would be drawn from if it settled in full now (those live when
+   * it was taken, soonest expiry first; holds in the order they were taken): one hold does not
+   * shield two grants, nor a grant it could never be charged to. A plain sum (unused of all
+   * pending grants less all such holds) depends on when the worker posts each grant
+   * (rules.test.ts: two grants, a hold taken between their expiries).
+   */
   effectiveExpiry(org: number): bigint {
-    const pending = this.pendingGrants(org);
-    const unused = pending.reduce((s, g) => s + g.amount - g.consumed, 0n);
-    const heldBefore = this.holds
-      .filter((h) => h.org === org && h.status === "active" && pending.some((g) => takenWhileLive(h, g)))
-      .reduce((s, h) => s + h.amount, 0n);
-    return min(max(unused - heldBefore, 0n), max(this.orgs[org]!.credits, 0n));
+    const pending = this.pendingGrants(org).sort((a, b) => a.expiresAt! - b.expiresAt!);
+    const unused = new Map(pending.map((g) => [g, g.amount - g.consumed]));
+    for (const h of this.holds) {
+      if (h.org !== org || !this.isLive(h)) continue;
+      let shield = h.amount;
+      for (const g of pending) {
+        if (shield === 0n) break;
+        if (!takenWhileLive(h, g)) continue;
+        const take = min(unused.get(g)!, shield);
+        unused.set(g, unused.get(g)! - take);
+        shield -= take;
+      }
+    }
+    return [...unused.values()].reduce((s, u) => s + u, 0n);
+  }
+
+  isLive(h: MHold): boolean {
+    return h.status === "active" && h.expiresAt > this.now;
   }
 
   /** What an API reports for a hold: a hold past its time is expired even before anyone closes it. */
@@ -176,12 +203,11 @@ export class Model {
   postGrantExpiries(): number {
     const due = this.grants
       .filter((g) => g.expiresAt !== null && g.expiresAt <= this.now && !g.posted)
-      .filter((g) => !this.holds.some((h) => h.org === g.org && h.status === "active" && takenWhileLive(h, g)))
+      .filter((g) => !this.holds.some((h) => h.org === g.org && this.isLive(h) && takenWhileLive(h, g)))
       .sort((a, b) => a.expiresAt! - b.expiresAt!);
     for (const g of due) {
-      const o = this.orgs[g.org]!;
-      const take = min(g.amount - g.consumed, max(o.credits, 0n));
-      o.credits -= take;
+      const take = g.amount - g.consumed;
+      this.orgs[g.org]!.credits -= take;
       g.posted = true;
       g.expiredAmount = take;
     }
@@ -222,7 +248,8 @@ export class Model {
 
   // ---- the rules' building blocks --------------------------------------------------------------
 
-  private expireDueHolds(org: number): number {
+  /** Closes the org's holds past their time, as any batch with an authorization of the org does first. */
+  expireDueHolds(org: number): number {
     const due = this.holds.filter((h) => h.org === org && h.status === "active" && h.expiresAt <= this.now);
     for (const h of due) this.close(h, "expired");
     return due.length;

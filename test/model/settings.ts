@@ -4,7 +4,8 @@ import fc from "fast-check";
  * How the model tests run: `MODEL_RUNS` sequences (default 200), from `MODEL_SEED` (default
  * random, always printed). A failure prints its seed, its `path` and the commands with their
  * `replayPath`: MODEL_SEED, MODEL_PATH and MODEL_REPLAY replay that counterexample at once.
- * `npm run test:model -- --runs 5000 [--seed S --path P --replay R]` sets them.
+ * `npm run test:model -- --runs 5000 [--seed S --path P --replay R]` sets them. MODEL_TRACE=1
+ * prints each command as it passes.
  */
 export function modelSettings(defaultRuns: number) {
   const runs = Number(process.env.MODEL_RUNS ?? defaultRuns);
