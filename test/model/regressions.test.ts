@@ -111,18 +111,51 @@ describe("metering engine: the model's counterexamples", () => {
     expect(await balance()).toEqual({ balance: CENT - 100_000n, credits: CENT - 100_000n, held: 0n });
   });
 
-  it("a grant that expires while part of it is held takes only the rest (seed 15; before: credits −150)", async () => {
+  it("a grant whose only hold is past its time expires whole, and the hold shows as credits before the sweep (seed 15; before: credits −150)", async () => {
     await grant("0.01", { expires_at: at(1) });
     const hold = await authorize({ product: "llm", model: "zen-mini", estimate: { input_tokens: 1 }, ttl_seconds: 1 });
     await h.system.advance(2_000);
-    expect(await balance()).toEqual({ balance: 150n, credits: 0n, held: 150n }); // the hold is past its time, not swept yet
-    expect(await h.system.expireGrants()).toBe(0); // waits for the hold taken while the grant was live
+    expect(await balance()).toEqual({ balance: 0n, credits: 0n, held: 0n }); // the hold is past its time, not swept yet
+    expect(await h.system.expireGrants()).toBe(1); // a hold past its time shields nothing
+    expect(await balance()).toEqual({ balance: 0n, credits: 0n, held: 0n });
     await h.system.sweepHolds();
     expect(await holdStatus(hold.json.hold_id)).toBe("expired");
     expect(await balance()).toEqual({ balance: 0n, credits: 0n, held: 0n });
-    expect(await h.system.expireGrants()).toBe(1);
-    expect(await balance()).toEqual({ balance: 0n, credits: 0n, held: 0n });
   });
+
+  for (const worker of ["after every request", "only at the end"] as const) {
+    it(`a hold shields only the grants it could be charged to, worker ${worker} (seed 31)`, async () => {
+      const post = async () => {
+        if (worker === "after every request") await h.system.expireGrants();
+      };
+      await grant("0.01", { expires_at: at(1) });
+      await grant("0.01", { expires_at: at(3) });
+      await h.system.advance(2_000); // the first grant has expired, the second has not
+      await post();
+      const hold = await authorize({ product: "api", estimate: { requests: 1 }, ttl_seconds: 2 }); // 100,000, taken while only the second is live
+      expect(hold.status).toBe(201);
+      await post();
+      await usage({ product: "llm", model: "zen-pro", quantities: { input_tokens: 1, output_tokens: 999 } }); // 9,992,500 from the second grant
+      await post();
+      await h.system.advance(1_000); // the second has expired too; the hold still lives
+      await post();
+      // Spendable before the usage: 2 cents − 1 cent expired − 100,000 held = 9,900,000, so the
+      // usage overran by 92,500. The first grant's cent expires whole; the hold shields the
+      // second's 7,500 left, not the first's.
+      expect(await balance()).toEqual({ balance: 7_500n, credits: -92_500n, held: 100_000n });
+    });
+  }
+
+  for (const worker of ["before", "after"] as const) {
+    it(`usage without a hold after a grant expired is owed, the expiry posted ${worker} it (rules.test.ts; before: $0.00 if posted after)`, async () => {
+      await grant("1.00", { expires_at: at(1) });
+      await h.system.advance(2_000);
+      if (worker === "before") expect(await h.system.expireGrants()).toBe(1);
+      await usage({ product: "api", quantities: { requests: 5_000 } }); // $0.50
+      if (worker === "after") expect(await h.system.expireGrants()).toBe(1);
+      expect(await balance()).toEqual({ balance: -50n * CENT, credits: -50n * CENT, held: 0n });
+    });
+  }
 
   it("usage settling a hold draws on the grants live when the hold was taken, then on those live now (seed 8, a model reading)", async () => {
     const paid = await h.system.deliver("payment_intent.succeeded", paymentIntent({ id: processorId("pi"), customer: org.customerId, cents: 50 }));
