@@ -24,8 +24,9 @@ await metering.ready();
 const stopCatalogWatch = await metering.catalog.watch({ logger });
 const keyCache = new KeyCache();
 const stopKeyWatch = await keyCache.listen(sql);
-const metrics = createMetrics({ sql, queues });
-const app = createApp({ sql, config, clock: systemClock, logger, metering, keyCache, metrics, queues, chain: createChainClient(config), rateLimiter: new RateLimiter(redis, config.REDIS_PREFIX) });
+const chain = createChainClient(config);
+const metrics = createMetrics({ sql, queues, indexer: { viewsSchema: config.PONDER_SCHEMA, chain } });
+const app = createApp({ sql, config, clock: systemClock, logger, metering, keyCache, metrics, queues, chain, rateLimiter: new RateLimiter(redis, config.REDIS_PREFIX) });
 
 const server = serve({ fetch: app.fetch, hostname: config.HOST, port: config.PORT }, (info) => {
   logger.info({ url: `http://${config.HOST}:${info.port}` }, "api listening");

@@ -1,34 +1,119 @@
-import { spawn } from "node:child_process";
-import { createHash } from "node:crypto";
-import { readFileSync, readdirSync } from "node:fs";
+import { spawn, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { createPublicClient, http } from "viem";
 import { loadConfig } from "../src/config.js";
+import { createSql } from "../src/db/client.js";
+import { buildSchema } from "../src/indexer-deploy/build-schema.js";
+import { pruneBuilds } from "../src/indexer-deploy/prune-builds.js";
+import { createLogger } from "../src/observability/logger.js";
 
 /**
- * Starts Ponder with the "views pattern": each build indexes into its own schema
- * (`<PONDER_SCHEMA>_<hash>`), and Ponder points stable views in `<PONDER_SCHEMA>` at it once it
- * is ready. Ponder refuses to reuse a schema for a different build or a different chain, so the
- * hash covers the indexer's code, its configuration and the chain's genesis block: a restart of
- * the same build on the same chain resumes, anything else starts a fresh schema.
+ * Starts Ponder as Ponder deploys itself: each build indexes into its own schema
+ * (`<PONDER_SCHEMA>_<hash>`, the hash of everything Ponder puts into its build id plus the chain;
+ * see buildSchema), Ponder points the stable views in `<PONDER_SCHEMA>` at it once it is ready
+ * (until then they keep showing the previous build), a new build re-indexes from Ponder's RPC
+ * cache (`ponder_sync`) rather than the node, and a restart of the same build resumes its schema.
+ * Once ready, schemas of builds older than the previous one are dropped.
  */
 const config = loadConfig();
+const logger = createLogger("indexer", config.LOG_LEVEL);
 const root = new URL("..", import.meta.url).pathname;
+const startedAt = Date.now();
 const client = createPublicClient({ transport: http(config.RPC_URL, { retryCount: 10, retryDelay: 500 }) });
 const genesis = await client.getBlock({ blockNumber: 0n });
-
-const hash = createHash("sha256");
-const files = ["ponder.config.ts", "ponder.schema.ts", "abis/HUSD.ts", ...readdirSync(join(root, "src/indexer")).map((f) => `src/indexer/${f}`)];
-for (const file of files.sort()) hash.update(file).update(readFileSync(join(root, file)));
-hash.update(JSON.stringify([config.CHAIN_ID, config.HUSD_ADDRESS.toLowerCase(), config.HUSD_START_BLOCK, genesis.hash]));
-const schema = `${config.PONDER_SCHEMA}_${hash.digest("hex").slice(0, 10)}`;
+const ponderVersion = (JSON.parse(readFileSync(join(root, "node_modules/ponder/package.json"), "utf8")) as { version: string }).version;
+const schema = buildSchema(root, config.PONDER_SCHEMA, {
+  chainId: config.CHAIN_ID,
+  genesisHash: genesis.hash,
+  husdAddress: config.HUSD_ADDRESS,
+  startBlock: config.HUSD_START_BLOCK,
+  ponderVersion,
+});
 
 const ponderBin = join(root, "node_modules/ponder/dist/esm/bin/ponder.js");
 const port = String(process.env.PONDER_PORT ?? 42069);
+const ponderUrl = `http://127.0.0.1:${port}`;
 const logLevel = process.env.PONDER_LOG_LEVEL ?? "info";
 const args = [ponderBin, "--log-level", logLevel, "start", "--schema", schema, "--views-schema", config.PONDER_SCHEMA, "--port", port];
-console.log(`indexer: ponder start --schema ${schema} --views-schema ${config.PONDER_SCHEMA}`);
-// Ponder prefers $PORT over --port; the API's PORT must not leak into it.
-const child = spawn(process.execPath, args, { cwd: root, stdio: "inherit", env: { ...process.env, PORT: port } });
-for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => child.kill(signal));
-child.on("exit", (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
+logger.info({ schema, views_schema: config.PONDER_SCHEMA }, `ponder start --schema ${schema} --views-schema ${config.PONDER_SCHEMA}`);
+let ready = false;
+let stopping = false;
+let ponder = startPonder(1);
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.on(signal, () => {
+    stopping = true;
+    ponder.kill(signal);
+  });
+}
+
+/**
+ * Ponder gives each file under src/ 10 s to execute, and it executes all of them (workers, HTTP,
+ * billing: whatever they import); on a loaded host one can miss that and the build fails. That
+ * failure, and only that one, is worth another attempt.
+ */
+function startPonder(attempt: number): ChildProcess {
+  // Ponder prefers $PORT over --port; the API's PORT must not leak into it.
+  const child = spawn(process.execPath, args, { cwd: root, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, PORT: port } });
+  let tail = "";
+  const forward = (to: NodeJS.WriteStream) => (chunk: Buffer) => {
+    to.write(chunk);
+    tail = (tail + String(chunk)).slice(-4_000);
+  };
+  child.stdout!.on("data", forward(process.stdout));
+  child.stderr!.on("data", forward(process.stderr));
+  child.on("close", (code, signal) => {
+    if (!stopping && !ready && code !== 0 && attempt < 3 && tail.includes("File execution did not complete")) {
+      logger.warn({ schema, attempt }, "ponder timed out executing a file of the build; starting it again");
+      ponder = startPonder(attempt + 1);
+      return;
+    }
+    process.exit(code ?? (signal ? 1 : 0));
+  });
+  return child;
+}
+
+// Until the build is ready the views show the previous build, frozen: log how far behind it is.
+// (A client that gives up at once: the log is skipped, never the readiness check behind it.)
+const progressClient = createPublicClient({ transport: http(config.RPC_URL, { retryCount: 0, timeout: 2_000 }) });
+const PROGRESS_EVERY_MS = 5_000;
+let lastProgress = Date.now();
+while (!(ready = await ponderReady())) {
+  await new Promise((r) => setTimeout(r, 250));
+  if (Date.now() - lastProgress < PROGRESS_EVERY_MS) continue;
+  lastProgress = Date.now();
+  const [indexed, head] = await Promise.all([indexedBlock(), progressClient.getBlockNumber().catch(() => undefined)]);
+  logger.info(
+    { schema, indexed_block: indexed, chain_head: head === undefined ? undefined : Number(head), lag_blocks: indexed !== undefined && head !== undefined ? Number(head) - indexed : undefined, seconds: Math.round((Date.now() - startedAt) / 1000) },
+    "indexer backfilling: until this build is ready the views keep the last ready build's rows",
+  );
+}
+logger.info({ schema, seconds: (Date.now() - startedAt) / 1000 }, "indexer ready: the views show this build");
+
+const sql = createSql(config.DATABASE_URL, { max: 1, applicationName: "hanzo-indexer" });
+try {
+  const pruned = await pruneBuilds(sql, { viewsSchema: config.PONDER_SCHEMA, current: schema });
+  logger.info(pruned, pruned.dropped.length ? "dropped the schemas of old builds" : "no old builds to drop");
+} catch (err) {
+  // Housekeeping only: the indexer keeps indexing; the next start tries again.
+  logger.error({ err }, "pruning old builds failed");
+} finally {
+  await sql.end({ timeout: 5 });
+}
+
+async function ponderReady(): Promise<boolean> {
+  try {
+    return (await fetch(`${ponderUrl}/ready`)).status === 200;
+  } catch {
+    return false; // Ponder's server starts only after its build
+  }
+}
+
+async function indexedBlock(): Promise<number | undefined> {
+  try {
+    const status = (await (await fetch(`${ponderUrl}/status`)).json()) as Record<string, { block?: { number: number } }>;
+    return Object.values(status)[0]?.block?.number;
+  } catch {
+    return undefined;
+  }
+}

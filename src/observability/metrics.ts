@@ -1,4 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { ChainClient } from "../chain/client.js";
 import type { Sql } from "../db/client.js";
 import type { Queues } from "../workers/queues.js";
 
@@ -9,7 +10,7 @@ export type Metrics = ReturnType<typeof createMetrics>;
  * about shared state (holds, deposits, postings, queues) is read from PostgreSQL and Redis at
  * scrape time, so every replica reports the same truth and nothing is lost on restart.
  */
-export function createMetrics(deps: { sql: Sql; queues?: Queues }) {
+export function createMetrics(deps: { sql: Sql; queues?: Queues; indexer?: { viewsSchema: string; chain: ChainClient } }) {
   // Our own registry, not prom-client's global one (Ponder, in the same node_modules, uses that).
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: "hanzo_api_" });
@@ -116,6 +117,43 @@ export function createMetrics(deps: { sql: Sql; queues?: Queues }) {
       this.set({ kind: "held" }, run.held_mismatches);
     },
   });
+
+  if (deps.indexer) {
+    const { viewsSchema, chain } = deps.indexer;
+    // The live build's last indexed block, through the views (during a deploy: the previous
+    // build's, frozen, so the lag shows how long deposits go unseen), against the node's head.
+    // Read once per scrape for both gauges (collected concurrently, the second joins the first).
+    let reading: Promise<{ indexed?: number; head?: number }> | undefined;
+    const position = () =>
+      (reading ??= (async () => {
+        const [view] = await deps.sql<{ t: string | null }[]>`select to_regclass(${`${viewsSchema}._ponder_checkpoint`})::text as t`;
+        const [row] = view?.t ? await deps.sql<{ block: string }[]>`select max(substr(latest_checkpoint, 27, 16))::bigint::text as block from ${deps.sql(viewsSchema)}._ponder_checkpoint` : [];
+        const head = await chain.getBlockNumber().catch(() => undefined);
+        return { indexed: row?.block == null ? undefined : Number(row.block), head: head === undefined ? undefined : Number(head) };
+      })().finally(() => (reading = undefined)));
+    new Gauge({
+      name: "hanzo_indexer_block",
+      help: "HUSD indexer position: the last block the live build indexed, and the chain's head",
+      labelNames: ["which"] as const,
+      registers: [registry],
+      async collect() {
+        const { indexed, head } = await position();
+        this.reset();
+        if (indexed !== undefined) this.set({ which: "indexed" }, indexed);
+        if (head !== undefined) this.set({ which: "chain_head" }, head);
+      },
+    });
+    new Gauge({
+      name: "hanzo_indexer_lag_blocks",
+      help: "Blocks the chain's head is ahead of the live indexer build (deposits in them are not seen yet)",
+      registers: [registry],
+      async collect() {
+        const { indexed, head } = await position();
+        this.reset();
+        if (indexed !== undefined && head !== undefined) this.set(Math.max(0, head - indexed));
+      },
+    });
+  }
 
   if (deps.queues) {
     const queues = deps.queues;
