@@ -3,7 +3,7 @@ import { TEST_ADMIN_KEY } from "../support/app.js";
 import { charge, paymentIntent, processorId } from "../support/processor.js";
 import type { OrgHandle, Reply, System } from "./harness.js";
 import { compareWithModel } from "./invariants.js";
-import { Model, NANO_PER_CENT, type MHold, type UsageOutcome } from "./model.js";
+import { Model, NANO_PER_CENT, takenWhileLive, type MHold, type UsageOutcome } from "./model.js";
 import { priceNano, type Priced } from "./prices.js";
 
 /** The real side of one run: the service, the run's organizations, and a key counter. */
@@ -26,6 +26,10 @@ function expectReply(what: string, res: Reply, status: number, fields: Record<st
   }
   if (problems.length > 0) throw new Error(`${what}: ${problems.join("; ")}\n  response: ${res.text.slice(0, 600)}`);
 }
+
+/** How often each outcome came up (MODEL_STATS=1 prints them after the runs): what the runs exercised. */
+export const outcomes = new Map<string, number>();
+const tally = (what: string) => void outcomes.set(what, (outcomes.get(what) ?? 0) + 1);
 
 async function afterStep(m: Model, r: Real, what: string) {
   if (process.env.MODEL_TRACE) console.log(`${r.tag} ${what}`);
@@ -99,6 +103,7 @@ function authorizeBody(r: Real, org: number, p: Priced, ttl: number, idempotency
 const authorizePayload = (p: Priced, ttl: number) => JSON.stringify({ ...canonical(p), ttl });
 
 function expectAuthorize(what: string, m: Model, res: Reply, out: ReturnType<Model["authorize"]>) {
+  tally(`authorize ${out.kind}${out.kind === "replayed" ? ` ${m.reportedStatus(out.hold)}` : ""}`);
   switch (out.kind) {
     case "held":
       expectReply(what, res, 201, { amount_nano_usd: out.hold.amount.toString(), replayed: false, expires_at: iso(out.hold.expiresAt) });
@@ -166,6 +171,7 @@ function usageEvent(r: Real, org: number, idempotencyKey: string, p: Priced, at:
 const usagePayload = (p: Priced, at: number, holdId: string | undefined) => JSON.stringify({ ...canonical(p), at, holdId: holdId ?? null });
 
 function expectUsage(what: string, res: any, out: UsageOutcome) {
+  tally(`usage ${out.kind === "recorded" ? (out.holdOutcome ?? "no hold") : out.kind === "rejected" ? out.code : out.kind}`);
   const reply = { status: 200, json: res, text: JSON.stringify(res) } as Reply;
   switch (out.kind) {
     case "recorded":
@@ -243,6 +249,8 @@ class Advance implements Cmd {
   async run(m: Model, r: Real) {
     await r.sys.advance(this.ms);
     m.advance(this.ms);
+    const shielded = m.grants.some((g) => g.expiresAt !== null && g.expiresAt <= m.now && !g.posted && m.holds.some((h) => h.org === g.org && m.isLive(h) && takenWhileLive(h, g)));
+    if (shielded) tally("advance: a live hold shields an expired grant");
     await afterStep(m, r, this.toString());
   }
   toString() {
@@ -255,6 +263,7 @@ class SweepHolds implements Cmd {
   async run(m: Model, r: Real) {
     const released = await r.sys.sweepHolds();
     const expected = m.sweepHolds();
+    tally(`sweep closed ${expected > 0 ? "some" : "none"}`);
     if (released !== expected) throw new Error(`${this}: released ${released} holds, expected ${expected}`);
     await afterStep(m, r, this.toString());
   }
@@ -266,8 +275,10 @@ class SweepHolds implements Cmd {
 class ExpireGrants implements Cmd {
   check = always;
   async run(m: Model, r: Real) {
+    const waiting = m.grants.filter((g) => g.expiresAt !== null && g.expiresAt <= m.now && !g.posted).length;
     const posted = await r.sys.expireGrants();
     const expected = m.postGrantExpiries();
+    tally(`grant expiries posted ${expected > 0 ? "some" : "none"}${waiting > expected ? ", some waiting for a hold" : ""}`);
     if (posted !== expected) throw new Error(`${this}: posted ${posted} grant expiries, expected ${expected}`);
     await afterStep(m, r, this.toString());
   }
@@ -283,6 +294,7 @@ class CloseCycle implements Cmd {
     const orgId = r.orgs[this.org]!.id;
     const res = await r.sys.call("POST", "/v1/admin/cycles/close", { key: TEST_ADMIN_KEY, body: { org_id: orgId, end_current_cycle_now: true } });
     const out = m.closeCycle(this.org);
+    tally(`cycle close ${out.created ? "invoiced" : "too soon"}`);
     expectReply(this.toString(), res, 200, { invoices_created: out.created ? 1 : 0, already_closed: 0 });
     if (out.created) {
       const [invoice] = await r.sys.sql<{ subtotal: bigint; credits_applied: bigint; amount_due: bigint; status: string }[]>`
@@ -324,7 +336,9 @@ class CardRefund implements Cmd {
     const p = m.payments[this.pick % m.payments.length]!;
     const refunded = p.refundedCents + BigInt(this.cents) > p.cents ? p.cents : p.refundedCents + BigInt(this.cents);
     const res = await r.sys.deliver("charge.refunded", charge({ id: p.ch, paymentIntent: p.pi, cents: Number(p.cents), refundedCents: Number(refunded) }));
-    expectReply(`${this} (refunded ${refunded} of ${p.cents} cents)`, res, 200, { outcome: m.cardRefund(p, refunded) });
+    const outcome = m.cardRefund(p, refunded);
+    tally(`refund ${outcome}${m.balance(p.org).credits < 0n ? ", credits negative" : ""}`);
+    expectReply(`${this} (refunded ${refunded} of ${p.cents} cents)`, res, 200, { outcome });
     await afterStep(m, r, this.toString());
   }
   toString() {
@@ -368,11 +382,23 @@ class SettleWithAuthorize implements Cmd {
   }
 }
 
+/** Several commands as one step of the generator: a configuration the rules care about, made often. */
+class Together implements Cmd {
+  constructor(readonly parts: Cmd[]) {}
+  check = always;
+  async run(m: Model, r: Real) {
+    for (const part of this.parts) await part.run(m, r);
+  }
+  toString() {
+    return this.parts.join(" + ");
+  }
+}
+
 // ---- the generators --------------------------------------------------------------------------
 
 const org = fc.integer({ min: 0, max: 1 });
 const pick = fc.nat({ max: 50 });
-const ttl = fc.integer({ min: 1, max: 8 });
+const ttl = fc.integer({ min: 1, max: 10 });
 
 export function commandArbs(opts: { sameBatch: boolean }): fc.Arbitrary<Cmd> {
   const sizing: fc.Arbitrary<Sizing> = fc.oneof(
@@ -380,10 +406,11 @@ export function commandArbs(opts: { sameBatch: boolean }): fc.Arbitrary<Cmd> {
     { weight: 1, arbitrary: fc.boolean().map((over): Sizing => ({ kind: "fill", over })) },
   );
   const arbs: { weight: number; arbitrary: fc.Arbitrary<Cmd> }[] = [
-    { weight: 3, arbitrary: fc.tuple(org, fc.integer({ min: 1, max: 300 }), fc.option(fc.integer({ min: 1, max: 12 }), { freq: 2 })).map(([o, c, e]) => new Grant(o, c, e)) },
+    // Mostly grants that expire within the run, so that holds and usage straddle their expiry.
+    { weight: 4, arbitrary: fc.tuple(org, fc.integer({ min: 1, max: 300 }), fc.option(fc.integer({ min: 1, max: 10 }), { freq: 3 })).map(([o, c, e]) => new Grant(o, c, e)) },
     { weight: 1, arbitrary: fc.tuple(pick, fc.boolean()).map(([p, s]) => new GrantRetry(p, s)) },
     { weight: 6, arbitrary: fc.tuple(org, sizing, ttl, fc.boolean()).map(([o, s, t, k]) => new Authorize(o, s, t, k)) },
-    { weight: 2, arbitrary: fc.tuple(org, pick, fc.constantFrom("none", "none", "ttl", "estimate") as fc.Arbitrary<"none" | "ttl" | "estimate">).map(([o, p, c]) => new AuthorizeRetry(o, p, c)) },
+    { weight: 3, arbitrary: fc.tuple(org, pick, fc.constantFrom("none", "none", "ttl", "estimate") as fc.Arbitrary<"none" | "ttl" | "estimate">).map(([o, p, c]) => new AuthorizeRetry(o, p, c)) },
     {
       weight: 6,
       arbitrary: fc
@@ -394,11 +421,18 @@ export function commandArbs(opts: { sameBatch: boolean }): fc.Arbitrary<Cmd> {
     { weight: 1, arbitrary: fc.tuple(pick, fc.boolean()).map(([p, s]) => new UsageRetry(p, s)) },
     { weight: 4, arbitrary: fc.integer({ min: 1, max: 6 }).map((s) => new Advance(s * 1000)) },
     { weight: 2, arbitrary: fc.constant(null).map(() => new SweepHolds()) },
-    { weight: 2, arbitrary: fc.constant(null).map(() => new ExpireGrants()) },
+    { weight: 3, arbitrary: fc.constant(null).map(() => new ExpireGrants()) },
     { weight: 1, arbitrary: org.map((o) => new CloseCycle(o)) },
-    { weight: 1, arbitrary: fc.tuple(org, fc.integer({ min: 50, max: 1000 })).map(([o, c]) => new CardTopup(o, c)) },
+    { weight: 2, arbitrary: fc.tuple(org, fc.integer({ min: 50, max: 1000 })).map(([o, c]) => new CardTopup(o, c)) },
     { weight: 1, arbitrary: fc.tuple(pick, fc.integer({ min: 0, max: 1000 })).map(([p, c]) => new CardRefund(p, c)) },
   ];
+  // A grant that expires while a hold taken before its expiry still lives (rule 3's hard case).
+  arbs.push({
+    weight: 2,
+    arbitrary: fc
+      .tuple(org, fc.integer({ min: 1, max: 300 }), fc.integer({ min: 1, max: 5 }), sizing, fc.integer({ min: 1, max: 5 }), fc.boolean())
+      .map(([o, c, e, s, extra, k]) => new Together([new Grant(o, c, e), new Authorize(o, s, e + extra, k)])),
+  });
   if (opts.sameBatch) {
     arbs.push({ weight: 2, arbitrary: fc.tuple(org, pick, pricedArb, pricedArb, ttl).map(([o, p, u, a, t]) => new SettleWithAuthorize(o, p, u, a, t)) });
   }

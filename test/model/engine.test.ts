@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, it } from "vitest";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
-import { commandArbs, type Real } from "./commands.js";
+import { commandArbs, outcomes, type Real } from "./commands.js";
 import { inProcessSystem, skipFlushWaits } from "./harness.js";
 import { checkLedgerFor } from "./invariants.js";
 import { Model } from "./model.js";
@@ -25,7 +25,10 @@ describe("metering engine: model-based", () => {
     await skipFlushWaits(db);
     harness = inProcessSystem(db.sql);
   });
-  afterAll(() => db?.drop());
+  afterAll(async () => {
+    if (process.env.MODEL_STATS) console.log([...outcomes].sort().map(([k, n]) => `${String(n).padStart(7)}  ${k}`).join("\n"));
+    await db?.drop();
+  });
 
   it(`${runs} sequences of ${STEPS.min}-${STEPS.max} steps agree with the model`, { timeout: 120_000 + runs * 2_000 }, async () => {
     console.log(`model: ${runs} runs, MODEL_SEED=${seed}${path ? ` MODEL_PATH=${path}` : ""}`);

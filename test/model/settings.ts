@@ -5,7 +5,7 @@ import fc from "fast-check";
  * random, always printed). A failure prints its seed, its `path` and the commands with their
  * `replayPath`: MODEL_SEED, MODEL_PATH and MODEL_REPLAY replay that counterexample at once.
  * `npm run test:model -- --runs 5000 [--seed S --path P --replay R]` sets them. MODEL_TRACE=1
- * prints each command as it passes.
+ * prints each command as it passes, MODEL_STATS=1 how often each outcome came up.
  */
 export function modelSettings(defaultRuns: number) {
   const runs = Number(process.env.MODEL_RUNS ?? defaultRuns);
