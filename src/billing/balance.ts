@@ -15,7 +15,7 @@ export type Balance = { balance: bigint; credits: bigint; held: bigint; lowBalan
 export async function getBalance(sql: Sql | TransactionSql, orgId: string, now: Date): Promise<Balance> {
   const [row] = await sql<{ credits: bigint; held: bigint; expiry: bigint; lapsed: bigint; low_balance_threshold: bigint }[]>`
     select c.balance as credits, h.balance as held, o.low_balance_threshold,
-      (select grant_expiry_effective(e.pending, e.held_before) from grant_expiry_pending(o.id, ${now}) e) as expiry,
+      grant_expiry_taken(o.id, ${now}) as expiry,
       (select coalesce(sum(x.amount), 0)::bigint from holds x where x.org_id = o.id and x.status = 'active' and x.expires_at <= ${now}) as lapsed
     from organizations o
     join ledger_accounts c on c.id = ${orgCreditsAccount(orgId)}

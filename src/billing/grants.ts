@@ -121,7 +121,7 @@ export async function expireGrants(sql: Sql, now: Date, limit = 500): Promise<nu
       // Checked again under the lock: another worker may have posted it. (No hold from before
       // the expiry can appear since: the expiry is past.)
       const [grant] = await tx<(GrantRow & { take: bigint })[]>`
-        select g.*, grant_expiry_effective(g.amount - g.consumed, 0) as take
+        select g.*, g.amount - g.consumed as take
         from credit_grants g
         where g.id = ${id} and g.expired_at is null and not grant_expiry_waits(g.org_id, g.created_at, g.expires_at, ${now})
         for update of g`;

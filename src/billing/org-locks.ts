@@ -3,7 +3,7 @@ import { orgCreditsAccount } from "../ledger/accounts.js";
 
 /**
  * `pendingExpiry`: what grants that have expired, but whose expiry is not posted yet, take from
- * the credits now (grant_expiry_effective in src/db/functions/money_rules.sql, the one rule).
+ * the credits now (grant_expiry_taken in src/db/functions/money_rules.sql, the one rule).
  */
 export type LockedOrg = { credits: bigint; held: bigint; pendingExpiry: bigint; threshold: bigint; hasExpiringGrants: boolean };
 
@@ -28,7 +28,7 @@ export async function lockOrgs(tx: TransactionSql, orgIds: string[], now: Date):
     select l.org_id, l.balance as credits,
       (select h.balance from ledger_accounts h where h.id = 'org:' || l.org_id || ':held') as held,
       (select o.low_balance_threshold from organizations o where o.id = l.org_id) as threshold,
-      (select grant_expiry_effective(e.pending, e.held_before) from grant_expiry_pending(l.org_id, ${now}) e)::text as pending,
+      grant_expiry_taken(l.org_id, ${now})::text as pending,
       exists (select 1 from credit_grants g where g.org_id = l.org_id and g.expires_at is not null and g.expired_at is null) as expiring
     from locked l`;
   return new Map(

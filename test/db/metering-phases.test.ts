@@ -122,13 +122,45 @@ describe("metering_batch's phases", () => {
     expect(r!.details).toEqual([expect.objectContaining({ k: 1, status: "active" }), { k: 5, available: "170000000" }]);
   });
 
-  it("grant_expiry_effective: the unused part beyond money held in live holds, never below zero", async () => {
+  it("grant_expiry_taken: each live hold shields, once, the expired grants it would be charged to, soonest expiry first", async () => {
+    // A reference of the rule in money_rules.sql, against random grants and holds of one org.
+    const at = (s: number) => new Date(NOW.getTime() + s * 1000);
+    const grant = fc.record({ created: fc.integer({ min: -20, max: 0 }), life: fc.integer({ min: 1, max: 25 }), amount: fc.integer({ min: 1, max: 9 }), used: fc.integer({ min: 0, max: 9 }) });
+    const hold = fc.record({ created: fc.integer({ min: -20, max: 0 }), ttl: fc.integer({ min: 1, max: 30 }), amount: fc.integer({ min: 0, max: 12 }), active: fc.boolean() });
     await fc.assert(
-      fc.asyncProperty(fc.bigInt(0n, 10n ** 12n), fc.bigInt(0n, 10n ** 12n), async (pending, heldBefore) => {
-        const [row] = await db.sql<{ e: bigint }[]>`select grant_expiry_effective(${pending.toString()}, ${heldBefore.toString()}) as e`;
-        expect(row!.e).toBe(pending > heldBefore ? pending - heldBefore : 0n);
+      fc.asyncProperty(fc.array(grant, { maxLength: 4 }), fc.array(hold, { maxLength: 4 }), async (grants, holds) => {
+        const gs = grants.map((g, k) => ({ ...g, k, expires: g.created + g.life, unused: BigInt(g.amount - Math.min(g.used, g.amount)) }));
+        const pending = gs.filter((g) => g.expires <= 0).sort((x, y) => x.expires - y.expires || x.k - y.k);
+        const left = new Map(pending.map((g) => [g.k, g.unused]));
+        for (const h of holds.map((h, k) => ({ ...h, k })).sort((x, y) => x.created - y.created || x.k - y.k)) {
+          if (!h.active || h.created + h.ttl <= 0) continue;
+          let shield = BigInt(h.amount);
+          for (const g of pending) {
+            if (h.created < g.created || h.created >= g.expires) continue;
+            const take = left.get(g.k)! < shield ? left.get(g.k)! : shield;
+            left.set(g.k, left.get(g.k)! - take);
+            shield -= take;
+          }
+        }
+        const expected = [...left.values()].reduce((x, y) => x + y, 0n);
+        const taken = await inRollback(db, async (tx) => {
+          for (const g of gs) {
+            const txn = `txn_g_${g.k}`;
+            await tx`insert into ledger_transactions (id, org_id, kind, idempotency_key, description, created_at) values (${txn}, ${a.id}, 'grant', ${txn}, 'test', ${at(g.created)})`;
+            await tx`insert into credit_grants (id, org_id, transaction_id, amount, consumed, reason, expires_at, created_at)
+                     values (${`grant_${g.k}`}, ${a.id}, ${txn}, ${g.amount}, ${Math.min(g.used, g.amount)}, 'test', ${at(g.expires)}, ${at(g.created)})`;
+          }
+          for (const [k, h] of holds.entries()) {
+            await tx`insert into holds (id, org_id, amount, status, product, estimate, catalog_version, expires_at, created_at)
+                     values (${`hold_t${k}`}, ${a.id}, ${h.amount}, ${h.active ? "active" : "settled"}, 'api', '{}', '2026-01-01', ${at(h.created + h.ttl)}, ${at(h.created)})`;
+          }
+          // Only this test's rows: the org's own holds from beforeAll were taken before any of these grants.
+          const [row] = await tx<{ taken: bigint }[]>`select grant_expiry_taken(${a.id}, ${NOW}) as taken`;
+          return row!.taken;
+        });
+        expect(taken).toBe(expected);
       }),
-      { numRuns: 100 },
+      { numRuns: 60 },
     );
   });
 });

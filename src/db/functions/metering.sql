@@ -307,7 +307,7 @@ end $$;
 -- credits account). A key seen before (in an earlier batch or earlier in this one) with the same
 -- payload answers with that hold as it is now; with another payload it is refused. Otherwise the
 -- request is held if it fits in what is spendable: the credits account less what expired,
--- unposted grants take from it (grant_expiry_effective). Reads only; phase 5 writes the holds.
+-- unposted grants take from it (grant_expiry_taken). Reads only; phase 5 writes the holds.
 create function metering_decide(
   p_now timestamptz, p_orgs metering_org[], p_auth metering_authorization[], p_credits bigint[], p_expiring boolean[],
   out outcomes text[], out newly_held bigint[], out details jsonb
@@ -321,8 +321,7 @@ declare
   a metering_authorization;
   p metering_authorization;
   v_credits bigint[] := p_credits;
-  v_pending bigint[] := array_fill(0::bigint, array[m]);
-  v_held_before bigint[] := array_fill(0::bigint, array[m]);
+  v_expiry bigint[] := array_fill(0::bigint, array[m]);  -- what expired grants take (grant_expiry_taken)
   v_available bigint[] := array_fill(null::bigint, array[na]);
   v_replay jsonb[] := array_fill(null::jsonb, array[na]);
   v_same boolean[] := array_fill(null::boolean, array[na]);
@@ -335,9 +334,7 @@ begin
   newly_held := array_fill(0::bigint, array[m]);
   for i in 1..m loop
     continue when not coalesce(p_expiring[i], false);
-    select * into r from grant_expiry_pending((p_orgs[i]).org_id, p_now);
-    v_pending[i] := r.pending;
-    v_held_before[i] := r.held_before;
+    v_expiry[i] := grant_expiry_taken((p_orgs[i]).org_id, p_now);
   end loop;
 
   -- Holds already granted under these keys (index probes on the unique key), as they are now.
@@ -372,10 +369,7 @@ begin
       outcomes[k] := case when v_same[k] then 'replayed' else 'idempotency_key_reused' end;
       continue;
     end if;
-    v_spendable := v_credits[i];
-    if p_expiring[i] then
-      v_spendable := v_spendable - grant_expiry_effective(v_pending[i], v_held_before[i]);
-    end if;
+    v_spendable := v_credits[i] - v_expiry[i];
     if a.amount > v_spendable then
       outcomes[k] := 'insufficient_balance';
       v_available[k] := v_spendable;

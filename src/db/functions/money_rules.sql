@@ -10,13 +10,15 @@
 --   the unused part, whatever was debited since the expiry: usage reported without a hold after
 --   the expiry is owed on top, as it would be had the expiry been posted at the instant;
 -- - until then, what it takes from the spendable credits is its unused part less the money in
---   those live holds.
+--   those live holds (grant_expiry_taken).
 -- So the order in which the worker posts an expiry, sweeps expired holds and the gateway
 -- settles never changes the result; credits go negative only by usage beyond what was
 -- authorized (test/model/rules.test.ts runs both orders against each other).
 
--- Earlier signatures of the functions below.
+-- Earlier versions of the functions below.
 drop function if exists grant_expiry_effective(bigint, bigint, bigint);
+drop function if exists grant_expiry_effective(bigint, bigint);
+drop function if exists grant_expiry_pending(text, timestamptz);
 drop function if exists grant_expiry_waits(text, timestamptz, timestamptz);
 
 -- Whether a hold counts as live at `p_now`: a hold past its expires_at is as good as expired,
@@ -42,28 +44,49 @@ returns boolean language sql stable parallel safe as $$
                    and hold_taken_while_live(h.created_at, p_grant_created, p_grant_expires))
 $$;
 
--- What expired, unposted grants take from the spendable credits right now: `p_pending` their
--- unused parts, less `p_held_before` the money in live holds taken while they were live. With no
--- such holds it is exactly what posting the expiries takes.
-create or replace function grant_expiry_effective(p_pending bigint, p_held_before bigint)
-returns bigint language sql immutable parallel safe as $$
-  select greatest(p_pending - p_held_before, 0)
-$$;
-
--- An organization's expired grants whose expiry is not posted yet (probes of the partial index
--- credit_grants_expiring and of holds_active_org): their unused parts, and the money in live
--- holds taken while one of them was live.
-create or replace function grant_expiry_pending(p_org text, p_now timestamptz, out pending bigint, out held_before bigint)
-language sql stable parallel safe as $$
-  with expired as (
-    select g.amount - g.consumed as unused, g.created_at, g.expires_at from credit_grants g
-    where g.org_id = p_org and g.expires_at is not null and g.expired_at is null and g.expires_at <= p_now
-  )
-  select coalesce((select sum(unused) from expired), 0)::bigint,
-         coalesce((select sum(h.amount) from holds h
-                   where h.org_id = p_org and h.status = 'active' and hold_live_at(h.status, h.expires_at, p_now)
-                     and exists (select 1 from expired e where hold_taken_while_live(h.created_at, e.created_at, e.expires_at))), 0)::bigint
-$$;
+-- What expired, unposted grants take from the organization's spendable credits at `p_now`:
+-- their unused parts, less the money in live holds taken while they were live. Each hold's money
+-- counts once, against the grants it would be drawn from if it settled in full now (those live
+-- when it was taken, soonest expiry first; holds in the order they were taken): one hold never
+-- shields two grants, nor a grant it could not be charged to. With no such holds it is exactly
+-- what posting the expiries takes. Index probes of credit_grants_expiring and holds_active_org.
+create or replace function grant_expiry_taken(p_org text, p_now timestamptz)
+returns bigint language plpgsql stable parallel safe as $$
+declare
+  g_created timestamptz[];
+  g_expires timestamptz[];
+  g_unused bigint[];
+  n int;
+  h record;
+  v_left bigint;
+  v_take bigint;
+  k int;
+begin
+  select array_agg(g.created_at order by g.expires_at, g.id), array_agg(g.expires_at order by g.expires_at, g.id),
+         array_agg(g.amount - g.consumed order by g.expires_at, g.id)
+    into g_created, g_expires, g_unused
+  from credit_grants g
+  where g.org_id = p_org and g.expires_at is not null and g.expired_at is null and g.expires_at <= p_now;
+  n := coalesce(array_length(g_unused, 1), 0);
+  if n = 0 then
+    return 0;
+  end if;
+  for h in
+    select x.amount, x.created_at from holds x
+    where x.org_id = p_org and x.status = 'active' and hold_live_at(x.status, x.expires_at, p_now) and x.created_at < g_expires[n]
+    order by x.created_at, x.id
+  loop
+    v_left := h.amount;
+    for k in 1..n loop
+      exit when v_left = 0;
+      continue when not hold_taken_while_live(h.created_at, g_created[k], g_expires[k]);
+      v_take := least(g_unused[k], v_left);
+      g_unused[k] := g_unused[k] - v_take;
+      v_left := v_left - v_take;
+    end loop;
+  end loop;
+  return (select sum(u) from unnest(g_unused) u)::bigint;
+end $$;
 
 -- Grants whose expiry may be posted now: past expires_at, not posted, and no live hold of
 -- their organization was taken while they were live.
