@@ -6,6 +6,7 @@ import { loadConfig } from "../src/config.js";
 import { createSql } from "../src/db/client.js";
 import { buildSchema } from "../src/indexer-deploy/build-schema.js";
 import { pruneBuilds } from "../src/indexer-deploy/prune-builds.js";
+import { redactUrl } from "../src/chain/redact.js";
 import { createLogger } from "../src/observability/logger.js";
 
 /**
@@ -56,13 +57,24 @@ function startPonder(attempt: number): ChildProcess {
   // Ponder prefers $PORT over --port; the API's PORT must not leak into it.
   const child = spawn(process.execPath, args, { cwd: root, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, PORT: port } });
   let tail = "";
-  const forward = (to: NodeJS.WriteStream) => (chunk: Buffer) => {
-    to.write(chunk);
-    tail = (tail + String(chunk)).slice(-4_000);
+  // Ponder prints the RPC URL (in errors and warnings); a provider's key in it must never reach
+  // the logs, so its output is passed on line by line with URLs redacted.
+  const flushes: (() => void)[] = [];
+  const forward = (to: NodeJS.WriteStream) => {
+    let partial = "";
+    flushes.push(() => partial && to.write(redactUrl(partial)));
+    return (chunk: Buffer) => {
+      const text = partial + String(chunk);
+      const end = text.lastIndexOf("\n") + 1;
+      partial = text.slice(end);
+      if (end > 0) to.write(redactUrl(text.slice(0, end)));
+      tail = (tail + String(chunk)).slice(-4_000);
+    };
   };
   child.stdout!.on("data", forward(process.stdout));
   child.stderr!.on("data", forward(process.stderr));
   child.on("close", (code, signal) => {
+    for (const flush of flushes) flush();
     if (!stopping && !ready && code !== 0 && attempt < 3 && tail.includes("File execution did not complete")) {
       logger.warn({ schema, attempt }, "ponder timed out executing a file of the build; starting it again");
       ponder = startPonder(attempt + 1);
