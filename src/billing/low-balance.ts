@@ -12,10 +12,10 @@ export type LowBalanceCheck = (debitTransactionId: string | null) => Promise<voi
  * transaction, and the returned check after it. It locks the organization (its credits account,
  * as every money decision does), notes the balance, and the check reads it again and writes one
  * `balance_alerts` row if it went from at or above the threshold to below it. Its commit notifies
- * the workers, which enqueue the delivery (migration 0013).
+ * the workers, which enqueue the delivery (balance_alerts_notify, src/db/functions/ledger.sql).
  *
  * The balance judged is the ledger's (credits + held as posted), as metering_batch judges it
- * (migration 0012): it changes only by transactions, each under this lock, so every crossing
+ * (src/db/functions/metering.sql): it changes only by transactions, each under this lock, so every crossing
  * belongs to exactly one transaction. A drop caused by a grant's expiry is told when the
  * expiry is posted, seconds after the balance the org is shown stopped counting the grant.
  *

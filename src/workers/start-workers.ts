@@ -100,7 +100,7 @@ export async function startWorkers(deps: WorkerDeps) {
     w.on("failed", (job, err) => deps.logger.error({ queue: w.name, job_id: job?.id, err }, "job failed"));
     w.on("error", (err) => deps.logger.error({ queue: w.name, err }, "worker error"));
   }
-  // Every new low-balance alert, as its transaction commits (migration 0013): its delivery is
+  // Every new low-balance alert, as its transaction commits (balance_alerts_notify): its delivery is
   // enqueued at once instead of at the next sweep. The job id is the alert id, so the API's own
   // enqueue of usage alerts and this one make one job.
   const alertNotices = await deps.sql.listen("balance_alerts", (alertId) => {
