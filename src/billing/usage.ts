@@ -31,7 +31,15 @@ export type UsageResult = {
 
 export type LowBalanceCrossing = { alertId: string; orgId: string; balance: bigint; threshold: bigint };
 
-type UsageOutcome = "recorded" | "released" | "already_closed" | "duplicate" | "idempotency_key_reused" | "unknown_organization" | "hold_not_found";
+type UsageOutcome =
+  | "recorded"
+  | "released"
+  | "already_closed"
+  | "duplicate"
+  | "idempotency_key_reused"
+  | "unknown_organization"
+  | "hold_not_found"
+  | "debt_limit_exceeded";
 /** What metering_batch (src/db/functions/metering.sql) answers for the usage events; amounts in the JSON parts are strings. */
 export type UsageAnswer = {
   outcomes: UsageOutcome[];
@@ -118,6 +126,10 @@ export function usageOutcomes(
         });
       case "unknown_organization":
         return new BillingError("unknown_organization", `no organization ${r.orgId}`, { details: { param: "org_id" } });
+      case "debt_limit_exceeded":
+        return new BillingError("debt_limit_exceeded", "this usage would take the organization's credits below -1000000000 USD; it was not recorded", {
+          details: { param: "quantities" },
+        });
       case "hold_not_found":
         return new BillingError("hold_not_found", `no hold ${r.holdId} for organization ${r.orgId}`, { details: { param: "hold_id" } });
       default:

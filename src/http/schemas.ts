@@ -70,14 +70,19 @@ export const IdempotencyKeyHeader = z
 export const Cursor = z.string().max(200).optional().openapi({ description: "`next_cursor` from the previous page" });
 export const Limit = z.coerce.number().int().min(1).max(100).default(20);
 
+/** A UTF-16 surrogate without its pair (`"\ud800"` in JSON): no UTF-8 text can carry it. */
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
 /**
  * Text that PostgreSQL can store and a log line can show: no control characters (a NUL byte is
- * refused by PostgreSQL, and in a batched write it would fail every request of the batch).
+ * refused by PostgreSQL, and in a batched write it would fail every request of the batch) and no
+ * lone surrogates (the batch's JSON would be refused the same way).
  */
 export function safeText(min: number, max: number) {
   return z
     .string()
     .min(min)
     .max(max)
-    .regex(/^[^\u0000-\u001f\u007f]*$/, "must not contain control characters");
+    .regex(/^[^\u0000-\u001f\u007f]*$/, "must not contain control characters")
+    .refine((s) => !LONE_SURROGATE.test(s), "must be valid Unicode text (a lone surrogate such as \\ud800 is not)");
 }

@@ -90,7 +90,7 @@ describe("metering_batch's phases", () => {
         select outcomes, cost::text[], settled::text[] from metering_settle(${NOW},
           array(select jsonb_populate_record(null::metering_org, e) from jsonb_array_elements(${orgsJson([a.id, "org_unknown"])}::text::jsonb) e),
           array(select jsonb_populate_record(null::metering_usage, e) from jsonb_array_elements(${JSON.stringify(events)}::text::jsonb) e),
-          array[true, false], array[false, false])`;
+          array[1000000000, null]::bigint[], array[false, false])`;
       const [h] = await tx<{ status: string }[]>`select status from holds where id = ${holds["a-live"]!}`;
       return { ...out!, live: h!.status };
     });

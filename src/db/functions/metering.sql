@@ -25,7 +25,8 @@
 -- usage_outcomes[k]: 'recorded' (no hold) | 'released' (settled its hold) | 'already_closed'
 --   (its hold was settled or had expired: nothing was held for it) | 'duplicate' (same key and
 --   payload as an earlier event) | 'idempotency_key_reused' (same key, another payload) |
---   'unknown_organization' | 'hold_not_found' (no such hold for this organization).
+--   'unknown_organization' | 'hold_not_found' (no such hold for this organization) |
+--   'debt_limit_exceeded' (it would take the org's credits below -1,000,000,000 USD).
 -- usage_duplicates: null, or {k, id, cost, catalog_version, hold_id} of the first event, per duplicate.
 -- usage_alerts: null, or {i, balance, threshold} per organization whose balance crossed its
 --   low-balance threshold downwards (its balance_alerts row has the organization's alert_id).
@@ -156,7 +157,7 @@ end $$;
 -- authorized requests. Usage is charged to expiring grants first (see money_rules.sql).
 -- Writes the holds it settles and the grants it consumes; returns the per-organization sums.
 create function metering_settle(
-  p_now timestamptz, p_orgs metering_org[], p_usage metering_usage[], p_known boolean[], p_expiring boolean[],
+  p_now timestamptz, p_orgs metering_org[], p_usage metering_usage[], p_credits bigint[], p_expiring boolean[],
   out outcomes text[], out cost bigint[], out settled bigint[], out events int[], out duplicates jsonb
 ) language plpgsql
 set plan_cache_mode = force_generic_plan
@@ -184,6 +185,10 @@ declare
   v_hold_charge_at timestamptz[] := '{}';
   v_hold_charge_org int[] := '{}';
   v_plain bigint[] := array_fill(0::bigint, array[m]);  -- other usage, charged to the grants live now
+  v_credits bigint[] := p_credits;  -- the credits account as each event leaves it
+  -- Usage is charged without a balance check, but never past this debt: the ledger's bigint
+  -- must hold any org's balance, and a gateway reporting a billion dollars of usage is broken.
+  c_max_debt constant bigint := 1000000000000000000;  -- 1,000,000,000 USD in nano-USD
   n_dup int := 0;
   r record;
   k int;
@@ -221,7 +226,7 @@ begin
   for k in 1..nu loop
     u := p_usage[k];
     i := u.org;
-    if not p_known[i] then
+    if v_credits[i] is null then
       outcomes[k] := 'unknown_organization';
       continue;
     end if;
@@ -245,16 +250,23 @@ begin
       continue;
     end if;
     outcomes[k] := 'recorded';
+    if u.hold_id is not null and (v_hold_org[k] is null or v_hold_org[k] <> (p_orgs[i]).org_id) then
+      outcomes[k] := 'hold_not_found';
+      continue;
+    end if;
+    if v_credits[i] - u.cost < -c_max_debt then
+      outcomes[k] := 'debt_limit_exceeded';
+      continue;
+    end if;
+    v_credits[i] := v_credits[i] - u.cost;
     if u.hold_id is not null then
-      if v_hold_org[k] is null or v_hold_org[k] <> (p_orgs[i]).org_id then
-        outcomes[k] := 'hold_not_found';
-        continue;
-      elsif v_hold_status[u.hold_first] = 'active' then
+      if v_hold_status[u.hold_first] = 'active' then
         outcomes[k] := 'released';
         v_hold_status[u.hold_first] := 'settled'; -- a second event naming this hold must not release it again
         v_settle_ids := array_append(v_settle_ids, u.hold_id);
         v_settle_org := array_append(v_settle_org, i);
         settled[i] := settled[i] + v_hold_amount[k];
+        v_credits[i] := v_credits[i] + v_hold_amount[k];
         if p_expiring[i] then
           v_hold_charges := array_append(v_hold_charges, u.cost);
           v_hold_charge_at := array_append(v_hold_charge_at, v_hold_created[k]);
@@ -463,7 +475,6 @@ declare
   x record;
   st record;
   d record;
-  v_known boolean[];
   v_sweep boolean[];
   v_credits bigint[];
   v_held bigint[];
@@ -486,7 +497,6 @@ begin
 
   -- 1.
   select * into s from metering_lock_orgs(array(select o.org_id from unnest(v_orgs) o));
-  v_known := array(select c is not null from unnest(s.credits) c);
   v_credits := s.credits;
   v_held := s.held;
 
@@ -508,7 +518,7 @@ begin
   v_cost := array_fill(0::bigint, array[m]);
   v_events := array_fill(0, array[m]);
   if cardinality(v_usage) > 0 then
-    select * into st from metering_settle(p_now, v_orgs, v_usage, v_known, s.expiring);
+    select * into st from metering_settle(p_now, v_orgs, v_usage, v_credits, s.expiring);
     usage_outcomes := st.outcomes;
     usage_duplicates := st.duplicates;
     v_settled := st.settled;

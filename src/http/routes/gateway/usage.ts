@@ -1,3 +1,4 @@
+import type { Logger } from "pino";
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import type { Metering, UsageInput } from "../../../billing/metering.js";
 import type { UsageResult } from "../../../billing/usage.js";
@@ -78,16 +79,21 @@ function resultJson(index: number, r: UsageResult): EventResultJson {
   };
 }
 
-function rejectedJson(index: number, key: string | null, err: unknown): EventResultJson {
-  const e = err instanceof BillingError ? err : null;
-  if (!e) throw err; // not the event's fault: let the error handler answer 500 and log it
+function rejectedJson(index: number, key: string | null, err: unknown, logger?: Logger): EventResultJson {
+  if (!(err instanceof BillingError)) {
+    // Not the event's fault. The other events of the report may be recorded already, so the
+    // answer still says what became of each; this one is safe to retry with its key.
+    logger?.error({ err, index }, "usage event failed");
+    return { index, idempotency_key: key, status: "rejected", error: { code: "internal_error", message: "this event could not be recorded; retry it with the same idempotency_key" } };
+  }
+  const e = err;
   const param = typeof e.details?.param === "string" ? e.details.param : undefined;
   return { index, idempotency_key: key, status: "rejected", error: { code: e.code, message: e.message, ...(param ? { param } : {}) } };
 }
 
 export function registerUsageIngest(app: OpenAPIHono<AppEnv>) {
   app.openapi(usageRoute, async (c) => {
-    const { metering, clock } = c.get("deps");
+    const { metering, clock, logger } = c.get("deps");
     const now = clock();
     const events = c.req.valid("json").events;
     // Each event is validated on its own, so one bad event is answered alone; the valid ones
@@ -96,7 +102,7 @@ export function registerUsageIngest(app: OpenAPIHono<AppEnv>) {
     const { indexes, outcomes } = submitValid(metering, events, results, now);
     (await outcomes).forEach((outcome, j) => {
       const index = indexes[j]!;
-      results[index] = outcome instanceof Error ? rejectedJson(index, keyOf(events[index]), outcome) : resultJson(index, outcome);
+      results[index] = outcome instanceof Error ? rejectedJson(index, keyOf(events[index]), outcome, logger) : resultJson(index, outcome);
     });
     let recorded = 0;
     let duplicates = 0;
