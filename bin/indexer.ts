@@ -102,16 +102,24 @@ while (!(ready = await ponderReady())) {
 }
 logger.info({ schema, seconds: (Date.now() - startedAt) / 1000 }, "indexer ready: the views show this build");
 
+// Pruned now, and again every 10 s for two minutes: in an overlapping deploy the old indexer is
+// stopped only once this build is ready, and its schema (and an older one whose indexer's lock
+// is still fresh) can go only when no indexer runs it any more (25 s without a heartbeat).
+const PRUNE_EVERY_MS = 10_000;
+const PRUNE_RUNS = 13;
 const sql = createSql(config.DATABASE_URL, { max: 1, applicationName: "hanzo-indexer" });
-try {
-  const pruned = await pruneBuilds(sql, { viewsSchema: config.PONDER_SCHEMA, current: schema });
-  logger.info(pruned, pruned.dropped.length ? "dropped the schemas of old builds" : "no old builds to drop");
-} catch (err) {
-  // Housekeeping only: the indexer keeps indexing; the next start tries again.
-  logger.error({ err }, "pruning old builds failed");
-} finally {
-  await sql.end({ timeout: 5 });
+for (let run = 0; run < PRUNE_RUNS && !stopping; run++) {
+  if (run > 0) await new Promise((resolve) => setTimeout(resolve, PRUNE_EVERY_MS).unref());
+  try {
+    const pruned = await pruneBuilds(sql, { viewsSchema: config.PONDER_SCHEMA, current: schema });
+    if (pruned.dropped.length > 0) logger.info(pruned, "dropped the schemas of old builds");
+    else if (run === 0) logger.info(pruned, "no old builds to drop");
+  } catch (err) {
+    // Housekeeping only: the indexer keeps indexing; the next run or start tries again.
+    logger.error({ err }, "pruning old builds failed");
+  }
 }
+await sql.end({ timeout: 5 });
 
 async function ponderReady(): Promise<boolean> {
   try {

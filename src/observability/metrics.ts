@@ -48,22 +48,19 @@ export function createMetrics(deps: { sql: Sql; queues?: Queues; indexer?: { vie
     },
   });
 
-  // Counts by state and the oldest undecided deposit from one statement per scrape, shared by
-  // both gauges (prom-client collects them concurrently; the second joins the first's query).
+  // Counts by state and the oldest undecided deposit from one statement per scrape, for both gauges.
   const DepositStates = ["seen", "confirming", "credited", "orphaned", "rejected", "reversed"] as const;
-  let depositScrape: Promise<{ byState: Map<string, number>; oldestPendingSeconds: number } | null> | undefined;
-  const depositStats = () =>
-    (depositScrape ??= (async () => {
-      const rows = await deps.sql<{ state: string; n: number; oldest_seconds: number }[]>`
-        select state, count(*)::int as n, extract(epoch from now() - min(seen_at))::float8 as oldest_seconds
-        from husd_deposits group by state`.catch((err: { code?: string }) => {
-        if (err.code === "42P01") return null; // a database not migrated yet
-        throw err;
-      });
-      if (!rows) return null;
-      const pending = rows.filter((r) => r.state === "seen" || r.state === "confirming").map((r) => Math.max(0, r.oldest_seconds));
-      return { byState: new Map(rows.map((r) => [r.state, r.n])), oldestPendingSeconds: pending.length ? Math.max(...pending) : 0 };
-    })().finally(() => (depositScrape = undefined)));
+  const depositStats = sharedPerScrape(async () => {
+    const rows = await deps.sql<{ state: string; n: number; oldest_seconds: number }[]>`
+      select state, count(*)::int as n, extract(epoch from now() - min(seen_at))::float8 as oldest_seconds
+      from husd_deposits group by state`.catch((err: { code?: string }) => {
+      if (err.code === "42P01") return null; // a database not migrated yet
+      throw err;
+    });
+    if (!rows) return null;
+    const pending = rows.filter((r) => r.state === "seen" || r.state === "confirming").map((r) => Math.max(0, r.oldest_seconds));
+    return { byState: new Map(rows.map((r) => [r.state, r.n])), oldestPendingSeconds: pending.length ? Math.max(...pending) : 0 };
+  });
 
   new Gauge({
     name: "hanzo_deposits",
@@ -89,12 +86,12 @@ export function createMetrics(deps: { sql: Sql; queues?: Queues; indexer?: { vie
   });
 
   // The worker's last ledger reconciliation (migration 0015), whichever worker ran it.
-  const lastLedgerCheck = async () => {
+  const lastLedgerCheck = sharedPerScrape(async () => {
     const [row] = await deps.sql<{ at: number; unbalanced_transactions: number; balance_mismatches: number; held_mismatches: number }[]>`
       select extract(epoch from checked_at)::float8 as at, unbalanced_transactions, balance_mismatches, held_mismatches
       from ledger_checks order by id desc limit 1`;
     return row;
-  };
+  });
   new Gauge({
     name: "hanzo_ledger_check_last_run_timestamp_seconds",
     help: "When the last ledger reconciliation ran (Unix time; 0 before the first)",
@@ -122,15 +119,12 @@ export function createMetrics(deps: { sql: Sql; queues?: Queues; indexer?: { vie
     const { viewsSchema, chain } = deps.indexer;
     // The live build's last indexed block, through the views (during a deploy: the previous
     // build's, frozen, so the lag shows how long deposits go unseen), against the node's head.
-    // Read once per scrape for both gauges (collected concurrently, the second joins the first).
-    let reading: Promise<{ indexed?: number; head?: number }> | undefined;
-    const position = () =>
-      (reading ??= (async () => {
-        const [view] = await deps.sql<{ t: string | null }[]>`select to_regclass(${`${viewsSchema}._ponder_checkpoint`})::text as t`;
-        const [row] = view?.t ? await deps.sql<{ block: string }[]>`select max(substr(latest_checkpoint, 27, 16))::bigint::text as block from ${deps.sql(viewsSchema)}._ponder_checkpoint` : [];
-        const head = await chain.getBlockNumber().catch(() => undefined);
-        return { indexed: row?.block == null ? undefined : Number(row.block), head: head === undefined ? undefined : Number(head) };
-      })().finally(() => (reading = undefined)));
+    const position = sharedPerScrape(async (): Promise<{ indexed?: number; head?: number }> => {
+      const [view] = await deps.sql<{ t: string | null }[]>`select to_regclass(${`${viewsSchema}._ponder_checkpoint`})::text as t`;
+      const [row] = view?.t ? await deps.sql<{ block: string }[]>`select max(substr(latest_checkpoint, 27, 16))::bigint::text as block from ${deps.sql(viewsSchema)}._ponder_checkpoint` : [];
+      const head = await chain.getBlockNumber().catch(() => undefined);
+      return { indexed: row?.block == null ? undefined : Number(row.block), head: head === undefined ? undefined : Number(head) };
+    });
     new Gauge({
       name: "hanzo_indexer_block",
       help: "HUSD indexer position: the last block the live build indexed, and the chain's head",
@@ -172,4 +166,13 @@ export function createMetrics(deps: { sql: Sql; queues?: Queues; indexer?: { vie
   }
 
   return { registry, httpDuration };
+}
+
+/**
+ * A read that several gauges of one scrape need: prom-client collects them concurrently, so the
+ * calls made while one read is in flight share it, and the next scrape reads again.
+ */
+function sharedPerScrape<T>(read: () => Promise<T>): () => Promise<T> {
+  let inFlight: Promise<T> | undefined;
+  return () => (inFlight ??= read().finally(() => (inFlight = undefined)));
 }
