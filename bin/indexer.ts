@@ -104,7 +104,7 @@ logger.info({ schema, seconds: (Date.now() - startedAt) / 1000 }, "indexer ready
 
 // Pruned now, and again every 10 s for two minutes: in an overlapping deploy the old indexer is
 // stopped only once this build is ready, and its schema (and an older one whose indexer's lock
-// is still fresh) can go only when no indexer runs it any more (25 s without a heartbeat).
+// is still fresh) can go only when no indexer runs it any more (60 s without a heartbeat).
 const PRUNE_EVERY_MS = 10_000;
 const PRUNE_RUNS = 13;
 const sql = createSql(config.DATABASE_URL, { max: 1, applicationName: "hanzo-indexer" });
