@@ -14,7 +14,9 @@ const server = http.createServer((req, res) => {
   req.on("end", () => {
     JSON.parse(body);
     const [status, out] =
-      req.url === "/v1/billing/authorize" ? [201, JSON.stringify({ hold_id: `hold_${++holds}` })] : [200, JSON.stringify({ recorded: 1 })];
+      req.url === "/v1/billing/authorize"
+        ? [201, JSON.stringify({ hold_id: `hold_${++holds}` })]
+        : [200, JSON.stringify({ recorded: 1 })];
     res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(out) });
     res.end(out);
   });

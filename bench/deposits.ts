@@ -6,7 +6,14 @@ import { createApiKey } from "../src/billing/api-keys.js";
 import { depositAddressFor } from "../src/billing/deposits/addresses.js";
 import { createOrganization } from "../src/billing/organizations.js";
 import { createChainClient } from "../src/chain/client.js";
-import { deployDevContracts, DevRoles, devClients, mintHusd, spawnAnvil, waitForRpc } from "../src/chain/local-devnet.js";
+import {
+  deployDevContracts,
+  DevRoles,
+  devClients,
+  mintHusd,
+  spawnAnvil,
+  waitForRpc,
+} from "../src/chain/local-devnet.js";
 import { loadConfig } from "../src/config.js";
 import { createSql } from "../src/db/client.js";
 import { migrate } from "../src/db/migrate.js";
@@ -31,7 +38,14 @@ const DEPOSITS = Number(process.env.BENCH_DEPOSITS ?? 30);
 const BACKFILL = Number(process.env.BENCH_BACKFILL ?? 100_000);
 const STALL_MS = Number(process.env.BENCH_STALL_MS ?? 300_000);
 const ROOT = new URL("..", import.meta.url).pathname;
-const port = () => new Promise<number>((r) => { const s = createServer(); s.listen(0, "127.0.0.1", () => { const p = (s.address() as { port: number }).port; s.close(() => r(p)); }); });
+const port = () =>
+  new Promise<number>((r) => {
+    const s = createServer();
+    s.listen(0, "127.0.0.1", () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => r(p));
+    });
+  });
 
 const bench = await startBench("deposits");
 const sql = createSql(bench.databaseUrl, { max: 8 });
@@ -45,8 +59,23 @@ const contracts = await deployDevContracts(rpcUrl, chainId);
 const clients = devClients(rpcUrl, chainId);
 
 function startPonder(schema: string, ponderPort: number) {
-  const env = { ...process.env, DATABASE_URL: bench.databaseUrl, RPC_URL: rpcUrl, CHAIN_ID: String(chainId), HUSD_ADDRESS: contracts.husd, HUSD_START_BLOCK: String(contracts.deployBlock), PONDER_PORT: String(ponderPort), PONDER_SCHEMA: schema, PONDER_POLLING_INTERVAL_MS: "200", PONDER_LOG_LEVEL: "warn" };
-  return spawn(process.execPath, ["--import", "tsx", "bin/indexer.ts"], { cwd: ROOT, env, stdio: ["ignore", "ignore", "inherit"] });
+  const env = {
+    ...process.env,
+    DATABASE_URL: bench.databaseUrl,
+    RPC_URL: rpcUrl,
+    CHAIN_ID: String(chainId),
+    HUSD_ADDRESS: contracts.husd,
+    HUSD_START_BLOCK: String(contracts.deployBlock),
+    PONDER_PORT: String(ponderPort),
+    PONDER_SCHEMA: schema,
+    PONDER_POLLING_INTERVAL_MS: "200",
+    PONDER_LOG_LEVEL: "warn",
+  };
+  return spawn(process.execPath, ["--import", "tsx", "bin/indexer.ts"], {
+    cwd: ROOT,
+    env,
+    stdio: ["ignore", "ignore", "inherit"],
+  });
 }
 const count = async (schema: string) => {
   try {
@@ -67,11 +96,13 @@ async function until(what: string, done: () => Promise<boolean>, progress: () =>
   while (!(await done())) {
     const now = await progress();
     if (now !== last) [last, movedAt] = [now, Date.now()];
-    else if (Date.now() - movedAt > STALL_MS) throw new Error(`${what}: no progress for ${STALL_MS / 1000} s (at ${now})`);
+    else if (Date.now() - movedAt > STALL_MS)
+      throw new Error(`${what}: no progress for ${STALL_MS / 1000} s (at ${now})`);
     await new Promise((r) => setTimeout(r, intervalMs));
   }
 }
-const minedNonce = async () => BigInt(await customer.getTransactionCount({ address: DevRoles.customer.address, blockTag: "latest" }));
+const minedNonce = async () =>
+  BigInt(await customer.getTransactionCount({ address: DevRoles.customer.address, blockTag: "latest" }));
 
 /**
  * Signs each transaction with the next nonce and fixed gas and fees (no per-transaction lookups),
@@ -85,7 +116,13 @@ async function sendAll(txs: { to?: Address; data: Hex; gas: bigint }[]): Promise
   const maxFeePerGas = fees.maxFeePerGas * 4n;
   const hashes: Hex[] = [];
   for (const [i, tx] of txs.entries()) {
-    const raw = await customer.signTransaction({ ...tx, nonce: Number(first) + i, maxFeePerGas, maxPriorityFeePerGas: fees.maxPriorityFeePerGas, chain: clients.chain });
+    const raw = await customer.signTransaction({
+      ...tx,
+      nonce: Number(first) + i,
+      maxFeePerGas,
+      maxPriorityFeePerGas: fees.maxPriorityFeePerGas,
+      chain: clients.chain,
+    });
     for (let attempt = 1; ; attempt++) {
       try {
         hashes.push(await customer.sendRawTransaction({ serializedTransaction: raw }));
@@ -108,7 +145,13 @@ const { abi, bytecode } = compileMultiSend();
 const [deployHash] = await sendAll([{ data: bytecode, gas: 1_000_000n }]);
 const multisend = (await customer.getTransactionReceipt({ hash: deployHash! })).contractAddress!;
 await mintHusd(rpcUrl, chainId, contracts.husd, DevRoles.customer.address, 10n ** 30n);
-await sendAll([{ to: contracts.husd, data: encodeFunctionData({ abi: husdAbi, functionName: "approve", args: [multisend, 10n ** 30n] }), gas: 100_000n }]);
+await sendAll([
+  {
+    to: contracts.husd,
+    data: encodeFunctionData({ abi: husdAbi, functionName: "approve", args: [multisend, 10n ** 30n] }),
+    gas: 100_000n,
+  },
+]);
 const recipients = Array.from({ length: 20 }, (_, i) => `0x${(i + 1).toString(16).padStart(40, "0")}` as Address);
 const multisendAbi = parseAbi(["function send(address token, address[] to, uint256[] amounts)"]);
 const perTx = 500;
@@ -116,11 +159,19 @@ const batches: { to: Address; data: Hex; gas: bigint }[] = [];
 for (let sent = 0; sent < BACKFILL; sent += perTx) {
   const n = Math.min(perTx, BACKFILL - sent);
   const to = Array.from({ length: n }, (_, i) => recipients[i % recipients.length]!);
-  batches.push({ to: multisend, data: encodeFunctionData({ abi: multisendAbi, functionName: "send", args: [contracts.husd, to, to.map(() => 1n)] }), gas: 20_000_000n });
+  batches.push({
+    to: multisend,
+    data: encodeFunctionData({ abi: multisendAbi, functionName: "send", args: [contracts.husd, to, to.map(() => 1n)] }),
+    gas: 20_000_000n,
+  });
 }
 await sendAll(batches);
 // Every transfer landed (a reverted batch would leave its recipients short): 1 base unit each.
-const received = await Promise.all(recipients.map((r) => clients.test.readContract({ address: contracts.husd, abi: husdAbi, functionName: "balanceOf", args: [r] })));
+const received = await Promise.all(
+  recipients.map((r) =>
+    clients.test.readContract({ address: contracts.husd, abi: husdAbi, functionName: "balanceOf", args: [r] }),
+  ),
+);
 const landed = received.reduce((a, b) => a + b, 0n);
 if (landed !== BigInt(BACKFILL)) throw new Error(`only ${landed} of ${BACKFILL} transfers landed on chain`);
 const writeSeconds = (performance.now() - writeStarted) / 1000;
@@ -137,7 +188,16 @@ console.log(`backfilled ${expected} transfers in ${backfillSeconds.toFixed(1)} s
 
 // ---- 1. Finality → credit with 1 s blocks, through the indexer and the workers.
 await clients.test.setIntervalMining({ interval: 1 });
-const config = loadConfig({ DATABASE_URL: bench.databaseUrl, RPC_URL: rpcUrl, CHAIN_ID: String(chainId), HUSD_ADDRESS: contracts.husd, DEPOSIT_FACTORY_ADDRESS: contracts.factory, FINALITY_CONFIRMATIONS: "3", PONDER_SCHEMA: "bench_live", LOG_LEVEL: "silent" });
+const config = loadConfig({
+  DATABASE_URL: bench.databaseUrl,
+  RPC_URL: rpcUrl,
+  CHAIN_ID: String(chainId),
+  HUSD_ADDRESS: contracts.husd,
+  DEPOSIT_FACTORY_ADDRESS: contracts.factory,
+  FINALITY_CONFIRMATIONS: "3",
+  PONDER_SCHEMA: "bench_live",
+  LOG_LEVEL: "silent",
+});
 const chain = createChainClient(config);
 const orgs: { id: string; address: Address }[] = [];
 for (let i = 0; i < DEPOSITS; i++) {
@@ -147,7 +207,15 @@ for (let i = 0; i < DEPOSITS; i++) {
 }
 const live = startPonder("bench_live", await port());
 const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
-const workers = await startWorkers({ sql, connection: redis, prefix: bench.redisPrefix, logger: pino({ level: "silent" }), clock: () => new Date(), config, chain });
+const workers = await startWorkers({
+  sql,
+  connection: redis,
+  prefix: bench.redisPrefix,
+  logger: pino({ level: "silent" }),
+  clock: () => new Date(),
+  config,
+  chain,
+});
 while ((await count("bench_live")) < expected) await new Promise((r) => setTimeout(r, 200)); // caught up
 
 console.log(`sending ${DEPOSITS} deposits, one every ~0.7 s…`);
@@ -158,15 +226,26 @@ const finalAt = new Map<bigint, number>();
 let sending = true;
 const watcher = (async () => {
   for (;;) {
-    const [finalized, latest] = await Promise.all([chain.getBlock({ blockTag: "finalized" }), chain.getBlockNumber({ cacheTime: 0 })]);
+    const [finalized, latest] = await Promise.all([
+      chain.getBlock({ blockTag: "finalized" }),
+      chain.getBlockNumber({ cacheTime: 0 }),
+    ]);
     const now = Date.now();
-    for (const s of sent) if (!finalAt.has(s.block) && finalized.number! >= s.block && latest - s.block + 1n >= 3n) finalAt.set(s.block, now);
+    for (const s of sent)
+      if (!finalAt.has(s.block) && finalized.number! >= s.block && latest - s.block + 1n >= 3n)
+        finalAt.set(s.block, now);
     if (!sending && sent.every((s) => finalAt.has(s.block))) return;
     await new Promise((r) => setTimeout(r, 25));
   }
 })();
 for (const org of orgs) {
-  const [hash] = await sendAll([{ to: contracts.husd, data: encodeFunctionData({ abi: husdAbi, functionName: "transfer", args: [org.address, 10n ** 18n] }), gas: 100_000n }]);
+  const [hash] = await sendAll([
+    {
+      to: contracts.husd,
+      data: encodeFunctionData({ abi: husdAbi, functionName: "transfer", args: [org.address, 10n ** 18n] }),
+      gas: 100_000n,
+    },
+  ]);
   sent.push({ org: org.id, block: (await customer.getTransactionReceipt({ hash: hash! })).blockNumber });
   await new Promise((r) => setTimeout(r, 700));
 }
@@ -180,7 +259,8 @@ for (const s of sent) {
     if (row?.credited_at) break;
     await new Promise((r) => setTimeout(r, 100));
   }
-  if (row?.credited_at && finalAt.has(s.block)) latencies.push(Math.max(0, row.credited_at.getTime() - finalAt.get(s.block)!));
+  if (row?.credited_at && finalAt.has(s.block))
+    latencies.push(Math.max(0, row.credited_at.getTime() - finalAt.get(s.block)!));
 }
 await workers.close();
 redis.disconnect();
@@ -194,7 +274,21 @@ const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor((
 console.log(`\nmeasure                          value`);
 console.log(`deposits credited                ${latencies.length} / ${DEPOSITS}`);
 console.log(`finality → credit p50 / p95      ${pct(50)} ms / ${pct(95)} ms`);
-console.log(`backfill                         ${(expected / backfillSeconds).toFixed(0)} transfers/s (${expected} in ${backfillSeconds.toFixed(1)} s)`);
-console.log(`writing the transfers            ${(BACKFILL / writeSeconds).toFixed(0)} transfers/s (${BACKFILL} in ${writeSeconds.toFixed(1)} s, ${batches.length} transactions)\n`);
-console.log(JSON.stringify({ finality_to_credit_p50_ms: pct(50), finality_to_credit_p95_ms: pct(95), backfill_transfers_per_s: Math.round(expected / backfillSeconds), deposits_credited: latencies.length, backfill_transfers: expected, write_seconds: Number(writeSeconds.toFixed(1)), write_transactions: batches.length }));
+console.log(
+  `backfill                         ${(expected / backfillSeconds).toFixed(0)} transfers/s (${expected} in ${backfillSeconds.toFixed(1)} s)`,
+);
+console.log(
+  `writing the transfers            ${(BACKFILL / writeSeconds).toFixed(0)} transfers/s (${BACKFILL} in ${writeSeconds.toFixed(1)} s, ${batches.length} transactions)\n`,
+);
+console.log(
+  JSON.stringify({
+    finality_to_credit_p50_ms: pct(50),
+    finality_to_credit_p95_ms: pct(95),
+    backfill_transfers_per_s: Math.round(expected / backfillSeconds),
+    deposits_credited: latencies.length,
+    backfill_transfers: expected,
+    write_seconds: Number(writeSeconds.toFixed(1)),
+    write_transactions: batches.length,
+  }),
+);
 process.exit(0);

@@ -20,20 +20,36 @@ const rows: Row[] = [];
 // 1. HTTP alone.
 {
   const port = await freePort();
-  const server = spawn(process.execPath, ["--import", "tsx", "bench/bare-server.ts"], { env: { ...process.env, PORT: String(port) }, stdio: ["ignore", "pipe", "inherit"] });
+  const server = spawn(process.execPath, ["--import", "tsx", "bench/bare-server.ts"], {
+    env: { ...process.env, PORT: String(port) },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
   await new Promise<void>((resolve, reject) => {
     server.stdout.once("data", () => resolve());
     server.once("exit", (code) => reject(new Error(`bare server exited ${code}`)));
   });
   const run = async () => {
     const before = cpuMicros(server.pid!);
-    const r = await runLoadGenerator({ base: `http://127.0.0.1:${port}`, key: "none", mode: "pairs", orgs: ["floor"], seconds: SECONDS, concurrency: CONCURRENCY, batch: 1, tag: "floor" });
+    const r = await runLoadGenerator({
+      base: `http://127.0.0.1:${port}`,
+      key: "none",
+      mode: "pairs",
+      orgs: ["floor"],
+      seconds: SECONDS,
+      concurrency: CONCURRENCY,
+      batch: 1,
+      tag: "floor",
+    });
     return { per_s: r.per_s, server: (cpuMicros(server.pid!) - before) / r.ok, loadgen: (r.cpu_ms * 1000) / r.ok };
   };
   try {
     await run(); // warm-up: JIT and connections
     const r = await run();
-    rows.push({ what: `bare HTTP server, authorize+settle pairs, ${CONCURRENCY} users`, per_s: r.per_s, cpu_us: { server: r.server, loadgen: r.loadgen } });
+    rows.push({
+      what: `bare HTTP server, authorize+settle pairs, ${CONCURRENCY} users`,
+      per_s: r.per_s,
+      cpu_us: { server: r.server, loadgen: r.loadgen },
+    });
   } finally {
     await stopProcess(server);
   }
@@ -43,7 +59,9 @@ const rows: Row[] = [];
 async function oneRowCommits(sql: ReturnType<typeof createSql>, connections: number): Promise<Row> {
   // Open the connections first, so that their backends are counted from the start.
   await Promise.all(Array.from({ length: connections }, () => sql`select 1`));
-  const pids = (await sql<{ pid: number }[]>`select pid from pg_stat_activity where datname = current_database()`).map((r) => r.pid);
+  const pids = (await sql<{ pid: number }[]>`select pid from pg_stat_activity where datname = current_database()`).map(
+    (r) => r.pid,
+  );
   const before = pids.reduce((a, p) => a + cpuMicros(p), 0);
   const deadline = performance.now() + SECONDS * 1000;
   let commits = 0;
@@ -58,7 +76,11 @@ async function oneRowCommits(sql: ReturnType<typeof createSql>, connections: num
   );
   const seconds = (performance.now() - started) / 1000;
   const pg = (pids.reduce((a, p) => a + cpuMicros(p), 0) - before) / commits;
-  return { what: `PostgreSQL, 1-row commits, ${connections} connection${connections > 1 ? "s" : ""}`, per_s: commits / seconds, cpu_us: { pg } };
+  return {
+    what: `PostgreSQL, 1-row commits, ${connections} connection${connections > 1 ? "s" : ""}`,
+    per_s: commits / seconds,
+    cpu_us: { pg },
+  };
 }
 
 const bench = await startBench("floor");
@@ -73,7 +95,9 @@ try {
 
 console.log("\nwhat                                                 per second    CPU µs per unit");
 for (const r of rows) {
-  const cpu = Object.entries(r.cpu_us).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(", ");
+  const cpu = Object.entries(r.cpu_us)
+    .map(([k, v]) => `${k} ${v.toFixed(0)}`)
+    .join(", ");
   console.log(`${r.what.padEnd(52)}${r.per_s.toFixed(0).padStart(10)}    ${cpu}`);
 }
 const http = rows[0]!;

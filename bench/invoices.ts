@@ -18,8 +18,15 @@ await migrate(sql);
 // A catalog with 20 LLM models, so that each org's usage makes 20 distinct invoice lines.
 const file = await readCatalogFile();
 const base = file.versions[0]!;
-const models = Object.fromEntries(Array.from({ length: LINES }, (_, i) => [`bench-${String(i + 1).padStart(2, "0")}`, { input_tokens: `0.00000${i + 1}`, output_tokens: `0.0000${i + 1}` }]));
-await loadCatalog(sql, { versions: [{ ...base, products: { ...base.products, llm: { ...base.products.llm!, models } } }] });
+const models = Object.fromEntries(
+  Array.from({ length: LINES }, (_, i) => [
+    `bench-${String(i + 1).padStart(2, "0")}`,
+    { input_tokens: `0.00000${i + 1}`, output_tokens: `0.0000${i + 1}` },
+  ]),
+);
+await loadCatalog(sql, {
+  versions: [{ ...base, products: { ...base.products, llm: { ...base.products.llm!, models } } }],
+});
 
 console.log(`seeding ${ORGS} organizations with ${LINES} usage events each…`);
 const created = new Date("2026-10-02T00:00:00Z");
@@ -36,7 +43,17 @@ let batch: UsageRequest[] = [];
 for (let o = 1; o <= ORGS; o++) {
   for (let m = 0; m < LINES; m++) {
     const model = Object.keys(models)[m]!;
-    batch.push({ orgId: `org_bench_${o}`, idempotencyKey: `e${m}`, occurredAt, product: "llm", model, quantities: { input_tokens: 1000n, output_tokens: 100n }, cost: 1_000_000n, catalogVersion: base.version, holdId: undefined });
+    batch.push({
+      orgId: `org_bench_${o}`,
+      idempotencyKey: `e${m}`,
+      occurredAt,
+      product: "llm",
+      model,
+      quantities: { input_tokens: 1000n, output_tokens: 100n },
+      cost: 1_000_000n,
+      catalogVersion: base.version,
+      holdId: undefined,
+    });
   }
   if (batch.length >= 2000 || o === ORGS) {
     await recordUsageBatch(sql, batch, occurredAt);
@@ -55,5 +72,16 @@ await sql.end();
 await bench.cleanup();
 
 console.log(`\norganizations  invoices  lines      seconds  invoices/s`);
-console.log(`${String(ORGS).padEnd(15)}${String(result.created).padEnd(10)}${String(lines!.n).padEnd(11)}${seconds.toFixed(1).padEnd(9)}${(result.created / seconds).toFixed(0)}\n`);
-console.log(JSON.stringify({ orgs: ORGS, invoices: result.created, lines: lines!.n, close_seconds: Number(seconds.toFixed(2)), invoices_per_s: Math.round(result.created / seconds), concurrency }));
+console.log(
+  `${String(ORGS).padEnd(15)}${String(result.created).padEnd(10)}${String(lines!.n).padEnd(11)}${seconds.toFixed(1).padEnd(9)}${(result.created / seconds).toFixed(0)}\n`,
+);
+console.log(
+  JSON.stringify({
+    orgs: ORGS,
+    invoices: result.created,
+    lines: lines!.n,
+    close_seconds: Number(seconds.toFixed(2)),
+    invoices_per_s: Math.round(result.created / seconds),
+    concurrency,
+  }),
+);

@@ -11,7 +11,16 @@ import net from "node:net";
  * load generator shares the machine's two cores with the API and PostgreSQL, and node:http's
  * client costs about 4× more CPU per request, which would be taken from the system under test.
  */
-type Args = { base: string; key: string; mode: "pairs" | "ingest"; orgs: string[]; seconds: number; concurrency: number; batch: number; tag: string };
+type Args = {
+  base: string;
+  key: string;
+  mode: "pairs" | "ingest";
+  orgs: string[];
+  seconds: number;
+  concurrency: number;
+  batch: number;
+  tag: string;
+};
 const args = JSON.parse(process.argv[2]!) as Args;
 const url = new URL(args.base);
 
@@ -142,13 +151,25 @@ const HOLD_ID = /"hold_id":"([^"]+)"/;
 async function pairUser(conn: Connection) {
   while (performance.now() < deadline) {
     const orgId = org();
-    const auth = await timed(conn, "/v1/billing/authorize", `{"org_id":"${orgId}","product":"llm","model":"zen-pro","estimate":{"input_tokens":1000,"output_tokens":500}}`);
+    const auth = await timed(
+      conn,
+      "/v1/billing/authorize",
+      `{"org_id":"${orgId}","product":"llm","model":"zen-pro","estimate":{"input_tokens":1000,"output_tokens":500}}`,
+    );
     const holdId = auth.status === 201 ? HOLD_ID.exec(auth.body)?.[1] : undefined;
     if (!holdId) {
       failed++;
       continue;
     }
-    const event = { idempotency_key: `${args.tag}-${process.pid}-${++seq}`, org_id: orgId, timestamp: new Date().toISOString(), product: "llm", model: "zen-pro", quantities: { input_tokens: 900, output_tokens: 450 }, hold_id: holdId };
+    const event = {
+      idempotency_key: `${args.tag}-${process.pid}-${++seq}`,
+      org_id: orgId,
+      timestamp: new Date().toISOString(),
+      product: "llm",
+      model: "zen-pro",
+      quantities: { input_tokens: 900, output_tokens: 450 },
+      hold_id: holdId,
+    };
     const settle = await timed(conn, "/v1/billing/usage", JSON.stringify({ events: [event] }));
     if (settle.status === 200 && settle.body.includes('"recorded":1')) ok++;
     else failed++;

@@ -33,7 +33,11 @@ if (process.env.BENCH_SETUP_SQL) await sql.unsafe(process.env.BENCH_SETUP_SQL);
 const orgs: string[] = [];
 for (let i = 0; i < ORGS; i++) {
   const org = await createOrganization(sql, { name: `org-${i}` });
-  await grantCredits(sql, { orgId: org.id, amount: 10_000n * 1_000_000_000n, reason: "bench", idempotencyKey: "bench" }, new Date());
+  await grantCredits(
+    sql,
+    { orgId: org.id, amount: 10_000n * 1_000_000_000n, reason: "bench", idempotencyKey: "bench" },
+    new Date(),
+  );
   orgs.push(org.id);
 }
 const [backend] = await sql<{ pid: number }[]>`select pg_backend_pid() as pid`;
@@ -51,7 +55,9 @@ async function pairsRound(batch: number) {
   const held = Array.from({ length: batch }, () => {
     const orgId = randomOrg();
     const estimate = { input_tokens: 1000n, output_tokens: 500n };
-    return metering.authorize({ orgId, product: "llm", model: "zen-pro", estimate, idempotencyKey: undefined, ttlSeconds: 300 }, now).then((h) => ({ orgId, holdId: h.id }));
+    return metering
+      .authorize({ orgId, product: "llm", model: "zen-pro", estimate, idempotencyKey: undefined, ttlSeconds: 300 }, now)
+      .then((h) => ({ orgId, holdId: h.id }));
   });
   const settled = metering.recordUsageMany(
     unsettled.map(({ orgId, holdId }) => ({
@@ -101,7 +107,9 @@ for (const batch of BATCHES) {
   }
   const seconds = (performance.now() - started) / 1000;
   const us = (cpu() - t0) / units;
-  console.log(`  batch ${String(batch).padStart(5)}: ${us.toFixed(0).padStart(5)} µs per ${MODE === "ingest" ? "event" : "pair"}, ${(units / seconds).toFixed(0)}/s`);
+  console.log(
+    `  batch ${String(batch).padStart(5)}: ${us.toFixed(0).padStart(5)} µs per ${MODE === "ingest" ? "event" : "pair"}, ${(units / seconds).toFixed(0)}/s`,
+  );
 }
 await sql.end();
 if (process.env.BENCH_KEEP_DB) {

@@ -20,11 +20,19 @@ await loadCatalog(sql, await readCatalogFile());
 console.log("seeding 1 hot org and 1,000 orgs…");
 const now = new Date();
 const hot = await createOrganization(sql, { name: "hot" });
-await grantCredits(sql, { orgId: hot.id, amount: 1_000_000n * 1_000_000_000n, reason: "bench", idempotencyKey: "bench" }, now);
+await grantCredits(
+  sql,
+  { orgId: hot.id, amount: 1_000_000n * 1_000_000_000n, reason: "bench", idempotencyKey: "bench" },
+  now,
+);
 const many: string[] = [];
 for (let i = 0; i < 1000; i++) {
   const org = await createOrganization(sql, { name: `org-${i}` });
-  await grantCredits(sql, { orgId: org.id, amount: 10_000n * 1_000_000_000n, reason: "bench", idempotencyKey: "bench" }, now);
+  await grantCredits(
+    sql,
+    { orgId: org.id, amount: 10_000n * 1_000_000_000n, reason: "bench", idempotencyKey: "bench" },
+    now,
+  );
   many.push(org.id);
 }
 const gateway = await createApiKey(sql, { orgId: hot.id, scope: "gateway" });
@@ -73,16 +81,33 @@ function machineTicks(): { busy: number; total: number } {
 }
 const monitor = createSql(bench.databaseUrl, { max: 1 });
 async function ourTicks(): Promise<{ api: number; pg: number; pgPids: number[] }> {
-  const rows = await monitor<{ pid: number }[]>`select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()`;
+  const rows = await monitor<
+    { pid: number }[]
+  >`select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()`;
   const pgPids = rows.map((r) => r.pid);
   return { api: cpuMicros(api.pid), pg: pgPids.reduce((a, p) => a + cpuMicros(p), 0), pgPids };
 }
 
-async function load(mode: "pairs" | "ingest", orgs: string[], concurrency: number, batch = 1, tag: string = mode): Promise<LoadResult> {
+async function load(
+  mode: "pairs" | "ingest",
+  orgs: string[],
+  concurrency: number,
+  batch = 1,
+  tag: string = mode,
+): Promise<LoadResult> {
   loadRssMb = 0;
   const before = await ourTicks();
   const machineBefore = machineTicks();
-  const r = await runLoadGenerator({ base: api.base, key: gateway.key, mode, orgs, seconds: SECONDS, concurrency, batch, tag: `${tag}-${Date.now()}` });
+  const r = await runLoadGenerator({
+    base: api.base,
+    key: gateway.key,
+    mode,
+    orgs,
+    seconds: SECONDS,
+    concurrency,
+    batch,
+    tag: `${tag}-${Date.now()}`,
+  });
   const after = await ourTicks();
   const machine = machineTicks();
   // Backends that left during the load count with what they used before leaving: not at all.
@@ -94,7 +119,12 @@ async function load(mode: "pairs" | "ingest", orgs: string[], concurrency: numbe
   const wallUs = ((machine.total - machineBefore.total) * TICK_US) / 2; // 2 cores
   return {
     ...r,
-    cpu_us: { api: apiUs, pg, loadgen: (r.cpu_ms * 1000) / units, other_busy_pct: Math.max(0, (100 * (busyUs - ours)) / wallUs) },
+    cpu_us: {
+      api: apiUs,
+      pg,
+      loadgen: (r.cpu_ms * 1000) / units,
+      other_busy_pct: Math.max(0, (100 * (busyUs - ours)) / wallUs),
+    },
     rss_mb: loadRssMb,
   };
 }
@@ -116,7 +146,13 @@ console.log(`running ${SECONDS}s per load…`);
 const hotPairs = loads.includes("hot") ? await load("pairs", [hot.id], concurrency, 1, "hot") : skipped;
 const manyPairs = loads.includes("many") ? await load("pairs", many, concurrency, 1, "many") : skipped;
 const ingest = loads.includes("ingest")
-  ? await load("ingest", many, Number(process.env.BENCH_INGEST_CONCURRENCY ?? 8), Number(process.env.BENCH_BATCH ?? 500), "ingest")
+  ? await load(
+      "ingest",
+      many,
+      Number(process.env.BENCH_INGEST_CONCURRENCY ?? 8),
+      Number(process.env.BENCH_BATCH ?? 500),
+      "ingest",
+    )
   : skipped;
 clearInterval(rssTimer);
 await monitor.end();
@@ -125,10 +161,20 @@ if (process.env.BENCH_KEEP_DB) console.log(`kept database ${bench.databaseUrl}`)
 else await bench.cleanup();
 
 const f = (n: number) => n.toFixed(1).padStart(10);
-console.log("\nload                      per second    p50 ms    p99 ms   ok / failed    CPU µs per pair/event: API   PG  load gen  API RSS MB  (other work on the machine)");
-for (const [name, r] of [["authorize+settle, 1 org", hotPairs], ["authorize+settle, 1k orgs", manyPairs], ["ingest batches of 500", ingest]] as const) {
-  const cpu = r.cpu_us ? `${f(r.cpu_us.api)}${f(r.cpu_us.pg)}${f(r.cpu_us.loadgen)}${f(r.rss_mb ?? 0)}   (${r.cpu_us.other_busy_pct.toFixed(0)}% busy)` : "";
-  console.log(`${name.padEnd(26)}${f(r.per_s)}${f(r.p50_ms)}${f(r.p99_ms)}   ${`${r.ok} / ${r.failed}`.padEnd(14)}${cpu}`);
+console.log(
+  "\nload                      per second    p50 ms    p99 ms   ok / failed    CPU µs per pair/event: API   PG  load gen  API RSS MB  (other work on the machine)",
+);
+for (const [name, r] of [
+  ["authorize+settle, 1 org", hotPairs],
+  ["authorize+settle, 1k orgs", manyPairs],
+  ["ingest batches of 500", ingest],
+] as const) {
+  const cpu = r.cpu_us
+    ? `${f(r.cpu_us.api)}${f(r.cpu_us.pg)}${f(r.cpu_us.loadgen)}${f(r.rss_mb ?? 0)}   (${r.cpu_us.other_busy_pct.toFixed(0)}% busy)`
+    : "";
+  console.log(
+    `${name.padEnd(26)}${f(r.per_s)}${f(r.p50_ms)}${f(r.p99_ms)}   ${`${r.ok} / ${r.failed}`.padEnd(14)}${cpu}`,
+  );
 }
 console.log(`API peak RSS: ${maxRssMb.toFixed(0)} MB\n`);
 const worst = hotPairs.per_s < manyPairs.per_s ? hotPairs : manyPairs;

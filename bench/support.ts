@@ -56,7 +56,15 @@ export async function startBench(name: string) {
       }
       const child = spawn(process.execPath, [...nodeArgs, ...entry], {
         cwd: ROOT,
-        env: { ...process.env, DATABASE_URL: databaseUrl, PORT: String(port), REDIS_PREFIX: redisPrefix, LOG_LEVEL: "warn", DATABASE_POOL_MAX: "16", ...env },
+        env: {
+          ...process.env,
+          DATABASE_URL: databaseUrl,
+          PORT: String(port),
+          REDIS_PREFIX: redisPrefix,
+          LOG_LEVEL: "warn",
+          DATABASE_POOL_MAX: "16",
+          ...env,
+        },
         stdio: ["ignore", "inherit", "inherit"],
       });
       const base = `http://127.0.0.1:${port}`;
@@ -89,14 +97,41 @@ export function cpuMicros(pid: number): number {
 }
 
 /** What bench/load-generator.ts prints last: counts, latencies and its own CPU time. */
-export type LoadGeneratorResult = { mode: string; seconds: number; ok: number; failed: number; events: number; requests: number; per_s: number; p50_ms: number; p99_ms: number; cpu_ms: number };
+export type LoadGeneratorResult = {
+  mode: string;
+  seconds: number;
+  ok: number;
+  failed: number;
+  events: number;
+  requests: number;
+  per_s: number;
+  p50_ms: number;
+  p99_ms: number;
+  cpu_ms: number;
+};
 
 /** Runs the load generator as its own process (its CPU is not the system under test's) and returns its result line. */
-export function runLoadGenerator(args: { base: string; key: string; mode: "pairs" | "ingest"; orgs: string[]; seconds: number; concurrency: number; batch: number; tag: string }): Promise<LoadGeneratorResult> {
+export function runLoadGenerator(args: {
+  base: string;
+  key: string;
+  mode: "pairs" | "ingest";
+  orgs: string[];
+  seconds: number;
+  concurrency: number;
+  batch: number;
+  tag: string;
+}): Promise<LoadGeneratorResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", "bench/load-generator.ts", JSON.stringify(args)], { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"] });
+    const child = spawn(process.execPath, ["--import", "tsx", "bench/load-generator.ts", JSON.stringify(args)], {
+      cwd: ROOT,
+      stdio: ["ignore", "pipe", "inherit"],
+    });
     let out = "";
     child.stdout.on("data", (d) => (out += String(d)));
-    child.on("exit", (code) => (code === 0 ? resolve(JSON.parse(out.trim().split("\n").pop()!) as LoadGeneratorResult) : reject(new Error(`load generator exited ${code}`))));
+    child.on("exit", (code) =>
+      code === 0
+        ? resolve(JSON.parse(out.trim().split("\n").pop()!) as LoadGeneratorResult)
+        : reject(new Error(`load generator exited ${code}`)),
+    );
   });
 }

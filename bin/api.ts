@@ -18,7 +18,14 @@ const logger = createLogger("api", config.LOG_LEVEL);
 const sql = createSql(config.DATABASE_URL, { max: config.DATABASE_POOL_MAX, applicationName: "hanzo-api" });
 const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
 const queues = createQueues(redis, config.REDIS_PREFIX);
-const metering = new Metering(sql, { logger, onCrossings: (crossings) => enqueueAlerts(queues, crossings.map((c) => c.alertId)) });
+const metering = new Metering(sql, {
+  logger,
+  onCrossings: (crossings) =>
+    enqueueAlerts(
+      queues,
+      crossings.map((c) => c.alertId),
+    ),
+});
 await metering.ready();
 // What other replicas change reaches this one: new catalog versions and key revocations (LISTEN).
 const stopCatalogWatch = await metering.catalog.watch({ logger });
@@ -26,7 +33,18 @@ const keyCache = new KeyCache();
 const stopKeyWatch = await keyCache.listen(sql);
 const chain = createChainClient(config);
 const metrics = createMetrics({ sql, queues, indexer: { viewsSchema: config.PONDER_SCHEMA, chain } });
-const app = createApp({ sql, config, clock: systemClock, logger, metering, keyCache, metrics, queues, chain, rateLimiter: new RateLimiter(redis, config.REDIS_PREFIX) });
+const app = createApp({
+  sql,
+  config,
+  clock: systemClock,
+  logger,
+  metering,
+  keyCache,
+  metrics,
+  queues,
+  chain,
+  rateLimiter: new RateLimiter(redis, config.REDIS_PREFIX),
+});
 
 const server = serve({ fetch: app.fetch, hostname: config.HOST, port: config.PORT }, (info) => {
   logger.info({ url: `http://${config.HOST}:${info.port}` }, "api listening");

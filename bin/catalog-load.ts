@@ -12,8 +12,12 @@ const shortNotice = args.includes("--short-notice");
 const path = args.find((a) => !a.startsWith("--"));
 const sql = createSql(config.DATABASE_URL, { max: 1, applicationName: "hanzo-catalog" });
 try {
-  const result = await loadCatalog(sql, await readCatalogFile(path), { minNoticeMs: shortNotice ? 0 : CATALOG_NOTICE_MS });
-  console.log(`catalog: loaded ${result.loaded.join(", ") || "nothing new"}; unchanged ${result.unchanged.join(", ") || "none"}`);
+  const result = await loadCatalog(sql, await readCatalogFile(path), {
+    minNoticeMs: shortNotice ? 0 : CATALOG_NOTICE_MS,
+  });
+  console.log(
+    `catalog: loaded ${result.loaded.join(", ") || "nothing new"}; unchanged ${result.unchanged.join(", ") || "none"}`,
+  );
 } catch (err) {
   // Versions before the refused one stay loaded (each commits on its own); say which failed and why.
   console.error(`catalog: ${err instanceof Error ? err.message : String(err)}`);

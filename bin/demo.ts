@@ -10,15 +10,28 @@ import { DevRoles, devClients } from "../src/chain/local-devnet.js";
  */
 const STATE = new URL("../.hanzo/dev.json", import.meta.url).pathname;
 if (!existsSync(STATE)) {
-  console.error("No .hanzo/dev.json: start the stack first with `npm run dev`, then run `npm run demo` in another terminal.");
+  console.error(
+    "No .hanzo/dev.json: start the stack first with `npm run dev`, then run `npm run demo` in another terminal.",
+  );
   process.exit(1);
 }
 const s = JSON.parse(readFileSync(STATE, "utf8")) as {
-  api_url: string; rpc_url: string; chain_id: number; husd_address: Address; org_id: string; org_key: string; gateway_key: string; admin_key: string;
+  api_url: string;
+  rpc_url: string;
+  chain_id: number;
+  husd_address: Address;
+  org_id: string;
+  org_key: string;
+  gateway_key: string;
+  admin_key: string;
 };
 
 async function api(method: string, path: string, key: string, body?: unknown) {
-  const res = await fetch(`${s.api_url}${path}`, { method, headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body: body === undefined ? undefined : JSON.stringify(body) });
+  const res = await fetch(`${s.api_url}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
   const json = (await res.json().catch(() => ({}))) as any;
   return { status: res.status, json };
 }
@@ -39,7 +52,12 @@ step(2, "Send 50 HUSD from a wallet to the org's deposit address");
 const address = (await api("GET", "/v1/billing/husd/deposit-address", s.org_key)).json;
 console.log(`   deposit address ${address.address} on chain ${address.chain_id}; ${address.finality}`);
 const wallet = devClients(s.rpc_url, s.chain_id).wallet(DevRoles.customer);
-const hash: Hex = await wallet.writeContract({ address: s.husd_address, abi: husdAbi, functionName: "transfer", args: [address.address, 50n * 10n ** 18n] });
+const hash: Hex = await wallet.writeContract({
+  address: s.husd_address,
+  abi: husdAbi,
+  functionName: "transfer",
+  args: [address.address, 50n * 10n ** 18n],
+});
 await wallet.waitForTransactionReceipt({ hash, pollingInterval: 250 });
 console.log(`   sent: ${hash}`);
 await api("POST", "/v1/billing/husd/topups", s.org_key, { tx_hash: hash });
@@ -47,7 +65,13 @@ await api("POST", "/v1/billing/husd/topups", s.org_key, { tx_hash: hash });
 let last = "";
 const started = Date.now();
 for (;;) {
-  const deposit = ((await api("GET", "/v1/billing/husd/deposits", s.org_key)).json.data as { tx_hash: string; state: string; confirmations: string }[]).find((d) => d.tx_hash === hash);
+  const deposit = (
+    (await api("GET", "/v1/billing/husd/deposits", s.org_key)).json.data as {
+      tx_hash: string;
+      state: string;
+      confirmations: string;
+    }[]
+  ).find((d) => d.tx_hash === hash);
   const state = deposit ? `${deposit.state} (${deposit.confirmations} confirmations)` : "waiting for the indexer";
   if (state !== last) {
     console.log(`   ${((Date.now() - started) / 1000).toFixed(1).padStart(5)} s  ${state}`);
@@ -55,27 +79,52 @@ for (;;) {
   }
   if (deposit?.state === "credited") break;
   if (deposit && ["orphaned", "rejected"].includes(deposit.state)) throw new Error(`deposit ended ${deposit.state}`);
-  if (Date.now() - started > 120_000) throw new Error("the deposit was not credited within 2 minutes: are the worker and indexer running?");
+  if (Date.now() - started > 120_000)
+    throw new Error("the deposit was not credited within 2 minutes: are the worker and indexer running?");
   await new Promise((r) => setTimeout(r, 500));
 }
 console.log(`   ${usd((await api("GET", "/v1/billing/balance", s.org_key)).json)}`);
 
 step(3, "The gateway authorizes and settles three LLM requests");
 for (let i = 1; i <= 3; i++) {
-  const hold = await api("POST", "/v1/billing/authorize", s.gateway_key, { org_id: s.org_id, product: "llm", model: "zen-pro", estimate: { input_tokens: 2000, output_tokens: 1000 } });
-  const used = await api("POST", "/v1/billing/usage", s.gateway_key, {
-    events: [{ idempotency_key: `demo-${Date.now()}-${i}`, org_id: s.org_id, timestamp: new Date().toISOString(), product: "llm", model: "zen-pro", quantities: { input_tokens: 1800, output_tokens: 700 }, hold_id: hold.json.hold_id }],
+  const hold = await api("POST", "/v1/billing/authorize", s.gateway_key, {
+    org_id: s.org_id,
+    product: "llm",
+    model: "zen-pro",
+    estimate: { input_tokens: 2000, output_tokens: 1000 },
   });
-  console.log(`   request ${i}: held $${hold.json.amount}, charged $${used.json.results[0].cost} (${used.json.results[0].hold_outcome})`);
+  const used = await api("POST", "/v1/billing/usage", s.gateway_key, {
+    events: [
+      {
+        idempotency_key: `demo-${Date.now()}-${i}`,
+        org_id: s.org_id,
+        timestamp: new Date().toISOString(),
+        product: "llm",
+        model: "zen-pro",
+        quantities: { input_tokens: 1800, output_tokens: 700 },
+        hold_id: hold.json.hold_id,
+      },
+    ],
+  });
+  console.log(
+    `   request ${i}: held $${hold.json.amount}, charged $${used.json.results[0].cost} (${used.json.results[0].hold_outcome})`,
+  );
 }
 
 step(4, "A request the balance cannot cover gets 402");
-const big = await api("POST", "/v1/billing/authorize", s.gateway_key, { org_id: s.org_id, product: "llm", model: "zen-max", estimate: { input_tokens: 100_000_000, output_tokens: 10_000_000 } });
+const big = await api("POST", "/v1/billing/authorize", s.gateway_key, {
+  org_id: s.org_id,
+  product: "llm",
+  model: "zen-max",
+  estimate: { input_tokens: 100_000_000, output_tokens: 10_000_000 },
+});
 console.log(`   ${big.status} ${big.json.error?.code}: ${big.json.error?.message}`);
 
 step(5, "Usage this cycle, by product and model");
 const usage = (await api("GET", "/v1/billing/usage?period=current", s.org_key)).json;
-for (const p of usage.products) for (const m of p.models) console.log(`   ${p.product}/${m.model ?? "-"}: $${m.cost} for ${JSON.stringify(m.quantities)}`);
+for (const p of usage.products)
+  for (const m of p.models)
+    console.log(`   ${p.product}/${m.model ?? "-"}: $${m.cost} for ${JSON.stringify(m.quantities)}`);
 
 step(6, "End the billing cycle now and print the invoice");
 await api("POST", "/v1/admin/cycles/close", s.admin_key, { org_id: s.org_id, end_current_cycle_now: true });
@@ -83,5 +132,7 @@ const [latest] = (await api("GET", "/v1/billing/invoices?limit=1", s.org_key)).j
 const invoice = (await api("GET", `/v1/billing/invoices/${latest.id}`, s.org_key)).json;
 console.log(`   ${invoice.number}  ${invoice.period.start} → ${invoice.period.end}  status ${invoice.status}`);
 for (const l of invoice.lines) console.log(`     ${l.description.padEnd(40)} $${l.amount}`);
-console.log(`     ${"subtotal".padEnd(40)} $${invoice.subtotal}\n     ${"credits applied".padEnd(40)} $${invoice.credits_applied}\n     ${"amount due".padEnd(40)} $${invoice.amount_due}`);
+console.log(
+  `     ${"subtotal".padEnd(40)} $${invoice.subtotal}\n     ${"credits applied".padEnd(40)} $${invoice.credits_applied}\n     ${"amount due".padEnd(40)} $${invoice.amount_due}`,
+);
 console.log(`\n   ${usd((await api("GET", "/v1/billing/balance", s.org_key)).json)}\n`);

@@ -31,11 +31,25 @@ const PONDER_PORT = Number(process.env.PONDER_PORT ?? 42069);
 const CHAIN_ID = Number(process.env.CHAIN_ID ?? 36964); // Hanzo devnet's id, served by anvil
 
 type DevState = {
-  api_url: string; docs_url: string; openapi_url: string; metrics_url: string; queues_url: string; ponder_url: string;
-  rpc_url: string; chain_id: number; husd_address: Address; deposit_factory_address: Address; husd_start_block: number;
-  database_url: string; redis_prefix: string;
-  org_id: string; org_key: string; gateway_key: string; admin_key: string;
-  customer_wallet: Address; customer_wallet_mnemonic_index: number;
+  api_url: string;
+  docs_url: string;
+  openapi_url: string;
+  metrics_url: string;
+  queues_url: string;
+  ponder_url: string;
+  rpc_url: string;
+  chain_id: number;
+  husd_address: Address;
+  deposit_factory_address: Address;
+  husd_start_block: number;
+  database_url: string;
+  redis_prefix: string;
+  org_id: string;
+  org_key: string;
+  gateway_key: string;
+  admin_key: string;
+  customer_wallet: Address;
+  customer_wallet_mnemonic_index: number;
 };
 
 const previous: Partial<DevState> = existsSync(STATE_FILE) ? JSON.parse(readFileSync(STATE_FILE, "utf8")) : {};
@@ -103,7 +117,13 @@ if (problems.length > 0) {
 mkdirSync(STATE_DIR, { recursive: true });
 const rpcUrl = `http://127.0.0.1:${ANVIL_PORT}`;
 log(`starting anvil on ${rpcUrl} (chain ${CHAIN_ID}, 1 s blocks)`);
-const anvil = spawnAnvil({ port: ANVIL_PORT, chainId: CHAIN_ID, blockTime: 1, slotsInAnEpoch: 1, statePath: `${STATE_DIR}/anvil-state.json` });
+const anvil = spawnAnvil({
+  port: ANVIL_PORT,
+  chainId: CHAIN_ID,
+  blockTime: 1,
+  slotsInAnEpoch: 1,
+  statePath: `${STATE_DIR}/anvil-state.json`,
+});
 labelled("anvil", anvil, 90);
 await waitForRpc(rpcUrl).catch((err) => {
   console.error(`anvil did not start: ${(err as Error).message}. Is port ${ANVIL_PORT} taken? Set DEV_ANVIL_PORT.`);
@@ -113,9 +133,12 @@ await waitForRpc(rpcUrl).catch((err) => {
 const contracts = await deployDevContracts(
   rpcUrl,
   CHAIN_ID,
-  previous.husd_address && previous.deposit_factory_address && previous.chain_id === CHAIN_ID ? { husd: previous.husd_address, factory: previous.deposit_factory_address } : undefined,
+  previous.husd_address && previous.deposit_factory_address && previous.chain_id === CHAIN_ID
+    ? { husd: previous.husd_address, factory: previous.deposit_factory_address }
+    : undefined,
 );
-const startBlock = previous.husd_address === contracts.husd ? previous.husd_start_block ?? 0 : Number(contracts.deployBlock);
+const startBlock =
+  previous.husd_address === contracts.husd ? (previous.husd_start_block ?? 0) : Number(contracts.deployBlock);
 log(`HUSD ${contracts.husd}, deposit factory ${contracts.factory}`);
 
 // 3. Database, catalog, demo organization and keys (reused when they still work).
@@ -125,7 +148,13 @@ await migrate(sql, { log });
 await loadCatalog(sql, await readCatalogFile());
 const adminKey = previous.admin_key ?? `hk-dev-admin-${randomBase62(24)}`;
 let org = { id: previous.org_id, orgKey: previous.org_key, gatewayKey: previous.gateway_key };
-const stillValid = async (key?: string) => (key ? authenticate(sql, key, undefined).then(() => true, () => false) : false);
+const stillValid = async (key?: string) =>
+  key
+    ? authenticate(sql, key, undefined).then(
+        () => true,
+        () => false,
+      )
+    : false;
 if (!org.id || !(await stillValid(org.orgKey)) || !(await stillValid(org.gatewayKey))) {
   const created = await createOrganization(sql, { name: "Demo Org" });
   org = {
@@ -135,9 +164,14 @@ if (!org.id || !(await stillValid(org.orgKey)) || !(await stillValid(org.gateway
   };
   log(`created demo organization ${org.id}`);
 }
-await grantCredits(sql, { orgId: org.id!, amount: 25_000_000_000n, reason: "Welcome credits", idempotencyKey: "dev-welcome" }, new Date());
+await grantCredits(
+  sql,
+  { orgId: org.id!, amount: 25_000_000_000n, reason: "Welcome credits", idempotencyKey: "dev-welcome" },
+  new Date(),
+);
 await sql.end();
-if (previous.husd_address !== contracts.husd) await mintHusd(rpcUrl, CHAIN_ID, contracts.husd, DevRoles.customer.address, 1_000n * 10n ** 18n);
+if (previous.husd_address !== contracts.husd)
+  await mintHusd(rpcUrl, CHAIN_ID, contracts.husd, DevRoles.customer.address, 1_000n * 10n ** 18n);
 
 const env = {
   ...process.env,
@@ -158,7 +192,8 @@ const env = {
 };
 
 // 4. The processes, each with its own label.
-const node = (script: string) => spawn(process.execPath, ["--import", "tsx", script], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
+const node = (script: string) =>
+  spawn(process.execPath, ["--import", "tsx", script], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
 labelled("indexer", node("bin/indexer.ts"), 35);
 labelled("worker", node("bin/worker.ts"), 33);
 labelled("api", node("bin/api.ts"), 36);
@@ -179,12 +214,25 @@ for (let i = 0; ; i++) {
 }
 
 const state: DevState = {
-  api_url: apiUrl, docs_url: `${apiUrl}/docs`, openapi_url: `${apiUrl}/v1/openapi.json`, metrics_url: `${apiUrl}/metrics`,
-  queues_url: `${apiUrl}/admin/queues`, ponder_url: `http://127.0.0.1:${PONDER_PORT}`,
-  rpc_url: rpcUrl, chain_id: CHAIN_ID, husd_address: getAddress(contracts.husd), deposit_factory_address: getAddress(contracts.factory), husd_start_block: startBlock,
-  database_url: databaseUrl, redis_prefix: env.REDIS_PREFIX,
-  org_id: org.id!, org_key: org.orgKey!, gateway_key: org.gatewayKey!, admin_key: adminKey,
-  customer_wallet: DevRoles.customer.address, customer_wallet_mnemonic_index: 2,
+  api_url: apiUrl,
+  docs_url: `${apiUrl}/docs`,
+  openapi_url: `${apiUrl}/v1/openapi.json`,
+  metrics_url: `${apiUrl}/metrics`,
+  queues_url: `${apiUrl}/admin/queues`,
+  ponder_url: `http://127.0.0.1:${PONDER_PORT}`,
+  rpc_url: rpcUrl,
+  chain_id: CHAIN_ID,
+  husd_address: getAddress(contracts.husd),
+  deposit_factory_address: getAddress(contracts.factory),
+  husd_start_block: startBlock,
+  database_url: databaseUrl,
+  redis_prefix: env.REDIS_PREFIX,
+  org_id: org.id!,
+  org_key: org.orgKey!,
+  gateway_key: org.gatewayKey!,
+  admin_key: adminKey,
+  customer_wallet: DevRoles.customer.address,
+  customer_wallet_mnemonic_index: 2,
 };
 writeFileSync(STATE_FILE, `${JSON.stringify(state, null, 2)}\n`);
 

@@ -23,7 +23,9 @@ const root = new URL("..", import.meta.url).pathname;
 const startedAt = Date.now();
 const client = createPublicClient({ transport: http(config.RPC_URL, { retryCount: 10, retryDelay: 500 }) });
 const genesis = await client.getBlock({ blockNumber: 0n });
-const ponderVersion = (JSON.parse(readFileSync(join(root, "node_modules/ponder/package.json"), "utf8")) as { version: string }).version;
+const ponderVersion = (
+  JSON.parse(readFileSync(join(root, "node_modules/ponder/package.json"), "utf8")) as { version: string }
+).version;
 const schema = buildSchema(root, config.PONDER_SCHEMA, {
   chainId: config.CHAIN_ID,
   genesisHash: genesis.hash,
@@ -36,8 +38,22 @@ const ponderBin = join(root, "node_modules/ponder/dist/esm/bin/ponder.js");
 const port = String(process.env.PONDER_PORT ?? 42069);
 const ponderUrl = `http://127.0.0.1:${port}`;
 const logLevel = process.env.PONDER_LOG_LEVEL ?? "info";
-const args = [ponderBin, "--log-level", logLevel, "start", "--schema", schema, "--views-schema", config.PONDER_SCHEMA, "--port", port];
-logger.info({ schema, views_schema: config.PONDER_SCHEMA }, `ponder start --schema ${schema} --views-schema ${config.PONDER_SCHEMA}`);
+const args = [
+  ponderBin,
+  "--log-level",
+  logLevel,
+  "start",
+  "--schema",
+  schema,
+  "--views-schema",
+  config.PONDER_SCHEMA,
+  "--port",
+  port,
+];
+logger.info(
+  { schema, views_schema: config.PONDER_SCHEMA },
+  `ponder start --schema ${schema} --views-schema ${config.PONDER_SCHEMA}`,
+);
 let ready = false;
 let stopping = false;
 let ponder = startPonder(1);
@@ -55,7 +71,11 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
  */
 function startPonder(attempt: number): ChildProcess {
   // Ponder prefers $PORT over --port; the API's PORT must not leak into it.
-  const child = spawn(process.execPath, args, { cwd: root, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, PORT: port } });
+  const child = spawn(process.execPath, args, {
+    cwd: root,
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, PORT: port },
+  });
   let tail = "";
   // Ponder prints the RPC URL (in errors and warnings); a provider's key in it must never reach
   // the logs, so its output is passed on line by line with URLs redacted.
@@ -96,7 +116,13 @@ while (!(ready = await ponderReady())) {
   lastProgress = Date.now();
   const [indexed, head] = await Promise.all([indexedBlock(), progressClient.getBlockNumber().catch(() => undefined)]);
   logger.info(
-    { schema, indexed_block: indexed, chain_head: head === undefined ? undefined : Number(head), lag_blocks: indexed !== undefined && head !== undefined ? Number(head) - indexed : undefined, seconds: Math.round((Date.now() - startedAt) / 1000) },
+    {
+      schema,
+      indexed_block: indexed,
+      chain_head: head === undefined ? undefined : Number(head),
+      lag_blocks: indexed !== undefined && head !== undefined ? Number(head) - indexed : undefined,
+      seconds: Math.round((Date.now() - startedAt) / 1000),
+    },
     "indexer backfilling: until this build is ready the views keep the last ready build's rows",
   );
 }
@@ -131,7 +157,10 @@ async function ponderReady(): Promise<boolean> {
 
 async function indexedBlock(): Promise<number | undefined> {
   try {
-    const status = (await (await fetch(`${ponderUrl}/status`)).json()) as Record<string, { block?: { number: number } }>;
+    const status = (await (await fetch(`${ponderUrl}/status`)).json()) as Record<
+      string,
+      { block?: { number: number } }
+    >;
     return Object.values(status)[0]?.block?.number;
   } catch {
     return undefined;

@@ -4,7 +4,8 @@ import { ensureDatabase } from "../src/db/ensure-database.js";
 import { migrate } from "../src/db/migrate.js";
 
 const config = loadConfig();
-if (await ensureDatabase(config.DATABASE_URL)) console.log(`created database ${new URL(config.DATABASE_URL).pathname.slice(1)}`);
+if (await ensureDatabase(config.DATABASE_URL))
+  console.log(`created database ${new URL(config.DATABASE_URL).pathname.slice(1)}`);
 const sql = createSql(config.DATABASE_URL, { max: 1, applicationName: "hanzo-migrate" });
 try {
   const applied = await migrate(sql, { log: (m) => console.log(m) });

@@ -11,7 +11,14 @@ const logger = createLogger("worker", config.LOG_LEVEL);
 const sql = createSql(config.DATABASE_URL, { max: config.DATABASE_POOL_MAX, applicationName: "hanzo-worker" });
 // BullMQ blocks on its connection, so workers need maxRetriesPerRequest: null.
 const connection = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
-const workers = await startWorkers({ sql, connection, prefix: config.REDIS_PREFIX, logger, clock: systemClock, config });
+const workers = await startWorkers({
+  sql,
+  connection,
+  prefix: config.REDIS_PREFIX,
+  logger,
+  clock: systemClock,
+  config,
+});
 
 // Lets running jobs finish; an interrupted one is retried by BullMQ and re-decided in PostgreSQL.
 onShutdown(

@@ -94,7 +94,9 @@ export async function compileSources(root = ROOT): Promise<CompileResult> {
   const compiler = solc.version() as string;
   const settingsId = JSON.stringify({ compiler, settings: COMPILER_SETTINGS });
   const imports = (unit: string) =>
-    (output.sources?.[unit]?.ast.nodes ?? []).flatMap((n) => (n.nodeType === "ImportDirective" && n.absolutePath ? [n.absolutePath] : []));
+    (output.sources?.[unit]?.ast.nodes ?? []).flatMap((n) =>
+      n.nodeType === "ImportDirective" && n.absolutePath ? [n.absolutePath] : [],
+    );
   const hashOf = (units: Iterable<string>) => {
     const h = createHash("sha256").update(settingsId);
     for (const unit of [...units].sort()) h.update(`\0${unit}\0${sources[unit] ?? ""}`);
@@ -102,7 +104,9 @@ export async function compileSources(root = ROOT): Promise<CompileResult> {
   };
 
   const contracts: CompiledContract[] = [];
-  for (const unit of Object.keys(sources).filter((u) => u.startsWith(`${CONTRACTS_DIR}/`)).sort()) {
+  for (const unit of Object.keys(sources)
+    .filter((u) => u.startsWith(`${CONTRACTS_DIR}/`))
+    .sort()) {
     const closure = new Set<string>();
     const visit = (u: string) => {
       if (closure.has(u)) return;
@@ -116,7 +120,13 @@ export async function compileSources(root = ROOT): Promise<CompileResult> {
       const compiled = byName[name]!;
       // Interfaces and abstract contracts have no bytecode: nothing to deploy, nothing to export.
       if (!compiled.evm.bytecode.object) continue;
-      contracts.push({ name, source: unit, abi: compiled.abi, bytecode: `0x${compiled.evm.bytecode.object}`, sourcesHash });
+      contracts.push({
+        name,
+        source: unit,
+        abi: compiled.abi,
+        bytecode: `0x${compiled.evm.bytecode.object}`,
+        sourcesHash,
+      });
     }
   }
   return { contracts, warnings, compiler, buildHash: hashOf(Object.keys(sources)) };
@@ -132,7 +142,8 @@ export function renderAbis({ contracts, compiler, buildHash }: CompileResult): R
   const seen = new Map<string, string>();
   for (const c of contracts) {
     const other = seen.get(c.name);
-    if (other) throw new Error(`contract ${c.name} is defined in both ${other} and ${c.source}; abis/ needs unique names`);
+    if (other)
+      throw new Error(`contract ${c.name} is defined in both ${other} and ${c.source}; abis/ needs unique names`);
     seen.set(c.name, c.source);
     const id = exportBaseName(c.name);
     files[`${c.name}.ts`] = [

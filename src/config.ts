@@ -2,9 +2,7 @@ import { z } from "zod";
 
 const address = z.string().regex(/^0x[0-9a-fA-F]{40}$/, "must be a 0x-prefixed 20-byte hex address");
 const baseUnits = z.string().regex(/^\d{1,78}$/, "must be a whole number of token base units");
-const bool = z
-  .enum(["true", "false", "1", "0"])
-  .transform((v) => v === "true" || v === "1");
+const bool = z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1");
 
 /** Every environment variable the processes read, with defaults that work on a fresh machine of this project. */
 export const Config = z.object({
@@ -13,14 +11,20 @@ export const Config = z.object({
   DATABASE_URL: z.url().default("postgres://postgres@127.0.0.1:5432/hanzo_billing"),
   DATABASE_POOL_MAX: z.coerce.number().int().min(1).max(200).default(10),
   /** Ponder writes its tables here; the app only reads them. */
-  PONDER_SCHEMA: z.string().regex(/^[a-z_][a-z0-9_]*$/).default("husd_indexer"),
+  PONDER_SCHEMA: z
+    .string()
+    .regex(/^[a-z_][a-z0-9_]*$/)
+    .default("husd_indexer"),
   REDIS_URL: z.url().default("redis://127.0.0.1:6379"),
   /** Key prefix for every BullMQ queue, so several deployments (or test files) can share one Redis. */
   REDIS_PREFIX: z.string().min(1).default("hanzo"),
   HOST: z.string().default("127.0.0.1"),
   PORT: z.coerce.number().int().min(0).max(65535).default(3000),
   /** Bootstraps operators: a key with admin scope that is not stored in the database. */
-  ADMIN_API_KEY: z.string().regex(/^hk-[A-Za-z0-9_-]{16,}$/, "must look like hk-… with at least 16 characters after hk-").optional(),
+  ADMIN_API_KEY: z
+    .string()
+    .regex(/^hk-[A-Za-z0-9_-]{16,}$/, "must look like hk-… with at least 16 characters after hk-")
+    .optional(),
   RPC_URL: z.url().default("http://127.0.0.1:8545"),
   CHAIN_ID: z.coerce.number().int().positive().default(36963),
   HUSD_ADDRESS: address.default("0xe9e32EF8aaECB68794Da3E1E9191b0a64CeC2c83"),

@@ -29,7 +29,20 @@ export function randomBase62(length: number): string {
   return scratch.toString("latin1", 0, length);
 }
 
-export type IdPrefix = "org" | "key" | "txn" | "grant" | "hold" | "use" | "inv" | "dep" | "pm" | "req" | "evt" | "alert" | "adj";
+export type IdPrefix =
+  | "org"
+  | "key"
+  | "txn"
+  | "grant"
+  | "hold"
+  | "use"
+  | "inv"
+  | "dep"
+  | "pm"
+  | "req"
+  | "evt"
+  | "alert"
+  | "adj";
 
 /** IDs carry their kind (`org_…`, `hold_…`) so a misplaced one is obvious in logs and errors. */
 export function newId(prefix: IdPrefix): string {

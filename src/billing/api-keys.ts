@@ -66,7 +66,10 @@ export type KeyLookup = { epoch: number; startedAt: number };
 export class KeyCache {
   private entries = new Map<string, { principal: Principal; until: number }>();
   private epoch = 0;
-  constructor(private readonly ttlMs = KEY_CACHE_TTL_MS, private readonly max = 10_000) {}
+  constructor(
+    private readonly ttlMs = KEY_CACHE_TTL_MS,
+    private readonly max = 10_000,
+  ) {}
   get(digestHex: string, now: number): Principal | undefined {
     const hit = this.entries.get(digestHex);
     if (!hit) return undefined;
@@ -100,7 +103,11 @@ export class KeyCache {
    * announced while it was down were not heard.
    */
   async listen(sql: Sql): Promise<() => Promise<void>> {
-    const listener = await sql.listen(KEY_REVOCATIONS_CHANNEL, (keyId) => this.revoked(keyId), () => this.clear());
+    const listener = await sql.listen(
+      KEY_REVOCATIONS_CHANNEL,
+      (keyId) => this.revoked(keyId),
+      () => this.clear(),
+    );
     return () => listener.unlisten();
   }
 }
@@ -110,8 +117,14 @@ export class KeyCache {
  * says nothing about how close a guess was), and the bootstrap admin key is compared as a
  * fixed-length digest with timingSafeEqual.
  */
-export async function authenticate(sql: Sql, key: string, adminKey: string | undefined, cache?: KeyCache): Promise<Principal> {
-  if (!API_KEY_PATTERN.test(key)) throw new BillingError("invalid_api_key", "the API key is malformed: keys look like hk-…");
+export async function authenticate(
+  sql: Sql,
+  key: string,
+  adminKey: string | undefined,
+  cache?: KeyCache,
+): Promise<Principal> {
+  if (!API_KEY_PATTERN.test(key))
+    throw new BillingError("invalid_api_key", "the API key is malformed: keys look like hk-…");
   const digest = hashKey(key);
   if (adminKey !== undefined && timingSafeEqual(digest, hashKey(adminKey))) {
     return { keyId: "key_bootstrap_admin", orgId: null, scope: "admin" };
@@ -123,7 +136,8 @@ export async function authenticate(sql: Sql, key: string, adminKey: string | und
   const lookup = cache?.begin(startedAt);
   const [row] = await sql<{ id: string; org_id: string; scope: KeyScope; key_hash: Buffer; revoked_at: Date | null }[]>`
     select id, org_id, scope, key_hash, revoked_at from api_keys where key_hash = ${digest}`;
-  if (!row || !timingSafeEqual(row.key_hash, digest)) throw new BillingError("invalid_api_key", "the API key is not valid");
+  if (!row || !timingSafeEqual(row.key_hash, digest))
+    throw new BillingError("invalid_api_key", "the API key is not valid");
   if (row.revoked_at) throw new BillingError("invalid_api_key", "the API key has been revoked");
   const principal: Principal = { keyId: row.id, orgId: row.org_id, scope: row.scope };
   if (lookup) cache!.set(digestHex, principal, lookup);

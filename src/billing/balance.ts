@@ -13,7 +13,9 @@ import { orgCreditsAccount, orgHeldAccount } from "../ledger/accounts.js";
 export type Balance = { balance: bigint; credits: bigint; held: bigint; lowBalanceThreshold: bigint };
 
 export async function getBalance(sql: Sql | TransactionSql, orgId: string, now: Date): Promise<Balance> {
-  const [row] = await sql<{ credits: bigint; held: bigint; expiry: bigint; lapsed: bigint; low_balance_threshold: bigint }[]>`
+  const [row] = await sql<
+    { credits: bigint; held: bigint; expiry: bigint; lapsed: bigint; low_balance_threshold: bigint }[]
+  >`
     select c.balance as credits, h.balance as held, o.low_balance_threshold,
       grant_expiry_taken(o.id, ${now}) as expiry,
       (select coalesce(sum(x.amount), 0)::bigint from holds x where x.org_id = o.id and x.status = 'active' and x.expires_at <= ${now}) as lapsed

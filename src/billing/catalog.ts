@@ -20,7 +20,9 @@ const VersionFile = z.object({
   version: z.string().min(1).max(40),
   effective_at: z.iso.datetime({ offset: true }),
   products: z.record(z.string().regex(/^[a-z][a-z0-9_]{0,40}$/), ProductFile),
-  plans: z.array(z.object({ id: z.string(), name: z.string(), monthly_price: z.string(), included_credits: z.string() })),
+  plans: z.array(
+    z.object({ id: z.string(), name: z.string(), monthly_price: z.string(), included_credits: z.string() }),
+  ),
 });
 export const CatalogFile = z.object({ versions: z.array(VersionFile).min(1) });
 export type CatalogFile = z.infer<typeof CatalogFile>;
@@ -57,7 +59,11 @@ export const CATALOG_CHANNEL = "catalog_versions";
  * when it hears of it (at once by NOTIFY, within a second by its periodic check): events that
  * replica prices before then keep the version before, as do events recorded before the load.
  */
-export async function loadCatalog(sql: Sql, file: CatalogFile, opts: { minNoticeMs?: number } = {}): Promise<{ loaded: string[]; unchanged: string[] }> {
+export async function loadCatalog(
+  sql: Sql,
+  file: CatalogFile,
+  opts: { minNoticeMs?: number } = {},
+): Promise<{ loaded: string[]; unchanged: string[] }> {
   const loaded: string[] = [];
   const unchanged: string[] = [];
   const [{ n: before } = { n: 0 }] = await sql<{ n: number }[]>`select count(*)::int as n from catalog_versions`;
@@ -65,9 +71,14 @@ export async function loadCatalog(sql: Sql, file: CatalogFile, opts: { minNotice
   for (const v of file.versions) {
     const checksum = fingerprint(v);
     await sql.begin(async (tx) => {
-      const [existing] = await tx<{ checksum: string }[]>`select checksum from catalog_versions where version = ${v.version}`;
+      const [existing] = await tx<
+        { checksum: string }[]
+      >`select checksum from catalog_versions where version = ${v.version}`;
       if (existing) {
-        if (existing.checksum !== checksum) throw new Error(`catalog version ${v.version} is already loaded with different contents; publish a new version instead`);
+        if (existing.checksum !== checksum)
+          throw new Error(
+            `catalog version ${v.version} is already loaded with different contents; publish a new version instead`,
+          );
         unchanged.push(v.version);
         return;
       }
@@ -79,7 +90,8 @@ export async function loadCatalog(sql: Sql, file: CatalogFile, opts: { minNotice
         for (const [model, meters] of perModel) {
           for (const meter of p.meters) {
             const rate = meters[meter];
-            if (rate === undefined) throw new Error(`catalog ${v.version}: ${product}/${model || "-"} has no rate for ${meter}`);
+            if (rate === undefined)
+              throw new Error(`catalog ${v.version}: ${product}/${model || "-"} has no rate for ${meter}`);
             rates.push({ version: v.version, product, model, meter, rate });
           }
         }
@@ -117,7 +129,12 @@ export async function loadCatalog(sql: Sql, file: CatalogFile, opts: { minNotice
 export type Price = { version: string; cost: bigint };
 /** A meter's rate, also as an exact decimal (parsed once, when the version is loaded). */
 type MeterRate = { rate: string; units: bigint; scale: number };
-type VersionIndex = { version: string; effectiveAt: Date; document: CatalogVersionFile; rates: Map<string, Map<string, MeterRate>> };
+type VersionIndex = {
+  version: string;
+  effectiveAt: Date;
+  document: CatalogVersionFile;
+  rates: Map<string, Map<string, MeterRate>>;
+};
 
 const POWERS_OF_TEN: bigint[] = Array.from({ length: 40 }, (_, i) => 10n ** BigInt(i));
 const pow10 = (n: number) => POWERS_OF_TEN[n] ?? 10n ** BigInt(n);
@@ -169,7 +186,9 @@ export class Catalog {
 
   private async read(): Promise<void> {
     // now() is the statement's start, before its snapshot: whatever this read misses commits later.
-    const [head] = await this.sql<{ at: Date; n: number }[]>`select now() as at, count(*)::int as n from catalog_versions`;
+    const [head] = await this.sql<
+      { at: Date; n: number }[]
+    >`select now() as at, count(*)::int as n from catalog_versions`;
     if (head!.n !== this.versions.length) {
       // Versions are never deleted, so a new count means new versions.
       const rows = await this.sql<{ version: string; effective_at: Date; document: CatalogVersionFile }[]>`
@@ -207,11 +226,19 @@ export class Catalog {
           failing = false;
         },
         (err: unknown) => {
-          if (!failing) opts.logger?.warn({ err }, "could not read the pricing catalog; events after the last read's notice wait for a read");
+          if (!failing)
+            opts.logger?.warn(
+              { err },
+              "could not read the pricing catalog; events after the last read's notice wait for a read",
+            );
           failing = true;
         },
       );
-    const listener = await this.sql.listen(CATALOG_CHANNEL, () => void check(), () => void check());
+    const listener = await this.sql.listen(
+      CATALOG_CHANNEL,
+      () => void check(),
+      () => void check(),
+    );
     const timer = setInterval(() => void check(), opts.everyMs ?? 1_000);
     timer.unref();
     return async () => {
@@ -243,19 +270,33 @@ export class Catalog {
   price(at: Date, product: string, model: string | undefined, quantities: Record<string, bigint>): Price {
     const version = this.versionAt(at);
     const productDoc = version.document.products[product];
-    if (!productDoc) throw new BillingError("unknown_product", `unknown product "${product}"; see GET /v1/pricing/models`, { details: { param: "product" } });
-    if (productDoc.models && !model) throw new BillingError("unknown_model", `product "${product}" needs a model`, { details: { param: "model" } });
-    if (!productDoc.models && model) throw new BillingError("unknown_model", `product "${product}" is not priced per model; omit model`, { details: { param: "model" } });
+    if (!productDoc)
+      throw new BillingError("unknown_product", `unknown product "${product}"; see GET /v1/pricing/models`, {
+        details: { param: "product" },
+      });
+    if (productDoc.models && !model)
+      throw new BillingError("unknown_model", `product "${product}" needs a model`, { details: { param: "model" } });
+    if (!productDoc.models && model)
+      throw new BillingError("unknown_model", `product "${product}" is not priced per model; omit model`, {
+        details: { param: "model" },
+      });
     const rates = version.rates.get(`${product}/${model ?? ""}`);
-    if (!rates) throw new BillingError("unknown_model", `unknown model "${model}" for product "${product}"`, { details: { param: "model" } });
+    if (!rates)
+      throw new BillingError("unknown_model", `unknown model "${model}" for product "${product}"`, {
+        details: { param: "model" },
+      });
     // Sum quantity × rate exactly over a common power of ten, then round once.
     let scale = 0;
     for (const meter in quantities) {
       const rate = rates.get(meter);
       if (!rate) {
-        throw new BillingError("invalid_request", `product "${product}" has no meter "${meter}"; meters: ${productDoc.meters.join(", ")}`, {
-          details: { param: `quantities.${meter}` },
-        });
+        throw new BillingError(
+          "invalid_request",
+          `product "${product}" has no meter "${meter}"; meters: ${productDoc.meters.join(", ")}`,
+          {
+            details: { param: `quantities.${meter}` },
+          },
+        );
       }
       if (rate.scale > scale) scale = rate.scale;
     }

@@ -44,26 +44,43 @@ const toGrant = (r: GrantRow): CreditGrant => ({
   createdAt: r.created_at,
 });
 
-export type GrantInput = { orgId: string; amount: bigint; reason: string; expiresAt?: Date | null; idempotencyKey: string };
+export type GrantInput = {
+  orgId: string;
+  amount: bigint;
+  reason: string;
+  expiresAt?: Date | null;
+  idempotencyKey: string;
+};
 
 /**
  * Grants credits to an organization, once per idempotency key (scoped to the organization).
  * Returns `created: false` with the original grant on a replay, including for the loser of a race.
  */
-export async function grantCredits(sql: Sql | TransactionSql, input: GrantInput, now: Date): Promise<{ grant: CreditGrant; created: boolean }> {
-  if (input.amount <= 0n) throw new BillingError("invalid_request", "amount must be greater than zero", { details: { param: "amount" } });
+export async function grantCredits(
+  sql: Sql | TransactionSql,
+  input: GrantInput,
+  now: Date,
+): Promise<{ grant: CreditGrant; created: boolean }> {
+  if (input.amount <= 0n)
+    throw new BillingError("invalid_request", "amount must be greater than zero", { details: { param: "amount" } });
   const key = {
     kind: "grant" as const,
     orgId: input.orgId,
     idempotencyKey: `${input.orgId}:${input.idempotencyKey}`,
-    fingerprint: fingerprint({ amount: input.amount, reason: input.reason, expiresAt: input.expiresAt?.toISOString() ?? null }),
+    fingerprint: fingerprint({
+      amount: input.amount,
+      reason: input.reason,
+      expiresAt: input.expiresAt?.toISOString() ?? null,
+    }),
   };
   return withTransaction(sql, async (tx) => {
     // A replay answers the first grant even once its expires_at has passed: the key first, the clock after.
     const replayed = await findPosted(tx, key);
     if (replayed) return { grant: await grantOf(tx, replayed), created: false };
     if (input.expiresAt && input.expiresAt <= now) {
-      throw new BillingError("invalid_request", "expires_at must be in the future", { details: { param: "expires_at" } });
+      throw new BillingError("invalid_request", "expires_at must be in the future", {
+        details: { param: "expires_at" },
+      });
     }
     const [org] = await tx`select 1 from organizations where id = ${input.orgId}`;
     if (!org) throw new BillingError("not_found", `no organization ${input.orgId}`);
@@ -98,9 +115,16 @@ async function grantOf(tx: TransactionSql, transactionId: string): Promise<Credi
  * src/db/functions/money_rules.sql). Call it in the same transaction as the debit, under the
  * org's lock. Returns the part that no expiring grant covered.
  */
-export async function consumeExpiringGrants(tx: TransactionSql, orgId: string, amount: bigint, now: Date): Promise<bigint> {
+export async function consumeExpiringGrants(
+  tx: TransactionSql,
+  orgId: string,
+  amount: bigint,
+  now: Date,
+): Promise<bigint> {
   if (amount <= 0n) return 0n;
-  const [row] = await tx<{ left: bigint }[]>`select consume_expiring_grants(${orgId}, ${amount.toString()}, ${now}) as left`;
+  const [row] = await tx<
+    { left: bigint }[]
+  >`select consume_expiring_grants(${orgId}, ${amount.toString()}, ${now}) as left`;
   return row!.left;
 }
 

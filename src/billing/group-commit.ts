@@ -58,7 +58,10 @@ export class GroupCommitter<I, O> {
       this.inFlight++;
       this.writeBatch(batch.map((b) => b.item))
         .then(
-          (outcomes): unknown => batch.forEach((b, i) => settle(b, outcomes[i] ?? new Error("batch writer returned no outcome for an item"))),
+          (outcomes): unknown =>
+            batch.forEach((b, i) =>
+              settle(b, outcomes[i] ?? new Error("batch writer returned no outcome for an item")),
+            ),
           (err: unknown): unknown => {
             if (batch.length === 1) return settle(batch[0]!, asError(err));
             // A batch carries requests of many callers (and organizations): one item the
@@ -137,7 +140,13 @@ export function countsObject(counts: Record<string, bigint>): Record<string, str
 }
 
 /** An organization of a batch (metering_org): the ids of what may be written for it, or null. */
-export type BatchOrg = { org_id: string; usage_txn: string | null; release_txn: string | null; hold_txn: string | null; alert_id: string | null };
+export type BatchOrg = {
+  org_id: string;
+  usage_txn: string | null;
+  release_txn: string | null;
+  hold_txn: string | null;
+  alert_id: string | null;
+};
 /** A usage event of a batch (metering_usage); `org`, `prev` and `hold_first` are 1-based indexes. */
 export type BatchUsage = {
   org: number;
@@ -181,7 +190,13 @@ export type BatchAnswer = {
  * one transaction and answers after its durable commit. With neither it sweeps the
  * organizations' expired holds.
  */
-export async function callMeteringBatch(sql: Sql, now: Date, orgs: BatchOrg[], usage: BatchUsage[], authorizations: BatchAuthorization[]): Promise<BatchAnswer> {
+export async function callMeteringBatch(
+  sql: Sql,
+  now: Date,
+  orgs: BatchOrg[],
+  usage: BatchUsage[],
+  authorizations: BatchAuthorization[],
+): Promise<BatchAnswer> {
   const [res] = await sql<BatchAnswer[]>`
     select * from metering_batch(${now}::timestamptz, ${JSON.stringify(orgs)}::text::jsonb, ${JSON.stringify(usage)}::text::jsonb, ${JSON.stringify(authorizations)}::text::jsonb)`;
   return res!;

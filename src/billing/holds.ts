@@ -26,10 +26,23 @@ export type Hold = {
   replayed: boolean;
 };
 
-type AuthorizeOutcome = "held" | "replayed" | "idempotency_key_reused" | "insufficient_balance" | "unknown_organization";
+type AuthorizeOutcome =
+  | "held"
+  | "replayed"
+  | "idempotency_key_reused"
+  | "insufficient_balance"
+  | "unknown_organization";
 type AuthorizeDetail =
   | { k: number; available: string }
-  | { k: number; id: string; amount: string; status: Hold["status"]; expires_at: string; created_at: string; catalog_version: string };
+  | {
+      k: number;
+      id: string;
+      amount: string;
+      status: Hold["status"];
+      expires_at: string;
+      created_at: string;
+      catalog_version: string;
+    };
 /** What metering_batch (src/db/functions/metering.sql) answers for the authorizations; amounts in `details` are strings. */
 export type AuthorizeAnswer = { outcomes: AuthorizeOutcome[]; details: AuthorizeDetail[] | null };
 
@@ -75,7 +88,16 @@ export function authorizeOutcomes(a: PreparedAuthorize, res: AuthorizeAnswer): (
     const detail = details.get(k);
     switch (res.outcomes[k]) {
       case "held":
-        return { id: a.holdIds[k]!, orgId: r.orgId, amount: r.amount, status: "active", expiresAt: a.expiresAt[k]!, createdAt: a.now, catalogVersion: r.catalogVersion, replayed: false };
+        return {
+          id: a.holdIds[k]!,
+          orgId: r.orgId,
+          amount: r.amount,
+          status: "active",
+          expiresAt: a.expiresAt[k]!,
+          createdAt: a.now,
+          catalogVersion: r.catalogVersion,
+          replayed: false,
+        };
       case "replayed": {
         const d = detail as Extract<typeof detail, { id: string }>;
         return {

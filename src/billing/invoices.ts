@@ -40,14 +40,35 @@ export type Invoice = {
 };
 
 type InvoiceRow = {
-  id: string; number: string; org_id: string; period_start: Date; period_end: Date; status: InvoiceStatus;
-  subtotal: bigint; credits_applied: bigint; amount_due: bigint; usage_seq_cutoff: bigint;
-  issued_at: Date | null; paid_at: Date | null; voided_at: Date | null; created_at: Date;
+  id: string;
+  number: string;
+  org_id: string;
+  period_start: Date;
+  period_end: Date;
+  status: InvoiceStatus;
+  subtotal: bigint;
+  credits_applied: bigint;
+  amount_due: bigint;
+  usage_seq_cutoff: bigint;
+  issued_at: Date | null;
+  paid_at: Date | null;
+  voided_at: Date | null;
+  created_at: Date;
 };
 const toInvoice = (r: InvoiceRow): Invoice => ({
-  id: r.id, number: r.number, orgId: r.org_id, periodStart: r.period_start, periodEnd: r.period_end, status: r.status,
-  subtotal: r.subtotal, creditsApplied: r.credits_applied, amountDue: r.amount_due,
-  issuedAt: r.issued_at, paidAt: r.paid_at, voidedAt: r.voided_at, createdAt: r.created_at,
+  id: r.id,
+  number: r.number,
+  orgId: r.org_id,
+  periodStart: r.period_start,
+  periodEnd: r.period_end,
+  status: r.status,
+  subtotal: r.subtotal,
+  creditsApplied: r.credits_applied,
+  amountDue: r.amount_due,
+  issuedAt: r.issued_at,
+  paidAt: r.paid_at,
+  voidedAt: r.voided_at,
+  createdAt: r.created_at,
 });
 
 /**
@@ -58,8 +79,15 @@ const toInvoice = (r: InvoiceRow): Invoice => ({
  * takes); under the lock it reads only the events written meanwhile, then writes: metering
  * never waits on the long read.
  */
-export async function closeCycle(sql: Sql, catalog: Catalog, orgId: string, period: Period, now: Date): Promise<{ invoice: Invoice; created: boolean }> {
-  if (period.end > now) throw new BillingError("invalid_request", `the cycle ending ${period.end.toISOString()} has not ended yet`);
+export async function closeCycle(
+  sql: Sql,
+  catalog: Catalog,
+  orgId: string,
+  period: Period,
+  now: Date,
+): Promise<{ invoice: Invoice; created: boolean }> {
+  if (period.end > now)
+    throw new BillingError("invalid_request", `the cycle ending ${period.end.toISOString()} has not ended yet`);
   return sql.begin(async (tx) => {
     // Unlocked: the history up to the newest event this read sees (`upto`, see usageTotals).
     const unlockedPrevious = await previousInvoice(tx, orgId, period);
@@ -68,17 +96,22 @@ export async function closeCycle(sql: Sql, catalog: Catalog, orgId: string, peri
     const orgs = await lockOrgs(tx, [orgId], now);
     const org = orgs.get(orgId);
     if (!org) throw new BillingError("not_found", `no organization ${orgId}`);
-    const [existing] = await tx<InvoiceRow[]>`select * from invoices where org_id = ${orgId} and period_start = ${period.start}`;
+    const [existing] = await tx<
+      InvoiceRow[]
+    >`select * from invoices where org_id = ${orgId} and period_start = ${period.start}`;
     if (existing) return { invoice: toInvoice(existing), created: false };
     // Judged over the whole close: a plan paid from credits, then the next cycle's included credits.
     const lowBalance = await watchLowBalance(tx, orgId, now, org);
-    const [later] = await tx`select number from invoices where org_id = ${orgId} and period_start > ${period.start} limit 1`;
-    if (later) throw new BillingError("conflict", `a later cycle is already invoiced (${later.number}); cycles close in order`);
+    const [later] =
+      await tx`select number from invoices where org_id = ${orgId} and period_start > ${period.start} limit 1`;
+    if (later)
+      throw new BillingError("conflict", `a later cycle is already invoiced (${later.number}); cycles close in order`);
 
     // Under the lock: the events written since the unlocked read; or everything again if an
     // earlier cycle was closed meanwhile (that changes what "invoiced before" means).
     const previous = await previousInvoice(tx, orgId, period);
-    const samePrevious = previous.end.getTime() === unlockedPrevious.end.getTime() && previous.cutoff === unlockedPrevious.cutoff;
+    const samePrevious =
+      previous.end.getTime() === unlockedPrevious.end.getTime() && previous.cutoff === unlockedPrevious.cutoff;
     const rest = await usageTotals(tx, orgId, period, previous, samePrevious ? early.upto : 0n);
     const usage = samePrevious ? addUsageTotals(early.totals, rest.totals) : rest.totals;
     const cutoff = rest.upto;
@@ -96,19 +129,43 @@ export async function closeCycle(sql: Sql, catalog: Catalog, orgId: string, peri
     const usageTotal = lines.reduce((s, l) => s + l.amount, 0n);
 
     let charges = 0n; // settled at close, from credits
-    const [sub] = await tx<{ plan_id: string; started_at: Date; canceled_at: Date | null }[]>`select * from subscriptions where org_id = ${orgId}`;
-    const subscribedThisCycle = sub && sub.started_at < period.end && (!sub.canceled_at || sub.canceled_at > period.start);
+    const [sub] = await tx<
+      { plan_id: string; started_at: Date; canceled_at: Date | null }[]
+    >`select * from subscriptions where org_id = ${orgId}`;
+    const subscribedThisCycle =
+      sub && sub.started_at < period.end && (!sub.canceled_at || sub.canceled_at > period.start);
     if (subscribedThisCycle) {
       const plan = subscribedPlanAt(catalog, sub.plan_id, period.start);
       const price = proratedPrice(plan.monthlyPrice, period, await anchorDay(tx, orgId));
-      const share = price === plan.monthlyPrice ? "" : ` (prorated for ${period.start.toISOString().slice(0, 10)} to ${period.end.toISOString().slice(0, 10)})`;
-      lines.push({ kind: "subscription", product: null, model: null, description: `${plan.name} plan${share}`, quantities: {}, amount: price, periodStart: period.start, periodEnd: period.end });
+      const share =
+        price === plan.monthlyPrice
+          ? ""
+          : ` (prorated for ${period.start.toISOString().slice(0, 10)} to ${period.end.toISOString().slice(0, 10)})`;
+      lines.push({
+        kind: "subscription",
+        product: null,
+        model: null,
+        description: `${plan.name} plan${share}`,
+        quantities: {},
+        amount: price,
+        periodStart: period.start,
+        periodEnd: period.end,
+      });
       charges += price;
     }
     const adjustments = await tx<{ id: string; amount: bigint; description: string }[]>`
       select id, amount, description from invoice_adjustments where org_id = ${orgId} and applied_invoice_id is null order by created_at for update`;
     for (const a of adjustments) {
-      lines.push({ kind: "adjustment", product: null, model: null, description: a.description, quantities: {}, amount: a.amount, periodStart: null, periodEnd: null });
+      lines.push({
+        kind: "adjustment",
+        product: null,
+        model: null,
+        description: a.description,
+        quantities: {},
+        amount: a.amount,
+        periodStart: null,
+        periodEnd: null,
+      });
       charges += a.amount;
     }
 
@@ -126,8 +183,15 @@ export async function closeCycle(sql: Sql, catalog: Catalog, orgId: string, peri
                      ${amountDue.toString()}, ${cutoff.toString()}, ${now})`;
     if (lines.length > 0) {
       const rows = lines.map((l) => ({
-        invoice_id: id, kind: l.kind, product: l.product, model: l.model, description: l.description,
-        quantities: l.quantities as never, amount: l.amount.toString(), period_start: l.periodStart, period_end: l.periodEnd,
+        invoice_id: id,
+        kind: l.kind,
+        product: l.product,
+        model: l.model,
+        description: l.description,
+        quantities: l.quantities as never,
+        amount: l.amount.toString(),
+        period_start: l.periodStart,
+        period_end: l.periodEnd,
       }));
       await tx`insert into invoice_lines ${tx(rows, "invoice_id", "kind", "product", "model", "description", "quantities", "amount", "period_start", "period_end")}`;
     }
@@ -159,7 +223,8 @@ export async function closeCycle(sql: Sql, catalog: Catalog, orgId: string, peri
       const [current] = await tx<{ plan_id: string }[]>`
         update subscriptions set plan_id = coalesce(pending_plan_id, plan_id), pending_plan_id = null where org_id = ${orgId} returning plan_id`;
       const next = cycleFrom(period.end, await anchorDay(tx, orgId));
-      if (next.end > now) await grantIncludedCredits(tx, orgId, subscribedPlanAt(catalog, current!.plan_id, next.start), next, now);
+      if (next.end > now)
+        await grantIncludedCredits(tx, orgId, subscribedPlanAt(catalog, current!.plan_id, next.start), next, now);
     }
     await lowBalance(settled > 0n ? settlement : null);
 
@@ -197,8 +262,23 @@ type UsageTotal = { late: boolean; product: string; model: string; cost: bigint;
  * took the lock after every write this statement sees and has larger seqs. The close then reads
  * the events after `upto` under the lock, where none can be in flight.
  */
-async function usageTotals(tx: TransactionSql, orgId: string, period: Period, previous: PreviousInvoice, afterSeq: bigint): Promise<{ totals: UsageTotal[]; upto: bigint }> {
-  const rows = await tx<{ upto: bigint; late: boolean | null; product: string; model: string; cost: string; quantities: Record<string, string> | null }[]>`
+async function usageTotals(
+  tx: TransactionSql,
+  orgId: string,
+  period: Period,
+  previous: PreviousInvoice,
+  afterSeq: bigint,
+): Promise<{ totals: UsageTotal[]; upto: bigint }> {
+  const rows = await tx<
+    {
+      upto: bigint;
+      late: boolean | null;
+      product: string;
+      model: string;
+      cost: string;
+      quantities: Record<string, string> | null;
+    }[]
+  >`
     with bound as (select coalesce(max(seq), 0) as upto from usage_events where org_id = ${orgId}),
     events as (
       select product, model, quantities, cost, occurred_at < ${period.start} as late
@@ -221,7 +301,10 @@ async function usageTotals(tx: TransactionSql, orgId: string, period: Period, pr
   const totals = rows
     .filter((r) => r.late !== null)
     .map((r) => ({
-      late: r.late!, product: r.product, model: r.model, cost: BigInt(r.cost),
+      late: r.late!,
+      product: r.product,
+      model: r.model,
+      cost: BigInt(r.cost),
       quantities: Object.fromEntries(Object.entries(r.quantities ?? {}).map(([k, v]) => [k, BigInt(v)])),
     }));
   return { totals: sortUsageTotals(totals), upto: rows[0]!.upto };
@@ -273,7 +356,11 @@ const MIN_EARLY_CYCLE_MS = 60_000;
  * where the previous invoice ended (or at the org's anchored cycle start when it has none) and
  * runs to the next anchor date, so a cycle closed early ("now") is followed by a short one.
  */
-export async function dueCycles(sql: Sql, now: Date, opts: { orgId?: string; endCurrentNow?: boolean } = {}): Promise<{ orgId: string; period: Period }[]> {
+export async function dueCycles(
+  sql: Sql,
+  now: Date,
+  opts: { orgId?: string; endCurrentNow?: boolean } = {},
+): Promise<{ orgId: string; period: Period }[]> {
   const orgs = await sql<{ id: string; billing_anchor_day: number; created_at: Date; last_end: Date | null }[]>`
     select o.id, o.billing_anchor_day, o.created_at, (select max(period_end) from invoices i where i.org_id = o.id) as last_end
     from organizations o ${opts.orgId ? sql`where o.id = ${opts.orgId}` : sql``}`;
@@ -288,7 +375,8 @@ export async function dueCycles(sql: Sql, now: Date, opts: { orgId?: string; end
     }
     // A cycle that began less than a minute ago is not ended again: racing or repeated
     // "end now" requests then yield one invoice instead of a trail of empty slivers.
-    if (opts.endCurrentNow && now.getTime() - p.start.getTime() >= MIN_EARLY_CYCLE_MS) due.push({ orgId: o.id, period: { ...p, end: now } });
+    if (opts.endCurrentNow && now.getTime() - p.start.getTime() >= MIN_EARLY_CYCLE_MS)
+      due.push({ orgId: o.id, period: { ...p, end: now } });
   }
   return due;
 }
@@ -299,7 +387,12 @@ function cycleFrom(start: Date, anchorDay: number): Period {
 }
 
 /** Closes every due cycle (of one org or all), a few organizations at a time. */
-export async function closeDueCycles(sql: Sql, catalog: Catalog, now: Date, opts: { orgId?: string; concurrency?: number; endCurrentNow?: boolean } = {}) {
+export async function closeDueCycles(
+  sql: Sql,
+  catalog: Catalog,
+  now: Date,
+  opts: { orgId?: string; concurrency?: number; endCurrentNow?: boolean } = {},
+) {
   await catalog.refresh();
   const due = await dueCycles(sql, now, opts);
   // Cycles of one org must close in order; different orgs close in parallel.
@@ -345,13 +438,35 @@ export async function listInvoices(sql: Sql, orgId: string, opts: { limit: numbe
 
 export async function getInvoice(sql: Sql, orgId: string, id: string): Promise<Invoice> {
   // Another org's invoice is simply not found: its existence is not disclosed.
-  const [row] = await sql<InvoiceRow[]>`select * from invoices where id = ${id} and org_id = ${orgId} and status <> 'draft'`;
+  const [row] = await sql<
+    InvoiceRow[]
+  >`select * from invoices where id = ${id} and org_id = ${orgId} and status <> 'draft'`;
   if (!row) throw new BillingError("not_found", `no invoice ${id}`);
-  const lines = await sql<{ kind: InvoiceLine["kind"]; product: string | null; model: string | null; description: string; quantities: Record<string, string>; amount: bigint; period_start: Date | null; period_end: Date | null }[]>`
+  const lines = await sql<
+    {
+      kind: InvoiceLine["kind"];
+      product: string | null;
+      model: string | null;
+      description: string;
+      quantities: Record<string, string>;
+      amount: bigint;
+      period_start: Date | null;
+      period_end: Date | null;
+    }[]
+  >`
     select kind, product, model, description, quantities, amount, period_start, period_end from invoice_lines where invoice_id = ${id} order by id`;
   return {
     ...toInvoice(row),
-    lines: lines.map((l) => ({ kind: l.kind, product: l.product, model: l.model, description: l.description, quantities: l.quantities, amount: l.amount, periodStart: l.period_start, periodEnd: l.period_end })),
+    lines: lines.map((l) => ({
+      kind: l.kind,
+      product: l.product,
+      model: l.model,
+      description: l.description,
+      quantities: l.quantities,
+      amount: l.amount,
+      periodStart: l.period_start,
+      periodEnd: l.period_end,
+    })),
   };
 }
 
@@ -359,7 +474,11 @@ export async function getInvoice(sql: Sql, orgId: string, id: string): Promise<I
 export async function setInvoiceStatus(sql: Sql, id: string, status: "paid" | "void", now: Date): Promise<Invoice> {
   const [row] = await sql<InvoiceRow[]>`select * from invoices where id = ${id}`;
   if (!row) throw new BillingError("not_found", `no invoice ${id}`);
-  if (row.status !== "open") throw new BillingError("conflict", `invoice ${row.number} is ${row.status}; only an open invoice can become ${status}`);
+  if (row.status !== "open")
+    throw new BillingError(
+      "conflict",
+      `invoice ${row.number} is ${row.status}; only an open invoice can become ${status}`,
+    );
   const [updated] = await sql<InvoiceRow[]>`
     update invoices set status = ${status}, paid_at = ${status === "paid" ? now : null}, voided_at = ${status === "void" ? now : null}
     where id = ${id} and status = 'open' returning *`;
@@ -368,15 +487,27 @@ export async function setInvoiceStatus(sql: Sql, id: string, status: "paid" | "v
 }
 
 /** Queues a correction for the org's next invoice (negative amount = a credit to the customer). */
-export async function createAdjustment(sql: Sql, input: { orgId: string; amount: bigint; description: string; correctsInvoiceId?: string; idempotencyKey: string }, now: Date) {
+export async function createAdjustment(
+  sql: Sql,
+  input: { orgId: string; amount: bigint; description: string; correctsInvoiceId?: string; idempotencyKey: string },
+  now: Date,
+) {
   const [org] = await sql`select 1 from organizations where id = ${input.orgId}`;
   if (!org) throw new BillingError("not_found", `no organization ${input.orgId}`);
   if (input.correctsInvoiceId) {
     // Only an issued invoice of this same organization can be corrected.
-    const [invoice] = await sql`select 1 from invoices where id = ${input.correctsInvoiceId} and org_id = ${input.orgId} and status <> 'draft'`;
-    if (!invoice) throw new BillingError("not_found", `no invoice ${input.correctsInvoiceId} for organization ${input.orgId}`, { details: { param: "corrects_invoice_id" } });
+    const [invoice] =
+      await sql`select 1 from invoices where id = ${input.correctsInvoiceId} and org_id = ${input.orgId} and status <> 'draft'`;
+    if (!invoice)
+      throw new BillingError("not_found", `no invoice ${input.correctsInvoiceId} for organization ${input.orgId}`, {
+        details: { param: "corrects_invoice_id" },
+      });
   }
-  const requestFingerprint = fingerprint({ amount: input.amount, description: input.description, corrects: input.correctsInvoiceId ?? null });
+  const requestFingerprint = fingerprint({
+    amount: input.amount,
+    description: input.description,
+    corrects: input.correctsInvoiceId ?? null,
+  });
   const [row] = await sql<{ id: string }[]>`
     insert into invoice_adjustments (id, org_id, amount, description, corrects_invoice_id, idempotency_key, request_fingerprint, created_at)
     values (${newId("adj")}, ${input.orgId}, ${input.amount.toString()}, ${input.description}, ${input.correctsInvoiceId ?? null},
@@ -386,7 +517,10 @@ export async function createAdjustment(sql: Sql, input: { orgId: string; amount:
   const [existing] = await sql<{ id: string; request_fingerprint: string | null }[]>`
     select id, request_fingerprint from invoice_adjustments where org_id = ${input.orgId} and idempotency_key = ${input.idempotencyKey}`;
   if (existing!.request_fingerprint !== requestFingerprint) {
-    throw new BillingError("idempotency_key_reused", "this idempotency key was already used for a different adjustment");
+    throw new BillingError(
+      "idempotency_key_reused",
+      "this idempotency key was already used for a different adjustment",
+    );
   }
   return { id: existing!.id, created: false };
 }

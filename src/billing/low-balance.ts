@@ -21,7 +21,12 @@ export type LowBalanceCheck = (debitTransactionId: string | null) => Promise<voi
  *
  * `locked`: the organization as the caller already locked and read it in this transaction.
  */
-export async function watchLowBalance(tx: TransactionSql, orgId: string, now: Date, locked?: LockedOrg): Promise<LowBalanceCheck> {
+export async function watchLowBalance(
+  tx: TransactionSql,
+  orgId: string,
+  now: Date,
+  locked?: LockedOrg,
+): Promise<LowBalanceCheck> {
   const read = async () => (await lockOrgs(tx, [orgId], now)).get(orgId);
   const before = locked ?? (await read());
   if (!before) return async () => {};

@@ -4,8 +4,21 @@ import { BillingError } from "../errors.js";
 import { Catalog } from "./catalog.js";
 import { newId } from "../ids.js";
 import { batchOrgs, callMeteringBatch, GroupCommitter, type BatchOrg, type BatchOutcome } from "./group-commit.js";
-import { authorizeOutcomes, prepareAuthorize, type AuthorizeAnswer, type AuthorizeRequest, type Hold } from "./holds.js";
-import { prepareUsage, usageOutcomes, type LowBalanceCrossing, type UsageAnswer, type UsageRequest, type UsageResult } from "./usage.js";
+import {
+  authorizeOutcomes,
+  prepareAuthorize,
+  type AuthorizeAnswer,
+  type AuthorizeRequest,
+  type Hold,
+} from "./holds.js";
+import {
+  prepareUsage,
+  usageOutcomes,
+  type LowBalanceCrossing,
+  type UsageAnswer,
+  type UsageRequest,
+  type UsageResult,
+} from "./usage.js";
 
 export type AuthorizeInput = Omit<AuthorizeRequest, "amount" | "catalogVersion">;
 export type UsageInput = Omit<UsageRequest, "cost" | "catalogVersion">;
@@ -18,7 +31,9 @@ export const MAX_REQUEST_COST_NANO_USD = 1_000_000n * 1_000_000_000n;
 
 function boundedCost(cost: bigint): bigint {
   if (cost > MAX_REQUEST_COST_NANO_USD) {
-    throw new BillingError("invalid_request", "this request would cost more than 1000000 USD; check the quantities", { details: { param: "quantities" } });
+    throw new BillingError("invalid_request", "this request would cost more than 1000000 USD; check the quantities", {
+      details: { param: "quantities" },
+    });
   }
   return cost;
 }
@@ -35,7 +50,13 @@ export class Metering {
 
   constructor(
     private readonly sql: Sql,
-    private readonly opts: { onCrossings?: (c: LowBalanceCrossing[]) => Promise<void>; logger?: Logger; maxBatch?: number; lanes?: number; maxInFlight?: number } = {},
+    private readonly opts: {
+      onCrossings?: (c: LowBalanceCrossing[]) => Promise<void>;
+      logger?: Logger;
+      maxBatch?: number;
+      lanes?: number;
+      maxInFlight?: number;
+    } = {},
   ) {
     this.catalog = new Catalog(sql);
     // Organizations are split over lanes by a hash of their id. A lane's batch carries both the
@@ -49,7 +70,10 @@ export class Metering {
     // bench/RESULTS-metering.md has the measurements.
     const lanes = opts.lanes ?? 2;
     const batching = { maxBatch: opts.maxBatch ?? 1000, maxInFlight: opts.maxInFlight ?? 1 };
-    this.lanes = Array.from({ length: lanes }, () => new GroupCommitter<Item, Hold | UsageResult>((items) => this.writeBatch(items), batching));
+    this.lanes = Array.from(
+      { length: lanes },
+      () => new GroupCommitter<Item, Hold | UsageResult>((items) => this.writeBatch(items), batching),
+    );
   }
 
   private lane(orgId: string): GroupCommitter<Item, Hold | UsageResult> {
@@ -93,7 +117,8 @@ export class Metering {
 
   /** Prices and records one event; rejects only for this event. */
   recordUsage(input: UsageInput, now: Date): Promise<UsageResult> {
-    if (!this.catalog.covers(input.occurredAt)) return this.ensureCatalog().then(() => this.recordUsagePriced(input, now));
+    if (!this.catalog.covers(input.occurredAt))
+      return this.ensureCatalog().then(() => this.recordUsagePriced(input, now));
     return this.recordUsagePriced(input, now);
   }
 
@@ -111,7 +136,8 @@ export class Metering {
    * report of hundreds of events cheap in CPU and memory.
    */
   recordUsageMany(inputs: UsageInput[], now: Date): Promise<(UsageResult | Error)[]> {
-    if (!inputs.every((input) => this.catalog.covers(input.occurredAt))) return this.ensureCatalog().then(() => this.recordUsageManyPriced(inputs, now));
+    if (!inputs.every((input) => this.catalog.covers(input.occurredAt)))
+      return this.ensureCatalog().then(() => this.recordUsageManyPriced(inputs, now));
     return this.recordUsageManyPriced(inputs, now);
   }
 
@@ -133,7 +159,9 @@ export class Metering {
     });
     return Promise.all(
       [...perLane].map(([lane, { items, slots }]) =>
-        lane.submitMany(items).then((results) => results.forEach((r, j) => (outcomes[slots[j]!] = r as UsageResult | Error))),
+        lane
+          .submitMany(items)
+          .then((results) => results.forEach((r, j) => (outcomes[slots[j]!] = r as UsageResult | Error))),
       ),
     ).then(() => outcomes);
   }
@@ -211,20 +239,29 @@ export class Metering {
     const res = await callMeteringBatch(this.sql, now, batch, u.input, a.input);
     const held =
       authorizations.length > 0
-        ? authorizeOutcomes(a, { outcomes: (res.authorize_outcomes ?? []) as AuthorizeAnswer["outcomes"], details: res.authorize_details as AuthorizeAnswer["details"] })
+        ? authorizeOutcomes(a, {
+            outcomes: (res.authorize_outcomes ?? []) as AuthorizeAnswer["outcomes"],
+            details: res.authorize_details as AuthorizeAnswer["details"],
+          })
         : [];
     const used =
       events.length > 0
         ? usageOutcomes(
             u,
-            { outcomes: (res.usage_outcomes ?? []) as UsageAnswer["outcomes"], duplicates: res.usage_duplicates as UsageAnswer["duplicates"], alerts: res.usage_alerts as UsageAnswer["alerts"] },
+            {
+              outcomes: (res.usage_outcomes ?? []) as UsageAnswer["outcomes"],
+              duplicates: res.usage_duplicates as UsageAnswer["duplicates"],
+              alerts: res.usage_alerts as UsageAnswer["alerts"],
+            },
             orgs,
             batch.map((o) => o.alert_id),
           )
         : { outcomes: [], crossings: [] };
     if (used.crossings.length > 0 && this.opts.onCrossings) {
       // After commit. If this fails the alert rows are still in PostgreSQL and the sweeper sends them.
-      this.opts.onCrossings(used.crossings).catch((err) => this.opts.logger?.warn({ err }, "could not enqueue low-balance alerts; the sweeper will"));
+      this.opts
+        .onCrossings(used.crossings)
+        .catch((err) => this.opts.logger?.warn({ err }, "could not enqueue low-balance alerts; the sweeper will"));
     }
     let nextHold = 0;
     let nextEvent = 0;
@@ -233,7 +270,7 @@ export class Metering {
 
   private async ensureCatalog() {
     await this.catalog.refresh();
-    if (this.catalog.isEmpty) throw new BillingError("not_configured", "no pricing catalog is loaded; run npm run catalog:load");
+    if (this.catalog.isEmpty)
+      throw new BillingError("not_configured", "no pricing catalog is loaded; run npm run catalog:load");
   }
 }
-

@@ -5,7 +5,13 @@ import { orgCreditsAccount } from "../ledger/accounts.js";
  * `pendingExpiry`: what grants that have expired, but whose expiry is not posted yet, take from
  * the credits now (grant_expiry_taken in src/db/functions/money_rules.sql, the one rule).
  */
-export type LockedOrg = { credits: bigint; held: bigint; pendingExpiry: bigint; threshold: bigint; hasExpiringGrants: boolean };
+export type LockedOrg = {
+  credits: bigint;
+  held: bigint;
+  pendingExpiry: bigint;
+  threshold: bigint;
+  hasExpiringGrants: boolean;
+};
 
 /**
  * Locks the credits accounts of these organizations, always in id order so that concurrent
@@ -21,7 +27,9 @@ export type LockedOrg = { credits: bigint; held: bigint; pendingExpiry: bigint; 
 export async function lockOrgs(tx: TransactionSql, orgIds: string[], now: Date): Promise<Map<string, LockedOrg>> {
   const sorted = [...new Set(orgIds)].sort();
   const accounts = sorted.map(orgCreditsAccount);
-  const rows = await tx<{ org_id: string; credits: bigint; held: bigint; threshold: bigint; pending: string; expiring: boolean }[]>`
+  const rows = await tx<
+    { org_id: string; credits: bigint; held: bigint; threshold: bigint; pending: string; expiring: boolean }[]
+  >`
     with locked as materialized (
       select org_id, balance from ledger_accounts where id = any(${accounts}) order by id for update
     )
@@ -32,7 +40,16 @@ export async function lockOrgs(tx: TransactionSql, orgIds: string[], now: Date):
       exists (select 1 from credit_grants g where g.org_id = l.org_id and g.expires_at is not null and g.expired_at is null) as expiring
     from locked l`;
   return new Map(
-    rows.map((r) => [r.org_id, { credits: r.credits, held: r.held, pendingExpiry: BigInt(r.pending), threshold: r.threshold, hasExpiringGrants: r.expiring }]),
+    rows.map((r) => [
+      r.org_id,
+      {
+        credits: r.credits,
+        held: r.held,
+        pendingExpiry: BigInt(r.pending),
+        threshold: r.threshold,
+        hasExpiringGrants: r.expiring,
+      },
+    ]),
   );
 }
 

@@ -4,7 +4,13 @@ import { BillingError } from "../errors.js";
 import { newId } from "../ids.js";
 import { orgCreditsAccount, orgHeldAccount } from "../ledger/accounts.js";
 
-export type Organization = { id: string; name: string; lowBalanceThreshold: bigint; billingAnchorDay: number; createdAt: Date };
+export type Organization = {
+  id: string;
+  name: string;
+  lowBalanceThreshold: bigint;
+  billingAnchorDay: number;
+  createdAt: Date;
+};
 
 type OrgRow = { id: string; name: string; low_balance_threshold: bigint; billing_anchor_day: number; created_at: Date };
 const toOrganization = (r: OrgRow): Organization => ({

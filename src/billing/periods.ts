@@ -13,7 +13,9 @@ export function cycleStartingIn(year: number, month: number, anchorDay = 1): Per
 export function cycleContaining(at: Date, anchorDay = 1): Period {
   const y = at.getUTCFullYear();
   const m = at.getUTCMonth() + 1;
-  return at.getUTCDate() >= anchorDay ? cycleStartingIn(y, m, anchorDay) : cycleStartingIn(m === 1 ? y - 1 : y, m === 1 ? 12 : m - 1, anchorDay);
+  return at.getUTCDate() >= anchorDay
+    ? cycleStartingIn(y, m, anchorDay)
+    : cycleStartingIn(m === 1 ? y - 1 : y, m === 1 ? 12 : m - 1, anchorDay);
 }
 
 export function nextCycle(p: Period, anchorDay = 1): Period {
@@ -26,6 +28,9 @@ export function resolvePeriod(text: string, now: Date, anchorDay = 1): Period {
   if (text === "current") return current;
   if (text === "previous") return cycleContaining(new Date(current.start.getTime() - 1), anchorDay);
   const match = /^(\d{4})-(0[1-9]|1[0-2])$/.exec(text);
-  if (!match) throw new BillingError("invalid_request", 'period must be "current", "previous" or YYYY-MM', { details: { param: "period" } });
+  if (!match)
+    throw new BillingError("invalid_request", 'period must be "current", "previous" or YYYY-MM', {
+      details: { param: "period" },
+    });
   return cycleStartingIn(Number(match[1]), Number(match[2]), anchorDay);
 }

@@ -6,10 +6,22 @@ import { getOrganization } from "./organizations.js";
 import { cycleContaining } from "./periods.js";
 import { parseUsd } from "../ledger/money.js";
 
-export type Subscription = { orgId: string; planId: string; pendingPlanId: string | null; startedAt: Date; canceledAt: Date | null };
+export type Subscription = {
+  orgId: string;
+  planId: string;
+  pendingPlanId: string | null;
+  startedAt: Date;
+  canceledAt: Date | null;
+};
 export type Plan = { id: string; name: string; monthlyPrice: bigint; includedCredits: bigint; version: string };
 
-type SubscriptionRow = { org_id: string; plan_id: string; pending_plan_id: string | null; started_at: Date; canceled_at: Date | null };
+type SubscriptionRow = {
+  org_id: string;
+  plan_id: string;
+  pending_plan_id: string | null;
+  started_at: Date;
+  canceled_at: Date | null;
+};
 const toSubscription = (r: SubscriptionRow): Subscription => ({
   orgId: r.org_id,
   planId: r.plan_id,
@@ -20,14 +32,21 @@ const toSubscription = (r: SubscriptionRow): Subscription => ({
 
 type CatalogPlan = CatalogVersionFile["plans"][number];
 const toPlan = (plan: CatalogPlan, version: string): Plan => ({
-  id: plan.id, name: plan.name, monthlyPrice: parseUsd(plan.monthly_price), includedCredits: parseUsd(plan.included_credits), version,
+  id: plan.id,
+  name: plan.name,
+  monthlyPrice: parseUsd(plan.monthly_price),
+  includedCredits: parseUsd(plan.included_credits),
+  version,
 });
 
 /** The plan as priced by the catalog version in force at `at`: what a new subscription may choose. */
 export function planAt(catalog: Catalog, planId: string, at: Date): Plan {
   const version = catalog.versionAt(at);
   const plan = version.document.plans.find((p) => p.id === planId);
-  if (!plan) throw new BillingError("invalid_request", `unknown plan "${planId}"; see GET /v1/pricing/plans`, { details: { param: "plan_id" } });
+  if (!plan)
+    throw new BillingError("invalid_request", `unknown plan "${planId}"; see GET /v1/pricing/plans`, {
+      details: { param: "plan_id" },
+    });
   return toPlan(plan, version.version);
 }
 
@@ -39,13 +58,17 @@ export function planAt(catalog: Catalog, planId: string, at: Date): Plan {
  */
 export function subscribedPlanAt(catalog: Catalog, planId: string, at: Date): Plan {
   let found: { plan: CatalogPlan; version: string } | undefined;
-  for (const v of catalog.allVersions()) { // oldest first
+  for (const v of catalog.allVersions()) {
+    // oldest first
     const plan = v.document.plans.find((p) => p.id === planId);
     if (!plan) continue;
     if (v.effectiveAt <= at || !found) found = { plan, version: v.version };
     if (v.effectiveAt > at) break;
   }
-  if (!found) throw new BillingError("invalid_request", `plan "${planId}" is in no catalog version`, { details: { param: "plan_id" } });
+  if (!found)
+    throw new BillingError("invalid_request", `plan "${planId}" is in no catalog version`, {
+      details: { param: "plan_id" },
+    });
   return toPlan(found.plan, found.version);
 }
 
@@ -62,7 +85,13 @@ export async function getSubscription(sql: Sql | TransactionSql, orgId: string):
  * Plans are charged in arrears at cycle close. Included credits are granted once per anchored
  * month, whatever happens to the plan within it.
  */
-export async function subscribe(sql: Sql, catalog: Catalog, orgId: string, planId: string, now: Date): Promise<Subscription> {
+export async function subscribe(
+  sql: Sql,
+  catalog: Catalog,
+  orgId: string,
+  planId: string,
+  now: Date,
+): Promise<Subscription> {
   await catalog.refresh();
   const plan = planAt(catalog, planId, now);
   const org = await getOrganization(sql, orgId);
@@ -94,7 +123,13 @@ export async function cancelSubscription(sql: Sql, orgId: string, now: Date): Pr
 }
 
 /** Included credits for the anchored month containing `cycle`, expiring at its end; once per org and month. */
-export async function grantIncludedCredits(sql: Sql | TransactionSql, orgId: string, plan: Plan, cycle: { start: Date; end: Date }, now: Date) {
+export async function grantIncludedCredits(
+  sql: Sql | TransactionSql,
+  orgId: string,
+  plan: Plan,
+  cycle: { start: Date; end: Date },
+  now: Date,
+) {
   if (plan.includedCredits <= 0n || cycle.end <= now) return;
   try {
     await grantCredits(

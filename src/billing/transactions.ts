@@ -30,9 +30,23 @@ export function decodeCursor(cursor: string): bigint {
 }
 
 /** The org's ledger history, newest first. */
-export async function listTransactions(sql: Sql, orgId: string, opts: { limit: number; cursor?: string }): Promise<Page<LedgerTransactionView>> {
+export async function listTransactions(
+  sql: Sql,
+  orgId: string,
+  opts: { limit: number; cursor?: string },
+): Promise<Page<LedgerTransactionView>> {
   const after = opts.cursor ? decodeCursor(opts.cursor) : null;
-  const rows = await sql<{ id: string; seq: bigint; kind: string; amount: string; description: string | null; metadata: Record<string, unknown>; created_at: Date }[]>`
+  const rows = await sql<
+    {
+      id: string;
+      seq: bigint;
+      kind: string;
+      amount: string;
+      description: string | null;
+      metadata: Record<string, unknown>;
+      created_at: Date;
+    }[]
+  >`
     select t.id, t.seq, t.kind, t.description, t.metadata, t.created_at,
       (select coalesce(sum(e.amount), 0)::text from ledger_entries e
         join ledger_accounts a on a.id = e.account_id
@@ -45,7 +59,14 @@ export async function listTransactions(sql: Sql, orgId: string, opts: { limit: n
   const page = rows.slice(0, opts.limit);
   const last = page.at(-1);
   return {
-    data: page.map((r) => ({ id: r.id, kind: r.kind, amount: BigInt(r.amount), description: r.description, metadata: r.metadata, createdAt: r.created_at })),
+    data: page.map((r) => ({
+      id: r.id,
+      kind: r.kind,
+      amount: BigInt(r.amount),
+      description: r.description,
+      metadata: r.metadata,
+      createdAt: r.created_at,
+    })),
     nextCursor: rows.length > opts.limit && last ? encodeCursor(last.seq) : null,
   };
 }

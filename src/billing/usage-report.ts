@@ -10,7 +10,9 @@ export type UsageReport = {
 
 /** Quantities and cost by product and model for events that occurred in the period. */
 export async function usageReport(sql: Sql, orgId: string, period: Period): Promise<UsageReport> {
-  const rows = await sql<{ product: string; model: string; meter: string | null; quantity: string | null; cost: string; events: number }[]>`
+  const rows = await sql<
+    { product: string; model: string; meter: string | null; quantity: string | null; cost: string; events: number }[]
+  >`
     with events as (
       select product, model, quantities, cost from usage_events
       where org_id = ${orgId} and occurred_at >= ${period.start} and occurred_at < ${period.end}
@@ -29,7 +31,8 @@ export async function usageReport(sql: Sql, orgId: string, period: Period): Prom
   const models = new Map<string, UsageReport["products"][number]["models"][number]>();
   for (const r of rows) {
     let product = products.get(r.product);
-    if (!product) products.set(r.product, (product = { product: r.product, quantities: {}, cost: 0n, events: 0, models: [] }));
+    if (!product)
+      products.set(r.product, (product = { product: r.product, quantities: {}, cost: 0n, events: 0, models: [] }));
     const key = `${r.product}/${r.model}`;
     let model = models.get(key);
     if (!model) {

@@ -1,7 +1,14 @@
 import { BillingError } from "../errors.js";
 import { newId } from "../ids.js";
 import type { Sql } from "../db/client.js";
-import { batchOrgs, callMeteringBatch, countsObject, firstWithSameValue, previousWithSameKey, type BatchUsage } from "./group-commit.js";
+import {
+  batchOrgs,
+  callMeteringBatch,
+  countsObject,
+  firstWithSameValue,
+  previousWithSameKey,
+  type BatchUsage,
+} from "./group-commit.js";
 
 export type UsageRequest = {
   orgId: string;
@@ -121,23 +128,38 @@ export function usageOutcomes(
         };
       }
       case "idempotency_key_reused":
-        return new BillingError("idempotency_key_reused", "this idempotency key was already used for a usage event with another timestamp, product, model, quantities or hold", {
-          details: { param: "idempotency_key" },
-        });
+        return new BillingError(
+          "idempotency_key_reused",
+          "this idempotency key was already used for a usage event with another timestamp, product, model, quantities or hold",
+          {
+            details: { param: "idempotency_key" },
+          },
+        );
       case "unknown_organization":
         return new BillingError("unknown_organization", `no organization ${r.orgId}`, { details: { param: "org_id" } });
       case "debt_limit_exceeded":
-        return new BillingError("debt_limit_exceeded", "this usage would take the organization's credits below -1000000000 USD; it was not recorded", {
-          details: { param: "quantities" },
-        });
+        return new BillingError(
+          "debt_limit_exceeded",
+          "this usage would take the organization's credits below -1000000000 USD; it was not recorded",
+          {
+            details: { param: "quantities" },
+          },
+        );
       case "hold_not_found":
-        return new BillingError("hold_not_found", `no hold ${r.holdId} for organization ${r.orgId}`, { details: { param: "hold_id" } });
+        return new BillingError("hold_not_found", `no hold ${r.holdId} for organization ${r.orgId}`, {
+          details: { param: "hold_id" },
+        });
       default:
         throw new Error(`metering_batch returned no outcome for usage event ${k}`);
     }
   });
   const crossings = (res.alerts ?? []).map(
-    (a): LowBalanceCrossing => ({ alertId: alertIds[a.i - 1]!, orgId: orgs[a.i - 1]!, balance: BigInt(a.balance), threshold: BigInt(a.threshold) }),
+    (a): LowBalanceCrossing => ({
+      alertId: alertIds[a.i - 1]!,
+      orgId: orgs[a.i - 1]!,
+      balance: BigInt(a.balance),
+      threshold: BigInt(a.threshold),
+    }),
   );
   return { outcomes, crossings };
 }
@@ -154,11 +176,21 @@ export async function recordUsageBatch(
   const { orgs, index } = batchOrgs(requests.map((r) => r.orgId));
   const u = prepareUsage(requests, index);
   const alertIds = orgs.map(() => newId("alert"));
-  const batch = orgs.map((org_id, i) => ({ org_id, usage_txn: newId("txn"), release_txn: newId("txn"), hold_txn: null, alert_id: alertIds[i]! }));
+  const batch = orgs.map((org_id, i) => ({
+    org_id,
+    usage_txn: newId("txn"),
+    release_txn: newId("txn"),
+    hold_txn: null,
+    alert_id: alertIds[i]!,
+  }));
   const res = await callMeteringBatch(sql, now, batch, u.input, []);
   return usageOutcomes(
     u,
-    { outcomes: (res.usage_outcomes ?? []) as UsageAnswer["outcomes"], duplicates: res.usage_duplicates as UsageAnswer["duplicates"], alerts: res.usage_alerts as UsageAnswer["alerts"] },
+    {
+      outcomes: (res.usage_outcomes ?? []) as UsageAnswer["outcomes"],
+      duplicates: res.usage_duplicates as UsageAnswer["duplicates"],
+      alerts: res.usage_alerts as UsageAnswer["alerts"],
+    },
     orgs,
     alertIds,
   );

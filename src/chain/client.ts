@@ -11,5 +11,8 @@ export function createChainClient(config: Pick<Config, "RPC_URL" | "CHAIN_ID">):
     nativeCurrency: { name: "Ether", symbol: "ETH", decimals: 18 },
     rpcUrls: { default: { http: [config.RPC_URL] } },
   });
-  return createPublicClient({ chain, transport: http(config.RPC_URL, { retryCount: 2, timeout: 10_000 }) }) as ChainClient;
+  return createPublicClient({
+    chain,
+    transport: http(config.RPC_URL, { retryCount: 2, timeout: 10_000 }),
+  }) as ChainClient;
 }

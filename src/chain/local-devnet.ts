@@ -1,15 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
-import {
-  createTestClient,
-  createWalletClient,
-  defineChain,
-  http,
-  publicActions,
-  type Address,
-  type Hex,
-} from "viem";
+import { createTestClient, createWalletClient, defineChain, http, publicActions, type Address, type Hex } from "viem";
 import { mnemonicToAccount } from "viem/accounts";
 import { depositFactoryAbi, depositFactoryBytecode, husdAbi, husdBytecode } from "../../abis/index.js";
 
@@ -29,10 +21,26 @@ export function anvilBinary(): string {
   return join(dirname(require.resolve(`@foundry-rs/anvil-${process.platform}-${arch}/package.json`)), "bin", "anvil");
 }
 
-export type AnvilOptions = { port: number; chainId: number; blockTime?: number; slotsInAnEpoch?: number; statePath?: string; silent?: boolean };
+export type AnvilOptions = {
+  port: number;
+  chainId: number;
+  blockTime?: number;
+  slotsInAnEpoch?: number;
+  statePath?: string;
+  silent?: boolean;
+};
 
 export function spawnAnvil(o: AnvilOptions): ChildProcess {
-  const args = ["--host", "127.0.0.1", "--port", String(o.port), "--chain-id", String(o.chainId), "--mnemonic", DEV_MNEMONIC];
+  const args = [
+    "--host",
+    "127.0.0.1",
+    "--port",
+    String(o.port),
+    "--chain-id",
+    String(o.chainId),
+    "--mnemonic",
+    DEV_MNEMONIC,
+  ];
   if (o.blockTime) args.push("--block-time", String(o.blockTime));
   // finalized = latest - 2 x slots per epoch: 1 makes finality two blocks behind, as a fast L2 would.
   if (o.slotsInAnEpoch) args.push("--slots-in-an-epoch", String(o.slotsInAnEpoch));
@@ -45,7 +53,11 @@ export async function waitForRpc(rpcUrl: string, timeoutMs = 15_000): Promise<vo
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     try {
-      const res = await fetch(rpcUrl, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "eth_chainId", params: [] }) });
+      const res = await fetch(rpcUrl, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "eth_chainId", params: [] }),
+      });
       if (res.ok) return;
     } catch {
       // not listening yet
@@ -56,7 +68,12 @@ export async function waitForRpc(rpcUrl: string, timeoutMs = 15_000): Promise<vo
 }
 
 export function devClients(rpcUrl: string, chainId: number) {
-  const chain = defineChain({ id: chainId, name: "hanzo-local", nativeCurrency: { name: "Ether", symbol: "ETH", decimals: 18 }, rpcUrls: { default: { http: [rpcUrl] } } });
+  const chain = defineChain({
+    id: chainId,
+    name: "hanzo-local",
+    nativeCurrency: { name: "Ether", symbol: "ETH", decimals: 18 },
+    rpcUrls: { default: { http: [rpcUrl] } },
+  });
   const transport = http(rpcUrl, { retryCount: 0 });
   return {
     chain,
@@ -68,10 +85,17 @@ export function devClients(rpcUrl: string, chainId: number) {
 export type DevContracts = { husd: Address; factory: Address; deployBlock: bigint };
 
 /** Deploys HUSD and the deposit factory (treasury = dev account 1), unless they already have code at the given addresses. */
-export async function deployDevContracts(rpcUrl: string, chainId: number, existing?: { husd: Address; factory: Address }): Promise<DevContracts> {
+export async function deployDevContracts(
+  rpcUrl: string,
+  chainId: number,
+  existing?: { husd: Address; factory: Address },
+): Promise<DevContracts> {
   const c = devClients(rpcUrl, chainId);
   if (existing) {
-    const [a, b] = await Promise.all([c.test.getCode({ address: existing.husd }), c.test.getCode({ address: existing.factory })]);
+    const [a, b] = await Promise.all([
+      c.test.getCode({ address: existing.husd }),
+      c.test.getCode({ address: existing.factory }),
+    ]);
     if (a && a !== "0x" && b && b !== "0x") return { ...existing, deployBlock: 0n };
   }
   const wallet = c.wallet();
@@ -81,14 +105,28 @@ export async function deployDevContracts(rpcUrl: string, chainId: number, existi
     return { address: receipt.contractAddress!, block: receipt.blockNumber };
   };
   const husd = await deploy(husdAbi, husdBytecode, [DevRoles.deployer.address]);
-  const factory = await deploy(depositFactoryAbi, depositFactoryBytecode, [DevRoles.treasury.address, DevRoles.deployer.address]);
+  const factory = await deploy(depositFactoryAbi, depositFactoryBytecode, [
+    DevRoles.treasury.address,
+    DevRoles.deployer.address,
+  ]);
   return { husd: husd.address, factory: factory.address, deployBlock: husd.block };
 }
 
 /** Mints HUSD (owner only) to an address: the dev wallet's starting balance. */
-export async function mintHusd(rpcUrl: string, chainId: number, husd: Address, to: Address, amount: bigint): Promise<Hex> {
+export async function mintHusd(
+  rpcUrl: string,
+  chainId: number,
+  husd: Address,
+  to: Address,
+  amount: bigint,
+): Promise<Hex> {
   const wallet = devClients(rpcUrl, chainId).wallet();
-  const hash = await wallet.writeContract({ address: husd, abi: husdAbi, functionName: "mint", args: [to, amount] } as never);
+  const hash = await wallet.writeContract({
+    address: husd,
+    abi: husdAbi,
+    functionName: "mint",
+    args: [to, amount],
+  } as never);
   await wallet.waitForTransactionReceipt({ hash, pollingInterval: 100 });
   return hash;
 }

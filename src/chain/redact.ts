@@ -15,11 +15,14 @@ export const REDACTED = "[redacted]";
 export function redactUrl(text: string): string {
   // Log lines without a URL (nearly all) cost one indexOf.
   if (!text.includes("://")) return text;
-  return text.replace(URL_IN_TEXT, (_whole, scheme: string, userinfo: string | undefined, host: string, rest: string) => {
-    const credentials = userinfo ? `${REDACTED}@` : "";
-    const tail = rest === "" || rest === "/" ? rest : `/${REDACTED}`;
-    return `${scheme}://${credentials}${host}${tail}`;
-  });
+  return text.replace(
+    URL_IN_TEXT,
+    (_whole, scheme: string, userinfo: string | undefined, host: string, rest: string) => {
+      const credentials = userinfo ? `${REDACTED}@` : "";
+      const tail = rest === "" || rest === "/" ? rest : `/${REDACTED}`;
+      return `${scheme}://${credentials}${host}${tail}`;
+    },
+  );
 }
 
 /**
@@ -40,14 +43,20 @@ export function redactError(err: unknown, depth = 0): unknown {
   for (const [key, value] of Object.entries(err)) {
     if (key === "cause" || key === "body" || key === "headers") continue;
     if (typeof value === "string") (copy as unknown as Record<string, unknown>)[key] = redactUrl(value);
-    else if (Array.isArray(value)) (copy as unknown as Record<string, unknown>)[key] = value.map((v) => (typeof v === "string" ? redactUrl(v) : v));
-    else if (typeof value === "number" || typeof value === "boolean" || value === null) (copy as unknown as Record<string, unknown>)[key] = value;
+    else if (Array.isArray(value))
+      (copy as unknown as Record<string, unknown>)[key] = value.map((v) => (typeof v === "string" ? redactUrl(v) : v));
+    else if (typeof value === "number" || typeof value === "boolean" || value === null)
+      (copy as unknown as Record<string, unknown>)[key] = value;
   }
   return copy;
 }
 
 function hasUrlProps(err: Error): boolean {
-  return Object.values(err).some((v) => (typeof v === "string" && redactUrl(v) !== v) || (Array.isArray(v) && v.some((x) => typeof x === "string" && redactUrl(x) !== x)));
+  return Object.values(err).some(
+    (v) =>
+      (typeof v === "string" && redactUrl(v) !== v) ||
+      (Array.isArray(v) && v.some((x) => typeof x === "string" && redactUrl(x) !== x)),
+  );
 }
 
 /** A job processor whose failures are stored and logged without URLs (BullMQ keeps message and stack). */

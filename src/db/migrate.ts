@@ -46,7 +46,10 @@ async function readSqlFiles(dir: string, name: RegExp): Promise<Migration[]> {
  * a migration that changes a function's signature drops the old one, the file creates the new.
  * Returns what it applied: migration versions, and `functions/<name>` for repeatable files.
  */
-export async function migrate(sql: Sql, opts: { dir?: string; functionsDir?: string; log?: (msg: string) => void } = {}): Promise<string[]> {
+export async function migrate(
+  sql: Sql,
+  opts: { dir?: string; functionsDir?: string; log?: (msg: string) => void } = {},
+): Promise<string[]> {
   const migrations = await readMigrations(opts.dir);
   const functions = await readFunctions(opts.functionsDir);
   const applied: string[] = [];
@@ -73,7 +76,10 @@ export async function migrate(sql: Sql, opts: { dir?: string; functionsDir?: str
         continue;
       }
       for (const known of done.keys()) {
-        if (known > m.version) throw new MigrationError(`migration ${m.version} is older than applied ${known}; migrations are forward-only`);
+        if (known > m.version)
+          throw new MigrationError(
+            `migration ${m.version} is older than applied ${known}; migrations are forward-only`,
+          );
       }
       await tx.unsafe(`set local search_path to ${APP_SCHEMA}, public`);
       await tx.unsafe(m.sql);
@@ -88,7 +94,9 @@ export async function migrate(sql: Sql, opts: { dir?: string; functionsDir?: str
       applied_at timestamptz not null default now()
     )`);
     const current = new Map(
-      (await tx<{ name: string; checksum: string }[]>`select name, checksum from ${tx(APP_SCHEMA)}.schema_functions`).map((r) => [r.name, r.checksum]),
+      (
+        await tx<{ name: string; checksum: string }[]>`select name, checksum from ${tx(APP_SCHEMA)}.schema_functions`
+      ).map((r) => [r.name, r.checksum]),
     );
     for (const f of functions) {
       if (current.get(f.version) === f.checksum) continue;

@@ -1,7 +1,10 @@
 import type { Sql, TransactionSql } from "./client.js";
 
 /** Runs `fn` in the caller's transaction when given one, else in a new one: service verbs compose. */
-export async function withTransaction<T>(sql: Sql | TransactionSql, fn: (tx: TransactionSql) => Promise<T>): Promise<T> {
+export async function withTransaction<T>(
+  sql: Sql | TransactionSql,
+  fn: (tx: TransactionSql) => Promise<T>,
+): Promise<T> {
   if (isTransaction(sql)) return fn(sql);
   return (await (sql as Sql).begin((tx) => fn(tx as TransactionSql))) as T;
 }

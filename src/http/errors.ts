@@ -10,7 +10,9 @@ export type ErrorBody = {
 
 export function errorBody(err: BillingError, requestId: string): ErrorBody {
   const param = typeof err.details?.param === "string" ? err.details.param : undefined;
-  return { error: { type: err.type, code: err.code, message: err.message, request_id: requestId, ...(param ? { param } : {}) } };
+  return {
+    error: { type: err.type, code: err.code, message: err.message, request_id: requestId, ...(param ? { param } : {}) },
+  };
 }
 
 /** A zod failure names the first bad field by its path (e.g. `events.3.quantity`) in message and `param`. */
@@ -19,7 +21,9 @@ export function fromZodError(error: ZodError, where: string): BillingError {
   const path = issue?.path.map(String).join(".") ?? "";
   const field = path || where;
   const more = error.issues.length > 1 ? ` (and ${error.issues.length - 1} more problem(s))` : "";
-  return new BillingError("invalid_request", `${field}: ${issue?.message ?? "invalid"}${more}`, { details: { param: field } });
+  return new BillingError("invalid_request", `${field}: ${issue?.message ?? "invalid"}${more}`, {
+    details: { param: field },
+  });
 }
 
 /** The one place any error becomes a response. Unknown errors are logged and hidden behind a 500. */
@@ -31,7 +35,10 @@ export function handleError(err: Error, c: Context<AppEnv>): Response {
   } else if (err instanceof HTTPException) {
     billingError = fromHttpException(err);
   } else if (isUnstorableText(err)) {
-    billingError = new BillingError("invalid_request", "text fields must not contain NUL or other characters PostgreSQL cannot store");
+    billingError = new BillingError(
+      "invalid_request",
+      "text fields must not contain NUL or other characters PostgreSQL cannot store",
+    );
   } else {
     c.get("deps")?.logger.error({ err, request_id: requestId }, "unhandled error");
     billingError = new BillingError("internal_error", "something went wrong on our side; the request id identifies it");
@@ -40,7 +47,8 @@ export function handleError(err: Error, c: Context<AppEnv>): Response {
 }
 
 function fromHttpException(err: HTTPException): BillingError {
-  if (err.status === 400 && /JSON/i.test(err.message)) return new BillingError("invalid_json", "the request body is not valid JSON");
+  if (err.status === 400 && /JSON/i.test(err.message))
+    return new BillingError("invalid_json", "the request body is not valid JSON");
   if (err.status === 413) return new BillingError("payload_too_large", "the request body is too large");
   if (err.status === 404) return new BillingError("not_found", err.message || "not found");
   return new BillingError("invalid_request", err.message || "bad request");

@@ -28,7 +28,10 @@ const ERROR_DESCRIPTIONS: Record<number, string> = {
 /** Error responses in the envelope, for a route's `responses`. */
 export function errorResponses<S extends number>(...statuses: S[]) {
   return Object.fromEntries(
-    statuses.map((s) => [s, { description: ERROR_DESCRIPTIONS[s] ?? "Error", content: { "application/json": { schema: ErrorEnvelope } } }]),
+    statuses.map((s) => [
+      s,
+      { description: ERROR_DESCRIPTIONS[s] ?? "Error", content: { "application/json": { schema: ErrorEnvelope } } },
+    ]),
   ) as Record<S, { description: string; content: { "application/json": { schema: typeof ErrorEnvelope } } }>;
 }
 
@@ -65,7 +68,9 @@ export const IdempotencyKeyHeader = z
   .min(1)
   .max(255)
   .regex(/^[\x21-\x7e]+$/, "must be printable ASCII without spaces")
-  .openapi({ description: "Makes the call safe to retry: the same key returns the first result and moves no money again." });
+  .openapi({
+    description: "Makes the call safe to retry: the same key returns the first result and moves no money again.",
+  });
 
 export const Cursor = z.string().max(200).optional().openapi({ description: "`next_cursor` from the previous page" });
 export const Limit = z.coerce.number().int().min(1).max(100).default(20);

@@ -15,7 +15,10 @@ const RUNNING_HEARTBEAT_MS = 60_000;
  * the largest `heartbeat_at`), and any build an indexer is running right now. Run it only after
  * the current build is ready, so that until then the old build's rows stay readable.
  */
-export async function pruneBuilds(sql: Sql, opts: { viewsSchema: string; current: string; now?: number }): Promise<PrunedBuilds> {
+export async function pruneBuilds(
+  sql: Sql,
+  opts: { viewsSchema: string; current: string; now?: number },
+): Promise<PrunedBuilds> {
   const now = opts.now ?? Date.now();
   const [view] = await sql<{ schema: string }[]>`
     select table_schema as schema from information_schema.view_table_usage
@@ -41,7 +44,8 @@ export async function pruneBuilds(sql: Sql, opts: { viewsSchema: string; current
   const previous = others
     .filter((o) => o.app?.is_ready === 1)
     .sort((a, b) => (b.app!.heartbeat_at ?? 0) - (a.app!.heartbeat_at ?? 0))[0]?.schema;
-  const running = (app: PonderApp | undefined) => app === undefined || (app.is_locked === 1 && now - (app.heartbeat_at ?? 0) < RUNNING_HEARTBEAT_MS);
+  const running = (app: PonderApp | undefined) =>
+    app === undefined || (app.is_locked === 1 && now - (app.heartbeat_at ?? 0) < RUNNING_HEARTBEAT_MS);
 
   const dropped: string[] = [];
   for (const { schema, app } of others) {

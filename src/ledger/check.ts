@@ -9,7 +9,8 @@ export type LedgerCheck = {
 };
 
 /** How many things a check found wrong: 0 on a healthy ledger. */
-export const mismatchCount = (check: LedgerCheck) => check.unbalancedTransactions.length + check.balanceMismatches.length + check.heldMismatches.length;
+export const mismatchCount = (check: LedgerCheck) =>
+  check.unbalancedTransactions.length + check.balanceMismatches.length + check.heldMismatches.length;
 
 /**
  * Recomputes what the triggers and the metering path promise; every list is empty on a healthy
@@ -41,7 +42,11 @@ export async function checkLedger(sql: Sql): Promise<LedgerCheck> {
     where coalesce(a.balance, 0) <> coalesce(h.total, 0)`;
   return {
     unbalancedTransactions: unbalanced.map((r) => ({ transactionId: r.transaction_id, sum: BigInt(r.sum) })),
-    balanceMismatches: mismatches.map((r) => ({ accountId: r.id, cached: BigInt(r.cached), fromEntries: BigInt(r.from_entries) })),
+    balanceMismatches: mismatches.map((r) => ({
+      accountId: r.id,
+      cached: BigInt(r.cached),
+      fromEntries: BigInt(r.from_entries),
+    })),
     heldMismatches: held.map((r) => ({ orgId: r.org_id, held: BigInt(r.held), liveHolds: BigInt(r.live_holds) })),
   };
 }

@@ -72,7 +72,11 @@ export async function postTransaction(tx: TransactionSql, posting: Posting): Pro
     if (!existing) throw new Error("idempotency conflict without a row: impossible under read committed");
     return { transactionId: existing, created: false };
   }
-  const rows = posting.entries.map((e) => ({ transaction_id: id, account_id: e.accountId, amount: e.amount.toString() }));
+  const rows = posting.entries.map((e) => ({
+    transaction_id: id,
+    account_id: e.accountId,
+    amount: e.amount.toString(),
+  }));
   await tx`insert into ledger_entries ${tx(rows, "transaction_id", "account_id", "amount")}`;
   return { transactionId: id, created: true };
 }
@@ -83,12 +87,18 @@ export async function postTransaction(tx: TransactionSql, posting: Posting): Pro
  * checks depend on the time (a grant's expires_at) looks here first, so that a retry answers
  * what the first request did instead of being judged again against a later clock.
  */
-export async function findPosted(tx: TransactionSql, posting: Pick<Posting, "kind" | "idempotencyKey" | "orgId" | "fingerprint">): Promise<string | null> {
+export async function findPosted(
+  tx: TransactionSql,
+  posting: Pick<Posting, "kind" | "idempotencyKey" | "orgId" | "fingerprint">,
+): Promise<string | null> {
   const [existing] = await tx<{ id: string; request_fingerprint: string | null; org_id: string | null }[]>`
     select id, request_fingerprint, org_id from ledger_transactions
     where kind = ${posting.kind} and idempotency_key = ${posting.idempotencyKey}`;
   if (!existing) return null;
-  if (existing.org_id !== posting.orgId || (posting.fingerprint && existing.request_fingerprint !== posting.fingerprint)) {
+  if (
+    existing.org_id !== posting.orgId ||
+    (posting.fingerprint && existing.request_fingerprint !== posting.fingerprint)
+  ) {
     throw new BillingError("idempotency_key_reused", "this idempotency key was already used for a different request");
   }
   return existing.id;

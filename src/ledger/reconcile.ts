@@ -18,12 +18,22 @@ function alertsOf(check: LedgerCheck): Alert[] {
     ...check.balanceMismatches.map((m) => ({
       kind: "ledger_balance_mismatch",
       subject: m.accountId,
-      details: { account_id: m.accountId, cached_nano_usd: m.cached.toString(), from_entries_nano_usd: m.fromEntries.toString(), difference_nano_usd: (m.cached - m.fromEntries).toString() },
+      details: {
+        account_id: m.accountId,
+        cached_nano_usd: m.cached.toString(),
+        from_entries_nano_usd: m.fromEntries.toString(),
+        difference_nano_usd: (m.cached - m.fromEntries).toString(),
+      },
     })),
     ...check.heldMismatches.map((m) => ({
       kind: "ledger_held_mismatch",
       subject: m.orgId,
-      details: { org_id: m.orgId, held_nano_usd: m.held.toString(), live_holds_nano_usd: m.liveHolds.toString(), difference_nano_usd: (m.held - m.liveHolds).toString() },
+      details: {
+        org_id: m.orgId,
+        held_nano_usd: m.held.toString(),
+        live_holds_nano_usd: m.liveHolds.toString(),
+        difference_nano_usd: (m.held - m.liveHolds).toString(),
+      },
     })),
   ];
 }
@@ -67,7 +77,10 @@ export async function reconcileLedger(deps: { sql: Sql; logger: Logger }, now: D
       balanceMismatches: check.balanceMismatches.slice(0, 10),
       heldMismatches: check.heldMismatches.slice(0, 10),
     }).map((a) => ({ kind: a.kind, ...a.details }));
-    deps.logger.error({ ledger_check_id: checkId, ...counts, examples, duration_ms: durationMs }, "ledger check found mismatches: operator attention needed (see operator_alerts)");
+    deps.logger.error(
+      { ledger_check_id: checkId, ...counts, examples, duration_ms: durationMs },
+      "ledger check found mismatches: operator attention needed (see operator_alerts)",
+    );
   } else {
     deps.logger.info({ ledger_check_id: checkId, duration_ms: durationMs }, "ledger check: consistent");
   }

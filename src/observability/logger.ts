@@ -7,5 +7,11 @@ import { redactUrl } from "../chain/redact.js";
  * viem puts the URL into its errors, whichever log site they reach.
  */
 export function createLogger(name: string, level: string = process.env.LOG_LEVEL ?? "info"): Logger {
-  return pino({ name, level, base: { process: name }, timestamp: pino.stdTimeFunctions.isoTime, hooks: { streamWrite: redactUrl } });
+  return pino({
+    name,
+    level,
+    base: { process: name },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    hooks: { streamWrite: redactUrl },
+  });
 }

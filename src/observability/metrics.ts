@@ -10,7 +10,11 @@ export type Metrics = ReturnType<typeof createMetrics>;
  * about shared state (holds, deposits, postings, queues) is read from PostgreSQL and Redis at
  * scrape time, so every replica reports the same truth and nothing is lost on restart.
  */
-export function createMetrics(deps: { sql: Sql; queues?: Queues; indexer?: { viewsSchema: string; chain: ChainClient } }) {
+export function createMetrics(deps: {
+  sql: Sql;
+  queues?: Queues;
+  indexer?: { viewsSchema: string; chain: ChainClient };
+}) {
   // Our own registry, not prom-client's global one (Ponder, in the same node_modules, uses that).
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: "hanzo_api_" });
@@ -42,7 +46,9 @@ export function createMetrics(deps: { sql: Sql; queues?: Queues; indexer?: { vie
     labelNames: ["kind"] as const,
     registers: [registry],
     async collect() {
-      const rows = await deps.sql<{ kind: string; n: number }[]>`select kind, count(*)::int as n from ledger_transactions group by kind`;
+      const rows = await deps.sql<
+        { kind: string; n: number }[]
+      >`select kind, count(*)::int as n from ledger_transactions group by kind`;
       this.reset();
       for (const r of rows) this.set({ kind: r.kind }, r.n);
     },
@@ -58,8 +64,13 @@ export function createMetrics(deps: { sql: Sql; queues?: Queues; indexer?: { vie
       throw err;
     });
     if (!rows) return null;
-    const pending = rows.filter((r) => r.state === "seen" || r.state === "confirming").map((r) => Math.max(0, r.oldest_seconds));
-    return { byState: new Map(rows.map((r) => [r.state, r.n])), oldestPendingSeconds: pending.length ? Math.max(...pending) : 0 };
+    const pending = rows
+      .filter((r) => r.state === "seen" || r.state === "confirming")
+      .map((r) => Math.max(0, r.oldest_seconds));
+    return {
+      byState: new Map(rows.map((r) => [r.state, r.n])),
+      oldestPendingSeconds: pending.length ? Math.max(...pending) : 0,
+    };
   });
 
   new Gauge({
@@ -71,7 +82,8 @@ export function createMetrics(deps: { sql: Sql; queues?: Queues; indexer?: { vie
       const stats = await depositStats();
       if (!stats) return;
       this.reset();
-      for (const state of new Set([...DepositStates, ...stats.byState.keys()])) this.set({ state }, stats.byState.get(state) ?? 0);
+      for (const state of new Set([...DepositStates, ...stats.byState.keys()]))
+        this.set({ state }, stats.byState.get(state) ?? 0);
     },
   });
 
@@ -87,7 +99,9 @@ export function createMetrics(deps: { sql: Sql; queues?: Queues; indexer?: { vie
 
   // The worker's last ledger reconciliation (migration 0015), whichever worker ran it.
   const lastLedgerCheck = sharedPerScrape(async () => {
-    const [row] = await deps.sql<{ at: number; unbalanced_transactions: number; balance_mismatches: number; held_mismatches: number }[]>`
+    const [row] = await deps.sql<
+      { at: number; unbalanced_transactions: number; balance_mismatches: number; held_mismatches: number }[]
+    >`
       select extract(epoch from checked_at)::float8 as at, unbalanced_transactions, balance_mismatches, held_mismatches
       from ledger_checks order by id desc limit 1`;
     return row;
@@ -120,10 +134,19 @@ export function createMetrics(deps: { sql: Sql; queues?: Queues; indexer?: { vie
     // The live build's last indexed block, through the views (during a deploy: the previous
     // build's, frozen, so the lag shows how long deposits go unseen), against the node's head.
     const position = sharedPerScrape(async (): Promise<{ indexed?: number; head?: number }> => {
-      const [view] = await deps.sql<{ t: string | null }[]>`select to_regclass(${`${viewsSchema}._ponder_checkpoint`})::text as t`;
-      const [row] = view?.t ? await deps.sql<{ block: string }[]>`select max(substr(latest_checkpoint, 27, 16))::bigint::text as block from ${deps.sql(viewsSchema)}._ponder_checkpoint` : [];
+      const [view] = await deps.sql<
+        { t: string | null }[]
+      >`select to_regclass(${`${viewsSchema}._ponder_checkpoint`})::text as t`;
+      const [row] = view?.t
+        ? await deps.sql<
+            { block: string }[]
+          >`select max(substr(latest_checkpoint, 27, 16))::bigint::text as block from ${deps.sql(viewsSchema)}._ponder_checkpoint`
+        : [];
       const head = await chain.getBlockNumber().catch(() => undefined);
-      return { indexed: row?.block == null ? undefined : Number(row.block), head: head === undefined ? undefined : Number(head) };
+      return {
+        indexed: row?.block == null ? undefined : Number(row.block),
+        head: head === undefined ? undefined : Number(head),
+      };
     });
     new Gauge({
       name: "hanzo_indexer_block",

@@ -14,17 +14,26 @@ export async function checkServices(urls: { postgres: string; redis: string }): 
   try {
     await sql`select 1`;
   } catch (err) {
-    problems.push(`PostgreSQL is not reachable at ${redact(urls.postgres)} (${(err as Error).message}).\n    Start it: ${START_POSTGRES}`);
+    problems.push(
+      `PostgreSQL is not reachable at ${redact(urls.postgres)} (${(err as Error).message}).\n    Start it: ${START_POSTGRES}`,
+    );
   } finally {
     await sql.end({ timeout: 1 }).catch(() => {});
   }
-  const redis = new Redis(urls.redis, { lazyConnect: true, connectTimeout: 3000, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  const redis = new Redis(urls.redis, {
+    lazyConnect: true,
+    connectTimeout: 3000,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+  });
   redis.on("error", () => {});
   try {
     await redis.connect();
     await redis.ping();
   } catch (err) {
-    problems.push(`Redis is not reachable at ${redact(urls.redis)} (${(err as Error).message}).\n    Start it: ${START_REDIS}`);
+    problems.push(
+      `Redis is not reachable at ${redact(urls.redis)} (${(err as Error).message}).\n    Start it: ${START_REDIS}`,
+    );
   } finally {
     redis.disconnect();
   }

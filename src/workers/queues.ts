@@ -17,7 +17,15 @@ export type DepositJob = z.infer<typeof DepositJob>;
 export const LowBalanceAlertJob = z.object({ alert_id: z.string() });
 export type LowBalanceAlertJob = z.infer<typeof LowBalanceAlertJob>;
 
-export const MaintenanceTasks = ["expire-holds", "expire-grants", "resend-alerts", "close-cycles", "scan-deposits", "audit-deposits", "check-ledger"] as const;
+export const MaintenanceTasks = [
+  "expire-holds",
+  "expire-grants",
+  "resend-alerts",
+  "close-cycles",
+  "scan-deposits",
+  "audit-deposits",
+  "check-ledger",
+] as const;
 export type MaintenanceTask = (typeof MaintenanceTasks)[number];
 
 /** BullMQ's prefix, hash-tagged so that every key of a queue lands on one Redis Cluster slot. */
@@ -43,7 +51,17 @@ export type Queues = ReturnType<typeof createQueues>;
 export async function enqueueAlerts(queues: Queues, alertIds: string[]): Promise<void> {
   if (alertIds.length === 0) return;
   await queues.lowBalanceAlerts.addBulk(
-    alertIds.map((id) => ({ name: "deliver", data: { alert_id: id }, opts: { jobId: id, removeOnComplete: 1000, removeOnFail: 5000, attempts: 10, backoff: { type: "exponential", delay: 1000 } } })),
+    alertIds.map((id) => ({
+      name: "deliver",
+      data: { alert_id: id },
+      opts: {
+        jobId: id,
+        removeOnComplete: 1000,
+        removeOnFail: 5000,
+        attempts: 10,
+        backoff: { type: "exponential", delay: 1000 },
+      },
+    })),
   );
 }
 
@@ -66,6 +84,16 @@ export async function resendAlerts(queues: Queues, alertIds: string[]): Promise<
 export async function enqueueDepositChecks(queues: Queues, depositIds: string[]): Promise<void> {
   if (depositIds.length === 0) return;
   await queues.deposits.addBulk(
-    depositIds.map((id) => ({ name: "verify", data: { deposit_id: id }, opts: { jobId: `verify-${id}`, removeOnComplete: true, removeOnFail: true, attempts: 3, backoff: { type: "fixed", delay: 500 } } })),
+    depositIds.map((id) => ({
+      name: "verify",
+      data: { deposit_id: id },
+      opts: {
+        jobId: `verify-${id}`,
+        removeOnComplete: true,
+        removeOnFail: true,
+        attempts: 3,
+        backoff: { type: "fixed", delay: 500 },
+      },
+    })),
   );
 }

@@ -14,9 +14,28 @@ import type { Sql } from "../db/client.js";
 import { checkDeposit } from "./processors/deposit-check.js";
 import { scanDeposits } from "./processors/deposit-scan.js";
 import { deliverLowBalanceAlert, undeliveredAlerts } from "./processors/low-balance-alert.js";
-import { bullPrefix, createQueues, DepositJob, enqueueAlerts, LowBalanceAlertJob, MaintenanceTasks, QueueNames, resendAlerts, type MaintenanceTask } from "./queues.js";
+import {
+  bullPrefix,
+  createQueues,
+  DepositJob,
+  enqueueAlerts,
+  LowBalanceAlertJob,
+  MaintenanceTasks,
+  QueueNames,
+  resendAlerts,
+  type MaintenanceTask,
+} from "./queues.js";
 
-export type WorkerDeps = { sql: Sql; connection: ConnectionOptions; prefix: string; logger: Logger; clock: Clock; config: Config; maintenanceEveryMs?: number; chain?: ChainClient };
+export type WorkerDeps = {
+  sql: Sql;
+  connection: ConnectionOptions;
+  prefix: string;
+  logger: Logger;
+  clock: Clock;
+  config: Config;
+  maintenanceEveryMs?: number;
+  chain?: ChainClient;
+};
 
 /**
  * Starts every queue processor of this process. Any number of worker processes may run: each
@@ -32,19 +51,36 @@ export async function startWorkers(deps: WorkerDeps) {
 
   const alerts = new Worker(
     QueueNames.lowBalanceAlerts,
-    withRedactedErrors(async (job: Job) => deliverLowBalanceAlert({ sql: deps.sql, logger: deps.logger, now: deps.clock }, LowBalanceAlertJob.parse(job.data).alert_id)),
+    withRedactedErrors(async (job: Job) =>
+      deliverLowBalanceAlert(
+        { sql: deps.sql, logger: deps.logger, now: deps.clock },
+        LowBalanceAlertJob.parse(job.data).alert_id,
+      ),
+    ),
     { ...opts, concurrency: 8 },
   );
 
   const deposits = new Worker(
     QueueNames.deposits,
     // A failure's message and stack are kept in Redis (and shown by the dashboard): without the RPC URL.
-    withRedactedErrors(async (job: Job) => checkDeposit({ sql: deps.sql, chain, config: deps.config, logger: deps.logger }, DepositJob.parse(job.data).deposit_id, deps.clock())),
+    withRedactedErrors(async (job: Job) =>
+      checkDeposit(
+        { sql: deps.sql, chain, config: deps.config, logger: deps.logger },
+        DepositJob.parse(job.data).deposit_id,
+        deps.clock(),
+      ),
+    ),
     // A check takes milliseconds; short locks mean a job held by a killed worker is taken over
     // within seconds (the credit itself is decided in PostgreSQL, so a re-run is harmless). The
     // limiter is BullMQ's, counted in Redis for the queue: every worker process together starts at
     // most DEPOSIT_CHECKS_PER_SECOND checks a second (retries included), whoever enqueued them.
-    { ...opts, concurrency: 8, lockDuration: 10_000, stalledInterval: 5_000, limiter: { max: deps.config.DEPOSIT_CHECKS_PER_SECOND, duration: 1_000 } },
+    {
+      ...opts,
+      concurrency: 8,
+      lockDuration: 10_000,
+      stalledInterval: 5_000,
+      limiter: { max: deps.config.DEPOSIT_CHECKS_PER_SECOND, duration: 1_000 },
+    },
   );
 
   const maintenance = new Worker<{ task: MaintenanceTask }>(
@@ -93,7 +129,11 @@ export async function startWorkers(deps: WorkerDeps) {
           : task === "check-ledger"
             ? deps.config.LEDGER_CHECK_INTERVAL_MS
             : every;
-    await queues.maintenance.upsertJobScheduler(task, { every: interval }, { name: task, data: { task }, opts: { removeOnComplete: 100, removeOnFail: 100 } });
+    await queues.maintenance.upsertJobScheduler(
+      task,
+      { every: interval },
+      { name: task, data: { task }, opts: { removeOnComplete: 100, removeOnFail: 100 } },
+    );
   }
 
   for (const w of [alerts, deposits, maintenance]) {
@@ -104,7 +144,9 @@ export async function startWorkers(deps: WorkerDeps) {
   // enqueued at once instead of at the next sweep. The job id is the alert id, so the API's own
   // enqueue of usage alerts and this one make one job.
   const alertNotices = await deps.sql.listen("balance_alerts", (alertId) => {
-    enqueueAlerts(queues, [alertId]).catch((err: unknown) => deps.logger.warn({ err, alert_id: alertId }, "could not enqueue a low-balance alert; the sweep will"));
+    enqueueAlerts(queues, [alertId]).catch((err: unknown) =>
+      deps.logger.warn({ err, alert_id: alertId }, "could not enqueue a low-balance alert; the sweep will"),
+    );
   });
   deps.logger.info({ queues: Object.values(QueueNames) }, "workers started");
 

@@ -17,7 +17,13 @@ describe("nothing acknowledged is lost", () => {
     const org = await t.createOrg();
     await t.grant(org.id, "1000");
     const port = await freePort();
-    const api = startBin("api.ts", { DATABASE_URL: db.url, PORT: String(port), ADMIN_API_KEY: TEST_ADMIN_KEY, REDIS_PREFIX: uniqueRedisPrefix("crash"), LOG_LEVEL: "warn" });
+    const api = startBin("api.ts", {
+      DATABASE_URL: db.url,
+      PORT: String(port),
+      ADMIN_API_KEY: TEST_ADMIN_KEY,
+      REDIS_PREFIX: uniqueRedisPrefix("crash"),
+      LOG_LEVEL: "warn",
+    });
     const base = `http://127.0.0.1:${port}`;
     await waitFor(async () => (await fetch(`${base}/healthz`)).ok, { what: "api up" });
 
@@ -31,7 +37,15 @@ describe("nothing acknowledged is lost", () => {
           const res = await fetch(`${base}/v1/billing/usage`, {
             method: "POST",
             headers: { authorization: `Bearer ${org.gatewayKey}`, "content-type": "application/json" },
-            body: JSON.stringify({ events: keys.map((k) => ({ idempotency_key: k, org_id: org.id, timestamp: new Date().toISOString(), product: "api", quantities: { requests: 1 } })) }),
+            body: JSON.stringify({
+              events: keys.map((k) => ({
+                idempotency_key: k,
+                org_id: org.id,
+                timestamp: new Date().toISOString(),
+                product: "api",
+                quantities: { requests: 1 },
+              })),
+            }),
           });
           if (res.ok) {
             const body = (await res.json()) as { results: { idempotency_key: string; status: string }[] };
@@ -49,12 +63,15 @@ describe("nothing acknowledged is lost", () => {
     stop = true;
     await Promise.all(clients);
 
-    const stored = await db.sql<{ idempotency_key: string }[]>`select idempotency_key from usage_events where org_id = ${org.id}`;
+    const stored = await db.sql<
+      { idempotency_key: string }[]
+    >`select idempotency_key from usage_events where org_id = ${org.id}`;
     const inDb = new Set(stored.map((r) => r.idempotency_key));
     const lost = acknowledged.filter((k) => !inDb.has(k));
     expect(acknowledged.length).toBeGreaterThanOrEqual(400);
     expect(lost).toEqual([]);
-    const [sum] = await db.sql`select count(*)::int as n, coalesce(sum(cost), 0)::text as cost from usage_events where org_id = ${org.id}`;
+    const [sum] =
+      await db.sql`select count(*)::int as n, coalesce(sum(cost), 0)::text as cost from usage_events where org_id = ${org.id}`;
     const balance = (await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json;
     expect(BigInt(balance.balance_nano_usd)).toBe(1000n * 1_000_000_000n - BigInt(sum!.cost));
   });

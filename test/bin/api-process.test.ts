@@ -32,16 +32,38 @@ describe("npm run api (bin/api.ts)", () => {
 
   it("serves /healthz and the API, and exits cleanly on SIGTERM", async () => {
     const port = await freePort();
-    await servesAndStops(startBin("api.ts", { DATABASE_URL: db.url, PORT: String(port), ADMIN_API_KEY: TEST_ADMIN_KEY, LOG_LEVEL: "info" }), port);
+    await servesAndStops(
+      startBin("api.ts", {
+        DATABASE_URL: db.url,
+        PORT: String(port),
+        ADMIN_API_KEY: TEST_ADMIN_KEY,
+        LOG_LEVEL: "info",
+      }),
+      port,
+    );
   });
 
   it("the production build (npm run build, then npm start) serves the API and stops cleanly, and so does its worker", async () => {
     execFileSync("npm", ["run", "--silent", "build"], { cwd: ROOT, stdio: "pipe" });
     const port = await freePort();
-    await servesAndStops(startBuilt("api.mjs", { DATABASE_URL: db.url, PORT: String(port), ADMIN_API_KEY: TEST_ADMIN_KEY, LOG_LEVEL: "info" }), port);
-    const worker = startBuilt("worker.mjs", { DATABASE_URL: db.url, REDIS_PREFIX: uniqueRedisPrefix("worker-built"), LOG_LEVEL: "info" });
+    await servesAndStops(
+      startBuilt("api.mjs", {
+        DATABASE_URL: db.url,
+        PORT: String(port),
+        ADMIN_API_KEY: TEST_ADMIN_KEY,
+        LOG_LEVEL: "info",
+      }),
+      port,
+    );
+    const worker = startBuilt("worker.mjs", {
+      DATABASE_URL: db.url,
+      REDIS_PREFIX: uniqueRedisPrefix("worker-built"),
+      LOG_LEVEL: "info",
+    });
     try {
-      await waitFor(() => worker.output().includes('"msg":"workers started"'), { what: `built worker up: ${worker.output()}` });
+      await waitFor(() => worker.output().includes('"msg":"workers started"'), {
+        what: `built worker up: ${worker.output()}`,
+      });
     } finally {
       await worker.stop("SIGTERM");
     }
@@ -57,7 +79,11 @@ describe("npm run api (bin/api.ts)", () => {
   });
 
   it("npm run worker starts its queues and exits cleanly on SIGTERM", async () => {
-    const worker = startBin("worker.ts", { DATABASE_URL: db.url, REDIS_PREFIX: uniqueRedisPrefix("worker-proc"), LOG_LEVEL: "info" });
+    const worker = startBin("worker.ts", {
+      DATABASE_URL: db.url,
+      REDIS_PREFIX: uniqueRedisPrefix("worker-proc"),
+      LOG_LEVEL: "info",
+    });
     await waitFor(() => worker.output().includes('"msg":"workers started"'), { what: `worker up: ${worker.output()}` });
     await worker.stop("SIGTERM");
     expect(await worker.exited).toBe(0);

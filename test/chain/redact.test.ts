@@ -18,7 +18,12 @@ describe("redactUrl: provider keys in RPC URLs never leave the process", () => {
   });
 
   it("finds URLs inside JSON log lines, escaped newlines and quotes included", () => {
-    const line = JSON.stringify({ err: { message: "HTTP request failed.\n\nURL: https://rpc.example/v2/SECRETKEY\nDetails: fetch failed", url: "https://rpc.example/v2/SECRETKEY" } });
+    const line = JSON.stringify({
+      err: {
+        message: "HTTP request failed.\n\nURL: https://rpc.example/v2/SECRETKEY\nDetails: fetch failed",
+        url: "https://rpc.example/v2/SECRETKEY",
+      },
+    });
     const out = redactUrl(line);
     expect(out).not.toContain("SECRETKEY");
     expect(JSON.parse(out).err.url).toBe("https://rpc.example/[redacted]");
@@ -35,15 +40,21 @@ describe("redactError", () => {
   it("strips the URL from a real viem transport error: message, stack, structured fields and cause", async () => {
     const port = await freePort(); // nobody listens: connection refused
     const rpc = `http://127.0.0.1:${port}/v2/PATHSECRET?apikey=QUERYSECRET`;
-    const err = await createChainClient({ RPC_URL: rpc, CHAIN_ID: 31337 }).getBlockNumber().then(
-      () => null,
-      (e: unknown) => e as Error,
-    );
+    const err = await createChainClient({ RPC_URL: rpc, CHAIN_ID: 31337 })
+      .getBlockNumber()
+      .then(
+        () => null,
+        (e: unknown) => e as Error,
+      );
     expect(err).not.toBeNull();
     expect(String(err!.message)).toContain("PATHSECRET"); // what viem does: the reason for all this
     const wrapped = new Error("verify failed", { cause: err });
     const clean = redactError(wrapped) as Error & { cause: Error & Record<string, unknown> };
-    const everything = JSON.stringify({ message: clean.message, stack: clean.stack, cause: { ...clean.cause, message: clean.cause.message, stack: clean.cause.stack } });
+    const everything = JSON.stringify({
+      message: clean.message,
+      stack: clean.stack,
+      cause: { ...clean.cause, message: clean.cause.message, stack: clean.cause.stack },
+    });
     expect(everything).not.toMatch(/PATHSECRET|QUERYSECRET/);
     expect(clean.cause.name).toBe(err!.name);
     expect(clean.cause.message).toContain(`http://127.0.0.1:${port}/[redacted]`);

@@ -54,22 +54,37 @@ describe("an RPC URL with a key in it, and the node behind it down", () => {
     stack = depositStack(db, chain); // a working node, only to put a pending deposit in the database
     const org = await stack.orgWithAddress("Keyed Co");
     const { hash } = await stack.sendHusd(org.address, 2n * HUSD);
-    expect((await stack.app.call("POST", "/v1/billing/husd/topups", { key: org.orgKey, body: { tx_hash: hash } })).status).toBe(201);
+    expect(
+      (await stack.app.call("POST", "/v1/billing/husd/topups", { key: org.orgKey, body: { tx_hash: hash } })).status,
+    ).toBe(201);
     pending = { hash, orgKey: org.orgKey };
 
     rpcPort = await freePort(); // closed: every RPC call fails with connection refused
     const env = {
-      DATABASE_URL: db.url, REDIS_PREFIX: prefix, ADMIN_API_KEY: TEST_ADMIN_KEY, LOG_LEVEL: "debug",
+      DATABASE_URL: db.url,
+      REDIS_PREFIX: prefix,
+      ADMIN_API_KEY: TEST_ADMIN_KEY,
+      LOG_LEVEL: "debug",
       RPC_URL: `http://127.0.0.1:${rpcPort}/v2/${PATH_SECRET}?apikey=${QUERY_SECRET}`,
-      CHAIN_ID: String(chain.chainId), HUSD_ADDRESS: chain.husd, DEPOSIT_FACTORY_ADDRESS: chain.factory,
-      FINALITY_CONFIRMATIONS: "2", DEPOSIT_SCAN_INTERVAL_MS: "200", DATABASE_POOL_MAX: "3",
+      CHAIN_ID: String(chain.chainId),
+      HUSD_ADDRESS: chain.husd,
+      DEPOSIT_FACTORY_ADDRESS: chain.factory,
+      FINALITY_CONFIRMATIONS: "2",
+      DEPOSIT_SCAN_INTERVAL_MS: "200",
+      DATABASE_POOL_MAX: "3",
     };
     const port = await freePort();
     base = `http://127.0.0.1:${port}`;
     worker = startBin("worker.ts", env);
     api = startBin("api.ts", { ...env, PORT: String(port) });
-    await waitFor(() => worker.output().includes('"msg":"workers started"'), { timeoutMs: 30_000, what: `worker up: ${worker.output().slice(-1000)}` });
-    await waitFor(async () => (await fetch(`${base}/healthz`)).ok, { timeoutMs: 30_000, what: `api up: ${api.output().slice(-1000)}` });
+    await waitFor(() => worker.output().includes('"msg":"workers started"'), {
+      timeoutMs: 30_000,
+      what: `worker up: ${worker.output().slice(-1000)}`,
+    });
+    await waitFor(async () => (await fetch(`${base}/healthz`)).ok, {
+      timeoutMs: 30_000,
+      what: `api up: ${api.output().slice(-1000)}`,
+    });
   }, 90_000);
   afterAll(async () => {
     await Promise.all([worker?.stop(), api?.stop()]);
@@ -84,7 +99,11 @@ describe("an RPC URL with a key in it, and the node behind it down", () => {
   it("appears in no log line, no failed job kept in Redis, no dashboard page and no response", async () => {
     const bodies: string[] = [];
     const call = async (method: string, path: string, key: string, body?: unknown) => {
-      const res = await fetch(`${base}${path}`, { method, headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body: body === undefined ? undefined : JSON.stringify(body) });
+      const res = await fetch(`${base}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
       const text = await res.text();
       bodies.push(`${res.status} ${JSON.stringify([...res.headers])} ${text}`);
       return { status: res.status, json: JSON.parse(text) };
@@ -97,7 +116,9 @@ describe("an RPC URL with a key in it, and the node behind it down", () => {
     }
     const fresh = (await call("POST", "/v1/admin/orgs", TEST_ADMIN_KEY, { name: "Fresh Co" })).json;
     const freshKey = (await call("POST", `/v1/admin/orgs/${fresh.id}/keys`, TEST_ADMIN_KEY, { scope: "org" })).json.key;
-    expect((await call("GET", "/v1/billing/husd/deposit-address", freshKey)).json.error.code).toBe("upstream_unavailable");
+    expect((await call("GET", "/v1/billing/husd/deposit-address", freshKey)).json.error.code).toBe(
+      "upstream_unavailable",
+    );
 
     // The workers' chain calls fail: the deposit check (retried) and the audit of credited deposits.
     const redis = createTestRedis();
@@ -105,9 +126,17 @@ describe("an RPC URL with a key in it, and the node behind it down", () => {
       await waitFor(
         async () => {
           const out = worker.output();
-          return out.includes('"queue":"husd-deposits"') && out.includes('"queue":"maintenance"') && (await dumpRedis(redis, `{${prefix}}`)).includes("HTTP request failed");
+          return (
+            out.includes('"queue":"husd-deposits"') &&
+            out.includes('"queue":"maintenance"') &&
+            (await dumpRedis(redis, `{${prefix}}`)).includes("HTTP request failed")
+          );
         },
-        { timeoutMs: 30_000, intervalMs: 250, what: `failed deposit checks and audits: ${worker.output().slice(-2000)}` },
+        {
+          timeoutMs: 30_000,
+          intervalMs: 250,
+          what: `failed deposit checks and audits: ${worker.output().slice(-2000)}`,
+        },
       );
       const stored = await dumpRedis(redis, `{${prefix}}`);
       expect(stored).toContain(`http://127.0.0.1:${rpcPort}/[redacted]`); // the failure is kept, the key is not
@@ -118,8 +147,14 @@ describe("an RPC URL with a key in it, and the node behind it down", () => {
 
     // The queue dashboard, as an operator sees it.
     const basic = `Basic ${Buffer.from(`ops:${TEST_ADMIN_KEY}`).toString("base64")}`;
-    for (const [queue, status] of [["maintenance", "failed"], ["husd-deposits", "latest"]] as const) {
-      const res = await fetch(`${base}/admin/queues/api/queues?activeQueue=${queue}&status=${status}&page=1&jobsPerPage=50`, { headers: { authorization: basic } });
+    for (const [queue, status] of [
+      ["maintenance", "failed"],
+      ["husd-deposits", "latest"],
+    ] as const) {
+      const res = await fetch(
+        `${base}/admin/queues/api/queues?activeQueue=${queue}&status=${status}&page=1&jobsPerPage=50`,
+        { headers: { authorization: basic } },
+      );
       expect(res.status).toBe(200);
       const text = await res.text();
       if (queue === "maintenance") expect(text).toContain("HTTP request failed");

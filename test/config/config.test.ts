@@ -13,8 +13,18 @@ describe("loadConfig", () => {
   });
 
   it("coerces numbers and booleans from strings", () => {
-    const config = loadConfig({ PORT: "8080", CHAIN_ID: "36964", FINALITY_REQUIRE_FINALIZED_TAG: "false", FINALITY_CONFIRMATIONS: "3" });
-    expect(config).toMatchObject({ PORT: 8080, CHAIN_ID: 36964, FINALITY_REQUIRE_FINALIZED_TAG: false, FINALITY_CONFIRMATIONS: 3 });
+    const config = loadConfig({
+      PORT: "8080",
+      CHAIN_ID: "36964",
+      FINALITY_REQUIRE_FINALIZED_TAG: "false",
+      FINALITY_CONFIRMATIONS: "3",
+    });
+    expect(config).toMatchObject({
+      PORT: 8080,
+      CHAIN_ID: 36964,
+      FINALITY_REQUIRE_FINALIZED_TAG: false,
+      FINALITY_CONFIRMATIONS: 3,
+    });
   });
 
   it("treats an empty variable as unset", () => {

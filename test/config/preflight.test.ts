@@ -10,7 +10,10 @@ describe("service preflight", () => {
 
   it("names the URL that failed and the command that starts it", async () => {
     const port = await freePort(); // nothing listens here
-    const problems = await checkServices({ postgres: `postgres://postgres:secret@127.0.0.1:${port}/x`, redis: `redis://127.0.0.1:${port}` });
+    const problems = await checkServices({
+      postgres: `postgres://postgres:secret@127.0.0.1:${port}/x`,
+      redis: `redis://127.0.0.1:${port}`,
+    });
     expect(problems).toHaveLength(2);
     expect(problems[0]).toContain(`127.0.0.1:${port}`);
     expect(problems[0]).toContain(START_POSTGRES);

@@ -1,6 +1,25 @@
-import { encodeErrorResult, getAddress, getContractAddress, keccak256, parseEventLogs, parseUnits, stringToHex, zeroAddress, type Address, type Hash, type Hex } from "viem";
+import {
+  encodeErrorResult,
+  getAddress,
+  getContractAddress,
+  keccak256,
+  parseEventLogs,
+  parseUnits,
+  stringToHex,
+  zeroAddress,
+  type Address,
+  type Hash,
+  type Hex,
+} from "viem";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { depositFactoryAbi, depositFactoryBytecode, depositForwarderAbi, depositForwarderBytecode, husdAbi, husdBytecode } from "../../abis/index.js";
+import {
+  depositFactoryAbi,
+  depositFactoryBytecode,
+  depositForwarderAbi,
+  depositForwarderBytecode,
+  husdAbi,
+  husdBytecode,
+} from "../../abis/index.js";
 import { startAnvil, type AnvilInstance } from "../support/anvil.js";
 import { anvilAccounts, createTestClients, deployContract, snapshot, type TestClients } from "../support/chain.js";
 
@@ -20,12 +39,35 @@ describe("DepositFactory", () => {
     expect(receipt.status).toBe("success");
     return receipt;
   };
-  const balanceOf = (token: Address, who: Address) => c.publicClient.readContract({ address: token, abi: husdAbi, functionName: "balanceOf", args: [who] });
-  const predict = (salt: Hex) => c.publicClient.readContract({ address: factory, abi: depositFactoryAbi, functionName: "predictAddress", args: [salt] });
+  const balanceOf = (token: Address, who: Address) =>
+    c.publicClient.readContract({ address: token, abi: husdAbi, functionName: "balanceOf", args: [who] });
+  const predict = (salt: Hex) =>
+    c.publicClient.readContract({
+      address: factory,
+      abi: depositFactoryAbi,
+      functionName: "predictAddress",
+      args: [salt],
+    });
   const pay = (token: Address, to: Address, amount: bigint) =>
-    mined(c.walletClient.writeContract({ account: payer!, address: token, abi: husdAbi, functionName: "transfer", args: [to, amount] }));
+    mined(
+      c.walletClient.writeContract({
+        account: payer!,
+        address: token,
+        abi: husdAbi,
+        functionName: "transfer",
+        args: [to, amount],
+      }),
+    );
   const sweep = async (salt: Hex, token: Address) => {
-    const receipt = await mined(c.walletClient.writeContract({ account: owner!, address: factory, abi: depositFactoryAbi, functionName: "sweep", args: [salt, token] }));
+    const receipt = await mined(
+      c.walletClient.writeContract({
+        account: owner!,
+        address: factory,
+        abi: depositFactoryAbi,
+        functionName: "sweep",
+        args: [salt, token],
+      }),
+    );
     const events = parseEventLogs({ abi: depositFactoryAbi, logs: receipt.logs });
     return {
       deployed: events.flatMap((e) => (e.eventName === "ForwarderDeployed" ? [e.args] : [])),
@@ -38,9 +80,23 @@ describe("DepositFactory", () => {
     c = createTestClients(anvil.rpcUrl);
     husd = getAddress(await deployContract(c, { abi: husdAbi, bytecode: husdBytecode, args: [owner!.address] }));
     foreign = getAddress(await deployContract(c, { abi: husdAbi, bytecode: husdBytecode, args: [owner!.address] }));
-    factory = getAddress(await deployContract(c, { abi: depositFactoryAbi, bytecode: depositFactoryBytecode, args: [treasury!.address, owner!.address] }));
+    factory = getAddress(
+      await deployContract(c, {
+        abi: depositFactoryAbi,
+        bytecode: depositFactoryBytecode,
+        args: [treasury!.address, owner!.address],
+      }),
+    );
     for (const token of [husd, foreign]) {
-      await mined(c.walletClient.writeContract({ account: owner!, address: token, abi: husdAbi, functionName: "mint", args: [payer!.address, parseUnits("1000", 18)] }));
+      await mined(
+        c.walletClient.writeContract({
+          account: owner!,
+          address: token,
+          abi: husdAbi,
+          functionName: "mint",
+          args: [payer!.address, parseUnits("1000", 18)],
+        }),
+      );
     }
   });
   afterAll(() => anvil?.stop());
@@ -50,15 +106,21 @@ describe("DepositFactory", () => {
   afterEach(() => revert());
 
   it("is owned by the owner it was constructed with and points at the treasury", async () => {
-    expect(await c.publicClient.readContract({ address: factory, abi: depositFactoryAbi, functionName: "owner" })).toBe(owner!.address);
-    expect(await c.publicClient.readContract({ address: factory, abi: depositFactoryAbi, functionName: "treasury" })).toBe(treasury!.address);
+    expect(await c.publicClient.readContract({ address: factory, abi: depositFactoryAbi, functionName: "owner" })).toBe(
+      owner!.address,
+    );
+    expect(
+      await c.publicClient.readContract({ address: factory, abi: depositFactoryAbi, functionName: "treasury" }),
+    ).toBe(treasury!.address);
   });
 
   it("predicts the CREATE2 address off chain too, distinct per salt, with no code before the first sweep", async () => {
     const salt = saltFor("org_a");
     const predicted = await predict(salt);
     // The backend can derive deposit addresses without an RPC call: same formula, same init code.
-    expect(predicted).toBe(getContractAddress({ opcode: "CREATE2", from: factory, salt, bytecode: depositForwarderBytecode }));
+    expect(predicted).toBe(
+      getContractAddress({ opcode: "CREATE2", from: factory, salt, bytecode: depositForwarderBytecode }),
+    );
     expect(await predict(saltFor("org_b"))).not.toBe(predicted);
     expect(await c.publicClient.getCode({ address: predicted })).toBeUndefined();
   });
@@ -80,7 +142,13 @@ describe("DepositFactory", () => {
   it("returns the swept amount to a caller that simulates first", async () => {
     const salt = saltFor("org_a");
     await pay(husd, await predict(salt), 123n);
-    const { result } = await c.publicClient.simulateContract({ account: owner!, address: factory, abi: depositFactoryAbi, functionName: "sweep", args: [salt, husd] });
+    const { result } = await c.publicClient.simulateContract({
+      account: owner!,
+      address: factory,
+      abi: depositFactoryAbi,
+      functionName: "sweep",
+      args: [salt, husd],
+    });
     expect(result).toBe(123n);
   });
 
@@ -130,7 +198,13 @@ describe("DepositFactory", () => {
     const predicted = await predict(salt);
     await pay(husd, predicted, 5n);
     await expect(
-      c.walletClient.writeContract({ account: stranger!, address: factory, abi: depositFactoryAbi, functionName: "sweep", args: [salt, husd] }),
+      c.walletClient.writeContract({
+        account: stranger!,
+        address: factory,
+        abi: depositFactoryAbi,
+        functionName: "sweep",
+        args: [salt, husd],
+      }),
     ).rejects.toThrow(/OwnableUnauthorizedAccount/);
     expect(await c.publicClient.getCode({ address: predicted })).toBeUndefined();
     expect(await balanceOf(husd, predicted)).toBe(5n);
@@ -144,7 +218,13 @@ describe("DepositFactory", () => {
     await pay(husd, predicted, 3n);
     for (const account of [stranger!, owner!]) {
       await expect(
-        c.walletClient.writeContract({ account, address: predicted, abi: depositForwarderAbi, functionName: "sweep", args: [husd, account.address] }),
+        c.walletClient.writeContract({
+          account,
+          address: predicted,
+          abi: depositForwarderAbi,
+          functionName: "sweep",
+          args: [husd, account.address],
+        }),
       ).rejects.toThrow(/NotFactory/);
     }
     expect(await balanceOf(husd, predicted)).toBe(3n);
@@ -152,7 +232,13 @@ describe("DepositFactory", () => {
 
   it("setTreasury is owner-only, refuses the zero address, and redirects later sweeps", async () => {
     const setTreasury = (account: typeof owner, to: Address) =>
-      c.walletClient.writeContract({ account: account!, address: factory, abi: depositFactoryAbi, functionName: "setTreasury", args: [to] });
+      c.walletClient.writeContract({
+        account: account!,
+        address: factory,
+        abi: depositFactoryAbi,
+        functionName: "setTreasury",
+        args: [to],
+      });
     await expect(setTreasury(stranger, newTreasury!.address)).rejects.toThrow(/OwnableUnauthorizedAccount/);
     await expect(setTreasury(owner, zeroAddress)).rejects.toThrow(/ZeroTreasury/);
 
@@ -171,7 +257,11 @@ describe("DepositFactory", () => {
     // viem does not decode constructor reverts by name, so match the error's selector.
     const selector = encodeErrorResult({ abi: depositFactoryAbi, errorName: "ZeroTreasury" });
     await expect(
-      deployContract(c, { abi: depositFactoryAbi, bytecode: depositFactoryBytecode, args: [zeroAddress, owner!.address] }),
+      deployContract(c, {
+        abi: depositFactoryAbi,
+        bytecode: depositFactoryBytecode,
+        args: [zeroAddress, owner!.address],
+      }),
     ).rejects.toThrow(new RegExp(selector));
   });
 });

@@ -16,7 +16,8 @@ describe("HUSD (local stand-in)", () => {
     expect(receipt.status).toBe("success");
     return receipt;
   };
-  const balanceOf = (who: Address) => c.publicClient.readContract({ address: husd, abi: husdAbi, functionName: "balanceOf", args: [who] });
+  const balanceOf = (who: Address) =>
+    c.publicClient.readContract({ address: husd, abi: husdAbi, functionName: "balanceOf", args: [who] });
 
   beforeAll(async () => {
     anvil = await startAnvil();
@@ -26,7 +27,14 @@ describe("HUSD (local stand-in)", () => {
   afterAll(() => anvil?.stop());
   beforeEach(async () => {
     revert = await snapshot(c);
-    await mined(c.walletClient.writeContract({ address: husd, abi: husdAbi, functionName: "mint", args: [alice!.address, parseUnits("100", 18)] }));
+    await mined(
+      c.walletClient.writeContract({
+        address: husd,
+        abi: husdAbi,
+        functionName: "mint",
+        args: [alice!.address, parseUnits("100", 18)],
+      }),
+    );
   });
   afterEach(() => revert());
 
@@ -42,7 +50,13 @@ describe("HUSD (local stand-in)", () => {
 
   it("transfers move balances and emit Transfer", async () => {
     const receipt = await mined(
-      c.walletClient.writeContract({ account: alice!, address: husd, abi: husdAbi, functionName: "transfer", args: [bob!.address, parseUnits("12.5", 18)] }),
+      c.walletClient.writeContract({
+        account: alice!,
+        address: husd,
+        abi: husdAbi,
+        functionName: "transfer",
+        args: [bob!.address, parseUnits("12.5", 18)],
+      }),
     );
     const [log] = parseEventLogs({ abi: husdAbi, logs: receipt.logs, eventName: "Transfer" });
     expect(log?.args).toEqual({ from: alice!.address, to: bob!.address, value: parseUnits("12.5", 18) });
@@ -52,15 +66,35 @@ describe("HUSD (local stand-in)", () => {
 
   it("refuses a transfer above the balance", async () => {
     await expect(
-      c.walletClient.writeContract({ account: bob!, address: husd, abi: husdAbi, functionName: "transfer", args: [alice!.address, 1n] }),
+      c.walletClient.writeContract({
+        account: bob!,
+        address: husd,
+        abi: husdAbi,
+        functionName: "transfer",
+        args: [alice!.address, 1n],
+      }),
     ).rejects.toThrow(/ERC20InsufficientBalance/);
   });
 
   it("only the owner can mint", async () => {
     await expect(
-      c.walletClient.writeContract({ account: alice!, address: husd, abi: husdAbi, functionName: "mint", args: [alice!.address, 1n] }),
+      c.walletClient.writeContract({
+        account: alice!,
+        address: husd,
+        abi: husdAbi,
+        functionName: "mint",
+        args: [alice!.address, 1n],
+      }),
     ).rejects.toThrow(/OwnableUnauthorizedAccount/);
-    await mined(c.walletClient.writeContract({ account: owner!, address: husd, abi: husdAbi, functionName: "mint", args: [bob!.address, 7n] }));
+    await mined(
+      c.walletClient.writeContract({
+        account: owner!,
+        address: husd,
+        abi: husdAbi,
+        functionName: "mint",
+        args: [bob!.address, 7n],
+      }),
+    );
     expect(await balanceOf(bob!.address)).toBe(7n);
   });
 
@@ -69,9 +103,19 @@ describe("HUSD (local stand-in)", () => {
     // never sends a transaction: the flow wallets use.
     const signPermit = async (value: bigint, deadline: bigint, signer = alice!) => {
       const domain = await c.publicClient.getEip712Domain({ address: husd });
-      const nonce = await c.publicClient.readContract({ address: husd, abi: husdAbi, functionName: "nonces", args: [signer.address] });
+      const nonce = await c.publicClient.readContract({
+        address: husd,
+        abi: husdAbi,
+        functionName: "nonces",
+        args: [signer.address],
+      });
       const signature = await signer.signTypedData({
-        domain: { name: domain.domain.name, version: domain.domain.version, chainId: domain.domain.chainId, verifyingContract: husd },
+        domain: {
+          name: domain.domain.name,
+          version: domain.domain.version,
+          chainId: domain.domain.chainId,
+          verifyingContract: husd,
+        },
         types: {
           Permit: [
             { name: "owner", type: "address" },
@@ -109,14 +153,34 @@ describe("HUSD (local stand-in)", () => {
       const receipt = await mined(permit(args));
       const [approval] = parseEventLogs({ abi: husdAbi, logs: receipt.logs, eventName: "Approval" });
       expect(approval?.args).toEqual({ owner: alice!.address, spender: bob!.address, value });
-      expect(await c.publicClient.readContract({ address: husd, abi: husdAbi, functionName: "nonces", args: [alice!.address] })).toBe(1n);
+      expect(
+        await c.publicClient.readContract({
+          address: husd,
+          abi: husdAbi,
+          functionName: "nonces",
+          args: [alice!.address],
+        }),
+      ).toBe(1n);
 
       await mined(
-        c.walletClient.writeContract({ account: bob!, address: husd, abi: husdAbi, functionName: "transferFrom", args: [alice!.address, carol!.address, value] }),
+        c.walletClient.writeContract({
+          account: bob!,
+          address: husd,
+          abi: husdAbi,
+          functionName: "transferFrom",
+          args: [alice!.address, carol!.address, value],
+        }),
       );
       expect(await balanceOf(carol!.address)).toBe(value);
       expect(await balanceOf(alice!.address)).toBe(parseUnits("70", 18));
-      expect(await c.publicClient.readContract({ address: husd, abi: husdAbi, functionName: "allowance", args: [alice!.address, bob!.address] })).toBe(0n);
+      expect(
+        await c.publicClient.readContract({
+          address: husd,
+          abi: husdAbi,
+          functionName: "allowance",
+          args: [alice!.address, bob!.address],
+        }),
+      ).toBe(0n);
 
       // The nonce moved, so the same signature no longer recovers to Alice.
       await expect(permit(args)).rejects.toThrow(/ERC2612InvalidSigner/);
@@ -129,8 +193,9 @@ describe("HUSD (local stand-in)", () => {
       // Carol signs a permit, then it is submitted as if Alice had signed it.
       const deadline = farDeadline();
       const forged = await signPermit(1n, deadline, carol!);
-      await expect(permit([alice!.address, bob!.address, 1n, deadline, forged.signature])).rejects.toThrow(/ERC2612InvalidSigner/);
+      await expect(permit([alice!.address, bob!.address, 1n, deadline, forged.signature])).rejects.toThrow(
+        /ERC2612InvalidSigner/,
+      );
     });
   });
 });
-

@@ -25,14 +25,17 @@ describe("invoice guards", () => {
     }
     return { id, number: `T-${n}` };
   }
-  const lines = async (id: string) => (await db.sql<{ amount: bigint }[]>`select amount from invoice_lines where invoice_id = ${id}`).map((l) => l.amount);
+  const lines = async (id: string) =>
+    (await db.sql<{ amount: bigint }[]>`select amount from invoice_lines where invoice_id = ${id}`).map(
+      (l) => l.amount,
+    );
 
   it("a line of an issued invoice cannot be moved to a draft: the guard checks the invoice it leaves", async () => {
     const issued = await invoice("paid");
     const draft = await invoice("draft");
-    await expect(db.sql`update invoice_lines set invoice_id = ${draft.id} where invoice_id = ${issued.id}`).rejects.toThrow(
-      `invoice ${issued.number} is paid: its lines cannot be moved to another invoice`,
-    );
+    await expect(
+      db.sql`update invoice_lines set invoice_id = ${draft.id} where invoice_id = ${issued.id}`,
+    ).rejects.toThrow(`invoice ${issued.number} is paid: its lines cannot be moved to another invoice`);
     expect(await lines(issued.id)).toEqual([5n]);
     expect(await lines(draft.id)).toEqual([5n]);
   });
@@ -40,19 +43,23 @@ describe("invoice guards", () => {
   it("nor can a draft's line be moved onto an issued invoice", async () => {
     const issued = await invoice("open");
     const draft = await invoice("draft");
-    await expect(db.sql`update invoice_lines set invoice_id = ${issued.id} where invoice_id = ${draft.id}`).rejects.toThrow(
-      `invoice ${issued.number} is open: lines cannot be added to it`,
-    );
+    await expect(
+      db.sql`update invoice_lines set invoice_id = ${issued.id} where invoice_id = ${draft.id}`,
+    ).rejects.toThrow(`invoice ${issued.number} is open: lines cannot be added to it`);
     expect(await lines(issued.id)).toEqual([5n]);
   });
 
   it("lines of an issued invoice cannot be added, changed or deleted, and the message says so", async () => {
     const issued = await invoice("void");
-    await expect(db.sql`insert into invoice_lines (invoice_id, kind, description, amount) values (${issued.id}, 'adjustment', 'sneaky', 1)`).rejects.toThrow(
-      `invoice ${issued.number} is void: lines cannot be added to it`,
+    await expect(
+      db.sql`insert into invoice_lines (invoice_id, kind, description, amount) values (${issued.id}, 'adjustment', 'sneaky', 1)`,
+    ).rejects.toThrow(`invoice ${issued.number} is void: lines cannot be added to it`);
+    await expect(db.sql`update invoice_lines set amount = 0 where invoice_id = ${issued.id}`).rejects.toThrow(
+      `invoice ${issued.number} is void: its lines cannot change`,
     );
-    await expect(db.sql`update invoice_lines set amount = 0 where invoice_id = ${issued.id}`).rejects.toThrow(`invoice ${issued.number} is void: its lines cannot change`);
-    await expect(db.sql`delete from invoice_lines where invoice_id = ${issued.id}`).rejects.toThrow(`invoice ${issued.number} is void: its lines cannot be deleted`);
+    await expect(db.sql`delete from invoice_lines where invoice_id = ${issued.id}`).rejects.toThrow(
+      `invoice ${issued.number} is void: its lines cannot be deleted`,
+    );
     expect(await lines(issued.id)).toEqual([5n]);
   });
 
@@ -68,16 +75,22 @@ describe("invoice guards", () => {
 
   it("an issued invoice changes only by its lifecycle, and the messages name the reason", async () => {
     const paid = await invoice("paid");
-    await expect(db.sql`update invoices set amount_due = 1 where id = ${paid.id}`).rejects.toThrow(`invoice ${paid.number} is issued and immutable; issue a correction instead`);
+    await expect(db.sql`update invoices set amount_due = 1 where id = ${paid.id}`).rejects.toThrow(
+      `invoice ${paid.number} is issued and immutable; issue a correction instead`,
+    );
     await expect(db.sql`update invoices set status = 'void' where id = ${paid.id}`).rejects.toThrow(
       `invoice ${paid.number} is paid and cannot become void: only an open invoice changes status, to paid or void`,
     );
     await expect(db.sql`update invoices set paid_at = now() - interval '1 day' where id = ${paid.id}`).rejects.toThrow(
       `invoice ${paid.number} is paid: paid_at and voided_at change only with its status`,
     );
-    await expect(db.sql`delete from invoices where id = ${paid.id}`).rejects.toThrow(`invoice ${paid.number} is issued and cannot be deleted`);
+    await expect(db.sql`delete from invoices where id = ${paid.id}`).rejects.toThrow(
+      `invoice ${paid.number} is issued and cannot be deleted`,
+    );
     const open = await invoice("open");
-    await expect(db.sql`update invoices set status = 'draft' where id = ${open.id}`).rejects.toThrow(`invoice ${open.number} is open and cannot become draft`);
+    await expect(db.sql`update invoices set status = 'draft' where id = ${open.id}`).rejects.toThrow(
+      `invoice ${open.number} is open and cannot become draft`,
+    );
     await db.sql`update invoices set status = 'paid', paid_at = now() where id = ${open.id}`;
     // Writing what is already there changes nothing, so it is not refused.
     await db.sql`update invoices set status = status where id = ${open.id}`;

@@ -8,7 +8,13 @@ import { createTestDatabase, type TestDatabase } from "../support/database.js";
 // transaction that is rolled back, against rows the real API wrote.
 
 const NOW = new Date("2026-11-15T12:00:00Z");
-const org = (org_id: string) => ({ org_id, usage_txn: `txn_u_${org_id}`, release_txn: `txn_r_${org_id}`, hold_txn: `txn_h_${org_id}`, alert_id: null });
+const org = (org_id: string) => ({
+  org_id,
+  usage_txn: `txn_u_${org_id}`,
+  release_txn: `txn_r_${org_id}`,
+  hold_txn: `txn_h_${org_id}`,
+  alert_id: null,
+});
 const orgsJson = (ids: string[]) => JSON.stringify(ids.map(org));
 
 class Rollback extends Error {}
@@ -40,7 +46,10 @@ describe("metering_batch's phases", () => {
     [a, b] = [await t.createOrg("a"), await t.createOrg("b")];
     for (const o of [a, b]) await t.grant(o.id, "1.00");
     const hold = async (o: { id: string; gatewayKey: string }, name: string, ttl: number) => {
-      const res = await t.call("POST", "/v1/billing/authorize", { key: o.gatewayKey, body: { org_id: o.id, product: "api", estimate: { requests: 10 }, ttl_seconds: ttl, idempotency_key: name } });
+      const res = await t.call("POST", "/v1/billing/authorize", {
+        key: o.gatewayKey,
+        body: { org_id: o.id, product: "api", estimate: { requests: 10 }, ttl_seconds: ttl, idempotency_key: name },
+      });
       holds[name] = res.json.hold_id;
     };
     await hold(a, "a-live", 3600);
@@ -58,7 +67,9 @@ describe("metering_batch's phases", () => {
                                                    array[true, false], array[${holds["b-expired"]!}, ${holds["a-live"]!}]::text[])`;
       const r1 = await run();
       const r2 = await run();
-      const states = await tx<{ id: string; status: string; close_transaction_id: string | null }[]>`select id, status, close_transaction_id from holds where org_id in (${a.id}, ${b.id})`;
+      const states = await tx<
+        { id: string; status: string; close_transaction_id: string | null }[]
+      >`select id, status, close_transaction_id from holds where org_id in (${a.id}, ${b.id})`;
       return [{ ...r1[0]!, states }, r2[0]!];
     });
     expect(first.expired).toEqual(["2000000", "1000000"]); // $0.001 a hold
@@ -72,8 +83,19 @@ describe("metering_batch's phases", () => {
 
   it("settle answers every kind of event from the holds as they are, and closes each hold once", async () => {
     const ev = (over: Record<string, unknown>) => ({
-      org: 1, id: `use_${Math.random()}`, key: `k${Math.random()}`, prev: null, occurred_at: NOW.toISOString(), product: "api", model: "",
-      quantities: { requests: "1" }, cost: "100000", catalog_version: "2026-01-01", hold_id: null, hold_first: null, ...over,
+      org: 1,
+      id: `use_${Math.random()}`,
+      key: `k${Math.random()}`,
+      prev: null,
+      occurred_at: NOW.toISOString(),
+      product: "api",
+      model: "",
+      quantities: { requests: "1" },
+      cost: "100000",
+      catalog_version: "2026-01-01",
+      hold_id: null,
+      hold_first: null,
+      ...over,
     });
     const events = [
       ev({ hold_id: holds["a-live"], hold_first: 1 }),
@@ -94,7 +116,16 @@ describe("metering_batch's phases", () => {
       const [h] = await tx<{ status: string }[]>`select status from holds where id = ${holds["a-live"]!}`;
       return { ...out!, live: h!.status };
     });
-    expect(r.outcomes).toEqual(["released", "already_closed", "hold_not_found", "hold_not_found", "recorded", "duplicate", "idempotency_key_reused", "unknown_organization"]);
+    expect(r.outcomes).toEqual([
+      "released",
+      "already_closed",
+      "hold_not_found",
+      "hold_not_found",
+      "recorded",
+      "duplicate",
+      "idempotency_key_reused",
+      "unknown_organization",
+    ]);
     expect(r.settled).toEqual(["1000000", "0"]);
     expect(r.cost).toEqual(["300000", "0"]); // the released, the already-closed and the first "dup"
     expect(r.live).toBe("settled");
@@ -102,8 +133,17 @@ describe("metering_batch's phases", () => {
 
   it("decide replays, refuses a reused key, and holds in order up to what is spendable", async () => {
     const auth = (over: Record<string, unknown>) => ({
-      org: 1, hold_id: `hold_${Math.random()}`, amount: "400000000", key: null, prev: null, product: "api", model: "",
-      estimate: { requests: "10" }, catalog_version: "2026-01-01", ttl_seconds: 3600, ...over,
+      org: 1,
+      hold_id: `hold_${Math.random()}`,
+      amount: "400000000",
+      key: null,
+      prev: null,
+      product: "api",
+      model: "",
+      estimate: { requests: "10" },
+      catalog_version: "2026-01-01",
+      ttl_seconds: 3600,
+      ...over,
     });
     const auths = [
       auth({ key: "a-live", amount: "1000000" }), // a replay of the live hold
@@ -112,11 +152,16 @@ describe("metering_batch's phases", () => {
       auth({}),
       auth({}), // 3 × $0.40 against $0.97 spendable: the third is refused
     ];
-    const [r] = await inRollback(db, (tx) => tx<{ outcomes: string[]; newly_held: string[]; details: { k: number; status?: string; available?: string }[] }[]>`
+    const [r] = await inRollback(
+      db,
+      (tx) => tx<
+        { outcomes: string[]; newly_held: string[]; details: { k: number; status?: string; available?: string }[] }[]
+      >`
       select outcomes, newly_held::text[], details from metering_decide(${NOW},
         array(select jsonb_populate_record(null::metering_org, e) from jsonb_array_elements(${orgsJson([a.id])}::text::jsonb) e),
         array(select jsonb_populate_record(null::metering_authorization, e) from jsonb_array_elements(${JSON.stringify(auths)}::text::jsonb) e),
-        array[970000000]::bigint[], array[false])`);
+        array[970000000]::bigint[], array[false])`,
+    );
     expect(r!.outcomes).toEqual(["replayed", "idempotency_key_reused", "held", "held", "insufficient_balance"]);
     expect(r!.newly_held).toEqual(["800000000"]);
     expect(r!.details).toEqual([expect.objectContaining({ k: 1, status: "active" }), { k: 5, available: "170000000" }]);
@@ -125,11 +170,26 @@ describe("metering_batch's phases", () => {
   it("grant_expiry_taken: each live hold shields, once, the expired grants it would be charged to, soonest expiry first", async () => {
     // A reference of the rule in money_rules.sql, against random grants and holds of one org.
     const at = (s: number) => new Date(NOW.getTime() + s * 1000);
-    const grant = fc.record({ created: fc.integer({ min: -20, max: 0 }), life: fc.integer({ min: 1, max: 25 }), amount: fc.integer({ min: 1, max: 9 }), used: fc.integer({ min: 0, max: 9 }) });
-    const hold = fc.record({ created: fc.integer({ min: -20, max: 0 }), ttl: fc.integer({ min: 1, max: 30 }), amount: fc.integer({ min: 0, max: 12 }), active: fc.boolean() });
+    const grant = fc.record({
+      created: fc.integer({ min: -20, max: 0 }),
+      life: fc.integer({ min: 1, max: 25 }),
+      amount: fc.integer({ min: 1, max: 9 }),
+      used: fc.integer({ min: 0, max: 9 }),
+    });
+    const hold = fc.record({
+      created: fc.integer({ min: -20, max: 0 }),
+      ttl: fc.integer({ min: 1, max: 30 }),
+      amount: fc.integer({ min: 0, max: 12 }),
+      active: fc.boolean(),
+    });
     await fc.assert(
       fc.asyncProperty(fc.array(grant, { maxLength: 4 }), fc.array(hold, { maxLength: 4 }), async (grants, holds) => {
-        const gs = grants.map((g, k) => ({ ...g, k, expires: g.created + g.life, unused: BigInt(g.amount - Math.min(g.used, g.amount)) }));
+        const gs = grants.map((g, k) => ({
+          ...g,
+          k,
+          expires: g.created + g.life,
+          unused: BigInt(g.amount - Math.min(g.used, g.amount)),
+        }));
         const pending = gs.filter((g) => g.expires <= 0).sort((x, y) => x.expires - y.expires || x.k - y.k);
         const left = new Map(pending.map((g) => [g.k, g.unused]));
         for (const h of holds.map((h, k) => ({ ...h, k })).sort((x, y) => x.created - y.created || x.k - y.k)) {

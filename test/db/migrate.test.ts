@@ -14,7 +14,9 @@ describe("migrations", () => {
 
   it("the template has every migration applied, with its checksum", async () => {
     const files = await readMigrations();
-    const rows = await db.sql<{ version: string; checksum: string }[]>`select version, checksum from billing.schema_migrations order by version`;
+    const rows = await db.sql<
+      { version: string; checksum: string }[]
+    >`select version, checksum from billing.schema_migrations order by version`;
     expect(rows.map((r) => r.version)).toEqual(files.map((f) => f.version));
     expect(rows.map((r) => r.checksum)).toEqual(files.map((f) => f.checksum));
   });
@@ -60,14 +62,17 @@ describe("migrations", () => {
 
   it("the template has every repeatable file applied, with its checksum", async () => {
     const files = await readFunctions();
-    const rows = await db.sql<{ name: string; checksum: string }[]>`select name, checksum from billing.schema_functions order by name`;
+    const rows = await db.sql<
+      { name: string; checksum: string }[]
+    >`select name, checksum from billing.schema_functions order by name`;
     expect(rows).toEqual(files.map((f) => ({ name: f.version, checksum: f.checksum })));
   });
 
   it("re-applies a repeatable file when, and only when, its text changes", async () => {
     const functionsDir = await mkdtemp(join(tmpdir(), "functions-"));
     for (const f of await readFunctions()) await writeFile(join(functionsDir, `${f.version}.sql`), f.sql);
-    const answer = (n: number) => `create or replace function zz_answer() returns int language sql as $$ select ${n} $$;`;
+    const answer = (n: number) =>
+      `create or replace function zz_answer() returns int language sql as $$ select ${n} $$;`;
     await writeFile(join(functionsDir, "zz_answer.sql"), answer(1));
     expect(await migrate(db.sql, { functionsDir })).toEqual(["functions/zz_answer"]);
     expect(await migrate(db.sql, { functionsDir })).toEqual([]);

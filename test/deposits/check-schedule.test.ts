@@ -126,9 +126,13 @@ describe("deposit checks: backoff and a bounded rate", () => {
       await scanDeposits(deps(), at(ms), 1_000);
       return takeEnqueued();
     };
-    const check = async (ms: number) => (await checkDeposit({ sql: db.sql, chain: stack.chainClient, config: stack.app.config }, id, at(ms))).state;
-    const schedule = async () => (await db.sql<{ next_check_at: Date; check_attempts: number; next_check_block: bigint | null }[]>`
-      select next_check_at, check_attempts, next_check_block from husd_deposits where id = ${id}`)[0]!;
+    const check = async (ms: number) =>
+      (await checkDeposit({ sql: db.sql, chain: stack.chainClient, config: stack.app.config }, id, at(ms))).state;
+    const schedule = async () =>
+      (
+        await db.sql<{ next_check_at: Date; check_attempts: number; next_check_block: bigint | null }[]>`
+      select next_check_at, check_attempts, next_check_block from husd_deposits where id = ${id}`
+      )[0]!;
 
     expect(await scan(0)).toEqual([id]); // new: at once
     expect(await check(0)).toBe("confirming");
@@ -144,7 +148,11 @@ describe("deposit checks: backoff and a bounded rate", () => {
     // Its block becomes final by policy (3 deep, at or below `finalized`): taken before its backoff is up.
     await chain.mine(4);
     expect(await scan(2_950)).toEqual([id]);
-    expect(await schedule()).toMatchObject({ next_check_at: at(2_950 + 4_000), check_attempts: 3, next_check_block: null });
+    expect(await schedule()).toMatchObject({
+      next_check_at: at(2_950 + 4_000),
+      check_attempts: 3,
+      next_check_block: null,
+    });
     expect(await check(2_950)).toBe("credited");
     expect(await scan(60_000)).toEqual([]);
   });
@@ -154,7 +162,10 @@ describe("deposit checks: backoff and a bounded rate", () => {
     const perSecond = 10;
     const bounded = depositStack(db, chain, { DEPOSIT_CHECKS_PER_SECOND: String(perSecond), RPC_URL: proxy.url });
     const eventsRedis = createTestRedis();
-    const events = new QueueEvents(QueueNames.deposits, { connection: eventsRedis, prefix: bullPrefix(bounded.prefix) });
+    const events = new QueueEvents(QueueNames.deposits, {
+      connection: eventsRedis,
+      prefix: bullPrefix(bounded.prefix),
+    });
     const boundedQueues = createQueues(bounded.redis, bounded.prefix);
     try {
       await events.waitUntilReady();

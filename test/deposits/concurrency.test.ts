@@ -41,7 +41,8 @@ describe("deposit checks racing each other", () => {
   });
 
   const silent = pino({ level: "silent" });
-  const topup = (orgKey: string, hash: Hex) => stack.app.call("POST", "/v1/billing/husd/topups", { key: orgKey, body: { tx_hash: hash } });
+  const topup = (orgKey: string, hash: Hex) =>
+    stack.app.call("POST", "/v1/billing/husd/topups", { key: orgKey, body: { tx_hash: hash } });
   const depsOn = (sql: Sql) => ({ sql, chain: stack.chainClient, config: stack.app.config, logger: silent });
 
   it("two worker processes given the same deposit job at once credit it once", async () => {
@@ -53,17 +54,39 @@ describe("deposit checks racing each other", () => {
     // several job ids (as a sweep, the API and a retry would), so both take it at the same time.
     const prefix = stack.prefix;
     const started = await Promise.all(
-      pools.map((sql) => startWorkers({ sql, connection: stack.redis, prefix, logger: silent, clock: () => new Date(), config: stack.app.config, chain: stack.chainClient, maintenanceEveryMs: 60_000 })),
+      pools.map((sql) =>
+        startWorkers({
+          sql,
+          connection: stack.redis,
+          prefix,
+          logger: silent,
+          clock: () => new Date(),
+          config: stack.app.config,
+          chain: stack.chainClient,
+          maintenanceEveryMs: 60_000,
+        }),
+      ),
     );
     try {
-      await started[0]!.queues.deposits.addBulk(Array.from({ length: 16 }, (_, i) => ({ name: "verify", data: { deposit_id: id }, opts: { jobId: `race-${id}-${i}` } })));
+      await started[0]!.queues.deposits.addBulk(
+        Array.from({ length: 16 }, (_, i) => ({
+          name: "verify",
+          data: { deposit_id: id },
+          opts: { jobId: `race-${id}-${i}` },
+        })),
+      );
       // And the verb itself, called from both pools at once.
-      const direct = await Promise.all(pools.flatMap((sql) => Array.from({ length: 4 }, () => verifyDeposit(depsOn(sql), id, new Date()))));
+      const direct = await Promise.all(
+        pools.flatMap((sql) => Array.from({ length: 4 }, () => verifyDeposit(depsOn(sql), id, new Date()))),
+      );
       expect(direct.every((o) => o.state === "credited")).toBe(true);
-      await waitFor(async () => {
-        const counts = await started[0]!.queues.deposits.getJobCounts("waiting", "active", "delayed");
-        return (counts.waiting ?? 0) + (counts.active ?? 0) + (counts.delayed ?? 0) === 0;
-      }, { what: "all race jobs done" });
+      await waitFor(
+        async () => {
+          const counts = await started[0]!.queues.deposits.getJobCounts("waiting", "active", "delayed");
+          return (counts.waiting ?? 0) + (counts.active ?? 0) + (counts.delayed ?? 0) === 0;
+        },
+        { what: "all race jobs done" },
+      );
     } finally {
       await Promise.all(started.map((w) => w.close()));
     }
@@ -74,13 +97,27 @@ describe("deposit checks racing each other", () => {
     // credit the second appearance once.
     const raw = await reorg.raw(hash);
     await reorg.replaceFrom(blockNumber);
-    await Promise.all(pools.flatMap((sql) => [auditCreditedDeposits(depsOn(sql), new Date()), auditCreditedDeposits(depsOn(sql), new Date())]));
-    expect(await depositMovements(db.sql, id)).toEqual([["husd_deposit", 8n * USD], ["reversal", -8n * USD]]);
+    await Promise.all(
+      pools.flatMap((sql) => [
+        auditCreditedDeposits(depsOn(sql), new Date()),
+        auditCreditedDeposits(depsOn(sql), new Date()),
+      ]),
+    );
+    expect(await depositMovements(db.sql, id)).toEqual([
+      ["husd_deposit", 8n * USD],
+      ["reversal", -8n * USD],
+    ]);
     await reorg.resend(raw);
     await reorg.mineUntilFinal(await reorg.blockOf(hash));
     await topup(org.orgKey, hash);
-    await Promise.all(pools.flatMap((sql) => Array.from({ length: 4 }, () => verifyDeposit(depsOn(sql), id, new Date()))));
-    expect(await depositMovements(db.sql, id)).toEqual([["husd_deposit", 8n * USD], ["reversal", -8n * USD], ["husd_deposit", 8n * USD]]);
+    await Promise.all(
+      pools.flatMap((sql) => Array.from({ length: 4 }, () => verifyDeposit(depsOn(sql), id, new Date()))),
+    );
+    expect(await depositMovements(db.sql, id)).toEqual([
+      ["husd_deposit", 8n * USD],
+      ["reversal", -8n * USD],
+      ["husd_deposit", 8n * USD],
+    ]);
     expect(await stack.balanceNano(org.orgKey)).toBe(8n * USD);
     await expectDepositInvariants(db.sql);
     await expectLedgerConsistent(db.sql);
@@ -93,7 +130,9 @@ describe("deposit checks racing each other", () => {
     await reorg.mineUntilFinal(blockNumber);
     expect((await verifyDeposit(depsOn(db.sql), id, new Date())).state).toBe("credited");
     // A credited row may not count anything but exactly one standing credit.
-    await expect(db.sql`update husd_deposits set credit_count = credit_count + 1 where id = ${id}`).rejects.toThrow(/check/);
+    await expect(db.sql`update husd_deposits set credit_count = credit_count + 1 where id = ${id}`).rejects.toThrow(
+      /check/,
+    );
     await expect(db.sql`update husd_deposits set state = 'seen' where id = ${id}`).rejects.toThrow(/check/);
     // The same content cannot be a second deposit.
     await expect(db.sql`insert into husd_deposits (id, chain_id, tx_hash, log_index, block_number, block_hash, token_address, from_address, to_address, org_id, amount, amount_nano_usd, state, source, seen_at, updated_at, ordinal)

@@ -44,7 +44,10 @@ describe("/metrics for HUSD deposits: counts by state and the oldest one still u
     const ids: string[] = [];
     for (const amount of [1n, 2n, 3n]) {
       const { hash } = await stack.sendHusd(org.address, amount * HUSD);
-      ids.push((await stack.app.call("POST", "/v1/billing/husd/topups", { key: org.orgKey, body: { tx_hash: hash } })).json.deposits[0].id);
+      ids.push(
+        (await stack.app.call("POST", "/v1/billing/husd/topups", { key: org.orgKey, body: { tx_hash: hash } })).json
+          .deposits[0].id,
+      );
     }
     // One waiting for an hour, one confirming for ten minutes, one rejected long ago (not pending).
     await db.sql`update husd_deposits set seen_at = now() - interval '1 hour' where id = ${ids[0]!}`;

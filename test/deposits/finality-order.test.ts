@@ -41,7 +41,10 @@ describe("finality is read before the block hash is compared", () => {
   async function pendingDeposit(n: number): Promise<{ id: string; block: bigint }> {
     const org = await stack.orgWithAddress(`Window ${n}`);
     const { hash, blockNumber } = await stack.sendHusd(org.address, BigInt(n + 1) * HUSD);
-    const res = await stack.app.call("POST", "/v1/billing/husd/topups", { key: org.orgKey, body: { tx_hash: hash as Hex } });
+    const res = await stack.app.call("POST", "/v1/billing/husd/topups", {
+      key: org.orgKey,
+      body: { tx_hash: hash as Hex },
+    });
     await chain.mine(1);
     return { id: res.json.deposits[0].id as string, block: blockNumber };
   }
@@ -51,7 +54,9 @@ describe("finality is read before the block hash is compared", () => {
     const snap = await chain.clients.test.snapshot();
     const probe = await pendingDeposit(0);
     proxy.reset();
-    expect((await verifyDeposit({ sql: db.sql, chain: client, config: stack.app.config }, probe.id, new Date())).state).toBe("confirming");
+    expect(
+      (await verifyDeposit({ sql: db.sql, chain: client, config: stack.app.config }, probe.id, new Date())).state,
+    ).toBe("confirming");
     const reads = proxy.served().length;
     expect(reads).toBeGreaterThanOrEqual(3);
     await chain.clients.test.revert({ id: snap });
@@ -67,9 +72,14 @@ describe("finality is read before the block hash is compared", () => {
       });
       try {
         // A failed check (the job is retried) is no credit either.
-        const outcome = await verifyDeposit({ sql: db.sql, chain: client, config: stack.app.config }, id, new Date()).catch((err: Error) => ({ state: `failed: ${err.name}` }));
+        const outcome = await verifyDeposit(
+          { sql: db.sql, chain: client, config: stack.app.config },
+          id,
+          new Date(),
+        ).catch((err: Error) => ({ state: `failed: ${err.name}` }));
         expect(outcome.state, `replaced before read ${k} of ${proxy.served().join(", ")}`).not.toBe("credited");
-        const [credits] = await db.sql`select count(*)::int as n from ledger_transactions where metadata->>'deposit_id' = ${id}`;
+        const [credits] =
+          await db.sql`select count(*)::int as n from ledger_transactions where metadata->>'deposit_id' = ${id}`;
         expect(credits!.n).toBe(0);
       } finally {
         proxy.onRequest(null);

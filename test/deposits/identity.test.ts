@@ -28,15 +28,27 @@ describe("a deposit's identity within its transaction", () => {
     fc.assert(
       fc.property(fc.array(transfer, { maxLength: 12 }), fc.nat(100), fc.integer(), (ts, first, seed) => {
         const logs = placed(ts, first);
-        const shuffled = [...logs].sort((x, y) => ((x.logIndex * 7919 + seed) % 13) - ((y.logIndex * 7919 + seed) % 13));
-        const key = (l: { logIndex: number } & TransferContent & { ordinal: number }) => `${l.logIndex}=${identityKey(l)}`;
+        const shuffled = [...logs].sort(
+          (x, y) => ((x.logIndex * 7919 + seed) % 13) - ((y.logIndex * 7919 + seed) % 13),
+        );
+        const key = (l: { logIndex: number } & TransferContent & { ordinal: number }) =>
+          `${l.logIndex}=${identityKey(l)}`;
         expect(withOrdinals(shuffled).map(key).sort()).toEqual(withOrdinals(logs).map(key).sort());
       }),
     );
   });
 
   it("numbers identical transfers 0, 1, 2… in log order; differing in case only is the same content", () => {
-    const ids = withOrdinals(placed([{ tokenAddress: "0xAA", from: "0x01", to: "0xB2", amount: 5n }, { tokenAddress: "0xaa", from: "0x01", to: "0xb2", amount: 5n }, { tokenAddress: "0xaa", from: "0x01", to: "0xb2", amount: 6n }], 3));
+    const ids = withOrdinals(
+      placed(
+        [
+          { tokenAddress: "0xAA", from: "0x01", to: "0xB2", amount: 5n },
+          { tokenAddress: "0xaa", from: "0x01", to: "0xb2", amount: 5n },
+          { tokenAddress: "0xaa", from: "0x01", to: "0xb2", amount: 6n },
+        ],
+        3,
+      ),
+    );
     expect(ids.map((t) => t.ordinal)).toEqual([0, 1, 0]);
   });
 });

@@ -46,7 +46,10 @@ describe("HUSD deposits end to end: anvil → Ponder → workers → ledger", ()
     const { hash } = await stack.sendHusd(org.address, 3n * HUSD);
     const res = await stack.app.call("POST", "/v1/billing/husd/topups", { key: org.orgKey, body: { tx_hash: hash } });
     expect([200, 201]).toContain(res.status);
-    await waitFor(async () => (await stack.balanceNano(org.orgKey)) === 3_000_000_000n, { timeoutMs: 30_000, what: "credited" });
+    await waitFor(async () => (await stack.balanceNano(org.orgKey)) === 3_000_000_000n, {
+      timeoutMs: 30_000,
+      what: "credited",
+    });
     await new Promise((r) => setTimeout(r, 1500)); // give the scan time to see it again
     const rows = await db.sql`select count(*)::int as n from husd_deposits where tx_hash = ${hash}`;
     expect(rows[0]!.n).toBe(1);

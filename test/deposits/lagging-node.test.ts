@@ -44,8 +44,10 @@ describe("a lagging RPC node proves nothing", () => {
   });
 
   const silent = pino({ level: "silent" });
-  const topup = (orgKey: string, hash: Hex) => stack.app.call("POST", "/v1/billing/husd/topups", { key: orgKey, body: { tx_hash: hash } });
-  const stateOf = async (id: string) => (await db.sql<{ state: string }[]>`select state from husd_deposits where id = ${id}`)[0]?.state;
+  const topup = (orgKey: string, hash: Hex) =>
+    stack.app.call("POST", "/v1/billing/husd/topups", { key: orgKey, body: { tx_hash: hash } });
+  const stateOf = async (id: string) =>
+    (await db.sql<{ state: string }[]>`select state from husd_deposits where id = ${id}`)[0]?.state;
 
   it("the audit on a node behind a credited deposit's block reverses nothing, and the credit stands once it catches up", async () => {
     const org = await stack.orgWithAddress("Lag Audit Co");
@@ -53,7 +55,9 @@ describe("a lagging RPC node proves nothing", () => {
     const id = (await topup(org.orgKey, hash)).json.deposits[0].id as string;
     await chain.mine(5);
     // Credited from an up-to-date node.
-    expect((await verifyDeposit({ sql: db.sql, chain: stack.chainClient, config: stack.app.config }, id, new Date())).state).toBe("credited");
+    expect(
+      (await verifyDeposit({ sql: db.sql, chain: stack.chainClient, config: stack.app.config }, id, new Date())).state,
+    ).toBe("credited");
 
     proxy.setLag(12);
     expect(await lagging.getBlockNumber({ cacheTime: 0 })).toBeLessThan(blockNumber);
@@ -64,12 +68,16 @@ describe("a lagging RPC node proves nothing", () => {
     // The workers on that node, auditing every 200 ms: wait for several audits to have asked it.
     await stack.startWorkers({ chain: lagging });
     proxy.reset();
-    await waitFor(() => proxy.served().filter((m) => m === "eth_getBlockByNumber").length >= 10, { what: "audits on the lagging node" });
+    await waitFor(() => proxy.served().filter((m) => m === "eth_getBlockByNumber").length >= 10, {
+      what: "audits on the lagging node",
+    });
     expect(await stateOf(id)).toBe("credited");
 
     proxy.setLag(0);
     proxy.reset();
-    await waitFor(() => proxy.served().filter((m) => m === "eth_getBlockByNumber").length >= 10, { what: "audits on the caught-up node" });
+    await waitFor(() => proxy.served().filter((m) => m === "eth_getBlockByNumber").length >= 10, {
+      what: "audits on the caught-up node",
+    });
     expect(await stateOf(id)).toBe("credited");
     expect(await stack.balanceNano(org.orgKey)).toBe(5n * USD);
     const alerts = await db.sql`select 1 from operator_alerts where subject = ${id}`;

@@ -39,23 +39,44 @@ describe("HUSD deposits across deep reorgs: identity by content, one credit per 
     await db?.drop();
   });
 
-  const deps = () => ({ sql: db.sql, chain: stack.chainClient, config: stack.app.config, logger: pino({ level: "silent" }) });
-  const topup = (orgKey: string, hash: Hex) => stack.app.call("POST", "/v1/billing/husd/topups", { key: orgKey, body: { tx_hash: hash } });
+  const deps = () => ({
+    sql: db.sql,
+    chain: stack.chainClient,
+    config: stack.app.config,
+    logger: pino({ level: "silent" }),
+  });
+  const topup = (orgKey: string, hash: Hex) =>
+    stack.app.call("POST", "/v1/billing/husd/topups", { key: orgKey, body: { tx_hash: hash } });
   /** What the workers do on their own (the audit, then a check of every undecided deposit), run once, in order. */
   async function workersRun() {
     await auditCreditedDeposits(deps(), new Date());
-    const pending = await db.sql<{ id: string }[]>`select id from husd_deposits where state in ('seen', 'confirming') order by seen_at`;
+    const pending = await db.sql<
+      { id: string }[]
+    >`select id from husd_deposits where state in ('seen', 'confirming') order by seen_at`;
     for (const { id } of pending) await verifyDeposit(deps(), id, new Date());
   }
-  const depositsOf = async (orgKey: string, hash: Hex) => (await stack.deposits(orgKey)).filter((d) => d.tx_hash === hash);
+  const depositsOf = async (orgKey: string, hash: Hex) =>
+    (await stack.deposits(orgKey)).filter((d) => d.tx_hash === hash);
 
   /** A payout sent through MultiSend by the customer: several HUSD transfers in one transaction. */
   async function payout(to: Address[], amounts: bigint[]): Promise<{ hash: Hex; block: bigint }> {
     const customer = chain.clients.wallet(DevRoles.customer);
     const total = amounts.reduce((a, b) => a + b, 0n);
     await mintHusd(chain.rpcUrl, chain.chainId, chain.husd, DevRoles.customer.address, total);
-    await customer.waitForTransactionReceipt({ hash: await customer.writeContract({ address: chain.husd, abi: husdAbi, functionName: "approve", args: [multisend, total] }) });
-    const hash = await customer.writeContract({ address: multisend, abi: multiSendAbi, functionName: "send", args: [chain.husd, to, amounts] });
+    await customer.waitForTransactionReceipt({
+      hash: await customer.writeContract({
+        address: chain.husd,
+        abi: husdAbi,
+        functionName: "approve",
+        args: [multisend, total],
+      }),
+    });
+    const hash = await customer.writeContract({
+      address: multisend,
+      abi: multiSendAbi,
+      functionName: "send",
+      args: [chain.husd, to, amounts],
+    });
     return { hash, block: (await customer.waitForTransactionReceipt({ hash })).blockNumber };
   }
 
@@ -69,7 +90,11 @@ describe("HUSD deposits across deep reorgs: identity by content, one credit per 
     await reorg.mineUntilFinal(block);
     await workersRun();
     expect([await stack.balanceNano(a.orgKey), await stack.balanceNano(b.orgKey)]).toEqual([10n * USD, 7n * USD]);
-    const before = (await db.sql<{ id: string; log_index: number }[]>`select id, log_index from husd_deposits where tx_hash = ${hash} order by log_index`).map((r) => r.log_index);
+    const before = (
+      await db.sql<
+        { id: string; log_index: number }[]
+      >`select id, log_index from husd_deposits where tx_hash = ${hash} order by log_index`
+    ).map((r) => r.log_index);
     expect(before).toEqual([0, 1, 2]);
 
     // A reorg deeper than the policy: the same signed transaction is mined again, now behind a
@@ -78,7 +103,9 @@ describe("HUSD deposits across deep reorgs: identity by content, one credit per 
     const mint = await reorg.signedMint("0x00000000000000000000000000000000000000bb", 1n);
     await reorg.replaceFrom(block, [mint, raw]);
     const moved = await chain.clients.test.getTransactionReceipt({ hash });
-    expect(moved.logs.filter((l) => l.address.toLowerCase() === chain.husd.toLowerCase()).map((l) => l.logIndex)).toEqual([1, 2, 3]);
+    expect(
+      moved.logs.filter((l) => l.address.toLowerCase() === chain.husd.toLowerCase()).map((l) => l.logIndex),
+    ).toEqual([1, 2, 3]);
     await reorg.mineUntilFinal(moved.blockNumber);
 
     await workersRun();
@@ -89,8 +116,11 @@ describe("HUSD deposits across deep reorgs: identity by content, one credit per 
 
     expect(await stack.balanceNano(a.orgKey)).toBe(10n * USD);
     expect(await stack.balanceNano(b.orgKey)).toBe(7n * USD);
-    const rows = await db.sql`select to_address, amount_nano_usd, state, log_index, block_hash from husd_deposits where tx_hash = ${hash} order by log_index`;
-    expect(rows.map((r) => [r.state, r.log_index, r.block_hash])).toEqual([1, 2, 3].map((i) => ["credited", i, moved.blockHash.toLowerCase()]));
+    const rows =
+      await db.sql`select to_address, amount_nano_usd, state, log_index, block_hash from husd_deposits where tx_hash = ${hash} order by log_index`;
+    expect(rows.map((r) => [r.state, r.log_index, r.block_hash])).toEqual(
+      [1, 2, 3].map((i) => ["credited", i, moved.blockHash.toLowerCase()]),
+    );
     // Its new block was final when the move was found: the credits stand, nothing moved twice.
     for (const d of [...(await depositsOf(a.orgKey, hash)), ...(await depositsOf(b.orgKey, hash))]) {
       expect((await depositMovements(db.sql, d.id)).map(([k]) => k)).toEqual(["husd_deposit"]);
@@ -133,12 +163,24 @@ describe("HUSD deposits across deep reorgs: identity by content, one credit per 
     const org = await stack.orgWithAddress("Amount Co");
     const payer = devAccounts[5]!;
     const wallet = chain.clients.wallet(payer);
-    await wallet.waitForTransactionReceipt({ hash: await wallet.writeContract({ address: chain.husd, abi: husdAbi, functionName: "approve", args: [multisend, maxUint256] }) });
+    await wallet.waitForTransactionReceipt({
+      hash: await wallet.writeContract({
+        address: chain.husd,
+        abi: husdAbi,
+        functionName: "approve",
+        args: [multisend, maxUint256],
+      }),
+    });
     await mintHusd(chain.rpcUrl, chain.chainId, chain.husd, payer.address, 1n * HUSD);
     const topUpBlock = (await chain.clients.test.getBlockNumber({ cacheTime: 0 })) + 1n;
     await mintHusd(chain.rpcUrl, chain.chainId, chain.husd, payer.address, 149n * HUSD);
     // "Send everything I have": 150 HUSD here, whatever the payer holds wherever it is mined.
-    const hash = await wallet.writeContract({ address: multisend, abi: multiSendAbi, functionName: "sendAll", args: [chain.husd, org.address] });
+    const hash = await wallet.writeContract({
+      address: multisend,
+      abi: multiSendAbi,
+      functionName: "sendAll",
+      args: [chain.husd, org.address],
+    });
     const { blockNumber } = await wallet.waitForTransactionReceipt({ hash });
     const [first] = (await topup(org.orgKey, hash)).json.deposits;
     expect(first.amount_nano_usd).toBe((150n * USD).toString());

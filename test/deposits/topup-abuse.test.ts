@@ -32,16 +32,25 @@ describe("HUSD top-ups under abuse: log cap, no rows for unknown recipients", ()
     await db?.drop();
   });
 
-  const topup = (orgKey: string, hash: string) => stack.app.call("POST", "/v1/billing/husd/topups", { key: orgKey, body: { tx_hash: hash } });
+  const topup = (orgKey: string, hash: string) =>
+    stack.app.call("POST", "/v1/billing/husd/topups", { key: orgKey, body: { tx_hash: hash } });
   const randomAddress = () => getAddress(`0x${randomBytes(20).toString("hex")}`);
-  const rowsOf = async (hash: string) => (await db.sql`select count(*)::int as n from husd_deposits where tx_hash = ${hash.toLowerCase()}`)[0]!.n as number;
+  const rowsOf = async (hash: string) =>
+    (await db.sql`select count(*)::int as n from husd_deposits where tx_hash = ${hash.toLowerCase()}`)[0]!.n as number;
 
   /** One transaction with one HUSD Transfer log per recipient (the customer's wallet through MultiSend). */
   async function sendMany(recipients: Address[], each = HUSD): Promise<Hex> {
     const total = each * BigInt(recipients.length);
     await mintHusd(chain.rpcUrl, chain.chainId, chain.husd, DevRoles.customer.address, total);
     const customer = chain.clients.wallet(DevRoles.customer);
-    await customer.waitForTransactionReceipt({ hash: await customer.writeContract({ address: chain.husd, abi: husdAbi, functionName: "approve", args: [multisend, total] }) });
+    await customer.waitForTransactionReceipt({
+      hash: await customer.writeContract({
+        address: chain.husd,
+        abi: husdAbi,
+        functionName: "approve",
+        args: [multisend, total],
+      }),
+    });
     const hash = await customer.writeContract({
       address: multisend,
       abi: parseAbi(["function send(address token, address[] to, uint256[] amounts)"]),
@@ -71,14 +80,24 @@ describe("HUSD top-ups under abuse: log cap, no rows for unknown recipients", ()
     const hash = await sendMany([org.address, ...Array.from({ length: MAX_LOGS }, randomAddress)]);
     const res = await topup(org.orgKey, hash);
     expect(res.status).toBe(422);
-    expect(res.json.error).toMatchObject({ type: "invalid_request_error", code: "too_many_logs", param: "tx_hash", request_id: expect.stringMatching(/^req_/) });
+    expect(res.json.error).toMatchObject({
+      type: "invalid_request_error",
+      code: "too_many_logs",
+      param: "tx_hash",
+      request_id: expect.stringMatching(/^req_/),
+    });
     expect(res.json.error.message).toContain(`${MAX_LOGS + 1} logs`);
     expect(await rowsOf(hash)).toBe(0);
   });
 
   it("a transfer to an org's address before the org has asked for it is credited once the org has it", async () => {
     const late = await stack.app.createOrg("Late Co"); // its deposit address is not registered yet
-    const predicted = await chain.clients.test.readContract({ address: chain.factory, abi: depositFactoryAbi, functionName: "predictAddress", args: [depositSalt(late.id)] });
+    const predicted = await chain.clients.test.readContract({
+      address: chain.factory,
+      abi: depositFactoryAbi,
+      functionName: "predictAddress",
+      args: [depositSalt(late.id)],
+    });
     const { hash } = await stack.sendHusd(predicted, 5n * HUSD);
     // Someone else submits it first, while the address is still no org's: nothing is kept.
     const meddler = await stack.orgWithAddress("Meddler");

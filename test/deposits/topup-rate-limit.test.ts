@@ -39,13 +39,18 @@ describe("HUSD top-ups: rate limit per org, shared by every replica", () => {
     createTestApp({
       sql: db.sql,
       config: {
-        RPC_URL: chain.rpcUrl, CHAIN_ID: String(chain.chainId), HUSD_ADDRESS: chain.husd, DEPOSIT_FACTORY_ADDRESS: chain.factory,
-        HUSD_TOPUP_RATE_LIMIT: "3", HUSD_TOPUP_RATE_PERIOD_SECONDS: "30",
+        RPC_URL: chain.rpcUrl,
+        CHAIN_ID: String(chain.chainId),
+        HUSD_ADDRESS: chain.husd,
+        DEPOSIT_FACTORY_ADDRESS: chain.factory,
+        HUSD_TOPUP_RATE_LIMIT: "3",
+        HUSD_TOPUP_RATE_PERIOD_SECONDS: "30",
       },
       extra: { chain: stack.chainClient, rateLimiter: new RateLimiter(redis, prefix) },
     });
   // Each allowed call looks a hash up on the chain: 422 transaction_not_found.
-  const topup = (app: TestApp, key: string) => app.call("POST", "/v1/billing/husd/topups", { key, body: { tx_hash: `0x${randomBytes(32).toString("hex")}` } });
+  const topup = (app: TestApp, key: string) =>
+    app.call("POST", "/v1/billing/husd/topups", { key, body: { tx_hash: `0x${randomBytes(32).toString("hex")}` } });
 
   it("answers 429 rate_limited with Retry-After once an org has used its limit across two replicas; other orgs are unaffected", async () => {
     const [a, b] = [replica(), replica()];
@@ -54,7 +59,11 @@ describe("HUSD top-ups: rate limit per org, shared by every replica", () => {
     for (const app of [a, b, a]) expect((await topup(app, org.orgKey)).json.error.code).toBe("transaction_not_found");
     const limited = await topup(b, org.orgKey);
     expect(limited.status).toBe(429);
-    expect(limited.json.error).toMatchObject({ type: "rate_limit_error", code: "rate_limited", request_id: expect.stringMatching(/^req_/) });
+    expect(limited.json.error).toMatchObject({
+      type: "rate_limit_error",
+      code: "rate_limited",
+      request_id: expect.stringMatching(/^req_/),
+    });
     const retryAfter = Number(limited.headers.get("retry-after"));
     expect(Number.isInteger(retryAfter)).toBe(true);
     expect(retryAfter).toBeGreaterThanOrEqual(1);
@@ -77,12 +86,19 @@ describe("HUSD top-ups: rate limit per org, shared by every replica", () => {
     expect(denied.retryAfterMs).toBeLessThanOrEqual(1_000);
     const deniedAt = Date.now();
     // A refused attempt costs nothing, so polling until allowed finds the announced moment.
-    await waitFor(async () => (await limiter.take(bucket, rule)).allowed, { intervalMs: 20, timeoutMs: 5_000, what: "a request back" });
+    await waitFor(async () => (await limiter.take(bucket, rule)).allowed, {
+      intervalMs: 20,
+      timeoutMs: 5_000,
+      what: "a request back",
+    });
     expect(Date.now() - deniedAt).toBeGreaterThanOrEqual(denied.retryAfterMs - 50);
   });
 
   it("lets requests through when Redis does not answer", async () => {
-    const dead = new Redis(`redis://127.0.0.1:${await freePort()}`, { maxRetriesPerRequest: null, retryStrategy: () => 1_000 });
+    const dead = new Redis(`redis://127.0.0.1:${await freePort()}`, {
+      maxRetriesPerRequest: null,
+      retryStrategy: () => 1_000,
+    });
     dead.on("error", () => {});
     const app = replica(connect(dead));
     const org = await stack.orgWithAddress("Offline Redis Co");

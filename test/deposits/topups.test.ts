@@ -33,15 +33,26 @@ describe("HUSD top-ups: verify-and-record, finality, exactly-once credit, reorgs
     await db?.drop();
   });
 
-  const topup = (orgKey: string, hash: string) => stack.app.call("POST", "/v1/billing/husd/topups", { key: orgKey, body: { tx_hash: hash } });
+  const topup = (orgKey: string, hash: string) =>
+    stack.app.call("POST", "/v1/billing/husd/topups", { key: orgKey, body: { tx_hash: hash } });
   const stateOf = async (orgKey: string, id: string) => (await stack.deposits(orgKey)).find((d) => d.id === id);
 
   it("gives each org a CREATE2 deposit address that the factory predicts and later deploys to", async () => {
     const org = await stack.orgWithAddress();
-    const onChain = await chain.clients.test.readContract({ address: chain.factory, abi: depositFactoryAbi, functionName: "predictAddress", args: [org.salt] });
+    const onChain = await chain.clients.test.readContract({
+      address: chain.factory,
+      abi: depositFactoryAbi,
+      functionName: "predictAddress",
+      args: [org.salt],
+    });
     expect(org.address).toBe(onChain);
     const again = await stack.app.call("GET", "/v1/billing/husd/deposit-address", { key: org.orgKey });
-    expect(again.json).toMatchObject({ address: org.address, chain_id: chain.chainId, token_address: chain.husd, token_decimals: 18 });
+    expect(again.json).toMatchObject({
+      address: org.address,
+      chain_id: chain.chainId,
+      token_address: chain.husd,
+      token_decimals: 18,
+    });
     expect(again.json.finality).toContain("finalized");
     expect(await chain.clients.test.getCode({ address: org.address })).toBeUndefined(); // nothing deployed yet
   });
@@ -54,7 +65,12 @@ describe("HUSD top-ups: verify-and-record, finality, exactly-once credit, reorgs
     expect(first.status).toBe(201);
     expect(first.json.deposits).toHaveLength(1);
     const d = first.json.deposits[0];
-    expect(d).toMatchObject({ state: "seen", amount_base_units: "12345678901234567891", amount_husd: "12.345678901234567891", amount_nano_usd: "12345678901" });
+    expect(d).toMatchObject({
+      state: "seen",
+      amount_base_units: "12345678901234567891",
+      amount_husd: "12.345678901234567891",
+      amount_nano_usd: "12345678901",
+    });
     const replay = await topup(org.orgKey, hash);
     expect(replay.status).toBe(200);
     expect(replay.json.deposits[0].id).toBe(d.id);
@@ -83,7 +99,8 @@ describe("HUSD top-ups: verify-and-record, finality, exactly-once credit, reorgs
     const workers = await stack.startWorkers();
     await enqueueDepositChecks(workers.queues, [id, id, id]);
     await new Promise((r) => setTimeout(r, 600));
-    const rows = await db.sql`select count(*)::int as n from ledger_transactions where kind = 'husd_deposit' and org_id = ${org.id}`;
+    const rows =
+      await db.sql`select count(*)::int as n from ledger_transactions where kind = 'husd_deposit' and org_id = ${org.id}`;
     expect(rows[0]!.n).toBe(1);
     expect(await stack.balanceNano(org.orgKey)).toBe(3_000_000_000n);
   });
@@ -122,7 +139,8 @@ describe("HUSD top-ups: verify-and-record, finality, exactly-once credit, reorgs
     try {
       const org = await s.orgWithAddress("Stuck Co");
       const { hash } = await s.sendHusd(org.address, HUSD);
-      const id = (await s.app.call("POST", "/v1/billing/husd/topups", { key: org.orgKey, body: { tx_hash: hash } })).json.deposits[0].id;
+      const id = (await s.app.call("POST", "/v1/billing/husd/topups", { key: org.orgKey, body: { tx_hash: hash } }))
+        .json.deposits[0].id;
       await stuck.mine(50);
       const deps = { sql: db.sql, chain: s.chainClient, config: s.app.config };
       const outcome = await verifyDeposit(deps, id, new Date());
@@ -141,37 +159,60 @@ describe("HUSD top-ups: verify-and-record, finality, exactly-once credit, reorgs
     const id = (await topup(org.orgKey, hash)).json.deposits[0].id as string;
     await chain.mine(4);
     const loose = { ...stack.app.config, FINALITY_CONFIRMATIONS: 1, FINALITY_REQUIRE_FINALIZED_TAG: false };
-    expect((await verifyDeposit({ sql: db.sql, chain: stack.chainClient, config: loose }, id, new Date())).state).toBe("credited");
+    expect((await verifyDeposit({ sql: db.sql, chain: stack.chainClient, config: loose }, id, new Date())).state).toBe(
+      "credited",
+    );
     await db.sql`update organizations set low_balance_threshold = 2000000000 where id = ${org.id}`; // 2 USD: the reversal crosses it
     await chain.clients.test.request({ method: "anvil_reorg" as never, params: [6, []] as never }); // deeper than the policy assumed
-    const audit = await auditCreditedDeposits({ sql: db.sql, chain: stack.chainClient, config: stack.app.config, logger: pino({ level: "silent" }) }, new Date());
+    const audit = await auditCreditedDeposits(
+      { sql: db.sql, chain: stack.chainClient, config: stack.app.config, logger: pino({ level: "silent" }) },
+      new Date(),
+    );
     expect(audit.reversed).toBe(1);
     expect((await stateOf(org.orgKey, id))?.state).toBe("reversed");
     expect(await stack.balanceNano(org.orgKey)).toBe(0n);
     const alerts = await db.sql`select kind from operator_alerts where subject = ${id}`;
     expect(alerts.map((a) => a.kind)).toEqual(["husd_deposit_reversed"]);
-    const lowBalance = await db.sql`select a.balance, t.kind from balance_alerts a join ledger_transactions t on t.id = a.transaction_id where a.org_id = ${org.id}`;
+    const lowBalance =
+      await db.sql`select a.balance, t.kind from balance_alerts a join ledger_transactions t on t.id = a.transaction_id where a.org_id = ${org.id}`;
     expect(lowBalance).toEqual([{ balance: 0n, kind: "reversal" }]);
-    expect((await auditCreditedDeposits({ sql: db.sql, chain: stack.chainClient, config: stack.app.config, logger: pino({ level: "silent" }) }, new Date())).reversed).toBe(0);
+    expect(
+      (
+        await auditCreditedDeposits(
+          { sql: db.sql, chain: stack.chainClient, config: stack.app.config, logger: pino({ level: "silent" }) },
+          new Date(),
+        )
+      ).reversed,
+    ).toBe(0);
     await expectLedgerConsistent(db.sql);
   });
 
   it("rejects, with a reason, a second ERC-20 with the same ABI, dust, and an amount near 2^256-1", async () => {
     const org = await stack.orgWithAddress();
     const wallet = chain.clients.wallet();
-    const deployed = await wallet.waitForTransactionReceipt({ hash: await wallet.deployContract({ abi: husdAbi, bytecode: husdBytecode, args: [DevRoles.deployer.address] }) });
+    const deployed = await wallet.waitForTransactionReceipt({
+      hash: await wallet.deployContract({ abi: husdAbi, bytecode: husdBytecode, args: [DevRoles.deployer.address] }),
+    });
     const fake = deployed.contractAddress!;
     const foreign = await stack.sendHusd(org.address, 100n * HUSD, fake);
     const dust = await stack.sendHusd(org.address, 1_000n);
     const huge = 2n ** 256n - 1n - 100n * HUSD; // the rest of uint256 after the earlier mint of this token
     const max = await stack.sendHusd(org.address, huge, fake).catch(() => null);
     const bigHusd = await stack.sendHusd(org.address, 2n ** 255n);
-    for (const h of [foreign.hash, dust.hash, bigHusd.hash, ...(max ? [max.hash] : [])]) expect([200, 201]).toContain((await topup(org.orgKey, h)).status);
+    for (const h of [foreign.hash, dust.hash, bigHusd.hash, ...(max ? [max.hash] : [])])
+      expect([200, 201]).toContain((await topup(org.orgKey, h)).status);
     const deposits = await stack.deposits(org.orgKey);
     const byHash = (h: string) => deposits.find((d) => d.tx_hash === h)!;
     expect(byHash(foreign.hash)).toMatchObject({ state: "rejected", reason: expect.stringMatching(/^wrong_token/) });
-    expect(byHash(dust.hash)).toMatchObject({ state: "rejected", reason: expect.stringMatching(/^below_dust_minimum/) });
-    expect(byHash(bigHusd.hash)).toMatchObject({ state: "rejected", reason: expect.stringMatching(/^amount_exceeds_ledger_range/), amount_base_units: (2n ** 255n).toString() });
+    expect(byHash(dust.hash)).toMatchObject({
+      state: "rejected",
+      reason: expect.stringMatching(/^below_dust_minimum/),
+    });
+    expect(byHash(bigHusd.hash)).toMatchObject({
+      state: "rejected",
+      reason: expect.stringMatching(/^amount_exceeds_ledger_range/),
+      amount_base_units: (2n ** 255n).toString(),
+    });
     await chain.mine(5);
     await stack.startWorkers();
     await new Promise((r) => setTimeout(r, 800));
@@ -201,7 +242,14 @@ describe("HUSD top-ups: verify-and-record, finality, exactly-once credit, reorgs
     const multisend = await deployMultiSend(chain);
     const customer = chain.clients.wallet(DevRoles.customer);
     await stack.sendHusd(DevRoles.customer.address, 10n * HUSD); // mint to the customer
-    await customer.waitForTransactionReceipt({ hash: await customer.writeContract({ address: chain.husd, abi: husdAbi, functionName: "approve", args: [multisend, 10n * HUSD] }) });
+    await customer.waitForTransactionReceipt({
+      hash: await customer.writeContract({
+        address: chain.husd,
+        abi: husdAbi,
+        functionName: "approve",
+        args: [multisend, 10n * HUSD],
+      }),
+    });
     const hash = await customer.writeContract({
       address: multisend,
       abi: parseAbi(["function send(address token, address[] to, uint256[] amounts)"]),
@@ -215,7 +263,12 @@ describe("HUSD top-ups: verify-and-record, finality, exactly-once credit, reorgs
     expect(rb.json.deposits).toHaveLength(1);
     await chain.mine(5);
     await stack.startWorkers();
-    await waitFor(async () => (await stack.balanceNano(a.orgKey)) === 4_000_000_000n && (await stack.balanceNano(b.orgKey)) === 2_000_000_000n, { what: "both credited" });
+    await waitFor(
+      async () =>
+        (await stack.balanceNano(a.orgKey)) === 4_000_000_000n &&
+        (await stack.balanceNano(b.orgKey)) === 2_000_000_000n,
+      { what: "both credited" },
+    );
   });
 
   it("a sweep out of a deposit address to the treasury is not a debit of the org", async () => {
@@ -226,10 +279,22 @@ describe("HUSD top-ups: verify-and-record, finality, exactly-once credit, reorgs
     await stack.startWorkers();
     await waitFor(async () => (await stack.balanceNano(org.orgKey)) === 5_000_000_000n, { what: "credited" });
     const owner = chain.clients.wallet();
-    const sweep = await owner.writeContract({ address: chain.factory, abi: depositFactoryAbi, functionName: "sweep", args: [org.salt, chain.husd] });
+    const sweep = await owner.writeContract({
+      address: chain.factory,
+      abi: depositFactoryAbi,
+      functionName: "sweep",
+      args: [org.salt, chain.husd],
+    });
     await owner.waitForTransactionReceipt({ hash: sweep });
     expect(await chain.clients.test.getCode({ address: org.address as Address })).toMatch(/^0x.+/);
-    expect(await chain.clients.test.readContract({ address: chain.husd, abi: husdAbi, functionName: "balanceOf", args: [org.address] })).toBe(0n);
+    expect(
+      await chain.clients.test.readContract({
+        address: chain.husd,
+        abi: husdAbi,
+        functionName: "balanceOf",
+        args: [org.address],
+      }),
+    ).toBe(0n);
     const swept = await topup(org.orgKey, sweep);
     expect(swept.status).toBe(422); // the sweep moves HUSD *from* the address: nothing to record for the org
     await chain.mine(5);
@@ -242,16 +307,29 @@ describe("HUSD top-ups: verify-and-record, finality, exactly-once credit, reorgs
     const { hash } = await stack.sendHusd(org.address, HUSD);
     const id = (await topup(org.orgKey, hash)).json.deposits[0].id as string;
     const deadChain = createChainClient({ RPC_URL: "http://127.0.0.1:9", CHAIN_ID: chain.chainId });
-    await expect(verifyDeposit({ sql: db.sql, chain: deadChain, config: stack.app.config }, id, new Date())).rejects.toThrow();
+    await expect(
+      verifyDeposit({ sql: db.sql, chain: deadChain, config: stack.app.config }, id, new Date()),
+    ).rejects.toThrow();
     expect((await stateOf(org.orgKey, id))?.state).toBe("seen");
-    await expect(auditCreditedDeposits({ sql: db.sql, chain: deadChain, config: stack.app.config, logger: pino({ level: "silent" }) }, new Date())).rejects.toThrow();
-    expect((await db.sql`select count(*)::int as n from husd_deposits where state = 'reversed' and org_id = ${org.id}`)[0]!.n).toBe(0);
+    await expect(
+      auditCreditedDeposits(
+        { sql: db.sql, chain: deadChain, config: stack.app.config, logger: pino({ level: "silent" }) },
+        new Date(),
+      ),
+    ).rejects.toThrow();
+    expect(
+      (await db.sql`select count(*)::int as n from husd_deposits where state = 'reversed' and org_id = ${org.id}`)[0]!
+        .n,
+    ).toBe(0);
   });
 
   it("a transfer reorged out and mined again (same transaction, same log) is still credited exactly once", async () => {
     const org = await stack.orgWithAddress("Remined Co");
     const { hash } = await stack.sendHusd(org.address, 9n * HUSD);
-    const raw = await chain.clients.test.request({ method: "eth_getRawTransactionByHash" as never, params: [hash] as never });
+    const raw = await chain.clients.test.request({
+      method: "eth_getRawTransactionByHash" as never,
+      params: [hash] as never,
+    });
     const id = (await topup(org.orgKey, hash)).json.deposits[0].id as string;
     const deps = { sql: db.sql, chain: stack.chainClient, config: stack.app.config };
     await chain.clients.test.request({ method: "anvil_reorg" as never, params: [1, []] as never });
@@ -266,13 +344,24 @@ describe("HUSD top-ups: verify-and-record, finality, exactly-once credit, reorgs
 
     // Reorged out again after the credit and re-mined once more, in a block already final when the
     // audit finds it: the audit moves it, no reversal.
-    const raw2 = await chain.clients.test.request({ method: "eth_getRawTransactionByHash" as never, params: [hash] as never });
+    const raw2 = await chain.clients.test.request({
+      method: "eth_getRawTransactionByHash" as never,
+      params: [hash] as never,
+    });
     const [row] = await db.sql`select block_number from husd_deposits where id = ${id}`;
     const head = await chain.clients.test.getBlockNumber({ cacheTime: 0 });
-    await chain.clients.test.request({ method: "anvil_reorg" as never, params: [Number(head - BigInt(row!.block_number)) + 1, []] as never });
+    await chain.clients.test.request({
+      method: "anvil_reorg" as never,
+      params: [Number(head - BigInt(row!.block_number)) + 1, []] as never,
+    });
     await chain.clients.test.request({ method: "eth_sendRawTransaction" as never, params: [raw2] as never });
     await chain.mine(3);
-    expect(await auditCreditedDeposits({ sql: db.sql, chain: stack.chainClient, config: stack.app.config, logger: pino({ level: "silent" }) }, new Date())).toMatchObject({ reversed: 0, moved: 1 });
+    expect(
+      await auditCreditedDeposits(
+        { sql: db.sql, chain: stack.chainClient, config: stack.app.config, logger: pino({ level: "silent" }) },
+        new Date(),
+      ),
+    ).toMatchObject({ reversed: 0, moved: 1 });
     expect((await stateOf(org.orgKey, id))?.state).toBe("credited");
     expect(await stack.balanceNano(org.orgKey)).toBe(9_000_000_000n);
   });

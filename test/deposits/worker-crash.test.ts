@@ -41,10 +41,18 @@ describe("a worker killed mid-flight", () => {
     }
     await chain.mine(5); // all 20 final
     const env = {
-      DATABASE_URL: db.url, REDIS_PREFIX: prefix, LOG_LEVEL: "warn", RPC_URL: chain.rpcUrl, CHAIN_ID: String(chain.chainId),
-      HUSD_ADDRESS: chain.husd, DEPOSIT_FACTORY_ADDRESS: chain.factory, FINALITY_CONFIRMATIONS: "3", DEPOSIT_SCAN_INTERVAL_MS: "100",
+      DATABASE_URL: db.url,
+      REDIS_PREFIX: prefix,
+      LOG_LEVEL: "warn",
+      RPC_URL: chain.rpcUrl,
+      CHAIN_ID: String(chain.chainId),
+      HUSD_ADDRESS: chain.husd,
+      DEPOSIT_FACTORY_ADDRESS: chain.factory,
+      FINALITY_CONFIRMATIONS: "3",
+      DEPOSIT_SCAN_INTERVAL_MS: "100",
     };
-    const credited = async () => (await db.sql`select count(*)::int as n from husd_deposits where state = 'credited'`)[0]!.n as number;
+    const credited = async () =>
+      (await db.sql`select count(*)::int as n from husd_deposits where state = 'credited'`)[0]!.n as number;
     const first = startBin("worker.ts", env);
     workers.push(first);
     await waitFor(async () => (await credited()) >= 1, { timeoutMs: 20_000, intervalMs: 5, what: "first credit" });
@@ -54,7 +62,10 @@ describe("a worker killed mid-flight", () => {
     const second = startBin("worker.ts", env);
     workers.push(second);
     try {
-      await waitFor(async () => (await credited()) === 20, { timeoutMs: 30_000, what: `all credited after restart (had ${afterKill})` });
+      await waitFor(async () => (await credited()) === 20, {
+        timeoutMs: 30_000,
+        what: `all credited after restart (had ${afterKill})`,
+      });
     } finally {
       await second.stop();
     }

@@ -34,7 +34,10 @@ describe("the deposit workers' logs on a healthy deposit", () => {
     const logger = pino({ level: "debug" }, { write: (s: string) => void lines.push(JSON.parse(s) as LogLine) });
     const workers = await stack.startWorkers({ logger });
     const completed: unknown[] = [];
-    const events = await import("bullmq").then(({ QueueEvents }) => new QueueEvents("husd-deposits", { connection: stack.redis.duplicate(), prefix: `{${stack.prefix}}` }));
+    const events = await import("bullmq").then(
+      ({ QueueEvents }) =>
+        new QueueEvents("husd-deposits", { connection: stack.redis.duplicate(), prefix: `{${stack.prefix}}` }),
+    );
     events.on("completed", ({ returnvalue }) => completed.push(returnvalue));
     await events.waitUntilReady();
     try {
@@ -46,15 +49,20 @@ describe("the deposit workers' logs on a healthy deposit", () => {
       await chain.mine(3);
       await waitFor(async () => (await stack.deposits(org.orgKey))[0]?.state === "credited", { what: "credited" });
       // Every check of it finished: none left waiting, active or delayed for a retry.
-      await waitFor(async () => {
-        const counts = await workers.queues.deposits.getJobCounts("waiting", "active", "delayed", "failed");
-        return (counts.waiting ?? 0) + (counts.active ?? 0) + (counts.delayed ?? 0) + (counts.failed ?? 0) === 0;
-      }, { what: "deposit checks finished" });
+      await waitFor(
+        async () => {
+          const counts = await workers.queues.deposits.getJobCounts("waiting", "active", "delayed", "failed");
+          return (counts.waiting ?? 0) + (counts.active ?? 0) + (counts.delayed ?? 0) + (counts.failed ?? 0) === 0;
+        },
+        { what: "deposit checks finished" },
+      );
 
       expect(lines.some((l) => l.msg === "HUSD deposit credited" && l.deposit_id === id)).toBe(true); // the capture works
       expect(lines.filter((l) => l.level >= 50)).toEqual([]);
       // What BullMQ stored as each check's result (parsed back by QueueEvents): plain JSON.
-      await waitFor(() => completed.some((r) => (r as { state?: string }).state === "credited"), { what: "a completed check that credited" });
+      await waitFor(() => completed.some((r) => (r as { state?: string }).state === "credited"), {
+        what: "a completed check that credited",
+      });
       expect(completed).toContainEqual({ deposit_id: id, state: "credited", confirmations: expect.any(String) });
     } finally {
       await events.close();

@@ -24,13 +24,25 @@ describe("npm run dev", () => {
     ports = { anvil: await freePort(), api: await freePort(), ponder: await freePort() };
     dev = spawn("npm", ["run", "dev"], {
       cwd: ROOT,
-      env: { ...process.env, DATABASE_URL: db.url, DEV_STATE_DIR: stateDir, DEV_ANVIL_PORT: String(ports.anvil), PORT: String(ports.api), PONDER_PORT: String(ports.ponder), REDIS_PREFIX: uniqueRedisPrefix("dev") },
+      env: {
+        ...process.env,
+        DATABASE_URL: db.url,
+        DEV_STATE_DIR: stateDir,
+        DEV_ANVIL_PORT: String(ports.anvil),
+        PORT: String(ports.api),
+        PONDER_PORT: String(ports.ponder),
+        REDIS_PREFIX: uniqueRedisPrefix("dev"),
+      },
       stdio: ["ignore", "pipe", "pipe"],
       detached: true, // its own process group, so SIGINT below reaches it the way Ctrl-C would
     });
     dev.stdout!.on("data", (d) => (output += String(d)));
     dev.stderr!.on("data", (d) => (output += String(d)));
-    await waitFor(() => output.includes("Hanzo Billing is running"), { timeoutMs: 120_000, intervalMs: 250, what: `dev stack up:\n${output.slice(-3000)}` });
+    await waitFor(() => output.includes("Hanzo Billing is running"), {
+      timeoutMs: 120_000,
+      intervalMs: 250,
+      what: `dev stack up:\n${output.slice(-3000)}`,
+    });
     state = JSON.parse(await readFile(join(stateDir, "dev.json"), "utf8"));
   }, 150_000);
   afterAll(async () => {
@@ -43,7 +55,10 @@ describe("npm run dev", () => {
   });
 
   const api = async (path: string, key?: string, init: RequestInit = {}) => {
-    const res = await fetch(`${state.api_url}${path}`, { ...init, headers: { ...(key ? { authorization: `Bearer ${key}` } : {}), "content-type": "application/json" } });
+    const res = await fetch(`${state.api_url}${path}`, {
+      ...init,
+      headers: { ...(key ? { authorization: `Bearer ${key}` } : {}), "content-type": "application/json" },
+    });
     return { status: res.status, json: (await res.json()) as any };
   };
 
@@ -60,28 +75,64 @@ describe("npm run dev", () => {
     expect((await api("/v1/pricing/models")).json.models.length).toBeGreaterThan(0);
     const address = (await api("/v1/billing/husd/deposit-address", state.org_key)).json.address;
     const wallet = devClients(state.rpc_url, state.chain_id).wallet(DevRoles.customer);
-    const hash = await wallet.writeContract({ address: state.husd_address, abi: husdAbi, functionName: "transfer", args: [address, 10n * 10n ** 18n] });
-    await waitFor(async () => (await api("/v1/billing/balance", state.org_key)).json.balance === 35, { timeoutMs: 60_000, intervalMs: 500, what: "deposit credited by the running stack" });
+    const hash = await wallet.writeContract({
+      address: state.husd_address,
+      abi: husdAbi,
+      functionName: "transfer",
+      args: [address, 10n * 10n ** 18n],
+    });
+    await waitFor(async () => (await api("/v1/billing/balance", state.org_key)).json.balance === 35, {
+      timeoutMs: 60_000,
+      intervalMs: 500,
+      what: "deposit credited by the running stack",
+    });
     const deposits = (await api("/v1/billing/husd/deposits", state.org_key)).json.data;
     expect(deposits.find((d: { tx_hash: string }) => d.tx_hash === hash)?.state).toBe("credited");
   });
 
   it("stops every child cleanly on SIGINT", async () => {
-    const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) => dev.once("exit", (code, signal) => resolve({ code, signal })));
+    const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) =>
+      dev.once("exit", (code, signal) => resolve({ code, signal })),
+    );
     process.kill(-dev.pid!, "SIGINT"); // Ctrl-C: the whole foreground process group
     const { code, signal } = await exited;
     expect(code === 0 || signal === "SIGINT", `npm exited ${code} ${signal}`).toBe(true);
     // Every process of the stack is gone: nothing answers on its ports, nothing is left in the group.
-    const closed = async (port: number) => fetch(`http://127.0.0.1:${port}/`).then(() => false, () => true);
-    await waitFor(async () => (await closed(ports.anvil)) && (await closed(ports.api)) && (await closed(ports.ponder)), { timeoutMs: 30_000, what: "ports closed" });
-    await waitFor(() => { try { process.kill(-dev.pid!, 0); return false; } catch { return true; } }, { timeoutMs: 30_000, what: "process group empty" });
+    const closed = async (port: number) =>
+      fetch(`http://127.0.0.1:${port}/`).then(
+        () => false,
+        () => true,
+      );
+    await waitFor(
+      async () => (await closed(ports.anvil)) && (await closed(ports.api)) && (await closed(ports.ponder)),
+      { timeoutMs: 30_000, what: "ports closed" },
+    );
+    await waitFor(
+      () => {
+        try {
+          process.kill(-dev.pid!, 0);
+          return false;
+        } catch {
+          return true;
+        }
+      },
+      { timeoutMs: 30_000, what: "process group empty" },
+    );
     expect(output).toContain("[dev] \x1b[0mstopping".replace("[dev] \x1b[0m", "")); // the orderly path ran
   }, 60_000);
 
   it("a second run reuses the chain, database, org and keys", async () => {
     const again = spawn("npm", ["run", "dev"], {
       cwd: ROOT,
-      env: { ...process.env, DATABASE_URL: db.url, DEV_STATE_DIR: stateDir, DEV_ANVIL_PORT: String(ports.anvil), PORT: String(ports.api), PONDER_PORT: String(ports.ponder), REDIS_PREFIX: uniqueRedisPrefix("dev2") },
+      env: {
+        ...process.env,
+        DATABASE_URL: db.url,
+        DEV_STATE_DIR: stateDir,
+        DEV_ANVIL_PORT: String(ports.anvil),
+        PORT: String(ports.api),
+        PONDER_PORT: String(ports.ponder),
+        REDIS_PREFIX: uniqueRedisPrefix("dev2"),
+      },
       stdio: ["ignore", "pipe", "pipe"],
       detached: true,
     });
@@ -89,9 +140,18 @@ describe("npm run dev", () => {
     again.stdout!.on("data", (d) => (out += String(d)));
     again.stderr!.on("data", (d) => (out += String(d)));
     try {
-      await waitFor(() => out.includes("Hanzo Billing is running"), { timeoutMs: 120_000, intervalMs: 250, what: `second run up:\n${out.slice(-3000)}` });
+      await waitFor(() => out.includes("Hanzo Billing is running"), {
+        timeoutMs: 120_000,
+        intervalMs: 250,
+        what: `second run up:\n${out.slice(-3000)}`,
+      });
       const second = JSON.parse(await readFile(join(stateDir, "dev.json"), "utf8"));
-      expect(second).toMatchObject({ org_id: state.org_id, org_key: state.org_key, husd_address: state.husd_address, admin_key: state.admin_key });
+      expect(second).toMatchObject({
+        org_id: state.org_id,
+        org_key: state.org_key,
+        husd_address: state.husd_address,
+        admin_key: state.admin_key,
+      });
       expect(out).not.toContain("created demo organization");
       expect((await api("/v1/billing/balance", state.org_key)).json.balance).toBe(35); // the credited deposit is still there
     } finally {

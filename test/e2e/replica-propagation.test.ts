@@ -21,16 +21,32 @@ describe("two API processes: catalog versions and key revocations reach both", (
 
   beforeAll(async () => {
     db = await createTestDatabase({ max: 4 });
-    const env = { DATABASE_URL: db.url, REDIS_PREFIX: prefix, ADMIN_API_KEY: TEST_ADMIN_KEY, LOG_LEVEL: "warn", DATABASE_POOL_MAX: "4" };
+    const env = {
+      DATABASE_URL: db.url,
+      REDIS_PREFIX: prefix,
+      ADMIN_API_KEY: TEST_ADMIN_KEY,
+      LOG_LEVEL: "warn",
+      DATABASE_POOL_MAX: "4",
+    };
     for (let i = 0; i < 2; i++) {
       const port = await freePort();
       procs.push(startBin("api.ts", { ...env, PORT: String(port) }));
       apis.push(`http://127.0.0.1:${port}`);
     }
-    for (const base of apis) await waitFor(async () => (await fetch(`${base}/healthz`)).ok, { what: `${base} up`, timeoutMs: 40_000 });
+    for (const base of apis)
+      await waitFor(async () => (await fetch(`${base}/healthz`)).ok, { what: `${base} up`, timeoutMs: 40_000 });
     const created = await call(apis[0]!, "POST", "/v1/admin/orgs", TEST_ADMIN_KEY, { name: "Replicated" });
-    const gateway = await call(apis[0]!, "POST", `/v1/admin/orgs/${created.json.id}/keys`, TEST_ADMIN_KEY, { scope: "gateway" });
-    await call(apis[0]!, "POST", `/v1/admin/orgs/${created.json.id}/credits`, TEST_ADMIN_KEY, { amount: "100", reason: "test" }, { "idempotency-key": "g-1" });
+    const gateway = await call(apis[0]!, "POST", `/v1/admin/orgs/${created.json.id}/keys`, TEST_ADMIN_KEY, {
+      scope: "gateway",
+    });
+    await call(
+      apis[0]!,
+      "POST",
+      `/v1/admin/orgs/${created.json.id}/credits`,
+      TEST_ADMIN_KEY,
+      { amount: "100", reason: "test" },
+      { "idempotency-key": "g-1" },
+    );
     org = { id: created.json.id, gatewayKey: gateway.json.key };
     v1 = (await readCatalogFile()).versions[0]!;
   }, 60_000);
@@ -42,7 +58,14 @@ describe("two API processes: catalog versions and key revocations reach both", (
     await db?.drop();
   });
 
-  async function call(base: string, method: string, path: string, key: string, body?: unknown, headers: Record<string, string> = {}) {
+  async function call(
+    base: string,
+    method: string,
+    path: string,
+    key: string,
+    body?: unknown,
+    headers: Record<string, string> = {},
+  ) {
     const res = await fetch(`${base}${path}`, {
       method,
       headers: { authorization: `Bearer ${key}`, "content-type": "application/json", ...headers },
@@ -54,7 +77,13 @@ describe("two API processes: catalog versions and key revocations reach both", (
   let events = 0;
   /** Records one `api` event of one request at `at` through `base`: its catalog version and cost. */
   async function priceOn(base: string, at: Date): Promise<[string, string]> {
-    const event = { idempotency_key: `e-${++events}`, org_id: org.id, timestamp: at.toISOString(), product: "api", quantities: { requests: 1 } };
+    const event = {
+      idempotency_key: `e-${++events}`,
+      org_id: org.id,
+      timestamp: at.toISOString(),
+      product: "api",
+      quantities: { requests: 1 },
+    };
     const res = await call(base, "POST", "/v1/billing/usage", org.gatewayKey, { events: [event] });
     const result = res.json.results?.[0];
     if (result?.status !== "recorded") throw new Error(`usage not recorded: ${JSON.stringify(res.json)}`);
@@ -116,7 +145,8 @@ describe("two API processes: catalog versions and key revocations reach both", (
     const key = await call(apis[0]!, "POST", `/v1/admin/orgs/${org.id}/keys`, TEST_ADMIN_KEY, { scope });
     return { id: key.json.id as string, key: key.json.key as string };
   }
-  const balanceStatus = async (base: string, key: string) => (await call(base, "GET", "/v1/billing/balance", key)).status;
+  const balanceStatus = async (base: string, key: string) =>
+    (await call(base, "GET", "/v1/billing/balance", key)).status;
 
   it("a key revoked through one replica is refused by both within 1 s", async () => {
     const { id, key } = await newKey();
@@ -161,16 +191,23 @@ describe("two API processes: catalog versions and key revocations reach both", (
           admitted++;
           // On the revoking replica nothing sent after the revoke's answer may pass; on the other,
           // nothing sent more than 1 s after it.
-          if (base === revoking ? sentAt > revokedAt : sentAt > revokedAt + 1_000) admittedLate[base === revoking ? "revoking" : "other"].push(Math.round(sentAt - revokedAt));
+          if (base === revoking ? sentAt > revokedAt : sentAt > revokedAt + 1_000)
+            admittedLate[base === revoking ? "revoking" : "other"].push(Math.round(sentAt - revokedAt));
         }
       };
-      const loops = [...Array.from({ length: 6 }, () => hammer(revoking)), ...Array.from({ length: 2 }, () => hammer(other))];
+      const loops = [
+        ...Array.from({ length: 6 }, () => hammer(revoking)),
+        ...Array.from({ length: 2 }, () => hammer(other)),
+      ];
       expect((await call(revoking, "DELETE", `/v1/admin/keys/${id}`, TEST_ADMIN_KEY)).status).toBe(200);
       revokedAt = performance.now();
       stopAt = revokedAt + 1_500;
       await Promise.all(loops);
       for (const [replica, ms] of Object.entries(admittedLate)) {
-        if (ms.length > 0) late.push(`trial ${trial}: the ${replica} replica admitted ${ms.length} requests sent ${Math.min(...ms)}–${Math.max(...ms)} ms after the revoke answered`);
+        if (ms.length > 0)
+          late.push(
+            `trial ${trial}: the ${replica} replica admitted ${ms.length} requests sent ${Math.min(...ms)}–${Math.max(...ms)} ms after the revoke answered`,
+          );
       }
     }
     expect(late).toEqual([]);

@@ -23,9 +23,17 @@ describe("two API and two worker processes", () => {
     chain = await startTestChain();
     helper = depositStack(db, chain); // only for its chain helpers; no workers of its own
     const env = {
-      DATABASE_URL: db.url, REDIS_PREFIX: prefix, ADMIN_API_KEY: TEST_ADMIN_KEY, LOG_LEVEL: "warn",
-      RPC_URL: chain.rpcUrl, CHAIN_ID: String(chain.chainId), HUSD_ADDRESS: chain.husd, DEPOSIT_FACTORY_ADDRESS: chain.factory,
-      FINALITY_CONFIRMATIONS: "2", DEPOSIT_SCAN_INTERVAL_MS: "200", DATABASE_POOL_MAX: "4",
+      DATABASE_URL: db.url,
+      REDIS_PREFIX: prefix,
+      ADMIN_API_KEY: TEST_ADMIN_KEY,
+      LOG_LEVEL: "warn",
+      RPC_URL: chain.rpcUrl,
+      CHAIN_ID: String(chain.chainId),
+      HUSD_ADDRESS: chain.husd,
+      DEPOSIT_FACTORY_ADDRESS: chain.factory,
+      FINALITY_CONFIRMATIONS: "2",
+      DEPOSIT_SCAN_INTERVAL_MS: "200",
+      DATABASE_POOL_MAX: "4",
     };
     for (let i = 0; i < 2; i++) {
       const port = await freePort();
@@ -49,14 +57,22 @@ describe("two API and two worker processes", () => {
     return Promise.all(
       apis.flatMap((base) =>
         [0, 1, 2].map(async () => {
-          const res = await fetch(`${base}${path}`, { method, headers: { authorization: `Bearer ${key}`, "content-type": "application/json", ...headers }, body: body === undefined ? undefined : JSON.stringify(body) });
+          const res = await fetch(`${base}${path}`, {
+            method,
+            headers: { authorization: `Bearer ${key}`, "content-type": "application/json", ...headers },
+            body: body === undefined ? undefined : JSON.stringify(body),
+          });
           return { status: res.status, json: (await res.json()) as any };
         }),
       ),
     );
   }
   async function one(method: string, path: string, key: string, body?: unknown, headers: Record<string, string> = {}) {
-    const res = await fetch(`${apis[0]}${path}`, { method, headers: { authorization: `Bearer ${key}`, "content-type": "application/json", ...headers }, body: body === undefined ? undefined : JSON.stringify(body) });
+    const res = await fetch(`${apis[0]}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${key}`, "content-type": "application/json", ...headers },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
     return { status: res.status, json: (await res.json()) as any };
   }
 
@@ -64,22 +80,46 @@ describe("two API and two worker processes", () => {
     const org = (await one("POST", "/v1/admin/orgs", TEST_ADMIN_KEY, { name: "Replicated" })).json;
     expect((await one("GET", `/v1/admin/orgs/${org.id}`, TEST_ADMIN_KEY)).status).toBe(200);
     const orgKey = (await one("POST", `/v1/admin/orgs/${org.id}/keys`, TEST_ADMIN_KEY, { scope: "org" })).json.key;
-    const gatewayKey = (await one("POST", `/v1/admin/orgs/${org.id}/keys`, TEST_ADMIN_KEY, { scope: "gateway" })).json.key;
+    const gatewayKey = (await one("POST", `/v1/admin/orgs/${org.id}/keys`, TEST_ADMIN_KEY, { scope: "gateway" })).json
+      .key;
     const balance = async () => BigInt((await one("GET", "/v1/billing/balance", orgKey)).json.balance_nano_usd);
 
     // A grant sent six times at once, three to each API.
-    const grants = await both("POST", `/v1/admin/orgs/${org.id}/credits`, TEST_ADMIN_KEY, { amount: "10.02", reason: "r" }, { "idempotency-key": "g-1" });
+    const grants = await both(
+      "POST",
+      `/v1/admin/orgs/${org.id}/credits`,
+      TEST_ADMIN_KEY,
+      { amount: "10.02", reason: "r" },
+      { "idempotency-key": "g-1" },
+    );
     expect(new Set(grants.map((g) => g.json.id)).size).toBe(1);
     expect(await balance()).toBe(10_020_000_000n);
 
     // The same usage event six times: one debit. It crosses the $10 threshold: one alert.
-    const event = { idempotency_key: "u-1", org_id: org.id, timestamp: new Date().toISOString(), product: "api", quantities: { requests: 300 } };
+    const event = {
+      idempotency_key: "u-1",
+      org_id: org.id,
+      timestamp: new Date().toISOString(),
+      product: "api",
+      quantities: { requests: 300 },
+    };
     const usage = await both("POST", "/v1/billing/usage", gatewayKey, { events: [event] });
-    expect(usage.map((u) => u.json.results[0].status).sort()).toEqual(["duplicate", "duplicate", "duplicate", "duplicate", "duplicate", "recorded"]);
+    expect(usage.map((u) => u.json.results[0].status).sort()).toEqual([
+      "duplicate",
+      "duplicate",
+      "duplicate",
+      "duplicate",
+      "duplicate",
+      "recorded",
+    ]);
     expect(await balance()).toBe(9_990_000_000n);
 
     // Authorizations for $4 each against $9.99: exactly two holds across both replicas.
-    const holds = await both("POST", "/v1/billing/authorize", gatewayKey, { org_id: org.id, product: "api", estimate: { requests: 40_000 } });
+    const holds = await both("POST", "/v1/billing/authorize", gatewayKey, {
+      org_id: org.id,
+      product: "api",
+      estimate: { requests: 40_000 },
+    });
     expect(holds.filter((h) => h.status === 201)).toHaveLength(2);
     expect(holds.filter((h) => h.status === 402)).toHaveLength(4);
 
@@ -89,13 +129,22 @@ describe("two API and two worker processes", () => {
     const topups = await both("POST", "/v1/billing/husd/topups", orgKey, { tx_hash: hash });
     expect(new Set(topups.map((t) => t.json.deposits[0].id)).size).toBe(1);
     await chain.mine(4);
-    await waitFor(async () => (await one("GET", "/v1/billing/husd/deposits", orgKey)).json.data[0].state === "credited", { timeoutMs: 20_000, what: "credited" });
+    await waitFor(
+      async () => (await one("GET", "/v1/billing/husd/deposits", orgKey)).json.data[0].state === "credited",
+      { timeoutMs: 20_000, what: "credited" },
+    );
     expect(await balance()).toBe(14_990_000_000n);
     const credits = await db.sql`select count(*)::int as n from ledger_transactions where kind = 'husd_deposit'`;
     expect(credits[0]!.n).toBe(1);
 
     // The alert was delivered once by one of the two workers.
-    await waitFor(async () => (await db.sql`select count(*)::int as n from balance_alerts where org_id = ${org.id} and delivered_at is not null`)[0]!.n === 1, { timeoutMs: 20_000, what: "alert delivered" });
+    await waitFor(
+      async () =>
+        (
+          await db.sql`select count(*)::int as n from balance_alerts where org_id = ${org.id} and delivered_at is not null`
+        )[0]!.n === 1,
+      { timeoutMs: 20_000, what: "alert delivered" },
+    );
     expect((await db.sql`select count(*)::int as n from balance_alerts where org_id = ${org.id}`)[0]!.n).toBe(1);
 
     // Ending the cycle six times at once: one invoice.

@@ -17,7 +17,10 @@ describe("organizations, API keys and authentication", () => {
     expect(org.status).toBe(201);
     expect(org.json).toMatchObject({ id: expect.stringMatching(/^org_/), name: "Acme AI", low_balance_threshold: 10 });
 
-    const key = await t.call("POST", `/v1/admin/orgs/${org.json.id}/keys`, { key: TEST_ADMIN_KEY, body: { scope: "org" } });
+    const key = await t.call("POST", `/v1/admin/orgs/${org.json.id}/keys`, {
+      key: TEST_ADMIN_KEY,
+      body: { scope: "org" },
+    });
     expect(key.status).toBe(201);
     expect(key.json.key).toMatch(/^hk-[A-Za-z0-9]{40}$/);
     const rows = await db.sql`select key_hash, key_prefix from api_keys where id = ${key.json.id}`;
@@ -46,7 +49,10 @@ describe("organizations, API keys and authentication", () => {
       expect(["missing_api_key", "invalid_api_key"]).toContain(res.json.error.code);
       expect(res.json.error.request_id).toBe(res.headers.get("x-request-id"));
     }
-    const revoked = await t.call("POST", `/v1/admin/orgs/${org.id}/keys`, { key: TEST_ADMIN_KEY, body: { scope: "org" } });
+    const revoked = await t.call("POST", `/v1/admin/orgs/${org.id}/keys`, {
+      key: TEST_ADMIN_KEY,
+      body: { scope: "org" },
+    });
     expect((await t.call("GET", "/v1/billing/balance", { key: revoked.json.key })).status).toBe(200);
     const del = await t.call("DELETE", `/v1/admin/keys/${revoked.json.id}`, { key: TEST_ADMIN_KEY });
     expect(del.status).toBe(200);
@@ -71,7 +77,10 @@ describe("organizations, API keys and authentication", () => {
 
   it("an admin key created through the API works like the bootstrap key", async () => {
     const org = await t.createOrg("Ops");
-    const admin = await t.call("POST", `/v1/admin/orgs/${org.id}/keys`, { key: TEST_ADMIN_KEY, body: { scope: "admin" } });
+    const admin = await t.call("POST", `/v1/admin/orgs/${org.id}/keys`, {
+      key: TEST_ADMIN_KEY,
+      body: { scope: "admin" },
+    });
     const created = await t.call("POST", "/v1/admin/orgs", { key: admin.json.key, body: { name: "Made by ops" } });
     expect(created.status).toBe(201);
   });
@@ -94,7 +103,10 @@ describe("organizations, API keys and authentication", () => {
   it("with the key cache on (as the API process runs), a revocation still applies at once on this replica", async () => {
     const cached = createTestApp({ sql: db.sql, extra: { keyCache: new KeyCache() } });
     const org = await cached.createOrg();
-    const key = await cached.call("POST", `/v1/admin/orgs/${org.id}/keys`, { key: TEST_ADMIN_KEY, body: { scope: "org" } });
+    const key = await cached.call("POST", `/v1/admin/orgs/${org.id}/keys`, {
+      key: TEST_ADMIN_KEY,
+      body: { scope: "org" },
+    });
     expect((await cached.call("GET", "/v1/billing/balance", { key: key.json.key })).status).toBe(200); // now cached
     await cached.call("DELETE", `/v1/admin/keys/${key.json.id}`, { key: TEST_ADMIN_KEY });
     expect((await cached.call("GET", "/v1/billing/balance", { key: key.json.key })).status).toBe(401);

@@ -19,15 +19,16 @@ describe("every endpoint", () => {
     db = await createTestDatabase();
     t = createTestApp({ sql: db.sql });
     const doc = (await t.call("GET", "/v1/openapi.json")).json;
-    ops = Object.entries(doc.paths as Record<string, Record<string, { security?: unknown[]; tags?: string[]; requestBody?: unknown }>>).flatMap(
-      ([path, methods]) =>
-        Object.entries(methods).map(([method, op]) => ({
-          method: method.toUpperCase(),
-          path,
-          secured: (op.security?.length ?? 0) > 0,
-          tags: op.tags ?? [],
-          hasBody: op.requestBody !== undefined,
-        })),
+    ops = Object.entries(
+      doc.paths as Record<string, Record<string, { security?: unknown[]; tags?: string[]; requestBody?: unknown }>>,
+    ).flatMap(([path, methods]) =>
+      Object.entries(methods).map(([method, op]) => ({
+        method: method.toUpperCase(),
+        path,
+        secured: (op.security?.length ?? 0) > 0,
+        tags: op.tags ?? [],
+        hasBody: op.requestBody !== undefined,
+      })),
     );
     a = await t.createOrg("Org A");
     b = await t.createOrg("Org B");
@@ -37,14 +38,21 @@ describe("every endpoint", () => {
 
   // This app has no chain configured: HUSD endpoints answer 503 not_configured, a deliberate
   // answer in the envelope rather than a crash (test/deposits covers them against anvil).
-  const notConfigured = (res: { status: number; json: any }) => res.status === 503 && res.json?.error?.code === "not_configured";
-  const keyFor = (op: Op) => (op.tags.includes("admin") ? TEST_ADMIN_KEY : op.tags.includes("gateway") ? a.gatewayKey : a.orgKey);
+  const notConfigured = (res: { status: number; json: any }) =>
+    res.status === 503 && res.json?.error?.code === "not_configured";
+  const keyFor = (op: Op) =>
+    op.tags.includes("admin") ? TEST_ADMIN_KEY : op.tags.includes("gateway") ? a.gatewayKey : a.orgKey;
   const fill = (path: string, id: string) => path.replace(/\{[^}]+\}/g, id);
 
   function expectEnvelope(res: { status: number; json: any; text: string }, label: string) {
     expect(res.status, `${label}: ${res.text}`).toBeGreaterThanOrEqual(400);
     expect(res.status, `${label}: ${res.text}`).toBeLessThan(500);
-    expect(res.json?.error, label).toMatchObject({ type: expect.any(String), code: expect.any(String), message: expect.any(String), request_id: expect.any(String) });
+    expect(res.json?.error, label).toMatchObject({
+      type: expect.any(String),
+      code: expect.any(String),
+      message: expect.any(String),
+      request_id: expect.any(String),
+    });
   }
 
   it("the document lists the endpoints", () => {
@@ -69,7 +77,14 @@ describe("every endpoint", () => {
   });
 
   it("malformed JSON, wrong types and junk bodies: 400 in the envelope, never a 500", async () => {
-    const bodies = ["{", "[]", '"text"', "null", '{"amount":{},"name":[],"scope":7,"events":"x","low_balance_threshold":{}}', "{}"];
+    const bodies = [
+      "{",
+      "[]",
+      '"text"',
+      "null",
+      '{"amount":{},"name":[],"scope":7,"events":"x","low_balance_threshold":{}}',
+      "{}",
+    ];
     for (const op of ops.filter((o) => o.hasBody)) {
       for (const rawBody of bodies) {
         const res = await t.call(op.method, fill(op.path, a.id), {
@@ -91,7 +106,10 @@ describe("every endpoint", () => {
     const junk = ["x".repeat(500), "%00", "'; drop table organizations; --", "org_" + "9".repeat(40)];
     for (const op of ops.filter((o) => o.path.includes("{"))) {
       for (const id of junk) {
-        const res = await t.call(op.method, fill(op.path, encodeURIComponent(id)), { key: keyFor(op), ...(op.hasBody ? { body: {} } : {}) });
+        const res = await t.call(op.method, fill(op.path, encodeURIComponent(id)), {
+          key: keyFor(op),
+          ...(op.hasBody ? { body: {} } : {}),
+        });
         expectEnvelope(res, `${op.method} ${op.path} ${id}`);
       }
     }

@@ -14,7 +14,11 @@ describe("retried grants and racing threshold updates", () => {
   afterAll(() => db.drop());
 
   const postGrant = (orgId: string, key: string, body: Record<string, unknown>) =>
-    t.call("POST", `/v1/admin/orgs/${orgId}/credits`, { key: TEST_ADMIN_KEY, headers: { "idempotency-key": key }, body });
+    t.call("POST", `/v1/admin/orgs/${orgId}/credits`, {
+      key: TEST_ADMIN_KEY,
+      headers: { "idempotency-key": key },
+      body,
+    });
 
   it("a grant retried after its expires_at answers the first grant, and the key still refuses another payload", async () => {
     const org = await t.createOrg();
@@ -30,7 +34,10 @@ describe("retried grants and racing threshold updates", () => {
     expect(replay.json).toEqual(first.json);
 
     // Same key, other payloads: refused as a reused key, not judged on their (past) expiry.
-    for (const other of [{ ...body, amount: "6.00" }, { ...body, expires_at: new Date(clock().getTime() - 1000).toISOString() }]) {
+    for (const other of [
+      { ...body, amount: "6.00" },
+      { ...body, expires_at: new Date(clock().getTime() - 1000).toISOString() },
+    ]) {
       const refused = await postGrant(org.id, "trial-1", other);
       expect(refused.status).toBe(409);
       expect(refused.json.error.code).toBe("idempotency_key_reused");
@@ -40,7 +47,10 @@ describe("retried grants and racing threshold updates", () => {
     expect(late.status).toBe(400);
     expect(late.json.error.message).toBe("expires_at must be in the future");
 
-    const [{ n }] = (await db.sql`select count(*)::int as n from credit_grants where org_id = ${org.id}`) as unknown as [{ n: number }];
+    const [{ n }] =
+      (await db.sql`select count(*)::int as n from credit_grants where org_id = ${org.id}`) as unknown as [
+        { n: number },
+      ];
     expect(n).toBe(1);
   });
 
@@ -48,10 +58,16 @@ describe("retried grants and racing threshold updates", () => {
     const org = await t.createOrg();
     await t.grant(org.id, "100");
     const values = Array.from({ length: 60 }, (_, i) => `${i + 1}.25`);
-    const responses = await Promise.all(values.map((v) => t.call("PATCH", "/v1/billing/balance", { key: org.orgKey, body: { low_balance_threshold: v } })));
+    const responses = await Promise.all(
+      values.map((v) =>
+        t.call("PATCH", "/v1/billing/balance", { key: org.orgKey, body: { low_balance_threshold: v } }),
+      ),
+    );
     for (const [i, res] of responses.entries()) {
       expect(res.status).toBe(200);
-      expect(res.json.low_balance_threshold_nano_usd, `PATCH to ${values[i]}`).toBe(`${(i + 1) * 1_000_000_000 + 250_000_000}`);
+      expect(res.json.low_balance_threshold_nano_usd, `PATCH to ${values[i]}`).toBe(
+        `${(i + 1) * 1_000_000_000 + 250_000_000}`,
+      );
       expect(res.json.balance_nano_usd).toBe("100000000000");
     }
   });

@@ -19,7 +19,9 @@ describe("credit grants and the balance", () => {
     await t.grant(org.id, "142.87");
     const res = await t.call("GET", "/v1/billing/balance", { key: org.orgKey });
     expect(res.status).toBe(200);
-    expect(res.text.startsWith('{"currency":"USD","balance":142.87,"credits":142.87,"low_balance_threshold":10,')).toBe(true);
+    expect(res.text.startsWith('{"currency":"USD","balance":142.87,"credits":142.87,"low_balance_threshold":10,')).toBe(
+      true,
+    );
     expect(res.json).toEqual({
       currency: "USD",
       balance: 142.87,
@@ -74,7 +76,8 @@ describe("credit grants and the balance", () => {
     expect(new Set(results.map((r) => r.json.id)).size).toBe(1);
     const balance = await t.call("GET", "/v1/billing/balance", { key: org.orgKey });
     expect(balance.json.balance_nano_usd).toBe("10000000000");
-    const rows = await db.sql`select count(*)::int as n from ledger_transactions where org_id = ${org.id} and kind = 'grant'`;
+    const rows =
+      await db.sql`select count(*)::int as n from ledger_transactions where org_id = ${org.id} and kind = 'grant'`;
     expect(rows[0]!.n).toBe(1);
   });
 
@@ -109,13 +112,22 @@ describe("credit grants and the balance", () => {
 
   it("sets the low-balance threshold from a number or an exact string", async () => {
     const org = await t.createOrg();
-    const asNumber = await t.call("PATCH", "/v1/billing/balance", { key: org.orgKey, body: { low_balance_threshold: 25.5 } });
+    const asNumber = await t.call("PATCH", "/v1/billing/balance", {
+      key: org.orgKey,
+      body: { low_balance_threshold: 25.5 },
+    });
     expect(asNumber.status).toBe(200);
     expect(asNumber.json.low_balance_threshold).toBe(25.5);
-    const asString = await t.call("PATCH", "/v1/billing/balance", { key: org.orgKey, body: { low_balance_threshold: "0.000000001" } });
+    const asString = await t.call("PATCH", "/v1/billing/balance", {
+      key: org.orgKey,
+      body: { low_balance_threshold: "0.000000001" },
+    });
     expect(asString.json.low_balance_threshold_nano_usd).toBe("1");
     for (const bad of [-1, "-1", "1.0000000001", 1e30, "ten", null, true]) {
-      const res = await t.call("PATCH", "/v1/billing/balance", { key: org.orgKey, body: { low_balance_threshold: bad } });
+      const res = await t.call("PATCH", "/v1/billing/balance", {
+        key: org.orgKey,
+        body: { low_balance_threshold: bad },
+      });
       expect(res.status, String(bad)).toBe(400);
       expect(res.json.error.param).toBe("low_balance_threshold");
     }
@@ -127,9 +139,13 @@ describe("credit grants and the balance", () => {
     const first = await t.call("GET", "/v1/billing/transactions?limit=2", { key: org.orgKey });
     expect(first.json.data.map((d: { amount: number }) => d.amount)).toEqual([5, 4]);
     expect(first.json.has_more).toBe(true);
-    const second = await t.call("GET", `/v1/billing/transactions?limit=2&cursor=${first.json.next_cursor}`, { key: org.orgKey });
+    const second = await t.call("GET", `/v1/billing/transactions?limit=2&cursor=${first.json.next_cursor}`, {
+      key: org.orgKey,
+    });
     expect(second.json.data.map((d: { amount: number }) => d.amount)).toEqual([3, 2]);
-    const third = await t.call("GET", `/v1/billing/transactions?limit=2&cursor=${second.json.next_cursor}`, { key: org.orgKey });
+    const third = await t.call("GET", `/v1/billing/transactions?limit=2&cursor=${second.json.next_cursor}`, {
+      key: org.orgKey,
+    });
     expect(third.json.data.map((d: { amount: number }) => d.amount)).toEqual([1]);
     expect(third.json).toMatchObject({ has_more: false, next_cursor: null });
     const bad = await t.call("GET", "/v1/billing/transactions?cursor=garbage", { key: org.orgKey });
@@ -148,17 +164,38 @@ describe("credit grants and the balance", () => {
     expect(hold.status).toBe(201);
     clock.set(new Date(expiresAt.getTime() + 60_000));
     // Nothing spendable is left, and the held $10 stays with its request.
-    expect((await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json).toMatchObject({ balance: 10, credits: 0, held_nano_usd: "10000000000" });
+    expect((await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json).toMatchObject({
+      balance: 10,
+      credits: 0,
+      held_nano_usd: "10000000000",
+    });
     expect(await expireGrants(db.sql, clock())).toBe(0); // waits for the hold taken while the grant was live
     const settle = await t.call("POST", "/v1/billing/usage", {
       key: org.gatewayKey,
-      body: { events: [{ idempotency_key: "after-expiry", org_id: org.id, timestamp: clock().toISOString(), product: "api", quantities: { requests: 1 }, hold_id: hold.json.hold_id }] },
+      body: {
+        events: [
+          {
+            idempotency_key: "after-expiry",
+            org_id: org.id,
+            timestamp: clock().toISOString(),
+            product: "api",
+            quantities: { requests: 1 },
+            hold_id: hold.json.hold_id,
+          },
+        ],
+      },
     });
     expect(settle.json.results[0]).toMatchObject({ status: "recorded", hold_outcome: "released" });
     // The request was paid by the grant; the rest of the grant is gone, before and after the posting.
-    expect((await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json).toMatchObject({ balance_nano_usd: "0", credits_nano_usd: "0" });
+    expect((await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json).toMatchObject({
+      balance_nano_usd: "0",
+      credits_nano_usd: "0",
+    });
     expect(await expireGrants(db.sql, clock())).toBe(1);
-    expect((await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json).toMatchObject({ balance_nano_usd: "0", credits_nano_usd: "0" });
+    expect((await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json).toMatchObject({
+      balance_nano_usd: "0",
+      credits_nano_usd: "0",
+    });
     await expectLedgerConsistent(db.sql);
   });
 });

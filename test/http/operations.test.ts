@@ -26,12 +26,17 @@ describe("operating the service: /metrics and the queue dashboard", () => {
   it("serves Prometheus metrics: latency by route template, live holds, postings, queue depths", async () => {
     const org = await t.createOrg();
     await t.grant(org.id, "1");
-    await t.call("POST", "/v1/billing/authorize", { key: org.gatewayKey, body: { org_id: org.id, product: "api", estimate: { requests: 3 } } });
+    await t.call("POST", "/v1/billing/authorize", {
+      key: org.gatewayKey,
+      body: { org_id: org.id, product: "api", estimate: { requests: 3 } },
+    });
     await t.call("GET", `/v1/billing/invoices/inv_nothing`, { key: org.orgKey });
     const res = await t.call("GET", "/metrics");
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toContain("text/plain");
-    expect(res.text).toMatch(/hanzo_http_request_duration_seconds_count\{method="POST",route="\/v1\/billing\/authorize",status="201"\} 1/);
+    expect(res.text).toMatch(
+      /hanzo_http_request_duration_seconds_count\{method="POST",route="\/v1\/billing\/authorize",status="201"\} 1/,
+    );
     expect(res.text).toContain('route="/v1/billing/invoices/:id",status="404"');
     expect(res.text).not.toContain("inv_nothing");
     expect(res.text).toMatch(/hanzo_holds_live\{measure="count"\} 1/);

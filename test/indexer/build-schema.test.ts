@@ -57,7 +57,8 @@ describe("buildSchema", () => {
 
   it("changes with the chain, the contract, the start block and Ponder's version; not with the address's letter case", () => {
     const base = name();
-    const other = (patch: Partial<BuildIdentity>) => buildSchema(project.root, "husd_indexer", { ...identity, ...patch });
+    const other = (patch: Partial<BuildIdentity>) =>
+      buildSchema(project.root, "husd_indexer", { ...identity, ...patch });
     expect(other({ chainId: 36963 })).not.toBe(base);
     expect(other({ genesisHash: `0x${"2".repeat(64)}` })).not.toBe(base);
     expect(other({ husdAddress: "0x0000000000000000000000000000000000000001" })).not.toBe(base);

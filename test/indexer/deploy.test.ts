@@ -18,7 +18,9 @@ const HISTORY_EMPTY_BLOCKS = 150;
  * Deploys of the indexer as a release does them: a copy of the project, a file changed in it, the
  * indexer stopped and started again against the same database and chain (item 1 of issue 12).
  */
-describe("indexer deploys: one schema per build, views switch when ready, old builds pruned", { timeout: 240_000 }, () => {
+describe("indexer deploys: one schema per build, views switch when ready, old builds pruned", {
+  timeout: 240_000,
+}, () => {
   let db: TestDatabase;
   let chain: TestChain;
   let project: ReturnType<typeof copyProject>;
@@ -29,14 +31,30 @@ describe("indexer deploys: one schema per build, views switch when ready, old bu
   const timings: Record<string, number> = {};
 
   const liveSchema = async () =>
-    (await db.sql<{ s: string }[]>`
+    (
+      await db.sql<{ s: string }[]>`
       select table_schema as s from information_schema.view_table_usage
-      where view_schema = ${VIEWS} and view_name = '_ponder_meta'`)[0]?.s;
+      where view_schema = ${VIEWS} and view_name = '_ponder_meta'`
+    )[0]?.s;
   const buildSchemas = async () =>
-    (await db.sql<{ s: string }[]>`select nspname as s from pg_namespace where nspname like ${`${VIEWS}\\_%`} order by 1`).map((r) => r.s);
-  const indexedTransfer = async (hash: string) => (await db.sql`select 1 from husd_indexer.husd_transfer where transaction_hash = ${hash}`).length === 1;
-  const transfersOnChain = async () => (await chain.clients.test.getContractEvents({ address: chain.husd, abi: husdAbi, eventName: "Transfer", fromBlock: chain.deployBlock })).length;
-  const transfersInViews = async () => (await db.sql<{ n: number }[]>`select count(*)::int as n from husd_indexer.husd_transfer`)[0]!.n;
+    (
+      await db.sql<
+        { s: string }[]
+      >`select nspname as s from pg_namespace where nspname like ${`${VIEWS}\\_%`} order by 1`
+    ).map((r) => r.s);
+  const indexedTransfer = async (hash: string) =>
+    (await db.sql`select 1 from husd_indexer.husd_transfer where transaction_hash = ${hash}`).length === 1;
+  const transfersOnChain = async () =>
+    (
+      await chain.clients.test.getContractEvents({
+        address: chain.husd,
+        abi: husdAbi,
+        eventName: "Transfer",
+        fromBlock: chain.deployBlock,
+      })
+    ).length;
+  const transfersInViews = async () =>
+    (await db.sql<{ n: number }[]>`select count(*)::int as n from husd_indexer.husd_transfer`)[0]!.n;
 
   // GET /metrics' indexer lag, as the API reports it.
   const lagBlocks = async () => {
@@ -74,7 +92,8 @@ describe("indexer deploys: one schema per build, views switch when ready, old bu
     chain = await startTestChain();
     project = copyProject();
     await mintHusd(chain.rpcUrl, chain.chainId, chain.husd, DevRoles.customer.address, 1_000n * HUSD);
-    for (let i = 0; i < HISTORY_TRANSFERS; i++) await send(`0x${(i + 1).toString(16).padStart(40, "0")}`, BigInt(i + 1));
+    for (let i = 0; i < HISTORY_TRANSFERS; i++)
+      await send(`0x${(i + 1).toString(16).padStart(40, "0")}`, BigInt(i + 1));
     await chain.mine(HISTORY_EMPTY_BLOCKS);
     stack = depositStack(db, chain);
   }, 120_000);
@@ -130,22 +149,34 @@ describe("indexer deploys: one schema per build, views switch when ready, old bu
     await waitFor(() => indexedTransfer(deposit.hash), { timeoutMs: 30_000, what: "the deposit in the views" });
     timings.edit_start_to_transfer_in_views = Date.now() - next.startedAt;
     expect(await liveSchema()).toBe(next.schema);
-    await waitFor(async () => ((await lagBlocks()) ?? 99) <= 2, { timeoutMs: 10_000, what: "the lag gone after the switch" });
-    await waitFor(async () => (await stack.deposits(org.orgKey)).some((d) => d.tx_hash === deposit.hash && d.state === "credited"), { timeoutMs: 60_000, what: "the deposit credited" });
+    await waitFor(async () => ((await lagBlocks()) ?? 99) <= 2, {
+      timeoutMs: 10_000,
+      what: "the lag gone after the switch",
+    });
+    await waitFor(
+      async () => (await stack.deposits(org.orgKey)).some((d) => d.tx_hash === deposit.hash && d.state === "credited"),
+      { timeoutMs: 60_000, what: "the deposit credited" },
+    );
     timings.edit_start_to_credited = Date.now() - next.startedAt;
     expect(await stack.balanceNano(org.orgKey)).toBe(7_000_000_000n);
 
     // The history came from Ponder's RPC cache (ponder_sync), not the node: every block up to
     // Ponder's finality (30 blocks behind the head on an unknown chain) of the first build's run.
-    expect(await ponderMetric(next, "ponder_historical_cached_blocks")).toBeGreaterThanOrEqual(HISTORY_TRANSFERS + HISTORY_EMPTY_BLOCKS - 30);
+    expect(await ponderMetric(next, "ponder_historical_cached_blocks")).toBeGreaterThanOrEqual(
+      HISTORY_TRANSFERS + HISTORY_EMPTY_BLOCKS - 30,
+    );
     // And the old build is kept as the previous one.
-    await waitFor(async () => (await transfersInViews()) === (await transfersOnChain()), { timeoutMs: 10_000, what: "all transfers in the new build" });
+    await waitFor(async () => (await transfersInViews()) === (await transfersOnChain()), {
+      timeoutMs: 10_000,
+      what: "all transfers in the new build",
+    });
     expect(await buildSchemas()).toEqual([...builds].sort());
   });
 
   it("a plain restart without changes resumes the same build where it stopped", async () => {
     const current = builds.at(-1)!;
-    const table = async () => (await db.sql<{ oid: number }[]>`select to_regclass(${`${current}.husd_transfer`})::oid::int as oid`)[0]!.oid;
+    const table = async () =>
+      (await db.sql<{ oid: number }[]>`select to_regclass(${`${current}.husd_transfer`})::oid::int as oid`)[0]!.oid;
     const tableBefore = await table();
     const rowsBefore = await transfersInViews();
 
@@ -156,7 +187,10 @@ describe("indexer deploys: one schema per build, views switch when ready, old bu
     // The same table, not dropped and filled again. Ponder's crash recovery keeps the rows up to
     // its finalized block and indexes the last 30 blocks again, live, right after /ready.
     expect(await table()).toBe(tableBefore);
-    await waitFor(async () => (await transfersInViews()) >= rowsBefore, { timeoutMs: 15_000, what: "the rows of the unfinalized blocks back" });
+    await waitFor(async () => (await transfersInViews()) >= rowsBefore, {
+      timeoutMs: 15_000,
+      what: "the rows of the unfinalized blocks back",
+    });
 
     const hash = await send("0x00000000000000000000000000000000000000bb", 3n * HUSD);
     await waitFor(() => indexedTransfer(hash), { timeoutMs: 30_000, what: "a transfer indexed after the restart" });
@@ -165,7 +199,9 @@ describe("indexer deploys: one schema per build, views switch when ready, old bu
 
   it("a new build started before the old one stops: no gap in detection, then only the live build and the previous one are kept", async () => {
     // A schema that only shares the prefix is not a Ponder build of ours and must survive.
-    await db.sql.unsafe(`create schema ${VIEWS}_operator_notes; create table ${VIEWS}_operator_notes._ponder_meta (key text primary key, value jsonb)`);
+    await db.sql.unsafe(
+      `create schema ${VIEWS}_operator_notes; create table ${VIEWS}_operator_notes._ponder_meta (key text primary key, value jsonb)`,
+    );
     const [oldest, previous] = [...new Set(builds)];
     const old = indexer!;
 
@@ -183,11 +219,22 @@ describe("indexer deploys: one schema per build, views switch when ready, old bu
     timings.overlap_start_to_ready = (await waitReady(latest)) - latest.startedAt;
     expect(await liveSchema()).toBe(latest.schema);
     await old.stop();
-    await waitFor(() => latest.output().includes("dropped the schemas of old builds"), { timeoutMs: 30_000, what: "old builds pruned" });
-    const pruned = JSON.parse(latest.output().split("\n").find((l) => l.includes("dropped the schemas of old builds"))!);
+    await waitFor(() => latest.output().includes("dropped the schemas of old builds"), {
+      timeoutMs: 30_000,
+      what: "old builds pruned",
+    });
+    const pruned = JSON.parse(
+      latest
+        .output()
+        .split("\n")
+        .find((l) => l.includes("dropped the schemas of old builds"))!,
+    );
     expect(pruned).toMatchObject({ live: latest.schema, previous, dropped: [oldest] });
     expect(await buildSchemas()).toEqual([previous!, latest.schema, `${VIEWS}_operator_notes`].sort());
     // Ready means backfilled to the head it saw at its start; the blocks after come a moment later.
-    await waitFor(async () => (await transfersInViews()) === (await transfersOnChain()), { timeoutMs: 10_000, what: "all transfers in the latest build" });
+    await waitFor(async () => (await transfersInViews()) === (await transfersOnChain()), {
+      timeoutMs: 10_000,
+      what: "all transfers in the latest build",
+    });
   });
 });

@@ -24,9 +24,18 @@ describe("Ponder indexer (npm run indexer) against anvil and PostgreSQL", () => 
     await mintHusd(chain.rpcUrl, chain.chainId, chain.husd, DevRoles.customer.address, 5n * 10n ** 18n);
     const wallet = chain.clients.wallet(DevRoles.customer);
     const to = "0x00000000000000000000000000000000000000aa";
-    const hash = await wallet.writeContract({ address: chain.husd, abi: husdAbi, functionName: "transfer", args: [to, 1234567890123456789n] });
+    const hash = await wallet.writeContract({
+      address: chain.husd,
+      abi: husdAbi,
+      functionName: "transfer",
+      args: [to, 1234567890123456789n],
+    });
     const receipt = await wallet.waitForTransactionReceipt({ hash });
-    await waitFor(async () => (await db.sql`select 1 from husd_indexer.husd_transfer where transaction_hash = ${hash}`).length === 1, { timeoutMs: 30_000, what: "transfer indexed" });
+    await waitFor(
+      async () =>
+        (await db.sql`select 1 from husd_indexer.husd_transfer where transaction_hash = ${hash}`).length === 1,
+      { timeoutMs: 30_000, what: "transfer indexed" },
+    );
     const [row] = await db.sql`select * from husd_indexer.husd_transfer where transaction_hash = ${hash}`;
     expect(row).toMatchObject({
       chain_id: chain.chainId,

@@ -8,7 +8,16 @@ import { freePort } from "../support/free-port.js";
 import { ROOT, waitFor, type RunningProcess } from "../support/process.js";
 
 /** What a deploy of the indexer ships: Ponder's root (config, schema, abis, src) and the entry point. */
-const SHIPPED = ["package.json", "tsconfig.json", "ponder.config.ts", "ponder.schema.ts", "ponder-env.d.ts", "abis", "src", "bin"];
+const SHIPPED = [
+  "package.json",
+  "tsconfig.json",
+  "ponder.config.ts",
+  "ponder.schema.ts",
+  "ponder-env.d.ts",
+  "abis",
+  "src",
+  "bin",
+];
 
 export type CopiedIndexer = RunningProcess & { port: number; schema: string; startedAt: number };
 
@@ -50,9 +59,20 @@ export function copyProject() {
       child.stderr?.on("data", (d) => (out += String(d)));
       const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
       // The schema this deploy indexes into, from the command line the entry point prints.
-      await waitFor(() => /--schema (\S+)/.test(out) || child.exitCode !== null, { timeoutMs: 60_000, what: "the indexer's schema" });
+      await waitFor(() => /--schema (\S+)/.test(out) || child.exitCode !== null, {
+        timeoutMs: 60_000,
+        what: "the indexer's schema",
+      });
       const schema = /--schema (\S+)/.exec(out)?.[1] ?? "";
-      return { child, output: () => out, stop: (signal = "SIGTERM") => stopChild(child, signal), exited, port, schema, startedAt };
+      return {
+        child,
+        output: () => out,
+        stop: (signal = "SIGTERM") => stopChild(child, signal),
+        exited,
+        port,
+        schema,
+        startedAt,
+      };
     },
     remove() {
       rmSync(root, { recursive: true, force: true });
@@ -71,10 +91,17 @@ export async function isReady(indexer: CopiedIndexer): Promise<boolean> {
 /** Waits for Ponder's /ready, failing at once (with the indexer's output) if the process exits first. */
 export async function waitReady(indexer: CopiedIndexer, timeoutMs = 120_000): Promise<number> {
   try {
-    await waitFor(async () => indexer.child.exitCode !== null || (await isReady(indexer)), { timeoutMs, intervalMs: 100, what: "ponder ready" });
+    await waitFor(async () => indexer.child.exitCode !== null || (await isReady(indexer)), {
+      timeoutMs,
+      intervalMs: 100,
+      what: "ponder ready",
+    });
   } catch (err) {
     throw new Error(`${(err as Error).message}:\n${indexer.output().slice(-3000)}`);
   }
-  if (indexer.child.exitCode !== null) throw new Error(`the indexer exited with ${indexer.child.exitCode} before it was ready:\n${indexer.output().slice(-3000)}`);
+  if (indexer.child.exitCode !== null)
+    throw new Error(
+      `the indexer exited with ${indexer.child.exitCode} before it was ready:\n${indexer.output().slice(-3000)}`,
+    );
   return Date.now();
 }

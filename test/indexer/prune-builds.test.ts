@@ -3,7 +3,14 @@ import { pruneBuilds } from "../../src/indexer-deploy/prune-builds.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 
 const NOW = 1_800_000_000_000;
-const app = (a: { ready: 0 | 1; locked: 0 | 1; secondsAgo: number }) => ({ version: "6", build_id: "x", is_ready: a.ready, is_locked: a.locked, is_dev: 0, heartbeat_at: NOW - a.secondsAgo * 1000 });
+const app = (a: { ready: 0 | 1; locked: 0 | 1; secondsAgo: number }) => ({
+  version: "6",
+  build_id: "x",
+  is_ready: a.ready,
+  is_locked: a.locked,
+  is_dev: 0,
+  heartbeat_at: NOW - a.secondsAgo * 1000,
+});
 
 /**
  * Which schemas the indexer drops after its build is ready, on schemas laid out as Ponder 0.16
@@ -20,13 +27,20 @@ describe("pruneBuilds", () => {
   });
 
   async function build(schema: string, value: object | undefined) {
-    await db.sql.unsafe(`create schema "${schema}"; create table "${schema}"._ponder_meta (key text primary key, value jsonb not null)`);
+    await db.sql.unsafe(
+      `create schema "${schema}"; create table "${schema}"._ponder_meta (key text primary key, value jsonb not null)`,
+    );
     if (value) await db.sql`insert into ${db.sql(schema)}._ponder_meta values ('app', ${db.sql.json(value as never)})`;
   }
   async function pointViews(views: string, at: string) {
-    await db.sql.unsafe(`create schema if not exists "${views}"; create or replace view "${views}"._ponder_meta as select * from "${at}"._ponder_meta`);
+    await db.sql.unsafe(
+      `create schema if not exists "${views}"; create or replace view "${views}"._ponder_meta as select * from "${at}"._ponder_meta`,
+    );
   }
-  const schemas = async (like: string) => (await db.sql<{ s: string }[]>`select nspname as s from pg_namespace where nspname like ${like} order by 1`).map((r) => r.s);
+  const schemas = async (like: string) =>
+    (await db.sql<{ s: string }[]>`select nspname as s from pg_namespace where nspname like ${like} order by 1`).map(
+      (r) => r.s,
+    );
 
   it("keeps the live build, the one just started, the previous one and running ones; drops the rest", async () => {
     await build("husd_indexer_000000000a", app({ ready: 1, locked: 0, secondsAgo: 3600 })); // old, was live once
@@ -40,9 +54,21 @@ describe("pruneBuilds", () => {
     await build("other_indexer_000000000a", app({ ready: 1, locked: 0, secondsAgo: 9000 })); // another deployment's
     await pointViews("husd_indexer", "husd_indexer_0000000010");
 
-    const result = await pruneBuilds(db.sql, { viewsSchema: "husd_indexer", current: "husd_indexer_0000000010", now: NOW });
+    const result = await pruneBuilds(db.sql, {
+      viewsSchema: "husd_indexer",
+      current: "husd_indexer_0000000010",
+      now: NOW,
+    });
 
-    expect(result).toEqual({ live: "husd_indexer_0000000010", previous: "husd_indexer_000000000b", dropped: expect.arrayContaining(["husd_indexer_000000000a", "husd_indexer_000000000c", "husd_indexer_000000000d"]) });
+    expect(result).toEqual({
+      live: "husd_indexer_0000000010",
+      previous: "husd_indexer_000000000b",
+      dropped: expect.arrayContaining([
+        "husd_indexer_000000000a",
+        "husd_indexer_000000000c",
+        "husd_indexer_000000000d",
+      ]),
+    });
     expect(result.dropped).toHaveLength(3);
     expect(await schemas("husd\\_indexer%")).toEqual([
       "husd_indexer",
@@ -60,7 +86,11 @@ describe("pruneBuilds", () => {
   it("drops nothing before any build has been made live (no views yet)", async () => {
     await build("fresh_000000000a", app({ ready: 1, locked: 0, secondsAgo: 3600 }));
     await build("fresh_000000000b", app({ ready: 0, locked: 0, secondsAgo: 60 }));
-    expect(await pruneBuilds(db.sql, { viewsSchema: "fresh", current: "fresh_000000000c", now: NOW })).toEqual({ live: undefined, previous: undefined, dropped: [] });
+    expect(await pruneBuilds(db.sql, { viewsSchema: "fresh", current: "fresh_000000000c", now: NOW })).toEqual({
+      live: undefined,
+      previous: undefined,
+      dropped: [],
+    });
     expect(await schemas("fresh\\_%")).toEqual(["fresh_000000000a", "fresh_000000000b"]);
   });
 
@@ -70,6 +100,10 @@ describe("pruneBuilds", () => {
     await build("roll_000000000b", app({ ready: 1, locked: 0, secondsAgo: 60 }));
     await build("roll_000000000c", app({ ready: 1, locked: 0, secondsAgo: 7200 }));
     await pointViews("roll", "roll_000000000a");
-    expect(await pruneBuilds(db.sql, { viewsSchema: "roll", current: "roll_000000000a", now: NOW })).toEqual({ live: "roll_000000000a", previous: "roll_000000000b", dropped: ["roll_000000000c"] });
+    expect(await pruneBuilds(db.sql, { viewsSchema: "roll", current: "roll_000000000a", now: NOW })).toEqual({
+      live: "roll_000000000a",
+      previous: "roll_000000000b",
+      dropped: ["roll_000000000c"],
+    });
   });
 });

@@ -22,21 +22,44 @@ describe("invoicing never halts", () => {
   const usage = (org: { id: string; gatewayKey: string }, events: Record<string, unknown>[]) =>
     t.call("POST", "/v1/billing/usage", {
       key: org.gatewayKey,
-      body: { events: events.map((e) => ({ idempotency_key: `int-${++n}`, org_id: org.id, timestamp: clock().toISOString(), product: "llm", model: "zen-pro", quantities: { input_tokens: 1000, output_tokens: 500 }, ...e })) },
+      body: {
+        events: events.map((e) => ({
+          idempotency_key: `int-${++n}`,
+          org_id: org.id,
+          timestamp: clock().toISOString(),
+          product: "llm",
+          model: "zen-pro",
+          quantities: { input_tokens: 1000, output_tokens: 500 },
+          ...e,
+        })),
+      },
     });
-  const close = (orgId: string) => t.call("POST", "/v1/admin/cycles/close", { key: TEST_ADMIN_KEY, body: { org_id: orgId } });
-  const invoices = async (org: { orgKey: string }) => (await t.call("GET", "/v1/billing/invoices", { key: org.orgKey })).json.data;
-  const detail = async (org: { orgKey: string }, id: string) => (await t.call("GET", `/v1/billing/invoices/${id}`, { key: org.orgKey })).json;
+  const close = (orgId: string) =>
+    t.call("POST", "/v1/admin/cycles/close", { key: TEST_ADMIN_KEY, body: { org_id: orgId } });
+  const invoices = async (org: { orgKey: string }) =>
+    (await t.call("GET", "/v1/billing/invoices", { key: org.orgKey })).json.data;
+  const detail = async (org: { orgKey: string }, id: string) =>
+    (await t.call("GET", `/v1/billing/invoices/${id}`, { key: org.orgKey })).json;
   const numberOf = (s: string) => Number(s.replace(/^INV-/, ""));
 
   it("a catalog version that drops a plan still in use keeps charging it as last listed; nobody new can take it", async () => {
     const base = (await readCatalogFile()).versions.at(-1)!;
     await loadCatalog(db.sql, {
-      versions: [{ ...base, version: "2027-03-01", effective_at: "2027-03-01T00:00:00Z", plans: base.plans.filter((p) => p.id !== "pro") }],
+      versions: [
+        {
+          ...base,
+          version: "2027-03-01",
+          effective_at: "2027-03-01T00:00:00Z",
+          plans: base.plans.filter((p) => p.id !== "pro"),
+        },
+      ],
     });
     clock.set(new Date("2027-02-10T00:00:00Z"));
     const org = await t.createOrg("Grandfathered Co");
-    expect((await t.call("PUT", `/v1/admin/orgs/${org.id}/subscription`, { key: TEST_ADMIN_KEY, body: { plan_id: "pro" } })).status).toBe(200);
+    expect(
+      (await t.call("PUT", `/v1/admin/orgs/${org.id}/subscription`, { key: TEST_ADMIN_KEY, body: { plan_id: "pro" } }))
+        .status,
+    ).toBe(200);
 
     // February closes into March, whose version no longer lists Pro: March's included credits still come.
     clock.set(new Date("2027-03-01T00:00:05Z"));
@@ -45,10 +68,14 @@ describe("invoicing never halts", () => {
     expect((await close(org.id)).json).toMatchObject({ invoices_created: 1 });
     const [march, february] = await invoices(org);
     for (const inv of [march, february]) {
-      expect((await detail(org, inv.id)).lines).toEqual([expect.objectContaining({ kind: "subscription", description: "Pro plan", amount_nano_usd: "20000000000" })]);
+      expect((await detail(org, inv.id)).lines).toEqual([
+        expect.objectContaining({ kind: "subscription", description: "Pro plan", amount_nano_usd: "20000000000" }),
+      ]);
     }
     expect(march.period.start).toBe("2027-03-01T00:00:00.000Z");
-    const grants = await db.sql<{ expires_at: Date; amount: bigint }[]>`select expires_at, amount from credit_grants where org_id = ${org.id} order by expires_at`;
+    const grants = await db.sql<
+      { expires_at: Date; amount: bigint }[]
+    >`select expires_at, amount from credit_grants where org_id = ${org.id} order by expires_at`;
     expect(grants.map((g) => [g.expires_at.toISOString().slice(0, 10), g.amount])).toEqual([
       ["2027-03-01", 20_000_000_000n],
       ["2027-04-01", 20_000_000_000n],
@@ -56,7 +83,10 @@ describe("invoicing never halts", () => {
     ]);
 
     const newcomer = await t.createOrg("Latecomer Co");
-    const refused = await t.call("PUT", `/v1/admin/orgs/${newcomer.id}/subscription`, { key: TEST_ADMIN_KEY, body: { plan_id: "pro" } });
+    const refused = await t.call("PUT", `/v1/admin/orgs/${newcomer.id}/subscription`, {
+      key: TEST_ADMIN_KEY,
+      body: { plan_id: "pro" },
+    });
     expect(refused.status).toBe(400);
     expect(refused.json.error.message).toContain('unknown plan "pro"');
   });
@@ -83,7 +113,10 @@ describe("invoicing never halts", () => {
     const [last] = await db.sql<{ n: number | null }[]>`select max(substring(number from 5)::int) as n from invoices`;
     const fromY = await closeCycle(db.sql, catalog, y.id, october, now);
     const fromX = await closeCycle(db.sql, catalog, x.id, october, now);
-    expect([numberOf(fromY.invoice.number), numberOf(fromX.invoice.number)]).toEqual([(last!.n ?? 0) + 1, (last!.n ?? 0) + 2]);
+    expect([numberOf(fromY.invoice.number), numberOf(fromX.invoice.number)]).toEqual([
+      (last!.n ?? 0) + 1,
+      (last!.n ?? 0) + 2,
+    ]);
     // And across everything this file closed: 1..N, each once.
     const all = await db.sql<{ number: string }[]>`select number from invoices order by number`;
     expect(all.map((i) => numberOf(i.number))).toEqual(all.map((_, i) => i + 1));
@@ -101,7 +134,9 @@ describe("invoicing never halts", () => {
         when (new.org_id = '${broken.id}' and new.status <> 'draft') execute function test_refuse_issue();`);
     try {
       // Every due organization is closed; the failure is reported with the org it belongs to.
-      await expect(closeDueCycles(db.sql, catalog, new Date("2026-11-01T00:00:05Z"), { concurrency: 1 })).rejects.toThrow(broken.id);
+      await expect(
+        closeDueCycles(db.sql, catalog, new Date("2026-11-01T00:00:05Z"), { concurrency: 1 }),
+      ).rejects.toThrow(broken.id);
     } finally {
       await db.sql.unsafe("drop trigger test_refuse_issue on invoices; drop function test_refuse_issue()");
     }
@@ -117,13 +152,22 @@ describe("invoicing never halts", () => {
     const org = await t.createOrg("Credited Co");
     await t.grant(org.id, "5");
     await usage(org, [{}]); // $0.0075
-    const credit = { key: TEST_ADMIN_KEY, headers: { "idempotency-key": "big-credit" }, body: { amount: "-1.00", description: "Goodwill credit" } };
+    const credit = {
+      key: TEST_ADMIN_KEY,
+      headers: { "idempotency-key": "big-credit" },
+      body: { amount: "-1.00", description: "Goodwill credit" },
+    };
     expect((await t.call("POST", `/v1/admin/orgs/${org.id}/adjustments`, credit)).status).toBe(201);
     clock.set(new Date("2026-11-01T00:00:05Z"));
     await close(org.id);
     const [inv] = await invoices(org);
     // The $1.00 credit went to the balance; nothing of the invoice was paid by credits on balance.
-    expect(inv).toMatchObject({ subtotal_nano_usd: "-992500000", credits_applied_nano_usd: "0", amount_due_nano_usd: "0", status: "paid" });
+    expect(inv).toMatchObject({
+      subtotal_nano_usd: "-992500000",
+      credits_applied_nano_usd: "0",
+      amount_due_nano_usd: "0",
+      status: "paid",
+    });
     expect((await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json.balance_nano_usd).toBe("5992500000");
 
     await expect(
@@ -132,7 +176,9 @@ describe("invoicing never halts", () => {
     ).rejects.toThrow(/invoices_credits_applied_nonnegative/);
   });
 
-  it("a close does not hold the org's lock while it reads the usage history: a batch of another org in the same lane goes through meanwhile", { timeout: 120_000 }, async () => {
+  it("a close does not hold the org's lock while it reads the usage history: a batch of another org in the same lane goes through meanwhile", {
+    timeout: 120_000,
+  }, async () => {
     clock.set(new Date("2026-10-05T10:00:00Z"));
     const a = await t.createOrg("Long History Co");
     const b = await t.createOrg("Neighbour Co");
@@ -156,7 +202,9 @@ describe("invoicing never halts", () => {
     const closing = closeCycle(db.sql, catalog, a.id, cycleStartingIn(2026, 10), now);
     closing.catch(() => {}); // awaited below
     const reading = async () =>
-      (await db.sql`select 1 from pg_stat_activity where state = 'active' and pid <> pg_backend_pid() and query like '%jsonb_each_text%'`).length > 0;
+      (
+        await db.sql`select 1 from pg_stat_activity where state = 'active' and pid <> pg_backend_pid() and query like '%jsonb_each_text%'`
+      ).length > 0;
     for (let i = 0; !(await reading()); i++) {
       if (i > 1000) throw new Error("the close never started reading usage");
       await new Promise((r) => setTimeout(r, 5));
@@ -164,9 +212,18 @@ describe("invoicing never halts", () => {
 
     // One batch: A's event (late, within the period being closed) and B's.
     const event = (orgId: string, key: string, at: string) => ({
-      orgId, idempotencyKey: key, occurredAt: new Date(at), product: "llm", model: "zen-pro", quantities: { input_tokens: 1000n, output_tokens: 500n }, holdId: undefined,
+      orgId,
+      idempotencyKey: key,
+      occurredAt: new Date(at),
+      product: "llm",
+      model: "zen-pro",
+      quantities: { input_tokens: 1000n, output_tokens: 500n },
+      holdId: undefined,
     });
-    const results = await metering.recordUsageMany([event(a.id, "late-a", "2026-10-31T23:00:00Z"), event(b.id, "b-1", "2026-11-01T00:00:01Z")], now);
+    const results = await metering.recordUsageMany(
+      [event(a.id, "late-a", "2026-10-31T23:00:00Z"), event(b.id, "b-1", "2026-11-01T00:00:01Z")],
+      now,
+    );
     expect(results.map((r) => (r as UsageResult).cost)).toEqual([7_500_000n, 7_500_000n]);
     // Both were committed before the close was: its invoice does not exist yet.
     const [pending] = await db.sql<{ n: number }[]>`select count(*)::int as n from invoices where org_id = ${a.id}`;
@@ -174,7 +231,14 @@ describe("invoicing never halts", () => {
 
     // A's event, written while the close read, is invoiced exactly once: on this invoice, not again on the next.
     const { invoice } = await closing;
-    expect(invoice.lines).toEqual([expect.objectContaining({ kind: "usage", model: "zen-pro", amount: 7_500_000n, quantities: { input_tokens: String((history + 1) * 1000), output_tokens: String((history + 1) * 500) } })]);
+    expect(invoice.lines).toEqual([
+      expect.objectContaining({
+        kind: "usage",
+        model: "zen-pro",
+        amount: 7_500_000n,
+        quantities: { input_tokens: String((history + 1) * 1000), output_tokens: String((history + 1) * 500) },
+      }),
+    ]);
     const next = await closeCycle(db.sql, catalog, a.id, cycleStartingIn(2026, 11), new Date("2026-12-01T00:00:05Z"));
     expect(next.invoice.lines).toEqual([]);
   });
@@ -190,7 +254,11 @@ describe("invoicing never halts", () => {
     await catalog.refresh();
     const now = new Date("2026-12-01T00:00:05Z");
     const waiting = async () =>
-      (await db.sql<{ n: number }[]>`select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and datname = current_database()`)[0]!.n;
+      (
+        await db.sql<
+          { n: number }[]
+        >`select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and datname = current_database()`
+      )[0]!.n;
     const until = async (n: number) => {
       for (let i = 0; (await waiting()) < n; i++) {
         if (i > 1000) throw new Error(`never ${n} waiting`);
@@ -208,7 +276,8 @@ describe("invoicing never halts", () => {
       november = closeCycle(db.sql, catalog, org.id, cycleStartingIn(2026, 11), now);
       await until(2);
     });
-    const lines = (r: Awaited<ReturnType<typeof closeCycle>>) => r.invoice.lines!.map((l) => [l.kind, l.model, l.amount]);
+    const lines = (r: Awaited<ReturnType<typeof closeCycle>>) =>
+      r.invoice.lines!.map((l) => [l.kind, l.model, l.amount]);
     expect(lines(await october!)).toEqual([["usage", "zen-pro", 7_500_000n]]);
     expect(lines(await november!)).toEqual([["usage", "zen-mini", 450_000n]]);
   });

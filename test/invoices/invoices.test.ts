@@ -20,16 +20,35 @@ describe("invoices and billing cycles", () => {
   const usage = (org: { id: string; gatewayKey: string }, events: Record<string, unknown>[]) =>
     t.call("POST", "/v1/billing/usage", {
       key: org.gatewayKey,
-      body: { events: events.map((e) => ({ idempotency_key: `inv-${++n}`, org_id: org.id, timestamp: clock().toISOString(), product: "llm", model: "zen-pro", quantities: { input_tokens: 1000, output_tokens: 500 }, ...e })) },
+      body: {
+        events: events.map((e) => ({
+          idempotency_key: `inv-${++n}`,
+          org_id: org.id,
+          timestamp: clock().toISOString(),
+          product: "llm",
+          model: "zen-pro",
+          quantities: { input_tokens: 1000, output_tokens: 500 },
+          ...e,
+        })),
+      },
     });
-  const closeAll = (orgId?: string) => t.call("POST", "/v1/admin/cycles/close", { key: TEST_ADMIN_KEY, body: orgId ? { org_id: orgId } : {} });
+  const closeAll = (orgId?: string) =>
+    t.call("POST", "/v1/admin/cycles/close", { key: TEST_ADMIN_KEY, body: orgId ? { org_id: orgId } : {} });
 
   it("rolls a cycle's usage and subscription into one itemized invoice whose totals equal its lines and the ledger", async () => {
     clock.set(new Date("2026-10-05T10:00:00Z"));
     const org = await t.createOrg("Invoiced Co");
     await t.grant(org.id, "100");
-    expect((await t.call("PUT", `/v1/admin/orgs/${org.id}/subscription`, { key: TEST_ADMIN_KEY, body: { plan_id: "pro" } })).status).toBe(200);
-    await usage(org, [{}, {}, { model: "zen-mini", quantities: { input_tokens: 1_000_000 } }, { product: "api", model: undefined, quantities: { requests: 10 } }]);
+    expect(
+      (await t.call("PUT", `/v1/admin/orgs/${org.id}/subscription`, { key: TEST_ADMIN_KEY, body: { plan_id: "pro" } }))
+        .status,
+    ).toBe(200);
+    await usage(org, [
+      {},
+      {},
+      { model: "zen-mini", quantities: { input_tokens: 1_000_000 } },
+      { product: "api", model: undefined, quantities: { requests: 10 } },
+    ]);
     clock.set(new Date("2026-11-01T00:00:05Z"));
     const closed = await closeAll(org.id);
     expect(closed.json).toMatchObject({ invoices_created: 1 });
@@ -39,15 +58,27 @@ describe("invoices and billing cycles", () => {
     const invoice = (await t.call("GET", `/v1/billing/invoices/${list.json.data[0].id}`, { key: org.orgKey })).json;
     expect(invoice.number).toMatch(/^INV-\d{6}$/);
     expect(invoice.period).toEqual({ start: "2026-10-01T00:00:00.000Z", end: "2026-11-01T00:00:00.000Z" });
-    expect(invoice.lines.map((l: { kind: string; product: string; model: string; amount_nano_usd: string }) => [l.kind, l.product, l.model, l.amount_nano_usd])).toEqual([
+    expect(
+      invoice.lines.map((l: { kind: string; product: string; model: string; amount_nano_usd: string }) => [
+        l.kind,
+        l.product,
+        l.model,
+        l.amount_nano_usd,
+      ]),
+    ).toEqual([
       ["usage", "api", null, "1000000"],
       ["usage", "llm", "zen-mini", "150000000"],
       ["usage", "llm", "zen-pro", "15000000"],
       ["subscription", null, null, "20000000000"],
     ]);
-    const lineSum = invoice.lines.reduce((s: bigint, l: { amount_nano_usd: string }) => s + BigInt(l.amount_nano_usd), 0n);
+    const lineSum = invoice.lines.reduce(
+      (s: bigint, l: { amount_nano_usd: string }) => s + BigInt(l.amount_nano_usd),
+      0n,
+    );
     expect(BigInt(invoice.subtotal_nano_usd)).toBe(lineSum);
-    expect(BigInt(invoice.subtotal_nano_usd) - BigInt(invoice.credits_applied_nano_usd)).toBe(BigInt(invoice.amount_due_nano_usd));
+    expect(BigInt(invoice.subtotal_nano_usd) - BigInt(invoice.credits_applied_nano_usd)).toBe(
+      BigInt(invoice.amount_due_nano_usd),
+    );
     expect(invoice).toMatchObject({ status: "paid", amount_due: 0, credits_applied: 20.166 });
 
     // The ledger agrees: usage debits plus the settlement equal the invoice's credits applied.
@@ -83,7 +114,9 @@ describe("invoices and billing cycles", () => {
     const catalog = new Catalog(db.sql);
     await catalog.refresh();
     const period = cycleStartingIn(2026, 10);
-    const results = await Promise.all(Array.from({ length: 8 }, () => closeCycle(db.sql, catalog, org.id, period, clock())));
+    const results = await Promise.all(
+      Array.from({ length: 8 }, () => closeCycle(db.sql, catalog, org.id, period, clock())),
+    );
     expect(results.filter((r) => r.created)).toHaveLength(1);
     expect(new Set(results.map((r) => r.invoice.id)).size).toBe(1);
     await closeAll(org.id);
@@ -94,12 +127,20 @@ describe("invoices and billing cycles", () => {
 
   it("issued invoices and their lines are immutable in PostgreSQL itself", async () => {
     const [inv] = await db.sql`select id, number from invoices where status in ('paid', 'open') limit 1`;
-    await expect(db.sql`update invoices set amount_due = 1 where id = ${inv!.id}`).rejects.toThrow(/immutable|cannot become/);
-    await expect(db.sql`update invoices set subtotal = subtotal + 1 where id = ${inv!.id}`).rejects.toThrow(/immutable|cannot become/);
+    await expect(db.sql`update invoices set amount_due = 1 where id = ${inv!.id}`).rejects.toThrow(
+      /immutable|cannot become/,
+    );
+    await expect(db.sql`update invoices set subtotal = subtotal + 1 where id = ${inv!.id}`).rejects.toThrow(
+      /immutable|cannot become/,
+    );
     await expect(db.sql`delete from invoices where id = ${inv!.id}`).rejects.toThrow(/cannot be deleted/);
-    await expect(db.sql`update invoice_lines set amount = 0 where invoice_id = ${inv!.id}`).rejects.toThrow(/lines cannot/);
+    await expect(db.sql`update invoice_lines set amount = 0 where invoice_id = ${inv!.id}`).rejects.toThrow(
+      /lines cannot/,
+    );
     await expect(db.sql`delete from invoice_lines where invoice_id = ${inv!.id}`).rejects.toThrow(/lines cannot/);
-    await expect(db.sql`insert into invoice_lines (invoice_id, kind, description, amount) values (${inv!.id}, 'adjustment', 'sneaky', 1)`).rejects.toThrow(/lines cannot/);
+    await expect(
+      db.sql`insert into invoice_lines (invoice_id, kind, description, amount) values (${inv!.id}, 'adjustment', 'sneaky', 1)`,
+    ).rejects.toThrow(/lines cannot/);
     await expect(db.sql`update invoices set status = 'draft' where id = ${inv!.id}`).rejects.toThrow(/cannot become/);
   });
 
@@ -121,7 +162,13 @@ describe("invoices and billing cycles", () => {
     await closeAll(org.id);
     const [november] = (await t.call("GET", "/v1/billing/invoices", { key: org.orgKey })).json.data;
     const detail = (await t.call("GET", `/v1/billing/invoices/${november.id}`, { key: org.orgKey })).json;
-    expect(detail.lines.map((l: { kind: string; model: string; amount_nano_usd: string }) => [l.kind, l.model, l.amount_nano_usd])).toEqual([
+    expect(
+      detail.lines.map((l: { kind: string; model: string; amount_nano_usd: string }) => [
+        l.kind,
+        l.model,
+        l.amount_nano_usd,
+      ]),
+    ).toEqual([
       ["usage", "zen-mini", "450000"],
       ["late_usage", "zen-pro", "7500000"],
     ]);
@@ -135,16 +182,30 @@ describe("invoices and billing cycles", () => {
     clock.set(new Date("2026-11-01T00:00:05Z"));
     await closeAll(org.id);
     const [october] = (await t.call("GET", "/v1/billing/invoices", { key: org.orgKey })).json.data;
-    const adj = { key: TEST_ADMIN_KEY, headers: { "idempotency-key": "fix-1" }, body: { amount: "-0.0075", description: `Credit for ${october.number}`, corrects_invoice_id: october.id } };
+    const adj = {
+      key: TEST_ADMIN_KEY,
+      headers: { "idempotency-key": "fix-1" },
+      body: { amount: "-0.0075", description: `Credit for ${october.number}`, corrects_invoice_id: october.id },
+    };
     expect((await t.call("POST", `/v1/admin/orgs/${org.id}/adjustments`, adj)).status).toBe(201);
     expect((await t.call("POST", `/v1/admin/orgs/${org.id}/adjustments`, adj)).json.replayed).toBe(true);
-    const changed = await t.call("POST", `/v1/admin/orgs/${org.id}/adjustments`, { ...adj, body: { ...adj.body, amount: "-1.00" } });
+    const changed = await t.call("POST", `/v1/admin/orgs/${org.id}/adjustments`, {
+      ...adj,
+      body: { ...adj.body, amount: "-1.00" },
+    });
     expect(changed.status).toBe(409);
     const other = await t.createOrg("Other Co");
-    const foreign = await t.call("POST", `/v1/admin/orgs/${other.id}/adjustments`, { ...adj, headers: { "idempotency-key": "x" } });
+    const foreign = await t.call("POST", `/v1/admin/orgs/${other.id}/adjustments`, {
+      ...adj,
+      headers: { "idempotency-key": "x" },
+    });
     expect(foreign.status).toBe(404); // october belongs to another org
     expect(foreign.json.error.param).toBe("corrects_invoice_id");
-    const missing = await t.call("POST", `/v1/admin/orgs/${org.id}/adjustments`, { ...adj, headers: { "idempotency-key": "y" }, body: { ...adj.body, corrects_invoice_id: "inv_nope" } });
+    const missing = await t.call("POST", `/v1/admin/orgs/${org.id}/adjustments`, {
+      ...adj,
+      headers: { "idempotency-key": "y" },
+      body: { ...adj.body, corrects_invoice_id: "inv_nope" },
+    });
     expect(missing.status).toBe(404);
     const balanceBefore = (await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json.balance_nano_usd;
     clock.set(new Date("2026-12-01T00:00:05Z"));
@@ -165,9 +226,16 @@ describe("invoices and billing cycles", () => {
     clock.set(new Date("2026-11-02T00:00:00Z"));
     await closeAll();
     const pageA = (await t.call("GET", "/v1/billing/invoices?limit=2", { key: a.orgKey })).json;
-    expect(pageA.data.map((i: { period: { start: string } }) => i.period.start.slice(0, 7))).toEqual(["2026-10", "2026-09"]);
-    const next = (await t.call("GET", `/v1/billing/invoices?limit=2&cursor=${pageA.next_cursor}`, { key: a.orgKey })).json;
-    expect(next.data.map((i: { period: { start: string } }) => i.period.start.slice(0, 7))).toEqual(["2026-08", "2026-07"]);
+    expect(pageA.data.map((i: { period: { start: string } }) => i.period.start.slice(0, 7))).toEqual([
+      "2026-10",
+      "2026-09",
+    ]);
+    const next = (await t.call("GET", `/v1/billing/invoices?limit=2&cursor=${pageA.next_cursor}`, { key: a.orgKey }))
+      .json;
+    expect(next.data.map((i: { period: { start: string } }) => i.period.start.slice(0, 7))).toEqual([
+      "2026-08",
+      "2026-07",
+    ]);
     expect(next.has_more).toBe(false);
     const bInvoice = (await t.call("GET", "/v1/billing/invoices", { key: b.orgKey })).json.data[0];
     const cross = await t.call("GET", `/v1/billing/invoices/${bInvoice.id}`, { key: a.orgKey });
@@ -182,7 +250,10 @@ describe("invoices and billing cycles", () => {
     await t.call("PUT", `/v1/admin/orgs/${org.id}/subscription`, { key: TEST_ADMIN_KEY, body: { plan_id: "pro" } });
     await usage(org, [{}]);
     clock.set(new Date("2026-11-16T00:00:00Z")); // half of November's 30 days
-    const res = await t.call("POST", "/v1/admin/cycles/close", { key: TEST_ADMIN_KEY, body: { org_id: org.id, end_current_cycle_now: true } });
+    const res = await t.call("POST", "/v1/admin/cycles/close", {
+      key: TEST_ADMIN_KEY,
+      body: { org_id: org.id, end_current_cycle_now: true },
+    });
     expect(res.json.invoices_created).toBe(1);
     const [first] = (await t.call("GET", "/v1/billing/invoices", { key: org.orgKey })).json.data;
     expect(first.period).toEqual({ start: "2026-11-01T00:00:00.000Z", end: "2026-11-16T00:00:00.000Z" });
@@ -195,7 +266,10 @@ describe("invoices and billing cycles", () => {
     const [second] = (await t.call("GET", "/v1/billing/invoices", { key: org.orgKey })).json.data;
     expect(second.period).toEqual({ start: "2026-11-16T00:00:00.000Z", end: "2026-12-01T00:00:00.000Z" });
     expect(BigInt(second.subtotal_nano_usd)).toBe(7_500_000n + 10_000_000_000n);
-    const bad = await t.call("POST", "/v1/admin/cycles/close", { key: TEST_ADMIN_KEY, body: { end_current_cycle_now: true } });
+    const bad = await t.call("POST", "/v1/admin/cycles/close", {
+      key: TEST_ADMIN_KEY,
+      body: { end_current_cycle_now: true },
+    });
     expect(bad.status).toBe(400);
     expect(bad.json.error.param).toBe("org_id");
   });
@@ -204,7 +278,10 @@ describe("invoices and billing cycles", () => {
     clock.set(new Date("2026-11-02T00:00:00Z"));
     const org = await t.createOrg("Switcher Co");
     await t.call("PUT", `/v1/admin/orgs/${org.id}/subscription`, { key: TEST_ADMIN_KEY, body: { plan_id: "team" } });
-    const switched = await t.call("PUT", `/v1/admin/orgs/${org.id}/subscription`, { key: TEST_ADMIN_KEY, body: { plan_id: "free" } });
+    const switched = await t.call("PUT", `/v1/admin/orgs/${org.id}/subscription`, {
+      key: TEST_ADMIN_KEY,
+      body: { plan_id: "free" },
+    });
     expect(switched.json).toMatchObject({ plan_id: "team", pending_plan_id: "free" });
     await t.call("DELETE", `/v1/admin/orgs/${org.id}/subscription`, { key: TEST_ADMIN_KEY });
     await t.call("PUT", `/v1/admin/orgs/${org.id}/subscription`, { key: TEST_ADMIN_KEY, body: { plan_id: "free" } });
@@ -212,7 +289,10 @@ describe("invoices and billing cycles", () => {
     expect((await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json.balance).toBe(250);
 
     clock.set(new Date("2026-11-20T00:00:00Z"));
-    await t.call("POST", "/v1/admin/cycles/close", { key: TEST_ADMIN_KEY, body: { org_id: org.id, end_current_cycle_now: true } });
+    await t.call("POST", "/v1/admin/cycles/close", {
+      key: TEST_ADMIN_KEY,
+      body: { org_id: org.id, end_current_cycle_now: true },
+    });
     const [early] = (await t.call("GET", "/v1/billing/invoices", { key: org.orgKey })).json.data;
     const lines = (await t.call("GET", `/v1/billing/invoices/${early.id}`, { key: org.orgKey })).json.lines;
     expect(lines[0].description).toContain("Team plan");
@@ -225,7 +305,9 @@ describe("invoices and billing cycles", () => {
     const [latest] = (await t.call("GET", "/v1/billing/invoices", { key: org.orgKey })).json.data;
     const next = (await t.call("GET", `/v1/billing/invoices/${latest.id}`, { key: org.orgKey })).json.lines;
     expect(next.map((l: { description: string }) => l.description)).toEqual([expect.stringContaining("Free plan")]);
-    const sub = (await t.call("PUT", `/v1/admin/orgs/${org.id}/subscription`, { key: TEST_ADMIN_KEY, body: { plan_id: "free" } })).json;
+    const sub = (
+      await t.call("PUT", `/v1/admin/orgs/${org.id}/subscription`, { key: TEST_ADMIN_KEY, body: { plan_id: "free" } })
+    ).json;
     expect(sub).toMatchObject({ plan_id: "free", pending_plan_id: null });
   });
 });

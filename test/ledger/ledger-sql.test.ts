@@ -21,7 +21,11 @@ describe("ledger enforcement in PostgreSQL", () => {
       await tx`insert into ledger_transactions (id, org_id, kind, idempotency_key) values (${id}, ${orgId}, 'grant', ${id})`;
       // A transaction's entries go in one statement, as postTransaction writes them.
       if (entries.length > 0) {
-        const rows = entries.map(([account_id, amount]) => ({ transaction_id: id, account_id, amount: amount.toString() }));
+        const rows = entries.map(([account_id, amount]) => ({
+          transaction_id: id,
+          account_id,
+          amount: amount.toString(),
+        }));
         await tx`insert into ledger_entries ${tx(rows, "transaction_id", "account_id", "amount")}`;
       }
     });
@@ -29,12 +33,20 @@ describe("ledger enforcement in PostgreSQL", () => {
   }
 
   it("refuses to commit an unbalanced transaction, even when written by hand", async () => {
-    await expect(insertRaw([[orgCreditsAccount(orgId), 5n], [SystemAccounts.grants, -4n]])).rejects.toThrow(/unbalanced/);
+    await expect(
+      insertRaw([
+        [orgCreditsAccount(orgId), 5n],
+        [SystemAccounts.grants, -4n],
+      ]),
+    ).rejects.toThrow(/unbalanced/);
     await expect(insertRaw([[orgCreditsAccount(orgId), 5n]])).rejects.toThrow(/unbalanced/);
   });
 
   it("refuses an entry added later to a balanced transaction", async () => {
-    const id = await insertRaw([[orgCreditsAccount(orgId), 2n], [SystemAccounts.grants, -2n]]);
+    const id = await insertRaw([
+      [orgCreditsAccount(orgId), 2n],
+      [SystemAccounts.grants, -2n],
+    ]);
     await expect(
       db.sql`insert into ledger_entries (transaction_id, account_id, amount) values (${id}, ${orgCreditsAccount(orgId)}, 1)`,
     ).rejects.toThrow(/unbalanced/);
@@ -46,14 +58,22 @@ describe("ledger enforcement in PostgreSQL", () => {
 
   it("commits a balanced one and updates the balance cache in the same transaction", async () => {
     const before = await db.sql`select balance from ledger_accounts where id = ${orgCreditsAccount(orgId)}`;
-    await insertRaw([[orgCreditsAccount(orgId), 7n], [SystemAccounts.grants, -7n]]);
+    await insertRaw([
+      [orgCreditsAccount(orgId), 7n],
+      [SystemAccounts.grants, -7n],
+    ]);
     const after = await db.sql`select balance from ledger_accounts where id = ${orgCreditsAccount(orgId)}`;
     expect(after[0]!.balance - before[0]!.balance).toBe(7n);
   });
 
   it("entries and transactions cannot be updated, deleted or truncated", async () => {
-    const id = await insertRaw([[orgCreditsAccount(orgId), 3n], [SystemAccounts.grants, -3n]]);
-    await expect(db.sql`update ledger_entries set amount = 300 where transaction_id = ${id}`).rejects.toThrow(/append-only/);
+    const id = await insertRaw([
+      [orgCreditsAccount(orgId), 3n],
+      [SystemAccounts.grants, -3n],
+    ]);
+    await expect(db.sql`update ledger_entries set amount = 300 where transaction_id = ${id}`).rejects.toThrow(
+      /append-only/,
+    );
     await expect(db.sql`delete from ledger_entries where transaction_id = ${id}`).rejects.toThrow(/append-only/);
     await expect(db.sql`update ledger_transactions set kind = 'usage' where id = ${id}`).rejects.toThrow(/append-only/);
     await expect(db.sql`delete from ledger_transactions where id = ${id}`).rejects.toThrow(/append-only/);
@@ -67,7 +87,10 @@ describe("ledger enforcement in PostgreSQL", () => {
           kind: "grant",
           orgId,
           idempotencyKey: "bad",
-          entries: [{ accountId: orgCreditsAccount(orgId), amount: 1n }, { accountId: SystemAccounts.grants, amount: -2n }],
+          entries: [
+            { accountId: orgCreditsAccount(orgId), amount: 1n },
+            { accountId: SystemAccounts.grants, amount: -2n },
+          ],
         }),
       ),
     ).rejects.toThrow(UnbalancedPostingError);

@@ -1,6 +1,13 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { costNanoUsd, divideHalfEven, formatUsd, formatUsdNumber, MoneyError, parseUsd } from "../../src/ledger/money.js";
+import {
+  costNanoUsd,
+  divideHalfEven,
+  formatUsd,
+  formatUsdNumber,
+  MoneyError,
+  parseUsd,
+} from "../../src/ledger/money.js";
 
 const nano = fc.bigInt({ min: -(10n ** 18n), max: 10n ** 18n });
 
@@ -28,7 +35,19 @@ describe("USD parsing and formatting", () => {
   });
 
   it("refuses more than nine decimals, junk, exponents and absurd sizes", () => {
-    for (const bad of ["1.0000000001", "abc", "1e3", "", "1.", ".5", "--1", "1,00", "NaN", "Infinity", "99999999999999999999"]) {
+    for (const bad of [
+      "1.0000000001",
+      "abc",
+      "1e3",
+      "",
+      "1.",
+      ".5",
+      "--1",
+      "1,00",
+      "NaN",
+      "Infinity",
+      "99999999999999999999",
+    ]) {
       expect(() => parseUsd(bad), bad).toThrow(MoneyError);
     }
   });
@@ -46,24 +65,37 @@ describe("half-even division", () => {
 
   it("is always within half a unit of the exact quotient", () => {
     fc.assert(
-      fc.property(fc.bigInt({ min: -(10n ** 30n), max: 10n ** 30n }), fc.bigInt({ min: 1n, max: 10n ** 15n }), (a, b) => {
-        const q = divideHalfEven(a, b);
-        const err = q * b - a; // (q - a/b) * b
-        const abs = err < 0n ? -err : err;
-        return abs * 2n <= b;
-      }),
+      fc.property(
+        fc.bigInt({ min: -(10n ** 30n), max: 10n ** 30n }),
+        fc.bigInt({ min: 1n, max: 10n ** 15n }),
+        (a, b) => {
+          const q = divideHalfEven(a, b);
+          const err = q * b - a; // (q - a/b) * b
+          const abs = err < 0n ? -err : err;
+          return abs * 2n <= b;
+        },
+      ),
     );
   });
 
   it("never drifts: pricing N units at once equals the exact product rounded once", () => {
     fc.assert(
-      fc.property(fc.bigInt({ min: 0n, max: 10n ** 9n }), fc.integer({ min: 0, max: 12 }), fc.bigInt({ min: 0n, max: 10n ** 8n }), (q, scale, units) => {
-        const rate = `${units / 10n ** BigInt(scale)}.${(units % 10n ** BigInt(scale)).toString().padStart(scale, "0")}`.replace(/\.$/, "");
-        const cost = costNanoUsd(q, rate);
-        const exactTimes = q * units * 1_000_000_000n; // cost × 10^scale, exactly
-        const diff = cost * 10n ** BigInt(scale) - exactTimes;
-        return (diff < 0n ? -diff : diff) * 2n <= 10n ** BigInt(scale);
-      }),
+      fc.property(
+        fc.bigInt({ min: 0n, max: 10n ** 9n }),
+        fc.integer({ min: 0, max: 12 }),
+        fc.bigInt({ min: 0n, max: 10n ** 8n }),
+        (q, scale, units) => {
+          const rate =
+            `${units / 10n ** BigInt(scale)}.${(units % 10n ** BigInt(scale)).toString().padStart(scale, "0")}`.replace(
+              /\.$/,
+              "",
+            );
+          const cost = costNanoUsd(q, rate);
+          const exactTimes = q * units * 1_000_000_000n; // cost × 10^scale, exactly
+          const diff = cost * 10n ** BigInt(scale) - exactTimes;
+          return (diff < 0n ? -diff : diff) * 2n <= 10n ** BigInt(scale);
+        },
+      ),
     );
   });
 

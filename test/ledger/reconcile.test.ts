@@ -19,7 +19,12 @@ describe("ledger reconciliation", () => {
   const silent = pino({ level: "silent" });
   beforeAll(async () => {
     db = await createTestDatabase();
-    t = createTestApp({ sql: db.sql, clock, config: { LEDGER_CHECK_INTERVAL_MS: "200" }, extra: { metrics: createMetrics({ sql: db.sql }) } });
+    t = createTestApp({
+      sql: db.sql,
+      clock,
+      config: { LEDGER_CHECK_INTERVAL_MS: "200" },
+      extra: { metrics: createMetrics({ sql: db.sql }) },
+    });
   });
   afterAll(() => db.drop());
 
@@ -66,7 +71,11 @@ describe("ledger reconciliation", () => {
     const id = `txn_raw_${Math.random().toString(36).slice(2)}`;
     await db.sql.begin(async (tx) => {
       await tx`insert into ledger_transactions (id, org_id, kind, idempotency_key, created_at) values (${id}, ${orgId}, ${kind}, ${id}, ${clock()})`;
-      const rows = entries.map(([account_id, amount]) => ({ transaction_id: id, account_id, amount: amount.toString() }));
+      const rows = entries.map(([account_id, amount]) => ({
+        transaction_id: id,
+        account_id,
+        amount: amount.toString(),
+      }));
       await tx`insert into ledger_entries ${tx(rows, "transaction_id", "account_id", "amount")}`;
     });
     return id;
@@ -126,7 +135,9 @@ describe("ledger reconciliation", () => {
     });
     const check = await checkLedger(db.sql);
     expect(check.unbalancedTransactions).toEqual([{ transactionId: txn, sum: -3n }]);
-    expect(check.balanceMismatches).toEqual([{ accountId: orgCreditsAccount(org.id), cached: 2_000_000_005n, fromEntries: 2_000_000_000n }]);
+    expect(check.balanceMismatches).toEqual([
+      { accountId: orgCreditsAccount(org.id), cached: 2_000_000_005n, fromEntries: 2_000_000_000n },
+    ]);
     expect(check.heldMismatches).toEqual([]);
     await db.sql.begin(async (tx) => {
       await tx`set local session_replication_role = replica`;
@@ -146,7 +157,12 @@ describe("ledger reconciliation", () => {
     const first = await reconcileLedger({ sql: db.sql, logger: silent }, clock());
     expect(first.mismatches).toBe(1);
     const [alert] = await alertOf();
-    expect(alert!.details).toEqual({ org_id: org.id, held_nano_usd: "0", live_holds_nano_usd: "12500000", difference_nano_usd: "-12500000" });
+    expect(alert!.details).toEqual({
+      org_id: org.id,
+      held_nano_usd: "0",
+      live_holds_nano_usd: "12500000",
+      difference_nano_usd: "-12500000",
+    });
     await db.sql`update operator_alerts set acknowledged_at = ${clock()} where id = ${alert!.id}`;
 
     await reconcileLedger({ sql: db.sql, logger: silent }, clock());
@@ -155,7 +171,11 @@ describe("ledger reconciliation", () => {
     await releaseAgain(org, 1n); // worse
     await reconcileLedger({ sql: db.sql, logger: silent }, clock());
     const [reopened] = await alertOf();
-    expect(reopened).toMatchObject({ id: alert!.id, acknowledged_at: null, details: { difference_nano_usd: "-12500001" } });
+    expect(reopened).toMatchObject({
+      id: alert!.id,
+      acknowledged_at: null,
+      details: { difference_nano_usd: "-12500001" },
+    });
 
     await undoRelease(org, org.held + 1n);
     expect((await reconcileLedger({ sql: db.sql, logger: silent }, clock())).mismatches).toBe(0);
@@ -173,25 +193,51 @@ describe("ledger reconciliation", () => {
     const prefix = uniqueRedisPrefix("ledger-check");
     const logged: Record<string, unknown>[] = [];
     const logger = pino({ level: "info" }, { write: (line: string) => void logged.push(JSON.parse(line)) });
-    const [{ last }] = (await db.sql`select coalesce(max(id), 0) as last from ledger_checks`) as unknown as [{ last: bigint }];
+    const [{ last }] = (await db.sql`select coalesce(max(id), 0) as last from ledger_checks`) as unknown as [
+      { last: bigint },
+    ];
     // Sweeps every minute, so the only maintenance job that matters here is the 200 ms ledger check.
-    const workers = await startWorkers({ sql: db.sql, connection: redis, prefix, logger, clock: () => new Date(), config: t.config, maintenanceEveryMs: 60_000 });
+    const workers = await startWorkers({
+      sql: db.sql,
+      connection: redis,
+      prefix,
+      logger,
+      clock: () => new Date(),
+      config: t.config,
+      maintenanceEveryMs: 60_000,
+    });
     try {
-      await waitFor(async () => (await db.sql`select 1 from operator_alerts where kind = 'ledger_held_mismatch' and subject = ${org.id}`).length === 1, {
-        timeoutMs: 15_000,
-        what: "the worker's ledger check alert",
-      });
+      await waitFor(
+        async () =>
+          (await db.sql`select 1 from operator_alerts where kind = 'ledger_held_mismatch' and subject = ${org.id}`)
+            .length === 1,
+        {
+          timeoutMs: 15_000,
+          what: "the worker's ledger check alert",
+        },
+      );
       expect(await metric('hanzo_ledger_check_mismatches{kind="held"}')).toBe(1);
       expect(await metric('hanzo_ledger_check_mismatches{kind="balance_cache"}')).toBe(0);
       expect(await metric("hanzo_ledger_check_last_run_timestamp_seconds")).toBeGreaterThan(Date.now() / 1000 - 60);
       const errors = logged.filter((l) => l.level === 50 && String(l.msg).startsWith("ledger check found mismatches"));
       expect(errors.length).toBeGreaterThanOrEqual(1);
-      expect(errors[0]).toMatchObject({ held_mismatches: 1, examples: [{ kind: "ledger_held_mismatch", org_id: org.id }] });
+      expect(errors[0]).toMatchObject({
+        held_mismatches: 1,
+        examples: [{ kind: "ledger_held_mismatch", org_id: org.id }],
+      });
 
       await undoRelease(org, org.held); // repaired: the runs that start from now on find nothing
       const repairedAt = new Date();
-      await waitFor(async () => (await db.sql`select 1 from ledger_checks where checked_at > ${repairedAt} and held_mismatches = 0`).length > 0, { timeoutMs: 15_000, what: "a clean run after the repair" });
-      await waitFor(async () => (await metric('hanzo_ledger_check_mismatches{kind="held"}')) === 0, { timeoutMs: 15_000, what: "/metrics to show the clean run" });
+      await waitFor(
+        async () =>
+          (await db.sql`select 1 from ledger_checks where checked_at > ${repairedAt} and held_mismatches = 0`).length >
+          0,
+        { timeoutMs: 15_000, what: "a clean run after the repair" },
+      );
+      await waitFor(async () => (await metric('hanzo_ledger_check_mismatches{kind="held"}')) === 0, {
+        timeoutMs: 15_000,
+        what: "/metrics to show the clean run",
+      });
     } finally {
       await workers.close();
       await clearRedisPrefix(redis, `{${prefix}}`);
@@ -200,6 +246,8 @@ describe("ledger reconciliation", () => {
     const runs = await db.sql`select held_mismatches from ledger_checks where id > ${last} order by id`;
     expect(runs.length).toBeGreaterThanOrEqual(2);
     // Several runs saw the same broken org: still one alert.
-    expect(await db.sql`select 1 from operator_alerts where kind = 'ledger_held_mismatch' and subject = ${org.id}`).toHaveLength(1);
+    expect(
+      await db.sql`select 1 from operator_alerts where kind = 'ledger_held_mismatch' and subject = ${org.id}`,
+    ).toHaveLength(1);
   });
 });

@@ -20,14 +20,26 @@ describe("POST /v1/billing/authorize", () => {
   });
   afterAll(() => db.drop());
 
-  const authorize = (key: string, body: Record<string, unknown>) => t.call("POST", "/v1/billing/authorize", { key, body });
+  const authorize = (key: string, body: Record<string, unknown>) =>
+    t.call("POST", "/v1/billing/authorize", { key, body });
 
   it("holds the priced estimate and moves it from credits to held", async () => {
     const org = await t.createOrg();
     await t.grant(org.id, "1.00");
-    const res = await authorize(org.gatewayKey, { org_id: org.id, product: "llm", model: "zen-pro", estimate: ESTIMATE });
+    const res = await authorize(org.gatewayKey, {
+      org_id: org.id,
+      product: "llm",
+      model: "zen-pro",
+      estimate: ESTIMATE,
+    });
     expect(res.status).toBe(201);
-    expect(res.json).toMatchObject({ hold_id: expect.stringMatching(/^hold_/), amount: 0.0075, amount_nano_usd: COST_NANO.toString(), catalog_version: "2026-01-01", replayed: false });
+    expect(res.json).toMatchObject({
+      hold_id: expect.stringMatching(/^hold_/),
+      amount: 0.0075,
+      amount_nano_usd: COST_NANO.toString(),
+      catalog_version: "2026-01-01",
+      replayed: false,
+    });
     const balance = (await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json;
     expect(balance).toMatchObject({ balance: 1, credits: 0.9925, held_nano_usd: COST_NANO.toString() });
   });
@@ -35,10 +47,22 @@ describe("POST /v1/billing/authorize", () => {
   it("402 insufficient_balance in the envelope when the available credits cannot cover it", async () => {
     const org = await t.createOrg();
     await t.grant(org.id, "0.01");
-    expect((await authorize(org.gatewayKey, { org_id: org.id, product: "llm", model: "zen-pro", estimate: ESTIMATE })).status).toBe(201);
-    const res = await authorize(org.gatewayKey, { org_id: org.id, product: "llm", model: "zen-pro", estimate: ESTIMATE });
+    expect(
+      (await authorize(org.gatewayKey, { org_id: org.id, product: "llm", model: "zen-pro", estimate: ESTIMATE }))
+        .status,
+    ).toBe(201);
+    const res = await authorize(org.gatewayKey, {
+      org_id: org.id,
+      product: "llm",
+      model: "zen-pro",
+      estimate: ESTIMATE,
+    });
     expect(res.status).toBe(402);
-    expect(res.json.error).toMatchObject({ type: "billing_error", code: "insufficient_balance", request_id: expect.any(String) });
+    expect(res.json.error).toMatchObject({
+      type: "billing_error",
+      code: "insufficient_balance",
+      request_id: expect.any(String),
+    });
     expect(res.json.error.message).toContain("0.0025"); // what is left
   });
 
@@ -63,7 +87,15 @@ describe("POST /v1/billing/authorize", () => {
 
   it("refuses negative, fractional, absurd and non-numeric estimates", async () => {
     const org = await t.createOrg();
-    for (const estimate of [{ input_tokens: -1 }, { input_tokens: 1.5 }, { input_tokens: "1e9" }, { input_tokens: 1e300 }, { input_tokens: "99999999999999999999" }, {}, { input_tokens: null }]) {
+    for (const estimate of [
+      { input_tokens: -1 },
+      { input_tokens: 1.5 },
+      { input_tokens: "1e9" },
+      { input_tokens: 1e300 },
+      { input_tokens: "99999999999999999999" },
+      {},
+      { input_tokens: null },
+    ]) {
       const res = await authorize(org.gatewayKey, { org_id: org.id, product: "llm", model: "zen-pro", estimate });
       expect(res.status, JSON.stringify(estimate)).toBe(400);
       expect(res.json.error.param).toMatch(/^estimate/);
@@ -85,21 +117,37 @@ describe("POST /v1/billing/authorize", () => {
     const org = await t.createOrg();
     const K = 13;
     const N = 60;
-    await t.grant(org.id, ((COST_NANO * BigInt(K)) / 1_000_000_000n).toString() + "." + ((COST_NANO * BigInt(K)) % 1_000_000_000n).toString().padStart(9, "0"));
+    await t.grant(
+      org.id,
+      ((COST_NANO * BigInt(K)) / 1_000_000_000n).toString() +
+        "." +
+        ((COST_NANO * BigInt(K)) % 1_000_000_000n).toString().padStart(9, "0"),
+    );
     // Three independent app instances, each with its own connection pool: as three API replicas.
     const replicas = await Promise.all(
       [0, 1, 2].map(async () => {
         const sql = createSql(db.url, { max: 4 });
         const metering = new Metering(sql);
-        const app = createApp({ sql, config: t.config, clock: () => new Date(), logger: pino({ level: "silent" }), metering });
+        const app = createApp({
+          sql,
+          config: t.config,
+          clock: () => new Date(),
+          logger: pino({ level: "silent" }),
+          metering,
+        });
         return { sql, app };
       }),
     );
     const body = JSON.stringify({ org_id: org.id, product: "llm", model: "zen-pro", estimate: ESTIMATE });
     const statuses = await Promise.all(
       Array.from({ length: N }, (_, i) =>
-        Promise.resolve(replicas[i % 3]!.app.request("/v1/billing/authorize", { method: "POST", body, headers: { authorization: `Bearer ${org.gatewayKey}`, "content-type": "application/json" } }))
-          .then((r: Response) => r.status),
+        Promise.resolve(
+          replicas[i % 3]!.app.request("/v1/billing/authorize", {
+            method: "POST",
+            body,
+            headers: { authorization: `Bearer ${org.gatewayKey}`, "content-type": "application/json" },
+          }),
+        ).then((r: Response) => r.status),
       ),
     );
     await Promise.all(replicas.map((r) => r.sql.end()));
@@ -129,6 +177,8 @@ describe("POST /v1/billing/authorize", () => {
     const org = await t.createOrg();
     const res = await authorize(org.orgKey, { org_id: org.id, product: "llm", model: "zen-pro", estimate: ESTIMATE });
     expect(res.status).toBe(403);
-    expect((await authorize(TEST_ADMIN_KEY, { org_id: org.id, product: "api", estimate: { requests: 1 } })).status).toBe(403);
+    expect(
+      (await authorize(TEST_ADMIN_KEY, { org_id: org.id, product: "api", estimate: { requests: 1 } })).status,
+    ).toBe(403);
   });
 });

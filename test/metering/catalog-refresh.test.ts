@@ -1,6 +1,12 @@
 import { performance } from "node:perf_hooks";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Catalog, CATALOG_NOTICE_MS, loadCatalog, readCatalogFile, type CatalogVersionFile } from "../../src/billing/catalog.js";
+import {
+  Catalog,
+  CATALOG_NOTICE_MS,
+  loadCatalog,
+  readCatalogFile,
+  type CatalogVersionFile,
+} from "../../src/billing/catalog.js";
 import { createTestApp, type TestApp } from "../support/app.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { waitFor } from "../support/process.js";
@@ -31,7 +37,13 @@ describe("catalog versions loaded after a process read the catalog", () => {
 
   let events = 0;
   async function priceNow(t: TestApp, org: { id: string; gatewayKey: string }, at: Date) {
-    const event = { idempotency_key: `e-${++events}`, org_id: org.id, timestamp: at.toISOString(), product: "api", quantities: { requests: 1 } };
+    const event = {
+      idempotency_key: `e-${++events}`,
+      org_id: org.id,
+      timestamp: at.toISOString(),
+      product: "api",
+      quantities: { requests: 1 },
+    };
     const res = await t.call("POST", "/v1/billing/usage", { key: org.gatewayKey, body: { events: [event] } });
     return [res.json.results[0].catalog_version, res.json.results[0].cost_nano_usd];
   }
@@ -57,14 +69,23 @@ describe("catalog versions loaded after a process read the catalog", () => {
     const listener = await db.sql.listen("catalog_versions", (v) => heard.push(v));
     try {
       const soon = version(new Date(Date.now() + 5_000), "0.0004");
-      await expect(loadCatalog(db.sql, { versions: [soon] }, { minNoticeMs: CATALOG_NOTICE_MS })).rejects.toThrow(/less than 60 s after now/);
+      await expect(loadCatalog(db.sql, { versions: [soon] }, { minNoticeMs: CATALOG_NOTICE_MS })).rejects.toThrow(
+        /less than 60 s after now/,
+      );
       const past = version(new Date(Date.now() - 3_600_000), "0.0004");
-      await expect(loadCatalog(db.sql, { versions: [past] }, { minNoticeMs: CATALOG_NOTICE_MS })).rejects.toThrow(/less than 60 s after now/);
-      expect(await db.sql`select 1 from catalog_versions where version in (${soon.version}, ${past.version})`).toHaveLength(0);
+      await expect(loadCatalog(db.sql, { versions: [past] }, { minNoticeMs: CATALOG_NOTICE_MS })).rejects.toThrow(
+        /less than 60 s after now/,
+      );
+      expect(
+        await db.sql`select 1 from catalog_versions where version in (${soon.version}, ${past.version})`,
+      ).toHaveLength(0);
       // A version loaded after them is heard; they never were.
       const later = version(new Date(Date.now() + 2 * CATALOG_NOTICE_MS), "0.0004");
       await loadCatalog(db.sql, { versions: [later] }, { minNoticeMs: CATALOG_NOTICE_MS });
-      await waitFor(() => heard.includes(later.version), { timeoutMs: 5_000, what: "the notice of the loaded version" });
+      await waitFor(() => heard.includes(later.version), {
+        timeoutMs: 5_000,
+        what: "the notice of the loaded version",
+      });
       expect(heard).toEqual([later.version]);
     } finally {
       await listener.unlisten();
@@ -79,9 +100,16 @@ describe("catalog versions loaded after a process read the catalog", () => {
       const v = version(new Date(Date.now() + 1_000), "0.0005");
       await loadCatalog(db.sql, { versions: [v] });
       const loadedAt = performance.now();
-      await waitFor(() => catalog.allVersions().some((x) => x.version === v.version), { intervalMs: 5, timeoutMs: 5_000, what: "the version in memory" });
+      await waitFor(() => catalog.allVersions().some((x) => x.version === v.version), {
+        intervalMs: 5,
+        timeoutMs: 5_000,
+        what: "the version in memory",
+      });
       expect(performance.now() - loadedAt).toBeLessThan(1_000);
-      expect(catalog.price(new Date(v.effective_at), "api", undefined, { requests: 1n })).toEqual({ version: v.version, cost: 500_000n });
+      expect(catalog.price(new Date(v.effective_at), "api", undefined, { requests: 1n })).toEqual({
+        version: v.version,
+        cost: 500_000n,
+      });
     } finally {
       await stop();
     }
@@ -99,7 +127,10 @@ describe("catalog versions loaded after a process read the catalog", () => {
       await db.sql`select pg_terminate_backend(${lost!.pid})`;
       const v = version(new Date(Date.now() - 60_000), "0.0006"); // a backfill: the check alone could not bring it
       await loadCatalog(db.sql, { versions: [v] });
-      await waitFor(() => catalog.allVersions().some((x) => x.version === v.version), { timeoutMs: 5_000, what: "the version in memory" });
+      await waitFor(() => catalog.allVersions().some((x) => x.version === v.version), {
+        timeoutMs: 5_000,
+        what: "the version in memory",
+      });
       expect((await listeners()).map((l) => l.pid)).not.toContain(lost!.pid); // it did reconnect
     } finally {
       await stop();

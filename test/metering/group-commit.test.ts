@@ -4,20 +4,26 @@ import { GroupCommitter } from "../../src/billing/group-commit.js";
 describe("GroupCommitter", () => {
   it("shares one write among requests that arrive together", async () => {
     const batches: number[][] = [];
-    const gc = new GroupCommitter<number, number>(async (items) => {
-      batches.push(items);
-      return items.map((i) => i * 2);
-    }, { maxBatch: 100, maxInFlight: 1 });
+    const gc = new GroupCommitter<number, number>(
+      async (items) => {
+        batches.push(items);
+        return items.map((i) => i * 2);
+      },
+      { maxBatch: 100, maxInFlight: 1 },
+    );
     const results = await Promise.all([1, 2, 3, 4].map((i) => gc.submit(i)));
     expect(results).toEqual([2, 4, 6, 8]);
     expect(batches).toEqual([[1, 2, 3, 4]]);
   });
 
   it("when the database refuses a batch, each item is written alone: only the bad one fails", async () => {
-    const gc = new GroupCommitter<number, number>(async (items) => {
-      if (items.includes(13)) throw new Error("refused by the database");
-      return items.map((i) => i);
-    }, { maxBatch: 100, maxInFlight: 2 });
+    const gc = new GroupCommitter<number, number>(
+      async (items) => {
+        if (items.includes(13)) throw new Error("refused by the database");
+        return items.map((i) => i);
+      },
+      { maxBatch: 100, maxInFlight: 2 },
+    );
     const settled = await Promise.allSettled([1, 13, 3].map((i) => gc.submit(i)));
     expect(settled.map((s) => s.status)).toEqual(["fulfilled", "rejected", "fulfilled"]);
     expect((settled[1] as PromiseRejectedResult).reason.message).toBe("refused by the database");

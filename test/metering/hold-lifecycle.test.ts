@@ -35,7 +35,19 @@ describe("a hold is closed exactly once, and replays tell the truth", () => {
     const orgs = await Promise.all(Array.from({ length: 20 }, (_, i) => t.createOrg(`race-${i}`)));
     for (const org of orgs) await t.grant(org.id, "1.00");
     const holds = await Promise.all(
-      orgs.map((org) => t.metering.authorize({ orgId: org.id, product: "api", model: undefined, estimate: { requests: 125n }, idempotencyKey: undefined, ttlSeconds: 1 }, clock())),
+      orgs.map((org) =>
+        t.metering.authorize(
+          {
+            orgId: org.id,
+            product: "api",
+            model: undefined,
+            estimate: { requests: 125n },
+            idempotencyKey: undefined,
+            ttlSeconds: 1,
+          },
+          clock(),
+        ),
+      ),
     );
     clock.advance(2_000);
     const now = clock();
@@ -43,10 +55,28 @@ describe("a hold is closed exactly once, and replays tell the truth", () => {
       orgs.map((org, i) =>
         Promise.all([
           t.metering.recordUsage(
-            { orgId: org.id, idempotencyKey: `settle-${i}`, occurredAt: now, product: "api", model: undefined, quantities: { requests: 100n }, holdId: holds[i]!.id },
+            {
+              orgId: org.id,
+              idempotencyKey: `settle-${i}`,
+              occurredAt: now,
+              product: "api",
+              model: undefined,
+              quantities: { requests: 100n },
+              holdId: holds[i]!.id,
+            },
             now,
           ),
-          t.metering.authorize({ orgId: org.id, product: "api", model: undefined, estimate: { requests: 1n }, idempotencyKey: undefined, ttlSeconds: 60 }, now),
+          t.metering.authorize(
+            {
+              orgId: org.id,
+              product: "api",
+              model: undefined,
+              estimate: { requests: 1n },
+              idempotencyKey: undefined,
+              ttlSeconds: 60,
+            },
+            now,
+          ),
         ]),
       ),
     );
@@ -68,16 +98,38 @@ describe("a hold is closed exactly once, and replays tell the truth", () => {
   it("a replayed authorization answers with the hold as it is now, and never makes another", async () => {
     const org = await t.createOrg();
     await t.grant(org.id, "1.00");
-    const body = { org_id: org.id, product: "api", estimate: { requests: 10 }, idempotency_key: "once", ttl_seconds: 30 };
-    const authorize = (b: Record<string, unknown>) => t.call("POST", "/v1/billing/authorize", { key: org.gatewayKey, body: b });
+    const body = {
+      org_id: org.id,
+      product: "api",
+      estimate: { requests: 10 },
+      idempotency_key: "once",
+      ttl_seconds: 30,
+    };
+    const authorize = (b: Record<string, unknown>) =>
+      t.call("POST", "/v1/billing/authorize", { key: org.gatewayKey, body: b });
     const first = await authorize(body);
     expect(first.status).toBe(201);
     expect(first.json).toMatchObject({ status: "active", replayed: false });
-    expect((await authorize(body)).json).toMatchObject({ hold_id: first.json.hold_id, status: "active", replayed: true });
+    expect((await authorize(body)).json).toMatchObject({
+      hold_id: first.json.hold_id,
+      status: "active",
+      replayed: true,
+    });
 
     await t.call("POST", "/v1/billing/usage", {
       key: org.gatewayKey,
-      body: { events: [{ idempotency_key: "u1", org_id: org.id, timestamp: clock().toISOString(), product: "api", quantities: { requests: 5 }, hold_id: first.json.hold_id }] },
+      body: {
+        events: [
+          {
+            idempotency_key: "u1",
+            org_id: org.id,
+            timestamp: clock().toISOString(),
+            product: "api",
+            quantities: { requests: 5 },
+            hold_id: first.json.hold_id,
+          },
+        ],
+      },
     });
     const settled = await authorize(body);
     expect(settled.status).toBe(200);
@@ -99,7 +151,11 @@ describe("a hold is closed exactly once, and replays tell the truth", () => {
     await t.grant(org.id, "1.00");
     const body = { org_id: org.id, product: "api", estimate: { requests: 10 }, idempotency_key: "k", ttl_seconds: 30 };
     expect((await t.call("POST", "/v1/billing/authorize", { key: org.gatewayKey, body })).status).toBe(201);
-    for (const changed of [{ estimate: { requests: 11 } }, { ttl_seconds: 31 }, { product: "llm", model: "zen-pro", estimate: { input_tokens: 10 } }]) {
+    for (const changed of [
+      { estimate: { requests: 11 } },
+      { ttl_seconds: 31 },
+      { product: "llm", model: "zen-pro", estimate: { input_tokens: 10 } },
+    ]) {
       const res = await t.call("POST", "/v1/billing/authorize", { key: org.gatewayKey, body: { ...body, ...changed } });
       expect(res.status, JSON.stringify(changed)).toBe(409);
       expect(res.json.error).toMatchObject({ code: "idempotency_key_reused", type: "idempotency_error" });
@@ -119,9 +175,20 @@ describe("a hold is closed exactly once, and replays tell the truth", () => {
   it("a usage key reused for another event is refused for that event only, in one batch or across batches", async () => {
     const org = await t.createOrg();
     await t.grant(org.id, "1.00");
-    const event = (quantity: number) => ({ idempotency_key: "same", org_id: org.id, timestamp: clock().toISOString(), product: "api", quantities: { requests: quantity } });
-    const res = await t.call("POST", "/v1/billing/usage", { key: org.gatewayKey, body: { events: [event(1), event(1), event(2)] } });
-    expect(res.json.results.map((r: { status: string; error?: { code: string } }) => r.error?.code ?? r.status)).toEqual(["recorded", "duplicate", "idempotency_key_reused"]);
+    const event = (quantity: number) => ({
+      idempotency_key: "same",
+      org_id: org.id,
+      timestamp: clock().toISOString(),
+      product: "api",
+      quantities: { requests: quantity },
+    });
+    const res = await t.call("POST", "/v1/billing/usage", {
+      key: org.gatewayKey,
+      body: { events: [event(1), event(1), event(2)] },
+    });
+    expect(
+      res.json.results.map((r: { status: string; error?: { code: string } }) => r.error?.code ?? r.status),
+    ).toEqual(["recorded", "duplicate", "idempotency_key_reused"]);
     const later = await t.call("POST", "/v1/billing/usage", { key: org.gatewayKey, body: { events: [event(3)] } });
     expect(later.json.results[0].error.code).toBe("idempotency_key_reused");
     expect((await moneyOf(db, org.id)).credits).toBe(1_000_000_000n - perRequestNano);
@@ -144,19 +211,38 @@ describe("money that expires while held: one outcome whatever the worker's timin
         const t = createTestApp({ sql: db.sql, clock });
         const org = await t.createOrg();
         if (paid !== "0") await t.grant(org.id, paid);
-        await t.grant(org.id, "1.00", `expiring-${Math.random()}`, { expires_at: new Date(clock().getTime() + 3_000).toISOString() });
+        await t.grant(org.id, "1.00", `expiring-${Math.random()}`, {
+          expires_at: new Date(clock().getTime() + 3_000).toISOString(),
+        });
         clock.advance(1_000);
-        const hold = await t.call("POST", "/v1/billing/authorize", { key: org.gatewayKey, body: { org_id: org.id, product: "api", estimate: { requests: 6_000 }, ttl_seconds: 60 } });
+        const hold = await t.call("POST", "/v1/billing/authorize", {
+          key: org.gatewayKey,
+          body: { org_id: org.id, product: "api", estimate: { requests: 6_000 }, ttl_seconds: 60 },
+        });
         expect(hold.status).toBe(201);
         clock.advance(3_000);
         if (workerFirst) await expireGrants(db.sql, clock());
         const settle = await t.call("POST", "/v1/billing/usage", {
           key: org.gatewayKey,
-          body: { events: [{ idempotency_key: "use", org_id: org.id, timestamp: clock().toISOString(), product: "api", quantities: { requests: 5_000 }, hold_id: hold.json.hold_id }] },
+          body: {
+            events: [
+              {
+                idempotency_key: "use",
+                org_id: org.id,
+                timestamp: clock().toISOString(),
+                product: "api",
+                quantities: { requests: 5_000 },
+                hold_id: hold.json.hold_id,
+              },
+            ],
+          },
         });
         expect(settle.json.results[0]).toMatchObject({ status: "recorded", hold_outcome: "released" });
         const expected = `${paid === "0" ? "0" : "10000000000"}`;
-        expect((await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json).toMatchObject({ credits_nano_usd: expected, held_nano_usd: "0" });
+        expect((await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json).toMatchObject({
+          credits_nano_usd: expected,
+          held_nano_usd: "0",
+        });
         await expireGrants(db.sql, clock());
         const money = await moneyOf(db, org.id);
         expect(money).toEqual({ credits: BigInt(expected), held: 0n, live: 0n });
@@ -172,8 +258,13 @@ describe("money that expires while held: one outcome whatever the worker's timin
       const clock = manualClock();
       const t = createTestApp({ sql: db.sql, clock });
       const org = await t.createOrg();
-      await t.grant(org.id, "1.00", `expiring-${Math.random()}`, { expires_at: new Date(clock().getTime() + 3_000).toISOString() });
-      const hold = await t.call("POST", "/v1/billing/authorize", { key: org.gatewayKey, body: { org_id: org.id, product: "api", estimate: { requests: 6_000 }, ttl_seconds: 2 } });
+      await t.grant(org.id, "1.00", `expiring-${Math.random()}`, {
+        expires_at: new Date(clock().getTime() + 3_000).toISOString(),
+      });
+      const hold = await t.call("POST", "/v1/billing/authorize", {
+        key: org.gatewayKey,
+        body: { org_id: org.id, product: "api", estimate: { requests: 6_000 }, ttl_seconds: 2 },
+      });
       expect(hold.status).toBe(201);
       clock.advance(4_000); // the hold is past its time (unswept), the grant expired
       const balance = async () => (await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json;
@@ -181,10 +272,24 @@ describe("money that expires while held: one outcome whatever the worker's timin
       if (workerFirst) await expireGrants(db.sql, clock());
       const used = await t.call("POST", "/v1/billing/usage", {
         key: org.gatewayKey,
-        body: { events: [{ idempotency_key: "unauthorized", org_id: org.id, timestamp: clock().toISOString(), product: "api", quantities: { requests: 5_000 } }] },
+        body: {
+          events: [
+            {
+              idempotency_key: "unauthorized",
+              org_id: org.id,
+              timestamp: clock().toISOString(),
+              product: "api",
+              quantities: { requests: 5_000 },
+            },
+          ],
+        },
       });
       expect(used.json.results[0].status).toBe("recorded");
-      expect(await balance()).toMatchObject({ balance_nano_usd: "-500000000", credits_nano_usd: "-500000000", held_nano_usd: "0" });
+      expect(await balance()).toMatchObject({
+        balance_nano_usd: "-500000000",
+        credits_nano_usd: "-500000000",
+        held_nano_usd: "0",
+      });
       await releaseExpiredHolds(db.sql, clock());
       await expireGrants(db.sql, clock());
       expect(await moneyOf(db, org.id)).toEqual({ credits: -500_000_000n, held: 0n, live: 0n });

@@ -19,7 +19,13 @@ describe("hostile input on the metering path", () => {
   it("a lone surrogate in a key, hold or org id is that event's 400, never a 500 of the whole report", async () => {
     const org = await t.createOrg();
     await t.grant(org.id, "1.00");
-    const good = { idempotency_key: "fine", org_id: org.id, timestamp: now(), product: "api", quantities: { requests: 1 } };
+    const good = {
+      idempotency_key: "fine",
+      org_id: org.id,
+      timestamp: now(),
+      product: "api",
+      quantities: { requests: 1 },
+    };
     const res = await usage(org.gatewayKey, [
       good,
       { ...good, idempotency_key: "bad\ud800" },
@@ -27,12 +33,9 @@ describe("hostile input on the metering path", () => {
       { ...good, idempotency_key: "k3", org_id: "org_\ud800" },
     ]);
     expect(res.status).toBe(200);
-    expect(res.json.results.map((r: { status: string; error?: { code: string } }) => r.error?.code ?? r.status)).toEqual([
-      "recorded",
-      "invalid_request",
-      "invalid_request",
-      "invalid_request",
-    ]);
+    expect(
+      res.json.results.map((r: { status: string; error?: { code: string } }) => r.error?.code ?? r.status),
+    ).toEqual(["recorded", "invalid_request", "invalid_request", "invalid_request"]);
     const auth = await t.call("POST", "/v1/billing/authorize", {
       key: org.gatewayKey,
       body: { org_id: org.id, product: "api", estimate: { requests: 1 }, idempotency_key: "\ud800" },
@@ -45,18 +48,35 @@ describe("hostile input on the metering path", () => {
     const org = await t.createOrg();
     await t.grant(org.id, "1.00");
     // zen-max output tokens: 13e9 of them cost $975,000, under the per-event cap.
-    const big = (k: string) => ({ idempotency_key: k, org_id: org.id, timestamp: now(), product: "llm", model: "zen-max", quantities: { output_tokens: 13_000_000_000 } });
-    const first = await usage(org.gatewayKey, Array.from({ length: 1000 }, (_, k) => big(`a${k}`)));
+    const big = (k: string) => ({
+      idempotency_key: k,
+      org_id: org.id,
+      timestamp: now(),
+      product: "llm",
+      model: "zen-max",
+      quantities: { output_tokens: 13_000_000_000 },
+    });
+    const first = await usage(
+      org.gatewayKey,
+      Array.from({ length: 1000 }, (_, k) => big(`a${k}`)),
+    );
     expect(first.json.recorded).toBe(1000); // -$974,999,999
-    const second = await usage(org.gatewayKey, Array.from({ length: 1000 }, (_, k) => big(`b${k}`)));
+    const second = await usage(
+      org.gatewayKey,
+      Array.from({ length: 1000 }, (_, k) => big(`b${k}`)),
+    );
     expect(second.status).toBe(200);
     // $1e9 of debt at most: 25 more events fit (-$999,374,999), the 26th would not.
     expect(second.json.recorded).toBe(25);
     expect(second.json.results[25].error).toMatchObject({ code: "debt_limit_exceeded" });
-    const small = await usage(org.gatewayKey, [{ idempotency_key: "small", org_id: org.id, timestamp: now(), product: "api", quantities: { requests: 1 } }]);
+    const small = await usage(org.gatewayKey, [
+      { idempotency_key: "small", org_id: org.id, timestamp: now(), product: "api", quantities: { requests: 1 } },
+    ]);
     expect(small.json.results[0].status).toBe("recorded");
     const balance = await t.call("GET", "/v1/billing/balance", { key: org.orgKey });
-    expect(balance.json.credits_nano_usd).toBe((1_000_000_000n - 1025n * 975_000n * 1_000_000_000n - 100_000n).toString());
+    expect(balance.json.credits_nano_usd).toBe(
+      (1_000_000_000n - 1025n * 975_000n * 1_000_000_000n - 100_000n).toString(),
+    );
     await expectLedgerConsistent(db.sql);
   });
 });

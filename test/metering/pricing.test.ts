@@ -23,9 +23,20 @@ describe("public pricing catalog", () => {
       rates: { input_tokens: "0.0000025", output_tokens: "0.00001" },
       per_million: { input_tokens: 2.5, output_tokens: 10 },
     });
-    expect(res.json.products.map((p: { product: string }) => p.product).sort()).toEqual(["api", "functions", "storage"]);
+    expect(res.json.products.map((p: { product: string }) => p.product).sort()).toEqual([
+      "api",
+      "functions",
+      "storage",
+    ]);
     const plans = await t.call("GET", "/v1/pricing/plans");
-    expect(plans.json.plans).toContainEqual({ id: "pro", name: "Pro", monthly_price: 20, monthly_price_usd: "20", included_credits: 20, included_credits_usd: "20" });
+    expect(plans.json.plans).toContainEqual({
+      id: "pro",
+      name: "Pro",
+      monthly_price: 20,
+      monthly_price_usd: "20",
+      included_credits: 20,
+      included_credits_usd: "20",
+    });
   });
 
   it("is cacheable: a strong ETag, 304 for a matching If-None-Match, a new ETag when prices change", async () => {
@@ -51,6 +62,9 @@ describe("public pricing catalog", () => {
     now = new Date("2026-12-01T00:00:00Z");
     const current = await t.call("GET", "/v1/pricing/models");
     expect(current.json.version).toBe("2026-12-01");
-    expect(current.json.models.find((m: { id: string }) => m.id === "zen-pro").per_million).toEqual({ input_tokens: 2, output_tokens: 8 });
+    expect(current.json.models.find((m: { id: string }) => m.id === "zen-pro").per_million).toEqual({
+      input_tokens: 2,
+      output_tokens: 8,
+    });
   });
 });

@@ -42,7 +42,12 @@ describe("POST /v1/billing/usage and GET /v1/billing/usage", () => {
     const res = await report(org.gatewayKey, [event(org.id, { hold_id: hold.json.hold_id })]);
     expect(res.status).toBe(200);
     expect(res.json).toMatchObject({ recorded: 1, duplicates: 0, rejected: 0 });
-    expect(res.json.results[0]).toMatchObject({ status: "recorded", cost_nano_usd: "7500000", hold_outcome: "released", usage_id: expect.stringMatching(/^use_/) });
+    expect(res.json.results[0]).toMatchObject({
+      status: "recorded",
+      cost_nano_usd: "7500000",
+      hold_outcome: "released",
+      usage_id: expect.stringMatching(/^use_/),
+    });
     const balance = (await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json;
     expect(balance).toMatchObject({ balance_nano_usd: "992500000", credits_nano_usd: "992500000", held_nano_usd: "0" });
     const [h] = await db.sql`select status from holds where id = ${hold.json.hold_id}`;
@@ -55,12 +60,22 @@ describe("POST /v1/billing/usage and GET /v1/billing/usage", () => {
     const e = event(org.id);
     const first = await report(org.gatewayKey, [e]);
     const again = await report(org.gatewayKey, [e]);
-    expect(again.json.results[0]).toMatchObject({ status: "duplicate", usage_id: first.json.results[0].usage_id, cost_nano_usd: "7500000" });
+    expect(again.json.results[0]).toMatchObject({
+      status: "duplicate",
+      usage_id: first.json.results[0].usage_id,
+      cost_nano_usd: "7500000",
+    });
     // The same key for another event is a client bug, never silently answered with the first one.
     const reused = await report(org.gatewayKey, [{ ...e, quantities: { input_tokens: 999999 } }]);
     expect(reused.status).toBe(200);
-    expect(reused.json.results[0]).toMatchObject({ status: "rejected", error: { code: "idempotency_key_reused", param: "idempotency_key" } });
-    const inOneBatch = await report(org.gatewayKey, [event(org.id, { idempotency_key: "twice" }), event(org.id, { idempotency_key: "twice" })]);
+    expect(reused.json.results[0]).toMatchObject({
+      status: "rejected",
+      error: { code: "idempotency_key_reused", param: "idempotency_key" },
+    });
+    const inOneBatch = await report(org.gatewayKey, [
+      event(org.id, { idempotency_key: "twice" }),
+      event(org.id, { idempotency_key: "twice" }),
+    ]);
     expect(inOneBatch.json.results.map((r: { status: string }) => r.status)).toEqual(["recorded", "duplicate"]);
     const balance = (await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json;
     expect(balance.balance_nano_usd).toBe(String(1_000_000_000 - 2 * 7_500_000));
@@ -71,13 +86,27 @@ describe("POST /v1/billing/usage and GET /v1/billing/usage", () => {
     await t.grant(org.id, "1");
     const replicas = [0, 1, 2, 3].map(() => {
       const sql = createSql(db.url, { max: 3 });
-      return { sql, app: createApp({ sql, config: t.config, clock: () => NOW, logger: pino({ level: "silent" }), metering: new Metering(sql) }) };
+      return {
+        sql,
+        app: createApp({
+          sql,
+          config: t.config,
+          clock: () => NOW,
+          logger: pino({ level: "silent" }),
+          metering: new Metering(sql),
+        }),
+      };
     });
     const body = JSON.stringify({ events: [event(org.id, { idempotency_key: "the-one" })] });
     const results = await Promise.all(
       Array.from({ length: 24 }, (_, i) =>
-        Promise.resolve(replicas[i % 4]!.app.request("/v1/billing/usage", { method: "POST", body, headers: { authorization: `Bearer ${org.gatewayKey}`, "content-type": "application/json" } }))
-          .then((r: Response) => r.json() as Promise<{ results: { status: string; usage_id: string }[] }>),
+        Promise.resolve(
+          replicas[i % 4]!.app.request("/v1/billing/usage", {
+            method: "POST",
+            body,
+            headers: { authorization: `Bearer ${org.gatewayKey}`, "content-type": "application/json" },
+          }),
+        ).then((r: Response) => r.json() as Promise<{ results: { status: string; usage_id: string }[] }>),
       ),
     );
     await Promise.all(replicas.map((r) => r.sql.end()));
@@ -85,7 +114,8 @@ describe("POST /v1/billing/usage and GET /v1/billing/usage", () => {
     expect(statuses.filter((s) => s === "recorded")).toHaveLength(1);
     expect(statuses.filter((s) => s === "duplicate")).toHaveLength(23);
     expect(new Set(results.map((r) => r.results[0]!.usage_id)).size).toBe(1);
-    const [row] = await db.sql`select count(*)::int as n, sum(cost)::text as cost from usage_events where org_id = ${org.id}`;
+    const [row] =
+      await db.sql`select count(*)::int as n, sum(cost)::text as cost from usage_events where org_id = ${org.id}`;
     expect(row).toEqual({ n: 1, cost: "7500000" });
     expect((await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json.balance_nano_usd).toBe("992500000");
   });
@@ -105,7 +135,16 @@ describe("POST /v1/billing/usage and GET /v1/billing/usage", () => {
     ]);
     expect(res.status).toBe(200);
     const codes = res.json.results.map((r: { status: string; error?: { code: string } }) => r.error?.code ?? r.status);
-    expect(codes).toEqual(["recorded", "invalid_request", "unknown_product", "unknown_organization", "hold_not_found", "invalid_request", "invalid_request", "recorded"]);
+    expect(codes).toEqual([
+      "recorded",
+      "invalid_request",
+      "unknown_product",
+      "unknown_organization",
+      "hold_not_found",
+      "invalid_request",
+      "invalid_request",
+      "recorded",
+    ]);
     expect(res.json.results[6].error.param).toBe("quantities.input_tokens");
     expect(res.json).toMatchObject({ recorded: 2, rejected: 6 });
   });
@@ -118,11 +157,16 @@ describe("POST /v1/billing/usage and GET /v1/billing/usage", () => {
       body: { org_id: org.id, product: "llm", model: "zen-pro", estimate: { input_tokens: 4000 } }, // $0.01
     });
     expect(hold.status).toBe(201);
-    const res = await report(org.gatewayKey, [event(org.id, { hold_id: hold.json.hold_id, quantities: { input_tokens: 4000, output_tokens: 1000 } })]);
+    const res = await report(org.gatewayKey, [
+      event(org.id, { hold_id: hold.json.hold_id, quantities: { input_tokens: 4000, output_tokens: 1000 } }),
+    ]);
     expect(res.json.results[0].cost_nano_usd).toBe("20000000"); // $0.02
     const balance = (await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json;
     expect(balance).toMatchObject({ balance_nano_usd: "-10000000", held_nano_usd: "0" });
-    const next = await t.call("POST", "/v1/billing/authorize", { key: org.gatewayKey, body: { org_id: org.id, product: "api", estimate: { requests: 1 } } });
+    const next = await t.call("POST", "/v1/billing/authorize", {
+      key: org.gatewayKey,
+      body: { org_id: org.id, product: "api", estimate: { requests: 1 } },
+    });
     expect(next.status).toBe(402);
   });
 
@@ -140,9 +184,19 @@ describe("POST /v1/billing/usage and GET /v1/billing/usage", () => {
     await app.grant(org.id, "1");
     const res = await app.call("POST", "/v1/billing/usage", {
       key: org.gatewayKey,
-      body: { events: [event(org.id, { timestamp: "2026-11-19T23:59:59Z" }), event(org.id, { timestamp: "2026-11-20T00:00:00Z" })] },
+      body: {
+        events: [
+          event(org.id, { timestamp: "2026-11-19T23:59:59Z" }),
+          event(org.id, { timestamp: "2026-11-20T00:00:00Z" }),
+        ],
+      },
     });
-    expect(res.json.results.map((r: { catalog_version: string; cost_nano_usd: string }) => [r.catalog_version, r.cost_nano_usd])).toEqual([
+    expect(
+      res.json.results.map((r: { catalog_version: string; cost_nano_usd: string }) => [
+        r.catalog_version,
+        r.cost_nano_usd,
+      ]),
+    ).toEqual([
       ["2026-01-01", "7500000"],
       ["2026-11-20", "15000000"],
     ]);
@@ -172,7 +226,9 @@ describe("POST /v1/billing/usage and GET /v1/billing/usage", () => {
     expect(llm.quantities).toEqual({ input_tokens: String(333 + 12345), output_tokens: String(777 + 1) });
     const previous = (await t.call("GET", "/v1/billing/usage?period=previous", { key: org.orgKey })).json;
     expect(previous.total_nano_usd).toBe("7500000");
-    expect((await t.call("GET", "/v1/billing/usage?period=2026-10", { key: org.orgKey })).json.total_nano_usd).toBe("7500000");
+    expect((await t.call("GET", "/v1/billing/usage?period=2026-10", { key: org.orgKey })).json.total_nano_usd).toBe(
+      "7500000",
+    );
     const [ledger] = await db.sql`
       select (-sum(e.amount))::text as spent from ledger_entries e join ledger_transactions x on x.id = e.transaction_id
       where x.org_id = ${org.id} and x.kind = 'usage' and e.account_id = ${`org:${org.id}:credits`}`;
@@ -183,11 +239,18 @@ describe("POST /v1/billing/usage and GET /v1/billing/usage", () => {
   it("the sweeper releases expired holds exactly once", async () => {
     const org = await t.createOrg();
     await t.grant(org.id, "1");
-    await t.call("POST", "/v1/billing/authorize", { key: org.gatewayKey, body: { org_id: org.id, product: "api", estimate: { requests: 100 }, ttl_seconds: 30 } });
+    await t.call("POST", "/v1/billing/authorize", {
+      key: org.gatewayKey,
+      body: { org_id: org.id, product: "api", estimate: { requests: 100 }, ttl_seconds: 30 },
+    });
     const later = new Date(NOW.getTime() + 31_000);
     const [a, b] = await Promise.all([releaseExpiredHolds(db.sql, later), releaseExpiredHolds(db.sql, later)]);
     expect(a + b).toBeGreaterThanOrEqual(1);
-    expect((await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json).toMatchObject({ held_nano_usd: "0", balance_nano_usd: "1000000000", credits_nano_usd: "1000000000" });
+    expect((await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json).toMatchObject({
+      held_nano_usd: "0",
+      balance_nano_usd: "1000000000",
+      credits_nano_usd: "1000000000",
+    });
     await expectLedgerConsistent(db.sql);
   });
 
@@ -203,9 +266,19 @@ describe("POST /v1/billing/usage and GET /v1/billing/usage", () => {
       event(org.id),
     ]);
     expect(res.status).toBe(200);
-    expect(res.json.results.map((r: { status: string }) => r.status)).toEqual(["recorded", "rejected", "rejected", "rejected", "rejected", "recorded"]);
+    expect(res.json.results.map((r: { status: string }) => r.status)).toEqual([
+      "recorded",
+      "rejected",
+      "rejected",
+      "rejected",
+      "rejected",
+      "recorded",
+    ]);
     expect(res.json.results[4].error.message).toContain("1000000 USD");
-    const auth = await t.call("POST", "/v1/billing/authorize", { key: org.gatewayKey, body: { org_id: "org\u0000x", product: "api", estimate: { requests: 1 } } });
+    const auth = await t.call("POST", "/v1/billing/authorize", {
+      key: org.gatewayKey,
+      body: { org_id: "org\u0000x", product: "api", estimate: { requests: 1 } },
+    });
     expect(auth.status).toBe(400);
     const named = await t.call("POST", "/v1/admin/orgs", { key: TEST_ADMIN_KEY, body: { name: "Null\u0000Co" } });
     expect(named.status).toBe(400);

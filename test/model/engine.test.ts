@@ -26,13 +26,24 @@ describe("metering engine: model-based", () => {
     harness = inProcessSystem(db.sql);
   });
   afterAll(async () => {
-    if (process.env.MODEL_STATS) console.log([...outcomes].sort().map(([k, n]) => `${String(n).padStart(7)}  ${k}`).join("\n"));
+    if (process.env.MODEL_STATS)
+      console.log(
+        [...outcomes]
+          .sort()
+          .map(([k, n]) => `${String(n).padStart(7)}  ${k}`)
+          .join("\n"),
+      );
     await db?.drop();
   });
 
-  it(`${runs} sequences of ${STEPS.min}-${STEPS.max} steps agree with the model`, { timeout: 120_000 + runs * 2_000 }, async () => {
+  it(`${runs} sequences of ${STEPS.min}-${STEPS.max} steps agree with the model`, {
+    timeout: 120_000 + runs * 2_000,
+  }, async () => {
     console.log(`model: ${runs} runs, MODEL_SEED=${seed}${path ? ` MODEL_PATH=${path}` : ""}`);
-    const sequences = atLeast(fc.commands([commandArbs({ sameBatch: true })], { maxCommands: STEPS.max, size: "max", replayPath }), STEPS.min);
+    const sequences = atLeast(
+      fc.commands([commandArbs({ sameBatch: true })], { maxCommands: STEPS.max, size: "max", replayPath }),
+      STEPS.min,
+    );
     let run = 0;
     await fc.assert(
       fc.asyncProperty(sequences, async (cmds) => {
@@ -42,7 +53,10 @@ describe("metering engine: model-based", () => {
         // checkLedger reads the whole ledger, which grows with every run: after each of the first
         // 200 runs, then every 20th (each step has already checked the same invariants for its orgs).
         if (++run > 200 && run % 20 !== 0) return;
-        const problems = await checkLedgerFor(db.sql, orgs.map((o) => o.id));
+        const problems = await checkLedgerFor(
+          db.sql,
+          orgs.map((o) => o.id),
+        );
         if (problems.length > 0) throw new Error(`at the end of the run:\n  ${problems.join("\n  ")}`);
       }),
       { numRuns: runs, seed, path },

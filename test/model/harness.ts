@@ -12,7 +12,11 @@ import { processorEvent, processorId, TEST_WEBHOOK_SECRET } from "../support/pro
 
 export type Reply = { status: number; json: any; text: string };
 /** `replica` picks the API process when there are several (requests meant to share a batch go to one). */
-export type Call = (method: string, path: string, init?: { key?: string; body?: unknown; rawBody?: string; headers?: Record<string, string>; replica?: number }) => Promise<Reply>;
+export type Call = (
+  method: string,
+  path: string,
+  init?: { key?: string; body?: unknown; rawBody?: string; headers?: Record<string, string>; replica?: number },
+) => Promise<Reply>;
 export type OrgHandle = { id: string; orgKey: string; gatewayKey: string; customerId: string };
 
 /**
@@ -37,10 +41,19 @@ export class System {
   async createOrg(name: string): Promise<OrgHandle> {
     const admin = { key: TEST_ADMIN_KEY };
     const org = await this.ok(this.call("POST", "/v1/admin/orgs", { ...admin, body: { name } }));
-    const orgKey = await this.ok(this.call("POST", `/v1/admin/orgs/${org.json.id}/keys`, { ...admin, body: { scope: "org" } }));
-    const gatewayKey = await this.ok(this.call("POST", `/v1/admin/orgs/${org.json.id}/keys`, { ...admin, body: { scope: "gateway" } }));
+    const orgKey = await this.ok(
+      this.call("POST", `/v1/admin/orgs/${org.json.id}/keys`, { ...admin, body: { scope: "org" } }),
+    );
+    const gatewayKey = await this.ok(
+      this.call("POST", `/v1/admin/orgs/${org.json.id}/keys`, { ...admin, body: { scope: "gateway" } }),
+    );
     const customerId = processorId("cus");
-    await this.ok(this.call("PUT", `/v1/admin/orgs/${org.json.id}/processor-customer`, { ...admin, body: { customer_id: customerId } }));
+    await this.ok(
+      this.call("PUT", `/v1/admin/orgs/${org.json.id}/processor-customer`, {
+        ...admin,
+        body: { customer_id: customerId },
+      }),
+    );
     return { id: org.json.id, orgKey: orgKey.json.key, gatewayKey: gatewayKey.json.key, customerId };
   }
 
@@ -48,8 +61,15 @@ export class System {
   deliver(type: string, object: Record<string, unknown>): Promise<Reply> {
     const created = Math.floor(this.now().getTime() / 1000);
     const payload = JSON.stringify(processorEvent(type, object, { created }));
-    const header = Stripe.webhooks.generateTestHeaderString({ payload, secret: TEST_WEBHOOK_SECRET, timestamp: created });
-    return this.call("POST", "/v1/webhooks/processor", { rawBody: payload, headers: { "content-type": "application/json", "stripe-signature": header } });
+    const header = Stripe.webhooks.generateTestHeaderString({
+      payload,
+      secret: TEST_WEBHOOK_SECRET,
+      timestamp: created,
+    });
+    return this.call("POST", "/v1/webhooks/processor", {
+      rawBody: payload,
+      headers: { "content-type": "application/json", "stripe-signature": header },
+    });
   }
 
   sweepHolds(): Promise<number> {
@@ -82,7 +102,12 @@ export class System {
  */
 export function inProcessSystem(sql: Sql) {
   const clock = manualClock(new Date("2026-01-02T00:00:00Z"));
-  const t = createTestApp({ sql, clock, config: { STRIPE_WEBHOOK_SECRET: TEST_WEBHOOK_SECRET }, extra: { keyCache: new KeyCache() } });
+  const t = createTestApp({
+    sql,
+    clock,
+    config: { STRIPE_WEBHOOK_SECRET: TEST_WEBHOOK_SECRET },
+    extra: { keyCache: new KeyCache() },
+  });
   const system = new System(sql, t.call as Call, clock, async (ms) => clock.advance(ms), t.metering);
   function nextRunStart(): Date {
     const next = new Date(clock().getTime() + 600_000);

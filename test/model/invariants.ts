@@ -49,9 +49,11 @@ export function violations(s: Snapshot, orgIds: string[]): string[] {
   const out: string[] = [];
   const sum = (xs: string[]) => xs.reduce((a, x) => a + BigInt(x), 0n);
   for (const a of s.accounts) {
-    if (a.balance !== a.from_entries) out.push(`${a.org_id} ${a.kind}: cached balance ${a.balance} but its entries sum to ${a.from_entries}`);
+    if (a.balance !== a.from_entries)
+      out.push(`${a.org_id} ${a.kind}: cached balance ${a.balance} but its entries sum to ${a.from_entries}`);
   }
-  for (const t of s.unbalanced) out.push(`ledger transaction ${t.id} (${t.kind}) is unbalanced: ${t.n} entries summing to ${t.sum}`);
+  for (const t of s.unbalanced)
+    out.push(`ledger transaction ${t.id} (${t.kind}) is unbalanced: ${t.n} entries summing to ${t.sum}`);
   for (const org of orgIds) {
     const held = s.accounts.find((a) => a.org_id === org && a.kind === "org_held");
     const credits = s.accounts.find((a) => a.org_id === org && a.kind === "org_credits");
@@ -65,21 +67,27 @@ export function violations(s: Snapshot, orgIds: string[]): string[] {
     if (BigInt(held.balance) < 0n) out.push(`${org}: held account is negative (${held.balance})`);
     if (BigInt(held.balance) !== active) out.push(`${org}: held account ${held.balance} ≠ live holds ${active}`);
     // Each hold goes into held once and comes out once: more out than the closed holds is a double release.
-    if (BigInt(held.plus) !== active + closed) out.push(`${org}: ${held.plus} went into held, but the holds sum to ${active + closed}`);
-    if (BigInt(held.minus) !== closed) out.push(`${org}: ${held.minus} left held, but the closed holds sum to ${closed} (a hold released twice?)`);
+    if (BigInt(held.plus) !== active + closed)
+      out.push(`${org}: ${held.plus} went into held, but the holds sum to ${active + closed}`);
+    if (BigInt(held.minus) !== closed)
+      out.push(`${org}: ${held.minus} left held, but the closed holds sum to ${closed} (a hold released twice?)`);
     const badClose = holds.filter((h) => (h.status === "active") === h.closed).length;
     if (badClose > 0) out.push(`${org}: ${badClose} hold(s) whose status and closed_at disagree`);
     // Money by the org's domain facts: grants less posted expiries, card top-ups less reversals,
     // less the cost of every recorded usage event (no plans here, so no invoice charges).
     const grants = s.grants.filter((g) => g.org_id === org);
     const facts =
-      sum(grants.map((g) => g.amount)) - sum(grants.map((g) => g.expired_amount)) + sum(s.cards.filter((c) => c.org_id === org).map((c) => c.net)) -
+      sum(grants.map((g) => g.amount)) -
+      sum(grants.map((g) => g.expired_amount)) +
+      sum(s.cards.filter((c) => c.org_id === org).map((c) => c.net)) -
       sum(s.usage.filter((u) => u.org_id === org).map((u) => u.cost));
     const total = BigInt(credits.balance) + BigInt(held.balance);
-    if (total !== facts) out.push(`${org}: credits + held = ${total}, but grants − expiries + top-ups − reversals − usage = ${facts}`);
+    if (total !== facts)
+      out.push(`${org}: credits + held = ${total}, but grants − expiries + top-ups − reversals − usage = ${facts}`);
     for (const g of grants) {
       const [amount, consumed, expired] = [BigInt(g.amount), BigInt(g.consumed), BigInt(g.expired_amount)];
-      if (consumed < 0n || consumed > amount || expired > amount - consumed) out.push(`${org}: grant ${g.id} consumed ${consumed} and expired ${expired} of ${amount}`);
+      if (consumed < 0n || consumed > amount || expired > amount - consumed)
+        out.push(`${org}: grant ${g.id} consumed ${consumed} and expired ${expired} of ${amount}`);
     }
   }
   return out;
@@ -125,20 +133,34 @@ export async function compareWithModel(m: Model, r: { sys: System; orgs: OrgHand
     diff(`org${i} balance`, b.json.balance_nano_usd, want.balance);
     diff(`org${i} credits`, b.json.credits_nano_usd, want.credits);
     diff(`org${i} held`, b.json.held_nano_usd, want.held);
-    diff(`org${i} credits account`, s.accounts.find((a) => a.org_id === o.id && a.kind === "org_credits")?.balance, m.orgs[i]!.credits);
-    diff(`org${i} held account`, s.accounts.find((a) => a.org_id === o.id && a.kind === "org_held")?.balance, m.orgs[i]!.held);
+    diff(
+      `org${i} credits account`,
+      s.accounts.find((a) => a.org_id === o.id && a.kind === "org_credits")?.balance,
+      m.orgs[i]!.credits,
+    );
+    diff(
+      `org${i} held account`,
+      s.accounts.find((a) => a.org_id === o.id && a.kind === "org_held")?.balance,
+      m.orgs[i]!.held,
+    );
     const u = s.usage.find((x) => x.org_id === o.id) ?? { n: 0, cost: "0" };
     const mine = m.usage.filter((x) => x.org === i);
     diff(`org${i} usage events`, u.n, mine.length);
-    diff(`org${i} usage cost`, u.cost, mine.reduce((t, x) => t + x.cost, 0n));
+    diff(
+      `org${i} usage cost`,
+      u.cost,
+      mine.reduce((t, x) => t + x.cost, 0n),
+    );
   });
   diff("holds", s.holds.length, m.holds.length);
-  for (const h of m.holds) diff(`hold ${h.id} (org${h.org}, ${h.amount})`, s.holds.find((x) => x.id === h.id)?.status, h.status);
+  for (const h of m.holds)
+    diff(`hold ${h.id} (org${h.org}, ${h.amount})`, s.holds.find((x) => x.id === h.id)?.status, h.status);
   for (const g of m.grants) {
     const row = s.grants.find((x) => x.id === g.id);
     diff(`grant ${g.id} consumed`, row?.consumed, g.consumed);
     diff(`grant ${g.id} posted`, row?.posted, g.posted);
     if (g.posted) diff(`grant ${g.id} expired_amount`, row?.expired_amount, g.expiredAmount);
   }
-  if (out.length > 0) throw new Error(`after ${after} (model time ${new Date(m.now).toISOString()}):\n  ${out.join("\n  ")}`);
+  if (out.length > 0)
+    throw new Error(`after ${after} (model time ${new Date(m.now).toISOString()}):\n  ${out.join("\n  ")}`);
 }

@@ -53,9 +53,26 @@ export type MGrant = {
   payload: string;
 };
 
-export type MPayment = { org: number; pi: string; ch: string; cents: bigint; credited: bigint; reversed: bigint; refundedCents: bigint };
+export type MPayment = {
+  org: number;
+  pi: string;
+  ch: string;
+  cents: bigint;
+  credited: bigint;
+  reversed: bigint;
+  refundedCents: bigint;
+};
 
-export type MUsage = { org: number; key: string; payload: string; cost: bigint; usageId: string; holdId: string | null; occurredAt: number; invoiced: boolean };
+export type MUsage = {
+  org: number;
+  key: string;
+  payload: string;
+  cost: bigint;
+  usageId: string;
+  holdId: string | null;
+  occurredAt: number;
+  invoiced: boolean;
+};
 
 export type MOrg = { credits: bigint; held: bigint; cycleStart: number };
 
@@ -98,7 +115,9 @@ export class Model {
   /** GET /v1/billing/balance: holds past their time back in the credits, less what expired grants take. */
   balance(org: number): { balance: bigint; credits: bigint; held: bigint } {
     const o = this.orgs[org]!;
-    const lapsed = this.holds.filter((h) => h.org === org && h.status === "active" && !this.isLive(h)).reduce((s, h) => s + h.amount, 0n);
+    const lapsed = this.holds
+      .filter((h) => h.org === org && h.status === "active" && !this.isLive(h))
+      .reduce((s, h) => s + h.amount, 0n);
     const credits = o.credits + lapsed - this.effectiveExpiry(org);
     return { balance: credits + o.held - lapsed, credits, held: o.held - lapsed };
   }
@@ -150,7 +169,18 @@ export class Model {
   }
 
   grant(org: number, key: string, amount: bigint, expiresAt: number | null, payload: string): MGrant {
-    const g: MGrant = { id: "", key, org, amount, consumed: 0n, createdAt: this.now, expiresAt, posted: false, expiredAmount: 0n, payload };
+    const g: MGrant = {
+      id: "",
+      key,
+      org,
+      amount,
+      consumed: 0n,
+      createdAt: this.now,
+      expiresAt,
+      posted: false,
+      expiredAmount: 0n,
+      payload,
+    };
     this.grants.push(g);
     this.orgs[org]!.credits += amount;
     return g;
@@ -160,9 +190,19 @@ export class Model {
   authorize(org: number, amount: bigint, ttlSeconds: number, key: string | null, payload: string): AuthorizeOutcome {
     this.expireDueHolds(org); // any batch with an authorization of the org
     const previous = key === null ? undefined : this.holds.find((h) => h.org === org && h.key === key);
-    if (previous) return previous.payload === payload ? { kind: "replayed", hold: previous } : { kind: "idempotency_key_reused" };
+    if (previous)
+      return previous.payload === payload ? { kind: "replayed", hold: previous } : { kind: "idempotency_key_reused" };
     if (amount > this.spendable(org)) return { kind: "insufficient_balance" };
-    const hold: MHold = { id: "", org, amount, status: "active", createdAt: this.now, expiresAt: this.now + ttlSeconds * 1000, key, payload };
+    const hold: MHold = {
+      id: "",
+      org,
+      amount,
+      status: "active",
+      createdAt: this.now,
+      expiresAt: this.now + ttlSeconds * 1000,
+      key,
+      payload,
+    };
     this.holds.push(hold);
     this.orgs[org]!.credits -= amount;
     this.orgs[org]!.held += amount;
@@ -170,9 +210,19 @@ export class Model {
   }
 
   /** One usage event (events of one batch are applied in order). `holdId` undefined: no hold. */
-  recordUsage(org: number, key: string, payload: string, cost: bigint, holdId: string | undefined, occurredAt: number): UsageOutcome {
+  recordUsage(
+    org: number,
+    key: string,
+    payload: string,
+    cost: bigint,
+    holdId: string | undefined,
+    occurredAt: number,
+  ): UsageOutcome {
     const first = this.usage.find((u) => u.org === org && u.key === key);
-    if (first) return first.payload === payload ? { kind: "duplicate", first } : { kind: "rejected", code: "idempotency_key_reused" };
+    if (first)
+      return first.payload === payload
+        ? { kind: "duplicate", first }
+        : { kind: "rejected", code: "idempotency_key_reused" };
     let holdOutcome: "released" | "already_closed" | null = null;
     let unfunded = cost; // what the grants live when a settled hold was taken did not cover
     if (holdId !== undefined) {
@@ -273,7 +323,15 @@ export class Model {
   private consumeGrants(org: number, amount: bigint, at: number): bigint {
     let left = amount;
     const live = this.grants
-      .filter((g) => g.org === org && g.expiresAt !== null && g.expiresAt > at && g.createdAt <= at && !g.posted && g.consumed < g.amount)
+      .filter(
+        (g) =>
+          g.org === org &&
+          g.expiresAt !== null &&
+          g.expiresAt > at &&
+          g.createdAt <= at &&
+          !g.posted &&
+          g.consumed < g.amount,
+      )
       .sort((a, b) => a.expiresAt! - b.expiresAt!);
     for (const g of live) {
       if (left <= 0n) break;

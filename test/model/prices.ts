@@ -7,7 +7,11 @@ import { readFileSync } from "node:fs";
  * the model only uses meters it can price exactly.
  */
 type CatalogFile = {
-  versions: { version: string; effective_at: string; products: Record<string, { models?: Record<string, Record<string, string>>; rates?: Record<string, string> }> }[];
+  versions: {
+    version: string;
+    effective_at: string;
+    products: Record<string, { models?: Record<string, Record<string, string>>; rates?: Record<string, string> }>;
+  }[];
 };
 
 const catalog = JSON.parse(readFileSync(new URL("../../catalog/pricing.json", import.meta.url), "utf8")) as CatalogFile;
@@ -16,7 +20,8 @@ export type Priced = { product: string; model?: string; quantities: Record<strin
 
 export function nanoPerUnit(rate: string): bigint {
   const [whole = "0", frac = ""] = rate.split(".");
-  if (frac.length > 9 && /[^0]/.test(frac.slice(9))) throw new Error(`rate ${rate} is finer than a nano-USD: the model cannot price it exactly`);
+  if (frac.length > 9 && /[^0]/.test(frac.slice(9)))
+    throw new Error(`rate ${rate} is finer than a nano-USD: the model cannot price it exactly`);
   return BigInt(whole) * 1_000_000_000n + BigInt(frac.slice(0, 9).padEnd(9, "0"));
 }
 

@@ -28,18 +28,31 @@ describe("metering engine: the model's counterexamples", () => {
   const at = (seconds: number) => new Date(h.system.now().getTime() + seconds * 1000).toISOString();
   const call: System["call"] = (...args) => h.system.call(...args);
   const grant = (amount: string, extra: Record<string, unknown> = {}, key = `g${++seq}`) =>
-    call("POST", `/v1/admin/orgs/${org.id}/credits`, { key: TEST_ADMIN_KEY, headers: { "idempotency-key": key }, body: { amount, reason: "r", ...extra } });
-  const authorize = (body: Record<string, unknown>) => call("POST", "/v1/billing/authorize", { key: org.gatewayKey, body: { org_id: org.id, ...body } });
+    call("POST", `/v1/admin/orgs/${org.id}/credits`, {
+      key: TEST_ADMIN_KEY,
+      headers: { "idempotency-key": key },
+      body: { amount, reason: "r", ...extra },
+    });
+  const authorize = (body: Record<string, unknown>) =>
+    call("POST", "/v1/billing/authorize", { key: org.gatewayKey, body: { org_id: org.id, ...body } });
   const usage = async (event: Record<string, unknown>) => {
-    const res = await call("POST", "/v1/billing/usage", { key: org.gatewayKey, body: { events: [{ idempotency_key: `u${++seq}`, org_id: org.id, timestamp: at(0), ...event }] } });
+    const res = await call("POST", "/v1/billing/usage", {
+      key: org.gatewayKey,
+      body: { events: [{ idempotency_key: `u${++seq}`, org_id: org.id, timestamp: at(0), ...event }] },
+    });
     expect(res.status, res.text).toBe(200);
     return res.json.results[0];
   };
   const balance = async () => {
     const res = await call("GET", "/v1/billing/balance", { key: org.orgKey });
-    return { balance: BigInt(res.json.balance_nano_usd), credits: BigInt(res.json.credits_nano_usd), held: BigInt(res.json.held_nano_usd) };
+    return {
+      balance: BigInt(res.json.balance_nano_usd),
+      credits: BigInt(res.json.credits_nano_usd),
+      held: BigInt(res.json.held_nano_usd),
+    };
   };
-  const holdStatus = async (id: string) => (await db.sql<{ status: string }[]>`select status from holds where id = ${id}`)[0]?.status;
+  const holdStatus = async (id: string) =>
+    (await db.sql<{ status: string }[]>`select status from holds where id = ${id}`)[0]?.status;
 
   beforeEach(async () => {
     org = (await h.newRun(1)).orgs[0]!;
@@ -51,10 +64,20 @@ describe("metering engine: the model's counterexamples", () => {
 
   it("usage naming a hold past its time is charged in full, the hold ends expired, already_closed (seed 2; before: released)", async () => {
     await grant("0.01");
-    const hold = await authorize({ product: "llm", model: "zen-pro", estimate: { input_tokens: 1, output_tokens: 1 }, ttl_seconds: 1 });
+    const hold = await authorize({
+      product: "llm",
+      model: "zen-pro",
+      estimate: { input_tokens: 1, output_tokens: 1 },
+      ttl_seconds: 1,
+    });
     expect(hold.status).toBe(201);
     await h.system.advance(1_000); // now == expires_at: past its time
-    const result = await usage({ product: "llm", model: "zen-mini", quantities: { input_tokens: 1 }, hold_id: hold.json.hold_id });
+    const result = await usage({
+      product: "llm",
+      model: "zen-mini",
+      quantities: { input_tokens: 1 },
+      hold_id: hold.json.hold_id,
+    });
     expect(result).toMatchObject({ status: "recorded", cost_nano_usd: "150", hold_outcome: "already_closed" });
     expect(await holdStatus(hold.json.hold_id)).toBe("expired");
     expect(await balance()).toEqual({ balance: CENT - 150n, credits: CENT - 150n, held: 0n });
@@ -67,13 +90,38 @@ describe("metering engine: the model's counterexamples", () => {
     const metering = h.system.metering!;
     const now = h.system.now();
     const [used, held] = await Promise.all([
-      metering.recordUsage({ orgId: org.id, idempotencyKey: `u${++seq}`, occurredAt: now, product: "api", model: undefined, quantities: { requests: 100n }, holdId: first.json.hold_id }, now),
-      metering.authorize({ orgId: org.id, product: "api", model: undefined, estimate: { requests: 1n }, idempotencyKey: undefined, ttlSeconds: 60 }, now),
+      metering.recordUsage(
+        {
+          orgId: org.id,
+          idempotencyKey: `u${++seq}`,
+          occurredAt: now,
+          product: "api",
+          model: undefined,
+          quantities: { requests: 100n },
+          holdId: first.json.hold_id,
+        },
+        now,
+      ),
+      metering.authorize(
+        {
+          orgId: org.id,
+          product: "api",
+          model: undefined,
+          estimate: { requests: 1n },
+          idempotencyKey: undefined,
+          ttlSeconds: 60,
+        },
+        now,
+      ),
     ]);
     expect(used.holdOutcome).toBe("already_closed");
     expect(held.amount).toBe(100_000n);
     // $1 − $0.01 of usage − $0.0001 held
-    expect(await balance()).toEqual({ balance: 100n * CENT - CENT, credits: 100n * CENT - CENT - 100_000n, held: 100_000n });
+    expect(await balance()).toEqual({
+      balance: 100n * CENT - CENT,
+      credits: 100n * CENT - CENT - 100_000n,
+      held: 100_000n,
+    });
   });
 
   it("a replayed authorization answers the hold's current status, and never a new hold (seed 11; before: no status)", async () => {
@@ -158,12 +206,20 @@ describe("metering engine: the model's counterexamples", () => {
   }
 
   it("usage settling a hold draws on the grants live when the hold was taken, then on those live now (seed 8, a model reading)", async () => {
-    const paid = await h.system.deliver("payment_intent.succeeded", paymentIntent({ id: processorId("pi"), customer: org.customerId, cents: 50 }));
+    const paid = await h.system.deliver(
+      "payment_intent.succeeded",
+      paymentIntent({ id: processorId("pi"), customer: org.customerId, cents: 50 }),
+    );
     expect(paid.json.outcome).toBe("credited");
     const hold = await authorize({ product: "api", estimate: { requests: 1 }, ttl_seconds: 2 });
     await h.system.advance(1_000);
     const later = await grant("0.01", { expires_at: at(1) }); // after the hold was taken
-    await usage({ product: "llm", model: "zen-pro", quantities: { input_tokens: 1, output_tokens: 1 }, hold_id: hold.json.hold_id }); // 12,500
+    await usage({
+      product: "llm",
+      model: "zen-pro",
+      quantities: { input_tokens: 1, output_tokens: 1 },
+      hold_id: hold.json.hold_id,
+    }); // 12,500
     const [g] = await db.sql<{ consumed: bigint }[]>`select consumed from credit_grants where id = ${later.json.id}`;
     expect(g!.consumed).toBe(12_500n);
   });
@@ -171,7 +227,11 @@ describe("metering engine: the model's counterexamples", () => {
   for (const paid of [0, 10]) {
     for (const order of ["settle first", "expiry posted first"] as const) {
       it(`issue 11's worked example ends at $${paid}.00, nothing held, ${order}${paid ? ", $10 paid besides" : ""}`, async () => {
-        if (paid) await h.system.deliver("payment_intent.succeeded", paymentIntent({ id: processorId("pi"), customer: org.customerId, cents: paid * 100 }));
+        if (paid)
+          await h.system.deliver(
+            "payment_intent.succeeded",
+            paymentIntent({ id: processorId("pi"), customer: org.customerId, cents: paid * 100 }),
+          );
         await grant("1.00", { expires_at: at(3) });
         await h.system.advance(1_000);
         const hold = await authorize({ product: "api", estimate: { requests: 6_000 }, ttl_seconds: 60 }); // $0.60

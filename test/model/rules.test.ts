@@ -66,7 +66,11 @@ function apply(m: Model, o: Op, n: number): string {
   }
 }
 
-const shown = (m: Model) => [0, 1].map((i) => m.balance(i)).map((b) => `${b.balance}/${b.credits}/${b.held}`).join(" ");
+const shown = (m: Model) =>
+  [0, 1]
+    .map((i) => m.balance(i))
+    .map((b) => `${b.balance}/${b.credits}/${b.held}`)
+    .join(" ");
 
 const { runs, seed } = modelSettings(2_000);
 

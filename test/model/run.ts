@@ -23,5 +23,9 @@ for (let i = 0; i < args.length; i++) {
   env[variable] = value;
 }
 const file = args.includes("--concurrent") ? "test/model/concurrent.test.ts" : "test/model/engine.test.ts";
-const vitest = spawnSync(process.execPath, [`${ROOT}node_modules/vitest/vitest.mjs`, "run", file], { cwd: ROOT, env, stdio: "inherit" });
+const vitest = spawnSync(process.execPath, [`${ROOT}node_modules/vitest/vitest.mjs`, "run", file], {
+  cwd: ROOT,
+  env,
+  stdio: "inherit",
+});
 process.exit(vitest.status ?? 1);

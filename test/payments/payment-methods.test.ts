@@ -1,7 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TEST_ADMIN_KEY } from "../support/app.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
-import { cardPaymentMethod, createPaymentsTestApp, customer, findLeaks, processorId, TEST_WEBHOOK_SECRET } from "../support/processor.js";
+import {
+  cardPaymentMethod,
+  createPaymentsTestApp,
+  customer,
+  findLeaks,
+  processorId,
+  TEST_WEBHOOK_SECRET,
+} from "../support/processor.js";
 
 const OUR_ID = /^pm_[0-9A-Za-z]{20}$/;
 
@@ -26,8 +33,15 @@ describe("saved payment methods from processor events, GET /v1/billing/payment-m
     expect(res.status, res.text).toBe(200);
     return res;
   };
-  const attach = (customerId: string | null, pm: string, card: Partial<Parameters<typeof cardPaymentMethod>[0]> = {}, created?: number) =>
-    t.deliver(t.event("payment_method.attached", cardPaymentMethod({ id: pm, customer: customerId, ...card }), { created }));
+  const attach = (
+    customerId: string | null,
+    pm: string,
+    card: Partial<Parameters<typeof cardPaymentMethod>[0]> = {},
+    created?: number,
+  ) =>
+    t.deliver(
+      t.event("payment_method.attached", cardPaymentMethod({ id: pm, customer: customerId, ...card }), { created }),
+    );
   const setDefault = (customerId: string, pm: string | null, created?: number) =>
     t.deliver(t.event("customer.updated", customer({ id: customerId, defaultPaymentMethod: pm }), { created }));
 
@@ -36,15 +50,21 @@ describe("saved payment methods from processor events, GET /v1/billing/payment-m
     expect((await list(org.orgKey)).text).toBe('{"payment_methods":[]}');
 
     const visa = id("pm");
-    expect((await attach(org.customerId, visa, { brand: "visa", last4: "4242", expMonth: 12, expYear: 2028 })).json.outcome).toBe("payment_method_saved");
+    expect(
+      (await attach(org.customerId, visa, { brand: "visa", last4: "4242", expMonth: 12, expYear: 2028 })).json.outcome,
+    ).toBe("payment_method_saved");
     let res = await list(org.orgKey);
     const visaId = res.json.payment_methods[0].id as string;
     expect(visaId).toMatch(OUR_ID);
-    expect(res.text).toBe(`{"payment_methods":[{"id":"${visaId}","brand":"visa","last4":"4242","exp":"12/28","default":false}]}`);
+    expect(res.text).toBe(
+      `{"payment_methods":[{"id":"${visaId}","brand":"visa","last4":"4242","exp":"12/28","default":false}]}`,
+    );
 
     expect((await setDefault(org.customerId, visa)).json.outcome).toBe("default_changed");
     res = await list(org.orgKey);
-    expect(res.text).toBe(`{"payment_methods":[{"id":"${visaId}","brand":"visa","last4":"4242","exp":"12/28","default":true}]}`);
+    expect(res.text).toBe(
+      `{"payment_methods":[{"id":"${visaId}","brand":"visa","last4":"4242","exp":"12/28","default":true}]}`,
+    );
 
     const mc = id("pm");
     await attach(org.customerId, mc, { brand: "mastercard", last4: "4444", expMonth: 3, expYear: 2031 });
@@ -70,12 +90,18 @@ describe("saved payment methods from processor events, GET /v1/billing/payment-m
     // Detaching the default: the processor sends the card without its customer, naming it in previous_attributes.
     t.clock.advance(1000);
     const detached = await t.deliver(
-      t.event("payment_method.detached", cardPaymentMethod({ id: mc, customer: null, brand: "mastercard", last4: "4444", expMonth: 3, expYear: 2031 }), {
-        previous_attributes: { customer: org.customerId },
-      }),
+      t.event(
+        "payment_method.detached",
+        cardPaymentMethod({ id: mc, customer: null, brand: "mastercard", last4: "4444", expMonth: 3, expYear: 2031 }),
+        {
+          previous_attributes: { customer: org.customerId },
+        },
+      ),
     );
     expect(detached.json.outcome).toBe("payment_method_detached");
-    expect((await list(org.orgKey)).text).toBe(`{"payment_methods":[{"id":"${visaId}","brand":"visa","last4":"4242","exp":"12/28","default":false}]}`);
+    expect((await list(org.orgKey)).text).toBe(
+      `{"payment_methods":[{"id":"${visaId}","brand":"visa","last4":"4242","exp":"12/28","default":false}]}`,
+    );
     await setDefault(org.customerId, null);
     expect((await list(org.orgKey)).json.payment_methods).toHaveLength(1);
   });
@@ -85,9 +111,21 @@ describe("saved payment methods from processor events, GET /v1/billing/payment-m
     const pm = id("pm");
     const start = t.nowSeconds();
     await attach(org.customerId, pm, { expMonth: 1, expYear: 2027 }, start);
-    const newer = await t.deliver(t.event("payment_method.updated", cardPaymentMethod({ id: pm, customer: org.customerId, expMonth: 9, expYear: 2030 }), { created: start + 20 }));
+    const newer = await t.deliver(
+      t.event(
+        "payment_method.updated",
+        cardPaymentMethod({ id: pm, customer: org.customerId, expMonth: 9, expYear: 2030 }),
+        { created: start + 20 },
+      ),
+    );
     expect(newer.json.outcome).toBe("payment_method_saved");
-    const older = await t.deliver(t.event("payment_method.updated", cardPaymentMethod({ id: pm, customer: org.customerId, expMonth: 5, expYear: 2029 }), { created: start + 10 }));
+    const older = await t.deliver(
+      t.event(
+        "payment_method.updated",
+        cardPaymentMethod({ id: pm, customer: org.customerId, expMonth: 5, expYear: 2029 }),
+        { created: start + 10 },
+      ),
+    );
     expect(older.json.outcome).toBe("stale");
     expect((await list(org.orgKey)).json.payment_methods[0]).toMatchObject({ exp: "09/30", last4: "4242" });
   });
@@ -113,7 +151,10 @@ describe("saved payment methods from processor events, GET /v1/billing/payment-m
     const pm = id("pm");
     const start = t.nowSeconds();
     const detach = await t.deliver(
-      t.event("payment_method.detached", cardPaymentMethod({ id: pm, customer: null }), { created: start + 5, previous_attributes: { customer: org.customerId } }),
+      t.event("payment_method.detached", cardPaymentMethod({ id: pm, customer: null }), {
+        created: start + 5,
+        previous_attributes: { customer: org.customerId },
+      }),
     );
     expect(detach.json.outcome).toBe("payment_method_detached");
     expect((await attach(org.customerId, pm, {}, start)).json.outcome).toBe("stale");
@@ -125,7 +166,12 @@ describe("saved payment methods from processor events, GET /v1/billing/payment-m
     const stranger = id("cus");
     expect((await attach(stranger, id("pm"))).json.outcome).toBe("unknown_customer");
     expect((await setDefault(stranger, id("pm"))).json.outcome).toBe("unknown_customer");
-    const bank = await t.deliver(t.event("payment_method.attached", cardPaymentMethod({ id: id("pm"), customer: org.customerId, type: "us_bank_account" })));
+    const bank = await t.deliver(
+      t.event(
+        "payment_method.attached",
+        cardPaymentMethod({ id: id("pm"), customer: org.customerId, type: "us_bank_account" }),
+      ),
+    );
     expect(bank.json.outcome).toBe("not_a_card");
     expect((await list(org.orgKey)).json.payment_methods).toEqual([]);
     const rows = await db.sql`select count(*)::int as n from payment_methods where org_id = ${org.id}`;
@@ -159,21 +205,37 @@ describe("saved payment methods from processor events, GET /v1/billing/payment-m
     const org = await t.linkedOrg();
     await attach(org.customerId, id("pm"));
     await attach(org.customerId, id("pm"));
-    await expect(db.sql`update payment_methods set is_default = true where org_id = ${org.id}`).rejects.toThrow(/payment_methods_one_default/);
+    await expect(db.sql`update payment_methods set is_default = true where org_id = ${org.id}`).rejects.toThrow(
+      /payment_methods_one_default/,
+    );
   });
 
   it("stores only brand, last4, expiry, the default flag and the processor's id: no billing details", async () => {
     const columns = await db.sql<{ column_name: string }[]>`
       select column_name from information_schema.columns where table_schema = 'billing' and table_name = 'payment_methods' order by ordinal_position`;
     expect(columns.map((c) => c.column_name)).toEqual([
-      "id", "org_id", "processor_id", "brand", "last4", "exp_month", "exp_year", "is_default", "processor_event_at", "detached_at", "created_at", "updated_at",
+      "id",
+      "org_id",
+      "processor_id",
+      "brand",
+      "last4",
+      "exp_month",
+      "exp_year",
+      "is_default",
+      "processor_event_at",
+      "detached_at",
+      "created_at",
+      "updated_at",
     ]);
   });
 
   it("no response ever shows a card number, a processor id or a secret", async () => {
     const orgs = await db.sql<{ org_id: string }[]>`select org_id from processor_customers`;
     for (const { org_id } of orgs) {
-      const key = await t.call("POST", `/v1/admin/orgs/${org_id}/keys`, { key: TEST_ADMIN_KEY, body: { scope: "org" } });
+      const key = await t.call("POST", `/v1/admin/orgs/${org_id}/keys`, {
+        key: TEST_ADMIN_KEY,
+        body: { scope: "org" },
+      });
       await list(key.json.key);
     }
     expect(findLeaks(t.bodies, [...used, TEST_WEBHOOK_SECRET])).toEqual([]);

@@ -23,9 +23,21 @@ describe("card payment helpers", () => {
   it("the leak scanner itself finds card numbers, processor ids and secrets (and not our own ids)", () => {
     const pm = processorId("pm");
     expect(findLeaks(['{"n":"4242424242424242"}'])).toHaveLength(1);
-    expect(findLeaks(['{"c":"cus_NffrFeUfNV2Hib"}', '{"p":"pi_3MtwBwLkdIwHu7ix28a3tqPa"}', "ch_1x", "whsec_abc", "sk_live_1"])).toHaveLength(5);
+    expect(
+      findLeaks([
+        '{"c":"cus_NffrFeUfNV2Hib"}',
+        '{"p":"pi_3MtwBwLkdIwHu7ix28a3tqPa"}',
+        "ch_1x",
+        "whsec_abc",
+        "sk_live_1",
+      ]),
+    ).toHaveLength(5);
     expect(findLeaks([`{"id":"${pm}"}`], [pm])).toHaveLength(1);
-    expect(findLeaks(['{"id":"pm_4fJ2kQ9x0cT1mB7rW3yZ","type":"api_error","kind":"card_topup","balance_nano_usd":"999999999999"}'])).toEqual([]);
+    expect(
+      findLeaks([
+        '{"id":"pm_4fJ2kQ9x0cT1mB7rW3yZ","type":"api_error","kind":"card_topup","balance_nano_usd":"999999999999"}',
+      ]),
+    ).toEqual([]);
   });
 });
 
@@ -41,7 +53,12 @@ describe("creditCardTopup", () => {
     const logger = pino({ level: "warn" }, { write: (line: string) => void lines.push(line) });
     const org = await createOrganization(db.sql, { name: "Euro" });
     const outcome = await db.sql.begin((tx) =>
-      creditCardTopup(tx, logger, { orgId: org.id, paymentId: processorId("pi"), chargeId: null, currency: "gbp", amountMinor: 700n }, new Date()),
+      creditCardTopup(
+        tx,
+        logger,
+        { orgId: org.id, paymentId: processorId("pi"), chargeId: null, currency: "gbp", amountMinor: 700n },
+        new Date(),
+      ),
     );
     expect(outcome).toBe("refused_currency");
     const warning = JSON.parse(lines.at(-1)!);

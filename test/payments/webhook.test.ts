@@ -44,19 +44,26 @@ describe("POST /v1/webhooks/processor: card top-ups", () => {
     const org = await t.linkedOrg();
     const pi = id("pi");
     const ch = id("ch");
-    const res = await t.deliver(t.event("payment_intent.succeeded", paymentIntent({ id: pi, customer: org.customerId, cents, charge: ch })));
+    const res = await t.deliver(
+      t.event("payment_intent.succeeded", paymentIntent({ id: pi, customer: org.customerId, cents, charge: ch })),
+    );
     expect(res.status, res.text).toBe(200);
     expect(res.json.outcome).toBe("credited");
     return { ...org, pi, ch };
   }
 
   describe("signature", () => {
-    const payment = () => t.event("payment_intent.succeeded", paymentIntent({ id: id("pi"), customer: id("cus"), cents: 500 }));
+    const payment = () =>
+      t.event("payment_intent.succeeded", paymentIntent({ id: id("pi"), customer: id("cus"), cents: 500 }));
 
     it("a missing header is 400 invalid_signature", async () => {
       const res = await t.deliver(payment(), { header: null });
       expect(res.status).toBe(400);
-      expect(res.json.error).toMatchObject({ type: "invalid_request_error", code: "invalid_signature", request_id: expect.any(String) });
+      expect(res.json.error).toMatchObject({
+        type: "invalid_request_error",
+        code: "invalid_signature",
+        request_id: expect.any(String),
+      });
     });
 
     it("a signature made with another secret, a garbled header, or a body changed after signing are 400 invalid_signature", async () => {
@@ -65,8 +72,14 @@ describe("POST /v1/webhooks/processor: card top-ups", () => {
       const event = payment();
       const payload = JSON.stringify(event);
       const { default: Stripe } = await import("stripe");
-      const header = Stripe.webhooks.generateTestHeaderString({ payload, secret: TEST_WEBHOOK_SECRET, timestamp: t.nowSeconds() });
-      const tampered = await t.deliverRaw(payload.replace('"amount_received":500', '"amount_received":500000'), { header });
+      const header = Stripe.webhooks.generateTestHeaderString({
+        payload,
+        secret: TEST_WEBHOOK_SECRET,
+        timestamp: t.nowSeconds(),
+      });
+      const tampered = await t.deliverRaw(payload.replace('"amount_received":500', '"amount_received":500000'), {
+        header,
+      });
       for (const res of [other, garbled, tampered]) {
         expect(res.status, res.text).toBe(400);
         expect(res.json.error.code).toBe("invalid_signature");
@@ -120,13 +133,22 @@ describe("POST /v1/webhooks/processor: card top-ups", () => {
         { account_id: orgCreditsAccount(org.id), amount: 25_990_000_000n },
         { account_id: SystemAccounts.card, amount: -25_990_000_000n },
       ]);
-      const [topup] = await db.sql`select state, amount_minor, amount_nano_usd, charge_id from card_topups where payment_id = ${org.pi}`;
-      expect(topup).toMatchObject({ state: "credited", amount_minor: 2599n, amount_nano_usd: 25_990_000_000n, charge_id: org.ch });
+      const [topup] =
+        await db.sql`select state, amount_minor, amount_nano_usd, charge_id from card_topups where payment_id = ${org.pi}`;
+      expect(topup).toMatchObject({
+        state: "credited",
+        amount_minor: 2599n,
+        amount_nano_usd: 25_990_000_000n,
+        charge_id: org.ch,
+      });
     });
 
     it("a live-mode event on this test-mode deployment is recorded and credits nothing", async () => {
       const org = await t.linkedOrg();
-      const event = { ...t.event("payment_intent.succeeded", paymentIntent({ id: id("pi"), customer: org.customerId, cents: 5000 })), livemode: true };
+      const event = {
+        ...t.event("payment_intent.succeeded", paymentIntent({ id: id("pi"), customer: org.customerId, cents: 5000 })),
+        livemode: true,
+      };
       const res = await t.deliver(event);
       expect(res.json).toMatchObject({ received: true, outcome: "wrong_mode" });
       expect(await t.balanceNano(org.orgKey)).toBe(0n);
@@ -134,12 +156,20 @@ describe("POST /v1/webhooks/processor: card top-ups", () => {
 
     it("the same event delivered twice has one effect; the repeat is 200 with a note", async () => {
       const org = await t.linkedOrg();
-      const event = t.event("payment_intent.succeeded", paymentIntent({ id: id("pi"), customer: org.customerId, cents: 1000 }));
+      const event = t.event(
+        "payment_intent.succeeded",
+        paymentIntent({ id: id("pi"), customer: org.customerId, cents: 1000 }),
+      );
       const first = await t.deliver(event);
       const again = await t.deliver(event);
       expect(first.json).toEqual({ received: true, duplicate: false, outcome: "credited" });
       expect(again.status).toBe(200);
-      expect(again.json).toMatchObject({ received: true, duplicate: true, outcome: "credited", note: expect.stringMatching(/already handled/) });
+      expect(again.json).toMatchObject({
+        received: true,
+        duplicate: true,
+        outcome: "credited",
+        note: expect.stringMatching(/already handled/),
+      });
       expect(await t.balanceNano(org.orgKey)).toBe(10n * USD);
       expect(await ledgerRows(org.id)).toHaveLength(1);
     });
@@ -163,15 +193,31 @@ describe("POST /v1/webhooks/processor: card top-ups", () => {
     it("a non-usd payment is recorded as refused and credits nothing", async () => {
       const org = await t.linkedOrg();
       const pi = id("pi");
-      const res = await t.deliver(t.event("payment_intent.succeeded", paymentIntent({ id: pi, customer: org.customerId, cents: 5000, currency: "eur" })));
+      const res = await t.deliver(
+        t.event(
+          "payment_intent.succeeded",
+          paymentIntent({ id: pi, customer: org.customerId, cents: 5000, currency: "eur" }),
+        ),
+      );
       expect(res.status).toBe(200);
       expect(res.json.outcome).toBe("refused_currency");
       expect(await t.balanceNano(org.orgKey)).toBe(0n);
       expect(await ledgerRows(org.id)).toEqual([]);
-      const [topup] = await db.sql`select state, reason, currency, amount_nano_usd from card_topups where payment_id = ${pi}`;
-      expect(topup).toEqual({ state: "refused", reason: "unsupported_currency: eur", currency: "eur", amount_nano_usd: null });
+      const [topup] =
+        await db.sql`select state, reason, currency, amount_nano_usd from card_topups where payment_id = ${pi}`;
+      expect(topup).toEqual({
+        state: "refused",
+        reason: "unsupported_currency: eur",
+        currency: "eur",
+        amount_nano_usd: null,
+      });
       // A refund of it reverses nothing: nothing was credited.
-      const refund = await t.deliver(t.event("charge.refunded", charge({ id: id("ch"), paymentIntent: pi, cents: 5000, refundedCents: 5000, currency: "eur" })));
+      const refund = await t.deliver(
+        t.event(
+          "charge.refunded",
+          charge({ id: id("ch"), paymentIntent: pi, cents: 5000, refundedCents: 5000, currency: "eur" }),
+        ),
+      );
       expect(refund.json.outcome).toBe("not_credited");
       expect(await t.balanceNano(org.orgKey)).toBe(0n);
     });
@@ -180,7 +226,10 @@ describe("POST /v1/webhooks/processor: card top-ups", () => {
       const org = await t.createOrg();
       const customerId = id("cus");
       const pi = id("pi");
-      const event = t.event("payment_intent.succeeded", paymentIntent({ id: pi, customer: customerId, cents: 1500, metadata: { org_id: org.id } }));
+      const event = t.event(
+        "payment_intent.succeeded",
+        paymentIntent({ id: pi, customer: customerId, cents: 1500, metadata: { org_id: org.id } }),
+      );
       const res = await t.deliver(event);
       expect(res.status).toBe(200);
       expect(res.json).toEqual({ received: true, duplicate: false, outcome: "unknown_customer" });
@@ -190,7 +239,10 @@ describe("POST /v1/webhooks/processor: card top-ups", () => {
       const [recorded] = await db.sql`select type, outcome, org_id from processor_events where id = ${event.id}`;
       expect(recorded).toEqual({ type: "payment_intent.succeeded", outcome: "unknown_customer", org_id: null });
 
-      const link = await t.call("PUT", `/v1/admin/orgs/${org.id}/processor-customer`, { key: TEST_ADMIN_KEY, body: { customer_id: customerId } });
+      const link = await t.call("PUT", `/v1/admin/orgs/${org.id}/processor-customer`, {
+        key: TEST_ADMIN_KEY,
+        body: { customer_id: customerId },
+      });
       expect(link.status).toBe(201);
       const resent = await t.deliver(event);
       expect(resent.json).toEqual({ received: true, duplicate: false, outcome: "credited" });
@@ -235,7 +287,8 @@ describe("POST /v1/webhooks/processor: card top-ups", () => {
         { kind: "reversal", idempotency_key: `card-refund:${org.ch}:1250`, amount: "-12500000000" },
         { kind: "reversal", idempotency_key: `card-refund:${org.ch}:5000`, amount: "-37500000000" },
       ]);
-      const [topup] = await db.sql`select state, reversed_nano_usd, refunded_minor from card_topups where payment_id = ${org.pi}`;
+      const [topup] =
+        await db.sql`select state, reversed_nano_usd, refunded_minor from card_topups where payment_id = ${org.pi}`;
       expect(topup).toEqual({ state: "reversed", reversed_nano_usd: 50_000_000_000n, refunded_minor: 5000n });
     });
 
@@ -254,11 +307,16 @@ describe("POST /v1/webhooks/processor: card top-ups", () => {
         }),
       );
       const dp = id("dp");
-      const created = t.event("charge.dispute.created", dispute({ id: dp, charge: org.ch, paymentIntent: org.pi, cents: 2000 }));
+      const created = t.event(
+        "charge.dispute.created",
+        dispute({ id: dp, charge: org.ch, paymentIntent: org.pi, cents: 2000 }),
+      );
       const res = await t.deliver(created);
       expect(res.json.outcome).toBe("reversed");
       // A second event about the same dispute (new event id) reverses nothing more.
-      const again = await t.deliver(t.event("charge.dispute.created", dispute({ id: dp, charge: org.ch, paymentIntent: org.pi, cents: 2000 })));
+      const again = await t.deliver(
+        t.event("charge.dispute.created", dispute({ id: dp, charge: org.ch, paymentIntent: org.pi, cents: 2000 })),
+      );
       expect(again.json.outcome).toBe("nothing_to_reverse");
       expect(await t.balanceNano(org.orgKey)).toBe(-15n * USD);
       const balance = await t.call("GET", "/v1/billing/balance", { key: org.orgKey });
@@ -288,7 +346,8 @@ describe("POST /v1/webhooks/processor: card top-ups", () => {
       ]);
       const [topup] = await db.sql`select state, reversed_nano_usd from card_topups where payment_id = ${org.pi}`;
       expect(topup).toEqual({ state: "credited", reversed_nano_usd: 0n });
-      const [row] = await db.sql`select status, reversed_nano_usd, reinstated_nano_usd from card_disputes where dispute_id = ${dp}`;
+      const [row] =
+        await db.sql`select status, reversed_nano_usd, reinstated_nano_usd from card_disputes where dispute_id = ${dp}`;
       expect(row).toEqual({ status: "won", reversed_nano_usd: 30n * USD, reinstated_nano_usd: 30n * USD });
       // A late, contradicting event changes nothing: the first ending is final.
       const lost = await t.deliver(t.event("charge.dispute.closed", { ...opened, status: "lost" }));
@@ -301,14 +360,18 @@ describe("POST /v1/webhooks/processor: card top-ups", () => {
       const org = await toppedUp(1000);
       const early = id("dp");
       const opened = dispute({ id: early, charge: org.ch, paymentIntent: org.pi, cents: 400 });
-      expect((await t.deliver(t.event("charge.dispute.closed", { ...opened, status: "warning_closed" }))).json.outcome).toBe("dispute_won");
+      expect(
+        (await t.deliver(t.event("charge.dispute.closed", { ...opened, status: "warning_closed" }))).json.outcome,
+      ).toBe("dispute_won");
       expect((await t.deliver(t.event("charge.dispute.created", opened))).json.outcome).toBe("nothing_to_reverse");
       expect(await t.balanceNano(org.orgKey)).toBe(10n * USD);
 
       const lostId = id("dp");
       const other = dispute({ id: lostId, charge: org.ch, paymentIntent: org.pi, cents: 600 });
       expect((await t.deliver(t.event("charge.dispute.created", other))).json.outcome).toBe("reversed");
-      expect((await t.deliver(t.event("charge.dispute.closed", { ...other, status: "lost" }))).json.outcome).toBe("dispute_lost");
+      expect((await t.deliver(t.event("charge.dispute.closed", { ...other, status: "lost" }))).json.outcome).toBe(
+        "dispute_lost",
+      );
       expect(await t.balanceNano(org.orgKey)).toBe(4n * USD);
       const [topup] = await db.sql`select state, reversed_nano_usd from card_topups where payment_id = ${org.pi}`;
       expect(topup).toEqual({ state: "partially_reversed", reversed_nano_usd: 6n * USD });
@@ -318,13 +381,18 @@ describe("POST /v1/webhooks/processor: card top-ups", () => {
       const org = await toppedUp(3000);
       const opened = dispute({ id: id("dp"), charge: org.ch, paymentIntent: org.pi, cents: 2000 });
       expect((await t.deliver(t.event("charge.dispute.created", opened))).json.outcome).toBe("reversed"); // 30 → 10
-      const refund = await t.deliver(t.event("charge.refunded", charge({ id: org.ch, paymentIntent: org.pi, cents: 3000, refundedCents: 1500 })));
+      const refund = await t.deliver(
+        t.event("charge.refunded", charge({ id: org.ch, paymentIntent: org.pi, cents: 3000, refundedCents: 1500 })),
+      );
       expect(refund.json.outcome).toBe("reversed"); // only 10 was left to take: 10 → 0
       expect(await t.balanceNano(org.orgKey)).toBe(0n);
       // Won: the dispute took 20, but 15 went back to the card, so the org keeps 30 - 15 = 15, not 20.
-      expect((await t.deliver(t.event("charge.dispute.closed", { ...opened, status: "won" }))).json.outcome).toBe("reinstated");
+      expect((await t.deliver(t.event("charge.dispute.closed", { ...opened, status: "won" }))).json.outcome).toBe(
+        "reinstated",
+      );
       expect(await t.balanceNano(org.orgKey)).toBe(15n * USD);
-      const [topup] = await db.sql`select state, reversed_nano_usd, refunded_minor from card_topups where payment_id = ${org.pi}`;
+      const [topup] =
+        await db.sql`select state, reversed_nano_usd, refunded_minor from card_topups where payment_id = ${org.pi}`;
       expect(topup).toEqual({ state: "partially_reversed", reversed_nano_usd: 15n * USD, refunded_minor: 1500n });
       await expectLedgerConsistent(db.sql);
     });
@@ -334,7 +402,9 @@ describe("POST /v1/webhooks/processor: card top-ups", () => {
       const opened = dispute({ id: id("dp"), charge: org.ch, paymentIntent: org.pi, cents: 1200 });
       await t.deliver(t.event("charge.dispute.created", opened));
       await db.sql`delete from card_disputes where dispute_id = ${opened.id}`;
-      expect((await t.deliver(t.event("charge.dispute.closed", { ...opened, status: "won" }))).json.outcome).toBe("reinstated");
+      expect((await t.deliver(t.event("charge.dispute.closed", { ...opened, status: "won" }))).json.outcome).toBe(
+        "reinstated",
+      );
       expect(await t.balanceNano(org.orgKey)).toBe(12n * USD);
     });
 
@@ -342,8 +412,12 @@ describe("POST /v1/webhooks/processor: card top-ups", () => {
       const org = await toppedUp(1000);
       const opened = dispute({ id: id("dp"), charge: org.ch, paymentIntent: org.pi, cents: 1000 });
       await t.deliver(t.event("charge.dispute.created", opened));
-      expect((await t.deliver(t.event("charge.dispute.closed", { ...opened, status: "under_review" }))).json.outcome).toBe("ignored");
-      expect((await t.deliver(t.event("charge.dispute.closed", { ...opened, status: "lost" }))).json.outcome).toBe("dispute_lost");
+      expect(
+        (await t.deliver(t.event("charge.dispute.closed", { ...opened, status: "under_review" }))).json.outcome,
+      ).toBe("ignored");
+      expect((await t.deliver(t.event("charge.dispute.closed", { ...opened, status: "lost" }))).json.outcome).toBe(
+        "dispute_lost",
+      );
       expect(await t.balanceNano(org.orgKey)).toBe(0n);
       expect((await t.deliver(t.event("charge.dispute.funds_reinstated", opened))).json.outcome).toBe("reinstated");
       expect(await t.balanceNano(org.orgKey)).toBe(10n * USD);
@@ -355,9 +429,22 @@ describe("POST /v1/webhooks/processor: card top-ups", () => {
       const ch = id("ch");
       const dp = id("dp");
       const opened = dispute({ id: dp, charge: ch, paymentIntent: pi, cents: 2500 });
-      expect((await t.deliver(t.event("charge.dispute.created", opened, { created: t.nowSeconds() - 2 }))).json.outcome).toBe("awaiting_payment");
-      expect((await t.deliver(t.event("charge.dispute.closed", { ...opened, status: "won" }, { created: t.nowSeconds() - 1 }))).json.outcome).toBe("awaiting_payment");
-      const paid = await t.deliver(t.event("payment_intent.succeeded", paymentIntent({ id: pi, customer: org.customerId, cents: 2500, charge: ch })));
+      expect(
+        (await t.deliver(t.event("charge.dispute.created", opened, { created: t.nowSeconds() - 2 }))).json.outcome,
+      ).toBe("awaiting_payment");
+      expect(
+        (
+          await t.deliver(
+            t.event("charge.dispute.closed", { ...opened, status: "won" }, { created: t.nowSeconds() - 1 }),
+          )
+        ).json.outcome,
+      ).toBe("awaiting_payment");
+      const paid = await t.deliver(
+        t.event(
+          "payment_intent.succeeded",
+          paymentIntent({ id: pi, customer: org.customerId, cents: 2500, charge: ch }),
+        ),
+      );
       expect(paid.json.outcome).toBe("credited");
       expect(await t.balanceNano(org.orgKey)).toBe(25n * USD);
       expect((await ledgerRows(org.id)).map((r) => r.kind)).toEqual(["card_topup", "reversal", "card_topup"]);
@@ -365,20 +452,34 @@ describe("POST /v1/webhooks/processor: card top-ups", () => {
 
     it("a reversal that takes the balance below the low-balance threshold raises one alert; one below it already, none", async () => {
       const org = await toppedUp(3000); // threshold 10.00
-      const alerts = () => db.sql`select a.balance, t.kind from balance_alerts a join ledger_transactions t on t.id = a.transaction_id where a.org_id = ${org.id}`;
-      await t.deliver(t.event("charge.refunded", charge({ id: org.ch, paymentIntent: org.pi, cents: 3000, refundedCents: 1500 }))); // 30 → 15
+      const alerts = () =>
+        db.sql`select a.balance, t.kind from balance_alerts a join ledger_transactions t on t.id = a.transaction_id where a.org_id = ${org.id}`;
+      await t.deliver(
+        t.event("charge.refunded", charge({ id: org.ch, paymentIntent: org.pi, cents: 3000, refundedCents: 1500 })),
+      ); // 30 → 15
       expect(await alerts()).toEqual([]);
-      await t.deliver(t.event("charge.dispute.created", dispute({ id: id("dp"), charge: org.ch, paymentIntent: org.pi, cents: 1000 }))); // → 5
+      await t.deliver(
+        t.event(
+          "charge.dispute.created",
+          dispute({ id: id("dp"), charge: org.ch, paymentIntent: org.pi, cents: 1000 }),
+        ),
+      ); // → 5
       expect(await alerts()).toEqual([{ balance: 5n * USD, kind: "reversal" }]);
-      await t.deliver(t.event("charge.refunded", charge({ id: org.ch, paymentIntent: org.pi, cents: 3000, refundedCents: 2000 }))); // → 0
+      await t.deliver(
+        t.event("charge.refunded", charge({ id: org.ch, paymentIntent: org.pi, cents: 3000, refundedCents: 2000 })),
+      ); // → 0
       expect(await alerts()).toHaveLength(1);
     });
 
     it("a refund and a dispute together never reverse more than was credited", async () => {
       const org = await toppedUp(2000);
-      await t.deliver(t.event("charge.refunded", charge({ id: org.ch, paymentIntent: org.pi, cents: 2000, refundedCents: 500 })));
+      await t.deliver(
+        t.event("charge.refunded", charge({ id: org.ch, paymentIntent: org.pi, cents: 2000, refundedCents: 500 })),
+      );
       // A dispute names only the charge here: it is matched through the payment's charge.
-      const res = await t.deliver(t.event("charge.dispute.created", dispute({ id: id("dp"), charge: org.ch, paymentIntent: null, cents: 2000 })));
+      const res = await t.deliver(
+        t.event("charge.dispute.created", dispute({ id: id("dp"), charge: org.ch, paymentIntent: null, cents: 2000 })),
+      );
       expect(res.json.outcome).toBe("reversed");
       expect(await t.balanceNano(org.orgKey)).toBe(0n);
       const [topup] = await db.sql`select state, reversed_nano_usd from card_topups where payment_id = ${org.pi}`;
@@ -389,10 +490,17 @@ describe("POST /v1/webhooks/processor: card top-ups", () => {
       const org = await t.linkedOrg();
       const pi = id("pi");
       const ch = id("ch");
-      const refund = await t.deliver(t.event("charge.refunded", charge({ id: ch, paymentIntent: pi, cents: 3000, refundedCents: 1000 })));
+      const refund = await t.deliver(
+        t.event("charge.refunded", charge({ id: ch, paymentIntent: pi, cents: 3000, refundedCents: 1000 })),
+      );
       expect(refund.json.outcome).toBe("awaiting_payment");
       expect(await t.balanceNano(org.orgKey)).toBe(0n);
-      const paid = await t.deliver(t.event("payment_intent.succeeded", paymentIntent({ id: pi, customer: org.customerId, cents: 3000, charge: ch })));
+      const paid = await t.deliver(
+        t.event(
+          "payment_intent.succeeded",
+          paymentIntent({ id: pi, customer: org.customerId, cents: 3000, charge: ch }),
+        ),
+      );
       expect(paid.json.outcome).toBe("credited");
       expect(await t.balanceNano(org.orgKey)).toBe(20n * USD);
       const [kept] = await db.sql`select outcome, org_id from processor_events where awaiting_ref = ${pi}`;
@@ -402,7 +510,9 @@ describe("POST /v1/webhooks/processor: card top-ups", () => {
     it("a refund for a payment that is not a top-up of ours changes nothing", async () => {
       const count = async () => (await db.sql`select count(*)::int as n from ledger_transactions`)[0]!.n as number;
       const before = await count();
-      const res = await t.deliver(t.event("charge.refunded", charge({ id: id("ch"), paymentIntent: id("pi"), cents: 100, refundedCents: 100 })));
+      const res = await t.deliver(
+        t.event("charge.refunded", charge({ id: id("ch"), paymentIntent: id("pi"), cents: 100, refundedCents: 100 })),
+      );
       expect(res.status).toBe(200);
       // Kept in case its payment is still on its way; harmless if it never comes.
       expect(res.json.outcome).toBe("awaiting_payment");
@@ -443,8 +553,16 @@ describe("POST /v1/webhooks/processor: card top-ups", () => {
   it("no response (nor the org's GET endpoints) ever shows a card number, a processor id or a secret", async () => {
     const orgs = await db.sql<{ org_id: string }[]>`select org_id from processor_customers`;
     for (const { org_id } of orgs) {
-      const key = await t.call("POST", `/v1/admin/orgs/${org_id}/keys`, { key: TEST_ADMIN_KEY, body: { scope: "org" } });
-      for (const path of ["/v1/billing/payment-methods", "/v1/billing/balance", "/v1/billing/transactions?limit=100", "/v1/billing/invoices"]) {
+      const key = await t.call("POST", `/v1/admin/orgs/${org_id}/keys`, {
+        key: TEST_ADMIN_KEY,
+        body: { scope: "org" },
+      });
+      for (const path of [
+        "/v1/billing/payment-methods",
+        "/v1/billing/balance",
+        "/v1/billing/transactions?limit=100",
+        "/v1/billing/invoices",
+      ]) {
         const res = await t.call("GET", path, { key: key.json.key });
         expect(res.status, `${path}: ${res.text}`).toBe(200);
       }

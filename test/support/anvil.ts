@@ -5,9 +5,16 @@ import { freePort } from "./free-port.js";
 export type AnvilInstance = { rpcUrl: string; port: number; stop(): Promise<void> };
 
 /** A bare anvil on a free port (no contracts): the contract tests deploy their own. */
-export async function startAnvil(opts: { blockTime?: number; chainId?: number; slotsInAnEpoch?: number } = {}): Promise<AnvilInstance> {
+export async function startAnvil(
+  opts: { blockTime?: number; chainId?: number; slotsInAnEpoch?: number } = {},
+): Promise<AnvilInstance> {
   const port = await freePort();
-  const child = spawnAnvil({ port, chainId: opts.chainId ?? 31337, blockTime: opts.blockTime, slotsInAnEpoch: opts.slotsInAnEpoch });
+  const child = spawnAnvil({
+    port,
+    chainId: opts.chainId ?? 31337,
+    blockTime: opts.blockTime,
+    slotsInAnEpoch: opts.slotsInAnEpoch,
+  });
   const rpcUrl = `http://127.0.0.1:${port}`;
   try {
     await waitForRpc(rpcUrl);

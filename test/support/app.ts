@@ -34,13 +34,18 @@ export function createTestApp(opts: {
   const metering = new Metering(opts.sql, { onCrossings: opts.onCrossings });
   const app = createApp({ sql: opts.sql, config, clock, logger: pino({ level: "silent" }), metering, ...opts.extra });
 
-  async function call(method: string, path: string, init: { key?: string | null; body?: unknown; rawBody?: string; headers?: Record<string, string> } = {}) {
+  async function call(
+    method: string,
+    path: string,
+    init: { key?: string | null; body?: unknown; rawBody?: string; headers?: Record<string, string> } = {},
+  ) {
     const headers: Record<string, string> = { ...init.headers };
     if (init.key) headers.authorization = `Bearer ${init.key}`;
     let body: string | undefined;
     if (init.rawBody !== undefined) body = init.rawBody;
     else if (init.body !== undefined) body = JSON.stringify(init.body);
-    if (body !== undefined && !Object.keys(headers).some((h) => h.toLowerCase() === "content-type")) headers["content-type"] = "application/json";
+    if (body !== undefined && !Object.keys(headers).some((h) => h.toLowerCase() === "content-type"))
+      headers["content-type"] = "application/json";
     const res = await app.request(path, { method, headers, body });
     const text = await res.text();
     let json: any;
@@ -56,12 +61,23 @@ export function createTestApp(opts: {
   async function createOrg(name = "Acme") {
     const org = await call("POST", "/v1/admin/orgs", { key: TEST_ADMIN_KEY, body: { name } });
     if (org.status !== 201) throw new Error(`create org failed: ${org.text}`);
-    const orgKey = await call("POST", `/v1/admin/orgs/${org.json.id}/keys`, { key: TEST_ADMIN_KEY, body: { scope: "org" } });
-    const gatewayKey = await call("POST", `/v1/admin/orgs/${org.json.id}/keys`, { key: TEST_ADMIN_KEY, body: { scope: "gateway" } });
+    const orgKey = await call("POST", `/v1/admin/orgs/${org.json.id}/keys`, {
+      key: TEST_ADMIN_KEY,
+      body: { scope: "org" },
+    });
+    const gatewayKey = await call("POST", `/v1/admin/orgs/${org.json.id}/keys`, {
+      key: TEST_ADMIN_KEY,
+      body: { scope: "gateway" },
+    });
     return { id: org.json.id as string, orgKey: orgKey.json.key as string, gatewayKey: gatewayKey.json.key as string };
   }
 
-  async function grant(orgId: string, amount: string, idempotencyKey = `grant-${Math.random()}`, extra: Record<string, unknown> = {}) {
+  async function grant(
+    orgId: string,
+    amount: string,
+    idempotencyKey = `grant-${Math.random()}`,
+    extra: Record<string, unknown> = {},
+  ) {
     const res = await call("POST", `/v1/admin/orgs/${orgId}/credits`, {
       key: TEST_ADMIN_KEY,
       headers: { "idempotency-key": idempotencyKey },

@@ -32,7 +32,11 @@ export async function startTestChain(opts: { blockTime?: number; chainId?: numbe
 }
 
 /** Ponder (bin/indexer.ts) as a child process against this chain and database. */
-export async function startIndexer(chain: TestChain, databaseUrl: string, extraEnv: Record<string, string> = {}): Promise<RunningProcess & { port: number }> {
+export async function startIndexer(
+  chain: TestChain,
+  databaseUrl: string,
+  extraEnv: Record<string, string> = {},
+): Promise<RunningProcess & { port: number }> {
   const port = await freePort();
   const indexer = startBin("indexer.ts", {
     DATABASE_URL: databaseUrl,
@@ -44,6 +48,10 @@ export async function startIndexer(chain: TestChain, databaseUrl: string, extraE
     PONDER_POLLING_INTERVAL_MS: "200",
     ...extraEnv,
   });
-  await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/ready`)).status === 200, { timeoutMs: 90_000, intervalMs: 250, what: `ponder ready: ${indexer.output().slice(-2000)}` });
+  await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/ready`)).status === 200, {
+    timeoutMs: 90_000,
+    intervalMs: 250,
+    what: `ponder ready: ${indexer.output().slice(-2000)}`,
+  });
   return Object.assign(indexer, { port });
 }

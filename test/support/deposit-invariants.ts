@@ -7,7 +7,9 @@ import type { Sql } from "../../src/db/client.js";
  * when it is credited), and reversals never outnumber credits nor trail them by more than one.
  */
 export async function expectDepositInvariants(sql: Sql): Promise<void> {
-  const rows = await sql<{ id: string; state: string; amount: bigint | null; net: string; credits: number; reversals: number }[]>`
+  const rows = await sql<
+    { id: string; state: string; amount: bigint | null; net: string; credits: number; reversals: number }[]
+  >`
     select d.id, d.state, d.amount_nano_usd as amount,
            coalesce(sum(e.amount) filter (where e.account_id like 'org:%'), 0)::text as net,
            count(distinct t.id) filter (where t.kind = 'husd_deposit')::int as credits,

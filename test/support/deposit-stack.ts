@@ -12,7 +12,11 @@ import type { TestDatabase } from "./database.js";
 import { clearRedisPrefix, createTestRedis, uniqueRedisPrefix } from "./redis.js";
 
 /** The API (in process) and the workers (in process, real BullMQ on Redis) wired to one test chain. */
-export function depositStack(db: TestDatabase, chain: TestChain, configOverrides: Partial<Record<keyof Config, string>> = {}) {
+export function depositStack(
+  db: TestDatabase,
+  chain: TestChain,
+  configOverrides: Partial<Record<keyof Config, string>> = {},
+) {
   const config = {
     RPC_URL: chain.rpcUrl,
     CHAIN_ID: String(chain.chainId),
@@ -35,7 +39,16 @@ export function depositStack(db: TestDatabase, chain: TestChain, configOverrides
     chainClient,
     /** The workers, silent and on the stack's chain client unless told otherwise (a captured logger, a lagging node). */
     async startWorkers(opts: { logger?: Logger; chain?: ChainClient } = {}) {
-      workers = await startWorkers({ sql: db.sql, connection: redis, prefix, logger: opts.logger ?? pino({ level: "silent" }), clock: () => new Date(), config: app.config, chain: opts.chain ?? chainClient, maintenanceEveryMs: 200 });
+      workers = await startWorkers({
+        sql: db.sql,
+        connection: redis,
+        prefix,
+        logger: opts.logger ?? pino({ level: "silent" }),
+        clock: () => new Date(),
+        config: app.config,
+        chain: opts.chain ?? chainClient,
+        maintenanceEveryMs: 200,
+      });
       return workers;
     },
     async stopWorkers() {
@@ -55,15 +68,31 @@ export function depositStack(db: TestDatabase, chain: TestChain, configOverrides
       return { ...org, address: res.json.address as Address, salt: depositSalt(org.id) };
     },
     /** Sends HUSD from the dev customer wallet (minting it first). */
-    async sendHusd(to: Address, amount: bigint, token: Address = chain.husd): Promise<{ hash: Hex; blockNumber: bigint }> {
+    async sendHusd(
+      to: Address,
+      amount: bigint,
+      token: Address = chain.husd,
+    ): Promise<{ hash: Hex; blockNumber: bigint }> {
       await mintHusd(chain.rpcUrl, chain.chainId, token, DevRoles.customer.address, amount);
       const wallet = chain.clients.wallet(DevRoles.customer);
-      const hash = await wallet.writeContract({ address: token, abi: husdAbi, functionName: "transfer", args: [to, amount] });
+      const hash = await wallet.writeContract({
+        address: token,
+        abi: husdAbi,
+        functionName: "transfer",
+        args: [to, amount],
+      });
       const receipt = await wallet.waitForTransactionReceipt({ hash, pollingInterval: 50 });
       return { hash, blockNumber: receipt.blockNumber };
     },
     async deposits(orgKey: string) {
-      return (await app.call("GET", "/v1/billing/husd/deposits", { key: orgKey })).json.data as { id: string; state: string; reason: string | null; amount_nano_usd: string | null; amount_base_units: string; tx_hash: string }[];
+      return (await app.call("GET", "/v1/billing/husd/deposits", { key: orgKey })).json.data as {
+        id: string;
+        state: string;
+        reason: string | null;
+        amount_nano_usd: string | null;
+        amount_base_units: string;
+        tx_hash: string;
+      }[];
     },
     async balanceNano(orgKey: string) {
       return BigInt((await app.call("GET", "/v1/billing/balance", { key: orgKey })).json.balance_nano_usd);

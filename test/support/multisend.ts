@@ -22,10 +22,17 @@ contract MultiSend {
   }
 }`;
 
-export const multiSendAbi = parseAbi(["function send(address token, address[] to, uint256[] amounts)", "function sendAll(address token, address to)"]);
+export const multiSendAbi = parseAbi([
+  "function send(address token, address[] to, uint256[] amounts)",
+  "function sendAll(address token, address to)",
+]);
 
 export function compileMultiSend(): { abi: Abi; bytecode: Hex } {
-  const input = { language: "Solidity", sources: { "MultiSend.sol": { content: SOURCE } }, settings: { outputSelection: { "*": { "*": ["abi", "evm.bytecode.object"] } } } };
+  const input = {
+    language: "Solidity",
+    sources: { "MultiSend.sol": { content: SOURCE } },
+    settings: { outputSelection: { "*": { "*": ["abi", "evm.bytecode.object"] } } },
+  };
   const out = JSON.parse(solc.compile(JSON.stringify(input)));
   const c = out.contracts["MultiSend.sol"].MultiSend;
   return { abi: c.abi, bytecode: `0x${c.evm.bytecode.object}` };

@@ -4,8 +4,12 @@ import { stopChild } from "./anvil.js";
 
 export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
-
-export type RunningProcess = { child: ChildProcess; output: () => string; stop(signal?: NodeJS.Signals): Promise<void>; exited: Promise<number | null> };
+export type RunningProcess = {
+  child: ChildProcess;
+  output: () => string;
+  stop(signal?: NodeJS.Signals): Promise<void>;
+  exited: Promise<number | null>;
+};
 
 /** Starts one of our bin/ entry points as a real child process, keeping its output for assertions. */
 export function startBin(script: string, env: Record<string, string>): RunningProcess {
@@ -33,7 +37,10 @@ function startNode(args: string[], env: Record<string, string>): RunningProcess 
 }
 
 /** Polls `check` until it returns true or the deadline passes. */
-export async function waitFor(check: () => Promise<boolean> | boolean, opts: { timeoutMs?: number; intervalMs?: number; what?: string } = {}) {
+export async function waitFor(
+  check: () => Promise<boolean> | boolean,
+  opts: { timeoutMs?: number; intervalMs?: number; what?: string } = {},
+) {
   const deadline = Date.now() + (opts.timeoutMs ?? 20_000);
   let lastError: unknown;
   while (Date.now() < deadline) {

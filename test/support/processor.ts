@@ -48,7 +48,14 @@ export function processorEvent(
   };
 }
 
-export const paymentIntent = (o: { id: string; customer: string | null; cents: number; currency?: string; charge?: string; metadata?: Record<string, string> }) => ({
+export const paymentIntent = (o: {
+  id: string;
+  customer: string | null;
+  cents: number;
+  currency?: string;
+  charge?: string;
+  metadata?: Record<string, string>;
+}) => ({
   id: o.id,
   object: "payment_intent",
   amount: o.cents,
@@ -61,7 +68,13 @@ export const paymentIntent = (o: { id: string; customer: string | null; cents: n
   payment_method: processorId("pm"),
 });
 
-export const charge = (o: { id: string; paymentIntent: string | null; cents: number; refundedCents: number; currency?: string }) => ({
+export const charge = (o: {
+  id: string;
+  paymentIntent: string | null;
+  cents: number;
+  refundedCents: number;
+  currency?: string;
+}) => ({
   id: o.id,
   object: "charge",
   amount: o.cents,
@@ -71,10 +84,20 @@ export const charge = (o: { id: string; paymentIntent: string | null; cents: num
   currency: o.currency ?? "usd",
   payment_intent: o.paymentIntent,
   // A realistic card block: the 16-digit number itself is never part of any processor object.
-  payment_method_details: { type: "card", card: { brand: "visa", last4: "4242", exp_month: 12, exp_year: 2028, fingerprint: alnum(16) } },
+  payment_method_details: {
+    type: "card",
+    card: { brand: "visa", last4: "4242", exp_month: 12, exp_year: 2028, fingerprint: alnum(16) },
+  },
 });
 
-export const dispute = (o: { id: string; charge: string; paymentIntent: string | null; cents: number; currency?: string; status?: string }) => ({
+export const dispute = (o: {
+  id: string;
+  charge: string;
+  paymentIntent: string | null;
+  cents: number;
+  currency?: string;
+  status?: string;
+}) => ({
   id: o.id,
   object: "dispute",
   amount: o.cents,
@@ -85,15 +108,35 @@ export const dispute = (o: { id: string; charge: string; paymentIntent: string |
   status: o.status ?? "needs_response",
 });
 
-export const cardPaymentMethod = (o: { id: string; customer: string | null; brand?: string; last4?: string; expMonth?: number; expYear?: number; type?: string }) => ({
+export const cardPaymentMethod = (o: {
+  id: string;
+  customer: string | null;
+  brand?: string;
+  last4?: string;
+  expMonth?: number;
+  expYear?: number;
+  type?: string;
+}) => ({
   id: o.id,
   object: "payment_method",
   type: o.type ?? "card",
   customer: o.customer,
-  billing_details: { email: "billing@example.com", name: "Jenny Rosen", address: { country: "US", postal_code: "94103" } },
+  billing_details: {
+    email: "billing@example.com",
+    name: "Jenny Rosen",
+    address: { country: "US", postal_code: "94103" },
+  },
   card:
     (o.type ?? "card") === "card"
-      ? { brand: o.brand ?? "visa", last4: o.last4 ?? "4242", exp_month: o.expMonth ?? 12, exp_year: o.expYear ?? 2028, funding: "credit", country: "US", fingerprint: alnum(16) }
+      ? {
+          brand: o.brand ?? "visa",
+          last4: o.last4 ?? "4242",
+          exp_month: o.expMonth ?? 12,
+          exp_year: o.expYear ?? 2028,
+          funding: "credit",
+          country: "US",
+          fingerprint: alnum(16),
+        }
       : undefined,
 });
 
@@ -127,24 +170,40 @@ export function createPaymentsTestApp(opts: { sql: Sql; secret?: string | null }
   async function deliverRaw(payload: string, o: { secret?: string; timestamp?: number; header?: string | null } = {}) {
     const header =
       o.header === undefined
-        ? Stripe.webhooks.generateTestHeaderString({ payload, secret: o.secret ?? TEST_WEBHOOK_SECRET, timestamp: o.timestamp ?? nowSeconds() })
+        ? Stripe.webhooks.generateTestHeaderString({
+            payload,
+            secret: o.secret ?? TEST_WEBHOOK_SECRET,
+            timestamp: o.timestamp ?? nowSeconds(),
+          })
         : o.header;
     return call("POST", WEBHOOK_PATH, {
       rawBody: payload,
-      headers: { "content-type": "application/json; charset=utf-8", ...(header === null ? {} : { "stripe-signature": header }) },
+      headers: {
+        "content-type": "application/json; charset=utf-8",
+        ...(header === null ? {} : { "stripe-signature": header }),
+      },
     });
   }
 
-  const deliver = (event: ProcessorEventBody, o: { secret?: string; timestamp?: number; header?: string | null } = {}) =>
+  const deliver = (
+    event: ProcessorEventBody,
+    o: { secret?: string; timestamp?: number; header?: string | null } = {},
+  ) =>
     // Pretty-printed, as the processor sends it: verification must use these exact bytes.
     deliverRaw(JSON.stringify(event, null, 2), o);
 
-  const event = (type: string, object: Record<string, unknown>, o: { id?: string; created?: number; previous_attributes?: Record<string, unknown> } = {}) =>
-    processorEvent(type, object, { ...o, created: o.created ?? nowSeconds() });
+  const event = (
+    type: string,
+    object: Record<string, unknown>,
+    o: { id?: string; created?: number; previous_attributes?: Record<string, unknown> } = {},
+  ) => processorEvent(type, object, { ...o, created: o.created ?? nowSeconds() });
 
   async function createOrg(name = "Acme") {
     const org = await call("POST", "/v1/admin/orgs", { key: TEST_ADMIN_KEY, body: { name } });
-    const key = await call("POST", `/v1/admin/orgs/${org.json.id}/keys`, { key: TEST_ADMIN_KEY, body: { scope: "org" } });
+    const key = await call("POST", `/v1/admin/orgs/${org.json.id}/keys`, {
+      key: TEST_ADMIN_KEY,
+      body: { scope: "org" },
+    });
     return { id: org.json.id as string, orgKey: key.json.key as string };
   }
 
@@ -152,7 +211,10 @@ export function createPaymentsTestApp(opts: { sql: Sql; secret?: string | null }
   async function linkedOrg(name = "Acme") {
     const org = await createOrg(name);
     const customerId = processorId("cus");
-    const res = await call("PUT", `/v1/admin/orgs/${org.id}/processor-customer`, { key: TEST_ADMIN_KEY, body: { customer_id: customerId } });
+    const res = await call("PUT", `/v1/admin/orgs/${org.id}/processor-customer`, {
+      key: TEST_ADMIN_KEY,
+      body: { customer_id: customerId },
+    });
     if (res.status !== 201) throw new Error(`link failed: ${res.text}`);
     return { ...org, customerId };
   }

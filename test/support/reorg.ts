@@ -10,7 +10,8 @@ import type { TestChain } from "./chain-stack.js";
  * same transaction (same hash) again, wherever the new chain puts it.
  */
 export function chainReorg(chain: TestChain) {
-  const request = (method: string, params: unknown[]) => chain.clients.test.request({ method: method as never, params: params as never });
+  const request = (method: string, params: unknown[]) =>
+    chain.clients.test.request({ method: method as never, params: params as never });
   const head = () => chain.clients.test.getBlockNumber({ cacheTime: 0 });
   return {
     head,
@@ -36,7 +37,10 @@ export function chainReorg(chain: TestChain) {
      */
     signedMint: async (to: Address, amount: bigint): Promise<Hex> => {
       const owner = chain.clients.wallet(DevRoles.deployer);
-      const prepared = await owner.prepareTransactionRequest({ to: chain.husd, data: encodeFunctionData({ abi: husdAbi, functionName: "mint", args: [to, amount] }) } as never);
+      const prepared = await owner.prepareTransactionRequest({
+        to: chain.husd,
+        data: encodeFunctionData({ abi: husdAbi, functionName: "mint", args: [to, amount] }),
+      } as never);
       return owner.signTransaction(prepared as never);
     },
   };

@@ -2,7 +2,12 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import type { AddressInfo } from "node:net";
 
 type RpcRequest = { jsonrpc: "2.0"; id: number | string | null; method: string; params?: unknown[] };
-type RpcResponse = { jsonrpc: "2.0"; id: number | string | null; result?: unknown; error?: { code: number; message: string } };
+type RpcResponse = {
+  jsonrpc: "2.0";
+  id: number | string | null;
+  result?: unknown;
+  error?: { code: number; message: string };
+};
 
 export type ProxiedRequest = { index: number; method: string; params: unknown[] };
 
@@ -31,7 +36,11 @@ export async function startRpcProxy(upstreamUrl: string): Promise<RpcProxy> {
   let queue = Promise.resolve();
 
   const upstream = async (method: string, params: unknown[] = []): Promise<RpcResponse> => {
-    const res = await fetch(upstreamUrl, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ jsonrpc: "2.0", id: 1, method, params }) });
+    const res = await fetch(upstreamUrl, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ jsonrpc: "2.0", id: 1, method, params }),
+    });
     return (await res.json()) as RpcResponse;
   };
   const num = (hex: unknown) => BigInt(hex as string);
@@ -47,7 +56,8 @@ export async function startRpcProxy(upstreamUrl: string): Promise<RpcProxy> {
 
     const realHead = num((await upstream("eth_blockNumber")).result);
     const head = realHead > BigInt(lag) ? realHead - BigInt(lag) : 0n;
-    const above = (blockNumber: unknown) => blockNumber !== undefined && blockNumber !== null && num(blockNumber) > head;
+    const above = (blockNumber: unknown) =>
+      blockNumber !== undefined && blockNumber !== null && num(blockNumber) > head;
     switch (req.method) {
       case "eth_blockNumber":
         return reply({ result: hex(head) });
@@ -76,7 +86,9 @@ export async function startRpcProxy(upstreamUrl: string): Promise<RpcProxy> {
       case "eth_getLogs": {
         const filter = params[0] as { blockHash?: string; toBlock?: string };
         if (filter.blockHash) {
-          const block = (await upstream("eth_getBlockByHash", [filter.blockHash, false])).result as { number: string } | null;
+          const block = (await upstream("eth_getBlockByHash", [filter.blockHash, false])).result as {
+            number: string;
+          } | null;
           // What geth answers for a hash it does not have.
           if (!block || above(block.number)) return reply({ error: { code: -32000, message: "unknown block" } });
         } else if (filter.toBlock === undefined || filter.toBlock === "latest" || above(filter.toBlock)) {

@@ -14,6 +14,8 @@ export function databaseUrl(name: string): string {
 export async function assertServicesReachable(): Promise<void> {
   const problems = await checkServices({ postgres: TEST_PG_URL, redis: TEST_REDIS_URL });
   if (problems.length > 0) {
-    throw new Error(`Test services are down (set TEST_DATABASE_URL / TEST_REDIS_URL to use others):\n  ${problems.join("\n  ")}`);
+    throw new Error(
+      `Test services are down (set TEST_DATABASE_URL / TEST_REDIS_URL to use others):\n  ${problems.join("\n  ")}`,
+    );
   }
 }

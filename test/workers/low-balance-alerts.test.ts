@@ -20,7 +20,15 @@ describe("low-balance alerts", () => {
   beforeAll(async () => {
     db = await createTestDatabase();
     queues = createQueues(redis, prefix);
-    t = createTestApp({ sql: db.sql, clock, onCrossings: (c) => enqueueAlerts(queues, c.map((x) => x.alertId)) });
+    t = createTestApp({
+      sql: db.sql,
+      clock,
+      onCrossings: (c) =>
+        enqueueAlerts(
+          queues,
+          c.map((x) => x.alertId),
+        ),
+    });
   });
   afterAll(async () => {
     await queues.close();
@@ -33,7 +41,17 @@ describe("low-balance alerts", () => {
   const spend = (org: { id: string; gatewayKey: string }, requests: number) =>
     t.call("POST", "/v1/billing/usage", {
       key: org.gatewayKey,
-      body: { events: [{ idempotency_key: `spend-${++n}`, org_id: org.id, timestamp: clock().toISOString(), product: "api", quantities: { requests } }] },
+      body: {
+        events: [
+          {
+            idempotency_key: `spend-${++n}`,
+            org_id: org.id,
+            timestamp: clock().toISOString(),
+            product: "api",
+            quantities: { requests },
+          },
+        ],
+      },
     });
 
   it("enqueues one alert per downward crossing, not one per request", async () => {
@@ -50,7 +68,9 @@ describe("low-balance alerts", () => {
     await spend(org, 60000); // crosses again
     alerts = await db.sql`select id from balance_alerts where org_id = ${org.id} order by created_at`;
     expect(alerts).toHaveLength(2);
-    await waitFor(async () => (await queues.lowBalanceAlerts.getJobCountByTypes("waiting", "delayed", "active", "completed")) >= 2);
+    await waitFor(
+      async () => (await queues.lowBalanceAlerts.getJobCountByTypes("waiting", "delayed", "active", "completed")) >= 2,
+    );
     const jobs = await queues.lowBalanceAlerts.getJobs(["waiting", "delayed", "active", "completed"]);
     expect(jobs.map((j) => j.id).sort()).toEqual(alerts.map((a) => a.id).sort());
   });
@@ -63,9 +83,21 @@ describe("low-balance alerts", () => {
     // Redis loses everything before any worker ran.
     await clearRedisPrefix(redis, `{${prefix}}`);
     await db.sql`update balance_alerts set created_at = created_at - interval '1 minute' where delivered_at is null`;
-    const workers = await startWorkers({ sql: db.sql, connection: redis, prefix, logger: pino({ level: "silent" }), clock: () => new Date(), config: t.config, maintenanceEveryMs: 200 });
+    const workers = await startWorkers({
+      sql: db.sql,
+      connection: redis,
+      prefix,
+      logger: pino({ level: "silent" }),
+      clock: () => new Date(),
+      config: t.config,
+      maintenanceEveryMs: 200,
+    });
     try {
-      await waitFor(async () => (await db.sql`select delivered_at from balance_alerts where id = ${alert!.id}`)[0]!.delivered_at !== null, { timeoutMs: 15_000, what: "alert delivered" });
+      await waitFor(
+        async () =>
+          (await db.sql`select delivered_at from balance_alerts where id = ${alert!.id}`)[0]!.delivered_at !== null,
+        { timeoutMs: 15_000, what: "alert delivered" },
+      );
     } finally {
       await workers.close();
     }
@@ -78,7 +110,15 @@ describe("low-balance alerts", () => {
   const startFastWorkers = () => {
     const [from, realFrom] = [clock().getTime(), Date.now()];
     const fast = () => new Date(from + (Date.now() - realFrom) * 20);
-    return startWorkers({ sql: db.sql, connection: redis, prefix, logger: pino({ level: "silent" }), clock: fast, config: t.config, maintenanceEveryMs: 200 });
+    return startWorkers({
+      sql: db.sql,
+      connection: redis,
+      prefix,
+      logger: pino({ level: "silent" }),
+      clock: fast,
+      config: t.config,
+      maintenanceEveryMs: 200,
+    });
   };
 
   const alertsOf = (orgId: string) =>
@@ -120,10 +160,17 @@ describe("low-balance alerts", () => {
   it("charges settled from credits at cycle close raise one alert when they cross the threshold", async () => {
     const org = await t.createOrg();
     await t.grant(org.id, "15");
-    const charge = { key: TEST_ADMIN_KEY, headers: { "idempotency-key": `charge-${org.id}` }, body: { amount: "8.00", description: "Support plan" } };
+    const charge = {
+      key: TEST_ADMIN_KEY,
+      headers: { "idempotency-key": `charge-${org.id}` },
+      body: { amount: "8.00", description: "Support plan" },
+    };
     expect((await t.call("POST", `/v1/admin/orgs/${org.id}/adjustments`, charge)).status).toBe(201);
     clock.set(new Date(clock().getTime() + 40 * 24 * 3600 * 1000));
-    expect((await t.call("POST", "/v1/admin/cycles/close", { key: TEST_ADMIN_KEY, body: { org_id: org.id } })).json.invoices_created).toBeGreaterThanOrEqual(1);
+    expect(
+      (await t.call("POST", "/v1/admin/cycles/close", { key: TEST_ADMIN_KEY, body: { org_id: org.id } })).json
+        .invoices_created,
+    ).toBeGreaterThanOrEqual(1);
     expect(await alertsOf(org.id)).toEqual([{ kind: "invoice_settlement", balance: 7_000_000_000n }]);
   });
 
@@ -135,10 +182,15 @@ describe("low-balance alerts", () => {
     clock.set(new Date(expiresAt.getTime() + 1000));
     const workers = await startFastWorkers();
     try {
-      await waitFor(async () => (await db.sql`select 1 from balance_alerts where org_id = ${org.id} and delivered_at is not null`).length === 1, {
-        timeoutMs: 15_000,
-        what: "expiry alert delivered",
-      });
+      await waitFor(
+        async () =>
+          (await db.sql`select 1 from balance_alerts where org_id = ${org.id} and delivered_at is not null`).length ===
+          1,
+        {
+          timeoutMs: 15_000,
+          what: "expiry alert delivered",
+        },
+      );
     } finally {
       await workers.close();
     }
@@ -154,16 +206,28 @@ describe("low-balance alerts", () => {
     const job = await queues.lowBalanceAlerts.getJob(alert!.id);
     await job!.remove();
     await queues.lowBalanceAlerts.add("deliver", { alert_id: alert!.id }, { jobId: alert!.id, attempts: 1 });
-    const broken = new Worker(QueueNames.lowBalanceAlerts, async () => { throw new Error("alert pipeline down"); }, { connection: redis, prefix: `{${prefix}}` });
-    await waitFor(async () => (await (await queues.lowBalanceAlerts.getJob(alert!.id))!.isFailed()), { what: "job failed" });
+    const broken = new Worker(
+      QueueNames.lowBalanceAlerts,
+      async () => {
+        throw new Error("alert pipeline down");
+      },
+      { connection: redis, prefix: `{${prefix}}` },
+    );
+    await waitFor(async () => await (await queues.lowBalanceAlerts.getJob(alert!.id))!.isFailed(), {
+      what: "job failed",
+    });
     await broken.close();
 
     const workers = await startFastWorkers();
     try {
-      await waitFor(async () => (await db.sql`select delivered_at from balance_alerts where id = ${alert!.id}`)[0]!.delivered_at !== null, {
-        timeoutMs: 15_000,
-        what: "failed alert delivered on retry",
-      });
+      await waitFor(
+        async () =>
+          (await db.sql`select delivered_at from balance_alerts where id = ${alert!.id}`)[0]!.delivered_at !== null,
+        {
+          timeoutMs: 15_000,
+          what: "failed alert delivered on retry",
+        },
+      );
     } finally {
       await workers.close();
     }
@@ -172,18 +236,35 @@ describe("low-balance alerts", () => {
   it("an alert from any path is enqueued as its transaction commits, before any sweep could find it", async () => {
     // The workers' clock stands still: the sweep's 5 s of grace never pass, so only the
     // notification sent at commit (migration 0013) can get this alert delivered.
-    const workers = await startWorkers({ sql: db.sql, connection: redis, prefix, logger: pino({ level: "silent" }), clock: () => clock(), config: t.config, maintenanceEveryMs: 60_000 });
+    const workers = await startWorkers({
+      sql: db.sql,
+      connection: redis,
+      prefix,
+      logger: pino({ level: "silent" }),
+      clock: () => clock(),
+      config: t.config,
+      maintenanceEveryMs: 60_000,
+    });
     try {
       const org = await t.createOrg();
       await t.grant(org.id, "15");
-      const charge = { key: TEST_ADMIN_KEY, headers: { "idempotency-key": `notify-${org.id}` }, body: { amount: "8.00", description: "Support plan" } };
+      const charge = {
+        key: TEST_ADMIN_KEY,
+        headers: { "idempotency-key": `notify-${org.id}` },
+        body: { amount: "8.00", description: "Support plan" },
+      };
       expect((await t.call("POST", `/v1/admin/orgs/${org.id}/adjustments`, charge)).status).toBe(201);
       clock.set(new Date(clock().getTime() + 40 * 24 * 3600 * 1000));
       await t.call("POST", "/v1/admin/cycles/close", { key: TEST_ADMIN_KEY, body: { org_id: org.id } });
-      await waitFor(async () => (await db.sql`select 1 from balance_alerts where org_id = ${org.id} and delivered_at is not null`).length === 1, {
-        timeoutMs: 10_000,
-        what: "alert delivered on commit",
-      });
+      await waitFor(
+        async () =>
+          (await db.sql`select 1 from balance_alerts where org_id = ${org.id} and delivered_at is not null`).length ===
+          1,
+        {
+          timeoutMs: 10_000,
+          what: "alert delivered on commit",
+        },
+      );
     } finally {
       await workers.close();
     }

@@ -16,21 +16,45 @@ export type DepositAddress = { orgId: string; chainId: number; address: Address;
  * The org's CREATE2 deposit address, asked of the factory (a view call) the first time and
  * remembered, so the indexer scan can match transfers to it. Valid before any forwarder exists.
  */
-export async function depositAddressFor(sql: Sql, chain: ChainClient | undefined, config: Config, orgId: string): Promise<DepositAddress> {
+export async function depositAddressFor(
+  sql: Sql,
+  chain: ChainClient | undefined,
+  config: Config,
+  orgId: string,
+): Promise<DepositAddress> {
   const [known] = await sql<{ chain_id: number; address: string; factory_address: string; salt: Hex }[]>`
     select chain_id, address, factory_address, salt from deposit_addresses where org_id = ${orgId}`;
-  if (known) return { orgId, chainId: known.chain_id, address: getAddress(known.address), factory: getAddress(known.factory_address), salt: known.salt };
+  if (known)
+    return {
+      orgId,
+      chainId: known.chain_id,
+      address: getAddress(known.address),
+      factory: getAddress(known.factory_address),
+      salt: known.salt,
+    };
   if (!config.DEPOSIT_FACTORY_ADDRESS || !chain) {
-    throw new BillingError("not_configured", "HUSD deposits are not configured on this deployment (DEPOSIT_FACTORY_ADDRESS)");
+    throw new BillingError(
+      "not_configured",
+      "HUSD deposits are not configured on this deployment (DEPOSIT_FACTORY_ADDRESS)",
+    );
   }
   const [org] = await sql`select 1 from organizations where id = ${orgId}`;
   if (!org) throw new BillingError("not_found", `no organization ${orgId}`);
   const salt = depositSalt(orgId);
   let address: Address;
   try {
-    address = await chain.readContract({ address: config.DEPOSIT_FACTORY_ADDRESS as Address, abi: depositFactoryReadAbi, functionName: "predictAddress", args: [salt] });
+    address = await chain.readContract({
+      address: config.DEPOSIT_FACTORY_ADDRESS as Address,
+      abi: depositFactoryReadAbi,
+      functionName: "predictAddress",
+      args: [salt],
+    });
   } catch (err) {
-    throw new BillingError("upstream_unavailable", "could not reach the chain to compute the deposit address; try again", { cause: err });
+    throw new BillingError(
+      "upstream_unavailable",
+      "could not reach the chain to compute the deposit address; try again",
+      { cause: err },
+    );
   }
   await sql`
     insert into deposit_addresses (org_id, chain_id, factory_address, salt, address)

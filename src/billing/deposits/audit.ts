@@ -13,7 +13,11 @@ export type AuditOutcome = { checked: number; moved: number; reversed: number; r
  * rule as the verifier (chain-view.ts), a node behind a deposit's block proves nothing: such a
  * deposit is counted `undecided` and looked at again on the next run.
  */
-export async function auditCreditedDeposits(deps: DepositDeps, now: Date, recentBlocks = 10_000n): Promise<AuditOutcome> {
+export async function auditCreditedDeposits(
+  deps: DepositDeps,
+  now: Date,
+  recentBlocks = 10_000n,
+): Promise<AuditOutcome> {
   const view = await readChainView(deps.chain, deps.config);
   const from = view.head > recentBlocks ? view.head - recentBlocks : 0n;
   const credited = await deps.sql<{ chain_id: number; tx_hash: Hex; block_number: string; block_hash: string }[]>`
@@ -24,7 +28,8 @@ export async function auditCreditedDeposits(deps: DepositDeps, now: Date, recent
   const moved = new Map<string, { chainId: number; txHash: Hex }>();
   for (const d of credited) {
     const key = `${d.block_number}:${d.block_hash}`;
-    if (!verdicts.has(key)) verdicts.set(key, await judgeBlock(deps.chain, { number: BigInt(d.block_number), hash: d.block_hash }, view));
+    if (!verdicts.has(key))
+      verdicts.set(key, await judgeBlock(deps.chain, { number: BigInt(d.block_number), hash: d.block_hash }, view));
     const verdict = verdicts.get(key)!;
     if (verdict.kind === "unknown") outcome.undecided++;
     if (verdict.kind === "replaced") moved.set(d.tx_hash, { chainId: d.chain_id, txHash: d.tx_hash });

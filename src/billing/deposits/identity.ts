@@ -10,13 +10,16 @@ import { transferEvent } from "../../chain/erc20-events.js";
 export type TransferContent = { tokenAddress: string; from: string; to: string; amount: bigint };
 export type TransferInTransaction = TransferContent & { logIndex: number; ordinal: number };
 
-const contentKey = (t: TransferContent) => `${t.tokenAddress.toLowerCase()}|${t.from.toLowerCase()}|${t.to.toLowerCase()}|${t.amount}`;
+const contentKey = (t: TransferContent) =>
+  `${t.tokenAddress.toLowerCase()}|${t.from.toLowerCase()}|${t.to.toLowerCase()}|${t.amount}`;
 
 /** The deposit's identity within its transaction, as one comparable string. */
 export const identityKey = (t: TransferContent & { ordinal: number }) => `${contentKey(t)}|${t.ordinal}`;
 
 /** Numbers identical transfers of one transaction in log order: the first is ordinal 0. */
-export function withOrdinals<T extends TransferContent & { logIndex: number }>(transfers: readonly T[]): (T & { ordinal: number })[] {
+export function withOrdinals<T extends TransferContent & { logIndex: number }>(
+  transfers: readonly T[],
+): (T & { ordinal: number })[] {
   const seen = new Map<string, number>();
   return [...transfers]
     .sort((a, b) => a.logIndex - b.logIndex)
@@ -28,7 +31,13 @@ export function withOrdinals<T extends TransferContent & { logIndex: number }>(t
     });
 }
 
-type RawLog = { address: string; data: Hex; topics: readonly Hex[] | [Hex, ...Hex[]] | []; logIndex: number | null; transactionHash: Hex | null };
+type RawLog = {
+  address: string;
+  data: Hex;
+  topics: readonly Hex[] | [Hex, ...Hex[]] | [];
+  logIndex: number | null;
+  transactionHash: Hex | null;
+};
 
 /**
  * Every ERC-20 Transfer among one transaction's logs (of any token: the token is part of the
@@ -44,7 +53,13 @@ export function transfersOfTransaction(logs: readonly RawLog[], txHash: string):
     } catch {
       continue; // not an ERC-20 Transfer (another event, or an ERC-721 Transfer with three indexed topics)
     }
-    transfers.push({ tokenAddress: log.address.toLowerCase(), from: decoded.args.from.toLowerCase(), to: decoded.args.to.toLowerCase(), amount: decoded.args.value, logIndex: log.logIndex });
+    transfers.push({
+      tokenAddress: log.address.toLowerCase(),
+      from: decoded.args.from.toLowerCase(),
+      to: decoded.args.to.toLowerCase(),
+      amount: decoded.args.value,
+      logIndex: log.logIndex,
+    });
   }
   return withOrdinals(transfers);
 }

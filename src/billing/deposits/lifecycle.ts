@@ -58,7 +58,12 @@ export class DepositInvariantError extends Error {
 
 const PENDING = ["seen", "confirming"] as const;
 
-export async function markConfirming(sql: Sql, d: Decided, at: { logIndex: number; confirmations: bigint }, now: Date): Promise<void> {
+export async function markConfirming(
+  sql: Sql,
+  d: Decided,
+  at: { logIndex: number; confirmations: bigint },
+  now: Date,
+): Promise<void> {
   await sql`update husd_deposits set state = 'confirming', log_index = ${at.logIndex}, confirmations = ${at.confirmations.toString()}, updated_at = ${now}
             where id = ${d.id} and state in ${sql(PENDING)} and block_hash = ${d.blockHash}`;
 }
@@ -73,7 +78,12 @@ export async function orphanDeposit(sql: Sql, d: Decided, reason: string, now: D
  * counting confirmations from the new block; a credited one keeps its credit, which the caller
  * only does when the new block is final (else it reverses it, `reverseDeposit` with `waitAt`).
  */
-export async function moveDeposit(sql: Sql, d: Decided & { state: "seen" | "confirming" | "credited" }, to: Location, now: Date): Promise<boolean> {
+export async function moveDeposit(
+  sql: Sql,
+  d: Decided & { state: "seen" | "confirming" | "credited" },
+  to: Location,
+  now: Date,
+): Promise<boolean> {
   const rows =
     d.state === "credited"
       ? await sql`update husd_deposits set block_number = ${to.blockNumber.toString()}, block_hash = ${to.blockHash.toLowerCase()}, log_index = ${to.logIndex}, updated_at = ${now}
@@ -103,14 +113,32 @@ export async function reviveDeposit(sql: Sql, id: string, to: Location, now: Dat
  * ledger key, the row and the movement in one transaction under the row's lock. Returns the
  * state the row is in afterwards (another worker may have decided it first).
  */
-export async function creditDeposit(deps: { sql: Sql; logger?: Logger }, d: Decided, at: { logIndex: number; confirmations: bigint }, now: Date): Promise<DepositState> {
+export async function creditDeposit(
+  deps: { sql: Sql; logger?: Logger },
+  d: Decided,
+  at: { logIndex: number; confirmations: bigint },
+  now: Date,
+): Promise<DepositState> {
   return deps.sql.begin(async (tx) => {
-    const [row] = await tx<{ id: string; org_id: string | null; state: DepositState; block_hash: string; block_number: string; tx_hash: string; chain_id: number; amount_nano_usd: bigint | null; credit_count: number }[]>`
+    const [row] = await tx<
+      {
+        id: string;
+        org_id: string | null;
+        state: DepositState;
+        block_hash: string;
+        block_number: string;
+        tx_hash: string;
+        chain_id: number;
+        amount_nano_usd: bigint | null;
+        credit_count: number;
+      }[]
+    >`
       select id, org_id, state, block_hash, block_number::text, tx_hash, chain_id, amount_nano_usd, credit_count from husd_deposits where id = ${d.id} for update`;
     if (!row) throw new DepositInvariantError(`no deposit ${d.id}`);
     // Decided by someone else meanwhile (credited, orphaned, or moved to another block).
     if ((row.state !== "seen" && row.state !== "confirming") || row.block_hash !== d.blockHash) return row.state;
-    if (!row.org_id || row.amount_nano_usd === null) throw new DepositInvariantError(`deposit ${row.id} is pending without an organization or an amount`);
+    if (!row.org_id || row.amount_nano_usd === null)
+      throw new DepositInvariantError(`deposit ${row.id} is pending without an organization or an amount`);
     const k = row.credit_count + 1;
     const amount = row.amount_nano_usd;
     const posted = await postTransaction(tx, {
@@ -118,18 +146,32 @@ export async function creditDeposit(deps: { sql: Sql; logger?: Logger }, d: Deci
       orgId: row.org_id,
       idempotencyKey: `husd-credit:${row.id}:${k}`,
       description: "HUSD deposit",
-      metadata: { deposit_id: row.id, credit: k, chain_id: row.chain_id, tx_hash: row.tx_hash, block_number: row.block_number, block_hash: row.block_hash, log_index: at.logIndex },
+      metadata: {
+        deposit_id: row.id,
+        credit: k,
+        chain_id: row.chain_id,
+        tx_hash: row.tx_hash,
+        block_number: row.block_number,
+        block_hash: row.block_hash,
+        log_index: at.logIndex,
+      },
       entries: [
         { accountId: orgCreditsAccount(row.org_id), amount },
         { accountId: SystemAccounts.husd, amount: -amount },
       ],
       createdAt: now,
     });
-    if (!posted.created) throw new DepositInvariantError(`credit ${k} of deposit ${row.id} is already in the ledger while the deposit is ${row.state}`);
+    if (!posted.created)
+      throw new DepositInvariantError(
+        `credit ${k} of deposit ${row.id} is already in the ledger while the deposit is ${row.state}`,
+      );
     await tx`update husd_deposits set state = 'credited', credit_count = ${k}, credited_at = ${now}, final_at = coalesce(final_at, ${now}),
                confirmations = ${at.confirmations.toString()}, log_index = ${at.logIndex}, credit_transaction_id = ${posted.transactionId}, updated_at = ${now}
              where id = ${row.id}`;
-    deps.logger?.info({ deposit_id: row.id, org_id: row.org_id, nano_usd: amount.toString(), credit: k }, "HUSD deposit credited");
+    deps.logger?.info(
+      { deposit_id: row.id, org_id: row.org_id, nano_usd: amount.toString(), credit: k },
+      "HUSD deposit credited",
+    );
     return "credited" as const;
   });
 }
@@ -141,13 +183,33 @@ export async function creditDeposit(deps: { sql: Sql; logger?: Logger }, d: Deci
  * waits there (`confirming`) for the credit it will get again once that block is final.
  * Returns whether this call reversed it.
  */
-export async function reverseDeposit(deps: { sql: Sql; logger?: Logger }, d: Decided, why: string, now: Date, waitAt?: Location): Promise<boolean> {
+export async function reverseDeposit(
+  deps: { sql: Sql; logger?: Logger },
+  d: Decided,
+  why: string,
+  now: Date,
+  waitAt?: Location,
+): Promise<boolean> {
   return deps.sql.begin(async (tx) => {
-    const [row] = await tx<{ id: string; org_id: string; state: DepositState; block_hash: string; tx_hash: string; amount_nano_usd: bigint; credit_count: number; reversal_count: number }[]>`
+    const [row] = await tx<
+      {
+        id: string;
+        org_id: string;
+        state: DepositState;
+        block_hash: string;
+        tx_hash: string;
+        amount_nano_usd: bigint;
+        credit_count: number;
+        reversal_count: number;
+      }[]
+    >`
       select id, org_id, state, block_hash, tx_hash, amount_nano_usd, credit_count, reversal_count from husd_deposits where id = ${d.id} for update`;
     if (!row || row.state !== "credited" || row.block_hash !== d.blockHash) return false;
     const k = row.reversal_count + 1;
-    if (k !== row.credit_count) throw new DepositInvariantError(`deposit ${row.id} is credited with ${row.credit_count} credits and ${row.reversal_count} reversals`);
+    if (k !== row.credit_count)
+      throw new DepositInvariantError(
+        `deposit ${row.id} is credited with ${row.credit_count} credits and ${row.reversal_count} reversals`,
+      );
     const lowBalance = await watchLowBalance(tx, row.org_id, now);
     const posted = await postTransaction(tx, {
       kind: "reversal",
@@ -161,7 +223,10 @@ export async function reverseDeposit(deps: { sql: Sql; logger?: Logger }, d: Dec
       ],
       createdAt: now,
     });
-    if (!posted.created) throw new DepositInvariantError(`reversal ${k} of deposit ${row.id} is already in the ledger while the deposit is credited`);
+    if (!posted.created)
+      throw new DepositInvariantError(
+        `reversal ${k} of deposit ${row.id} is already in the ledger while the deposit is credited`,
+      );
     await lowBalance(posted.transactionId);
     const reason = `reorged_after_credit: ${why}`;
     if (waitAt) {
@@ -173,11 +238,20 @@ export async function reverseDeposit(deps: { sql: Sql; logger?: Logger }, d: Dec
       await tx`update husd_deposits set state = 'reversed', reason = ${reason}, reversal_count = ${k}, reversal_transaction_id = ${posted.transactionId}, updated_at = ${now}
                where id = ${row.id}`;
     }
-    const details = { org_id: row.org_id, tx_hash: row.tx_hash, nano_usd: row.amount_nano_usd.toString(), reversal: k, why };
+    const details = {
+      org_id: row.org_id,
+      tx_hash: row.tx_hash,
+      nano_usd: row.amount_nano_usd.toString(),
+      reversal: k,
+      why,
+    };
     await tx`insert into operator_alerts (id, kind, subject, details, created_at)
              values (${newId("alert")}, 'husd_deposit_reversed', ${row.id}, ${tx.json(details)}, ${now})
              on conflict (kind, subject) do update set details = excluded.details, created_at = excluded.created_at, acknowledged_at = null`;
-    deps.logger?.error({ deposit_id: row.id, ...details }, "credited HUSD deposit left the canonical chain: reversed, operator attention needed");
+    deps.logger?.error(
+      { deposit_id: row.id, ...details },
+      "credited HUSD deposit left the canonical chain: reversed, operator attention needed",
+    );
     return true;
   });
 }

@@ -25,10 +25,12 @@ export type DepositState = "seen" | "confirming" | "credited" | "orphaned" | "re
 
 /** Why a transfer will never be credited, decided once when it is first recorded. */
 export function rejectionReason(t: ObservedTransfer, orgId: string | null, config: Config): string | null {
-  if (t.tokenAddress.toLowerCase() !== config.HUSD_ADDRESS.toLowerCase()) return "wrong_token: not the configured HUSD contract";
+  if (t.tokenAddress.toLowerCase() !== config.HUSD_ADDRESS.toLowerCase())
+    return "wrong_token: not the configured HUSD contract";
   if (t.chainId !== config.CHAIN_ID) return "wrong_chain";
   if (!orgId) return "unknown_address: not an organization's deposit address";
-  if (t.amount < BigInt(config.HUSD_DUST_MINIMUM)) return `below_dust_minimum: less than ${config.HUSD_DUST_MINIMUM} base units`;
+  if (t.amount < BigInt(config.HUSD_DUST_MINIMUM))
+    return `below_dust_minimum: less than ${config.HUSD_DUST_MINIMUM} base units`;
   const nano = baseUnitsToNanoUsd(t.amount, config.HUSD_DECIMALS);
   if (nano === null) return "amount_exceeds_ledger_range: too large to credit; an operator must look";
   if (nano === 0n) return "below_one_nano_usd: smaller than the ledger's unit";
@@ -42,7 +44,13 @@ export function rejectionReason(t: ObservedTransfer, orgId: string | null, confi
  * was orphaned or reversed is the same deposit, appearing again: it gets a new chance (and, once
  * final, a new credit of its own). Returns the row's id and state.
  */
-export async function recordTransfer(sql: Sql, t: ObservedTransfer, source: "indexer" | "topup" | "reorg", config: Config, now: Date): Promise<{ id: string; state: DepositState; created: boolean }> {
+export async function recordTransfer(
+  sql: Sql,
+  t: ObservedTransfer,
+  source: "indexer" | "topup" | "reorg",
+  config: Config,
+  now: Date,
+): Promise<{ id: string; state: DepositState; created: boolean }> {
   const [owner] = await sql<{ org_id: string }[]>`
     select org_id from deposit_addresses where chain_id = ${t.chainId} and address = ${t.to.toLowerCase()}`;
   const orgId = owner?.org_id ?? null;
@@ -64,7 +72,15 @@ export async function recordTransfer(sql: Sql, t: ObservedTransfer, source: "ind
       and from_address = ${t.from.toLowerCase()} and to_address = ${t.to.toLowerCase()} and amount = ${t.amount.toString()} and ordinal = ${t.ordinal}`;
   if (!existing) throw new Error(`deposit of ${t.txHash} #${t.ordinal} neither inserted nor found`);
   if (existing.state === "orphaned" || existing.state === "reversed") {
-    if (await reviveDeposit(sql, existing.id, { blockNumber: t.blockNumber, blockHash: t.blockHash, logIndex: t.logIndex }, now)) return { id: existing.id, state: "seen", created: false };
+    if (
+      await reviveDeposit(
+        sql,
+        existing.id,
+        { blockNumber: t.blockNumber, blockHash: t.blockHash, logIndex: t.logIndex },
+        now,
+      )
+    )
+      return { id: existing.id, state: "seen", created: false };
   }
   return { ...existing, created: false };
 }

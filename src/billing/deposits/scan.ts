@@ -3,8 +3,16 @@ import type { Sql } from "../../db/client.js";
 import { recordTransfer, type ObservedTransfer } from "./record.js";
 
 type IndexedRow = {
-  chain_id: number; token_address: string; from: string; to: string; amount: string; ordinal: number;
-  block_number: string; block_hash: string; transaction_hash: string; log_index: number;
+  chain_id: number;
+  token_address: string;
+  from: string;
+  to: string;
+  amount: string;
+  ordinal: number;
+  block_number: string;
+  block_hash: string;
+  transaction_hash: string;
+  log_index: number;
 };
 
 /**
@@ -49,8 +57,16 @@ export async function scanIndexedTransfers(sql: Sql, config: Config, now: Date):
   let recorded = 0;
   for (const r of rows) {
     const t: ObservedTransfer = {
-      chainId: r.chain_id, txHash: r.transaction_hash, ordinal: r.ordinal, logIndex: r.log_index, blockNumber: BigInt(r.block_number),
-      blockHash: r.block_hash, tokenAddress: r.token_address, from: r.from, to: r.to, amount: BigInt(r.amount),
+      chainId: r.chain_id,
+      txHash: r.transaction_hash,
+      ordinal: r.ordinal,
+      logIndex: r.log_index,
+      blockNumber: BigInt(r.block_number),
+      blockHash: r.block_hash,
+      tokenAddress: r.token_address,
+      from: r.from,
+      to: r.to,
+      amount: BigInt(r.amount),
     };
     if ((await recordTransfer(sql, t, "indexer", config, now)).created) recorded++;
   }

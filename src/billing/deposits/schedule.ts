@@ -40,7 +40,10 @@ export function checksPerScan(config: Pick<Config, "DEPOSIT_CHECKS_PER_SECOND">,
 }
 
 /** The highest block final by policy in this view, or null if none is (no `finalized` block yet). */
-export function finalEdge(view: ChainView, config: Pick<Config, "FINALITY_CONFIRMATIONS" | "FINALITY_REQUIRE_FINALIZED_TAG">): bigint | null {
+export function finalEdge(
+  view: ChainView,
+  config: Pick<Config, "FINALITY_CONFIRMATIONS" | "FINALITY_REQUIRE_FINALIZED_TAG">,
+): bigint | null {
   const deepEnough = view.head - BigInt(config.FINALITY_CONFIRMATIONS) + 1n;
   if (!config.FINALITY_REQUIRE_FINALIZED_TAG) return deepEnough;
   if (view.finalized === null) return null;
@@ -53,7 +56,10 @@ export function finalEdge(view: ChainView, config: Pick<Config, "FINALITY_CONFIR
  * node behind, or ahead of, the one the checks reach only makes a check come early or late;
  * what is credited is decided by the check's own reads (chain-view.ts).
  */
-export async function readFinalEdge(chain: ChainClient, config: Pick<Config, "FINALITY_CONFIRMATIONS" | "FINALITY_REQUIRE_FINALIZED_TAG">): Promise<bigint | null> {
+export async function readFinalEdge(
+  chain: ChainClient,
+  config: Pick<Config, "FINALITY_CONFIRMATIONS" | "FINALITY_REQUIRE_FINALIZED_TAG">,
+): Promise<bigint | null> {
   try {
     return finalEdge(await readChainView(chain, config), config);
   } catch {
@@ -66,7 +72,11 @@ export async function readFinalEdge(chain: ChainClient, config: Pick<Config, "FI
  * (rows another scan is taking are skipped): the caller enqueues a check for each id returned.
  * Due: never checked, or its block reached `edge` since it was armed, or its time has come.
  */
-export async function claimDueDeposits(sql: Sql, now: Date, opts: { limit: number; edge: bigint | null }): Promise<string[]> {
+export async function claimDueDeposits(
+  sql: Sql,
+  now: Date,
+  opts: { limit: number; edge: bigint | null },
+): Promise<string[]> {
   const edge = opts.edge === null ? null : opts.edge.toString();
   const rows = await sql<{ id: string }[]>`
     with due as (

@@ -6,20 +6,45 @@ import type { Config } from "../../config.js";
 import type { Sql } from "../../db/client.js";
 import { finalityOf, judgeBlock, readChainView, type BlockVerdict } from "./chain-view.js";
 import { identityKey, transfersOfTransaction } from "./identity.js";
-import { creditDeposit, markConfirming, moveDeposit, orphanDeposit, reverseDeposit, reviveDeposit } from "./lifecycle.js";
+import {
+  creditDeposit,
+  markConfirming,
+  moveDeposit,
+  orphanDeposit,
+  reverseDeposit,
+  reviveDeposit,
+} from "./lifecycle.js";
 import { recordTransfer, type DepositState } from "./record.js";
 
 type DepositRow = {
-  id: string; chain_id: number; tx_hash: Hex; ordinal: number; log_index: number; block_number: string; block_hash: string;
-  token_address: Hex; from_address: string; to_address: string; org_id: string | null; amount: string;
-  amount_nano_usd: bigint | null; state: DepositState; reason: string | null;
+  id: string;
+  chain_id: number;
+  tx_hash: Hex;
+  ordinal: number;
+  log_index: number;
+  block_number: string;
+  block_hash: string;
+  token_address: Hex;
+  from_address: string;
+  to_address: string;
+  org_id: string | null;
+  amount: string;
+  amount_nano_usd: bigint | null;
+  state: DepositState;
+  reason: string | null;
 };
 
 export type VerifyOutcome = { state: DepositState; reason?: string; confirmations?: bigint; waiting?: string };
 
 export type DepositDeps = { sql: Sql; chain: ChainClient; config: Config; logger?: Logger };
 
-const content = (d: DepositRow) => ({ tokenAddress: d.token_address, from: d.from_address, to: d.to_address, amount: BigInt(d.amount), ordinal: d.ordinal });
+const content = (d: DepositRow) => ({
+  tokenAddress: d.token_address,
+  from: d.from_address,
+  to: d.to_address,
+  amount: BigInt(d.amount),
+  ordinal: d.ordinal,
+});
 const isPending = (s: DepositState): s is "seen" | "confirming" => s === "seen" || s === "confirming";
 const load = async (sql: Sql, id: string) => (await sql<DepositRow[]>`select * from husd_deposits where id = ${id}`)[0];
 
@@ -37,7 +62,12 @@ export async function verifyDeposit(deps: DepositDeps, depositId: string, now: D
   return verifyOnce(deps, depositId, now, true);
 }
 
-async function verifyOnce(deps: DepositDeps, depositId: string, now: Date, followMove: boolean): Promise<VerifyOutcome> {
+async function verifyOnce(
+  deps: DepositDeps,
+  depositId: string,
+  now: Date,
+  followMove: boolean,
+): Promise<VerifyOutcome> {
   const { sql, chain, config } = deps;
   const d = await load(sql, depositId);
   if (!d) throw new Error(`no deposit ${depositId}`);
@@ -51,16 +81,19 @@ async function verifyOnce(deps: DepositDeps, depositId: string, now: Date, follo
     await reconcileTransaction(deps, { chainId: d.chain_id, txHash: d.tx_hash }, now);
     const after = (await load(sql, d.id))!;
     // Mined again elsewhere: decide it there now (once) rather than at the next scan.
-    if (followMove && isPending(after.state) && after.block_hash !== d.block_hash) return verifyOnce(deps, d.id, now, false);
+    if (followMove && isPending(after.state) && after.block_hash !== d.block_hash)
+      return verifyOnce(deps, d.id, now, false);
     return { state: after.state, ...(after.reason ? { reason: after.reason } : {}) };
   }
 
   // Logs by block hash are that block's whatever the chain does next; a node that no longer has
   // the block by hash (replaced since it was compared) proves nothing now.
-  const logs = await chain.getLogs({ blockHash: d.block_hash as Hex, address: d.token_address, event: transferEvent }).catch(async (err: unknown) => {
-    if ((await judgeBlock(chain, at, view)).kind === "canonical") throw err;
-    return null;
-  });
+  const logs = await chain
+    .getLogs({ blockHash: d.block_hash as Hex, address: d.token_address, event: transferEvent })
+    .catch(async (err: unknown) => {
+      if ((await judgeBlock(chain, at, view)).kind === "canonical") throw err;
+      return null;
+    });
   if (logs === null) return { state: d.state, waiting: "its block changed while its logs were read" };
   const found = transfersOfTransaction(logs, d.tx_hash).find((t) => identityKey(t) === identityKey(content(d)));
   if (!found) {
@@ -74,11 +107,23 @@ async function verifyOnce(deps: DepositDeps, depositId: string, now: Date, follo
     await markConfirming(sql, { id: d.id, blockHash: d.block_hash }, { logIndex: found.logIndex, confirmations }, now);
     return { state: "confirming", confirmations };
   }
-  const state = await creditDeposit({ sql, logger: deps.logger }, { id: d.id, blockHash: d.block_hash }, { logIndex: found.logIndex, confirmations }, now);
+  const state = await creditDeposit(
+    { sql, logger: deps.logger },
+    { id: d.id, blockHash: d.block_hash },
+    { logIndex: found.logIndex, confirmations },
+    now,
+  );
   return { state, confirmations };
 }
 
-export type ReconcileOutcome = { moved: number; reversed: number; orphaned: number; revived: number; recorded: number; undecided: boolean };
+export type ReconcileOutcome = {
+  moved: number;
+  reversed: number;
+  orphaned: number;
+  revived: number;
+  recorded: number;
+  undecided: boolean;
+};
 
 /**
  * A transaction holding deposits has left the block they were seen in (a node at or past that
@@ -93,7 +138,11 @@ export type ReconcileOutcome = { moved: number; reversed: number; orphaned: numb
  *    shows another block there;
  *  - content new to us, to an organization's deposit address, is a new deposit.
  */
-export async function reconcileTransaction(deps: DepositDeps, at: { chainId: number; txHash: Hex }, now: Date): Promise<ReconcileOutcome> {
+export async function reconcileTransaction(
+  deps: DepositDeps,
+  at: { chainId: number; txHash: Hex },
+  now: Date,
+): Promise<ReconcileOutcome> {
   const { sql, chain, config } = deps;
   const outcome: ReconcileOutcome = { moved: 0, reversed: 0, orphaned: 0, revived: 0, recorded: 0, undecided: false };
   const view = await readChainView(chain, config);
@@ -112,12 +161,15 @@ export async function reconcileTransaction(deps: DepositDeps, at: { chainId: num
   const { final } = where ? finalityOf(view, where.blockNumber, config) : { final: false };
   const logger = deps.logger;
 
-  const rows = await sql<DepositRow[]>`select * from husd_deposits where chain_id = ${at.chainId} and tx_hash = ${at.txHash.toLowerCase()} order by ordinal, log_index`;
+  const rows = await sql<
+    DepositRow[]
+  >`select * from husd_deposits where chain_id = ${at.chainId} and tx_hash = ${at.txHash.toLowerCase()} order by ordinal, log_index`;
   const matched = new Set<string>();
   const verdicts = new Map<string, Promise<BlockVerdict>>();
   const oldBlockGone = async (d: DepositRow) => {
     const key = `${d.block_number}:${d.block_hash}`;
-    if (!verdicts.has(key)) verdicts.set(key, judgeBlock(chain, { number: BigInt(d.block_number), hash: d.block_hash }, view));
+    if (!verdicts.has(key))
+      verdicts.set(key, judgeBlock(chain, { number: BigInt(d.block_number), hash: d.block_hash }, view));
     return (await verdicts.get(key)!).kind === "replaced";
   };
 
@@ -132,9 +184,20 @@ export async function reconcileTransaction(deps: DepositDeps, at: { chainId: num
         if (final) {
           if (await moveDeposit(sql, { ...decided, state: "credited" }, to, now)) {
             outcome.moved++;
-            logger?.warn({ deposit_id: d.id, from_block: d.block_hash, to_block: where.blockHash }, "credited HUSD deposit was mined again in a final block; its credit stands");
+            logger?.warn(
+              { deposit_id: d.id, from_block: d.block_hash, to_block: where.blockHash },
+              "credited HUSD deposit was mined again in a final block; its credit stands",
+            );
           }
-        } else if (await reverseDeposit({ sql, logger }, decided, `mined again in block ${where.blockNumber} (${where.blockHash}), not final yet: credited again once it is`, now, to)) {
+        } else if (
+          await reverseDeposit(
+            { sql, logger },
+            decided,
+            `mined again in block ${where.blockNumber} (${where.blockHash}), not final yet: credited again once it is`,
+            now,
+            to,
+          )
+        ) {
           outcome.reversed++;
         }
       } else if (isPending(d.state)) {
@@ -154,7 +217,15 @@ export async function reconcileTransaction(deps: DepositDeps, at: { chainId: num
         ? `its transaction reverted when mined again in block ${receipt.blockNumber}`
         : `its transaction, mined again in block ${receipt.blockNumber}, no longer makes this transfer`;
     if (d.state === "credited") {
-      if (await reverseDeposit({ sql, logger }, decided, `block ${d.block_number} (${d.block_hash}) left the canonical chain and ${why}`, now)) outcome.reversed++;
+      if (
+        await reverseDeposit(
+          { sql, logger },
+          decided,
+          `block ${d.block_number} (${d.block_hash}) left the canonical chain and ${why}`,
+          now,
+        )
+      )
+        outcome.reversed++;
     } else {
       await orphanDeposit(sql, decided, `reorged_out: ${why}`, now);
       outcome.orphaned++;
@@ -163,13 +234,25 @@ export async function reconcileTransaction(deps: DepositDeps, at: { chainId: num
 
   // New content: a new deposit, if it is HUSD to an organization's deposit address (the rest is
   // not ours to keep, as the indexer's scan does not keep it either).
-  const fresh = transfers.filter((t) => !matched.has(identityKey(t)) && t.tokenAddress === config.HUSD_ADDRESS.toLowerCase());
+  const fresh = transfers.filter(
+    (t) => !matched.has(identityKey(t)) && t.tokenAddress === config.HUSD_ADDRESS.toLowerCase(),
+  );
   if (fresh.length > 0 && where) {
     const known = new Set(
-      (await sql<{ address: string }[]>`select address from deposit_addresses where chain_id = ${at.chainId} and address = any(${fresh.map((t) => t.to)})`).map((r) => r.address),
+      (
+        await sql<
+          { address: string }[]
+        >`select address from deposit_addresses where chain_id = ${at.chainId} and address = any(${fresh.map((t) => t.to)})`
+      ).map((r) => r.address),
     );
     for (const t of fresh.filter((f) => known.has(f.to))) {
-      const r = await recordTransfer(sql, { chainId: at.chainId, txHash: at.txHash, ...t, ...where }, "reorg", config, now);
+      const r = await recordTransfer(
+        sql,
+        { chainId: at.chainId, txHash: at.txHash, ...t, ...where },
+        "reorg",
+        config,
+        now,
+      );
       if (r.created) outcome.recorded++;
     }
   }

@@ -35,7 +35,13 @@ export async function lockPayment(tx: TransactionSql, refs: (string | null | und
   for (const key of keys) await tx`select pg_advisory_xact_lock(hashtextextended(${`card-payment:${key}`}, 0))`;
 }
 
-export type TopupInput = { orgId: string; paymentId: string; chargeId: string | null; currency: string; amountMinor: bigint };
+export type TopupInput = {
+  orgId: string;
+  paymentId: string;
+  chargeId: string | null;
+  currency: string;
+  amountMinor: bigint;
+};
 export type CreditOutcome = "credited" | "already_credited" | "refused_currency" | "nothing_received";
 
 /**
@@ -43,7 +49,12 @@ export type CreditOutcome = "credited" | "already_credited" | "refused_currency"
  * it: a `card_topup` ledger transaction keyed by the payment id, plus its card_topups row. Other
  * currencies are recorded as refused and credit nothing. Call inside the event's transaction.
  */
-export async function creditCardTopup(tx: TransactionSql, logger: Logger, input: TopupInput, now: Date): Promise<CreditOutcome> {
+export async function creditCardTopup(
+  tx: TransactionSql,
+  logger: Logger,
+  input: TopupInput,
+  now: Date,
+): Promise<CreditOutcome> {
   await lockPayment(tx, [input.paymentId, input.chargeId]);
   const [existing] = await tx`select 1 from card_topups where payment_id = ${input.paymentId}`;
   if (existing) return "already_credited";
@@ -54,7 +65,12 @@ export async function creditCardTopup(tx: TransactionSql, logger: Logger, input:
       values (${input.paymentId}, ${input.chargeId}, ${input.orgId}, ${input.currency}, ${input.amountMinor.toString()}, 'refused',
               ${`unsupported_currency: ${input.currency}`}, ${now}, ${now})`;
     logger.warn(
-      { org_id: input.orgId, payment_id: input.paymentId, currency: input.currency, amount_minor: input.amountMinor.toString() },
+      {
+        org_id: input.orgId,
+        payment_id: input.paymentId,
+        currency: input.currency,
+        amount_minor: input.amountMinor.toString(),
+      },
       "card payment in a currency other than usd: recorded, not credited; refund it at the processor",
     );
     return "refused_currency";
@@ -89,8 +105,22 @@ export async function creditCardTopup(tx: TransactionSql, logger: Logger, input:
  */
 export type Reversal =
   | { kind: "refund"; chargeId: string; paymentId: string | null; amountRefundedMinor: bigint; currency: string }
-  | { kind: "dispute"; disputeId: string; chargeId: string; paymentId: string | null; amountMinor: bigint; currency: string }
-  | { kind: "dispute_closed"; disputeId: string; chargeId: string; paymentId: string | null; ending: DisputeEnding; currency: string };
+  | {
+      kind: "dispute";
+      disputeId: string;
+      chargeId: string;
+      paymentId: string | null;
+      amountMinor: bigint;
+      currency: string;
+    }
+  | {
+      kind: "dispute_closed";
+      disputeId: string;
+      chargeId: string;
+      paymentId: string | null;
+      ending: DisputeEnding;
+      currency: string;
+    };
 
 /**
  * How a dispute ended, as the processor tells it: `charge.dispute.closed` with status `won` (or
@@ -122,7 +152,12 @@ function topupState(reversed: bigint, credited: bigint): TopupRow["state"] {
  * blocks further spending (authorizations need spendable credits) until it is topped up.
  * The end of a dispute goes through here too (closeDispute), under the same payment lock.
  */
-export async function reverseCardTopup(tx: TransactionSql, logger: Logger, r: Reversal, now: Date): Promise<{ outcome: ReversalOutcome; orgId: string | null }> {
+export async function reverseCardTopup(
+  tx: TransactionSql,
+  logger: Logger,
+  r: Reversal,
+  now: Date,
+): Promise<{ outcome: ReversalOutcome; orgId: string | null }> {
   await lockPayment(tx, [r.paymentId, r.chargeId]);
   const [row] = await tx<TopupRow[]>`
     select payment_id, charge_id, org_id, currency, amount_nano_usd, state, refunded_minor, reversed_nano_usd from card_topups
@@ -132,12 +167,17 @@ export async function reverseCardTopup(tx: TransactionSql, logger: Logger, r: Re
   if (!row) return { outcome: "unknown_payment", orgId: null };
   if (row.state === "refused" || row.amount_nano_usd === null) return { outcome: "not_credited", orgId: row.org_id };
   if (r.currency !== row.currency) {
-    logger.error({ org_id: row.org_id, payment_id: row.payment_id, currency: r.currency }, `card ${r.kind} in another currency than its payment: not applied`);
+    logger.error(
+      { org_id: row.org_id, payment_id: row.payment_id, currency: r.currency },
+      `card ${r.kind} in another currency than its payment: not applied`,
+    );
     return { outcome: "refused_currency", orgId: row.org_id };
   }
   if (r.kind === "dispute_closed") return closeDispute(tx, logger, r, row, row.amount_nano_usd, now);
   if (r.kind === "dispute") {
-    const [dispute] = await tx<DisputeRow[]>`select status from card_disputes where dispute_id = ${r.disputeId} for update`;
+    const [dispute] = await tx<
+      DisputeRow[]
+    >`select status from card_disputes where dispute_id = ${r.disputeId} for update`;
     // Won before we saw it open (the processor does not order deliveries): it never takes anything.
     if (dispute?.status === "won") return { outcome: "nothing_to_reverse", orgId: row.org_id };
   }
@@ -145,7 +185,8 @@ export async function reverseCardTopup(tx: TransactionSql, logger: Logger, r: Re
   const remaining = row.amount_nano_usd - row.reversed_nano_usd;
   const requested = requestedMinor > 0n ? centsToNanoUsd(requestedMinor) : 0n;
   const amount = requested < remaining ? requested : remaining;
-  const refundedMinor = r.kind === "refund" && r.amountRefundedMinor > row.refunded_minor ? r.amountRefundedMinor : row.refunded_minor;
+  const refundedMinor =
+    r.kind === "refund" && r.amountRefundedMinor > row.refunded_minor ? r.amountRefundedMinor : row.refunded_minor;
   let reversed = 0n;
   if (amount > 0n) {
     const lowBalance = await watchLowBalance(tx, row.org_id, now);
@@ -153,7 +194,8 @@ export async function reverseCardTopup(tx: TransactionSql, logger: Logger, r: Re
       kind: "reversal",
       orgId: row.org_id,
       // Per refund (the charge's cumulative refunded amount only grows) and per dispute id.
-      idempotencyKey: r.kind === "refund" ? `card-refund:${r.chargeId}:${r.amountRefundedMinor}` : `card-dispute:${r.disputeId}`,
+      idempotencyKey:
+        r.kind === "refund" ? `card-refund:${r.chargeId}:${r.amountRefundedMinor}` : `card-dispute:${r.disputeId}`,
       description: r.kind === "refund" ? "Card top-up refunded" : "Card top-up disputed",
       metadata: { source: "card", reason: r.kind },
       entries: [
@@ -180,7 +222,10 @@ export async function reverseCardTopup(tx: TransactionSql, logger: Logger, r: Re
       on conflict (dispute_id) do update set reversed_nano_usd = excluded.reversed_nano_usd, updated_at = excluded.updated_at`;
   }
   if (reversed > 0n && requested > reversed) {
-    logger.warn({ org_id: row.org_id, payment_id: row.payment_id, kind: r.kind }, "card reversal capped at what the payment credited and has not given back");
+    logger.warn(
+      { org_id: row.org_id, payment_id: row.payment_id, kind: r.kind },
+      "card reversal capped at what the payment credited and has not given back",
+    );
   }
   return { outcome: reversed > 0n ? "reversed" : "nothing_to_reverse", orgId: row.org_id };
 }
@@ -207,7 +252,10 @@ async function closeDispute(
     select status, reversed_nano_usd, reinstated_nano_usd from card_disputes where dispute_id = ${r.disputeId} for update`;
   const status = r.ending === "lost" ? "lost" : "won";
   if (row && row.status !== "open" && row.status !== status && r.ending !== "funds_reinstated") {
-    logger.error({ org_id: orgId, payment_id: topup.payment_id, recorded: row.status, event: status }, "card dispute already ended otherwise: event ignored");
+    logger.error(
+      { org_id: orgId, payment_id: topup.payment_id, recorded: row.status, event: status },
+      "card dispute already ended otherwise: event ignored",
+    );
     return { outcome: row.status === "won" ? "dispute_won" : "dispute_lost", orgId };
   }
   // What the dispute took: its row, or for a dispute opened before card_disputes existed, its reversal in the ledger.

@@ -48,10 +48,15 @@ export type LockedCustomer = { orgId: string; defaultPaymentMethod: string | nul
  * every saved-card event of one customer runs one at a time, so the default flag can never be
  * set on two cards at once. Null for a customer nobody linked.
  */
-export async function lockCustomer(tx: TransactionSql, by: { customerId: string } | { orgId: string }): Promise<LockedCustomer | null> {
+export async function lockCustomer(
+  tx: TransactionSql,
+  by: { customerId: string } | { orgId: string },
+): Promise<LockedCustomer | null> {
   const [row] = await tx<{ org_id: string; default_payment_method: string | null; default_set_at: Date | null }[]>`
     select org_id, default_payment_method, default_set_at from processor_customers
     where ${"customerId" in by ? tx`customer_id = ${by.customerId}` : tx`org_id = ${by.orgId}`}
     for update`;
-  return row ? { orgId: row.org_id, defaultPaymentMethod: row.default_payment_method, defaultSetAt: row.default_set_at } : null;
+  return row
+    ? { orgId: row.org_id, defaultPaymentMethod: row.default_payment_method, defaultSetAt: row.default_set_at }
+    : null;
 }

@@ -3,9 +3,24 @@ import type { z } from "zod";
 import type { Sql, TransactionSql } from "../../db/client.js";
 import { withTransaction } from "../../db/transaction.js";
 import { BillingError } from "../../errors.js";
-import { creditCardTopup, reverseCardTopup, type CreditOutcome, type DisputeEnding, type Reversal, type ReversalOutcome } from "./card-topups.js";
+import {
+  creditCardTopup,
+  reverseCardTopup,
+  type CreditOutcome,
+  type DisputeEnding,
+  type Reversal,
+  type ReversalOutcome,
+} from "./card-topups.js";
 import { lockCustomer, type LockedCustomer } from "./customers.js";
-import { Charge, Customer, Dispute, PaymentIntent, PaymentMethod, PreviousCustomer, type ProcessorEvent } from "./objects.js";
+import {
+  Charge,
+  Customer,
+  Dispute,
+  PaymentIntent,
+  PaymentMethod,
+  PreviousCustomer,
+  type ProcessorEvent,
+} from "./objects.js";
 import { detachCard, orgOfCard, saveCard, setDefaultCard } from "./payment-methods.js";
 
 export type EventOutcome =
@@ -49,7 +64,9 @@ export async function handleProcessorEvent(deps: Deps, event: ProcessorEvent, no
     }
     // Test-mode events on a live deployment (or the reverse) are recorded and change nothing.
     const result: Result =
-      event.livemode === deps.livemode ? await dispatch(tx, deps.logger, event, now) : wrongMode(deps.logger, event, deps.livemode);
+      event.livemode === deps.livemode
+        ? await dispatch(tx, deps.logger, event, now)
+        : wrongMode(deps.logger, event, deps.livemode);
     await tx`
       update processor_events set outcome = ${result.outcome}, org_id = ${result.orgId ?? null}, awaiting_ref = ${result.awaitingRef ?? null},
         details = ${tx.json(result.details ?? {})}
@@ -59,25 +76,39 @@ export async function handleProcessorEvent(deps: Deps, event: ProcessorEvent, no
 }
 
 function wrongMode(logger: Logger, event: ProcessorEvent, livemode: boolean): Result {
-  logger.warn({ event_id: event.id, type: event.type, event_livemode: event.livemode, deployment_livemode: livemode }, "processor event of the other mode ignored");
+  logger.warn(
+    { event_id: event.id, type: event.type, event_livemode: event.livemode, deployment_livemode: livemode },
+    "processor event of the other mode ignored",
+  );
   return { outcome: "wrong_mode" };
 }
 
 async function dispatch(tx: TransactionSql, logger: Logger, event: ProcessorEvent, now: Date): Promise<Result> {
   const eventAt = new Date(event.created * 1000);
   const unknownCustomer = (): Result => {
-    logger.warn({ event_id: event.id, type: event.type }, "processor event for a customer linked to no organization: recorded, nothing changed");
+    logger.warn(
+      { event_id: event.id, type: event.type },
+      "processor event for a customer linked to no organization: recorded, nothing changed",
+    );
     return { outcome: "unknown_customer" };
   };
   switch (event.type) {
     case "payment_intent.succeeded": {
       const pi = parseObject(PaymentIntent, event, logger);
-      const [link] = pi.customer ? await tx<{ org_id: string }[]>`select org_id from processor_customers where customer_id = ${pi.customer}` : [];
+      const [link] = pi.customer
+        ? await tx<{ org_id: string }[]>`select org_id from processor_customers where customer_id = ${pi.customer}`
+        : [];
       if (!link) return unknownCustomer();
       const outcome = await creditCardTopup(
         tx,
         logger,
-        { orgId: link.org_id, paymentId: pi.id, chargeId: pi.latest_charge ?? null, currency: pi.currency, amountMinor: BigInt(pi.amount_received) },
+        {
+          orgId: link.org_id,
+          paymentId: pi.id,
+          chargeId: pi.latest_charge ?? null,
+          currency: pi.currency,
+          amountMinor: BigInt(pi.amount_received),
+        },
         now,
       );
       if (outcome === "credited") await applyAwaitingReversals(tx, logger, [pi.id, pi.latest_charge ?? null], now);
@@ -85,27 +116,59 @@ async function dispatch(tx: TransactionSql, logger: Logger, event: ProcessorEven
     }
     case "charge.refunded": {
       const ch = parseObject(Charge, event, logger);
-      return reverseOrAwait(tx, logger, {
-        kind: "refund", chargeId: ch.id, paymentId: ch.payment_intent ?? null, amountRefundedMinor: BigInt(ch.amount_refunded), currency: ch.currency,
-      }, now);
+      return reverseOrAwait(
+        tx,
+        logger,
+        {
+          kind: "refund",
+          chargeId: ch.id,
+          paymentId: ch.payment_intent ?? null,
+          amountRefundedMinor: BigInt(ch.amount_refunded),
+          currency: ch.currency,
+        },
+        now,
+      );
     }
     case "charge.dispute.created": {
       const dp = parseObject(Dispute, event, logger);
-      return reverseOrAwait(tx, logger, {
-        kind: "dispute", disputeId: dp.id, chargeId: dp.charge, paymentId: dp.payment_intent ?? null, amountMinor: BigInt(dp.amount), currency: dp.currency,
-      }, now);
+      return reverseOrAwait(
+        tx,
+        logger,
+        {
+          kind: "dispute",
+          disputeId: dp.id,
+          chargeId: dp.charge,
+          paymentId: dp.payment_intent ?? null,
+          amountMinor: BigInt(dp.amount),
+          currency: dp.currency,
+        },
+        now,
+      );
     }
     case "charge.dispute.closed":
     case "charge.dispute.funds_reinstated": {
       const dp = parseObject(Dispute, event, logger);
       const ending = disputeEnding(event.type, dp.status);
       if (!ending) {
-        logger.warn({ event_id: event.id, dispute_status: dp.status ?? null }, "card dispute closed with a status we do not know: left open");
+        logger.warn(
+          { event_id: event.id, dispute_status: dp.status ?? null },
+          "card dispute closed with a status we do not know: left open",
+        );
         return { outcome: "ignored" };
       }
-      return reverseOrAwait(tx, logger, {
-        kind: "dispute_closed", disputeId: dp.id, chargeId: dp.charge, paymentId: dp.payment_intent ?? null, ending, currency: dp.currency,
-      }, now);
+      return reverseOrAwait(
+        tx,
+        logger,
+        {
+          kind: "dispute_closed",
+          disputeId: dp.id,
+          chargeId: dp.charge,
+          paymentId: dp.payment_intent ?? null,
+          ending,
+          currency: dp.currency,
+        },
+        now,
+      );
     }
     case "payment_method.attached":
     case "payment_method.updated": {
@@ -130,7 +193,12 @@ async function dispatch(tx: TransactionSql, logger: Logger, event: ProcessorEven
       const customer = await lockCustomer(tx, { customerId: cus.id });
       if (!customer) return unknownCustomer();
       if (!cus.invoice_settings) return { outcome: "ignored", orgId: customer.orgId };
-      const changed = await setDefaultCard(tx, customer, { processorId: cus.invoice_settings.default_payment_method ?? null, eventAt }, now);
+      const changed = await setDefaultCard(
+        tx,
+        customer,
+        { processorId: cus.invoice_settings.default_payment_method ?? null, eventAt },
+        now,
+      );
       return { outcome: changed, orgId: customer.orgId };
     }
     default:
@@ -158,11 +226,19 @@ function disputeEnding(type: string, status: string | undefined): DisputeEnding 
 async function reverseOrAwait(tx: TransactionSql, logger: Logger, r: Reversal, now: Date): Promise<Result> {
   const { outcome, orgId } = await reverseCardTopup(tx, logger, r, now);
   if (outcome !== "unknown_payment") return { outcome, orgId };
-  logger.info({ kind: r.kind, payment_id: r.paymentId, charge_id: r.chargeId }, `card ${r.kind} for a payment not credited (yet): kept until it is`);
+  logger.info(
+    { kind: r.kind, payment_id: r.paymentId, charge_id: r.chargeId },
+    `card ${r.kind} for a payment not credited (yet): kept until it is`,
+  );
   return { outcome: "awaiting_payment", awaitingRef: r.paymentId ?? r.chargeId, details: reversalToJson(r) };
 }
 
-async function applyAwaitingReversals(tx: TransactionSql, logger: Logger, refs: (string | null)[], now: Date): Promise<void> {
+async function applyAwaitingReversals(
+  tx: TransactionSql,
+  logger: Logger,
+  refs: (string | null)[],
+  now: Date,
+): Promise<void> {
   const waiting = await tx<{ id: string; details: Record<string, string> }[]>`
     select id, details from processor_events
     where outcome = 'awaiting_payment' and awaiting_ref = any(${refs.filter((r): r is string => r !== null)})
@@ -206,10 +282,17 @@ function parseObject<S extends z.ZodType>(schema: S, event: ProcessorEvent, logg
   const parsed = schema.safeParse(event.data.object);
   if (parsed.success) return parsed.data;
   const fields = parsed.error.issues.map((i) => i.path.join(".") || "(object)").join(", ");
-  logger.error({ event_id: event.id, type: event.type, fields }, "processor event object not understood: refused, the processor will retry");
-  throw new BillingError("invalid_request", `${event.type}: data.object is missing or has unexpected fields: ${fields}`, {
-    details: { param: "data.object" },
-  });
+  logger.error(
+    { event_id: event.id, type: event.type, fields },
+    "processor event object not understood: refused, the processor will retry",
+  );
+  throw new BillingError(
+    "invalid_request",
+    `${event.type}: data.object is missing or has unexpected fields: ${fields}`,
+    {
+      details: { param: "data.object" },
+    },
+  );
 }
 
 function reversalToJson(r: Reversal): Record<string, string> {

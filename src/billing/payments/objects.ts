@@ -7,7 +7,8 @@ import { z } from "zod";
  * parsed number is exact and becomes a bigint before any arithmetic.
  */
 
-const processorId = (prefix: string) => z.string().regex(new RegExp(`^${prefix}_[A-Za-z0-9_]{1,250}$`), `must be a ${prefix}_… id`);
+const processorId = (prefix: string) =>
+  z.string().regex(new RegExp(`^${prefix}_[A-Za-z0-9_]{1,250}$`), `must be a ${prefix}_… id`);
 
 /** Expandable fields arrive as an id or as the expanded object; we only ever need the id. */
 const ref = (prefix: string) =>

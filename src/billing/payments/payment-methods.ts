@@ -5,7 +5,14 @@ import type { LockedCustomer } from "./customers.js";
 /** What we keep of a card: exactly what the API may show. Never the number, never a token. */
 export type Card = { brand: string; last4: string; expMonth: number; expYear: number };
 
-export type PaymentMethodView = { id: string; brand: string; last4: string; expMonth: number; expYear: number; isDefault: boolean };
+export type PaymentMethodView = {
+  id: string;
+  brand: string;
+  last4: string;
+  expMonth: number;
+  expYear: number;
+  isDefault: boolean;
+};
 
 /**
  * Saves a card attached to the customer, or updates it (payment_method.attached / .updated).
@@ -87,11 +94,20 @@ export async function setDefaultCard(
 
 /** The org's saved cards, default first, then oldest first. */
 export async function listPaymentMethods(sql: Sql | TransactionSql, orgId: string): Promise<PaymentMethodView[]> {
-  const rows = await sql<{ id: string; brand: string; last4: string; exp_month: number; exp_year: number; is_default: boolean }[]>`
+  const rows = await sql<
+    { id: string; brand: string; last4: string; exp_month: number; exp_year: number; is_default: boolean }[]
+  >`
     select id, brand, last4, exp_month, exp_year, is_default from payment_methods
     where org_id = ${orgId} and detached_at is null
     order by is_default desc, created_at, id`;
-  return rows.map((r) => ({ id: r.id, brand: r.brand, last4: r.last4, expMonth: r.exp_month, expYear: r.exp_year, isDefault: r.is_default }));
+  return rows.map((r) => ({
+    id: r.id,
+    brand: r.brand,
+    last4: r.last4,
+    expMonth: r.exp_month,
+    expYear: r.exp_year,
+    isDefault: r.is_default,
+  }));
 }
 
 /** The processor sends 4-digit years; the API shows "MM/YY" as on the card itself. */

@@ -23,17 +23,31 @@ export async function verifyProcessorEvent(
   // A delivery without a signature is refused before anything else: no genuine delivery lacks
   // one, whatever our configuration, and nothing about it deserves a retry.
   if (!signatureHeader) {
-    throw new BillingError("invalid_signature", "send the processor's Stripe-Signature header; unsigned deliveries are refused", {
-      details: { param: "Stripe-Signature" },
-    });
+    throw new BillingError(
+      "invalid_signature",
+      "send the processor's Stripe-Signature header; unsigned deliveries are refused",
+      {
+        details: { param: "Stripe-Signature" },
+      },
+    );
   }
   if (!secret) {
     // 503, not 4xx: the processor keeps retrying, so nothing is lost while the secret is being set.
-    throw new BillingError("not_configured", "card payments are not configured on this deployment (STRIPE_WEBHOOK_SECRET is not set)");
+    throw new BillingError(
+      "not_configured",
+      "card payments are not configured on this deployment (STRIPE_WEBHOOK_SECRET is not set)",
+    );
   }
   let parsed: unknown;
   try {
-    parsed = await Stripe.webhooks.constructEventAsync(rawBody, signatureHeader, secret, SIGNATURE_TOLERANCE_SECONDS, undefined, now.getTime());
+    parsed = await Stripe.webhooks.constructEventAsync(
+      rawBody,
+      signatureHeader,
+      secret,
+      SIGNATURE_TOLERANCE_SECONDS,
+      undefined,
+      now.getTime(),
+    );
   } catch (err) {
     if (err instanceof Stripe.errors.StripeSignatureVerificationError) {
       const stale = /tolerance/i.test(err.message);
@@ -51,7 +65,10 @@ export async function verifyProcessorEvent(
   }
   const event = ProcessorEvent.safeParse(parsed);
   if (!event.success) {
-    throw new BillingError("invalid_request", "the signed body is not a processor event (id, type, created, livemode, data.object)");
+    throw new BillingError(
+      "invalid_request",
+      "the signed body is not a processor event (id, type, created, livemode, data.object)",
+    );
   }
   return event.data;
 }

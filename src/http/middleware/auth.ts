@@ -16,7 +16,10 @@ export function requireScope(...scopes: KeyScope[]): MiddlewareHandler<AppEnv> {
     const { sql, config, keyCache } = c.get("deps");
     const principal = await authenticate(sql, match[1]!, config.ADMIN_API_KEY, keyCache);
     if (!scopes.includes(principal.scope)) {
-      throw new BillingError("insufficient_scope", `this endpoint needs a key with scope ${scopes.join(" or ")}; this key has scope ${principal.scope}`);
+      throw new BillingError(
+        "insufficient_scope",
+        `this endpoint needs a key with scope ${scopes.join(" or ")}; this key has scope ${principal.scope}`,
+      );
     }
     c.set("principal", principal);
     await next();

@@ -43,7 +43,11 @@ export class RateLimiter {
   }
 
   async take(bucket: string, rule: RateRule): Promise<RateDecision> {
-    const [allowed, retryAfterMs] = await this.#redis.hanzoGcra!(`{${this.#prefix}}:rate:${bucket}`, rule.periodMs, rule.limit);
+    const [allowed, retryAfterMs] = await this.#redis.hanzoGcra!(
+      `{${this.#prefix}}:rate:${bucket}`,
+      rule.periodMs,
+      rule.limit,
+    );
     return allowed === 1 ? { allowed: true } : { allowed: false, retryAfterMs };
   }
 }
@@ -55,19 +59,30 @@ export class RateLimiter {
  * half a second the request is let through and a warning logged: the limits guard our RPC quota
  * and database from one noisy org, they are not what keeps money right.
  */
-export function rateLimit(name: string, rule: (config: Config) => RateRule, bucketOf: (c: Parameters<MiddlewareHandler<AppEnv>>[0]) => string): MiddlewareHandler<AppEnv> {
+export function rateLimit(
+  name: string,
+  rule: (config: Config) => RateRule,
+  bucketOf: (c: Parameters<MiddlewareHandler<AppEnv>>[0]) => string,
+): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const { rateLimiter, config, logger } = c.get("deps");
     if (rateLimiter) {
-      const decision = await decideWithin(rateLimiter.take(`${name}:${bucketOf(c)}`, rule(config)), DECIDE_TIMEOUT_MS).catch((err: unknown) => {
+      const decision = await decideWithin(
+        rateLimiter.take(`${name}:${bucketOf(c)}`, rule(config)),
+        DECIDE_TIMEOUT_MS,
+      ).catch((err: unknown) => {
         logger.warn({ err, limit: name }, "rate limiter unavailable; request let through");
         return { allowed: true } as const;
       });
-      if (decision === "timeout") logger.warn({ limit: name }, "rate limiter did not answer in time; request let through");
+      if (decision === "timeout")
+        logger.warn({ limit: name }, "rate limiter did not answer in time; request let through");
       else if (!decision.allowed) {
         const seconds = Math.max(1, Math.ceil(decision.retryAfterMs / 1000));
         c.header("Retry-After", String(seconds));
-        throw new BillingError("rate_limited", `too many requests to this endpoint for this organization; retry in ${seconds} s`);
+        throw new BillingError(
+          "rate_limited",
+          `too many requests to this endpoint for this organization; retry in ${seconds} s`,
+        );
       }
     }
     await next();

@@ -6,7 +6,13 @@ import type { DepositState } from "../../billing/deposits/record.js";
  * JSON.stringify when the job completes, and a value it cannot serialize (a bigint) fails the
  * completed job after the fact: logged as a failure and retried. So results are plain JSON.
  */
-export type DepositCheckResult = { deposit_id: string; state: DepositState; confirmations?: string; reason?: string; waiting?: string };
+export type DepositCheckResult = {
+  deposit_id: string;
+  state: DepositState;
+  confirmations?: string;
+  reason?: string;
+  waiting?: string;
+};
 
 export async function checkDeposit(deps: DepositDeps, depositId: string, now: Date): Promise<DepositCheckResult> {
   const outcome = await verifyDeposit(deps, depositId, now);

@@ -13,7 +13,11 @@ export type DepositScanResult = { recorded: number; checks: number; final_edge: 
  * due for a check (schedule.ts) get one, at most the per-second budget over the interval. Every
  * undecided deposit comes due again by time, so a lost job never strands one.
  */
-export async function scanDeposits(deps: { sql: Sql; chain: ChainClient; config: Config; queues: Queues }, now: Date, scanEveryMs: number): Promise<DepositScanResult> {
+export async function scanDeposits(
+  deps: { sql: Sql; chain: ChainClient; config: Config; queues: Queues },
+  now: Date,
+  scanEveryMs: number,
+): Promise<DepositScanResult> {
   const recorded = await scanIndexedTransfers(deps.sql, deps.config, now);
   const edge = await readFinalEdge(deps.chain, deps.config);
   const due = await claimDueDeposits(deps.sql, now, { limit: checksPerScan(deps.config, scanEveryMs), edge });

@@ -7,7 +7,10 @@ import { formatUsd } from "../../ledger/money.js";
  * log pipeline routes to the org's contacts; marking it delivered is conditional, so a
  * duplicate job delivers nothing twice.
  */
-export async function deliverLowBalanceAlert(deps: { sql: Sql; logger: Logger; now: () => Date }, alertId: string): Promise<"delivered" | "already_delivered" | "unknown"> {
+export async function deliverLowBalanceAlert(
+  deps: { sql: Sql; logger: Logger; now: () => Date },
+  alertId: string,
+): Promise<"delivered" | "already_delivered" | "unknown"> {
   const [alert] = await deps.sql<{ org_id: string; balance: bigint; threshold: bigint }[]>`
     update balance_alerts set delivered_at = ${deps.now()} where id = ${alertId} and delivered_at is null
     returning org_id, balance, threshold`;
@@ -16,7 +19,12 @@ export async function deliverLowBalanceAlert(deps: { sql: Sql; logger: Logger; n
     return exists ? "already_delivered" : "unknown";
   }
   deps.logger.warn(
-    { alert_id: alertId, org_id: alert.org_id, balance_usd: formatUsd(alert.balance), threshold_usd: formatUsd(alert.threshold) },
+    {
+      alert_id: alertId,
+      org_id: alert.org_id,
+      balance_usd: formatUsd(alert.balance),
+      threshold_usd: formatUsd(alert.threshold),
+    },
     "organization balance fell below its low-balance threshold",
   );
   return "delivered";

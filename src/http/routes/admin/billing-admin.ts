@@ -19,7 +19,13 @@ const SubscriptionJson = z
     canceled_at: z.string().nullable(),
   })
   .openapi("Subscription");
-const subscriptionJson = (s: Subscription) => ({ org_id: s.orgId, plan_id: s.planId, pending_plan_id: s.pendingPlanId, started_at: s.startedAt.toISOString(), canceled_at: s.canceledAt?.toISOString() ?? null });
+const subscriptionJson = (s: Subscription) => ({
+  org_id: s.orgId,
+  plan_id: s.planId,
+  pending_plan_id: s.pendingPlanId,
+  started_at: s.startedAt.toISOString(),
+  canceled_at: s.canceledAt?.toISOString() ?? null,
+});
 
 const closeRoute = createRoute({
   ...admin,
@@ -31,15 +37,27 @@ const closeRoute = createRoute({
       z
         .object({
           org_id: z.string().max(64).optional(),
-          end_current_cycle_now: z.boolean().optional().openapi({ description: "Also end the running cycle now (needs org_id): it is invoiced, prorated, and a new cycle starts" }),
+          end_current_cycle_now: z
+            .boolean()
+            .optional()
+            .openapi({
+              description:
+                "Also end the running cycle now (needs org_id): it is invoiced, prorated, and a new cycle starts",
+            }),
         })
         .strict()
-        .refine((b) => !b.end_current_cycle_now || b.org_id, { message: "end_current_cycle_now needs org_id", path: ["org_id"] })
+        .refine((b) => !b.end_current_cycle_now || b.org_id, {
+          message: "end_current_cycle_now needs org_id",
+          path: ["org_id"],
+        })
         .openapi("CloseCyclesRequest"),
     ),
   },
   responses: {
-    200: jsonResponse(z.object({ invoices_created: z.number(), already_closed: z.number(), organizations: z.number() }), "What was closed"),
+    200: jsonResponse(
+      z.object({ invoices_created: z.number(), already_closed: z.number(), organizations: z.number() }),
+      "What was closed",
+    ),
     ...errorResponses(400, 401, 403, 404),
   },
 });
@@ -49,7 +67,15 @@ const subscribeRoute = createRoute({
   method: "put",
   path: "/v1/admin/orgs/{id}/subscription",
   summary: "Subscribe an organization to a plan (a change of plan takes effect at the next cycle)",
-  request: { params: OrgParam, body: jsonBody(z.object({ plan_id: z.string().min(1).max(40) }).strict().openapi("SubscribeRequest")) },
+  request: {
+    params: OrgParam,
+    body: jsonBody(
+      z
+        .object({ plan_id: z.string().min(1).max(40) })
+        .strict()
+        .openapi("SubscribeRequest"),
+    ),
+  },
   responses: { 200: jsonResponse(SubscriptionJson, "The subscription"), ...errorResponses(400, 401, 403, 404) },
 });
 
@@ -82,7 +108,10 @@ const adjustmentRoute = createRoute({
     body: jsonBody(
       z
         .object({
-          amount: UsdString.refine((n) => n !== 0n, "must not be zero").refine((n) => (n < 0n ? -n : n) <= MAX_NANO_USD / 1000n, "is too large"),
+          amount: UsdString.refine((n) => n !== 0n, "must not be zero").refine(
+            (n) => (n < 0n ? -n : n) <= MAX_NANO_USD / 1000n,
+            "is too large",
+          ),
           description: z.string().trim().min(1).max(500),
           corrects_invoice_id: z.string().max(64).optional(),
         })
@@ -101,12 +130,20 @@ export function registerBillingAdmin(app: OpenAPIHono<AppEnv>) {
   app.openapi(closeRoute, async (c) => {
     const { sql, metering, clock } = c.get("deps");
     const body = c.req.valid("json");
-    const r = await closeDueCycles(sql, metering.catalog, clock(), { orgId: body.org_id, endCurrentNow: body.end_current_cycle_now });
+    const r = await closeDueCycles(sql, metering.catalog, clock(), {
+      orgId: body.org_id,
+      endCurrentNow: body.end_current_cycle_now,
+    });
     return c.json({ invoices_created: r.created, already_closed: r.existing, organizations: r.orgs }, 200);
   });
   app.openapi(subscribeRoute, async (c) => {
     const { sql, metering, clock } = c.get("deps");
-    return c.json(subscriptionJson(await subscribe(sql, metering.catalog, c.req.valid("param").id, c.req.valid("json").plan_id, clock())), 200);
+    return c.json(
+      subscriptionJson(
+        await subscribe(sql, metering.catalog, c.req.valid("param").id, c.req.valid("json").plan_id, clock()),
+      ),
+      200,
+    );
   });
   app.openapi(cancelRoute, async (c) => {
     const { sql, clock } = c.get("deps");
@@ -122,7 +159,13 @@ export function registerBillingAdmin(app: OpenAPIHono<AppEnv>) {
     const body = c.req.valid("json");
     const r = await createAdjustment(
       sql,
-      { orgId: c.req.valid("param").id, amount: body.amount, description: body.description, correctsInvoiceId: body.corrects_invoice_id, idempotencyKey: c.req.valid("header")["idempotency-key"] },
+      {
+        orgId: c.req.valid("param").id,
+        amount: body.amount,
+        description: body.description,
+        correctsInvoiceId: body.corrects_invoice_id,
+        idempotencyKey: c.req.valid("header")["idempotency-key"],
+      },
       clock(),
     );
     return c.json({ id: r.id, replayed: !r.created }, r.created ? 201 : 200);

@@ -47,7 +47,8 @@ const grantRoute = createRoute({
   path: "/v1/admin/orgs/{id}/credits",
   tags: ["admin"],
   summary: "Grant credits to an organization",
-  description: "Idempotent by the Idempotency-Key header: a retry returns the first grant (200, Idempotent-Replayed: true) and credits nothing more.",
+  description:
+    "Idempotent by the Idempotency-Key header: a retry returns the first grant (200, Idempotent-Replayed: true) and credits nothing more.",
   security: [{ bearer: [] }],
   middleware: [requireScope("admin")] as const,
   request: {

@@ -24,7 +24,10 @@ const createKeyRoute = createRoute({
   security: [{ bearer: [] }],
   middleware: [requireScope("admin")] as const,
   request: { params: z.object({ id: z.string().max(64) }), body: jsonBody(CreateKeyRequest) },
-  responses: { 201: jsonResponse(CreatedKeyResponse, "The key, in full, this once"), ...errorResponses(400, 401, 403, 404) },
+  responses: {
+    201: jsonResponse(CreatedKeyResponse, "The key, in full, this once"),
+    ...errorResponses(400, 401, 403, 404),
+  },
 });
 
 const revokeKeyRoute = createRoute({
@@ -43,8 +46,21 @@ const revokeKeyRoute = createRoute({
 
 export function registerAdminKeys(app: OpenAPIHono<AppEnv>) {
   app.openapi(createKeyRoute, async (c) => {
-    const key = await createApiKey(c.get("deps").sql, { orgId: c.req.valid("param").id, scope: c.req.valid("json").scope });
-    return c.json({ id: key.id, org_id: key.orgId, scope: key.scope, key: key.key, prefix: key.prefix, created_at: key.createdAt.toISOString() }, 201);
+    const key = await createApiKey(c.get("deps").sql, {
+      orgId: c.req.valid("param").id,
+      scope: c.req.valid("json").scope,
+    });
+    return c.json(
+      {
+        id: key.id,
+        org_id: key.orgId,
+        scope: key.scope,
+        key: key.key,
+        prefix: key.prefix,
+        created_at: key.createdAt.toISOString(),
+      },
+      201,
+    );
   });
   app.openapi(revokeKeyRoute, async (c) => {
     const { sql, clock, keyCache } = c.get("deps");

@@ -8,7 +8,13 @@ import { errorResponses, jsonBody, jsonResponse } from "../../schemas.js";
 export const CreateOrgRequest = z
   .object({
     name: z.string().trim().min(1).max(200),
-    billing_anchor_day: z.number().int().min(1).max(28).optional().openapi({ description: "Day of the month each billing cycle starts (UTC); default 1" }),
+    billing_anchor_day: z
+      .number()
+      .int()
+      .min(1)
+      .max(28)
+      .optional()
+      .openapi({ description: "Day of the month each billing cycle starts (UTC); default 1" }),
   })
   .strict()
   .openapi("CreateOrgRequest");
@@ -60,7 +66,11 @@ export function registerAdminOrgs(app: OpenAPIHono<AppEnv>) {
   app.openapi(createOrgRoute, async (c) => {
     const { sql, clock } = c.get("deps");
     const body = c.req.valid("json");
-    const org = await createOrganization(sql, { name: body.name, billingAnchorDay: body.billing_anchor_day, createdAt: clock() });
+    const org = await createOrganization(sql, {
+      name: body.name,
+      billingAnchorDay: body.billing_anchor_day,
+      createdAt: clock(),
+    });
     return c.json(orgJson(org), 201);
   });
   app.openapi(getOrgRoute, async (c) => {

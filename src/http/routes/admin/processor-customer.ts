@@ -36,7 +36,12 @@ const linkRoute = createRoute({
 export function registerProcessorCustomer(app: OpenAPIHono<AppEnv>) {
   app.openapi(linkRoute, async (c) => {
     const { sql, clock } = c.get("deps");
-    const { link, created } = await linkProcessorCustomer(sql, c.req.valid("param").id, c.req.valid("json").customer_id, clock());
+    const { link, created } = await linkProcessorCustomer(
+      sql,
+      c.req.valid("param").id,
+      c.req.valid("json").customer_id,
+      clock(),
+    );
     const body = { org_id: link.orgId, linked: true as const, linked_at: link.linkedAt.toISOString() };
     return created ? c.json(body, 201) : c.json(body, 200);
   });

@@ -12,7 +12,9 @@ export const BalanceResponse = z
     balance: z.number().openapi({ example: 142.87, description: "USD, for display. Exact value: balance_nano_usd." }),
     credits: z.number().openapi({ example: 142.87, description: "Spendable now: balance less live holds." }),
     low_balance_threshold: z.number().openapi({ example: 10 }),
-    balance_nano_usd: z.string().openapi({ example: "142870000000", description: "Exact, integer nano-USD (1e-9 USD)" }),
+    balance_nano_usd: z
+      .string()
+      .openapi({ example: "142870000000", description: "Exact, integer nano-USD (1e-9 USD)" }),
     credits_nano_usd: z.string(),
     held_nano_usd: z.string().openapi({ description: "Reserved by live authorizations" }),
     low_balance_threshold_nano_usd: z.string(),
@@ -31,7 +33,6 @@ export function balanceJson(b: Balance) {
     low_balance_threshold_nano_usd: b.lowBalanceThreshold.toString(),
   };
 }
-
 
 // A number (as in the seed's JSON) or a decimal string; numbers go through their shortest
 // decimal form, so 10.1 means exactly 10.1 USD.
@@ -56,7 +57,10 @@ function numberToDecimal(n: number): string {
   return text;
 }
 
-export const UpdateBalanceSettingsRequest = z.object({ low_balance_threshold: ThresholdInput }).strict().openapi("UpdateBalanceSettings");
+export const UpdateBalanceSettingsRequest = z
+  .object({ low_balance_threshold: ThresholdInput })
+  .strict()
+  .openapi("UpdateBalanceSettings");
 
 const getBalanceRoute = createRoute({
   method: "get",

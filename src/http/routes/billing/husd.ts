@@ -95,7 +95,14 @@ const topupRoute = createRoute({
     "Looks the transaction up on the chain now and records its transfers to this organization's deposit address; they are credited once final. Idempotent. " +
     "Limited per organization (429 `rate_limited` with `Retry-After`; 30 a minute by default); a transaction with more than 1,000 logs (by default) is refused " +
     "with 422 `too_many_logs` (its transfers are still found and credited by the indexer).",
-  request: { body: jsonBody(z.object({ tx_hash: z.string().regex(/^0x[0-9a-fA-F]{64}$/, "must be a 0x-prefixed 32-byte transaction hash") }).strict().openapi("HusdTopupRequest")) },
+  request: {
+    body: jsonBody(
+      z
+        .object({ tx_hash: z.string().regex(/^0x[0-9a-fA-F]{64}$/, "must be a 0x-prefixed 32-byte transaction hash") })
+        .strict()
+        .openapi("HusdTopupRequest"),
+    ),
+  },
   responses: {
     201: jsonResponse(z.object({ deposits: z.array(DepositJson) }), "Recorded"),
     200: jsonResponse(z.object({ deposits: z.array(DepositJson) }), "Already recorded"),
@@ -109,7 +116,10 @@ const listRoute = createRoute({
   path: "/v1/billing/husd/deposits",
   summary: "The organization's HUSD deposits, newest first, with their state",
   request: { query: z.object({ limit: Limit }) },
-  responses: { 200: jsonResponse(z.object({ data: z.array(DepositJson) }), "Deposits"), ...errorResponses(400, 401, 403) },
+  responses: {
+    200: jsonResponse(z.object({ data: z.array(DepositJson) }), "Deposits"),
+    ...errorResponses(400, 401, 403),
+  },
 });
 
 export function registerHusd(app: OpenAPIHono<AppEnv>) {
@@ -135,11 +145,19 @@ export function registerHusd(app: OpenAPIHono<AppEnv>) {
   app.openapi(topupRoute, async (c) => {
     const { sql, chain, config, clock, queues } = c.get("deps");
     const orgId = principalOrgId(c);
-    const recorded = await recordTopup({ sql, chain, config }, orgId, c.req.valid("json").tx_hash as `0x${string}`, clock());
+    const recorded = await recordTopup(
+      { sql, chain, config },
+      orgId,
+      c.req.valid("json").tx_hash as `0x${string}`,
+      clock(),
+    );
     const pending = recorded.filter((r) => r.state === "seen" || r.state === "confirming").map((r) => r.id);
     if (queues) await enqueueDepositChecks(queues, pending).catch(() => undefined); // the scan re-finds them anyway
     const rows = await listDeposits(sql, orgId, { limit: 100, ids: recorded.map((r) => r.id) });
-    return c.json({ deposits: rows.map((d) => depositJson(d, config.HUSD_DECIMALS)) }, recorded.some((r) => r.created) ? 201 : 200);
+    return c.json(
+      { deposits: rows.map((d) => depositJson(d, config.HUSD_DECIMALS)) },
+      recorded.some((r) => r.created) ? 201 : 200,
+    );
   });
   app.openapi(listRoute, async (c) => {
     const { sql, config } = c.get("deps");

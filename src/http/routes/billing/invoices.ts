@@ -83,9 +83,17 @@ const listRoute = createRoute({
   summary: "The organization's invoices, newest period first",
   security: [{ bearer: [] }],
   middleware: [requireScope("org")] as const,
-  request: { query: z.object({ limit: Limit, cursor: z.string().max(64).optional().openapi({ description: "`next_cursor` from the previous page" }) }) },
+  request: {
+    query: z.object({
+      limit: Limit,
+      cursor: z.string().max(64).optional().openapi({ description: "`next_cursor` from the previous page" }),
+    }),
+  },
   responses: {
-    200: jsonResponse(z.object({ data: z.array(InvoiceJson), has_more: z.boolean(), next_cursor: z.string().nullable() }), "A page of invoices"),
+    200: jsonResponse(
+      z.object({ data: z.array(InvoiceJson), has_more: z.boolean(), next_cursor: z.string().nullable() }),
+      "A page of invoices",
+    ),
     ...errorResponses(400, 401, 403),
   },
 });
@@ -105,7 +113,10 @@ export function registerInvoices(app: OpenAPIHono<AppEnv>) {
   app.openapi(listRoute, async (c) => {
     const q = c.req.valid("query");
     const page = await listInvoices(c.get("deps").sql, principalOrgId(c), { limit: q.limit, before: q.cursor });
-    return c.json({ data: page.data.map(invoiceJson), has_more: page.nextCursor !== null, next_cursor: page.nextCursor }, 200);
+    return c.json(
+      { data: page.data.map(invoiceJson), has_more: page.nextCursor !== null, next_cursor: page.nextCursor },
+      200,
+    );
   });
   app.openapi(getRoute, async (c) => {
     const invoice = await getInvoice(c.get("deps").sql, principalOrgId(c), c.req.valid("param").id);

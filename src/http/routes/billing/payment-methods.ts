@@ -6,7 +6,9 @@ import { errorResponses, jsonResponse } from "../../schemas.js";
 
 export const PaymentMethodJson = z
   .object({
-    id: z.string().openapi({ example: "pm_4fJ2kQ9x0cT1mB7rW3yZ", description: "Ours; the processor's id is never exposed" }),
+    id: z
+      .string()
+      .openapi({ example: "pm_4fJ2kQ9x0cT1mB7rW3yZ", description: "Ours; the processor's id is never exposed" }),
     brand: z.string().openapi({ example: "visa" }),
     last4: z.string().openapi({ example: "4242" }),
     exp: z.string().openapi({ example: "12/28", description: "MM/YY" }),
@@ -14,10 +16,18 @@ export const PaymentMethodJson = z
   })
   .openapi("PaymentMethod");
 
-export const PaymentMethodsResponse = z.object({ payment_methods: z.array(PaymentMethodJson) }).openapi("PaymentMethods");
+export const PaymentMethodsResponse = z
+  .object({ payment_methods: z.array(PaymentMethodJson) })
+  .openapi("PaymentMethods");
 
 export function paymentMethodJson(pm: PaymentMethodView) {
-  return { id: pm.id, brand: pm.brand, last4: pm.last4, exp: formatExpiry(pm.expMonth, pm.expYear), default: pm.isDefault };
+  return {
+    id: pm.id,
+    brand: pm.brand,
+    last4: pm.last4,
+    exp: formatExpiry(pm.expMonth, pm.expYear),
+    default: pm.isDefault,
+  };
 }
 
 const listRoute = createRoute({

@@ -38,7 +38,10 @@ const listRoute = createRoute({
 export function registerTransactions(app: OpenAPIHono<AppEnv>) {
   app.openapi(listRoute, async (c) => {
     const query = c.req.valid("query");
-    const page = await listTransactions(c.get("deps").sql, principalOrgId(c), { limit: query.limit, cursor: query.cursor });
+    const page = await listTransactions(c.get("deps").sql, principalOrgId(c), {
+      limit: query.limit,
+      cursor: query.cursor,
+    });
     return c.json(
       {
         data: page.data.map((t) => ({

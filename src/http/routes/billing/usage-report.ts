@@ -21,7 +21,9 @@ export const UsageReportResponse = z
     total: z.number(),
     total_usd: z.string(),
     total_nano_usd: z.string(),
-    products: z.array(z.object({ product: z.string(), ...Line, models: z.array(z.object({ model: z.string().nullable(), ...Line })) })),
+    products: z.array(
+      z.object({ product: z.string(), ...Line, models: z.array(z.object({ model: z.string().nullable(), ...Line })) }),
+    ),
   })
   .openapi("UsageReport");
 
@@ -42,7 +44,14 @@ const reportRoute = createRoute({
   middleware: [requireScope("org")] as const,
   request: {
     query: z.object({
-      period: z.string().max(20).default("current").openapi({ description: "`current`, `previous` or `YYYY-MM` (the billing cycle starting in that month; cycles are monthly, anchored on the org's anchor day, UTC)" }),
+      period: z
+        .string()
+        .max(20)
+        .default("current")
+        .openapi({
+          description:
+            "`current`, `previous` or `YYYY-MM` (the billing cycle starting in that month; cycles are monthly, anchored on the org's anchor day, UTC)",
+        }),
     }),
   },
   responses: { 200: jsonResponse(UsageReportResponse, "Usage"), ...errorResponses(400, 401, 403) },
@@ -61,7 +70,11 @@ export function registerUsageReport(app: OpenAPIHono<AppEnv>) {
         total: formatUsdNumber(report.total),
         total_usd: formatUsd(report.total),
         total_nano_usd: report.total.toString(),
-        products: report.products.map((p) => ({ product: p.product, ...line(p), models: p.models.map((m) => ({ model: m.model || null, ...line(m) })) })),
+        products: report.products.map((p) => ({
+          product: p.product,
+          ...line(p),
+          models: p.models.map((m) => ({ model: m.model || null, ...line(m) })),
+        })),
       },
       200,
     );

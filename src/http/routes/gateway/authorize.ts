@@ -13,9 +13,16 @@ export const AuthorizeRequest = z
     model: ModelField,
     estimate: Quantities,
     idempotency_key: IdempotencyKeyField.optional().openapi({
-      description: "Retrying with the same key and payload answers with that hold as it is now; the same key with another product, model, estimate or ttl_seconds is refused (409 idempotency_key_reused)",
+      description:
+        "Retrying with the same key and payload answers with that hold as it is now; the same key with another product, model, estimate or ttl_seconds is refused (409 idempotency_key_reused)",
     }),
-    ttl_seconds: z.number().int().min(1).max(86_400).optional().openapi({ description: "How long the hold lives if never settled (default HOLD_TTL_SECONDS)" }),
+    ttl_seconds: z
+      .number()
+      .int()
+      .min(1)
+      .max(86_400)
+      .optional()
+      .openapi({ description: "How long the hold lives if never settled (default HOLD_TTL_SECONDS)" }),
   })
   .strict()
   .openapi("AuthorizeRequest");
@@ -30,7 +37,8 @@ export const HoldResponse = z
     catalog_version: z.string(),
     expires_at: z.string(),
     status: z.enum(["active", "settled", "expired", "released"]).openapi({
-      description: "The hold as it is now: a replay answers with the hold's current state (settled by usage, or expired past expires_at)",
+      description:
+        "The hold as it is now: a replay answers with the hold's current state (settled by usage, or expired past expires_at)",
     }),
     replayed: z.boolean(),
   })
@@ -64,7 +72,10 @@ const authorizeRoute = createRoute({
   request: { body: jsonBody(AuthorizeRequest) },
   responses: {
     201: jsonResponse(HoldResponse, "Held"),
-    200: jsonResponse(HoldResponse, "A replay of an earlier authorization with the same idempotency key and payload: that hold, as it is now"),
+    200: jsonResponse(
+      HoldResponse,
+      "A replay of an earlier authorization with the same idempotency key and payload: that hold, as it is now",
+    ),
     ...errorResponses(400, 401, 402, 403, 409, 422),
   },
 });

@@ -6,7 +6,10 @@ export const MAX_QUANTITY = 1_000_000_000_000n;
 
 /** A whole, non-negative count: a JSON integer (safe range) or a string of digits. */
 export const Quantity = z
-  .union([z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER), z.string().regex(/^\d{1,19}$/, "must be a whole number")])
+  .union([
+    z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+    z.string().regex(/^\d{1,19}$/, "must be a whole number"),
+  ])
   .transform((v, ctx) => {
     const n = BigInt(v);
     if (n > MAX_QUANTITY) {
@@ -19,7 +22,10 @@ export const Quantity = z
 
 export const Quantities = z
   .record(z.string().regex(/^[a-z][a-z0-9_]{0,40}$/, "meter names are lowercase, e.g. input_tokens"), Quantity)
-  .refine((q) => Object.keys(q).length > 0 && Object.keys(q).length <= 10, "give 1 to 10 meters, e.g. {\"input_tokens\": 1200}")
+  .refine(
+    (q) => Object.keys(q).length > 0 && Object.keys(q).length <= 10,
+    'give 1 to 10 meters, e.g. {"input_tokens": 1200}',
+  )
   .openapi({ example: { input_tokens: 1200, output_tokens: 800 } });
 
 export const OrgIdField = safeText(1, 64).openapi({ example: "org_4fJ2kQ9x0cT1mB7rW3yZ" });

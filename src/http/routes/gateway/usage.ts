@@ -16,7 +16,9 @@ export const UsageEvent = z
   .object({
     idempotency_key: IdempotencyKeyField,
     org_id: OrgIdField,
-    timestamp: z.iso.datetime({ offset: true }).openapi({ description: "When the usage happened; priced by the catalog version in force then" }),
+    timestamp: z.iso
+      .datetime({ offset: true })
+      .openapi({ description: "When the usage happened; priced by the catalog version in force then" }),
     product: ProductField,
     model: ModelField,
     quantities: Quantities,
@@ -26,7 +28,16 @@ export const UsageEvent = z
   .openapi("UsageEvent");
 
 // The batch is validated loosely so that one bad event is reported alone instead of sinking the rest.
-export const UsageBatchRequest = z.object({ events: z.array(z.unknown()).min(1).max(MAX_EVENTS_PER_BATCH).openapi({ type: "array", items: { $ref: "#/components/schemas/UsageEvent" } }) }).strict().openapi("UsageBatch");
+export const UsageBatchRequest = z
+  .object({
+    events: z
+      .array(z.unknown())
+      .min(1)
+      .max(MAX_EVENTS_PER_BATCH)
+      .openapi({ type: "array", items: { $ref: "#/components/schemas/UsageEvent" } }),
+  })
+  .strict()
+  .openapi("UsageBatch");
 
 const EventResult = z
   .object({
@@ -56,7 +67,10 @@ const usageRoute = createRoute({
   middleware: [requireScope("gateway")] as const,
   request: { body: jsonBody(UsageBatchRequest) },
   responses: {
-    200: jsonResponse(z.object({ results: z.array(EventResult), recorded: z.number(), duplicates: z.number(), rejected: z.number() }), "Per-event results"),
+    200: jsonResponse(
+      z.object({ results: z.array(EventResult), recorded: z.number(), duplicates: z.number(), rejected: z.number() }),
+      "Per-event results",
+    ),
     ...errorResponses(400, 401, 403),
   },
 });
@@ -84,11 +98,24 @@ function rejectedJson(index: number, key: string | null, err: unknown, logger?: 
     // Not the event's fault. The other events of the report may be recorded already, so the
     // answer still says what became of each; this one is safe to retry with its key.
     logger?.error({ err, index }, "usage event failed");
-    return { index, idempotency_key: key, status: "rejected", error: { code: "internal_error", message: "this event could not be recorded; retry it with the same idempotency_key" } };
+    return {
+      index,
+      idempotency_key: key,
+      status: "rejected",
+      error: {
+        code: "internal_error",
+        message: "this event could not be recorded; retry it with the same idempotency_key",
+      },
+    };
   }
   const e = err;
   const param = typeof e.details?.param === "string" ? e.details.param : undefined;
-  return { index, idempotency_key: key, status: "rejected", error: { code: e.code, message: e.message, ...(param ? { param } : {}) } };
+  return {
+    index,
+    idempotency_key: key,
+    status: "rejected",
+    error: { code: e.code, message: e.message, ...(param ? { param } : {}) },
+  };
 }
 
 export function registerUsageIngest(app: OpenAPIHono<AppEnv>) {
@@ -102,7 +129,10 @@ export function registerUsageIngest(app: OpenAPIHono<AppEnv>) {
     const { indexes, outcomes } = submitValid(metering, events, results, now);
     (await outcomes).forEach((outcome, j) => {
       const index = indexes[j]!;
-      results[index] = outcome instanceof Error ? rejectedJson(index, keyOf(events[index]), outcome, logger) : resultJson(index, outcome);
+      results[index] =
+        outcome instanceof Error
+          ? rejectedJson(index, keyOf(events[index]), outcome, logger)
+          : resultJson(index, outcome);
     });
     let recorded = 0;
     let duplicates = 0;
@@ -130,7 +160,15 @@ function submitValid(metering: Metering, events: unknown[], results: EventResult
       return;
     }
     const e = parsed.data;
-    inputs.push({ orgId: e.org_id, idempotencyKey: e.idempotency_key, occurredAt: new Date(e.timestamp), product: e.product, model: e.model, quantities: e.quantities, holdId: e.hold_id });
+    inputs.push({
+      orgId: e.org_id,
+      idempotencyKey: e.idempotency_key,
+      occurredAt: new Date(e.timestamp),
+      product: e.product,
+      model: e.model,
+      quantities: e.quantities,
+      holdId: e.hold_id,
+    });
     indexes.push(index);
   });
   return { indexes, outcomes: metering.recordUsageMany(inputs, now) };

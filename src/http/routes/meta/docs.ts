@@ -1,8 +1,17 @@
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import type { AppEnv } from "../../context.js";
 
-type Operation = { summary?: string; description?: string; tags?: string[]; security?: unknown[]; responses?: Record<string, { description?: string }> };
-type Document = { info: { title: string; version: string; description?: string }; paths: Record<string, Record<string, Operation>> };
+type Operation = {
+  summary?: string;
+  description?: string;
+  tags?: string[];
+  security?: unknown[];
+  responses?: Record<string, { description?: string }>;
+};
+type Document = {
+  info: { title: string; version: string; description?: string };
+  paths: Record<string, Record<string, Operation>>;
+};
 
 const escape = (s: string) => s.replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`);
 
@@ -31,6 +40,9 @@ section{border-top:1px solid #ddd;padding:.5rem 0}.m{font-size:12px;padding:2px 
 <code>{"error":{"type","code","message","request_id"}}</code>.</p>${rows}</body></html>`;
 }
 
-export function registerDocs(app: OpenAPIHono<AppEnv>, documentConfig: Parameters<OpenAPIHono<AppEnv>["getOpenAPIDocument"]>[0]) {
+export function registerDocs(
+  app: OpenAPIHono<AppEnv>,
+  documentConfig: Parameters<OpenAPIHono<AppEnv>["getOpenAPIDocument"]>[0],
+) {
   app.get("/docs", (c) => c.html(renderDocs(app.getOpenAPIDocument(documentConfig) as unknown as Document)));
 }

@@ -32,7 +32,10 @@ export function registerOperations(app: OpenAPIHono<AppEnv>, deps: AppDeps) {
   }
   if (deps.queues) {
     const adapter = new HonoAdapter(serveStatic).setBasePath(QUEUE_DASHBOARD_PATH);
-    createBullBoard({ queues: deps.queues.all().map((q) => new BullMQAdapter(q, { readOnlyMode: false })), serverAdapter: adapter });
+    createBullBoard({
+      queues: deps.queues.all().map((q) => new BullMQAdapter(q, { readOnlyMode: false })),
+      serverAdapter: adapter,
+    });
     app.use(`${QUEUE_DASHBOARD_PATH}/*`, basicAsBearer, requireScope("admin"));
     app.use(QUEUE_DASHBOARD_PATH, basicAsBearer, requireScope("admin"));
     app.route(QUEUE_DASHBOARD_PATH, adapter.registerPlugin());

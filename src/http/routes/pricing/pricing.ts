@@ -18,11 +18,23 @@ export const PricingModelsResponse = z
       z.object({
         id: z.string().openapi({ example: "zen-pro" }),
         product: z.string(),
-        rates: z.record(z.string(), z.string()).openapi({ description: "Exact USD per unit, per meter", example: { input_tokens: "0.0000025", output_tokens: "0.00001" } }),
-        per_million: z.record(z.string(), z.number()).openapi({ description: "USD per million units, for display", example: { input_tokens: 2.5, output_tokens: 10 } }),
+        rates: z
+          .record(z.string(), z.string())
+          .openapi({
+            description: "Exact USD per unit, per meter",
+            example: { input_tokens: "0.0000025", output_tokens: "0.00001" },
+          }),
+        per_million: z
+          .record(z.string(), z.number())
+          .openapi({
+            description: "USD per million units, for display",
+            example: { input_tokens: 2.5, output_tokens: 10 },
+          }),
       }),
     ),
-    products: z.array(z.object({ product: z.string(), name: z.string(), unit: z.string(), rates: z.record(z.string(), z.string()) })),
+    products: z.array(
+      z.object({ product: z.string(), name: z.string(), unit: z.string(), rates: z.record(z.string(), z.string()) }),
+    ),
     upcoming: Upcoming,
   })
   .openapi("PricingModels");
@@ -52,7 +64,9 @@ function modelsJson(v: { version: string; effectiveAt: Date; document: CatalogVe
   for (const [product, p] of Object.entries(v.document.products)) {
     if (p.models) {
       for (const [id, rates] of Object.entries(p.models)) {
-        const perMillion = Object.fromEntries(Object.entries(rates).map(([m, r]) => [m, formatUsdNumber(costNanoUsd(1_000_000n, r))]));
+        const perMillion = Object.fromEntries(
+          Object.entries(rates).map(([m, r]) => [m, formatUsdNumber(costNanoUsd(1_000_000n, r))]),
+        );
         models.push({ id, product, rates, per_million: perMillion });
       }
     } else {
@@ -94,21 +108,30 @@ const modelsRoute = createRoute({
   path: "/v1/pricing/models",
   tags: ["pricing"],
   summary: "Public per-unit prices in force now (no auth)",
-  responses: { 200: jsonResponse(PricingModelsResponse, "Prices; cacheable with ETag"), 304: { description: "Not modified" }, ...errorResponses(503) },
+  responses: {
+    200: jsonResponse(PricingModelsResponse, "Prices; cacheable with ETag"),
+    304: { description: "Not modified" },
+    ...errorResponses(503),
+  },
 });
 const plansRoute = createRoute({
   method: "get",
   path: "/v1/pricing/plans",
   tags: ["pricing"],
   summary: "Public subscription plans in force now (no auth)",
-  responses: { 200: jsonResponse(PricingPlansResponse, "Plans; cacheable with ETag"), 304: { description: "Not modified" }, ...errorResponses(503) },
+  responses: {
+    200: jsonResponse(PricingPlansResponse, "Plans; cacheable with ETag"),
+    304: { description: "Not modified" },
+    ...errorResponses(503),
+  },
 });
 
 export function registerPricing(app: OpenAPIHono<AppEnv>) {
   async function inForce(c: Context<AppEnv>) {
     const { metering, clock } = c.get("deps");
     await metering.catalog.refresh();
-    if (metering.catalog.isEmpty) throw new BillingError("not_configured", "no pricing catalog is loaded; run npm run catalog:load");
+    if (metering.catalog.isEmpty)
+      throw new BillingError("not_configured", "no pricing catalog is loaded; run npm run catalog:load");
     const now = clock();
     const current = metering.catalog.versionAt(now);
     const upcoming = metering.catalog

@@ -7,8 +7,12 @@ import { errorResponses, jsonResponse } from "../../schemas.js";
 export const WebhookAck = z
   .object({
     received: z.literal(true),
-    duplicate: z.boolean().openapi({ description: "True when this event id was handled before: nothing was done again." }),
-    outcome: z.string().openapi({ example: "credited", description: "What handling the event did (the first time, for a duplicate)." }),
+    duplicate: z
+      .boolean()
+      .openapi({ description: "True when this event id was handled before: nothing was done again." }),
+    outcome: z
+      .string()
+      .openapi({ example: "credited", description: "What handling the event did (the first time, for a duplicate)." }),
     note: z.string().optional(),
   })
   .openapi("WebhookAck");
@@ -23,7 +27,7 @@ const webhookRoute = createRoute({
     `at most ${SIGNATURE_TOLERANCE_SECONDS} s old), verified with the processor's SDK before the body is parsed. Each event id is handled ` +
     "once; a redelivery answers 200 with duplicate=true. Handled: payment_intent.succeeded (credits usd top-ups once per payment), " +
     "charge.refunded and charge.dispute.created (reverse them, capped at what was credited; the balance may go negative), " +
-      "charge.dispute.closed and charge.dispute.funds_reinstated (a won dispute gives back what it took, once), " +
+    "charge.dispute.closed and charge.dispute.funds_reinstated (a won dispute gives back what it took, once), " +
     "payment_method.attached/.updated/.detached and customer.updated (saved cards and the default). Events reach an organization " +
     "only through the customer linked with PUT /v1/admin/orgs/{id}/processor-customer; others are recorded and acknowledged. " +
     "400 invalid_signature: missing, wrong or stale signature. 503 not_configured: no webhook secret is set (the processor retries).",
@@ -43,7 +47,10 @@ const webhookRoute = createRoute({
               type: { type: "string", example: "payment_intent.succeeded" },
               created: { type: "integer" },
               livemode: { type: "boolean" },
-              data: { type: "object", properties: { object: { type: "object" }, previous_attributes: { type: "object" } } },
+              data: {
+                type: "object",
+                properties: { object: { type: "object" }, previous_attributes: { type: "object" } },
+              },
             },
           },
         },
@@ -61,7 +68,12 @@ export function registerProcessorWebhook(app: OpenAPIHono<AppEnv>) {
     const { sql, config, clock, logger } = c.get("deps");
     // The exact bytes first: nothing may parse (and so re-serialize) the body before the signature check.
     const rawBody = await c.req.text();
-    const event = await verifyProcessorEvent(rawBody, c.req.header("stripe-signature"), config.STRIPE_WEBHOOK_SECRET, clock());
+    const event = await verifyProcessorEvent(
+      rawBody,
+      c.req.header("stripe-signature"),
+      config.STRIPE_WEBHOOK_SECRET,
+      clock(),
+    );
     const handled = await handleProcessorEvent({ sql, logger, livemode: config.STRIPE_LIVEMODE }, event, clock());
     return c.json(
       {
