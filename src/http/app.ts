@@ -5,32 +5,7 @@ import type { AppDeps, AppEnv } from "./context.js";
 import { fromZodError, handleError } from "./errors.js";
 import { observe } from "./middleware/observe.js";
 import { requestId } from "./middleware/request-id.js";
-import { registerAdminCredits } from "./routes/admin/credits.js";
-import { registerAdminKeys } from "./routes/admin/keys.js";
-import { registerBillingAdmin } from "./routes/admin/billing-admin.js";
-import { registerAdminOrgs } from "./routes/admin/orgs.js";
-import { registerBalance } from "./routes/billing/balance.js";
-import { registerHusd } from "./routes/billing/husd.js";
-import { registerInvoices } from "./routes/billing/invoices.js";
-import { registerTransactions } from "./routes/billing/transactions.js";
-import { registerUsageReport } from "./routes/billing/usage-report.js";
-import { registerAuthorize } from "./routes/gateway/authorize.js";
-import { registerUsageIngest } from "./routes/gateway/usage.js";
-import { registerPricing } from "./routes/pricing/pricing.js";
-import { registerPayments } from "./routes/payments.js";
-import { registerDocs } from "./routes/meta/docs.js";
-import { registerOperations } from "./routes/meta/operations.js";
-
-export const OPENAPI_DOCUMENT = {
-  openapi: "3.1.0",
-  info: {
-    title: "Hanzo Billing",
-    version: "0.1.0",
-    description:
-      "Credits, metering, invoices and HUSD top-ups for Hanzo Cloud. USD amounts appear twice: as JSON numbers for display " +
-      "(the documented shapes) and exactly, as integer nano-USD (1e-9 USD) strings in *_nano_usd fields.",
-  },
-} as const;
+import { routes } from "./routes/index.js";
 
 /** Builds the whole HTTP app from its dependencies; the server is started elsewhere (bin/api.ts). */
 export function createApp(deps: AppDeps) {
@@ -51,11 +26,6 @@ export function createApp(deps: AppDeps) {
         throw err;
       }
     },
-  });
-  app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {
-    type: "http",
-    scheme: "bearer",
-    description: "hk-… API key",
   });
 
   app.use("*", async (c, next) => {
@@ -85,28 +55,7 @@ export function createApp(deps: AppDeps) {
     await next();
   });
 
-  app.get("/healthz", async (c) => {
-    await deps.sql`select 1`;
-    return c.json({ ok: true });
-  });
-
-  registerAdminOrgs(app);
-  registerAdminKeys(app);
-  registerAdminCredits(app);
-  registerBalance(app);
-  registerTransactions(app);
-  registerUsageReport(app);
-  registerAuthorize(app);
-  registerUsageIngest(app);
-  registerPricing(app);
-  registerInvoices(app);
-  registerBillingAdmin(app);
-  registerHusd(app);
-  registerPayments(app);
-
-  app.doc31("/v1/openapi.json", OPENAPI_DOCUMENT);
-  registerDocs(app, OPENAPI_DOCUMENT);
-  registerOperations(app, deps);
+  for (const register of routes) register(app, deps);
 
   app.notFound((c) => handleError(new BillingError("not_found", `no route for ${c.req.method} ${c.req.path}`), c));
   app.onError((err, c) => handleError(err, c));

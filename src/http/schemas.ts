@@ -84,10 +84,13 @@ const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[
  * lone surrogates (the batch's JSON would be refused the same way).
  */
 export function safeText(min: number, max: number) {
-  return z
-    .string()
-    .min(min)
-    .max(max)
-    .regex(/^[^\u0000-\u001f\u007f]*$/, "must not contain control characters")
-    .refine((s) => !LONE_SURROGATE.test(s), "must be valid Unicode text (a lone surrogate such as \\ud800 is not)");
+  return (
+    z
+      .string()
+      .min(min)
+      .max(max)
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: refusing control characters is this rule
+      .regex(/^[^\u0000-\u001f\u007f]*$/, "must not contain control characters")
+      .refine((s) => !LONE_SURROGATE.test(s), "must be valid Unicode text (a lone surrogate such as \\ud800 is not)")
+  );
 }

@@ -29,7 +29,7 @@ describe("buildSchema", () => {
 
   it.each([
     ["a billing file", "src/billing/invoices.ts"],
-    ["a nested file Ponder executes", "src/http/routes/admin/keys.ts"],
+    ["a nested file Ponder executes", "src/http/routes/admin/create-key.ts"],
     ["the handlers", "src/indexer/husd-transfer.ts"],
     ["the config", "ponder.config.ts"],
     ["the schema", "ponder.schema.ts"],

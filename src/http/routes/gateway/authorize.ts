@@ -1,10 +1,9 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import type { Hold } from "../../../billing/holds.js";
-import { formatUsd, formatUsdNumber } from "../../../ledger/money.js";
+import { formatUsd } from "../../../ledger/money.js";
 import type { AppEnv } from "../../context.js";
-import { requireScope } from "../../middleware/auth.js";
 import { errorResponses, jsonBody, jsonResponse } from "../../schemas.js";
-import { IdempotencyKeyField, ModelField, OrgIdField, ProductField, Quantities } from "./schemas.js";
+import { gatewayOnly, IdempotencyKeyField, ModelField, OrgIdField, ProductField, Quantities } from "./schemas.js";
 
 export const AuthorizeRequest = z
   .object({
@@ -26,6 +25,7 @@ export const AuthorizeRequest = z
   })
   .strict()
   .openapi("AuthorizeRequest");
+export type AuthorizeRequest = z.input<typeof AuthorizeRequest>;
 
 export const HoldResponse = z
   .object({
@@ -43,8 +43,9 @@ export const HoldResponse = z
     replayed: z.boolean(),
   })
   .openapi("Hold");
+export type HoldResponse = z.infer<typeof HoldResponse>;
 
-export function holdJson(h: Hold) {
+export function holdJson(h: Hold): HoldResponse {
   const usd = formatUsd(h.amount);
   return {
     hold_id: h.id,
@@ -59,16 +60,14 @@ export function holdJson(h: Hold) {
   };
 }
 
-const authorizeRoute = createRoute({
+export const authorizeRoute = createRoute({
+  ...gatewayOnly,
   method: "post",
   path: "/v1/billing/authorize",
-  tags: ["gateway"],
   summary: "Authorize an estimated cost before running a request",
   description:
     "Prices the estimate from the catalog and holds that amount of the organization's credits, or answers 402 " +
     "`insufficient_balance` when the credits not already held cannot cover it. Gateway keys act for any organization.",
-  security: [{ bearer: [] }],
-  middleware: [requireScope("gateway")] as const,
   request: { body: jsonBody(AuthorizeRequest) },
   responses: {
     201: jsonResponse(HoldResponse, "Held"),

@@ -6,9 +6,8 @@ import { BillingError } from "../../../errors.js";
 import { formatUsd } from "../../../ledger/money.js";
 import type { AppEnv } from "../../context.js";
 import { fromZodError } from "../../errors.js";
-import { requireScope } from "../../middleware/auth.js";
 import { errorResponses, jsonBody, jsonResponse, safeText } from "../../schemas.js";
-import { IdempotencyKeyField, ModelField, OrgIdField, ProductField, Quantities } from "./schemas.js";
+import { gatewayOnly, IdempotencyKeyField, ModelField, OrgIdField, ProductField, Quantities } from "./schemas.js";
 
 export const MAX_EVENTS_PER_BATCH = 1000;
 
@@ -26,6 +25,7 @@ export const UsageEvent = z
   })
   .strict()
   .openapi("UsageEvent");
+export type UsageEvent = z.input<typeof UsageEvent>;
 
 // The batch is validated loosely so that one bad event is reported alone instead of sinking the rest.
 export const UsageBatchRequest = z
@@ -38,8 +38,9 @@ export const UsageBatchRequest = z
   })
   .strict()
   .openapi("UsageBatch");
+export type UsageBatchRequest = { events: UsageEvent[] };
 
-const EventResult = z
+export const EventResult = z
   .object({
     index: z.number().int(),
     idempotency_key: z.string().nullable(),
@@ -55,27 +56,30 @@ const EventResult = z
   })
   .openapi("UsageEventResult");
 
-const usageRoute = createRoute({
+export const UsageBatchResponse = z.object({
+  results: z.array(EventResult),
+  recorded: z.number(),
+  duplicates: z.number(),
+  rejected: z.number(),
+});
+export type UsageBatchResponse = z.infer<typeof UsageBatchResponse>;
+
+export const reportUsageRoute = createRoute({
+  ...gatewayOnly,
   method: "post",
   path: "/v1/billing/usage",
-  tags: ["gateway"],
   summary: "Report a batch of usage events (idempotent per event)",
   description:
     "Each event is priced, debited and its hold released in one durable commit before the response. A repeated idempotency key " +
     "returns the first result (`duplicate`) and charges nothing. Results are per event, in order; one bad event does not sink the others.",
-  security: [{ bearer: [] }],
-  middleware: [requireScope("gateway")] as const,
   request: { body: jsonBody(UsageBatchRequest) },
   responses: {
-    200: jsonResponse(
-      z.object({ results: z.array(EventResult), recorded: z.number(), duplicates: z.number(), rejected: z.number() }),
-      "Per-event results",
-    ),
+    200: jsonResponse(UsageBatchResponse, "Per-event results"),
     ...errorResponses(400, 401, 403),
   },
 });
 
-type EventResultJson = z.infer<typeof EventResult>;
+export type EventResultJson = z.infer<typeof EventResult>;
 
 function resultJson(index: number, r: UsageResult): EventResultJson {
   const usd = formatUsd(r.cost);
@@ -118,8 +122,8 @@ function rejectedJson(index: number, key: string | null, err: unknown, logger?: 
   };
 }
 
-export function registerUsageIngest(app: OpenAPIHono<AppEnv>) {
-  app.openapi(usageRoute, async (c) => {
+export function registerReportUsage(app: OpenAPIHono<AppEnv>) {
+  app.openapi(reportUsageRoute, async (c) => {
     const { metering, clock, logger } = c.get("deps");
     const now = clock();
     const events = c.req.valid("json").events;
@@ -128,7 +132,8 @@ export function registerUsageIngest(app: OpenAPIHono<AppEnv>) {
     const results: EventResultJson[] = new Array(events.length);
     const { indexes, outcomes } = submitValid(metering, events, results, now);
     (await outcomes).forEach((outcome, j) => {
-      const index = indexes[j]!;
+      const index = indexes[j];
+      if (index === undefined) throw new Error("metering answered more outcomes than events were submitted");
       results[index] =
         outcome instanceof Error
           ? rejectedJson(index, keyOf(events[index]), outcome, logger)

@@ -1,9 +1,44 @@
-import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
-import { getInvoice, listInvoices, type Invoice } from "../../../billing/invoices.js";
+import { z } from "@hono/zod-openapi";
+import type { Balance } from "../../../billing/balance.js";
+import type { Invoice } from "../../../billing/invoices.js";
 import { formatUsd, formatUsdNumber } from "../../../ledger/money.js";
-import type { AppEnv } from "../../context.js";
-import { principalOrgId, requireScope } from "../../middleware/auth.js";
-import { errorResponses, jsonResponse, Limit } from "../../schemas.js";
+import { requireScope } from "../../middleware/auth.js";
+
+/** What every customer route shares: an org key (the organization is the key's), and the `billing` tag. */
+export const orgOnly = {
+  tags: ["billing"],
+  security: [{ bearer: [] }],
+  middleware: [requireScope("org")],
+};
+
+export const BalanceResponse = z
+  .object({
+    currency: z.literal("USD"),
+    balance: z.number().openapi({ example: 142.87, description: "USD, for display. Exact value: balance_nano_usd." }),
+    credits: z.number().openapi({ example: 142.87, description: "Spendable now: balance less live holds." }),
+    low_balance_threshold: z.number().openapi({ example: 10 }),
+    balance_nano_usd: z
+      .string()
+      .openapi({ example: "142870000000", description: "Exact, integer nano-USD (1e-9 USD)" }),
+    credits_nano_usd: z.string(),
+    held_nano_usd: z.string().openapi({ description: "Reserved by live authorizations" }),
+    low_balance_threshold_nano_usd: z.string(),
+  })
+  .openapi("Balance");
+export type BalanceResponse = z.infer<typeof BalanceResponse>;
+
+export function balanceJson(b: Balance): BalanceResponse {
+  return {
+    currency: "USD" as const,
+    balance: formatUsdNumber(b.balance),
+    credits: formatUsdNumber(b.credits),
+    low_balance_threshold: formatUsdNumber(b.lowBalanceThreshold),
+    balance_nano_usd: b.balance.toString(),
+    credits_nano_usd: b.credits.toString(),
+    held_nano_usd: b.held.toString(),
+    low_balance_threshold_nano_usd: b.lowBalanceThreshold.toString(),
+  };
+}
 
 const usd = (nano: bigint) => ({ number: formatUsdNumber(nano), exact: formatUsd(nano), nano: nano.toString() });
 
@@ -39,8 +74,9 @@ export const InvoiceJson = z
     lines: z.array(InvoiceLineJson).optional(),
   })
   .openapi("Invoice");
+export type InvoiceJson = z.infer<typeof InvoiceJson>;
 
-export function invoiceJson(i: Invoice) {
+export function invoiceJson(i: Invoice): InvoiceJson {
   const subtotal = usd(i.subtotal);
   const applied = usd(i.creditsApplied);
   const due = usd(i.amountDue);
@@ -74,52 +110,4 @@ export function invoiceJson(i: Invoice) {
         }
       : {}),
   };
-}
-
-const listRoute = createRoute({
-  method: "get",
-  path: "/v1/billing/invoices",
-  tags: ["billing"],
-  summary: "The organization's invoices, newest period first",
-  security: [{ bearer: [] }],
-  middleware: [requireScope("org")] as const,
-  request: {
-    query: z.object({
-      limit: Limit,
-      cursor: z.string().max(64).optional().openapi({ description: "`next_cursor` from the previous page" }),
-    }),
-  },
-  responses: {
-    200: jsonResponse(
-      z.object({ data: z.array(InvoiceJson), has_more: z.boolean(), next_cursor: z.string().nullable() }),
-      "A page of invoices",
-    ),
-    ...errorResponses(400, 401, 403),
-  },
-});
-
-const getRoute = createRoute({
-  method: "get",
-  path: "/v1/billing/invoices/{id}",
-  tags: ["billing"],
-  summary: "One invoice with its line items",
-  security: [{ bearer: [] }],
-  middleware: [requireScope("org")] as const,
-  request: { params: z.object({ id: z.string().max(64) }) },
-  responses: { 200: jsonResponse(InvoiceJson, "The invoice"), ...errorResponses(401, 403, 404) },
-});
-
-export function registerInvoices(app: OpenAPIHono<AppEnv>) {
-  app.openapi(listRoute, async (c) => {
-    const q = c.req.valid("query");
-    const page = await listInvoices(c.get("deps").sql, principalOrgId(c), { limit: q.limit, before: q.cursor });
-    return c.json(
-      { data: page.data.map(invoiceJson), has_more: page.nextCursor !== null, next_cursor: page.nextCursor },
-      200,
-    );
-  });
-  app.openapi(getRoute, async (c) => {
-    const invoice = await getInvoice(c.get("deps").sql, principalOrgId(c), c.req.valid("param").id);
-    return c.json(invoiceJson(invoice), 200);
-  });
 }

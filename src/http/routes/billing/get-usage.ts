@@ -4,8 +4,9 @@ import { resolvePeriod } from "../../../billing/periods.js";
 import { usageReport, type UsageLine } from "../../../billing/usage-report.js";
 import { formatUsd, formatUsdNumber } from "../../../ledger/money.js";
 import type { AppEnv } from "../../context.js";
-import { principalOrgId, requireScope } from "../../middleware/auth.js";
+import { principalOrgId } from "../../middleware/auth.js";
 import { errorResponses, jsonResponse } from "../../schemas.js";
+import { orgOnly } from "./schemas.js";
 
 const Line = {
   quantities: z.record(z.string(), z.string()).openapi({ description: "Total per meter, as exact integer strings" }),
@@ -26,6 +27,7 @@ export const UsageReportResponse = z
     ),
   })
   .openapi("UsageReport");
+export type UsageReportResponse = z.infer<typeof UsageReportResponse>;
 
 const line = (l: UsageLine) => ({
   quantities: Object.fromEntries(Object.entries(l.quantities).map(([k, v]) => [k, v.toString()])),
@@ -35,30 +37,24 @@ const line = (l: UsageLine) => ({
   events: l.events,
 });
 
-const reportRoute = createRoute({
+export const getUsageRoute = createRoute({
+  ...orgOnly,
   method: "get",
   path: "/v1/billing/usage",
-  tags: ["billing"],
   summary: "Metered usage for a period, by product and model",
-  security: [{ bearer: [] }],
-  middleware: [requireScope("org")] as const,
   request: {
     query: z.object({
-      period: z
-        .string()
-        .max(20)
-        .default("current")
-        .openapi({
-          description:
-            "`current`, `previous` or `YYYY-MM` (the billing cycle starting in that month; cycles are monthly, anchored on the org's anchor day, UTC)",
-        }),
+      period: z.string().max(20).default("current").openapi({
+        description:
+          "`current`, `previous` or `YYYY-MM` (the billing cycle starting in that month; cycles are monthly, anchored on the org's anchor day, UTC)",
+      }),
     }),
   },
   responses: { 200: jsonResponse(UsageReportResponse, "Usage"), ...errorResponses(400, 401, 403) },
 });
 
-export function registerUsageReport(app: OpenAPIHono<AppEnv>) {
-  app.openapi(reportRoute, async (c) => {
+export function registerGetUsage(app: OpenAPIHono<AppEnv>) {
+  app.openapi(getUsageRoute, async (c) => {
     const { sql, clock } = c.get("deps");
     const org = await getOrganization(sql, principalOrgId(c));
     const period = resolvePeriod(c.req.valid("query").period, clock(), org.billingAnchorDay);

@@ -1,38 +1,26 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { expireGrants } from "../../src/billing/grants.js";
-import { createTestApp, manualClock, TEST_ADMIN_KEY, type TestApp } from "../support/app.js";
-import { createTestDatabase, type TestDatabase } from "../support/database.js";
-import { expectLedgerConsistent } from "../support/ledger.js";
+import { expireGrants } from "../../../../src/billing/grants.js";
+import { createTestApp, manualClock, TEST_ADMIN_KEY, type TestApp } from "../../../support/app.js";
+import { createTestDatabase, type TestDatabase } from "../../../support/database.js";
+import { expectLedgerConsistent } from "../../../support/ledger.js";
 
-describe("credit grants and the balance", () => {
+describe("POST /v1/admin/orgs/{id}/credits (grantCredits)", () => {
   let db: TestDatabase;
   let t: TestApp;
   const clock = manualClock();
   beforeAll(async () => {
+    // Enough connections for racing grants to really run side by side.
     db = await createTestDatabase({ max: 12 });
     t = createTestApp({ sql: db.sql, clock });
   });
   afterAll(() => db.drop());
 
-  it("returns exactly the seed's shape plus exact fields", async () => {
-    const org = await t.createOrg();
-    await t.grant(org.id, "142.87");
-    const res = await t.call("GET", "/v1/billing/balance", { key: org.orgKey });
-    expect(res.status).toBe(200);
-    expect(res.text.startsWith('{"currency":"USD","balance":142.87,"credits":142.87,"low_balance_threshold":10,')).toBe(
-      true,
-    );
-    expect(res.json).toEqual({
-      currency: "USD",
-      balance: 142.87,
-      credits: 142.87,
-      low_balance_threshold: 10,
-      balance_nano_usd: "142870000000",
-      credits_nano_usd: "142870000000",
-      held_nano_usd: "0",
-      low_balance_threshold_nano_usd: "10000000000",
+  const postGrant = (orgId: string, key: string, body: Record<string, unknown>) =>
+    t.call("POST", `/v1/admin/orgs/${orgId}/credits`, {
+      key: TEST_ADMIN_KEY,
+      headers: { "idempotency-key": key },
+      body,
     });
-  });
 
   it("a grant posted twice with one idempotency key credits once, and a changed body under that key is refused", async () => {
     const org = await t.createOrg();
@@ -81,6 +69,51 @@ describe("credit grants and the balance", () => {
     expect(rows[0]!.n).toBe(1);
   });
 
+  it("a grant retried after its expires_at answers the first grant, and the key still refuses another payload", async () => {
+    const org = await t.createOrg();
+    const expiresAt = new Date(clock().getTime() + 60 * 60_000).toISOString();
+    const body = { amount: "5.00", reason: "trial", expires_at: expiresAt };
+    const first = await postGrant(org.id, "trial-1", body);
+    expect(first.status).toBe(201);
+
+    clock.advance(2 * 60 * 60_000); // the grant has expired; its expiry is not posted yet
+    const replay = await postGrant(org.id, "trial-1", body);
+    expect(replay.status).toBe(200);
+    expect(replay.headers.get("idempotent-replayed")).toBe("true");
+    expect(replay.json).toEqual(first.json);
+
+    // Same key, other payloads: refused as a reused key, not judged on their (past) expiry.
+    for (const other of [
+      { ...body, amount: "6.00" },
+      { ...body, expires_at: new Date(clock().getTime() - 1000).toISOString() },
+    ]) {
+      const refused = await postGrant(org.id, "trial-1", other);
+      expect(refused.status).toBe(409);
+      expect(refused.json.error.code).toBe("idempotency_key_reused");
+    }
+    // A new key with a past expiry is still a bad request.
+    const late = await postGrant(org.id, "trial-2", body);
+    expect(late.status).toBe(400);
+    expect(late.json.error.message).toBe("expires_at must be in the future");
+
+    const [{ n }] =
+      (await db.sql`select count(*)::int as n from credit_grants where org_id = ${org.id}`) as unknown as [
+        { n: number },
+      ];
+    expect(n).toBe(1);
+  });
+
+  it("refuses an expiry in the past", async () => {
+    const org = await t.createOrg();
+    const res = await t.call("POST", `/v1/admin/orgs/${org.id}/credits`, {
+      key: TEST_ADMIN_KEY,
+      headers: { "idempotency-key": "past" },
+      body: { amount: "1", reason: "x", expires_at: "2000-01-01T00:00:00Z" },
+    });
+    expect(res.status).toBe(400);
+    expect(res.json.error.param).toBe("expires_at");
+  });
+
   it("an expiring grant stops counting the moment it expires, and the worker's posting agrees", async () => {
     const org = await t.createOrg();
     const expiresAt = new Date(clock().getTime() + 60 * 60 * 1000);
@@ -97,60 +130,6 @@ describe("credit grants and the balance", () => {
     expect(history.json.data.map((d: { kind: string }) => d.kind)).toEqual(["grant_expiry", "grant", "grant"]);
     expect(history.json.data[0].amount_nano_usd).toBe("-5000000000");
     await expectLedgerConsistent(db.sql);
-  });
-
-  it("refuses an expiry in the past", async () => {
-    const org = await t.createOrg();
-    const res = await t.call("POST", `/v1/admin/orgs/${org.id}/credits`, {
-      key: TEST_ADMIN_KEY,
-      headers: { "idempotency-key": "past" },
-      body: { amount: "1", reason: "x", expires_at: "2000-01-01T00:00:00Z" },
-    });
-    expect(res.status).toBe(400);
-    expect(res.json.error.param).toBe("expires_at");
-  });
-
-  it("sets the low-balance threshold from a number or an exact string", async () => {
-    const org = await t.createOrg();
-    const asNumber = await t.call("PATCH", "/v1/billing/balance", {
-      key: org.orgKey,
-      body: { low_balance_threshold: 25.5 },
-    });
-    expect(asNumber.status).toBe(200);
-    expect(asNumber.json.low_balance_threshold).toBe(25.5);
-    const asString = await t.call("PATCH", "/v1/billing/balance", {
-      key: org.orgKey,
-      body: { low_balance_threshold: "0.000000001" },
-    });
-    expect(asString.json.low_balance_threshold_nano_usd).toBe("1");
-    for (const bad of [-1, "-1", "1.0000000001", 1e30, "ten", null, true]) {
-      const res = await t.call("PATCH", "/v1/billing/balance", {
-        key: org.orgKey,
-        body: { low_balance_threshold: bad },
-      });
-      expect(res.status, String(bad)).toBe(400);
-      expect(res.json.error.param).toBe("low_balance_threshold");
-    }
-  });
-
-  it("pages the ledger history newest first with a cursor", async () => {
-    const org = await t.createOrg();
-    for (let i = 1; i <= 5; i++) await t.grant(org.id, `${i}`, `page-${i}`);
-    const first = await t.call("GET", "/v1/billing/transactions?limit=2", { key: org.orgKey });
-    expect(first.json.data.map((d: { amount: number }) => d.amount)).toEqual([5, 4]);
-    expect(first.json.has_more).toBe(true);
-    const second = await t.call("GET", `/v1/billing/transactions?limit=2&cursor=${first.json.next_cursor}`, {
-      key: org.orgKey,
-    });
-    expect(second.json.data.map((d: { amount: number }) => d.amount)).toEqual([3, 2]);
-    const third = await t.call("GET", `/v1/billing/transactions?limit=2&cursor=${second.json.next_cursor}`, {
-      key: org.orgKey,
-    });
-    expect(third.json.data.map((d: { amount: number }) => d.amount)).toEqual([1]);
-    expect(third.json).toMatchObject({ has_more: false, next_cursor: null });
-    const bad = await t.call("GET", "/v1/billing/transactions?cursor=garbage", { key: org.orgKey });
-    expect(bad.status).toBe(400);
-    expect(bad.json.error.param).toBe("cursor");
   });
 
   it("grant money held for a request when the grant expires pays for that request; the rest expires when the hold closes", async () => {

@@ -2,8 +2,9 @@ import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { listTransactions } from "../../../billing/transactions.js";
 import { formatUsd, formatUsdNumber } from "../../../ledger/money.js";
 import type { AppEnv } from "../../context.js";
-import { principalOrgId, requireScope } from "../../middleware/auth.js";
+import { principalOrgId } from "../../middleware/auth.js";
 import { Cursor, errorResponses, jsonResponse, Limit } from "../../schemas.js";
+import { orgOnly } from "./schemas.js";
 
 export const LedgerTransaction = z
   .object({
@@ -17,26 +18,29 @@ export const LedgerTransaction = z
     created_at: z.string(),
   })
   .openapi("LedgerTransaction");
+export type LedgerTransaction = z.infer<typeof LedgerTransaction>;
 
-const listRoute = createRoute({
+export const TransactionPage = z.object({
+  data: z.array(LedgerTransaction),
+  has_more: z.boolean(),
+  next_cursor: z.string().nullable(),
+});
+export type TransactionPage = z.infer<typeof TransactionPage>;
+
+export const listTransactionsRoute = createRoute({
+  ...orgOnly,
   method: "get",
   path: "/v1/billing/transactions",
-  tags: ["billing"],
   summary: "Ledger history, newest first",
-  security: [{ bearer: [] }],
-  middleware: [requireScope("org")] as const,
   request: { query: z.object({ limit: Limit, cursor: Cursor }) },
   responses: {
-    200: jsonResponse(
-      z.object({ data: z.array(LedgerTransaction), has_more: z.boolean(), next_cursor: z.string().nullable() }),
-      "A page of transactions",
-    ),
+    200: jsonResponse(TransactionPage, "A page of transactions"),
     ...errorResponses(400, 401, 403),
   },
 });
 
-export function registerTransactions(app: OpenAPIHono<AppEnv>) {
-  app.openapi(listRoute, async (c) => {
+export function registerListTransactions(app: OpenAPIHono<AppEnv>) {
+  app.openapi(listTransactionsRoute, async (c) => {
     const query = c.req.valid("query");
     const page = await listTransactions(c.get("deps").sql, principalOrgId(c), {
       limit: query.limit,

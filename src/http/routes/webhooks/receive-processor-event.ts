@@ -16,8 +16,9 @@ export const WebhookAck = z
     note: z.string().optional(),
   })
   .openapi("WebhookAck");
+export type WebhookAck = z.infer<typeof WebhookAck>;
 
-const webhookRoute = createRoute({
+export const receiveProcessorEventRoute = createRoute({
   method: "post",
   path: "/v1/webhooks/processor",
   tags: ["webhooks"],
@@ -63,8 +64,8 @@ const webhookRoute = createRoute({
   },
 });
 
-export function registerProcessorWebhook(app: OpenAPIHono<AppEnv>) {
-  app.openapi(webhookRoute, async (c) => {
+export function registerReceiveProcessorEvent(app: OpenAPIHono<AppEnv>) {
+  app.openapi(receiveProcessorEventRoute, async (c) => {
     const { sql, config, clock, logger } = c.get("deps");
     // The exact bytes first: nothing may parse (and so re-serialize) the body before the signature check.
     const rawBody = await c.req.text();

@@ -2,30 +2,30 @@ import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { linkProcessorCustomer } from "../../../billing/payments/customers.js";
 import { CustomerId } from "../../../billing/payments/objects.js";
 import type { AppEnv } from "../../context.js";
-import { requireScope } from "../../middleware/auth.js";
 import { errorResponses, jsonBody, jsonResponse } from "../../schemas.js";
+import { adminOnly, OrgIdParam } from "./schemas.js";
 
 export const LinkProcessorCustomerRequest = z
   .object({ customer_id: CustomerId.openapi({ example: "cus_NffrFeUfNV2Hib" }) })
   .strict()
   .openapi("LinkProcessorCustomerRequest");
+export type LinkProcessorCustomerRequest = z.input<typeof LinkProcessorCustomerRequest>;
 
 // The customer id is not echoed back: processor ids never leave the server, in any response.
 export const ProcessorCustomerLink = z
   .object({ org_id: z.string(), linked: z.literal(true), linked_at: z.string() })
   .openapi("ProcessorCustomerLink");
+export type ProcessorCustomerLink = z.infer<typeof ProcessorCustomerLink>;
 
-const linkRoute = createRoute({
+export const linkProcessorCustomerRoute = createRoute({
+  ...adminOnly,
   method: "put",
   path: "/v1/admin/orgs/{id}/processor-customer",
-  tags: ["admin"],
   summary: "Link an organization to its card processor customer",
   description:
     "Processor events find their organization only through this link (payment metadata is not trusted for it). Permanent: the " +
     "same pair again is a 200 no-op; another customer for this org, or this customer for another org, is a 409.",
-  security: [{ bearer: [] }],
-  middleware: [requireScope("admin")] as const,
-  request: { params: z.object({ id: z.string().max(64) }), body: jsonBody(LinkProcessorCustomerRequest) },
+  request: { params: OrgIdParam, body: jsonBody(LinkProcessorCustomerRequest) },
   responses: {
     201: jsonResponse(ProcessorCustomerLink, "Linked"),
     200: jsonResponse(ProcessorCustomerLink, "Already linked to this customer"),
@@ -33,8 +33,8 @@ const linkRoute = createRoute({
   },
 });
 
-export function registerProcessorCustomer(app: OpenAPIHono<AppEnv>) {
-  app.openapi(linkRoute, async (c) => {
+export function registerLinkProcessorCustomer(app: OpenAPIHono<AppEnv>) {
+  app.openapi(linkProcessorCustomerRoute, async (c) => {
     const { sql, clock } = c.get("deps");
     const { link, created } = await linkProcessorCustomer(
       sql,

@@ -2,8 +2,8 @@ import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { grantCredits, type CreditGrant } from "../../../billing/grants.js";
 import { formatUsd, formatUsdNumber } from "../../../ledger/money.js";
 import type { AppEnv } from "../../context.js";
-import { requireScope } from "../../middleware/auth.js";
 import { errorResponses, IdempotencyKeyHeader, jsonBody, jsonResponse, PositiveUsdString } from "../../schemas.js";
+import { adminOnly, OrgIdParam } from "./schemas.js";
 
 export const GrantCreditsRequest = z
   .object({
@@ -13,6 +13,7 @@ export const GrantCreditsRequest = z
   })
   .strict()
   .openapi("GrantCreditsRequest");
+export type GrantCreditsRequest = z.input<typeof GrantCreditsRequest>;
 
 export const CreditGrantResponse = z
   .object({
@@ -27,8 +28,9 @@ export const CreditGrantResponse = z
     created_at: z.string(),
   })
   .openapi("CreditGrant");
+export type CreditGrantResponse = z.infer<typeof CreditGrantResponse>;
 
-function grantJson(g: CreditGrant) {
+function grantJson(g: CreditGrant): CreditGrantResponse {
   return {
     id: g.id,
     org_id: g.orgId,
@@ -42,17 +44,15 @@ function grantJson(g: CreditGrant) {
   };
 }
 
-const grantRoute = createRoute({
+export const grantCreditsRoute = createRoute({
+  ...adminOnly,
   method: "post",
   path: "/v1/admin/orgs/{id}/credits",
-  tags: ["admin"],
   summary: "Grant credits to an organization",
   description:
     "Idempotent by the Idempotency-Key header: a retry returns the first grant (200, Idempotent-Replayed: true) and credits nothing more.",
-  security: [{ bearer: [] }],
-  middleware: [requireScope("admin")] as const,
   request: {
-    params: z.object({ id: z.string().max(64) }),
+    params: OrgIdParam,
     headers: z.object({ "idempotency-key": IdempotencyKeyHeader }),
     body: jsonBody(GrantCreditsRequest),
   },
@@ -63,8 +63,8 @@ const grantRoute = createRoute({
   },
 });
 
-export function registerAdminCredits(app: OpenAPIHono<AppEnv>) {
-  app.openapi(grantRoute, async (c) => {
+export function registerGrantCredits(app: OpenAPIHono<AppEnv>) {
+  app.openapi(grantCreditsRoute, async (c) => {
     const { sql, clock } = c.get("deps");
     const body = c.req.valid("json");
     const { grant, created } = await grantCredits(

@@ -1,8 +1,9 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { formatExpiry, listPaymentMethods, type PaymentMethodView } from "../../../billing/payments/payment-methods.js";
 import type { AppEnv } from "../../context.js";
-import { principalOrgId, requireScope } from "../../middleware/auth.js";
+import { principalOrgId } from "../../middleware/auth.js";
 import { errorResponses, jsonResponse } from "../../schemas.js";
+import { orgOnly } from "./schemas.js";
 
 export const PaymentMethodJson = z
   .object({
@@ -19,6 +20,7 @@ export const PaymentMethodJson = z
 export const PaymentMethodsResponse = z
   .object({ payment_methods: z.array(PaymentMethodJson) })
   .openapi("PaymentMethods");
+export type PaymentMethodsResponse = z.infer<typeof PaymentMethodsResponse>;
 
 export function paymentMethodJson(pm: PaymentMethodView) {
   return {
@@ -30,21 +32,19 @@ export function paymentMethodJson(pm: PaymentMethodView) {
   };
 }
 
-const listRoute = createRoute({
+export const listPaymentMethodsRoute = createRoute({
+  ...orgOnly,
   method: "get",
   path: "/v1/billing/payment-methods",
-  tags: ["billing"],
   summary: "Saved payment methods (masked)",
   description:
     "Cards are captured by the processor in the billing portal and reach us as processor events; only brand, last four digits, " +
     "expiry and the default flag are kept. Default first, then oldest first.",
-  security: [{ bearer: [] }],
-  middleware: [requireScope("org")] as const,
   responses: { 200: jsonResponse(PaymentMethodsResponse, "Payment methods"), ...errorResponses(401, 403) },
 });
 
-export function registerPaymentMethods(app: OpenAPIHono<AppEnv>) {
-  app.openapi(listRoute, async (c) => {
+export function registerListPaymentMethods(app: OpenAPIHono<AppEnv>) {
+  app.openapi(listPaymentMethodsRoute, async (c) => {
     const methods = await listPaymentMethods(c.get("deps").sql, principalOrgId(c));
     return c.json({ payment_methods: methods.map(paymentMethodJson) }, 200);
   });

@@ -1,0 +1,24 @@
+import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
+import { cancelSubscription } from "../../../billing/subscriptions.js";
+import type { AppEnv } from "../../context.js";
+import { errorResponses, jsonResponse } from "../../schemas.js";
+import { adminOnly, OrgIdParam, SubscriptionResponse, subscriptionJson } from "./schemas.js";
+
+export const cancelSubscriptionRoute = createRoute({
+  ...adminOnly,
+  method: "delete",
+  path: "/v1/admin/orgs/{id}/subscription",
+  summary: "Cancel a subscription (the current cycle is still charged)",
+  request: { params: OrgIdParam },
+  responses: {
+    200: jsonResponse(SubscriptionResponse, "The canceled subscription"),
+    ...errorResponses(401, 403, 404),
+  },
+});
+
+export function registerCancelSubscription(app: OpenAPIHono<AppEnv>) {
+  app.openapi(cancelSubscriptionRoute, async (c) => {
+    const { sql, clock } = c.get("deps");
+    return c.json(subscriptionJson(await cancelSubscription(sql, c.req.valid("param").id, clock())), 200);
+  });
+}

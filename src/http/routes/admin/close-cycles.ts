@@ -1,0 +1,51 @@
+import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
+import { closeDueCycles } from "../../../billing/invoices.js";
+import type { AppEnv } from "../../context.js";
+import { errorResponses, jsonBody, jsonResponse } from "../../schemas.js";
+import { adminOnly } from "./schemas.js";
+
+export const CloseCyclesRequest = z
+  .object({
+    org_id: z.string().max(64).optional(),
+    end_current_cycle_now: z.boolean().optional().openapi({
+      description: "Also end the running cycle now (needs org_id): it is invoiced, prorated, and a new cycle starts",
+    }),
+  })
+  .strict()
+  .refine((b) => !b.end_current_cycle_now || b.org_id, {
+    message: "end_current_cycle_now needs org_id",
+    path: ["org_id"],
+  })
+  .openapi("CloseCyclesRequest");
+export type CloseCyclesRequest = z.input<typeof CloseCyclesRequest>;
+
+export const CloseCyclesResponse = z.object({
+  invoices_created: z.number(),
+  already_closed: z.number(),
+  organizations: z.number(),
+});
+export type CloseCyclesResponse = z.infer<typeof CloseCyclesResponse>;
+
+export const closeCyclesRoute = createRoute({
+  ...adminOnly,
+  method: "post",
+  path: "/v1/admin/cycles/close",
+  summary: "Close every ended billing cycle now, for one organization or all (idempotent)",
+  request: { body: jsonBody(CloseCyclesRequest) },
+  responses: {
+    200: jsonResponse(CloseCyclesResponse, "What was closed"),
+    ...errorResponses(400, 401, 403, 404),
+  },
+});
+
+export function registerCloseCycles(app: OpenAPIHono<AppEnv>) {
+  app.openapi(closeCyclesRoute, async (c) => {
+    const { sql, metering, clock } = c.get("deps");
+    const body = c.req.valid("json");
+    const r = await closeDueCycles(sql, metering.catalog, clock(), {
+      orgId: body.org_id,
+      endCurrentNow: body.end_current_cycle_now,
+    });
+    return c.json({ invoices_created: r.created, already_closed: r.existing, organizations: r.orgs }, 200);
+  });
+}

@@ -1,0 +1,58 @@
+import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
+import { createAdjustment } from "../../../billing/invoices.js";
+import { MAX_NANO_USD } from "../../../ledger/money.js";
+import type { AppEnv } from "../../context.js";
+import { errorResponses, IdempotencyKeyHeader, jsonBody, jsonResponse, UsdString } from "../../schemas.js";
+import { adminOnly, OrgIdParam } from "./schemas.js";
+
+export const AdjustmentRequest = z
+  .object({
+    amount: UsdString.refine((n) => n !== 0n, "must not be zero").refine(
+      (n) => (n < 0n ? -n : n) <= MAX_NANO_USD / 1000n,
+      "is too large",
+    ),
+    description: z.string().trim().min(1).max(500),
+    corrects_invoice_id: z.string().max(64).optional(),
+  })
+  .strict()
+  .openapi("AdjustmentRequest");
+export type AdjustmentRequest = z.input<typeof AdjustmentRequest>;
+
+export const AdjustmentResponse = z.object({ id: z.string(), replayed: z.boolean() });
+export type AdjustmentResponse = z.infer<typeof AdjustmentResponse>;
+
+export const createAdjustmentRoute = createRoute({
+  ...adminOnly,
+  method: "post",
+  path: "/v1/admin/orgs/{id}/adjustments",
+  summary: "Queue a correction as a line on the organization's next invoice (negative = credit)",
+  request: {
+    params: OrgIdParam,
+    headers: z.object({ "idempotency-key": IdempotencyKeyHeader }),
+    body: jsonBody(AdjustmentRequest),
+  },
+  responses: {
+    201: jsonResponse(AdjustmentResponse, "Queued"),
+    200: jsonResponse(AdjustmentResponse, "A replay"),
+    ...errorResponses(400, 401, 403, 404),
+  },
+});
+
+export function registerCreateAdjustment(app: OpenAPIHono<AppEnv>) {
+  app.openapi(createAdjustmentRoute, async (c) => {
+    const { sql, clock } = c.get("deps");
+    const body = c.req.valid("json");
+    const r = await createAdjustment(
+      sql,
+      {
+        orgId: c.req.valid("param").id,
+        amount: body.amount,
+        description: body.description,
+        correctsInvoiceId: body.corrects_invoice_id,
+        idempotencyKey: c.req.valid("header")["idempotency-key"],
+      },
+      clock(),
+    );
+    return c.json({ id: r.id, replayed: !r.created }, r.created ? 201 : 200);
+  });
+}

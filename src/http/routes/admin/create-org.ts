@@ -1,0 +1,42 @@
+import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
+import { createOrganization } from "../../../billing/organizations.js";
+import type { AppEnv } from "../../context.js";
+import { errorResponses, jsonBody, jsonResponse } from "../../schemas.js";
+import { adminOnly, OrgResponse, orgJson } from "./schemas.js";
+
+export const CreateOrgRequest = z
+  .object({
+    name: z.string().trim().min(1).max(200),
+    billing_anchor_day: z
+      .number()
+      .int()
+      .min(1)
+      .max(28)
+      .optional()
+      .openapi({ description: "Day of the month each billing cycle starts (UTC); default 1" }),
+  })
+  .strict()
+  .openapi("CreateOrgRequest");
+export type CreateOrgRequest = z.input<typeof CreateOrgRequest>;
+
+export const createOrgRoute = createRoute({
+  ...adminOnly,
+  method: "post",
+  path: "/v1/admin/orgs",
+  summary: "Create an organization",
+  request: { body: jsonBody(CreateOrgRequest) },
+  responses: { 201: jsonResponse(OrgResponse, "The new organization"), ...errorResponses(400, 401, 403) },
+});
+
+export function registerCreateOrg(app: OpenAPIHono<AppEnv>) {
+  app.openapi(createOrgRoute, async (c) => {
+    const { sql, clock } = c.get("deps");
+    const body = c.req.valid("json");
+    const org = await createOrganization(sql, {
+      name: body.name,
+      billingAnchorDay: body.billing_anchor_day,
+      createdAt: clock(),
+    });
+    return c.json(orgJson(org), 201);
+  });
+}

@@ -1,0 +1,31 @@
+import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
+import { revokeApiKey } from "../../../billing/api-keys.js";
+import type { AppEnv } from "../../context.js";
+import { errorResponses, jsonResponse } from "../../schemas.js";
+import { adminOnly } from "./schemas.js";
+
+export const RevokedKeyResponse = z
+  .object({ id: z.string(), revoked: z.literal(true), revoked_at: z.string() })
+  .openapi("RevokedApiKey");
+export type RevokedKeyResponse = z.infer<typeof RevokedKeyResponse>;
+
+export const revokeKeyRoute = createRoute({
+  ...adminOnly,
+  method: "delete",
+  path: "/v1/admin/keys/{id}",
+  summary: "Revoke an API key (idempotent)",
+  request: { params: z.object({ id: z.string().max(64) }) },
+  responses: {
+    200: jsonResponse(RevokedKeyResponse, "Revoked"),
+    ...errorResponses(401, 403, 404),
+  },
+});
+
+export function registerRevokeKey(app: OpenAPIHono<AppEnv>) {
+  app.openapi(revokeKeyRoute, async (c) => {
+    const { sql, clock, keyCache } = c.get("deps");
+    const revoked = await revokeApiKey(sql, c.req.valid("param").id, clock());
+    keyCache?.revoked(revoked.id); // before answering: this replica refuses the key from the answer on
+    return c.json({ id: revoked.id, revoked: true as const, revoked_at: revoked.revokedAt.toISOString() }, 200);
+  });
+}

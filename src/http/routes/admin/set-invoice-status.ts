@@ -1,0 +1,23 @@
+import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
+import { setInvoiceStatus } from "../../../billing/invoices.js";
+import type { AppEnv } from "../../context.js";
+import { errorResponses, jsonResponse } from "../../schemas.js";
+import { InvoiceJson, invoiceJson } from "../billing/schemas.js";
+import { adminOnly } from "./schemas.js";
+
+export const setInvoiceStatusRoute = createRoute({
+  ...adminOnly,
+  method: "post",
+  path: "/v1/admin/invoices/{id}/{action}",
+  summary: "Mark an open invoice paid, or void it",
+  request: { params: z.object({ id: z.string().max(64), action: z.enum(["pay", "void"]) }) },
+  responses: { 200: jsonResponse(InvoiceJson, "The invoice"), ...errorResponses(400, 401, 403, 404, 409) },
+});
+
+export function registerSetInvoiceStatus(app: OpenAPIHono<AppEnv>) {
+  app.openapi(setInvoiceStatusRoute, async (c) => {
+    const { sql, clock } = c.get("deps");
+    const { id, action } = c.req.valid("param");
+    return c.json(invoiceJson(await setInvoiceStatus(sql, id, action === "pay" ? "paid" : "void", clock())), 200);
+  });
+}

@@ -1,0 +1,32 @@
+import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
+import { subscribe } from "../../../billing/subscriptions.js";
+import type { AppEnv } from "../../context.js";
+import { errorResponses, jsonBody, jsonResponse } from "../../schemas.js";
+import { adminOnly, OrgIdParam, SubscriptionResponse, subscriptionJson } from "./schemas.js";
+
+export const SubscribeRequest = z
+  .object({ plan_id: z.string().min(1).max(40) })
+  .strict()
+  .openapi("SubscribeRequest");
+export type SubscribeRequest = z.input<typeof SubscribeRequest>;
+
+export const subscribeRoute = createRoute({
+  ...adminOnly,
+  method: "put",
+  path: "/v1/admin/orgs/{id}/subscription",
+  summary: "Subscribe an organization to a plan (a change of plan takes effect at the next cycle)",
+  request: { params: OrgIdParam, body: jsonBody(SubscribeRequest) },
+  responses: { 200: jsonResponse(SubscriptionResponse, "The subscription"), ...errorResponses(400, 401, 403, 404) },
+});
+
+export function registerSubscribe(app: OpenAPIHono<AppEnv>) {
+  app.openapi(subscribeRoute, async (c) => {
+    const { sql, metering, clock } = c.get("deps");
+    return c.json(
+      subscriptionJson(
+        await subscribe(sql, metering.catalog, c.req.valid("param").id, c.req.valid("json").plan_id, clock()),
+      ),
+      200,
+    );
+  });
+}

@@ -1,0 +1,21 @@
+import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
+import { getBalance } from "../../../billing/balance.js";
+import type { AppEnv } from "../../context.js";
+import { principalOrgId } from "../../middleware/auth.js";
+import { errorResponses, jsonResponse } from "../../schemas.js";
+import { BalanceResponse, balanceJson, orgOnly } from "./schemas.js";
+
+export const getBalanceRoute = createRoute({
+  ...orgOnly,
+  method: "get",
+  path: "/v1/billing/balance",
+  summary: "The organization's credit balance",
+  responses: { 200: jsonResponse(BalanceResponse, "Balance"), ...errorResponses(401, 403) },
+});
+
+export function registerGetBalance(app: OpenAPIHono<AppEnv>) {
+  app.openapi(getBalanceRoute, async (c) => {
+    const { sql, clock } = c.get("deps");
+    return c.json(balanceJson(await getBalance(sql, principalOrgId(c), clock())), 200);
+  });
+}

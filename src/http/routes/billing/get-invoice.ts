@@ -1,0 +1,22 @@
+import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
+import { getInvoice } from "../../../billing/invoices.js";
+import type { AppEnv } from "../../context.js";
+import { principalOrgId } from "../../middleware/auth.js";
+import { errorResponses, jsonResponse } from "../../schemas.js";
+import { InvoiceJson, invoiceJson, orgOnly } from "./schemas.js";
+
+export const getInvoiceRoute = createRoute({
+  ...orgOnly,
+  method: "get",
+  path: "/v1/billing/invoices/{id}",
+  summary: "One invoice with its line items",
+  request: { params: z.object({ id: z.string().max(64) }) },
+  responses: { 200: jsonResponse(InvoiceJson, "The invoice"), ...errorResponses(401, 403, 404) },
+});
+
+export function registerGetInvoice(app: OpenAPIHono<AppEnv>) {
+  app.openapi(getInvoiceRoute, async (c) => {
+    const invoice = await getInvoice(c.get("deps").sql, principalOrgId(c), c.req.valid("param").id);
+    return c.json(invoiceJson(invoice), 200);
+  });
+}

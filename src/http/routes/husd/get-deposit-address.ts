@@ -1,0 +1,52 @@
+import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
+import { depositAddressFor } from "../../../billing/deposits/addresses.js";
+import type { AppEnv } from "../../context.js";
+import { principalOrgId } from "../../middleware/auth.js";
+import { errorResponses, jsonResponse } from "../../schemas.js";
+import { husdOrgOnly } from "./schemas.js";
+
+export const DepositAddressResponse = z
+  .object({
+    address: z.string(),
+    chain_id: z.number(),
+    token_address: z.string(),
+    token_symbol: z.literal("HUSD"),
+    token_decimals: z.number(),
+    minimum_base_units: z.string(),
+    finality: z.string(),
+  })
+  .openapi("HusdDepositAddress");
+export type DepositAddressResponse = z.infer<typeof DepositAddressResponse>;
+
+export const getDepositAddressRoute = createRoute({
+  ...husdOrgOnly,
+  method: "get",
+  path: "/v1/billing/husd/deposit-address",
+  summary: "The organization's HUSD deposit address",
+  responses: {
+    200: jsonResponse(DepositAddressResponse, "Where to send HUSD"),
+    ...errorResponses(401, 403, 503),
+  },
+});
+
+export function registerGetDepositAddress(app: OpenAPIHono<AppEnv>) {
+  app.openapi(getDepositAddressRoute, async (c) => {
+    const { sql, chain, config } = c.get("deps");
+    const a = await depositAddressFor(sql, chain, config, principalOrgId(c));
+    const finality = config.FINALITY_REQUIRE_FINALIZED_TAG
+      ? `credited once the transfer's block is at or below the chain's finalized block and at least ${config.FINALITY_CONFIRMATIONS} blocks deep`
+      : `credited once the transfer's block is at least ${config.FINALITY_CONFIRMATIONS} blocks deep`;
+    return c.json(
+      {
+        address: a.address,
+        chain_id: a.chainId,
+        token_address: config.HUSD_ADDRESS,
+        token_symbol: "HUSD" as const,
+        token_decimals: config.HUSD_DECIMALS,
+        minimum_base_units: config.HUSD_DUST_MINIMUM,
+        finality,
+      },
+      200,
+    );
+  });
+}

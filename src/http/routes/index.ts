@@ -1,0 +1,79 @@
+import type { OpenAPIHono } from "@hono/zod-openapi";
+import type { AppDeps, AppEnv } from "../context.js";
+import { registerCancelSubscription } from "./admin/cancel-subscription.js";
+import { registerCloseCycles } from "./admin/close-cycles.js";
+import { registerCreateAdjustment } from "./admin/create-adjustment.js";
+import { registerCreateKey } from "./admin/create-key.js";
+import { registerCreateOrg } from "./admin/create-org.js";
+import { registerGetOrg } from "./admin/get-org.js";
+import { registerGrantCredits } from "./admin/grant-credits.js";
+import { registerLinkProcessorCustomer } from "./admin/link-processor-customer.js";
+import { registerRevokeKey } from "./admin/revoke-key.js";
+import { registerSetInvoiceStatus } from "./admin/set-invoice-status.js";
+import { registerSubscribe } from "./admin/subscribe.js";
+import { registerGetBalance } from "./billing/get-balance.js";
+import { registerGetInvoice } from "./billing/get-invoice.js";
+import { registerGetUsage } from "./billing/get-usage.js";
+import { registerListInvoices } from "./billing/list-invoices.js";
+import { registerListPaymentMethods } from "./billing/list-payment-methods.js";
+import { registerListTransactions } from "./billing/list-transactions.js";
+import { registerUpdateBalanceSettings } from "./billing/update-balance-settings.js";
+import { registerAuthorize } from "./gateway/authorize.js";
+import { registerReportUsage } from "./gateway/report-usage.js";
+import { registerGetDepositAddress } from "./husd/get-deposit-address.js";
+import { registerListDeposits } from "./husd/list-deposits.js";
+import { registerRecordTopup } from "./husd/record-topup.js";
+import { registerDocs } from "./meta/docs.js";
+import { registerHealthz } from "./meta/healthz.js";
+import { OPENAPI_DOCUMENT, registerOpenApi } from "./meta/openapi.js";
+import { registerOperations } from "./meta/operations.js";
+import { registerListModels } from "./pricing/list-models.js";
+import { registerListPlans } from "./pricing/list-plans.js";
+import { registerReceiveProcessorEvent } from "./webhooks/receive-processor-event.js";
+
+export type RegisterRoute = (app: OpenAPIHono<AppEnv>, deps: AppDeps) => void;
+
+/**
+ * Every route of the API, one `routes/<area>/<operation>.ts` each, in the order of the OpenAPI
+ * document. A new operation is added here and nowhere else; test/http/every-endpoint.test.ts
+ * then walks it from the document.
+ */
+export const routes: readonly RegisterRoute[] = [
+  // gateway (gateway key)
+  registerAuthorize,
+  registerReportUsage,
+  // billing (org key)
+  registerGetBalance,
+  registerUpdateBalanceSettings,
+  registerListTransactions,
+  registerGetUsage,
+  registerListInvoices,
+  registerGetInvoice,
+  registerListPaymentMethods,
+  // husd (org key)
+  registerGetDepositAddress,
+  registerRecordTopup,
+  registerListDeposits,
+  // pricing (public)
+  registerListModels,
+  registerListPlans,
+  // webhooks (signed by the processor)
+  registerReceiveProcessorEvent,
+  // admin (admin key)
+  registerCreateOrg,
+  registerGetOrg,
+  registerCreateKey,
+  registerRevokeKey,
+  registerGrantCredits,
+  registerLinkProcessorCustomer,
+  registerSubscribe,
+  registerCancelSubscription,
+  registerCloseCycles,
+  registerSetInvoiceStatus,
+  registerCreateAdjustment,
+  // meta: not in the OpenAPI document
+  registerHealthz,
+  registerOpenApi,
+  (app) => registerDocs(app, OPENAPI_DOCUMENT),
+  registerOperations,
+];

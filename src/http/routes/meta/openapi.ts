@@ -1,0 +1,24 @@
+import type { OpenAPIHono } from "@hono/zod-openapi";
+import type { AppEnv } from "../../context.js";
+
+/** The document's header; its paths and components come from the routes' own zod schemas. */
+export const OPENAPI_DOCUMENT = {
+  openapi: "3.1.0",
+  info: {
+    title: "Hanzo Billing",
+    version: "0.1.0",
+    description:
+      "Credits, metering, invoices and HUSD top-ups for Hanzo Cloud. USD amounts appear twice: as JSON numbers for display " +
+      "(the documented shapes) and exactly, as integer nano-USD (1e-9 USD) strings in *_nano_usd fields.",
+  },
+} as const;
+
+/** GET /v1/openapi.json, generated at request time from every route registered on the app. */
+export function registerOpenApi(app: OpenAPIHono<AppEnv>) {
+  app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {
+    type: "http",
+    scheme: "bearer",
+    description: "hk-… API key",
+  });
+  app.doc31("/v1/openapi.json", OPENAPI_DOCUMENT);
+}
