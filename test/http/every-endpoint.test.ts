@@ -67,6 +67,16 @@ describe("every endpoint", () => {
     }
   });
 
+  it("without a key: no 401 or 403 where the document says no key is needed (security: [])", async () => {
+    const refused: string[] = [];
+    for (const op of ops.filter((o) => !o.secured)) {
+      const res = await t.call(op.method, fill(op.path, a.id), op.hasBody ? { body: {} } : {});
+      if (res.status === 401 || res.status === 403) refused.push(`${op.method} ${op.path}: ${res.status}`);
+    }
+    expect(ops.some((o) => !o.secured)).toBe(true);
+    expect(refused).toEqual([]);
+  });
+
   it("with a key of another scope: 403", async () => {
     for (const op of ops.filter((o) => o.secured)) {
       const wrong = op.tags.includes("admin") ? a.orgKey : TEST_ADMIN_KEY;

@@ -1,31 +1,124 @@
+import { existsSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestApp, type TestApp } from "../support/app.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 
+type Operation = {
+  operationId?: string;
+  summary?: string;
+  description?: string;
+  tags?: string[];
+  security?: Record<string, string[]>[];
+};
+type Document = {
+  openapi: string;
+  servers?: { url: string }[];
+  tags?: { name: string; description?: string }[];
+  paths: Record<string, Record<string, Operation>>;
+  components: { schemas: Record<string, { required?: string[]; properties?: object }>; securitySchemes: object };
+};
+
+/** Every `$ref` in `node`, with the JSON path it was found at. */
+function refsIn(node: unknown, at = "#"): { at: string; ref: string }[] {
+  if (Array.isArray(node)) return node.flatMap((v, i) => refsIn(v, `${at}/${i}`));
+  if (!node || typeof node !== "object") return [];
+  return Object.entries(node).flatMap(([k, v]) =>
+    k === "$ref" && typeof v === "string" ? [{ at, ref: v }] : refsIn(v, `${at}/${k}`),
+  );
+}
+
+/** Follows a local JSON pointer (`#/components/schemas/X`); undefined when it leads nowhere. */
+function resolve(doc: unknown, ref: string): unknown {
+  if (!ref.startsWith("#/")) return undefined;
+  return ref
+    .slice(2)
+    .split("/")
+    .map((part) => part.replace(/~1/g, "/").replace(/~0/g, "~"))
+    .reduce<unknown>(
+      (node, key) => (node && typeof node === "object" ? (node as Record<string, unknown>)[key] : undefined),
+      doc,
+    );
+}
+
+const kebab = (camel: string) => camel.replace(/[A-Z]/g, (ch) => `-${ch.toLowerCase()}`);
+
 describe("OpenAPI document and docs page", () => {
   let db: TestDatabase;
   let t: TestApp;
+  let doc: Document;
+  let operations: { label: string; op: Operation }[];
   beforeAll(async () => {
     db = await createTestDatabase();
     t = createTestApp({ sql: db.sql });
+    const res = await t.call("GET", "/v1/openapi.json");
+    expect(res.status).toBe(200);
+    doc = res.json;
+    operations = Object.entries(doc.paths).flatMap(([path, methods]) =>
+      Object.entries(methods).map(([method, op]) => ({ label: `${method.toUpperCase()} ${path}`, op })),
+    );
   });
   afterAll(() => db.drop());
 
-  it("is generated from the same zod schemas that validate requests", async () => {
-    const res = await t.call("GET", "/v1/openapi.json");
-    expect(res.status).toBe(200);
-    const doc = res.json;
+  it("is generated from the same zod schemas that validate requests", () => {
     expect(doc.openapi).toBe("3.1.0");
-    const grant = doc.paths["/v1/admin/orgs/{id}/credits"].post;
+    const grant = doc.paths["/v1/admin/orgs/{id}/credits"]!.post as unknown as {
+      requestBody: { content: { "application/json": { schema: { $ref?: string } } } };
+    };
     const schema = grant.requestBody.content["application/json"].schema;
-    const resolved = schema.$ref ? doc.components.schemas[schema.$ref.split("/").pop()] : schema;
+    const resolved = (schema.$ref ? resolve(doc, schema.$ref) : schema) as { required: string[] };
     expect(resolved.required).toEqual(expect.arrayContaining(["amount", "reason"]));
-    expect(doc.components.schemas.Balance.properties).toHaveProperty("low_balance_threshold");
-    expect(doc.components.securitySchemes.bearer).toMatchObject({ type: "http", scheme: "bearer" });
+    expect(doc.components.schemas.Balance?.properties).toHaveProperty("low_balance_threshold");
+    expect(doc.components.securitySchemes).toMatchObject({ bearer: { type: "http", scheme: "bearer" } });
+  });
+
+  it("every $ref points at something in the document", () => {
+    const refs = refsIn(doc);
+    expect(refs.length).toBeGreaterThan(10);
+    expect(refs.filter(({ ref }) => resolve(doc, ref) === undefined)).toEqual([]);
+  });
+
+  it("names a server, and declares with a description every tag an operation uses", () => {
+    expect(doc.servers?.length).toBeGreaterThan(0);
+    const declared = new Map((doc.tags ?? []).map((tag) => [tag.name, tag.description]));
+    const used = new Set(operations.flatMap(({ op }) => op.tags ?? []));
+    expect([...used].filter((tag) => !declared.get(tag))).toEqual([]);
+    expect(operations.filter(({ op }) => op.tags?.length !== 1).map(({ label }) => label)).toEqual([]);
+  });
+
+  it("every operation has a unique camelCase operationId and a one-line summary", () => {
+    expect(operations.length).toBeGreaterThanOrEqual(26);
+    expect(operations.filter(({ op }) => !/^[a-z][A-Za-z]+$/.test(op.operationId ?? "")).map((o) => o.label)).toEqual(
+      [],
+    );
+    const ids = operations.map(({ op }) => op.operationId);
+    expect(ids.filter((id, i) => ids.indexOf(id) !== i)).toEqual([]);
+    expect(operations.filter(({ op }) => !op.summary || op.summary.includes("\n")).map((o) => o.label)).toEqual([]);
+  });
+
+  it("every operation states its security: [] without a key, bearer with the key scope named in its description", () => {
+    expect(operations.filter(({ op }) => !Array.isArray(op.security)).map((o) => o.label)).toEqual([]);
+    const secured = operations.filter(({ op }) => (op.security?.length ?? 0) > 0);
+    expect(secured.length).toBeGreaterThan(20);
+    expect(
+      secured
+        .filter(({ op }) => JSON.stringify(op.security) !== JSON.stringify([{ bearer: [] }]))
+        .map(({ label }) => label),
+    ).toEqual([]);
+    expect(
+      secured
+        .filter(({ op }) => !/^Requires an? (org|gateway|admin) key\b/.test(op.description ?? ""))
+        .map(({ label }) => label),
+    ).toEqual([]);
+  });
+
+  it("every operation is the file src/http/routes/<tag>/<operationId in kebab-case>.ts", () => {
+    const missing = operations
+      .map(({ op }) => `src/http/routes/${op.tags?.[0]}/${kebab(op.operationId ?? "")}.ts`)
+      .filter((file) => !existsSync(file));
+    expect(missing).toEqual([]);
   });
 
   it("renders a docs page listing every path of the document", async () => {
-    const doc = (await t.call("GET", "/v1/openapi.json")).json;
     const page = await t.call("GET", "/docs");
     expect(page.status).toBe(200);
     expect(page.headers.get("content-type")).toContain("text/html");

@@ -27,7 +27,7 @@ import { registerDocs } from "./meta/docs.js";
 import { registerHealthz } from "./meta/healthz.js";
 import { OPENAPI_DOCUMENT, registerOpenApi } from "./meta/openapi.js";
 import { registerOperations } from "./meta/operations.js";
-import { registerListModels } from "./pricing/list-models.js";
+import { registerListModelPrices } from "./pricing/list-model-prices.js";
 import { registerListPlans } from "./pricing/list-plans.js";
 import { registerReceiveProcessorEvent } from "./webhooks/receive-processor-event.js";
 
@@ -55,7 +55,7 @@ export const routes: readonly RegisterRoute[] = [
   registerRecordTopup,
   registerListDeposits,
   // pricing (public)
-  registerListModels,
+  registerListModelPrices,
   registerListPlans,
   // webhooks (signed by the processor)
   registerReceiveProcessorEvent,

@@ -1,11 +1,13 @@
 import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
 import { cancelSubscription } from "../../../billing/subscriptions.js";
 import type { AppEnv } from "../../context.js";
+import { requiresKey } from "../access.js";
 import { errorResponses, jsonResponse } from "../../schemas.js";
-import { adminOnly, OrgIdParam, SubscriptionResponse, subscriptionJson } from "./schemas.js";
+import { OrgIdParam, SubscriptionResponse, subscriptionJson } from "./schemas.js";
 
 export const cancelSubscriptionRoute = createRoute({
-  ...adminOnly,
+  operationId: "cancelSubscription",
+  ...requiresKey({ scope: "admin", area: "admin" }),
   method: "delete",
   path: "/v1/admin/orgs/{id}/subscription",
   summary: "Cancel a subscription (the current cycle is still charged)",

@@ -1,8 +1,8 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { closeDueCycles } from "../../../billing/invoices.js";
 import type { AppEnv } from "../../context.js";
+import { requiresKey } from "../access.js";
 import { errorResponses, jsonBody, jsonResponse } from "../../schemas.js";
-import { adminOnly } from "./schemas.js";
 
 export const CloseCyclesRequest = z
   .object({
@@ -27,7 +27,8 @@ export const CloseCyclesResponse = z.object({
 export type CloseCyclesResponse = z.infer<typeof CloseCyclesResponse>;
 
 export const closeCyclesRoute = createRoute({
-  ...adminOnly,
+  operationId: "closeCycles",
+  ...requiresKey({ scope: "admin", area: "admin" }),
   method: "post",
   path: "/v1/admin/cycles/close",
   summary: "Close every ended billing cycle now, for one organization or all (idempotent)",

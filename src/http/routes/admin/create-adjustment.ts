@@ -2,8 +2,9 @@ import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { createAdjustment } from "../../../billing/invoices.js";
 import { MAX_NANO_USD } from "../../../ledger/money.js";
 import type { AppEnv } from "../../context.js";
+import { requiresKey } from "../access.js";
 import { errorResponses, IdempotencyKeyHeader, jsonBody, jsonResponse, UsdString } from "../../schemas.js";
-import { adminOnly, OrgIdParam } from "./schemas.js";
+import { OrgIdParam } from "./schemas.js";
 
 export const AdjustmentRequest = z
   .object({
@@ -15,14 +16,15 @@ export const AdjustmentRequest = z
     corrects_invoice_id: z.string().max(64).optional(),
   })
   .strict()
-  .openapi("AdjustmentRequest");
+  .openapi("AdjustmentRequest", { example: { amount: "-5.00", description: "Goodwill credit for the 14 Nov outage" } });
 export type AdjustmentRequest = z.input<typeof AdjustmentRequest>;
 
 export const AdjustmentResponse = z.object({ id: z.string(), replayed: z.boolean() });
 export type AdjustmentResponse = z.infer<typeof AdjustmentResponse>;
 
 export const createAdjustmentRoute = createRoute({
-  ...adminOnly,
+  operationId: "createAdjustment",
+  ...requiresKey({ scope: "admin", area: "admin" }),
   method: "post",
   path: "/v1/admin/orgs/{id}/adjustments",
   summary: "Queue a correction as a line on the organization's next invoice (negative = credit)",

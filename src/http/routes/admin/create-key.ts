@@ -1,10 +1,13 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { createApiKey, KeyScopes } from "../../../billing/api-keys.js";
 import type { AppEnv } from "../../context.js";
+import { requiresKey } from "../access.js";
 import { errorResponses, jsonBody, jsonResponse } from "../../schemas.js";
-import { adminOnly, OrgIdParam } from "./schemas.js";
+import { OrgIdParam } from "./schemas.js";
 
-export const CreateKeyRequest = z.object({ scope: z.enum(KeyScopes) }).openapi("CreateKeyRequest");
+export const CreateKeyRequest = z
+  .object({ scope: z.enum(KeyScopes) })
+  .openapi("CreateKeyRequest", { example: { scope: "org" } });
 export type CreateKeyRequest = z.input<typeof CreateKeyRequest>;
 
 export const CreatedKeyResponse = z
@@ -20,7 +23,8 @@ export const CreatedKeyResponse = z
 export type CreatedKeyResponse = z.infer<typeof CreatedKeyResponse>;
 
 export const createKeyRoute = createRoute({
-  ...adminOnly,
+  operationId: "createKey",
+  ...requiresKey({ scope: "admin", area: "admin" }),
   method: "post",
   path: "/v1/admin/orgs/{id}/keys",
   summary: "Create an API key for an organization",

@@ -1,8 +1,9 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { createOrganization } from "../../../billing/organizations.js";
 import type { AppEnv } from "../../context.js";
+import { requiresKey } from "../access.js";
 import { errorResponses, jsonBody, jsonResponse } from "../../schemas.js";
-import { adminOnly, OrgResponse, orgJson } from "./schemas.js";
+import { OrgResponse, orgJson } from "./schemas.js";
 
 export const CreateOrgRequest = z
   .object({
@@ -16,11 +17,12 @@ export const CreateOrgRequest = z
       .openapi({ description: "Day of the month each billing cycle starts (UTC); default 1" }),
   })
   .strict()
-  .openapi("CreateOrgRequest");
+  .openapi("CreateOrgRequest", { example: { name: "Acme AI", billing_anchor_day: 1 } });
 export type CreateOrgRequest = z.input<typeof CreateOrgRequest>;
 
 export const createOrgRoute = createRoute({
-  ...adminOnly,
+  operationId: "createOrg",
+  ...requiresKey({ scope: "admin", area: "admin" }),
   method: "post",
   path: "/v1/admin/orgs",
   summary: "Create an organization",

@@ -1,11 +1,13 @@
 import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
 import { getOrganization } from "../../../billing/organizations.js";
 import type { AppEnv } from "../../context.js";
+import { requiresKey } from "../access.js";
 import { errorResponses, jsonResponse } from "../../schemas.js";
-import { adminOnly, OrgIdParam, OrgResponse, orgJson } from "./schemas.js";
+import { OrgIdParam, OrgResponse, orgJson } from "./schemas.js";
 
 export const getOrgRoute = createRoute({
-  ...adminOnly,
+  operationId: "getOrg",
+  ...requiresKey({ scope: "admin", area: "admin" }),
   method: "get",
   path: "/v1/admin/orgs/{id}",
   summary: "Get an organization",

@@ -2,8 +2,9 @@ import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { grantCredits, type CreditGrant } from "../../../billing/grants.js";
 import { formatUsd, formatUsdNumber } from "../../../ledger/money.js";
 import type { AppEnv } from "../../context.js";
+import { requiresKey } from "../access.js";
 import { errorResponses, IdempotencyKeyHeader, jsonBody, jsonResponse, PositiveUsdString } from "../../schemas.js";
-import { adminOnly, OrgIdParam } from "./schemas.js";
+import { OrgIdParam } from "./schemas.js";
 
 export const GrantCreditsRequest = z
   .object({
@@ -12,7 +13,7 @@ export const GrantCreditsRequest = z
     expires_at: z.iso.datetime({ offset: true }).optional().openapi({ example: "2027-01-01T00:00:00Z" }),
   })
   .strict()
-  .openapi("GrantCreditsRequest");
+  .openapi("GrantCreditsRequest", { example: { amount: "25.00", reason: "Welcome credit" } });
 export type GrantCreditsRequest = z.input<typeof GrantCreditsRequest>;
 
 export const CreditGrantResponse = z
@@ -45,12 +46,16 @@ function grantJson(g: CreditGrant): CreditGrantResponse {
 }
 
 export const grantCreditsRoute = createRoute({
-  ...adminOnly,
+  operationId: "grantCredits",
+  ...requiresKey({
+    scope: "admin",
+    area: "admin",
+    description:
+      "Idempotent by the Idempotency-Key header: a retry returns the first grant (200, Idempotent-Replayed: true) and credits nothing more.",
+  }),
   method: "post",
   path: "/v1/admin/orgs/{id}/credits",
   summary: "Grant credits to an organization",
-  description:
-    "Idempotent by the Idempotency-Key header: a retry returns the first grant (200, Idempotent-Replayed: true) and credits nothing more.",
   request: {
     params: OrgIdParam,
     headers: z.object({ "idempotency-key": IdempotencyKeyHeader }),

@@ -2,8 +2,9 @@ import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { linkProcessorCustomer } from "../../../billing/payments/customers.js";
 import { CustomerId } from "../../../billing/payments/objects.js";
 import type { AppEnv } from "../../context.js";
+import { requiresKey } from "../access.js";
 import { errorResponses, jsonBody, jsonResponse } from "../../schemas.js";
-import { adminOnly, OrgIdParam } from "./schemas.js";
+import { OrgIdParam } from "./schemas.js";
 
 export const LinkProcessorCustomerRequest = z
   .object({ customer_id: CustomerId.openapi({ example: "cus_NffrFeUfNV2Hib" }) })
@@ -18,13 +19,17 @@ export const ProcessorCustomerLink = z
 export type ProcessorCustomerLink = z.infer<typeof ProcessorCustomerLink>;
 
 export const linkProcessorCustomerRoute = createRoute({
-  ...adminOnly,
+  operationId: "linkProcessorCustomer",
+  ...requiresKey({
+    scope: "admin",
+    area: "admin",
+    description:
+      "Processor events find their organization only through this link (payment metadata is not trusted for it). Permanent: the " +
+      "same pair again is a 200 no-op; another customer for this org, or this customer for another org, is a 409.",
+  }),
   method: "put",
   path: "/v1/admin/orgs/{id}/processor-customer",
   summary: "Link an organization to its card processor customer",
-  description:
-    "Processor events find their organization only through this link (payment metadata is not trusted for it). Permanent: the " +
-    "same pair again is a 200 no-op; another customer for this org, or this customer for another org, is a 409.",
   request: { params: OrgIdParam, body: jsonBody(LinkProcessorCustomerRequest) },
   responses: {
     201: jsonResponse(ProcessorCustomerLink, "Linked"),

@@ -1,8 +1,8 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { revokeApiKey } from "../../../billing/api-keys.js";
 import type { AppEnv } from "../../context.js";
+import { requiresKey } from "../access.js";
 import { errorResponses, jsonResponse } from "../../schemas.js";
-import { adminOnly } from "./schemas.js";
 
 export const RevokedKeyResponse = z
   .object({ id: z.string(), revoked: z.literal(true), revoked_at: z.string() })
@@ -10,7 +10,8 @@ export const RevokedKeyResponse = z
 export type RevokedKeyResponse = z.infer<typeof RevokedKeyResponse>;
 
 export const revokeKeyRoute = createRoute({
-  ...adminOnly,
+  operationId: "revokeKey",
+  ...requiresKey({ scope: "admin", area: "admin" }),
   method: "delete",
   path: "/v1/admin/keys/{id}",
   summary: "Revoke an API key (idempotent)",

@@ -2,14 +2,6 @@ import { z } from "@hono/zod-openapi";
 import type { Organization } from "../../../billing/organizations.js";
 import type { Subscription } from "../../../billing/subscriptions.js";
 import { formatUsdNumber } from "../../../ledger/money.js";
-import { requireScope } from "../../middleware/auth.js";
-
-/** What every operator route shares: an admin key, and the `admin` tag. */
-export const adminOnly = {
-  tags: ["admin"],
-  security: [{ bearer: [] }],
-  middleware: [requireScope("admin")],
-};
 
 export const OrgIdParam = z.object({ id: z.string().max(64) });
 

@@ -1,12 +1,13 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { setInvoiceStatus } from "../../../billing/invoices.js";
 import type { AppEnv } from "../../context.js";
+import { requiresKey } from "../access.js";
 import { errorResponses, jsonResponse } from "../../schemas.js";
 import { InvoiceJson, invoiceJson } from "../billing/schemas.js";
-import { adminOnly } from "./schemas.js";
 
 export const setInvoiceStatusRoute = createRoute({
-  ...adminOnly,
+  operationId: "setInvoiceStatus",
+  ...requiresKey({ scope: "admin", area: "admin" }),
   method: "post",
   path: "/v1/admin/invoices/{id}/{action}",
   summary: "Mark an open invoice paid, or void it",

@@ -1,17 +1,19 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { subscribe } from "../../../billing/subscriptions.js";
 import type { AppEnv } from "../../context.js";
+import { requiresKey } from "../access.js";
 import { errorResponses, jsonBody, jsonResponse } from "../../schemas.js";
-import { adminOnly, OrgIdParam, SubscriptionResponse, subscriptionJson } from "./schemas.js";
+import { OrgIdParam, SubscriptionResponse, subscriptionJson } from "./schemas.js";
 
 export const SubscribeRequest = z
   .object({ plan_id: z.string().min(1).max(40) })
   .strict()
-  .openapi("SubscribeRequest");
+  .openapi("SubscribeRequest", { example: { plan_id: "pro" } });
 export type SubscribeRequest = z.input<typeof SubscribeRequest>;
 
 export const subscribeRoute = createRoute({
-  ...adminOnly,
+  operationId: "subscribe",
+  ...requiresKey({ scope: "admin", area: "admin" }),
   method: "put",
   path: "/v1/admin/orgs/{id}/subscription",
   summary: "Subscribe an organization to a plan (a change of plan takes effect at the next cycle)",

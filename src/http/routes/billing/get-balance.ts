@@ -1,12 +1,14 @@
 import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
 import { getBalance } from "../../../billing/balance.js";
 import type { AppEnv } from "../../context.js";
+import { requiresKey } from "../access.js";
 import { principalOrgId } from "../../middleware/auth.js";
 import { errorResponses, jsonResponse } from "../../schemas.js";
-import { BalanceResponse, balanceJson, orgOnly } from "./schemas.js";
+import { BalanceResponse, balanceJson } from "./schemas.js";
 
 export const getBalanceRoute = createRoute({
-  ...orgOnly,
+  operationId: "getBalance",
+  ...requiresKey({ scope: "org", area: "billing" }),
   method: "get",
   path: "/v1/billing/balance",
   summary: "The organization's credit balance",

@@ -1,12 +1,14 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { getInvoice } from "../../../billing/invoices.js";
 import type { AppEnv } from "../../context.js";
+import { requiresKey } from "../access.js";
 import { principalOrgId } from "../../middleware/auth.js";
 import { errorResponses, jsonResponse } from "../../schemas.js";
-import { InvoiceJson, invoiceJson, orgOnly } from "./schemas.js";
+import { InvoiceJson, invoiceJson } from "./schemas.js";
 
 export const getInvoiceRoute = createRoute({
-  ...orgOnly,
+  operationId: "getInvoice",
+  ...requiresKey({ scope: "org", area: "billing" }),
   method: "get",
   path: "/v1/billing/invoices/{id}",
   summary: "One invoice with its line items",

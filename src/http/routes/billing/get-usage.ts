@@ -4,9 +4,9 @@ import { resolvePeriod } from "../../../billing/periods.js";
 import { usageReport, type UsageLine } from "../../../billing/usage-report.js";
 import { formatUsd, formatUsdNumber } from "../../../ledger/money.js";
 import type { AppEnv } from "../../context.js";
+import { requiresKey } from "../access.js";
 import { principalOrgId } from "../../middleware/auth.js";
 import { errorResponses, jsonResponse } from "../../schemas.js";
-import { orgOnly } from "./schemas.js";
 
 const Line = {
   quantities: z.record(z.string(), z.string()).openapi({ description: "Total per meter, as exact integer strings" }),
@@ -38,7 +38,8 @@ const line = (l: UsageLine) => ({
 });
 
 export const getUsageRoute = createRoute({
-  ...orgOnly,
+  operationId: "getUsage",
+  ...requiresKey({ scope: "org", area: "billing" }),
   method: "get",
   path: "/v1/billing/usage",
   summary: "Metered usage for a period, by product and model",

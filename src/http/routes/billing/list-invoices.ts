@@ -1,9 +1,10 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { listInvoices } from "../../../billing/invoices.js";
 import type { AppEnv } from "../../context.js";
+import { requiresKey } from "../access.js";
 import { principalOrgId } from "../../middleware/auth.js";
 import { errorResponses, jsonResponse, Limit } from "../../schemas.js";
-import { InvoiceJson, invoiceJson, orgOnly } from "./schemas.js";
+import { InvoiceJson, invoiceJson } from "./schemas.js";
 
 export const InvoicePage = z.object({
   data: z.array(InvoiceJson),
@@ -13,7 +14,8 @@ export const InvoicePage = z.object({
 export type InvoicePage = z.infer<typeof InvoicePage>;
 
 export const listInvoicesRoute = createRoute({
-  ...orgOnly,
+  operationId: "listInvoices",
+  ...requiresKey({ scope: "org", area: "billing" }),
   method: "get",
   path: "/v1/billing/invoices",
   summary: "The organization's invoices, newest period first",

@@ -1,9 +1,9 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { formatExpiry, listPaymentMethods, type PaymentMethodView } from "../../../billing/payments/payment-methods.js";
 import type { AppEnv } from "../../context.js";
+import { requiresKey } from "../access.js";
 import { principalOrgId } from "../../middleware/auth.js";
 import { errorResponses, jsonResponse } from "../../schemas.js";
-import { orgOnly } from "./schemas.js";
 
 export const PaymentMethodJson = z
   .object({
@@ -33,13 +33,17 @@ export function paymentMethodJson(pm: PaymentMethodView) {
 }
 
 export const listPaymentMethodsRoute = createRoute({
-  ...orgOnly,
+  operationId: "listPaymentMethods",
+  ...requiresKey({
+    scope: "org",
+    area: "billing",
+    description:
+      "Cards are captured by the processor in the billing portal and reach us as processor events; only brand, last four digits, " +
+      "expiry and the default flag are kept. Default first, then oldest first.",
+  }),
   method: "get",
   path: "/v1/billing/payment-methods",
   summary: "Saved payment methods (masked)",
-  description:
-    "Cards are captured by the processor in the billing portal and reach us as processor events; only brand, last four digits, " +
-    "expiry and the default flag are kept. Default first, then oldest first.",
   responses: { 200: jsonResponse(PaymentMethodsResponse, "Payment methods"), ...errorResponses(401, 403) },
 });
 

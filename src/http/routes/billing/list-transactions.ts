@@ -2,9 +2,9 @@ import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { listTransactions } from "../../../billing/transactions.js";
 import { formatUsd, formatUsdNumber } from "../../../ledger/money.js";
 import type { AppEnv } from "../../context.js";
+import { requiresKey } from "../access.js";
 import { principalOrgId } from "../../middleware/auth.js";
 import { Cursor, errorResponses, jsonResponse, Limit } from "../../schemas.js";
-import { orgOnly } from "./schemas.js";
 
 export const LedgerTransaction = z
   .object({
@@ -28,7 +28,8 @@ export const TransactionPage = z.object({
 export type TransactionPage = z.infer<typeof TransactionPage>;
 
 export const listTransactionsRoute = createRoute({
-  ...orgOnly,
+  operationId: "listTransactions",
+  ...requiresKey({ scope: "org", area: "billing" }),
   method: "get",
   path: "/v1/billing/transactions",
   summary: "Ledger history, newest first",

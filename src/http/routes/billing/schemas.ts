@@ -2,14 +2,6 @@ import { z } from "@hono/zod-openapi";
 import type { Balance } from "../../../billing/balance.js";
 import type { Invoice } from "../../../billing/invoices.js";
 import { formatUsd, formatUsdNumber } from "../../../ledger/money.js";
-import { requireScope } from "../../middleware/auth.js";
-
-/** What every customer route shares: an org key (the organization is the key's), and the `billing` tag. */
-export const orgOnly = {
-  tags: ["billing"],
-  security: [{ bearer: [] }],
-  middleware: [requireScope("org")],
-};
 
 export const BalanceResponse = z
   .object({

@@ -3,9 +3,10 @@ import { getBalance } from "../../../billing/balance.js";
 import { setLowBalanceThreshold } from "../../../billing/organizations.js";
 import { MoneyError, parseUsd } from "../../../ledger/money.js";
 import type { AppEnv } from "../../context.js";
+import { requiresKey } from "../access.js";
 import { principalOrgId } from "../../middleware/auth.js";
 import { errorResponses, jsonBody, jsonResponse } from "../../schemas.js";
-import { BalanceResponse, balanceJson, orgOnly } from "./schemas.js";
+import { BalanceResponse, balanceJson } from "./schemas.js";
 
 // A number (as in the seed's JSON) or a decimal string; numbers go through their shortest
 // decimal form, so 10.1 means exactly 10.1 USD.
@@ -33,11 +34,12 @@ function numberToDecimal(n: number): string {
 export const UpdateBalanceSettingsRequest = z
   .object({ low_balance_threshold: ThresholdInput })
   .strict()
-  .openapi("UpdateBalanceSettings");
+  .openapi("UpdateBalanceSettings", { example: { low_balance_threshold: "10.00" } });
 export type UpdateBalanceSettingsRequest = z.input<typeof UpdateBalanceSettingsRequest>;
 
 export const updateBalanceSettingsRoute = createRoute({
-  ...orgOnly,
+  operationId: "updateBalanceSettings",
+  ...requiresKey({ scope: "org", area: "billing" }),
   method: "patch",
   path: "/v1/billing/balance",
   summary: "Set the low-balance alert threshold",

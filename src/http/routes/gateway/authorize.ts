@@ -2,8 +2,9 @@ import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import type { Hold } from "../../../billing/holds.js";
 import { formatUsd } from "../../../ledger/money.js";
 import type { AppEnv } from "../../context.js";
+import { requiresKey } from "../access.js";
 import { errorResponses, jsonBody, jsonResponse } from "../../schemas.js";
-import { gatewayOnly, IdempotencyKeyField, ModelField, OrgIdField, ProductField, Quantities } from "./schemas.js";
+import { IdempotencyKeyField, ModelField, OrgIdField, ProductField, Quantities } from "./schemas.js";
 
 export const AuthorizeRequest = z
   .object({
@@ -24,7 +25,15 @@ export const AuthorizeRequest = z
       .openapi({ description: "How long the hold lives if never settled (default HOLD_TTL_SECONDS)" }),
   })
   .strict()
-  .openapi("AuthorizeRequest");
+  .openapi("AuthorizeRequest", {
+    example: {
+      org_id: "org_4fJ2kQ9x0cT1mB7rW3yZ",
+      product: "llm",
+      model: "zen-pro",
+      estimate: { input_tokens: 1200, output_tokens: 800 },
+      idempotency_key: "gw-req-7f3a9c",
+    },
+  });
 export type AuthorizeRequest = z.input<typeof AuthorizeRequest>;
 
 export const HoldResponse = z
@@ -42,7 +51,19 @@ export const HoldResponse = z
     }),
     replayed: z.boolean(),
   })
-  .openapi("Hold");
+  .openapi("Hold", {
+    example: {
+      hold_id: "hold_8kP2mN4qR6sT1vW3xY5z",
+      org_id: "org_4fJ2kQ9x0cT1mB7rW3yZ",
+      amount: 0.011,
+      amount_usd: "0.011",
+      amount_nano_usd: "11000000",
+      catalog_version: "2026-01-01",
+      expires_at: "2026-11-15T12:10:00.000Z",
+      status: "active",
+      replayed: false,
+    },
+  });
 export type HoldResponse = z.infer<typeof HoldResponse>;
 
 export function holdJson(h: Hold): HoldResponse {
@@ -61,13 +82,17 @@ export function holdJson(h: Hold): HoldResponse {
 }
 
 export const authorizeRoute = createRoute({
-  ...gatewayOnly,
+  operationId: "authorize",
+  ...requiresKey({
+    scope: "gateway",
+    area: "gateway",
+    description:
+      "Prices the estimate from the catalog and holds that amount of the organization's credits, or answers 402 " +
+      "`insufficient_balance` when the credits not already held cannot cover it. Gateway keys act for any organization.",
+  }),
   method: "post",
   path: "/v1/billing/authorize",
   summary: "Authorize an estimated cost before running a request",
-  description:
-    "Prices the estimate from the catalog and holds that amount of the organization's credits, or answers 402 " +
-    "`insufficient_balance` when the credits not already held cannot cover it. Gateway keys act for any organization.",
   request: { body: jsonBody(AuthorizeRequest) },
   responses: {
     201: jsonResponse(HoldResponse, "Held"),

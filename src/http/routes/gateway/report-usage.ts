@@ -5,9 +5,10 @@ import type { UsageResult } from "../../../billing/usage.js";
 import { BillingError } from "../../../errors.js";
 import { formatUsd } from "../../../ledger/money.js";
 import type { AppEnv } from "../../context.js";
+import { requiresKey } from "../access.js";
 import { fromZodError } from "../../errors.js";
 import { errorResponses, jsonBody, jsonResponse, safeText } from "../../schemas.js";
-import { gatewayOnly, IdempotencyKeyField, ModelField, OrgIdField, ProductField, Quantities } from "./schemas.js";
+import { IdempotencyKeyField, ModelField, OrgIdField, ProductField, Quantities } from "./schemas.js";
 
 export const MAX_EVENTS_PER_BATCH = 1000;
 
@@ -37,7 +38,21 @@ export const UsageBatchRequest = z
       .openapi({ type: "array", items: { $ref: "#/components/schemas/UsageEvent" } }),
   })
   .strict()
-  .openapi("UsageBatch");
+  .openapi("UsageBatch", {
+    example: {
+      events: [
+        {
+          idempotency_key: "gw-req-7f3a9c",
+          org_id: "org_4fJ2kQ9x0cT1mB7rW3yZ",
+          timestamp: "2026-11-15T12:00:03Z",
+          product: "llm",
+          model: "zen-pro",
+          quantities: { input_tokens: 1180, output_tokens: 642 },
+          hold_id: "hold_8kP2mN4qR6sT1vW3xY5z",
+        },
+      ],
+    },
+  });
 export type UsageBatchRequest = { events: UsageEvent[] };
 
 export const EventResult = z
@@ -65,13 +80,17 @@ export const UsageBatchResponse = z.object({
 export type UsageBatchResponse = z.infer<typeof UsageBatchResponse>;
 
 export const reportUsageRoute = createRoute({
-  ...gatewayOnly,
+  operationId: "reportUsage",
+  ...requiresKey({
+    scope: "gateway",
+    area: "gateway",
+    description:
+      "Each event is priced, debited and its hold released in one durable commit before the response. A repeated idempotency key " +
+      "returns the first result (`duplicate`) and charges nothing. Results are per event, in order; one bad event does not sink the others.",
+  }),
   method: "post",
   path: "/v1/billing/usage",
   summary: "Report a batch of usage events (idempotent per event)",
-  description:
-    "Each event is priced, debited and its hold released in one durable commit before the response. A repeated idempotency key " +
-    "returns the first result (`duplicate`) and charges nothing. Results are per event, in order; one bad event does not sink the others.",
   request: { body: jsonBody(UsageBatchRequest) },
   responses: {
     200: jsonResponse(UsageBatchResponse, "Per-event results"),
@@ -123,6 +142,9 @@ function rejectedJson(index: number, key: string | null, err: unknown, logger?: 
 }
 
 export function registerReportUsage(app: OpenAPIHono<AppEnv>) {
+  // UsageBatch refers to UsageEvent by hand (the batch validates events one by one, below), so
+  // nothing else would put UsageEvent into the document's components.
+  app.openAPIRegistry.register("UsageEvent", UsageEvent);
   app.openapi(reportUsageRoute, async (c) => {
     const { metering, clock, logger } = c.get("deps");
     const now = clock();

@@ -1,13 +1,5 @@
 import { z } from "@hono/zod-openapi";
-import { requireScope } from "../../middleware/auth.js";
 import { safeText } from "../../schemas.js";
-
-/** What every gateway route shares: a gateway key (it acts for any organization), and the `gateway` tag. */
-export const gatewayOnly = {
-  tags: ["gateway"],
-  security: [{ bearer: [] }],
-  middleware: [requireScope("gateway")],
-};
 
 /** Above this a quantity is surely a bug upstream, and its cost could overflow the ledger's bigint. */
 export const MAX_QUANTITY = 1_000_000_000_000n;

@@ -1,9 +1,9 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { depositAddressFor } from "../../../billing/deposits/addresses.js";
 import type { AppEnv } from "../../context.js";
+import { requiresKey } from "../access.js";
 import { principalOrgId } from "../../middleware/auth.js";
 import { errorResponses, jsonResponse } from "../../schemas.js";
-import { husdOrgOnly } from "./schemas.js";
 
 export const DepositAddressResponse = z
   .object({
@@ -19,7 +19,8 @@ export const DepositAddressResponse = z
 export type DepositAddressResponse = z.infer<typeof DepositAddressResponse>;
 
 export const getDepositAddressRoute = createRoute({
-  ...husdOrgOnly,
+  operationId: "getDepositAddress",
+  ...requiresKey({ scope: "org", area: "husd" }),
   method: "get",
   path: "/v1/billing/husd/deposit-address",
   summary: "The organization's HUSD deposit address",

@@ -1,15 +1,17 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { listDeposits } from "../../../billing/deposits/topup.js";
 import type { AppEnv } from "../../context.js";
+import { requiresKey } from "../access.js";
 import { principalOrgId } from "../../middleware/auth.js";
 import { errorResponses, jsonResponse, Limit } from "../../schemas.js";
-import { DepositJson, depositJson, husdOrgOnly } from "./schemas.js";
+import { DepositJson, depositJson } from "./schemas.js";
 
 export const DepositList = z.object({ data: z.array(DepositJson) });
 export type DepositList = z.infer<typeof DepositList>;
 
 export const listDepositsRoute = createRoute({
-  ...husdOrgOnly,
+  operationId: "listDeposits",
+  ...requiresKey({ scope: "org", area: "husd" }),
   method: "get",
   path: "/v1/billing/husd/deposits",
   summary: "The organization's HUSD deposits, newest first, with their state",

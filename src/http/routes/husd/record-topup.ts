@@ -2,15 +2,18 @@ import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { listDeposits, recordTopup } from "../../../billing/deposits/topup.js";
 import { enqueueDepositChecks } from "../../../workers/queues.js";
 import type { AppEnv } from "../../context.js";
-import { principalOrgId, requireScope } from "../../middleware/auth.js";
+import { requiresKey } from "../access.js";
+import { principalOrgId } from "../../middleware/auth.js";
 import { rateLimit } from "../../middleware/rate-limit.js";
 import { errorResponses, jsonBody, jsonResponse } from "../../schemas.js";
-import { DepositJson, depositJson, husdOrgOnly } from "./schemas.js";
+import { DepositJson, depositJson } from "./schemas.js";
 
 export const TopupRequest = z
   .object({ tx_hash: z.string().regex(/^0x[0-9a-fA-F]{64}$/, "must be a 0x-prefixed 32-byte transaction hash") })
   .strict()
-  .openapi("HusdTopupRequest");
+  .openapi("HusdTopupRequest", {
+    example: { tx_hash: "0x5c504ed432cb51138bcf09aa5e8a410dd4a1e204ef84bfed1be16dfba1b22060" },
+  });
 export type TopupRequest = z.input<typeof TopupRequest>;
 
 export const TopupResponse = z.object({ deposits: z.array(DepositJson) });
@@ -25,15 +28,19 @@ const topupRateLimit = rateLimit(
 );
 
 export const recordTopupRoute = createRoute({
-  ...husdOrgOnly,
-  middleware: [requireScope("org"), topupRateLimit],
+  operationId: "recordTopup",
+  ...requiresKey({
+    scope: "org",
+    area: "husd",
+    description:
+      "Looks the transaction up on the chain now and records its transfers to this organization's deposit address; they are credited once final. Idempotent. " +
+      "Limited per organization (429 `rate_limited` with `Retry-After`; 30 a minute by default); a transaction with more than 1,000 logs (by default) is refused " +
+      "with 422 `too_many_logs` (its transfers are still found and credited by the indexer).",
+    middleware: [topupRateLimit],
+  }),
   method: "post",
   path: "/v1/billing/husd/topups",
   summary: "Verify and record a HUSD transfer by its transaction hash",
-  description:
-    "Looks the transaction up on the chain now and records its transfers to this organization's deposit address; they are credited once final. Idempotent. " +
-    "Limited per organization (429 `rate_limited` with `Retry-After`; 30 a minute by default); a transaction with more than 1,000 logs (by default) is refused " +
-    "with 422 `too_many_logs` (its transfers are still found and credited by the indexer).",
   request: { body: jsonBody(TopupRequest) },
   responses: {
     201: jsonResponse(TopupResponse, "Recorded"),

@@ -2,14 +2,6 @@ import { z } from "@hono/zod-openapi";
 import { formatTokenAmount } from "../../../billing/deposits/amounts.js";
 import type { DepositView } from "../../../billing/deposits/topup.js";
 import { formatUsdNumber } from "../../../ledger/money.js";
-import { requireScope } from "../../middleware/auth.js";
-
-/** What every HUSD route shares: an org key (deposits are the key's organization's), and the `husd` tag. */
-export const husdOrgOnly = {
-  tags: ["husd"],
-  security: [{ bearer: [] }],
-  middleware: [requireScope("org")],
-};
 
 export const DepositJson = z
   .object({

@@ -1,13 +1,19 @@
 import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import type { AppEnv } from "../../context.js";
+import { withoutKey } from "../access.js";
 import { errorResponses, jsonResponse } from "../../schemas.js";
 import { cacheable, inForce, PricingPlansResponse, plansJson } from "./schemas.js";
 
 export const listPlansRoute = createRoute({
   method: "get",
   path: "/v1/pricing/plans",
-  tags: ["pricing"],
+  operationId: "listPlans",
+  ...withoutKey({
+    area: "pricing",
+    description:
+      "Public: no API key. Answers with an ETag; send it back as If-None-Match to get a 304 when nothing changed.",
+  }),
   summary: "Public subscription plans in force now (no auth)",
   responses: {
     200: jsonResponse(PricingPlansResponse, "Plans; cacheable with ETag"),

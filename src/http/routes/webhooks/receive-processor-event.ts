@@ -2,6 +2,7 @@ import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { handleProcessorEvent } from "../../../billing/payments/events.js";
 import { SIGNATURE_TOLERANCE_SECONDS, verifyProcessorEvent } from "../../../billing/payments/signature.js";
 import type { AppEnv } from "../../context.js";
+import { withoutKey } from "../access.js";
 import { errorResponses, jsonResponse } from "../../schemas.js";
 
 export const WebhookAck = z
@@ -21,17 +22,20 @@ export type WebhookAck = z.infer<typeof WebhookAck>;
 export const receiveProcessorEventRoute = createRoute({
   method: "post",
   path: "/v1/webhooks/processor",
-  tags: ["webhooks"],
+  operationId: "receiveProcessorEvent",
   summary: "Card processor events (Stripe-compatible webhook)",
-  description:
-    "No API key: each delivery is authenticated by its Stripe-Signature header (HMAC of the exact body with STRIPE_WEBHOOK_SECRET, " +
-    `at most ${SIGNATURE_TOLERANCE_SECONDS} s old), verified with the processor's SDK before the body is parsed. Each event id is handled ` +
-    "once; a redelivery answers 200 with duplicate=true. Handled: payment_intent.succeeded (credits usd top-ups once per payment), " +
-    "charge.refunded and charge.dispute.created (reverse them, capped at what was credited; the balance may go negative), " +
-    "charge.dispute.closed and charge.dispute.funds_reinstated (a won dispute gives back what it took, once), " +
-    "payment_method.attached/.updated/.detached and customer.updated (saved cards and the default). Events reach an organization " +
-    "only through the customer linked with PUT /v1/admin/orgs/{id}/processor-customer; others are recorded and acknowledged. " +
-    "400 invalid_signature: missing, wrong or stale signature. 503 not_configured: no webhook secret is set (the processor retries).",
+  ...withoutKey({
+    area: "webhooks",
+    description:
+      "No API key: each delivery is authenticated by its Stripe-Signature header (HMAC of the exact body with STRIPE_WEBHOOK_SECRET, " +
+      `at most ${SIGNATURE_TOLERANCE_SECONDS} s old), verified with the processor's SDK before the body is parsed. Each event id is handled ` +
+      "once; a redelivery answers 200 with duplicate=true. Handled: payment_intent.succeeded (credits usd top-ups once per payment), " +
+      "charge.refunded and charge.dispute.created (reverse them, capped at what was credited; the balance may go negative), " +
+      "charge.dispute.closed and charge.dispute.funds_reinstated (a won dispute gives back what it took, once), " +
+      "payment_method.attached/.updated/.detached and customer.updated (saved cards and the default). Events reach an organization " +
+      "only through the customer linked with PUT /v1/admin/orgs/{id}/processor-customer; others are recorded and acknowledged. " +
+      "400 invalid_signature: missing, wrong or stale signature. 503 not_configured: no webhook secret is set (the processor retries).",
+  }),
   request: {
     // Documented, deliberately not validated here: the signature covers the exact bytes, so the
     // handler reads the raw body itself and parses it only after verifying it.
