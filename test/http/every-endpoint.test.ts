@@ -1,35 +1,34 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestApp, TEST_ADMIN_KEY, type TestApp } from "../support/app.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { type DocumentedOperation, documentedOperations } from "../support/openapi.js";
 
 /**
  * Walks every operation in the OpenAPI document, so a new endpoint is covered the day it is
  * added: bad auth, bad JSON and wrong types get a 4xx in the envelope, never a 500, and org A's
- * key never sees org B's data.
+ * key never sees org B's data. One test per operation and case, so one failure hides no other.
  */
-type Op = { method: string; path: string; secured: boolean; tags: string[]; hasBody: boolean };
+const ops = documentedOperations();
+const secured = ops.filter((o) => o.secured);
+const withoutKey = ops.filter((o) => !o.secured);
+const JUNK_BODIES = [
+  "{",
+  "[]",
+  '"text"',
+  "null",
+  '{"amount":{},"name":[],"scope":7,"events":"x","low_balance_threshold":{}}',
+  "{}",
+];
+const JUNK_IDS = ["x".repeat(500), "%00", "'; drop table organizations; --", `org_${"9".repeat(40)}`];
 
 describe("every endpoint", () => {
   let db: TestDatabase;
   let t: TestApp;
-  let ops: Op[];
   let a: Awaited<ReturnType<TestApp["createOrg"]>>;
   let b: Awaited<ReturnType<TestApp["createOrg"]>>;
   beforeAll(async () => {
     db = await createTestDatabase();
     t = createTestApp({ sql: db.sql });
-    const doc = (await t.call("GET", "/v1/openapi.json")).json;
-    ops = Object.entries(
-      doc.paths as Record<string, Record<string, { security?: unknown[]; tags?: string[]; requestBody?: unknown }>>,
-    ).flatMap(([path, methods]) =>
-      Object.entries(methods).map(([method, op]) => ({
-        method: method.toUpperCase(),
-        path,
-        secured: (op.security?.length ?? 0) > 0,
-        tags: op.tags ?? [],
-        hasBody: op.requestBody !== undefined,
-      })),
-    );
     a = await t.createOrg("Org A");
     b = await t.createOrg("Org B");
     await t.grant(b.id, "777.777", "b-secret");
@@ -40,7 +39,7 @@ describe("every endpoint", () => {
   // answer in the envelope rather than a crash (test/deposits covers them against anvil).
   const notConfigured = (res: { status: number; json: any }) =>
     res.status === 503 && res.json?.error?.code === "not_configured";
-  const keyFor = (op: Op) =>
+  const keyFor = (op: DocumentedOperation) =>
     op.tags.includes("admin") ? TEST_ADMIN_KEY : op.tags.includes("gateway") ? a.gatewayKey : a.orgKey;
   const fill = (path: string, id: string) => path.replace(/\{[^}]+\}/g, id);
 
@@ -55,93 +54,83 @@ describe("every endpoint", () => {
     });
   }
 
-  it("the document lists the endpoints", () => {
-    expect(ops.length).toBeGreaterThanOrEqual(7);
+  it("the document lists the endpoints, and the served one lists the same", async () => {
+    expect(ops.length).toBeGreaterThanOrEqual(26);
+    expect(withoutKey.length).toBeGreaterThan(0);
+    const served = (await t.call("GET", "/v1/openapi.json")).json as { paths: Record<string, object> };
+    const servedOps = Object.entries(served.paths).flatMap(([path, methods]) =>
+      Object.keys(methods).map((m) => `${m.toUpperCase()} ${path}`),
+    );
+    expect(servedOps.sort()).toEqual(ops.map((o) => `${o.method} ${o.path}`).sort());
   });
 
-  it("without a key: 401 on every secured endpoint", async () => {
-    for (const op of ops.filter((o) => o.secured)) {
-      const res = await t.call(op.method, fill(op.path, a.id), op.hasBody ? { body: {} } : {});
-      expectEnvelope(res, `${op.method} ${op.path}`);
-      expect(res.status, `${op.method} ${op.path}`).toBe(401);
-    }
+  it.each(secured)("without a key: $method $path is 401", async (op) => {
+    const res = await t.call(op.method, fill(op.path, a.id), op.hasBody ? { body: {} } : {});
+    expectEnvelope(res, `${op.method} ${op.path}`);
+    expect(res.status).toBe(401);
   });
 
-  it("without a key: no 401 or 403 where the document says no key is needed (security: [])", async () => {
-    const refused: string[] = [];
-    for (const op of ops.filter((o) => !o.secured)) {
-      const res = await t.call(op.method, fill(op.path, a.id), op.hasBody ? { body: {} } : {});
-      if (res.status === 401 || res.status === 403) refused.push(`${op.method} ${op.path}: ${res.status}`);
-    }
-    expect(ops.some((o) => !o.secured)).toBe(true);
-    expect(refused).toEqual([]);
+  it.each(withoutKey)("without a key: $method $path (security: []) is neither 401 nor 403", async (op) => {
+    const res = await t.call(op.method, fill(op.path, a.id), op.hasBody ? { body: {} } : {});
+    expect([401, 403]).not.toContain(res.status);
   });
 
-  it("with a key of another scope: 403", async () => {
-    for (const op of ops.filter((o) => o.secured)) {
-      const wrong = op.tags.includes("admin") ? a.orgKey : TEST_ADMIN_KEY;
-      const res = await t.call(op.method, fill(op.path, a.id), { key: wrong, ...(op.hasBody ? { body: {} } : {}) });
-      expectEnvelope(res, `${op.method} ${op.path}`);
-      expect(res.status, `${op.method} ${op.path}`).toBe(403);
-    }
+  it.each(secured)("with a key of another scope: $method $path is 403", async (op) => {
+    const wrong = op.tags.includes("admin") ? a.orgKey : TEST_ADMIN_KEY;
+    const res = await t.call(op.method, fill(op.path, a.id), { key: wrong, ...(op.hasBody ? { body: {} } : {}) });
+    expectEnvelope(res, `${op.method} ${op.path}`);
+    expect(res.status).toBe(403);
   });
 
-  it("malformed JSON, wrong types and junk bodies: 400 in the envelope, never a 500", async () => {
-    const bodies = [
-      "{",
-      "[]",
-      '"text"',
-      "null",
-      '{"amount":{},"name":[],"scope":7,"events":"x","low_balance_threshold":{}}',
-      "{}",
-    ];
-    for (const op of ops.filter((o) => o.hasBody)) {
-      for (const rawBody of bodies) {
-        const res = await t.call(op.method, fill(op.path, a.id), {
-          key: keyFor(op),
-          rawBody,
-          headers: { "content-type": "application/json", "idempotency-key": `junk-${Math.random()}` },
-        });
-        // An empty object is a complete request for some endpoints (e.g. close every cycle).
-        if (rawBody === "{}" && res.status < 300) continue;
-        expectEnvelope(res, `${op.method} ${op.path} ${rawBody}`);
-        expect([400, 404, 422], `${op.method} ${op.path} ${rawBody}: ${res.text}`).toContain(res.status);
-        // Routes without an API key (signed webhooks) check the signature of the raw bytes before parsing anything.
-        if (rawBody === "{") expect(res.json.error.code).toBe(op.secured ? "invalid_json" : "invalid_signature");
-      }
-    }
-  });
+  it.each(ops.filter((o) => o.hasBody).flatMap((op) => JUNK_BODIES.map((rawBody) => ({ ...op, rawBody }))))(
+    "$method $path with the body $rawBody: 400 in the envelope, never a 500",
+    async (op) => {
+      const res = await t.call(op.method, fill(op.path, a.id), {
+        key: keyFor(op),
+        rawBody: op.rawBody,
+        headers: { "content-type": "application/json", "idempotency-key": `junk-${Math.random()}` },
+      });
+      // An empty object is a complete request for some endpoints (e.g. close every cycle).
+      if (op.rawBody === "{}" && res.status < 300) return;
+      expectEnvelope(res, `${op.method} ${op.path} ${op.rawBody}`);
+      expect([400, 404, 422], res.text).toContain(res.status);
+      // Routes without an API key (signed webhooks) check the signature of the raw bytes before parsing anything.
+      if (op.rawBody === "{") expect(res.json.error.code).toBe(op.secured ? "invalid_json" : "invalid_signature");
+    },
+  );
 
-  it("absurd path parameters and query strings are 4xx, never a 500", async () => {
-    const junk = ["x".repeat(500), "%00", "'; drop table organizations; --", "org_" + "9".repeat(40)];
-    for (const op of ops.filter((o) => o.path.includes("{"))) {
-      for (const id of junk) {
-        const res = await t.call(op.method, fill(op.path, encodeURIComponent(id)), {
-          key: keyFor(op),
-          ...(op.hasBody ? { body: {} } : {}),
-        });
-        expectEnvelope(res, `${op.method} ${op.path} ${id}`);
-      }
-    }
-    for (const op of ops.filter((o) => o.method === "GET" && !o.path.includes("{") && o.secured)) {
+  it.each(ops.filter((o) => o.path.includes("{")).flatMap((op) => JUNK_IDS.map((id) => ({ ...op, id }))))(
+    "$method $path with the id $id: 4xx in the envelope, never a 500",
+    async (op) => {
+      const res = await t.call(op.method, fill(op.path, encodeURIComponent(op.id)), {
+        key: keyFor(op),
+        ...(op.hasBody ? { body: {} } : {}),
+      });
+      expectEnvelope(res, `${op.method} ${op.path} ${op.id}`);
+    },
+  );
+
+  it.each(ops.filter((o) => o.method === "GET" && !o.path.includes("{") && o.secured))(
+    "GET $path with absurd query parameters: never a 500",
+    async (op) => {
       const res = await t.call("GET", `${op.path}?limit=-5&cursor=%ZZ&period=nope&limit=abc`, { key: keyFor(op) });
-      if (notConfigured(res)) continue;
-      expect(res.status, `${op.path}: ${res.text}`).toBeLessThan(500);
-    }
-  });
+      if (notConfigured(res)) return;
+      expect(res.status, res.text).toBeLessThan(500);
+    },
+  );
 
-  it("org A's keys never see org B's data on any endpoint, whatever ids they put in the path", async () => {
-    for (const op of ops.filter((o) => o.secured && !o.tags.includes("admin"))) {
-      for (const key of [a.orgKey, a.gatewayKey]) {
-        const res = await t.call(op.method, fill(op.path, b.id), { key, ...(op.hasBody ? { body: {} } : {}) });
-        if (!notConfigured(res)) expect(res.status, `${op.method} ${op.path}`).toBeLessThan(500);
-        expect(res.text, `${op.method} ${op.path}`).not.toContain("777.777");
-        expect(res.text, `${op.method} ${op.path}`).not.toContain("777777000000");
-        expect(res.text, `${op.method} ${op.path}`).not.toContain("Org B");
-        // An error may echo the id the caller itself sent; anywhere else B's id must not appear.
-        if (!op.path.includes("{")) expect(res.text, `${op.method} ${op.path}`).not.toContain(b.id);
-      }
-    }
+  it.each(
+    secured
+      .filter((o) => !o.tags.includes("admin"))
+      .flatMap((op) => (["orgKey", "gatewayKey"] as const).map((key) => ({ ...op, key }))),
+  )("org A's $key never sees org B's data on $method $path, whatever ids it puts in the path", async (op) => {
+    const res = await t.call(op.method, fill(op.path, b.id), { key: a[op.key], ...(op.hasBody ? { body: {} } : {}) });
+    if (!notConfigured(res)) expect(res.status).toBeLessThan(500);
+    expect(res.text).not.toContain("777.777");
+    expect(res.text).not.toContain("777777000000");
+    expect(res.text).not.toContain("Org B");
+    // An error may echo the id the caller itself sent; anywhere else B's id must not appear.
+    if (!op.path.includes("{")) expect(res.text).not.toContain(b.id);
   });
 
   it("unknown routes are a 404 in the envelope", async () => {
