@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from "node:fs";
-import type { Address, Hex } from "viem";
+import { type Address, getAddress, type Hex } from "viem";
 import { husdAbi } from "../abis/index.js";
+import { createBillingClient } from "../client/index.js";
 import { DevRoles, devClients } from "../src/chain/local-devnet.js";
 
 /**
@@ -26,14 +27,15 @@ const s = JSON.parse(readFileSync(STATE, "utf8")) as {
   admin_key: string;
 };
 
-async function api(method: string, path: string, key: string, body?: unknown) {
-  const res = await fetch(`${s.api_url}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const json = (await res.json().catch(() => ({}))) as any;
-  return { status: res.status, json };
+const org = createBillingClient(s.api_url, s.org_key);
+const gateway = createBillingClient(s.api_url, s.gateway_key);
+const admin = createBillingClient(s.api_url, s.admin_key);
+
+/** The body of a successful call; any other answer stops the demo with the API's own error. */
+async function ok<T>(call: Promise<{ data?: T; error?: unknown; response: Response }>): Promise<T> {
+  const { data, error, response } = await call;
+  if (data === undefined) throw new Error(`${response.url} answered ${response.status}: ${JSON.stringify(error)}`);
+  return data;
 }
 const step = (n: number, text: string) => console.log(`\n\x1b[1m${n}. ${text}\x1b[0m`);
 const usd = (b: { balance: number; credits: number }) => `balance $${b.balance} (spendable $${b.credits})`;
@@ -46,32 +48,26 @@ try {
 }
 
 step(1, "The demo org's balance");
-console.log(`   ${usd((await api("GET", "/v1/billing/balance", s.org_key)).json)}`);
+console.log(`   ${usd(await ok(org.GET("/v1/billing/balance")))}`);
 
 step(2, "Send 50 HUSD from a wallet to the org's deposit address");
-const address = (await api("GET", "/v1/billing/husd/deposit-address", s.org_key)).json;
+const address = await ok(org.GET("/v1/billing/husd/deposit-address"));
 console.log(`   deposit address ${address.address} on chain ${address.chain_id}; ${address.finality}`);
 const wallet = devClients(s.rpc_url, s.chain_id).wallet(DevRoles.customer);
 const hash: Hex = await wallet.writeContract({
   address: s.husd_address,
   abi: husdAbi,
   functionName: "transfer",
-  args: [address.address, 50n * 10n ** 18n],
+  args: [getAddress(address.address), 50n * 10n ** 18n],
 });
 await wallet.waitForTransactionReceipt({ hash, pollingInterval: 250 });
 console.log(`   sent: ${hash}`);
-await api("POST", "/v1/billing/husd/topups", s.org_key, { tx_hash: hash });
+await ok(org.POST("/v1/billing/husd/topups", { body: { tx_hash: hash } }));
 
 let last = "";
 const started = Date.now();
 for (;;) {
-  const deposit = (
-    (await api("GET", "/v1/billing/husd/deposits", s.org_key)).json.data as {
-      tx_hash: string;
-      state: string;
-      confirmations: string;
-    }[]
-  ).find((d) => d.tx_hash === hash);
+  const deposit = (await ok(org.GET("/v1/billing/husd/deposits"))).data.find((d) => d.tx_hash === hash);
   const state = deposit ? `${deposit.state} (${deposit.confirmations} confirmations)` : "waiting for the indexer";
   if (state !== last) {
     console.log(`   ${((Date.now() - started) / 1000).toFixed(1).padStart(5)} s  ${state}`);
@@ -83,56 +79,66 @@ for (;;) {
     throw new Error("the deposit was not credited within 2 minutes: are the worker and indexer running?");
   await new Promise((r) => setTimeout(r, 500));
 }
-console.log(`   ${usd((await api("GET", "/v1/billing/balance", s.org_key)).json)}`);
+console.log(`   ${usd(await ok(org.GET("/v1/billing/balance")))}`);
 
 step(3, "The gateway authorizes and settles three LLM requests");
 for (let i = 1; i <= 3; i++) {
-  const hold = await api("POST", "/v1/billing/authorize", s.gateway_key, {
-    org_id: s.org_id,
-    product: "llm",
-    model: "zen-pro",
-    estimate: { input_tokens: 2000, output_tokens: 1000 },
-  });
-  const used = await api("POST", "/v1/billing/usage", s.gateway_key, {
-    events: [
-      {
-        idempotency_key: `demo-${Date.now()}-${i}`,
+  const hold = await ok(
+    gateway.POST("/v1/billing/authorize", {
+      body: {
         org_id: s.org_id,
-        timestamp: new Date().toISOString(),
         product: "llm",
         model: "zen-pro",
-        quantities: { input_tokens: 1800, output_tokens: 700 },
-        hold_id: hold.json.hold_id,
+        estimate: { input_tokens: 2000, output_tokens: 1000 },
       },
-    ],
-  });
-  console.log(
-    `   request ${i}: held $${hold.json.amount}, charged $${used.json.results[0].cost} (${used.json.results[0].hold_outcome})`,
+    }),
   );
+  const used = await ok(
+    gateway.POST("/v1/billing/usage", {
+      body: {
+        events: [
+          {
+            idempotency_key: `demo-${Date.now()}-${i}`,
+            org_id: s.org_id,
+            timestamp: new Date().toISOString(),
+            product: "llm",
+            model: "zen-pro",
+            quantities: { input_tokens: 1800, output_tokens: 700 },
+            hold_id: hold.hold_id,
+          },
+        ],
+      },
+    }),
+  );
+  const result = used.results[0];
+  console.log(`   request ${i}: held $${hold.amount}, charged $${result?.cost} (${result?.hold_outcome})`);
 }
 
 step(4, "A request the balance cannot cover gets 402");
-const big = await api("POST", "/v1/billing/authorize", s.gateway_key, {
-  org_id: s.org_id,
-  product: "llm",
-  model: "zen-max",
-  estimate: { input_tokens: 100_000_000, output_tokens: 10_000_000 },
+const big = await gateway.POST("/v1/billing/authorize", {
+  body: {
+    org_id: s.org_id,
+    product: "llm",
+    model: "zen-max",
+    estimate: { input_tokens: 100_000_000, output_tokens: 10_000_000 },
+  },
 });
-console.log(`   ${big.status} ${big.json.error?.code}: ${big.json.error?.message}`);
+console.log(`   ${big.response.status} ${big.error?.error.code}: ${big.error?.error.message}`);
 
 step(5, "Usage this cycle, by product and model");
-const usage = (await api("GET", "/v1/billing/usage?period=current", s.org_key)).json;
+const usage = await ok(org.GET("/v1/billing/usage", { params: { query: { period: "current" } } }));
 for (const p of usage.products)
   for (const m of p.models)
     console.log(`   ${p.product}/${m.model ?? "-"}: $${m.cost} for ${JSON.stringify(m.quantities)}`);
 
 step(6, "End the billing cycle now and print the invoice");
-await api("POST", "/v1/admin/cycles/close", s.admin_key, { org_id: s.org_id, end_current_cycle_now: true });
-const [latest] = (await api("GET", "/v1/billing/invoices?limit=1", s.org_key)).json.data;
-const invoice = (await api("GET", `/v1/billing/invoices/${latest.id}`, s.org_key)).json;
+await ok(admin.POST("/v1/admin/cycles/close", { body: { org_id: s.org_id, end_current_cycle_now: true } }));
+const [latest] = (await ok(org.GET("/v1/billing/invoices", { params: { query: { limit: 1 } } }))).data;
+if (!latest) throw new Error("closing the cycle made no invoice");
+const invoice = await ok(org.GET("/v1/billing/invoices/{id}", { params: { path: { id: latest.id } } }));
 console.log(`   ${invoice.number}  ${invoice.period.start} → ${invoice.period.end}  status ${invoice.status}`);
-for (const l of invoice.lines) console.log(`     ${l.description.padEnd(40)} $${l.amount}`);
+for (const l of invoice.lines ?? []) console.log(`     ${l.description.padEnd(40)} $${l.amount}`);
 console.log(
   `     ${"subtotal".padEnd(40)} $${invoice.subtotal}\n     ${"credits applied".padEnd(40)} $${invoice.credits_applied}\n     ${"amount due".padEnd(40)} $${invoice.amount_due}`,
 );
-console.log(`\n   ${usd((await api("GET", "/v1/billing/balance", s.org_key)).json)}\n`);
+console.log(`\n   ${usd(await ok(org.GET("/v1/billing/balance")))}\n`);
