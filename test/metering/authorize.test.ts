@@ -1,10 +1,10 @@
 import { pino } from "pino";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect } from "vitest";
 import { Metering } from "../../src/billing/metering.js";
 import { createSql } from "../../src/db/client.js";
 import { createApp } from "../../src/http/app.js";
 import { createTestApp, TEST_ADMIN_KEY, type TestApp } from "../support/app.js";
-import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { appTest as it } from "../support/fixtures.js";
 import { expectLedgerConsistent } from "../support/ledger.js";
 
 // zen-pro: input $0.0000025/token, output $0.00001/token → 1000 in + 500 out = $0.0075
@@ -12,21 +12,15 @@ const ESTIMATE = { input_tokens: 1000, output_tokens: 500 };
 const COST_NANO = 7_500_000n;
 
 describe("POST /v1/billing/authorize", () => {
-  let db: TestDatabase;
-  let t: TestApp;
-  beforeAll(async () => {
-    db = await createTestDatabase({ max: 10 });
-    t = createTestApp({ sql: db.sql });
-  });
-  afterAll(() => db.drop());
+  it.scoped({ dbOptions: { max: 10 } });
 
-  const authorize = (key: string, body: Record<string, unknown>) =>
-    t.call("POST", "/v1/billing/authorize", { key, body });
+  const authorize = (app: TestApp, key: string, body: Record<string, unknown>) =>
+    app.call("POST", "/v1/billing/authorize", { key, body });
 
-  it("holds the priced estimate and moves it from credits to held", async () => {
-    const org = await t.createOrg();
-    await t.grant(org.id, "1.00");
-    const res = await authorize(org.gatewayKey, {
+  it("holds the priced estimate and moves it from credits to held", async ({ app }) => {
+    const org = await app.createOrg();
+    await app.grant(org.id, "1.00");
+    const res = await authorize(app, org.gatewayKey, {
       org_id: org.id,
       product: "llm",
       model: "zen-pro",
@@ -40,18 +34,18 @@ describe("POST /v1/billing/authorize", () => {
       catalog_version: "2026-01-01",
       replayed: false,
     });
-    const balance = (await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json;
+    const balance = (await app.call("GET", "/v1/billing/balance", { key: org.orgKey })).json;
     expect(balance).toMatchObject({ balance: 1, credits: 0.9925, held_nano_usd: COST_NANO.toString() });
   });
 
-  it("402 insufficient_balance in the envelope when the available credits cannot cover it", async () => {
-    const org = await t.createOrg();
-    await t.grant(org.id, "0.01");
+  it("402 insufficient_balance in the envelope when the available credits cannot cover it", async ({ app }) => {
+    const org = await app.createOrg();
+    await app.grant(org.id, "0.01");
     expect(
-      (await authorize(org.gatewayKey, { org_id: org.id, product: "llm", model: "zen-pro", estimate: ESTIMATE }))
+      (await authorize(app, org.gatewayKey, { org_id: org.id, product: "llm", model: "zen-pro", estimate: ESTIMATE }))
         .status,
     ).toBe(201);
-    const res = await authorize(org.gatewayKey, {
+    const res = await authorize(app, org.gatewayKey, {
       org_id: org.id,
       product: "llm",
       model: "zen-pro",
@@ -66,8 +60,8 @@ describe("POST /v1/billing/authorize", () => {
     expect(res.json.error.message).toContain("0.0025"); // what is left
   });
 
-  it("unknown org, product or model is a 4xx, not a 402", async () => {
-    const org = await t.createOrg();
+  it("unknown org, product or model is a 4xx, not a 402", async ({ app }) => {
+    const org = await app.createOrg();
     const cases = [
       [{ org_id: "org_missing", product: "llm", model: "zen-pro", estimate: ESTIMATE }, "unknown_organization"],
       [{ org_id: org.id, product: "teleport", estimate: { requests: 1 } }, "unknown_product"],
@@ -77,7 +71,7 @@ describe("POST /v1/billing/authorize", () => {
       [{ org_id: org.id, product: "api", estimate: { tokens: 1 } }, "invalid_request"],
     ] as const;
     for (const [body, code] of cases) {
-      const res = await authorize(org.gatewayKey, body);
+      const res = await authorize(app, org.gatewayKey, body);
       expect(res.status, JSON.stringify(body)).toBeGreaterThanOrEqual(400);
       expect(res.status).toBeLessThan(500);
       expect(res.status).not.toBe(402);
@@ -85,39 +79,41 @@ describe("POST /v1/billing/authorize", () => {
     }
   });
 
-  it("refuses negative, fractional, absurd and non-numeric estimates", async () => {
-    const org = await t.createOrg();
-    for (const estimate of [
-      { input_tokens: -1 },
-      { input_tokens: 1.5 },
-      { input_tokens: "1e9" },
-      { input_tokens: 1e300 },
-      { input_tokens: "99999999999999999999" },
-      {},
-      { input_tokens: null },
-    ]) {
-      const res = await authorize(org.gatewayKey, { org_id: org.id, product: "llm", model: "zen-pro", estimate });
-      expect(res.status, JSON.stringify(estimate)).toBe(400);
-      expect(res.json.error.param).toMatch(/^estimate/);
-    }
+  // Negative, fractional, absurd and non-numeric estimates.
+  it.for<Record<string, unknown>>([
+    { input_tokens: -1 },
+    { input_tokens: 1.5 },
+    { input_tokens: "1e9" },
+    { input_tokens: 1e300 },
+    { input_tokens: "99999999999999999999" },
+    {},
+    { input_tokens: null },
+  ])("refuses the estimate %j", async (estimate, { app }) => {
+    const org = await app.createOrg();
+    const res = await authorize(app, org.gatewayKey, { org_id: org.id, product: "llm", model: "zen-pro", estimate });
+    expect(res.status).toBe(400);
+    expect(res.json.error.param).toMatch(/^estimate/);
   });
 
-  it("the same idempotency key returns the same hold and holds once", async () => {
-    const org = await t.createOrg();
-    await t.grant(org.id, "1.00");
+  it("the same idempotency key returns the same hold and holds once", async ({ app }) => {
+    const org = await app.createOrg();
+    await app.grant(org.id, "1.00");
     const body = { org_id: org.id, product: "llm", model: "zen-pro", estimate: ESTIMATE, idempotency_key: "req-1" };
-    const results = await Promise.all(Array.from({ length: 5 }, () => authorize(org.gatewayKey, body)));
+    const results = await Promise.all(Array.from({ length: 5 }, () => authorize(app, org.gatewayKey, body)));
     expect(new Set(results.map((r) => r.json.hold_id)).size).toBe(1);
     expect(results.filter((r) => r.status === 201)).toHaveLength(1);
-    const balance = (await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json;
+    const balance = (await app.call("GET", "/v1/billing/balance", { key: org.orgKey })).json;
     expect(balance.held_nano_usd).toBe(COST_NANO.toString());
   });
 
-  it("zero overspend: N racing authorizations from several replicas against a balance that covers exactly K", async () => {
-    const org = await t.createOrg();
+  it("zero overspend: N racing authorizations from several replicas against a balance that covers exactly K", async ({
+    app,
+    db,
+  }) => {
+    const org = await app.createOrg();
     const K = 13;
     const N = 60;
-    await t.grant(
+    await app.grant(
       org.id,
       ((COST_NANO * BigInt(K)) / 1_000_000_000n).toString() +
         "." +
@@ -128,14 +124,14 @@ describe("POST /v1/billing/authorize", () => {
       [0, 1, 2].map(async () => {
         const sql = createSql(db.url, { max: 4 });
         const metering = new Metering(sql);
-        const app = createApp({
+        const replica = createApp({
           sql,
-          config: t.config,
+          config: app.config,
           clock: () => new Date(),
           logger: pino({ level: "silent" }),
           metering,
         });
-        return { sql, app };
+        return { sql, app: replica };
       }),
     );
     const body = JSON.stringify({ org_id: org.id, product: "llm", model: "zen-pro", estimate: ESTIMATE });
@@ -153,15 +149,15 @@ describe("POST /v1/billing/authorize", () => {
     await Promise.all(replicas.map((r) => r.sql.end()));
     expect(statuses.filter((s) => s === 201)).toHaveLength(K);
     expect(statuses.filter((s) => s === 402)).toHaveLength(N - K);
-    const balance = (await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json;
+    const balance = (await app.call("GET", "/v1/billing/balance", { key: org.orgKey })).json;
     expect(balance.credits_nano_usd).toBe("0");
     expect(BigInt(balance.held_nano_usd)).toBe(COST_NANO * BigInt(K));
     await expectLedgerConsistent(db.sql);
   });
 
-  it("an expired hold gives its amount back before the next authorization is decided", async () => {
-    const org = await t.createOrg();
-    await t.grant(org.id, "0.0075");
+  it("an expired hold gives its amount back before the next authorization is decided", async ({ app, db }) => {
+    const org = await app.createOrg();
+    await app.grant(org.id, "0.0075");
     let now = new Date("2026-11-20T00:00:00Z");
     const timed = createTestApp({ sql: db.sql, clock: () => now });
     const body = { org_id: org.id, product: "llm", model: "zen-pro", estimate: ESTIMATE, ttl_seconds: 60 };
@@ -173,12 +169,17 @@ describe("POST /v1/billing/authorize", () => {
     expect(holds.map((h) => h.status)).toEqual(["expired", "active"]);
   });
 
-  it("only gateway keys may authorize", async () => {
-    const org = await t.createOrg();
-    const res = await authorize(org.orgKey, { org_id: org.id, product: "llm", model: "zen-pro", estimate: ESTIMATE });
+  it("only gateway keys may authorize", async ({ app }) => {
+    const org = await app.createOrg();
+    const res = await authorize(app, org.orgKey, {
+      org_id: org.id,
+      product: "llm",
+      model: "zen-pro",
+      estimate: ESTIMATE,
+    });
     expect(res.status).toBe(403);
     expect(
-      (await authorize(TEST_ADMIN_KEY, { org_id: org.id, product: "api", estimate: { requests: 1 } })).status,
+      (await authorize(app, TEST_ADMIN_KEY, { org_id: org.id, product: "api", estimate: { requests: 1 } })).status,
     ).toBe(403);
   });
 });

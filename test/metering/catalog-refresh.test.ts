@@ -1,5 +1,5 @@
 import { performance } from "node:perf_hooks";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect } from "vitest";
 import {
   Catalog,
   CATALOG_NOTICE_MS,
@@ -8,7 +8,7 @@ import {
   type CatalogVersionFile,
 } from "../../src/billing/catalog.js";
 import { createTestApp, type TestApp } from "../support/app.js";
-import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { dbTest as it } from "../support/fixtures.js";
 import { waitFor } from "../support/process.js";
 
 /**
@@ -18,13 +18,10 @@ import { waitFor } from "../support/process.js";
  * Two API processes together: test/e2e/replica-propagation.test.ts.
  */
 describe("catalog versions loaded after a process read the catalog", () => {
-  let db: TestDatabase;
   let v1: CatalogVersionFile;
   beforeAll(async () => {
-    db = await createTestDatabase();
     v1 = (await readCatalogFile()).versions[0]!;
   });
-  afterAll(() => db.drop());
 
   let versions = 0;
   function version(effectiveAt: Date, requestRate: string): CatalogVersionFile {
@@ -48,7 +45,9 @@ describe("catalog versions loaded after a process read the catalog", () => {
     return [res.json.results[0].catalog_version, res.json.results[0].cost_nano_usd];
   }
 
-  it("a process that hears of nothing still prices events from a noticed version's effective time with it", async () => {
+  it("a process that hears of nothing still prices events from a noticed version's effective time with it", async ({
+    db,
+  }) => {
     const t = createTestApp({ sql: db.sql }); // no watch: no NOTIFY, no periodic check
     const org = await t.createOrg();
     await t.grant(org.id, "1");
@@ -62,7 +61,7 @@ describe("catalog versions loaded after a process read the catalog", () => {
     expect(await priceNow(t, org, effectiveAt)).toEqual([v.version, "200000"]);
   });
 
-  it("refuses a new version at shorter notice when asked to, and announces nothing for it", async () => {
+  it("refuses a new version at shorter notice when asked to, and announces nothing for it", async ({ db }) => {
     const catalog = new Catalog(db.sql);
     await catalog.refresh();
     const heard: string[] = [];
@@ -92,7 +91,7 @@ describe("catalog versions loaded after a process read the catalog", () => {
     }
   });
 
-  it("NOTIFY alone brings a version loaded at short notice within a second", async () => {
+  it("NOTIFY alone brings a version loaded at short notice within a second", async ({ db }) => {
     const catalog = new Catalog(db.sql);
     await catalog.refresh();
     const stop = await catalog.watch({ everyMs: 3_600_000 }); // the periodic check out of the way
@@ -115,7 +114,7 @@ describe("catalog versions loaded after a process read the catalog", () => {
     }
   });
 
-  it("a version loaded while the LISTEN connection is lost is read when it reconnects", async () => {
+  it("a version loaded while the LISTEN connection is lost is read when it reconnects", async ({ db }) => {
     const catalog = new Catalog(db.sql);
     await catalog.refresh();
     const stop = await catalog.watch({ everyMs: 3_600_000 });

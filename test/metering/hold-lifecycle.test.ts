@@ -1,9 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect } from "vitest";
 import { expireGrants } from "../../src/billing/grants.js";
 import { releaseExpiredHolds, type Hold } from "../../src/billing/holds.js";
 import type { UsageResult } from "../../src/billing/usage.js";
-import { createTestApp, manualClock, type TestApp } from "../support/app.js";
-import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { createTestApp, manualClock } from "../support/app.js";
+import type { TestDatabase } from "../support/database.js";
+import { type AppContext, appTest as it } from "../support/fixtures.js";
 
 // The "api" product costs $0.0001 a request: 125 requests = $0.0125.
 const perRequestNano = 100_000n;
@@ -19,24 +20,23 @@ async function moneyOf(db: TestDatabase, orgId: string) {
 }
 
 describe("a hold is closed exactly once, and replays tell the truth", () => {
-  let db: TestDatabase;
-  let t: TestApp;
   const clock = manualClock();
-  beforeAll(async () => {
-    db = await createTestDatabase({ max: 10 });
-    t = createTestApp({ sql: db.sql, clock });
-    await t.metering.ready();
+  it.scoped({ dbOptions: { max: 10 }, appOptions: { clock } });
+  beforeEach<AppContext>(async ({ app }) => {
+    await app.metering.ready();
   });
-  afterAll(() => db.drop());
 
-  it("a hold past its expiry, settled in the same batch as its org's next authorization, is given back once", async () => {
+  it("a hold past its expiry, settled in the same batch as its org's next authorization, is given back once", async ({
+    app,
+    db,
+  }) => {
     // The gateway's case: settle the expired hold and authorize the next request in one instant,
     // before the sweep. Both land in one batch of the org's lane.
-    const orgs = await Promise.all(Array.from({ length: 20 }, (_, i) => t.createOrg(`race-${i}`)));
-    for (const org of orgs) await t.grant(org.id, "1.00");
+    const orgs = await Promise.all(Array.from({ length: 20 }, (_, i) => app.createOrg(`race-${i}`)));
+    for (const org of orgs) await app.grant(org.id, "1.00");
     const holds = await Promise.all(
       orgs.map((org) =>
-        t.metering.authorize(
+        app.metering.authorize(
           {
             orgId: org.id,
             product: "api",
@@ -54,7 +54,7 @@ describe("a hold is closed exactly once, and replays tell the truth", () => {
     const results = await Promise.all(
       orgs.map((org, i) =>
         Promise.all([
-          t.metering.recordUsage(
+          app.metering.recordUsage(
             {
               orgId: org.id,
               idempotencyKey: `settle-${i}`,
@@ -66,7 +66,7 @@ describe("a hold is closed exactly once, and replays tell the truth", () => {
             },
             now,
           ),
-          t.metering.authorize(
+          app.metering.authorize(
             {
               orgId: org.id,
               product: "api",
@@ -95,9 +95,9 @@ describe("a hold is closed exactly once, and replays tell the truth", () => {
     expect(await releaseExpiredHolds(db.sql, clock())).toBe(0);
   });
 
-  it("a replayed authorization answers with the hold as it is now, and never makes another", async () => {
-    const org = await t.createOrg();
-    await t.grant(org.id, "1.00");
+  it("a replayed authorization answers with the hold as it is now, and never makes another", async ({ app, db }) => {
+    const org = await app.createOrg();
+    await app.grant(org.id, "1.00");
     const body = {
       org_id: org.id,
       product: "api",
@@ -106,7 +106,7 @@ describe("a hold is closed exactly once, and replays tell the truth", () => {
       ttl_seconds: 30,
     };
     const authorize = (b: Record<string, unknown>) =>
-      t.call("POST", "/v1/billing/authorize", { key: org.gatewayKey, body: b });
+      app.call("POST", "/v1/billing/authorize", { key: org.gatewayKey, body: b });
     const first = await authorize(body);
     expect(first.status).toBe(201);
     expect(first.json).toMatchObject({ status: "active", replayed: false });
@@ -116,7 +116,7 @@ describe("a hold is closed exactly once, and replays tell the truth", () => {
       replayed: true,
     });
 
-    await t.call("POST", "/v1/billing/usage", {
+    await app.call("POST", "/v1/billing/usage", {
       key: org.gatewayKey,
       body: {
         events: [
@@ -146,35 +146,47 @@ describe("a hold is closed exactly once, and replays tell the truth", () => {
     expect(count!.n).toBe(2);
   });
 
-  it("the same authorization key with another payload is refused with 409, whatever differs", async () => {
-    const org = await t.createOrg();
-    await t.grant(org.id, "1.00");
+  // The same authorization key with another payload is refused, whatever differs.
+  it.for<Record<string, unknown>>([
+    { estimate: { requests: 11 } },
+    { ttl_seconds: 31 },
+    { product: "llm", model: "zen-pro", estimate: { input_tokens: 10 } },
+  ])("the same authorization key with %j changed is refused with 409", async (changed, { app }) => {
+    const org = await app.createOrg();
+    await app.grant(org.id, "1.00");
     const body = { org_id: org.id, product: "api", estimate: { requests: 10 }, idempotency_key: "k", ttl_seconds: 30 };
-    expect((await t.call("POST", "/v1/billing/authorize", { key: org.gatewayKey, body })).status).toBe(201);
-    for (const changed of [
-      { estimate: { requests: 11 } },
-      { ttl_seconds: 31 },
-      { product: "llm", model: "zen-pro", estimate: { input_tokens: 10 } },
-    ]) {
-      const res = await t.call("POST", "/v1/billing/authorize", { key: org.gatewayKey, body: { ...body, ...changed } });
-      expect(res.status, JSON.stringify(changed)).toBe(409);
-      expect(res.json.error).toMatchObject({ code: "idempotency_key_reused", type: "idempotency_error" });
-    }
+    expect((await app.call("POST", "/v1/billing/authorize", { key: org.gatewayKey, body })).status).toBe(201);
+    const res = await app.call("POST", "/v1/billing/authorize", { key: org.gatewayKey, body: { ...body, ...changed } });
+    expect(res.status).toBe(409);
+    expect(res.json.error).toMatchObject({ code: "idempotency_key_reused", type: "idempotency_error" });
+  });
+
+  it("the same authorization key with another estimate in one batch is refused, the first held", async ({
+    app,
+    db,
+  }) => {
+    const org = await app.createOrg();
+    await app.grant(org.id, "1.00");
+    const body = { org_id: org.id, product: "api", estimate: { requests: 10 }, idempotency_key: "k", ttl_seconds: 30 };
+    expect((await app.call("POST", "/v1/billing/authorize", { key: org.gatewayKey, body })).status).toBe(201);
     // In one batch: the second request with the key but another estimate is refused, the first held.
     const now = clock();
     const input = { orgId: org.id, product: "api", model: undefined, idempotencyKey: "batch", ttlSeconds: 30 };
     const [a, b] = await Promise.allSettled([
-      t.metering.authorize({ ...input, estimate: { requests: 1n } }, now),
-      t.metering.authorize({ ...input, estimate: { requests: 2n } }, now),
+      app.metering.authorize({ ...input, estimate: { requests: 1n } }, now),
+      app.metering.authorize({ ...input, estimate: { requests: 2n } }, now),
     ]);
     expect(a.status).toBe("fulfilled");
     expect(b.status === "rejected" && (b.reason as { code?: string }).code).toBe("idempotency_key_reused");
     expect((await moneyOf(db, org.id)).held).toBe(11n * perRequestNano);
   });
 
-  it("a usage key reused for another event is refused for that event only, in one batch or across batches", async () => {
-    const org = await t.createOrg();
-    await t.grant(org.id, "1.00");
+  it("a usage key reused for another event is refused for that event only, in one batch or across batches", async ({
+    app,
+    db,
+  }) => {
+    const org = await app.createOrg();
+    await app.grant(org.id, "1.00");
     const event = (quantity: number) => ({
       idempotency_key: "same",
       org_id: org.id,
@@ -182,79 +194,78 @@ describe("a hold is closed exactly once, and replays tell the truth", () => {
       product: "api",
       quantities: { requests: quantity },
     });
-    const res = await t.call("POST", "/v1/billing/usage", {
+    const res = await app.call("POST", "/v1/billing/usage", {
       key: org.gatewayKey,
       body: { events: [event(1), event(1), event(2)] },
     });
     expect(
       res.json.results.map((r: { status: string; error?: { code: string } }) => r.error?.code ?? r.status),
     ).toEqual(["recorded", "duplicate", "idempotency_key_reused"]);
-    const later = await t.call("POST", "/v1/billing/usage", { key: org.gatewayKey, body: { events: [event(3)] } });
+    const later = await app.call("POST", "/v1/billing/usage", { key: org.gatewayKey, body: { events: [event(3)] } });
     expect(later.json.results[0].error.code).toBe("idempotency_key_reused");
     expect((await moneyOf(db, org.id)).credits).toBe(1_000_000_000n - perRequestNano);
   });
 });
 
 describe("money that expires while held: one outcome whatever the worker's timing", () => {
-  let db: TestDatabase;
-  beforeAll(async () => {
-    db = await createTestDatabase({ max: 10 });
-  });
-  afterAll(() => db.drop());
-
   // A $1.00 grant expiring in 3 s, a $0.60 hold before the expiry, $0.50 of usage settling it
   // after: the request is paid by the grant, the rest of the grant expires.
-  for (const workerFirst of [true, false]) {
-    for (const paid of ["0", "10"]) {
-      it(`${workerFirst ? "expiry posted before" : "settle before the expiry's posting"}, with $${paid} of other credits`, async () => {
-        const clock = manualClock();
-        const t = createTestApp({ sql: db.sql, clock });
-        const org = await t.createOrg();
-        if (paid !== "0") await t.grant(org.id, paid);
-        await t.grant(org.id, "1.00", `expiring-${Math.random()}`, {
-          expires_at: new Date(clock().getTime() + 3_000).toISOString(),
-        });
-        clock.advance(1_000);
-        const hold = await t.call("POST", "/v1/billing/authorize", {
-          key: org.gatewayKey,
-          body: { org_id: org.id, product: "api", estimate: { requests: 6_000 }, ttl_seconds: 60 },
-        });
-        expect(hold.status).toBe(201);
-        clock.advance(3_000);
-        if (workerFirst) await expireGrants(db.sql, clock());
-        const settle = await t.call("POST", "/v1/billing/usage", {
-          key: org.gatewayKey,
-          body: {
-            events: [
-              {
-                idempotency_key: "use",
-                org_id: org.id,
-                timestamp: clock().toISOString(),
-                product: "api",
-                quantities: { requests: 5_000 },
-                hold_id: hold.json.hold_id,
-              },
-            ],
+  it.for([
+    { when: "expiry posted before", workerFirst: true, paid: "0" },
+    { when: "expiry posted before", workerFirst: true, paid: "10" },
+    { when: "settle before the expiry's posting", workerFirst: false, paid: "0" },
+    { when: "settle before the expiry's posting", workerFirst: false, paid: "10" },
+  ])("$when, with USD $paid of other credits", async ({ workerFirst, paid }, { db }) => {
+    const clock = manualClock();
+    const t = createTestApp({ sql: db.sql, clock });
+    const org = await t.createOrg();
+    if (paid !== "0") await t.grant(org.id, paid);
+    await t.grant(org.id, "1.00", `expiring-${Math.random()}`, {
+      expires_at: new Date(clock().getTime() + 3_000).toISOString(),
+    });
+    clock.advance(1_000);
+    const hold = await t.call("POST", "/v1/billing/authorize", {
+      key: org.gatewayKey,
+      body: { org_id: org.id, product: "api", estimate: { requests: 6_000 }, ttl_seconds: 60 },
+    });
+    expect(hold.status).toBe(201);
+    clock.advance(3_000);
+    if (workerFirst) await expireGrants(db.sql, clock());
+    const settle = await t.call("POST", "/v1/billing/usage", {
+      key: org.gatewayKey,
+      body: {
+        events: [
+          {
+            idempotency_key: "use",
+            org_id: org.id,
+            timestamp: clock().toISOString(),
+            product: "api",
+            quantities: { requests: 5_000 },
+            hold_id: hold.json.hold_id,
           },
-        });
-        expect(settle.json.results[0]).toMatchObject({ status: "recorded", hold_outcome: "released" });
-        const expected = `${paid === "0" ? "0" : "10000000000"}`;
-        expect((await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json).toMatchObject({
-          credits_nano_usd: expected,
-          held_nano_usd: "0",
-        });
-        await expireGrants(db.sql, clock());
-        const money = await moneyOf(db, org.id);
-        expect(money).toEqual({ credits: BigInt(expected), held: 0n, live: 0n });
-      });
-    }
-  }
+        ],
+      },
+    });
+    expect(settle.json.results[0]).toMatchObject({ status: "recorded", hold_outcome: "released" });
+    const expected = `${paid === "0" ? "0" : "10000000000"}`;
+    expect((await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json).toMatchObject({
+      credits_nano_usd: expected,
+      held_nano_usd: "0",
+    });
+    await expireGrants(db.sql, clock());
+    const money = await moneyOf(db, org.id);
+    expect(money).toEqual({ credits: BigInt(expected), held: 0n, live: 0n });
+  });
 
   // Usage reported without a hold after a grant expired is owed on top of the expiry, whether the
   // worker posted the expiry before it or after; and a hold past its time counts as given back
   // whether or not the sweep has closed it.
-  for (const workerFirst of [true, false]) {
-    it(`usage without a hold after the expiry, ${workerFirst ? "expiry posted first" : "posted after"}, and a lapsed hold not yet swept`, async () => {
+  it.for([
+    { when: "expiry posted first", workerFirst: true },
+    { when: "posted after", workerFirst: false },
+  ])(
+    "usage without a hold after the expiry, $when, and a lapsed hold not yet swept",
+    async ({ workerFirst }, { db }) => {
       const clock = manualClock();
       const t = createTestApp({ sql: db.sql, clock });
       const org = await t.createOrg();
@@ -293,6 +304,6 @@ describe("money that expires while held: one outcome whatever the worker's timin
       await releaseExpiredHolds(db.sql, clock());
       await expireGrants(db.sql, clock());
       expect(await moneyOf(db, org.id)).toEqual({ credits: -500_000_000n, held: 0n, live: 0n });
-    });
-  }
+    },
+  );
 });

@@ -1,20 +1,13 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect } from "vitest";
 import { loadCatalog, readCatalogFile } from "../../src/billing/catalog.js";
-import { createTestApp, type TestApp } from "../support/app.js";
-import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { appTest as it } from "../support/fixtures.js";
 
 describe("public pricing catalog", () => {
-  let db: TestDatabase;
-  let t: TestApp;
   let now = new Date("2026-11-15T00:00:00Z");
-  beforeAll(async () => {
-    db = await createTestDatabase();
-    t = createTestApp({ sql: db.sql, clock: () => now });
-  });
-  afterAll(() => db.drop());
+  it.scoped({ appOptions: { clock: () => now } });
 
-  it("serves per-unit model prices without auth, exactly and per million for display", async () => {
-    const res = await t.call("GET", "/v1/pricing/models");
+  it("serves per-unit model prices without auth, exactly and per million for display", async ({ app }) => {
+    const res = await app.call("GET", "/v1/pricing/models");
     expect(res.status).toBe(200);
     expect(res.json).toMatchObject({ currency: "USD", version: "2026-01-01", upcoming: [] });
     expect(res.json.models).toContainEqual({
@@ -28,7 +21,7 @@ describe("public pricing catalog", () => {
       "functions",
       "storage",
     ]);
-    const plans = await t.call("GET", "/v1/pricing/plans");
+    const plans = await app.call("GET", "/v1/pricing/plans");
     expect(plans.json.plans).toContainEqual({
       id: "pro",
       name: "Pro",
@@ -39,15 +32,18 @@ describe("public pricing catalog", () => {
     });
   });
 
-  it("is cacheable: a strong ETag, 304 for a matching If-None-Match, a new ETag when prices change", async () => {
-    const first = await t.call("GET", "/v1/pricing/models");
+  it("is cacheable: a strong ETag, 304 for a matching If-None-Match, a new ETag when prices change", async ({
+    app,
+    db,
+  }) => {
+    const first = await app.call("GET", "/v1/pricing/models");
     const etag = first.headers.get("etag")!;
     expect(etag).toMatch(/^"[A-Za-z0-9_-]+"$/);
     expect(first.headers.get("cache-control")).toContain("max-age");
-    const again = await t.call("GET", "/v1/pricing/models", { headers: { "if-none-match": etag } });
+    const again = await app.call("GET", "/v1/pricing/models", { headers: { "if-none-match": etag } });
     expect(again.status).toBe(304);
     expect(again.text).toBe("");
-    expect((await t.call("GET", "/v1/pricing/models", { headers: { "if-none-match": '"other"' } })).status).toBe(200);
+    expect((await app.call("GET", "/v1/pricing/models", { headers: { "if-none-match": '"other"' } })).status).toBe(200);
 
     // A new version announced for later shows up as upcoming, then takes over at its effective time.
     const file = await readCatalogFile();
@@ -56,11 +52,11 @@ describe("public pricing catalog", () => {
     v2.effective_at = "2026-12-01T00:00:00Z";
     v2.products.llm!.models!["zen-pro"] = { input_tokens: "0.000002", output_tokens: "0.000008" };
     await loadCatalog(db.sql, { versions: [file.versions[0]!, v2] });
-    const announced = await t.call("GET", "/v1/pricing/models");
+    const announced = await app.call("GET", "/v1/pricing/models");
     expect(announced.json.upcoming).toEqual([{ version: "2026-12-01", effective_at: "2026-12-01T00:00:00.000Z" }]);
     expect(announced.headers.get("etag")).not.toBe(etag);
     now = new Date("2026-12-01T00:00:00Z");
-    const current = await t.call("GET", "/v1/pricing/models");
+    const current = await app.call("GET", "/v1/pricing/models");
     expect(current.json.version).toBe("2026-12-01");
     expect(current.json.models.find((m: { id: string }) => m.id === "zen-pro").per_million).toEqual({
       input_tokens: 2,

@@ -1,24 +1,18 @@
 import { pino } from "pino";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect } from "vitest";
 import { loadCatalog, readCatalogFile } from "../../src/billing/catalog.js";
 import { releaseExpiredHolds } from "../../src/billing/holds.js";
 import { Metering } from "../../src/billing/metering.js";
 import { createSql } from "../../src/db/client.js";
 import { createApp } from "../../src/http/app.js";
 import { createTestApp, TEST_ADMIN_KEY, type TestApp } from "../support/app.js";
-import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { appTest as it } from "../support/fixtures.js";
 import { expectLedgerConsistent } from "../support/ledger.js";
 
 const NOW = new Date("2026-11-15T12:00:00Z");
 
 describe("POST /v1/billing/usage and GET /v1/billing/usage", () => {
-  let db: TestDatabase;
-  let t: TestApp;
-  beforeAll(async () => {
-    db = await createTestDatabase({ max: 10 });
-    t = createTestApp({ sql: db.sql, clock: () => NOW });
-  });
-  afterAll(() => db.drop());
+  it.scoped({ dbOptions: { max: 10 }, appOptions: { clock: () => NOW } });
 
   let seq = 0;
   const event = (orgId: string, extra: Record<string, unknown> = {}) => ({
@@ -30,16 +24,17 @@ describe("POST /v1/billing/usage and GET /v1/billing/usage", () => {
     quantities: { input_tokens: 1000, output_tokens: 500 },
     ...extra,
   });
-  const report = (key: string, events: unknown[]) => t.call("POST", "/v1/billing/usage", { key, body: { events } });
+  const report = (app: TestApp, key: string, events: unknown[]) =>
+    app.call("POST", "/v1/billing/usage", { key, body: { events } });
 
-  it("settles a hold: releases it and debits the actual cost in one commit", async () => {
-    const org = await t.createOrg();
-    await t.grant(org.id, "1");
-    const hold = await t.call("POST", "/v1/billing/authorize", {
+  it("settles a hold: releases it and debits the actual cost in one commit", async ({ app, db }) => {
+    const org = await app.createOrg();
+    await app.grant(org.id, "1");
+    const hold = await app.call("POST", "/v1/billing/authorize", {
       key: org.gatewayKey,
       body: { org_id: org.id, product: "llm", model: "zen-pro", estimate: { input_tokens: 2000, output_tokens: 2000 } },
     });
-    const res = await report(org.gatewayKey, [event(org.id, { hold_id: hold.json.hold_id })]);
+    const res = await report(app, org.gatewayKey, [event(org.id, { hold_id: hold.json.hold_id })]);
     expect(res.status).toBe(200);
     expect(res.json).toMatchObject({ recorded: 1, duplicates: 0, rejected: 0 });
     expect(res.json.results[0]).toMatchObject({
@@ -48,49 +43,49 @@ describe("POST /v1/billing/usage and GET /v1/billing/usage", () => {
       hold_outcome: "released",
       usage_id: expect.stringMatching(/^use_/),
     });
-    const balance = (await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json;
+    const balance = (await app.call("GET", "/v1/billing/balance", { key: org.orgKey })).json;
     expect(balance).toMatchObject({ balance_nano_usd: "992500000", credits_nano_usd: "992500000", held_nano_usd: "0" });
     const [h] = await db.sql`select status from holds where id = ${hold.json.hold_id}`;
     expect(h!.status).toBe("settled");
   });
 
-  it("a repeated key returns the first result and charges nothing", async () => {
-    const org = await t.createOrg();
-    await t.grant(org.id, "1");
+  it("a repeated key returns the first result and charges nothing", async ({ app }) => {
+    const org = await app.createOrg();
+    await app.grant(org.id, "1");
     const e = event(org.id);
-    const first = await report(org.gatewayKey, [e]);
-    const again = await report(org.gatewayKey, [e]);
+    const first = await report(app, org.gatewayKey, [e]);
+    const again = await report(app, org.gatewayKey, [e]);
     expect(again.json.results[0]).toMatchObject({
       status: "duplicate",
       usage_id: first.json.results[0].usage_id,
       cost_nano_usd: "7500000",
     });
     // The same key for another event is a client bug, never silently answered with the first one.
-    const reused = await report(org.gatewayKey, [{ ...e, quantities: { input_tokens: 999999 } }]);
+    const reused = await report(app, org.gatewayKey, [{ ...e, quantities: { input_tokens: 999999 } }]);
     expect(reused.status).toBe(200);
     expect(reused.json.results[0]).toMatchObject({
       status: "rejected",
       error: { code: "idempotency_key_reused", param: "idempotency_key" },
     });
-    const inOneBatch = await report(org.gatewayKey, [
+    const inOneBatch = await report(app, org.gatewayKey, [
       event(org.id, { idempotency_key: "twice" }),
       event(org.id, { idempotency_key: "twice" }),
     ]);
     expect(inOneBatch.json.results.map((r: { status: string }) => r.status)).toEqual(["recorded", "duplicate"]);
-    const balance = (await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json;
+    const balance = (await app.call("GET", "/v1/billing/balance", { key: org.orgKey })).json;
     expect(balance.balance_nano_usd).toBe(String(1_000_000_000 - 2 * 7_500_000));
   });
 
-  it("exactly once: the same event sent concurrently from several replicas debits once", async () => {
-    const org = await t.createOrg();
-    await t.grant(org.id, "1");
+  it("exactly once: the same event sent concurrently from several replicas debits once", async ({ app, db }) => {
+    const org = await app.createOrg();
+    await app.grant(org.id, "1");
     const replicas = [0, 1, 2, 3].map(() => {
       const sql = createSql(db.url, { max: 3 });
       return {
         sql,
         app: createApp({
           sql,
-          config: t.config,
+          config: app.config,
           clock: () => NOW,
           logger: pino({ level: "silent" }),
           metering: new Metering(sql),
@@ -117,13 +112,13 @@ describe("POST /v1/billing/usage and GET /v1/billing/usage", () => {
     const [row] =
       await db.sql`select count(*)::int as n, sum(cost)::text as cost from usage_events where org_id = ${org.id}`;
     expect(row).toEqual({ n: 1, cost: "7500000" });
-    expect((await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json.balance_nano_usd).toBe("992500000");
+    expect((await app.call("GET", "/v1/billing/balance", { key: org.orgKey })).json.balance_nano_usd).toBe("992500000");
   });
 
-  it("one bad event does not sink the others; each gets its own result in order", async () => {
-    const org = await t.createOrg();
-    await t.grant(org.id, "1");
-    const res = await report(org.gatewayKey, [
+  it("one bad event does not sink the others; each gets its own result in order", async ({ app }) => {
+    const org = await app.createOrg();
+    await app.grant(org.id, "1");
+    const res = await report(app, org.gatewayKey, [
       event(org.id),
       { nonsense: true },
       event(org.id, { product: "teleport" }),
@@ -149,28 +144,28 @@ describe("POST /v1/billing/usage and GET /v1/billing/usage", () => {
     expect(res.json).toMatchObject({ recorded: 2, rejected: 6 });
   });
 
-  it("charges a cost above the hold; the balance may go negative by the overrun", async () => {
-    const org = await t.createOrg();
-    await t.grant(org.id, "0.01");
-    const hold = await t.call("POST", "/v1/billing/authorize", {
+  it("charges a cost above the hold; the balance may go negative by the overrun", async ({ app }) => {
+    const org = await app.createOrg();
+    await app.grant(org.id, "0.01");
+    const hold = await app.call("POST", "/v1/billing/authorize", {
       key: org.gatewayKey,
       body: { org_id: org.id, product: "llm", model: "zen-pro", estimate: { input_tokens: 4000 } }, // $0.01
     });
     expect(hold.status).toBe(201);
-    const res = await report(org.gatewayKey, [
+    const res = await report(app, org.gatewayKey, [
       event(org.id, { hold_id: hold.json.hold_id, quantities: { input_tokens: 4000, output_tokens: 1000 } }),
     ]);
     expect(res.json.results[0].cost_nano_usd).toBe("20000000"); // $0.02
-    const balance = (await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json;
+    const balance = (await app.call("GET", "/v1/billing/balance", { key: org.orgKey })).json;
     expect(balance).toMatchObject({ balance_nano_usd: "-10000000", held_nano_usd: "0" });
-    const next = await t.call("POST", "/v1/billing/authorize", {
+    const next = await app.call("POST", "/v1/billing/authorize", {
       key: org.gatewayKey,
       body: { org_id: org.id, product: "api", estimate: { requests: 1 } },
     });
     expect(next.status).toBe(402);
   });
 
-  it("prices each event by the catalog version in force at its own timestamp", async () => {
+  it("prices each event by the catalog version in force at its own timestamp", async ({ db }) => {
     const file = await readCatalogFile();
     const v1 = file.versions[0]!;
     const v2 = structuredClone(v1);
@@ -206,9 +201,9 @@ describe("POST /v1/billing/usage and GET /v1/billing/usage", () => {
     await expect(db.sql`update catalog_rates set rate = 0 where version = '2026-01-01'`).rejects.toThrow(/immutable/);
   });
 
-  it("the usage report matches the ledger to the nano-USD, by product and model", async () => {
-    const org = await t.createOrg();
-    await t.grant(org.id, "100");
+  it("the usage report matches the ledger to the nano-USD, by product and model", async ({ app, db }) => {
+    const org = await app.createOrg();
+    await app.grant(org.id, "100");
     const events = [
       event(org.id, { quantities: { input_tokens: 333, output_tokens: 777 } }),
       event(org.id, { model: "zen-mini", quantities: { input_tokens: 12345, output_tokens: 1 } }),
@@ -217,36 +212,36 @@ describe("POST /v1/billing/usage and GET /v1/billing/usage", () => {
       event(org.id, { product: "functions", model: undefined, quantities: { compute_seconds: 3 } }),
       event(org.id, { timestamp: "2026-10-31T23:59:59Z" }), // previous period
     ];
-    expect((await report(org.gatewayKey, events)).json.recorded).toBe(6);
-    const current = (await t.call("GET", "/v1/billing/usage?period=current", { key: org.orgKey })).json;
+    expect((await report(app, org.gatewayKey, events)).json.recorded).toBe(6);
+    const current = (await app.call("GET", "/v1/billing/usage?period=current", { key: org.orgKey })).json;
     expect(current.period).toMatchObject({ label: "2026-11", start: "2026-11-01T00:00:00.000Z" });
     expect(current.products.map((p: { product: string }) => p.product)).toEqual(["api", "functions", "llm", "storage"]);
     const llm = current.products.find((p: { product: string }) => p.product === "llm");
     expect(llm.models.map((m: { model: string }) => m.model)).toEqual(["zen-mini", "zen-pro"]);
     expect(llm.quantities).toEqual({ input_tokens: String(333 + 12345), output_tokens: String(777 + 1) });
-    const previous = (await t.call("GET", "/v1/billing/usage?period=previous", { key: org.orgKey })).json;
+    const previous = (await app.call("GET", "/v1/billing/usage?period=previous", { key: org.orgKey })).json;
     expect(previous.total_nano_usd).toBe("7500000");
-    expect((await t.call("GET", "/v1/billing/usage?period=2026-10", { key: org.orgKey })).json.total_nano_usd).toBe(
+    expect((await app.call("GET", "/v1/billing/usage?period=2026-10", { key: org.orgKey })).json.total_nano_usd).toBe(
       "7500000",
     );
     const [ledger] = await db.sql`
       select (-sum(e.amount))::text as spent from ledger_entries e join ledger_transactions x on x.id = e.transaction_id
       where x.org_id = ${org.id} and x.kind = 'usage' and e.account_id = ${`org:${org.id}:credits`}`;
     expect(BigInt(current.total_nano_usd) + BigInt(previous.total_nano_usd)).toBe(BigInt(ledger!.spent));
-    expect((await t.call("GET", "/v1/billing/usage?period=2026-13", { key: org.orgKey })).status).toBe(400);
+    expect((await app.call("GET", "/v1/billing/usage?period=2026-13", { key: org.orgKey })).status).toBe(400);
   });
 
-  it("the sweeper releases expired holds exactly once", async () => {
-    const org = await t.createOrg();
-    await t.grant(org.id, "1");
-    await t.call("POST", "/v1/billing/authorize", {
+  it("the sweeper releases expired holds exactly once", async ({ app, db }) => {
+    const org = await app.createOrg();
+    await app.grant(org.id, "1");
+    await app.call("POST", "/v1/billing/authorize", {
       key: org.gatewayKey,
       body: { org_id: org.id, product: "api", estimate: { requests: 100 }, ttl_seconds: 30 },
     });
     const later = new Date(NOW.getTime() + 31_000);
     const [a, b] = await Promise.all([releaseExpiredHolds(db.sql, later), releaseExpiredHolds(db.sql, later)]);
     expect(a + b).toBeGreaterThanOrEqual(1);
-    expect((await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json).toMatchObject({
+    expect((await app.call("GET", "/v1/billing/balance", { key: org.orgKey })).json).toMatchObject({
       held_nano_usd: "0",
       balance_nano_usd: "1000000000",
       credits_nano_usd: "1000000000",
@@ -254,10 +249,10 @@ describe("POST /v1/billing/usage and GET /v1/billing/usage", () => {
     await expectLedgerConsistent(db.sql);
   });
 
-  it("a NUL byte or an absurd quantity fails only its own event, never the batch (nor a 500)", async () => {
-    const org = await t.createOrg();
-    await t.grant(org.id, "1");
-    const res = await report(org.gatewayKey, [
+  it("a NUL byte or an absurd quantity fails only its own event, never the batch (nor a 500)", async ({ app }) => {
+    const org = await app.createOrg();
+    await app.grant(org.id, "1");
+    const res = await report(app, org.gatewayKey, [
       event(org.id),
       event(org.id, { idempotency_key: "bad\u0000key" }),
       event(org.id, { model: "zen\u0000pro" }),
@@ -275,12 +270,12 @@ describe("POST /v1/billing/usage and GET /v1/billing/usage", () => {
       "recorded",
     ]);
     expect(res.json.results[4].error.message).toContain("1000000 USD");
-    const auth = await t.call("POST", "/v1/billing/authorize", {
+    const auth = await app.call("POST", "/v1/billing/authorize", {
       key: org.gatewayKey,
       body: { org_id: "org\u0000x", product: "api", estimate: { requests: 1 } },
     });
     expect(auth.status).toBe(400);
-    const named = await t.call("POST", "/v1/admin/orgs", { key: TEST_ADMIN_KEY, body: { name: "Null\u0000Co" } });
+    const named = await app.call("POST", "/v1/admin/orgs", { key: TEST_ADMIN_KEY, body: { name: "Null\u0000Co" } });
     expect(named.status).toBe(400);
     expect(named.json.error.code).toBe("invalid_request");
   });

@@ -1,0 +1,121 @@
+/**
+ * Vitest fixtures for the resources most test files need: a migrated database, the in-process app,
+ * a Redis prefix, a chain with our contracts and the deposit stack on it.
+ *
+ * The expensive ones are file-scoped: set up for the first test of a file that names them, shared by
+ * the file's other tests and torn down after its last one (one database, one anvil per file, as the
+ * isolation rules ask). A test names what it needs: `it("…", async ({ app }) => …)`.
+ *
+ * Options are fixtures too; a file overrides them once, before its tests, with
+ * `it.scoped({ dbOptions: { max: 10 }, appOptions: { clock } })`. File-scoped fixtures are built
+ * once per file, so every describe of a file shares the options the first user saw.
+ *
+ * A file-scoped fixture is set up inside the timeout of the hook or test that first needs it. The
+ * slow ones (anvil with contracts, Ponder) are therefore warmed in a hook with room to start:
+ * `beforeEach<ChainContext>(async ({ stack }) => void stack, SETUP_TIMEOUT_MS)` (only the first run
+ * does work). Vitest's hooks take the context's type as a parameter: `beforeEach<AppContext>(…)`.
+ *
+ * `it.each` does not hand fixtures to its callback; a case table that needs them uses `it.for`,
+ * whose callback receives `(case, context)`.
+ */
+import { test } from "vitest";
+import type { Config } from "../../src/config.js";
+import { createTestApp, type TestApp } from "./app.js";
+import { startTestChain, type TestChain } from "./chain-stack.js";
+import { createTestDatabase, type TestDatabase } from "./database.js";
+import { depositStack } from "./deposit-stack.js";
+import { clearRedisPrefix, createTestRedis, uniqueRedisPrefix } from "./redis.js";
+
+/** Time for a file's slow fixtures (anvil and contracts, Ponder) to start, on a loaded machine too. */
+export const SETUP_TIMEOUT_MS = 120_000;
+
+export type DatabaseOptions = Parameters<typeof createTestDatabase>[0];
+export type AppOptions = Omit<Parameters<typeof createTestApp>[0], "sql">;
+export type ChainOptions = Parameters<typeof startTestChain>[0];
+export type DepositStack = ReturnType<typeof depositStack>;
+export type TestRedis = { connection: ReturnType<typeof createTestRedis>; prefix: string };
+
+export type DbContext = { dbOptions: DatabaseOptions; db: TestDatabase };
+export type RedisContext = { redisLabel: string; redis: TestRedis };
+export type AppContext = DbContext & { appOptions: AppOptions; app: TestApp };
+export type ChainContext = DbContext & {
+  chainOptions: ChainOptions;
+  chain: TestChain;
+  stackConfig: Partial<Record<keyof Config, string>>;
+  stack: DepositStack;
+};
+
+/** `db`: a fresh database cloned from the run's migrated template, for this file. */
+export const dbTest = test.extend<DbContext>({
+  dbOptions: {},
+  db: [
+    async ({ dbOptions }, use) => {
+      const db = await createTestDatabase(dbOptions);
+      try {
+        await use(db);
+      } finally {
+        await db.drop();
+      }
+    },
+    { scope: "file" },
+  ],
+});
+
+/**
+ * `redis`: a connection and a key prefix no other file uses; the prefix's keys are deleted after
+ * the file. BullMQ puts queue keys under `{prefix}`, which the cleanup covers.
+ */
+export const redisTest = test.extend<RedisContext>({
+  redisLabel: "t",
+  redis: [
+    async ({ redisLabel }, use) => {
+      const connection = createTestRedis();
+      const prefix = uniqueRedisPrefix(redisLabel);
+      try {
+        await use({ connection, prefix });
+      } finally {
+        await clearRedisPrefix(connection, `{${prefix}}`);
+        await clearRedisPrefix(connection, prefix);
+        connection.disconnect();
+      }
+    },
+    { scope: "file" },
+  ],
+});
+
+/** `app`: the real app in process on the file's database, with `call`, `createOrg` and `grant`. */
+export const appTest = dbTest.extend<Omit<AppContext, keyof DbContext>>({
+  appOptions: {},
+  app: [async ({ db, appOptions }, use) => use(createTestApp({ sql: db.sql, ...appOptions })), { scope: "file" }],
+});
+
+/**
+ * `chain`: an anvil with HUSD and the deposit factory deployed; `stack`: the API and workers
+ * (in process, real BullMQ) wired to it and to the file's database. Workers start when a test asks.
+ */
+export const chainTest = dbTest.extend<Omit<ChainContext, keyof DbContext>>({
+  chainOptions: {},
+  chain: [
+    async ({ chainOptions }, use) => {
+      const chain = await startTestChain(chainOptions);
+      try {
+        await use(chain);
+      } finally {
+        await chain.stop();
+      }
+    },
+    { scope: "file" },
+  ],
+  stackConfig: {},
+  stack: [
+    async ({ db, chain, stackConfig }, use) => {
+      const stack = depositStack(db, chain, stackConfig);
+      try {
+        await use(stack);
+      } finally {
+        await stack.close();
+      }
+    },
+    { scope: "file" },
+  ],
+});
