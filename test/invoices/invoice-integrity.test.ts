@@ -1,26 +1,20 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect } from "vitest";
 import { Catalog, loadCatalog, readCatalogFile } from "../../src/billing/catalog.js";
 import { closeCycle, closeDueCycles } from "../../src/billing/invoices.js";
 import { Metering } from "../../src/billing/metering.js";
 import { cycleStartingIn } from "../../src/billing/periods.js";
 import type { UsageResult } from "../../src/billing/usage.js";
-import { createTestApp, manualClock, TEST_ADMIN_KEY, type TestApp } from "../support/app.js";
-import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { manualClock, TEST_ADMIN_KEY, type TestApp } from "../support/app.js";
+import { appTest as it } from "../support/fixtures.js";
 
 /** Issue 11, item 5: nothing in the catalog, the numbering or the arithmetic stops invoicing, and a close never stalls metering. */
 describe("invoicing never halts", () => {
-  let db: TestDatabase;
-  let t: TestApp;
   const clock = manualClock(new Date("2026-10-05T10:00:00Z"));
-  beforeAll(async () => {
-    db = await createTestDatabase({ max: 10 });
-    t = createTestApp({ sql: db.sql, clock });
-  });
-  afterAll(() => db.drop());
+  it.scoped({ dbOptions: { max: 10 }, appOptions: { clock } });
 
   let n = 0;
-  const usage = (org: { id: string; gatewayKey: string }, events: Record<string, unknown>[]) =>
-    t.call("POST", "/v1/billing/usage", {
+  const usage = (app: TestApp, org: { id: string; gatewayKey: string }, events: Record<string, unknown>[]) =>
+    app.call("POST", "/v1/billing/usage", {
       key: org.gatewayKey,
       body: {
         events: events.map((e) => ({
@@ -34,15 +28,18 @@ describe("invoicing never halts", () => {
         })),
       },
     });
-  const close = (orgId: string) =>
-    t.call("POST", "/v1/admin/cycles/close", { key: TEST_ADMIN_KEY, body: { org_id: orgId } });
-  const invoices = async (org: { orgKey: string }) =>
-    (await t.call("GET", "/v1/billing/invoices", { key: org.orgKey })).json.data;
-  const detail = async (org: { orgKey: string }, id: string) =>
-    (await t.call("GET", `/v1/billing/invoices/${id}`, { key: org.orgKey })).json;
+  const close = (app: TestApp, orgId: string) =>
+    app.call("POST", "/v1/admin/cycles/close", { key: TEST_ADMIN_KEY, body: { org_id: orgId } });
+  const invoices = async (app: TestApp, org: { orgKey: string }) =>
+    (await app.call("GET", "/v1/billing/invoices", { key: org.orgKey })).json.data;
+  const detail = async (app: TestApp, org: { orgKey: string }, id: string) =>
+    (await app.call("GET", `/v1/billing/invoices/${id}`, { key: org.orgKey })).json;
   const numberOf = (s: string) => Number(s.replace(/^INV-/, ""));
 
-  it("a catalog version that drops a plan still in use keeps charging it as last listed; nobody new can take it", async () => {
+  it("a catalog version that drops a plan still in use keeps charging it as last listed; nobody new can take it", async ({
+    app,
+    db,
+  }) => {
     const base = (await readCatalogFile()).versions.at(-1)!;
     await loadCatalog(db.sql, {
       versions: [
@@ -55,20 +52,24 @@ describe("invoicing never halts", () => {
       ],
     });
     clock.set(new Date("2027-02-10T00:00:00Z"));
-    const org = await t.createOrg("Grandfathered Co");
+    const org = await app.createOrg("Grandfathered Co");
     expect(
-      (await t.call("PUT", `/v1/admin/orgs/${org.id}/subscription`, { key: TEST_ADMIN_KEY, body: { plan_id: "pro" } }))
-        .status,
+      (
+        await app.call("PUT", `/v1/admin/orgs/${org.id}/subscription`, {
+          key: TEST_ADMIN_KEY,
+          body: { plan_id: "pro" },
+        })
+      ).status,
     ).toBe(200);
 
     // February closes into March, whose version no longer lists Pro: March's included credits still come.
     clock.set(new Date("2027-03-01T00:00:05Z"));
-    expect((await close(org.id)).json).toMatchObject({ invoices_created: 1 });
+    expect((await close(app, org.id)).json).toMatchObject({ invoices_created: 1 });
     clock.set(new Date("2027-04-01T00:00:05Z"));
-    expect((await close(org.id)).json).toMatchObject({ invoices_created: 1 });
-    const [march, february] = await invoices(org);
+    expect((await close(app, org.id)).json).toMatchObject({ invoices_created: 1 });
+    const [march, february] = await invoices(app, org);
     for (const inv of [march, february]) {
-      expect((await detail(org, inv.id)).lines).toEqual([
+      expect((await detail(app, org, inv.id)).lines).toEqual([
         expect.objectContaining({ kind: "subscription", description: "Pro plan", amount_nano_usd: "20000000000" }),
       ]);
     }
@@ -82,8 +83,8 @@ describe("invoicing never halts", () => {
       ["2027-05-01", 20_000_000_000n],
     ]);
 
-    const newcomer = await t.createOrg("Latecomer Co");
-    const refused = await t.call("PUT", `/v1/admin/orgs/${newcomer.id}/subscription`, {
+    const newcomer = await app.createOrg("Latecomer Co");
+    const refused = await app.call("PUT", `/v1/admin/orgs/${newcomer.id}/subscription`, {
       key: TEST_ADMIN_KEY,
       body: { plan_id: "pro" },
     });
@@ -91,10 +92,10 @@ describe("invoicing never halts", () => {
     expect(refused.json.error.message).toContain('unknown plan "pro"');
   });
 
-  it("a close that rolls back burns no invoice number: numbers stay gap-free", async () => {
+  it("a close that rolls back burns no invoice number: numbers stay gap-free", async ({ app, db }) => {
     clock.set(new Date("2026-10-05T10:00:00Z"));
-    const x = await t.createOrg("Rolled Back Co");
-    const y = await t.createOrg("Next Co");
+    const x = await app.createOrg("Rolled Back Co");
+    const y = await app.createOrg("Next Co");
     const catalog = new Catalog(db.sql);
     await catalog.refresh();
     const october = cycleStartingIn(2026, 10);
@@ -122,10 +123,10 @@ describe("invoicing never halts", () => {
     expect(all.map((i) => numberOf(i.number))).toEqual(all.map((_, i) => i + 1));
   });
 
-  it("one organization's failing close never stops the others' invoicing", async () => {
+  it("one organization's failing close never stops the others' invoicing", async ({ app, db }) => {
     clock.set(new Date("2026-10-05T10:00:00Z"));
-    const broken = await t.createOrg("Broken Co");
-    const fine = await t.createOrg("Fine Co");
+    const broken = await app.createOrg("Broken Co");
+    const fine = await app.createOrg("Fine Co");
     const catalog = new Catalog(db.sql);
     await db.sql.unsafe(`
       create function test_refuse_issue() returns trigger language plpgsql as $$
@@ -140,27 +141,27 @@ describe("invoicing never halts", () => {
     } finally {
       await db.sql.unsafe("drop trigger test_refuse_issue on invoices; drop function test_refuse_issue()");
     }
-    expect(await invoices(fine)).toHaveLength(1);
-    expect(await invoices(broken)).toHaveLength(0);
+    expect(await invoices(app, fine)).toHaveLength(1);
+    expect(await invoices(app, broken)).toHaveLength(0);
     // The next run closes it.
     await closeDueCycles(db.sql, catalog, new Date("2026-11-01T00:01:05Z"), { orgId: broken.id });
-    expect(await invoices(broken)).toHaveLength(1);
+    expect(await invoices(app, broken)).toHaveLength(1);
   });
 
-  it("credits_applied is never negative, even when a credit exceeds the cycle's charges", async () => {
+  it("credits_applied is never negative, even when a credit exceeds the cycle's charges", async ({ app, db }) => {
     clock.set(new Date("2026-10-05T10:00:00Z"));
-    const org = await t.createOrg("Credited Co");
-    await t.grant(org.id, "5");
-    await usage(org, [{}]); // $0.0075
+    const org = await app.createOrg("Credited Co");
+    await app.grant(org.id, "5");
+    await usage(app, org, [{}]); // $0.0075
     const credit = {
       key: TEST_ADMIN_KEY,
       headers: { "idempotency-key": "big-credit" },
       body: { amount: "-1.00", description: "Goodwill credit" },
     };
-    expect((await t.call("POST", `/v1/admin/orgs/${org.id}/adjustments`, credit)).status).toBe(201);
+    expect((await app.call("POST", `/v1/admin/orgs/${org.id}/adjustments`, credit)).status).toBe(201);
     clock.set(new Date("2026-11-01T00:00:05Z"));
-    await close(org.id);
-    const [inv] = await invoices(org);
+    await close(app, org.id);
+    const [inv] = await invoices(app, org);
     // The $1.00 credit went to the balance; nothing of the invoice was paid by credits on balance.
     expect(inv).toMatchObject({
       subtotal_nano_usd: "-992500000",
@@ -168,7 +169,9 @@ describe("invoicing never halts", () => {
       amount_due_nano_usd: "0",
       status: "paid",
     });
-    expect((await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json.balance_nano_usd).toBe("5992500000");
+    expect((await app.call("GET", "/v1/billing/balance", { key: org.orgKey })).json.balance_nano_usd).toBe(
+      "5992500000",
+    );
 
     await expect(
       db.sql`insert into invoices (id, number, org_id, period_start, period_end, status, credits_applied, created_at)
@@ -178,12 +181,12 @@ describe("invoicing never halts", () => {
 
   it("a close does not hold the org's lock while it reads the usage history: a batch of another org in the same lane goes through meanwhile", {
     timeout: 120_000,
-  }, async () => {
+  }, async ({ app, db }) => {
     clock.set(new Date("2026-10-05T10:00:00Z"));
-    const a = await t.createOrg("Long History Co");
-    const b = await t.createOrg("Neighbour Co");
-    await t.grant(a.id, "10");
-    await t.grant(b.id, "10");
+    const a = await app.createOrg("Long History Co");
+    const b = await app.createOrg("Neighbour Co");
+    await app.grant(a.id, "10");
+    await app.grant(b.id, "10");
     // A month of A's usage, enough that reading it takes a while. Written free (cost 0, no
     // ledger movement) to keep the setup fast; the close reads it like any other usage.
     const history = 80_000;
@@ -243,13 +246,16 @@ describe("invoicing never halts", () => {
     expect(next.invoice.lines).toEqual([]);
   });
 
-  it("a close whose earlier cycle was invoiced after its unlocked read reads again under the lock: nothing is invoiced twice", async () => {
+  it("a close whose earlier cycle was invoiced after its unlocked read reads again under the lock: nothing is invoiced twice", async ({
+    app,
+    db,
+  }) => {
     clock.set(new Date("2026-10-05T10:00:00Z"));
-    const org = await t.createOrg("Two Closers Co");
-    await t.grant(org.id, "5");
-    await usage(org, [{}]);
+    const org = await app.createOrg("Two Closers Co");
+    await app.grant(org.id, "5");
+    await usage(app, org, [{}]);
     clock.set(new Date("2026-11-05T10:00:00Z"));
-    await usage(org, [{ model: "zen-mini" }]);
+    await usage(app, org, [{ model: "zen-mini" }]);
     const catalog = new Catalog(db.sql);
     await catalog.refresh();
     const now = new Date("2026-12-01T00:00:05Z");

@@ -1,24 +1,18 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect } from "vitest";
 import { Catalog } from "../../src/billing/catalog.js";
 import { closeCycle, closeDueCycles } from "../../src/billing/invoices.js";
 import { cycleStartingIn } from "../../src/billing/periods.js";
-import { createTestApp, manualClock, TEST_ADMIN_KEY, type TestApp } from "../support/app.js";
-import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { manualClock, TEST_ADMIN_KEY, type TestApp } from "../support/app.js";
+import { appTest as it } from "../support/fixtures.js";
 import { expectLedgerConsistent } from "../support/ledger.js";
 
 describe("invoices and billing cycles", () => {
-  let db: TestDatabase;
-  let t: TestApp;
   const clock = manualClock(new Date("2026-10-05T10:00:00Z"));
-  beforeAll(async () => {
-    db = await createTestDatabase({ max: 10 });
-    t = createTestApp({ sql: db.sql, clock });
-  });
-  afterAll(() => db.drop());
+  it.scoped({ dbOptions: { max: 10 }, appOptions: { clock } });
 
   let n = 0;
-  const usage = (org: { id: string; gatewayKey: string }, events: Record<string, unknown>[]) =>
-    t.call("POST", "/v1/billing/usage", {
+  const usage = (app: TestApp, org: { id: string; gatewayKey: string }, events: Record<string, unknown>[]) =>
+    app.call("POST", "/v1/billing/usage", {
       key: org.gatewayKey,
       body: {
         events: events.map((e) => ({
@@ -32,30 +26,37 @@ describe("invoices and billing cycles", () => {
         })),
       },
     });
-  const closeAll = (orgId?: string) =>
-    t.call("POST", "/v1/admin/cycles/close", { key: TEST_ADMIN_KEY, body: orgId ? { org_id: orgId } : {} });
+  const closeAll = (app: TestApp, orgId?: string) =>
+    app.call("POST", "/v1/admin/cycles/close", { key: TEST_ADMIN_KEY, body: orgId ? { org_id: orgId } : {} });
 
-  it("rolls a cycle's usage and subscription into one itemized invoice whose totals equal its lines and the ledger", async () => {
+  it("rolls a cycle's usage and subscription into one itemized invoice whose totals equal its lines and the ledger", async ({
+    app,
+    db,
+  }) => {
     clock.set(new Date("2026-10-05T10:00:00Z"));
-    const org = await t.createOrg("Invoiced Co");
-    await t.grant(org.id, "100");
+    const org = await app.createOrg("Invoiced Co");
+    await app.grant(org.id, "100");
     expect(
-      (await t.call("PUT", `/v1/admin/orgs/${org.id}/subscription`, { key: TEST_ADMIN_KEY, body: { plan_id: "pro" } }))
-        .status,
+      (
+        await app.call("PUT", `/v1/admin/orgs/${org.id}/subscription`, {
+          key: TEST_ADMIN_KEY,
+          body: { plan_id: "pro" },
+        })
+      ).status,
     ).toBe(200);
-    await usage(org, [
+    await usage(app, org, [
       {},
       {},
       { model: "zen-mini", quantities: { input_tokens: 1_000_000 } },
       { product: "api", model: undefined, quantities: { requests: 10 } },
     ]);
     clock.set(new Date("2026-11-01T00:00:05Z"));
-    const closed = await closeAll(org.id);
+    const closed = await closeAll(app, org.id);
     expect(closed.json).toMatchObject({ invoices_created: 1 });
 
-    const list = await t.call("GET", "/v1/billing/invoices", { key: org.orgKey });
+    const list = await app.call("GET", "/v1/billing/invoices", { key: org.orgKey });
     expect(list.json.data).toHaveLength(1);
-    const invoice = (await t.call("GET", `/v1/billing/invoices/${list.json.data[0].id}`, { key: org.orgKey })).json;
+    const invoice = (await app.call("GET", `/v1/billing/invoices/${list.json.data[0].id}`, { key: org.orgKey })).json;
     expect(invoice.number).toMatch(/^INV-\d{6}$/);
     expect(invoice.period).toEqual({ start: "2026-10-01T00:00:00.000Z", end: "2026-11-01T00:00:00.000Z" });
     expect(
@@ -89,27 +90,27 @@ describe("invoices and billing cycles", () => {
     await expectLedgerConsistent(db.sql);
   });
 
-  it("leaves what credits cannot cover as amount due, and an open invoice", async () => {
+  it("leaves what credits cannot cover as amount due, and an open invoice", async ({ app }) => {
     clock.set(new Date("2026-10-05T10:00:00Z"));
-    const org = await t.createOrg("Short Co");
-    await t.call("PUT", `/v1/admin/orgs/${org.id}/subscription`, { key: TEST_ADMIN_KEY, body: { plan_id: "team" } }); // $200, includes $250 credits
-    await usage(org, [{ product: "functions", model: undefined, quantities: { compute_seconds: 1_000_000 } }]); // $20 from the included credits
+    const org = await app.createOrg("Short Co");
+    await app.call("PUT", `/v1/admin/orgs/${org.id}/subscription`, { key: TEST_ADMIN_KEY, body: { plan_id: "team" } }); // $200, includes $250 credits
+    await usage(app, org, [{ product: "functions", model: undefined, quantities: { compute_seconds: 1_000_000 } }]); // $20 from the included credits
     clock.set(new Date("2026-11-01T00:00:05Z"));
-    await closeAll(org.id);
-    const [inv] = (await t.call("GET", "/v1/billing/invoices", { key: org.orgKey })).json.data;
+    await closeAll(app, org.id);
+    const [inv] = (await app.call("GET", "/v1/billing/invoices", { key: org.orgKey })).json.data;
     // Included credits expire with the cycle: $250 - $20 usage = $230 were left, but they expired at 11-01 00:00.
     expect(inv).toMatchObject({ status: "open", subtotal: 220, credits_applied: 20, amount_due: 200 });
-    const paid = await t.call("POST", `/v1/admin/invoices/${inv.id}/pay`, { key: TEST_ADMIN_KEY });
+    const paid = await app.call("POST", `/v1/admin/invoices/${inv.id}/pay`, { key: TEST_ADMIN_KEY });
     expect(paid.json.status).toBe("paid");
-    const again = await t.call("POST", `/v1/admin/invoices/${inv.id}/void`, { key: TEST_ADMIN_KEY });
+    const again = await app.call("POST", `/v1/admin/invoices/${inv.id}/void`, { key: TEST_ADMIN_KEY });
     expect(again.status).toBe(409);
   });
 
-  it("closing twice, or many closers racing, yields one invoice", async () => {
+  it("closing twice, or many closers racing, yields one invoice", async ({ app, db }) => {
     clock.set(new Date("2026-10-05T10:00:00Z"));
-    const org = await t.createOrg("Race Co");
-    await t.grant(org.id, "5");
-    await usage(org, [{}]);
+    const org = await app.createOrg("Race Co");
+    await app.grant(org.id, "5");
+    await usage(app, org, [{}]);
     clock.set(new Date("2026-11-01T00:00:05Z"));
     const catalog = new Catalog(db.sql);
     await catalog.refresh();
@@ -119,13 +120,13 @@ describe("invoices and billing cycles", () => {
     );
     expect(results.filter((r) => r.created)).toHaveLength(1);
     expect(new Set(results.map((r) => r.invoice.id)).size).toBe(1);
-    await closeAll(org.id);
+    await closeAll(app, org.id);
     await closeDueCycles(db.sql, catalog, clock(), { orgId: org.id });
     const rows = await db.sql`select count(*)::int as n from invoices where org_id = ${org.id}`;
     expect(rows[0]!.n).toBe(1);
   });
 
-  it("issued invoices and their lines are immutable in PostgreSQL itself", async () => {
+  it("issued invoices and their lines are immutable in PostgreSQL itself", async ({ db }) => {
     const [inv] = await db.sql`select id, number from invoices where status in ('paid', 'open') limit 1`;
     await expect(db.sql`update invoices set amount_due = 1 where id = ${inv!.id}`).rejects.toThrow(
       /immutable|cannot become/,
@@ -144,24 +145,29 @@ describe("invoices and billing cycles", () => {
     await expect(db.sql`update invoices set status = 'draft' where id = ${inv!.id}`).rejects.toThrow(/cannot become/);
   });
 
-  it("usage that arrives after its cycle closed lands on the next invoice as late usage; the issued one never changes", async () => {
+  it("usage that arrives after its cycle closed lands on the next invoice as late usage; the issued one never changes", async ({
+    app,
+  }) => {
     clock.set(new Date("2026-10-05T10:00:00Z"));
-    const org = await t.createOrg("Late Co");
-    await t.grant(org.id, "5");
-    await usage(org, [{}]);
+    const org = await app.createOrg("Late Co");
+    await app.grant(org.id, "5");
+    await usage(app, org, [{}]);
     clock.set(new Date("2026-11-01T00:00:05Z"));
-    await closeAll(org.id);
-    const [october] = (await t.call("GET", "/v1/billing/invoices", { key: org.orgKey })).json.data;
-    const before = (await t.call("GET", `/v1/billing/invoices/${october.id}`, { key: org.orgKey })).json;
+    await closeAll(app, org.id);
+    const [october] = (await app.call("GET", "/v1/billing/invoices", { key: org.orgKey })).json.data;
+    const before = (await app.call("GET", `/v1/billing/invoices/${october.id}`, { key: org.orgKey })).json;
 
     clock.set(new Date("2026-11-01T00:10:00Z"));
-    await usage(org, [{ timestamp: "2026-10-31T23:59:00Z" }, { timestamp: "2026-11-01T00:05:00Z", model: "zen-mini" }]);
-    expect((await t.call("GET", `/v1/billing/invoices/${october.id}`, { key: org.orgKey })).json).toEqual(before);
+    await usage(app, org, [
+      { timestamp: "2026-10-31T23:59:00Z" },
+      { timestamp: "2026-11-01T00:05:00Z", model: "zen-mini" },
+    ]);
+    expect((await app.call("GET", `/v1/billing/invoices/${october.id}`, { key: org.orgKey })).json).toEqual(before);
 
     clock.set(new Date("2026-12-01T00:00:05Z"));
-    await closeAll(org.id);
-    const [november] = (await t.call("GET", "/v1/billing/invoices", { key: org.orgKey })).json.data;
-    const detail = (await t.call("GET", `/v1/billing/invoices/${november.id}`, { key: org.orgKey })).json;
+    await closeAll(app, org.id);
+    const [november] = (await app.call("GET", "/v1/billing/invoices", { key: org.orgKey })).json.data;
+    const detail = (await app.call("GET", `/v1/billing/invoices/${november.id}`, { key: org.orgKey })).json;
     expect(
       detail.lines.map((l: { kind: string; model: string; amount_nano_usd: string }) => [
         l.kind,
@@ -174,99 +180,101 @@ describe("invoices and billing cycles", () => {
     ]);
   });
 
-  it("a correction is a line on the next invoice, never an edit", async () => {
+  it("a correction is a line on the next invoice, never an edit", async ({ app }) => {
     clock.set(new Date("2026-10-05T10:00:00Z"));
-    const org = await t.createOrg("Adjusted Co");
-    await t.grant(org.id, "5");
-    await usage(org, [{}]);
+    const org = await app.createOrg("Adjusted Co");
+    await app.grant(org.id, "5");
+    await usage(app, org, [{}]);
     clock.set(new Date("2026-11-01T00:00:05Z"));
-    await closeAll(org.id);
-    const [october] = (await t.call("GET", "/v1/billing/invoices", { key: org.orgKey })).json.data;
+    await closeAll(app, org.id);
+    const [october] = (await app.call("GET", "/v1/billing/invoices", { key: org.orgKey })).json.data;
     const adj = {
       key: TEST_ADMIN_KEY,
       headers: { "idempotency-key": "fix-1" },
       body: { amount: "-0.0075", description: `Credit for ${october.number}`, corrects_invoice_id: october.id },
     };
-    expect((await t.call("POST", `/v1/admin/orgs/${org.id}/adjustments`, adj)).status).toBe(201);
-    expect((await t.call("POST", `/v1/admin/orgs/${org.id}/adjustments`, adj)).json.replayed).toBe(true);
-    const changed = await t.call("POST", `/v1/admin/orgs/${org.id}/adjustments`, {
+    expect((await app.call("POST", `/v1/admin/orgs/${org.id}/adjustments`, adj)).status).toBe(201);
+    expect((await app.call("POST", `/v1/admin/orgs/${org.id}/adjustments`, adj)).json.replayed).toBe(true);
+    const changed = await app.call("POST", `/v1/admin/orgs/${org.id}/adjustments`, {
       ...adj,
       body: { ...adj.body, amount: "-1.00" },
     });
     expect(changed.status).toBe(409);
-    const other = await t.createOrg("Other Co");
-    const foreign = await t.call("POST", `/v1/admin/orgs/${other.id}/adjustments`, {
+    const other = await app.createOrg("Other Co");
+    const foreign = await app.call("POST", `/v1/admin/orgs/${other.id}/adjustments`, {
       ...adj,
       headers: { "idempotency-key": "x" },
     });
     expect(foreign.status).toBe(404); // october belongs to another org
     expect(foreign.json.error.param).toBe("corrects_invoice_id");
-    const missing = await t.call("POST", `/v1/admin/orgs/${org.id}/adjustments`, {
+    const missing = await app.call("POST", `/v1/admin/orgs/${org.id}/adjustments`, {
       ...adj,
       headers: { "idempotency-key": "y" },
       body: { ...adj.body, corrects_invoice_id: "inv_nope" },
     });
     expect(missing.status).toBe(404);
-    const balanceBefore = (await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json.balance_nano_usd;
+    const balanceBefore = (await app.call("GET", "/v1/billing/balance", { key: org.orgKey })).json.balance_nano_usd;
     clock.set(new Date("2026-12-01T00:00:05Z"));
-    await closeAll(org.id);
-    const [november] = (await t.call("GET", "/v1/billing/invoices", { key: org.orgKey })).json.data;
-    const detail = (await t.call("GET", `/v1/billing/invoices/${november.id}`, { key: org.orgKey })).json;
+    await closeAll(app, org.id);
+    const [november] = (await app.call("GET", "/v1/billing/invoices", { key: org.orgKey })).json.data;
+    const detail = (await app.call("GET", `/v1/billing/invoices/${november.id}`, { key: org.orgKey })).json;
     expect(detail.lines).toHaveLength(1);
     expect(detail.lines[0]).toMatchObject({ kind: "adjustment", amount_nano_usd: "-7500000" });
     expect(detail).toMatchObject({ subtotal_nano_usd: "-7500000", amount_due_nano_usd: "0" });
-    const balanceAfter = (await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json.balance_nano_usd;
+    const balanceAfter = (await app.call("GET", "/v1/billing/balance", { key: org.orgKey })).json.balance_nano_usd;
     expect(BigInt(balanceAfter) - BigInt(balanceBefore)).toBe(7_500_000n);
   });
 
-  it("another org's invoice is a 404; pages of invoices follow the cursor", async () => {
+  it("another org's invoice is a 404; pages of invoices follow the cursor", async ({ app }) => {
     clock.set(new Date("2026-07-05T10:00:00Z"));
-    const a = await t.createOrg("Pager A");
-    const b = await t.createOrg("Pager B");
+    const a = await app.createOrg("Pager A");
+    const b = await app.createOrg("Pager B");
     clock.set(new Date("2026-11-02T00:00:00Z"));
-    await closeAll();
-    const pageA = (await t.call("GET", "/v1/billing/invoices?limit=2", { key: a.orgKey })).json;
+    await closeAll(app);
+    const pageA = (await app.call("GET", "/v1/billing/invoices?limit=2", { key: a.orgKey })).json;
     expect(pageA.data.map((i: { period: { start: string } }) => i.period.start.slice(0, 7))).toEqual([
       "2026-10",
       "2026-09",
     ]);
-    const next = (await t.call("GET", `/v1/billing/invoices?limit=2&cursor=${pageA.next_cursor}`, { key: a.orgKey }))
+    const next = (await app.call("GET", `/v1/billing/invoices?limit=2&cursor=${pageA.next_cursor}`, { key: a.orgKey }))
       .json;
     expect(next.data.map((i: { period: { start: string } }) => i.period.start.slice(0, 7))).toEqual([
       "2026-08",
       "2026-07",
     ]);
     expect(next.has_more).toBe(false);
-    const bInvoice = (await t.call("GET", "/v1/billing/invoices", { key: b.orgKey })).json.data[0];
-    const cross = await t.call("GET", `/v1/billing/invoices/${bInvoice.id}`, { key: a.orgKey });
+    const bInvoice = (await app.call("GET", "/v1/billing/invoices", { key: b.orgKey })).json.data[0];
+    const cross = await app.call("GET", `/v1/billing/invoices/${bInvoice.id}`, { key: a.orgKey });
     expect(cross.status).toBe(404);
     expect(cross.json.error.code).toBe("not_found");
   });
 
-  it("ends the running cycle now on request: a prorated invoice, then a short cycle to the next anchor", async () => {
+  it("ends the running cycle now on request: a prorated invoice, then a short cycle to the next anchor", async ({
+    app,
+  }) => {
     clock.set(new Date("2026-11-01T00:00:00Z"));
-    const org = await t.createOrg("Early Co");
-    await t.grant(org.id, "100");
-    await t.call("PUT", `/v1/admin/orgs/${org.id}/subscription`, { key: TEST_ADMIN_KEY, body: { plan_id: "pro" } });
-    await usage(org, [{}]);
+    const org = await app.createOrg("Early Co");
+    await app.grant(org.id, "100");
+    await app.call("PUT", `/v1/admin/orgs/${org.id}/subscription`, { key: TEST_ADMIN_KEY, body: { plan_id: "pro" } });
+    await usage(app, org, [{}]);
     clock.set(new Date("2026-11-16T00:00:00Z")); // half of November's 30 days
-    const res = await t.call("POST", "/v1/admin/cycles/close", {
+    const res = await app.call("POST", "/v1/admin/cycles/close", {
       key: TEST_ADMIN_KEY,
       body: { org_id: org.id, end_current_cycle_now: true },
     });
     expect(res.json.invoices_created).toBe(1);
-    const [first] = (await t.call("GET", "/v1/billing/invoices", { key: org.orgKey })).json.data;
+    const [first] = (await app.call("GET", "/v1/billing/invoices", { key: org.orgKey })).json.data;
     expect(first.period).toEqual({ start: "2026-11-01T00:00:00.000Z", end: "2026-11-16T00:00:00.000Z" });
-    const detail = (await t.call("GET", `/v1/billing/invoices/${first.id}`, { key: org.orgKey })).json;
+    const detail = (await app.call("GET", `/v1/billing/invoices/${first.id}`, { key: org.orgKey })).json;
     expect(detail.lines.find((l: { kind: string }) => l.kind === "subscription").amount_nano_usd).toBe("10000000000"); // $20 x 15/30
 
-    await usage(org, [{}]);
+    await usage(app, org, [{}]);
     clock.set(new Date("2026-12-01T00:00:01Z"));
-    await closeAll(org.id);
-    const [second] = (await t.call("GET", "/v1/billing/invoices", { key: org.orgKey })).json.data;
+    await closeAll(app, org.id);
+    const [second] = (await app.call("GET", "/v1/billing/invoices", { key: org.orgKey })).json.data;
     expect(second.period).toEqual({ start: "2026-11-16T00:00:00.000Z", end: "2026-12-01T00:00:00.000Z" });
     expect(BigInt(second.subtotal_nano_usd)).toBe(7_500_000n + 10_000_000_000n);
-    const bad = await t.call("POST", "/v1/admin/cycles/close", {
+    const bad = await app.call("POST", "/v1/admin/cycles/close", {
       key: TEST_ADMIN_KEY,
       body: { end_current_cycle_now: true },
     });
@@ -274,39 +282,42 @@ describe("invoices and billing cycles", () => {
     expect(bad.json.error.param).toBe("org_id");
   });
 
-  it("a plan change waits for the next cycle: the cycle that got a plan's credits is charged for that plan", async () => {
+  it("a plan change waits for the next cycle: the cycle that got a plan's credits is charged for that plan", async ({
+    app,
+    db,
+  }) => {
     clock.set(new Date("2026-11-02T00:00:00Z"));
-    const org = await t.createOrg("Switcher Co");
-    await t.call("PUT", `/v1/admin/orgs/${org.id}/subscription`, { key: TEST_ADMIN_KEY, body: { plan_id: "team" } });
-    const switched = await t.call("PUT", `/v1/admin/orgs/${org.id}/subscription`, {
+    const org = await app.createOrg("Switcher Co");
+    await app.call("PUT", `/v1/admin/orgs/${org.id}/subscription`, { key: TEST_ADMIN_KEY, body: { plan_id: "team" } });
+    const switched = await app.call("PUT", `/v1/admin/orgs/${org.id}/subscription`, {
       key: TEST_ADMIN_KEY,
       body: { plan_id: "free" },
     });
     expect(switched.json).toMatchObject({ plan_id: "team", pending_plan_id: "free" });
-    await t.call("DELETE", `/v1/admin/orgs/${org.id}/subscription`, { key: TEST_ADMIN_KEY });
-    await t.call("PUT", `/v1/admin/orgs/${org.id}/subscription`, { key: TEST_ADMIN_KEY, body: { plan_id: "free" } });
+    await app.call("DELETE", `/v1/admin/orgs/${org.id}/subscription`, { key: TEST_ADMIN_KEY });
+    await app.call("PUT", `/v1/admin/orgs/${org.id}/subscription`, { key: TEST_ADMIN_KEY, body: { plan_id: "free" } });
     // One month, one grant of included credits: Team's, whatever happened since.
-    expect((await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json.balance).toBe(250);
+    expect((await app.call("GET", "/v1/billing/balance", { key: org.orgKey })).json.balance).toBe(250);
 
     clock.set(new Date("2026-11-20T00:00:00Z"));
-    await t.call("POST", "/v1/admin/cycles/close", {
+    await app.call("POST", "/v1/admin/cycles/close", {
       key: TEST_ADMIN_KEY,
       body: { org_id: org.id, end_current_cycle_now: true },
     });
-    const [early] = (await t.call("GET", "/v1/billing/invoices", { key: org.orgKey })).json.data;
-    const lines = (await t.call("GET", `/v1/billing/invoices/${early.id}`, { key: org.orgKey })).json.lines;
+    const [early] = (await app.call("GET", "/v1/billing/invoices", { key: org.orgKey })).json.data;
+    const lines = (await app.call("GET", `/v1/billing/invoices/${early.id}`, { key: org.orgKey })).json.lines;
     expect(lines[0].description).toContain("Team plan");
     // Ending the cycle early does not grant the same month's credits again.
     const grants = await db.sql`select count(*)::int as n from credit_grants where org_id = ${org.id}`;
     expect(grants[0]!.n).toBe(1);
 
     clock.set(new Date("2026-12-01T00:00:05Z"));
-    await closeAll(org.id);
-    const [latest] = (await t.call("GET", "/v1/billing/invoices", { key: org.orgKey })).json.data;
-    const next = (await t.call("GET", `/v1/billing/invoices/${latest.id}`, { key: org.orgKey })).json.lines;
+    await closeAll(app, org.id);
+    const [latest] = (await app.call("GET", "/v1/billing/invoices", { key: org.orgKey })).json.data;
+    const next = (await app.call("GET", `/v1/billing/invoices/${latest.id}`, { key: org.orgKey })).json.lines;
     expect(next.map((l: { description: string }) => l.description)).toEqual([expect.stringContaining("Free plan")]);
     const sub = (
-      await t.call("PUT", `/v1/admin/orgs/${org.id}/subscription`, { key: TEST_ADMIN_KEY, body: { plan_id: "free" } })
+      await app.call("PUT", `/v1/admin/orgs/${org.id}/subscription`, { key: TEST_ADMIN_KEY, body: { plan_id: "free" } })
     ).json;
     expect(sub).toMatchObject({ plan_id: "free", pending_plan_id: null });
   });
