@@ -1,16 +1,10 @@
 import { readFile } from "node:fs/promises";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { describe, expect } from "vitest";
+import { dbTest as it } from "../support/fixtures.js";
 
 /** 0019_husd_limits: the rows top-ups wrote for transfers to addresses that were no org's go; nothing else. */
 describe("migration 0019_husd_limits", () => {
-  let db: TestDatabase;
-  beforeAll(async () => {
-    db = await createTestDatabase();
-  });
-  afterAll(() => db.drop());
-
-  it("deletes rejected deposits to unknown addresses and keeps every other deposit", async () => {
+  it("deletes rejected deposits to unknown addresses and keeps every other deposit", async ({ db }) => {
     const [org] = await db.sql`insert into organizations (id, name) values ('org_mig19', 'Kept Co') returning id`;
     const row = (id: string, state: string, reason: string | null, orgId: string | null) => ({
       id,

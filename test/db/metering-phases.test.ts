@@ -1,8 +1,9 @@
 import fc from "fast-check";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect } from "vitest";
 import type { TransactionSql } from "../../src/db/client.js";
-import { createTestApp, manualClock, type TestApp } from "../support/app.js";
-import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { manualClock } from "../support/app.js";
+import type { TestDatabase } from "../support/database.js";
+import { appTest } from "../support/fixtures.js";
 
 // Each phase of metering_batch (src/db/functions/metering.sql) called on its own, inside a
 // transaction that is rolled back, against rows the real API wrote.
@@ -32,34 +33,39 @@ async function inRollback<T>(db: TestDatabase, fn: (tx: TransactionSql) => Promi
   return out!;
 }
 
+type Org = { id: string; gatewayKey: string };
+
+/** Two funded organizations and their holds, written by the real API once for the file; each test rolls back. */
+const it = appTest.extend<{ seed: { a: Org; b: Org; holds: Record<string, string> } }>({
+  seed: [
+    async ({ app }, use) => {
+      const [a, b] = [await app.createOrg("a"), await app.createOrg("b")];
+      for (const o of [a, b]) await app.grant(o.id, "1.00");
+      const holds: Record<string, string> = {};
+      const hold = async (o: Org, name: string, ttl: number) => {
+        const res = await app.call("POST", "/v1/billing/authorize", {
+          key: o.gatewayKey,
+          body: { org_id: o.id, product: "api", estimate: { requests: 10 }, ttl_seconds: ttl, idempotency_key: name },
+        });
+        holds[name] = res.json.hold_id;
+      };
+      await hold(a, "a-live", 3600);
+      await hold(a, "a-expired", 30);
+      await hold(a, "a-expired-2", 30);
+      await hold(b, "b-expired", 30);
+      await use({ a, b, holds });
+    },
+    { scope: "file" },
+  ],
+});
+
 describe("metering_batch's phases", () => {
-  let db: TestDatabase;
-  let t: TestApp;
-  const clock = manualClock(new Date(NOW.getTime() - 60_000));
-  let a: { id: string; gatewayKey: string };
-  let b: { id: string; gatewayKey: string };
-  const holds: Record<string, string> = {};
+  it.scoped({ appOptions: { clock: manualClock(new Date(NOW.getTime() - 60_000)) } });
 
-  beforeAll(async () => {
-    db = await createTestDatabase();
-    t = createTestApp({ sql: db.sql, clock });
-    [a, b] = [await t.createOrg("a"), await t.createOrg("b")];
-    for (const o of [a, b]) await t.grant(o.id, "1.00");
-    const hold = async (o: { id: string; gatewayKey: string }, name: string, ttl: number) => {
-      const res = await t.call("POST", "/v1/billing/authorize", {
-        key: o.gatewayKey,
-        body: { org_id: o.id, product: "api", estimate: { requests: 10 }, ttl_seconds: ttl, idempotency_key: name },
-      });
-      holds[name] = res.json.hold_id;
-    };
-    await hold(a, "a-live", 3600);
-    await hold(a, "a-expired", 30);
-    await hold(a, "a-expired-2", 30);
-    await hold(b, "b-expired", 30);
-  });
-  afterAll(() => db.drop());
-
-  it("release_expired closes the past-expiry holds of the swept organizations and the named ones, once", async () => {
+  it("release_expired closes the past-expiry holds of the swept organizations and the named ones, once", async ({
+    db,
+    seed: { a, b, holds },
+  }) => {
     const [first, second] = await inRollback(db, async (tx) => {
       const run = () =>
         tx<{ expired: string[]; expired_n: number[] }[]>`
@@ -81,7 +87,10 @@ describe("metering_batch's phases", () => {
     expect(second.expired).toEqual(["0", "0"]);
   });
 
-  it("settle answers every kind of event from the holds as they are, and closes each hold once", async () => {
+  it("settle answers every kind of event from the holds as they are, and closes each hold once", async ({
+    db,
+    seed: { a, holds },
+  }) => {
     const ev = (over: Record<string, unknown>) => ({
       org: 1,
       id: `use_${Math.random()}`,
@@ -131,7 +140,10 @@ describe("metering_batch's phases", () => {
     expect(r.live).toBe("settled");
   });
 
-  it("decide replays, refuses a reused key, and holds in order up to what is spendable", async () => {
+  it("decide replays, refuses a reused key, and holds in order up to what is spendable", async ({
+    db,
+    seed: { a },
+  }) => {
     const auth = (over: Record<string, unknown>) => ({
       org: 1,
       hold_id: `hold_${Math.random()}`,
@@ -167,7 +179,10 @@ describe("metering_batch's phases", () => {
     expect(r!.details).toEqual([expect.objectContaining({ k: 1, status: "active" }), { k: 5, available: "170000000" }]);
   });
 
-  it("grant_expiry_taken: each live hold shields, once, the expired grants it would be charged to, soonest expiry first", async () => {
+  it("grant_expiry_taken: each live hold shields, once, the expired grants it would be charged to, soonest expiry first", async ({
+    db,
+    seed: { a },
+  }) => {
     // A reference of the rule in money_rules.sql, against random grants and holds of one org.
     const at = (s: number) => new Date(NOW.getTime() + s * 1000);
     const grant = fc.record({

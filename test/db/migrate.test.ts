@@ -1,18 +1,12 @@
 import { mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect } from "vitest";
 import { migrate, readFunctions, readMigrations } from "../../src/db/migrate.js";
-import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { dbTest as it } from "../support/fixtures.js";
 
 describe("migrations", () => {
-  let db: TestDatabase;
-  beforeAll(async () => {
-    db = await createTestDatabase();
-  });
-  afterAll(() => db.drop());
-
-  it("the template has every migration applied, with its checksum", async () => {
+  it("the template has every migration applied, with its checksum", async ({ db }) => {
     const files = await readMigrations();
     const rows = await db.sql<
       { version: string; checksum: string }[]
@@ -21,17 +15,17 @@ describe("migrations", () => {
     expect(rows.map((r) => r.checksum)).toEqual(files.map((f) => f.checksum));
   });
 
-  it("keeps our tables in the billing schema, apart from Ponder's", async () => {
+  it("keeps our tables in the billing schema, apart from Ponder's", async ({ db }) => {
     const rows = await db.sql<{ table_schema: string }[]>`
       select distinct table_schema from information_schema.tables where table_name = 'schema_migrations'`;
     expect(rows.map((r) => r.table_schema)).toEqual(["billing"]);
   });
 
-  it("running again applies nothing", async () => {
+  it("running again applies nothing", async ({ db }) => {
     expect(await migrate(db.sql)).toEqual([]);
   });
 
-  it("applies new files in order and refuses an edited applied one", async () => {
+  it("applies new files in order and refuses an edited applied one", async ({ db }) => {
     const dir = await mkdtemp(join(tmpdir(), "migrations-"));
     for (const m of await readMigrations()) await writeFile(join(dir, `${m.version}.sql`), m.sql);
     await writeFile(join(dir, "9001_extra_a.sql"), "create table extra_a (id int primary key);");
@@ -42,7 +36,7 @@ describe("migrations", () => {
     await expect(migrate(db.sql, { dir })).rejects.toThrow(/9001_extra_a was edited after it was applied/);
   });
 
-  it("a failing migration applies nothing of the batch", async () => {
+  it("a failing migration applies nothing of the batch", async ({ db }) => {
     const dir = await mkdtemp(join(tmpdir(), "migrations-"));
     for (const m of await readMigrations()) await writeFile(join(dir, `${m.version}.sql`), m.sql);
     await writeFile(join(dir, "9101_good.sql"), "create table good_one (id int);");
@@ -52,7 +46,7 @@ describe("migrations", () => {
     expect(row!.t).toBeNull();
   });
 
-  it("concurrent migrators apply each migration exactly once", async () => {
+  it("concurrent migrators apply each migration exactly once", async ({ db }) => {
     const dir = await mkdtemp(join(tmpdir(), "migrations-"));
     for (const m of await readMigrations()) await writeFile(join(dir, `${m.version}.sql`), m.sql);
     await writeFile(join(dir, "9201_race.sql"), "create table race (id int);");
@@ -60,7 +54,7 @@ describe("migrations", () => {
     expect(results.flat()).toEqual(["9201_race"]);
   });
 
-  it("the template has every repeatable file applied, with its checksum", async () => {
+  it("the template has every repeatable file applied, with its checksum", async ({ db }) => {
     const files = await readFunctions();
     const rows = await db.sql<
       { name: string; checksum: string }[]
@@ -68,7 +62,7 @@ describe("migrations", () => {
     expect(rows).toEqual(files.map((f) => ({ name: f.version, checksum: f.checksum })));
   });
 
-  it("re-applies a repeatable file when, and only when, its text changes", async () => {
+  it("re-applies a repeatable file when, and only when, its text changes", async ({ db }) => {
     const functionsDir = await mkdtemp(join(tmpdir(), "functions-"));
     for (const f of await readFunctions()) await writeFile(join(functionsDir, `${f.version}.sql`), f.sql);
     const answer = (n: number) =>
