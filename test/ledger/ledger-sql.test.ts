@@ -1,21 +1,19 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect } from "vitest";
 import { createOrganization } from "../../src/billing/organizations.js";
 import { orgCreditsAccount, SystemAccounts } from "../../src/ledger/accounts.js";
 import { checkLedger } from "../../src/ledger/check.js";
 import { postTransaction, UnbalancedPostingError } from "../../src/ledger/post-transaction.js";
-import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import type { TestDatabase } from "../support/database.js";
+import { dbTest } from "../support/fixtures.js";
 import { expectLedgerConsistent } from "../support/ledger.js";
 
-describe("ledger enforcement in PostgreSQL", () => {
-  let db: TestDatabase;
-  let orgId: string;
-  beforeAll(async () => {
-    db = await createTestDatabase();
-    orgId = (await createOrganization(db.sql, { name: "Ledger Co" })).id;
-  });
-  afterAll(() => db.drop());
+/** The file's database with one organization, whose accounts the postings here move. */
+const it = dbTest.extend<{ orgId: string }>({
+  orgId: [async ({ db }, use) => use((await createOrganization(db.sql, { name: "Ledger Co" })).id), { scope: "file" }],
+});
 
-  async function insertRaw(entries: [string, bigint][]) {
+describe("ledger enforcement in PostgreSQL", () => {
+  async function insertRaw(db: TestDatabase, orgId: string, entries: [string, bigint][]) {
     const id = `txn_raw_${Math.random().toString(36).slice(2)}`;
     await db.sql.begin(async (tx) => {
       await tx`insert into ledger_transactions (id, org_id, kind, idempotency_key) values (${id}, ${orgId}, 'grant', ${id})`;
@@ -32,18 +30,18 @@ describe("ledger enforcement in PostgreSQL", () => {
     return id;
   }
 
-  it("refuses to commit an unbalanced transaction, even when written by hand", async () => {
+  it("refuses to commit an unbalanced transaction, even when written by hand", async ({ db, orgId }) => {
     await expect(
-      insertRaw([
+      insertRaw(db, orgId, [
         [orgCreditsAccount(orgId), 5n],
         [SystemAccounts.grants, -4n],
       ]),
     ).rejects.toThrow(/unbalanced/);
-    await expect(insertRaw([[orgCreditsAccount(orgId), 5n]])).rejects.toThrow(/unbalanced/);
+    await expect(insertRaw(db, orgId, [[orgCreditsAccount(orgId), 5n]])).rejects.toThrow(/unbalanced/);
   });
 
-  it("refuses an entry added later to a balanced transaction", async () => {
-    const id = await insertRaw([
+  it("refuses an entry added later to a balanced transaction", async ({ db, orgId }) => {
+    const id = await insertRaw(db, orgId, [
       [orgCreditsAccount(orgId), 2n],
       [SystemAccounts.grants, -2n],
     ]);
@@ -52,13 +50,13 @@ describe("ledger enforcement in PostgreSQL", () => {
     ).rejects.toThrow(/unbalanced/);
   });
 
-  it("refuses a transaction with no entries", async () => {
-    await expect(insertRaw([])).rejects.toThrow(/has no entries/);
+  it("refuses a transaction with no entries", async ({ db, orgId }) => {
+    await expect(insertRaw(db, orgId, [])).rejects.toThrow(/has no entries/);
   });
 
-  it("commits a balanced one and updates the balance cache in the same transaction", async () => {
+  it("commits a balanced one and updates the balance cache in the same transaction", async ({ db, orgId }) => {
     const before = await db.sql`select balance from ledger_accounts where id = ${orgCreditsAccount(orgId)}`;
-    await insertRaw([
+    await insertRaw(db, orgId, [
       [orgCreditsAccount(orgId), 7n],
       [SystemAccounts.grants, -7n],
     ]);
@@ -66,8 +64,8 @@ describe("ledger enforcement in PostgreSQL", () => {
     expect(after[0]!.balance - before[0]!.balance).toBe(7n);
   });
 
-  it("entries and transactions cannot be updated, deleted or truncated", async () => {
-    const id = await insertRaw([
+  it("entries and transactions cannot be updated, deleted or truncated", async ({ db, orgId }) => {
+    const id = await insertRaw(db, orgId, [
       [orgCreditsAccount(orgId), 3n],
       [SystemAccounts.grants, -3n],
     ]);
@@ -80,7 +78,7 @@ describe("ledger enforcement in PostgreSQL", () => {
     await expect(db.sql`truncate ledger_entries cascade`).rejects.toThrow(/append-only/);
   });
 
-  it("the code path refuses unbalanced postings before PostgreSQL sees them", async () => {
+  it("the code path refuses unbalanced postings before PostgreSQL sees them", async ({ db, orgId }) => {
     await expect(
       db.sql.begin((tx) =>
         postTransaction(tx as never, {
@@ -96,7 +94,10 @@ describe("ledger enforcement in PostgreSQL", () => {
     ).rejects.toThrow(UnbalancedPostingError);
   });
 
-  it("the check finds a tampered cache (triggers disabled by a superuser) and nothing on a healthy ledger", async () => {
+  it("the check finds a tampered cache (triggers disabled by a superuser) and nothing on a healthy ledger", async ({
+    db,
+    orgId,
+  }) => {
     await expectLedgerConsistent(db.sql);
     await db.sql`update ledger_accounts set balance = balance + 1 where id = ${orgCreditsAccount(orgId)}`;
     const check = await checkLedger(db.sql);

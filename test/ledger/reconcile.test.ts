@@ -1,5 +1,5 @@
 import { pino } from "pino";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect } from "vitest";
 import type { TransactionSql } from "../../src/db/client.js";
 import { orgCreditsAccount, orgHeldAccount, SystemAccounts } from "../../src/ledger/accounts.js";
 import { checkLedger } from "../../src/ledger/check.js";
@@ -7,100 +7,125 @@ import { reconcileLedger } from "../../src/ledger/reconcile.js";
 import { createMetrics } from "../../src/observability/metrics.js";
 import { startWorkers } from "../../src/workers/start-workers.js";
 import { createTestApp, manualClock, type TestApp } from "../support/app.js";
-import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { dbTest } from "../support/fixtures.js";
 import { expectLedgerConsistent } from "../support/ledger.js";
 import { waitFor } from "../support/process.js";
 import { clearRedisPrefix, createTestRedis, uniqueRedisPrefix } from "../support/redis.js";
 
-describe("ledger reconciliation", () => {
-  let db: TestDatabase;
-  let t: TestApp;
-  const clock = manualClock(new Date());
-  const silent = pino({ level: "silent" });
-  beforeAll(async () => {
-    db = await createTestDatabase();
-    t = createTestApp({
-      sql: db.sql,
-      clock,
-      config: { LEDGER_CHECK_INTERVAL_MS: "200" },
-      extra: { metrics: createMetrics({ sql: db.sql }) },
-    });
-  });
-  afterAll(() => db.drop());
+const clock = manualClock(new Date());
+const silent = pino({ level: "silent" });
 
-  /**
-   * A hold as the metering path writes it: the row and its movement credits → held in one
-   * transaction. Written here rather than through /v1/billing/authorize so that these tests
-   * judge the check alone, whatever the engine does.
-   */
-  async function takeHold(orgId: string, amount: bigint, status: "active" | "released" = "active") {
-    const id = `hold_raw_${Math.random().toString(36).slice(2)}`;
-    const move = async (tx: TransactionSql, kind: "hold" | "release", from: string, to: string) => {
-      if (amount === 0n) return null; // a free hold moves nothing
-      const txn = `txn_${id}_${kind}`;
-      await tx`insert into ledger_transactions (id, org_id, kind, idempotency_key, created_at) values (${txn}, ${orgId}, ${kind}, ${txn}, ${clock()})`;
-      const rows = [
-        { transaction_id: txn, account_id: from, amount: (-amount).toString() },
-        { transaction_id: txn, account_id: to, amount: amount.toString() },
-      ];
-      await tx`insert into ledger_entries ${tx(rows, "transaction_id", "account_id", "amount")}`;
-      return txn;
-    };
-    await db.sql.begin(async (tx) => {
-      const taken = await move(tx, "hold", orgCreditsAccount(orgId), orgHeldAccount(orgId));
-      await tx`insert into holds (id, org_id, amount, status, product, estimate, catalog_version, expires_at, created_at, transaction_id)
-               values (${id}, ${orgId}, ${amount.toString()}, 'active', 'api', '{}', '2026-01-01', ${new Date(clock().getTime() + 3600_000)}, ${clock()}, ${taken})`;
-      if (status === "released") {
-        const back = await move(tx, "release", orgHeldAccount(orgId), orgCreditsAccount(orgId));
-        await tx`update holds set status = 'released', closed_at = ${clock()}, close_transaction_id = ${back} where id = ${id}`;
+type LedgerHelpers = {
+  takeHold(orgId: string, amount: bigint, status?: "active" | "released"): Promise<string>;
+  orgWithLiveHold(): Promise<{ id: string; orgKey: string; gatewayKey: string; holdId: string; held: bigint }>;
+  postRaw(orgId: string, kind: string, entries: [string, bigint][]): Promise<string>;
+  releaseAgain(org: { id: string }, amount: bigint): Promise<string>;
+  undoRelease(org: { id: string }, amount: bigint): Promise<string>;
+};
+
+const it = dbTest.extend<{ app: TestApp; ledger: LedgerHelpers }>({
+  /** The app with /metrics on, and a ledger check every 200 ms for the worker test. */
+  app: [
+    async ({ db }, use) =>
+      use(
+        createTestApp({
+          sql: db.sql,
+          clock,
+          config: { LEDGER_CHECK_INTERVAL_MS: "200" },
+          extra: { metrics: createMetrics({ sql: db.sql }) },
+        }),
+      ),
+    { scope: "file" },
+  ],
+  /** Ways to write the ledger by hand, right and wrong, for the check to judge. */
+  ledger: [
+    async ({ db, app }, use) => {
+      /**
+       * A hold as the metering path writes it: the row and its movement credits → held in one
+       * transaction. Written here rather than through /v1/billing/authorize so that these tests
+       * judge the check alone, whatever the engine does.
+       */
+      async function takeHold(orgId: string, amount: bigint, status: "active" | "released" = "active") {
+        const id = `hold_raw_${Math.random().toString(36).slice(2)}`;
+        const move = async (tx: TransactionSql, kind: "hold" | "release", from: string, to: string) => {
+          if (amount === 0n) return null; // a free hold moves nothing
+          const txn = `txn_${id}_${kind}`;
+          await tx`insert into ledger_transactions (id, org_id, kind, idempotency_key, created_at) values (${txn}, ${orgId}, ${kind}, ${txn}, ${clock()})`;
+          const rows = [
+            { transaction_id: txn, account_id: from, amount: (-amount).toString() },
+            { transaction_id: txn, account_id: to, amount: amount.toString() },
+          ];
+          await tx`insert into ledger_entries ${tx(rows, "transaction_id", "account_id", "amount")}`;
+          return txn;
+        };
+        await db.sql.begin(async (tx) => {
+          const taken = await move(tx, "hold", orgCreditsAccount(orgId), orgHeldAccount(orgId));
+          await tx`insert into holds (id, org_id, amount, status, product, estimate, catalog_version, expires_at, created_at, transaction_id)
+                   values (${id}, ${orgId}, ${amount.toString()}, 'active', 'api', '{}', '2026-01-01', ${new Date(clock().getTime() + 3600_000)}, ${clock()}, ${taken})`;
+          if (status === "released") {
+            const back = await move(tx, "release", orgHeldAccount(orgId), orgCreditsAccount(orgId));
+            await tx`update holds set status = 'released', closed_at = ${clock()}, close_transaction_id = ${back} where id = ${id}`;
+          }
+        });
+        return id;
       }
-    });
-    return id;
-  }
 
-  /** An org with $1.00 and one live hold of $0.0125. */
-  async function orgWithLiveHold() {
-    const org = await t.createOrg();
-    await t.grant(org.id, "1.00");
-    const held = 12_500_000n;
-    return { ...org, holdId: await takeHold(org.id, held), held };
-  }
+      /** An org with $1.00 and one live hold of $0.0125. */
+      async function orgWithLiveHold() {
+        const org = await app.createOrg();
+        await app.grant(org.id, "1.00");
+        const held = 12_500_000n;
+        return { ...org, holdId: await takeHold(org.id, held), held };
+      }
 
-  /** A balanced movement written with plain SQL, triggers on: the caches follow, the holds table does not. */
-  async function postRaw(orgId: string, kind: string, entries: [string, bigint][]) {
-    const id = `txn_raw_${Math.random().toString(36).slice(2)}`;
-    await db.sql.begin(async (tx) => {
-      await tx`insert into ledger_transactions (id, org_id, kind, idempotency_key, created_at) values (${id}, ${orgId}, ${kind}, ${id}, ${clock()})`;
-      const rows = entries.map(([account_id, amount]) => ({
-        transaction_id: id,
-        account_id,
-        amount: amount.toString(),
-      }));
-      await tx`insert into ledger_entries ${tx(rows, "transaction_id", "account_id", "amount")}`;
-    });
-    return id;
-  }
+      /** A balanced movement written with plain SQL, triggers on: the caches follow, the holds table does not. */
+      async function postRaw(orgId: string, kind: string, entries: [string, bigint][]) {
+        const id = `txn_raw_${Math.random().toString(36).slice(2)}`;
+        await db.sql.begin(async (tx) => {
+          await tx`insert into ledger_transactions (id, org_id, kind, idempotency_key, created_at) values (${id}, ${orgId}, ${kind}, ${id}, ${clock()})`;
+          const rows = entries.map(([account_id, amount]) => ({
+            transaction_id: id,
+            account_id,
+            amount: amount.toString(),
+          }));
+          await tx`insert into ledger_entries ${tx(rows, "transaction_id", "account_id", "amount")}`;
+        });
+        return id;
+      }
 
-  /** The bug of issue 11: a hold given back a second time. Balanced, caches right, only `held` is wrong. */
-  const releaseAgain = (org: { id: string }, amount: bigint) =>
-    postRaw(org.id, "release", [
-      [orgHeldAccount(org.id), -amount],
-      [orgCreditsAccount(org.id), amount],
-    ]);
-  const undoRelease = (org: { id: string }, amount: bigint) =>
-    postRaw(org.id, "hold", [
-      [orgCreditsAccount(org.id), -amount],
-      [orgHeldAccount(org.id), amount],
-    ]);
+      /** The bug of issue 11: a hold given back a second time. Balanced, caches right, only `held` is wrong. */
+      const releaseAgain = (org: { id: string }, amount: bigint) =>
+        postRaw(org.id, "release", [
+          [orgHeldAccount(org.id), -amount],
+          [orgCreditsAccount(org.id), amount],
+        ]);
+      const undoRelease = (org: { id: string }, amount: bigint) =>
+        postRaw(org.id, "hold", [
+          [orgCreditsAccount(org.id), -amount],
+          [orgHeldAccount(org.id), amount],
+        ]);
 
-  it("finds nothing on a ledger with live and released holds", async () => {
+      await use({ takeHold, orgWithLiveHold, postRaw, releaseAgain, undoRelease });
+    },
+    { scope: "file" },
+  ],
+});
+
+describe("ledger reconciliation", () => {
+  it("finds nothing on a ledger with live and released holds", async ({
+    db,
+    ledger: { takeHold, orgWithLiveHold },
+  }) => {
     const org = await orgWithLiveHold();
     await takeHold(org.id, 3_000_000n, "released");
     await takeHold(org.id, 0n);
     await expectLedgerConsistent(db.sql);
   });
 
-  it("finds a hold given back twice: the held account no longer equals the live holds", async () => {
+  it("finds a hold given back twice: the held account no longer equals the live holds", async ({
+    db,
+    ledger: { orgWithLiveHold, releaseAgain, undoRelease },
+  }) => {
     const org = await orgWithLiveHold();
     await releaseAgain(org, org.held);
     const check = await checkLedger(db.sql);
@@ -111,8 +136,8 @@ describe("ledger reconciliation", () => {
     await expectLedgerConsistent(db.sql);
   });
 
-  it("finds a hold row written without its ledger movement", async () => {
-    const org = await t.createOrg();
+  it("finds a hold row written without its ledger movement", async ({ db, app }) => {
+    const org = await app.createOrg();
     const hold = `hold_raw_${org.id}`;
     await db.sql`
       insert into holds (id, org_id, amount, status, product, estimate, catalog_version, expires_at, created_at)
@@ -122,9 +147,12 @@ describe("ledger reconciliation", () => {
     await expectLedgerConsistent(db.sql);
   });
 
-  it("finds a drifted balance cache and an unbalanced transaction written with the triggers off", async () => {
-    const org = await t.createOrg();
-    await t.grant(org.id, "2.00");
+  it("finds a drifted balance cache and an unbalanced transaction written with the triggers off", async ({
+    db,
+    app,
+  }) => {
+    const org = await app.createOrg();
+    await app.grant(org.id, "2.00");
     const txn = `txn_raw_unbalanced_${org.id}`;
     await db.sql.begin(async (tx) => {
       // What a superuser restoring data can do: no trigger checks balance, cache or immutability.
@@ -148,7 +176,10 @@ describe("ledger reconciliation", () => {
     await expectLedgerConsistent(db.sql);
   });
 
-  it("raises one operator alert per broken org, kept while unchanged and opened again when its difference changes", async () => {
+  it("raises one operator alert per broken org, kept while unchanged and opened again when its difference changes", async ({
+    db,
+    ledger: { orgWithLiveHold, releaseAgain, undoRelease },
+  }) => {
     const org = await orgWithLiveHold();
     await releaseAgain(org, org.held);
     const alertOf = async () =>
@@ -181,9 +212,13 @@ describe("ledger reconciliation", () => {
     expect((await reconcileLedger({ sql: db.sql, logger: silent }, clock())).mismatches).toBe(0);
   });
 
-  it("the worker runs the check on its interval: an operator alert, an error log line and /metrics report the mismatch", async () => {
+  it("the worker runs the check on its interval: an operator alert, an error log line and /metrics report the mismatch", async ({
+    db,
+    app,
+    ledger: { orgWithLiveHold, releaseAgain, undoRelease },
+  }) => {
     const metric = async (name: string) => {
-      const text = (await t.call("GET", "/metrics")).text;
+      const text = (await app.call("GET", "/metrics")).text;
       const line = text.split("\n").find((l) => l.startsWith(`${name} `));
       return line === undefined ? undefined : Number(line.slice(name.length + 1));
     };
@@ -203,7 +238,7 @@ describe("ledger reconciliation", () => {
       prefix,
       logger,
       clock: () => new Date(),
-      config: t.config,
+      config: app.config,
       maintenanceEveryMs: 60_000,
     });
     try {

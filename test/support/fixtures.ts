@@ -45,21 +45,31 @@ export type ChainContext = DbContext & {
   stack: DepositStack;
 };
 
+/**
+ * In vitest 3.2 `x.extend(…)` adds its fixtures to x's own list as well, so two tests extended from
+ * one base would see each other's fixtures (the first `app` defined would win). Each exported test
+ * therefore starts from a base of its own. A file that extends one of them changes it for that
+ * file only (each test file loads its own copy of this module).
+ */
+function withDatabase() {
+  return test.extend<DbContext>({
+    dbOptions: {},
+    db: [
+      async ({ dbOptions }, use) => {
+        const db = await createTestDatabase(dbOptions);
+        try {
+          await use(db);
+        } finally {
+          await db.drop();
+        }
+      },
+      { scope: "file" },
+    ],
+  });
+}
+
 /** `db`: a fresh database cloned from the run's migrated template, for this file. */
-export const dbTest = test.extend<DbContext>({
-  dbOptions: {},
-  db: [
-    async ({ dbOptions }, use) => {
-      const db = await createTestDatabase(dbOptions);
-      try {
-        await use(db);
-      } finally {
-        await db.drop();
-      }
-    },
-    { scope: "file" },
-  ],
-});
+export const dbTest = withDatabase();
 
 /**
  * `redis`: a connection and a key prefix no other file uses; the prefix's keys are deleted after
@@ -84,7 +94,7 @@ export const redisTest = test.extend<RedisContext>({
 });
 
 /** `app`: the real app in process on the file's database, with `call`, `createOrg` and `grant`. */
-export const appTest = dbTest.extend<Omit<AppContext, keyof DbContext>>({
+export const appTest = withDatabase().extend<Omit<AppContext, keyof DbContext>>({
   appOptions: {},
   app: [async ({ db, appOptions }, use) => use(createTestApp({ sql: db.sql, ...appOptions })), { scope: "file" }],
 });
@@ -93,7 +103,7 @@ export const appTest = dbTest.extend<Omit<AppContext, keyof DbContext>>({
  * `chain`: an anvil with HUSD and the deposit factory deployed; `stack`: the API and workers
  * (in process, real BullMQ) wired to it and to the file's database. Workers start when a test asks.
  */
-export const chainTest = dbTest.extend<Omit<ChainContext, keyof DbContext>>({
+export const chainTest = withDatabase().extend<Omit<ChainContext, keyof DbContext>>({
   chainOptions: {},
   chain: [
     async ({ chainOptions }, use) => {
