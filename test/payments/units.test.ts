@@ -1,9 +1,9 @@
 import { pino } from "pino";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { centsToNanoUsd, creditCardTopup } from "../../src/billing/payments/card-topups.js";
 import { formatExpiry } from "../../src/billing/payments/payment-methods.js";
 import { createOrganization } from "../../src/billing/organizations.js";
-import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { dbTest } from "../support/fixtures.js";
 import { findLeaks, processorId } from "../support/processor.js";
 
 describe("card payment helpers", () => {
@@ -42,13 +42,7 @@ describe("card payment helpers", () => {
 });
 
 describe("creditCardTopup", () => {
-  let db: TestDatabase;
-  beforeAll(async () => {
-    db = await createTestDatabase();
-  });
-  afterAll(() => db.drop());
-
-  it("refuses another currency with a warning naming the org and the currency", async () => {
+  dbTest("refuses another currency with a warning naming the org and the currency", async ({ db }) => {
     const lines: string[] = [];
     const logger = pino({ level: "warn" }, { write: (line: string) => void lines.push(line) });
     const org = await createOrganization(db.sql, { name: "Euro" });

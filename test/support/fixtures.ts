@@ -48,10 +48,10 @@ export type ChainContext = DbContext & {
 /**
  * In vitest 3.2 `x.extend(…)` adds its fixtures to x's own list as well, so two tests extended from
  * one base would see each other's fixtures (the first `app` defined would win). Each exported test
- * therefore starts from a base of its own. A file that extends one of them changes it for that
- * file only (each test file loads its own copy of this module).
+ * therefore starts from a base of its own (`withDatabase()`, also for other support modules). A
+ * file that extends one of them changes it for that file only (each file loads its own copy).
  */
-function withDatabase() {
+export function withDatabase() {
   return test.extend<DbContext>({
     dbOptions: {},
     db: [

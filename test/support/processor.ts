@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import Stripe from "stripe";
 import type { Sql } from "../../src/db/client.js";
 import { createTestApp, manualClock, TEST_ADMIN_KEY } from "./app.js";
+import { withDatabase } from "./fixtures.js";
 
 /**
  * The card processor cannot be reached from tests, so its side is played here: events are built
@@ -243,3 +244,10 @@ export function findLeaks(bodies: string[], processorIds: string[] = []): string
   }
   return leaks;
 }
+
+export type PaymentsTestApp = ReturnType<typeof createPaymentsTestApp>;
+
+/** `app`: the file's app with card top-ups configured, signing and delivering the processor's webhooks. */
+export const paymentsTest = withDatabase().extend<{ app: PaymentsTestApp }>({
+  app: [async ({ db }, use) => use(createPaymentsTestApp({ sql: db.sql })), { scope: "file" }],
+});
