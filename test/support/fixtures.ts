@@ -1,6 +1,6 @@
 /**
- * Vitest fixtures for the resources most test files need: a migrated database, the in-process app,
- * a Redis prefix, a chain with our contracts and the deposit stack on it.
+ * Vitest fixtures for the resources most test files need: a migrated database, a Redis prefix, the
+ * in-process app, a chain with our contracts and the deposit stack on it.
  *
  * The expensive ones are file-scoped: set up for the first test of a file that names them, shared by
  * the file's other tests and torn down after its last one (one database, one anvil per file, as the
@@ -35,8 +35,7 @@ export type ChainOptions = Parameters<typeof startTestChain>[0];
 export type DepositStack = ReturnType<typeof depositStack>;
 export type TestRedis = { connection: ReturnType<typeof createTestRedis>; prefix: string };
 
-export type DbContext = { dbOptions: DatabaseOptions; db: TestDatabase };
-export type RedisContext = { redisLabel: string; redis: TestRedis };
+export type DbContext = { dbOptions: DatabaseOptions; db: TestDatabase; redisLabel: string; redis: TestRedis };
 export type AppContext = DbContext & { appOptions: AppOptions; app: TestApp };
 export type ChainContext = DbContext & {
   chainOptions: ChainOptions;
@@ -65,33 +64,30 @@ export function withDatabase() {
       },
       { scope: "file" },
     ],
+    /**
+     * `redis`: a connection and a key prefix no other file uses, for the files that name it; the
+     * prefix's keys (BullMQ's under `{prefix}` too) are deleted after the file.
+     */
+    redisLabel: "t",
+    redis: [
+      async ({ redisLabel }, use) => {
+        const connection = createTestRedis();
+        const prefix = uniqueRedisPrefix(redisLabel);
+        try {
+          await use({ connection, prefix });
+        } finally {
+          await clearRedisPrefix(connection, `{${prefix}}`);
+          await clearRedisPrefix(connection, prefix);
+          connection.disconnect();
+        }
+      },
+      { scope: "file" },
+    ],
   });
 }
 
-/** `db`: a fresh database cloned from the run's migrated template, for this file. */
+/** `db`: a fresh database cloned from the run's migrated template, for this file; `redis` when named. */
 export const dbTest = withDatabase();
-
-/**
- * `redis`: a connection and a key prefix no other file uses; the prefix's keys are deleted after
- * the file. BullMQ puts queue keys under `{prefix}`, which the cleanup covers.
- */
-export const redisTest = test.extend<RedisContext>({
-  redisLabel: "t",
-  redis: [
-    async ({ redisLabel }, use) => {
-      const connection = createTestRedis();
-      const prefix = uniqueRedisPrefix(redisLabel);
-      try {
-        await use({ connection, prefix });
-      } finally {
-        await clearRedisPrefix(connection, `{${prefix}}`);
-        await clearRedisPrefix(connection, prefix);
-        connection.disconnect();
-      }
-    },
-    { scope: "file" },
-  ],
-});
 
 /** `app`: the real app in process on the file's database, with `call`, `createOrg` and `grant`. */
 export const appTest = withDatabase().extend<Omit<AppContext, keyof DbContext>>({
