@@ -11,8 +11,13 @@ export type BillingClient = Client<paths>;
  * the API does not document fails to compile. Calls resolve to `{ data, error, response }`:
  * `error` is the `{"error":{…}}` envelope of a 4xx/5xx.
  *
- * `key` is the `hk-…` API key of the scope the operations need (org, gateway or admin).
+ * `key` is the `hk-…` API key of the scope the operations need (org, gateway or admin); `fetch`
+ * replaces the global one (tests pass the in-process app's).
  */
-export function createBillingClient(baseUrl: string, key?: string): BillingClient {
-  return createClient<paths>({ baseUrl, headers: key ? { authorization: `Bearer ${key}` } : {} });
+export function createBillingClient(
+  baseUrl: string,
+  key?: string,
+  opts: { fetch?: (request: Request) => Promise<Response> } = {},
+): BillingClient {
+  return createClient<paths>({ baseUrl, headers: key ? { authorization: `Bearer ${key}` } : {}, ...opts });
 }
