@@ -1,23 +1,20 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type BillingClient, createBillingClient } from "../../client/index.js";
-import { createTestApp, TEST_ADMIN_KEY, type TestApp } from "../support/app.js";
-import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { describe, expect } from "vitest";
+import { createBillingClient } from "../../client/index.js";
+import { TEST_ADMIN_KEY, type TestApp } from "../support/app.js";
+import { appTest as it } from "../support/fixtures.js";
 
 // The typed client (client/) against the real app: the calls npm run demo makes, minus the chain,
 // go over openapi-fetch's own request building (paths, query, headers, bodies) and come back typed.
 
-describe("createBillingClient", () => {
-  let db: TestDatabase;
-  let t: TestApp;
-  let client: (key: string) => BillingClient;
-  beforeAll(async () => {
-    db = await createTestDatabase();
-    t = createTestApp({ sql: db.sql });
-    client = (key) => createBillingClient("http://billing.test", key, { fetch: async (req) => t.app.fetch(req) });
-  });
-  afterAll(() => db.drop());
+/** A client whose requests go to the in-process app. */
+const clientOf = (t: TestApp) => (key?: string) =>
+  createBillingClient("http://billing.test", key, { fetch: async (req) => t.app.fetch(req) });
 
-  it("runs the demo's flow: grant, authorize, usage, the usage report, a cycle closed, its invoice", async () => {
+describe("createBillingClient", () => {
+  it("runs the demo's flow: grant, authorize, usage, the usage report, a cycle closed, its invoice", async ({
+    app,
+  }) => {
+    const client = clientOf(app);
     const admin = client(TEST_ADMIN_KEY);
     const org = await admin.POST("/v1/admin/orgs", { body: { name: "Client Co" } });
     if (!org.data) throw new Error(JSON.stringify(org.error));
@@ -80,8 +77,8 @@ describe("createBillingClient", () => {
     expect(invoice.data?.lines?.length).toBeGreaterThan(0);
   });
 
-  it("answers a missing key with the error envelope, typed", async () => {
-    const anonymous = createBillingClient("http://billing.test", undefined, { fetch: async (req) => t.app.fetch(req) });
+  it("answers a missing key with the error envelope, typed", async ({ app }) => {
+    const anonymous = clientOf(app)();
     const res = await anonymous.GET("/v1/billing/balance");
     expect(res.response.status).toBe(401);
     expect(res.error?.error).toMatchObject({ type: expect.any(String), code: expect.any(String) });

@@ -3,10 +3,10 @@ import { join } from "node:path";
 import { createConfig, lintFromString, type NormalizedProblem } from "@redocly/openapi-core";
 import type { OpenAPI3 } from "openapi-typescript";
 import ts from "typescript";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect } from "vitest";
 import { CLIENT_TYPES_FILE, ROOT, renderClientTypes } from "../../scripts/openapi-client.js";
-import { createTestApp, type TestApp } from "../support/app.js";
-import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import type { TestApp } from "../support/app.js";
+import { appTest as it } from "../support/fixtures.js";
 
 // The served OpenAPI document, read by the tools an integrator would use: Redocly's linter with
 // its recommended rules, and openapi-typescript + openapi-fetch for a typed client.
@@ -60,29 +60,24 @@ function typeCheck(files: Record<string, string>): Record<string, string[]> {
   return byFile;
 }
 
-describe("the served OpenAPI document, as client tools read it", () => {
-  let db: TestDatabase;
-  let t: TestApp;
-  let served: string;
-  let doc: OpenAPI3;
-  beforeAll(async () => {
-    db = await createTestDatabase({ max: 1 });
-    t = createTestApp({ sql: db.sql });
-    const res = await t.call("GET", "/v1/openapi.json");
-    expect(res.status).toBe(200);
-    served = res.text;
-    doc = res.json;
-  });
-  afterAll(() => db.drop());
+/** GET /v1/openapi.json from the app, as text (for the linter) and parsed. */
+async function served(app: TestApp): Promise<{ text: string; doc: OpenAPI3 }> {
+  const res = await app.call("GET", "/v1/openapi.json");
+  expect(res.status).toBe(200);
+  return { text: res.text, doc: res.json };
+}
 
-  it("has no error under Redocly's recommended rules", async () => {
+describe("the served OpenAPI document, as client tools read it", () => {
+  it("has no error under Redocly's recommended rules", async ({ app }) => {
+    const { text } = await served(app);
     const config = await createConfig({ extends: ["recommended"] });
-    const problems = await lintFromString({ source: served, absoluteRef: "/v1/openapi.json", config });
+    const problems = await lintFromString({ source: text, absoluteRef: "/v1/openapi.json", config });
     const errors = problems.filter((p) => p.severity === "error").map(describeProblem);
     expect(errors, errors.join("\n")).toEqual([]);
   });
 
-  it("generates a typed client that covers every operation", async () => {
+  it("generates a typed client that covers every operation", async ({ app }) => {
+    const { doc } = await served(app);
     const types = await renderClientTypes(doc);
     const operations = Object.entries(doc.paths ?? {}).flatMap(([path, item]) =>
       METHODS.filter((m) => m in item).map((m) => ({
@@ -97,7 +92,8 @@ describe("the served OpenAPI document, as client tools read it", () => {
     }
   });
 
-  it("is what client/openapi.d.ts was generated from (npm run client:generate, then commit)", async () => {
+  it("is what client/openapi.d.ts was generated from (npm run client:generate, then commit)", async ({ app }) => {
+    const { doc } = await served(app);
     const committed = await readFile(join(ROOT, CLIENT_TYPES_FILE), "utf8").catch(() => null);
     expect(committed, `${CLIENT_TYPES_FILE} is missing: run npm run client:generate`).not.toBeNull();
     // A plain comparison: a diff of two 2,000-line files would bury the hint.
@@ -105,7 +101,8 @@ describe("the served OpenAPI document, as client tools read it", () => {
     expect(fresh, `${CLIENT_TYPES_FILE} is stale: run npm run client:generate and commit the result`).toBe(true);
   });
 
-  it("types the calls a client makes: right ones compile, wrong ones do not", async () => {
+  it("types the calls a client makes: right ones compile, wrong ones do not", async ({ app }) => {
+    const { doc } = await served(app);
     const client = `import createClient from "openapi-fetch";
 import type { paths } from "./openapi";
 export const api = createClient<paths>({ baseUrl: "http://127.0.0.1:3000" });
@@ -154,15 +151,9 @@ export async function good() {
 });
 
 describe("the docs page", () => {
-  let db: TestDatabase;
-  let t: TestApp;
-  beforeAll(async () => {
-    db = await createTestDatabase({ max: 1 });
-    t = createTestApp({ sql: db.sql });
-  });
-  afterAll(() => db.drop());
-
-  it("loads only what this API serves: every script and link resolves here, none on another host", async () => {
+  it("loads only what this API serves: every script and link resolves here, none on another host", async ({
+    app: t,
+  }) => {
     const page = await t.call("GET", "/docs");
     expect(page.status).toBe(200);
     expect(page.headers.get("content-type")).toContain("text/html");
@@ -179,7 +170,7 @@ describe("the docs page", () => {
     expect(script).toBeDefined();
   });
 
-  it("serves Scalar's bundle from node_modules, cacheable for good and compressed on request", async () => {
+  it("serves Scalar's bundle from node_modules, cacheable for good and compressed on request", async ({ app: t }) => {
     const page = await t.call("GET", "/docs");
     const script = page.text.match(/<script src="([^"]+)"/)?.[1] ?? "";
     expect(script).toMatch(/^\/docs\/assets\/scalar-api-reference-\d+\.\d+\.\d+\.js$/);
