@@ -1,6 +1,7 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect } from "vitest";
 import { pruneBuilds } from "../../src/indexer-deploy/prune-builds.js";
-import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import type { TestDatabase } from "../support/database.js";
+import { dbTest as it } from "../support/fixtures.js";
 
 const NOW = 1_800_000_000_000;
 const app = (a: { ready: 0 | 1; locked: 0 | 1; secondsAgo: number }) => ({
@@ -18,41 +19,35 @@ const app = (a: { ready: 0 | 1; locked: 0 | 1; secondsAgo: number }) => ({
  * test/indexer/deploy.test.ts shows the same with real Ponder builds.
  */
 describe("pruneBuilds", () => {
-  let db: TestDatabase;
-  beforeAll(async () => {
-    db = await createTestDatabase();
-  });
-  afterAll(async () => {
-    await db?.drop();
-  });
-
-  async function build(schema: string, value: object | undefined) {
+  async function build(db: TestDatabase, schema: string, value: object | undefined) {
     await db.sql.unsafe(
       `create schema "${schema}"; create table "${schema}"._ponder_meta (key text primary key, value jsonb not null)`,
     );
     if (value) await db.sql`insert into ${db.sql(schema)}._ponder_meta values ('app', ${db.sql.json(value as never)})`;
   }
-  async function pointViews(views: string, at: string) {
+  async function pointViews(db: TestDatabase, views: string, at: string) {
     await db.sql.unsafe(
       `create schema if not exists "${views}"; create or replace view "${views}"._ponder_meta as select * from "${at}"._ponder_meta`,
     );
   }
-  const schemas = async (like: string) =>
+  const schemas = async (db: TestDatabase, like: string) =>
     (await db.sql<{ s: string }[]>`select nspname as s from pg_namespace where nspname like ${like} order by 1`).map(
       (r) => r.s,
     );
 
-  it("keeps the live build, the one just started, the previous one and running ones; drops the rest", async () => {
-    await build("husd_indexer_000000000a", app({ ready: 1, locked: 0, secondsAgo: 3600 })); // old, was live once
-    await build("husd_indexer_000000000b", app({ ready: 1, locked: 0, secondsAgo: 600 })); // previous: ran last of the ready ones
-    await build("husd_indexer_000000000c", app({ ready: 0, locked: 0, secondsAgo: 300 })); // a deploy that never became ready
-    await build("husd_indexer_000000000d", app({ ready: 0, locked: 1, secondsAgo: 3000 })); // crashed while backfilling: lock expired
-    await build("husd_indexer_000000000e", app({ ready: 0, locked: 1, secondsAgo: 5 })); // another indexer starting right now
-    await build("husd_indexer_000000000f", undefined); // Ponder is creating it (no app row yet)
-    await build("husd_indexer_0000000010", app({ ready: 1, locked: 1, secondsAgo: 2 })); // live
-    await build("husd_indexer_notes", app({ ready: 1, locked: 0, secondsAgo: 9000 })); // shares the prefix, not a build of ours
-    await build("other_indexer_000000000a", app({ ready: 1, locked: 0, secondsAgo: 9000 })); // another deployment's
-    await pointViews("husd_indexer", "husd_indexer_0000000010");
+  it("keeps the live build, the one just started, the previous one and running ones; drops the rest", async ({
+    db,
+  }) => {
+    await build(db, "husd_indexer_000000000a", app({ ready: 1, locked: 0, secondsAgo: 3600 })); // old, was live once
+    await build(db, "husd_indexer_000000000b", app({ ready: 1, locked: 0, secondsAgo: 600 })); // previous: ran last of the ready ones
+    await build(db, "husd_indexer_000000000c", app({ ready: 0, locked: 0, secondsAgo: 300 })); // a deploy that never became ready
+    await build(db, "husd_indexer_000000000d", app({ ready: 0, locked: 1, secondsAgo: 3000 })); // crashed while backfilling: lock expired
+    await build(db, "husd_indexer_000000000e", app({ ready: 0, locked: 1, secondsAgo: 5 })); // another indexer starting right now
+    await build(db, "husd_indexer_000000000f", undefined); // Ponder is creating it (no app row yet)
+    await build(db, "husd_indexer_0000000010", app({ ready: 1, locked: 1, secondsAgo: 2 })); // live
+    await build(db, "husd_indexer_notes", app({ ready: 1, locked: 0, secondsAgo: 9000 })); // shares the prefix, not a build of ours
+    await build(db, "other_indexer_000000000a", app({ ready: 1, locked: 0, secondsAgo: 9000 })); // another deployment's
+    await pointViews(db, "husd_indexer", "husd_indexer_0000000010");
 
     const result = await pruneBuilds(db.sql, {
       viewsSchema: "husd_indexer",
@@ -70,7 +65,7 @@ describe("pruneBuilds", () => {
       ]),
     });
     expect(result.dropped).toHaveLength(3);
-    expect(await schemas("husd\\_indexer%")).toEqual([
+    expect(await schemas(db, "husd\\_indexer%")).toEqual([
       "husd_indexer",
       "husd_indexer_000000000b",
       "husd_indexer_000000000e",
@@ -78,28 +73,28 @@ describe("pruneBuilds", () => {
       "husd_indexer_0000000010",
       "husd_indexer_notes",
     ]);
-    expect(await schemas("other\\_indexer%")).toEqual(["other_indexer_000000000a"]);
+    expect(await schemas(db, "other\\_indexer%")).toEqual(["other_indexer_000000000a"]);
     // The views still answer.
     expect(await db.sql`select 1 from husd_indexer._ponder_meta`).toHaveLength(1);
   });
 
-  it("drops nothing before any build has been made live (no views yet)", async () => {
-    await build("fresh_000000000a", app({ ready: 1, locked: 0, secondsAgo: 3600 }));
-    await build("fresh_000000000b", app({ ready: 0, locked: 0, secondsAgo: 60 }));
+  it("drops nothing before any build has been made live (no views yet)", async ({ db }) => {
+    await build(db, "fresh_000000000a", app({ ready: 1, locked: 0, secondsAgo: 3600 }));
+    await build(db, "fresh_000000000b", app({ ready: 0, locked: 0, secondsAgo: 60 }));
     expect(await pruneBuilds(db.sql, { viewsSchema: "fresh", current: "fresh_000000000c", now: NOW })).toEqual({
       live: undefined,
       previous: undefined,
       dropped: [],
     });
-    expect(await schemas("fresh\\_%")).toEqual(["fresh_000000000a", "fresh_000000000b"]);
+    expect(await schemas(db, "fresh\\_%")).toEqual(["fresh_000000000a", "fresh_000000000b"]);
   });
 
-  it("after a rollback the build rolled back from is the previous one", async () => {
+  it("after a rollback the build rolled back from is the previous one", async ({ db }) => {
     // Live was R2 (stopped a minute ago); R1, older, is deployed again and becomes live.
-    await build("roll_000000000a", app({ ready: 1, locked: 1, secondsAgo: 1 }));
-    await build("roll_000000000b", app({ ready: 1, locked: 0, secondsAgo: 60 }));
-    await build("roll_000000000c", app({ ready: 1, locked: 0, secondsAgo: 7200 }));
-    await pointViews("roll", "roll_000000000a");
+    await build(db, "roll_000000000a", app({ ready: 1, locked: 1, secondsAgo: 1 }));
+    await build(db, "roll_000000000b", app({ ready: 1, locked: 0, secondsAgo: 60 }));
+    await build(db, "roll_000000000c", app({ ready: 1, locked: 0, secondsAgo: 7200 }));
+    await pointViews(db, "roll", "roll_000000000a");
     expect(await pruneBuilds(db.sql, { viewsSchema: "roll", current: "roll_000000000a", now: NOW })).toEqual({
       live: "roll_000000000a",
       previous: "roll_000000000b",
