@@ -1,6 +1,5 @@
 import { serve } from "@hono/node-server";
 import { systemClock } from "../src/clock.js";
-import { loadConfig } from "../src/config.js";
 import { Redis } from "ioredis";
 import { KeyCache } from "../src/billing/api-keys.js";
 import { Metering } from "../src/billing/metering.js";
@@ -10,14 +9,22 @@ import { createApp } from "../src/http/app.js";
 import { RateLimiter } from "../src/http/middleware/rate-limit.js";
 import { createLogger } from "../src/observability/logger.js";
 import { createMetrics } from "../src/observability/metrics.js";
+import { checkDatabase, checkRedis, loadConfigOrExit, preflightOrExit, redactPassword } from "../src/ops/preflight.js";
+import { RedisHealth, redisRetryStrategy } from "../src/ops/redis-health.js";
 import { onShutdown } from "../src/ops/shutdown.js";
 import { createQueues, enqueueAlerts } from "../src/workers/queues.js";
 
-const config = loadConfig();
+const config = loadConfigOrExit("api");
+// A database that is down, missing or unmigrated, or a Redis that is down: one line naming the
+// variable and the fix, exit 1.
+await preflightOrExit("api", [checkDatabase(config.DATABASE_URL, { migrated: true }), checkRedis(config.REDIS_URL)]);
 const logger = createLogger("api", config.LOG_LEVEL);
 const sql = createSql(config.DATABASE_URL, { max: config.DATABASE_POOL_MAX, applicationName: "hanzo-api" });
-const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
+const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null, retryStrategy: redisRetryStrategy });
+const redisHealth = new RedisHealth(logger, redactPassword(config.REDIS_URL)).watch(redis);
 const queues = createQueues(redis, config.REDIS_PREFIX);
+for (const queue of queues.all()) redisHealth.watchErrors(queue, `queue ${queue.name}`);
+let draining = false;
 const metering = new Metering(sql, {
   logger,
   onCrossings: (crossings) =>
@@ -44,6 +51,7 @@ const app = createApp({
   queues,
   chain,
   rateLimiter: new RateLimiter(redis, config.REDIS_PREFIX),
+  health: { redisUp: () => redisHealth.up, draining: () => draining },
 });
 
 const server = serve({ fetch: app.fetch, hostname: config.HOST, port: config.PORT }, (info) => {
@@ -53,6 +61,7 @@ const server = serve({ fetch: app.fetch, hostname: config.HOST, port: config.POR
 // Stop taking connections, let in-flight requests finish (their commits are what we promised),
 // then close the pools.
 onShutdown("api", logger, async () => {
+  draining = true;
   await new Promise<void>((resolve) => server.close(() => resolve()));
   await Promise.all([stopCatalogWatch(), stopKeyWatch()]);
   await queues.close();

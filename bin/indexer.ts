@@ -2,12 +2,12 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { createPublicClient, http } from "viem";
-import { loadConfig } from "../src/config.js";
 import { createSql } from "../src/db/client.js";
 import { buildSchema } from "../src/indexer-deploy/build-schema.js";
 import { pruneBuilds } from "../src/indexer-deploy/prune-builds.js";
 import { redactUrl } from "../src/chain/redact.js";
 import { createLogger } from "../src/observability/logger.js";
+import { checkDatabase, exitWithProblems, loadConfigOrExit, preflightOrExit } from "../src/ops/preflight.js";
 
 /**
  * Starts Ponder as Ponder deploys itself: each build indexes into its own schema
@@ -17,12 +17,22 @@ import { createLogger } from "../src/observability/logger.js";
  * cache (`ponder_sync`) rather than the node, and a restart of the same build resumes its schema.
  * Once ready, schemas of builds older than the previous one are dropped.
  */
-const config = loadConfig();
+const config = loadConfigOrExit("indexer");
+// Ponder keeps its own schemas: the database must exist, not carry our migrations.
+await preflightOrExit("indexer", [checkDatabase(config.DATABASE_URL, { migrated: false })]);
 const logger = createLogger("indexer", config.LOG_LEVEL);
+// bin/ in development, dist/ in the production build: either way the repository is one level up,
+// and Ponder builds from its src/, ponder.config.ts and ponder.schema.ts.
 const root = new URL("..", import.meta.url).pathname;
 const startedAt = Date.now();
-const client = createPublicClient({ transport: http(config.RPC_URL, { retryCount: 10, retryDelay: 500 }) });
-const genesis = await client.getBlock({ blockNumber: 0n });
+const client = createPublicClient({ transport: http(config.RPC_URL, { retryCount: 3, retryDelay: 500 }) });
+const genesis = await client
+  .getBlock({ blockNumber: 0n })
+  .catch((err: Error) =>
+    exitWithProblems("indexer", [
+      `RPC_URL: no JSON-RPC answer at ${redactUrl(config.RPC_URL)} (${redactUrl(err.message.split("\n")[0] ?? "")}); start the node (npm run dev starts anvil) or set RPC_URL`,
+    ]),
+  );
 const ponderVersion = (
   JSON.parse(readFileSync(join(root, "node_modules/ponder/package.json"), "utf8")) as { version: string }
 ).version;
@@ -36,7 +46,10 @@ const schema = buildSchema(root, config.PONDER_SCHEMA, {
 
 const ponderBin = join(root, "node_modules/ponder/dist/esm/bin/ponder.js");
 const port = String(process.env.PONDER_PORT ?? 42069);
-const ponderUrl = `http://127.0.0.1:${port}`;
+// Loopback by default, like the API: Ponder's own default is every interface.
+const hostname = process.env.PONDER_HOST ?? "127.0.0.1";
+const probeHost = hostname === "0.0.0.0" || hostname === "::" ? "127.0.0.1" : hostname;
+const ponderUrl = `http://${probeHost.includes(":") ? `[${probeHost}]` : probeHost}:${port}`;
 const logLevel = process.env.PONDER_LOG_LEVEL ?? "info";
 const args = [
   ponderBin,
@@ -49,6 +62,8 @@ const args = [
   config.PONDER_SCHEMA,
   "--port",
   port,
+  "--hostname",
+  hostname,
 ];
 logger.info(
   { schema, views_schema: config.PONDER_SCHEMA },
@@ -91,8 +106,8 @@ function startPonder(attempt: number): ChildProcess {
       tail = (tail + String(chunk)).slice(-4_000);
     };
   };
-  child.stdout!.on("data", forward(process.stdout));
-  child.stderr!.on("data", forward(process.stderr));
+  child.stdout.on("data", forward(process.stdout));
+  child.stderr.on("data", forward(process.stderr));
   child.on("close", (code, signal) => {
     for (const flush of flushes) flush();
     if (!stopping && !ready && code !== 0 && attempt < 3 && tail.includes("File execution did not complete")) {
@@ -110,7 +125,9 @@ function startPonder(attempt: number): ChildProcess {
 const progressClient = createPublicClient({ transport: http(config.RPC_URL, { retryCount: 0, timeout: 2_000 }) });
 const PROGRESS_EVERY_MS = 5_000;
 let lastProgress = Date.now();
-while (!(ready = await ponderReady())) {
+for (;;) {
+  ready = await ponderReady();
+  if (ready) break;
   await new Promise((r) => setTimeout(r, 250));
   if (Date.now() - lastProgress < PROGRESS_EVERY_MS) continue;
   lastProgress = Date.now();

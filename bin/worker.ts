@@ -1,16 +1,19 @@
 import { Redis } from "ioredis";
 import { systemClock } from "../src/clock.js";
-import { loadConfig } from "../src/config.js";
 import { createSql } from "../src/db/client.js";
 import { createLogger } from "../src/observability/logger.js";
+import { checkDatabase, checkRedis, loadConfigOrExit, preflightOrExit, redactPassword } from "../src/ops/preflight.js";
+import { RedisHealth, redisRetryStrategy } from "../src/ops/redis-health.js";
 import { onShutdown } from "../src/ops/shutdown.js";
 import { startWorkers } from "../src/workers/start-workers.js";
 
-const config = loadConfig();
+const config = loadConfigOrExit("worker");
+await preflightOrExit("worker", [checkDatabase(config.DATABASE_URL, { migrated: true }), checkRedis(config.REDIS_URL)]);
 const logger = createLogger("worker", config.LOG_LEVEL);
 const sql = createSql(config.DATABASE_URL, { max: config.DATABASE_POOL_MAX, applicationName: "hanzo-worker" });
 // BullMQ blocks on its connection, so workers need maxRetriesPerRequest: null.
-const connection = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
+const connection = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null, retryStrategy: redisRetryStrategy });
+const redisHealth = new RedisHealth(logger, redactPassword(config.REDIS_URL)).watch(connection);
 const workers = await startWorkers({
   sql,
   connection,
@@ -18,6 +21,7 @@ const workers = await startWorkers({
   logger,
   clock: systemClock,
   config,
+  redisHealth,
 });
 
 // Lets running jobs finish; an interrupted one is retried by BullMQ and re-decided in PostgreSQL.

@@ -13,7 +13,13 @@ import { depositFactoryAbi, depositFactoryBytecode, husdAbi, husdBytecode } from
 export const DEV_MNEMONIC = "test test test test test test test test test test test junk";
 export const devAccounts = Array.from({ length: 10 }, (_, i) => mnemonicToAccount(DEV_MNEMONIC, { addressIndex: i }));
 /** Roles among the dev accounts: 0 deploys and owns, 1 is the treasury, 2 is a customer's wallet. */
-export const DevRoles = { deployer: devAccounts[0]!, treasury: devAccounts[1]!, customer: devAccounts[2]! };
+export const DevRoles = { deployer: devAccount(0), treasury: devAccount(1), customer: devAccount(2) };
+
+function devAccount(index: number) {
+  const account = devAccounts[index];
+  if (!account) throw new Error(`no dev account ${index}`);
+  return account;
+}
 
 export function anvilBinary(): string {
   const require = createRequire(import.meta.url);
@@ -31,6 +37,11 @@ export type AnvilOptions = {
 };
 
 export function spawnAnvil(o: AnvilOptions): ChildProcess {
+  return spawn(anvilBinary(), anvilArgs(o), { stdio: ["ignore", "pipe", "pipe"] });
+}
+
+/** anvil's command line for these options (tests spawn it themselves, to keep track of it). */
+export function anvilArgs(o: AnvilOptions): string[] {
   const args = [
     "--host",
     "127.0.0.1",
@@ -46,7 +57,7 @@ export function spawnAnvil(o: AnvilOptions): ChildProcess {
   if (o.slotsInAnEpoch) args.push("--slots-in-an-epoch", String(o.slotsInAnEpoch));
   if (o.statePath) args.push("--state", o.statePath);
   if (o.silent !== false) args.push("--silent");
-  return spawn(anvilBinary(), args, { stdio: ["ignore", "pipe", "pipe"] });
+  return args;
 }
 
 export async function waitForRpc(rpcUrl: string, timeoutMs = 15_000): Promise<void> {
@@ -102,7 +113,8 @@ export async function deployDevContracts(
   const deploy = async (abi: readonly unknown[], bytecode: Hex, args: readonly unknown[]) => {
     const hash = await wallet.deployContract({ abi: abi as never, bytecode, args: args as never });
     const receipt = await wallet.waitForTransactionReceipt({ hash, pollingInterval: 100 });
-    return { address: receipt.contractAddress!, block: receipt.blockNumber };
+    if (!receipt.contractAddress) throw new Error(`deployment ${hash} created no contract`);
+    return { address: receipt.contractAddress, block: receipt.blockNumber };
   };
   const husd = await deploy(husdAbi, husdBytecode, [DevRoles.deployer.address]);
   const factory = await deploy(depositFactoryAbi, depositFactoryBytecode, [

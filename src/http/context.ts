@@ -6,6 +6,7 @@ import type { Clock } from "../clock.js";
 import type { Config } from "../config.js";
 import type { Sql } from "../db/client.js";
 import type { Metrics } from "../observability/metrics.js";
+import type { HealthProbes } from "./routes/meta/health.js";
 import type { RateLimiter } from "./middleware/rate-limit.js";
 import type { Queues } from "../workers/queues.js";
 
@@ -25,6 +26,8 @@ export type AppDeps = {
   chain?: ChainClient;
   /** Optional: per-org request limits shared by every replica (Redis); without it nothing is limited. */
   rateLimiter?: RateLimiter;
+  /** Optional: Redis' state and shutdown, for /healthz and /readyz (PostgreSQL is asked on each probe). */
+  health?: HealthProbes;
 };
 
 export type AppEnv = {

@@ -11,6 +11,7 @@ import { reconcileLedger } from "../ledger/reconcile.js";
 import type { Clock } from "../clock.js";
 import type { Config } from "../config.js";
 import type { Sql } from "../db/client.js";
+import type { RedisHealth } from "../ops/redis-health.js";
 import { checkDeposit } from "./processors/deposit-check.js";
 import { scanDeposits } from "./processors/deposit-scan.js";
 import { deliverLowBalanceAlert, undeliveredAlerts } from "./processors/low-balance-alert.js";
@@ -35,6 +36,8 @@ export type WorkerDeps = {
   config: Config;
   maintenanceEveryMs?: number;
   chain?: ChainClient;
+  /** Optional: Redis connection errors of the queues and workers are told once per outage (bin/worker.ts). */
+  redisHealth?: RedisHealth;
 };
 
 /**
@@ -138,7 +141,13 @@ export async function startWorkers(deps: WorkerDeps) {
 
   for (const w of [alerts, deposits, maintenance]) {
     w.on("failed", (job, err) => deps.logger.error({ queue: w.name, job_id: job?.id, err }, "job failed"));
-    w.on("error", (err) => deps.logger.error({ queue: w.name, err }, "worker error"));
+    if (deps.redisHealth) deps.redisHealth.watchErrors(w, `worker ${w.name}`);
+    else w.on("error", (err) => deps.logger.error({ queue: w.name, err }, "worker error"));
+  }
+  // A queue without an error listener prints every reconnection failure to the console.
+  for (const q of queues.all()) {
+    if (deps.redisHealth) deps.redisHealth.watchErrors(q, `queue ${q.name}`);
+    else q.on("error", (err) => deps.logger.error({ queue: q.name, err }, "queue error"));
   }
   // Every new low-balance alert, as its transaction commits (balance_alerts_notify): its delivery is
   // enqueued at once instead of at the next sweep. The job id is the alert id, so the API's own

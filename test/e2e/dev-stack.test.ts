@@ -1,13 +1,13 @@
 import { mkdtemp, readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { husdAbi } from "../../abis/index.js";
 import { DevRoles, devClients } from "../../src/chain/local-devnet.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { freePort } from "../support/free-port.js";
-import { ROOT, waitFor } from "../support/process.js";
+import { spawnTracked, waitFor } from "../support/process.js";
 import { uniqueRedisPrefix } from "../support/redis.js";
 
 /** A newcomer's path, automated: `npm run dev`, use it, Ctrl-C. */
@@ -22,8 +22,8 @@ describe("npm run dev", () => {
     db = await createTestDatabase();
     stateDir = await mkdtemp(join(tmpdir(), "hanzo-dev-"));
     ports = { anvil: await freePort(), api: await freePort(), ponder: await freePort() };
-    dev = spawn("npm", ["run", "dev"], {
-      cwd: ROOT,
+    // Its own process group (spawnTracked), so SIGINT below reaches it the way Ctrl-C would.
+    dev = spawnTracked("npm", ["run", "dev"], {
       env: {
         ...process.env,
         DATABASE_URL: db.url,
@@ -33,8 +33,6 @@ describe("npm run dev", () => {
         PONDER_PORT: String(ports.ponder),
         REDIS_PREFIX: uniqueRedisPrefix("dev"),
       },
-      stdio: ["ignore", "pipe", "pipe"],
-      detached: true, // its own process group, so SIGINT below reaches it the way Ctrl-C would
     });
     dev.stdout!.on("data", (d) => (output += String(d)));
     dev.stderr!.on("data", (d) => (output += String(d)));
@@ -122,8 +120,7 @@ describe("npm run dev", () => {
   }, 60_000);
 
   it("a second run reuses the chain, database, org and keys", async () => {
-    const again = spawn("npm", ["run", "dev"], {
-      cwd: ROOT,
+    const again = spawnTracked("npm", ["run", "dev"], {
       env: {
         ...process.env,
         DATABASE_URL: db.url,
@@ -133,8 +130,6 @@ describe("npm run dev", () => {
         PONDER_PORT: String(ports.ponder),
         REDIS_PREFIX: uniqueRedisPrefix("dev2"),
       },
-      stdio: ["ignore", "pipe", "pipe"],
-      detached: true,
     });
     let out = "";
     again.stdout!.on("data", (d) => (out += String(d)));

@@ -4,7 +4,14 @@ import { startTestChain, type TestChain } from "../support/chain-stack.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { depositStack } from "../support/deposit-stack.js";
 import { freePort } from "../support/free-port.js";
-import { startBin, waitFor, type RunningProcess } from "../support/process.js";
+import {
+  READY_TIMEOUT_MS,
+  type RunningProcess,
+  startBin,
+  WORKERS_STARTED,
+  waitFor,
+  waitForHttp,
+} from "../support/process.js";
 import { clearRedisPrefix, createTestRedis, uniqueRedisPrefix } from "../support/redis.js";
 
 /**
@@ -35,14 +42,19 @@ describe("two API and two worker processes", () => {
       DEPOSIT_SCAN_INTERVAL_MS: "200",
       DATABASE_POOL_MAX: "4",
     };
+    // Each process is awaited on its own readiness (the API's /readyz, the worker's start line);
+    // one that exits fails the start at once, with its output.
+    const ready: Promise<unknown>[] = [];
     for (let i = 0; i < 2; i++) {
       const port = await freePort();
-      procs.push(startBin("api.ts", { ...env, PORT: String(port) }));
+      const api = startBin("api.ts", { ...env, PORT: String(port) });
+      const worker = startBin("worker.ts", { ...env, LOG_LEVEL: "info" });
+      procs.push(api, worker);
       apis.push(`http://127.0.0.1:${port}`);
-      procs.push(startBin("worker.ts", env));
+      ready.push(waitForHttp(api, `http://127.0.0.1:${port}/readyz`), worker.waitForLine(WORKERS_STARTED));
     }
-    for (const base of apis) await waitFor(async () => (await fetch(`${base}/healthz`)).ok, { what: `${base} up` });
-  }, 60_000);
+    await Promise.all(ready);
+  }, READY_TIMEOUT_MS + 30_000);
   afterAll(async () => {
     await Promise.all(procs.map((p) => p.stop()));
     const redis = createTestRedis();

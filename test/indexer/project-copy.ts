@@ -1,11 +1,9 @@
-import { spawn } from "node:child_process";
 import { appendFileSync, cpSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TestChain } from "../support/chain-stack.js";
-import { stopChild } from "../support/anvil.js";
 import { freePort } from "../support/free-port.js";
-import { ROOT, waitFor, type RunningProcess } from "../support/process.js";
+import { ROOT, spawnTracked, track, type RunningProcess } from "../support/process.js";
 
 /** What a deploy of the indexer ships: Ponder's root (config, schema, abis, src) and the entry point. */
 const SHIPPED = [
@@ -39,7 +37,7 @@ export function copyProject() {
     async start(chain: TestChain, databaseUrl: string, extraEnv: Record<string, string> = {}): Promise<CopiedIndexer> {
       const port = await freePort();
       const startedAt = Date.now();
-      const child = spawn(process.execPath, ["--import", "tsx", join(root, "bin/indexer.ts")], {
+      const child = spawnTracked(process.execPath, ["--import", "tsx", join(root, "bin/indexer.ts")], {
         cwd: root,
         env: {
           ...process.env,
@@ -52,27 +50,12 @@ export function copyProject() {
           PONDER_POLLING_INTERVAL_MS: "200",
           ...extraEnv,
         },
-        stdio: ["ignore", "pipe", "pipe"],
       });
-      let out = "";
-      child.stdout?.on("data", (d) => (out += String(d)));
-      child.stderr?.on("data", (d) => (out += String(d)));
-      const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+      const indexer = track(child, "the copy's indexer");
       // The schema this deploy indexes into, from the command line the entry point prints.
-      await waitFor(() => /--schema (\S+)/.test(out) || child.exitCode !== null, {
-        timeoutMs: 60_000,
-        what: "the indexer's schema",
-      });
-      const schema = /--schema (\S+)/.exec(out)?.[1] ?? "";
-      return {
-        child,
-        output: () => out,
-        stop: (signal = "SIGTERM") => stopChild(child, signal),
-        exited,
-        port,
-        schema,
-        startedAt,
-      };
+      const line = await indexer.waitForLine(/--schema \S+/);
+      const schema = /--schema (\S+)/.exec(line)?.[1] ?? "";
+      return Object.assign(indexer, { port, schema, startedAt });
     },
     remove() {
       rmSync(root, { recursive: true, force: true });
@@ -89,19 +72,7 @@ export async function isReady(indexer: CopiedIndexer): Promise<boolean> {
 }
 
 /** Waits for Ponder's /ready, failing at once (with the indexer's output) if the process exits first. */
-export async function waitReady(indexer: CopiedIndexer, timeoutMs = 120_000): Promise<number> {
-  try {
-    await waitFor(async () => indexer.child.exitCode !== null || (await isReady(indexer)), {
-      timeoutMs,
-      intervalMs: 100,
-      what: "ponder ready",
-    });
-  } catch (err) {
-    throw new Error(`${(err as Error).message}:\n${indexer.output().slice(-3000)}`);
-  }
-  if (indexer.child.exitCode !== null)
-    throw new Error(
-      `the indexer exited with ${indexer.child.exitCode} before it was ready:\n${indexer.output().slice(-3000)}`,
-    );
+export async function waitReady(indexer: CopiedIndexer, timeoutMs = 180_000): Promise<number> {
+  await indexer.waitFor(() => isReady(indexer), { timeoutMs, intervalMs: 100, what: "ponder ready" });
   return Date.now();
 }

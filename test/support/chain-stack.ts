@@ -1,8 +1,8 @@
-import { type Address } from "viem";
-import { deployDevContracts, devClients, spawnAnvil, waitForRpc } from "../../src/chain/local-devnet.js";
-import { stopChild } from "./anvil.js";
+import type { Address } from "viem";
+import { deployDevContracts, devClients } from "../../src/chain/local-devnet.js";
+import { spawnTestAnvil } from "./anvil.js";
 import { freePort } from "./free-port.js";
-import { startBin, waitFor, type RunningProcess } from "./process.js";
+import { startBin, stopChild, type RunningProcess } from "./process.js";
 
 export type TestChain = Awaited<ReturnType<typeof startTestChain>>;
 
@@ -13,9 +13,12 @@ export type TestChain = Awaited<ReturnType<typeof startTestChain>>;
 export async function startTestChain(opts: { blockTime?: number; chainId?: number; slotsInAnEpoch?: number } = {}) {
   const port = await freePort();
   const chainId = opts.chainId ?? 31337;
-  const child = spawnAnvil({ port, chainId, slotsInAnEpoch: opts.slotsInAnEpoch ?? 1, blockTime: opts.blockTime });
-  const rpcUrl = `http://127.0.0.1:${port}`;
-  await waitForRpc(rpcUrl);
+  const { child, rpcUrl } = await spawnTestAnvil({
+    port,
+    chainId,
+    slotsInAnEpoch: opts.slotsInAnEpoch ?? 1,
+    blockTime: opts.blockTime,
+  });
   const contracts = await deployDevContracts(rpcUrl, chainId);
   const clients = devClients(rpcUrl, chainId);
   return {
@@ -48,10 +51,9 @@ export async function startIndexer(
     PONDER_POLLING_INTERVAL_MS: "200",
     ...extraEnv,
   });
-  await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/ready`)).status === 200, {
-    timeoutMs: 90_000,
+  await indexer.waitFor(async () => (await fetch(`http://127.0.0.1:${port}/ready`)).status === 200, {
     intervalMs: 250,
-    what: `ponder ready: ${indexer.output().slice(-2000)}`,
+    what: "ponder ready",
   });
   return Object.assign(indexer, { port });
 }

@@ -20,7 +20,7 @@ export const observe: MiddlewareHandler<AppEnv> = async (c, next) => {
     const route = matched === "*" ? "unmatched" : matched;
     metrics?.httpDuration.observe({ method: c.req.method, route, status: String(c.res.status) }, seconds);
     // Probes (health checks, scrapes) are logged at debug: at info they would bury real traffic.
-    const level = route === "/healthz" || route === "/metrics" ? "debug" : "info";
+    const level = route === "/healthz" || route === "/readyz" || route === "/metrics" ? "debug" : "info";
     if (logger.isLevelEnabled(level)) {
       logger[level](
         { request_id: c.get("requestId"), method: c.req.method, route, status: c.res.status, duration_ms: durationMs },

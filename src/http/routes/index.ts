@@ -27,6 +27,7 @@ import { registerDocs } from "./meta/docs.js";
 import { registerHealthz } from "./meta/healthz.js";
 import { OPENAPI_DOCUMENT, registerOpenApi } from "./meta/openapi.js";
 import { registerOperations } from "./meta/operations.js";
+import { registerReadyz } from "./meta/readyz.js";
 import { registerListModelPrices } from "./pricing/list-model-prices.js";
 import { registerListPlans } from "./pricing/list-plans.js";
 import { registerReceiveProcessorEvent } from "./webhooks/receive-processor-event.js";
@@ -73,6 +74,7 @@ export const routes: readonly RegisterRoute[] = [
   registerCreateAdjustment,
   // meta: not in the OpenAPI document
   registerHealthz,
+  registerReadyz,
   registerOpenApi,
   (app) => registerDocs(app, OPENAPI_DOCUMENT),
   registerOperations,

@@ -1,10 +1,14 @@
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import type { AppEnv } from "../../context.js";
+import { dependencyReport } from "./health.js";
 
-/** GET /healthz: the process is up and reaches PostgreSQL. Not in the OpenAPI document (an operator's probe). */
+/**
+ * GET /healthz: each dependency's state, 503 when one is down (for people and monitors). Not in
+ * the OpenAPI document (an operator's probe).
+ */
 export function registerHealthz(app: OpenAPIHono<AppEnv>) {
   app.get("/healthz", async (c) => {
-    await c.get("deps").sql`select 1`;
-    return c.json({ ok: true });
+    const r = await dependencyReport(c);
+    return c.json(r, r.ok ? 200 : 503);
   });
 }
