@@ -9,10 +9,11 @@ import { DevRoles, devClients } from "../src/chain/local-devnet.js";
  * demo org's deposit address and follows it to the credit, meters a few requests (one of them
  * refused with 402), ends the billing cycle and prints the invoice.
  */
-const STATE = new URL("../.hanzo/dev.json", import.meta.url).pathname;
+// The state `npm run dev` wrote: in DEV_STATE_DIR when set, as dev writes it.
+const STATE = `${process.env.DEV_STATE_DIR ?? new URL("../.hanzo", import.meta.url).pathname}/dev.json`;
 if (!existsSync(STATE)) {
   console.error(
-    "No .hanzo/dev.json: start the stack first with `npm run dev`, then run `npm run demo` in another terminal.",
+    `No ${STATE}: start the stack first with \`npm run dev\` (with the same DEV_STATE_DIR), then run \`npm run demo\` in another terminal.`,
   );
   process.exit(1);
 }

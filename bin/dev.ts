@@ -70,7 +70,8 @@ function labelled(name: string, child: ChildProcess, color: number) {
   for (const stream of [child.stdout, child.stderr]) {
     if (!stream) continue;
     createInterface({ input: stream }).on("line", (line) => {
-      if (readyLines[name] && line.includes(readyLines[name]!)) ready.add(name);
+      const readyLine = readyLines[name];
+      if (readyLine && line.includes(readyLine)) ready.add(name);
       console.log(`\x1b[${color}m[${name}]\x1b[0m ${line}`);
     });
   }
@@ -164,9 +165,11 @@ if (!org.id || !(await stillValid(org.orgKey)) || !(await stillValid(org.gateway
   };
   log(`created demo organization ${org.id}`);
 }
+const demo = { id: org.id, orgKey: org.orgKey, gatewayKey: org.gatewayKey };
+if (!demo.id || !demo.orgKey || !demo.gatewayKey) throw new Error("the demo organization has no id or keys");
 await grantCredits(
   sql,
-  { orgId: org.id!, amount: 25_000_000_000n, reason: "Welcome credits", idempotencyKey: "dev-welcome" },
+  { orgId: demo.id, amount: 25_000_000_000n, reason: "Welcome credits", idempotencyKey: "dev-welcome" },
   new Date(),
 );
 await sql.end();
@@ -199,18 +202,37 @@ labelled("worker", node("bin/worker.ts"), 33);
 labelled("api", node("bin/api.ts"), 36);
 
 const apiUrl = `http://127.0.0.1:${API_PORT}`;
-for (let i = 0; ; i++) {
-  try {
-    const up = await Promise.all([fetch(`${apiUrl}/healthz`), fetch(`http://127.0.0.1:${PONDER_PORT}/ready`)]);
-    if (up.every((r) => r.ok) && ready.has("worker")) break;
-  } catch {
-    // starting
-  }
-  if (i > 600) {
-    log("the API, workers and indexer did not all come up within 60 s");
+// Ponder builds before it serves (about 70 s on a first run on a slow machine): say what is still
+// starting every 10 s instead of going quiet.
+const STARTUP_LIMIT_MS = 300_000;
+const startedAt = Date.now();
+let lastProgress = startedAt;
+const answers = (url: string) =>
+  fetch(url).then(
+    (r) => r.ok,
+    () => false,
+  );
+for (;;) {
+  const [apiUp, indexerUp] = await Promise.all([
+    answers(`${apiUrl}/readyz`),
+    answers(`http://127.0.0.1:${PONDER_PORT}/ready`),
+  ]);
+  const waiting = [
+    ...(apiUp ? [] : ["api"]),
+    ...(ready.has("worker") ? [] : ["worker"]),
+    ...(indexerUp ? [] : ["indexer (Ponder builds src/ first: about a minute on a first run)"]),
+  ];
+  if (waiting.length === 0) break;
+  const elapsed = Date.now() - startedAt;
+  if (elapsed > STARTUP_LIMIT_MS) {
+    log(`not up after ${STARTUP_LIMIT_MS / 1000} s: ${waiting.join(", ")}; see its log lines above`);
     await shutdown(1);
   }
-  await new Promise((r) => setTimeout(r, 100));
+  if (Date.now() - lastProgress >= 10_000) {
+    lastProgress = Date.now();
+    log(`${Math.round(elapsed / 1000)} s: waiting for ${waiting.join(", ")}`);
+  }
+  await new Promise((r) => setTimeout(r, 250));
 }
 
 const state: DevState = {
@@ -227,9 +249,9 @@ const state: DevState = {
   husd_start_block: startBlock,
   database_url: databaseUrl,
   redis_prefix: env.REDIS_PREFIX,
-  org_id: org.id!,
-  org_key: org.orgKey!,
-  gateway_key: org.gatewayKey!,
+  org_id: demo.id,
+  org_key: demo.orgKey,
+  gateway_key: demo.gatewayKey,
   admin_key: adminKey,
   customer_wallet: DevRoles.customer.address,
   customer_wallet_mnemonic_index: 2,

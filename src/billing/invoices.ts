@@ -381,6 +381,21 @@ export async function dueCycles(
   return due;
 }
 
+/**
+ * When the org's running cycle may be ended early, if not yet: a cycle that began less than a
+ * minute ago (the previous one was just closed) is not ended again (see dueCycles).
+ */
+export async function earlyEndNotBefore(sql: Sql, orgId: string, now: Date): Promise<Date | undefined> {
+  const [o] = await sql<{ billing_anchor_day: number; created_at: Date; last_end: Date | null }[]>`
+    select o.billing_anchor_day, o.created_at, (select max(period_end) from invoices i where i.org_id = o.id) as last_end
+    from organizations o where o.id = ${orgId}`;
+  if (!o) return undefined;
+  let p = cycleFrom(o.last_end ?? cycleContaining(o.created_at, o.billing_anchor_day).start, o.billing_anchor_day);
+  while (p.end <= now) p = cycleFrom(p.end, o.billing_anchor_day);
+  const notBefore = new Date(p.start.getTime() + MIN_EARLY_CYCLE_MS);
+  return notBefore > now ? notBefore : undefined;
+}
+
 /** The cycle that starts at `start` and ends at the next anchor date after it. */
 function cycleFrom(start: Date, anchorDay: number): Period {
   return { label: cycleContaining(start, anchorDay).label, start, end: cycleContaining(start, anchorDay).end };

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TEST_ADMIN_KEY } from "../support/app.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { freePort } from "../support/free-port.js";
+import { startTestChain } from "../support/chain-stack.js";
 import { ROOT, startBin, startBuilt, waitFor, type RunningProcess } from "../support/process.js";
 import { uniqueRedisPrefix } from "../support/redis.js";
 
@@ -43,8 +44,16 @@ describe("npm run api (bin/api.ts)", () => {
     );
   });
 
+  let built: Promise<void> | undefined;
+  const build = () => {
+    built ??= Promise.resolve().then(() => {
+      execFileSync("npm", ["run", "--silent", "build"], { cwd: ROOT, stdio: "pipe" });
+    });
+    return built;
+  };
+
   it("the production build (npm run build, then npm start) serves the API and stops cleanly, and so does its worker", async () => {
-    execFileSync("npm", ["run", "--silent", "build"], { cwd: ROOT, stdio: "pipe" });
+    await build();
     const port = await freePort();
     await servesAndStops(
       startBuilt("api.mjs", {
@@ -69,6 +78,42 @@ describe("npm run api (bin/api.ts)", () => {
     }
     expect(await worker.exited).toBe(0);
   });
+
+  it("the production build migrates a new database (npm run start:migrate) and runs the indexer until ready (npm run start:indexer)", async () => {
+    await build();
+    const fresh = `${db.name}_m`;
+    const migrate = startBuilt("migrate.mjs", { DATABASE_URL: db.url.replace(db.name, fresh) });
+    try {
+      expect(await migrate.exited).toBe(0);
+      expect(migrate.output()).toContain(`created database ${fresh}`);
+      expect(migrate.output()).toMatch(/applied \d+ migration\(s\)/);
+    } finally {
+      await db.sql.unsafe(`drop database if exists "${fresh}" with (force)`);
+    }
+
+    const chain = await startTestChain();
+    try {
+      const port = await freePort();
+      const indexer = startBuilt("indexer.mjs", {
+        DATABASE_URL: db.url,
+        RPC_URL: chain.rpcUrl,
+        CHAIN_ID: String(chain.chainId),
+        HUSD_ADDRESS: chain.husd,
+        HUSD_START_BLOCK: String(chain.deployBlock),
+        PONDER_PORT: String(port),
+        LOG_LEVEL: "info",
+      });
+      try {
+        await indexer.waitForLine("indexer ready");
+        expect((await fetch(`http://127.0.0.1:${port}/ready`)).status).toBe(200);
+      } finally {
+        await indexer.stop("SIGTERM");
+      }
+      expect(await indexer.exited).toBe(0);
+    } finally {
+      await chain.stop();
+    }
+  }, 300_000);
 
   it("refuses to start with a bad environment and names every bad variable", async () => {
     const api = startBin("api.ts", { DATABASE_URL: "nope", PORT: "-1" });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { checkServices, START_POSTGRES, START_REDIS } from "../../src/ops/preflight.js";
+import { checkServices, START_POSTGRES, startRedisCommand } from "../../src/ops/preflight.js";
 import { freePort } from "../support/free-port.js";
 import { TEST_PG_URL, TEST_REDIS_URL } from "../support/services.js";
 
@@ -19,6 +19,8 @@ describe("service preflight", () => {
     expect(problems[0]).toContain(START_POSTGRES);
     expect(problems[0]).not.toContain("secret");
     expect(problems[1]).toContain(`redis://127.0.0.1:${port}`);
-    expect(problems[1]).toContain(START_REDIS);
+    // The command starts Redis where REDIS_URL points, not on 6379 whatever it says.
+    expect(problems[1]).toContain(startRedisCommand(`redis://127.0.0.1:${port}`));
+    expect(problems[1]).toContain(`--port ${port}`);
   });
 });

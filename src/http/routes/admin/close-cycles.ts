@@ -1,5 +1,5 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
-import { closeDueCycles } from "../../../billing/invoices.js";
+import { closeDueCycles, earlyEndNotBefore } from "../../../billing/invoices.js";
 import type { AppEnv } from "../../context.js";
 import { requiresKey } from "../access.js";
 import { errorResponses, jsonBody, jsonResponse } from "../../schemas.js";
@@ -23,6 +23,11 @@ export const CloseCyclesResponse = z.object({
   invoices_created: z.number(),
   already_closed: z.number(),
   organizations: z.number(),
+  reason: z.enum(["cycle_started_recently"]).optional().openapi({
+    description:
+      "Present when end_current_cycle_now ended nothing: the running cycle began less than 60 s ago (the previous one was just closed)",
+  }),
+  message: z.string().optional().openapi({ description: "Why nothing was ended, and from when it can be" }),
 });
 export type CloseCyclesResponse = z.infer<typeof CloseCyclesResponse>;
 
@@ -43,10 +48,25 @@ export function registerCloseCycles(app: OpenAPIHono<AppEnv>) {
   app.openapi(closeCyclesRoute, async (c) => {
     const { sql, metering, clock } = c.get("deps");
     const body = c.req.valid("json");
-    const r = await closeDueCycles(sql, metering.catalog, clock(), {
+    const now = clock();
+    const r = await closeDueCycles(sql, metering.catalog, now, {
       orgId: body.org_id,
       endCurrentNow: body.end_current_cycle_now,
     });
-    return c.json({ invoices_created: r.created, already_closed: r.existing, organizations: r.orgs }, 200);
+    const counts = { invoices_created: r.created, already_closed: r.existing, organizations: r.orgs };
+    // Ending a cycle that began under a minute ago does nothing: say so rather than answer zeros alone.
+    const notBefore =
+      body.end_current_cycle_now && body.org_id && r.created === 0
+        ? await earlyEndNotBefore(sql, body.org_id, now)
+        : undefined;
+    if (!notBefore) return c.json(counts, 200);
+    return c.json(
+      {
+        ...counts,
+        reason: "cycle_started_recently" as const,
+        message: `the running cycle began less than 60 s ago, when the previous one was closed; it can be ended from ${notBefore.toISOString()}`,
+      },
+      200,
+    );
   });
 }
