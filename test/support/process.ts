@@ -30,7 +30,7 @@ function reap(line: string) {
     reaper = spawn(
       "awk",
       [
-        '/^\\+/ { live[substr($0, 2)] = 1 } /^-/ { delete live[substr($0, 2)] } END { for (g in live) system("kill -9 -- -" g " 2>/dev/null") }',
+        '/^\\+/ { live[substr($0, 2)] = 1 } /^-/ { delete live[substr($0, 2)] } END { for (g in live) system("kill -9 -" g " 2>/dev/null") }',
       ],
       { stdio: ["pipe", "ignore", "ignore"], detached: true },
     );
