@@ -2322,6 +2322,13 @@ export interface operations {
                         invoices_created: number;
                         already_closed: number;
                         organizations: number;
+                        /**
+                         * @description Present when end_current_cycle_now ended nothing: the running cycle began less than 60 s ago (the previous one was just closed)
+                         * @enum {string}
+                         */
+                        reason?: "cycle_started_recently";
+                        /** @description Why nothing was ended, and from when it can be */
+                        message?: string;
                     };
                 };
             };
