@@ -5,7 +5,8 @@ import { loadConfig } from "./src/config.js";
 const env = loadConfig();
 
 export default createConfig({
-  database: { kind: "postgres", connectionString: env.DATABASE_URL, poolConfig: { max: 10 } },
+  // As a member of hanzo_indexer: its own schemas, never billing (README, "Database roles").
+  database: { kind: "postgres", connectionString: env.INDEXER_DATABASE_URL, poolConfig: { max: 10 } },
   chains: {
     hanzo: {
       id: env.CHAIN_ID,

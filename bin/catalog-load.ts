@@ -6,11 +6,12 @@ import { createSql } from "../src/db/client.js";
 // already loaded are checked for changes, never rewritten. A new version must take effect at
 // least a minute after its load, so every replica prices with it from its first instant (see
 // Catalog in src/billing/catalog.ts); --short-notice loads it anyway (a backfill, a test).
+// As the owner (DATABASE_OWNER_URL): the API and workers may read prices, never write them.
 const config = loadConfig();
 const args = process.argv.slice(2);
 const shortNotice = args.includes("--short-notice");
 const path = args.find((a) => !a.startsWith("--"));
-const sql = createSql(config.DATABASE_URL, { max: 1, applicationName: "hanzo-catalog" });
+const sql = createSql(config.DATABASE_OWNER_URL, { max: 1, applicationName: "hanzo-catalog" });
 try {
   const result = await loadCatalog(sql, await readCatalogFile(path), {
     minNoticeMs: shortNotice ? 0 : CATALOG_NOTICE_MS,

@@ -54,7 +54,10 @@ type DevState = {
 
 const previous: Partial<DevState> = existsSync(STATE_FILE) ? JSON.parse(readFileSync(STATE_FILE, "utf8")) : {};
 const base = loadConfig();
-const databaseUrl = process.env.DATABASE_URL ?? base.DATABASE_URL;
+// The API and workers log in as hanzo_app's member, the indexer as hanzo_indexer's; the setup
+// below (migrations, which make those roles, the catalog, the demo org) runs as the owner.
+const databaseUrl = base.DATABASE_URL;
+const ownerUrl = base.DATABASE_OWNER_URL;
 const children: { name: string; child: ChildProcess }[] = [];
 let stopping = false;
 
@@ -108,7 +111,10 @@ process.on("SIGINT", () => void shutdown(0));
 process.on("SIGTERM", () => void shutdown(0));
 
 // 1. PostgreSQL and Redis, with the exact fix when missing.
-const problems = await checkServices({ postgres: databaseUrl.replace(/\/[^/]*$/, "/postgres"), redis: base.REDIS_URL });
+// Checked as the owner, on the database every cluster has: the app's role and database may not exist yet.
+const maintenanceUrl = new URL(ownerUrl);
+maintenanceUrl.pathname = "/postgres";
+const problems = await checkServices({ postgres: maintenanceUrl.toString(), redis: base.REDIS_URL });
 if (problems.length > 0) {
   console.error(`npm run dev needs PostgreSQL and Redis running:\n  ${problems.join("\n  ")}`);
   process.exit(1);
@@ -143,8 +149,8 @@ const startBlock =
 log(`HUSD ${contracts.husd}, deposit factory ${contracts.factory}`);
 
 // 3. Database, catalog, demo organization and keys (reused when they still work).
-await ensureDatabase(databaseUrl);
-const sql = createSql(databaseUrl, { max: 2, applicationName: "hanzo-dev" });
+await ensureDatabase(ownerUrl);
+const sql = createSql(ownerUrl, { max: 2, applicationName: "hanzo-dev" });
 await migrate(sql, { log });
 await loadCatalog(sql, await readCatalogFile());
 const adminKey = previous.admin_key ?? `hk-dev-admin-${randomBase62(24)}`;

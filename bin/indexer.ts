@@ -5,6 +5,7 @@ import { createPublicClient, http } from "viem";
 import { createSql } from "../src/db/client.js";
 import { buildSchema } from "../src/indexer-deploy/build-schema.js";
 import { pruneBuilds } from "../src/indexer-deploy/prune-builds.js";
+import { shareViews } from "../src/indexer-deploy/share-views.js";
 import { redactUrl } from "../src/chain/redact.js";
 import { createLogger } from "../src/observability/logger.js";
 import { checkDatabase, exitWithProblems, loadConfigOrExit, preflightOrExit } from "../src/ops/preflight.js";
@@ -69,6 +70,9 @@ logger.info(
   { schema, views_schema: config.PONDER_SCHEMA },
   `ponder start --schema ${schema} --views-schema ${config.PONDER_SCHEMA}`,
 );
+// Ponder and the pruning connect as a member of hanzo_indexer (INDEXER_DATABASE_URL).
+const sql = createSql(config.INDEXER_DATABASE_URL, { max: 1, applicationName: "hanzo-indexer" });
+await shareViews(sql, config.PONDER_SCHEMA);
 let ready = false;
 let stopping = false;
 let ponder = startPonder(1);
@@ -150,7 +154,6 @@ logger.info({ schema, seconds: (Date.now() - startedAt) / 1000 }, "indexer ready
 // is still fresh) can go only when no indexer runs it any more (60 s without a heartbeat).
 const PRUNE_EVERY_MS = 10_000;
 const PRUNE_RUNS = 13;
-const sql = createSql(config.DATABASE_URL, { max: 1, applicationName: "hanzo-indexer" });
 for (let run = 0; run < PRUNE_RUNS && !stopping; run++) {
   if (run > 0) await new Promise((resolve) => setTimeout(resolve, PRUNE_EVERY_MS).unref());
   try {

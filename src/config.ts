@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { APP_LOGIN, INDEXER_LOGIN, OWNER_LOGIN, withUser } from "./db/roles.js";
 
 const address = z.string().regex(/^0x[0-9a-fA-F]{40}$/, "must be a 0x-prefixed 20-byte hex address");
 const baseUnits = z.string().regex(/^\d{1,78}$/, "must be a whole number of token base units");
@@ -8,7 +9,12 @@ const bool = z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" |
 export const Config = z.object({
   NODE_ENV: z.enum(["development", "test", "production"]).default("development"),
   LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
-  DATABASE_URL: z.url().default("postgres://postgres@127.0.0.1:5432/hanzo_billing"),
+  /** The API and workers, as a member of hanzo_app: rows only, owns nothing (README, "Database roles"). */
+  DATABASE_URL: z.url().default(`postgres://${APP_LOGIN}@127.0.0.1:5432/hanzo_billing`),
+  /** Migrations and catalog loads, as the tables' owner; unset: DATABASE_URL's database as postgres, no password. */
+  DATABASE_OWNER_URL: z.url().optional(),
+  /** Ponder, as a member of hanzo_indexer; unset: DATABASE_URL's database as hanzo_indexer_user, no password. */
+  INDEXER_DATABASE_URL: z.url().optional(),
   DATABASE_POOL_MAX: z.coerce.number().int().min(1).max(200).default(10),
   /** Ponder writes its tables here; the app only reads them. */
   PONDER_SCHEMA: z
@@ -52,7 +58,11 @@ export const Config = z.object({
   /** Which processor mode this deployment accepts: a test-mode event must never move real balances. */
   STRIPE_LIVEMODE: bool.default(false),
 });
-export type Config = z.infer<typeof Config>;
+/** The parsed environment, with the owner's and the indexer's database URLs resolved. */
+export type Config = Omit<z.infer<typeof Config>, "DATABASE_OWNER_URL" | "INDEXER_DATABASE_URL"> & {
+  DATABASE_OWNER_URL: string;
+  INDEXER_DATABASE_URL: string;
+};
 
 export class ConfigError extends Error {
   override name = "ConfigError";
@@ -66,6 +76,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   // An empty variable means "not set", as shells and .env files commonly write it.
   const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ""));
   const result = Config.safeParse(present);
-  if (result.success) return result.data;
+  if (result.success)
+    return {
+      ...result.data,
+      DATABASE_OWNER_URL: result.data.DATABASE_OWNER_URL ?? withUser(result.data.DATABASE_URL, OWNER_LOGIN),
+      INDEXER_DATABASE_URL: result.data.INDEXER_DATABASE_URL ?? withUser(result.data.DATABASE_URL, INDEXER_LOGIN),
+    };
   throw new ConfigError(result.error.issues.map((issue) => `${issue.path.join(".")}: ${issue.message}`));
 }

@@ -1,0 +1,22 @@
+-- What hanzo_app (the API and the workers; roles made by migration 0021) may do in schema
+-- billing: read every table, write rows where the app writes them, nothing else. No DELETE
+-- (the app deletes nothing), no TRUNCATE, REFERENCES or TRIGGER, no CREATE in the schema, and
+-- ownership of nothing, so no ALTER, DROP or DISABLE TRIGGER. Functions run with the caller's
+-- rights (none is SECURITY DEFINER): metering_batch and the triggers need only these.
+-- hanzo_indexer gets nothing here: Ponder never touches billing.
+grant usage on schema billing to hanzo_app;
+grant select, insert, update on all tables in schema billing to hanzo_app;
+grant usage on all sequences in schema billing to hanzo_app;
+
+-- Rows the app only ever adds (append-only tables, whose triggers refuse changes from anyone).
+revoke update on ledger_transactions, ledger_entries, usage_events, invoice_lines, ledger_checks, deposit_addresses
+  from hanzo_app;
+-- Prices are loaded by an operator (`npm run catalog:load`, as the owner), never by the app.
+revoke insert, update on catalog_versions, catalog_rates, catalog_plans from hanzo_app;
+-- The migrator's bookkeeping: readable (is the database migrated?), written only by the migrator.
+revoke insert, update on schema_migrations, schema_functions from hanzo_app;
+
+-- Tables and sequences that later migrations create, run by this same owner, start with the
+-- same rights; a new append-only or owner-only table revokes its exceptions above.
+alter default privileges in schema billing grant select, insert, update on tables to hanzo_app;
+alter default privileges in schema billing grant usage on sequences to hanzo_app;

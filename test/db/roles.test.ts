@@ -1,0 +1,242 @@
+import { randomBytes } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import postgres from "postgres";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createSql, type Sql } from "../../src/db/client.js";
+import { INDEXER_LOGIN, withUser } from "../../src/db/roles.js";
+import { createTestApp, manualClock, TEST_ADMIN_KEY } from "../support/app.js";
+import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { expectLedgerConsistent } from "../support/ledger.js";
+import { waitFor } from "../support/process.js";
+
+/** PostgreSQL's own refusal (42501 with its wording), not a trigger of ours that refuses anyone. */
+const REFUSED = /^(permission denied|must be owner)/;
+
+async function refusal(run: () => Promise<unknown>): Promise<{ code?: string; message: string }> {
+  try {
+    await run();
+  } catch (err) {
+    return { code: (err as { code?: string }).code, message: (err as Error).message };
+  }
+  return { message: "it was allowed" };
+}
+
+describe("database roles", () => {
+  let db: TestDatabase;
+  let indexer: Sql;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    indexer = createSql(withUser(db.url, INDEXER_LOGIN), { max: 2 });
+  });
+  afterAll(async () => {
+    await indexer?.end({ timeout: 5 });
+    await db?.drop();
+  });
+
+  it("the API's and workers' login is hanzo_app's member and nothing more", async () => {
+    const [me] = await db.appSql<{ user: string; superuser: boolean; bypass: boolean; groups: string[] }[]>`
+      select current_user as user, rolsuper as superuser, rolbypassrls as bypass,
+             array(select b.rolname from pg_auth_members m join pg_roles b on b.oid = m.roleid where m.member = r.oid) as groups
+      from pg_roles r where rolname = current_user`;
+    expect(me).toEqual({ user: "hanzo_app_user", superuser: false, bypass: false, groups: ["hanzo_app"] });
+  });
+
+  // Each of these is what a compromised API or worker would do to rewrite money; as the owner
+  // (the superuser the processes connected as before) every one but the append-only triggers'
+  // goes through, and those the owner can switch off (last test).
+  const ledgerRow = "(select id from ledger_entries limit 1)";
+  it.each([
+    ["disable a ledger trigger", "alter table ledger_entries disable trigger ledger_entries_immutable"],
+    ["disable every trigger of invoices", "alter table invoices disable trigger all"],
+    ["switch triggers off for its session", "set session_replication_role = replica"],
+    ["the same, for one transaction", "set local session_replication_role = replica"],
+    ["truncate the ledger", "truncate ledger_entries, ledger_transactions cascade"],
+    ["truncate a table without a truncate trigger", "truncate usage_events cascade"],
+    ["update a ledger row", `update ledger_entries set amount = amount + 1 where id = ${ledgerRow}`],
+    ["delete a ledger row", `delete from ledger_entries where id = ${ledgerRow}`],
+    ["delete a ledger transaction", "delete from ledger_transactions"],
+    ["update recorded usage", "update usage_events set cost = 0"],
+    ["delete anything (holds)", "delete from holds"],
+    ["drop a table", "drop table holds cascade"],
+    ["alter a table", "alter table organizations add column x int"],
+    ["drop a trigger", "drop trigger ledger_entries_immutable on ledger_entries"],
+    [
+      "replace a function",
+      "create or replace function ledger_refuse_change() returns trigger language plpgsql as $$ begin return null; end $$",
+    ],
+    ["drop a function", "drop function ledger_refuse_change() cascade"],
+    ["create a table in billing", "create table billing.shadow (id int)"],
+    [
+      "create a trigger",
+      "create trigger t before insert on holds for each row execute function ledger_refuse_change()",
+    ],
+    ["create a schema", "create schema shadow"],
+    ["become the owner", "set role postgres"],
+    ["load prices", "insert into catalog_versions (version, effective_at) values ('x', now())"],
+    ["mark a migration applied", "insert into schema_migrations (version, checksum) values ('9999_x', 'x')"],
+  ])("the app cannot %s", async (_what, statement) => {
+    // Each in its own transaction, rolled back when refused.
+    const err = await refusal(() => db.appSql.begin((tx) => tx.unsafe(statement)));
+    expect(err.message).toMatch(REFUSED);
+    expect(err.code).toBe("42501");
+  });
+
+  it("the owner can switch the append-only triggers off, which is why no process connects as it", async () => {
+    await db.sql
+      .begin(async (tx) => {
+        await tx`set local session_replication_role = replica`;
+        await tx`alter table ledger_entries disable trigger ledger_entries_immutable`;
+        throw new Error("rolled back");
+      })
+      .catch((err: Error) => expect(err.message).toBe("rolled back"));
+  });
+
+  it("the indexer's login acts as hanzo_indexer: it makes schemas of its own and cannot reach billing", async () => {
+    const [me] = await indexer<
+      { user: string; session: string }[]
+    >`select current_user as user, session_user as session`;
+    expect(me).toEqual({ user: "hanzo_indexer", session: "hanzo_indexer_user" });
+    await indexer`create schema husd_indexer_00000000aa`;
+    const [owner] = await db.sql<{ owner: string }[]>`
+      select nspowner::regrole::text as owner from pg_namespace where nspname = 'husd_indexer_00000000aa'`;
+    expect(owner?.owner).toBe("hanzo_indexer");
+    await indexer`drop schema husd_indexer_00000000aa`;
+    for (const statement of [
+      "select count(*) from billing.organizations",
+      "create table billing.shadow (id int)",
+      "set session_replication_role = replica",
+    ]) {
+      const err = await refusal(() => indexer.unsafe(statement));
+      expect(err.message, statement).toMatch(REFUSED);
+    }
+  });
+
+  it("the app's role runs the money path: authorize, settle, usage, a closed cycle's invoice, paid", async () => {
+    const clock = manualClock(new Date("2026-10-05T10:00:00Z"));
+    const t = createTestApp({ sql: db.appSql, clock });
+    const org = await t.createOrg("Least Privilege Co");
+    await t.grant(org.id, "1");
+    expect(
+      (await t.call("PUT", `/v1/admin/orgs/${org.id}/subscription`, { key: TEST_ADMIN_KEY, body: { plan_id: "pro" } }))
+        .status,
+    ).toBe(200);
+    const hold = await t.call("POST", "/v1/billing/authorize", {
+      key: org.gatewayKey,
+      body: { org_id: org.id, product: "llm", model: "zen-pro", estimate: { input_tokens: 1000, output_tokens: 500 } },
+    });
+    expect(hold.status).toBe(201);
+    const event = (key: string, extra: Record<string, unknown> = {}) => ({
+      idempotency_key: key,
+      org_id: org.id,
+      timestamp: clock().toISOString(),
+      product: "llm",
+      model: "zen-pro",
+      quantities: { input_tokens: 1000, output_tokens: 500 },
+      ...extra,
+    });
+    const usage = await t.call("POST", "/v1/billing/usage", {
+      key: org.gatewayKey,
+      body: { events: [event("settle-1", { hold_id: hold.json.hold_id }), event("plain-1")] },
+    });
+    expect(usage.status).toBe(200);
+    expect(usage.json.results[0]).toMatchObject({ status: "recorded", hold_outcome: "released" });
+    expect(usage.json.results[1]).toMatchObject({ status: "recorded" });
+
+    clock.set(new Date("2026-11-01T00:00:05Z"));
+    const closed = await t.call("POST", "/v1/admin/cycles/close", { key: TEST_ADMIN_KEY, body: { org_id: org.id } });
+    expect(closed.json).toMatchObject({ invoices_created: 1 });
+    const [invoice] = (await t.call("GET", "/v1/billing/invoices", { key: org.orgKey })).json.data;
+    expect(invoice.status).toBe("open"); // $1 of credits leaves most of the $20 plan due
+    const lines = (await t.call("GET", `/v1/billing/invoices/${invoice.id}`, { key: org.orgKey })).json.lines;
+    expect(lines.map((l: { kind: string; amount_nano_usd: string }) => [l.kind, l.amount_nano_usd])).toEqual([
+      ["usage", "15000000"], // two events of 7.5 m nano-USD
+      ["subscription", "20000000000"],
+    ]);
+    const paid = await t.call("POST", `/v1/admin/invoices/${invoice.id}/pay`, { key: TEST_ADMIN_KEY });
+    expect(paid.json.status).toBe("paid");
+
+    await expectLedgerConsistent(db.sql);
+  });
+
+  it("migration 0021 hands Ponder's schemas made by the owner to hanzo_indexer, and the views to the app", async () => {
+    const build = "husd_indexer_00000000bb";
+    await db.sql.unsafe(`
+      create schema ${build};
+      create table ${build}._ponder_meta (key text primary key, value jsonb);
+      create table ${build}.husd_transfer (id text primary key, n serial);
+      create function ${build}.reorg() returns trigger language plpgsql as $$ begin return null; end $$;
+      create schema old_views;
+      create view old_views._ponder_meta as select * from ${build}._ponder_meta;
+      create view old_views.husd_transfer as select * from ${build}.husd_transfer;
+      insert into ${build}.husd_transfer (id) values ('t1');`);
+    expect((await refusal(() => db.appSql`select id from old_views.husd_transfer`)).message).toMatch(REFUSED);
+
+    // Every statement of the migration can run again: the roles exist, the rest is idempotent.
+    await db.sql.unsafe(await readFile(new URL("../../src/db/migrations/0021_roles.sql", import.meta.url), "utf8"));
+    const owners = await db.sql<{ name: string; owner: string }[]>`
+      select nspname as name, nspowner::regrole::text as owner from pg_namespace where nspname in (${build}, 'old_views')
+      union all
+      select n.nspname || '.' || c.relname, c.relowner::regrole::text from pg_class c join pg_namespace n on n.oid = c.relnamespace
+      where n.nspname in (${build}, 'old_views') and c.relkind in ('r', 'v', 'S')
+      union all
+      select n.nspname || '.' || p.proname, p.proowner::regrole::text from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+      where n.nspname = ${build}
+      order by 1`;
+    expect(owners.length).toBe(8); // two schemas, two tables, the serial's sequence, two views, the function
+    for (const o of owners) expect(o.owner, o.name).toBe("hanzo_indexer");
+    expect(await db.appSql`select id from old_views.husd_transfer`).toEqual([{ id: "t1" }]);
+    expect((await refusal(() => db.appSql`select id from ${db.appSql(build)}.husd_transfer`)).message).toMatch(REFUSED);
+    // The indexer may now replace the views and drop the old build, as a deploy does.
+    await indexer.unsafe(`drop schema ${build} cascade; drop schema old_views cascade`);
+  });
+
+  it("two migrations making the roles at the same moment both succeed (the roles are the cluster's)", async () => {
+    // The migration's own block, on fresh role names: one transaction makes them and holds its
+    // commit while the other tries the same, waits on the first's uncommitted rows, then must
+    // skip them when the first commits.
+    const migration = await readFile(new URL("../../src/db/migrations/0021_roles.sql", import.meta.url), "utf8");
+    const prefix = `hanzo_race_${randomBytes(3).toString("hex")}_`;
+    const block = migration.slice(migration.indexOf("do $$"), migration.indexOf("end $$;") + "end $$;".length);
+    const made = block.replaceAll("hanzo_", prefix);
+    expect(made.match(/create role/g)).toHaveLength(4);
+    const [first, second] = [postgres(db.url, { max: 1 }), postgres(db.url, { max: 1 })];
+    let release = () => {};
+    const held = new Promise<void>((resolve) => (release = resolve));
+    try {
+      let madeByFirst = () => {};
+      const firstMade = new Promise<void>((resolve) => (madeByFirst = resolve));
+      const firstDone = first.begin(async (tx) => {
+        await tx.unsafe(made);
+        madeByFirst();
+        await held;
+      });
+      await firstMade;
+      const [me] = await second<{ pid: number }[]>`select pg_backend_pid() as pid`;
+      const pid = me?.pid ?? 0;
+      const secondDone = second.unsafe(made).execute(); // postgres.js runs a query when awaited, else
+      await waitFor(
+        async () =>
+          (await db.sql`select 1 from pg_stat_activity where pid = ${pid} and wait_event_type = 'Lock'`).length === 1,
+        { what: "the second migration waiting on the first's roles" },
+      );
+      release();
+      await firstDone;
+      await secondDone;
+      const roles = await db.sql<{ name: string; login: boolean; groups: string[]; config: string[] | null }[]>`
+        select rolname as name, rolcanlogin as login, rolconfig as config,
+               array(select b.rolname from pg_auth_members m join pg_roles b on b.oid = m.roleid where m.member = r.oid) as groups
+        from pg_roles r where rolname like ${`${prefix}%`} order by rolname`;
+      expect(roles).toEqual([
+        { name: `${prefix}app`, login: false, groups: [], config: null },
+        { name: `${prefix}app_user`, login: true, groups: [`${prefix}app`], config: null },
+        { name: `${prefix}indexer`, login: false, groups: [], config: null },
+        { name: `${prefix}indexer_user`, login: true, groups: [`${prefix}indexer`], config: [`role=${prefix}indexer`] },
+      ]);
+    } finally {
+      release();
+      await Promise.all([first.end({ timeout: 5 }), second.end({ timeout: 5 })]);
+      for (const name of ["app_user", "indexer_user", "app", "indexer"])
+        await db.sql.unsafe(`drop role if exists ${prefix}${name}`);
+    }
+  });
+});
