@@ -18,7 +18,7 @@ describe("nothing acknowledged is lost", () => {
     await t.grant(org.id, "1000");
     const port = await freePort();
     const api = startBin("api.ts", {
-      DATABASE_URL: db.url,
+      DATABASE_URL: db.appUrl,
       PORT: String(port),
       ADMIN_API_KEY: TEST_ADMIN_KEY,
       REDIS_PREFIX: uniqueRedisPrefix("crash"),

@@ -35,7 +35,7 @@ describe("npm run api (bin/api.ts)", () => {
     const port = await freePort();
     await servesAndStops(
       startBin("api.ts", {
-        DATABASE_URL: db.url,
+        DATABASE_URL: db.appUrl,
         PORT: String(port),
         ADMIN_API_KEY: TEST_ADMIN_KEY,
         LOG_LEVEL: "info",
@@ -57,7 +57,7 @@ describe("npm run api (bin/api.ts)", () => {
     const port = await freePort();
     await servesAndStops(
       startBuilt("api.mjs", {
-        DATABASE_URL: db.url,
+        DATABASE_URL: db.appUrl,
         PORT: String(port),
         ADMIN_API_KEY: TEST_ADMIN_KEY,
         LOG_LEVEL: "info",
@@ -65,7 +65,7 @@ describe("npm run api (bin/api.ts)", () => {
       port,
     );
     const worker = startBuilt("worker.mjs", {
-      DATABASE_URL: db.url,
+      DATABASE_URL: db.appUrl,
       REDIS_PREFIX: uniqueRedisPrefix("worker-built"),
       LOG_LEVEL: "info",
     });
@@ -125,7 +125,7 @@ describe("npm run api (bin/api.ts)", () => {
 
   it("npm run worker starts its queues and exits cleanly on SIGTERM", async () => {
     const worker = startBin("worker.ts", {
-      DATABASE_URL: db.url,
+      DATABASE_URL: db.appUrl,
       REDIS_PREFIX: uniqueRedisPrefix("worker-proc"),
       LOG_LEVEL: "info",
     });

@@ -61,7 +61,7 @@ describe("an RPC URL with a key in it, and the node behind it down", () => {
 
     rpcPort = await freePort(); // closed: every RPC call fails with connection refused
     const env = {
-      DATABASE_URL: db.url,
+      DATABASE_URL: db.appUrl,
       REDIS_PREFIX: prefix,
       ADMIN_API_KEY: TEST_ADMIN_KEY,
       LOG_LEVEL: "debug",

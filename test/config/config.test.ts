@@ -4,12 +4,29 @@ import { ConfigError, loadConfig } from "../../src/config.js";
 describe("loadConfig", () => {
   it("works with no environment at all, using this machine's defaults", () => {
     const config = loadConfig({});
-    expect(config.DATABASE_URL).toBe("postgres://postgres@127.0.0.1:5432/hanzo_billing");
+    expect(config.DATABASE_URL).toBe("postgres://hanzo_app_user@127.0.0.1:5432/hanzo_billing");
+    expect(config.DATABASE_OWNER_URL).toBe("postgres://postgres@127.0.0.1:5432/hanzo_billing");
+    expect(config.INDEXER_DATABASE_URL).toBe("postgres://hanzo_indexer_user@127.0.0.1:5432/hanzo_billing");
     expect(config.REDIS_URL).toBe("redis://127.0.0.1:6379");
     expect(config.CHAIN_ID).toBe(36963);
     expect(config.HUSD_ADDRESS).toBe("0xe9e32EF8aaECB68794Da3E1E9191b0a64CeC2c83");
     expect(config.FINALITY_REQUIRE_FINALIZED_TAG).toBe(true);
     expect(config.ADMIN_API_KEY).toBeUndefined();
+  });
+
+  it("takes the owner's and the indexer's database from DATABASE_URL unless they are set", () => {
+    const derived = loadConfig({ DATABASE_URL: "postgres://billing:s3cret@db.internal:6432/prod?sslmode=require" });
+    // Same server, database and options; another user, and never the app's password.
+    expect(derived.DATABASE_OWNER_URL).toBe("postgres://postgres@db.internal:6432/prod?sslmode=require");
+    expect(derived.INDEXER_DATABASE_URL).toBe("postgres://hanzo_indexer_user@db.internal:6432/prod?sslmode=require");
+    const set = loadConfig({
+      DATABASE_OWNER_URL: "postgres://owner:a@db/prod",
+      INDEXER_DATABASE_URL: "postgres://indexer:b@db/prod",
+    });
+    expect(set).toMatchObject({
+      DATABASE_OWNER_URL: "postgres://owner:a@db/prod",
+      INDEXER_DATABASE_URL: "postgres://indexer:b@db/prod",
+    });
   });
 
   it("coerces numbers and booleans from strings", () => {

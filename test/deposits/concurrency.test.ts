@@ -31,7 +31,7 @@ describe("deposit checks racing each other", () => {
     chain = await startTestChain();
     stack = depositStack(db, chain);
     reorg = chainReorg(chain);
-    pools = [createSql(db.url, { max: 6 }), createSql(db.url, { max: 6 })];
+    pools = [createSql(db.appUrl, { max: 6 }), createSql(db.appUrl, { max: 6 })];
   }, 60_000);
   afterAll(async () => {
     await Promise.all((pools ?? []).map((p) => p.end({ timeout: 5 })));

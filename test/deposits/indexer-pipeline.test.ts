@@ -14,7 +14,7 @@ describe("HUSD deposits end to end: anvil → Ponder → workers → ledger", ()
   beforeAll(async () => {
     db = await createTestDatabase({ max: 12 });
     chain = await startTestChain({ blockTime: 1 });
-    indexer = await startIndexer(chain, db.url);
+    indexer = await startIndexer(chain, db.appUrl);
     stack = depositStack(db, chain);
     await stack.startWorkers();
   }, 120_000);

@@ -22,7 +22,7 @@ describe("a transfer to an address that becomes an org's later, through the inde
   beforeAll(async () => {
     db = await createTestDatabase({ max: 10 });
     chain = await startTestChain({ blockTime: 1 });
-    indexer = await startIndexer(chain, db.url);
+    indexer = await startIndexer(chain, db.appUrl);
     stack = depositStack(db, chain);
     await stack.startWorkers();
   }, 120_000);

@@ -41,7 +41,7 @@ describe("a worker killed mid-flight", () => {
     }
     await chain.mine(5); // all 20 final
     const env = {
-      DATABASE_URL: db.url,
+      DATABASE_URL: db.appUrl,
       REDIS_PREFIX: prefix,
       LOG_LEVEL: "warn",
       RPC_URL: chain.rpcUrl,

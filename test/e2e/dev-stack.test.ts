@@ -26,7 +26,8 @@ describe("npm run dev", () => {
     dev = spawnTracked("npm", ["run", "dev"], {
       env: {
         ...process.env,
-        DATABASE_URL: db.url,
+        DATABASE_URL: db.appUrl,
+        DATABASE_OWNER_URL: db.url,
         DEV_STATE_DIR: stateDir,
         DEV_ANVIL_PORT: String(ports.anvil),
         PORT: String(ports.api),
@@ -123,7 +124,8 @@ describe("npm run dev", () => {
     const again = spawnTracked("npm", ["run", "dev"], {
       env: {
         ...process.env,
-        DATABASE_URL: db.url,
+        DATABASE_URL: db.appUrl,
+        DATABASE_OWNER_URL: db.url,
         DEV_STATE_DIR: stateDir,
         DEV_ANVIL_PORT: String(ports.anvil),
         PORT: String(ports.api),

@@ -22,7 +22,7 @@ describe("two API processes: catalog versions and key revocations reach both", (
   beforeAll(async () => {
     db = await createTestDatabase({ max: 4 });
     const env = {
-      DATABASE_URL: db.url,
+      DATABASE_URL: db.appUrl,
       REDIS_PREFIX: prefix,
       ADMIN_API_KEY: TEST_ADMIN_KEY,
       LOG_LEVEL: "warn",

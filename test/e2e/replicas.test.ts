@@ -30,7 +30,7 @@ describe("two API and two worker processes", () => {
     chain = await startTestChain();
     helper = depositStack(db, chain); // only for its chain helpers; no workers of its own
     const env = {
-      DATABASE_URL: db.url,
+      DATABASE_URL: db.appUrl,
       REDIS_PREFIX: prefix,
       ADMIN_API_KEY: TEST_ADMIN_KEY,
       LOG_LEVEL: "warn",

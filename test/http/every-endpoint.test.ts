@@ -28,7 +28,7 @@ describe("every endpoint", () => {
   let b: Awaited<ReturnType<TestApp["createOrg"]>>;
   beforeAll(async () => {
     db = await createTestDatabase();
-    t = createTestApp({ sql: db.sql });
+    t = createTestApp({ sql: db.appSql });
     a = await t.createOrg("Org A");
     b = await t.createOrg("Org B");
     await t.grant(b.id, "777.777", "b-secret");

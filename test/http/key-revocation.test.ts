@@ -16,7 +16,7 @@ describe("key revocation and the key cache", () => {
   let t: TestApp;
   beforeAll(async () => {
     db = await createTestDatabase();
-    t = createTestApp({ sql: db.sql });
+    t = createTestApp({ sql: db.appSql });
   });
   afterAll(() => db.drop());
 
@@ -40,11 +40,11 @@ describe("key revocation and the key cache", () => {
   });
 
   it("a process that never hears of a revocation refuses the key within 1 s of its commit", async () => {
-    const deaf = createTestApp({ sql: db.sql, extra: { keyCache: new KeyCache() } }); // its cache listens to nothing
+    const deaf = createTestApp({ sql: db.appSql, extra: { keyCache: new KeyCache() } }); // its cache listens to nothing
     const org = await t.createOrg();
     const key = await t.call("POST", `/v1/admin/orgs/${org.id}/keys`, { key: TEST_ADMIN_KEY, body: { scope: "org" } });
     expect((await deaf.call("GET", "/v1/billing/balance", { key: key.json.key })).status).toBe(200); // now cached there
-    await revokeApiKey(db.sql, key.json.id, new Date()); // through another process
+    await revokeApiKey(db.appSql, key.json.id, new Date()); // through another process
     const committedAt = performance.now();
     let sentAt = 0;
     await waitFor(

@@ -49,7 +49,7 @@ describe("OpenAPI document and docs page", () => {
   let operations: { label: string; op: Operation }[];
   beforeAll(async () => {
     db = await createTestDatabase();
-    t = createTestApp({ sql: db.sql });
+    t = createTestApp({ sql: db.appSql });
     const res = await t.call("GET", "/v1/openapi.json");
     expect(res.status).toBe(200);
     doc = res.json;

@@ -75,7 +75,7 @@ describe("indexer deploys: one schema per build, views switch when ready, old bu
   }
 
   async function start() {
-    const one = await project.start(chain, db.url);
+    const one = await project.start(chain, db.appUrl);
     started.push(one);
     builds.push(one.schema);
     return one;

@@ -12,7 +12,7 @@ describe("Ponder indexer (npm run indexer) against anvil and PostgreSQL", () => 
   beforeAll(async () => {
     db = await createTestDatabase();
     chain = await startTestChain();
-    indexer = await startIndexer(chain, db.url);
+    indexer = await startIndexer(chain, db.appUrl);
   }, 120_000);
   afterAll(async () => {
     await indexer?.stop();

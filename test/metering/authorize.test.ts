@@ -122,7 +122,7 @@ describe("POST /v1/billing/authorize", () => {
     // Three independent app instances, each with its own connection pool: as three API replicas.
     const replicas = await Promise.all(
       [0, 1, 2].map(async () => {
-        const sql = createSql(db.url, { max: 4 });
+        const sql = createSql(db.appUrl, { max: 4 });
         const metering = new Metering(sql);
         const replica = createApp({
           sql,

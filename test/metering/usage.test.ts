@@ -80,7 +80,7 @@ describe("POST /v1/billing/usage and GET /v1/billing/usage", () => {
     const org = await app.createOrg();
     await app.grant(org.id, "1");
     const replicas = [0, 1, 2, 3].map(() => {
-      const sql = createSql(db.url, { max: 3 });
+      const sql = createSql(db.appUrl, { max: 3 });
       return {
         sql,
         app: createApp({

@@ -291,7 +291,7 @@ describe("metering engine: concurrent requests through two API processes", () =>
     db = await createTestDatabase({ max: 6 });
     await skipFlushWaits(db);
     const env = {
-      DATABASE_URL: db.url,
+      DATABASE_URL: db.appUrl,
       REDIS_PREFIX: uniqueRedisPrefix("model"),
       ADMIN_API_KEY: TEST_ADMIN_KEY,
       STRIPE_WEBHOOK_SECRET: TEST_WEBHOOK_SECRET,

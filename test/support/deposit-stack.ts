@@ -27,7 +27,7 @@ export function depositStack(
     ...configOverrides,
   };
   const chainClient = createChainClient({ RPC_URL: chain.rpcUrl, CHAIN_ID: chain.chainId });
-  const app: TestApp = createTestApp({ sql: db.sql, config, extra: { chain: chainClient } });
+  const app: TestApp = createTestApp({ sql: db.appSql, config, extra: { chain: chainClient } });
   const redis = createTestRedis();
   const prefix = uniqueRedisPrefix("deposits");
   let workers: Awaited<ReturnType<typeof startWorkers>> | undefined;
@@ -40,7 +40,7 @@ export function depositStack(
     /** The workers, silent and on the stack's chain client unless told otherwise (a captured logger, a lagging node). */
     async startWorkers(opts: { logger?: Logger; chain?: ChainClient } = {}) {
       workers = await startWorkers({
-        sql: db.sql,
+        sql: db.appSql,
         connection: redis,
         prefix,
         logger: opts.logger ?? pino({ level: "silent" }),

@@ -9,7 +9,7 @@ describe("API key authentication", () => {
   let org: Awaited<ReturnType<TestApp["createOrg"]>>;
   beforeAll(async () => {
     db = await createTestDatabase();
-    t = createTestApp({ sql: db.sql });
+    t = createTestApp({ sql: db.appSql });
     org = await t.createOrg();
   });
   afterAll(() => db.drop());

@@ -7,7 +7,7 @@ describe("request ids", () => {
   let t: TestApp;
   beforeAll(async () => {
     db = await createTestDatabase();
-    t = createTestApp({ sql: db.sql });
+    t = createTestApp({ sql: db.appSql });
   });
   afterAll(() => db.drop());
 

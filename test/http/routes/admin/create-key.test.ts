@@ -7,7 +7,7 @@ describe("POST /v1/admin/orgs/{id}/keys (createKey)", () => {
   let t: TestApp;
   beforeAll(async () => {
     db = await createTestDatabase();
-    t = createTestApp({ sql: db.sql });
+    t = createTestApp({ sql: db.appSql });
   });
   afterAll(() => db.drop());
 

@@ -9,7 +9,7 @@ describe("DELETE /v1/admin/keys/{id} (revokeKey)", () => {
   let t: TestApp;
   beforeAll(async () => {
     db = await createTestDatabase();
-    t = createTestApp({ sql: db.sql });
+    t = createTestApp({ sql: db.appSql });
   });
   afterAll(() => db.drop());
 
@@ -37,7 +37,7 @@ describe("DELETE /v1/admin/keys/{id} (revokeKey)", () => {
   });
 
   it("with the key cache on (as the API process runs), a revocation still applies at once on this replica", async () => {
-    const cached = createTestApp({ sql: db.sql, extra: { keyCache: new KeyCache() } });
+    const cached = createTestApp({ sql: db.appSql, extra: { keyCache: new KeyCache() } });
     const org = await cached.createOrg();
     const key = await cached.call("POST", `/v1/admin/orgs/${org.id}/keys`, {
       key: TEST_ADMIN_KEY,

@@ -8,7 +8,7 @@ describe("GET /v1/billing/transactions (listTransactions)", () => {
   const clock = manualClock();
   beforeAll(async () => {
     db = await createTestDatabase();
-    t = createTestApp({ sql: db.sql, clock });
+    t = createTestApp({ sql: db.appSql, clock });
   });
   afterAll(() => db.drop());
 

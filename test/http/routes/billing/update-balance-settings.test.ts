@@ -9,7 +9,7 @@ describe("PATCH /v1/billing/balance (updateBalanceSettings)", () => {
   beforeAll(async () => {
     // Enough connections for the racing PATCHes to really run side by side.
     db = await createTestDatabase({ max: 16 });
-    t = createTestApp({ sql: db.sql, clock });
+    t = createTestApp({ sql: db.appSql, clock });
   });
   afterAll(() => db.drop());
 

@@ -14,7 +14,7 @@ describe("operating the service: /metrics and the queue dashboard", () => {
   beforeAll(async () => {
     db = await createTestDatabase();
     queues = createQueues(redis, prefix);
-    t = createTestApp({ sql: db.sql, extra: { metrics: createMetrics({ sql: db.sql, queues }), queues } });
+    t = createTestApp({ sql: db.appSql, extra: { metrics: createMetrics({ sql: db.appSql, queues }), queues } });
   });
   afterAll(async () => {
     await queues.close();
