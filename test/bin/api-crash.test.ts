@@ -13,7 +13,7 @@ describe("nothing acknowledged is lost", () => {
   afterAll(() => db.drop());
 
   it("kill -9 the API mid-load: every usage event that got a 2xx is in the ledger afterwards", async () => {
-    const t = createTestApp({ sql: db.sql });
+    const t = createTestApp({ sql: db.appSql });
     const org = await t.createOrg();
     await t.grant(org.id, "1000");
     const port = await freePort();

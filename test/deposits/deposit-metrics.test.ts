@@ -16,7 +16,7 @@ describe("/metrics for HUSD deposits: counts by state and the oldest one still u
     db = await createTestDatabase();
     chain = await startTestChain();
     stack = depositStack(db, chain);
-    ops = createTestApp({ sql: db.sql, extra: { metrics: createMetrics({ sql: db.sql }) } });
+    ops = createTestApp({ sql: db.appSql, extra: { metrics: createMetrics({ sql: db.appSql }) } });
   }, 60_000);
   afterAll(async () => {
     await stack?.close();

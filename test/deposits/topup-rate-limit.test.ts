@@ -37,7 +37,7 @@ describe("HUSD top-ups: rate limit per org, shared by every replica", () => {
   /** An API replica of its own (its own Redis connection), allowing 3 top-ups per org per 30 s. */
   const replica = (redis: Redis = connect()): TestApp =>
     createTestApp({
-      sql: db.sql,
+      sql: db.appSql,
       config: {
         RPC_URL: chain.rpcUrl,
         CHAIN_ID: String(chain.chainId),

@@ -92,7 +92,7 @@ describe("HUSD top-ups: verify-and-record, finality, exactly-once credit, reorgs
     const { hash } = await stack.sendHusd(org.address, 3n * HUSD);
     const id = (await topup(org.orgKey, hash)).json.deposits[0].id as string;
     await chain.mine(5);
-    const deps = { sql: db.sql, chain: stack.chainClient, config: stack.app.config };
+    const deps = { sql: db.appSql, chain: stack.chainClient, config: stack.app.config };
     // As if several workers (or a worker killed after committing, whose job is retried) ran it.
     const outcomes = await Promise.all(Array.from({ length: 6 }, () => verifyDeposit(deps, id, new Date())));
     expect(outcomes.every((o) => o.state === "credited")).toBe(true);
@@ -142,7 +142,7 @@ describe("HUSD top-ups: verify-and-record, finality, exactly-once credit, reorgs
       const id = (await s.app.call("POST", "/v1/billing/husd/topups", { key: org.orgKey, body: { tx_hash: hash } }))
         .json.deposits[0].id;
       await stuck.mine(50);
-      const deps = { sql: db.sql, chain: s.chainClient, config: s.app.config };
+      const deps = { sql: db.appSql, chain: s.chainClient, config: s.app.config };
       const outcome = await verifyDeposit(deps, id, new Date());
       expect(outcome.state).toBe("confirming");
       expect(outcome.confirmations).toBeGreaterThanOrEqual(50n);
@@ -159,13 +159,13 @@ describe("HUSD top-ups: verify-and-record, finality, exactly-once credit, reorgs
     const id = (await topup(org.orgKey, hash)).json.deposits[0].id as string;
     await chain.mine(4);
     const loose = { ...stack.app.config, FINALITY_CONFIRMATIONS: 1, FINALITY_REQUIRE_FINALIZED_TAG: false };
-    expect((await verifyDeposit({ sql: db.sql, chain: stack.chainClient, config: loose }, id, new Date())).state).toBe(
+    expect((await verifyDeposit({ sql: db.appSql, chain: stack.chainClient, config: loose }, id, new Date())).state).toBe(
       "credited",
     );
     await db.sql`update organizations set low_balance_threshold = 2000000000 where id = ${org.id}`; // 2 USD: the reversal crosses it
     await chain.clients.test.request({ method: "anvil_reorg" as never, params: [6, []] as never }); // deeper than the policy assumed
     const audit = await auditCreditedDeposits(
-      { sql: db.sql, chain: stack.chainClient, config: stack.app.config, logger: pino({ level: "silent" }) },
+      { sql: db.appSql, chain: stack.chainClient, config: stack.app.config, logger: pino({ level: "silent" }) },
       new Date(),
     );
     expect(audit.reversed).toBe(1);
@@ -179,7 +179,7 @@ describe("HUSD top-ups: verify-and-record, finality, exactly-once credit, reorgs
     expect(
       (
         await auditCreditedDeposits(
-          { sql: db.sql, chain: stack.chainClient, config: stack.app.config, logger: pino({ level: "silent" }) },
+          { sql: db.appSql, chain: stack.chainClient, config: stack.app.config, logger: pino({ level: "silent" }) },
           new Date(),
         )
       ).reversed,
@@ -308,12 +308,12 @@ describe("HUSD top-ups: verify-and-record, finality, exactly-once credit, reorgs
     const id = (await topup(org.orgKey, hash)).json.deposits[0].id as string;
     const deadChain = createChainClient({ RPC_URL: "http://127.0.0.1:9", CHAIN_ID: chain.chainId });
     await expect(
-      verifyDeposit({ sql: db.sql, chain: deadChain, config: stack.app.config }, id, new Date()),
+      verifyDeposit({ sql: db.appSql, chain: deadChain, config: stack.app.config }, id, new Date()),
     ).rejects.toThrow();
     expect((await stateOf(org.orgKey, id))?.state).toBe("seen");
     await expect(
       auditCreditedDeposits(
-        { sql: db.sql, chain: deadChain, config: stack.app.config, logger: pino({ level: "silent" }) },
+        { sql: db.appSql, chain: deadChain, config: stack.app.config, logger: pino({ level: "silent" }) },
         new Date(),
       ),
     ).rejects.toThrow();
@@ -331,7 +331,7 @@ describe("HUSD top-ups: verify-and-record, finality, exactly-once credit, reorgs
       params: [hash] as never,
     });
     const id = (await topup(org.orgKey, hash)).json.deposits[0].id as string;
-    const deps = { sql: db.sql, chain: stack.chainClient, config: stack.app.config };
+    const deps = { sql: db.appSql, chain: stack.chainClient, config: stack.app.config };
     await chain.clients.test.request({ method: "anvil_reorg" as never, params: [1, []] as never });
     expect((await verifyDeposit(deps, id, new Date())).state).toBe("orphaned");
     await chain.clients.test.request({ method: "eth_sendRawTransaction" as never, params: [raw] as never }); // re-mined, same hash
@@ -358,7 +358,7 @@ describe("HUSD top-ups: verify-and-record, finality, exactly-once credit, reorgs
     await chain.mine(3);
     expect(
       await auditCreditedDeposits(
-        { sql: db.sql, chain: stack.chainClient, config: stack.app.config, logger: pino({ level: "silent" }) },
+        { sql: db.appSql, chain: stack.chainClient, config: stack.app.config, logger: pino({ level: "silent" }) },
         new Date(),
       ),
     ).toMatchObject({ reversed: 0, moved: 1 });

@@ -58,7 +58,7 @@ describe("indexer deploys: one schema per build, views switch when ready, old bu
 
   // GET /metrics' indexer lag, as the API reports it.
   const lagBlocks = async () => {
-    const metrics = createMetrics({ sql: db.sql, indexer: { viewsSchema: VIEWS, chain: stack.chainClient } });
+    const metrics = createMetrics({ sql: db.appSql, indexer: { viewsSchema: VIEWS, chain: stack.chainClient } });
     return (await metrics.registry.getSingleMetric("hanzo_indexer_lag_blocks")!.get()).values[0]?.value;
   };
 

@@ -32,7 +32,7 @@ const it = dbTest.extend<{ app: TestApp; ledger: LedgerHelpers }>({
           sql: db.sql,
           clock,
           config: { LEDGER_CHECK_INTERVAL_MS: "200" },
-          extra: { metrics: createMetrics({ sql: db.sql }) },
+          extra: { metrics: createMetrics({ sql: db.appSql }) },
         }),
       ),
     { scope: "file" },
@@ -233,7 +233,7 @@ describe("ledger reconciliation", () => {
     ];
     // Sweeps every minute, so the only maintenance job that matters here is the 200 ms ledger check.
     const workers = await startWorkers({
-      sql: db.sql,
+      sql: db.appSql,
       connection: redis,
       prefix,
       logger,

@@ -159,7 +159,7 @@ describe("POST /v1/billing/authorize", () => {
     const org = await app.createOrg();
     await app.grant(org.id, "0.0075");
     let now = new Date("2026-11-20T00:00:00Z");
-    const timed = createTestApp({ sql: db.sql, clock: () => now });
+    const timed = createTestApp({ sql: db.appSql, clock: () => now });
     const body = { org_id: org.id, product: "llm", model: "zen-pro", estimate: ESTIMATE, ttl_seconds: 60 };
     expect((await timed.call("POST", "/v1/billing/authorize", { key: org.gatewayKey, body })).status).toBe(201);
     expect((await timed.call("POST", "/v1/billing/authorize", { key: org.gatewayKey, body })).status).toBe(402);

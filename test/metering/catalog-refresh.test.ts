@@ -48,7 +48,7 @@ describe("catalog versions loaded after a process read the catalog", () => {
   it("a process that hears of nothing still prices events from a noticed version's effective time with it", async ({
     db,
   }) => {
-    const t = createTestApp({ sql: db.sql }); // no watch: no NOTIFY, no periodic check
+    const t = createTestApp({ sql: db.appSql }); // no watch: no NOTIFY, no periodic check
     const org = await t.createOrg();
     await t.grant(org.id, "1");
     expect(await priceNow(t, org, new Date())).toEqual(["2026-01-01", "100000"]); // its catalog is read now

@@ -217,7 +217,7 @@ describe("money that expires while held: one outcome whatever the worker's timin
     { when: "settle before the expiry's posting", workerFirst: false, paid: "10" },
   ])("$when, with USD $paid of other credits", async ({ workerFirst, paid }, { db }) => {
     const clock = manualClock();
-    const t = createTestApp({ sql: db.sql, clock });
+    const t = createTestApp({ sql: db.appSql, clock });
     const org = await t.createOrg();
     if (paid !== "0") await t.grant(org.id, paid);
     await t.grant(org.id, "1.00", `expiring-${Math.random()}`, {
@@ -267,7 +267,7 @@ describe("money that expires while held: one outcome whatever the worker's timin
     "usage without a hold after the expiry, $when, and a lapsed hold not yet swept",
     async ({ workerFirst }, { db }) => {
       const clock = manualClock();
-      const t = createTestApp({ sql: db.sql, clock });
+      const t = createTestApp({ sql: db.appSql, clock });
       const org = await t.createOrg();
       await t.grant(org.id, "1.00", `expiring-${Math.random()}`, {
         expires_at: new Date(clock().getTime() + 3_000).toISOString(),

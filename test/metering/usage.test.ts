@@ -174,7 +174,7 @@ describe("POST /v1/billing/usage and GET /v1/billing/usage", () => {
     v2.products.llm!.models!["zen-pro"] = { input_tokens: "0.000005", output_tokens: "0.00002" };
     await loadCatalog(db.sql, { versions: [v1, v2] });
     const later = new Date("2026-11-25T00:00:00Z");
-    const app = createTestApp({ sql: db.sql, clock: () => later });
+    const app = createTestApp({ sql: db.appSql, clock: () => later });
     const org = await app.createOrg();
     await app.grant(org.id, "1");
     const res = await app.call("POST", "/v1/billing/usage", {

@@ -116,7 +116,7 @@ describe("POST /v1/webhooks/processor: card top-ups", () => {
       app,
       db,
     }) => {
-      const unconfigured = createPaymentsTestApp({ sql: db.sql, secret: null });
+      const unconfigured = createPaymentsTestApp({ sql: db.appSql, secret: null });
       const res = await unconfigured.deliver(payment(app));
       expect(res.status).toBe(503);
       expect(res.json.error).toMatchObject({ type: "api_error", code: "not_configured" });

@@ -96,7 +96,7 @@ describe("low-balance alerts", () => {
     await clearRedisPrefix(redis.connection, `{${redis.prefix}}`);
     await db.sql`update balance_alerts set created_at = created_at - interval '1 minute' where delivered_at is null`;
     const workers = await startWorkers({
-      sql: db.sql,
+      sql: db.appSql,
       connection: redis.connection,
       prefix: redis.prefix,
       logger: pino({ level: "silent" }),
@@ -123,7 +123,7 @@ describe("low-balance alerts", () => {
     const [from, realFrom] = [clock().getTime(), Date.now()];
     const fast = () => new Date(from + (Date.now() - realFrom) * 20);
     return startWorkers({
-      sql: db.sql,
+      sql: db.appSql,
       connection: redis.connection,
       prefix: redis.prefix,
       logger: pino({ level: "silent" }),
@@ -271,7 +271,7 @@ describe("low-balance alerts", () => {
     // The workers' clock stands still: the sweep's 5 s of grace never pass, so only the
     // notification sent at commit (migration 0013) can get this alert delivered.
     const workers = await startWorkers({
-      sql: db.sql,
+      sql: db.appSql,
       connection: redis.connection,
       prefix: redis.prefix,
       logger: pino({ level: "silent" }),
