@@ -159,9 +159,9 @@ describe("HUSD top-ups: verify-and-record, finality, exactly-once credit, reorgs
     const id = (await topup(org.orgKey, hash)).json.deposits[0].id as string;
     await chain.mine(4);
     const loose = { ...stack.app.config, FINALITY_CONFIRMATIONS: 1, FINALITY_REQUIRE_FINALIZED_TAG: false };
-    expect((await verifyDeposit({ sql: db.appSql, chain: stack.chainClient, config: loose }, id, new Date())).state).toBe(
-      "credited",
-    );
+    expect(
+      (await verifyDeposit({ sql: db.appSql, chain: stack.chainClient, config: loose }, id, new Date())).state,
+    ).toBe("credited");
     await db.sql`update organizations set low_balance_threshold = 2000000000 where id = ${org.id}`; // 2 USD: the reversal crosses it
     await chain.clients.test.request({ method: "anvil_reorg" as never, params: [6, []] as never }); // deeper than the policy assumed
     const audit = await auditCreditedDeposits(
