@@ -92,7 +92,7 @@ export const dbTest = withDatabase();
 /** `app`: the real app in process on the file's database, with `call`, `createOrg` and `grant`. */
 export const appTest = withDatabase().extend<Omit<AppContext, keyof DbContext>>({
   appOptions: {},
-  app: [async ({ db, appOptions }, use) => use(createTestApp({ sql: db.sql, ...appOptions })), { scope: "file" }],
+  app: [async ({ db, appOptions }, use) => use(createTestApp({ sql: db.appSql, ...appOptions })), { scope: "file" }],
 });
 
 /**

@@ -249,5 +249,5 @@ export type PaymentsTestApp = ReturnType<typeof createPaymentsTestApp>;
 
 /** `app`: the file's app with card top-ups configured, signing and delivering the processor's webhooks. */
 export const paymentsTest = withDatabase().extend<{ app: PaymentsTestApp }>({
-  app: [async ({ db }, use) => use(createPaymentsTestApp({ sql: db.sql })), { scope: "file" }],
+  app: [async ({ db }, use) => use(createPaymentsTestApp({ sql: db.appSql })), { scope: "file" }],
 });
