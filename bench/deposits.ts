@@ -3,6 +3,7 @@ import { encodeFunctionData, parseAbi, type Address, type Hex } from "viem";
 import { pino } from "pino";
 import { husdAbi } from "../abis/index.js";
 import { createApiKey } from "../src/billing/api-keys.js";
+import { createBillingContext } from "../src/billing/context.js";
 import { depositAddressFor } from "../src/billing/deposits/addresses.js";
 import { createOrganization } from "../src/billing/organizations.js";
 import { createChainClient } from "../src/chain/client.js";
@@ -49,6 +50,7 @@ const port = () =>
 
 const bench = await startBench("deposits");
 const sql = createSql(bench.databaseUrl, { max: 8 });
+const ctx = createBillingContext({ sql });
 await migrate(sql);
 const anvilPort = await port();
 const rpcUrl = `http://127.0.0.1:${anvilPort}`;
@@ -201,9 +203,12 @@ const config = loadConfig({
 const chain = createChainClient(config);
 const orgs: { id: string; address: Address }[] = [];
 for (let i = 0; i < DEPOSITS; i++) {
-  const org = await createOrganization(sql, { name: `bench ${i}` });
-  await createApiKey(sql, { orgId: org.id, scope: "org" });
-  orgs.push({ id: org.id, address: (await depositAddressFor(sql, chain, config, org.id)).address });
+  const org = await createOrganization(ctx, { name: `bench ${i}` });
+  await createApiKey(ctx, { orgId: org.id, scope: "org" });
+  orgs.push({
+    id: org.id,
+    address: (await depositAddressFor({ ...ctx, sql, chain, config }, { orgId: org.id })).address,
+  });
 }
 const live = startPonder("bench_live", await port());
 const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });

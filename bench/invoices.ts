@@ -1,5 +1,7 @@
-import { loadCatalog, readCatalogFile, Catalog } from "../src/billing/catalog.js";
-import { closeDueCycles } from "../src/billing/invoices.js";
+import { readCatalogFile } from "../src/billing/catalog.js";
+import { at, createBillingContext } from "../src/billing/context.js";
+import { closeDueCycles } from "../src/billing/invoices/close-due-cycles.js";
+import { loadCatalog } from "../src/billing/load-catalog.js";
 import { recordUsageBatch, type UsageRequest } from "../src/billing/usage.js";
 import { createSql } from "../src/db/client.js";
 import { migrate } from "../src/db/migrate.js";
@@ -24,8 +26,9 @@ const models = Object.fromEntries(
     { input_tokens: `0.00000${i + 1}`, output_tokens: `0.0000${i + 1}` },
   ]),
 );
-await loadCatalog(sql, {
-  versions: [{ ...base, products: { ...base.products, llm: { ...base.products.llm!, models } } }],
+const ctx = createBillingContext({ sql });
+await loadCatalog(ctx, {
+  file: { versions: [{ ...base, products: { ...base.products, llm: { ...base.products.llm!, models } } }] },
 });
 
 console.log(`seeding ${ORGS} organizations with ${LINES} usage events each…`);
@@ -56,16 +59,15 @@ for (let o = 1; o <= ORGS; o++) {
     });
   }
   if (batch.length >= 2000 || o === ORGS) {
-    await recordUsageBatch(sql, batch, occurredAt);
+    await recordUsageBatch(at(ctx, occurredAt), { requests: batch });
     batch = [];
   }
 }
 console.log(`seeded ${ORGS * LINES} usage events in ${((performance.now() - seedStart) / 1000).toFixed(1)} s`);
 
-const catalog = new Catalog(sql);
 const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 8);
 const t0 = performance.now();
-const result = await closeDueCycles(sql, catalog, new Date("2026-11-01T00:05:00Z"), { concurrency });
+const result = await closeDueCycles(at(ctx, new Date("2026-11-01T00:05:00Z")), { concurrency });
 const seconds = (performance.now() - t0) / 1000;
 const [lines] = await sql<{ n: number }[]>`select count(*)::int as n from invoice_lines`;
 await sql.end();

@@ -1,4 +1,6 @@
-import { loadCatalog, readCatalogFile } from "../src/billing/catalog.js";
+import { readCatalogFile } from "../src/billing/catalog.js";
+import { createBillingContext } from "../src/billing/context.js";
+import { loadCatalog } from "../src/billing/load-catalog.js";
 import { grantCredits } from "../src/billing/grants.js";
 import { Metering } from "../src/billing/metering.js";
 import { createOrganization } from "../src/billing/organizations.js";
@@ -26,18 +28,20 @@ const MODE = process.env.BENCH_MODE ?? "pairs";
 const bench = await startBench("metering_pg");
 const sql = createSql(bench.databaseUrl, { max: 1 });
 await migrate(sql);
-await loadCatalog(sql, await readCatalogFile());
+const ctx = createBillingContext({ sql });
+await loadCatalog(ctx, { file: await readCatalogFile() });
 // Experiments: BENCH_SETUP_SQL runs on the throwaway database before anything is measured
 // (e.g. "alter table usage_events drop constraint usage_events_org_id_fkey").
 if (process.env.BENCH_SETUP_SQL) await sql.unsafe(process.env.BENCH_SETUP_SQL);
 const orgs: string[] = [];
 for (let i = 0; i < ORGS; i++) {
-  const org = await createOrganization(sql, { name: `org-${i}` });
-  await grantCredits(
-    sql,
-    { orgId: org.id, amount: 10_000n * 1_000_000_000n, reason: "bench", idempotencyKey: "bench" },
-    new Date(),
-  );
+  const org = await createOrganization(ctx, { name: `org-${i}` });
+  await grantCredits(ctx, {
+    orgId: org.id,
+    amount: 10_000n * 1_000_000_000n,
+    reason: "bench",
+    idempotencyKey: "bench",
+  });
   orgs.push(org.id);
 }
 const [backend] = await sql<{ pid: number }[]>`select pg_backend_pid() as pid`;

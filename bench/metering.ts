@@ -1,6 +1,8 @@
 import { readFileSync } from "node:fs";
 import { createApiKey } from "../src/billing/api-keys.js";
-import { loadCatalog, readCatalogFile } from "../src/billing/catalog.js";
+import { readCatalogFile } from "../src/billing/catalog.js";
+import { at, createBillingContext } from "../src/billing/context.js";
+import { loadCatalog } from "../src/billing/load-catalog.js";
 import { grantCredits } from "../src/billing/grants.js";
 import { createOrganization } from "../src/billing/organizations.js";
 import { createSql } from "../src/db/client.js";
@@ -15,27 +17,30 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const bench = await startBench("metering");
 const sql = createSql(bench.databaseUrl, { max: 8 });
 await migrate(sql);
-await loadCatalog(sql, await readCatalogFile());
+const ctx = createBillingContext({ sql });
+await loadCatalog(ctx, { file: await readCatalogFile() });
 
 console.log("seeding 1 hot org and 1,000 orgs…");
 const now = new Date();
-const hot = await createOrganization(sql, { name: "hot" });
-await grantCredits(
-  sql,
-  { orgId: hot.id, amount: 1_000_000n * 1_000_000_000n, reason: "bench", idempotencyKey: "bench" },
-  now,
-);
+const hot = await createOrganization(ctx, { name: "hot" });
+await grantCredits(at(ctx, now), {
+  orgId: hot.id,
+  amount: 1_000_000n * 1_000_000_000n,
+  reason: "bench",
+  idempotencyKey: "bench",
+});
 const many: string[] = [];
 for (let i = 0; i < 1000; i++) {
-  const org = await createOrganization(sql, { name: `org-${i}` });
-  await grantCredits(
-    sql,
-    { orgId: org.id, amount: 10_000n * 1_000_000_000n, reason: "bench", idempotencyKey: "bench" },
-    now,
-  );
+  const org = await createOrganization(ctx, { name: `org-${i}` });
+  await grantCredits(at(ctx, now), {
+    orgId: org.id,
+    amount: 10_000n * 1_000_000_000n,
+    reason: "bench",
+    idempotencyKey: "bench",
+  });
   many.push(org.id);
 }
-const gateway = await createApiKey(sql, { orgId: hot.id, scope: "gateway" });
+const gateway = await createApiKey(ctx, { orgId: hot.id, scope: "gateway" });
 // Profiling aid: BENCH_DB_SET="auto_explain.log_min_duration=5;session_preload_libraries=auto_explain"
 // applies settings to the throwaway database, hence to the API's connections.
 for (const setting of (process.env.BENCH_DB_SET ?? "").split(";").filter(Boolean)) {

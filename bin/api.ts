@@ -12,7 +12,8 @@ import { createMetrics } from "../src/observability/metrics.js";
 import { checkDatabase, checkRedis, loadConfigOrExit, preflightOrExit, redactPassword } from "../src/ops/preflight.js";
 import { RedisHealth, redisRetryStrategy } from "../src/ops/redis-health.js";
 import { onShutdown } from "../src/ops/shutdown.js";
-import { createQueues, enqueueAlerts } from "../src/workers/queues.js";
+import { enqueueAlerts } from "../src/jobs/enqueue.js";
+import { createQueues } from "../src/jobs/queues.js";
 
 const config = loadConfigOrExit("api");
 // A database that is down, missing or unmigrated, or a Redis that is down: one line naming the

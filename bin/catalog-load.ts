@@ -1,4 +1,6 @@
-import { CATALOG_NOTICE_MS, loadCatalog, readCatalogFile } from "../src/billing/catalog.js";
+import { CATALOG_NOTICE_MS, readCatalogFile } from "../src/billing/catalog.js";
+import { createBillingContext } from "../src/billing/context.js";
+import { loadCatalog } from "../src/billing/load-catalog.js";
 import { loadConfig } from "../src/config.js";
 import { createSql } from "../src/db/client.js";
 
@@ -13,7 +15,8 @@ const shortNotice = args.includes("--short-notice");
 const path = args.find((a) => !a.startsWith("--"));
 const sql = createSql(config.DATABASE_OWNER_URL, { max: 1, applicationName: "hanzo-catalog" });
 try {
-  const result = await loadCatalog(sql, await readCatalogFile(path), {
+  const result = await loadCatalog(createBillingContext({ sql }), {
+    file: await readCatalogFile(path),
     minNoticeMs: shortNotice ? 0 : CATALOG_NOTICE_MS,
   });
   console.log(

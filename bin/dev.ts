@@ -3,7 +3,9 @@ import { mkdirSync, readFileSync, writeFileSync, existsSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { getAddress, type Address } from "viem";
 import { authenticate, createApiKey } from "../src/billing/api-keys.js";
-import { loadCatalog, readCatalogFile } from "../src/billing/catalog.js";
+import { readCatalogFile } from "../src/billing/catalog.js";
+import { createBillingContext } from "../src/billing/context.js";
+import { loadCatalog } from "../src/billing/load-catalog.js";
 import { grantCredits } from "../src/billing/grants.js";
 import { createOrganization } from "../src/billing/organizations.js";
 import { deployDevContracts, DevRoles, mintHusd, spawnAnvil, waitForRpc } from "../src/chain/local-devnet.js";
@@ -152,7 +154,8 @@ log(`HUSD ${contracts.husd}, deposit factory ${contracts.factory}`);
 await ensureDatabase(ownerUrl);
 const sql = createSql(ownerUrl, { max: 2, applicationName: "hanzo-dev" });
 await migrate(sql, { log });
-await loadCatalog(sql, await readCatalogFile());
+const ctx = createBillingContext({ sql });
+await loadCatalog(ctx, { file: await readCatalogFile() });
 const adminKey = previous.admin_key ?? `hk-dev-admin-${randomBase62(24)}`;
 let org = { id: previous.org_id, orgKey: previous.org_key, gatewayKey: previous.gateway_key };
 const stillValid = async (key?: string) =>
@@ -163,21 +166,22 @@ const stillValid = async (key?: string) =>
       )
     : false;
 if (!org.id || !(await stillValid(org.orgKey)) || !(await stillValid(org.gatewayKey))) {
-  const created = await createOrganization(sql, { name: "Demo Org" });
+  const created = await createOrganization(ctx, { name: "Demo Org" });
   org = {
     id: created.id,
-    orgKey: (await createApiKey(sql, { orgId: created.id, scope: "org" })).key,
-    gatewayKey: (await createApiKey(sql, { orgId: created.id, scope: "gateway" })).key,
+    orgKey: (await createApiKey(ctx, { orgId: created.id, scope: "org" })).key,
+    gatewayKey: (await createApiKey(ctx, { orgId: created.id, scope: "gateway" })).key,
   };
   log(`created demo organization ${org.id}`);
 }
 const demo = { id: org.id, orgKey: org.orgKey, gatewayKey: org.gatewayKey };
 if (!demo.id || !demo.orgKey || !demo.gatewayKey) throw new Error("the demo organization has no id or keys");
-await grantCredits(
-  sql,
-  { orgId: demo.id, amount: 25_000_000_000n, reason: "Welcome credits", idempotencyKey: "dev-welcome" },
-  new Date(),
-);
+await grantCredits(ctx, {
+  orgId: demo.id,
+  amount: 25_000_000_000n,
+  reason: "Welcome credits",
+  idempotencyKey: "dev-welcome",
+});
 await sql.end();
 if (previous.husd_address !== contracts.husd)
   await mintHusd(rpcUrl, CHAIN_ID, contracts.husd, DevRoles.customer.address, 1_000n * 10n ** 18n);

@@ -3,6 +3,7 @@ import { performance } from "node:perf_hooks";
 import type { Sql } from "../db/client.js";
 import { BillingError } from "../errors.js";
 import { newId, randomBase62 } from "../ids.js";
+import type { BillingContext } from "./context.js";
 
 export const KeyScopes = ["org", "gateway", "admin"] as const;
 export type KeyScope = (typeof KeyScopes)[number];
@@ -19,7 +20,11 @@ export function hashKey(key: string): Buffer {
 export type CreatedKey = { id: string; key: string; orgId: string; scope: KeyScope; prefix: string; createdAt: Date };
 
 /** The plaintext exists only in this return value: it is shown once and stored as a hash. */
-export async function createApiKey(sql: Sql, input: { orgId: string; scope: KeyScope }): Promise<CreatedKey> {
+export async function createApiKey(
+  ctx: BillingContext,
+  input: { orgId: string; scope: KeyScope },
+): Promise<CreatedKey> {
+  const { sql } = ctx;
   const key = `hk-${randomBase62(40)}`; // ~238 bits of entropy
   const id = newId("key");
   const prefix = key.slice(0, 9);
@@ -34,7 +39,13 @@ export async function createApiKey(sql: Sql, input: { orgId: string; scope: KeyS
 /** Every revocation is announced on this channel when it commits; each API process evicts the key. */
 export const KEY_REVOCATIONS_CHANNEL = "api_key_revocations";
 
-export async function revokeApiKey(sql: Sql, keyId: string, now: Date): Promise<{ id: string; revokedAt: Date }> {
+export async function revokeApiKey(
+  ctx: BillingContext,
+  input: { keyId: string },
+): Promise<{ id: string; revokedAt: Date }> {
+  const { sql } = ctx;
+  const { keyId } = input;
+  const now = ctx.clock();
   // coalesce keeps the first revocation time: revoking twice is harmless and tells the same story.
   // One statement, so the notice is sent exactly when the revocation commits.
   const [row] = await sql<{ id: string; revoked_at: Date }[]>`

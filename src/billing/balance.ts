@@ -1,6 +1,6 @@
-import type { Sql, TransactionSql } from "../db/client.js";
 import { BillingError } from "../errors.js";
 import { orgCreditsAccount, orgHeldAccount } from "../ledger/accounts.js";
+import type { BillingContext } from "./context.js";
 
 /**
  * An organization's money, in nano-USD.
@@ -12,8 +12,10 @@ import { orgCreditsAccount, orgHeldAccount } from "../ledger/accounts.js";
  */
 export type Balance = { balance: bigint; credits: bigint; held: bigint; lowBalanceThreshold: bigint };
 
-export async function getBalance(sql: Sql | TransactionSql, orgId: string, now: Date): Promise<Balance> {
-  const [row] = await sql<
+export async function getBalance(ctx: BillingContext, input: { orgId: string }): Promise<Balance> {
+  const { orgId } = input;
+  const now = ctx.clock();
+  const [row] = await ctx.sql<
     { credits: bigint; held: bigint; expiry: bigint; lapsed: bigint; low_balance_threshold: bigint }[]
   >`
     select c.balance as credits, h.balance as held, o.low_balance_threshold,

@@ -1,9 +1,9 @@
-import type { Sql, TransactionSql } from "../db/client.js";
-import { withTransaction } from "../db/transaction.js";
+import type { TransactionSql } from "../db/client.js";
 import { BillingError } from "../errors.js";
 import { newId } from "../ids.js";
 import { orgCreditsAccount, SystemAccounts } from "../ledger/accounts.js";
 import { findPosted, fingerprint, postTransaction } from "../ledger/post-transaction.js";
+import { withTransaction, type BillingContext } from "./context.js";
 import { watchLowBalance } from "./low-balance.js";
 
 export type CreditGrant = {
@@ -57,10 +57,10 @@ export type GrantInput = {
  * Returns `created: false` with the original grant on a replay, including for the loser of a race.
  */
 export async function grantCredits(
-  sql: Sql | TransactionSql,
+  ctx: BillingContext,
   input: GrantInput,
-  now: Date,
 ): Promise<{ grant: CreditGrant; created: boolean }> {
+  const now = ctx.clock();
   if (input.amount <= 0n)
     throw new BillingError("invalid_request", "amount must be greater than zero", { details: { param: "amount" } });
   const key = {
@@ -73,7 +73,7 @@ export async function grantCredits(
       expiresAt: input.expiresAt?.toISOString() ?? null,
     }),
   };
-  return withTransaction(sql, async (tx) => {
+  return withTransaction(ctx, async ({ sql: tx }) => {
     // A replay answers the first grant even once its expires_at has passed: the key first, the clock after.
     const replayed = await findPosted(tx, key);
     if (replayed) return { grant: await grantOf(tx, replayed), created: false };
@@ -100,13 +100,15 @@ export async function grantCredits(
       values (${newId("grant")}, ${input.orgId}, ${posted.transactionId}, ${input.amount.toString()}, ${input.reason},
               ${input.expiresAt ?? null}, ${now})
       returning *`;
-    return { grant: toGrant(row!), created: true };
+    if (!row) throw new Error("insert into credit_grants returned no row");
+    return { grant: toGrant(row), created: true };
   });
 }
 
 async function grantOf(tx: TransactionSql, transactionId: string): Promise<CreditGrant> {
   const [row] = await tx<GrantRow[]>`select * from credit_grants where transaction_id = ${transactionId}`;
-  return toGrant(row!);
+  if (!row) throw new Error(`no credit grant for ledger transaction ${transactionId}`);
+  return toGrant(row);
 }
 
 /**
@@ -125,7 +127,7 @@ export async function consumeExpiringGrants(
   const [row] = await tx<
     { left: bigint }[]
   >`select consume_expiring_grants(${orgId}, ${amount.toString()}, ${now}) as left`;
-  return row!.left;
+  return row ? row.left : amount;
 }
 
 /**
@@ -135,11 +137,14 @@ export async function consumeExpiringGrants(
  * excludes these amounts from the moment they expire (see getBalance), so this only makes the
  * ledger say so.
  */
-export async function expireGrants(sql: Sql, now: Date, limit = 500): Promise<number> {
+export async function expireGrants(ctx: BillingContext, input: { limit?: number } = {}): Promise<number> {
+  const { sql } = ctx;
+  const now = ctx.clock();
+  const limit = input.limit ?? 500;
   const due = await sql<{ id: string; org_id: string }[]>`select id, org_id from grant_expiry_due(${now}, ${limit})`;
   let posted = 0;
   for (const { id, org_id } of due) {
-    await sql.begin(async (tx) => {
+    await withTransaction(ctx, async ({ sql: tx }) => {
       // Org account first, grant second: the same lock order as the usage path, so no deadlock.
       await tx`select 1 from ledger_accounts where id = ${orgCreditsAccount(org_id)} for update`;
       // Checked again under the lock: another worker may have posted it. (No hold from before

@@ -1,4 +1,4 @@
-import type { Sql } from "../db/client.js";
+import type { Sql, TransactionSql } from "../db/client.js";
 
 /**
  * Group commit: callers submit one item each; items that arrive while a batch is being written
@@ -191,7 +191,7 @@ export type BatchAnswer = {
  * organizations' expired holds.
  */
 export async function callMeteringBatch(
-  sql: Sql,
+  sql: Sql | TransactionSql,
   now: Date,
   orgs: BatchOrg[],
   usage: BatchUsage[],
@@ -199,5 +199,6 @@ export async function callMeteringBatch(
 ): Promise<BatchAnswer> {
   const [res] = await sql<BatchAnswer[]>`
     select * from metering_batch(${now}::timestamptz, ${JSON.stringify(orgs)}::text::jsonb, ${JSON.stringify(usage)}::text::jsonb, ${JSON.stringify(authorizations)}::text::jsonb)`;
-  return res!;
+  if (!res) throw new Error("metering_batch returned no row");
+  return res;
 }

@@ -1,7 +1,7 @@
-import type { Sql } from "../db/client.js";
 import { BillingError } from "../errors.js";
 import { newId } from "../ids.js";
 import { formatUsd } from "../ledger/money.js";
+import type { BillingContext } from "./context.js";
 import { callMeteringBatch, countsObject, previousWithSameKey, type BatchAuthorization } from "./group-commit.js";
 
 export type AuthorizeRequest = {
@@ -137,7 +137,10 @@ export function authorizeOutcomes(a: PreparedAuthorize, res: AuthorizeAnswer): (
  * It is a metering batch without requests: the organizations are locked as for any batch, and
  * their expired holds go back to their credits in one 'release' per org.
  */
-export async function releaseExpiredHolds(sql: Sql, now: Date, maxOrgs = 200): Promise<number> {
+export async function releaseExpiredHolds(ctx: BillingContext, input: { maxOrgs?: number } = {}): Promise<number> {
+  const { sql } = ctx;
+  const now = ctx.clock();
+  const maxOrgs = input.maxOrgs ?? 200;
   const due = await sql<{ org_id: string }[]>`
     select distinct org_id from holds where status = 'active' and expires_at <= ${now} limit ${maxOrgs}`;
   if (due.length === 0) return 0;

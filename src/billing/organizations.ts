@@ -1,8 +1,7 @@
-import type { Sql, TransactionSql } from "../db/client.js";
-import { withTransaction } from "../db/transaction.js";
 import { BillingError } from "../errors.js";
 import { newId } from "../ids.js";
 import { orgCreditsAccount, orgHeldAccount } from "../ledger/accounts.js";
+import { withTransaction, type BillingContext } from "./context.js";
 
 export type Organization = {
   id: string;
@@ -23,28 +22,34 @@ const toOrganization = (r: OrgRow): Organization => ({
 
 /** Creates the organization and both of its ledger accounts together, so no org ever lacks one. */
 export async function createOrganization(
-  sql: Sql | TransactionSql,
+  ctx: BillingContext,
   input: { name: string; id?: string; billingAnchorDay?: number; createdAt?: Date },
 ): Promise<Organization> {
-  return withTransaction(sql, async (tx) => {
+  return withTransaction(ctx, async ({ sql: tx }) => {
     const id = input.id ?? newId("org");
     const [row] = await tx<OrgRow[]>`
       insert into organizations (id, name, billing_anchor_day, created_at)
-      values (${id}, ${input.name}, ${input.billingAnchorDay ?? 1}, ${input.createdAt ?? new Date()}) returning *`;
+      values (${id}, ${input.name}, ${input.billingAnchorDay ?? 1}, ${input.createdAt ?? ctx.clock()}) returning *`;
     await tx`insert into ledger_accounts (id, org_id, kind) values
       (${orgCreditsAccount(id)}, ${id}, 'org_credits'), (${orgHeldAccount(id)}, ${id}, 'org_held')`;
-    return toOrganization(row!);
+    if (!row) throw new Error("insert into organizations returned no row");
+    return toOrganization(row);
   });
 }
 
-export async function getOrganization(sql: Sql | TransactionSql, id: string): Promise<Organization> {
-  const [row] = await sql<OrgRow[]>`select * from organizations where id = ${id}`;
+export async function getOrganization(ctx: BillingContext, input: { id: string }): Promise<Organization> {
+  const { id } = input;
+  const [row] = await ctx.sql<OrgRow[]>`select * from organizations where id = ${id}`;
   if (!row) throw new BillingError("not_found", `no organization ${id}`);
   return toOrganization(row);
 }
 
-export async function setLowBalanceThreshold(sql: Sql, orgId: string, threshold: bigint): Promise<Organization> {
-  const [row] = await sql<OrgRow[]>`
+export async function setLowBalanceThreshold(
+  ctx: BillingContext,
+  input: { orgId: string; threshold: bigint },
+): Promise<Organization> {
+  const { orgId, threshold } = input;
+  const [row] = await ctx.sql<OrgRow[]>`
     update organizations set low_balance_threshold = ${threshold.toString()} where id = ${orgId} returning *`;
   if (!row) throw new BillingError("not_found", `no organization ${orgId}`);
   return toOrganization(row);

@@ -34,3 +34,9 @@ export function resolvePeriod(text: string, now: Date, anchorDay = 1): Period {
     });
   return cycleStartingIn(Number(match[1]), Number(match[2]), anchorDay);
 }
+
+/** The cycle that starts at `start` and ends at the next anchor date after it (a cycle closed early is followed by a short one). */
+export function cycleFrom(start: Date, anchorDay: number): Period {
+  const anchored = cycleContaining(start, anchorDay);
+  return { label: anchored.label, start, end: anchored.end };
+}

@@ -1,6 +1,6 @@
-import type { Sql, TransactionSql } from "../db/client.js";
 import { BillingError } from "../errors.js";
 import type { Catalog, CatalogVersionFile } from "./catalog.js";
+import { at, withTransaction, type BillingContext } from "./context.js";
 import { grantCredits } from "./grants.js";
 import { getOrganization } from "./organizations.js";
 import { cycleContaining } from "./periods.js";
@@ -72,8 +72,8 @@ export function subscribedPlanAt(catalog: Catalog, planId: string, at: Date): Pl
   return toPlan(found.plan, found.version);
 }
 
-export async function getSubscription(sql: Sql | TransactionSql, orgId: string): Promise<Subscription | null> {
-  const [row] = await sql<SubscriptionRow[]>`select * from subscriptions where org_id = ${orgId}`;
+export async function getSubscription(ctx: BillingContext, input: { orgId: string }): Promise<Subscription | null> {
+  const [row] = await ctx.sql<SubscriptionRow[]>`select * from subscriptions where org_id = ${input.orgId}`;
   return row ? toSubscription(row) : null;
 }
 
@@ -85,18 +85,15 @@ export async function getSubscription(sql: Sql | TransactionSql, orgId: string):
  * Plans are charged in arrears at cycle close. Included credits are granted once per anchored
  * month, whatever happens to the plan within it.
  */
-export async function subscribe(
-  sql: Sql,
-  catalog: Catalog,
-  orgId: string,
-  planId: string,
-  now: Date,
-): Promise<Subscription> {
-  await catalog.refresh();
-  const plan = planAt(catalog, planId, now);
-  const org = await getOrganization(sql, orgId);
+export async function subscribe(ctx: BillingContext, input: { orgId: string; planId: string }): Promise<Subscription> {
+  const { orgId, planId } = input;
+  const now = ctx.clock();
+  await ctx.catalog.refresh();
+  const plan = planAt(ctx.catalog, planId, now);
+  const org = await getOrganization(ctx, { id: orgId });
   const cycle = cycleContaining(now, org.billingAnchorDay);
-  return sql.begin(async (tx) => {
+  return withTransaction(at(ctx, now), async (txc) => {
+    const tx = txc.sql;
     const [existing] = await tx<SubscriptionRow[]>`select * from subscriptions where org_id = ${orgId} for update`;
     const endedBeforeThisCycle = existing?.canceled_at != null && existing.canceled_at <= cycle.start;
     let row: SubscriptionRow | undefined;
@@ -105,18 +102,21 @@ export async function subscribe(
         insert into subscriptions (org_id, plan_id, started_at) values (${orgId}, ${planId}, ${now})
         on conflict (org_id) do update set plan_id = excluded.plan_id, pending_plan_id = null, canceled_at = null, started_at = excluded.started_at
         returning *`;
-      await grantIncludedCredits(tx, orgId, plan, cycle, now);
+      await grantIncludedCredits(txc, { orgId, plan, cycle });
     } else {
       [row] = await tx<SubscriptionRow[]>`
         update subscriptions set canceled_at = null, pending_plan_id = ${existing.plan_id === planId ? null : planId}
         where org_id = ${orgId} returning *`;
     }
-    return toSubscription(row!);
+    if (!row) throw new Error(`the subscription of ${orgId} vanished under its lock`);
+    return toSubscription(row);
   });
 }
 
-export async function cancelSubscription(sql: Sql, orgId: string, now: Date): Promise<Subscription> {
-  const [row] = await sql<SubscriptionRow[]>`
+export async function cancelSubscription(ctx: BillingContext, input: { orgId: string }): Promise<Subscription> {
+  const { orgId } = input;
+  const now = ctx.clock();
+  const [row] = await ctx.sql<SubscriptionRow[]>`
     update subscriptions set canceled_at = coalesce(canceled_at, ${now}), pending_plan_id = null where org_id = ${orgId} returning *`;
   if (!row) throw new BillingError("not_found", `organization ${orgId} has no subscription`);
   return toSubscription(row);
@@ -124,25 +124,20 @@ export async function cancelSubscription(sql: Sql, orgId: string, now: Date): Pr
 
 /** Included credits for the anchored month containing `cycle`, expiring at its end; once per org and month. */
 export async function grantIncludedCredits(
-  sql: Sql | TransactionSql,
-  orgId: string,
-  plan: Plan,
-  cycle: { start: Date; end: Date },
-  now: Date,
-) {
+  ctx: BillingContext,
+  input: { orgId: string; plan: Plan; cycle: { start: Date; end: Date } },
+): Promise<void> {
+  const { orgId, plan, cycle } = input;
+  const now = ctx.clock();
   if (plan.includedCredits <= 0n || cycle.end <= now) return;
   try {
-    await grantCredits(
-      sql,
-      {
-        orgId,
-        amount: plan.includedCredits,
-        reason: `${plan.name} plan: included credits until ${cycle.end.toISOString().slice(0, 10)}`,
-        expiresAt: cycle.end,
-        idempotencyKey: `plan-credits:${cycle.end.toISOString()}`,
-      },
-      now,
-    );
+    await grantCredits(at(ctx, now), {
+      orgId,
+      amount: plan.includedCredits,
+      reason: `${plan.name} plan: included credits until ${cycle.end.toISOString().slice(0, 10)}`,
+      expiresAt: cycle.end,
+      idempotencyKey: `plan-credits:${cycle.end.toISOString()}`,
+    });
   } catch (err) {
     // Already granted for this month (under another plan): once per month is the rule.
     if (!(err instanceof BillingError && err.code === "idempotency_key_reused")) throw err;

@@ -1,5 +1,5 @@
-import type { Sql } from "../db/client.js";
 import { BillingError } from "../errors.js";
+import type { BillingContext } from "./context.js";
 
 export type LedgerTransactionView = {
   id: string;
@@ -31,10 +31,11 @@ export function decodeCursor(cursor: string): bigint {
 
 /** The org's ledger history, newest first. */
 export async function listTransactions(
-  sql: Sql,
-  orgId: string,
-  opts: { limit: number; cursor?: string },
+  ctx: BillingContext,
+  opts: { orgId: string; limit: number; cursor?: string },
 ): Promise<Page<LedgerTransactionView>> {
+  const { sql } = ctx;
+  const { orgId } = opts;
   const after = opts.cursor ? decodeCursor(opts.cursor) : null;
   const rows = await sql<
     {

@@ -1,4 +1,4 @@
-import type { Sql } from "../db/client.js";
+import type { BillingContext } from "./context.js";
 import type { Period } from "./periods.js";
 
 export type UsageLine = { quantities: Record<string, bigint>; cost: bigint; events: number };
@@ -9,8 +9,9 @@ export type UsageReport = {
 };
 
 /** Quantities and cost by product and model for events that occurred in the period. */
-export async function usageReport(sql: Sql, orgId: string, period: Period): Promise<UsageReport> {
-  const rows = await sql<
+export async function usageReport(ctx: BillingContext, input: { orgId: string; period: Period }): Promise<UsageReport> {
+  const { orgId, period } = input;
+  const rows = await ctx.sql<
     { product: string; model: string; meter: string | null; quantity: string | null; cost: string; events: number }[]
   >`
     with events as (

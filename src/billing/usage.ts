@@ -1,6 +1,6 @@
 import { BillingError } from "../errors.js";
 import { newId } from "../ids.js";
-import type { Sql } from "../db/client.js";
+import type { BillingContext } from "./context.js";
 import {
   batchOrgs,
   callMeteringBatch,
@@ -169,10 +169,10 @@ export function usageOutcomes(
  * metering_batch call, with no authorizations.
  */
 export async function recordUsageBatch(
-  sql: Sql,
-  requests: UsageRequest[],
-  now: Date,
+  ctx: BillingContext,
+  input: { requests: UsageRequest[] },
 ): Promise<{ outcomes: (UsageResult | BillingError)[]; crossings: LowBalanceCrossing[] }> {
+  const { requests } = input;
   const { orgs, index } = batchOrgs(requests.map((r) => r.orgId));
   const u = prepareUsage(requests, index);
   const alertIds = orgs.map(() => newId("alert"));
@@ -181,9 +181,9 @@ export async function recordUsageBatch(
     usage_txn: newId("txn"),
     release_txn: newId("txn"),
     hold_txn: null,
-    alert_id: alertIds[i]!,
+    alert_id: alertIds[i] ?? null,
   }));
-  const res = await callMeteringBatch(sql, now, batch, u.input, []);
+  const res = await callMeteringBatch(ctx.sql, ctx.clock(), batch, u.input, []);
   return usageOutcomes(
     u,
     {

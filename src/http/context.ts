@@ -1,4 +1,5 @@
 import type { Logger } from "pino";
+import type { MaybeChainContext } from "../billing/deposits/context.js";
 import type { KeyCache, Principal } from "../billing/api-keys.js";
 import type { Metering } from "../billing/metering.js";
 import type { ChainClient } from "../chain/client.js";
@@ -8,7 +9,7 @@ import type { Sql } from "../db/client.js";
 import type { Metrics } from "../observability/metrics.js";
 import type { HealthProbes } from "./routes/meta/health.js";
 import type { RateLimiter } from "./middleware/rate-limit.js";
-import type { Queues } from "../workers/queues.js";
+import type { Queues } from "../jobs/queues.js";
 
 /** Everything a route needs, passed in by the process that builds the app (bin/api.ts, or a test). */
 export type AppDeps = {
@@ -37,3 +38,23 @@ export type AppEnv = {
     deps: AppDeps;
   };
 };
+
+const contexts = new WeakMap<AppDeps, MaybeChainContext>();
+
+/** The service verbs' context for this app's dependencies (one per app: the catalog is the metering one). */
+export function billingContext(deps: AppDeps): MaybeChainContext {
+  let ctx = contexts.get(deps);
+  if (!ctx) {
+    ctx = {
+      sql: deps.sql,
+      clock: deps.clock,
+      catalog: deps.metering.catalog,
+      logger: deps.logger,
+      config: deps.config,
+      chain: deps.chain,
+      ...(deps.queues ? { queues: deps.queues } : {}),
+    };
+    contexts.set(deps, ctx);
+  }
+  return ctx;
+}

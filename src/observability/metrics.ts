@@ -1,7 +1,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { ChainClient } from "../chain/client.js";
 import type { Sql } from "../db/client.js";
-import type { Queues } from "../workers/queues.js";
+import type { Queues } from "../jobs/queues.js";
 
 export type Metrics = ReturnType<typeof createMetrics>;
 

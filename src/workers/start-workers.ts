@@ -1,31 +1,19 @@
 import { Worker, type ConnectionOptions, type Job } from "bullmq";
 import type { Logger } from "pino";
-import { Catalog } from "../billing/catalog.js";
-import { auditCreditedDeposits } from "../billing/deposits/audit.js";
+import { createBillingContext } from "../billing/context.js";
+import type { DepositContext } from "../billing/deposits/context.js";
 import { createChainClient, type ChainClient } from "../chain/client.js";
 import { withRedactedErrors } from "../chain/redact.js";
-import { expireGrants } from "../billing/grants.js";
-import { closeDueCycles } from "../billing/invoices.js";
-import { releaseExpiredHolds } from "../billing/holds.js";
-import { reconcileLedger } from "../ledger/reconcile.js";
 import type { Clock } from "../clock.js";
 import type { Config } from "../config.js";
 import type { Sql } from "../db/client.js";
 import type { RedisHealth } from "../ops/redis-health.js";
+import { enqueueAlerts } from "../jobs/enqueue.js";
+import { MaintenanceTasks, type MaintenanceJob } from "../jobs/payloads.js";
+import { bullPrefix, createQueues, QueueNames, type Queues } from "../jobs/queues.js";
 import { checkDeposit } from "./processors/deposit-check.js";
-import { scanDeposits } from "./processors/deposit-scan.js";
-import { deliverLowBalanceAlert, undeliveredAlerts } from "./processors/low-balance-alert.js";
-import {
-  bullPrefix,
-  createQueues,
-  DepositJob,
-  enqueueAlerts,
-  LowBalanceAlertJob,
-  MaintenanceTasks,
-  QueueNames,
-  resendAlerts,
-  type MaintenanceTask,
-} from "./queues.js";
+import { processLowBalanceAlert } from "./processors/low-balance-alert.js";
+import { runMaintenance } from "./processors/maintenance.js";
 
 export type WorkerDeps = {
   sql: Sql;
@@ -46,33 +34,28 @@ export type WorkerDeps = {
  */
 export async function startWorkers(deps: WorkerDeps) {
   const queues = createQueues(deps.connection, deps.prefix);
-  const catalog = new Catalog(deps.sql);
   const chain = deps.chain ?? createChainClient(deps.config);
+  const ctx: DepositContext & { queues: Queues } = {
+    ...createBillingContext({ sql: deps.sql, clock: deps.clock, logger: deps.logger, queues }),
+    sql: deps.sql,
+    chain,
+    config: deps.config,
+    queues,
+  };
   const opts = { connection: deps.connection, prefix: bullPrefix(deps.prefix) };
   const every = deps.maintenanceEveryMs ?? 5_000;
   const scanEveryMs = Math.min(every, deps.config.DEPOSIT_SCAN_INTERVAL_MS);
 
   const alerts = new Worker(
     QueueNames.lowBalanceAlerts,
-    withRedactedErrors(async (job: Job) =>
-      deliverLowBalanceAlert(
-        { sql: deps.sql, logger: deps.logger, now: deps.clock },
-        LowBalanceAlertJob.parse(job.data).alert_id,
-      ),
-    ),
+    withRedactedErrors(async (job: Job) => processLowBalanceAlert(ctx, job.data)),
     { ...opts, concurrency: 8 },
   );
 
   const deposits = new Worker(
     QueueNames.deposits,
     // A failure's message and stack are kept in Redis (and shown by the dashboard): without the RPC URL.
-    withRedactedErrors(async (job: Job) =>
-      checkDeposit(
-        { sql: deps.sql, chain, config: deps.config, logger: deps.logger },
-        DepositJob.parse(job.data).deposit_id,
-        deps.clock(),
-      ),
-    ),
+    withRedactedErrors(async (job: Job) => checkDeposit(ctx, job.data)),
     // A check takes milliseconds; short locks mean a job held by a killed worker is taken over
     // within seconds (the credit itself is decided in PostgreSQL, so a re-run is harmless). The
     // limiter is BullMQ's, counted in Redis for the queue: every worker process together starts at
@@ -86,35 +69,9 @@ export async function startWorkers(deps: WorkerDeps) {
     },
   );
 
-  const maintenance = new Worker<{ task: MaintenanceTask }>(
+  const maintenance = new Worker<MaintenanceJob>(
     QueueNames.maintenance,
-    withRedactedErrors(async (job) => {
-      const now = deps.clock();
-      switch (job.data.task) {
-        case "expire-holds":
-          return { released: await releaseExpiredHolds(deps.sql, now) };
-        case "expire-grants":
-          return { expired: await expireGrants(deps.sql, now) };
-        case "scan-deposits":
-          return scanDeposits({ sql: deps.sql, chain, config: deps.config, queues }, now, scanEveryMs);
-        case "audit-deposits":
-          return auditCreditedDeposits({ sql: deps.sql, chain, config: deps.config, logger: deps.logger }, now);
-        case "close-cycles":
-          return closeDueCycles(deps.sql, catalog, now);
-        case "resend-alerts": {
-          // Alerts whose commit notice nobody heard (no worker listening then, Redis down). The
-          // grace is short: enqueuing again an alert whose job was added moments ago is harmless,
-          // as the job id dedupes while the job is kept and delivery marks the row only once.
-          const ids = await undeliveredAlerts(deps.sql, new Date(now.getTime() - 5_000));
-          await resendAlerts(queues, ids);
-          return { resent: ids.length };
-        }
-        case "check-ledger": {
-          const { mismatches, durationMs } = await reconcileLedger({ sql: deps.sql, logger: deps.logger }, now);
-          return { mismatches, duration_ms: durationMs };
-        }
-      }
-    }),
+    withRedactedErrors(async (job: Job<MaintenanceJob>) => runMaintenance(ctx, job.data, { scanEveryMs })),
     // Two at a time: the ledger check reads the whole ledger (seconds on a large one) and must not
     // hold back the 5 s sweeps behind it. Every task is safe to run beside any other, as it is
     // across worker processes.

@@ -4,7 +4,7 @@ import { checkBackoffMs, claimDueDeposits } from "../../src/billing/deposits/sch
 import { createChainClient } from "../../src/chain/client.js";
 import { checkDeposit } from "../../src/workers/processors/deposit-check.js";
 import { scanDeposits } from "../../src/workers/processors/deposit-scan.js";
-import { bullPrefix, createQueues, QueueNames, type Queues } from "../../src/workers/queues.js";
+import { bullPrefix, createQueues, QueueNames, type Queues } from "../../src/jobs/queues.js";
 import { manualClock } from "../support/app.js";
 import { startTestChain, type TestChain } from "../support/chain-stack.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
@@ -12,6 +12,8 @@ import { depositStack } from "../support/deposit-stack.js";
 import { waitFor } from "../support/process.js";
 import { createTestRedis } from "../support/redis.js";
 import { startRpcProxy, type RpcProxy } from "../support/rpc-proxy.js";
+import { at as atTime } from "../../src/billing/context.js";
+import { depositContext, testContext } from "../support/context.js";
 
 const HUSD = 10n ** 18n;
 
@@ -69,14 +71,14 @@ describe("deposit checks: backoff and a bounded rate", () => {
     return jobs.map((j) => j.data.deposit_id);
   }
 
-  const deps = () => ({ sql: db.sql, chain: stack.chainClient, config: stack.app.config, queues });
+  const deps = () => ({ ...depositContext(db.sql, stack.chainClient, stack.app.config), queues });
 
   it("10,000 pending deposits: each scan (1 s apart) enqueues 50 checks, new deposits first, none twice within its backoff", async () => {
     await pendingDeposits(10_000);
     const clock = manualClock();
     const seen = new Set<string>();
     for (let tick = 0; tick < 60; tick++) {
-      const result = await scanDeposits(deps(), clock(), 1_000);
+      const result = await scanDeposits(atTime(deps(), clock()), { scanEveryMs: 1_000 });
       const ids = await takeEnqueued();
       expect(result.checks).toBe(50);
       expect(ids).toHaveLength(50);
@@ -98,7 +100,7 @@ describe("deposit checks: backoff and a bounded rate", () => {
     const horizon = 250_000;
     const taken = new Map<string, number[]>();
     for (let t = 0; t <= horizon; t += step) {
-      const ids = await claimDueDeposits(db.sql, new Date(start + t), { limit: 50, edge: 0n });
+      const ids = await claimDueDeposits(atTime(testContext(db.sql), new Date(start + t)), { limit: 50, edge: 0n });
       expect(ids.length).toBeLessThanOrEqual(50);
       for (const id of ids) taken.set(id, [...(taken.get(id) ?? []), t]);
     }
@@ -123,11 +125,15 @@ describe("deposit checks: backoff and a bounded rate", () => {
     const t0 = clock().getTime();
     const at = (ms: number) => new Date(t0 + ms);
     const scan = async (ms: number) => {
-      await scanDeposits(deps(), at(ms), 1_000);
+      await scanDeposits(atTime(deps(), at(ms)), { scanEveryMs: 1_000 });
       return takeEnqueued();
     };
     const check = async (ms: number) =>
-      (await checkDeposit({ sql: db.sql, chain: stack.chainClient, config: stack.app.config }, id, at(ms))).state;
+      (
+        await checkDeposit(atTime(depositContext(db.sql, stack.chainClient, stack.app.config), at(ms)), {
+          deposit_id: id,
+        })
+      ).state;
     const schedule = async () =>
       (
         await db.sql<{ next_check_at: Date; check_attempts: number; next_check_block: bigint | null }[]>`

@@ -12,6 +12,7 @@ import { depositStack } from "../support/deposit-stack.js";
 import { expectLedgerConsistent } from "../support/ledger.js";
 import { waitFor } from "../support/process.js";
 import { chainReorg } from "../support/reorg.js";
+import { depositContext } from "../support/context.js";
 
 const HUSD = 10n ** 18n;
 const USD = 1_000_000_000n;
@@ -43,7 +44,7 @@ describe("deposit checks racing each other", () => {
   const silent = pino({ level: "silent" });
   const topup = (orgKey: string, hash: Hex) =>
     stack.app.call("POST", "/v1/billing/husd/topups", { key: orgKey, body: { tx_hash: hash } });
-  const depsOn = (sql: Sql) => ({ sql, chain: stack.chainClient, config: stack.app.config, logger: silent });
+  const depsOn = (sql: Sql) => depositContext(sql, stack.chainClient, stack.app.config);
 
   it("two worker processes given the same deposit job at once credit it once", async () => {
     const org = await stack.orgWithAddress("Race Co");
@@ -77,7 +78,7 @@ describe("deposit checks racing each other", () => {
       );
       // And the verb itself, called from both pools at once.
       const direct = await Promise.all(
-        pools.flatMap((sql) => Array.from({ length: 4 }, () => verifyDeposit(depsOn(sql), id, new Date()))),
+        pools.flatMap((sql) => Array.from({ length: 4 }, () => verifyDeposit(depsOn(sql), { depositId: id }))),
       );
       expect(direct.every((o) => o.state === "credited")).toBe(true);
       await waitFor(
@@ -97,12 +98,7 @@ describe("deposit checks racing each other", () => {
     // credit the second appearance once.
     const raw = await reorg.raw(hash);
     await reorg.replaceFrom(blockNumber);
-    await Promise.all(
-      pools.flatMap((sql) => [
-        auditCreditedDeposits(depsOn(sql), new Date()),
-        auditCreditedDeposits(depsOn(sql), new Date()),
-      ]),
-    );
+    await Promise.all(pools.flatMap((sql) => [auditCreditedDeposits(depsOn(sql)), auditCreditedDeposits(depsOn(sql))]));
     expect(await depositMovements(db.sql, id)).toEqual([
       ["husd_deposit", 8n * USD],
       ["reversal", -8n * USD],
@@ -111,7 +107,7 @@ describe("deposit checks racing each other", () => {
     await reorg.mineUntilFinal(await reorg.blockOf(hash));
     await topup(org.orgKey, hash);
     await Promise.all(
-      pools.flatMap((sql) => Array.from({ length: 4 }, () => verifyDeposit(depsOn(sql), id, new Date()))),
+      pools.flatMap((sql) => Array.from({ length: 4 }, () => verifyDeposit(depsOn(sql), { depositId: id }))),
     );
     expect(await depositMovements(db.sql, id)).toEqual([
       ["husd_deposit", 8n * USD],
@@ -128,7 +124,7 @@ describe("deposit checks racing each other", () => {
     const { hash, blockNumber } = await stack.sendHusd(org.address, 2n * HUSD);
     const id = (await topup(org.orgKey, hash)).json.deposits[0].id as string;
     await reorg.mineUntilFinal(blockNumber);
-    expect((await verifyDeposit(depsOn(db.sql), id, new Date())).state).toBe("credited");
+    expect((await verifyDeposit(depsOn(db.sql), { depositId: id })).state).toBe("credited");
     // A credited row may not count anything but exactly one standing credit.
     await expect(db.sql`update husd_deposits set credit_count = credit_count + 1 where id = ${id}`).rejects.toThrow(
       /check/,

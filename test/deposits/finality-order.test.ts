@@ -7,6 +7,7 @@ import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { depositStack } from "../support/deposit-stack.js";
 import { chainReorg } from "../support/reorg.js";
 import { startRpcProxy, type RpcProxy } from "../support/rpc-proxy.js";
+import { depositContext } from "../support/context.js";
 
 const HUSD = 10n ** 18n;
 
@@ -54,9 +55,9 @@ describe("finality is read before the block hash is compared", () => {
     const snap = await chain.clients.test.snapshot();
     const probe = await pendingDeposit(0);
     proxy.reset();
-    expect(
-      (await verifyDeposit({ sql: db.sql, chain: client, config: stack.app.config }, probe.id, new Date())).state,
-    ).toBe("confirming");
+    expect((await verifyDeposit(depositContext(db.sql, client, stack.app.config), { depositId: probe.id })).state).toBe(
+      "confirming",
+    );
     const reads = proxy.served().length;
     expect(reads).toBeGreaterThanOrEqual(3);
     await chain.clients.test.revert({ id: snap });
@@ -72,11 +73,9 @@ describe("finality is read before the block hash is compared", () => {
       });
       try {
         // A failed check (the job is retried) is no credit either.
-        const outcome = await verifyDeposit(
-          { sql: db.sql, chain: client, config: stack.app.config },
-          id,
-          new Date(),
-        ).catch((err: Error) => ({ state: `failed: ${err.name}` }));
+        const outcome = await verifyDeposit(depositContext(db.sql, client, stack.app.config), { depositId: id }).catch(
+          (err: Error) => ({ state: `failed: ${err.name}` }),
+        );
         expect(outcome.state, `replaced before read ${k} of ${proxy.served().join(", ")}`).not.toBe("credited");
         const [credits] =
           await db.sql`select count(*)::int as n from ledger_transactions where metadata->>'deposit_id' = ${id}`;

@@ -1,4 +1,3 @@
-import { pino } from "pino";
 import type { Hex } from "viem";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { auditCreditedDeposits } from "../../src/billing/deposits/audit.js";
@@ -10,6 +9,7 @@ import { expectDepositInvariants } from "../support/deposit-invariants.js";
 import { depositStack } from "../support/deposit-stack.js";
 import { waitFor } from "../support/process.js";
 import { startRpcProxy, type RpcProxy } from "../support/rpc-proxy.js";
+import { depositContext } from "../support/context.js";
 
 const HUSD = 10n ** 18n;
 const USD = 1_000_000_000n;
@@ -43,7 +43,6 @@ describe("a lagging RPC node proves nothing", () => {
     await db?.drop();
   });
 
-  const silent = pino({ level: "silent" });
   const topup = (orgKey: string, hash: Hex) =>
     stack.app.call("POST", "/v1/billing/husd/topups", { key: orgKey, body: { tx_hash: hash } });
   const stateOf = async (id: string) =>
@@ -56,12 +55,12 @@ describe("a lagging RPC node proves nothing", () => {
     await chain.mine(5);
     // Credited from an up-to-date node.
     expect(
-      (await verifyDeposit({ sql: db.sql, chain: stack.chainClient, config: stack.app.config }, id, new Date())).state,
+      (await verifyDeposit(depositContext(db.sql, stack.chainClient, stack.app.config), { depositId: id })).state,
     ).toBe("credited");
 
     proxy.setLag(12);
     expect(await lagging.getBlockNumber({ cacheTime: 0 })).toBeLessThan(blockNumber);
-    await auditCreditedDeposits({ sql: db.sql, chain: lagging, config: stack.app.config, logger: silent }, new Date());
+    await auditCreditedDeposits(depositContext(db.sql, lagging, stack.app.config));
     expect(await stateOf(id)).toBe("credited");
     expect(await stack.balanceNano(org.orgKey)).toBe(5n * USD);
 
@@ -91,13 +90,13 @@ describe("a lagging RPC node proves nothing", () => {
     const id = (await topup(org.orgKey, hash)).json.deposits[0].id as string;
     await chain.mine(5);
     proxy.setLag(12);
-    const deps = { sql: db.sql, chain: lagging, config: stack.app.config };
-    const outcome = await verifyDeposit(deps, id, new Date());
+    const deps = depositContext(db.sql, lagging, stack.app.config);
+    const outcome = await verifyDeposit(deps, { depositId: id });
     expect(outcome.state).toBe("seen");
     expect(await stateOf(id)).toBe("seen");
 
     proxy.setLag(0);
-    expect((await verifyDeposit(deps, id, new Date())).state).toBe("credited");
+    expect((await verifyDeposit(deps, { depositId: id })).state).toBe("credited");
     expect(await stack.balanceNano(org.orgKey)).toBe(3n * USD);
   });
 });

@@ -1,4 +1,4 @@
-import { pino } from "pino";
+import { depositContext } from "../support/context.js";
 import { maxUint256, type Address, type Hex } from "viem";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { husdAbi } from "../../abis/index.js";
@@ -39,21 +39,16 @@ describe("HUSD deposits across deep reorgs: identity by content, one credit per 
     await db?.drop();
   });
 
-  const deps = () => ({
-    sql: db.sql,
-    chain: stack.chainClient,
-    config: stack.app.config,
-    logger: pino({ level: "silent" }),
-  });
+  const deps = () => depositContext(db.sql, stack.chainClient, stack.app.config);
   const topup = (orgKey: string, hash: Hex) =>
     stack.app.call("POST", "/v1/billing/husd/topups", { key: orgKey, body: { tx_hash: hash } });
   /** What the workers do on their own (the audit, then a check of every undecided deposit), run once, in order. */
   async function workersRun() {
-    await auditCreditedDeposits(deps(), new Date());
+    await auditCreditedDeposits(deps());
     const pending = await db.sql<
       { id: string }[]
     >`select id from husd_deposits where state in ('seen', 'confirming') order by seen_at`;
-    for (const { id } of pending) await verifyDeposit(deps(), id, new Date());
+    for (const { id } of pending) await verifyDeposit(deps(), { depositId: id });
   }
   const depositsOf = async (orgKey: string, hash: Hex) =>
     (await stack.deposits(orgKey)).filter((d) => d.tx_hash === hash);

@@ -3,6 +3,7 @@ import { pathToFileURL } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as ponderSchema from "../../ponder.schema.js";
 import { indexedTransfersQuery, scanIndexedTransfers } from "../../src/billing/deposits/scan.js";
+import { testContext } from "../support/context.js";
 import { loadConfig } from "../../src/config.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { ROOT } from "../support/process.js";
@@ -103,13 +104,13 @@ describe("the indexed-transfer scan uses Ponder's index on husd_transfer.to", ()
       `select count(*)::int as n from "${BUILD_SCHEMA}".husd_transfer t join deposit_addresses d on d.address = t."to"`,
     )) as unknown as [{ n: number }];
     expect(toDeposits).toBeGreaterThan(credited);
-    const recorded = await scanIndexedTransfers(db.sql, config, new Date());
+    const recorded = await scanIndexedTransfers({ ...testContext(db.sql), sql: db.sql, config });
     expect(recorded).toBe(toDeposits - credited);
     const [counts] = await db.sql<
       { seen: number; all: number }[]
     >`select count(*) filter (where state = 'seen')::int as seen, count(*)::int as all from husd_deposits`;
     expect(counts).toEqual({ seen: toDeposits - credited, all: toDeposits });
-    expect(await scanIndexedTransfers(db.sql, config, new Date())).toBe(0);
+    expect(await scanIndexedTransfers({ ...testContext(db.sql), sql: db.sql, config })).toBe(0);
   });
 
   it("our side of the comparison is lowercase by rule: mixed-case hex is refused (migration 0020)", async () => {

@@ -1,4 +1,3 @@
-import { pino } from "pino";
 import { parseAbi, type Address } from "viem";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { depositFactoryAbi, husdAbi, husdBytecode } from "../../abis/index.js";
@@ -6,7 +5,7 @@ import { auditCreditedDeposits } from "../../src/billing/deposits/audit.js";
 import { verifyDeposit } from "../../src/billing/deposits/verify.js";
 import { createChainClient } from "../../src/chain/client.js";
 import { DevRoles } from "../../src/chain/local-devnet.js";
-import { enqueueDepositChecks } from "../../src/workers/queues.js";
+import { enqueueDepositChecks } from "../../src/jobs/enqueue.js";
 import { startTestChain, type TestChain } from "../support/chain-stack.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { depositStack } from "../support/deposit-stack.js";
@@ -14,6 +13,7 @@ import { expectLedgerConsistent } from "../support/ledger.js";
 import { deployMultiSend } from "../support/multisend.js";
 import { waitFor } from "../support/process.js";
 import { clearRedisPrefix } from "../support/redis.js";
+import { depositContext } from "../support/context.js";
 
 const HUSD = 10n ** 18n;
 
@@ -92,9 +92,9 @@ describe("HUSD top-ups: verify-and-record, finality, exactly-once credit, reorgs
     const { hash } = await stack.sendHusd(org.address, 3n * HUSD);
     const id = (await topup(org.orgKey, hash)).json.deposits[0].id as string;
     await chain.mine(5);
-    const deps = { sql: db.appSql, chain: stack.chainClient, config: stack.app.config };
+    const deps = depositContext(db.appSql, stack.chainClient, stack.app.config);
     // As if several workers (or a worker killed after committing, whose job is retried) ran it.
-    const outcomes = await Promise.all(Array.from({ length: 6 }, () => verifyDeposit(deps, id, new Date())));
+    const outcomes = await Promise.all(Array.from({ length: 6 }, () => verifyDeposit(deps, { depositId: id })));
     expect(outcomes.every((o) => o.state === "credited")).toBe(true);
     const workers = await stack.startWorkers();
     await enqueueDepositChecks(workers.queues, [id, id, id]);
@@ -142,8 +142,8 @@ describe("HUSD top-ups: verify-and-record, finality, exactly-once credit, reorgs
       const id = (await s.app.call("POST", "/v1/billing/husd/topups", { key: org.orgKey, body: { tx_hash: hash } }))
         .json.deposits[0].id;
       await stuck.mine(50);
-      const deps = { sql: db.appSql, chain: s.chainClient, config: s.app.config };
-      const outcome = await verifyDeposit(deps, id, new Date());
+      const deps = depositContext(db.appSql, s.chainClient, s.app.config);
+      const outcome = await verifyDeposit(deps, { depositId: id });
       expect(outcome.state).toBe("confirming");
       expect(outcome.confirmations).toBeGreaterThanOrEqual(50n);
       expect(await s.balanceNano(org.orgKey)).toBe(0n);
@@ -159,15 +159,12 @@ describe("HUSD top-ups: verify-and-record, finality, exactly-once credit, reorgs
     const id = (await topup(org.orgKey, hash)).json.deposits[0].id as string;
     await chain.mine(4);
     const loose = { ...stack.app.config, FINALITY_CONFIRMATIONS: 1, FINALITY_REQUIRE_FINALIZED_TAG: false };
-    expect(
-      (await verifyDeposit({ sql: db.appSql, chain: stack.chainClient, config: loose }, id, new Date())).state,
-    ).toBe("credited");
+    expect((await verifyDeposit(depositContext(db.appSql, stack.chainClient, loose), { depositId: id })).state).toBe(
+      "credited",
+    );
     await db.sql`update organizations set low_balance_threshold = 2000000000 where id = ${org.id}`; // 2 USD: the reversal crosses it
     await chain.clients.test.request({ method: "anvil_reorg" as never, params: [6, []] as never }); // deeper than the policy assumed
-    const audit = await auditCreditedDeposits(
-      { sql: db.appSql, chain: stack.chainClient, config: stack.app.config, logger: pino({ level: "silent" }) },
-      new Date(),
-    );
+    const audit = await auditCreditedDeposits(depositContext(db.appSql, stack.chainClient, stack.app.config));
     expect(audit.reversed).toBe(1);
     expect((await stateOf(org.orgKey, id))?.state).toBe("reversed");
     expect(await stack.balanceNano(org.orgKey)).toBe(0n);
@@ -176,14 +173,9 @@ describe("HUSD top-ups: verify-and-record, finality, exactly-once credit, reorgs
     const lowBalance =
       await db.sql`select a.balance, t.kind from balance_alerts a join ledger_transactions t on t.id = a.transaction_id where a.org_id = ${org.id}`;
     expect(lowBalance).toEqual([{ balance: 0n, kind: "reversal" }]);
-    expect(
-      (
-        await auditCreditedDeposits(
-          { sql: db.appSql, chain: stack.chainClient, config: stack.app.config, logger: pino({ level: "silent" }) },
-          new Date(),
-        )
-      ).reversed,
-    ).toBe(0);
+    expect((await auditCreditedDeposits(depositContext(db.appSql, stack.chainClient, stack.app.config))).reversed).toBe(
+      0,
+    );
     await expectLedgerConsistent(db.sql);
   });
 
@@ -308,15 +300,10 @@ describe("HUSD top-ups: verify-and-record, finality, exactly-once credit, reorgs
     const id = (await topup(org.orgKey, hash)).json.deposits[0].id as string;
     const deadChain = createChainClient({ RPC_URL: "http://127.0.0.1:9", CHAIN_ID: chain.chainId });
     await expect(
-      verifyDeposit({ sql: db.appSql, chain: deadChain, config: stack.app.config }, id, new Date()),
+      verifyDeposit(depositContext(db.appSql, deadChain, stack.app.config), { depositId: id }),
     ).rejects.toThrow();
     expect((await stateOf(org.orgKey, id))?.state).toBe("seen");
-    await expect(
-      auditCreditedDeposits(
-        { sql: db.appSql, chain: deadChain, config: stack.app.config, logger: pino({ level: "silent" }) },
-        new Date(),
-      ),
-    ).rejects.toThrow();
+    await expect(auditCreditedDeposits(depositContext(db.appSql, deadChain, stack.app.config))).rejects.toThrow();
     expect(
       (await db.sql`select count(*)::int as n from husd_deposits where state = 'reversed' and org_id = ${org.id}`)[0]!
         .n,
@@ -331,15 +318,15 @@ describe("HUSD top-ups: verify-and-record, finality, exactly-once credit, reorgs
       params: [hash] as never,
     });
     const id = (await topup(org.orgKey, hash)).json.deposits[0].id as string;
-    const deps = { sql: db.appSql, chain: stack.chainClient, config: stack.app.config };
+    const deps = depositContext(db.appSql, stack.chainClient, stack.app.config);
     await chain.clients.test.request({ method: "anvil_reorg" as never, params: [1, []] as never });
-    expect((await verifyDeposit(deps, id, new Date())).state).toBe("orphaned");
+    expect((await verifyDeposit(deps, { depositId: id })).state).toBe("orphaned");
     await chain.clients.test.request({ method: "eth_sendRawTransaction" as never, params: [raw] as never }); // re-mined, same hash
     await chain.mine(1);
     const again = await topup(org.orgKey, hash);
     expect(again.json.deposits[0]).toMatchObject({ id, state: "seen" }); // the same deposit, revived
     await chain.mine(5);
-    expect((await verifyDeposit(deps, id, new Date())).state).toBe("credited");
+    expect((await verifyDeposit(deps, { depositId: id })).state).toBe("credited");
     expect(await stack.balanceNano(org.orgKey)).toBe(9_000_000_000n);
 
     // Reorged out again after the credit and re-mined once more, in a block already final when the
@@ -356,12 +343,10 @@ describe("HUSD top-ups: verify-and-record, finality, exactly-once credit, reorgs
     });
     await chain.clients.test.request({ method: "eth_sendRawTransaction" as never, params: [raw2] as never });
     await chain.mine(3);
-    expect(
-      await auditCreditedDeposits(
-        { sql: db.appSql, chain: stack.chainClient, config: stack.app.config, logger: pino({ level: "silent" }) },
-        new Date(),
-      ),
-    ).toMatchObject({ reversed: 0, moved: 1 });
+    expect(await auditCreditedDeposits(depositContext(db.appSql, stack.chainClient, stack.app.config))).toMatchObject({
+      reversed: 0,
+      moved: 1,
+    });
     expect((await stateOf(org.orgKey, id))?.state).toBe("credited");
     expect(await stack.balanceNano(org.orgKey)).toBe(9_000_000_000n);
   });

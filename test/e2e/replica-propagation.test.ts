@@ -1,11 +1,13 @@
 import { performance } from "node:perf_hooks";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { loadCatalog, readCatalogFile, type CatalogVersionFile } from "../../src/billing/catalog.js";
+import { readCatalogFile, type CatalogVersionFile } from "../../src/billing/catalog.js";
+import { loadCatalog } from "../../src/billing/load-catalog.js";
 import { TEST_ADMIN_KEY } from "../support/app.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { freePort } from "../support/free-port.js";
 import { startBin, waitFor, type RunningProcess } from "../support/process.js";
 import { clearRedisPrefix, createTestRedis, uniqueRedisPrefix } from "../support/redis.js";
+import { testContext } from "../support/context.js";
 
 /**
  * What one replica learns (a catalog version, a revoked key) every replica applies: two real
@@ -105,7 +107,7 @@ describe("two API processes: catalog versions and key revocations reach both", (
     // Published 70 s ahead, beyond the 60 s notice the catalog asks of a new version (src/billing/catalog.ts).
     // Events may carry timestamps up to 5 minutes ahead, so its effective time is priced at once.
     const effectiveAt = new Date(Date.now() + 70_000);
-    await loadCatalog(db.sql, { versions: [version("mid-run", effectiveAt, "0.0002")] });
+    await loadCatalog(testContext(db.sql), { file: { versions: [version("mid-run", effectiveAt, "0.0002")] } });
 
     // No waiting: the guarantee holds from the moment the load returns.
     for (const base of apis) {
@@ -118,7 +120,7 @@ describe("two API processes: catalog versions and key revocations reach both", (
   it("a version loaded at short notice reaches both replicas within 1 s", async () => {
     for (const base of apis) await priceOn(base, new Date()); // warm
     const effectiveAt = new Date(Date.now() + 2_000);
-    await loadCatalog(db.sql, { versions: [version("short-notice", effectiveAt, "0.0003")] });
+    await loadCatalog(testContext(db.sql), { file: { versions: [version("short-notice", effectiveAt, "0.0003")] } });
     const loadedAt = performance.now();
     const after = new Date(effectiveAt.getTime() + 1);
     for (const base of apis) {

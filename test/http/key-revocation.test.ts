@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KEY_CACHE_TTL_MS, KeyCache, revokeApiKey, type Principal } from "../../src/billing/api-keys.js";
 import { createTestApp, TEST_ADMIN_KEY, type TestApp } from "../support/app.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { testContext } from "../support/context.js";
 import { waitFor } from "../support/process.js";
 
 /**
@@ -44,7 +45,7 @@ describe("key revocation and the key cache", () => {
     const org = await t.createOrg();
     const key = await t.call("POST", `/v1/admin/orgs/${org.id}/keys`, { key: TEST_ADMIN_KEY, body: { scope: "org" } });
     expect((await deaf.call("GET", "/v1/billing/balance", { key: key.json.key })).status).toBe(200); // now cached there
-    await revokeApiKey(db.appSql, key.json.id, new Date()); // through another process
+    await revokeApiKey(testContext(db.appSql), { keyId: key.json.id }); // through another process
     const committedAt = performance.now();
     let sentAt = 0;
     await waitFor(

@@ -1,11 +1,14 @@
 import { describe, expect } from "vitest";
-import { Catalog, loadCatalog, readCatalogFile } from "../../src/billing/catalog.js";
-import { closeCycle, closeDueCycles } from "../../src/billing/invoices.js";
+import { Catalog, readCatalogFile } from "../../src/billing/catalog.js";
+import { loadCatalog } from "../../src/billing/load-catalog.js";
+import { closeCycle } from "../../src/billing/invoices/close-cycle.js";
+import { closeDueCycles } from "../../src/billing/invoices/close-due-cycles.js";
 import { Metering } from "../../src/billing/metering.js";
 import { cycleStartingIn } from "../../src/billing/periods.js";
 import type { UsageResult } from "../../src/billing/usage.js";
 import { manualClock, TEST_ADMIN_KEY, type TestApp } from "../support/app.js";
 import { appTest as it } from "../support/fixtures.js";
+import { contextAt, testContext } from "../support/context.js";
 
 /** Issue 11, item 5: nothing in the catalog, the numbering or the arithmetic stops invoicing, and a close never stalls metering. */
 describe("invoicing never halts", () => {
@@ -41,15 +44,17 @@ describe("invoicing never halts", () => {
     db,
   }) => {
     const base = (await readCatalogFile()).versions.at(-1)!;
-    await loadCatalog(db.sql, {
-      versions: [
-        {
-          ...base,
-          version: "2027-03-01",
-          effective_at: "2027-03-01T00:00:00Z",
-          plans: base.plans.filter((p) => p.id !== "pro"),
-        },
-      ],
+    await loadCatalog(testContext(db.sql), {
+      file: {
+        versions: [
+          {
+            ...base,
+            version: "2027-03-01",
+            effective_at: "2027-03-01T00:00:00Z",
+            plans: base.plans.filter((p) => p.id !== "pro"),
+          },
+        ],
+      },
     });
     clock.set(new Date("2027-02-10T00:00:00Z"));
     const org = await app.createOrg("Grandfathered Co");
@@ -107,13 +112,15 @@ describe("invoicing never halts", () => {
       create trigger test_refuse_issue before update on invoices for each row
         when (new.org_id = '${x.id}' and new.status <> 'draft') execute function test_refuse_issue();`);
     try {
-      await expect(closeCycle(db.sql, catalog, x.id, october, now)).rejects.toThrow(/issuing refused by the test/);
+      await expect(closeCycle(contextAt(db.sql, now, { catalog }), { orgId: x.id, period: october })).rejects.toThrow(
+        /issuing refused by the test/,
+      );
     } finally {
       await db.sql.unsafe("drop trigger test_refuse_issue on invoices; drop function test_refuse_issue()");
     }
     const [last] = await db.sql<{ n: number | null }[]>`select max(substring(number from 5)::int) as n from invoices`;
-    const fromY = await closeCycle(db.sql, catalog, y.id, october, now);
-    const fromX = await closeCycle(db.sql, catalog, x.id, october, now);
+    const fromY = await closeCycle(contextAt(db.sql, now, { catalog }), { orgId: y.id, period: october });
+    const fromX = await closeCycle(contextAt(db.sql, now, { catalog }), { orgId: x.id, period: october });
     expect([numberOf(fromY.invoice.number), numberOf(fromX.invoice.number)]).toEqual([
       (last!.n ?? 0) + 1,
       (last!.n ?? 0) + 2,
@@ -136,7 +143,7 @@ describe("invoicing never halts", () => {
     try {
       // Every due organization is closed; the failure is reported with the org it belongs to.
       await expect(
-        closeDueCycles(db.sql, catalog, new Date("2026-11-01T00:00:05Z"), { concurrency: 1 }),
+        closeDueCycles(contextAt(db.sql, new Date("2026-11-01T00:00:05Z"), { catalog }), { concurrency: 1 }),
       ).rejects.toThrow(broken.id);
     } finally {
       await db.sql.unsafe("drop trigger test_refuse_issue on invoices; drop function test_refuse_issue()");
@@ -144,7 +151,7 @@ describe("invoicing never halts", () => {
     expect(await invoices(app, fine)).toHaveLength(1);
     expect(await invoices(app, broken)).toHaveLength(0);
     // The next run closes it.
-    await closeDueCycles(db.sql, catalog, new Date("2026-11-01T00:01:05Z"), { orgId: broken.id });
+    await closeDueCycles(contextAt(db.sql, new Date("2026-11-01T00:01:05Z"), { catalog }), { orgId: broken.id });
     expect(await invoices(app, broken)).toHaveLength(1);
   });
 
@@ -202,7 +209,7 @@ describe("invoicing never halts", () => {
     const catalog = new Catalog(db.sql);
     await catalog.refresh();
     const now = new Date("2026-11-01T00:00:05Z");
-    const closing = closeCycle(db.sql, catalog, a.id, cycleStartingIn(2026, 10), now);
+    const closing = closeCycle(contextAt(db.sql, now, { catalog }), { orgId: a.id, period: cycleStartingIn(2026, 10) });
     closing.catch(() => {}); // awaited below
     const reading = async () =>
       (
@@ -242,7 +249,10 @@ describe("invoicing never halts", () => {
         quantities: { input_tokens: String((history + 1) * 1000), output_tokens: String((history + 1) * 500) },
       }),
     ]);
-    const next = await closeCycle(db.sql, catalog, a.id, cycleStartingIn(2026, 11), new Date("2026-12-01T00:00:05Z"));
+    const next = await closeCycle(contextAt(db.sql, new Date("2026-12-01T00:00:05Z"), { catalog }), {
+      orgId: a.id,
+      period: cycleStartingIn(2026, 11),
+    });
     expect(next.invoice.lines).toEqual([]);
   });
 
@@ -277,9 +287,9 @@ describe("invoicing never halts", () => {
     let november: ReturnType<typeof closeCycle> | undefined;
     await db.sql.begin(async (tx) => {
       await tx`select 1 from ledger_accounts where id = ${`org:${org.id}:credits`} for update`;
-      october = closeCycle(db.sql, catalog, org.id, cycleStartingIn(2026, 10), now);
+      october = closeCycle(contextAt(db.sql, now, { catalog }), { orgId: org.id, period: cycleStartingIn(2026, 10) });
       await until(1);
-      november = closeCycle(db.sql, catalog, org.id, cycleStartingIn(2026, 11), now);
+      november = closeCycle(contextAt(db.sql, now, { catalog }), { orgId: org.id, period: cycleStartingIn(2026, 11) });
       await until(2);
     });
     const lines = (r: Awaited<ReturnType<typeof closeCycle>>) =>

@@ -1,10 +1,12 @@
 import { describe, expect } from "vitest";
 import { Catalog } from "../../src/billing/catalog.js";
-import { closeCycle, closeDueCycles } from "../../src/billing/invoices.js";
+import { closeCycle } from "../../src/billing/invoices/close-cycle.js";
+import { closeDueCycles } from "../../src/billing/invoices/close-due-cycles.js";
 import { cycleStartingIn } from "../../src/billing/periods.js";
 import { manualClock, TEST_ADMIN_KEY, type TestApp } from "../support/app.js";
 import { appTest as it } from "../support/fixtures.js";
 import { expectLedgerConsistent } from "../support/ledger.js";
+import { contextAt } from "../support/context.js";
 
 describe("invoices and billing cycles", () => {
   const clock = manualClock(new Date("2026-10-05T10:00:00Z"));
@@ -116,12 +118,14 @@ describe("invoices and billing cycles", () => {
     await catalog.refresh();
     const period = cycleStartingIn(2026, 10);
     const results = await Promise.all(
-      Array.from({ length: 8 }, () => closeCycle(db.sql, catalog, org.id, period, clock())),
+      Array.from({ length: 8 }, () =>
+        closeCycle(contextAt(db.sql, clock(), { catalog }), { orgId: org.id, period: period }),
+      ),
     );
     expect(results.filter((r) => r.created)).toHaveLength(1);
     expect(new Set(results.map((r) => r.invoice.id)).size).toBe(1);
     await closeAll(app, org.id);
-    await closeDueCycles(db.sql, catalog, clock(), { orgId: org.id });
+    await closeDueCycles(contextAt(db.sql, clock(), { catalog }), { orgId: org.id });
     const rows = await db.sql`select count(*)::int as n from invoices where org_id = ${org.id}`;
     expect(rows[0]!.n).toBe(1);
   });

@@ -6,10 +6,14 @@ import { postTransaction, UnbalancedPostingError } from "../../src/ledger/post-t
 import type { TestDatabase } from "../support/database.js";
 import { dbTest } from "../support/fixtures.js";
 import { expectLedgerConsistent } from "../support/ledger.js";
+import { testContext } from "../support/context.js";
 
 /** The file's database with one organization, whose accounts the postings here move. */
 const it = dbTest.extend<{ orgId: string }>({
-  orgId: [async ({ db }, use) => use((await createOrganization(db.sql, { name: "Ledger Co" })).id), { scope: "file" }],
+  orgId: [
+    async ({ db }, use) => use((await createOrganization(testContext(db.sql), { name: "Ledger Co" })).id),
+    { scope: "file" },
+  ],
 });
 
 describe("ledger enforcement in PostgreSQL", () => {

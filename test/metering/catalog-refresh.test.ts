@@ -1,15 +1,11 @@
 import { performance } from "node:perf_hooks";
 import { beforeAll, describe, expect } from "vitest";
-import {
-  Catalog,
-  CATALOG_NOTICE_MS,
-  loadCatalog,
-  readCatalogFile,
-  type CatalogVersionFile,
-} from "../../src/billing/catalog.js";
+import { Catalog, CATALOG_NOTICE_MS, readCatalogFile, type CatalogVersionFile } from "../../src/billing/catalog.js";
+import { loadCatalog } from "../../src/billing/load-catalog.js";
 import { createTestApp, type TestApp } from "../support/app.js";
 import { dbTest as it } from "../support/fixtures.js";
 import { waitFor } from "../support/process.js";
+import { testContext } from "../support/context.js";
 
 /**
  * How a process learns of catalog versions loaded after it read the catalog: the rule that
@@ -54,7 +50,7 @@ describe("catalog versions loaded after a process read the catalog", () => {
     expect(await priceNow(t, org, new Date())).toEqual(["2026-01-01", "100000"]); // its catalog is read now
 
     const v = version(new Date(Date.now() + CATALOG_NOTICE_MS + 10_000), "0.0002");
-    await loadCatalog(db.sql, { versions: [v] }, { minNoticeMs: CATALOG_NOTICE_MS });
+    await loadCatalog(testContext(db.sql), { file: { versions: [v] }, minNoticeMs: CATALOG_NOTICE_MS });
 
     const effectiveAt = new Date(v.effective_at);
     expect(await priceNow(t, org, new Date(effectiveAt.getTime() - 1))).toEqual(["2026-01-01", "100000"]);
@@ -68,19 +64,19 @@ describe("catalog versions loaded after a process read the catalog", () => {
     const listener = await db.sql.listen("catalog_versions", (v) => heard.push(v));
     try {
       const soon = version(new Date(Date.now() + 5_000), "0.0004");
-      await expect(loadCatalog(db.sql, { versions: [soon] }, { minNoticeMs: CATALOG_NOTICE_MS })).rejects.toThrow(
-        /less than 60 s after now/,
-      );
+      await expect(
+        loadCatalog(testContext(db.sql), { file: { versions: [soon] }, minNoticeMs: CATALOG_NOTICE_MS }),
+      ).rejects.toThrow(/less than 60 s after now/);
       const past = version(new Date(Date.now() - 3_600_000), "0.0004");
-      await expect(loadCatalog(db.sql, { versions: [past] }, { minNoticeMs: CATALOG_NOTICE_MS })).rejects.toThrow(
-        /less than 60 s after now/,
-      );
+      await expect(
+        loadCatalog(testContext(db.sql), { file: { versions: [past] }, minNoticeMs: CATALOG_NOTICE_MS }),
+      ).rejects.toThrow(/less than 60 s after now/);
       expect(
         await db.sql`select 1 from catalog_versions where version in (${soon.version}, ${past.version})`,
       ).toHaveLength(0);
       // A version loaded after them is heard; they never were.
       const later = version(new Date(Date.now() + 2 * CATALOG_NOTICE_MS), "0.0004");
-      await loadCatalog(db.sql, { versions: [later] }, { minNoticeMs: CATALOG_NOTICE_MS });
+      await loadCatalog(testContext(db.sql), { file: { versions: [later] }, minNoticeMs: CATALOG_NOTICE_MS });
       await waitFor(() => heard.includes(later.version), {
         timeoutMs: 5_000,
         what: "the notice of the loaded version",
@@ -97,7 +93,7 @@ describe("catalog versions loaded after a process read the catalog", () => {
     const stop = await catalog.watch({ everyMs: 3_600_000 }); // the periodic check out of the way
     try {
       const v = version(new Date(Date.now() + 1_000), "0.0005");
-      await loadCatalog(db.sql, { versions: [v] });
+      await loadCatalog(testContext(db.sql), { file: { versions: [v] } });
       const loadedAt = performance.now();
       await waitFor(() => catalog.allVersions().some((x) => x.version === v.version), {
         intervalMs: 5,
@@ -125,7 +121,7 @@ describe("catalog versions loaded after a process read the catalog", () => {
       expect(lost).toBeDefined();
       await db.sql`select pg_terminate_backend(${lost!.pid})`;
       const v = version(new Date(Date.now() - 60_000), "0.0006"); // a backfill: the check alone could not bring it
-      await loadCatalog(db.sql, { versions: [v] });
+      await loadCatalog(testContext(db.sql), { file: { versions: [v] } });
       await waitFor(() => catalog.allVersions().some((x) => x.version === v.version), {
         timeoutMs: 5_000,
         what: "the version in memory",

@@ -5,6 +5,7 @@ import type { UsageResult } from "../../src/billing/usage.js";
 import { createTestApp, manualClock } from "../support/app.js";
 import type { TestDatabase } from "../support/database.js";
 import { type AppContext, appTest as it } from "../support/fixtures.js";
+import { contextAt } from "../support/context.js";
 
 // The "api" product costs $0.0001 a request: 125 requests = $0.0125.
 const perRequestNano = 100_000n;
@@ -92,7 +93,7 @@ describe("a hold is closed exactly once, and replays tell the truth", () => {
       const [hold] = await db.sql<{ status: string }[]>`select status from holds where id = ${holds[i]!.id}`;
       expect(hold!.status).toBe("expired");
     }
-    expect(await releaseExpiredHolds(db.sql, clock())).toBe(0);
+    expect(await releaseExpiredHolds(contextAt(db.sql, clock()))).toBe(0);
   });
 
   it("a replayed authorization answers with the hold as it is now, and never makes another", async ({ app, db }) => {
@@ -230,7 +231,7 @@ describe("money that expires while held: one outcome whatever the worker's timin
     });
     expect(hold.status).toBe(201);
     clock.advance(3_000);
-    if (workerFirst) await expireGrants(db.sql, clock());
+    if (workerFirst) await expireGrants(contextAt(db.sql, clock()));
     const settle = await t.call("POST", "/v1/billing/usage", {
       key: org.gatewayKey,
       body: {
@@ -252,7 +253,7 @@ describe("money that expires while held: one outcome whatever the worker's timin
       credits_nano_usd: expected,
       held_nano_usd: "0",
     });
-    await expireGrants(db.sql, clock());
+    await expireGrants(contextAt(db.sql, clock()));
     const money = await moneyOf(db, org.id);
     expect(money).toEqual({ credits: BigInt(expected), held: 0n, live: 0n });
   });
@@ -280,7 +281,7 @@ describe("money that expires while held: one outcome whatever the worker's timin
       clock.advance(4_000); // the hold is past its time (unswept), the grant expired
       const balance = async () => (await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json;
       expect(await balance()).toMatchObject({ balance_nano_usd: "0", credits_nano_usd: "0", held_nano_usd: "0" });
-      if (workerFirst) await expireGrants(db.sql, clock());
+      if (workerFirst) await expireGrants(contextAt(db.sql, clock()));
       const used = await t.call("POST", "/v1/billing/usage", {
         key: org.gatewayKey,
         body: {
@@ -301,8 +302,8 @@ describe("money that expires while held: one outcome whatever the worker's timin
         credits_nano_usd: "-500000000",
         held_nano_usd: "0",
       });
-      await releaseExpiredHolds(db.sql, clock());
-      await expireGrants(db.sql, clock());
+      await releaseExpiredHolds(contextAt(db.sql, clock()));
+      await expireGrants(contextAt(db.sql, clock()));
       expect(await moneyOf(db, org.id)).toEqual({ credits: -500_000_000n, held: 0n, live: 0n });
     },
   );

@@ -1,6 +1,8 @@
 import { describe, expect } from "vitest";
-import { loadCatalog, readCatalogFile } from "../../src/billing/catalog.js";
+import { readCatalogFile } from "../../src/billing/catalog.js";
+import { loadCatalog } from "../../src/billing/load-catalog.js";
 import { appTest as it } from "../support/fixtures.js";
+import { testContext } from "../support/context.js";
 
 describe("public pricing catalog", () => {
   let now = new Date("2026-11-15T00:00:00Z");
@@ -51,7 +53,7 @@ describe("public pricing catalog", () => {
     v2.version = "2026-12-01";
     v2.effective_at = "2026-12-01T00:00:00Z";
     v2.products.llm!.models!["zen-pro"] = { input_tokens: "0.000002", output_tokens: "0.000008" };
-    await loadCatalog(db.sql, { versions: [file.versions[0]!, v2] });
+    await loadCatalog(testContext(db.sql), { file: { versions: [file.versions[0]!, v2] } });
     const announced = await app.call("GET", "/v1/pricing/models");
     expect(announced.json.upcoming).toEqual([{ version: "2026-12-01", effective_at: "2026-12-01T00:00:00.000Z" }]);
     expect(announced.headers.get("etag")).not.toBe(etag);

@@ -1,6 +1,7 @@
 import { pino } from "pino";
 import { describe, expect } from "vitest";
-import { loadCatalog, readCatalogFile } from "../../src/billing/catalog.js";
+import { readCatalogFile } from "../../src/billing/catalog.js";
+import { loadCatalog } from "../../src/billing/load-catalog.js";
 import { releaseExpiredHolds } from "../../src/billing/holds.js";
 import { Metering } from "../../src/billing/metering.js";
 import { createSql } from "../../src/db/client.js";
@@ -8,6 +9,7 @@ import { createApp } from "../../src/http/app.js";
 import { createTestApp, TEST_ADMIN_KEY, type TestApp } from "../support/app.js";
 import { appTest as it } from "../support/fixtures.js";
 import { expectLedgerConsistent } from "../support/ledger.js";
+import { contextAt, testContext } from "../support/context.js";
 
 const NOW = new Date("2026-11-15T12:00:00Z");
 
@@ -172,7 +174,7 @@ describe("POST /v1/billing/usage and GET /v1/billing/usage", () => {
     v2.version = "2026-11-20";
     v2.effective_at = "2026-11-20T00:00:00Z";
     v2.products.llm!.models!["zen-pro"] = { input_tokens: "0.000005", output_tokens: "0.00002" };
-    await loadCatalog(db.sql, { versions: [v1, v2] });
+    await loadCatalog(testContext(db.sql), { file: { versions: [v1, v2] } });
     const later = new Date("2026-11-25T00:00:00Z");
     const app = createTestApp({ sql: db.appSql, clock: () => later });
     const org = await app.createOrg();
@@ -197,7 +199,9 @@ describe("POST /v1/billing/usage and GET /v1/billing/usage", () => {
     ]);
     // A loaded version can never change: prices that applied to past usage are fixed.
     v2.products.llm!.models!["zen-pro"]!.input_tokens = "0.1";
-    await expect(loadCatalog(db.sql, { versions: [v1, v2] })).rejects.toThrow(/already loaded with different contents/);
+    await expect(loadCatalog(testContext(db.sql), { file: { versions: [v1, v2] } })).rejects.toThrow(
+      /already loaded with different contents/,
+    );
     await expect(db.sql`update catalog_rates set rate = 0 where version = '2026-01-01'`).rejects.toThrow(/immutable/);
   });
 
@@ -239,7 +243,10 @@ describe("POST /v1/billing/usage and GET /v1/billing/usage", () => {
       body: { org_id: org.id, product: "api", estimate: { requests: 100 }, ttl_seconds: 30 },
     });
     const later = new Date(NOW.getTime() + 31_000);
-    const [a, b] = await Promise.all([releaseExpiredHolds(db.sql, later), releaseExpiredHolds(db.sql, later)]);
+    const [a, b] = await Promise.all([
+      releaseExpiredHolds(contextAt(db.sql, later)),
+      releaseExpiredHolds(contextAt(db.sql, later)),
+    ]);
     expect(a + b).toBeGreaterThanOrEqual(1);
     expect((await app.call("GET", "/v1/billing/balance", { key: org.orgKey })).json).toMatchObject({
       held_nano_usd: "0",

@@ -9,6 +9,7 @@ import type { Sql } from "../../src/db/client.js";
 import { createTestApp, manualClock, TEST_ADMIN_KEY } from "../support/app.js";
 import type { TestDatabase } from "../support/database.js";
 import { processorEvent, processorId, TEST_WEBHOOK_SECRET } from "../support/processor.js";
+import { contextAt } from "../support/context.js";
 
 export type Reply = { status: number; json: any; text: string };
 /** `replica` picks the API process when there are several (requests meant to share a batch go to one). */
@@ -73,11 +74,11 @@ export class System {
   }
 
   sweepHolds(): Promise<number> {
-    return releaseExpiredHolds(this.sql, this.now());
+    return releaseExpiredHolds(contextAt(this.sql, this.now()));
   }
 
   expireGrants(): Promise<number> {
-    return expireGrants(this.sql, this.now());
+    return expireGrants(contextAt(this.sql, this.now()));
   }
 
   /** Closes what earlier runs left open (their holds and grants are all past due by now), so each run's sweeps see only its own orgs. */

@@ -1,6 +1,8 @@
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
-import { centsToNanoUsd, creditCardTopup } from "../../src/billing/payments/card-topups.js";
+import { createBillingContext, withTransaction } from "../../src/billing/context.js";
+import { centsToNanoUsd } from "../../src/billing/payments/card-payment.js";
+import { creditCardTopup } from "../../src/billing/payments/credit-card-topup.js";
 import { formatExpiry } from "../../src/billing/payments/payment-methods.js";
 import { createOrganization } from "../../src/billing/organizations.js";
 import { dbTest } from "../support/fixtures.js";
@@ -45,14 +47,16 @@ describe("creditCardTopup", () => {
   dbTest("refuses another currency with a warning naming the org and the currency", async ({ db }) => {
     const lines: string[] = [];
     const logger = pino({ level: "warn" }, { write: (line: string) => void lines.push(line) });
-    const org = await createOrganization(db.sql, { name: "Euro" });
-    const outcome = await db.sql.begin((tx) =>
-      creditCardTopup(
-        tx,
-        logger,
-        { orgId: org.id, paymentId: processorId("pi"), chargeId: null, currency: "gbp", amountMinor: 700n },
-        new Date(),
-      ),
+    const ctx = createBillingContext({ sql: db.sql, logger });
+    const org = await createOrganization(ctx, { name: "Euro" });
+    const outcome = await withTransaction(ctx, (tx) =>
+      creditCardTopup(tx, {
+        orgId: org.id,
+        paymentId: processorId("pi"),
+        chargeId: null,
+        currency: "gbp",
+        amountMinor: 700n,
+      }),
     );
     expect(outcome).toBe("refused_currency");
     const warning = JSON.parse(lines.at(-1)!);

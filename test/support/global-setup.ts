@@ -2,9 +2,11 @@ import { randomBytes } from "node:crypto";
 import postgres from "postgres";
 import type { TestProject } from "vitest/node";
 import { createSql } from "../../src/db/client.js";
-import { loadCatalog, readCatalogFile } from "../../src/billing/catalog.js";
+import { readCatalogFile } from "../../src/billing/catalog.js";
+import { loadCatalog } from "../../src/billing/load-catalog.js";
 import { migrate } from "../../src/db/migrate.js";
 import { assertServicesReachable, databaseUrl, TEST_PG_URL } from "./services.js";
+import { testContext } from "./context.js";
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -26,7 +28,7 @@ export default async function setup(project: TestProject) {
   const sql = createSql(databaseUrl(template), { max: 1 });
   try {
     await migrate(sql);
-    await loadCatalog(sql, await readCatalogFile()); // every test database starts with the repo's catalog
+    await loadCatalog(testContext(sql), { file: await readCatalogFile() }); // every test database starts with the repo's catalog
   } finally {
     await sql.end();
   }

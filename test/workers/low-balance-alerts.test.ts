@@ -2,12 +2,14 @@ import { Worker } from "bullmq";
 import { pino } from "pino";
 import { describe, expect } from "vitest";
 import { expireGrants } from "../../src/billing/grants.js";
-import { deliverLowBalanceAlert } from "../../src/workers/processors/low-balance-alert.js";
-import { createQueues, enqueueAlerts, QueueNames, type Queues } from "../../src/workers/queues.js";
+import { deliverLowBalanceAlert } from "../../src/billing/alerts.js";
+import { enqueueAlerts } from "../../src/jobs/enqueue.js";
+import { createQueues, QueueNames, type Queues } from "../../src/jobs/queues.js";
 import { startWorkers } from "../../src/workers/start-workers.js";
 import { createTestApp, manualClock, TEST_ADMIN_KEY, type TestApp } from "../support/app.js";
 import type { TestDatabase } from "../support/database.js";
 import { type TestRedis, withDatabase } from "../support/fixtures.js";
+import { contextAt, testContext } from "../support/context.js";
 import { waitFor } from "../support/process.js";
 import { clearRedisPrefix } from "../support/redis.js";
 
@@ -113,9 +115,9 @@ describe("low-balance alerts", () => {
     } finally {
       await workers.close();
     }
-    const deps = { sql: db.sql, logger: pino({ level: "silent" }), now: () => new Date() };
-    expect(await deliverLowBalanceAlert(deps, alert!.id)).toBe("already_delivered");
-    expect(await deliverLowBalanceAlert(deps, "alert_unknown")).toBe("unknown");
+    const ctx = testContext(db.sql);
+    expect(await deliverLowBalanceAlert(ctx, { alertId: alert!.id })).toBe("already_delivered");
+    expect(await deliverLowBalanceAlert(ctx, { alertId: "alert_unknown" })).toBe("unknown");
   });
 
   /** Workers whose clock runs 20 times faster than real time from the test's: the sweep's 5 s of grace pass in a quarter of a second. */
@@ -150,7 +152,7 @@ describe("low-balance alerts", () => {
     clock.set(new Date(expiresAt.getTime() + 1000));
     await spend(app, org, 10); // the balance the org sees is already 8.999: usage does not claim the expiry's crossing
     expect(await alertsOf(db, org.id)).toEqual([]);
-    expect(await expireGrants(db.sql, clock())).toBeGreaterThanOrEqual(2); // one transaction per grant: still one alert
+    expect(await expireGrants(contextAt(db.sql, clock()))).toBeGreaterThanOrEqual(2); // one transaction per grant: still one alert
     expect(await alertsOf(db, org.id)).toEqual([{ kind: "grant_expiry", balance: 8_999_000_000n }]);
   });
 
@@ -170,7 +172,7 @@ describe("low-balance alerts", () => {
     clock.set(new Date(expiresAt.getTime() + 1000));
     await spend(app, a, 30_000); // $3
     await spend(app, b, 60_000); // $6
-    expect(await expireGrants(db.sql, clock())).toBeGreaterThanOrEqual(2);
+    expect(await expireGrants(contextAt(db.sql, clock()))).toBeGreaterThanOrEqual(2);
     expect(await alertsOf(db, a.id)).toEqual([{ kind: "grant_expiry", balance: 9_000_000_000n }]);
     expect(await alertsOf(db, b.id)).toEqual([{ kind: "usage", balance: 9_000_000_000n }]);
   });

@@ -1,9 +1,7 @@
 import { getAddress, keccak256, toHex, type Address, type Hex } from "viem";
-import type { ChainClient } from "../../chain/client.js";
 import { depositFactoryReadAbi } from "../../chain/erc20-events.js";
-import type { Config } from "../../config.js";
-import type { Sql } from "../../db/client.js";
 import { BillingError } from "../../errors.js";
+import type { MaybeChainContext } from "./context.js";
 
 /** Deterministic per organization: the same org always gets the same address, on any replica. */
 export function depositSalt(orgId: string): Hex {
@@ -16,12 +14,9 @@ export type DepositAddress = { orgId: string; chainId: number; address: Address;
  * The org's CREATE2 deposit address, asked of the factory (a view call) the first time and
  * remembered, so the indexer scan can match transfers to it. Valid before any forwarder exists.
  */
-export async function depositAddressFor(
-  sql: Sql,
-  chain: ChainClient | undefined,
-  config: Config,
-  orgId: string,
-): Promise<DepositAddress> {
+export async function depositAddressFor(ctx: MaybeChainContext, input: { orgId: string }): Promise<DepositAddress> {
+  const { sql, chain, config } = ctx;
+  const { orgId } = input;
   const [known] = await sql<{ chain_id: number; address: string; factory_address: string; salt: Hex }[]>`
     select chain_id, address, factory_address, salt from deposit_addresses where org_id = ${orgId}`;
   if (known)

@@ -1,6 +1,8 @@
 import type { Hex } from "viem";
+import { at } from "../context.js";
 import { judgeBlock, readChainView, type BlockVerdict } from "./chain-view.js";
-import { reconcileTransaction, type DepositDeps } from "./verify.js";
+import type { DepositContext } from "./context.js";
+import { reconcileTransaction } from "./verify.js";
 
 export type AuditOutcome = { checked: number; moved: number; reversed: number; recorded: number; undecided: number };
 
@@ -14,28 +16,32 @@ export type AuditOutcome = { checked: number; moved: number; reversed: number; r
  * deposit is counted `undecided` and looked at again on the next run.
  */
 export async function auditCreditedDeposits(
-  deps: DepositDeps,
-  now: Date,
-  recentBlocks = 10_000n,
+  ctx: DepositContext,
+  input: { recentBlocks?: bigint } = {},
 ): Promise<AuditOutcome> {
-  const view = await readChainView(deps.chain, deps.config);
+  const recentBlocks = input.recentBlocks ?? 10_000n;
+  // One instant for every reconciliation of this run.
+  const fixed = at(ctx, ctx.clock());
+  const view = await readChainView(ctx.chain, ctx.config);
   const from = view.head > recentBlocks ? view.head - recentBlocks : 0n;
-  const credited = await deps.sql<{ chain_id: number; tx_hash: Hex; block_number: string; block_hash: string }[]>`
+  const credited = await ctx.sql<{ chain_id: number; tx_hash: Hex; block_number: string; block_hash: string }[]>`
     select chain_id, tx_hash, block_number::text, block_hash from husd_deposits
-    where state = 'credited' and chain_id = ${deps.config.CHAIN_ID} and block_number >= ${from.toString()}`;
+    where state = 'credited' and chain_id = ${ctx.config.CHAIN_ID} and block_number >= ${from.toString()}`;
   const outcome: AuditOutcome = { checked: credited.length, moved: 0, reversed: 0, recorded: 0, undecided: 0 };
   const verdicts = new Map<string, BlockVerdict>();
   const moved = new Map<string, { chainId: number; txHash: Hex }>();
   for (const d of credited) {
     const key = `${d.block_number}:${d.block_hash}`;
-    if (!verdicts.has(key))
-      verdicts.set(key, await judgeBlock(deps.chain, { number: BigInt(d.block_number), hash: d.block_hash }, view));
-    const verdict = verdicts.get(key)!;
+    let verdict = verdicts.get(key);
+    if (!verdict) {
+      verdict = await judgeBlock(ctx.chain, { number: BigInt(d.block_number), hash: d.block_hash }, view);
+      verdicts.set(key, verdict);
+    }
     if (verdict.kind === "unknown") outcome.undecided++;
     if (verdict.kind === "replaced") moved.set(d.tx_hash, { chainId: d.chain_id, txHash: d.tx_hash });
   }
   for (const tx of moved.values()) {
-    const r = await reconcileTransaction(deps, tx, now);
+    const r = await reconcileTransaction(fixed, tx);
     outcome.moved += r.moved;
     outcome.reversed += r.reversed;
     outcome.recorded += r.recorded;

@@ -1,5 +1,4 @@
-import type { Config } from "../../config.js";
-import type { Sql } from "../../db/client.js";
+import type { MaybeChainContext } from "./context.js";
 import { recordTransfer, type ObservedTransfer } from "./record.js";
 
 type IndexedRow = {
@@ -46,7 +45,9 @@ export function indexedTransfersQuery(ponderSchema: string): string {
  * orphaned or reversed and Ponder has it in another block. Returns how many new deposits it
  * recorded.
  */
-export async function scanIndexedTransfers(sql: Sql, config: Config, now: Date): Promise<number> {
+export async function scanIndexedTransfers(ctx: MaybeChainContext): Promise<number> {
+  const { sql, config } = ctx;
+  const now = ctx.clock();
   let rows: IndexedRow[];
   try {
     rows = await sql.unsafe<IndexedRow[]>(indexedTransfersQuery(config.PONDER_SCHEMA));

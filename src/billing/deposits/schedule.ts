@@ -1,6 +1,6 @@
 import type { ChainClient } from "../../chain/client.js";
 import type { Config } from "../../config.js";
-import type { Sql } from "../../db/client.js";
+import type { BillingContext } from "../context.js";
 import { readChainView, type ChainView } from "./chain-view.js";
 
 /**
@@ -73,10 +73,11 @@ export async function readFinalEdge(
  * Due: never checked, or its block reached `edge` since it was armed, or its time has come.
  */
 export async function claimDueDeposits(
-  sql: Sql,
-  now: Date,
+  ctx: BillingContext,
   opts: { limit: number; edge: bigint | null },
 ): Promise<string[]> {
+  const { sql } = ctx;
+  const now = ctx.clock();
   const edge = opts.edge === null ? null : opts.edge.toString();
   const rows = await sql<{ id: string }[]>`
     with due as (

@@ -1,10 +1,11 @@
 import { decodeEventLog, toEventSelector, type Hex } from "viem";
-import type { ChainClient } from "../../chain/client.js";
 import { transferEvent } from "../../chain/erc20-events.js";
 import type { Config } from "../../config.js";
 import type { Sql } from "../../db/client.js";
 import { BillingError } from "../../errors.js";
+import type { BillingContext } from "../context.js";
 import { depositAddressFor } from "./addresses.js";
+import type { MaybeChainContext } from "./context.js";
 import { transfersOfTransaction } from "./identity.js";
 import { recordTransfer, type DepositState } from "./record.js";
 
@@ -13,17 +14,17 @@ import { recordTransfer, type DepositState } from "./record.js";
  * record every Transfer in it to the org's deposit address (of any token: a foreign token is
  * recorded as rejected, so the org can see why). The same pipeline then credits it when final.
  */
-export async function recordTopup(
-  deps: { sql: Sql; chain: ChainClient | undefined; config: Config },
-  orgId: string,
-  txHash: Hex,
-  now: Date,
-) {
-  const { sql, chain, config } = deps;
-  const address = await depositAddressFor(sql, chain, config, orgId);
+export async function recordTopup(ctx: MaybeChainContext, input: { orgId: string; txHash: Hex }) {
+  const { sql, chain, config } = ctx;
+  const { orgId, txHash } = input;
+  const now = ctx.clock();
+  const address = await depositAddressFor(ctx, { orgId });
+  // depositAddressFor answers without the chain only for an address it knew; a lookup needs it.
+  if (!chain)
+    throw new BillingError("upstream_unavailable", "could not reach the chain to look the transaction up; try again");
   let receipt;
   try {
-    receipt = await chain!.getTransactionReceipt({ hash: txHash });
+    receipt = await chain.getTransactionReceipt({ hash: txHash });
   } catch (err) {
     if ((err as Error).name === "TransactionReceiptNotFoundError") {
       throw new BillingError(
@@ -139,10 +140,11 @@ export type DepositView = {
 };
 
 export async function listDeposits(
-  sql: Sql,
-  orgId: string,
-  opts: { limit: number; ids?: string[] },
+  ctx: BillingContext,
+  opts: { orgId: string; limit: number; ids?: string[] },
 ): Promise<DepositView[]> {
+  const { sql } = ctx;
+  const { orgId } = opts;
   const rows = await sql<
     {
       id: string;

@@ -1,9 +1,7 @@
-import type { Logger } from "pino";
 import type { Hex } from "viem";
-import type { ChainClient } from "../../chain/client.js";
 import { transferEvent } from "../../chain/erc20-events.js";
-import type { Config } from "../../config.js";
 import type { Sql } from "../../db/client.js";
+import type { DepositContext } from "./context.js";
 import { finalityOf, judgeBlock, readChainView, type BlockVerdict } from "./chain-view.js";
 import { identityKey, transfersOfTransaction } from "./identity.js";
 import {
@@ -36,8 +34,6 @@ type DepositRow = {
 
 export type VerifyOutcome = { state: DepositState; reason?: string; confirmations?: bigint; waiting?: string };
 
-export type DepositDeps = { sql: Sql; chain: ChainClient; config: Config; logger?: Logger };
-
 const content = (d: DepositRow) => ({
   tokenAddress: d.token_address,
   from: d.from_address,
@@ -58,17 +54,17 @@ const load = async (sql: Sql, id: string) => (await sql<DepositRow[]>`select * f
  *  4. the block must be final by that first read; otherwise the deposit stays `confirming`.
  * Then the credit and the state change commit together (lifecycle.ts).
  */
-export async function verifyDeposit(deps: DepositDeps, depositId: string, now: Date): Promise<VerifyOutcome> {
-  return verifyOnce(deps, depositId, now, true);
+export async function verifyDeposit(ctx: DepositContext, input: { depositId: string }): Promise<VerifyOutcome> {
+  return verifyOnce(ctx, input.depositId, ctx.clock(), true);
 }
 
 async function verifyOnce(
-  deps: DepositDeps,
+  ctx: DepositContext,
   depositId: string,
   now: Date,
   followMove: boolean,
 ): Promise<VerifyOutcome> {
-  const { sql, chain, config } = deps;
+  const { sql, chain, config } = ctx;
   const d = await load(sql, depositId);
   if (!d) throw new Error(`no deposit ${depositId}`);
   if (!isPending(d.state)) return { state: d.state };
@@ -78,11 +74,12 @@ async function verifyOnce(
   const verdict = await judgeBlock(chain, at, view);
   if (verdict.kind === "unknown") return { state: d.state, waiting: verdict.why };
   if (verdict.kind === "replaced") {
-    await reconcileTransaction(deps, { chainId: d.chain_id, txHash: d.tx_hash }, now);
-    const after = (await load(sql, d.id))!;
+    await reconcileAt(ctx, { chainId: d.chain_id, txHash: d.tx_hash }, now);
+    const after = await load(sql, d.id);
+    if (!after) throw new Error(`deposit ${d.id} vanished`);
     // Mined again elsewhere: decide it there now (once) rather than at the next scan.
     if (followMove && isPending(after.state) && after.block_hash !== d.block_hash)
-      return verifyOnce(deps, d.id, now, false);
+      return verifyOnce(ctx, d.id, now, false);
     return { state: after.state, ...(after.reason ? { reason: after.reason } : {}) };
   }
 
@@ -108,7 +105,7 @@ async function verifyOnce(
     return { state: "confirming", confirmations };
   }
   const state = await creditDeposit(
-    { sql, logger: deps.logger },
+    { sql, logger: ctx.logger },
     { id: d.id, blockHash: d.block_hash },
     { logIndex: found.logIndex, confirmations },
     now,
@@ -139,11 +136,18 @@ export type ReconcileOutcome = {
  *  - content new to us, to an organization's deposit address, is a new deposit.
  */
 export async function reconcileTransaction(
-  deps: DepositDeps,
+  ctx: DepositContext,
+  input: { chainId: number; txHash: Hex },
+): Promise<ReconcileOutcome> {
+  return reconcileAt(ctx, input, ctx.clock());
+}
+
+async function reconcileAt(
+  ctx: DepositContext,
   at: { chainId: number; txHash: Hex },
   now: Date,
 ): Promise<ReconcileOutcome> {
-  const { sql, chain, config } = deps;
+  const { sql, chain, config } = ctx;
   const outcome: ReconcileOutcome = { moved: 0, reversed: 0, orphaned: 0, revived: 0, recorded: 0, undecided: false };
   const view = await readChainView(chain, config);
   const receipt = await chain.getTransactionReceipt({ hash: at.txHash }).catch((err: Error) => {
@@ -159,7 +163,7 @@ export async function reconcileTransaction(
     if (receipt.status === "success") transfers = transfersOfTransaction(receipt.logs, at.txHash);
   }
   const { final } = where ? finalityOf(view, where.blockNumber, config) : { final: false };
-  const logger = deps.logger;
+  const logger = ctx.logger;
 
   const rows = await sql<
     DepositRow[]
@@ -168,9 +172,12 @@ export async function reconcileTransaction(
   const verdicts = new Map<string, Promise<BlockVerdict>>();
   const oldBlockGone = async (d: DepositRow) => {
     const key = `${d.block_number}:${d.block_hash}`;
-    if (!verdicts.has(key))
-      verdicts.set(key, judgeBlock(chain, { number: BigInt(d.block_number), hash: d.block_hash }, view));
-    return (await verdicts.get(key)!).kind === "replaced";
+    let verdict = verdicts.get(key);
+    if (!verdict) {
+      verdict = judgeBlock(chain, { number: BigInt(d.block_number), hash: d.block_hash }, view);
+      verdicts.set(key, verdict);
+    }
+    return (await verdict).kind === "replaced";
   };
 
   for (const d of rows) {

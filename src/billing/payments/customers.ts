@@ -1,6 +1,6 @@
-import type { Sql, TransactionSql } from "../../db/client.js";
-import { withTransaction } from "../../db/transaction.js";
+import type { TransactionSql } from "../../db/client.js";
 import { BillingError } from "../../errors.js";
+import { withTransaction, type BillingContext } from "../context.js";
 
 export type CustomerLink = { orgId: string; linkedAt: Date };
 
@@ -12,12 +12,12 @@ export type CustomerLink = { orgId: string; linkedAt: Date };
  * (`created: false`); relinking either side to something else is a 409.
  */
 export async function linkProcessorCustomer(
-  sql: Sql | TransactionSql,
-  orgId: string,
-  customerId: string,
-  now: Date,
+  ctx: BillingContext,
+  input: { orgId: string; customerId: string },
 ): Promise<{ link: CustomerLink; created: boolean }> {
-  return withTransaction(sql, async (tx) => {
+  const { orgId, customerId } = input;
+  const now = ctx.clock();
+  return withTransaction(ctx, async ({ sql: tx }) => {
     const [org] = await tx`select 1 from organizations where id = ${orgId}`;
     if (!org) throw new BillingError("not_found", `no organization ${orgId}`);
     const inserted = await tx<{ linked_at: Date }[]>`

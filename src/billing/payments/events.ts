@@ -1,16 +1,10 @@
 import type { Logger } from "pino";
 import type { z } from "zod";
-import type { Sql, TransactionSql } from "../../db/client.js";
-import { withTransaction } from "../../db/transaction.js";
+import type { TransactionSql } from "../../db/client.js";
 import { BillingError } from "../../errors.js";
-import {
-  creditCardTopup,
-  reverseCardTopup,
-  type CreditOutcome,
-  type DisputeEnding,
-  type Reversal,
-  type ReversalOutcome,
-} from "./card-topups.js";
+import { at, withTransaction, type BillingContext, type TransactionContext } from "../context.js";
+import { creditCardTopup, type CreditOutcome } from "./credit-card-topup.js";
+import { reverseCardTopup, type DisputeEnding, type Reversal, type ReversalOutcome } from "./reverse-card-topup.js";
 import { lockCustomer, type LockedCustomer } from "./customers.js";
 import {
   Charge,
@@ -40,7 +34,6 @@ export type EventOutcome =
 export type HandledEvent = { duplicate: boolean; outcome: string };
 
 type Result = { outcome: EventOutcome; orgId?: string | null; awaitingRef?: string; details?: Record<string, string> };
-type Deps = { sql: Sql; logger: Logger; livemode: boolean };
 
 /**
  * Handles one verified event exactly once: its id is claimed in processor_events in the same
@@ -50,8 +43,14 @@ type Deps = { sql: Sql; logger: Logger; livemode: boolean };
  * so a redelivery (e.g. a resend from the processor's dashboard once an operator has linked
  * the customer) is handled again.
  */
-export async function handleProcessorEvent(deps: Deps, event: ProcessorEvent, now: Date): Promise<HandledEvent> {
-  return withTransaction(deps.sql, async (tx) => {
+export async function handleProcessorEvent(
+  ctx: BillingContext,
+  input: { event: ProcessorEvent; livemode: boolean },
+): Promise<HandledEvent> {
+  const { event, livemode } = input;
+  const now = ctx.clock();
+  return withTransaction(at(ctx, now), async (txc) => {
+    const tx = txc.sql;
     const claimed = await tx`
       insert into processor_events (id, type, livemode, event_created_at, received_at, outcome)
       values (${event.id}, ${event.type}, ${event.livemode}, ${new Date(event.created * 1000)}, ${now}, 'processing')
@@ -60,13 +59,12 @@ export async function handleProcessorEvent(deps: Deps, event: ProcessorEvent, no
       returning 1`;
     if (claimed.length === 0) {
       const [first] = await tx<{ outcome: string }[]>`select outcome from processor_events where id = ${event.id}`;
-      return { duplicate: true, outcome: first!.outcome };
+      if (!first) throw new Error(`processor event ${event.id} was claimed without a row`);
+      return { duplicate: true, outcome: first.outcome };
     }
     // Test-mode events on a live deployment (or the reverse) are recorded and change nothing.
     const result: Result =
-      event.livemode === deps.livemode
-        ? await dispatch(tx, deps.logger, event, now)
-        : wrongMode(deps.logger, event, deps.livemode);
+      event.livemode === livemode ? await dispatch(txc, event) : wrongMode(ctx.logger, event, livemode);
     await tx`
       update processor_events set outcome = ${result.outcome}, org_id = ${result.orgId ?? null}, awaiting_ref = ${result.awaitingRef ?? null},
         details = ${tx.json(result.details ?? {})}
@@ -83,7 +81,8 @@ function wrongMode(logger: Logger, event: ProcessorEvent, livemode: boolean): Re
   return { outcome: "wrong_mode" };
 }
 
-async function dispatch(tx: TransactionSql, logger: Logger, event: ProcessorEvent, now: Date): Promise<Result> {
+async function dispatch(ctx: TransactionContext, event: ProcessorEvent): Promise<Result> {
+  const { sql: tx, logger } = ctx;
   const eventAt = new Date(event.created * 1000);
   const unknownCustomer = (): Result => {
     logger.warn(
@@ -99,51 +98,36 @@ async function dispatch(tx: TransactionSql, logger: Logger, event: ProcessorEven
         ? await tx<{ org_id: string }[]>`select org_id from processor_customers where customer_id = ${pi.customer}`
         : [];
       if (!link) return unknownCustomer();
-      const outcome = await creditCardTopup(
-        tx,
-        logger,
-        {
-          orgId: link.org_id,
-          paymentId: pi.id,
-          chargeId: pi.latest_charge ?? null,
-          currency: pi.currency,
-          amountMinor: BigInt(pi.amount_received),
-        },
-        now,
-      );
-      if (outcome === "credited") await applyAwaitingReversals(tx, logger, [pi.id, pi.latest_charge ?? null], now);
+      const outcome = await creditCardTopup(ctx, {
+        orgId: link.org_id,
+        paymentId: pi.id,
+        chargeId: pi.latest_charge ?? null,
+        currency: pi.currency,
+        amountMinor: BigInt(pi.amount_received),
+      });
+      if (outcome === "credited") await applyAwaitingReversals(ctx, [pi.id, pi.latest_charge ?? null]);
       return { outcome, orgId: link.org_id };
     }
     case "charge.refunded": {
       const ch = parseObject(Charge, event, logger);
-      return reverseOrAwait(
-        tx,
-        logger,
-        {
-          kind: "refund",
-          chargeId: ch.id,
-          paymentId: ch.payment_intent ?? null,
-          amountRefundedMinor: BigInt(ch.amount_refunded),
-          currency: ch.currency,
-        },
-        now,
-      );
+      return reverseOrAwait(ctx, {
+        kind: "refund",
+        chargeId: ch.id,
+        paymentId: ch.payment_intent ?? null,
+        amountRefundedMinor: BigInt(ch.amount_refunded),
+        currency: ch.currency,
+      });
     }
     case "charge.dispute.created": {
       const dp = parseObject(Dispute, event, logger);
-      return reverseOrAwait(
-        tx,
-        logger,
-        {
-          kind: "dispute",
-          disputeId: dp.id,
-          chargeId: dp.charge,
-          paymentId: dp.payment_intent ?? null,
-          amountMinor: BigInt(dp.amount),
-          currency: dp.currency,
-        },
-        now,
-      );
+      return reverseOrAwait(ctx, {
+        kind: "dispute",
+        disputeId: dp.id,
+        chargeId: dp.charge,
+        paymentId: dp.payment_intent ?? null,
+        amountMinor: BigInt(dp.amount),
+        currency: dp.currency,
+      });
     }
     case "charge.dispute.closed":
     case "charge.dispute.funds_reinstated": {
@@ -156,19 +140,14 @@ async function dispatch(tx: TransactionSql, logger: Logger, event: ProcessorEven
         );
         return { outcome: "ignored" };
       }
-      return reverseOrAwait(
-        tx,
-        logger,
-        {
-          kind: "dispute_closed",
-          disputeId: dp.id,
-          chargeId: dp.charge,
-          paymentId: dp.payment_intent ?? null,
-          ending,
-          currency: dp.currency,
-        },
-        now,
-      );
+      return reverseOrAwait(ctx, {
+        kind: "dispute_closed",
+        disputeId: dp.id,
+        chargeId: dp.charge,
+        paymentId: dp.payment_intent ?? null,
+        ending,
+        currency: dp.currency,
+      });
     }
     case "payment_method.attached":
     case "payment_method.updated": {
@@ -177,7 +156,7 @@ async function dispatch(tx: TransactionSql, logger: Logger, event: ProcessorEven
       if (!pm.customer) return { outcome: "no_customer" }; // an update to a card no customer holds
       const customer = await lockCustomer(tx, { customerId: pm.customer });
       if (!customer) return unknownCustomer();
-      const saved = await saveCard(tx, customer, { processorId: pm.id, card: cardOf(pm.card), eventAt }, now);
+      const saved = await saveCard(ctx, { customer, processorId: pm.id, card: cardOf(pm.card), eventAt });
       return { outcome: saved === "saved" ? "payment_method_saved" : "stale", orgId: customer.orgId };
     }
     case "payment_method.detached": {
@@ -185,7 +164,7 @@ async function dispatch(tx: TransactionSql, logger: Logger, event: ProcessorEven
       if (pm.type !== "card" || !pm.card) return { outcome: "not_a_card" };
       const customer = await customerOfDetachedCard(tx, event, pm.id, pm.customer ?? null);
       if (!customer) return unknownCustomer();
-      const detached = await detachCard(tx, customer, { processorId: pm.id, card: cardOf(pm.card), eventAt }, now);
+      const detached = await detachCard(ctx, { customer, processorId: pm.id, card: cardOf(pm.card), eventAt });
       return { outcome: detached === "detached" ? "payment_method_detached" : "stale", orgId: customer.orgId };
     }
     case "customer.updated": {
@@ -193,12 +172,11 @@ async function dispatch(tx: TransactionSql, logger: Logger, event: ProcessorEven
       const customer = await lockCustomer(tx, { customerId: cus.id });
       if (!customer) return unknownCustomer();
       if (!cus.invoice_settings) return { outcome: "ignored", orgId: customer.orgId };
-      const changed = await setDefaultCard(
-        tx,
+      const changed = await setDefaultCard(ctx, {
         customer,
-        { processorId: cus.invoice_settings.default_payment_method ?? null, eventAt },
-        now,
-      );
+        processorId: cus.invoice_settings.default_payment_method ?? null,
+        eventAt,
+      });
       return { outcome: changed, orgId: customer.orgId };
     }
     default:
@@ -223,8 +201,9 @@ function disputeEnding(type: string, status: string | undefined): DisputeEnding 
  * payment's own event (the processor does not order deliveries). It is kept, and applied in
  * the same transaction that credits the payment, so that nothing depends on arrival order.
  */
-async function reverseOrAwait(tx: TransactionSql, logger: Logger, r: Reversal, now: Date): Promise<Result> {
-  const { outcome, orgId } = await reverseCardTopup(tx, logger, r, now);
+async function reverseOrAwait(ctx: TransactionContext, r: Reversal): Promise<Result> {
+  const { logger } = ctx;
+  const { outcome, orgId } = await reverseCardTopup(ctx, r);
   if (outcome !== "unknown_payment") return { outcome, orgId };
   logger.info(
     { kind: r.kind, payment_id: r.paymentId, charge_id: r.chargeId },
@@ -233,19 +212,15 @@ async function reverseOrAwait(tx: TransactionSql, logger: Logger, r: Reversal, n
   return { outcome: "awaiting_payment", awaitingRef: r.paymentId ?? r.chargeId, details: reversalToJson(r) };
 }
 
-async function applyAwaitingReversals(
-  tx: TransactionSql,
-  logger: Logger,
-  refs: (string | null)[],
-  now: Date,
-): Promise<void> {
+async function applyAwaitingReversals(ctx: TransactionContext, refs: (string | null)[]): Promise<void> {
+  const tx = ctx.sql;
   const waiting = await tx<{ id: string; details: Record<string, string> }[]>`
     select id, details from processor_events
     where outcome = 'awaiting_payment' and awaiting_ref = any(${refs.filter((r): r is string => r !== null)})
     order by event_created_at, received_at, id
     for update`;
   for (const event of waiting) {
-    const { outcome, orgId } = await reverseCardTopup(tx, logger, reversalFromJson(event.details), now);
+    const { outcome, orgId } = await reverseCardTopup(ctx, reversalFromJson(event.details));
     const moved = outcome === "reversed" || outcome === "reinstated";
     await tx`update processor_events set outcome = ${moved ? "applied_after_payment" : outcome}, org_id = ${orgId}
              where id = ${event.id}`;
@@ -308,14 +283,24 @@ function reversalToJson(r: Reversal): Record<string, string> {
 }
 
 function reversalFromJson(d: Record<string, string>): Reversal {
-  const common = { chargeId: d.charge_id!, paymentId: d.payment_id || null, currency: d.currency! };
+  const field = (name: string): string => {
+    const value = d[name];
+    if (value === undefined) throw new Error(`awaiting processor event without ${name}`);
+    return value;
+  };
+  const common = { chargeId: field("charge_id"), paymentId: d.payment_id || null, currency: field("currency") };
   switch (d.kind) {
     case "refund":
-      return { kind: "refund", ...common, amountRefundedMinor: BigInt(d.amount_refunded_minor!) };
+      return { kind: "refund", ...common, amountRefundedMinor: BigInt(field("amount_refunded_minor")) };
     case "dispute_closed":
-      return { kind: "dispute_closed", ...common, disputeId: d.dispute_id!, ending: d.ending as DisputeEnding };
+      return {
+        kind: "dispute_closed",
+        ...common,
+        disputeId: field("dispute_id"),
+        ending: field("ending") as DisputeEnding,
+      };
     case "dispute":
-      return { kind: "dispute", ...common, disputeId: d.dispute_id!, amountMinor: BigInt(d.amount_minor!) };
+      return { kind: "dispute", ...common, disputeId: field("dispute_id"), amountMinor: BigInt(field("amount_minor")) };
     default:
       // Written by a newer version of this code: fail (and roll back) rather than guess.
       throw new Error(`awaiting processor event of unknown kind ${d.kind}`);

@@ -1,5 +1,6 @@
-import type { Sql, TransactionSql } from "../../db/client.js";
+import type { TransactionSql } from "../../db/client.js";
 import { newId } from "../../ids.js";
+import type { BillingContext, TransactionContext } from "../context.js";
 import type { LockedCustomer } from "./customers.js";
 
 /** What we keep of a card: exactly what the API may show. Never the number, never a token. */
@@ -21,12 +22,12 @@ export type PaymentMethodView = {
  * re-attaches a detached payment method, so a late `attached` must not bring it back.
  */
 export async function saveCard(
-  tx: TransactionSql,
-  customer: LockedCustomer,
-  input: { processorId: string; card: Card; eventAt: Date },
-  now: Date,
+  ctx: TransactionContext,
+  input: { customer: LockedCustomer; processorId: string; card: Card; eventAt: Date },
 ): Promise<"saved" | "stale"> {
-  const { processorId, card, eventAt } = input;
+  const { customer, processorId, card, eventAt } = input;
+  const tx = ctx.sql;
+  const now = ctx.clock();
   // The customer's default may have been announced before this card reached us.
   const isDefault = customer.defaultPaymentMethod === processorId;
   const rows = await tx`
@@ -48,12 +49,12 @@ export async function saveCard(
  * tombstone (also written when the detach arrives before the attach) so nothing revives it.
  */
 export async function detachCard(
-  tx: TransactionSql,
-  customer: LockedCustomer,
-  input: { processorId: string; card: Card; eventAt: Date },
-  now: Date,
+  ctx: TransactionContext,
+  input: { customer: LockedCustomer; processorId: string; card: Card; eventAt: Date },
 ): Promise<"detached" | "stale"> {
-  const { processorId, card, eventAt } = input;
+  const { customer, processorId, card, eventAt } = input;
+  const tx = ctx.sql;
+  const now = ctx.clock();
   const rows = await tx`
     insert into payment_methods (id, org_id, processor_id, brand, last4, exp_month, exp_year, is_default, processor_event_at,
                                  detached_at, created_at, updated_at)
@@ -73,12 +74,12 @@ export async function detachCard(
  * unique index (one default per org) satisfied at every statement.
  */
 export async function setDefaultCard(
-  tx: TransactionSql,
-  customer: LockedCustomer,
-  input: { processorId: string | null; eventAt: Date },
-  now: Date,
+  ctx: TransactionContext,
+  input: { customer: LockedCustomer; processorId: string | null; eventAt: Date },
 ): Promise<"default_changed" | "stale"> {
-  const { processorId, eventAt } = input;
+  const { customer, processorId, eventAt } = input;
+  const tx = ctx.sql;
+  const now = ctx.clock();
   if (customer.defaultSetAt && customer.defaultSetAt > eventAt) return "stale";
   await tx`update processor_customers set default_payment_method = ${processorId}, default_set_at = ${eventAt} where org_id = ${customer.orgId}`;
   await tx`
@@ -93,8 +94,9 @@ export async function setDefaultCard(
 }
 
 /** The org's saved cards, default first, then oldest first. */
-export async function listPaymentMethods(sql: Sql | TransactionSql, orgId: string): Promise<PaymentMethodView[]> {
-  const rows = await sql<
+export async function listPaymentMethods(ctx: BillingContext, input: { orgId: string }): Promise<PaymentMethodView[]> {
+  const { orgId } = input;
+  const rows = await ctx.sql<
     { id: string; brand: string; last4: string; exp_month: number; exp_year: number; is_default: boolean }[]
   >`
     select id, brand, last4, exp_month, exp_year, is_default from payment_methods

@@ -1,5 +1,7 @@
-import { verifyDeposit, type DepositDeps } from "../../billing/deposits/verify.js";
+import type { DepositContext } from "../../billing/deposits/context.js";
 import type { DepositState } from "../../billing/deposits/record.js";
+import { verifyDeposit } from "../../billing/deposits/verify.js";
+import { DepositJob } from "../../jobs/payloads.js";
 
 /**
  * What a deposit check leaves in Redis as its job's result. BullMQ stores a result with
@@ -14,8 +16,10 @@ export type DepositCheckResult = {
   waiting?: string;
 };
 
-export async function checkDeposit(deps: DepositDeps, depositId: string, now: Date): Promise<DepositCheckResult> {
-  const outcome = await verifyDeposit(deps, depositId, now);
+/** A `husd-deposits` job: decide the deposit it names against the chain. */
+export async function checkDeposit(ctx: DepositContext, data: unknown): Promise<DepositCheckResult> {
+  const depositId = DepositJob.parse(data).deposit_id;
+  const outcome = await verifyDeposit(ctx, { depositId });
   return {
     deposit_id: depositId,
     state: outcome.state,

@@ -1,9 +1,9 @@
+import type { DepositContext } from "../../billing/deposits/context.js";
 import { scanIndexedTransfers } from "../../billing/deposits/scan.js";
 import { checksPerScan, claimDueDeposits, readFinalEdge } from "../../billing/deposits/schedule.js";
-import type { ChainClient } from "../../chain/client.js";
-import type { Config } from "../../config.js";
-import type { Sql } from "../../db/client.js";
-import { enqueueDepositChecks, type Queues } from "../queues.js";
+import { at } from "../../billing/context.js";
+import { enqueueDepositChecks } from "../../jobs/enqueue.js";
+import type { Queues } from "../../jobs/queues.js";
 
 /** What a scan leaves in Redis as its job's result: plain JSON. */
 export type DepositScanResult = { recorded: number; checks: number; final_edge: string | null };
@@ -14,13 +14,13 @@ export type DepositScanResult = { recorded: number; checks: number; final_edge: 
  * undecided deposit comes due again by time, so a lost job never strands one.
  */
 export async function scanDeposits(
-  deps: { sql: Sql; chain: ChainClient; config: Config; queues: Queues },
-  now: Date,
-  scanEveryMs: number,
+  ctx: DepositContext & { queues: Queues },
+  input: { scanEveryMs: number },
 ): Promise<DepositScanResult> {
-  const recorded = await scanIndexedTransfers(deps.sql, deps.config, now);
-  const edge = await readFinalEdge(deps.chain, deps.config);
-  const due = await claimDueDeposits(deps.sql, now, { limit: checksPerScan(deps.config, scanEveryMs), edge });
-  await enqueueDepositChecks(deps.queues, due);
+  const fixed = at(ctx, ctx.clock());
+  const recorded = await scanIndexedTransfers(fixed);
+  const edge = await readFinalEdge(ctx.chain, ctx.config);
+  const due = await claimDueDeposits(fixed, { limit: checksPerScan(ctx.config, input.scanEveryMs), edge });
+  await enqueueDepositChecks(ctx.queues, due);
   return { recorded, checks: due.length, final_edge: edge === null ? null : edge.toString() };
 }

@@ -1,6 +1,6 @@
 import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
 import { cancelSubscription } from "../../../billing/subscriptions.js";
-import type { AppEnv } from "../../context.js";
+import { billingContext, type AppEnv } from "../../context.js";
 import { requiresKey } from "../access.js";
 import { errorResponses, jsonResponse } from "../../schemas.js";
 import { OrgIdParam, SubscriptionResponse, subscriptionJson } from "./schemas.js";
@@ -20,7 +20,7 @@ export const cancelSubscriptionRoute = createRoute({
 
 export function registerCancelSubscription(app: OpenAPIHono<AppEnv>) {
   app.openapi(cancelSubscriptionRoute, async (c) => {
-    const { sql, clock } = c.get("deps");
-    return c.json(subscriptionJson(await cancelSubscription(sql, c.req.valid("param").id, clock())), 200);
+    const orgId = c.req.valid("param").id;
+    return c.json(subscriptionJson(await cancelSubscription(billingContext(c.get("deps")), { orgId })), 200);
   });
 }

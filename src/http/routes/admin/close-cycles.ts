@@ -1,6 +1,8 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
-import { closeDueCycles, earlyEndNotBefore } from "../../../billing/invoices.js";
-import type { AppEnv } from "../../context.js";
+import { at } from "../../../billing/context.js";
+import { closeDueCycles } from "../../../billing/invoices/close-due-cycles.js";
+import { earlyEndNotBefore } from "../../../billing/invoices/due-cycles.js";
+import { billingContext, type AppEnv } from "../../context.js";
 import { requiresKey } from "../access.js";
 import { errorResponses, jsonBody, jsonResponse } from "../../schemas.js";
 
@@ -46,10 +48,9 @@ export const closeCyclesRoute = createRoute({
 
 export function registerCloseCycles(app: OpenAPIHono<AppEnv>) {
   app.openapi(closeCyclesRoute, async (c) => {
-    const { sql, metering, clock } = c.get("deps");
     const body = c.req.valid("json");
-    const now = clock();
-    const r = await closeDueCycles(sql, metering.catalog, now, {
+    const ctx = at(billingContext(c.get("deps")), c.get("deps").clock());
+    const r = await closeDueCycles(ctx, {
       orgId: body.org_id,
       endCurrentNow: body.end_current_cycle_now,
     });
@@ -57,7 +58,7 @@ export function registerCloseCycles(app: OpenAPIHono<AppEnv>) {
     // Ending a cycle that began under a minute ago does nothing: say so rather than answer zeros alone.
     const notBefore =
       body.end_current_cycle_now && body.org_id && r.created === 0
-        ? await earlyEndNotBefore(sql, body.org_id, now)
+        ? await earlyEndNotBefore(ctx, { orgId: body.org_id })
         : undefined;
     if (!notBefore) return c.json(counts, 200);
     return c.json(

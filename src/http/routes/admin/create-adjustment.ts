@@ -1,7 +1,7 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
-import { createAdjustment } from "../../../billing/invoices.js";
+import { createAdjustment } from "../../../billing/invoices/create-adjustment.js";
 import { MAX_NANO_USD } from "../../../ledger/money.js";
-import type { AppEnv } from "../../context.js";
+import { billingContext, type AppEnv } from "../../context.js";
 import { requiresKey } from "../access.js";
 import { errorResponses, IdempotencyKeyHeader, jsonBody, jsonResponse, UsdString } from "../../schemas.js";
 import { OrgIdParam } from "./schemas.js";
@@ -42,19 +42,14 @@ export const createAdjustmentRoute = createRoute({
 
 export function registerCreateAdjustment(app: OpenAPIHono<AppEnv>) {
   app.openapi(createAdjustmentRoute, async (c) => {
-    const { sql, clock } = c.get("deps");
     const body = c.req.valid("json");
-    const r = await createAdjustment(
-      sql,
-      {
-        orgId: c.req.valid("param").id,
-        amount: body.amount,
-        description: body.description,
-        correctsInvoiceId: body.corrects_invoice_id,
-        idempotencyKey: c.req.valid("header")["idempotency-key"],
-      },
-      clock(),
-    );
+    const r = await createAdjustment(billingContext(c.get("deps")), {
+      orgId: c.req.valid("param").id,
+      amount: body.amount,
+      description: body.description,
+      correctsInvoiceId: body.corrects_invoice_id,
+      idempotencyKey: c.req.valid("header")["idempotency-key"],
+    });
     return c.json({ id: r.id, replayed: !r.created }, r.created ? 201 : 200);
   });
 }

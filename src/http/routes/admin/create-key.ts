@@ -1,6 +1,6 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { createApiKey, KeyScopes } from "../../../billing/api-keys.js";
-import type { AppEnv } from "../../context.js";
+import { billingContext, type AppEnv } from "../../context.js";
 import { requiresKey } from "../access.js";
 import { errorResponses, jsonBody, jsonResponse } from "../../schemas.js";
 import { OrgIdParam } from "./schemas.js";
@@ -37,7 +37,7 @@ export const createKeyRoute = createRoute({
 
 export function registerCreateKey(app: OpenAPIHono<AppEnv>) {
   app.openapi(createKeyRoute, async (c) => {
-    const key = await createApiKey(c.get("deps").sql, {
+    const key = await createApiKey(billingContext(c.get("deps")), {
       orgId: c.req.valid("param").id,
       scope: c.req.valid("json").scope,
     });

@@ -1,6 +1,6 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { createOrganization } from "../../../billing/organizations.js";
-import type { AppEnv } from "../../context.js";
+import { billingContext, type AppEnv } from "../../context.js";
 import { requiresKey } from "../access.js";
 import { errorResponses, jsonBody, jsonResponse } from "../../schemas.js";
 import { OrgResponse, orgJson } from "./schemas.js";
@@ -32,12 +32,10 @@ export const createOrgRoute = createRoute({
 
 export function registerCreateOrg(app: OpenAPIHono<AppEnv>) {
   app.openapi(createOrgRoute, async (c) => {
-    const { sql, clock } = c.get("deps");
     const body = c.req.valid("json");
-    const org = await createOrganization(sql, {
+    const org = await createOrganization(billingContext(c.get("deps")), {
       name: body.name,
       billingAnchorDay: body.billing_anchor_day,
-      createdAt: clock(),
     });
     return c.json(orgJson(org), 201);
   });

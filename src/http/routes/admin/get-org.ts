@@ -1,6 +1,6 @@
 import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
 import { getOrganization } from "../../../billing/organizations.js";
-import type { AppEnv } from "../../context.js";
+import { billingContext, type AppEnv } from "../../context.js";
 import { requiresKey } from "../access.js";
 import { errorResponses, jsonResponse } from "../../schemas.js";
 import { OrgIdParam, OrgResponse, orgJson } from "./schemas.js";
@@ -17,7 +17,7 @@ export const getOrgRoute = createRoute({
 
 export function registerGetOrg(app: OpenAPIHono<AppEnv>) {
   app.openapi(getOrgRoute, async (c) => {
-    const org = await getOrganization(c.get("deps").sql, c.req.valid("param").id);
+    const org = await getOrganization(billingContext(c.get("deps")), { id: c.req.valid("param").id });
     return c.json(orgJson(org), 200);
   });
 }

@@ -1,7 +1,7 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { grantCredits, type CreditGrant } from "../../../billing/grants.js";
 import { formatUsd, formatUsdNumber } from "../../../ledger/money.js";
-import type { AppEnv } from "../../context.js";
+import { billingContext, type AppEnv } from "../../context.js";
 import { requiresKey } from "../access.js";
 import { errorResponses, IdempotencyKeyHeader, jsonBody, jsonResponse, PositiveUsdString } from "../../schemas.js";
 import { OrgIdParam } from "./schemas.js";
@@ -70,19 +70,14 @@ export const grantCreditsRoute = createRoute({
 
 export function registerGrantCredits(app: OpenAPIHono<AppEnv>) {
   app.openapi(grantCreditsRoute, async (c) => {
-    const { sql, clock } = c.get("deps");
     const body = c.req.valid("json");
-    const { grant, created } = await grantCredits(
-      sql,
-      {
-        orgId: c.req.valid("param").id,
-        amount: body.amount,
-        reason: body.reason,
-        expiresAt: body.expires_at ? new Date(body.expires_at) : null,
-        idempotencyKey: c.req.valid("header")["idempotency-key"],
-      },
-      clock(),
-    );
+    const { grant, created } = await grantCredits(billingContext(c.get("deps")), {
+      orgId: c.req.valid("param").id,
+      amount: body.amount,
+      reason: body.reason,
+      expiresAt: body.expires_at ? new Date(body.expires_at) : null,
+      idempotencyKey: c.req.valid("header")["idempotency-key"],
+    });
     if (!created) {
       c.header("Idempotent-Replayed", "true");
       return c.json(grantJson(grant), 200);

@@ -1,7 +1,7 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { linkProcessorCustomer } from "../../../billing/payments/customers.js";
 import { CustomerId } from "../../../billing/payments/objects.js";
-import type { AppEnv } from "../../context.js";
+import { billingContext, type AppEnv } from "../../context.js";
 import { requiresKey } from "../access.js";
 import { errorResponses, jsonBody, jsonResponse } from "../../schemas.js";
 import { OrgIdParam } from "./schemas.js";
@@ -40,13 +40,10 @@ export const linkProcessorCustomerRoute = createRoute({
 
 export function registerLinkProcessorCustomer(app: OpenAPIHono<AppEnv>) {
   app.openapi(linkProcessorCustomerRoute, async (c) => {
-    const { sql, clock } = c.get("deps");
-    const { link, created } = await linkProcessorCustomer(
-      sql,
-      c.req.valid("param").id,
-      c.req.valid("json").customer_id,
-      clock(),
-    );
+    const { link, created } = await linkProcessorCustomer(billingContext(c.get("deps")), {
+      orgId: c.req.valid("param").id,
+      customerId: c.req.valid("json").customer_id,
+    });
     const body = { org_id: link.orgId, linked: true as const, linked_at: link.linkedAt.toISOString() };
     return created ? c.json(body, 201) : c.json(body, 200);
   });

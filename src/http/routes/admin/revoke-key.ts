@@ -1,6 +1,6 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { revokeApiKey } from "../../../billing/api-keys.js";
-import type { AppEnv } from "../../context.js";
+import { billingContext, type AppEnv } from "../../context.js";
 import { requiresKey } from "../access.js";
 import { errorResponses, jsonResponse } from "../../schemas.js";
 
@@ -24,8 +24,9 @@ export const revokeKeyRoute = createRoute({
 
 export function registerRevokeKey(app: OpenAPIHono<AppEnv>) {
   app.openapi(revokeKeyRoute, async (c) => {
-    const { sql, clock, keyCache } = c.get("deps");
-    const revoked = await revokeApiKey(sql, c.req.valid("param").id, clock());
+    const deps = c.get("deps");
+    const revoked = await revokeApiKey(billingContext(deps), { keyId: c.req.valid("param").id });
+    const keyCache = deps.keyCache;
     keyCache?.revoked(revoked.id); // before answering: this replica refuses the key from the answer on
     return c.json({ id: revoked.id, revoked: true as const, revoked_at: revoked.revokedAt.toISOString() }, 200);
   });

@@ -1,6 +1,6 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
-import { setInvoiceStatus } from "../../../billing/invoices.js";
-import type { AppEnv } from "../../context.js";
+import { setInvoiceStatus } from "../../../billing/invoices/set-invoice-status.js";
+import { billingContext, type AppEnv } from "../../context.js";
 import { requiresKey } from "../access.js";
 import { errorResponses, jsonResponse } from "../../schemas.js";
 import { InvoiceJson, invoiceJson } from "../billing/schemas.js";
@@ -17,8 +17,8 @@ export const setInvoiceStatusRoute = createRoute({
 
 export function registerSetInvoiceStatus(app: OpenAPIHono<AppEnv>) {
   app.openapi(setInvoiceStatusRoute, async (c) => {
-    const { sql, clock } = c.get("deps");
     const { id, action } = c.req.valid("param");
-    return c.json(invoiceJson(await setInvoiceStatus(sql, id, action === "pay" ? "paid" : "void", clock())), 200);
+    const status = action === "pay" ? "paid" : "void";
+    return c.json(invoiceJson(await setInvoiceStatus(billingContext(c.get("deps")), { id, status })), 200);
   });
 }

@@ -1,6 +1,6 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { subscribe } from "../../../billing/subscriptions.js";
-import type { AppEnv } from "../../context.js";
+import { billingContext, type AppEnv } from "../../context.js";
 import { requiresKey } from "../access.js";
 import { errorResponses, jsonBody, jsonResponse } from "../../schemas.js";
 import { OrgIdParam, SubscriptionResponse, subscriptionJson } from "./schemas.js";
@@ -23,12 +23,8 @@ export const subscribeRoute = createRoute({
 
 export function registerSubscribe(app: OpenAPIHono<AppEnv>) {
   app.openapi(subscribeRoute, async (c) => {
-    const { sql, metering, clock } = c.get("deps");
-    return c.json(
-      subscriptionJson(
-        await subscribe(sql, metering.catalog, c.req.valid("param").id, c.req.valid("json").plan_id, clock()),
-      ),
-      200,
-    );
+    const orgId = c.req.valid("param").id;
+    const planId = c.req.valid("json").plan_id;
+    return c.json(subscriptionJson(await subscribe(billingContext(c.get("deps")), { orgId, planId })), 200);
   });
 }

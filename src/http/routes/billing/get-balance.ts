@@ -1,6 +1,6 @@
 import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
 import { getBalance } from "../../../billing/balance.js";
-import type { AppEnv } from "../../context.js";
+import { billingContext, type AppEnv } from "../../context.js";
 import { requiresKey } from "../access.js";
 import { principalOrgId } from "../../middleware/auth.js";
 import { errorResponses, jsonResponse } from "../../schemas.js";
@@ -17,7 +17,6 @@ export const getBalanceRoute = createRoute({
 
 export function registerGetBalance(app: OpenAPIHono<AppEnv>) {
   app.openapi(getBalanceRoute, async (c) => {
-    const { sql, clock } = c.get("deps");
-    return c.json(balanceJson(await getBalance(sql, principalOrgId(c), clock())), 200);
+    return c.json(balanceJson(await getBalance(billingContext(c.get("deps")), { orgId: principalOrgId(c) })), 200);
   });
 }

@@ -1,6 +1,6 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
-import { getInvoice } from "../../../billing/invoices.js";
-import type { AppEnv } from "../../context.js";
+import { getInvoice } from "../../../billing/invoices/get-invoice.js";
+import { billingContext, type AppEnv } from "../../context.js";
 import { requiresKey } from "../access.js";
 import { principalOrgId } from "../../middleware/auth.js";
 import { errorResponses, jsonResponse } from "../../schemas.js";
@@ -18,7 +18,10 @@ export const getInvoiceRoute = createRoute({
 
 export function registerGetInvoice(app: OpenAPIHono<AppEnv>) {
   app.openapi(getInvoiceRoute, async (c) => {
-    const invoice = await getInvoice(c.get("deps").sql, principalOrgId(c), c.req.valid("param").id);
+    const invoice = await getInvoice(billingContext(c.get("deps")), {
+      orgId: principalOrgId(c),
+      id: c.req.valid("param").id,
+    });
     return c.json(invoiceJson(invoice), 200);
   });
 }

@@ -3,7 +3,7 @@ import { getOrganization } from "../../../billing/organizations.js";
 import { resolvePeriod } from "../../../billing/periods.js";
 import { usageReport, type UsageLine } from "../../../billing/usage-report.js";
 import { formatUsd, formatUsdNumber } from "../../../ledger/money.js";
-import type { AppEnv } from "../../context.js";
+import { billingContext, type AppEnv } from "../../context.js";
 import { requiresKey } from "../access.js";
 import { principalOrgId } from "../../middleware/auth.js";
 import { errorResponses, jsonResponse } from "../../schemas.js";
@@ -56,10 +56,10 @@ export const getUsageRoute = createRoute({
 
 export function registerGetUsage(app: OpenAPIHono<AppEnv>) {
   app.openapi(getUsageRoute, async (c) => {
-    const { sql, clock } = c.get("deps");
-    const org = await getOrganization(sql, principalOrgId(c));
-    const period = resolvePeriod(c.req.valid("query").period, clock(), org.billingAnchorDay);
-    const report = await usageReport(sql, org.id, period);
+    const ctx = billingContext(c.get("deps"));
+    const org = await getOrganization(ctx, { id: principalOrgId(c) });
+    const period = resolvePeriod(c.req.valid("query").period, ctx.clock(), org.billingAnchorDay);
+    const report = await usageReport(ctx, { orgId: org.id, period });
     return c.json(
       {
         period: { label: period.label, start: period.start.toISOString(), end: period.end.toISOString() },

@@ -1,6 +1,6 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
-import { listInvoices } from "../../../billing/invoices.js";
-import type { AppEnv } from "../../context.js";
+import { listInvoices } from "../../../billing/invoices/list-invoices.js";
+import { billingContext, type AppEnv } from "../../context.js";
 import { requiresKey } from "../access.js";
 import { principalOrgId } from "../../middleware/auth.js";
 import { errorResponses, jsonResponse, Limit } from "../../schemas.js";
@@ -34,7 +34,11 @@ export const listInvoicesRoute = createRoute({
 export function registerListInvoices(app: OpenAPIHono<AppEnv>) {
   app.openapi(listInvoicesRoute, async (c) => {
     const q = c.req.valid("query");
-    const page = await listInvoices(c.get("deps").sql, principalOrgId(c), { limit: q.limit, before: q.cursor });
+    const page = await listInvoices(billingContext(c.get("deps")), {
+      orgId: principalOrgId(c),
+      limit: q.limit,
+      before: q.cursor,
+    });
     return c.json(
       { data: page.data.map(invoiceJson), has_more: page.nextCursor !== null, next_cursor: page.nextCursor },
       200,

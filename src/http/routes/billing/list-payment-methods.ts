@@ -1,6 +1,6 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { formatExpiry, listPaymentMethods, type PaymentMethodView } from "../../../billing/payments/payment-methods.js";
-import type { AppEnv } from "../../context.js";
+import { billingContext, type AppEnv } from "../../context.js";
 import { requiresKey } from "../access.js";
 import { principalOrgId } from "../../middleware/auth.js";
 import { errorResponses, jsonResponse } from "../../schemas.js";
@@ -49,7 +49,7 @@ export const listPaymentMethodsRoute = createRoute({
 
 export function registerListPaymentMethods(app: OpenAPIHono<AppEnv>) {
   app.openapi(listPaymentMethodsRoute, async (c) => {
-    const methods = await listPaymentMethods(c.get("deps").sql, principalOrgId(c));
+    const methods = await listPaymentMethods(billingContext(c.get("deps")), { orgId: principalOrgId(c) });
     return c.json({ payment_methods: methods.map(paymentMethodJson) }, 200);
   });
 }

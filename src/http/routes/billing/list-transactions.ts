@@ -1,7 +1,7 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { listTransactions } from "../../../billing/transactions.js";
 import { formatUsd, formatUsdNumber } from "../../../ledger/money.js";
-import type { AppEnv } from "../../context.js";
+import { billingContext, type AppEnv } from "../../context.js";
 import { requiresKey } from "../access.js";
 import { principalOrgId } from "../../middleware/auth.js";
 import { Cursor, errorResponses, jsonResponse, Limit } from "../../schemas.js";
@@ -43,7 +43,8 @@ export const listTransactionsRoute = createRoute({
 export function registerListTransactions(app: OpenAPIHono<AppEnv>) {
   app.openapi(listTransactionsRoute, async (c) => {
     const query = c.req.valid("query");
-    const page = await listTransactions(c.get("deps").sql, principalOrgId(c), {
+    const page = await listTransactions(billingContext(c.get("deps")), {
+      orgId: principalOrgId(c),
       limit: query.limit,
       cursor: query.cursor,
     });

@@ -1,6 +1,6 @@
 import { z } from "@hono/zod-openapi";
 import type { Balance } from "../../../billing/balance.js";
-import type { Invoice } from "../../../billing/invoices.js";
+import type { Invoice } from "../../../billing/invoices/invoice.js";
 import { formatUsd, formatUsdNumber } from "../../../ledger/money.js";
 
 export const BalanceResponse = z

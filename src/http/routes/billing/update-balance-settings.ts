@@ -2,7 +2,7 @@ import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { getBalance } from "../../../billing/balance.js";
 import { setLowBalanceThreshold } from "../../../billing/organizations.js";
 import { MoneyError, parseUsd } from "../../../ledger/money.js";
-import type { AppEnv } from "../../context.js";
+import { billingContext, type AppEnv } from "../../context.js";
 import { requiresKey } from "../access.js";
 import { principalOrgId } from "../../middleware/auth.js";
 import { errorResponses, jsonBody, jsonResponse } from "../../schemas.js";
@@ -49,12 +49,13 @@ export const updateBalanceSettingsRoute = createRoute({
 
 export function registerUpdateBalanceSettings(app: OpenAPIHono<AppEnv>) {
   app.openapi(updateBalanceSettingsRoute, async (c) => {
-    const { sql, clock } = c.get("deps");
+    const ctx = billingContext(c.get("deps"));
     const orgId = principalOrgId(c);
     // The threshold comes from the update's own `returning`: read again afterwards, it could be
     // a concurrent PATCH's value.
-    const org = await setLowBalanceThreshold(sql, orgId, c.req.valid("json").low_balance_threshold);
-    const balance = await getBalance(sql, orgId, clock());
+    const threshold = c.req.valid("json").low_balance_threshold;
+    const org = await setLowBalanceThreshold(ctx, { orgId, threshold });
+    const balance = await getBalance(ctx, { orgId });
     return c.json(balanceJson({ ...balance, lowBalanceThreshold: org.lowBalanceThreshold }), 200);
   });
 }

@@ -1,6 +1,6 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { depositAddressFor } from "../../../billing/deposits/addresses.js";
-import type { AppEnv } from "../../context.js";
+import { billingContext, type AppEnv } from "../../context.js";
 import { requiresKey } from "../access.js";
 import { principalOrgId } from "../../middleware/auth.js";
 import { errorResponses, jsonResponse } from "../../schemas.js";
@@ -32,8 +32,8 @@ export const getDepositAddressRoute = createRoute({
 
 export function registerGetDepositAddress(app: OpenAPIHono<AppEnv>) {
   app.openapi(getDepositAddressRoute, async (c) => {
-    const { sql, chain, config } = c.get("deps");
-    const a = await depositAddressFor(sql, chain, config, principalOrgId(c));
+    const { config } = c.get("deps");
+    const a = await depositAddressFor(billingContext(c.get("deps")), { orgId: principalOrgId(c) });
     const finality = config.FINALITY_REQUIRE_FINALIZED_TAG
       ? `credited once the transfer's block is at or below the chain's finalized block and at least ${config.FINALITY_CONFIRMATIONS} blocks deep`
       : `credited once the transfer's block is at least ${config.FINALITY_CONFIRMATIONS} blocks deep`;

@@ -1,7 +1,7 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { listDeposits, recordTopup } from "../../../billing/deposits/topup.js";
-import { enqueueDepositChecks } from "../../../workers/queues.js";
-import type { AppEnv } from "../../context.js";
+import { enqueueDepositChecks } from "../../../jobs/enqueue.js";
+import { billingContext, type AppEnv } from "../../context.js";
 import { requiresKey } from "../access.js";
 import { principalOrgId } from "../../middleware/auth.js";
 import { rateLimit } from "../../middleware/rate-limit.js";
@@ -51,17 +51,13 @@ export const recordTopupRoute = createRoute({
 
 export function registerRecordTopup(app: OpenAPIHono<AppEnv>) {
   app.openapi(recordTopupRoute, async (c) => {
-    const { sql, chain, config, clock, queues } = c.get("deps");
+    const { config, queues } = c.get("deps");
+    const ctx = billingContext(c.get("deps"));
     const orgId = principalOrgId(c);
-    const recorded = await recordTopup(
-      { sql, chain, config },
-      orgId,
-      c.req.valid("json").tx_hash as `0x${string}`,
-      clock(),
-    );
+    const recorded = await recordTopup(ctx, { orgId, txHash: c.req.valid("json").tx_hash as `0x${string}` });
     const pending = recorded.filter((r) => r.state === "seen" || r.state === "confirming").map((r) => r.id);
     if (queues) await enqueueDepositChecks(queues, pending).catch(() => undefined); // the scan re-finds them anyway
-    const rows = await listDeposits(sql, orgId, { limit: 100, ids: recorded.map((r) => r.id) });
+    const rows = await listDeposits(ctx, { orgId, limit: 100, ids: recorded.map((r) => r.id) });
     return c.json(
       { deposits: rows.map((d) => depositJson(d, config.HUSD_DECIMALS)) },
       recorded.some((r) => r.created) ? 201 : 200,

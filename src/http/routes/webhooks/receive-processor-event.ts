@@ -1,7 +1,7 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { handleProcessorEvent } from "../../../billing/payments/events.js";
 import { SIGNATURE_TOLERANCE_SECONDS, verifyProcessorEvent } from "../../../billing/payments/signature.js";
-import type { AppEnv } from "../../context.js";
+import { billingContext, type AppEnv } from "../../context.js";
 import { withoutKey } from "../access.js";
 import { errorResponses, jsonResponse } from "../../schemas.js";
 
@@ -70,7 +70,7 @@ export const receiveProcessorEventRoute = createRoute({
 
 export function registerReceiveProcessorEvent(app: OpenAPIHono<AppEnv>) {
   app.openapi(receiveProcessorEventRoute, async (c) => {
-    const { sql, config, clock, logger } = c.get("deps");
+    const { config, clock } = c.get("deps");
     // The exact bytes first: nothing may parse (and so re-serialize) the body before the signature check.
     const rawBody = await c.req.text();
     const event = await verifyProcessorEvent(
@@ -79,7 +79,10 @@ export function registerReceiveProcessorEvent(app: OpenAPIHono<AppEnv>) {
       config.STRIPE_WEBHOOK_SECRET,
       clock(),
     );
-    const handled = await handleProcessorEvent({ sql, logger, livemode: config.STRIPE_LIVEMODE }, event, clock());
+    const handled = await handleProcessorEvent(billingContext(c.get("deps")), {
+      event,
+      livemode: config.STRIPE_LIVEMODE,
+    });
     return c.json(
       {
         received: true as const,

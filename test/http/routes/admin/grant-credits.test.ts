@@ -3,6 +3,7 @@ import { expireGrants } from "../../../../src/billing/grants.js";
 import { createTestApp, manualClock, TEST_ADMIN_KEY, type TestApp } from "../../../support/app.js";
 import { createTestDatabase, type TestDatabase } from "../../../support/database.js";
 import { expectLedgerConsistent } from "../../../support/ledger.js";
+import { contextAt } from "../../../support/context.js";
 
 describe("POST /v1/admin/orgs/{id}/credits (grantCredits)", () => {
   let db: TestDatabase;
@@ -122,8 +123,8 @@ describe("POST /v1/admin/orgs/{id}/credits (grantCredits)", () => {
     expect((await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json.balance).toBe(7);
     clock.set(new Date(expiresAt.getTime()));
     expect((await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json.balance).toBe(2);
-    expect(await expireGrants(db.appSql, clock())).toBeGreaterThanOrEqual(1);
-    expect(await expireGrants(db.appSql, clock())).toBe(0); // idempotent
+    expect(await expireGrants(contextAt(db.appSql, clock()))).toBeGreaterThanOrEqual(1);
+    expect(await expireGrants(contextAt(db.appSql, clock()))).toBe(0); // idempotent
     const after = await t.call("GET", "/v1/billing/balance", { key: org.orgKey });
     expect(after.json.balance_nano_usd).toBe("2000000000");
     const history = await t.call("GET", "/v1/billing/transactions", { key: org.orgKey });
@@ -148,7 +149,7 @@ describe("POST /v1/admin/orgs/{id}/credits (grantCredits)", () => {
       credits: 0,
       held_nano_usd: "10000000000",
     });
-    expect(await expireGrants(db.appSql, clock())).toBe(0); // waits for the hold taken while the grant was live
+    expect(await expireGrants(contextAt(db.appSql, clock()))).toBe(0); // waits for the hold taken while the grant was live
     const settle = await t.call("POST", "/v1/billing/usage", {
       key: org.gatewayKey,
       body: {
@@ -170,7 +171,7 @@ describe("POST /v1/admin/orgs/{id}/credits (grantCredits)", () => {
       balance_nano_usd: "0",
       credits_nano_usd: "0",
     });
-    expect(await expireGrants(db.appSql, clock())).toBe(1);
+    expect(await expireGrants(contextAt(db.appSql, clock()))).toBe(1);
     expect((await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).json).toMatchObject({
       balance_nano_usd: "0",
       credits_nano_usd: "0",

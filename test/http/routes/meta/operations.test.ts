@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createMetrics } from "../../../../src/observability/metrics.js";
-import { createQueues, type Queues } from "../../../../src/workers/queues.js";
+import { createQueues, type Queues } from "../../../../src/jobs/queues.js";
 import { createTestApp, TEST_ADMIN_KEY, type TestApp } from "../../../support/app.js";
 import { createTestDatabase, type TestDatabase } from "../../../support/database.js";
 import { clearRedisPrefix, createTestRedis, uniqueRedisPrefix } from "../../../support/redis.js";

@@ -1,101 +1,9 @@
-import type { Logger } from "pino";
 import type { TransactionSql } from "../../db/client.js";
 import { orgCreditsAccount, SystemAccounts } from "../../ledger/accounts.js";
 import { postTransaction } from "../../ledger/post-transaction.js";
+import type { TransactionContext } from "../context.js";
 import { watchLowBalance } from "../low-balance.js";
-
-/** 1 US cent = 10^-2 USD = 10^7 nano-USD: an exact integer conversion, no rounding anywhere. */
-export const NANO_USD_PER_CENT = 10_000_000n;
-
-export function centsToNanoUsd(cents: bigint): bigint {
-  return cents * NANO_USD_PER_CENT;
-}
-
-/** Only USD is credited: the balance is USD, and converting would need a rate we do not own. */
-export const CREDITED_CURRENCY = "usd";
-
-type TopupRow = {
-  payment_id: string;
-  charge_id: string | null;
-  org_id: string;
-  currency: string;
-  amount_nano_usd: bigint | null;
-  state: "credited" | "partially_reversed" | "reversed" | "refused";
-  refunded_minor: bigint;
-  reversed_nano_usd: bigint;
-};
-
-/**
- * Serializes everything that concerns one payment (its credit, refunds and disputes), across
- * processes, for the rest of the transaction. Events may name the payment, its charge or both,
- * so every id known is locked, in sorted order so that two events can never deadlock.
- */
-export async function lockPayment(tx: TransactionSql, refs: (string | null | undefined)[]): Promise<void> {
-  const keys = [...new Set(refs.filter((r): r is string => Boolean(r)))].sort();
-  for (const key of keys) await tx`select pg_advisory_xact_lock(hashtextextended(${`card-payment:${key}`}, 0))`;
-}
-
-export type TopupInput = {
-  orgId: string;
-  paymentId: string;
-  chargeId: string | null;
-  currency: string;
-  amountMinor: bigint;
-};
-export type CreditOutcome = "credited" | "already_credited" | "refused_currency" | "nothing_received";
-
-/**
- * Credits a succeeded card payment to the org, once per payment id however many events name
- * it: a `card_topup` ledger transaction keyed by the payment id, plus its card_topups row. Other
- * currencies are recorded as refused and credit nothing. Call inside the event's transaction.
- */
-export async function creditCardTopup(
-  tx: TransactionSql,
-  logger: Logger,
-  input: TopupInput,
-  now: Date,
-): Promise<CreditOutcome> {
-  await lockPayment(tx, [input.paymentId, input.chargeId]);
-  const [existing] = await tx`select 1 from card_topups where payment_id = ${input.paymentId}`;
-  if (existing) return "already_credited";
-  if (input.amountMinor <= 0n) return "nothing_received";
-  if (input.currency !== CREDITED_CURRENCY) {
-    await tx`
-      insert into card_topups (payment_id, charge_id, org_id, currency, amount_minor, state, reason, created_at, updated_at)
-      values (${input.paymentId}, ${input.chargeId}, ${input.orgId}, ${input.currency}, ${input.amountMinor.toString()}, 'refused',
-              ${`unsupported_currency: ${input.currency}`}, ${now}, ${now})`;
-    logger.warn(
-      {
-        org_id: input.orgId,
-        payment_id: input.paymentId,
-        currency: input.currency,
-        amount_minor: input.amountMinor.toString(),
-      },
-      "card payment in a currency other than usd: recorded, not credited; refund it at the processor",
-    );
-    return "refused_currency";
-  }
-  const amount = centsToNanoUsd(input.amountMinor);
-  const posted = await postTransaction(tx, {
-    kind: "card_topup",
-    orgId: input.orgId,
-    idempotencyKey: input.paymentId,
-    description: "Card top-up",
-    // Shown to the org by GET /v1/billing/transactions: no processor ids in here.
-    metadata: { source: "card", currency: "usd", amount_cents: input.amountMinor.toString() },
-    entries: [
-      { accountId: orgCreditsAccount(input.orgId), amount },
-      { accountId: SystemAccounts.card, amount: -amount },
-    ],
-    createdAt: now,
-  });
-  if (!posted.created) return "already_credited";
-  await tx`
-    insert into card_topups (payment_id, charge_id, org_id, currency, amount_minor, amount_nano_usd, state, credit_transaction_id, created_at, updated_at)
-    values (${input.paymentId}, ${input.chargeId}, ${input.orgId}, ${input.currency}, ${input.amountMinor.toString()}, ${amount.toString()},
-            'credited', ${posted.transactionId}, ${now}, ${now})`;
-  return "credited";
-}
+import { centsToNanoUsd, lockPayment, topupState, type TopupRow } from "./card-payment.js";
 
 /**
  * A refund carries the charge's cumulative `amount_refunded`: each refund is applied as the
@@ -141,10 +49,6 @@ export type ReversalOutcome =
 
 type DisputeRow = { status: "open" | "won" | "lost"; reversed_nano_usd: bigint; reinstated_nano_usd: bigint };
 
-function topupState(reversed: bigint, credited: bigint): TopupRow["state"] {
-  return reversed === 0n ? "credited" : reversed === credited ? "reversed" : "partially_reversed";
-}
-
 /**
  * Takes a refunded or disputed amount back from the org: a `reversal` ledger transaction, capped
  * at what this payment credited and has not yet given back. The balance may go negative: the
@@ -153,11 +57,11 @@ function topupState(reversed: bigint, credited: bigint): TopupRow["state"] {
  * The end of a dispute goes through here too (closeDispute), under the same payment lock.
  */
 export async function reverseCardTopup(
-  tx: TransactionSql,
-  logger: Logger,
+  ctx: TransactionContext,
   r: Reversal,
-  now: Date,
 ): Promise<{ outcome: ReversalOutcome; orgId: string | null }> {
+  const { sql: tx, logger } = ctx;
+  const now = ctx.clock();
   await lockPayment(tx, [r.paymentId, r.chargeId]);
   const [row] = await tx<TopupRow[]>`
     select payment_id, charge_id, org_id, currency, amount_nano_usd, state, refunded_minor, reversed_nano_usd from card_topups
@@ -173,7 +77,7 @@ export async function reverseCardTopup(
     );
     return { outcome: "refused_currency", orgId: row.org_id };
   }
-  if (r.kind === "dispute_closed") return closeDispute(tx, logger, r, row, row.amount_nano_usd, now);
+  if (r.kind === "dispute_closed") return closeDispute(ctx, r, row, row.amount_nano_usd, now);
   if (r.kind === "dispute") {
     const [dispute] = await tx<
       DisputeRow[]
@@ -240,13 +144,13 @@ export async function reverseCardTopup(
  * `funds_reinstated` is money actually returned, so it gives back even after a recorded loss.
  */
 async function closeDispute(
-  tx: TransactionSql,
-  logger: Logger,
+  ctx: TransactionContext,
   r: Extract<Reversal, { kind: "dispute_closed" }>,
   topup: TopupRow,
   credited: bigint,
   now: Date,
 ): Promise<{ outcome: ReversalOutcome; orgId: string }> {
+  const { sql: tx, logger } = ctx;
   const orgId = topup.org_id;
   const [row] = await tx<DisputeRow[]>`
     select status, reversed_nano_usd, reinstated_nano_usd from card_disputes where dispute_id = ${r.disputeId} for update`;
@@ -301,5 +205,5 @@ async function disputeReversalAmount(tx: TransactionSql, orgId: string, disputeI
     select coalesce(-sum(e.amount), 0)::text as taken from ledger_transactions t
     join ledger_entries e on e.transaction_id = t.id and e.account_id = ${orgCreditsAccount(orgId)}
     where t.kind = 'reversal' and t.idempotency_key = ${`card-dispute:${disputeId}`}`;
-  return BigInt(row!.taken);
+  return row ? BigInt(row.taken) : 0n;
 }

@@ -1,0 +1,203 @@
+import type { TransactionSql } from "../../db/client.js";
+import { BillingError } from "../../errors.js";
+import { newId } from "../../ids.js";
+import { orgCreditsAccount, SystemAccounts } from "../../ledger/accounts.js";
+import { divideHalfEven } from "../../ledger/money.js";
+import { postTransaction } from "../../ledger/post-transaction.js";
+import { at, withTransaction, type BillingContext } from "../context.js";
+import { consumeExpiringGrants } from "../grants.js";
+import { watchLowBalance } from "../low-balance.js";
+import { lockOrgs, spendable } from "../org-locks.js";
+import { cycleContaining, cycleFrom, type Period } from "../periods.js";
+import { grantIncludedCredits, subscribedPlanAt } from "../subscriptions.js";
+import { toInvoice, type Invoice, type InvoiceLine, type InvoiceRow, type InvoiceStatus } from "./invoice.js";
+import { addUsageTotals, previousInvoice, usageTotals } from "./usage-totals.js";
+
+/**
+ * Closes one organization's cycle: one invoice per org and period, whoever calls and however
+ * often. It rolls up every usage event not invoiced before, charges the plan in arrears, applies
+ * queued adjustments, settles what it can from credits, and issues the invoice, all in one
+ * transaction. The org's usage history is read before the org's lock (the one every usage write
+ * takes); under the lock it reads only the events written meanwhile, then writes: metering
+ * never waits on the long read.
+ */
+export async function closeCycle(
+  ctx: BillingContext,
+  input: { orgId: string; period: Period },
+): Promise<{ invoice: Invoice; created: boolean }> {
+  const { orgId, period } = input;
+  const now = ctx.clock();
+  if (period.end > now)
+    throw new BillingError("invalid_request", `the cycle ending ${period.end.toISOString()} has not ended yet`);
+  // Every step of the close, nested verbs included, happens at this one instant.
+  return withTransaction(at(ctx, now), async (txc) => {
+    const tx = txc.sql;
+    // Unlocked: the history up to the newest event this read sees (`upto`, see usageTotals).
+    const unlockedPrevious = await previousInvoice(tx, orgId, period);
+    const early = await usageTotals(tx, orgId, period, unlockedPrevious, 0n);
+
+    const orgs = await lockOrgs(tx, [orgId], now);
+    const org = orgs.get(orgId);
+    if (!org) throw new BillingError("not_found", `no organization ${orgId}`);
+    const [existing] = await tx<
+      InvoiceRow[]
+    >`select * from invoices where org_id = ${orgId} and period_start = ${period.start}`;
+    if (existing) return { invoice: toInvoice(existing), created: false };
+    // Judged over the whole close: a plan paid from credits, then the next cycle's included credits.
+    const lowBalance = await watchLowBalance(tx, orgId, now, org);
+    const [later] =
+      await tx`select number from invoices where org_id = ${orgId} and period_start > ${period.start} limit 1`;
+    if (later)
+      throw new BillingError("conflict", `a later cycle is already invoiced (${later.number}); cycles close in order`);
+
+    // Under the lock: the events written since the unlocked read; or everything again if an
+    // earlier cycle was closed meanwhile (that changes what "invoiced before" means).
+    const previous = await previousInvoice(tx, orgId, period);
+    const samePrevious =
+      previous.end.getTime() === unlockedPrevious.end.getTime() && previous.cutoff === unlockedPrevious.cutoff;
+    const rest = await usageTotals(tx, orgId, period, previous, samePrevious ? early.upto : 0n);
+    const usage = samePrevious ? addUsageTotals(early.totals, rest.totals) : rest.totals;
+    const cutoff = rest.upto;
+
+    const lines: InvoiceLine[] = usage.map((u) => ({
+      kind: u.late ? "late_usage" : "usage",
+      product: u.product,
+      model: u.model || null,
+      description: `${u.late ? "Late usage: " : ""}${u.product}${u.model ? ` (${u.model})` : ""}`,
+      quantities: Object.fromEntries(Object.entries(u.quantities).map(([k, v]) => [k, v.toString()])),
+      amount: u.cost,
+      periodStart: u.late ? null : period.start,
+      periodEnd: period.end,
+    }));
+    const usageTotal = lines.reduce((s, l) => s + l.amount, 0n);
+
+    let charges = 0n; // settled at close, from credits
+    const [sub] = await tx<
+      { plan_id: string; started_at: Date; canceled_at: Date | null }[]
+    >`select * from subscriptions where org_id = ${orgId}`;
+    const subscribedThisCycle =
+      sub && sub.started_at < period.end && (!sub.canceled_at || sub.canceled_at > period.start);
+    if (subscribedThisCycle) {
+      const plan = subscribedPlanAt(ctx.catalog, sub.plan_id, period.start);
+      const price = proratedPrice(plan.monthlyPrice, period, await anchorDay(tx, orgId));
+      const share =
+        price === plan.monthlyPrice
+          ? ""
+          : ` (prorated for ${period.start.toISOString().slice(0, 10)} to ${period.end.toISOString().slice(0, 10)})`;
+      lines.push({
+        kind: "subscription",
+        product: null,
+        model: null,
+        description: `${plan.name} plan${share}`,
+        quantities: {},
+        amount: price,
+        periodStart: period.start,
+        periodEnd: period.end,
+      });
+      charges += price;
+    }
+    const adjustments = await tx<{ id: string; amount: bigint; description: string }[]>`
+      select id, amount, description from invoice_adjustments where org_id = ${orgId} and applied_invoice_id is null order by created_at for update`;
+    for (const a of adjustments) {
+      lines.push({
+        kind: "adjustment",
+        product: null,
+        model: null,
+        description: a.description,
+        quantities: {},
+        amount: a.amount,
+        periodStart: null,
+        periodEnd: null,
+      });
+      charges += a.amount;
+    }
+
+    // Usage was paid from credits as it happened; charges are settled now, as far as credits go.
+    const available = spendable(org);
+    const settled = charges > 0n ? (charges < available ? charges : available > 0n ? available : 0n) : charges;
+    const amountDue = charges - settled;
+    const subtotal = usageTotal + charges;
+    // A credit beyond the cycle's charges went to the balance: it is not credits applied.
+    const creditsApplied = subtotal - amountDue > 0n ? subtotal - amountDue : 0n;
+
+    const id = newId("inv");
+    await tx`insert into invoices (id, org_id, period_start, period_end, status, subtotal, credits_applied, amount_due, usage_seq_cutoff, created_at)
+             values (${id}, ${orgId}, ${period.start}, ${period.end}, 'draft', ${subtotal.toString()}, ${creditsApplied.toString()},
+                     ${amountDue.toString()}, ${cutoff.toString()}, ${now})`;
+    if (lines.length > 0) {
+      const rows = lines.map((l) => ({
+        invoice_id: id,
+        kind: l.kind,
+        product: l.product,
+        model: l.model,
+        description: l.description,
+        quantities: l.quantities as never,
+        amount: l.amount.toString(),
+        period_start: l.periodStart,
+        period_end: l.periodEnd,
+      }));
+      await tx`insert into invoice_lines ${tx(rows, "invoice_id", "kind", "product", "model", "description", "quantities", "amount", "period_start", "period_end")}`;
+    }
+    if (adjustments.length > 0) {
+      await tx`update invoice_adjustments set applied_invoice_id = ${id} where id = any(${adjustments.map((a) => a.id)})`;
+    }
+    // Paying the plan from credits spends expiring grants first, like usage does.
+    if (settled > 0n && org.hasExpiringGrants) await consumeExpiringGrants(tx, orgId, settled, now);
+    let settlement: string | null = null;
+    if (settled !== 0n) {
+      // The invoice has no number yet (it gets one last, see below): the entry names its id.
+      ({ transactionId: settlement } = await postTransaction(tx, {
+        kind: "invoice_settlement",
+        orgId,
+        idempotencyKey: id,
+        description: `Invoice ${id}: ${settled > 0n ? "charges paid from credits" : "credit from adjustments"}`,
+        metadata: { invoice_id: id },
+        entries: [
+          { accountId: orgCreditsAccount(orgId), amount: -settled },
+          { accountId: SystemAccounts.revenue, amount: settled },
+        ],
+        createdAt: now,
+      }));
+    }
+
+    // A plan change waits for the cycle boundary; then the new cycle's included credits (once
+    // per anchored month: an early close does not grant the same month twice).
+    if (sub && !sub.canceled_at) {
+      const [current] = await tx<{ plan_id: string }[]>`
+        update subscriptions set plan_id = coalesce(pending_plan_id, plan_id), pending_plan_id = null where org_id = ${orgId} returning plan_id`;
+      if (!current) throw new Error(`the subscription of ${orgId} vanished under its lock`);
+      const next = cycleFrom(period.end, await anchorDay(tx, orgId));
+      if (next.end > now) {
+        const plan = subscribedPlanAt(ctx.catalog, current.plan_id, next.start);
+        await grantIncludedCredits(txc, { orgId, plan, cycle: next });
+      }
+    }
+    await lowBalance(settled > 0n ? settlement : null);
+
+    // Issued last: the number counter is the one row every close writes, so it is locked only
+    // for this statement and the commit, and a close that rolls back takes its number back.
+    const status: InvoiceStatus = amountDue === 0n ? "paid" : "open";
+    const [issued] = await tx<InvoiceRow[]>`
+      with n as (update invoice_number_counter set last_number = last_number + 1 returning last_number)
+      update invoices set number = 'INV-' || lpad(n.last_number::text, greatest(6, length(n.last_number::text)), '0'),
+        status = ${status}, issued_at = ${now}, paid_at = ${status === "paid" ? now : null}
+      from n where id = ${id} returning invoices.*`;
+    if (!issued) throw new Error("invoice_number_counter has no row (migration 0016)");
+    return { invoice: { ...toInvoice(issued), lines }, created: true };
+  });
+}
+
+async function anchorDay(tx: TransactionSql, orgId: string): Promise<number> {
+  const [row] = await tx<{ d: number }[]>`select billing_anchor_day as d from organizations where id = ${orgId}`;
+  if (!row) throw new BillingError("not_found", `no organization ${orgId}`);
+  return row.d;
+}
+
+/** A plan's monthly price for a cycle shorter than its anchored month, by time, rounded half to even. */
+export function proratedPrice(monthly: bigint, period: { start: Date; end: Date }, anchor: number): bigint {
+  const full = cycleContaining(period.start, anchor);
+  const fullMs = BigInt(full.end.getTime() - full.start.getTime());
+  const ms = BigInt(period.end.getTime() - period.start.getTime());
+  if (ms >= fullMs) return monthly;
+  return divideHalfEven(monthly * ms, fullMs);
+}

@@ -1,0 +1,54 @@
+import { BillingError } from "../../errors.js";
+import type { BillingContext } from "../context.js";
+import { cycleContaining, cycleFrom, type Period } from "../periods.js";
+
+const MIN_EARLY_CYCLE_MS = 60_000;
+
+export type DueCyclesInput = { orgId?: string; endCurrentNow?: boolean };
+
+/**
+ * Cycles that have ended without an invoice, oldest first, for one org or all. A cycle starts
+ * where the previous invoice ended (or at the org's anchored cycle start when it has none) and
+ * runs to the next anchor date, so a cycle closed early ("now") is followed by a short one.
+ */
+export async function dueCycles(
+  ctx: BillingContext,
+  input: DueCyclesInput = {},
+): Promise<{ orgId: string; period: Period }[]> {
+  const { sql } = ctx;
+  const now = ctx.clock();
+  const orgs = await sql<{ id: string; billing_anchor_day: number; created_at: Date; last_end: Date | null }[]>`
+    select o.id, o.billing_anchor_day, o.created_at, (select max(period_end) from invoices i where i.org_id = o.id) as last_end
+    from organizations o ${input.orgId ? sql`where o.id = ${input.orgId}` : sql``}`;
+  if (input.orgId && orgs.length === 0) throw new BillingError("not_found", `no organization ${input.orgId}`);
+  const due: { orgId: string; period: Period }[] = [];
+  for (const o of orgs) {
+    const start = o.last_end ?? cycleContaining(o.created_at, o.billing_anchor_day).start;
+    let p = cycleFrom(start, o.billing_anchor_day);
+    while (p.end <= now) {
+      due.push({ orgId: o.id, period: p });
+      p = cycleFrom(p.end, o.billing_anchor_day);
+    }
+    // A cycle that began less than a minute ago is not ended again: racing or repeated
+    // "end now" requests then yield one invoice instead of a trail of empty slivers.
+    if (input.endCurrentNow && now.getTime() - p.start.getTime() >= MIN_EARLY_CYCLE_MS)
+      due.push({ orgId: o.id, period: { ...p, end: now } });
+  }
+  return due;
+}
+
+/**
+ * When the org's running cycle may be ended early, if not yet: a cycle that began less than a
+ * minute ago (the previous one was just closed) is not ended again (see dueCycles).
+ */
+export async function earlyEndNotBefore(ctx: BillingContext, input: { orgId: string }): Promise<Date | undefined> {
+  const now = ctx.clock();
+  const [o] = await ctx.sql<{ billing_anchor_day: number; created_at: Date; last_end: Date | null }[]>`
+    select o.billing_anchor_day, o.created_at, (select max(period_end) from invoices i where i.org_id = o.id) as last_end
+    from organizations o where o.id = ${input.orgId}`;
+  if (!o) return undefined;
+  let p = cycleFrom(o.last_end ?? cycleContaining(o.created_at, o.billing_anchor_day).start, o.billing_anchor_day);
+  while (p.end <= now) p = cycleFrom(p.end, o.billing_anchor_day);
+  const notBefore = new Date(p.start.getTime() + MIN_EARLY_CYCLE_MS);
+  return notBefore > now ? notBefore : undefined;
+}

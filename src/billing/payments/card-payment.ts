@@ -1,0 +1,37 @@
+import type { TransactionSql } from "../../db/client.js";
+
+/** 1 US cent = 10^-2 USD = 10^7 nano-USD: an exact integer conversion, no rounding anywhere. */
+export const NANO_USD_PER_CENT = 10_000_000n;
+
+export function centsToNanoUsd(cents: bigint): bigint {
+  return cents * NANO_USD_PER_CENT;
+}
+
+/** Only USD is credited: the balance is USD, and converting would need a rate we do not own. */
+export const CREDITED_CURRENCY = "usd";
+
+/** A `card_topups` row: one card payment and what was given back of it. */
+export type TopupRow = {
+  payment_id: string;
+  charge_id: string | null;
+  org_id: string;
+  currency: string;
+  amount_nano_usd: bigint | null;
+  state: "credited" | "partially_reversed" | "reversed" | "refused";
+  refunded_minor: bigint;
+  reversed_nano_usd: bigint;
+};
+
+/**
+ * Serializes everything that concerns one payment (its credit, refunds and disputes), across
+ * processes, for the rest of the transaction. Events may name the payment, its charge or both,
+ * so every id known is locked, in sorted order so that two events can never deadlock.
+ */
+export async function lockPayment(tx: TransactionSql, refs: (string | null | undefined)[]): Promise<void> {
+  const keys = [...new Set(refs.filter((r): r is string => Boolean(r)))].sort();
+  for (const key of keys) await tx`select pg_advisory_xact_lock(hashtextextended(${`card-payment:${key}`}, 0))`;
+}
+
+export function topupState(reversed: bigint, credited: bigint): TopupRow["state"] {
+  return reversed === 0n ? "credited" : reversed === credited ? "reversed" : "partially_reversed";
+}

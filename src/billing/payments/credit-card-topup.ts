@@ -1,0 +1,63 @@
+import type { TransactionContext } from "../context.js";
+import { orgCreditsAccount, SystemAccounts } from "../../ledger/accounts.js";
+import { postTransaction } from "../../ledger/post-transaction.js";
+import { CREDITED_CURRENCY, centsToNanoUsd, lockPayment } from "./card-payment.js";
+
+export type TopupInput = {
+  orgId: string;
+  paymentId: string;
+  chargeId: string | null;
+  currency: string;
+  amountMinor: bigint;
+};
+export type CreditOutcome = "credited" | "already_credited" | "refused_currency" | "nothing_received";
+
+/**
+ * Credits a succeeded card payment to the org, once per payment id however many events name
+ * it: a `card_topup` ledger transaction keyed by the payment id, plus its card_topups row. Other
+ * currencies are recorded as refused and credit nothing. Call inside the event's transaction.
+ */
+export async function creditCardTopup(ctx: TransactionContext, input: TopupInput): Promise<CreditOutcome> {
+  const { sql: tx, logger } = ctx;
+  const now = ctx.clock();
+  await lockPayment(tx, [input.paymentId, input.chargeId]);
+  const [existing] = await tx`select 1 from card_topups where payment_id = ${input.paymentId}`;
+  if (existing) return "already_credited";
+  if (input.amountMinor <= 0n) return "nothing_received";
+  if (input.currency !== CREDITED_CURRENCY) {
+    await tx`
+      insert into card_topups (payment_id, charge_id, org_id, currency, amount_minor, state, reason, created_at, updated_at)
+      values (${input.paymentId}, ${input.chargeId}, ${input.orgId}, ${input.currency}, ${input.amountMinor.toString()}, 'refused',
+              ${`unsupported_currency: ${input.currency}`}, ${now}, ${now})`;
+    logger.warn(
+      {
+        org_id: input.orgId,
+        payment_id: input.paymentId,
+        currency: input.currency,
+        amount_minor: input.amountMinor.toString(),
+      },
+      "card payment in a currency other than usd: recorded, not credited; refund it at the processor",
+    );
+    return "refused_currency";
+  }
+  const amount = centsToNanoUsd(input.amountMinor);
+  const posted = await postTransaction(tx, {
+    kind: "card_topup",
+    orgId: input.orgId,
+    idempotencyKey: input.paymentId,
+    description: "Card top-up",
+    // Shown to the org by GET /v1/billing/transactions: no processor ids in here.
+    metadata: { source: "card", currency: "usd", amount_cents: input.amountMinor.toString() },
+    entries: [
+      { accountId: orgCreditsAccount(input.orgId), amount },
+      { accountId: SystemAccounts.card, amount: -amount },
+    ],
+    createdAt: now,
+  });
+  if (!posted.created) return "already_credited";
+  await tx`
+    insert into card_topups (payment_id, charge_id, org_id, currency, amount_minor, amount_nano_usd, state, credit_transaction_id, created_at, updated_at)
+    values (${input.paymentId}, ${input.chargeId}, ${input.orgId}, ${input.currency}, ${input.amountMinor.toString()}, ${amount.toString()},
+            'credited', ${posted.transactionId}, ${now}, ${now})`;
+  return "credited";
+}

@@ -1,0 +1,27 @@
+import { z } from "zod";
+
+/**
+ * What each queue's jobs carry. A job is only a nudge: the state it acts on lives in PostgreSQL
+ * and every processor re-reads it, so a lost job is re-created by a sweep and a duplicate is
+ * harmless. Payloads are plain JSON (BullMQ stores them with JSON.stringify).
+ */
+export const DepositJob = z.object({ deposit_id: z.string() });
+export type DepositJob = z.infer<typeof DepositJob>;
+
+export const LowBalanceAlertJob = z.object({ alert_id: z.string() });
+export type LowBalanceAlertJob = z.infer<typeof LowBalanceAlertJob>;
+
+export const MaintenanceTasks = [
+  "expire-holds",
+  "expire-grants",
+  "resend-alerts",
+  "close-cycles",
+  "scan-deposits",
+  "audit-deposits",
+  "check-ledger",
+] as const;
+export const MaintenanceTask = z.enum(MaintenanceTasks);
+export type MaintenanceTask = z.infer<typeof MaintenanceTask>;
+
+export const MaintenanceJob = z.object({ task: MaintenanceTask });
+export type MaintenanceJob = z.infer<typeof MaintenanceJob>;

@@ -1,0 +1,46 @@
+import { undeliveredAlerts } from "../../billing/alerts.js";
+import { at } from "../../billing/context.js";
+import type { DepositContext } from "../../billing/deposits/context.js";
+import { auditCreditedDeposits } from "../../billing/deposits/audit.js";
+import { expireGrants } from "../../billing/grants.js";
+import { releaseExpiredHolds } from "../../billing/holds.js";
+import { closeDueCycles } from "../../billing/invoices/close-due-cycles.js";
+import { resendAlerts } from "../../jobs/enqueue.js";
+import { MaintenanceJob } from "../../jobs/payloads.js";
+import type { Queues } from "../../jobs/queues.js";
+import { reconcileLedger } from "../../ledger/reconcile.js";
+import { scanDeposits } from "./deposit-scan.js";
+
+/** A `maintenance` job: one sweep, at one instant. Results are plain JSON (they are kept in Redis). */
+export async function runMaintenance(
+  ctx: DepositContext & { queues: Queues },
+  data: unknown,
+  opts: { scanEveryMs: number },
+) {
+  const now = ctx.clock();
+  const fixed = at(ctx, now);
+  switch (MaintenanceJob.parse(data).task) {
+    case "expire-holds":
+      return { released: await releaseExpiredHolds(fixed) };
+    case "expire-grants":
+      return { expired: await expireGrants(fixed) };
+    case "scan-deposits":
+      return scanDeposits(fixed, { scanEveryMs: opts.scanEveryMs });
+    case "audit-deposits":
+      return auditCreditedDeposits(fixed);
+    case "close-cycles":
+      return closeDueCycles(fixed);
+    case "resend-alerts": {
+      // Alerts whose commit notice nobody heard (no worker listening then, Redis down). The
+      // grace is short: enqueuing again an alert whose job was added moments ago is harmless,
+      // as the job id dedupes while the job is kept and delivery marks the row only once.
+      const ids = await undeliveredAlerts(fixed, { olderThan: new Date(now.getTime() - 5_000) });
+      await resendAlerts(ctx.queues, ids);
+      return { resent: ids.length };
+    }
+    case "check-ledger": {
+      const { mismatches, durationMs } = await reconcileLedger({ sql: ctx.sql, logger: ctx.logger }, now);
+      return { mismatches, duration_ms: durationMs };
+    }
+  }
+}
