@@ -22,6 +22,13 @@ export function nextCycle(p: Period, anchorDay = 1): Period {
   return cycleContaining(p.end, anchorDay);
 }
 
+/**
+ * The months a client may name. Nothing here predates 1970, and a cycle starting in 9998-12 is
+ * the last that ends before year 10000, which PostgreSQL refuses. (Date.UTC also reads years
+ * 0-99 as 1900-1999: `0099-12` must not quietly mean December 1999.)
+ */
+export const PERIOD_YEARS = { min: 1970, max: 9998 } as const;
+
 /** `current`, `previous` or `YYYY-MM` (the cycle starting in that month), relative to `now`. */
 export function resolvePeriod(text: string, now: Date, anchorDay = 1): Period {
   const current = cycleContaining(now, anchorDay);
@@ -32,7 +39,14 @@ export function resolvePeriod(text: string, now: Date, anchorDay = 1): Period {
     throw new BillingError("invalid_request", 'period must be "current", "previous" or YYYY-MM', {
       details: { param: "period" },
     });
-  return cycleStartingIn(Number(match[1]), Number(match[2]), anchorDay);
+  const year = Number(match[1]);
+  if (year < PERIOD_YEARS.min || year > PERIOD_YEARS.max)
+    throw new BillingError(
+      "invalid_request",
+      `period must be a month from ${PERIOD_YEARS.min}-01 to ${PERIOD_YEARS.max}-12`,
+      { details: { param: "period" } },
+    );
+  return cycleStartingIn(year, Number(match[2]), anchorDay);
 }
 
 /** The cycle that starts at `start` and ends at the next anchor date after it (a cycle closed early is followed by a short one). */

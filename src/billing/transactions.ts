@@ -18,15 +18,15 @@ export function encodeCursor(seq: bigint): string {
   return Buffer.from(`s:${seq}`).toString("base64url");
 }
 
+const MAX_SEQ = 2n ** 63n - 1n; // seq is a PostgreSQL bigint
+
 export function decodeCursor(cursor: string): bigint {
   const text = Buffer.from(cursor, "base64url").toString("utf8");
-  const match = /^s:(\d{1,19})$/.exec(text);
-  try {
-    if (!match) throw new Error("bad cursor");
-    return BigInt(match[1]!);
-  } catch {
+  const digits = /^s:(\d{1,19})$/.exec(text)?.[1];
+  const seq = digits === undefined ? undefined : BigInt(digits);
+  if (seq === undefined || seq > MAX_SEQ)
     throw new BillingError("invalid_request", "cursor is not one this API returned", { details: { param: "cursor" } });
-  }
+  return seq;
 }
 
 /** The org's ledger history, newest first. */

@@ -20,6 +20,7 @@ const ERROR_DESCRIPTIONS: Record<number, string> = {
   403: "Key of the wrong scope",
   404: "Not found",
   409: "Idempotency key reused for a different request",
+  413: "The request body is too large (`payload_too_large`)",
   422: "Refers to something that does not exist",
   429: "Too many requests (`rate_limited`); retry after the `Retry-After` header's seconds",
   503: "A dependency is not configured or unavailable",
@@ -71,6 +72,19 @@ export const IdempotencyKeyHeader = z
   .openapi({
     description: "Makes the call safe to retry: the same key returns the first result and moves no money again.",
   });
+
+// Years 0001-9999 in UTC: what PostgreSQL and a four-digit ISO year both hold.
+const TIMESTAMP_MIN_MS = Date.parse("0001-01-01T00:00:00Z");
+const TIMESTAMP_END_MS = Date.parse("+010000-01-01T00:00:00Z");
+
+/**
+ * An RFC 3339 timestamp with its offset, within years 0001-9999 once in UTC: RFC 3339 allows
+ * `9999-12-31T23:59:59-01:00`, which is year 10000 in UTC and refused by PostgreSQL.
+ */
+export const Timestamp = z.iso.datetime({ offset: true }).refine((text) => {
+  const ms = Date.parse(text);
+  return ms >= TIMESTAMP_MIN_MS && ms < TIMESTAMP_END_MS;
+}, "must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z once converted to UTC");
 
 export const Cursor = z.string().max(200).optional().openapi({ description: "`next_cursor` from the previous page" });
 export const Limit = z.coerce.number().int().min(1).max(100).default(20);

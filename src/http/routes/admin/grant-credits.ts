@@ -3,14 +3,21 @@ import { grantCredits, type CreditGrant } from "../../../billing/grants.js";
 import { formatUsd, formatUsdNumber } from "../../../ledger/money.js";
 import { billingContext, type AppEnv } from "../../context.js";
 import { requiresKey } from "../access.js";
-import { errorResponses, IdempotencyKeyHeader, jsonBody, jsonResponse, PositiveUsdString } from "../../schemas.js";
+import {
+  errorResponses,
+  IdempotencyKeyHeader,
+  jsonBody,
+  jsonResponse,
+  PositiveUsdString,
+  Timestamp,
+} from "../../schemas.js";
 import { OrgIdParam } from "./schemas.js";
 
 export const GrantCreditsRequest = z
   .object({
     amount: PositiveUsdString,
     reason: z.string().trim().min(1).max(500),
-    expires_at: z.iso.datetime({ offset: true }).optional().openapi({ example: "2027-01-01T00:00:00Z" }),
+    expires_at: Timestamp.optional().openapi({ example: "2027-01-01T00:00:00Z" }),
   })
   .strict()
   .openapi("GrantCreditsRequest", { example: { amount: "25.00", reason: "Welcome credit" } });

@@ -7,7 +7,7 @@ import { formatUsd } from "../../../ledger/money.js";
 import type { AppEnv } from "../../context.js";
 import { requiresKey } from "../access.js";
 import { fromZodError } from "../../errors.js";
-import { errorResponses, jsonBody, jsonResponse, safeText } from "../../schemas.js";
+import { errorResponses, jsonBody, jsonResponse, safeText, Timestamp } from "../../schemas.js";
 import { IdempotencyKeyField, ModelField, OrgIdField, ProductField, Quantities } from "./schemas.js";
 
 export const MAX_EVENTS_PER_BATCH = 1000;
@@ -16,9 +16,9 @@ export const UsageEvent = z
   .object({
     idempotency_key: IdempotencyKeyField,
     org_id: OrgIdField,
-    timestamp: z.iso
-      .datetime({ offset: true })
-      .openapi({ description: "When the usage happened; priced by the catalog version in force then" }),
+    timestamp: Timestamp.openapi({
+      description: "When the usage happened; priced by the catalog version in force then",
+    }),
     product: ProductField,
     model: ModelField,
     quantities: Quantities,
