@@ -1,6 +1,9 @@
 import { z } from "zod";
 import { APP_LOGIN, INDEXER_LOGIN, OWNER_LOGIN, withUser } from "./db/roles.js";
 
+/** What an API key looks like, for authentication and ADMIN_API_KEY alike: `hk-` and 16-128 characters. */
+export const API_KEY_PATTERN = /^hk-[A-Za-z0-9_-]{16,128}$/;
+
 const address = z.string().regex(/^0x[0-9a-fA-F]{40}$/, "must be a 0x-prefixed 20-byte hex address");
 const baseUnits = z.string().regex(/^\d{1,78}$/, "must be a whole number of token base units");
 const bool = z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1");
@@ -29,7 +32,7 @@ export const Config = z.object({
   /** Bootstraps operators: a key with admin scope that is not stored in the database. */
   ADMIN_API_KEY: z
     .string()
-    .regex(/^hk-[A-Za-z0-9_-]{16,}$/, "must look like hk-… with at least 16 characters after hk-")
+    .regex(API_KEY_PATTERN, "must look like hk-… with 16 to 128 letters, digits, _ or - after hk- (as every API key)")
     .optional(),
   RPC_URL: z.url().default("http://127.0.0.1:8545"),
   CHAIN_ID: z.coerce.number().int().positive().default(36963),

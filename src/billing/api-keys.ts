@@ -2,6 +2,7 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import type { Sql } from "../db/client.js";
 import { BillingError } from "../errors.js";
+import { API_KEY_PATTERN } from "../config.js";
 import { newId, randomBase62 } from "../ids.js";
 import type { BillingContext } from "./context.js";
 
@@ -11,7 +12,7 @@ export type KeyScope = (typeof KeyScopes)[number];
 /** Who a request speaks for. The bootstrap admin key has no organization and no row. */
 export type Principal = { keyId: string; orgId: string | null; scope: KeyScope };
 
-export const API_KEY_PATTERN = /^hk-[A-Za-z0-9_-]{16,128}$/;
+export { API_KEY_PATTERN };
 
 export function hashKey(key: string): Buffer {
   return createHash("sha256").update(key).digest();
@@ -58,6 +59,14 @@ export async function revokeApiKey(
 /** The longest any process trusts a key it read from PostgreSQL, counted from the start of that lookup. */
 export const KEY_CACHE_TTL_MS = 1_000;
 
+/**
+ * How long a process answers a key PostgreSQL did not accept (unknown or revoked) without asking
+ * again. A revoked key never becomes valid, and a new key cannot have been refused before it was
+ * created (it is 40 random characters, shown once by its creation), so this only bounds how long a
+ * wrong key is refused from memory, not how long a good one could be.
+ */
+export const KEY_REFUSAL_TTL_MS = 5_000;
+
 /** Taken before a key is read from PostgreSQL and handed back to KeyCache.set with the answer. */
 export type KeyLookup = { epoch: number; startedAt: number };
 
@@ -76,10 +85,14 @@ export type KeyLookup = { epoch: number; startedAt: number };
  */
 export class KeyCache {
   private entries = new Map<string, { principal: Principal; until: number }>();
+  /** Keys refused, with the reason, for KEY_REFUSAL_TTL_MS: random keys only ever push out the oldest. */
+  private refusals = new Map<string, { message: string; until: number }>();
   private epoch = 0;
   constructor(
     private readonly ttlMs = KEY_CACHE_TTL_MS,
     private readonly max = 10_000,
+    private readonly refusalTtlMs = KEY_REFUSAL_TTL_MS,
+    private readonly maxRefusals = 10_000,
   ) {}
   get(digestHex: string, now: number): Principal | undefined {
     const hit = this.entries.get(digestHex);
@@ -96,8 +109,26 @@ export class KeyCache {
   set(digestHex: string, principal: Principal, lookup: KeyLookup) {
     // A revocation was heard since this lookup began: its answer may predate it.
     if (lookup.epoch !== this.epoch) return;
-    if (this.entries.size >= this.max) this.entries.delete(this.entries.keys().next().value!);
+    if (this.entries.size >= this.max) this.entries.delete(this.entries.keys().next().value as string);
     this.entries.set(digestHex, { principal, until: lookup.startedAt + this.ttlMs });
+  }
+  /** Why PostgreSQL refused this key, if it did less than KEY_REFUSAL_TTL_MS ago. */
+  refusal(digestHex: string, now: number): string | undefined {
+    const hit = this.refusals.get(digestHex);
+    if (!hit) return undefined;
+    if (hit.until <= now) {
+      this.refusals.delete(digestHex);
+      return undefined;
+    }
+    return hit.message;
+  }
+  refuse(digestHex: string, message: string, now: number) {
+    this.refusals.delete(digestHex);
+    if (this.refusals.size >= this.maxRefusals) this.refusals.delete(this.refusals.keys().next().value as string);
+    this.refusals.set(digestHex, { message, until: now + this.refusalTtlMs });
+  }
+  get size() {
+    return { keys: this.entries.size, refusals: this.refusals.size };
   }
   revoked(keyId: string) {
     this.epoch++;
@@ -106,6 +137,7 @@ export class KeyCache {
   clear() {
     this.epoch++;
     this.entries.clear();
+    this.refusals.clear();
   }
 
   /**
@@ -144,13 +176,22 @@ export async function authenticate(
   const startedAt = performance.now();
   const cached = cache?.get(digestHex, startedAt);
   if (cached) return cached;
+  const refused = cache?.refusal(digestHex, startedAt);
+  if (refused) throw new BillingError("invalid_api_key", refused);
   const lookup = cache?.begin(startedAt);
   const [row] = await sql<{ id: string; org_id: string; scope: KeyScope; key_hash: Buffer; revoked_at: Date | null }[]>`
     select id, org_id, scope, key_hash, revoked_at from api_keys where key_hash = ${digest}`;
-  if (!row || !timingSafeEqual(row.key_hash, digest))
-    throw new BillingError("invalid_api_key", "the API key is not valid");
-  if (row.revoked_at) throw new BillingError("invalid_api_key", "the API key has been revoked");
+  const refusal =
+    !row || !timingSafeEqual(row.key_hash, digest)
+      ? "the API key is not valid"
+      : row.revoked_at
+        ? "the API key has been revoked"
+        : undefined;
+  if (!row || refusal) {
+    cache?.refuse(digestHex, refusal ?? "the API key is not valid", startedAt);
+    throw new BillingError("invalid_api_key", refusal ?? "the API key is not valid");
+  }
   const principal: Principal = { keyId: row.id, orgId: row.org_id, scope: row.scope };
-  if (lookup) cache!.set(digestHex, principal, lookup);
+  if (cache && lookup) cache.set(digestHex, principal, lookup);
   return principal;
 }
