@@ -9,17 +9,20 @@ import { ProcessorEvent } from "./objects.js";
 export const SIGNATURE_TOLERANCE_SECONDS = 300;
 
 /**
- * Verifies the delivery with the processor's own SDK (an HMAC over the exact bytes received; no
- * network call) and only then parses it. `rawBody` must be the body exactly as received: a
- * re-serialized JSON object never verifies. `now` is the injected clock, so the tolerance window
- * follows it in tests as it does in production.
+ * The largest delivery read before its signature is checked. The processor's events carry one
+ * object (a payment, charge, dispute, customer or payment method, with at most 50 metadata pairs
+ * of 500 characters): tens of kilobytes at most. A larger body is refused (413) unread.
  */
-export async function verifyProcessorEvent(
-  rawBody: string,
+export const PROCESSOR_EVENT_MAX_BYTES = 256 * 1024;
+
+/**
+ * What can be checked of a delivery before its body is read: it carries a signature, and there
+ * is a secret to check it with.
+ */
+export function requireSignedDelivery(
   signatureHeader: string | undefined,
   secret: string | undefined,
-  now: Date,
-): Promise<ProcessorEvent> {
+): { header: string; secret: string } {
   // A delivery without a signature is refused before anything else: no genuine delivery lacks
   // one, whatever our configuration, and nothing about it deserves a retry.
   if (!signatureHeader) {
@@ -38,12 +41,28 @@ export async function verifyProcessorEvent(
       "card payments are not configured on this deployment (STRIPE_WEBHOOK_SECRET is not set)",
     );
   }
+  return { header: signatureHeader, secret };
+}
+
+/**
+ * Verifies the delivery with the processor's own SDK (an HMAC over the exact bytes received; no
+ * network call) and only then parses it. `rawBody` must be the body exactly as received: a
+ * re-serialized JSON object never verifies. `now` is the injected clock, so the tolerance window
+ * follows it in tests as it does in production.
+ */
+export async function verifyProcessorEvent(
+  rawBody: string,
+  signatureHeader: string | undefined,
+  secret: string | undefined,
+  now: Date,
+): Promise<ProcessorEvent> {
+  const signed = requireSignedDelivery(signatureHeader, secret);
   let parsed: unknown;
   try {
     parsed = await Stripe.webhooks.constructEventAsync(
       rawBody,
-      signatureHeader,
-      secret,
+      signed.header,
+      signed.secret,
       SIGNATURE_TOLERANCE_SECONDS,
       undefined,
       now.getTime(),

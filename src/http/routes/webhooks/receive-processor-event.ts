@@ -2,6 +2,7 @@ import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { handleProcessorEvent } from "../../../billing/payments/events.js";
 import { SIGNATURE_TOLERANCE_SECONDS, verifyProcessorEvent } from "../../../billing/payments/signature.js";
 import { billingContext, type AppEnv } from "../../context.js";
+import { processorDelivery } from "../../middleware/processor-delivery.js";
 import { withoutKey } from "../access.js";
 import { errorResponses, jsonResponse } from "../../schemas.js";
 
@@ -19,9 +20,12 @@ export const WebhookAck = z
   .openapi("WebhookAck");
 export type WebhookAck = z.infer<typeof WebhookAck>;
 
+export const PROCESSOR_WEBHOOK_PATH = "/v1/webhooks/processor";
+
 export const receiveProcessorEventRoute = createRoute({
   method: "post",
-  path: "/v1/webhooks/processor",
+  path: PROCESSOR_WEBHOOK_PATH,
+  middleware: [processorDelivery] as const,
   operationId: "receiveProcessorEvent",
   summary: "Card processor events (Stripe-compatible webhook)",
   ...withoutKey({
@@ -34,7 +38,7 @@ export const receiveProcessorEventRoute = createRoute({
       "charge.dispute.closed and charge.dispute.funds_reinstated (a won dispute gives back what it took, once), " +
       "payment_method.attached/.updated/.detached and customer.updated (saved cards and the default). Events reach an organization " +
       "only through the customer linked with PUT /v1/admin/orgs/{id}/processor-customer; others are recorded and acknowledged. " +
-      "400 invalid_signature: missing, wrong or stale signature. 503 not_configured: no webhook secret is set (the processor retries).",
+      "400 invalid_signature: missing, wrong or stale signature. 413 payload_too_large: a body over 256 KiB, refused unread. 503 not_configured: no webhook secret is set (the processor retries).",
   }),
   request: {
     // Documented, deliberately not validated here: the signature covers the exact bytes, so the
@@ -64,7 +68,7 @@ export const receiveProcessorEventRoute = createRoute({
   },
   responses: {
     200: jsonResponse(WebhookAck, "Verified and handled (or already handled)"),
-    ...errorResponses(400, 503),
+    ...errorResponses(400, 413, 503),
   },
 });
 
