@@ -40,7 +40,12 @@ const stopCatalogWatch = await metering.catalog.watch({ logger });
 const keyCache = new KeyCache();
 const stopKeyWatch = await keyCache.listen(sql);
 const chain = createChainClient(config);
-const metrics = createMetrics({ sql, queues, indexer: { viewsSchema: config.PONDER_SCHEMA, chain } });
+const metrics = createMetrics({
+  sql,
+  queues,
+  indexer: { viewsSchema: config.PONDER_SCHEMA, chain },
+  snapshotMs: config.METRICS_SNAPSHOT_SECONDS * 1000,
+});
 const app = createApp({
   sql,
   config,
@@ -51,7 +56,7 @@ const app = createApp({
   metrics,
   queues,
   chain,
-  rateLimiter: new RateLimiter(redis, config.REDIS_PREFIX),
+  rateLimiter: new RateLimiter(redis, config.REDIS_PREFIX, { logger }),
   health: { redisUp: () => redisHealth.up, draining: () => draining },
 });
 

@@ -45,6 +45,23 @@ export const Config = z.object({
   FINALITY_REQUIRE_FINALIZED_TAG: bool.default(true),
   /** Transfers below this many base units are recorded but never credited (0.01 HUSD by default). */
   HUSD_DUST_MINIMUM: baseUnits.default("10000000000000000"),
+  /**
+   * Requests a second each key may make on average, all API replicas together (Redis), counted
+   * over windows of RATE_LIMIT_WINDOW_SECONDS (so a burst of rate × window is allowed). Gateway
+   * keys carry every org's metering; anonymous is per client address, for requests without a
+   * valid key (none, malformed, unknown or revoked) as well.
+   */
+  RATE_LIMIT_GATEWAY_PER_SECOND: z.coerce.number().int().min(1).max(1_000_000).default(20_000),
+  RATE_LIMIT_ORG_PER_SECOND: z.coerce.number().int().min(1).max(1_000_000).default(50),
+  RATE_LIMIT_ADMIN_PER_SECOND: z.coerce.number().int().min(1).max(1_000_000).default(50),
+  RATE_LIMIT_ANONYMOUS_PER_SECOND: z.coerce.number().int().min(1).max(1_000_000).default(20),
+  RATE_LIMIT_WINDOW_SECONDS: z.coerce.number().int().min(1).max(3_600).default(10),
+  /** Proxies in front of the API that append to X-Forwarded-For (0: the TCP peer is the client). */
+  TRUSTED_PROXY_HOPS: z.coerce.number().int().min(0).max(10).default(0),
+  /** /metrics aggregates whole tables (holds, postings, deposits) at most once per this many seconds (0: every scrape). */
+  METRICS_SNAPSHOT_SECONDS: z.coerce.number().int().min(0).max(3_600).default(30),
+  /** When set, /metrics answers only `Authorization: Bearer <this token>` (at least 16 characters). */
+  METRICS_TOKEN: z.string().min(16).max(256).optional(),
   /** POST /v1/billing/husd/topups per org: at most this many per period (a burst of this many, then evenly spread). */
   HUSD_TOPUP_RATE_LIMIT: z.coerce.number().int().min(1).max(1_000_000).default(30),
   HUSD_TOPUP_RATE_PERIOD_SECONDS: z.coerce.number().int().min(1).max(86_400).default(60),

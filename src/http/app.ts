@@ -4,6 +4,7 @@ import type { AppDeps, AppEnv } from "./context.js";
 import { fromZodError, handleError } from "./errors.js";
 import { limitBody } from "./middleware/body-limit.js";
 import { observe } from "./middleware/observe.js";
+import { limitRequests } from "./middleware/rate-limit.js";
 import { requestId } from "./middleware/request-id.js";
 import { routes } from "./routes/index.js";
 import { PROCESSOR_WEBHOOK_PATH } from "./routes/webhooks/receive-processor-event.js";
@@ -38,6 +39,7 @@ export function createApp(deps: AppDeps) {
   // The processor's webhook has its own, smaller limit, checked after its signature header.
   const requestBodyLimit = limitBody(4 * 1024 * 1024, "the request body");
   app.use("*", (c, next) => (c.req.path === PROCESSOR_WEBHOOK_PATH ? next() : requestBodyLimit(c, next)));
+  app.use("*", limitRequests);
 
   for (const register of routes) register(app, deps);
 

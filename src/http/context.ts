@@ -8,6 +8,7 @@ import type { Config } from "../config.js";
 import type { Sql } from "../db/client.js";
 import type { Metrics } from "../observability/metrics.js";
 import type { HealthProbes } from "./routes/meta/health.js";
+import type { AuthOutcome } from "./middleware/auth.js";
 import type { RateLimiter } from "./middleware/rate-limit.js";
 import type { Queues } from "../jobs/queues.js";
 
@@ -25,7 +26,7 @@ export type AppDeps = {
   queues?: Queues;
   /** Optional: the chain, for HUSD deposit addresses and verify-and-record. */
   chain?: ChainClient;
-  /** Optional: per-org request limits shared by every replica (Redis); without it nothing is limited. */
+  /** Optional: request limits per key and per client address, shared by every replica (Redis); without it nothing is limited. */
   rateLimiter?: RateLimiter;
   /** Optional: Redis' state and shutdown, for /healthz and /readyz (PostgreSQL is asked on each probe). */
   health?: HealthProbes;
@@ -35,6 +36,8 @@ export type AppEnv = {
   Variables: {
     requestId: string;
     principal: Principal;
+    /** What the Authorization header proved (middleware/auth.ts resolveAuth), with that header. */
+    auth: { header: string | undefined; outcome: AuthOutcome };
     deps: AppDeps;
   };
 };

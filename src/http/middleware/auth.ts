@@ -1,7 +1,39 @@
-import type { MiddlewareHandler } from "hono";
-import { authenticate, type KeyScope } from "../../billing/api-keys.js";
+import type { Context, MiddlewareHandler } from "hono";
+import { authenticate, type KeyScope, type Principal } from "../../billing/api-keys.js";
 import { BillingError } from "../../errors.js";
 import type { AppEnv } from "../context.js";
+
+/** What the request's Authorization header proved, worked out once per header value. */
+export type AuthOutcome = { principal: Principal } | { error: BillingError };
+
+/**
+ * Resolves `Authorization: Bearer hk-…` to its principal, or the 401 it deserves (missing,
+ * malformed, unknown or revoked key), once per request: the app-wide rate limit and the route's
+ * requireScope both ask. Remembered with the header it was computed for, since the queue
+ * dashboard turns Basic auth into Bearer between the two.
+ */
+export async function resolveAuth(c: Context<AppEnv>): Promise<AuthOutcome> {
+  const header = c.req.header("authorization");
+  const known = c.get("auth");
+  if (known && known.header === header) return known.outcome;
+  let outcome: AuthOutcome;
+  try {
+    outcome = { principal: await authenticateHeader(c, header) };
+  } catch (err) {
+    if (!(err instanceof BillingError)) throw err;
+    outcome = { error: err };
+  }
+  c.set("auth", { header, outcome });
+  return outcome;
+}
+
+async function authenticateHeader(c: Context<AppEnv>, header: string | undefined): Promise<Principal> {
+  if (!header) throw new BillingError("missing_api_key", "send your API key as Authorization: Bearer hk-…");
+  const key = /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1];
+  if (!key) throw new BillingError("invalid_api_key", "the Authorization header must be Bearer hk-…");
+  const { sql, config, keyCache } = c.get("deps");
+  return authenticate(sql, key, config.ADMIN_API_KEY, keyCache);
+}
 
 /**
  * `Authorization: Bearer hk-…`. 401 when the key is missing, malformed, unknown or revoked;
@@ -9,12 +41,9 @@ import type { AppEnv } from "../context.js";
  */
 export function requireScope(...scopes: KeyScope[]): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
-    const header = c.req.header("authorization");
-    if (!header) throw new BillingError("missing_api_key", "send your API key as Authorization: Bearer hk-…");
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
-    if (!match) throw new BillingError("invalid_api_key", "the Authorization header must be Bearer hk-…");
-    const { sql, config, keyCache } = c.get("deps");
-    const principal = await authenticate(sql, match[1]!, config.ADMIN_API_KEY, keyCache);
+    const auth = await resolveAuth(c);
+    if ("error" in auth) throw auth.error;
+    const { principal } = auth;
     if (!scopes.includes(principal.scope)) {
       throw new BillingError(
         "insufficient_scope",

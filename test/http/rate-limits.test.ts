@@ -1,0 +1,166 @@
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { RateLimiter } from "../../src/http/middleware/rate-limit.js";
+import { createTestApp, TEST_ADMIN_KEY, type TestApp } from "../support/app.js";
+import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { freePort } from "../support/free-port.js";
+import { clearRedisPrefix, createTestRedis, uniqueRedisPrefix } from "../support/redis.js";
+
+/**
+ * App-wide limits per key (gateway high, org and admin moderate) and per client address for
+ * requests without a valid key, on the real Redis; 429 `rate_limited` in the envelope with
+ * Retry-After. Each test uses its own Redis prefix, so windows never carry over between tests.
+ * A window (60 s) starts at its bucket's first request, far longer than any test takes.
+ */
+const W = 60;
+describe("rate limits per key and per address", () => {
+  let db: TestDatabase;
+  let redis: Redis;
+  const prefixes: string[] = [];
+  const dead: Redis[] = [];
+  /** Keys made through an app without limits, so making them counts against nothing. */
+  let setup: TestApp;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    redis = createTestRedis();
+    await redis.ping(); // ready: until then the limiter counts in memory (as when Redis is down)
+    setup = createTestApp({ sql: db.sql });
+  });
+  afterAll(async () => {
+    for (const p of prefixes) await clearRedisPrefix(redis, `{${p}}`);
+    redis.disconnect();
+    for (const r of dead) r.disconnect();
+    await db.drop();
+  });
+
+  /** W requests per W-second window for org and admin keys and per address, 2W for gateway keys. */
+  function limitedApp(opts: { config?: Record<string, string>; redis?: Redis } = {}): TestApp {
+    const prefix = uniqueRedisPrefix("rate");
+    prefixes.push(prefix);
+    return createTestApp({
+      sql: db.sql,
+      config: {
+        RATE_LIMIT_WINDOW_SECONDS: String(W),
+        RATE_LIMIT_ORG_PER_SECOND: "1",
+        RATE_LIMIT_ADMIN_PER_SECOND: "1",
+        RATE_LIMIT_ANONYMOUS_PER_SECOND: "1",
+        RATE_LIMIT_GATEWAY_PER_SECOND: "2",
+        ...opts.config,
+      },
+      extra: { rateLimiter: new RateLimiter(opts.redis ?? redis, prefix) },
+    });
+  }
+  const newKey = async (orgId: string, scope: "org" | "gateway") =>
+    (await setup.call("POST", `/v1/admin/orgs/${orgId}/keys`, { key: TEST_ADMIN_KEY, body: { scope } })).json
+      .key as string;
+
+  async function flood(
+    t: TestApp,
+    n: number,
+    path: string,
+    key?: string,
+    init: { headers?: Record<string, string> } = {},
+  ) {
+    const statuses: number[] = [];
+    let limited: Awaited<ReturnType<TestApp["call"]>> | undefined;
+    for (let i = 0; i < n; i++) {
+      const res = await t.call("GET", path, { ...init, ...(key ? { key } : {}) });
+      statuses.push(res.status);
+      if (res.status === 429) limited ??= res;
+    }
+    return { statuses, limited };
+  }
+  function expectLimited(res: Awaited<ReturnType<TestApp["call"]>> | undefined) {
+    expect(res?.status).toBe(429);
+    expect(res?.json.error).toMatchObject({
+      type: "rate_limit_error",
+      code: "rate_limited",
+      message: expect.any(String),
+      request_id: expect.stringMatching(/^req_/),
+    });
+    const retryAfter = Number(res?.headers.get("retry-after"));
+    expect(Number.isInteger(retryAfter)).toBe(true);
+    expect(retryAfter).toBeGreaterThanOrEqual(1);
+    expect(retryAfter).toBeLessThanOrEqual(W);
+  }
+
+  it("flooding one org key gets it 429s; another key of the same org, and a gateway key, are unaffected", async () => {
+    const t = limitedApp();
+    const org = await setup.createOrg("Flooder");
+    const other = await newKey(org.id, "org");
+    const { statuses, limited } = await flood(t, W + 5, "/v1/billing/balance", org.orgKey);
+    expect(statuses.slice(0, W)).toEqual(Array(W).fill(200));
+    expect(statuses.slice(W)).toEqual(Array(5).fill(429));
+    expectLimited(limited);
+    expect((await t.call("GET", "/v1/billing/balance", { key: other })).status).toBe(200);
+    // Gateway keys are allowed more: 2W in the window where an org key had W.
+    const gateway = await flood(t, 2 * W + 1, "/v1/pricing/models", org.gatewayKey);
+    expect(gateway.statuses.filter((s) => s === 200)).toHaveLength(2 * W);
+    expect(gateway.statuses.at(-1)).toBe(429);
+  });
+
+  it("requests without a key, and with a wrong key, share their address's low limit; valid keys there do not", async () => {
+    const t = limitedApp();
+    const org = await setup.createOrg("Neighbour");
+    const anonymous = await flood(t, W - 2, "/v1/pricing/models");
+    expect(anonymous.statuses).toEqual(Array(W - 2).fill(200));
+    const wrong = await flood(t, 4, "/v1/billing/balance", "hk-not-a-key-0123456789abcdef");
+    expect(wrong.statuses).toEqual([401, 401, 429, 429]); // W - 2 + 2 used the window
+    expectLimited(wrong.limited);
+    expect((await t.call("GET", "/v1/pricing/models")).status).toBe(429);
+    expect((await t.call("GET", "/v1/billing/balance", { key: org.orgKey })).status).toBe(200);
+    // Probes are never limited.
+    expect((await t.call("GET", "/healthz")).status).toBe(200);
+  });
+
+  it("behind TRUSTED_PROXY_HOPS proxies, each client address has its own count", async () => {
+    const t = limitedApp({ config: { TRUSTED_PROXY_HOPS: "1" } });
+    const from = (address: string) => ({ headers: { "x-forwarded-for": `203.0.113.9, ${address}` } });
+    const first = await flood(t, W, "/v1/pricing/plans", undefined, from("198.51.100.1"));
+    expect(first.statuses).toEqual(Array(W).fill(200));
+    expect((await t.call("GET", "/v1/pricing/plans", from("198.51.100.1"))).status).toBe(429);
+    // What the client itself put in front of the proxy's entry does not matter.
+    expect((await t.call("GET", "/v1/pricing/plans", from("198.51.100.2"))).status).toBe(200);
+  });
+
+  it("the count is shared by replicas: two apps on one Redis prefix allow W together", async () => {
+    const prefix = uniqueRedisPrefix("rate-shared");
+    prefixes.push(prefix);
+    const replica = async () => {
+      const connection = createTestRedisOnce();
+      await connection.ping();
+      return createTestApp({
+        sql: db.sql,
+        config: { RATE_LIMIT_WINDOW_SECONDS: String(W), RATE_LIMIT_ORG_PER_SECOND: "1" },
+        extra: { rateLimiter: new RateLimiter(connection, prefix) },
+      });
+    };
+    const [a, b] = [await replica(), await replica()];
+    const org = await setup.createOrg("Two replicas");
+    const statuses: number[] = [];
+    for (let i = 0; i < W + 2; i++)
+      statuses.push((await [a, b][i % 2]!.call("GET", "/v1/billing/balance", { key: org.orgKey })).status);
+    expect(statuses).toEqual([...Array(W).fill(200), 429, 429]);
+  });
+  const createTestRedisOnce = () => {
+    const r = createTestRedis();
+    dead.push(r);
+    return r;
+  };
+
+  it("with Redis down, each process still limits on its own, and answers at once", async () => {
+    const down = new Redis(`redis://127.0.0.1:${await freePort()}`, {
+      maxRetriesPerRequest: null,
+      retryStrategy: () => 1_000,
+    });
+    down.on("error", () => {});
+    dead.push(down);
+    const t = limitedApp({ redis: down });
+    const org = await setup.createOrg("Redis down");
+    const started = performance.now();
+    const { statuses, limited } = await flood(t, W + 2, "/v1/billing/balance", org.orgKey);
+    expect(performance.now() - started).toBeLessThan(10_000);
+    expect(statuses).toEqual([...Array(W).fill(200), 429, 429]);
+    expectLimited(limited);
+  });
+});
