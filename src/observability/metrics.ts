@@ -1,4 +1,4 @@
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import { collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { ChainClient } from "../chain/client.js";
 import type { Sql } from "../db/client.js";
 import type { Queues } from "../jobs/queues.js";
@@ -7,14 +7,19 @@ export type Metrics = ReturnType<typeof createMetrics>;
 
 /**
  * Prometheus metrics of one API process. Request latency is measured here; everything that is
- * about shared state (holds, deposits, postings, queues) is read from PostgreSQL and Redis at
- * scrape time, so every replica reports the same truth and nothing is lost on restart.
+ * about shared state (holds, deposits, postings, queues) is read from PostgreSQL and Redis, so
+ * every replica reports the same truth and nothing is lost on restart. The reads that aggregate
+ * whole tables (holds, postings, deposits) are a snapshot taken at most once per `snapshotMs`
+ * (METRICS_SNAPSHOT_SECONDS in the API; 0: every scrape), so scrapes from several Prometheus
+ * servers, or a client hammering /metrics, cost PostgreSQL one aggregate per period.
  */
 export function createMetrics(deps: {
   sql: Sql;
   queues?: Queues;
   indexer?: { viewsSchema: string; chain: ChainClient };
+  snapshotMs?: number;
 }) {
+  const snapshot = <T>(read: () => Promise<T>) => cachedFor(deps.snapshotMs ?? 0, read);
   // Our own registry, not prom-client's global one (Ponder, in the same node_modules, uses that).
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: "hanzo_api_" });
@@ -27,28 +32,34 @@ export function createMetrics(deps: {
     registers: [registry],
   });
 
+  const liveHolds = snapshot(async () => {
+    const [row] = await deps.sql<{ n: number; amount: string }[]>`
+      select count(*)::int as n, coalesce(sum(amount), 0)::text as amount from holds where status = 'active'`;
+    return row;
+  });
   new Gauge({
     name: "hanzo_holds_live",
     help: "Authorizations holding credits right now, and the amount held in nano-USD",
     labelNames: ["measure"] as const,
     registers: [registry],
     async collect() {
-      const [row] = await deps.sql<{ n: number; amount: string }[]>`
-        select count(*)::int as n, coalesce(sum(amount), 0)::text as amount from holds where status = 'active'`;
-      this.set({ measure: "count" }, row!.n);
-      this.set({ measure: "nano_usd" }, Number(row!.amount));
+      const row = await liveHolds();
+      this.set({ measure: "count" }, row?.n ?? 0);
+      this.set({ measure: "nano_usd" }, Number(row?.amount ?? 0));
     },
   });
 
+  const postings = snapshot(
+    () =>
+      deps.sql<{ kind: string; n: number }[]>`select kind, count(*)::int as n from ledger_transactions group by kind`,
+  );
   new Gauge({
     name: "hanzo_ledger_postings",
     help: "Ledger transactions by kind (all time)",
     labelNames: ["kind"] as const,
     registers: [registry],
     async collect() {
-      const rows = await deps.sql<
-        { kind: string; n: number }[]
-      >`select kind, count(*)::int as n from ledger_transactions group by kind`;
+      const rows = await postings();
       this.reset();
       for (const r of rows) this.set({ kind: r.kind }, r.n);
     },
@@ -56,7 +67,7 @@ export function createMetrics(deps: {
 
   // Counts by state and the oldest undecided deposit from one statement per scrape, for both gauges.
   const DepositStates = ["seen", "confirming", "credited", "orphaned", "rejected", "reversed"] as const;
-  const depositStats = sharedPerScrape(async () => {
+  const depositStats = snapshot(async () => {
     const rows = await deps.sql<{ state: string; n: number; oldest_seconds: number }[]>`
       select state, count(*)::int as n, extract(epoch from now() - min(seen_at))::float8 as oldest_seconds
       from husd_deposits group by state`.catch((err: { code?: string }) => {
@@ -189,6 +200,20 @@ export function createMetrics(deps: {
   }
 
   return { registry, httpDuration };
+}
+
+/**
+ * A read kept for `ms` after it completes (0: not kept), shared by the calls made while it is in
+ * flight. A failed read is not kept.
+ */
+function cachedFor<T>(ms: number, read: () => Promise<T>): () => Promise<T> {
+  let kept: { value: T; until: number } | undefined;
+  const shared = sharedPerScrape(async () => {
+    const value = await read();
+    if (ms > 0) kept = { value, until: performance.now() + ms };
+    return value;
+  });
+  return () => (kept && kept.until > performance.now() ? Promise.resolve(kept.value) : shared());
 }
 
 /**

@@ -6,6 +6,7 @@ import type { OpenAPIHono } from "@hono/zod-openapi";
 import type { MiddlewareHandler } from "hono";
 import type { AppDeps, AppEnv } from "../../context.js";
 import { requireScope } from "../../middleware/auth.js";
+import { requireMetricsToken } from "../../middleware/metrics-token.js";
 
 export const QUEUE_DASHBOARD_PATH = "/admin/queues";
 
@@ -28,7 +29,9 @@ const basicAsBearer: MiddlewareHandler<AppEnv> = async (c, next) => {
 export function registerOperations(app: OpenAPIHono<AppEnv>, deps: AppDeps) {
   if (deps.metrics) {
     const { registry } = deps.metrics;
-    app.get("/metrics", async (c) => c.body(await registry.metrics(), 200, { "content-type": registry.contentType }));
+    app.get("/metrics", requireMetricsToken, async (c) =>
+      c.body(await registry.metrics(), 200, { "content-type": registry.contentType }),
+    );
   }
   if (deps.queues) {
     const adapter = new HonoAdapter(serveStatic).setBasePath(QUEUE_DASHBOARD_PATH);
