@@ -13,7 +13,7 @@ export const AdjustmentRequest = z
       "is too large",
     ),
     description: z.string().trim().min(1).max(500),
-    corrects_invoice_id: z.string().max(64).optional(),
+    corrects_invoice_id: z.string().min(1).max(64).optional(),
   })
   .strict()
   .openapi("AdjustmentRequest", { example: { amount: "-5.00", description: "Goodwill credit for the 14 Nov outage" } });
