@@ -1,6 +1,6 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { grantCredits, type CreditGrant } from "../../../billing/grants.js";
-import { formatUsd, formatUsdNumber } from "../../../ledger/money.js";
+import { usdFields } from "../../present.js";
 import { billingContext, type AppEnv } from "../../context.js";
 import { requiresKey } from "../access.js";
 import {
@@ -43,9 +43,7 @@ function grantJson(g: CreditGrant): CreditGrantResponse {
     id: g.id,
     org_id: g.orgId,
     transaction_id: g.transactionId,
-    amount: formatUsdNumber(g.amount),
-    amount_usd: formatUsd(g.amount),
-    amount_nano_usd: g.amount.toString(),
+    ...usdFields("amount", g.amount),
     reason: g.reason,
     expires_at: g.expiresAt?.toISOString() ?? null,
     created_at: g.createdAt.toISOString(),

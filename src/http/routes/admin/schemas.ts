@@ -1,7 +1,7 @@
 import { z } from "@hono/zod-openapi";
 import type { Organization } from "../../../billing/organizations.js";
 import type { Subscription } from "../../../billing/subscriptions.js";
-import { formatUsdNumber } from "../../../ledger/money.js";
+import { usd } from "../../present.js";
 
 export const OrgIdParam = z.object({ id: z.string().max(64) });
 
@@ -21,7 +21,7 @@ export function orgJson(org: Organization): OrgResponse {
   return {
     id: org.id,
     name: org.name,
-    low_balance_threshold: formatUsdNumber(org.lowBalanceThreshold),
+    low_balance_threshold: usd(org.lowBalanceThreshold).number,
     low_balance_threshold_nano_usd: org.lowBalanceThreshold.toString(),
     billing_anchor_day: org.billingAnchorDay,
     created_at: org.createdAt.toISOString(),

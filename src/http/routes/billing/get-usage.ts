@@ -2,7 +2,7 @@ import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { getOrganization } from "../../../billing/organizations.js";
 import { resolvePeriod } from "../../../billing/periods.js";
 import { usageReport, type UsageLine } from "../../../billing/usage-report.js";
-import { formatUsd, formatUsdNumber } from "../../../ledger/money.js";
+import { usdFields } from "../../present.js";
 import { billingContext, type AppEnv } from "../../context.js";
 import { requiresKey } from "../access.js";
 import { principalOrgId } from "../../middleware/auth.js";
@@ -31,9 +31,7 @@ export type UsageReportResponse = z.infer<typeof UsageReportResponse>;
 
 const line = (l: UsageLine) => ({
   quantities: Object.fromEntries(Object.entries(l.quantities).map(([k, v]) => [k, v.toString()])),
-  cost: formatUsdNumber(l.cost),
-  cost_usd: formatUsd(l.cost),
-  cost_nano_usd: l.cost.toString(),
+  ...usdFields("cost", l.cost),
   events: l.events,
 });
 
@@ -64,9 +62,7 @@ export function registerGetUsage(app: OpenAPIHono<AppEnv>) {
       {
         period: { label: period.label, start: period.start.toISOString(), end: period.end.toISOString() },
         currency: "USD" as const,
-        total: formatUsdNumber(report.total),
-        total_usd: formatUsd(report.total),
-        total_nano_usd: report.total.toString(),
+        ...usdFields("total", report.total),
         products: report.products.map((p) => ({
           product: p.product,
           ...line(p),

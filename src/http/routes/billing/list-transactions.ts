@@ -1,6 +1,6 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { listTransactions } from "../../../billing/transactions.js";
-import { formatUsd, formatUsdNumber } from "../../../ledger/money.js";
+import { usdFields } from "../../present.js";
 import { billingContext, type AppEnv } from "../../context.js";
 import { requiresKey } from "../access.js";
 import { principalOrgId } from "../../middleware/auth.js";
@@ -53,9 +53,7 @@ export function registerListTransactions(app: OpenAPIHono<AppEnv>) {
         data: page.data.map((t) => ({
           id: t.id,
           kind: t.kind,
-          amount: formatUsdNumber(t.amount),
-          amount_usd: formatUsd(t.amount),
-          amount_nano_usd: t.amount.toString(),
+          ...usdFields("amount", t.amount),
           description: t.description,
           metadata: t.metadata,
           created_at: t.createdAt.toISOString(),

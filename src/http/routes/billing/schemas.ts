@@ -1,7 +1,7 @@
 import { z } from "@hono/zod-openapi";
 import type { Balance } from "../../../billing/balance.js";
 import type { Invoice } from "../../../billing/invoices/invoice.js";
-import { formatUsd, formatUsdNumber } from "../../../ledger/money.js";
+import { usd } from "../../present.js";
 
 export const BalanceResponse = z
   .object({
@@ -20,19 +20,20 @@ export const BalanceResponse = z
 export type BalanceResponse = z.infer<typeof BalanceResponse>;
 
 export function balanceJson(b: Balance): BalanceResponse {
+  const balance = usd(b.balance);
+  const credits = usd(b.credits);
+  const threshold = usd(b.lowBalanceThreshold);
   return {
     currency: "USD" as const,
-    balance: formatUsdNumber(b.balance),
-    credits: formatUsdNumber(b.credits),
-    low_balance_threshold: formatUsdNumber(b.lowBalanceThreshold),
-    balance_nano_usd: b.balance.toString(),
-    credits_nano_usd: b.credits.toString(),
+    balance: balance.number,
+    credits: credits.number,
+    low_balance_threshold: threshold.number,
+    balance_nano_usd: balance.nano,
+    credits_nano_usd: credits.nano,
     held_nano_usd: b.held.toString(),
-    low_balance_threshold_nano_usd: b.lowBalanceThreshold.toString(),
+    low_balance_threshold_nano_usd: threshold.nano,
   };
 }
-
-const usd = (nano: bigint) => ({ number: formatUsdNumber(nano), exact: formatUsd(nano), nano: nano.toString() });
 
 export const InvoiceLineJson = z
   .object({
@@ -89,16 +90,19 @@ export function invoiceJson(i: Invoice): InvoiceJson {
     voided_at: i.voidedAt?.toISOString() ?? null,
     ...(i.lines
       ? {
-          lines: i.lines.map((l) => ({
-            kind: l.kind,
-            product: l.product,
-            model: l.model,
-            description: l.description,
-            quantities: l.quantities,
-            amount: formatUsdNumber(l.amount),
-            amount_nano_usd: l.amount.toString(),
-            period: { start: l.periodStart?.toISOString() ?? null, end: l.periodEnd?.toISOString() ?? null },
-          })),
+          lines: i.lines.map((l) => {
+            const amount = usd(l.amount);
+            return {
+              kind: l.kind,
+              product: l.product,
+              model: l.model,
+              description: l.description,
+              quantities: l.quantities,
+              amount: amount.number,
+              amount_nano_usd: amount.nano,
+              period: { start: l.periodStart?.toISOString() ?? null, end: l.periodEnd?.toISOString() ?? null },
+            };
+          }),
         }
       : {}),
   };

@@ -1,6 +1,6 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import type { Hold } from "../../../billing/holds.js";
-import { formatUsd } from "../../../ledger/money.js";
+import { usdFields } from "../../present.js";
 import type { AppEnv } from "../../context.js";
 import { requiresKey } from "../access.js";
 import { errorResponses, jsonBody, jsonResponse } from "../../schemas.js";
@@ -67,13 +67,10 @@ export const HoldResponse = z
 export type HoldResponse = z.infer<typeof HoldResponse>;
 
 export function holdJson(h: Hold): HoldResponse {
-  const usd = formatUsd(h.amount);
   return {
     hold_id: h.id,
     org_id: h.orgId,
-    amount: Number(usd), // formatUsdNumber, without formatting twice
-    amount_usd: usd,
-    amount_nano_usd: h.amount.toString(),
+    ...usdFields("amount", h.amount),
     catalog_version: h.catalogVersion,
     expires_at: h.expiresAt.toISOString(),
     status: h.status,

@@ -3,7 +3,7 @@ import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import type { Metering, UsageInput } from "../../../billing/metering.js";
 import type { UsageResult } from "../../../billing/usage.js";
 import { BillingError } from "../../../errors.js";
-import { formatUsd } from "../../../ledger/money.js";
+import { usdFields } from "../../present.js";
 import type { AppEnv } from "../../context.js";
 import { requiresKey } from "../access.js";
 import { fromZodError } from "../../errors.js";
@@ -101,15 +101,12 @@ export const reportUsageRoute = createRoute({
 export type EventResultJson = z.infer<typeof EventResult>;
 
 function resultJson(index: number, r: UsageResult): EventResultJson {
-  const usd = formatUsd(r.cost);
   return {
     index,
     idempotency_key: r.idempotencyKey,
     status: r.replayed ? "duplicate" : "recorded",
     usage_id: r.usageId,
-    cost: Number(usd), // formatUsdNumber, without formatting twice
-    cost_usd: usd,
-    cost_nano_usd: r.cost.toString(),
+    ...usdFields("cost", r.cost),
     catalog_version: r.catalogVersion,
     hold_id: r.holdId,
     hold_outcome: r.holdOutcome,

@@ -1,7 +1,7 @@
 import { z } from "@hono/zod-openapi";
 import { formatTokenAmount } from "../../../billing/deposits/amounts.js";
 import type { DepositView } from "../../../billing/deposits/topup.js";
-import { formatUsdNumber } from "../../../ledger/money.js";
+import { usd } from "../../present.js";
 
 export const DepositJson = z
   .object({
@@ -38,7 +38,7 @@ export function depositJson(d: DepositView, decimals: number): DepositJson {
     from: d.from,
     amount_base_units: d.amount.toString(),
     amount_husd: formatTokenAmount(d.amount, decimals),
-    amount_usd: d.amountNanoUsd === null ? null : formatUsdNumber(d.amountNanoUsd),
+    amount_usd: d.amountNanoUsd === null ? null : usd(d.amountNanoUsd).number,
     amount_nano_usd: d.amountNanoUsd?.toString() ?? null,
     confirmations: d.confirmations.toString(),
     seen_at: d.seenAt.toISOString(),

@@ -3,7 +3,8 @@ import { z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import type { CatalogVersionFile } from "../../../billing/catalog.js";
 import { BillingError } from "../../../errors.js";
-import { costNanoUsd, formatUsdNumber, parseUsd, formatUsd } from "../../../ledger/money.js";
+import { costNanoUsd, parseUsd } from "../../../ledger/money.js";
+import { usd } from "../../present.js";
 import type { AppEnv } from "../../context.js";
 
 export const Upcoming = z.array(z.object({ version: z.string(), effective_at: z.string() }));
@@ -62,7 +63,7 @@ export function modelsJson(v: { version: string; effectiveAt: Date; document: Ca
     if (p.models) {
       for (const [id, rates] of Object.entries(p.models)) {
         const perMillion = Object.fromEntries(
-          Object.entries(rates).map(([m, r]) => [m, formatUsdNumber(costNanoUsd(1_000_000n, r))]),
+          Object.entries(rates).map(([m, r]) => [m, usd(costNanoUsd(1_000_000n, r)).number]),
         );
         models.push({ id, product, rates, per_million: perMillion });
       }
@@ -78,14 +79,18 @@ export function plansJson(v: { version: string; effectiveAt: Date; document: Cat
     currency: "USD" as const,
     version: v.version,
     effective_at: v.effectiveAt.toISOString(),
-    plans: v.document.plans.map((p) => ({
-      id: p.id,
-      name: p.name,
-      monthly_price: formatUsdNumber(parseUsd(p.monthly_price)),
-      monthly_price_usd: formatUsd(parseUsd(p.monthly_price)),
-      included_credits: formatUsdNumber(parseUsd(p.included_credits)),
-      included_credits_usd: formatUsd(parseUsd(p.included_credits)),
-    })),
+    plans: v.document.plans.map((p) => {
+      const monthly = usd(parseUsd(p.monthly_price));
+      const included = usd(parseUsd(p.included_credits));
+      return {
+        id: p.id,
+        name: p.name,
+        monthly_price: monthly.number,
+        monthly_price_usd: monthly.exact,
+        included_credits: included.number,
+        included_credits_usd: included.exact,
+      };
+    }),
   };
 }
 
