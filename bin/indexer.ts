@@ -20,7 +20,9 @@ import { checkDatabase, exitWithProblems, loadConfigOrExit, preflightOrExit } fr
  */
 const config = loadConfigOrExit("indexer");
 // Ponder keeps its own schemas: the database must exist, not carry our migrations.
-await preflightOrExit("indexer", [checkDatabase(config.DATABASE_URL, { migrated: false })]);
+await preflightOrExit("indexer", [
+  checkDatabase(config.INDEXER_DATABASE_URL, { migrated: false, variable: "INDEXER_DATABASE_URL" }),
+]);
 const logger = createLogger("indexer", config.LOG_LEVEL);
 // bin/ in development, dist/ in the production build: either way the repository is one level up,
 // and Ponder builds from its src/, ponder.config.ts and ponder.schema.ts.

@@ -47,11 +47,15 @@ export async function checkServices(urls: { postgres: string; redis: string }): 
 }
 
 /**
- * What a process needs of DATABASE_URL before it starts: the server answers, the login works, the
+ * What a process needs of its database URL (DATABASE_URL unless `variable` names another) before it starts: the server answers, the login works, the
  * database exists and (when `migrated`) carries every migration this release knows. Returns one
  * line naming the variable and the fix, or undefined when all is well.
  */
-export async function checkDatabase(url: string, opts: { migrated: boolean }): Promise<string | undefined> {
+export async function checkDatabase(
+  url: string,
+  opts: { migrated: boolean; variable?: string },
+): Promise<string | undefined> {
+  const v = opts.variable ?? "DATABASE_URL";
   const where = redactPassword(url);
   const name = databaseName(url);
   const sql = postgres(url, { max: 1, connect_timeout: 5, onnotice: () => {} });
@@ -61,26 +65,29 @@ export async function checkDatabase(url: string, opts: { migrated: boolean }): P
     const [table] = await sql<{ exists: boolean }[]>`
       select to_regclass(${`${APP_SCHEMA}.schema_migrations`}) is not null as exists`;
     if (!table?.exists) {
-      return `DATABASE_URL: database "${name}" at ${where} is not migrated (no ${APP_SCHEMA}.schema_migrations); run npm run db:migrate with the same DATABASE_URL`;
+      return `${v}: database "${name}" at ${where} is not migrated (no ${APP_SCHEMA}.schema_migrations); run npm run db:migrate with the same ${v}`;
     }
     const pending = await pendingMigrations(sql);
     if (pending.length > 0) {
-      return `DATABASE_URL: database "${name}" at ${where} lacks ${pending.length} migration(s) of this release (${pending.slice(0, 3).join(", ")}${pending.length > 3 ? ", …" : ""}); run npm run db:migrate`;
+      return `${v}: database "${name}" at ${where} lacks ${pending.length} migration(s) of this release (${pending.slice(0, 3).join(", ")}${pending.length > 3 ? ", …" : ""}); run npm run db:migrate`;
     }
     return undefined;
   } catch (err) {
     const e = err as Error & { code?: string };
     if (e.code === "3D000") {
-      return `DATABASE_URL: database "${name}" does not exist at ${where}; create and migrate it with npm run db:migrate (it creates the database), or set DATABASE_URL to an existing one`;
+      return `${v}: database "${name}" does not exist at ${where}; create and migrate it with npm run db:migrate (it creates the database), or set ${v} to an existing one`;
+    }
+    if (e.code === "28000" && /role .* does not exist/.test(e.message)) {
+      return `${v}: PostgreSQL at ${where} has no such login (${e.message}); npm run db:migrate creates hanzo_app_user and hanzo_indexer_user, or set ${v} to an existing login`;
     }
     if (e.code === "28P01" || e.code === "28000") {
-      return `DATABASE_URL: PostgreSQL at ${where} refused the login (${e.message}); fix the user or password in DATABASE_URL`;
+      return `${v}: PostgreSQL at ${where} refused the login (${e.message}); fix the user or password in ${v}`;
     }
     if (e.code === "42501") return undefined; // a role that may not read the migrations table: nothing to check
     if (e.code && /^[0-9A-Z]{5}$/.test(e.code)) {
-      return `DATABASE_URL: PostgreSQL at ${where} answered ${e.code} (${e.message}); check DATABASE_URL`;
+      return `${v}: PostgreSQL at ${where} answered ${e.code} (${e.message}); check ${v}`;
     }
-    return `DATABASE_URL: PostgreSQL does not answer at ${where} (${e.message}); start it (${START_POSTGRES}) or set DATABASE_URL to a running server`;
+    return `${v}: PostgreSQL does not answer at ${where} (${e.message}); start it (${START_POSTGRES}) or set ${v} to a running server`;
   } finally {
     await sql.end({ timeout: 1 }).catch(() => {});
   }

@@ -65,6 +65,11 @@ describe("a process that cannot start says why in one line", () => {
       env: () => ({ DATABASE_URL: "nope", PORT: "-1" }),
       says: /invalid environment: DATABASE_URL: .*; PORT: /,
     },
+    {
+      what: "the login does not exist",
+      env: () => ({ DATABASE_URL: migrated.appUrl.replace("hanzo_app_user@", "hanzo_nobody@") }),
+      says: /DATABASE_URL: PostgreSQL at .* has no such login .*npm run db:migrate creates hanzo_app_user/,
+    },
   ];
 
   async function refuses(script: string, env: Record<string, string>) {

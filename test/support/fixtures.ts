@@ -1,6 +1,7 @@
 /**
  * Vitest fixtures for the resources most test files need: a migrated database, a Redis prefix, the
- * in-process app, a chain with our contracts and the deposit stack on it.
+ * in-process app. (The chain tests still set up anvil, the deposit stack and Ponder in their own
+ * hooks: test/support/chain-stack.ts and deposit-stack.ts.)
  *
  * The expensive ones are file-scoped: set up for the first test of a file that names them, shared by
  * the file's other tests and torn down after its last one (one database, one anvil per file, as the
@@ -10,39 +11,23 @@
  * `it.scoped({ dbOptions: { max: 10 }, appOptions: { clock } })`. File-scoped fixtures are built
  * once per file, so every describe of a file shares the options the first user saw.
  *
- * A file-scoped fixture is set up inside the timeout of the hook or test that first needs it. The
- * slow ones (anvil with contracts, Ponder) are therefore warmed in a hook with room to start:
- * `beforeEach<ChainContext>(async ({ stack }) => void stack, SETUP_TIMEOUT_MS)` (only the first run
- * does work). Vitest's hooks take the context's type as a parameter: `beforeEach<AppContext>(…)`.
+ * A file-scoped fixture is set up inside the timeout of the hook or test that first needs it.
+ * Vitest's hooks take the context's type as a parameter: `beforeEach<AppContext>(…)`.
  *
  * `it.each` does not hand fixtures to its callback; a case table that needs them uses `it.for`,
  * whose callback receives `(case, context)`.
  */
 import { test } from "vitest";
-import type { Config } from "../../src/config.js";
 import { createTestApp, type TestApp } from "./app.js";
-import { startTestChain, type TestChain } from "./chain-stack.js";
 import { createTestDatabase, type TestDatabase } from "./database.js";
-import { depositStack } from "./deposit-stack.js";
 import { clearRedisPrefix, createTestRedis, uniqueRedisPrefix } from "./redis.js";
-
-/** Time for a file's slow fixtures (anvil and contracts, Ponder) to start, on a loaded machine too. */
-export const SETUP_TIMEOUT_MS = 120_000;
 
 export type DatabaseOptions = Parameters<typeof createTestDatabase>[0];
 export type AppOptions = Omit<Parameters<typeof createTestApp>[0], "sql">;
-export type ChainOptions = Parameters<typeof startTestChain>[0];
-export type DepositStack = ReturnType<typeof depositStack>;
 export type TestRedis = { connection: ReturnType<typeof createTestRedis>; prefix: string };
 
 export type DbContext = { dbOptions: DatabaseOptions; db: TestDatabase; redisLabel: string; redis: TestRedis };
 export type AppContext = DbContext & { appOptions: AppOptions; app: TestApp };
-export type ChainContext = DbContext & {
-  chainOptions: ChainOptions;
-  chain: TestChain;
-  stackConfig: Partial<Record<keyof Config, string>>;
-  stack: DepositStack;
-};
 
 /**
  * In vitest 3.2 `x.extend(…)` adds its fixtures to x's own list as well, so two tests extended from
@@ -93,35 +78,4 @@ export const dbTest = withDatabase();
 export const appTest = withDatabase().extend<Omit<AppContext, keyof DbContext>>({
   appOptions: {},
   app: [async ({ db, appOptions }, use) => use(createTestApp({ sql: db.appSql, ...appOptions })), { scope: "file" }],
-});
-
-/**
- * `chain`: an anvil with HUSD and the deposit factory deployed; `stack`: the API and workers
- * (in process, real BullMQ) wired to it and to the file's database. Workers start when a test asks.
- */
-export const chainTest = withDatabase().extend<Omit<ChainContext, keyof DbContext>>({
-  chainOptions: {},
-  chain: [
-    async ({ chainOptions }, use) => {
-      const chain = await startTestChain(chainOptions);
-      try {
-        await use(chain);
-      } finally {
-        await chain.stop();
-      }
-    },
-    { scope: "file" },
-  ],
-  stackConfig: {},
-  stack: [
-    async ({ db, chain, stackConfig }, use) => {
-      const stack = depositStack(db, chain, stackConfig);
-      try {
-        await use(stack);
-      } finally {
-        await stack.close();
-      }
-    },
-    { scope: "file" },
-  ],
 });
