@@ -1,6 +1,6 @@
 import type { Sql } from "../db/client.js";
 
-/** What Ponder 0.16 keeps about the app in its `_ponder_meta` table (key `app`), the part we read. */
+/** What Ponder 0.17 keeps about the app in its `_ponder_meta` table (key `app`), the part we read. */
 type PonderApp = { build_id?: string; is_ready?: 0 | 1; is_locked?: 0 | 1; heartbeat_at?: number };
 
 export type PrunedBuilds = { live: string | undefined; previous: string | undefined; dropped: string[] };
@@ -43,7 +43,7 @@ export async function pruneBuilds(
   }
   const previous = others
     .filter((o) => o.app?.is_ready === 1)
-    .sort((a, b) => (b.app!.heartbeat_at ?? 0) - (a.app!.heartbeat_at ?? 0))[0]?.schema;
+    .sort((a, b) => (b.app?.heartbeat_at ?? 0) - (a.app?.heartbeat_at ?? 0))[0]?.schema;
   const running = (app: PonderApp | undefined) =>
     app === undefined || (app.is_locked === 1 && now - (app.heartbeat_at ?? 0) < RUNNING_HEARTBEAT_MS);
 
