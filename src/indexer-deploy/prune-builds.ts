@@ -1,6 +1,6 @@
 import type { Sql } from "../db/client.js";
 
-/** What Ponder 0.17 keeps about the app in its `_ponder_meta` table (key `app`), the part we read. */
+/** What Ponder 0.16 keeps about the app in its `_ponder_meta` table (key `app`), the part we read. */
 type PonderApp = { build_id?: string; is_ready?: 0 | 1; is_locked?: 0 | 1; heartbeat_at?: number };
 
 export type PrunedBuilds = { live: string | undefined; previous: string | undefined; dropped: string[] };

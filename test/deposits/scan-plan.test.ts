@@ -22,7 +22,7 @@ const PER_ADDRESS = 3;
 const nodesOf = (node: PlanNode): PlanNode[] => [node, ...(node.Plans ?? []).flatMap(nodesOf)];
 
 /**
- * The scan against Ponder's table as Ponder 0.17 makes it: the CREATE TABLE and CREATE INDEX
+ * The scan against Ponder's table as Ponder 0.16 makes it: the CREATE TABLE and CREATE INDEX
  * statements come from Ponder's own generator (the one `ponder start` runs) applied to our
  * ponder.schema.ts, and the stable view is the one Ponder's createViews writes. The rows are
  * shaped like mainnet: HUSD is everyone's stablecoin, so Ponder holds far more transfers between

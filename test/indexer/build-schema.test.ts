@@ -9,7 +9,7 @@ const identity: BuildIdentity = {
   genesisHash: "0x1111111111111111111111111111111111111111111111111111111111111111",
   husdAddress: "0xe9e32EF8aaECB68794Da3E1E9191b0a64CeC2c83",
   startBlock: 0,
-  ponderVersion: "0.17.7",
+  ponderVersion: "0.16.10",
 };
 
 /** The schema name changes whenever Ponder's build id would (and a little more often), never otherwise. */
@@ -63,7 +63,7 @@ describe("buildSchema", () => {
     expect(other({ genesisHash: `0x${"2".repeat(64)}` })).not.toBe(base);
     expect(other({ husdAddress: "0x0000000000000000000000000000000000000001" })).not.toBe(base);
     expect(other({ startBlock: 5 })).not.toBe(base);
-    expect(other({ ponderVersion: "0.17.8" })).not.toBe(base);
+    expect(other({ ponderVersion: "0.16.11" })).not.toBe(base);
     expect(other({ husdAddress: identity.husdAddress.toLowerCase() })).toBe(base);
   });
 });

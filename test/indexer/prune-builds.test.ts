@@ -14,7 +14,7 @@ const app = (a: { ready: 0 | 1; locked: 0 | 1; secondsAgo: number }) => ({
 });
 
 /**
- * Which schemas the indexer drops after its build is ready, on schemas laid out as Ponder 0.17
+ * Which schemas the indexer drops after its build is ready, on schemas laid out as Ponder 0.16
  * leaves them (`_ponder_meta` with the app's row; views in the views schema over the live build).
  * test/indexer/deploy.test.ts shows the same with real Ponder builds.
  */
