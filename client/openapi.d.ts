@@ -272,7 +272,7 @@ export interface paths {
         put?: never;
         /**
          * Card processor events (Stripe-compatible webhook)
-         * @description No API key: each delivery is authenticated by its Stripe-Signature header (HMAC of the exact body with STRIPE_WEBHOOK_SECRET, at most 300 s old), verified with the processor's SDK before the body is parsed. Each event id is handled once; a redelivery answers 200 with duplicate=true. Handled: payment_intent.succeeded (credits usd top-ups once per payment), charge.refunded and charge.dispute.created (reverse them, capped at what was credited; the balance may go negative), charge.dispute.closed and charge.dispute.funds_reinstated (a won dispute gives back what it took, once), payment_method.attached/.updated/.detached and customer.updated (saved cards and the default). Events reach an organization only through the customer linked with PUT /v1/admin/orgs/{id}/processor-customer; others are recorded and acknowledged. 400 invalid_signature: missing, wrong or stale signature. 503 not_configured: no webhook secret is set (the processor retries).
+         * @description No API key: each delivery is authenticated by its Stripe-Signature header (HMAC of the exact body with STRIPE_WEBHOOK_SECRET, at most 300 s old), verified with the processor's SDK before the body is parsed. Each event id is handled once; a redelivery answers 200 with duplicate=true. Handled: payment_intent.succeeded (credits usd top-ups once per payment), charge.refunded and charge.dispute.created (reverse them, capped at what was credited; the balance may go negative), charge.dispute.closed and charge.dispute.funds_reinstated (a won dispute gives back what it took, once), payment_method.attached/.updated/.detached and customer.updated (saved cards and the default). Events reach an organization only through the customer linked with PUT /v1/admin/orgs/{id}/processor-customer; others are recorded and acknowledged. 400 invalid_signature: missing, wrong or stale signature. 413 payload_too_large: a body over 256 KiB, refused unread. 503 not_configured: no webhook secret is set (the processor retries).
          */
         post: operations["receiveProcessorEvent"];
         delete?: never;
@@ -543,7 +543,7 @@ export interface components {
              * @description The hold as it is now: a replay answers with the hold's current state (settled by usage, or expired past expires_at)
              * @enum {string}
              */
-            status: "active" | "settled" | "expired" | "released";
+            status: "active" | "settled" | "expired";
             replayed: boolean;
         };
         Error: {
@@ -1796,6 +1796,15 @@ export interface operations {
             };
             /** @description Invalid request (`invalid_request`, `invalid_json`) */
             400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request body is too large (`payload_too_large`) */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };

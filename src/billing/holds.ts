@@ -19,7 +19,7 @@ export type Hold = {
   id: string;
   orgId: string;
   amount: bigint;
-  status: "active" | "settled" | "expired" | "released";
+  status: "active" | "settled" | "expired";
   expiresAt: Date;
   createdAt: Date;
   catalogVersion: string;

@@ -45,7 +45,7 @@ export const HoldResponse = z
     amount_nano_usd: z.string(),
     catalog_version: z.string(),
     expires_at: z.string(),
-    status: z.enum(["active", "settled", "expired", "released"]).openapi({
+    status: z.enum(["active", "settled", "expired"]).openapi({
       description:
         "The hold as it is now: a replay answers with the hold's current state (settled by usage, or expired past expires_at)",
     }),
