@@ -10,7 +10,9 @@ function nextByte(): number {
     pool = randomBytes(8192);
     offset = 0;
   }
-  return pool[offset++]!;
+  const byte = pool[offset++];
+  if (byte === undefined) throw new Error("random byte pool exhausted");
+  return byte;
 }
 
 const ALPHABET_CODES = Buffer.from(ALPHABET, "latin1");
@@ -24,7 +26,11 @@ export function randomBase62(length: number): string {
   let n = 0;
   while (n < length) {
     const byte = nextByte();
-    if (byte < 248) scratch[n++] = ALPHABET_CODES[byte % 62]!;
+    if (byte < 248) {
+      const code = ALPHABET_CODES[byte % 62];
+      if (code === undefined) throw new Error("base62 alphabet has no character for this byte");
+      scratch[n++] = code;
+    }
   }
   return scratch.toString("latin1", 0, length);
 }

@@ -93,7 +93,8 @@ export class Catalog {
     if (this.queued) return this.queued;
     if (!this.reading) return this.startRead();
     const next = () => this.startRead();
-    return (this.queued = this.reading.then(next, next));
+    this.queued = this.reading.then(next, next);
+    return this.queued;
   }
 
   private startRead(): Promise<void> {
@@ -110,7 +111,8 @@ export class Catalog {
     const [head] = await this.sql<
       { at: Date; n: number }[]
     >`select now() as at, count(*)::int as n from catalog_versions`;
-    if (head!.n !== this.versions.length) {
+    if (!head) throw new Error("catalog refresh: the catalog_versions count query returned no row");
+    if (head.n !== this.versions.length) {
       // Versions are never deleted, so a new count means new versions.
       const rows = await this.sql<{ version: string; effective_at: Date; document: CatalogVersionFile }[]>`
         select version, effective_at, document from catalog_versions order by effective_at`;
@@ -120,13 +122,17 @@ export class Catalog {
         const map = new Map<string, Map<string, MeterRate>>();
         for (const rate of rates.filter((x) => x.version === r.version)) {
           const key = `${rate.product}/${rate.model}`;
-          if (!map.has(key)) map.set(key, new Map());
-          map.get(key)!.set(rate.meter, { rate: rate.rate, ...parseDecimal(rate.rate) });
+          let meters = map.get(key);
+          if (!meters) {
+            meters = new Map();
+            map.set(key, meters);
+          }
+          meters.set(rate.meter, { rate: rate.rate, ...parseDecimal(rate.rate) });
         }
         return { version: r.version, effectiveAt: r.effective_at, document: r.document, rates: map };
       });
     }
-    this.completeThrough = Math.max(this.completeThrough, head!.at.getTime() + CATALOG_NOTICE_MS - NOTICE_SLACK_MS);
+    this.completeThrough = Math.max(this.completeThrough, head.at.getTime() + CATALOG_NOTICE_MS - NOTICE_SLACK_MS);
   }
 
   /** True when every version that can apply at `at` is known here: price from memory. */
@@ -223,8 +229,10 @@ export class Catalog {
     }
     let exact = 0n; // USD × 10^scale
     for (const meter in quantities) {
-      const rate = rates.get(meter)!;
-      exact += quantities[meter]! * rate.units * pow10(scale - rate.scale);
+      const rate = rates.get(meter);
+      const quantity = quantities[meter];
+      if (!rate || quantity === undefined) throw new Error(`catalog has no rate for meter ${meter}`);
+      exact += quantity * rate.units * pow10(scale - rate.scale);
     }
     const cost = divideHalfEven(exact * NANO_PER_USD, pow10(scale));
     return { version: version.version, cost };

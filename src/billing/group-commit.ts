@@ -23,7 +23,12 @@ export class GroupCommitter<I, O> {
 
   submit(item: I): Promise<O> {
     return new Promise<O>((resolve, reject) => {
-      const done = ([outcome]: BatchOutcome<O>[]) => (outcome instanceof Error ? reject(outcome) : resolve(outcome!));
+      const done = ([outcome]: BatchOutcome<O>[]) =>
+        outcome instanceof Error
+          ? reject(outcome)
+          : outcome === undefined
+            ? reject(new Error("batch writer returned no outcome"))
+            : resolve(outcome);
       this.pending.push({ item, waiter: { outcomes: [new Error("unsettled")], remaining: 1, done }, slot: 0 });
       this.schedule();
     });
@@ -37,7 +42,8 @@ export class GroupCommitter<I, O> {
     if (items.length === 0) return Promise.resolve([]);
     return new Promise((done) => {
       const waiter: Waiter<O> = { outcomes: new Array<BatchOutcome<O>>(items.length), remaining: items.length, done };
-      for (let slot = 0; slot < items.length; slot++) this.pending.push({ item: items[slot]!, waiter, slot });
+      for (let slot = 0; slot < items.length; slot++)
+        this.pending.push({ item: at(items, slot, "item"), waiter, slot });
       this.schedule();
     });
   }
@@ -58,12 +64,13 @@ export class GroupCommitter<I, O> {
       this.inFlight++;
       this.writeBatch(batch.map((b) => b.item))
         .then(
-          (outcomes): unknown =>
-            batch.forEach((b, i) =>
-              settle(b, outcomes[i] ?? new Error("batch writer returned no outcome for an item")),
-            ),
+          (outcomes): unknown => {
+            for (const [i, b] of batch.entries())
+              settle(b, outcomes[i] ?? new Error("batch writer returned no outcome for an item"));
+            return undefined;
+          },
           (err: unknown): unknown => {
-            if (batch.length === 1) return settle(batch[0]!, asError(err));
+            if (batch.length === 1) return settle(at(batch, 0, "item"), asError(err));
             // A batch carries requests of many callers (and organizations): one item the
             // database refuses must not fail the others, so each is written again on its own.
             return Promise.all(
@@ -101,11 +108,25 @@ function settle<O>(entry: { waiter: Waiter<O>; slot: number }, outcome: BatchOut
  * PostgreSQL arrays are.
  */
 
+/** list[k], or a clear error naming what was missing: a batch's parallel arrays must line up. */
+export function at<T>(list: readonly T[], k: number, what: string): T {
+  const value = list[k];
+  if (value === undefined) throw new Error(`batch has no ${what} for item ${k}`);
+  return value;
+}
+
 /** The batch's distinct organizations (sorted), and each item's index into them. */
 export function batchOrgs(orgIds: string[]): { orgs: string[]; index: number[] } {
   const orgs = [...new Set(orgIds)].sort();
   const position = new Map(orgs.map((o, i) => [o, i + 1]));
-  return { orgs, index: orgIds.map((o) => position.get(o)!) };
+  return {
+    orgs,
+    index: orgIds.map((o) => {
+      const i = position.get(o);
+      if (i === undefined) throw new Error(`batch has no index for organization ${o}`);
+      return i;
+    }),
+  };
 }
 
 /** For each item with a key: the previous item of the batch with the same organization and key. */
@@ -135,7 +156,7 @@ export function firstWithSameValue(values: (string | undefined)[]): (number | nu
 /** Meter quantities for a jsonb column, counts as strings (they are bigints). */
 export function countsObject(counts: Record<string, bigint>): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const meter in counts) out[meter] = counts[meter]!.toString();
+  for (const [meter, count] of Object.entries(counts)) out[meter] = count.toString();
   return out;
 }
 

@@ -2,7 +2,7 @@ import { BillingError } from "../errors.js";
 import { newId } from "../ids.js";
 import { formatUsd } from "../ledger/money.js";
 import type { BillingContext } from "./context.js";
-import { callMeteringBatch, countsObject, previousWithSameKey, type BatchAuthorization } from "./group-commit.js";
+import { at, callMeteringBatch, countsObject, previousWithSameKey, type BatchAuthorization } from "./group-commit.js";
 
 export type AuthorizeRequest = {
   orgId: string;
@@ -66,11 +66,11 @@ export function prepareAuthorize(requests: AuthorizeRequest[], now: Date, orgInd
     holdIds,
     input: requests.map(
       (r, k): BatchAuthorization => ({
-        org: orgIndex[k]!,
-        hold_id: holdIds[k]!,
+        org: at(orgIndex, k, "organization index"),
+        hold_id: at(holdIds, k, "hold id"),
         amount: r.amount.toString(),
         key: r.idempotencyKey ?? null,
-        prev: previous[k]!,
+        prev: at(previous, k, "previous-key index"),
         product: r.product,
         model: r.model ?? "",
         estimate: countsObject(r.estimate),
@@ -89,11 +89,11 @@ export function authorizeOutcomes(a: PreparedAuthorize, res: AuthorizeAnswer): (
     switch (res.outcomes[k]) {
       case "held":
         return {
-          id: a.holdIds[k]!,
+          id: at(a.holdIds, k, "hold id"),
           orgId: r.orgId,
           amount: r.amount,
           status: "active",
-          expiresAt: a.expiresAt[k]!,
+          expiresAt: at(a.expiresAt, k, "hold expiry"),
           createdAt: a.now,
           catalogVersion: r.catalogVersion,
           replayed: false,

@@ -33,7 +33,8 @@ export async function watchLowBalance(
   const beforeBalance = before.credits + before.held;
   return async (debitTransactionId) => {
     if (!debitTransactionId) return;
-    const after = (await read())!;
+    const after = await read();
+    if (!after) throw new Error(`low-balance check: organization ${orgId} is no longer lockable`);
     const balance = after.credits + after.held;
     if (!(beforeBalance >= after.threshold && balance < after.threshold)) return;
     await tx`insert into balance_alerts (id, org_id, balance, threshold, transaction_id, created_at)

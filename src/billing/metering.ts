@@ -79,7 +79,9 @@ export class Metering {
   private lane(orgId: string): GroupCommitter<Item, Hold | UsageResult> {
     let h = 0;
     for (let i = 0; i < orgId.length; i++) h = (h * 31 + orgId.charCodeAt(i)) | 0;
-    return this.lanes[Math.abs(h) % this.lanes.length]!;
+    const lane = this.lanes[Math.abs(h) % this.lanes.length];
+    if (lane === undefined) throw new Error("metering has no lanes");
+    return lane;
   }
 
   async ready(): Promise<void> {
@@ -150,7 +152,10 @@ export class Metering {
         const item = this.usageItem(input, now);
         const lane = this.lane(input.orgId);
         let group = perLane.get(lane);
-        if (!group) perLane.set(lane, (group = { items: [], slots: [] }));
+        if (!group) {
+          group = { items: [], slots: [] };
+          perLane.set(lane, group);
+        }
         group.items.push(item);
         group.slots.push(k);
       } catch (err) {
@@ -159,9 +164,13 @@ export class Metering {
     });
     return Promise.all(
       [...perLane].map(([lane, { items, slots }]) =>
-        lane
-          .submitMany(items)
-          .then((results) => results.forEach((r, j) => (outcomes[slots[j]!] = r as UsageResult | Error))),
+        lane.submitMany(items).then((results) => {
+          for (const [j, r] of results.entries()) {
+            const slot = slots[j];
+            if (slot === undefined) throw new Error(`usage batch returned an outcome for no slot (${j})`);
+            outcomes[slot] = r as UsageResult | Error;
+          }
+        }),
       ),
     ).then(() => outcomes);
   }
@@ -203,19 +212,23 @@ export class Metering {
    * runs, never across round trips to this process.
    */
   private async writeBatch(items: Item[]): Promise<BatchOutcome<Hold | UsageResult>[]> {
-    const now = items.reduce((a, i) => (i.now > a ? i.now : a), items[0]!.now);
+    const first = items[0];
+    if (first === undefined) throw new Error("metering batch is empty");
+    const now = items.reduce((a, i) => (i.now > a ? i.now : a), first.now);
     const { orgs, index } = batchOrgs(items.map((i) => i.req.orgId));
     const authorizations: AuthorizeRequest[] = [];
     const authorizationOrgs: number[] = [];
     const events: UsageRequest[] = [];
     const eventOrgs: number[] = [];
     items.forEach((item, k) => {
+      const org = index[k];
+      if (org === undefined) throw new Error(`metering batch item ${k} has no organization index`);
       if (item.kind === "authorize") {
         authorizations.push(item.req);
-        authorizationOrgs.push(index[k]!);
+        authorizationOrgs.push(org);
       } else {
         events.push(item.req);
-        eventOrgs.push(index[k]!);
+        eventOrgs.push(org);
       }
     });
     const a = prepareAuthorize(authorizations, now, authorizationOrgs);
@@ -265,7 +278,11 @@ export class Metering {
     }
     let nextHold = 0;
     let nextEvent = 0;
-    return items.map((i) => (i.kind === "authorize" ? held[nextHold++]! : used.outcomes[nextEvent++]!));
+    return items.map((i) => {
+      const outcome = i.kind === "authorize" ? held[nextHold++] : used.outcomes[nextEvent++];
+      if (outcome === undefined) throw new Error(`metering batch returned no outcome for a ${i.kind} item`);
+      return outcome;
+    });
   }
 
   private async ensureCatalog() {

@@ -32,12 +32,15 @@ export async function usageReport(ctx: BillingContext, input: { orgId: string; p
   const models = new Map<string, UsageReport["products"][number]["models"][number]>();
   for (const r of rows) {
     let product = products.get(r.product);
-    if (!product)
-      products.set(r.product, (product = { product: r.product, quantities: {}, cost: 0n, events: 0, models: [] }));
+    if (!product) {
+      product = { product: r.product, quantities: {}, cost: 0n, events: 0, models: [] };
+      products.set(r.product, product);
+    }
     const key = `${r.product}/${r.model}`;
     let model = models.get(key);
     if (!model) {
-      models.set(key, (model = { model: r.model, quantities: {}, cost: BigInt(r.cost), events: r.events }));
+      model = { model: r.model, quantities: {}, cost: BigInt(r.cost), events: r.events };
+      models.set(key, model);
       product.models.push(model);
       product.cost += model.cost;
       product.events += model.events;

@@ -2,6 +2,7 @@ import { BillingError } from "../errors.js";
 import { newId } from "../ids.js";
 import type { BillingContext } from "./context.js";
 import {
+  at,
   batchOrgs,
   callMeteringBatch,
   countsObject,
@@ -72,10 +73,10 @@ export function prepareUsage(requests: UsageRequest[], orgIndex: number[]) {
     usageIds,
     input: requests.map(
       (r, k): BatchUsage => ({
-        org: orgIndex[k]!,
-        id: usageIds[k]!,
+        org: at(orgIndex, k, "organization index"),
+        id: at(usageIds, k, "usage id"),
         key: r.idempotencyKey,
-        prev: previous[k]!,
+        prev: at(previous, k, "previous-key index"),
         occurred_at: r.occurredAt.toISOString(),
         product: r.product,
         model: r.model ?? "",
@@ -83,7 +84,7 @@ export function prepareUsage(requests: UsageRequest[], orgIndex: number[]) {
         cost: r.cost.toString(),
         catalog_version: r.catalogVersion,
         hold_id: r.holdId ?? null,
-        hold_first: holdFirst[k]!,
+        hold_first: at(holdFirst, k, "first-hold index"),
       }),
     ),
   };
@@ -107,7 +108,7 @@ export function usageOutcomes(
       case "released":
       case "already_closed":
         return {
-          usageId: u.usageIds[k]!,
+          usageId: at(u.usageIds, k, "usage id"),
           idempotencyKey: r.idempotencyKey,
           cost: r.cost,
           catalogVersion: r.catalogVersion,
@@ -116,7 +117,8 @@ export function usageOutcomes(
           replayed: false,
         };
       case "duplicate": {
-        const first = duplicates.get(k)!;
+        const first = duplicates.get(k);
+        if (!first) throw new Error(`metering_batch reported item ${k} a duplicate without its first record`);
         return {
           usageId: first.id,
           idempotencyKey: r.idempotencyKey,
@@ -153,14 +155,16 @@ export function usageOutcomes(
         throw new Error(`metering_batch returned no outcome for usage event ${k}`);
     }
   });
-  const crossings = (res.alerts ?? []).map(
-    (a): LowBalanceCrossing => ({
-      alertId: alertIds[a.i - 1]!,
-      orgId: orgs[a.i - 1]!,
+  const crossings = (res.alerts ?? []).map((a): LowBalanceCrossing => {
+    const alertId = alertIds[a.i - 1];
+    if (!alertId) throw new Error(`metering_batch reported a low-balance crossing for org ${a.i} without an alert id`);
+    return {
+      alertId,
+      orgId: at(orgs, a.i - 1, "organization"),
       balance: BigInt(a.balance),
       threshold: BigInt(a.threshold),
-    }),
-  );
+    };
+  });
   return { outcomes, crossings };
 }
 

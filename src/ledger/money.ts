@@ -20,7 +20,8 @@ export function parseUsd(text: string): bigint {
   const [, sign, whole, fraction = ""] = match;
   if (fraction.length > USD_SCALE)
     throw new MoneyError(`"${text}" has more than ${USD_SCALE} decimal places (1 nano-USD is the smallest unit)`);
-  const nano = BigInt(whole!) * NANO_PER_USD + BigInt(fraction.padEnd(USD_SCALE, "0"));
+  if (whole === undefined) throw new MoneyError(`"${text}" has no whole part`);
+  const nano = BigInt(whole) * NANO_PER_USD + BigInt(fraction.padEnd(USD_SCALE, "0"));
   if (nano > MAX_NANO_USD) throw new MoneyError(`"${text}" is too large`);
   return sign ? -nano : nano;
 }

@@ -62,7 +62,8 @@ export async function reconcileLedger(deps: { sql: Sql; logger: Logger }, now: D
           details = excluded.details,
           acknowledged_at = case when operator_alerts.details->'difference_nano_usd' = excluded.details->'difference_nano_usd' then operator_alerts.acknowledged_at end`;
     }
-    return String(run!.id);
+    if (!run) throw new Error("reconciliation run row was not returned by its insert");
+    return String(run.id);
   });
   const counts = {
     unbalanced_transactions: check.unbalancedTransactions.length,

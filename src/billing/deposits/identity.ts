@@ -1,4 +1,4 @@
-import { decodeEventLog, type Hex } from "viem";
+import { decodeEventLog, type DecodeEventLogReturnType, type Hex } from "viem";
 import { transferEvent } from "../../chain/erc20-events.js";
 
 /**
@@ -47,7 +47,7 @@ export function transfersOfTransaction(logs: readonly RawLog[], txHash: string):
   const transfers: (TransferContent & { logIndex: number })[] = [];
   for (const log of logs) {
     if (log.transactionHash?.toLowerCase() !== txHash.toLowerCase() || log.logIndex === null) continue;
-    let decoded;
+    let decoded: DecodeEventLogReturnType<[typeof transferEvent]>;
     try {
       decoded = decodeEventLog({ abi: [transferEvent], data: log.data, topics: log.topics as [Hex, ...Hex[]] });
     } catch {

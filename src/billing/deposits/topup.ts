@@ -1,4 +1,10 @@
-import { decodeEventLog, toEventSelector, type Hex } from "viem";
+import {
+  decodeEventLog,
+  toEventSelector,
+  type DecodeEventLogReturnType,
+  type Hex,
+  type TransactionReceipt,
+} from "viem";
 import { transferEvent } from "../../chain/erc20-events.js";
 import type { Config } from "../../config.js";
 import type { Sql } from "../../db/client.js";
@@ -22,7 +28,7 @@ export async function recordTopup(ctx: MaybeChainContext, input: { orgId: string
   // depositAddressFor answers without the chain only for an address it knew; a lookup needs it.
   if (!chain)
     throw new BillingError("upstream_unavailable", "could not reach the chain to look the transaction up; try again");
-  let receipt;
+  let receipt: TransactionReceipt;
   try {
     receipt = await chain.getTransactionReceipt({ hash: txHash });
   } catch (err) {
@@ -62,8 +68,13 @@ export async function recordTopup(ctx: MaybeChainContext, input: { orgId: string
   const ordinals = new Map(
     transfersOfTransaction(receipt.logs, receipt.transactionHash).map((t) => [t.logIndex, t.ordinal]),
   );
+  const ordinalOf = (logIndex: number) => {
+    const ordinal = ordinals.get(logIndex);
+    if (ordinal === undefined) throw new Error(`transfer at log ${logIndex} has no ordinal in its transaction`);
+    return ordinal;
+  };
   for (const log of receipt.logs) {
-    let decoded;
+    let decoded: DecodeEventLogReturnType<[typeof transferEvent]>;
     try {
       decoded = decodeEventLog({ abi: [transferEvent], data: log.data, topics: log.topics });
     } catch {
@@ -77,7 +88,7 @@ export async function recordTopup(ctx: MaybeChainContext, input: { orgId: string
       {
         chainId: config.CHAIN_ID,
         txHash: receipt.transactionHash,
-        ordinal: ordinals.get(log.logIndex)!,
+        ordinal: ordinalOf(log.logIndex),
         logIndex: log.logIndex,
         blockNumber: receipt.blockNumber,
         blockHash: receipt.blockHash,
