@@ -143,7 +143,7 @@ async function sendAll(txs: { to?: Address; data: Hex; gas: bigint }[]): Promise
 
 console.log(`writing ${BACKFILL} HUSD transfers to the chain…`);
 const writeStarted = performance.now();
-const { abi, bytecode } = compileMultiSend();
+const { bytecode } = compileMultiSend();
 const [deployHash] = await sendAll([{ data: bytecode, gas: 1_000_000n }]);
 const multisend = (await customer.getTransactionReceipt({ hash: deployHash! })).contractAddress!;
 await mintHusd(rpcUrl, chainId, contracts.husd, DevRoles.customer.address, 10n ** 30n);

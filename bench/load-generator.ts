@@ -197,7 +197,7 @@ const connections = Array.from({ length: args.concurrency }, () => new Connectio
 await Promise.all(connections.map((conn) => (args.mode === "pairs" ? pairUser(conn) : ingestUser(conn))));
 const seconds = (performance.now() - started) / 1000;
 const cpu = process.cpuUsage(cpuStart);
-connections.forEach((c) => c.close());
+for (const c of connections) c.close();
 latencies.sort((a, b) => a - b);
 const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] ?? 0;
 console.log(

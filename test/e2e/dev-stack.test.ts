@@ -16,6 +16,7 @@ describe("npm run dev", () => {
   let dev: ChildProcess;
   let output = "";
   let stateDir: string;
+  // biome-ignore lint/suspicious/noExplicitAny: a test reads arbitrary JSON replies by path
   let state: Record<string, any>;
   let ports: { anvil: number; api: number; ponder: number };
   beforeAll(async () => {
@@ -58,6 +59,7 @@ describe("npm run dev", () => {
       ...init,
       headers: { ...(key ? { authorization: `Bearer ${key}` } : {}), "content-type": "application/json" },
     });
+    // biome-ignore lint/suspicious/noExplicitAny: a test reads arbitrary JSON replies by path
     return { status: res.status, json: (await res.json()) as any };
   };
 

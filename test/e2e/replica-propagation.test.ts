@@ -73,6 +73,7 @@ describe("two API processes: catalog versions and key revocations reach both", (
       headers: { authorization: `Bearer ${key}`, "content-type": "application/json", ...headers },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
+    // biome-ignore lint/suspicious/noExplicitAny: a test reads arbitrary JSON replies by path
     return { status: res.status, json: (await res.json()) as any };
   }
 

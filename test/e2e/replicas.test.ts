@@ -74,6 +74,7 @@ describe("two API and two worker processes", () => {
             headers: { authorization: `Bearer ${key}`, "content-type": "application/json", ...headers },
             body: body === undefined ? undefined : JSON.stringify(body),
           });
+          // biome-ignore lint/suspicious/noExplicitAny: a test reads arbitrary JSON replies by path
           return { status: res.status, json: (await res.json()) as any };
         }),
       ),
@@ -85,6 +86,7 @@ describe("two API and two worker processes", () => {
       headers: { authorization: `Bearer ${key}`, "content-type": "application/json", ...headers },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
+    // biome-ignore lint/suspicious/noExplicitAny: a test reads arbitrary JSON replies by path
     return { status: res.status, json: (await res.json()) as any };
   }
 

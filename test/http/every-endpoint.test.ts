@@ -37,12 +37,14 @@ describe("every endpoint", () => {
 
   // This app has no chain configured: HUSD endpoints answer 503 not_configured, a deliberate
   // answer in the envelope rather than a crash (test/deposits covers them against anvil).
+  // biome-ignore lint/suspicious/noExplicitAny: a test reads arbitrary JSON replies by path
   const notConfigured = (res: { status: number; json: any }) =>
     res.status === 503 && res.json?.error?.code === "not_configured";
   const keyFor = (op: DocumentedOperation) =>
     op.tags.includes("admin") ? TEST_ADMIN_KEY : op.tags.includes("gateway") ? a.gatewayKey : a.orgKey;
   const fill = (path: string, id: string) => path.replace(/\{[^}]+\}/g, id);
 
+  // biome-ignore lint/suspicious/noExplicitAny: a test reads arbitrary JSON replies by path
   function expectEnvelope(res: { status: number; json: any; text: string }, label: string) {
     expect(res.status, `${label}: ${res.text}`).toBeGreaterThanOrEqual(400);
     expect(res.status, `${label}: ${res.text}`).toBeLessThan(500);

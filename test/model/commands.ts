@@ -3,7 +3,7 @@ import { TEST_ADMIN_KEY } from "../support/app.js";
 import { charge, paymentIntent, processorId } from "../support/processor.js";
 import type { OrgHandle, Reply, System } from "./harness.js";
 import { compareWithModel } from "./invariants.js";
-import { Model, NANO_PER_CENT, takenWhileLive, type MHold, type UsageOutcome } from "./model.js";
+import { type Model, NANO_PER_CENT, takenWhileLive, type MHold, type UsageOutcome } from "./model.js";
 import { priceNano, type Priced } from "./prices.js";
 
 /** The real side of one run: the service, the run's organizations, and a key counter. */
@@ -28,6 +28,7 @@ function expectReply(what: string, res: Reply, status: number, fields: Record<st
   const problems: string[] = [];
   if (res.status !== status) problems.push(`status ${res.status}, expected ${status}`);
   for (const [path, want] of Object.entries(fields)) {
+    // biome-ignore lint/suspicious/noExplicitAny: a test reads arbitrary JSON replies by path
     const got = path.split(".").reduce<any>((o, k) => (o == null ? undefined : o[k]), res.json);
     if (got !== want) problems.push(`${path} = ${JSON.stringify(got)}, expected ${JSON.stringify(want)}`);
   }
@@ -48,15 +49,13 @@ async function afterStep(m: Model, r: Real, what: string) {
 /** Usage and estimates between a tenth of a cent and about a dollar, priced exactly from the catalog. */
 export const pricedArb: fc.Arbitrary<Priced> = fc.oneof(
   fc.integer({ min: 1, max: 10_000 }).map((requests): Priced => ({ product: "api", quantities: { requests } })),
-  fc
-    .tuple(fc.integer({ min: 1, max: 200_000 }), fc.integer({ min: 1, max: 50_000 }))
-    .map(
-      ([input_tokens, output_tokens]): Priced => ({
-        product: "llm",
-        model: "zen-pro",
-        quantities: { input_tokens, output_tokens },
-      }),
-    ),
+  fc.tuple(fc.integer({ min: 1, max: 200_000 }), fc.integer({ min: 1, max: 50_000 })).map(
+    ([input_tokens, output_tokens]): Priced => ({
+      product: "llm",
+      model: "zen-pro",
+      quantities: { input_tokens, output_tokens },
+    }),
+  ),
   fc
     .integer({ min: 1, max: 2_000_000 })
     .map((input_tokens): Priced => ({ product: "llm", model: "zen-mini", quantities: { input_tokens } })),
@@ -253,6 +252,7 @@ function usageEvent(r: Real, org: number, idempotencyKey: string, p: Priced, at:
 const usagePayload = (p: Priced, at: number, holdId: string | undefined) =>
   JSON.stringify({ ...canonical(p), at, holdId: holdId ?? null });
 
+// biome-ignore lint/suspicious/noExplicitAny: a test reads arbitrary JSON replies by path
 function expectUsage(what: string, res: any, out: UsageOutcome) {
   tally(
     `usage ${out.kind === "recorded" ? (out.holdOutcome ?? "no hold") : out.kind === "rejected" ? out.code : out.kind}`,
@@ -300,13 +300,12 @@ class Settle implements Cmd {
     const res = await r.sys.call("POST", "/v1/billing/usage", { key: r.orgs[this.org]!.gatewayKey, body: { events } });
     expectReply(this.toString(), res, 200);
     const cost = priceNano(this.priced, m.now);
-    keys.forEach((k, i) =>
+    for (const [i, k] of keys.entries())
       expectUsage(
         `${this} [${state}] event ${i}`,
         res.json.results[i],
         m.recordUsage(this.org, k, usagePayload(this.priced, m.now, holdId), cost, holdId, m.now),
-      ),
-    );
+      );
     await afterStep(m, r, this.toString());
   }
   toString() {

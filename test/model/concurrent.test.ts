@@ -153,7 +153,7 @@ async function perform(sys: System, s: Shared, a: Action): Promise<void> {
     const res = await sys.call("POST", "/v1/billing/usage", { key: gateway(o), body: { events }, replica });
     if (res.status !== 200) throw new Error(`usage answered ${res.status}: ${res.text}`);
     for (const r of res.json.results) if (r.status === "recorded") s.recorded.push(r.usage_id);
-    events.forEach((e) => s.events.push({ org: o, event: e }));
+    for (const e of events) s.events.push({ org: o, event: e });
   };
   switch (a.kind) {
     case "grant": {
@@ -314,6 +314,7 @@ describe("metering engine: concurrent requests through two API processes", () =>
       if (body !== undefined && !headers["content-type"]) headers["content-type"] = "application/json";
       const res = await fetch(`${bases[init.replica ?? next++ % bases.length]}${path}`, { method, headers, body });
       const text = await res.text();
+      // biome-ignore lint/suspicious/noExplicitAny: a test reads arbitrary JSON replies by path
       let json: any;
       try {
         json = JSON.parse(text);

@@ -11,6 +11,7 @@ import type { TestDatabase } from "../support/database.js";
 import { processorEvent, processorId, TEST_WEBHOOK_SECRET } from "../support/processor.js";
 import { contextAt } from "../support/context.js";
 
+// biome-ignore lint/suspicious/noExplicitAny: a test reads arbitrary JSON replies by path
 export type Reply = { status: number; json: any; text: string };
 /** `replica` picks the API process when there are several (requests meant to share a batch go to one). */
 export type Call = (

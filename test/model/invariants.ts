@@ -129,7 +129,10 @@ export async function compareWithModel(m: Model, r: { sys: System; orgs: OrgHand
   r.orgs.forEach((o, i) => {
     const want = m.balance(i);
     const b = balances[i]!;
-    if (b.status !== 200) return void out.push(`org${i} balance: ${b.status} ${b.text}`);
+    if (b.status !== 200) {
+      out.push(`org${i} balance: ${b.status} ${b.text}`);
+      return;
+    }
     diff(`org${i} balance`, b.json.balance_nano_usd, want.balance);
     diff(`org${i} credits`, b.json.credits_nano_usd, want.credits);
     diff(`org${i} held`, b.json.held_nano_usd, want.held);

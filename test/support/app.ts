@@ -13,8 +13,12 @@ export const TEST_ADMIN_KEY = "hk-test-admin-key-0123456789abcdef";
 export function manualClock(start = new Date("2026-11-15T12:00:00Z")) {
   let now = start.getTime();
   const clock: Clock & { set(d: Date): void; advance(ms: number): void } = Object.assign(() => new Date(now), {
-    set: (d: Date) => void (now = d.getTime()),
-    advance: (ms: number) => void (now += ms),
+    set: (d: Date) => {
+      now = d.getTime();
+    },
+    advance: (ms: number) => {
+      now += ms;
+    },
   });
   return clock;
 }
@@ -48,6 +52,7 @@ export function createTestApp(opts: {
       headers["content-type"] = "application/json";
     const res = await app.request(path, { method, headers, body });
     const text = await res.text();
+    // biome-ignore lint/suspicious/noExplicitAny: a test reads arbitrary JSON replies by path
     let json: any;
     try {
       json = text ? JSON.parse(text) : undefined;

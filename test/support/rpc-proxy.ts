@@ -121,8 +121,12 @@ export async function startRpcProxy(upstreamUrl: string): Promise<RpcProxy> {
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}`,
-    setLag: (blocks) => void (lag = blocks),
-    onRequest: (h) => void (hook = h),
+    setLag: (blocks) => {
+      lag = blocks;
+    },
+    onRequest: (h) => {
+      hook = h;
+    },
     served: () => [...served],
     reset: () => {
       served = [];
