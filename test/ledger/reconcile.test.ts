@@ -16,7 +16,7 @@ const clock = manualClock(new Date());
 const silent = pino({ level: "silent" });
 
 type LedgerHelpers = {
-  takeHold(orgId: string, amount: bigint, status?: "active" | "released"): Promise<string>;
+  takeHold(orgId: string, amount: bigint, status?: "active" | "expired"): Promise<string>;
   orgWithLiveHold(): Promise<{ id: string; orgKey: string; gatewayKey: string; holdId: string; held: bigint }>;
   postRaw(orgId: string, kind: string, entries: [string, bigint][]): Promise<string>;
   releaseAgain(org: { id: string }, amount: bigint): Promise<string>;
@@ -45,7 +45,7 @@ const it = dbTest.extend<{ app: TestApp; ledger: LedgerHelpers }>({
        * transaction. Written here rather than through /v1/billing/authorize so that these tests
        * judge the check alone, whatever the engine does.
        */
-      async function takeHold(orgId: string, amount: bigint, status: "active" | "released" = "active") {
+      async function takeHold(orgId: string, amount: bigint, status: "active" | "expired" = "active") {
         const id = `hold_raw_${Math.random().toString(36).slice(2)}`;
         const move = async (tx: TransactionSql, kind: "hold" | "release", from: string, to: string) => {
           if (amount === 0n) return null; // a free hold moves nothing
@@ -62,9 +62,9 @@ const it = dbTest.extend<{ app: TestApp; ledger: LedgerHelpers }>({
           const taken = await move(tx, "hold", orgCreditsAccount(orgId), orgHeldAccount(orgId));
           await tx`insert into holds (id, org_id, amount, status, product, estimate, catalog_version, expires_at, created_at, transaction_id)
                    values (${id}, ${orgId}, ${amount.toString()}, 'active', 'api', '{}', '2026-01-01', ${new Date(clock().getTime() + 3600_000)}, ${clock()}, ${taken})`;
-          if (status === "released") {
+          if (status === "expired") {
             const back = await move(tx, "release", orgHeldAccount(orgId), orgCreditsAccount(orgId));
-            await tx`update holds set status = 'released', closed_at = ${clock()}, close_transaction_id = ${back} where id = ${id}`;
+            await tx`update holds set status = 'expired', closed_at = ${clock()}, close_transaction_id = ${back} where id = ${id}`;
           }
         });
         return id;
@@ -112,12 +112,12 @@ const it = dbTest.extend<{ app: TestApp; ledger: LedgerHelpers }>({
 });
 
 describe("ledger reconciliation", () => {
-  it("finds nothing on a ledger with live and released holds", async ({
+  it("finds nothing on a ledger with live and closed holds", async ({
     db,
     ledger: { takeHold, orgWithLiveHold },
   }) => {
     const org = await orgWithLiveHold();
-    await takeHold(org.id, 3_000_000n, "released");
+    await takeHold(org.id, 3_000_000n, "expired");
     await takeHold(org.id, 0n);
     await expectLedgerConsistent(db.sql);
   });
@@ -143,7 +143,7 @@ describe("ledger reconciliation", () => {
       insert into holds (id, org_id, amount, status, product, estimate, catalog_version, expires_at, created_at)
       values (${hold}, ${org.id}, 700, 'active', 'api', '{}', '2026-01-01', ${new Date(clock().getTime() + 3600_000)}, ${clock()})`;
     expect((await checkLedger(db.sql)).heldMismatches).toEqual([{ orgId: org.id, held: 0n, liveHolds: 700n }]);
-    await db.sql`update holds set status = 'released', closed_at = ${clock()} where id = ${hold}`;
+    await db.sql`update holds set status = 'expired', closed_at = ${clock()} where id = ${hold}`;
     await expectLedgerConsistent(db.sql);
   });
 
