@@ -112,10 +112,7 @@ const it = dbTest.extend<{ app: TestApp; ledger: LedgerHelpers }>({
 });
 
 describe("ledger reconciliation", () => {
-  it("finds nothing on a ledger with live and closed holds", async ({
-    db,
-    ledger: { takeHold, orgWithLiveHold },
-  }) => {
+  it("finds nothing on a ledger with live and closed holds", async ({ db, ledger: { takeHold, orgWithLiveHold } }) => {
     const org = await orgWithLiveHold();
     await takeHold(org.id, 3_000_000n, "expired");
     await takeHold(org.id, 0n);
