@@ -1,4 +1,5 @@
 import net from "node:net";
+import type { LoadGeneratorArgs } from "./support.js";
 
 /**
  * Drives the API over HTTP from its own process (so its CPU is not the API's), with keep-alive
@@ -11,17 +12,7 @@ import net from "node:net";
  * load generator shares the machine's two cores with the API and PostgreSQL, and node:http's
  * client costs about 4× more CPU per request, which would be taken from the system under test.
  */
-type Args = {
-  base: string;
-  key: string;
-  mode: "pairs" | "ingest";
-  orgs: string[];
-  seconds: number;
-  concurrency: number;
-  batch: number;
-  tag: string;
-};
-const args = JSON.parse(process.argv[2]!) as Args;
+const args = JSON.parse(process.argv[2]!) as LoadGeneratorArgs;
 const url = new URL(args.base);
 
 type Response = { status: number; body: string };

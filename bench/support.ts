@@ -110,8 +110,8 @@ export type LoadGeneratorResult = {
   cpu_ms: number;
 };
 
-/** Runs the load generator as its own process (its CPU is not the system under test's) and returns its result line. */
-export function runLoadGenerator(args: {
+/** What bench/load-generator.ts takes, as one JSON argument. */
+export type LoadGeneratorArgs = {
   base: string;
   key: string;
   mode: "pairs" | "ingest";
@@ -120,7 +120,10 @@ export function runLoadGenerator(args: {
   concurrency: number;
   batch: number;
   tag: string;
-}): Promise<LoadGeneratorResult> {
+};
+
+/** Runs the load generator as its own process (its CPU is not the system under test's) and returns its result line. */
+export function runLoadGenerator(args: LoadGeneratorArgs): Promise<LoadGeneratorResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ["--import", "tsx", "bench/load-generator.ts", JSON.stringify(args)], {
       cwd: ROOT,
