@@ -30,7 +30,12 @@ export function chainReorg(chain: TestChain) {
       const missing = blockNumber + 3n - (await head());
       if (missing > 0n) await chain.mine(Number(missing));
     },
-    blockOf: async (hash: Hex) => (await chain.clients.test.getTransactionReceipt({ hash })).blockNumber,
+    /**
+     * The block a transaction is in. Waits for its receipt: anvil answers `eth_sendRawTransaction`
+     * before the automined block is queryable, so reading the receipt at once can miss it.
+     */
+    blockOf: async (hash: Hex) =>
+      (await chain.clients.test.waitForTransactionReceipt({ hash, pollingInterval: 50, timeout: 60_000 })).blockNumber,
     /**
      * A signed HUSD mint by the owner, not sent: another transaction that emits a Transfer log,
      * to put ahead of a re-mined one in the same block (its log indexes then shift).
