@@ -44,7 +44,7 @@ export interface paths {
          * Report a batch of usage events (idempotent per event)
          * @description Requires a gateway key; acts for the organization named in the request.
          *
-         *     Each event is priced, debited and its hold released in one durable commit before the response. A repeated idempotency key returns the first result (`duplicate`) and charges nothing. Results are per event, in order; one bad event does not sink the others.
+         *     Each event is priced, debited and its hold settled in one durable commit before the response. A repeated idempotency key returns the first result (`duplicate`) and charges nothing. Results are per event, in order; one bad event does not sink the others.
          */
         post: operations["reportUsage"];
         delete?: never;
@@ -515,7 +515,7 @@ export interface components {
             quantities: {
                 [key: string]: number;
             };
-            /** @description The hold from /v1/billing/authorize to release */
+            /** @description The hold from /v1/billing/authorize that this event settles */
             hold_id?: string;
         };
         /**
@@ -605,7 +605,10 @@ export interface components {
             cost_nano_usd?: string;
             catalog_version?: string;
             hold_id?: string | null;
-            /** @enum {string|null} */
+            /**
+             * @description `released`: this event settled its hold. `already_closed`: the hold was settled by an earlier event or had expired, and the cost is charged in full.
+             * @enum {string|null}
+             */
             hold_outcome?: "released" | "already_closed" | null;
             error?: {
                 code: string;

@@ -164,7 +164,7 @@ export function countsObject(counts: Record<string, bigint>): Record<string, str
 export type BatchOrg = {
   org_id: string;
   usage_txn: string | null;
-  release_txn: string | null;
+  expiry_txn: string | null;
   hold_txn: string | null;
   alert_id: string | null;
 };
@@ -202,7 +202,7 @@ export type BatchAnswer = {
   usage_alerts: unknown[] | null;
   authorize_outcomes: string[] | null;
   authorize_details: unknown[] | null;
-  released_holds: number;
+  expired_holds: number;
 };
 
 /**

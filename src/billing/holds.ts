@@ -133,11 +133,12 @@ export function authorizeOutcomes(a: PreparedAuthorize, res: AuthorizeAnswer): (
 }
 
 /**
- * The sweeper: releases expired holds of every organization, a bounded number of orgs per call.
- * It is a metering batch without requests: the organizations are locked as for any batch, and
- * their expired holds go back to their credits in one 'release' per org.
+ * The sweeper: expires the holds past their expiry of every organization, a bounded number of
+ * orgs per call. It is a metering batch without requests: the organizations are locked as for
+ * any batch, and the amounts of their expired holds return to their credits in one 'release'
+ * transaction per org. Returns how many holds it expired.
  */
-export async function releaseExpiredHolds(ctx: BillingContext, input: { maxOrgs?: number } = {}): Promise<number> {
+export async function expireHolds(ctx: BillingContext, input: { maxOrgs?: number } = {}): Promise<number> {
   const { sql } = ctx;
   const now = ctx.clock();
   const maxOrgs = input.maxOrgs ?? 200;
@@ -147,7 +148,7 @@ export async function releaseExpiredHolds(ctx: BillingContext, input: { maxOrgs?
   const orgs = due
     .map((d) => d.org_id)
     .sort()
-    .map((org_id) => ({ org_id, usage_txn: null, release_txn: newId("txn"), hold_txn: null, alert_id: null }));
+    .map((org_id) => ({ org_id, usage_txn: null, expiry_txn: newId("txn"), hold_txn: null, alert_id: null }));
   const res = await callMeteringBatch(sql, now, orgs, [], []);
-  return res.released_holds;
+  return res.expired_holds;
 }

@@ -235,7 +235,7 @@ export class Metering {
     const u = prepareUsage(events, eventOrgs);
     // Ids for what may be written per organization: a 'usage' transaction and an alert for
     // organizations with usage, a 'hold' transaction for those with authorizations, and a
-    // 'release' transaction for expired holds (of authorizing organizations, or named by usage).
+    // 'release' transaction for holds that expire (of authorizing organizations, or named by usage).
     const withUsage = new Array<boolean>(orgs.length).fill(false);
     const withAuthorizations = new Array<boolean>(orgs.length).fill(false);
     for (const i of eventOrgs) withUsage[i - 1] = true;
@@ -244,7 +244,7 @@ export class Metering {
       (org_id, i): BatchOrg => ({
         org_id,
         usage_txn: withUsage[i] ? newId("txn") : null,
-        release_txn: newId("txn"),
+        expiry_txn: newId("txn"),
         hold_txn: withAuthorizations[i] ? newId("txn") : null,
         alert_id: withUsage[i] ? newId("alert") : null,
       }),

@@ -30,10 +30,10 @@ export type UsageResult = {
   catalogVersion: string;
   holdId: string | null;
   /**
-   * What happened to the hold: released now (settled), or already closed: settled by an earlier
-   * event, or past its expiry, when its amount went back to the credits and the cost is charged in full.
+   * What happened to the hold: settled by this event, or already closed: settled by an earlier
+   * event, or expired (its amount returned to the credits), and the cost is charged in full.
    */
-  holdOutcome: "released" | "already_closed" | null;
+  holdOutcome: "settled" | "already_closed" | null;
   replayed: boolean;
 };
 
@@ -41,7 +41,7 @@ export type LowBalanceCrossing = { alertId: string; orgId: string; balance: bigi
 
 type UsageOutcome =
   | "recorded"
-  | "released"
+  | "settled"
   | "already_closed"
   | "duplicate"
   | "idempotency_key_reused"
@@ -105,7 +105,7 @@ export function usageOutcomes(
     const outcome = res.outcomes[k];
     switch (outcome) {
       case "recorded":
-      case "released":
+      case "settled":
       case "already_closed":
         return {
           usageId: at(u.usageIds, k, "usage id"),
@@ -183,7 +183,7 @@ export async function recordUsageBatch(
   const batch = orgs.map((org_id, i) => ({
     org_id,
     usage_txn: newId("txn"),
-    release_txn: newId("txn"),
+    expiry_txn: newId("txn"),
     hold_txn: null,
     alert_id: alertIds[i] ?? null,
   }));

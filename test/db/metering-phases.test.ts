@@ -12,7 +12,7 @@ const NOW = new Date("2026-11-15T12:00:00Z");
 const org = (org_id: string) => ({
   org_id,
   usage_txn: `txn_u_${org_id}`,
-  release_txn: `txn_r_${org_id}`,
+  expiry_txn: `txn_e_${org_id}`,
   hold_txn: `txn_h_${org_id}`,
   alert_id: null,
 });
@@ -62,14 +62,14 @@ const it = appTest.extend<{ seed: { a: Org; b: Org; holds: Record<string, string
 describe("metering_batch's phases", () => {
   it.scoped({ appOptions: { clock: manualClock(new Date(NOW.getTime() - 60_000)) } });
 
-  it("release_expired closes the past-expiry holds of the swept organizations and the named ones, once", async ({
+  it("expire_holds closes the past-expiry holds of the swept organizations and the named ones, once", async ({
     db,
     seed: { a, b, holds },
   }) => {
     const [first, second] = await inRollback(db, async (tx) => {
       const run = () =>
         tx<{ expired: string[]; expired_n: number[] }[]>`
-          select expired::text[], expired_n from metering_release_expired(${NOW}, array(select jsonb_populate_record(null::metering_org, e) from jsonb_array_elements(${orgsJson([a.id, b.id])}::text::jsonb) e),
+          select expired::text[], expired_n from metering_expire_holds(${NOW}, array(select jsonb_populate_record(null::metering_org, e) from jsonb_array_elements(${orgsJson([a.id, b.id])}::text::jsonb) e),
                                                    array[true, false], array[${holds["b-expired"]!}, ${holds["a-live"]!}]::text[])`;
       const r1 = await run();
       const r2 = await run();
@@ -82,8 +82,8 @@ describe("metering_batch's phases", () => {
     expect(first.expired_n).toEqual([2, 1]);
     const status = Object.fromEntries(first.states.map((s) => [s.id, s]));
     expect(status[holds["a-live"]!]!.status).toBe("active"); // named, but not past its expiry
-    expect(status[holds["a-expired"]!]).toMatchObject({ status: "expired", close_transaction_id: `txn_r_${a.id}` });
-    expect(status[holds["b-expired"]!]).toMatchObject({ status: "expired", close_transaction_id: `txn_r_${b.id}` });
+    expect(status[holds["a-expired"]!]).toMatchObject({ status: "expired", close_transaction_id: `txn_e_${a.id}` });
+    expect(status[holds["b-expired"]!]).toMatchObject({ status: "expired", close_transaction_id: `txn_e_${b.id}` });
     expect(second.expired).toEqual(["0", "0"]);
   });
 
@@ -126,7 +126,7 @@ describe("metering_batch's phases", () => {
       return { ...out!, live: h!.status };
     });
     expect(r.outcomes).toEqual([
-      "released",
+      "settled",
       "already_closed",
       "hold_not_found",
       "hold_not_found",
@@ -136,7 +136,7 @@ describe("metering_batch's phases", () => {
       "unknown_organization",
     ]);
     expect(r.settled).toEqual(["1000000", "0"]);
-    expect(r.cost).toEqual(["300000", "0"]); // the released, the already-closed and the first "dup"
+    expect(r.cost).toEqual(["300000", "0"]); // the settled, the already-closed and the first "dup"
     expect(r.live).toBe("settled");
   });
 

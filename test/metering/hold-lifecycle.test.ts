@@ -1,6 +1,6 @@
 import { beforeEach, describe, expect } from "vitest";
 import { expireGrants } from "../../src/billing/grants.js";
-import { releaseExpiredHolds, type Hold } from "../../src/billing/holds.js";
+import { expireHolds, type Hold } from "../../src/billing/holds.js";
 import type { UsageResult } from "../../src/billing/usage.js";
 import { createTestApp, manualClock } from "../support/app.js";
 import type { TestDatabase } from "../support/database.js";
@@ -93,7 +93,7 @@ describe("a hold is closed exactly once, and replays tell the truth", () => {
       const [hold] = await db.sql<{ status: string }[]>`select status from holds where id = ${holds[i]!.id}`;
       expect(hold!.status).toBe("expired");
     }
-    expect(await releaseExpiredHolds(contextAt(db.sql, clock()))).toBe(0);
+    expect(await expireHolds(contextAt(db.sql, clock()))).toBe(0);
   });
 
   it("a replayed authorization answers with the hold as it is now, and never makes another", async ({ app, db }) => {
@@ -302,7 +302,7 @@ describe("money that expires while held: one outcome whatever the worker's timin
         credits_nano_usd: "-500000000",
         held_nano_usd: "0",
       });
-      await releaseExpiredHolds(contextAt(db.sql, clock()));
+      await expireHolds(contextAt(db.sql, clock()));
       await expireGrants(contextAt(db.sql, clock()));
       expect(await moneyOf(db, org.id)).toEqual({ credits: -500_000_000n, held: 0n, live: 0n });
     },

@@ -2,7 +2,7 @@ import { pino } from "pino";
 import { describe, expect } from "vitest";
 import { readCatalogFile } from "../../src/billing/catalog.js";
 import { loadCatalog } from "../../src/billing/load-catalog.js";
-import { releaseExpiredHolds } from "../../src/billing/holds.js";
+import { expireHolds } from "../../src/billing/holds.js";
 import { Metering } from "../../src/billing/metering.js";
 import { createSql } from "../../src/db/client.js";
 import { createApp } from "../../src/http/app.js";
@@ -29,7 +29,10 @@ describe("POST /v1/billing/usage and GET /v1/billing/usage", () => {
   const report = (app: TestApp, key: string, events: unknown[]) =>
     app.call("POST", "/v1/billing/usage", { key, body: { events } });
 
-  it("settles a hold: releases it and debits the actual cost in one commit", async ({ app, db }) => {
+  it("settles a hold: returns its amount to the credits and debits the actual cost in one commit", async ({
+    app,
+    db,
+  }) => {
     const org = await app.createOrg();
     await app.grant(org.id, "1");
     const hold = await app.call("POST", "/v1/billing/authorize", {
@@ -235,7 +238,7 @@ describe("POST /v1/billing/usage and GET /v1/billing/usage", () => {
     expect((await app.call("GET", "/v1/billing/usage?period=2026-13", { key: org.orgKey })).status).toBe(400);
   });
 
-  it("the sweeper releases expired holds exactly once", async ({ app, db }) => {
+  it("the sweeper expires holds past their expiry exactly once", async ({ app, db }) => {
     const org = await app.createOrg();
     await app.grant(org.id, "1");
     await app.call("POST", "/v1/billing/authorize", {
@@ -243,10 +246,7 @@ describe("POST /v1/billing/usage and GET /v1/billing/usage", () => {
       body: { org_id: org.id, product: "api", estimate: { requests: 100 }, ttl_seconds: 30 },
     });
     const later = new Date(NOW.getTime() + 31_000);
-    const [a, b] = await Promise.all([
-      releaseExpiredHolds(contextAt(db.sql, later)),
-      releaseExpiredHolds(contextAt(db.sql, later)),
-    ]);
+    const [a, b] = await Promise.all([expireHolds(contextAt(db.sql, later)), expireHolds(contextAt(db.sql, later))]);
     expect(a + b).toBeGreaterThanOrEqual(1);
     expect((await app.call("GET", "/v1/billing/balance", { key: org.orgKey })).json).toMatchObject({
       held_nano_usd: "0",

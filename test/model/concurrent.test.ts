@@ -172,7 +172,7 @@ async function perform(sys: System, s: Shared, a: Action): Promise<void> {
     }
     case "settle_and_authorize": {
       // Sent together to one API process, so that they are likely to share a group commit; with
-      // `expired`, the hold is a fresh one just past its time (issue 11's double release).
+      // `expired`, the hold is a fresh one just past its time (issue 11: its amount was returned twice).
       const body = {
         org_id: s.orgs[a.org]!.id,
         product: a.estimate.product,

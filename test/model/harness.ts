@@ -3,7 +3,7 @@ import postgres from "postgres";
 import Stripe from "stripe";
 import { KeyCache } from "../../src/billing/api-keys.js";
 import { expireGrants } from "../../src/billing/grants.js";
-import { releaseExpiredHolds } from "../../src/billing/holds.js";
+import { expireHolds } from "../../src/billing/holds.js";
 import type { Metering } from "../../src/billing/metering.js";
 import type { Sql } from "../../src/db/client.js";
 import { createTestApp, manualClock, TEST_ADMIN_KEY } from "../support/app.js";
@@ -75,7 +75,7 @@ export class System {
   }
 
   sweepHolds(): Promise<number> {
-    return releaseExpiredHolds(contextAt(this.sql, this.now()));
+    return expireHolds(contextAt(this.sql, this.now()));
   }
 
   expireGrants(): Promise<number> {

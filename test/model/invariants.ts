@@ -66,11 +66,11 @@ export function violations(s: Snapshot, orgIds: string[]): string[] {
     const closed = sum(holds.filter((h) => h.status !== "active").map((h) => h.amount));
     if (BigInt(held.balance) < 0n) out.push(`${org}: held account is negative (${held.balance})`);
     if (BigInt(held.balance) !== active) out.push(`${org}: held account ${held.balance} ≠ live holds ${active}`);
-    // Each hold goes into held once and comes out once: more out than the closed holds is a double release.
+    // Each hold goes into held once and comes out once: more out than the closed holds is a hold returned twice.
     if (BigInt(held.plus) !== active + closed)
       out.push(`${org}: ${held.plus} went into held, but the holds sum to ${active + closed}`);
     if (BigInt(held.minus) !== closed)
-      out.push(`${org}: ${held.minus} left held, but the closed holds sum to ${closed} (a hold released twice?)`);
+      out.push(`${org}: ${held.minus} left held, but the closed holds sum to ${closed} (a hold returned twice?)`);
     const badClose = holds.filter((h) => (h.status === "active") === h.closed).length;
     if (badClose > 0) out.push(`${org}: ${badClose} hold(s) whose status and closed_at disagree`);
     // Money by the org's domain facts: grants less posted expiries, card top-ups less reversals,

@@ -83,7 +83,7 @@ export type AuthorizeOutcome =
   | { kind: "idempotency_key_reused" };
 
 export type UsageOutcome =
-  | { kind: "recorded"; event: MUsage; holdOutcome: "released" | "already_closed" | null }
+  | { kind: "recorded"; event: MUsage; holdOutcome: "settled" | "already_closed" | null }
   | { kind: "duplicate"; first: MUsage }
   | { kind: "rejected"; code: "hold_not_found" | "idempotency_key_reused" };
 
@@ -223,14 +223,14 @@ export class Model {
       return first.payload === payload
         ? { kind: "duplicate", first }
         : { kind: "rejected", code: "idempotency_key_reused" };
-    let holdOutcome: "released" | "already_closed" | null = null;
+    let holdOutcome: "settled" | "already_closed" | null = null;
     let unfunded = cost; // what the grants live when a settled hold was taken did not cover
     if (holdId !== undefined) {
       const hold = this.holds.find((h) => h.id === holdId);
       if (!hold || hold.org !== org) return { kind: "rejected", code: "hold_not_found" };
       if (hold.status === "active" && hold.expiresAt > this.now) {
         this.close(hold, "settled");
-        holdOutcome = "released";
+        holdOutcome = "settled";
         unfunded = this.consumeGrants(org, cost, hold.createdAt);
       } else {
         if (hold.status === "active") this.close(hold, "expired");
@@ -244,7 +244,7 @@ export class Model {
     return { kind: "recorded", event, holdOutcome };
   }
 
-  /** releaseExpiredHolds: every org's holds past their time. Returns how many. */
+  /** expireHolds: every org's holds past their time. Returns how many. */
   sweepHolds(): number {
     return this.orgs.reduce((n, _o, org) => n + this.expireDueHolds(org), 0);
   }

@@ -62,7 +62,7 @@ describe("metering engine: the model's counterexamples", () => {
     expect([...violations(await snapshot(db.sql, ids), ids), ...(await checkLedgerFor(db.sql, ids))]).toEqual([]);
   });
 
-  it("usage naming a hold past its time is charged in full, the hold ends expired, already_closed (seed 2; before: released)", async () => {
+  it("usage naming a hold past its time is charged in full, the hold ends expired, already_closed, not settled (seed 2)", async () => {
     await grant("0.01");
     const hold = await authorize({
       product: "llm",
@@ -83,7 +83,7 @@ describe("metering engine: the model's counterexamples", () => {
     expect(await balance()).toEqual({ balance: CENT - 150n, credits: CENT - 150n, held: 0n });
   });
 
-  it("a settle and an authorization of the same org in one batch give an expired hold back once (issue 11's double release)", async () => {
+  it("a settle and an authorization of the same org in one batch return an expired hold's amount once, not twice (issue 11)", async () => {
     await grant("1.00");
     const first = await authorize({ product: "api", estimate: { requests: 125 }, ttl_seconds: 1 }); // $0.0125
     await h.system.advance(1_000);

@@ -2,18 +2,19 @@
 -- (src/billing/metering.ts), in phases that each read what the previous ones decided:
 --
 --   1. metering_lock_orgs        lock the batch's organizations (id order) and read their money
---   2. metering_release_expired  holds past their expiry go back to credits, before anything else
---                                can look at them: the holds of every organization that is
---                                authorizing, and every hold a usage event names
+--   2. metering_expire_holds     holds past their expiry expire (their amount returns to the
+--                                credits) before anything else can look at them: the holds of
+--                                every organization that is authorizing, and every hold a usage
+--                                event names
 --   3. metering_settle           usage events: recorded once per key, each settling its hold
 --   4. metering_decide           authorizations: replayed, refused or held, in order, against
 --                                the locked balance
 --   5. metering_post             the ledger transactions and the rows, in one statement each
 --
 -- Hold states change only in phases 2 and 3, by UPDATEs guarded on status = 'active', and
--- later phases read the table: a hold is settled, expired or released exactly once, whatever
--- arrives in the same batch. The ledger movements are summed per organization and posted by
--- phase 5 (one 'release', 'usage' and 'hold' transaction per organization at most), so the
+-- later phases read the table: a hold is settled or expired exactly once, whatever arrives in
+-- the same batch. The ledger movements are summed per organization and posted by phase 5 (one
+-- 'release', 'usage' and 'hold' transaction per organization at most), so the
 -- ledger's statement triggers run once per batch.
 --
 -- Inputs are JSON arrays of objects shaped as the composite types below (the TypeScript side
@@ -22,7 +23,7 @@
 -- Amounts in JSON are strings (JSON numbers cannot carry every bigint).
 --
 -- Outputs:
--- usage_outcomes[k]: 'recorded' (no hold) | 'released' (settled its hold) | 'already_closed'
+-- usage_outcomes[k]: 'recorded' (no hold) | 'settled' (settled its hold) | 'already_closed'
 --   (its hold was settled or had expired: nothing was held for it) | 'duplicate' (same key and
 --   payload as an earlier event) | 'idempotency_key_reused' (same key, another payload) |
 --   'unknown_organization' | 'hold_not_found' (no such hold for this organization) |
@@ -35,13 +36,14 @@
 -- authorize_details: null, or {k, available} per refusal (what was spendable), and
 --   {k, id, amount, status, expires_at, created_at, catalog_version} per replay, with the
 --   hold's status as it is now ('active', 'settled' or 'expired').
--- released_holds: how many expired holds phase 2 closed.
+-- expired_holds: how many holds phase 2 expired.
 --
 -- With no requests at all it is the expired-hold sweeper for the organizations given.
 
 drop function if exists metering_batch;
 drop function if exists metering_lock_orgs;
-drop function if exists metering_release_expired;
+drop function if exists metering_release_expired; -- an older copy of this file created it
+drop function if exists metering_expire_holds;
 drop function if exists metering_settle;
 drop function if exists metering_decide;
 drop function if exists metering_post;
@@ -50,7 +52,7 @@ drop type if exists metering_usage cascade;
 drop type if exists metering_authorization cascade;
 
 -- Per organization: its id and the ids of what the batch may write for it (null: not needed).
-create type metering_org as (org_id text, usage_txn text, release_txn text, hold_txn text, alert_id text);
+create type metering_org as (org_id text, usage_txn text, expiry_txn text, hold_txn text, alert_id text);
 
 create type metering_usage as (
   org int,              -- index into p_orgs
@@ -114,7 +116,7 @@ end $$;
 -- with p_sweep[i], and those named in p_named. Returns per organization the amount given back
 -- and the number of holds; phase 5 posts the 'release' transaction (close_transaction_id
 -- points at it; the foreign key is deferred).
-create function metering_release_expired(
+create function metering_expire_holds(
   p_now timestamptz, p_orgs metering_org[], p_sweep boolean[], p_named text[],
   out expired bigint[], out expired_n int[]
 ) language plpgsql
@@ -135,10 +137,10 @@ begin
       select h.id from unnest(p_named) n(id)
       cross join lateral (select h.id from holds h where h.id = n.id and h.status = 'active' and h.expires_at <= p_now limit 1) h
     ), orgs as (
-      select i, (p_orgs[i]).org_id, (p_orgs[i]).release_txn from generate_subscripts(p_orgs, 1) i
+      select i, (p_orgs[i]).org_id, (p_orgs[i]).expiry_txn from generate_subscripts(p_orgs, 1) i
     ), closed as (
       -- Only holds of the batch's organizations, which it has locked (an event may name another's).
-      update holds h set status = 'expired', closed_at = p_now, close_transaction_id = case when h.amount <> 0 then o.release_txn end
+      update holds h set status = 'expired', closed_at = p_now, close_transaction_id = case when h.amount <> 0 then o.expiry_txn end
       from due, orgs o
       where h.id = due.id and h.status = 'active' and o.org_id = h.org_id
       returning o.i, h.amount
@@ -261,8 +263,8 @@ begin
     v_credits[i] := v_credits[i] - u.cost;
     if u.hold_id is not null then
       if v_hold_status[u.hold_first] = 'active' then
-        outcomes[k] := 'released';
-        v_hold_status[u.hold_first] := 'settled'; -- a second event naming this hold must not release it again
+        outcomes[k] := 'settled';
+        v_hold_status[u.hold_first] := 'settled'; -- a second event naming this hold must not settle it again
         v_settle_ids := array_append(v_settle_ids, u.hold_id);
         v_settle_org := array_append(v_settle_org, i);
         settled[i] := settled[i] + v_hold_amount[k];
@@ -417,7 +419,7 @@ begin
   from generate_subscripts(p_orgs, 1) i
   cross join lateral (values
     ((p_orgs[i]).usage_txn, 'usage', 'metered usage', jsonb_build_object('events', p_events[i]), p_settled[i] <> 0 or p_cost[i] <> 0),
-    ((p_orgs[i]).release_txn, 'release', 'expired holds released', jsonb_build_object('holds', p_expired_n[i]), p_expired[i] <> 0),
+    ((p_orgs[i]).expiry_txn, 'release', 'expired holds released', jsonb_build_object('holds', p_expired_n[i]), p_expired[i] <> 0),
     ((p_orgs[i]).hold_txn, 'hold', 'authorization holds', '{}'::jsonb, p_newly_held[i] <> 0)
   ) t(id, kind, description, metadata, wanted)
   where t.wanted;
@@ -426,13 +428,13 @@ begin
     select e.transaction_id, e.account_id, e.amount
     from generate_subscripts(p_orgs, 1) i
     cross join lateral (select (p_orgs[i]).org_id as org_id, (p_orgs[i]).usage_txn as usage_txn,
-                               (p_orgs[i]).release_txn as release_txn, (p_orgs[i]).hold_txn as hold_txn) o
+                               (p_orgs[i]).expiry_txn as expiry_txn, (p_orgs[i]).hold_txn as hold_txn) o
     cross join lateral (values
       (o.usage_txn, 'org:' || o.org_id || ':held', -p_settled[i]),
       (o.usage_txn, 'org:' || o.org_id || ':credits', p_settled[i] - p_cost[i]),
       (o.usage_txn, 'system:revenue', p_cost[i]),
-      (o.release_txn, 'org:' || o.org_id || ':held', -p_expired[i]),
-      (o.release_txn, 'org:' || o.org_id || ':credits', p_expired[i]),
+      (o.expiry_txn, 'org:' || o.org_id || ':held', -p_expired[i]),
+      (o.expiry_txn, 'org:' || o.org_id || ':credits', p_expired[i]),
       (o.hold_txn, 'org:' || o.org_id || ':credits', -p_newly_held[i]),
       (o.hold_txn, 'org:' || o.org_id || ':held', p_newly_held[i])
     ) e(transaction_id, account_id, amount)
@@ -443,7 +445,7 @@ begin
   select u.id, (p_orgs[u.org]).org_id, u.key, u.occurred_at, u.product, u.model, u.quantities, u.cost, u.catalog_version, u.hold_id,
          case when p_settled[u.org] <> 0 or p_cost[u.org] <> 0 then (p_orgs[u.org]).usage_txn end, p_now
   from unnest(p_usage) with ordinality u(org, id, key, prev, occurred_at, product, model, quantities, cost, catalog_version, hold_id, hold_first, k)
-  where p_usage_outcomes[u.k] in ('recorded', 'released', 'already_closed');
+  where p_usage_outcomes[u.k] in ('recorded', 'settled', 'already_closed');
 
   insert into holds (id, org_id, amount, status, idempotency_key, product, model, estimate, catalog_version, expires_at, created_at, transaction_id)
   select a.hold_id, (p_orgs[a.org]).org_id, a.amount, 'active', a.key, a.product, a.model, a.estimate, a.catalog_version,
@@ -462,7 +464,7 @@ end $$;
 create function metering_batch(
   p_now timestamptz, p_orgs jsonb, p_usage jsonb, p_authorizations jsonb,
   out usage_outcomes text[], out usage_duplicates jsonb, out usage_alerts jsonb,
-  out authorize_outcomes text[], out authorize_details jsonb, out released_holds int
+  out authorize_outcomes text[], out authorize_details jsonb, out expired_holds int
 ) language plpgsql
 set plan_cache_mode = force_generic_plan
 as $$
@@ -505,12 +507,12 @@ begin
   for i in 1..cardinality(v_auth) loop
     v_sweep[(v_auth[i]).org] := true;
   end loop;
-  select * into x from metering_release_expired(p_now, v_orgs, v_sweep, array(select u.hold_id from unnest(v_usage) u where u.hold_id is not null));
-  released_holds := 0;
+  select * into x from metering_expire_holds(p_now, v_orgs, v_sweep, array(select u.hold_id from unnest(v_usage) u where u.hold_id is not null));
+  expired_holds := 0;
   for i in 1..m loop
     v_credits[i] := v_credits[i] + x.expired[i];
     v_held[i] := v_held[i] - x.expired[i];
-    released_holds := released_holds + x.expired_n[i];
+    expired_holds := expired_holds + x.expired_n[i];
   end loop;
 
   -- 3.

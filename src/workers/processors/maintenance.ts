@@ -3,7 +3,7 @@ import { at } from "../../billing/context.js";
 import type { DepositContext } from "../../billing/deposits/context.js";
 import { auditCreditedDeposits } from "../../billing/deposits/audit.js";
 import { expireGrants } from "../../billing/grants.js";
-import { releaseExpiredHolds } from "../../billing/holds.js";
+import { expireHolds } from "../../billing/holds.js";
 import { closeDueCycles } from "../../billing/invoices/close-due-cycles.js";
 import { resendAlerts } from "../../jobs/enqueue.js";
 import { MaintenanceJob } from "../../jobs/payloads.js";
@@ -21,7 +21,7 @@ export async function runMaintenance(
   const fixed = at(ctx, now);
   switch (MaintenanceJob.parse(data).task) {
     case "expire-holds":
-      return { released: await releaseExpiredHolds(fixed) };
+      return { expired: await expireHolds(fixed) };
     case "expire-grants":
       return { expired: await expireGrants(fixed) };
     case "scan-deposits":

@@ -22,7 +22,9 @@ export const UsageEvent = z
     product: ProductField,
     model: ModelField,
     quantities: Quantities,
-    hold_id: safeText(1, 64).optional().openapi({ description: "The hold from /v1/billing/authorize to release" }),
+    hold_id: safeText(1, 64)
+      .optional()
+      .openapi({ description: "The hold from /v1/billing/authorize that this event settles" }),
   })
   .strict()
   .openapi("UsageEvent");
@@ -66,7 +68,10 @@ export const EventResult = z
     cost_nano_usd: z.string().optional(),
     catalog_version: z.string().optional(),
     hold_id: z.string().nullable().optional(),
-    hold_outcome: z.enum(["released", "already_closed"]).nullable().optional(),
+    hold_outcome: z.enum(["released", "already_closed"]).nullable().optional().openapi({
+      description:
+        "`released`: this event settled its hold. `already_closed`: the hold was settled by an earlier event or had expired, and the cost is charged in full.",
+    }),
     error: z.object({ code: z.string(), message: z.string(), param: z.string().optional() }).optional(),
   })
   .openapi("UsageEventResult");
@@ -85,7 +90,7 @@ export const reportUsageRoute = createRoute({
     scope: "gateway",
     area: "gateway",
     description:
-      "Each event is priced, debited and its hold released in one durable commit before the response. A repeated idempotency key " +
+      "Each event is priced, debited and its hold settled in one durable commit before the response. A repeated idempotency key " +
       "returns the first result (`duplicate`) and charges nothing. Results are per event, in order; one bad event does not sink the others.",
   }),
   method: "post",
@@ -100,6 +105,11 @@ export const reportUsageRoute = createRoute({
 
 export type EventResultJson = z.infer<typeof EventResult>;
 
+/** The contract's name for a hold this event settled is `released`. */
+export function holdOutcomeJson(outcome: UsageResult["holdOutcome"]): EventResultJson["hold_outcome"] {
+  return outcome === "settled" ? "released" : outcome;
+}
+
 function resultJson(index: number, r: UsageResult): EventResultJson {
   return {
     index,
@@ -109,7 +119,7 @@ function resultJson(index: number, r: UsageResult): EventResultJson {
     ...usdFields("cost", r.cost),
     catalog_version: r.catalogVersion,
     hold_id: r.holdId,
-    hold_outcome: r.holdOutcome,
+    hold_outcome: holdOutcomeJson(r.holdOutcome),
   };
 }
 
