@@ -135,8 +135,8 @@ export function authorizeOutcomes(a: PreparedAuthorize, res: AuthorizeAnswer): (
 /**
  * The sweeper: expires the holds past their expiry of every organization, a bounded number of
  * orgs per call. It is a metering batch without requests: the organizations are locked as for
- * any batch, and the amounts of their expired holds return to their credits in one 'release'
- * transaction per org. Returns how many holds it expired.
+ * any batch, and the amounts of their expired holds return to their credits in one
+ * 'hold_expiry' transaction per org. Returns how many holds it expired.
  */
 export async function expireHolds(ctx: BillingContext, input: { maxOrgs?: number } = {}): Promise<number> {
   const { sql } = ctx;

@@ -198,7 +198,7 @@ export class Metering {
    * One group commit: the batch's usage events and authorizations, decided and written by one
    * call of metering_batch (src/db/functions/metering.sql, which holds the money rules):
    * - each usage event is debited once (the unique key on (org, idempotency key) decides; a
-   *   repeated key returns the first result and moves nothing) and releases its hold; costs
+   *   repeated key returns the first result and moves nothing) and settles its hold; costs
    *   above the hold are still charged, so credits may go negative by the overrun of requests
    *   that were authorized; a downward crossing of the low-balance threshold writes its alert
    *   row in the same commit and is returned here for delivery;
@@ -235,7 +235,7 @@ export class Metering {
     const u = prepareUsage(events, eventOrgs);
     // Ids for what may be written per organization: a 'usage' transaction and an alert for
     // organizations with usage, a 'hold' transaction for those with authorizations, and a
-    // 'release' transaction for holds that expire (of authorizing organizations, or named by usage).
+    // 'hold_expiry' transaction for holds that expire (of authorizing organizations, or named by usage).
     const withUsage = new Array<boolean>(orgs.length).fill(false);
     const withAuthorizations = new Array<boolean>(orgs.length).fill(false);
     for (const i of eventOrgs) withUsage[i - 1] = true;

@@ -9,7 +9,7 @@ export type TransactionKind =
   | "husd_deposit"
   | "card_topup"
   | "hold"
-  | "release"
+  | "hold_expiry"
   | "usage"
   | "invoice_settlement"
   | "reversal";

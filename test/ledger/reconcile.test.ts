@@ -19,8 +19,8 @@ type LedgerHelpers = {
   takeHold(orgId: string, amount: bigint, status?: "active" | "expired"): Promise<string>;
   orgWithLiveHold(): Promise<{ id: string; orgKey: string; gatewayKey: string; holdId: string; held: bigint }>;
   postRaw(orgId: string, kind: string, entries: [string, bigint][]): Promise<string>;
-  releaseAgain(org: { id: string }, amount: bigint): Promise<string>;
-  undoRelease(org: { id: string }, amount: bigint): Promise<string>;
+  returnHeldAgain(org: { id: string }, amount: bigint): Promise<string>;
+  undoReturn(org: { id: string }, amount: bigint): Promise<string>;
 };
 
 const it = dbTest.extend<{ app: TestApp; ledger: LedgerHelpers }>({
@@ -47,7 +47,7 @@ const it = dbTest.extend<{ app: TestApp; ledger: LedgerHelpers }>({
        */
       async function takeHold(orgId: string, amount: bigint, status: "active" | "expired" = "active") {
         const id = `hold_raw_${Math.random().toString(36).slice(2)}`;
-        const move = async (tx: TransactionSql, kind: "hold" | "release", from: string, to: string) => {
+        const move = async (tx: TransactionSql, kind: "hold" | "hold_expiry", from: string, to: string) => {
           if (amount === 0n) return null; // a free hold moves nothing
           const txn = `txn_${id}_${kind}`;
           await tx`insert into ledger_transactions (id, org_id, kind, idempotency_key, created_at) values (${txn}, ${orgId}, ${kind}, ${txn}, ${clock()})`;
@@ -63,7 +63,7 @@ const it = dbTest.extend<{ app: TestApp; ledger: LedgerHelpers }>({
           await tx`insert into holds (id, org_id, amount, status, product, estimate, catalog_version, expires_at, created_at, transaction_id)
                    values (${id}, ${orgId}, ${amount.toString()}, 'active', 'api', '{}', '2026-01-01', ${new Date(clock().getTime() + 3600_000)}, ${clock()}, ${taken})`;
           if (status === "expired") {
-            const back = await move(tx, "release", orgHeldAccount(orgId), orgCreditsAccount(orgId));
+            const back = await move(tx, "hold_expiry", orgHeldAccount(orgId), orgCreditsAccount(orgId));
             await tx`update holds set status = 'expired', closed_at = ${clock()}, close_transaction_id = ${back} where id = ${id}`;
           }
         });
@@ -94,18 +94,18 @@ const it = dbTest.extend<{ app: TestApp; ledger: LedgerHelpers }>({
       }
 
       /** The bug of issue 11: a hold given back a second time. Balanced, caches right, only `held` is wrong. */
-      const releaseAgain = (org: { id: string }, amount: bigint) =>
-        postRaw(org.id, "release", [
+      const returnHeldAgain = (org: { id: string }, amount: bigint) =>
+        postRaw(org.id, "hold_expiry", [
           [orgHeldAccount(org.id), -amount],
           [orgCreditsAccount(org.id), amount],
         ]);
-      const undoRelease = (org: { id: string }, amount: bigint) =>
+      const undoReturn = (org: { id: string }, amount: bigint) =>
         postRaw(org.id, "hold", [
           [orgCreditsAccount(org.id), -amount],
           [orgHeldAccount(org.id), amount],
         ]);
 
-      await use({ takeHold, orgWithLiveHold, postRaw, releaseAgain, undoRelease });
+      await use({ takeHold, orgWithLiveHold, postRaw, returnHeldAgain, undoReturn });
     },
     { scope: "file" },
   ],
@@ -121,15 +121,15 @@ describe("ledger reconciliation", () => {
 
   it("finds a hold given back twice: the held account no longer equals the live holds", async ({
     db,
-    ledger: { orgWithLiveHold, releaseAgain, undoRelease },
+    ledger: { orgWithLiveHold, returnHeldAgain, undoReturn },
   }) => {
     const org = await orgWithLiveHold();
-    await releaseAgain(org, org.held);
+    await returnHeldAgain(org, org.held);
     const check = await checkLedger(db.sql);
     expect(check.heldMismatches).toEqual([{ orgId: org.id, held: 0n, liveHolds: org.held }]);
     expect(check.balanceMismatches).toEqual([]);
     expect(check.unbalancedTransactions).toEqual([]);
-    await undoRelease(org, org.held);
+    await undoReturn(org, org.held);
     await expectLedgerConsistent(db.sql);
   });
 
@@ -175,10 +175,10 @@ describe("ledger reconciliation", () => {
 
   it("raises one operator alert per broken org, kept while unchanged and opened again when its difference changes", async ({
     db,
-    ledger: { orgWithLiveHold, releaseAgain, undoRelease },
+    ledger: { orgWithLiveHold, returnHeldAgain, undoReturn },
   }) => {
     const org = await orgWithLiveHold();
-    await releaseAgain(org, org.held);
+    await returnHeldAgain(org, org.held);
     const alertOf = async () =>
       db.sql<{ id: string; details: Record<string, string>; acknowledged_at: Date | null }[]>`
         select id, details, acknowledged_at from operator_alerts where kind = 'ledger_held_mismatch' and subject = ${org.id}`;
@@ -196,7 +196,7 @@ describe("ledger reconciliation", () => {
     await reconcileLedger({ sql: db.sql, logger: silent }, clock());
     expect(await alertOf()).toEqual([{ ...alert!, acknowledged_at: clock() }]); // the same problem: still acknowledged
 
-    await releaseAgain(org, 1n); // worse
+    await returnHeldAgain(org, 1n); // worse
     await reconcileLedger({ sql: db.sql, logger: silent }, clock());
     const [reopened] = await alertOf();
     expect(reopened).toMatchObject({
@@ -205,14 +205,14 @@ describe("ledger reconciliation", () => {
       details: { difference_nano_usd: "-12500001" },
     });
 
-    await undoRelease(org, org.held + 1n);
+    await undoReturn(org, org.held + 1n);
     expect((await reconcileLedger({ sql: db.sql, logger: silent }, clock())).mismatches).toBe(0);
   });
 
   it("the worker runs the check on its interval: an operator alert, an error log line and /metrics report the mismatch", async ({
     db,
     app,
-    ledger: { orgWithLiveHold, releaseAgain, undoRelease },
+    ledger: { orgWithLiveHold, returnHeldAgain, undoReturn },
   }) => {
     const metric = async (name: string) => {
       const text = (await app.call("GET", "/metrics")).text;
@@ -220,7 +220,7 @@ describe("ledger reconciliation", () => {
       return line === undefined ? undefined : Number(line.slice(name.length + 1));
     };
     const org = await orgWithLiveHold();
-    await releaseAgain(org, org.held);
+    await returnHeldAgain(org, org.held);
     const redis = createTestRedis();
     const prefix = uniqueRedisPrefix("ledger-check");
     const logged: Record<string, unknown>[] = [];
@@ -258,7 +258,7 @@ describe("ledger reconciliation", () => {
         examples: [{ kind: "ledger_held_mismatch", org_id: org.id }],
       });
 
-      await undoRelease(org, org.held); // repaired: the runs that start from now on find nothing
+      await undoReturn(org, org.held); // repaired: the runs that start from now on find nothing
       const repairedAt = new Date();
       await waitFor(
         async () =>

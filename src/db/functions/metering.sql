@@ -14,8 +14,8 @@
 -- Hold states change only in phases 2 and 3, by UPDATEs guarded on status = 'active', and
 -- later phases read the table: a hold is settled or expired exactly once, whatever arrives in
 -- the same batch. The ledger movements are summed per organization and posted by phase 5 (one
--- 'release', 'usage' and 'hold' transaction per organization at most), so the
--- ledger's statement triggers run once per batch.
+-- 'hold_expiry', 'usage' and 'hold' transaction per organization at most), so the ledger's
+-- statement triggers run once per batch.
 --
 -- Inputs are JSON arrays of objects shaped as the composite types below (the TypeScript side
 -- builds them in src/billing/holds.ts and usage.ts); element k of usage or authorizations is
@@ -114,7 +114,7 @@ end $$;
 
 -- 2. Closes as 'expired' the active holds past their expiry: all those of the organizations
 -- with p_sweep[i], and those named in p_named. Returns per organization the amount given back
--- and the number of holds; phase 5 posts the 'release' transaction (close_transaction_id
+-- and the number of holds; phase 5 posts the 'hold_expiry' transaction (close_transaction_id
 -- points at it; the foreign key is deferred).
 create function metering_expire_holds(
   p_now timestamptz, p_orgs metering_org[], p_sweep boolean[], p_named text[],
@@ -419,7 +419,7 @@ begin
   from generate_subscripts(p_orgs, 1) i
   cross join lateral (values
     ((p_orgs[i]).usage_txn, 'usage', 'metered usage', jsonb_build_object('events', p_events[i]), p_settled[i] <> 0 or p_cost[i] <> 0),
-    ((p_orgs[i]).expiry_txn, 'release', 'expired holds released', jsonb_build_object('holds', p_expired_n[i]), p_expired[i] <> 0),
+    ((p_orgs[i]).expiry_txn, 'hold_expiry', 'expired holds returned to credits', jsonb_build_object('holds', p_expired_n[i]), p_expired[i] <> 0),
     ((p_orgs[i]).hold_txn, 'hold', 'authorization holds', '{}'::jsonb, p_newly_held[i] <> 0)
   ) t(id, kind, description, metadata, wanted)
   where t.wanted;
