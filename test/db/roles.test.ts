@@ -4,13 +4,13 @@ import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createSql, type Sql } from "../../src/db/client.js";
 import { INDEXER_LOGIN, withUser } from "../../src/db/roles.js";
-import { createTestApp, manualClock, TEST_ADMIN_KEY } from "../support/app.js";
+import { createTestApp, manualClock, TEST_ADMIN_KEY, type TestApp } from "../support/app.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { expectLedgerConsistent } from "../support/ledger.js";
 import { waitFor } from "../support/process.js";
 
 /** PostgreSQL's own refusal (42501 with its wording), not a trigger of ours that refuses anyone. */
-const REFUSED = /^(permission denied|must be owner)/;
+const REFUSED = /^(permission denied|must be owner|must be superuser|must have admin option)/;
 
 async function refusal(run: () => Promise<unknown>): Promise<{ code?: string; message: string }> {
   try {
@@ -74,11 +74,93 @@ describe("database roles", () => {
     ["become the owner", "set role postgres"],
     ["load prices", "insert into catalog_versions (version, effective_at) values ('x', now())"],
     ["mark a migration applied", "insert into schema_migrations (version, checksum) values ('9999_x', 'x')"],
+    ["switch triggers off with set_config", "select set_config('session_replication_role', 'replica', false)"],
+    ["become the owner for the session", "set session authorization postgres"],
+    ["become the indexer", "set role hanzo_indexer"],
+    ["join the indexer's role", "grant hanzo_indexer to current_user"],
+    ["make itself superuser", "alter role current_user superuser"],
+    ["create a function in public", "create function public.f() returns int language sql as 'select 1'"],
+    ["install an extension (dblink)", "create extension dblink"],
+    ["run a program through COPY", "copy ledger_entries to program 'true'"],
+    ["read a server file", "select pg_read_file('/etc/hostname')"],
+    ["mark a trigger replica-only", "alter table ledger_accounts enable replica trigger ledger_accounts_open_at_zero"],
   ])("the app cannot %s", async (_what, statement) => {
     // Each in its own transaction, rolled back when refused.
     const err = await refusal(() => db.appSql.begin((tx) => tx.unsafe(statement)));
     expect(err.message).toMatch(REFUSED);
     expect(err.code).toBe("42501");
+  });
+
+  // Statements the app's role is granted (it inserts ledger rows, and its trigger updates the
+  // cached balances), which the ledger's triggers still refuse. The temp tables: a session's
+  // temporary tables come first in name lookup unless a function pins its search_path, so a
+  // balanced pair in a temp `ledger_entries` made the balance check pass a lone entry.
+  const attack = (orgId: string) => {
+    const credits = `'org:${orgId}:credits'`;
+    const txn = (id: string) =>
+      `insert into ledger_transactions (id, org_id, kind, idempotency_key) values ('${id}', '${orgId}', 'grant', '${id}')`;
+    return {
+      "set its credits balance": [`update ledger_accounts set balance = 1000000000000 where id = ${credits}`],
+      "touch its balance at all": [`update ledger_accounts set balance = balance where id = ${credits}`],
+      "turn its held account into credits": [
+        `update ledger_accounts set kind = 'org_credits' where id = 'org:${orgId}:held'`,
+      ],
+      "open an account with a balance": [
+        `insert into ledger_accounts (id, org_id, kind, balance) values ('org:x:credits', '${orgId}', 'org_credits', 5)`,
+      ],
+      "post one lone entry": [
+        txn("txn_lone"),
+        `insert into ledger_entries (transaction_id, account_id, amount) values ('txn_lone', ${credits}, 1000000000000)`,
+      ],
+      "post a lone entry past a temp ledger_entries that looks balanced": [
+        "create temp table ledger_entries (transaction_id text, amount bigint) on commit drop",
+        "insert into pg_temp.ledger_entries values ('txn_shadow', 5), ('txn_shadow', -5)",
+        txn("txn_shadow"),
+        `insert into billing.ledger_entries (transaction_id, account_id, amount) values ('txn_shadow', ${credits}, 1000000000000)`,
+      ],
+    };
+  };
+  let attacked: Awaited<ReturnType<TestApp["createOrg"]>>;
+  it.for(Object.keys(attack("org_x")))("the ledger's triggers refuse the app's attempt to %s", async (what) => {
+    attacked ??= await createTestApp({ sql: db.appSql }).createOrg("Attacked");
+    const statements = attack(attacked.id)[what as keyof ReturnType<typeof attack>];
+    const err = await refusal(() =>
+      db.appSql.begin(async (tx) => {
+        for (const statement of statements) await tx.unsafe(statement);
+        throw new Error("every statement went through");
+      }),
+    );
+    expect(err.message).toMatch(/^ledger (account|transaction) .*(refused|unbalanced)/);
+    expect(["42501", "23514"]).toContain(err.code);
+  });
+
+  it("a temp ledger_accounts does not keep a posting out of the real balance cache", async () => {
+    attacked ??= await createTestApp({ sql: db.appSql }).createOrg("Attacked");
+    const credits = `org:${attacked.id}:credits`;
+    let balance: bigint | undefined;
+    const rolledBack = await refusal(() =>
+      db.appSql.begin(async (tx) => {
+        await tx`create temp table ledger_accounts (id text, balance bigint, kind text) on commit drop`;
+        await tx`insert into ledger_transactions (id, org_id, kind, idempotency_key) values ('txn_cache', ${attacked.id}, 'grant', 'txn_cache')`;
+        await tx`insert into billing.ledger_entries (transaction_id, account_id, amount) values
+        ('txn_cache', ${credits}, 7), ('txn_cache', 'system:grants', -7)`;
+        const [row] = await tx<
+          { balance: bigint }[]
+        >`select balance::bigint as balance from billing.ledger_accounts where id = ${credits}`;
+        balance = row?.balance;
+        throw new Error("rolled back");
+      }),
+    );
+    expect(rolledBack.message).toBe("rolled back");
+    expect(balance).toBe(7n);
+  });
+
+  it("every trigger function in billing pins its search_path (temp tables cannot stand in for billing's)", async () => {
+    const loose = await db.sql<{ name: string }[]>`
+      select p.proname as name from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+      where n.nspname = 'billing' and p.prorettype = 'trigger'::regtype
+        and not coalesce('search_path=billing, pg_temp' = any (p.proconfig), false)`;
+    expect(loose).toEqual([]);
   });
 
   it("the owner can switch the append-only triggers off, which is why no process connects as it", async () => {

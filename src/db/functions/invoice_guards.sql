@@ -10,7 +10,7 @@
 --   invoice a line leaves (update, delete) and the one it joins (insert, update). Both are read
 --   FOR SHARE, so a line cannot slip into an invoice that another transaction is issuing.
 
-create or replace function invoices_guard() returns trigger language plpgsql as $$
+create or replace function invoices_guard() returns trigger language plpgsql set search_path = billing, pg_temp as $$
 begin
   if tg_op = 'DELETE' then
     if old.status <> 'draft' then
@@ -41,7 +41,7 @@ end $$;
 drop trigger if exists invoices_immutable on invoices;
 create trigger invoices_immutable before update or delete on invoices for each row execute function invoices_guard();
 
-create or replace function invoice_lines_guard() returns trigger language plpgsql as $$
+create or replace function invoice_lines_guard() returns trigger language plpgsql set search_path = billing, pg_temp as $$
 declare
   inv record;
 begin

@@ -1,11 +1,16 @@
 -- The ledger's guards and its balance cache (tables in migrations 0002 and 0010).
 --
+-- Every trigger function here (and in invoice_guards.sql) pins `search_path = billing, pg_temp`:
+-- otherwise a session's temporary tables come first in name lookup, and the app's role could
+-- create a temp `ledger_entries` holding a balanced pair, then insert a lone entry into
+-- billing.ledger_entries that the balance check, reading the temp table, lets through.
+--
 -- Every transaction must balance, checked per statement over all entries of the transactions
 -- the statement touched, so a transaction's entries are written in one statement (as
 -- postTransaction and metering_post do) and nothing can ever add an entry that unbalances it
 -- later. Each touched transaction is reached by an index probe: without fresh statistics a join
 -- of the transition table to ledger_entries could become a scan of every entry ever written.
-create or replace function ledger_assert_balanced() returns trigger language plpgsql as $$
+create or replace function ledger_assert_balanced() returns trigger language plpgsql set search_path = billing, pg_temp as $$
 declare
   bad record;
 begin
@@ -27,7 +32,7 @@ create trigger ledger_entries_balanced after insert on ledger_entries
   referencing new table as inserted for each statement execute function ledger_assert_balanced();
 
 -- A transaction with no entries at all is refused as well (checked at commit).
-create or replace function ledger_assert_has_entries() returns trigger language plpgsql as $$
+create or replace function ledger_assert_has_entries() returns trigger language plpgsql set search_path = billing, pg_temp as $$
 begin
   if not exists (select 1 from ledger_entries where transaction_id = new.id) then
     raise exception 'ledger transaction % has no entries', new.id using errcode = 'check_violation';
@@ -39,7 +44,7 @@ create constraint trigger ledger_transactions_have_entries after insert on ledge
   deferrable initially deferred for each row execute function ledger_assert_has_entries();
 
 -- Entries and transactions are facts: corrections are new reversing transactions, never edits.
-create or replace function ledger_refuse_change() returns trigger language plpgsql as $$
+create or replace function ledger_refuse_change() returns trigger language plpgsql set search_path = billing, pg_temp as $$
 begin
   raise exception '% is append-only: % refused', tg_table_name, tg_op using errcode = 'insufficient_privilege';
 end $$;
@@ -61,7 +66,7 @@ create trigger ledger_transactions_no_truncate before truncate on ledger_transac
 -- usage credits system:revenue, and one hot row updated by every request would serialize all
 -- organizations behind it. The accounts are reached through their primary key and only then
 -- joined to the statement's totals, so the plan cannot turn into a scan of every account.
-create or replace function ledger_apply_to_balance() returns trigger language plpgsql as $$
+create or replace function ledger_apply_to_balance() returns trigger language plpgsql set search_path = billing, pg_temp as $$
 begin
   with totals as materialized (
     select account_id, sum(amount) as total from inserted group by account_id
@@ -75,15 +80,33 @@ drop trigger if exists ledger_entries_apply on ledger_entries;
 create trigger ledger_entries_apply after insert on ledger_entries
   referencing new table as inserted for each statement execute function ledger_apply_to_balance();
 
+-- The cached balance is the sum of the account's entries, so only ledger_apply_to_balance (a
+-- trigger, hence pg_trigger_depth() >= 1 while it runs) may change it: an UPDATE written by a
+-- client (the app's role has UPDATE on the table, for that trigger), or any change to an
+-- account's id, org or kind, or a new account opened with a balance, is refused. The WHEN
+-- clauses keep the function call off the hot path (every posting updates its accounts).
+create or replace function ledger_accounts_refuse_change() returns trigger language plpgsql set search_path = billing, pg_temp as $$
+begin
+  raise exception 'ledger account %: its balance changes only by posting entries (% refused)', new.id, tg_op
+    using errcode = 'insufficient_privilege';
+end $$;
+drop trigger if exists ledger_accounts_balance_by_postings on ledger_accounts;
+create trigger ledger_accounts_balance_by_postings before update on ledger_accounts for each row
+  when (pg_trigger_depth() < 1 or (new.id, new.org_id, new.kind) is distinct from (old.id, old.org_id, old.kind))
+  execute function ledger_accounts_refuse_change();
+drop trigger if exists ledger_accounts_open_at_zero on ledger_accounts;
+create trigger ledger_accounts_open_at_zero before insert on ledger_accounts for each row
+  when (new.balance <> 0) execute function ledger_accounts_refuse_change();
+
 -- Usage events and catalog versions are facts too.
-create or replace function usage_refuse_change() returns trigger language plpgsql as $$
+create or replace function usage_refuse_change() returns trigger language plpgsql set search_path = billing, pg_temp as $$
 begin
   raise exception 'usage events are append-only: % refused', tg_op using errcode = 'insufficient_privilege';
 end $$;
 drop trigger if exists usage_events_immutable on usage_events;
 create trigger usage_events_immutable before update or delete on usage_events for each row execute function usage_refuse_change();
 
-create or replace function catalog_refuse_change() returns trigger language plpgsql as $$
+create or replace function catalog_refuse_change() returns trigger language plpgsql set search_path = billing, pg_temp as $$
 begin
   raise exception 'catalog version rows are immutable: publish a new version instead' using errcode = 'insufficient_privilege';
 end $$;
@@ -97,7 +120,7 @@ create trigger catalog_plans_immutable before update or delete on catalog_plans 
 -- A new low-balance alert tells the workers when its transaction commits (a NOTIFY is delivered
 -- only on commit, never for a rolled-back one), so a worker enqueues its delivery at once,
 -- whichever path wrote it; the sweep of undelivered alerts catches one nobody heard.
-create or replace function balance_alerts_notify() returns trigger language plpgsql as $$
+create or replace function balance_alerts_notify() returns trigger language plpgsql set search_path = billing, pg_temp as $$
 begin
   perform pg_notify('balance_alerts', new.id);
   return null;
