@@ -14,7 +14,7 @@ import { cpuMicros, runLoadGenerator, startBench, stopProcess } from "./support.
  * driven over HTTP by a load generator in a separate process. Prints a table, then one JSON line.
  */
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
-const bench = await startBench("metering");
+const bench = await startBench("metering", { ownRedis: true });
 const sql = createSql(bench.databaseUrl, { max: 8 });
 await migrate(sql);
 const ctx = createBillingContext({ sql });
@@ -22,9 +22,9 @@ await loadCatalog(ctx, { file: await readCatalogFile() });
 
 console.log("seeding 1 hot org and 1,000 orgs…");
 const now = new Date();
-const hot = await createOrganization(ctx, { name: "hot" });
+const hotOrg = await createOrganization(ctx, { name: "hot" });
 await grantCredits(at(ctx, now), {
-  orgId: hot.id,
+  orgId: hotOrg.id,
   amount: 1_000_000n * 1_000_000_000n,
   reason: "bench",
   idempotencyKey: "bench",
@@ -40,7 +40,7 @@ for (let i = 0; i < 1000; i++) {
   });
   many.push(org.id);
 }
-const gateway = await createApiKey(ctx, { orgId: hot.id, scope: "gateway" });
+const gateway = await createApiKey(ctx, { orgId: hotOrg.id, scope: "gateway" });
 // Profiling aid: BENCH_DB_SET="auto_explain.log_min_duration=5;session_preload_libraries=auto_explain"
 // applies settings to the throwaway database, hence to the API's connections.
 for (const setting of (process.env.BENCH_DB_SET ?? "").split(";").filter(Boolean)) {
@@ -49,18 +49,15 @@ for (const setting of (process.env.BENCH_DB_SET ?? "").split(";").filter(Boolean
 }
 await sql.end();
 
-const api = await bench.startApi();
-let maxRssMb = 0;
-let loadRssMb = 0; // peak during the current load
-const rssTimer = setInterval(() => {
-  try {
-    const kb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${api.pid}/status`, "utf8"))?.[1] ?? 0);
-    maxRssMb = Math.max(maxRssMb, kb / 1024);
-    loadRssMb = Math.max(loadRssMb, kb / 1024);
-  } catch {
-    // process gone
-  }
-}, 200);
+/**
+ * BENCH_RATE_LIMITS picks the API's app-wide rate limits for each variant, run in turn against the
+ * same seeded database: `on` (the default, as deployed), `off` (RATE_LIMITS_ENABLED=false), or a
+ * list such as `off,on,off,on` for an A/B in one sitting (alternating, so a slow spell of the host
+ * does not land on one side only). Each variant starts its own API process and warms it up.
+ */
+const variants = (process.env.BENCH_RATE_LIMITS ?? "on").split(",").map((v) => v.trim());
+for (const v of variants)
+  if (v !== "on" && v !== "off") throw new Error(`BENCH_RATE_LIMITS: "${v}" is neither on nor off`);
 
 type LoadResult = {
   mode: string;
@@ -70,13 +67,18 @@ type LoadResult = {
   ok: number;
   failed: number;
   requests: number;
-  /** CPU spent per unit (pair or event), in µs: by the API, by its PostgreSQL backends, by the load generator. */
-  cpu_us?: { api: number; pg: number; loadgen: number; other_busy_pct: number };
+  /**
+   * CPU spent per unit (pair or event), in µs: by the API, by its PostgreSQL backends, by the
+   * bench's own Redis (every request's rate-limit count), by the load generator.
+   */
+  cpu_us?: { api: number; pg: number; redis: number; loadgen: number; other_busy_pct: number };
   rss_mb?: number;
 };
+type VariantResult = { limits: string; hot: LoadResult; many: LoadResult; ingest: LoadResult; rss_mb: number };
 
-// CPU accounting: CPU time of the API process and of every PostgreSQL backend of the bench
-// database, read from /proc around each load, so a figure survives other work sharing the machine.
+// CPU accounting: CPU time of the API process, of every PostgreSQL backend of the bench database
+// and of the bench's Redis, read from /proc around each load, so a figure survives other work
+// sharing the machine.
 const TICK_US = 10_000; // CLK_TCK is 100 on Linux
 function machineTicks(): { busy: number; total: number } {
   const cpu = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
@@ -85,114 +87,142 @@ function machineTicks(): { busy: number; total: number } {
   return { busy: total - idle, total };
 }
 const monitor = createSql(bench.databaseUrl, { max: 1 });
-async function ourTicks(): Promise<{ api: number; pg: number; pgPids: number[] }> {
-  const rows = await monitor<
-    { pid: number }[]
-  >`select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()`;
-  const pgPids = rows.map((r) => r.pid);
-  return { api: cpuMicros(api.pid), pg: pgPids.reduce((a, p) => a + cpuMicros(p), 0), pgPids };
-}
-
-async function load(
-  mode: "pairs" | "ingest",
-  orgs: string[],
-  concurrency: number,
-  batch = 1,
-  tag: string = mode,
-): Promise<LoadResult> {
-  loadRssMb = 0;
-  const before = await ourTicks();
-  const machineBefore = machineTicks();
-  const r = await runLoadGenerator({
-    base: api.base,
-    key: gateway.key,
-    mode,
-    orgs,
-    seconds: SECONDS,
-    concurrency,
-    batch,
-    tag: `${tag}-${Date.now()}`,
-  });
-  const after = await ourTicks();
-  const machine = machineTicks();
-  // Backends that left during the load count with what they used before leaving: not at all.
-  const units = mode === "pairs" ? r.ok : r.events;
-  const apiUs = (after.api - before.api) / units;
-  const pg = (after.pg - before.pg) / units;
-  const ours = after.api - before.api + after.pg - before.pg + r.cpu_ms * 1000;
-  const busyUs = (machine.busy - machineBefore.busy) * TICK_US;
-  const wallUs = ((machine.total - machineBefore.total) * TICK_US) / 2; // 2 cores
-  return {
-    ...r,
-    cpu_us: {
-      api: apiUs,
-      pg,
-      loadgen: (r.cpu_ms * 1000) / units,
-      other_busy_pct: Math.max(0, (100 * (busyUs - ours)) / wallUs),
-    },
-    rss_mb: loadRssMb,
-  };
-}
-
 const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 32);
 const loads = (process.env.BENCH_LOADS ?? "hot,many,ingest").split(",");
 const skipped: LoadResult = { mode: "skipped", per_s: 0, p50_ms: 0, p99_ms: 0, ok: 0, failed: 0, requests: 0 };
-console.log(`warming up…`);
-await load("pairs", many, concurrency).catch(() => undefined);
-// This cluster runs with autovacuum off (CI config). In production autovacuum analyzes the
-// tables the warm-up just filled, which also invalidates plans cached while they were empty.
-// BENCH_ANALYZE=0 skips it (to see what stale statistics cost).
-if (process.env.BENCH_ANALYZE !== "0") {
-  const admin = createSql(bench.databaseUrl, { max: 1 });
-  await admin`analyze`;
-  await admin.end();
+let analyzed = false;
+
+async function runVariant(limits: string): Promise<VariantResult> {
+  const api = await bench.startApi({ RATE_LIMITS_ENABLED: limits === "on" ? "true" : "false" });
+  let maxRssMb = 0;
+  let loadRssMb = 0; // peak during the current load
+  const rssTimer = setInterval(() => {
+    try {
+      const kb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${api.pid}/status`, "utf8"))?.[1] ?? 0);
+      maxRssMb = Math.max(maxRssMb, kb / 1024);
+      loadRssMb = Math.max(loadRssMb, kb / 1024);
+    } catch {
+      // process gone
+    }
+  }, 200);
+
+  async function ourTicks(): Promise<{ api: number; pg: number; redis: number }> {
+    const rows = await monitor<
+      { pid: number }[]
+    >`select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()`;
+    const pg = rows.reduce((a, r) => a + cpuMicros(r.pid), 0);
+    return { api: cpuMicros(api.pid), pg, redis: bench.redisPid ? cpuMicros(bench.redisPid) : 0 };
+  }
+
+  async function load(
+    mode: "pairs" | "ingest",
+    orgs: string[],
+    concurrency: number,
+    batch = 1,
+    tag: string = mode,
+  ): Promise<LoadResult> {
+    loadRssMb = 0;
+    const before = await ourTicks();
+    const machineBefore = machineTicks();
+    const r = await runLoadGenerator({
+      base: api.base,
+      key: gateway.key,
+      mode,
+      orgs,
+      seconds: SECONDS,
+      concurrency,
+      batch,
+      tag: `${tag}-${limits}-${Date.now()}`,
+    });
+    const after = await ourTicks();
+    const machine = machineTicks();
+    // Backends that left during the load count with what they used before leaving: not at all.
+    const units = mode === "pairs" ? r.ok : r.events;
+    const ours = after.api - before.api + after.pg - before.pg + after.redis - before.redis + r.cpu_ms * 1000;
+    const busyUs = (machine.busy - machineBefore.busy) * TICK_US;
+    const wallUs = ((machine.total - machineBefore.total) * TICK_US) / 2; // 2 cores
+    return {
+      ...r,
+      cpu_us: {
+        api: (after.api - before.api) / units,
+        pg: (after.pg - before.pg) / units,
+        redis: (after.redis - before.redis) / units,
+        loadgen: (r.cpu_ms * 1000) / units,
+        other_busy_pct: Math.max(0, (100 * (busyUs - ours)) / wallUs),
+      },
+      rss_mb: loadRssMb,
+    };
+  }
+
+  console.log(`rate limits ${limits}: warming up…`);
+  await load("pairs", many, concurrency).catch(() => undefined);
+  // This cluster runs with autovacuum off (CI config). In production autovacuum analyzes the
+  // tables the warm-up just filled, which also invalidates plans cached while they were empty.
+  // BENCH_ANALYZE=0 skips it (to see what stale statistics cost).
+  if (process.env.BENCH_ANALYZE !== "0" && !analyzed) {
+    const admin = createSql(bench.databaseUrl, { max: 1 });
+    await admin`analyze`;
+    await admin.end();
+    analyzed = true;
+  }
+  console.log(`rate limits ${limits}: running ${SECONDS}s per load…`);
+  const hot = loads.includes("hot") ? await load("pairs", [hotOrg.id], concurrency, 1, "hot") : skipped;
+  const manyPairs = loads.includes("many") ? await load("pairs", many, concurrency, 1, "many") : skipped;
+  const ingest = loads.includes("ingest")
+    ? await load(
+        "ingest",
+        many,
+        Number(process.env.BENCH_INGEST_CONCURRENCY ?? 8),
+        Number(process.env.BENCH_BATCH ?? 500),
+        "ingest",
+      )
+    : skipped;
+  clearInterval(rssTimer);
+  await stopProcess(api.child);
+  return { limits, hot, many: manyPairs, ingest, rss_mb: maxRssMb };
 }
-console.log(`running ${SECONDS}s per load…`);
-const hotPairs = loads.includes("hot") ? await load("pairs", [hot.id], concurrency, 1, "hot") : skipped;
-const manyPairs = loads.includes("many") ? await load("pairs", many, concurrency, 1, "many") : skipped;
-const ingest = loads.includes("ingest")
-  ? await load(
-      "ingest",
-      many,
-      Number(process.env.BENCH_INGEST_CONCURRENCY ?? 8),
-      Number(process.env.BENCH_BATCH ?? 500),
-      "ingest",
-    )
-  : skipped;
-clearInterval(rssTimer);
+
+const results: VariantResult[] = [];
+for (const limits of variants) results.push(await runVariant(limits));
 await monitor.end();
-await stopProcess(api.child);
 if (process.env.BENCH_KEEP_DB) console.log(`kept database ${bench.databaseUrl}`);
 else await bench.cleanup();
 
 const f = (n: number) => n.toFixed(1).padStart(10);
 console.log(
-  "\nload                      per second    p50 ms    p99 ms   ok / failed    CPU µs per pair/event: API   PG  load gen  API RSS MB  (other work on the machine)",
+  "\nlimits  load                      per second    p50 ms    p99 ms   ok / failed    CPU µs per pair/event: API   PG     Redis  load gen  API RSS MB  (other work on the machine)",
 );
-for (const [name, r] of [
-  ["authorize+settle, 1 org", hotPairs],
-  ["authorize+settle, 1k orgs", manyPairs],
-  ["ingest batches of 500", ingest],
-] as const) {
-  const cpu = r.cpu_us
-    ? `${f(r.cpu_us.api)}${f(r.cpu_us.pg)}${f(r.cpu_us.loadgen)}${f(r.rss_mb ?? 0)}   (${r.cpu_us.other_busy_pct.toFixed(0)}% busy)`
-    : "";
-  console.log(
-    `${name.padEnd(26)}${f(r.per_s)}${f(r.p50_ms)}${f(r.p99_ms)}   ${`${r.ok} / ${r.failed}`.padEnd(14)}${cpu}`,
-  );
+for (const v of results) {
+  for (const [name, r] of [
+    ["authorize+settle, 1 org", v.hot],
+    ["authorize+settle, 1k orgs", v.many],
+    ["ingest batches of 500", v.ingest],
+  ] as const) {
+    if (r.mode === "skipped") continue;
+    const cpu = r.cpu_us
+      ? `${f(r.cpu_us.api)}${f(r.cpu_us.pg)}${f(r.cpu_us.redis)}${f(r.cpu_us.loadgen)}${f(r.rss_mb ?? 0)}   (${r.cpu_us.other_busy_pct.toFixed(0)}% busy)`
+      : "";
+    console.log(
+      `${v.limits.padEnd(8)}${name.padEnd(26)}${f(r.per_s)}${f(r.p50_ms)}${f(r.p99_ms)}   ${`${r.ok} / ${r.failed}`.padEnd(14)}${cpu}`,
+    );
+  }
 }
+const maxRssMb = Math.max(...results.map((v) => v.rss_mb));
 console.log(`API peak RSS: ${maxRssMb.toFixed(0)} MB\n`);
-const worst = hotPairs.per_s < manyPairs.per_s ? hotPairs : manyPairs;
-console.log(
-  JSON.stringify({
+
+const summary = (v: VariantResult) => {
+  const worst = v.hot.per_s < v.many.per_s ? v.hot : v.many;
+  return {
     authorize_settle_per_s: Math.round(worst.per_s),
-    p50_ms: Number(Math.max(hotPairs.p50_ms, manyPairs.p50_ms).toFixed(2)),
-    p99_ms: Number(Math.max(hotPairs.p99_ms, manyPairs.p99_ms).toFixed(2)),
-    ingest_events_per_s: Math.round(ingest.per_s),
-    api_rss_mb: Math.round(maxRssMb),
-    hot_org_pairs_per_s: Math.round(hotPairs.per_s),
-    many_orgs_pairs_per_s: Math.round(manyPairs.per_s),
-    cpu_us_per_unit: { hot: hotPairs.cpu_us, many: manyPairs.cpu_us, ingest: ingest.cpu_us },
-  }),
-);
+    p50_ms: Number(Math.max(v.hot.p50_ms, v.many.p50_ms).toFixed(2)),
+    p99_ms: Number(Math.max(v.hot.p99_ms, v.many.p99_ms).toFixed(2)),
+    ingest_events_per_s: Math.round(v.ingest.per_s),
+    api_rss_mb: Math.round(v.rss_mb),
+    hot_org_pairs_per_s: Math.round(v.hot.per_s),
+    many_orgs_pairs_per_s: Math.round(v.many.per_s),
+    cpu_us_per_unit: { hot: v.hot.cpu_us, many: v.many.cpu_us, ingest: v.ingest.cpu_us },
+  };
+};
+if (results.length === 1) console.log(JSON.stringify({ rate_limits: results[0]!.limits, ...summary(results[0]!) }));
+else console.log(JSON.stringify({ variants: results.map((v) => ({ rate_limits: v.limits, ...summary(v) })) }));
 if (process.env.BENCH_KEEP_DB) process.exit(0);

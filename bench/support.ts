@@ -1,7 +1,7 @@
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
-import { createServer } from "node:net";
+import { connect, createServer } from "node:net";
 import postgres from "postgres";
 
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -26,8 +26,11 @@ export function stopProcess(child: ChildProcess): Promise<void> {
   });
 }
 
-/** A throwaway database and Redis prefix for one benchmark run; `cleanup` drops them. */
-export async function startBench(name: string) {
+/**
+ * A throwaway database and Redis prefix for one benchmark run; `cleanup` drops them. With
+ * `ownRedis` the API started by `startApi` uses a redis-server of the bench's own (see startRedis).
+ */
+export async function startBench(name: string, opts: { ownRedis?: boolean } = {}) {
   const dbName = `hanzo_bench_${name}_${randomBytes(3).toString("hex")}`;
   const admin = postgres(ADMIN_URL, { max: 1, onnotice: () => {} });
   await admin.unsafe(`create database "${dbName}"`);
@@ -35,9 +38,13 @@ export async function startBench(name: string) {
   url.pathname = `/${dbName}`;
   const databaseUrl = url.toString();
   const redisPrefix = `hanzo-bench-${name}-${randomBytes(3).toString("hex")}`;
+  const redis = opts.ownRedis ? await startRedis() : undefined;
+  let built = false;
   return {
     databaseUrl,
     redisPrefix,
+    /** The bench's own redis-server, so its CPU can be counted (undefined: REDIS_URL's, shared). */
+    redisPid: redis?.pid,
     /**
      * The API as deployed: the production build (`npm run build`, then `npm start`'s command) in
      * one node process, so its RSS is the API's own. BENCH_API_TSX=1 runs bin/api.ts through
@@ -51,7 +58,8 @@ export async function startBench(name: string) {
         // A/B comparisons: a bundle built earlier (e.g. a copy of dist/api.mjs from another commit).
         entry = [process.env.BENCH_API_BUNDLE];
       } else if (process.env.BENCH_API_TSX !== "1") {
-        execFileSync("npm", ["run", "--silent", "build"], { cwd: ROOT, stdio: "inherit" });
+        if (!built) execFileSync("npm", ["run", "--silent", "build"], { cwd: ROOT, stdio: "inherit" });
+        built = true;
         entry = ["--enable-source-maps", "dist/api.mjs"];
       }
       const child = spawn(process.execPath, [...nodeArgs, ...entry], {
@@ -63,6 +71,7 @@ export async function startBench(name: string) {
           REDIS_PREFIX: redisPrefix,
           LOG_LEVEL: "warn",
           DATABASE_POOL_MAX: "16",
+          ...(redis ? { REDIS_URL: redis.url } : {}),
           ...env,
         },
         stdio: ["ignore", "inherit", "inherit"],
@@ -79,10 +88,48 @@ export async function startBench(name: string) {
       throw new Error("API did not start");
     },
     async cleanup() {
+      if (redis) await stopProcess(redis.child);
       await admin.unsafe(`drop database if exists "${dbName}" with (force)`);
       await admin.end();
     },
   };
+}
+
+/**
+ * A redis-server of the bench's own on a free loopback port (no persistence), so the CPU that
+ * rate-limit counts cost Redis is the bench's alone; BENCH_REDIS=shared (or no redis-server on the
+ * PATH) leaves the API on REDIS_URL's, whose CPU other work shares (the Redis column then reads 0).
+ */
+async function startRedis(): Promise<{ child: ChildProcess; url: string; pid: number } | undefined> {
+  if (process.env.BENCH_REDIS === "shared") return undefined;
+  const port = await freePort();
+  const child = spawn(
+    "redis-server",
+    ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+    {
+      stdio: "ignore",
+    },
+  );
+  const failed = await new Promise<boolean>((resolve) => {
+    child.once("error", () => resolve(true));
+    child.once("spawn", () => resolve(false));
+  });
+  if (failed) return undefined;
+  process.once("exit", () => child.kill("SIGKILL")); // not left behind when the bench fails
+  const url = `redis://127.0.0.1:${port}`;
+  for (let i = 0; i < 100; i++) {
+    const up = await new Promise<boolean>((resolve) => {
+      const s = connect(port, "127.0.0.1", () => {
+        s.end("PING\r\n");
+        resolve(true);
+      });
+      s.on("error", () => resolve(false));
+    });
+    if (up) return { child, url, pid: child.pid! };
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  child.kill("SIGKILL");
+  throw new Error("the bench's redis-server did not start");
 }
 
 /** CPU time a process has used so far (user + system), in µs, read from /proc (0 once it is gone). */

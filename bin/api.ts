@@ -56,7 +56,7 @@ const app = createApp({
   metrics,
   queues,
   chain,
-  rateLimiter: new RateLimiter(redis, config.REDIS_PREFIX, { logger }),
+  rateLimiter: config.RATE_LIMITS_ENABLED ? new RateLimiter(redis, config.REDIS_PREFIX, { logger }) : undefined,
   health: { redisUp: () => redisHealth.up, draining: () => draining },
 });
 

@@ -51,6 +51,8 @@ export const Config = z.object({
    * keys carry every org's metering; anonymous is per client address, for requests without a
    * valid key (none, malformed, unknown or revoked) as well.
    */
+  /** false: no request is counted or limited (the husd top-up limit included); for measuring what limits cost. */
+  RATE_LIMITS_ENABLED: bool.default(true),
   RATE_LIMIT_GATEWAY_PER_SECOND: z.coerce.number().int().min(1).max(1_000_000).default(20_000),
   RATE_LIMIT_ORG_PER_SECOND: z.coerce.number().int().min(1).max(1_000_000).default(50),
   RATE_LIMIT_ADMIN_PER_SECOND: z.coerce.number().int().min(1).max(1_000_000).default(50),
