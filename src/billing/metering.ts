@@ -63,11 +63,10 @@ export class Metering {
     // authorizations and the usage events that arrived together: one statement, one commit
     // (metering_batch, src/db/functions/metering.sql). Lanes lock disjoint organizations, so their batches run
     // in parallel instead of queueing behind each other's row locks. Each call has a fixed cost
-    // in PostgreSQL (about 0.6 ms of CPU here) that larger batches share, so lanes are few: two
-    // let PostgreSQL use both cores of this machine without splitting batches too thin, and one
-    // batch at a time per lane (maxInFlight) measured better than two. Up to 1,000 items per
-    // batch: a big usage report's per-organization work is shared by more of its events.
-    // bench/RESULTS-metering.md has the measurements.
+    // in PostgreSQL that larger batches share, so lanes are few: two let PostgreSQL use two cores
+    // without splitting batches too thin, with one batch at a time per lane (maxInFlight). Up to
+    // 1,000 items per batch: a big usage report's per-organization work is shared by more of its
+    // events. bench/RESULTS-metering.md has the measurements behind these defaults.
     const lanes = opts.lanes ?? 2;
     const batching = { maxBatch: opts.maxBatch ?? 1000, maxInFlight: opts.maxInFlight ?? 1 };
     this.lanes = Array.from(

@@ -42,8 +42,9 @@ async function readSqlFiles(dir: string, name: RegExp): Promise<Migration[]> {
  * lock so that two processes starting together never apply one twice. Versioned migrations are
  * forward-only: an applied one whose file changed is refused rather than silently diverging.
  * Repeatable files hold whole definitions (`create or replace`, `drop trigger if exists`), so a
- * change to a function is a diff of that function. They run after every versioned migration:
- * a migration that changes a function's signature drops the old one, the file creates the new.
+ * change to a function is a diff of that function. They run after every versioned migration; a
+ * file that changes a function's signature or name drops the old one itself (`drop function if
+ * exists`) before creating the new.
  * Returns what it applied: migration versions, and `functions/<name>` for repeatable files.
  */
 export async function migrate(

@@ -17,13 +17,11 @@ export const mismatchCount = (check: LedgerCheck) =>
  * ledger. One aggregate statement per kind of check, each reading one snapshot, so postings
  * committing meanwhile never show as a mismatch (a hold row and its ledger movement commit together).
  *
- * Cost (PostgreSQL 15 on this project's 2-core host, a ledger of 1M entries and 4,000 org
- * accounts, all in cache): the first two statements each read every entry once, since no index
- * helps a sum over everything; ~0.35 s (grouped along the transaction index) and ~0.25 s
- * (parallel scan, one group per account) per million entries, ~80 MB of heap each. The third
- * reads only the active holds (partial index holds_active_org) and the org_held accounts: under
- * 1 ms for 2,000 organizations. Nothing is locked; postings run on while it reads. Hence a run
- * every LEDGER_CHECK_INTERVAL_MS (10 minutes), not on every posting.
+ * Cost: the first two statements each read every entry once, since no index helps a sum over
+ * everything, so they grow with the ledger; the third reads only the active holds (partial index
+ * holds_active_org) and the org_held accounts. Nothing is locked; postings run on while it reads.
+ * Hence a run every LEDGER_CHECK_INTERVAL_MS (10 minutes), not on every posting;
+ * bench/RESULTS-ledger-check.md has the measured cost.
  */
 export async function checkLedger(sql: Sql): Promise<LedgerCheck> {
   const unbalanced = await sql<{ transaction_id: string; sum: string }[]>`

@@ -42,7 +42,7 @@
 
 drop function if exists metering_batch;
 drop function if exists metering_lock_orgs;
-drop function if exists metering_release_expired; -- an older copy of this file created it
+drop function if exists metering_release_expired; -- the earlier name of metering_expire_holds
 drop function if exists metering_expire_holds;
 drop function if exists metering_settle;
 drop function if exists metering_decide;
