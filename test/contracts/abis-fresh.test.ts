@@ -4,8 +4,11 @@ import { describe, expect, it } from "vitest";
 import { ABIS_DIR, GENERATED_MARKER, ROOT, compileContracts } from "../../scripts/compile-contracts.js";
 
 const HINT = "abis/ is stale: run npm run contracts:build and commit the result";
+// solc compiles in this process and is CPU-bound: a few seconds on a quiet machine, many times
+// that beside a loaded test run, so these tests get room rather than the default timeout.
+const COMPILE_TIMEOUT_MS = 240_000;
 
-describe("abis/", () => {
+describe("abis/", { timeout: COMPILE_TIMEOUT_MS }, () => {
   it("matches what npm run contracts:build writes from contracts/", async () => {
     const expected = await compileContracts();
     const dir = join(ROOT, ABIS_DIR);
