@@ -77,6 +77,19 @@ export const Config = z.object({
   LEDGER_CHECK_INTERVAL_MS: z.coerce.number().int().min(100).max(86_400_000).default(600_000),
   HOLD_TTL_SECONDS: z.coerce.number().int().min(1).max(86_400).default(300),
   STRIPE_WEBHOOK_SECRET: z.string().startsWith("whsec_").optional(),
+  /** The processor API key; unset: nothing can start a card payment (top-ups and card routes answer 503 not_configured). */
+  STRIPE_SECRET_KEY: z
+    .string()
+    .regex(/^(sk|rk)_(test|live)_[A-Za-z0-9_]{8,}$/, "must be a processor secret key (sk_test_…, sk_live_… or rk_…)")
+    .optional(),
+  /**
+   * Where the processor API is; unset: the processor's own (api.stripe.com). Set to the development
+   * fake's URL (dev/processor) by `npm run dev` and the tests.
+   */
+  STRIPE_API_URL: z.url().optional(),
+  /** Retries of a processor request that failed on the network or with a retryable status (each keeps its idempotency key). */
+  STRIPE_MAX_NETWORK_RETRIES: z.coerce.number().int().min(0).max(5).default(2),
+  STRIPE_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(15_000),
   /** Which processor mode this deployment accepts: a test-mode event must never move real balances. */
   STRIPE_LIVEMODE: bool.default(false),
 });

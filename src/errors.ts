@@ -29,6 +29,7 @@ export const ErrorCodes = {
   rate_limited: { status: 429, type: "rate_limit_error" },
   not_configured: { status: 503, type: "api_error" },
   upstream_unavailable: { status: 503, type: "api_error" },
+  processor_unavailable: { status: 503, type: "api_error" },
   internal_error: { status: 500, type: "api_error" },
 } as const;
 export type ErrorCode = keyof typeof ErrorCodes;

@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import Stripe from "stripe";
+import type { Config } from "../../src/config.js";
 import type { Sql } from "../../src/db/client.js";
 import { createTestApp, manualClock, TEST_ADMIN_KEY } from "./app.js";
 import { withDatabase } from "./fixtures.js";
@@ -152,12 +153,20 @@ export const customer = (o: { id: string; defaultPaymentMethod: string | null })
  * The app under test with a webhook secret and a manual clock, whose `call` records every
  * response body so that a file can finally check that none of them leaked a processor id.
  */
-export function createPaymentsTestApp(opts: { sql: Sql; secret?: string | null }) {
-  const clock = manualClock();
+export function createPaymentsTestApp(opts: {
+  sql: Sql;
+  secret?: string | null;
+  clock?: ReturnType<typeof manualClock>;
+  config?: Partial<Record<keyof Config, string>>;
+}) {
+  const clock = opts.clock ?? manualClock();
   const t = createTestApp({
     sql: opts.sql,
     clock,
-    config: opts.secret === null ? {} : { STRIPE_WEBHOOK_SECRET: opts.secret ?? TEST_WEBHOOK_SECRET },
+    config: {
+      ...(opts.secret === null ? {} : { STRIPE_WEBHOOK_SECRET: opts.secret ?? TEST_WEBHOOK_SECRET }),
+      ...opts.config,
+    },
   });
   const bodies: string[] = [];
   const call: typeof t.call = async (...args) => {
