@@ -159,6 +159,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/billing/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Events, newest first
+         * @description Requires an org key; acts on that key's organization.
+         *
+         *     The organization's event log: every event its webhooks receive, kept here for clients that poll instead.
+         */
+        get: operations["listEvents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/billing/husd/deposit-address": {
         parameters: {
             query?: never;
@@ -490,9 +512,400 @@ export interface paths {
         trace?: never;
     };
 }
-export type webhooks = Record<string, never>;
+export interface webhooks {
+    "balance.low": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * balance.low
+         * @description The balance fell below the organization's low-balance threshold (once per crossing).
+         *
+         *     Signed per the Standard Webhooks specification: verify `webhook-signature` over `{webhook-id}.{webhook-timestamp}.{body}` with the endpoint's secret (e.g. the `standardwebhooks` package). Delivered at least once: the same event may arrive again with the same `webhook-id`. Answer 2xx within 10 s.
+         */
+        post: operations["event_balance_low"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "balance.depleted": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * balance.depleted
+         * @description The balance (credits and live holds) reached zero or below (once per crossing).
+         *
+         *     Signed per the Standard Webhooks specification: verify `webhook-signature` over `{webhook-id}.{webhook-timestamp}.{body}` with the endpoint's secret (e.g. the `standardwebhooks` package). Delivered at least once: the same event may arrive again with the same `webhook-id`. Answer 2xx within 10 s.
+         */
+        post: operations["event_balance_depleted"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "deposit.seen": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * deposit.seen
+         * @description An HUSD transfer to the organization's deposit address appeared in a block.
+         *
+         *     Signed per the Standard Webhooks specification: verify `webhook-signature` over `{webhook-id}.{webhook-timestamp}.{body}` with the endpoint's secret (e.g. the `standardwebhooks` package). Delivered at least once: the same event may arrive again with the same `webhook-id`. Answer 2xx within 10 s.
+         */
+        post: operations["event_deposit_seen"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "deposit.credited": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * deposit.credited
+         * @description An HUSD deposit became final and its credit was posted.
+         *
+         *     Signed per the Standard Webhooks specification: verify `webhook-signature` over `{webhook-id}.{webhook-timestamp}.{body}` with the endpoint's secret (e.g. the `standardwebhooks` package). Delivered at least once: the same event may arrive again with the same `webhook-id`. Answer 2xx within 10 s.
+         */
+        post: operations["event_deposit_credited"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "deposit.orphaned": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * deposit.orphaned
+         * @description An HUSD deposit's block left the canonical chain before it was final; nothing was credited.
+         *
+         *     Signed per the Standard Webhooks specification: verify `webhook-signature` over `{webhook-id}.{webhook-timestamp}.{body}` with the endpoint's secret (e.g. the `standardwebhooks` package). Delivered at least once: the same event may arrive again with the same `webhook-id`. Answer 2xx within 10 s.
+         */
+        post: operations["event_deposit_orphaned"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "deposit.reversed": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * deposit.reversed
+         * @description A credited HUSD deposit was found off the canonical chain; its credit was taken back.
+         *
+         *     Signed per the Standard Webhooks specification: verify `webhook-signature` over `{webhook-id}.{webhook-timestamp}.{body}` with the endpoint's secret (e.g. the `standardwebhooks` package). Delivered at least once: the same event may arrive again with the same `webhook-id`. Answer 2xx within 10 s.
+         */
+        post: operations["event_deposit_reversed"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "topup.succeeded": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * topup.succeeded
+         * @description A card top-up was paid and credited.
+         *
+         *     Signed per the Standard Webhooks specification: verify `webhook-signature` over `{webhook-id}.{webhook-timestamp}.{body}` with the endpoint's secret (e.g. the `standardwebhooks` package). Delivered at least once: the same event may arrive again with the same `webhook-id`. Answer 2xx within 10 s.
+         */
+        post: operations["event_topup_succeeded"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "topup.failed": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * topup.failed
+         * @description A card top-up's payment failed; nothing was credited.
+         *
+         *     Signed per the Standard Webhooks specification: verify `webhook-signature` over `{webhook-id}.{webhook-timestamp}.{body}` with the endpoint's secret (e.g. the `standardwebhooks` package). Delivered at least once: the same event may arrive again with the same `webhook-id`. Answer 2xx within 10 s.
+         */
+        post: operations["event_topup_failed"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "auto_topup.disabled": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * auto_topup.disabled
+         * @description Automatic top-up was switched off (e.g. repeated card failures or its monthly limit).
+         *
+         *     Signed per the Standard Webhooks specification: verify `webhook-signature` over `{webhook-id}.{webhook-timestamp}.{body}` with the endpoint's secret (e.g. the `standardwebhooks` package). Delivered at least once: the same event may arrive again with the same `webhook-id`. Answer 2xx within 10 s.
+         */
+        post: operations["event_auto_topup_disabled"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "invoice.issued": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * invoice.issued
+         * @description An invoice was issued at the close of a billing cycle.
+         *
+         *     Signed per the Standard Webhooks specification: verify `webhook-signature` over `{webhook-id}.{webhook-timestamp}.{body}` with the endpoint's secret (e.g. the `standardwebhooks` package). Delivered at least once: the same event may arrive again with the same `webhook-id`. Answer 2xx within 10 s.
+         */
+        post: operations["event_invoice_issued"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "invoice.paid": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * invoice.paid
+         * @description An invoice was paid (at issue when nothing was due).
+         *
+         *     Signed per the Standard Webhooks specification: verify `webhook-signature` over `{webhook-id}.{webhook-timestamp}.{body}` with the endpoint's secret (e.g. the `standardwebhooks` package). Delivered at least once: the same event may arrive again with the same `webhook-id`. Answer 2xx within 10 s.
+         */
+        post: operations["event_invoice_paid"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "invoice.payment_failed": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * invoice.payment_failed
+         * @description Charging an invoice's amount due to the saved card failed.
+         *
+         *     Signed per the Standard Webhooks specification: verify `webhook-signature` over `{webhook-id}.{webhook-timestamp}.{body}` with the endpoint's secret (e.g. the `standardwebhooks` package). Delivered at least once: the same event may arrive again with the same `webhook-id`. Answer 2xx within 10 s.
+         */
+        post: operations["event_invoice_payment_failed"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "webhook_endpoint.disabled": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * webhook_endpoint.disabled
+         * @description A webhook endpoint failed for five days and was disabled.
+         *
+         *     Signed per the Standard Webhooks specification: verify `webhook-signature` over `{webhook-id}.{webhook-timestamp}.{body}` with the endpoint's secret (e.g. the `standardwebhooks` package). Delivered at least once: the same event may arrive again with the same `webhook-id`. Answer 2xx within 10 s.
+         */
+        post: operations["event_webhook_endpoint_disabled"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "test.ping": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * test.ping
+         * @description Sent on request (POST /v1/billing/webhooks/{id}/test) to check an endpoint.
+         *
+         *     Signed per the Standard Webhooks specification: verify `webhook-signature` over `{webhook-id}.{webhook-timestamp}.{body}` with the endpoint's secret (e.g. the `standardwebhooks` package). Delivered at least once: the same event may arrive again with the same `webhook-id`. Answer 2xx within 10 s.
+         */
+        post: operations["event_test_ping"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+}
 export interface components {
     schemas: {
+        /** @description The balance fell below the organization's low-balance threshold (once per crossing). */
+        BalanceLowEvent: {
+            balance: number;
+            balance_usd: string;
+            balance_nano_usd: string;
+            threshold: number;
+            threshold_usd: string;
+            threshold_nano_usd: string;
+            transaction_id: string;
+        };
+        /** @description The balance (credits and live holds) reached zero or below (once per crossing). */
+        BalanceDepletedEvent: {
+            balance: number;
+            balance_usd: string;
+            balance_nano_usd: string;
+            transaction_id: string;
+        };
+        /** @description An HUSD deposit as it stands after the change the event tells. */
+        DepositEvent: {
+            deposit_id: string;
+            /** @enum {string} */
+            state: "seen" | "confirming" | "credited" | "orphaned" | "rejected" | "reversed";
+            reason: string | null;
+            chain_id: number;
+            tx_hash: string;
+            block_number: string | null;
+            token_address: string;
+            from: string | null;
+            amount_base_units: string;
+            amount: number | null;
+            amount_usd: string | null;
+            amount_nano_usd: string | null;
+        };
+        /** @description A card top-up (no card or processor details). */
+        TopupEvent: {
+            topup_id: string;
+            amount: number;
+            amount_usd: string;
+            amount_nano_usd: string;
+            failure_message?: string | null;
+        };
+        /** @description Automatic top-up was switched off (e.g. repeated card failures or its monthly limit). */
+        AutoTopupDisabledEvent: {
+            reason: string;
+        };
+        /** @description An invoice as it stands after the change the event tells. */
+        InvoiceEvent: {
+            invoice_id: string;
+            number: string | null;
+            /** @enum {string} */
+            status: "draft" | "open" | "paid" | "void";
+            period_start: string;
+            period_end: string;
+            currency: string;
+            subtotal: number;
+            subtotal_usd: string;
+            subtotal_nano_usd: string;
+            credits_applied: number;
+            credits_applied_usd: string;
+            credits_applied_nano_usd: string;
+            amount_due: number;
+            amount_due_usd: string;
+            amount_due_nano_usd: string;
+        };
+        /** @description Charging an invoice's amount due to the saved card failed. */
+        InvoicePaymentFailedEvent: {
+            invoice_id: string;
+            amount_due: number;
+            amount_due_usd: string;
+            amount_due_nano_usd: string;
+            failure_message?: string | null;
+        };
+        /** @description A webhook endpoint failed for five days and was disabled. */
+        WebhookEndpointDisabledEvent: {
+            webhook_id: string;
+            url: string;
+            failing_since: string;
+        };
+        /** @description Sent on request (POST /v1/billing/webhooks/{id}/test) to check an endpoint. */
+        TestPingEvent: {
+            webhook_id: string;
+        };
         UsageEvent: {
             idempotency_key: string;
             /** @example org_4fJ2kQ9x0cT1mB7rW3yZ */
@@ -777,6 +1190,17 @@ export interface components {
              */
             exp: string;
             default: boolean;
+        };
+        BillingEvent: {
+            /** @example evt_4QyK2m9TbX1sVnE8aLcR0w */
+            id: string;
+            /** @enum {string} */
+            type: "balance.low" | "balance.depleted" | "deposit.seen" | "deposit.credited" | "deposit.orphaned" | "deposit.reversed" | "topup.succeeded" | "topup.failed" | "auto_topup.disabled" | "invoice.issued" | "invoice.paid" | "invoice.payment_failed" | "webhook_endpoint.disabled" | "test.ping";
+            timestamp: string;
+            /** @description The type's payload: its schema is the type's entry in this document's `webhooks` */
+            data: {
+                [key: string]: unknown;
+            };
         };
         HusdDepositAddress: {
             address: string;
@@ -1480,6 +1904,63 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["PaymentMethods"];
+                };
+            };
+            /** @description Missing, malformed, unknown or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Key of the wrong scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    listEvents: {
+        parameters: {
+            query?: {
+                limit?: number;
+                /** @description `next_cursor` from the previous page */
+                cursor?: string;
+                /** @description Only these event types, comma-separated */
+                type?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of events */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["BillingEvent"][];
+                        has_more: boolean;
+                        next_cursor: string | null;
+                    };
+                };
+            };
+            /** @description Invalid request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description Missing, malformed, unknown or revoked API key */
@@ -2527,6 +3008,524 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Error"];
                 };
+            };
+        };
+    };
+    event_balance_low: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The event id (`evt_…`) */
+                "webhook-id": string;
+                /** @description Unix seconds when this attempt was signed */
+                "webhook-timestamp": string;
+                /** @description Space-separated `v1,<base64>` signatures (two during a secret rotation) */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description The event's id (`evt_…`), also the `webhook-id` header: dedupe on it */
+                    id: string;
+                    /** @enum {string} */
+                    type: "balance.low";
+                    /** @description When the fact happened (RFC 3339, UTC) */
+                    timestamp: string;
+                    data: components["schemas"]["BalanceLowEvent"];
+                };
+            };
+        };
+        responses: {
+            /** @description Any 2xx: received. Anything else, a timeout or a redirect is retried. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    event_balance_depleted: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The event id (`evt_…`) */
+                "webhook-id": string;
+                /** @description Unix seconds when this attempt was signed */
+                "webhook-timestamp": string;
+                /** @description Space-separated `v1,<base64>` signatures (two during a secret rotation) */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description The event's id (`evt_…`), also the `webhook-id` header: dedupe on it */
+                    id: string;
+                    /** @enum {string} */
+                    type: "balance.depleted";
+                    /** @description When the fact happened (RFC 3339, UTC) */
+                    timestamp: string;
+                    data: components["schemas"]["BalanceDepletedEvent"];
+                };
+            };
+        };
+        responses: {
+            /** @description Any 2xx: received. Anything else, a timeout or a redirect is retried. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    event_deposit_seen: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The event id (`evt_…`) */
+                "webhook-id": string;
+                /** @description Unix seconds when this attempt was signed */
+                "webhook-timestamp": string;
+                /** @description Space-separated `v1,<base64>` signatures (two during a secret rotation) */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description The event's id (`evt_…`), also the `webhook-id` header: dedupe on it */
+                    id: string;
+                    /** @enum {string} */
+                    type: "deposit.seen";
+                    /** @description When the fact happened (RFC 3339, UTC) */
+                    timestamp: string;
+                    data: components["schemas"]["DepositEvent"];
+                };
+            };
+        };
+        responses: {
+            /** @description Any 2xx: received. Anything else, a timeout or a redirect is retried. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    event_deposit_credited: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The event id (`evt_…`) */
+                "webhook-id": string;
+                /** @description Unix seconds when this attempt was signed */
+                "webhook-timestamp": string;
+                /** @description Space-separated `v1,<base64>` signatures (two during a secret rotation) */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description The event's id (`evt_…`), also the `webhook-id` header: dedupe on it */
+                    id: string;
+                    /** @enum {string} */
+                    type: "deposit.credited";
+                    /** @description When the fact happened (RFC 3339, UTC) */
+                    timestamp: string;
+                    data: components["schemas"]["DepositEvent"];
+                };
+            };
+        };
+        responses: {
+            /** @description Any 2xx: received. Anything else, a timeout or a redirect is retried. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    event_deposit_orphaned: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The event id (`evt_…`) */
+                "webhook-id": string;
+                /** @description Unix seconds when this attempt was signed */
+                "webhook-timestamp": string;
+                /** @description Space-separated `v1,<base64>` signatures (two during a secret rotation) */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description The event's id (`evt_…`), also the `webhook-id` header: dedupe on it */
+                    id: string;
+                    /** @enum {string} */
+                    type: "deposit.orphaned";
+                    /** @description When the fact happened (RFC 3339, UTC) */
+                    timestamp: string;
+                    data: components["schemas"]["DepositEvent"];
+                };
+            };
+        };
+        responses: {
+            /** @description Any 2xx: received. Anything else, a timeout or a redirect is retried. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    event_deposit_reversed: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The event id (`evt_…`) */
+                "webhook-id": string;
+                /** @description Unix seconds when this attempt was signed */
+                "webhook-timestamp": string;
+                /** @description Space-separated `v1,<base64>` signatures (two during a secret rotation) */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description The event's id (`evt_…`), also the `webhook-id` header: dedupe on it */
+                    id: string;
+                    /** @enum {string} */
+                    type: "deposit.reversed";
+                    /** @description When the fact happened (RFC 3339, UTC) */
+                    timestamp: string;
+                    data: components["schemas"]["DepositEvent"];
+                };
+            };
+        };
+        responses: {
+            /** @description Any 2xx: received. Anything else, a timeout or a redirect is retried. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    event_topup_succeeded: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The event id (`evt_…`) */
+                "webhook-id": string;
+                /** @description Unix seconds when this attempt was signed */
+                "webhook-timestamp": string;
+                /** @description Space-separated `v1,<base64>` signatures (two during a secret rotation) */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description The event's id (`evt_…`), also the `webhook-id` header: dedupe on it */
+                    id: string;
+                    /** @enum {string} */
+                    type: "topup.succeeded";
+                    /** @description When the fact happened (RFC 3339, UTC) */
+                    timestamp: string;
+                    data: components["schemas"]["TopupEvent"];
+                };
+            };
+        };
+        responses: {
+            /** @description Any 2xx: received. Anything else, a timeout or a redirect is retried. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    event_topup_failed: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The event id (`evt_…`) */
+                "webhook-id": string;
+                /** @description Unix seconds when this attempt was signed */
+                "webhook-timestamp": string;
+                /** @description Space-separated `v1,<base64>` signatures (two during a secret rotation) */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description The event's id (`evt_…`), also the `webhook-id` header: dedupe on it */
+                    id: string;
+                    /** @enum {string} */
+                    type: "topup.failed";
+                    /** @description When the fact happened (RFC 3339, UTC) */
+                    timestamp: string;
+                    data: components["schemas"]["TopupEvent"];
+                };
+            };
+        };
+        responses: {
+            /** @description Any 2xx: received. Anything else, a timeout or a redirect is retried. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    event_auto_topup_disabled: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The event id (`evt_…`) */
+                "webhook-id": string;
+                /** @description Unix seconds when this attempt was signed */
+                "webhook-timestamp": string;
+                /** @description Space-separated `v1,<base64>` signatures (two during a secret rotation) */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description The event's id (`evt_…`), also the `webhook-id` header: dedupe on it */
+                    id: string;
+                    /** @enum {string} */
+                    type: "auto_topup.disabled";
+                    /** @description When the fact happened (RFC 3339, UTC) */
+                    timestamp: string;
+                    data: components["schemas"]["AutoTopupDisabledEvent"];
+                };
+            };
+        };
+        responses: {
+            /** @description Any 2xx: received. Anything else, a timeout or a redirect is retried. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    event_invoice_issued: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The event id (`evt_…`) */
+                "webhook-id": string;
+                /** @description Unix seconds when this attempt was signed */
+                "webhook-timestamp": string;
+                /** @description Space-separated `v1,<base64>` signatures (two during a secret rotation) */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description The event's id (`evt_…`), also the `webhook-id` header: dedupe on it */
+                    id: string;
+                    /** @enum {string} */
+                    type: "invoice.issued";
+                    /** @description When the fact happened (RFC 3339, UTC) */
+                    timestamp: string;
+                    data: components["schemas"]["InvoiceEvent"];
+                };
+            };
+        };
+        responses: {
+            /** @description Any 2xx: received. Anything else, a timeout or a redirect is retried. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    event_invoice_paid: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The event id (`evt_…`) */
+                "webhook-id": string;
+                /** @description Unix seconds when this attempt was signed */
+                "webhook-timestamp": string;
+                /** @description Space-separated `v1,<base64>` signatures (two during a secret rotation) */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description The event's id (`evt_…`), also the `webhook-id` header: dedupe on it */
+                    id: string;
+                    /** @enum {string} */
+                    type: "invoice.paid";
+                    /** @description When the fact happened (RFC 3339, UTC) */
+                    timestamp: string;
+                    data: components["schemas"]["InvoiceEvent"];
+                };
+            };
+        };
+        responses: {
+            /** @description Any 2xx: received. Anything else, a timeout or a redirect is retried. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    event_invoice_payment_failed: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The event id (`evt_…`) */
+                "webhook-id": string;
+                /** @description Unix seconds when this attempt was signed */
+                "webhook-timestamp": string;
+                /** @description Space-separated `v1,<base64>` signatures (two during a secret rotation) */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description The event's id (`evt_…`), also the `webhook-id` header: dedupe on it */
+                    id: string;
+                    /** @enum {string} */
+                    type: "invoice.payment_failed";
+                    /** @description When the fact happened (RFC 3339, UTC) */
+                    timestamp: string;
+                    data: components["schemas"]["InvoicePaymentFailedEvent"];
+                };
+            };
+        };
+        responses: {
+            /** @description Any 2xx: received. Anything else, a timeout or a redirect is retried. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    event_webhook_endpoint_disabled: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The event id (`evt_…`) */
+                "webhook-id": string;
+                /** @description Unix seconds when this attempt was signed */
+                "webhook-timestamp": string;
+                /** @description Space-separated `v1,<base64>` signatures (two during a secret rotation) */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description The event's id (`evt_…`), also the `webhook-id` header: dedupe on it */
+                    id: string;
+                    /** @enum {string} */
+                    type: "webhook_endpoint.disabled";
+                    /** @description When the fact happened (RFC 3339, UTC) */
+                    timestamp: string;
+                    data: components["schemas"]["WebhookEndpointDisabledEvent"];
+                };
+            };
+        };
+        responses: {
+            /** @description Any 2xx: received. Anything else, a timeout or a redirect is retried. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    event_test_ping: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The event id (`evt_…`) */
+                "webhook-id": string;
+                /** @description Unix seconds when this attempt was signed */
+                "webhook-timestamp": string;
+                /** @description Space-separated `v1,<base64>` signatures (two during a secret rotation) */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description The event's id (`evt_…`), also the `webhook-id` header: dedupe on it */
+                    id: string;
+                    /** @enum {string} */
+                    type: "test.ping";
+                    /** @description When the fact happened (RFC 3339, UTC) */
+                    timestamp: string;
+                    data: components["schemas"]["TestPingEvent"];
+                };
+            };
+        };
+        responses: {
+            /** @description Any 2xx: received. Anything else, a timeout or a redirect is retried. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
         };
     };

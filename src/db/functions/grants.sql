@@ -20,3 +20,7 @@ revoke insert, update on schema_migrations, schema_functions from hanzo_app;
 -- same rights; a new append-only or owner-only table revokes its exceptions above.
 alter default privileges in schema billing grant select, insert, update on tables to hanzo_app;
 alter default privileges in schema billing grant usage on sequences to hanzo_app;
+
+-- The webhook delivery log is append-only too (src/db/functions/events.sql: billing_events is
+-- updated only to mark its fan-out).
+revoke update on webhook_attempts from hanzo_app;

@@ -14,6 +14,7 @@ import { registerSubscribe } from "./admin/subscribe.js";
 import { registerGetBalance } from "./billing/get-balance.js";
 import { registerGetInvoice } from "./billing/get-invoice.js";
 import { registerGetUsage } from "./billing/get-usage.js";
+import { registerListEvents } from "./billing/list-events.js";
 import { registerListInvoices } from "./billing/list-invoices.js";
 import { registerListPaymentMethods } from "./billing/list-payment-methods.js";
 import { registerListTransactions } from "./billing/list-transactions.js";
@@ -51,6 +52,7 @@ export const routes: readonly RegisterRoute[] = [
   registerListInvoices,
   registerGetInvoice,
   registerListPaymentMethods,
+  registerListEvents,
   // husd (org key)
   registerGetDepositAddress,
   registerRecordTopup,

@@ -1,6 +1,7 @@
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import type { AppEnv } from "../../context.js";
 import { AREAS } from "../access.js";
+import { registerEventWebhooks } from "../billing/event-schemas.js";
 
 /** The document's header; its paths and components come from the routes' own zod schemas. */
 export const OPENAPI_DOCUMENT = {
@@ -16,7 +17,14 @@ export const OPENAPI_DOCUMENT = {
   },
   // Relative: the API is on the host that serves this document, wherever it is deployed.
   servers: [{ url: "/", description: "The host serving this document" }],
-  tags: Object.entries(AREAS).map(([name, description]) => ({ name, description })),
+  tags: [
+    ...Object.entries(AREAS).map(([name, description]) => ({ name, description })),
+    {
+      name: "events",
+      description:
+        "What Hanzo sends to an organization's webhook endpoints (`webhooks`), one request per event; the same events are listed by GET /v1/billing/events.",
+    },
+  ],
 };
 
 /** GET /v1/openapi.json, generated at request time from every route registered on the app. */
@@ -26,5 +34,6 @@ export function registerOpenApi(app: OpenAPIHono<AppEnv>) {
     scheme: "bearer",
     description: "hk-… API key",
   });
+  registerEventWebhooks(app.openAPIRegistry);
   app.doc31("/v1/openapi.json", OPENAPI_DOCUMENT);
 }

@@ -1,0 +1,184 @@
+-- Customer events (the outbox and event log, table billing_events of migration 0024), written in
+-- the transaction of the fact they tell. Facts made in SQL get theirs from the triggers below;
+-- facts made in TypeScript call emitEvent (src/billing/events/emit.ts), which calls emit_event.
+--
+-- emit_event(org, type, fact_key, data, at) → the new event's id, or null when the fact already
+-- has its event: (type, fact_key) is unique, and a racing transaction with the same fact waits for
+-- the first one's commit and then writes nothing.
+
+-- evt_ + 22 base62 characters from 122 random bits (gen_random_uuid).
+create or replace function new_event_id() returns text language plpgsql volatile as $$
+declare
+  b bytea := uuid_send(gen_random_uuid());
+  n numeric := 0;
+  s text := '';
+begin
+  for i in 0..15 loop
+    n := n * 256 + get_byte(b, i);
+  end loop;
+  for i in 1..22 loop
+    s := s || substr('0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz', (n % 62)::int + 1, 1);
+    n := floor(n / 62);
+  end loop;
+  return 'evt_' || s;
+end $$;
+
+create or replace function emit_event(p_org text, p_type text, p_fact_key text, p_data jsonb, p_at timestamptz)
+returns text language sql volatile as $$
+  insert into billing_events (id, org_id, type, fact_key, data, created_at)
+  values (new_event_id(), p_org, p_type, p_fact_key, p_data, p_at)
+  on conflict (type, fact_key) do nothing
+  returning id
+$$;
+
+-- USD for event payloads in the API's three forms (src/http/present.ts usdFields): the number,
+-- the exact decimal (formatUsd: no trailing zeros) and nano-USD as a string.
+create or replace function event_usd(p_name text, p_nano bigint) returns jsonb language sql immutable as $$
+  select case when p_nano is null
+    then jsonb_build_object(p_name, null, p_name || '_usd', null, p_name || '_nano_usd', null)
+    else jsonb_build_object(p_name, trim_scale(p_nano::numeric / 1000000000),
+                            p_name || '_usd', trim_scale(p_nano::numeric / 1000000000)::text,
+                            p_name || '_nano_usd', p_nano::text)
+  end
+$$;
+
+-- A timestamp as the API writes it (JavaScript's toISOString: UTC, milliseconds, Z).
+create or replace function event_time(p_at timestamptz) returns text language sql immutable as $$
+  select to_char(p_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+$$;
+
+-- A new event tells the workers when its transaction commits (NOTIFY is delivered on commit
+-- only): they fan it out to the org's endpoints at once. One nobody heard is found by the sweep.
+create or replace function billing_events_notify() returns trigger language plpgsql as $$
+begin
+  perform pg_notify('billing_events', new.id);
+  return null;
+end $$;
+drop trigger if exists billing_events_notify on billing_events;
+create trigger billing_events_notify after insert on billing_events for each row execute function billing_events_notify();
+
+-- Events are facts: only their fan-out mark may change, and nothing is removed.
+create or replace function billing_events_refuse_change() returns trigger language plpgsql as $$
+begin
+  if tg_op = 'UPDATE' and (new.id, new.seq, new.org_id, new.type, new.fact_key, new.data, new.created_at)
+                      is not distinct from (old.id, old.seq, old.org_id, old.type, old.fact_key, old.data, old.created_at) then
+    return new;
+  end if;
+  raise exception 'billing_events are append-only (only fanned_out_at changes)' using errcode = 'P0001';
+end $$;
+drop trigger if exists billing_events_immutable on billing_events;
+create trigger billing_events_immutable before update or delete on billing_events
+  for each row execute function billing_events_refuse_change();
+
+-- balance.low: every low-balance crossing is one balance_alerts row, written by the transaction
+-- whose debit crossed (metering_batch for usage, src/billing/low-balance.ts for every other debit).
+create or replace function balance_alerts_event() returns trigger language plpgsql as $$
+begin
+  perform emit_event(new.org_id, 'balance.low', new.id,
+    event_usd('balance', new.balance) || event_usd('threshold', new.threshold)
+      || jsonb_build_object('transaction_id', new.transaction_id),
+    new.created_at);
+  return null;
+end $$;
+drop trigger if exists balance_alerts_event on balance_alerts;
+create trigger balance_alerts_event after insert on balance_alerts for each row execute function balance_alerts_event();
+
+-- balance.depleted: a statement of ledger entries that takes an organization's ledger balance
+-- (credits + held, as the low-balance crossing judges it) from above zero to zero or below. It
+-- runs after ledger_entries_apply (triggers of one event fire in name order), so the accounts
+-- hold this statement's totals: the balance before is the one after less the statement's net.
+-- The credits row is locked by that update until commit, and every movement that changes held
+-- changes credits in the same statement, so crossings are judged one transaction after another:
+-- each belongs to exactly one transaction, which names the event (its most negative one for the
+-- org within the statement). Only orgs whose net is negative are looked at: a credit never depletes.
+create or replace function ledger_entries_depleted_event() returns trigger language plpgsql as $$
+declare
+  r record;
+begin
+  for r in
+    with per_txn as (
+      select split_part(i.account_id, ':', 2) as org_id, i.transaction_id, sum(i.amount) as net
+      from inserted i
+      where i.account_id like 'org:%'
+      group by 1, 2
+    ), per_org as (
+      select org_id, sum(net) as net,
+             (array_agg(transaction_id order by net, transaction_id))[1] as transaction_id
+      from per_txn group by org_id having sum(net) < 0
+    )
+    select o.org_id, o.net, o.transaction_id, b.balance, t.created_at
+    from per_org o
+    cross join lateral (select sum(a.balance)::bigint as balance from ledger_accounts a
+                        where a.org_id = o.org_id and a.kind in ('org_credits', 'org_held')) b
+    join ledger_transactions t on t.id = o.transaction_id
+    where b.balance <= 0 and b.balance - o.net > 0
+  loop
+    perform emit_event(r.org_id, 'balance.depleted', r.transaction_id,
+      event_usd('balance', r.balance) || jsonb_build_object('transaction_id', r.transaction_id),
+      r.created_at);
+  end loop;
+  return null;
+end $$;
+drop trigger if exists ledger_entries_depleted_event on ledger_entries;
+create trigger ledger_entries_depleted_event after insert on ledger_entries
+  referencing new table as inserted for each statement execute function ledger_entries_depleted_event();
+
+-- deposit.seen / credited / orphaned / reversed: each change of a deposit's state or counts is a
+-- fact of the transaction that makes it (src/billing/deposits/lifecycle.ts and record.ts). Only
+-- deposits to an organization's address are told (a rejected transfer to an unknown address has
+-- no org). The keys: an appearance in a block (seen, orphaned), the k-th credit, the k-th reversal.
+create or replace function husd_deposits_event() returns trigger language plpgsql as $$
+declare
+  data jsonb;
+  seen boolean;
+begin
+  if new.org_id is null then
+    return null;
+  end if;
+  data := jsonb_build_object('deposit_id', new.id, 'state', new.state, 'reason', new.reason, 'chain_id', new.chain_id,
+            'tx_hash', new.tx_hash, 'block_number', new.block_number::text, 'token_address', new.token_address,
+            'from', new.from_address, 'amount_base_units', new.amount::text)
+          || event_usd('amount', new.amount_nano_usd);
+  if tg_op = 'INSERT' then
+    seen := new.state = 'seen';
+  else
+    seen := new.state = 'seen' and (old.state <> 'seen' or old.block_hash is distinct from new.block_hash);
+    if new.credit_count > old.credit_count then
+      perform emit_event(new.org_id, 'deposit.credited', new.id || ':' || new.credit_count, data, new.updated_at);
+    end if;
+    if new.reversal_count > old.reversal_count then
+      perform emit_event(new.org_id, 'deposit.reversed', new.id || ':' || new.reversal_count, data, new.updated_at);
+    end if;
+    if new.state = 'orphaned' and old.state <> 'orphaned' then
+      perform emit_event(new.org_id, 'deposit.orphaned', new.id || ':' || coalesce(new.block_hash, ''), data, new.updated_at);
+    end if;
+  end if;
+  if seen then
+    perform emit_event(new.org_id, 'deposit.seen', new.id || ':' || coalesce(new.block_hash, ''), data, new.updated_at);
+  end if;
+  return null;
+end $$;
+drop trigger if exists husd_deposits_event on husd_deposits;
+create trigger husd_deposits_event after insert or update on husd_deposits
+  for each row execute function husd_deposits_event();
+
+-- invoice.issued when an invoice gets its issued_at (cycle close), invoice.paid when it becomes
+-- paid (at issue when nothing is due, or later): each once per invoice.
+create or replace function invoices_event() returns trigger language plpgsql as $$
+declare
+  data jsonb;
+begin
+  data := jsonb_build_object('invoice_id', new.id, 'number', new.number, 'status', new.status,
+            'period_start', event_time(new.period_start), 'period_end', event_time(new.period_end), 'currency', new.currency)
+          || event_usd('subtotal', new.subtotal) || event_usd('credits_applied', new.credits_applied)
+          || event_usd('amount_due', new.amount_due);
+  if new.issued_at is not null and old.issued_at is null then
+    perform emit_event(new.org_id, 'invoice.issued', new.id, data, new.issued_at);
+  end if;
+  if new.status = 'paid' and old.status <> 'paid' then
+    perform emit_event(new.org_id, 'invoice.paid', new.id, data, coalesce(new.paid_at, new.issued_at));
+  end if;
+  return null;
+end $$;
+drop trigger if exists invoices_event on invoices;
+create trigger invoices_event after update on invoices for each row execute function invoices_event();

@@ -1,0 +1,126 @@
+import { z, type OpenAPIHono } from "@hono/zod-openapi";
+import { EVENT_TYPES, type EventType } from "../../../billing/events/catalog.js";
+
+/**
+ * The payload of each event type: what `data` holds in a webhook's body and in the event log. The
+ * OpenAPI document publishes them under `webhooks` (registerEventWebhooks). USD appears as in the
+ * rest of the API: a number for display, the exact decimal (`*_usd`) and nano-USD (`*_nano_usd`).
+ */
+const usd = (name: string, nullable = false) => {
+  const n = nullable ? z.number().nullable() : z.number();
+  const s = nullable ? z.string().nullable() : z.string();
+  return { [name]: n, [`${name}_usd`]: s, [`${name}_nano_usd`]: s } as Record<string, z.ZodType>;
+};
+
+const BalanceLow = z
+  .object({ ...usd("balance"), ...usd("threshold"), transaction_id: z.string() })
+  .openapi("BalanceLowEvent", { description: EVENT_TYPES["balance.low"] });
+const BalanceDepleted = z
+  .object({ ...usd("balance"), transaction_id: z.string() })
+  .openapi("BalanceDepletedEvent", { description: EVENT_TYPES["balance.depleted"] });
+const Deposit = z
+  .object({
+    deposit_id: z.string(),
+    state: z.enum(["seen", "confirming", "credited", "orphaned", "rejected", "reversed"]),
+    reason: z.string().nullable(),
+    chain_id: z.number(),
+    tx_hash: z.string(),
+    block_number: z.string().nullable(),
+    token_address: z.string(),
+    from: z.string().nullable(),
+    amount_base_units: z.string(),
+    ...usd("amount", true),
+  })
+  .openapi("DepositEvent", { description: "An HUSD deposit as it stands after the change the event tells." });
+const Topup = z
+  .object({
+    topup_id: z.string(),
+    ...usd("amount"),
+    failure_message: z.string().nullable().optional(),
+  })
+  .openapi("TopupEvent", { description: "A card top-up (no card or processor details)." });
+const AutoTopupDisabled = z
+  .object({ reason: z.string() })
+  .openapi("AutoTopupDisabledEvent", { description: EVENT_TYPES["auto_topup.disabled"] });
+const Invoice = z
+  .object({
+    invoice_id: z.string(),
+    number: z.string().nullable(),
+    status: z.enum(["draft", "open", "paid", "void"]),
+    period_start: z.string(),
+    period_end: z.string(),
+    currency: z.string(),
+    ...usd("subtotal"),
+    ...usd("credits_applied"),
+    ...usd("amount_due"),
+  })
+  .openapi("InvoiceEvent", { description: "An invoice as it stands after the change the event tells." });
+const InvoicePaymentFailed = z
+  .object({ invoice_id: z.string(), ...usd("amount_due"), failure_message: z.string().nullable().optional() })
+  .openapi("InvoicePaymentFailedEvent", { description: EVENT_TYPES["invoice.payment_failed"] });
+const EndpointDisabled = z
+  .object({ webhook_id: z.string(), url: z.string(), failing_since: z.string() })
+  .openapi("WebhookEndpointDisabledEvent", { description: EVENT_TYPES["webhook_endpoint.disabled"] });
+const TestPing = z
+  .object({ webhook_id: z.string() })
+  .openapi("TestPingEvent", { description: EVENT_TYPES["test.ping"] });
+
+export const EVENT_DATA_SCHEMAS: Record<EventType, z.ZodType> = {
+  "balance.low": BalanceLow,
+  "balance.depleted": BalanceDepleted,
+  "deposit.seen": Deposit,
+  "deposit.credited": Deposit,
+  "deposit.orphaned": Deposit,
+  "deposit.reversed": Deposit,
+  "topup.succeeded": Topup,
+  "topup.failed": Topup,
+  "auto_topup.disabled": AutoTopupDisabled,
+  "invoice.issued": Invoice,
+  "invoice.paid": Invoice,
+  "invoice.payment_failed": InvoicePaymentFailed,
+  "webhook_endpoint.disabled": EndpointDisabled,
+  "test.ping": TestPing,
+};
+
+/** The body of a webhook of `type` (and an entry of the event log). */
+export function eventEnvelopeSchema(type: EventType) {
+  return z.object({
+    id: z.string().openapi({ description: "The event's id (`evt_…`), also the `webhook-id` header: dedupe on it" }),
+    type: z.literal(type),
+    timestamp: z.string().openapi({ description: "When the fact happened (RFC 3339, UTC)" }),
+    data: EVENT_DATA_SCHEMAS[type],
+  });
+}
+
+const SIGNING =
+  "Signed per the Standard Webhooks specification: verify `webhook-signature` over " +
+  "`{webhook-id}.{webhook-timestamp}.{body}` with the endpoint's secret (e.g. the `standardwebhooks` package). " +
+  "Delivered at least once: the same event may arrive again with the same `webhook-id`. Answer 2xx within 10 s.";
+
+/** Every event type as an OpenAPI 3.1 webhook: the request Hanzo sends to a customer's endpoint. */
+export function registerEventWebhooks(registry: OpenAPIHono["openAPIRegistry"]) {
+  for (const type of Object.keys(EVENT_TYPES) as EventType[]) {
+    registry.registerWebhook({
+      method: "post",
+      path: type,
+      operationId: `event_${type.replace(".", "_")}`,
+      summary: type,
+      description: `${EVENT_TYPES[type]}\n\n${SIGNING}`,
+      tags: ["events"],
+      security: [],
+      request: {
+        headers: z.object({
+          "webhook-id": z.string().openapi({ description: "The event id (`evt_…`)" }),
+          "webhook-timestamp": z.string().openapi({ description: "Unix seconds when this attempt was signed" }),
+          "webhook-signature": z
+            .string()
+            .openapi({ description: "Space-separated `v1,<base64>` signatures (two during a secret rotation)" }),
+        }),
+        body: { required: true, content: { "application/json": { schema: eventEnvelopeSchema(type) } } },
+      },
+      responses: {
+        200: { description: "Any 2xx: received. Anything else, a timeout or a redirect is retried." },
+      },
+    });
+  }
+}
