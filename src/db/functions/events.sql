@@ -7,7 +7,8 @@
 -- the first one's commit and then writes nothing.
 
 -- evt_ + 22 base62 characters from 122 random bits (gen_random_uuid).
-create or replace function new_event_id() returns text language plpgsql volatile as $$
+create or replace function new_event_id() returns text language plpgsql volatile
+  set search_path = billing, pg_temp as $$
 declare
   b bytea := uuid_send(gen_random_uuid());
   n numeric := 0;
@@ -24,7 +25,8 @@ begin
 end $$;
 
 create or replace function emit_event(p_org text, p_type text, p_fact_key text, p_data jsonb, p_at timestamptz)
-returns text language sql volatile as $$
+returns text language sql volatile
+  set search_path = billing, pg_temp as $$
   insert into billing_events (id, org_id, type, fact_key, data, created_at)
   values (new_event_id(), p_org, p_type, p_fact_key, p_data, p_at)
   on conflict (type, fact_key) do nothing
@@ -33,7 +35,8 @@ $$;
 
 -- USD for event payloads in the API's three forms (src/http/present.ts usdFields): the number,
 -- the exact decimal (formatUsd: no trailing zeros) and nano-USD as a string.
-create or replace function event_usd(p_name text, p_nano bigint) returns jsonb language sql immutable as $$
+create or replace function event_usd(p_name text, p_nano bigint) returns jsonb language sql immutable
+  set search_path = billing, pg_temp as $$
   select case when p_nano is null
     then jsonb_build_object(p_name, null, p_name || '_usd', null, p_name || '_nano_usd', null)
     else jsonb_build_object(p_name, trim_scale(p_nano::numeric / 1000000000),
@@ -43,13 +46,15 @@ create or replace function event_usd(p_name text, p_nano bigint) returns jsonb l
 $$;
 
 -- A timestamp as the API writes it (JavaScript's toISOString: UTC, milliseconds, Z).
-create or replace function event_time(p_at timestamptz) returns text language sql immutable as $$
+create or replace function event_time(p_at timestamptz) returns text language sql immutable
+  set search_path = billing, pg_temp as $$
   select to_char(p_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
 $$;
 
 -- A new event tells the workers when its transaction commits (NOTIFY is delivered on commit
 -- only): they fan it out to the org's endpoints at once. One nobody heard is found by the sweep.
-create or replace function billing_events_notify() returns trigger language plpgsql as $$
+create or replace function billing_events_notify() returns trigger language plpgsql
+  set search_path = billing, pg_temp as $$
 begin
   perform pg_notify('billing_events', new.id);
   return null;
@@ -58,7 +63,8 @@ drop trigger if exists billing_events_notify on billing_events;
 create trigger billing_events_notify after insert on billing_events for each row execute function billing_events_notify();
 
 -- Events are facts: only their fan-out mark may change, and nothing is removed.
-create or replace function billing_events_refuse_change() returns trigger language plpgsql as $$
+create or replace function billing_events_refuse_change() returns trigger language plpgsql
+  set search_path = billing, pg_temp as $$
 begin
   if tg_op = 'UPDATE' and (new.id, new.seq, new.org_id, new.type, new.fact_key, new.data, new.created_at)
                       is not distinct from (old.id, old.seq, old.org_id, old.type, old.fact_key, old.data, old.created_at) then
@@ -72,7 +78,8 @@ create trigger billing_events_immutable before update or delete on billing_event
 
 -- balance.low: every low-balance crossing is one balance_alerts row, written by the transaction
 -- whose debit crossed (metering_batch for usage, src/billing/low-balance.ts for every other debit).
-create or replace function balance_alerts_event() returns trigger language plpgsql as $$
+create or replace function balance_alerts_event() returns trigger language plpgsql
+  set search_path = billing, pg_temp as $$
 begin
   perform emit_event(new.org_id, 'balance.low', new.id,
     event_usd('balance', new.balance) || event_usd('threshold', new.threshold)
@@ -91,7 +98,8 @@ create trigger balance_alerts_event after insert on balance_alerts for each row 
 -- changes credits in the same statement, so crossings are judged one transaction after another:
 -- each belongs to exactly one transaction, which names the event (its most negative one for the
 -- org within the statement). Only orgs whose net is negative are looked at: a credit never depletes.
-create or replace function ledger_entries_depleted_event() returns trigger language plpgsql as $$
+create or replace function ledger_entries_depleted_event() returns trigger language plpgsql
+  set search_path = billing, pg_temp as $$
 declare
   r record;
 begin
@@ -127,7 +135,8 @@ create trigger ledger_entries_depleted_event after insert on ledger_entries
 -- fact of the transaction that makes it (src/billing/deposits/lifecycle.ts and record.ts). Only
 -- deposits to an organization's address are told (a rejected transfer to an unknown address has
 -- no org). The keys: an appearance in a block (seen, orphaned), the k-th credit, the k-th reversal.
-create or replace function husd_deposits_event() returns trigger language plpgsql as $$
+create or replace function husd_deposits_event() returns trigger language plpgsql
+  set search_path = billing, pg_temp as $$
 declare
   data jsonb;
   seen boolean;
@@ -164,7 +173,8 @@ create trigger husd_deposits_event after insert or update on husd_deposits
 
 -- invoice.issued when an invoice gets its issued_at (cycle close), invoice.paid when it becomes
 -- paid (at issue when nothing is due, or later): each once per invoice.
-create or replace function invoices_event() returns trigger language plpgsql as $$
+create or replace function invoices_event() returns trigger language plpgsql
+  set search_path = billing, pg_temp as $$
 declare
   data jsonb;
 begin
