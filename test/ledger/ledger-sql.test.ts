@@ -103,11 +103,20 @@ describe("ledger enforcement in PostgreSQL", () => {
     orgId,
   }) => {
     await expectLedgerConsistent(db.sql);
-    await db.sql`update ledger_accounts set balance = balance + 1 where id = ${orgCreditsAccount(orgId)}`;
+    // Only a superuser can get past the guard trigger: with triggers off for one transaction.
+    const tamper = (delta: bigint) =>
+      db.sql.begin(async (tx) => {
+        await tx`set local session_replication_role = replica`;
+        await tx`update ledger_accounts set balance = balance + ${delta} where id = ${orgCreditsAccount(orgId)}`;
+      });
+    await expect(
+      db.sql`update ledger_accounts set balance = balance + 1 where id = ${orgCreditsAccount(orgId)}`,
+    ).rejects.toThrow(/balance changes only by posting entries/);
+    await tamper(1n);
     const check = await checkLedger(db.sql);
     expect(check.balanceMismatches).toHaveLength(1);
     expect(check.balanceMismatches[0]!.accountId).toBe(orgCreditsAccount(orgId));
     expect(check.balanceMismatches[0]!.cached - check.balanceMismatches[0]!.fromEntries).toBe(1n);
-    await db.sql`update ledger_accounts set balance = balance - 1 where id = ${orgCreditsAccount(orgId)}`;
+    await tamper(-1n);
   });
 });
