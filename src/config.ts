@@ -6,6 +6,7 @@ export const API_KEY_PATTERN = /^hk-[A-Za-z0-9_-]{16,128}$/;
 
 const address = z.string().regex(/^0x[0-9a-fA-F]{40}$/, "must be a 0x-prefixed 20-byte hex address");
 const baseUnits = z.string().regex(/^\d{1,78}$/, "must be a whole number of token base units");
+const usdCents = z.string().regex(/^\d{1,7}(\.\d{1,2})?$/, "must be a USD amount like 5.00 (at most 2 decimals)");
 const bool = z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1");
 
 /** Every environment variable the processes read, with defaults that work on a fresh machine of this project. */
@@ -89,6 +90,9 @@ export const Config = z.object({
   STRIPE_API_URL: z.url().optional(),
   /** Retries of a processor request that failed on the network or with a retryable status (each keeps its idempotency key). */
   STRIPE_MAX_NETWORK_RETRIES: z.coerce.number().int().min(0).max(5).default(2),
+  /** Card top-ups (POST /v1/billing/topups): the smallest and largest amount, USD decimals with at most 2 places. */
+  TOPUP_MIN_USD: usdCents.default("5.00"),
+  TOPUP_MAX_USD: usdCents.default("10000.00"),
   STRIPE_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(15_000),
   /** Which processor mode this deployment accepts: a test-mode event must never move real balances. */
   STRIPE_LIVEMODE: bool.default(false),

@@ -48,7 +48,8 @@ export type IdPrefix =
   | "req"
   | "evt"
   | "alert"
-  | "adj";
+  | "adj"
+  | "top";
 
 /** IDs carry their kind (`org_…`, `hold_…`) so a misplaced one is obvious in logs and errors. */
 export function newId(prefix: IdPrefix): string {

@@ -1072,6 +1072,12 @@ ${session.cancel_url ? `<p><a href="${esc(session.cancel_url)}">Cancel</a></p>` 
       for (const e of ordered) for (let i = 0; i < (o.copies ?? 1); i++) statuses.push(await deliver(e));
       return statuses;
     },
+    /** Drops held events (all, or those `pick` keeps) undelivered: deliveries that never arrive. */
+    discard(pick: (e: FakeEvent) => boolean = () => true): FakeEvent[] {
+      const dropped = held.filter(pick);
+      for (const e of dropped) held.splice(held.indexOf(e), 1);
+      return dropped;
+    },
     /** Sends one event (again): a duplicate, or a redelivery. */
     deliver,
     /** Resolves when every auto delivery so far has finished (succeeded or used its attempts). */

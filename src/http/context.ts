@@ -11,6 +11,8 @@ import type { HealthProbes } from "./routes/meta/health.js";
 import type { AuthOutcome } from "./middleware/auth.js";
 import type { RateLimiter } from "./middleware/rate-limit.js";
 import type { Queues } from "../jobs/queues.js";
+import type { CardContext } from "../billing/payments/customers.js";
+import { processorClient } from "../billing/payments/processor-client.js";
 
 /** Everything a route needs, passed in by the process that builds the app (bin/api.ts, or a test). */
 export type AppDeps = {
@@ -60,4 +62,9 @@ export function billingContext(deps: AppDeps): MaybeChainContext {
     contexts.set(deps, ctx);
   }
   return ctx;
+}
+
+/** The context of verbs that call the card processor: 503 not_configured when it has no key. */
+export function cardContext(deps: AppDeps): CardContext {
+  return { ...billingContext(deps), processor: processorClient(deps.config) };
 }

@@ -147,3 +147,29 @@ export async function serveApp(fetchHandler: (req: Request) => Response | Promis
   });
   return { server, url: `http://127.0.0.1:${port}` };
 }
+
+export const TOPUP_PATH = "/v1/billing/topups";
+
+/** A valid top-up request body; override what a case changes. */
+export const topupBody = (o: Record<string, unknown> = {}) => ({
+  amount: "25.00",
+  success_url: "https://console.example.com/billing?topup=done",
+  cancel_url: "https://console.example.com/billing",
+  ...o,
+});
+
+let keySeq = 0;
+/** POST /v1/billing/topups with an Idempotency-Key (a fresh one unless given). */
+export function requestTopup(
+  app: PaymentsTestApp,
+  orgKey: string,
+  body: Record<string, unknown> = topupBody(),
+  idempotencyKey = `topup-${process.pid}-${++keySeq}`,
+) {
+  return app.call("POST", TOPUP_PATH, { key: orgKey, headers: { "idempotency-key": idempotencyKey }, body });
+}
+
+/** Pays a Checkout Session on its page as the customer would (a form post with a test card). */
+export function payOnPage(url: string, card = "4242424242424242") {
+  return fetch(url, { method: "POST", body: new URLSearchParams({ card }), redirect: "manual" });
+}

@@ -22,7 +22,13 @@ export async function creditCardTopup(ctx: TransactionContext, input: TopupInput
   const now = ctx.clock();
   await lockPayment(tx, [input.paymentId, input.chargeId]);
   const [existing] = await tx`select 1 from card_topups where payment_id = ${input.paymentId}`;
-  if (existing) return "already_credited";
+  if (existing) {
+    // Credited from an event that did not name the charge (checkout.session.completed): refunds and disputes may name only it.
+    if (input.chargeId) {
+      await tx`update card_topups set charge_id = ${input.chargeId} where payment_id = ${input.paymentId} and charge_id is null`;
+    }
+    return "already_credited";
+  }
   if (input.amountMinor <= 0n) return "nothing_received";
   if (input.currency !== CREDITED_CURRENCY) {
     await tx`

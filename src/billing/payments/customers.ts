@@ -1,6 +1,10 @@
 import type { TransactionSql } from "../../db/client.js";
 import { BillingError } from "../../errors.js";
 import { withTransaction, type BillingContext } from "../context.js";
+import { callProcessor, type ProcessorClient } from "./processor-client.js";
+
+/** A context for verbs that call the card processor. */
+export type CardContext = BillingContext & { processor: ProcessorClient };
 
 export type CustomerLink = { orgId: string; linkedAt: Date };
 
@@ -59,4 +63,35 @@ export async function lockCustomer(
   return row
     ? { orgId: row.org_id, defaultPaymentMethod: row.default_payment_method, defaultSetAt: row.default_set_at }
     : null;
+}
+
+/**
+ * The org's processor customer, created and linked on first use. One per org however many
+ * requests race: they queue on a per-org lock, and the first creates the customer (with an
+ * idempotency key of its org, so a retry after a lost answer gets the same customer back) and
+ * links it in the same transaction; the others then find the link. The lock is held across the
+ * processor call, once in an org's life.
+ */
+export async function ensureProcessorCustomer(ctx: CardContext, input: { orgId: string }): Promise<string> {
+  const { orgId } = input;
+  const [linked] = await ctx.sql<{ customer_id: string }[]>`
+    select customer_id from processor_customers where org_id = ${orgId}`;
+  if (linked) return linked.customer_id;
+  return withTransaction(ctx, async ({ sql: tx }) => {
+    await tx`select pg_advisory_xact_lock(hashtextextended(${`processor-customer:${orgId}`}, 0))`;
+    const [again] = await tx<{ customer_id: string }[]>`
+      select customer_id from processor_customers where org_id = ${orgId}`;
+    if (again) return again.customer_id;
+    const [org] = await tx<{ name: string }[]>`select name from organizations where id = ${orgId}`;
+    if (!org) throw new BillingError("not_found", `no organization ${orgId}`);
+    const customer = await callProcessor("create the customer", () =>
+      ctx.processor.customers.create(
+        { name: org.name, metadata: { org_id: orgId } },
+        { idempotencyKey: `hanzo-customer-${orgId}` },
+      ),
+    );
+    await tx`
+      insert into processor_customers (org_id, customer_id, linked_at) values (${orgId}, ${customer.id}, ${ctx.clock()})`;
+    return customer.id;
+  });
 }

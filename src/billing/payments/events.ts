@@ -8,6 +8,7 @@ import { reverseCardTopup, type DisputeEnding, type Reversal, type ReversalOutco
 import { lockCustomer, type LockedCustomer } from "./customers.js";
 import {
   Charge,
+  CheckoutSession,
   Customer,
   Dispute,
   PaymentIntent,
@@ -29,7 +30,10 @@ export type EventOutcome =
   | "not_a_card"
   | "no_customer"
   | "ignored"
-  | "wrong_mode";
+  | "wrong_mode"
+  | "unknown_session"
+  | "not_paid"
+  | "session_expired";
 
 export type HandledEvent = { duplicate: boolean; outcome: string };
 
@@ -106,7 +110,20 @@ async function dispatch(ctx: TransactionContext, event: ProcessorEvent): Promise
         amountMinor: BigInt(pi.amount_received),
       });
       if (outcome === "credited") await applyAwaitingReversals(ctx, [pi.id, pi.latest_charge ?? null]);
+      await linkCheckoutPayment(tx, { topupId: pi.metadata?.topup_id, orgId: link.org_id, paymentId: pi.id });
       return { outcome, orgId: link.org_id };
+    }
+    case "checkout.session.completed": {
+      const session = parseObject(CheckoutSession, event, logger);
+      if (session.mode !== "payment") return { outcome: "ignored" }; // setup: the card arrives as payment_method.attached
+      return completeCheckout(ctx, session, event);
+    }
+    case "checkout.session.expired": {
+      const session = parseObject(CheckoutSession, event, logger);
+      const expired = await tx<{ org_id: string }[]>`
+        update card_checkouts set status = 'expired', updated_at = ${ctx.clock()}
+        where session_id = ${session.id} and status = 'open' returning org_id`;
+      return expired[0] ? { outcome: "session_expired", orgId: expired[0].org_id } : { outcome: "ignored" };
     }
     case "charge.refunded": {
       const ch = parseObject(Charge, event, logger);
@@ -194,6 +211,61 @@ function disputeEnding(type: string, status: string | undefined): DisputeEnding 
   if (status === "won" || status === "warning_closed") return "won";
   if (status === "lost") return "lost";
   return null;
+}
+
+/**
+ * A paid Checkout Session credits the org it was made for (card_checkouts), never one read from
+ * the event: a session we did not make is recorded and credits nothing. The credit is keyed by
+ * the payment id, as payment_intent.succeeded's, so whichever of the two arrives first credits
+ * and the other finds it done.
+ */
+async function completeCheckout(
+  ctx: TransactionContext,
+  session: CheckoutSession,
+  event: ProcessorEvent,
+): Promise<Result> {
+  const { sql: tx, logger } = ctx;
+  const [topup] = await tx<{ id: string; org_id: string; amount_cents: bigint }[]>`
+    select id, org_id, amount_cents from card_checkouts where session_id = ${session.id} for update`;
+  if (!topup) {
+    logger.warn(
+      { event_id: event.id, type: event.type },
+      "checkout session completed that no top-up of ours made: recorded, nothing credited",
+    );
+    return { outcome: "unknown_session" };
+  }
+  if (session.payment_status !== "paid" || !session.payment_intent) return { outcome: "not_paid", orgId: topup.org_id };
+  const amountMinor = BigInt(session.amount_total ?? 0);
+  if (amountMinor !== BigInt(topup.amount_cents)) {
+    logger.error(
+      { topup_id: topup.id, asked_cents: topup.amount_cents.toString(), paid_cents: amountMinor.toString() },
+      "checkout session paid another amount than the top-up asked: what was paid is credited",
+    );
+  }
+  await tx`
+    update card_checkouts set status = 'completed', payment_id = ${session.payment_intent}, updated_at = ${ctx.clock()}
+    where id = ${topup.id}`;
+  const outcome = await creditCardTopup(ctx, {
+    orgId: topup.org_id,
+    paymentId: session.payment_intent,
+    chargeId: null,
+    currency: session.currency ?? "",
+    amountMinor,
+  });
+  if (outcome === "credited") await applyAwaitingReversals(ctx, [session.payment_intent]);
+  return { outcome, orgId: topup.org_id };
+}
+
+/** Notes which top-up a credited payment paid for, when its metadata names one of the same org. */
+async function linkCheckoutPayment(
+  tx: TransactionSql,
+  p: { topupId: string | undefined; orgId: string; paymentId: string },
+): Promise<void> {
+  if (!p.topupId) return;
+  await tx`
+    update card_checkouts set payment_id = ${p.paymentId}, status = 'completed'
+    where id = ${p.topupId} and org_id = ${p.orgId} and payment_id is null
+      and not exists (select 1 from card_checkouts other where other.payment_id = ${p.paymentId})`;
 }
 
 /**

@@ -38,6 +38,8 @@ export const PaymentIntent = z.object({
   currency,
   customer: ref("cus").nullish(),
   latest_charge: ref("ch").nullish(),
+  // Only to find the top-up a payment belongs to (its org is always the customer's link's).
+  metadata: z.object({ topup_id: z.string().max(64).optional() }).nullish(),
 });
 export type PaymentIntent = z.infer<typeof PaymentIntent>;
 
@@ -85,3 +87,13 @@ export type Customer = z.infer<typeof Customer>;
 export const PreviousCustomer = z.object({ customer: ref("cus").nullish() });
 
 export const CustomerId = processorId("cus");
+
+export const CheckoutSession = z.object({
+  id: z.string().regex(/^cs_[A-Za-z0-9_]{1,250}$/, "must be a cs_… id"),
+  mode: z.string().max(32),
+  payment_status: z.string().max(32),
+  amount_total: minorAmount.nullish(),
+  currency: currency.nullish(),
+  payment_intent: ref("pi").nullish(),
+});
+export type CheckoutSession = z.infer<typeof CheckoutSession>;

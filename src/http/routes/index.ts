@@ -11,12 +11,17 @@ import { registerLinkProcessorCustomer } from "./admin/link-processor-customer.j
 import { registerRevokeKey } from "./admin/revoke-key.js";
 import { registerSetInvoiceStatus } from "./admin/set-invoice-status.js";
 import { registerSubscribe } from "./admin/subscribe.js";
+import { registerCreatePaymentMethodSetup } from "./billing/create-payment-method-setup.js";
+import { registerCreateTopup } from "./billing/create-topup.js";
+import { registerDeletePaymentMethod } from "./billing/delete-payment-method.js";
 import { registerGetBalance } from "./billing/get-balance.js";
 import { registerGetInvoice } from "./billing/get-invoice.js";
 import { registerGetUsage } from "./billing/get-usage.js";
 import { registerListEvents } from "./billing/list-events.js";
 import { registerListInvoices } from "./billing/list-invoices.js";
 import { registerListPaymentMethods } from "./billing/list-payment-methods.js";
+import { registerListTopups } from "./billing/list-topups.js";
+import { registerSetDefaultPaymentMethod } from "./billing/set-default-payment-method.js";
 import { registerListTransactions } from "./billing/list-transactions.js";
 import { registerUpdateBalanceSettings } from "./billing/update-balance-settings.js";
 import { registerAuthorize } from "./gateway/authorize.js";
@@ -52,6 +57,11 @@ export const routes: readonly RegisterRoute[] = [
   registerListInvoices,
   registerGetInvoice,
   registerListPaymentMethods,
+  registerCreatePaymentMethodSetup,
+  registerSetDefaultPaymentMethod,
+  registerDeletePaymentMethod,
+  registerCreateTopup,
+  registerListTopups,
   registerListEvents,
   // husd (org key)
   registerGetDepositAddress,

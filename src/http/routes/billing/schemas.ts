@@ -1,6 +1,7 @@
 import { z } from "@hono/zod-openapi";
 import type { Balance } from "../../../billing/balance.js";
 import type { Invoice } from "../../../billing/invoices/invoice.js";
+import { BillingError } from "../../../errors.js";
 import { usd } from "../../present.js";
 
 export const BalanceResponse = z
@@ -107,3 +108,36 @@ export function invoiceJson(i: Invoice): InvoiceJson {
       : {}),
   };
 }
+
+/**
+ * Where the processor's page sends the customer back: https, or http on this machine
+ * (localhost, 127.0.0.1, [::1]) outside production, for development.
+ */
+export const RedirectUrl = z
+  .string()
+  .max(2048)
+  .openapi({ example: "https://console.hanzo.ai/billing?topup=done", format: "uri" });
+
+export function checkRedirectUrl(text: string, param: string, nodeEnv: string): string {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new BillingError("invalid_request", `${param} must be an absolute URL`, { details: { param } });
+  }
+  const local = ["localhost", "127.0.0.1", "[::1]"].includes(url.hostname);
+  if (url.protocol === "https:") return text;
+  if (url.protocol === "http:" && local && nodeEnv !== "production") return text;
+  throw new BillingError(
+    "invalid_request",
+    `${param} must be an https URL${nodeEnv !== "production" ? " (http only on localhost, outside production)" : ""}`,
+    { details: { param } },
+  );
+}
+
+export const PaymentMethodIdParam = z.object({
+  id: z
+    .string()
+    .regex(/^pm_[A-Za-z0-9]{1,64}$/, "must be a payment method id from GET /v1/billing/payment-methods")
+    .openapi({ param: { name: "id", in: "path" }, example: "pm_4fJ2kQ9x0cT1mB7rW3yZ" }),
+});

@@ -1,0 +1,115 @@
+import { describe, expect } from "vitest";
+import type { FakeEvent } from "../../dev/processor/server.js";
+import { cardTest as it, requestTopup, TOPUP_PATH, topupBody } from "../support/fake-processor.js";
+
+/**
+ * Card top-ups credited by the processor's signed webhooks, as the fake delivers them: in any
+ * order, any number of times, one of the two crediting events lost, or for a session we never made.
+ */
+
+const sessionIdOf = async (db: { sql: import("../../src/db/client.js").Sql }, topupId: string) => {
+  const [row] = await db.sql<{ session_id: string }[]>`select session_id from card_checkouts where id = ${topupId}`;
+  return row?.session_id as string;
+};
+
+describe("checkout webhooks", () => {
+  it.for([
+    { name: "in order, once", order: "as_made" as const, copies: 1 },
+    { name: "reversed, three times each", order: "reverse" as const, copies: 3 },
+    {
+      name: "shuffled, twice each",
+      order: (events: FakeEvent[]) => [...events].sort((a, b) => (a.id < b.id ? -1 : 1)),
+      copies: 2,
+    },
+  ])(
+    "delivered $name: credited exactly once, to the org of the session",
+    async ({ order, copies }, { app, processor, db }) => {
+      const org = await app.createOrg();
+      const bystander = await app.createOrg("Bystander");
+      const res = await requestTopup(app, org.orgKey, topupBody({ amount: "42.50" }));
+      await processor.idle();
+      processor.setWebhookMode("hold");
+      try {
+        processor.completeCheckout(await sessionIdOf(db, res.json.id));
+        const statuses = await processor.release({ order, copies });
+        expect(statuses.every((s) => s === 200)).toBe(true);
+      } finally {
+        processor.setWebhookMode("auto");
+      }
+      expect(await app.balanceNano(org.orgKey)).toBe(42_500_000_000n);
+      expect(await app.balanceNano(bystander.orgKey)).toBe(0n);
+      const [count] = await db.sql<{ n: number }[]>`
+      select count(*)::int as n from ledger_transactions where org_id = ${org.id} and kind = 'card_topup'`;
+      expect(count?.n).toBe(1);
+      const list = await app.call("GET", TOPUP_PATH, { key: org.orgKey });
+      expect(list.json.data).toEqual([expect.objectContaining({ id: res.json.id, status: "succeeded" })]);
+    },
+  );
+
+  it.for(["checkout.session.completed", "payment_intent.succeeded"])(
+    "only %s arrives: credited once and listed as succeeded",
+    async (only, { app, processor, db }) => {
+      const org = await app.createOrg();
+      const res = await requestTopup(app, org.orgKey);
+      await processor.idle();
+      processor.setWebhookMode("hold");
+      try {
+        processor.completeCheckout(await sessionIdOf(db, res.json.id));
+        await processor.release({ pick: (e) => e.type === only, copies: 2 });
+        processor.discard(); // the rest is lost
+      } finally {
+        processor.setWebhookMode("auto");
+      }
+      expect(await app.balanceNano(org.orgKey)).toBe(25_000_000_000n);
+      const list = await app.call("GET", TOPUP_PATH, { key: org.orgKey });
+      expect(list.json.data[0]).toMatchObject({ id: res.json.id, status: "succeeded" });
+    },
+  );
+
+  it("a completed session we did not make is recorded and credits nothing", async ({ app, processor, db }) => {
+    const org = await app.createOrg();
+    await requestTopup(app, org.orgKey); // links a customer to the org
+    await processor.idle();
+    const customer = [...processor.customers.values()].find((c) => c.metadata.org_id === org.id);
+    const forged: FakeEvent = {
+      id: "evt_1NotOursSessionAbcdefgh",
+      object: "event",
+      api_version: "2026-10-28.endive",
+      created: Math.floor(app.clock().getTime() / 1000),
+      livemode: false,
+      pending_webhooks: 1,
+      request: { id: null, idempotency_key: null },
+      type: "checkout.session.completed",
+      data: {
+        object: {
+          id: "cs_test_a1NotMadeByUsAbcdefghijklmnop",
+          object: "checkout.session",
+          mode: "payment",
+          status: "complete",
+          payment_status: "paid",
+          amount_total: 100000,
+          currency: "usd",
+          customer: customer?.id,
+          payment_intent: "pi_1NotOursAbcdefghijklmn",
+          metadata: { org_id: org.id },
+        },
+      },
+    };
+    expect(await processor.deliver(forged)).toBe(200);
+    expect(await processor.deliver(forged)).toBe(200);
+    expect(await app.balanceNano(org.orgKey)).toBe(0n);
+    const [event] = await db.sql<{ outcome: string; org_id: string | null }[]>`
+      select outcome, org_id from processor_events where id = ${forged.id}`;
+    expect(event).toEqual({ outcome: "unknown_session", org_id: null });
+  });
+
+  it("an expired session is listed as failed and never credits", async ({ app, processor, db }) => {
+    const org = await app.createOrg();
+    const res = await requestTopup(app, org.orgKey);
+    processor.expireCheckout(await sessionIdOf(db, res.json.id));
+    await processor.idle();
+    const list = await app.call("GET", TOPUP_PATH, { key: org.orgKey });
+    expect(list.json.data[0]).toMatchObject({ id: res.json.id, status: "failed" });
+    expect(await app.balanceNano(org.orgKey)).toBe(0n);
+  });
+});
