@@ -159,6 +159,100 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/billing/payment-methods/setup": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Add a card (processor-hosted page)
+         * @description Requires an org key; acts on that key's organization.
+         *
+         *     A setup-mode Checkout Session at the card processor: the card is typed on the processor's page, never ours, and appears in GET /v1/billing/payment-methods once the processor's webhook says it was attached.
+         */
+        post: operations["createPaymentMethodSetup"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/billing/payment-methods/{id}/default": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Make a saved card the default
+         * @description Requires an org key; acts on that key's organization.
+         *
+         *     The card renewals and auto top-ups charge. Set at the processor, then shown here at once.
+         */
+        post: operations["setDefaultPaymentMethod"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/billing/payment-methods/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Remove a saved card
+         * @description Requires an org key; acts on that key's organization.
+         *
+         *     Detaches the card at the processor; it leaves the list at once (the default flag goes with it).
+         */
+        delete: operations["deletePaymentMethod"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/billing/topups": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Top-ups, newest first
+         * @description Requires an org key; acts on that key's organization.
+         *
+         *     Every top-up, card and HUSD, newest first: card top-ups started with POST /v1/billing/topups (pending until the processor's webhook), card payments credited otherwise, and HUSD deposits.
+         */
+        get: operations["listTopups"];
+        put?: never;
+        /**
+         * Top up credits with a card
+         * @description Requires an org key; acts on that key's organization.
+         *
+         *     Starts a card top-up: a Checkout Session at the card processor (its customer for this organization is created on first use) → `{id, url, status: "pending", amount}`; send the customer to `url`. The credit arrives only when the processor's signed webhook says the payment succeeded, once. Idempotent by the Idempotency-Key header: a retry returns the same session (200, Idempotent-Replayed: true). 503 processor_unavailable: the processor did not answer; nothing was charged, retry with the same key.
+         */
+        post: operations["createTopup"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/billing/events": {
         parameters: {
             query?: never;
@@ -1191,6 +1285,92 @@ export interface components {
             exp: string;
             default: boolean;
         };
+        PaymentMethodSetup: {
+            /** @description The processor's page where the customer adds the card */
+            url: string;
+            expires_at: string;
+        };
+        /**
+         * @example {
+         *       "success_url": "https://console.hanzo.ai/billing/cards",
+         *       "cancel_url": "https://console.hanzo.ai/billing"
+         *     }
+         */
+        PaymentMethodSetupRequest: {
+            /**
+             * Format: uri
+             * @example https://console.hanzo.ai/billing?topup=done
+             */
+            success_url: string;
+            /**
+             * Format: uri
+             * @example https://console.hanzo.ai/billing?topup=done
+             */
+            cancel_url: string;
+        };
+        TopupSession: {
+            /** @example top_4fJ2kQ9x0cT1mB7rW3yZ */
+            id: string;
+            /** @description The processor's payment page: send the customer there */
+            url: string;
+            /** @enum {string} */
+            status: "pending" | "succeeded" | "failed" | "refunded" | "disputed";
+            /** @example 25 */
+            amount: number;
+            /** @example 25.00 */
+            amount_usd: string;
+            amount_nano_usd: string;
+            created_at: string;
+        };
+        /**
+         * @example {
+         *       "amount": "25.00",
+         *       "success_url": "https://console.hanzo.ai/billing?topup=done",
+         *       "cancel_url": "https://console.hanzo.ai/billing"
+         *     }
+         */
+        CreateTopupRequest: {
+            /**
+             * @description USD as a decimal string, whole cents; between TOPUP_MIN_USD (5.00) and TOPUP_MAX_USD (10000.00)
+             * @example 25.00
+             */
+            amount: string;
+            /**
+             * @description Only USD; the balance is USD
+             * @enum {string}
+             */
+            currency?: "usd" | "USD";
+            /**
+             * Format: uri
+             * @example https://console.hanzo.ai/billing?topup=done
+             */
+            success_url: string;
+            /**
+             * Format: uri
+             * @example https://console.hanzo.ai/billing?topup=done
+             */
+            cancel_url: string;
+        };
+        TopupPage: {
+            data: components["schemas"]["Topup"][];
+            has_more: boolean;
+            next_cursor: string | null;
+        };
+        Topup: {
+            id: string;
+            /** @enum {string} */
+            method: "card" | "husd";
+            /**
+             * @description card: pending, succeeded, failed, refunded (in part or whole), disputed; husd: the deposit's state (seen, confirming, credited, orphaned, rejected, reversed; see GET /v1/billing/husd/deposits)
+             * @enum {string}
+             */
+            status: "pending" | "succeeded" | "failed" | "refunded" | "disputed" | "seen" | "confirming" | "credited" | "orphaned" | "rejected" | "reversed";
+            /** @description USD, for display; null for an HUSD deposit not valued */
+            amount: number | null;
+            amount_usd: string | null;
+            amount_nano_usd: string | null;
+            created_at: string;
+        };
         BillingEvent: {
             /** @example evt_4QyK2m9TbX1sVnE8aLcR0w */
             id: string;
@@ -1917,6 +2097,332 @@ export interface operations {
             };
             /** @description Key of the wrong scope */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    createPaymentMethodSetup: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PaymentMethodSetupRequest"];
+            };
+        };
+        responses: {
+            /** @description Setup session created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaymentMethodSetup"];
+                };
+            };
+            /** @description Invalid request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Missing, malformed, unknown or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Key of the wrong scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A dependency is not configured or unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    setDefaultPaymentMethod: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The card, now the default (masked) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaymentMethod"];
+                };
+            };
+            /** @description Invalid request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Missing, malformed, unknown or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Key of the wrong scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A dependency is not configured or unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    deletePaymentMethod: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The removed card (masked) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaymentMethod"];
+                };
+            };
+            /** @description Invalid request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Missing, malformed, unknown or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Key of the wrong scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A dependency is not configured or unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    listTopups: {
+        parameters: {
+            query?: {
+                limit?: number;
+                /** @description `next_cursor` from the previous page */
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of top-ups */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TopupPage"];
+                };
+            };
+            /** @description Invalid request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Missing, malformed, unknown or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Key of the wrong scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    createTopup: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description Makes the call safe to retry: the same key returns the first result and moves no money again. */
+                "idempotency-key": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateTopupRequest"];
+            };
+        };
+        responses: {
+            /** @description A replay of an earlier top-up with the same key */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TopupSession"];
+                };
+            };
+            /** @description Session created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TopupSession"];
+                };
+            };
+            /** @description Invalid request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Missing, malformed, unknown or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Key of the wrong scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Idempotency key reused for a different request */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A dependency is not configured or unavailable */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
