@@ -10,9 +10,13 @@ export const APP_SCHEMA = "billing";
  * One client factory for every process. int8 comes back as a JS bigint (money is never a
  * float); numeric stays a string and is converted where it is read.
  */
-export function createSql(url: string, opts: { max?: number; applicationName?: string } = {}): Sql {
+export function createSql(
+  url: string,
+  opts: { max?: number; applicationName?: string; debug?: postgres.Options<{}>["debug"] } = {},
+): Sql {
   return postgres(url, {
     max: opts.max ?? 10,
+    ...(opts.debug ? { debug: opts.debug } : {}),
     types: { bigint: postgres.BigInt },
     connection: { search_path: `${APP_SCHEMA},public`, application_name: opts.applicationName ?? "hanzo-billing" },
     onnotice: () => {},
