@@ -165,6 +165,8 @@ export async function authenticate(
   key: string,
   adminKey: string | undefined,
   cache?: KeyCache,
+  /** Runs before PostgreSQL is asked (not for a key the cache answers); may throw to refuse. */
+  beforeLookup?: () => Promise<void>,
 ): Promise<Principal> {
   if (!API_KEY_PATTERN.test(key))
     throw new BillingError("invalid_api_key", "the API key is malformed: keys look like hk-…");
@@ -178,6 +180,7 @@ export async function authenticate(
   if (cached) return cached;
   const refused = cache?.refusal(digestHex, startedAt);
   if (refused) throw new BillingError("invalid_api_key", refused);
+  await beforeLookup?.();
   const lookup = cache?.begin(startedAt);
   const [row] = await sql<{ id: string; org_id: string; scope: KeyScope; key_hash: Buffer; revoked_at: Date | null }[]>`
     select id, org_id, scope, key_hash, revoked_at from api_keys where key_hash = ${digest}`;

@@ -9,30 +9,36 @@ export type AuthOutcome = { principal: Principal } | { error: BillingError };
 /**
  * Resolves `Authorization: Bearer hk-…` to its principal, or the 401 it deserves (missing,
  * malformed, unknown or revoked key), once per request: the app-wide rate limit and the route's
- * requireScope both ask. Remembered with the header it was computed for, since the queue
+ * requireScope both ask. `beforeLookup` runs just before PostgreSQL is asked (the key is in
+ * neither of this process's caches) and may refuse the request by throwing. Remembered with the header it was computed for, since the queue
  * dashboard turns Basic auth into Bearer between the two.
  */
-export async function resolveAuth(c: Context<AppEnv>): Promise<AuthOutcome> {
+export async function resolveAuth(c: Context<AppEnv>, beforeLookup?: () => Promise<void>): Promise<AuthOutcome> {
   const header = c.req.header("authorization");
   const known = c.get("auth");
   if (known && known.header === header) return known.outcome;
   let outcome: AuthOutcome;
   try {
-    outcome = { principal: await authenticateHeader(c, header) };
+    outcome = { principal: await authenticateHeader(c, header, beforeLookup) };
   } catch (err) {
-    if (!(err instanceof BillingError)) throw err;
+    // A 429 from beforeLookup is the request's answer, not what the key is.
+    if (!(err instanceof BillingError) || err.code === "rate_limited") throw err;
     outcome = { error: err };
   }
   c.set("auth", { header, outcome });
   return outcome;
 }
 
-async function authenticateHeader(c: Context<AppEnv>, header: string | undefined): Promise<Principal> {
+async function authenticateHeader(
+  c: Context<AppEnv>,
+  header: string | undefined,
+  beforeLookup?: () => Promise<void>,
+): Promise<Principal> {
   if (!header) throw new BillingError("missing_api_key", "send your API key as Authorization: Bearer hk-…");
   const key = /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1];
   if (!key) throw new BillingError("invalid_api_key", "the Authorization header must be Bearer hk-…");
   const { sql, config, keyCache } = c.get("deps");
-  return authenticate(sql, key, config.ADMIN_API_KEY, keyCache);
+  return authenticate(sql, key, config.ADMIN_API_KEY, keyCache, beforeLookup);
 }
 
 /**
