@@ -77,6 +77,34 @@ export interface paths {
         patch: operations["updateBalanceSettings"];
         trace?: never;
     };
+    "/v1/billing/auto-topup": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The organization's auto top-up
+         * @description Requires an org key; acts on that key's organization.
+         *
+         *     Never set: enabled false and every amount 0.
+         */
+        get: operations["getAutoTopup"];
+        /**
+         * Set the organization's auto top-up
+         * @description Requires an org key; acts on that key's organization.
+         *
+         *     When a debit takes the balance from at or above `threshold` to below it, a worker charges `amount` to the default card off-session: once per crossing, never while a charge is in flight, and never beyond `monthly_limit` per calendar month (UTC). The credit arrives through the processor's signed webhook; open invoices are paid from it first. A card that needs the customer, or three declines in a row, turns auto top-up off (`disabled_reason`); PUT with `enabled: true` turns it on again.
+         */
+        put: operations["setAutoTopup"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/billing/transactions": {
         parameters: {
             query?: never;
@@ -1178,6 +1206,65 @@ export interface components {
             /** @example 10.00 */
             low_balance_threshold: string;
         };
+        AutoTopup: {
+            enabled: boolean;
+            /** @description A debit that takes the balance below this starts a charge. USD, for display; exact: threshold_usd. */
+            threshold: number;
+            /** @description Exact decimal USD */
+            threshold_usd: string;
+            /** @description Exact, integer nano-USD */
+            threshold_nano_usd: string;
+            /** @description Charged to the default card per crossing. USD, for display; exact: amount_usd. */
+            amount: number;
+            /** @description Exact decimal USD */
+            amount_usd: string;
+            /** @description Exact, integer nano-USD */
+            amount_nano_usd: string;
+            /** @description At most this much is charged per calendar month (UTC). USD, for display; exact: monthly_limit_usd. */
+            monthly_limit: number;
+            /** @description Exact decimal USD */
+            monthly_limit_usd: string;
+            /** @description Exact, integer nano-USD */
+            monthly_limit_nano_usd: string;
+            /** @description Charged this calendar month, charges in flight included. USD, for display; exact: charged_this_month_usd. */
+            charged_this_month: number;
+            /** @description Exact decimal USD */
+            charged_this_month_usd: string;
+            /** @description Exact, integer nano-USD */
+            charged_this_month_nano_usd: string;
+            /**
+             * @description Set when billing turned auto top-up off: the card needs the customer (requires_action) or was declined three times in a row. PUT with enabled: true turns it on again.
+             * @enum {string|null}
+             */
+            disabled_reason: "requires_action" | "declined" | null;
+            disabled_at: string | null;
+        };
+        /**
+         * @example {
+         *       "enabled": true,
+         *       "threshold": "10.00",
+         *       "amount": "50.00",
+         *       "monthly_limit": "200.00"
+         *     }
+         */
+        SetAutoTopupRequest: {
+            enabled: boolean;
+            /**
+             * @description USD decimal string
+             * @example 10.00
+             */
+            threshold: string;
+            /**
+             * @description USD decimal string, 5.00 to 10000.00, whole cents
+             * @example 50.00
+             */
+            amount: string;
+            /**
+             * @description USD decimal string, at least amount
+             * @example 200.00
+             */
+            monthly_limit: string;
+        };
         LedgerTransaction: {
             id: string;
             /** @example grant */
@@ -1878,6 +1965,95 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Balance"];
+                };
+            };
+            /** @description Invalid request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Missing, malformed, unknown or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Key of the wrong scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    getAutoTopup: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Auto top-up */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AutoTopup"];
+                };
+            };
+            /** @description Missing, malformed, unknown or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Key of the wrong scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    setAutoTopup: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SetAutoTopupRequest"];
+            };
+        };
+        responses: {
+            /** @description Auto top-up as set */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AutoTopup"];
                 };
             };
             /** @description Invalid request (`invalid_request`, `invalid_json`) */

@@ -49,7 +49,10 @@ export type IdPrefix =
   | "evt"
   | "alert"
   | "adj"
-  | "top";
+  | "top"
+  | "atp"
+  | "rnw"
+  | "ntc";
 
 /** IDs carry their kind (`org_…`, `hold_…`) so a misplaced one is obvious in logs and errors. */
 export function newId(prefix: IdPrefix): string {

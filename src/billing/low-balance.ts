@@ -19,6 +19,9 @@ export type LowBalanceCheck = (debitTransactionId: string | null) => Promise<voi
  * belongs to exactly one transaction. A drop caused by a grant's expiry is told when the
  * expiry is posted, seconds after the balance the org is shown stopped counting the grant.
  *
+ * The same check notes a crossing of the org's auto top-up threshold (auto_topup_note_crossing),
+ * which a worker turns into at most one card charge (src/billing/auto-topup/).
+ *
  * `locked`: the organization as the caller already locked and read it in this transaction.
  */
 export async function watchLowBalance(
@@ -36,6 +39,9 @@ export async function watchLowBalance(
     const after = await read();
     if (!after) throw new Error(`low-balance check: organization ${orgId} is no longer lockable`);
     const balance = after.credits + after.held;
+    // The same crossing against the auto top-up threshold, if the org has one on (auto_topup.sql).
+    if (balance < beforeBalance)
+      await tx`select auto_topup_note_crossing(${orgId}, ${beforeBalance.toString()}, ${balance.toString()}, ${debitTransactionId}, ${now})`;
     if (!(beforeBalance >= after.threshold && balance < after.threshold)) return;
     await tx`insert into balance_alerts (id, org_id, balance, threshold, transaction_id, created_at)
              values (${newId("alert")}, ${orgId}, ${balance.toString()}, ${after.threshold.toString()}, ${debitTransactionId}, ${now})`;

@@ -1,3 +1,4 @@
+import type { CardChargeJob } from "./payloads.js";
 import type { Queues } from "./queues.js";
 
 /** Enqueues alert deliveries; the job id is the alert id, so a re-send by the sweeper is a no-op while one is pending. */
@@ -46,6 +47,28 @@ export async function enqueueDepositChecks(queues: Queues, depositIds: string[])
         removeOnFail: true,
         attempts: 3,
         backoff: { type: "fixed", delay: 500 },
+      },
+    })),
+  );
+}
+
+/**
+ * Asks a worker to take a card charge's next step. The job id is the kind and the row's id, and
+ * finished jobs are removed: while one is pending a re-enqueue is a no-op, afterwards a fresh look.
+ * Retries ask the processor again with the same idempotency key.
+ */
+export async function enqueueCardCharges(queues: Queues, jobs: CardChargeJob[]): Promise<void> {
+  if (jobs.length === 0) return;
+  await queues.cardCharges.addBulk(
+    jobs.map((data) => ({
+      name: data.kind,
+      data,
+      opts: {
+        jobId: `${data.kind}-${data.id}`,
+        removeOnComplete: true,
+        removeOnFail: true,
+        attempts: 5,
+        backoff: { type: "exponential", delay: 1000 },
       },
     })),
   );

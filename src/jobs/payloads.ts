@@ -11,6 +11,16 @@ export type DepositJob = z.infer<typeof DepositJob>;
 export const LowBalanceAlertJob = z.object({ alert_id: z.string() });
 export type LowBalanceAlertJob = z.infer<typeof LowBalanceAlertJob>;
 
+/**
+ * Card charges we start ourselves: decide an auto top-up crossing (and run its charge), run a
+ * pending auto top-up charge, or take the next step of collecting an open invoice (renewal).
+ */
+export const CardChargeJob = z.object({
+  kind: z.enum(["crossing", "charge", "renewal"]),
+  id: z.string(),
+});
+export type CardChargeJob = z.infer<typeof CardChargeJob>;
+
 export const MaintenanceTasks = [
   "expire-holds",
   "expire-grants",
@@ -19,6 +29,7 @@ export const MaintenanceTasks = [
   "scan-deposits",
   "audit-deposits",
   "check-ledger",
+  "card-charges",
 ] as const;
 export const MaintenanceTask = z.enum(MaintenanceTasks);
 export type MaintenanceTask = z.infer<typeof MaintenanceTask>;

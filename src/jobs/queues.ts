@@ -1,11 +1,12 @@
 import { Queue, type ConnectionOptions } from "bullmq";
-import type { DepositJob, LowBalanceAlertJob, MaintenanceJob } from "./payloads.js";
+import type { CardChargeJob, DepositJob, LowBalanceAlertJob, MaintenanceJob } from "./payloads.js";
 
 /** The queues, by name: the API enqueues, the workers (src/workers) process. */
 export const QueueNames = {
   lowBalanceAlerts: "low-balance-alerts",
   deposits: "husd-deposits",
   maintenance: "maintenance",
+  cardCharges: "card-charges",
 } as const;
 
 /** BullMQ's prefix, hash-tagged so that every key of a queue lands on one Redis Cluster slot. */
@@ -17,8 +18,9 @@ export function createQueues(connection: ConnectionOptions, prefix: string) {
     lowBalanceAlerts: new Queue<LowBalanceAlertJob>(QueueNames.lowBalanceAlerts, opts),
     deposits: new Queue<DepositJob>(QueueNames.deposits, opts),
     maintenance: new Queue<MaintenanceJob>(QueueNames.maintenance, opts),
+    cardCharges: new Queue<CardChargeJob>(QueueNames.cardCharges, opts),
     all(): Queue[] {
-      return [this.lowBalanceAlerts, this.deposits, this.maintenance] as Queue[];
+      return [this.lowBalanceAlerts, this.deposits, this.maintenance, this.cardCharges] as Queue[];
     },
     async close() {
       await Promise.all(this.all().map((q) => q.close()));

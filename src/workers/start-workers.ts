@@ -8,9 +8,12 @@ import type { Clock } from "../clock.js";
 import type { Config } from "../config.js";
 import type { Sql } from "../db/client.js";
 import type { RedisHealth } from "../ops/redis-health.js";
-import { enqueueAlerts } from "../jobs/enqueue.js";
+import type { Processor } from "../billing/auto-topup/card-charge.js";
+import { processorClient } from "../billing/payments/processor-client.js";
+import { enqueueAlerts, enqueueCardCharges } from "../jobs/enqueue.js";
 import { MaintenanceTasks, type MaintenanceJob } from "../jobs/payloads.js";
 import { bullPrefix, createQueues, QueueNames, type Queues } from "../jobs/queues.js";
+import { processCardCharge } from "./processors/card-charge.js";
 import { checkDeposit } from "./processors/deposit-check.js";
 import { processLowBalanceAlert } from "./processors/low-balance-alert.js";
 import { runMaintenance } from "./processors/maintenance.js";
@@ -26,6 +29,11 @@ export type WorkerDeps = {
   chain?: ChainClient;
   /** Optional: Redis connection errors of the queues and workers are told once per outage (bin/worker.ts). */
   redisHealth?: RedisHealth;
+  /**
+   * The card processor's client, for the charges we start (auto top-up, renewals). Default: made
+   * from the config (STRIPE_SECRET_KEY, STRIPE_API_URL); none without a key (charges are skipped).
+   */
+  processor?: Processor | null;
 };
 
 /**
@@ -69,6 +77,14 @@ export async function startWorkers(deps: WorkerDeps) {
     },
   );
 
+  const processor =
+    deps.processor !== undefined ? deps.processor : deps.config.STRIPE_SECRET_KEY ? processorClient(deps.config) : null;
+  const cardCharges = new Worker(
+    QueueNames.cardCharges,
+    withRedactedErrors(async (job: Job) => processCardCharge(ctx, processor, job.data)),
+    { ...opts, concurrency: 4 },
+  );
+
   const maintenance = new Worker<MaintenanceJob>(
     QueueNames.maintenance,
     withRedactedErrors(async (job: Job<MaintenanceJob>) => runMaintenance(ctx, job.data, { scanEveryMs })),
@@ -96,7 +112,7 @@ export async function startWorkers(deps: WorkerDeps) {
     );
   }
 
-  for (const w of [alerts, deposits, maintenance]) {
+  for (const w of [alerts, deposits, maintenance, cardCharges]) {
     w.on("failed", (job, err) => deps.logger.error({ queue: w.name, job_id: job?.id, err }, "job failed"));
     if (deps.redisHealth) deps.redisHealth.watchErrors(w, `worker ${w.name}`);
     else w.on("error", (err) => deps.logger.error({ queue: w.name, err }, "worker error"));
@@ -114,13 +130,21 @@ export async function startWorkers(deps: WorkerDeps) {
       deps.logger.warn({ err, alert_id: alertId }, "could not enqueue a low-balance alert; the sweep will"),
     );
   });
+  // Every new auto top-up crossing, as its debit commits (auto_topup_crossings_notify); the
+  // card-charges sweep catches one nobody heard.
+  const crossingNotices = await deps.sql.listen("auto_topup_crossings", (crossingId) => {
+    enqueueCardCharges(queues, [{ kind: "crossing", id: crossingId }]).catch((err: unknown) =>
+      deps.logger.warn({ err, crossing_id: crossingId }, "could not enqueue an auto top-up crossing; the sweep will"),
+    );
+  });
   deps.logger.info({ queues: Object.values(QueueNames) }, "workers started");
 
   return {
     queues,
     async close() {
       await alertNotices.unlisten();
-      await Promise.all([alerts.close(), deposits.close(), maintenance.close()]);
+      await crossingNotices.unlisten();
+      await Promise.all([alerts.close(), deposits.close(), maintenance.close(), cardCharges.close()]);
       await queues.close();
     },
   };

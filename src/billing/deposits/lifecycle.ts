@@ -43,6 +43,7 @@ import type { Sql } from "../../db/client.js";
 import { newId } from "../../ids.js";
 import { orgCreditsAccount, SystemAccounts } from "../../ledger/accounts.js";
 import { postTransaction } from "../../ledger/post-transaction.js";
+import { settleOpenInvoices } from "../invoices/settle-open-invoices.js";
 import { watchLowBalance } from "../low-balance.js";
 import type { DepositState } from "./record.js";
 
@@ -168,6 +169,8 @@ export async function creditDeposit(
     await tx`update husd_deposits set state = 'credited', credit_count = ${k}, credited_at = ${now}, final_at = coalesce(final_at, ${now}),
                confirmations = ${at.confirmations.toString()}, log_index = ${at.logIndex}, credit_transaction_id = ${posted.transactionId}, updated_at = ${now}
              where id = ${row.id}`;
+    // Open invoices are paid first, in this transaction; the rest stays in credits.
+    await settleOpenInvoices(tx, { orgId: row.org_id, amount, now, source: posted.transactionId });
     deps.logger?.info(
       { deposit_id: row.id, org_id: row.org_id, nano_usd: amount.toString(), credit: k },
       "HUSD deposit credited",

@@ -1,6 +1,7 @@
 import type { TransactionContext } from "../context.js";
 import { orgCreditsAccount, SystemAccounts } from "../../ledger/accounts.js";
 import { postTransaction } from "../../ledger/post-transaction.js";
+import { settleOpenInvoices } from "../invoices/settle-open-invoices.js";
 import { CREDITED_CURRENCY, centsToNanoUsd, lockPayment } from "./card-payment.js";
 
 export type TopupInput = {
@@ -9,13 +10,16 @@ export type TopupInput = {
   chargeId: string | null;
   currency: string;
   amountMinor: bigint;
+  /** The invoice this payment was made for (a renewal charge): paid before older ones. */
+  invoiceFirst?: string | null;
 };
 export type CreditOutcome = "credited" | "already_credited" | "refused_currency" | "nothing_received";
 
 /**
  * Credits a succeeded card payment to the org, once per payment id however many events name
  * it: a `card_topup` ledger transaction keyed by the payment id, plus its card_topups row. Other
- * currencies are recorded as refused and credit nothing. Call inside the event's transaction.
+ * currencies are recorded as refused and credit nothing. Open invoices are paid from it first
+ * (settleOpenInvoices). Call inside the event's transaction.
  */
 export async function creditCardTopup(ctx: TransactionContext, input: TopupInput): Promise<CreditOutcome> {
   const { sql: tx, logger } = ctx;
@@ -65,5 +69,13 @@ export async function creditCardTopup(ctx: TransactionContext, input: TopupInput
     insert into card_topups (payment_id, charge_id, org_id, currency, amount_minor, amount_nano_usd, state, credit_transaction_id, created_at, updated_at)
     values (${input.paymentId}, ${input.chargeId}, ${input.orgId}, ${input.currency}, ${input.amountMinor.toString()}, ${amount.toString()},
             'credited', ${posted.transactionId}, ${now}, ${now})`;
+  // Open invoices are paid first, in this transaction; the rest stays in credits.
+  await settleOpenInvoices(tx, {
+    orgId: input.orgId,
+    amount,
+    now,
+    source: posted.transactionId,
+    first: input.invoiceFirst ?? null,
+  });
   return "credited";
 }

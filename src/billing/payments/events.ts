@@ -3,6 +3,8 @@ import type { z } from "zod";
 import type { TransactionSql } from "../../db/client.js";
 import { BillingError } from "../../errors.js";
 import { at, withTransaction, type BillingContext, type TransactionContext } from "../context.js";
+import { markAutoTopupSucceeded } from "../auto-topup/charges.js";
+import { renewalOfPayment } from "../renewals/collect-renewal.js";
 import { creditCardTopup, type CreditOutcome } from "./credit-card-topup.js";
 import { reverseCardTopup, type DisputeEnding, type Reversal, type ReversalOutcome } from "./reverse-card-topup.js";
 import { lockCustomer, type LockedCustomer } from "./customers.js";
@@ -102,12 +104,21 @@ async function dispatch(ctx: TransactionContext, event: ProcessorEvent): Promise
         ? await tx<{ org_id: string }[]>`select org_id from processor_customers where customer_id = ${pi.customer}`
         : [];
       if (!link) return unknownCustomer();
+      // Charges we started (auto top-up, renewal) are found by the payment id we recorded, or by
+      // our id in the metadata when this event overtook that record; only within the linked org.
+      const ours = { orgId: link.org_id, paymentId: pi.id, now: ctx.clock() };
+      const invoiceFirst = await renewalOfPayment(tx, {
+        ...ours,
+        chargeRef: pi.metadata?.hanzo_renewal_charge ?? null,
+      });
+      await markAutoTopupSucceeded(tx, { ...ours, chargeRef: pi.metadata?.hanzo_auto_topup_charge ?? null });
       const outcome = await creditCardTopup(ctx, {
         orgId: link.org_id,
         paymentId: pi.id,
         chargeId: pi.latest_charge ?? null,
         currency: pi.currency,
         amountMinor: BigInt(pi.amount_received),
+        invoiceFirst,
       });
       if (outcome === "credited") await applyAwaitingReversals(ctx, [pi.id, pi.latest_charge ?? null]);
       await linkCheckoutPayment(tx, { topupId: pi.metadata?.topup_id, orgId: link.org_id, paymentId: pi.id });

@@ -38,8 +38,15 @@ export const PaymentIntent = z.object({
   currency,
   customer: ref("cus").nullish(),
   latest_charge: ref("ch").nullish(),
-  // Only to find the top-up a payment belongs to (its org is always the customer's link's).
-  metadata: z.object({ topup_id: z.string().max(64).optional() }).nullish(),
+  // Only to find what a payment belongs to: the checkout top-up, or a charge we started (auto
+  // top-up, renewal). Its org is always the customer's link's, never the metadata's.
+  metadata: z
+    .object({
+      topup_id: z.string().max(64).optional(),
+      hanzo_auto_topup_charge: z.string().max(64).optional(),
+      hanzo_renewal_charge: z.string().max(64).optional(),
+    })
+    .nullish(),
 });
 export type PaymentIntent = z.infer<typeof PaymentIntent>;
 

@@ -552,4 +552,12 @@ begin
   -- 5.
   perform metering_post(p_now, v_orgs, v_usage, usage_outcomes, v_auth, authorize_outcomes,
                         x.expired, x.expired_n, v_settled, v_cost, v_events, v_newly_held, usage_alerts);
+
+  -- The same downward crossing against the org's auto top-up threshold, if it has one on
+  -- (auto_topup.sql): after phase 5, as the crossing names the usage transaction.
+  for i in 1..m loop
+    if v_events[i] > 0 and v_cost[i] > 0 then
+      perform auto_topup_note_crossing((v_orgs[i]).org_id, s.credits[i] + s.held[i], v_credits[i] + v_held[i], (v_orgs[i]).usage_txn, p_now);
+    end if;
+  end loop;
 end $$;

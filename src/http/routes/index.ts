@@ -14,6 +14,7 @@ import { registerSubscribe } from "./admin/subscribe.js";
 import { registerCreatePaymentMethodSetup } from "./billing/create-payment-method-setup.js";
 import { registerCreateTopup } from "./billing/create-topup.js";
 import { registerDeletePaymentMethod } from "./billing/delete-payment-method.js";
+import { registerGetAutoTopup } from "./billing/get-auto-topup.js";
 import { registerGetBalance } from "./billing/get-balance.js";
 import { registerGetInvoice } from "./billing/get-invoice.js";
 import { registerGetUsage } from "./billing/get-usage.js";
@@ -23,6 +24,7 @@ import { registerListPaymentMethods } from "./billing/list-payment-methods.js";
 import { registerListTopups } from "./billing/list-topups.js";
 import { registerSetDefaultPaymentMethod } from "./billing/set-default-payment-method.js";
 import { registerListTransactions } from "./billing/list-transactions.js";
+import { registerSetAutoTopup } from "./billing/set-auto-topup.js";
 import { registerUpdateBalanceSettings } from "./billing/update-balance-settings.js";
 import { registerAuthorize } from "./gateway/authorize.js";
 import { registerReportUsage } from "./gateway/report-usage.js";
@@ -52,6 +54,8 @@ export const routes: readonly RegisterRoute[] = [
   // billing (org key)
   registerGetBalance,
   registerUpdateBalanceSettings,
+  registerGetAutoTopup,
+  registerSetAutoTopup,
   registerListTransactions,
   registerGetUsage,
   registerListInvoices,

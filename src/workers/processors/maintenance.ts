@@ -5,7 +5,9 @@ import { auditCreditedDeposits } from "../../billing/deposits/audit.js";
 import { expireGrants } from "../../billing/grants.js";
 import { expireHolds } from "../../billing/holds.js";
 import { closeDueCycles } from "../../billing/invoices/close-due-cycles.js";
-import { resendAlerts } from "../../jobs/enqueue.js";
+import { autoTopupWork } from "../../billing/auto-topup/charges.js";
+import { invoicesToCollect } from "../../billing/renewals/collect-renewal.js";
+import { enqueueCardCharges, resendAlerts } from "../../jobs/enqueue.js";
 import { MaintenanceJob } from "../../jobs/payloads.js";
 import type { Queues } from "../../jobs/queues.js";
 import { reconcileLedger } from "../../ledger/reconcile.js";
@@ -37,6 +39,18 @@ export async function runMaintenance(
       const ids = await undeliveredAlerts(fixed, { olderThan: new Date(now.getTime() - 5_000) });
       await resendAlerts(ctx.queues, ids);
       return { resent: ids.length };
+    }
+    case "card-charges": {
+      // Crossings whose commit notice nobody heard, charges whose processor call did not get an
+      // answer (asked again with the same idempotency key), and every open invoice's next step.
+      const { crossings, charges } = await autoTopupWork(fixed, { olderThan: new Date(now.getTime() - 5_000) });
+      const invoices = await invoicesToCollect(fixed);
+      await enqueueCardCharges(ctx.queues, [
+        ...crossings.map((id) => ({ kind: "crossing" as const, id })),
+        ...charges.map((id) => ({ kind: "charge" as const, id })),
+        ...invoices.map((id) => ({ kind: "renewal" as const, id })),
+      ]);
+      return { crossings: crossings.length, charges: charges.length, invoices: invoices.length };
     }
     case "check-ledger": {
       const { mismatches, durationMs } = await reconcileLedger({ sql: ctx.sql, logger: ctx.logger }, now);

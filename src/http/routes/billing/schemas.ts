@@ -1,8 +1,9 @@
 import { z } from "@hono/zod-openapi";
 import type { Balance } from "../../../billing/balance.js";
 import type { Invoice } from "../../../billing/invoices/invoice.js";
+import type { AutoTopupSettings } from "../../../billing/auto-topup/settings.js";
 import { BillingError } from "../../../errors.js";
-import { usd } from "../../present.js";
+import { usd, usdFields } from "../../present.js";
 
 export const BalanceResponse = z
   .object({
@@ -141,3 +142,37 @@ export const PaymentMethodIdParam = z.object({
     .regex(/^pm_[A-Za-z0-9]{1,64}$/, "must be a payment method id from GET /v1/billing/payment-methods")
     .openapi({ param: { name: "id", in: "path" }, example: "pm_4fJ2kQ9x0cT1mB7rW3yZ" }),
 });
+
+const usdTriple = (name: string, description: string) => ({
+  [name]: z.number().openapi({ description: `${description} USD, for display; exact: ${name}_usd.` }),
+  [`${name}_usd`]: z.string().openapi({ description: "Exact decimal USD" }),
+  [`${name}_nano_usd`]: z.string().openapi({ description: "Exact, integer nano-USD" }),
+});
+
+export const AutoTopupResponse = z
+  .object({
+    enabled: z.boolean(),
+    ...usdTriple("threshold", "A debit that takes the balance below this starts a charge."),
+    ...usdTriple("amount", "Charged to the default card per crossing."),
+    ...usdTriple("monthly_limit", "At most this much is charged per calendar month (UTC)."),
+    ...usdTriple("charged_this_month", "Charged this calendar month, charges in flight included."),
+    disabled_reason: z.enum(["requires_action", "declined"]).nullable().openapi({
+      description:
+        "Set when billing turned auto top-up off: the card needs the customer (requires_action) or was declined three times in a row. PUT with enabled: true turns it on again.",
+    }),
+    disabled_at: z.string().nullable(),
+  })
+  .openapi("AutoTopup");
+export type AutoTopupResponse = z.infer<typeof AutoTopupResponse>;
+
+export function autoTopupJson(s: AutoTopupSettings | null): AutoTopupResponse {
+  return {
+    enabled: s?.enabled ?? false,
+    ...usdFields("threshold", s?.threshold ?? 0n),
+    ...usdFields("amount", s?.amount ?? 0n),
+    ...usdFields("monthly_limit", s?.monthlyLimit ?? 0n),
+    ...usdFields("charged_this_month", s?.chargedThisMonth ?? 0n),
+    disabled_reason: s?.disabledReason ?? null,
+    disabled_at: s?.disabledAt?.toISOString() ?? null,
+  } as AutoTopupResponse;
+}

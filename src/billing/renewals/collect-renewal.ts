@@ -1,0 +1,194 @@
+import type { TransactionSql } from "../../db/client.js";
+import { BillingError } from "../../errors.js";
+import { newId } from "../../ids.js";
+import { chargeCardOffSession, defaultCard, type Processor } from "../auto-topup/card-charge.js";
+import { at, withTransaction, type BillingContext } from "../context.js";
+import { NANO_USD_PER_CENT } from "../payments/card-payment.js";
+import { planAt } from "../subscriptions.js";
+
+const DAY_MS = 86_400_000;
+
+/**
+ * When each attempt to charge an open invoice is due, in days after the invoice was issued:
+ * attempt 1 at once, then retries 1, 3 and 7 days after issue. When the last one fails the org
+ * moves to the free plan (downgradeAfterFailedRenewal).
+ */
+export const RENEWAL_SCHEDULE_DAYS = [0, 1, 3, 7] as const;
+export const FREE_PLAN_ID = "free";
+
+export function attemptDueAt(issuedAt: Date, attempt: number): Date {
+  const days = RENEWAL_SCHEDULE_DAYS[attempt - 1];
+  if (days === undefined) throw new Error(`no renewal attempt ${attempt}`);
+  return new Date(issuedAt.getTime() + days * DAY_MS);
+}
+
+/** Card charges are whole cents: an amount due with a fraction of a cent is charged the cent above. */
+export function centsCeil(nano: bigint): bigint {
+  return ((nano + NANO_USD_PER_CENT - 1n) / NANO_USD_PER_CENT) * NANO_USD_PER_CENT;
+}
+
+export type RenewalStep =
+  | "not_open"
+  | "not_due"
+  | "awaiting_webhook"
+  | "charged"
+  | "failed"
+  | "downgraded"
+  | "already_downgraded";
+
+type InvoiceRow = { id: string; org_id: string; number: string; status: string; amount_due: bigint; issued_at: Date };
+type AttemptRow = { id: string; attempt: number; status: string; amount: bigint; processor_payment_id: string | null };
+
+/**
+ * One step of collecting an open invoice's amount due from the default card, whenever it is
+ * called (the sweep calls it for every open invoice): run the attempt in flight, or start the next
+ * one if it is due (RENEWAL_SCHEDULE_DAYS), or, after the last one failed, move the org to the
+ * free plan. Each attempt is one `renewal_charges` row, unique per invoice and attempt number,
+ * charged with the processor idempotency key `renewal:<invoice>:<attempt>`; a success is credited
+ * by the signed webhook, and that credit pays this invoice first (settleOpenInvoices).
+ */
+export async function collectRenewal(
+  ctx: BillingContext,
+  input: { invoiceId: string; processor: Processor | null },
+): Promise<RenewalStep> {
+  const now = ctx.clock();
+  const fixed = at(ctx, now);
+  const next = await withTransaction(fixed, async ({ sql: tx, logger }) => {
+    const [invoice] = await tx<InvoiceRow[]>`
+      select id, org_id, number, status, amount_due, issued_at from invoices where id = ${input.invoiceId} for update`;
+    if (!invoice) throw new BillingError("not_found", `no invoice ${input.invoiceId}`);
+    if (invoice.status !== "open" || invoice.amount_due <= 0n) return { step: "not_open" as const };
+    const attempts = await tx<AttemptRow[]>`
+      select id, attempt, status, amount, processor_payment_id from renewal_charges where invoice_id = ${invoice.id} order by attempt`;
+    const last = attempts.at(-1);
+    if (last?.status === "pending")
+      return last.processor_payment_id
+        ? { step: "awaiting_webhook" as const }
+        : { step: "charge" as const, invoice, attempt: last };
+    if (last?.status === "succeeded") return { step: "awaiting_webhook" as const }; // credited, paying an older invoice first
+    const number = (last?.attempt ?? 0) + 1;
+    if (number > RENEWAL_SCHEDULE_DAYS.length) {
+      const downgraded = await downgradeAfterFailedRenewal(fixed, tx, invoice);
+      return { step: downgraded ? ("downgraded" as const) : ("already_downgraded" as const) };
+    }
+    if (now < attemptDueAt(invoice.issued_at, number)) return { step: "not_due" as const };
+    const attempt: AttemptRow = {
+      id: newId("rnw"),
+      attempt: number,
+      status: "pending",
+      amount: centsCeil(invoice.amount_due),
+      processor_payment_id: null,
+    };
+    const card = input.processor ? await defaultCard(tx, invoice.org_id) : null;
+    const reason = !input.processor ? "processor_not_configured" : !card ? "no_default_card" : null;
+    await tx`
+      insert into renewal_charges (id, invoice_id, attempt, org_id, amount, status, reason, created_at, updated_at)
+      values (${attempt.id}, ${invoice.id}, ${number}, ${invoice.org_id}, ${attempt.amount.toString()},
+              ${reason ? "failed" : "pending"}, ${reason}, ${now}, ${now})`;
+    if (reason) {
+      logger.info({ invoice_id: invoice.id, attempt: number, reason }, "renewal attempt failed before the processor");
+      return { step: "failed" as const };
+    }
+    return { step: "charge" as const, invoice, attempt };
+  });
+  if (next.step !== "charge") return next.step;
+  const { invoice, attempt } = next;
+  if (!input.processor) throw new Error("a renewal charge was started without a processor");
+  const card = await withTransaction(fixed, ({ sql }) => defaultCard(sql, invoice.org_id));
+  const outcome = card
+    ? await chargeCardOffSession(input.processor, {
+        ...card,
+        amount: attempt.amount,
+        idempotencyKey: `renewal:${invoice.id}:${attempt.attempt}`,
+        description: `Hanzo invoice ${invoice.number}`,
+        metadata: { hanzo_org_id: invoice.org_id, hanzo_invoice: invoice.id, hanzo_renewal_charge: attempt.id },
+      })
+    : ({ kind: "declined", paymentId: null, code: "no_default_card" } as const);
+  return withTransaction(at(ctx, ctx.clock()), async ({ sql: tx, logger }) => {
+    if (outcome.kind === "succeeded") {
+      await tx`update renewal_charges set processor_payment_id = coalesce(processor_payment_id, ${outcome.paymentId}), updated_at = ${now}
+               where id = ${attempt.id}`;
+      return "charged" as const;
+    }
+    const [failed] = await tx`
+      update renewal_charges set status = 'failed', reason = ${`${outcome.kind}: ${outcome.code}`},
+        processor_payment_id = coalesce(processor_payment_id, ${outcome.paymentId}), updated_at = ${now}
+      where id = ${attempt.id} and status = 'pending' returning 1`;
+    if (failed)
+      logger.warn(
+        {
+          org_id: invoice.org_id,
+          invoice_id: invoice.id,
+          attempt: attempt.attempt,
+          outcome: outcome.kind,
+          code: outcome.code,
+        },
+        "renewal charge refused by the card; the invoice stays open",
+      );
+    return "failed" as const;
+  });
+}
+
+/**
+ * The last attempt failed: the org moves to the free plan, once per invoice (renewal_downgrades).
+ * At once, not at the next cycle: a customer who does not pay stops accruing paid-plan charges.
+ * The invoice stays open (it is still owed, and a top-up pays it first); a notice and a warn line.
+ */
+async function downgradeAfterFailedRenewal(
+  ctx: BillingContext,
+  tx: TransactionSql,
+  invoice: InvoiceRow,
+): Promise<boolean> {
+  const now = ctx.clock();
+  const [sub] = await tx<{ plan_id: string; canceled_at: Date | null }[]>`
+    select plan_id, canceled_at from subscriptions where org_id = ${invoice.org_id} for update`;
+  const [recorded] = await tx`
+    insert into renewal_downgrades (invoice_id, org_id, from_plan, created_at)
+    values (${invoice.id}, ${invoice.org_id}, ${sub?.plan_id ?? "none"}, ${now}) on conflict (invoice_id) do nothing returning 1`;
+  if (!recorded) return false;
+  if (sub && !sub.canceled_at && sub.plan_id !== FREE_PLAN_ID) {
+    let hasFree = true;
+    try {
+      planAt(ctx.catalog, FREE_PLAN_ID, now);
+    } catch {
+      hasFree = false;
+    }
+    // No free plan in the catalog: the paid plan ends instead.
+    if (hasFree)
+      await tx`update subscriptions set plan_id = ${FREE_PLAN_ID}, pending_plan_id = null where org_id = ${invoice.org_id}`;
+    else
+      await tx`update subscriptions set canceled_at = ${now}, pending_plan_id = null where org_id = ${invoice.org_id}`;
+  }
+  const message = `invoice ${invoice.number} could not be charged after ${RENEWAL_SCHEDULE_DAYS.length} attempts; the organization is now on the free plan`;
+  await tx`insert into billing_notices (id, org_id, kind, details, created_at)
+           values (${newId("ntc")}, ${invoice.org_id}, 'renewal_failed',
+                   ${tx.json({ invoice_id: invoice.id, from_plan: sub?.plan_id ?? null, message })}, ${now})`;
+  ctx.logger.warn({ org_id: invoice.org_id, invoice_id: invoice.id, from_plan: sub?.plan_id ?? null }, message);
+  return true;
+}
+
+/**
+ * The signed webhook credited a payment: if it is a renewal charge (by payment id, or our id in
+ * its metadata), the attempt succeeded; returns its invoice, which the credit pays first.
+ */
+export async function renewalOfPayment(
+  tx: TransactionSql,
+  input: { orgId: string; paymentId: string; chargeRef: string | null; now: Date },
+): Promise<string | null> {
+  const [row] = await tx<{ invoice_id: string }[]>`
+    update renewal_charges set status = 'succeeded', processor_payment_id = coalesce(processor_payment_id, ${input.paymentId}),
+      updated_at = ${input.now}
+    where org_id = ${input.orgId} and status <> 'succeeded'
+      and (processor_payment_id = ${input.paymentId} or id = ${input.chargeRef ?? ""})
+    returning invoice_id`;
+  return row?.invoice_id ?? null;
+}
+
+/** Open invoices with an amount due: what the sweep asks collectRenewal about. */
+export async function invoicesToCollect(ctx: BillingContext): Promise<string[]> {
+  const rows = await ctx.sql<{ id: string }[]>`
+    select i.id from invoices i
+    where i.status = 'open' and i.amount_due > 0 and not exists (select 1 from renewal_downgrades d where d.invoice_id = i.id)
+    order by i.issued_at limit 500`;
+  return rows.map((r) => r.id);
+}

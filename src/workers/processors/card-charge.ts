@@ -1,0 +1,22 @@
+import type { Processor } from "../../billing/auto-topup/card-charge.js";
+import { decideCrossing, runAutoTopupCharge } from "../../billing/auto-topup/charges.js";
+import type { BillingContext } from "../../billing/context.js";
+import { collectRenewal } from "../../billing/renewals/collect-renewal.js";
+import { CardChargeJob } from "../../jobs/payloads.js";
+
+/** A `card-charges` job: one step, decided in PostgreSQL; a processor outage throws and the job retries. */
+export async function processCardCharge(ctx: BillingContext, processor: Processor | null, data: unknown) {
+  const job = CardChargeJob.parse(data);
+  switch (job.kind) {
+    case "crossing": {
+      const decision = await decideCrossing(ctx, { crossingId: job.id, processorConfigured: processor !== null });
+      if (decision.outcome !== "charged" || !processor) return decision;
+      return { ...decision, run: await runAutoTopupCharge(ctx, { chargeId: decision.chargeId, processor }) };
+    }
+    case "charge":
+      if (!processor) return { run: "processor_not_configured" };
+      return { run: await runAutoTopupCharge(ctx, { chargeId: job.id, processor }) };
+    case "renewal":
+      return { step: await collectRenewal(ctx, { invoiceId: job.id, processor }) };
+  }
+}
