@@ -36,10 +36,12 @@ export function createApp(deps: AppDeps) {
   });
   app.use("*", requestId);
   app.use("*", observe);
+  // Counted and limited before any byte of the body is read: the body limit buffers a chunked
+  // body (up to 4 MiB) to count it, which a client over its limit must not get from us.
+  app.use("*", limitRequests);
   // The processor's webhook has its own, smaller limit, checked after its signature header.
   const requestBodyLimit = limitBody(4 * 1024 * 1024, "the request body");
   app.use("*", (c, next) => (c.req.path === PROCESSOR_WEBHOOK_PATH ? next() : requestBodyLimit(c, next)));
-  app.use("*", limitRequests);
 
   for (const register of routes) register(app, deps);
 

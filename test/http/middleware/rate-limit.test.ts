@@ -269,6 +269,48 @@ describe("attacks on the limiter from outside", () => {
     },
   );
 
+  dbTest(
+    "chunked bodies over 4 MiB from one address are counted, and past its limit refused unread",
+    async ({ db }) => {
+      const redis = createTestRedis();
+      await redis.ping();
+      const prefix = uniqueRedisPrefix("rl-body");
+      cleanups.push(async () => {
+        await clearRedisPrefix(redis, `{${prefix}}`);
+        redis.disconnect();
+      });
+      const t = limitedApp(db.appSql, redis, { prefix, timeoutMs: 5_000 });
+      const chunk = new Uint8Array(256 * 1024);
+      const results: { status: number; bytesRead: number }[] = [];
+      for (let i = 0; i < PER_WINDOW + 2; i++) {
+        let bytesRead = 0;
+        // No Content-Length: the body limit has to read it to count it.
+        const body = new ReadableStream<Uint8Array>(
+          {
+            pull(controller) {
+              if (bytesRead >= 5 * 1024 * 1024) return controller.close();
+              bytesRead += chunk.length;
+              controller.enqueue(chunk);
+            },
+          },
+          { highWaterMark: 0 }, // pulled only when someone reads it
+        );
+        const res = await t.app.request("/v1/billing/usage", {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body,
+          duplex: "half",
+        } as RequestInit);
+        results.push({ status: res.status, bytesRead });
+      }
+      expect(results.slice(0, PER_WINDOW).map((r) => r.status)).toEqual(Array(PER_WINDOW).fill(413));
+      expect(results.slice(PER_WINDOW)).toEqual([
+        { status: 429, bytesRead: 0 },
+        { status: 429, bytesRead: 0 },
+      ]);
+    },
+  );
+
   dbTest("X-Forwarded-For is ignored without TRUSTED_PROXY_HOPS: rotating it gets no fresh count", async ({ db }) => {
     const redis = createTestRedis();
     await redis.ping();
