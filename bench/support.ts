@@ -100,7 +100,7 @@ export async function startBench(name: string, opts: { ownRedis?: boolean } = {}
  * rate-limit counts cost Redis is the bench's alone; BENCH_REDIS=shared (or no redis-server on the
  * PATH) leaves the API on REDIS_URL's, whose CPU other work shares (the Redis column then reads 0).
  */
-async function startRedis(): Promise<{ child: ChildProcess; url: string; pid: number } | undefined> {
+export async function startRedis(): Promise<{ child: ChildProcess; url: string; pid: number } | undefined> {
   if (process.env.BENCH_REDIS === "shared") return undefined;
   const port = await freePort();
   const child = spawn(
