@@ -96,6 +96,15 @@ export const Config = z.object({
   STRIPE_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(15_000),
   /** Which processor mode this deployment accepts: a test-mode event must never move real balances. */
   STRIPE_LIVEMODE: bool.default(false),
+  /**
+   * Webhook endpoints may be http:// and on loopback (localhost, 127.0.0.0/8, ::1): for development and tests
+   * only. Off, every target must be https and resolve to public addresses (src/billing/webhooks/targets.ts).
+   */
+  WEBHOOK_ALLOW_LOCALHOST: bool.default(false),
+  /** A delivery attempt that has no answer within this many milliseconds has failed (and is retried). */
+  WEBHOOK_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(10_000),
+  /** Deliveries in flight per worker process (a slow receiver holds one for up to WEBHOOK_TIMEOUT_MS). */
+  WEBHOOK_CONCURRENCY: z.coerce.number().int().min(1).max(1_000).default(100),
 });
 /** The parsed environment, with the owner's and the indexer's database URLs resolved. */
 export type Config = Omit<z.infer<typeof Config>, "DATABASE_OWNER_URL" | "INDEXER_DATABASE_URL"> & {

@@ -52,7 +52,9 @@ export type IdPrefix =
   | "top"
   | "atp"
   | "rnw"
-  | "ntc";
+  | "ntc"
+  | "wh"
+  | "dlv";
 
 /** IDs carry their kind (`org_…`, `hold_…`) so a misplaced one is obvious in logs and errors. */
 export function newId(prefix: IdPrefix): string {

@@ -73,3 +73,46 @@ export async function enqueueCardCharges(queues: Queues, jobs: CardChargeJob[]):
     })),
   );
 }
+
+/** Asks a worker to make these events' deliveries (once per event: the job id while pending, the fan-out mark in PostgreSQL always). */
+export async function enqueueFanOuts(queues: Queues, eventIds: string[]): Promise<void> {
+  if (eventIds.length === 0) return;
+  await queues.webhooks.addBulk(
+    eventIds.map((id) => ({
+      name: "fan-out",
+      data: { event_id: id },
+      opts: {
+        jobId: `fan-${id}`,
+        removeOnComplete: true,
+        removeOnFail: 1000,
+        attempts: 5,
+        backoff: { type: "exponential", delay: 1000 },
+      },
+    })),
+  );
+}
+
+/**
+ * Asks a worker to make a delivery's next attempt, at `at` (now when absent). The job id names the
+ * delivery and how many attempts it had, so the sweep and the worker that scheduled the retry make
+ * one job; which attempt is sent, and that it is sent once, is decided in PostgreSQL.
+ */
+export async function enqueueDeliveries(
+  queues: Queues,
+  deliveries: { id: string; attempts: number; at?: Date }[],
+  now: Date = new Date(),
+): Promise<void> {
+  if (deliveries.length === 0) return;
+  await queues.webhooks.addBulk(
+    deliveries.map((d) => ({
+      name: "deliver",
+      data: { delivery_id: d.id },
+      opts: {
+        jobId: `${d.id}-${d.attempts}`,
+        delay: d.at ? Math.max(0, d.at.getTime() - now.getTime()) : 0,
+        removeOnComplete: true,
+        removeOnFail: 1000,
+      },
+    })),
+  );
+}

@@ -21,6 +21,10 @@ export const CardChargeJob = z.object({
 });
 export type CardChargeJob = z.infer<typeof CardChargeJob>;
 
+/** `webhooks` queue: "fan-out" makes an event's deliveries, "deliver" makes a delivery's next attempt. */
+export const WebhookJob = z.union([z.object({ event_id: z.string() }), z.object({ delivery_id: z.string() })]);
+export type WebhookJob = z.infer<typeof WebhookJob>;
+
 export const MaintenanceTasks = [
   "expire-holds",
   "expire-grants",
@@ -30,6 +34,7 @@ export const MaintenanceTasks = [
   "audit-deposits",
   "check-ledger",
   "card-charges",
+  "sweep-webhooks",
 ] as const;
 export const MaintenanceTask = z.enum(MaintenanceTasks);
 export type MaintenanceTask = z.infer<typeof MaintenanceTask>;

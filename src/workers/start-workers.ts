@@ -10,13 +10,15 @@ import type { Sql } from "../db/client.js";
 import type { RedisHealth } from "../ops/redis-health.js";
 import type { Processor } from "../billing/auto-topup/card-charge.js";
 import { processorClient } from "../billing/payments/processor-client.js";
-import { enqueueAlerts, enqueueCardCharges } from "../jobs/enqueue.js";
+import { dnsResolver, type Resolver } from "../billing/webhooks/targets.js";
+import { enqueueAlerts, enqueueCardCharges, enqueueFanOuts } from "../jobs/enqueue.js";
 import { MaintenanceTasks, type MaintenanceJob } from "../jobs/payloads.js";
 import { bullPrefix, createQueues, QueueNames, type Queues } from "../jobs/queues.js";
 import { processCardCharge } from "./processors/card-charge.js";
 import { checkDeposit } from "./processors/deposit-check.js";
 import { processLowBalanceAlert } from "./processors/low-balance-alert.js";
 import { runMaintenance } from "./processors/maintenance.js";
+import { processWebhookJob } from "./processors/webhook.js";
 
 export type WorkerDeps = {
   sql: Sql;
@@ -34,6 +36,8 @@ export type WorkerDeps = {
    * from the config (STRIPE_SECRET_KEY, STRIPE_API_URL); none without a key (charges are skipped).
    */
   processor?: Processor | null;
+  /** How webhook targets' host names are resolved (tests map names to addresses of their choosing); DNS otherwise. */
+  resolve?: Resolver;
 };
 
 /**
@@ -85,6 +89,19 @@ export async function startWorkers(deps: WorkerDeps) {
     { ...opts, concurrency: 4 },
   );
 
+  // Webhook deliveries have their own queue and concurrency: a slow receiver holds a slot for up
+  // to WEBHOOK_TIMEOUT_MS, and must not hold back deposits, charges or sweeps.
+  const deliveryOptions = {
+    allowLocalhost: deps.config.WEBHOOK_ALLOW_LOCALHOST,
+    timeoutMs: deps.config.WEBHOOK_TIMEOUT_MS,
+    resolve: deps.resolve ?? dnsResolver,
+  };
+  const webhooks = new Worker(
+    QueueNames.webhooks,
+    async (job: Job) => processWebhookJob(ctx, job.data, deliveryOptions),
+    { ...opts, concurrency: deps.config.WEBHOOK_CONCURRENCY },
+  );
+
   const maintenance = new Worker<MaintenanceJob>(
     QueueNames.maintenance,
     withRedactedErrors(async (job: Job<MaintenanceJob>) => runMaintenance(ctx, job.data, { scanEveryMs })),
@@ -112,7 +129,7 @@ export async function startWorkers(deps: WorkerDeps) {
     );
   }
 
-  for (const w of [alerts, deposits, maintenance, cardCharges]) {
+  for (const w of [alerts, deposits, maintenance, cardCharges, webhooks]) {
     w.on("failed", (job, err) => deps.logger.error({ queue: w.name, job_id: job?.id, err }, "job failed"));
     if (deps.redisHealth) deps.redisHealth.watchErrors(w, `worker ${w.name}`);
     else w.on("error", (err) => deps.logger.error({ queue: w.name, err }, "worker error"));
@@ -137,6 +154,13 @@ export async function startWorkers(deps: WorkerDeps) {
       deps.logger.warn({ err, crossing_id: crossingId }, "could not enqueue an auto top-up crossing; the sweep will"),
     );
   });
+  // Every new event, as its transaction commits (billing_events_notify): its fan-out is enqueued at
+  // once; the sweep-webhooks task finds any whose notice nobody heard.
+  const eventNotices = await deps.sql.listen("billing_events", (eventId) => {
+    enqueueFanOuts(queues, [eventId]).catch((err: unknown) =>
+      deps.logger.warn({ err, event_id: eventId }, "could not enqueue an event's fan-out; the sweep will"),
+    );
+  });
   deps.logger.info({ queues: Object.values(QueueNames) }, "workers started");
 
   return {
@@ -144,7 +168,8 @@ export async function startWorkers(deps: WorkerDeps) {
     async close() {
       await alertNotices.unlisten();
       await crossingNotices.unlisten();
-      await Promise.all([alerts.close(), deposits.close(), maintenance.close(), cardCharges.close()]);
+      await eventNotices.unlisten();
+      await Promise.all([alerts.close(), deposits.close(), maintenance.close(), cardCharges.close(), webhooks.close()]);
       await queues.close();
     },
   };

@@ -18,7 +18,14 @@ import { registerGetAutoTopup } from "./billing/get-auto-topup.js";
 import { registerGetBalance } from "./billing/get-balance.js";
 import { registerGetInvoice } from "./billing/get-invoice.js";
 import { registerGetUsage } from "./billing/get-usage.js";
+import { registerCreateWebhook } from "./billing/create-webhook.js";
+import { registerDeleteWebhook } from "./billing/delete-webhook.js";
+import { registerGetWebhook } from "./billing/get-webhook.js";
 import { registerListEvents } from "./billing/list-events.js";
+import { registerListWebhooks } from "./billing/list-webhooks.js";
+import { registerRotateWebhookSecret } from "./billing/rotate-webhook-secret.js";
+import { registerTestWebhook } from "./billing/test-webhook.js";
+import { registerUpdateWebhook } from "./billing/update-webhook.js";
 import { registerListInvoices } from "./billing/list-invoices.js";
 import { registerListPaymentMethods } from "./billing/list-payment-methods.js";
 import { registerListTopups } from "./billing/list-topups.js";
@@ -67,6 +74,13 @@ export const routes: readonly RegisterRoute[] = [
   registerCreateTopup,
   registerListTopups,
   registerListEvents,
+  registerCreateWebhook,
+  registerListWebhooks,
+  registerGetWebhook,
+  registerUpdateWebhook,
+  registerDeleteWebhook,
+  registerRotateWebhookSecret,
+  registerTestWebhook,
   // husd (org key)
   registerGetDepositAddress,
   registerRecordTopup,

@@ -7,7 +7,8 @@ import { expireHolds } from "../../billing/holds.js";
 import { closeDueCycles } from "../../billing/invoices/close-due-cycles.js";
 import { autoTopupWork } from "../../billing/auto-topup/charges.js";
 import { invoicesToCollect } from "../../billing/renewals/collect-renewal.js";
-import { enqueueCardCharges, resendAlerts } from "../../jobs/enqueue.js";
+import { dueDeliveries, unfannedEvents } from "../../billing/webhooks/deliver.js";
+import { enqueueCardCharges, enqueueDeliveries, enqueueFanOuts, resendAlerts } from "../../jobs/enqueue.js";
 import { MaintenanceJob } from "../../jobs/payloads.js";
 import type { Queues } from "../../jobs/queues.js";
 import { reconcileLedger } from "../../ledger/reconcile.js";
@@ -51,6 +52,16 @@ export async function runMaintenance(
         ...invoices.map((id) => ({ kind: "renewal" as const, id })),
       ]);
       return { crossings: crossings.length, charges: charges.length, invoices: invoices.length };
+    }
+    case "sweep-webhooks": {
+      // Events whose fan-out job was lost or never made (Redis flushed, no worker listening at
+      // commit), and attempts that are due (a retry's delayed job lost, a worker that died
+      // holding a claim). Both are decided again in PostgreSQL, so enqueuing twice is harmless.
+      const events = await unfannedEvents(fixed);
+      await enqueueFanOuts(ctx.queues, events);
+      const due = await dueDeliveries(fixed);
+      await enqueueDeliveries(ctx.queues, due, now);
+      return { fan_outs: events.length, due: due.length };
     }
     case "check-ledger": {
       const { mismatches, durationMs } = await reconcileLedger({ sql: ctx.sql, logger: ctx.logger }, now);

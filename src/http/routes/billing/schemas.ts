@@ -1,8 +1,10 @@
 import { z } from "@hono/zod-openapi";
 import type { Balance } from "../../../billing/balance.js";
+import { EventTypeNames } from "../../../billing/events/catalog.js";
 import type { Invoice } from "../../../billing/invoices/invoice.js";
 import type { AutoTopupSettings } from "../../../billing/auto-topup/settings.js";
 import { BillingError } from "../../../errors.js";
+import type { WebhookEndpoint } from "../../../billing/webhooks/endpoints.js";
 import { usd, usdFields } from "../../present.js";
 
 export const BalanceResponse = z
@@ -176,3 +178,56 @@ export function autoTopupJson(s: AutoTopupSettings | null): AutoTopupResponse {
     disabled_at: s?.disabledAt?.toISOString() ?? null,
   } as AutoTopupResponse;
 }
+
+/** A webhook endpoint as the API shows it; its secret only in the answers that make one (create, rotate). */
+export const WebhookEndpointJson = z
+  .object({
+    id: z.string().openapi({ example: "wh_7fK2pQ9xYb3LmN0aRtVw" }),
+    url: z.string().openapi({ example: "https://example.com/hooks/hanzo" }),
+    events: z
+      .array(z.enum(EventTypeNames))
+      .openapi({ description: "The event types it receives; empty: every type (test.ping only on request)" }),
+    enabled: z.boolean(),
+    disabled_reason: z
+      .string()
+      .nullable()
+      .openapi({ description: "Why delivery stopped, when it was Hanzo that disabled the endpoint" }),
+    failing_since: z.string().nullable().openapi({ description: "First failure of the current run of failures" }),
+    previous_secret_expires_at: z
+      .string()
+      .nullable()
+      .openapi({ description: "Until then the secret before the last rotation signs too" }),
+    created_at: z.string(),
+    updated_at: z.string(),
+  })
+  .openapi("WebhookEndpoint");
+export type WebhookEndpointJson = z.infer<typeof WebhookEndpointJson>;
+
+export const WebhookEndpointWithSecret = WebhookEndpointJson.extend({
+  secret: z.string().openapi({
+    example: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    description: "Signs every delivery (Standard Webhooks). Shown only now: keep it.",
+  }),
+}).openapi("WebhookEndpointWithSecret");
+export type WebhookEndpointWithSecret = z.infer<typeof WebhookEndpointWithSecret>;
+
+export function webhookEndpointJson(e: WebhookEndpoint): WebhookEndpointJson {
+  return {
+    id: e.id,
+    url: e.url,
+    events: e.events,
+    enabled: e.enabled,
+    disabled_reason: e.disabledReason,
+    failing_since: e.failingSince?.toISOString() ?? null,
+    previous_secret_expires_at: e.previousSecretExpiresAt?.toISOString() ?? null,
+    created_at: e.createdAt.toISOString(),
+    updated_at: e.updatedAt.toISOString(),
+  };
+}
+
+export const WebhookUrl = z.string().max(2048).openapi({
+  example: "https://example.com/hooks/hanzo",
+  description: "https only; must resolve to a public address (no private, loopback, link-local or metadata targets)",
+});
+export const WebhookEventTypes = z.array(z.enum(EventTypeNames)).max(50);
+export const WebhookId = z.object({ id: z.string().max(64) });
