@@ -124,6 +124,21 @@ describe("rate limits per key and per address", () => {
     expect((await t.call("GET", "/v1/pricing/plans", from("198.51.100.2"))).status).toBe(200);
   });
 
+  it("IPv6 clients are counted by their /64, and an IPv4-mapped address as the IPv4 one", async () => {
+    const t = limitedApp({ config: { TRUSTED_PROXY_HOPS: "1" } });
+    const from = (address: string) => ({ headers: { "x-forwarded-for": address } });
+    // A fresh address from the same /64 for every request: one count.
+    const rotating = [];
+    for (let i = 0; i < W + 1; i++)
+      rotating.push(
+        (await t.call("GET", "/v1/pricing/plans", from(`2001:db8:7:8:${i.toString(16)}::${i + 1}`))).status,
+      );
+    expect(rotating).toEqual([...Array(W).fill(200), 429]);
+    expect((await t.call("GET", "/v1/pricing/plans", from("2001:db8:7:9::1"))).status).toBe(200); // another /64
+    await flood(t, W, "/v1/pricing/plans", undefined, from("192.0.2.7"));
+    expect((await t.call("GET", "/v1/pricing/plans", from("::ffff:192.0.2.7"))).status).toBe(429);
+  });
+
   it("the count is shared by replicas: two apps on one Redis prefix allow W together", async () => {
     const prefix = uniqueRedisPrefix("rate-shared");
     prefixes.push(prefix);

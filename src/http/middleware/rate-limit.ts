@@ -1,3 +1,4 @@
+import { isIPv6 } from "node:net";
 import type { Context, MiddlewareHandler } from "hono";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
@@ -280,10 +281,30 @@ type NodeEnv = { incoming?: { socket?: { remoteAddress?: string } } } | undefine
  */
 export function clientAddress(c: Context<AppEnv>, hops: number): string {
   const peer = (c.env as NodeEnv)?.incoming?.socket?.remoteAddress ?? "unknown";
-  if (hops === 0) return peer;
+  if (hops === 0) return addressBucket(peer);
   const forwarded = (c.req.header("x-forwarded-for") ?? "")
     .split(",")
     .map((s) => s.trim())
     .filter(Boolean);
-  return forwarded[forwarded.length - hops] ?? peer;
+  return addressBucket(forwarded[forwarded.length - hops] ?? peer);
+}
+
+/**
+ * Whose count an address is: an IPv4 address (also written IPv4-mapped, `::ffff:a.b.c.d`) on its
+ * own, an IPv6 address by its /64, since one subscriber is routinely given a whole /64 and could
+ * otherwise take a fresh count per request from 2^64 addresses.
+ */
+export function addressBucket(address: string): string {
+  const bare = address.replace(/^\[|\]$/g, "").replace(/%.*$/, "");
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(bare);
+  if (mapped) return mapped[1] as string;
+  if (!isIPv6(bare)) return bare;
+  const [head = "", tail] = bare.toLowerCase().split("::");
+  const left = head ? head.split(":") : [];
+  const right = tail ? tail.split(":") : [];
+  const groups = tail === undefined ? left : [...left, ...Array(8 - left.length - right.length).fill("0"), ...right];
+  return `${groups
+    .slice(0, 4)
+    .map((g) => g.replace(/^0+(?=.)/, ""))
+    .join(":")}::/64`;
 }
