@@ -2,7 +2,7 @@ import type { TransactionSql } from "../db/client.js";
 import { BillingError } from "../errors.js";
 import { newId } from "../ids.js";
 import { orgCreditsAccount, SystemAccounts } from "../ledger/accounts.js";
-import { findPosted, fingerprint, postTransaction } from "../ledger/post-transaction.js";
+import { findPosted, fingerprint, postTransfer } from "../ledger/post-transaction.js";
 import { withTransaction, type BillingContext } from "./context.js";
 import { watchLowBalance } from "./low-balance.js";
 
@@ -84,13 +84,12 @@ export async function grantCredits(
     }
     const [org] = await tx`select 1 from organizations where id = ${input.orgId}`;
     if (!org) throw new BillingError("not_found", `no organization ${input.orgId}`);
-    const posted = await postTransaction(tx, {
+    const posted = await postTransfer(tx, {
       ...key,
       description: input.reason,
-      entries: [
-        { accountId: orgCreditsAccount(input.orgId), amount: input.amount },
-        { accountId: SystemAccounts.grants, amount: -input.amount },
-      ],
+      from: SystemAccounts.grants,
+      to: orgCreditsAccount(input.orgId),
+      amount: input.amount,
       createdAt: now,
     });
     // The loser of a race with the same key waited on the unique index and replays the winner.
@@ -158,16 +157,15 @@ export async function expireGrants(ctx: BillingContext, input: { limit?: number 
       const take = grant.take;
       if (take > 0n) {
         const lowBalance = await watchLowBalance(tx, grant.org_id, now);
-        const posted = await postTransaction(tx, {
+        const posted = await postTransfer(tx, {
           kind: "grant_expiry",
           orgId: grant.org_id,
           idempotencyKey: grant.id,
           description: `expiry of grant ${grant.id}`,
           metadata: { grant_id: grant.id },
-          entries: [
-            { accountId: orgCreditsAccount(grant.org_id), amount: -take },
-            { accountId: SystemAccounts.grantExpiry, amount: take },
-          ],
+          from: orgCreditsAccount(grant.org_id),
+          to: SystemAccounts.grantExpiry,
+          amount: take,
           createdAt: now,
         });
         await lowBalance(posted.created ? posted.transactionId : null);

@@ -82,6 +82,26 @@ export async function postTransaction(tx: TransactionSql, posting: Posting): Pro
 }
 
 /**
+ * A movement of `amount` from one account to another: the two entries of every posting but
+ * metering's (which writes its own in SQL with ledger_transfer, src/db/functions/ledger.sql, the
+ * same rule). `amount` may be negative (money the other way), never zero.
+ */
+export function transfer(from: string, to: string, amount: bigint): Entry[] {
+  return [
+    { accountId: from, amount: -amount },
+    { accountId: to, amount },
+  ];
+}
+
+export type Transfer = Omit<Posting, "entries"> & { from: string; to: string; amount: bigint };
+
+/** Posts one transfer (see `transfer` and `postTransaction`). */
+export function postTransfer(tx: TransactionSql, posting: Transfer): Promise<PostResult> {
+  const { from, to, amount, ...rest } = posting;
+  return postTransaction(tx, { ...rest, entries: transfer(from, to, amount) });
+}
+
+/**
  * The id of the transaction already posted under this posting's key, or null if there is none; a
  * key used by another request (another organization or fingerprint) is refused. A verb whose
  * checks depend on the time (a grant's expires_at) looks here first, so that a retry answers

@@ -1,8 +1,15 @@
+import fc from "fast-check";
 import { describe, expect } from "vitest";
 import { createOrganization } from "../../src/billing/organizations.js";
 import { orgCreditsAccount, SystemAccounts } from "../../src/ledger/accounts.js";
 import { checkLedger } from "../../src/ledger/check.js";
-import { postTransaction, UnbalancedPostingError } from "../../src/ledger/post-transaction.js";
+import {
+  assertBalanced,
+  postTransaction,
+  postTransfer,
+  transfer,
+  UnbalancedPostingError,
+} from "../../src/ledger/post-transaction.js";
 import type { TestDatabase } from "../support/database.js";
 import { dbTest } from "../support/fixtures.js";
 import { expectLedgerConsistent } from "../support/ledger.js";
@@ -96,6 +103,53 @@ describe("ledger enforcement in PostgreSQL", () => {
         }),
       ),
     ).rejects.toThrow(UnbalancedPostingError);
+  });
+
+  it("a transfer is two entries summing to zero, and ledger_transfer in SQL writes the same ones", async ({ db }) => {
+    const account = fc.stringMatching(/^[a-z:_]{1,12}$/);
+    const amount = fc.bigInt({ min: -(2n ** 63n) + 1n, max: 2n ** 63n - 1n }).filter((a) => a !== 0n);
+    await fc.assert(
+      fc.asyncProperty(account, account, amount, async (from, to, a) => {
+        const entries = transfer(from, to, a);
+        assertBalanced(entries);
+        const rows = await db.sql<{ account_id: string; amount: bigint }[]>`
+          select account_id, amount from ledger_transfer('txn_x', ${from}, ${to}, ${a.toString()})`;
+        expect(rows.map((r) => ({ accountId: r.account_id, amount: r.amount }))).toEqual(entries);
+      }),
+      { numRuns: 100 },
+    );
+  });
+
+  it("postTransfer moves the amount once per key, and the trigger still refuses a lopsided pair", async ({
+    db,
+    orgId,
+  }) => {
+    const balance = async () =>
+      (
+        await db.sql<{ balance: bigint }[]>`select balance from ledger_accounts where id = ${orgCreditsAccount(orgId)}`
+      )[0]?.balance;
+    const before = await balance();
+    const post = () =>
+      db.sql.begin((tx) =>
+        postTransfer(tx as never, {
+          kind: "grant",
+          orgId,
+          idempotencyKey: "transfer-once",
+          from: SystemAccounts.grants,
+          to: orgCreditsAccount(orgId),
+          amount: 11n,
+        }),
+      );
+    const [first, second] = await Promise.all([post(), post()]);
+    expect([first.created, second.created].sort()).toEqual([false, true]);
+    expect(first.transactionId).toBe(second.transactionId);
+    expect((await balance()) ?? 0n).toBe((before ?? 0n) + 11n);
+    await expect(
+      insertRaw(db, orgId, [
+        [orgCreditsAccount(orgId), 11n],
+        [SystemAccounts.grants, 11n],
+      ]),
+    ).rejects.toThrow(/unbalanced/);
   });
 
   it("the check finds a tampered cache (triggers disabled by a superuser) and nothing on a healthy ledger", async ({

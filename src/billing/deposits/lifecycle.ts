@@ -42,7 +42,7 @@ import type { Logger } from "pino";
 import type { Sql } from "../../db/client.js";
 import { newId } from "../../ids.js";
 import { orgCreditsAccount, SystemAccounts } from "../../ledger/accounts.js";
-import { postTransaction } from "../../ledger/post-transaction.js";
+import { postTransfer } from "../../ledger/post-transaction.js";
 import { settleOpenInvoices } from "../invoices/settle-open-invoices.js";
 import { watchLowBalance } from "../low-balance.js";
 import type { DepositState } from "./record.js";
@@ -142,7 +142,7 @@ export async function creditDeposit(
       throw new DepositInvariantError(`deposit ${row.id} is pending without an organization or an amount`);
     const k = row.credit_count + 1;
     const amount = row.amount_nano_usd;
-    const posted = await postTransaction(tx, {
+    const posted = await postTransfer(tx, {
       kind: "husd_deposit",
       orgId: row.org_id,
       idempotencyKey: `husd-credit:${row.id}:${k}`,
@@ -156,10 +156,9 @@ export async function creditDeposit(
         block_hash: row.block_hash,
         log_index: at.logIndex,
       },
-      entries: [
-        { accountId: orgCreditsAccount(row.org_id), amount },
-        { accountId: SystemAccounts.husd, amount: -amount },
-      ],
+      from: SystemAccounts.husd,
+      to: orgCreditsAccount(row.org_id),
+      amount,
       createdAt: now,
     });
     if (!posted.created)
@@ -214,16 +213,15 @@ export async function reverseDeposit(
         `deposit ${row.id} is credited with ${row.credit_count} credits and ${row.reversal_count} reversals`,
       );
     const lowBalance = await watchLowBalance(tx, row.org_id, now);
-    const posted = await postTransaction(tx, {
+    const posted = await postTransfer(tx, {
       kind: "reversal",
       orgId: row.org_id,
       idempotencyKey: `husd-reversal:${row.id}:${k}`,
       description: "HUSD deposit reversed: its block left the canonical chain",
       metadata: { deposit_id: row.id, reversal: k, tx_hash: row.tx_hash, block_hash: row.block_hash, why },
-      entries: [
-        { accountId: orgCreditsAccount(row.org_id), amount: -row.amount_nano_usd },
-        { accountId: SystemAccounts.husd, amount: row.amount_nano_usd },
-      ],
+      from: orgCreditsAccount(row.org_id),
+      to: SystemAccounts.husd,
+      amount: row.amount_nano_usd,
       createdAt: now,
     });
     if (!posted.created)

@@ -3,7 +3,7 @@ import { BillingError } from "../../errors.js";
 import { newId } from "../../ids.js";
 import { orgCreditsAccount, SystemAccounts } from "../../ledger/accounts.js";
 import { divideHalfEven } from "../../ledger/money.js";
-import { postTransaction } from "../../ledger/post-transaction.js";
+import { postTransfer } from "../../ledger/post-transaction.js";
 import { at, withTransaction, type BillingContext } from "../context.js";
 import { consumeExpiringGrants } from "../grants.js";
 import { watchLowBalance } from "../low-balance.js";
@@ -146,16 +146,15 @@ export async function closeCycle(
     let settlement: string | null = null;
     if (settled !== 0n) {
       // The invoice has no number yet (it gets one last, see below): the entry names its id.
-      ({ transactionId: settlement } = await postTransaction(tx, {
+      ({ transactionId: settlement } = await postTransfer(tx, {
         kind: "invoice_settlement",
         orgId,
         idempotencyKey: id,
         description: `Invoice ${id}: ${settled > 0n ? "charges paid from credits" : "credit from adjustments"}`,
         metadata: { invoice_id: id },
-        entries: [
-          { accountId: orgCreditsAccount(orgId), amount: -settled },
-          { accountId: SystemAccounts.revenue, amount: settled },
-        ],
+        from: orgCreditsAccount(orgId),
+        to: SystemAccounts.revenue,
+        amount: settled,
         createdAt: now,
       }));
     }

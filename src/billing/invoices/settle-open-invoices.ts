@@ -1,6 +1,6 @@
 import type { TransactionSql } from "../../db/client.js";
 import { orgCreditsAccount, SystemAccounts } from "../../ledger/accounts.js";
-import { postTransaction } from "../../ledger/post-transaction.js";
+import { postTransfer } from "../../ledger/post-transaction.js";
 
 /**
  * A top-up (card or HUSD) pays the org's open invoices before it adds to credits: called in the
@@ -26,16 +26,15 @@ export async function settleOpenInvoices(
     for update`;
   for (const invoice of open) {
     if (invoice.amount_due > left) continue;
-    const posted = await postTransaction(tx, {
+    const posted = await postTransfer(tx, {
       kind: "invoice_settlement",
       orgId,
       idempotencyKey: `paid:${invoice.id}`,
       description: `Invoice ${invoice.number} paid from a top-up`,
       metadata: { invoice_id: invoice.id, paid_by: input.source },
-      entries: [
-        { accountId: orgCreditsAccount(orgId), amount: -invoice.amount_due },
-        { accountId: SystemAccounts.revenue, amount: invoice.amount_due },
-      ],
+      from: orgCreditsAccount(orgId),
+      to: SystemAccounts.revenue,
+      amount: invoice.amount_due,
       createdAt: now,
     });
     if (!posted.created) continue;

@@ -1,6 +1,6 @@
 import type { TransactionContext } from "../context.js";
 import { orgCreditsAccount, SystemAccounts } from "../../ledger/accounts.js";
-import { postTransaction } from "../../ledger/post-transaction.js";
+import { postTransfer } from "../../ledger/post-transaction.js";
 import { settleOpenInvoices } from "../invoices/settle-open-invoices.js";
 import { CREDITED_CURRENCY, centsToNanoUsd, lockPayment } from "./card-payment.js";
 
@@ -51,17 +51,16 @@ export async function creditCardTopup(ctx: TransactionContext, input: TopupInput
     return "refused_currency";
   }
   const amount = centsToNanoUsd(input.amountMinor);
-  const posted = await postTransaction(tx, {
+  const posted = await postTransfer(tx, {
     kind: "card_topup",
     orgId: input.orgId,
     idempotencyKey: input.paymentId,
     description: "Card top-up",
     // Shown to the org by GET /v1/billing/transactions: no processor ids in here.
     metadata: { source: "card", currency: "usd", amount_cents: input.amountMinor.toString() },
-    entries: [
-      { accountId: orgCreditsAccount(input.orgId), amount },
-      { accountId: SystemAccounts.card, amount: -amount },
-    ],
+    from: SystemAccounts.card,
+    to: orgCreditsAccount(input.orgId),
+    amount,
     createdAt: now,
   });
   if (!posted.created) return "already_credited";

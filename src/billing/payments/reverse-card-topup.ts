@@ -1,6 +1,6 @@
 import type { TransactionSql } from "../../db/client.js";
 import { orgCreditsAccount, SystemAccounts } from "../../ledger/accounts.js";
-import { postTransaction } from "../../ledger/post-transaction.js";
+import { postTransfer } from "../../ledger/post-transaction.js";
 import type { TransactionContext } from "../context.js";
 import { watchLowBalance } from "../low-balance.js";
 import { centsToNanoUsd, lockPayment, topupState, type TopupRow } from "./card-payment.js";
@@ -94,7 +94,7 @@ export async function reverseCardTopup(
   let reversed = 0n;
   if (amount > 0n) {
     const lowBalance = await watchLowBalance(tx, row.org_id, now);
-    const posted = await postTransaction(tx, {
+    const posted = await postTransfer(tx, {
       kind: "reversal",
       orgId: row.org_id,
       // Per refund (the charge's cumulative refunded amount only grows) and per dispute id.
@@ -102,10 +102,9 @@ export async function reverseCardTopup(
         r.kind === "refund" ? `card-refund:${r.chargeId}:${r.amountRefundedMinor}` : `card-dispute:${r.disputeId}`,
       description: r.kind === "refund" ? "Card top-up refunded" : "Card top-up disputed",
       metadata: { source: "card", reason: r.kind },
-      entries: [
-        { accountId: orgCreditsAccount(row.org_id), amount: -amount },
-        { accountId: SystemAccounts.card, amount },
-      ],
+      from: orgCreditsAccount(row.org_id),
+      to: SystemAccounts.card,
+      amount,
       createdAt: now,
     });
     if (posted.created) reversed = amount;
@@ -171,16 +170,15 @@ async function closeDispute(
   if (owed > keptForRefunds) owed = keptForRefunds > 0n ? keptForRefunds : 0n;
   let reinstated = 0n;
   if (owed > 0n) {
-    const posted = await postTransaction(tx, {
+    const posted = await postTransfer(tx, {
       kind: "card_topup",
       orgId,
       idempotencyKey: `card-dispute-won:${r.disputeId}`,
       description: "Card top-up restored: dispute won",
       metadata: { source: "card", reason: "dispute_won" },
-      entries: [
-        { accountId: orgCreditsAccount(orgId), amount: owed },
-        { accountId: SystemAccounts.card, amount: -owed },
-      ],
+      from: SystemAccounts.card,
+      to: orgCreditsAccount(orgId),
+      amount: owed,
       createdAt: now,
     });
     if (posted.created) reinstated = owed;

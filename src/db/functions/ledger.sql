@@ -7,8 +7,8 @@
 --
 -- Every transaction must balance, checked per statement over all entries of the transactions
 -- the statement touched, so a transaction's entries are written in one statement (as
--- postTransaction and metering_post do) and nothing can ever add an entry that unbalances it
--- later. Each touched transaction is reached by an index probe: without fresh statistics a join
+-- postTransaction and metering_post do, both from transfers) and nothing can ever add an entry
+-- that unbalances it later. Each touched transaction is reached by an index probe: without fresh statistics a join
 -- of the transition table to ledger_entries could become a scan of every entry ever written.
 create or replace function ledger_assert_balanced() returns trigger language plpgsql set search_path = billing, pg_temp as $$
 declare
@@ -30,6 +30,14 @@ end $$;
 drop trigger if exists ledger_entries_balanced on ledger_entries;
 create trigger ledger_entries_balanced after insert on ledger_entries
   referencing new table as inserted for each statement execute function ledger_assert_balanced();
+
+-- The two entries of a movement of `p_amount` from one account to another (negative: the other
+-- way), the SQL twin of `transfer` in src/ledger/post-transaction.ts; metering_post builds its
+-- transactions from these. A plain SQL function, so the planner inlines it.
+create or replace function ledger_transfer(p_transaction_id text, p_from text, p_to text, p_amount bigint)
+returns table (transaction_id text, account_id text, amount bigint) language sql immutable parallel safe as $$
+  select * from (values (p_transaction_id, p_from, -p_amount), (p_transaction_id, p_to, p_amount)) e
+$$;
 
 -- A transaction with no entries at all is refused as well (checked at commit).
 create or replace function ledger_assert_has_entries() returns trigger language plpgsql set search_path = billing, pg_temp as $$

@@ -424,21 +424,22 @@ begin
   ) t(id, kind, description, metadata, wanted)
   where t.wanted;
   if found then
+    -- Each transaction is one or two transfers (usage: the settled holds back to credits, the
+    -- cost from credits to revenue), summed per account: one entry per account, none of zero.
     insert into ledger_entries (transaction_id, account_id, amount)
-    select e.transaction_id, e.account_id, e.amount
+    select e.transaction_id, e.account_id, sum(e.amount)
     from generate_subscripts(p_orgs, 1) i
-    cross join lateral (select (p_orgs[i]).org_id as org_id, (p_orgs[i]).usage_txn as usage_txn,
-                               (p_orgs[i]).expiry_txn as expiry_txn, (p_orgs[i]).hold_txn as hold_txn) o
-    cross join lateral (values
-      (o.usage_txn, 'org:' || o.org_id || ':held', -p_settled[i]),
-      (o.usage_txn, 'org:' || o.org_id || ':credits', p_settled[i] - p_cost[i]),
-      (o.usage_txn, 'system:revenue', p_cost[i]),
-      (o.expiry_txn, 'org:' || o.org_id || ':held', -p_expired[i]),
-      (o.expiry_txn, 'org:' || o.org_id || ':credits', p_expired[i]),
-      (o.hold_txn, 'org:' || o.org_id || ':credits', -p_newly_held[i]),
-      (o.hold_txn, 'org:' || o.org_id || ':held', p_newly_held[i])
-    ) e(transaction_id, account_id, amount)
-    where e.amount <> 0;
+    cross join lateral (select (p_orgs[i]).usage_txn as usage_txn, (p_orgs[i]).expiry_txn as expiry_txn,
+                               (p_orgs[i]).hold_txn as hold_txn, 'org:' || (p_orgs[i]).org_id || ':credits' as credits,
+                               'org:' || (p_orgs[i]).org_id || ':held' as held) o
+    cross join lateral (
+      select * from ledger_transfer(o.usage_txn, o.held, o.credits, p_settled[i])
+      union all select * from ledger_transfer(o.usage_txn, o.credits, 'system:revenue', p_cost[i])
+      union all select * from ledger_transfer(o.expiry_txn, o.held, o.credits, p_expired[i])
+      union all select * from ledger_transfer(o.hold_txn, o.credits, o.held, p_newly_held[i])
+    ) e
+    group by e.transaction_id, e.account_id
+    having sum(e.amount) <> 0;
   end if;
 
   insert into usage_events (id, org_id, idempotency_key, occurred_at, product, model, quantities, cost, catalog_version, hold_id, transaction_id, recorded_at)
