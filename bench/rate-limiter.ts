@@ -1,5 +1,5 @@
 import { Redis } from "ioredis";
-import { RateLimiter } from "../src/http/middleware/rate-limit.js";
+import { RateLimiter } from "../src/http/middleware/rate-limiter.js";
 import { cpuMicros, startRedis, stopProcess } from "./support.js";
 
 /**

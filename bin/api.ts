@@ -6,7 +6,7 @@ import { Metering } from "../src/billing/metering.js";
 import { createChainClient } from "../src/chain/client.js";
 import { createSql } from "../src/db/client.js";
 import { createApp } from "../src/http/app.js";
-import { RateLimiter } from "../src/http/middleware/rate-limit.js";
+import { RateLimiter } from "../src/http/middleware/rate-limiter.js";
 import { createLogger } from "../src/observability/logger.js";
 import { createMetrics } from "../src/observability/metrics.js";
 import { checkDatabase, checkRedis, loadConfigOrExit, preflightOrExit, redactPassword } from "../src/ops/preflight.js";

@@ -7,12 +7,22 @@ import type { Clock } from "../clock.js";
 import type { Config } from "../config.js";
 import type { Sql } from "../db/client.js";
 import type { Metrics } from "../observability/metrics.js";
-import type { HealthProbes } from "./routes/meta/health.js";
-import type { AuthOutcome } from "./middleware/auth.js";
-import type { RateLimiter } from "./middleware/rate-limit.js";
+import type { BillingError } from "../errors.js";
+import type { RateLimiter } from "./middleware/rate-limiter.js";
 import type { Queues } from "../jobs/queues.js";
 import type { CardContext } from "../billing/payments/customers.js";
 import { processorClient } from "../billing/payments/processor-client.js";
+
+/** What bin/api.ts knows about its dependencies beyond PostgreSQL (which is asked on each probe). */
+export type HealthProbes = {
+  /** Redis as the process last saw it (RedisHealth): reconnection happens in the background. */
+  redisUp?: () => boolean;
+  /** True once shutdown has begun: load balancers should stop sending before the server closes. */
+  draining?: () => boolean;
+};
+
+/** What an Authorization header proved (middleware/auth.ts resolveAuth). */
+export type AuthOutcome = { principal: Principal } | { error: BillingError };
 
 /** Everything a route needs, passed in by the process that builds the app (bin/api.ts, or a test). */
 export type AppDeps = {

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { RateLimiter } from "../../src/http/middleware/rate-limit.js";
+import { RateLimiter } from "../../src/http/middleware/rate-limiter.js";
 import { createTestApp, type TestApp } from "../support/app.js";
 import { startTestChain, type TestChain } from "../support/chain-stack.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";

@@ -1,6 +1,6 @@
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { RateLimiter } from "../../src/http/middleware/rate-limit.js";
+import { RateLimiter } from "../../src/http/middleware/rate-limiter.js";
 import { createTestApp, TEST_ADMIN_KEY, type TestApp } from "../support/app.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { freePort } from "../support/free-port.js";

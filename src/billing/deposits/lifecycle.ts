@@ -45,7 +45,9 @@ import { orgCreditsAccount, SystemAccounts } from "../../ledger/accounts.js";
 import { postTransfer } from "../../ledger/post-transaction.js";
 import { settleOpenInvoices } from "../invoices/settle-open-invoices.js";
 import { watchLowBalance } from "../low-balance.js";
-import type { DepositState } from "./record.js";
+
+/** The states of the machine above. */
+export type DepositState = "seen" | "confirming" | "credited" | "orphaned" | "rejected" | "reversed";
 
 /** Where a deposit was seen on the chain: it moves when its transaction is mined again. */
 export type Location = { blockNumber: bigint; blockHash: string; logIndex: number };

@@ -2,7 +2,7 @@ import type { Config } from "../../config.js";
 import type { Sql } from "../../db/client.js";
 import { newId } from "../../ids.js";
 import { baseUnitsToNanoUsd } from "./amounts.js";
-import { reviveDeposit } from "./lifecycle.js";
+import { type DepositState, reviveDeposit } from "./lifecycle.js";
 
 /**
  * A transfer as seen on the chain. Its identity is (chain, tx hash, token, from, to, amount,
@@ -20,8 +20,6 @@ export type ObservedTransfer = {
   to: string;
   amount: bigint;
 };
-
-export type DepositState = "seen" | "confirming" | "credited" | "orphaned" | "rejected" | "reversed";
 
 /** Why a transfer will never be credited, decided once when it is first recorded. */
 export function rejectionReason(t: ObservedTransfer, orgId: string | null, config: Config): string | null {

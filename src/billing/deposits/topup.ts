@@ -13,7 +13,8 @@ import type { BillingContext } from "../context.js";
 import { depositAddressFor } from "./addresses.js";
 import type { MaybeChainContext } from "./context.js";
 import { transfersOfTransaction } from "./identity.js";
-import { recordTransfer, type DepositState } from "./record.js";
+import type { DepositState } from "./lifecycle.js";
+import { recordTransfer } from "./record.js";
 
 /**
  * Verify-and-record: the org tells us a transaction hash; we look it up on the chain at once and

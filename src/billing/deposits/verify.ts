@@ -12,7 +12,8 @@ import {
   reverseDeposit,
   reviveDeposit,
 } from "./lifecycle.js";
-import { recordTransfer, type DepositState } from "./record.js";
+import type { DepositState } from "./lifecycle.js";
+import { recordTransfer } from "./record.js";
 
 type DepositRow = {
   id: string;

@@ -1,4 +1,4 @@
-import type { DepositState } from "../deposits/record.js";
+import type { DepositState } from "../deposits/lifecycle.js";
 import { BillingError } from "../../errors.js";
 import type { BillingContext } from "../context.js";
 import type { Page } from "../transactions.js";

@@ -1,10 +1,9 @@
 import type { Context, MiddlewareHandler } from "hono";
 import { authenticate, type KeyScope, type Principal } from "../../billing/api-keys.js";
 import { BillingError } from "../../errors.js";
-import type { AppEnv } from "../context.js";
+import type { AppEnv, AuthOutcome } from "../context.js";
 
 /** What the request's Authorization header proved, worked out once per header value. */
-export type AuthOutcome = { principal: Principal } | { error: BillingError };
 
 /**
  * Resolves `Authorization: Bearer hk-…` to its principal, or the 401 it deserves (missing,

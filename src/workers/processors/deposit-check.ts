@@ -1,5 +1,5 @@
 import type { DepositContext } from "../../billing/deposits/context.js";
-import type { DepositState } from "../../billing/deposits/record.js";
+import type { DepositState } from "../../billing/deposits/lifecycle.js";
 import { verifyDeposit } from "../../billing/deposits/verify.js";
 import { DepositJob } from "../../jobs/payloads.js";
 

@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import type { Redis } from "ioredis";
 import { afterAll, describe, expect } from "vitest";
 import { createSql, type Sql } from "../../../src/db/client.js";
-import { RateLimiter } from "../../../src/http/middleware/rate-limit.js";
+import { RateLimiter } from "../../../src/http/middleware/rate-limiter.js";
 import { createTestApp, TEST_ADMIN_KEY, type TestApp } from "../../support/app.js";
 import { dbTest } from "../../support/fixtures.js";
 import { connectRedis, startDelayProxy, startOwnRedis } from "../../support/own-redis.js";

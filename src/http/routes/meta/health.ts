@@ -1,14 +1,6 @@
 import type { Context } from "hono";
 import type { AppEnv } from "../../context.js";
 
-/** What bin/api.ts knows about its dependencies beyond PostgreSQL (which is asked on each probe). */
-export type HealthProbes = {
-  /** Redis as the process last saw it (RedisHealth): reconnection happens in the background. */
-  redisUp?: () => boolean;
-  /** True once shutdown has begun: load balancers should stop sending before the server closes. */
-  draining?: () => boolean;
-};
-
 const POSTGRES_PROBE_TIMEOUT_MS = 2_000;
 
 export type DependencyReport = { ok: boolean; postgres: "up" | "down"; redis?: "up" | "down"; draining?: boolean };
