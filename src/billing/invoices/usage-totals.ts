@@ -1,5 +1,6 @@
 import type { TransactionSql } from "../../db/client.js";
 import type { Period } from "../periods.js";
+import { rollUpUsage } from "../usage-rollup.js";
 
 /** The invoice before a period: where its period ended and the newest usage seq it counted. */
 export type PreviousInvoice = { end: Date; cutoff: bigint };
@@ -20,15 +21,15 @@ export type UsageTotal = {
 };
 
 /**
- * Usage of the period not invoiced before, per product and model, among the org's events with
- * afterSeq < seq <= upto, where upto is the newest seq of the org this statement sees. Not
- * invoiced before = not (occurred before the previous invoice's period end and written before
+ * Usage of the period not invoiced before, per product and model (rollUpUsage), among the org's
+ * events with afterSeq < seq <= upto, where upto is the newest seq of the org when this is called.
+ * Not invoiced before = not (occurred before the previous invoice's period end and written before
  * its close); usage that occurred before this period is late.
  *
  * Read without the org's lock, this still sees every event up to `upto`: usage is written under
- * the org's lock (metering_batch) and commits before releasing it, so a write still in flight
- * took the lock after every write this statement sees and has larger seqs. The close then reads
- * the events after `upto` under the lock, where none can be in flight.
+ * the org's lock (metering_batch) and commits before releasing it, so a write in flight when
+ * `upto` was read took the lock after every write that read saw, and has a larger seq. The close
+ * then reads the events after `upto` under the lock, where none can be in flight.
  */
 export async function usageTotals(
   tx: TransactionSql,
@@ -37,47 +38,25 @@ export async function usageTotals(
   previous: PreviousInvoice,
   afterSeq: bigint,
 ): Promise<{ totals: UsageTotal[]; upto: bigint }> {
-  const rows = await tx<
-    {
-      upto: bigint;
-      late: boolean | null;
-      product: string;
-      model: string;
-      cost: string;
-      quantities: Record<string, string> | null;
-    }[]
-  >`
-    with bound as (select coalesce(max(seq), 0) as upto from usage_events where org_id = ${orgId}),
-    events as (
-      select product, model, quantities, cost, occurred_at < ${period.start} as late
+  const [bound] = await tx<{ upto: bigint }[]>`
+    select coalesce(max(seq), 0)::bigint as upto from usage_events where org_id = ${orgId}`;
+  const upto = bound?.upto ?? 0n;
+  const groups = await rollUpUsage(
+    tx,
+    tx`
+      select occurred_at < ${period.start} as late, product, model, quantities, cost
       from usage_events
-      where org_id = ${orgId} and seq > ${afterSeq.toString()} and seq <= (select upto from bound) and occurred_at < ${period.end}
-        and not (occurred_at < ${previous.end} and seq <= ${previous.cutoff.toString()})
-    ),
-    meters as (
-      select late, product, model, jsonb_object_agg(key, total) as quantities from (
-        select late, product, model, q.key, sum(q.value::numeric)::text as total
-        from events, jsonb_each_text(quantities) q group by late, product, model, q.key
-      ) m group by late, product, model
-    ),
-    totals as (
-      select e.late, e.product, e.model, sum(e.cost)::text as cost, m.quantities
-      from events e left join meters m using (late, product, model)
-      group by e.late, e.product, e.model, m.quantities
-    )
-    select b.upto, t.* from bound b left join totals t on true`;
-  const totals: UsageTotal[] = [];
-  for (const r of rows) {
-    if (r.late === null) continue; // the bound's row when the org has no such events
-    totals.push({
-      late: r.late,
-      product: r.product,
-      model: r.model,
-      cost: BigInt(r.cost),
-      quantities: Object.fromEntries(Object.entries(r.quantities ?? {}).map(([k, v]) => [k, BigInt(v)])),
-    });
-  }
-  return { totals: sortUsageTotals(totals), upto: rows[0]?.upto ?? 0n };
+      where org_id = ${orgId} and seq > ${afterSeq.toString()} and seq <= ${upto.toString()} and occurred_at < ${period.end}
+        and not (occurred_at < ${previous.end} and seq <= ${previous.cutoff.toString()})`,
+  );
+  const totals = groups.map(({ late, product, model, cost, quantities }) => ({
+    late,
+    product,
+    model,
+    cost,
+    quantities,
+  }));
+  return { totals: sortUsageTotals(totals), upto };
 }
 
 /** Line order: this period's usage, then late usage; each by product, then model. */
