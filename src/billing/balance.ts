@@ -1,6 +1,7 @@
 import { BillingError } from "../errors.js";
 import { orgCreditsAccount, orgHeldAccount } from "../ledger/accounts.js";
 import type { BillingContext } from "./context.js";
+import { shownBalance } from "./money-rules.js";
 
 /**
  * An organization's money, in nano-USD.
@@ -29,7 +30,11 @@ export async function getBalance(ctx: BillingContext, input: { orgId: string }):
   // Shown as they are by the rules, whenever the workers get to post them: holds past their
   // expiry are back in the credits (the sweep or the org's next batch will close them), and
   // grants past theirs are gone (src/db/functions/money_rules.sql).
-  const held = row.held - row.lapsed;
-  const credits = row.credits + row.lapsed - row.expiry;
-  return { balance: credits + held, credits, held, lowBalanceThreshold: row.low_balance_threshold };
+  const shown = shownBalance({
+    credits: row.credits,
+    held: row.held,
+    lapsedHolds: row.lapsed,
+    pendingExpiry: row.expiry,
+  });
+  return { ...shown, lowBalanceThreshold: row.low_balance_threshold };
 }

@@ -1,5 +1,6 @@
 import type { TransactionSql } from "../db/client.js";
 import { newId } from "../ids.js";
+import { lowBalanceCrossed } from "./money-rules.js";
 import { lockOrgs, type LockedOrg } from "./org-locks.js";
 
 /** Writes the alert for a debit, if it crossed the threshold. */
@@ -42,7 +43,7 @@ export async function watchLowBalance(
     // The same crossing against the auto top-up threshold, if the org has one on (auto_topup.sql).
     if (balance < beforeBalance)
       await tx`select auto_topup_note_crossing(${orgId}, ${beforeBalance.toString()}, ${balance.toString()}, ${debitTransactionId}, ${now})`;
-    if (!(beforeBalance >= after.threshold && balance < after.threshold)) return;
+    if (!lowBalanceCrossed(beforeBalance, balance, after.threshold)) return;
     await tx`insert into balance_alerts (id, org_id, balance, threshold, transaction_id, created_at)
              values (${newId("alert")}, ${orgId}, ${balance.toString()}, ${after.threshold.toString()}, ${debitTransactionId}, ${now})`;
   };

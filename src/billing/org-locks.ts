@@ -52,8 +52,3 @@ export async function lockOrgs(tx: TransactionSql, orgIds: string[], now: Date):
     ]),
   );
 }
-
-/** Spendable credits: the account less what expired, unposted grants take. */
-export function spendable(org: LockedOrg): bigint {
-  return org.credits - org.pendingExpiry;
-}

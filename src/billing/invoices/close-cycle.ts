@@ -7,7 +7,8 @@ import { postTransfer } from "../../ledger/post-transaction.js";
 import { at, withTransaction, type BillingContext } from "../context.js";
 import { consumeExpiringGrants } from "../grants.js";
 import { watchLowBalance } from "../low-balance.js";
-import { lockOrgs, spendable } from "../org-locks.js";
+import { settleCharges, spendable } from "../money-rules.js";
+import { lockOrgs } from "../org-locks.js";
 import { cycleContaining, cycleFrom, type Period } from "../periods.js";
 import { grantIncludedCredits, subscribedPlanAt } from "../subscriptions.js";
 import { toInvoice, type Invoice, type InvoiceLine, type InvoiceRow, type InvoiceStatus } from "./invoice.js";
@@ -113,12 +114,11 @@ export async function closeCycle(
     }
 
     // Usage was paid from credits as it happened; charges are settled now, as far as credits go.
-    const available = spendable(org);
-    const settled = charges > 0n ? (charges < available ? charges : available > 0n ? available : 0n) : charges;
-    const amountDue = charges - settled;
-    const subtotal = usageTotal + charges;
-    // A credit beyond the cycle's charges went to the balance: it is not credits applied.
-    const creditsApplied = subtotal - amountDue > 0n ? subtotal - amountDue : 0n;
+    const { settled, amountDue, subtotal, creditsApplied } = settleCharges({
+      usage: usageTotal,
+      charges,
+      available: spendable(org.credits, org.pendingExpiry),
+    });
 
     const id = newId("inv");
     await tx`insert into invoices (id, org_id, period_start, period_end, status, subtotal, credits_applied, amount_due, usage_seq_cutoff, created_at)

@@ -19,7 +19,7 @@ begin
     return null;
   end if;
   select s.threshold into v_threshold from auto_topup_settings s where s.org_id = p_org and s.enabled;
-  if not found or not (p_before >= v_threshold and p_after < v_threshold) then
+  if not found or not low_balance_crossed(p_before, p_after, v_threshold) then
     return null;
   end if;
   v_id := 'atc_' || replace(gen_random_uuid()::text, '-', '');

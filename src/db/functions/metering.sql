@@ -383,7 +383,7 @@ begin
       outcomes[k] := case when v_same[k] then 'replayed' else 'idempotency_key_reused' end;
       continue;
     end if;
-    v_spendable := v_credits[i] - v_expiry[i];
+    v_spendable := spendable_credits(v_credits[i], v_expiry[i]);
     if a.amount > v_spendable then
       outcomes[k] := 'insufficient_balance';
       v_available[k] := v_spendable;
@@ -534,7 +534,7 @@ begin
       -- (credits + held as posted): every debit path judges that one (src/billing/low-balance.ts).
       v_before := s.credits[i] + s.held[i];
       v_after := v_credits[i] + v_held[i];
-      if v_events[i] > 0 and (v_settled[i] <> 0 or v_cost[i] <> 0) and v_before >= s.threshold[i] and v_after < s.threshold[i] then
+      if v_events[i] > 0 and (v_settled[i] <> 0 or v_cost[i] <> 0) and low_balance_crossed(v_before, v_after, s.threshold[i]) then
         usage_alerts := coalesce(usage_alerts, '[]'::jsonb)
           || jsonb_build_object('i', i, 'balance', v_after::text, 'threshold', s.threshold[i]::text);
       end if;

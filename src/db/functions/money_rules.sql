@@ -21,6 +21,21 @@ drop function if exists grant_expiry_effective(bigint, bigint);
 drop function if exists grant_expiry_pending(text, timestamptz);
 drop function if exists grant_expiry_waits(text, timestamptz, timestamptz);
 
+-- What an organization can spend now: its credits account less what expired, unposted grants
+-- take (grant_expiry_taken). The twin of `spendable` in src/billing/money-rules.ts.
+create or replace function spendable_credits(p_credits bigint, p_pending_expiry bigint)
+returns bigint language sql immutable parallel safe as $$
+  select p_credits - p_pending_expiry
+$$;
+
+-- Whether a debit took the balance (credits + held, as posted) from at or above a threshold (the
+-- low-balance one, or the auto top-up one) to below it. The twin of `lowBalanceCrossed` in
+-- src/billing/money-rules.ts.
+create or replace function low_balance_crossed(p_before bigint, p_after bigint, p_threshold bigint)
+returns boolean language sql immutable parallel safe as $$
+  select p_before >= p_threshold and p_after < p_threshold
+$$;
+
 -- Whether a hold counts as live at `p_now`: a hold past its expires_at is as good as expired,
 -- whether or not the sweep has closed it yet. (Queries also say `status = 'active'` literally,
 -- so that the planner can use the partial index holds_active_org.)

@@ -1,0 +1,60 @@
+/**
+ * The money rules that are arithmetic on amounts already read (no I/O): verbs read an
+ * organization's accounts under its lock and decide with these. Where the metering hot path
+ * decides the same inside PostgreSQL, it calls the SQL function of the same rule
+ * (src/db/functions/money_rules.sql, named beside each rule here), and
+ * test/billing/money-rules.test.ts checks both agree on generated amounts. The rules that read
+ * tables (what expired grants take, grant_expiry_taken; which expiries are due) are SQL only.
+ */
+
+/**
+ * What an organization can spend now: its credits account less what grants that have expired,
+ * but whose expiry is not posted yet, take from it (grant_expiry_taken). SQL: spendable_credits.
+ */
+export function spendable(credits: bigint, pendingExpiry: bigint): bigint {
+  return credits - pendingExpiry;
+}
+
+/**
+ * Whether a debit took the balance (credits + held, as posted) from at or above the
+ * organization's low-balance threshold to below it: one alert per crossing (the auto top-up
+ * threshold is judged by the same rule). SQL: low_balance_crossed.
+ */
+export function lowBalanceCrossed(before: bigint, after: bigint, threshold: bigint): boolean {
+  return before >= threshold && after < threshold;
+}
+
+/**
+ * An organization's money as it is shown, whenever the workers get to post what the rules say:
+ * holds past their expiry (`lapsedHolds`, not yet closed) are back in the credits, and what
+ * expired grants take is gone. balance = credits + held.
+ */
+export function shownBalance(a: { credits: bigint; held: bigint; lapsedHolds: bigint; pendingExpiry: bigint }): {
+  balance: bigint;
+  credits: bigint;
+  held: bigint;
+} {
+  const held = a.held - a.lapsedHolds;
+  const credits = a.credits + a.lapsedHolds - a.pendingExpiry;
+  return { balance: credits + held, credits, held };
+}
+
+/**
+ * How an invoice's charges (plan, adjustments; usage was paid as it happened) are settled at
+ * close: from the spendable credits as far as they go, the rest due. A net credit (charges < 0)
+ * goes to the credits whole. creditsApplied: the part of the subtotal (usage + charges) the
+ * credits paid, never negative (a credit beyond the cycle's charges is not credits applied).
+ */
+export function settleCharges(a: { usage: bigint; charges: bigint; available: bigint }): {
+  settled: bigint;
+  amountDue: bigint;
+  subtotal: bigint;
+  creditsApplied: bigint;
+} {
+  const { usage, charges, available } = a;
+  const settled = charges > 0n ? (charges < available ? charges : available > 0n ? available : 0n) : charges;
+  const amountDue = charges - settled;
+  const subtotal = usage + charges;
+  const creditsApplied = subtotal - amountDue > 0n ? subtotal - amountDue : 0n;
+  return { settled, amountDue, subtotal, creditsApplied };
+}
