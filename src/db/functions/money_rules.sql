@@ -1,5 +1,7 @@
--- The one rule for credit grants that expire, used by every path that reads or moves an
--- organization's money (the metering batch, getBalance, lockOrgs, expireGrants).
+-- The money rules in SQL: spendable credits and the low-balance crossing (twins of
+-- src/billing/money-rules.ts, for the metering batch; test/billing/money-rules.test.ts checks
+-- they agree), and the one rule for credit grants that expire, used by every path that reads or
+-- moves an organization's money (the metering batch, getBalance, lockOrgs, expireGrants).
 --
 -- A grant's unused part (amount - consumed) stops being spendable at its expires_at. Money that
 -- was already held for a request when the grant expired is not taken from under that request:
