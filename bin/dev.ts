@@ -15,6 +15,7 @@ import { ensureDatabase } from "../src/db/ensure-database.js";
 import { migrate } from "../src/db/migrate.js";
 import { randomBase62 } from "../src/ids.js";
 import { checkServices } from "../src/ops/preflight.js";
+import { startFakeProcessor } from "../dev/processor/server.js";
 
 /**
  * npm run dev: the whole stack on this machine in one command. PostgreSQL and Redis must be
@@ -31,6 +32,7 @@ const ANVIL_PORT = Number(process.env.DEV_ANVIL_PORT ?? 8545);
 const API_PORT = Number(process.env.PORT ?? 3000);
 const PONDER_PORT = Number(process.env.PONDER_PORT ?? 42069);
 const CHAIN_ID = Number(process.env.CHAIN_ID ?? 36964); // Hanzo devnet's id, served by anvil
+const PROCESSOR_PORT = Number(process.env.DEV_PROCESSOR_PORT ?? 12111);
 
 type DevState = {
   api_url: string;
@@ -52,6 +54,8 @@ type DevState = {
   admin_key: string;
   customer_wallet: Address;
   customer_wallet_mnemonic_index: number;
+  /** The fake card processor's URL, or null when STRIPE_SECRET_KEY points at a real processor account. */
+  processor_url: string | null;
 };
 
 const previous: Partial<DevState> = existsSync(STATE_FILE) ? JSON.parse(readFileSync(STATE_FILE, "utf8")) : {};
@@ -186,8 +190,31 @@ await sql.end();
 if (previous.husd_address !== contracts.husd)
   await mintHusd(rpcUrl, CHAIN_ID, contracts.husd, DevRoles.customer.address, 1_000n * 10n ** 18n);
 
+// 4. The card processor: the development fake (dev/processor) unless STRIPE_SECRET_KEY is set, in
+// which case the processor's own API is used and nothing else changes (its webhooks need
+// STRIPE_WEBHOOK_SECRET and a way to reach this machine, e.g. `stripe listen --forward-to`).
+const apiUrl = `http://127.0.0.1:${API_PORT}`;
+const processor = base.STRIPE_SECRET_KEY
+  ? null
+  : await startFakeProcessor({
+      port: PROCESSOR_PORT,
+      webhookUrl: `${apiUrl}/v1/webhooks/processor`,
+      webhookSecret: base.STRIPE_WEBHOOK_SECRET ?? `whsec_devfake${randomBase62(32)}`,
+      webhookAttempts: 8,
+      adoptUnknownCustomers: true,
+    });
+if (processor) log(`fake card processor on ${processor.url} (set STRIPE_SECRET_KEY to use a real test-mode account)`);
+const processorEnv = processor
+  ? {
+      STRIPE_SECRET_KEY: `sk_test_devfake${randomBase62(24)}`,
+      STRIPE_API_URL: processor.url,
+      STRIPE_WEBHOOK_SECRET: base.STRIPE_WEBHOOK_SECRET ?? processor.webhookSecret,
+    }
+  : {};
+
 const env = {
   ...process.env,
+  ...processorEnv,
   NODE_ENV: "development",
   DATABASE_URL: databaseUrl,
   REDIS_PREFIX: process.env.REDIS_PREFIX ?? "hanzo-dev",
@@ -204,14 +231,13 @@ const env = {
   PONDER_LOG_LEVEL: process.env.PONDER_LOG_LEVEL ?? "warn",
 };
 
-// 4. The processes, each with its own label.
+// 5. The processes, each with its own label.
 const node = (script: string) =>
   spawn(process.execPath, ["--import", "tsx", script], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
 labelled("indexer", node("bin/indexer.ts"), 35);
 labelled("worker", node("bin/worker.ts"), 33);
 labelled("api", node("bin/api.ts"), 36);
 
-const apiUrl = `http://127.0.0.1:${API_PORT}`;
 // Ponder builds before it serves (about 70 s on a first run on a slow machine): say what is still
 // starting every 10 s instead of going quiet.
 const STARTUP_LIMIT_MS = 300_000;
@@ -265,6 +291,7 @@ const state: DevState = {
   admin_key: adminKey,
   customer_wallet: DevRoles.customer.address,
   customer_wallet_mnemonic_index: 2,
+  processor_url: processor?.url ?? null,
 };
 writeFileSync(STATE_FILE, `${JSON.stringify(state, null, 2)}\n`);
 
@@ -284,6 +311,12 @@ Try:
   curl ${apiUrl}/v1/pricing/models
   curl ${apiUrl}/v1/billing/authorize -H "Authorization: Bearer ${state.gateway_key}" -H "content-type: application/json" \\
        -d '{"org_id":"${state.org_id}","product":"llm","model":"zen-pro","estimate":{"input_tokens":1000,"output_tokens":500}}'
+
+A card top-up${processor ? ` through the fake card processor (${processor.url})` : ""}: ask for a Checkout Session,
+  curl -X POST ${apiUrl}/v1/billing/topups -H "Authorization: Bearer ${state.org_key}" -H "Idempotency-Key: demo-$RANDOM" \
+       -H "content-type: application/json" -d '{"amount":"25.00","success_url":"http://localhost:${API_PORT}/docs","cancel_url":"http://localhost:${API_PORT}/docs"}'
+  open its "url" in a browser and pay${processor ? ` (or: curl -X POST <url> -d card=4242424242424242; 4000000000000002 is declined)` : ""},
+  then see it credited: curl ${apiUrl}/v1/billing/topups -H "Authorization: Bearer ${state.org_key}"
 
 Then, in another terminal: npm run demo      Stop with Ctrl-C.
 `);

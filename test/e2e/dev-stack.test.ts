@@ -18,11 +18,11 @@ describe("npm run dev", () => {
   let stateDir: string;
   // biome-ignore lint/suspicious/noExplicitAny: a test reads arbitrary JSON replies by path
   let state: Record<string, any>;
-  let ports: { anvil: number; api: number; ponder: number };
+  let ports: { anvil: number; api: number; ponder: number; processor: number };
   beforeAll(async () => {
     db = await createTestDatabase();
     stateDir = await mkdtemp(join(tmpdir(), "hanzo-dev-"));
-    ports = { anvil: await freePort(), api: await freePort(), ponder: await freePort() };
+    ports = { anvil: await freePort(), api: await freePort(), ponder: await freePort(), processor: await freePort() };
     // Its own process group (spawnTracked), so SIGINT below reaches it the way Ctrl-C would.
     dev = spawnTracked("npm", ["run", "dev"], {
       env: {
@@ -33,6 +33,8 @@ describe("npm run dev", () => {
         DEV_ANVIL_PORT: String(ports.anvil),
         PORT: String(ports.api),
         PONDER_PORT: String(ports.ponder),
+        DEV_PROCESSOR_PORT: String(ports.processor),
+        STRIPE_SECRET_KEY: "",
         REDIS_PREFIX: uniqueRedisPrefix("dev"),
       },
     });
@@ -91,6 +93,40 @@ describe("npm run dev", () => {
     expect(deposits.find((d: { tx_hash: string }) => d.tx_hash === hash)?.state).toBe("credited");
   });
 
+  it("tops up by card through the fake processor, as the printed commands say", async () => {
+    expect(state.processor_url).toBe(`http://127.0.0.1:${ports.processor}`);
+    expect(output).toContain("/v1/billing/topups");
+    const before = (await api("/v1/billing/balance", state.org_key)).json.balance;
+    const res = await fetch(`${state.api_url}/v1/billing/topups`, {
+      method: "POST",
+      headers: {
+        authorization: `Bearer ${state.org_key}`,
+        "content-type": "application/json",
+        "idempotency-key": "dev-stack-card",
+      },
+      body: JSON.stringify({
+        amount: "25.00",
+        success_url: `http://localhost:${ports.api}/docs`,
+        cancel_url: `http://localhost:${ports.api}/docs`,
+      }),
+    });
+    const topup = (await res.json()) as { id: string; url: string; status: string };
+    expect(res.status).toBe(201);
+    expect(topup.url.startsWith(state.processor_url)).toBe(true);
+    const paid = await fetch(topup.url, {
+      method: "POST",
+      body: new URLSearchParams({ card: "4242424242424242" }),
+      redirect: "manual",
+    });
+    expect(paid.status).toBe(303);
+    await waitFor(async () => (await api("/v1/billing/balance", state.org_key)).json.balance === before + 25, {
+      timeoutMs: 30_000,
+      what: "card top-up credited",
+    });
+    const list = (await api("/v1/billing/topups", state.org_key)).json.data;
+    expect(list[0]).toMatchObject({ id: topup.id, method: "card", status: "succeeded" });
+  });
+
   it("stops every child cleanly on SIGINT", async () => {
     const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) =>
       dev.once("exit", (code, signal) => resolve({ code, signal })),
@@ -132,6 +168,8 @@ describe("npm run dev", () => {
         DEV_ANVIL_PORT: String(ports.anvil),
         PORT: String(ports.api),
         PONDER_PORT: String(ports.ponder),
+        DEV_PROCESSOR_PORT: String(ports.processor),
+        STRIPE_SECRET_KEY: "",
         REDIS_PREFIX: uniqueRedisPrefix("dev2"),
       },
     });
@@ -152,7 +190,23 @@ describe("npm run dev", () => {
         admin_key: state.admin_key,
       });
       expect(out).not.toContain("created demo organization");
-      expect((await api("/v1/billing/balance", state.org_key)).json.balance).toBe(35); // the credited deposit is still there
+      // The credited deposit and card top-up are still there.
+      expect((await api("/v1/billing/balance", state.org_key)).json.balance).toBe(60);
+      // The fake processor starts empty; the org's customer linked by the first run still works.
+      const again = await fetch(`${state.api_url}/v1/billing/topups`, {
+        method: "POST",
+        headers: {
+          authorization: `Bearer ${state.org_key}`,
+          "content-type": "application/json",
+          "idempotency-key": "dev-stack-card-2",
+        },
+        body: JSON.stringify({
+          amount: "5.00",
+          success_url: "https://example.com/",
+          cancel_url: "https://example.com/",
+        }),
+      });
+      expect(again.status).toBe(201);
     } finally {
       process.kill(-again.pid!, "SIGINT");
       await new Promise((r) => again.once("exit", r));
