@@ -43,6 +43,13 @@ describe("checkout webhooks", () => {
       expect(count?.n).toBe(1);
       const list = await app.call("GET", TOPUP_PATH, { key: org.orgKey });
       expect(list.json.data).toEqual([expect.objectContaining({ id: res.json.id, status: "succeeded" })]);
+      const events = await app.call("GET", "/v1/billing/events?type=topup.succeeded", { key: org.orgKey });
+      expect(events.json.data).toEqual([
+        expect.objectContaining({
+          type: "topup.succeeded",
+          data: { topup_id: res.json.id, amount: 42.5, amount_usd: "42.5", amount_nano_usd: "42500000000" },
+        }),
+      ]);
     },
   );
 
@@ -111,5 +118,11 @@ describe("checkout webhooks", () => {
     const list = await app.call("GET", TOPUP_PATH, { key: org.orgKey });
     expect(list.json.data[0]).toMatchObject({ id: res.json.id, status: "failed" });
     expect(await app.balanceNano(org.orgKey)).toBe(0n);
+    const events = await app.call("GET", "/v1/billing/events?type=topup.failed", { key: org.orgKey });
+    expect(events.json.data).toEqual([
+      expect.objectContaining({
+        data: expect.objectContaining({ topup_id: res.json.id, failure_message: expect.any(String) }),
+      }),
+    ]);
   });
 });

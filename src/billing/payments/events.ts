@@ -19,6 +19,7 @@ import {
   type ProcessorEvent,
 } from "./objects.js";
 import { detachCard, orgOfCard, saveCard, setDefaultCard } from "./payment-methods.js";
+import { emitTopupEvent } from "../topups/topup-events.js";
 
 export type EventOutcome =
   | CreditOutcome
@@ -121,7 +122,20 @@ async function dispatch(ctx: TransactionContext, event: ProcessorEvent): Promise
         invoiceFirst,
       });
       if (outcome === "credited") await applyAwaitingReversals(ctx, [pi.id, pi.latest_charge ?? null]);
-      await linkCheckoutPayment(tx, { topupId: pi.metadata?.topup_id, orgId: link.org_id, paymentId: pi.id });
+      const topup = await linkCheckoutPayment(tx, {
+        topupId: pi.metadata?.topup_id,
+        orgId: link.org_id,
+        paymentId: pi.id,
+      });
+      if (topup && outcome === "credited") {
+        await emitTopupEvent(tx, {
+          type: "topup.succeeded",
+          topupId: topup.id,
+          orgId: link.org_id,
+          amountCents: topup.amount_cents,
+          at: ctx.clock(),
+        });
+      }
       return { outcome, orgId: link.org_id };
     }
     case "checkout.session.completed": {
@@ -131,10 +145,19 @@ async function dispatch(ctx: TransactionContext, event: ProcessorEvent): Promise
     }
     case "checkout.session.expired": {
       const session = parseObject(CheckoutSession, event, logger);
-      const expired = await tx<{ org_id: string }[]>`
+      const [expired] = await tx<{ id: string; org_id: string; amount_cents: bigint }[]>`
         update card_checkouts set status = 'expired', updated_at = ${ctx.clock()}
-        where session_id = ${session.id} and status = 'open' returning org_id`;
-      return expired[0] ? { outcome: "session_expired", orgId: expired[0].org_id } : { outcome: "ignored" };
+        where session_id = ${session.id} and status = 'open' returning id, org_id, amount_cents`;
+      if (!expired) return { outcome: "ignored" };
+      await emitTopupEvent(tx, {
+        type: "topup.failed",
+        topupId: expired.id,
+        orgId: expired.org_id,
+        amountCents: expired.amount_cents,
+        at: ctx.clock(),
+        failure: "the checkout session expired unpaid",
+      });
+      return { outcome: "session_expired", orgId: expired.org_id };
     }
     case "charge.refunded": {
       const ch = parseObject(Charge, event, logger);
@@ -264,19 +287,34 @@ async function completeCheckout(
     amountMinor,
   });
   if (outcome === "credited") await applyAwaitingReversals(ctx, [session.payment_intent]);
+  // Also when the payment's own event credited first: the event is one per top-up (its fact key).
+  if (outcome === "credited" || outcome === "already_credited") {
+    await emitTopupEvent(tx, {
+      type: "topup.succeeded",
+      topupId: topup.id,
+      orgId: topup.org_id,
+      amountCents: BigInt(topup.amount_cents),
+      at: ctx.clock(),
+    });
+  }
   return { outcome, orgId: topup.org_id };
 }
 
-/** Notes which top-up a credited payment paid for, when its metadata names one of the same org. */
+/**
+ * Notes which top-up a credited payment paid for, when its metadata names one of the same org
+ * not yet linked to a payment; returns it then.
+ */
 async function linkCheckoutPayment(
   tx: TransactionSql,
   p: { topupId: string | undefined; orgId: string; paymentId: string },
-): Promise<void> {
-  if (!p.topupId) return;
-  await tx`
+): Promise<{ id: string; amount_cents: bigint } | null> {
+  if (!p.topupId) return null;
+  const [linked] = await tx<{ id: string; amount_cents: bigint }[]>`
     update card_checkouts set payment_id = ${p.paymentId}, status = 'completed'
     where id = ${p.topupId} and org_id = ${p.orgId} and payment_id is null
-      and not exists (select 1 from card_checkouts other where other.payment_id = ${p.paymentId})`;
+      and not exists (select 1 from card_checkouts other where other.payment_id = ${p.paymentId})
+    returning id, amount_cents`;
+  return linked ?? null;
 }
 
 /**
