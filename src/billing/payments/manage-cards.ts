@@ -65,9 +65,19 @@ export async function makeDefaultPaymentMethod(
 ): Promise<PaymentMethodView> {
   const card = await savedCard(ctx, input.orgId, input.id);
   const customerId = await ensureProcessorCustomer(ctx, { orgId: input.orgId });
-  await callProcessor("set the default card", () =>
-    ctx.processor.customers.update(customerId, { invoice_settings: { default_payment_method: card.processor_id } }),
-  );
+  try {
+    await callProcessor("set the default card", () =>
+      ctx.processor.customers.update(customerId, { invoice_settings: { default_payment_method: card.processor_id } }),
+    );
+  } catch (err) {
+    if (!isGoneAtProcessor(err)) throw err;
+    // The processor no longer has this card on the customer: it is removed here too, and the
+    // caller learns it can no longer be used rather than seeing a server error.
+    await markDetached(ctx, input.orgId, card);
+    throw new BillingError("not_found", `payment method ${input.id} is no longer attached at the card processor`, {
+      details: { param: "id" },
+    });
+  }
   await withTransaction(ctx, async (tx) => {
     const customer = await lockCustomer(tx.sql, { orgId: input.orgId });
     if (customer) await setDefaultCard(tx, { customer, processorId: card.processor_id, eventAt: ctx.clock() });
@@ -88,13 +98,23 @@ export async function removePaymentMethod(
   try {
     await callProcessor("detach the card", () => ctx.processor.paymentMethods.detach(card.processor_id));
   } catch (err) {
-    const gone =
-      err instanceof Stripe.errors.StripeInvalidRequestError &&
-      (err.code === "resource_missing" || /not attached/i.test(err.message));
-    if (!gone) throw err;
+    if (!isGoneAtProcessor(err)) throw err;
   }
+  await markDetached(ctx, input.orgId, card);
+  return viewOf(card, false);
+}
+
+/** The processor answered that the card does not exist or is not attached to the customer. */
+function isGoneAtProcessor(err: unknown): boolean {
+  return (
+    err instanceof Stripe.errors.StripeInvalidRequestError &&
+    (err.code === "resource_missing" || /not attached|does not have a payment method/i.test(err.message))
+  );
+}
+
+async function markDetached(ctx: CardContext, orgId: string, card: CardRow): Promise<void> {
   await withTransaction(ctx, async (tx) => {
-    const customer = await lockCustomer(tx.sql, { orgId: input.orgId });
+    const customer = await lockCustomer(tx.sql, { orgId });
     if (!customer) return;
     await detachCard(tx, {
       customer,
@@ -103,5 +123,4 @@ export async function removePaymentMethod(
       eventAt: ctx.clock(),
     });
   });
-  return viewOf(card, false);
 }

@@ -1,5 +1,5 @@
 import { describe, expect } from "vitest";
-import { cardTest as it } from "../../../support/fake-processor.js";
+import { cardTest as it, sdkFor } from "../../../support/fake-processor.js";
 import { orgWithCards } from "../../../support/saved-cards.js";
 
 const path = (id: string) => `/v1/billing/payment-methods/${id}/default`;
@@ -39,5 +39,28 @@ describe("default card", () => {
     expect(foreign.json.error.code).toBe("not_found");
     expect((await app.call("POST", path("pm_doesnotexist"), { key: mine.orgKey })).status).toBe(404);
     expect((await app.call("POST", path("cus_123"), { key: mine.orgKey })).status).toBe(400);
+  });
+
+  it("a card already gone at the processor is 404 and leaves the list, not a server error", async ({
+    app,
+    processor,
+  }) => {
+    const org = await orgWithCards(app, processor, ["4242424242424242", "5555555555554444"]);
+    const visa = org.methods.find((m) => m.last4 === "4242");
+    processor.setWebhookMode("hold");
+    try {
+      const pm = [...processor.paymentMethods.values()].find(
+        (p) => p.customer === org.customerId && p.card.last4 === "4242",
+      );
+      await sdkFor(processor).paymentMethods.detach(pm?.id as string);
+      const res = await app.call("POST", path(visa?.id as string), { key: org.orgKey });
+      expect(res.status, res.text).toBe(404);
+      expect(res.json.error).toMatchObject({ code: "not_found", param: "id" });
+      processor.discard();
+    } finally {
+      processor.setWebhookMode("auto");
+    }
+    const list = await app.call("GET", "/v1/billing/payment-methods", { key: org.orgKey });
+    expect(list.json.payment_methods.map((m: { last4: string }) => m.last4)).toEqual(["4444"]);
   });
 });
