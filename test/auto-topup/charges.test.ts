@@ -41,6 +41,13 @@ describe("auto top-up charges", () => {
     expect(topups).toHaveLength(1);
     const read = await app.call("GET", "/v1/billing/auto-topup", { key: org.orgKey });
     expect(read.json).toMatchObject({ enabled: true, charged_this_month_nano_usd: `${25n * USD}` });
+    // Its event: one topup.succeeded, named by the credit (no Checkout Session made it).
+    const events = await db.sql<{ data: { topup_id: string; amount_usd: string } }[]>`
+      select data from billing_events where org_id = ${org.id} and type = 'topup.succeeded'`;
+    expect(events).toHaveLength(1);
+    expect(events[0]?.data.amount_usd).toBe("25");
+    const [credit] = await db.sql`select credit_transaction_id from card_topups where org_id = ${org.id}`;
+    expect(events[0]?.data.topup_id).toBe(credit?.credit_transaction_id);
     await expectLedgerConsistent(db.sql);
   });
 
@@ -126,6 +133,10 @@ describe("auto top-up charges", () => {
       }),
     ]);
     expect(logs.some((l) => l.org_id === org.id && String(l.msg).startsWith("auto top-up turned off"))).toBe(true);
+    const disabled = await app.call("GET", "/v1/billing/events?type=auto_topup.disabled", { key: org.orgKey });
+    expect(disabled.json.data).toEqual([
+      expect.objectContaining({ data: { reason: "declined", message: expect.stringContaining("declined 3 times") } }),
+    ]);
     // Off: the next crossing is not even written.
     await app.grant(org.id, "20");
     await spend(app, org, 20);

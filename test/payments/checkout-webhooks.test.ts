@@ -70,6 +70,10 @@ describe("checkout webhooks", () => {
       expect(await app.balanceNano(org.orgKey)).toBe(25_000_000_000n);
       const list = await app.call("GET", TOPUP_PATH, { key: org.orgKey });
       expect(list.json.data[0]).toMatchObject({ id: res.json.id, status: "succeeded" });
+      // One event whichever of the two credited, named by the top-up (never a processor id).
+      const events = await app.call("GET", "/v1/billing/events?type=topup.succeeded", { key: org.orgKey });
+      expect(events.json.data.map((e: { data: { topup_id: string } }) => e.data.topup_id)).toEqual([res.json.id]);
+      expect(JSON.stringify(events.json)).not.toMatch(/pi_|ch_|cs_|cus_/);
     },
   );
 

@@ -5,6 +5,8 @@ import { chargeCardOffSession, defaultCard, type Processor } from "../auto-topup
 import { at, withTransaction, type BillingContext } from "../context.js";
 import { NANO_USD_PER_CENT } from "../payments/card-payment.js";
 import { planAt } from "../subscriptions.js";
+import { emitEvent } from "../events/emit.js";
+import { invoicePaymentFailedEvent } from "../events/facts.js";
 
 const DAY_MS = 86_400_000;
 
@@ -114,6 +116,7 @@ export async function collectRenewal(
       update renewal_charges set status = 'failed', reason = ${`${outcome.kind}: ${outcome.code}`},
         processor_payment_id = coalesce(processor_payment_id, ${outcome.paymentId}), updated_at = ${now}
       where id = ${attempt.id} and status = 'pending' returning 1`;
+    if (failed) await emitEvent(tx, invoicePaymentFailedEvent({ invoice, attempt, code: outcome.code, now }));
     if (failed)
       logger.warn(
         {

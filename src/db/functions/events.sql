@@ -192,3 +192,43 @@ begin
 end $$;
 drop trigger if exists invoices_event on invoices;
 create trigger invoices_event after update on invoices for each row execute function invoices_event();
+
+-- topup.succeeded / topup.failed for the card payments no Checkout Session of ours started (auto
+-- top-up charges, renewals' charges, payments made at the processor): their card_topups row is the
+-- fact. Top-ups started here (card_checkouts) get theirs from the webhook's own transaction
+-- (src/billing/topups/topup-events.ts, keyed by the top-up id), except a payment refused for its
+-- currency, told here under the same key. Deferred to the commit, when the webhook has linked
+-- the session its payment paid for (payment_intent.succeeded credits before it links), so a
+-- session's payment is never told twice. A credited payment is named as GET /v1/billing/topups
+-- names it: by its credit's ledger transaction. The payload is topup-events.ts's: no processor ids.
+create or replace function card_topups_event() returns trigger language plpgsql
+  set search_path = billing, pg_temp as $$
+declare
+  checkout text := (select c.id from card_checkouts c where c.payment_id = new.payment_id);
+begin
+  if new.state = 'refused' and checkout is not null then
+    perform emit_event(new.org_id, 'topup.failed', checkout,
+      jsonb_build_object('topup_id', checkout, 'failure_message', new.reason) || event_usd('amount', null), new.created_at);
+  elsif new.state = 'credited' and checkout is null then
+    perform emit_event(new.org_id, 'topup.succeeded', new.credit_transaction_id,
+      jsonb_build_object('topup_id', new.credit_transaction_id) || event_usd('amount', new.amount_nano_usd), new.created_at);
+  end if;
+  return null;
+end $$;
+drop trigger if exists card_topups_event on card_topups;
+create constraint trigger card_topups_event after insert on card_topups
+  deferrable initially deferred for each row execute function card_topups_event();
+
+-- auto_topup.disabled: billing turned auto top-up off (src/billing/auto-topup/charges.ts writes the
+-- notice in the transaction that does it).
+create or replace function billing_notices_event() returns trigger language plpgsql
+  set search_path = billing, pg_temp as $$
+begin
+  if new.kind = 'auto_topup_disabled' then
+    perform emit_event(new.org_id, 'auto_topup.disabled', new.id,
+      jsonb_build_object('reason', new.details ->> 'reason', 'message', new.details ->> 'message'), new.created_at);
+  end if;
+  return null;
+end $$;
+drop trigger if exists billing_notices_event on billing_notices;
+create trigger billing_notices_event after insert on billing_notices for each row execute function billing_notices_event();

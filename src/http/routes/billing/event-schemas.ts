@@ -34,13 +34,16 @@ const Deposit = z
   .openapi("DepositEvent", { description: "An HUSD deposit as it stands after the change the event tells." });
 const Topup = z
   .object({
-    topup_id: z.string(),
-    ...usd("amount"),
-    failure_message: z.string().nullable().optional(),
+    topup_id: z.string().openapi({ description: "As GET /v1/billing/topups shows it" }),
+    ...usd("amount", true),
+    failure_message: z.string().nullable().optional().openapi({ description: "topup.failed: why" }),
   })
-  .openapi("TopupEvent", { description: "A card top-up (no card or processor details)." });
+  .openapi("TopupEvent", {
+    description:
+      "A card top-up (no card or processor details); amount is what was asked or credited (null when refused).",
+  });
 const AutoTopupDisabled = z
-  .object({ reason: z.string() })
+  .object({ reason: z.enum(["requires_action", "declined"]), message: z.string() })
   .openapi("AutoTopupDisabledEvent", { description: EVENT_TYPES["auto_topup.disabled"] });
 const Invoice = z
   .object({
@@ -56,7 +59,13 @@ const Invoice = z
   })
   .openapi("InvoiceEvent", { description: "An invoice as it stands after the change the event tells." });
 const InvoicePaymentFailed = z
-  .object({ invoice_id: z.string(), ...usd("amount_due"), failure_message: z.string().nullable().optional() })
+  .object({
+    invoice_id: z.string(),
+    number: z.string(),
+    attempt: z.number().openapi({ description: "Which charge of the invoice failed (1 at issue, then retries)" }),
+    ...usd("amount"),
+    failure_code: z.string(),
+  })
   .openapi("InvoicePaymentFailedEvent", { description: EVENT_TYPES["invoice.payment_failed"] });
 const EndpointDisabled = z
   .object({ webhook_id: z.string(), url: z.string(), failing_since: z.string() })
