@@ -1081,17 +1081,25 @@ export interface components {
             amount_usd: string | null;
             amount_nano_usd: string | null;
         };
-        /** @description A card top-up (no card or processor details). */
+        /** @description A card top-up (no card or processor details); amount is what was credited. */
         TopupEvent: {
-            topup_id: string;
-            amount: number;
-            amount_usd: string;
-            amount_nano_usd: string;
-            failure_message?: string | null;
+            /** @description As GET /v1/billing/topups shows it; null for a refused payment that no top-up of ours started */
+            topup_id: string | null;
+            /** @enum {string} */
+            method: "card";
+            currency: string;
+            /** @description What the card was asked or charged, in the currency's minor unit */
+            amount_minor: string;
+            amount: number | null;
+            amount_usd: string | null;
+            amount_nano_usd: string | null;
+            failure_reason: string | null;
         };
         /** @description Automatic top-up was switched off (e.g. repeated card failures or its monthly limit). */
         AutoTopupDisabledEvent: {
-            reason: string;
+            /** @enum {string} */
+            reason: "requires_action" | "declined";
+            message: string;
         };
         /** @description An invoice as it stands after the change the event tells. */
         InvoiceEvent: {
@@ -1115,10 +1123,13 @@ export interface components {
         /** @description Charging an invoice's amount due to the saved card failed. */
         InvoicePaymentFailedEvent: {
             invoice_id: string;
-            amount_due: number;
-            amount_due_usd: string;
-            amount_due_nano_usd: string;
-            failure_message?: string | null;
+            number: string;
+            /** @description Which charge of the invoice failed (1 at issue, then retries) */
+            attempt: number;
+            amount: number;
+            amount_usd: string;
+            amount_nano_usd: string;
+            failure_code: string;
         };
         /** @description A webhook endpoint failed for five days and was disabled. */
         WebhookEndpointDisabledEvent: {
