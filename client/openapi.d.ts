@@ -1081,19 +1081,15 @@ export interface components {
             amount_usd: string | null;
             amount_nano_usd: string | null;
         };
-        /** @description A card top-up (no card or processor details); amount is what was credited. */
+        /** @description A card top-up (no card or processor details); amount is what was asked or credited (null when refused). */
         TopupEvent: {
-            /** @description As GET /v1/billing/topups shows it; null for a refused payment that no top-up of ours started */
-            topup_id: string | null;
-            /** @enum {string} */
-            method: "card";
-            currency: string;
-            /** @description What the card was asked or charged, in the currency's minor unit */
-            amount_minor: string;
+            /** @description As GET /v1/billing/topups shows it */
+            topup_id: string;
             amount: number | null;
             amount_usd: string | null;
             amount_nano_usd: string | null;
-            failure_reason: string | null;
+            /** @description topup.failed: why */
+            failure_message?: string | null;
         };
         /** @description Automatic top-up was switched off (e.g. repeated card failures or its monthly limit). */
         AutoTopupDisabledEvent: {
