@@ -50,15 +50,17 @@ export const Config = z.object({
    * Requests a second each key may make on average, all API replicas together (Redis), counted
    * over windows of RATE_LIMIT_WINDOW_SECONDS (so a burst of rate × window is allowed). Gateway
    * keys carry every org's metering; anonymous is per client address, for requests without a
-   * valid key (none, malformed, unknown or revoked) as well.
+   * valid key (none, malformed, unknown or revoked) as well. The card processor's webhook
+   * deliveries come in bursts from a few addresses and are counted per address by their own rule.
    */
-  /** false: no request is counted or limited (the husd top-up limit included); for measuring what limits cost. */
-  RATE_LIMITS_ENABLED: bool.default(true),
   RATE_LIMIT_GATEWAY_PER_SECOND: z.coerce.number().int().min(1).max(1_000_000).default(20_000),
   RATE_LIMIT_ORG_PER_SECOND: z.coerce.number().int().min(1).max(1_000_000).default(50),
   RATE_LIMIT_ADMIN_PER_SECOND: z.coerce.number().int().min(1).max(1_000_000).default(50),
   RATE_LIMIT_ANONYMOUS_PER_SECOND: z.coerce.number().int().min(1).max(1_000_000).default(20),
+  RATE_LIMIT_PROCESSOR_WEBHOOK_PER_SECOND: z.coerce.number().int().min(1).max(1_000_000).default(500),
   RATE_LIMIT_WINDOW_SECONDS: z.coerce.number().int().min(1).max(3_600).default(10),
+  /** false: no request is counted or limited (the husd top-up limit included); for measuring what limits cost. */
+  RATE_LIMITS_ENABLED: bool.default(true),
   /** Proxies in front of the API that append to X-Forwarded-For (0: the TCP peer is the client). */
   TRUSTED_PROXY_HOPS: z.coerce.number().int().min(0).max(10).default(0),
   /** /metrics aggregates whole tables (holds, postings, deposits) at most once per this many seconds (0: every scrape). */

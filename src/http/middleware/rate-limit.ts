@@ -3,6 +3,7 @@ import type { Context, MiddlewareHandler } from "hono";
 import type { Config } from "../../config.js";
 import { BillingError } from "../../errors.js";
 import type { AppEnv } from "../context.js";
+import { PROCESSOR_WEBHOOK_PATH } from "../routes/webhooks/receive-processor-event.js";
 import { resolveAuth } from "./auth.js";
 import { type RateRule, ruleFor } from "./rate-limiter.js";
 
@@ -37,7 +38,12 @@ export const limitRequests: MiddlewareHandler<AppEnv> = async (c, next) => {
   if (lookedUp && !principal) await rateLimiter.take(`authfail:${address()}`, anonymous);
   const decision = principal
     ? await rateLimiter.take(`key:${principal.keyId}`, ruleFor(config, principal.scope))
-    : await rateLimiter.take(`ip:${address()}`, anonymous);
+    : // The card processor's deliveries carry no key and come in bursts from a few addresses: their
+      // own, higher rule per address, so a burst of payments is not held back with anonymous
+      // traffic (each costs no query before its signature is verified).
+      c.req.path === PROCESSOR_WEBHOOK_PATH
+      ? await rateLimiter.take(`processor:${address()}`, ruleFor(config, "processor_webhook"))
+      : await rateLimiter.take(`ip:${address()}`, anonymous);
   if (!decision.allowed) refuse(c, decision.retryAfterMs, principal ? "for this API key" : "from this address");
   await next();
 };

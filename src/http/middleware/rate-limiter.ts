@@ -195,8 +195,9 @@ export class RateLimiter {
 }
 
 /** The rule for a request of this kind (see Config's RATE_LIMIT_*). */
-export function ruleFor(config: Config, who: KeyScope | "anonymous"): RateRule {
+export function ruleFor(config: Config, who: KeyScope | "anonymous" | "processor_webhook"): RateRule {
   const perSecond = {
+    processor_webhook: config.RATE_LIMIT_PROCESSOR_WEBHOOK_PER_SECOND,
     gateway: config.RATE_LIMIT_GATEWAY_PER_SECOND,
     org: config.RATE_LIMIT_ORG_PER_SECOND,
     admin: config.RATE_LIMIT_ADMIN_PER_SECOND,

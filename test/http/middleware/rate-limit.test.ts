@@ -327,4 +327,35 @@ describe("attacks on the limiter from outside", () => {
     }
     expect(statuses).toEqual([...ok(PER_WINDOW), ...refused(2)]);
   });
+
+  dbTest(
+    "the card processor's deliveries have their own rule per address: anonymous traffic neither spends nor shares it",
+    async ({ db }) => {
+      const redis = createTestRedis();
+      await redis.ping();
+      const prefix = uniqueRedisPrefix("rl-processor");
+      cleanups.push(async () => {
+        await clearRedisPrefix(redis, `{${prefix}}`);
+        redis.disconnect();
+      });
+      const t = limitedApp(db.appSql, redis, {
+        prefix,
+        timeoutMs: 5_000,
+        config: { RATE_LIMIT_PROCESSOR_WEBHOOK_PER_SECOND: "2" },
+      });
+      // The address's anonymous count is used up...
+      expect((await flood(t, PER_WINDOW + 1, "/v1/pricing/models")).statuses).toEqual([...ok(PER_WINDOW), 429]);
+      // ...and deliveries from it still reach the webhook (unsigned here: 400, not 429), up to their own limit.
+      const deliveries: number[] = [];
+      for (let i = 0; i < 2 * PER_WINDOW + 1; i++) {
+        const res = await t.app.request("/v1/webhooks/processor", {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: "{}",
+        });
+        deliveries.push(res.status);
+      }
+      expect(deliveries).toEqual([...Array(2 * PER_WINDOW).fill(400), 429]);
+    },
+  );
 });
