@@ -210,4 +210,37 @@ describe("auto top-up charges", () => {
     expect(charges.map((c) => c.status)).toEqual(["succeeded"]);
     await expectLedgerConsistent(db.sql);
   });
+  it("the processor answers 5xx after making the charge, twice: the job's retry with the same key is the same payment", {
+    timeout: 90_000,
+  }, async ({ app, db, processor, stripe }) => {
+    const org = await cardOrg(app, processor, stripe);
+    await app.grant(org.id, "60");
+    await setAutoTopup(app, org, { threshold: "50.00", amount: "25.00", monthly_limit: "500.00" });
+    // The webhook waits until a retry has the answer, so the retries are what is tested.
+    processor.setWebhookMode("hold");
+    processor.fail({ kind: "5xx", status: 502, after: true, count: 2, match: /^POST \/v1\/payment_intents$/ });
+    try {
+      await spend(app, org, 20); // 40: crossing; the first two answers are 502s though the payment was made
+      await waitFor(
+        async () =>
+          (await db.sql`select 1 from auto_topup_charges where org_id = ${org.id} and processor_payment_id is not null`)
+            .length === 1,
+        { timeoutMs: 60_000 },
+      );
+    } finally {
+      processor.clearFaults();
+      processor.setWebhookMode("auto");
+    }
+    await processor.release();
+    await waitFor(async () => (await app.balanceNano(org.orgKey)) === 65n * USD, { timeoutMs: 30_000 });
+    const intents = [...processor.paymentIntents.values()].filter((pi) => pi.customer === org.customerId);
+    expect(intents).toHaveLength(1);
+    const attempts = processor.requests.filter((r) => r.method === "POST" && r.path === "/v1/payment_intents");
+    const [charge] = await db.sql<{ crossing_id: string; status: string }[]>`
+      select crossing_id, status from auto_topup_charges where org_id = ${org.id}`;
+    expect(charge?.status).toBe("succeeded");
+    const mine = attempts.filter((r) => r.idempotencyKey === charge?.crossing_id);
+    expect(mine).toHaveLength(3);
+    await expectLedgerConsistent(db.sql);
+  });
 });

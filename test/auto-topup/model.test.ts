@@ -159,11 +159,15 @@ describe("auto top-up model", () => {
               return;
             case "work":
               for (const crossing of m.undecided.splice(0)) {
-                await Promise.all(
+                const raced = await Promise.allSettled(
                   Array.from({ length: c.racers }, () =>
                     processCardCharge(ctx, stripe, { kind: "crossing", id: crossing }),
                   ),
                 );
+                // A racer can fail as a job would (the processor refusing a second request with the
+                // same key while the first runs); the job is then retried, and must succeed.
+                if (raced.some((r) => r.status === "rejected"))
+                  await processCardCharge(ctx, stripe, { kind: "crossing", id: crossing });
                 decide(crossing, m);
               }
               return;

@@ -106,6 +106,10 @@ describe("renewals that collect", () => {
     const [stillOpen] = await db.sql<{ status: string }[]>`select status from invoices where id = ${invoice.id}`;
     expect(stillOpen?.status).toBe("open");
     const notices = await db.sql`select 1 from billing_notices where org_id = ${org.id} and kind = 'renewal_failed'`;
+    // Each failed attempt told the customer once (the events outbox).
+    const failures =
+      await db.sql`select 1 from billing_events where org_id = ${org.id} and type = 'invoice.payment_failed'`;
+    expect(failures).toHaveLength(4);
     expect(notices).toHaveLength(1);
     expect(logs.some((l) => l.invoice_id === invoice.id && String(l.msg).includes("free plan"))).toBe(true);
     // Every attempt was its own payment at the processor, each with its own key.

@@ -12,7 +12,7 @@ export const MAX_CONSECUTIVE_DECLINES = 3;
 export type CrossingDecision =
   | { outcome: "charged"; chargeId: string }
   | { outcome: "skipped"; reason: SkipReason }
-  | { outcome: "already_decided" };
+  | { outcome: "already_decided"; chargeId: string | null };
 
 export type SkipReason =
   | "disabled"
@@ -36,7 +36,11 @@ export async function decideCrossing(
     const [crossing] = await tx<{ id: string; org_id: string; decided_at: Date | null }[]>`
       select id, org_id, decided_at from auto_topup_crossings where id = ${input.crossingId} for update`;
     if (!crossing) throw new BillingError("not_found", `no auto top-up crossing ${input.crossingId}`);
-    if (crossing.decided_at) return { outcome: "already_decided" as const };
+    if (crossing.decided_at) {
+      // A retry of the job that charged it: its charge (if any) is run again, with the same key.
+      const [charge] = await tx<{ id: string }[]>`select id from auto_topup_charges where crossing_id = ${crossing.id}`;
+      return { outcome: "already_decided" as const, chargeId: charge?.id ?? null };
+    }
     const orgId = crossing.org_id;
     const skip = async (reason: SkipReason): Promise<CrossingDecision> => {
       await tx`update auto_topup_crossings set decided_at = ${now}, outcome = 'skipped', reason = ${reason} where id = ${crossing.id}`;
@@ -113,7 +117,8 @@ export async function runAutoTopupCharge(
 /**
  * Ends a pending charge the processor refused, once: gives its amount back to the month's total,
  * counts a decline, and turns auto top-up off when the card needs the customer or after
- * MAX_CONSECUTIVE_DECLINES declines in a row (a billing_notices row and a warn line say so).
+ * MAX_CONSECUTIVE_DECLINES declines in a row (a billing_notices row, which also emits the
+ * customer's `auto_topup.disabled` event, and a warn line say so).
  */
 async function refuseCharge(
   ctx: BillingContext,

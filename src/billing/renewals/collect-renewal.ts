@@ -88,6 +88,7 @@ export async function collectRenewal(
       values (${attempt.id}, ${invoice.id}, ${number}, ${invoice.org_id}, ${attempt.amount.toString()},
               ${reason ? "failed" : "pending"}, ${reason}, ${now}, ${now})`;
     if (reason) {
+      await emitEvent(tx, invoicePaymentFailedEvent({ invoice, attempt, code: reason, now }));
       logger.info({ invoice_id: invoice.id, attempt: number, reason }, "renewal attempt failed before the processor");
       return { step: "failed" as const };
     }

@@ -10,8 +10,10 @@ export async function processCardCharge(ctx: BillingContext, processor: Processo
   switch (job.kind) {
     case "crossing": {
       const decision = await decideCrossing(ctx, { crossingId: job.id, processorConfigured: processor !== null });
-      if (decision.outcome !== "charged" || !processor) return decision;
-      return { ...decision, run: await runAutoTopupCharge(ctx, { chargeId: decision.chargeId, processor }) };
+      const chargeId = decision.outcome === "skipped" ? null : decision.chargeId;
+      if (!chargeId || !processor) return decision;
+      // runAutoTopupCharge does nothing for a charge already answered, so a retry is safe.
+      return { ...decision, run: await runAutoTopupCharge(ctx, { chargeId, processor }) };
     }
     case "charge":
       if (!processor) return { run: "processor_not_configured" };
