@@ -273,6 +273,26 @@ describe("webhook deliveries", () => {
     }
   });
 
+  it("a receiver that does not answer within the timeout is a failed attempt, retried", async ({ app, db }) => {
+    clock.set(new Date("2026-11-25T00:00:00Z"));
+    const held: import("node:http").ServerResponse[] = [];
+    const receiver = await startWebhookReceiver((_r, _n, res) => held.push(res)); // never answers
+    try {
+      const ctx = testContext(db.appSql, { clock });
+      const org = await app.createOrg();
+      await createEndpoint(app, org.orgKey, receiver.url);
+      const [id] = await fanOutEvent(ctx, { eventId: (await ping(db, org.id)) ?? "" });
+      const started = Date.now();
+      const outcome = await attemptDelivery(ctx, { deliveryId: id ?? "" }, { ...options, timeoutMs: 300 });
+      expect(outcome).toMatchObject({ outcome: "retry", attempt: 1, error: "no answer within 300 ms" });
+      expect(Date.now() - started).toBeLessThan(5_000);
+      expect(receiver.received).toHaveLength(1);
+    } finally {
+      for (const res of held) res.destroy();
+      await receiver.close();
+    }
+  });
+
   it("two workers racing for one attempt send it once", async ({ app, db }) => {
     clock.set(new Date("2026-11-22T00:00:00Z"));
     const receiver = await startWebhookReceiver();
