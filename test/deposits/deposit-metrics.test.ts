@@ -1,30 +1,21 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect } from "vitest";
 import { createMetrics } from "../../src/observability/metrics.js";
 import { createTestApp, type TestApp } from "../support/app.js";
-import { startTestChain, type TestChain } from "../support/chain-stack.js";
-import { createTestDatabase, type TestDatabase } from "../support/database.js";
-import { depositStack } from "../support/deposit-stack.js";
+import { chainTest } from "../support/chain-fixtures.js";
 
 const HUSD = 10n ** 18n;
 
-describe("/metrics for HUSD deposits: counts by state and the oldest one still undecided", () => {
-  let db: TestDatabase;
-  let chain: TestChain;
-  let stack: ReturnType<typeof depositStack>;
-  let ops: TestApp;
-  beforeAll(async () => {
-    db = await createTestDatabase();
-    chain = await startTestChain();
-    stack = depositStack(db, chain);
-    ops = createTestApp({ sql: db.appSql, extra: { metrics: createMetrics({ sql: db.appSql }) } });
-  }, 60_000);
-  afterAll(async () => {
-    await stack?.close();
-    await chain?.stop();
-    await db?.drop();
-  });
+/** `ops`: an app with the metrics registry, on the file's database, to scrape /metrics from. */
+const it = chainTest.extend<{ ops: TestApp }>({
+  ops: [
+    async ({ db }, use) =>
+      use(createTestApp({ sql: db.appSql, extra: { metrics: createMetrics({ sql: db.appSql }) } })),
+    { scope: "file" },
+  ],
+});
 
-  const scrape = async () => {
+describe("/metrics for HUSD deposits: counts by state and the oldest one still undecided", () => {
+  const scrape = async (ops: TestApp) => {
     const res = await ops.call("GET", "/metrics");
     expect(res.status).toBe(200);
     const value = (series: string) => {
@@ -34,8 +25,12 @@ describe("/metrics for HUSD deposits: counts by state and the oldest one still u
     return value;
   };
 
-  it("reports every state (0 when empty) and the age of the oldest seen or confirming deposit", async () => {
-    let metric = await scrape();
+  it("reports every state (0 when empty) and the age of the oldest seen or confirming deposit", async ({
+    db,
+    stack,
+    ops,
+  }) => {
+    let metric = await scrape(ops);
     expect(metric("hanzo_deposit_oldest_pending_age_seconds")).toBe(0);
     expect(metric('hanzo_deposits{state="seen"}')).toBe(0);
     expect(metric('hanzo_deposits{state="reversed"}')).toBe(0);
@@ -54,7 +49,7 @@ describe("/metrics for HUSD deposits: counts by state and the oldest one still u
     await db.sql`update husd_deposits set state = 'confirming', seen_at = now() - interval '10 minutes' where id = ${ids[1]!}`;
     await db.sql`update husd_deposits set state = 'rejected', reason = 'test', seen_at = now() - interval '2 days' where id = ${ids[2]!}`;
 
-    metric = await scrape();
+    metric = await scrape(ops);
     expect(metric('hanzo_deposits{state="seen"}')).toBe(1);
     expect(metric('hanzo_deposits{state="confirming"}')).toBe(1);
     expect(metric('hanzo_deposits{state="rejected"}')).toBe(1);
@@ -64,7 +59,7 @@ describe("/metrics for HUSD deposits: counts by state and the oldest one still u
 
     // Decided: nothing pending any more, the age drops back to 0.
     await db.sql`update husd_deposits set state = 'orphaned' where id = any(${ids.slice(0, 2)})`;
-    metric = await scrape();
+    metric = await scrape(ops);
     expect(metric("hanzo_deposit_oldest_pending_age_seconds")).toBe(0);
     expect(metric('hanzo_deposits{state="orphaned"}')).toBe(2);
     expect(metric('hanzo_deposits{state="seen"}')).toBe(0);

@@ -1,35 +1,27 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startIndexer, startTestChain, type TestChain } from "../support/chain-stack.js";
-import { createTestDatabase, type TestDatabase } from "../support/database.js";
-import { depositStack } from "../support/deposit-stack.js";
-import { waitFor, type RunningProcess } from "../support/process.js";
+import { afterEach, beforeEach, describe, expect } from "vitest";
+import { type ChainContext, chainTest as it } from "../support/chain-fixtures.js";
 
 const HUSD = 10n ** 18n;
 
 describe("HUSD deposits end to end: anvil → Ponder → workers → ledger", () => {
-  let db: TestDatabase;
-  let chain: TestChain;
-  let indexer: RunningProcess;
-  let stack: ReturnType<typeof depositStack>;
-  beforeAll(async () => {
-    db = await createTestDatabase({ max: 12 });
-    chain = await startTestChain({ blockTime: 1 });
-    indexer = await startIndexer(chain, db.appUrl);
-    stack = depositStack(db, chain);
+  it.scoped({ dbOptions: { max: 12 }, chainOptions: { blockTime: 1 } });
+  // Ponder is up before the workers start (they read its views); both start before the first test.
+  beforeEach<ChainContext>(async ({ indexer, stack }) => {
+    await indexer.waitFor(async () => (await fetch(`http://127.0.0.1:${indexer.port}/ready`)).ok, {
+      what: "ponder ready",
+    });
     await stack.startWorkers();
-  }, 120_000);
-  afterAll(async () => {
-    await stack?.close();
-    await indexer?.stop();
-    await chain?.stop();
-    await db?.drop();
-  });
+  }, 150_000);
+  afterEach<ChainContext>(({ stack }) => stack.stopWorkers());
 
-  it("a transfer to an org's deposit address is seen, confirmed and credited with no call from the org", async () => {
+  it("a transfer to an org's deposit address is seen, confirmed and credited with no call from the org", async ({
+    stack,
+    indexer,
+  }) => {
     const org = await stack.orgWithAddress();
     const { hash } = await stack.sendHusd(org.address, 25n * HUSD);
     const states = new Set<string>();
-    await waitFor(
+    await indexer.waitFor(
       async () => {
         const d = (await stack.deposits(org.orgKey)).find((x) => x.tx_hash === hash);
         if (d) states.add(d.state);
@@ -41,12 +33,16 @@ describe("HUSD deposits end to end: anvil → Ponder → workers → ledger", ()
     expect(await stack.balanceNano(org.orgKey)).toBe(25_000_000_000n);
   });
 
-  it("the same log delivered twice (indexer and verify-and-record) is one deposit and one credit", async () => {
+  it("the same log delivered twice (indexer and verify-and-record) is one deposit and one credit", async ({
+    db,
+    stack,
+    indexer,
+  }) => {
     const org = await stack.orgWithAddress("Twice Co");
     const { hash } = await stack.sendHusd(org.address, 3n * HUSD);
     const res = await stack.app.call("POST", "/v1/billing/husd/topups", { key: org.orgKey, body: { tx_hash: hash } });
     expect([200, 201]).toContain(res.status);
-    await waitFor(async () => (await stack.balanceNano(org.orgKey)) === 3_000_000_000n, {
+    await indexer.waitFor(async () => (await stack.balanceNano(org.orgKey)) === 3_000_000_000n, {
       timeoutMs: 30_000,
       what: "credited",
     });

@@ -1,10 +1,7 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect } from "vitest";
 import { depositFactoryAbi } from "../../abis/index.js";
 import { depositSalt } from "../../src/billing/deposits/addresses.js";
-import { startIndexer, startTestChain, type TestChain } from "../support/chain-stack.js";
-import { createTestDatabase, type TestDatabase } from "../support/database.js";
-import { depositStack } from "../support/deposit-stack.js";
-import { waitFor, type RunningProcess } from "../support/process.js";
+import { type ChainContext, chainTest as it } from "../support/chain-fixtures.js";
 
 const HUSD = 10n ** 18n;
 
@@ -15,27 +12,19 @@ const HUSD = 10n ** 18n;
  * transaction as a top-up while the address was still no org's.
  */
 describe("a transfer to an address that becomes an org's later, through the indexer", () => {
-  let db: TestDatabase;
-  let chain: TestChain;
-  let indexer: RunningProcess;
-  let stack: ReturnType<typeof depositStack>;
-  beforeAll(async () => {
-    db = await createTestDatabase({ max: 10 });
-    chain = await startTestChain({ blockTime: 1 });
-    indexer = await startIndexer(chain, db.appUrl);
-    stack = depositStack(db, chain);
+  it.scoped({ dbOptions: { max: 10 }, chainOptions: { blockTime: 1 } });
+  // Ponder is up before the workers start (they read its views); both start before the first test.
+  beforeEach<ChainContext>(async ({ indexer, stack }) => {
+    await indexer.waitFor(async () => (await fetch(`http://127.0.0.1:${indexer.port}/ready`)).ok, {
+      what: "ponder ready",
+    });
     await stack.startWorkers();
-  }, 120_000);
-  afterAll(async () => {
-    await stack?.close();
-    await indexer?.stop();
-    await chain?.stop();
-    await db?.drop();
-  });
+  }, 150_000);
+  afterEach<ChainContext>(({ stack }) => stack.stopWorkers());
 
   it("is credited once the org registers its address, whether or not a top-up named it before", {
     timeout: 90_000,
-  }, async () => {
+  }, async ({ db, chain, stack, indexer }) => {
     const early = await stack.app.createOrg("Early Payer");
     const meddled = await stack.app.createOrg("Meddled Payer");
     const predict = (orgId: string) =>
@@ -56,7 +45,7 @@ describe("a transfer to an address that becomes an org's later, through the inde
     expect(res.json.error.code).toBe("no_deposit_in_transaction");
 
     // Both transfers are indexed and final, and nothing credits them: the addresses are no org's yet.
-    await waitFor(
+    await indexer.waitFor(
       async () =>
         (
           await db.sql`select count(*)::int as n from husd_indexer.husd_transfer where transaction_hash = any(${[toEarly.hash, toMeddled.hash]})`
@@ -70,7 +59,7 @@ describe("a transfer to an address that becomes an org's later, through the inde
 
     for (const org of [early, meddled])
       expect((await stack.app.call("GET", "/v1/billing/husd/deposit-address", { key: org.orgKey })).status).toBe(200);
-    await waitFor(
+    await indexer.waitFor(
       async () =>
         (await stack.balanceNano(early.orgKey)) === 4_000_000_000n &&
         (await stack.balanceNano(meddled.orgKey)) === 6_000_000_000n,

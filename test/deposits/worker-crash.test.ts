@@ -1,34 +1,19 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTestChain, type TestChain } from "../support/chain-stack.js";
-import { createTestDatabase, type TestDatabase } from "../support/database.js";
-import { depositStack } from "../support/deposit-stack.js";
+import { afterAll, describe, expect } from "vitest";
 import { startBin, waitFor, type RunningProcess } from "../support/process.js";
-import { clearRedisPrefix, createTestRedis, uniqueRedisPrefix } from "../support/redis.js";
+import { chainTest as it } from "../support/chain-fixtures.js";
 
 const HUSD = 10n ** 18n;
 
 describe("a worker killed mid-flight", () => {
-  let db: TestDatabase;
-  let chain: TestChain;
-  let stack: ReturnType<typeof depositStack>;
-  const prefix = uniqueRedisPrefix("crash-worker");
-  beforeAll(async () => {
-    db = await createTestDatabase({ max: 8 });
-    chain = await startTestChain();
-    stack = depositStack(db, chain); // API in process; the workers below are real processes
-  }, 60_000);
+  // The API runs in process (`stack`); the workers below are real processes on the `redis` prefix.
+  it.scoped({ dbOptions: { max: 8 }, redisLabel: "crash-worker" });
   const workers: RunningProcess[] = []; // stopped even when the test fails or times out, never left running
-  afterAll(async () => {
-    await Promise.all(workers.map((w) => w.stop("SIGKILL")));
-    const redis = createTestRedis();
-    await clearRedisPrefix(redis, `{${prefix}}`);
-    redis.disconnect();
-    await stack?.close();
-    await chain?.stop();
-    await db?.drop();
-  });
+  afterAll(() => Promise.all(workers.map((w) => w.stop("SIGKILL"))));
 
-  it("kill -9 while deposits are being credited: after a restart every deposit is credited exactly once", async () => {
+  // Starts anvil and two worker processes: room for a loaded machine (each wait below has its own bound).
+  it("kill -9 while deposits are being credited: after a restart every deposit is credited exactly once", {
+    timeout: 120_000,
+  }, async ({ db, chain, stack, redis }) => {
     const orgs = await Promise.all(Array.from({ length: 4 }, (_, i) => stack.orgWithAddress(`Crash ${i}`)));
     let expected = 0n;
     for (const [i, org] of orgs.entries()) {
@@ -42,7 +27,7 @@ describe("a worker killed mid-flight", () => {
     await chain.mine(5); // all 20 final
     const env = {
       DATABASE_URL: db.appUrl,
-      REDIS_PREFIX: prefix,
+      REDIS_PREFIX: redis.prefix,
       LOG_LEVEL: "warn",
       RPC_URL: chain.rpcUrl,
       CHAIN_ID: String(chain.chainId),

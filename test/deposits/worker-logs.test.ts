@@ -1,9 +1,7 @@
 import { pino } from "pino";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTestChain, type TestChain } from "../support/chain-stack.js";
-import { createTestDatabase, type TestDatabase } from "../support/database.js";
-import { depositStack } from "../support/deposit-stack.js";
+import { describe, expect } from "vitest";
 import { waitFor } from "../support/process.js";
+import { chainTest as it } from "../support/chain-fixtures.js";
 
 const HUSD = 10n ** 18n;
 
@@ -15,22 +13,13 @@ type LogLine = { level: number; msg: string; [k: string]: unknown };
  * fact, and is logged and retried as a failure).
  */
 describe("the deposit workers' logs on a healthy deposit", () => {
-  let db: TestDatabase;
-  let chain: TestChain;
-  let stack: ReturnType<typeof depositStack>;
+  it.scoped({ dbOptions: { max: 8 } });
   const lines: LogLine[] = [];
-  beforeAll(async () => {
-    db = await createTestDatabase({ max: 8 });
-    chain = await startTestChain();
-    stack = depositStack(db, chain);
-  }, 60_000);
-  afterAll(async () => {
-    await stack?.close();
-    await chain?.stop();
-    await db?.drop();
-  });
 
-  it("seen → confirming → credited, through the queues, with no error-level line and plain-JSON job results", async () => {
+  it("seen → confirming → credited, through the queues, with no error-level line and plain-JSON job results", async ({
+    chain,
+    stack,
+  }) => {
     const logger = pino({ level: "debug" }, { write: (s: string) => void lines.push(JSON.parse(s) as LogLine) });
     const workers = await stack.startWorkers({ logger });
     const completed: unknown[] = [];

@@ -1,8 +1,8 @@
 import { performance } from "node:perf_hooks";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect } from "vitest";
 import { KEY_CACHE_TTL_MS, KeyCache, revokeApiKey, type Principal } from "../../src/billing/api-keys.js";
-import { createTestApp, TEST_ADMIN_KEY, type TestApp } from "../support/app.js";
-import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { createTestApp, TEST_ADMIN_KEY } from "../support/app.js";
+import { appTest as it } from "../support/fixtures.js";
 import { testContext } from "../support/context.js";
 import { waitFor } from "../support/process.js";
 
@@ -13,14 +13,6 @@ import { waitFor } from "../support/process.js";
  * test/e2e/replica-propagation.test.ts.
  */
 describe("key revocation and the key cache", () => {
-  let db: TestDatabase;
-  let t: TestApp;
-  beforeAll(async () => {
-    db = await createTestDatabase();
-    t = createTestApp({ sql: db.appSql });
-  });
-  afterAll(() => db.drop());
-
   it("a lookup that began before a revocation was heard cannot store its answer after it", () => {
     const cache = new KeyCache();
     const principal: Principal = { keyId: "key_a", orgId: "org_a", scope: "org" };
@@ -40,10 +32,13 @@ describe("key revocation and the key cache", () => {
     expect(cache.get("digest-a", 1_000 + KEY_CACHE_TTL_MS)).toBeUndefined();
   });
 
-  it("a process that never hears of a revocation refuses the key within 1 s of its commit", async () => {
+  it("a process that never hears of a revocation refuses the key within 1 s of its commit", async ({ db, app }) => {
     const deaf = createTestApp({ sql: db.appSql, extra: { keyCache: new KeyCache() } }); // its cache listens to nothing
-    const org = await t.createOrg();
-    const key = await t.call("POST", `/v1/admin/orgs/${org.id}/keys`, { key: TEST_ADMIN_KEY, body: { scope: "org" } });
+    const org = await app.createOrg();
+    const key = await app.call("POST", `/v1/admin/orgs/${org.id}/keys`, {
+      key: TEST_ADMIN_KEY,
+      body: { scope: "org" },
+    });
     expect((await deaf.call("GET", "/v1/billing/balance", { key: key.json.key })).status).toBe(200); // now cached there
     await revokeApiKey(testContext(db.appSql), { keyId: key.json.id }); // through another process
     const committedAt = performance.now();

@@ -1,19 +1,14 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect } from "vitest";
 import type { Sql } from "../../src/db/client.js";
 import { createMetrics } from "../../src/observability/metrics.js";
 import { createTestApp } from "../support/app.js";
-import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import type { TestDatabase } from "../support/database.js";
+import { dbTest as it } from "../support/fixtures.js";
 
 /** /metrics aggregates whole tables at most once per snapshot period, and can require a token. */
 describe("/metrics: snapshot and token", () => {
-  let db: TestDatabase;
-  beforeAll(async () => {
-    db = await createTestDatabase();
-  });
-  afterAll(() => db.drop());
-
   /** The real database, recording the text of every statement sent through it. */
-  function recording() {
+  function recording(db: TestDatabase) {
     const statements: string[] = [];
     const sql = ((...args: unknown[]) => {
       const strings = args[0];
@@ -25,19 +20,19 @@ describe("/metrics: snapshot and token", () => {
   const whole = (statements: string[]) =>
     statements.filter((s) => /from (holds|ledger_transactions|husd_deposits)\b/.test(s) && !/limit 1/.test(s));
 
-  it("ten scrapes within the snapshot period read each whole-table aggregate once", async () => {
-    const db2 = recording();
+  it("ten scrapes within the snapshot period read each whole-table aggregate once", async ({ db }) => {
+    const db2 = recording(db);
     const t = createTestApp({ sql: db.sql, extra: { metrics: createMetrics({ sql: db2.sql, snapshotMs: 60_000 }) } });
     for (let i = 0; i < 10; i++) expect((await t.call("GET", "/metrics")).status).toBe(200);
     expect(whole(db2.statements)).toHaveLength(3); // holds, postings, deposits
     // Without a snapshot period, every scrape reads them.
-    const db3 = recording();
+    const db3 = recording(db);
     const fresh = createTestApp({ sql: db.sql, extra: { metrics: createMetrics({ sql: db3.sql }) } });
     for (let i = 0; i < 3; i++) await fresh.call("GET", "/metrics");
     expect(whole(db3.statements)).toHaveLength(9);
   });
 
-  it("with METRICS_TOKEN set, a scrape needs it", async () => {
+  it("with METRICS_TOKEN set, a scrape needs it", async ({ db }) => {
     const token = "metrics-token-0123456789";
     const t = createTestApp({
       sql: db.sql,

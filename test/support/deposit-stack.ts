@@ -11,6 +11,8 @@ import type { TestChain } from "./chain-stack.js";
 import type { TestDatabase } from "./database.js";
 import { clearRedisPrefix, createTestRedis, uniqueRedisPrefix } from "./redis.js";
 
+export type DepositStack = ReturnType<typeof depositStack>;
+
 /** The API (in process) and the workers (in process, real BullMQ on Redis) wired to one test chain. */
 export function depositStack(
   db: TestDatabase,

@@ -1,7 +1,7 @@
 /**
  * Vitest fixtures for the resources most test files need: a migrated database, a Redis prefix, the
- * in-process app. (The chain tests still set up anvil, the deposit stack and Ponder in their own
- * hooks: test/support/chain-stack.ts and deposit-stack.ts.)
+ * in-process app. The chain tests' fixtures (anvil with our contracts, the deposit stack, Ponder)
+ * build on these: test/support/chain-fixtures.ts.
  *
  * The expensive ones are file-scoped: set up for the first test of a file that names them, shared by
  * the file's other tests and torn down after its last one (one database, one anvil per file, as the

@@ -1,38 +1,31 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createTestApp, manualClock, type TestApp } from "../../../support/app.js";
-import { createTestDatabase, type TestDatabase } from "../../../support/database.js";
+import { describe, expect } from "vitest";
+import { appTest as it } from "../../../support/fixtures.js";
+import { manualClock } from "../../../support/app.js";
 
 describe("PATCH /v1/billing/balance (updateBalanceSettings)", () => {
-  let db: TestDatabase;
-  let t: TestApp;
   const clock = manualClock();
-  beforeAll(async () => {
-    // Enough connections for the racing PATCHes to really run side by side.
-    db = await createTestDatabase({ max: 16 });
-    t = createTestApp({ sql: db.appSql, clock });
-  });
-  afterAll(() => db.drop());
+  it.scoped({ dbOptions: { max: 16 }, appOptions: { clock } });
 
-  it("sets the low-balance threshold from a number or an exact string", async () => {
-    const org = await t.createOrg();
-    const asNumber = await t.call("PATCH", "/v1/billing/balance", {
+  it("sets the low-balance threshold from a number or an exact string", async ({ app }) => {
+    const org = await app.createOrg();
+    const asNumber = await app.call("PATCH", "/v1/billing/balance", {
       key: org.orgKey,
       body: { low_balance_threshold: 25.5 },
     });
     expect(asNumber.status).toBe(200);
     expect(asNumber.json.low_balance_threshold).toBe(25.5);
-    const asString = await t.call("PATCH", "/v1/billing/balance", {
+    const asString = await app.call("PATCH", "/v1/billing/balance", {
       key: org.orgKey,
       body: { low_balance_threshold: "0.000000001" },
     });
     expect(asString.json.low_balance_threshold_nano_usd).toBe("1");
   });
 
-  it.each<[unknown]>([[-1], ["-1"], ["1.0000000001"], [1e30], ["ten"], [null], [true]])(
+  it.for<[unknown]>([[-1], ["-1"], ["1.0000000001"], [1e30], ["ten"], [null], [true]])(
     "refuses %j as a threshold: 400 naming low_balance_threshold",
-    async (bad) => {
-      const org = await t.createOrg();
-      const res = await t.call("PATCH", "/v1/billing/balance", {
+    async ([bad], { app }) => {
+      const org = await app.createOrg();
+      const res = await app.call("PATCH", "/v1/billing/balance", {
         key: org.orgKey,
         body: { low_balance_threshold: bad },
       });
@@ -41,13 +34,13 @@ describe("PATCH /v1/billing/balance (updateBalanceSettings)", () => {
     },
   );
 
-  it("each of many racing PATCHes of the low-balance threshold answers the value it wrote", async () => {
-    const org = await t.createOrg();
-    await t.grant(org.id, "100");
+  it("each of many racing PATCHes of the low-balance threshold answers the value it wrote", async ({ app }) => {
+    const org = await app.createOrg();
+    await app.grant(org.id, "100");
     const values = Array.from({ length: 60 }, (_, i) => `${i + 1}.25`);
     const responses = await Promise.all(
       values.map((v) =>
-        t.call("PATCH", "/v1/billing/balance", { key: org.orgKey, body: { low_balance_threshold: v } }),
+        app.call("PATCH", "/v1/billing/balance", { key: org.orgKey, body: { low_balance_threshold: v } }),
       ),
     );
     for (const [i, res] of responses.entries()) {

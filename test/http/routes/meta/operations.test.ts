@@ -1,37 +1,40 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect } from "vitest";
 import { createMetrics } from "../../../../src/observability/metrics.js";
 import { createQueues, type Queues } from "../../../../src/jobs/queues.js";
 import { createTestApp, TEST_ADMIN_KEY, type TestApp } from "../../../support/app.js";
-import { createTestDatabase, type TestDatabase } from "../../../support/database.js";
-import { clearRedisPrefix, createTestRedis, uniqueRedisPrefix } from "../../../support/redis.js";
+import { dbTest } from "../../../support/fixtures.js";
+
+/** `app` with /metrics and the queue dashboard, on queues under the file's Redis prefix. */
+const it = dbTest.extend<{ queues: Queues; app: TestApp }>({
+  queues: [
+    async ({ redis }, use) => {
+      const queues = createQueues(redis.connection, redis.prefix);
+      try {
+        await use(queues);
+      } finally {
+        await queues.close();
+      }
+    },
+    { scope: "file" },
+  ],
+  app: [
+    async ({ db, queues }, use) =>
+      use(createTestApp({ sql: db.appSql, extra: { metrics: createMetrics({ sql: db.appSql, queues }), queues } })),
+    { scope: "file" },
+  ],
+});
 
 describe("operating the service: /metrics and the queue dashboard", () => {
-  let db: TestDatabase;
-  let t: TestApp;
-  let queues: Queues;
-  const redis = createTestRedis();
-  const prefix = uniqueRedisPrefix("ops");
-  beforeAll(async () => {
-    db = await createTestDatabase();
-    queues = createQueues(redis, prefix);
-    t = createTestApp({ sql: db.appSql, extra: { metrics: createMetrics({ sql: db.appSql, queues }), queues } });
-  });
-  afterAll(async () => {
-    await queues.close();
-    await clearRedisPrefix(redis, `{${prefix}}`);
-    redis.disconnect();
-    await db.drop();
-  });
-
-  it("serves Prometheus metrics: latency by route template, live holds, postings, queue depths", async () => {
-    const org = await t.createOrg();
-    await t.grant(org.id, "1");
-    await t.call("POST", "/v1/billing/authorize", {
+  it.scoped({ redisLabel: "ops" });
+  it("serves Prometheus metrics: latency by route template, live holds, postings, queue depths", async ({ app }) => {
+    const org = await app.createOrg();
+    await app.grant(org.id, "1");
+    await app.call("POST", "/v1/billing/authorize", {
       key: org.gatewayKey,
       body: { org_id: org.id, product: "api", estimate: { requests: 3 } },
     });
-    await t.call("GET", `/v1/billing/invoices/inv_nothing`, { key: org.orgKey });
-    const res = await t.call("GET", "/metrics");
+    await app.call("GET", `/v1/billing/invoices/inv_nothing`, { key: org.orgKey });
+    const res = await app.call("GET", "/metrics");
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toContain("text/plain");
     expect(res.text).toMatch(
@@ -45,17 +48,17 @@ describe("operating the service: /metrics and the queue dashboard", () => {
     expect(res.text).toMatch(/hanzo_queue_jobs\{queue="low-balance-alerts",state="waiting"\} 0/);
   });
 
-  it("mounts the queue dashboard under the admin key only", async () => {
-    const anonymous = await t.call("GET", "/admin/queues");
+  it("mounts the queue dashboard under the admin key only", async ({ app }) => {
+    const anonymous = await app.call("GET", "/admin/queues");
     expect(anonymous.status).toBe(401);
     expect(anonymous.headers.get("www-authenticate")).toContain("Basic");
-    const org = await t.createOrg();
+    const org = await app.createOrg();
     const basic = (key: string) => ({ authorization: `Basic ${Buffer.from(`ops:${key}`).toString("base64")}` });
-    expect((await t.call("GET", "/admin/queues", { headers: basic(org.orgKey) })).status).toBe(403);
-    const ok = await t.call("GET", "/admin/queues", { headers: basic(TEST_ADMIN_KEY) });
+    expect((await app.call("GET", "/admin/queues", { headers: basic(org.orgKey) })).status).toBe(403);
+    const ok = await app.call("GET", "/admin/queues", { headers: basic(TEST_ADMIN_KEY) });
     expect(ok.status).toBe(200);
     expect(ok.text).toContain("<html");
-    const api = await t.call("GET", "/admin/queues/api/queues", { key: TEST_ADMIN_KEY });
+    const api = await app.call("GET", "/admin/queues/api/queues", { key: TEST_ADMIN_KEY });
     expect(api.status).toBe(200);
     expect(JSON.stringify(api.json)).toContain("low-balance-alerts");
   });
