@@ -1,6 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createTestApp, TEST_ADMIN_KEY, type TestApp } from "../support/app.js";
-import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { describe, expect } from "vitest";
+import { TEST_ADMIN_KEY, type TestApp } from "../support/app.js";
+import { appTest } from "../support/fixtures.js";
 import { type DocumentedOperation, documentedOperations } from "../support/openapi.js";
 
 /**
@@ -21,31 +21,31 @@ const JUNK_BODIES = [
 ];
 const JUNK_IDS = ["x".repeat(500), "%00", "'; drop table organizations; --", `org_${"9".repeat(40)}`];
 
-describe("every endpoint", () => {
-  let db: TestDatabase;
-  let t: TestApp;
-  let a: Awaited<ReturnType<TestApp["createOrg"]>>;
-  let b: Awaited<ReturnType<TestApp["createOrg"]>>;
-  beforeAll(async () => {
-    db = await createTestDatabase();
-    t = createTestApp({ sql: db.appSql });
-    a = await t.createOrg("Org A");
-    b = await t.createOrg("Org B");
-    await t.grant(b.id, "777.777", "b-secret");
-  });
-  afterAll(() => db.drop());
+type Org = Awaited<ReturnType<TestApp["createOrg"]>>;
+type Reply = Awaited<ReturnType<TestApp["call"]>>;
 
+/** `orgs`: org A, whose keys make the requests, and org B, whose data A must never see. */
+const it = appTest.extend<{ orgs: { a: Org; b: Org } }>({
+  orgs: [
+    async ({ app }, use) => {
+      const a = await app.createOrg("Org A");
+      const b = await app.createOrg("Org B");
+      await app.grant(b.id, "777.777", "b-secret");
+      await use({ a, b });
+    },
+    { scope: "file" },
+  ],
+});
+
+describe("every endpoint", () => {
   // This app has no chain configured: HUSD endpoints answer 503 not_configured, a deliberate
   // answer in the envelope rather than a crash (test/deposits covers them against anvil).
-  // biome-ignore lint/suspicious/noExplicitAny: a test reads arbitrary JSON replies by path
-  const notConfigured = (res: { status: number; json: any }) =>
-    res.status === 503 && res.json?.error?.code === "not_configured";
-  const keyFor = (op: DocumentedOperation) =>
+  const notConfigured = (res: Reply) => res.status === 503 && res.json?.error?.code === "not_configured";
+  const keyFor = (op: DocumentedOperation, a: Org) =>
     op.tags.includes("admin") ? TEST_ADMIN_KEY : op.tags.includes("gateway") ? a.gatewayKey : a.orgKey;
   const fill = (path: string, id: string) => path.replace(/\{[^}]+\}/g, id);
 
-  // biome-ignore lint/suspicious/noExplicitAny: a test reads arbitrary JSON replies by path
-  function expectEnvelope(res: { status: number; json: any; text: string }, label: string) {
+  function expectEnvelope(res: Reply, label: string) {
     expect(res.status, `${label}: ${res.text}`).toBeGreaterThanOrEqual(400);
     expect(res.status, `${label}: ${res.text}`).toBeLessThan(500);
     expect(res.json?.error, label).toMatchObject({
@@ -56,39 +56,45 @@ describe("every endpoint", () => {
     });
   }
 
-  it("the document lists the endpoints, and the served one lists the same", async () => {
+  it("the document lists the endpoints, and the served one lists the same", async ({ app }) => {
     expect(ops.length).toBeGreaterThanOrEqual(26);
     expect(withoutKey.length).toBeGreaterThan(0);
-    const served = (await t.call("GET", "/v1/openapi.json")).json as { paths: Record<string, object> };
+    const served = (await app.call("GET", "/v1/openapi.json")).json as { paths: Record<string, object> };
     const servedOps = Object.entries(served.paths).flatMap(([path, methods]) =>
       Object.keys(methods).map((m) => `${m.toUpperCase()} ${path}`),
     );
     expect(servedOps.sort()).toEqual(ops.map((o) => `${o.method} ${o.path}`).sort());
   });
 
-  it.each(secured)("without a key: $method $path is 401", async (op) => {
-    const res = await t.call(op.method, fill(op.path, a.id), op.hasBody ? { body: {} } : {});
+  it.for(secured)("without a key: $method $path is 401", async (op, { app, orgs }) => {
+    const res = await app.call(op.method, fill(op.path, orgs.a.id), op.hasBody ? { body: {} } : {});
     expectEnvelope(res, `${op.method} ${op.path}`);
     expect(res.status).toBe(401);
   });
 
-  it.each(withoutKey)("without a key: $method $path (security: []) is neither 401 nor 403", async (op) => {
-    const res = await t.call(op.method, fill(op.path, a.id), op.hasBody ? { body: {} } : {});
-    expect([401, 403]).not.toContain(res.status);
-  });
+  it.for(withoutKey)(
+    "without a key: $method $path (security: []) is neither 401 nor 403",
+    async (op, { app, orgs }) => {
+      const res = await app.call(op.method, fill(op.path, orgs.a.id), op.hasBody ? { body: {} } : {});
+      expect([401, 403]).not.toContain(res.status);
+    },
+  );
 
-  it.each(secured)("with a key of another scope: $method $path is 403", async (op) => {
-    const wrong = op.tags.includes("admin") ? a.orgKey : TEST_ADMIN_KEY;
-    const res = await t.call(op.method, fill(op.path, a.id), { key: wrong, ...(op.hasBody ? { body: {} } : {}) });
+  it.for(secured)("with a key of another scope: $method $path is 403", async (op, { app, orgs }) => {
+    const wrong = op.tags.includes("admin") ? orgs.a.orgKey : TEST_ADMIN_KEY;
+    const res = await app.call(op.method, fill(op.path, orgs.a.id), {
+      key: wrong,
+      ...(op.hasBody ? { body: {} } : {}),
+    });
     expectEnvelope(res, `${op.method} ${op.path}`);
     expect(res.status).toBe(403);
   });
 
-  it.each(ops.filter((o) => o.hasBody).flatMap((op) => JUNK_BODIES.map((rawBody) => ({ ...op, rawBody }))))(
+  it.for(ops.filter((o) => o.hasBody).flatMap((op) => JUNK_BODIES.map((rawBody) => ({ ...op, rawBody }))))(
     "$method $path with the body $rawBody: 400 in the envelope, never a 500",
-    async (op) => {
-      const res = await t.call(op.method, fill(op.path, a.id), {
-        key: keyFor(op),
+    async (op, { app, orgs }) => {
+      const res = await app.call(op.method, fill(op.path, orgs.a.id), {
+        key: keyFor(op, orgs.a),
         rawBody: op.rawBody,
         headers: { "content-type": "application/json", "idempotency-key": `junk-${Math.random()}` },
       });
@@ -101,42 +107,50 @@ describe("every endpoint", () => {
     },
   );
 
-  it.each(ops.filter((o) => o.path.includes("{")).flatMap((op) => JUNK_IDS.map((id) => ({ ...op, id }))))(
+  it.for(ops.filter((o) => o.path.includes("{")).flatMap((op) => JUNK_IDS.map((id) => ({ ...op, id }))))(
     "$method $path with the id $id: 4xx in the envelope, never a 500",
-    async (op) => {
-      const res = await t.call(op.method, fill(op.path, encodeURIComponent(op.id)), {
-        key: keyFor(op),
+    async (op, { app, orgs }) => {
+      const res = await app.call(op.method, fill(op.path, encodeURIComponent(op.id)), {
+        key: keyFor(op, orgs.a),
         ...(op.hasBody ? { body: {} } : {}),
       });
       expectEnvelope(res, `${op.method} ${op.path} ${op.id}`);
     },
   );
 
-  it.each(ops.filter((o) => o.method === "GET" && !o.path.includes("{") && o.secured))(
+  it.for(ops.filter((o) => o.method === "GET" && !o.path.includes("{") && o.secured))(
     "GET $path with absurd query parameters: never a 500",
-    async (op) => {
-      const res = await t.call("GET", `${op.path}?limit=-5&cursor=%ZZ&period=nope&limit=abc`, { key: keyFor(op) });
+    async (op, { app, orgs }) => {
+      const res = await app.call("GET", `${op.path}?limit=-5&cursor=%ZZ&period=nope&limit=abc`, {
+        key: keyFor(op, orgs.a),
+      });
       if (notConfigured(res)) return;
       expect(res.status, res.text).toBeLessThan(500);
     },
   );
 
-  it.each(
+  it.for(
     secured
       .filter((o) => !o.tags.includes("admin"))
       .flatMap((op) => (["orgKey", "gatewayKey"] as const).map((key) => ({ ...op, key }))),
-  )("org A's $key never sees org B's data on $method $path, whatever ids it puts in the path", async (op) => {
-    const res = await t.call(op.method, fill(op.path, b.id), { key: a[op.key], ...(op.hasBody ? { body: {} } : {}) });
-    if (!notConfigured(res)) expect(res.status).toBeLessThan(500);
-    expect(res.text).not.toContain("777.777");
-    expect(res.text).not.toContain("777777000000");
-    expect(res.text).not.toContain("Org B");
-    // An error may echo the id the caller itself sent; anywhere else B's id must not appear.
-    if (!op.path.includes("{")) expect(res.text).not.toContain(b.id);
-  });
+  )(
+    "org A's $key never sees org B's data on $method $path, whatever ids it puts in the path",
+    async (op, { app, orgs }) => {
+      const res = await app.call(op.method, fill(op.path, orgs.b.id), {
+        key: orgs.a[op.key],
+        ...(op.hasBody ? { body: {} } : {}),
+      });
+      if (!notConfigured(res)) expect(res.status).toBeLessThan(500);
+      expect(res.text).not.toContain("777.777");
+      expect(res.text).not.toContain("777777000000");
+      expect(res.text).not.toContain("Org B");
+      // An error may echo the id the caller itself sent; anywhere else B's id must not appear.
+      if (!op.path.includes("{")) expect(res.text).not.toContain(orgs.b.id);
+    },
+  );
 
-  it("unknown routes are a 404 in the envelope", async () => {
-    const res = await t.call("GET", "/v1/nope");
+  it("unknown routes are a 404 in the envelope", async ({ app }) => {
+    const res = await app.call("GET", "/v1/nope");
     expectEnvelope(res, "GET /v1/nope");
     expect(res.json.error.code).toBe("not_found");
   });

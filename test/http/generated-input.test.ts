@@ -1,7 +1,8 @@
 import fc from "fast-check";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createTestApp, TEST_ADMIN_KEY, type TestApp } from "../support/app.js";
-import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { describe, expect } from "vitest";
+import { TEST_ADMIN_KEY, type TestApp } from "../support/app.js";
+import { appTest } from "../support/fixtures.js";
+import { openApiDocument } from "../support/openapi.js";
 
 /**
  * Requests generated from the served OpenAPI document, for every operation: parameters and bodies
@@ -144,31 +145,37 @@ const asHeader = (v: unknown) =>
     .replace(/[^\x20-\x7e]/g, "?")
     .slice(0, 300);
 
-describe("generated input on every operation of the OpenAPI document", () => {
-  let db: TestDatabase;
-  let t: TestApp;
-  let doc: Parameters<typeof resolve>[0] & { paths: Record<string, Record<string, Operation>> };
-  let org: Awaited<ReturnType<TestApp["createOrg"]>>;
-  beforeAll(async () => {
-    db = await createTestDatabase();
-    t = createTestApp({ sql: db.sql });
-    doc = (await t.call("GET", "/v1/openapi.json")).json;
-    org = await t.createOrg("Generated");
-    await t.grant(org.id, "100.00");
+type Document = Parameters<typeof resolve>[0] & { paths: Record<string, Record<string, Operation>> };
+
+/** The document the app serves (built while vitest collects, to make one test per operation). */
+const doc = openApiDocument() as unknown as Document;
+const operations = Object.entries(doc.paths)
+  .flatMap(([path, methods]) =>
+    Object.entries(methods).map(([method, op]) => ({ path, method: method.toUpperCase(), op })),
+  )
+  .map((operation, index) => ({ ...operation, index }));
+
+/** `org`: the organization whose keys and id the requests use, with credit to spend. */
+const it = appTest.extend<{ org: Awaited<ReturnType<TestApp["createOrg"]>> }>({
+  org: [
+    async ({ app }, use) => {
+      const org = await app.createOrg("Generated");
+      await app.grant(org.id, "100.00");
+      await use(org);
+    },
+    { scope: "file" },
+  ],
+});
+
+describe(`generated input on every operation of the OpenAPI document (seed ${SEED}, ${RUNS_PER_OPERATION} requests per operation)`, () => {
+  it("has operations to walk, and the app serves the document they come from", async ({ app }) => {
+    expect(operations.length).toBeGreaterThanOrEqual(20);
+    expect((await app.call("GET", "/v1/openapi.json")).json).toEqual(doc);
   });
-  afterAll(() => db.drop());
 
-  const operations = () =>
-    Object.entries(doc.paths).flatMap(([path, methods]) =>
-      Object.entries(methods).map(([method, op]) => ({ path, method: method.toUpperCase(), op })),
-    );
-
-  it("has operations to walk", () => {
-    expect(operations().length).toBeGreaterThanOrEqual(20);
-  });
-
-  it(`no 5xx, every 4xx in the envelope (seed ${SEED}, ${RUNS_PER_OPERATION} requests per operation)`, async () => {
-    for (const [index, { path, method, op }] of operations().entries()) {
+  it.for(operations)(
+    "$method $path: no 5xx, every 4xx in the envelope",
+    async ({ path, method, op, index }, { app, org }) => {
       const tags = op.tags ?? [];
       const key = !op.security?.length
         ? undefined
@@ -206,7 +213,7 @@ describe("generated input on every operation of the OpenAPI document", () => {
             }
             url = url.replace(/\{[^}]+\}/g, org.id);
             if ([...query].length) url += `?${query}`;
-            const res = await t.call(method, url, {
+            const res = await app.call(method, url, {
               key,
               headers,
               ...(bodySchema ? { rawBody: JSON.stringify(body) ?? "null" } : {}),
@@ -228,6 +235,6 @@ describe("generated input on every operation of the OpenAPI document", () => {
         .catch((err: Error) => {
           throw new Error(`${method} ${path}: FC_SEED=${SEED} reproduces this run\n${err.message}`);
         });
-    }
-  }, 240_000);
+    },
+  );
 });

@@ -1,65 +1,61 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect } from "vitest";
 import { authenticate, KeyCache } from "../../src/billing/api-keys.js";
 import { loadConfig } from "../../src/config.js";
 import type { Sql } from "../../src/db/client.js";
-import { createTestApp, TEST_ADMIN_KEY, type TestApp } from "../support/app.js";
-import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { TEST_ADMIN_KEY, type TestApp } from "../support/app.js";
+import type { TestDatabase } from "../support/database.js";
+import { appTest } from "../support/fixtures.js";
+
+/** `org`: one organization with its keys, shared by the file's tests (none changes it). */
+const it = appTest.extend<{ org: Awaited<ReturnType<TestApp["createOrg"]>> }>({
+  org: [async ({ app }, use) => use(await app.createOrg()), { scope: "file" }],
+});
 
 /**
  * Input that is well formed but outside what the database can hold is the client's 400, naming
  * the field, never a 500; and the bootstrap admin key accepts exactly what authentication does.
  */
 describe("values at the edge of their range", () => {
-  let db: TestDatabase;
-  let t: TestApp;
-  let org: Awaited<ReturnType<TestApp["createOrg"]>>;
-  beforeAll(async () => {
-    db = await createTestDatabase();
-    t = createTestApp({ sql: db.sql });
-    org = await t.createOrg();
-  });
-  afterAll(() => db.drop());
-
   const cursor = (text: string) => Buffer.from(text).toString("base64url");
-  it.each([
+  it.for([
     ["beyond bigint", cursor("s:9999999999999999999")],
     ["just beyond bigint", cursor("s:9223372036854775808")],
     ["not ours", "bm9wZQ"],
-  ])("a transactions cursor %s is 400 invalid_request naming cursor", async (_, value) => {
-    const res = await t.call("GET", `/v1/billing/transactions?cursor=${value}`, { key: org.orgKey });
+  ])("a transactions cursor %s is 400 invalid_request naming cursor", async ([, value], { app, org }) => {
+    const res = await app.call("GET", `/v1/billing/transactions?cursor=${value}`, { key: org.orgKey });
     expect(res.status, res.text).toBe(400);
     expect(res.json.error).toMatchObject({ code: "invalid_request", param: "cursor" });
   });
 
-  it("the largest bigint cursor is a valid (empty past its end: everything) page", async () => {
-    const res = await t.call("GET", `/v1/billing/transactions?cursor=${cursor("s:9223372036854775807")}`, {
+  it("the largest bigint cursor is a valid (empty past its end: everything) page", async ({ app, org }) => {
+    const res = await app.call("GET", `/v1/billing/transactions?cursor=${cursor("s:9223372036854775807")}`, {
       key: org.orgKey,
     });
     expect(res.status, res.text).toBe(200);
   });
 
-  it.each(["9999-12", "0000-01", "0001-01", "0099-12", "0100-03", "1969-12", "2026-00", "2026-13"])(
+  it.for(["9999-12", "0000-01", "0001-01", "0099-12", "0100-03", "1969-12", "2026-00", "2026-13"])(
     "?period=%s is 400 naming period",
-    async (p) => {
-      const res = await t.call("GET", `/v1/billing/usage?period=${p}`, { key: org.orgKey });
+    async (p, { app, org }) => {
+      const res = await app.call("GET", `/v1/billing/usage?period=${p}`, { key: org.orgKey });
       expect(res.status, res.text).toBe(400);
       expect(res.json.error).toMatchObject({ code: "invalid_request", param: "period" });
     },
   );
 
-  it.each([
+  it.for([
     ["1970-01", "1970-01-01T00:00:00.000Z"],
     ["9998-12", "9998-12-01T00:00:00.000Z"],
-  ])("?period=%s is that month's cycle", async (p, start) => {
-    const res = await t.call("GET", `/v1/billing/usage?period=${p}`, { key: org.orgKey });
+  ])("?period=%s is that month's cycle", async ([p, start], { app, org }) => {
+    const res = await app.call("GET", `/v1/billing/usage?period=${p}`, { key: org.orgKey });
     expect(res.status, res.text).toBe(200);
     expect(res.json.period).toMatchObject({ label: p, start });
   });
 
-  it.each(["9999-12-31T23:59:59-01:00", "10000-01-01T00:00:00Z", "0000-01-01T00:00:00+01:00"])(
+  it.for(["9999-12-31T23:59:59-01:00", "10000-01-01T00:00:00Z", "0000-01-01T00:00:00+01:00"])(
     "a grant expiring at %s is 400 naming expires_at",
-    async (expiresAt) => {
-      const res = await t.call("POST", `/v1/admin/orgs/${org.id}/credits`, {
+    async (expiresAt, { app, org }) => {
+      const res = await app.call("POST", `/v1/admin/orgs/${org.id}/credits`, {
         key: TEST_ADMIN_KEY,
         headers: { "idempotency-key": `far-${expiresAt}` },
         body: { amount: "1.00", reason: "far future", expires_at: expiresAt },
@@ -69,8 +65,8 @@ describe("values at the edge of their range", () => {
     },
   );
 
-  it("a grant expiring at 9999-12-31T23:59:59Z is accepted", async () => {
-    const res = await t.call("POST", `/v1/admin/orgs/${org.id}/credits`, {
+  it("a grant expiring at 9999-12-31T23:59:59Z is accepted", async ({ app, org }) => {
+    const res = await app.call("POST", `/v1/admin/orgs/${org.id}/credits`, {
       key: TEST_ADMIN_KEY,
       headers: { "idempotency-key": "far-but-fine" },
       body: { amount: "1.00", reason: "far future", expires_at: "9999-12-31T23:59:59Z" },
@@ -79,8 +75,11 @@ describe("values at the edge of their range", () => {
     expect(res.json.expires_at).toBe("9999-12-31T23:59:59.000Z");
   });
 
-  it("a usage event in year 10000 (UTC) is that event's rejection naming timestamp, not a 500", async () => {
-    const res = await t.call("POST", "/v1/billing/usage", {
+  it("a usage event in year 10000 (UTC) is that event's rejection naming timestamp, not a 500", async ({
+    app,
+    org,
+  }) => {
+    const res = await app.call("POST", "/v1/billing/usage", {
       key: org.gatewayKey,
       body: {
         events: [
@@ -118,16 +117,8 @@ describe("ADMIN_API_KEY accepts what authentication accepts", () => {
 });
 
 describe("unknown keys are answered from memory", () => {
-  let db: TestDatabase;
-  let t: TestApp;
-  beforeAll(async () => {
-    db = await createTestDatabase();
-    t = createTestApp({ sql: db.sql });
-  });
-  afterAll(() => db.drop());
-
   /** The real database, counting the statements authentication sends. */
-  function counting() {
+  function counting(db: TestDatabase) {
     const counter = { statements: 0, sql: undefined as unknown as Sql };
     counter.sql = ((...args: Parameters<Sql>) => {
       counter.statements++;
@@ -141,9 +132,9 @@ describe("unknown keys are answered from memory", () => {
       (err: { code?: string; message: string }) => `${err.code}: ${err.message}`,
     );
 
-  it("an unknown key costs one query per KEY_REFUSAL_TTL_MS, then is asked again", async () => {
+  it("an unknown key costs one query per KEY_REFUSAL_TTL_MS, then is asked again", async ({ db }) => {
     const cache = new KeyCache(1_000, 100, 60_000);
-    const db2 = counting();
+    const db2 = counting(db);
     const unknown = "hk-unknown-key-0123456789abcdef";
     for (let i = 0; i < 20; i++)
       expect(await refusedWith(authenticate(db2.sql, unknown, undefined, cache))).toBe(
@@ -153,26 +144,29 @@ describe("unknown keys are answered from memory", () => {
     // Past the refusal's life the key is looked up again (it could not have been created meanwhile,
     // keys being random, but nothing is refused from memory for longer than that).
     const short = new KeyCache(1_000, 100, 0);
-    const db3 = counting();
+    const db3 = counting(db);
     await refusedWith(authenticate(db3.sql, unknown, undefined, short));
     await refusedWith(authenticate(db3.sql, unknown, undefined, short));
     expect(db3.statements).toBe(2);
   });
 
-  it("a revoked key is refused from memory as revoked", async () => {
-    const org = await t.createOrg();
-    const key = await t.call("POST", `/v1/admin/orgs/${org.id}/keys`, { key: TEST_ADMIN_KEY, body: { scope: "org" } });
-    await t.call("DELETE", `/v1/admin/keys/${key.json.id}`, { key: TEST_ADMIN_KEY });
+  it("a revoked key is refused from memory as revoked", async ({ db, app }) => {
+    const org = await app.createOrg();
+    const key = await app.call("POST", `/v1/admin/orgs/${org.id}/keys`, {
+      key: TEST_ADMIN_KEY,
+      body: { scope: "org" },
+    });
+    await app.call("DELETE", `/v1/admin/keys/${key.json.id}`, { key: TEST_ADMIN_KEY });
     const cache = new KeyCache();
-    const db2 = counting();
+    const db2 = counting(db);
     for (let i = 0; i < 5; i++)
       expect(await refusedWith(authenticate(db2.sql, key.json.key, undefined, cache))).toMatch(/revoked/);
     expect(db2.statements).toBe(1);
   });
 
-  it("the refusals kept are bounded: a flood of random keys keeps at most the newest", async () => {
+  it("the refusals kept are bounded: a flood of random keys keeps at most the newest", async ({ db }) => {
     const cache = new KeyCache(1_000, 100, 60_000, 50);
-    const db2 = counting();
+    const db2 = counting(db);
     for (let i = 0; i < 500; i++)
       await refusedWith(authenticate(db2.sql, `hk-random-${String(i).padStart(16, "0")}`, undefined, cache));
     expect(cache.size.refusals).toBe(50);

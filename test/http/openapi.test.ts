@@ -1,7 +1,6 @@
 import { existsSync } from "node:fs";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createTestApp, type TestApp } from "../support/app.js";
-import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { describe, expect } from "vitest";
+import { appTest } from "../support/fixtures.js";
 
 type Operation = {
   operationId?: string;
@@ -40,26 +39,31 @@ function resolve(doc: unknown, ref: string): unknown {
     );
 }
 
+/** `doc`: the document the app serves; `operations`: each of its operations with a label. */
+const it = appTest.extend<{ doc: Document; operations: { label: string; op: Operation }[] }>({
+  doc: [
+    async ({ app }, use) => {
+      const res = await app.call("GET", "/v1/openapi.json");
+      expect(res.status).toBe(200);
+      await use(res.json);
+    },
+    { scope: "file" },
+  ],
+  operations: [
+    async ({ doc }, use) =>
+      use(
+        Object.entries(doc.paths).flatMap(([path, methods]) =>
+          Object.entries(methods).map(([method, op]) => ({ label: `${method.toUpperCase()} ${path}`, op })),
+        ),
+      ),
+    { scope: "file" },
+  ],
+});
+
 const kebab = (camel: string) => camel.replace(/[A-Z]/g, (ch) => `-${ch.toLowerCase()}`);
 
 describe("OpenAPI document and docs page", () => {
-  let db: TestDatabase;
-  let t: TestApp;
-  let doc: Document;
-  let operations: { label: string; op: Operation }[];
-  beforeAll(async () => {
-    db = await createTestDatabase();
-    t = createTestApp({ sql: db.appSql });
-    const res = await t.call("GET", "/v1/openapi.json");
-    expect(res.status).toBe(200);
-    doc = res.json;
-    operations = Object.entries(doc.paths).flatMap(([path, methods]) =>
-      Object.entries(methods).map(([method, op]) => ({ label: `${method.toUpperCase()} ${path}`, op })),
-    );
-  });
-  afterAll(() => db.drop());
-
-  it("is generated from the same zod schemas that validate requests", () => {
+  it("is generated from the same zod schemas that validate requests", ({ doc }) => {
     expect(doc.openapi).toBe("3.1.0");
     const grant = doc.paths["/v1/admin/orgs/{id}/credits"]!.post as unknown as {
       requestBody: { content: { "application/json": { schema: { $ref?: string } } } };
@@ -71,13 +75,13 @@ describe("OpenAPI document and docs page", () => {
     expect(doc.components.securitySchemes).toMatchObject({ bearer: { type: "http", scheme: "bearer" } });
   });
 
-  it("every $ref points at something in the document", () => {
+  it("every $ref points at something in the document", ({ doc }) => {
     const refs = refsIn(doc);
     expect(refs.length).toBeGreaterThan(10);
     expect(refs.filter(({ ref }) => resolve(doc, ref) === undefined)).toEqual([]);
   });
 
-  it("names a server, and declares with a description every tag an operation uses", () => {
+  it("names a server, and declares with a description every tag an operation uses", ({ doc, operations }) => {
     expect(doc.servers?.length).toBeGreaterThan(0);
     const declared = new Map((doc.tags ?? []).map((tag) => [tag.name, tag.description]));
     const used = new Set(operations.flatMap(({ op }) => op.tags ?? []));
@@ -85,7 +89,7 @@ describe("OpenAPI document and docs page", () => {
     expect(operations.filter(({ op }) => op.tags?.length !== 1).map(({ label }) => label)).toEqual([]);
   });
 
-  it("every operation has a unique camelCase operationId and a one-line summary", () => {
+  it("every operation has a unique camelCase operationId and a one-line summary", ({ operations }) => {
     expect(operations.length).toBeGreaterThanOrEqual(26);
     expect(operations.filter(({ op }) => !/^[a-z][A-Za-z]+$/.test(op.operationId ?? "")).map((o) => o.label)).toEqual(
       [],
@@ -95,7 +99,9 @@ describe("OpenAPI document and docs page", () => {
     expect(operations.filter(({ op }) => !op.summary || op.summary.includes("\n")).map((o) => o.label)).toEqual([]);
   });
 
-  it("every operation states its security: [] without a key, bearer with the key scope named in its description", () => {
+  it("every operation states its security: [] without a key, bearer with the key scope named in its description", ({
+    operations,
+  }) => {
     expect(operations.filter(({ op }) => !Array.isArray(op.security)).map((o) => o.label)).toEqual([]);
     const secured = operations.filter(({ op }) => (op.security?.length ?? 0) > 0);
     expect(secured.length).toBeGreaterThan(20);
@@ -111,15 +117,17 @@ describe("OpenAPI document and docs page", () => {
     ).toEqual([]);
   });
 
-  it("every operation is the file src/http/routes/<tag>/<operationId in kebab-case>.ts", () => {
+  it("every operation is the file src/http/routes/<tag>/<operationId in kebab-case>.ts", ({ operations }) => {
     const missing = operations
       .map(({ op }) => `src/http/routes/${op.tags?.[0]}/${kebab(op.operationId ?? "")}.ts`)
       .filter((file) => !existsSync(file));
     expect(missing).toEqual([]);
   });
 
-  it("renders the docs page from the same document (Scalar, in the browser; see openapi-tools.test.ts)", async () => {
-    const page = await t.call("GET", "/docs");
+  it("renders the docs page from the same document (Scalar, in the browser; see openapi-tools.test.ts)", async ({
+    app,
+  }) => {
+    const page = await app.call("GET", "/docs");
     expect(page.status).toBe(200);
     expect(page.headers.get("content-type")).toContain("text/html");
     expect(page.text).toContain('<script id="api-reference" data-url="/v1/openapi.json"');

@@ -1,8 +1,8 @@
 import { Redis } from "ioredis";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect } from "vitest";
 import { RateLimiter } from "../../src/http/middleware/rate-limiter.js";
 import { createTestApp, TEST_ADMIN_KEY, type TestApp } from "../support/app.js";
-import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { appTest } from "../support/fixtures.js";
 import { freePort } from "../support/free-port.js";
 import { clearRedisPrefix, createTestRedis, uniqueRedisPrefix } from "../support/redis.js";
 
@@ -13,46 +13,68 @@ import { clearRedisPrefix, createTestRedis, uniqueRedisPrefix } from "../support
  * A window (60 s) starts at its bucket's first request, far longer than any test takes.
  */
 const W = 60;
-describe("rate limits per key and per address", () => {
-  let db: TestDatabase;
-  let redis: Redis;
-  const prefixes: string[] = [];
-  const dead: Redis[] = [];
-  /** Keys made through an app without limits, so making them counts against nothing. */
-  let setup: TestApp;
-  beforeAll(async () => {
-    db = await createTestDatabase();
-    redis = createTestRedis();
-    await redis.ping(); // ready: until then the limiter counts in memory (as when Redis is down)
-    setup = createTestApp({ sql: db.sql });
-  });
-  afterAll(async () => {
-    for (const p of prefixes) await clearRedisPrefix(redis, `{${p}}`);
-    redis.disconnect();
-    for (const r of dead) r.disconnect();
-    await db.drop();
-  });
+type Limits = {
+  /** W requests per W-second window for org and admin keys and per address, 2W for gateway keys, on a prefix of its own. */
+  app(opts?: { config?: Record<string, string>; redis?: Redis }): TestApp;
+  /** A Redis prefix of the file's, deleted after it. */
+  prefix(label: string): string;
+  /** A Redis connection of its own, closed after the file. */
+  connection(redis?: Redis): Redis;
+};
 
-  /** W requests per W-second window for org and admin keys and per address, 2W for gateway keys. */
-  function limitedApp(opts: { config?: Record<string, string>; redis?: Redis } = {}): TestApp {
-    const prefix = uniqueRedisPrefix("rate");
-    prefixes.push(prefix);
-    return createTestApp({
-      sql: db.sql,
-      config: {
-        RATE_LIMIT_WINDOW_SECONDS: String(W),
-        RATE_LIMIT_ORG_PER_SECOND: "1",
-        RATE_LIMIT_ADMIN_PER_SECOND: "1",
-        RATE_LIMIT_ANONYMOUS_PER_SECOND: "1",
-        RATE_LIMIT_GATEWAY_PER_SECOND: "2",
-        ...opts.config,
-      },
-      // A loaded test machine must not push Redis past the timeout: that is tested on its own.
-      extra: { rateLimiter: new RateLimiter(opts.redis ?? redis, prefix, { timeoutMs: 5_000 }) },
-    });
-  }
-  const newKey = async (orgId: string, scope: "org" | "gateway") =>
-    (await setup.call("POST", `/v1/admin/orgs/${orgId}/keys`, { key: TEST_ADMIN_KEY, body: { scope } })).json
+/**
+ * `limits`: apps with the limiter on the real Redis (`redis`, ready: until it is, the limiter
+ * counts in memory as when Redis is down). `app` stays unlimited: keys and orgs are made through
+ * it, so making them counts against nothing.
+ */
+const it = appTest.extend<{ limits: Limits }>({
+  limits: [
+    async ({ db, redis }, use) => {
+      await redis.connection.ping();
+      const prefixes: string[] = [];
+      const connections: Redis[] = [];
+      const limits: Limits = {
+        prefix(label) {
+          const prefix = uniqueRedisPrefix(label);
+          prefixes.push(prefix);
+          return prefix;
+        },
+        connection(connection = createTestRedis()) {
+          connections.push(connection);
+          return connection;
+        },
+        app(opts = {}) {
+          return createTestApp({
+            sql: db.appSql,
+            config: {
+              RATE_LIMIT_WINDOW_SECONDS: String(W),
+              RATE_LIMIT_ORG_PER_SECOND: "1",
+              RATE_LIMIT_ADMIN_PER_SECOND: "1",
+              RATE_LIMIT_ANONYMOUS_PER_SECOND: "1",
+              RATE_LIMIT_GATEWAY_PER_SECOND: "2",
+              ...opts.config,
+            },
+            // A loaded test machine must not push Redis past the timeout: that is tested on its own.
+            extra: {
+              rateLimiter: new RateLimiter(opts.redis ?? redis.connection, limits.prefix("rate"), { timeoutMs: 5_000 }),
+            },
+          });
+        },
+      };
+      try {
+        await use(limits);
+      } finally {
+        for (const p of prefixes) await clearRedisPrefix(redis.connection, `{${p}}`);
+        for (const c of connections) c.disconnect();
+      }
+    },
+    { scope: "file" },
+  ],
+});
+
+describe("rate limits per key and per address", () => {
+  const newKey = async (app: TestApp, orgId: string, scope: "org" | "gateway") =>
+    (await app.call("POST", `/v1/admin/orgs/${orgId}/keys`, { key: TEST_ADMIN_KEY, body: { scope } })).json
       .key as string;
 
   async function flood(
@@ -85,10 +107,13 @@ describe("rate limits per key and per address", () => {
     expect(retryAfter).toBeLessThanOrEqual(W);
   }
 
-  it("flooding one org key gets it 429s; another key of the same org, and a gateway key, are unaffected", async () => {
-    const t = limitedApp();
-    const org = await setup.createOrg("Flooder");
-    const other = await newKey(org.id, "org");
+  it("flooding one org key gets it 429s; another key of the same org, and a gateway key, are unaffected", async ({
+    app,
+    limits,
+  }) => {
+    const t = limits.app();
+    const org = await app.createOrg("Flooder");
+    const other = await newKey(app, org.id, "org");
     const { statuses, limited } = await flood(t, W + 5, "/v1/billing/balance", org.orgKey);
     expect(statuses.slice(0, W)).toEqual(Array(W).fill(200));
     expect(statuses.slice(W)).toEqual(Array(5).fill(429));
@@ -100,9 +125,12 @@ describe("rate limits per key and per address", () => {
     expect(gateway.statuses.at(-1)).toBe(429);
   });
 
-  it("requests without a key, and with a wrong key, share their address's low limit; valid keys there do not", async () => {
-    const t = limitedApp();
-    const org = await setup.createOrg("Neighbour");
+  it("requests without a key, and with a wrong key, share their address's low limit; valid keys there do not", async ({
+    app,
+    limits,
+  }) => {
+    const t = limits.app();
+    const org = await app.createOrg("Neighbour");
     const anonymous = await flood(t, W - 2, "/v1/pricing/models");
     expect(anonymous.statuses).toEqual(Array(W - 2).fill(200));
     const wrong = await flood(t, 4, "/v1/billing/balance", "hk-not-a-key-0123456789abcdef");
@@ -114,8 +142,8 @@ describe("rate limits per key and per address", () => {
     expect((await t.call("GET", "/healthz")).status).toBe(200);
   });
 
-  it("behind TRUSTED_PROXY_HOPS proxies, each client address has its own count", async () => {
-    const t = limitedApp({ config: { TRUSTED_PROXY_HOPS: "1" } });
+  it("behind TRUSTED_PROXY_HOPS proxies, each client address has its own count", async ({ limits }) => {
+    const t = limits.app({ config: { TRUSTED_PROXY_HOPS: "1" } });
     const from = (address: string) => ({ headers: { "x-forwarded-for": `203.0.113.9, ${address}` } });
     const first = await flood(t, W, "/v1/pricing/plans", undefined, from("198.51.100.1"));
     expect(first.statuses).toEqual(Array(W).fill(200));
@@ -124,8 +152,8 @@ describe("rate limits per key and per address", () => {
     expect((await t.call("GET", "/v1/pricing/plans", from("198.51.100.2"))).status).toBe(200);
   });
 
-  it("IPv6 clients are counted by their /64, and an IPv4-mapped address as the IPv4 one", async () => {
-    const t = limitedApp({ config: { TRUSTED_PROXY_HOPS: "1" } });
+  it("IPv6 clients are counted by their /64, and an IPv4-mapped address as the IPv4 one", async ({ limits }) => {
+    const t = limits.app({ config: { TRUSTED_PROXY_HOPS: "1" } });
     const from = (address: string) => ({ headers: { "x-forwarded-for": address } });
     // A fresh address from the same /64 for every request: one count.
     const rotating = [];
@@ -139,40 +167,34 @@ describe("rate limits per key and per address", () => {
     expect((await t.call("GET", "/v1/pricing/plans", from("::ffff:192.0.2.7"))).status).toBe(429);
   });
 
-  it("the count is shared by replicas: two apps on one Redis prefix allow W together", async () => {
-    const prefix = uniqueRedisPrefix("rate-shared");
-    prefixes.push(prefix);
+  it("the count is shared by replicas: two apps on one Redis prefix allow W together", async ({ db, app, limits }) => {
+    const prefix = limits.prefix("rate-shared");
     const replica = async () => {
-      const connection = createTestRedisOnce();
+      const connection = limits.connection();
       await connection.ping();
       return createTestApp({
-        sql: db.sql,
+        sql: db.appSql,
         config: { RATE_LIMIT_WINDOW_SECONDS: String(W), RATE_LIMIT_ORG_PER_SECOND: "1" },
         extra: { rateLimiter: new RateLimiter(connection, prefix) },
       });
     };
     const [a, b] = [await replica(), await replica()];
-    const org = await setup.createOrg("Two replicas");
+    const org = await app.createOrg("Two replicas");
     const statuses: number[] = [];
     for (let i = 0; i < W + 2; i++)
       statuses.push((await [a, b][i % 2]!.call("GET", "/v1/billing/balance", { key: org.orgKey })).status);
     expect(statuses).toEqual([...Array(W).fill(200), 429, 429]);
   });
-  const createTestRedisOnce = () => {
-    const r = createTestRedis();
-    dead.push(r);
-    return r;
-  };
 
-  it("with Redis down, each process still limits on its own, and answers at once", async () => {
+  it("with Redis down, each process still limits on its own, and answers at once", async ({ app, limits }) => {
     const down = new Redis(`redis://127.0.0.1:${await freePort()}`, {
       maxRetriesPerRequest: null,
       retryStrategy: () => 1_000,
     });
     down.on("error", () => {});
-    dead.push(down);
-    const t = limitedApp({ redis: down });
-    const org = await setup.createOrg("Redis down");
+    limits.connection(down);
+    const t = limits.app({ redis: down });
+    const org = await app.createOrg("Redis down");
     const started = performance.now();
     const { statuses, limited } = await flood(t, W + 2, "/v1/billing/balance", org.orgKey);
     expect(performance.now() - started).toBeLessThan(10_000);

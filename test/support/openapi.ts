@@ -11,13 +11,18 @@ export type DocumentedOperation = {
   hasBody: boolean;
 };
 
+/** The OpenAPI document /v1/openapi.json serves, built without a database or a request. */
+export function openApiDocument() {
+  // Registering the routes reads none of the dependencies; only handling requests does.
+  return createApp({} as AppDeps).getOpenAPI31Document(OPENAPI_DOCUMENT);
+}
+
 /**
  * The operations of the OpenAPI document that /v1/openapi.json serves, built without a database
  * or a request, so a test file can make one test per operation while vitest collects it.
  */
 export function documentedOperations(): DocumentedOperation[] {
-  // Registering the routes reads none of the dependencies; only handling requests does.
-  const doc = createApp({} as AppDeps).getOpenAPI31Document(OPENAPI_DOCUMENT);
+  const doc = openApiDocument();
   return Object.entries(doc.paths ?? {}).flatMap(([path, item]) =>
     (["get", "put", "post", "delete", "patch"] as const).flatMap((method) => {
       const op = item[method];
