@@ -1,13 +1,10 @@
 import { randomBytes } from "node:crypto";
 import type { Redis } from "ioredis";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect } from "vitest";
 import { TEST_ADMIN_KEY } from "../support/app.js";
-import { startTestChain, type TestChain } from "../support/chain-stack.js";
-import { createTestDatabase, type TestDatabase } from "../support/database.js";
-import { depositStack } from "../support/deposit-stack.js";
+import { chainTest } from "../support/chain-fixtures.js";
 import { freePort } from "../support/free-port.js";
-import { startBin, waitFor, type RunningProcess } from "../support/process.js";
-import { clearRedisPrefix, createTestRedis, uniqueRedisPrefix } from "../support/redis.js";
+import { startBin, type RunningProcess } from "../support/process.js";
 
 const HUSD = 10n ** 18n;
 
@@ -31,72 +28,73 @@ async function dumpRedis(redis: Redis, prefix: string): Promise<string> {
   return out.join("\n");
 }
 
+const PATH_SECRET = `PATHKEY${randomBytes(8).toString("hex")}`;
+const QUERY_SECRET = `QUERYKEY${randomBytes(8).toString("hex")}`;
+
+type Deployed = {
+  worker: RunningProcess;
+  api: RunningProcess;
+  base: string;
+  /** The closed port the RPC URL points at: every RPC call fails with connection refused. */
+  rpcPort: number;
+  /** A deposit recorded through a working node, still pending. */
+  pending: { hash: string; orgKey: string };
+};
+
+/**
+ * `deployed`: the API and the workers as real processes on the file's database and Redis prefix,
+ * their RPC URL carrying the secrets, each waited on until ready.
+ */
+const it = chainTest.extend<{ deployed: Deployed }>({
+  deployed: [
+    async ({ db, chain, stack, redis }, use) => {
+      const org = await stack.orgWithAddress("Keyed Co"); // the stack's node works: it records the pending deposit
+      const { hash } = await stack.sendHusd(org.address, 2n * HUSD);
+      expect(
+        (await stack.app.call("POST", "/v1/billing/husd/topups", { key: org.orgKey, body: { tx_hash: hash } })).status,
+      ).toBe(201);
+      const rpcPort = await freePort();
+      const env = {
+        DATABASE_URL: db.appUrl,
+        REDIS_PREFIX: redis.prefix,
+        ADMIN_API_KEY: TEST_ADMIN_KEY,
+        LOG_LEVEL: "debug",
+        RPC_URL: `http://127.0.0.1:${rpcPort}/v2/${PATH_SECRET}?apikey=${QUERY_SECRET}`,
+        CHAIN_ID: String(chain.chainId),
+        HUSD_ADDRESS: chain.husd,
+        DEPOSIT_FACTORY_ADDRESS: chain.factory,
+        FINALITY_CONFIRMATIONS: "2",
+        DEPOSIT_SCAN_INTERVAL_MS: "200",
+        DATABASE_POOL_MAX: "3",
+      };
+      const port = await freePort();
+      const base = `http://127.0.0.1:${port}`;
+      const worker = startBin("worker.ts", env);
+      const api = startBin("api.ts", { ...env, PORT: String(port) });
+      try {
+        await worker.waitForLine('"msg":"workers started"', { timeoutMs: 30_000 });
+        await api.waitFor(async () => (await fetch(`${base}/healthz`)).ok, { timeoutMs: 30_000, what: "api up" });
+        await use({ worker, api, base, rpcPort, pending: { hash, orgKey: org.orgKey } });
+      } finally {
+        await Promise.all([worker.stop(), api.stop()]);
+      }
+    },
+    { scope: "file" },
+  ],
+});
+
 /**
  * The API and the workers as deployed (real processes, real logger), configured with an RPC URL
  * that carries a provider key in its path and its query, pointing at a port nobody listens on.
  */
 describe("an RPC URL with a key in it, and the node behind it down", () => {
-  const PATH_SECRET = `PATHKEY${randomBytes(8).toString("hex")}`;
-  const QUERY_SECRET = `QUERYKEY${randomBytes(8).toString("hex")}`;
   const secrets = new RegExp(`${PATH_SECRET}|${QUERY_SECRET}`);
-  const prefix = uniqueRedisPrefix("rpc-secret");
-  let db: TestDatabase;
-  let chain: TestChain;
-  let stack: ReturnType<typeof depositStack>;
-  let worker: RunningProcess;
-  let api: RunningProcess;
-  let base: string;
-  let rpcPort: number;
-  let pending: { hash: string; orgKey: string };
-  beforeAll(async () => {
-    db = await createTestDatabase({ max: 6 });
-    chain = await startTestChain();
-    stack = depositStack(db, chain); // a working node, only to put a pending deposit in the database
-    const org = await stack.orgWithAddress("Keyed Co");
-    const { hash } = await stack.sendHusd(org.address, 2n * HUSD);
-    expect(
-      (await stack.app.call("POST", "/v1/billing/husd/topups", { key: org.orgKey, body: { tx_hash: hash } })).status,
-    ).toBe(201);
-    pending = { hash, orgKey: org.orgKey };
+  it.scoped({ dbOptions: { max: 6 }, redisLabel: "rpc-secret" });
 
-    rpcPort = await freePort(); // closed: every RPC call fails with connection refused
-    const env = {
-      DATABASE_URL: db.appUrl,
-      REDIS_PREFIX: prefix,
-      ADMIN_API_KEY: TEST_ADMIN_KEY,
-      LOG_LEVEL: "debug",
-      RPC_URL: `http://127.0.0.1:${rpcPort}/v2/${PATH_SECRET}?apikey=${QUERY_SECRET}`,
-      CHAIN_ID: String(chain.chainId),
-      HUSD_ADDRESS: chain.husd,
-      DEPOSIT_FACTORY_ADDRESS: chain.factory,
-      FINALITY_CONFIRMATIONS: "2",
-      DEPOSIT_SCAN_INTERVAL_MS: "200",
-      DATABASE_POOL_MAX: "3",
-    };
-    const port = await freePort();
-    base = `http://127.0.0.1:${port}`;
-    worker = startBin("worker.ts", env);
-    api = startBin("api.ts", { ...env, PORT: String(port) });
-    await waitFor(() => worker.output().includes('"msg":"workers started"'), {
-      timeoutMs: 30_000,
-      what: `worker up: ${worker.output().slice(-1000)}`,
-    });
-    await waitFor(async () => (await fetch(`${base}/healthz`)).ok, {
-      timeoutMs: 30_000,
-      what: `api up: ${api.output().slice(-1000)}`,
-    });
-  }, 90_000);
-  afterAll(async () => {
-    await Promise.all([worker?.stop(), api?.stop()]);
-    const redis = createTestRedis();
-    await clearRedisPrefix(redis, `{${prefix}}`);
-    redis.disconnect();
-    await stack?.close();
-    await chain?.stop();
-    await db?.drop();
-  });
-
-  it("appears in no log line, no failed job kept in Redis, no dashboard page and no response", async () => {
+  // Starts anvil, the API and the workers first: room for a loaded machine.
+  it("appears in no log line, no failed job kept in Redis, no dashboard page and no response", {
+    timeout: 150_000,
+  }, async ({ redis, deployed: { worker, api, base, rpcPort, pending } }) => {
     const bodies: string[] = [];
     const call = async (method: string, path: string, key: string, body?: unknown) => {
       const res = await fetch(`${base}${path}`, {
@@ -121,29 +119,24 @@ describe("an RPC URL with a key in it, and the node behind it down", () => {
     );
 
     // The workers' chain calls fail: the deposit check (retried) and the audit of credited deposits.
-    const redis = createTestRedis();
-    try {
-      await waitFor(
-        async () => {
-          const out = worker.output();
-          return (
-            out.includes('"queue":"husd-deposits"') &&
-            out.includes('"queue":"maintenance"') &&
-            (await dumpRedis(redis, `{${prefix}}`)).includes("HTTP request failed")
-          );
-        },
-        {
-          timeoutMs: 30_000,
-          intervalMs: 250,
-          what: `failed deposit checks and audits: ${worker.output().slice(-2000)}`,
-        },
-      );
-      const stored = await dumpRedis(redis, `{${prefix}}`);
-      expect(stored).toContain(`http://127.0.0.1:${rpcPort}/[redacted]`); // the failure is kept, the key is not
-      expect(stored).not.toMatch(secrets);
-    } finally {
-      redis.disconnect();
-    }
+    await worker.waitFor(
+      async () => {
+        const out = worker.output();
+        return (
+          out.includes('"queue":"husd-deposits"') &&
+          out.includes('"queue":"maintenance"') &&
+          (await dumpRedis(redis.connection, `{${redis.prefix}}`)).includes("HTTP request failed")
+        );
+      },
+      {
+        timeoutMs: 30_000,
+        intervalMs: 250,
+        what: `failed deposit checks and audits: ${worker.output().slice(-2000)}`,
+      },
+    );
+    const stored = await dumpRedis(redis.connection, `{${redis.prefix}}`);
+    expect(stored).toContain(`http://127.0.0.1:${rpcPort}/[redacted]`); // the failure is kept, the key is not
+    expect(stored).not.toMatch(secrets);
 
     // The queue dashboard, as an operator sees it.
     const basic = `Basic ${Buffer.from(`ops:${TEST_ADMIN_KEY}`).toString("base64")}`;

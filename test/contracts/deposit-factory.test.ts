@@ -11,7 +11,7 @@ import {
   type Hash,
   type Hex,
 } from "viem";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect } from "vitest";
 import {
   depositFactoryAbi,
   depositFactoryBytecode,
@@ -20,20 +20,14 @@ import {
   husdAbi,
   husdBytecode,
 } from "../../abis/index.js";
-import { startAnvil, type AnvilInstance } from "../support/anvil.js";
-import { anvilAccounts, createTestClients, deployContract, snapshot, type TestClients } from "../support/chain.js";
+import { anvilAccounts, deployContract, snapshot, type TestClients } from "../support/chain.js";
+import { type AnvilContext, anvilTest } from "../support/chain-fixtures.js";
 
 const [owner, payer, stranger, , , , , , newTreasury, treasury] = anvilAccounts;
 const saltFor = (orgId: string): Hex => keccak256(stringToHex(orgId));
 
-describe("DepositFactory", () => {
-  let anvil: AnvilInstance;
-  let c: TestClients;
-  let husd: Address;
-  let foreign: Address; // a second ERC-20 standing in for any token sent to a deposit address by mistake
-  let factory: Address;
-  let revert: () => Promise<void>;
-
+/** The contracts deployed once for the file, and what the tests do with them. */
+async function deploy(c: TestClients) {
   const mined = async (hash: Promise<Hash>) => {
     const receipt = await c.publicClient.waitForTransactionReceipt({ hash: await hash, pollingInterval: 50 });
     expect(receipt.status).toBe("success");
@@ -74,38 +68,41 @@ describe("DepositFactory", () => {
       swept: events.flatMap((e) => (e.eventName === "Swept" ? [e.args] : [])),
     };
   };
-
-  beforeAll(async () => {
-    anvil = await startAnvil();
-    c = createTestClients(anvil.rpcUrl);
-    husd = getAddress(await deployContract(c, { abi: husdAbi, bytecode: husdBytecode, args: [owner!.address] }));
-    foreign = getAddress(await deployContract(c, { abi: husdAbi, bytecode: husdBytecode, args: [owner!.address] }));
-    factory = getAddress(
-      await deployContract(c, {
-        abi: depositFactoryAbi,
-        bytecode: depositFactoryBytecode,
-        args: [treasury!.address, owner!.address],
+  const husd = getAddress(await deployContract(c, { abi: husdAbi, bytecode: husdBytecode, args: [owner!.address] }));
+  const foreign = getAddress(await deployContract(c, { abi: husdAbi, bytecode: husdBytecode, args: [owner!.address] }));
+  const factory = getAddress(
+    await deployContract(c, {
+      abi: depositFactoryAbi,
+      bytecode: depositFactoryBytecode,
+      args: [treasury!.address, owner!.address],
+    }),
+  );
+  for (const token of [husd, foreign]) {
+    await mined(
+      c.walletClient.writeContract({
+        account: owner!,
+        address: token,
+        abi: husdAbi,
+        functionName: "mint",
+        args: [payer!.address, parseUnits("1000", 18)],
       }),
     );
-    for (const token of [husd, foreign]) {
-      await mined(
-        c.walletClient.writeContract({
-          account: owner!,
-          address: token,
-          abi: husdAbi,
-          functionName: "mint",
-          args: [payer!.address, parseUnits("1000", 18)],
-        }),
-      );
-    }
-  });
-  afterAll(() => anvil?.stop());
-  beforeEach(async () => {
-    revert = await snapshot(c);
-  });
-  afterEach(() => revert());
+  }
+  return { c, husd, foreign, factory, mined, balanceOf, predict, pay, sweep };
+}
 
-  it("is owned by the owner it was constructed with and points at the treasury", async () => {
+/** `deployed`: HUSD, a foreign ERC-20 (any token sent to a deposit address by mistake) and the factory, 1,000 of each token minted to the payer. */
+const it = anvilTest.extend<{ deployed: Awaited<ReturnType<typeof deploy>> }>({
+  deployed: [async ({ clients }, use) => use(await deploy(clients)), { scope: "file" }],
+});
+
+describe("DepositFactory", () => {
+  // Each test starts from the chain as deployed, and is reverted after.
+  beforeEach<AnvilContext & { deployed: Awaited<ReturnType<typeof deploy>> }>(({ deployed }) => snapshot(deployed.c));
+
+  it("is owned by the owner it was constructed with and points at the treasury", async ({
+    deployed: { c, factory },
+  }) => {
     expect(await c.publicClient.readContract({ address: factory, abi: depositFactoryAbi, functionName: "owner" })).toBe(
       owner!.address,
     );
@@ -114,7 +111,9 @@ describe("DepositFactory", () => {
     ).toBe(treasury!.address);
   });
 
-  it("predicts the CREATE2 address off chain too, distinct per salt, with no code before the first sweep", async () => {
+  it("predicts the CREATE2 address off chain too, distinct per salt, with no code before the first sweep", async ({
+    deployed: { c, factory, predict },
+  }) => {
     const salt = saltFor("org_a");
     const predicted = await predict(salt);
     // The backend can derive deposit addresses without an RPC call: same formula, same init code.
@@ -125,7 +124,9 @@ describe("DepositFactory", () => {
     expect(await c.publicClient.getCode({ address: predicted })).toBeUndefined();
   });
 
-  it("sweeps HUSD sent to the predicted address before deployment into the treasury, deploying the forwarder there", async () => {
+  it("sweeps HUSD sent to the predicted address before deployment into the treasury, deploying the forwarder there", async ({
+    deployed: { c, husd, balanceOf, predict, pay, sweep },
+  }) => {
     const salt = saltFor("org_a");
     const predicted = await predict(salt);
     await pay(husd, predicted, parseUnits("25", 18));
@@ -139,7 +140,9 @@ describe("DepositFactory", () => {
     expect(await balanceOf(husd, treasury!.address)).toBe(parseUnits("25", 18));
   });
 
-  it("returns the swept amount to a caller that simulates first", async () => {
+  it("returns the swept amount to a caller that simulates first", async ({
+    deployed: { c, husd, factory, predict, pay },
+  }) => {
     const salt = saltFor("org_a");
     await pay(husd, await predict(salt), 123n);
     const { result } = await c.publicClient.simulateContract({
@@ -152,7 +155,9 @@ describe("DepositFactory", () => {
     expect(result).toBe(123n);
   });
 
-  it("sweeping twice works: the second sweep deploys nothing and moves only what arrived since", async () => {
+  it("sweeping twice works: the second sweep deploys nothing and moves only what arrived since", async ({
+    deployed: { husd, balanceOf, predict, pay, sweep },
+  }) => {
     const salt = saltFor("org_a");
     const predicted = await predict(salt);
     await pay(husd, predicted, 10n);
@@ -165,7 +170,9 @@ describe("DepositFactory", () => {
     expect(await balanceOf(husd, treasury!.address)).toBe(17n);
   });
 
-  it("sweeping an empty address deploys it if needed and emits Swept with 0", async () => {
+  it("sweeping an empty address deploys it if needed and emits Swept with 0", async ({
+    deployed: { husd, balanceOf, predict, sweep },
+  }) => {
     const salt = saltFor("org_empty");
     const predicted = await predict(salt);
     const first = await sweep(salt, husd);
@@ -178,7 +185,9 @@ describe("DepositFactory", () => {
     expect(await balanceOf(husd, treasury!.address)).toBe(0n);
   });
 
-  it("recovers a foreign ERC-20 without touching the HUSD held at the same address", async () => {
+  it("recovers a foreign ERC-20 without touching the HUSD held at the same address", async ({
+    deployed: { husd, foreign, balanceOf, predict, pay, sweep },
+  }) => {
     const salt = saltFor("org_a");
     const predicted = await predict(salt);
     await pay(husd, predicted, 500n);
@@ -193,7 +202,7 @@ describe("DepositFactory", () => {
     expect((await sweep(salt, husd)).swept[0]?.amount).toBe(500n);
   });
 
-  it("only the owner can sweep", async () => {
+  it("only the owner can sweep", async ({ deployed: { c, husd, factory, balanceOf, predict, pay } }) => {
     const salt = saltFor("org_a");
     const predicted = await predict(salt);
     await pay(husd, predicted, 5n);
@@ -210,7 +219,9 @@ describe("DepositFactory", () => {
     expect(await balanceOf(husd, predicted)).toBe(5n);
   });
 
-  it("a deployed forwarder obeys only its factory", async () => {
+  it("a deployed forwarder obeys only its factory", async ({
+    deployed: { c, husd, balanceOf, predict, pay, sweep },
+  }) => {
     const salt = saltFor("org_a");
     const predicted = await predict(salt);
     await pay(husd, predicted, 5n);
@@ -230,7 +241,9 @@ describe("DepositFactory", () => {
     expect(await balanceOf(husd, predicted)).toBe(3n);
   });
 
-  it("setTreasury is owner-only, refuses the zero address, and redirects later sweeps", async () => {
+  it("setTreasury is owner-only, refuses the zero address, and redirects later sweeps", async ({
+    deployed: { c, husd, factory, mined, balanceOf, predict, pay, sweep },
+  }) => {
     const setTreasury = (account: typeof owner, to: Address) =>
       c.walletClient.writeContract({
         account: account!,
@@ -253,7 +266,7 @@ describe("DepositFactory", () => {
     expect(await balanceOf(husd, treasury!.address)).toBe(0n);
   });
 
-  it("cannot be constructed with a zero treasury", async () => {
+  it("cannot be constructed with a zero treasury", async ({ deployed: { c } }) => {
     // viem does not decode constructor reverts by name, so match the error's selector.
     const selector = encodeErrorResult({ abi: depositFactoryAbi, errorName: "ZeroTreasury" });
     await expect(

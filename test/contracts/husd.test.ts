@@ -1,16 +1,13 @@
 import { getAddress, parseEventLogs, parseSignature, parseUnits, type Address, type Hash, type Hex } from "viem";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect } from "vitest";
 import { husdAbi, husdBytecode } from "../../abis/index.js";
-import { startAnvil, type AnvilInstance } from "../support/anvil.js";
-import { anvilAccounts, createTestClients, deployContract, snapshot, type TestClients } from "../support/chain.js";
+import { anvilAccounts, deployContract, snapshot, type TestClients } from "../support/chain.js";
+import { type AnvilContext, anvilTest } from "../support/chain-fixtures.js";
 
-describe("HUSD (local stand-in)", () => {
-  let anvil: AnvilInstance;
-  let c: TestClients;
-  let husd: Address;
-  let revert: () => Promise<void>;
-  const [owner, alice, bob, carol] = anvilAccounts;
+const [owner, alice, bob, carol] = anvilAccounts;
 
+/** HUSD deployed at `husd` on `c`'s chain, and what the tests do with it. */
+function husdToken(c: TestClients, husd: Address) {
   const mined = async (hash: Promise<Hash>) => {
     const receipt = await c.publicClient.waitForTransactionReceipt({ hash: await hash, pollingInterval: 50 });
     expect(receipt.status).toBe("success");
@@ -18,15 +15,68 @@ describe("HUSD (local stand-in)", () => {
   };
   const balanceOf = (who: Address) =>
     c.publicClient.readContract({ address: husd, abi: husdAbi, functionName: "balanceOf", args: [who] });
+  // Alice signs off chain; Bob (the spender) submits the permit and pulls the tokens, so Alice
+  // never sends a transaction: the flow wallets use.
+  const signPermit = async (value: bigint, deadline: bigint, signer = alice!) => {
+    const domain = await c.publicClient.getEip712Domain({ address: husd });
+    const nonce = await c.publicClient.readContract({
+      address: husd,
+      abi: husdAbi,
+      functionName: "nonces",
+      args: [signer.address],
+    });
+    const signature = await signer.signTypedData({
+      domain: {
+        name: domain.domain.name,
+        version: domain.domain.version,
+        chainId: domain.domain.chainId,
+        verifyingContract: husd,
+      },
+      types: {
+        Permit: [
+          { name: "owner", type: "address" },
+          { name: "spender", type: "address" },
+          { name: "value", type: "uint256" },
+          { name: "nonce", type: "uint256" },
+          { name: "deadline", type: "uint256" },
+        ],
+      },
+      primaryType: "Permit",
+      message: { owner: signer.address, spender: bob!.address, value, nonce, deadline },
+    });
+    return { signature, args: [signer.address, bob!.address, value, deadline, signature] as const };
+  };
+  const permit = ([owner, spender, value, deadline, signature]: readonly [Address, Address, bigint, bigint, Hex]) => {
+    const { r, s, yParity } = parseSignature(signature);
+    return c.walletClient.writeContract({
+      account: bob!,
+      address: husd,
+      abi: husdAbi,
+      functionName: "permit",
+      args: [owner, spender, value, deadline, 27 + yParity, r, s],
+    });
+  };
+  const farDeadline = () => BigInt(Math.floor(Date.now() / 1000) + 3600);
+  return { c, husd, mined, balanceOf, signPermit, permit, farDeadline };
+}
 
-  beforeAll(async () => {
-    anvil = await startAnvil();
-    c = createTestClients(anvil.rpcUrl);
-    husd = getAddress(await deployContract(c, { abi: husdAbi, bytecode: husdBytecode, args: [owner!.address] }));
-  });
-  afterAll(() => anvil?.stop());
-  beforeEach(async () => {
-    revert = await snapshot(c);
+/** `token`: HUSD deployed once for the file on its anvil. */
+const it = anvilTest.extend<{ token: ReturnType<typeof husdToken> }>({
+  token: [
+    async ({ clients }, use) => {
+      const husd = getAddress(
+        await deployContract(clients, { abi: husdAbi, bytecode: husdBytecode, args: [owner!.address] }),
+      );
+      await use(husdToken(clients, husd));
+    },
+    { scope: "file" },
+  ],
+});
+
+describe("HUSD (local stand-in)", () => {
+  // Each test starts from the chain as deployed, with 100 HUSD minted to Alice, and is reverted after.
+  beforeEach<AnvilContext & { token: ReturnType<typeof husdToken> }>(async ({ token: { c, husd, mined } }) => {
+    const revert = await snapshot(c);
     await mined(
       c.walletClient.writeContract({
         address: husd,
@@ -35,10 +85,10 @@ describe("HUSD (local stand-in)", () => {
         args: [alice!.address, parseUnits("100", 18)],
       }),
     );
+    return revert;
   });
-  afterEach(() => revert());
 
-  it("is Hanzo USD / HUSD with 18 decimals, owned by its deployer", async () => {
+  it("is Hanzo USD / HUSD with 18 decimals, owned by its deployer", async ({ token: { c, husd } }) => {
     const read = <F extends "name" | "symbol" | "decimals" | "owner" | "totalSupply">(functionName: F) =>
       c.publicClient.readContract({ address: husd, abi: husdAbi, functionName });
     expect(await read("name")).toBe("Hanzo USD");
@@ -48,7 +98,7 @@ describe("HUSD (local stand-in)", () => {
     expect(await read("totalSupply")).toBe(parseUnits("100", 18));
   });
 
-  it("transfers move balances and emit Transfer", async () => {
+  it("transfers move balances and emit Transfer", async ({ token: { c, husd, mined, balanceOf } }) => {
     const receipt = await mined(
       c.walletClient.writeContract({
         account: alice!,
@@ -64,7 +114,7 @@ describe("HUSD (local stand-in)", () => {
     expect(await balanceOf(bob!.address)).toBe(parseUnits("12.5", 18));
   });
 
-  it("refuses a transfer above the balance", async () => {
+  it("refuses a transfer above the balance", async ({ token: { c, husd } }) => {
     await expect(
       c.walletClient.writeContract({
         account: bob!,
@@ -76,7 +126,7 @@ describe("HUSD (local stand-in)", () => {
     ).rejects.toThrow(/ERC20InsufficientBalance/);
   });
 
-  it("only the owner can mint", async () => {
+  it("only the owner can mint", async ({ token: { c, husd, mined, balanceOf } }) => {
     await expect(
       c.walletClient.writeContract({
         account: alice!,
@@ -99,55 +149,14 @@ describe("HUSD (local stand-in)", () => {
   });
 
   describe("permit (EIP-2612)", () => {
-    // Alice signs off chain; Bob (the spender) submits the permit and pulls the tokens, so Alice
-    // never sends a transaction: the flow wallets use.
-    const signPermit = async (value: bigint, deadline: bigint, signer = alice!) => {
-      const domain = await c.publicClient.getEip712Domain({ address: husd });
-      const nonce = await c.publicClient.readContract({
-        address: husd,
-        abi: husdAbi,
-        functionName: "nonces",
-        args: [signer.address],
-      });
-      const signature = await signer.signTypedData({
-        domain: {
-          name: domain.domain.name,
-          version: domain.domain.version,
-          chainId: domain.domain.chainId,
-          verifyingContract: husd,
-        },
-        types: {
-          Permit: [
-            { name: "owner", type: "address" },
-            { name: "spender", type: "address" },
-            { name: "value", type: "uint256" },
-            { name: "nonce", type: "uint256" },
-            { name: "deadline", type: "uint256" },
-          ],
-        },
-        primaryType: "Permit",
-        message: { owner: signer.address, spender: bob!.address, value, nonce, deadline },
-      });
-      return { signature, args: [signer.address, bob!.address, value, deadline, signature] as const };
-    };
-    const permit = ([owner, spender, value, deadline, signature]: readonly [Address, Address, bigint, bigint, Hex]) => {
-      const { r, s, yParity } = parseSignature(signature);
-      return c.walletClient.writeContract({
-        account: bob!,
-        address: husd,
-        abi: husdAbi,
-        functionName: "permit",
-        args: [owner, spender, value, deadline, 27 + yParity, r, s],
-      });
-    };
-    const farDeadline = () => BigInt(Math.floor(Date.now() / 1000) + 3600);
-
-    it("uses the domain Hanzo USD, version 1, this chain", async () => {
+    it("uses the domain Hanzo USD, version 1, this chain", async ({ token: { c, husd } }) => {
       const { domain } = await c.publicClient.getEip712Domain({ address: husd });
       expect(domain).toMatchObject({ name: "Hanzo USD", version: "1", chainId: c.chain.id, verifyingContract: husd });
     });
 
-    it("a signed permit lets the spender transferFrom, once", async () => {
+    it("a signed permit lets the spender transferFrom, once", async ({
+      token: { c, husd, mined, balanceOf, signPermit, permit, farDeadline },
+    }) => {
       const value = parseUnits("30", 18);
       const { args } = await signPermit(value, farDeadline());
       const receipt = await mined(permit(args));
@@ -186,7 +195,9 @@ describe("HUSD (local stand-in)", () => {
       await expect(permit(args)).rejects.toThrow(/ERC2612InvalidSigner/);
     });
 
-    it("rejects an expired permit and one signed by someone else", async () => {
+    it("rejects an expired permit and one signed by someone else", async ({
+      token: { signPermit, permit, farDeadline },
+    }) => {
       const expired = await signPermit(1n, 1n);
       await expect(permit(expired.args)).rejects.toThrow(/ERC2612ExpiredSignature/);
 

@@ -1,21 +1,70 @@
 import { QueueEvents } from "bullmq";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect } from "vitest";
 import { checkBackoffMs, claimDueDeposits } from "../../src/billing/deposits/schedule.js";
 import { createChainClient } from "../../src/chain/client.js";
 import { checkDeposit } from "../../src/workers/processors/deposit-check.js";
 import { scanDeposits } from "../../src/workers/processors/deposit-scan.js";
 import { bullPrefix, createQueues, QueueNames, type Queues } from "../../src/jobs/queues.js";
 import { manualClock } from "../support/app.js";
-import { startTestChain, type TestChain } from "../support/chain-stack.js";
-import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { depositStack } from "../support/deposit-stack.js";
 import { waitFor } from "../support/process.js";
 import { createTestRedis } from "../support/redis.js";
 import { startRpcProxy, type RpcProxy } from "../support/rpc-proxy.js";
 import { at as atTime } from "../../src/billing/context.js";
 import { depositContext, testContext } from "../support/context.js";
+import { type ChainContext, chainTest } from "../support/chain-fixtures.js";
+import type { DepositContext } from "../../src/billing/deposits/context.js";
 
 const HUSD = 10n ** 18n;
+
+type Schedule = {
+  queues: Queues;
+  /** The chain through a proxy that counts the calls it serves. */
+  proxy: RpcProxy;
+  pendingDeposits(n: number): Promise<void>;
+  takeEnqueued(): Promise<string[]>;
+  deps(): DepositContext & { queues: Queues };
+};
+
+const it = chainTest.extend<{ schedule: Schedule }>({
+  schedule: [
+    async ({ db, chain, stack }, use) => {
+      const proxy = await startRpcProxy(chain.rpcUrl);
+      const queues = createQueues(stack.redis, stack.prefix);
+      /**
+       * `n` undecided deposits written straight into the table, in blocks far beyond the chain's head:
+       * they can never be final here, so they stay pending however often they are checked.
+       */
+      async function pendingDeposits(n: number): Promise<void> {
+        await db.sql`insert into organizations (id, name) values ('org_sched', 'Schedule Co') on conflict do nothing`;
+        await db.sql.unsafe(`
+          insert into husd_deposits (id, chain_id, tx_hash, ordinal, log_index, block_number, block_hash, token_address, from_address, to_address,
+                                     org_id, amount, amount_nano_usd, state, source, seen_at, updated_at)
+          select 'dep_sched' || lpad(i::text, 6, '0'), ${chain.chainId}, '0x' || md5('tx' || i) || md5('t2' || i), 0, 0, 1000000 + i,
+                 '0x' || md5('b' || i) || md5('b2' || i), '${chain.husd.toLowerCase()}', '0x' || substr(md5('from' || i), 1, 40), '0x' || substr(md5('to'), 1, 40),
+                 'org_sched', 1000000000000000000, 1000000000, case when i % 2 = 0 then 'seen' else 'confirming' end, 'indexer', now(), now()
+          from generate_series(1, ${n}) i`);
+      }
+
+      /** What one scan enqueued: the deposit ids of the jobs waiting now, which are then removed (no worker runs). */
+      async function takeEnqueued(): Promise<string[]> {
+        const jobs = await queues.deposits.getJobs(["wait", "prioritized", "delayed"], 0, -1);
+        await queues.deposits.drain(true);
+        return jobs.map((j) => j.data.deposit_id);
+      }
+
+      const deps = () => ({ ...depositContext(db.sql, stack.chainClient, stack.app.config), queues });
+      try {
+        await use({ queues, proxy, pendingDeposits, takeEnqueued, deps });
+      } finally {
+        await stack.stopWorkers();
+        await queues.close();
+        await proxy.close();
+      }
+    },
+    { scope: "file" },
+  ],
+});
 
 /**
  * Undecided deposits are checked on a schedule (src/billing/deposits/schedule.ts): new ones at
@@ -23,57 +72,17 @@ const HUSD = 10n ** 18n;
  * at most DEPOSIT_CHECKS_PER_SECOND checks a second however many are pending.
  */
 describe("deposit checks: backoff and a bounded rate", () => {
-  let db: TestDatabase;
-  let chain: TestChain;
-  let stack: ReturnType<typeof depositStack>;
-  let queues: Queues;
-  let proxy: RpcProxy;
-  beforeAll(async () => {
-    db = await createTestDatabase({ max: 8 });
-    chain = await startTestChain();
-    proxy = await startRpcProxy(chain.rpcUrl);
-    stack = depositStack(db, chain, { DEPOSIT_CHECKS_PER_SECOND: "50" });
-    queues = createQueues(stack.redis, stack.prefix);
-  }, 60_000);
-  beforeEach(async () => {
+  it.scoped({ dbOptions: { max: 8 }, stackConfig: { DEPOSIT_CHECKS_PER_SECOND: "50" } });
+  beforeEach<ChainContext & { schedule: Schedule }>(async ({ db, stack, schedule }) => {
     await stack.stopWorkers();
-    await queues.deposits.obliterate({ force: true });
+    await schedule.queues.deposits.obliterate({ force: true });
     await db.sql`delete from husd_deposits`;
   });
-  afterAll(async () => {
-    await stack?.stopWorkers();
-    await queues?.close();
-    await stack?.close();
-    await proxy?.close();
-    await chain?.stop();
-    await db?.drop();
-  });
 
-  /**
-   * `n` undecided deposits written straight into the table, in blocks far beyond the chain's head:
-   * they can never be final here, so they stay pending however often they are checked.
-   */
-  async function pendingDeposits(n: number): Promise<void> {
-    await db.sql`insert into organizations (id, name) values ('org_sched', 'Schedule Co') on conflict do nothing`;
-    await db.sql.unsafe(`
-      insert into husd_deposits (id, chain_id, tx_hash, ordinal, log_index, block_number, block_hash, token_address, from_address, to_address,
-                                 org_id, amount, amount_nano_usd, state, source, seen_at, updated_at)
-      select 'dep_sched' || lpad(i::text, 6, '0'), ${chain.chainId}, '0x' || md5('tx' || i) || md5('t2' || i), 0, 0, 1000000 + i,
-             '0x' || md5('b' || i) || md5('b2' || i), '${chain.husd.toLowerCase()}', '0x' || substr(md5('from' || i), 1, 40), '0x' || substr(md5('to'), 1, 40),
-             'org_sched', 1000000000000000000, 1000000000, case when i % 2 = 0 then 'seen' else 'confirming' end, 'indexer', now(), now()
-      from generate_series(1, ${n}) i`);
-  }
-
-  /** What one scan enqueued: the deposit ids of the jobs waiting now, which are then removed (no worker runs). */
-  async function takeEnqueued(): Promise<string[]> {
-    const jobs = await queues.deposits.getJobs(["wait", "prioritized", "delayed"], 0, -1);
-    await queues.deposits.drain(true);
-    return jobs.map((j) => j.data.deposit_id);
-  }
-
-  const deps = () => ({ ...depositContext(db.sql, stack.chainClient, stack.app.config), queues });
-
-  it("10,000 pending deposits: each scan (1 s apart) enqueues 50 checks, new deposits first, none twice within its backoff", async () => {
+  it("10,000 pending deposits: each scan (1 s apart) enqueues 50 checks, new deposits first, none twice within its backoff", async ({
+    db,
+    schedule: { pendingDeposits, takeEnqueued, deps },
+  }) => {
     await pendingDeposits(10_000);
     const clock = manualClock();
     const seen = new Set<string>();
@@ -93,7 +102,10 @@ describe("deposit checks: backoff and a bounded rate", () => {
     expect(row).toEqual({ taken: 3_000, untouched: 7_000 });
   }, 60_000);
 
-  it("a deposit that stays pending is taken again only when its backoff has passed: 1 s, 2 s, 4 s … then every 60 s", async () => {
+  it("a deposit that stays pending is taken again only when its backoff has passed: 1 s, 2 s, 4 s … then every 60 s", async ({
+    db,
+    schedule: { pendingDeposits },
+  }) => {
     await pendingDeposits(100);
     const start = manualClock()().getTime();
     const step = 500;
@@ -116,7 +128,12 @@ describe("deposit checks: backoff and a bounded rate", () => {
     }
   });
 
-  it("a deposit checked and not final is not checked again before its next_check_at, and is as soon as its block can be final", async () => {
+  it("a deposit checked and not final is not checked again before its next_check_at, and is as soon as its block can be final", async ({
+    db,
+    chain,
+    stack,
+    schedule: { takeEnqueued, deps },
+  }) => {
     const org = await stack.orgWithAddress("Backoff Co");
     const { hash, blockNumber } = await stack.sendHusd(org.address, 5n * HUSD);
     const res = await stack.app.call("POST", "/v1/billing/husd/topups", { key: org.orgKey, body: { tx_hash: hash } });
@@ -163,7 +180,11 @@ describe("deposit checks: backoff and a bounded rate", () => {
     expect(await scan(60_000)).toEqual([]);
   });
 
-  it("with 10,000 deposits pending, the workers check at most DEPOSIT_CHECKS_PER_SECOND a second and their RPC node sees a bounded rate of calls", async () => {
+  it("with 10,000 deposits pending, the workers check at most DEPOSIT_CHECKS_PER_SECOND a second and their RPC node sees a bounded rate of calls", async ({
+    db,
+    chain,
+    schedule: { proxy, pendingDeposits },
+  }) => {
     await pendingDeposits(10_000);
     const perSecond = 10;
     const bounded = depositStack(db, chain, { DEPOSIT_CHECKS_PER_SECOND: String(perSecond), RPC_URL: proxy.url });

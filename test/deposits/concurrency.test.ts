@@ -1,52 +1,65 @@
 import { pino } from "pino";
 import type { Hex } from "viem";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect } from "vitest";
 import { auditCreditedDeposits } from "../../src/billing/deposits/audit.js";
 import { verifyDeposit } from "../../src/billing/deposits/verify.js";
 import { createSql, type Sql } from "../../src/db/client.js";
 import { startWorkers } from "../../src/workers/start-workers.js";
-import { startTestChain, type TestChain } from "../support/chain-stack.js";
-import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { depositMovements, expectDepositInvariants } from "../support/deposit-invariants.js";
-import { depositStack } from "../support/deposit-stack.js";
 import { expectLedgerConsistent } from "../support/ledger.js";
 import { waitFor } from "../support/process.js";
 import { chainReorg } from "../support/reorg.js";
 import { depositContext } from "../support/context.js";
+import type { TestApp } from "../support/app.js";
+import { chainTest } from "../support/chain-fixtures.js";
+import type { DepositContext } from "../../src/billing/deposits/context.js";
 
 const HUSD = 10n ** 18n;
 const USD = 1_000_000_000n;
+
+const silent = pino({ level: "silent" });
+
+type Race = {
+  reorg: ReturnType<typeof chainReorg>;
+  /** Two connection pools of the API's role, one per worker process. */
+  pools: Sql[];
+  topup(orgKey: string, hash: Hex): ReturnType<TestApp["call"]>;
+  depsOn(sql: Sql): DepositContext;
+};
+
+/** `race`: reorgs on the file's chain, two pools to race on, top-ups through the stack. */
+const it = chainTest.extend<{ race: Race }>({
+  race: [
+    async ({ db, chain, stack }, use) => {
+      const pools = [createSql(db.appUrl, { max: 6 }), createSql(db.appUrl, { max: 6 })];
+      try {
+        await use({
+          reorg: chainReorg(chain),
+          pools,
+          topup: (orgKey, hash) =>
+            stack.app.call("POST", "/v1/billing/husd/topups", { key: orgKey, body: { tx_hash: hash } }),
+          depsOn: (sql) => depositContext(sql, stack.chainClient, stack.app.config),
+        });
+      } finally {
+        await Promise.all(pools.map((p) => p.end({ timeout: 5 })));
+      }
+    },
+    { scope: "file" },
+  ],
+});
 
 /**
  * Two worker processes (each its own connection pool) on the same deposit at the same moment:
  * the unique keys and the row lock in PostgreSQL decide, never which worker got the job.
  */
 describe("deposit checks racing each other", () => {
-  let db: TestDatabase;
-  let chain: TestChain;
-  let stack: ReturnType<typeof depositStack>;
-  let reorg: ReturnType<typeof chainReorg>;
-  let pools: Sql[];
-  beforeAll(async () => {
-    db = await createTestDatabase({ max: 4 });
-    chain = await startTestChain();
-    stack = depositStack(db, chain);
-    reorg = chainReorg(chain);
-    pools = [createSql(db.appUrl, { max: 6 }), createSql(db.appUrl, { max: 6 })];
-  }, 60_000);
-  afterAll(async () => {
-    await Promise.all((pools ?? []).map((p) => p.end({ timeout: 5 })));
-    await stack?.close();
-    await chain?.stop();
-    await db?.drop();
-  });
+  it.scoped({ dbOptions: { max: 4 } });
 
-  const silent = pino({ level: "silent" });
-  const topup = (orgKey: string, hash: Hex) =>
-    stack.app.call("POST", "/v1/billing/husd/topups", { key: orgKey, body: { tx_hash: hash } });
-  const depsOn = (sql: Sql) => depositContext(sql, stack.chainClient, stack.app.config);
-
-  it("two worker processes given the same deposit job at once credit it once", async () => {
+  it("two worker processes given the same deposit job at once credit it once", async ({
+    db,
+    stack,
+    race: { reorg, pools, topup, depsOn },
+  }) => {
     const org = await stack.orgWithAddress("Race Co");
     const { hash, blockNumber } = await stack.sendHusd(org.address, 8n * HUSD);
     const id = (await topup(org.orgKey, hash)).json.deposits[0].id as string;
@@ -119,7 +132,11 @@ describe("deposit checks racing each other", () => {
     await expectLedgerConsistent(db.sql);
   });
 
-  it("the database refuses a second standing credit even from code that skips the row lock", async () => {
+  it("the database refuses a second standing credit even from code that skips the row lock", async ({
+    db,
+    stack,
+    race: { reorg, topup, depsOn },
+  }) => {
     const org = await stack.orgWithAddress("Guard Co");
     const { hash, blockNumber } = await stack.sendHusd(org.address, 2n * HUSD);
     const id = (await topup(org.orgKey, hash)).json.deposits[0].id as string;

@@ -1,15 +1,51 @@
 import type { Hex } from "viem";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect } from "vitest";
 import { verifyDeposit } from "../../src/billing/deposits/verify.js";
 import { createChainClient, type ChainClient } from "../../src/chain/client.js";
-import { startTestChain, type TestChain } from "../support/chain-stack.js";
-import { createTestDatabase, type TestDatabase } from "../support/database.js";
-import { depositStack } from "../support/deposit-stack.js";
 import { chainReorg } from "../support/reorg.js";
 import { startRpcProxy, type RpcProxy } from "../support/rpc-proxy.js";
 import { depositContext } from "../support/context.js";
+import { chainTest } from "../support/chain-fixtures.js";
 
 const HUSD = 10n ** 18n;
+
+type Window = {
+  reorg: ReturnType<typeof chainReorg>;
+  /** The verifier's RPC node: the chain through a proxy that counts its reads and can act between them. */
+  proxy: RpcProxy;
+  client: ChainClient;
+  pendingDeposit(n: number): Promise<{ id: string; block: bigint }>;
+};
+
+const it = chainTest.extend<{ window: Window }>({
+  window: [
+    async ({ chain, stack }, use) => {
+      const proxy = await startRpcProxy(chain.rpcUrl);
+      /** A deposit one block deep (not final: 3 confirmations and the finalized tag are needed); returns its id and block. */
+      async function pendingDeposit(n: number): Promise<{ id: string; block: bigint }> {
+        const org = await stack.orgWithAddress(`Window ${n}`);
+        const { hash, blockNumber } = await stack.sendHusd(org.address, BigInt(n + 1) * HUSD);
+        const res = await stack.app.call("POST", "/v1/billing/husd/topups", {
+          key: org.orgKey,
+          body: { tx_hash: hash as Hex },
+        });
+        await chain.mine(1);
+        return { id: res.json.deposits[0].id as string, block: blockNumber };
+      }
+      try {
+        await use({
+          reorg: chainReorg(chain),
+          proxy,
+          client: createChainClient({ RPC_URL: proxy.url, CHAIN_ID: chain.chainId }),
+          pendingDeposit,
+        });
+      } finally {
+        await proxy.close();
+      }
+    },
+    { scope: "file" },
+  ],
+});
 
 /**
  * A deposit's block, canonical but not yet final, is replaced and its height finalized while the
@@ -17,40 +53,14 @@ const HUSD = 10n ** 18n;
  * deposit must not be credited: finality is read first, and the block hash compared after it.
  */
 describe("finality is read before the block hash is compared", () => {
-  let db: TestDatabase;
-  let chain: TestChain;
-  let stack: ReturnType<typeof depositStack>;
-  let reorg: ReturnType<typeof chainReorg>;
-  let proxy: RpcProxy;
-  let client: ChainClient;
-  beforeAll(async () => {
-    db = await createTestDatabase({ max: 6 });
-    chain = await startTestChain();
-    stack = depositStack(db, chain);
-    reorg = chainReorg(chain);
-    proxy = await startRpcProxy(chain.rpcUrl);
-    client = createChainClient({ RPC_URL: proxy.url, CHAIN_ID: chain.chainId });
-  }, 60_000);
-  afterAll(async () => {
-    await stack?.close();
-    await proxy?.close();
-    await chain?.stop();
-    await db?.drop();
-  });
+  it.scoped({ dbOptions: { max: 6 } });
 
-  /** A deposit one block deep (not final: 3 confirmations and the finalized tag are needed); returns its id and block. */
-  async function pendingDeposit(n: number): Promise<{ id: string; block: bigint }> {
-    const org = await stack.orgWithAddress(`Window ${n}`);
-    const { hash, blockNumber } = await stack.sendHusd(org.address, BigInt(n + 1) * HUSD);
-    const res = await stack.app.call("POST", "/v1/billing/husd/topups", {
-      key: org.orgKey,
-      body: { tx_hash: hash as Hex },
-    });
-    await chain.mine(1);
-    return { id: res.json.deposits[0].id as string, block: blockNumber };
-  }
-
-  it("the deposit's block replaced (and its height made final) before any one of the verifier's reads: never credited", async () => {
+  it("the deposit's block replaced (and its height made final) before any one of the verifier's reads: never credited", async ({
+    db,
+    chain,
+    stack,
+    window: { reorg, proxy, client, pendingDeposit },
+  }) => {
     // How many reads one check makes when nothing happens.
     const snap = await chain.clients.test.snapshot();
     const probe = await pendingDeposit(0);

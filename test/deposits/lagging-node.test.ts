@@ -1,18 +1,46 @@
 import type { Hex } from "viem";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterEach, describe, expect } from "vitest";
 import { auditCreditedDeposits } from "../../src/billing/deposits/audit.js";
 import { verifyDeposit } from "../../src/billing/deposits/verify.js";
 import { createChainClient, type ChainClient } from "../../src/chain/client.js";
-import { startTestChain, type TestChain } from "../support/chain-stack.js";
-import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { expectDepositInvariants } from "../support/deposit-invariants.js";
-import { depositStack } from "../support/deposit-stack.js";
 import { waitFor } from "../support/process.js";
 import { startRpcProxy, type RpcProxy } from "../support/rpc-proxy.js";
 import { depositContext } from "../support/context.js";
+import type { TestApp } from "../support/app.js";
+import { type ChainContext, chainTest } from "../support/chain-fixtures.js";
 
 const HUSD = 10n ** 18n;
 const USD = 1_000_000_000n;
+
+type Lag = {
+  /** The chain through a proxy that can answer as a node `n` blocks behind. */
+  proxy: RpcProxy;
+  lagging: ChainClient;
+  topup(orgKey: string, hash: Hex): ReturnType<TestApp["call"]>;
+  stateOf(id: string): Promise<string | undefined>;
+};
+
+const it = chainTest.extend<{ lag: Lag }>({
+  lag: [
+    async ({ db, chain, stack }, use) => {
+      const proxy = await startRpcProxy(chain.rpcUrl);
+      try {
+        await use({
+          proxy,
+          lagging: createChainClient({ RPC_URL: proxy.url, CHAIN_ID: chain.chainId }),
+          topup: (orgKey, hash) =>
+            stack.app.call("POST", "/v1/billing/husd/topups", { key: orgKey, body: { tx_hash: hash } }),
+          stateOf: async (id) =>
+            (await db.sql<{ state: string }[]>`select state from husd_deposits where id = ${id}`)[0]?.state,
+        });
+      } finally {
+        await proxy.close();
+      }
+    },
+    { scope: "file" },
+  ],
+});
 
 /**
  * The workers' RPC node is 12 blocks behind the one that saw (and credited) a deposit, as a
@@ -20,35 +48,18 @@ const USD = 1_000_000_000n;
  * that block: not gone, not replaced, not final.
  */
 describe("a lagging RPC node proves nothing", () => {
-  let db: TestDatabase;
-  let chain: TestChain;
-  let stack: ReturnType<typeof depositStack>;
-  let proxy: RpcProxy;
-  let lagging: ChainClient;
-  beforeAll(async () => {
-    db = await createTestDatabase({ max: 8 });
-    chain = await startTestChain();
-    stack = depositStack(db, chain);
-    proxy = await startRpcProxy(chain.rpcUrl);
-    lagging = createChainClient({ RPC_URL: proxy.url, CHAIN_ID: chain.chainId });
-  }, 60_000);
-  afterEach(async () => {
-    proxy.setLag(0);
+  it.scoped({ dbOptions: { max: 8 } });
+  afterEach<ChainContext & { lag: Lag }>(async ({ stack, lag }) => {
+    lag.proxy.setLag(0);
     await stack.stopWorkers();
   });
-  afterAll(async () => {
-    await stack?.close();
-    await proxy?.close();
-    await chain?.stop();
-    await db?.drop();
-  });
 
-  const topup = (orgKey: string, hash: Hex) =>
-    stack.app.call("POST", "/v1/billing/husd/topups", { key: orgKey, body: { tx_hash: hash } });
-  const stateOf = async (id: string) =>
-    (await db.sql<{ state: string }[]>`select state from husd_deposits where id = ${id}`)[0]?.state;
-
-  it("the audit on a node behind a credited deposit's block reverses nothing, and the credit stands once it catches up", async () => {
+  it("the audit on a node behind a credited deposit's block reverses nothing, and the credit stands once it catches up", async ({
+    db,
+    chain,
+    stack,
+    lag: { proxy, lagging, topup, stateOf },
+  }) => {
     const org = await stack.orgWithAddress("Lag Audit Co");
     const { hash, blockNumber } = await stack.sendHusd(org.address, 5n * HUSD);
     const id = (await topup(org.orgKey, hash)).json.deposits[0].id as string;
@@ -84,7 +95,12 @@ describe("a lagging RPC node proves nothing", () => {
     await expectDepositInvariants(db.sql);
   });
 
-  it("the verifier on a node behind a pending deposit's block neither orphans it nor fails: it waits, and credits once the node catches up", async () => {
+  it("the verifier on a node behind a pending deposit's block neither orphans it nor fails: it waits, and credits once the node catches up", async ({
+    db,
+    chain,
+    stack,
+    lag: { proxy, lagging, topup, stateOf },
+  }) => {
     const org = await stack.orgWithAddress("Lag Verify Co");
     const { hash } = await stack.sendHusd(org.address, 3n * HUSD);
     const id = (await topup(org.orgKey, hash)).json.deposits[0].id as string;

@@ -1,81 +1,92 @@
 import { depositContext } from "../support/context.js";
 import { maxUint256, type Address, type Hex } from "viem";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect } from "vitest";
 import { husdAbi } from "../../abis/index.js";
 import { auditCreditedDeposits } from "../../src/billing/deposits/audit.js";
 import { verifyDeposit } from "../../src/billing/deposits/verify.js";
 import { DevRoles, devAccounts, mintHusd } from "../../src/chain/local-devnet.js";
-import { startTestChain, type TestChain } from "../support/chain-stack.js";
-import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { depositMovements, expectDepositInvariants } from "../support/deposit-invariants.js";
-import { depositStack } from "../support/deposit-stack.js";
+import type { DepositStack } from "../support/deposit-stack.js";
 import { expectLedgerConsistent } from "../support/ledger.js";
 import { deployMultiSend, multiSendAbi } from "../support/multisend.js";
 import { chainReorg } from "../support/reorg.js";
+import type { TestApp } from "../support/app.js";
+import { chainTest } from "../support/chain-fixtures.js";
+import type { DepositContext } from "../../src/billing/deposits/context.js";
 
 const HUSD = 10n ** 18n;
 const USD = 1_000_000_000n;
+
+type Reorgs = {
+  reorg: ReturnType<typeof chainReorg>;
+  multisend: Address;
+  deps(): DepositContext;
+  topup(orgKey: string, hash: Hex): ReturnType<TestApp["call"]>;
+  workersRun(): Promise<void>;
+  depositsOf(orgKey: string, hash: Hex): ReturnType<DepositStack["deposits"]>;
+  payout(to: Address[], amounts: bigint[]): Promise<{ hash: Hex; block: bigint }>;
+};
+
+/** `reorgs`: reorgs on the file's chain, MultiSend deployed on it, and the deposit steps the workers would take. */
+const it = chainTest.extend<{ reorgs: Reorgs }>({
+  reorgs: [
+    async ({ db, chain, stack }, use) => {
+      const reorg = chainReorg(chain);
+      const multisend = await deployMultiSend(chain);
+      const deps = () => depositContext(db.sql, stack.chainClient, stack.app.config);
+      const topup = (orgKey: string, hash: Hex) =>
+        stack.app.call("POST", "/v1/billing/husd/topups", { key: orgKey, body: { tx_hash: hash } });
+      /** What the workers do on their own (the audit, then a check of every undecided deposit), run once, in order. */
+      async function workersRun() {
+        await auditCreditedDeposits(deps());
+        const pending = await db.sql<
+          { id: string }[]
+        >`select id from husd_deposits where state in ('seen', 'confirming') order by seen_at`;
+        for (const { id } of pending) await verifyDeposit(deps(), { depositId: id });
+      }
+      const depositsOf = async (orgKey: string, hash: Hex) =>
+        (await stack.deposits(orgKey)).filter((d) => d.tx_hash === hash);
+
+      /** A payout sent through MultiSend by the customer: several HUSD transfers in one transaction. */
+      async function payout(to: Address[], amounts: bigint[]): Promise<{ hash: Hex; block: bigint }> {
+        const customer = chain.clients.wallet(DevRoles.customer);
+        const total = amounts.reduce((a, b) => a + b, 0n);
+        await mintHusd(chain.rpcUrl, chain.chainId, chain.husd, DevRoles.customer.address, total);
+        await customer.waitForTransactionReceipt({
+          hash: await customer.writeContract({
+            address: chain.husd,
+            abi: husdAbi,
+            functionName: "approve",
+            args: [multisend, total],
+          }),
+        });
+        const hash = await customer.writeContract({
+          address: multisend,
+          abi: multiSendAbi,
+          functionName: "send",
+          args: [chain.husd, to, amounts],
+        });
+        return { hash, block: (await customer.waitForTransactionReceipt({ hash })).blockNumber };
+      }
+      await use({ reorg, multisend, deps, topup, workersRun, depositsOf, payout });
+    },
+    { scope: "file" },
+  ],
+});
 
 /**
  * Reorgs deeper than the finality policy, after the credit: the case finality should make
  * impossible, and the one where a wrong identity or a reused key silently moves money.
  */
 describe("HUSD deposits across deep reorgs: identity by content, one credit per canonical appearance", () => {
-  let db: TestDatabase;
-  let chain: TestChain;
-  let stack: ReturnType<typeof depositStack>;
-  let reorg: ReturnType<typeof chainReorg>;
-  let multisend: Address;
-  beforeAll(async () => {
-    db = await createTestDatabase({ max: 8 });
-    chain = await startTestChain();
-    stack = depositStack(db, chain);
-    reorg = chainReorg(chain);
-    multisend = await deployMultiSend(chain);
-  }, 60_000);
-  afterAll(async () => {
-    await stack?.close();
-    await chain?.stop();
-    await db?.drop();
-  });
+  it.scoped({ dbOptions: { max: 8 } });
 
-  const deps = () => depositContext(db.sql, stack.chainClient, stack.app.config);
-  const topup = (orgKey: string, hash: Hex) =>
-    stack.app.call("POST", "/v1/billing/husd/topups", { key: orgKey, body: { tx_hash: hash } });
-  /** What the workers do on their own (the audit, then a check of every undecided deposit), run once, in order. */
-  async function workersRun() {
-    await auditCreditedDeposits(deps());
-    const pending = await db.sql<
-      { id: string }[]
-    >`select id from husd_deposits where state in ('seen', 'confirming') order by seen_at`;
-    for (const { id } of pending) await verifyDeposit(deps(), { depositId: id });
-  }
-  const depositsOf = async (orgKey: string, hash: Hex) =>
-    (await stack.deposits(orgKey)).filter((d) => d.tx_hash === hash);
-
-  /** A payout sent through MultiSend by the customer: several HUSD transfers in one transaction. */
-  async function payout(to: Address[], amounts: bigint[]): Promise<{ hash: Hex; block: bigint }> {
-    const customer = chain.clients.wallet(DevRoles.customer);
-    const total = amounts.reduce((a, b) => a + b, 0n);
-    await mintHusd(chain.rpcUrl, chain.chainId, chain.husd, DevRoles.customer.address, total);
-    await customer.waitForTransactionReceipt({
-      hash: await customer.writeContract({
-        address: chain.husd,
-        abi: husdAbi,
-        functionName: "approve",
-        args: [multisend, total],
-      }),
-    });
-    const hash = await customer.writeContract({
-      address: multisend,
-      abi: multiSendAbi,
-      functionName: "send",
-      args: [chain.husd, to, amounts],
-    });
-    return { hash, block: (await customer.waitForTransactionReceipt({ hash })).blockNumber };
-  }
-
-  it("a credited transaction re-mined behind another log-emitting transaction (log indexes 0,1,2 → 1,2,3): each org keeps exactly its own credit", async () => {
+  it("a credited transaction re-mined behind another log-emitting transaction (log indexes 0,1,2 → 1,2,3): each org keeps exactly its own credit", async ({
+    db,
+    chain,
+    stack,
+    reorgs: { reorg, topup, workersRun, depositsOf, payout },
+  }) => {
     const a = await stack.orgWithAddress("Shift A");
     const b = await stack.orgWithAddress("Shift B");
     // Two identical transfers to A (told apart by their order only) and one to B.
@@ -124,7 +135,11 @@ describe("HUSD deposits across deep reorgs: identity by content, one credit per 
     await expectLedgerConsistent(db.sql);
   });
 
-  it("credited → reorged out (reversed) → the same signed transaction mined again → credited again, the same amount; the ledger shows all three steps", async () => {
+  it("credited → reorged out (reversed) → the same signed transaction mined again → credited again, the same amount; the ledger shows all three steps", async ({
+    db,
+    stack,
+    reorgs: { reorg, topup, workersRun, depositsOf },
+  }) => {
     const org = await stack.orgWithAddress("Again Co");
     const { hash, blockNumber } = await stack.sendHusd(org.address, 5n * HUSD);
     const id = (await topup(org.orgKey, hash)).json.deposits[0].id as string;
@@ -154,7 +169,12 @@ describe("HUSD deposits across deep reorgs: identity by content, one credit per 
     await expectLedgerConsistent(db.sql);
   });
 
-  it("re-mined with a different amount (1 HUSD instead of 150): the old credit is reversed and the new amount credited", async () => {
+  it("re-mined with a different amount (1 HUSD instead of 150): the old credit is reversed and the new amount credited", async ({
+    db,
+    chain,
+    stack,
+    reorgs: { reorg, multisend, topup, workersRun, depositsOf },
+  }) => {
     const org = await stack.orgWithAddress("Amount Co");
     const payer = devAccounts[5]!;
     const wallet = chain.clients.wallet(payer);
@@ -205,7 +225,11 @@ describe("HUSD deposits across deep reorgs: identity by content, one credit per 
     await expectLedgerConsistent(db.sql);
   });
 
-  it("a credited transaction re-mined into a block not yet final: its credit is reversed until that block is final, then credited again", async () => {
+  it("a credited transaction re-mined into a block not yet final: its credit is reversed until that block is final, then credited again", async ({
+    db,
+    stack,
+    reorgs: { reorg, topup, workersRun, depositsOf },
+  }) => {
     const org = await stack.orgWithAddress("Pending Move Co");
     const { hash, blockNumber } = await stack.sendHusd(org.address, 4n * HUSD);
     const id = (await topup(org.orgKey, hash)).json.deposits[0].id as string;

@@ -1,68 +1,74 @@
 import { randomBytes } from "node:crypto";
 import { getAddress, parseAbi, type Address, type Hex } from "viem";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterEach, describe, expect } from "vitest";
 import { depositFactoryAbi, husdAbi } from "../../abis/index.js";
 import { depositSalt } from "../../src/billing/deposits/addresses.js";
 import { DevRoles, mintHusd } from "../../src/chain/local-devnet.js";
-import { startTestChain, type TestChain } from "../support/chain-stack.js";
-import { createTestDatabase, type TestDatabase } from "../support/database.js";
-import { depositStack } from "../support/deposit-stack.js";
 import { deployMultiSend } from "../support/multisend.js";
 import { waitFor } from "../support/process.js";
+import type { TestApp } from "../support/app.js";
+import { type ChainContext, chainTest } from "../support/chain-fixtures.js";
 
 const HUSD = 10n ** 18n;
 const MAX_LOGS = 20;
 
+type Abuse = {
+  topup(orgKey: string, hash: string): ReturnType<TestApp["call"]>;
+  randomAddress(): Address;
+  rowsOf(hash: string): Promise<number>;
+  sendMany(recipients: Address[], each?: bigint): Promise<Hex>;
+};
+
+/** `abuse`: top-ups through the file's stack, the rows they leave, and many transfers in one transaction (MultiSend). */
+const it = chainTest.extend<{ abuse: Abuse }>({
+  abuse: [
+    async ({ db, chain, stack }, use) => {
+      const multisend = await deployMultiSend(chain);
+      const topup = (orgKey: string, hash: string) =>
+        stack.app.call("POST", "/v1/billing/husd/topups", { key: orgKey, body: { tx_hash: hash } });
+      const randomAddress = () => getAddress(`0x${randomBytes(20).toString("hex")}`);
+      const rowsOf = async (hash: string) =>
+        (await db.sql`select count(*)::int as n from husd_deposits where tx_hash = ${hash.toLowerCase()}`)[0]!
+          .n as number;
+
+      /** One transaction with one HUSD Transfer log per recipient (the customer's wallet through MultiSend). */
+      async function sendMany(recipients: Address[], each = HUSD): Promise<Hex> {
+        const total = each * BigInt(recipients.length);
+        await mintHusd(chain.rpcUrl, chain.chainId, chain.husd, DevRoles.customer.address, total);
+        const customer = chain.clients.wallet(DevRoles.customer);
+        await customer.waitForTransactionReceipt({
+          hash: await customer.writeContract({
+            address: chain.husd,
+            abi: husdAbi,
+            functionName: "approve",
+            args: [multisend, total],
+          }),
+        });
+        const hash = await customer.writeContract({
+          address: multisend,
+          abi: parseAbi(["function send(address token, address[] to, uint256[] amounts)"]),
+          functionName: "send",
+          args: [chain.husd, recipients, recipients.map(() => each)],
+        });
+        const receipt = await customer.waitForTransactionReceipt({ hash });
+        expect(receipt.logs).toHaveLength(recipients.length);
+        return hash;
+      }
+      await use({ topup, randomAddress, rowsOf, sendMany });
+    },
+    { scope: "file" },
+  ],
+});
+
 /** What one org can make POST /v1/billing/husd/topups do: how much work, how many rows (the rate: topup-rate-limit.test.ts). */
 describe("HUSD top-ups under abuse: log cap, no rows for unknown recipients", () => {
-  let db: TestDatabase;
-  let chain: TestChain;
-  let stack: ReturnType<typeof depositStack>;
-  let multisend: Address;
-  beforeAll(async () => {
-    db = await createTestDatabase({ max: 8 });
-    chain = await startTestChain();
-    stack = depositStack(db, chain, { HUSD_TOPUP_MAX_LOGS: String(MAX_LOGS) });
-    multisend = await deployMultiSend(chain);
-  }, 60_000);
-  afterEach(() => stack.stopWorkers());
-  afterAll(async () => {
-    await stack?.close();
-    await chain?.stop();
-    await db?.drop();
-  });
+  it.scoped({ dbOptions: { max: 8 }, stackConfig: { HUSD_TOPUP_MAX_LOGS: String(MAX_LOGS) } });
+  afterEach<ChainContext>(({ stack }) => stack.stopWorkers());
 
-  const topup = (orgKey: string, hash: string) =>
-    stack.app.call("POST", "/v1/billing/husd/topups", { key: orgKey, body: { tx_hash: hash } });
-  const randomAddress = () => getAddress(`0x${randomBytes(20).toString("hex")}`);
-  const rowsOf = async (hash: string) =>
-    (await db.sql`select count(*)::int as n from husd_deposits where tx_hash = ${hash.toLowerCase()}`)[0]!.n as number;
-
-  /** One transaction with one HUSD Transfer log per recipient (the customer's wallet through MultiSend). */
-  async function sendMany(recipients: Address[], each = HUSD): Promise<Hex> {
-    const total = each * BigInt(recipients.length);
-    await mintHusd(chain.rpcUrl, chain.chainId, chain.husd, DevRoles.customer.address, total);
-    const customer = chain.clients.wallet(DevRoles.customer);
-    await customer.waitForTransactionReceipt({
-      hash: await customer.writeContract({
-        address: chain.husd,
-        abi: husdAbi,
-        functionName: "approve",
-        args: [multisend, total],
-      }),
-    });
-    const hash = await customer.writeContract({
-      address: multisend,
-      abi: parseAbi(["function send(address token, address[] to, uint256[] amounts)"]),
-      functionName: "send",
-      args: [chain.husd, recipients, recipients.map(() => each)],
-    });
-    const receipt = await customer.waitForTransactionReceipt({ hash });
-    expect(receipt.logs).toHaveLength(recipients.length);
-    return hash;
-  }
-
-  it(`stores no row for transfers to addresses that are no org's, even ${MAX_LOGS - 1} of them beside a real deposit`, async () => {
+  it(`stores no row for transfers to addresses that are no org's, even ${MAX_LOGS - 1} of them beside a real deposit`, async ({
+    stack,
+    abuse: { topup, randomAddress, rowsOf, sendMany },
+  }) => {
     const org = await stack.orgWithAddress("Crowded Co");
     const hash = await sendMany([org.address, ...Array.from({ length: MAX_LOGS - 1 }, randomAddress)]); // exactly at the cap
     const res = await topup(org.orgKey, hash);
@@ -75,7 +81,10 @@ describe("HUSD top-ups under abuse: log cap, no rows for unknown recipients", ()
     expect(await rowsOf(elsewhere)).toBe(0);
   });
 
-  it(`refuses a transaction with more than HUSD_TOPUP_MAX_LOGS (${MAX_LOGS}) logs with 422 too_many_logs, writing nothing`, async () => {
+  it(`refuses a transaction with more than HUSD_TOPUP_MAX_LOGS (${MAX_LOGS}) logs with 422 too_many_logs, writing nothing`, async ({
+    stack,
+    abuse: { topup, randomAddress, rowsOf, sendMany },
+  }) => {
     const org = await stack.orgWithAddress("Spammed Co");
     const hash = await sendMany([org.address, ...Array.from({ length: MAX_LOGS }, randomAddress)]);
     const res = await topup(org.orgKey, hash);
@@ -90,7 +99,11 @@ describe("HUSD top-ups under abuse: log cap, no rows for unknown recipients", ()
     expect(await rowsOf(hash)).toBe(0);
   });
 
-  it("a transfer to an org's address before the org has asked for it is credited once the org has it", async () => {
+  it("a transfer to an org's address before the org has asked for it is credited once the org has it", async ({
+    chain,
+    stack,
+    abuse: { topup, rowsOf },
+  }) => {
     const late = await stack.app.createOrg("Late Co"); // its deposit address is not registered yet
     const predicted = await chain.clients.test.readContract({
       address: chain.factory,

@@ -1,58 +1,70 @@
 import { randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect } from "vitest";
 import { RateLimiter } from "../../src/http/middleware/rate-limiter.js";
 import { createTestApp, type TestApp } from "../support/app.js";
-import { startTestChain, type TestChain } from "../support/chain-stack.js";
-import { createTestDatabase, type TestDatabase } from "../support/database.js";
-import { depositStack } from "../support/deposit-stack.js";
 import { freePort } from "../support/free-port.js";
 import { waitFor } from "../support/process.js";
-import { clearRedisPrefix, createTestRedis, uniqueRedisPrefix } from "../support/redis.js";
+import { createTestRedis } from "../support/redis.js";
+import { chainTest } from "../support/chain-fixtures.js";
+
+type Replicas = {
+  prefix: string;
+  connections: Redis[];
+  connect(redis?: Redis): Redis;
+  replica(redis?: Redis): TestApp;
+};
+
+/**
+ * `replicas`: API replicas with the top-up limit, each on a Redis connection of its own, sharing
+ * the file's Redis prefix (`redis`). The stack makes orgs, keys and deposit addresses; its own app
+ * has no limiter.
+ */
+const it = chainTest.extend<{ replicas: Replicas }>({
+  replicas: [
+    async ({ db, chain, stack, redis }, use) => {
+      const prefix = redis.prefix;
+      const connections: Redis[] = [];
+      const connect = (redis: Redis = createTestRedis()) => {
+        connections.push(redis);
+        return redis;
+      };
+      /** An API replica of its own (its own Redis connection), allowing 3 top-ups per org per 30 s. */
+      const replica = (redis: Redis = connect()): TestApp =>
+        createTestApp({
+          sql: db.appSql,
+          config: {
+            RPC_URL: chain.rpcUrl,
+            CHAIN_ID: String(chain.chainId),
+            HUSD_ADDRESS: chain.husd,
+            DEPOSIT_FACTORY_ADDRESS: chain.factory,
+            HUSD_TOPUP_RATE_LIMIT: "3",
+            HUSD_TOPUP_RATE_PERIOD_SECONDS: "30",
+          },
+          extra: { chain: stack.chainClient, rateLimiter: new RateLimiter(redis, prefix) },
+        });
+      try {
+        await use({ prefix, connections, connect, replica });
+      } finally {
+        for (const r of connections) r.disconnect();
+      }
+    },
+    { scope: "file" },
+  ],
+});
 
 /** POST /v1/billing/husd/topups is limited per org, and the limit is one across API replicas. */
 describe("HUSD top-ups: rate limit per org, shared by every replica", () => {
-  let db: TestDatabase;
-  let chain: TestChain;
-  let stack: ReturnType<typeof depositStack>;
-  const prefix = uniqueRedisPrefix("topup-rate");
-  const connections: Redis[] = [];
-  beforeAll(async () => {
-    db = await createTestDatabase();
-    chain = await startTestChain();
-    stack = depositStack(db, chain); // orgs, keys and deposit addresses; its own app has no limiter
-  }, 60_000);
-  afterAll(async () => {
-    await clearRedisPrefix(stack.redis, `{${prefix}}`);
-    for (const r of connections) r.disconnect();
-    await stack?.close();
-    await chain?.stop();
-    await db?.drop();
-  });
+  it.scoped({ redisLabel: "topup-rate" });
 
-  const connect = (redis: Redis = createTestRedis()) => {
-    connections.push(redis);
-    return redis;
-  };
-  /** An API replica of its own (its own Redis connection), allowing 3 top-ups per org per 30 s. */
-  const replica = (redis: Redis = connect()): TestApp =>
-    createTestApp({
-      sql: db.appSql,
-      config: {
-        RPC_URL: chain.rpcUrl,
-        CHAIN_ID: String(chain.chainId),
-        HUSD_ADDRESS: chain.husd,
-        DEPOSIT_FACTORY_ADDRESS: chain.factory,
-        HUSD_TOPUP_RATE_LIMIT: "3",
-        HUSD_TOPUP_RATE_PERIOD_SECONDS: "30",
-      },
-      extra: { chain: stack.chainClient, rateLimiter: new RateLimiter(redis, prefix) },
-    });
   // Each allowed call looks a hash up on the chain: 422 transaction_not_found.
   const topup = (app: TestApp, key: string) =>
     app.call("POST", "/v1/billing/husd/topups", { key, body: { tx_hash: `0x${randomBytes(32).toString("hex")}` } });
 
-  it("answers 429 rate_limited with Retry-After once an org has used its limit across two replicas; other orgs are unaffected", async () => {
+  it("answers 429 rate_limited with Retry-After once an org has used its limit across two replicas; other orgs are unaffected", async ({
+    stack,
+    replicas: { connections, replica },
+  }) => {
     const [a, b] = [replica(), replica()];
     await Promise.all(connections.map((r) => r.ping())); // ready: until then each counts in memory
     const org = await stack.orgWithAddress("Busy Co");
@@ -75,7 +87,9 @@ describe("HUSD top-ups: rate limit per org, shared by every replica", () => {
     expect((await a.call("GET", "/v1/billing/husd/deposits", { key: org.orgKey })).status).toBe(200);
   });
 
-  it("gives a request back after the time Retry-After announced, not before", async () => {
+  it("gives a request back after the time Retry-After announced, not before", async ({
+    replicas: { prefix, connect },
+  }) => {
     const redis = connect();
     await redis.ping(); // ready: until then the limiter counts in memory (as when Redis is down)
     const limiter = new RateLimiter(redis, prefix);
@@ -97,7 +111,7 @@ describe("HUSD top-ups: rate limit per org, shared by every replica", () => {
     expect(Date.now() - deniedAt).toBeGreaterThanOrEqual(denied.retryAfterMs - 50);
   });
 
-  it("still limits, per process, when Redis does not answer", async () => {
+  it("still limits, per process, when Redis does not answer", async ({ stack, replicas: { connect, replica } }) => {
     const dead = new Redis(`redis://127.0.0.1:${await freePort()}`, {
       maxRetriesPerRequest: null,
       retryStrategy: () => 1_000,
