@@ -3,12 +3,27 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ChildProcess } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Address } from "viem";
 import { husdAbi } from "../../abis/index.js";
 import { DevRoles, devClients } from "../../src/chain/local-devnet.js";
+import type { JsonReply } from "../support/app.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { freePort } from "../support/free-port.js";
 import { spawnTracked, waitFor } from "../support/process.js";
 import { uniqueRedisPrefix } from "../support/redis.js";
+
+/** What `npm run dev` writes to dev.json (bin/dev.ts), as far as this test reads it. */
+type DevState = {
+  api_url: string;
+  processor_url: string;
+  rpc_url: string;
+  chain_id: number;
+  husd_address: Address;
+  org_id: string;
+  org_key: string;
+  gateway_key: string;
+  admin_key: string;
+};
 
 /** A newcomer's path, automated: `npm run dev`, use it, Ctrl-C. */
 describe("npm run dev", () => {
@@ -16,8 +31,7 @@ describe("npm run dev", () => {
   let dev: ChildProcess;
   let output = "";
   let stateDir: string;
-  // biome-ignore lint/suspicious/noExplicitAny: a test reads arbitrary JSON replies by path
-  let state: Record<string, any>;
+  let state: DevState;
   let ports: { anvil: number; api: number; ponder: number; processor: number };
   beforeAll(async () => {
     db = await createTestDatabase();
@@ -61,13 +75,12 @@ describe("npm run dev", () => {
       ...init,
       headers: { ...(key ? { authorization: `Bearer ${key}` } : {}), "content-type": "application/json" },
     });
-    // biome-ignore lint/suspicious/noExplicitAny: a test reads arbitrary JSON replies by path
-    return { status: res.status, json: (await res.json()) as any };
+    return { status: res.status, json: (await res.json()) as JsonReply };
   };
 
   it("prints the URLs, keys and curl commands, and writes them to dev.json", () => {
     expect(state.api_url).toBe(`http://127.0.0.1:${ports.api}`);
-    for (const k of ["org_key", "gateway_key", "admin_key"]) expect(output).toContain(state[k]);
+    for (const k of ["org_key", "gateway_key", "admin_key"] as const) expect(output).toContain(state[k]);
     expect(output.match(/curl /g)?.length).toBeGreaterThanOrEqual(3);
     for (const label of ["[dev]", "[indexer]", "[api]", "[worker]"]) expect(output).toContain(label);
   });

@@ -2,7 +2,7 @@ import { performance } from "node:perf_hooks";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readCatalogFile, type CatalogVersionFile } from "../../src/billing/catalog.js";
 import { loadCatalog } from "../../src/billing/load-catalog.js";
-import { TEST_ADMIN_KEY } from "../support/app.js";
+import { type JsonReply, TEST_ADMIN_KEY } from "../support/app.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { freePort } from "../support/free-port.js";
 import { startBin, waitFor, type RunningProcess } from "../support/process.js";
@@ -73,8 +73,7 @@ describe("two API processes: catalog versions and key revocations reach both", (
       headers: { authorization: `Bearer ${key}`, "content-type": "application/json", ...headers },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
-    // biome-ignore lint/suspicious/noExplicitAny: a test reads arbitrary JSON replies by path
-    return { status: res.status, json: (await res.json()) as any };
+    return { status: res.status, json: (await res.json()) as JsonReply };
   }
 
   let events = 0;

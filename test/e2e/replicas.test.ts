@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { TEST_ADMIN_KEY } from "../support/app.js";
+import { type JsonReply, TEST_ADMIN_KEY } from "../support/app.js";
 import { startTestChain, type TestChain } from "../support/chain-stack.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { depositStack } from "../support/deposit-stack.js";
@@ -74,8 +74,7 @@ describe("two API and two worker processes", () => {
             headers: { authorization: `Bearer ${key}`, "content-type": "application/json", ...headers },
             body: body === undefined ? undefined : JSON.stringify(body),
           });
-          // biome-ignore lint/suspicious/noExplicitAny: a test reads arbitrary JSON replies by path
-          return { status: res.status, json: (await res.json()) as any };
+          return { status: res.status, json: (await res.json()) as JsonReply };
         }),
       ),
     );
@@ -86,8 +85,7 @@ describe("two API and two worker processes", () => {
       headers: { authorization: `Bearer ${key}`, "content-type": "application/json", ...headers },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
-    // biome-ignore lint/suspicious/noExplicitAny: a test reads arbitrary JSON replies by path
-    return { status: res.status, json: (await res.json()) as any };
+    return { status: res.status, json: (await res.json()) as JsonReply };
   }
 
   it("grants, usage, authorizations, deposits, alerts and cycle closes each happen once", async () => {

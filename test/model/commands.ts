@@ -1,4 +1,5 @@
 import fc from "fast-check";
+import type { components } from "../../client/index.js";
 import { TEST_ADMIN_KEY } from "../support/app.js";
 import { holdOutcomeJson } from "../../src/http/routes/gateway/report-usage.js";
 import { charge, paymentIntent, processorId } from "../support/processor.js";
@@ -29,8 +30,12 @@ function expectReply(what: string, res: Reply, status: number, fields: Record<st
   const problems: string[] = [];
   if (res.status !== status) problems.push(`status ${res.status}, expected ${status}`);
   for (const [path, want] of Object.entries(fields)) {
-    // biome-ignore lint/suspicious/noExplicitAny: a test reads arbitrary JSON replies by path
-    const got = path.split(".").reduce<any>((o, k) => (o == null ? undefined : o[k]), res.json);
+    const got = path
+      .split(".")
+      .reduce<unknown>(
+        (o, k) => (o !== null && typeof o === "object" ? (o as Record<string, unknown>)[k] : undefined),
+        res.json,
+      );
     if (got !== want) problems.push(`${path} = ${JSON.stringify(got)}, expected ${JSON.stringify(want)}`);
   }
   if (problems.length > 0) throw new Error(`${what}: ${problems.join("; ")}\n  response: ${res.text.slice(0, 600)}`);
@@ -253,8 +258,11 @@ function usageEvent(r: Real, org: number, idempotencyKey: string, p: Priced, at:
 const usagePayload = (p: Priced, at: number, holdId: string | undefined) =>
   JSON.stringify({ ...canonical(p), at, holdId: holdId ?? null });
 
-// biome-ignore lint/suspicious/noExplicitAny: a test reads arbitrary JSON replies by path
-function expectUsage(what: string, res: any, out: UsageOutcome) {
+/** One event's result in a usage reply (as much of it as a caller has). */
+type UsageResult = Pick<components["schemas"]["UsageEventResult"], "status"> &
+  Partial<components["schemas"]["UsageEventResult"]>;
+
+function expectUsage(what: string, res: UsageResult, out: UsageOutcome) {
   tally(
     `usage ${out.kind === "recorded" ? (out.holdOutcome ?? "no hold") : out.kind === "rejected" ? out.code : out.kind}`,
   );
@@ -267,6 +275,7 @@ function expectUsage(what: string, res: any, out: UsageOutcome) {
         hold_id: out.event.holdId,
         hold_outcome: holdOutcomeJson(out.holdOutcome),
       });
+      if (res.usage_id === undefined) throw new Error(`${what}: recorded without a usage_id`);
       out.event.usageId = res.usage_id;
       return;
     case "duplicate":

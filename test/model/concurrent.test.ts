@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, it } from "vitest";
-import { TEST_ADMIN_KEY } from "../support/app.js";
+import { type JsonReply, TEST_ADMIN_KEY } from "../support/app.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { freePort } from "../support/free-port.js";
 import { charge, paymentIntent, processorId, TEST_WEBHOOK_SECRET } from "../support/processor.js";
@@ -314,8 +314,7 @@ describe("metering engine: concurrent requests through two API processes", () =>
       if (body !== undefined && !headers["content-type"]) headers["content-type"] = "application/json";
       const res = await fetch(`${bases[init.replica ?? next++ % bases.length]}${path}`, { method, headers, body });
       const text = await res.text();
-      // biome-ignore lint/suspicious/noExplicitAny: a test reads arbitrary JSON replies by path
-      let json: any;
+      let json: JsonReply;
       try {
         json = JSON.parse(text);
       } catch {

@@ -6,13 +6,12 @@ import { expireGrants } from "../../src/billing/grants.js";
 import { expireHolds } from "../../src/billing/holds.js";
 import type { Metering } from "../../src/billing/metering.js";
 import type { Sql } from "../../src/db/client.js";
-import { createTestApp, manualClock, TEST_ADMIN_KEY } from "../support/app.js";
+import { createTestApp, type JsonReply, manualClock, TEST_ADMIN_KEY } from "../support/app.js";
 import type { TestDatabase } from "../support/database.js";
 import { processorEvent, processorId, TEST_WEBHOOK_SECRET } from "../support/processor.js";
 import { contextAt } from "../support/context.js";
 
-// biome-ignore lint/suspicious/noExplicitAny: a test reads arbitrary JSON replies by path
-export type Reply = { status: number; json: any; text: string };
+export type Reply = { status: number; json: JsonReply; text: string };
 /** `replica` picks the API process when there are several (requests meant to share a batch go to one). */
 export type Call = (
   method: string,

@@ -25,6 +25,15 @@ export function manualClock(start = new Date("2026-11-15T12:00:00Z")) {
 
 export type TestApp = ReturnType<typeof createTestApp>;
 
+/**
+ * A JSON reply as the tests read it, by path (`res.json.error.code`), each value whatever the API
+ * sent: the one `any` of the tests, named here so that every reply (in process, from an API
+ * process, in the model) has this type. The shape is what each test asserts; a caller that wants
+ * it checked at compile time uses the typed client (client/index.ts, createBillingClient).
+ */
+// biome-ignore lint/suspicious/noExplicitAny: replies are read by path; their shape is what the tests assert
+export type JsonReply = any;
+
 /** The real app, in-process, against a real database. */
 export function createTestApp(opts: {
   sql: Sql;
@@ -52,8 +61,7 @@ export function createTestApp(opts: {
       headers["content-type"] = "application/json";
     const res = await app.request(path, { method, headers, body });
     const text = await res.text();
-    // biome-ignore lint/suspicious/noExplicitAny: a test reads arbitrary JSON replies by path
-    let json: any;
+    let json: JsonReply;
     try {
       json = text ? JSON.parse(text) : undefined;
     } catch {
