@@ -62,11 +62,18 @@ describe("POST /v1/webhooks/processor: card top-ups", () => {
       });
     });
 
-    it("a signature made with another secret, a garbled header, or a body changed after signing are 400 invalid_signature", async ({
+    it.for([
+      ["made with another secret", { secret: "whsec_someoneelse0123456789abcdef" }],
+      ["that is a garbled header", { header: "t=abc,v1=nothex" }],
+    ] as const)("a signature %s is 400 invalid_signature", async ([, how], { app }) => {
+      const res = await app.deliver(payment(app), how);
+      expect(res.status, res.text).toBe(400);
+      expect(res.json.error.code).toBe("invalid_signature");
+    });
+
+    it("a body changed after signing is 400 invalid_signature; the same bytes with their own signature pass", async ({
       app,
     }) => {
-      const other = await app.deliver(payment(app), { secret: "whsec_someoneelse0123456789abcdef" });
-      const garbled = await app.deliver(payment(app), { header: "t=abc,v1=nothex" });
       const event = payment(app);
       const payload = JSON.stringify(event);
       const { default: Stripe } = await import("stripe");
@@ -78,11 +85,9 @@ describe("POST /v1/webhooks/processor: card top-ups", () => {
       const tampered = await app.deliverRaw(payload.replace('"amount_received":500', '"amount_received":500000'), {
         header,
       });
-      for (const res of [other, garbled, tampered]) {
-        expect(res.status, res.text).toBe(400);
-        expect(res.json.error.code).toBe("invalid_signature");
-      }
-      // The same bytes with their own signature pass: the refusal was about the signature.
+      expect(tampered.status, tampered.text).toBe(400);
+      expect(tampered.json.error.code).toBe("invalid_signature");
+      // The refusal was about the signature.
       expect((await app.deliverRaw(payload, { header })).status).toBe(200);
     });
 
