@@ -1,26 +1,17 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect } from "vitest";
 import { husdAbi } from "../../abis/index.js";
 import { DevRoles, mintHusd } from "../../src/chain/local-devnet.js";
-import { startIndexer, startTestChain, type TestChain } from "../support/chain-stack.js";
-import { createTestDatabase, type TestDatabase } from "../support/database.js";
-import { waitFor, type RunningProcess } from "../support/process.js";
+import { type ChainContext, chainTest as it } from "../support/chain-fixtures.js";
 
 describe("Ponder indexer (npm run indexer) against anvil and PostgreSQL", () => {
-  let db: TestDatabase;
-  let chain: TestChain;
-  let indexer: RunningProcess;
-  beforeAll(async () => {
-    db = await createTestDatabase();
-    chain = await startTestChain();
-    indexer = await startIndexer(chain, db.appUrl);
-  }, 120_000);
-  afterAll(async () => {
-    await indexer?.stop();
-    await chain?.stop();
-    await db?.drop();
-  });
+  // Ponder runs for the whole file: started (and waited on) before the first test.
+  beforeEach<ChainContext>(async ({ indexer }) => {
+    await indexer.waitFor(async () => (await fetch(`http://127.0.0.1:${indexer.port}/ready`)).ok, {
+      what: "ponder ready",
+    });
+  }, 150_000);
 
-  it("indexes a HUSD transfer the test sent, exactly, into its views schema", async () => {
+  it("indexes a HUSD transfer the test sent, exactly, into its views schema", async ({ db, chain, indexer }) => {
     await mintHusd(chain.rpcUrl, chain.chainId, chain.husd, DevRoles.customer.address, 5n * 10n ** 18n);
     const wallet = chain.clients.wallet(DevRoles.customer);
     const to = "0x00000000000000000000000000000000000000aa";
@@ -31,7 +22,7 @@ describe("Ponder indexer (npm run indexer) against anvil and PostgreSQL", () => 
       args: [to, 1234567890123456789n],
     });
     const receipt = await wallet.waitForTransactionReceipt({ hash });
-    await waitFor(
+    await indexer.waitFor(
       async () =>
         (await db.sql`select 1 from husd_indexer.husd_transfer where transaction_hash = ${hash}`).length === 1,
       { timeoutMs: 30_000, what: "transfer indexed" },
@@ -49,7 +40,9 @@ describe("Ponder indexer (npm run indexer) against anvil and PostgreSQL", () => 
     });
   });
 
-  it("has built the index on husd_transfer.to that the deposit scan reads by (test/deposits/scan-plan.test.ts)", async () => {
+  it("has built the index on husd_transfer.to that the deposit scan reads by (test/deposits/scan-plan.test.ts)", async ({
+    db,
+  }) => {
     const indexes = await db.sql<{ indexdef: string }[]>`
       select indexdef from pg_indexes where schemaname like 'husd\_indexer\_%' and tablename = 'husd_transfer' and indexname = 'husd_transfer_to_index'`;
     expect(indexes).toHaveLength(1);
