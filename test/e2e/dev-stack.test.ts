@@ -15,7 +15,7 @@ import { uniqueRedisPrefix } from "../support/redis.js";
 /** What `npm run dev` writes to dev.json (bin/dev.ts), as far as this test reads it. */
 type DevState = {
   api_url: string;
-  processor_url: string;
+  processor_url: string; // null with a real card processor; this test runs the fake one
   rpc_url: string;
   chain_id: number;
   husd_address: Address;
