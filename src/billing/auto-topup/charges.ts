@@ -126,30 +126,72 @@ async function refuseCharge(
 ): Promise<void> {
   const now = ctx.clock();
   await withTransaction(at(ctx, now), async ({ sql: tx, logger }) => {
-    const [ended] = await tx<{ org_id: string; amount: bigint; month: string }[]>`
-      update auto_topup_charges set status = ${input.kind}, decline_code = ${input.code},
-        processor_payment_id = coalesce(processor_payment_id, ${input.paymentId}), updated_at = ${now}
-      where id = ${input.chargeId} and status = 'pending'
-      returning org_id, amount, month::text`;
-    if (!ended) return;
-    await tx`update auto_topup_months set charged = charged - ${ended.amount.toString()}
-             where org_id = ${ended.org_id} and month = ${ended.month}`;
-    const [s] = await tx<{ enabled: boolean; consecutive_declines: number }[]>`
-      update auto_topup_settings set consecutive_declines = least(consecutive_declines + 1, ${MAX_CONSECUTIVE_DECLINES})
-      where org_id = ${ended.org_id} returning enabled, consecutive_declines`;
-    logger.info(
-      { org_id: ended.org_id, charge_id: input.chargeId, outcome: input.kind, code: input.code },
-      "auto top-up charge refused by the card",
-    );
-    if (!s?.enabled) return;
-    const reason =
-      input.kind === "requires_action"
-        ? "requires_action"
-        : s.consecutive_declines >= MAX_CONSECUTIVE_DECLINES
-          ? "declined"
-          : null;
-    if (reason) await disableAutoTopup(tx, logger, { orgId: ended.org_id, reason, chargeId: input.chargeId, now });
+    await endRefusedCharge(tx, logger, { ...input, now, which: tx`id = ${input.chargeId}` });
   });
+}
+
+/**
+ * The signed webhook says a payment failed (payment_intent.payment_failed): if it is one of our
+ * auto top-up charges still pending (by the payment id we recorded, or our charge id in its
+ * metadata), it ends as refused, as if the worker had heard the refusal itself. This is what ends
+ * a charge whose answer was lost and whose retry the processor can no longer replay (the same
+ * idempotency key sent with another default card is refused). Only for the org the payment's
+ * customer is linked to; runs in the event's transaction.
+ */
+export async function markAutoTopupRefused(
+  tx: TransactionSql,
+  logger: Logger,
+  input: {
+    orgId: string;
+    paymentId: string;
+    chargeRef: string | null;
+    kind: "requires_action" | "declined";
+    code: string;
+    now: Date;
+  },
+): Promise<boolean> {
+  return endRefusedCharge(tx, logger, {
+    ...input,
+    which: tx`org_id = ${input.orgId} and (processor_payment_id = ${input.paymentId} or id = ${input.chargeRef ?? ""})`,
+  });
+}
+
+async function endRefusedCharge(
+  tx: TransactionSql,
+  logger: Logger,
+  input: {
+    which: ReturnType<TransactionSql>;
+    kind: "requires_action" | "declined";
+    code: string;
+    paymentId: string | null;
+    now: Date;
+  },
+): Promise<boolean> {
+  const { now } = input;
+  const [ended] = await tx<{ id: string; org_id: string; amount: bigint; month: string }[]>`
+    update auto_topup_charges set status = ${input.kind}, decline_code = ${input.code},
+      processor_payment_id = coalesce(processor_payment_id, ${input.paymentId}), updated_at = ${now}
+    where ${input.which} and status = 'pending'
+    returning id, org_id, amount, month::text`;
+  if (!ended) return false;
+  await tx`update auto_topup_months set charged = charged - ${ended.amount.toString()}
+           where org_id = ${ended.org_id} and month = ${ended.month}`;
+  const [s] = await tx<{ enabled: boolean; consecutive_declines: number }[]>`
+    update auto_topup_settings set consecutive_declines = least(consecutive_declines + 1, ${MAX_CONSECUTIVE_DECLINES})
+    where org_id = ${ended.org_id} returning enabled, consecutive_declines`;
+  logger.info(
+    { org_id: ended.org_id, charge_id: ended.id, outcome: input.kind, code: input.code },
+    "auto top-up charge refused by the card",
+  );
+  if (!s?.enabled) return true;
+  const reason =
+    input.kind === "requires_action"
+      ? "requires_action"
+      : s.consecutive_declines >= MAX_CONSECUTIVE_DECLINES
+        ? "declined"
+        : null;
+  if (reason) await disableAutoTopup(tx, logger, { orgId: ended.org_id, reason, chargeId: ended.id, now });
+  return true;
 }
 
 async function disableAutoTopup(

@@ -3,7 +3,7 @@ import type { z } from "zod";
 import type { TransactionSql } from "../../db/client.js";
 import { BillingError } from "../../errors.js";
 import { at, withTransaction, type BillingContext, type TransactionContext } from "../context.js";
-import { markAutoTopupSucceeded } from "../auto-topup/charges.js";
+import { markAutoTopupRefused, markAutoTopupSucceeded } from "../auto-topup/charges.js";
 import { renewalOfPayment } from "../renewals/collect-renewal.js";
 import { creditCardTopup, type CreditOutcome } from "./credit-card-topup.js";
 import { reverseCardTopup, type DisputeEnding, type Reversal, type ReversalOutcome } from "./reverse-card-topup.js";
@@ -12,6 +12,7 @@ import {
   Charge,
   CheckoutSession,
   Customer,
+  FailedPaymentIntent,
   Dispute,
   PaymentIntent,
   PaymentMethod,
@@ -36,7 +37,8 @@ export type EventOutcome =
   | "wrong_mode"
   | "unknown_session"
   | "not_paid"
-  | "session_expired";
+  | "session_expired"
+  | "charge_refused";
 
 export type HandledEvent = { duplicate: boolean; outcome: string };
 
@@ -137,6 +139,25 @@ async function dispatch(ctx: TransactionContext, event: ProcessorEvent): Promise
         });
       }
       return { outcome, orgId: link.org_id };
+    }
+    case "payment_intent.payment_failed": {
+      // Only our off-session charges end on it (they are confirmed once and never again); a
+      // Checkout Session's payment may fail and then succeed with another card on its page.
+      const pi = parseObject(FailedPaymentIntent, event, logger);
+      const [link] = pi.customer
+        ? await tx<{ org_id: string }[]>`select org_id from processor_customers where customer_id = ${pi.customer}`
+        : [];
+      if (!link) return unknownCustomer();
+      const error = pi.last_payment_error;
+      const ended = await markAutoTopupRefused(tx, logger, {
+        orgId: link.org_id,
+        paymentId: pi.id,
+        chargeRef: pi.metadata?.hanzo_auto_topup_charge ?? null,
+        kind: error?.code === "authentication_required" ? "requires_action" : "declined",
+        code: error?.decline_code ?? error?.code ?? "payment_failed",
+        now: ctx.clock(),
+      });
+      return { outcome: ended ? "charge_refused" : "ignored", orgId: link.org_id };
     }
     case "checkout.session.completed": {
       const session = parseObject(CheckoutSession, event, logger);

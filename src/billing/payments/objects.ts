@@ -50,6 +50,13 @@ export const PaymentIntent = z.object({
 });
 export type PaymentIntent = z.infer<typeof PaymentIntent>;
 
+/** A payment_intent.payment_failed object: why it failed, when the processor says. */
+export const FailedPaymentIntent = PaymentIntent.extend({
+  last_payment_error: z
+    .object({ code: z.string().max(100).nullish(), decline_code: z.string().max(100).nullish() })
+    .nullish(),
+});
+
 export const Charge = z.object({
   id: processorId("ch"),
   payment_intent: ref("pi").nullish(),
