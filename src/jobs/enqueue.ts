@@ -99,7 +99,7 @@ export async function enqueueFanOuts(queues: Queues, eventIds: string[]): Promis
  */
 export async function enqueueDeliveries(
   queues: Queues,
-  deliveries: { id: string; attempts: number; at?: Date }[],
+  deliveries: { id: string; attempts: number; at?: Date; tag?: string }[],
   now: Date = new Date(),
 ): Promise<void> {
   if (deliveries.length === 0) return;
@@ -108,7 +108,8 @@ export async function enqueueDeliveries(
       name: "deliver",
       data: { delivery_id: d.id },
       opts: {
-        jobId: `${d.id}-${d.attempts}`,
+        // A tag makes another job beside one already waiting for the same attempt (a retry asked now).
+        jobId: d.tag ? `${d.id}-${d.attempts}-${d.tag}` : `${d.id}-${d.attempts}`,
         delay: d.at ? Math.max(0, d.at.getTime() - now.getTime()) : 0,
         removeOnComplete: true,
         removeOnFail: 1000,

@@ -189,3 +189,101 @@ export async function sendTestEvent(
     return { eventId, deliveryId };
   });
 }
+
+export type DeliveryView = {
+  id: string;
+  eventId: string;
+  eventType: string;
+  status: "pending" | "delivered" | "failed";
+  attempts: {
+    attempt: number;
+    statusCode: number | null;
+    error: string | null;
+    responseExcerpt: string | null;
+    startedAt: Date;
+    durationMs: number;
+  }[];
+  nextAttemptAt: Date | null;
+  deliveredAt: Date | null;
+  createdAt: Date;
+};
+
+/** An endpoint's deliveries, newest first, each with its attempts (the delivery log). */
+export async function listDeliveries(
+  ctx: BillingContext,
+  input: { orgId: string; endpointId: string; limit: number },
+): Promise<{ data: DeliveryView[]; hasMore: boolean }> {
+  await getWebhookEndpoint(ctx, { orgId: input.orgId, id: input.endpointId });
+  const rows = await ctx.sql<
+    {
+      id: string;
+      event_id: string;
+      event_type: string;
+      status: DeliveryView["status"];
+      next_attempt_at: Date | null;
+      delivered_at: Date | null;
+      created_at: Date;
+      attempts: {
+        attempt: number;
+        status_code: number | null;
+        error: string | null;
+        response_excerpt: string | null;
+        started_at: string;
+        duration_ms: number;
+      }[];
+    }[]
+  >`
+    select d.id, d.event_id, e.type as event_type, d.status, d.next_attempt_at, d.delivered_at, d.created_at,
+      coalesce((select jsonb_agg(jsonb_build_object('attempt', a.attempt, 'status_code', a.status_code, 'error', a.error,
+                  'response_excerpt', a.response_excerpt, 'started_at', a.started_at, 'duration_ms', a.duration_ms) order by a.attempt)
+                from webhook_attempts a where a.delivery_id = d.id), '[]') as attempts
+    from webhook_deliveries d join billing_events e on e.id = d.event_id
+    where d.endpoint_id = ${input.endpointId} and d.org_id = ${input.orgId}
+    order by d.created_at desc, d.id desc
+    limit ${input.limit + 1}`;
+  return {
+    hasMore: rows.length > input.limit,
+    data: rows.slice(0, input.limit).map((r) => ({
+      id: r.id,
+      eventId: r.event_id,
+      eventType: r.event_type,
+      status: r.status,
+      attempts: r.attempts.map((a) => ({
+        attempt: a.attempt,
+        statusCode: a.status_code,
+        error: a.error,
+        responseExcerpt: a.response_excerpt,
+        startedAt: new Date(a.started_at),
+        durationMs: a.duration_ms,
+      })),
+      nextAttemptAt: r.next_attempt_at,
+      deliveredAt: r.delivered_at,
+      createdAt: r.created_at,
+    })),
+  };
+}
+
+/**
+ * Makes a delivery due now: a failed one gets one more attempt (and the schedule's retries after
+ * it, if any remain), a pending one is tried at once instead of at its scheduled time. A
+ * delivered one is left as it is (409). Returns the attempts it had so far.
+ */
+export async function retryDelivery(
+  ctx: BillingContext,
+  input: { orgId: string; endpointId: string; deliveryId: string },
+): Promise<{ attempts: number }> {
+  const now = ctx.clock();
+  await getWebhookEndpoint(ctx, { orgId: input.orgId, id: input.endpointId });
+  const [row] = await ctx.sql<{ status: string; attempts: number }[]>`
+    select status, attempts from webhook_deliveries
+    where id = ${input.deliveryId} and endpoint_id = ${input.endpointId} and org_id = ${input.orgId}`;
+  if (!row)
+    throw new BillingError("not_found", `no delivery ${input.deliveryId} of webhook endpoint ${input.endpointId}`);
+  if (row.status === "delivered")
+    throw new BillingError("conflict", `delivery ${input.deliveryId} was delivered already`);
+  const [updated] = await ctx.sql<{ attempts: number }[]>`
+    update webhook_deliveries set status = 'pending', next_attempt_at = ${now}
+    where id = ${input.deliveryId} and status <> 'delivered' returning attempts`;
+  if (!updated) throw new BillingError("conflict", `delivery ${input.deliveryId} was delivered already`);
+  return { attempts: updated.attempts };
+}

@@ -22,7 +22,9 @@ import { registerCreateWebhook } from "./billing/create-webhook.js";
 import { registerDeleteWebhook } from "./billing/delete-webhook.js";
 import { registerGetWebhook } from "./billing/get-webhook.js";
 import { registerListEvents } from "./billing/list-events.js";
+import { registerListWebhookDeliveries } from "./billing/list-webhook-deliveries.js";
 import { registerListWebhooks } from "./billing/list-webhooks.js";
+import { registerRetryWebhookDelivery } from "./billing/retry-webhook-delivery.js";
 import { registerRotateWebhookSecret } from "./billing/rotate-webhook-secret.js";
 import { registerTestWebhook } from "./billing/test-webhook.js";
 import { registerUpdateWebhook } from "./billing/update-webhook.js";
@@ -81,6 +83,8 @@ export const routes: readonly RegisterRoute[] = [
   registerDeleteWebhook,
   registerRotateWebhookSecret,
   registerTestWebhook,
+  registerListWebhookDeliveries,
+  registerRetryWebhookDelivery,
   // husd (org key)
   registerGetDepositAddress,
   registerRecordTopup,
