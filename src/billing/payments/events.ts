@@ -4,7 +4,7 @@ import type { TransactionSql } from "../../db/client.js";
 import { BillingError } from "../../errors.js";
 import { at, withTransaction, type BillingContext, type TransactionContext } from "../context.js";
 import { markAutoTopupRefused, markAutoTopupSucceeded } from "../auto-topup/charges.js";
-import { renewalOfPayment } from "../renewals/collect-renewal.js";
+import { renewalOfPayment, renewalPaymentFailed } from "../renewals/collect-renewal.js";
 import { creditCardTopup, type CreditOutcome } from "./credit-card-topup.js";
 import { reverseCardTopup, type DisputeEnding, type Reversal, type ReversalOutcome } from "./reverse-card-topup.js";
 import { lockCustomer, type LockedCustomer } from "./customers.js";
@@ -149,14 +149,19 @@ async function dispatch(ctx: TransactionContext, event: ProcessorEvent): Promise
         : [];
       if (!link) return unknownCustomer();
       const error = pi.last_payment_error;
-      const ended = await markAutoTopupRefused(tx, logger, {
+      const refusal = {
         orgId: link.org_id,
         paymentId: pi.id,
-        chargeRef: pi.metadata?.hanzo_auto_topup_charge ?? null,
-        kind: error?.code === "authentication_required" ? "requires_action" : "declined",
+        kind: error?.code === "authentication_required" ? ("requires_action" as const) : ("declined" as const),
         code: error?.decline_code ?? error?.code ?? "payment_failed",
         now: ctx.clock(),
-      });
+      };
+      const ended =
+        (await markAutoTopupRefused(tx, logger, {
+          ...refusal,
+          chargeRef: pi.metadata?.hanzo_auto_topup_charge ?? null,
+        })) ||
+        (await renewalPaymentFailed(tx, logger, { ...refusal, chargeRef: pi.metadata?.hanzo_renewal_charge ?? null }));
       return { outcome: ended ? "charge_refused" : "ignored", orgId: link.org_id };
     }
     case "checkout.session.completed": {

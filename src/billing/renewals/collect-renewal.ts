@@ -1,3 +1,4 @@
+import type { Logger } from "pino";
 import type { TransactionSql } from "../../db/client.js";
 import { BillingError } from "../../errors.js";
 import { newId } from "../../ids.js";
@@ -113,23 +114,77 @@ export async function collectRenewal(
                where id = ${attempt.id}`;
       return "charged" as const;
     }
-    const [failed] = await tx`
-      update renewal_charges set status = 'failed', reason = ${`${outcome.kind}: ${outcome.code}`},
-        processor_payment_id = coalesce(processor_payment_id, ${outcome.paymentId}), updated_at = ${now}
-      where id = ${attempt.id} and status = 'pending' returning 1`;
-    if (failed) await emitEvent(tx, invoicePaymentFailedEvent({ invoice, attempt, code: outcome.code, now }));
-    if (failed)
-      logger.warn(
-        {
-          org_id: invoice.org_id,
-          invoice_id: invoice.id,
-          attempt: attempt.attempt,
-          outcome: outcome.kind,
-          code: outcome.code,
-        },
-        "renewal charge refused by the card; the invoice stays open",
-      );
+    await failRenewalAttempt(tx, logger, {
+      which: tx`id = ${attempt.id}`,
+      kind: outcome.kind,
+      code: outcome.code,
+      paymentId: outcome.paymentId,
+      now,
+    });
     return "failed" as const;
+  });
+}
+
+/**
+ * Ends a pending renewal attempt the card refused, once: the invoice stays open (the next attempt
+ * follows the schedule), an invoice.payment_failed event and a warn line say so.
+ */
+async function failRenewalAttempt(
+  tx: TransactionSql,
+  logger: Logger,
+  input: {
+    which: ReturnType<TransactionSql>;
+    kind: "requires_action" | "declined";
+    code: string;
+    paymentId: string | null;
+    now: Date;
+  },
+): Promise<boolean> {
+  const { now } = input;
+  const [failed] = await tx<{ id: string; attempt: number; amount: bigint; invoice_id: string }[]>`
+    update renewal_charges set status = 'failed', reason = ${`${input.kind}: ${input.code}`},
+      processor_payment_id = coalesce(processor_payment_id, ${input.paymentId}), updated_at = ${now}
+    where ${input.which} and status = 'pending' returning id, attempt, amount, invoice_id`;
+  if (!failed) return false;
+  const [invoice] = await tx<{ id: string; org_id: string; number: string }[]>`
+    select id, org_id, number from invoices where id = ${failed.invoice_id}`;
+  if (!invoice) throw new Error(`renewal charge ${failed.id} of a missing invoice ${failed.invoice_id}`);
+  await emitEvent(tx, invoicePaymentFailedEvent({ invoice, attempt: failed, code: input.code, now }));
+  logger.warn(
+    {
+      org_id: invoice.org_id,
+      invoice_id: invoice.id,
+      attempt: failed.attempt,
+      outcome: input.kind,
+      code: input.code,
+    },
+    "renewal charge refused by the card; the invoice stays open",
+  );
+  return true;
+}
+
+/**
+ * The signed webhook says a payment failed (payment_intent.payment_failed): if it is a renewal
+ * attempt still pending (by payment id, or our id in its metadata), it fails as if the worker had
+ * heard the refusal. This ends an attempt whose answer was lost and whose retry the processor
+ * can no longer replay (the same idempotency key with another default card is refused), so the
+ * schedule goes on. Only for the org the payment's customer is linked to.
+ */
+export async function renewalPaymentFailed(
+  tx: TransactionSql,
+  logger: Logger,
+  input: {
+    orgId: string;
+    paymentId: string;
+    chargeRef: string | null;
+    kind: "requires_action" | "declined";
+    code: string;
+    now: Date;
+  },
+): Promise<boolean> {
+  return failRenewalAttempt(tx, logger, {
+    ...input,
+    which: tx`org_id = ${input.orgId} and (processor_payment_id = ${input.paymentId} or id = ${input.chargeRef ?? ""})`,
   });
 }
 
