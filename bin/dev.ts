@@ -229,6 +229,9 @@ const env = {
   PONDER_PORT: String(PONDER_PORT),
   // Ponder logs every block at info; in dev that drowns the other processes.
   PONDER_LOG_LEVEL: process.env.PONDER_LOG_LEVEL ?? "warn",
+  // A newcomer's webhook receiver runs on this machine (http://127.0.0.1:PORT/…); private and
+  // metadata addresses stay refused.
+  WEBHOOK_ALLOW_LOCALHOST: process.env.WEBHOOK_ALLOW_LOCALHOST ?? "true",
 };
 
 // 5. The processes, each with its own label.

@@ -1,4 +1,6 @@
 import { mkdtemp, readFile } from "node:fs/promises";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ChildProcess } from "node:child_process";
@@ -138,6 +140,36 @@ describe("npm run dev", () => {
     });
     const list = (await api("/v1/billing/topups", state.org_key)).json.data;
     expect(list[0]).toMatchObject({ id: topup.id, method: "card", status: "succeeded" });
+  });
+
+  it("lets a webhook point at a receiver on this machine (WEBHOOK_ALLOW_LOCALHOST) and sends it test.ping", async () => {
+    const received: string[] = [];
+    const receiver = createServer((req, res) => {
+      let body = "";
+      req.on("data", (d) => (body += String(d)));
+      req.on("end", () => {
+        received.push(body);
+        res.end("ok");
+      });
+    });
+    await new Promise<void>((r) => receiver.listen(0, "127.0.0.1", () => r()));
+    try {
+      const port = (receiver.address() as AddressInfo).port;
+      const created = await api("/v1/billing/webhooks", state.org_key, {
+        method: "POST",
+        body: JSON.stringify({ url: `http://127.0.0.1:${port}/hooks`, events: ["test.ping"] }),
+      });
+      expect(created.status).toBe(201);
+      const ping = await api(`/v1/billing/webhooks/${created.json.id}/test`, state.org_key, { method: "POST" });
+      expect(ping.status).toBeLessThan(300);
+      await waitFor(async () => received.some((b) => b.includes('"test.ping"')), {
+        timeoutMs: 30_000,
+        intervalMs: 100,
+        what: "test.ping at the local receiver",
+      });
+    } finally {
+      await new Promise((r) => receiver.close(r));
+    }
   });
 
   it("stops every child cleanly on SIGINT", async () => {
