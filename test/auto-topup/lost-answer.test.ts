@@ -74,3 +74,59 @@ describe("auto top-up charge asked again after a lost answer", () => {
     await expectLedgerConsistent(db.sql);
   }, 120_000);
 });
+
+describe("auto top-up charge refused here but paid at the processor", () => {
+  it.scoped({ dbOptions: { max: 20 }, redisLabel: "autotopup-lost-paid" });
+
+  it("its answer lost, the card removed before the retry: the late success still counts against the month", async ({
+    app,
+    db,
+    processor,
+    stripe,
+    clock,
+  }) => {
+    const org = await cardOrg(app, processor, stripe);
+    await app.grant(org.id, "60");
+    await setAutoTopup(app, org, { threshold: "50.00", amount: "25.00", monthly_limit: "25.00" });
+    const charging = /^POST \/v1\/payment_intents$/;
+    processor.setWebhookMode("hold");
+    try {
+      // The processor charges the card, but the answer never reaches us; then it is down a while.
+      const before = processor.requests.filter((r) => r.path === "/v1/payment_intents").length;
+      processor.fail({ kind: "unreachable", match: charging, count: 1, after: true });
+      processor.fail({ kind: "5xx", status: 503, match: charging });
+      await spend(app, org, 20); // 40: crossing 1
+      await waitFor(
+        async () => processor.requests.filter((r) => r.path === "/v1/payment_intents").length >= before + 2,
+        {
+          timeoutMs: 30_000,
+        },
+      );
+      // The customer removes the card: the retry finds no default card and ends the charge as refused.
+      const methods = await app.call("GET", "/v1/billing/payment-methods", { key: org.orgKey });
+      const removed = await app.call("DELETE", `/v1/billing/payment-methods/${methods.json.payment_methods[0].id}`, {
+        key: org.orgKey,
+      });
+      expect(removed.status).toBe(200);
+      processor.clearFaults();
+      clock.advance(10_000);
+      await waitFor(
+        async () =>
+          (await db.sql`select 1 from auto_topup_charges where org_id = ${org.id} and status <> 'pending'`).length ===
+          1,
+        { timeoutMs: 30_000 },
+      );
+    } finally {
+      processor.setWebhookMode("auto");
+    }
+    // The processor's signed word arrives late: the payment succeeded.
+    await processor.release();
+    await waitFor(async () => (await app.balanceNano(org.orgKey)) === 65n * USD, { timeoutMs: 30_000 });
+    const [charge] = await db.sql<{ status: string }[]>`select status from auto_topup_charges where org_id = ${org.id}`;
+    expect(charge?.status).toBe("succeeded");
+    // What was charged counts against the month's limit, so no further charge this month.
+    const [month] = await db.sql<{ charged: bigint }[]>`select charged from auto_topup_months where org_id = ${org.id}`;
+    expect(month?.charged).toBe(25n * USD);
+    await expectLedgerConsistent(db.sql);
+  }, 120_000);
+});

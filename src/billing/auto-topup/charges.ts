@@ -214,21 +214,31 @@ async function disableAutoTopup(
 /**
  * The signed webhook credited a payment: if it is one of our auto top-up charges (by the payment
  * id we recorded, or by our own charge id in its metadata when the webhook overtook our record),
- * the charge is no longer in flight. Runs in the credit's transaction; only for the org the
- * payment's customer is linked to.
+ * the charge is no longer in flight. A charge already ended here as refused (its answer was lost
+ * and the retry found no card to send) was paid all the same: it succeeds, and its amount counts
+ * against its month again (at most up to the limit, which the check keeps; the month is then full).
+ * Runs in the credit's transaction; only for the org the payment's customer is linked to.
  */
 export async function markAutoTopupSucceeded(
   tx: TransactionSql,
   input: { orgId: string; paymentId: string; chargeRef: string | null; now: Date },
 ): Promise<boolean> {
-  const rows = await tx`
+  const [charge] = await tx<{ id: string; status: string; amount: bigint; month: string }[]>`
+    select id, status, amount, month::text from auto_topup_charges
+    where org_id = ${input.orgId} and status <> 'succeeded'
+      and (processor_payment_id = ${input.paymentId} or id = ${input.chargeRef ?? ""})
+    for update`;
+  if (!charge) return false;
+  await tx`
     update auto_topup_charges set status = 'succeeded', processor_payment_id = coalesce(processor_payment_id, ${input.paymentId}),
       updated_at = ${input.now}
-    where org_id = ${input.orgId} and status = 'pending'
-      and (processor_payment_id = ${input.paymentId} or id = ${input.chargeRef ?? ""})
-    returning 1`;
-  if (rows.length > 0) await tx`update auto_topup_settings set consecutive_declines = 0 where org_id = ${input.orgId}`;
-  return rows.length > 0;
+    where id = ${charge.id}`;
+  if (charge.status !== "pending") {
+    await tx`update auto_topup_months set charged = least(charged + ${charge.amount.toString()}, monthly_limit)
+             where org_id = ${input.orgId} and month = ${charge.month}`;
+  }
+  await tx`update auto_topup_settings set consecutive_declines = 0 where org_id = ${input.orgId}`;
+  return true;
 }
 
 /** Undecided crossings older than `olderThan` and pending charges not yet sent: what the sweep re-enqueues. */
