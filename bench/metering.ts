@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { createApiKey } from "../src/billing/api-keys.js";
+import { createGatewayKey } from "../src/billing/api-keys.js";
 import { readCatalogFile } from "../src/billing/catalog.js";
 import { at, createBillingContext } from "../src/billing/context.js";
 import { loadCatalog } from "../src/billing/load-catalog.js";
@@ -40,7 +40,7 @@ for (let i = 0; i < 1000; i++) {
   });
   many.push(org.id);
 }
-const gateway = await createApiKey(ctx, { orgId: hotOrg.id, scope: "gateway" });
+const gateway = await createGatewayKey(ctx, { name: "bench gateway" });
 // Profiling aid: BENCH_DB_SET="auto_explain.log_min_duration=5;session_preload_libraries=auto_explain"
 // applies settings to the throwaway database, hence to the API's connections.
 for (const setting of (process.env.BENCH_DB_SET ?? "").split(";").filter(Boolean)) {

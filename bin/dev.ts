@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync, existsSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { getAddress, type Address } from "viem";
-import { authenticate, createApiKey } from "../src/billing/api-keys.js";
+import { authenticate, createApiKey, createGatewayKey } from "../src/billing/api-keys.js";
 import { readCatalogFile } from "../src/billing/catalog.js";
 import { createBillingContext } from "../src/billing/context.js";
 import { loadCatalog } from "../src/billing/load-catalog.js";
@@ -174,7 +174,7 @@ if (!org.id || !(await stillValid(org.orgKey)) || !(await stillValid(org.gateway
   org = {
     id: created.id,
     orgKey: (await createApiKey(ctx, { orgId: created.id, scope: "org" })).key,
-    gatewayKey: (await createApiKey(ctx, { orgId: created.id, scope: "gateway" })).key,
+    gatewayKey: (await createGatewayKey(ctx, { name: "dev gateway" })).key,
   };
   log(`created demo organization ${org.id}`);
 }

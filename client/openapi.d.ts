@@ -449,6 +449,56 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/billing/keys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List the organization's API keys
+         * @description Requires an org key; acts on that key's organization.
+         *
+         *     Any of the organization's keys may list them (read-only keys too): names, prefixes, permissions, created, last-used (to within a minute) and revoked times; never a secret.
+         */
+        get: operations["listKeys"];
+        put?: never;
+        /**
+         * Create an API key for the organization
+         * @description Requires an org key; acts on that key's organization.
+         *
+         *     Needs the keys:write permission. Always an org key of the requesting key's organization (never a gateway or admin key). At most 100 active keys per organization (409 conflict beyond).
+         */
+        post: operations["createOrgKey"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/billing/keys/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Revoke one of the organization's API keys
+         * @description Requires an org key; acts on that key's organization.
+         *
+         *     Needs the keys:write permission. The key is refused from the answer on, on every replica within a second. Revoking a revoked key answers its revocation again. The organization's last active keys:write key cannot be revoked here (409 conflict): create another keys:write key first, or ask an operator. Another organization's key is 404.
+         */
+        delete: operations["revokeOrgKey"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/billing/husd/deposit-address": {
         parameters: {
             query?: never;
@@ -631,6 +681,32 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/admin/keys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List gateway keys
+         * @description Requires an admin key.
+         */
+        get: operations["listPlatformKeys"];
+        put?: never;
+        /**
+         * Create a gateway key
+         * @description Requires an admin key.
+         *
+         *     A gateway key is a platform credential: it belongs to no organization and acts for whichever one each request names, so it is for Hanzo's gateway only, never for a customer.
+         */
+        post: operations["createPlatformKey"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/admin/keys/{id}": {
         parameters: {
             query?: never;
@@ -642,7 +718,7 @@ export interface paths {
         put?: never;
         post?: never;
         /**
-         * Revoke an API key (idempotent)
+         * Revoke any API key: an organization's or a gateway key (idempotent)
          * @description Requires an admin key.
          */
         delete: operations["revokeKey"];
@@ -1716,6 +1792,54 @@ export interface components {
             /** @enum {string} */
             status: "pending";
         };
+        ApiKeyList: {
+            data: components["schemas"]["ApiKey"][];
+        };
+        ApiKey: {
+            id: string;
+            /** @description null for gateway keys: platform credentials of no organization */
+            org_id: string | null;
+            /** @enum {string} */
+            scope: "org" | "gateway" | "admin";
+            name: string | null;
+            permissions: "keys:write"[];
+            /** @description The key's first characters, to recognise it; the rest is never shown again */
+            prefix: string;
+            created_at: string;
+            /** @description When the key last authenticated a request, to within a minute; null if never */
+            last_used_at: string | null;
+            revoked_at: string | null;
+        };
+        CreatedApiKey: {
+            id: string;
+            org_id: string | null;
+            /** @enum {string} */
+            scope: "org" | "gateway" | "admin";
+            name: string | null;
+            permissions: "keys:write"[];
+            /** @description The full key. Shown only in this response; store it now. */
+            key: string;
+            prefix: string;
+            created_at: string;
+        };
+        /**
+         * @example {
+         *       "name": "CI",
+         *       "permissions": []
+         *     }
+         */
+        CreateOrgKeyRequest: {
+            /** @example CI */
+            name: string;
+            /** @description Default: the requesting key's own. [] makes a read-only key (it lists keys but cannot create or revoke them). A key can grant only what it has. */
+            permissions?: "keys:write"[];
+        };
+        RevokedApiKey: {
+            id: string;
+            /** @enum {boolean} */
+            revoked: true;
+            revoked_at: string;
+        };
         HusdDepositAddress: {
             address: string;
             chain_id: number;
@@ -1850,30 +1974,34 @@ export interface components {
             /** @description Day of the month each billing cycle starts (UTC); default 1 */
             billing_anchor_day?: number;
         };
-        CreatedApiKey: {
-            id: string;
-            org_id: string;
-            /** @enum {string} */
-            scope: "org" | "gateway" | "admin";
-            /** @description The full key. Shown only in this response; store it now. */
-            key: string;
-            prefix: string;
-            created_at: string;
-        };
         /**
          * @example {
-         *       "scope": "org"
+         *       "scope": "org",
+         *       "name": "Production"
          *     }
          */
         CreateKeyRequest: {
-            /** @enum {string} */
+            /**
+             * @description org or admin. gateway is refused (400): gateway keys are platform credentials, made by POST /v1/admin/keys
+             * @enum {string}
+             */
             scope: "org" | "gateway" | "admin";
+            /** @example CI */
+            name?: string;
+            /** @description An org key's permissions; default ["keys:write"]. [] makes it read-only for key management. */
+            permissions?: "keys:write"[];
         };
-        RevokedApiKey: {
-            id: string;
-            /** @enum {boolean} */
-            revoked: true;
-            revoked_at: string;
+        /**
+         * @example {
+         *       "scope": "gateway",
+         *       "name": "gateway eu-west"
+         *     }
+         */
+        CreatePlatformKeyRequest: {
+            /** @enum {string} */
+            scope: "gateway";
+            /** @example CI */
+            name: string;
         };
         CreditGrant: {
             id: string;
@@ -3437,6 +3565,171 @@ export interface operations {
             };
         };
     };
+    listKeys: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The organization's keys, newest first, revoked ones included */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiKeyList"];
+                };
+            };
+            /** @description Missing, malformed, unknown or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Key of the wrong scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    createOrgKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateOrgKeyRequest"];
+            };
+        };
+        responses: {
+            /** @description The key, in full, this once; lists show only its prefix */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CreatedApiKey"];
+                };
+            };
+            /** @description Invalid request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Missing, malformed, unknown or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Key of the wrong scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Idempotency key reused for a different request */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    revokeOrgKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Revoked */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RevokedApiKey"];
+                };
+            };
+            /** @description Invalid request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Missing, malformed, unknown or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Key of the wrong scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Idempotency key reused for a different request */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     getDepositAddress: {
         parameters: {
             query?: never;
@@ -3914,6 +4207,95 @@ export interface operations {
             };
             /** @description Not found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    listPlatformKeys: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The platform's gateway keys, newest first, revoked ones with their revocation time */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiKeyList"];
+                };
+            };
+            /** @description Missing, malformed, unknown or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Key of the wrong scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    createPlatformKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreatePlatformKeyRequest"];
+            };
+        };
+        responses: {
+            /** @description The key, in full, this once */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CreatedApiKey"];
+                };
+            };
+            /** @description Invalid request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Missing, malformed, unknown or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Key of the wrong scope */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };

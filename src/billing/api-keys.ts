@@ -4,13 +4,27 @@ import type { Sql } from "../db/client.js";
 import { BillingError } from "../errors.js";
 import { API_KEY_PATTERN } from "../config.js";
 import { newId, randomBase62 } from "../ids.js";
-import type { BillingContext } from "./context.js";
+import { type BillingContext, type TransactionContext, withTransaction } from "./context.js";
 
 export const KeyScopes = ["org", "gateway", "admin"] as const;
 export type KeyScope = (typeof KeyScopes)[number];
 
-/** Who a request speaks for. The bootstrap admin key has no organization and no row. */
-export type Principal = { keyId: string; orgId: string | null; scope: KeyScope };
+/**
+ * What an org key may do beyond reading and paying: `keys:write` creates and revokes the
+ * organization's keys (/v1/billing/keys). A key without it is read-only there. Gateway and admin
+ * keys have none (their scope is their power). A key's permissions are fixed at creation.
+ */
+export const KeyPermissions = ["keys:write"] as const;
+export type KeyPermission = (typeof KeyPermissions)[number];
+
+/**
+ * Who a request speaks for. The bootstrap admin key has no organization and no row; gateway keys
+ * are platform credentials and have no organization either (the request names the one it acts for).
+ */
+export type Principal = { keyId: string; orgId: string | null; scope: KeyScope; permissions: readonly KeyPermission[] };
+
+/** Active keys an organization may hold at once through the self-serve routes (operators are not limited). */
+export const MAX_ACTIVE_ORG_KEYS = 100;
 
 export { API_KEY_PATTERN };
 
@@ -18,23 +32,238 @@ export function hashKey(key: string): Buffer {
   return createHash("sha256").update(key).digest();
 }
 
-export type CreatedKey = { id: string; key: string; orgId: string; scope: KeyScope; prefix: string; createdAt: Date };
+export type CreatedKey = {
+  id: string;
+  key: string;
+  orgId: string | null;
+  scope: KeyScope;
+  name: string | null;
+  permissions: KeyPermission[];
+  prefix: string;
+  createdAt: Date;
+};
 
-/** The plaintext exists only in this return value: it is shown once and stored as a hash. */
+/** A key as listed: never its secret, which exists only in CreatedKey. */
+export type ApiKeySummary = {
+  id: string;
+  orgId: string | null;
+  scope: KeyScope;
+  name: string | null;
+  permissions: KeyPermission[];
+  prefix: string;
+  createdAt: Date;
+  lastUsedAt: Date | null;
+  revokedAt: Date | null;
+};
+
+type KeyRow = {
+  id: string;
+  org_id: string | null;
+  scope: KeyScope;
+  name: string | null;
+  permissions: KeyPermission[];
+  key_prefix: string;
+  created_at: Date;
+  last_used_at: Date | null;
+  revoked_at: Date | null;
+};
+
+const summary = (r: KeyRow): ApiKeySummary => ({
+  id: r.id,
+  orgId: r.org_id,
+  scope: r.scope,
+  name: r.name,
+  permissions: r.permissions,
+  prefix: r.key_prefix,
+  createdAt: r.created_at,
+  lastUsedAt: r.last_used_at,
+  revokedAt: r.revoked_at,
+});
+
+function newSecret() {
+  const key = `hk-${randomBase62(40)}`; // ~238 bits of entropy
+  return { key, id: newId("key"), prefix: key.slice(0, 9) };
+}
+
+/** Refuses gateway keys: they are platform credentials, made by createGatewayKey, never under an organization. */
+function orgScoped(scope: KeyScope): asserts scope is "org" | "admin" {
+  if (scope === "gateway")
+    throw new BillingError(
+      "invalid_request",
+      "gateway keys are platform credentials and belong to no organization: create them with POST /v1/admin/keys",
+      { details: { param: "scope" } },
+    );
+}
+
+/**
+ * An operator's key for an organization (org or admin scope; never gateway). An org key has
+ * keys:write unless `permissions` says otherwise (the first key of an organization must be able to
+ * make the others). The plaintext exists only in the return value: shown once, stored as a hash.
+ */
 export async function createApiKey(
   ctx: BillingContext,
-  input: { orgId: string; scope: KeyScope },
+  input: { orgId: string; scope: KeyScope; name?: string | null; permissions?: readonly KeyPermission[] },
 ): Promise<CreatedKey> {
-  const { sql } = ctx;
-  const key = `hk-${randomBase62(40)}`; // ~238 bits of entropy
-  const id = newId("key");
-  const prefix = key.slice(0, 9);
-  const [row] = await sql<{ created_at: Date }[]>`
-    insert into api_keys (id, org_id, scope, key_hash, key_prefix)
-    select ${id}, id, ${input.scope}, ${hashKey(key)}, ${prefix} from organizations where id = ${input.orgId}
+  const { scope } = input;
+  orgScoped(scope);
+  const permissions = scope === "org" ? [...(input.permissions ?? KeyPermissions)] : [];
+  const name = input.name ?? null;
+  const { key, id, prefix } = newSecret();
+  const [row] = await ctx.sql<{ created_at: Date }[]>`
+    insert into api_keys (id, org_id, scope, key_hash, key_prefix, name, permissions)
+    select ${id}, id, ${scope}, ${hashKey(key)}, ${prefix}, ${name}, ${permissions}::text[]
+    from organizations where id = ${input.orgId}
     returning created_at`;
   if (!row) throw new BillingError("not_found", `no organization ${input.orgId}`);
-  return { id, key, orgId: input.orgId, scope: input.scope, prefix, createdAt: row.created_at };
+  return { id, key, orgId: input.orgId, scope, name, permissions, prefix, createdAt: row.created_at };
+}
+
+/** A gateway key: a platform credential that acts for any organization the gateway names, owned by none. */
+export async function createGatewayKey(ctx: BillingContext, input: { name: string }): Promise<CreatedKey> {
+  const { key, id, prefix } = newSecret();
+  const [row] = await ctx.sql<{ created_at: Date }[]>`
+    insert into api_keys (id, org_id, scope, key_hash, key_prefix, name)
+    values (${id}, null, 'gateway', ${hashKey(key)}, ${prefix}, ${input.name})
+    returning created_at`;
+  if (!row) throw new Error("insert … returning gave no row");
+  return {
+    id,
+    key,
+    orgId: null,
+    scope: "gateway",
+    name: input.name,
+    permissions: [],
+    prefix,
+    createdAt: row.created_at,
+  };
+}
+
+/** The platform's keys (gateway), newest first, revoked ones included with their revocation time. */
+export async function listPlatformKeys(ctx: BillingContext): Promise<ApiKeySummary[]> {
+  const rows = await ctx.sql<KeyRow[]>`
+    select id, org_id, scope, name, permissions, key_prefix, created_at, last_used_at, revoked_at
+    from api_keys where org_id is null order by created_at desc, id desc`;
+  return rows.map(summary);
+}
+
+/** An organization's keys, newest first, revoked ones included (a key's history stays visible). */
+export async function listOrgKeys(ctx: BillingContext, input: { orgId: string }): Promise<ApiKeySummary[]> {
+  const rows = await ctx.sql<KeyRow[]>`
+    select id, org_id, scope, name, permissions, key_prefix, created_at, last_used_at, revoked_at
+    from api_keys where org_id = ${input.orgId} and scope = 'org' order by created_at desc, id desc`;
+  return rows.map(summary);
+}
+
+function requireKeysWrite(principal: Principal) {
+  if (principal.scope !== "org" || !principal.orgId || !principal.permissions.includes("keys:write"))
+    throw new BillingError("insufficient_scope", "managing keys needs an org key with the keys:write permission");
+}
+
+/**
+ * Locks the organization's key set: self-serve creates and revokes of one organization take turns,
+ * so the limit and the last-writer rule hold under any race. Also checks, under that lock, that
+ * the requesting key is still live (a key revoked a moment ago cannot act on the set).
+ */
+async function lockKeySet(sql: TransactionContextSql, orgId: string, requesterKeyId: string) {
+  const [org] = await sql`select id from organizations where id = ${orgId} for no key update`;
+  if (!org) throw new BillingError("not_found", `no organization ${orgId}`);
+  const [me] = await sql<{ revoked_at: Date | null }[]>`
+    select revoked_at from api_keys where id = ${requesterKeyId} and org_id = ${orgId}`;
+  if (!me || me.revoked_at) throw new BillingError("invalid_api_key", "the API key has been revoked");
+}
+type TransactionContextSql = TransactionContext["sql"];
+
+/**
+ * An org key made by one of the organization's own keys (`POST /v1/billing/keys`): always scope
+ * org, whatever the request says, and with permissions that are a subset of its maker's, so no
+ * chain of self-serve keys ever gains a power the first did not have.
+ */
+export async function createOrgKey(
+  ctx: BillingContext,
+  input: { principal: Principal; name: string; permissions?: readonly KeyPermission[] },
+): Promise<CreatedKey> {
+  const { principal } = input;
+  requireKeysWrite(principal);
+  const orgId = principal.orgId as string;
+  const permissions = [...new Set(input.permissions ?? principal.permissions)].sort() as KeyPermission[];
+  const beyond = permissions.filter((p) => !principal.permissions.includes(p));
+  if (beyond.length)
+    throw new BillingError("insufficient_scope", `this key cannot grant ${beyond.join(", ")}: it does not have it`);
+  return withTransaction(ctx, async (tx) => {
+    await lockKeySet(tx.sql, orgId, principal.keyId);
+    const [count] = await tx.sql<{ active: number }[]>`
+      select count(*)::int as active from api_keys where org_id = ${orgId} and scope = 'org' and revoked_at is null`;
+    if ((count?.active ?? 0) >= MAX_ACTIVE_ORG_KEYS)
+      throw new BillingError(
+        "conflict",
+        `an organization holds at most ${MAX_ACTIVE_ORG_KEYS} active keys: revoke one before making another`,
+      );
+    return createApiKey(tx, { orgId, scope: "org", name: input.name, permissions });
+  });
+}
+
+/**
+ * Revokes one of the organization's keys (`DELETE /v1/billing/keys/{id}`). Another
+ * organization's key, a gateway or admin key, or an unknown id are all 404: the answer says
+ * nothing about keys that are not the caller's. The organization's last live keys:write key is
+ * refused (409): revoking it would leave nobody who could make keys but an operator; make another
+ * keys:write key first. Revoking a revoked key answers its revocation again.
+ */
+export async function revokeOrgKey(
+  ctx: BillingContext,
+  input: { principal: Principal; keyId: string },
+): Promise<{ id: string; revokedAt: Date }> {
+  const { principal, keyId } = input;
+  requireKeysWrite(principal);
+  const orgId = principal.orgId as string;
+  return withTransaction(ctx, async (tx) => {
+    await lockKeySet(tx.sql, orgId, principal.keyId);
+    const [key] = await tx.sql<{ permissions: KeyPermission[]; revoked_at: Date | null }[]>`
+      select permissions, revoked_at from api_keys where id = ${keyId} and org_id = ${orgId} and scope = 'org'`;
+    if (!key) throw new BillingError("not_found", `no API key ${keyId}`);
+    if (key.revoked_at) return { id: keyId, revokedAt: key.revoked_at };
+    if (key.permissions.includes("keys:write")) {
+      const [writers] = await tx.sql<{ others: number }[]>`
+        select count(*)::int as others from api_keys
+        where org_id = ${orgId} and scope = 'org' and revoked_at is null and id <> ${keyId}
+          and permissions @> array['keys:write']::text[]`;
+      if ((writers?.others ?? 0) === 0)
+        throw new BillingError(
+          "conflict",
+          "this is the organization's last key with keys:write: create another keys:write key before revoking it",
+        );
+    }
+    return revokeApiKey(tx, { keyId });
+  });
+}
+
+/** A key's last_used_at is written at most once per this interval (per key, across every replica). */
+export const KEY_USED_INTERVAL_MS = 60_000;
+
+/**
+ * Keeps api_keys.last_used_at cheaply: this process sends at most one write per key per
+ * KEY_USED_INTERVAL_MS (the map below answers the rest from memory), and the write itself only
+ * changes a row whose last_used_at is older than the interval, so replicas together still write
+ * each key at most once per interval (a racing second writer waits on the row lock, re-reads the
+ * new time and matches nothing). A minute of staleness is what "last used" promises.
+ */
+export class KeyUsage {
+  private next = new Map<string, number>();
+  constructor(private readonly max = 10_000) {}
+  async touch(sql: Sql, keyId: string, now: Date): Promise<boolean> {
+    const at = now.getTime();
+    const due = this.next.get(keyId);
+    if (due !== undefined && due > at) return false;
+    this.next.delete(keyId);
+    if (this.next.size >= this.max) this.next.delete(this.next.keys().next().value as string);
+    this.next.set(keyId, at + KEY_USED_INTERVAL_MS);
+    const cutoff = new Date(at - KEY_USED_INTERVAL_MS);
+    const rows = await sql`
+      update api_keys set last_used_at = ${now}
+      where id = ${keyId} and revoked_at is null and (last_used_at is null or last_used_at <= ${cutoff})
+      returning id`;
+    return rows.length > 0;
+  }
 }
 
 /** Every revocation is announced on this channel when it commits; each API process evicts the key. */
@@ -172,7 +401,7 @@ export async function authenticate(
     throw new BillingError("invalid_api_key", "the API key is malformed: keys look like hk-…");
   const digest = hashKey(key);
   if (adminKey !== undefined && timingSafeEqual(digest, hashKey(adminKey))) {
-    return { keyId: "key_bootstrap_admin", orgId: null, scope: "admin" };
+    return { keyId: "key_bootstrap_admin", orgId: null, scope: "admin", permissions: [] };
   }
   const digestHex = digest.toString("hex");
   const startedAt = performance.now();
@@ -182,8 +411,16 @@ export async function authenticate(
   if (refused) throw new BillingError("invalid_api_key", refused);
   await beforeLookup?.();
   const lookup = cache?.begin(startedAt);
-  const [row] = await sql<{ id: string; org_id: string; scope: KeyScope; key_hash: Buffer; revoked_at: Date | null }[]>`
-    select id, org_id, scope, key_hash, revoked_at from api_keys where key_hash = ${digest}`;
+  const [row] = await sql<
+    {
+      id: string;
+      org_id: string | null;
+      scope: KeyScope;
+      permissions: KeyPermission[];
+      key_hash: Buffer;
+      revoked_at: Date | null;
+    }[]
+  >`select id, org_id, scope, permissions, key_hash, revoked_at from api_keys where key_hash = ${digest}`;
   const refusal =
     !row || !timingSafeEqual(row.key_hash, digest)
       ? "the API key is not valid"
@@ -194,7 +431,7 @@ export async function authenticate(
     cache?.refuse(digestHex, refusal ?? "the API key is not valid", startedAt);
     throw new BillingError("invalid_api_key", refusal ?? "the API key is not valid");
   }
-  const principal: Principal = { keyId: row.id, orgId: row.org_id, scope: row.scope };
+  const principal: Principal = { keyId: row.id, orgId: row.org_id, scope: row.scope, permissions: row.permissions };
   if (cache && lookup) cache.set(digestHex, principal, lookup);
   return principal;
 }

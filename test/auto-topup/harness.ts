@@ -61,9 +61,9 @@ export async function cardOrg(
   card = "4242424242424242",
 ): Promise<CardOrg> {
   const org = await app.createOrg();
-  const gateway = await app.call("POST", `/v1/admin/orgs/${org.id}/keys`, {
+  const gateway = await app.call("POST", "/v1/admin/keys", {
     key: TEST_ADMIN_KEY,
-    body: { scope: "gateway" },
+    body: { scope: "gateway", name: "auto-topup gateway" },
   });
   const customer = await stripe.customers.create({ metadata: { test: "auto-topup" } });
   const linked = await app.call("PUT", `/v1/admin/orgs/${org.id}/processor-customer`, {

@@ -19,13 +19,16 @@ describe("createBillingClient", () => {
     const org = await admin.POST("/v1/admin/orgs", { body: { name: "Client Co" } });
     if (!org.data) throw new Error(JSON.stringify(org.error));
     const orgId = org.data.id;
-    const keyFor = async (scope: "org" | "gateway") => {
-      const res = await admin.POST("/v1/admin/orgs/{id}/keys", { params: { path: { id: orgId } }, body: { scope } });
-      if (!res.data) throw new Error(JSON.stringify(res.error));
-      return res.data.key;
-    };
-    const orgApi = client(await keyFor("org"));
-    const gateway = client(await keyFor("gateway"));
+    const orgKey = await admin.POST("/v1/admin/orgs/{id}/keys", {
+      params: { path: { id: orgId } },
+      body: { scope: "org" },
+    });
+    if (!orgKey.data) throw new Error(JSON.stringify(orgKey.error));
+    // Gateway keys are platform credentials: made without an organization.
+    const gatewayKey = await admin.POST("/v1/admin/keys", { body: { scope: "gateway", name: "client gateway" } });
+    if (!gatewayKey.data) throw new Error(JSON.stringify(gatewayKey.error));
+    const orgApi = client(orgKey.data.key);
+    const gateway = client(gatewayKey.data.key);
 
     const grant = await admin.POST("/v1/admin/orgs/{id}/credits", {
       params: { path: { id: orgId }, header: { "idempotency-key": "client-test-grant" } },

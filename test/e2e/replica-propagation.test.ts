@@ -38,8 +38,9 @@ describe("two API processes: catalog versions and key revocations reach both", (
     for (const base of apis)
       await waitFor(async () => (await fetch(`${base}/healthz`)).ok, { what: `${base} up`, timeoutMs: 40_000 });
     const created = await call(apis[0]!, "POST", "/v1/admin/orgs", TEST_ADMIN_KEY, { name: "Replicated" });
-    const gateway = await call(apis[0]!, "POST", `/v1/admin/orgs/${created.json.id}/keys`, TEST_ADMIN_KEY, {
+    const gateway = await call(apis[0]!, "POST", "/v1/admin/keys", TEST_ADMIN_KEY, {
       scope: "gateway",
+      name: "gateway",
     });
     await call(
       apis[0]!,
@@ -144,7 +145,10 @@ describe("two API processes: catalog versions and key revocations reach both", (
   });
 
   async function newKey(scope: "org" | "gateway" = "org") {
-    const key = await call(apis[0]!, "POST", `/v1/admin/orgs/${org.id}/keys`, TEST_ADMIN_KEY, { scope });
+    const key =
+      scope === "gateway"
+        ? await call(apis[0]!, "POST", "/v1/admin/keys", TEST_ADMIN_KEY, { scope, name: "gateway" })
+        : await call(apis[0]!, "POST", `/v1/admin/orgs/${org.id}/keys`, TEST_ADMIN_KEY, { scope });
     return { id: key.json.id as string, key: key.json.key as string };
   }
   const balanceStatus = async (base: string, key: string) =>

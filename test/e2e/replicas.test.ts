@@ -92,7 +92,7 @@ describe("two API and two worker processes", () => {
     const org = (await one("POST", "/v1/admin/orgs", TEST_ADMIN_KEY, { name: "Replicated" })).json;
     expect((await one("GET", `/v1/admin/orgs/${org.id}`, TEST_ADMIN_KEY)).status).toBe(200);
     const orgKey = (await one("POST", `/v1/admin/orgs/${org.id}/keys`, TEST_ADMIN_KEY, { scope: "org" })).json.key;
-    const gatewayKey = (await one("POST", `/v1/admin/orgs/${org.id}/keys`, TEST_ADMIN_KEY, { scope: "gateway" })).json
+    const gatewayKey = (await one("POST", "/v1/admin/keys", TEST_ADMIN_KEY, { scope: "gateway", name: "gateway" })).json
       .key;
     const balance = async () => BigInt((await one("GET", "/v1/billing/balance", orgKey)).json.balance_nano_usd);
 

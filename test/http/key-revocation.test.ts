@@ -15,7 +15,7 @@ import { waitFor } from "../support/process.js";
 describe("key revocation and the key cache", () => {
   it("a lookup that began before a revocation was heard cannot store its answer after it", () => {
     const cache = new KeyCache();
-    const principal: Principal = { keyId: "key_a", orgId: "org_a", scope: "org" };
+    const principal: Principal = { keyId: "key_a", orgId: "org_a", scope: "org", permissions: [] };
     const lookup = cache.begin(performance.now()); // read from PostgreSQL: not revoked yet
     cache.revoked("key_a"); // the revocation is heard while that read is on its way back
     cache.set("digest-a", principal, lookup);

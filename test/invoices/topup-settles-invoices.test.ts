@@ -84,9 +84,9 @@ describe("a top-up settles open invoices first", () => {
   async function drain(app: PaymentsTestApp, org: { id: string; orgKey: string }) {
     const balance = await app.balanceNano(org.orgKey);
     if (balance <= 0n) return;
-    const gateway = await app.call("POST", `/v1/admin/orgs/${org.id}/keys`, {
+    const gateway = await app.call("POST", "/v1/admin/keys", {
       key: TEST_ADMIN_KEY,
-      body: { scope: "gateway" },
+      body: { scope: "gateway", name: "gateway" },
     });
     // api requests cost 0.0001 USD = 100,000 nano-USD each.
     const requests = Number(balance / 100_000n);

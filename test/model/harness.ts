@@ -46,7 +46,7 @@ export class System {
       this.call("POST", `/v1/admin/orgs/${org.json.id}/keys`, { ...admin, body: { scope: "org" } }),
     );
     const gatewayKey = await this.ok(
-      this.call("POST", `/v1/admin/orgs/${org.json.id}/keys`, { ...admin, body: { scope: "gateway" } }),
+      this.call("POST", "/v1/admin/keys", { ...admin, body: { scope: "gateway", name: `gateway for ${name}` } }),
     );
     const customerId = processorId("cus");
     await this.ok(

@@ -70,7 +70,7 @@ export function createTestApp(opts: {
     return { status: res.status, headers: res.headers, json, text };
   }
 
-  /** Creates an organization with an org key and a gateway key. */
+  /** Creates an organization with an org key (keys:write), and a gateway key (a platform key of no organization). */
   async function createOrg(name = "Acme") {
     const org = await call("POST", "/v1/admin/orgs", { key: TEST_ADMIN_KEY, body: { name } });
     if (org.status !== 201) throw new Error(`create org failed: ${org.text}`);
@@ -78,11 +78,16 @@ export function createTestApp(opts: {
       key: TEST_ADMIN_KEY,
       body: { scope: "org" },
     });
-    const gatewayKey = await call("POST", `/v1/admin/orgs/${org.json.id}/keys`, {
+    const gatewayKey = await call("POST", "/v1/admin/keys", {
       key: TEST_ADMIN_KEY,
-      body: { scope: "gateway" },
+      body: { scope: "gateway", name: `gateway for ${name}` },
     });
-    return { id: org.json.id as string, orgKey: orgKey.json.key as string, gatewayKey: gatewayKey.json.key as string };
+    return {
+      id: org.json.id as string,
+      orgKey: orgKey.json.key as string,
+      orgKeyId: orgKey.json.id as string,
+      gatewayKey: gatewayKey.json.key as string,
+    };
   }
 
   async function grant(

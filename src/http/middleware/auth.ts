@@ -1,5 +1,5 @@
 import type { Context, MiddlewareHandler } from "hono";
-import { authenticate, type KeyScope, type Principal } from "../../billing/api-keys.js";
+import { authenticate, type KeyPermission, type KeyScope, KeyUsage, type Principal } from "../../billing/api-keys.js";
 import { BillingError } from "../../errors.js";
 import type { AppEnv, AuthOutcome } from "../context.js";
 
@@ -56,6 +56,35 @@ export function requireScope(...scopes: KeyScope[]): MiddlewareHandler<AppEnv> {
       );
     }
     c.set("principal", principal);
+    await recordUse(c, principal);
+    await next();
+  };
+}
+
+const usages = new WeakMap<object, KeyUsage>();
+
+/** last_used_at, at most one write per key per minute (KeyUsage); the bootstrap admin key has no row. */
+async function recordUse(c: Context<AppEnv>, principal: Principal) {
+  if (principal.keyId === "key_bootstrap_admin") return;
+  const deps = c.get("deps");
+  let usage = usages.get(deps);
+  if (!usage) {
+    usage = new KeyUsage();
+    usages.set(deps, usage);
+  }
+  try {
+    await usage.touch(deps.sql, principal.keyId, deps.clock());
+  } catch (err) {
+    // A missed "last used" is not worth failing the request it describes.
+    deps.logger.warn({ err, keyId: principal.keyId }, "could not record the key's last use");
+  }
+}
+
+/** After requireScope: 403 insufficient_scope unless the key has `permission`. */
+export function requirePermission(permission: KeyPermission): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    if (!c.get("principal").permissions.includes(permission))
+      throw new BillingError("insufficient_scope", `this endpoint needs a key with the ${permission} permission`);
     await next();
   };
 }

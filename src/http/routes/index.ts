@@ -5,6 +5,8 @@ import { registerCloseCycles } from "./admin/close-cycles.js";
 import { registerCreateAdjustment } from "./admin/create-adjustment.js";
 import { registerCreateKey } from "./admin/create-key.js";
 import { registerCreateOrg } from "./admin/create-org.js";
+import { registerCreatePlatformKey } from "./admin/create-platform-key.js";
+import { registerListPlatformKeys } from "./admin/list-platform-keys.js";
 import { registerGetOrg } from "./admin/get-org.js";
 import { registerGrantCredits } from "./admin/grant-credits.js";
 import { registerLinkProcessorCustomer } from "./admin/link-processor-customer.js";
@@ -12,7 +14,10 @@ import { registerRevokeKey } from "./admin/revoke-key.js";
 import { registerSetInvoiceStatus } from "./admin/set-invoice-status.js";
 import { registerSubscribe } from "./admin/subscribe.js";
 import { registerCreatePaymentMethodSetup } from "./billing/create-payment-method-setup.js";
+import { registerCreateOrgKey } from "./billing/create-org-key.js";
 import { registerCreateTopup } from "./billing/create-topup.js";
+import { registerListKeys } from "./billing/list-keys.js";
+import { registerRevokeOrgKey } from "./billing/revoke-org-key.js";
 import { registerDeletePaymentMethod } from "./billing/delete-payment-method.js";
 import { registerGetAutoTopup } from "./billing/get-auto-topup.js";
 import { registerGetBalance } from "./billing/get-balance.js";
@@ -85,6 +90,9 @@ export const routes: readonly RegisterRoute[] = [
   registerTestWebhook,
   registerListWebhookDeliveries,
   registerRetryWebhookDelivery,
+  registerListKeys,
+  registerCreateOrgKey,
+  registerRevokeOrgKey,
   // husd (org key)
   registerGetDepositAddress,
   registerRecordTopup,
@@ -98,6 +106,8 @@ export const routes: readonly RegisterRoute[] = [
   registerCreateOrg,
   registerGetOrg,
   registerCreateKey,
+  registerCreatePlatformKey,
+  registerListPlatformKeys,
   registerRevokeKey,
   registerGrantCredits,
   registerLinkProcessorCustomer,

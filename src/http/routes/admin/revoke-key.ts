@@ -1,21 +1,17 @@
-import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
+import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
 import { revokeApiKey } from "../../../billing/api-keys.js";
 import { billingContext, type AppEnv } from "../../context.js";
 import { requiresKey } from "../access.js";
 import { errorResponses, jsonResponse } from "../../schemas.js";
-
-export const RevokedKeyResponse = z
-  .object({ id: z.string(), revoked: z.literal(true), revoked_at: z.string() })
-  .openapi("RevokedApiKey");
-export type RevokedKeyResponse = z.infer<typeof RevokedKeyResponse>;
+import { KeyIdParam, RevokedKeyResponse } from "../billing/key-schemas.js";
 
 export const revokeKeyRoute = createRoute({
   operationId: "revokeKey",
   ...requiresKey({ scope: "admin", area: "admin" }),
   method: "delete",
   path: "/v1/admin/keys/{id}",
-  summary: "Revoke an API key (idempotent)",
-  request: { params: z.object({ id: z.string().max(64) }) },
+  summary: "Revoke any API key: an organization's or a gateway key (idempotent)",
+  request: { params: KeyIdParam },
   responses: {
     200: jsonResponse(RevokedKeyResponse, "Revoked"),
     ...errorResponses(401, 403, 404),
