@@ -146,4 +146,19 @@ describe("DELETE /v1/billing/keys/{id} (revokeOrgKey)", () => {
       await stop();
     }
   });
+
+  it.for([
+    ["an id of 65 characters", "k".repeat(65), 400],
+    ["an id of 500 characters", "x".repeat(500), 400],
+    ["SQL in the id", "'; update api_keys set revoked_at = now(); --", 404],
+    ["a NUL in the id", "%00", 400],
+  ] as const)("%s → its status in the envelope", async ([, id, status], { app }) => {
+    const org = await app.createOrg();
+    const res = await app.call("DELETE", `/v1/billing/keys/${id.startsWith("%") ? id : encodeURIComponent(id)}`, {
+      key: org.orgKey,
+    });
+    expect(res.status, res.text).toBe(status);
+    expect(res.json.error).toMatchObject({ code: status === 400 ? "invalid_request" : "not_found" });
+    expect((await app.call("GET", "/v1/billing/balance", { key: org.orgKey })).status).toBe(200);
+  });
 });
