@@ -31,6 +31,7 @@ export function centsCeil(nano: bigint): bigint {
 }
 
 export type RenewalStep =
+  | "processor_not_configured"
   | "not_open"
   | "not_due"
   | "awaiting_webhook"
@@ -54,6 +55,9 @@ export async function collectRenewal(
   ctx: BillingContext,
   input: { invoiceId: string; processor: Processor | null },
 ): Promise<RenewalStep> {
+  // A deployment without card payments does not collect by card: its open invoices stay open
+  // (paid by a top-up or an operator), with no attempt recorded and no move to the free plan.
+  if (!input.processor) return "processor_not_configured";
   const now = ctx.clock();
   const fixed = at(ctx, now);
   const next = await withTransaction(fixed, async ({ sql: tx, logger }) => {
@@ -82,8 +86,8 @@ export async function collectRenewal(
       amount: centsCeil(invoice.amount_due),
       processor_payment_id: null,
     };
-    const card = input.processor ? await defaultCard(tx, invoice.org_id) : null;
-    const reason = !input.processor ? "processor_not_configured" : !card ? "no_default_card" : null;
+    const card = await defaultCard(tx, invoice.org_id);
+    const reason = card ? null : "no_default_card";
     await tx`
       insert into renewal_charges (id, invoice_id, attempt, org_id, amount, status, reason, created_at, updated_at)
       values (${attempt.id}, ${invoice.id}, ${number}, ${invoice.org_id}, ${attempt.amount.toString()},
@@ -97,7 +101,6 @@ export async function collectRenewal(
   });
   if (next.step !== "charge") return next.step;
   const { invoice, attempt } = next;
-  if (!input.processor) throw new Error("a renewal charge was started without a processor");
   const card = await withTransaction(fixed, ({ sql }) => defaultCard(sql, invoice.org_id));
   const outcome = card
     ? await chargeCardOffSession(input.processor, {
