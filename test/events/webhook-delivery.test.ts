@@ -30,6 +30,9 @@ const resolver: Resolver = async (host) => {
     "v6-private.example": ["fd00::1"],
     "mixed.example": ["93.184.216.34", "192.168.1.1"],
     "mapped.example": ["::ffff:127.0.0.1"],
+    "compat.example": ["::7f00:1"], // IPv4-compatible ::127.0.0.1
+    "6to4.example": ["2002:a9fe:a9fe::1"], // 6to4 around 169.254.169.254
+    "zone.example": ["fe80::1%eth0"], // link-local with a zone id
   };
   const addresses = table[host];
   if (!addresses) throw new Error(`ENOTFOUND ${host}`);
@@ -369,6 +372,9 @@ describe("webhook deliveries", () => {
         "v6-private.example",
         "mixed.example",
         "mapped.example",
+        "compat.example",
+        "6to4.example",
+        "zone.example",
       ]) {
         // Saved while the name pointed elsewhere (DNS can change after the URL is checked).
         const endpoint = await createEndpoint(app, org.orgKey, `https://${host}/hooks`);

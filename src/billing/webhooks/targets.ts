@@ -40,8 +40,12 @@ for (const [net, bits] of [
 ] as const)
   PRIVATE.addSubnet(net, bits, "ipv4");
 for (const [net, bits] of [
-  ["::", 128],
-  ["::1", 128],
+  // ::/96 holds :: and ::1, and the deprecated IPv4-compatible form (::7f00:1 is [::127.0.0.1]).
+  ["::", 96],
+  // SIIT's IPv4-translated form (::ffff:0:a.b.c.d) and 6to4 (2002:AABB:CCDD::, an IPv4 address
+  // inside): both can carry any IPv4 address, a private one included.
+  ["::ffff:0:0:0", 96],
+  ["2002::", 16],
   ["64:ff9b::", 96],
   ["64:ff9b:1::", 48],
   ["100::", 64],
@@ -87,7 +91,11 @@ export function refusedAddress(address: string, policy: TargetPolicy): string | 
   return null;
 }
 
-const isLocalhostName = (host: string) => host === "localhost" || host.endsWith(".localhost");
+// A trailing dot names the same host (`localhost.` is localhost).
+const isLocalhostName = (host: string) => {
+  const name = host.replace(/\.+$/, "");
+  return name === "localhost" || name.endsWith(".localhost");
+};
 
 function invalidUrl(message: string): BillingError {
   return new BillingError("invalid_request", `url: ${message}`, { details: { param: "url" } });

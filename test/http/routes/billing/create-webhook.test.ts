@@ -45,6 +45,18 @@ describe("POST /v1/billing/webhooks (createWebhook)", () => {
     [{ url: "https://[fe80::1]/x" }, "url", /private/],
     [{ url: "https://0.0.0.0/x" }, "url", /private/],
     [{ url: "https://2130706433/x" }, "url", /private/], // 127.0.0.1 as one number
+    [{ url: "https://0x7f.1/x" }, "url", /private/], // 127.0.0.1 in hex, two parts
+    [{ url: "https://0177.0.0.1/x" }, "url", /private/], // 127.0.0.1 in octal
+    [{ url: "https://169.254.169.254./x" }, "url", /private/], // trailing dot
+    [{ url: "https://localhost./x" }, "url", /this machine/],
+    [{ url: "https://api.localhost./x" }, "url", /this machine/],
+    [{ url: "https://[::127.0.0.1]/x" }, "url", /private/], // IPv4-compatible (::7f00:1)
+    [{ url: "https://[::ffff:0:127.0.0.1]/x" }, "url", /private/], // IPv4-translated (SIIT)
+    [{ url: "https://[2002:7f00:1::]/x" }, "url", /private/], // 6to4 around 127.0.0.1
+    [{ url: "https://[64:ff9b::a9fe:a9fe]/x" }, "url", /private/], // NAT64 around 169.254.169.254
+    [{ url: "https://[::ffff:a9fe:a9fe]/x" }, "url", /private/],
+    [{ url: "https://[fe80::1%25eth0]/x" }, "url", /absolute URL/], // a zone id is no URL host
+    [{ url: "https://127.0.0.1:443@hooks.example.com/x" }, "url", /user name or password/],
     [{ url: `https://example.com/${"a".repeat(2100)}` }, "url", /at most|too_big|2048/],
     [{ url: 42 }, "url", /string/],
     [{}, "url", /./],
