@@ -55,9 +55,13 @@ await sql.end();
  * list such as `off,on,off,on` for an A/B in one sitting (alternating, so a slow spell of the host
  * does not land on one side only). Each variant starts its own API process and warms it up.
  */
+// A variant may end in `/-depleted`: the balance.depleted statement trigger on ledger_entries
+// (src/db/functions/events.sql) is disabled in the bench's database while it runs, to measure
+// what the trigger costs the metering path (e.g. `on,on/-depleted,on,on/-depleted`).
 const variants = (process.env.BENCH_RATE_LIMITS ?? "on").split(",").map((v) => v.trim());
 for (const v of variants)
-  if (v !== "on" && v !== "off") throw new Error(`BENCH_RATE_LIMITS: "${v}" is neither on nor off`);
+  if (!/^(on|off)(\/-depleted)?$/.test(v))
+    throw new Error(`BENCH_RATE_LIMITS: "${v}" is neither on nor off (optionally with /-depleted)`);
 
 type LoadResult = {
   mode: string;
@@ -93,7 +97,12 @@ const skipped: LoadResult = { mode: "skipped", per_s: 0, p50_ms: 0, p99_ms: 0, o
 let analyzed = false;
 
 async function runVariant(limits: string): Promise<VariantResult> {
-  const api = await bench.startApi({ RATE_LIMITS_ENABLED: limits === "on" ? "true" : "false" });
+  const toggle = createSql(bench.databaseUrl, { max: 1 });
+  await toggle.unsafe(
+    `alter table ledger_entries ${limits.endsWith("/-depleted") ? "disable" : "enable"} trigger ledger_entries_depleted_event`,
+  );
+  await toggle.end();
+  const api = await bench.startApi({ RATE_LIMITS_ENABLED: limits.startsWith("on") ? "true" : "false" });
   let maxRssMb = 0;
   let loadRssMb = 0; // peak during the current load
   const rssTimer = setInterval(() => {
@@ -190,7 +199,7 @@ else await bench.cleanup();
 
 const f = (n: number) => n.toFixed(1).padStart(10);
 console.log(
-  "\nlimits  load                      per second    p50 ms    p99 ms   ok / failed    CPU µs per pair/event: API   PG     Redis  load gen  API RSS MB  (other work on the machine)",
+  "\nlimits        load                      per second    p50 ms    p99 ms   ok / failed    CPU µs per pair/event: API   PG     Redis  load gen  API RSS MB  (other work on the machine)",
 );
 for (const v of results) {
   for (const [name, r] of [
@@ -203,7 +212,7 @@ for (const v of results) {
       ? `${f(r.cpu_us.api)}${f(r.cpu_us.pg)}${f(r.cpu_us.redis)}${f(r.cpu_us.loadgen)}${f(r.rss_mb ?? 0)}   (${r.cpu_us.other_busy_pct.toFixed(0)}% busy)`
       : "";
     console.log(
-      `${v.limits.padEnd(8)}${name.padEnd(26)}${f(r.per_s)}${f(r.p50_ms)}${f(r.p99_ms)}   ${`${r.ok} / ${r.failed}`.padEnd(14)}${cpu}`,
+      `${v.limits.padEnd(14)}${name.padEnd(26)}${f(r.per_s)}${f(r.p50_ms)}${f(r.p99_ms)}   ${`${r.ok} / ${r.failed}`.padEnd(14)}${cpu}`,
     );
   }
 }
