@@ -106,7 +106,7 @@ export const Config = z.object({
   /** A delivery attempt that has no answer within this many milliseconds has failed (and is retried). */
   WEBHOOK_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(10_000),
   /** Deliveries in flight per worker process (a slow receiver holds one for up to WEBHOOK_TIMEOUT_MS). */
-  WEBHOOK_CONCURRENCY: z.coerce.number().int().min(1).max(1_000).default(100),
+  WEBHOOK_CONCURRENCY: z.coerce.number().int().min(1).max(2_000).default(500),
 });
 /** The parsed environment, with the owner's and the indexer's database URLs resolved. */
 export type Config = Omit<z.infer<typeof Config>, "DATABASE_OWNER_URL" | "INDEXER_DATABASE_URL"> & {
