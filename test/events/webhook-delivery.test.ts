@@ -296,6 +296,34 @@ describe("webhook deliveries", () => {
     }
   });
 
+  it("an answer that streams without end is read to its first 1,000 characters, not to the timeout", async ({
+    app,
+    db,
+  }) => {
+    clock.set(new Date("2026-11-25T06:00:00Z"));
+    const streams: import("node:http").ServerResponse[] = [];
+    const receiver = await startWebhookReceiver((_r, _n, res) => {
+      res.writeHead(200, { "content-type": "text/plain" });
+      streams.push(res);
+      const timer = setInterval(() => (res.destroyed ? clearInterval(timer) : res.write("x".repeat(256))), 1);
+    });
+    try {
+      const ctx = testContext(db.appSql, { clock });
+      const org = await app.createOrg();
+      await createEndpoint(app, org.orgKey, receiver.url);
+      const [id] = await fanOutEvent(ctx, { eventId: (await ping(db, org.id)) ?? "" });
+      const outcome = await attemptDelivery(ctx, { deliveryId: id ?? "" }, { ...options, timeoutMs: 3_000 });
+      expect(outcome).toMatchObject({ outcome: "delivered", attempt: 1, statusCode: 200 });
+      const [attempt] = await db.sql<{ response_excerpt: string; duration_ms: number }[]>`
+        select response_excerpt, duration_ms from webhook_attempts where delivery_id = ${id ?? ""}`;
+      expect(attempt?.response_excerpt).toBe("x".repeat(1_000));
+      expect(attempt?.duration_ms).toBeLessThan(3_000);
+    } finally {
+      for (const res of streams) res.destroy();
+      await receiver.close();
+    }
+  });
+
   it("two workers racing for one attempt send it once", async ({ app, db }) => {
     clock.set(new Date("2026-11-22T00:00:00Z"));
     const receiver = await startWebhookReceiver();

@@ -9,7 +9,7 @@ const EXCERPT_CHARS = 1_000;
 /**
  * One POST of a webhook to `url`, connected to `address` (the one resolveTarget checked: the
  * URL's host name is still what TLS verifies and the Host header says). No redirect is followed;
- * the whole exchange has `timeoutMs`; only the first 1,000 characters of the answer are kept.
+ * the whole exchange has `timeoutMs`; only the first 1,000 characters of the answer are read.
  * Never throws: a failure is a result.
  */
 export function sendWebhook(opts: {
@@ -47,9 +47,6 @@ export function sendWebhook(opts: {
         const statusCode = res.statusCode ?? 0;
         let excerpt = "";
         res.setEncoding("utf8");
-        res.on("data", (chunk: string) => {
-          if (excerpt.length < EXCERPT_CHARS) excerpt += chunk.slice(0, EXCERPT_CHARS - excerpt.length);
-        });
         const done = () => {
           const ok = statusCode >= 200 && statusCode < 300;
           const error = ok
@@ -60,6 +57,12 @@ export function sendWebhook(opts: {
           finish({ statusCode, error, excerpt: excerpt || null, ok });
           res.destroy();
         };
+        // The rest of an answer is not read: a receiver that streams without end (or sends
+        // gigabytes) costs us 1,000 characters, not the whole timeout's worth of traffic.
+        res.on("data", (chunk: string) => {
+          if (excerpt.length < EXCERPT_CHARS) excerpt += chunk.slice(0, EXCERPT_CHARS - excerpt.length);
+          if (excerpt.length >= EXCERPT_CHARS) done();
+        });
         res.on("end", done);
         res.on("error", done);
         res.on("close", done);

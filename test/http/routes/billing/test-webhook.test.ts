@@ -21,4 +21,18 @@ describe("POST /v1/billing/webhooks/{id}/test (testWebhook)", () => {
     expect(log.json.data[0].data).toEqual({ webhook_id: a.json.id });
     expect((await app.call("POST", "/v1/billing/webhooks/wh_nope/test", { key: org.orgKey })).status).toBe(404);
   });
+
+  it("another org's endpoint is a 404 and writes nothing", async ({ app, db }) => {
+    const owner = await app.createOrg();
+    const intruder = await app.createOrg();
+    const made = await app.call("POST", "/v1/billing/webhooks", {
+      key: owner.orgKey,
+      body: { url: "https://a.example.com" },
+    });
+    const res = await app.call("POST", `/v1/billing/webhooks/${made.json.id}/test`, { key: intruder.orgKey });
+    expect(res.status).toBe(404);
+    const [n] = await db.sql<{ n: bigint }[]>`
+      select count(*) as n from billing_events where org_id in (${owner.id}, ${intruder.id})`;
+    expect(Number(n?.n)).toBe(0);
+  });
 });
