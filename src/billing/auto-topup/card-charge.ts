@@ -22,6 +22,22 @@ export type ChargeOutcome =
   | { kind: "requires_action"; paymentId: string | null; code: string }
   | { kind: "declined"; paymentId: string | null; code: string };
 
+/** Why the card refused a charge we started. */
+export type RefusalKind = "requires_action" | "declined";
+
+/**
+ * A signed payment_intent.payment_failed for a charge we started (auto top-up or renewal): the
+ * org the payment's customer is linked to, the payment, and our charge id from its metadata.
+ */
+export type PaymentRefusal = {
+  orgId: string;
+  paymentId: string;
+  chargeRef: string | null;
+  kind: RefusalKind;
+  code: string;
+  now: Date;
+};
+
 /**
  * Charges a saved card off-session: a PaymentIntent confirmed at once, with `idempotencyKey`, so a
  * retry after a lost answer is the same payment, never a second one. What the customer must do

@@ -3,7 +3,13 @@ import type { TransactionSql } from "../../db/client.js";
 import { BillingError } from "../../errors.js";
 import { newId } from "../../ids.js";
 import { at, withTransaction, type BillingContext } from "../context.js";
-import { chargeCardOffSession, defaultCard, type Processor } from "./card-charge.js";
+import {
+  chargeCardOffSession,
+  defaultCard,
+  type PaymentRefusal,
+  type Processor,
+  type RefusalKind,
+} from "./card-charge.js";
 import { monthOf } from "./settings.js";
 
 /** Declines in a row that turn auto top-up off. */
@@ -122,7 +128,7 @@ export async function runAutoTopupCharge(
  */
 async function refuseCharge(
   ctx: BillingContext,
-  input: { chargeId: string; kind: "requires_action" | "declined"; code: string; paymentId: string | null },
+  input: { chargeId: string; kind: RefusalKind; code: string; paymentId: string | null },
 ): Promise<void> {
   const now = ctx.clock();
   await withTransaction(at(ctx, now), async ({ sql: tx, logger }) => {
@@ -141,14 +147,7 @@ async function refuseCharge(
 export async function markAutoTopupRefused(
   tx: TransactionSql,
   logger: Logger,
-  input: {
-    orgId: string;
-    paymentId: string;
-    chargeRef: string | null;
-    kind: "requires_action" | "declined";
-    code: string;
-    now: Date;
-  },
+  input: PaymentRefusal,
 ): Promise<boolean> {
   return endRefusedCharge(tx, logger, {
     ...input,
@@ -161,7 +160,7 @@ async function endRefusedCharge(
   logger: Logger,
   input: {
     which: ReturnType<TransactionSql>;
-    kind: "requires_action" | "declined";
+    kind: RefusalKind;
     code: string;
     paymentId: string | null;
     now: Date;
@@ -197,7 +196,7 @@ async function endRefusedCharge(
 async function disableAutoTopup(
   tx: TransactionSql,
   logger: Logger,
-  input: { orgId: string; reason: "requires_action" | "declined"; chargeId: string; now: Date },
+  input: { orgId: string; reason: RefusalKind; chargeId: string; now: Date },
 ): Promise<void> {
   const { orgId, reason, chargeId, now } = input;
   await tx`update auto_topup_settings set enabled = false, disabled_reason = ${reason}, disabled_at = ${now}

@@ -2,7 +2,13 @@ import type { Logger } from "pino";
 import type { TransactionSql } from "../../db/client.js";
 import { BillingError } from "../../errors.js";
 import { newId } from "../../ids.js";
-import { chargeCardOffSession, defaultCard, type Processor } from "../auto-topup/card-charge.js";
+import {
+  chargeCardOffSession,
+  defaultCard,
+  type PaymentRefusal,
+  type Processor,
+  type RefusalKind,
+} from "../auto-topup/card-charge.js";
 import { at, withTransaction, type BillingContext } from "../context.js";
 import { NANO_USD_PER_CENT } from "../payments/card-payment.js";
 import { planAt } from "../subscriptions.js";
@@ -137,7 +143,7 @@ async function failRenewalAttempt(
   logger: Logger,
   input: {
     which: ReturnType<TransactionSql>;
-    kind: "requires_action" | "declined";
+    kind: RefusalKind;
     code: string;
     paymentId: string | null;
     now: Date;
@@ -176,14 +182,7 @@ async function failRenewalAttempt(
 export async function renewalPaymentFailed(
   tx: TransactionSql,
   logger: Logger,
-  input: {
-    orgId: string;
-    paymentId: string;
-    chargeRef: string | null;
-    kind: "requires_action" | "declined";
-    code: string;
-    now: Date;
-  },
+  input: PaymentRefusal,
 ): Promise<boolean> {
   return failRenewalAttempt(tx, logger, {
     ...input,
