@@ -182,8 +182,11 @@ async function finish(
       return { outcome: "delivered", attempt, statusCode: result.statusCode };
     }
     const error = result.error ?? "failed";
-    const delay =
-      claimed.deleted_at || (!claimed.enabled && claimed.event_type !== "test.ping") ? null : retryDelayMs(attempt);
+    // No retry to an endpoint deleted or disabled meanwhile, nor of a test.ping: a ping is a check
+    // the customer asked for (its answer is in the deliveries list, and it can be retried by hand),
+    // and retried on its own it would turn each ping at someone else's URL into ten requests.
+    const retries = !claimed.deleted_at && claimed.enabled && claimed.event_type !== "test.ping";
+    const delay = retries ? retryDelayMs(attempt) : null;
     const next = delay === null || attempt >= MAX_ATTEMPTS ? null : new Date(now.getTime() + delay);
     await sql`update webhook_deliveries set status = ${next ? "pending" : "failed"}, attempts = ${attempt},
                 next_attempt_at = ${next}, claimed_until = null, last_status_code = ${result.statusCode}, last_error = ${error}

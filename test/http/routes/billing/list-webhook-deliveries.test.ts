@@ -21,9 +21,9 @@ describe("GET /v1/billing/webhooks/{id}/deliveries (listWebhookDeliveries)", () 
       const eventId = await db.appSql.begin((tx) =>
         emitEvent(tx, {
           orgId: org.id,
-          type: "test.ping",
+          type: "balance.low",
           factKey: "list-1",
-          data: { webhook_id: made.json.id },
+          data: { threshold_usd: "5.00" },
           at: clock(),
         }),
       );
@@ -40,7 +40,7 @@ describe("GET /v1/billing/webhooks/{id}/deliveries (listWebhookDeliveries)", () 
           {
             id: deliveryId,
             event_id: eventId,
-            event_type: "test.ping",
+            event_type: "balance.low",
             status: "delivered",
             attempts: [
               {

@@ -23,9 +23,9 @@ describe("POST /v1/billing/webhooks/{id}/deliveries/{delivery_id}/retry (retryWe
       const eventId = await db.appSql.begin((tx) =>
         emitEvent(tx, {
           orgId: org.id,
-          type: "test.ping",
+          type: "balance.low",
           factKey: "retry-1",
-          data: { webhook_id: made.json.id },
+          data: { threshold_usd: "5.00" },
           at: clock(),
         }),
       );
@@ -51,6 +51,33 @@ describe("POST /v1/billing/webhooks/{id}/deliveries/{delivery_id}/retry (retryWe
       ).toBe(404);
       const other = await app.createOrg("Other");
       expect((await app.call("POST", path, { key: other.orgKey })).status).toBe(404);
+    } finally {
+      await receiver.close();
+    }
+  });
+
+  it("a test.ping is attempted once: a failing receiver gets one request, and the delivery waits for a retry by hand", async ({
+    app,
+    db,
+  }) => {
+    const receiver = await startWebhookReceiver((_r, _n, res) => res.writeHead(503).end());
+    try {
+      const org = await app.createOrg();
+      const made = await app.call("POST", "/v1/billing/webhooks", { key: org.orgKey, body: { url: receiver.url } });
+      const ping = await app.call("POST", `/v1/billing/webhooks/${made.json.id}/test`, { key: org.orgKey });
+      expect(ping.status).toBe(202);
+      const ctx = testContext(db.appSql, { clock });
+      const opts = { allowLocalhost: true, timeoutMs: 2_000, resolve: async () => [] };
+      expect(await attemptDelivery(ctx, { deliveryId: ping.json.delivery_id }, opts)).toMatchObject({
+        outcome: "failed",
+        attempt: 1,
+      });
+      clock.advance(4 * 86_400_000);
+      expect(await attemptDelivery(ctx, { deliveryId: ping.json.delivery_id }, opts)).toEqual({ outcome: "not_due" });
+      expect(receiver.received).toHaveLength(1);
+      const [row] = await db.sql<{ status: string; next_attempt_at: Date | null }[]>`
+        select status, next_attempt_at from webhook_deliveries where id = ${ping.json.delivery_id}`;
+      expect(row).toEqual({ status: "failed", next_attempt_at: null });
     } finally {
       await receiver.close();
     }
