@@ -35,7 +35,7 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Metered usage for a period, by product and model
+         * Metered usage for a period, by product and model; optionally grouped and in daily buckets
          * @description Requires an org key; acts on that key's organization.
          */
         get: operations["getUsage"];
@@ -1281,6 +1281,16 @@ export interface components {
             };
             /** @description The hold from /v1/billing/authorize that this event settles */
             hold_id?: string;
+            /**
+             * @description The organization's API key the gateway served this request for (attribution in the usage report); must be a key of org_id (else 422 unknown_api_key)
+             * @example key_2hV8cX1nL5pQ9rT3wY7z
+             */
+            api_key_id?: string;
+            /**
+             * @description The customer's project this request was for (attribution in the usage report)
+             * @example chatbot-prod
+             */
+            project?: string;
         };
         /**
          * @example {
@@ -1353,10 +1363,20 @@ export interface components {
             estimate: {
                 [key: string]: number;
             };
-            /** @description Retrying with the same key and payload answers with that hold as it is now; the same key with another product, model, estimate or ttl_seconds is refused (409 idempotency_key_reused) */
+            /** @description Retrying with the same key and payload answers with that hold as it is now; the same key with another product, model, estimate, ttl_seconds, api_key_id or project is refused (409 idempotency_key_reused) */
             idempotency_key?: string;
             /** @description How long the hold lives if never settled (default HOLD_TTL_SECONDS) */
             ttl_seconds?: number;
+            /**
+             * @description The organization's API key the gateway served this request for (attribution in the usage report); must be a key of org_id (else 422 unknown_api_key)
+             * @example key_2hV8cX1nL5pQ9rT3wY7z
+             */
+            api_key_id?: string;
+            /**
+             * @description The customer's project this request was for (attribution in the usage report)
+             * @example chatbot-prod
+             */
+            project?: string;
         };
         UsageEventResult: {
             index: number;
@@ -1541,6 +1561,41 @@ export interface components {
                     events: number;
                 }[];
             }[];
+            /** @description Present when grouped (`group_by`) */
+            group_by?: ("product" | "model" | "key" | "project")[];
+            /** @description With `group_by`: the period's usage per combination of the dimensions asked for; they sum to the total */
+            groups?: components["schemas"]["UsageGroup"][];
+            /** @enum {string} */
+            granularity?: "day";
+            /** @description With `granularity=day`: one bucket per UTC day of the period, empty days included; they sum to the total. With `group_by`, each day is grouped too */
+            days?: {
+                date: string;
+                /** @description Total per meter, as exact integer strings */
+                quantities: {
+                    [key: string]: string;
+                };
+                cost: number;
+                cost_usd: string;
+                cost_nano_usd: string;
+                events: number;
+                groups?: components["schemas"]["UsageGroup"][];
+            }[];
+        };
+        UsageGroup: {
+            product?: string;
+            model?: string | null;
+            /** @description The API key id the usage was attributed to; null: none */
+            key?: string | null;
+            /** @description The project the usage was attributed to; null: none */
+            project?: string | null;
+            /** @description Total per meter, as exact integer strings */
+            quantities: {
+                [key: string]: string;
+            };
+            cost: number;
+            cost_usd: string;
+            cost_nano_usd: string;
+            events: number;
         };
         Invoice: {
             id: string;
@@ -2181,6 +2236,10 @@ export interface operations {
             query?: {
                 /** @description `current`, `previous` or `YYYY-MM` (the billing cycle starting in that month; cycles are monthly, anchored on the org's anchor day, UTC) */
                 period?: string;
+                /** @description Group the period's usage by any of `product`, `model`, `key`, `project`, comma-separated (e.g. `key,project`) */
+                group_by?: string;
+                /** @description `day`: daily buckets (UTC) for the period */
+                granularity?: "day";
             };
             header?: never;
             path?: never;

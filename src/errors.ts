@@ -23,6 +23,7 @@ export const ErrorCodes = {
   unknown_model: { status: 422, type: "invalid_request_error" },
   unknown_organization: { status: 422, type: "invalid_request_error" },
   hold_not_found: { status: 422, type: "invalid_request_error" },
+  unknown_api_key: { status: 422, type: "invalid_request_error" },
   transaction_not_found: { status: 422, type: "invalid_request_error" },
   no_deposit_in_transaction: { status: 422, type: "invalid_request_error" },
   too_many_logs: { status: 422, type: "invalid_request_error" },

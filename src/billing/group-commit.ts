@@ -182,6 +182,9 @@ export type BatchUsage = {
   catalog_version: string;
   hold_id: string | null;
   hold_first: number | null;
+  /** Left out (null in SQL) when the event names none: the hot path's JSON stays as small as before. */
+  api_key_id?: string;
+  project?: string;
 };
 /** An authorization of a batch (metering_authorization). */
 export type BatchAuthorization = {
@@ -195,6 +198,8 @@ export type BatchAuthorization = {
   estimate: Record<string, string>;
   catalog_version: string;
   ttl_seconds: number;
+  api_key_id?: string;
+  project?: string;
 };
 export type BatchAnswer = {
   usage_outcomes: string[] | null;

@@ -13,6 +13,10 @@ export type AuthorizeRequest = {
   catalogVersion: string;
   idempotencyKey: string | undefined;
   ttlSeconds: number;
+  /** The org's key the gateway served (attribution); must be a key of orgId. */
+  apiKeyId?: string | undefined;
+  /** The customer's project label (attribution). */
+  project?: string | undefined;
 };
 
 export type Hold = {
@@ -31,7 +35,8 @@ type AuthorizeOutcome =
   | "replayed"
   | "idempotency_key_reused"
   | "insufficient_balance"
-  | "unknown_organization";
+  | "unknown_organization"
+  | "unknown_api_key";
 type AuthorizeDetail =
   | { k: number; available: string }
   | {
@@ -76,6 +81,8 @@ export function prepareAuthorize(requests: AuthorizeRequest[], now: Date, orgInd
         estimate: countsObject(r.estimate),
         catalog_version: r.catalogVersion,
         ttl_seconds: r.ttlSeconds,
+        ...(r.apiKeyId !== undefined ? { api_key_id: r.apiKeyId } : {}),
+        ...(r.project !== undefined ? { project: r.project } : {}),
       }),
     ),
   };
@@ -114,7 +121,7 @@ export function authorizeOutcomes(a: PreparedAuthorize, res: AuthorizeAnswer): (
       case "idempotency_key_reused":
         return new BillingError(
           "idempotency_key_reused",
-          "this idempotency key was already used for an authorization with another product, model, estimate or ttl_seconds",
+          "this idempotency key was already used for an authorization with another product, model, estimate, ttl_seconds, api_key_id or project",
           { details: { param: "idempotency_key" } },
         );
       case "insufficient_balance": {
@@ -126,6 +133,8 @@ export function authorizeOutcomes(a: PreparedAuthorize, res: AuthorizeAnswer): (
       }
       case "unknown_organization":
         return new BillingError("unknown_organization", `no organization ${r.orgId}`, { details: { param: "org_id" } });
+      case "unknown_api_key":
+        return unknownApiKey(r.apiKeyId, r.orgId);
       default:
         throw new Error(`metering_batch returned no outcome for authorization ${k}`);
     }
@@ -151,4 +160,11 @@ export async function expireHolds(ctx: BillingContext, input: { maxOrgs?: number
     .map((org_id) => ({ org_id, usage_txn: null, expiry_txn: newId("txn"), hold_txn: null, alert_id: null }));
   const res = await callMeteringBatch(sql, now, orgs, [], []);
   return res.expired_holds;
+}
+
+/** api_key_id named no key of the request's organization (another org's key, or none at all). */
+export function unknownApiKey(apiKeyId: string | undefined, orgId: string): BillingError {
+  return new BillingError("unknown_api_key", `no api key ${apiKeyId} for organization ${orgId}`, {
+    details: { param: "api_key_id" },
+  });
 }

@@ -109,6 +109,8 @@ export class Metering {
         catalogVersion: price.version,
         idempotencyKey: input.idempotencyKey,
         ttlSeconds: input.ttlSeconds,
+        apiKeyId: input.apiKeyId,
+        project: input.project,
       };
       return this.lane(input.orgId).submit({ kind: "authorize", req, now }) as Promise<Hold>;
     } catch (err) {
@@ -189,6 +191,8 @@ export class Metering {
       cost: boundedCost(price.cost),
       catalogVersion: price.version,
       holdId: input.holdId,
+      apiKeyId: input.apiKeyId,
+      project: input.project,
     };
     return { kind: "usage", req, now };
   }

@@ -1,5 +1,6 @@
 import { BillingError } from "../errors.js";
 import { newId } from "../ids.js";
+import { unknownApiKey } from "./holds.js";
 import type { BillingContext } from "./context.js";
 import {
   at,
@@ -21,6 +22,10 @@ export type UsageRequest = {
   cost: bigint; // priced before batching, by the catalog version in force at occurredAt
   catalogVersion: string;
   holdId: string | undefined;
+  /** The org's key the gateway served (attribution); must be a key of orgId. */
+  apiKeyId?: string | undefined;
+  /** The customer's project label (attribution). */
+  project?: string | undefined;
 };
 
 export type UsageResult = {
@@ -47,6 +52,7 @@ type UsageOutcome =
   | "idempotency_key_reused"
   | "unknown_organization"
   | "hold_not_found"
+  | "unknown_api_key"
   | "debt_limit_exceeded";
 /** What metering_batch (src/db/functions/metering.sql) answers for the usage events; amounts in the JSON parts are strings. */
 export type UsageAnswer = {
@@ -85,6 +91,8 @@ export function prepareUsage(requests: UsageRequest[], orgIndex: number[]) {
         catalog_version: r.catalogVersion,
         hold_id: r.holdId ?? null,
         hold_first: at(holdFirst, k, "first-hold index"),
+        ...(r.apiKeyId !== undefined ? { api_key_id: r.apiKeyId } : {}),
+        ...(r.project !== undefined ? { project: r.project } : {}),
       }),
     ),
   };
@@ -147,6 +155,8 @@ export function usageOutcomes(
             details: { param: "quantities" },
           },
         );
+      case "unknown_api_key":
+        return unknownApiKey(r.apiKeyId, r.orgId);
       case "hold_not_found":
         return new BillingError("hold_not_found", `no hold ${r.holdId} for organization ${r.orgId}`, {
           details: { param: "hold_id" },

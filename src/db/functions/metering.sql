@@ -27,12 +27,13 @@
 --   (its hold was settled or had expired: nothing was held for it) | 'duplicate' (same key and
 --   payload as an earlier event) | 'idempotency_key_reused' (same key, another payload) |
 --   'unknown_organization' | 'hold_not_found' (no such hold for this organization) |
---   'debt_limit_exceeded' (it would take the org's credits below -1,000,000,000 USD).
+--   'debt_limit_exceeded' (it would take the org's credits below -1,000,000,000 USD) |
+--   'unknown_api_key' (api_key_id names no key of the event's organization).
 -- usage_duplicates: null, or {k, id, cost, catalog_version, hold_id} of the first event, per duplicate.
 -- usage_alerts: null, or {i, balance, threshold} per organization whose balance crossed its
 --   low-balance threshold downwards (its balance_alerts row has the organization's alert_id).
 -- authorize_outcomes[k]: 'held' | 'replayed' | 'idempotency_key_reused' | 'insufficient_balance' |
---   'unknown_organization'.
+--   'unknown_organization' | 'unknown_api_key'.
 -- authorize_details: null, or {k, available} per refusal (what was spendable), and
 --   {k, id, amount, status, expires_at, created_at, catalog_version} per replay, with the
 --   hold's status as it is now ('active', 'settled' or 'expired').
@@ -66,7 +67,9 @@ create type metering_usage as (
   cost bigint,          -- priced by the catalog version in force at occurred_at
   catalog_version text,
   hold_id text,         -- null: no hold
-  hold_first int        -- index of the first event of this batch naming the same hold
+  hold_first int,       -- index of the first event of this batch naming the same hold
+  api_key_id text,      -- the org's key the gateway served, or null (must be a key of org)
+  project text          -- the customer's project label, or null
 );
 
 create type metering_authorization as (
@@ -79,7 +82,9 @@ create type metering_authorization as (
   model text,
   estimate jsonb,
   catalog_version text,
-  ttl_seconds int
+  ttl_seconds int,
+  api_key_id text,      -- as in metering_usage
+  project text
 );
 
 -- 1. Locks the organizations' credits accounts and reads what a money decision needs, per
@@ -181,6 +186,7 @@ declare
   v_hold_status text[];
   v_hold_amount bigint[];
   v_hold_created timestamptz[];
+  v_key_org text[];  -- per event: the organization of the api key it names (null: none, or no such key)
   v_settle_ids text[] := '{}';
   v_settle_org int[] := '{}';
   v_hold_charges bigint[] := '{}';      -- usage settling a hold, charged to the grants live when it was taken
@@ -206,8 +212,9 @@ begin
   for r in
     select x.k, e.id, e.cost, e.catalog_version, e.hold_id,
            e.occurred_at = x.occurred_at and e.product = x.product and e.model = x.model and e.quantities = x.quantities
-             and e.hold_id is not distinct from x.hold_id as same
-    from unnest(p_usage) with ordinality x(org, id, key, prev, occurred_at, product, model, quantities, cost, catalog_version, hold_id, hold_first, k)
+             and e.hold_id is not distinct from x.hold_id
+             and e.api_key_id is not distinct from x.api_key_id and e.project is not distinct from x.project as same
+    from unnest(p_usage) with ordinality x(org, id, key, prev, occurred_at, product, model, quantities, cost, catalog_version, hold_id, hold_first, api_key_id, project, k)
     cross join lateral (select * from usage_events e where e.org_id = (p_orgs[x.org]).org_id and e.idempotency_key = x.key limit 1) e
   loop
     v_first_id[r.k] := r.id;
@@ -220,10 +227,13 @@ begin
   -- The holds named, as phase 2 left them (primary-key probes). A hold changes state only under
   -- its organization's lock, which this batch holds for every hold it may settle (an event
   -- naming another organization's hold is refused).
-  select array_agg(h.org_id order by x.k), array_agg(h.status order by x.k), array_agg(h.amount order by x.k), array_agg(h.created_at order by x.k)
-    into v_hold_org, v_hold_status, v_hold_amount, v_hold_created
-  from unnest(p_usage) with ordinality x(org, id, key, prev, occurred_at, product, model, quantities, cost, catalog_version, hold_id, hold_first, k)
-  left join lateral (select h.org_id, h.status, h.amount, h.created_at from holds h where h.id = x.hold_id limit 1) h on true;
+  select array_agg(h.org_id order by x.k), array_agg(h.status order by x.k), array_agg(h.amount order by x.k), array_agg(h.created_at order by x.k),
+         array_agg(ak.org_id order by x.k)
+    into v_hold_org, v_hold_status, v_hold_amount, v_hold_created, v_key_org
+  from unnest(p_usage) with ordinality x(org, id, key, prev, occurred_at, product, model, quantities, cost, catalog_version, hold_id, hold_first, api_key_id, project, k)
+  left join lateral (select h.org_id, h.status, h.amount, h.created_at from holds h where h.id = x.hold_id limit 1) h on true
+  -- The key an event names: a primary-key probe, only for events that name one.
+  left join lateral (select a.org_id from api_keys a where a.id = x.api_key_id limit 1) ak on true;
 
   for k in 1..nu loop
     u := p_usage[k];
@@ -240,7 +250,8 @@ begin
       v_first_version[k] := v_first_version[u.prev];
       v_first_hold_id[k] := v_first_hold_id[u.prev];
       v_same[k] := p.occurred_at = u.occurred_at and p.product = u.product and p.model = u.model and p.quantities = u.quantities
-                   and p.hold_id is not distinct from u.hold_id;
+                   and p.hold_id is not distinct from u.hold_id
+                   and p.api_key_id is not distinct from u.api_key_id and p.project is not distinct from u.project;
     end if;
     if v_first_id[k] is not null then
       if v_same[k] then
@@ -252,6 +263,10 @@ begin
       continue;
     end if;
     outcomes[k] := 'recorded';
+    if u.api_key_id is not null and v_key_org[k] is distinct from (p_orgs[i]).org_id then
+      outcomes[k] := 'unknown_api_key';
+      continue;
+    end if;
     if u.hold_id is not null and (v_hold_org[k] is null or v_hold_org[k] <> (p_orgs[i]).org_id) then
       outcomes[k] := 'hold_not_found';
       continue;
@@ -355,8 +370,9 @@ begin
   for r in
     select x.k, h.id, h.amount, h.status, h.expires_at, h.created_at, h.catalog_version,
            h.product = x.product and h.model = x.model and h.estimate = x.estimate
+             and h.api_key_id is not distinct from x.api_key_id and h.project is not distinct from x.project
              and h.expires_at = h.created_at + make_interval(secs => x.ttl_seconds) as same
-    from unnest(p_auth) with ordinality x(org, hold_id, amount, key, prev, product, model, estimate, catalog_version, ttl_seconds, k)
+    from unnest(p_auth) with ordinality x(org, hold_id, amount, key, prev, product, model, estimate, catalog_version, ttl_seconds, api_key_id, project, k)
     cross join lateral (select * from holds h where h.org_id = (p_orgs[x.org]).org_id and h.idempotency_key = x.key limit 1) h
     where x.key is not null
   loop
@@ -375,12 +391,18 @@ begin
     if v_replay[k] is null and a.prev is not null and outcomes[a.prev] in ('held', 'replayed') then
       -- The same key earlier in this batch: the hold that answered it answers this one too.
       p := p_auth[a.prev];
-      v_same[k] := p.product = a.product and p.model = a.model and p.estimate = a.estimate and p.ttl_seconds = a.ttl_seconds;
+      v_same[k] := p.product = a.product and p.model = a.model and p.estimate = a.estimate and p.ttl_seconds = a.ttl_seconds
+                   and p.api_key_id is not distinct from a.api_key_id and p.project is not distinct from a.project;
       v_replay[k] := coalesce(v_replay[a.prev], jsonb_build_object('id', p.hold_id, 'amount', p.amount::text, 'status', 'active',
         'expires_at', p_now + make_interval(secs => p.ttl_seconds), 'created_at', p_now, 'catalog_version', p.catalog_version));
     end if;
     if v_replay[k] is not null then
       outcomes[k] := case when v_same[k] then 'replayed' else 'idempotency_key_reused' end;
+      continue;
+    end if;
+    if a.api_key_id is not null
+       and (select ak.org_id from api_keys ak where ak.id = a.api_key_id) is distinct from (p_orgs[i]).org_id then
+      outcomes[k] := 'unknown_api_key';
       continue;
     end if;
     v_spendable := spendable_credits(v_credits[i], v_expiry[i]);
@@ -442,16 +464,16 @@ begin
     having sum(e.amount) <> 0;
   end if;
 
-  insert into usage_events (id, org_id, idempotency_key, occurred_at, product, model, quantities, cost, catalog_version, hold_id, transaction_id, recorded_at)
-  select u.id, (p_orgs[u.org]).org_id, u.key, u.occurred_at, u.product, u.model, u.quantities, u.cost, u.catalog_version, u.hold_id,
+  insert into usage_events (id, org_id, idempotency_key, occurred_at, product, model, quantities, cost, catalog_version, hold_id, api_key_id, project, transaction_id, recorded_at)
+  select u.id, (p_orgs[u.org]).org_id, u.key, u.occurred_at, u.product, u.model, u.quantities, u.cost, u.catalog_version, u.hold_id, u.api_key_id, u.project,
          case when p_settled[u.org] <> 0 or p_cost[u.org] <> 0 then (p_orgs[u.org]).usage_txn end, p_now
-  from unnest(p_usage) with ordinality u(org, id, key, prev, occurred_at, product, model, quantities, cost, catalog_version, hold_id, hold_first, k)
+  from unnest(p_usage) with ordinality u(org, id, key, prev, occurred_at, product, model, quantities, cost, catalog_version, hold_id, hold_first, api_key_id, project, k)
   where p_usage_outcomes[u.k] in ('recorded', 'settled', 'already_closed');
 
-  insert into holds (id, org_id, amount, status, idempotency_key, product, model, estimate, catalog_version, expires_at, created_at, transaction_id)
-  select a.hold_id, (p_orgs[a.org]).org_id, a.amount, 'active', a.key, a.product, a.model, a.estimate, a.catalog_version,
+  insert into holds (id, org_id, amount, status, idempotency_key, product, model, estimate, catalog_version, api_key_id, project, expires_at, created_at, transaction_id)
+  select a.hold_id, (p_orgs[a.org]).org_id, a.amount, 'active', a.key, a.product, a.model, a.estimate, a.catalog_version, a.api_key_id, a.project,
          p_now + make_interval(secs => a.ttl_seconds), p_now, case when a.amount > 0 then (p_orgs[a.org]).hold_txn end
-  from unnest(p_auth) with ordinality a(org, hold_id, amount, key, prev, product, model, estimate, catalog_version, ttl_seconds, k)
+  from unnest(p_auth) with ordinality a(org, hold_id, amount, key, prev, product, model, estimate, catalog_version, ttl_seconds, api_key_id, project, k)
   where p_auth_outcomes[a.k] = 'held';
 
   insert into balance_alerts (id, org_id, balance, threshold, transaction_id, created_at)

@@ -4,7 +4,15 @@ import { usdFields } from "../../present.js";
 import type { AppEnv } from "../../context.js";
 import { requiresKey } from "../access.js";
 import { errorResponses, jsonBody, jsonResponse } from "../../schemas.js";
-import { IdempotencyKeyField, ModelField, OrgIdField, ProductField, Quantities } from "./schemas.js";
+import {
+  ApiKeyIdField,
+  IdempotencyKeyField,
+  ModelField,
+  OrgIdField,
+  ProductField,
+  ProjectField,
+  Quantities,
+} from "./schemas.js";
 
 export const AuthorizeRequest = z
   .object({
@@ -14,7 +22,7 @@ export const AuthorizeRequest = z
     estimate: Quantities,
     idempotency_key: IdempotencyKeyField.optional().openapi({
       description:
-        "Retrying with the same key and payload answers with that hold as it is now; the same key with another product, model, estimate or ttl_seconds is refused (409 idempotency_key_reused)",
+        "Retrying with the same key and payload answers with that hold as it is now; the same key with another product, model, estimate, ttl_seconds, api_key_id or project is refused (409 idempotency_key_reused)",
     }),
     ttl_seconds: z
       .number()
@@ -23,6 +31,8 @@ export const AuthorizeRequest = z
       .max(86_400)
       .optional()
       .openapi({ description: "How long the hold lives if never settled (default HOLD_TTL_SECONDS)" }),
+    api_key_id: ApiKeyIdField,
+    project: ProjectField,
   })
   .strict()
   .openapi("AuthorizeRequest", {
@@ -113,6 +123,8 @@ export function registerAuthorize(app: OpenAPIHono<AppEnv>) {
         estimate: body.estimate,
         idempotencyKey: body.idempotency_key,
         ttlSeconds: body.ttl_seconds ?? config.HOLD_TTL_SECONDS,
+        apiKeyId: body.api_key_id,
+        project: body.project,
       },
       clock(),
     );

@@ -8,7 +8,15 @@ import type { AppEnv } from "../../context.js";
 import { requiresKey } from "../access.js";
 import { fromZodError } from "../../errors.js";
 import { errorResponses, jsonBody, jsonResponse, safeText, Timestamp } from "../../schemas.js";
-import { IdempotencyKeyField, ModelField, OrgIdField, ProductField, Quantities } from "./schemas.js";
+import {
+  ApiKeyIdField,
+  IdempotencyKeyField,
+  ModelField,
+  OrgIdField,
+  ProductField,
+  ProjectField,
+  Quantities,
+} from "./schemas.js";
 
 export const MAX_EVENTS_PER_BATCH = 1000;
 
@@ -25,6 +33,8 @@ export const UsageEvent = z
     hold_id: safeText(1, 64)
       .optional()
       .openapi({ description: "The hold from /v1/billing/authorize that this event settles" }),
+    api_key_id: ApiKeyIdField,
+    project: ProjectField,
   })
   .strict()
   .openapi("UsageEvent");
@@ -202,6 +212,8 @@ function submitValid(metering: Metering, events: unknown[], results: EventResult
       model: e.model,
       quantities: e.quantities,
       holdId: e.hold_id,
+      apiKeyId: e.api_key_id,
+      project: e.project,
     });
     indexes.push(index);
   });

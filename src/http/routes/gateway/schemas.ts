@@ -32,3 +32,19 @@ export const OrgIdField = safeText(1, 64).openapi({ example: "org_4fJ2kQ9x0cT1mB
 export const ProductField = safeText(1, 40).openapi({ example: "llm" });
 export const ModelField = safeText(1, 80).optional().openapi({ example: "zen-pro" });
 export const IdempotencyKeyField = safeText(1, 255);
+
+/** A project label: 1 to 64 characters, a letter or digit first, then letters, digits and . _ : / - */
+export const PROJECT_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$/;
+export const ProjectField = z
+  .string()
+  .regex(PROJECT_PATTERN, "a project is 1 to 64 characters: a letter or digit, then letters, digits and . _ : / -")
+  .optional()
+  .openapi({
+    description: "The customer's project this request was for (attribution in the usage report)",
+    example: "chatbot-prod",
+  });
+export const ApiKeyIdField = safeText(1, 64).optional().openapi({
+  description:
+    "The organization's API key the gateway served this request for (attribution in the usage report); must be a key of org_id (else 422 unknown_api_key)",
+  example: "key_2hV8cX1nL5pQ9rT3wY7z",
+});
