@@ -63,6 +63,7 @@ describe("GET /v1/billing/usage (getUsage): attribution, group_by and granularit
 
   it("an api_key_id of another organization, or of none, is refused per event (422 unknown_api_key) and by authorize; nothing is charged", async ({
     app,
+    db,
   }) => {
     const a = await app.createOrg("A");
     const b = await app.createOrg("B");
@@ -95,6 +96,39 @@ describe("GET /v1/billing/usage (getUsage): attribution, group_by and granularit
       },
     });
     expect(ok.status).toBe(201);
+    const [hold] = await db.sql`select api_key_id, project from holds where id = ${ok.json.hold_id}`;
+    expect(hold).toEqual({ api_key_id: a.orgKeyId, project: "web" });
+    // The attribution is part of the idempotent payload: the same key with another project is refused.
+    const body = {
+      org_id: a.id,
+      product: "llm",
+      model: "zen-pro",
+      estimate: { input_tokens: 10 },
+      idempotency_key: "auth-attr",
+    };
+    expect(
+      (await app.call("POST", "/v1/billing/authorize", { key: a.gatewayKey, body: { ...body, project: "web" } }))
+        .status,
+    ).toBe(201);
+    expect(
+      (await app.call("POST", "/v1/billing/authorize", { key: a.gatewayKey, body: { ...body, project: "api" } }))
+        .status,
+    ).toBe(409);
+    const again = await report(app, a.gatewayKey, [
+      {
+        ...event(a.id, { api_key_id: a.orgKeyId, project: "web" }),
+        idempotency_key: res.json.results[2].idempotency_key,
+        timestamp: "2026-11-15T11:59:00Z",
+      },
+    ]);
+    expect(again.json.duplicates).toBe(1);
+    const other = await report(app, a.gatewayKey, [
+      {
+        ...event(a.id, { api_key_id: a.orgKeyId, project: "api" }),
+        idempotency_key: res.json.results[2].idempotency_key,
+      },
+    ]);
+    expect(other.json.results[0]).toMatchObject({ status: "rejected", error: { code: "idempotency_key_reused" } });
   });
 
   it("without the new parameters the report has exactly its former fields; groups by key keep a revoked key's history", async ({
