@@ -43,6 +43,16 @@ const cmd: fc.Arbitrary<Cmd> = fc.oneof(
   fc.record({ t: fc.constant("redeliver" as const), pick: fc.nat() }),
 );
 
+const PAYING_SEQUENCE: Cmd[] = [
+  { t: "request", key: 0, fault: "none" },
+  { t: "pay", pick: 0, card: "ok" },
+  { t: "request", key: 1, fault: "lost_answer" },
+  { t: "request", key: 1, fault: "none" },
+  { t: "pay", pick: 1, card: "declined" },
+  { t: "pay", pick: 1, card: "ok" },
+  { t: "deliver", pick: 0, copies: 2 },
+];
+
 it("credited exactly once per paid session, whatever the order, duplicates and faults", { timeout: 600_000 }, async ({
   app,
   processor,
@@ -143,7 +153,9 @@ it("credited exactly once per paid session, whatever the order, duplicates and f
         expect(statuses.get(r.id)).toBe(s === "complete" ? "succeeded" : s === "expired" ? "failed" : "pending");
       }
     }),
-    { numRuns: runs, seed, verbose: 1 },
+    // A sequence that pays always runs besides the generated ones (which may, by chance, pay
+    // nothing), so the property is never checked on unpaid sessions alone.
+    { numRuns: runs, seed, verbose: 1, examples: [[PAYING_SEQUENCE]] },
   );
   // The sequences did pay some sessions: the property was not vacuous.
   expect(paidSessions).toBeGreaterThan(0);
