@@ -1,5 +1,5 @@
 import type { TransactionSql } from "../../db/client.js";
-import { formatUsd } from "../../ledger/money.js";
+import { usdFields } from "../../ledger/money.js";
 import { emitEvent } from "../events/emit.js";
 import { centsToNanoUsd } from "../payments/card-payment.js";
 
@@ -18,17 +18,13 @@ export async function emitTopupEvent(
     failure?: string;
   },
 ): Promise<void> {
-  const nano = centsToNanoUsd(e.amountCents);
-  const exact = formatUsd(nano);
   await emitEvent(tx, {
     orgId: e.orgId,
     type: e.type,
     factKey: e.topupId,
     data: {
       topup_id: e.topupId,
-      amount: Number(exact),
-      amount_usd: exact,
-      amount_nano_usd: nano.toString(),
+      ...usdFields("amount", centsToNanoUsd(e.amountCents)),
       ...(e.type === "topup.failed" ? { failure_message: e.failure ?? null } : {}),
     },
     at: e.at,
