@@ -2,9 +2,19 @@ import type { TransactionSql } from "../db/client.js";
 import { BillingError } from "../errors.js";
 import { newId } from "../ids.js";
 import { orgCreditsAccount, SystemAccounts } from "../ledger/accounts.js";
-import { findPosted, fingerprint, postTransfer } from "../ledger/post-transaction.js";
+import { findPosted, fingerprint, postTransfer, type TransactionKind } from "../ledger/post-transaction.js";
 import { withTransaction, type BillingContext } from "./context.js";
 import { watchLowBalance } from "./low-balance.js";
+
+/** Where a grant came from (credit_grants.source), and the ledger kind its posting carries. */
+export type GrantSource = "operator" | "plan" | "promo" | "referral" | "refund_credit";
+const LEDGER_KIND_OF_SOURCE = {
+  operator: "grant",
+  plan: "grant",
+  promo: "promo_credit",
+  referral: "referral_credit",
+  refund_credit: "credit_note",
+} as const satisfies Record<GrantSource, TransactionKind>;
 
 export type CreditGrant = {
   id: string;
@@ -13,6 +23,9 @@ export type CreditGrant = {
   amount: bigint;
   consumed: bigint;
   reason: string;
+  source: GrantSource;
+  /** The row of the origin (promo redemption, referral, credit note); null for operator and plan grants. */
+  sourceId: string | null;
   expiresAt: Date | null;
   expiredAt: Date | null;
   expiredAmount: bigint | null;
@@ -26,6 +39,8 @@ type GrantRow = {
   amount: bigint;
   consumed: bigint;
   reason: string;
+  source: GrantSource;
+  source_id: string | null;
   expires_at: Date | null;
   expired_at: Date | null;
   expired_amount: bigint | null;
@@ -38,6 +53,8 @@ const toGrant = (r: GrantRow): CreditGrant => ({
   amount: r.amount,
   consumed: r.consumed,
   reason: r.reason,
+  source: r.source,
+  sourceId: r.source_id,
   expiresAt: r.expires_at,
   expiredAt: r.expired_at,
   expiredAmount: r.expired_amount,
@@ -50,6 +67,9 @@ export type GrantInput = {
   reason: string;
   expiresAt?: Date | null;
   idempotencyKey: string;
+  /** Default "operator". */
+  source?: GrantSource;
+  sourceId?: string | null;
 };
 
 /**
@@ -63,14 +83,18 @@ export async function grantCredits(
   const now = ctx.clock();
   if (input.amount <= 0n)
     throw new BillingError("invalid_request", "amount must be greater than zero", { details: { param: "amount" } });
+  const source = input.source ?? "operator";
   const key = {
-    kind: "grant" as const,
+    kind: LEDGER_KIND_OF_SOURCE[source],
     orgId: input.orgId,
     idempotencyKey: `${input.orgId}:${input.idempotencyKey}`,
     fingerprint: fingerprint({
       amount: input.amount,
       reason: input.reason,
       expiresAt: input.expiresAt?.toISOString() ?? null,
+      // The source is in the ledger kind (part of the key); the fields of grants made before
+      // sources existed stay as they were, so replays of those keep matching.
+      ...(input.sourceId ? { sourceId: input.sourceId } : {}),
     }),
   };
   return withTransaction(ctx, async ({ sql: tx }) => {
@@ -95,9 +119,9 @@ export async function grantCredits(
     // The loser of a race with the same key waited on the unique index and replays the winner.
     if (!posted.created) return { grant: await grantOf(tx, posted.transactionId), created: false };
     const [row] = await tx<GrantRow[]>`
-      insert into credit_grants (id, org_id, transaction_id, amount, reason, expires_at, created_at)
+      insert into credit_grants (id, org_id, transaction_id, amount, reason, source, source_id, expires_at, created_at)
       values (${newId("grant")}, ${input.orgId}, ${posted.transactionId}, ${input.amount.toString()}, ${input.reason},
-              ${input.expiresAt ?? null}, ${now})
+              ${source}, ${input.sourceId ?? null}, ${input.expiresAt ?? null}, ${now})
       returning *`;
     if (!row) throw new Error("insert into credit_grants returned no row");
     return { grant: toGrant(row), created: true };

@@ -137,6 +137,7 @@ export async function grantIncludedCredits(
       reason: `${plan.name} plan: included credits until ${cycle.end.toISOString().slice(0, 10)}`,
       expiresAt: cycle.end,
       idempotencyKey: `plan-credits:${cycle.end.toISOString()}`,
+      source: "plan",
     });
   } catch (err) {
     // Already granted for this month (under another plan): once per month is the rule.

@@ -12,7 +12,11 @@ export type TransactionKind =
   | "hold_expiry"
   | "usage"
   | "invoice_settlement"
-  | "reversal";
+  | "reversal"
+  | "promo_credit"
+  | "referral_credit"
+  | "referral_clawback"
+  | "credit_note";
 
 export type Entry = { accountId: string; amount: bigint };
 
