@@ -1033,6 +1033,28 @@ export interface webhooks {
         patch?: never;
         trace?: never;
     };
+    "credit.granted": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * credit.granted
+         * @description Credits were granted to the organization (by an operator, a plan, a promo code, a referral or a refund credit).
+         *
+         *     Signed per the Standard Webhooks specification: verify `webhook-signature` over `{webhook-id}.{webhook-timestamp}.{body}` with the endpoint's secret (e.g. the `standardwebhooks` package). Delivered at least once: the same event may arrive again with the same `webhook-id`. Answer 2xx within 10 s.
+         */
+        post: operations["event_credit_granted"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "auto_topup.disabled": {
         parameters: {
             query?: never;
@@ -1210,6 +1232,23 @@ export interface components {
             amount_nano_usd: string | null;
             /** @description topup.failed: why */
             failure_message?: string | null;
+        };
+        /** @description Credits were granted to the organization (by an operator, a plan, a promo code, a referral or a refund credit). */
+        CreditGrantedEvent: {
+            /** @description As GET /v1/billing/grants shows it */
+            grant_id: string;
+            /** @enum {string} */
+            source: "operator" | "plan" | "promo" | "referral" | "refund_credit";
+            /** @description The row the grant came from (promo redemption, referral, credit note); null for operator and plan grants */
+            source_id: string | null;
+            reason: string;
+            amount: number;
+            amount_usd: string;
+            amount_nano_usd: string;
+            /** @description When the grant's unused part expires; null: never */
+            expires_at: string | null;
+            /** @description The grant's ledger transaction (GET /v1/billing/transactions) */
+            transaction_id: string;
         };
         /** @description Automatic top-up was switched off (e.g. repeated card failures or its monthly limit). */
         AutoTopupDisabledEvent: {
@@ -1746,7 +1785,7 @@ export interface components {
             /** @example evt_4QyK2m9TbX1sVnE8aLcR0w */
             id: string;
             /** @enum {string} */
-            type: "balance.low" | "balance.depleted" | "deposit.seen" | "deposit.credited" | "deposit.orphaned" | "deposit.reversed" | "topup.succeeded" | "topup.failed" | "auto_topup.disabled" | "invoice.issued" | "invoice.paid" | "invoice.payment_failed" | "webhook_endpoint.disabled" | "test.ping";
+            type: "balance.low" | "balance.depleted" | "deposit.seen" | "deposit.credited" | "deposit.orphaned" | "deposit.reversed" | "topup.succeeded" | "topup.failed" | "credit.granted" | "auto_topup.disabled" | "invoice.issued" | "invoice.paid" | "invoice.payment_failed" | "webhook_endpoint.disabled" | "test.ping";
             timestamp: string;
             /** @description The type's payload: its schema is the type's entry in this document's `webhooks` */
             data: {
@@ -1766,7 +1805,7 @@ export interface components {
             /** @example https://example.com/hooks/hanzo */
             url: string;
             /** @description The event types it receives; empty: every type (test.ping only on request) */
-            events: ("balance.low" | "balance.depleted" | "deposit.seen" | "deposit.credited" | "deposit.orphaned" | "deposit.reversed" | "topup.succeeded" | "topup.failed" | "auto_topup.disabled" | "invoice.issued" | "invoice.paid" | "invoice.payment_failed" | "webhook_endpoint.disabled" | "test.ping")[];
+            events: ("balance.low" | "balance.depleted" | "deposit.seen" | "deposit.credited" | "deposit.orphaned" | "deposit.reversed" | "topup.succeeded" | "topup.failed" | "credit.granted" | "auto_topup.disabled" | "invoice.issued" | "invoice.paid" | "invoice.payment_failed" | "webhook_endpoint.disabled" | "test.ping")[];
             enabled: boolean;
             /** @description Why delivery stopped, when it was Hanzo that disabled the endpoint */
             disabled_reason: string | null;
@@ -1795,7 +1834,7 @@ export interface components {
              * @description Event types to receive; empty or absent: all
              * @default []
              */
-            events: ("balance.low" | "balance.depleted" | "deposit.seen" | "deposit.credited" | "deposit.orphaned" | "deposit.reversed" | "topup.succeeded" | "topup.failed" | "auto_topup.disabled" | "invoice.issued" | "invoice.paid" | "invoice.payment_failed" | "webhook_endpoint.disabled" | "test.ping")[];
+            events: ("balance.low" | "balance.depleted" | "deposit.seen" | "deposit.credited" | "deposit.orphaned" | "deposit.reversed" | "topup.succeeded" | "topup.failed" | "credit.granted" | "auto_topup.disabled" | "invoice.issued" | "invoice.paid" | "invoice.payment_failed" | "webhook_endpoint.disabled" | "test.ping")[];
             /** @default true */
             enabled: boolean;
         };
@@ -1810,7 +1849,7 @@ export interface components {
              * @example https://example.com/hooks/hanzo
              */
             url?: string;
-            events?: ("balance.low" | "balance.depleted" | "deposit.seen" | "deposit.credited" | "deposit.orphaned" | "deposit.reversed" | "topup.succeeded" | "topup.failed" | "auto_topup.disabled" | "invoice.issued" | "invoice.paid" | "invoice.payment_failed" | "webhook_endpoint.disabled" | "test.ping")[];
+            events?: ("balance.low" | "balance.depleted" | "deposit.seen" | "deposit.credited" | "deposit.orphaned" | "deposit.reversed" | "topup.succeeded" | "topup.failed" | "credit.granted" | "auto_topup.disabled" | "invoice.issued" | "invoice.paid" | "invoice.payment_failed" | "webhook_endpoint.disabled" | "test.ping")[];
             enabled?: boolean;
         };
         DeletedWebhook: {
@@ -5189,6 +5228,43 @@ export interface operations {
                     /** @description When the fact happened (RFC 3339, UTC) */
                     timestamp: string;
                     data: components["schemas"]["TopupEvent"];
+                };
+            };
+        };
+        responses: {
+            /** @description Any 2xx: received. Anything else, a timeout or a redirect is retried. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    event_credit_granted: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The event id (`evt_…`) */
+                "webhook-id": string;
+                /** @description Unix seconds when this attempt was signed */
+                "webhook-timestamp": string;
+                /** @description Space-separated `v1,<base64>` signatures (two during a secret rotation) */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description The event's id (`evt_…`), also the `webhook-id` header: dedupe on it */
+                    id: string;
+                    /** @enum {string} */
+                    type: "credit.granted";
+                    /** @description When the fact happened (RFC 3339, UTC) */
+                    timestamp: string;
+                    data: components["schemas"]["CreditGrantedEvent"];
                 };
             };
         };

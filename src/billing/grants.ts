@@ -7,7 +7,8 @@ import { withTransaction, type BillingContext } from "./context.js";
 import { watchLowBalance } from "./low-balance.js";
 
 /** Where a grant came from (credit_grants.source), and the ledger kind its posting carries. */
-export type GrantSource = "operator" | "plan" | "promo" | "referral" | "refund_credit";
+export const GRANT_SOURCES = ["operator", "plan", "promo", "referral", "refund_credit"] as const;
+export type GrantSource = (typeof GRANT_SOURCES)[number];
 const LEDGER_KIND_OF_SOURCE = {
   operator: "grant",
   plan: "grant",

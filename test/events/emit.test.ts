@@ -1,5 +1,8 @@
 import { describe, expect } from "vitest";
+import { createBillingContext } from "../../src/billing/context.js";
 import { emitEvent } from "../../src/billing/events/emit.js";
+import { grantCredits } from "../../src/billing/grants.js";
+import { EVENT_DATA_SCHEMAS } from "../../src/http/routes/billing/event-schemas.js";
 import type { TransactionSql } from "../../src/db/client.js";
 import { manualClock, TEST_ADMIN_KEY, type TestApp } from "../support/app.js";
 import { appTest as it } from "../support/fixtures.js";
@@ -37,7 +40,7 @@ describe("events in the outbox, one per fact", () => {
     const replies = await Promise.all(Array.from({ length: 16 }, () => spend(app, org, 10_000)));
     expect(replies.every((r) => r.status === 200)).toBe(true);
     const events = await db.sql<{ type: string; data: Record<string, string>; fact_key: string }[]>`
-      select type, data, fact_key from billing_events where org_id = ${org.id} order by seq`;
+      select type, data, fact_key from billing_events where org_id = ${org.id} and type like 'balance.%' order by seq`;
     expect(events.map((e) => e.type)).toEqual(["balance.low", "balance.depleted"]);
     const [low, depleted] = events;
     expect(low?.data).toMatchObject({ threshold: 10, threshold_usd: "10", threshold_nano_usd: "10000000000" });
@@ -55,7 +58,7 @@ describe("events in the outbox, one per fact", () => {
     await Promise.all(Array.from({ length: 4 }, () => spend(app, org, 100_000))); // 19.50 → -20.50
     const types = await db.sql<
       { type: string }[]
-    >`select type from billing_events where org_id = ${org.id} order by seq`;
+    >`select type from billing_events where org_id = ${org.id} and type like 'balance.%' order by seq`;
     // (Within one debit the zero crossing is written with its ledger entries, before the alert.)
     expect(types.map((e) => e.type).sort()).toEqual([
       "balance.depleted",
@@ -84,7 +87,7 @@ describe("events in the outbox, one per fact", () => {
     const paid = await Promise.all([pay(), pay()]);
     expect(paid.map((r) => r.status).sort()).toEqual([200, 409]);
     const events = await db.sql<{ type: string; data: Record<string, unknown>; created_at: Date }[]>`
-      select type, data, created_at from billing_events where org_id = ${org.id} order by seq`;
+      select type, data, created_at from billing_events where org_id = ${org.id} and type like 'invoice.%' order by seq`;
     expect(events.map((e) => e.type)).toEqual(["invoice.issued", "invoice.paid"]);
     expect(events[0]?.data).toMatchObject({
       invoice_id: invoice.id,
@@ -163,6 +166,71 @@ describe("events in the outbox, one per fact", () => {
       amount: 5,
       amount_nano_usd: "5000000000",
     });
+  });
+
+  it("every credit grant tells credit.granted once, with its source, whatever path made it", async ({ app, db }) => {
+    clock.set(new Date("2026-10-05T10:00:00Z"));
+    const org = await app.createOrg();
+    // An operator's grant, replayed and raced with its own key: one grant, one event.
+    const grants = await Promise.all(
+      Array.from({ length: 4 }, () => app.grant(org.id, "2.5", "op-grant-1", { expires_at: "2026-12-01T00:00:00Z" })),
+    );
+    expect(new Set(grants.map((g) => g.json.id)).size).toBe(1);
+    // A plan's included credits (source plan).
+    const sub = await app.call("PUT", `/v1/admin/orgs/${org.id}/subscription`, {
+      key: TEST_ADMIN_KEY,
+      body: { plan_id: "pro" },
+    });
+    expect(sub.status).toBe(200);
+    // A promo grant as the promo path makes it, and one that rolls back: told only if it commits.
+    const ctx = createBillingContext({ sql: db.appSql, clock });
+    await db.appSql.begin((tx) =>
+      grantCredits(
+        { ...ctx, sql: tx },
+        { orgId: org.id, amount: 7n, reason: "promo X", idempotencyKey: "promo-1", source: "promo", sourceId: "prr_1" },
+      ),
+    );
+    await expect(
+      db.appSql.begin(async (tx) => {
+        await grantCredits(
+          { ...ctx, sql: tx },
+          {
+            orgId: org.id,
+            amount: 9n,
+            reason: "promo Y",
+            idempotencyKey: "promo-2",
+            source: "promo",
+            sourceId: "prr_2",
+          },
+        );
+        throw new Error("the redemption failed");
+      }),
+    ).rejects.toThrow("the redemption failed");
+
+    const events = await db.sql<{ fact_key: string; data: Record<string, unknown>; created_at: Date }[]>`
+      select fact_key, data, created_at from billing_events where org_id = ${org.id} and type = 'credit.granted' order by seq`;
+    const rows = await db.sql<{ id: string; source: string; transaction_id: string }[]>`
+      select id, source, transaction_id from credit_grants where org_id = ${org.id} order by created_at, id`;
+    expect(rows.map((r) => r.source).sort()).toEqual(["operator", "plan", "promo"]);
+    expect(events.map((e) => e.fact_key).sort()).toEqual(rows.map((r) => r.id).sort());
+    const byId = new Map(events.map((e) => [e.fact_key, e.data]));
+    const op = rows.find((r) => r.source === "operator");
+    expect(byId.get(op?.id ?? "")).toEqual({
+      grant_id: op?.id,
+      source: "operator",
+      source_id: null,
+      reason: "test grant",
+      amount: 2.5,
+      amount_usd: "2.5",
+      amount_nano_usd: "2500000000",
+      expires_at: "2026-12-01T00:00:00.000Z",
+      transaction_id: op?.transaction_id,
+    });
+    const promo = rows.find((r) => r.source === "promo");
+    expect(byId.get(promo?.id ?? "")).toMatchObject({ source: "promo", source_id: "prr_1", amount_nano_usd: "7" });
+    expect(byId.get(rows.find((r) => r.source === "plan")?.id ?? "")).toMatchObject({ source: "plan" });
+    // The payload is the published schema.
+    for (const e of events) EVENT_DATA_SCHEMAS["credit.granted"].parse(e.data);
   });
 
   it("emitEvent: one event per fact key however many transactions race, none from a transaction that rolled back", async ({

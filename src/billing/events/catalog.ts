@@ -12,6 +12,8 @@ export const EVENT_TYPES = {
   "deposit.reversed": "A credited HUSD deposit was found off the canonical chain; its credit was taken back.",
   "topup.succeeded": "A card top-up was paid and credited.",
   "topup.failed": "A card top-up's payment failed; nothing was credited.",
+  "credit.granted":
+    "Credits were granted to the organization (by an operator, a plan, a promo code, a referral or a refund credit).",
   "auto_topup.disabled": "Automatic top-up was switched off (e.g. repeated card failures or its monthly limit).",
   "invoice.issued": "An invoice was issued at the close of a billing cycle.",
   "invoice.paid": "An invoice was paid (at issue when nothing was due).",

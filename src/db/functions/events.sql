@@ -232,3 +232,21 @@ begin
 end $$;
 drop trigger if exists billing_notices_event on billing_notices;
 create trigger billing_notices_event after insert on billing_notices for each row execute function billing_notices_event();
+
+-- credit.granted: every credit grant (operator, plan, promo, referral, refund credit) is one
+-- credit_grants row, inserted by grantCredits (src/billing/grants.ts) in the transaction that
+-- posts its ledger transaction, so every path that grants credits tells it, once per grant.
+-- The payload is what GET /v1/billing/grants shows of a grant when it is made.
+create or replace function credit_grants_event() returns trigger language plpgsql
+  set search_path = billing, pg_temp as $$
+begin
+  perform emit_event(new.org_id, 'credit.granted', new.id,
+    jsonb_build_object('grant_id', new.id, 'source', new.source, 'source_id', new.source_id, 'reason', new.reason,
+                       'expires_at', case when new.expires_at is null then null else event_time(new.expires_at) end,
+                       'transaction_id', new.transaction_id)
+      || event_usd('amount', new.amount),
+    new.created_at);
+  return null;
+end $$;
+drop trigger if exists credit_grants_event on credit_grants;
+create trigger credit_grants_event after insert on credit_grants for each row execute function credit_grants_event();

@@ -1,5 +1,6 @@
 import { z, type OpenAPIHono } from "@hono/zod-openapi";
 import { EVENT_TYPES, type EventType } from "../../../billing/events/catalog.js";
+import { GRANT_SOURCES } from "../../../billing/grants.js";
 
 /**
  * The payload of each event type: what `data` holds in a webhook's body and in the event log. The
@@ -42,6 +43,22 @@ const Topup = z
     description:
       "A card top-up (no card or processor details); amount is what was asked or credited (null when refused).",
   });
+const CreditGranted = z
+  .object({
+    grant_id: z.string().openapi({ description: "As GET /v1/billing/grants shows it" }),
+    source: z.enum(GRANT_SOURCES),
+    source_id: z.string().nullable().openapi({
+      description:
+        "The row the grant came from (promo redemption, referral, credit note); null for operator and plan grants",
+    }),
+    reason: z.string(),
+    ...usd("amount"),
+    expires_at: z.string().nullable().openapi({ description: "When the grant's unused part expires; null: never" }),
+    transaction_id: z
+      .string()
+      .openapi({ description: "The grant's ledger transaction (GET /v1/billing/transactions)" }),
+  })
+  .openapi("CreditGrantedEvent", { description: EVENT_TYPES["credit.granted"] });
 const AutoTopupDisabled = z
   .object({ reason: z.enum(["requires_action", "declined"]), message: z.string() })
   .openapi("AutoTopupDisabledEvent", { description: EVENT_TYPES["auto_topup.disabled"] });
@@ -83,6 +100,7 @@ export const EVENT_DATA_SCHEMAS: Record<EventType, z.ZodType> = {
   "deposit.reversed": Deposit,
   "topup.succeeded": Topup,
   "topup.failed": Topup,
+  "credit.granted": CreditGranted,
   "auto_topup.disabled": AutoTopupDisabled,
   "invoice.issued": Invoice,
   "invoice.paid": Invoice,
