@@ -5,6 +5,8 @@ import { KeyCache } from "../src/billing/api-keys.js";
 import { Metering } from "../src/billing/metering.js";
 import { createChainClient } from "../src/chain/client.js";
 import { createSql } from "../src/db/client.js";
+import { ReadRouting } from "../src/db/read-routing.js";
+import { WritePositions } from "../src/db/write-positions.js";
 import { createApp } from "../src/http/app.js";
 import { RateLimiter } from "../src/http/middleware/rate-limiter.js";
 import { createLogger } from "../src/observability/logger.js";
@@ -46,6 +48,24 @@ const metrics = createMetrics({
   indexer: { viewsSchema: config.PONDER_SCHEMA, chain },
   snapshotMs: config.METRICS_SNAPSHOT_SECONDS * 1000,
 });
+// The read replica, when configured: not checked at start (reads fall back to the primary while it is away).
+const replicaSql = config.DATABASE_READ_URL
+  ? createSql(config.DATABASE_READ_URL, {
+      max: config.DATABASE_POOL_MAX,
+      applicationName: "hanzo-api-read",
+      connectTimeoutSeconds: 2,
+    })
+  : undefined;
+const reads = replicaSql
+  ? new ReadRouting({
+      primary: sql,
+      replica: replicaSql,
+      positions: new WritePositions(redis, config.REDIS_PREFIX),
+      logger,
+      observer: metrics.readRoutingObserver(),
+    })
+  : undefined;
+if (config.DATABASE_READ_URL) logger.info({ url: redactPassword(config.DATABASE_READ_URL) }, "read replica configured");
 const app = createApp({
   sql,
   config,
@@ -56,6 +76,7 @@ const app = createApp({
   metrics,
   queues,
   chain,
+  reads,
   rateLimiter: config.RATE_LIMITS_ENABLED ? new RateLimiter(redis, config.REDIS_PREFIX, { logger }) : undefined,
   health: { redisUp: () => redisHealth.up, draining: () => draining },
 });
@@ -72,5 +93,5 @@ onShutdown("api", logger, async () => {
   await Promise.all([stopCatalogWatch(), stopKeyWatch()]);
   await queues.close();
   redis.disconnect();
-  await sql.end({ timeout: 5 });
+  await Promise.all([sql.end({ timeout: 5 }), replicaSql?.end({ timeout: 5 })]);
 });

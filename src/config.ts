@@ -20,6 +20,11 @@ export const Config = z.object({
   /** Ponder, as a member of hanzo_indexer; unset: DATABASE_URL's database as hanzo_indexer_user, no password. */
   INDEXER_DATABASE_URL: z.url().optional(),
   DATABASE_POOL_MAX: z.coerce.number().int().min(1).max(200).default(10),
+  /**
+   * Optional: a streaming replica of DATABASE_URL's server, same database and role. The API reads
+   * the read-mostly endpoints from it when it has replayed the org's last write (README, "Read replica").
+   */
+  DATABASE_READ_URL: z.url().optional(),
   /** Ponder writes its tables here; the app only reads them. */
   PONDER_SCHEMA: z
     .string()

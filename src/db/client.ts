@@ -12,10 +12,17 @@ export const APP_SCHEMA = "billing";
  */
 export function createSql(
   url: string,
-  opts: { max?: number; applicationName?: string; debug?: postgres.Options<{}>["debug"] } = {},
+  opts: {
+    max?: number;
+    applicationName?: string;
+    debug?: postgres.Options<{}>["debug"];
+    /** Seconds to wait for a connection (postgres.js' default is 30): a read replica that is away should cost little. */
+    connectTimeoutSeconds?: number;
+  } = {},
 ): Sql {
   return postgres(url, {
     max: opts.max ?? 10,
+    ...(opts.connectTimeoutSeconds ? { connect_timeout: opts.connectTimeoutSeconds } : {}),
     ...(opts.debug ? { debug: opts.debug } : {}),
     types: { bigint: postgres.BigInt },
     connection: { search_path: `${APP_SCHEMA},public`, application_name: opts.applicationName ?? "hanzo-billing" },

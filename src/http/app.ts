@@ -4,6 +4,7 @@ import type { AppDeps, AppEnv } from "./context.js";
 import { fromZodError, handleError } from "./errors.js";
 import { limitBody } from "./middleware/body-limit.js";
 import { observe } from "./middleware/observe.js";
+import { recordWrites } from "./middleware/record-writes.js";
 import { limitRequests } from "./middleware/rate-limit.js";
 import { requestId } from "./middleware/request-id.js";
 import { routes } from "./routes/index.js";
@@ -36,6 +37,8 @@ export function createApp(deps: AppDeps) {
   });
   app.use("*", requestId);
   app.use("*", observe);
+  // Inside observe, so the request's latency includes recording its WAL position.
+  app.use("*", recordWrites);
   // Counted and limited before any byte of the body is read: the body limit buffers a chunked
   // body (up to 4 MiB) to count it, which a client over its limit must not get from us.
   app.use("*", limitRequests);

@@ -6,6 +6,7 @@ import type { ChainClient } from "../chain/client.js";
 import type { Clock } from "../clock.js";
 import type { Config } from "../config.js";
 import type { Sql } from "../db/client.js";
+import type { ReadRouting } from "../db/read-routing.js";
 import type { Metrics } from "../observability/metrics.js";
 import type { BillingError } from "../errors.js";
 import type { RateLimiter } from "./middleware/rate-limiter.js";
@@ -40,6 +41,11 @@ export type AppDeps = {
   chain?: ChainClient;
   /** Optional: request limits per key and per client address, shared by every replica (Redis); without it nothing is limited. */
   rateLimiter?: RateLimiter;
+  /**
+   * Optional: the read replica (DATABASE_READ_URL). Read-mostly routes read through it
+   * (http/read-mostly.ts) and every write request records its WAL position (middleware/record-writes.ts).
+   */
+  reads?: ReadRouting;
   /** Optional: Redis' state and shutdown, for /healthz and /readyz (PostgreSQL is asked on each probe). */
   health?: HealthProbes;
 };

@@ -1,6 +1,7 @@
-import { collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { ChainClient } from "../chain/client.js";
 import type { Sql } from "../db/client.js";
+import type { ReadRoutingObserver } from "../db/read-routing.js";
 import type { Queues } from "../jobs/queues.js";
 
 export type Metrics = ReturnType<typeof createMetrics>;
@@ -199,7 +200,37 @@ export function createMetrics(deps: {
     });
   }
 
-  return { registry, httpDuration };
+  // Registered only by a process that has a read replica (a gauge at 0 would read as "replica down").
+  let readRouting: ReadRoutingObserver | undefined;
+  const readRoutingObserver = () => (readRouting ??= readRoutingMetrics(registry));
+
+  return { registry, httpDuration, readRoutingObserver };
+}
+
+/** The read replica's routing (db/read-routing.ts): where reads went, and the fallbacks worth a warning. */
+function readRoutingMetrics(registry: Registry): ReadRoutingObserver {
+  const reads = new Counter({
+    name: "hanzo_db_reads_total",
+    help: "Reads of the read-mostly endpoints by where they ran (replica, primary) and why",
+    labelNames: ["target", "reason"] as const,
+    registers: [registry],
+  });
+  const fallbacks = new Counter({
+    name: "hanzo_db_replica_fallbacks_total",
+    help: "Reads the read replica should have served but could not (unreachable, error, not_a_replica): served by the primary. Alert on any increase",
+    labelNames: ["reason"] as const,
+    registers: [registry],
+  });
+  const up = new Gauge({
+    name: "hanzo_db_replica_up",
+    help: "1 while the read replica answers, 0 while reads fall back to the primary",
+    registers: [registry],
+  });
+  return {
+    routed: (target, reason) => reads.inc({ target, reason }),
+    fellBack: (reason) => fallbacks.inc({ reason }),
+    replicaUp: (isUp) => up.set(isUp ? 1 : 0),
+  };
 }
 
 /**

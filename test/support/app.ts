@@ -40,7 +40,7 @@ export function createTestApp(opts: {
   clock?: Clock;
   config?: Partial<Record<keyof Config, string>>;
   onCrossings?: (c: LowBalanceCrossing[]) => Promise<void>;
-  extra?: Partial<Pick<AppDeps, "metrics" | "queues" | "keyCache" | "chain" | "rateLimiter">>;
+  extra?: Partial<Pick<AppDeps, "metrics" | "queues" | "keyCache" | "chain" | "rateLimiter" | "reads">>;
 }) {
   const config = loadConfig({ NODE_ENV: "test", ADMIN_API_KEY: TEST_ADMIN_KEY, ...opts.config });
   const clock = opts.clock ?? (() => new Date());

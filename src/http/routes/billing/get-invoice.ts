@@ -1,6 +1,7 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { getInvoice } from "../../../billing/invoices/get-invoice.js";
-import { billingContext, type AppEnv } from "../../context.js";
+import type { AppEnv } from "../../context.js";
+import { readMostly } from "../../read-mostly.js";
 import { requiresKey } from "../access.js";
 import { principalOrgId } from "../../middleware/auth.js";
 import { errorResponses, jsonResponse } from "../../schemas.js";
@@ -18,10 +19,12 @@ export const getInvoiceRoute = createRoute({
 
 export function registerGetInvoice(app: OpenAPIHono<AppEnv>) {
   app.openapi(getInvoiceRoute, async (c) => {
-    const invoice = await getInvoice(billingContext(c.get("deps")), {
-      orgId: principalOrgId(c),
-      id: c.req.valid("param").id,
-    });
+    const invoice = await readMostly(c, principalOrgId(c), (ctx) =>
+      getInvoice(ctx, {
+        orgId: principalOrgId(c),
+        id: c.req.valid("param").id,
+      }),
+    );
     return c.json(invoiceJson(invoice), 200);
   });
 }

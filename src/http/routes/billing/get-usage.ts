@@ -9,7 +9,8 @@ import {
   type UsageLine,
 } from "../../../billing/usage-report.js";
 import { usdFields } from "../../present.js";
-import { billingContext, type AppEnv } from "../../context.js";
+import type { AppEnv } from "../../context.js";
+import { readMostly } from "../../read-mostly.js";
 import { requiresKey } from "../access.js";
 import { principalOrgId } from "../../middleware/auth.js";
 import { errorResponses, jsonResponse } from "../../schemas.js";
@@ -133,15 +134,17 @@ export const getUsageRoute = createRoute({
 
 export function registerGetUsage(app: OpenAPIHono<AppEnv>) {
   app.openapi(getUsageRoute, async (c) => {
-    const ctx = billingContext(c.get("deps"));
-    const org = await getOrganization(ctx, { id: principalOrgId(c) });
     const query = c.req.valid("query");
-    const period = resolvePeriod(query.period, ctx.clock(), org.billingAnchorDay);
-    const report = await usageReport(ctx, {
-      orgId: org.id,
-      period,
-      groupBy: query.group_by,
-      granularity: query.granularity,
+    const { period, report } = await readMostly(c, principalOrgId(c), async (ctx) => {
+      const org = await getOrganization(ctx, { id: principalOrgId(c) });
+      const period = resolvePeriod(query.period, ctx.clock(), org.billingAnchorDay);
+      const report = await usageReport(ctx, {
+        orgId: org.id,
+        period,
+        groupBy: query.group_by,
+        granularity: query.granularity,
+      });
+      return { period, report };
     });
     return c.json(
       {

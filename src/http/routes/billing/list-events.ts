@@ -1,8 +1,9 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { EventTypeNames, isEventType, type EventType } from "../../../billing/events/catalog.js";
 import { eventEnvelope, listEvents } from "../../../billing/events/list-events.js";
-import { billingContext, type AppEnv } from "../../context.js";
+import type { AppEnv } from "../../context.js";
 import { principalOrgId } from "../../middleware/auth.js";
+import { readMostly } from "../../read-mostly.js";
 import { requiresKey } from "../access.js";
 import { Cursor, errorResponses, jsonResponse, Limit } from "../../schemas.js";
 
@@ -62,12 +63,14 @@ export const listEventsRoute = createRoute({
 export function registerListEvents(app: OpenAPIHono<AppEnv>) {
   app.openapi(listEventsRoute, async (c) => {
     const query = c.req.valid("query");
-    const page = await listEvents(billingContext(c.get("deps")), {
-      orgId: principalOrgId(c),
-      limit: query.limit,
-      cursor: query.cursor,
-      types: query.type,
-    });
+    const page = await readMostly(c, principalOrgId(c), (ctx) =>
+      listEvents(ctx, {
+        orgId: principalOrgId(c),
+        limit: query.limit,
+        cursor: query.cursor,
+        types: query.type,
+      }),
+    );
     return c.json(
       {
         data: page.data.map((e) => eventEnvelope(e) as BillingEventJson),

@@ -1,6 +1,7 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { listInvoices } from "../../../billing/invoices/list-invoices.js";
-import { billingContext, type AppEnv } from "../../context.js";
+import type { AppEnv } from "../../context.js";
+import { readMostly } from "../../read-mostly.js";
 import { requiresKey } from "../access.js";
 import { principalOrgId } from "../../middleware/auth.js";
 import { errorResponses, jsonResponse, Limit } from "../../schemas.js";
@@ -34,11 +35,13 @@ export const listInvoicesRoute = createRoute({
 export function registerListInvoices(app: OpenAPIHono<AppEnv>) {
   app.openapi(listInvoicesRoute, async (c) => {
     const q = c.req.valid("query");
-    const page = await listInvoices(billingContext(c.get("deps")), {
-      orgId: principalOrgId(c),
-      limit: q.limit,
-      before: q.cursor,
-    });
+    const page = await readMostly(c, principalOrgId(c), (ctx) =>
+      listInvoices(ctx, {
+        orgId: principalOrgId(c),
+        limit: q.limit,
+        before: q.cursor,
+      }),
+    );
     return c.json(
       { data: page.data.map(invoiceJson), has_more: page.nextCursor !== null, next_cursor: page.nextCursor },
       200,

@@ -1,9 +1,10 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { listTopups, type TopupView } from "../../../billing/topups/list-topups.js";
-import { billingContext, type AppEnv } from "../../context.js";
+import type { AppEnv } from "../../context.js";
 import { principalOrgId } from "../../middleware/auth.js";
 import { usd } from "../../present.js";
 import { Cursor, errorResponses, jsonResponse, Limit } from "../../schemas.js";
+import { readMostly } from "../../read-mostly.js";
 import { requiresKey } from "../access.js";
 
 export const Topup = z
@@ -73,11 +74,13 @@ export const listTopupsRoute = createRoute({
 export function registerListTopups(app: OpenAPIHono<AppEnv>) {
   app.openapi(listTopupsRoute, async (c) => {
     const query = c.req.valid("query");
-    const page = await listTopups(billingContext(c.get("deps")), {
-      orgId: principalOrgId(c),
-      limit: query.limit,
-      cursor: query.cursor,
-    });
+    const page = await readMostly(c, principalOrgId(c), (ctx) =>
+      listTopups(ctx, {
+        orgId: principalOrgId(c),
+        limit: query.limit,
+        cursor: query.cursor,
+      }),
+    );
     return c.json(
       { data: page.data.map(topupJson), has_more: page.nextCursor !== null, next_cursor: page.nextCursor },
       200,

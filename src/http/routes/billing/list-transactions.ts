@@ -1,7 +1,8 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { listTransactions } from "../../../billing/transactions.js";
 import { usdFields } from "../../present.js";
-import { billingContext, type AppEnv } from "../../context.js";
+import type { AppEnv } from "../../context.js";
+import { readMostly } from "../../read-mostly.js";
 import { requiresKey } from "../access.js";
 import { principalOrgId } from "../../middleware/auth.js";
 import { Cursor, errorResponses, jsonResponse, Limit } from "../../schemas.js";
@@ -43,11 +44,13 @@ export const listTransactionsRoute = createRoute({
 export function registerListTransactions(app: OpenAPIHono<AppEnv>) {
   app.openapi(listTransactionsRoute, async (c) => {
     const query = c.req.valid("query");
-    const page = await listTransactions(billingContext(c.get("deps")), {
-      orgId: principalOrgId(c),
-      limit: query.limit,
-      cursor: query.cursor,
-    });
+    const page = await readMostly(c, principalOrgId(c), (ctx) =>
+      listTransactions(ctx, {
+        orgId: principalOrgId(c),
+        limit: query.limit,
+        cursor: query.cursor,
+      }),
+    );
     return c.json(
       {
         data: page.data.map((t) => ({

@@ -1,7 +1,8 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { listDeliveries } from "../../../billing/webhooks/endpoints.js";
-import { billingContext, type AppEnv } from "../../context.js";
+import type { AppEnv } from "../../context.js";
 import { principalOrgId } from "../../middleware/auth.js";
+import { readMostly } from "../../read-mostly.js";
 import { requiresKey } from "../access.js";
 import { errorResponses, jsonResponse, Limit } from "../../schemas.js";
 import { WebhookId } from "./schemas.js";
@@ -51,11 +52,13 @@ export const listWebhookDeliveriesRoute = createRoute({
 
 export function registerListWebhookDeliveries(app: OpenAPIHono<AppEnv>) {
   app.openapi(listWebhookDeliveriesRoute, async (c) => {
-    const page = await listDeliveries(billingContext(c.get("deps")), {
-      orgId: principalOrgId(c),
-      endpointId: c.req.valid("param").id,
-      limit: c.req.valid("query").limit,
-    });
+    const page = await readMostly(c, principalOrgId(c), (ctx) =>
+      listDeliveries(ctx, {
+        orgId: principalOrgId(c),
+        endpointId: c.req.valid("param").id,
+        limit: c.req.valid("query").limit,
+      }),
+    );
     return c.json(
       {
         has_more: page.hasMore,

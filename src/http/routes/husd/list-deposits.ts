@@ -1,6 +1,7 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { listDeposits } from "../../../billing/deposits/topup.js";
-import { billingContext, type AppEnv } from "../../context.js";
+import type { AppEnv } from "../../context.js";
+import { readMostly } from "../../read-mostly.js";
 import { requiresKey } from "../access.js";
 import { principalOrgId } from "../../middleware/auth.js";
 import { errorResponses, jsonResponse, Limit } from "../../schemas.js";
@@ -25,10 +26,12 @@ export const listDepositsRoute = createRoute({
 export function registerListDeposits(app: OpenAPIHono<AppEnv>) {
   app.openapi(listDepositsRoute, async (c) => {
     const { config } = c.get("deps");
-    const rows = await listDeposits(billingContext(c.get("deps")), {
-      orgId: principalOrgId(c),
-      limit: c.req.valid("query").limit,
-    });
+    const rows = await readMostly(c, principalOrgId(c), (ctx) =>
+      listDeposits(ctx, {
+        orgId: principalOrgId(c),
+        limit: c.req.valid("query").limit,
+      }),
+    );
     return c.json({ data: rows.map((d) => depositJson(d, config.HUSD_DECIMALS)) }, 200);
   });
 }
