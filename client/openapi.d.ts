@@ -499,6 +499,50 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/billing/grants": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Credit grants, newest first
+         * @description Requires an org key; acts on that key's organization.
+         *
+         *     Every credit grant of the organization (operator, plan, promo, referral, refund credit), newest first, with what remains of each and the order in which spending draws on them: grants that expire first, soonest expiry first, then the rest of the balance.
+         */
+        get: operations["listGrants"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/billing/promo-codes/redeem": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Redeem a promo code
+         * @description Requires an org key; acts on that key's organization.
+         *
+         *     Grants the code's credits (a grant of source promo, ledger kind promo_credit) once per organization per code. Refusals: 422 unknown_promo_code, promo_code_inactive (deactivated), promo_code_expired, promo_code_exhausted (max_redemptions reached), promo_code_first_top_up_only (the organization was already credited a paid top-up); 409 promo_code_already_redeemed.
+         */
+        post: operations["redeemPromoCode"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/billing/husd/deposit-address": {
         parameters: {
             query?: never;
@@ -849,6 +893,54 @@ export interface paths {
          * @description Requires an admin key.
          */
         post: operations["createAdjustment"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/promo-codes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Promo codes with their redemption counts, newest first
+         * @description Requires an admin key.
+         */
+        get: operations["listPromoCodes"];
+        put?: never;
+        /**
+         * Create a promo code
+         * @description Requires an admin key.
+         *
+         *     The code is the key: the same code with the same terms again answers the first (200); with other terms, 409 conflict.
+         */
+        post: operations["createPromoCode"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/promo-codes/{id}/deactivate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Deactivate a promo code
+         * @description Requires an admin key.
+         *
+         *     No redemption after this (422 promo_code_inactive); redemptions made keep their grants. Deactivating again changes nothing.
+         */
+        post: operations["deactivatePromoCode"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1555,7 +1647,10 @@ export interface components {
         };
         LedgerTransaction: {
             id: string;
-            /** @example grant */
+            /**
+             * @description What moved the money: grant (an operator's or a plan's credits), promo_credit (a promo code redeemed), referral_credit, referral_clawback, credit_note (credits from a credit note), grant_expiry, card_topup, husd_deposit, hold, hold_expiry, usage, invoice_settlement, reversal. New kinds may appear: show unknown ones as they are.
+             * @example grant
+             */
             kind: string;
             /** @description Net effect on the balance, USD (negative for spending) */
             amount: number;
@@ -1934,6 +2029,59 @@ export interface components {
             revoked: true;
             revoked_at: string;
         };
+        CreditGrantPage: {
+            data: components["schemas"]["CreditGrantView"][];
+            has_more: boolean;
+            next_cursor: string | null;
+        };
+        CreditGrantView: {
+            /** @example grant_4fJ2kQ9x0cT1mB7rW3yZ */
+            id: string;
+            /** @description The grant's ledger transaction (GET /v1/billing/transactions) */
+            transaction_id: string;
+            /** @enum {string} */
+            source: "operator" | "plan" | "promo" | "referral" | "refund_credit";
+            /** @description The row the grant came from (promo redemption `prr_…`, referral, credit note); null for operator and plan grants */
+            source_id: string | null;
+            reason: string;
+            /** @description What was granted, USD */
+            amount: number;
+            amount_usd: string;
+            amount_nano_usd: string;
+            /** @description What of it is still in the balance. Tracked for a grant that expires (0 once expired); for a grant without expiry, an attribution: the part of the balance expiring grants do not hold, given to grants without expiry newest first. All grants' remaining together never exceed the balance. */
+            remaining: number;
+            remaining_usd: string;
+            remaining_nano_usd: string;
+            /** @description amount − remaining; for an expired grant, what was spent from it before it expired */
+            consumed: number;
+            consumed_usd: string;
+            consumed_nano_usd: string;
+            expires_at: string | null;
+            expired: boolean;
+            /** @description What the expiry took back once it is posted (within seconds of expires_at); null before */
+            expired_amount: number | null;
+            expired_amount_usd: string | null;
+            expired_amount_nano_usd: string | null;
+            /** @description Which is drawn first: 1, 2, … for expiring grants (soonest expiry first), then one shared position for all grants without expiry (they are part of the balance); null when nothing remains */
+            spend_order: number | null;
+            created_at: string;
+        };
+        PromoRedemption: {
+            /**
+             * @description The redemption (the grant's source_id)
+             * @example prr_4fJ2kQ9x0cT1mB7rW3yZ
+             */
+            id: string;
+            code: string;
+            amount: number;
+            amount_usd: string;
+            amount_nano_usd: string;
+            grant_id: string;
+            /** @description The grant's ledger transaction, kind promo_credit */
+            transaction_id: string;
+            grant_expires_at: string | null;
+            created_at: string;
+        };
         HusdDepositAddress: {
             address: string;
             chain_id: number;
@@ -2173,6 +2321,34 @@ export interface components {
             amount: string;
             description: string;
             corrects_invoice_id?: string;
+        };
+        PromoCode: {
+            /** @example promo_4fJ2kQ9x0cT1mB7rW3yZ */
+            id: string;
+            /**
+             * @description As stored: upper case (codes are case-insensitive)
+             * @example LAUNCH25
+             */
+            code: string;
+            amount: number;
+            amount_usd: string;
+            amount_nano_usd: string;
+            /** @description The code cannot be redeemed from then; null: never */
+            expires_at: string | null;
+            /** @description Each redemption's grant expires this many days after it; null: never */
+            grant_expires_in_days: number | null;
+            max_redemptions: number;
+            redemption_count: number;
+            first_top_up_only: boolean;
+            /** @description False once deactivated (expiry and exhaustion do not change it) */
+            active: boolean;
+            deactivated_at: string | null;
+            created_at: string;
+        };
+        PromoCodePage: {
+            data: components["schemas"]["PromoCode"][];
+            has_more: boolean;
+            next_cursor: string | null;
         };
     };
     responses: never;
@@ -3828,6 +4004,132 @@ export interface operations {
             };
         };
     };
+    listGrants: {
+        parameters: {
+            query?: {
+                limit?: number;
+                /** @description `next_cursor` from the previous page */
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of grants */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CreditGrantPage"];
+                };
+            };
+            /** @description Invalid request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Missing, malformed, unknown or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Key of the wrong scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    redeemPromoCode: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /**
+                     * @description Case-insensitive
+                     * @example launch25
+                     */
+                    code: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Redeemed: the credits are granted */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromoRedemption"];
+                };
+            };
+            /** @description Invalid request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Missing, malformed, unknown or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Key of the wrong scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Idempotency key reused for a different request */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Refers to something that does not exist */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     getDepositAddress: {
         parameters: {
             query?: never;
@@ -4905,6 +5207,213 @@ export interface operations {
                         id: string;
                         replayed: boolean;
                     };
+                };
+            };
+            /** @description Invalid request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Missing, malformed, unknown or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Key of the wrong scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    listPromoCodes: {
+        parameters: {
+            query?: {
+                limit?: number;
+                /** @description `next_cursor` from the previous page */
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of promo codes */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromoCodePage"];
+                };
+            };
+            /** @description Invalid request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Missing, malformed, unknown or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Key of the wrong scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    createPromoCode: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /**
+                     * @description Case-insensitive; stored upper case
+                     * @example LAUNCH25
+                     */
+                    code: string;
+                    /**
+                     * @description Credits each redemption grants, USD (at most 10000.00)
+                     * @example 25.00
+                     */
+                    amount: string;
+                    /**
+                     * Format: date-time
+                     * @description When the code stops being redeemable; omit for never
+                     * @example 2027-01-01T00:00:00Z
+                     */
+                    expires_at?: string | null;
+                    /**
+                     * @description The grant expires this many days after its redemption; omit for never
+                     * @example 90
+                     */
+                    grant_expires_in_days?: number | null;
+                    /** @example 500 */
+                    max_redemptions: number;
+                    /**
+                     * @description Only organizations that have never been credited a paid top-up (card or HUSD, even one refunded since) may redeem it
+                     * @default false
+                     */
+                    first_top_up_only?: boolean;
+                };
+            };
+        };
+        responses: {
+            /** @description The same code with the same terms, made before */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromoCode"];
+                };
+            };
+            /** @description The promo code */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromoCode"];
+                };
+            };
+            /** @description Invalid request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Missing, malformed, unknown or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Key of the wrong scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Idempotency key reused for a different request */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    deactivatePromoCode: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The promo code, deactivated */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromoCode"];
                 };
             };
             /** @description Invalid request (`invalid_request`, `invalid_json`) */

@@ -27,6 +27,13 @@ export const ErrorCodes = {
   transaction_not_found: { status: 422, type: "invalid_request_error" },
   no_deposit_in_transaction: { status: 422, type: "invalid_request_error" },
   too_many_logs: { status: 422, type: "invalid_request_error" },
+  // Redeeming a promo code (POST /v1/billing/promo-codes/redeem).
+  unknown_promo_code: { status: 422, type: "invalid_request_error" },
+  promo_code_expired: { status: 422, type: "invalid_request_error" },
+  promo_code_inactive: { status: 422, type: "invalid_request_error" },
+  promo_code_exhausted: { status: 422, type: "invalid_request_error" },
+  promo_code_first_top_up_only: { status: 422, type: "invalid_request_error" },
+  promo_code_already_redeemed: { status: 409, type: "invalid_request_error" },
   rate_limited: { status: 429, type: "rate_limit_error" },
   not_configured: { status: 503, type: "api_error" },
   upstream_unavailable: { status: 503, type: "api_error" },

@@ -54,7 +54,9 @@ export type IdPrefix =
   | "rnw"
   | "ntc"
   | "wh"
-  | "dlv";
+  | "dlv"
+  | "promo"
+  | "prr";
 
 /** IDs carry their kind (`org_…`, `hold_…`) so a misplaced one is obvious in logs and errors. */
 export function newId(prefix: IdPrefix): string {

@@ -24,3 +24,6 @@ alter default privileges in schema billing grant usage on sequences to hanzo_app
 -- The webhook delivery log is append-only too (src/db/functions/events.sql: billing_events is
 -- updated only to mark its fan-out).
 revoke update on webhook_attempts from hanzo_app;
+
+-- A promo code's redemptions are facts (the grant names its row): added, never changed.
+revoke update on promo_redemptions from hanzo_app;

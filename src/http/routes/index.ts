@@ -13,6 +13,11 @@ import { registerLinkProcessorCustomer } from "./admin/link-processor-customer.j
 import { registerRevokeKey } from "./admin/revoke-key.js";
 import { registerSetInvoiceStatus } from "./admin/set-invoice-status.js";
 import { registerSubscribe } from "./admin/subscribe.js";
+import { registerCreatePromoCode } from "./admin/create-promo-code.js";
+import { registerDeactivatePromoCode } from "./admin/deactivate-promo-code.js";
+import { registerListPromoCodes } from "./admin/list-promo-codes.js";
+import { registerListGrants } from "./billing/list-grants.js";
+import { registerRedeemPromoCode } from "./billing/redeem-promo-code.js";
 import { registerCreatePaymentMethodSetup } from "./billing/create-payment-method-setup.js";
 import { registerCreateOrgKey } from "./billing/create-org-key.js";
 import { registerCreateTopup } from "./billing/create-topup.js";
@@ -93,6 +98,8 @@ export const routes: readonly RegisterRoute[] = [
   registerListKeys,
   registerCreateOrgKey,
   registerRevokeOrgKey,
+  registerListGrants,
+  registerRedeemPromoCode,
   // husd (org key)
   registerGetDepositAddress,
   registerRecordTopup,
@@ -116,6 +123,9 @@ export const routes: readonly RegisterRoute[] = [
   registerCloseCycles,
   registerSetInvoiceStatus,
   registerCreateAdjustment,
+  registerCreatePromoCode,
+  registerListPromoCodes,
+  registerDeactivatePromoCode,
   // meta: not in the OpenAPI document
   registerHealthz,
   registerReadyz,

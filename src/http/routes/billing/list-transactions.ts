@@ -10,7 +10,13 @@ import { Cursor, errorResponses, jsonResponse, Limit } from "../../schemas.js";
 export const LedgerTransaction = z
   .object({
     id: z.string(),
-    kind: z.string().openapi({ example: "grant" }),
+    kind: z.string().openapi({
+      example: "grant",
+      description:
+        "What moved the money: grant (an operator's or a plan's credits), promo_credit (a promo code redeemed), " +
+        "referral_credit, referral_clawback, credit_note (credits from a credit note), grant_expiry, card_topup, " +
+        "husd_deposit, hold, hold_expiry, usage, invoice_settlement, reversal. New kinds may appear: show unknown ones as they are.",
+    }),
     amount: z.number().openapi({ description: "Net effect on the balance, USD (negative for spending)" }),
     amount_usd: z.string(),
     amount_nano_usd: z.string(),
