@@ -1,6 +1,5 @@
 import { serve } from "@hono/node-server";
 import { systemClock } from "../src/clock.js";
-import { Redis } from "ioredis";
 import { KeyCache } from "../src/billing/api-keys.js";
 import { Metering } from "../src/billing/metering.js";
 import { createChainClient } from "../src/chain/client.js";
@@ -11,8 +10,16 @@ import { createApp } from "../src/http/app.js";
 import { RateLimiter } from "../src/http/middleware/rate-limiter.js";
 import { createLogger } from "../src/observability/logger.js";
 import { createMetrics } from "../src/observability/metrics.js";
-import { checkDatabase, checkRedis, loadConfigOrExit, preflightOrExit, redactPassword } from "../src/ops/preflight.js";
-import { RedisHealth, redisRetryStrategy } from "../src/ops/redis-health.js";
+import {
+  awaitRedisCluster,
+  checkDatabase,
+  checkRedis,
+  loadConfigOrExit,
+  preflightOrExit,
+  redactPassword,
+} from "../src/ops/preflight.js";
+import { createRedisClient } from "../src/ops/redis-client.js";
+import { RedisHealth } from "../src/ops/redis-health.js";
 import { onShutdown } from "../src/ops/shutdown.js";
 import { enqueueAlerts } from "../src/jobs/enqueue.js";
 import { createQueues } from "../src/jobs/queues.js";
@@ -21,9 +28,11 @@ const config = loadConfigOrExit("api");
 // A database that is down, missing or unmigrated, or a Redis that is down: one line naming the
 // variable and the fix, exit 1.
 await preflightOrExit("api", [checkDatabase(config.DATABASE_URL, { migrated: true }), checkRedis(config.REDIS_URL)]);
+// A cluster with a node down is not a reason to exit: say which node, and wait for the cluster.
+await awaitRedisCluster("api", config.REDIS_URL);
 const logger = createLogger("api", config.LOG_LEVEL);
 const sql = createSql(config.DATABASE_URL, { max: config.DATABASE_POOL_MAX, applicationName: "hanzo-api" });
-const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null, retryStrategy: redisRetryStrategy });
+const redis = createRedisClient(config.REDIS_URL);
 const redisHealth = new RedisHealth(logger, redactPassword(config.REDIS_URL)).watch(redis);
 const queues = createQueues(redis, config.REDIS_PREFIX);
 for (const queue of queues.all()) redisHealth.watchErrors(queue, `queue ${queue.name}`);

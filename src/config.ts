@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { parseRedisUrl, RedisUrlError } from "./redis-url.js";
 import { APP_LOGIN, INDEXER_LOGIN, OWNER_LOGIN, withUser } from "./db/roles.js";
 
 /** What an API key looks like, for authentication and ADMIN_API_KEY alike: `hk-` and 16-128 characters. */
@@ -30,9 +31,31 @@ export const Config = z.object({
     .string()
     .regex(/^[a-z_][a-z0-9_]*$/)
     .default("husd_indexer"),
-  REDIS_URL: z.url().default("redis://127.0.0.1:6379"),
-  /** Key prefix for every BullMQ queue, so several deployments (or test files) can share one Redis. */
-  REDIS_PREFIX: z.string().min(1).default("hanzo"),
+  /**
+   * One Redis (`redis://host:port`) or a Redis Cluster's seed nodes (`redis-cluster://host:port,host:port,…`
+   * or several `redis://` URLs separated by commas): src/redis-url.ts.
+   */
+  REDIS_URL: z
+    .string()
+    .default("redis://127.0.0.1:6379")
+    .superRefine((value, ctx) => {
+      try {
+        parseRedisUrl(value);
+      } catch (err) {
+        if (!(err instanceof RedisUrlError)) throw err;
+        ctx.addIssue({ code: "custom", message: err.message });
+      }
+    }),
+  /**
+   * Key prefix for every BullMQ queue, so several deployments (or test files) can share one Redis.
+   * BullMQ's keys are `{REDIS_PREFIX}:<queue>:…`: the braces are a Redis Cluster hash tag, so every
+   * key of every queue (and the rate limiter's) hashes to one slot, as BullMQ's scripts need.
+   */
+  REDIS_PREFIX: z
+    .string()
+    .min(1)
+    .regex(/^[^{}]+$/, "must not contain { or }: it is written inside the hash tag {REDIS_PREFIX}")
+    .default("hanzo"),
   HOST: z.string().default("127.0.0.1"),
   PORT: z.coerce.number().int().min(0).max(65535).default(3000),
   /** Bootstraps operators: a key with admin scope that is not stored in the database. */

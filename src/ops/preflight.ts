@@ -3,6 +3,7 @@ import postgres from "postgres";
 import { ConfigError, type Config, loadConfig } from "../config.js";
 import { APP_SCHEMA } from "../db/client.js";
 import { readMigrations } from "../db/migrate.js";
+import { nodeKey, parseRedisUrl, redactCredentials, type RedisTarget } from "../redis-url.js";
 
 export const START_POSTGRES = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start";
 
@@ -102,14 +103,26 @@ async function pendingMigrations(sql: postgres.Sql): Promise<string[]> {
   return known.map((m) => m.version).filter((v) => !applied.has(v));
 }
 
-/** REDIS_URL before a process starts: one line naming the variable and the fix, or undefined. */
+/**
+ * REDIS_URL before a process starts: one line naming the variable and the fix, or undefined. A
+ * cluster is not judged here (a node down is for a failover to fix, not a reason to exit):
+ * `awaitRedisCluster` waits for it after the other checks.
+ */
 export async function checkRedis(url: string): Promise<string | undefined> {
+  if (parseRedisUrl(url).kind === "cluster") return undefined;
   const problem = await pingRedis(url);
   if (!problem) return undefined;
   return `REDIS_URL: Redis does not answer at ${redactPassword(url)} (${problem}); start it (${startRedisCommand(url)}) or set REDIS_URL to a running server`;
 }
 
 async function pingRedis(url: string): Promise<string | undefined> {
+  const target = parseRedisUrl(url);
+  if (target.kind === "cluster") {
+    const probes = await probeClusterSeeds(target);
+    return probes.some((p) => p.problem === undefined)
+      ? undefined
+      : probes.map((p) => `${p.node}: ${p.problem}`).join("; ");
+  }
   const redis = new Redis(url, {
     lazyConnect: true,
     connectTimeout: 3000,
@@ -129,6 +142,90 @@ async function pingRedis(url: string): Promise<string | undefined> {
     return cause ?? (err as Error).message;
   } finally {
     redis.disconnect();
+  }
+}
+
+type SeedProbe = { node: string; problem?: string };
+
+/** Asks every seed node of a cluster for CLUSTER INFO: which answer with cluster_state:ok, and why the others do not. */
+export async function probeClusterSeeds(target: Extract<RedisTarget, { kind: "cluster" }>): Promise<SeedProbe[]> {
+  return Promise.all(
+    target.nodes.map(async (node): Promise<SeedProbe> => {
+      const redis = new Redis({
+        host: node.host,
+        port: node.port,
+        username: target.username,
+        password: target.password,
+        ...(target.tls ? { tls: {} } : {}),
+        lazyConnect: true,
+        connectTimeout: 3000,
+        maxRetriesPerRequest: 0,
+        retryStrategy: () => null,
+      });
+      let cause: string | undefined;
+      redis.on("error", (err: Error) => {
+        cause ??= err.message;
+      });
+      try {
+        await redis.connect();
+        const info = String(await redis.call("CLUSTER", "INFO"));
+        const state = /cluster_state:(\w+)/.exec(info)?.[1];
+        if (state === "ok") return { node: nodeKey(node) };
+        return {
+          node: nodeKey(node),
+          problem: `answers cluster_state:${state ?? "?"} (slots without a live master, or the cluster was never created: redis-cli --cluster create)`,
+        };
+      } catch (err) {
+        const message = cause ?? (err as Error).message;
+        if (/cluster support disabled/i.test(message)) {
+          return {
+            node: nodeKey(node),
+            problem: "is a Redis without cluster mode; name it as redis://host:port instead",
+          };
+        }
+        return { node: nodeKey(node), problem: `does not answer (${message})` };
+      } finally {
+        redis.disconnect();
+      }
+    }),
+  );
+}
+
+/**
+ * When REDIS_URL names a cluster: waits until one of its seed nodes answers cluster_state:ok,
+ * saying on stderr which seeds do not and why (again when that changes, or every 30 s), retrying
+ * 1 s, 2 s … up to 10 s apart, instead of exiting (and being restarted in a loop by a supervisor,
+ * telling nothing). Seeds that stay down while the cluster is usable are named once, and the
+ * process starts with the others. Nothing to do for one Redis (checkRedis has judged it).
+ */
+export async function awaitRedisCluster(
+  processName: string,
+  url: string,
+  opts: { write?: (line: string) => void; maxDelayMs?: number } = {},
+): Promise<void> {
+  const target = parseRedisUrl(url);
+  if (target.kind !== "cluster") return;
+  const write = opts.write ?? ((line: string) => process.stderr.write(`${line}\n`));
+  let lastSaid = "";
+  let saidAt = 0;
+  for (let attempt = 0; ; attempt++) {
+    const probes = await probeClusterSeeds(target);
+    const down = probes.filter((p) => p.problem !== undefined);
+    const usable = down.length < probes.length;
+    const problems = down.map((p) => `seed ${p.node} ${p.problem}`).join("; ");
+    if (usable) {
+      if (down.length > 0) write(`${processName}: REDIS_URL: ${problems}; starting with the other seeds`);
+      return;
+    }
+    const delay = Math.min(1000 * 2 ** attempt, opts.maxDelayMs ?? 10_000);
+    if (problems !== lastSaid || Date.now() - saidAt >= 30_000) {
+      write(
+        `${processName} waiting for the Redis Cluster in REDIS_URL: ${problems}; retrying every ${Math.round(delay / 1000)} s or so`,
+      );
+      lastSaid = problems;
+      saidAt = Date.now();
+    }
+    await new Promise((resolve) => setTimeout(resolve, delay));
   }
 }
 
@@ -167,10 +264,11 @@ function databaseName(url: string): string {
 /** The URL with its password masked, for messages and logs. */
 export function redactPassword(url: string): string {
   try {
+    if (url.includes(",")) return redactCredentials(url); // a cluster's seed list is not one URL
     const u = new URL(url);
     if (u.password) u.password = "***";
     return u.toString();
   } catch {
-    return url;
+    return redactCredentials(url);
   }
 }

@@ -1,4 +1,4 @@
-import type { Redis, RedisOptions } from "ioredis";
+import type { Cluster, Redis, RedisOptions } from "ioredis";
 import type { Logger } from "pino";
 
 /**
@@ -17,7 +17,10 @@ export function isConnectionError(err: unknown): boolean {
     ["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EHOSTUNREACH", "ENOTFOUND", "EPIPE", "EAI_AGAIN"].includes(e.code)
   )
     return true;
-  return /connect ETIMEDOUT|Connection is closed|Stream isn't writeable|ECONNREFUSED|ECONNRESET/i.test(e.message ?? "");
+  // The cluster client's: no seed answers, no slot map, or a command that outlived a failover.
+  return /connect ETIMEDOUT|Connection is closed|Stream isn't writeable|ECONNREFUSED|ECONNRESET|None of startup nodes is available|Failed to refresh slots cache|CLUSTERDOWN|Too many Cluster redirections/i.test(
+    e.message ?? "",
+  );
 }
 
 type ErrorEmitter = { on(event: "error", listener: (err: Error) => void): unknown };
@@ -30,7 +33,9 @@ type ErrorEmitter = { on(event: "error", listener: (err: Error) => void): unknow
 export class RedisHealth {
   private state: "unknown" | "up" | "down" = "unknown";
   private since = Date.now();
-  private readonly clients: Redis[] = [];
+  private readonly clients: (Redis | Cluster)[] = [];
+  /** Cluster nodes this process cannot reach, by host:port: told once each, forgotten when the slot map drops them. */
+  private readonly downNodes = new Map<string, Cluster>();
 
   constructor(
     private readonly logger: Logger,
@@ -39,16 +44,65 @@ export class RedisHealth {
 
   /** Up when no connection error was seen since the last `ready` and every watched client is connected now. */
   get up(): boolean {
-    return this.state === "up" && this.clients.every((c) => c.status === "ready");
+    return this.state === "up" && this.clients.every((c) => c.status === "ready") && !this.mastersDown();
+  }
+
+  /** A master this process cannot reach still holds slots: their commands wait (a failover is due). */
+  private mastersDown(): boolean {
+    for (const [key, cluster] of this.downNodes) {
+      if (cluster.nodes("master").some((n) => `${n.options.host}:${n.options.port}` === key)) return true;
+      this.downNodes.delete(key);
+    }
+    return false;
   }
 
   /** The client's own events decide the state: `ready` is up, a connection error is down (logged once). */
-  watch(client: Redis): this {
+  watch(client: Redis | Cluster): this {
     this.clients.push(client);
     if (client.status === "ready") this.markUp();
     client.on("ready", () => this.markUp());
     client.on("error", (err: Error) => this.onError(err, "redis client"));
+    if ((client as Cluster).isCluster) this.watchClusterNodes(client as Cluster);
     return this;
+  }
+
+  /**
+   * A cluster client stays `ready` while one node is gone: each node that stops answering is one
+   * error line naming it, and the slot map's refresh after a failover (the node no longer a
+   * master) is one info line. A cluster-wide error (no slot map) is up again at the next refresh.
+   */
+  private watchClusterNodes(cluster: Cluster) {
+    cluster.on("node error", (err: Error, key: string) => {
+      if (!isConnectionError(err)) return this.logger.error({ err, redis_node: key }, "redis cluster node error");
+      if (this.downNodes.has(key)) return;
+      this.downNodes.set(key, cluster);
+      this.logger.error(
+        { redis: this.where, redis_node: key, reason: err.message },
+        "redis cluster node unreachable: commands for its slots wait until it is back or a replica takes over",
+      );
+    });
+    cluster.on("-node", (node: Redis) => {
+      const key = `${node.options.host}:${node.options.port}`;
+      if (this.downNodes.delete(key)) {
+        this.logger.info({ redis: this.where, redis_node: key }, "redis cluster node left the slot map (failed over)");
+      }
+    });
+    cluster.on("refresh", () => {
+      if (cluster.status === "ready") this.markUp();
+    });
+    // A command that failed during a failover marks the state down, and a cluster client emits no
+    // `ready` after it: a PING that answers (and no master unreachable) is the way back up.
+    const recheck = setInterval(() => {
+      if (this.state !== "down" || cluster.status !== "ready") return;
+      cluster
+        .ping()
+        .then(() => {
+          if (!this.mastersDown()) this.markUp();
+        })
+        .catch(() => {});
+    }, 2_000);
+    recheck.unref();
+    cluster.once("end", () => clearInterval(recheck));
   }
 
   /** Queues and workers re-emit their connections' errors: those count here, other errors are logged as they come. */

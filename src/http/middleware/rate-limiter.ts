@@ -1,4 +1,4 @@
-import type { Redis } from "ioredis";
+import type { Cluster, Redis } from "ioredis";
 import type { Logger } from "pino";
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, RLWrapperTimeouts } from "rate-limiter-flexible";
 import type { KeyScope } from "../../billing/api-keys.js";
@@ -51,15 +51,22 @@ type Limiters = {
  * gets at most N times its limit. A warning is logged every 10 s while this lasts.
  */
 export class RateLimiter {
-  readonly #redis: Redis;
+  readonly #redis: Redis | Cluster;
   readonly #prefix: string;
   readonly #logger: Logger | undefined;
   readonly #limiters = new Map<string, Limiters>();
   #warnedAt = Number.NEGATIVE_INFINITY;
   #redisDownUntil = Number.NEGATIVE_INFINITY;
 
-  /** `prefix` is REDIS_PREFIX: keys are `{prefix}:rl:<rule>:<bucket>`, in the queues' hash slot. */
-  constructor(redis: Redis, prefix: string, opts: { logger?: Logger; timeoutMs?: number; retryAfterMs?: number } = {}) {
+  /**
+   * `prefix` is REDIS_PREFIX: keys are `{prefix}:rl:<rule>:<bucket>`, in the queues' hash slot. Each
+   * count is one script on one key, so a Redis Cluster client works as one Redis does.
+   */
+  constructor(
+    redis: Redis | Cluster,
+    prefix: string,
+    opts: { logger?: Logger; timeoutMs?: number; retryAfterMs?: number } = {},
+  ) {
     this.#redis = redis;
     this.#prefix = prefix;
     this.#logger = opts.logger;

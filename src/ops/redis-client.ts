@@ -1,0 +1,47 @@
+import { Cluster, Redis } from "ioredis";
+import { parseRedisUrl } from "../redis-url.js";
+import { redisRetryStrategy } from "./redis-health.js";
+
+/** What the API, the workers and the rate limiter talk to: one Redis, or a Redis Cluster. */
+export type RedisClient = Redis | Cluster;
+
+/**
+ * How long a command may ride out a cluster's failover before it fails: a master that stops is
+ * replaced after `cluster-node-timeout` (15 s by default) and an election; meanwhile its slots
+ * answer CLUSTERDOWN or refuse connections, and ioredis retries every 500 ms, up to 120 times (60 s).
+ */
+const FAILOVER_RETRY_DELAY_MS = 500;
+const FAILOVER_MAX_REDIRECTIONS = 120;
+
+/**
+ * The client REDIS_URL names, as every process makes it: commands wait while the connection is
+ * re-made (`maxRetriesPerRequest: null`, which BullMQ's blocking workers require), reconnection
+ * backs off up to 5 s apart. A cluster gets ioredis' Cluster client with the same settings for
+ * each node, and rides out a failover (CLUSTERDOWN, a refused connection to a stopped master) by
+ * retrying against the refreshed slot map instead of failing the command at once.
+ */
+export function createRedisClient(url: string): RedisClient {
+  const target = parseRedisUrl(url);
+  if (target.kind === "single") {
+    return new Redis(target.url, { maxRetriesPerRequest: null, retryStrategy: redisRetryStrategy });
+  }
+  return new Cluster(target.nodes, {
+    // Not retryStrategy here: the node connections' default (none) lets a stopped node go, and the
+    // slot map, refreshed on the next MOVED or refused connection, names its successor.
+    redisOptions: {
+      maxRetriesPerRequest: null,
+      username: target.username,
+      password: target.password,
+      ...(target.tls ? { tls: {} } : {}),
+    },
+    clusterRetryStrategy: redisRetryStrategy,
+    retryDelayOnFailover: FAILOVER_RETRY_DELAY_MS,
+    retryDelayOnClusterDown: FAILOVER_RETRY_DELAY_MS,
+    retryDelayOnTryAgain: FAILOVER_RETRY_DELAY_MS,
+    maxRedirections: FAILOVER_MAX_REDIRECTIONS,
+    slotsRefreshTimeout: 3_000,
+  });
+}
+
+export const isCluster = (client: RedisClient): client is Cluster =>
+  (client as { isCluster?: boolean }).isCluster === true;
