@@ -49,10 +49,7 @@ export class RedisHealth {
 
   /** A master this process cannot reach still holds slots: their commands wait (a failover is due). */
   private mastersDown(): boolean {
-    for (const [key, cluster] of this.downNodes) {
-      if (cluster.nodes("master").some((n) => `${n.options.host}:${n.options.port}` === key)) return true;
-      this.downNodes.delete(key);
-    }
+    for (const [key, cluster] of this.downNodes) if (servesSlots(cluster, key)) return true;
     return false;
   }
 
@@ -81,13 +78,18 @@ export class RedisHealth {
         "redis cluster node unreachable: commands for its slots wait until it is back or a replica takes over",
       );
     });
-    cluster.on("-node", (node: Redis) => {
-      const key = `${node.options.host}:${node.options.port}`;
-      if (this.downNodes.delete(key)) {
-        this.logger.info({ redis: this.where, redis_node: key }, "redis cluster node left the slot map (failed over)");
-      }
-    });
+    // Forgotten (and told) once the slot map no longer names it a master: a replica took over.
+    // Its connection being dropped from the pool ("-node") is not that: the next command for its
+    // slots makes a new one, which fails again.
     cluster.on("refresh", () => {
+      for (const [key, owner] of this.downNodes) {
+        if (owner !== cluster || servesSlots(cluster, key)) continue;
+        this.downNodes.delete(key);
+        this.logger.info(
+          { redis: this.where, redis_node: key },
+          "redis cluster node no longer serves slots (failed over)",
+        );
+      }
       if (cluster.status === "ready") this.markUp();
     });
     // A command that failed during a failover marks the state down, and a cluster client emits no
@@ -133,4 +135,10 @@ export class RedisHealth {
       "redis is down: reconnecting with backoff (up to 5 s apart); /readyz answers 503 until it is back",
     );
   }
+}
+
+/** Whether the cluster's slot map (as this client last read it) names `key` as the master of any slot. */
+function servesSlots(cluster: Cluster, key: string): boolean {
+  const slots = (cluster as unknown as { slots: (string[] | undefined)[] }).slots;
+  return slots.some((nodes) => nodes?.[0] === key);
 }
