@@ -136,6 +136,11 @@ describe("queues on a Redis Cluster, through a master's failover", () => {
       timeoutMs: 180_000,
       intervalMs: 250,
       what: `all ${deposits} deposits credited after the failover`,
+    }).catch(async (err: Error) => {
+      // What was left, and what the workers said last: enough to tell a stuck worker from a slow machine.
+      const states = await db.sql`select state, count(*)::int as n from husd_deposits group by state`;
+      const tails = workers.map((w, i) => `worker ${i}:\n${w.output().slice(-2500)}`).join("\n");
+      throw new Error(`${err.message}; deposits by state ${JSON.stringify(states)}\n${tails}`);
     });
     const undelivered = async () => {
       const [row] = await db.sql`select
