@@ -5,6 +5,7 @@ import { at, createBillingContext } from "../src/billing/context.js";
 import { loadCatalog } from "../src/billing/load-catalog.js";
 import { grantCredits } from "../src/billing/grants.js";
 import { createOrganization } from "../src/billing/organizations.js";
+import { MAX_BUDGET_LIMIT_NANO_USD } from "../src/billing/budgets.js";
 import { createSql } from "../src/db/client.js";
 import { migrate } from "../src/db/migrate.js";
 import { cpuMicros, runLoadGenerator, startBench, stopProcess } from "./support.js";
@@ -58,10 +59,35 @@ await sql.end();
 // A variant may end in `/-depleted`: the balance.depleted statement trigger on ledger_entries
 // (src/db/functions/events.sql) is disabled in the bench's database while it runs, to measure
 // what the trigger costs the metering path (e.g. `on,on/-depleted,on,on/-depleted`).
-const variants = (process.env.BENCH_RATE_LIMITS ?? "on").split(",").map((v) => v.trim());
-for (const v of variants)
+const rateLimitVariants = (process.env.BENCH_RATE_LIMITS ?? "on").split(",").map((v) => v.trim());
+for (const v of rateLimitVariants)
   if (!/^(on|off)(\/-depleted)?$/.test(v))
     throw new Error(`BENCH_RATE_LIMITS: "${v}" is neither on nor off (optionally with /-depleted)`);
+/**
+ * BENCH_BUDGETS=off,on (or off,on,off,on) is the A/B of budgets instead: every variant runs with
+ * the first BENCH_RATE_LIMITS setting, and `on` gives every organization (the hot one and the
+ * 1,000) a hard org-scope budget of 10,000,000 USD a month, never reached, so each batch does all
+ * the budget work (phase 1's probe finds one, phase 3b adds to its counter, phase 4 checks it);
+ * `off` deletes them (deleted_at), leaving phase 1's probe only, as for an org that never had one.
+ */
+const budgetVariants = process.env.BENCH_BUDGETS?.split(",").map((v) => v.trim());
+for (const v of budgetVariants ?? [])
+  if (v !== "on" && v !== "off") throw new Error(`BENCH_BUDGETS: "${v}" is neither on nor off`);
+type Variant = { limits: string; budgets: "on" | "off" };
+const variants: Variant[] = budgetVariants
+  ? budgetVariants.map((b) => ({ limits: rateLimitVariants[0] ?? "on", budgets: b as "on" | "off" }))
+  : rateLimitVariants.map((limits) => ({ limits, budgets: "off" }));
+
+async function setBudgets(on: boolean) {
+  const admin = createSql(bench.databaseUrl, { max: 1 });
+  await admin`update budgets set deleted_at = now() where deleted_at is null`;
+  if (on)
+    await admin`
+      insert into budgets (id, org_id, scope, limit_amount, enforcement, created_at, updated_at)
+      select 'bud_bench_' || md5(random()::text), id, 'org', ${MAX_BUDGET_LIMIT_NANO_USD}, 'hard', now(), now()
+      from organizations`;
+  await admin.end();
+}
 
 type LoadResult = {
   mode: string;
@@ -78,7 +104,14 @@ type LoadResult = {
   cpu_us?: { api: number; pg: number; redis: number; loadgen: number; other_busy_pct: number };
   rss_mb?: number;
 };
-type VariantResult = { limits: string; hot: LoadResult; many: LoadResult; ingest: LoadResult; rss_mb: number };
+type VariantResult = {
+  limits: string;
+  budgets: string;
+  hot: LoadResult;
+  many: LoadResult;
+  ingest: LoadResult;
+  rss_mb: number;
+};
 
 // CPU accounting: CPU time of the API process, of every PostgreSQL backend of the bench database
 // and of the bench's Redis, read from /proc around each load, so a figure survives other work
@@ -96,7 +129,8 @@ const loads = (process.env.BENCH_LOADS ?? "hot,many,ingest").split(",");
 const skipped: LoadResult = { mode: "skipped", per_s: 0, p50_ms: 0, p99_ms: 0, ok: 0, failed: 0, requests: 0 };
 let analyzed = false;
 
-async function runVariant(limits: string): Promise<VariantResult> {
+async function runVariant({ limits, budgets }: Variant): Promise<VariantResult> {
+  await setBudgets(budgets === "on");
   const toggle = createSql(bench.databaseUrl, { max: 1 });
   await toggle.unsafe(
     `alter table ledger_entries ${limits.endsWith("/-depleted") ? "disable" : "enable"} trigger ledger_entries_depleted_event`,
@@ -141,7 +175,7 @@ async function runVariant(limits: string): Promise<VariantResult> {
       seconds: SECONDS,
       concurrency,
       batch,
-      tag: `${tag}-${limits}-${Date.now()}`,
+      tag: `${tag}-${limits}-${budgets}-${Date.now()}`,
     });
     const after = await ourTicks();
     const machine = machineTicks();
@@ -163,7 +197,7 @@ async function runVariant(limits: string): Promise<VariantResult> {
     };
   }
 
-  console.log(`rate limits ${limits}: warming up…`);
+  console.log(`rate limits ${limits}, budgets ${budgets}: warming up…`);
   await load("pairs", many, concurrency).catch(() => undefined);
   // This cluster runs with autovacuum off (CI config). In production autovacuum analyzes the
   // tables the warm-up just filled, which also invalidates plans cached while they were empty.
@@ -174,7 +208,7 @@ async function runVariant(limits: string): Promise<VariantResult> {
     await admin.end();
     analyzed = true;
   }
-  console.log(`rate limits ${limits}: running ${SECONDS}s per load…`);
+  console.log(`rate limits ${limits}, budgets ${budgets}: running ${SECONDS}s per load…`);
   const hot = loads.includes("hot") ? await load("pairs", [hotOrg.id], concurrency, 1, "hot") : skipped;
   const manyPairs = loads.includes("many") ? await load("pairs", many, concurrency, 1, "many") : skipped;
   const ingest = loads.includes("ingest")
@@ -188,18 +222,18 @@ async function runVariant(limits: string): Promise<VariantResult> {
     : skipped;
   clearInterval(rssTimer);
   await stopProcess(api.child);
-  return { limits, hot, many: manyPairs, ingest, rss_mb: maxRssMb };
+  return { limits, budgets, hot, many: manyPairs, ingest, rss_mb: maxRssMb };
 }
 
 const results: VariantResult[] = [];
-for (const limits of variants) results.push(await runVariant(limits));
+for (const variant of variants) results.push(await runVariant(variant));
 await monitor.end();
 if (process.env.BENCH_KEEP_DB) console.log(`kept database ${bench.databaseUrl}`);
 else await bench.cleanup();
 
 const f = (n: number) => n.toFixed(1).padStart(10);
 console.log(
-  "\nlimits        load                      per second    p50 ms    p99 ms   ok / failed    CPU µs per pair/event: API   PG     Redis  load gen  API RSS MB  (other work on the machine)",
+  "\nlimits/budgets load                      per second    p50 ms    p99 ms   ok / failed    CPU µs per pair/event: API   PG     Redis  load gen  API RSS MB  (other work on the machine)",
 );
 for (const v of results) {
   for (const [name, r] of [
@@ -212,7 +246,7 @@ for (const v of results) {
       ? `${f(r.cpu_us.api)}${f(r.cpu_us.pg)}${f(r.cpu_us.redis)}${f(r.cpu_us.loadgen)}${f(r.rss_mb ?? 0)}   (${r.cpu_us.other_busy_pct.toFixed(0)}% busy)`
       : "";
     console.log(
-      `${v.limits.padEnd(14)}${name.padEnd(26)}${f(r.per_s)}${f(r.p50_ms)}${f(r.p99_ms)}   ${`${r.ok} / ${r.failed}`.padEnd(14)}${cpu}`,
+      `${`${v.limits}/${v.budgets}`.padEnd(14)}${name.padEnd(26)}${f(r.per_s)}${f(r.p50_ms)}${f(r.p99_ms)}   ${`${r.ok} / ${r.failed}`.padEnd(14)}${cpu}`,
     );
   }
 }
@@ -232,6 +266,12 @@ const summary = (v: VariantResult) => {
     cpu_us_per_unit: { hot: v.hot.cpu_us, many: v.many.cpu_us, ingest: v.ingest.cpu_us },
   };
 };
-if (results.length === 1) console.log(JSON.stringify({ rate_limits: results[0]!.limits, ...summary(results[0]!) }));
-else console.log(JSON.stringify({ variants: results.map((v) => ({ rate_limits: v.limits, ...summary(v) })) }));
+if (results.length === 1)
+  console.log(
+    JSON.stringify({ rate_limits: results[0]!.limits, budgets: results[0]!.budgets, ...summary(results[0]!) }),
+  );
+else
+  console.log(
+    JSON.stringify({ variants: results.map((v) => ({ rate_limits: v.limits, budgets: v.budgets, ...summary(v) })) }),
+  );
 if (process.env.BENCH_KEEP_DB) process.exit(0);

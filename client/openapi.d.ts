@@ -543,6 +543,56 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/billing/budgets": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List the organization's budgets
+         * @description Requires an org key; acts on that key's organization.
+         *
+         *     Any of the organization's keys may list its budgets (read-only keys too), each with this period's spend (the metered usage recorded this calendar month, UTC), what live holds in its scope hold, and what remains.
+         */
+        get: operations["listBudgets"];
+        /**
+         * Create or change the budget of the organization, a project or a key
+         * @description Requires an org key; acts on that key's organization.
+         *
+         *     Needs the keys:write permission (the keys that manage the organization's keys manage its budgets). Sets the monthly budget of one target: the organization, a project, or one of its keys (another organization's key or an unknown one is 422 unknown_api_key). A new budget counts the spend already recorded this period. Changing the limit re-arms the period's threshold events. At most 100 budgets per organization (409 conflict beyond).
+         */
+        put: operations["setBudget"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/billing/budgets/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Delete one of the organization's budgets
+         * @description Requires an org key; acts on that key's organization.
+         *
+         *     Needs the keys:write permission. The budget stops applying at once. Another organization's budget, an unknown or an already deleted one is 404.
+         */
+        delete: operations["deleteBudget"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/billing/husd/deposit-address": {
         parameters: {
             query?: never;
@@ -1235,6 +1285,28 @@ export interface webhooks {
         patch?: never;
         trace?: never;
     };
+    "budget.threshold_reached": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * budget.threshold_reached
+         * @description A budget's spend this period reached 80 % or 100 % of its monthly limit (once each per budget, period and limit).
+         *
+         *     Signed per the Standard Webhooks specification: verify `webhook-signature` over `{webhook-id}.{webhook-timestamp}.{body}` with the endpoint's secret (e.g. the `standardwebhooks` package). Delivered at least once: the same event may arrive again with the same `webhook-id`. Answer 2xx within 10 s.
+         */
+        post: operations["event_budget_threshold_reached"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "webhook_endpoint.disabled": {
         parameters: {
             query?: never;
@@ -1378,6 +1450,31 @@ export interface components {
             amount_nano_usd: string;
             failure_code: string;
         };
+        /** @description A budget's spend this period reached 80 % or 100 % of its monthly limit (once each per budget, period and limit). */
+        BudgetThresholdEvent: {
+            budget_id: string;
+            /** @enum {string} */
+            scope: "org" | "project" | "key";
+            /** @description The organization id, the project, or the API key id */
+            target: string;
+            /** @enum {string} */
+            enforcement: "hard" | "soft";
+            /** @description Percent of the limit reached */
+            threshold: 80 | 100;
+            /**
+             * @description The budget period, YYYY-MM (calendar month, UTC)
+             * @example 2026-12
+             */
+            period: string;
+            period_start: string;
+            period_end: string;
+            limit: number;
+            limit_usd: string;
+            limit_nano_usd: string;
+            spent: number;
+            spent_usd: string;
+            spent_nano_usd: string;
+        };
         /** @description A webhook endpoint failed for five days and was disabled. */
         WebhookEndpointDisabledEvent: {
             webhook_id: string;
@@ -1464,6 +1561,25 @@ export interface components {
                 request_id: string;
                 /** @description The request field at fault, when there is one. */
                 param?: string;
+                /** @description 402 `spend_limit_reached` only: the hard budget that refused, its monthly limit, the period's spend and what live holds in its scope hold */
+                budget?: {
+                    id: string;
+                    /** @enum {string} */
+                    scope: "org" | "project" | "key";
+                    /** @description The organization id, the project, or the API key id */
+                    target: string;
+                    limit: number;
+                    limit_usd: string;
+                    limit_nano_usd: string;
+                    spent: number;
+                    spent_usd: string;
+                    spent_nano_usd: string;
+                    held: number;
+                    held_usd: string;
+                    held_nano_usd: string;
+                    period_start: string;
+                    period_end: string;
+                };
             };
         };
         /**
@@ -1880,7 +1996,7 @@ export interface components {
             /** @example evt_4QyK2m9TbX1sVnE8aLcR0w */
             id: string;
             /** @enum {string} */
-            type: "balance.low" | "balance.depleted" | "deposit.seen" | "deposit.credited" | "deposit.orphaned" | "deposit.reversed" | "topup.succeeded" | "topup.failed" | "credit.granted" | "auto_topup.disabled" | "invoice.issued" | "invoice.paid" | "invoice.payment_failed" | "webhook_endpoint.disabled" | "test.ping";
+            type: "balance.low" | "balance.depleted" | "deposit.seen" | "deposit.credited" | "deposit.orphaned" | "deposit.reversed" | "topup.succeeded" | "topup.failed" | "credit.granted" | "auto_topup.disabled" | "invoice.issued" | "invoice.paid" | "invoice.payment_failed" | "budget.threshold_reached" | "webhook_endpoint.disabled" | "test.ping";
             timestamp: string;
             /** @description The type's payload: its schema is the type's entry in this document's `webhooks` */
             data: {
@@ -1900,7 +2016,7 @@ export interface components {
             /** @example https://example.com/hooks/hanzo */
             url: string;
             /** @description The event types it receives; empty: every type (test.ping only on request) */
-            events: ("balance.low" | "balance.depleted" | "deposit.seen" | "deposit.credited" | "deposit.orphaned" | "deposit.reversed" | "topup.succeeded" | "topup.failed" | "credit.granted" | "auto_topup.disabled" | "invoice.issued" | "invoice.paid" | "invoice.payment_failed" | "webhook_endpoint.disabled" | "test.ping")[];
+            events: ("balance.low" | "balance.depleted" | "deposit.seen" | "deposit.credited" | "deposit.orphaned" | "deposit.reversed" | "topup.succeeded" | "topup.failed" | "credit.granted" | "auto_topup.disabled" | "invoice.issued" | "invoice.paid" | "invoice.payment_failed" | "budget.threshold_reached" | "webhook_endpoint.disabled" | "test.ping")[];
             enabled: boolean;
             /** @description Why delivery stopped, when it was Hanzo that disabled the endpoint */
             disabled_reason: string | null;
@@ -1929,7 +2045,7 @@ export interface components {
              * @description Event types to receive; empty or absent: all
              * @default []
              */
-            events: ("balance.low" | "balance.depleted" | "deposit.seen" | "deposit.credited" | "deposit.orphaned" | "deposit.reversed" | "topup.succeeded" | "topup.failed" | "credit.granted" | "auto_topup.disabled" | "invoice.issued" | "invoice.paid" | "invoice.payment_failed" | "webhook_endpoint.disabled" | "test.ping")[];
+            events: ("balance.low" | "balance.depleted" | "deposit.seen" | "deposit.credited" | "deposit.orphaned" | "deposit.reversed" | "topup.succeeded" | "topup.failed" | "credit.granted" | "auto_topup.disabled" | "invoice.issued" | "invoice.paid" | "invoice.payment_failed" | "budget.threshold_reached" | "webhook_endpoint.disabled" | "test.ping")[];
             /** @default true */
             enabled: boolean;
         };
@@ -1944,7 +2060,7 @@ export interface components {
              * @example https://example.com/hooks/hanzo
              */
             url?: string;
-            events?: ("balance.low" | "balance.depleted" | "deposit.seen" | "deposit.credited" | "deposit.orphaned" | "deposit.reversed" | "topup.succeeded" | "topup.failed" | "credit.granted" | "auto_topup.disabled" | "invoice.issued" | "invoice.paid" | "invoice.payment_failed" | "webhook_endpoint.disabled" | "test.ping")[];
+            events?: ("balance.low" | "balance.depleted" | "deposit.seen" | "deposit.credited" | "deposit.orphaned" | "deposit.reversed" | "topup.succeeded" | "topup.failed" | "credit.granted" | "auto_topup.disabled" | "invoice.issued" | "invoice.paid" | "invoice.payment_failed" | "budget.threshold_reached" | "webhook_endpoint.disabled" | "test.ping")[];
             enabled?: boolean;
         };
         DeletedWebhook: {
@@ -2081,6 +2197,79 @@ export interface components {
             transaction_id: string;
             grant_expires_at: string | null;
             created_at: string;
+        };
+        /** @description At most 100 budgets per organization */
+        BudgetList: {
+            data: components["schemas"]["Budget"][];
+        };
+        /** @description A monthly budget with this period's metered spend, what live holds in its scope hold, and what remains of the limit (never below zero) */
+        Budget: {
+            id: string;
+            /** @enum {string} */
+            scope: "org" | "project" | "key";
+            /** @description The organization id, the project, or the API key id */
+            target: string;
+            project: string | null;
+            api_key_id: string | null;
+            /** @enum {string} */
+            enforcement: "hard" | "soft";
+            limit: number;
+            limit_usd: string;
+            limit_nano_usd: string;
+            /** @description This period: the calendar month in UTC, by the time usage is recorded */
+            period: {
+                start: string;
+                end: string;
+            };
+            spent: number;
+            spent_usd: string;
+            spent_nano_usd: string;
+            held: number;
+            held_usd: string;
+            held_nano_usd: string;
+            remaining: number;
+            remaining_usd: string;
+            remaining_nano_usd: string;
+            created_at: string;
+            updated_at: string;
+        };
+        /**
+         * @example {
+         *       "scope": "key",
+         *       "api_key_id": "key_2hV8cX1nL5pQ9rT3wY7z",
+         *       "limit": "50.00",
+         *       "enforcement": "hard"
+         *     }
+         */
+        SetBudgetRequest: {
+            /**
+             * @description `org`: all the organization's usage; `project`: usage attributed to `project`; `key`: usage attributed to `api_key_id`
+             * @enum {string}
+             */
+            scope: "org" | "project" | "key";
+            /**
+             * @description Required for scope project (and only then)
+             * @example chatbot-prod
+             */
+            project?: string;
+            /** @description Required for scope key (and only then): one of the organization's org keys */
+            api_key_id?: string;
+            /**
+             * @description The monthly limit in USD, a decimal string (at most 10000000)
+             * @example 50.00
+             */
+            limit: string;
+            /**
+             * @description `hard`: authorizations that would take the period's spend and holds above the limit are refused (402 spend_limit_reached); `soft`: only told (budget.threshold_reached)
+             * @enum {string}
+             */
+            enforcement: "hard" | "soft";
+        };
+        DeletedBudget: {
+            id: string;
+            /** @enum {boolean} */
+            deleted: true;
+            deleted_at: string;
         };
         HusdDepositAddress: {
             address: string;
@@ -2408,7 +2597,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Insufficient balance */
+            /** @description Insufficient balance (`insufficient_balance`) or a hard budget reached (`spend_limit_reached`) */
             402: {
                 headers: {
                     [name: string]: unknown;
@@ -4121,6 +4310,180 @@ export interface operations {
             };
             /** @description Refers to something that does not exist */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    listBudgets: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The organization's budgets, oldest first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BudgetList"];
+                };
+            };
+            /** @description Missing, malformed, unknown or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Key of the wrong scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    setBudget: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SetBudgetRequest"];
+            };
+        };
+        responses: {
+            /** @description The target's budget, changed */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Budget"];
+                };
+            };
+            /** @description Created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Budget"];
+                };
+            };
+            /** @description Invalid request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Missing, malformed, unknown or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Key of the wrong scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Idempotency key reused for a different request */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Refers to something that does not exist */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    deleteBudget: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeletedBudget"];
+                };
+            };
+            /** @description Invalid request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Missing, malformed, unknown or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Key of the wrong scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5922,6 +6285,43 @@ export interface operations {
                     /** @description When the fact happened (RFC 3339, UTC) */
                     timestamp: string;
                     data: components["schemas"]["InvoicePaymentFailedEvent"];
+                };
+            };
+        };
+        responses: {
+            /** @description Any 2xx: received. Anything else, a timeout or a redirect is retried. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    event_budget_threshold_reached: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The event id (`evt_…`) */
+                "webhook-id": string;
+                /** @description Unix seconds when this attempt was signed */
+                "webhook-timestamp": string;
+                /** @description Space-separated `v1,<base64>` signatures (two during a secret rotation) */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description The event's id (`evt_…`), also the `webhook-id` header: dedupe on it */
+                    id: string;
+                    /** @enum {string} */
+                    type: "budget.threshold_reached";
+                    /** @description When the fact happened (RFC 3339, UTC) */
+                    timestamp: string;
+                    data: components["schemas"]["BudgetThresholdEvent"];
                 };
             };
         };

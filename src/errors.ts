@@ -18,6 +18,7 @@ export const ErrorCodes = {
   payload_too_large: { status: 413, type: "invalid_request_error" },
   unsupported_media_type: { status: 415, type: "invalid_request_error" },
   insufficient_balance: { status: 402, type: "billing_error" },
+  spend_limit_reached: { status: 402, type: "billing_error" },
   debt_limit_exceeded: { status: 422, type: "billing_error" },
   unknown_product: { status: 422, type: "invalid_request_error" },
   unknown_model: { status: 422, type: "invalid_request_error" },

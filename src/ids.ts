@@ -56,7 +56,8 @@ export type IdPrefix =
   | "wh"
   | "dlv"
   | "promo"
-  | "prr";
+  | "prr"
+  | "bud";
 
 /** IDs carry their kind (`org_…`, `hold_…`) so a misplaced one is obvious in logs and errors. */
 export function newId(prefix: IdPrefix): string {

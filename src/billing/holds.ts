@@ -35,10 +35,23 @@ type AuthorizeOutcome =
   | "replayed"
   | "idempotency_key_reused"
   | "insufficient_balance"
+  | "spend_limit_reached"
   | "unknown_organization"
   | "unknown_api_key";
+/** A hard budget that refused an authorization, as metering_decide tells it (amounts in nano-USD strings). */
+export type BudgetRefusal = {
+  k: number;
+  budget_id: string;
+  scope: "org" | "project" | "key";
+  target: string;
+  limit: string;
+  spent: string;
+  held: string;
+  period_start: string;
+};
 type AuthorizeDetail =
   | { k: number; available: string }
+  | BudgetRefusal
   | {
       k: number;
       id: string;
@@ -131,6 +144,8 @@ export function authorizeOutcomes(a: PreparedAuthorize, res: AuthorizeAnswer): (
           `this request needs ${formatUsd(r.amount)} USD but only ${formatUsd(available > 0n ? available : 0n)} USD is available; top up to continue`,
         );
       }
+      case "spend_limit_reached":
+        return spendLimitReached(r.amount, detail as BudgetRefusal);
       case "unknown_organization":
         return new BillingError("unknown_organization", `no organization ${r.orgId}`, { details: { param: "org_id" } });
       case "unknown_api_key":
@@ -160,6 +175,38 @@ export async function expireHolds(ctx: BillingContext, input: { maxOrgs?: number
     .map((org_id) => ({ org_id, usage_txn: null, expiry_txn: newId("txn"), hold_txn: null, alert_id: null }));
   const res = await callMeteringBatch(sql, now, orgs, [], []);
   return res.expired_holds;
+}
+
+/**
+ * 402 spend_limit_reached: a hard budget would be exceeded. `details.budget` (the budget, its limit,
+ * the period's spend and what is held in its scope) is sent in the error envelope.
+ */
+function spendLimitReached(amount: bigint, d: BudgetRefusal): BillingError {
+  const limit = BigInt(d.limit);
+  const spent = BigInt(d.spent);
+  const held = BigInt(d.held);
+  const start = new Date(d.period_start);
+  const end = new Date(Date.UTC(start.getUTCFullYear(), start.getUTCMonth() + 1, 1));
+  const what =
+    d.scope === "org" ? "the organization's" : d.scope === "project" ? `project ${d.target}'s` : `key ${d.target}'s`;
+  return new BillingError(
+    "spend_limit_reached",
+    `this request needs ${formatUsd(amount)} USD but ${what} monthly budget of ${formatUsd(limit)} USD has ${formatUsd(spent)} USD spent and ${formatUsd(held)} USD held this period`,
+    {
+      details: {
+        budget: {
+          id: d.budget_id,
+          scope: d.scope,
+          target: d.target,
+          limit,
+          spent,
+          held,
+          period_start: start,
+          period_end: end,
+        },
+      },
+    },
+  );
 }
 
 /** api_key_id named no key of the request's organization (another org's key, or none at all). */

@@ -2,16 +2,57 @@ import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ZodError } from "zod";
 import { BillingError, type ErrorCode } from "../errors.js";
+import { usdFields } from "../ledger/money.js";
 import type { AppEnv } from "./context.js";
 
 export type ErrorBody = {
-  error: { type: string; code: ErrorCode; message: string; request_id: string; param?: string };
+  error: {
+    type: string;
+    code: ErrorCode;
+    message: string;
+    request_id: string;
+    param?: string;
+    budget?: BudgetRefusalJson;
+  };
 };
+
+/** The hard budget behind a 402 spend_limit_reached (src/billing/holds.ts spendLimitReached). */
+type BudgetRefusal = {
+  id: string;
+  scope: string;
+  target: string;
+  limit: bigint;
+  spent: bigint;
+  held: bigint;
+  period_start: Date;
+  period_end: Date;
+};
+export type BudgetRefusalJson = ReturnType<typeof budgetRefusalJson>;
+function budgetRefusalJson(b: BudgetRefusal) {
+  return {
+    id: b.id,
+    scope: b.scope,
+    target: b.target,
+    ...usdFields("limit", b.limit),
+    ...usdFields("spent", b.spent),
+    ...usdFields("held", b.held),
+    period_start: b.period_start.toISOString(),
+    period_end: b.period_end.toISOString(),
+  };
+}
 
 export function errorBody(err: BillingError, requestId: string): ErrorBody {
   const param = typeof err.details?.param === "string" ? err.details.param : undefined;
+  const budget = err.code === "spend_limit_reached" ? (err.details?.budget as BudgetRefusal | undefined) : undefined;
   return {
-    error: { type: err.type, code: err.code, message: err.message, request_id: requestId, ...(param ? { param } : {}) },
+    error: {
+      type: err.type,
+      code: err.code,
+      message: err.message,
+      request_id: requestId,
+      ...(param ? { param } : {}),
+      ...(budget ? { budget: budgetRefusalJson(budget) } : {}),
+    },
   };
 }
 

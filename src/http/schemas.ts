@@ -9,6 +9,28 @@ export const ErrorEnvelope = z
       message: z.string(),
       request_id: z.string(),
       param: z.string().optional().openapi({ description: "The request field at fault, when there is one." }),
+      budget: z
+        .object({
+          id: z.string(),
+          scope: z.enum(["org", "project", "key"]),
+          target: z.string().openapi({ description: "The organization id, the project, or the API key id" }),
+          limit: z.number(),
+          limit_usd: z.string(),
+          limit_nano_usd: z.string(),
+          spent: z.number(),
+          spent_usd: z.string(),
+          spent_nano_usd: z.string(),
+          held: z.number(),
+          held_usd: z.string(),
+          held_nano_usd: z.string(),
+          period_start: z.string(),
+          period_end: z.string(),
+        })
+        .optional()
+        .openapi({
+          description:
+            "402 `spend_limit_reached` only: the hard budget that refused, its monthly limit, the period's spend and what live holds in its scope hold",
+        }),
     }),
   })
   .openapi("Error");
@@ -16,7 +38,7 @@ export const ErrorEnvelope = z
 const ERROR_DESCRIPTIONS: Record<number, string> = {
   400: "Invalid request (`invalid_request`, `invalid_json`)",
   401: "Missing, malformed, unknown or revoked API key",
-  402: "Insufficient balance",
+  402: "Insufficient balance (`insufficient_balance`) or a hard budget reached (`spend_limit_reached`)",
   403: "Key of the wrong scope",
   404: "Not found",
   409: "Idempotency key reused for a different request",

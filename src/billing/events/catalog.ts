@@ -18,6 +18,8 @@ export const EVENT_TYPES = {
   "invoice.issued": "An invoice was issued at the close of a billing cycle.",
   "invoice.paid": "An invoice was paid (at issue when nothing was due).",
   "invoice.payment_failed": "Charging an invoice's amount due to the saved card failed.",
+  "budget.threshold_reached":
+    "A budget's spend this period reached 80 % or 100 % of its monthly limit (once each per budget, period and limit).",
   "webhook_endpoint.disabled": "A webhook endpoint failed for five days and was disabled.",
   "test.ping": "Sent on request (POST /v1/billing/webhooks/{id}/test) to check an endpoint.",
 } as const;

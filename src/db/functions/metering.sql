@@ -7,8 +7,9 @@
 --                                every organization that is authorizing, and every hold a usage
 --                                event names
 --   3. metering_settle           usage events: recorded once per key, each settling its hold
+--  3b. metering_budget_spend     the period counters of the budgets the events fall under
 --   4. metering_decide           authorizations: replayed, refused or held, in order, against
---                                the locked balance
+--                                the hard budgets and the locked balance
 --   5. metering_post             the ledger transactions and the rows, in one statement each
 --
 -- Hold states change only in phases 2 and 3, by UPDATEs guarded on status = 'active', and
@@ -33,8 +34,9 @@
 -- usage_alerts: null, or {i, balance, threshold} per organization whose balance crossed its
 --   low-balance threshold downwards (its balance_alerts row has the organization's alert_id).
 -- authorize_outcomes[k]: 'held' | 'replayed' | 'idempotency_key_reused' | 'insufficient_balance' |
---   'unknown_organization' | 'unknown_api_key'.
--- authorize_details: null, or {k, available} per refusal (what was spendable), and
+--   'spend_limit_reached' (a hard budget would be exceeded) | 'unknown_organization' | 'unknown_api_key'.
+-- authorize_details: null, or {k, available} per insufficient_balance (what was spendable),
+--   {k, budget_id, scope, target, limit, spent, held, period_start} per spend_limit_reached, and
 --   {k, id, amount, status, expires_at, created_at, catalog_version} per replay, with the
 --   hold's status as it is now ('active', 'settled' or 'expired').
 -- expired_holds: how many holds phase 2 expired.
@@ -46,6 +48,7 @@ drop function if exists metering_lock_orgs;
 drop function if exists metering_release_expired; -- the earlier name of metering_expire_holds
 drop function if exists metering_expire_holds;
 drop function if exists metering_settle;
+drop function if exists metering_budget_spend;
 drop function if exists metering_decide;
 drop function if exists metering_post;
 drop type if exists metering_org cascade;
@@ -93,10 +96,13 @@ create type metering_authorization as (
 -- organizations in the same order and no two batches can deadlock. Every read is a primary-key
 -- or index probe per organization (a lateral subquery with a limit is never flattened into a
 -- join, so no statistics can turn it into a scan of a whole table). `expiring`: the
--- organization has grants with an expiry not posted yet (usually none).
+-- organization has grants with an expiry not posted yet (usually none). `budgeted`: it has live
+-- budgets (phase 3b keeps their counters); `hard`: some of them are hard (phase 4 checks them).
+-- Organizations without budgets pay one index probe of budgets here and nothing more.
 create function metering_lock_orgs(
   p_orgs text[],
-  out credits bigint[], out held bigint[], out threshold bigint[], out expiring boolean[]
+  out credits bigint[], out held bigint[], out threshold bigint[], out expiring boolean[],
+  out budgeted boolean[], out hard boolean[]
 ) language plpgsql
 -- Generic plans: these statements are index probes whatever the arguments, and planning them
 -- afresh on every call (custom plans) cost more than running them.
@@ -108,13 +114,15 @@ begin
   order by id
   for update;
   select array_agg(c.balance order by o.i), array_agg(h.balance order by o.i), array_agg(t.low_balance_threshold order by o.i),
-         array_agg(g.expiring order by o.i)
-    into credits, held, threshold, expiring
+         array_agg(g.expiring order by o.i), array_agg(b.budgeted order by o.i), array_agg(b.hard order by o.i)
+    into credits, held, threshold, expiring, budgeted, hard
   from unnest(p_orgs) with ordinality o(org_id, i)
   left join lateral (select a.balance from ledger_accounts a where a.id = 'org:' || o.org_id || ':credits' limit 1) c on true
   left join lateral (select a.balance from ledger_accounts a where a.id = 'org:' || o.org_id || ':held' limit 1) h on true
   left join lateral (select x.low_balance_threshold from organizations x where x.id = o.org_id limit 1) t on true
-  left join lateral (select exists (select 1 from credit_grants g where g.org_id = o.org_id and g.expires_at is not null and g.expired_at is null) as expiring) g on true;
+  left join lateral (select exists (select 1 from credit_grants g where g.org_id = o.org_id and g.expires_at is not null and g.expired_at is null) as expiring) g on true
+  left join lateral (select count(*) > 0 as budgeted, coalesce(bool_or(b.enforcement = 'hard'), false) as hard
+                     from budgets b where b.org_id = o.org_id and b.deleted_at is null) b on true;
 end $$;
 
 -- 2. Closes as 'expired' the active holds past their expiry: all those of the organizations
@@ -306,8 +314,10 @@ begin
   end loop;
 
   if array_length(v_settle_ids, 1) > 0 then
+    -- The usage transaction is posted only when it moves money (phase 5): a zero hold settled by
+    -- free usage names none, as an expired zero hold does.
     update holds h set status = 'settled', closed_at = p_now,
-      close_transaction_id = (p_orgs[x.i]).usage_txn
+      close_transaction_id = case when settled[x.i] <> 0 or cost[x.i] <> 0 then (p_orgs[x.i]).usage_txn end
     from unnest(v_settle_ids, v_settle_org) x(id, i)
     where h.id = x.id and h.status = 'active';
   end if;
@@ -332,13 +342,68 @@ begin
   end if;
 end $$;
 
+-- 3b. Budgets (migration 0030; budgets.sql has the period rule and the threshold events): adds
+-- the cost of the usage events this batch records to the period counters of the budgets they fall under (the org's; the event's project's; the event's key's),
+-- for the organizations with budgets (p_budgeted, read in phase 1) only. One statement: the events
+-- are summed per (org, project, key) first, so each group probes the org's budgets once. A
+-- counter that reaches a threshold writes its event in the same transaction.
+create function metering_budget_spend(
+  p_now timestamptz, p_orgs metering_org[], p_budgeted boolean[], p_usage metering_usage[], p_outcomes text[]
+) returns void language plpgsql
+set plan_cache_mode = force_generic_plan
+as $$
+declare
+  v_period timestamptz := budget_period_start(p_now);
+  r record;
+begin
+  for r in
+    with used as (
+      select u.org, u.project, u.api_key_id, sum(u.cost)::bigint as cost
+      from unnest(p_usage) with ordinality u(org, id, key, prev, occurred_at, product, model, quantities, cost, catalog_version, hold_id, hold_first, api_key_id, project, k)
+      where p_budgeted[u.org] and p_outcomes[u.k] in ('recorded', 'settled', 'already_closed')
+      group by u.org, u.project, u.api_key_id
+      having sum(u.cost) > 0
+    ), spend as (
+      select b.id, sum(x.cost)::bigint as cost
+      from used x
+      cross join lateral (
+        select b.id from budgets b
+        where b.org_id = (p_orgs[x.org]).org_id and b.deleted_at is null
+          and (b.scope = 'org' or (b.scope = 'project' and b.project = x.project) or (b.scope = 'key' and b.api_key_id = x.api_key_id))
+      ) b
+      group by b.id
+    ), counted as (
+      insert into budget_periods as p (budget_id, period_start, spent)
+      select s.id, v_period, s.cost from spend s
+      on conflict (budget_id, period_start) do update set spent = p.spent + excluded.spent
+      returning p.budget_id, p.spent, p.notified_80_at, p.notified_100_at
+    )
+    select c.budget_id from counted c
+    cross join lateral (select b.limit_amount from budgets b where b.id = c.budget_id) b
+    where (c.notified_80_at is null and c.spent::numeric * 100 >= b.limit_amount::numeric * 80)
+       or (c.notified_100_at is null and c.spent >= b.limit_amount)
+  loop
+    perform budget_note_thresholds(r.budget_id, v_period, p_now);
+  end loop;
+end $$;
+
 -- 4. Authorizations, in order, against the balance as phases 2 and 3 left it (p_credits, the
 -- credits account). A key seen before (in an earlier batch or earlier in this one) with the same
 -- payload answers with that hold as it is now; with another payload it is refused. Otherwise the
 -- request is held if it fits in what is spendable: the credits account less what expired,
 -- unposted grants take from it (grant_expiry_taken). Reads only; phase 5 writes the holds.
+--
+-- Hard budgets (p_hard: the organization has some and authorizes in this batch): before the
+-- balance, each budget that applies to the request (the org's; the request's project's; the
+-- request's key's) must hold it: spent this period + held in its scope + amount <= limit, else
+-- 'spend_limit_reached'. `spent` is the period counter as phase 3b left it; `held` is the org's
+-- held account (p_held, as phases 2 and 3 left it) for the org's budget, the sum of the org's
+-- active holds with that project or key for the others, read once per batch; each hold granted
+-- here adds to the held of every budget it falls under, so racing requests against a budget
+-- covering exactly K requests get exactly K holds.
 create function metering_decide(
   p_now timestamptz, p_orgs metering_org[], p_auth metering_authorization[], p_credits bigint[], p_expiring boolean[],
+  p_held bigint[] default null, p_hard boolean[] default null,
   out outcomes text[], out newly_held bigint[], out details jsonb
 ) language plpgsql
 set plan_cache_mode = force_generic_plan
@@ -355,12 +420,48 @@ declare
   v_replay jsonb[] := array_fill(null::jsonb, array[na]);
   v_same boolean[] := array_fill(null::boolean, array[na]);
   v_spendable bigint;
+  -- the hard budgets of p_hard's organizations, grouped by organization (bu_first[i]..bu_last[i])
+  bu_id text[];
+  bu_scope text[];
+  bu_target text[];
+  bu_limit bigint[];
+  bu_spent bigint[];
+  bu_held bigint[];
+  bu_org int[];
+  bu_first int[] := array_fill(null::int, array[m]);
+  bu_last int[] := array_fill(null::int, array[m]);
+  v_over int;
+  v_refusal jsonb[] := array_fill(null::jsonb, array[na]);
   r record;
+  j int;
   k int;
   i int;
 begin
   outcomes := array_fill(null::text, array[na]);
   newly_held := array_fill(0::bigint, array[m]);
+  if true = any(p_hard) then
+    select array_agg(t.i order by t.i, t.id), array_agg(t.id order by t.i, t.id), array_agg(t.scope order by t.i, t.id),
+           array_agg(t.target order by t.i, t.id), array_agg(t.limit_amount order by t.i, t.id),
+           array_agg(t.spent order by t.i, t.id), array_agg(t.held order by t.i, t.id)
+      into bu_org, bu_id, bu_scope, bu_target, bu_limit, bu_spent, bu_held
+    from (
+      select i, b.id, b.scope, coalesce(b.project, b.api_key_id) as target, b.limit_amount, coalesce(p.spent, 0) as spent,
+             case b.scope when 'org' then p_held[i] else h.held end as held
+      from generate_subscripts(p_orgs, 1) i
+      cross join lateral (select * from budgets b where b.org_id = (p_orgs[i]).org_id and b.deleted_at is null and b.enforcement = 'hard') b
+      left join lateral (select p.spent from budget_periods p where p.budget_id = b.id and p.period_start = budget_period_start(p_now)) p on true
+      left join lateral (
+        select coalesce(sum(h.amount), 0)::bigint as held from holds h
+        where h.org_id = b.org_id and h.status = 'active' and b.scope <> 'org'
+          and (h.api_key_id = b.api_key_id or h.project = b.project)
+      ) h on true
+      where p_hard[i]
+    ) t;
+    for j in 1..coalesce(array_length(bu_id, 1), 0) loop
+      bu_first[bu_org[j]] := coalesce(bu_first[bu_org[j]], j);
+      bu_last[bu_org[j]] := j;
+    end loop;
+  end if;
   for i in 1..m loop
     continue when not coalesce(p_expiring[i], false);
     v_expiry[i] := grant_expiry_taken((p_orgs[i]).org_id, p_now);
@@ -405,6 +506,23 @@ begin
       outcomes[k] := 'unknown_api_key';
       continue;
     end if;
+    v_over := null;
+    for j in coalesce(bu_first[i], 1)..coalesce(bu_last[i], 0) loop
+      continue when bu_scope[j] = 'key' and bu_target[j] is distinct from a.api_key_id;
+      continue when bu_scope[j] = 'project' and bu_target[j] is distinct from a.project;
+      if bu_spent[j] + bu_held[j] + a.amount > bu_limit[j] then
+        v_over := j;
+        exit;
+      end if;
+    end loop;
+    if v_over is not null then
+      outcomes[k] := 'spend_limit_reached';
+      v_refusal[k] := jsonb_build_object('k', k, 'budget_id', bu_id[v_over], 'scope', bu_scope[v_over],
+        'target', case bu_scope[v_over] when 'org' then (p_orgs[i]).org_id else bu_target[v_over] end,
+        'limit', bu_limit[v_over]::text, 'spent', bu_spent[v_over]::text, 'held', bu_held[v_over]::text,
+        'period_start', budget_period_start(p_now));
+      continue;
+    end if;
     v_spendable := spendable_credits(v_credits[i], v_expiry[i]);
     if a.amount > v_spendable then
       outcomes[k] := 'insufficient_balance';
@@ -413,16 +531,22 @@ begin
       outcomes[k] := 'held';
       v_credits[i] := v_credits[i] - a.amount;
       newly_held[i] := newly_held[i] + a.amount;
+      for j in coalesce(bu_first[i], 1)..coalesce(bu_last[i], 0) loop
+        continue when bu_scope[j] = 'key' and bu_target[j] is distinct from a.api_key_id;
+        continue when bu_scope[j] = 'project' and bu_target[j] is distinct from a.project;
+        bu_held[j] := bu_held[j] + a.amount;
+      end loop;
     end if;
   end loop;
 
   select jsonb_agg(case outcomes[k]
            when 'insufficient_balance' then jsonb_build_object('k', k, 'available', v_available[k]::text)
+           when 'spend_limit_reached' then v_refusal[k]
            else v_replay[k] || jsonb_build_object('k', k)
          end)
     into details
   from generate_subscripts(outcomes, 1) k
-  where outcomes[k] in ('insufficient_balance', 'replayed');
+  where outcomes[k] in ('insufficient_balance', 'replayed', 'spend_limit_reached');
 end $$;
 
 -- 5. Writes what phases 2–4 decided: the ledger transactions and their entries first (one
@@ -501,6 +625,7 @@ declare
   st record;
   d record;
   v_sweep boolean[];
+  v_hard boolean[];
   v_credits bigint[];
   v_held bigint[];
   v_settled bigint[];
@@ -549,6 +674,13 @@ begin
     v_settled := st.settled;
     v_cost := st.cost;
     v_events := st.events;
+    -- 3b. Only when an organization with budgets recorded usage.
+    for i in 1..m loop
+      if s.budgeted[i] and v_events[i] > 0 then
+        perform metering_budget_spend(p_now, v_orgs, s.budgeted, v_usage, usage_outcomes);
+        exit;
+      end if;
+    end loop;
     for i in 1..m loop
       v_credits[i] := v_credits[i] + v_settled[i] - v_cost[i];
       v_held[i] := v_held[i] - v_settled[i];
@@ -566,7 +698,14 @@ begin
   -- 4.
   v_newly_held := array_fill(0::bigint, array[m]);
   if cardinality(v_auth) > 0 then
-    select * into d from metering_decide(p_now, v_orgs, v_auth, v_credits, s.expiring);
+    -- Hard budgets are checked for the organizations that have some and authorize (v_sweep).
+    if true = any(s.hard) then
+      v_hard := array_fill(false, array[m]);
+      for i in 1..m loop
+        v_hard[i] := s.hard[i] and v_sweep[i];
+      end loop;
+    end if;
+    select * into d from metering_decide(p_now, v_orgs, v_auth, v_credits, s.expiring, v_held, v_hard);
     authorize_outcomes := d.outcomes;
     authorize_details := d.details;
     v_newly_held := d.newly_held;

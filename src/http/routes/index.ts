@@ -22,6 +22,9 @@ import { registerCreatePaymentMethodSetup } from "./billing/create-payment-metho
 import { registerCreateOrgKey } from "./billing/create-org-key.js";
 import { registerCreateTopup } from "./billing/create-topup.js";
 import { registerListKeys } from "./billing/list-keys.js";
+import { registerListBudgets } from "./billing/list-budgets.js";
+import { registerSetBudget } from "./billing/set-budget.js";
+import { registerDeleteBudget } from "./billing/delete-budget.js";
 import { registerRevokeOrgKey } from "./billing/revoke-org-key.js";
 import { registerDeletePaymentMethod } from "./billing/delete-payment-method.js";
 import { registerGetAutoTopup } from "./billing/get-auto-topup.js";
@@ -100,6 +103,9 @@ export const routes: readonly RegisterRoute[] = [
   registerRevokeOrgKey,
   registerListGrants,
   registerRedeemPromoCode,
+  registerListBudgets,
+  registerSetBudget,
+  registerDeleteBudget,
   // husd (org key)
   registerGetDepositAddress,
   registerRecordTopup,

@@ -84,6 +84,20 @@ const InvoicePaymentFailed = z
     failure_code: z.string(),
   })
   .openapi("InvoicePaymentFailedEvent", { description: EVENT_TYPES["invoice.payment_failed"] });
+const BudgetThreshold = z
+  .object({
+    budget_id: z.string(),
+    scope: z.enum(["org", "project", "key"]),
+    target: z.string().openapi({ description: "The organization id, the project, or the API key id" }),
+    enforcement: z.enum(["hard", "soft"]),
+    threshold: z.union([z.literal(80), z.literal(100)]).openapi({ description: "Percent of the limit reached" }),
+    period: z.string().openapi({ description: "The budget period, YYYY-MM (calendar month, UTC)", example: "2026-12" }),
+    period_start: z.string(),
+    period_end: z.string(),
+    ...usd("limit"),
+    ...usd("spent"),
+  })
+  .openapi("BudgetThresholdEvent", { description: EVENT_TYPES["budget.threshold_reached"] });
 const EndpointDisabled = z
   .object({ webhook_id: z.string(), url: z.string(), failing_since: z.string() })
   .openapi("WebhookEndpointDisabledEvent", { description: EVENT_TYPES["webhook_endpoint.disabled"] });
@@ -105,6 +119,7 @@ export const EVENT_DATA_SCHEMAS: Record<EventType, z.ZodType> = {
   "invoice.issued": Invoice,
   "invoice.paid": Invoice,
   "invoice.payment_failed": InvoicePaymentFailed,
+  "budget.threshold_reached": BudgetThreshold,
   "webhook_endpoint.disabled": EndpointDisabled,
   "test.ping": TestPing,
 };
