@@ -6,7 +6,7 @@ import { lockOrgs } from "./org-locks.js";
 
 /**
  * Budgets: a monthly spending limit for an organization, one of its projects or one of its keys
- * (migration 0030). The period is the calendar month in UTC that contains the time usage is
+ * (migration 0031). The period is the calendar month in UTC that contains the time usage is
  * recorded (the ledger's time, not the event's own timestamp). A period's spend is the cost of the
  * metered usage recorded in it that falls under the budget: kept exactly by metering_batch
  * (metering_budget_spend, src/db/functions/metering.sql) and, for a budget made mid-period,

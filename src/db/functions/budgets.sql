@@ -1,4 +1,4 @@
--- Budgets (migration 0030): the period rule, the spend counters metering_batch keeps, and the
+-- Budgets (migration 0031): the period rule, the spend counters metering_batch keeps, and the
 -- threshold events. The counters are kept by metering_budget_spend and the hard check is made by
 -- metering_decide, both in metering.sql (they take its composite types).
 

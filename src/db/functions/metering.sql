@@ -342,7 +342,7 @@ begin
   end if;
 end $$;
 
--- 3b. Budgets (migration 0030; budgets.sql has the period rule and the threshold events): adds
+-- 3b. Budgets (migration 0031; budgets.sql has the period rule and the threshold events): adds
 -- the cost of the usage events this batch records to the period counters of the budgets they fall under (the org's; the event's project's; the event's key's),
 -- for the organizations with budgets (p_budgeted, read in phase 1) only. One statement: the events
 -- are summed per (org, project, key) first, so each group probes the org's budgets once. A
