@@ -17,7 +17,7 @@ import { startStreamingReplica, type StreamingReplica } from "../support/replica
  * org's writes, a paused replay never shows the org a balance or a list older than its own write,
  * and a replica that goes away costs reads nothing but a warning metric.
  */
-describe("read replica", () => {
+describe("read replica", { timeout: 120_000 }, () => {
   const APP_NAME = "hanzo-test-replica-reads";
   let db: TestDatabase;
   let replica: StreamingReplica;

@@ -151,7 +151,7 @@ export async function startStreamingReplica(): Promise<StreamingReplica> {
       u.port = String(port);
       return u.toString();
     },
-    async waitForReplay(lsn, timeoutMs = 30_000) {
+    async waitForReplay(lsn, timeoutMs = 60_000) {
       const until = Date.now() + timeoutMs;
       for (;;) {
         const [row] = await replicaAdmin()<{ ok: boolean }[]>`select pg_last_wal_replay_lsn() >= ${lsn}::pg_lsn as ok`;
