@@ -1,3 +1,5 @@
+import type postgres from "postgres";
+import type { Sql, TransactionSql } from "../db/client.js";
 import { BillingError } from "../errors.js";
 import type { BillingContext } from "./context.js";
 
@@ -29,45 +31,76 @@ export function decodeCursor(cursor: string): bigint {
   return seq;
 }
 
-/** The org's ledger history, newest first. */
-export async function listTransactions(
-  ctx: BillingContext,
-  opts: { orgId: string; limit: number; cursor?: string },
-): Promise<Page<LedgerTransactionView>> {
-  const { sql } = ctx;
+/** A transaction row as PostgreSQL returns it: `amount` is the org's net, as exact text. */
+export type LedgerTransactionRow = {
+  id: string;
+  seq: bigint;
+  kind: string;
+  amount: string;
+  description: string | null;
+  metadata: Record<string, unknown>;
+  created_at: Date;
+};
+
+/**
+ * The org's ledger transactions as the API shows them, each with its net effect on the org's
+ * balance (the sum of its entries on the org's accounts), not yet run: the JSON list pages it
+ * newest first; the CSV export reads a time range, oldest first, through a cursor. Both turn
+ * rows into views with toTransactionView.
+ */
+export function transactionsQuery(
+  sql: Sql | TransactionSql,
+  opts: {
+    orgId: string;
+    order: "newest" | "oldest";
+    /** Only transactions with a smaller seq (the JSON's cursor). */
+    beforeSeq?: bigint;
+    /** Only transactions created in [start, end). */
+    createdIn?: { start: Date; end: Date };
+    limit?: number;
+  },
+): postgres.PendingQuery<LedgerTransactionRow[]> {
   const { orgId } = opts;
-  const after = opts.cursor ? decodeCursor(opts.cursor) : null;
-  const rows = await sql<
-    {
-      id: string;
-      seq: bigint;
-      kind: string;
-      amount: string;
-      description: string | null;
-      metadata: Record<string, unknown>;
-      created_at: Date;
-    }[]
-  >`
+  return sql<LedgerTransactionRow[]>`
     select t.id, t.seq, t.kind, t.description, t.metadata, t.created_at,
       (select coalesce(sum(e.amount), 0)::text from ledger_entries e
         join ledger_accounts a on a.id = e.account_id
         where e.transaction_id = t.id and a.org_id = ${orgId}) as amount
     from ledger_transactions t
     where t.org_id = ${orgId}
-      ${after !== null ? sql`and t.seq < ${after.toString()}` : sql``}
-    order by t.seq desc
-    limit ${opts.limit + 1}`;
+      ${opts.beforeSeq !== undefined ? sql`and t.seq < ${opts.beforeSeq.toString()}` : sql``}
+      ${opts.createdIn ? sql`and t.created_at >= ${opts.createdIn.start} and t.created_at < ${opts.createdIn.end}` : sql``}
+    order by t.seq ${opts.order === "newest" ? sql`desc` : sql`asc`}
+    ${opts.limit !== undefined ? sql`limit ${opts.limit}` : sql``}`;
+}
+
+export function toTransactionView(r: LedgerTransactionRow): LedgerTransactionView {
+  return {
+    id: r.id,
+    kind: r.kind,
+    amount: BigInt(r.amount),
+    description: r.description,
+    metadata: r.metadata,
+    createdAt: r.created_at,
+  };
+}
+
+/** The org's ledger history, newest first. */
+export async function listTransactions(
+  ctx: BillingContext,
+  opts: { orgId: string; limit: number; cursor?: string },
+): Promise<Page<LedgerTransactionView>> {
+  const after = opts.cursor ? decodeCursor(opts.cursor) : undefined;
+  const rows = await transactionsQuery(ctx.sql, {
+    orgId: opts.orgId,
+    order: "newest",
+    beforeSeq: after,
+    limit: opts.limit + 1,
+  });
   const page = rows.slice(0, opts.limit);
   const last = page.at(-1);
   return {
-    data: page.map((r) => ({
-      id: r.id,
-      kind: r.kind,
-      amount: BigInt(r.amount),
-      description: r.description,
-      metadata: r.metadata,
-      createdAt: r.created_at,
-    })),
+    data: page.map(toTransactionView),
     nextCursor: rows.length > opts.limit && last ? encodeCursor(last.seq) : null,
   };
 }

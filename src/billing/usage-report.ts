@@ -1,3 +1,4 @@
+import type { Sql, TransactionSql } from "../db/client.js";
 import type { BillingContext } from "./context.js";
 import type { Period } from "./periods.js";
 import { rollUpUsage, type UsageGroup } from "./usage-rollup.js";
@@ -65,6 +66,18 @@ function daysOf(period: Period): string[] {
 }
 
 /**
+ * The events the usage report counts, as the roll-up's source: the org's events that occurred in
+ * [start, end), none late, with their attribution and UTC day. The usage export reads the same.
+ */
+export function periodUsageEvents(sql: Sql | TransactionSql, orgId: string, period: Pick<Period, "start" | "end">) {
+  return sql`
+    select false as late, product, model, quantities, cost, api_key_id, project,
+      (occurred_at at time zone 'UTC')::date as day
+    from usage_events
+    where org_id = ${orgId} and occurred_at >= ${period.start} and occurred_at < ${period.end}`;
+}
+
+/**
  * Quantities and cost by product and model for events that occurred in the period (rollUpUsage),
  * and, when asked, grouped by any of product, model, key and project, and in daily (UTC) buckets.
  * Every view sums the same roll-up groups, so each one's total is the period's total.
@@ -75,15 +88,7 @@ export async function usageReport(
 ): Promise<UsageReport> {
   const { orgId, period, groupBy, granularity } = input;
   const split = { key: groupBy?.includes("key"), project: groupBy?.includes("project"), day: granularity === "day" };
-  const groups = await rollUpUsage(
-    ctx.sql,
-    ctx.sql`
-      select false as late, product, model, quantities, cost, api_key_id, project,
-        (occurred_at at time zone 'UTC')::date as day
-      from usage_events
-      where org_id = ${orgId} and occurred_at >= ${period.start} and occurred_at < ${period.end}`,
-    split,
-  );
+  const groups = await rollUpUsage(ctx.sql, periodUsageEvents(ctx.sql, orgId, period), split);
   const products = new Map<string, UsageReport["products"][number]>();
   const models = new Map<string, UsageLine & { model: string }>();
   for (const g of groups) {

@@ -21,32 +21,42 @@ export type UsageGroup = {
 /** Further splits of the roll-up; the events fragment must then select `api_key_id`, `project`, `day` (a date). */
 export type RollUpSplit = { key?: boolean; project?: boolean; day?: boolean };
 
+/** A roll-up row as PostgreSQL returns it (sums as exact numeric text). */
+export type UsageGroupRow = {
+  late: boolean;
+  product: string;
+  model: string;
+  api_key_id: string | null;
+  project: string | null;
+  day: string | null;
+  cost: string;
+  events: number;
+  quantities: [string, string][];
+};
+
 /**
- * The usage roll-up, the one the usage report and invoices both use: the events of `events` (a
- * query fragment selecting `late, product, model, quantities, cost` from usage_events, and the
- * columns `split` asks for; which events, and which count as late, is the caller's) summed per
- * lateness, product and model (and API key, project and day when split by them): cost, number
- * of events, and each meter's quantity, exactly (numeric sums). Groups come in the database's
- * order of late, product, model, key, project, day (nulls last).
+ * The order of the groups: `group` is late, product, model, key, project, day (nulls last);
+ * `day` puts the day first (then late, product, model, key, project), for a day-by-day export.
  */
-export async function rollUpUsage(
+export type RollUpOrder = "group" | "day";
+
+/**
+ * The usage roll-up, the one the usage report, invoices and the usage export all use: the events
+ * of `events` (a query fragment selecting `late, product, model, quantities, cost` from
+ * usage_events, and the columns `split` asks for; which events, and which count as late, is the
+ * caller's) summed per lateness, product and model (and API key, project and day when split by
+ * them): cost, number of events, and each meter's quantity, exactly (numeric sums).
+ *
+ * The query itself, not yet run: rollUpUsage awaits it, the export reads it through a cursor
+ * (`.cursor(n)`), and both turn its rows into groups with toUsageGroup.
+ */
+export function usageRollupQuery(
   sql: Sql | TransactionSql,
   events: postgres.PendingQuery<postgres.Row[]>,
   split: RollUpSplit = {},
-): Promise<UsageGroup[]> {
-  const rows = await sql<
-    {
-      late: boolean;
-      product: string;
-      model: string;
-      api_key_id: string | null;
-      project: string | null;
-      day: string | null;
-      cost: string;
-      events: number;
-      quantities: [string, string][];
-    }[]
-  >`
+  order: RollUpOrder = "group",
+): postgres.PendingQuery<UsageGroupRow[]> {
+  return sql<UsageGroupRow[]>`
     with source as (${events}),
     events as (
       select late, product, model, quantities, cost,
@@ -70,8 +80,12 @@ export async function rollUpUsage(
         and m.api_key_id is not distinct from t.api_key_id and m.project is not distinct from t.project
         and m.day is not distinct from t.day
     group by t.late, t.product, t.model, t.api_key_id, t.project, t.day, t.cost, t.events
-    order by t.late, t.product, t.model, t.api_key_id, t.project, t.day`;
-  return rows.map((r) => ({
+    order by ${order === "day" ? sql`t.day, ` : sql``}t.late, t.product, t.model, t.api_key_id, t.project, t.day`;
+}
+
+/** One roll-up row as a group: sums as bigints. */
+export function toUsageGroup(r: UsageGroupRow): UsageGroup {
+  return {
     late: r.late,
     product: r.product,
     model: r.model,
@@ -81,5 +95,14 @@ export async function rollUpUsage(
     cost: BigInt(r.cost),
     events: r.events,
     quantities: Object.fromEntries(r.quantities.map(([meter, quantity]) => [meter, BigInt(quantity)])),
-  }));
+  };
+}
+
+/** The roll-up (usageRollupQuery), run and read whole: groups in the order of late, product, model, key, project, day (nulls last). */
+export async function rollUpUsage(
+  sql: Sql | TransactionSql,
+  events: postgres.PendingQuery<postgres.Row[]>,
+  split: RollUpSplit = {},
+): Promise<UsageGroup[]> {
+  return (await usageRollupQuery(sql, events, split)).map(toUsageGroup);
 }
