@@ -593,6 +593,76 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/billing/exports/usage.csv": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Usage for a period as CSV: by day, by product and model, or every event
+         * @description Requires an org key; acts on that key's organization.
+         *
+         *     The period's usage as CSV, one row per:
+         *     - `group_by=day`: UTC day, product and model with usage (`date, product, model, events, quantity_<meter>…, cost_usd, cost_nano_usd`), by day; what `GET /v1/billing/usage?granularity=day&group_by=product,model` shows, without the empty days.
+         *     - `group_by=product_model`: product and model (`product, model, events, quantity_<meter>…, cost_usd, cost_nano_usd`); the report's `products[].models[]`.
+         *     - `group_by=event`: usage event (`id, occurred_at, recorded_at, product, model, quantity_<meter>…, cost_usd, cost_nano_usd, api_key_id, project, hold_id`), oldest first.
+         *     Events count by `occurred_at` in [start, end), as in the usage report, so every form totals what the report totals over the same period. One `quantity_<meter>` column per meter the catalog has (empty where the product has no such meter).
+         */
+        get: operations["exportUsage"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/billing/exports/invoice-lines.csv": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Invoice lines of the invoices overlapping a period, as CSV
+         * @description Requires an org key; acts on that key's organization.
+         *
+         *     Every line of the organization's invoices (as `GET /v1/billing/invoices` lists them: open, paid or void, never a draft) whose period overlaps [start, end), oldest invoice first, one row per line: `invoice_id, invoice_number, invoice_status, invoice_period_start, invoice_period_end, issued_at, kind, product, model, description, quantity_<meter>…, amount_usd, amount_nano_usd, period_start, period_end`. An invoice's lines sum to its `subtotal`.
+         */
+        get: operations["exportInvoiceLines"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/billing/exports/transactions.csv": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Ledger history for a period, as CSV
+         * @description Requires an org key; acts on that key's organization.
+         *
+         *     The organization's ledger transactions created in [start, end), oldest first, as `GET /v1/billing/transactions` shows them: `id, created_at, kind, amount_usd, amount_nano_usd, description, metadata` (`amount`: the net effect on the balance, negative for spending; `metadata` as JSON text).
+         */
+        get: operations["exportTransactions"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/billing/husd/deposit-address": {
         parameters: {
             query?: never;
@@ -4484,6 +4554,191 @@ export interface operations {
             };
             /** @description Not found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    exportUsage: {
+        parameters: {
+            query: {
+                /** @description Start of the period, inclusive: `YYYY-MM-DD` (midnight UTC) or an RFC 3339 timestamp */
+                start: string;
+                /** @description End of the period, exclusive (same forms); at most 366 days after start */
+                end: string;
+                /** @description `day`, `product_model` or `event` */
+                group_by: "day" | "product_model" | "event";
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Usage. `text/csv; charset=utf-8`, `Content-Disposition: attachment`, streamed; amounts as exact decimal USD and integer nano-USD, never rounded */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/csv": string;
+                };
+            };
+            /** @description Invalid request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Missing, malformed, unknown or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Key of the wrong scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests (`rate_limited`); retry after the `Retry-After` header's seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    exportInvoiceLines: {
+        parameters: {
+            query: {
+                /** @description Start of the period, inclusive: `YYYY-MM-DD` (midnight UTC) or an RFC 3339 timestamp */
+                start: string;
+                /** @description End of the period, exclusive (same forms); at most 366 days after start */
+                end: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Invoice lines. `text/csv; charset=utf-8`, `Content-Disposition: attachment`, streamed; amounts as exact decimal USD and integer nano-USD, never rounded */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/csv": string;
+                };
+            };
+            /** @description Invalid request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Missing, malformed, unknown or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Key of the wrong scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests (`rate_limited`); retry after the `Retry-After` header's seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    exportTransactions: {
+        parameters: {
+            query: {
+                /** @description Start of the period, inclusive: `YYYY-MM-DD` (midnight UTC) or an RFC 3339 timestamp */
+                start: string;
+                /** @description End of the period, exclusive (same forms); at most 366 days after start */
+                end: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Ledger transactions. `text/csv; charset=utf-8`, `Content-Disposition: attachment`, streamed; amounts as exact decimal USD and integer nano-USD, never rounded */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/csv": string;
+                };
+            };
+            /** @description Invalid request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Missing, malformed, unknown or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Key of the wrong scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests (`rate_limited`); retry after the `Retry-After` header's seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };

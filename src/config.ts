@@ -93,6 +93,11 @@ export const Config = z.object({
   TRUSTED_PROXY_HOPS: z.coerce.number().int().min(0).max(10).default(0),
   /** /metrics aggregates whole tables (holds, postings, deposits) at most once per this many seconds (0: every scrape). */
   METRICS_SNAPSHOT_SECONDS: z.coerce.number().int().min(0).max(3_600).default(30),
+  /**
+   * CSV exports one API process streams at once (each holds a database connection while its client
+   * reads); beyond it an export request is refused with 429 and Retry-After.
+   */
+  EXPORTS_MAX_CONCURRENT: z.coerce.number().int().min(1).max(100).default(2),
   /** When set, /metrics answers only `Authorization: Bearer <this token>` (at least 16 characters). */
   METRICS_TOKEN: z.string().min(16).max(256).optional(),
   /** POST /v1/billing/husd/topups per org: at most this many per period (a burst of this many, then evenly spread). */

@@ -31,6 +31,9 @@ import { registerGetAutoTopup } from "./billing/get-auto-topup.js";
 import { registerGetBalance } from "./billing/get-balance.js";
 import { registerGetInvoice } from "./billing/get-invoice.js";
 import { registerGetUsage } from "./billing/get-usage.js";
+import { registerExportInvoiceLines } from "./billing/export-invoice-lines.js";
+import { registerExportTransactions } from "./billing/export-transactions.js";
+import { registerExportUsage } from "./billing/export-usage.js";
 import { registerCreateWebhook } from "./billing/create-webhook.js";
 import { registerDeleteWebhook } from "./billing/delete-webhook.js";
 import { registerGetWebhook } from "./billing/get-webhook.js";
@@ -106,6 +109,9 @@ export const routes: readonly RegisterRoute[] = [
   registerListBudgets,
   registerSetBudget,
   registerDeleteBudget,
+  registerExportUsage,
+  registerExportInvoiceLines,
+  registerExportTransactions,
   // husd (org key)
   registerGetDepositAddress,
   registerRecordTopup,

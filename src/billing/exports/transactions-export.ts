@@ -1,0 +1,16 @@
+import type { BillingContext } from "../context.js";
+import { type LedgerTransactionView, toTransactionView, transactionsQuery } from "../transactions.js";
+import type { ExportPeriod } from "./export-period.js";
+import { EXPORT_BATCH_ROWS } from "./usage-export.js";
+
+/**
+ * The org's ledger transactions created in [start, end), oldest first, each as
+ * GET /v1/billing/transactions shows it (transactionsQuery), in batches through a cursor.
+ */
+export async function* transactionsForExport(
+  ctx: BillingContext,
+  input: { orgId: string; period: ExportPeriod },
+): AsyncGenerator<LedgerTransactionView[]> {
+  const query = transactionsQuery(ctx.sql, { orgId: input.orgId, order: "oldest", createdIn: input.period });
+  for await (const rows of query.cursor(EXPORT_BATCH_ROWS)) yield rows.map(toTransactionView);
+}
