@@ -411,4 +411,26 @@ describe("CSV exports (GET /v1/billing/exports/*.csv)", () => {
       expect(gateway.status).toBe(403);
     }
   });
+
+  it("at most EXPORTS_MAX_CONCURRENT (2) exports stream at once per process: a third meanwhile is 429 with Retry-After; a finished one frees its slot", async ({
+    app,
+  }) => {
+    const org = await app.createOrg();
+    await app.grant(org.id, "1");
+    await report(app, org, [{ timestamp: "2026-10-10T10:00:00Z" }]);
+    // A row to send: an export with none is done before its client reads anything.
+    const path = `/v1/billing/exports/usage.csv?${OCTOBER}&group_by=event`;
+    const open = [
+      await app.app.request(path, { headers: { authorization: `Bearer ${org.orgKey}` } }),
+      await app.app.request(path, { headers: { authorization: `Bearer ${org.orgKey}` } }),
+    ];
+    for (const r of open) expect(r.status).toBe(200);
+    const third = await app.call("GET", path, { key: org.orgKey });
+    expect(third.status).toBe(429);
+    expect(third.headers.get("retry-after")).toBe("5");
+    expect(third.json.error).toMatchObject({ code: "rate_limited", request_id: expect.any(String) });
+    await open[0]!.text();
+    await open[1]!.body!.cancel();
+    expect((await app.call("GET", path, { key: org.orgKey })).status).toBe(200);
+  });
 });
