@@ -39,7 +39,7 @@ describe("promo redemption invariants", () => {
     await fc.assert(
       fc.asyncProperty(scenario, async (s) => {
         run++;
-        const orgIds = [];
+        const orgIds: string[] = [];
         for (let i = 0; i < s.orgs; i++)
           orgIds.push((await createOrganization(ctx, { name: `P${run}-${i}`, id: `org_prop${run}x${i}` })).id);
         const amount = BigInt(s.cents) * 10_000_000n;
