@@ -15,6 +15,7 @@ export const ErrorCodes = {
   idempotency_key_reused: { status: 409, type: "idempotency_error" },
   idempotency_key_required: { status: 400, type: "invalid_request_error" },
   conflict: { status: 409, type: "invalid_request_error" },
+  credit_exceeds_invoice: { status: 409, type: "invalid_request_error" },
   payload_too_large: { status: 413, type: "invalid_request_error" },
   unsupported_media_type: { status: 415, type: "invalid_request_error" },
   insufficient_balance: { status: 402, type: "billing_error" },

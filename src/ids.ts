@@ -49,6 +49,7 @@ export type IdPrefix =
   | "evt"
   | "alert"
   | "adj"
+  | "cn"
   | "top"
   | "atp"
   | "rnw"

@@ -132,6 +132,18 @@ type Charge = {
   created: number;
   livemode: false;
 };
+type Refund = {
+  id: string;
+  object: "refund";
+  amount: number;
+  charge: string;
+  payment_intent: string;
+  currency: string;
+  status: "succeeded" | "pending" | "failed" | "canceled";
+  reason: string | null;
+  metadata: Record<string, string>;
+  created: number;
+};
 type SetupIntent = {
   id: string;
   object: "setup_intent";
@@ -220,6 +232,7 @@ export async function startFakeProcessor(options: FakeProcessorOptions) {
   const behaviors = new Map<string, CardBehavior>();
   const paymentIntents = new Map<string, PaymentIntent>();
   const charges = new Map<string, Charge>();
+  const refunds = new Map<string, Refund>();
   const setupIntents = new Map<string, SetupIntent>();
   const sessions = new Map<string, CheckoutSession>();
   const sessionExtras = new Map<string, SessionExtras>();
@@ -778,6 +791,67 @@ export async function startFakeProcessor(options: FakeProcessorOptions) {
         return { body: listOf(m[0], cardsOf(customer), f) };
       },
     ],
+    [
+      "POST",
+      /^\/v1\/refunds$/,
+      (_m, f) => {
+        // As the processor: by payment_intent or charge; the amount defaults to what is left, and
+        // more than what is left is refused. The charge's cumulative amount_refunded grows, and
+        // refund.created and charge.refunded are sent.
+        const piId = str(f, "payment_intent");
+        const chargeId = str(f, "charge") ?? (piId ? paymentIntents.get(piId)?.latest_charge : undefined);
+        if (!piId && !chargeId) throw invalid("One of `charge` or `payment_intent` is required.");
+        const ch = chargeId ? charges.get(chargeId) : undefined;
+        if (!ch)
+          throw piId
+            ? missing("payment_intent", piId, "payment_intent")
+            : missing("charge", String(chargeId), "charge");
+        if (piId && ch.payment_intent !== piId)
+          throw invalid("The charge does not belong to this PaymentIntent.", "charge");
+        if (ch.status !== "succeeded")
+          throw invalid(`Charge ${ch.id} has not succeeded; it cannot be refunded.`, "charge");
+        const left = ch.amount - ch.amount_refunded;
+        if (left <= 0)
+          throw new ApiError(400, {
+            type: "invalid_request_error",
+            code: "charge_already_refunded",
+            message: `Charge ${ch.id} has already been refunded.`,
+          });
+        const amount = str(f, "amount") === undefined ? left : positiveAmount(str(f, "amount"), "amount");
+        if (amount > left)
+          throw invalid(
+            `Refund amount ($${(amount / 100).toFixed(2)}) is greater than unrefunded amount on charge ($${(left / 100).toFixed(2)})`,
+            "amount",
+          );
+        const refund: Refund = {
+          id: randomId("re"),
+          object: "refund",
+          amount,
+          charge: ch.id,
+          payment_intent: ch.payment_intent,
+          currency: ch.currency,
+          status: "succeeded",
+          reason: str(f, "reason") ?? null,
+          metadata: record(f.metadata),
+          created: nowSeconds(),
+        };
+        refunds.set(refund.id, refund);
+        ch.amount_refunded += amount;
+        ch.refunded = ch.amount_refunded === ch.amount;
+        emit("refund.created", refund);
+        emit("charge.refunded", ch);
+        return { body: refund };
+      },
+    ],
+    [
+      "GET",
+      /^\/v1\/refunds\/([^/]+)$/,
+      (m) => {
+        const r = refunds.get(m[1] as string);
+        if (!r) throw missing("refund", m[1] as string);
+        return { body: r };
+      },
+    ],
     ["GET", /^\/v1\/payment_methods\/([^/]+)$/, (m) => ({ body: getPaymentMethod(m[1] as string) })],
     [
       "POST",
@@ -1051,6 +1125,8 @@ ${session.cancel_url ? `<p><a href="${esc(session.cancel_url)}">Cancel</a></p>` 
     paymentMethods,
     paymentIntents,
     charges,
+    /** Refunds made through POST /v1/refunds (the `refund()` control below makes none: it plays the dashboard). */
+    refunds,
     setupIntents,
     sessions,
     /** Every event made, in order. */

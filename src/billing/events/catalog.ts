@@ -20,6 +20,8 @@ export const EVENT_TYPES = {
   "invoice.payment_failed": "Charging an invoice's amount due to the saved card failed.",
   "budget.threshold_reached":
     "A budget's spend this period reached 80 % or 100 % of its monthly limit (once each per budget, period and limit).",
+  "credit_note.issued":
+    "An operator issued a credit note correcting an invoice; its amount goes back as credits or to the card.",
   "webhook_endpoint.disabled": "A webhook endpoint failed for five days and was disabled.",
   "test.ping": "Sent on request (POST /v1/billing/webhooks/{id}/test) to check an endpoint.",
 } as const;

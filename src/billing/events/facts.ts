@@ -25,3 +25,32 @@ export function invoicePaymentFailedEvent(p: {
     at: p.now,
   };
 }
+
+/** credit_note.issued: one per credit note, written in the transaction that issues it. */
+export function creditNoteIssuedEvent(n: {
+  id: string;
+  number: string;
+  orgId: string;
+  invoiceId: string;
+  invoiceNumber: string;
+  reason: string;
+  refundMethod: "credits" | "card";
+  total: bigint;
+  issuedAt: Date;
+}): EventInput {
+  return {
+    orgId: n.orgId,
+    type: "credit_note.issued",
+    factKey: n.id,
+    data: {
+      credit_note_id: n.id,
+      number: n.number,
+      invoice_id: n.invoiceId,
+      invoice_number: n.invoiceNumber,
+      reason: n.reason,
+      refund: n.refundMethod,
+      ...usdFields("total", n.total),
+    },
+    at: n.issuedAt,
+  };
+}

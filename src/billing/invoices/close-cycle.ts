@@ -5,6 +5,7 @@ import { orgCreditsAccount, SystemAccounts } from "../../ledger/accounts.js";
 import { divideHalfEven } from "../../ledger/money.js";
 import { postTransfer } from "../../ledger/post-transaction.js";
 import { at, withTransaction, type BillingContext } from "../context.js";
+import { billingDetailsSnapshot } from "../documents/billing-details.js";
 import { consumeExpiringGrants } from "../grants.js";
 import { watchLowBalance } from "../low-balance.js";
 import { settleCharges, spendable } from "../money-rules.js";
@@ -121,9 +122,11 @@ export async function closeCycle(
     });
 
     const id = newId("inv");
-    await tx`insert into invoices (id, org_id, period_start, period_end, status, subtotal, credits_applied, amount_due, usage_seq_cutoff, created_at)
+    // The billing details as they are now, under the org's lock: the issued invoice keeps them.
+    const details = await billingDetailsSnapshot(tx, orgId);
+    await tx`insert into invoices (id, org_id, period_start, period_end, status, subtotal, credits_applied, amount_due, usage_seq_cutoff, billing_details, created_at)
              values (${id}, ${orgId}, ${period.start}, ${period.end}, 'draft', ${subtotal.toString()}, ${creditsApplied.toString()},
-                     ${amountDue.toString()}, ${cutoff.toString()}, ${now})`;
+                     ${amountDue.toString()}, ${cutoff.toString()}, ${details ? tx.json(details) : null}, ${now})`;
     if (lines.length > 0) {
       const rows = lines.map((l) => ({
         invoice_id: id,

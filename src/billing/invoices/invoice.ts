@@ -1,3 +1,5 @@
+import type { BillingDetailsSnapshot } from "../documents/billing-details.js";
+
 export type InvoiceStatus = "draft" | "open" | "paid" | "void";
 export type InvoiceLine = {
   kind: "usage" | "late_usage" | "subscription" | "adjustment";
@@ -23,6 +25,8 @@ export type Invoice = {
   paidAt: Date | null;
   voidedAt: Date | null;
   createdAt: Date;
+  /** The org's billing details when the invoice was issued; null when none were set then. */
+  billingDetails: BillingDetailsSnapshot | null;
   lines?: InvoiceLine[];
 };
 
@@ -42,6 +46,7 @@ export type InvoiceRow = {
   paid_at: Date | null;
   voided_at: Date | null;
   created_at: Date;
+  billing_details: BillingDetailsSnapshot | null;
 };
 
 export const toInvoice = (r: InvoiceRow): Invoice => ({
@@ -58,4 +63,5 @@ export const toInvoice = (r: InvoiceRow): Invoice => ({
   paidAt: r.paid_at,
   voidedAt: r.voided_at,
   createdAt: r.created_at,
+  billingDetails: r.billing_details ?? null,
 });

@@ -85,12 +85,16 @@ export async function reverseCardTopup(
     // Won before we saw it open (the processor does not order deliveries): it never takes anything.
     if (dispute?.status === "won") return { outcome: "nothing_to_reverse", orgId: row.org_id };
   }
-  const requestedMinor = r.kind === "refund" ? r.amountRefundedMinor - row.refunded_minor : r.amountMinor;
+  // A refund we made for a credit note gave back money the invoice earned, not credits: it is
+  // left out of the charge's cumulative refunded amount, so refunded_minor counts the others only.
+  const refundedByOthers =
+    r.kind === "refund" ? r.amountRefundedMinor - (await creditNoteRefundsMinor(tx, row.payment_id)) : 0n;
+  const requestedMinor = r.kind === "refund" ? refundedByOthers - row.refunded_minor : r.amountMinor;
   const remaining = row.amount_nano_usd - row.reversed_nano_usd;
   const requested = requestedMinor > 0n ? centsToNanoUsd(requestedMinor) : 0n;
   const amount = requested < remaining ? requested : remaining;
   const refundedMinor =
-    r.kind === "refund" && r.amountRefundedMinor > row.refunded_minor ? r.amountRefundedMinor : row.refunded_minor;
+    r.kind === "refund" && refundedByOthers > row.refunded_minor ? refundedByOthers : row.refunded_minor;
   let reversed = 0n;
   if (amount > 0n) {
     const lowBalance = await watchLowBalance(tx, row.org_id, now);
@@ -204,4 +208,16 @@ async function disputeReversalAmount(tx: TransactionSql, orgId: string, disputeI
     join ledger_entries e on e.transaction_id = t.id and e.account_id = ${orgCreditsAccount(orgId)}
     where t.kind = 'reversal' and t.idempotency_key = ${`card-dispute:${disputeId}`}`;
   return row ? BigInt(row.taken) : 0n;
+}
+
+/**
+ * Cents refunded from a payment by credit notes (src/billing/credit-notes/refund-to-card.ts),
+ * pending ones included: a pending refund may already be done at the processor, whose event can
+ * arrive before we record the answer. (If it then fails, the next refund event of the charge
+ * counts what it had hidden.)
+ */
+async function creditNoteRefundsMinor(tx: TransactionSql, paymentId: string): Promise<bigint> {
+  const [row] = await tx<{ minor: string }[]>`
+    select coalesce(sum(amount_minor), 0)::text as minor from credit_note_refunds where payment_id = ${paymentId} and status <> 'failed'`;
+  return row ? BigInt(row.minor) : 0n;
 }

@@ -27,3 +27,7 @@ revoke update on webhook_attempts from hanzo_app;
 
 -- A promo code's redemptions are facts (the grant names its row): added, never changed.
 revoke update on promo_redemptions from hanzo_app;
+
+-- Credit notes and their lines are documents: written once (credit_note_guards.sql refuses changes
+-- from anyone); their card refund (credit_note_refunds) is the part that moves from pending.
+revoke update on credit_notes, credit_note_lines from hanzo_app;

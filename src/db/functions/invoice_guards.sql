@@ -4,7 +4,7 @@
 --
 -- invoices_guard (before update or delete on invoices), refuses with insufficient_privilege:
 --   deleting an issued invoice; a status change other than open -> paid | void; any change to
---   what was issued; paid_at or voided_at changing without the status.
+--   what was issued (billing_details, the snapshot taken at issue, included); paid_at or voided_at changing without the status.
 -- invoice_lines_guard (before insert, update or delete on invoice_lines), refuses with
 --   insufficient_privilege: any change that touches an issued invoice, on either side: the
 --   invoice a line leaves (update, delete) and the one it joins (insert, update). Both are read
@@ -26,10 +26,10 @@ begin
       using errcode = 'insufficient_privilege';
   end if;
   if (new.id, new.number, new.org_id, new.period_start, new.period_end, new.currency, new.subtotal, new.credits_applied,
-      new.amount_due, new.usage_seq_cutoff, new.issued_at, new.created_at)
+      new.amount_due, new.usage_seq_cutoff, new.issued_at, new.created_at, new.billing_details)
      is distinct from
      (old.id, old.number, old.org_id, old.period_start, old.period_end, old.currency, old.subtotal, old.credits_applied,
-      old.amount_due, old.usage_seq_cutoff, old.issued_at, old.created_at) then
+      old.amount_due, old.usage_seq_cutoff, old.issued_at, old.created_at, old.billing_details) then
     raise exception 'invoice % is issued and immutable; issue a correction instead', old.number using errcode = 'insufficient_privilege';
   end if;
   if new.status = old.status and (new.paid_at, new.voided_at) is distinct from (old.paid_at, old.voided_at) then

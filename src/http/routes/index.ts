@@ -3,6 +3,7 @@ import type { AppDeps, AppEnv } from "../context.js";
 import { registerCancelSubscription } from "./admin/cancel-subscription.js";
 import { registerCloseCycles } from "./admin/close-cycles.js";
 import { registerCreateAdjustment } from "./admin/create-adjustment.js";
+import { registerCreateCreditNote } from "./admin/create-credit-note.js";
 import { registerCreateKey } from "./admin/create-key.js";
 import { registerCreateOrg } from "./admin/create-org.js";
 import { registerCreatePlatformKey } from "./admin/create-platform-key.js";
@@ -30,6 +31,12 @@ import { registerDeletePaymentMethod } from "./billing/delete-payment-method.js"
 import { registerGetAutoTopup } from "./billing/get-auto-topup.js";
 import { registerGetBalance } from "./billing/get-balance.js";
 import { registerGetInvoice } from "./billing/get-invoice.js";
+import { registerGetInvoicePdf } from "./billing/get-invoice-pdf.js";
+import { registerGetBillingDetails } from "./billing/get-billing-details.js";
+import { registerSetBillingDetails } from "./billing/set-billing-details.js";
+import { registerListCreditNotes } from "./billing/list-credit-notes.js";
+import { registerGetCreditNote } from "./billing/get-credit-note.js";
+import { registerGetCreditNotePdf } from "./billing/get-credit-note-pdf.js";
 import { registerGetUsage } from "./billing/get-usage.js";
 import { registerExportInvoiceLines } from "./billing/export-invoice-lines.js";
 import { registerExportTransactions } from "./billing/export-transactions.js";
@@ -84,7 +91,14 @@ export const routes: readonly RegisterRoute[] = [
   registerListTransactions,
   registerGetUsage,
   registerListInvoices,
+  // The PDF routes go before the JSON routes of their collection, which would take `x.pdf` as an id.
+  registerGetInvoicePdf,
   registerGetInvoice,
+  registerListCreditNotes,
+  registerGetCreditNotePdf,
+  registerGetCreditNote,
+  registerGetBillingDetails,
+  registerSetBillingDetails,
   registerListPaymentMethods,
   registerCreatePaymentMethodSetup,
   registerSetDefaultPaymentMethod,
@@ -133,6 +147,8 @@ export const routes: readonly RegisterRoute[] = [
   registerSubscribe,
   registerCancelSubscription,
   registerCloseCycles,
+  // Before /v1/admin/invoices/{id}/{action}, which would take `credit-notes` as an action.
+  registerCreateCreditNote,
   registerSetInvoiceStatus,
   registerCreateAdjustment,
   registerCreatePromoCode,

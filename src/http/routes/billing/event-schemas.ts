@@ -98,6 +98,17 @@ const BudgetThreshold = z
     ...usd("spent"),
   })
   .openapi("BudgetThresholdEvent", { description: EVENT_TYPES["budget.threshold_reached"] });
+const CreditNoteIssued = z
+  .object({
+    credit_note_id: z.string(),
+    number: z.string().openapi({ example: "CN-000001" }),
+    invoice_id: z.string(),
+    invoice_number: z.string(),
+    reason: z.string(),
+    refund: z.enum(["credits", "card"]),
+    ...usd("total"),
+  })
+  .openapi("CreditNoteIssuedEvent", { description: EVENT_TYPES["credit_note.issued"] });
 const EndpointDisabled = z
   .object({ webhook_id: z.string(), url: z.string(), failing_since: z.string() })
   .openapi("WebhookEndpointDisabledEvent", { description: EVENT_TYPES["webhook_endpoint.disabled"] });
@@ -120,6 +131,7 @@ export const EVENT_DATA_SCHEMAS: Record<EventType, z.ZodType> = {
   "invoice.paid": Invoice,
   "invoice.payment_failed": InvoicePaymentFailed,
   "budget.threshold_reached": BudgetThreshold,
+  "credit_note.issued": CreditNoteIssued,
   "webhook_endpoint.disabled": EndpointDisabled,
   "test.ping": TestPing,
 };

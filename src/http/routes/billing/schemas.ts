@@ -52,6 +52,19 @@ export const InvoiceLineJson = z
   })
   .openapi("InvoiceLine");
 
+/** Billing details as documents print them: the snapshot an invoice or credit note took at issue. */
+export const BillingDetailsJson = z
+  .object({
+    legal_name: z.string(),
+    address_lines: z.array(z.string()),
+    city: z.string(),
+    postal_code: z.string().nullable(),
+    country: z.string().openapi({ example: "DE", description: "ISO 3166-1 alpha-2" }),
+    tax_id: z.string().nullable().openapi({ description: "As the customer gave it" }),
+    invoice_email: z.string().nullable(),
+  })
+  .openapi("BillingDetailsSnapshot");
+
 export const InvoiceJson = z
   .object({
     id: z.string(),
@@ -68,6 +81,10 @@ export const InvoiceJson = z
     issued_at: z.string().nullable(),
     paid_at: z.string().nullable(),
     voided_at: z.string().nullable(),
+    billing_details: BillingDetailsJson.nullable().openapi({
+      description:
+        "The organization's billing details when the invoice was issued (null: none were set then); later changes never alter it",
+    }),
     lines: z.array(InvoiceLineJson).optional(),
   })
   .openapi("Invoice");
@@ -92,6 +109,7 @@ export function invoiceJson(i: Invoice): InvoiceJson {
     issued_at: i.issuedAt?.toISOString() ?? null,
     paid_at: i.paidAt?.toISOString() ?? null,
     voided_at: i.voidedAt?.toISOString() ?? null,
+    billing_details: i.billingDetails,
     ...(i.lines
       ? {
           lines: i.lines.map((l) => {

@@ -1,0 +1,90 @@
+import Stripe from "stripe";
+import { SystemAccounts } from "../../ledger/accounts.js";
+import { postTransfer } from "../../ledger/post-transaction.js";
+import type { Processor } from "../auto-topup/card-charge.js";
+import { withTransaction, type BillingContext } from "../context.js";
+import { centsToNanoUsd, lockPayment } from "../payments/card-payment.js";
+import { callProcessor } from "../payments/processor-client.js";
+
+export type CardRefundOutcome = "succeeded" | "failed" | "not_pending";
+
+/**
+ * Refunds a 'card' credit note's total to the payment that paid its invoice, at most once: the
+ * processor call carries the idempotency key `credit-note-refund:<note>`, so repeating it (a
+ * retry after no answer, two retries at once) returns the same refund. The answer is recorded
+ * once (the row leaves 'pending' once) with a `credit_note` ledger transaction, revenue → card,
+ * keyed by the note: the money leaves what the invoice earned. The org's credits are untouched:
+ * the invoice was paid from them and this gives the payment back, not the credits.
+ *
+ * A processor that does not answer leaves the refund pending and throws 503
+ * processor_unavailable (the caller retries with the same Idempotency-Key); one that refuses it
+ * (e.g. the charge was already refunded at the processor's dashboard) marks it failed with the
+ * processor's message, for an operator to settle another way.
+ */
+export async function refundCreditNoteToCard(
+  ctx: BillingContext & { processor: Processor },
+  input: { creditNoteId: string },
+): Promise<CardRefundOutcome> {
+  const [pending] = await ctx.sql<{ payment_id: string; amount_minor: bigint; org_id: string; number: string }[]>`
+    select r.payment_id, r.amount_minor, r.org_id, n.number from credit_note_refunds r
+    join credit_notes n on n.id = r.credit_note_id
+    where r.credit_note_id = ${input.creditNoteId} and r.status = 'pending'`;
+  if (!pending) return "not_pending";
+  let answer:
+    | { status: "succeeded"; refundId: string }
+    | { status: "failed"; refundId: string | null; failure: string };
+  try {
+    const refund = await callProcessor("refund", () =>
+      ctx.processor.refunds.create(
+        {
+          payment_intent: pending.payment_id,
+          amount: Number(pending.amount_minor),
+          reason: "requested_by_customer",
+          metadata: { hanzo_org_id: pending.org_id, hanzo_credit_note: input.creditNoteId },
+        },
+        { idempotencyKey: `credit-note-refund:${input.creditNoteId}` },
+      ),
+    );
+    answer =
+      refund.status === "failed" || refund.status === "canceled"
+        ? { status: "failed", refundId: refund.id, failure: `refund ${refund.status}` }
+        : { status: "succeeded", refundId: refund.id };
+  } catch (err) {
+    // Refused by the processor (4xx): final. Anything else (unavailable: 503) stays pending.
+    if (!(err instanceof Stripe.errors.StripeInvalidRequestError || err instanceof Stripe.errors.StripeCardError))
+      throw err;
+    answer = { status: "failed", refundId: null, failure: err.message };
+  }
+  const now = ctx.clock();
+  return withTransaction(ctx, async ({ sql: tx, logger }) => {
+    // The refund's row under the payment's lock, as the processor's refund events are applied.
+    await lockPayment(tx, [pending.payment_id]);
+    const [row] = await tx<{ amount_minor: bigint }[]>`
+      select amount_minor from credit_note_refunds where credit_note_id = ${input.creditNoteId} and status = 'pending' for update`;
+    if (!row) return "not_pending" as const;
+    let ledgerTransactionId: string | null = null;
+    if (answer.status === "succeeded") {
+      ({ transactionId: ledgerTransactionId } = await postTransfer(tx, {
+        kind: "credit_note",
+        orgId: pending.org_id,
+        idempotencyKey: `card-refund:${input.creditNoteId}`,
+        description: `Credit note ${pending.number} refunded to the card`,
+        metadata: { credit_note_id: input.creditNoteId, refund: "card" },
+        from: SystemAccounts.revenue,
+        to: SystemAccounts.card,
+        amount: centsToNanoUsd(row.amount_minor),
+        createdAt: now,
+      }));
+    } else {
+      logger.warn(
+        { org_id: pending.org_id, credit_note_id: input.creditNoteId, failure: answer.failure },
+        "card refund of a credit note refused by the processor: settle it another way (e.g. credits)",
+      );
+    }
+    await tx`
+      update credit_note_refunds set status = ${answer.status}, processor_refund_id = ${answer.refundId},
+        failure = ${answer.status === "failed" ? answer.failure : null}, ledger_transaction_id = ${ledgerTransactionId}, updated_at = ${now}
+      where credit_note_id = ${input.creditNoteId}`;
+    return answer.status;
+  });
+}
