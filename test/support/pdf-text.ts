@@ -1,11 +1,20 @@
+import { createRequire } from "node:module";
+import { dirname } from "node:path";
 import { getDocument } from "pdfjs-dist/legacy/build/pdf.mjs";
+
+/** pdf.js's metrics of the standard PDF fonts (Helvetica…), which pdfkit's documents use. */
+const STANDARD_FONTS = `${dirname(createRequire(import.meta.url).resolve("pdfjs-dist/package.json"))}/standard_fonts/`;
 
 /**
  * The text of a PDF as lines, the way a reader sees them: pdf.js (Mozilla's reader) extracts the
  * text items of every page, and items on the same baseline are joined left to right with a space.
  */
 export async function pdfLines(bytes: Uint8Array): Promise<string[]> {
-  const doc = await getDocument({ data: new Uint8Array(bytes), useSystemFonts: false }).promise;
+  const doc = await getDocument({
+    data: new Uint8Array(bytes),
+    useSystemFonts: false,
+    standardFontDataUrl: STANDARD_FONTS,
+  }).promise;
   const lines: string[] = [];
   for (let p = 1; p <= doc.numPages; p++) {
     const page = await doc.getPage(p);
