@@ -138,6 +138,19 @@ export const Config = z.object({
   WEBHOOK_ALLOW_LOCALHOST: bool.default(false),
   /** A delivery attempt that has no answer within this many milliseconds has failed (and is retried). */
   WEBHOOK_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(10_000),
+  /**
+   * Referrals (README, "Referrals"): the link an org shares is REFERRAL_LINK_BASE_URL?ref=<code>; a
+   * referral pays once the referred org's first paid top-up has stood REFERRAL_HOLD_DAYS; the
+   * referrer and the referred org then get these credits (0: that side gets none), which expire
+   * after REFERRAL_GRANT_EXPIRES_IN_DAYS; a referrer earns at most REFERRAL_MONTHLY_CAP_USD a
+   * calendar month (UTC), a reward past it is recorded as capped.
+   */
+  REFERRAL_LINK_BASE_URL: z.url().default("https://console.hanzo.ai/signup"),
+  REFERRAL_HOLD_DAYS: z.coerce.number().int().min(0).max(365).default(14),
+  REFERRAL_REFERRER_CREDIT_USD: usdCents.default("20.00"),
+  REFERRAL_REFERRED_CREDIT_USD: usdCents.default("10.00"),
+  REFERRAL_MONTHLY_CAP_USD: usdCents.default("200.00"),
+  REFERRAL_GRANT_EXPIRES_IN_DAYS: z.coerce.number().int().min(1).max(3650).default(365),
   /** Deliveries in flight per worker process (a slow receiver holds one for up to WEBHOOK_TIMEOUT_MS). */
   WEBHOOK_CONCURRENCY: z.coerce.number().int().min(1).max(2_000).default(500),
 });

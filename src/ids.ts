@@ -58,7 +58,8 @@ export type IdPrefix =
   | "dlv"
   | "promo"
   | "prr"
-  | "bud";
+  | "bud"
+  | "rfl";
 
 /** IDs carry their kind (`org_…`, `hold_…`) so a misplaced one is obvious in logs and errors. */
 export function newId(prefix: IdPrefix): string {

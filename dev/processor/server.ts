@@ -93,7 +93,15 @@ type PaymentMethod = {
   created: number;
   customer: string | null;
   billing_details: { email: null; name: null; address: null; phone: null };
-  card: { brand: string; last4: string; exp_month: number; exp_year: number; funding: string; country: string };
+  card: {
+    brand: string;
+    last4: string;
+    exp_month: number;
+    exp_year: number;
+    funding: string;
+    country: string;
+    fingerprint: string;
+  };
   metadata: Record<string, string>;
   livemode: false;
 };
@@ -128,7 +136,10 @@ type Charge = {
   paid: boolean;
   status: string;
   payment_method: string;
-  payment_method_details: { type: "card"; card: { brand: string; last4: string; exp_month: number; exp_year: number } };
+  payment_method_details: {
+    type: "card";
+    card: { brand: string; last4: string; exp_month: number; exp_year: number; fingerprint: string };
+  };
   created: number;
   livemode: false;
 };
@@ -219,6 +230,15 @@ const TEST_TOKENS: Record<string, string> = {
   pm_card_chargeDeclinedInsufficientFunds: "4000000000009995",
   pm_card_authenticationRequired: "4000002760003184",
 };
+
+/**
+ * The processor's `card.fingerprint`: the same card number always gives the same value (within
+ * one processor account, as at the processor), different numbers different values.
+ */
+export function cardFingerprint(number: string): string {
+  const digest = createHash("sha256").update(`card-fingerprint:${number}`).digest();
+  return Array.from(digest.subarray(0, 16), (b) => ALNUM[b % ALNUM.length]).join("");
+}
 
 type StoredReply = { fingerprint: string; status: number; body: unknown };
 
@@ -348,7 +368,15 @@ export async function startFakeProcessor(options: FakeProcessorOptions) {
       created: nowSeconds(),
       customer,
       billing_details: { email: null, name: null, address: null, phone: null },
-      card: { brand: card.brand, last4: card.last4, exp_month: 12, exp_year: 2034, funding: "credit", country: "US" },
+      card: {
+        brand: card.brand,
+        last4: card.last4,
+        exp_month: 12,
+        exp_year: 2034,
+        funding: "credit",
+        country: "US",
+        fingerprint: cardFingerprint(number),
+      },
       metadata: {},
       livemode: false,
     };
@@ -432,6 +460,7 @@ export async function startFakeProcessor(options: FakeProcessorOptions) {
             last4: pm.card.last4,
             exp_month: pm.card.exp_month,
             exp_year: pm.card.exp_year,
+            fingerprint: pm.card.fingerprint,
           },
         },
         created: nowSeconds(),

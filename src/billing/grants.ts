@@ -167,37 +167,74 @@ export async function expireGrants(ctx: BillingContext, input: { limit?: number 
   const limit = input.limit ?? 500;
   const due = await sql<{ id: string; org_id: string }[]>`select id, org_id from grant_expiry_due(${now}, ${limit})`;
   let posted = 0;
-  for (const { id, org_id } of due) {
-    await withTransaction(ctx, async ({ sql: tx }) => {
-      // Org account first, grant second: the same lock order as the usage path, so no deadlock.
-      await tx`select 1 from ledger_accounts where id = ${orgCreditsAccount(org_id)} for update`;
-      // Checked again under the lock: another worker may have posted it. (No hold from before
-      // the expiry can appear since: the expiry is past.)
-      const [grant] = await tx<(GrantRow & { take: bigint })[]>`
-        select g.*, g.amount - g.consumed as take
-        from credit_grants g
-        where g.id = ${id} and g.expired_at is null and not grant_expiry_waits(g.org_id, g.created_at, g.expires_at, ${now})
-        for update of g`;
-      if (!grant) return;
-      const take = grant.take;
-      if (take > 0n) {
-        const lowBalance = await watchLowBalance(tx, grant.org_id, now);
-        const posted = await postTransfer(tx, {
-          kind: "grant_expiry",
-          orgId: grant.org_id,
-          idempotencyKey: grant.id,
-          description: `expiry of grant ${grant.id}`,
-          metadata: { grant_id: grant.id },
-          from: orgCreditsAccount(grant.org_id),
-          to: SystemAccounts.grantExpiry,
-          amount: take,
-          createdAt: now,
-        });
-        await lowBalance(posted.created ? posted.transactionId : null);
-      }
-      await tx`update credit_grants set expired_at = ${now}, expired_amount = ${take.toString()} where id = ${id}`;
-      posted++;
-    });
+  for (const { id } of due) {
+    if ((await withTransaction(ctx, ({ sql: tx }) => postGrantEnd(tx, id, now))) !== null) posted++;
   }
   return posted;
+}
+
+/**
+ * Posts the end of one grant whose expires_at has passed, under its org's lock: its unused part
+ * (amount - consumed) leaves the org's credits, as a 'grant_expiry' to system:grant_expiry, or,
+ * for a grant taken back by clawBackGrant, as a 'referral_clawback' back to system:grants. Waits
+ * (returns null, the expire-grants job posts it later) while a hold taken while the grant was live
+ * is still live (grant_expiry_waits). Returns what it took, null if it posted nothing now.
+ */
+export async function postGrantEnd(tx: TransactionSql, grantId: string, now: Date): Promise<bigint | null> {
+  const [owner] = await tx<{ org_id: string }[]>`select org_id from credit_grants where id = ${grantId}`;
+  if (!owner) return null;
+  // Org account first, grant second: the same lock order as the usage path, so no deadlock.
+  await tx`select 1 from ledger_accounts where id = ${orgCreditsAccount(owner.org_id)} for update`;
+  // Checked again under the lock: another worker may have posted it. (No hold from before the
+  // expiry can appear since: the expiry is past.)
+  const [grant] = await tx<(GrantRow & { take: bigint; clawed_back_at: Date | null })[]>`
+    select g.*, g.amount - g.consumed as take
+    from credit_grants g
+    where g.id = ${grantId} and g.expired_at is null and g.expires_at <= ${now}
+      and not grant_expiry_waits(g.org_id, g.created_at, g.expires_at, ${now})
+    for update of g`;
+  if (!grant) return null;
+  const take = grant.take;
+  const clawback = grant.clawed_back_at !== null;
+  if (take > 0n) {
+    const lowBalance = await watchLowBalance(tx, grant.org_id, now);
+    const posted = await postTransfer(tx, {
+      kind: clawback ? "referral_clawback" : "grant_expiry",
+      orgId: grant.org_id,
+      idempotencyKey: grant.id,
+      description: clawback ? `clawback of grant ${grant.id}` : `expiry of grant ${grant.id}`,
+      metadata: { grant_id: grant.id },
+      from: orgCreditsAccount(grant.org_id),
+      to: clawback ? SystemAccounts.grants : SystemAccounts.grantExpiry,
+      amount: take,
+      createdAt: now,
+    });
+    await lowBalance(posted.created ? posted.transactionId : null);
+  }
+  await tx`update credit_grants set expired_at = ${now}, expired_amount = ${take.toString()} where id = ${grantId}`;
+  return take;
+}
+
+/**
+ * Takes back what is unspent of a grant (a referral reward whose qualifying top-up was reversed):
+ * the grant expires now, and its end is posted by the expiry rule (postGrantEnd) as a
+ * 'referral_clawback', so it takes exactly the unused part, never what was already spent, and
+ * waits like an expiry for live holds funded by it. Only for grants that carry an expiry (their
+ * consumption is tracked, consume_expiring_grants); a grant already ended gives nothing back.
+ * Call in the caller's transaction; returns what was taken now, or null when nothing was taken
+ * now (already ended, or waiting for live holds: the expire-grants job posts it).
+ */
+export async function clawBackGrant(tx: TransactionSql, grantId: string, now: Date): Promise<bigint | null> {
+  const [grant] = await tx<{ org_id: string; expires_at: Date | null }[]>`
+    select org_id, expires_at from credit_grants where id = ${grantId}`;
+  if (!grant) throw new Error(`no credit grant ${grantId}`);
+  if (grant.expires_at === null)
+    throw new Error(`grant ${grantId} has no expiry: what is unspent of it is not tracked`);
+  await tx`select 1 from ledger_accounts where id = ${orgCreditsAccount(grant.org_id)} for update`;
+  const [marked] = await tx`
+    update credit_grants set clawed_back_at = ${now}, expires_at = least(expires_at, ${now})
+    where id = ${grantId} and expired_at is null and clawed_back_at is null
+    returning 1`;
+  if (!marked) return null;
+  return postGrantEnd(tx, grantId, now);
 }

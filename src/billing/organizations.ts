@@ -2,6 +2,7 @@ import { BillingError } from "../errors.js";
 import { newId } from "../ids.js";
 import { orgCreditsAccount, orgHeldAccount } from "../ledger/accounts.js";
 import { withTransaction, type BillingContext } from "./context.js";
+import { linkReferral } from "./referrals/link-referral.js";
 
 export type Organization = {
   id: string;
@@ -20,10 +21,14 @@ const toOrganization = (r: OrgRow): Organization => ({
   createdAt: r.created_at,
 });
 
-/** Creates the organization and both of its ledger accounts together, so no org ever lacks one. */
+/**
+ * Creates the organization and both of its ledger accounts together, so no org ever lacks one;
+ * with a referral code, linked to its referrer in the same transaction (an unknown code creates
+ * nothing: 400).
+ */
 export async function createOrganization(
   ctx: BillingContext,
-  input: { name: string; id?: string; billingAnchorDay?: number; createdAt?: Date },
+  input: { name: string; id?: string; billingAnchorDay?: number; createdAt?: Date; referralCode?: string },
 ): Promise<Organization> {
   return withTransaction(ctx, async ({ sql: tx }) => {
     const id = input.id ?? newId("org");
@@ -33,6 +38,9 @@ export async function createOrganization(
     await tx`insert into ledger_accounts (id, org_id, kind) values
       (${orgCreditsAccount(id)}, ${id}, 'org_credits'), (${orgHeldAccount(id)}, ${id}, 'org_held')`;
     if (!row) throw new Error("insert into organizations returned no row");
+    if (input.referralCode !== undefined) {
+      await linkReferral(tx, { referredOrgId: id, code: input.referralCode, now: input.createdAt ?? ctx.clock() });
+    }
     return toOrganization(row);
   });
 }

@@ -35,6 +35,7 @@ export const MaintenanceTasks = [
   "check-ledger",
   "card-charges",
   "sweep-webhooks",
+  "pay-referrals",
 ] as const;
 export const MaintenanceTask = z.enum(MaintenanceTasks);
 export type MaintenanceTask = z.infer<typeof MaintenanceTask>;

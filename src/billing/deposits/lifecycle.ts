@@ -45,6 +45,8 @@ import { orgCreditsAccount, SystemAccounts } from "../../ledger/accounts.js";
 import { postTransfer } from "../../ledger/post-transaction.js";
 import { settleOpenInvoices } from "../invoices/settle-open-invoices.js";
 import { watchLowBalance } from "../low-balance.js";
+import { qualifyReferral } from "../referrals/qualify-referral.js";
+import { referralTopupReversed } from "../referrals/topup-reversed.js";
 
 /** The states of the machine above. */
 export type DepositState = "seen" | "confirming" | "credited" | "orphaned" | "rejected" | "reversed";
@@ -172,6 +174,14 @@ export async function creditDeposit(
              where id = ${row.id}`;
     // Open invoices are paid first, in this transaction; the rest stays in credits.
     await settleOpenInvoices(tx, { orgId: row.org_id, amount, now, source: posted.transactionId });
+    // The referred org's first paid top-up qualifies its referral, in this same transaction.
+    await qualifyReferral(tx, {
+      orgId: row.org_id,
+      kind: "husd",
+      ref: row.id,
+      transactionId: posted.transactionId,
+      now,
+    });
     deps.logger?.info(
       { deposit_id: row.id, org_id: row.org_id, nano_usd: amount.toString(), credit: k },
       "HUSD deposit credited",
@@ -231,6 +241,8 @@ export async function reverseDeposit(
         `reversal ${k} of deposit ${row.id} is already in the ledger while the deposit is credited`,
       );
     await lowBalance(posted.transactionId);
+    // A referral this deposit qualified is canceled (before payout) or clawed back (after).
+    await referralTopupReversed(tx, { kind: "husd", ref: row.id, now });
     const reason = `reorged_after_credit: ${why}`;
     if (waitAt) {
       await tx`update husd_deposits set state = 'confirming', reason = ${reason}, reversal_count = ${k}, reversal_transaction_id = ${posted.transactionId},

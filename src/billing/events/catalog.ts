@@ -22,6 +22,14 @@ export const EVENT_TYPES = {
     "A budget's spend this period reached 80 % or 100 % of its monthly limit (once each per budget, period and limit).",
   "credit_note.issued":
     "An operator issued a credit note correcting an invoice; its amount goes back as credits or to the card.",
+  "referral.qualified": "An org you referred made its first paid top-up; the reward is paid after the holding period.",
+  "referral.paid":
+    "A referral's reward was granted (to the referrer, unless over its monthly cap, and to the referred org).",
+  "referral.rejected":
+    "A referral was refused as a self-referral (shared processor customer, card or wallet): no reward.",
+  "referral.canceled": "A referral's qualifying top-up was reversed before the payout: no reward.",
+  "referral.clawed_back":
+    "A referral's qualifying top-up was reversed after the payout: what is unspent of the reward was taken back.",
   "webhook_endpoint.disabled": "A webhook endpoint failed for five days and was disabled.",
   "test.ping": "Sent on request (POST /v1/billing/webhooks/{id}/test) to check an endpoint.",
 } as const;

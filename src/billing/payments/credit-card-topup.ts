@@ -2,6 +2,7 @@ import type { TransactionContext } from "../context.js";
 import { orgCreditsAccount, SystemAccounts } from "../../ledger/accounts.js";
 import { postTransfer } from "../../ledger/post-transaction.js";
 import { settleOpenInvoices } from "../invoices/settle-open-invoices.js";
+import { qualifyReferral } from "../referrals/qualify-referral.js";
 import { CREDITED_CURRENCY, centsToNanoUsd, lockPayment } from "./card-payment.js";
 
 export type TopupInput = {
@@ -75,6 +76,14 @@ export async function creditCardTopup(ctx: TransactionContext, input: TopupInput
     now,
     source: posted.transactionId,
     first: input.invoiceFirst ?? null,
+  });
+  // The referred org's first paid top-up qualifies its referral, in this same transaction.
+  await qualifyReferral(tx, {
+    orgId: input.orgId,
+    kind: "card",
+    ref: input.paymentId,
+    transactionId: posted.transactionId,
+    now,
   });
   return "credited";
 }

@@ -18,6 +18,7 @@ import {
   PaymentMethod,
   PreviousCustomer,
   type ProcessorEvent,
+  SucceededCharge,
 } from "./objects.js";
 import { detachCard, orgOfCard, saveCard, setDefaultCard } from "./payment-methods.js";
 import { emitTopupEvent } from "../topups/topup-events.js";
@@ -185,6 +186,17 @@ async function dispatch(ctx: TransactionContext, event: ProcessorEvent): Promise
       });
       return { outcome: "session_expired", orgId: expired.org_id };
     }
+    case "charge.succeeded": {
+      // Only for the card's fingerprint (the payment is credited by payment_intent.succeeded).
+      const ch = parseObject(SucceededCharge, event, logger);
+      const [link] = ch.customer
+        ? await tx<{ org_id: string }[]>`select org_id from processor_customers where customer_id = ${ch.customer}`
+        : [];
+      if (!link) return { outcome: "ignored" };
+      const fingerprint = ch.payment_method_details?.card?.fingerprint;
+      await recordCardFingerprint(tx, { orgId: link.org_id, fingerprint, now: ctx.clock() });
+      return { outcome: "ignored", orgId: link.org_id };
+    }
     case "charge.refunded": {
       const ch = parseObject(Charge, event, logger);
       return reverseOrAwait(ctx, {
@@ -234,6 +246,7 @@ async function dispatch(ctx: TransactionContext, event: ProcessorEvent): Promise
       const customer = await lockCustomer(tx, { customerId: pm.customer });
       if (!customer) return unknownCustomer();
       const saved = await saveCard(ctx, { customer, processorId: pm.id, card: cardOf(pm.card), eventAt });
+      await recordCardFingerprint(tx, { orgId: customer.orgId, fingerprint: pm.card.fingerprint, now: ctx.clock() });
       return { outcome: saved === "saved" ? "payment_method_saved" : "stale", orgId: customer.orgId };
     }
     case "payment_method.detached": {
@@ -260,6 +273,19 @@ async function dispatch(ctx: TransactionContext, event: ProcessorEvent): Promise
       // Subscribed to more than we handle, or a new type: acknowledged so it is not retried.
       return { outcome: "ignored" };
   }
+}
+
+/**
+ * Notes that the org was seen with this card (its processor fingerprint), once per org and card:
+ * a self-referral signal (src/billing/referrals/self-referral.ts). Nothing without a fingerprint.
+ */
+async function recordCardFingerprint(
+  tx: TransactionSql,
+  r: { orgId: string; fingerprint: string | null | undefined; now: Date },
+): Promise<void> {
+  if (!r.fingerprint) return;
+  await tx`insert into card_fingerprints (org_id, fingerprint, seen_at) values (${r.orgId}, ${r.fingerprint}, ${r.now})
+           on conflict do nothing`;
 }
 
 /**

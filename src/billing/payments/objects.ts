@@ -65,6 +65,24 @@ export const Charge = z.object({
 });
 export type Charge = z.infer<typeof Charge>;
 
+/** A charge.succeeded object: whose it is and the card's fingerprint (a self-referral signal), nothing more. */
+export const SucceededCharge = z.object({
+  id: processorId("ch"),
+  customer: ref("cus").nullish(),
+  payment_method_details: z
+    .object({
+      card: z
+        .object({
+          fingerprint: z
+            .string()
+            .regex(/^[A-Za-z0-9_-]{1,64}$/)
+            .nullish(),
+        })
+        .nullish(),
+    })
+    .nullish(),
+});
+
 export const Dispute = z.object({
   id: z.union([processorId("dp"), processorId("du")]),
   amount: minorAmount,
@@ -86,6 +104,12 @@ export const PaymentMethod = z.object({
       last4: z.string().regex(/^[0-9]{4}$/),
       exp_month: z.number().int().min(1).max(12),
       exp_year: z.number().int().min(1970).max(9999),
+      // The same card number gives the same fingerprint within one processor account: a
+      // self-referral signal (src/billing/referrals/self-referral.ts), never shown.
+      fingerprint: z
+        .string()
+        .regex(/^[A-Za-z0-9_-]{1,64}$/)
+        .nullish(),
     })
     .nullish(),
 });

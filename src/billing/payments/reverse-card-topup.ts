@@ -3,6 +3,7 @@ import { orgCreditsAccount, SystemAccounts } from "../../ledger/accounts.js";
 import { postTransfer } from "../../ledger/post-transaction.js";
 import type { TransactionContext } from "../context.js";
 import { watchLowBalance } from "../low-balance.js";
+import { referralTopupReversed } from "../referrals/topup-reversed.js";
 import { centsToNanoUsd, lockPayment, topupState, type TopupRow } from "./card-payment.js";
 
 /**
@@ -121,6 +122,8 @@ export async function reverseCardTopup(
         state = ${topupState(total, row.amount_nano_usd)}
       where payment_id = ${row.payment_id}`;
   }
+  // A refund or dispute of a referral's qualifying payment cancels or claws back its reward.
+  if (reversed > 0n) await referralTopupReversed(tx, { kind: "card", ref: row.payment_id, now });
   if (r.kind === "dispute" && reversed > 0n) {
     // A dispute lost before it was seen open keeps its status: what it takes stays taken.
     await tx`

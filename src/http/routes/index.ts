@@ -37,6 +37,7 @@ import { registerSetBillingDetails } from "./billing/set-billing-details.js";
 import { registerListCreditNotes } from "./billing/list-credit-notes.js";
 import { registerGetCreditNote } from "./billing/get-credit-note.js";
 import { registerGetCreditNotePdf } from "./billing/get-credit-note-pdf.js";
+import { registerGetReferrals } from "./billing/get-referrals.js";
 import { registerGetUsage } from "./billing/get-usage.js";
 import { registerExportInvoiceLines } from "./billing/export-invoice-lines.js";
 import { registerExportTransactions } from "./billing/export-transactions.js";
@@ -89,6 +90,7 @@ export const routes: readonly RegisterRoute[] = [
   registerGetAutoTopup,
   registerSetAutoTopup,
   registerListTransactions,
+  registerGetReferrals,
   registerGetUsage,
   registerListInvoices,
   // The PDF routes go before the JSON routes of their collection, which would take `x.pdf` as an id.

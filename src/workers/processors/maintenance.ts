@@ -5,6 +5,8 @@ import { auditCreditedDeposits } from "../../billing/deposits/audit.js";
 import { expireGrants } from "../../billing/grants.js";
 import { expireHolds } from "../../billing/holds.js";
 import { closeDueCycles } from "../../billing/invoices/close-due-cycles.js";
+import { payDueReferrals } from "../../billing/referrals/pay-referrals.js";
+import { referralSettings } from "../../billing/referrals/settings.js";
 import { autoTopupWork } from "../../billing/auto-topup/charges.js";
 import { invoicesToCollect } from "../../billing/renewals/collect-renewal.js";
 import { dueDeliveries, unfannedEvents } from "../../billing/webhooks/deliver.js";
@@ -63,6 +65,9 @@ export async function runMaintenance(
       await enqueueDeliveries(ctx.queues, due, now);
       return { fan_outs: events.length, due: due.length };
     }
+    case "pay-referrals":
+      // Referrals whose qualifying top-up has stood the holding period: both grants, once.
+      return payDueReferrals(fixed, referralSettings(ctx.config));
     case "check-ledger": {
       const { mismatches, durationMs } = await reconcileLedger({ sql: ctx.sql, logger: ctx.logger }, now);
       return { mismatches, duration_ms: durationMs };

@@ -15,6 +15,10 @@ export const CreateOrgRequest = z
       .max(28)
       .optional()
       .openapi({ description: "Day of the month each billing cycle starts (UTC); default 1" }),
+    referral_code: z.string().trim().min(1).max(64).optional().openapi({
+      description:
+        "The referral code (GET /v1/billing/referrals) of the org that referred this one: links the two once, for good. Unknown code: 400, nothing created",
+    }),
   })
   .strict()
   .openapi("CreateOrgRequest", { example: { name: "Acme AI", billing_anchor_day: 1 } });
@@ -36,6 +40,7 @@ export function registerCreateOrg(app: OpenAPIHono<AppEnv>) {
     const org = await createOrganization(billingContext(c.get("deps")), {
       name: body.name,
       billingAnchorDay: body.billing_anchor_day,
+      ...(body.referral_code !== undefined ? { referralCode: body.referral_code } : {}),
     });
     return c.json(orgJson(org), 201);
   });

@@ -109,6 +109,27 @@ const CreditNoteIssued = z
     ...usd("total"),
   })
   .openapi("CreditNoteIssuedEvent", { description: EVENT_TYPES["credit_note.issued"] });
+const Referral = z
+  .object({
+    referral_id: z.string().openapi({ description: "As GET /v1/billing/referrals shows it (to the referrer)" }),
+    role: z.enum(["referrer", "referred"]).openapi({ description: "The receiving org's side of the referral" }),
+    state: z.enum(["linked", "qualified", "paid", "capped", "canceled", "rejected", "clawed_back"]),
+    reason: z
+      .enum(["shared_processor_customer", "shared_card", "shared_wallet", "qualifying_topup_reversed"])
+      .nullable(),
+    qualifying_kind: z.enum(["card", "husd"]).nullable(),
+    ...usd("credit", true),
+    clawed_back: z.number().nullable().optional(),
+    clawed_back_usd: z.string().nullable().optional(),
+    clawed_back_nano_usd: z.string().nullable().optional().openapi({
+      description:
+        "referral.clawed_back: what was taken back now (null: waiting for live holds funded by the grant; posted by the expiry job)",
+    }),
+  })
+  .openapi("ReferralEvent", {
+    description:
+      "A referral after the change the event tells; credit is the receiving org's grant (null: none, or capped).",
+  });
 const EndpointDisabled = z
   .object({ webhook_id: z.string(), url: z.string(), failing_since: z.string() })
   .openapi("WebhookEndpointDisabledEvent", { description: EVENT_TYPES["webhook_endpoint.disabled"] });
@@ -132,6 +153,11 @@ export const EVENT_DATA_SCHEMAS: Record<EventType, z.ZodType> = {
   "invoice.payment_failed": InvoicePaymentFailed,
   "budget.threshold_reached": BudgetThreshold,
   "credit_note.issued": CreditNoteIssued,
+  "referral.qualified": Referral,
+  "referral.paid": Referral,
+  "referral.rejected": Referral,
+  "referral.canceled": Referral,
+  "referral.clawed_back": Referral,
   "webhook_endpoint.disabled": EndpointDisabled,
   "test.ping": TestPing,
 };
