@@ -125,6 +125,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/billing/referrals": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The organization's referral code and link, the orgs it referred, and the credits it earned
+         * @description Requires an org key; acts on that key's organization.
+         */
+        get: operations["getReferrals"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/billing/invoices": {
         parameters: {
             query?: never;
@@ -1377,6 +1397,116 @@ export interface webhooks {
         patch?: never;
         trace?: never;
     };
+    "referral.qualified": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * referral.qualified
+         * @description An org you referred made its first paid top-up; the reward is paid after the holding period.
+         *
+         *     Signed per the Standard Webhooks specification: verify `webhook-signature` over `{webhook-id}.{webhook-timestamp}.{body}` with the endpoint's secret (e.g. the `standardwebhooks` package). Delivered at least once: the same event may arrive again with the same `webhook-id`. Answer 2xx within 10 s.
+         */
+        post: operations["event_referral_qualified"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "referral.paid": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * referral.paid
+         * @description A referral's reward was granted (to the referrer, unless over its monthly cap, and to the referred org).
+         *
+         *     Signed per the Standard Webhooks specification: verify `webhook-signature` over `{webhook-id}.{webhook-timestamp}.{body}` with the endpoint's secret (e.g. the `standardwebhooks` package). Delivered at least once: the same event may arrive again with the same `webhook-id`. Answer 2xx within 10 s.
+         */
+        post: operations["event_referral_paid"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "referral.rejected": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * referral.rejected
+         * @description A referral was refused as a self-referral (shared processor customer, card or wallet): no reward.
+         *
+         *     Signed per the Standard Webhooks specification: verify `webhook-signature` over `{webhook-id}.{webhook-timestamp}.{body}` with the endpoint's secret (e.g. the `standardwebhooks` package). Delivered at least once: the same event may arrive again with the same `webhook-id`. Answer 2xx within 10 s.
+         */
+        post: operations["event_referral_rejected"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "referral.canceled": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * referral.canceled
+         * @description A referral's qualifying top-up was reversed before the payout: no reward.
+         *
+         *     Signed per the Standard Webhooks specification: verify `webhook-signature` over `{webhook-id}.{webhook-timestamp}.{body}` with the endpoint's secret (e.g. the `standardwebhooks` package). Delivered at least once: the same event may arrive again with the same `webhook-id`. Answer 2xx within 10 s.
+         */
+        post: operations["event_referral_canceled"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "referral.clawed_back": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * referral.clawed_back
+         * @description A referral's qualifying top-up was reversed after the payout: what is unspent of the reward was taken back.
+         *
+         *     Signed per the Standard Webhooks specification: verify `webhook-signature` over `{webhook-id}.{webhook-timestamp}.{body}` with the endpoint's secret (e.g. the `standardwebhooks` package). Delivered at least once: the same event may arrive again with the same `webhook-id`. Answer 2xx within 10 s.
+         */
+        post: operations["event_referral_clawed_back"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "webhook_endpoint.disabled": {
         parameters: {
             query?: never;
@@ -1544,6 +1674,29 @@ export interface components {
             spent: number;
             spent_usd: string;
             spent_nano_usd: string;
+        };
+        /** @description A referral after the change the event tells; credit is the receiving org's grant (null: none, or capped). */
+        ReferralEvent: {
+            /** @description As GET /v1/billing/referrals shows it (to the referrer) */
+            referral_id: string;
+            /**
+             * @description The receiving org's side of the referral
+             * @enum {string}
+             */
+            role: "referrer" | "referred";
+            /** @enum {string} */
+            state: "linked" | "qualified" | "paid" | "capped" | "canceled" | "rejected" | "clawed_back";
+            /** @enum {string|null} */
+            reason: "shared_processor_customer" | "shared_card" | "shared_wallet" | "qualifying_topup_reversed" | null;
+            /** @enum {string|null} */
+            qualifying_kind: "card" | "husd" | null;
+            credit: number | null;
+            credit_usd: string | null;
+            credit_nano_usd: string | null;
+            clawed_back?: number | null;
+            clawed_back_usd?: string | null;
+            /** @description referral.clawed_back: what was taken back now (null: waiting for live holds funded by the grant; posted by the expiry job) */
+            clawed_back_nano_usd?: string | null;
         };
         /** @description A webhook endpoint failed for five days and was disabled. */
         WebhookEndpointDisabledEvent: {
@@ -1848,6 +2001,44 @@ export interface components {
             };
             created_at: string;
         };
+        Referrals: {
+            /**
+             * @description This org's referral code (made on first use, never changes)
+             * @example k3v9q2m7x4ab
+             */
+            code: string;
+            /** @description The sign-up link with the code (REFERRAL_LINK_BASE_URL?ref=<code>) */
+            link: string;
+            /** @description The orgs referred, newest first (at most 1,000) */
+            referrals: components["schemas"]["ReferredOrg"][];
+            credits_earned: number;
+            credits_earned_usd: string;
+            credits_earned_nano_usd: string;
+        };
+        ReferredOrg: {
+            referral_id: string;
+            /** @description The referred org's name: nothing else of it is shown */
+            org_name: string;
+            /**
+             * @description linked → qualified (first paid top-up credited) → paid (after the holding period) or capped (over the monthly cap: no reward to you); canceled (top-up reversed before payout), rejected (self-referral), clawed_back (top-up reversed after payout)
+             * @enum {string}
+             */
+            state: "linked" | "qualified" | "paid" | "capped" | "canceled" | "rejected" | "clawed_back";
+            /** @enum {string|null} */
+            reason: "shared_processor_customer" | "shared_card" | "shared_wallet" | "qualifying_topup_reversed" | null;
+            linked_at: string;
+            qualified_at: string | null;
+            /** @description While qualified: when the reward is paid at the earliest */
+            payable_at: string | null;
+            decided_at: string | null;
+            clawed_back_at: string | null;
+            reward: number | null;
+            reward_usd: string | null;
+            reward_nano_usd: string | null;
+            clawed_back: number;
+            clawed_back_usd: string;
+            clawed_back_nano_usd: string;
+        };
         UsageReport: {
             period: {
                 label: string;
@@ -2066,7 +2257,7 @@ export interface components {
             /** @example evt_4QyK2m9TbX1sVnE8aLcR0w */
             id: string;
             /** @enum {string} */
-            type: "balance.low" | "balance.depleted" | "deposit.seen" | "deposit.credited" | "deposit.orphaned" | "deposit.reversed" | "topup.succeeded" | "topup.failed" | "credit.granted" | "auto_topup.disabled" | "invoice.issued" | "invoice.paid" | "invoice.payment_failed" | "budget.threshold_reached" | "webhook_endpoint.disabled" | "test.ping";
+            type: "balance.low" | "balance.depleted" | "deposit.seen" | "deposit.credited" | "deposit.orphaned" | "deposit.reversed" | "topup.succeeded" | "topup.failed" | "credit.granted" | "auto_topup.disabled" | "invoice.issued" | "invoice.paid" | "invoice.payment_failed" | "budget.threshold_reached" | "referral.qualified" | "referral.paid" | "referral.rejected" | "referral.canceled" | "referral.clawed_back" | "webhook_endpoint.disabled" | "test.ping";
             timestamp: string;
             /** @description The type's payload: its schema is the type's entry in this document's `webhooks` */
             data: {
@@ -2086,7 +2277,7 @@ export interface components {
             /** @example https://example.com/hooks/hanzo */
             url: string;
             /** @description The event types it receives; empty: every type (test.ping only on request) */
-            events: ("balance.low" | "balance.depleted" | "deposit.seen" | "deposit.credited" | "deposit.orphaned" | "deposit.reversed" | "topup.succeeded" | "topup.failed" | "credit.granted" | "auto_topup.disabled" | "invoice.issued" | "invoice.paid" | "invoice.payment_failed" | "budget.threshold_reached" | "webhook_endpoint.disabled" | "test.ping")[];
+            events: ("balance.low" | "balance.depleted" | "deposit.seen" | "deposit.credited" | "deposit.orphaned" | "deposit.reversed" | "topup.succeeded" | "topup.failed" | "credit.granted" | "auto_topup.disabled" | "invoice.issued" | "invoice.paid" | "invoice.payment_failed" | "budget.threshold_reached" | "referral.qualified" | "referral.paid" | "referral.rejected" | "referral.canceled" | "referral.clawed_back" | "webhook_endpoint.disabled" | "test.ping")[];
             enabled: boolean;
             /** @description Why delivery stopped, when it was Hanzo that disabled the endpoint */
             disabled_reason: string | null;
@@ -2115,7 +2306,7 @@ export interface components {
              * @description Event types to receive; empty or absent: all
              * @default []
              */
-            events: ("balance.low" | "balance.depleted" | "deposit.seen" | "deposit.credited" | "deposit.orphaned" | "deposit.reversed" | "topup.succeeded" | "topup.failed" | "credit.granted" | "auto_topup.disabled" | "invoice.issued" | "invoice.paid" | "invoice.payment_failed" | "budget.threshold_reached" | "webhook_endpoint.disabled" | "test.ping")[];
+            events: ("balance.low" | "balance.depleted" | "deposit.seen" | "deposit.credited" | "deposit.orphaned" | "deposit.reversed" | "topup.succeeded" | "topup.failed" | "credit.granted" | "auto_topup.disabled" | "invoice.issued" | "invoice.paid" | "invoice.payment_failed" | "budget.threshold_reached" | "referral.qualified" | "referral.paid" | "referral.rejected" | "referral.canceled" | "referral.clawed_back" | "webhook_endpoint.disabled" | "test.ping")[];
             /** @default true */
             enabled: boolean;
         };
@@ -2130,7 +2321,7 @@ export interface components {
              * @example https://example.com/hooks/hanzo
              */
             url?: string;
-            events?: ("balance.low" | "balance.depleted" | "deposit.seen" | "deposit.credited" | "deposit.orphaned" | "deposit.reversed" | "topup.succeeded" | "topup.failed" | "credit.granted" | "auto_topup.disabled" | "invoice.issued" | "invoice.paid" | "invoice.payment_failed" | "budget.threshold_reached" | "webhook_endpoint.disabled" | "test.ping")[];
+            events?: ("balance.low" | "balance.depleted" | "deposit.seen" | "deposit.credited" | "deposit.orphaned" | "deposit.reversed" | "topup.succeeded" | "topup.failed" | "credit.granted" | "auto_topup.disabled" | "invoice.issued" | "invoice.paid" | "invoice.payment_failed" | "budget.threshold_reached" | "referral.qualified" | "referral.paid" | "referral.rejected" | "referral.canceled" | "referral.clawed_back" | "webhook_endpoint.disabled" | "test.ping")[];
             enabled?: boolean;
         };
         DeletedWebhook: {
@@ -2474,6 +2665,8 @@ export interface components {
             name: string;
             /** @description Day of the month each billing cycle starts (UTC); default 1 */
             billing_anchor_day?: number;
+            /** @description The referral code (GET /v1/billing/referrals) of the org that referred this one: links the two once, for good. Unknown code: 400, nothing created */
+            referral_code?: string;
         };
         /**
          * @example {
@@ -3026,6 +3219,44 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Missing, malformed, unknown or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Key of the wrong scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    getReferrals: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Referrals */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Referrals"];
                 };
             };
             /** @description Missing, malformed, unknown or revoked API key */
@@ -6577,6 +6808,191 @@ export interface operations {
                     /** @description When the fact happened (RFC 3339, UTC) */
                     timestamp: string;
                     data: components["schemas"]["BudgetThresholdEvent"];
+                };
+            };
+        };
+        responses: {
+            /** @description Any 2xx: received. Anything else, a timeout or a redirect is retried. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    event_referral_qualified: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The event id (`evt_…`) */
+                "webhook-id": string;
+                /** @description Unix seconds when this attempt was signed */
+                "webhook-timestamp": string;
+                /** @description Space-separated `v1,<base64>` signatures (two during a secret rotation) */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description The event's id (`evt_…`), also the `webhook-id` header: dedupe on it */
+                    id: string;
+                    /** @enum {string} */
+                    type: "referral.qualified";
+                    /** @description When the fact happened (RFC 3339, UTC) */
+                    timestamp: string;
+                    data: components["schemas"]["ReferralEvent"];
+                };
+            };
+        };
+        responses: {
+            /** @description Any 2xx: received. Anything else, a timeout or a redirect is retried. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    event_referral_paid: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The event id (`evt_…`) */
+                "webhook-id": string;
+                /** @description Unix seconds when this attempt was signed */
+                "webhook-timestamp": string;
+                /** @description Space-separated `v1,<base64>` signatures (two during a secret rotation) */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description The event's id (`evt_…`), also the `webhook-id` header: dedupe on it */
+                    id: string;
+                    /** @enum {string} */
+                    type: "referral.paid";
+                    /** @description When the fact happened (RFC 3339, UTC) */
+                    timestamp: string;
+                    data: components["schemas"]["ReferralEvent"];
+                };
+            };
+        };
+        responses: {
+            /** @description Any 2xx: received. Anything else, a timeout or a redirect is retried. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    event_referral_rejected: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The event id (`evt_…`) */
+                "webhook-id": string;
+                /** @description Unix seconds when this attempt was signed */
+                "webhook-timestamp": string;
+                /** @description Space-separated `v1,<base64>` signatures (two during a secret rotation) */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description The event's id (`evt_…`), also the `webhook-id` header: dedupe on it */
+                    id: string;
+                    /** @enum {string} */
+                    type: "referral.rejected";
+                    /** @description When the fact happened (RFC 3339, UTC) */
+                    timestamp: string;
+                    data: components["schemas"]["ReferralEvent"];
+                };
+            };
+        };
+        responses: {
+            /** @description Any 2xx: received. Anything else, a timeout or a redirect is retried. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    event_referral_canceled: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The event id (`evt_…`) */
+                "webhook-id": string;
+                /** @description Unix seconds when this attempt was signed */
+                "webhook-timestamp": string;
+                /** @description Space-separated `v1,<base64>` signatures (two during a secret rotation) */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description The event's id (`evt_…`), also the `webhook-id` header: dedupe on it */
+                    id: string;
+                    /** @enum {string} */
+                    type: "referral.canceled";
+                    /** @description When the fact happened (RFC 3339, UTC) */
+                    timestamp: string;
+                    data: components["schemas"]["ReferralEvent"];
+                };
+            };
+        };
+        responses: {
+            /** @description Any 2xx: received. Anything else, a timeout or a redirect is retried. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    event_referral_clawed_back: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The event id (`evt_…`) */
+                "webhook-id": string;
+                /** @description Unix seconds when this attempt was signed */
+                "webhook-timestamp": string;
+                /** @description Space-separated `v1,<base64>` signatures (two during a secret rotation) */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description The event's id (`evt_…`), also the `webhook-id` header: dedupe on it */
+                    id: string;
+                    /** @enum {string} */
+                    type: "referral.clawed_back";
+                    /** @description When the fact happened (RFC 3339, UTC) */
+                    timestamp: string;
+                    data: components["schemas"]["ReferralEvent"];
                 };
             };
         };
