@@ -165,6 +165,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/billing/invoices/{id}.pdf": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One invoice as a PDF
+         * @description Requires an org key; acts on that key's organization.
+         *
+         *     The same numbers as GET /v1/billing/invoices/{id}: period, billing details as issued, line items, subtotal, credits applied, amount due, status.
+         */
+        get: operations["getInvoicePdf"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/billing/invoices/{id}": {
         parameters: {
             query?: never;
@@ -178,6 +200,96 @@ export interface paths {
          */
         get: operations["getInvoice"];
         put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/billing/credit-notes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The organization's credit notes, newest first
+         * @description Requires an org key; acts on that key's organization.
+         */
+        get: operations["listCreditNotes"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/billing/credit-notes/{id}.pdf": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One credit note as a PDF
+         * @description Requires an org key; acts on that key's organization.
+         *
+         *     The same numbers as GET /v1/billing/credit-notes/{id}: the invoice it corrects and its period, reason, billing details as issued, lines, total.
+         */
+        get: operations["getCreditNotePdf"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/billing/credit-notes/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One credit note with its lines
+         * @description Requires an org key; acts on that key's organization.
+         */
+        get: operations["getCreditNote"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/billing/details": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The billing details printed on the organization's invoices and credit notes
+         * @description Requires an org key; acts on that key's organization.
+         *
+         *     404 `not_found` until the organization sets them.
+         */
+        get: operations["getBillingDetails"];
+        /**
+         * Set the billing details printed on invoices and credit notes
+         * @description Requires an org key; acts on that key's organization.
+         *
+         *     Replaces the details whole. Invoices and credit notes issued from now on print them; documents issued before keep the details they were issued with.
+         */
+        put: operations["setBillingDetails"];
         post?: never;
         delete?: never;
         options?: never;
@@ -999,6 +1111,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/admin/invoices/{id}/credit-notes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Issue a credit note on an invoice
+         * @description Requires an admin key.
+         *
+         *     Corrects an issued (open or paid) invoice without changing it: the note has its own gap-free number (CN-000001) and never takes the invoice's credit notes beyond its subtotal (409 `credit_exceeds_invoice`). Idempotent by the Idempotency-Key header (per organization): a retry returns the first note (200, Idempotent-Replayed: true) and moves no money again; a card refund the processor did not answer (503 `processor_unavailable`) is completed by that retry, never made twice.
+         */
+        post: operations["createCreditNote"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/admin/invoices/{id}/{action}": {
         parameters: {
             query?: never;
@@ -1397,6 +1531,28 @@ export interface webhooks {
         patch?: never;
         trace?: never;
     };
+    "credit_note.issued": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * credit_note.issued
+         * @description An operator issued a credit note correcting an invoice; its amount goes back as credits or to the card.
+         *
+         *     Signed per the Standard Webhooks specification: verify `webhook-signature` over `{webhook-id}.{webhook-timestamp}.{body}` with the endpoint's secret (e.g. the `standardwebhooks` package). Delivered at least once: the same event may arrive again with the same `webhook-id`. Answer 2xx within 10 s.
+         */
+        post: operations["event_credit_note_issued"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "referral.qualified": {
         parameters: {
             query?: never;
@@ -1674,6 +1830,20 @@ export interface components {
             spent: number;
             spent_usd: string;
             spent_nano_usd: string;
+        };
+        /** @description An operator issued a credit note correcting an invoice; its amount goes back as credits or to the card. */
+        CreditNoteIssuedEvent: {
+            credit_note_id: string;
+            /** @example CN-000001 */
+            number: string;
+            invoice_id: string;
+            invoice_number: string;
+            reason: string;
+            /** @enum {string} */
+            refund: "credits" | "card";
+            total: number;
+            total_usd: string;
+            total_nano_usd: string;
         };
         /** @description A referral after the change the event tells; credit is the receiving org's grant (null: none, or capped). */
         ReferralEvent: {
@@ -2129,8 +2299,24 @@ export interface components {
             issued_at: string | null;
             paid_at: string | null;
             voided_at: string | null;
+            billing_details: components["schemas"]["BillingDetailsSnapshot"];
             lines?: components["schemas"]["InvoiceLine"][];
         };
+        /** @description The organization's billing details when the invoice was issued (null: none were set then); later changes never alter it */
+        BillingDetailsSnapshot: {
+            legal_name: string;
+            address_lines: string[];
+            city: string;
+            postal_code: string | null;
+            /**
+             * @description ISO 3166-1 alpha-2
+             * @example DE
+             */
+            country: string;
+            /** @description As the customer gave it */
+            tax_id: string | null;
+            invoice_email: string | null;
+        } | null;
         InvoiceLine: {
             /** @enum {string} */
             kind: "usage" | "late_usage" | "subscription" | "adjustment";
@@ -2146,6 +2332,94 @@ export interface components {
                 start: string | null;
                 end: string | null;
             };
+        };
+        CreditNote: {
+            /** @example cn_4fJ2kQ9x0cT1mB7rW3yZ */
+            id: string;
+            /** @example CN-000001 */
+            number: string;
+            invoice_id: string;
+            /** @example INV-000123 */
+            invoice_number: string;
+            invoice_period: {
+                start: string;
+                end: string;
+            };
+            reason: string;
+            /**
+             * @description How the total goes back
+             * @enum {string}
+             */
+            refund: "credits" | "card";
+            /** @enum {string} */
+            currency: "USD";
+            /** @description USD, for display; exact: total_usd */
+            total: number;
+            /** @description Exact decimal USD */
+            total_usd: string;
+            /** @description Exact, integer nano-USD */
+            total_nano_usd: string;
+            lines: {
+                description: string;
+                /** @description USD, for display; exact: amount_usd */
+                amount: number;
+                /** @description Exact decimal USD */
+                amount_usd: string;
+                /** @description Exact, integer nano-USD */
+                amount_nano_usd: string;
+            }[];
+            billing_details: components["schemas"]["BillingDetailsSnapshot"] & unknown;
+            issued_at: string;
+            /** @description refund credits: the credit grant it made */
+            grant_id: string | null;
+            /** @description refund card: the refund at the processor (pending until it answers) */
+            card_refund: {
+                /** @enum {string} */
+                status: "pending" | "succeeded" | "failed";
+                failure: string | null;
+            } | null;
+        };
+        BillingDetails: {
+            legal_name: string;
+            address_lines: string[];
+            city: string;
+            postal_code: string | null;
+            country: string;
+            tax_id: string | null;
+            invoice_email: string | null;
+            updated_at: string;
+        };
+        /**
+         * @example {
+         *       "legal_name": "Example GmbH",
+         *       "address_lines": [
+         *         "Musterstraße 1"
+         *       ],
+         *       "city": "Berlin",
+         *       "postal_code": "10115",
+         *       "country": "DE",
+         *       "tax_id": "DE123456789",
+         *       "invoice_email": "ap@example.com"
+         *     }
+         */
+        BillingDetailsRequest: {
+            legal_name: string;
+            /** @description One to three lines */
+            address_lines: string[];
+            city: string;
+            postal_code?: string | null;
+            /**
+             * @description ISO 3166-1 alpha-2
+             * @example DE
+             */
+            country: string;
+            /** @description Printed as given (VAT id, EIN, GSTIN…); not checked */
+            tax_id?: string | null;
+            /**
+             * Format: email
+             * @example ap@example.com
+             */
+            invoice_email?: string | null;
         };
         PaymentMethods: {
             payment_methods: components["schemas"]["PaymentMethod"][];
@@ -2257,7 +2531,7 @@ export interface components {
             /** @example evt_4QyK2m9TbX1sVnE8aLcR0w */
             id: string;
             /** @enum {string} */
-            type: "balance.low" | "balance.depleted" | "deposit.seen" | "deposit.credited" | "deposit.orphaned" | "deposit.reversed" | "topup.succeeded" | "topup.failed" | "credit.granted" | "auto_topup.disabled" | "invoice.issued" | "invoice.paid" | "invoice.payment_failed" | "budget.threshold_reached" | "referral.qualified" | "referral.paid" | "referral.rejected" | "referral.canceled" | "referral.clawed_back" | "webhook_endpoint.disabled" | "test.ping";
+            type: "balance.low" | "balance.depleted" | "deposit.seen" | "deposit.credited" | "deposit.orphaned" | "deposit.reversed" | "topup.succeeded" | "topup.failed" | "credit.granted" | "auto_topup.disabled" | "invoice.issued" | "invoice.paid" | "invoice.payment_failed" | "budget.threshold_reached" | "credit_note.issued" | "referral.qualified" | "referral.paid" | "referral.rejected" | "referral.canceled" | "referral.clawed_back" | "webhook_endpoint.disabled" | "test.ping";
             timestamp: string;
             /** @description The type's payload: its schema is the type's entry in this document's `webhooks` */
             data: {
@@ -2277,7 +2551,7 @@ export interface components {
             /** @example https://example.com/hooks/hanzo */
             url: string;
             /** @description The event types it receives; empty: every type (test.ping only on request) */
-            events: ("balance.low" | "balance.depleted" | "deposit.seen" | "deposit.credited" | "deposit.orphaned" | "deposit.reversed" | "topup.succeeded" | "topup.failed" | "credit.granted" | "auto_topup.disabled" | "invoice.issued" | "invoice.paid" | "invoice.payment_failed" | "budget.threshold_reached" | "referral.qualified" | "referral.paid" | "referral.rejected" | "referral.canceled" | "referral.clawed_back" | "webhook_endpoint.disabled" | "test.ping")[];
+            events: ("balance.low" | "balance.depleted" | "deposit.seen" | "deposit.credited" | "deposit.orphaned" | "deposit.reversed" | "topup.succeeded" | "topup.failed" | "credit.granted" | "auto_topup.disabled" | "invoice.issued" | "invoice.paid" | "invoice.payment_failed" | "budget.threshold_reached" | "credit_note.issued" | "referral.qualified" | "referral.paid" | "referral.rejected" | "referral.canceled" | "referral.clawed_back" | "webhook_endpoint.disabled" | "test.ping")[];
             enabled: boolean;
             /** @description Why delivery stopped, when it was Hanzo that disabled the endpoint */
             disabled_reason: string | null;
@@ -2306,7 +2580,7 @@ export interface components {
              * @description Event types to receive; empty or absent: all
              * @default []
              */
-            events: ("balance.low" | "balance.depleted" | "deposit.seen" | "deposit.credited" | "deposit.orphaned" | "deposit.reversed" | "topup.succeeded" | "topup.failed" | "credit.granted" | "auto_topup.disabled" | "invoice.issued" | "invoice.paid" | "invoice.payment_failed" | "budget.threshold_reached" | "referral.qualified" | "referral.paid" | "referral.rejected" | "referral.canceled" | "referral.clawed_back" | "webhook_endpoint.disabled" | "test.ping")[];
+            events: ("balance.low" | "balance.depleted" | "deposit.seen" | "deposit.credited" | "deposit.orphaned" | "deposit.reversed" | "topup.succeeded" | "topup.failed" | "credit.granted" | "auto_topup.disabled" | "invoice.issued" | "invoice.paid" | "invoice.payment_failed" | "budget.threshold_reached" | "credit_note.issued" | "referral.qualified" | "referral.paid" | "referral.rejected" | "referral.canceled" | "referral.clawed_back" | "webhook_endpoint.disabled" | "test.ping")[];
             /** @default true */
             enabled: boolean;
         };
@@ -2321,7 +2595,7 @@ export interface components {
              * @example https://example.com/hooks/hanzo
              */
             url?: string;
-            events?: ("balance.low" | "balance.depleted" | "deposit.seen" | "deposit.credited" | "deposit.orphaned" | "deposit.reversed" | "topup.succeeded" | "topup.failed" | "credit.granted" | "auto_topup.disabled" | "invoice.issued" | "invoice.paid" | "invoice.payment_failed" | "budget.threshold_reached" | "referral.qualified" | "referral.paid" | "referral.rejected" | "referral.canceled" | "referral.clawed_back" | "webhook_endpoint.disabled" | "test.ping")[];
+            events?: ("balance.low" | "balance.depleted" | "deposit.seen" | "deposit.credited" | "deposit.orphaned" | "deposit.reversed" | "topup.succeeded" | "topup.failed" | "credit.granted" | "auto_topup.disabled" | "invoice.issued" | "invoice.paid" | "invoice.payment_failed" | "budget.threshold_reached" | "credit_note.issued" | "referral.qualified" | "referral.paid" | "referral.rejected" | "referral.canceled" | "referral.clawed_back" | "webhook_endpoint.disabled" | "test.ping")[];
             enabled?: boolean;
         };
         DeletedWebhook: {
@@ -2758,6 +3032,34 @@ export interface components {
             org_id?: string;
             /** @description Also end the running cycle now (needs org_id): it is invoiced, prorated, and a new cycle starts */
             end_current_cycle_now?: boolean;
+        };
+        /**
+         * @example {
+         *       "lines": [
+         *         {
+         *           "description": "Outage on 14 Nov: 4 hours of zen-pro",
+         *           "amount": "12.50"
+         *         }
+         *       ],
+         *       "reason": "SLA credit"
+         *     }
+         */
+        CreateCreditNoteRequest: {
+            lines: {
+                description: string;
+                /**
+                 * @description USD as a decimal string; at most 9 decimals
+                 * @example 25.00
+                 */
+                amount: string;
+            }[];
+            reason: string;
+            /**
+             * @description credits (default): granted back as credits. card: refunded to the card payment that paid the invoice (whole cents, at most its amount due)
+             * @default credits
+             * @enum {string}
+             */
+            refund: "credits" | "card";
         };
         /**
          * @example {
@@ -3334,6 +3636,64 @@ export interface operations {
             };
         };
     };
+    getInvoicePdf: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The document as a PDF */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/pdf": string;
+                };
+            };
+            /** @description Invalid request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Missing, malformed, unknown or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Key of the wrong scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     getInvoice: {
         parameters: {
             query?: never;
@@ -3374,6 +3734,266 @@ export interface operations {
             };
             /** @description Not found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    listCreditNotes: {
+        parameters: {
+            query?: {
+                limit?: number;
+                /** @description `next_cursor` from the previous page */
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of credit notes */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: components["schemas"]["CreditNote"][];
+                        has_more: boolean;
+                        next_cursor: string | null;
+                    };
+                };
+            };
+            /** @description Invalid request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Missing, malformed, unknown or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Key of the wrong scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    getCreditNotePdf: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The document as a PDF */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/pdf": string;
+                };
+            };
+            /** @description Invalid request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Missing, malformed, unknown or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Key of the wrong scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    getCreditNote: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The credit note */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CreditNote"];
+                };
+            };
+            /** @description Missing, malformed, unknown or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Key of the wrong scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    getBillingDetails: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The billing details */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BillingDetails"];
+                };
+            };
+            /** @description Missing, malformed, unknown or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Key of the wrong scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    setBillingDetails: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BillingDetailsRequest"];
+            };
+        };
+        responses: {
+            /** @description The details as set */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BillingDetails"];
+                };
+            };
+            /** @description Invalid request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Missing, malformed, unknown or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Key of the wrong scope */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5948,6 +6568,98 @@ export interface operations {
             };
         };
     };
+    createCreditNote: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description Makes the call safe to retry: the same key returns the first result and moves no money again. */
+                "idempotency-key": string;
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateCreditNoteRequest"];
+            };
+        };
+        responses: {
+            /** @description A replay of an earlier note with the same key */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CreditNote"];
+                };
+            };
+            /** @description Issued */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CreditNote"];
+                };
+            };
+            /** @description Invalid request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Missing, malformed, unknown or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Key of the wrong scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Idempotency key reused for a different request */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A dependency is not configured or unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     setInvoiceStatus: {
         parameters: {
             query?: never;
@@ -6808,6 +7520,43 @@ export interface operations {
                     /** @description When the fact happened (RFC 3339, UTC) */
                     timestamp: string;
                     data: components["schemas"]["BudgetThresholdEvent"];
+                };
+            };
+        };
+        responses: {
+            /** @description Any 2xx: received. Anything else, a timeout or a redirect is retried. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    event_credit_note_issued: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The event id (`evt_…`) */
+                "webhook-id": string;
+                /** @description Unix seconds when this attempt was signed */
+                "webhook-timestamp": string;
+                /** @description Space-separated `v1,<base64>` signatures (two during a secret rotation) */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description The event's id (`evt_…`), also the `webhook-id` header: dedupe on it */
+                    id: string;
+                    /** @enum {string} */
+                    type: "credit_note.issued";
+                    /** @description When the fact happened (RFC 3339, UTC) */
+                    timestamp: string;
+                    data: components["schemas"]["CreditNoteIssuedEvent"];
                 };
             };
         };

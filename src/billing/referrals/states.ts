@@ -1,5 +1,5 @@
 /**
- * A referral's life (table referrals, migration 0032). One referral per referred org, made when
+ * A referral's life (table referrals, migration 0033). One referral per referred org, made when
  * the org is created with a referral code (linkReferral); only its direct referrer ever earns.
  *
  *   linked ─► qualified ─► paid ─► clawed_back     the referred org's first paid top-up (card or
