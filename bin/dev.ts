@@ -16,6 +16,7 @@ import { migrate } from "../src/db/migrate.js";
 import { randomBase62 } from "../src/ids.js";
 import { checkServices } from "../src/ops/preflight.js";
 import { startFakeProcessor } from "../dev/processor/server.js";
+import { buildPortal } from "../scripts/portal-build.js";
 
 /**
  * npm run dev: the whole stack on this machine in one command. PostgreSQL and Redis must be
@@ -234,6 +235,9 @@ const env = {
   WEBHOOK_ALLOW_LOCALHOST: process.env.WEBHOOK_ALLOW_LOCALHOST ?? "true",
 };
 
+// The billing portal's pages (Vite), which the API serves under /portal; skipped when up to date.
+if (await buildPortal()) log("built the billing portal (dist/portal)");
+
 // 5. The processes, each with its own label.
 const node = (script: string) =>
   spawn(process.execPath, ["--import", "tsx", script], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
@@ -298,6 +302,16 @@ const state: DevState = {
 };
 writeFileSync(STATE_FILE, `${JSON.stringify(state, null, 2)}\n`);
 
+// A fresh billing portal link for the demo org (single use, 15 minutes): not kept in the state file.
+const portalLink = await fetch(`${apiUrl}/v1/billing/portal-sessions`, {
+  method: "POST",
+  headers: { authorization: `Bearer ${state.org_key}` },
+}).then(
+  async (r) =>
+    r.ok ? ((await r.json()) as { url: string }).url : `(could not make one: ${r.status} ${await r.text()})`,
+  (err: Error) => `(could not make one: ${err.message})`,
+);
+
 console.log(`
 \x1b[1mHanzo Billing is running.\x1b[0m  (state for scripts: ${STATE_FILE.replace(ROOT, "")})
 
@@ -308,6 +322,8 @@ console.log(`
   Keys       org ${state.org_key}
              gateway ${state.gateway_key}
              admin ${state.admin_key}
+  Portal     ${portalLink}
+             (opens once, within 15 minutes; another: curl -X POST ${apiUrl}/v1/billing/portal-sessions -H "Authorization: Bearer ${state.org_key}")
 
 Try:
   curl ${apiUrl}/v1/billing/balance -H "Authorization: Bearer ${state.org_key}"

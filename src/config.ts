@@ -136,6 +136,13 @@ export const Config = z.object({
    * only. Off, every target must be https and resolve to public addresses (src/billing/webhooks/targets.ts).
    */
   WEBHOOK_ALLOW_LOCALHOST: bool.default(false),
+  /**
+   * Where browsers reach this API: billing portal links are made under it (`<PORTAL_URL>/portal/open?token=…`).
+   * Unset: the origin of the request that asked for the link.
+   */
+  PORTAL_URL: z.url().optional(),
+  /** The built billing portal pages (`npm run build:portal`, Vite), served under /portal; relative to the working directory. */
+  PORTAL_DIR: z.string().min(1).default("dist/portal"),
   /** A delivery attempt that has no answer within this many milliseconds has failed (and is retried). */
   WEBHOOK_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(10_000),
   /**

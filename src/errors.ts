@@ -10,6 +10,7 @@ export const ErrorCodes = {
   missing_api_key: { status: 401, type: "authentication_error" },
   invalid_api_key: { status: 401, type: "authentication_error" },
   insufficient_scope: { status: 403, type: "permission_error" },
+  csrf_token_invalid: { status: 403, type: "permission_error" },
   not_found: { status: 404, type: "not_found_error" },
   method_not_allowed: { status: 405, type: "invalid_request_error" },
   idempotency_key_reused: { status: 409, type: "idempotency_error" },

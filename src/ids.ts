@@ -59,7 +59,8 @@ export type IdPrefix =
   | "promo"
   | "prr"
   | "bud"
-  | "rfl";
+  | "rfl"
+  | "psess";
 
 /** IDs carry their kind (`org_…`, `hold_…`) so a misplaced one is obvious in logs and errors. */
 export function newId(prefix: IdPrefix): string {

@@ -7,6 +7,7 @@ import { loadCatalog } from "../../src/billing/load-catalog.js";
 import { migrate } from "../../src/db/migrate.js";
 import { assertServicesReachable, databaseUrl, TEST_PG_URL } from "./services.js";
 import { testContext } from "./context.js";
+import { buildPortal } from "../../scripts/portal-build.js";
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -21,6 +22,7 @@ declare module "vitest" {
  */
 export default async function setup(project: TestProject) {
   await assertServicesReachable();
+  await buildPortal(); // the portal's pages, for test/browser (skipped when dist/portal is of these sources)
   const runId = `${Date.now().toString(36)}${randomBytes(2).toString("hex")}`;
   const template = `hanzo_tpl_${runId}`;
   const admin = postgres(TEST_PG_URL, { max: 1, onnotice: () => {} });

@@ -1,7 +1,30 @@
 import type { Context, MiddlewareHandler } from "hono";
+import { getCookie } from "hono/cookie";
 import { authenticate, type KeyPermission, type KeyScope, KeyUsage, type Principal } from "../../billing/api-keys.js";
+import {
+  authenticatePortalSession,
+  csrfTokenMatches,
+  isPortalPrincipal,
+  type PortalPrincipal,
+} from "../../billing/portal-sessions.js";
 import { BillingError } from "../../errors.js";
-import type { AppEnv, AuthOutcome } from "../context.js";
+import { type AppEnv, type AuthOutcome, billingContext } from "../context.js";
+
+/** The billing portal's session cookie (HttpOnly): the second kind of credential, after API keys. */
+export const PORTAL_COOKIE = "hanzo_portal";
+/** The header a portal page sends its session's CSRF token in, on every write. */
+export const CSRF_HEADER = "x-csrf-token";
+
+/**
+ * The request's credential: its Authorization header, or else its portal session cookie. A
+ * request with both speaks with the header (a key is never mixed with a browser session).
+ */
+export function credentialOf(c: Context<AppEnv>): { header: string } | { cookie: string } | undefined {
+  const header = c.req.header("authorization");
+  if (header !== undefined) return { header };
+  const cookie = getCookie(c, PORTAL_COOKIE);
+  return cookie !== undefined ? { cookie } : undefined;
+}
 
 /** What the request's Authorization header proved, worked out once per header value. */
 
@@ -13,12 +36,18 @@ import type { AppEnv, AuthOutcome } from "../context.js";
  * dashboard turns Basic auth into Bearer between the two.
  */
 export async function resolveAuth(c: Context<AppEnv>, beforeLookup?: () => Promise<void>): Promise<AuthOutcome> {
-  const header = c.req.header("authorization");
+  const credential = credentialOf(c);
+  const header = credential && "cookie" in credential ? `portal-cookie ${credential.cookie}` : credential?.header;
   const known = c.get("auth");
   if (known && known.header === header) return known.outcome;
   let outcome: AuthOutcome;
   try {
-    outcome = { principal: await authenticateHeader(c, header, beforeLookup) };
+    outcome = {
+      principal:
+        credential && "cookie" in credential
+          ? await authenticateCookie(c, credential.cookie, beforeLookup)
+          : await authenticateHeader(c, credential?.header, beforeLookup),
+    };
   } catch (err) {
     // A 429 from beforeLookup is the request's answer, not what the key is.
     if (!(err instanceof BillingError) || err.code === "rate_limited") throw err;
@@ -40,8 +69,35 @@ async function authenticateHeader(
   return authenticate(sql, key, config.ADMIN_API_KEY, keyCache, beforeLookup);
 }
 
+async function authenticateCookie(
+  c: Context<AppEnv>,
+  token: string,
+  beforeLookup?: () => Promise<void>,
+): Promise<PortalPrincipal> {
+  await beforeLookup?.();
+  return authenticatePortalSession(billingContext(c.get("deps")), token);
+}
+
+const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
+
 /**
- * `Authorization: Bearer hk-…`. 401 when the key is missing, malformed, unknown or revoked;
+ * A portal session's writes carry its CSRF token in X-CSRF-Token (the page reads it from
+ * GET /portal/session, which another site cannot read): 403 csrf_token_invalid without it. The
+ * SameSite=Strict cookie already keeps other sites' requests from carrying the session; this is
+ * the second lock.
+ */
+function checkCsrf(c: Context<AppEnv>, principal: Principal) {
+  if (!isPortalPrincipal(principal) || SAFE_METHODS.has(c.req.method)) return;
+  if (!csrfTokenMatches(principal, c.req.header(CSRF_HEADER)))
+    throw new BillingError(
+      "csrf_token_invalid",
+      "this change was refused because it did not come from the billing portal page: reload the page and try again",
+    );
+}
+
+/**
+ * `Authorization: Bearer hk-…`, or a billing portal session's cookie (acting as the org key that
+ * made its link, with CSRF checked on writes). 401 when the key is missing, malformed, unknown or revoked;
  * 403 when it is valid but of another scope than the route accepts.
  */
 export function requireScope(...scopes: KeyScope[]): MiddlewareHandler<AppEnv> {
@@ -55,6 +111,7 @@ export function requireScope(...scopes: KeyScope[]): MiddlewareHandler<AppEnv> {
         `this endpoint needs a key with scope ${scopes.join(" or ")}; this key has scope ${principal.scope}`,
       );
     }
+    checkCsrf(c, principal);
     c.set("principal", principal);
     await recordUse(c, principal);
     await next();

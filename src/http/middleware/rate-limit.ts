@@ -4,7 +4,8 @@ import type { Config } from "../../config.js";
 import { BillingError } from "../../errors.js";
 import type { AppEnv } from "../context.js";
 import { PROCESSOR_WEBHOOK_PATH } from "../routes/webhooks/receive-processor-event.js";
-import { resolveAuth } from "./auth.js";
+import { credentialOf, resolveAuth } from "./auth.js";
+import { isPortalPrincipal } from "../../billing/portal-sessions.js";
 import { type RateRule, ruleFor } from "./rate-limiter.js";
 
 /** Probes are never limited: a load balancer must not take a replica out because a neighbour is noisy. */
@@ -33,11 +34,15 @@ export const limitRequests: MiddlewareHandler<AppEnv> = async (c, next) => {
     if (!decision.allowed) refuse(c, decision.retryAfterMs, "from this address after too many unknown keys");
     lookedUp = true;
   };
-  const auth = c.req.header("authorization") === undefined ? undefined : await resolveAuth(c, beforeLookup);
+  const auth = credentialOf(c) === undefined ? undefined : await resolveAuth(c, beforeLookup);
   const principal = auth && "principal" in auth ? auth.principal : undefined;
   if (lookedUp && !principal) await rateLimiter.take(`authfail:${address()}`, anonymous);
   const decision = principal
-    ? await rateLimiter.take(`key:${principal.keyId}`, ruleFor(config, principal.scope))
+    ? await rateLimiter.take(
+        // A portal session counts apart from its key: a page's burst of reads does not spend the key's.
+        isPortalPrincipal(principal) ? `portal:${principal.portalSession.id}` : `key:${principal.keyId}`,
+        ruleFor(config, principal.scope),
+      )
     : // The card processor's deliveries carry no key and come in bursts from a few addresses: their
       // own, higher rule per address, so a burst of payments is not held back with anonymous
       // traffic (each costs no query before its signature is verified).

@@ -27,6 +27,11 @@ import { registerListBudgets } from "./billing/list-budgets.js";
 import { registerSetBudget } from "./billing/set-budget.js";
 import { registerDeleteBudget } from "./billing/delete-budget.js";
 import { registerRevokeOrgKey } from "./billing/revoke-org-key.js";
+import { registerCreatePortalSession } from "./billing/create-portal-session.js";
+import { registerRevokePortalSession } from "./billing/revoke-portal-session.js";
+import { registerGetPortalSession } from "./portal/get-session.js";
+import { registerOpenPortalLink } from "./portal/open-link.js";
+import { registerServePortalPages } from "./portal/serve-pages.js";
 import { registerDeletePaymentMethod } from "./billing/delete-payment-method.js";
 import { registerGetAutoTopup } from "./billing/get-auto-topup.js";
 import { registerGetBalance } from "./billing/get-balance.js";
@@ -128,6 +133,8 @@ export const routes: readonly RegisterRoute[] = [
   registerExportUsage,
   registerExportInvoiceLines,
   registerExportTransactions,
+  registerCreatePortalSession,
+  registerRevokePortalSession,
   // husd (org key)
   registerGetDepositAddress,
   registerRecordTopup,
@@ -162,4 +169,8 @@ export const routes: readonly RegisterRoute[] = [
   registerOpenApi,
   (app) => registerDocs(app, OPENAPI_DOCUMENT),
   registerOperations,
+  // the billing portal: not in the OpenAPI document (its link, its session, its pages)
+  registerOpenPortalLink,
+  registerGetPortalSession,
+  registerServePortalPages,
 ];
