@@ -1,4 +1,4 @@
-import { render } from "preact";
+import { type ComponentChild, render } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
 import { api, loadSession, type Session } from "./api.ts";
 import { BASE, interceptLinks, useLocation } from "./router.ts";
@@ -44,7 +44,7 @@ function App(props: { session: Session }) {
           onClick={() =>
             signOut.run(async () => {
               await api("DELETE", `/v1/billing/portal-sessions/${props.session.id}`);
-              render(<Ended signedOut />, root);
+              show(<Ended signedOut />);
             })
           }
         >
@@ -98,7 +98,11 @@ function Failed(props: { message: string }) {
 
 const root = document.getElementById("app") as HTMLElement;
 interceptLinks(root);
-loadSession(() => render(<Ended />, root)).then(
-  (session) => render(session ? <App session={session} /> : <Ended />, root),
-  (err: Error) => render(<Failed message={err.message} />, root),
+const show = (app: ComponentChild) => {
+  if (root.querySelector(".boot")) root.textContent = ""; // the static "Loading…" line goes with the first render
+  render(app, root);
+};
+loadSession(() => show(<Ended />)).then(
+  (session) => show(session ? <App session={session} /> : <Ended />),
+  (err: Error) => show(<Failed message={err.message} />),
 );

@@ -87,6 +87,18 @@ describe("npm run dev", () => {
     for (const label of ["[dev]", "[indexer]", "[api]", "[worker]"]) expect(output).toContain(label);
   });
 
+  it("prints a billing portal link that opens once into a session", async () => {
+    const url = /Portal\s+(http:\/\/\S+\/portal\/open\?token=\S+)/.exec(output)?.[1];
+    if (!url) throw new Error(`no portal link in:\n${output.slice(-2000)}`);
+    const opened = await fetch(url, { redirect: "manual" });
+    expect(opened.status).toBe(303);
+    const cookie = /hanzo_portal=([^;]+)/.exec(opened.headers.get("set-cookie") ?? "")?.[1];
+    const page = await fetch(`${state.api_url}/portal/`, { headers: { cookie: `hanzo_portal=${cookie}` } });
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain('<div id="app">');
+    expect((await fetch(url, { redirect: "manual" })).status).toBe(410);
+  });
+
   it("serves balance and pricing, and credits a HUSD deposit end to end", async () => {
     const balance = await api("/v1/billing/balance", state.org_key);
     expect(balance.json).toMatchObject({ currency: "USD", balance: 25, credits: 25 });

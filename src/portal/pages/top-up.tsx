@@ -123,15 +123,16 @@ export function TopUpReturnPage(_: PageProps) {
 
 function HusdTopUp() {
   const address = useLoad(() => api<Address>("GET", "/v1/billing/husd/deposit-address"));
-  const [txHash, setTxHash] = useState<string | undefined>();
+  const [sent, setSent] = useState<{ hash: string; recorded?: Deposit } | undefined>();
+  const onSent = (hash: string, recorded?: Deposit) => setSent({ hash, recorded });
   return (
     <Section title="Pay with HUSD">
       <Loaded state={address} what="your deposit address">
         {(a) => (
           <>
-            <WalletSend address={a} onSent={setTxHash} />
-            <ManualDeposit address={a} onRecorded={setTxHash} />
-            {txHash ? <DepositWatch txHash={txHash} address={a} /> : null}
+            <WalletSend address={a} onSent={onSent} />
+            <ManualDeposit address={a} onRecorded={onSent} />
+            {sent ? <DepositWatch key={sent.hash} txHash={sent.hash} recorded={sent.recorded} address={a} /> : null}
           </>
         )}
       </Loaded>
@@ -139,7 +140,9 @@ function HusdTopUp() {
   );
 }
 
-function WalletSend(props: { address: Address; onSent: (hash: string) => void }) {
+type Recorded = (hash: string, recorded?: Deposit) => void;
+
+function WalletSend(props: { address: Address; onSent: Recorded }) {
   const a = props.address;
   const [account, setAccount] = useState<string | undefined>();
   const [amount, setAmount] = useState("10");
@@ -223,7 +226,7 @@ function WalletSend(props: { address: Address; onSent: (hash: string) => void })
   );
 }
 
-function ManualDeposit(props: { address: Address; onRecorded: (hash: string) => void }) {
+function ManualDeposit(props: { address: Address; onRecorded: Recorded }) {
   const a = props.address;
   const [qr, setQr] = useState<string | undefined>();
   const [hash, setHash] = useState("");
@@ -257,8 +260,8 @@ function ManualDeposit(props: { address: Address; onRecorded: (hash: string) => 
           if (!/^0x[0-9a-fA-F]{64}$/.test(tx))
             return action.setError("A transaction hash is 0x followed by 64 hex characters.");
           action.run(async () => {
-            await api("POST", "/v1/billing/husd/topups", { tx_hash: tx });
-            props.onRecorded(tx);
+            const recorded = await api<{ deposits: Deposit[] }>("POST", "/v1/billing/husd/topups", { tx_hash: tx });
+            props.onRecorded(tx, recorded.deposits[0]);
           });
         }}
       >
@@ -284,9 +287,15 @@ const STATE_WORDS: Record<Deposit["state"], string> = {
 };
 
 /** The deposit of `txHash`, live: seen → confirming (its confirmations) → credited. */
-function DepositWatch(props: { txHash: string; address: Address }) {
-  const [deposit, setDeposit] = useState<Deposit | undefined>();
-  const [history, setHistory] = useState<string[]>([]);
+/** A deposit is first seen, then confirming, then credited: one first met further on was seen before. */
+const seenFirst = (d: Deposit) => (d.state === "seen" ? [stateLine(d)] : [STATE_WORDS.seen, stateLine(d)]);
+
+const stateLine = (d: Deposit) => (d.state === "confirming" ? `Confirming (${d.confirmations})` : STATE_WORDS[d.state]);
+
+function DepositWatch(props: { txHash: string; recorded?: Deposit | undefined; address: Address }) {
+  const [deposit, setDeposit] = useState<Deposit | undefined>(props.recorded);
+  // What the customer saw happen, in order: the state the top-up was recorded in comes first.
+  const [history, setHistory] = useState<string[]>(props.recorded ? seenFirst(props.recorded) : []);
   useEffect(() => {
     const stop = new AbortController();
     pollUntil(
@@ -295,8 +304,8 @@ function DepositWatch(props: { txHash: string; address: Address }) {
         const d = list.data.find((x) => x.tx_hash.toLowerCase() === props.txHash.toLowerCase());
         if (d) {
           setDeposit(d);
-          const line = d.state === "confirming" ? `Confirming (${d.confirmations})` : STATE_WORDS[d.state];
-          setHistory((h) => (h[h.length - 1] === line ? h : [...h, line]));
+          const line = stateLine(d);
+          setHistory((h) => (h.length === 0 ? seenFirst(d) : h[h.length - 1] === line ? h : [...h, line]));
         }
         return d && !["seen", "confirming"].includes(d.state) ? d : undefined;
       },
@@ -316,10 +325,7 @@ function DepositWatch(props: { txHash: string; address: Address }) {
       {!deposit ? <Progress>Looking for your transfer on chain…</Progress> : null}
       {deposit && !done ? (
         <Progress>
-          <span data-testid="deposit-state">
-            {deposit.state === "confirming" ? `Confirming (${deposit.confirmations})` : STATE_WORDS[deposit.state]}
-          </span>{" "}
-          — credited after {props.address.finality}.
+          <span data-testid="deposit-state">{stateLine(deposit)}</span> — credited after {props.address.finality}.
         </Progress>
       ) : null}
       {deposit && done ? (

@@ -1,0 +1,415 @@
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import type { Browser, BrowserContext, Page } from "playwright-core";
+import { afterEach, describe, expect, vi } from "vitest";
+import { type FakeProcessor, startFakeProcessor } from "../../dev/processor/server.js";
+import { DevRoles, mintHusd } from "../../src/chain/local-devnet.js";
+import type { JsonReply } from "../support/app.js";
+import { launchChromium, type PageProblems, screenshots, watchPage } from "../support/browser.js";
+import { startTestChain, type TestChain } from "../support/chain-stack.js";
+import { type DepositStack, depositStack } from "../support/deposit-stack.js";
+import { FAKE_SECRET_KEY, fakeWebhookSecret, serveApp } from "../support/fake-processor.js";
+import { withDatabase } from "../support/fixtures.js";
+import { waitFor } from "../support/process.js";
+
+/**
+ * The billing portal in Debian's Chromium against the real stack: the API served on a port, the
+ * deposit workers, anvil with HUSD, and the fake card processor whose hosted pages stand in for the
+ * processor's. Every page must load without a console error or a failed request to the API.
+ */
+type Portal = {
+  chain: TestChain;
+  processor: FakeProcessor;
+  stack: DepositStack;
+  url: string;
+  browser: Browser;
+};
+
+const it = withDatabase().extend<{ portal: Portal }>({
+  portal: [
+    async ({ db }, use) => {
+      const chain = await startTestChain();
+      const webhookSecret = fakeWebhookSecret();
+      const processor = await startFakeProcessor({ webhookSecret });
+      const stack = depositStack(db, chain, {
+        STRIPE_SECRET_KEY: FAKE_SECRET_KEY,
+        STRIPE_API_URL: processor.url,
+        STRIPE_WEBHOOK_SECRET: webhookSecret,
+        STRIPE_MAX_NETWORK_RETRIES: "0",
+        WEBHOOK_ALLOW_LOCALHOST: "true",
+      });
+      const { server, url } = await serveApp(stack.app.app.fetch);
+      processor.setWebhookUrl(`${url}/v1/webhooks/processor`);
+      await stack.startWorkers();
+      const browser = await launchChromium();
+      try {
+        await use({ chain, processor, stack, url, browser });
+      } finally {
+        await browser.close();
+        await stack.close();
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+        await processor.close();
+        await chain.stop();
+      }
+    },
+    { scope: "file" },
+  ],
+});
+
+const HUSD = 10n ** 18n;
+// A browser, a chain and a processor's page per test: minutes on a busy 2-core machine, not seconds.
+vi.setConfig({ testTimeout: 180_000 });
+const contexts: BrowserContext[] = [];
+const watched: PageProblems[] = [];
+
+/** An org key's portal link, asked for over HTTP as a console would. */
+async function portalLink(portal: Portal, orgKey: string): Promise<{ id: string; url: string }> {
+  const res = await fetch(`${portal.url}/v1/billing/portal-sessions`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${orgKey}` },
+  });
+  expect(res.status).toBe(201);
+  return (await res.json()) as { id: string; url: string };
+}
+
+/** A fresh browser profile with the portal open on the overview, signed in through a new link. */
+async function openPortal(portal: Portal, orgKey: string) {
+  const context = await portal.browser.newContext({ viewport: { width: 1280, height: 900 } });
+  contexts.push(context);
+  const page = await context.newPage();
+  const problems = watchPage(page, portal.url);
+  watched.push(problems);
+  const link = await portalLink(portal, orgKey);
+  await page.goto(link.url);
+  await page.getByRole("heading", { level: 1, name: "Overview" }).waitFor();
+  return { context, page, problems, link };
+}
+
+async function api(portal: Portal, path: string, key: string): Promise<JsonReply> {
+  return (await fetch(`${portal.url}${path}`, { headers: { authorization: `Bearer ${key}` } })).json();
+}
+
+const go = async (page: Page, nav: string, heading: string) => {
+  await page.getByRole("navigation", { name: "Billing" }).getByRole("link", { name: nav, exact: true }).click();
+  await page.getByRole("heading", { level: 1, name: heading }).waitFor();
+};
+
+describe("the billing portal in a real browser", () => {
+  it.scoped({ dbOptions: { max: 12 } });
+
+  afterEach(async () => {
+    const problems = watched.splice(0).flatMap((w) => w.list);
+    for (const c of contexts.splice(0)) await c.close();
+    expect(problems, "console errors or failed requests on the portal's pages").toEqual([]);
+  });
+
+  it("opens from a link: the token leaves the address bar, the cookie is out of the page's reach, the overview is the API's", async ({
+    portal,
+  }) => {
+    const org = await portal.stack.app.createOrg("Opens");
+    await portal.stack.app.grant(org.id, "42.50");
+    const { page, link, context } = await openPortal(portal, org.orgKey);
+    const token = new URL(link.url).searchParams.get("token") as string;
+    expect(page.url()).toBe(`${portal.url}/portal/`);
+    expect(await page.evaluate<string>("document.cookie")).not.toContain("hanzo_portal");
+    const [cookie] = await context.cookies(portal.url);
+    expect(cookie).toMatchObject({ name: "hanzo_portal", httpOnly: true, sameSite: "Strict" });
+    const balance = await api(portal, "/v1/billing/balance", org.orgKey);
+    await expect
+      .poll(() => page.getByTestId("balance").getAttribute("data-nano"))
+      .toBe(balance.balance_nano_usd as string);
+    expect(await page.getByTestId("balance").textContent()).toBe("$42.50");
+    expect(await page.getByText("Loading your billing portal").count()).toBe(0);
+    const html = await page.content();
+    for (const secret of [token, cookie?.value as string, org.orgKey]) expect(html).not.toContain(secret);
+    expect(await page.evaluate<number>("history.length")).toBeGreaterThan(0);
+    await screenshots(page, "overview");
+
+    // Keyboard: Tab reaches the navigation, Enter follows a link, focus lands on the new page's heading.
+    let tabs = 0;
+    while ((await page.evaluate<string | undefined>("document.activeElement?.textContent")) !== "Costs") {
+      expect(++tabs, "Tab reaches the Costs link").toBeLessThan(30);
+      await page.keyboard.press("Tab");
+    }
+    await page.keyboard.press("Enter");
+    await page.getByRole("heading", { level: 1, name: "Cost view" }).waitFor();
+    expect(await page.evaluate<string | undefined>("document.activeElement?.tagName")).toBe("H1");
+  });
+
+  it("a reused link and an expired link are refused with a page that says so, and no session", async ({
+    portal,
+    db,
+  }) => {
+    const org = await portal.stack.app.createOrg("Links");
+    const { link } = await openPortal(portal, org.orgKey);
+    const context = await portal.browser.newContext();
+    contexts.push(context);
+    const page = await context.newPage();
+    const problems = watchPage(page, portal.url);
+    watched.push(problems);
+    problems.allow(/HTTP 410: GET .*\/portal\/open/);
+    problems.allow(/console error: Failed to load resource: the server responded with a status of 410/);
+    const reused = await page.goto(link.url);
+    expect(reused?.status()).toBe(410);
+    await page.getByText("expired or was already used").waitFor();
+    expect(await context.cookies(portal.url)).toEqual([]);
+    await screenshots(page, "link-refused");
+
+    const late = await portalLink(portal, org.orgKey);
+    await db.sql`update portal_sessions set link_expires_at = now() - interval '1 second' where id = ${late.id}`;
+    expect((await page.goto(late.url))?.status()).toBe(410);
+    expect(await context.cookies(portal.url)).toEqual([]);
+  });
+
+  it("the Cost view's totals are the API's, in every grouping", async ({ portal }) => {
+    const org = await portal.stack.app.createOrg("Costs");
+    await portal.stack.app.grant(org.id, "100");
+    const at = new Date(Date.now() - 60_000).toISOString();
+    const events = [
+      ["llm", "zen-pro", { input_tokens: 120_000, output_tokens: 30_000 }, "web"],
+      ["llm", "zen-mini", { input_tokens: 900_001, output_tokens: 7 }, "web"],
+      ["llm", "zen-max", { input_tokens: 3_333, output_tokens: 1_111 }, "batch"],
+      ["api", undefined, { requests: 777 }, "batch"],
+      ["functions", undefined, { compute_seconds: 321 }, undefined],
+    ].map(([product, model, quantities, project], i) => ({
+      idempotency_key: `portal-cost-${i}`,
+      org_id: org.id,
+      timestamp: at,
+      product,
+      ...(model ? { model } : {}),
+      quantities,
+      api_key_id: org.orgKeyId,
+      ...(project ? { project } : {}),
+    }));
+    const reported = await portal.stack.app.call("POST", "/v1/billing/usage", {
+      key: org.gatewayKey,
+      body: { events },
+    });
+    expect(reported.json.recorded).toBe(events.length);
+    const { page } = await openPortal(portal, org.orgKey);
+    await go(page, "Costs", "Cost view");
+    for (const by of ["product", "model", "key", "project"]) {
+      const report = await api(portal, `/v1/billing/usage?period=current&group_by=${by}&granularity=day`, org.orgKey);
+      expect(BigInt(report.total_nano_usd)).toBeGreaterThan(0n);
+      await page.getByLabel("Group by").selectOption(by);
+      await expect.poll(() => page.getByTestId("cost-row").count()).toBe(report.groups.length);
+      expect(await page.getByTestId("cost-total").getAttribute("data-nano")).toBe(report.total_nano_usd);
+      const rows = await page
+        .getByTestId("cost-row")
+        .locator("td[data-nano]")
+        .evaluateAll((tds) => tds.map((td) => td.getAttribute("data-nano") as string));
+      expect(rows.reduce((s, n) => s + BigInt(n), 0n)).toBe(BigInt(report.total_nano_usd));
+      if (by === "product") await screenshots(page, "costs");
+    }
+    expect(await page.getByTestId("daily-chart").locator("canvas").count()).toBe(1);
+  });
+
+  it("a card top-up through the processor's hosted page, back to a status page, to credited", async ({ portal }) => {
+    const org = await portal.stack.app.createOrg("Card");
+    const before = BigInt((await api(portal, "/v1/billing/balance", org.orgKey)).balance_nano_usd);
+    const { page } = await openPortal(portal, org.orgKey);
+    await go(page, "Top up", "Top up");
+    await screenshots(page, "top-up");
+    await page.getByLabel("Amount (USD)").fill("25.00");
+    await page.getByRole("button", { name: "Continue to payment" }).click();
+    await page.waitForURL(`${portal.processor.url}/checkout/pay/**`);
+    await page.getByRole("button", { name: "Pay" }).click();
+    await page.waitForURL(`${portal.url}/portal/top-up/return`);
+    await page.getByTestId("topup-state").filter({ hasText: "Credited" }).waitFor({ timeout: 30_000 });
+    await screenshots(page, "top-up-card-credited");
+    const after = BigInt((await api(portal, "/v1/billing/balance", org.orgKey)).balance_nano_usd);
+    expect(after - before).toBe(25_000_000_000n);
+    await go(page, "Overview", "Overview");
+    await expect.poll(() => page.getByTestId("balance").getAttribute("data-nano")).toBe(after.toString());
+  });
+
+  it("a HUSD top-up from an injected EIP-1193 wallet on anvil: seen → confirming (n) → credited, live", async ({
+    portal,
+  }) => {
+    const { chain } = portal;
+    const org = await portal.stack.app.createOrg("Husd");
+    const customer = DevRoles.customer.address;
+    await mintHusd(chain.rpcUrl, chain.chainId, chain.husd, customer, 50n * HUSD);
+    const before = BigInt((await api(portal, "/v1/billing/balance", org.orgKey)).balance_nano_usd);
+    const { page, context } = await openPortal(portal, org.orgKey);
+    // The wallet: window.ethereum in the page, each request answered here, from anvil (whose dev
+    // accounts are unlocked, so eth_sendTransaction signs there).
+    const rpc = async (method: string, params: unknown[]) => {
+      if (method === "eth_requestAccounts" || method === "eth_accounts") return [customer];
+      if (method === "wallet_switchEthereumChain") return null;
+      const res = await fetch(chain.rpcUrl, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ jsonrpc: "2.0", id: 1, method, params }),
+      });
+      const body = (await res.json()) as { result?: unknown; error?: { message: string } };
+      if (body.error) throw new Error(body.error.message);
+      return body.result;
+    };
+    await context.exposeFunction("__testWalletRpc", rpc);
+    // A string, not a function: it runs in the page, before the portal's own scripts.
+    await context.addInitScript(`window.ethereum = {
+      isTestWallet: true,
+      request: ({ method, params }) => window.__testWalletRpc(method, params ?? []),
+      on() {},
+      removeListener() {},
+    };`);
+    await page.reload();
+    await go(page, "Top up", "Top up");
+    await page.getByRole("button", { name: "Connect wallet" }).click();
+    await page.getByLabel("Amount (HUSD)").fill("12.5");
+    await page.getByRole("button", { name: "Send HUSD" }).click();
+    const state = page.getByTestId("deposit-state");
+    await state.filter({ hasText: /Confirming \(\d+\)/ }).waitFor({ timeout: 30_000 });
+    await screenshots(page, "top-up-husd-confirming");
+    // One block at a time, so each confirmation count can show before the deposit is final.
+    await waitFor(
+      async () => {
+        if ((await state.textContent()) === "Credited") return true;
+        await chain.mine(1);
+        return false;
+      },
+      { intervalMs: 1200, timeoutMs: 60_000, what: "the deposit credited on the page" },
+    );
+    const history = await page.getByTestId("deposit-history").locator("li").allTextContents();
+    expect(history[0]).toBe("Seen on chain");
+    expect(history.some((h) => /^Confirming \(\d+\)$/.test(h))).toBe(true);
+    expect(history.at(-1)).toBe("Credited");
+    await screenshots(page, "top-up-husd-credited");
+    const after = BigInt((await api(portal, "/v1/billing/balance", org.orgKey)).balance_nano_usd);
+    expect(after - before).toBe(12_500_000_000n);
+  });
+
+  it("adds a card through the processor's hosted page and removes it", async ({ portal }) => {
+    const org = await portal.stack.app.createOrg("Cards");
+    const { page } = await openPortal(portal, org.orgKey);
+    page.on("dialog", (d) => d.accept());
+    await go(page, "Payment methods", "Payment methods");
+    await page.getByRole("button", { name: "Add a card" }).click();
+    await page.waitForURL(`${portal.processor.url}/checkout/pay/**`);
+    await page.getByRole("button", { name: "Save card" }).click();
+    await page.waitForURL(`${portal.url}/portal/payment-methods**`);
+    await page.getByText("Your card was added.").waitFor({ timeout: 30_000 });
+    await expect.poll(() => page.getByTestId("card-row").count()).toBe(1);
+    expect(page.url()).toBe(`${portal.url}/portal/payment-methods`);
+    const listed = await api(portal, "/v1/billing/payment-methods", org.orgKey);
+    expect(listed.payment_methods).toHaveLength(1);
+    expect(await page.getByTestId("card-row").textContent()).toContain(`ending in ${listed.payment_methods[0].last4}`);
+    await screenshots(page, "payment-methods");
+    await page.getByRole("button", { name: `Remove the card ending in ${listed.payment_methods[0].last4}` }).click();
+    await expect.poll(() => page.getByTestId("card-row").count()).toBe(0);
+    expect((await api(portal, "/v1/billing/payment-methods", org.orgKey)).payment_methods).toHaveLength(0);
+  });
+
+  it("creates and revokes an API key, adds a webhook endpoint and reads its delivery log and the event log", async ({
+    portal,
+  }) => {
+    const receiver = createServer((_req, res) => res.writeHead(204).end());
+    await new Promise<void>((resolve) => receiver.listen(0, "127.0.0.1", () => resolve()));
+    try {
+      const org = await portal.stack.app.createOrg("Developer");
+      await portal.stack.app.grant(org.id, "10");
+      const { page } = await openPortal(portal, org.orgKey);
+      page.on("dialog", (d) => d.accept());
+      await go(page, "Developers", "Developers");
+      await page.getByLabel("New key's name").fill("CI");
+      await page.getByRole("button", { name: "Create key" }).click();
+      const secret = (await page.getByTestId("once-secret").textContent()) ?? "";
+      expect(secret).toMatch(/^hk-/);
+      const made = await fetch(`${portal.url}/v1/billing/balance`, { headers: { authorization: `Bearer ${secret}` } });
+      expect(made.status).toBe(200);
+      await page.getByRole("button", { name: "Done" }).click();
+      expect(await page.content()).not.toContain(secret);
+      await page.getByRole("button", { name: "Revoke the key CI" }).click();
+      await page.getByTestId("key-row").filter({ hasText: "CI" }).filter({ hasText: "Revoked" }).waitFor();
+      const refused = await fetch(`${portal.url}/v1/billing/balance`, {
+        headers: { authorization: `Bearer ${secret}` },
+      });
+      expect(refused.status).toBe(401);
+
+      const hook = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
+      await page.getByLabel("Endpoint URL (https)").fill(hook);
+      await page.getByRole("button", { name: "Add endpoint" }).click();
+      expect(await page.getByTestId("once-secret").textContent()).toMatch(/^whsec_/);
+      await page.getByRole("button", { name: "Done" }).click();
+      await page.getByRole("button", { name: "Send test" }).click();
+      await waitFor(
+        async () => {
+          await page.getByRole("button", { name: "Refresh" }).click();
+          return (await page.getByTestId("delivery-row").filter({ hasText: "delivered" }).count()) === 1;
+        },
+        { intervalMs: 500, timeoutMs: 30_000, what: "the test ping delivered in the log" },
+      );
+      await page.reload();
+      await page.getByRole("heading", { level: 1, name: "Developers" }).waitFor();
+      await expect.poll(() => page.getByTestId("event-row").count()).toBeGreaterThan(0);
+      await screenshots(page, "developers");
+    } finally {
+      await new Promise<void>((resolve) => receiver.close(() => resolve()));
+    }
+  });
+
+  it("refuses a write without the CSRF token (403), and one org's session never shows another's data", async ({
+    portal,
+  }) => {
+    const a = await portal.stack.app.createOrg("Alpha");
+    const b = await portal.stack.app.createOrg("Beta");
+    await portal.stack.app.grant(a.id, "11");
+    await portal.stack.app.grant(b.id, "22");
+    const { page, problems } = await openPortal(portal, b.orgKey);
+    problems.allow(/HTTP 40[34]: (POST|DELETE) .*\/v1\/billing\/keys/);
+    problems.allow(/console error: Failed to load resource: the server responded with a status of 40[34]/);
+    const attempt = (headers: Record<string, string>) =>
+      page.evaluate(async (h) => {
+        const res = await fetch("/v1/billing/keys", {
+          method: "POST",
+          headers: { "content-type": "application/json", ...h },
+          body: JSON.stringify({ name: "forged" }),
+        });
+        return { status: res.status, body: (await res.json()) as { error: { code: string } } };
+      }, headers);
+    const forged = await attempt({});
+    expect(forged.status).toBe(403);
+    expect(forged.body.error.code).toBe("csrf_token_invalid");
+    const wrong = await attempt({ "x-csrf-token": "not-the-token" });
+    expect(wrong.status).toBe(403);
+    const keysOfB = await api(portal, "/v1/billing/keys", b.orgKey);
+    expect(keysOfB.data.some((k: { name: string }) => k.name === "forged")).toBe(false);
+
+    // B's page shows B's money and keys, never A's; A's key id is unknown to B's session.
+    await expect
+      .poll(() => page.getByTestId("balance").getAttribute("data-nano"))
+      .toBe((await api(portal, "/v1/billing/balance", b.orgKey)).balance_nano_usd as string);
+    await go(page, "Developers", "Developers");
+    const keysOfA = await api(portal, "/v1/billing/keys", a.orgKey);
+    await expect.poll(() => page.getByTestId("key-row").count()).toBe(keysOfB.data.length);
+    const shown = await page.content();
+    for (const k of keysOfA.data) expect(shown).not.toContain(k.prefix);
+    const crossOrg = await page.evaluate(async (id) => {
+      const session = (await (await fetch("/portal/session")).json()) as { csrf_token: string; org_id: string };
+      const res = await fetch(`/v1/billing/keys/${id}`, {
+        method: "DELETE",
+        headers: { "x-csrf-token": session.csrf_token },
+      });
+      return { status: res.status, org: session.org_id };
+    }, keysOfA.data[0].id as string);
+    expect(crossOrg).toEqual({ status: 404, org: b.id });
+    expect((await api(portal, "/v1/billing/keys", a.orgKey)).data[0].revoked_at).toBeNull();
+  });
+
+  it("invoices list, and signing out ends the session", async ({ portal }) => {
+    const org = await portal.stack.app.createOrg("Invoices");
+    const { page, problems } = await openPortal(portal, org.orgKey);
+    await go(page, "Invoices", "Invoices");
+    await page.getByText("Nothing here yet.").waitFor();
+    await screenshots(page, "invoices");
+    problems.allow(/HTTP 401: GET .*\/(portal\/session|v1\/billing\/balance)/);
+    problems.allow(/console error: Failed to load resource: the server responded with a status of 401/);
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.getByRole("heading", { name: "You're signed out" }).waitFor();
+    const after = await page.evaluate(async () => (await fetch("/v1/billing/balance")).status);
+    expect(after).toBe(401);
+    await page.reload();
+    await page.getByRole("heading", { name: "Your billing session has ended" }).waitFor();
+  });
+});
