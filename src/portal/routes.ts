@@ -3,15 +3,13 @@
  * details, credit notes) is one file under pages/ and one entry here.
  */
 import type { FunctionComponent } from "preact";
-import type { Session } from "./api.ts";
+import type { PageProps } from "./page.ts";
 import { CostsPage } from "./pages/costs.tsx";
 import { DevelopersPage } from "./pages/developers.tsx";
 import { InvoicePage, InvoicesPage } from "./pages/invoices.tsx";
 import { OverviewPage } from "./pages/overview.tsx";
 import { PaymentMethodsPage } from "./pages/payment-methods.tsx";
 import { TopUpPage, TopUpReturnPage } from "./pages/top-up.tsx";
-
-export type PageProps = { session: Session; params: Record<string, string>; query: URLSearchParams };
 
 export type PortalRoute = {
   /** "/invoices/:id": a `:name` segment becomes params.name. */

@@ -3,7 +3,7 @@ import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
 import { api, type Schemas } from "../api.ts";
 import { period, usd } from "../format.ts";
-import type { PageProps } from "../routes.ts";
+import type { PageProps } from "../page.ts";
 import { Loaded, Notice, Section, Table, useLoad } from "../ui.tsx";
 
 type Usage = Schemas["UsageReport"];

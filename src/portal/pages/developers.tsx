@@ -2,7 +2,7 @@ import { Fragment } from "preact";
 import { useState } from "preact/hooks";
 import { api, type Schemas } from "../api.ts";
 import { time } from "../format.ts";
-import type { PageProps } from "../routes.ts";
+import type { PageProps } from "../page.ts";
 import { Button, Field, Loaded, Notice, Section, Table, useAction, useLoad } from "../ui.tsx";
 
 type Key = Schemas["ApiKey"];

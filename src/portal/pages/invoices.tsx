@@ -1,6 +1,6 @@
 import { api, type Schemas } from "../api.ts";
 import { day, period, usd } from "../format.ts";
-import type { PageProps } from "../routes.ts";
+import type { PageProps } from "../page.ts";
 import { Loaded, Section, Table, useLoad } from "../ui.tsx";
 
 type Invoice = Schemas["Invoice"];

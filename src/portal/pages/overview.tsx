@@ -1,7 +1,7 @@
 import { useState } from "preact/hooks";
 import { api, type Schemas } from "../api.ts";
 import { parseUsdInput, period, usd } from "../format.ts";
-import type { PageProps } from "../routes.ts";
+import type { PageProps } from "../page.ts";
 import { Button, Field, Loaded, Notice, Section, useAction, useLoad } from "../ui.tsx";
 
 type Usage = Schemas["UsageReport"];

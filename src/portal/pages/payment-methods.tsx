@@ -1,7 +1,7 @@
 import { useEffect, useState } from "preact/hooks";
 import { api, type Schemas } from "../api.ts";
 import { pollUntil } from "../poll.ts";
-import type { PageProps } from "../routes.ts";
+import type { PageProps } from "../page.ts";
 import { Button, Loaded, Notice, Progress, Section, Table, useAction, useLoad } from "../ui.tsx";
 
 type Methods = Schemas["PaymentMethods"];

@@ -2,7 +2,7 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import { api, newIdempotencyKey, type Schemas } from "../api.ts";
 import { parseUsdInput, shortHash, toBaseUnits, usd } from "../format.ts";
 import { pollUntil } from "../poll.ts";
-import type { PageProps } from "../routes.ts";
+import type { PageProps } from "../page.ts";
 import { Button, Field, Loaded, Notice, Progress, Section, useAction, useLoad } from "../ui.tsx";
 
 type Deposit = Schemas["HusdDeposit"];
