@@ -49,6 +49,9 @@ export function watchPage(page: Page, origin: string): PageProblems {
     if (ours()) add(`uncaught: ${err.message}`);
   });
   page.on("requestfailed", (r) => {
+    // ERR_ABORTED: the page left (a navigation, a closed tab) while a poll was in flight; the
+    // browser cancelled it and a person sees nothing. Any other failure is a real one.
+    if (r.failure()?.errorText === "net::ERR_ABORTED") return;
     if (r.url().startsWith(origin)) add(`request failed: ${r.method()} ${r.url()} ${r.failure()?.errorText}`);
   });
   page.on("response", (r) => {
