@@ -795,6 +795,50 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/billing/portal-sessions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Create a billing portal link
+         * @description Requires an org key; acts on that key's organization.
+         *
+         *     A single-use link to the billing portal, for a console or CLI to send its user to. The session it starts acts as this key (its organization and permissions: without keys:write the portal cannot create or revoke keys) and ends after 12 hours, when revoked (DELETE /v1/billing/portal-sessions/{id}), or when this key is revoked. A portal session cannot make links.
+         */
+        post: operations["createPortalSession"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/billing/portal-sessions/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Revoke a billing portal session
+         * @description Requires an org key; acts on that key's organization.
+         *
+         *     Ends a portal session (or a link not yet opened): refused from the answer on. The portal's Sign out calls this for its own session. Another organization's session is 404; revoking again answers the first revocation.
+         */
+        delete: operations["revokePortalSession"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/billing/husd/deposit-address": {
         parameters: {
             query?: never;
@@ -2805,6 +2849,23 @@ export interface components {
             /** @enum {boolean} */
             deleted: true;
             deleted_at: string;
+        };
+        PortalLink: {
+            /** @example psess_4kq0Vb3xYz8f2kq0Vb3x */
+            id: string;
+            /**
+             * @description Open once, within 15 minutes, in the user's browser: it starts a 12-hour portal session (an HttpOnly cookie) and drops the token from the address bar. A secret until opened: hand it only to the user it is for.
+             * @example https://billing.hanzo.ai/portal/open?token=…
+             */
+            url: string;
+            /** @description When the link stops opening (15 minutes from now) */
+            expires_at: string;
+        };
+        RevokedPortalSession: {
+            id: string;
+            /** @enum {boolean} */
+            revoked: true;
+            revoked_at: string;
         };
         HusdDepositAddress: {
             address: string;
@@ -5590,6 +5651,102 @@ export interface operations {
             };
             /** @description Too many requests (`rate_limited`); retry after the `Retry-After` header's seconds */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    createPortalSession: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The link */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PortalLink"];
+                };
+            };
+            /** @description Missing, malformed, unknown or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Key of the wrong scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    revokePortalSession: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Revoked */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RevokedPortalSession"];
+                };
+            };
+            /** @description Invalid request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Missing, malformed, unknown or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Key of the wrong scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not found */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
