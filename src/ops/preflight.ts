@@ -123,23 +123,30 @@ async function pingRedis(url: string): Promise<string | undefined> {
       ? undefined
       : probes.map((p) => `${p.node}: ${p.problem}`).join("; ");
   }
-  const redis = new Redis(url, {
-    lazyConnect: true,
-    connectTimeout: 3000,
-    maxRetriesPerRequest: 0,
-    retryStrategy: () => null,
-  });
-  // connect() rejects with "Connection is closed."; the error event says why (ECONNREFUSED, …).
+  const answer = await askOnce(new Redis(url, ONE_SHOT), (redis) => redis.ping());
+  return "failure" in answer ? answer.failure : undefined;
+}
+
+/** A connection that tries once and never reconnects: for a probe that must answer now. */
+const ONE_SHOT = { lazyConnect: true, connectTimeout: 3000, maxRetriesPerRequest: 0, retryStrategy: () => null };
+
+/**
+ * Connects `redis` (made with ONE_SHOT), runs `ask` and disconnects: its answer, or why it failed.
+ * connect() rejects with "Connection is closed."; the error event says why (ECONNREFUSED, …).
+ */
+async function askOnce<T>(
+  redis: Redis,
+  ask: (redis: Redis) => Promise<T>,
+): Promise<{ value: T } | { failure: string }> {
   let cause: string | undefined;
   redis.on("error", (err: Error) => {
     cause ??= err.message;
   });
   try {
     await redis.connect();
-    await redis.ping();
-    return undefined;
+    return { value: await ask(redis) };
   } catch (err) {
-    return cause ?? (err as Error).message;
+    return { failure: cause ?? (err as Error).message };
   } finally {
     redis.disconnect();
   }
@@ -157,36 +164,24 @@ export async function probeClusterSeeds(target: Extract<RedisTarget, { kind: "cl
         username: target.username,
         password: target.password,
         ...(target.tls ? { tls: {} } : {}),
-        lazyConnect: true,
-        connectTimeout: 3000,
-        maxRetriesPerRequest: 0,
-        retryStrategy: () => null,
+        ...ONE_SHOT,
       });
-      let cause: string | undefined;
-      redis.on("error", (err: Error) => {
-        cause ??= err.message;
-      });
-      try {
-        await redis.connect();
-        const info = String(await redis.call("CLUSTER", "INFO"));
-        const state = /cluster_state:(\w+)/.exec(info)?.[1];
-        if (state === "ok") return { node: nodeKey(node) };
-        return {
-          node: nodeKey(node),
-          problem: `answers cluster_state:${state ?? "?"} (slots without a live master, or the cluster was never created: redis-cli --cluster create)`,
-        };
-      } catch (err) {
-        const message = cause ?? (err as Error).message;
-        if (/cluster support disabled/i.test(message)) {
+      const answer = await askOnce(redis, async (r) => String(await r.call("CLUSTER", "INFO")));
+      if ("failure" in answer) {
+        if (/cluster support disabled/i.test(answer.failure)) {
           return {
             node: nodeKey(node),
             problem: "is a Redis without cluster mode; name it as redis://host:port instead",
           };
         }
-        return { node: nodeKey(node), problem: `does not answer (${message})` };
-      } finally {
-        redis.disconnect();
+        return { node: nodeKey(node), problem: `does not answer (${answer.failure})` };
       }
+      const state = /cluster_state:(\w+)/.exec(answer.value)?.[1];
+      if (state === "ok") return { node: nodeKey(node) };
+      return {
+        node: nodeKey(node),
+        problem: `answers cluster_state:${state ?? "?"} (slots without a live master, or the cluster was never created: redis-cli --cluster create)`,
+      };
     }),
   );
 }
