@@ -96,7 +96,8 @@ describe("billing portal sessions", () => {
     expect(without.status).toBe(403);
     expect(without.json.error).toMatchObject({ code: "csrf_token_invalid", type: "permission_error" });
     const wrong = await app.call("POST", "/v1/billing/keys", {
-      headers: { ...s.headers, "x-csrf-token": `${s.csrf.slice(0, -1)}A` },
+      // One character changed (never to itself: a token ending in "A" must not stay right).
+      headers: { ...s.headers, "x-csrf-token": `${s.csrf.slice(0, -1)}${s.csrf.endsWith("A") ? "B" : "A"}` },
       body,
     });
     expect(wrong.status).toBe(403);
