@@ -448,7 +448,9 @@ begin
       select i, b.id, b.scope, coalesce(b.project, b.api_key_id) as target, b.limit_amount, coalesce(p.spent, 0) as spent,
              case b.scope when 'org' then p_held[i] else h.held end as held
       from generate_subscripts(p_orgs, 1) i
-      cross join lateral (select * from budgets b where b.org_id = (p_orgs[i]).org_id and b.deleted_at is null and b.enforcement = 'hard') b
+      -- `offset 0` keeps this a probe per organization: pulled up into the join, the generic plan
+      -- hash-joined every live budget of every org (with its period row) into each batch.
+      cross join lateral (select * from budgets b where b.org_id = (p_orgs[i]).org_id and b.deleted_at is null and b.enforcement = 'hard' offset 0) b
       left join lateral (select p.spent from budget_periods p where p.budget_id = b.id and p.period_start = budget_period_start(p_now)) p on true
       left join lateral (
         select coalesce(sum(h.amount), 0)::bigint as held from holds h
