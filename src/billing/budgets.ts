@@ -204,7 +204,9 @@ async function initializePeriod(
  * Deletes one of the organization's budgets (`DELETE /v1/billing/budgets/{id}`): it stops
  * applying at once; its rows stay (deleted_at), so a budget made again for the same target is a
  * new one that counts the period from the usage. Another organization's budget, or an unknown or
- * deleted one, is 404.
+ * deleted one, is 404. Under the organization's lock, as setBudget: a PUT of the same target
+ * racing it then either changes the budget before it is deleted or, after, makes a new one (it
+ * read the budget live and wrote it deleted otherwise, and answered 500).
  */
 export async function deleteBudget(
   ctx: BillingContext,
@@ -212,10 +214,13 @@ export async function deleteBudget(
 ): Promise<{ id: string; deletedAt: Date }> {
   const orgId = requireBudgetsWrite(input.principal);
   const now = ctx.clock();
-  const [row] = await ctx.sql<{ id: string; deleted_at: Date }[]>`
-    update budgets set deleted_at = ${now}, updated_at = ${now}
-    where id = ${input.budgetId} and org_id = ${orgId} and deleted_at is null
-    returning id, deleted_at`;
-  if (!row) throw new BillingError("not_found", `no budget ${input.budgetId}`);
-  return { id: row.id, deletedAt: row.deleted_at };
+  return withTransaction(ctx, async (tx) => {
+    await lockOrgs(tx.sql, [orgId], now);
+    const [row] = await tx.sql<{ id: string; deleted_at: Date }[]>`
+      update budgets set deleted_at = ${now}, updated_at = ${now}
+      where id = ${input.budgetId} and org_id = ${orgId} and deleted_at is null
+      returning id, deleted_at`;
+    if (!row) throw new BillingError("not_found", `no budget ${input.budgetId}`);
+    return { id: row.id, deletedAt: row.deleted_at };
+  });
 }
