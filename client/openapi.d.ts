@@ -105,6 +105,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/billing/subscription": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The organization's plan and current billing cycle
+         * @description Requires an org key; acts on that key's organization.
+         *
+         *     The plan as priced for the organization now (the newest catalog version listing it), and the current cycle. No subscription: plan null.
+         */
+        get: operations["getSubscription"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/billing/transactions": {
         parameters: {
             query?: never;
@@ -2198,6 +2220,37 @@ export interface components {
              */
             monthly_limit: string;
         };
+        OrgSubscription: {
+            plan: components["schemas"]["SubscriptionPlan"];
+            pending_plan: components["schemas"]["SubscriptionPlan"] & unknown;
+            started_at: string | null;
+            /** @description Set once canceled: the cycle it was canceled in is still charged */
+            canceled_at: string | null;
+            /** @description The current billing cycle, [start, end) UTC */
+            period: {
+                start: string;
+                end: string;
+            };
+        };
+        /** @description The plan charged for this cycle; null: no subscription */
+        SubscriptionPlan: {
+            /** @example pro */
+            id: string;
+            /** @example Pro */
+            name: string;
+            /** @description Charged per cycle, in arrears at the cycle's close. USD, for display; exact: monthly_price_usd. */
+            monthly_price: number;
+            /** @description Exact decimal USD */
+            monthly_price_usd: string;
+            /** @description Exact, integer nano-USD */
+            monthly_price_nano_usd: string;
+            /** @description Credits granted each cycle, expiring at its end. USD, for display; exact: included_credits_usd. */
+            included_credits: number;
+            /** @description Exact decimal USD */
+            included_credits_usd: string;
+            /** @description Exact, integer nano-USD */
+            included_credits_nano_usd: string;
+        } | null;
         LedgerTransaction: {
             id: string;
             /**
@@ -3527,6 +3580,44 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Missing, malformed, unknown or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Key of the wrong scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    getSubscription: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The subscription */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OrgSubscription"];
                 };
             };
             /** @description Missing, malformed, unknown or revoked API key */

@@ -4,7 +4,7 @@ import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterEach, describe, expect, vi } from "vitest";
 import { type FakeProcessor, startFakeProcessor } from "../../dev/processor/server.js";
 import { DevRoles, mintHusd } from "../../src/chain/local-devnet.js";
-import type { JsonReply } from "../support/app.js";
+import { type JsonReply, TEST_ADMIN_KEY } from "../support/app.js";
 import { launchChromium, type PageProblems, screenshots, watchPage } from "../support/browser.js";
 import { startTestChain, type TestChain } from "../support/chain-stack.js";
 import { type DepositStack, depositStack } from "../support/deposit-stack.js";
@@ -107,7 +107,12 @@ describe("the billing portal in a real browser", () => {
     portal,
   }) => {
     const org = await portal.stack.app.createOrg("Opens");
-    await portal.stack.app.grant(org.id, "42.50");
+    const subscribed = await portal.stack.app.call("PUT", `/v1/admin/orgs/${org.id}/subscription`, {
+      key: TEST_ADMIN_KEY,
+      body: { plan_id: "pro" },
+    });
+    expect(subscribed.status).toBe(200);
+    await portal.stack.app.grant(org.id, "22.50"); // and the Pro plan's $20 of included credits
     const { page, link, context } = await openPortal(portal, org.orgKey);
     const token = new URL(link.url).searchParams.get("token") as string;
     expect(page.url()).toBe(`${portal.url}/portal/`);
@@ -120,6 +125,13 @@ describe("the billing portal in a real browser", () => {
       .toBe(balance.balance_nano_usd as string);
     expect(await page.getByTestId("balance").textContent()).toBe("$42.50");
     expect(await page.getByText("Loading your billing portal").count()).toBe(0);
+    // The plan, and this period's spend with its projection, as the API has them.
+    const plan = await api(portal, "/v1/billing/subscription", org.orgKey);
+    await expect.poll(() => page.getByTestId("plan-name").textContent()).toBe(plan.plan.name);
+    expect(plan.plan.id).toBe("pro");
+    const usage = await api(portal, "/v1/billing/usage?period=current", org.orgKey);
+    await expect.poll(() => page.getByTestId("period-spend").getAttribute("data-nano")).toBe(usage.total_nano_usd);
+    await page.getByTestId("period-projection").waitFor();
     const html = await page.content();
     for (const secret of [token, cookie?.value as string, org.orgKey]) expect(html).not.toContain(secret);
     expect(await page.evaluate<number>("history.length")).toBeGreaterThan(0);

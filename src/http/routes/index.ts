@@ -38,6 +38,7 @@ import { registerGetBalance } from "./billing/get-balance.js";
 import { registerGetInvoice } from "./billing/get-invoice.js";
 import { registerGetInvoicePdf } from "./billing/get-invoice-pdf.js";
 import { registerGetBillingDetails } from "./billing/get-billing-details.js";
+import { registerGetSubscription } from "./billing/get-subscription.js";
 import { registerSetBillingDetails } from "./billing/set-billing-details.js";
 import { registerListCreditNotes } from "./billing/list-credit-notes.js";
 import { registerGetCreditNote } from "./billing/get-credit-note.js";
@@ -94,6 +95,7 @@ export const routes: readonly RegisterRoute[] = [
   registerUpdateBalanceSettings,
   registerGetAutoTopup,
   registerSetAutoTopup,
+  registerGetSubscription,
   registerListTransactions,
   registerGetReferrals,
   registerGetUsage,

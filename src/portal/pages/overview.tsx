@@ -1,12 +1,15 @@
 import { useState } from "preact/hooks";
 import { api, type Schemas } from "../api.ts";
-import { parseUsdInput, period, usd } from "../format.ts";
+import { day, parseUsdInput, period, usd } from "../format.ts";
 import type { PageProps } from "../page.ts";
 import { Button, Field, Loaded, Notice, Section, useAction, useLoad } from "../ui.tsx";
 
 type Usage = Schemas["UsageReport"];
 
-/** Spend so far, and the same pace carried to the period's end (whole nano-USD, never a float sum). */
+/**
+ * The projection to period end: the spend so far carried on at the same average pace per hour to
+ * the period's end (spent × period length ÷ time elapsed), in whole nano-USD, never a float.
+ */
 export function projection(usage: Usage, now = Date.now()): bigint {
   const start = new Date(usage.period.start).getTime();
   const end = new Date(usage.period.end).getTime();
@@ -18,6 +21,7 @@ export function OverviewPage(_: PageProps) {
   const balance = useLoad(() => api<Schemas["Balance"]>("GET", "/v1/billing/balance"));
   const usage = useLoad(() => api<Usage>("GET", "/v1/billing/usage?period=current"));
   const autoTopup = useLoad(() => api<Schemas["AutoTopup"]>("GET", "/v1/billing/auto-topup"));
+  const plan = useLoad(() => api<Schemas["OrgSubscription"]>("GET", "/v1/billing/subscription"));
   return (
     <div class="grid">
       <Section title="Balance">
@@ -61,14 +65,23 @@ export function OverviewPage(_: PageProps) {
               </div>
               <div>
                 <dt>Projected by period end</dt>
-                <dd>{usd(projection(u))}</dd>
+                <dd data-testid="period-projection">{usd(projection(u))}</dd>
               </div>
             </dl>
           )}
         </Loaded>
+        <p class="muted">
+          The projection carries on this period's usage at its average pace so far, to the period's end. A plan's price
+          is charged on top, at the period's close.
+        </p>
         <p>
           <a href="/portal/costs">See costs by product and model</a>
         </p>
+      </Section>
+      <Section title="Plan">
+        <Loaded state={plan} what="your plan">
+          {(s) => <PlanFigures subscription={s} />}
+        </Loaded>
       </Section>
       <Section title="Automatic top-up">
         <Loaded state={autoTopup} what="automatic top-up settings">
@@ -76,6 +89,45 @@ export function OverviewPage(_: PageProps) {
         </Loaded>
       </Section>
     </div>
+  );
+}
+
+function PlanFigures(props: { subscription: Schemas["OrgSubscription"] }) {
+  const s = props.subscription;
+  if (!s.plan)
+    return (
+      <p data-testid="plan-name">
+        No plan: you pay only for what you use. Ask your Hanzo contact or the console to choose a plan.
+      </p>
+    );
+  return (
+    <>
+      <dl class="figures">
+        <div>
+          <dt>Plan</dt>
+          <dd data-testid="plan-name">{s.plan.name}</dd>
+        </div>
+        <div>
+          <dt>Price per period</dt>
+          <dd data-nano={s.plan.monthly_price_nano_usd}>{usd(s.plan.monthly_price_nano_usd)}</dd>
+        </div>
+        <div>
+          <dt>Credits included each period</dt>
+          <dd data-nano={s.plan.included_credits_nano_usd}>{usd(s.plan.included_credits_nano_usd)}</dd>
+        </div>
+      </dl>
+      {s.pending_plan ? (
+        <Notice>
+          Changes to {s.pending_plan.name} ({usd(s.pending_plan.monthly_price_nano_usd)} a period) when this period ends
+          on {day(s.period.end)}.
+        </Notice>
+      ) : null}
+      {s.canceled_at ? (
+        <Notice>
+          Canceled on {day(s.canceled_at)}: this period is still charged; the plan ends on {day(s.period.end)}.
+        </Notice>
+      ) : null}
+    </>
   );
 }
 
