@@ -1,6 +1,5 @@
-import { spawn } from "node:child_process";
 import { createSql } from "../src/db/client.js";
-import { cpuMicros, freePort, runLoadGenerator, startBench, stopProcess } from "./support.js";
+import { cpuMicros, measureHttpFloor, startBench } from "./support.js";
 
 /**
  * npm run bench:floor — what this machine does before any billing logic, to read the metering
@@ -19,40 +18,12 @@ const rows: Row[] = [];
 
 // 1. HTTP alone.
 {
-  const port = await freePort();
-  const server = spawn(process.execPath, ["--import", "tsx", "bench/bare-server.ts"], {
-    env: { ...process.env, PORT: String(port) },
-    stdio: ["ignore", "pipe", "inherit"],
+  const r = await measureHttpFloor({ seconds: SECONDS, concurrency: CONCURRENCY });
+  rows.push({
+    what: `bare HTTP server, authorize+settle pairs, ${CONCURRENCY} users`,
+    per_s: r.per_s,
+    cpu_us: { server: r.server_cpu_us, loadgen: r.loadgen_cpu_us },
   });
-  await new Promise<void>((resolve, reject) => {
-    server.stdout.once("data", () => resolve());
-    server.once("exit", (code) => reject(new Error(`bare server exited ${code}`)));
-  });
-  const run = async () => {
-    const before = cpuMicros(server.pid!);
-    const r = await runLoadGenerator({
-      base: `http://127.0.0.1:${port}`,
-      key: "none",
-      mode: "pairs",
-      orgs: ["floor"],
-      seconds: SECONDS,
-      concurrency: CONCURRENCY,
-      batch: 1,
-      tag: "floor",
-    });
-    return { per_s: r.per_s, server: (cpuMicros(server.pid!) - before) / r.ok, loadgen: (r.cpu_ms * 1000) / r.ok };
-  };
-  try {
-    await run(); // warm-up: JIT and connections
-    const r = await run();
-    rows.push({
-      what: `bare HTTP server, authorize+settle pairs, ${CONCURRENCY} users`,
-      per_s: r.per_s,
-      cpu_us: { server: r.server, loadgen: r.loadgen },
-    });
-  } finally {
-    await stopProcess(server);
-  }
 }
 
 // 2. PostgreSQL commits, one row each, from `connections` connections at once.

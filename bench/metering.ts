@@ -8,7 +8,7 @@ import { createOrganization } from "../src/billing/organizations.js";
 import { MAX_BUDGET_LIMIT_NANO_USD } from "../src/billing/budgets.js";
 import { createSql } from "../src/db/client.js";
 import { migrate } from "../src/db/migrate.js";
-import { cpuMicros, runLoadGenerator, startBench, stopProcess } from "./support.js";
+import { cpuMicros, measureHttpFloor, runLoadGenerator, startBench, stopProcess } from "./support.js";
 
 /**
  * npm run bench:metering — the API as its own process against the real PostgreSQL and Redis,
@@ -225,6 +225,10 @@ async function runVariant({ limits, budgets }: Variant): Promise<VariantResult> 
   return { limits, budgets, hot, many: manyPairs, ingest, rss_mb: maxRssMb };
 }
 
+// The floor (issue #19): the same load generator against a bare node:http server, in this same
+// sitting, so the ratios compare like with like. BENCH_FLOOR=0 skips it.
+const floor = process.env.BENCH_FLOOR === "0" ? undefined : await measureHttpFloor({ seconds: SECONDS, concurrency });
+if (floor) console.log(`floor (bare HTTP): ${floor.per_s.toFixed(0)} pairs/s, p99 ${floor.p99_ms.toFixed(1)} ms`);
 const results: VariantResult[] = [];
 for (const variant of variants) results.push(await runVariant(variant));
 await monitor.end();
@@ -263,6 +267,13 @@ const summary = (v: VariantResult) => {
     api_rss_mb: Math.round(v.rss_mb),
     hot_org_pairs_per_s: Math.round(v.hot.per_s),
     many_orgs_pairs_per_s: Math.round(v.many.per_s),
+    ...(floor
+      ? {
+          floor_pairs_per_s: Math.round(floor.per_s),
+          ratio_many_orgs: Number((v.many.per_s / floor.per_s).toFixed(3)),
+          ratio_hot_org: Number((v.hot.per_s / floor.per_s).toFixed(3)),
+        }
+      : {}),
     cpu_us_per_unit: { hot: v.hot.cpu_us, many: v.many.cpu_us, ingest: v.ingest.cpu_us },
   };
 };

@@ -185,3 +185,46 @@ export function runLoadGenerator(args: LoadGeneratorArgs): Promise<LoadGenerator
     );
   });
 }
+
+/**
+ * The floor the metering targets are read against: the metering load generator (the same virtual
+ * users and requests) driving a bare node:http server (bench/bare-server.ts) that answers each
+ * request at once. Warmed up once, then measured: pairs/s and the CPU per pair of the server and
+ * of the load generator.
+ */
+export async function measureHttpFloor(opts: { seconds: number; concurrency: number }) {
+  const port = await freePort();
+  const server = spawn(process.execPath, ["--import", "tsx", "bench/bare-server.ts"], {
+    env: { ...process.env, PORT: String(port) },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.stdout!.once("data", () => resolve());
+    server.once("exit", (code) => reject(new Error(`bare server exited ${code}`)));
+  });
+  const run = async () => {
+    const before = cpuMicros(server.pid!);
+    const r = await runLoadGenerator({
+      base: `http://127.0.0.1:${port}`,
+      key: "none",
+      mode: "pairs",
+      orgs: ["floor"],
+      seconds: opts.seconds,
+      concurrency: opts.concurrency,
+      batch: 1,
+      tag: `floor-${Date.now()}`,
+    });
+    return {
+      per_s: r.per_s,
+      p99_ms: r.p99_ms,
+      server_cpu_us: (cpuMicros(server.pid!) - before) / r.ok,
+      loadgen_cpu_us: (r.cpu_ms * 1000) / r.ok,
+    };
+  };
+  try {
+    await run(); // warm-up: JIT and connections
+    return await run();
+  } finally {
+    await stopProcess(server);
+  }
+}

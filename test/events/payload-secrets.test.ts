@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import fc from "fast-check";
 import { describe, expect } from "vitest";
 import { createBillingContext } from "../../src/billing/context.js";
@@ -43,7 +44,7 @@ const fact = fc.record({
 const SECRET_SHAPE =
   /(?:^|[^A-Za-z0-9])(?:sk|rk|pk)_(?:test|live)_|whsec_|hk_(?:org|gw|adm)|(?:cus|pi|ch|cs|seti|in|sub|re|dp)_[A-Za-z0-9]{8,}/;
 
-const testTag = newId("t").replace(/[^A-Za-z0-9]/g, "");
+const testTag = randomBytes(6).toString("hex");
 function withSuffix<T extends Record<string, string>>(ids: T, suffix: string): T {
   return Object.fromEntries(Object.entries(ids).map(([k, v]) => [k, `${v}${suffix}`])) as T;
 }
