@@ -1211,6 +1211,8 @@ export interface paths {
         /**
          * Mark an open invoice paid, or void it
          * @description Requires an admin key.
+         *
+         *     Only an open invoice changes status (409 `conflict` otherwise). An invoice with credit notes cannot be voided (409 `conflict`): a void would forgive what the notes already gave back.
          */
         post: operations["setInvoiceStatus"];
         delete?: never;

@@ -126,10 +126,21 @@ export async function issueCreditNote(
     const id = newId("cn");
     const number = await nextCreditNoteNumber(tx);
     const details = await billingDetailsSnapshot(tx, invoice.org_id);
-    await tx`
+    // The key is the organization's, and the lock above is the invoice's: a request with the
+    // same key on another invoice of the organization may have taken the key since the replay
+    // check. Its fingerprint names another invoice, so that is a reuse (the number taken here
+    // goes back with the rollback).
+    const inserted = await tx`
       insert into credit_notes (id, number, org_id, invoice_id, reason, refund_method, total, billing_details, idempotency_key, request_fingerprint, issued_at)
       values (${id}, ${number}, ${invoice.org_id}, ${invoice.id}, ${input.reason}, ${input.refund}, ${total.toString()},
-              ${details ? tx.json(details) : null}, ${input.idempotencyKey}, ${requestFingerprint}, ${now})`;
+              ${details ? tx.json(details) : null}, ${input.idempotencyKey}, ${requestFingerprint}, ${now})
+      on conflict (org_id, idempotency_key) do nothing
+      returning 1`;
+    if (inserted.length === 0)
+      throw new BillingError(
+        "idempotency_key_reused",
+        "this idempotency key was already used for a different credit note",
+      );
     const rows = input.lines.map((l) => ({
       credit_note_id: id,
       description: l.description,

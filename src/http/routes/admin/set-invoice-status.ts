@@ -7,7 +7,12 @@ import { InvoiceJson, invoiceJson } from "../billing/schemas.js";
 
 export const setInvoiceStatusRoute = createRoute({
   operationId: "setInvoiceStatus",
-  ...requiresKey({ scope: "admin", area: "admin" }),
+  ...requiresKey({
+    scope: "admin",
+    area: "admin",
+    description:
+      "Only an open invoice changes status (409 `conflict` otherwise). An invoice with credit notes cannot be voided (409 `conflict`): a void would forgive what the notes already gave back.",
+  }),
   method: "post",
   path: "/v1/admin/invoices/{id}/{action}",
   summary: "Mark an open invoice paid, or void it",
