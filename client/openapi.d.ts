@@ -761,6 +761,7 @@ export interface paths {
          *     The period's usage as CSV, one row per:
          *     - `group_by=day`: UTC day, product and model with usage (`date, product, model, events, quantity_<meter>…, cost_usd, cost_nano_usd`), by day; what `GET /v1/billing/usage?granularity=day&group_by=product,model` shows, without the empty days.
          *     - `group_by=product_model`: product and model (`product, model, events, quantity_<meter>…, cost_usd, cost_nano_usd`); the report's `products[].models[]`.
+         *     - `group_by=product`, `model`, `key` or `project`: value of that dimension (`product` | `model` | `api_key_id` | `project`, then `events, quantity_<meter>…, cost_usd, cost_nano_usd`); the report's `groups` with the same `group_by`, row for row (an empty cell: no model, key or project).
          *     - `group_by=event`: usage event (`id, occurred_at, recorded_at, product, model, quantity_<meter>…, cost_usd, cost_nano_usd, api_key_id, project, hold_id`), oldest first.
          *     Events count by `occurred_at` in [start, end), as in the usage report, so every form totals what the report totals over the same period. One `quantity_<meter>` column per meter the catalog has (empty where the product has no such meter).
          */
@@ -5575,8 +5576,8 @@ export interface operations {
                 start: string;
                 /** @description End of the period, exclusive (same forms); at most 366 days after start */
                 end: string;
-                /** @description `day`, `product_model` or `event` */
-                group_by: "day" | "product_model" | "event";
+                /** @description `day`, `product_model`, `event`, or one of `product`, `model`, `key`, `project` */
+                group_by: "day" | "product_model" | "event" | "product" | "model" | "key" | "project";
             };
             header?: never;
             path?: never;
