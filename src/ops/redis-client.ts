@@ -35,6 +35,14 @@ export function createRedisClient(url: string): RedisClient {
       ...(target.tls ? { tls: {} } : {}),
     },
     clusterRetryStrategy: redisRetryStrategy,
+    // No ready check (CLUSTER INFO after the slot map is read): when it fails, during a failover
+    // (cluster_state:fail until a replica is promoted, or the INFO sent to the stopped master),
+    // ioredis reconnects by itself and the promise of the `connect()` that ran the check is never
+    // settled (redis/ioredis#709). BullMQ awaits that promise when it re-makes a worker's blocking
+    // connection after a bzpopmin that the master's loss left unanswered, and the worker then takes
+    // no job again. Without the check the client is ready once it has a slot map; commands for a
+    // slot without a live master wait on CLUSTERDOWN or a refused connection (the retries below).
+    enableReadyCheck: false,
     retryDelayOnFailover: FAILOVER_RETRY_DELAY_MS,
     retryDelayOnClusterDown: FAILOVER_RETRY_DELAY_MS,
     retryDelayOnTryAgain: FAILOVER_RETRY_DELAY_MS,
