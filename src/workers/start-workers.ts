@@ -7,7 +7,7 @@ import { withRedactedErrors } from "../chain/redact.js";
 import type { Clock } from "../clock.js";
 import type { Config } from "../config.js";
 import type { Sql } from "../db/client.js";
-import type { RedisHealth } from "../ops/redis-health.js";
+import { isConnectionError, type RedisHealth } from "../ops/redis-health.js";
 import type { Processor } from "../billing/auto-topup/card-charge.js";
 import { processorClient } from "../billing/payments/processor-client.js";
 import { dnsResolver, type Resolver } from "../billing/webhooks/targets.js";
@@ -38,7 +38,12 @@ export type WorkerDeps = {
   processor?: Processor | null;
   /** How webhook targets' host names are resolved (tests map names to addresses of their choosing); DNS otherwise. */
   resolve?: Resolver;
+  /** How often the maintenance job schedulers are declared again (default 10 s; see `ensureSchedulers`). */
+  schedulersEveryMs?: number;
 };
+
+/** How often a worker process declares the maintenance job schedulers again, by default. */
+export const SCHEDULERS_EVERY_MS = 10_000;
 
 /**
  * Starts every queue processor of this process. Any number of worker processes may run: each
@@ -112,22 +117,45 @@ export async function startWorkers(deps: WorkerDeps) {
   );
 
   // Job schedulers are upserted by id, so every replica may declare them; Redis keeps one each.
-  for (const task of MaintenanceTasks) {
-    // Cycles end at most once a day per anchor; once a minute is prompt enough and cheap.
-    const interval =
-      task === "close-cycles"
-        ? Math.max(every, 60_000)
-        : task === "scan-deposits"
-          ? scanEveryMs
-          : task === "check-ledger"
-            ? deps.config.LEDGER_CHECK_INTERVAL_MS
-            : every;
-    await queues.maintenance.upsertJobScheduler(
-      task,
-      { every: interval },
-      { name: task, data: { task }, opts: { removeOnComplete: 100, removeOnFail: 100 } },
-    );
-  }
+  const ensureSchedulers = async () => {
+    for (const task of MaintenanceTasks) {
+      // Cycles end at most once a day per anchor; once a minute is prompt enough and cheap.
+      const interval =
+        task === "close-cycles"
+          ? Math.max(every, 60_000)
+          : task === "scan-deposits"
+            ? scanEveryMs
+            : task === "check-ledger"
+              ? deps.config.LEDGER_CHECK_INTERVAL_MS
+              : every;
+      await queues.maintenance.upsertJobScheduler(
+        task,
+        { every: interval },
+        { name: task, data: { task }, opts: { removeOnComplete: 100, removeOnFail: 100 } },
+      );
+    }
+  };
+  await ensureSchedulers();
+  // And again, every few seconds, for as long as the process runs. A scheduler lives in Redis as
+  // its next iteration's delayed job, and a worker adds the one after when it takes that one: lose
+  // that job (a Redis Cluster master killed before its replica got its last writes, a flushed or
+  // restored Redis) and the task never runs again, and with it the sweeps that find every other
+  // lost job. Declaring an existing scheduler again keeps its next iteration (same time, same job
+  // id); a missing one is made anew.
+  let declaring = false;
+  const redeclare = setInterval(() => {
+    if (declaring) return; // a declaration still waiting for Redis (down, failing over)
+    declaring = true;
+    ensureSchedulers()
+      .catch((err: unknown) => {
+        // Redis being away is told by RedisHealth (or the queue's error event); anything else here.
+        if (!isConnectionError(err)) deps.logger.error({ err }, "could not declare the maintenance job schedulers");
+      })
+      .finally(() => {
+        declaring = false;
+      });
+  }, deps.schedulersEveryMs ?? SCHEDULERS_EVERY_MS);
+  redeclare.unref();
 
   for (const w of [alerts, deposits, maintenance, cardCharges, webhooks]) {
     w.on("failed", (job, err) => deps.logger.error({ queue: w.name, job_id: job?.id, err }, "job failed"));
@@ -166,6 +194,7 @@ export async function startWorkers(deps: WorkerDeps) {
   return {
     queues,
     async close() {
+      clearInterval(redeclare);
       await alertNotices.unlisten();
       await crossingNotices.unlisten();
       await eventNotices.unlisten();

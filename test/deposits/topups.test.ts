@@ -116,6 +116,26 @@ describe("HUSD top-ups: verify-and-record, finality, exactly-once credit, reorgs
     expect(await stack.balanceNano(org.orgKey)).toBe(2_000_000_000n);
   });
 
+  it("a scheduler lost under running workers (a failed-over master's last writes, a flush) is declared again: the scan resumes", async ({
+    chain,
+    stack,
+  }) => {
+    const org = await stack.orgWithAddress();
+    const workers = await stack.startWorkers({ schedulersEveryMs: 500 });
+    const { hash } = await stack.sendHusd(org.address, 3n * HUSD);
+    const id = (await topup(stack, org.orgKey, hash)).json.deposits[0].id as string;
+    await waitFor(async () => (await stateOf(stack, org.orgKey, id))?.state === "confirming", { what: "confirming" });
+    // The scan's scheduler and its next iteration gone, as the workers run: only the scan would
+    // check the deposit again once its block is final.
+    await workers.queues.maintenance.removeJobScheduler("scan-deposits");
+    await chain.mine(5);
+    await waitFor(async () => (await stateOf(stack, org.orgKey, id))?.state === "credited", {
+      what: "credited by a scan after the scheduler came back",
+    });
+    expect(await workers.queues.maintenance.getJobScheduler("scan-deposits")).toMatchObject({ every: 200 });
+    expect(await stack.balanceNano(org.orgKey)).toBe(3_000_000_000n);
+  });
+
   it("a reorg before finality orphans the deposit: never credited", async ({ chain, stack }) => {
     const org = await stack.orgWithAddress();
     await stack.startWorkers();

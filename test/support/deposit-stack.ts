@@ -40,7 +40,7 @@ export function depositStack(
     prefix,
     chainClient,
     /** The workers, silent and on the stack's chain client unless told otherwise (a captured logger, a lagging node). */
-    async startWorkers(opts: { logger?: Logger; chain?: ChainClient } = {}) {
+    async startWorkers(opts: { logger?: Logger; chain?: ChainClient; schedulersEveryMs?: number } = {}) {
       workers = await startWorkers({
         sql: db.appSql,
         connection: redis,
@@ -50,6 +50,7 @@ export function depositStack(
         config: app.config,
         chain: opts.chain ?? chainClient,
         maintenanceEveryMs: 200,
+        schedulersEveryMs: opts.schedulersEveryMs,
       });
       return workers;
     },
