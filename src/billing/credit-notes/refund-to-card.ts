@@ -5,6 +5,7 @@ import type { Processor } from "../auto-topup/card-charge.js";
 import { withTransaction, type BillingContext } from "../context.js";
 import { centsToNanoUsd, lockPayment } from "../payments/card-payment.js";
 import { callProcessor } from "../payments/processor-client.js";
+import { lockOrgAndReferrer, referralTopupReversed } from "../referrals/topup-reversed.js";
 
 export type CardRefundOutcome = "succeeded" | "failed" | "not_pending";
 
@@ -14,7 +15,8 @@ export type CardRefundOutcome = "succeeded" | "failed" | "not_pending";
  * retry after no answer, two retries at once) returns the same refund. The answer is recorded
  * once (the row leaves 'pending' once) with a `credit_note` ledger transaction, revenue → card,
  * keyed by the note: the money leaves what the invoice earned. The org's credits are untouched:
- * the invoice was paid from them and this gives the payment back, not the credits.
+ * the invoice was paid from them and this gives the payment back, not the credits. A refund of
+ * the payment that qualified a referral cancels or claws back its reward (referralTopupReversed).
  *
  * A processor that does not answer leaves the refund pending and throws 503
  * processor_unavailable (the caller retries with the same Idempotency-Key); one that refuses it
@@ -64,6 +66,10 @@ export async function refundCreditNoteToCard(
     if (!row) return "not_pending" as const;
     let ledgerTransactionId: string | null = null;
     if (answer.status === "succeeded") {
+      // Money went back to the card of that payment: if it was the org's qualifying top-up, its
+      // referral is canceled (before payout) or clawed back (after), as for any refund of it.
+      await lockOrgAndReferrer(tx, pending.org_id, now);
+      await referralTopupReversed(tx, { kind: "card", ref: pending.payment_id, now });
       ({ transactionId: ledgerTransactionId } = await postTransfer(tx, {
         kind: "credit_note",
         orgId: pending.org_id,

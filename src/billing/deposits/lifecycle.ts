@@ -46,7 +46,7 @@ import { postTransfer } from "../../ledger/post-transaction.js";
 import { settleOpenInvoices } from "../invoices/settle-open-invoices.js";
 import { watchLowBalance } from "../low-balance.js";
 import { qualifyReferral } from "../referrals/qualify-referral.js";
-import { referralTopupReversed } from "../referrals/topup-reversed.js";
+import { lockOrgAndReferrer, referralTopupReversed } from "../referrals/topup-reversed.js";
 
 /** The states of the machine above. */
 export type DepositState = "seen" | "confirming" | "credited" | "orphaned" | "rejected" | "reversed";
@@ -224,6 +224,8 @@ export async function reverseDeposit(
       throw new DepositInvariantError(
         `deposit ${row.id} is credited with ${row.credit_count} credits and ${row.reversal_count} reversals`,
       );
+    // The org and its referrer in id order, before the reversal locks the org alone (a clawback follows).
+    await lockOrgAndReferrer(tx, row.org_id, now);
     const lowBalance = await watchLowBalance(tx, row.org_id, now);
     const posted = await postTransfer(tx, {
       kind: "reversal",

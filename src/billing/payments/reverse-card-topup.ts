@@ -3,7 +3,7 @@ import { orgCreditsAccount, SystemAccounts } from "../../ledger/accounts.js";
 import { postTransfer } from "../../ledger/post-transaction.js";
 import type { TransactionContext } from "../context.js";
 import { watchLowBalance } from "../low-balance.js";
-import { referralTopupReversed } from "../referrals/topup-reversed.js";
+import { lockOrgAndReferrer, referralTopupReversed } from "../referrals/topup-reversed.js";
 import { centsToNanoUsd, lockPayment, topupState, type TopupRow } from "./card-payment.js";
 
 /**
@@ -98,6 +98,8 @@ export async function reverseCardTopup(
     r.kind === "refund" && refundedByOthers > row.refunded_minor ? refundedByOthers : row.refunded_minor;
   let reversed = 0n;
   if (amount > 0n) {
+    // The org and its referrer in id order, before the reversal locks the org alone (a clawback follows).
+    await lockOrgAndReferrer(tx, row.org_id, now);
     const lowBalance = await watchLowBalance(tx, row.org_id, now);
     const posted = await postTransfer(tx, {
       kind: "reversal",

@@ -1,14 +1,29 @@
 import type { TransactionSql } from "../../db/client.js";
 import { clawBackGrant } from "../grants.js";
+import { lockOrgs } from "../org-locks.js";
 import { emitReferralEvent } from "./referral-events.js";
 import type { QualifyingKind, ReferralRow } from "./states.js";
+
+/**
+ * Locks the credits accounts of the org whose top-up is being reversed and of its referrer (if it
+ * was referred), in id order as every multi-org path locks them. Call it before anything else of
+ * the reversal locks the org: a clawback locks the referrer's account too, and the payout job
+ * holds both (payReferral) while it waits for the referral's row, so a reversal that took the
+ * referred org's account first and the referrer's after deadlocked with it. The referrer of an
+ * org never changes (linked at creation), so it is read without a lock.
+ */
+export async function lockOrgAndReferrer(tx: TransactionSql, orgId: string, now: Date): Promise<void> {
+  const [link] = await tx<{ referrer_org_id: string }[]>`
+    select referrer_org_id from referrals where referred_org_id = ${orgId}`;
+  await lockOrgs(tx, link ? [orgId, link.referrer_org_id] : [orgId], now);
+}
 
 /**
  * A top-up was reversed (a card refund or dispute, even in part; an HUSD deposit reorged out).
  * If it qualified a referral: before payout the referral is canceled; after payout what is
  * unspent of both grants is clawed back (clawBackGrant: the grant-expiry rule, posted as
  * 'referral_clawback'). Terminal either way: a re-credit of the same deposit does not qualify
- * again. Call in the reversal's own transaction.
+ * again. Call in the reversal's own transaction, which took lockOrgAndReferrer first.
  */
 export async function referralTopupReversed(
   tx: TransactionSql,
