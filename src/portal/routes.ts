@@ -1,10 +1,11 @@
 /**
- * Every page of the portal, in the order of its navigation. A new page (budgets, grants, billing
- * details, credit notes) is one file under pages/ and one entry here.
+ * Every page of the portal, in the order of its navigation. A new page is one file under pages/
+ * and one entry here.
  */
 import type { FunctionComponent } from "preact";
 import type { PageProps } from "./page.ts";
 import { CostsPage } from "./pages/costs.tsx";
+import { CreditsPage } from "./pages/credits.tsx";
 import { DevelopersPage } from "./pages/developers.tsx";
 import { InvoicePage, InvoicesPage } from "./pages/invoices.tsx";
 import { OverviewPage } from "./pages/overview.tsx";
@@ -25,6 +26,7 @@ export const ROUTES: PortalRoute[] = [
   { path: "/costs", title: "Cost view", nav: "Costs", page: CostsPage },
   { path: "/invoices", title: "Invoices", nav: "Invoices", page: InvoicesPage },
   { path: "/invoices/:id", title: "Invoice", page: InvoicePage },
+  { path: "/credits", title: "Credits", nav: "Credits", page: CreditsPage },
   { path: "/payment-methods", title: "Payment methods", nav: "Payment methods", page: PaymentMethodsPage },
   { path: "/top-up", title: "Top up", nav: "Top up", page: TopUpPage },
   { path: "/top-up/return", title: "Top-up status", page: TopUpReturnPage },

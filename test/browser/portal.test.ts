@@ -481,12 +481,169 @@ describe("the billing portal in a real browser", () => {
     expect((await api(portal, "/v1/billing/keys", a.orgKey)).data[0].revoked_at).toBeNull();
   });
 
+  it("an invoice's detail is the API's, its PDF and a credit note's are PDFs, billing details are saved from the page", async ({
+    portal,
+  }) => {
+    const { app } = portal.stack;
+    const org = await app.createOrg("Documents");
+    await app.grant(org.id, "1.00");
+    const { page, problems } = await openPortal(portal, org.orgKey);
+    problems.allow(/HTTP 404: GET .*\/v1\/billing\/details$/); // none set yet: the form starts empty
+    problems.allow(/console error: Failed to load resource: the server responded with a status of 404/);
+    await go(page, "Invoices", "Invoices");
+    await page.getByLabel("Legal name").fill("Acme Portal GmbH");
+    await page.getByLabel("Street address").fill("Musterstraße 1\n3. OG");
+    await page.getByLabel("City").fill("Berlin");
+    await page.getByLabel("Postal code").fill("10115");
+    await page.getByLabel("Country code").fill("de");
+    await page.getByLabel("Tax id (VAT, EIN…)").fill("DE123456789");
+    await page.getByRole("button", { name: "Save billing details" }).click();
+    await page.getByText("Saved. New invoices").waitFor();
+    const details = await api(portal, "/v1/billing/details", org.orgKey);
+    expect(details).toMatchObject({
+      legal_name: "Acme Portal GmbH",
+      country: "DE",
+      address_lines: ["Musterstraße 1", "3. OG"],
+    });
+
+    // An issued invoice (usage of $2.50 on the Pro plan, the cycle ended now) and a credit note on it.
+    expect(
+      (
+        await app.call("PUT", `/v1/admin/orgs/${org.id}/subscription`, {
+          key: TEST_ADMIN_KEY,
+          body: { plan_id: "pro" },
+        })
+      ).status,
+    ).toBe(200);
+    const reported = await app.call("POST", "/v1/billing/usage", {
+      key: org.gatewayKey,
+      body: {
+        events: [
+          {
+            idempotency_key: "doc-1",
+            org_id: org.id,
+            timestamp: new Date(Date.now() - 1000).toISOString(),
+            product: "llm",
+            model: "zen-pro",
+            quantities: { input_tokens: 1_000_000 },
+          },
+        ],
+      },
+    });
+    expect(reported.json.recorded).toBe(1);
+    const closed = await app.call("POST", "/v1/admin/cycles/close", {
+      key: TEST_ADMIN_KEY,
+      body: { org_id: org.id, end_current_cycle_now: true },
+    });
+    expect(closed.status, closed.text).toBe(200);
+    const [issued] = (await api(portal, "/v1/billing/invoices", org.orgKey)).data;
+    const note = await app.call("POST", `/v1/admin/invoices/${issued.id}/credit-notes`, {
+      key: TEST_ADMIN_KEY,
+      headers: { "idempotency-key": "portal-note-1" },
+      body: {
+        lines: [{ description: "Goodwill", amount: "0.50" }],
+        reason: "Goodwill for an outage",
+        refund: "credits",
+      },
+    });
+    expect(note.status, note.text).toBe(201);
+
+    await page.reload();
+    await page.getByRole("heading", { level: 1, name: "Invoices" }).waitFor();
+    await expect.poll(() => page.getByTestId("invoice-row").count()).toBe(1);
+    await expect.poll(() => page.getByTestId("credit-note-row").count()).toBe(1);
+    expect(await page.getByTestId("credit-note-row").locator("td[data-nano]").getAttribute("data-nano")).toBe(
+      note.json.total_nano_usd,
+    );
+    const notePdf = await page.request.get(
+      new URL(
+        (await page.getByTestId("credit-note-row").getByTestId("pdf-link").getAttribute("href")) as string,
+        portal.url,
+      ).href,
+    );
+    expect(notePdf.headers()["content-type"]).toBe("application/pdf");
+    expect((await notePdf.body()).subarray(0, 5).toString()).toBe("%PDF-");
+    await screenshots(page, "invoices");
+
+    await page.getByTestId("invoice-row").getByRole("link", { name: issued.number, exact: true }).click();
+    await page.getByRole("heading", { level: 1, name: "Invoice" }).waitFor();
+    const invoice = await api(portal, `/v1/billing/invoices/${issued.id}`, org.orgKey);
+    await expect.poll(() => page.getByTestId("amount-due").getAttribute("data-nano")).toBe(invoice.amount_due_nano_usd);
+    expect(await page.getByTestId("credits-applied").getAttribute("data-nano")).toBe(invoice.credits_applied_nano_usd);
+    expect(await page.getByTestId("invoice-subtotal").getAttribute("data-nano")).toBe(invoice.subtotal_nano_usd);
+    expect(BigInt(invoice.credits_applied_nano_usd)).toBeGreaterThan(0n);
+    expect(await page.getByTestId("invoice-status").textContent()).toBe(invoice.status === "open" ? "Due" : "Paid");
+    const lines = await page
+      .getByTestId("invoice-line")
+      .locator("td[data-nano]")
+      .evaluateAll((tds) => tds.map((td) => td.getAttribute("data-nano")));
+    expect(lines).toEqual(invoice.lines.map((l: { amount_nano_usd: string }) => l.amount_nano_usd));
+    expect(await page.getByText("Billed to Acme Portal GmbH").count()).toBe(1);
+    await page.getByText("Credit notes for this invoice").waitFor();
+    const pdf = await page.request.get(
+      new URL((await page.getByTestId("invoice-pdf").getAttribute("href")) as string, portal.url).href,
+    );
+    expect(pdf.status()).toBe(200);
+    expect(pdf.headers()["content-type"]).toBe("application/pdf");
+    expect((await pdf.body()).subarray(0, 5).toString()).toBe("%PDF-");
+    await screenshots(page, "invoice");
+  });
+
+  it("credits: a promo code redeemed shows its grant, a bad code a plain-language error; the referral link and what it earned", async ({
+    portal,
+  }) => {
+    const { app } = portal.stack;
+    const org = await app.createOrg("Credits");
+    const code = `PORTAL${Date.now().toString(36).toUpperCase()}`;
+    const made = await app.call("POST", "/v1/admin/promo-codes", {
+      key: TEST_ADMIN_KEY,
+      body: { code, amount: "12.34", grant_expires_in_days: 30, max_redemptions: 10 },
+    });
+    expect(made.status, made.text).toBe(201);
+    const { page, problems } = await openPortal(portal, org.orgKey);
+    problems.allow(/HTTP 422: POST .*\/v1\/billing\/promo-codes\/redeem$/);
+    problems.allow(/console error: Failed to load resource: the server responded with a status of 422/);
+    await go(page, "Credits", "Credits");
+    const referrals = await api(portal, "/v1/billing/referrals", org.orgKey);
+    await expect.poll(() => page.getByTestId("referral-link").textContent()).toBe(referrals.link);
+    expect(await page.getByTestId("referral-earned").getAttribute("data-nano")).toBe(referrals.credits_earned_nano_usd);
+
+    await page.getByLabel("Promo code", { exact: true }).fill("NO-SUCH-CODE");
+    await page.getByRole("button", { name: "Redeem" }).click();
+    await page
+      .getByRole("alert")
+      .filter({ hasText: "We don't know that code. Check its spelling and try again." })
+      .waitFor();
+    expect(await page.getByTestId("grant-row").count()).toBe(0);
+
+    await page.getByLabel("Promo code", { exact: true }).fill(code.toLowerCase());
+    await page.getByRole("button", { name: "Redeem" }).click();
+    await page.getByTestId("promo-redeemed").waitFor();
+    expect(await page.getByTestId("promo-redeemed").textContent()).toBe(`${code}: $12.34 of credits added`);
+    const promoGrant = page.getByTestId("grant-row").and(page.locator('[data-source="promo"]'));
+    await expect.poll(() => promoGrant.count()).toBe(1);
+    const grants = await api(portal, "/v1/billing/grants", org.orgKey);
+    expect(await promoGrant.locator("td[data-nano]").getAttribute("data-nano")).toBe(
+      grants.data.find((g: { source: string }) => g.source === "promo").amount_nano_usd,
+    );
+    await screenshots(page, "credits");
+
+    await page.getByRole("button", { name: "Redeem" }).click(); // an empty form: said so, nothing sent
+    await page.getByText("Enter the promo code you were given.").waitFor();
+    problems.allow(/HTTP 409: POST .*\/v1\/billing\/promo-codes\/redeem$/);
+    problems.allow(/console error: Failed to load resource: the server responded with a status of 409/);
+    await page.getByLabel("Promo code", { exact: true }).fill(code);
+    await page.getByRole("button", { name: "Redeem" }).click();
+    await page.getByRole("alert").filter({ hasText: "You've already redeemed that code." }).waitFor();
+  });
+
   it("invoices list, and signing out ends the session", async ({ portal }) => {
     const org = await portal.stack.app.createOrg("Invoices");
     const { page, problems } = await openPortal(portal, org.orgKey);
+    problems.allow(/HTTP 404: GET .*\/v1\/billing\/details$/);
+    problems.allow(/console error: Failed to load resource: the server responded with a status of 404/);
     await go(page, "Invoices", "Invoices");
-    await page.getByText("Nothing here yet.").waitFor();
-    await screenshots(page, "invoices");
+    await expect.poll(() => page.getByText("Nothing here yet.").count()).toBe(2);
     problems.allow(/HTTP 401: GET .*\/(portal\/session|v1\/billing\/balance)/);
     problems.allow(/console error: Failed to load resource: the server responded with a status of 401/);
     await page.getByRole("button", { name: "Sign out" }).click();
