@@ -183,8 +183,9 @@ export async function setBudget(
 
 /**
  * The period counter of a new budget: the cost of the usage already recorded this period under it,
- * from usage_events. The caller holds the organization's lock, so this sum and the counter that
- * metering_batch goes on adding to are one exact figure. It reads the organization's events (by
+ * from usage_events (an event that settled a hold and names no key or project counts under the
+ * hold's, as metering_budget_spend counts it). The caller holds the organization's lock, so this
+ * sum and the counter that metering_batch goes on adding to are one exact figure. It reads the organization's events (by
  * its index on org_id); a budget is made rarely.
  */
 async function initializePeriod(
@@ -195,9 +196,10 @@ async function initializePeriod(
     insert into budget_periods (budget_id, period_start, spent)
     select ${b.id}, ${b.period.start}, coalesce(sum(e.cost), 0)
     from usage_events e
+    left join holds h on h.id = e.hold_id
     where e.org_id = ${b.orgId} and e.recorded_at >= ${b.period.start} and e.recorded_at < ${b.period.end}
-      and (${b.project}::text is null or e.project = ${b.project})
-      and (${b.apiKeyId}::text is null or e.api_key_id = ${b.apiKeyId})`;
+      and (${b.project}::text is null or coalesce(e.project, h.project) = ${b.project})
+      and (${b.apiKeyId}::text is null or coalesce(e.api_key_id, h.api_key_id) = ${b.apiKeyId})`;
 }
 
 /**

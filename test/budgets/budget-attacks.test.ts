@@ -21,6 +21,7 @@ import { expectLedgerConsistent } from "../support/ledger.js";
 // zen-pro: 1000 input + 500 output tokens = $0.0075
 const ESTIMATE = { input_tokens: 1000, output_tokens: 500 };
 const COST_NANO = 7_500_000n;
+const usdNano = (n: number) => (COST_NANO * BigInt(n)).toString();
 const usdFor = (n: number) => {
   const nano = COST_NANO * BigInt(n);
   return `${nano / 1_000_000_000n}.${(nano % 1_000_000_000n).toString().padStart(9, "0")}`;
@@ -36,7 +37,12 @@ describe("budgets under attack", () => {
       key: org.gatewayKey,
       body: { org_id: org.id, product: "llm", model: "zen-pro", estimate: ESTIMATE, ...extra },
     });
-  const settle = async (app: TestApp, org: { id: string; gatewayKey: string }, holdIds: string[]) => {
+  const settle = async (
+    app: TestApp,
+    org: { id: string; gatewayKey: string },
+    holdIds: string[],
+    extra: Record<string, unknown> = {},
+  ) => {
     const res = await app.call("POST", "/v1/billing/usage", {
       key: org.gatewayKey,
       body: {
@@ -48,6 +54,7 @@ describe("budgets under attack", () => {
           model: "zen-pro",
           quantities: ESTIMATE,
           hold_id,
+          ...extra,
         })),
       },
     });
@@ -174,6 +181,51 @@ describe("budgets under attack", () => {
     const [budget] = (await app.call("GET", "/v1/billing/budgets", { key: org.orgKey })).json.data;
     expect(budget).toMatchObject({ spent_nano_usd: (2n * COST_NANO).toString(), held_nano_usd: "0" });
     expect(budget.period.start).toBe("2026-12-01T00:00:00.000Z");
+    await expectLedgerConsistent(db.sql);
+  });
+
+  it("usage settling a key's or project's hold without naming them counts against that key's and project's budgets: the hold's attribution", async ({
+    app,
+    db,
+  }) => {
+    clock.set(new Date("2026-11-14T10:00:00Z"));
+    const org = await app.createOrg("Unattributed settles");
+    await app.grant(org.id, "100");
+    const ci = await app.call("POST", "/v1/billing/keys", { key: org.orgKey, body: { name: "CI" } });
+    const K = 2;
+    const keyBudget = await putBudget(app, org.orgKey, {
+      scope: "key",
+      api_key_id: ci.json.id,
+      limit: usdFor(K),
+      enforcement: "hard",
+    });
+    await putBudget(app, org.orgKey, { scope: "project", project: "bot", limit: usdFor(K), enforcement: "hard" });
+    for (const round of [0, 1]) {
+      const holds: string[] = [];
+      for (let i = 0; i < K; i++) {
+        const h = await authorize(app, org, round === 0 ? { api_key_id: ci.json.id } : { project: "bot" });
+        expect(h.status, h.text).toBe(201);
+        holds.push(h.json.hold_id);
+      }
+      // The gateway reports the usage of those holds without the key or project.
+      await settle(app, org, holds);
+    }
+    // The key and the project spent their limits: nothing more is authorized under them.
+    const byKey = await authorize(app, org, { api_key_id: ci.json.id });
+    expect(byKey.status, byKey.text).toBe(402);
+    expect(byKey.json.error.budget).toMatchObject({ id: keyBudget.json.id, spent_nano_usd: usdNano(K) });
+    expect((await authorize(app, org, { project: "bot" })).status).toBe(402);
+    // The counter and a budget made again from the usage agree.
+    const list = (await app.call("GET", "/v1/billing/budgets", { key: org.orgKey })).json.data;
+    expect(list.map((b: { spent_nano_usd: string }) => b.spent_nano_usd)).toEqual([usdNano(K), usdNano(K)]);
+    await app.call("DELETE", `/v1/billing/budgets/${keyBudget.json.id}`, { key: org.orgKey });
+    const again = await putBudget(app, org.orgKey, {
+      scope: "key",
+      api_key_id: ci.json.id,
+      limit: usdFor(K),
+      enforcement: "hard",
+    });
+    expect(again.json.spent_nano_usd).toBe(usdNano(K));
     await expectLedgerConsistent(db.sql);
   });
 });

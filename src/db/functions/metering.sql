@@ -343,7 +343,8 @@ begin
 end $$;
 
 -- 3b. Budgets (migration 0031; budgets.sql has the period rule and the threshold events): adds
--- the cost of the usage events this batch records to the period counters of the budgets they fall under (the org's; the event's project's; the event's key's),
+-- the cost of the usage events this batch records to the period counters of the budgets they fall under (the org's; the event's project's; the event's key's,
+-- or those of the hold it settles when it names none),
 -- for the organizations with budgets (p_budgeted, read in phase 1) only. One statement: the events
 -- are summed per (org, project, key) first, so each group probes the org's budgets once. A
 -- counter that reaches a threshold writes its event in the same transaction.
@@ -358,10 +359,18 @@ declare
 begin
   for r in
     with used as (
-      select u.org, u.project, u.api_key_id, sum(u.cost)::bigint as cost
+      -- Usage that settles a hold and names no key (project) counts under the hold's: the hold
+      -- was authorized against that key's budget, and its usage must fill it (else a gateway
+      -- that leaves the key off its reports lets the key authorize without end).
+      select u.org, coalesce(u.project, h.project) as project, coalesce(u.api_key_id, h.api_key_id) as api_key_id,
+             sum(u.cost)::bigint as cost
       from unnest(p_usage) with ordinality u(org, id, key, prev, occurred_at, product, model, quantities, cost, catalog_version, hold_id, hold_first, api_key_id, project, k)
+      left join lateral (
+        select h.project, h.api_key_id from holds h
+        where h.id = u.hold_id and (u.project is null or u.api_key_id is null) limit 1
+      ) h on true
       where p_budgeted[u.org] and p_outcomes[u.k] in ('recorded', 'settled', 'already_closed')
-      group by u.org, u.project, u.api_key_id
+      group by 1, 2, 3
       having sum(u.cost) > 0
     ), spend as (
       select b.id, sum(x.cost)::bigint as cost
