@@ -1,6 +1,6 @@
 import type { BillingContext } from "../context.js";
 import type { InvoiceLine, InvoiceStatus } from "../invoices/invoice.js";
-import { EXPORT_BATCH_ROWS } from "./usage-export.js";
+import { cursorBatches } from "./cursor-batches.js";
 import type { ExportPeriod } from "./export-period.js";
 
 /** One invoice line with its invoice, as the export shows it; quantities in the order of `meters`. */
@@ -41,5 +41,5 @@ export async function* invoiceLinesForExport(
     where i.org_id = ${input.orgId} and i.status <> 'draft'
       and i.period_start < ${input.period.end} and i.period_end > ${input.period.start}
     order by i.period_start, i.id, l.id`;
-  for await (const rows of query.cursor(EXPORT_BATCH_ROWS)) yield rows;
+  yield* cursorBatches(query, (line) => line);
 }

@@ -1,7 +1,7 @@
 import type { BillingContext } from "../context.js";
 import { type LedgerTransactionView, toTransactionView, transactionsQuery } from "../transactions.js";
 import type { ExportPeriod } from "./export-period.js";
-import { EXPORT_BATCH_ROWS } from "./usage-export.js";
+import { cursorBatches } from "./cursor-batches.js";
 
 /**
  * The org's ledger transactions created in [start, end), oldest first, each as
@@ -12,5 +12,5 @@ export async function* transactionsForExport(
   input: { orgId: string; period: ExportPeriod },
 ): AsyncGenerator<LedgerTransactionView[]> {
   const query = transactionsQuery(ctx.sql, { orgId: input.orgId, order: "oldest", createdIn: input.period });
-  for await (const rows of query.cursor(EXPORT_BATCH_ROWS)) yield rows.map(toTransactionView);
+  yield* cursorBatches(query, toTransactionView);
 }

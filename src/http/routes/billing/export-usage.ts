@@ -92,8 +92,8 @@ export function registerExportUsage(app: OpenAPIHono<AppEnv>) {
         rows: usageEventsForExport(ctx, { orgId, period, meters }),
         cells: (e) => [
           e.id,
-          e.occurred_at.toISOString(),
-          e.recorded_at.toISOString(),
+          e.occurred_at,
+          e.recorded_at,
           textCell(e.product),
           textCell(e.model || null),
           ...e.quantities,
