@@ -433,6 +433,62 @@ describe("the billing portal in a real browser", () => {
     }
   });
 
+  it("budgets: made for the organization, a project and a key, listed as the API has them, and deleted", async ({
+    portal,
+  }) => {
+    const org = await portal.stack.app.createOrg("Budgets");
+    const { page } = await openPortal(portal, org.orgKey);
+    page.on("dialog", (d) => d.accept());
+    await go(page, "Developers", "Developers");
+    const rows = page.getByTestId("budget-row");
+    await page.getByLabel("Monthly limit (USD)").fill("fifty");
+    await page.getByRole("button", { name: "Save budget" }).click();
+    await page
+      .getByRole("alert")
+      .filter({ hasText: "Enter the monthly limit in dollars, like 50 or 49.99." })
+      .waitFor();
+
+    await page.getByLabel("Monthly limit (USD)").fill("50");
+    await page.getByRole("button", { name: "Save budget" }).click();
+    await page.getByText("Saved: $50.00 a month for Whole organization.").waitFor();
+    await expect.poll(() => rows.count()).toBe(1);
+
+    await page.getByLabel("Budget for").selectOption("project");
+    await page.getByLabel("Project", { exact: true }).fill("web");
+    await page.getByLabel("Monthly limit (USD)").fill("12.50");
+    await page.getByLabel("When reached").selectOption("soft");
+    await page.getByRole("button", { name: "Save budget" }).click();
+    await expect.poll(() => rows.count()).toBe(2);
+
+    await page.getByLabel("Budget for").selectOption("key");
+    await page.getByLabel("API key", { exact: true }).selectOption(org.orgKeyId);
+    await page.getByLabel("Monthly limit (USD)").fill("7");
+    await page.getByLabel("When reached").selectOption("hard");
+    await page.getByRole("button", { name: "Save budget" }).click();
+    await expect.poll(() => rows.count()).toBe(3);
+
+    const listed = (await api(portal, "/v1/billing/budgets", org.orgKey)).data as {
+      scope: string;
+      enforcement: string;
+      limit_nano_usd: string;
+    }[];
+    expect(listed.map((b) => [b.scope, b.enforcement, b.limit_nano_usd])).toEqual([
+      ["org", "hard", "50000000000"],
+      ["project", "soft", "12500000000"],
+      ["key", "hard", "7000000000"],
+    ]);
+    const shown = await rows
+      .locator("td[data-nano]")
+      .evaluateAll((tds) => tds.map((td) => td.getAttribute("data-nano")));
+    expect(shown).toEqual(listed.map((b) => b.limit_nano_usd));
+    await screenshots(page, "budgets");
+
+    await page.getByRole("button", { name: "Delete the budget of Project web" }).click();
+    await expect.poll(() => rows.count()).toBe(2);
+    const left = (await api(portal, "/v1/billing/budgets", org.orgKey)).data as { scope: string }[];
+    expect(left.map((b) => b.scope)).toEqual(["org", "key"]);
+  });
+
   it("refuses a write without the CSRF token (403), and one org's session never shows another's data", async ({
     portal,
   }) => {

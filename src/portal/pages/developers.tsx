@@ -3,17 +3,20 @@ import { useState } from "preact/hooks";
 import { api, type Schemas } from "../api.ts";
 import { time } from "../format.ts";
 import type { PageProps } from "../page.ts";
+import { Budgets } from "./budgets.tsx";
 import { Button, Field, Loaded, Notice, Section, Table, useAction, useLoad } from "../ui.tsx";
 
 type Key = Schemas["ApiKey"];
 type Endpoint = Schemas["WebhookEndpoint"];
 type Event = Schemas["BillingEvent"];
 
-/** Developers: API keys, webhook endpoints with their delivery log, and the event log. Budgets come with the spend-controls work. */
+/** Developers: API keys, budgets, webhook endpoints with their delivery log, and the event log. */
 export function DevelopersPage(props: PageProps) {
+  const keys = useLoad(() => api<{ data: Key[] }>("GET", "/v1/billing/keys"));
   return (
     <>
-      <Keys session={props.session} />
+      <Keys session={props.session} keys={keys} />
+      <Budgets session={props.session} keys={keys.data?.data ?? NO_KEYS} />
       <Webhooks />
       <Events />
     </>
@@ -48,8 +51,10 @@ function OnceSecret(props: { label: string; secret: string; onDone: () => void }
   );
 }
 
-function Keys(props: { session: PageProps["session"] }) {
-  const keys = useLoad(() => api<{ data: Key[] }>("GET", "/v1/billing/keys"));
+const NO_KEYS: Key[] = [];
+
+function Keys(props: { session: PageProps["session"]; keys: ReturnType<typeof useLoad<{ data: Key[] }>> }) {
+  const keys = props.keys;
   const [name, setName] = useState("");
   const [readOnly, setReadOnly] = useState(false);
   const [created, setCreated] = useState<{ name: string; key: string } | undefined>();
