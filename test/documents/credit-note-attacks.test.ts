@@ -12,7 +12,9 @@
  *   idempotency_key_reused, never a 500 and never a second note.
  * - The ledger stays balanced.
  */
+import fc from "fast-check";
 import { describe, expect } from "vitest";
+import { modelSettings } from "../model/settings.js";
 import { manualClock, TEST_ADMIN_KEY } from "../support/app.js";
 import { appTest as it } from "../support/fixtures.js";
 import { expectLedgerConsistent } from "../support/ledger.js";
@@ -114,6 +116,121 @@ describe("credit notes under attack", () => {
       left join credit_notes c on c.invoice_id = i.id where i.org_id = ${org.id} group by i.id`;
     for (const s of sums) expect(BigInt(s.total)).toBeLessThanOrEqual(BigInt(s.subtotal));
     await expectGaplessNumbers(db.sql);
+    await expectLedgerConsistent(db.sql);
+  });
+
+  it("property: generated notes, replays, key reuses, racing bursts and voids over HTTP keep every invariant", async ({
+    app,
+    db,
+  }) => {
+    clock.set(new Date("2027-05-03T10:00:00Z"));
+    const { runs, seed } = modelSettings(12);
+    const org = await app.createOrg("Property attacker");
+    await app.grant(org.id, "1000");
+    // Open invoices (no credits to pay them) and paid ones.
+    const poor = await app.createOrg("Property poor");
+    // Invoices 0 and 1 are the first org's, 2 and 3 the second's.
+    const invoices = [
+      await issueInvoice(app, clock, org, { charge: "3" }),
+      await issueInvoice(app, clock, org, { charge: "0.000000005" }),
+      await issueInvoice(app, clock, poor, { charge: "2" }),
+      await issueInvoice(app, clock, poor, { charge: "2" }),
+    ];
+    const rowsBefore = new Map(
+      (await db.sql<{ id: string }[]>`select * from invoices where id in ${db.sql(invoices.map((i) => i.id))}`).map(
+        (r) => [r.id, r],
+      ),
+    );
+    type Sent = { key: string; invoice: string; body: Record<string, unknown>; id: string };
+    const sent: Sent[] = [];
+    let k = 0;
+    const amount = fc.bigInt({ min: 1n, max: 1_500_000_000n }).map((nano) => {
+      const whole = nano / 1_000_000_000n;
+      return `${whole}.${(nano % 1_000_000_000n).toString().padStart(9, "0")}`;
+    });
+    const command = fc.oneof(
+      fc.record({
+        t: fc.constant("issue" as const),
+        inv: fc.nat(3),
+        amounts: fc.array(amount, { minLength: 1, maxLength: 3 }),
+      }),
+      fc.record({ t: fc.constant("replay" as const), pick: fc.nat() }),
+      fc.record({ t: fc.constant("reuse" as const), pick: fc.nat(), inv: fc.nat(3) }),
+      fc.record({
+        t: fc.constant("burst" as const),
+        inv: fc.array(fc.nat(3), { minLength: 2, maxLength: 5 }),
+        a: amount,
+      }),
+      fc.record({ t: fc.constant("void" as const), inv: fc.nat(3) }),
+    );
+    const issue = async (invoice: string, body: Record<string, unknown>, key = `prop-${seed}-${++k}`) => {
+      const res = await creditNote(app, invoice, body, key);
+      expect(res.status, res.text).toBeLessThan(500);
+      if (res.status === 201) sent.push({ key, invoice, body, id: res.json.id });
+      else if (res.status !== 200)
+        expect(res.json.error.code).toMatch(/^(credit_exceeds_invoice|conflict|idempotency_key_reused)$/);
+      return res;
+    };
+    await fc.assert(
+      fc.asyncProperty(fc.array(command, { minLength: 1, maxLength: 8 }), async (cmds) => {
+        for (const c of cmds) {
+          if (c.t === "issue") {
+            await issue(invoices[c.inv]!.id, {
+              lines: c.amounts.map((a) => ({ description: "p", amount: a })),
+              reason: "property",
+            });
+          } else if (c.t === "replay" && sent.length > 0) {
+            const s = sent[c.pick % sent.length]!;
+            const again = await creditNote(app, s.invoice, s.body, s.key);
+            expect(again.status, again.text).toBe(200);
+            expect(again.json.id).toBe(s.id);
+          } else if (c.t === "reuse" && sent.length > 0) {
+            const s = sent[c.pick % sent.length]!;
+            // The key on either invoice of the same organization, with another reason.
+            const first = invoices.findIndex((i) => i.id === s.invoice) < 2 ? 0 : 2;
+            const target = invoices[first + (c.inv % 2)]!.id;
+            const other = await creditNote(app, target, { ...s.body, reason: `another ${s.body.reason}` }, s.key);
+            expect(other.status, other.text).toBe(409);
+            expect(other.json.error.code).toBe("idempotency_key_reused");
+          } else if (c.t === "burst") {
+            const key = `burst-${seed}-${++k}`;
+            const body = { lines: [{ description: "b", amount: c.a }], reason: "burst" };
+            const replies = await Promise.all(c.inv.map((i) => creditNote(app, invoices[i]!.id, body, key)));
+            for (const r of replies) expect(r.status, r.text).toBeLessThan(500);
+            const made = replies.filter((r) => r.status === 201);
+            // The key is each organization's: at most one note per organization the burst touched.
+            expect(made.length).toBeLessThanOrEqual(new Set(c.inv.map((i) => (i < 2 ? "org" : "poor"))).size);
+            for (const m of made) sent.push({ key, invoice: m.json.invoice_id, body, id: m.json.id });
+          } else if (c.t === "void") {
+            const res = await app.call("POST", `/v1/admin/invoices/${invoices[c.inv]!.id}/void`, {
+              key: TEST_ADMIN_KEY,
+            });
+            expect([200, 409]).toContain(res.status);
+          }
+        }
+        const per = await db.sql<{ id: string; status: string; subtotal: bigint; credited: string; granted: string }[]>`
+          select i.id, i.status, i.subtotal,
+            coalesce((select sum(c.total) from credit_notes c where c.invoice_id = i.id), 0)::text as credited,
+            coalesce((select sum(g.amount) from credit_notes c join credit_grants g on g.source = 'refund_credit' and g.source_id = c.id
+                      where c.invoice_id = i.id), 0)::text as granted
+          from invoices i where i.id in ${db.sql(invoices.map((i) => i.id))}`;
+        for (const p of per) {
+          expect(BigInt(p.credited)).toBeLessThanOrEqual(p.subtotal);
+          expect(p.granted).toBe(p.credited); // refund credits: granted exactly once per note
+          if (p.status === "void") expect(p.credited).toBe("0");
+        }
+        // The invoice rows never change but for an open invoice's status (void).
+        for (const r of await db.sql<
+          { id: string }[]
+        >`select * from invoices where id in ${db.sql(invoices.map((i) => i.id))}`) {
+          const { status: _s, voided_at: _v, ...now } = r as Record<string, unknown>;
+          const { status: _s0, voided_at: _v0, ...then } = rowsBefore.get(r.id) as Record<string, unknown>;
+          expect(now).toEqual(then);
+        }
+        await expectGaplessNumbers(db.sql);
+      }),
+      { numRuns: runs, seed },
+    );
     await expectLedgerConsistent(db.sql);
   });
 });
