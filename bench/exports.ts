@@ -8,6 +8,7 @@ import { loadCatalog } from "../src/billing/load-catalog.js";
 import { createOrganization } from "../src/billing/organizations.js";
 import { createSql } from "../src/db/client.js";
 import { migrate } from "../src/db/migrate.js";
+import { sampleRss } from "../test/support/rss-sampler.js";
 import { seedUsageEvents } from "../test/support/seed-usage.js";
 import { cpuMicros, startBench, stopProcess } from "./support.js";
 
@@ -17,7 +18,8 @@ import { cpuMicros, startBench, stopProcess } from "./support.js";
  * times as `GET /v1/billing/exports/usage.csv?group_by=event` from the API as its own process
  * (the production build; BENCH_API_TSX=1 for tsx, BENCH_API_BUNDLE=<file> for a bundle built from
  * another commit, e.g. the exporter before a change). Each run prints rows/s, MB/s, the API's CPU
- * time per 1,000 rows, its PostgreSQL backends' and the API's peak RSS (VmRSS sampled every 50 ms).
+ * time per 1,000 rows, its PostgreSQL backends', and the API's RSS at the start and at its peak (VmRSS sampled every
+ * 50 ms from a thread of its own, test/support/rss-sampler.ts).
  * The client counts lines and bytes only, as fast as it can read.
  */
 const ROWS = Number(process.env.BENCH_EXPORT_ROWS ?? 1_000_000);
@@ -91,22 +93,20 @@ type RunResult = {
   mb_per_s: number;
   api_cpu_ms_per_1k_rows: number;
   pg_cpu_ms_per_1k_rows: number;
+  api_start_rss_mb: number;
   api_peak_rss_mb: number;
 };
 const results: RunResult[] = [];
 for (let run = 1; run <= RUNS; run++) {
-  let peakKb = rssKb(api.pid);
-  const sampler = setInterval(() => {
-    peakKb = Math.max(peakKb, rssKb(api.pid));
-  }, 50);
+  const startKb = rssKb(api.pid);
+  const sampler = sampleRss(api.pid, 50);
   // The API's backends before and after (one may connect for the export: it counts from 0).
   const pgCpu0 = new Map((await backendPids()).map((p) => [p, cpuMicros(p)]));
   const apiCpu0 = cpuMicros(api.pid);
   const r = await readExport();
   const apiCpu = cpuMicros(api.pid) - apiCpu0;
   const pgCpu = (await backendPids()).reduce((s, p) => s + cpuMicros(p) - (pgCpu0.get(p) ?? 0), 0);
-  clearInterval(sampler);
-  peakKb = Math.max(peakKb, rssKb(api.pid));
+  const peakKb = Math.max((await sampler.stop()).peakKb, rssKb(api.pid));
   if (r.lines !== ROWS + 1) throw new Error(`the export has ${r.lines - 1} rows, not ${ROWS}`);
   const result: RunResult = {
     rows: ROWS,
@@ -115,6 +115,7 @@ for (let run = 1; run <= RUNS; run++) {
     mb_per_s: Number((r.bytes / 1e6 / r.seconds).toFixed(1)),
     api_cpu_ms_per_1k_rows: Number((apiCpu / 1000 / (ROWS / 1000)).toFixed(2)),
     pg_cpu_ms_per_1k_rows: Number((pgCpu / 1000 / (ROWS / 1000)).toFixed(2)),
+    api_start_rss_mb: Math.round(startKb / 1024),
     api_peak_rss_mb: Math.round(peakKb / 1024),
   };
   results.push(result);
