@@ -23,7 +23,7 @@ import { contextAt } from "../support/context.js";
 import { cardTest as it, payOnPage, requestTopup, topupBody } from "../support/fake-processor.js";
 import { expectLedgerConsistent } from "../support/ledger.js";
 import type { PaymentsTestApp } from "../support/processor.js";
-import { referralMovements, referralOf, referrerAndReferred, testReferralSettings } from "./support.js";
+import { createOrgVia, referralMovements, referralOf, referrerAndReferred, testReferralSettings } from "./support.js";
 
 const USD = 1_000_000_000n;
 const DAY = 86_400_000;
@@ -146,6 +146,46 @@ describe("referrals under attack", () => {
       expect(earned).toBe(0n);
       expect(welcomed).toBe(0n);
     }
+    await expectLedgerConsistent(db.sql);
+  });
+
+  it("the monthly cap with payouts racing in three workers across the month boundary: each month within the cap", async ({
+    app,
+    db,
+    clock,
+    processor,
+  }) => {
+    // $20 a referral, $50 a month: two fit per month.
+    const capped = testReferralSettings({ REFERRAL_MONTHLY_CAP_USD: "50.00" });
+    const referrer = (await referrerAndReferred(app, ["Cap Racer", "Cap Racer 0"])).referrer;
+    const code = (await app.call("GET", "/v1/billing/referrals", { key: referrer.orgKey })).json.code as string;
+    const referred = [];
+    for (let i = 1; i <= 6; i++) referred.push(await createOrgVia(app, `Cap Racer ${i}`, code));
+    // Three qualify on 17 March (payable 31 March), three on 18 March (payable 1 April).
+    for (const [i, org] of referred.entries()) {
+      clock.set(new Date(i < 3 ? "2027-03-17T00:00:00Z" : "2027-03-18T00:00:00Z"));
+      const topup = await requestTopup(app, org.orgKey, topupBody({ amount: "10.00" }));
+      expect((await payOnPage(topup.json.url, "5555555555554444")).status).toBe(303);
+      await processor.idle();
+    }
+    const workers = () => Promise.all([1, 2, 3].map(() => payDueReferrals(contextAt(db.appSql, clock()), capped)));
+    clock.set(new Date("2027-03-31T23:59:59.999Z"));
+    await workers();
+    clock.set(new Date("2027-04-01T00:00:00Z"));
+    await workers();
+    await workers();
+    const months = await db.sql<{ month: string; paid: string; n: number }[]>`
+      select to_char(payout_month, 'YYYY-MM') as month, coalesce(sum(referrer_amount) filter (where referrer_grant_id is not null), 0)::text as paid,
+        count(*)::int as n
+      from referrals where referrer_org_id = ${referrer.id} and payout_month is not null group by 1 order by 1`;
+    expect(months).toEqual([
+      { month: "2027-03", paid: String(40n * USD), n: 3 },
+      { month: "2027-04", paid: String(40n * USD), n: 3 },
+    ]);
+    // What was granted is what the referrals say, each referral once.
+    expect((await referralMovements(db.sql, referrer.id)).reduce((s, [, a]) => s + a, 0n)).toBe(80n * USD);
+    for (const org of referred)
+      expect(await referralMovements(db.sql, org.id)).toEqual([["referral_credit", 10n * USD]]);
     await expectLedgerConsistent(db.sql);
   });
 });
