@@ -221,6 +221,9 @@ const env = {
   REDIS_PREFIX: process.env.REDIS_PREFIX ?? "hanzo-dev",
   RPC_URL: rpcUrl,
   CHAIN_ID: String(CHAIN_ID),
+  // The portal's HUSD top-up adds the local chain to a browser wallet with these.
+  CHAIN_NAME: process.env.CHAIN_NAME ?? "Hanzo Devnet (local)",
+  CHAIN_PUBLIC_RPC_URL: process.env.CHAIN_PUBLIC_RPC_URL ?? rpcUrl,
   HUSD_ADDRESS: contracts.husd,
   HUSD_START_BLOCK: String(startBlock),
   DEPOSIT_FACTORY_ADDRESS: contracts.factory,

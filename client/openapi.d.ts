@@ -2932,6 +2932,19 @@ export interface components {
             token_decimals: number;
             minimum_base_units: string;
             finality: string;
+            /** @description The chain as a wallet adds it (EIP-3085 wallet_addEthereumChain): what a wallet that does not know chain_id needs */
+            chain: {
+                /** @example Hanzo */
+                name: string;
+                /** @description Public JSON-RPC URLs; empty when none is published */
+                rpc_urls: string[];
+                block_explorer_urls: string[];
+                native_currency: {
+                    name: string;
+                    symbol: string;
+                    decimals: number;
+                };
+            };
         };
         HusdDeposit: {
             id: string;

@@ -65,6 +65,15 @@ export const Config = z.object({
     .optional(),
   RPC_URL: z.url().default("http://127.0.0.1:8545"),
   CHAIN_ID: z.coerce.number().int().positive().default(36963),
+  /**
+   * The chain as a customer's wallet adds it (the billing portal's "add the Hanzo chain", EIP-3085):
+   * its name, a JSON-RPC URL the public may use (never RPC_URL, which may carry a provider key;
+   * unset: the portal cannot add the chain and says so), an explorer, and the native currency.
+   */
+  CHAIN_NAME: z.string().min(1).max(64).default("Hanzo"),
+  CHAIN_PUBLIC_RPC_URL: z.url().optional(),
+  CHAIN_EXPLORER_URL: z.url().optional(),
+  CHAIN_NATIVE_SYMBOL: z.string().min(2).max(6).default("HANZO"),
   HUSD_ADDRESS: address.default("0xe9e32EF8aaECB68794Da3E1E9191b0a64CeC2c83"),
   HUSD_DECIMALS: z.coerce.number().int().min(0).max(36).default(18),
   HUSD_START_BLOCK: z.coerce.number().int().min(0).default(0),

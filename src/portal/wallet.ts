@@ -1,6 +1,6 @@
 /**
  * HUSD from a connected wallet: any EIP-1193 provider (a browser extension's window.ethereum).
- * Connects, switches to the deposit's chain, and sends an ERC-20 transfer to the org's deposit
+ * Connects, switches to the deposit's chain (adding it to a wallet that does not know it), and sends an ERC-20 transfer to the org's deposit
  * address; the transfer's data is encoded with viem. Loaded only when the customer tops up with HUSD.
  */
 import { encodeFunctionData, erc20Abi, type Hex, numberToHex } from "viem";
@@ -20,18 +20,69 @@ export function walletMessage(err: unknown): string {
   const code = (err as { code?: number }).code;
   if (code === 4001) return "The request was declined in your wallet.";
   if (code === 4902) return "Your wallet doesn't know the Hanzo chain yet. Add it in your wallet, then try again.";
+  if (err instanceof NoPublicRpc) return err.message;
   if (err instanceof Error && err.message) return `Your wallet said: ${err.message}`;
   return "Your wallet could not complete the request.";
 }
 
-export async function connectWallet(chainId: number): Promise<Hex> {
+/** The chain as the API describes it for wallets (GET /v1/billing/husd/deposit-address's `chain`). */
+export type ChainToAdd = {
+  id: number;
+  name: string;
+  rpc_urls: string[];
+  block_explorer_urls: string[];
+  native_currency: { name: string; symbol: string; decimals: number };
+};
+
+class NoPublicRpc extends Error {}
+
+/** EIP-1193's "unrecognized chain" (4902), also as some wallets nest it in `data.originalError`. */
+const unknownChain = (err: unknown) => {
+  const e = err as { code?: number; data?: { originalError?: { code?: number } } };
+  return e.code === 4902 || e.data?.originalError?.code === 4902;
+};
+
+/**
+ * Puts the wallet on `chain`: switch to it (EIP-3326); a wallet that does not know it (4902) is
+ * asked to add it (EIP-3085), which also switches. `onStep` says what the wallet is asking the customer.
+ */
+export async function switchOrAddChain(chain: ChainToAdd, onStep: (what: string) => void = () => {}): Promise<void> {
+  const p = provider();
+  const chainId = numberToHex(chain.id);
+  try {
+    await p.request({ method: "wallet_switchEthereumChain", params: [{ chainId }] });
+  } catch (err) {
+    if (!unknownChain(err)) throw err;
+    if (!chain.rpc_urls.length)
+      throw new NoPublicRpc(
+        `Your wallet doesn't know the ${chain.name} chain (id ${chain.id}), and no public RPC address is published to add it. Add the chain in your wallet, or send HUSD to the address below.`,
+      );
+    onStep(`Approve adding the ${chain.name} chain in your wallet…`);
+    await p.request({
+      method: "wallet_addEthereumChain",
+      params: [
+        {
+          chainId,
+          chainName: chain.name,
+          rpcUrls: chain.rpc_urls,
+          nativeCurrency: chain.native_currency,
+          ...(chain.block_explorer_urls.length ? { blockExplorerUrls: chain.block_explorer_urls } : {}),
+        },
+      ],
+    });
+  }
+}
+
+export async function connectWallet(chain: ChainToAdd, onStep?: (what: string) => void): Promise<Hex> {
   const p = provider();
   const accounts = (await p.request({ method: "eth_requestAccounts" })) as Hex[];
   const account = accounts[0];
   if (!account) throw new Error("Your wallet shared no account. Unlock it and try again.");
   const current = (await p.request({ method: "eth_chainId" })) as string;
-  if (Number(current) !== chainId)
-    await p.request({ method: "wallet_switchEthereumChain", params: [{ chainId: numberToHex(chainId) }] });
+  if (Number(current) !== chain.id) {
+    onStep?.(`Approve switching to the ${chain.name} chain in your wallet…`);
+    await switchOrAddChain(chain, onStep);
+  }
   return account;
 }
 

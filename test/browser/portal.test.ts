@@ -39,6 +39,9 @@ const it = withDatabase().extend<{ portal: Portal }>({
         STRIPE_WEBHOOK_SECRET: webhookSecret,
         STRIPE_MAX_NETWORK_RETRIES: "0",
         WEBHOOK_ALLOW_LOCALHOST: "true",
+        // What a wallet that does not know the chain is given to add it (the HUSD test's wallet does not).
+        CHAIN_PUBLIC_RPC_URL: chain.rpcUrl,
+        CHAIN_NAME: "Hanzo Devnet",
       });
       const { server, url } = await serveApp(stack.app.app.fetch);
       processor.setWebhookUrl(`${url}/v1/webhooks/processor`);
@@ -316,11 +319,13 @@ describe("the billing portal in a real browser", () => {
     await mintHusd(chain.rpcUrl, chain.chainId, chain.husd, customer, 50n * HUSD);
     const before = BigInt((await api(portal, "/v1/billing/balance", org.orgKey)).balance_nano_usd);
     const { page, context } = await openPortal(portal, org.orgKey);
-    // The wallet: window.ethereum in the page, each request answered here, from anvil (whose dev
-    // accounts are unlocked, so eth_sendTransaction signs there).
+    // The wallet: window.ethereum in the page. It starts on another chain (1) and does not know the
+    // Hanzo chain, as a fresh browser wallet: switching to it fails with 4902 until it is added.
+    // Account and chain requests are answered in the page; the rest here, from anvil (whose dev
+    // accounts are unlocked, so eth_sendTransaction signs there). Each request is logged here.
+    const walletCalls: { method: string; params: unknown[] }[] = [];
     const rpc = async (method: string, params: unknown[]) => {
-      if (method === "eth_requestAccounts" || method === "eth_accounts") return [customer];
-      if (method === "wallet_switchEthereumChain") return null;
+      walletCalls.push({ method, params });
       const res = await fetch(chain.rpcUrl, {
         method: "POST",
         headers: { "content-type": "application/json" },
@@ -331,17 +336,56 @@ describe("the billing portal in a real browser", () => {
       return body.result;
     };
     await context.exposeFunction("__testWalletRpc", rpc);
+    await context.exposeFunction("__testWalletLog", (method: string, params: unknown[]) => {
+      walletCalls.push({ method, params });
+    });
     // A string, not a function: it runs in the page, before the portal's own scripts.
-    await context.addInitScript(`window.ethereum = {
-      isTestWallet: true,
-      request: ({ method, params }) => window.__testWalletRpc(method, params ?? []),
-      on() {},
-      removeListener() {},
-    };`);
+    await context.addInitScript(`(() => {
+      let current = "0x1";
+      const known = new Set(["0x1"]);
+      const fail = (code, message) => Object.assign(new Error(message), { code });
+      window.ethereum = {
+        isTestWallet: true,
+        async request({ method, params = [] }) {
+          if (method === "eth_chainId") return current;
+          if (method === "eth_requestAccounts" || method === "eth_accounts") return ["${customer}"];
+          if (method === "wallet_switchEthereumChain") {
+            window.__testWalletLog(method, params);
+            if (!known.has(params[0].chainId)) throw fail(4902, "Unrecognized chain ID " + params[0].chainId);
+            current = params[0].chainId;
+            return null;
+          }
+          if (method === "wallet_addEthereumChain") {
+            window.__testWalletLog(method, params);
+            known.add(params[0].chainId);
+            current = params[0].chainId;
+            return null;
+          }
+          if (current !== "0x${chain.chainId.toString(16)}") throw fail(4901, "not on the Hanzo chain");
+          return window.__testWalletRpc(method, params);
+        },
+        on() {},
+        removeListener() {},
+      };
+    })();`);
     await page.reload();
     await go(page, "Top up", "Top up");
     await page.getByRole("button", { name: "Connect wallet" }).click();
     await page.getByLabel("Amount (HUSD)").fill("12.5");
+    // Switch refused (4902), so the chain was added once, with the chain the API describes, then used.
+    const chainId = `0x${chain.chainId.toString(16)}`;
+    expect(walletCalls.filter((c) => c.method.startsWith("wallet_")).map((c) => c.method)).toEqual([
+      "wallet_switchEthereumChain",
+      "wallet_addEthereumChain",
+    ]);
+    expect(walletCalls.find((c) => c.method === "wallet_addEthereumChain")?.params).toEqual([
+      {
+        chainId,
+        chainName: "Hanzo Devnet",
+        rpcUrls: [chain.rpcUrl],
+        nativeCurrency: { name: "Hanzo Devnet", symbol: "HANZO", decimals: 18 },
+      },
+    ]);
     await page.getByRole("button", { name: "Send HUSD" }).click();
     const state = page.getByTestId("deposit-state");
     await state.filter({ hasText: /Confirming \(\d+\)/ }).waitFor({ timeout: 30_000 });

@@ -212,7 +212,7 @@ function WalletSend(props: { address: Address; onSent: Recorded }) {
             action
               .run(async () => {
                 setStep("Approve the connection in your wallet…");
-                setAccount(await withWallet((w) => w.connectWallet(a.chain_id)));
+                setAccount(await withWallet((w) => w.connectWallet({ id: a.chain_id, ...a.chain }, setStep)));
               })
               .finally(() => setStep(undefined))
           }

@@ -14,6 +14,17 @@ export const DepositAddressResponse = z
     token_decimals: z.number(),
     minimum_base_units: z.string(),
     finality: z.string(),
+    chain: z
+      .object({
+        name: z.string().openapi({ example: "Hanzo" }),
+        rpc_urls: z.array(z.string()).openapi({ description: "Public JSON-RPC URLs; empty when none is published" }),
+        block_explorer_urls: z.array(z.string()),
+        native_currency: z.object({ name: z.string(), symbol: z.string(), decimals: z.number().int() }),
+      })
+      .openapi({
+        description:
+          "The chain as a wallet adds it (EIP-3085 wallet_addEthereumChain): what a wallet that does not know chain_id needs",
+      }),
   })
   .openapi("HusdDepositAddress");
 export type DepositAddressResponse = z.infer<typeof DepositAddressResponse>;
@@ -46,6 +57,12 @@ export function registerGetDepositAddress(app: OpenAPIHono<AppEnv>) {
         token_decimals: config.HUSD_DECIMALS,
         minimum_base_units: config.HUSD_DUST_MINIMUM,
         finality,
+        chain: {
+          name: config.CHAIN_NAME,
+          rpc_urls: config.CHAIN_PUBLIC_RPC_URL ? [config.CHAIN_PUBLIC_RPC_URL] : [],
+          block_explorer_urls: config.CHAIN_EXPLORER_URL ? [config.CHAIN_EXPLORER_URL] : [],
+          native_currency: { name: config.CHAIN_NAME, symbol: config.CHAIN_NATIVE_SYMBOL, decimals: 18 },
+        },
       },
       200,
     );
