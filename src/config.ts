@@ -120,6 +120,8 @@ export const Config = z.object({
   DEPOSIT_CHECKS_PER_SECOND: z.coerce.number().int().min(1).max(10_000).default(20),
   /** How often workers reconcile the ledger (checkLedger: caches, balance, held vs live holds); a run reads every entry. */
   LEDGER_CHECK_INTERVAL_MS: z.coerce.number().int().min(100).max(86_400_000).default(600_000),
+  /** How many months ahead of the current one the hourly job keeps partitions of usage_events and ledger_entries. */
+  PARTITION_MONTHS_AHEAD: z.coerce.number().int().min(1).max(24).default(3),
   HOLD_TTL_SECONDS: z.coerce.number().int().min(1).max(86_400).default(300),
   STRIPE_WEBHOOK_SECRET: z.string().startsWith("whsec_").optional(),
   /** The processor API key; unset: nothing can start a card payment (top-ups and card routes answer 503 not_configured). */

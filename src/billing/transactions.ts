@@ -65,7 +65,7 @@ export function transactionsQuery(
     select t.id, t.seq, t.kind, t.description, t.metadata, t.created_at,
       (select coalesce(sum(e.amount), 0)::text from ledger_entries e
         join ledger_accounts a on a.id = e.account_id
-        where e.transaction_id = t.id and a.org_id = ${orgId}) as amount
+        where e.transaction_id = t.id and e.created_at = t.created_at and a.org_id = ${orgId}) as amount
     from ledger_transactions t
     where t.org_id = ${orgId}
       ${opts.beforeSeq !== undefined ? sql`and t.seq < ${opts.beforeSeq.toString()}` : sql``}

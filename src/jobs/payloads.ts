@@ -36,6 +36,7 @@ export const MaintenanceTasks = [
   "card-charges",
   "sweep-webhooks",
   "pay-referrals",
+  "ensure-partitions",
 ] as const;
 export const MaintenanceTask = z.enum(MaintenanceTasks);
 export type MaintenanceTask = z.infer<typeof MaintenanceTask>;

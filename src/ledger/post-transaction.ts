@@ -65,10 +65,12 @@ export function assertBalanced(entries: Entry[]): void {
 export async function postTransaction(tx: TransactionSql, posting: Posting): Promise<PostResult> {
   assertBalanced(posting.entries);
   const id = newId("txn");
+  // The entries carry the transaction's created_at: it is their partition key (migration 0035).
+  const createdAt = posting.createdAt ?? new Date();
   const inserted = await tx<{ id: string }[]>`
     insert into ledger_transactions (id, org_id, kind, idempotency_key, request_fingerprint, description, metadata, created_at)
     values (${id}, ${posting.orgId}, ${posting.kind}, ${posting.idempotencyKey}, ${posting.fingerprint ?? null},
-            ${posting.description ?? null}, ${tx.json((posting.metadata ?? {}) as never)}, ${posting.createdAt ?? new Date()})
+            ${posting.description ?? null}, ${tx.json((posting.metadata ?? {}) as never)}, ${createdAt})
     on conflict (kind, idempotency_key) do nothing
     returning id`;
   if (inserted.length === 0) {
@@ -80,8 +82,9 @@ export async function postTransaction(tx: TransactionSql, posting: Posting): Pro
     transaction_id: id,
     account_id: e.accountId,
     amount: e.amount.toString(),
+    created_at: createdAt,
   }));
-  await tx`insert into ledger_entries ${tx(rows, "transaction_id", "account_id", "amount")}`;
+  await tx`insert into ledger_entries ${tx(rows, "transaction_id", "account_id", "amount", "created_at")}`;
   return { transactionId: id, created: true };
 }
 

@@ -127,7 +127,11 @@ export async function startWorkers(deps: WorkerDeps) {
             ? scanEveryMs
             : task === "check-ledger"
               ? deps.config.LEDGER_CHECK_INTERVAL_MS
-              : every;
+              : task === "ensure-partitions"
+                ? // Months are made PARTITION_MONTHS_AHEAD ahead (the migration made the first
+                  // ones): hourly is plenty.
+                  Math.max(every, 3_600_000)
+                : every;
       await queues.maintenance.upsertJobScheduler(
         task,
         { every: interval },

@@ -115,8 +115,8 @@ describe("events in the outbox, one per fact", () => {
     await db.sql`update husd_deposits set state = 'confirming', updated_at = ${now} where id = 'dep_ev1'`;
     await db.sql.begin(async (tx) => {
       await tx`insert into ledger_transactions (id, org_id, kind, idempotency_key, created_at) values (${txn}, ${org.id}, 'husd_deposit', ${txn}, ${now})`;
-      await tx`insert into ledger_entries (transaction_id, account_id, amount) values
-                 (${txn}, 'system:husd', -5000000000), (${txn}, ${`org:${org.id}:credits`}, 5000000000)`;
+      await tx`insert into ledger_entries (transaction_id, account_id, amount, created_at) values
+                 (${txn}, 'system:husd', -5000000000, ${now}), (${txn}, ${`org:${org.id}:credits`}, 5000000000, ${now})`;
       await tx`update husd_deposits set state = 'credited', credit_count = 1, credit_transaction_id = ${txn}, credited_at = ${now},
                  updated_at = ${now} where id = 'dep_ev1'`;
     });
@@ -124,8 +124,8 @@ describe("events in the outbox, one per fact", () => {
     const rev = `txn_rev_${n}`;
     await db.sql.begin(async (tx) => {
       await tx`insert into ledger_transactions (id, org_id, kind, idempotency_key, created_at) values (${rev}, ${org.id}, 'reversal', ${rev}, ${now})`;
-      await tx`insert into ledger_entries (transaction_id, account_id, amount) values
-                 (${rev}, 'system:husd', 5000000000), (${rev}, ${`org:${org.id}:credits`}, -5000000000)`;
+      await tx`insert into ledger_entries (transaction_id, account_id, amount, created_at) values
+                 (${rev}, 'system:husd', 5000000000, ${now}), (${rev}, ${`org:${org.id}:credits`}, -5000000000, ${now})`;
       await tx`update husd_deposits set state = 'reversed', reason = 'reorged', reversal_count = 1, reversal_transaction_id = ${rev},
                  updated_at = ${now} where id = 'dep_ev1'`;
     });

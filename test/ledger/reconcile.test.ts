@@ -50,12 +50,14 @@ const it = dbTest.extend<{ app: TestApp; ledger: LedgerHelpers }>({
         const move = async (tx: TransactionSql, kind: "hold" | "hold_expiry", from: string, to: string) => {
           if (amount === 0n) return null; // a free hold moves nothing
           const txn = `txn_${id}_${kind}`;
-          await tx`insert into ledger_transactions (id, org_id, kind, idempotency_key, created_at) values (${txn}, ${orgId}, ${kind}, ${txn}, ${clock()})`;
+          const at = clock();
+          await tx`insert into ledger_transactions (id, org_id, kind, idempotency_key, created_at) values (${txn}, ${orgId}, ${kind}, ${txn}, ${at})`;
+          // Entries carry their transaction's created_at, as every writer dates them.
           const rows = [
-            { transaction_id: txn, account_id: from, amount: (-amount).toString() },
-            { transaction_id: txn, account_id: to, amount: amount.toString() },
+            { transaction_id: txn, account_id: from, amount: (-amount).toString(), created_at: at },
+            { transaction_id: txn, account_id: to, amount: amount.toString(), created_at: at },
           ];
-          await tx`insert into ledger_entries ${tx(rows, "transaction_id", "account_id", "amount")}`;
+          await tx`insert into ledger_entries ${tx(rows, "transaction_id", "account_id", "amount", "created_at")}`;
           return txn;
         };
         await db.sql.begin(async (tx) => {
@@ -82,13 +84,15 @@ const it = dbTest.extend<{ app: TestApp; ledger: LedgerHelpers }>({
       async function postRaw(orgId: string, kind: string, entries: [string, bigint][]) {
         const id = `txn_raw_${Math.random().toString(36).slice(2)}`;
         await db.sql.begin(async (tx) => {
-          await tx`insert into ledger_transactions (id, org_id, kind, idempotency_key, created_at) values (${id}, ${orgId}, ${kind}, ${id}, ${clock()})`;
+          const at = clock();
+          await tx`insert into ledger_transactions (id, org_id, kind, idempotency_key, created_at) values (${id}, ${orgId}, ${kind}, ${id}, ${at})`;
           const rows = entries.map(([account_id, amount]) => ({
             transaction_id: id,
             account_id,
             amount: amount.toString(),
+            created_at: at,
           }));
-          await tx`insert into ledger_entries ${tx(rows, "transaction_id", "account_id", "amount")}`;
+          await tx`insert into ledger_entries ${tx(rows, "transaction_id", "account_id", "amount", "created_at")}`;
         });
         return id;
       }

@@ -41,13 +41,25 @@ export async function usageTotals(
   const [bound] = await tx<{ upto: bigint }[]>`
     select coalesce(max(seq), 0)::bigint as upto from usage_events where org_id = ${orgId}`;
   const upto = bound?.upto ?? 0n;
+  // The events with afterSeq < seq <= upto that occurred before the period's end and were not
+  // invoiced before, as two disjoint parts, each read by an index without the org's older
+  // history (usage_events is partitioned by month; the history grows for years):
+  //   - written after the previous close (seq > its cutoff), whenever they occurred: a probe of
+  //     (org_id, seq) per partition before the period's end, finding only the new rows;
+  //   - written before it but occurred since its period's end: (org_id, occurred_at) in the
+  //     months from there to this period's end.
+  const newer = afterSeq > previous.cutoff ? afterSeq : previous.cutoff;
   const groups = await rollUpUsage(
     tx,
     tx`
       select occurred_at < ${period.start} as late, product, model, quantities, cost
       from usage_events
-      where org_id = ${orgId} and seq > ${afterSeq.toString()} and seq <= ${upto.toString()} and occurred_at < ${period.end}
-        and not (occurred_at < ${previous.end} and seq <= ${previous.cutoff.toString()})`,
+      where org_id = ${orgId} and seq > ${newer.toString()} and seq <= ${upto.toString()} and occurred_at < ${period.end}
+      union all
+      select occurred_at < ${period.start} as late, product, model, quantities, cost
+      from usage_events
+      where org_id = ${orgId} and occurred_at >= ${previous.end} and occurred_at < ${period.end}
+        and seq > ${afterSeq.toString()} and seq <= ${previous.cutoff.toString()} and seq <= ${upto.toString()}`,
   );
   const totals = groups.map(({ late, product, model, cost, quantities }) => ({
     late,

@@ -210,7 +210,7 @@ async function closeDispute(
 async function disputeReversalAmount(tx: TransactionSql, orgId: string, disputeId: string): Promise<bigint> {
   const [row] = await tx<{ taken: string }[]>`
     select coalesce(-sum(e.amount), 0)::text as taken from ledger_transactions t
-    join ledger_entries e on e.transaction_id = t.id and e.account_id = ${orgCreditsAccount(orgId)}
+    join ledger_entries e on e.transaction_id = t.id and e.created_at = t.created_at and e.account_id = ${orgCreditsAccount(orgId)}
     where t.kind = 'reversal' and t.idempotency_key = ${`card-dispute:${disputeId}`}`;
   return row ? BigInt(row.taken) : 0n;
 }

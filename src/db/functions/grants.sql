@@ -31,3 +31,21 @@ revoke update on promo_redemptions from hanzo_app;
 -- Credit notes and their lines are documents: written once (credit_note_guards.sql refuses changes
 -- from anyone); their card refund (credit_note_refunds) is the part that moves from pending.
 revoke update on credit_notes, credit_note_lines from hanzo_app;
+
+-- Monthly partitions (migration 0035, functions/partitions.sql): the app reads and writes them only
+-- through their parent tables, whose rights PostgreSQL checks instead. A right on a partition
+-- itself would let an insert skip the parent's statement triggers (the ledger's balance check).
+-- usage_event_keys is append-only like the events; partitioned_tables is the migrator's.
+revoke update on usage_event_keys from hanzo_app;
+revoke insert, update on partitioned_tables from hanzo_app;
+do $$
+declare
+  p record;
+begin
+  for p in
+    select c.relname from partitioned_tables t
+    join pg_inherits i on i.inhparent = t.table_name::regclass join pg_class c on c.oid = i.inhrelid
+  loop
+    execute format('revoke all on %I from hanzo_app', p.relname);
+  end loop;
+end $$;

@@ -5,24 +5,37 @@
 -- create a temp `ledger_entries` holding a balanced pair, then insert a lone entry into
 -- billing.ledger_entries that the balance check, reading the temp table, lets through.
 --
--- Every transaction must balance, checked per statement over all entries of the transactions
--- the statement touched, so a transaction's entries are written in one statement (as
--- postTransaction and metering_post do, both from transfers) and nothing can ever add an entry
--- that unbalances it later. Each touched transaction is reached by an index probe: without fresh statistics a join
--- of the transition table to ledger_entries could become a scan of every entry ever written.
+-- Every transaction must balance: checked per statement, over the entries the statement wrote,
+-- per transaction. A transaction's entries are written in one statement (as postTransaction and
+-- metering_post do, both from transfers), and since every earlier statement was held to the same
+-- rule, the entries already there sum to zero: the transaction still sums to zero exactly when
+-- this statement's entries of it do (and a new one has at least two entries, none being zero).
+-- So nothing can ever add an entry that unbalances a transaction later, and the check reads no
+-- entry but the statement's own (ledger_entries is partitioned by month: a probe by transaction
+-- alone would visit every partition).
+--
+-- An entry carries its transaction's created_at, the partition key (migration 0035): the check
+-- reads each touched transaction by its primary key and refuses an entry dated otherwise, so a
+-- transaction's entries are all in one partition, where has-entries and the history find them.
 create or replace function ledger_assert_balanced() returns trigger language plpgsql set search_path = billing, pg_temp as $$
 declare
   bad record;
 begin
-  select i.transaction_id, s.total, s.n into bad
-  from (select distinct transaction_id from inserted) i
-  cross join lateral (
-    select sum(e.amount) as total, count(*) as n from ledger_entries e where e.transaction_id = i.transaction_id
+  select s.transaction_id, s.total, s.n, s.first_at, s.last_at, t.created_at into bad
+  from (
+    select i.transaction_id, sum(i.amount) as total, count(*) as n, min(i.created_at) as first_at, max(i.created_at) as last_at
+    from inserted i group by i.transaction_id
   ) s
-  where s.total <> 0 or s.n < 2
+  cross join lateral (select t.created_at from ledger_transactions t where t.id = s.transaction_id) t
+  where s.total <> 0 or s.first_at <> t.created_at or s.last_at <> t.created_at
   limit 1;
   if found then
-    raise exception 'ledger transaction % is unbalanced: % entries summing to %', bad.transaction_id, bad.n, bad.total
+    if bad.total <> 0 then
+      raise exception 'ledger transaction % is unbalanced: % entries summing to %', bad.transaction_id, bad.n, bad.total
+        using errcode = 'check_violation';
+    end if;
+    raise exception 'ledger transaction %: its entries must carry its created_at (%), not %', bad.transaction_id,
+      bad.created_at, case when bad.first_at <> bad.created_at then bad.first_at else bad.last_at end
       using errcode = 'check_violation';
   end if;
   return null;
@@ -39,10 +52,11 @@ returns table (transaction_id text, account_id text, amount bigint) language sql
   select * from (values (p_transaction_id, p_from, -p_amount), (p_transaction_id, p_to, p_amount)) e
 $$;
 
--- A transaction with no entries at all is refused as well (checked at commit).
+-- A transaction with no entries at all is refused as well (checked at commit). Its entries carry
+-- its created_at, so the probe reads one partition.
 create or replace function ledger_assert_has_entries() returns trigger language plpgsql set search_path = billing, pg_temp as $$
 begin
-  if not exists (select 1 from ledger_entries where transaction_id = new.id) then
+  if not exists (select 1 from ledger_entries where transaction_id = new.id and created_at = new.created_at) then
     raise exception 'ledger transaction % has no entries', new.id using errcode = 'check_violation';
   end if;
   return null;
@@ -113,6 +127,27 @@ begin
 end $$;
 drop trigger if exists usage_events_immutable on usage_events;
 create trigger usage_events_immutable before update or delete on usage_events for each row execute function usage_refuse_change();
+drop trigger if exists usage_events_no_truncate on usage_events;
+create trigger usage_events_no_truncate before truncate on usage_events for each statement execute function usage_refuse_change();
+
+-- An organization's usage idempotency key is unique across every partition of usage_events (a
+-- unique index there could only be unique per month, migration 0035): each statement of events
+-- claims its keys in usage_event_keys, one row per event, so an event can never be written
+-- without its key, and a second event under a taken key fails the statement as the unique index
+-- on usage_events did (23505, waiting for a racing writer's commit first).
+create or replace function usage_events_claim_keys() returns trigger language plpgsql set search_path = billing, pg_temp as $$
+begin
+  insert into usage_event_keys (org_id, idempotency_key, occurred_at, event_id)
+  select i.org_id, i.idempotency_key, i.occurred_at, i.id from inserted i;
+  return null;
+end $$;
+drop trigger if exists usage_events_claim_keys on usage_events;
+create trigger usage_events_claim_keys after insert on usage_events
+  referencing new table as inserted for each statement execute function usage_events_claim_keys();
+drop trigger if exists usage_event_keys_immutable on usage_event_keys;
+create trigger usage_event_keys_immutable before update or delete on usage_event_keys for each row execute function usage_refuse_change();
+drop trigger if exists usage_event_keys_no_truncate on usage_event_keys;
+create trigger usage_event_keys_no_truncate before truncate on usage_event_keys for each statement execute function usage_refuse_change();
 
 create or replace function catalog_refuse_change() returns trigger language plpgsql set search_path = billing, pg_temp as $$
 begin

@@ -215,7 +215,8 @@ begin
   settled := array_fill(0::bigint, array[m]);
   events := array_fill(0, array[m]);
 
-  -- Events already recorded under these keys (index probes on the unique key), read after the
+  -- Events already recorded under these keys (a probe of usage_event_keys, the key unique across
+  -- every month's partition, then of the one partition its occurred_at names), read after the
   -- organization locks, so a racing batch with the same key has committed by now.
   for r in
     select x.k, e.id, e.cost, e.catalog_version, e.hold_id,
@@ -223,7 +224,11 @@ begin
              and e.hold_id is not distinct from x.hold_id
              and e.api_key_id is not distinct from x.api_key_id and e.project is not distinct from x.project as same
     from unnest(p_usage) with ordinality x(org, id, key, prev, occurred_at, product, model, quantities, cost, catalog_version, hold_id, hold_first, api_key_id, project, k)
-    cross join lateral (select * from usage_events e where e.org_id = (p_orgs[x.org]).org_id and e.idempotency_key = x.key limit 1) e
+    cross join lateral (
+      select e.* from usage_event_keys uk
+      join usage_events e on e.occurred_at = uk.occurred_at and e.id = uk.event_id
+      where uk.org_id = (p_orgs[x.org]).org_id and uk.idempotency_key = x.key
+      limit 1) e
   loop
     v_first_id[r.k] := r.id;
     v_first_cost[r.k] := r.cost;
@@ -582,9 +587,10 @@ begin
   where t.wanted;
   if found then
     -- Each transaction is one or two transfers (usage: the settled holds back to credits, the
-    -- cost from credits to revenue), summed per account: one entry per account, none of zero.
-    insert into ledger_entries (transaction_id, account_id, amount)
-    select e.transaction_id, e.account_id, sum(e.amount)
+    -- cost from credits to revenue), summed per account: one entry per account, none of zero,
+    -- each dated as its transaction.
+    insert into ledger_entries (transaction_id, account_id, amount, created_at)
+    select e.transaction_id, e.account_id, sum(e.amount), p_now
     from generate_subscripts(p_orgs, 1) i
     cross join lateral (select (p_orgs[i]).usage_txn as usage_txn, (p_orgs[i]).expiry_txn as expiry_txn,
                                (p_orgs[i]).hold_txn as hold_txn, 'org:' || (p_orgs[i]).org_id || ':credits' as credits,

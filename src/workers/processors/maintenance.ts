@@ -13,6 +13,7 @@ import { dueDeliveries, unfannedEvents } from "../../billing/webhooks/deliver.js
 import { enqueueCardCharges, enqueueDeliveries, enqueueFanOuts, resendAlerts } from "../../jobs/enqueue.js";
 import { MaintenanceJob } from "../../jobs/payloads.js";
 import type { Queues } from "../../jobs/queues.js";
+import { ensurePartitions } from "../../db/partitions.js";
 import { reconcileLedger } from "../../ledger/reconcile.js";
 import { scanDeposits } from "./deposit-scan.js";
 
@@ -68,6 +69,14 @@ export async function runMaintenance(
     case "pay-referrals":
       // Referrals whose qualifying top-up has stood the holding period: both grants, once.
       return payDueReferrals(fixed, referralSettings(ctx.config));
+    case "ensure-partitions": {
+      // Months ahead of time, so no insert waits on DDL; a month whose rows went to the default
+      // partition (the job had stopped) is the operator's to look at.
+      const { created, inDefault } = await ensurePartitions(ctx.sql, ctx.config.PARTITION_MONTHS_AHEAD);
+      if (inDefault.length > 0)
+        ctx.logger.warn({ in_default: inDefault }, "months with rows in a default partition: see docs/scale.md");
+      return { created, in_default: inDefault };
+    }
     case "check-ledger": {
       const { mismatches, durationMs } = await reconcileLedger({ sql: ctx.sql, logger: ctx.logger }, now);
       return { mismatches, duration_ms: durationMs };
