@@ -6,7 +6,7 @@ import { TEST_ADMIN_KEY } from "../support/app.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { freePort } from "../support/free-port.js";
 import { expectLedgerConsistent } from "../support/ledger.js";
-import { READY_TIMEOUT_MS, type RunningProcess, startBin, waitForHttp } from "../support/process.js";
+import { READY_TIMEOUT_MS, type RunningProcess, startBundled, waitForHttp } from "../support/process.js";
 import { clearRedisPrefix, createTestRedis, uniqueRedisPrefix } from "../support/redis.js";
 import { sampleRss } from "../support/rss-sampler.js";
 import { seedUsageEvents } from "../support/seed-usage.js";
@@ -14,8 +14,8 @@ import { seedUsageEvents } from "../support/seed-usage.js";
 /**
  * The issue's promise: exports are streamed, so a year of a busy organization never sits in
  * memory. One organization with 1,000,000 usage events in January, exported row by row
- * (`group_by=event`) by the API running as its own process (bin/api.ts, as `npm run api` runs
- * it), read whole over HTTP: every row there, in order, right, summing to what the usage report
+ * (`group_by=event`) by the API running as its own process, bundled as the production build
+ * bundles it (`npm start`), read whole over HTTP: every row there, in order, right, summing to what the usage report
  * and the ledger say to the nano-USD, while the API's resident memory (VmRSS, sampled every
  * 50 ms from a thread of the test's own) stays under 300 MB.
  */
@@ -54,7 +54,7 @@ describe("a million usage rows exported by the API process (GET /v1/billing/expo
     db = await createTestDatabase();
     const port = await freePort();
     base = `http://127.0.0.1:${port}`;
-    api = startBin("api.ts", {
+    api = await startBundled("api", {
       DATABASE_URL: db.appUrl,
       PORT: String(port),
       REDIS_PREFIX: prefix,
