@@ -1,5 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { createServer } from "node:http";
+import { join } from "node:path";
+import { gzipSync } from "node:zlib";
 import type { AddressInfo } from "node:net";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterEach, describe, expect, vi } from "vitest";
@@ -189,6 +191,32 @@ describe("the billing portal in a real browser", () => {
     await page.keyboard.press("Enter");
     await page.getByRole("heading", { level: 1, name: "Cost view" }).waitFor();
     expect(await page.evaluate<string | undefined>("document.activeElement?.tagName")).toBe("H1");
+  });
+
+  it("the first load's JavaScript is at most 150 KB gzipped (printed)", async () => {
+    const dir = join(process.cwd(), "dist", "portal");
+    const html = await readFile(join(dir, "index.html"), "utf8");
+    // What index.html loads, and what those import statically (a dynamic import() waits for its page).
+    const queue = [...html.matchAll(/(?:src|href)="\/portal\/(assets\/[^"]+\.(?:js|css))"/g)].map(
+      (m) => m[1] as string,
+    );
+    const sizes = new Map<string, number>();
+    while (queue.length) {
+      const file = queue.shift() as string;
+      if (sizes.has(file)) continue;
+      const text = await readFile(join(dir, file), "utf8");
+      sizes.set(file, gzipSync(text).length);
+      if (file.endsWith(".js"))
+        for (const m of text.matchAll(/(?:\bfrom|\bimport)\s*["'`]\.\/([^"'`]+\.js)["'`]/g))
+          queue.push(`assets/${m[1]}`);
+    }
+    const js = [...sizes].filter(([f]) => f.endsWith(".js")).reduce((n, [, size]) => n + size, 0);
+    const css = [...sizes].filter(([f]) => f.endsWith(".css")).reduce((n, [, size]) => n + size, 0);
+    console.log(
+      `portal first load: ${(js / 1024).toFixed(1)} KB of JavaScript and ${(css / 1024).toFixed(1)} KB of CSS, gzipped (${[...sizes.keys()].join(", ")})`,
+    );
+    expect(js).toBeGreaterThan(0);
+    expect(js).toBeLessThanOrEqual(150 * 1024);
   });
 
   it("a reused link and an expired link are refused with a page that says so, and no session", async ({
