@@ -68,7 +68,7 @@ export async function refundCreditNoteToCard(
     if (answer.status === "succeeded") {
       // Money went back to the card of that payment: if it was the org's qualifying top-up, its
       // referral is canceled (before payout) or clawed back (after), as for any refund of it.
-      await lockOrgAndReferrer(tx, pending.org_id, now);
+      await lockOrgAndReferrer(tx, { orgId: pending.org_id, kind: "card", ref: pending.payment_id, now });
       await referralTopupReversed(tx, { kind: "card", ref: pending.payment_id, now });
       ({ transactionId: ledgerTransactionId } = await postTransfer(tx, {
         kind: "credit_note",

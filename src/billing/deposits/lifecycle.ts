@@ -225,7 +225,7 @@ export async function reverseDeposit(
         `deposit ${row.id} is credited with ${row.credit_count} credits and ${row.reversal_count} reversals`,
       );
     // The org and its referrer in id order, before the reversal locks the org alone (a clawback follows).
-    await lockOrgAndReferrer(tx, row.org_id, now);
+    await lockOrgAndReferrer(tx, { orgId: row.org_id, kind: "husd", ref: row.id, now });
     const lowBalance = await watchLowBalance(tx, row.org_id, now);
     const posted = await postTransfer(tx, {
       kind: "reversal",

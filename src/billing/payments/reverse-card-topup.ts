@@ -99,7 +99,7 @@ export async function reverseCardTopup(
   let reversed = 0n;
   if (amount > 0n) {
     // The org and its referrer in id order, before the reversal locks the org alone (a clawback follows).
-    await lockOrgAndReferrer(tx, row.org_id, now);
+    await lockOrgAndReferrer(tx, { orgId: row.org_id, kind: "card", ref: row.payment_id, now });
     const lowBalance = await watchLowBalance(tx, row.org_id, now);
     const posted = await postTransfer(tx, {
       kind: "reversal",

@@ -5,17 +5,22 @@ import { emitReferralEvent } from "./referral-events.js";
 import type { QualifyingKind, ReferralRow } from "./states.js";
 
 /**
- * Locks the credits accounts of the org whose top-up is being reversed and of its referrer (if it
- * was referred), in id order as every multi-org path locks them. Call it before anything else of
- * the reversal locks the org: a clawback locks the referrer's account too, and the payout job
- * holds both (payReferral) while it waits for the referral's row, so a reversal that took the
- * referred org's account first and the referrer's after deadlocked with it. The referrer of an
- * org never changes (linked at creation), so it is read without a lock.
+ * Locks the credits accounts of the org whose top-up is being reversed and, when that top-up
+ * qualified a referral that a reversal may still cancel or claw back, of its referrer: in id
+ * order, as every multi-org path locks them. Call it before anything else of the reversal locks
+ * the org: a clawback locks the referrer's account too, and the payout job holds both
+ * (payReferral) while it waits for the referral's row, so a reversal that took the referred org's
+ * account first and the referrer's after deadlocked with it. Who qualified is read without a
+ * lock: the referrer of an org never changes, and the state only moves on from these.
  */
-export async function lockOrgAndReferrer(tx: TransactionSql, orgId: string, now: Date): Promise<void> {
+export async function lockOrgAndReferrer(
+  tx: TransactionSql,
+  input: { orgId: string; kind: QualifyingKind; ref: string; now: Date },
+): Promise<void> {
   const [link] = await tx<{ referrer_org_id: string }[]>`
-    select referrer_org_id from referrals where referred_org_id = ${orgId}`;
-  await lockOrgs(tx, link ? [orgId, link.referrer_org_id] : [orgId], now);
+    select referrer_org_id from referrals
+    where qualifying_kind = ${input.kind} and qualifying_ref = ${input.ref} and state in ('qualified', 'paid', 'capped')`;
+  await lockOrgs(tx, link ? [input.orgId, link.referrer_org_id] : [input.orgId], input.now);
 }
 
 /**
