@@ -91,6 +91,7 @@ export function Budgets(props: { session: PageProps["session"]; keys: Key[] }) {
       </Loaded>
       {canWrite ? (
         <form
+          class="inline-form"
           onSubmit={(e) => {
             e.preventDefault();
             const amount = parseUsdInput(limit);
