@@ -384,6 +384,7 @@ begin
         select b.id from budgets b
         where b.org_id = (p_orgs[x.org]).org_id and b.deleted_at is null
           and (b.scope = 'org' or (b.scope = 'project' and b.project = x.project) or (b.scope = 'key' and b.api_key_id = x.api_key_id))
+        offset 0 -- a probe per group, never a join of every live budget (see metering_decide)
       ) b
       group by b.id
     ), counted as (
@@ -446,6 +447,7 @@ declare
   bu_last int[] := array_fill(null::int, array[m]);
   v_over int;
   v_refusal jsonb[] := array_fill(null::jsonb, array[na]);
+  v_period timestamptz := budget_period_start(p_now);
   r record;
   j int;
   k int;
@@ -459,18 +461,18 @@ begin
            array_agg(t.spent order by t.i, t.id), array_agg(t.held order by t.i, t.id)
       into bu_org, bu_id, bu_scope, bu_target, bu_limit, bu_spent, bu_held
     from (
-      select i, b.id, b.scope, coalesce(b.project, b.api_key_id) as target, b.limit_amount, coalesce(p.spent, 0) as spent,
-             case b.scope when 'org' then p_held[i] else h.held end as held
+      -- Every read here is a probe per organization or budget: `offset 0` and the scalar
+      -- subqueries keep the planner from joining whole tables into each batch (pulled up, the
+      -- generic plan read every live budget, or every period row of the month, per batch).
+      select i, b.id, b.scope, coalesce(b.project, b.api_key_id) as target, b.limit_amount,
+             coalesce((select p.spent from budget_periods p where p.budget_id = b.id and p.period_start = v_period), 0) as spent,
+             case b.scope when 'org' then p_held[i]
+               else (select coalesce(sum(h.amount), 0)::bigint from holds h
+                     where h.org_id = b.org_id and h.status = 'active'
+                       and (h.api_key_id = b.api_key_id or h.project = b.project))
+             end as held
       from generate_subscripts(p_orgs, 1) i
-      -- `offset 0` keeps this a probe per organization: pulled up into the join, the generic plan
-      -- hash-joined every live budget of every org (with its period row) into each batch.
       cross join lateral (select * from budgets b where b.org_id = (p_orgs[i]).org_id and b.deleted_at is null and b.enforcement = 'hard' offset 0) b
-      left join lateral (select p.spent from budget_periods p where p.budget_id = b.id and p.period_start = budget_period_start(p_now)) p on true
-      left join lateral (
-        select coalesce(sum(h.amount), 0)::bigint as held from holds h
-        where h.org_id = b.org_id and h.status = 'active' and b.scope <> 'org'
-          and (h.api_key_id = b.api_key_id or h.project = b.project)
-      ) h on true
       where p_hard[i]
     ) t;
     for j in 1..coalesce(array_length(bu_id, 1), 0) loop
