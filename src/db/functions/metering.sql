@@ -97,12 +97,14 @@ create type metering_authorization as (
 -- or index probe per organization (a lateral subquery with a limit is never flattened into a
 -- join, so no statistics can turn it into a scan of a whole table). `expiring`: the
 -- organization has grants with an expiry not posted yet (usually none). `budgeted`: it has live
--- budgets (phase 3b keeps their counters); `hard`: some of them are hard (phase 4 checks them).
--- Organizations without budgets pay one index probe of budgets here and nothing more.
+-- budgets (phase 3b keeps their counters); `hard`: some of them are hard (phase 4 checks them);
+-- `scoped`: some are for a project or a key (phase 3b then reads the key and project of the holds
+-- that usage settles). Organizations without budgets pay one index probe of budgets here and
+-- nothing more.
 create function metering_lock_orgs(
   p_orgs text[],
   out credits bigint[], out held bigint[], out threshold bigint[], out expiring boolean[],
-  out budgeted boolean[], out hard boolean[]
+  out budgeted boolean[], out hard boolean[], out scoped boolean[]
 ) language plpgsql
 -- Generic plans: these statements are index probes whatever the arguments, and planning them
 -- afresh on every call (custom plans) cost more than running them.
@@ -114,14 +116,16 @@ begin
   order by id
   for update;
   select array_agg(c.balance order by o.i), array_agg(h.balance order by o.i), array_agg(t.low_balance_threshold order by o.i),
-         array_agg(g.expiring order by o.i), array_agg(b.budgeted order by o.i), array_agg(b.hard order by o.i)
-    into credits, held, threshold, expiring, budgeted, hard
+         array_agg(g.expiring order by o.i), array_agg(b.budgeted order by o.i), array_agg(b.hard order by o.i),
+         array_agg(b.scoped order by o.i)
+    into credits, held, threshold, expiring, budgeted, hard, scoped
   from unnest(p_orgs) with ordinality o(org_id, i)
   left join lateral (select a.balance from ledger_accounts a where a.id = 'org:' || o.org_id || ':credits' limit 1) c on true
   left join lateral (select a.balance from ledger_accounts a where a.id = 'org:' || o.org_id || ':held' limit 1) h on true
   left join lateral (select x.low_balance_threshold from organizations x where x.id = o.org_id limit 1) t on true
   left join lateral (select exists (select 1 from credit_grants g where g.org_id = o.org_id and g.expires_at is not null and g.expired_at is null) as expiring) g on true
-  left join lateral (select count(*) > 0 as budgeted, coalesce(bool_or(b.enforcement = 'hard'), false) as hard
+  left join lateral (select count(*) > 0 as budgeted, coalesce(bool_or(b.enforcement = 'hard'), false) as hard,
+                            coalesce(bool_or(b.scope <> 'org'), false) as scoped
                      from budgets b where b.org_id = o.org_id and b.deleted_at is null) b on true;
 end $$;
 
@@ -354,7 +358,8 @@ end $$;
 -- are summed per (org, project, key) first, so each group probes the org's budgets once. A
 -- counter that reaches a threshold writes its event in the same transaction.
 create function metering_budget_spend(
-  p_now timestamptz, p_orgs metering_org[], p_budgeted boolean[], p_usage metering_usage[], p_outcomes text[]
+  p_now timestamptz, p_orgs metering_org[], p_budgeted boolean[], p_scoped boolean[], p_usage metering_usage[],
+  p_outcomes text[]
 ) returns void language plpgsql
 set plan_cache_mode = force_generic_plan
 as $$
@@ -366,27 +371,28 @@ begin
     with used as (
       -- Usage that settles a hold and names no key (project) counts under the hold's: the hold
       -- was authorized against that key's budget, and its usage must fill it (else a gateway
-      -- that leaves the key off its reports lets the key authorize without end).
+      -- that leaves the key off its reports lets the key authorize without end). Only for orgs
+      -- with project or key budgets (p_scoped): an org budget counts all usage alike.
       select u.org, coalesce(u.project, h.project) as project, coalesce(u.api_key_id, h.api_key_id) as api_key_id,
              sum(u.cost)::bigint as cost
       from unnest(p_usage) with ordinality u(org, id, key, prev, occurred_at, product, model, quantities, cost, catalog_version, hold_id, hold_first, api_key_id, project, k)
       left join lateral (
         select h.project, h.api_key_id from holds h
-        where h.id = u.hold_id and (u.project is null or u.api_key_id is null) limit 1
+        where p_scoped[u.org] and h.id = u.hold_id and (u.project is null or u.api_key_id is null) limit 1
       ) h on true
       where p_budgeted[u.org] and p_outcomes[u.k] in ('recorded', 'settled', 'already_closed')
       group by 1, 2, 3
       having sum(u.cost) > 0
     ), spend as (
-      select b.id, sum(x.cost)::bigint as cost
+      select b.id, b.limit_amount, sum(x.cost)::bigint as cost
       from used x
       cross join lateral (
-        select b.id from budgets b
+        select b.id, b.limit_amount from budgets b
         where b.org_id = (p_orgs[x.org]).org_id and b.deleted_at is null
           and (b.scope = 'org' or (b.scope = 'project' and b.project = x.project) or (b.scope = 'key' and b.api_key_id = x.api_key_id))
         offset 0 -- a probe per group, never a join of every live budget (see metering_decide)
       ) b
-      group by b.id
+      group by b.id, b.limit_amount
     ), counted as (
       insert into budget_periods as p (budget_id, period_start, spent)
       select s.id, v_period, s.cost from spend s
@@ -394,7 +400,7 @@ begin
       returning p.budget_id, p.spent, p.notified_80_at, p.notified_100_at
     )
     select c.budget_id from counted c
-    cross join lateral (select b.limit_amount from budgets b where b.id = c.budget_id) b
+    join spend b on b.id = c.budget_id
     where (c.notified_80_at is null and c.spent::numeric * 100 >= b.limit_amount::numeric * 80)
        or (c.notified_100_at is null and c.spent >= b.limit_amount)
   loop
@@ -696,7 +702,7 @@ begin
     -- 3b. Only when an organization with budgets recorded usage.
     for i in 1..m loop
       if s.budgeted[i] and v_events[i] > 0 then
-        perform metering_budget_spend(p_now, v_orgs, s.budgeted, v_usage, usage_outcomes);
+        perform metering_budget_spend(p_now, v_orgs, s.budgeted, s.scoped, v_usage, usage_outcomes);
         exit;
       end if;
     end loop;
