@@ -14,29 +14,13 @@
 import { describe, expect } from "vitest";
 import { createBillingContext } from "../../src/billing/context.js";
 import { creditCardTopup } from "../../src/billing/payments/credit-card-topup.js";
-import { manualClock, TEST_ADMIN_KEY, type TestApp } from "../support/app.js";
+import { manualClock, TEST_ADMIN_KEY } from "../support/app.js";
 import { appTest as it } from "../support/fixtures.js";
 import { expectLedgerConsistent } from "../support/ledger.js";
+import { CODES, makeCode, redeem } from "./support.js";
 
-const CODES = "/v1/admin/promo-codes";
-const REDEEM = "/v1/billing/promo-codes/redeem";
 const clock = manualClock(new Date("2026-11-15T12:00:00Z"));
 let n = 0;
-
-async function makeCode(app: TestApp, terms: Record<string, unknown> = {}) {
-  const res = await app.call("POST", CODES, {
-    key: TEST_ADMIN_KEY,
-    body: {
-      code: `atk-${++n}-${Math.random().toString(36).slice(2, 8)}`,
-      amount: "5.00",
-      max_redemptions: 10,
-      ...terms,
-    },
-  });
-  expect(res.status, res.text).toBe(201);
-  return res.json as { id: string; code: string };
-}
-const redeem = (app: TestApp, key: string, code: unknown) => app.call("POST", REDEEM, { key, body: { code } });
 
 describe("promo codes under attack", () => {
   it.scoped({ dbOptions: { max: 24 }, appOptions: { clock } });
@@ -124,7 +108,7 @@ describe("promo codes under attack", () => {
         db.appSql.begin((tx) =>
           creditCardTopup(
             { ...ctx, sql: tx },
-            { orgId: org.id, paymentId: `pi_atk${i}${n}`, chargeId: null, currency: "usd", amountMinor: 500n },
+            { orgId: org.id, paymentId: `pi_atk_${org.id}`, chargeId: null, currency: "usd", amountMinor: 500n },
           ),
         ),
       ]);

@@ -1,33 +1,16 @@
 import { describe, expect } from "vitest";
 import { createBillingContext } from "../../src/billing/context.js";
 import { creditCardTopup } from "../../src/billing/payments/credit-card-topup.js";
-import { manualClock, TEST_ADMIN_KEY, type TestApp } from "../support/app.js";
+import { manualClock, TEST_ADMIN_KEY } from "../support/app.js";
 import { appTest as it } from "../support/fixtures.js";
+import { CODES, makeCode, REDEEM, redeem } from "./support.js";
 
 /**
  * POST /v1/admin/promo-codes, GET /v1/admin/promo-codes, …/deactivate and
  * POST /v1/billing/promo-codes/redeem: once per org per code, never beyond max_redemptions
  * however the redemptions race, the grant in the redemption's transaction, each refusal a 4xx.
  */
-const REDEEM = "/v1/billing/promo-codes/redeem";
-const CODES = "/v1/admin/promo-codes";
 const clock = manualClock(new Date("2026-11-15T12:00:00Z"));
-let n = 0;
-
-async function makeCode(app: TestApp, terms: Record<string, unknown> = {}) {
-  const res = await app.call("POST", CODES, {
-    key: TEST_ADMIN_KEY,
-    body: {
-      code: `code-${++n}-${Math.random().toString(36).slice(2, 8)}`,
-      amount: "5.00",
-      max_redemptions: 10,
-      ...terms,
-    },
-  });
-  expect(res.status, res.text).toBe(201);
-  return res.json as { id: string; code: string; redemption_count: number };
-}
-const redeem = (app: TestApp, key: string, code: string) => app.call("POST", REDEEM, { key, body: { code } });
 
 describe("promo codes", () => {
   it.scoped({ dbOptions: { max: 24 }, appOptions: { clock } });
@@ -172,11 +155,17 @@ describe("promo codes", () => {
     const paid = await app.createOrg("Paid");
     const ctx = createBillingContext({ sql: db.appSql, clock });
     await db.appSql`insert into processor_customers (org_id, customer_id, default_payment_method, linked_at)
-                    values (${paid.id}, ${`cus_promo${n}`}, ${`pm_promo${n}`}, ${clock()})`;
+                    values (${paid.id}, ${`cus_promo_${paid.id}`}, ${`pm_promo_${paid.id}`}, ${clock()})`;
     await db.appSql.begin((tx) =>
       creditCardTopup(
         { ...ctx, sql: tx },
-        { orgId: paid.id, paymentId: `pi_promo${n}`, chargeId: `ch_promo${n}`, currency: "usd", amountMinor: 500n },
+        {
+          orgId: paid.id,
+          paymentId: `pi_promo_${paid.id}`,
+          chargeId: `ch_promo_${paid.id}`,
+          currency: "usd",
+          amountMinor: 500n,
+        },
       ),
     );
     const refused = await redeem(app, paid.orgKey, code.code);
