@@ -129,6 +129,10 @@ describe("HUSD top-ups: verify-and-record, finality, exactly-once credit, reorgs
     // check the deposit again once its block is final.
     await workers.queues.maintenance.removeJobScheduler("scan-deposits");
     await chain.mine(5);
+    // A scan already started before the removal may credit it first, so wait on each in turn.
+    await waitFor(async () => (await workers.queues.maintenance.getJobScheduler("scan-deposits")) !== undefined, {
+      what: "the scan's scheduler declared again",
+    });
     await waitFor(async () => (await stateOf(stack, org.orgKey, id))?.state === "credited", {
       what: "credited by a scan after the scheduler came back",
     });
