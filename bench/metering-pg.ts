@@ -1,3 +1,4 @@
+import { MAX_BUDGET_LIMIT_NANO_USD } from "../src/billing/budgets.js";
 import { readCatalogFile } from "../src/billing/catalog.js";
 import { createBillingContext } from "../src/billing/context.js";
 import { loadCatalog } from "../src/billing/load-catalog.js";
@@ -14,7 +15,7 @@ import { cpuMicros, startBench } from "./support.js";
  * per event). Separates the fixed cost of a call from the cost per request, which decides how
  * far group commit can take the hot path on this machine (bench/RESULTS-metering.md).
  *
- *   BENCH_ORGS=1000 BENCH_BATCHES=1,4,16,64 BENCH_SECONDS=4 [BENCH_MODE=pairs|ingest]
+ *   BENCH_ORGS=1000 BENCH_BATCHES=1,4,16,64 BENCH_SECONDS=4 [BENCH_MODE=pairs|ingest] [BENCH_BUDGETS=on]
  *
  * pairs: each round is one metering_batch call carrying BATCH authorizations and the usage
  * events settling the previous round's holds (what the API's group commit sends under load).
@@ -44,6 +45,13 @@ for (let i = 0; i < ORGS; i++) {
   });
   orgs.push(org.id);
 }
+// BENCH_BUDGETS=on: a hard org budget on every organization, never reached (as bench:metering's
+// BENCH_BUDGETS), so each batch does all the budget work.
+if (process.env.BENCH_BUDGETS === "on")
+  await sql`
+    insert into budgets (id, org_id, scope, limit_amount, enforcement, created_at, updated_at)
+    select 'bud_bench_' || md5(random()::text), id, 'org', ${MAX_BUDGET_LIMIT_NANO_USD}, 'hard', now(), now()
+    from organizations`;
 const [backend] = await sql<{ pid: number }[]>`select pg_backend_pid() as pid`;
 const cpu = () => cpuMicros(backend!.pid);
 

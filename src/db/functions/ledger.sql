@@ -53,8 +53,14 @@ returns table (transaction_id text, account_id text, amount bigint) language sql
 $$;
 
 -- A transaction with no entries at all is refused as well (checked at commit). Its entries carry
--- its created_at, so the probe reads one partition.
-create or replace function ledger_assert_has_entries() returns trigger language plpgsql set search_path = billing, pg_temp as $$
+-- its created_at, so the probe reads one partition: planned for each call with that date, so the
+-- plan names that partition alone. A generic plan (which the plan cache picks after five calls)
+-- opens and locks every month's partition and its indexes on each call, ~170 µs per transaction
+-- against ~20 µs of planning (bench/metering-pg.ts, RESULTS-metering.md).
+create or replace function ledger_assert_has_entries() returns trigger language plpgsql
+set search_path = billing, pg_temp
+set plan_cache_mode = force_custom_plan
+as $$
 begin
   if not exists (select 1 from ledger_entries where transaction_id = new.id and created_at = new.created_at) then
     raise exception 'ledger transaction % has no entries', new.id using errcode = 'check_violation';
