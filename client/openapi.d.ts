@@ -27,6 +27,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/billing/authorize/batch": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Authorize a batch of estimated costs (one result per request)
+         * @description Requires a gateway key; acts for the organization named in the request.
+         *
+         *     Up to 1000 authorizations in one request, each exactly as POST /v1/billing/authorize would decide it (same prices, same idempotency keys: a key already used answers that hold). Results are per request, in order: `status` is the single endpoint's status, with `hold` or `error`. One bad or refused request does not fail the others. The gateway's client (client/gateway.ts) gathers concurrent calls into these.
+         */
+        post: operations["authorizeBatch"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/billing/usage": {
         parameters: {
             query?: never;
@@ -2087,6 +2109,70 @@ export interface components {
              */
             project?: string;
         };
+        AuthorizeBatchResponse: {
+            results: components["schemas"]["AuthorizeBatchResult"][];
+        };
+        AuthorizeBatchResult: {
+            index: number;
+            /**
+             * @description What POST /v1/billing/authorize would have answered for this request: 201 held, 200 a replay, else the error's status
+             * @example 201
+             */
+            status: number;
+            hold?: components["schemas"]["Hold"] & unknown;
+            /** @description With any other status: the error, as the envelope of the single endpoint carries it */
+            error?: {
+                /** @example billing_error */
+                type: string;
+                /**
+                 * @description Stable, documented; branch on this.
+                 * @example insufficient_balance
+                 */
+                code: string;
+                message: string;
+                request_id: string;
+                /** @description The request field at fault, when there is one. */
+                param?: string;
+                /** @description 402 `spend_limit_reached` only: the hard budget that refused, its monthly limit, the period's spend and what live holds in its scope hold */
+                budget?: {
+                    id: string;
+                    /** @enum {string} */
+                    scope: "org" | "project" | "key";
+                    /** @description The organization id, the project, or the API key id */
+                    target: string;
+                    limit: number;
+                    limit_usd: string;
+                    limit_nano_usd: string;
+                    spent: number;
+                    spent_usd: string;
+                    spent_nano_usd: string;
+                    held: number;
+                    held_usd: string;
+                    held_nano_usd: string;
+                    period_start: string;
+                    period_end: string;
+                };
+            };
+        };
+        /**
+         * @example {
+         *       "requests": [
+         *         {
+         *           "org_id": "org_4fJ2kQ9x0cT1mB7rW3yZ",
+         *           "product": "llm",
+         *           "model": "zen-pro",
+         *           "estimate": {
+         *             "input_tokens": 1200,
+         *             "output_tokens": 800
+         *           },
+         *           "idempotency_key": "gw-req-7f3a9c"
+         *         }
+         *       ]
+         *     }
+         */
+        AuthorizeBatch: {
+            requests: components["schemas"]["AuthorizeRequest"][];
+        };
         UsageEventResult: {
             index: number;
             idempotency_key: string | null;
@@ -3321,6 +3407,57 @@ export interface operations {
             };
             /** @description Refers to something that does not exist */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    authorizeBatch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AuthorizeBatch"];
+            };
+        };
+        responses: {
+            /** @description Per-request results, in order */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuthorizeBatchResponse"];
+                };
+            };
+            /** @description Invalid request (`invalid_request`, `invalid_json`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Missing, malformed, unknown or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Key of the wrong scope */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };

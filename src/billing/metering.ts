@@ -99,23 +99,27 @@ export class Metering {
 
   private authorizePriced(input: AuthorizeInput, now: Date): Promise<Hold> {
     try {
-      const price = this.catalog.price(now, input.product, input.model, input.estimate);
-      const req: AuthorizeRequest = {
-        orgId: input.orgId,
-        product: input.product,
-        model: input.model,
-        estimate: input.estimate,
-        amount: boundedCost(price.cost),
-        catalogVersion: price.version,
-        idempotencyKey: input.idempotencyKey,
-        ttlSeconds: input.ttlSeconds,
-        apiKeyId: input.apiKeyId,
-        project: input.project,
-      };
-      return this.lane(input.orgId).submit({ kind: "authorize", req, now }) as Promise<Hold>;
+      return this.lane(input.orgId).submit(this.authorizeItem(input, now)) as Promise<Hold>;
     } catch (err) {
       return Promise.reject(err);
     }
+  }
+
+  private authorizeItem(input: AuthorizeInput, now: Date): Item {
+    const price = this.catalog.price(now, input.product, input.model, input.estimate);
+    const req: AuthorizeRequest = {
+      orgId: input.orgId,
+      product: input.product,
+      model: input.model,
+      estimate: input.estimate,
+      amount: boundedCost(price.cost),
+      catalogVersion: price.version,
+      idempotencyKey: input.idempotencyKey,
+      ttlSeconds: input.ttlSeconds,
+      apiKeyId: input.apiKeyId,
+      project: input.project,
+    };
+    return { kind: "authorize", req, now };
   }
 
   /** Prices and records one event; rejects only for this event. */
@@ -145,12 +149,33 @@ export class Metering {
   }
 
   private recordUsageManyPriced(inputs: UsageInput[], now: Date): Promise<(UsageResult | Error)[]> {
-    // Not async: once the events are queued nothing here keeps `inputs` alive.
-    const outcomes: (UsageResult | Error)[] = new Array(inputs.length);
+    return this.submitMany(inputs, (input) => this.usageItem(input, now)) as Promise<(UsageResult | Error)[]>;
+  }
+
+  /**
+   * Prices and holds many authorizations (a batch from the gateway): one outcome per request, in
+   * order, an Error for a request that was refused. One promise per lane, as for usage reports.
+   */
+  authorizeMany(inputs: AuthorizeInput[], now: Date): Promise<(Hold | Error)[]> {
+    if (!this.catalog.covers(now)) return this.ensureCatalog().then(() => this.authorizeManyPriced(inputs, now));
+    return this.authorizeManyPriced(inputs, now);
+  }
+
+  private authorizeManyPriced(inputs: AuthorizeInput[], now: Date): Promise<(Hold | Error)[]> {
+    return this.submitMany(inputs, (input) => this.authorizeItem(input, now)) as Promise<(Hold | Error)[]>;
+  }
+
+  /** Queues each input's item on its organization's lane; an input that cannot be priced is answered alone. */
+  private submitMany<T extends { orgId: string }>(
+    inputs: T[],
+    itemOf: (input: T) => Item,
+  ): Promise<(Hold | UsageResult | Error)[]> {
+    // Not async: once the items are queued nothing here keeps `inputs` alive.
+    const outcomes: (Hold | UsageResult | Error)[] = new Array(inputs.length);
     const perLane = new Map<GroupCommitter<Item, Hold | UsageResult>, { items: Item[]; slots: number[] }>();
     inputs.forEach((input, k) => {
       try {
-        const item = this.usageItem(input, now);
+        const item = itemOf(input);
         const lane = this.lane(input.orgId);
         let group = perLane.get(lane);
         if (!group) {
@@ -168,8 +193,8 @@ export class Metering {
         lane.submitMany(items).then((results) => {
           for (const [j, r] of results.entries()) {
             const slot = slots[j];
-            if (slot === undefined) throw new Error(`usage batch returned an outcome for no slot (${j})`);
-            outcomes[slot] = r as UsageResult | Error;
+            if (slot === undefined) throw new Error(`metering batch returned an outcome for no slot (${j})`);
+            outcomes[slot] = r;
           }
         }),
       ),

@@ -19,7 +19,7 @@ export type ErrorBody = {
 /** The hard budget behind a 402 spend_limit_reached (src/billing/holds.ts spendLimitReached). */
 type BudgetRefusal = {
   id: string;
-  scope: string;
+  scope: "org" | "project" | "key";
   target: string;
   limit: bigint;
   spent: bigint;
@@ -70,21 +70,26 @@ export function fromZodError(error: ZodError, where: string): BillingError {
 /** The one place any error becomes a response. Unknown errors are logged and hidden behind a 500. */
 export function handleError(err: Error, c: Context<AppEnv>): Response {
   const requestId = c.get("requestId") ?? "req_unknown";
-  let billingError: BillingError;
-  if (err instanceof BillingError) {
-    billingError = err;
-  } else if (err instanceof HTTPException) {
-    billingError = fromHttpException(err);
-  } else if (isUnstorableText(err)) {
-    billingError = new BillingError(
+  const billingError = asBillingError(err, () =>
+    c.get("deps")?.logger.error({ err, request_id: requestId }, "unhandled error"),
+  );
+  return c.json(errorBody(billingError, requestId), billingError.status);
+}
+
+/**
+ * What a client is told about `err`: itself if it is a BillingError, the client's fault if the
+ * framework or PostgreSQL says so, else a 500 `internal_error` (after `onUnexpected`, which logs it).
+ */
+export function asBillingError(err: unknown, onUnexpected: () => void): BillingError {
+  if (err instanceof BillingError) return err;
+  if (err instanceof HTTPException) return fromHttpException(err);
+  if (err instanceof Error && isUnstorableText(err))
+    return new BillingError(
       "invalid_request",
       "text fields must not contain NUL or other characters PostgreSQL cannot store",
     );
-  } else {
-    c.get("deps")?.logger.error({ err, request_id: requestId }, "unhandled error");
-    billingError = new BillingError("internal_error", "something went wrong on our side; the request id identifies it");
-  }
-  return c.json(errorBody(billingError, requestId), billingError.status);
+  onUnexpected();
+  return new BillingError("internal_error", "something went wrong on our side; the request id identifies it");
 }
 
 function fromHttpException(err: HTTPException): BillingError {

@@ -66,6 +66,7 @@ import { registerListTransactions } from "./billing/list-transactions.js";
 import { registerSetAutoTopup } from "./billing/set-auto-topup.js";
 import { registerUpdateBalanceSettings } from "./billing/update-balance-settings.js";
 import { registerAuthorize } from "./gateway/authorize.js";
+import { registerAuthorizeBatch } from "./gateway/authorize-batch.js";
 import { registerReportUsage } from "./gateway/report-usage.js";
 import { registerGetDepositAddress } from "./husd/get-deposit-address.js";
 import { registerListDeposits } from "./husd/list-deposits.js";
@@ -89,6 +90,7 @@ export type RegisterRoute = (app: OpenAPIHono<AppEnv>, deps: AppDeps) => void;
 export const routes: readonly RegisterRoute[] = [
   // gateway (gateway key)
   registerAuthorize,
+  registerAuthorizeBatch,
   registerReportUsage,
   // billing (org key)
   registerGetBalance,
