@@ -21,3 +21,16 @@ export function createBillingClient(
 ): BillingClient {
   return createClient<paths>({ baseUrl, headers: key ? { authorization: `Bearer ${key}` } : {}, ...opts });
 }
+
+export {
+  GatewayClient,
+  GatewayConnectionError,
+  GatewayError,
+  MAX_GATEWAY_BATCH,
+  type AuthorizeRequest,
+  type GatewayClientOptions,
+  type Hold,
+  type SettleUsage,
+  type UsageEvent,
+  type UsageEventResult,
+} from "./gateway.js";
