@@ -1,4 +1,5 @@
 import net from "node:net";
+import { GatewayClient, GatewayConnectionError } from "../client/gateway.js";
 import type { LoadGeneratorArgs } from "./support.js";
 
 /**
@@ -6,6 +7,9 @@ import type { LoadGeneratorArgs } from "./support.js";
  * connections, for a fixed time. Prints one JSON line of counts, latencies and its own CPU time.
  *   pairs:  authorize then settle that hold (one usage event), per virtual user
  *   ingest: batches of usage events
+ * With `client`, the pairs go through the gateway's client (client/gateway.ts) instead: every
+ * virtual user's calls are batched with the others' into shared HTTP requests, and the latency
+ * recorded is each call's as its caller sees it (batching delay included).
  *
  * Each virtual user owns one keep-alive connection and has one request in flight on it. The
  * client is a minimal HTTP/1.1 implementation over a TCP socket rather than node:http: the
@@ -184,11 +188,63 @@ async function ingestUser(conn: Connection) {
   }
 }
 
-const connections = Array.from({ length: args.concurrency }, () => new Connection());
-await Promise.all(connections.map((conn) => (args.mode === "pairs" ? pairUser(conn) : ingestUser(conn))));
+/** A call through the client; an answer (a hold, or the API's refusal) is timed, a lost connection counts as a transport error. */
+async function timedCall<T>(call: () => Promise<T>): Promise<T | undefined> {
+  const t0 = performance.now();
+  try {
+    const value = await call();
+    latencies.push(performance.now() - t0);
+    return value;
+  } catch (err) {
+    if (err instanceof GatewayConnectionError) errors++;
+    else latencies.push(performance.now() - t0);
+    lastError = String(err);
+    return undefined;
+  }
+}
+
+async function clientPairUser(client: GatewayClient) {
+  while (performance.now() < deadline) {
+    const orgId = org();
+    const hold = await timedCall(() =>
+      client.authorize({
+        org_id: orgId,
+        product: "llm",
+        model: "zen-pro",
+        estimate: { input_tokens: 1000, output_tokens: 500 },
+      }),
+    );
+    if (!hold) {
+      failed++;
+      continue;
+    }
+    const settled = await timedCall(() =>
+      client.settle(hold.hold_id, {
+        idempotency_key: `${args.tag}-${process.pid}-${++seq}`,
+        org_id: orgId,
+        product: "llm",
+        model: "zen-pro",
+        quantities: { input_tokens: 900, output_tokens: 450 },
+      }),
+    );
+    if (settled?.status === "recorded") ok++;
+    else failed++;
+  }
+}
+
+let httpRequests = 0;
+if (args.client) {
+  const client = new GatewayClient({ baseUrl: args.base, key: args.key });
+  await Promise.all(Array.from({ length: args.concurrency }, () => clientPairUser(client)));
+  httpRequests = client.requestsSent;
+  await client.close();
+} else {
+  const connections = Array.from({ length: args.concurrency }, () => new Connection());
+  await Promise.all(connections.map((conn) => (args.mode === "pairs" ? pairUser(conn) : ingestUser(conn))));
+  for (const c of connections) c.close();
+}
 const seconds = (performance.now() - started) / 1000;
 const cpu = process.cpuUsage(cpuStart);
-for (const c of connections) c.close();
 latencies.sort((a, b) => a - b);
 const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] ?? 0;
 console.log(
@@ -199,6 +255,7 @@ console.log(
     failed,
     events,
     requests: latencies.length,
+    http_requests: args.client ? httpRequests : latencies.length,
     per_s: (args.mode === "pairs" ? ok : events) / seconds,
     p50_ms: pct(50),
     p99_ms: pct(99),

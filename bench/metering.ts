@@ -97,6 +97,7 @@ type LoadResult = {
   ok: number;
   failed: number;
   requests: number;
+  http_requests?: number;
   /**
    * CPU spent per unit (pair or event), in µs: by the API, by its PostgreSQL backends, by the
    * bench's own Redis (every request's rate-limit count), by the load generator.
@@ -109,6 +110,8 @@ type VariantResult = {
   budgets: string;
   hot: LoadResult;
   many: LoadResult;
+  hotClient: LoadResult;
+  manyClient: LoadResult;
   ingest: LoadResult;
   rss_mb: number;
 };
@@ -125,6 +128,7 @@ function machineTicks(): { busy: number; total: number } {
 }
 const monitor = createSql(bench.databaseUrl, { max: 1 });
 const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 32);
+// hot-client and many-client: hot and many through the gateway's client (client/gateway.ts).
 const loads = (process.env.BENCH_LOADS ?? "hot,many,ingest").split(",");
 const skipped: LoadResult = { mode: "skipped", per_s: 0, p50_ms: 0, p99_ms: 0, ok: 0, failed: 0, requests: 0 };
 let analyzed = false;
@@ -163,6 +167,7 @@ async function runVariant({ limits, budgets }: Variant): Promise<VariantResult> 
     concurrency: number,
     batch = 1,
     tag: string = mode,
+    client = false,
   ): Promise<LoadResult> {
     loadRssMb = 0;
     const before = await ourTicks();
@@ -176,6 +181,7 @@ async function runVariant({ limits, budgets }: Variant): Promise<VariantResult> 
       concurrency,
       batch,
       tag: `${tag}-${limits}-${budgets}-${Date.now()}`,
+      client,
     });
     const after = await ourTicks();
     const machine = machineTicks();
@@ -211,6 +217,12 @@ async function runVariant({ limits, budgets }: Variant): Promise<VariantResult> 
   console.log(`rate limits ${limits}, budgets ${budgets}: running ${SECONDS}s per load…`);
   const hot = loads.includes("hot") ? await load("pairs", [hotOrg.id], concurrency, 1, "hot") : skipped;
   const manyPairs = loads.includes("many") ? await load("pairs", many, concurrency, 1, "many") : skipped;
+  const hotClient = loads.includes("hot-client")
+    ? await load("pairs", [hotOrg.id], concurrency, 1, "hot-client", true)
+    : skipped;
+  const manyClient = loads.includes("many-client")
+    ? await load("pairs", many, concurrency, 1, "many-client", true)
+    : skipped;
   const ingest = loads.includes("ingest")
     ? await load(
         "ingest",
@@ -222,7 +234,7 @@ async function runVariant({ limits, budgets }: Variant): Promise<VariantResult> 
     : skipped;
   clearInterval(rssTimer);
   await stopProcess(api.child);
-  return { limits, budgets, hot, many: manyPairs, ingest, rss_mb: maxRssMb };
+  return { limits, budgets, hot, many: manyPairs, hotClient, manyClient, ingest, rss_mb: maxRssMb };
 }
 
 // The floor (issue #19): the same load generator against a bare node:http server, in this same
@@ -243,6 +255,8 @@ for (const v of results) {
   for (const [name, r] of [
     ["authorize+settle, 1 org", v.hot],
     ["authorize+settle, 1k orgs", v.many],
+    ["same, 1 org, client", v.hotClient],
+    ["same, 1k orgs, client", v.manyClient],
     ["ingest batches of 500", v.ingest],
   ] as const) {
     if (r.mode === "skipped") continue;
@@ -274,7 +288,34 @@ const summary = (v: VariantResult) => {
           ratio_hot_org: Number((v.hot.per_s / floor.per_s).toFixed(3)),
         }
       : {}),
-    cpu_us_per_unit: { hot: v.hot.cpu_us, many: v.many.cpu_us, ingest: v.ingest.cpu_us },
+    ...(v.hotClient.mode !== "skipped" || v.manyClient.mode !== "skipped"
+      ? {
+          // Through the gateway's client: pairs/s, and each call's latency as the caller sees it.
+          hot_org_client_pairs_per_s: Math.round(v.hotClient.per_s),
+          many_orgs_client_pairs_per_s: Math.round(v.manyClient.per_s),
+          client_p50_ms: Number(Math.max(v.hotClient.p50_ms, v.manyClient.p50_ms).toFixed(2)),
+          client_p99_ms: Number(Math.max(v.hotClient.p99_ms, v.manyClient.p99_ms).toFixed(2)),
+          client_calls_per_http_request: Number(
+            (
+              (v.hotClient.requests + v.manyClient.requests) /
+              Math.max(1, (v.hotClient.http_requests ?? 0) + (v.manyClient.http_requests ?? 0))
+            ).toFixed(1),
+          ),
+          ...(floor
+            ? {
+                ratio_many_orgs_client: Number((v.manyClient.per_s / floor.per_s).toFixed(3)),
+                ratio_hot_org_client: Number((v.hotClient.per_s / floor.per_s).toFixed(3)),
+              }
+            : {}),
+        }
+      : {}),
+    cpu_us_per_unit: {
+      hot: v.hot.cpu_us,
+      many: v.many.cpu_us,
+      hot_client: v.hotClient.cpu_us,
+      many_client: v.manyClient.cpu_us,
+      ingest: v.ingest.cpu_us,
+    },
   };
 };
 if (results.length === 1)

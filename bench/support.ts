@@ -151,6 +151,8 @@ export type LoadGeneratorResult = {
   failed: number;
   events: number;
   requests: number;
+  /** HTTP requests sent: with the gateway's client, fewer than the calls (`requests`). */
+  http_requests: number;
   per_s: number;
   p50_ms: number;
   p99_ms: number;
@@ -167,6 +169,8 @@ export type LoadGeneratorArgs = {
   concurrency: number;
   batch: number;
   tag: string;
+  /** Pairs through the gateway's client (client/gateway.ts), batching the virtual users' calls. */
+  client?: boolean;
 };
 
 /** Runs the load generator as its own process (its CPU is not the system under test's) and returns its result line. */
