@@ -3,9 +3,10 @@
 -- metering_decide, both in metering.sql (they take its composite types).
 
 -- A budget's period: the calendar month in UTC that contains p_at (the time usage is recorded).
-create or replace function budget_period_start(p_at timestamptz) returns timestamptz language sql immutable
-  set search_path = billing, pg_temp as $$
-  select date_trunc('month', p_at at time zone 'UTC') at time zone 'UTC'
+-- No SET clause, so the planner inlines it into the metering batch's statements (a function with
+-- one is called, and planned, on its own); its names are qualified instead of pinned.
+create or replace function budget_period_start(p_at timestamptz) returns timestamptz language sql immutable as $$
+  select pg_catalog.timezone('UTC', pg_catalog.date_trunc('month', pg_catalog.timezone('UTC', p_at)))
 $$;
 
 -- budget.threshold_reached for a period row whose spend is at or above 80 % or 100 % of its

@@ -100,11 +100,13 @@ create type metering_authorization as (
 -- budgets (phase 3b keeps their counters); `hard`: some of them are hard (phase 4 checks them);
 -- `scoped`: some are for a project or a key (phase 3b then reads the key and project of the holds
 -- that usage settles). Organizations without budgets pay one index probe of budgets here and
--- nothing more.
+-- nothing more. `org_budget`, `org_budget_limit`: the live org-scope budget, if any; an
+-- organization without project or key budgets has that one budget alone, so phases 3b and 4 take
+-- it from here instead of probing budgets again.
 create function metering_lock_orgs(
   p_orgs text[],
   out credits bigint[], out held bigint[], out threshold bigint[], out expiring boolean[],
-  out budgeted boolean[], out hard boolean[], out scoped boolean[]
+  out budgeted boolean[], out hard boolean[], out scoped boolean[], out org_budget text[], out org_budget_limit bigint[]
 ) language plpgsql
 -- Generic plans: these statements are index probes whatever the arguments, and planning them
 -- afresh on every call (custom plans) cost more than running them.
@@ -117,15 +119,17 @@ begin
   for update;
   select array_agg(c.balance order by o.i), array_agg(h.balance order by o.i), array_agg(t.low_balance_threshold order by o.i),
          array_agg(g.expiring order by o.i), array_agg(b.budgeted order by o.i), array_agg(b.hard order by o.i),
-         array_agg(b.scoped order by o.i)
-    into credits, held, threshold, expiring, budgeted, hard, scoped
+         array_agg(b.scoped order by o.i), array_agg(b.org_budget order by o.i), array_agg(b.org_limit order by o.i)
+    into credits, held, threshold, expiring, budgeted, hard, scoped, org_budget, org_budget_limit
   from unnest(p_orgs) with ordinality o(org_id, i)
   left join lateral (select a.balance from ledger_accounts a where a.id = 'org:' || o.org_id || ':credits' limit 1) c on true
   left join lateral (select a.balance from ledger_accounts a where a.id = 'org:' || o.org_id || ':held' limit 1) h on true
   left join lateral (select x.low_balance_threshold from organizations x where x.id = o.org_id limit 1) t on true
   left join lateral (select exists (select 1 from credit_grants g where g.org_id = o.org_id and g.expires_at is not null and g.expired_at is null) as expiring) g on true
   left join lateral (select count(*) > 0 as budgeted, coalesce(bool_or(b.enforcement = 'hard'), false) as hard,
-                            coalesce(bool_or(b.scope <> 'org'), false) as scoped
+                            coalesce(bool_or(b.scope <> 'org'), false) as scoped,
+                            max(b.id) filter (where b.scope = 'org') as org_budget,
+                            max(b.limit_amount) filter (where b.scope = 'org') as org_limit
                      from budgets b where b.org_id = o.org_id and b.deleted_at is null) b on true;
 end $$;
 
@@ -226,7 +230,8 @@ begin
   -- usage_events, whose generic plan opens and locks every month's partition (~0.5 ms a call).
   if exists (
     select 1 from unnest(p_usage) x
-    where exists (select 1 from usage_event_keys uk where uk.org_id = (p_orgs[x.org]).org_id and uk.idempotency_key = x.key)
+    -- a probe per event (the limit keeps it from becoming a join of the whole key table)
+    cross join lateral (select 1 from usage_event_keys uk where uk.org_id = (p_orgs[x.org]).org_id and uk.idempotency_key = x.key limit 1) uk
   ) then
     for r in
       select x.k, e.id, e.cost, e.catalog_version, e.hold_id,
@@ -366,7 +371,7 @@ end $$;
 -- counter that reaches a threshold writes its event in the same transaction.
 create function metering_budget_spend(
   p_now timestamptz, p_orgs metering_org[], p_budgeted boolean[], p_scoped boolean[], p_usage metering_usage[],
-  p_outcomes text[]
+  p_outcomes text[], p_org_budget text[], p_org_limit bigint[]
 ) returns void language plpgsql
 set plan_cache_mode = force_generic_plan
 as $$
@@ -394,10 +399,13 @@ begin
       select b.id, b.limit_amount, sum(x.cost)::bigint as cost
       from used x
       cross join lateral (
-        select b.id, b.limit_amount from budgets b
-        where b.org_id = (p_orgs[x.org]).org_id and b.deleted_at is null
-          and (b.scope = 'org' or (b.scope = 'project' and b.project = x.project) or (b.scope = 'key' and b.api_key_id = x.api_key_id))
-        offset 0 -- a probe per group, never a join of every live budget (see metering_decide)
+        -- An organization without project or key budgets has one budget, the org's (phase 1).
+        select p_org_budget[x.org] as id, p_org_limit[x.org] as limit_amount where not p_scoped[x.org]
+        union all
+        (select b.id, b.limit_amount from budgets b
+         where p_scoped[x.org] and b.org_id = (p_orgs[x.org]).org_id and b.deleted_at is null
+           and (b.scope = 'org' or (b.scope = 'project' and b.project = x.project) or (b.scope = 'key' and b.api_key_id = x.api_key_id))
+         offset 0) -- a probe per group, never a join of every live budget (see metering_decide)
       ) b
       group by b.id, b.limit_amount
     ), counted as (
@@ -432,6 +440,7 @@ end $$;
 create function metering_decide(
   p_now timestamptz, p_orgs metering_org[], p_auth metering_authorization[], p_credits bigint[], p_expiring boolean[],
   p_held bigint[] default null, p_hard boolean[] default null,
+  p_scoped boolean[] default null, p_org_budget text[] default null, p_org_limit bigint[] default null,
   out outcomes text[], out newly_held bigint[], out details jsonb
 ) language plpgsql
 set plan_cache_mode = force_generic_plan
@@ -485,7 +494,16 @@ begin
                        and (h.api_key_id = b.api_key_id or h.project = b.project))
              end as held
       from generate_subscripts(p_orgs, 1) i
-      cross join lateral (select * from budgets b where b.org_id = (p_orgs[i]).org_id and b.deleted_at is null and b.enforcement = 'hard' offset 0) b
+      cross join lateral (
+        -- An organization without project or key budgets: its one (hard) budget, read in phase 1.
+        select p_org_budget[i] as id, 'org'::text as scope, null::text as project, null::text as api_key_id,
+               p_org_limit[i] as limit_amount, (p_orgs[i]).org_id as org_id
+        where not coalesce(p_scoped[i], true)
+        union all
+        (select b.id, b.scope, b.project, b.api_key_id, b.limit_amount, b.org_id from budgets b
+         where coalesce(p_scoped[i], true) and b.org_id = (p_orgs[i]).org_id and b.deleted_at is null and b.enforcement = 'hard'
+         offset 0)
+      ) b
       where p_hard[i]
     ) t;
     for j in 1..coalesce(array_length(bu_id, 1), 0) loop
@@ -709,7 +727,7 @@ begin
     -- 3b. Only when an organization with budgets recorded usage.
     for i in 1..m loop
       if s.budgeted[i] and v_events[i] > 0 then
-        perform metering_budget_spend(p_now, v_orgs, s.budgeted, s.scoped, v_usage, usage_outcomes);
+        perform metering_budget_spend(p_now, v_orgs, s.budgeted, s.scoped, v_usage, usage_outcomes, s.org_budget, s.org_budget_limit);
         exit;
       end if;
     end loop;
@@ -737,7 +755,8 @@ begin
         v_hard[i] := s.hard[i] and v_sweep[i];
       end loop;
     end if;
-    select * into d from metering_decide(p_now, v_orgs, v_auth, v_credits, s.expiring, v_held, v_hard);
+    select * into d from metering_decide(p_now, v_orgs, v_auth, v_credits, s.expiring, v_held, v_hard,
+                                         s.scoped, s.org_budget, s.org_budget_limit);
     authorize_outcomes := d.outcomes;
     authorize_details := d.details;
     v_newly_held := d.newly_held;
