@@ -92,6 +92,7 @@ export class GatewayClient {
   private readonly url: URL;
   private readonly agent: http.Agent;
   private readonly transport: typeof http | typeof https;
+  private readonly headers: Record<string, string>;
   private readonly maxDelayMs: number;
   private readonly maxBatch: number;
   private readonly retries: number;
@@ -146,8 +147,6 @@ export class GatewayClient {
       host: this.url.host,
     };
   }
-
-  private readonly headers: Record<string, string>;
 
   /** Holds the priced estimate; rejects with GatewayError (e.g. `insufficient_balance`, status 402). */
   authorize(req: AuthorizeRequest): Promise<Hold> {
