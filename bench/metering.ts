@@ -73,10 +73,27 @@ for (const v of rateLimitVariants)
 const budgetVariants = process.env.BENCH_BUDGETS?.split(",").map((v) => v.trim());
 for (const v of budgetVariants ?? [])
   if (v !== "on" && v !== "off") throw new Error(`BENCH_BUDGETS: "${v}" is neither on nor off`);
-type Variant = { limits: string; budgets: "on" | "off" };
-const variants: Variant[] = budgetVariants
-  ? budgetVariants.map((b) => ({ limits: rateLimitVariants[0] ?? "on", budgets: b as "on" | "off" }))
-  : rateLimitVariants.map((limits) => ({ limits, budgets: "off" }));
+/**
+ * BENCH_BEFORE=<dir> is the A/B of two builds instead (issue #19's "against today's code"): <dir> is
+ * a checkout of the earlier commit, built there (`npm run build`; its node_modules may be a
+ * symlink to this one's). Variants alternate before, after, before, after (BENCH_AB to choose),
+ * each on the same seeded database: `before` applies <dir>'s SQL functions (src/db/functions, the
+ * metering batch and the ledger's triggers) and runs <dir>/dist/api.mjs; `after` applies this
+ * tree's functions and runs its build. Migrations are this tree's: the earlier functions must run
+ * on its schema, which holds as long as the later migrations only add.
+ */
+const beforeDir = process.env.BENCH_BEFORE;
+const buildVariants = beforeDir
+  ? (process.env.BENCH_AB ?? "before,after,before,after").split(",").map((v) => v.trim())
+  : [];
+for (const v of buildVariants)
+  if (v !== "before" && v !== "after") throw new Error(`BENCH_AB: "${v}" is neither before nor after`);
+type Variant = { limits: string; budgets: "on" | "off"; build?: "before" | "after" };
+const variants: Variant[] = beforeDir
+  ? buildVariants.map((b) => ({ limits: rateLimitVariants[0] ?? "on", budgets: "off", build: b as "before" | "after" }))
+  : budgetVariants
+    ? budgetVariants.map((b) => ({ limits: rateLimitVariants[0] ?? "on", budgets: b as "on" | "off" }))
+    : rateLimitVariants.map((limits) => ({ limits, budgets: "off" }));
 
 async function setBudgets(on: boolean) {
   const admin = createSql(bench.databaseUrl, { max: 1 });
@@ -108,6 +125,7 @@ type LoadResult = {
 type VariantResult = {
   limits: string;
   budgets: string;
+  build?: string;
   hot: LoadResult;
   many: LoadResult;
   hotClient: LoadResult;
@@ -133,14 +151,18 @@ const loads = (process.env.BENCH_LOADS ?? "hot,many,ingest").split(",");
 const skipped: LoadResult = { mode: "skipped", per_s: 0, p50_ms: 0, p99_ms: 0, ok: 0, failed: 0, requests: 0 };
 let analyzed = false;
 
-async function runVariant({ limits, budgets }: Variant): Promise<VariantResult> {
+async function runVariant({ limits, budgets, build }: Variant): Promise<VariantResult> {
   await setBudgets(budgets === "on");
   const toggle = createSql(bench.databaseUrl, { max: 1 });
+  if (build) await migrate(toggle, { functionsDir: build === "before" ? `${beforeDir}/src/db/functions` : undefined });
   await toggle.unsafe(
     `alter table ledger_entries ${limits.endsWith("/-depleted") ? "disable" : "enable"} trigger ledger_entries_depleted_event`,
   );
   await toggle.end();
-  const api = await bench.startApi({ RATE_LIMITS_ENABLED: limits.startsWith("on") ? "true" : "false" });
+  const api = await bench.startApi(
+    { RATE_LIMITS_ENABLED: limits.startsWith("on") ? "true" : "false" },
+    { bundle: build === "before" ? `${beforeDir}/dist/api.mjs` : undefined },
+  );
   let maxRssMb = 0;
   let loadRssMb = 0; // peak during the current load
   const rssTimer = setInterval(() => {
@@ -203,7 +225,7 @@ async function runVariant({ limits, budgets }: Variant): Promise<VariantResult> 
     };
   }
 
-  console.log(`rate limits ${limits}, budgets ${budgets}: warming up…`);
+  console.log(`${build ? `${build}: ` : ""}rate limits ${limits}, budgets ${budgets}: warming up…`);
   await load("pairs", many, concurrency).catch(() => undefined);
   // This cluster runs with autovacuum off (CI config). In production autovacuum analyzes the
   // tables the warm-up just filled, which also invalidates plans cached while they were empty.
@@ -217,12 +239,15 @@ async function runVariant({ limits, budgets }: Variant): Promise<VariantResult> 
   console.log(`rate limits ${limits}, budgets ${budgets}: running ${SECONDS}s per load…`);
   const hot = loads.includes("hot") ? await load("pairs", [hotOrg.id], concurrency, 1, "hot") : skipped;
   const manyPairs = loads.includes("many") ? await load("pairs", many, concurrency, 1, "many") : skipped;
-  const hotClient = loads.includes("hot-client")
-    ? await load("pairs", [hotOrg.id], concurrency, 1, "hot-client", true)
-    : skipped;
-  const manyClient = loads.includes("many-client")
-    ? await load("pairs", many, concurrency, 1, "many-client", true)
-    : skipped;
+  // An earlier build (BENCH_BEFORE) may have no batch endpoint for the client: its variants run the plain loads.
+  const hotClient =
+    loads.includes("hot-client") && build !== "before"
+      ? await load("pairs", [hotOrg.id], concurrency, 1, "hot-client", true)
+      : skipped;
+  const manyClient =
+    loads.includes("many-client") && build !== "before"
+      ? await load("pairs", many, concurrency, 1, "many-client", true)
+      : skipped;
   const ingest = loads.includes("ingest")
     ? await load(
         "ingest",
@@ -234,7 +259,7 @@ async function runVariant({ limits, budgets }: Variant): Promise<VariantResult> 
     : skipped;
   clearInterval(rssTimer);
   await stopProcess(api.child);
-  return { limits, budgets, hot, many: manyPairs, hotClient, manyClient, ingest, rss_mb: maxRssMb };
+  return { limits, budgets, build, hot, many: manyPairs, hotClient, manyClient, ingest, rss_mb: maxRssMb };
 }
 
 // The floor (issue #19): the same load generator against a bare node:http server, in this same
@@ -264,7 +289,7 @@ for (const v of results) {
       ? `${f(r.cpu_us.api)}${f(r.cpu_us.pg)}${f(r.cpu_us.redis)}${f(r.cpu_us.loadgen)}${f(r.rss_mb ?? 0)}   (${r.cpu_us.other_busy_pct.toFixed(0)}% busy)`
       : "";
     console.log(
-      `${`${v.limits}/${v.budgets}`.padEnd(14)}${name.padEnd(26)}${f(r.per_s)}${f(r.p50_ms)}${f(r.p99_ms)}   ${`${r.ok} / ${r.failed}`.padEnd(14)}${cpu}`,
+      `${(v.build ?? `${v.limits}/${v.budgets}`).padEnd(14)}${name.padEnd(26)}${f(r.per_s)}${f(r.p50_ms)}${f(r.p99_ms)}   ${`${r.ok} / ${r.failed}`.padEnd(14)}${cpu}`,
     );
   }
 }
@@ -324,6 +349,8 @@ if (results.length === 1)
   );
 else
   console.log(
-    JSON.stringify({ variants: results.map((v) => ({ rate_limits: v.limits, budgets: v.budgets, ...summary(v) })) }),
+    JSON.stringify({
+      variants: results.map((v) => ({ build: v.build, rate_limits: v.limits, budgets: v.budgets, ...summary(v) })),
+    }),
   );
 if (process.env.BENCH_KEEP_DB) process.exit(0);

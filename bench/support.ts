@@ -50,11 +50,14 @@ export async function startBench(name: string, opts: { ownRedis?: boolean } = {}
      * one node process, so its RSS is the API's own. BENCH_API_TSX=1 runs bin/api.ts through
      * tsx instead, as `npm run api` does (its loader thread and transpiled sources add ~57 MB).
      */
-    async startApi(env: Record<string, string> = {}) {
+    async startApi(env: Record<string, string> = {}, opts: { bundle?: string } = {}) {
       const port = await freePort();
       const nodeArgs = process.env.BENCH_API_NODE_ARGS ? process.env.BENCH_API_NODE_ARGS.split(" ") : [];
       let entry = ["--import", "tsx", "bin/api.ts"];
-      if (process.env.BENCH_API_BUNDLE) {
+      if (opts.bundle) {
+        // The other side of an A/B in one sitting (bench/metering.ts, BENCH_BEFORE).
+        entry = ["--enable-source-maps", opts.bundle];
+      } else if (process.env.BENCH_API_BUNDLE) {
         // A/B comparisons: a bundle built earlier (e.g. a copy of dist/api.mjs from another commit).
         entry = [process.env.BENCH_API_BUNDLE];
       } else if (process.env.BENCH_API_TSX !== "1") {
