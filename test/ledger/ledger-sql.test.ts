@@ -61,6 +61,38 @@ describe("ledger enforcement in PostgreSQL", () => {
     ).rejects.toThrow(/unbalanced/);
   });
 
+  it("refuses entries naming a transaction or an account that does not exist (23503, as the foreign keys did)", async ({
+    db,
+    orgId,
+  }) => {
+    const ghost = `txn_ghost_${Math.random().toString(36).slice(2)}`;
+    const missingTransaction = db.sql`
+      insert into ledger_entries (transaction_id, account_id, amount)
+      values (${ghost}, ${orgCreditsAccount(orgId)}, 4), (${ghost}, ${SystemAccounts.grants}, -4)`;
+    await expect(missingTransaction).rejects.toMatchObject({
+      code: "23503",
+      message: expect.stringMatching(/does not exist/),
+    });
+    const missingAccount = insertRaw(db, orgId, [
+      [orgCreditsAccount(orgId), 6n],
+      ["org:org_nobody:credits", -6n],
+    ]);
+    await expect(missingAccount).rejects.toMatchObject({ code: "23503", message: expect.stringMatching(/org_nobody/) });
+    // A system account that was never opened is refused as well (system balances are not cached).
+    const missingSystem = insertRaw(db, orgId, [
+      [orgCreditsAccount(orgId), 6n],
+      ["system:nowhere", -6n],
+    ]);
+    await expect(missingSystem).rejects.toMatchObject({ code: "23503" });
+    const balance = await db.sql`select balance from ledger_accounts where id = ${orgCreditsAccount(orgId)}`;
+    await insertRaw(db, orgId, [
+      [orgCreditsAccount(orgId), 1n],
+      [SystemAccounts.grants, -1n],
+    ]);
+    const after = await db.sql`select balance from ledger_accounts where id = ${orgCreditsAccount(orgId)}`;
+    expect(after[0]!.balance - balance[0]!.balance).toBe(1n); // the refused ones moved nothing
+  });
+
   it("refuses a transaction with no entries", async ({ db, orgId }) => {
     await expect(insertRaw(db, orgId, [])).rejects.toThrow(/has no entries/);
   });

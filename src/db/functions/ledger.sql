@@ -26,10 +26,15 @@ begin
     select i.transaction_id, sum(i.amount) as total, count(*) as n, min(i.created_at) as first_at, max(i.created_at) as last_at
     from inserted i group by i.transaction_id
   ) s
-  cross join lateral (select t.created_at from ledger_transactions t where t.id = s.transaction_id) t
-  where s.total <> 0 or s.first_at <> t.created_at or s.last_at <> t.created_at
+  left join lateral (select t.created_at from ledger_transactions t where t.id = s.transaction_id) t on true
+  where t.created_at is null or s.total <> 0 or s.first_at <> t.created_at or s.last_at <> t.created_at
   limit 1;
   if found then
+    -- In place of a foreign key (migration 0036): every entry names a transaction that exists.
+    if bad.created_at is null then
+      raise exception 'ledger entries name transaction %, which does not exist', bad.transaction_id
+        using errcode = 'foreign_key_violation';
+    end if;
     if bad.total <> 0 then
       raise exception 'ledger transaction % is unbalanced: % entries summing to %', bad.transaction_id, bad.n, bad.total
         using errcode = 'check_violation';
@@ -94,14 +99,27 @@ create trigger ledger_transactions_no_truncate before truncate on ledger_transac
 -- usage credits system:revenue, and one hot row updated by every request would serialize all
 -- organizations behind it. The accounts are reached through their primary key and only then
 -- joined to the statement's totals, so the plan cannot turn into a scan of every account.
+--
+-- It also refuses an entry naming an account that does not exist (in place of a foreign key,
+-- migration 0036): the accounts are read once by primary key, and the update then reaches them
+-- through what that read found.
 create or replace function ledger_apply_to_balance() returns trigger language plpgsql set search_path = billing, pg_temp as $$
+declare
+  v_missing text;
 begin
   with totals as materialized (
     select account_id, sum(amount) as total from inserted group by account_id
+  ), accounts as materialized (
+    select a.id, a.kind from ledger_accounts a where a.id = any (array(select account_id from totals))
+  ), applied as (
+    update ledger_accounts a set balance = a.balance + t.total
+    from totals t
+    where a.id = any (array(select id from accounts where kind <> 'system')) and a.id = t.account_id
   )
-  update ledger_accounts a set balance = a.balance + t.total
-  from totals t
-  where a.id = any (array(select account_id from totals)) and a.id = t.account_id and a.kind <> 'system';
+  select t.account_id into v_missing from totals t where not exists (select 1 from accounts x where x.id = t.account_id) limit 1;
+  if v_missing is not null then
+    raise exception 'ledger entries name account %, which does not exist', v_missing using errcode = 'foreign_key_violation';
+  end if;
   return null;
 end $$;
 drop trigger if exists ledger_entries_apply on ledger_entries;
