@@ -1,6 +1,6 @@
 /** The portal's handful of components: a section, a notice, a progress line, a button, a field, a table. */
 import type { ButtonHTMLAttributes, ComponentChildren } from "preact";
-import { useCallback, useEffect, useRef, useState } from "preact/hooks";
+import { useCallback, useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 import { ApiError } from "./api.ts";
 
 export function Section(props: { title: string; children: ComponentChildren; actions?: ComponentChildren }) {
@@ -63,15 +63,32 @@ export function Field(props: { label: string; hint?: string; children: (id: stri
   );
 }
 
+/**
+ * A table; on a phone each row is a card, each cell after its column's name (the CSS reads the
+ * cell's data-label, set here from `head` so the pages' rows need not repeat it).
+ */
 export function Table(props: {
   caption: string;
   head: ComponentChildren[];
   children: ComponentChildren;
   empty?: boolean;
 }) {
+  const table = useRef<HTMLTableElement>(null);
+  useLayoutEffect(() => {
+    const names = props.head.map((h) => (typeof h === "string" ? h : ""));
+    for (const row of table.current?.tBodies[0]?.rows ?? []) {
+      let column = 0;
+      for (const cell of row.cells) {
+        const name = names[column];
+        if (name && cell.colSpan === 1) cell.setAttribute("data-label", name);
+        else cell.removeAttribute("data-label");
+        column += cell.colSpan;
+      }
+    }
+  });
   return (
     <div class="table-wrap">
-      <table>
+      <table ref={table}>
         <caption class="sr-only">{props.caption}</caption>
         <thead>
           <tr>

@@ -9,7 +9,14 @@ import { type FakeProcessor, startFakeProcessor } from "../../dev/processor/serv
 import { DevRoles, mintHusd } from "../../src/chain/local-devnet.js";
 import { type JsonReply, TEST_ADMIN_KEY } from "../support/app.js";
 import { csvRecords } from "../support/csv.js";
-import { launchChromium, type PageProblems, screenshots, watchPage } from "../support/browser.js";
+import {
+  assertFitsWidth,
+  launchChromium,
+  PHONE,
+  type PageProblems,
+  screenshots,
+  watchPage,
+} from "../support/browser.js";
 import { startTestChain, type TestChain } from "../support/chain-stack.js";
 import { type DepositStack, depositStack } from "../support/deposit-stack.js";
 import { FAKE_SECRET_KEY, fakeWebhookSecret, serveApp } from "../support/fake-processor.js";
@@ -96,7 +103,7 @@ async function api(portal: Portal, path: string, key: string): Promise<JsonReply
   return (await fetch(`${portal.url}${path}`, { headers: { authorization: `Bearer ${key}` } })).json();
 }
 
-/** The issue's budget for the Cost view's render is 200 ms; a loaded 2-core CI machine gets some room (README has the figure). */
+/** The issue's budget for the Cost view's render is 200 ms; the worst of a loaded 2-core CI machine gets some room (README has the quiet figure). */
 const RENDER_BUDGET_MS = Number(process.env.PORTAL_RENDER_BUDGET_MS ?? 1000);
 
 /** A usage report as GET /v1/billing/usage answers it: `days` daily buckets of `products` products each. */
@@ -132,6 +139,91 @@ function syntheticUsage(start: Date, days: number, products: number) {
     granularity: "day",
     days: products ? dayList : dayList.map(({ groups: _, ...d }) => d),
   };
+}
+
+type ReportDay = { date: string; cost_nano_usd: string; groups?: Record<string, unknown>[] };
+
+/** A group's name as the Cost view shows it, from the API's answer. */
+const groupLabel = (g: Record<string, unknown>, by: string) =>
+  g[by] === undefined || g[by] === null || g[by] === ""
+    ? by === "model"
+      ? "(no model)"
+      : `(no ${by})`
+    : String(g[by]);
+
+/**
+ * The Cost view's bars of one period as drawn: per day its date and exact total, and each segment
+ * (a series with an amount that day) with its exact amount, its label from the legend, and the
+ * rectangle the series' path draws for that day.
+ */
+async function chartBars(page: Page, period: "current" | "previous") {
+  type Drawn = { dates: string; totals: string; series: { nano: string; d: string }[]; legend: string[] };
+  const drawn = await page.evaluate<Drawn>(`(() => {
+    const g = document.querySelector('[data-testid="daily-chart"] g[data-period="${period}"]');
+    return {
+      dates: g.getAttribute("data-dates"),
+      totals: g.getAttribute("data-nano"),
+      series: [...g.querySelectorAll("path[data-series]")].map((p) => ({ nano: p.getAttribute("data-nano"), d: p.getAttribute("d") })),
+      legend: [...document.querySelectorAll('[data-testid="legend-item"]')].map((li) => li.textContent),
+    };
+  })()`);
+  const dates = drawn.dates ? drawn.dates.split(" ") : [];
+  const totals = drawn.totals ? drawn.totals.split(" ") : [];
+  const amounts = drawn.series.map((s) => s.nano.split(" "));
+  // Each path is "M<x> <y>h<width>v<height>h-<width>z" per day it is not zero; x tells the day (10 units a day).
+  const rects = drawn.series.map((s) => {
+    const byDay = new Map<number, { y: number; height: number }>();
+    for (const m of s.d.matchAll(/M([\d.]+) ([\d.]+)h[\d.]+v([\d.]+)/g))
+      byDay.set(Math.floor(Number(m[1]) / 10), { y: Number(m[2]), height: Number(m[3]) });
+    return byDay;
+  });
+  expect(amounts.every((a) => a.length === dates.length)).toBe(true);
+  return dates.map((date, i) => ({
+    date,
+    total: totals[i] as string,
+    segments: amounts.flatMap((a, s) => {
+      if (a[i] === "0") {
+        expect(rects[s]?.has(i), `no rectangle where series ${s} is zero`).toBe(false);
+        return [];
+      }
+      const rect = rects[s]?.get(i);
+      expect(rect, `series ${s} drawn on day ${i + 1}`).toBeDefined();
+      return [{ label: drawn.legend[s], nano: a[i] as string, ...(rect as { y: number; height: number }) }];
+    }),
+  }));
+}
+
+/**
+ * The bars of a period are the API's report: a bar per day with the day's exact total, split into
+ * segments that are the day's groups (fewer than ten here, so none is folded into "Other"), each
+ * with its exact amount, stacked from the bottom without gaps, heights to one scale.
+ */
+function expectBarsAreTheReport(bars: Awaited<ReturnType<typeof chartBars>>, days: ReportDay[], by: string) {
+  expect(bars.map((b) => b.date)).toEqual(days.map((d) => d.date));
+  const scales: number[] = [];
+  days.forEach((day, i) => {
+    const bar = bars[i] as (typeof bars)[number];
+    expect(bar.total).toBe(day.cost_nano_usd);
+    expect(bar.segments.reduce((sum, s) => sum + BigInt(s.nano), 0n)).toBe(BigInt(day.cost_nano_usd));
+    const groups = (day.groups ?? []).filter((g) => BigInt(g.cost_nano_usd as string) !== 0n);
+    expect(new Map(bar.segments.map((s) => [s.label, s.nano]))).toEqual(
+      new Map(groups.map((g) => [groupLabel(g, by), g.cost_nano_usd as string])),
+    );
+    let base = 100;
+    for (const s of bar.segments) {
+      expect(s.y + s.height).toBeCloseTo(base, 2);
+      base = s.y;
+    }
+    const height = bar.segments.reduce((sum, s) => sum + s.height, 0);
+    if (height > 5) scales.push(height / Number(day.cost_nano_usd));
+  });
+  for (const scale of scales) expect(Math.abs(scale / (scales[0] as number) - 1)).toBeLessThan(0.01);
+}
+
+/** Median and worst of a list of durations. */
+function medianAndWorst(ms: number[]) {
+  const sorted = [...ms].sort((a, b) => a - b);
+  return { median: sorted[Math.floor((sorted.length - 1) / 2)] as number, worst: sorted.at(-1) as number };
 }
 
 const go = async (page: Page, nav: string, heading: string) => {
@@ -191,6 +283,67 @@ describe("the billing portal in a real browser", () => {
     await page.keyboard.press("Enter");
     await page.getByRole("heading", { level: 1, name: "Cost view" }).waitFor();
     expect(await page.evaluate<string | undefined>("document.activeElement?.tagName")).toBe("H1");
+  });
+
+  it("at phone width every page fits the screen (no sideways scrolling) and the keyboard reaches each one", async ({
+    portal,
+  }) => {
+    const org = await portal.stack.app.createOrg("A phone's organization with a long name");
+    await portal.stack.app.grant(org.id, "30");
+    const at = new Date(Date.now() - 60_000).toISOString();
+    const reported = await portal.stack.app.call("POST", "/v1/billing/usage", {
+      key: org.gatewayKey,
+      body: {
+        events: [
+          ["llm", "zen-pro", { input_tokens: 250_000, output_tokens: 40_000 }],
+          ["api", undefined, { requests: 1_234 }],
+        ].map(([product, model, quantities], i) => ({
+          idempotency_key: `phone-${i}`,
+          org_id: org.id,
+          timestamp: at,
+          product,
+          ...(model ? { model } : {}),
+          quantities,
+          api_key_id: org.orgKeyId,
+          project: "a-project-with-a-rather-long-name",
+        })),
+      },
+    });
+    expect(reported.json.recorded).toBe(2);
+    const { page, problems } = await openPortal(portal, org.orgKey);
+    problems.allow(/HTTP 404: GET .*\/v1\/billing\/details$/); // the invoices page: no billing details yet
+    problems.allow(/console error: Failed to load resource: the server responded with a status of 404/);
+    await page.setViewportSize(PHONE);
+    await assertFitsWidth(page, "overview");
+    const pages = [
+      ["Costs", "Cost view"],
+      ["Invoices", "Invoices"],
+      ["Credits", "Credits"],
+      ["Payment methods", "Payment methods"],
+      ["Top up", "Top up"],
+      ["Developers", "Developers"],
+      ["Overview", "Overview"],
+    ];
+    for (const [nav, heading] of pages) {
+      // From the page's heading, Shift+Tab walks back through Sign out and the navigation.
+      let presses = 0;
+      while ((await page.evaluate<string | undefined>("document.activeElement?.textContent")) !== nav) {
+        expect(++presses, `Shift+Tab reaches the ${nav} link`).toBeLessThan(20);
+        await page.keyboard.press("Shift+Tab");
+      }
+      await page.keyboard.press("Enter");
+      await page.getByRole("heading", { level: 1, name: heading }).waitFor();
+      expect(await page.evaluate<string | undefined>("document.activeElement?.tagName")).toBe("H1");
+      await expect
+        .poll(() =>
+          page
+            .getByRole("status")
+            .filter({ hasText: /^Loading/ })
+            .count(),
+        )
+        .toBe(0);
+      await assertFitsWidth(page, heading as string);
+    }
   });
 
   it("the first load's JavaScript is at most 150 KB gzipped (printed)", async () => {
@@ -275,6 +428,8 @@ describe("the billing portal in a real browser", () => {
       const report = await api(portal, `/v1/billing/usage?period=current&group_by=${by}&granularity=day`, org.orgKey);
       expect(BigInt(report.total_nano_usd)).toBeGreaterThan(0n);
       await page.getByLabel("Group by").selectOption(by);
+      const shown = page.getByTestId("cost-report").and(page.locator(`[data-group-by="${by}"]:not(.stale)`));
+      await expect.poll(() => shown.count()).toBe(1);
       await expect.poll(() => page.getByTestId("cost-row").count()).toBe(report.groups.length);
       expect(await page.getByTestId("cost-total").getAttribute("data-nano")).toBe(report.total_nano_usd);
       const rows = await page
@@ -288,9 +443,15 @@ describe("the billing portal in a real browser", () => {
       const { records } = csvRecords(await readFile(await download.path(), "utf8"));
       expect(records).toHaveLength(report.groups.length);
       expect(records.reduce((s, r) => s + BigInt(r.cost_nano_usd ?? "x"), 0n)).toBe(BigInt(report.total_nano_usd));
+      // The daily bars: split by this grouping, each segment the API's exact amount, each day's sum the API's day.
+      expectBarsAreTheReport(await chartBars(page, "current"), report.days, by);
+      const legend = await page.getByTestId("legend-item").allTextContents();
+      expect(new Set(legend)).toEqual(new Set(report.groups.map((g: Record<string, unknown>) => groupLabel(g, by))));
+      const before = await api(portal, `/v1/billing/usage?period=previous&group_by=${by}&granularity=day`, org.orgKey);
+      expectBarsAreTheReport(await chartBars(page, "previous"), before.days, by);
       if (by === "product") await screenshots(page, "costs");
     }
-    expect(await page.getByTestId("daily-chart").locator("canvas").count()).toBe(1);
+    expect(await page.getByTestId("daily-chart").locator("svg").count()).toBe(1);
     // The previous period beside this one, as the API reports it.
     const previous = await api(portal, "/v1/billing/usage?period=previous", org.orgKey);
     expect(await page.getByTestId("cost-before-total").getAttribute("data-nano")).toBe(previous.total_nano_usd);
@@ -298,25 +459,55 @@ describe("the billing portal in a real browser", () => {
     await expect.poll(() => page.getByTestId("cost-total").getAttribute("data-nano")).toBe(previous.total_nano_usd);
   });
 
-  it("the Cost view renders 90 days × 10 products quickly (measured, printed)", async ({ portal }) => {
+  it("the Cost view renders 90 days × 10 products, stacked for two periods, quickly (median and worst printed)", async ({
+    portal,
+  }) => {
     const org = await portal.stack.app.createOrg("Big costs");
     const { page } = await openPortal(portal, org.orgKey);
-    const report = syntheticUsage(new Date("2026-06-01T00:00:00Z"), 90, 10);
-    const before = syntheticUsage(new Date("2026-03-03T00:00:00Z"), 90, 0);
-    // The page's own code draws the API's answer; only the answer is made up, 90 daily buckets of 10 products.
-    await page.route("**/v1/billing/usage?*granularity=day*", (route) =>
-      route.fulfill({ json: new URL(route.request().url()).searchParams.has("group_by") ? report : before }),
-    );
+    // Three adjacent 90-day periods of 10 products: the shown one, the one before, and the one before that.
+    const june = syntheticUsage(new Date("2026-06-01T00:00:00Z"), 90, 10);
+    const march = syntheticUsage(new Date("2026-03-03T00:00:00Z"), 90, 10);
+    const december = syntheticUsage(new Date("2025-12-03T00:00:00Z"), 90, 10);
+    // The page's own code draws the API's answer; only the answer is made up.
+    await page.route("**/v1/billing/usage?*granularity=day*", (route) => {
+      const asked = new URL(route.request().url()).searchParams.get("period");
+      route.fulfill({
+        json: asked === "current" ? june : asked === "previous" || asked === "2026-05" ? march : december,
+      });
+    });
+    const renders = () => page.evaluate(() => performance.getEntriesByName("cost-view-render").map((e) => e.duration));
     await go(page, "Costs", "Cost view");
-    const rendered = page.getByTestId("cost-report");
-    await expect.poll(() => rendered.getAttribute("data-render-ms"), { timeout: 30_000 }).not.toBeNull();
-    const ms = Number(await rendered.getAttribute("data-render-ms"));
-    console.log(`Cost view, 90 days × 10 products: rendered in ${ms.toFixed(1)} ms`);
+    await expect.poll(async () => (await renders()).length, { timeout: 30_000 }).toBe(1);
+    // Each switch of the period is a new pair of reports drawn: 1 first render + 8 redraws. Chromium's
+    // own counters (CDP Performance) say where the main thread's time went while they were drawn.
+    const cdp = await page.context().newCDPSession(page);
+    await cdp.send("Performance.enable");
+    const counters = async () =>
+      new Map((await cdp.send("Performance.getMetrics")).metrics.map((m) => [m.name, m.value * 1000]));
+    const before = await counters();
+    for (let i = 0; i < 8; i++) {
+      await page.getByLabel("Period").selectOption(i % 2 ? "current" : "previous");
+      await expect.poll(async () => (await renders()).length, { timeout: 30_000 }).toBe(i + 2);
+    }
+    const after = await counters();
+    const spent = (name: string) => `${(((after.get(name) ?? 0) - (before.get(name) ?? 0)) / 8).toFixed(1)} ms`;
+    console.log(
+      `Cost view redraw, main thread per redraw (the test's own polling included): script ${spent("ScriptDuration")}, style ${spent("RecalcStyleDuration")}, layout ${spent("LayoutDuration")}, all tasks ${spent("TaskDuration")}`,
+    );
+    const ms = await renders();
+    const { median, worst } = medianAndWorst(ms);
+    console.log(
+      `Cost view, 90 days × 10 products stacked, two periods: ${ms.length} renders, median ${median.toFixed(1)} ms, worst ${worst.toFixed(1)} ms (first ${(ms[0] as number).toFixed(1)} ms)`,
+    );
+    await expect.poll(() => page.getByTestId("cost-total").getAttribute("data-nano")).toBe(june.total_nano_usd);
     expect(await page.getByTestId("cost-row").count()).toBe(10);
-    expect(await page.getByTestId("cost-total").getAttribute("data-nano")).toBe(report.total_nano_usd);
-    expect(ms).toBeLessThan(RENDER_BUDGET_MS);
+    expect(await page.getByTestId("legend-item").count()).toBe(10);
+    expectBarsAreTheReport(await chartBars(page, "current"), june.days, "product");
+    expectBarsAreTheReport(await chartBars(page, "previous"), march.days, "product");
+    expect(worst).toBeLessThan(RENDER_BUDGET_MS);
     await page.getByText("Daily figures").click();
     await expect.poll(() => page.getByTestId("daily-row").count()).toBe(90);
+    await screenshots(page, "costs-90-days");
   });
 
   it("a card top-up through the processor's hosted page, back to a status page, to credited", async ({ portal }) => {

@@ -71,11 +71,28 @@ export async function screenshots(page: Page, name: string) {
   for (const [label, size] of Object.entries(WIDTHS)) {
     await page.setViewportSize(size);
     await page.screenshot({ path: join(SCREENSHOT_DIR, `${name}-${label}.png`), fullPage: true });
-    // Nothing may stick out sideways on a phone: the page scrolls only down.
-    if (label === "phone") {
-      const overflow = await page.evaluate<number>("document.documentElement.scrollWidth - window.innerWidth");
-      if (overflow > 1) throw new Error(`${name} is ${overflow}px wider than a phone's screen`);
-    }
+    if (label === "phone") await assertFitsWidth(page, name);
   }
   if (before) await page.setViewportSize(before);
+}
+
+/** The widths the portal is checked at: a desktop and a phone. */
+export const PHONE = WIDTHS.phone;
+
+/**
+ * Nothing sticks out sideways at the page's current width: the page is no wider than the viewport,
+ * and no part of it (a table, a code block) scrolls sideways inside it either. Throws what does.
+ */
+export async function assertFitsWidth(page: Page, name: string) {
+  // A string: it runs in the page, whose DOM types the server's tsconfig does not have.
+  const found = await page.evaluate<{ scrollWidth: number; viewport: number; scrollers: string[] }>(`({
+    scrollWidth: document.documentElement.scrollWidth,
+    viewport: window.innerWidth,
+    scrollers: [...document.querySelectorAll("body *")]
+      .filter((e) => ["auto", "scroll"].includes(getComputedStyle(e).overflowX) && e.scrollWidth > e.clientWidth + 1)
+      .map((e) => e.tagName.toLowerCase() + "." + e.className + " (" + e.scrollWidth + "px in " + e.clientWidth + "px)"),
+  })`);
+  if (found.scrollWidth > found.viewport)
+    throw new Error(`${name} is ${found.scrollWidth}px wide in a ${found.viewport}px wide screen`);
+  if (found.scrollers.length) throw new Error(`${name} scrolls sideways inside: ${found.scrollers.join(", ")}`);
 }

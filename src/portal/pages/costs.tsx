@@ -1,19 +1,15 @@
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
-import uPlot from "uplot";
-import "uplot/dist/uPlot.min.css";
 import { api, type Schemas } from "../api.ts";
+import { DailyChart } from "../daily-chart.tsx";
 import { period, usd } from "../format.ts";
 import type { PageProps } from "../page.ts";
-import { Loaded, Notice, Progress, Section, Table, useLoad } from "../ui.tsx";
+import { planSeries, type SeriesPlan, type StackedDay, stackDays } from "../stacked-days.ts";
+import { Loaded, message, Notice, Section, Table, useLoad } from "../ui.tsx";
 
 type Usage = Schemas["UsageReport"];
 type Group = Schemas["UsageGroup"];
-type Day = NonNullable<Usage["days"]>[number];
 const GROUPINGS = ["product", "model", "key", "project"] as const;
 type Grouping = (typeof GROUPINGS)[number];
-
-/** One empty list, so a chart's inputs keep their identity while nothing has come (no redraw each render). */
-const NO_DAYS: Day[] = [];
 
 const groupingName = (by: Grouping) => (by === "key" ? "API key" : by);
 
@@ -34,10 +30,29 @@ function cycleBefore(start: string): string {
 const exportUrl = (u: Usage, groupBy: string) =>
   `/v1/billing/exports/usage.csv?${new URLSearchParams({ start: u.period.start, end: u.period.end, group_by: groupBy })}`;
 
+/** What the Cost view draws: the chosen period's report, the one before it (or why not), and when they arrived. */
+type Costs = { by: Grouping; usage: Usage; before?: Usage; beforeError?: string; arrivedAt: number };
+
+const report = (p: string, by: Grouping) =>
+  api<Usage>("GET", `/v1/billing/usage?period=${p}&group_by=${by}&granularity=day`);
+
+/** The chosen period, then the one before it in the same grouping; the page draws once, with both. */
+async function loadCosts(which: string, by: Grouping): Promise<Costs> {
+  const usage = await report(which, by);
+  try {
+    const before = await report(cycleBefore(usage.period.start), by);
+    // Only the period right before this one is set beside it.
+    const adjacent = before.period.end === usage.period.start;
+    return { by, usage, before: adjacent ? before : undefined, arrivedAt: performance.now() };
+  } catch (err) {
+    return { by, usage, beforeError: message(err), arrivedAt: performance.now() };
+  }
+}
+
 /**
- * The Cost view: one GET /v1/billing/usage per choice (period, grouping), daily buckets included;
- * every figure on the page is that answer's, so the totals are the API's exactly. The daily chart
- * sets the chosen period beside the one before it (a second report, by day only).
+ * The Cost view: GET /v1/billing/usage per choice (period, grouping), daily buckets included, and
+ * the period before it in the same grouping; every figure on the page is those answers', so the
+ * totals are the API's exactly. The daily bars are split by the grouping, for both periods.
  */
 export function CostsPage(props: PageProps) {
   const [which, setWhich] = useState(props.query.get("period") === "previous" ? "previous" : "current");
@@ -46,16 +61,7 @@ export function CostsPage(props: PageProps) {
       ? (props.query.get("group_by") as Grouping)
       : "product",
   );
-  const usage = useLoad(
-    () => api<Usage>("GET", `/v1/billing/usage?period=${which}&group_by=${by}&granularity=day`),
-    [which, by],
-  );
-  const start = usage.data?.period.start;
-  const before = useLoad(
-    async () =>
-      start ? api<Usage>("GET", `/v1/billing/usage?period=${cycleBefore(start)}&granularity=day`) : undefined,
-    [start],
-  );
+  const costs = useLoad(() => loadCosts(which, by), [which, by]);
   return (
     <>
       <fieldset class="toolbar">
@@ -78,47 +84,53 @@ export function CostsPage(props: PageProps) {
           </select>
         </label>
       </fieldset>
-      <Loaded state={usage} what="your costs">
-        {(u) => (
-          <CostReport
-            usage={u}
-            before={before.data?.period.end === u.period.start ? before.data : undefined}
-            beforeError={before.error}
-            by={by}
-            stale={usage.loading}
-          />
-        )}
+      <Loaded state={costs} what="your costs">
+        {(c) => <CostReport costs={c} stale={costs.loading} />}
       </Loaded>
     </>
   );
 }
 
-function CostReport(props: {
-  usage: Usage;
-  before: Usage | undefined;
-  beforeError: string | undefined;
-  by: Grouping;
-  stale: boolean;
-}) {
-  const { usage, by } = props;
-  // When this report's data arrived, to measure how long the page takes to show it (data-render-ms).
-  const startedAt = useMemo(() => performance.now(), [usage]);
+/** The report's groups, largest first, and the daily bars split into series, computed once per answer. */
+function useCostModel(costs: Costs) {
+  return useMemo(() => {
+    const { usage, before, by } = costs;
+    const of = (g: Group) => label(g, by);
+    const groups = (usage.groups ?? [])
+      .map((g) => ({ g, nano: BigInt(g.cost_nano_usd) }))
+      .sort((a, b) => (b.nano > a.nano ? 1 : b.nano < a.nano ? -1 : 0));
+    const plan: SeriesPlan = planSeries(usage.groups ?? [], before?.groups ?? [], of);
+    const current = stackDays(usage.days ?? [], plan, of);
+    const previous: StackedDay[] = before ? stackDays(before.days ?? [], plan, of) : [];
+    return { groups, plan, current, previous, total: BigInt(usage.total_nano_usd) };
+  }, [costs]);
+}
+
+/** After the frame that shows `costs` is painted: how long since its data arrived, as a performance measure and data-render-ms. */
+function useRenderTiming(costs: Costs) {
   const root = useRef<HTMLDivElement>(null);
-  const groups = [...(usage.groups ?? [])].sort((a, b) => (BigInt(b.cost_nano_usd) > BigInt(a.cost_nano_usd) ? 1 : -1));
-  const total = BigInt(usage.total_nano_usd);
-  // The first frame after the report, its tables and its chart are on the page: its render time.
-  const measured = useRef<number | undefined>(undefined);
-  const drawn = () => {
-    if (measured.current === startedAt) return;
-    measured.current = startedAt;
-    requestAnimationFrame(() => {
-      root.current?.setAttribute("data-render-ms", (performance.now() - startedAt).toFixed(1));
-    });
-  };
+  useEffect(() => {
+    requestAnimationFrame(() =>
+      setTimeout(() => {
+        const ms = performance.now() - costs.arrivedAt;
+        performance.measure("cost-view-render", { start: costs.arrivedAt, duration: ms });
+        root.current?.setAttribute("data-render-ms", ms.toFixed(1));
+      }, 0),
+    );
+  }, [costs]);
+  return root;
+}
+
+function CostReport(props: { costs: Costs; stale: boolean }) {
+  const { usage, before, beforeError, by } = props.costs;
+  const model = useCostModel(props.costs);
+  const root = useRenderTiming(props.costs);
+  const { groups, total } = model;
+  const shownName = period(usage.period.start, usage.period.end);
   return (
-    <div class={props.stale ? "stale" : undefined} ref={root} data-testid="cost-report">
+    <div class={props.stale ? "stale" : undefined} ref={root} data-testid="cost-report" data-group-by={by}>
       <Section
-        title={`Total, ${period(usage.period.start, usage.period.end)}`}
+        title={`Total, ${shownName}`}
         actions={
           <div class="row">
             <a class="btn" href={exportUrl(usage, by)} download data-testid="cost-csv">
@@ -133,25 +145,24 @@ function CostReport(props: {
         <p class="big" data-testid="cost-total" data-nano={usage.total_nano_usd}>
           {usd(usage.total_nano_usd)}
         </p>
-        {props.before ? (
+        {before ? (
           <p class="muted">
-            Previous period ({period(props.before.period.start, props.before.period.end)}):{" "}
-            <span data-testid="cost-before-total" data-nano={props.before.total_nano_usd}>
-              {usd(props.before.total_nano_usd)}
+            Previous period ({period(before.period.start, before.period.end)}):{" "}
+            <span data-testid="cost-before-total" data-nano={before.total_nano_usd}>
+              {usd(before.total_nano_usd)}
             </span>
           </p>
-        ) : props.beforeError ? (
-          <Notice kind="error">The previous period could not be loaded: {props.beforeError}</Notice>
-        ) : (
-          <Progress>Loading the previous period…</Progress>
-        )}
+        ) : beforeError ? (
+          <Notice kind="error">The previous period could not be loaded: {beforeError}</Notice>
+        ) : null}
         <DailyChart
-          days={usage.days ?? NO_DAYS}
-          before={props.before?.days ?? NO_DAYS}
-          label={period(usage.period.start, usage.period.end)}
-          onDrawn={drawn}
+          current={model.current}
+          previous={model.previous}
+          labels={model.plan.labels}
+          currentName={shownName}
+          previousName={before ? period(before.period.start, before.period.end) : undefined}
         />
-        <DailyTable days={usage.days ?? NO_DAYS} groups={groups} by={by} />
+        <DailyTable days={model.current} labels={model.plan.labels} />
       </Section>
       <Section title={`By ${groupingName(by)}`}>
         <Table
@@ -159,16 +170,14 @@ function CostReport(props: {
           head={[groupingName(by), "Requests", "Cost", "Share"]}
           empty={!groups.length}
         >
-          {groups.map((g) => (
+          {groups.map(({ g, nano }) => (
             <tr key={label(g, by)} data-testid="cost-row">
               <td>{label(g, by)}</td>
               <td class="num">{g.events.toLocaleString("en")}</td>
               <td class="num" data-nano={g.cost_nano_usd}>
-                {usd(g.cost_nano_usd)}
+                {usd(nano)}
               </td>
-              <td class="num">
-                {total > 0n ? `${(Number((BigInt(g.cost_nano_usd) * 1000n) / total) / 10).toFixed(1)}%` : "—"}
-              </td>
+              <td class="num">{total > 0n ? `${(Number((nano * 1000n) / total) / 10).toFixed(1)}%` : "—"}</td>
             </tr>
           ))}
         </Table>
@@ -193,90 +202,28 @@ function CostReport(props: {
   );
 }
 
-/** Cents → dollars, for drawing only (the figures shown are the exact ones). */
-const dollars = (nano: string) => Number(BigInt(nano) / 10_000_000n) / 100;
-
 /**
- * Daily cost bars (uPlot): the chosen period and the one before it, side by side per day of the
- * period (day 1, day 2, …), so the two line up whatever their dates. A table below has the figures.
+ * The chart's figures for screen readers and for reading: each day's cost and its split into the
+ * chart's series. Built when opened: a 90-day period is a thousand cells nobody sees until then.
  */
-function DailyChart(props: { days: Day[]; before: Day[]; label: string; onDrawn: () => void }) {
-  const el = useRef<HTMLDivElement>(null);
-  useEffect(() => {
-    const node = el.current;
-    if (!node || !props.days.length) return;
-    const n = Math.max(props.days.length, props.before.length);
-    const xs = Array.from({ length: n }, (_, i) => i + 1);
-    const ys = xs.map((_, i) => (props.days[i] ? dollars(props.days[i].cost_nano_usd) : null));
-    const prev = xs.map((_, i) => (props.before[i] ? dollars(props.before[i].cost_nano_usd) : null));
-    const width = () => Math.max(260, node.clientWidth);
-    const bars = (align: -1 | 1) => uPlot.paths.bars?.({ size: [0.42, 24], align });
-    const chart = new uPlot(
-      {
-        width: width(),
-        height: 220,
-        legend: { show: true, live: false },
-        cursor: { drag: { x: false, y: false } },
-        scales: {
-          x: { time: false, range: (_u, min, max) => [min - 0.6, max + 0.6] },
-          y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.1 : 1] },
-        },
-        axes: [
-          { values: (_u, vals) => vals.map((v) => (Number.isInteger(v) ? `day ${v}` : "")) },
-          { values: (_u, vals) => vals.map((v) => `$${v.toFixed(2)}`), size: 64 },
-        ],
-        series: [
-          {},
-          {
-            label: "Previous period",
-            fill: "#c3c9d8",
-            stroke: "#9aa3b8",
-            paths: bars(-1),
-            points: { show: false },
-          },
-          { label: props.label, fill: "#4f6bed", stroke: "#4f6bed", paths: bars(1), points: { show: false } },
-        ],
-      },
-      [xs, prev, ys],
-      node,
-    );
-    props.onDrawn();
-    const resize = () => chart.setSize({ width: width(), height: 220 });
-    window.addEventListener("resize", resize);
-    return () => {
-      window.removeEventListener("resize", resize);
-      chart.destroy();
-    };
-  }, [props.days, props.before]);
-  return <div ref={el} class="chart" aria-hidden="true" data-testid="daily-chart" />;
-}
-
-/**
- * The chart's figures for screen readers and for reading: each day's cost, and its split by the
- * grouping's top ten. Built when opened: a 90-day period is a thousand cells nobody sees until then.
- */
-function DailyTable(props: { days: Day[]; groups: Group[]; by: Grouping }) {
+function DailyTable(props: { days: StackedDay[]; labels: string[] }) {
   const [open, setOpen] = useState(false);
-  const top = props.groups.slice(0, 10).map((g) => label(g, props.by));
   return (
     <details onToggle={(e) => setOpen(e.currentTarget.open)}>
       <summary>Daily figures</summary>
       {open ? (
-        <Table caption="Cost per day" head={["Day (UTC)", "Cost", ...top]}>
-          {props.days.map((d) => {
-            const byLabel = new Map((d.groups ?? []).map((g) => [label(g, props.by), g.cost_nano_usd]));
-            return (
-              <tr key={d.date} data-testid="daily-row">
-                <td>{d.date}</td>
-                <td class="num">{usd(d.cost_nano_usd)}</td>
-                {top.map((t) => (
-                  <td key={t} class="num">
-                    {byLabel.has(t) ? usd(byLabel.get(t)) : "—"}
-                  </td>
-                ))}
-              </tr>
-            );
-          })}
+        <Table caption="Cost per day" head={["Day (UTC)", "Cost", ...props.labels]}>
+          {props.days.map((d) => (
+            <tr key={d.date} data-testid="daily-row">
+              <td>{d.date}</td>
+              <td class="num">{usd(d.total)}</td>
+              {d.amounts.map((a, i) => (
+                <td key={props.labels[i]} class="num">
+                  {a === 0n ? "—" : usd(a)}
+                </td>
+              ))}
+            </tr>
+          ))}
         </Table>
       ) : null}
     </details>
