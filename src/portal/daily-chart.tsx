@@ -38,7 +38,7 @@ function barsMarkup(days: StackedDay[], series: number, period: "current" | "pre
     paths.push(`<path class="s${s}" data-series="${s}" data-nano="${amounts.join(" ")}" d="${d.join("") || "M0 0"}"/>`);
   }
   const dates = escapeXml(days.map((d) => d.date).join(" "));
-  const totals = escapeXml(days.map((d) => d.total).join(" "));
+  const totals = days.map((d) => d.totalNano.toString()).join(" ");
   return `<g data-period="${period}" data-dates="${dates}" data-nano="${totals}">${paths.join("")}</g>`;
 }
 
@@ -60,8 +60,8 @@ export function DailyChart(props: {
   const { current, previous, labels } = props;
   const drawing = useMemo(() => {
     let largest = 0n;
-    for (const d of current) if (BigInt(d.total) > largest) largest = BigInt(d.total);
-    for (const d of previous) if (BigInt(d.total) > largest) largest = BigInt(d.total);
+    for (const d of current) if (d.totalNano > largest) largest = d.totalNano;
+    for (const d of previous) if (d.totalNano > largest) largest = d.totalNano;
     const { topNano, ticks } = axis(largest);
     const n = Math.max(current.length, previous.length, 1);
     const scale = HEIGHT / Number(topNano);

@@ -37,8 +37,9 @@ export function planSeries<G extends Costed>(current: G[], previous: G[], labelO
 
 export type StackedDay = {
   date: string;
-  /** The API's exact total of the day. */
+  /** The API's exact total of the day, as it gave it and as a bigint. */
   total: string;
+  totalNano: bigint;
   /** Per series, the exact sum of the day's groups in it (0n where none). */
   amounts: bigint[];
 };
@@ -56,7 +57,7 @@ export function stackDays<G extends Costed>(
       const i = plan.indexOf(labelOf(g));
       amounts[i] = (amounts[i] ?? 0n) + BigInt(g.cost_nano_usd);
     }
-    return { date: d.date, total: d.cost_nano_usd, amounts };
+    return { date: d.date, total: d.cost_nano_usd, totalNano: BigInt(d.cost_nano_usd), amounts };
   });
 }
 

@@ -1,4 +1,4 @@
-import { useEffect, useMemo, useRef, useState } from "preact/hooks";
+import { useLayoutEffect, useMemo, useRef, useState } from "preact/hooks";
 import { api, type Schemas } from "../api.ts";
 import { DailyChart } from "../daily-chart.tsx";
 import { period, usd } from "../format.ts";
@@ -12,6 +12,7 @@ const GROUPINGS = ["product", "model", "key", "project"] as const;
 type Grouping = (typeof GROUPINGS)[number];
 
 const groupingName = (by: Grouping) => (by === "key" ? "API key" : by);
+const columnName = (by: Grouping) => (by === "key" ? "API key" : `${by[0]?.toUpperCase()}${by.slice(1)}`);
 
 const label = (g: Group, by: Grouping) => {
   const v = g[by];
@@ -78,7 +79,7 @@ export function CostsPage(props: PageProps) {
           <select value={by} onChange={(e) => setBy(e.currentTarget.value as Grouping)}>
             {GROUPINGS.map((g) => (
               <option key={g} value={g}>
-                {g === "key" ? "API key" : g[0]?.toUpperCase() + g.slice(1)}
+                {columnName(g)}
               </option>
             ))}
           </select>
@@ -106,10 +107,13 @@ function useCostModel(costs: Costs) {
   }, [costs]);
 }
 
-/** After the frame that shows `costs` is painted: how long since its data arrived, as a performance measure and data-render-ms. */
+/**
+ * Once the frame that shows `costs` is painted (the next animation frame after the DOM has it, then
+ * a task after that frame): how long since its data arrived, as a performance measure and data-render-ms.
+ */
 function useRenderTiming(costs: Costs) {
   const root = useRef<HTMLDivElement>(null);
-  useEffect(() => {
+  useLayoutEffect(() => {
     requestAnimationFrame(() =>
       setTimeout(() => {
         const ms = performance.now() - costs.arrivedAt;
@@ -167,7 +171,7 @@ function CostReport(props: { costs: Costs; stale: boolean }) {
       <Section title={`By ${groupingName(by)}`}>
         <Table
           caption={`Cost by ${groupingName(by)}`}
-          head={[groupingName(by), "Requests", "Cost", "Share"]}
+          head={[columnName(by), "Requests", "Cost", "Share"]}
           empty={!groups.length}
         >
           {groups.map(({ g, nano }) => (
