@@ -16,8 +16,14 @@ import { cpuMicros, measureHttpFloor, runLoadGenerator, startBench, stopProcess 
  */
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const bench = await startBench("metering", { ownRedis: true });
+// BENCH_BEFORE (below): the bench's database is then the earlier build's, made by its migrations
+// and functions; the later build's is a copy of it once seeded, migrated by this tree.
+const beforeDir = process.env.BENCH_BEFORE;
 const sql = createSql(bench.databaseUrl, { max: 8 });
-await migrate(sql);
+await migrate(
+  sql,
+  beforeDir ? { dir: `${beforeDir}/src/db/migrations`, functionsDir: `${beforeDir}/src/db/functions` } : {},
+);
 const ctx = createBillingContext({ sql });
 await loadCatalog(ctx, { file: await readCatalogFile() });
 
@@ -49,6 +55,12 @@ for (const setting of (process.env.BENCH_DB_SET ?? "").split(";").filter(Boolean
   await sql.unsafe(`alter database "${new URL(bench.databaseUrl).pathname.slice(1)}" set ${name} = '${value}'`);
 }
 await sql.end();
+const afterDatabaseUrl = beforeDir ? await bench.copyDatabase("after") : bench.databaseUrl;
+if (beforeDir) {
+  const after = createSql(afterDatabaseUrl, { max: 1 });
+  await migrate(after);
+  await after.end();
+}
 
 /**
  * BENCH_RATE_LIMITS picks the API's app-wide rate limits for each variant, run in turn against the
@@ -76,13 +88,11 @@ for (const v of budgetVariants ?? [])
 /**
  * BENCH_BEFORE=<dir> is the A/B of two builds instead (issue #19's "against today's code"): <dir> is
  * a checkout of the earlier commit, built there (`npm run build`; its node_modules may be a
- * symlink to this one's). Variants alternate before, after, before, after (BENCH_AB to choose),
- * each on the same seeded database: `before` applies <dir>'s SQL functions (src/db/functions, the
- * metering batch and the ledger's triggers) and runs <dir>/dist/api.mjs; `after` applies this
- * tree's functions and runs its build. Migrations are this tree's: the earlier functions must run
- * on its schema, which holds as long as the later migrations only add.
+ * symlink to this one's). Variants alternate before, after, before, after (BENCH_AB to choose):
+ * `before` runs <dir>/dist/api.mjs on a database made by <dir>'s migrations and SQL functions;
+ * `after` runs this tree's build on a copy of that database (same organizations, same seed)
+ * migrated by this tree. The seeding is this tree's code, so it must write what both schemas hold.
  */
-const beforeDir = process.env.BENCH_BEFORE;
 const buildVariants = beforeDir
   ? (process.env.BENCH_AB ?? "before,after,before,after").split(",").map((v) => v.trim())
   : [];
@@ -95,8 +105,11 @@ const variants: Variant[] = beforeDir
     ? budgetVariants.map((b) => ({ limits: rateLimitVariants[0] ?? "on", budgets: b as "on" | "off" }))
     : rateLimitVariants.map((limits) => ({ limits, budgets: "off" }));
 
-async function setBudgets(on: boolean) {
-  const admin = createSql(bench.databaseUrl, { max: 1 });
+/** The database a variant runs on: the later build's copy for `after` (BENCH_BEFORE), else the bench's. */
+const databaseOf = (v: Variant) => (v.build === "after" ? afterDatabaseUrl : bench.databaseUrl);
+
+async function setBudgets(databaseUrl: string, on: boolean) {
+  const admin = createSql(databaseUrl, { max: 1 });
   await admin`update budgets set deleted_at = now() where deleted_at is null`;
   if (on)
     await admin`
@@ -149,18 +162,20 @@ const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 32);
 // hot-client and many-client: hot and many through the gateway's client (client/gateway.ts).
 const loads = (process.env.BENCH_LOADS ?? "hot,many,ingest").split(",");
 const skipped: LoadResult = { mode: "skipped", per_s: 0, p50_ms: 0, p99_ms: 0, ok: 0, failed: 0, requests: 0 };
-let analyzed = false;
+const analyzed = new Set<string>();
 
-async function runVariant({ limits, budgets, build }: Variant): Promise<VariantResult> {
-  await setBudgets(budgets === "on");
-  const toggle = createSql(bench.databaseUrl, { max: 1 });
-  if (build) await migrate(toggle, { functionsDir: build === "before" ? `${beforeDir}/src/db/functions` : undefined });
+async function runVariant(variant: Variant): Promise<VariantResult> {
+  const { limits, budgets, build } = variant;
+  const databaseUrl = databaseOf(variant);
+  const databaseName = new URL(databaseUrl).pathname.slice(1);
+  await setBudgets(databaseUrl, budgets === "on");
+  const toggle = createSql(databaseUrl, { max: 1 });
   await toggle.unsafe(
     `alter table ledger_entries ${limits.endsWith("/-depleted") ? "disable" : "enable"} trigger ledger_entries_depleted_event`,
   );
   await toggle.end();
   const api = await bench.startApi(
-    { RATE_LIMITS_ENABLED: limits.startsWith("on") ? "true" : "false" },
+    { RATE_LIMITS_ENABLED: limits.startsWith("on") ? "true" : "false", DATABASE_URL: databaseUrl },
     { bundle: build === "before" ? `${beforeDir}/dist/api.mjs` : undefined },
   );
   let maxRssMb = 0;
@@ -178,7 +193,7 @@ async function runVariant({ limits, budgets, build }: Variant): Promise<VariantR
   async function ourTicks(): Promise<{ api: number; pg: number; redis: number }> {
     const rows = await monitor<
       { pid: number }[]
-    >`select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()`;
+    >`select pid from pg_stat_activity where datname = ${databaseName} and pid <> pg_backend_pid()`;
     const pg = rows.reduce((a, r) => a + cpuMicros(r.pid), 0);
     return { api: cpuMicros(api.pid), pg, redis: bench.redisPid ? cpuMicros(bench.redisPid) : 0 };
   }
@@ -230,11 +245,11 @@ async function runVariant({ limits, budgets, build }: Variant): Promise<VariantR
   // This cluster runs with autovacuum off (CI config). In production autovacuum analyzes the
   // tables the warm-up just filled, which also invalidates plans cached while they were empty.
   // BENCH_ANALYZE=0 skips it (to see what stale statistics cost).
-  if (process.env.BENCH_ANALYZE !== "0" && !analyzed) {
-    const admin = createSql(bench.databaseUrl, { max: 1 });
+  if (process.env.BENCH_ANALYZE !== "0" && !analyzed.has(databaseUrl)) {
+    const admin = createSql(databaseUrl, { max: 1 });
     await admin`analyze`;
     await admin.end();
-    analyzed = true;
+    analyzed.add(databaseUrl);
   }
   console.log(`rate limits ${limits}, budgets ${budgets}: running ${SECONDS}s per load…`);
   const hot = loads.includes("hot") ? await load("pairs", [hotOrg.id], concurrency, 1, "hot") : skipped;

@@ -40,6 +40,7 @@ export async function startBench(name: string, opts: { ownRedis?: boolean } = {}
   const redisPrefix = `hanzo-bench-${name}-${randomBytes(3).toString("hex")}`;
   const redis = opts.ownRedis ? await startRedis() : undefined;
   let built = false;
+  const copies: string[] = [];
   return {
     databaseUrl,
     redisPrefix,
@@ -90,8 +91,18 @@ export async function startBench(name: string, opts: { ownRedis?: boolean } = {}
       }
       throw new Error("API did not start");
     },
+    /** A copy of the bench's database as it is now (no connection may be open to it), dropped by cleanup. */
+    async copyDatabase(suffix: string): Promise<string> {
+      const copy = `${dbName}_${suffix}`;
+      await admin.unsafe(`create database "${copy}" template "${dbName}"`);
+      copies.push(copy);
+      const copyUrl = new URL(databaseUrl);
+      copyUrl.pathname = `/${copy}`;
+      return copyUrl.toString();
+    },
     async cleanup() {
       if (redis) await stopProcess(redis.child);
+      for (const copy of copies) await admin.unsafe(`drop database if exists "${copy}" with (force)`);
       await admin.unsafe(`drop database if exists "${dbName}" with (force)`);
       await admin.end();
     },
