@@ -39,6 +39,8 @@ for (const queue of queues.all()) redisHealth.watchErrors(queue, `queue ${queue.
 let draining = false;
 const metering = new Metering(sql, {
   logger,
+  lanes: config.METERING_LANES,
+  maxInFlight: config.METERING_MAX_IN_FLIGHT,
   onCrossings: (crossings) =>
     enqueueAlerts(
       queues,

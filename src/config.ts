@@ -22,6 +22,12 @@ export const Config = z.object({
   INDEXER_DATABASE_URL: z.url().optional(),
   DATABASE_POOL_MAX: z.coerce.number().int().min(1).max(200).default(10),
   /**
+   * The metering path's group commit (src/billing/metering.ts): lanes that write batches in
+   * parallel (organizations are split over them), and batches a lane may have in flight at once.
+   */
+  METERING_LANES: z.coerce.number().int().min(1).max(16).default(2),
+  METERING_MAX_IN_FLIGHT: z.coerce.number().int().min(1).max(8).default(1),
+  /**
    * Optional: a streaming replica of DATABASE_URL's server, same database and role. The API reads
    * the read-mostly endpoints from it when it has replayed the org's last write (README, "Read replica").
    */
