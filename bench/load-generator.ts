@@ -234,7 +234,7 @@ async function clientPairUser(client: GatewayClient) {
 
 let httpRequests = 0;
 if (args.client) {
-  const client = new GatewayClient({ baseUrl: args.base, key: args.key });
+  const client = new GatewayClient({ baseUrl: args.base, key: args.key, maxDelayMs: args.clientDelayMs ?? 1 });
   await Promise.all(Array.from({ length: args.concurrency }, () => clientPairUser(client)));
   httpRequests = client.requestsSent;
   await client.close();

@@ -159,7 +159,8 @@ function machineTicks(): { busy: number; total: number } {
 }
 const monitor = createSql(bench.databaseUrl, { max: 1 });
 const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 32);
-// hot-client and many-client: hot and many through the gateway's client (client/gateway.ts).
+// hot-client and many-client: hot and many through the gateway's client (client/gateway.ts), whose
+// batching delay BENCH_CLIENT_DELAY_MS sets (default 1; 0: calls of the same event-loop turn only).
 const loads = (process.env.BENCH_LOADS ?? "hot,many,ingest").split(",");
 const skipped: LoadResult = { mode: "skipped", per_s: 0, p50_ms: 0, p99_ms: 0, ok: 0, failed: 0, requests: 0 };
 const analyzed = new Set<string>();
@@ -219,6 +220,7 @@ async function runVariant(variant: Variant): Promise<VariantResult> {
       batch,
       tag: `${tag}-${limits}-${budgets}-${Date.now()}`,
       client,
+      clientDelayMs: Number(process.env.BENCH_CLIENT_DELAY_MS ?? 1),
     });
     const after = await ourTicks();
     const machine = machineTicks();

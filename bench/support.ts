@@ -185,6 +185,8 @@ export type LoadGeneratorArgs = {
   tag: string;
   /** Pairs through the gateway's client (client/gateway.ts), batching the virtual users' calls. */
   client?: boolean;
+  /** The client's maxDelayMs (default 1). */
+  clientDelayMs?: number;
 };
 
 /** Runs the load generator as its own process (its CPU is not the system under test's) and returns its result line. */
