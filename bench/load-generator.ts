@@ -117,6 +117,14 @@ class Connection {
 
 const latencies: number[] = [];
 let ok = 0;
+// Pacing (args.rate, pairs mode): each virtual user starts its pairs on a fixed schedule of
+// concurrency / rate seconds apart; one that falls behind starts the next pair at once (no pair
+// is skipped), so a slow spell shows as a lower achieved rate and longer latencies.
+const paceMs = args.rate ? (1000 * args.concurrency) / args.rate : 0;
+// Interim reports (args.report_every_s): one JSON line per interval, counted since the last one.
+let intervalLatencies: number[] = [];
+let intervalOk = 0;
+let intervalFailed = 0;
 let failed = 0;
 let events = 0;
 let seq = 0;
@@ -132,7 +140,9 @@ async function timed(conn: Connection, path: string, body: string): Promise<Resp
   const t0 = performance.now();
   try {
     const res = await conn.post(path, body);
-    latencies.push(performance.now() - t0);
+    const ms = performance.now() - t0;
+    latencies.push(ms);
+    if (args.report_every_s) intervalLatencies.push(ms);
     return res;
   } catch (err) {
     errors++;
@@ -143,8 +153,18 @@ async function timed(conn: Connection, path: string, body: string): Promise<Resp
 
 const HOLD_ID = /"hold_id":"([^"]+)"/;
 
-async function pairUser(conn: Connection) {
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function pairUser(conn: Connection, index: number) {
+  // Paced users start spread over one period, not all at once.
+  let nextStart = performance.now() + (paceMs * index) / args.concurrency;
   while (performance.now() < deadline) {
+    if (paceMs) {
+      const wait = nextStart - performance.now();
+      if (wait > 0) await sleep(wait);
+      nextStart += paceMs;
+      if (performance.now() >= deadline) break;
+    }
     const orgId = org();
     const auth = await timed(
       conn,
@@ -154,6 +174,7 @@ async function pairUser(conn: Connection) {
     const holdId = auth.status === 201 ? HOLD_ID.exec(auth.body)?.[1] : undefined;
     if (!holdId) {
       failed++;
+      intervalFailed++;
       continue;
     }
     const event = {
@@ -166,8 +187,13 @@ async function pairUser(conn: Connection) {
       hold_id: holdId,
     };
     const settle = await timed(conn, "/v1/billing/usage", JSON.stringify({ events: [event] }));
-    if (settle.status === 200 && settle.body.includes('"recorded":1')) ok++;
-    else failed++;
+    if (settle.status === 200 && settle.body.includes('"recorded":1')) {
+      ok++;
+      intervalOk++;
+    } else {
+      failed++;
+      intervalFailed++;
+    }
   }
 }
 
@@ -187,6 +213,32 @@ async function ingestUser(conn: Connection) {
     else failed++;
   }
 }
+
+const percentile = (sorted: number[], p: number) =>
+  sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
+
+let intervalStarted = performance.now();
+const reporter = args.report_every_s
+  ? setInterval(() => {
+      const now = performance.now();
+      const sorted = intervalLatencies.sort((a, b) => a - b);
+      console.log(
+        JSON.stringify({
+          interval: true,
+          seconds: (now - intervalStarted) / 1000,
+          ok: intervalOk,
+          failed: intervalFailed,
+          per_s: intervalOk / ((now - intervalStarted) / 1000),
+          p50_ms: percentile(sorted, 50),
+          p99_ms: percentile(sorted, 99),
+        }),
+      );
+      intervalLatencies = [];
+      intervalOk = 0;
+      intervalFailed = 0;
+      intervalStarted = now;
+    }, args.report_every_s * 1000)
+  : undefined;
 
 /** A call through the client; an answer (a hold, or the API's refusal) is timed, a lost connection counts as a transport error. */
 async function timedCall<T>(call: () => Promise<T>): Promise<T | undefined> {
@@ -240,13 +292,14 @@ if (args.client) {
   await client.close();
 } else {
   const connections = Array.from({ length: args.concurrency }, () => new Connection());
-  await Promise.all(connections.map((conn) => (args.mode === "pairs" ? pairUser(conn) : ingestUser(conn))));
+  await Promise.all(connections.map((conn, i) => (args.mode === "pairs" ? pairUser(conn, i) : ingestUser(conn))));
   for (const c of connections) c.close();
 }
+if (reporter) clearInterval(reporter);
 const seconds = (performance.now() - started) / 1000;
 const cpu = process.cpuUsage(cpuStart);
 latencies.sort((a, b) => a - b);
-const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] ?? 0;
+const pct = (p: number) => percentile(latencies, p);
 console.log(
   JSON.stringify({
     mode: args.mode,

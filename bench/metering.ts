@@ -1,13 +1,8 @@
 import { readFileSync } from "node:fs";
-import { createGatewayKey } from "../src/billing/api-keys.js";
-import { readCatalogFile } from "../src/billing/catalog.js";
-import { at, createBillingContext } from "../src/billing/context.js";
-import { loadCatalog } from "../src/billing/load-catalog.js";
-import { grantCredits } from "../src/billing/grants.js";
-import { createOrganization } from "../src/billing/organizations.js";
 import { MAX_BUDGET_LIMIT_NANO_USD } from "../src/billing/budgets.js";
 import { createSql } from "../src/db/client.js";
 import { migrate } from "../src/db/migrate.js";
+import { seedMeteringOrgs } from "./metering-seed.js";
 import { cpuMicros, measureHttpFloor, runLoadGenerator, startBench, stopProcess } from "./support.js";
 
 /**
@@ -20,34 +15,10 @@ const bench = await startBench("metering", { ownRedis: true });
 // and functions; the later build's is a copy of it once seeded, migrated by this tree.
 const beforeDir = process.env.BENCH_BEFORE;
 const sql = createSql(bench.databaseUrl, { max: 8 });
-await migrate(
-  sql,
-  beforeDir ? { dir: `${beforeDir}/src/db/migrations`, functionsDir: `${beforeDir}/src/db/functions` } : {},
-);
-const ctx = createBillingContext({ sql });
-await loadCatalog(ctx, { file: await readCatalogFile() });
-
 console.log("seeding 1 hot org and 1,000 orgs…");
-const now = new Date();
-const hotOrg = await createOrganization(ctx, { name: "hot" });
-await grantCredits(at(ctx, now), {
-  orgId: hotOrg.id,
-  amount: 1_000_000n * 1_000_000_000n,
-  reason: "bench",
-  idempotencyKey: "bench",
+const { hotOrgId, many, gatewayKey } = await seedMeteringOrgs(sql, {
+  migrate: beforeDir ? { dir: `${beforeDir}/src/db/migrations`, functionsDir: `${beforeDir}/src/db/functions` } : {},
 });
-const many: string[] = [];
-for (let i = 0; i < 1000; i++) {
-  const org = await createOrganization(ctx, { name: `org-${i}` });
-  await grantCredits(at(ctx, now), {
-    orgId: org.id,
-    amount: 10_000n * 1_000_000_000n,
-    reason: "bench",
-    idempotencyKey: "bench",
-  });
-  many.push(org.id);
-}
-const gateway = await createGatewayKey(ctx, { name: "bench gateway" });
 // Profiling aid: BENCH_DB_SET="auto_explain.log_min_duration=5;session_preload_libraries=auto_explain"
 // applies settings to the throwaway database, hence to the API's connections.
 for (const setting of (process.env.BENCH_DB_SET ?? "").split(";").filter(Boolean)) {
@@ -212,7 +183,7 @@ async function runVariant(variant: Variant): Promise<VariantResult> {
     const machineBefore = machineTicks();
     const r = await runLoadGenerator({
       base: api.base,
-      key: gateway.key,
+      key: gatewayKey,
       mode,
       orgs,
       seconds: SECONDS,
@@ -254,12 +225,12 @@ async function runVariant(variant: Variant): Promise<VariantResult> {
     analyzed.add(databaseUrl);
   }
   console.log(`rate limits ${limits}, budgets ${budgets}: running ${SECONDS}s per load…`);
-  const hot = loads.includes("hot") ? await load("pairs", [hotOrg.id], concurrency, 1, "hot") : skipped;
+  const hot = loads.includes("hot") ? await load("pairs", [hotOrgId], concurrency, 1, "hot") : skipped;
   const manyPairs = loads.includes("many") ? await load("pairs", many, concurrency, 1, "many") : skipped;
   // An earlier build (BENCH_BEFORE) may have no batch endpoint for the client: its variants run the plain loads.
   const hotClient =
     loads.includes("hot-client") && build !== "before"
-      ? await load("pairs", [hotOrg.id], concurrency, 1, "hot-client", true)
+      ? await load("pairs", [hotOrgId], concurrency, 1, "hot-client", true)
       : skipped;
   const manyClient =
     loads.includes("many-client") && build !== "before"

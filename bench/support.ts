@@ -187,20 +187,48 @@ export type LoadGeneratorArgs = {
   client?: boolean;
   /** The client's maxDelayMs (default 1). */
   clientDelayMs?: number;
+  /** Pairs mode: pace the virtual users to this many pairs per second in all (none: as fast as answered). */
+  rate?: number;
+  /** Print an interim JSON line (`"interval": true`) every this many seconds. */
+  report_every_s?: number;
+};
+
+/** An interim line of bench/load-generator.ts (args.report_every_s): counts since the previous one. */
+export type LoadGeneratorInterval = {
+  interval: true;
+  seconds: number;
+  ok: number;
+  failed: number;
+  per_s: number;
+  p50_ms: number;
+  p99_ms: number;
 };
 
 /** Runs the load generator as its own process (its CPU is not the system under test's) and returns its result line. */
-export function runLoadGenerator(args: LoadGeneratorArgs): Promise<LoadGeneratorResult> {
+export function runLoadGenerator(
+  args: LoadGeneratorArgs,
+  onInterval?: (line: LoadGeneratorInterval) => void,
+): Promise<LoadGeneratorResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ["--import", "tsx", "bench/load-generator.ts", JSON.stringify(args)], {
       cwd: ROOT,
       stdio: ["ignore", "pipe", "inherit"],
     });
     let out = "";
-    child.stdout.on("data", (d) => (out += String(d)));
-    child.on("exit", (code) =>
+    let last = "";
+    child.stdout.on("data", (d) => {
+      out += String(d);
+      const lines = out.split("\n");
+      out = lines.pop()!;
+      for (const line of lines) {
+        if (!line.trim()) continue;
+        last = line;
+        if (onInterval && line.startsWith('{"interval":true')) onInterval(JSON.parse(line) as LoadGeneratorInterval);
+      }
+    });
+    child.on("close", (code) =>
       code === 0
-        ? resolve(JSON.parse(out.trim().split("\n").pop()!) as LoadGeneratorResult)
+        ? resolve(JSON.parse(out.trim() || last) as LoadGeneratorResult)
         : reject(new Error(`load generator exited ${code}`)),
     );
   });
