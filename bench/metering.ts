@@ -3,7 +3,7 @@ import { MAX_BUDGET_LIMIT_NANO_USD } from "../src/billing/budgets.js";
 import { createSql } from "../src/db/client.js";
 import { migrate } from "../src/db/migrate.js";
 import { seedMeteringOrgs } from "./metering-seed.js";
-import { cpuMicros, measureHttpFloor, runLoadGenerator, startBench, stopProcess } from "./support.js";
+import { apiHeapMb, cpuMicros, measureHttpFloor, runLoadGenerator, startBench, stopProcess } from "./support.js";
 
 /**
  * npm run bench:metering — the API as its own process against the real PostgreSQL and Redis,
@@ -105,6 +105,8 @@ type LoadResult = {
    */
   cpu_us?: { api: number; pg: number; redis: number; loadgen: number; other_busy_pct: number };
   rss_mb?: number;
+  /** The API's V8 heap at the end of the load (bench/support.ts apiHeapMb), MB. */
+  heap_mb?: Awaited<ReturnType<typeof apiHeapMb>>;
 };
 type VariantResult = {
   limits: string;
@@ -210,6 +212,7 @@ async function runVariant(variant: Variant): Promise<VariantResult> {
         other_busy_pct: Math.max(0, (100 * (busyUs - ours)) / wallUs),
       },
       rss_mb: loadRssMb,
+      heap_mb: await apiHeapMb(api.base),
     };
   }
 
@@ -262,7 +265,7 @@ else await bench.cleanup();
 
 const f = (n: number) => n.toFixed(1).padStart(10);
 console.log(
-  "\nlimits/budgets load                      per second    p50 ms    p99 ms   ok / failed    CPU µs per pair/event: API   PG     Redis  load gen  API RSS MB  (other work on the machine)",
+  "\nlimits/budgets load                      per second    p50 ms    p99 ms   ok / failed    CPU µs per pair/event: API   PG     Redis  load gen  API RSS MB  heap / young MB  (other work on the machine)",
 );
 for (const v of results) {
   for (const [name, r] of [
@@ -274,7 +277,7 @@ for (const v of results) {
   ] as const) {
     if (r.mode === "skipped") continue;
     const cpu = r.cpu_us
-      ? `${f(r.cpu_us.api)}${f(r.cpu_us.pg)}${f(r.cpu_us.redis)}${f(r.cpu_us.loadgen)}${f(r.rss_mb ?? 0)}   (${r.cpu_us.other_busy_pct.toFixed(0)}% busy)`
+      ? `${f(r.cpu_us.api)}${f(r.cpu_us.pg)}${f(r.cpu_us.redis)}${f(r.cpu_us.loadgen)}${f(r.rss_mb ?? 0)}${`${(r.heap_mb?.heap_total ?? 0).toFixed(0)} / ${(r.heap_mb?.new_space ?? 0).toFixed(0)}`.padStart(17)}   (${r.cpu_us.other_busy_pct.toFixed(0)}% busy)`
       : "";
     console.log(
       `${(v.build ?? `${v.limits}/${v.budgets}`).padEnd(14)}${name.padEnd(26)}${f(r.per_s)}${f(r.p50_ms)}${f(r.p99_ms)}   ${`${r.ok} / ${r.failed}`.padEnd(14)}${cpu}`,
@@ -292,6 +295,21 @@ const summary = (v: VariantResult) => {
     p99_ms: Number(Math.max(v.hot.p99_ms, v.many.p99_ms).toFixed(2)),
     ingest_events_per_s: Math.round(v.ingest.per_s),
     api_rss_mb: Math.round(v.rss_mb),
+    // Per load: peak RSS, and V8's committed heap and young generation at the load's end.
+    api_memory_mb: Object.fromEntries(
+      (["hot", "many", "ingest"] as const)
+        .filter((load) => v[load].mode !== "skipped")
+        .map((load) => [
+          load,
+          {
+            rss: Math.round(v[load].rss_mb ?? 0),
+            heap_total: Math.round(v[load].heap_mb?.heap_total ?? 0),
+            young: Math.round(v[load].heap_mb?.new_space ?? 0),
+            heap_used: Math.round(v[load].heap_mb?.heap_used ?? 0),
+            external: Math.round(v[load].heap_mb?.external ?? 0),
+          },
+        ]),
+    ),
     hot_org_pairs_per_s: Math.round(v.hot.per_s),
     many_orgs_pairs_per_s: Math.round(v.many.per_s),
     ...(floor

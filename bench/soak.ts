@@ -3,7 +3,14 @@ import { parseArgs } from "node:util";
 import postgres from "postgres";
 import { createSql } from "../src/db/client.js";
 import { seedMeteringOrgs } from "./metering-seed.js";
-import { cpuMicros, type LoadGeneratorInterval, runLoadGenerator, startBench, stopProcess } from "./support.js";
+import {
+  apiHeapMb,
+  cpuMicros,
+  type LoadGeneratorInterval,
+  runLoadGenerator,
+  startBench,
+  stopProcess,
+} from "./support.js";
 
 /**
  * npm run bench:soak -- --minutes 60 [--rate 400]: the metering path held at a fixed rate for a
@@ -107,6 +114,7 @@ type Sample = {
   rss_mb: number;
   heap_used_mb: number;
   heap_total_mb: number;
+  new_space_mb: number;
   external_mb: number;
   api_cpu_us: number;
   pg_cpu_us: number;
@@ -165,21 +173,6 @@ async function main() {
   let peakRss = 0;
   const rssTimer = setInterval(() => (peakRss = Math.max(peakRss, rssMb())), 1000);
 
-  async function v8Heap() {
-    try {
-      const text = await (await fetch(`${base}/metrics`)).text();
-      const metric = (name: string) =>
-        Number(new RegExp(`^hanzo_api_${name} (\\S+)$`, "m").exec(text)?.[1] ?? Number.NaN) / 2 ** 20;
-      return {
-        heap_used_mb: metric("nodejs_heap_size_used_bytes"),
-        heap_total_mb: metric("nodejs_heap_size_total_bytes"),
-        external_mb: metric("nodejs_external_memory_bytes"),
-      };
-    } catch {
-      return { heap_used_mb: Number.NaN, heap_total_mb: Number.NaN, external_mb: Number.NaN };
-    }
-  }
-
   async function tableStats(): Promise<Record<string, TableStats>> {
     const rows = await monitor<(TableStats & { name: string })[]>`
       select s.relname as name, pg_total_relation_size(s.relid)::float8 as bytes, s.n_live_tup::float8 as live,
@@ -212,7 +205,7 @@ async function main() {
   printHeader();
   const onInterval = (line: LoadGeneratorInterval) => {
     pending = pending.then(async () => {
-      const [heap, tables, pg] = await Promise.all([v8Heap(), tableStats(), pgCpu()]);
+      const [heap, tables, pg] = await Promise.all([apiHeapMb(base), tableStats(), pgCpu()]);
       const apiCpu = cpuMicros(pid);
       const machine = machineTicks();
       const ours = apiCpu - last.api + (pg - last.pg);
@@ -225,7 +218,10 @@ async function main() {
         p99_ms: line.p99_ms,
         failed: line.failed,
         rss_mb: rssMb(),
-        ...heap,
+        heap_used_mb: heap.heap_used,
+        heap_total_mb: heap.heap_total,
+        new_space_mb: heap.new_space,
+        external_mb: heap.external,
         api_cpu_us: (apiCpu - last.api) / Math.max(1, line.ok),
         pg_cpu_us: Math.max(0, pg - last.pg) / Math.max(1, line.ok),
         // Everything but the API and its backends: the load generator, Redis, autovacuum, other work.
@@ -253,6 +249,7 @@ const HEAD = [
   "failed",
   "RSS MB",
   "heap MB",
+  "young MB",
   "ext MB",
   "API µs",
   "PG µs",
@@ -274,6 +271,7 @@ function printRow(s: Sample) {
     String(s.failed),
     s.rss_mb.toFixed(0),
     s.heap_used_mb.toFixed(0),
+    s.new_space_mb.toFixed(0),
     s.external_mb.toFixed(0),
     s.api_cpu_us.toFixed(0),
     s.pg_cpu_us.toFixed(0),

@@ -146,6 +146,28 @@ export async function startRedis(): Promise<{ child: ChildProcess; url: string; 
   throw new Error("the bench's redis-server did not start");
 }
 
+/**
+ * The API's V8 heap as its /metrics reports it (prom-client's default metrics), in MB: what is
+ * used, what V8 has committed, the young generation ("new" space: two semi-spaces, which V8 grows
+ * under load up to --max-semi-space-size each) and memory outside the heap (Buffers).
+ */
+export async function apiHeapMb(base: string) {
+  const none = { heap_used: Number.NaN, heap_total: Number.NaN, new_space: Number.NaN, external: Number.NaN };
+  try {
+    const text = await (await fetch(`${base}/metrics`)).text();
+    const metric = (name: string) =>
+      Number(new RegExp(`^hanzo_api_${name} (\\S+)$`, "m").exec(text)?.[1] ?? Number.NaN) / 2 ** 20;
+    return {
+      heap_used: metric("nodejs_heap_size_used_bytes"),
+      heap_total: metric("nodejs_heap_size_total_bytes"),
+      new_space: metric('nodejs_heap_space_size_total_bytes\\{space="new"\\}'),
+      external: metric("nodejs_external_memory_bytes"),
+    };
+  } catch {
+    return none;
+  }
+}
+
 /** CPU time a process has used so far (user + system), in µs, read from /proc (0 once it is gone). */
 export function cpuMicros(pid: number): number {
   try {
