@@ -227,7 +227,7 @@ begin
   -- every month's partition, then of the one partition its occurred_at names), read after the
   -- organization locks, so a racing batch with the same key has committed by now. The keys are
   -- probed alone first: a repeated key is rare, and the statement that reads the events joins
-  -- usage_events, whose generic plan opens and locks every month's partition (~0.5 ms a call).
+  -- usage_events, whose generic plan opens and locks every month's partition on each call.
   if exists (
     select 1 from unnest(p_usage) x
     -- a probe per event (the limit keeps it from becoming a join of the whole key table)
