@@ -4,7 +4,7 @@ import type { AppEnv } from "../../context.js";
 import { asBillingError, errorBody, fromZodError } from "../../errors.js";
 import { ErrorEnvelope, errorResponses, jsonBody, jsonResponse } from "../../schemas.js";
 import { requiresKey } from "../access.js";
-import { AuthorizeRequest, HoldResponse, holdJson } from "./authorize.js";
+import { AuthorizeRequest, authorizeInput, HoldResponse, holdJson } from "./authorize.js";
 
 export const MAX_AUTHORIZATIONS_PER_BATCH = 1000;
 
@@ -93,17 +93,7 @@ export function registerAuthorizeBatch(app: OpenAPIHono<AppEnv>) {
         results[index] = failed(index, fromZodError(parsed.error, `requests.${index}`));
         return;
       }
-      const body = parsed.data;
-      inputs.push({
-        orgId: body.org_id,
-        product: body.product,
-        model: body.model,
-        estimate: body.estimate,
-        idempotencyKey: body.idempotency_key,
-        ttlSeconds: body.ttl_seconds ?? config.HOLD_TTL_SECONDS,
-        apiKeyId: body.api_key_id,
-        project: body.project,
-      });
+      inputs.push(authorizeInput(parsed.data, config.HOLD_TTL_SECONDS));
       indexes.push(index);
     });
     const outcomes = inputs.length > 0 ? await metering.authorizeMany(inputs, clock()) : [];

@@ -1,5 +1,6 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import type { Hold } from "../../../billing/holds.js";
+import type { AuthorizeInput } from "../../../billing/metering.js";
 import { usdFields } from "../../present.js";
 import type { AppEnv } from "../../context.js";
 import { requiresKey } from "../access.js";
@@ -111,23 +112,25 @@ export const authorizeRoute = createRoute({
   },
 });
 
+/** What metering takes for an authorization request's body (the single and the batch endpoint's). */
+export function authorizeInput(body: z.infer<typeof AuthorizeRequest>, defaultTtlSeconds: number): AuthorizeInput {
+  return {
+    orgId: body.org_id,
+    product: body.product,
+    model: body.model,
+    estimate: body.estimate,
+    idempotencyKey: body.idempotency_key,
+    ttlSeconds: body.ttl_seconds ?? defaultTtlSeconds,
+    apiKeyId: body.api_key_id,
+    project: body.project,
+  };
+}
+
 export function registerAuthorize(app: OpenAPIHono<AppEnv>) {
   app.openapi(authorizeRoute, async (c) => {
     const { metering, clock, config } = c.get("deps");
     const body = c.req.valid("json");
-    const hold = await metering.authorize(
-      {
-        orgId: body.org_id,
-        product: body.product,
-        model: body.model,
-        estimate: body.estimate,
-        idempotencyKey: body.idempotency_key,
-        ttlSeconds: body.ttl_seconds ?? config.HOLD_TTL_SECONDS,
-        apiKeyId: body.api_key_id,
-        project: body.project,
-      },
-      clock(),
-    );
+    const hold = await metering.authorize(authorizeInput(body, config.HOLD_TTL_SECONDS), clock());
     return c.json(holdJson(hold), hold.replayed ? 200 : 201);
   });
 }
