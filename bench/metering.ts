@@ -1,9 +1,17 @@
-import { readFileSync } from "node:fs";
 import { MAX_BUDGET_LIMIT_NANO_USD } from "../src/billing/budgets.js";
 import { createSql } from "../src/db/client.js";
 import { migrate } from "../src/db/migrate.js";
 import { seedMeteringOrgs } from "./metering-seed.js";
-import { apiHeapMb, cpuMicros, measureHttpFloor, runLoadGenerator, startBench, stopProcess } from "./support.js";
+import {
+  apiHeapMb,
+  cpuMicros,
+  machineTicks,
+  measureHttpFloor,
+  rssMb,
+  runLoadGenerator,
+  startBench,
+  stopProcess,
+} from "./support.js";
 
 /**
  * npm run bench:metering — the API as its own process against the real PostgreSQL and Redis,
@@ -124,12 +132,6 @@ type VariantResult = {
 // and of the bench's Redis, read from /proc around each load, so a figure survives other work
 // sharing the machine.
 const TICK_US = 10_000; // CLK_TCK is 100 on Linux
-function machineTicks(): { busy: number; total: number } {
-  const cpu = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
-  const idle = cpu[3]! + cpu[4]!;
-  const total = cpu.reduce((a, b) => a + b, 0);
-  return { busy: total - idle, total };
-}
 const monitor = createSql(bench.databaseUrl, { max: 1 });
 const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 32);
 // hot-client and many-client: hot and many through the gateway's client (client/gateway.ts), whose
@@ -155,13 +157,9 @@ async function runVariant(variant: Variant): Promise<VariantResult> {
   let maxRssMb = 0;
   let loadRssMb = 0; // peak during the current load
   const rssTimer = setInterval(() => {
-    try {
-      const kb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${api.pid}/status`, "utf8"))?.[1] ?? 0);
-      maxRssMb = Math.max(maxRssMb, kb / 1024);
-      loadRssMb = Math.max(loadRssMb, kb / 1024);
-    } catch {
-      // process gone
-    }
+    const mb = rssMb(api.pid);
+    maxRssMb = Math.max(maxRssMb, mb);
+    loadRssMb = Math.max(loadRssMb, mb);
   }, 200);
 
   async function ourTicks(): Promise<{ api: number; pg: number; redis: number }> {

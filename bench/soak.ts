@@ -1,4 +1,3 @@
-import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import postgres from "postgres";
 import { createSql } from "../src/db/client.js";
@@ -7,6 +6,8 @@ import {
   apiHeapMb,
   cpuMicros,
   type LoadGeneratorInterval,
+  machineTicks,
+  rssMb,
   runLoadGenerator,
   startBench,
   stopProcess,
@@ -163,15 +164,8 @@ async function main() {
     console.log(`peak ${peak.toFixed(0)} pairs/s: soaking at ${rate}`);
   }
 
-  const rssMb = () => {
-    try {
-      return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) / 1024;
-    } catch {
-      return 0;
-    }
-  };
   let peakRss = 0;
-  const rssTimer = setInterval(() => (peakRss = Math.max(peakRss, rssMb())), 1000);
+  const rssTimer = setInterval(() => (peakRss = Math.max(peakRss, rssMb(pid))), 1000);
 
   async function tableStats(): Promise<Record<string, TableStats>> {
     const rows = await monitor<(TableStats & { name: string })[]>`
@@ -189,11 +183,6 @@ async function main() {
     const rows = await monitor<{ pid: number }[]>`
       select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()`;
     return rows.reduce((a, r) => a + cpuMicros(r.pid), 0);
-  }
-
-  function machineTicks() {
-    const cpu = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
-    return { busy: cpu.reduce((a, b) => a + b, 0) - cpu[3]! - cpu[4]!, total: cpu.reduce((a, b) => a + b, 0) };
   }
 
   const samples: Sample[] = [];
@@ -217,7 +206,7 @@ async function main() {
         p50_ms: line.p50_ms,
         p99_ms: line.p99_ms,
         failed: line.failed,
-        rss_mb: rssMb(),
+        rss_mb: rssMb(pid),
         heap_used_mb: heap.heap_used,
         heap_total_mb: heap.heap_total,
         new_space_mb: heap.new_space,

@@ -168,6 +168,22 @@ export async function apiHeapMb(base: string) {
   }
 }
 
+/** A process's resident memory now, in MB, read from /proc (0 once it is gone). */
+export function rssMb(pid: number): number {
+  try {
+    return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) / 1024;
+  } catch {
+    return 0;
+  }
+}
+
+/** The machine's CPU ticks so far (all cores, 10 ms each): busy and in all, from /proc/stat. */
+export function machineTicks(): { busy: number; total: number } {
+  const cpu = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = cpu.reduce((a, b) => a + b, 0);
+  return { busy: total - cpu[3]! - cpu[4]!, total }; // idle and iowait are not busy
+}
+
 /** CPU time a process has used so far (user + system), in µs, read from /proc (0 once it is gone). */
 export function cpuMicros(pid: number): number {
   try {
