@@ -225,33 +225,25 @@ begin
 
   -- Events already recorded under these keys (a probe of usage_event_keys, the key unique across
   -- every month's partition, then of the one partition its occurred_at names), read after the
-  -- organization locks, so a racing batch with the same key has committed by now. The keys are
-  -- probed alone first: a repeated key is rare, and the statement that reads the events joins
-  -- usage_events, whose generic plan opens and locks every month's partition on each call.
-  if exists (
-    select 1 from unnest(p_usage) x
-    -- a probe per event (the limit keeps it from becoming a join of the whole key table)
-    cross join lateral (select 1 from usage_event_keys uk where uk.org_id = (p_orgs[x.org]).org_id and uk.idempotency_key = x.key limit 1) uk
-  ) then
-    for r in
-      select x.k, e.id, e.cost, e.catalog_version, e.hold_id,
-             e.occurred_at = x.occurred_at and e.product = x.product and e.model = x.model and e.quantities = x.quantities
-               and e.hold_id is not distinct from x.hold_id
-               and e.api_key_id is not distinct from x.api_key_id and e.project is not distinct from x.project as same
-      from unnest(p_usage) with ordinality x(org, id, key, prev, occurred_at, product, model, quantities, cost, catalog_version, hold_id, hold_first, api_key_id, project, k)
-      cross join lateral (
-        select e.* from usage_event_keys uk
-        join usage_events e on e.occurred_at = uk.occurred_at and e.id = uk.event_id
-        where uk.org_id = (p_orgs[x.org]).org_id and uk.idempotency_key = x.key
-        limit 1) e
-    loop
-      v_first_id[r.k] := r.id;
-      v_first_cost[r.k] := r.cost;
-      v_first_version[r.k] := r.catalog_version;
-      v_first_hold_id[r.k] := r.hold_id;
-      v_same[r.k] := r.same;
-    end loop;
-  end if;
+  -- organization locks, so a racing batch with the same key has committed by now.
+  for r in
+    select x.k, e.id, e.cost, e.catalog_version, e.hold_id,
+           e.occurred_at = x.occurred_at and e.product = x.product and e.model = x.model and e.quantities = x.quantities
+             and e.hold_id is not distinct from x.hold_id
+             and e.api_key_id is not distinct from x.api_key_id and e.project is not distinct from x.project as same
+    from unnest(p_usage) with ordinality x(org, id, key, prev, occurred_at, product, model, quantities, cost, catalog_version, hold_id, hold_first, api_key_id, project, k)
+    cross join lateral (
+      select e.* from usage_event_keys uk
+      join usage_events e on e.occurred_at = uk.occurred_at and e.id = uk.event_id
+      where uk.org_id = (p_orgs[x.org]).org_id and uk.idempotency_key = x.key
+      limit 1) e
+  loop
+    v_first_id[r.k] := r.id;
+    v_first_cost[r.k] := r.cost;
+    v_first_version[r.k] := r.catalog_version;
+    v_first_hold_id[r.k] := r.hold_id;
+    v_same[r.k] := r.same;
+  end loop;
 
   -- The holds named, as phase 2 left them (primary-key probes). A hold changes state only under
   -- its organization's lock, which this batch holds for every hold it may settle (an event
