@@ -72,21 +72,28 @@ export class GroupCommitter<I, O> {
           (err: unknown): unknown => {
             if (batch.length === 1) return settle(at(batch, 0, "item"), asError(err));
             // A batch carries requests of many callers (and organizations): one item the
-            // database refuses must not fail the others, so each is written again on its own.
-            return Promise.all(
-              batch.map((b) =>
-                this.writeBatch([b.item]).then(
-                  ([outcome]) => settle(b, outcome ?? new Error("batch writer returned no outcome for an item")),
-                  (e: unknown) => settle(b, asError(e)),
-                ),
-              ),
-            );
+            // database refuses must not fail the others, so each is written again on its own,
+            // one after the other in the batch's order. In parallel, a later request could be
+            // decided before an earlier one it depends on (a key's second use answered as a
+            // first use: 402 instead of 409 idempotency_key_reused).
+            return this.writeEachInOrder(batch);
           },
         )
         .finally(() => {
           this.inFlight--;
           this.drain();
         });
+    }
+  }
+
+  private async writeEachInOrder(batch: { item: I; waiter: Waiter<O>; slot: number }[]): Promise<void> {
+    for (const b of batch) {
+      try {
+        const [outcome] = await this.writeBatch([b.item]);
+        settle(b, outcome ?? new Error("batch writer returned no outcome for an item"));
+      } catch (e) {
+        settle(b, asError(e));
+      }
     }
   }
 }

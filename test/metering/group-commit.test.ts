@@ -28,4 +28,28 @@ describe("GroupCommitter", () => {
     expect(settled.map((s) => s.status)).toEqual(["fulfilled", "rejected", "fulfilled"]);
     expect((settled[1] as PromiseRejectedResult).reason.message).toBe("refused by the database");
   });
+
+  it("after a refused batch, the items are written again one at a time, in the batch's order", async () => {
+    // The first item's lone write is the slow one: written in parallel, the second would finish
+    // (and be decided) first, as a key's second use was once answered before its first.
+    const written: number[] = [];
+    let concurrent = 0;
+    let maxConcurrent = 0;
+    const gc = new GroupCommitter<number, number>(
+      async (items) => {
+        if (items.length > 1) throw new Error("refused by the database");
+        concurrent++;
+        maxConcurrent = Math.max(maxConcurrent, concurrent);
+        await new Promise((r) => setTimeout(r, items[0] === 1 ? 30 : 0));
+        written.push(...items);
+        concurrent--;
+        return items;
+      },
+      { maxBatch: 100, maxInFlight: 1 },
+    );
+    const results = await Promise.all([1, 2, 3].map((i) => gc.submit(i)));
+    expect(results).toEqual([1, 2, 3]);
+    expect(written).toEqual([1, 2, 3]);
+    expect(maxConcurrent).toBe(1);
+  });
 });
