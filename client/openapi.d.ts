@@ -2343,7 +2343,7 @@ export interface components {
         LedgerTransaction: {
             id: string;
             /**
-             * @description What moved the money: grant (an operator's or a plan's credits), promo_credit (a promo code redeemed), referral_credit, referral_clawback, credit_note (credits from a credit note), grant_expiry, card_topup, husd_deposit, hold, hold_expiry, usage, invoice_settlement, reversal. New kinds may appear: show unknown ones as they are.
+             * @description What moved the money: grant (an operator's or a plan's credits), promo_credit (a promo code redeemed), referral_credit, referral_clawback, credit_note (credits from a credit note), grant_expiry, card_topup, husd_deposit, usage, invoice_settlement, reversal; hold, hold_expiry and hold_reservation only before holds became reservations (migration 0037: a hold now moves no money). New kinds may appear: show unknown ones as they are.
              * @example grant
              */
             kind: string;

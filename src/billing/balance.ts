@@ -1,5 +1,5 @@
 import { BillingError } from "../errors.js";
-import { orgCreditsAccount, orgHeldAccount } from "../ledger/accounts.js";
+import { orgCreditsAccount } from "../ledger/accounts.js";
 import type { BillingContext } from "./context.js";
 import { shownBalance } from "./money-rules.js";
 
@@ -8,8 +8,8 @@ import { shownBalance } from "./money-rules.js";
  * - credits: what it can spend now (its credits account, less what grants that have expired
  *   take, whether or not the worker has posted their expiry yet). Negative only after a usage
  *   overrun (or a card refund or reversal of money already spent).
- * - held: reserved by live holds (authorized, not yet settled).
- * - balance: credits + held, everything the org has.
+ * - held: reserved by live holds (authorized, not yet settled), on the credits account.
+ * - balance: credits + held, everything the org has (the credits account's balance).
  */
 export type Balance = { balance: bigint; credits: bigint; held: bigint; lowBalanceThreshold: bigint };
 
@@ -19,12 +19,11 @@ export async function getBalance(ctx: BillingContext, input: { orgId: string }):
   const [row] = await ctx.sql<
     { credits: bigint; held: bigint; expiry: bigint; lapsed: bigint; low_balance_threshold: bigint }[]
   >`
-    select c.balance as credits, h.balance as held, o.low_balance_threshold,
+    select c.balance - c.held as credits, c.held, o.low_balance_threshold,
       grant_expiry_taken(o.id, ${now}) as expiry,
       (select coalesce(sum(x.amount), 0)::bigint from holds x where x.org_id = o.id and x.status = 'active' and x.expires_at <= ${now}) as lapsed
     from organizations o
     join ledger_accounts c on c.id = ${orgCreditsAccount(orgId)}
-    join ledger_accounts h on h.id = ${orgHeldAccount(orgId)}
     where o.id = ${orgId}`;
   if (!row) throw new BillingError("not_found", `no organization ${orgId}`);
   // Shown as they are by the rules, whenever the workers get to post them: holds past their

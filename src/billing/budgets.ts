@@ -93,7 +93,7 @@ export async function listBudgets(ctx: BillingContext, input: { orgId: string; i
     select b.id, b.org_id, b.scope, b.project, b.api_key_id, b.limit_amount, b.enforcement, b.created_at, b.updated_at,
       coalesce((select p.spent from budget_periods p where p.budget_id = b.id and p.period_start = ${period.start}), 0)::text as spent,
       (case b.scope
-        when 'org' then (select a.balance from ledger_accounts a where a.id = 'org:' || b.org_id || ':held')
+        when 'org' then (select a.held from ledger_accounts a where a.id = 'org:' || b.org_id || ':credits')
         else (select coalesce(sum(h.amount), 0) from holds h
               where h.org_id = b.org_id and h.status = 'active' and (h.api_key_id = b.api_key_id or h.project = b.project))
       end)::text as held

@@ -171,8 +171,6 @@ export function countsObject(counts: Record<string, bigint>): Record<string, str
 export type BatchOrg = {
   org_id: string;
   usage_txn: string | null;
-  expiry_txn: string | null;
-  hold_txn: string | null;
   alert_id: string | null;
 };
 /** A usage event of a batch (metering_usage); `org`, `prev` and `hold_first` are 1-based indexes. */

@@ -159,8 +159,8 @@ export function authorizeOutcomes(a: PreparedAuthorize, res: AuthorizeAnswer): (
 /**
  * The sweeper: expires the holds past their expiry of every organization, a bounded number of
  * orgs per call. It is a metering batch without requests: the organizations are locked as for
- * any batch, and the amounts of their expired holds return to their credits in one
- * 'hold_expiry' transaction per org. Returns how many holds it expired.
+ * any batch, and their expired holds stop reserving their amounts (nothing moves on the ledger:
+ * a hold is a reservation on the credits account). Returns how many holds it expired.
  */
 export async function expireHolds(ctx: BillingContext, input: { maxOrgs?: number } = {}): Promise<number> {
   const { sql } = ctx;
@@ -172,7 +172,7 @@ export async function expireHolds(ctx: BillingContext, input: { maxOrgs?: number
   const orgs = due
     .map((d) => d.org_id)
     .sort()
-    .map((org_id) => ({ org_id, usage_txn: null, expiry_txn: newId("txn"), hold_txn: null, alert_id: null }));
+    .map((org_id) => ({ org_id, usage_txn: null, alert_id: null }));
   const res = await callMeteringBatch(sql, now, orgs, [], []);
   return res.expired_holds;
 }

@@ -261,19 +261,14 @@ export class Metering {
     });
     const a = prepareAuthorize(authorizations, now, authorizationOrgs);
     const u = prepareUsage(events, eventOrgs);
-    // Ids for what may be written per organization: a 'usage' transaction and an alert for
-    // organizations with usage, a 'hold' transaction for those with authorizations, and a
-    // 'hold_expiry' transaction for holds that expire (of authorizing organizations, or named by usage).
+    // Ids for what may be written per organization with usage: its 'usage' transaction and a
+    // low-balance alert. Holds move no money (metering.sql): they need no transaction.
     const withUsage = new Array<boolean>(orgs.length).fill(false);
-    const withAuthorizations = new Array<boolean>(orgs.length).fill(false);
     for (const i of eventOrgs) withUsage[i - 1] = true;
-    for (const i of authorizationOrgs) withAuthorizations[i - 1] = true;
     const batch = orgs.map(
       (org_id, i): BatchOrg => ({
         org_id,
         usage_txn: withUsage[i] ? newId("txn") : null,
-        expiry_txn: newId("txn"),
-        hold_txn: withAuthorizations[i] ? newId("txn") : null,
         alert_id: withUsage[i] ? newId("alert") : null,
       }),
     );

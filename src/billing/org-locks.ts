@@ -31,10 +31,9 @@ export async function lockOrgs(tx: TransactionSql, orgIds: string[], now: Date):
     { org_id: string; credits: bigint; held: bigint; threshold: bigint; pending: string; expiring: boolean }[]
   >`
     with locked as materialized (
-      select org_id, balance from ledger_accounts where id = any(${accounts}) order by id for update
+      select org_id, balance, held from ledger_accounts where id = any(${accounts}) order by id for update
     )
-    select l.org_id, l.balance as credits,
-      (select h.balance from ledger_accounts h where h.id = 'org:' || l.org_id || ':held') as held,
+    select l.org_id, l.balance - l.held as credits, l.held,
       (select o.low_balance_threshold from organizations o where o.id = l.org_id) as threshold,
       grant_expiry_taken(l.org_id, ${now})::text as pending,
       exists (select 1 from credit_grants g where g.org_id = l.org_id and g.expires_at is not null and g.expired_at is null) as expiring

@@ -1,6 +1,6 @@
 import { BillingError } from "../errors.js";
 import { newId } from "../ids.js";
-import { orgCreditsAccount, orgHeldAccount } from "../ledger/accounts.js";
+import { orgCreditsAccount } from "../ledger/accounts.js";
 import { withTransaction, type BillingContext } from "./context.js";
 import { linkReferral } from "./referrals/link-referral.js";
 
@@ -22,7 +22,7 @@ const toOrganization = (r: OrgRow): Organization => ({
 });
 
 /**
- * Creates the organization and both of its ledger accounts together, so no org ever lacks one;
+ * Creates the organization and its ledger account (credits) together, so no org ever lacks it;
  * with a referral code, linked to its referrer in the same transaction (an unknown code creates
  * nothing: 400).
  */
@@ -35,8 +35,7 @@ export async function createOrganization(
     const [row] = await tx<OrgRow[]>`
       insert into organizations (id, name, billing_anchor_day, created_at)
       values (${id}, ${input.name}, ${input.billingAnchorDay ?? 1}, ${input.createdAt ?? ctx.clock()}) returning *`;
-    await tx`insert into ledger_accounts (id, org_id, kind) values
-      (${orgCreditsAccount(id)}, ${id}, 'org_credits'), (${orgHeldAccount(id)}, ${id}, 'org_held')`;
+    await tx`insert into ledger_accounts (id, org_id, kind) values (${orgCreditsAccount(id)}, ${id}, 'org_credits')`;
     if (!row) throw new Error("insert into organizations returned no row");
     if (input.referralCode !== undefined) {
       await linkReferral(tx, { referredOrgId: id, code: input.referralCode, now: input.createdAt ?? ctx.clock() });

@@ -193,8 +193,6 @@ export async function recordUsageBatch(
   const batch = orgs.map((org_id, i) => ({
     org_id,
     usage_txn: newId("txn"),
-    expiry_txn: newId("txn"),
-    hold_txn: null,
     alert_id: alertIds[i] ?? null,
   }));
   const res = await callMeteringBatch(ctx.sql, ctx.clock(), batch, u.input, []);

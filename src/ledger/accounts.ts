@@ -1,6 +1,9 @@
-/** Ledger account ids. An organization has two: what it can spend, and what live holds reserve. */
+/**
+ * Ledger account ids. An organization has one, its credits: the balance, with what its live holds
+ * reserve (`held`, migration 0037). Organizations made before then also have an `org:<id>:held`
+ * account, where holds used to move their money; it stays, emptied, with its history.
+ */
 export const orgCreditsAccount = (orgId: string) => `org:${orgId}:credits`;
-export const orgHeldAccount = (orgId: string) => `org:${orgId}:held`;
 
 export const SystemAccounts = {
   grants: "system:grants",

@@ -4,7 +4,10 @@ export type LedgerCheck = {
   unbalancedTransactions: { transactionId: string; sum: bigint }[];
   /** Organization accounts whose cached balance is not the sum of their entries (system accounts keep no cache). */
   balanceMismatches: { accountId: string; cached: bigint; fromEntries: bigint }[];
-  /** Organizations whose `held` account is not the sum of their live (active) holds. */
+  /**
+   * Organizations whose reserved amount (`held` on the credits account) is not the sum of their
+   * active holds, or whose old held account (migration 0037) is not empty.
+   */
   heldMismatches: { orgId: string; held: bigint; liveHolds: bigint }[];
 };
 
@@ -19,7 +22,7 @@ export const mismatchCount = (check: LedgerCheck) =>
  *
  * Cost: the first two statements each read every entry once, since no index helps a sum over
  * everything, so they grow with the ledger; the third reads only the active holds (partial index
- * holds_active_org) and the org_held accounts. Nothing is locked; postings run on while it reads.
+ * holds_active_org) and the organizations' accounts. Nothing is locked; postings run on while it reads.
  * Hence a run every LEDGER_CHECK_INTERVAL_MS (10 minutes), not on every posting;
  * bench/RESULTS-ledger-check.md has the measured cost.
  */
@@ -32,12 +35,14 @@ export async function checkLedger(sql: Sql): Promise<LedgerCheck> {
     from ledger_accounts a
     left join (select account_id, sum(amount) as total from ledger_entries group by account_id) e on e.account_id = a.id
     where a.kind <> 'system' and a.balance <> coalesce(e.total, 0)`;
-  // A full join: live holds of an org without a held account are a mismatch too.
+  // A full join: live holds of an org without a credits account are a mismatch too. An old held
+  // account holding money shows as reserving that much more than the holds.
   const held = await sql<{ org_id: string; held: bigint; live_holds: string }[]>`
-    select coalesce(a.org_id, h.org_id) as org_id, coalesce(a.balance, 0) as held, coalesce(h.total, 0)::text as live_holds
-    from (select org_id, balance from ledger_accounts where kind = 'org_held') a
+    select coalesce(a.org_id, h.org_id) as org_id, coalesce(a.held, 0) as held, coalesce(h.total, 0)::text as live_holds
+    from (select org_id, sum(case when kind = 'org_credits' then held else balance end) as held
+          from ledger_accounts where kind in ('org_credits', 'org_held') group by org_id) a
     full join (select org_id, sum(amount) as total from holds where status = 'active' group by org_id) h on h.org_id = a.org_id
-    where coalesce(a.balance, 0) <> coalesce(h.total, 0)`;
+    where coalesce(a.held, 0) <> coalesce(h.total, 0)`;
   return {
     unbalancedTransactions: unbalanced.map((r) => ({ transactionId: r.transaction_id, sum: BigInt(r.sum) })),
     balanceMismatches: mismatches.map((r) => ({

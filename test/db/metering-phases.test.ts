@@ -12,8 +12,6 @@ const NOW = new Date("2026-11-15T12:00:00Z");
 const org = (org_id: string) => ({
   org_id,
   usage_txn: `txn_u_${org_id}`,
-  expiry_txn: `txn_e_${org_id}`,
-  hold_txn: `txn_h_${org_id}`,
   alert_id: null,
 });
 const orgsJson = (ids: string[]) => JSON.stringify(ids.map(org));
@@ -82,8 +80,9 @@ describe("metering_batch's phases", () => {
     expect(first.expired_n).toEqual([2, 1]);
     const status = Object.fromEntries(first.states.map((s) => [s.id, s]));
     expect(status[holds["a-live"]!]!.status).toBe("active"); // named, but not past its expiry
-    expect(status[holds["a-expired"]!]).toMatchObject({ status: "expired", close_transaction_id: `txn_e_${a.id}` });
-    expect(status[holds["b-expired"]!]).toMatchObject({ status: "expired", close_transaction_id: `txn_e_${b.id}` });
+    // A hold is a reservation: its expiry posts nothing, so it names no transaction.
+    expect(status[holds["a-expired"]!]).toMatchObject({ status: "expired", close_transaction_id: null });
+    expect(status[holds["b-expired"]!]).toMatchObject({ status: "expired", close_transaction_id: null });
     expect(second.expired).toEqual(["0", "0"]);
   });
 

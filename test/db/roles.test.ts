@@ -105,8 +105,9 @@ describe("database roles", () => {
     return {
       "set its credits balance": [`update ledger_accounts set balance = 1000000000000 where id = ${credits}`],
       "touch its balance at all": [`update ledger_accounts set balance = balance where id = ${credits}`],
-      "turn its held account into credits": [
-        `update ledger_accounts set kind = 'org_credits' where id = 'org:${orgId}:held'`,
+      "give back what its holds reserve": [`update ledger_accounts set held = 0 where id = ${credits}`],
+      "open an account with a reservation": [
+        `insert into ledger_accounts (id, org_id, kind, held) values ('org:x:credits', '${orgId}', 'org_credits', 5)`,
       ],
       "open an account with a balance": [
         `insert into ledger_accounts (id, org_id, kind, balance) values ('org:x:credits', '${orgId}', 'org_credits', 5)`,

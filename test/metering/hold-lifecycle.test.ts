@@ -10,12 +10,12 @@ import { contextAt } from "../support/context.js";
 // The "api" product costs $0.0001 a request: 125 requests = $0.0125.
 const perRequestNano = 100_000n;
 
-/** Each org's held account against its live holds, and its credits account. */
+/** Each org's credits account: what it holds less what is reserved, the reserved, and its live holds. */
 async function moneyOf(db: TestDatabase, orgId: string) {
   const [row] = await db.sql<{ credits: bigint; held: bigint; live: bigint }[]>`
-    select c.balance as credits, h.balance as held,
+    select c.balance - c.held as credits, c.held,
       (select coalesce(sum(amount), 0)::bigint from holds where org_id = ${orgId} and status = 'active') as live
-    from ledger_accounts c join ledger_accounts h on h.id = 'org:' || ${orgId} || ':held'
+    from ledger_accounts c
     where c.id = 'org:' || ${orgId} || ':credits'`;
   return row!;
 }

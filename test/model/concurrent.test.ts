@@ -376,8 +376,7 @@ describe("metering engine: concurrent requests through two API processes", () =>
           const after = await snapshot(db.sql, ids);
           problems.push(...violations(after, ids).map((v) => `after the final sweep: ${v}`));
           for (const a of after.accounts)
-            if (a.kind === "org_held" && a.balance !== "0")
-              problems.push(`after the final sweep ${a.org_id} still holds ${a.balance}`);
+            if (a.held !== "0") problems.push(`after the final sweep ${a.org_id} still holds ${a.held}`);
           problems.push(...(await checkLedgerFor(db.sql, ids)));
           if (problems.length > 0) throw new Error(`run ${tag}:\n  ${problems.join("\n  ")}`);
         },

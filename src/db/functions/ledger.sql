@@ -126,10 +126,11 @@ drop trigger if exists ledger_entries_apply on ledger_entries;
 create trigger ledger_entries_apply after insert on ledger_entries
   referencing new table as inserted for each statement execute function ledger_apply_to_balance();
 
--- The cached balance is the sum of the account's entries, so only ledger_apply_to_balance (a
--- trigger, hence pg_trigger_depth() >= 1 while it runs) may change it: an UPDATE written by a
--- client (the app's role has UPDATE on the table, for that trigger), or any change to an
--- account's id, org or kind, or a new account opened with a balance, is refused. The WHEN
+-- The cached balance is the sum of the account's entries, and `held` the sum of the org's active
+-- holds, so only ledger_apply_to_balance and the holds triggers (holds.sql) may change them:
+-- triggers, hence pg_trigger_depth() >= 1 while they run. An UPDATE written by a client (the
+-- app's role has UPDATE on the table, for those triggers), or any change to an account's id, org
+-- or kind, or a new account opened with a balance or a reservation, is refused. The WHEN
 -- clauses keep the function call off the hot path (every posting updates its accounts).
 create or replace function ledger_accounts_refuse_change() returns trigger language plpgsql set search_path = billing, pg_temp as $$
 begin
@@ -142,7 +143,7 @@ create trigger ledger_accounts_balance_by_postings before update on ledger_accou
   execute function ledger_accounts_refuse_change();
 drop trigger if exists ledger_accounts_open_at_zero on ledger_accounts;
 create trigger ledger_accounts_open_at_zero before insert on ledger_accounts for each row
-  when (new.balance <> 0) execute function ledger_accounts_refuse_change();
+  when (new.balance <> 0 or new.held <> 0) execute function ledger_accounts_refuse_change();
 
 -- Usage events and catalog versions are facts too.
 create or replace function usage_refuse_change() returns trigger language plpgsql set search_path = billing, pg_temp as $$

@@ -2,8 +2,8 @@
 -- (src/billing/metering.ts), in phases that each read what the previous ones decided:
 --
 --   1. metering_lock_orgs        lock the batch's organizations (id order) and read their money
---   2. metering_expire_holds     holds past their expiry expire (their amount returns to the
---                                credits) before anything else can look at them: the holds of
+--   2. metering_expire_holds     holds past their expiry expire (their amount is no longer
+--                                reserved) before anything else can look at them: the holds of
 --                                every organization that is authorizing, and every hold a usage
 --                                event names
 --   3. metering_settle           usage events: recorded once per key, each settling its hold
@@ -14,9 +14,10 @@
 --
 -- Hold states change only in phases 2 and 3, by UPDATEs guarded on status = 'active', and
 -- later phases read the table: a hold is settled or expired exactly once, whatever arrives in
--- the same batch. The ledger movements are summed per organization and posted by phase 5 (one
--- 'hold_expiry', 'usage' and 'hold' transaction per organization at most), so the ledger's
--- statement triggers run once per batch.
+-- the same batch. A hold is a reservation on its organization's credits account (`held`, kept
+-- by the triggers of holds.sql), not a ledger movement: only usage moves money, and phase 5
+-- posts it as one 'usage' transaction per organization at most, so the ledger's statement
+-- triggers run once per batch.
 --
 -- Inputs are JSON arrays of objects shaped as the composite types below (the TypeScript side
 -- builds them in src/billing/holds.ts and usage.ts); element k of usage or authorizations is
@@ -56,7 +57,7 @@ drop type if exists metering_usage cascade;
 drop type if exists metering_authorization cascade;
 
 -- Per organization: its id and the ids of what the batch may write for it (null: not needed).
-create type metering_org as (org_id text, usage_txn text, expiry_txn text, hold_txn text, alert_id text);
+create type metering_org as (org_id text, usage_txn text, alert_id text);
 
 create type metering_usage as (
   org int,              -- index into p_orgs
@@ -91,7 +92,8 @@ create type metering_authorization as (
 );
 
 -- 1. Locks the organizations' credits accounts and reads what a money decision needs, per
--- element of p_orgs (null credits = no such organization). The lock is one statement ordered
+-- element of p_orgs (null credits = no such organization): `held`, what live holds reserve on
+-- the account, and `credits`, the rest of its balance. The lock is one statement ordered
 -- by account id, as lockOrgs() in src/billing/org-locks.ts takes it, so that every path locks
 -- organizations in the same order and no two batches can deadlock. Every read is a primary-key
 -- or index probe per organization (a lateral subquery with a limit is never flattened into a
@@ -117,13 +119,12 @@ begin
   where id = any (array(select 'org:' || o || ':credits' from unnest(p_orgs) o))
   order by id
   for update;
-  select array_agg(c.balance order by o.i), array_agg(h.balance order by o.i), array_agg(t.low_balance_threshold order by o.i),
+  select array_agg(c.balance - c.held order by o.i), array_agg(c.held order by o.i), array_agg(t.low_balance_threshold order by o.i),
          array_agg(g.expiring order by o.i), array_agg(b.budgeted order by o.i), array_agg(b.hard order by o.i),
          array_agg(b.scoped order by o.i), array_agg(b.org_budget order by o.i), array_agg(b.org_limit order by o.i)
     into credits, held, threshold, expiring, budgeted, hard, scoped, org_budget, org_budget_limit
   from unnest(p_orgs) with ordinality o(org_id, i)
-  left join lateral (select a.balance from ledger_accounts a where a.id = 'org:' || o.org_id || ':credits' limit 1) c on true
-  left join lateral (select a.balance from ledger_accounts a where a.id = 'org:' || o.org_id || ':held' limit 1) h on true
+  left join lateral (select a.balance, a.held from ledger_accounts a where a.id = 'org:' || o.org_id || ':credits' limit 1) c on true
   left join lateral (select x.low_balance_threshold from organizations x where x.id = o.org_id limit 1) t on true
   left join lateral (select exists (select 1 from credit_grants g where g.org_id = o.org_id and g.expires_at is not null and g.expired_at is null) as expiring) g on true
   left join lateral (select count(*) > 0 as budgeted, coalesce(bool_or(b.enforcement = 'hard'), false) as hard,
@@ -134,9 +135,8 @@ begin
 end $$;
 
 -- 2. Closes as 'expired' the active holds past their expiry: all those of the organizations
--- with p_sweep[i], and those named in p_named. Returns per organization the amount given back
--- and the number of holds; phase 5 posts the 'hold_expiry' transaction (close_transaction_id
--- points at it; the foreign key is deferred).
+-- with p_sweep[i], and those named in p_named. Returns per organization the amount no longer
+-- reserved and the number of holds (nothing to post: the holds' trigger takes them off `held`).
 create function metering_expire_holds(
   p_now timestamptz, p_orgs metering_org[], p_sweep boolean[], p_named text[],
   out expired bigint[], out expired_n int[]
@@ -158,10 +158,10 @@ begin
       select h.id from unnest(p_named) n(id)
       cross join lateral (select h.id from holds h where h.id = n.id and h.status = 'active' and h.expires_at <= p_now limit 1) h
     ), orgs as (
-      select i, (p_orgs[i]).org_id, (p_orgs[i]).expiry_txn from generate_subscripts(p_orgs, 1) i
+      select i, (p_orgs[i]).org_id from generate_subscripts(p_orgs, 1) i
     ), closed as (
       -- Only holds of the batch's organizations, which it has locked (an event may name another's).
-      update holds h set status = 'expired', closed_at = p_now, close_transaction_id = case when h.amount <> 0 then o.expiry_txn end
+      update holds h set status = 'expired', closed_at = p_now
       from due, orgs o
       where h.id = due.id and h.status = 'active' and o.org_id = h.org_id
       returning o.i, h.amount
@@ -175,8 +175,8 @@ end $$;
 
 -- 3. Usage events, in order. Each key is recorded once per organization: a repeated key with
 -- the same payload answers with the first event, with another payload it is refused. An event
--- naming an active hold of its organization settles it (the hold's amount goes back to the
--- credits); its cost is charged in full, so credits may go negative by the overrun of
+-- naming an active hold of its organization settles it (the hold's amount is no longer
+-- reserved); its cost is charged in full, so credits may go negative by the overrun of
 -- authorized requests. Usage is charged to expiring grants first (see money_rules.sql).
 -- Writes the holds it settles and the grants it consumes; returns the per-organization sums.
 create function metering_settle(
@@ -327,10 +327,10 @@ begin
   end loop;
 
   if array_length(v_settle_ids, 1) > 0 then
-    -- The usage transaction is posted only when it moves money (phase 5): a zero hold settled by
-    -- free usage names none, as an expired zero hold does.
+    -- The usage transaction is posted only when it moves money (phase 5): a hold settled by free
+    -- usage names none.
     update holds h set status = 'settled', closed_at = p_now,
-      close_transaction_id = case when settled[x.i] <> 0 or cost[x.i] <> 0 then (p_orgs[x.i]).usage_txn end
+      close_transaction_id = case when cost[x.i] <> 0 then (p_orgs[x.i]).usage_txn end
     from unnest(v_settle_ids, v_settle_org) x(id, i)
     where h.id = x.id and h.status = 'active';
   end if;
@@ -424,8 +424,8 @@ end $$;
 -- Hard budgets (p_hard: the organization has some and authorizes in this batch): before the
 -- balance, each budget that applies to the request (the org's; the request's project's; the
 -- request's key's) must hold it: spent this period + held in its scope + amount <= limit, else
--- 'spend_limit_reached'. `spent` is the period counter as phase 3b left it; `held` is the org's
--- held account (p_held, as phases 2 and 3 left it) for the org's budget, the sum of the org's
+-- 'spend_limit_reached'. `spent` is the period counter as phase 3b left it; `held` is what the
+-- org's live holds reserve (p_held, as phases 2 and 3 left it) for the org's budget, the sum of the org's
 -- active holds with that project or key for the others, read once per batch; each hold granted
 -- here adds to the held of every budget it falls under, so racing requests against a budget
 -- covering exactly K requests get exactly K holds.
@@ -592,53 +592,38 @@ end $$;
 
 -- 5. Writes what phases 2–4 decided: the ledger transactions and their entries first (one
 -- statement each, so the ledger triggers run once), then the usage rows, holds and alerts.
+-- The only movement is usage's cost, from the org's credits to revenue: holds are reservations
+-- (the holds triggers keep `held` as the holds below are inserted and phases 2–3 closed them).
 create function metering_post(
   p_now timestamptz, p_orgs metering_org[],
   p_usage metering_usage[], p_usage_outcomes text[], p_auth metering_authorization[], p_auth_outcomes text[],
-  p_expired bigint[], p_expired_n int[], p_settled bigint[], p_cost bigint[], p_events int[], p_newly_held bigint[],
-  p_alerts jsonb
+  p_cost bigint[], p_events int[], p_alerts jsonb
 ) returns void language plpgsql
 set plan_cache_mode = force_generic_plan
 as $$
 begin
   insert into ledger_transactions (id, org_id, kind, idempotency_key, description, metadata, created_at)
-  select t.id, (p_orgs[i]).org_id, t.kind, t.id, t.description, t.metadata, p_now
+  select (p_orgs[i]).usage_txn, (p_orgs[i]).org_id, 'usage', (p_orgs[i]).usage_txn, 'metered usage',
+         jsonb_build_object('events', p_events[i]), p_now
   from generate_subscripts(p_orgs, 1) i
-  cross join lateral (values
-    ((p_orgs[i]).usage_txn, 'usage', 'metered usage', jsonb_build_object('events', p_events[i]), p_settled[i] <> 0 or p_cost[i] <> 0),
-    ((p_orgs[i]).expiry_txn, 'hold_expiry', 'expired holds returned to credits', jsonb_build_object('holds', p_expired_n[i]), p_expired[i] <> 0),
-    ((p_orgs[i]).hold_txn, 'hold', 'authorization holds', '{}'::jsonb, p_newly_held[i] <> 0)
-  ) t(id, kind, description, metadata, wanted)
-  where t.wanted;
+  where p_cost[i] <> 0;
   if found then
-    -- Each transaction is one or two transfers (usage: the settled holds back to credits, the
-    -- cost from credits to revenue), summed per account: one entry per account, none of zero,
-    -- each dated as its transaction.
     insert into ledger_entries (transaction_id, account_id, amount, created_at)
-    select e.transaction_id, e.account_id, sum(e.amount), p_now
+    select e.transaction_id, e.account_id, e.amount, p_now
     from generate_subscripts(p_orgs, 1) i
-    cross join lateral (select (p_orgs[i]).usage_txn as usage_txn, (p_orgs[i]).expiry_txn as expiry_txn,
-                               (p_orgs[i]).hold_txn as hold_txn, 'org:' || (p_orgs[i]).org_id || ':credits' as credits,
-                               'org:' || (p_orgs[i]).org_id || ':held' as held) o
-    cross join lateral (
-      select * from ledger_transfer(o.usage_txn, o.held, o.credits, p_settled[i])
-      union all select * from ledger_transfer(o.usage_txn, o.credits, 'system:revenue', p_cost[i])
-      union all select * from ledger_transfer(o.expiry_txn, o.held, o.credits, p_expired[i])
-      union all select * from ledger_transfer(o.hold_txn, o.credits, o.held, p_newly_held[i])
-    ) e
-    group by e.transaction_id, e.account_id
-    having sum(e.amount) <> 0;
+    cross join lateral ledger_transfer((p_orgs[i]).usage_txn, 'org:' || (p_orgs[i]).org_id || ':credits', 'system:revenue', p_cost[i]) e
+    where p_cost[i] <> 0;
   end if;
 
   insert into usage_events (id, org_id, idempotency_key, occurred_at, product, model, quantities, cost, catalog_version, hold_id, api_key_id, project, transaction_id, recorded_at)
   select u.id, (p_orgs[u.org]).org_id, u.key, u.occurred_at, u.product, u.model, u.quantities, u.cost, u.catalog_version, u.hold_id, u.api_key_id, u.project,
-         case when p_settled[u.org] <> 0 or p_cost[u.org] <> 0 then (p_orgs[u.org]).usage_txn end, p_now
+         case when p_cost[u.org] <> 0 then (p_orgs[u.org]).usage_txn end, p_now
   from unnest(p_usage) with ordinality u(org, id, key, prev, occurred_at, product, model, quantities, cost, catalog_version, hold_id, hold_first, api_key_id, project, k)
   where p_usage_outcomes[u.k] in ('recorded', 'settled', 'already_closed');
 
   insert into holds (id, org_id, amount, status, idempotency_key, product, model, estimate, catalog_version, api_key_id, project, expires_at, created_at, transaction_id)
   select a.hold_id, (p_orgs[a.org]).org_id, a.amount, 'active', a.key, a.product, a.model, a.estimate, a.catalog_version, a.api_key_id, a.project,
-         p_now + make_interval(secs => a.ttl_seconds), p_now, case when a.amount > 0 then (p_orgs[a.org]).hold_txn end
+         p_now + make_interval(secs => a.ttl_seconds), p_now, null
   from unnest(p_auth) with ordinality a(org, hold_id, amount, key, prev, product, model, estimate, catalog_version, ttl_seconds, api_key_id, project, k)
   where p_auth_outcomes[a.k] = 'held';
 
@@ -673,7 +658,6 @@ declare
   v_settled bigint[];
   v_cost bigint[];
   v_events int[];
-  v_newly_held bigint[];
   v_before bigint;
   v_after bigint;
   i int;
@@ -726,11 +710,11 @@ begin
     for i in 1..m loop
       v_credits[i] := v_credits[i] + v_settled[i] - v_cost[i];
       v_held[i] := v_held[i] - v_settled[i];
-      -- A downward crossing of the low-balance threshold, judged on the ledger's balance
-      -- (credits + held as posted): every debit path judges that one (src/billing/low-balance.ts).
+      -- A downward crossing of the low-balance threshold, judged on the balance (the credits
+      -- account, credits + held): every debit path judges that one (src/billing/low-balance.ts).
       v_before := s.credits[i] + s.held[i];
       v_after := v_credits[i] + v_held[i];
-      if v_events[i] > 0 and (v_settled[i] <> 0 or v_cost[i] <> 0) and low_balance_crossed(v_before, v_after, s.threshold[i]) then
+      if v_events[i] > 0 and v_cost[i] <> 0 and low_balance_crossed(v_before, v_after, s.threshold[i]) then
         usage_alerts := coalesce(usage_alerts, '[]'::jsonb)
           || jsonb_build_object('i', i, 'balance', v_after::text, 'threshold', s.threshold[i]::text);
       end if;
@@ -738,7 +722,6 @@ begin
   end if;
 
   -- 4.
-  v_newly_held := array_fill(0::bigint, array[m]);
   if cardinality(v_auth) > 0 then
     -- Hard budgets are checked for the organizations that have some and authorize (v_sweep).
     if true = any(s.hard) then
@@ -751,12 +734,10 @@ begin
                                          s.scoped, s.org_budget, s.org_budget_limit);
     authorize_outcomes := d.outcomes;
     authorize_details := d.details;
-    v_newly_held := d.newly_held;
   end if;
 
   -- 5.
-  perform metering_post(p_now, v_orgs, v_usage, usage_outcomes, v_auth, authorize_outcomes,
-                        x.expired, x.expired_n, v_settled, v_cost, v_events, v_newly_held, usage_alerts);
+  perform metering_post(p_now, v_orgs, v_usage, usage_outcomes, v_auth, authorize_outcomes, v_cost, v_events, usage_alerts);
 
   -- The same downward crossing against the org's auto top-up threshold, if it has one on
   -- (auto_topup.sql): after phase 5, as the crossing names the usage transaction.

@@ -1,0 +1,80 @@
+-- A live hold reserves its amount on its organization's credits account (migration 0037):
+-- ledger_accounts.held is the sum of the organization's active holds, kept here by statement
+-- triggers whatever writes holds (a new active hold adds its amount, a hold leaving 'active'
+-- takes it off), so it cannot drift from the holds table; the ledger check recomputes it
+-- (src/ledger/check.ts). A hold moves no money on the ledger: the credits account keeps the
+-- whole balance, and what the organization can spend is balance - held.
+--
+-- The app's role cannot write `held` itself: ledger_accounts_balance_by_postings (ledger.sql)
+-- refuses any update of an account made outside a trigger.
+
+-- Adds each organization's change of reserved amount to its credits account, one update per
+-- account, reached through the primary key (as ledger_apply_to_balance does). An active hold
+-- whose organization has no credits account is refused.
+create or replace function holds_reserve_apply(p_orgs text[], p_deltas bigint[]) returns void language plpgsql
+set search_path = billing, pg_temp as $$
+declare
+  v_updated int;
+begin
+  update ledger_accounts a set held = a.held + d.delta
+  from unnest(p_orgs, p_deltas) d(org_id, delta)
+  where a.id = any (array(select 'org:' || x || ':credits' from unnest(p_orgs) x)) and a.id = 'org:' || d.org_id || ':credits';
+  get diagnostics v_updated = row_count;
+  if v_updated <> cardinality(p_orgs) then
+    raise exception 'holds of % organizations, but % credits accounts to reserve them on', cardinality(p_orgs), v_updated
+      using errcode = 'foreign_key_violation';
+  end if;
+end $$;
+
+create or replace function holds_reserve_inserted() returns trigger language plpgsql
+set search_path = billing, pg_temp as $$
+declare
+  v_orgs text[];
+  v_deltas bigint[];
+begin
+  select array_agg(org_id), array_agg(delta) into v_orgs, v_deltas
+  from (select org_id, sum(amount)::bigint as delta from inserted where status = 'active' group by org_id) d
+  where delta <> 0;
+  if v_orgs is not null then
+    perform holds_reserve_apply(v_orgs, v_deltas);
+  end if;
+  return null;
+end $$;
+drop trigger if exists holds_reserve_inserted on holds;
+create trigger holds_reserve_inserted after insert on holds
+  referencing new table as inserted for each statement execute function holds_reserve_inserted();
+
+create or replace function holds_reserve_updated() returns trigger language plpgsql
+set search_path = billing, pg_temp as $$
+declare
+  v_orgs text[];
+  v_deltas bigint[];
+begin
+  select array_agg(org_id), array_agg(delta) into v_orgs, v_deltas
+  from (
+    select org_id, sum(amount)::bigint as delta
+    from (select n.org_id, n.amount from after_rows n where n.status = 'active'
+          union all
+          select o.org_id, -o.amount from before_rows o where o.status = 'active') c
+    group by org_id
+  ) d
+  where delta <> 0;
+  if v_orgs is not null then
+    perform holds_reserve_apply(v_orgs, v_deltas);
+  end if;
+  return null;
+end $$;
+drop trigger if exists holds_reserve_updated on holds;
+create trigger holds_reserve_updated after update on holds
+  referencing old table as before_rows new table as after_rows for each statement execute function holds_reserve_updated();
+
+-- Holds are never deleted (the app's role has no DELETE): a deleted active hold would leave its
+-- amount reserved for ever.
+create or replace function holds_refuse_delete() returns trigger language plpgsql set search_path = billing, pg_temp as $$
+begin
+  raise exception 'holds are closed (settled or expired), never deleted: % refused', tg_op using errcode = 'insufficient_privilege';
+end $$;
+drop trigger if exists holds_no_delete on holds;
+create trigger holds_no_delete before delete on holds for each row execute function holds_refuse_delete();
+drop trigger if exists holds_no_truncate on holds;
+create trigger holds_no_truncate before truncate on holds for each statement execute function holds_refuse_delete();
