@@ -27,6 +27,14 @@ console.log("seeding 1 hot org and 1,000 orgs…");
 const { hotOrgId, many, gatewayKey } = await seedMeteringOrgs(sql, {
   migrate: beforeDir ? { dir: `${beforeDir}/src/db/migrations`, functionsDir: `${beforeDir}/src/db/functions` } : {},
 });
+// The seeding is this tree's code. An earlier build (BENCH_BEFORE) from before migration 0037 also
+// expects every organization to have a held account, where its holds move money: add them.
+if (beforeDir)
+  await sql`
+    insert into ledger_accounts (id, org_id, kind)
+    select 'org:' || o.id || ':held', o.id, 'org_held' from organizations o
+    where not exists (select from information_schema.columns where table_name = 'ledger_accounts' and column_name = 'held')
+    on conflict do nothing`;
 // Profiling aid: BENCH_DB_SET="auto_explain.log_min_duration=5;session_preload_libraries=auto_explain"
 // applies settings to the throwaway database, hence to the API's connections.
 for (const setting of (process.env.BENCH_DB_SET ?? "").split(";").filter(Boolean)) {
