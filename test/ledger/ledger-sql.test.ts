@@ -97,6 +97,98 @@ describe("ledger enforcement in PostgreSQL", () => {
     await expect(insertRaw(db, orgId, [])).rejects.toThrow(/has no entries/);
   });
 
+  describe("has entries, wherever the transaction's date puts them", () => {
+    const now = new Date();
+    /** The first instant of the UTC month `delta` months from now's. */
+    const monthStart = (delta: number) => new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + delta, 1));
+    const partitionOf = (at: Date) => `ledger_entries_p${at.toISOString().slice(0, 7).replace("-", "_")}`;
+
+    /**
+     * Ledger transactions dated `at`, inserted in one statement, then the entries of those whose
+     * `withEntries` is true in a later statement of the same database transaction (as the app's
+     * role unless `sql` says otherwise).
+     */
+    async function post(sql: TestDatabase["sql"], orgId: string, at: Date, withEntries: boolean[]) {
+      const ids = withEntries.map(() => `txn_dated_${Math.random().toString(36).slice(2)}`);
+      await sql.begin(async (tx) => {
+        const txns = ids.map((id) => ({ id, org_id: orgId, kind: "grant", idempotency_key: id, created_at: at }));
+        await tx`insert into ledger_transactions ${tx(txns, "id", "org_id", "kind", "idempotency_key", "created_at")}`;
+        await tx`select 1`;
+        const entries = ids
+          .filter((_, i) => withEntries[i])
+          .flatMap((id) => [
+            { transaction_id: id, account_id: orgCreditsAccount(orgId), amount: "1", created_at: at },
+            { transaction_id: id, account_id: SystemAccounts.grants, amount: "-1", created_at: at },
+          ]);
+        if (entries.length > 0)
+          await tx`insert into ledger_entries ${tx(entries, "transaction_id", "account_id", "amount", "created_at")}`;
+      });
+      return ids;
+    }
+    const refused = { code: "23514", message: expect.stringMatching(/has no entries/) };
+
+    it("this month, the partitions before it and after, the one for years back and the default one", async ({
+      db,
+      orgId,
+    }) => {
+      const dates = {
+        [partitionOf(monthStart(0))]: new Date(now.getTime() - 1000),
+        [partitionOf(monthStart(-2))]: new Date(monthStart(-1).getTime() - 1),
+        [partitionOf(monthStart(2))]: monthStart(2),
+        ledger_entries_before: new Date("1999-06-01T00:00:00Z"),
+        ledger_entries_default: new Date(monthStart(40).getTime() + 5000),
+      };
+      for (const [partition, at] of Object.entries(dates)) {
+        const [ok] = await post(db.appSql, orgId, at, [true]);
+        const [row] = await db.sql<{ partition: string }[]>`
+          select tableoid::regclass::text as partition from ledger_entries where transaction_id = ${ok!} limit 1`;
+        expect(row?.partition, partition).toBe(partition);
+        await expect(post(db.appSql, orgId, at, [false]), partition).rejects.toMatchObject(refused);
+      }
+      await expectLedgerConsistent(db.sql);
+    });
+
+    it("several transactions in one statement: one without entries refuses the commit", async ({ db, orgId }) => {
+      await expect(post(db.appSql, orgId, now, [true, true, false, true])).rejects.toMatchObject(refused);
+      await expect(post(db.appSql, orgId, now, [false, true])).rejects.toMatchObject(refused);
+      const ids = await post(db.appSql, orgId, now, [true, true, true]);
+      const [row] = await db.sql<{ n: number }[]>`
+        select count(*)::int as n from ledger_transactions where id = any(${ids})`;
+      expect(row?.n).toBe(3);
+    });
+
+    it("a temporary table of the app's cannot stand in for the partitions", async ({ db, orgId }) => {
+      const id = `txn_shadow_${Math.random().toString(36).slice(2)}`;
+      const at = new Date("1999-06-01T00:00:00Z");
+      const shadowed = db.appSql.begin(async (tx) => {
+        for (const name of ["ledger_entries", "ledger_entries_before", "ledger_entries_default", partitionOf(now)]) {
+          await tx.unsafe(`create temp table ${name} (transaction_id text, created_at timestamptz) on commit drop`);
+          await tx.unsafe(`insert into pg_temp.${name} values ($1, $2)`, [id, at]);
+        }
+        await tx`set local search_path = pg_temp, billing`;
+        await tx`insert into billing.ledger_transactions (id, org_id, kind, idempotency_key, created_at)
+                 values (${id}, ${orgId}, 'grant', ${id}, ${at})`;
+      });
+      await expect(shadowed).rejects.toMatchObject(refused);
+    });
+
+    it("a month the partition job makes later is checked in its own partition", async ({ db, orgId }) => {
+      const month = monthStart(15);
+      const definition = () =>
+        db.sql<{ src: string }[]>`select prosrc as src from pg_proc where proname = 'ledger_assert_has_entries'`;
+      expect((await definition())[0]!.src).not.toContain(partitionOf(month));
+      await db.appSql`select * from partitions_ensure(16)`;
+      expect((await definition())[0]!.src).toContain(partitionOf(month));
+      const [ok] = await post(db.appSql, orgId, month, [true]);
+      const [row] = await db.sql<{ partition: string }[]>`
+        select tableoid::regclass::text as partition from ledger_entries where transaction_id = ${ok!} limit 1`;
+      expect(row?.partition).toBe(partitionOf(month));
+      await expect(post(db.appSql, orgId, month, [false])).rejects.toMatchObject(refused);
+      await expect(post(db.appSql, orgId, monthStart(16), [false])).rejects.toMatchObject(refused);
+      await expectLedgerConsistent(db.sql);
+    });
+  });
+
   it("commits a balanced one and updates the balance cache in the same transaction", async ({ db, orgId }) => {
     const before = await db.sql`select balance from ledger_accounts where id = ${orgCreditsAccount(orgId)}`;
     await insertRaw(db, orgId, [
