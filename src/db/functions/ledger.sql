@@ -58,75 +58,20 @@ returns table (transaction_id text, account_id text, amount bigint) language sql
 $$;
 
 -- A transaction with no entries at all is refused as well (checked at commit). Its entries carry
--- its created_at, so they are in the one partition whose range holds that date: the check probes
--- that partition by name, a plain table whose plan the plan cache keeps. Through the parent, a
--- generic plan opens and locks every month's partition and its indexes on each call (0.17 ms),
--- and a plan made for each call's date costs its planning (~0.05 ms) per transaction, against
--- ~0.015 ms for the cached plan on the partition (bench/RESULTS-metering.md, 2026-12-02 15:00 UTC).
---
--- A partition is named in a static statement only, so ledger_assert_has_entries is generated:
--- ledger_has_entries_define writes one branch per range partition of ledger_entries, from the
--- bounds PostgreSQL holds for it (newest first, so the current month is found in a few
--- comparisons). A date no branch covers (a month made after the function was written, or none
--- made: the default partition) is probed through the parent, planned for that date: a month
--- attached since is only slower. It is written again by this file and by partitions_ensure after
--- it attaches a month (functions/partitions.sql), under the lock partitions_ensure takes, so two
--- writers never race on it; an operator who detaches or drops a month's partition runs
--- `select billing.ledger_has_entries_define()` in the same transaction.
---
--- The check is SECURITY DEFINER: the app's role has no rights on the partitions themselves
--- (functions/grants.sql), only on the parent. It only reads, and it runs as a trigger alone (its
--- execute right is revoked from everyone but its owner).
-create or replace function ledger_has_entries_define() returns void language plpgsql
+-- its created_at, so the probe reads one partition: planned for each call with that date, so the
+-- plan names that partition alone. A generic plan (which the plan cache picks after five calls)
+-- opens and locks every month's partition and its indexes on each call: 0.17 ms a transaction, 43 %
+-- of the metering batch's time in bench/metering-pg.ts (bench/RESULTS-metering.md, 2026-12-02).
+create or replace function ledger_assert_has_entries() returns trigger language plpgsql
 set search_path = billing, pg_temp
-set datestyle = 'ISO, YMD'
-set timezone = 'UTC'
-as $define$
-declare
-  v_branches text;
+set plan_cache_mode = force_custom_plan
+as $$
 begin
-  perform pg_advisory_xact_lock(hashtext('billing.partitions_ensure'));
-  select string_agg(format(
-    E'  %s %s then\n    v_found := exists (select from %I where transaction_id = new.id and created_at = new.created_at);',
-    case when b.n = 1 then 'if' else 'elsif' end,
-    coalesce(nullif(concat_ws(' and ', 'new.created_at >= timestamptz ' || quote_literal(b.lo),
-      'new.created_at < timestamptz ' || quote_literal(b.hi)), ''), 'true'),
-    b.relname), E'\n' order by b.n)
-  into v_branches
-  from (
-    select r.relname, r.lo, r.hi, row_number() over (order by r.lo desc nulls last) as n
-    from (
-      select c.relname,
-        case when m.bound[1] <> 'MINVALUE' then m.bound[1]::timestamptz end as lo,
-        case when m.bound[2] <> 'MAXVALUE' then m.bound[2]::timestamptz end as hi
-      from pg_inherits i
-      join pg_class c on c.oid = i.inhrelid
-      cross join lateral regexp_match(pg_get_expr(c.relpartbound, c.oid),
-        $$^FOR VALUES FROM \('?([^')]*)'?\) TO \('?([^')]*)'?\)$$) as m(bound)
-      where i.inhparent = 'billing.ledger_entries'::regclass and m.bound is not null
-    ) r
-  ) b;
-  execute format($fn$
-create or replace function ledger_assert_has_entries() returns trigger language plpgsql security definer
-set search_path = billing, pg_temp
-as $body$
-declare
-  v_found boolean;
-begin
-%s
-    -- No partition of its own when this was written: the parent finds it, planned for this date.
-    execute 'select exists (select from ledger_entries where transaction_id = $1 and created_at = $2)'
-      into v_found using new.id, new.created_at;
-%s
-  if not v_found then
-    raise exception 'ledger transaction %% has no entries', new.id using errcode = 'check_violation';
+  if not exists (select 1 from ledger_entries where transaction_id = new.id and created_at = new.created_at) then
+    raise exception 'ledger transaction % has no entries', new.id using errcode = 'check_violation';
   end if;
   return null;
-end $body$$fn$, coalesce(v_branches || E'\n  else', '  begin'), case when v_branches is null then '  end;' else '  end if;' end);
-  revoke all on function ledger_assert_has_entries() from public;
-end $define$;
-revoke all on function ledger_has_entries_define() from public;
-select ledger_has_entries_define();
+end $$;
 drop trigger if exists ledger_transactions_have_entries on ledger_transactions;
 create constraint trigger ledger_transactions_have_entries after insert on ledger_transactions
   deferrable initially deferred for each row execute function ledger_assert_has_entries();
