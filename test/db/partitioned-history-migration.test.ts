@@ -1,14 +1,12 @@
 import { randomBytes } from "node:crypto";
-import { mkdtemp, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import postgres from "postgres";
 import { describe, expect, it } from "vitest";
 import { createSql } from "../../src/db/client.js";
-import { migrate, readMigrations } from "../../src/db/migrate.js";
+import { migrate } from "../../src/db/migrate.js";
 import { APP_LOGIN, withUser } from "../../src/db/roles.js";
 import { orgCreditsAccount, SystemAccounts } from "../../src/ledger/accounts.js";
 import { expectLedgerConsistent } from "../support/ledger.js";
+import { migrateUpTo } from "../support/migrations.js";
 import { databaseUrl, TEST_PG_URL } from "../support/services.js";
 
 const MIGRATION = "0035_partitioned_history";
@@ -28,12 +26,7 @@ describe(`migration ${MIGRATION}`, () => {
     const sql = createSql(databaseUrl(name), { max: 2 });
     const appSql = createSql(withUser(databaseUrl(name), APP_LOGIN), { max: 1 });
     try {
-      const all = await readMigrations();
-      expect(all.map((m) => m.version)).toContain(MIGRATION);
-      const before = await mkdtemp(join(tmpdir(), "migrations-before-"));
-      for (const m of all.filter((m) => m.version < MIGRATION))
-        await writeFile(join(before, `${m.version}.sql`), m.sql);
-      await migrate(sql, { dir: before, functionsDir: await mkdtemp(join(tmpdir(), "no-functions-")) });
+      await migrateUpTo(sql, MIGRATION);
 
       await sql`insert into organizations (id, name) values ('org_old', 'Old')`;
       await sql`insert into ledger_accounts (id, org_id, kind) values

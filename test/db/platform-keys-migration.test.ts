@@ -1,12 +1,10 @@
 import { randomBytes } from "node:crypto";
-import { mkdtemp, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import postgres from "postgres";
 import { describe, expect, it } from "vitest";
 import { authenticate, hashKey } from "../../src/billing/api-keys.js";
 import { createSql } from "../../src/db/client.js";
-import { migrate, readMigrations } from "../../src/db/migrate.js";
+import { migrate } from "../../src/db/migrate.js";
+import { migrateUpTo } from "../support/migrations.js";
 import { databaseUrl, TEST_PG_URL } from "../support/services.js";
 
 const MIGRATION = "0027_platform_keys";
@@ -23,12 +21,7 @@ describe(`migration ${MIGRATION}`, () => {
     await admin.unsafe(`create database "${name}"`);
     const sql = createSql(databaseUrl(name), { max: 2 });
     try {
-      const all = await readMigrations();
-      expect(all.map((m) => m.version)).toContain(MIGRATION);
-      const before = await mkdtemp(join(tmpdir(), "migrations-before-"));
-      for (const m of all.filter((m) => m.version < MIGRATION))
-        await writeFile(join(before, `${m.version}.sql`), m.sql);
-      await migrate(sql, { dir: before, functionsDir: await mkdtemp(join(tmpdir(), "no-functions-")) });
+      await migrateUpTo(sql, MIGRATION);
 
       const gatewayKey = `hk-${"g".repeat(40)}`;
       const orgKey = `hk-${"o".repeat(40)}`;
