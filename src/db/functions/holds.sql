@@ -8,65 +8,52 @@
 -- The app's role cannot write `held` itself: ledger_accounts_balance_by_postings (ledger.sql)
 -- refuses any update of an account made outside a trigger.
 
--- Adds each organization's change of reserved amount to its credits account, one update per
--- account, reached through the primary key (as ledger_apply_to_balance does). An active hold
--- whose organization has no credits account is refused.
-create or replace function holds_reserve_apply(p_orgs text[], p_deltas bigint[]) returns void language plpgsql
-set search_path = billing, pg_temp as $$
-declare
-  v_updated int;
-begin
-  update ledger_accounts a set held = a.held + d.delta
-  from unnest(p_orgs, p_deltas) d(org_id, delta)
-  where a.id = any (array(select 'org:' || x || ':credits' from unnest(p_orgs) x)) and a.id = 'org:' || d.org_id || ':credits';
-  get diagnostics v_updated = row_count;
-  if v_updated <> cardinality(p_orgs) then
-    raise exception 'holds of % organizations, but % credits accounts to reserve them on', cardinality(p_orgs), v_updated
-      using errcode = 'foreign_key_violation';
-  end if;
-end $$;
-
-create or replace function holds_reserve_inserted() returns trigger language plpgsql
+-- Adds each organization's change of reserved amount (its new active holds, less the holds
+-- that left 'active') to its credits account, one update per account, reached through the
+-- primary key (as ledger_apply_to_balance does). An active hold whose organization has no
+-- credits account is refused. One function for both triggers: each names its rows after_rows,
+-- and the update trigger its rows as they were before_rows.
+create or replace function holds_reserve() returns trigger language plpgsql
 set search_path = billing, pg_temp as $$
 declare
   v_orgs text[];
   v_deltas bigint[];
+  v_updated int;
 begin
-  select array_agg(org_id), array_agg(delta) into v_orgs, v_deltas
-  from (select org_id, sum(amount)::bigint as delta from inserted where status = 'active' group by org_id) d
-  where delta <> 0;
-  if v_orgs is not null then
-    perform holds_reserve_apply(v_orgs, v_deltas);
+  if tg_op = 'INSERT' then
+    select array_agg(org_id), array_agg(delta) into v_orgs, v_deltas
+    from (select org_id, sum(amount)::bigint as delta from after_rows where status = 'active' group by org_id) d
+    where delta <> 0;
+  else
+    select array_agg(org_id), array_agg(delta) into v_orgs, v_deltas
+    from (
+      select org_id, sum(amount)::bigint as delta
+      from (select n.org_id, n.amount from after_rows n where n.status = 'active'
+            union all
+            select o.org_id, -o.amount from before_rows o where o.status = 'active') c
+      group by org_id
+    ) d
+    where delta <> 0;
+  end if;
+  if v_orgs is null then
+    return null;
+  end if;
+  update ledger_accounts a set held = a.held + d.delta
+  from unnest(v_orgs, v_deltas) d(org_id, delta)
+  where a.id = any (array(select 'org:' || x || ':credits' from unnest(v_orgs) x)) and a.id = 'org:' || d.org_id || ':credits';
+  get diagnostics v_updated = row_count;
+  if v_updated <> cardinality(v_orgs) then
+    raise exception 'holds of % organizations, but % credits accounts to reserve them on', cardinality(v_orgs), v_updated
+      using errcode = 'foreign_key_violation';
   end if;
   return null;
 end $$;
 drop trigger if exists holds_reserve_inserted on holds;
 create trigger holds_reserve_inserted after insert on holds
-  referencing new table as inserted for each statement execute function holds_reserve_inserted();
-
-create or replace function holds_reserve_updated() returns trigger language plpgsql
-set search_path = billing, pg_temp as $$
-declare
-  v_orgs text[];
-  v_deltas bigint[];
-begin
-  select array_agg(org_id), array_agg(delta) into v_orgs, v_deltas
-  from (
-    select org_id, sum(amount)::bigint as delta
-    from (select n.org_id, n.amount from after_rows n where n.status = 'active'
-          union all
-          select o.org_id, -o.amount from before_rows o where o.status = 'active') c
-    group by org_id
-  ) d
-  where delta <> 0;
-  if v_orgs is not null then
-    perform holds_reserve_apply(v_orgs, v_deltas);
-  end if;
-  return null;
-end $$;
+  referencing new table as after_rows for each statement execute function holds_reserve();
 drop trigger if exists holds_reserve_updated on holds;
 create trigger holds_reserve_updated after update on holds
-  referencing old table as before_rows new table as after_rows for each statement execute function holds_reserve_updated();
+  referencing old table as before_rows new table as after_rows for each statement execute function holds_reserve();
 
 -- Holds are never deleted (the app's role has no DELETE): a deleted active hold would leave its
 -- amount reserved for ever.
