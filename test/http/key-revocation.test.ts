@@ -42,16 +42,19 @@ describe("key revocation and the key cache", () => {
     expect((await deaf.call("GET", "/v1/billing/balance", { key: key.json.key })).status).toBe(200); // now cached there
     await revokeApiKey(testContext(db.appSql), { keyId: key.json.id }); // through another process
     const committedAt = performance.now();
-    let sentAt = 0;
+    let lastAcceptedSentAt = committedAt;
     await waitFor(
       async () => {
-        sentAt = performance.now();
-        return (await deaf.call("GET", "/v1/billing/balance", { key: key.json.key })).status === 401;
+        const sentAt = performance.now();
+        const refused = (await deaf.call("GET", "/v1/billing/balance", { key: key.json.key })).status === 401;
+        if (!refused) lastAcceptedSentAt = sentAt;
+        return refused;
       },
       { intervalMs: 0, timeoutMs: 10_000, what: "the revoked key refused" },
     );
-    // Polls go back to back: the first refused one was sent at most one poll (a few ms) after the
-    // entry expired, and the entry expires 1 s after the lookup that made it began, before the commit.
-    expect(sentAt - committedAt).toBeLessThanOrEqual(1_000);
+    // A request the cache still served was looked up after it was sent, so the entry was live
+    // then: no request sent more than 1 s after the commit may have been served. (Judged on the
+    // accepted ones, a slow machine cannot fail it: the first refused poll may end late.)
+    expect(lastAcceptedSentAt - committedAt).toBeLessThanOrEqual(1_000);
   });
 });
