@@ -78,6 +78,8 @@ type Grants = Map<string, bigint>;
 type Sent = {
   kind: "auth" | "use";
   org: Org;
+  /** Per usage event, its org. */
+  eventOrgs: Org[];
   req: number;
   hold: { id: string; org: string; amount: bigint } | undefined;
   body: Record<string, unknown>;
@@ -139,6 +141,8 @@ type Use = {
   req: number;
   key: string;
   twice: boolean;
+  /** With `twice`: the second event is another org's, naming the same hold, in the same report. */
+  mix: boolean;
   inst: number;
 };
 type Sweep = { k: "sweep" };
@@ -170,6 +174,7 @@ const actArb: fc.Arbitrary<Act> = fc.oneof(
       req: fc.constantFrom(0, 1, 10, 40, 100),
       key: fc.constantFrom("u0", "u1", "u2", "u3", "u4", "u5", "u6", "u7", "u8", "u9"),
       twice: fc.boolean(),
+      mix: fc.boolean(),
       inst: fc.integer({ min: 0, max: 1 }),
     }),
   },
@@ -180,6 +185,43 @@ const actArb: fc.Arbitrary<Act> = fc.oneof(
     arbitrary: fc.record({ k: fc.constant("retry" as const), n: fc.nat(30), inst: fc.integer({ min: 0, max: 1 }) }),
   },
 );
+const auth = (org: number, req: number, ttl: number, key: string | null, inst = 0): Auth => ({
+  k: "auth",
+  org,
+  req,
+  ttl,
+  key,
+  inst,
+});
+const use = (org: number, hold: number | null, req: number, key: string, inst = 0): Use => ({
+  k: "use",
+  org,
+  hold,
+  req,
+  key,
+  twice: false,
+  mix: false,
+  inst,
+});
+const retry = (n: number, inst = 0): Retry => ({ k: "retry", n, inst });
+/** Run first: one sequence that reaches every outcome, so that each is attacked whatever is generated. */
+const everyOutcome: [Step[], string[], (number | null)[]] = [
+  [
+    { advance: 0, acts: [auth(0, 10, 1, "a0")] },
+    { advance: 0, acts: [auth(1, 10, 3, "a1", 1)] },
+    { advance: 0, acts: [retry(1)] }, // 200 active
+    { advance: 0, acts: [use(1, 1, 5, "u0")] }, // released
+    { advance: 0, acts: [retry(1, 1), retry(2)] }, // 200 settled, duplicate naming a hold
+    { advance: 1_000, acts: [retry(0)] }, // 200 expired
+    { advance: 0, acts: [use(0, 0, 1, "u1")] }, // already_closed
+    { advance: 0, acts: [use(2, null, 1, "u2"), use(2, 0, 1, "u3")] }, // no hold, hold_not_found
+    { advance: 0, acts: [use(1, null, 7, "u0"), auth(1, 11, 3, "a1"), auth(2, 250, 1, null)] }, // reused, 409, 402
+    { advance: 0, acts: [auth(2, 1, 1, null)] },
+    { advance: 2_000, acts: [{ k: "sweep" }] }, // sweep expired
+  ],
+  ["0.01", "0.01", "0.005"],
+  [null, null, null],
+];
 const stepsArb: fc.Arbitrary<Step[]> = fc.array(
   fc.record({
     advance: fc.constantFrom(0, 0, 500, 999, 1000, 1001, 2000),
@@ -253,6 +295,7 @@ describe("holds as reservations, attacked through HTTP", () => {
               const request: Sent = {
                 kind: "auth",
                 org,
+                eventOrgs: [],
                 req: act.req,
                 hold: undefined,
                 body: {
@@ -269,9 +312,9 @@ describe("holds as reservations, attacked through HTTP", () => {
             }
             const hold = act.hold === null || holds.length === 0 ? undefined : holds[act.hold % holds.length];
             const timestamp = clock().toISOString();
-            const event = (key: string) => ({
+            const event = (key: string, by = org) => ({
               idempotency_key: key,
-              org_id: org.id,
+              org_id: by.id,
               timestamp,
               product: "api",
               quantities: { requests: act.req },
@@ -279,13 +322,24 @@ describe("holds as reservations, attacked through HTTP", () => {
             });
             // `twice`: the same hold named by two events of one report (two keys); reused keys
             // across steps replay or are refused as reused with another payload.
-            const events = act.twice ? [event(act.key), event(`${act.key}-${eventSerial++}`)] : [event(act.key)];
-            const request: Sent = { kind: "use", org, req: act.req, hold, body: { events } };
+            const second = act.mix ? orgs[(act.org + 1) % ORGS]! : org;
+            const events = act.twice
+              ? [event(act.key), event(`${act.key}-${eventSerial++}`, second)]
+              : [event(act.key)];
+            const request: Sent = {
+              kind: "use",
+              org,
+              eventOrgs: act.twice ? [org, second] : [org],
+              req: act.req,
+              hold,
+              body: { events },
+            };
             sent.push(request);
             await deliver(request, act.inst);
           };
 
-          const deliver = async ({ kind, org, req, hold, body }: Sent, instIndex: number) => {
+          const deliver = async ({ kind, org: first, eventOrgs, req, hold, body }: Sent, instIndex: number) => {
+            const org = first;
             const inst = instances[instIndex]!;
             if (kind === "auth") {
               const res = await inst.call("POST", "/v1/billing/authorize", { key: org.gatewayKey, body });
@@ -304,11 +358,13 @@ describe("holds as reservations, attacked through HTTP", () => {
             const res = await inst.call("POST", "/v1/billing/usage", { key: org.gatewayKey, body });
             expect(res.status, res.text).toBe(200);
             for (const r of res.json.results as {
+              index: number;
               status: string;
               cost_nano_usd?: string;
               hold_outcome?: string | null;
               error?: { code: string };
             }[]) {
+              const org = eventOrgs[r.index]!;
               seen.add(
                 r.error?.code ??
                   (r.status === "duplicate"
@@ -348,7 +404,7 @@ describe("holds as reservations, attacked through HTTP", () => {
           await expectInvariants(db, app, orgs, granted, honest, reportedCost);
         },
       ),
-      { numRuns: Number(process.env.ATTACK_RUNS ?? 15), endOnFailure: true },
+      { numRuns: Number(process.env.ATTACK_RUNS ?? 15), endOnFailure: true, examples: [everyOutcome] },
     );
     if (process.env.ATTACK_DEBUG) console.log([...seen].sort());
     for (const reached of [
@@ -559,6 +615,56 @@ describe("holds as reservations, attacked through HTTP", () => {
     expect(m.held).toBe(101n * PER_REQUEST);
     const v = await moneyOf(db, victim.id);
     expect(v).toMatchObject({ balance: 1_000_000_000n, held: 10n * PER_REQUEST, used: 0n });
+    await expectLedgerConsistent(db.sql);
+  });
+});
+
+describe("absurd amounts", () => {
+  it.scoped({ dbOptions: { max: 10 }, appOptions: { clock } });
+
+  it("an estimate or usage beyond the ledger's bigint reserves and charges nothing, and settles no hold", async ({
+    app,
+    db,
+  }) => {
+    const org = await app.createOrg();
+    await app.grant(org.id, "1.00");
+    const huge = Number.MAX_SAFE_INTEGER; // × 100,000 nano-USD: past a bigint
+    const absurd = await app.call("POST", "/v1/billing/authorize", {
+      key: org.gatewayKey,
+      body: { org_id: org.id, product: "api", estimate: { requests: huge }, ttl_seconds: 60 },
+    });
+    expect(absurd.status).toBeGreaterThanOrEqual(400);
+    expect(absurd.status).toBeLessThan(500);
+    const hold = await app.call("POST", "/v1/billing/authorize", {
+      key: org.gatewayKey,
+      body: { org_id: org.id, product: "api", estimate: { requests: 10 }, ttl_seconds: 60 },
+    });
+    expect(hold.status).toBe(201);
+    const used = await app.call("POST", "/v1/billing/usage", {
+      key: org.gatewayKey,
+      body: {
+        events: [huge, 10_000_000_000_000, 5].map((requests, i) => ({
+          idempotency_key: `absurd-${i}`,
+          org_id: org.id,
+          timestamp: clock().toISOString(),
+          product: "api",
+          quantities: { requests },
+          hold_id: hold.json.hold_id,
+        })),
+      },
+    });
+    expect(used.status).toBeLessThan(500);
+    const m = await moneyOf(db, org.id);
+    expect(m.held).toBe(m.live);
+    expect(m.balance).toBe(1_000_000_000n - m.used);
+    if (used.status === 200) {
+      const codes = used.json.results.map(
+        (r: { error?: { code: string }; hold_outcome?: string }) => r.error?.code ?? r.hold_outcome,
+      );
+      // Only the sane event may settle the hold; the absurd ones are refused before it.
+      expect(codes.filter((c: string) => c === "released").length).toBeLessThanOrEqual(1);
+      expect(codes[2]).toBe("released");
+    }
     await expectLedgerConsistent(db.sql);
   });
 });
