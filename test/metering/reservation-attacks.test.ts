@@ -625,10 +625,10 @@ describe("one idempotency key, three payloads, one batch", () => {
   // The third request's `prev` is the second, which was refused as reused: it must still be
   // answered by the first's hold, never held again under the same key.
   it.for([
-    // BREAK (contract, no money): the third is decided afresh (its prev, the second, was not
-    // held) and answered 402 insufficient_balance for a key already used for another payload;
-    // with enough credits it would be held, and only the unique key (the batch refused, then
-    // retried one by one) keeps it from becoming a second hold (the next case).
+    // Once a break (contract, no money): the third was decided afresh (its prev, the second, was
+    // not held) and answered 402 insufficient_balance for a key already used for another payload;
+    // with enough credits only the unique key (the batch refused, then retried one by one) kept it
+    // from a second hold. It is now compared with the payload the key's hold was taken for.
     { grant: "0.01", estimates: [5, 100, 100], statuses: [201, 409, 409], held: 5n },
     { grant: "1.00", estimates: [5, 100, 100], statuses: [201, 409, 409], held: 5n },
     { grant: "1.00", estimates: [5, 100, 5], statuses: [201, 409, 200], held: 5n },
@@ -728,31 +728,9 @@ describe("the app's database role against the reservation", () => {
     await expectLedgerConsistent(db.sql);
   });
 
-  // What the app role CAN do through its UPDATE on holds, none of it visible to checkLedger,
-  // since `held` follows the rows (a characterization of the reach of a compromised app role).
-  it("can shrink an active hold's amount: authorizations then exceed the balance, and checkLedger sees nothing", async ({
-    app,
-    db,
-  }) => {
-    const org = await app.createOrg();
-    await app.grant(org.id, "0.01");
-    const auth = () =>
-      app.call("POST", "/v1/billing/authorize", {
-        key: org.gatewayKey,
-        body: { org_id: org.id, product: "api", estimate: { requests: 100 }, ttl_seconds: 60 },
-      });
-    const first = await auth();
-    expect(first.status).toBe(201);
-    expect((await auth()).status).toBe(402);
-    await db.appSql`update holds set amount = 0 where id = ${first.json.hold_id}`;
-    const second = await auth();
-    expect(second.status).toBe(201); // two live holds of the whole balance each
-    const m = await moneyOf(db, org.id);
-    expect(m).toMatchObject({ balance: 10_000_000n, held: 10_000_000n, live: 10_000_000n });
-    await expectLedgerConsistent(db.sql);
-  });
-
-  it("can move its reservation onto another org, or re-open a closed hold: no money moves", async ({ app, db }) => {
+  // What the app role's UPDATE on holds may do: close an active hold, once. Its terms (amount, org,
+  // dates) are fixed (holds_terms_fixed in src/db/functions/holds.sql), and a closed hold stays closed.
+  it("cannot shrink a hold, move it to another org, back-date it, or re-open a closed one", async ({ app, db }) => {
     const [org, victim] = [await app.createOrg(), await app.createOrg()];
     await app.grant(org.id, "0.01");
     await app.grant(victim.id, "0.01");
@@ -760,28 +738,35 @@ describe("the app's database role against the reservation", () => {
       key: org.gatewayKey,
       body: { org_id: org.id, product: "api", estimate: { requests: 100 }, ttl_seconds: 60 },
     });
-    await db.appSql`update holds set org_id = ${victim.id} where id = ${hold.json.hold_id}`;
-    expect(await moneyOf(db, org.id)).toMatchObject({ balance: 10_000_000n, held: 0n });
-    expect(await moneyOf(db, victim.id)).toMatchObject({ balance: 10_000_000n, held: 10_000_000n });
-    const victimAuth = await app.call("POST", "/v1/billing/authorize", {
-      key: victim.gatewayKey,
-      body: { org_id: victim.id, product: "api", estimate: { requests: 1 }, ttl_seconds: 60 },
-    });
-    expect(victimAuth.status).toBe(402); // the victim's credits are reserved by the attacker's hold
-    // Re-opening an expired hold only reserves more: it takes nothing from the ledger.
+    expect(hold.status).toBe(201);
+    const id = hold.json.hold_id as string;
+    const refused = /only its closing may change/;
+    await expect(db.appSql`update holds set amount = 0 where id = ${id}`).rejects.toThrow(refused);
+    await expect(db.appSql`update holds set org_id = ${victim.id} where id = ${id}`).rejects.toThrow(refused);
+    await expect(
+      db.appSql`update holds set created_at = ${new Date(clock().getTime() - 3_000)} where id = ${id}`,
+    ).rejects.toThrow(refused);
+    await expect(
+      db.appSql`update holds set expires_at = ${new Date(clock().getTime() + 3_600_000)} where id = ${id}`,
+    ).rejects.toThrow(refused);
+    expect(await moneyOf(db, org.id)).toMatchObject({ balance: 10_000_000n, held: 10_000_000n });
+    expect(await moneyOf(db, victim.id)).toMatchObject({ balance: 10_000_000n, held: 0n });
     clock.advance(120_000);
     await expireHolds(contextAt(db.appSql, clock()));
-    await db.appSql`update holds set status = 'active', closed_at = null, expires_at = ${new Date(clock().getTime() + 60_000)} where id = ${hold.json.hold_id}`;
-    expect(await moneyOf(db, victim.id)).toMatchObject({ balance: 10_000_000n, held: 10_000_000n });
+    await expect(db.appSql`update holds set status = 'active', closed_at = null where id = ${id}`).rejects.toThrow(
+      refused,
+    );
+    expect(await moneyOf(db, org.id)).toMatchObject({ balance: 10_000_000n, held: 0n });
     await expectLedgerConsistent(db.sql);
   });
 
-  // BREAK (app role): a hold's created_at decides which grants its settle is charged to
-  // (money_rules.sql). Back-dating a hold taken after an expiring grant expired charges the usage to
-  // that expired grant, so the grant's expiry posts nothing: the org keeps money that expired.
+  // Once a break (app role): a hold's created_at decides which grants its settle is charged to
+  // (money_rules.sql). Back-dating a hold taken after an expiring grant expired charged the usage to
+  // that expired grant, so the grant's expiry posted nothing: the org kept money that expired. The
+  // back-dating is now refused, and the outcome is the honest one either way.
   it.for([
-    { name: "control: the hold as the API wrote it", forge: false },
-    { name: "BREAK: back-dated into the expired grant's life (free money)", forge: true },
+    { name: "the hold as the API wrote it", forge: false },
+    { name: "an attempt to back-date it into the expired grant's life, refused", forge: true },
   ])("a hold taken after a grant expired, settled: $name", async ({ forge }, { db }) => {
     const c = manualClock();
     const t = createTestApp({ sql: db.appSql, clock: c });
@@ -797,7 +782,9 @@ describe("the app's database role against the reservation", () => {
     });
     expect(hold.status).toBe(201);
     if (forge)
-      await db.appSql`update holds set created_at = ${new Date(c().getTime() - 3_000)} where id = ${hold.json.hold_id}`;
+      await expect(
+        db.appSql`update holds set created_at = ${new Date(c().getTime() - 3_000)} where id = ${hold.json.hold_id}`,
+      ).rejects.toThrow(/only its closing may change/);
     const used = await t.call("POST", "/v1/billing/usage", {
       key: org.gatewayKey,
       body: {
@@ -816,8 +803,8 @@ describe("the app's database role against the reservation", () => {
     expect(used.json.results[0]).toMatchObject({ status: "recorded", hold_outcome: "released" });
     await expireGrants(contextAt(db.appSql, c()));
     await expectLedgerConsistent(db.sql);
-    // Honest outcome: $10 + $1 - $1 expired - $1 of usage = $9. Forged: the $1.00 of usage is
-    // charged to the expired grant (consumed = amount), its expiry posts $0, and the org keeps $10.
+    // $10 + $1 - $1 expired - $1 of usage = $9 (back-dated, the $1.00 of usage was charged to the
+    // expired grant, its expiry posted $0, and the org kept $10).
     const [g] = await db.sql<{ consumed: bigint; expired_amount: bigint | null }[]>`
       select consumed, expired_amount from credit_grants where org_id = ${org.id} and expires_at is not null`;
     expect(g).toEqual({ consumed: 0n, expired_amount: 1_000_000_000n });

@@ -55,6 +55,26 @@ drop trigger if exists holds_reserve_updated on holds;
 create trigger holds_reserve_updated after update on holds
   referencing old table as before_rows new table as after_rows for each statement execute function holds_reserve();
 
+-- A hold's terms are facts once it is taken: only its closing may change, once (status from
+-- 'active' to 'settled' or 'expired', with closed_at and close_transaction_id). Its org, amount
+-- and dates decide what it reserves and which grants its usage is charged to (created_at,
+-- consume_expiring_grants in money_rules.sql): changed afterwards, a hold back-dated into an
+-- expired grant's life would have that grant pay its usage. The WHEN clause keeps the function
+-- call off the metering path's own updates.
+create or replace function holds_refuse_change() returns trigger language plpgsql set search_path = billing, pg_temp as $$
+begin
+  raise exception 'hold %: only its closing may change, once (update refused)', old.id using errcode = 'insufficient_privilege';
+end $$;
+drop trigger if exists holds_terms_fixed on holds;
+create trigger holds_terms_fixed before update on holds for each row
+  when (old.status <> 'active'
+        or (new.id, new.org_id, new.amount, new.idempotency_key, new.product, new.model, new.estimate, new.catalog_version,
+            new.api_key_id, new.project, new.expires_at, new.created_at, new.transaction_id)
+           is distinct from
+           (old.id, old.org_id, old.amount, old.idempotency_key, old.product, old.model, old.estimate, old.catalog_version,
+            old.api_key_id, old.project, old.expires_at, old.created_at, old.transaction_id))
+  execute function holds_refuse_change();
+
 -- Holds are never deleted (the app's role has no DELETE): a deleted active hold would leave its
 -- amount reserved for ever.
 create or replace function holds_refuse_delete() returns trigger language plpgsql set search_path = billing, pg_temp as $$

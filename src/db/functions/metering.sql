@@ -448,6 +448,7 @@ declare
   v_available bigint[] := array_fill(null::bigint, array[na]);
   v_replay jsonb[] := array_fill(null::jsonb, array[na]);
   v_same boolean[] := array_fill(null::boolean, array[na]);
+  v_held_by int[] := array_fill(null::int, array[na]);  -- the request of this batch whose hold answers this one's key
   v_spendable bigint;
   -- the hard budgets of p_hard's organizations, grouped by organization (bu_first[i]..bu_last[i])
   bu_id text[];
@@ -530,13 +531,16 @@ begin
       outcomes[k] := 'unknown_organization';
       continue;
     end if;
-    if v_replay[k] is null and a.prev is not null and outcomes[a.prev] in ('held', 'replayed') then
-      -- The same key earlier in this batch: the hold that answered it answers this one too.
-      p := p_auth[a.prev];
+    if v_replay[k] is null and a.prev is not null and v_held_by[a.prev] is not null then
+      -- The same key was held earlier in this batch: that hold answers this one too, and this
+      -- payload is compared with the one held (not with the previous use, which may itself have
+      -- been refused as idempotency_key_reused).
+      v_held_by[k] := v_held_by[a.prev];
+      p := p_auth[v_held_by[k]];
       v_same[k] := p.product = a.product and p.model = a.model and p.estimate = a.estimate and p.ttl_seconds = a.ttl_seconds
                    and p.api_key_id is not distinct from a.api_key_id and p.project is not distinct from a.project;
-      v_replay[k] := coalesce(v_replay[a.prev], jsonb_build_object('id', p.hold_id, 'amount', p.amount::text, 'status', 'active',
-        'expires_at', p_now + make_interval(secs => p.ttl_seconds), 'created_at', p_now, 'catalog_version', p.catalog_version));
+      v_replay[k] := jsonb_build_object('id', p.hold_id, 'amount', p.amount::text, 'status', 'active',
+        'expires_at', p_now + make_interval(secs => p.ttl_seconds), 'created_at', p_now, 'catalog_version', p.catalog_version);
     end if;
     if v_replay[k] is not null then
       outcomes[k] := case when v_same[k] then 'replayed' else 'idempotency_key_reused' end;
@@ -570,6 +574,7 @@ begin
       v_available[k] := v_spendable;
     else
       outcomes[k] := 'held';
+      v_held_by[k] := k;
       v_credits[i] := v_credits[i] - a.amount;
       newly_held[i] := newly_held[i] + a.amount;
       for j in coalesce(bu_first[i], 1)..coalesce(bu_last[i], 0) loop
