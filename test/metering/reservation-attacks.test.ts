@@ -23,6 +23,13 @@ const clock = manualClock();
 
 type Org = { id: string; orgKey: string; gatewayKey: string };
 
+/** POST /v1/billing/authorize of `requests` of the "api" product, as the org's gateway. */
+const authorizeApi = (app: TestApp, org: { id: string; gatewayKey: string }, requests: number, ttlSeconds: number) =>
+  app.call("POST", "/v1/billing/authorize", {
+    key: org.gatewayKey,
+    body: { org_id: org.id, product: "api", estimate: { requests }, ttl_seconds: ttlSeconds },
+  });
+
 /** The org's money as the database has it: the credits account, its reservation, live holds, recorded usage. */
 async function moneyOf(db: TestDatabase, orgId: string) {
   const [row] = await db.sql<
@@ -443,12 +450,7 @@ describe("holds as reservations, attacked through HTTP", () => {
           const grant = BigInt(grantCents) * 10_000_000n;
           if (grantCents > 0) await app.grant(org.id, (grantCents / 100).toFixed(2));
           const results = await Promise.all(
-            reqs.map(({ req, inst }) =>
-              [app, other][inst]!.call("POST", "/v1/billing/authorize", {
-                key: org.gatewayKey,
-                body: { org_id: org.id, product: "api", estimate: { requests: req }, ttl_seconds: 60 },
-              }),
-            ),
+            reqs.map(({ req, inst }) => authorizeApi([app, other][inst]!, org, req, 60)),
           );
           let reserved = 0n;
           const refused: bigint[] = [];
@@ -480,18 +482,12 @@ describe("holds as reservations, attacked through HTTP", () => {
   ])("a 1 s hold settled $after ms later: $outcome", async ({ after, outcome }, { app, db }) => {
     const org = await app.createOrg();
     await app.grant(org.id, "0.01");
-    const hold = await app.call("POST", "/v1/billing/authorize", {
-      key: org.gatewayKey,
-      body: { org_id: org.id, product: "api", estimate: { requests: 50 }, ttl_seconds: 1 },
-    });
+    const hold = await authorizeApi(app, org, 50, 1);
     expect(hold.status).toBe(201);
     clock.advance(after);
     // The org authorizes at the same instant (its batch expires its holds first) and settles.
     const [next, used] = await Promise.all([
-      app.call("POST", "/v1/billing/authorize", {
-        key: org.gatewayKey,
-        body: { org_id: org.id, product: "api", estimate: { requests: 60 }, ttl_seconds: 60 },
-      }),
+      authorizeApi(app, org, 60, 60),
       app.call("POST", "/v1/billing/usage", {
         key: org.gatewayKey,
         body: {
@@ -524,16 +520,10 @@ describe("holds as reservations, attacked through HTTP", () => {
   it("zero-amount holds reserve nothing, settle and expire without moving anything", async ({ app, db }) => {
     const org = await app.createOrg();
     // No credits at all: a zero estimate is still authorized, as nothing is reserved.
-    const zero = await app.call("POST", "/v1/billing/authorize", {
-      key: org.gatewayKey,
-      body: { org_id: org.id, product: "api", estimate: { requests: 0 }, ttl_seconds: 1 },
-    });
+    const zero = await authorizeApi(app, org, 0, 1);
     expect(zero.status).toBe(201);
     expect(zero.json.amount_nano_usd).toBe("0");
-    const again = await app.call("POST", "/v1/billing/authorize", {
-      key: org.gatewayKey,
-      body: { org_id: org.id, product: "api", estimate: { requests: 0 }, ttl_seconds: 1 },
-    });
+    const again = await authorizeApi(app, org, 0, 1);
     expect((await moneyOf(db, org.id)).held).toBe(0n);
     const used = await app.call("POST", "/v1/billing/usage", {
       key: org.gatewayKey,
@@ -566,10 +556,7 @@ describe("holds as reservations, attacked through HTTP", () => {
     const [org, victim] = [await app.createOrg(), await app.createOrg()];
     await app.grant(org.id, "0.06"); // 600 holds of one request
     await app.grant(victim.id, "1.00");
-    const victimHold = await app.call("POST", "/v1/billing/authorize", {
-      key: victim.gatewayKey,
-      body: { org_id: victim.id, product: "api", estimate: { requests: 10 }, ttl_seconds: 60 },
-    });
+    const victimHold = await authorizeApi(app, victim, 10, 60);
     expect(victimHold.status).toBe(201);
     const batch = await app.call("POST", "/v1/billing/authorize/batch", {
       key: org.gatewayKey,
@@ -669,16 +656,10 @@ describe("absurd amounts", () => {
     const org = await app.createOrg();
     await app.grant(org.id, "1.00");
     const huge = Number.MAX_SAFE_INTEGER; // × 100,000 nano-USD: past a bigint
-    const absurd = await app.call("POST", "/v1/billing/authorize", {
-      key: org.gatewayKey,
-      body: { org_id: org.id, product: "api", estimate: { requests: huge }, ttl_seconds: 60 },
-    });
+    const absurd = await authorizeApi(app, org, huge, 60);
     expect(absurd.status).toBeGreaterThanOrEqual(400);
     expect(absurd.status).toBeLessThan(500);
-    const hold = await app.call("POST", "/v1/billing/authorize", {
-      key: org.gatewayKey,
-      body: { org_id: org.id, product: "api", estimate: { requests: 10 }, ttl_seconds: 60 },
-    });
+    const hold = await authorizeApi(app, org, 10, 60);
     expect(hold.status).toBe(201);
     const used = await app.call("POST", "/v1/billing/usage", {
       key: org.gatewayKey,
@@ -715,10 +696,7 @@ describe("the app's database role against the reservation", () => {
   it("cannot write held itself", async ({ app, db }) => {
     const org = await app.createOrg();
     await app.grant(org.id, "1.00");
-    await app.call("POST", "/v1/billing/authorize", {
-      key: org.gatewayKey,
-      body: { org_id: org.id, product: "api", estimate: { requests: 10 }, ttl_seconds: 60 },
-    });
+    await authorizeApi(app, org, 10, 60);
     const account = `org:${org.id}:credits`;
     await expect(db.appSql`update ledger_accounts set held = 0 where id = ${account}`).rejects.toThrow();
     await expect(db.appSql`update ledger_accounts set held = held + 1 where id = ${account}`).rejects.toThrow();
@@ -734,10 +712,7 @@ describe("the app's database role against the reservation", () => {
     const [org, victim] = [await app.createOrg(), await app.createOrg()];
     await app.grant(org.id, "0.01");
     await app.grant(victim.id, "0.01");
-    const hold = await app.call("POST", "/v1/billing/authorize", {
-      key: org.gatewayKey,
-      body: { org_id: org.id, product: "api", estimate: { requests: 100 }, ttl_seconds: 60 },
-    });
+    const hold = await authorizeApi(app, org, 100, 60);
     expect(hold.status).toBe(201);
     const id = hold.json.hold_id as string;
     const refused = /only its closing may change/;
@@ -776,10 +751,7 @@ describe("the app's database role against the reservation", () => {
       expires_at: new Date(c().getTime() + 3_000).toISOString(),
     });
     c.advance(4_000); // the $1.00 grant has expired (its expiry not posted yet)
-    const hold = await t.call("POST", "/v1/billing/authorize", {
-      key: org.gatewayKey,
-      body: { org_id: org.id, product: "api", estimate: { requests: 10_000 }, ttl_seconds: 60 },
-    });
+    const hold = await authorizeApi(t, org, 10_000, 60);
     expect(hold.status).toBe(201);
     if (forge)
       await expect(
