@@ -146,7 +146,6 @@ const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 32);
 // batching delay BENCH_CLIENT_DELAY_MS sets (default 1; 0: calls of the same event-loop turn only).
 const loads = (process.env.BENCH_LOADS ?? "hot,many,ingest").split(",");
 const skipped: LoadResult = { mode: "skipped", per_s: 0, p50_ms: 0, p99_ms: 0, ok: 0, failed: 0, requests: 0 };
-const analyzed = new Set<string>();
 
 async function runVariant(variant: Variant): Promise<VariantResult> {
   const { limits, budgets, build } = variant;
@@ -178,7 +177,7 @@ async function runVariant(variant: Variant): Promise<VariantResult> {
     return { api: cpuMicros(api.pid), pg, redis: bench.redisPid ? cpuMicros(bench.redisPid) : 0 };
   }
 
-  async function load(
+  async function loadOnce(
     mode: "pairs" | "ingest",
     orgs: string[],
     concurrency: number,
@@ -223,16 +222,21 @@ async function runVariant(variant: Variant): Promise<VariantResult> {
   }
 
   console.log(`${build ? `${build}: ` : ""}rate limits ${limits}, budgets ${budgets}: warming up…`);
-  await load("pairs", many, concurrency).catch(() => undefined);
-  // This cluster runs with autovacuum off (CI config). In production autovacuum analyzes the
-  // tables the warm-up just filled, which also invalidates plans cached while they were empty.
-  // BENCH_ANALYZE=0 skips it (to see what stale statistics cost).
-  if (process.env.BENCH_ANALYZE !== "0" && !analyzed.has(databaseUrl)) {
-    const admin = createSql(databaseUrl, { max: 1 });
-    await admin`analyze`;
-    await admin.end();
-    analyzed.add(databaseUrl);
-  }
+  await loadOnce("pairs", many, concurrency).catch(() => undefined);
+  // Each load writes tens of thousands of rows. In production autovacuum then vacuums and analyzes
+  // the tables, and a new analyze makes every session plan its statements again; this cluster
+  // runs with autovacuum off (CI config), so without this stand-in, plans cached while a table was
+  // nearly empty stay for the whole sitting, and each run is slower than the one before it, for
+  // both builds (bench/RESULTS-metering.md, 2026-12-02, night). BENCH_ANALYZE=0 skips it (to see what
+  // stale statistics cost).
+  const load = async (...args: Parameters<typeof loadOnce>) => {
+    if (process.env.BENCH_ANALYZE !== "0") {
+      const admin = createSql(databaseUrl, { max: 1 });
+      await admin`vacuum (analyze)`;
+      await admin.end();
+    }
+    return loadOnce(...args);
+  };
   console.log(`rate limits ${limits}, budgets ${budgets}: running ${SECONDS}s per load…`);
   const hot = loads.includes("hot") ? await load("pairs", [hotOrgId], concurrency, 1, "hot") : skipped;
   const manyPairs = loads.includes("many") ? await load("pairs", many, concurrency, 1, "many") : skipped;

@@ -118,7 +118,7 @@ begin
     from per_org o
     cross join lateral (select sum(a.balance)::bigint as balance from ledger_accounts a
                         where a.org_id = o.org_id and a.kind in ('org_credits', 'org_held')) b
-    join ledger_transactions t on t.id = o.transaction_id
+    cross join lateral (select t.created_at from ledger_transactions t where t.id = o.transaction_id limit 1) t  -- a probe, as in ledger_assert_balanced
     where b.balance <= 0 and b.balance - o.net > 0
   loop
     perform emit_event(r.org_id, 'balance.depleted', r.transaction_id,

@@ -26,7 +26,10 @@ begin
     select i.transaction_id, sum(i.amount) as total, count(*) as n, min(i.created_at) as first_at, max(i.created_at) as last_at
     from inserted i group by i.transaction_id
   ) s
-  left join lateral (select t.created_at from ledger_transactions t where t.id = s.transaction_id) t on true
+  -- A probe per transaction: with its limit the subquery is never flattened into a join, which a
+  -- plan cached while ledger_transactions was small made a hash join over the whole table, read
+  -- again on every posting (bench/RESULTS-metering.md, 2026-12-02, night).
+  left join lateral (select t.created_at from ledger_transactions t where t.id = s.transaction_id limit 1) t on true
   where t.created_at is null or s.total <> 0 or s.first_at <> t.created_at or s.last_at <> t.created_at
   limit 1;
   if found then

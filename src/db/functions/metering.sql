@@ -149,10 +149,13 @@ declare
 begin
   expired := array_fill(0::bigint, array[m]);
   expired_n := array_fill(0, array[m]);
+  -- Every read is a probe per organization or per hold (`offset 0` keeps the sweep's subquery
+  -- from being flattened, `= any` reaches holds by primary key): plans cached while holds was
+  -- small otherwise joined against every organization's active holds, read whole on every batch.
   for r in
     with due as (
       select h.id from generate_subscripts(p_orgs, 1) i
-      cross join lateral (select h.id from holds h where h.org_id = (p_orgs[i]).org_id and h.status = 'active' and h.expires_at <= p_now) h
+      cross join lateral (select h.id from holds h where h.org_id = (p_orgs[i]).org_id and h.status = 'active' and h.expires_at <= p_now offset 0) h
       where p_sweep[i]
       union
       select h.id from unnest(p_named) n(id)
@@ -163,7 +166,7 @@ begin
       -- Only holds of the batch's organizations, which it has locked (an event may name another's).
       update holds h set status = 'expired', closed_at = p_now
       from due, orgs o
-      where h.id = due.id and h.status = 'active' and o.org_id = h.org_id
+      where h.id = any (array(select id from due)) and h.id = due.id and h.status = 'active' and o.org_id = h.org_id
       returning o.i, h.amount
     )
     select c.i, sum(c.amount)::bigint as total, count(*)::int as n from closed c group by c.i
@@ -332,7 +335,9 @@ begin
     update holds h set status = 'settled', closed_at = p_now,
       close_transaction_id = case when cost[x.i] <> 0 then (p_orgs[x.i]).usage_txn end
     from unnest(v_settle_ids, v_settle_org) x(id, i)
-    where h.id = x.id and h.status = 'active';
+    -- `= any`: holds are reached by primary key whatever the plan (joined on x alone, a plan cached
+    -- while holds was small read every active hold of every organization).
+    where h.id = any (v_settle_ids) and h.id = x.id and h.status = 'active';
   end if;
 
   -- Expiring grants are consumed first (money_rules.sql): usage that settles a hold from the
