@@ -2,7 +2,8 @@
 -- billing: read every table, write rows where the app writes them, nothing else. No DELETE
 -- (the app deletes nothing), no TRUNCATE, REFERENCES or TRIGGER, no CREATE in the schema, and
 -- ownership of nothing, so no ALTER, DROP or DISABLE TRIGGER. Functions run with the caller's
--- rights (none is SECURITY DEFINER): metering_batch and the triggers need only these.
+-- rights: metering_batch and the triggers need only these. Two are SECURITY DEFINER:
+-- partitions_ensure (it makes tables) and the ledger's has-entries trigger (it reads a partition).
 -- hanzo_indexer gets nothing here: Ponder never touches billing.
 grant usage on schema billing to hanzo_app;
 grant select, insert, update on all tables in schema billing to hanzo_app;

@@ -14,13 +14,24 @@
 -- credits account is refused. One function for both triggers: each names its rows after_rows,
 -- and the update trigger its rows as they were before_rows.
 create or replace function holds_reserve() returns trigger language plpgsql
-set search_path = billing, pg_temp as $$
+set search_path = billing, pg_temp
+set enable_seqscan = off  -- probes stay probes as tables grow (as the ledger's triggers: ledger.sql)
+as $$
 declare
   v_orgs text[];
   v_deltas bigint[];
   v_updated int;
+  v_missing text;
 begin
   if tg_op = 'INSERT' then
+    -- In place of the holds' foreign key (migration 0039): every hold names an organization that
+    -- exists (its id stays: holds_terms_fixed below), probed once per distinct organization.
+    select o.id into v_missing from (select distinct org_id as id from after_rows) o
+    where (select 1 from organizations x where x.id = o.id limit 1) is null
+    limit 1;
+    if found then
+      raise exception 'holds name organization %, which does not exist', v_missing using errcode = 'foreign_key_violation';
+    end if;
     select array_agg(org_id), array_agg(delta) into v_orgs, v_deltas
     from (select org_id, sum(amount)::bigint as delta from after_rows where status = 'active' group by org_id) d
     where delta <> 0;

@@ -14,14 +14,22 @@
 -- entry but the statement's own (ledger_entries is partitioned by month: a probe by transaction
 -- alone would visit every partition).
 --
+-- The statement triggers here run on every posting of every path, so their plans must stay
+-- index probes as tables grow: each reads a table through a probe per row of the statement, and
+-- sequential scans are off for them (a session keeps its cached plans until statistics change, and
+-- one made while a table was small would otherwise scan it whole as it grows).
+--
 -- An entry carries its transaction's created_at, the partition key (migration 0035): the check
 -- reads each touched transaction by its primary key and refuses an entry dated otherwise, so a
 -- transaction's entries are all in one partition, where has-entries and the history find them.
-create or replace function ledger_assert_balanced() returns trigger language plpgsql set search_path = billing, pg_temp as $$
+create or replace function ledger_assert_balanced() returns trigger language plpgsql
+set search_path = billing, pg_temp
+set enable_seqscan = off  -- see the head of this file
+as $$
 declare
   bad record;
 begin
-  select s.transaction_id, s.total, s.n, s.first_at, s.last_at, t.created_at into bad
+  select s.transaction_id, s.total, s.n, s.first_at, s.last_at, t.created_at, t.org_id, o.found as org_found into bad
   from (
     select i.transaction_id, sum(i.amount) as total, count(*) as n, min(i.created_at) as first_at, max(i.created_at) as last_at
     from inserted i group by i.transaction_id
@@ -29,13 +37,21 @@ begin
   -- A probe per transaction: with its limit the subquery is never flattened into a join, which a
   -- plan cached while ledger_transactions was small made a hash join over the whole table, read
   -- again on every posting (bench/RESULTS-metering.md, 2026-12-02, night).
-  left join lateral (select t.created_at from ledger_transactions t where t.id = s.transaction_id limit 1) t on true
+  left join lateral (select t.created_at, t.org_id from ledger_transactions t where t.id = s.transaction_id limit 1) t on true
+  left join lateral (select true as found from organizations o where o.id = t.org_id limit 1) o on true
   where t.created_at is null or s.total <> 0 or s.first_at <> t.created_at or s.last_at <> t.created_at
+     or (t.org_id is not null and o.found is null)
   limit 1;
   if found then
     -- In place of a foreign key (migration 0036): every entry names a transaction that exists.
     if bad.created_at is null then
       raise exception 'ledger entries name transaction %, which does not exist', bad.transaction_id
+        using errcode = 'foreign_key_violation';
+    end if;
+    -- In place of the transaction's foreign key (migration 0039): its organization exists. Every
+    -- transaction comes here, as one without entries is refused at commit.
+    if bad.org_id is not null and bad.org_found is null then
+      raise exception 'ledger transaction % names organization %, which does not exist', bad.transaction_id, bad.org_id
         using errcode = 'foreign_key_violation';
     end if;
     if bad.total <> 0 then
@@ -61,20 +77,85 @@ returns table (transaction_id text, account_id text, amount bigint) language sql
 $$;
 
 -- A transaction with no entries at all is refused as well (checked at commit). Its entries carry
--- its created_at, so the probe reads one partition: planned for each call with that date, so the
--- plan names that partition alone. A generic plan (which the plan cache picks after five calls)
--- opens and locks every month's partition and its indexes on each call: 0.17 ms a transaction, 43 %
--- of the metering batch's time in bench/metering-pg.ts (bench/RESULTS-metering.md, 2026-12-02).
-create or replace function ledger_assert_has_entries() returns trigger language plpgsql
+-- its created_at, so they are in the one partition whose range holds that date: the check probes
+-- that partition by name, a plain table whose plan the plan cache keeps. Through the parent, a
+-- generic plan opens and locks every month's partition and its indexes on each call (0.17 ms),
+-- and a plan made for each call's date costs its planning (~0.05 ms) per transaction, against
+-- ~0.015 ms for the cached plan on the partition (bench/RESULTS-metering.md, 2026-12-02 15:00 UTC).
+--
+-- A partition is named in a static statement only, so ledger_assert_has_entries is generated:
+-- ledger_has_entries_define writes one branch per range partition of ledger_entries, from the
+-- bounds PostgreSQL holds for it (newest first, so the current month is found in a few
+-- comparisons). A date no branch covers (a month made after the function was written, or none
+-- made: the default partition) is probed through the parent, planned for that date: a month
+-- attached since is only slower. It is written again by this file and by partitions_ensure after
+-- it attaches a month (functions/partitions.sql), under the lock partitions_ensure takes, so two
+-- writers never race on it; an operator who detaches or drops a month's partition runs
+-- `select billing.ledger_has_entries_define()` in the same transaction.
+--
+-- The probe names the transaction alone (the partition's range holds its date, and every entry
+-- carries its transaction's date: ledger_assert_balanced), so the one index it can use is the
+-- partition's index on transaction_id; sequential and bitmap scans are off for it, so the plan
+-- cached while a month's partition is young stays that index probe as the month fills. (The first
+-- version also matched created_at, and the plan cache kept a plan reading the partition's whole
+-- primary-key index: 0.166 ms a call in bench/metering-pg.ts, reverted in df5687f.)
+--
+-- The check is SECURITY DEFINER: the app's role has no rights on the partitions themselves
+-- (functions/grants.sql), only on the parent. It only reads, and it runs as a trigger alone (its
+-- execute right is revoked from everyone but its owner).
+create or replace function ledger_has_entries_define() returns void language plpgsql
 set search_path = billing, pg_temp
-set plan_cache_mode = force_custom_plan
-as $$
+set datestyle = 'ISO, YMD'
+set timezone = 'UTC'
+as $define$
+declare
+  v_branches text;
 begin
-  if not exists (select 1 from ledger_entries where transaction_id = new.id and created_at = new.created_at) then
-    raise exception 'ledger transaction % has no entries', new.id using errcode = 'check_violation';
+  perform pg_advisory_xact_lock(hashtext('billing.partitions_ensure'));
+  select string_agg(format(
+    E'  %s %s then\n    v_found := exists (select from %I where transaction_id = new.id);',
+    case when b.n = 1 then 'if' else 'elsif' end,
+    coalesce(nullif(concat_ws(' and ', 'new.created_at >= timestamptz ' || quote_literal(b.lo),
+      'new.created_at < timestamptz ' || quote_literal(b.hi)), ''), 'true'),
+    b.relname), E'\n' order by b.n)
+  into v_branches
+  from (
+    select r.relname, r.lo, r.hi, row_number() over (order by r.lo desc nulls last) as n
+    from (
+      select c.relname,
+        case when m.bound[1] <> 'MINVALUE' then m.bound[1]::timestamptz end as lo,
+        case when m.bound[2] <> 'MAXVALUE' then m.bound[2]::timestamptz end as hi
+      from pg_inherits i
+      join pg_class c on c.oid = i.inhrelid
+      cross join lateral regexp_match(pg_get_expr(c.relpartbound, c.oid),
+        $$^FOR VALUES FROM \('?([^')]*)'?\) TO \('?([^')]*)'?\)$$) as m(bound)
+      where i.inhparent = 'billing.ledger_entries'::regclass and m.bound is not null
+    ) r
+  ) b;
+  execute format($fn$
+create or replace function ledger_assert_has_entries() returns trigger language plpgsql security definer
+set search_path = billing, pg_temp
+set plan_cache_mode = force_generic_plan
+set enable_seqscan = off
+set enable_bitmapscan = off
+as $body$
+declare
+  v_found boolean;
+begin
+%s
+    -- No partition of its own when this was written: the parent finds it, planned for this date.
+    execute 'select exists (select from ledger_entries where transaction_id = $1 and created_at = $2)'
+      into v_found using new.id, new.created_at;
+%s
+  if not v_found then
+    raise exception 'ledger transaction %% has no entries', new.id using errcode = 'check_violation';
   end if;
   return null;
-end $$;
+end $body$$fn$, coalesce(v_branches || E'\n  else', '  begin'), case when v_branches is null then '  end;' else '  end if;' end);
+  revoke all on function ledger_assert_has_entries() from public;
+end $define$;
+revoke all on function ledger_has_entries_define() from public;
+select ledger_has_entries_define();
 drop trigger if exists ledger_transactions_have_entries on ledger_transactions;
 create constraint trigger ledger_transactions_have_entries after insert on ledger_transactions
   deferrable initially deferred for each row execute function ledger_assert_has_entries();
@@ -106,7 +187,10 @@ create trigger ledger_transactions_no_truncate before truncate on ledger_transac
 -- It also refuses an entry naming an account that does not exist (in place of a foreign key,
 -- migration 0036): the accounts are read once by primary key, and the update then reaches them
 -- through what that read found.
-create or replace function ledger_apply_to_balance() returns trigger language plpgsql set search_path = billing, pg_temp as $$
+create or replace function ledger_apply_to_balance() returns trigger language plpgsql
+set search_path = billing, pg_temp
+set enable_seqscan = off  -- see the head of this file
+as $$
 declare
   v_missing text;
 begin
@@ -163,15 +247,43 @@ create trigger usage_events_no_truncate before truncate on usage_events for each
 -- claims its keys in usage_event_keys, one row per event, so an event can never be written
 -- without its key, and a second event under a taken key fails the statement as the unique index
 -- on usage_events did (23505, waiting for a racing writer's commit first).
-create or replace function usage_events_claim_keys() returns trigger language plpgsql set search_path = billing, pg_temp as $$
+--
+-- The same trigger refuses an event naming an organization, a hold or a ledger transaction that
+-- does not exist (23503, in place of foreign keys: migration 0039), with one probe per distinct
+-- value. The probes are scalar subqueries with a limit, never flattened into joins, and
+-- sequential scans are off for them: a plan cached while a table was small stays an index probe.
+create or replace function usage_events_after_insert() returns trigger language plpgsql
+set search_path = billing, pg_temp
+set enable_seqscan = off
+as $$
+declare
+  v_missing record;
 begin
   insert into usage_event_keys (org_id, idempotency_key, occurred_at, event_id)
   select i.org_id, i.idempotency_key, i.occurred_at, i.id from inserted i;
+  select r.what, r.id into v_missing
+  from (
+    select 'organization' as what, o.id from (select distinct org_id as id from inserted) o
+    where (select 1 from organizations x where x.id = o.id limit 1) is null
+    union all
+    select 'hold', h.id from (select distinct hold_id as id from inserted where hold_id is not null) h
+    where (select 1 from holds x where x.id = h.id limit 1) is null
+    union all
+    select 'ledger transaction', t.id from (select distinct transaction_id as id from inserted where transaction_id is not null) t
+    where (select 1 from ledger_transactions x where x.id = t.id limit 1) is null
+  ) r
+  limit 1;
+  if found then
+    raise exception 'usage events name % %, which does not exist', v_missing.what, v_missing.id
+      using errcode = 'foreign_key_violation';
+  end if;
   return null;
 end $$;
 drop trigger if exists usage_events_claim_keys on usage_events;
-create trigger usage_events_claim_keys after insert on usage_events
-  referencing new table as inserted for each statement execute function usage_events_claim_keys();
+drop function if exists usage_events_claim_keys();
+drop trigger if exists usage_events_after_insert on usage_events;
+create trigger usage_events_after_insert after insert on usage_events
+  referencing new table as inserted for each statement execute function usage_events_after_insert();
 drop trigger if exists usage_event_keys_immutable on usage_event_keys;
 create trigger usage_event_keys_immutable before update or delete on usage_event_keys for each row execute function usage_refuse_change();
 drop trigger if exists usage_event_keys_no_truncate on usage_event_keys;

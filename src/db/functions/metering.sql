@@ -104,11 +104,13 @@ create type metering_authorization as (
 -- that usage settles). Organizations without budgets pay one index probe of budgets here and
 -- nothing more. `org_budget`, `org_budget_limit`: the live org-scope budget, if any; an
 -- organization without project or key budgets has that one budget alone, so phases 3b and 4 take
--- it from here instead of probing budgets again.
+-- it from here instead of probing budgets again. `auto_topup`: its auto top-up is on (only then
+-- does metering_batch look for a crossing of its threshold).
 create function metering_lock_orgs(
   p_orgs text[],
   out credits bigint[], out held bigint[], out threshold bigint[], out expiring boolean[],
-  out budgeted boolean[], out hard boolean[], out scoped boolean[], out org_budget text[], out org_budget_limit bigint[]
+  out budgeted boolean[], out hard boolean[], out scoped boolean[], out org_budget text[], out org_budget_limit bigint[],
+  out auto_topup boolean[]
 ) language plpgsql
 -- Generic plans: these statements are index probes whatever the arguments, and planning them
 -- afresh on every call (custom plans) cost more than running them.
@@ -121,8 +123,9 @@ begin
   for update;
   select array_agg(c.balance - c.held order by o.i), array_agg(c.held order by o.i), array_agg(t.low_balance_threshold order by o.i),
          array_agg(g.expiring order by o.i), array_agg(b.budgeted order by o.i), array_agg(b.hard order by o.i),
-         array_agg(b.scoped order by o.i), array_agg(b.org_budget order by o.i), array_agg(b.org_limit order by o.i)
-    into credits, held, threshold, expiring, budgeted, hard, scoped, org_budget, org_budget_limit
+         array_agg(b.scoped order by o.i), array_agg(b.org_budget order by o.i), array_agg(b.org_limit order by o.i),
+         array_agg(tu.enabled order by o.i)
+    into credits, held, threshold, expiring, budgeted, hard, scoped, org_budget, org_budget_limit, auto_topup
   from unnest(p_orgs) with ordinality o(org_id, i)
   left join lateral (select a.balance, a.held from ledger_accounts a where a.id = 'org:' || o.org_id || ':credits' limit 1) c on true
   left join lateral (select x.low_balance_threshold from organizations x where x.id = o.org_id limit 1) t on true
@@ -131,7 +134,8 @@ begin
                             coalesce(bool_or(b.scope <> 'org'), false) as scoped,
                             max(b.id) filter (where b.scope = 'org') as org_budget,
                             max(b.limit_amount) filter (where b.scope = 'org') as org_limit
-                     from budgets b where b.org_id = o.org_id and b.deleted_at is null) b on true;
+                     from budgets b where b.org_id = o.org_id and b.deleted_at is null) b on true
+  left join lateral (select exists (select 1 from auto_topup_settings s where s.org_id = o.org_id and s.enabled) as enabled) tu on true;
 end $$;
 
 -- 2. Closes as 'expired' the active holds past their expiry: all those of the organizations
@@ -750,9 +754,11 @@ begin
   perform metering_post(p_now, v_orgs, v_usage, usage_outcomes, v_auth, authorize_outcomes, v_cost, v_events, usage_alerts);
 
   -- The same downward crossing against the org's auto top-up threshold, if it has one on
-  -- (auto_topup.sql): after phase 5, as the crossing names the usage transaction.
+  -- (auto_topup.sql): after phase 5, as the crossing names the usage transaction. Only for the
+  -- organizations phase 1 found with auto top-up on: most have none, and a call per organization
+  -- was 6 % of an ingest batch's time.
   for i in 1..m loop
-    if v_events[i] > 0 and v_cost[i] > 0 then
+    if v_events[i] > 0 and v_cost[i] > 0 and s.auto_topup[i] then
       perform auto_topup_note_crossing((v_orgs[i]).org_id, s.credits[i] + s.held[i], v_credits[i] + v_held[i], (v_orgs[i]).usage_txn, p_now);
     end if;
   end loop;

@@ -15,8 +15,9 @@
 -- so nothing can be lost; moving them is an operator's step (docs/scale.md).
 --
 -- Two workers running it at once: an advisory lock makes the second wait and find every month
--- made. It is SECURITY DEFINER (the only such function): the app's role may not create tables,
--- and this is the one DDL it may cause, with its bounds computed here from a month count. Each
+-- made. It is SECURITY DEFINER: the app's role may not create tables, and this is the one DDL it
+-- may cause, with its bounds computed here from a month count (and, after a new month of
+-- ledger_entries, the has-entries check written again to name it: functions/ledger.sql). Each
 -- new partition's rights are revoked from the app, which reaches rows only through the parent:
 -- an insert straight into a partition would skip the parent's statement triggers (the ledger's
 -- balance check among them).
@@ -34,6 +35,7 @@ declare
   v_from timestamptz;
   v_to timestamptz;
   v_in_default boolean;
+  v_created boolean := false;
 begin
   if p_months_ahead is null or p_months_ahead < 0 or p_months_ahead > 24 then
     raise exception 'partitions_ensure: months ahead must be 0 to 24, not %', p_months_ahead using errcode = '22023';
@@ -66,9 +68,14 @@ begin
       table_name := t.table_name;
       month := m;
       outcome := 'created';
+      v_created := v_created or t.table_name = 'ledger_entries';
       return next;
     end loop;
   end loop;
+  -- The ledger's has-entries check names each partition of ledger_entries (functions/ledger.sql).
+  if v_created then
+    perform ledger_has_entries_define();
+  end if;
 end $$;
 revoke all on function partitions_ensure(int) from public;
 grant execute on function partitions_ensure(int) to hanzo_app;
