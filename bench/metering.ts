@@ -199,6 +199,7 @@ async function runVariant(variant: Variant): Promise<VariantResult> {
       tag: `${tag}-${limits}-${budgets}-${Date.now()}`,
       client,
       clientDelayMs: Number(process.env.BENCH_CLIENT_DELAY_MS ?? 1),
+      clientMaxBatch: process.env.BENCH_CLIENT_MAX_BATCH ? Number(process.env.BENCH_CLIENT_MAX_BATCH) : undefined,
     });
     const after = await ourTicks();
     const machine = machineTicks();

@@ -225,6 +225,8 @@ export type LoadGeneratorArgs = {
   client?: boolean;
   /** The client's maxDelayMs (default 1). */
   clientDelayMs?: number;
+  /** The client's maxBatch (default: the client's own). */
+  clientMaxBatch?: number;
   /** Pairs mode: pace the virtual users to this many pairs per second in all (none: as fast as answered). */
   rate?: number;
   /** Print an interim JSON line (`"interval": true`) every this many seconds. */
