@@ -286,7 +286,10 @@ async function clientPairUser(client: GatewayClient) {
 
 let httpRequests = 0;
 if (args.client) {
-  const client = new GatewayClient({ baseUrl: args.base, key: args.key, maxDelayMs: args.clientDelayMs ?? 1,
+  const client = new GatewayClient({
+    baseUrl: args.base,
+    key: args.key,
+    maxDelayMs: args.clientDelayMs ?? 1,
     maxBatch: args.clientMaxBatch,
   });
   await Promise.all(Array.from({ length: args.concurrency }, () => clientPairUser(client)));
