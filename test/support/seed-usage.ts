@@ -18,6 +18,10 @@ export async function seedUsageEvents(
 ): Promise<{ total: bigint }> {
   const txnId = `txn_seed_${opts.label}`;
   return sql.begin(async (tx) => {
+    // The transaction first: a usage event's transaction must exist when the event is written.
+    await tx`
+      insert into ledger_transactions (id, org_id, kind, idempotency_key, description, created_at)
+      values (${txnId}, ${opts.orgId}, 'usage', ${txnId}, ${`${opts.count} seeded usage events`}, now())`;
     await tx`
       insert into usage_events (id, org_id, idempotency_key, occurred_at, product, model, quantities, cost,
         catalog_version, project, transaction_id, recorded_at)
@@ -29,9 +33,6 @@ export async function seedUsageEvents(
     const [row] = await tx<{ total: bigint }[]>`
       select coalesce(sum(cost), 0)::bigint as total from usage_events where transaction_id = ${txnId}`;
     const total = row?.total ?? 0n;
-    await tx`
-      insert into ledger_transactions (id, org_id, kind, idempotency_key, description, created_at)
-      values (${txnId}, ${opts.orgId}, 'usage', ${txnId}, ${`${opts.count} seeded usage events`}, now())`;
     await tx`
       insert into ledger_entries (transaction_id, account_id, amount) values
         (${txnId}, ${orgCreditsAccount(opts.orgId)}, ${(-total).toString()}),

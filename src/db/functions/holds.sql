@@ -16,6 +16,7 @@
 create or replace function holds_reserve() returns trigger language plpgsql
 set search_path = billing, pg_temp
 set enable_seqscan = off  -- probes stay probes as tables grow (as the ledger's triggers: ledger.sql)
+set jit = off
 as $$
 declare
   v_orgs text[];

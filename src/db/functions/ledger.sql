@@ -17,7 +17,9 @@
 -- The statement triggers here run on every posting of every path, so their plans must stay
 -- index probes as tables grow: each reads a table through a probe per row of the statement, and
 -- sequential scans are off for them (a session keeps its cached plans until statistics change, and
--- one made while a table was small would otherwise scan it whole as it grows).
+-- one made while a table was small would otherwise scan it whole as it grows). JIT is off for them
+-- too: a plan that must still scan (there is no index for it) is costed past jit_above_cost by the
+-- disabled scan, and compiling it would cost milliseconds on a path that takes microseconds.
 --
 -- An entry carries its transaction's created_at, the partition key (migration 0035): the check
 -- reads each touched transaction by its primary key and refuses an entry dated otherwise, so a
@@ -25,6 +27,7 @@
 create or replace function ledger_assert_balanced() returns trigger language plpgsql
 set search_path = billing, pg_temp
 set enable_seqscan = off  -- see the head of this file
+set jit = off
 as $$
 declare
   bad record;
@@ -113,16 +116,16 @@ declare
 begin
   perform pg_advisory_xact_lock(hashtext('billing.partitions_ensure'));
   select string_agg(format(
-    E'  %s %s then\n    v_found := exists (select from %I where transaction_id = new.id);',
+    E'  %s %s then\n    v_found := exists (select from %I.%I where transaction_id = new.id);',
     case when b.n = 1 then 'if' else 'elsif' end,
     coalesce(nullif(concat_ws(' and ', 'new.created_at >= timestamptz ' || quote_literal(b.lo),
       'new.created_at < timestamptz ' || quote_literal(b.hi)), ''), 'true'),
-    b.relname), E'\n' order by b.n)
+    b.nspname, b.relname), E'\n' order by b.n)
   into v_branches
   from (
-    select r.relname, r.lo, r.hi, row_number() over (order by r.lo desc nulls last) as n
+    select r.nspname, r.relname, r.lo, r.hi, row_number() over (order by r.lo desc nulls last) as n
     from (
-      select c.relname,
+      select c.relnamespace::regnamespace::text as nspname, c.relname,
         case when m.bound[1] <> 'MINVALUE' then m.bound[1]::timestamptz end as lo,
         case when m.bound[2] <> 'MAXVALUE' then m.bound[2]::timestamptz end as hi
       from pg_inherits i
@@ -138,6 +141,7 @@ set search_path = billing, pg_temp
 set plan_cache_mode = force_generic_plan
 set enable_seqscan = off
 set enable_bitmapscan = off
+set jit = off
 as $body$
 declare
   v_found boolean;
@@ -190,6 +194,7 @@ create trigger ledger_transactions_no_truncate before truncate on ledger_transac
 create or replace function ledger_apply_to_balance() returns trigger language plpgsql
 set search_path = billing, pg_temp
 set enable_seqscan = off  -- see the head of this file
+set jit = off
 as $$
 declare
   v_missing text;
@@ -252,9 +257,12 @@ create trigger usage_events_no_truncate before truncate on usage_events for each
 -- does not exist (23503, in place of foreign keys: migration 0039), with one probe per distinct
 -- value. The probes are scalar subqueries with a limit, never flattened into joins, and
 -- sequential scans are off for them: a plan cached while a table was small stays an index probe.
+-- They run when the statement ends, not at commit as the deferred keys did: an event's hold and
+-- usage transaction are written before it (metering_post does; so must any other writer).
 create or replace function usage_events_after_insert() returns trigger language plpgsql
 set search_path = billing, pg_temp
 set enable_seqscan = off
+set jit = off
 as $$
 declare
   v_missing record;
@@ -288,6 +296,17 @@ drop trigger if exists usage_event_keys_immutable on usage_event_keys;
 create trigger usage_event_keys_immutable before update or delete on usage_event_keys for each row execute function usage_refuse_change();
 drop trigger if exists usage_event_keys_no_truncate on usage_event_keys;
 create trigger usage_event_keys_no_truncate before truncate on usage_event_keys for each statement execute function usage_refuse_change();
+
+-- An organization keeps its id: holds, usage events and ledger transactions name it and are
+-- checked only when written (migration 0039), so a new id would leave them naming nothing. (Its
+-- ledger accounts' key to it would refuse the change too, but an organization may have none yet.)
+create or replace function organizations_refuse_new_id() returns trigger language plpgsql set search_path = billing, pg_temp as $$
+begin
+  raise exception 'organization % keeps its id: what names it would name nothing', old.id using errcode = 'foreign_key_violation';
+end $$;
+drop trigger if exists organizations_id_fixed on organizations;
+create trigger organizations_id_fixed before update of id on organizations for each row
+  when (new.id is distinct from old.id) execute function organizations_refuse_new_id();
 
 create or replace function catalog_refuse_change() returns trigger language plpgsql set search_path = billing, pg_temp as $$
 begin

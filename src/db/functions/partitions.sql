@@ -27,6 +27,8 @@ returns table (table_name text, month date, outcome text)
 language plpgsql security definer
 set search_path = billing, pg_temp
 set lock_timeout = '2s'
+set datestyle = 'ISO, YMD'  -- the bounds are written as text (%L): the same text whatever the caller's session
+set timezone = 'UTC'
 as $$
 declare
   t record;
@@ -47,7 +49,8 @@ begin
         date_trunc('month', now() at time zone 'UTC') + make_interval(months => p_months_ahead), interval '1 month')::date
     loop
       v_name := t.table_name || '_p' || to_char(m, 'YYYY_MM');
-      continue when to_regclass(v_name) is not null;
+      -- In billing only: a temporary table of the same name is not the month's partition.
+      continue when to_regclass(format('billing.%I', v_name)) is not null;
       v_from := m::timestamp at time zone 'UTC';
       v_to := (m + interval '1 month')::timestamp at time zone 'UTC';
       execute format('select exists (select from %I where %I >= $1 and %I < $2)',

@@ -9,8 +9,8 @@
 --
 -- What a key also guarded, the referenced row's deletion or a change of its id, cannot happen: the
 -- app's role has no DELETE (functions/grants.sql), transactions are append-only (their triggers
--- refuse UPDATE and DELETE), a hold keeps its id (holds_terms_fixed), and an organization's id is
--- held by its ledger accounts' key to it (ledger_accounts.org_id, kept).
+-- refuse UPDATE and DELETE), a hold keeps its id (holds_terms_fixed), and an organization keeps
+-- its id (organizations_id_fixed, functions/ledger.sql).
 --
 -- A table with pending trigger events cannot be altered: the deferred checks of rows an earlier
 -- migration of the same batch wrote (0037's transactions) run first, and the deferrable checks are
