@@ -289,7 +289,7 @@ if (args.client) {
   const client = new GatewayClient({
     baseUrl: args.base,
     key: args.key,
-    maxDelayMs: args.clientDelayMs ?? 1,
+    maxDelayMs: args.clientDelayMs,
     maxBatch: args.clientMaxBatch,
   });
   await Promise.all(Array.from({ length: args.concurrency }, () => clientPairUser(client)));

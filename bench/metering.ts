@@ -143,7 +143,7 @@ const TICK_US = 10_000; // CLK_TCK is 100 on Linux
 const monitor = createSql(bench.databaseUrl, { max: 1 });
 const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 32);
 // hot-client and many-client: hot and many through the gateway's client (client/gateway.ts), whose
-// batching delay BENCH_CLIENT_DELAY_MS sets (default 1; 0: calls of the same event-loop turn only).
+// batching delay BENCH_CLIENT_DELAY_MS sets (default the client's: 0, the calls of one event-loop turn).
 const loads = (process.env.BENCH_LOADS ?? "hot,many,ingest").split(",");
 const skipped: LoadResult = { mode: "skipped", per_s: 0, p50_ms: 0, p99_ms: 0, ok: 0, failed: 0, requests: 0 };
 
@@ -198,7 +198,7 @@ async function runVariant(variant: Variant): Promise<VariantResult> {
       batch,
       tag: `${tag}-${limits}-${budgets}-${Date.now()}`,
       client,
-      clientDelayMs: Number(process.env.BENCH_CLIENT_DELAY_MS ?? 1),
+      clientDelayMs: process.env.BENCH_CLIENT_DELAY_MS ? Number(process.env.BENCH_CLIENT_DELAY_MS) : undefined,
       clientMaxBatch: process.env.BENCH_CLIENT_MAX_BATCH ? Number(process.env.BENCH_CLIENT_MAX_BATCH) : undefined,
     });
     const after = await ourTicks();

@@ -223,7 +223,7 @@ export type LoadGeneratorArgs = {
   tag: string;
   /** Pairs through the gateway's client (client/gateway.ts), batching the virtual users' calls. */
   client?: boolean;
-  /** The client's maxDelayMs (default 1). */
+  /** The client's maxDelayMs (default the client's, 0). */
   clientDelayMs?: number;
   /** The client's maxBatch (default: the client's own). */
   clientMaxBatch?: number;

@@ -18,7 +18,12 @@ export type GatewayClientOptions = {
   baseUrl: string;
   /** A gateway-scope `hk-…` key. */
   key: string;
-  /** How long a call waits for others to share its HTTP request, in ms (default 1; 0: the same turn of the event loop only). */
+  /**
+   * How long a call waits for others to share its HTTP request, in ms. The default, 0, sends at
+   * the end of the current turn of the event loop: the calls made in that turn (e.g. for the
+   * requests that arrived together) share a request and none waits on a timer. A timer of 1 ms
+   * cost a third of the pairs/s in bench:metering (bench/RESULTS-metering.md, 2026-12-03).
+   */
   maxDelayMs?: number;
   /** A batch goes out at once when it holds this many calls (default 256, at most 1000). */
   maxBatch?: number;
@@ -81,7 +86,7 @@ type Reply = { status: number; body: string };
 
 /**
  * The gateway's client of the metering endpoints. Each call returns a promise for that call
- * alone; calls made within `maxDelayMs` of each other go to the API as one request
+ * alone; calls made in the same turn of the event loop (or within `maxDelayMs`) go to the API as one request
  * (POST /v1/billing/authorize/batch, POST /v1/billing/usage) over kept-alive connections, which
  * spares both sides the cost of an HTTP request per call. One call's refusal rejects that call
  * only (GatewayError). A batch whose connection fails is sent again with the calls that carry an
@@ -133,7 +138,7 @@ export class GatewayClient {
   constructor(opts: GatewayClientOptions) {
     this.url = new URL(opts.baseUrl);
     this.transport = this.url.protocol === "https:" ? https : http;
-    this.maxDelayMs = opts.maxDelayMs ?? 1;
+    this.maxDelayMs = opts.maxDelayMs ?? 0;
     this.maxBatch = opts.maxBatch ?? 256;
     this.retries = opts.retries ?? 3;
     this.timeoutMs = opts.timeoutMs ?? 10_000;

@@ -100,6 +100,30 @@ describe("GatewayClient", () => {
     }
   });
 
+  it("waits for no timer by default: calls of later turns go in a request of their own, unless maxDelayMs gathers them", async ({
+    app,
+    api,
+  }) => {
+    const org = await app.createOrg();
+    await app.grant(org.id, "10.00");
+    const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+    const inTwoTurns = async (client: GatewayClient) => {
+      const first = client.authorize(request(org.id));
+      await nextTurn();
+      const second = client.authorize(request(org.id));
+      await Promise.all([first, second]);
+      return client.requestsSent;
+    };
+    const eager = clientOf(api, org.gatewayKey);
+    const patient = clientOf(api, org.gatewayKey, { maxDelayMs: 200 });
+    try {
+      expect(await inTwoTurns(eager)).toBe(2);
+      expect(await inTwoTurns(patient)).toBe(1);
+    } finally {
+      await Promise.all([eager.close(), patient.close()]);
+    }
+  });
+
   it("answers every call with its own result, whatever its neighbours in the batch", async ({ app, api }) => {
     const orgs = await Promise.all([app.createOrg("A"), app.createOrg("B"), app.createOrg("C")]);
     for (const o of orgs) await app.grant(o.id, "10.00");
