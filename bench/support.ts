@@ -7,6 +7,11 @@ import postgres from "postgres";
 const ROOT = new URL("..", import.meta.url).pathname;
 const ADMIN_URL = process.env.BENCH_DATABASE_ADMIN_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
 
+/** The node flags of `npm start` (package.json), so that the bench runs the API as deployed. */
+const START_NODE_FLAGS = (JSON.parse(readFileSync(`${ROOT}package.json`, "utf8")).scripts.start as string)
+  .split(/\s+/)
+  .filter((word) => word.startsWith("--"));
+
 export function freePort(): Promise<number> {
   return new Promise((resolve) => {
     const s = createServer();
@@ -53,18 +58,22 @@ export async function startBench(name: string, opts: { ownRedis?: boolean } = {}
      */
     async startApi(env: Record<string, string> = {}, opts: { bundle?: string } = {}) {
       const port = await freePort();
-      const nodeArgs = process.env.BENCH_API_NODE_ARGS ? process.env.BENCH_API_NODE_ARGS.split(" ") : [];
+      // `npm start`'s node flags, then BENCH_API_NODE_ARGS (the later of two V8 flags wins).
+      const nodeArgs = [
+        ...START_NODE_FLAGS,
+        ...(process.env.BENCH_API_NODE_ARGS ? process.env.BENCH_API_NODE_ARGS.split(" ") : []),
+      ];
       let entry = ["--import", "tsx", "bin/api.ts"];
       if (opts.bundle) {
         // The other side of an A/B in one sitting (bench/metering.ts, BENCH_BEFORE).
-        entry = ["--enable-source-maps", opts.bundle];
+        entry = [opts.bundle];
       } else if (process.env.BENCH_API_BUNDLE) {
         // A/B comparisons: a bundle built earlier (e.g. a copy of dist/api.mjs from another commit).
         entry = [process.env.BENCH_API_BUNDLE];
       } else if (process.env.BENCH_API_TSX !== "1") {
         if (!built) execFileSync("npm", ["run", "--silent", "build"], { cwd: ROOT, stdio: "inherit" });
         built = true;
-        entry = ["--enable-source-maps", "dist/api.mjs"];
+        entry = ["dist/api.mjs"];
       }
       const child = spawn(process.execPath, [...nodeArgs, ...entry], {
         cwd: ROOT,
