@@ -226,6 +226,13 @@ function medianAndWorst(ms: number[]) {
   return { median: sorted[Math.floor((sorted.length - 1) / 2)] as number, worst: sorted.at(-1) as number };
 }
 
+/** The page moves focus to its heading in an effect after the heading is drawn, so this waits for it. */
+async function expectFocusOnHeading(page: Page) {
+  await expect
+    .poll(() => page.evaluate<string | undefined>("document.activeElement?.tagName"), { timeout: 10_000 })
+    .toBe("H1");
+}
+
 const go = async (page: Page, nav: string, heading: string) => {
   await page.getByRole("navigation", { name: "Billing" }).getByRole("link", { name: nav, exact: true }).click();
   await page.getByRole("heading", { level: 1, name: heading }).waitFor();
@@ -282,7 +289,7 @@ describe("the billing portal in a real browser", () => {
     }
     await page.keyboard.press("Enter");
     await page.getByRole("heading", { level: 1, name: "Cost view" }).waitFor();
-    expect(await page.evaluate<string | undefined>("document.activeElement?.tagName")).toBe("H1");
+    await expectFocusOnHeading(page);
   });
 
   it("at phone width every page fits the screen (no sideways scrolling) and the keyboard reaches each one", async ({
@@ -333,7 +340,7 @@ describe("the billing portal in a real browser", () => {
       }
       await page.keyboard.press("Enter");
       await page.getByRole("heading", { level: 1, name: heading }).waitFor();
-      expect(await page.evaluate<string | undefined>("document.activeElement?.tagName")).toBe("H1");
+      await expectFocusOnHeading(page);
       await expect
         .poll(() =>
           page

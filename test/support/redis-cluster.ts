@@ -32,6 +32,12 @@ async function clusterInfo(port: number): Promise<Record<string, string> | undef
   }
 }
 
+/** Whether the node on `port` is a replica whose link to its master is up (its initial sync done). */
+async function replicaLinkUp(port: number): Promise<boolean> {
+  const text = await redisCli(port, "info", "replication").catch(() => "");
+  return /^role:slave/m.test(text) && /^master_link_status:up/m.test(text);
+}
+
 /** `CLUSTER NODES` as a node sees it: address, role and whether it is marked failed. */
 async function clusterNodes(port: number) {
   const text = await redisCli(port, "cluster", "nodes");
@@ -74,6 +80,10 @@ export async function startRedisCluster(opts: { nodeTimeoutMs?: number } = {}) {
       ...["--cluster-port", String(busPort), "--cluster-config-file", join(dir, "nodes.conf")],
       ...["--cluster-node-timeout", String(nodeTimeoutMs), "--dir", dir],
       ...["--save", "", "--appendonly", "no", "--enable-debug-command", "yes"],
+      // A replica takes over however long its link had been down (Redis's default refuses past
+      // 10 × the node timeout): the tests are about our processes through a failover, and on a
+      // busy machine a link can stall that long without the cluster being broken.
+      ...["--cluster-replica-validity-factor", "0"],
     ];
     const process = track(spawnTracked("redis-server", args), `redis-server (cluster) on ${port}`);
     await process.waitForLine(/Ready to accept connections/);
@@ -95,7 +105,11 @@ export async function startRedisCluster(opts: { nodeTimeoutMs?: number } = {}) {
       nodes,
       /** REDIS_URL for the processes: every node as a seed. */
       url: `redis-cluster://${nodes.map((n) => `127.0.0.1:${n.port}`).join(",")}`,
-      /** Waits until every live node says cluster_state:ok and sees the same three masters, each with its slots and a live link. */
+      /**
+       * Waits until every live node says cluster_state:ok and sees the same three masters, each with
+       * its slots and a live link, and every live replica has synced with its master (a master
+       * killed before that would leave nothing to fail over to).
+       */
       async waitUntilHealthy(what = "cluster_state:ok on every live node", timeoutMs = 120_000) {
         await waitFor(
           async () => {
@@ -106,7 +120,10 @@ export async function startRedisCluster(opts: { nodeTimeoutMs?: number } = {}) {
             }
             const view = await clusterNodes(live[0]!.port);
             const masters = view.filter((v) => v.master && !v.failed && v.slots !== "");
-            return masters.length === 3;
+            if (masters.length !== 3) return false;
+            const replicas = view.filter((v) => !v.master && !v.failed);
+            for (const r of replicas) if (!(await replicaLinkUp(r.port))) return false;
+            return true;
           },
           { timeoutMs, intervalMs: 250, what },
         );
@@ -148,7 +165,14 @@ export async function startRedisCluster(opts: { nodeTimeoutMs?: number } = {}) {
             return !!old?.failed && masters.length === 3;
           },
           { timeoutMs, intervalMs: 250, what: `failover of the master on ${port}` },
-        );
+        ).catch(async (err: Error) => {
+          // Say what the cluster looked like, so that a failure here can be explained afterwards.
+          const live = nodes.find((n) => n.port !== port && n.process.child.exitCode === null);
+          const view = live
+            ? await redisCli(live.port, "cluster", "nodes").catch((e: Error) => e.message)
+            : "no live node";
+          throw new Error(`${err.message}; CLUSTER NODES then:\n${view}`);
+        });
       },
       stop: stopAll,
     };
