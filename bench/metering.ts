@@ -308,16 +308,24 @@ const summary = (v: VariantResult) => {
     api_rss_mb: Math.round(v.rss_mb),
     // Per load: peak RSS, and V8's committed heap and young generation at the load's end.
     api_memory_mb: Object.fromEntries(
-      (["hot", "many", "ingest"] as const)
-        .filter((load) => v[load].mode !== "skipped")
-        .map((load) => [
+      (
+        [
+          ["hot", v.hot],
+          ["many", v.many],
+          ["hot_client", v.hotClient],
+          ["many_client", v.manyClient],
+          ["ingest", v.ingest],
+        ] as const
+      )
+        .filter(([, r]) => r.mode !== "skipped")
+        .map(([load, r]) => [
           load,
           {
-            rss: Math.round(v[load].rss_mb ?? 0),
-            heap_total: Math.round(v[load].heap_mb?.heap_total ?? 0),
-            young: Math.round(v[load].heap_mb?.new_space ?? 0),
-            heap_used: Math.round(v[load].heap_mb?.heap_used ?? 0),
-            external: Math.round(v[load].heap_mb?.external ?? 0),
+            rss: Math.round(r.rss_mb ?? 0),
+            heap_total: Math.round(r.heap_mb?.heap_total ?? 0),
+            young: Math.round(r.heap_mb?.new_space ?? 0),
+            heap_used: Math.round(r.heap_mb?.heap_used ?? 0),
+            external: Math.round(r.heap_mb?.external ?? 0),
           },
         ]),
     ),

@@ -3,14 +3,13 @@ import { readFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { connect, createServer } from "node:net";
 import postgres from "postgres";
+import { npmScriptNodeFlags } from "../test/support/start-flags.js";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const ADMIN_URL = process.env.BENCH_DATABASE_ADMIN_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
 
 /** The node flags of `npm start` (package.json), so that the bench runs the API as deployed. */
-const START_NODE_FLAGS = (JSON.parse(readFileSync(`${ROOT}package.json`, "utf8")).scripts.start as string)
-  .split(/\s+/)
-  .filter((word) => word.startsWith("--"));
+const START_NODE_FLAGS = npmScriptNodeFlags("start");
 
 export function freePort(): Promise<number> {
   return new Promise((resolve) => {

@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import { npmScriptNodeFlags } from "./start-flags.js";
 
 export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
@@ -238,7 +239,9 @@ export async function startBundled(name: "api" | "worker", env: Record<string, s
     outExtension: { ".js": ".mjs" },
     logLevel: "warning",
   });
-  return startNode(["--enable-source-maps", `${outdir}/${name}.mjs`], env, `bundled ${name}`);
+  // As `npm start` / `npm run start:worker` run it (their flags include --enable-source-maps).
+  const flags = npmScriptNodeFlags(name === "api" ? "start" : "start:worker");
+  return startNode([...flags, `${outdir}/${name}.mjs`], env, `bundled ${name}`);
 }
 
 function startNode(args: string[], env: Record<string, string>, name: string): RunningProcess {
