@@ -210,6 +210,9 @@ declare
   v_hold_amount bigint[];
   v_hold_created timestamptz[];
   v_key_org text[];  -- per event: the organization of the api key it names (null: none, or no such key)
+  v_known_k int[];  -- the events whose key is recorded already, and that event's id and month
+  v_known_id text[];
+  v_known_at timestamptz[];
   v_settle_ids text[] := '{}';
   v_settle_org int[] := '{}';
   v_hold_charges bigint[] := '{}';      -- usage settling a hold, charged to the grants live when it was taken
@@ -230,27 +233,36 @@ begin
   settled := array_fill(0::bigint, array[m]);
   events := array_fill(0, array[m]);
 
-  -- Events already recorded under these keys (a probe of usage_event_keys, the key unique across
-  -- every month's partition, then of the one partition its occurred_at names), read after the
-  -- organization locks, so a racing batch with the same key has committed by now.
-  for r in
-    select x.k, e.id, e.cost, e.catalog_version, e.hold_id,
-           e.occurred_at = x.occurred_at and e.product = x.product and e.model = x.model and e.quantities = x.quantities
-             and e.hold_id is not distinct from x.hold_id
-             and e.api_key_id is not distinct from x.api_key_id and e.project is not distinct from x.project as same
-    from unnest(p_usage) with ordinality x(org, id, key, prev, occurred_at, product, model, quantities, cost, catalog_version, hold_id, hold_first, api_key_id, project, k)
-    cross join lateral (
-      select e.* from usage_event_keys uk
-      join usage_events e on e.occurred_at = uk.occurred_at and e.id = uk.event_id
-      where uk.org_id = (p_orgs[x.org]).org_id and uk.idempotency_key = x.key
-      limit 1) e
-  loop
-    v_first_id[r.k] := r.id;
-    v_first_cost[r.k] := r.cost;
-    v_first_version[r.k] := r.catalog_version;
-    v_first_hold_id[r.k] := r.hold_id;
-    v_same[r.k] := r.same;
-  end loop;
+  -- Events already recorded under these keys, read after the organization locks, so a racing
+  -- batch with the same key has committed by now: a probe of usage_event_keys (the key, unique
+  -- across every month's partition) per event, then, for the keys found (a retry; usually none),
+  -- a probe of the one partition of usage_events each names. Two statements, so that a batch of
+  -- new keys never opens usage_events: a plan over it starts by locking and opening every month's
+  -- partition and index, pruned only as each row's month is known.
+  select array_agg(x.k), array_agg(uk.event_id), array_agg(uk.occurred_at)
+    into v_known_k, v_known_id, v_known_at
+  from unnest(p_usage) with ordinality x(org, id, key, prev, occurred_at, product, model, quantities, cost, catalog_version, hold_id, hold_first, api_key_id, project, k)
+  cross join lateral (
+    select uk.event_id, uk.occurred_at from usage_event_keys uk
+    where uk.org_id = (p_orgs[x.org]).org_id and uk.idempotency_key = x.key
+    limit 1) uk;
+  if v_known_k is not null then
+    for r in
+      select f.k, e.id, e.cost, e.catalog_version, e.hold_id,
+             e.occurred_at = x.occurred_at and e.product = x.product and e.model = x.model and e.quantities = x.quantities
+               and e.hold_id is not distinct from x.hold_id
+               and e.api_key_id is not distinct from x.api_key_id and e.project is not distinct from x.project as same
+      from unnest(v_known_k, v_known_id, v_known_at) f(k, id, at)
+      cross join lateral (select (p_usage[f.k]).*) x
+      cross join lateral (select e.* from usage_events e where e.occurred_at = f.at and e.id = f.id limit 1) e
+    loop
+      v_first_id[r.k] := r.id;
+      v_first_cost[r.k] := r.cost;
+      v_first_version[r.k] := r.catalog_version;
+      v_first_hold_id[r.k] := r.hold_id;
+      v_same[r.k] := r.same;
+    end loop;
+  end if;
 
   -- The holds named, as phase 2 left them (primary-key probes). A hold changes state only under
   -- its organization's lock, which this batch holds for every hold it may settle (an event
