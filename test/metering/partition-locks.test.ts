@@ -6,7 +6,7 @@ import { appTest as it } from "../support/fixtures.js";
 // usage_events has a partition per month (migration 0035), and a year adds twelve. A plan that
 // reads the parent by a column known only row by row locks and opens every partition and index
 // at its start, so the duplicate-key lookup of each metering batch used to cost more every
-// month (on 2026-12-03, 19 partitions and their 57 indexes, most in the shared lock table, not
+// month (on 2026-12-03, 18 partitions and their 54 indexes, most in the shared lock table, not
 // the backend's 16 fast-path slots). It now reads usage_events only for keys already recorded.
 describe("a metering batch and usage_events' monthly partitions", () => {
   it("locks only the month it writes when its keys are new, and still finds a retried key", async ({ app, db }) => {
