@@ -204,6 +204,7 @@ declare
   v_first_version text[] := array_fill(null::text, array[nu]);
   v_first_hold_id text[] := array_fill(null::text, array[nu]);
   v_same boolean[] := array_fill(null::boolean, array[nu]);  -- an earlier event's payload equals this one's
+  v_first_k int[] := array_fill(null::int, array[nu]);  -- the event of this batch that recorded the key (null: none)
   -- per event naming a hold: that hold as it is after phase 2
   v_hold_org text[];
   v_hold_status text[];
@@ -283,8 +284,11 @@ begin
       continue;
     end if;
     if v_first_id[k] is null and u.prev is not null and v_first_id[u.prev] is not null then
-      -- The same key earlier in this batch, recorded or itself a duplicate.
-      p := p_usage[u.prev];
+      -- The same key earlier in this batch, recorded or itself a duplicate: this payload is
+      -- compared with the event recorded (not with the previous use, which may itself have been
+      -- refused as idempotency_key_reused).
+      v_first_k[k] := v_first_k[u.prev];
+      p := p_usage[coalesce(v_first_k[k], u.prev)];
       v_first_id[k] := v_first_id[u.prev];
       v_first_cost[k] := v_first_cost[u.prev];
       v_first_version[k] := v_first_version[u.prev];
@@ -339,6 +343,7 @@ begin
     cost[i] := cost[i] + u.cost;
     events[i] := events[i] + 1;
     v_first_id[k] := u.id;
+    v_first_k[k] := k;
     v_first_cost[k] := u.cost;
     v_first_version[k] := u.catalog_version;
     v_first_hold_id[k] := u.hold_id;
