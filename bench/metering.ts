@@ -79,6 +79,8 @@ for (const v of budgetVariants ?? [])
  * `before` runs <dir>/dist/api.mjs on a database made by <dir>'s migrations and SQL functions;
  * `after` runs this tree's build on a copy of that database (same organizations, same seed)
  * migrated by this tree. The seeding is this tree's code, so it must write what both schemas hold.
+ * BENCH_BEFORE_CLIENT=1: the earlier build has the client's batch endpoint, so its variants run the
+ * client loads too (otherwise they are skipped for it).
  */
 const buildVariants = beforeDir
   ? (process.env.BENCH_AB ?? "before,after,before,after").split(",").map((v) => v.trim())
@@ -241,13 +243,15 @@ async function runVariant(variant: Variant): Promise<VariantResult> {
   console.log(`rate limits ${limits}, budgets ${budgets}: running ${SECONDS}s per load…`);
   const hot = loads.includes("hot") ? await load("pairs", [hotOrgId], concurrency, 1, "hot") : skipped;
   const manyPairs = loads.includes("many") ? await load("pairs", many, concurrency, 1, "many") : skipped;
-  // An earlier build (BENCH_BEFORE) may have no batch endpoint for the client: its variants run the plain loads.
+  // An earlier build (BENCH_BEFORE) may have no batch endpoint for the client: its variants run the
+  // plain loads, unless BENCH_BEFORE_CLIENT=1 says it has one (a build since the client landed).
+  const clientLoads = build !== "before" || process.env.BENCH_BEFORE_CLIENT === "1";
   const hotClient =
-    loads.includes("hot-client") && build !== "before"
+    loads.includes("hot-client") && clientLoads
       ? await load("pairs", [hotOrgId], concurrency, 1, "hot-client", true)
       : skipped;
   const manyClient =
-    loads.includes("many-client") && build !== "before"
+    loads.includes("many-client") && clientLoads
       ? await load("pairs", many, concurrency, 1, "many-client", true)
       : skipped;
   const ingest = loads.includes("ingest")

@@ -62,7 +62,35 @@ export type IdPrefix =
   | "rfl"
   | "psess";
 
-/** IDs carry their kind (`org_…`, `hold_…`) so a misplaced one is obvious in logs and errors. */
+/**
+ * IDs carry their kind (`org_…`, `hold_…`) so a misplaced one is obvious in logs and errors. After
+ * the kind come 20 base62 characters: 8 of the time the id was minted (milliseconds since the
+ * epoch, most significant first: 62^8 ms is 6,900 years) and 12 random ones (71 bits). Ids
+ * minted later sort after earlier ones (base62's alphabet is in byte order), so each row of a
+ * table keyed by id goes in at the right edge of its index, not at a random leaf: the metering
+ * path writes a hold, a usage event and a ledger transaction per request, and random ids cost
+ * PostgreSQL 5-11 % more CPU per request there (bench/RESULTS-metering.md, 2026-12-03, third
+ * machine). An id is never a secret (API keys and portal tokens are random bytes alone), so its time
+ * may show.
+ */
 export function newId(prefix: IdPrefix): string {
-  return `${prefix}_${randomBase62(20)}`;
+  return `${prefix}_${timeBase62(Date.now())}${randomBase62(12)}`;
+}
+
+const TIME_CHARS = 8;
+let lastMs = -1;
+let lastTime = "";
+
+/** `ms` as 8 base62 characters, most significant first (the last one is kept: ids come in bursts). */
+export function timeBase62(ms: number): string {
+  if (ms === lastMs) return lastTime;
+  let rest = Math.max(0, Math.floor(ms));
+  let out = "";
+  for (let i = 0; i < TIME_CHARS; i++) {
+    out = ALPHABET[rest % 62] + out;
+    rest = Math.floor(rest / 62);
+  }
+  lastMs = ms;
+  lastTime = out;
+  return out;
 }
