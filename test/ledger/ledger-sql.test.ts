@@ -93,6 +93,31 @@ describe("ledger enforcement in PostgreSQL", () => {
     expect(after[0]!.balance - balance[0]!.balance).toBe(1n); // the refused ones moved nothing
   });
 
+  it("refuses a missing account among hundreds named in one statement, and applies them all when none is", async ({
+    db,
+  }) => {
+    // As a metering batch posts: one statement of entries for many organizations' accounts.
+    const ctx = testContext(db.sql);
+    const orgs = await Promise.all(
+      Array.from({ length: 300 }, (_, i) => createOrganization(ctx, { name: `Many ${i}` }).then((o) => o.id)),
+    );
+    const onePerOrg = orgs.map((org): [string, bigint] => [orgCreditsAccount(org), -1n]);
+    const missing = insertRaw(db, orgs[0]!, [
+      ...onePerOrg.slice(0, 150),
+      ["org:org_nobody_among_many:credits", -1n],
+      ...onePerOrg.slice(150),
+      [SystemAccounts.revenue, 301n],
+    ]);
+    await expect(missing).rejects.toMatchObject({
+      code: "23503",
+      message: expect.stringMatching(/org_nobody_among_many/),
+    });
+    await insertRaw(db, orgs[0]!, [...onePerOrg, [SystemAccounts.revenue, 300n]]);
+    const balances = await db.sql<{ balance: bigint }[]>`
+      select balance from ledger_accounts where id = any (${orgs.map(orgCreditsAccount)}::text[])`;
+    expect(balances.map((b) => b.balance)).toEqual(orgs.map(() => -1n));
+  });
+
   it("refuses a ledger transaction, a hold or a usage event naming what does not exist (23503, as the foreign keys did)", async ({
     db,
     orgId,
