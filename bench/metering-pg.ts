@@ -16,6 +16,7 @@ import { cpuMicros, startBench } from "./support.js";
  * far group commit can take the hot path on this machine (bench/RESULTS-metering.md).
  *
  *   BENCH_ORGS=1000 BENCH_BATCHES=1,4,16,64 BENCH_SECONDS=4 [BENCH_MODE=pairs|ingest] [BENCH_BUDGETS=on]
+ *   [BENCH_ACTIVE_HOLDS=20000]
  *
  * pairs: each round is one metering_batch call carrying BATCH authorizations and the usage
  * events settling the previous round's holds (what the API's group commit sends under load).
@@ -106,6 +107,27 @@ const round = MODE === "ingest" ? ingestRound : pairsRound;
 // scans until statistics change.
 for (let i = 0; i < 300; i++) await round(16);
 await sql`analyze`;
+// BENCH_ACTIVE_HOLDS=N: N holds in flight the whole time (an hour's TTL, never settled), spread over
+// the organizations, as a gateway's long calls leave them, made after the statistics were taken (a
+// burst of long calls since autovacuum last analyzed holds). Every read of holds must stay a probe
+// per hold or per organization, whatever their number.
+const activeHolds = Number(process.env.BENCH_ACTIVE_HOLDS ?? 0);
+for (let i = 0; i < activeHolds; i += 500)
+  await Promise.all(
+    Array.from({ length: Math.min(500, activeHolds - i) }, () =>
+      metering.authorize(
+        {
+          orgId: randomOrg(),
+          product: "llm",
+          model: "zen-pro",
+          estimate: { input_tokens: 10n, output_tokens: 10n },
+          idempotencyKey: undefined,
+          ttlSeconds: 3600,
+        },
+        new Date(),
+      ),
+    ),
+  );
 
 console.log(`\n${MODE}, ${ORGS} orgs: PostgreSQL CPU per ${MODE === "ingest" ? "event" : "pair"} by batch size`);
 for (const batch of BATCHES) {
