@@ -64,31 +64,32 @@ export type IdPrefix =
 
 /**
  * IDs carry their kind (`org_…`, `hold_…`) so a misplaced one is obvious in logs and errors. After
- * the kind come 20 base62 characters: 8 of the time the id was minted (milliseconds since the
- * epoch, most significant first: 62^8 ms is 6,900 years) and 12 random ones (71 bits). Ids
- * minted later sort after earlier ones (base62's alphabet is in byte order), so each row of a
- * table keyed by id goes in at the right edge of its index, not at a random leaf: the metering
- * path writes a hold, a usage event and a ledger transaction per request, and random ids cost
- * PostgreSQL 5-11 % more CPU per request there (bench/RESULTS-metering.md, 2026-12-03, third
- * machine). An id is never a secret (API keys and portal tokens are random bytes alone), so its time
- * may show.
+ * the kind come 20 characters: 9 of the time the id was minted (milliseconds since the epoch in
+ * base 36, digits and capitals, most significant first: 36^9 ms is 3,200 years) and 11 random
+ * base62 ones (65 bits). Ids minted later sort after earlier ones, in byte order and in the usual
+ * collations alike (digits before letters, capitals in alphabetical order; mixing cases would
+ * sort differently under en_US), so each row of a table keyed by id goes in at the right edge of
+ * its index, not at a random leaf: the metering path writes a hold, a usage event and a ledger
+ * transaction per request, and random ids cost PostgreSQL 5-14 % more CPU there
+ * (bench/RESULTS-metering.md, 2026-12-03, third machine). An id is never a secret (API keys and
+ * portal tokens are random alone), so its time may show.
  */
 export function newId(prefix: IdPrefix): string {
-  return `${prefix}_${timeBase62(Date.now())}${randomBase62(12)}`;
+  return `${prefix}_${timeBase36(Date.now())}${randomBase62(11)}`;
 }
 
-const TIME_CHARS = 8;
+const TIME_CHARS = 9;
 let lastMs = -1;
 let lastTime = "";
 
-/** `ms` as 8 base62 characters, most significant first (the last one is kept: ids come in bursts). */
-export function timeBase62(ms: number): string {
+/** `ms` as 9 base-36 characters (0-9, A-Z), most significant first; the last one is kept, as ids come in bursts. */
+export function timeBase36(ms: number): string {
   if (ms === lastMs) return lastTime;
   let rest = Math.max(0, Math.floor(ms));
   let out = "";
   for (let i = 0; i < TIME_CHARS; i++) {
-    out = ALPHABET[rest % 62] + out;
-    rest = Math.floor(rest / 62);
+    out = ALPHABET[rest % 36] + out;
+    rest = Math.floor(rest / 36);
   }
   lastMs = ms;
   lastTime = out;

@@ -1,14 +1,15 @@
 import fc from "fast-check";
 import { describe, expect } from "vitest";
-import { newId, timeBase62 } from "../../src/ids.js";
+import { newId, timeBase36 } from "../../src/ids.js";
 import { dbTest as it } from "../support/fixtures.js";
 
 /**
- * Ids (src/ids.ts): the kind, then 8 base62 characters of the time minted and 12 random ones. Ids
- * minted later sort after earlier ones, in JavaScript and in PostgreSQL's order for the text
- * columns that hold them, so rows keyed by id go in at the right edge of their indexes.
+ * Ids (src/ids.ts): the kind, then 9 base-36 characters of the time minted and 11 random base62
+ * ones. Ids minted later sort after earlier ones, in JavaScript and in PostgreSQL's order for the
+ * text columns that hold them, whatever their collation, so rows keyed by id go in at the right
+ * edge of their indexes.
  */
-const MAX_MS = 62 ** 8 - 1;
+const MAX_MS = 36 ** 9 - 1;
 
 describe("ids", () => {
   it("keep their shape: the kind, an underscore, 20 base62 characters", () => {
@@ -17,17 +18,17 @@ describe("ids", () => {
   });
 
   it("write the time most significant first", () => {
-    expect(timeBase62(0)).toBe("00000000");
-    expect(timeBase62(61)).toBe("0000000z");
-    expect(timeBase62(62)).toBe("00000010");
-    expect(timeBase62(MAX_MS)).toBe("zzzzzzzz");
-    expect(timeBase62(Date.parse("2026-12-03T00:00:00Z"))).toHaveLength(8);
+    expect(timeBase36(0)).toBe("000000000");
+    expect(timeBase36(35)).toBe("00000000Z");
+    expect(timeBase36(36)).toBe("000000010");
+    expect(timeBase36(MAX_MS)).toBe("ZZZZZZZZZ");
+    expect(timeBase36(Date.parse("2026-12-03T00:00:00Z"))).toBe("0MX6SG000");
   });
 
   it("sort by the time written, whatever the two times", () => {
     fc.assert(
       fc.property(fc.integer({ min: 0, max: MAX_MS }), fc.integer({ min: 0, max: MAX_MS }), (a, b) => {
-        const [x, y] = [timeBase62(a), timeBase62(b)];
+        const [x, y] = [timeBase36(a), timeBase36(b)];
         expect(Math.sign(x < y ? -1 : x > y ? 1 : 0)).toBe(Math.sign(a - b));
       }),
       { numRuns: 2000 },
@@ -40,12 +41,17 @@ describe("ids", () => {
     const minted: string[] = [];
     const start = Date.now();
     while (Date.now() - start < 20) minted.push(newId("use"));
-    const firstPerMs = minted.filter((id, i) => i === 0 || id.slice(4, 12) !== minted[i - 1]?.slice(4, 12));
+    const firstPerMs = minted.filter((id, i) => i === 0 || id.slice(4, 13) !== minted[i - 1]?.slice(4, 13));
     expect(firstPerMs.length).toBeGreaterThanOrEqual(10);
-    const [row] = await db.sql<{ ordered: string[]; distinct: number }[]>`
-      select array_agg(id order by id) as ordered, count(distinct id)::int as distinct
+    // In the database's own collation, in byte order, and in ICU's English one, which sorts `a`
+    // before `B` (a time written in mixed case would be out of order there).
+    const [row] = await db.sql<{ own: string[]; bytes: string[]; english: string[] }[]>`
+      select array_agg(id order by id) as own, array_agg(id order by id collate "C") as bytes,
+             array_agg(id order by id collate "en-US-x-icu") as english
       from unnest(${firstPerMs}::text[]) id`;
-    expect(row?.ordered).toEqual(firstPerMs);
+    expect(row?.own).toEqual(firstPerMs);
+    expect(row?.bytes).toEqual(firstPerMs);
+    expect(row?.english).toEqual(firstPerMs);
     const [all] = await db.sql<
       { distinct: number }[]
     >`select count(distinct id)::int as distinct from unnest(${minted}::text[]) id`;
