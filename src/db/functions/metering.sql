@@ -352,8 +352,10 @@ begin
   end loop;
 
   if array_length(v_settle_ids, 1) > 0 then
-    -- The usage transaction is posted only when it moves money (phase 5): a hold settled by free
-    -- usage names none.
+    -- A settled hold names its organization's usage transaction of this batch, which phase 5
+    -- posts only when it moves money: a hold settled while all of its organization's usage in the
+    -- batch is free names none (free usage beside paid usage names the posted one, as its event
+    -- does).
     update holds h set status = 'settled', closed_at = p_now,
       close_transaction_id = case when cost[x.i] <> 0 then (p_orgs[x.i]).usage_txn end
     from unnest(v_settle_ids, v_settle_org) x(id, i)
