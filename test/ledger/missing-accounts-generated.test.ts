@@ -92,10 +92,10 @@ describe("a ledger statement naming missing accounts", () => {
             }));
             await tx`insert into ledger_entries ${tx(rows, "transaction_id", "account_id", "amount")}`;
           });
-          const after = async () => ({ b: await balances(), r: await revenue() });
+          const moneyNow = async () => ({ b: await balances(), r: await revenue() });
           if (missing) {
             await expect(post, `shape ${shape}, ${entries.length} entries`).rejects.toMatchObject({ code: "23503" });
-            const a = await after();
+            const a = await moneyNow();
             expect(a.b).toEqual(before);
             expect(a.r).toBe(revBefore);
             const [txn] = await db.sql<
@@ -108,7 +108,7 @@ describe("a ledger statement naming missing accounts", () => {
             const expected = new Map(before);
             for (const [acc, amount] of entries)
               if (acc !== SystemAccounts.revenue) expected.set(acc, expected.get(acc)! + amount);
-            const a = await after();
+            const a = await moneyNow();
             expect(a.b).toEqual(expected);
             applied++;
             expect(a.r).toBe(

@@ -194,6 +194,8 @@ describe("holds closed once under racing replicas, with thousands in flight", ()
                     [],
                     [],
                   ).then(() => undefined);
+                default:
+                  throw new Error(`unknown operation ${(op as { kind: string }).kind}`);
               }
             }),
           );
