@@ -30,12 +30,21 @@ type ErrorEmitter = { on(event: "error", listener: (err: Error) => void): unknow
  * line (not one per reconnection attempt of each client, queue and worker), and its return is one
  * info line. `/healthz` and `/readyz` read `up`.
  */
+/** A lost cluster node found again this soon after its line (by another client of the process) is the same outage. */
+const SAME_OUTAGE_MS = 60_000;
+
 export class RedisHealth {
   private state: "unknown" | "up" | "down" = "unknown";
   private since = Date.now();
   private readonly clients: (Redis | Cluster)[] = [];
-  /** Cluster nodes this process cannot reach, by host:port: told once each, forgotten when the slot map drops them. */
-  private readonly downNodes = new Map<string, Cluster>();
+  /**
+   * Cluster nodes this process cannot reach, by host:port, with the cluster clients that found them
+   * so (a process has several: a queue's, a worker's blocking one); forgotten when every one of
+   * those clients' slot maps has dropped them. `told`: this outage's line was written.
+   */
+  private readonly downNodes = new Map<string, { clusters: Set<Cluster>; told: boolean }>();
+  /** When each node's unreachable line was last written (performance.now()). */
+  private readonly toldAt = new Map<string, number>();
 
   constructor(
     private readonly logger: Logger,
@@ -49,7 +58,8 @@ export class RedisHealth {
 
   /** A master this process cannot reach still holds slots: their commands wait (a failover is due). */
   private mastersDown(): boolean {
-    for (const [key, cluster] of this.downNodes) if (servesSlots(cluster, key)) return true;
+    for (const [key, { clusters }] of this.downNodes)
+      for (const cluster of clusters) if (servesSlots(cluster, key)) return true;
     return false;
   }
 
@@ -67,24 +77,36 @@ export class RedisHealth {
    * A cluster client stays `ready` while one node is gone: each node that stops answering is one
    * error line naming it, and the slot map's refresh after a failover (the node no longer a
    * master) is one info line. A cluster-wide error (no slot map) is up again at the next refresh.
+   * The process's clients find a lost node each on its own, and one whose slot map is still stale
+   * can find it after another has seen the failover: within a minute of its last line, that is
+   * the same outage, and not told again.
    */
   private watchClusterNodes(cluster: Cluster) {
     cluster.on("node error", (err: Error, key: string) => {
       if (!isConnectionError(err)) return this.logger.error({ err, redis_node: key }, "redis cluster node error");
-      if (this.downNodes.has(key)) return;
-      this.downNodes.set(key, cluster);
+      const known = this.downNodes.get(key);
+      if (known) return void known.clusters.add(cluster);
+      const now = performance.now();
+      const last = this.toldAt.get(key);
+      const told = last === undefined || now - last >= SAME_OUTAGE_MS;
+      this.downNodes.set(key, { clusters: new Set([cluster]), told });
+      if (!told) return;
+      this.toldAt.set(key, now);
       this.logger.error(
         { redis: this.where, redis_node: key, reason: err.message },
         "redis cluster node unreachable: commands for its slots wait until it is back or a replica takes over",
       );
     });
-    // Forgotten (and told) once the slot map no longer names it a master: a replica took over.
-    // Its connection being dropped from the pool ("-node") is not that: the next command for its
-    // slots makes a new one, which fails again.
+    // Forgotten (and told) once no slot map of the clients that lost it names it a master: a
+    // replica took over. Its connection being dropped from the pool ("-node") is not that: the
+    // next command for its slots makes a new one, which fails again.
     cluster.on("refresh", () => {
-      for (const [key, owner] of this.downNodes) {
-        if (owner !== cluster || servesSlots(cluster, key)) continue;
+      for (const [key, down] of this.downNodes) {
+        if (!down.clusters.has(cluster) || servesSlots(cluster, key)) continue;
+        down.clusters.delete(cluster);
+        if (down.clusters.size > 0) continue;
         this.downNodes.delete(key);
+        if (!down.told) continue;
         this.logger.info(
           { redis: this.where, redis_node: key },
           "redis cluster node no longer serves slots (failed over)",
