@@ -25,14 +25,14 @@ export function isConnectionError(err: unknown): boolean {
 
 type ErrorEmitter = { on(event: "error", listener: (err: Error) => void): unknown };
 
+/** A lost cluster node found again this soon after its line (by another client of the process) is the same outage. */
+const SAME_OUTAGE_MS = 60_000;
+
 /**
  * Whether this process can reach Redis, told once per change: a Redis that goes away is one error
  * line (not one per reconnection attempt of each client, queue and worker), and its return is one
  * info line. `/healthz` and `/readyz` read `up`.
  */
-/** A lost cluster node found again this soon after its line (by another client of the process) is the same outage. */
-const SAME_OUTAGE_MS = 60_000;
-
 export class RedisHealth {
   private state: "unknown" | "up" | "down" = "unknown";
   private since = Date.now();

@@ -29,6 +29,16 @@ type Op =
   | { kind: "authorize"; org: number; replica: number }
   | { kind: "sweep"; orgs: number[]; replica: number };
 
+/** An operation on one of the run's holds, from either replica, before or after its expiry. */
+function holdOp<K extends "reuse" | "cross">(kind: K) {
+  return fc.record({
+    kind: fc.constant(kind),
+    hold: fc.integer({ min: 0, max: 2 * HOLDS_PER_ORG - 1 }),
+    replica: fc.integer({ min: 0, max: 1 }),
+    late: fc.boolean(),
+  });
+}
+
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   {
     weight: 5,
@@ -40,24 +50,8 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
       late: fc.boolean(),
     }),
   },
-  {
-    weight: 1,
-    arbitrary: fc.record({
-      kind: fc.constant("reuse" as const),
-      hold: fc.integer({ min: 0, max: 2 * HOLDS_PER_ORG - 1 }),
-      replica: fc.integer({ min: 0, max: 1 }),
-      late: fc.boolean(),
-    }),
-  },
-  {
-    weight: 1,
-    arbitrary: fc.record({
-      kind: fc.constant("cross" as const),
-      hold: fc.integer({ min: 0, max: 2 * HOLDS_PER_ORG - 1 }),
-      replica: fc.integer({ min: 0, max: 1 }),
-      late: fc.boolean(),
-    }),
-  },
+  { weight: 1, arbitrary: holdOp("reuse") },
+  { weight: 1, arbitrary: holdOp("cross") },
   {
     weight: 2,
     arbitrary: fc.record({
