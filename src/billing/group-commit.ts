@@ -170,6 +170,7 @@ export function countsObject(counts: Record<string, bigint>): Record<string, str
 /** An organization of a batch (metering_org): the ids of what may be written for it, or null. */
 export type BatchOrg = {
   org_id: string;
+  /** The batch's 'usage' transaction, the same id for every organization with usage (metering_post). */
   usage_txn: string | null;
   alert_id: string | null;
 };

@@ -230,11 +230,12 @@ export class Metering {
    *   above the hold are still charged, so credits may go negative by the overrun of requests
    *   that were authorized; a downward crossing of the low-balance threshold writes its alert
    *   row in the same commit and is returned here for delivery;
-   * - each authorization either becomes a hold that moves its amount from the org's credits to
-   *   its held account, or fails with 402. Requests of an organization are decided one by one
-   *   against its locked balance, so N racing requests (from any number of replicas) get
-   *   exactly as many holds as the balance covers. Expired holds go back to the credits first.
-   * - money moves as one ledger transaction per organization and movement.
+   * - each authorization either becomes a hold that reserves its amount on the org's credits
+   *   account, or fails with 402. Requests of an organization are decided one by one against
+   *   its locked balance, so N racing requests (from any number of replicas) get exactly as
+   *   many holds as the balance covers. Expired holds stop reserving first.
+   * - usage moves money as one ledger transaction for the batch: an entry per organization,
+   *   one to revenue (holds move none).
    * The call runs outside any explicit transaction, so PostgreSQL makes it one transaction,
    * commits it durably and only then answers: the organizations' row locks are held while it
    * runs, never across round trips to this process.
@@ -261,14 +262,16 @@ export class Metering {
     });
     const a = prepareAuthorize(authorizations, now, authorizationOrgs);
     const u = prepareUsage(events, eventOrgs);
-    // Ids for what may be written per organization with usage: its 'usage' transaction and a
-    // low-balance alert. Holds move no money (metering.sql): they need no transaction.
+    // Ids for what may be written per organization with usage: the batch's one 'usage'
+    // transaction (the same for each, metering_post) and a low-balance alert. Holds move no money
+    // (metering.sql): they need no transaction.
     const withUsage = new Array<boolean>(orgs.length).fill(false);
     for (const i of eventOrgs) withUsage[i - 1] = true;
+    const usageTxn = events.length > 0 ? newId("txn") : null;
     const batch = orgs.map(
       (org_id, i): BatchOrg => ({
         org_id,
-        usage_txn: withUsage[i] ? newId("txn") : null,
+        usage_txn: withUsage[i] ? usageTxn : null,
         alert_id: withUsage[i] ? newId("alert") : null,
       }),
     );

@@ -47,6 +47,10 @@ export type LedgerTransactionRow = {
  * balance (the sum of its entries on the org's accounts), not yet run: the JSON list pages it
  * newest first; the CSV export reads a time range, oldest first, through a cursor. Both turn
  * rows into views with toTransactionView.
+ *
+ * Two sources, each read through its (org_id, seq) index: the transactions that name the org,
+ * and the metering batches' usage transactions it took part in (ledger_transaction_orgs, migration
+ * 0040), shown with the org's own metadata. With a limit, each source stops at the limit.
  */
 export function transactionsQuery(
   sql: Sql | TransactionSql,
@@ -61,17 +65,31 @@ export function transactionsQuery(
   },
 ): postgres.PendingQuery<LedgerTransactionRow[]> {
   const { orgId } = opts;
+  const order = opts.order === "newest" ? sql`desc` : sql`asc`;
+  const limit = opts.limit !== undefined ? sql`limit ${opts.limit}` : sql``;
+  // The same filters on either source, on its own columns (`x`).
+  const filters = (x: postgres.Helper<string>) => sql`
+    ${opts.beforeSeq !== undefined ? sql`and ${x}.seq < ${opts.beforeSeq.toString()}` : sql``}
+    ${opts.createdIn ? sql`and ${x}.created_at >= ${opts.createdIn.start} and ${x}.created_at < ${opts.createdIn.end}` : sql``}`;
   return sql<LedgerTransactionRow[]>`
-    select t.id, t.seq, t.kind, t.description, t.metadata, t.created_at,
+    select l.id, l.seq, l.kind, l.description, l.metadata, l.created_at,
       (select coalesce(sum(e.amount), 0)::text from ledger_entries e
         join ledger_accounts a on a.id = e.account_id
-        where e.transaction_id = t.id and e.created_at = t.created_at and a.org_id = ${orgId}) as amount
-    from ledger_transactions t
-    where t.org_id = ${orgId}
-      ${opts.beforeSeq !== undefined ? sql`and t.seq < ${opts.beforeSeq.toString()}` : sql``}
-      ${opts.createdIn ? sql`and t.created_at >= ${opts.createdIn.start} and t.created_at < ${opts.createdIn.end}` : sql``}
-    order by t.seq ${opts.order === "newest" ? sql`desc` : sql`asc`}
-    ${opts.limit !== undefined ? sql`limit ${opts.limit}` : sql``}`;
+        where e.transaction_id = l.id and e.created_at = l.created_at and a.org_id = ${orgId}) as amount
+    from (
+      (select t.id, t.seq, t.kind, t.description, t.metadata, t.created_at
+       from ledger_transactions t
+       where t.org_id = ${orgId} ${filters(sql("t"))}
+       order by t.seq ${order} ${limit})
+      union all
+      (select t.id, m.seq, t.kind, t.description, m.metadata, t.created_at
+       from ledger_transaction_orgs m
+       cross join lateral (select t.* from ledger_transactions t where t.id = m.transaction_id limit 1) t
+       where m.org_id = ${orgId} ${filters(sql("m"))}
+       order by m.seq ${order} ${limit})
+    ) l
+    order by l.seq ${order}
+    ${limit}`;
 }
 
 export function toTransactionView(r: LedgerTransactionRow): LedgerTransactionView {

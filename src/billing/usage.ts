@@ -190,9 +190,10 @@ export async function recordUsageBatch(
   const { orgs, index } = batchOrgs(requests.map((r) => r.orgId));
   const u = prepareUsage(requests, index);
   const alertIds = orgs.map(() => newId("alert"));
+  const usageTxn = newId("txn"); // one 'usage' transaction for the batch (metering_post)
   const batch = orgs.map((org_id, i) => ({
     org_id,
-    usage_txn: newId("txn"),
+    usage_txn: usageTxn,
     alert_id: alertIds[i] ?? null,
   }));
   const res = await callMeteringBatch(ctx.sql, ctx.clock(), batch, u.input, []);

@@ -72,8 +72,9 @@ describe("usage_events and ledger_entries partitioned by month", () => {
     // The usage transaction is posted now: both its entries in this month's partition, dated as it.
     const entries = await db.sql<{ partition: string; same: boolean }[]>`
       select e.tableoid::regclass::text as partition, e.created_at = t.created_at as same
-      from ledger_transactions t join ledger_entries e on e.transaction_id = t.id
-      where t.org_id = ${org.id} and t.kind = 'usage'`;
+      from ledger_transaction_orgs m join ledger_transactions t on t.id = m.transaction_id
+      join ledger_entries e on e.transaction_id = t.id
+      where m.org_id = ${org.id} and t.kind = 'usage'`;
     expect(entries).toEqual([
       { partition: `ledger_entries_p${monthName(NOW)}`, same: true },
       { partition: `ledger_entries_p${monthName(NOW)}`, same: true },

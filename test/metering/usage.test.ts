@@ -233,7 +233,7 @@ describe("POST /v1/billing/usage and GET /v1/billing/usage", () => {
     );
     const [ledger] = await db.sql`
       select (-sum(e.amount))::text as spent from ledger_entries e join ledger_transactions x on x.id = e.transaction_id
-      where x.org_id = ${org.id} and x.kind = 'usage' and e.account_id = ${`org:${org.id}:credits`}`;
+      where x.kind = 'usage' and e.account_id = ${`org:${org.id}:credits`}`;
     expect(BigInt(current.total_nano_usd) + BigInt(previous.total_nano_usd)).toBe(BigInt(ledger!.spent));
     expect((await app.call("GET", "/v1/billing/usage?period=2026-13", { key: org.orgKey })).status).toBe(400);
   });

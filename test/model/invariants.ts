@@ -8,6 +8,10 @@ export type Snapshot = {
   accounts: { org_id: string; kind: string; balance: string; held: string; from_entries: string }[];
   holds: { id: string; org_id: string; status: string; amount: string; closed: boolean }[];
   unbalanced: { id: string; kind: string; sum: string; n: number }[];
+  /** Entries on an org's account that its transaction list would not show (transactions.ts). */
+  unlisted: { org_id: string; transaction_id: string }[];
+  /** A batch's usage transaction as an org's list shows it, against the org's events naming it. */
+  listed_usage: { org_id: string; transaction_id: string; shown_events: number; events: number }[];
   grants: { id: string; org_id: string; amount: string; consumed: string; posted: boolean; expired_amount: string }[];
   usage: { org_id: string; n: number; cost: string }[];
   cards: { org_id: string; net: string }[];
@@ -25,8 +29,20 @@ export async function snapshot(sql: Sql, orgIds: string[]): Promise<Snapshot> {
       (select coalesce(json_agg(x), '[]') from (
         select t.id, t.kind, coalesce(sum(e.amount), 0)::text as sum, count(e.account_id)::int as n
         from ledger_transactions t left join ledger_entries e on e.transaction_id = t.id
-        where t.org_id = any(${orgIds}) group by t.id, t.kind
+        where t.org_id = any(${orgIds})
+           or t.id in (select m.transaction_id from ledger_transaction_orgs m where m.org_id = any(${orgIds}))
+        group by t.id, t.kind
         having coalesce(sum(e.amount), 0) <> 0 or count(e.account_id) < 2 or t.kind in ('hold', 'hold_expiry')) x) as unbalanced,
+      (select coalesce(json_agg(x), '[]') from (
+        select distinct a.org_id, e.transaction_id
+        from ledger_entries e join ledger_accounts a on a.id = e.account_id
+        where a.org_id = any(${orgIds})
+          and not exists (select 1 from ledger_transactions t where t.id = e.transaction_id and t.org_id = a.org_id)
+          and not exists (select 1 from ledger_transaction_orgs m where m.org_id = a.org_id and m.transaction_id = e.transaction_id)) x) as unlisted,
+      (select coalesce(json_agg(x), '[]') from (
+        select m.org_id, m.transaction_id, (m.metadata->>'events')::int as shown_events,
+               (select count(*)::int from usage_events u where u.org_id = m.org_id and u.transaction_id = m.transaction_id) as events
+        from ledger_transaction_orgs m where m.org_id = any(${orgIds})) x) as listed_usage,
       (select coalesce(json_agg(x), '[]') from (
         select id, org_id, amount::text, consumed::text, expired_at is not null as posted, coalesce(expired_amount, 0)::text as expired_amount
         from credit_grants where org_id = any(${orgIds})) x) as grants,
@@ -56,6 +72,13 @@ export function violations(s: Snapshot, orgIds: string[]): string[] {
         ? `ledger transaction ${t.id} is a '${t.kind}': holds are reservations and move no money`
         : `ledger transaction ${t.id} (${t.kind}) is unbalanced: ${t.n} entries summing to ${t.sum}`,
     );
+  for (const u of s.unlisted)
+    out.push(`${u.org_id}: transaction ${u.transaction_id} moves its money but is not in its transaction list`);
+  for (const u of s.listed_usage)
+    if (u.shown_events !== u.events)
+      out.push(
+        `${u.org_id}: its list shows ${u.shown_events} events in ${u.transaction_id}, which ${u.events} of its events name`,
+      );
   for (const org of orgIds) {
     const credits = s.accounts.find((a) => a.org_id === org && a.kind === "org_credits");
     if (!credits) {
@@ -101,7 +124,11 @@ export async function checkLedgerFor(sql: Sql, orgIds: string[]): Promise<string
     for (const item of list) {
       const id = (item as { transactionId?: string }).transactionId;
       const mine = id
-        ? (await sql`select 1 from ledger_transactions where id = ${id} and org_id = any(${orgIds})`).length > 0
+        ? (
+            await sql`
+              select 1 from ledger_transactions where id = ${id} and org_id = any(${orgIds})
+              union all select 1 from ledger_transaction_orgs where transaction_id = ${id} and org_id = any(${orgIds})`
+          ).length > 0
         : orgIds.some((o) => text(item).includes(o));
       if (mine) out.push(`checkLedger ${name}: ${text(item)}`);
     }

@@ -40,11 +40,13 @@ export function createTestApp(opts: {
   clock?: Clock;
   config?: Partial<Record<keyof Config, string>>;
   onCrossings?: (c: LowBalanceCrossing[]) => Promise<void>;
+  /** The group commit's lanes (default 2): 1 puts every organization's requests in the same batches. */
+  meteringLanes?: number;
   extra?: Partial<Pick<AppDeps, "metrics" | "queues" | "keyCache" | "chain" | "rateLimiter" | "reads">>;
 }) {
   const config = loadConfig({ NODE_ENV: "test", ADMIN_API_KEY: TEST_ADMIN_KEY, ...opts.config });
   const clock = opts.clock ?? (() => new Date());
-  const metering = new Metering(opts.sql, { onCrossings: opts.onCrossings });
+  const metering = new Metering(opts.sql, { onCrossings: opts.onCrossings, lanes: opts.meteringLanes });
   const app = createApp({ sql: opts.sql, config, clock, logger: pino({ level: "silent" }), metering, ...opts.extra });
 
   async function call(

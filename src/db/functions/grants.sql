@@ -10,7 +10,7 @@ grant select, insert, update on all tables in schema billing to hanzo_app;
 grant usage on all sequences in schema billing to hanzo_app;
 
 -- Rows the app only ever adds (append-only tables, whose triggers refuse changes from anyone).
-revoke update on ledger_transactions, ledger_entries, usage_events, invoice_lines, ledger_checks, deposit_addresses
+revoke update on ledger_transactions, ledger_entries, ledger_transaction_orgs, usage_events, invoice_lines, ledger_checks, deposit_addresses
   from hanzo_app;
 -- Prices are loaded by an operator (`npm run catalog:load`, as the owner), never by the app.
 revoke insert, update on catalog_versions, catalog_rates, catalog_plans from hanzo_app;

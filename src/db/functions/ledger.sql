@@ -181,6 +181,12 @@ create trigger ledger_transactions_immutable before update or delete on ledger_t
 drop trigger if exists ledger_transactions_no_truncate on ledger_transactions;
 create trigger ledger_transactions_no_truncate before truncate on ledger_transactions
   for each statement execute function ledger_refuse_change();
+drop trigger if exists ledger_transaction_orgs_immutable on ledger_transaction_orgs;
+create trigger ledger_transaction_orgs_immutable before update or delete on ledger_transaction_orgs
+  for each row execute function ledger_refuse_change();
+drop trigger if exists ledger_transaction_orgs_no_truncate on ledger_transaction_orgs;
+create trigger ledger_transaction_orgs_no_truncate before truncate on ledger_transaction_orgs
+  for each statement execute function ledger_refuse_change();
 
 -- The balance cache of organization accounts, kept in the same statement as the entries, one
 -- update per account per statement. System accounts are left uncached on purpose: every org's

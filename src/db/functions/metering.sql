@@ -16,8 +16,8 @@
 -- later phases read the table: a hold is settled or expired exactly once, whatever arrives in
 -- the same batch. A hold is a reservation on its organization's credits account (`held`, kept
 -- by the triggers of holds.sql), not a ledger movement: only usage moves money, and phase 5
--- posts it as one 'usage' transaction per organization at most, so the ledger's statement
--- triggers run once per batch.
+-- posts it as one 'usage' transaction for the batch's organizations, so the ledger's statement
+-- triggers run once per batch and their per-transaction checks once.
 --
 -- Inputs are JSON arrays of objects shaped as the composite types below (the TypeScript side
 -- builds them in src/billing/holds.ts and usage.ts); element k of usage or authorizations is
@@ -628,10 +628,17 @@ begin
   where outcomes[k] in ('insufficient_balance', 'replayed', 'spend_limit_reached');
 end $$;
 
--- 5. Writes what phases 2–4 decided: the ledger transactions and their entries first (one
--- statement each, so the ledger triggers run once), then the usage rows, holds and alerts.
--- The only movement is usage's cost, from the org's credits to revenue: holds are reservations
--- (the holds triggers keep `held` as the holds below are inserted and phases 2–3 closed them).
+-- 5. Writes what phases 2–4 decided: the ledger first (one statement each for transactions and
+-- entries, so the ledger triggers run once), then the usage rows, holds and alerts. The only
+-- movement is usage's cost, from each org's credits to revenue: holds are reservations (the
+-- holds triggers keep `held` as the holds below are inserted and phases 2–3 closed them).
+--
+-- The batch's usage is one 'usage' transaction for all its organizations (the API names the same
+-- usage_txn for each; a caller naming one per organization gets one transaction each, as before
+-- migration 0040): an entry per organization's credits account and one to revenue for their sum.
+-- It names no organization; ledger_transaction_orgs lists the ones it touches, each with its own
+-- event count as the metadata its transaction list shows. A batch's costs sum within a bigint: at
+-- most 1,000 requests of at most 1,000,000 USD (src/billing/metering.ts).
 create function metering_post(
   p_now timestamptz, p_orgs metering_org[],
   p_usage metering_usage[], p_usage_outcomes text[], p_auth metering_authorization[], p_auth_outcomes text[],
@@ -640,17 +647,28 @@ create function metering_post(
 set plan_cache_mode = force_generic_plan
 as $$
 begin
-  insert into ledger_transactions (id, org_id, kind, idempotency_key, description, metadata, created_at)
-  select (p_orgs[i]).usage_txn, (p_orgs[i]).org_id, 'usage', (p_orgs[i]).usage_txn, 'metered usage',
-         jsonb_build_object('events', p_events[i]), p_now
-  from generate_subscripts(p_orgs, 1) i
-  where p_cost[i] <> 0;
+  with charged as (
+    select i, (p_orgs[i]).usage_txn as txn from generate_subscripts(p_orgs, 1) i where p_cost[i] <> 0
+  ), txns as (
+    insert into ledger_transactions (id, org_id, kind, idempotency_key, description, metadata, created_at)
+    select c.txn, null, 'usage', c.txn, 'metered usage',
+           jsonb_build_object('events', sum(p_events[c.i]), 'organizations', count(*)), p_now
+    from charged c group by c.txn order by c.txn
+    returning id, seq
+  )
+  insert into ledger_transaction_orgs (org_id, seq, transaction_id, created_at, metadata)
+  select (p_orgs[c.i]).org_id, t.seq, t.id, p_now, jsonb_build_object('events', p_events[c.i])
+  from charged c join txns t on t.id = c.txn;
   if found then
     insert into ledger_entries (transaction_id, account_id, amount, created_at)
-    select e.transaction_id, e.account_id, e.amount, p_now
+    select (p_orgs[i]).usage_txn, 'org:' || (p_orgs[i]).org_id || ':credits', -p_cost[i], p_now
     from generate_subscripts(p_orgs, 1) i
-    cross join lateral ledger_transfer((p_orgs[i]).usage_txn, 'org:' || (p_orgs[i]).org_id || ':credits', 'system:revenue', p_cost[i]) e
-    where p_cost[i] <> 0;
+    where p_cost[i] <> 0
+    union all
+    select (p_orgs[i]).usage_txn, 'system:revenue', sum(p_cost[i])::bigint, p_now
+    from generate_subscripts(p_orgs, 1) i
+    where p_cost[i] <> 0
+    group by (p_orgs[i]).usage_txn;
   end if;
 
   insert into usage_events (id, org_id, idempotency_key, occurred_at, product, model, quantities, cost, catalog_version, hold_id, api_key_id, project, transaction_id, recorded_at)
