@@ -3,7 +3,8 @@
 -- Called by every debit path in the debit's own transaction, under the org's lock: metering_batch
 -- (metering.sql) for usage, watchLowBalance (src/billing/low-balance.ts) for the others. The
 -- balance judged is the ledger's (credits + held as posted), as for low-balance alerts, so each
--- crossing belongs to exactly one transaction. Writes one auto_topup_crossings row when the
+-- crossing belongs to exactly one transaction and organization (a metering batch's usage
+-- transaction debits several: migration 0041). Writes one auto_topup_crossings row when the
 -- org's auto top-up is on and the debit took the balance from at or above its threshold to
 -- below it; the row's commit notifies the workers (auto_topup_crossings_notify), which decide it.
 create or replace function auto_topup_note_crossing(
@@ -25,7 +26,7 @@ begin
   v_id := 'atc_' || replace(gen_random_uuid()::text, '-', '');
   insert into auto_topup_crossings (id, org_id, transaction_id, balance, threshold, created_at)
   values (v_id, p_org, p_txn, p_after, v_threshold, p_now)
-  on conflict (transaction_id) do nothing;
+  on conflict (transaction_id, org_id) do nothing;
   return case when found then v_id end;
 end $$;
 

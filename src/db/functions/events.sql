@@ -98,6 +98,8 @@ create trigger balance_alerts_event after insert on balance_alerts for each row 
 -- changes credits in the same statement, so crossings are judged one transaction after another:
 -- each belongs to exactly one transaction, which names the event (its most negative one for the
 -- org within the statement). Only orgs whose net is negative are looked at: a credit never depletes.
+-- The fact is the org's in that transaction: a metering batch's one usage transaction can deplete
+-- several organizations (migration 0040), each of which gets its event.
 create or replace function ledger_entries_depleted_event() returns trigger language plpgsql
   set search_path = billing, pg_temp as $$
 declare
@@ -121,7 +123,7 @@ begin
     cross join lateral (select t.created_at from ledger_transactions t where t.id = o.transaction_id limit 1) t  -- a probe, as in ledger_assert_balanced
     where b.balance <= 0 and b.balance - o.net > 0
   loop
-    perform emit_event(r.org_id, 'balance.depleted', r.transaction_id,
+    perform emit_event(r.org_id, 'balance.depleted', r.transaction_id || ':' || r.org_id,
       event_usd('balance', r.balance) || jsonb_build_object('transaction_id', r.transaction_id),
       r.created_at);
   end loop;

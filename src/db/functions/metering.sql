@@ -637,8 +637,10 @@ end $$;
 -- usage_txn for each; a caller naming one per organization gets one transaction each, as before
 -- migration 0040): an entry per organization's credits account and one to revenue for their sum.
 -- It names no organization; ledger_transaction_orgs lists the ones it touches, each with its own
--- event count as the metadata its transaction list shows. A batch's costs sum within a bigint: at
--- most 1,000 requests of at most 1,000,000 USD (src/billing/metering.ts).
+-- event count as the metadata its transaction list shows. Revenue is one entry per transaction
+-- unless its organizations' costs sum past a bigint (the API's batches cannot: 1,000 requests of
+-- at most 1,000,000 USD, src/billing/metering.ts; a tool's recordUsageBatch can), then one per
+-- organization.
 create function metering_post(
   p_now timestamptz, p_orgs metering_org[],
   p_usage metering_usage[], p_usage_outcomes text[], p_auth metering_authorization[], p_auth_outcomes text[],
@@ -665,10 +667,14 @@ begin
     from generate_subscripts(p_orgs, 1) i
     where p_cost[i] <> 0
     union all
-    select (p_orgs[i]).usage_txn, 'system:revenue', sum(p_cost[i])::bigint, p_now
-    from generate_subscripts(p_orgs, 1) i
-    where p_cost[i] <> 0
-    group by (p_orgs[i]).usage_txn;
+    select c.txn, 'system:revenue', sum(c.cost)::bigint, p_now
+    from (
+      select (p_orgs[i]).usage_txn as txn, i, p_cost[i] as cost,
+             sum(p_cost[i]::numeric) over (partition by (p_orgs[i]).usage_txn) > 9223372036854775807 as too_big
+      from generate_subscripts(p_orgs, 1) i
+      where p_cost[i] <> 0
+    ) c
+    group by c.txn, case when c.too_big then c.i end;
   end if;
 
   insert into usage_events (id, org_id, idempotency_key, occurred_at, product, model, quantities, cost, catalog_version, hold_id, api_key_id, project, transaction_id, recorded_at)
