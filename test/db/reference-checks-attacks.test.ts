@@ -376,6 +376,39 @@ describe("holds name only existing organizations (holds_reserve)", () => {
     for (const move of moves) expect(await outcome(() => db.appSql.unsafe(move)), move).not.toBe("committed");
     expect(await orphans(db, tag)).toEqual([]);
   });
+
+  it("a hold's closing names a ledger transaction that exists (migration 0042), by UPDATE, INSERT or ON CONFLICT", async ({
+    db,
+    orgId,
+  }) => {
+    const tag = newTag();
+    const hold = `hold_close_${tag}`;
+    await db.appSql.unsafe(insertHolds([holdRow(hold, orgId, "active")]));
+    const ghost = `txn_missing_${tag}`;
+    const closings = [
+      `update holds set status = 'settled', closed_at = now(), close_transaction_id = ${lit(ghost)} where id = ${lit(hold)}`,
+      `insert into ${HOLD_COLS.replace("closed_at)", "closed_at, close_transaction_id)")}
+         values ${holdRow(`hold_closed_${tag}`, orgId).replace(/\)$/, `, ${lit(ghost)})`)}`,
+      `${insertHolds([holdRow(hold, orgId, "active")])} on conflict (id) do update set status = 'expired', closed_at = now(),
+         close_transaction_id = ${lit(ghost)}`,
+    ];
+    for (const closing of closings)
+      expect(await outcome(() => db.appSql.unsafe(closing)), closing).toMatchObject(
+        fk(new RegExp(`transaction ${ghost}`)),
+      );
+    const [still] = await db.sql<{ status: string; close: string | null }[]>`
+      select status, close_transaction_id as close from holds where id = ${hold}`;
+    expect(still).toEqual({ status: "active", close: null });
+    // Not vacuous: a closing naming a transaction written earlier in the same transaction commits.
+    const txn = `txn_close_${tag}`;
+    const ok = await psql(
+      db,
+      `${insertTxns([txnRow(txn, orgId, "now()")])};
+       ${insertEntries(entryRows(txn, "system:grants", "system:revenue", "now()"))};
+       update holds set status = 'settled', closed_at = now(), close_transaction_id = ${lit(txn)} where id = ${lit(hold)};`,
+    );
+    expect(ok).toBe("committed");
+  });
 });
 
 describe("ledger transactions name only existing organizations (ledger_assert_balanced)", () => {

@@ -24,6 +24,15 @@ declare
   v_updated int;
   v_missing text;
 begin
+  -- In place of the closing's foreign key (migration 0042): a hold closed by a transaction names
+  -- one that exists, probed once per distinct transaction (a batch's settles all name its one
+  -- usage transaction, written before them).
+  select c.id into v_missing from (select distinct close_transaction_id as id from after_rows where close_transaction_id is not null) c
+  where (select 1 from ledger_transactions x where x.id = c.id limit 1) is null
+  limit 1;
+  if found then
+    raise exception 'holds name closing transaction %, which does not exist', v_missing using errcode = 'foreign_key_violation';
+  end if;
   if tg_op = 'INSERT' then
     -- In place of the holds' foreign key (migration 0039): every hold names an organization that
     -- exists (its id stays: holds_terms_fixed below), probed once per distinct organization.

@@ -6,11 +6,12 @@
 --                                reserved) before anything else can look at them: the holds of
 --                                every organization that is authorizing, and every hold a usage
 --                                event names
---   3. metering_settle           usage events: recorded once per key, each settling its hold
+--   3. metering_settle           usage events: recorded once per key, each settling its hold;
+--                                the batch's usage transaction row, before the holds naming it
 --  3b. metering_budget_spend     the period counters of the budgets the events fall under
 --   4. metering_decide           authorizations: replayed, refused or held, in order, against
 --                                the hard budgets and the locked balance
---   5. metering_post             the ledger transactions and the rows, in one statement each
+--   5. metering_post             the ledger entries and the rows, in one statement each
 --
 -- Hold states change only in phases 2 and 3, by UPDATEs guarded on status = 'active', and
 -- later phases read the table: a hold is settled or expired exactly once, whatever arrives in
@@ -351,11 +352,22 @@ begin
     v_same[k] := true;
   end loop;
 
+  -- The batch's usage transaction (one per distinct usage_txn: metering_post), written here,
+  -- before the settles that name it, so that their reference is checked as the statement ends
+  -- (holds.sql) instead of a query per hold at commit; phase 5 writes its entries and the list of
+  -- its organizations. Only when it moves money: free usage writes none.
+  insert into ledger_transactions (id, org_id, kind, idempotency_key, description, metadata, created_at)
+  select (p_orgs[i]).usage_txn, null, 'usage', (p_orgs[i]).usage_txn, 'metered usage',
+         jsonb_build_object('events', sum(events[i]), 'organizations', count(*)), p_now
+  from generate_subscripts(p_orgs, 1) i
+  where cost[i] <> 0
+  group by (p_orgs[i]).usage_txn
+  order by (p_orgs[i]).usage_txn;
+
   if array_length(v_settle_ids, 1) > 0 then
-    -- A settled hold names its organization's usage transaction of this batch, which phase 5
-    -- posts only when it moves money: a hold settled while all of its organization's usage in the
-    -- batch is free names none (free usage beside paid usage names the posted one, as its event
-    -- does).
+    -- A settled hold names its organization's usage transaction of this batch, written above only
+    -- when it moves money: a hold settled while all of its organization's usage in the batch is
+    -- free names none (free usage beside paid usage names the posted one, as its event does).
     update holds h set status = 'settled', closed_at = p_now,
       close_transaction_id = case when cost[x.i] <> 0 then (p_orgs[x.i]).usage_txn end
     from unnest(v_settle_ids, v_settle_org) x(id, i)
@@ -628,10 +640,11 @@ begin
   where outcomes[k] in ('insufficient_balance', 'replayed', 'spend_limit_reached');
 end $$;
 
--- 5. Writes what phases 2–4 decided: the ledger first (one statement each for transactions and
--- entries, so the ledger triggers run once), then the usage rows, holds and alerts. The only
--- movement is usage's cost, from each org's credits to revenue: holds are reservations (the
--- holds triggers keep `held` as the holds below are inserted and phases 2–3 closed them).
+-- 5. Writes what phases 2–4 decided: the ledger first (the list of the usage transaction's
+-- organizations, then its entries in one statement, so the ledger triggers run once), then the
+-- usage rows, holds and alerts. The only movement is usage's cost, from each org's credits to
+-- revenue: holds are reservations (the holds triggers keep `held` as the holds below are inserted
+-- and phases 2–3 closed them).
 --
 -- The batch's usage is one 'usage' transaction for all its organizations (the API names the same
 -- usage_txn for each; a caller naming one per organization gets one transaction each, as before
@@ -649,18 +662,15 @@ create function metering_post(
 set plan_cache_mode = force_generic_plan
 as $$
 begin
-  with charged as (
-    select i, (p_orgs[i]).usage_txn as txn from generate_subscripts(p_orgs, 1) i where p_cost[i] <> 0
-  ), txns as (
-    insert into ledger_transactions (id, org_id, kind, idempotency_key, description, metadata, created_at)
-    select c.txn, null, 'usage', c.txn, 'metered usage',
-           jsonb_build_object('events', sum(p_events[c.i]), 'organizations', count(*)), p_now
-    from charged c group by c.txn order by c.txn
-    returning id, seq
-  )
+  -- The transactions themselves were written in phase 3 (metering_settle), before the holds they
+  -- close: read back by primary key, once each.
   insert into ledger_transaction_orgs (org_id, seq, transaction_id, created_at, metadata)
-  select (p_orgs[c.i]).org_id, t.seq, t.id, p_now, jsonb_build_object('events', p_events[c.i])
-  from charged c join txns t on t.id = c.txn;
+  select (p_orgs[i]).org_id, t.seq, t.id, p_now, jsonb_build_object('events', p_events[i])
+  from generate_subscripts(p_orgs, 1) i
+  join (select t.id, t.seq from ledger_transactions t
+        where t.id = any (array(select distinct (p_orgs[j]).usage_txn from generate_subscripts(p_orgs, 1) j where p_cost[j] <> 0))) t
+    on t.id = (p_orgs[i]).usage_txn
+  where p_cost[i] <> 0;
   if found then
     insert into ledger_entries (transaction_id, account_id, amount, created_at)
     select (p_orgs[i]).usage_txn, 'org:' || (p_orgs[i]).org_id || ':credits', -p_cost[i], p_now
