@@ -90,8 +90,8 @@ export async function postTransaction(tx: TransactionSql, posting: Posting): Pro
 
 /**
  * A movement of `amount` from one account to another: the two entries of every posting but
- * metering's (which writes its own in SQL with ledger_transfer, src/db/functions/ledger.sql, the
- * same rule). `amount` may be negative (money the other way), never zero.
+ * metering's (one entry per organization and one to revenue for their sum, written in SQL by
+ * metering_post). `amount` may be negative (money the other way), never zero.
  */
 export function transfer(from: string, to: string, amount: bigint): Entry[] {
   return [

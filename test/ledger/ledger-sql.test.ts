@@ -303,16 +303,17 @@ describe("ledger enforcement in PostgreSQL", () => {
     ).rejects.toThrow(UnbalancedPostingError);
   });
 
-  it("a transfer is two entries summing to zero, and ledger_transfer in SQL writes the same ones", async ({ db }) => {
+  it("a transfer is two entries, from and to, summing to zero", () => {
     const account = fc.stringMatching(/^[a-z:_]{1,12}$/);
     const amount = fc.bigInt({ min: -(2n ** 63n) + 1n, max: 2n ** 63n - 1n }).filter((a) => a !== 0n);
-    await fc.assert(
-      fc.asyncProperty(account, account, amount, async (from, to, a) => {
+    fc.assert(
+      fc.property(account, account, amount, (from, to, a) => {
         const entries = transfer(from, to, a);
         assertBalanced(entries);
-        const rows = await db.sql<{ account_id: string; amount: bigint }[]>`
-          select account_id, amount from ledger_transfer('txn_x', ${from}, ${to}, ${a.toString()})`;
-        expect(rows.map((r) => ({ accountId: r.account_id, amount: r.amount }))).toEqual(entries);
+        expect(entries).toEqual([
+          { accountId: from, amount: -a },
+          { accountId: to, amount: a },
+        ]);
       }),
       { numRuns: 100 },
     );

@@ -71,13 +71,9 @@ drop trigger if exists ledger_entries_balanced on ledger_entries;
 create trigger ledger_entries_balanced after insert on ledger_entries
   referencing new table as inserted for each statement execute function ledger_assert_balanced();
 
--- The two entries of a movement of `p_amount` from one account to another (negative: the other
--- way), the SQL twin of `transfer` in src/ledger/post-transaction.ts; metering_post builds its
--- transactions from these. A plain SQL function, so the planner inlines it.
-create or replace function ledger_transfer(p_transaction_id text, p_from text, p_to text, p_amount bigint)
-returns table (transaction_id text, account_id text, amount bigint) language sql immutable parallel safe as $$
-  select * from (values (p_transaction_id, p_from, -p_amount), (p_transaction_id, p_to, p_amount)) e
-$$;
+-- ledger_transfer, the SQL twin of `transfer` (src/ledger/post-transaction.ts), built metering's
+-- per-organization transactions; a batch's one usage transaction (metering_post) has no pairs.
+drop function if exists ledger_transfer(text, text, text, bigint);
 
 -- A transaction with no entries at all is refused as well (checked at commit). Its entries carry
 -- its created_at, so they are in the one partition whose range holds that date: the check probes

@@ -16,9 +16,9 @@
 -- Hold states change only in phases 2 and 3, by UPDATEs guarded on status = 'active', and
 -- later phases read the table: a hold is settled or expired exactly once, whatever arrives in
 -- the same batch. A hold is a reservation on its organization's credits account (`held`, kept
--- by the triggers of holds.sql), not a ledger movement: only usage moves money, and phase 5
--- posts it as one 'usage' transaction for the batch's organizations, so the ledger's statement
--- triggers run once per batch and their per-transaction checks once.
+-- by the triggers of holds.sql), not a ledger movement: only usage moves money, as one 'usage'
+-- transaction for the batch's organizations (its row written in phase 3, its entries in phase 5),
+-- so the ledger's statement triggers run once per batch and their per-transaction checks once.
 --
 -- Inputs are JSON arrays of objects shaped as the composite types below (the TypeScript side
 -- builds them in src/billing/holds.ts and usage.ts); element k of usage or authorizations is

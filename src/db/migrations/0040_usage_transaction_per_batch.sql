@@ -7,7 +7,7 @@
 -- (src/billing/transactions.ts) finds it through its (org_id, seq) key as it finds its own
 -- transactions through ledger_transactions_org_seq.
 --
--- Written by metering_post in the statement that writes the transaction (functions/metering.sql);
+-- Written by metering_post in the batch that writes the transaction (functions/metering.sql);
 -- the model-based test checks that every entry on an organization's account is reachable from its
 -- list one way or the other (test/model/invariants.ts). Rows are facts like the transactions they
 -- list: the triggers in functions/ledger.sql refuse changes.
