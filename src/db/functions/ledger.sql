@@ -160,6 +160,29 @@ drop trigger if exists ledger_transactions_have_entries on ledger_transactions;
 create constraint trigger ledger_transactions_have_entries after insert on ledger_transactions
   deferrable initially deferred for each row execute function ledger_assert_has_entries();
 
+-- An organization's transactions are listed newest first by seq (GET /v1/billing/transactions),
+-- so for each organization seq must follow commit order: a client paging the list, or syncing by
+-- reading it until an id it knows, must never have a transaction commit later below one it has
+-- seen. Its identity default is taken as the row is inserted, which is not enough: a grant took
+-- seq 10, then waited for the organization's credits account, which a metering batch held; the
+-- batch took 11 and committed first. So a transaction naming an organization takes its seq again
+-- here, once it holds the lock on the organization's credits account, which it keeps until commit
+-- and which every writer of that organization's money takes (its entries update that account;
+-- metering_batch locks it in phase 1, before it writes the transaction its ledger_transaction_orgs
+-- rows take their seq from). Writers of one organization then take seqs in the order they commit.
+-- (The default's value is skipped: seqs have gaps, and only their order means anything.)
+create or replace function ledger_transactions_seq_in_commit_order() returns trigger language plpgsql
+set search_path = billing, pg_temp
+as $$
+begin
+  perform 1 from ledger_accounts a where a.id = 'org:' || new.org_id || ':credits' for update;
+  new.seq := nextval('ledger_transactions_seq_seq');
+  return new;
+end $$;
+drop trigger if exists ledger_transactions_seq_in_commit_order on ledger_transactions;
+create trigger ledger_transactions_seq_in_commit_order before insert on ledger_transactions for each row
+  when (new.org_id is not null) execute function ledger_transactions_seq_in_commit_order();
+
 -- Entries and transactions are facts: corrections are new reversing transactions, never edits.
 create or replace function ledger_refuse_change() returns trigger language plpgsql set search_path = billing, pg_temp as $$
 begin
