@@ -18,6 +18,8 @@ export function createSql(
     debug?: postgres.Options<{}>["debug"];
     /** Seconds to wait for a connection (postgres.js' default is 30): a read replica that is away should cost little. */
     connectTimeoutSeconds?: number;
+    /** PostgreSQL's notices (dropped by default), e.g. a test reading what auto_explain reports at notice level. */
+    onNotice?: (notice: postgres.Notice) => void;
   } = {},
 ): Sql {
   return postgres(url, {
@@ -26,6 +28,6 @@ export function createSql(
     ...(opts.debug ? { debug: opts.debug } : {}),
     types: { bigint: postgres.BigInt },
     connection: { search_path: `${APP_SCHEMA},public`, application_name: opts.applicationName ?? "hanzo-billing" },
-    onnotice: () => {},
+    onnotice: opts.onNotice ?? (() => {}),
   }) as Sql;
 }

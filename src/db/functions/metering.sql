@@ -150,6 +150,7 @@ set plan_cache_mode = force_generic_plan
 as $$
 declare
   m int := coalesce(array_length(p_orgs, 1), 0);
+  v_due text[];
   r record;
 begin
   expired := array_fill(0::bigint, array[m]);
@@ -157,22 +158,28 @@ begin
   -- Every read is a probe per organization or per hold (`offset 0` keeps the sweep's subquery
   -- from being flattened, `= any` reaches holds by primary key): plans cached while holds was
   -- small otherwise joined against every organization's active holds, read whole on every batch.
+  select array_agg(d.id) into v_due from (
+    select h.id from generate_subscripts(p_orgs, 1) i
+    cross join lateral (select h.id from holds h where h.org_id = (p_orgs[i]).org_id and h.status = 'active' and h.expires_at <= p_now offset 0) h
+    where p_sweep[i]
+    union
+    select h.id from unnest(p_named) n(id)
+    cross join lateral (select h.id from holds h where h.id = n.id and h.status = 'active' and h.expires_at <= p_now limit 1) h
+  ) d;
+  -- Usually none is due: then no UPDATE at all, as one of no rows still runs the holds' statement
+  -- trigger (holds.sql).
+  if v_due is null then
+    return;
+  end if;
   for r in
-    with due as (
-      select h.id from generate_subscripts(p_orgs, 1) i
-      cross join lateral (select h.id from holds h where h.org_id = (p_orgs[i]).org_id and h.status = 'active' and h.expires_at <= p_now offset 0) h
-      where p_sweep[i]
-      union
-      select h.id from unnest(p_named) n(id)
-      cross join lateral (select h.id from holds h where h.id = n.id and h.status = 'active' and h.expires_at <= p_now limit 1) h
-    ), orgs as (
+    with orgs as (
       select i, (p_orgs[i]).org_id from generate_subscripts(p_orgs, 1) i
     ), closed as (
       -- Only holds of the batch's organizations, which it has locked (an event may name another's).
       update holds h set status = 'expired', closed_at = p_now
-      from due, orgs o
+      from orgs o
       -- `status || ''`: see metering_settle's update of holds.
-      where h.id = any (array(select id from due)) and h.id = due.id and h.status || '' = 'active' and o.org_id = h.org_id
+      where h.id = any (v_due) and h.status || '' = 'active' and o.org_id = h.org_id
       returning o.i, h.amount
     )
     select c.i, sum(c.amount)::bigint as total, count(*)::int as n from closed c group by c.i
@@ -687,22 +694,29 @@ begin
     group by c.txn, case when c.too_big then c.i end;
   end if;
 
-  insert into usage_events (id, org_id, idempotency_key, occurred_at, product, model, quantities, cost, catalog_version, hold_id, api_key_id, project, transaction_id, recorded_at)
-  select u.id, (p_orgs[u.org]).org_id, u.key, u.occurred_at, u.product, u.model, u.quantities, u.cost, u.catalog_version, u.hold_id, u.api_key_id, u.project,
-         case when p_cost[u.org] <> 0 then (p_orgs[u.org]).usage_txn end, p_now
-  from unnest(p_usage) with ordinality u(org, id, key, prev, occurred_at, product, model, quantities, cost, catalog_version, hold_id, hold_first, api_key_id, project, k)
-  where p_usage_outcomes[u.k] in ('recorded', 'settled', 'already_closed');
+  -- Each insert only when it has rows: one of no rows still runs the table's statement triggers.
+  if p_usage_outcomes && array['recorded', 'settled', 'already_closed'] then
+    insert into usage_events (id, org_id, idempotency_key, occurred_at, product, model, quantities, cost, catalog_version, hold_id, api_key_id, project, transaction_id, recorded_at)
+    select u.id, (p_orgs[u.org]).org_id, u.key, u.occurred_at, u.product, u.model, u.quantities, u.cost, u.catalog_version, u.hold_id, u.api_key_id, u.project,
+           case when p_cost[u.org] <> 0 then (p_orgs[u.org]).usage_txn end, p_now
+    from unnest(p_usage) with ordinality u(org, id, key, prev, occurred_at, product, model, quantities, cost, catalog_version, hold_id, hold_first, api_key_id, project, k)
+    where p_usage_outcomes[u.k] in ('recorded', 'settled', 'already_closed');
+  end if;
 
-  insert into holds (id, org_id, amount, status, idempotency_key, product, model, estimate, catalog_version, api_key_id, project, expires_at, created_at, transaction_id)
-  select a.hold_id, (p_orgs[a.org]).org_id, a.amount, 'active', a.key, a.product, a.model, a.estimate, a.catalog_version, a.api_key_id, a.project,
-         p_now + make_interval(secs => a.ttl_seconds), p_now, null
-  from unnest(p_auth) with ordinality a(org, hold_id, amount, key, prev, product, model, estimate, catalog_version, ttl_seconds, api_key_id, project, k)
-  where p_auth_outcomes[a.k] = 'held';
+  if 'held' = any (p_auth_outcomes) then
+    insert into holds (id, org_id, amount, status, idempotency_key, product, model, estimate, catalog_version, api_key_id, project, expires_at, created_at, transaction_id)
+    select a.hold_id, (p_orgs[a.org]).org_id, a.amount, 'active', a.key, a.product, a.model, a.estimate, a.catalog_version, a.api_key_id, a.project,
+           p_now + make_interval(secs => a.ttl_seconds), p_now, null
+    from unnest(p_auth) with ordinality a(org, hold_id, amount, key, prev, product, model, estimate, catalog_version, ttl_seconds, api_key_id, project, k)
+    where p_auth_outcomes[a.k] = 'held';
+  end if;
 
-  insert into balance_alerts (id, org_id, balance, threshold, transaction_id, created_at)
-  select (p_orgs[(a->>'i')::int]).alert_id, (p_orgs[(a->>'i')::int]).org_id, (a->>'balance')::bigint, (a->>'threshold')::bigint,
-         (p_orgs[(a->>'i')::int]).usage_txn, p_now
-  from jsonb_array_elements(coalesce(p_alerts, '[]')) a;
+  if p_alerts is not null then
+    insert into balance_alerts (id, org_id, balance, threshold, transaction_id, created_at)
+    select (p_orgs[(a->>'i')::int]).alert_id, (p_orgs[(a->>'i')::int]).org_id, (a->>'balance')::bigint, (a->>'threshold')::bigint,
+           (p_orgs[(a->>'i')::int]).usage_txn, p_now
+    from jsonb_array_elements(p_alerts) a;
+  end if;
 end $$;
 
 -- One group commit: the usage events and authorizations that arrived together, decided and
@@ -713,6 +727,12 @@ create function metering_batch(
   out authorize_outcomes text[], out authorize_details jsonb, out expired_holds int
 ) language plpgsql
 set plan_cache_mode = force_generic_plan
+-- No JIT for the whole call (the phases run inside it): its statements are probes that take
+-- microseconds, but a generic plan can be costed past jit_above_cost (the sweep of expired holds,
+-- planned over the index of every organization's due holds where one organization holds most of
+-- them) and compiling it took 7-11 ms of every call (bench/RESULTS-metering.md, 2026-12-03, fifth
+-- machine).
+set jit = off
 as $$
 declare
   v_orgs metering_org[];
