@@ -70,6 +70,21 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   },
 );
 
+/**
+ * One run that reaches every case the test checks it reached: a settle and its replay (hold 0), two
+ * reuses of one key naming different holds (1 and 2: one refused as idempotency_key_reused), another
+ * org naming hold 3 (hold_not_found), a settle after hold 4's expiry (already_closed, the hold
+ * expired), and hold 5 left active.
+ */
+const everyCase: Op[] = [
+  { kind: "settle", hold: 0, key: 0, replica: 0, late: false },
+  { kind: "settle", hold: 0, key: 0, replica: 1, late: false },
+  { kind: "reuse", hold: 1, replica: 0, late: false },
+  { kind: "reuse", hold: 2, replica: 1, late: false },
+  { kind: "cross", hold: 3, replica: 0, late: false },
+  { kind: "settle", hold: 4, key: 1, replica: 1, late: true },
+];
+
 describe("holds closed once under racing replicas, with thousands in flight", () => {
   it.scoped({ dbOptions: { max: 10 }, appOptions: { clock: () => NOW } });
 
@@ -293,7 +308,10 @@ describe("holds closed once under racing replicas, with thousands in flight", ()
             expect(m!.balance).toBe(GRANT_USD * NANO - m!.used);
           }
         }),
-        { numRuns: 100 },
+        // The generated runs reach every case below only most of the time (two reuses of one key
+        // for different holds of one org came up in about 2-3 % of runs, so 100 runs missed it about
+        // once in twelve): this run, always first, reaches each of them.
+        { numRuns: 100, examples: [[everyCase]] },
       );
       // The runs reached every case: settled, expired, left active, replays, refusals.
       for (const what of [
