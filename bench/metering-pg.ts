@@ -28,7 +28,7 @@ import { cpuMicros, startBench } from "./support.js";
  * size is measured on both in turn, in slices of BENCH_SLICE_SECONDS (default 1) for BENCH_SECONDS
  * each, so that a slow spell of the host (this one's speed moves by tens of percent within minutes)
  * lands on both sides alike. Two databases of different histories differ by more than most changes
- * (a fresh one measured 25 % more CPU per pair than one a few runs old, the same SQL in both).
+ * (a fresh one measured 20–41 % more CPU per pair than one a few runs old, the same SQL in both).
  */
 const ORGS = Number(process.env.BENCH_ORGS ?? 1000);
 const BATCHES = (process.env.BENCH_BATCHES ?? "1,4,16,64").split(",").map(Number);
