@@ -829,7 +829,7 @@ export interface paths {
          * Ledger history for a period, as CSV
          * @description Requires an org key; acts on that key's organization.
          *
-         *     The organization's ledger transactions created in [start, end), oldest first, as `GET /v1/billing/transactions` shows them: `id, created_at, kind, amount_usd, amount_nano_usd, description, metadata` (`amount`: the net effect on the balance, negative for spending; `metadata` as JSON text).
+         *     The organization's ledger transactions created in [start, end), in the order they committed (oldest first), as `GET /v1/billing/transactions` shows them: `id, created_at, kind, amount_usd, amount_nano_usd, description, metadata` (`amount`: the net effect on the balance, negative for spending; `metadata` as JSON text).
          */
         get: operations["exportTransactions"];
         put?: never;

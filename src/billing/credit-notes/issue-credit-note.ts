@@ -9,6 +9,7 @@ import { billingDetailsSnapshot } from "../documents/billing-details.js";
 import { emitEvent } from "../events/emit.js";
 import { creditNoteIssuedEvent } from "../events/facts.js";
 import { grantCredits } from "../grants.js";
+import { lockOrgs } from "../org-locks.js";
 import { NANO_USD_PER_CENT } from "../payments/card-payment.js";
 import {
   type CreditNote,
@@ -71,7 +72,14 @@ export async function issueCreditNote(
 
   const issued = await withTransaction(at(ctx, now), async (txc) => {
     const tx = txc.sql;
-    // The lock first: a replay of the same key queues behind the first call here, then sees its note.
+    // The organization's lock, then the invoice's, in the order every path that moves an org's
+    // money and then touches its invoices takes them (a top-up paying open invoices, a cycle's
+    // close): the invoice's first deadlocked against a card top-up (40P01). An invoice's
+    // organization never changes, so it is read before either lock.
+    const [owner] = await tx<{ org_id: string }[]>`select org_id from invoices where id = ${input.invoiceId}`;
+    if (!owner) throw new BillingError("not_found", `no invoice ${input.invoiceId}`);
+    await lockOrgs(tx, [owner.org_id], now);
+    // A replay of the same key queues behind the first call here, then sees its note.
     const [invoice] = await tx<
       { id: string; number: string | null; org_id: string; status: string; subtotal: bigint; amount_due: bigint }[]
     >`select id, number, org_id, status, subtotal, amount_due from invoices where id = ${input.invoiceId} for update`;

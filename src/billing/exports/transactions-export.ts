@@ -4,7 +4,7 @@ import type { ExportPeriod } from "./export-period.js";
 import { cursorBatches } from "./cursor-batches.js";
 
 /**
- * The org's ledger transactions created in [start, end), oldest first, each as
+ * The org's ledger transactions created in [start, end), in the order they committed (oldest first), each as
  * GET /v1/billing/transactions shows it (transactionsQuery), in batches through a cursor.
  */
 export async function* transactionsForExport(

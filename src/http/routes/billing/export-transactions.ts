@@ -14,7 +14,7 @@ export const exportTransactionsRoute = createRoute({
     scope: "org",
     area: "billing",
     description:
-      "The organization's ledger transactions created in [start, end), oldest first, as `GET /v1/billing/transactions` shows them: `id, created_at, kind, amount_usd, amount_nano_usd, description, metadata` (`amount`: the net effect on the balance, negative for spending; `metadata` as JSON text).",
+      "The organization's ledger transactions created in [start, end), in the order they committed (oldest first), as `GET /v1/billing/transactions` shows them: `id, created_at, kind, amount_usd, amount_nano_usd, description, metadata` (`amount`: the net effect on the balance, negative for spending; `metadata` as JSON text).",
   }),
   method: "get",
   path: "/v1/billing/exports/transactions.csv",
