@@ -727,12 +727,15 @@ create function metering_batch(
   out authorize_outcomes text[], out authorize_details jsonb, out expired_holds int
 ) language plpgsql
 set plan_cache_mode = force_generic_plan
--- No JIT for the whole call (the phases run inside it): its statements are probes that take
--- microseconds, but a generic plan can be costed past jit_above_cost (the sweep of expired holds,
--- planned over the index of every organization's due holds where one organization holds most of
--- them) and compiling it took 7-11 ms of every call (bench/RESULTS-metering.md, 2026-12-03, fifth
--- machine).
+-- For the whole call (the phases run inside it): its statements are probes that take microseconds.
+-- No JIT: a generic plan can be costed past jit_above_cost (the sweep of expired holds, planned over
+-- the index of every organization's due holds where one organization holds most of them), and
+-- compiling it took 7-11 ms of every call. No sequential scans, as in the ledger's triggers
+-- (ledger.sql): a generic plan made while a table was small scans it whole until statistics change;
+-- phase 5 read the batch's usage transaction by scanning ledger_transactions, which grows by a row
+-- every batch (bench/RESULTS-metering.md, 2026-12-03, fifth machine).
 set jit = off
+set enable_seqscan = off
 as $$
 declare
   v_orgs metering_org[];
