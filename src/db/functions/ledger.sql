@@ -173,6 +173,8 @@ create constraint trigger ledger_transactions_have_entries after insert on ledge
 -- (The default's value is skipped: seqs have gaps, and only their order means anything.)
 create or replace function ledger_transactions_seq_in_commit_order() returns trigger language plpgsql
 set search_path = billing, pg_temp
+set enable_seqscan = off  -- see the head of this file
+set jit = off
 as $$
 begin
   perform 1 from ledger_accounts a where a.id = 'org:' || new.org_id || ':credits' for update;
