@@ -468,7 +468,7 @@ export interface paths {
          * Events, newest first
          * @description Requires an org key; acts on that key's organization.
          *
-         *     The organization's event log: every event its webhooks receive, kept here for clients that poll instead.
+         *     The organization's event log: every event its webhooks receive, kept here for clients that poll instead. Newest first in the order the events committed: an event that commits after a page was read is always listed above that page, so a client that reads until the first event it knows misses none.
          */
         get: operations["listEvents"];
         put?: never;

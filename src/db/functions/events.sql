@@ -62,12 +62,14 @@ end $$;
 drop trigger if exists billing_events_notify on billing_events;
 create trigger billing_events_notify after insert on billing_events for each row execute function billing_events_notify();
 
--- Events are facts: only their fan-out mark may change, and nothing is removed.
+-- Events are facts: only their fan-out mark may change (and their provisional seq become the final
+-- one, once: below), and nothing is removed.
 create or replace function billing_events_refuse_change() returns trigger language plpgsql
   set search_path = billing, pg_temp as $$
 begin
-  if tg_op = 'UPDATE' and (new.id, new.seq, new.org_id, new.type, new.fact_key, new.data, new.created_at)
-                      is not distinct from (old.id, old.seq, old.org_id, old.type, old.fact_key, old.data, old.created_at) then
+  if tg_op = 'UPDATE' and (new.id, new.org_id, new.type, new.fact_key, new.data, new.created_at)
+                      is not distinct from (old.id, old.org_id, old.type, old.fact_key, old.data, old.created_at)
+     and (new.seq = old.seq or (old.seq < 0 and new.seq > 0)) then
     return new;
   end if;
   raise exception 'billing_events are append-only (only fanned_out_at changes)' using errcode = 'P0001';
@@ -75,6 +77,39 @@ end $$;
 drop trigger if exists billing_events_immutable on billing_events;
 create trigger billing_events_immutable before update or delete on billing_events
   for each row execute function billing_events_refuse_change();
+
+-- An event's seq is given as its transaction commits (migration 0043), so that, per organization,
+-- the event log's order (GET /v1/billing/events, newest first by seq) is the order in which events
+-- committed: one that commits after a client read the log is always above what the client saw.
+-- At the commit, the first firing locks the organizations of the transaction's events and numbers
+-- them all, in the order they were written (their provisional seqs, negative, count down); the
+-- locks are held until the commit is done, so a transaction numbering events of the same
+-- organization waits until then and takes higher numbers. Later firings find nothing left.
+-- Deadlock-free: these locks are taken only here, at the commit, when a transaction waits for
+-- nothing else, and all in one order (by key).
+create or replace function billing_events_take_seq() returns trigger language plpgsql
+  set search_path = billing, pg_temp
+  set enable_seqscan = off  -- probes stay probes as the table grows (as the ledger's triggers: ledger.sql)
+  set jit = off
+as $$
+declare
+  v_key bigint;
+  v_id text;
+begin
+  for v_key in
+    select distinct hashtextextended('billing_events:' || e.org_id, 0) as k from billing_events e where e.seq < 0 order by k
+  loop
+    perform pg_advisory_xact_lock(v_key);
+  end loop;
+  -- Only this transaction's events have a provisional seq: another's are not visible until numbered.
+  for v_id in select e.id from billing_events e where e.seq < 0 order by e.seq desc loop
+    update billing_events set seq = nextval('billing_events_commit_seq') where id = v_id;
+  end loop;
+  return null;
+end $$;
+drop trigger if exists billing_events_seq_at_commit on billing_events;
+create constraint trigger billing_events_seq_at_commit after insert on billing_events
+  deferrable initially deferred for each row execute function billing_events_take_seq();
 
 -- balance.low: every low-balance crossing is one balance_alerts row, written by the transaction
 -- whose debit crossed (metering_batch for usage, src/billing/low-balance.ts for every other debit).

@@ -48,7 +48,7 @@ export const listEventsRoute = createRoute({
     scope: "org",
     area: "billing",
     description:
-      "The organization's event log: every event its webhooks receive, kept here for clients that poll instead.",
+      "The organization's event log: every event its webhooks receive, kept here for clients that poll instead. Newest first in the order the events committed: an event that commits after a page was read is always listed above that page, so a client that reads until the first event it knows misses none.",
   }),
   method: "get",
   path: "/v1/billing/events",
