@@ -38,6 +38,29 @@ const fact = fc.record({
   declineCode: fc.constantFrom("card_declined", "insufficient_funds", "expired_card", "authentication_required"),
   spend: fc.integer({ min: 1, max: 5 }),
 });
+type Fact = typeof fact extends fc.Arbitrary<infer T> ? T : never;
+
+/**
+ * Run first: a $25 top-up, above the $10 low-balance threshold, so that the spend crosses it
+ * (balance.low) on its way to depleted. A generated top-up under $10 (a third of them: fast-check
+ * favours amounts near the minimum) starts below the threshold, so all 8 runs missed balance.low
+ * about once in 6,400 (MODEL_SEED=176 did).
+ */
+const CROSSES_LOW: Fact = {
+  ids: {
+    customer: "cus_Example0Customer1",
+    paymentMethod: "pm_Example0Method01",
+    payment: "pi_Example0Payment01",
+    refusedPayment: "pi_Example0Refused01",
+    charge: "ch_Example0Charge001",
+    session: "cs_test_Example0Session1",
+    processorEvent: "evt_Example0Event0001",
+  },
+  cents: 2_500n,
+  currency: "eur",
+  declineCode: "card_declined",
+  spend: 1,
+};
 
 // What a key, a webhook secret or a processor object's id looks like. Our own ids have prefixes of
 // their own (src/ids.ts); `pm_` and `evt_` are also ours, so those are checked by value only.
@@ -177,7 +200,7 @@ describe("event payloads", () => {
         for (const value of forbidden) expect(listed.text).not.toContain(value);
         expect(listed.text).not.toMatch(SECRET_SHAPE);
       }),
-      { numRuns: runs, seed, endOnFailure: true },
+      { numRuns: runs, seed, endOnFailure: true, examples: [[CROSSES_LOW]] },
     );
     for (const type of [
       "topup.succeeded",

@@ -7,11 +7,13 @@ import { dbTest as it } from "../support/fixtures.js";
 import { expectLedgerConsistent } from "../support/ledger.js";
 
 // An attack on ledger_apply_to_balance's missing-account check: the missing-account search now runs only
-// when fewer accounts were found than named. Generated statements of hundreds of entries over
-// hundreds of accounts, some named several times, with missing accounts among them (one, several,
-// the same one repeated, one whose entries cancel out, all of them missing), as one INSERT: any
-// missing account refuses the whole statement with 23503 and no balance moves; with none missing,
-// every balance moves by exactly its entries.
+// when fewer accounts were found than named. Generated statements over hundreds of accounts, some
+// named several times, with missing accounts among them (one, several, the same one repeated, one
+// whose entries cancel out, all of them missing), as one INSERT: any missing account refuses the
+// whole statement with 23503 and no balance moves; with none missing, every balance moves by
+// exactly its entries. fast-check keeps generated arrays short (a dozen entries at most, at its
+// default size), so two statements of 600 entries run first: one naming every account, one with a
+// single missing account among them.
 const N = 300;
 
 describe("a ledger statement naming missing accounts", () => {
@@ -58,6 +60,18 @@ describe("a ledger statement naming missing accounts", () => {
         }),
       },
     );
+    type Entry = [{ missing: -1; account: number } | { missing: number; account: 0 }, number, boolean];
+    const bigStatement = (missingAt: number): [Entry[], "mixed"] => [
+      Array.from(
+        { length: 600 },
+        (_, i): Entry => [
+          i === missingAt ? { missing: 0, account: 0 as const } : { missing: -1 as const, account: i % N },
+          (i % 9) + 1,
+          i % 2 === 0,
+        ],
+      ),
+      "mixed",
+    ];
     let run = 0;
     let refused = 0;
     let applied = 0;
@@ -117,7 +131,7 @@ describe("a ledger statement naming missing accounts", () => {
           }
         },
       ),
-      { numRuns: 150 },
+      { numRuns: 150, examples: [bigStatement(-1), bigStatement(300)] },
     );
     expect(refused).toBeGreaterThan(20);
     expect(applied).toBeGreaterThan(10);

@@ -74,13 +74,15 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
  * One run that reaches every case the test checks it reached: a settle and its replay (hold 0), two
  * reuses of one key naming different holds (1 and 2: one refused as idempotency_key_reused), another
  * org naming hold 3 (hold_not_found), a settle after hold 4's expiry (already_closed, the hold
- * expired), and hold 5 left active.
+ * expired), and hold 5 left active. The late settle is alone on replica 1: a batch runs at its latest
+ * item's time (Metering.writeBatch), so early settles batched with it found their holds expired and
+ * none was settled (about every other run, when both organizations shared a lane).
  */
 const everyCase: Op[] = [
   { kind: "settle", hold: 0, key: 0, replica: 0, late: false },
-  { kind: "settle", hold: 0, key: 0, replica: 1, late: false },
+  { kind: "settle", hold: 0, key: 0, replica: 0, late: false },
   { kind: "reuse", hold: 1, replica: 0, late: false },
-  { kind: "reuse", hold: 2, replica: 1, late: false },
+  { kind: "reuse", hold: 2, replica: 0, late: false },
   { kind: "cross", hold: 3, replica: 0, late: false },
   { kind: "settle", hold: 4, key: 1, replica: 1, late: true },
 ];
