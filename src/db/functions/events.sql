@@ -81,30 +81,66 @@ create trigger billing_events_immutable before update or delete on billing_event
 -- An event's seq is given as its transaction commits (migration 0043), so that, per organization,
 -- the event log's order (GET /v1/billing/events, newest first by seq) is the order in which events
 -- committed: one that commits after a client read the log is always above what the client saw.
--- At the commit, the first firing locks the organizations of the transaction's events and numbers
--- them all, in the order they were written (their provisional seqs, negative, count down); the
--- locks are held until the commit is done, so a transaction numbering events of the same
--- organization waits until then and takes higher numbers. Later firings find nothing left.
--- Deadlock-free: these locks are taken only here, at the commit, when a transaction waits for
--- nothing else, and all in one order (by key).
+--
+-- As each event is written, its organization is noted in the transaction's list (the setting
+-- billing.event_orgs, local to the transaction: a rollback to a savepoint takes back what it
+-- noted). At the commit, the deferred trigger's first firing locks every organization on the list,
+-- in key order, and empties it; each firing then gives its own event its seq, so the transaction's
+-- events keep the order they were written in. The locks are held until the commit is done: a
+-- transaction numbering events of the same organization waits until then and takes higher numbers.
+-- Each firing reads and writes its own row only (a transaction of N events does N probes at
+-- commit, not N scans of every event in flight).
+--
+-- Deadlock-free: these locks are taken only at the commit, when the transaction waits for nothing
+-- else, all in one order. An event written during the commit (card_topups_event, deferred too)
+-- would lock its organization after the others; so card_topups notes its organization when the row
+-- is written, and the first firing locks it with the rest.
+create or replace function billing_events_note_org(p_org text) returns void language plpgsql
+  set search_path = billing, pg_temp
+as $$
+declare
+  v_orgs text := coalesce(current_setting('billing.event_orgs', true), '');
+begin
+  if strpos(',' || v_orgs || ',', ',' || p_org || ',') = 0 then  -- organization ids have no commas
+    perform set_config('billing.event_orgs', case when v_orgs = '' then p_org else v_orgs || ',' || p_org end, true);
+  end if;
+end $$;
+
+create or replace function billing_events_note_own_org() returns trigger language plpgsql
+  set search_path = billing, pg_temp
+as $$
+begin
+  perform billing_events_note_org(new.org_id);
+  return new;
+end $$;
+drop trigger if exists billing_events_note_org on billing_events;
+create trigger billing_events_note_org before insert on billing_events
+  for each row execute function billing_events_note_own_org();
+drop trigger if exists card_topups_note_event_org on card_topups;
+create trigger card_topups_note_event_org before insert on card_topups
+  for each row execute function billing_events_note_own_org();
+
 create or replace function billing_events_take_seq() returns trigger language plpgsql
   set search_path = billing, pg_temp
   set enable_seqscan = off  -- probes stay probes as the table grows (as the ledger's triggers: ledger.sql)
   set jit = off
 as $$
 declare
+  v_orgs text := coalesce(current_setting('billing.event_orgs', true), '');
   v_key bigint;
-  v_id text;
 begin
-  for v_key in
-    select distinct hashtextextended('billing_events:' || e.org_id, 0) as k from billing_events e where e.seq < 0 order by k
-  loop
-    perform pg_advisory_xact_lock(v_key);
-  end loop;
-  -- Only this transaction's events have a provisional seq: another's are not visible until numbered.
-  for v_id in select e.id from billing_events e where e.seq < 0 order by e.seq desc loop
-    update billing_events set seq = nextval('billing_events_commit_seq') where id = v_id;
-  end loop;
+  if v_orgs <> '' then
+    for v_key in
+      select distinct hashtextextended('billing_events:' || o, 0) as k from unnest(string_to_array(v_orgs, ',')) o order by k
+    loop
+      perform pg_advisory_xact_lock(v_key);
+    end loop;
+    perform set_config('billing.event_orgs', '', true);
+  end if;
+  -- Held already (noted when the event was written): taken again, so that no event is ever
+  -- numbered without its organization's lock.
+  perform pg_advisory_xact_lock(hashtextextended('billing_events:' || new.org_id, 0));
+  update billing_events set seq = nextval('billing_events_commit_seq') where id = new.id and seq < 0;
   return null;
 end $$;
 drop trigger if exists billing_events_seq_at_commit on billing_events;

@@ -3,9 +3,8 @@
 -- not commit order: a transaction that wrote an event, then worked on, committed after one that
 -- wrote its event later, and its event landed below one a polling client had already read; a
 -- client that reads until the first event it knows never saw it. While its transaction runs, an
--- event has a provisional seq, the negative of a number from the sequence below (so the
--- transaction's events keep the order they were written in); the deferred trigger
--- billing_events_seq_at_commit (functions/events.sql) gives each its final seq from the same
+-- event has a provisional seq, the negative of a number from the sequence below; the deferred
+-- trigger billing_events_seq_at_commit (functions/events.sql) gives it its final seq from the same
 -- sequence at the commit, under a per-organization lock held until the commit is done. Events
 -- written before keep theirs, and the sequence goes on after them, so cursors handed out before
 -- still mean the same place.
@@ -13,6 +12,3 @@ alter table billing_events alter column seq drop identity;
 create sequence billing_events_commit_seq;
 select setval('billing_events_commit_seq', coalesce((select max(seq) from billing_events), 0) + 1, false);
 alter table billing_events alter column seq set default -nextval('billing_events_commit_seq');
--- The transaction's own events still to number, found at the commit by this index (it holds only
--- events of transactions in flight).
-create index billing_events_unnumbered on billing_events (seq) where seq < 0;
