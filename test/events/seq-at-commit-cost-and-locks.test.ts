@@ -1,7 +1,9 @@
 import { describe, expect } from "vitest";
 import { emitEvent } from "../../src/billing/events/emit.js";
+import type { Sql, TransactionSql } from "../../src/db/client.js";
 import { manualClock } from "../support/app.js";
 import { appTest as it } from "../support/fixtures.js";
+import { waitFor } from "../support/process.js";
 
 /**
  * What numbering events at commit (billing_events_seq_at_commit, src/db/functions/events.sql) costs
@@ -164,5 +166,87 @@ describe("billing_events_seq_at_commit: what numbering events at commit costs, a
       o.status === "rejected" ? [`${(o.reason as { code?: string }).code}: ${(o.reason as Error).message}`] : [],
     );
     expect(failures).toEqual([]);
+  });
+
+  /**
+   * Runs `body` in a transaction while another holds `orgId`'s numbering lock (as a transaction
+   * numbering that organization's events at its commit does): the tested transaction must wait for
+   * it at its commit, whatever its savepoints did to its list of organizations. Its events are
+   * numbered only after the holder lets go.
+   */
+  const waitsForTheLockAtCommit = async (
+    db: { appSql: Sql; sql: Sql },
+    orgId: string,
+    body: (tx: TransactionSql) => Promise<void>,
+  ) => {
+    const holder = await db.sql.reserve();
+    try {
+      await holder`begin`;
+      await holder`select pg_advisory_xact_lock(hashtextextended(${`billing_events:${orgId}`}, 0))`;
+      let pid = 0;
+      const tested = db.appSql.begin(async (tx) => {
+        pid = (await tx<{ pid: number }[]>`select pg_backend_pid() as pid`)[0]!.pid;
+        await body(tx);
+      });
+      await Promise.race([
+        waitFor(
+          async () =>
+            (
+              await db.sql<{ wait_event: string | null }[]>`select wait_event from pg_stat_activity where pid = ${pid}`
+            )[0]?.wait_event === "advisory",
+          { timeoutMs: 20_000 },
+        ),
+        tested.then(() => {
+          throw new Error("the transaction committed without waiting for its organization's lock");
+        }),
+      ]);
+      await holder`commit`;
+      await tested;
+    } finally {
+      holder.release();
+    }
+  };
+
+  it("a rollback to a savepoint in which SET CONSTRAINTS IMMEDIATE numbered the events: numbered again at the commit, under the lock", async ({
+    app,
+    db,
+  }) => {
+    const a = await app.createOrg("A");
+    await waitsForTheLockAtCommit(db, a.id, async (tx) => {
+      await emitEvent(tx, { orgId: a.id, type: "test.ping", factKey: "sp-1", data: {}, at: new Date() });
+      await tx`savepoint s`;
+      await tx`set constraints billing_events_seq_at_commit immediate`;
+      await tx`rollback to savepoint s`;
+      await emitEvent(tx, { orgId: a.id, type: "test.ping", factKey: "sp-2", data: {}, at: new Date() });
+    });
+    const rows = await db.sql<{ fact_key: string; seq: string }[]>`
+      select fact_key, seq::text from billing_events where org_id = ${a.id} and type = 'test.ping' order by seq`;
+    expect(rows.map((r) => r.fact_key)).toEqual(["sp-1", "sp-2"]);
+    expect(rows.every((r) => BigInt(r.seq) > 0n)).toBe(true);
+  });
+
+  it("an event rolled back by a caught exception in plpgsql: the others are locked and numbered at the commit, in the order written", async ({
+    app,
+    db,
+  }) => {
+    const a = await app.createOrg("A");
+    const b = await app.createOrg("B");
+    await waitsForTheLockAtCommit(db, b.id, async (tx) => {
+      await tx.unsafe(`
+        do $$ begin
+          perform billing.emit_event('${b.id}', 'test.ping', 'ex-1', '{}'::jsonb, now());
+          begin
+            perform billing.emit_event('${a.id}', 'test.ping', 'ex-lost', '{}'::jsonb, now());
+            raise exception 'boom';
+          exception when others then null;
+          end;
+          perform billing.emit_event('${a.id}', 'test.ping', 'ex-2', '{}'::jsonb, now());
+          perform billing.emit_event('${b.id}', 'test.ping', 'ex-3', '{}'::jsonb, now());
+        end $$`);
+    });
+    const rows = await db.sql<{ fact_key: string; seq: string }[]>`
+      select fact_key, seq::text from billing_events where type = 'test.ping' and org_id in (${a.id}, ${b.id}) order by seq`;
+    expect(rows.map((r) => r.fact_key)).toEqual(["ex-1", "ex-2", "ex-3"]);
+    expect(rows.every((r) => BigInt(r.seq) > 0n)).toBe(true);
   });
 });
