@@ -126,7 +126,7 @@ describe("billing_events_seq_at_commit: what numbering events at commit costs, a
     const b = await app.createOrg("B");
     const pids: Record<string, number> = {};
     const waitingOn = async (name: string, event: string) => {
-      for (let i = 0; i < 200; i++) {
+      for (let i = 0; i < 1200; i++) {
         const pid = pids[name];
         if (pid) {
           const [row] = await db.sql<{ wait_event: string | null }[]>`
