@@ -2,6 +2,7 @@ import fc from "fast-check";
 import { describe, expect } from "vitest";
 import { emitEvent } from "../../../../src/billing/events/emit.js";
 import { appTest as it } from "../../../support/fixtures.js";
+import { appearedBelowKnown } from "../../../support/polling.js";
 
 /**
  * The event log pages newest first by seq, so for one organization seq must follow commit order
@@ -114,24 +115,12 @@ describe("GET /v1/billing/events: an organization's events are listed in the ord
           maxLength: 12,
         }),
         async (ops) => {
-          let stop = false;
-          const polls: string[][] = [];
-          const poller = (async () => {
-            while (!stop) polls.push(await newestIds());
-          })();
-          await Promise.all(ops.map((op) => (op === "grant" ? grant() : slowEvent(op))));
-          stop = true;
-          await poller;
-          polls.push(await newestIds());
-          // Each poll is the log at one moment, newest first: what is new since the poll before
-          // must all sit above everything that poll showed.
-          for (let p = 1; p < polls.length; p++) {
-            const before = new Set(polls[p - 1]);
-            const firstKnown = polls[p]!.findIndex((id) => before.has(id));
-            if (firstKnown === -1) continue;
-            const below = polls[p]!.slice(firstKnown).filter((id) => !before.has(id));
-            expect(below).toEqual([]);
-          }
+          // What is new since a poll must all sit above everything that poll showed.
+          expect(
+            await appearedBelowKnown(newestIds, () =>
+              Promise.all(ops.map((op) => (op === "grant" ? grant() : slowEvent(op)))),
+            ),
+          ).toEqual([]);
         },
       ),
       { numRuns: 15 },

@@ -3,6 +3,7 @@ import { describe, expect } from "vitest";
 import { orgCreditsAccount, SystemAccounts } from "../../../../src/ledger/accounts.js";
 import { postTransfer } from "../../../../src/ledger/post-transaction.js";
 import { appTest as it } from "../../../support/fixtures.js";
+import { appearedBelowKnown } from "../../../support/polling.js";
 import { waitFor } from "../../../support/process.js";
 
 /**
@@ -84,24 +85,10 @@ describe("GET /v1/billing/transactions: an organization's transactions are liste
 
     await fc.assert(
       fc.asyncProperty(fc.array(fc.constantFrom("grant", "usage"), { minLength: 4, maxLength: 12 }), async (ops) => {
-        let stop = false;
-        const polls: string[][] = [];
-        const poller = (async () => {
-          while (!stop) polls.push(await newestIds());
-        })();
-        await Promise.all(ops.map((op) => (op === "grant" ? grant() : usage())));
-        stop = true;
-        await poller;
-        polls.push(await newestIds());
-        // Each poll is the list at one moment, newest first: what is new since the poll before must
-        // all sit above everything that poll showed.
-        for (let p = 1; p < polls.length; p++) {
-          const before = new Set(polls[p - 1]);
-          const firstKnown = polls[p]!.findIndex((id) => before.has(id));
-          if (firstKnown === -1) continue;
-          const below = polls[p]!.slice(firstKnown).filter((id) => !before.has(id));
-          expect(below).toEqual([]);
-        }
+        // What is new since a poll must all sit above everything that poll showed.
+        expect(
+          await appearedBelowKnown(newestIds, () => Promise.all(ops.map((op) => (op === "grant" ? grant() : usage())))),
+        ).toEqual([]);
       }),
       { numRuns: 15 },
     );
