@@ -98,22 +98,15 @@ create trigger billing_events_immutable before update or delete on billing_event
 -- else, all in one order. An event written during the commit (card_topups_event, deferred too)
 -- would lock its organization after the others; so card_topups notes its organization when the row
 -- is written, and the first firing locks it with the rest.
-create or replace function billing_events_note_org(p_org text) returns void language plpgsql
+create or replace function billing_events_note_own_org() returns trigger language plpgsql
   set search_path = billing, pg_temp
 as $$
 declare
   v_orgs text := coalesce(current_setting('billing.event_orgs', true), '');
 begin
-  if strpos(',' || v_orgs || ',', ',' || p_org || ',') = 0 then  -- organization ids have no commas
-    perform set_config('billing.event_orgs', case when v_orgs = '' then p_org else v_orgs || ',' || p_org end, true);
+  if strpos(',' || v_orgs || ',', ',' || new.org_id || ',') = 0 then  -- organization ids have no commas
+    perform set_config('billing.event_orgs', case when v_orgs = '' then new.org_id else v_orgs || ',' || new.org_id end, true);
   end if;
-end $$;
-
-create or replace function billing_events_note_own_org() returns trigger language plpgsql
-  set search_path = billing, pg_temp
-as $$
-begin
-  perform billing_events_note_org(new.org_id);
   return new;
 end $$;
 drop trigger if exists billing_events_note_org on billing_events;
