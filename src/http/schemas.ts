@@ -96,8 +96,8 @@ export const IdempotencyKeyHeader = z
   });
 
 // Years 0001-9999 in UTC: what PostgreSQL and a four-digit ISO year both hold.
-const TIMESTAMP_MIN_MS = Date.parse("0001-01-01T00:00:00Z");
-const TIMESTAMP_END_MS = Date.parse("+010000-01-01T00:00:00Z");
+export const TIMESTAMP_MIN_MS = Date.parse("0001-01-01T00:00:00Z");
+export const TIMESTAMP_END_MS = Date.parse("+010000-01-01T00:00:00Z");
 
 /**
  * An RFC 3339 timestamp with its offset, within years 0001-9999 once in UTC: RFC 3339 allows

@@ -5,6 +5,7 @@ import { asBillingError, errorBody, fromZodError } from "../../errors.js";
 import { ErrorEnvelope, errorResponses, jsonBody, jsonResponse } from "../../schemas.js";
 import { requiresKey } from "../access.js";
 import { AuthorizeRequest, authorizeInput, HoldResponse, holdJson } from "./authorize.js";
+import { quickAuthorizeRequest } from "./quick-parse.js";
 
 export const MAX_AUTHORIZATIONS_PER_BATCH = 1000;
 
@@ -88,12 +89,16 @@ export function registerAuthorizeBatch(app: OpenAPIHono<AppEnv>) {
     const inputs: AuthorizeInput[] = [];
     const indexes: number[] = [];
     requests.forEach((raw, index) => {
-      const parsed = AuthorizeRequest.safeParse(raw);
-      if (!parsed.success) {
-        results[index] = failed(index, fromZodError(parsed.error, `requests.${index}`));
-        return;
+      let request = quickAuthorizeRequest(raw);
+      if (!request) {
+        const parsed = AuthorizeRequest.safeParse(raw);
+        if (!parsed.success) {
+          results[index] = failed(index, fromZodError(parsed.error, `requests.${index}`));
+          return;
+        }
+        request = parsed.data;
       }
-      inputs.push(authorizeInput(parsed.data, config.HOLD_TTL_SECONDS));
+      inputs.push(authorizeInput(request, config.HOLD_TTL_SECONDS));
       indexes.push(index);
     });
     const outcomes = inputs.length > 0 ? await metering.authorizeMany(inputs, clock()) : [];

@@ -17,6 +17,7 @@ import {
   ProjectField,
   Quantities,
 } from "./schemas.js";
+import { quickUsageEvent } from "./quick-parse.js";
 
 export const MAX_EVENTS_PER_BATCH = 1000;
 
@@ -198,12 +199,15 @@ function submitValid(metering: Metering, events: unknown[], results: EventResult
   const inputs: UsageInput[] = [];
   const indexes: number[] = [];
   events.forEach((raw, index) => {
-    const parsed = UsageEvent.safeParse(raw);
-    if (!parsed.success) {
-      results[index] = rejectedJson(index, keyOf(raw), fromZodError(parsed.error, `events.${index}`));
-      return;
+    let e = quickUsageEvent(raw);
+    if (!e) {
+      const parsed = UsageEvent.safeParse(raw);
+      if (!parsed.success) {
+        results[index] = rejectedJson(index, keyOf(raw), fromZodError(parsed.error, `events.${index}`));
+        return;
+      }
+      e = parsed.data;
     }
-    const e = parsed.data;
     inputs.push({
       orgId: e.org_id,
       idempotencyKey: e.idempotency_key,
