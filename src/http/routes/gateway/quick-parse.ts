@@ -6,8 +6,8 @@ import { MAX_QUANTITY, PROJECT_PATTERN } from "./schemas.js";
 
 /*
  * The batch routes check each item of a batch on its own. The gateway sends the same plain
- * shape every time, and zod's parse of it allocated ~45 % of what the API allocates per item
- * under load (the young-generation collections that came of it are most of the client's p99).
+ * shape every time, and zod's parse of it was ~45 % of what the API allocated per item under
+ * load, and a good share of its CPU (bench/RESULTS-metering.md, 2026-12-03, seventh machine).
  * These functions accept only that common shape, checked by hand, and answer what zod's parse
  * would; anything else (a field out of the plain form, anything wrong) answers `undefined`, and
  * zod parses the item and words the error. So they may refuse what zod accepts, never the
