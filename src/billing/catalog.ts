@@ -193,8 +193,15 @@ export class Catalog {
   /**
    * Prices quantities of one product (and model) at the version in force at `at`. The exact
    * products of every meter are summed first and rounded once, half to even, to nano-USD.
+   * `field` names the quantities in a refusal's `param` (an authorization's are its `estimate`).
    */
-  price(at: Date, product: string, model: string | undefined, quantities: Record<string, bigint>): Price {
+  price(
+    at: Date,
+    product: string,
+    model: string | undefined,
+    quantities: Record<string, bigint>,
+    field: "quantities" | "estimate" = "quantities",
+  ): Price {
     const version = this.versionAt(at);
     const productDoc = version.document.products[product];
     if (!productDoc)
@@ -221,7 +228,7 @@ export class Catalog {
           "invalid_request",
           `product "${product}" has no meter "${meter}"; meters: ${productDoc.meters.join(", ")}`,
           {
-            details: { param: `quantities.${meter}` },
+            details: { param: `${field}.${meter}` },
           },
         );
       }

@@ -29,10 +29,11 @@ const MAX_CLOCK_SKEW_MS = 5 * 60 * 1000;
 /** One request may cost at most $1,000,000: anything above is a bug upstream, and sums of such costs could overflow bigint. */
 export const MAX_REQUEST_COST_NANO_USD = 1_000_000n * 1_000_000_000n;
 
-function boundedCost(cost: bigint): bigint {
+/** `field`: where the request's quantities are (an authorization's are its `estimate`). */
+function boundedCost(cost: bigint, field: "quantities" | "estimate"): bigint {
   if (cost > MAX_REQUEST_COST_NANO_USD) {
-    throw new BillingError("invalid_request", "this request would cost more than 1000000 USD; check the quantities", {
-      details: { param: "quantities" },
+    throw new BillingError("invalid_request", `this request would cost more than 1000000 USD; check the ${field}`, {
+      details: { param: field },
     });
   }
   return cost;
@@ -106,13 +107,13 @@ export class Metering {
   }
 
   private authorizeItem(input: AuthorizeInput, now: Date): Item {
-    const price = this.catalog.price(now, input.product, input.model, input.estimate);
+    const price = this.catalog.price(now, input.product, input.model, input.estimate, "estimate");
     const req: AuthorizeRequest = {
       orgId: input.orgId,
       product: input.product,
       model: input.model,
       estimate: input.estimate,
-      amount: boundedCost(price.cost),
+      amount: boundedCost(price.cost, "estimate"),
       catalogVersion: price.version,
       idempotencyKey: input.idempotencyKey,
       ttlSeconds: input.ttlSeconds,
@@ -213,7 +214,7 @@ export class Metering {
       product: input.product,
       model: input.model,
       quantities: input.quantities,
-      cost: boundedCost(price.cost),
+      cost: boundedCost(price.cost, "quantities"),
       catalogVersion: price.version,
       holdId: input.holdId,
       apiKeyId: input.apiKeyId,

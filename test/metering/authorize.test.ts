@@ -88,6 +88,9 @@ describe("POST /v1/billing/authorize", () => {
     { input_tokens: "99999999999999999999" },
     {},
     { input_tokens: null },
+    // Valid to the schema, refused in pricing: the param still names the estimate.
+    { input_tokens: 1_000_000_000_000 },
+    { input_tokens: 1, reasoning_crystals: 1 },
   ])("refuses the estimate %j", async (estimate, { app }) => {
     const org = await app.createOrg();
     const res = await authorize(app, org.gatewayKey, { org_id: org.id, product: "llm", model: "zen-pro", estimate });
