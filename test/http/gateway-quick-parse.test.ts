@@ -1,7 +1,12 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { AuthorizeRequest } from "../../src/http/routes/gateway/authorize.js";
-import { quickAuthorizeRequest, quickUsageEvent } from "../../src/http/routes/gateway/quick-parse.js";
+import {
+  AUTHORIZE_FIELDS,
+  quickAuthorizeRequest,
+  quickUsageEvent,
+  USAGE_FIELDS,
+} from "../../src/http/routes/gateway/quick-parse.js";
 import { UsageEvent } from "../../src/http/routes/gateway/report-usage.js";
 
 /**
@@ -196,6 +201,11 @@ describe("the batch routes' quick check answers only what zod would", () => {
       );
     });
   }
+
+  it("knows the same fields as the schemas (a field added to or dropped from one is caught here)", () => {
+    expect([...AUTHORIZE_FIELDS].sort()).toEqual(Object.keys(AuthorizeRequest.shape).sort());
+    expect([...USAGE_FIELDS].sort()).toEqual(Object.keys(UsageEvent.shape).sort());
+  });
 
   it("leaves to zod what it cannot settle by hand: digit strings, days 29-31, non-ASCII text", () => {
     const event = {

@@ -2,7 +2,7 @@ import type { z } from "@hono/zod-openapi";
 import { TIMESTAMP_END_MS, TIMESTAMP_MIN_MS } from "../../schemas.js";
 import type { AuthorizeRequest } from "./authorize.js";
 import type { UsageEvent } from "./report-usage.js";
-import { MAX_QUANTITY, PROJECT_PATTERN } from "./schemas.js";
+import { MAX_QUANTITY, METER_NAME, PROJECT_PATTERN } from "./schemas.js";
 
 /*
  * The batch routes check each item of a batch on its own. The gateway sends the same plain
@@ -15,7 +15,6 @@ import { MAX_QUANTITY, PROJECT_PATTERN } from "./schemas.js";
  */
 
 const MAX_QUANTITY_NUMBER = Number(MAX_QUANTITY);
-const METER_NAME = /^[a-z][a-z0-9_]{0,40}$/;
 /** A subset of zod's `iso.datetime({ offset: true })`: days 01-28 are in every month of every year. */
 const PLAIN_TIMESTAMP =
   /^\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|1\d|2[0-8])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,9})?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)$/;
@@ -69,7 +68,8 @@ function optional(fields: Fields, key: string, ok: (v: unknown) => boolean): boo
   return !(key in fields) || ok(fields[key]);
 }
 
-const AUTHORIZE_KEYS = new Set([
+/** The fields of `AuthorizeRequest` (a test holds this list to the schema's). */
+export const AUTHORIZE_FIELDS = new Set([
   "org_id",
   "product",
   "model",
@@ -84,7 +84,7 @@ const AUTHORIZE_KEYS = new Set([
 export function quickAuthorizeRequest(raw: unknown): z.infer<typeof AuthorizeRequest> | undefined {
   const f = plainObject(raw);
   if (!f) return undefined;
-  for (const key in f) if (!AUTHORIZE_KEYS.has(key)) return undefined;
+  for (const key in f) if (!AUTHORIZE_FIELDS.has(key)) return undefined;
   const estimate = plainQuantities(f.estimate);
   if (
     !estimate ||
@@ -101,7 +101,8 @@ export function quickAuthorizeRequest(raw: unknown): z.infer<typeof AuthorizeReq
   return { ...(f as Omit<z.infer<typeof AuthorizeRequest>, "estimate">), estimate };
 }
 
-const USAGE_KEYS = new Set([
+/** The fields of `UsageEvent` (a test holds this list to the schema's). */
+export const USAGE_FIELDS = new Set([
   "idempotency_key",
   "org_id",
   "timestamp",
@@ -117,7 +118,7 @@ const USAGE_KEYS = new Set([
 export function quickUsageEvent(raw: unknown): z.infer<typeof UsageEvent> | undefined {
   const f = plainObject(raw);
   if (!f) return undefined;
-  for (const key in f) if (!USAGE_KEYS.has(key)) return undefined;
+  for (const key in f) if (!USAGE_FIELDS.has(key)) return undefined;
   const quantities = plainQuantities(f.quantities);
   if (
     !quantities ||

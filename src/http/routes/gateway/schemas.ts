@@ -20,8 +20,11 @@ export const Quantity = z
   })
   .openapi({ type: "integer", example: 1200 });
 
+/** A meter's name: lowercase letters, digits and _, a letter first, 1 to 41 characters. */
+export const METER_NAME = /^[a-z][a-z0-9_]{0,40}$/;
+
 export const Quantities = z
-  .record(z.string().regex(/^[a-z][a-z0-9_]{0,40}$/, "meter names are lowercase, e.g. input_tokens"), Quantity)
+  .record(z.string().regex(METER_NAME, "meter names are lowercase, e.g. input_tokens"), Quantity)
   .refine(
     (q) => Object.keys(q).length > 0 && Object.keys(q).length <= 10,
     'give 1 to 10 meters, e.g. {"input_tokens": 1200}',
