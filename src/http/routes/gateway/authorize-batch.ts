@@ -89,7 +89,7 @@ export function registerAuthorizeBatch(app: OpenAPIHono<AppEnv>) {
     const inputs: AuthorizeInput[] = [];
     const indexes: number[] = [];
     requests.forEach((raw, index) => {
-      let request = quickAuthorizeRequest(raw);
+      let request: z.infer<typeof AuthorizeRequest> | undefined = quickAuthorizeRequest(raw);
       if (!request) {
         const parsed = AuthorizeRequest.safeParse(raw);
         if (!parsed.success) {

@@ -1,7 +1,4 @@
-import type { z } from "@hono/zod-openapi";
 import { TIMESTAMP_END_MS, TIMESTAMP_MIN_MS } from "../../schemas.js";
-import type { AuthorizeRequest } from "./authorize.js";
-import type { UsageEvent } from "./report-usage.js";
 import { MAX_QUANTITY, METER_NAME, PROJECT_PATTERN } from "./schemas.js";
 
 /*
@@ -20,6 +17,31 @@ const PLAIN_TIMESTAMP =
   /^\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|1\d|2[0-8])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,9})?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)$/;
 
 type Fields = Record<string, unknown>;
+
+/** What zod's parse of an `AuthorizeRequest` (authorize.ts) gives; stated here, as the routes import this module. */
+export type PlainAuthorizeRequest = {
+  org_id: string;
+  product: string;
+  model?: string;
+  estimate: Record<string, bigint>;
+  idempotency_key?: string;
+  ttl_seconds?: number;
+  api_key_id?: string;
+  project?: string;
+};
+
+/** What zod's parse of a `UsageEvent` (report-usage.ts) gives. */
+export type PlainUsageEvent = {
+  idempotency_key: string;
+  org_id: string;
+  timestamp: string;
+  product: string;
+  model?: string;
+  quantities: Record<string, bigint>;
+  hold_id?: string;
+  api_key_id?: string;
+  project?: string;
+};
 
 function plainObject(raw: unknown): Fields | undefined {
   if (typeof raw !== "object" || raw === null || Object.getPrototypeOf(raw) !== Object.prototype) return undefined;
@@ -81,7 +103,7 @@ export const AUTHORIZE_FIELDS = new Set([
 ]);
 
 /** `AuthorizeRequest.parse(raw)` for the plain common shape; `undefined` means "ask zod". */
-export function quickAuthorizeRequest(raw: unknown): z.infer<typeof AuthorizeRequest> | undefined {
+export function quickAuthorizeRequest(raw: unknown): PlainAuthorizeRequest | undefined {
   const f = plainObject(raw);
   if (!f) return undefined;
   for (const key in f) if (!AUTHORIZE_FIELDS.has(key)) return undefined;
@@ -98,7 +120,7 @@ export function quickAuthorizeRequest(raw: unknown): z.infer<typeof AuthorizeReq
   ) {
     return undefined;
   }
-  return { ...(f as Omit<z.infer<typeof AuthorizeRequest>, "estimate">), estimate };
+  return { ...(f as Omit<PlainAuthorizeRequest, "estimate">), estimate };
 }
 
 /** The fields of `UsageEvent` (a test holds this list to the schema's). */
@@ -115,7 +137,7 @@ export const USAGE_FIELDS = new Set([
 ]);
 
 /** `UsageEvent.parse(raw)` for the plain common shape; `undefined` means "ask zod". */
-export function quickUsageEvent(raw: unknown): z.infer<typeof UsageEvent> | undefined {
+export function quickUsageEvent(raw: unknown): PlainUsageEvent | undefined {
   const f = plainObject(raw);
   if (!f) return undefined;
   for (const key in f) if (!USAGE_FIELDS.has(key)) return undefined;
@@ -133,5 +155,5 @@ export function quickUsageEvent(raw: unknown): z.infer<typeof UsageEvent> | unde
   ) {
     return undefined;
   }
-  return { ...(f as Omit<z.infer<typeof UsageEvent>, "quantities">), quantities };
+  return { ...(f as Omit<PlainUsageEvent, "quantities">), quantities };
 }

@@ -199,7 +199,7 @@ function submitValid(metering: Metering, events: unknown[], results: EventResult
   const inputs: UsageInput[] = [];
   const indexes: number[] = [];
   events.forEach((raw, index) => {
-    let e = quickUsageEvent(raw);
+    let e: z.infer<typeof UsageEvent> | undefined = quickUsageEvent(raw);
     if (!e) {
       const parsed = UsageEvent.safeParse(raw);
       if (!parsed.success) {
