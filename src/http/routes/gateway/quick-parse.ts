@@ -79,81 +79,66 @@ function plainTimestamp(v: unknown): v is string {
   return ms >= TIMESTAMP_MIN_MS && ms < TIMESTAMP_END_MS;
 }
 
-const modelText = (v: unknown) => plainText(v, 1, 80);
 const idText = (v: unknown) => plainText(v, 1, 64);
+const productText = (v: unknown) => plainText(v, 1, 40);
+const modelText = (v: unknown) => plainText(v, 1, 80);
 const keyText = (v: unknown) => plainText(v, 1, 255);
 const projectText = (v: unknown) => typeof v === "string" && PROJECT_PATTERN.test(v);
 const ttlSeconds = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 1 && (v as number) <= 86_400;
 
-/** Checks an optional field: absent, or present and `ok`. */
-function optional(fields: Fields, key: string, ok: (v: unknown) => boolean): boolean {
-  return !(key in fields) || ok(fields[key]);
-}
+/**
+ * A schema's fields, each with its check and whether the item must have it. The quantities field
+ * (`quantities`) is checked and converted to bigints by `plainQuantities` instead.
+ */
+type Rules<T> = { [K in keyof Required<T>]: { required: boolean; ok: (v: unknown) => boolean } };
+const must = (ok: (v: unknown) => boolean) => ({ required: true, ok });
+const may = (ok: (v: unknown) => boolean) => ({ required: false, ok });
+const converted = must(() => true);
 
-/** The fields of `AuthorizeRequest` (a test holds this list to the schema's). */
-export const AUTHORIZE_FIELDS = new Set([
-  "org_id",
-  "product",
-  "model",
-  "estimate",
-  "idempotency_key",
-  "ttl_seconds",
-  "api_key_id",
-  "project",
-]);
+/** `AuthorizeRequest`'s fields (a test holds their names to the schema's). */
+export const AUTHORIZE_RULES: Rules<PlainAuthorizeRequest> = {
+  org_id: must(idText),
+  product: must(productText),
+  model: may(modelText),
+  estimate: converted,
+  idempotency_key: may(keyText),
+  ttl_seconds: may(ttlSeconds),
+  api_key_id: may(idText),
+  project: may(projectText),
+};
+
+/** `UsageEvent`'s fields (a test holds their names to the schema's). */
+export const USAGE_RULES: Rules<PlainUsageEvent> = {
+  idempotency_key: must(keyText),
+  org_id: must(idText),
+  timestamp: must(plainTimestamp),
+  product: must(productText),
+  model: may(modelText),
+  quantities: converted,
+  hold_id: may(idText),
+  api_key_id: may(idText),
+  project: may(projectText),
+};
+
+/** The item as zod's parse would answer it, if it has exactly the plain form `rules` describe. */
+function quickParse<T>(raw: unknown, rules: Rules<T>, quantities: keyof T & string): T | undefined {
+  const f = plainObject(raw);
+  if (!f) return undefined;
+  for (const key in f) if (!Object.hasOwn(rules, key)) return undefined;
+  for (const key in rules) {
+    const rule = rules[key];
+    if (key in f ? !rule.ok(f[key]) : rule.required) return undefined;
+  }
+  const counts = plainQuantities(f[quantities]);
+  return counts ? ({ ...f, [quantities]: counts } as T) : undefined;
+}
 
 /** `AuthorizeRequest.parse(raw)` for the plain common shape; `undefined` means "ask zod". */
 export function quickAuthorizeRequest(raw: unknown): PlainAuthorizeRequest | undefined {
-  const f = plainObject(raw);
-  if (!f) return undefined;
-  for (const key in f) if (!AUTHORIZE_FIELDS.has(key)) return undefined;
-  const estimate = plainQuantities(f.estimate);
-  if (
-    !estimate ||
-    !plainText(f.org_id, 1, 64) ||
-    !plainText(f.product, 1, 40) ||
-    !optional(f, "model", modelText) ||
-    !optional(f, "idempotency_key", keyText) ||
-    !optional(f, "ttl_seconds", ttlSeconds) ||
-    !optional(f, "api_key_id", idText) ||
-    !optional(f, "project", projectText)
-  ) {
-    return undefined;
-  }
-  return { ...(f as Omit<PlainAuthorizeRequest, "estimate">), estimate };
+  return quickParse(raw, AUTHORIZE_RULES, "estimate");
 }
-
-/** The fields of `UsageEvent` (a test holds this list to the schema's). */
-export const USAGE_FIELDS = new Set([
-  "idempotency_key",
-  "org_id",
-  "timestamp",
-  "product",
-  "model",
-  "quantities",
-  "hold_id",
-  "api_key_id",
-  "project",
-]);
 
 /** `UsageEvent.parse(raw)` for the plain common shape; `undefined` means "ask zod". */
 export function quickUsageEvent(raw: unknown): PlainUsageEvent | undefined {
-  const f = plainObject(raw);
-  if (!f) return undefined;
-  for (const key in f) if (!USAGE_FIELDS.has(key)) return undefined;
-  const quantities = plainQuantities(f.quantities);
-  if (
-    !quantities ||
-    !plainText(f.idempotency_key, 1, 255) ||
-    !plainText(f.org_id, 1, 64) ||
-    !plainTimestamp(f.timestamp) ||
-    !plainText(f.product, 1, 40) ||
-    !optional(f, "model", modelText) ||
-    !optional(f, "hold_id", idText) ||
-    !optional(f, "api_key_id", idText) ||
-    !optional(f, "project", projectText)
-  ) {
-    return undefined;
-  }
-  return { ...(f as Omit<PlainUsageEvent, "quantities">), quantities };
+  return quickParse(raw, USAGE_RULES, "quantities");
 }
