@@ -252,16 +252,30 @@ export type LoadGeneratorInterval = {
   p99_ms: number;
 };
 
-/** Runs the load generator as its own process (its CPU is not the system under test's) and returns its result line. */
+/**
+ * Runs the load generator as its own process (its CPU is not the system under test's) and returns its
+ * result line. BENCH_LOADGEN_NODE_ARGS: node flags for it, as BENCH_API_NODE_ARGS for the API (e.g.
+ * `--max-semi-space-size=64`, to see what its own garbage collection adds to the latencies it records).
+ */
 export function runLoadGenerator(
   args: LoadGeneratorArgs,
   onInterval?: (line: LoadGeneratorInterval) => void,
 ): Promise<LoadGeneratorResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", "bench/load-generator.ts", JSON.stringify(args)], {
-      cwd: ROOT,
-      stdio: ["ignore", "pipe", "inherit"],
-    });
+    const child = spawn(
+      process.execPath,
+      [
+        ...(process.env.BENCH_LOADGEN_NODE_ARGS ? process.env.BENCH_LOADGEN_NODE_ARGS.split(" ") : []),
+        "--import",
+        "tsx",
+        "bench/load-generator.ts",
+        JSON.stringify(args),
+      ],
+      {
+        cwd: ROOT,
+        stdio: ["ignore", "pipe", "inherit"],
+      },
+    );
     let out = "";
     let last = "";
     child.stdout.on("data", (d) => {
