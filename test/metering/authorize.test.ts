@@ -98,6 +98,23 @@ describe("POST /v1/billing/authorize", () => {
     expect(res.json.error.param).toMatch(/^estimate/);
   });
 
+  it("an estimate with a meter named __proto__ is refused, not priced without it", async ({ app }) => {
+    const org = await app.createOrg();
+    const estimate = JSON.parse('{"__proto__": 1000, "input_tokens": 10}');
+    const res = await authorize(app, org.gatewayKey, { org_id: org.id, product: "llm", model: "zen-pro", estimate });
+    expect(res.status).toBe(400);
+    expect(res.json.error.code).toBe("invalid_request");
+    expect(res.json.error.param).toBe("estimate.__proto__");
+    expect(res.json.error.message).toContain("meter names are lowercase");
+    const batch = await app.call("POST", "/v1/billing/authorize/batch", {
+      key: org.gatewayKey,
+      body: { requests: [{ org_id: org.id, product: "llm", model: "zen-pro", estimate }] },
+    });
+    expect(batch.status).toBe(200);
+    expect(batch.json.results[0].status).toBe(400);
+    expect(batch.json.results[0].error.param).toBe("estimate.__proto__");
+  });
+
   it("the same idempotency key returns the same hold and holds once", async ({ app }) => {
     const org = await app.createOrg();
     await app.grant(org.id, "1.00");

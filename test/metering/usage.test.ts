@@ -286,4 +286,18 @@ describe("POST /v1/billing/usage and GET /v1/billing/usage", () => {
     expect(named.status).toBe(400);
     expect(named.json.error.code).toBe("invalid_request");
   });
+
+  // JSON.parse keeps "__proto__" as an own key (an object literal would set the prototype instead);
+  // zod's record skips such a key without a word, so the meter used to be ignored, not refused.
+  it("a meter named __proto__ is refused like any bad meter name, not ignored", async ({ app }) => {
+    const org = await app.createOrg();
+    await app.grant(org.id, "1");
+    const quantities = JSON.parse('{"__proto__": 1000, "input_tokens": 10}');
+    const res = await report(app, org.gatewayKey, [event(org.id), event(org.id, { quantities }), event(org.id)]);
+    expect(res.status).toBe(200);
+    expect(res.json.results.map((r: { status: string }) => r.status)).toEqual(["recorded", "rejected", "recorded"]);
+    expect(res.json.results[1].error.code).toBe("invalid_request");
+    expect(res.json.results[1].error.param).toBe("quantities.__proto__");
+    expect(res.json.results[1].error.message).toContain("meter names are lowercase");
+  });
 });

@@ -23,11 +23,23 @@ export const Quantity = z
 /** A meter's name: lowercase letters, digits and _, a letter first, 1 to 41 characters. */
 export const METER_NAME = /^[a-z][a-z0-9_]{0,40}$/;
 
+const METER_NAME_MESSAGE = "meter names are lowercase, e.g. input_tokens";
+
 export const Quantities = z
-  .record(z.string().regex(METER_NAME, "meter names are lowercase, e.g. input_tokens"), Quantity)
-  .refine(
-    (q) => Object.keys(q).length > 0 && Object.keys(q).length <= 10,
-    'give 1 to 10 meters, e.g. {"input_tokens": 1200}',
+  .preprocess(
+    (raw, ctx) => {
+      // JSON.parse keeps a "__proto__" key as an own property, and zod's record (4.6) skips it
+      // without a word: the meter would be ignored. Refused here as the bad name it is.
+      if (typeof raw === "object" && raw !== null && Object.hasOwn(raw, "__proto__"))
+        ctx.addIssue({ code: "custom", message: METER_NAME_MESSAGE, path: ["__proto__"], input: raw });
+      return raw;
+    },
+    z
+      .record(z.string().regex(METER_NAME, METER_NAME_MESSAGE), Quantity)
+      .refine(
+        (q) => Object.keys(q).length > 0 && Object.keys(q).length <= 10,
+        'give 1 to 10 meters, e.g. {"input_tokens": 1200}',
+      ),
   )
   .openapi({ example: { input_tokens: 1200, output_tokens: 800 } });
 
