@@ -116,6 +116,8 @@ class Connection {
 }
 
 const latencies: number[] = [];
+/** The same latencies by call (pairs): the settles' tail can differ from the authorizations'. */
+const latenciesOf = { authorize: [] as number[], settle: [] as number[] };
 let ok = 0;
 // Pacing (args.rate, pairs mode): each virtual user starts its pairs on a fixed schedule of
 // concurrency / rate seconds apart; one that falls behind starts the next pair at once (no pair
@@ -136,12 +138,13 @@ const org = () => args.orgs[Math.floor(Math.random() * args.orgs.length)]!;
 let errors = 0;
 let lastError = "";
 /** A request; a transport error counts as a failed request (status 0) instead of ending the run. */
-async function timed(conn: Connection, path: string, body: string): Promise<Response> {
+async function timed(conn: Connection, path: string, body: string, call?: keyof typeof latenciesOf): Promise<Response> {
   const t0 = performance.now();
   try {
     const res = await conn.post(path, body);
     const ms = performance.now() - t0;
     latencies.push(ms);
+    if (call) latenciesOf[call].push(ms);
     if (args.report_every_s) intervalLatencies.push(ms);
     return res;
   } catch (err) {
@@ -170,6 +173,7 @@ async function pairUser(conn: Connection, index: number) {
       conn,
       "/v1/billing/authorize",
       `{"org_id":"${orgId}","product":"llm","model":"zen-pro","estimate":{"input_tokens":1000,"output_tokens":500}}`,
+      "authorize",
     );
     const holdId = auth.status === 201 ? HOLD_ID.exec(auth.body)?.[1] : undefined;
     if (!holdId) {
@@ -186,7 +190,7 @@ async function pairUser(conn: Connection, index: number) {
       quantities: { input_tokens: 900, output_tokens: 450 },
       hold_id: holdId,
     };
-    const settle = await timed(conn, "/v1/billing/usage", JSON.stringify({ events: [event] }));
+    const settle = await timed(conn, "/v1/billing/usage", JSON.stringify({ events: [event] }), "settle");
     if (settle.status === 200 && settle.body.includes('"recorded":1')) {
       ok++;
       intervalOk++;
@@ -241,15 +245,20 @@ const reporter = args.report_every_s
   : undefined;
 
 /** A call through the client; an answer (a hold, or the API's refusal) is timed, a lost connection counts as a transport error. */
-async function timedCall<T>(call: () => Promise<T>): Promise<T | undefined> {
+async function timedCall<T>(kind: keyof typeof latenciesOf, call: () => Promise<T>): Promise<T | undefined> {
   const t0 = performance.now();
+  const record = () => {
+    const ms = performance.now() - t0;
+    latencies.push(ms);
+    latenciesOf[kind].push(ms);
+  };
   try {
     const value = await call();
-    latencies.push(performance.now() - t0);
+    record();
     return value;
   } catch (err) {
     if (err instanceof GatewayConnectionError) errors++;
-    else latencies.push(performance.now() - t0);
+    else record();
     lastError = String(err);
     return undefined;
   }
@@ -258,7 +267,7 @@ async function timedCall<T>(call: () => Promise<T>): Promise<T | undefined> {
 async function clientPairUser(client: GatewayClient) {
   while (performance.now() < deadline) {
     const orgId = org();
-    const hold = await timedCall(() =>
+    const hold = await timedCall("authorize", () =>
       client.authorize({
         org_id: orgId,
         product: "llm",
@@ -270,7 +279,7 @@ async function clientPairUser(client: GatewayClient) {
       failed++;
       continue;
     }
-    const settled = await timedCall(() =>
+    const settled = await timedCall("settle", () =>
       client.settle(hold.hold_id, {
         idempotency_key: `${args.tag}-${process.pid}-${++seq}`,
         org_id: orgId,
@@ -305,6 +314,7 @@ const seconds = (performance.now() - started) / 1000;
 const cpu = process.cpuUsage(cpuStart);
 latencies.sort((a, b) => a - b);
 const pct = (p: number) => percentile(latencies, p);
+for (const list of Object.values(latenciesOf)) list.sort((a, b) => a - b);
 console.log(
   JSON.stringify({
     mode: args.mode,
@@ -317,6 +327,13 @@ console.log(
     per_s: (args.mode === "pairs" ? ok : events) / seconds,
     p50_ms: pct(50),
     p99_ms: pct(99),
+    // Pairs: the p99 of each call apart.
+    ...(args.mode === "pairs" && latenciesOf.authorize.length > 0
+      ? {
+          p99_authorize_ms: percentile(latenciesOf.authorize, 99),
+          p99_settle_ms: percentile(latenciesOf.settle, 99),
+        }
+      : {}),
     cpu_ms: (cpu.user + cpu.system) / 1000,
     transport_errors: errors,
   }),

@@ -113,6 +113,8 @@ type LoadResult = {
   per_s: number;
   p50_ms: number;
   p99_ms: number;
+  p99_authorize_ms?: number;
+  p99_settle_ms?: number;
   ok: number;
   failed: number;
   requests: number;
@@ -299,6 +301,18 @@ for (const v of results) {
     );
   }
 }
+// Which call makes the tail: the settles' PostgreSQL work is the heavier.
+for (const v of results)
+  for (const [name, r] of [
+    ["authorize+settle, 1 org", v.hot],
+    ["authorize+settle, 1k orgs", v.many],
+    ["same, 1 org, client", v.hotClient],
+    ["same, 1k orgs, client", v.manyClient],
+  ] as const)
+    if (r.mode !== "skipped" && r.p99_authorize_ms !== undefined)
+      console.log(
+        `${(v.build ?? `${v.limits}/${v.budgets}`).padEnd(14)}${name.padEnd(26)} p99 by call: authorize ${r.p99_authorize_ms.toFixed(1)} ms, settle ${(r.p99_settle_ms ?? 0).toFixed(1)} ms`,
+      );
 const maxRssMb = Math.max(...results.map((v) => v.rss_mb));
 console.log(`API peak RSS: ${maxRssMb.toFixed(0)} MB\n`);
 

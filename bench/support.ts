@@ -216,6 +216,9 @@ export type LoadGeneratorResult = {
   per_s: number;
   p50_ms: number;
   p99_ms: number;
+  /** Pairs: the p99 of the authorizations and of the settles apart. */
+  p99_authorize_ms?: number;
+  p99_settle_ms?: number;
   cpu_ms: number;
 };
 
