@@ -328,12 +328,8 @@ console.log(
     p50_ms: pct(50),
     p99_ms: pct(99),
     // Pairs: the p99 of each call apart.
-    ...(args.mode === "pairs" && latenciesOf.authorize.length > 0
-      ? {
-          p99_authorize_ms: percentile(latenciesOf.authorize, 99),
-          p99_settle_ms: percentile(latenciesOf.settle, 99),
-        }
-      : {}),
+    ...(latenciesOf.authorize.length > 0 ? { p99_authorize_ms: percentile(latenciesOf.authorize, 99) } : {}),
+    ...(latenciesOf.settle.length > 0 ? { p99_settle_ms: percentile(latenciesOf.settle, 99) } : {}),
     cpu_ms: (cpu.user + cpu.system) / 1000,
     transport_errors: errors,
   }),

@@ -58,10 +58,7 @@ export async function startBench(name: string, opts: { ownRedis?: boolean } = {}
     async startApi(env: Record<string, string> = {}, opts: { bundle?: string } = {}) {
       const port = await freePort();
       // `npm start`'s node flags, then BENCH_API_NODE_ARGS (the later of two V8 flags wins).
-      const nodeArgs = [
-        ...START_NODE_FLAGS,
-        ...(process.env.BENCH_API_NODE_ARGS ? process.env.BENCH_API_NODE_ARGS.split(" ") : []),
-      ];
+      const nodeArgs = [...START_NODE_FLAGS, ...nodeFlags(process.env.BENCH_API_NODE_ARGS)];
       let entry = ["--import", "tsx", "bin/api.ts"];
       if (opts.bundle) {
         // The other side of an A/B in one sitting (bench/metering.ts, BENCH_BEFORE).
@@ -255,10 +252,16 @@ export type LoadGeneratorInterval = {
   p99_ms: number;
 };
 
+/** Node flags from an env var: words split on whitespace (a flag's value cannot hold a space). */
+function nodeFlags(value: string | undefined): string[] {
+  return (value ?? "").trim().split(/\s+/).filter(Boolean);
+}
+
 /**
  * Runs the load generator as its own process (its CPU is not the system under test's) and returns its
- * result line. BENCH_LOADGEN_NODE_ARGS: node flags for it, as BENCH_API_NODE_ARGS for the API (e.g.
- * `--max-semi-space-size=64`, to see what its own garbage collection adds to the latencies it records).
+ * result line. BENCH_LOADGEN_NODE_ARGS: node flags for every load generator of a bench (the floor's and
+ * the soak's too), as BENCH_API_NODE_ARGS for the API (e.g. `--max-semi-space-size=8`, to see what its
+ * own garbage collection adds to the latencies it records).
  */
 export function runLoadGenerator(
   args: LoadGeneratorArgs,
@@ -268,7 +271,7 @@ export function runLoadGenerator(
     const child = spawn(
       process.execPath,
       [
-        ...(process.env.BENCH_LOADGEN_NODE_ARGS ? process.env.BENCH_LOADGEN_NODE_ARGS.split(" ") : []),
+        ...nodeFlags(process.env.BENCH_LOADGEN_NODE_ARGS),
         "--import",
         "tsx",
         "bench/load-generator.ts",
@@ -291,11 +294,12 @@ export function runLoadGenerator(
         if (onInterval && line.startsWith('{"interval":true')) onInterval(JSON.parse(line) as LoadGeneratorInterval);
       }
     });
-    child.on("close", (code) =>
-      code === 0
-        ? resolve(JSON.parse(out.trim() || last) as LoadGeneratorResult)
-        : reject(new Error(`load generator exited ${code}`)),
-    );
+    child.on("close", (code) => {
+      const line = out.trim() || last;
+      if (code !== 0) reject(new Error(`load generator exited ${code}`));
+      else if (!line) reject(new Error("load generator printed no result"));
+      else resolve(JSON.parse(line) as LoadGeneratorResult);
+    });
   });
 }
 

@@ -61,8 +61,11 @@ export function fromZodError(error: ZodError, where: string): BillingError {
   const issue = error.issues[0];
   const path = issue?.path.map(String).join(".") ?? "";
   const field = path || where;
+  // A bad key of a record (a meter name): zod's own message is "Invalid key in record", the
+  // key's rule says what a key must be.
+  const message = (issue?.code === "invalid_key" ? issue.issues[0]?.message : undefined) ?? issue?.message ?? "invalid";
   const more = error.issues.length > 1 ? ` (and ${error.issues.length - 1} more problem(s))` : "";
-  return new BillingError("invalid_request", `${field}: ${issue?.message ?? "invalid"}${more}`, {
+  return new BillingError("invalid_request", `${field}: ${message}${more}`, {
     details: { param: field },
   });
 }

@@ -105,7 +105,7 @@ describe("POST /v1/billing/authorize", () => {
     expect(res.status).toBe(400);
     expect(res.json.error.code).toBe("invalid_request");
     expect(res.json.error.param).toBe("estimate.__proto__");
-    expect(res.json.error.message).toContain("meter names are lowercase");
+    expect(res.json.error.message).toContain("a meter name is a lowercase letter");
     const batch = await app.call("POST", "/v1/billing/authorize/batch", {
       key: org.gatewayKey,
       body: { requests: [{ org_id: org.id, product: "llm", model: "zen-pro", estimate }] },
@@ -113,6 +113,18 @@ describe("POST /v1/billing/authorize", () => {
     expect(batch.status).toBe(200);
     expect(batch.json.results[0].status).toBe(400);
     expect(batch.json.results[0].error.param).toBe("estimate.__proto__");
+    // Any other bad name is answered with the same rule, not zod's "Invalid key in record".
+    const upper = await authorize(app, org.gatewayKey, {
+      org_id: org.id,
+      product: "llm",
+      model: "zen-pro",
+      estimate: { Input_tokens: 10 },
+    });
+    expect(upper.status).toBe(400);
+    expect(upper.json.error.param).toBe("estimate.Input_tokens");
+    expect(upper.json.error.message).toBe(
+      "estimate.Input_tokens: a meter name is a lowercase letter, then up to 40 lowercase letters, digits or _ (e.g. input_tokens)",
+    );
   });
 
   it("the same idempotency key returns the same hold and holds once", async ({ app }) => {

@@ -298,6 +298,6 @@ describe("POST /v1/billing/usage and GET /v1/billing/usage", () => {
     expect(res.json.results.map((r: { status: string }) => r.status)).toEqual(["recorded", "rejected", "recorded"]);
     expect(res.json.results[1].error.code).toBe("invalid_request");
     expect(res.json.results[1].error.param).toBe("quantities.__proto__");
-    expect(res.json.results[1].error.message).toContain("meter names are lowercase");
+    expect(res.json.results[1].error.message).toContain("a meter name is a lowercase letter");
   });
 });

@@ -23,7 +23,8 @@ export const Quantity = z
 /** A meter's name: lowercase letters, digits and _, a letter first, 1 to 41 characters. */
 export const METER_NAME = /^[a-z][a-z0-9_]{0,40}$/;
 
-const METER_NAME_MESSAGE = "meter names are lowercase, e.g. input_tokens";
+const METER_NAME_MESSAGE =
+  "a meter name is a lowercase letter, then up to 40 lowercase letters, digits or _ (e.g. input_tokens)";
 
 export const Quantities = z
   .preprocess(
