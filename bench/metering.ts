@@ -284,35 +284,36 @@ const f = (n: number) => n.toFixed(1).padStart(10);
 console.log(
   "\nlimits/budgets load                      per second    p50 ms    p99 ms   ok / failed    CPU µs per pair/event: API   PG     Redis  load gen  API RSS MB  heap / young MB  (other work on the machine)",
 );
-for (const v of results) {
-  for (const [name, r] of [
+/** A variant's loads as the table names them, and the label its rows start with. */
+const rowsOf = (v: VariantResult) =>
+  [
     ["authorize+settle, 1 org", v.hot],
     ["authorize+settle, 1k orgs", v.many],
     ["same, 1 org, client", v.hotClient],
     ["same, 1k orgs, client", v.manyClient],
     ["ingest batches of 500", v.ingest],
-  ] as const) {
+  ] as const;
+const rowLabel = (v: VariantResult, name: string) =>
+  `${(v.build ?? `${v.limits}/${v.budgets}`).padEnd(14)}${name.padEnd(26)}`;
+for (const v of results) {
+  for (const [name, r] of rowsOf(v)) {
     if (r.mode === "skipped") continue;
     const cpu = r.cpu_us
       ? `${f(r.cpu_us.api)}${f(r.cpu_us.pg)}${f(r.cpu_us.redis)}${f(r.cpu_us.loadgen)}${f(r.rss_mb ?? 0)}${`${(r.heap_mb?.heap_total ?? 0).toFixed(0)} / ${(r.heap_mb?.new_space ?? 0).toFixed(0)}`.padStart(17)}   (${r.cpu_us.other_busy_pct.toFixed(0)}% busy)`
       : "";
     console.log(
-      `${(v.build ?? `${v.limits}/${v.budgets}`).padEnd(14)}${name.padEnd(26)}${f(r.per_s)}${f(r.p50_ms)}${f(r.p99_ms)}   ${`${r.ok} / ${r.failed}`.padEnd(14)}${cpu}`,
+      `${rowLabel(v, name)}${f(r.per_s)}${f(r.p50_ms)}${f(r.p99_ms)}   ${`${r.ok} / ${r.failed}`.padEnd(14)}${cpu}`,
     );
   }
 }
-// The tail of each call apart ("–": none of that call was answered, e.g. every authorization refused).
+// The tail of each call apart, for the pair loads ("–": none of that call was answered, e.g. every
+// authorization refused); ingest has neither.
 const ms = (value: number | undefined) => (value === undefined ? "–" : `${value.toFixed(1)} ms`);
 for (const v of results)
-  for (const [name, r] of [
-    ["authorize+settle, 1 org", v.hot],
-    ["authorize+settle, 1k orgs", v.many],
-    ["same, 1 org, client", v.hotClient],
-    ["same, 1k orgs, client", v.manyClient],
-  ] as const)
+  for (const [name, r] of rowsOf(v))
     if (r.mode !== "skipped" && (r.p99_authorize_ms !== undefined || r.p99_settle_ms !== undefined))
       console.log(
-        `${(v.build ?? `${v.limits}/${v.budgets}`).padEnd(14)}${name.padEnd(26)} p99 by call: authorize ${ms(r.p99_authorize_ms)}, settle ${ms(r.p99_settle_ms)}`,
+        `${rowLabel(v, name)} p99 by call: authorize ${ms(r.p99_authorize_ms)}, settle ${ms(r.p99_settle_ms)}`,
       );
 const maxRssMb = Math.max(...results.map((v) => v.rss_mb));
 console.log(`API peak RSS: ${maxRssMb.toFixed(0)} MB\n`);
