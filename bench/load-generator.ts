@@ -1,3 +1,4 @@
+import { writeFileSync } from "node:fs";
 import net from "node:net";
 import { GatewayClient, GatewayConnectionError } from "../client/gateway.js";
 import type { LoadGeneratorArgs } from "./support.js";
@@ -116,6 +117,8 @@ class Connection {
 }
 
 const latencies: number[] = [];
+/** BENCH_TRACE_DIR (bench/support.ts): each call through the client, as `<start, ms since the epoch> <call> <ms>`. */
+const callTrace: string[] | undefined = process.env.BENCH_TRACE_DIR ? [] : undefined;
 /** The same latencies by call (pairs): the settles' tail can differ from the authorizations'. */
 const latenciesOf = { authorize: [] as number[], settle: [] as number[] };
 let ok = 0;
@@ -251,6 +254,7 @@ async function timedCall<T>(kind: keyof typeof latenciesOf, call: () => Promise<
     const ms = performance.now() - t0;
     latencies.push(ms);
     latenciesOf[kind].push(ms);
+    callTrace?.push(`${(performance.timeOrigin + t0).toFixed(3)} ${kind} ${ms.toFixed(3)}`);
   };
   try {
     const value = await call();
@@ -310,6 +314,8 @@ if (args.client) {
   for (const c of connections) c.close();
 }
 if (reporter) clearInterval(reporter);
+if (callTrace && callTrace.length > 0)
+  writeFileSync(`${process.env.BENCH_TRACE_DIR}/calls-${process.pid}.txt`, `${callTrace.join("\n")}\n`);
 const seconds = (performance.now() - started) / 1000;
 const cpu = process.cpuUsage(cpuStart);
 latencies.sort((a, b) => a - b);

@@ -58,7 +58,7 @@ export async function startBench(name: string, opts: { ownRedis?: boolean } = {}
     async startApi(env: Record<string, string> = {}, opts: { bundle?: string } = {}) {
       const port = await freePort();
       // `npm start`'s node flags, then BENCH_API_NODE_ARGS (the later of two V8 flags wins).
-      const nodeArgs = [...START_NODE_FLAGS, ...nodeFlags(process.env.BENCH_API_NODE_ARGS)];
+      const nodeArgs = [...START_NODE_FLAGS, ...traceFlags(), ...nodeFlags(process.env.BENCH_API_NODE_ARGS)];
       let entry = ["--import", "tsx", "bin/api.ts"];
       if (opts.bundle) {
         // The other side of an A/B in one sitting (bench/metering.ts, BENCH_BEFORE).
@@ -252,6 +252,15 @@ export type LoadGeneratorInterval = {
   p99_ms: number;
 };
 
+/**
+ * BENCH_TRACE_DIR=<dir>: the API and every load generator record their garbage collections there
+ * (bench/gc-trace.mjs), and the load generators each call's start and latency (calls-<pid>.txt),
+ * for bench/slow-waves.ts.
+ */
+function traceFlags(): string[] {
+  return process.env.BENCH_TRACE_DIR ? ["--import", `${ROOT}bench/gc-trace.mjs`] : [];
+}
+
 /** Node flags from an env var: words split on whitespace (a flag's value cannot hold a space). */
 function nodeFlags(value: string | undefined): string[] {
   return (value ?? "").trim().split(/\s+/).filter(Boolean);
@@ -271,6 +280,7 @@ export function runLoadGenerator(
     const child = spawn(
       process.execPath,
       [
+        ...traceFlags(),
         ...nodeFlags(process.env.BENCH_LOADGEN_NODE_ARGS),
         "--import",
         "tsx",
