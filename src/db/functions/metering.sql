@@ -158,13 +158,17 @@ begin
   -- Every read is a probe per organization or per hold (`offset 0` keeps the sweep's subquery
   -- from being flattened, `= any` reaches holds by primary key): plans cached while holds was
   -- small otherwise joined against every organization's active holds, read whole on every batch.
+  -- A named hold is probed by its id alone: `status || ''` (see metering_settle's update of holds)
+  -- keeps the partial indexes over active holds out of its plan. A plan made right after a vacuum,
+  -- when they are empty, matched expires_at in one of them and filtered on id, reading the whole
+  -- of holds_active_org on every probe (test/metering/hold-probe-plan.test.ts).
   select array_agg(d.id) into v_due from (
     select h.id from generate_subscripts(p_orgs, 1) i
     cross join lateral (select h.id from holds h where h.org_id = (p_orgs[i]).org_id and h.status = 'active' and h.expires_at <= p_now offset 0) h
     where p_sweep[i]
     union
     select h.id from unnest(p_named) n(id)
-    cross join lateral (select h.id from holds h where h.id = n.id and h.status = 'active' and h.expires_at <= p_now limit 1) h
+    cross join lateral (select h.id from holds h where h.id = n.id and h.status || '' = 'active' and h.expires_at <= p_now limit 1) h
   ) d;
   -- Usually none is due: then no UPDATE at all, as one of no rows still runs the holds' statement
   -- trigger (holds.sql).
