@@ -237,7 +237,7 @@ async function runVariant(variant: Variant): Promise<VariantResult> {
   // stale statistics cost).
   //
   // The analyze makes each of the API's sessions plan the batch's statements again on its next
-  // call: the first ~100 ms of load after it ran PostgreSQL calls of 6–17 ms where 2–4 is usual, a
+  // call: the first ~100 ms of load after it ran PostgreSQL calls of 4.5–17 ms where 2–4 is usual, a
   // third of the calls over 10 ms in an 8 s run (bench/RESULTS-metering.md, 2026-12-04, ninth
   // machine). Autovacuum spreads those re-plans over hours of traffic; here they would all land at
   // the start of the measured seconds. So the same load runs BENCH_SETTLE_SECONDS (default 1)
