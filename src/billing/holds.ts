@@ -166,8 +166,9 @@ export async function expireHolds(ctx: BillingContext, input: { maxOrgs?: number
   const { sql } = ctx;
   const now = ctx.clock();
   const maxOrgs = input.maxOrgs ?? 200;
+  // `org_id <> ''` (always true) lets this query use holds_active_expiry, kept for it alone (migration 0044).
   const due = await sql<{ org_id: string }[]>`
-    select distinct org_id from holds where status = 'active' and expires_at <= ${now} limit ${maxOrgs}`;
+    select distinct org_id from holds where status = 'active' and org_id <> '' and expires_at <= ${now} limit ${maxOrgs}`;
   if (due.length === 0) return 0;
   const orgs = due
     .map((d) => d.org_id)
