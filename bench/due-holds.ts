@@ -1,12 +1,8 @@
-import { readCatalogFile } from "../src/billing/catalog.js";
 import { createBillingContext } from "../src/billing/context.js";
-import { grantCredits } from "../src/billing/grants.js";
 import { expireHolds } from "../src/billing/holds.js";
-import { loadCatalog } from "../src/billing/load-catalog.js";
 import { Metering } from "../src/billing/metering.js";
-import { createOrganization } from "../src/billing/organizations.js";
 import { createSql } from "../src/db/client.js";
-import { migrate } from "../src/db/migrate.js";
+import { seedMeteringOrgs } from "./metering-seed.js";
 import { startBench } from "./support.js";
 
 /**
@@ -27,21 +23,9 @@ const INDEX = {
 
 const bench = await startBench("due_holds");
 const sql = createSql(bench.databaseUrl, { max: 4 });
-await migrate(sql);
-const ctx = createBillingContext({ sql });
-await loadCatalog(ctx, { file: await readCatalogFile() });
-const orgs: string[] = [];
-for (let i = 0; i < 17; i++) {
-  const org = await createOrganization(ctx, { name: `org-${i}` });
-  await grantCredits(ctx, {
-    orgId: org.id,
-    amount: 10_000n * 1_000_000_000n,
-    reason: "bench",
-    idempotencyKey: "bench",
-  });
-  orgs.push(org.id);
-}
-const [lostOrg] = orgs.splice(16, 1) as [string];
+// 17 organizations with credits (and a hot one, unused): one loses its holds, 16 authorize.
+const { many } = await seedMeteringOrgs(sql, { orgs: 17 });
+const [lostOrg, ...orgs] = many as [string, ...string[]];
 const estimate = { input_tokens: 10n, output_tokens: 10n };
 const request = (orgId: string, ttlSeconds: number) => ({
   orgId,

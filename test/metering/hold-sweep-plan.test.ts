@@ -2,6 +2,7 @@ import { describe, expect } from "vitest";
 import { Metering } from "../../src/billing/metering.js";
 import type { Sql } from "../../src/db/client.js";
 import { appTest as it } from "../support/fixtures.js";
+import { holdsIndexReads, vacuumedAfterClosedHolds } from "../support/holds-plans.js";
 
 // A file of its own: the plan depends on the statistics of holds, which another test's holds would
 // change. A batch that authorizes for an organization first expires that organization's holds past
@@ -17,12 +18,7 @@ describe("a metering batch's sweep of an organization's due holds", () => {
     await app.grant(a.id, "1000");
     await app.grant(b.id, "1000");
     const now = app.clock();
-    await db.sql`
-      insert into holds (id, org_id, amount, status, product, model, estimate, catalog_version, expires_at, created_at, closed_at)
-      select 'hold_past_' || n, ${a.id}, 0, 'active', 'llm', 'zen-pro', '{}', 'v', ${now}, ${now}, null
-      from generate_series(1, 100000) n`;
-    await db.sql`update holds set status = 'expired', closed_at = ${now} where id like 'hold_past_%'`;
-    await db.sql`vacuum analyze holds`;
+    await vacuumedAfterClosedHolds(db.sql, a.id, now);
     const estimate = { input_tokens: 10n, output_tokens: 10n };
     const authorize = (m: Metering, orgId: string, at: Date, ttlSeconds: number) =>
       m.authorize({ orgId, product: "llm", model: "zen-pro", estimate, idempotencyKey: undefined, ttlSeconds }, at);
@@ -37,21 +33,11 @@ describe("a metering batch's sweep of an organization's due holds", () => {
         await Promise.all(Array.from({ length: 500 }, () => authorize(app.metering, b.id, now, 60)));
       // Ten minutes later, before any sweep, A authorizes on the session.
       const later = new Date(now.getTime() + 10 * 60_000);
-      const tuples = () => session<{ index: string; tuples: number }[]>`
-        select c.relname as index, pg_stat_get_xact_tuples_returned(c.oid)::int as tuples
-        from pg_index i join pg_class c on c.oid = i.indexrelid
-        where i.indrelid = 'holds'::regclass order by 1`;
-      await session`begin`;
-      const before = await tuples();
-      const hold = await authorize(metering, a.id, later, 3600);
-      const after = await tuples();
-      await session`commit`;
+      const { value: hold, read } = await holdsIndexReads(session as unknown as Sql, () =>
+        authorize(metering, a.id, later, 3600),
+      );
       expect(hold.status).toBe("active");
-      const read = after.map((x) => ({
-        index: x.index,
-        tuples: x.tuples - (before.find((y) => y.index === x.index)?.tuples ?? 0),
-      }));
-      // A's own probe finds its one earlier hold, not yet due; B's 2,000 due holds are not read.
+      // A's own probe finds none due (its one earlier hold is not); B's 2,000 due holds are not read.
       expect(read.length).toBeGreaterThan(0);
       expect(
         read.reduce((n, r) => n + r.tuples, 0),
