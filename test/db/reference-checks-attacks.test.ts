@@ -701,6 +701,66 @@ describe("no ledger transaction commits without entries (ledger_assert_has_entri
   });
 });
 
+describe("ledger accounts name only existing organizations (ledger_accounts_org_exists, migration 0045)", () => {
+  const account = (org: string, kind: string) => `(${lit(`org:${org}:${kind}`)}, ${lit(org)}, ${lit(kind)})`;
+  const insertAccounts = (rows: string[]) => `insert into ledger_accounts (id, org_id, kind) values ${rows.join(", ")}`;
+  /** The committed accounts whose id contains `tag` and whose organization does not exist. */
+  const orphanAccounts = async (db: TestDatabase, tag: string) =>
+    (
+      await db.sql<{ id: string }[]>`
+        select a.id from ledger_accounts a
+        where a.id like ${`%${tag}%`} and not exists (select from organizations o where o.id = a.org_id)`
+    ).map((r) => r.id);
+
+  it("an account opened for a missing organization is refused with 23503 naming it, however it is written", async ({
+    db,
+  }) => {
+    const tag = newTag();
+    const good = `org_acc_${tag}`;
+    const missing = `org_missing_${tag}`;
+    await db.appSql.unsafe(`insert into organizations (id, name) values (${lit(good)}, 'Accounts')`);
+    const attempts = {
+      "one row": insertAccounts([account(missing, "org_credits")]),
+      "a good row, then the bad one": insertAccounts([account(good, "org_credits"), account(missing, "org_credits")]),
+      "INSERT … SELECT": `insert into ledger_accounts (id, org_id, kind) select 'org:' || o || ':org_credits', o, 'org_credits'
+        from unnest(array[${lit(good)}, ${lit(missing)}]) o`,
+      "ON CONFLICT DO NOTHING": `${insertAccounts([account(missing, "org_credits")])} on conflict do nothing`,
+    };
+    for (const [how, statement] of Object.entries(attempts))
+      expect(await outcome(() => db.appSql.unsafe(statement)), how).toMatchObject(fk(new RegExp(`organization ${missing}`)));
+    const copied = await psql(
+      db,
+      copyScript("copy ledger_accounts (id, org_id, kind) from stdin", [
+        [`org:${missing}:org_credits`, missing, "org_credits"],
+      ]),
+    );
+    expect(copied).toMatchObject(fk(new RegExp(`organization ${missing}`)));
+    // An account can be moved to no organization by neither UPDATE nor ON CONFLICT DO UPDATE.
+    await db.appSql.unsafe(insertAccounts([account(good, "org_credits")]));
+    const moves = {
+      update: `update ledger_accounts set org_id = ${lit(missing)} where id = ${lit(`org:${good}:org_credits`)}`,
+      "on conflict do update": `${insertAccounts([account(good, "org_credits")])} on conflict (id) do update set org_id = ${lit(missing)}`,
+    };
+    for (const [how, statement] of Object.entries(moves))
+      expect(await outcome(() => db.appSql.unsafe(statement)), how).toMatchObject({ code: "42501" });
+    expect(await orphanAccounts(db, tag)).toEqual([]);
+  });
+
+  it("an account opened in the transaction that made its organization is written (the check is not vacuous)", async ({
+    db,
+  }) => {
+    const tag = newTag();
+    const org = `org_new_${tag}`;
+    await db.appSql.begin(async (tx) => {
+      await tx.unsafe(`insert into organizations (id, name) values (${lit(org)}, 'New')`);
+      await tx.unsafe(insertAccounts([account(org, "org_credits")]));
+    });
+    const [row] = await db.sql<{ n: number }[]>`select count(*)::int as n from ledger_accounts where org_id = ${org}`;
+    expect(row!.n).toBe(1);
+    expect(await orphanAccounts(db, tag)).toEqual([]);
+  });
+});
+
 describe("an organization's id stays while anything names it", () => {
   /** An organization with no ledger account, and a hold, a usage event and a ledger transaction naming it. */
   async function named(tx: TransactionSql, org: string, tag: string) {

@@ -270,6 +270,20 @@ drop trigger if exists ledger_accounts_open_at_zero on ledger_accounts;
 create trigger ledger_accounts_open_at_zero before insert on ledger_accounts for each row
   when (new.balance <> 0 or new.held <> 0) execute function ledger_accounts_refuse_change();
 
+-- In place of org_id's foreign key (migration 0045): an organization's account is opened for an
+-- organization that exists. Accounts are opened with their organization, not on the hot path.
+create or replace function ledger_accounts_refuse_missing_org() returns trigger language plpgsql set search_path = billing, pg_temp as $$
+begin
+  if not exists (select 1 from organizations o where o.id = new.org_id) then
+    raise exception 'ledger account % names organization %, which does not exist', new.id, new.org_id
+      using errcode = 'foreign_key_violation';
+  end if;
+  return new;
+end $$;
+drop trigger if exists ledger_accounts_org_exists on ledger_accounts;
+create trigger ledger_accounts_org_exists before insert on ledger_accounts for each row
+  when (new.org_id is not null) execute function ledger_accounts_refuse_missing_org();
+
 -- Usage events and catalog versions are facts too.
 create or replace function usage_refuse_change() returns trigger language plpgsql set search_path = billing, pg_temp as $$
 begin

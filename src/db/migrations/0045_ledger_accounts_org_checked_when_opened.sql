@@ -1,0 +1,13 @@
+-- ledger_accounts.org_id stops being a foreign key: an account's organization is checked when the
+-- account is opened (ledger_accounts_org_exists, functions/ledger.sql), as migration 0039 did for
+-- holds, usage events and ledger transactions. A settle updates its organization's credits account
+-- twice in one transaction (`held` by the holds' trigger, then `balance` by the ledger entries'),
+-- and PostgreSQL checks a key on an update of a row its own transaction wrote, changed or not: each
+-- settled organization of each batch ran a referential-integrity query that also took a KEY SHARE
+-- lock on the organization's row, a write to that row and to the WAL on the metering path
+-- (test/metering/settle-org-row-untouched.test.ts).
+--
+-- What the key also guarded cannot happen, as 0039 says: an account keeps its org_id
+-- (ledger_accounts_balance_by_postings), an organization keeps its id (organizations_id_fixed), and
+-- the app's role deletes nothing.
+alter table ledger_accounts drop constraint ledger_accounts_org_id_fkey;
