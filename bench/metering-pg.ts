@@ -22,6 +22,8 @@ import { cpuMicros, startBench } from "./support.js";
  * events settling the previous round's holds (what the API's group commit sends under load).
  * ingest: each round is BATCH usage events of random organizations, no holds.
  *
+ * BENCH_AFTER_SQL=<statements>: run on the "this tree" side's database only, after its migrations.
+ *
  * BENCH_BEFORE=<dir>: an A/B of the SQL in one sitting (as bench:metering's). <dir> is a checkout of
  * an earlier commit: the bench's database is made by its migrations and SQL functions and seeded,
  * then copied, and the copy migrated by this tree, so both sides start from the same rows. Each batch
@@ -90,6 +92,9 @@ if (beforeDir) {
   const afterUrl = await bench.copyDatabase("after");
   const afterSql = createSql(afterUrl, { max: 1 });
   await migrate(afterSql);
+  // BENCH_AFTER_SQL: an experiment on the copy alone (e.g. a trigger disabled), so that with
+  // BENCH_BEFORE=<this tree> the two sides differ by that statement only.
+  if (process.env.BENCH_AFTER_SQL) await afterSql.unsafe(process.env.BENCH_AFTER_SQL);
   sides.push(await openSide("before", createSql(bench.databaseUrl, { max: 1 }), orgs));
   sides.push(await openSide("this tree", afterSql, orgs));
 } else sides.push(await openSide("this tree", createSql(bench.databaseUrl, { max: 1 }), orgs));
