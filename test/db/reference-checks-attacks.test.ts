@@ -727,7 +727,9 @@ describe("ledger accounts name only existing organizations (ledger_accounts_org_
       "ON CONFLICT DO NOTHING": `${insertAccounts([account(missing, "org_credits")])} on conflict do nothing`,
     };
     for (const [how, statement] of Object.entries(attempts))
-      expect(await outcome(() => db.appSql.unsafe(statement)), how).toMatchObject(fk(new RegExp(`organization ${missing}`)));
+      expect(await outcome(() => db.appSql.unsafe(statement)), how).toMatchObject(
+        fk(new RegExp(`organization ${missing}`)),
+      );
     const copied = await psql(
       db,
       copyScript("copy ledger_accounts (id, org_id, kind) from stdin", [
