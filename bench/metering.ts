@@ -55,13 +55,9 @@ if (beforeDir) {
  * list such as `off,on,off,on` for an A/B in one sitting (alternating, so a slow spell of the host
  * does not land on one side only). Each variant starts its own API process and warms it up.
  */
-// A variant may end in `/-depleted`: the balance.depleted statement trigger on ledger_entries
-// (src/db/functions/events.sql) is disabled in the bench's database while it runs, to measure
-// what the trigger costs the metering path (e.g. `on,on/-depleted,on,on/-depleted`).
 const rateLimitVariants = (process.env.BENCH_RATE_LIMITS ?? "on").split(",").map((v) => v.trim());
 for (const v of rateLimitVariants)
-  if (!/^(on|off)(\/-depleted)?$/.test(v))
-    throw new Error(`BENCH_RATE_LIMITS: "${v}" is neither on nor off (optionally with /-depleted)`);
+  if (v !== "on" && v !== "off") throw new Error(`BENCH_RATE_LIMITS: "${v}" is neither on nor off`);
 /**
  * BENCH_BUDGETS=off,on (or off,on,off,on) is the A/B of budgets instead: every variant runs with
  * the first BENCH_RATE_LIMITS setting, and `on` gives every organization (the hot one and the
@@ -156,11 +152,6 @@ async function runVariant(variant: Variant): Promise<VariantResult> {
   const databaseUrl = databaseOf(variant);
   const databaseName = new URL(databaseUrl).pathname.slice(1);
   await setBudgets(databaseUrl, budgets === "on");
-  const toggle = createSql(databaseUrl, { max: 1 });
-  await toggle.unsafe(
-    `alter table ledger_entries ${limits.endsWith("/-depleted") ? "disable" : "enable"} trigger ledger_entries_depleted_event`,
-  );
-  await toggle.end();
   const api = await bench.startApi(
     { RATE_LIMITS_ENABLED: limits.startsWith("on") ? "true" : "false", DATABASE_URL: databaseUrl },
     { bundle: build === "before" ? `${beforeDir}/dist/api.mjs` : undefined },

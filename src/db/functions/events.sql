@@ -157,48 +157,9 @@ end $$;
 drop trigger if exists balance_alerts_event on balance_alerts;
 create trigger balance_alerts_event after insert on balance_alerts for each row execute function balance_alerts_event();
 
--- balance.depleted: a statement of ledger entries that takes an organization's ledger balance
--- (credits + held, as the low-balance crossing judges it) from above zero to zero or below. It
--- runs after ledger_entries_apply (triggers of one event fire in name order), so the accounts
--- hold this statement's totals: the balance before is the one after less the statement's net.
--- The credits row is locked by that update until commit, and every movement that changes held
--- changes credits in the same statement, so crossings are judged one transaction after another:
--- each belongs to exactly one transaction, which names the event (its most negative one for the
--- org within the statement). Only orgs whose net is negative are looked at: a credit never depletes.
--- The fact is the org's in that transaction: a metering batch's one usage transaction can deplete
--- several organizations (migration 0040), each of which gets its event.
-create or replace function ledger_entries_depleted_event() returns trigger language plpgsql
-  set search_path = billing, pg_temp as $$
-declare
-  r record;
-begin
-  for r in
-    with per_txn as (
-      select split_part(i.account_id, ':', 2) as org_id, i.transaction_id, sum(i.amount) as net
-      from inserted i
-      where i.account_id like 'org:%'
-      group by 1, 2
-    ), per_org as (
-      select org_id, sum(net) as net,
-             (array_agg(transaction_id order by net, transaction_id))[1] as transaction_id
-      from per_txn group by org_id having sum(net) < 0
-    )
-    select o.org_id, o.net, o.transaction_id, b.balance, t.created_at
-    from per_org o
-    cross join lateral (select sum(a.balance)::bigint as balance from ledger_accounts a
-                        where a.org_id = o.org_id and a.kind in ('org_credits', 'org_held')) b
-    cross join lateral (select t.created_at from ledger_transactions t where t.id = o.transaction_id limit 1) t  -- a probe, as in ledger_assert_balanced
-    where b.balance <= 0 and b.balance - o.net > 0
-  loop
-    perform emit_event(r.org_id, 'balance.depleted', r.transaction_id || ':' || r.org_id,
-      event_usd('balance', r.balance) || jsonb_build_object('transaction_id', r.transaction_id),
-      r.created_at);
-  end loop;
-  return null;
-end $$;
+-- balance.depleted is judged by the ledger's balance trigger (ledger_apply_to_balance, ledger.sql).
 drop trigger if exists ledger_entries_depleted_event on ledger_entries;
-create trigger ledger_entries_depleted_event after insert on ledger_entries
-  referencing new table as inserted for each statement execute function ledger_entries_depleted_event();
+drop function if exists ledger_entries_depleted_event();
 
 -- deposit.seen / credited / orphaned / reversed: each change of a deposit's state or counts is a
 -- fact of the transaction that makes it (src/billing/deposits/lifecycle.ts and record.ts). Only

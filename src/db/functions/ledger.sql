@@ -218,6 +218,16 @@ create trigger ledger_transaction_orgs_no_truncate before truncate on ledger_tra
 -- It also refuses an entry naming an account that does not exist (in place of a foreign key,
 -- migration 0036): the accounts are read once by primary key, and the update then reaches them
 -- through what that read found.
+--
+-- balance.depleted: a statement that takes an organization's balance (its credits account, the
+-- balance the API shows and balance.low judges: src/billing/low-balance.ts) from above zero to
+-- zero or below. The update returns each account's balance after the statement, so the balance
+-- before is that less the statement's total: judged here, with no read of its own (a trigger
+-- apart re-read every debited organization's accounts on every posting: 5 % of metering's
+-- PostgreSQL CPU, bench/RESULTS-metering.md). The row stays locked by this update until commit,
+-- so crossings are judged one transaction after another: each belongs to exactly one, which
+-- names the event (the org's most negative transaction within the statement; a metering batch's
+-- one usage transaction can deplete several organizations, each of which gets its event).
 create or replace function ledger_apply_to_balance() returns trigger language plpgsql
 set search_path = billing, pg_temp
 set enable_seqscan = off  -- see the head of this file
@@ -225,6 +235,10 @@ set jit = off
 as $$
 declare
   v_missing text;
+  v_depleted text[];
+  v_orgs text[];
+  v_balances bigint[];
+  r record;
 begin
   with totals as materialized (
     select account_id, sum(amount) as total from inserted group by account_id
@@ -234,17 +248,37 @@ begin
     update ledger_accounts a set balance = a.balance + t.total
     from totals t
     where a.id = any (array(select id from accounts where kind <> 'system')) and a.id = t.account_id
+    returning a.id, a.org_id, a.kind, a.balance::bigint as balance, t.total
   )
   -- An account is missing exactly when fewer were found than named (ids are unique): only then is
   -- the missing one looked for. Planned for a handful of rows, that search is a nested loop over
   -- both lists, which for a batch naming 400 organizations cost 6 ms of the statement's 8.
-  select t.account_id into v_missing from totals t
-  where (select count(*) from accounts) < (select count(*) from totals)
-    and not exists (select 1 from accounts x where x.id = t.account_id)
-  limit 1;
+  select (select t.account_id from totals t
+          where (select count(*) from accounts) < (select count(*) from totals)
+            and not exists (select 1 from accounts x where x.id = t.account_id)
+          limit 1),
+         d.ids, d.orgs, d.balances
+  into v_missing, v_depleted, v_orgs, v_balances
+  from (select array_agg(p.id) as ids, array_agg(p.org_id) as orgs, array_agg(p.balance) as balances from applied p
+        where p.kind = 'org_credits' and p.total < 0 and p.balance <= 0 and p.balance - p.total > 0) d;
   if v_missing is not null then
     raise exception 'ledger entries name account %, which does not exist', v_missing using errcode = 'foreign_key_violation';
   end if;
+  if v_depleted is null then
+    return null;
+  end if;
+  for r in
+    select d.org_id, d.balance, m.transaction_id, m.created_at
+    from unnest(v_depleted, v_orgs, v_balances) d(id, org_id, balance)
+    cross join lateral (
+      select i.transaction_id, min(i.created_at) as created_at from inserted i where i.account_id = d.id
+      group by i.transaction_id order by sum(i.amount), i.transaction_id limit 1
+    ) m
+  loop
+    perform emit_event(r.org_id, 'balance.depleted', r.transaction_id || ':' || r.org_id,
+      event_usd('balance', r.balance) || jsonb_build_object('transaction_id', r.transaction_id),
+      r.created_at);
+  end loop;
   return null;
 end $$;
 drop trigger if exists ledger_entries_apply on ledger_entries;
