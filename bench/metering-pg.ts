@@ -20,6 +20,9 @@ import { cpuMicros, startBench } from "./support.js";
  *
  * pairs: each round is one metering_batch call carrying BATCH authorizations and the usage
  * events settling the previous round's holds (what the API's group commit sends under load).
+ * BENCH_SPLIT=1: two calls a round instead, the usage first, then the authorizations, as the
+ * gateway's client sends them in bench:metering's load (its 32 users move in lockstep, so each
+ * call carries one kind only).
  * ingest: each round is BATCH usage events of random organizations, no holds.
  *
  * BENCH_AFTER_SQL=<statements>: run on the "this tree" side's database only, after its migrations.
@@ -36,6 +39,7 @@ const ORGS = Number(process.env.BENCH_ORGS ?? 1000);
 const BATCHES = (process.env.BENCH_BATCHES ?? "1,4,16,64").split(",").map(Number);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
 const MODE = process.env.BENCH_MODE ?? "pairs";
+const SPLIT = process.env.BENCH_SPLIT === "1";
 
 const beforeDir = process.env.BENCH_BEFORE;
 const bench = await startBench("metering_pg");
@@ -101,29 +105,37 @@ if (beforeDir) {
 const randomOrg = (side: Side) => side.orgs[Math.floor(Math.random() * side.orgs.length)]!;
 let seq = 0;
 
-/** One metering_batch call: `batch` authorizations, plus the events settling the last round's holds. */
+/** One round: `batch` authorizations and the events settling the last round's holds, in one call (two with BENCH_SPLIT). */
 async function pairsRound(side: Side, batch: number) {
   const now = new Date();
-  const held = Array.from({ length: batch }, () => {
-    const orgId = randomOrg(side);
-    const estimate = { input_tokens: 1000n, output_tokens: 500n };
-    return side.metering
-      .authorize({ orgId, product: "llm", model: "zen-pro", estimate, idempotencyKey: undefined, ttlSeconds: 300 }, now)
-      .then((h) => ({ orgId, holdId: h.id }));
-  });
-  const settled = side.metering.recordUsageMany(
-    side.unsettled.map(({ orgId, holdId }) => ({
-      orgId,
-      idempotencyKey: `pg-${process.pid}-${++seq}`,
-      occurredAt: now,
-      product: "llm",
-      model: "zen-pro",
-      quantities: { input_tokens: 900n, output_tokens: 450n },
-      holdId,
-    })),
-    now,
-  );
-  [side.unsettled] = await Promise.all([Promise.all(held), settled]);
+  const authorize = () =>
+    Array.from({ length: batch }, () => {
+      const orgId = randomOrg(side);
+      const estimate = { input_tokens: 1000n, output_tokens: 500n };
+      return side.metering
+        .authorize(
+          { orgId, product: "llm", model: "zen-pro", estimate, idempotencyKey: undefined, ttlSeconds: 300 },
+          now,
+        )
+        .then((h) => ({ orgId, holdId: h.id }));
+    });
+  const settle = () =>
+    side.metering.recordUsageMany(
+      side.unsettled.map(({ orgId, holdId }) => ({
+        orgId,
+        idempotencyKey: `pg-${process.pid}-${++seq}`,
+        occurredAt: now,
+        product: "llm",
+        model: "zen-pro",
+        quantities: { input_tokens: 900n, output_tokens: 450n },
+        holdId,
+      })),
+      now,
+    );
+  if (SPLIT) {
+    await settle();
+    side.unsettled = await Promise.all(authorize());
+  } else [side.unsettled] = await Promise.all([Promise.all(authorize()), settle()]);
 }
 
 async function ingestRound(side: Side, batch: number) {
