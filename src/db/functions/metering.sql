@@ -674,28 +674,31 @@ set plan_cache_mode = force_generic_plan
 as $$
 begin
   -- The transactions themselves were written in phase 3 (metering_settle), before the holds they
-  -- close: read back by primary key, once each.
-  insert into ledger_transaction_orgs (org_id, seq, transaction_id, created_at, metadata)
-  select (p_orgs[i]).org_id, t.seq, t.id, p_now, jsonb_build_object('events', p_events[i])
-  from generate_subscripts(p_orgs, 1) i
-  join (select t.id, t.seq from ledger_transactions t
-        where t.id = any (array(select distinct (p_orgs[j]).usage_txn from generate_subscripts(p_orgs, 1) j where p_cost[j] <> 0))) t
-    on t.id = (p_orgs[i]).usage_txn
-  where p_cost[i] <> 0;
-  if found then
-    insert into ledger_entries (transaction_id, account_id, amount, created_at)
-    select (p_orgs[i]).usage_txn, 'org:' || (p_orgs[i]).org_id || ':credits', -p_cost[i], p_now
+  -- close: read back by primary key, once each. A batch without a cost (authorizations only, or
+  -- usage that cost nothing) posts nothing, and skips the insert: one of no rows still starts it.
+  if 0 <> any (p_cost) then
+    insert into ledger_transaction_orgs (org_id, seq, transaction_id, created_at, metadata)
+    select (p_orgs[i]).org_id, t.seq, t.id, p_now, jsonb_build_object('events', p_events[i])
     from generate_subscripts(p_orgs, 1) i
-    where p_cost[i] <> 0
-    union all
-    select c.txn, 'system:revenue', sum(c.cost)::bigint, p_now
-    from (
-      select (p_orgs[i]).usage_txn as txn, i, p_cost[i] as cost,
-             sum(p_cost[i]::numeric) over (partition by (p_orgs[i]).usage_txn) > 9223372036854775807 as too_big
+    join (select t.id, t.seq from ledger_transactions t
+          where t.id = any (array(select distinct (p_orgs[j]).usage_txn from generate_subscripts(p_orgs, 1) j where p_cost[j] <> 0))) t
+      on t.id = (p_orgs[i]).usage_txn
+    where p_cost[i] <> 0;
+    if found then
+      insert into ledger_entries (transaction_id, account_id, amount, created_at)
+      select (p_orgs[i]).usage_txn, 'org:' || (p_orgs[i]).org_id || ':credits', -p_cost[i], p_now
       from generate_subscripts(p_orgs, 1) i
       where p_cost[i] <> 0
-    ) c
-    group by c.txn, case when c.too_big then c.i end;
+      union all
+      select c.txn, 'system:revenue', sum(c.cost)::bigint, p_now
+      from (
+        select (p_orgs[i]).usage_txn as txn, i, p_cost[i] as cost,
+               sum(p_cost[i]::numeric) over (partition by (p_orgs[i]).usage_txn) > 9223372036854775807 as too_big
+        from generate_subscripts(p_orgs, 1) i
+        where p_cost[i] <> 0
+      ) c
+      group by c.txn, case when c.too_big then c.i end;
+    end if;
   end if;
 
   -- Each insert only when it has rows: one of no rows still runs the table's statement triggers.
