@@ -17,7 +17,12 @@ export class GroupCommitter<I, O> {
   private scheduled = false;
 
   constructor(
-    private readonly writeBatch: (items: I[]) => Promise<BatchOutcome<O>[]>,
+    /**
+     * Writes a batch. `again`: these items were in a batch whose write failed, so it may have
+     * committed with its answer lost (a connection that failed after the commit); the writer must
+     * look for what that attempt wrote before deciding anything a second time.
+     */
+    private readonly writeBatch: (items: I[], again: boolean) => Promise<BatchOutcome<O>[]>,
     private readonly opts: { maxBatch: number; maxInFlight: number },
   ) {}
 
@@ -62,22 +67,24 @@ export class GroupCommitter<I, O> {
     while (this.inFlight < this.opts.maxInFlight && this.pending.length > 0) {
       const batch = this.pending.splice(0, this.opts.maxBatch);
       this.inFlight++;
-      this.writeBatch(batch.map((b) => b.item))
+      this.writeBatch(
+        batch.map((b) => b.item),
+        false,
+      )
         .then(
           (outcomes): unknown => {
             for (const [i, b] of batch.entries())
               settle(b, outcomes[i] ?? new Error("batch writer returned no outcome for an item"));
             return undefined;
           },
-          (err: unknown): unknown => {
-            if (batch.length === 1) return settle(at(batch, 0, "item"), asError(err));
-            // A batch carries requests of many callers (and organizations): one item the
-            // database refuses must not fail the others, so each is written again on its own,
-            // one after the other in the batch's order. In parallel, a later request could be
-            // decided before an earlier one it depends on (a key's second use answered as a
-            // first use: 402 instead of 409 idempotency_key_reused).
-            return this.writeEachInOrder(batch);
-          },
+          // A batch carries requests of many callers (and organizations): one item the database
+          // refuses must not fail the others, so each is written again on its own, one after the
+          // other in the batch's order. In parallel, a later request could be decided before an
+          // earlier one it depends on (a key's second use answered as a first use: 402 instead of
+          // 409 idempotency_key_reused). A batch of one is written again too: the failure may be
+          // a lost answer to a write that committed, which only the second attempt (`again`) can
+          // find and answer.
+          (): unknown => this.writeEachInOrder(batch),
         )
         .finally(() => {
           this.inFlight--;
@@ -89,7 +96,7 @@ export class GroupCommitter<I, O> {
   private async writeEachInOrder(batch: { item: I; waiter: Waiter<O>; slot: number }[]): Promise<void> {
     for (const b of batch) {
       try {
-        const [outcome] = await this.writeBatch([b.item]);
+        const [outcome] = await this.writeBatch([b.item], true);
         settle(b, outcome ?? new Error("batch writer returned no outcome for an item"));
       } catch (e) {
         settle(b, asError(e));
@@ -206,6 +213,8 @@ export type BatchAuthorization = {
   ttl_seconds: number;
   api_key_id?: string;
   project?: string;
+  /** Written again after a failed write, without a key: look for its hold by id first (metering_decide). */
+  recheck?: true;
 };
 export type BatchAnswer = {
   usage_outcomes: string[] | null;

@@ -1,11 +1,15 @@
 import { BillingError } from "../errors.js";
-import { newId } from "../ids.js";
 import { formatUsd } from "../ledger/money.js";
 import type { BillingContext } from "./context.js";
 import { at, callMeteringBatch, countsObject, previousWithSameKey, type BatchAuthorization } from "./group-commit.js";
 
 export type AuthorizeRequest = {
   orgId: string;
+  /**
+   * The id its hold gets if granted, chosen when the request is made: a request written again
+   * after a lost answer names the same hold, so the first attempt's hold is found, not doubled.
+   */
+  holdId: string;
   product: string;
   model: string | undefined;
   estimate: Record<string, bigint>;
@@ -70,9 +74,13 @@ export type AuthorizeAnswer = { outcomes: AuthorizeOutcome[]; details: Authorize
  */
 export type PreparedAuthorize = ReturnType<typeof prepareAuthorize>;
 
-export function prepareAuthorize(requests: AuthorizeRequest[], now: Date, orgIndex: number[]) {
+/**
+ * `again`: the requests are written again after a failed write (GroupCommitter), so each without
+ * an idempotency key is first looked for by its hold id (metering_decide's `recheck`).
+ */
+export function prepareAuthorize(requests: AuthorizeRequest[], now: Date, orgIndex: number[], again = false) {
   const expiresAt = requests.map((r) => new Date(now.getTime() + r.ttlSeconds * 1000));
-  const holdIds = requests.map(() => newId("hold"));
+  const holdIds = requests.map((r) => r.holdId);
   const previous = previousWithSameKey(
     requests.map((r) => r.idempotencyKey),
     orgIndex,
@@ -96,6 +104,7 @@ export function prepareAuthorize(requests: AuthorizeRequest[], now: Date, orgInd
         ttl_seconds: r.ttlSeconds,
         ...(r.apiKeyId !== undefined ? { api_key_id: r.apiKeyId } : {}),
         ...(r.project !== undefined ? { project: r.project } : {}),
+        ...(again && r.idempotencyKey === undefined ? { recheck: true } : {}),
       }),
     ),
   };

@@ -20,7 +20,7 @@ import {
   type UsageResult,
 } from "./usage.js";
 
-export type AuthorizeInput = Omit<AuthorizeRequest, "amount" | "catalogVersion">;
+export type AuthorizeInput = Omit<AuthorizeRequest, "amount" | "catalogVersion" | "holdId">;
 export type UsageInput = Omit<UsageRequest, "cost" | "catalogVersion">;
 
 /** Events may carry their own timestamp; one from the future (beyond clock skew) is refused. */
@@ -72,7 +72,7 @@ export class Metering {
     const batching = { maxBatch: opts.maxBatch ?? 1000, maxInFlight: opts.maxInFlight ?? 1 };
     this.lanes = Array.from(
       { length: lanes },
-      () => new GroupCommitter<Item, Hold | UsageResult>((items) => this.writeBatch(items), batching),
+      () => new GroupCommitter<Item, Hold | UsageResult>((items, again) => this.writeBatch(items, again), batching),
     );
   }
 
@@ -110,6 +110,7 @@ export class Metering {
     const price = this.catalog.price(now, input.product, input.model, input.estimate, "estimate");
     const req: AuthorizeRequest = {
       orgId: input.orgId,
+      holdId: newId("hold"),
       product: input.product,
       model: input.model,
       estimate: input.estimate,
@@ -241,7 +242,7 @@ export class Metering {
    * commits it durably and only then answers: the organizations' row locks are held while it
    * runs, never across round trips to this process.
    */
-  private async writeBatch(items: Item[]): Promise<BatchOutcome<Hold | UsageResult>[]> {
+  private async writeBatch(items: Item[], again: boolean): Promise<BatchOutcome<Hold | UsageResult>[]> {
     const first = items[0];
     if (first === undefined) throw new Error("metering batch is empty");
     const now = items.reduce((a, i) => (i.now > a ? i.now : a), first.now);
@@ -261,7 +262,7 @@ export class Metering {
         eventOrgs.push(org);
       }
     });
-    const a = prepareAuthorize(authorizations, now, authorizationOrgs);
+    const a = prepareAuthorize(authorizations, now, authorizationOrgs, again);
     const u = prepareUsage(events, eventOrgs);
     // Ids for what may be written per organization with usage: the batch's one 'usage'
     // transaction (the same for each, metering_post) and a low-balance alert. Holds move no money

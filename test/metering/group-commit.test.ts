@@ -29,6 +29,37 @@ describe("GroupCommitter", () => {
     expect((settled[1] as PromiseRejectedResult).reason.message).toBe("refused by the database");
   });
 
+  it("writes again, marked as such, every item of a failed batch, a batch of one too", async () => {
+    // The failure may be an answer lost after the commit: only the second attempt, told it is
+    // one (`again`), can look for what the first wrote.
+    const writes: { items: number[]; again: boolean }[] = [];
+    let failNext = true;
+    const gc = new GroupCommitter<number, number>(
+      async (items, again) => {
+        writes.push({ items, again });
+        if (failNext) {
+          failNext = false;
+          throw new Error("connection lost");
+        }
+        return items;
+      },
+      { maxBatch: 100, maxInFlight: 1 },
+    );
+    expect(await gc.submit(7)).toBe(7);
+    expect(writes).toEqual([
+      { items: [7], again: false },
+      { items: [7], again: true },
+    ]);
+    failNext = true;
+    writes.length = 0;
+    expect(await Promise.all([1, 2].map((i) => gc.submit(i)))).toEqual([1, 2]);
+    expect(writes).toEqual([
+      { items: [1, 2], again: false },
+      { items: [1], again: true },
+      { items: [2], again: true },
+    ]);
+  });
+
   it("after a refused batch, the items are written again one at a time, in the batch's order", async () => {
     // The first item's lone write is the slow one: written in parallel, the second would finish
     // (and be decided) first, as a key's second use was once answered before its first.

@@ -89,7 +89,9 @@ create type metering_authorization as (
   catalog_version text,
   ttl_seconds int,
   api_key_id text,      -- as in metering_usage
-  project text
+  project text,
+  recheck boolean       -- without a key, written again after a failed call whose answer may have
+                        -- been lost after its commit: a hold with hold_id answers it (phase 4)
 );
 
 -- 1. Locks the organizations' credits accounts and reads what a money decision needs, per
@@ -565,15 +567,22 @@ begin
     v_expiry[i] := grant_expiry_taken((p_orgs[i]).org_id, p_now);
   end loop;
 
-  -- Holds already granted under these keys (index probes on the unique key), as they are now.
+  -- Holds already granted under these keys (index probes on the unique key), as they are now;
+  -- and for a request without a key that is written again (`recheck`), the hold its first
+  -- attempt may have committed under its id (a probe of the primary key), which answers it as
+  -- a replay: one request, one hold, whichever attempt's answer reached the caller.
   for r in
     select x.k, h.id, h.amount, h.status, h.expires_at, h.created_at, h.catalog_version,
            h.product = x.product and h.model = x.model and h.estimate = x.estimate
              and h.api_key_id is not distinct from x.api_key_id and h.project is not distinct from x.project
              and h.expires_at = h.created_at + make_interval(secs => x.ttl_seconds) as same
-    from unnest(p_auth) with ordinality x(org, hold_id, amount, key, prev, product, model, estimate, catalog_version, ttl_seconds, api_key_id, project, k)
-    cross join lateral (select * from holds h where h.org_id = (p_orgs[x.org]).org_id and h.idempotency_key = x.key limit 1) h
-    where x.key is not null
+    from unnest(p_auth) with ordinality x(org, hold_id, amount, key, prev, product, model, estimate, catalog_version, ttl_seconds, api_key_id, project, recheck, k)
+    cross join lateral (
+      select * from holds h where x.key is not null and h.org_id = (p_orgs[x.org]).org_id and h.idempotency_key = x.key
+      union all
+      select * from holds h where x.key is null and x.recheck and h.id = x.hold_id and h.org_id = (p_orgs[x.org]).org_id
+      limit 1) h
+    where x.key is not null or x.recheck
   loop
     v_replay[r.k] := jsonb_build_object('id', r.id, 'amount', r.amount::text, 'status', r.status, 'expires_at', r.expires_at,
                                         'created_at', r.created_at, 'catalog_version', r.catalog_version);
@@ -714,7 +723,7 @@ begin
     insert into holds (id, org_id, amount, status, idempotency_key, product, model, estimate, catalog_version, api_key_id, project, expires_at, created_at, transaction_id)
     select a.hold_id, (p_orgs[a.org]).org_id, a.amount, 'active', a.key, a.product, a.model, a.estimate, a.catalog_version, a.api_key_id, a.project,
            p_now + make_interval(secs => a.ttl_seconds), p_now, null
-    from unnest(p_auth) with ordinality a(org, hold_id, amount, key, prev, product, model, estimate, catalog_version, ttl_seconds, api_key_id, project, k)
+    from unnest(p_auth) with ordinality a(org, hold_id, amount, key, prev, product, model, estimate, catalog_version, ttl_seconds, api_key_id, project, recheck, k)
     where p_auth_outcomes[a.k] = 'held';
   end if;
 

@@ -1,0 +1,189 @@
+import { type AddressInfo, connect, createServer, type Socket } from "node:net";
+import { describe, expect } from "vitest";
+import { createSql } from "../../src/db/client.js";
+import { createTestApp } from "../support/app.js";
+import { dbTest } from "../support/fixtures.js";
+import { expectLedgerConsistent } from "../support/ledger.js";
+
+// The API's link to PostgreSQL fails after a metering batch committed: the batch's answer is
+// lost. The group commit then writes each of its requests again on its own, and a request
+// without an idempotency key must find the hold its first attempt committed, not get a second.
+
+/**
+ * A TCP proxy in front of PostgreSQL. Armed with a marker, it lets the next query whose bytes
+ * contain it run and commit, then cuts that connection as the answer completes (ReadyForQuery)
+ * instead of passing the answer on. Every other byte goes through as it is.
+ */
+async function startAnswerCutter(port: number) {
+  let marker: Buffer | undefined;
+  let cuts = 0;
+  const sockets = new Set<Socket>();
+  const server = createServer((client) => {
+    const upstream = connect(port, "127.0.0.1");
+    sockets.add(client).add(upstream);
+    let cutThis = false;
+    let answer = Buffer.alloc(0);
+    const close = () => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on("data", (chunk: Buffer) => {
+      if (marker && chunk.includes(marker)) {
+        marker = undefined;
+        cutThis = true;
+      }
+      upstream.write(chunk);
+    });
+    upstream.on("data", (chunk: Buffer) => {
+      if (!cutThis) return void client.write(chunk);
+      answer = Buffer.concat([answer, chunk]);
+      if (answer.includes(READY_FOR_QUERY)) {
+        cuts++;
+        close();
+      }
+    });
+    for (const s of [client, upstream]) {
+      s.on("error", close);
+      s.on("close", close);
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    arm: (text: string) => {
+      marker = Buffer.from(text);
+    },
+    cuts: () => cuts,
+    async close() {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+/** The start of PostgreSQL's ReadyForQuery message: 'Z', then its length, 5. */
+const READY_FOR_QUERY = Buffer.from([0x5a, 0, 0, 0, 5]);
+
+const authorization = (orgId: string, key?: string) => ({
+  org_id: orgId,
+  product: "llm",
+  model: "zen-pro",
+  estimate: { input_tokens: 1000, output_tokens: 500 },
+  ...(key ? { idempotency_key: key } : {}),
+});
+
+describe("a metering batch whose answer is lost after its commit", () => {
+  /** The app on the file's database, reached through the cutter; lanes: 1, so concurrent requests share a batch. */
+  async function appBehindCutter(appUrl: string) {
+    const cutter = await startAnswerCutter(5432);
+    const url = new URL(appUrl);
+    url.port = String(cutter.port);
+    const sql = createSql(url.toString(), { max: 4 });
+    const app = createTestApp({ sql, meteringLanes: 1 });
+    const org = await app.createOrg();
+    await app.grant(org.id, "10.00");
+    // The catalog read and the batch statement's preparation go through before the cut.
+    const warm = await app.call("POST", "/v1/billing/authorize", {
+      key: org.gatewayKey,
+      body: authorization(org.id, "warm"),
+    });
+    expect(warm.status).toBe(201);
+    return {
+      app,
+      org,
+      cutter,
+      async close() {
+        await sql.end({ timeout: 1 });
+        await cutter.close();
+      },
+    };
+  }
+
+  dbTest("grants each authorization of the batch one hold, keyed or not, and answers each with it", async ({ db }) => {
+    const { app, org, cutter, close } = await appBehindCutter(db.appUrl);
+    try {
+      cutter.arm('"ttl_seconds"');
+      // One organization's requests of one call: one batch.
+      const answer = await app.call("POST", "/v1/billing/authorize/batch", {
+        key: org.gatewayKey,
+        body: { requests: [authorization(org.id), authorization(org.id), authorization(org.id, "k1")] },
+      });
+      expect(cutter.cuts()).toBe(1);
+      const results = (answer.json as { results: { status: number; hold?: { hold_id: string } }[] }).results;
+      expect(results.map((r) => r.status)).toEqual([200, 200, 200]);
+      const holds = await db.sql<{ id: string; key: string | null }[]>`
+        select id, idempotency_key as key from holds where org_id = ${org.id} and idempotency_key is distinct from 'warm' order by id`;
+      // Two requests without a key, one with: three holds, each the one its request was answered with.
+      expect(holds).toHaveLength(3);
+      expect(results.map((r) => r.hold?.hold_id).sort()).toEqual(holds.map((h) => h.id));
+      const [balance] = await db.sql<{ held: bigint }[]>`
+        select held from ledger_accounts where id = ${`org:${org.id}:credits`}`;
+      expect(balance?.held).toBe(4n * 7_500_000n); // the three and the warm-up's, $0.0075 each
+      await expectLedgerConsistent(db.sql);
+    } finally {
+      await close();
+    }
+  });
+
+  dbTest("answers a lone authorization without a key with the hold its lost attempt committed", async ({ db }) => {
+    const { app, org, cutter, close } = await appBehindCutter(db.appUrl);
+    try {
+      cutter.arm('"ttl_seconds"');
+      const answer = await app.call("POST", "/v1/billing/authorize", {
+        key: org.gatewayKey,
+        body: authorization(org.id),
+      });
+      expect(cutter.cuts()).toBe(1);
+      expect(answer.status).toBe(200);
+      const holds = await db.sql<{ id: string }[]>`
+        select id from holds where org_id = ${org.id} and idempotency_key is null`;
+      expect(holds.map((h) => h.id)).toEqual([(answer.json as { hold_id: string }).hold_id]);
+      await expectLedgerConsistent(db.sql);
+    } finally {
+      await close();
+    }
+  });
+
+  dbTest("charges a settle whose answer was lost once", async ({ db }) => {
+    const { app, org, cutter, close } = await appBehindCutter(db.appUrl);
+    try {
+      const hold = await app.call("POST", "/v1/billing/authorize", {
+        key: org.gatewayKey,
+        body: authorization(org.id),
+      });
+      const holdId = (hold.json as { hold_id: string }).hold_id;
+      cutter.arm('"quantities"');
+      const settled = await app.call("POST", "/v1/billing/usage", {
+        key: org.gatewayKey,
+        body: {
+          events: [
+            {
+              idempotency_key: "u1",
+              timestamp: new Date().toISOString(),
+              org_id: org.id,
+              hold_id: holdId,
+              product: "llm",
+              model: "zen-pro",
+              quantities: { input_tokens: 900, output_tokens: 450 },
+            },
+          ],
+        },
+      });
+      expect(settled.status, JSON.stringify(settled.json)).toBe(200);
+      const [result] = (settled.json as { results: { status: string; usage_id?: string }[] }).results;
+      expect(cutter.cuts()).toBe(1);
+      const events = await db.sql<
+        { id: string; cost: bigint }[]
+      >`select id, cost from usage_events where org_id = ${org.id}`;
+      expect(events).toEqual([{ id: expect.any(String), cost: 6_750_000n }]);
+      // Written again, the event finds the one its lost attempt recorded and answers with it (as
+      // a replay: the key's first answer never reached anyone).
+      expect(result).toMatchObject({ status: "duplicate", usage_id: events[0]?.id });
+      const [credits] = await db.sql<{ balance: bigint; held: bigint }[]>`
+        select balance, held from ledger_accounts where id = ${`org:${org.id}:credits`}`;
+      expect(credits).toEqual({ balance: 10_000_000_000n - 6_750_000n, held: 7_500_000n }); // the warm-up's hold is still held
+      await expectLedgerConsistent(db.sql);
+    } finally {
+      await close();
+    }
+  });
+});
