@@ -12,6 +12,8 @@ type ErrorDetail = components["schemas"]["Error"]["error"];
 
 /** The most the API takes in one batch (MAX_AUTHORIZATIONS_PER_BATCH, MAX_EVENTS_PER_BATCH). */
 export const MAX_GATEWAY_BATCH = 1000;
+/** The largest request body the API takes (src/http/app.ts). */
+export const MAX_GATEWAY_REQUEST_BYTES = 4 * 1024 * 1024;
 
 export type GatewayClientOptions = {
   /** The API's base URL, e.g. `http://billing.internal:3000`. */
@@ -27,11 +29,16 @@ export type GatewayClientOptions = {
   maxDelayMs?: number;
   /** A batch goes out at once when it holds this many calls (default 256, at most 1000). */
   maxBatch?: number;
+  /**
+   * A request's body stays under this many bytes (default and most: the API's 4 MiB): a batch
+   * that would pass it goes as several requests, and one call larger than it is refused alone.
+   */
+  maxRequestBytes?: number;
   /** Keep-alive connections to the API at most; batches beyond them queue (default 4). */
   maxConnections?: number;
   /** How often a batch is sent again after its connection failed, for its calls with idempotency keys (default 3). */
   retries?: number;
-  /** A batch with no answer after this long counts as a failed connection (default 10,000 ms). */
+  /** A batch not wholly answered this long after it was sent counts as a failed connection (default 10,000 ms). */
   timeoutMs?: number;
 };
 
@@ -80,8 +87,19 @@ export class GatewayConnectionError extends Error {
   }
 }
 
-type Entry = { body: string; keyed: boolean; resolve: (value: never) => void; reject: (err: Error) => void };
-type Kind = { path: string; field: "requests" | "events"; answer: (entries: Entry[], body: unknown) => void };
+/** One call: its JSON, its size in bytes, and whether that JSON carries an idempotency key. */
+type Entry = {
+  body: string;
+  bytes: number;
+  keyed: boolean;
+  resolve: (value: never) => void;
+  reject: (err: Error) => void;
+};
+/**
+ * A batch endpoint. `answer` settles each call from its result (the API's answer, one result per
+ * call, in order) and returns the calls whose result it could not read: no outcome is known for them.
+ */
+type Kind = { path: string; field: "requests" | "events"; answer: (entries: Entry[], results: unknown[]) => Entry[] };
 type Reply = { status: number; body: string };
 
 /**
@@ -102,6 +120,14 @@ export class GatewayClient {
   private readonly maxBatch: number;
   private readonly retries: number;
   private readonly timeoutMs: number;
+  private readonly maxRequestBytes: number;
+  /**
+   * The timestamp each keyed settle without one of its own was sent with, while its outcome is
+   * unknown (it failed with GatewayConnectionError): calling settle again with the same key then
+   * sends the same event, which the API answers with the first outcome instead of refusing the
+   * key as reused with another timestamp. Kept for the last 10,000 such settles.
+   */
+  private readonly unsettledStamps = new Map<string, string>();
   private readonly queues = new Map<Kind, { entries: Entry[]; cancelTimer: (() => void) | undefined }>();
   private readonly inFlight = new Set<Promise<void>>();
   /** HTTP requests sent (batches, retries included): what the batching saves shows here. */
@@ -110,29 +136,27 @@ export class GatewayClient {
   private readonly authorizeKind: Kind = {
     path: "/v1/billing/authorize/batch",
     field: "requests",
-    answer: (entries, body) => {
-      const results = (body as { results?: components["schemas"]["AuthorizeBatchResult"][] }).results;
-      entries.forEach((entry, i) => {
-        const r = results?.[i];
-        if (r?.hold && (r.status === 200 || r.status === 201)) entry.resolve(r.hold as never);
-        else if (r?.error) entry.reject(new GatewayError(r.error, r.status));
-        else entry.reject(new GatewayError(unreadable(i), undefined));
-      });
-    },
+    answer: (entries, results) =>
+      entries.filter((entry, i) => {
+        const r = results[i] as components["schemas"]["AuthorizeBatchResult"] | undefined;
+        if (isObject(r?.hold) && (r.status === 200 || r.status === 201)) entry.resolve(r.hold as never);
+        else if (isObject(r?.error)) entry.reject(new GatewayError(r.error, r.status));
+        else return true;
+        return false;
+      }),
   };
 
   private readonly usageKind: Kind = {
     path: "/v1/billing/usage",
     field: "events",
-    answer: (entries, body) => {
-      const results = (body as { results?: UsageEventResult[] }).results;
-      entries.forEach((entry, i) => {
-        const r = results?.[i];
-        if (r && (r.status === "recorded" || r.status === "duplicate")) entry.resolve(r as never);
-        else if (r?.error) entry.reject(new GatewayError(r.error, undefined));
-        else entry.reject(new GatewayError(unreadable(i), undefined));
-      });
-    },
+    answer: (entries, results) =>
+      entries.filter((entry, i) => {
+        const r = results[i] as UsageEventResult | undefined;
+        if (isObject(r) && (r.status === "recorded" || r.status === "duplicate")) entry.resolve(r as never);
+        else if (isObject(r?.error)) entry.reject(new GatewayError(r.error, undefined));
+        else return true;
+        return false;
+      }),
   };
 
   constructor(opts: GatewayClientOptions) {
@@ -142,9 +166,13 @@ export class GatewayClient {
     this.maxBatch = opts.maxBatch ?? 256;
     this.retries = opts.retries ?? 3;
     this.timeoutMs = opts.timeoutMs ?? 10_000;
+    this.maxRequestBytes = opts.maxRequestBytes ?? MAX_GATEWAY_REQUEST_BYTES;
     if (!Number.isInteger(this.maxBatch) || this.maxBatch < 1 || this.maxBatch > MAX_GATEWAY_BATCH)
       throw new RangeError(`maxBatch must be a whole number from 1 to ${MAX_GATEWAY_BATCH}`);
     if (!(this.maxDelayMs >= 0)) throw new RangeError("maxDelayMs must be 0 or more");
+    if (!(this.maxRequestBytes > 0 && this.maxRequestBytes <= MAX_GATEWAY_REQUEST_BYTES))
+      throw new RangeError(`maxRequestBytes must be more than 0 and at most ${MAX_GATEWAY_REQUEST_BYTES}`);
+    if (!(this.timeoutMs > 0)) throw new RangeError("timeoutMs must be more than 0");
     this.agent = new this.transport.Agent({ keepAlive: true, maxSockets: opts.maxConnections ?? 4 });
     this.headers = {
       authorization: `Bearer ${opts.key}`,
@@ -163,10 +191,41 @@ export class GatewayClient {
     return this.enqueue(this.usageKind, event);
   }
 
-  /** Settles `holdId` with what the request really used. */
+  /**
+   * Settles `holdId` with what the request really used. Without a timestamp the event is stamped
+   * now; after a GatewayConnectionError, settling again with the same idempotency key reuses the
+   * first attempt's stamp, so the API answers with that attempt's outcome.
+   */
   settle(holdId: string, usage: SettleUsage): Promise<UsageEventResult> {
     if (!isObject(usage)) return Promise.reject(badInput("settle takes the usage as an object"));
-    return this.reportUsage({ timestamp: new Date().toISOString(), ...usage, hold_id: holdId });
+    let event: UsageEvent;
+    try {
+      event = { timestamp: "", ...usage, hold_id: holdId };
+    } catch (err) {
+      return Promise.reject(badInput(`the usage cannot be read: ${(err as Error).message}`));
+    }
+    if (event.timestamp) return this.reportUsage(event);
+    const remembered = this.unsettledStamps.size > 0 ? this.unsettledStamps.get(stampKey(event)) : undefined;
+    event.timestamp = remembered ?? new Date().toISOString();
+    const stamped = event;
+    return this.reportUsage(stamped).then(
+      (result) => {
+        if (remembered !== undefined) this.unsettledStamps.delete(stampKey(stamped));
+        return result;
+      },
+      (err: unknown) => {
+        if (err instanceof GatewayConnectionError && err.keyed) {
+          const key = stampKey(stamped);
+          this.unsettledStamps.delete(key); // re-inserted as the newest
+          this.unsettledStamps.set(key, stamped.timestamp);
+          for (const oldest of this.unsettledStamps.keys()) {
+            if (this.unsettledStamps.size <= 10_000) break;
+            this.unsettledStamps.delete(oldest);
+          }
+        } else if (remembered !== undefined) this.unsettledStamps.delete(stampKey(stamped));
+        throw err;
+      },
+    );
   }
 
   /** Sends what is queued, waits for every answer, then closes the connections. */
@@ -179,13 +238,35 @@ export class GatewayClient {
   private enqueue<T>(kind: Kind, item: unknown): Promise<T> {
     if (!isObject(item))
       return Promise.reject(badInput(`${kind.field === "requests" ? "authorize" : "reportUsage"} takes an object`));
-    let body: string;
+    // The idempotency key is read as it is written into the JSON (after any toJSON or getter):
+    // whether the call is sent again after a failed connection depends on what the API received.
+    let root: unknown;
+    let key: unknown;
+    let body: string | undefined;
     try {
-      body = JSON.stringify(item, (_key, value) => (typeof value === "bigint" ? value.toString() : value));
+      body = JSON.stringify(item, function (this: unknown, name, value: unknown) {
+        if (name === "") root = value;
+        else if (name === "idempotency_key" && this === root) key = value;
+        return typeof value === "bigint" ? value.toString() : value;
+      });
     } catch (err) {
       return Promise.reject(badInput(`the call cannot be sent as JSON: ${(err as Error).message}`));
     }
-    const key = (item as { idempotency_key?: unknown }).idempotency_key;
+    if (body === undefined || !body.startsWith("{"))
+      return Promise.reject(badInput("the call must be written as a JSON object (check its toJSON)"));
+    const bytes = Buffer.byteLength(body);
+    if (bytes + ENVELOPE_BYTES > this.maxRequestBytes)
+      return Promise.reject(
+        new GatewayError(
+          {
+            code: "payload_too_large",
+            message: `the call is ${bytes} bytes as JSON, more than a request may carry (${this.maxRequestBytes})`,
+            type: "invalid_request_error",
+          },
+          413,
+        ),
+      );
+    const sentBody = body;
     return new Promise<T>((resolve, reject) => {
       let queue = this.queues.get(kind);
       if (!queue) {
@@ -193,7 +274,8 @@ export class GatewayClient {
         this.queues.set(kind, queue);
       }
       queue.entries.push({
-        body,
+        body: sentBody,
+        bytes,
         keyed: typeof key === "string" && key.length > 0,
         resolve: resolve as (v: never) => void,
         reject,
@@ -219,8 +301,20 @@ export class GatewayClient {
     queue.cancelTimer?.();
     queue.cancelTimer = undefined;
     while (queue.entries.length > 0) {
-      const entries = queue.entries.splice(0, this.maxBatch);
-      const sending = this.send(kind, entries, 0);
+      // Up to maxBatch calls, and fewer when their JSON would pass maxRequestBytes (each call
+      // alone fits: enqueue refused any that does not).
+      let n = 0;
+      let bytes = ENVELOPE_BYTES;
+      for (const e of queue.entries) {
+        if (n === this.maxBatch || (n > 0 && bytes + e.bytes + 1 > this.maxRequestBytes)) break;
+        bytes += e.bytes + 1;
+        n++;
+      }
+      const entries = queue.entries.splice(0, n);
+      // send() answers every call; should it throw all the same, no call is left waiting.
+      const sending = this.send(kind, entries, 0).catch((err: unknown) => {
+        for (const e of entries) e.reject(err instanceof Error ? err : new Error(String(err)));
+      });
       this.inFlight.add(sending);
       sending.finally(() => this.inFlight.delete(sending));
     }
@@ -234,14 +328,17 @@ export class GatewayClient {
     } catch (err) {
       failure = err;
     }
+    let unanswered = entries;
     if (reply && reply.status === 200) {
-      let body: unknown;
-      try {
-        body = JSON.parse(reply.body);
-      } catch (err) {
-        failure = err;
+      // A 200 whose results cannot be read (from a proxy, say) says nothing of what was applied:
+      // its calls are treated as if no answer came.
+      const results = resultsOf(reply.body, entries.length);
+      if (results instanceof Error) failure = results;
+      else {
+        unanswered = kind.answer(entries, results);
+        if (unanswered.length === 0) return;
+        failure = new Error(`the API's answer has no readable result for ${unanswered.length} of its calls`);
       }
-      if (failure === undefined) return kind.answer(entries, body);
     } else if (reply && !RETRIED_STATUSES.has(reply.status)) {
       // The whole batch was refused (a bad key, a rate limit): every call gets that answer.
       const error = errorOf(reply);
@@ -250,8 +347,8 @@ export class GatewayClient {
     }
     // No answer, or one a retry may fix: only calls with idempotency keys are safe to send again.
     const cause = failure ?? new Error(`the API answered ${reply?.status}`);
-    const keyed = entries.filter((e) => e.keyed);
-    for (const e of entries)
+    const keyed = unanswered.filter((e) => e.keyed);
+    for (const e of unanswered)
       if (!e.keyed)
         e.reject(
           new GatewayConnectionError(
@@ -279,6 +376,14 @@ export class GatewayClient {
   private post(path: string, body: string): Promise<Reply> {
     this.requestsSent++;
     return new Promise((resolve, reject) => {
+      // One deadline for the whole exchange: an answer trickling in never ends it.
+      let settled = false;
+      const finish = (done: () => void) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(deadline);
+        done();
+      };
       const req = this.transport.request(
         {
           agent: this.agent,
@@ -292,15 +397,44 @@ export class GatewayClient {
         (res) => {
           const chunks: Buffer[] = [];
           res.on("data", (c: Buffer) => chunks.push(c));
-          res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString("utf8") }));
-          res.on("error", reject);
+          res.on("end", () =>
+            finish(() => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString("utf8") })),
+          );
+          res.on("error", (err) => finish(() => reject(err)));
+          res.on("close", () => finish(() => reject(new Error("the connection closed before the answer ended"))));
         },
       );
-      req.setTimeout(this.timeoutMs, () => req.destroy(new Error(`no answer within ${this.timeoutMs} ms`)));
-      req.on("error", reject);
+      const deadline = setTimeout(() => {
+        const err = new Error(`no whole answer within ${this.timeoutMs} ms`);
+        finish(() => reject(err));
+        req.destroy(err);
+      }, this.timeoutMs);
+      req.on("error", (err) => finish(() => reject(err)));
       req.end(body);
     });
   }
+}
+
+/** A settle's entry in unsettledStamps: its organization and idempotency key. */
+function stampKey(event: UsageEvent): string {
+  return `${String(event.org_id)}\u0000${String(event.idempotency_key)}`;
+}
+
+/** The bytes a batch's JSON adds around its calls: `{"requests":[` and `]}`. */
+const ENVELOPE_BYTES = 16;
+
+/** The results of a batch's answer, one per call, or why they cannot be read. */
+function resultsOf(text: string, calls: number): unknown[] | Error {
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch (err) {
+    return err as Error;
+  }
+  const results = isObject(body) ? (body as { results?: unknown }).results : undefined;
+  if (!Array.isArray(results) || results.length !== calls)
+    return new Error(`the API's answer has no list of ${calls} results`);
+  return results;
 }
 
 /** Answers worth sending again (with idempotency keys): the API or a proxy in front of it was briefly unavailable. */
@@ -317,10 +451,6 @@ function errorOf(reply: Reply): GatewayError {
     { code: reply.status >= 500 ? "internal_error" : "invalid_request", message: `the API answered ${reply.status}` },
     reply.status,
   );
-}
-
-function unreadable(i: number) {
-  return { code: "internal_error", message: `the API's answer has no result for item ${i} of its batch` };
 }
 
 function badInput(message: string) {
