@@ -1,9 +1,6 @@
-import type { AddressInfo } from "node:net";
-import { serve } from "@hono/node-server";
 import { describe, expect } from "vitest";
 import { GatewayClient, type GatewayClientOptions, GatewayConnectionError, GatewayError } from "../../client/index.js";
-import { startFaultProxy, type FaultProxy } from "../support/fault-proxy.js";
-import { appTest } from "../support/fixtures.js";
+import { faultProxyTest, type FaultProxy } from "../support/fault-proxy.js";
 import { expectLedgerConsistent } from "../support/ledger.js";
 
 // The gateway's client (client/gateway.ts) against the real app, through a proxy that fails the
@@ -12,22 +9,7 @@ import { expectLedgerConsistent } from "../support/ledger.js";
 // client must do is answer every call, once, with what the API really did or with an error that
 // says whether calling again is safe.
 
-const it = appTest.extend<{ proxy: FaultProxy }>({
-  proxy: [
-    async ({ app }, use) => {
-      const server = serve({ fetch: (req: Request) => app.app.fetch(req), hostname: "127.0.0.1", port: 0 });
-      await new Promise<void>((resolve) => server.once("listening", () => resolve()));
-      const proxy = await startFaultProxy({ host: "127.0.0.1", port: (server.address() as AddressInfo).port });
-      try {
-        await use(proxy);
-      } finally {
-        await proxy.close();
-        await new Promise<void>((resolve) => server.close(() => resolve()));
-      }
-    },
-    { scope: "file" },
-  ],
-});
+const it = faultProxyTest;
 
 const authorization = (orgId: string, extra: Record<string, unknown> = {}) => ({
   org_id: orgId,

@@ -1,10 +1,7 @@
-import type { AddressInfo } from "node:net";
-import { serve } from "@hono/node-server";
 import fc from "fast-check";
 import { describe, expect } from "vitest";
 import { GatewayClient, GatewayConnectionError, GatewayError, type Hold } from "../../client/index.js";
-import { type Fault, type FaultProxy, startFaultProxy } from "../support/fault-proxy.js";
-import { appTest } from "../support/fixtures.js";
+import { type Fault, faultProxyTest } from "../support/fault-proxy.js";
 import { expectLedgerConsistent } from "../support/ledger.js";
 
 // Generated batches of the gateway's calls through generated network faults (client/gateway.ts
@@ -16,22 +13,7 @@ import { expectLedgerConsistent } from "../support/ledger.js";
 //   the network itself sent its request twice: no API can tell that from two calls);
 // - the ledger balances, and each organization's balance is its grant less its usage.
 
-const it = appTest.extend<{ proxy: FaultProxy }>({
-  proxy: [
-    async ({ app }, use) => {
-      const server = serve({ fetch: (req: Request) => app.app.fetch(req), hostname: "127.0.0.1", port: 0 });
-      await new Promise<void>((resolve) => server.once("listening", () => resolve()));
-      const proxy = await startFaultProxy({ host: "127.0.0.1", port: (server.address() as AddressInfo).port });
-      try {
-        await use(proxy);
-      } finally {
-        await proxy.close();
-        await new Promise<void>((resolve) => server.close(() => resolve()));
-      }
-    },
-    { scope: "file" },
-  ],
-});
+const it = faultProxyTest;
 
 /** zen-pro's price: 2,500 nano-USD an input token, 10,000 an output token. */
 const price = (q: { input_tokens: number; output_tokens: number }) =>
@@ -70,6 +52,18 @@ describe("GatewayClient, generated calls through generated faults", () => {
       const [row] = await db.sql<{ n: number }[]>`select count(*)::int as n from holds where idempotency_key is null`;
       return row?.n ?? 0;
     };
+    /** A client whose next requests meet `faults`, in order (the rest pass). */
+    const clientThrough = (faults: Fault[], retries: number, maxBatch: number) => {
+      proxy.clear();
+      proxy.next(...faults);
+      return new GatewayClient({
+        baseUrl: proxy.url,
+        key: orgs[0]!.gatewayKey,
+        timeoutMs: TIMEOUT_MS,
+        retries,
+        maxBatch,
+      });
+    };
     let run = 0;
     await fc.assert(
       fc.asyncProperty(
@@ -78,15 +72,7 @@ describe("GatewayClient, generated calls through generated faults", () => {
         fc.nat(3),
         async (batches, faults, retries) => {
           run++;
-          proxy.clear();
-          proxy.next(...faults);
-          const client = new GatewayClient({
-            baseUrl: proxy.url,
-            key: orgs[0]!.gatewayKey,
-            timeoutMs: TIMEOUT_MS,
-            retries,
-            maxBatch: 5,
-          });
+          const client = clientThrough(faults, retries, 5);
           const holdOfKey = new Map<string, string>();
           const before = await unkeyedHolds();
           let unkeyedAnswered = 0;
@@ -151,15 +137,7 @@ describe("GatewayClient, generated calls through generated faults", () => {
       select id, org_id from holds where status = 'active' order by id`;
     await fc.assert(
       fc.asyncProperty(fc.array(fault, { maxLength: 10 }), fc.nat(3), async (faults, retries) => {
-        proxy.clear();
-        proxy.next(...faults);
-        const client = new GatewayClient({
-          baseUrl: proxy.url,
-          key: orgs[0]!.gatewayKey,
-          timeoutMs: TIMEOUT_MS,
-          retries,
-          maxBatch: 7,
-        });
+        const client = clientThrough(faults, retries, 7);
         const timestamp = new Date().toISOString();
         const holds = active.splice(0, 20);
         const settle = (h: { id: string; org_id: string }) =>

@@ -1,5 +1,7 @@
 import http from "node:http";
 import type { AddressInfo, Socket } from "node:net";
+import { serve } from "@hono/node-server";
+import { appTest } from "./fixtures.js";
 
 /**
  * What the proxy does with one request (queued with `next`; with none queued it passes):
@@ -169,3 +171,21 @@ export async function startFaultProxy(target: { host: string; port: number }): P
     },
   };
 }
+
+/** The file's app served over HTTP on its database, behind a fault proxy (`proxy.url`). */
+export const faultProxyTest = appTest.extend<{ proxy: FaultProxy }>({
+  proxy: [
+    async ({ app }, use) => {
+      const server = serve({ fetch: (req: Request) => app.app.fetch(req), hostname: "127.0.0.1", port: 0 });
+      await new Promise<void>((resolve) => server.once("listening", () => resolve()));
+      const proxy = await startFaultProxy({ host: "127.0.0.1", port: (server.address() as AddressInfo).port });
+      try {
+        await use(proxy);
+      } finally {
+        await proxy.close();
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+      }
+    },
+    { scope: "file" },
+  ],
+});
