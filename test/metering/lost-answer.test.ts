@@ -10,34 +10,57 @@ import { expectLedgerConsistent } from "../support/ledger.js";
 // without an idempotency key must find the hold its first attempt committed, not get a second.
 
 /**
- * A TCP proxy in front of PostgreSQL. Armed with a marker, it lets the next query whose bytes
- * contain it run and commit, then cuts that connection as the answer completes (ReadyForQuery)
- * instead of passing the answer on. Every other byte goes through as it is.
+ * A TCP proxy in front of PostgreSQL. Armed with a marker, it takes the next query whose bytes
+ * contain it and either
+ * - `answered`: lets it run and commit, then cuts that connection as the answer completes
+ *   (ReadyForQuery) instead of passing the answer on; or
+ * - `late`: cuts the API's side of that connection at once, and holds the query back until
+ *   `release()`, then sends it to PostgreSQL on the same session (a query stuck in the network
+ *   that arrives after its sender gave up); `lateAnswer` is PostgreSQL's answer to it.
+ * Every other byte goes through as it is.
  */
 async function startAnswerCutter(port: number) {
-  let marker: Buffer | undefined;
+  let armed: { marker: Buffer; mode: "answered" | "late" } | undefined;
   let cuts = 0;
+  let release: () => void = () => {};
+  const released = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  let answerLate: (answer: string) => void = () => {};
+  const lateAnswer = new Promise<string>((resolve) => {
+    answerLate = resolve;
+  });
   const sockets = new Set<Socket>();
   const server = createServer((client) => {
     const upstream = connect(port, "127.0.0.1");
     sockets.add(client).add(upstream);
-    let cutThis = false;
+    let cutThis: "answered" | "late" | undefined;
     let answer = Buffer.alloc(0);
     const close = () => {
       client.destroy();
-      upstream.destroy();
+      if (cutThis !== "late") upstream.destroy();
     };
     client.on("data", (chunk: Buffer) => {
-      if (marker && chunk.includes(marker)) {
-        marker = undefined;
-        cutThis = true;
+      if (armed && chunk.includes(armed.marker)) {
+        cutThis = armed.mode;
+        armed = undefined;
+        if (cutThis === "late") {
+          cuts++;
+          client.destroy();
+          void released.then(() => upstream.write(chunk));
+          return;
+        }
       }
       upstream.write(chunk);
     });
     upstream.on("data", (chunk: Buffer) => {
       if (!cutThis) return void client.write(chunk);
       answer = Buffer.concat([answer, chunk]);
-      if (answer.includes(READY_FOR_QUERY)) {
+      if (!answer.includes(READY_FOR_QUERY)) return;
+      if (cutThis === "late") {
+        answerLate(answer.toString("latin1"));
+        upstream.destroy();
+      } else {
         cuts++;
         close();
       }
@@ -50,11 +73,14 @@ async function startAnswerCutter(port: number) {
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   return {
     port: (server.address() as AddressInfo).port,
-    arm: (text: string) => {
-      marker = Buffer.from(text);
+    arm: (text: string, mode: "answered" | "late" = "answered") => {
+      armed = { marker: Buffer.from(text), mode };
     },
     cuts: () => cuts,
+    release,
+    lateAnswer,
     async close() {
+      release();
       for (const s of sockets) s.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
@@ -123,6 +149,34 @@ describe("a metering batch whose answer is lost after its commit", () => {
       await close();
     }
   });
+
+  dbTest(
+    "keeps one hold per request when the lost batch reaches PostgreSQL after its requests were written again",
+    async ({ db }) => {
+      const { app, org, cutter, close } = await appBehindCutter(db.appUrl);
+      try {
+        cutter.arm('"ttl_seconds"', "late");
+        const answer = await app.call("POST", "/v1/billing/authorize/batch", {
+          key: org.gatewayKey,
+          // Without keys: only the holds' ids can tell the late attempt's holds from the new ones.
+          body: { requests: [authorization(org.id), authorization(org.id)] },
+        });
+        expect(cutter.cuts()).toBe(1);
+        // Written again one by one, each request got a hold of its own (201: none existed yet).
+        const results = (answer.json as { results: { status: number; hold?: { hold_id: string } }[] }).results;
+        expect(results.map((r) => r.status)).toEqual([201, 201]);
+        // Now the first attempt arrives: its holds' ids are taken, so it commits nothing.
+        cutter.release();
+        expect(await cutter.lateAnswer).toContain("23505");
+        const holds = await db.sql<{ id: string }[]>`
+        select id from holds where org_id = ${org.id} and idempotency_key is distinct from 'warm' order by id`;
+        expect(holds.map((h) => h.id)).toEqual(results.map((r) => r.hold?.hold_id).sort());
+        await expectLedgerConsistent(db.sql);
+      } finally {
+        await close();
+      }
+    },
+  );
 
   dbTest("answers a lone authorization without a key with the hold its lost attempt committed", async ({ db }) => {
     const { app, org, cutter, close } = await appBehindCutter(db.appUrl);
