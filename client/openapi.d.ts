@@ -1190,8 +1190,10 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * Close every ended billing cycle now, for one organization or all (idempotent)
+         * Close every ended billing cycle now, for one organization or all
          * @description Requires an admin key.
+         *
+         *     Closing ended cycles is idempotent by itself (one invoice per cycle). Ending the current cycle now is not: send an Idempotency-Key with it, and a retry of that request (however late) ends nothing more and answers with Idempotent-Replayed: true; without one, a repeat within 60 s ends nothing, and a later one ends the next cycle.
          */
         post: operations["closeCycles"];
         delete?: never;
@@ -6901,7 +6903,10 @@ export interface operations {
     closeCycles: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes the call safe to retry: the same key returns the first result and moves no money again. */
+                "idempotency-key"?: string;
+            };
             path?: never;
             cookie?: never;
         };

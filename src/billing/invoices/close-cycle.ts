@@ -25,7 +25,12 @@ import { addUsageTotals, previousInvoice, usageTotals } from "./usage-totals.js"
  */
 export async function closeCycle(
   ctx: BillingContext,
-  input: { orgId: string; period: Period },
+  input: {
+    orgId: string;
+    period: Period;
+    /** The idempotency key of the request that ends this cycle early; its invoice keeps it. */
+    requestKey?: string | undefined;
+  },
 ): Promise<{ invoice: Invoice; created: boolean }> {
   const { orgId, period } = input;
   const now = ctx.clock();
@@ -45,6 +50,12 @@ export async function closeCycle(
       InvoiceRow[]
     >`select * from invoices where org_id = ${orgId} and period_start = ${period.start}`;
     if (existing) return { invoice: toInvoice(existing), created: false };
+    if (input.requestKey !== undefined) {
+      // A retry of the request that ended a cycle early: that cycle's invoice answers it.
+      const [ended] = await tx<InvoiceRow[]>`
+        select * from invoices where org_id = ${orgId} and request_key = ${input.requestKey}`;
+      if (ended) return { invoice: toInvoice(ended), created: false };
+    }
     // Judged over the whole close: a plan paid from credits, then the next cycle's included credits.
     const lowBalance = await watchLowBalance(tx, orgId, now, org);
     const [later] =
@@ -124,9 +135,9 @@ export async function closeCycle(
     const id = newId("inv");
     // The billing details as they are now, under the org's lock: the issued invoice keeps them.
     const details = await billingDetailsSnapshot(tx, orgId);
-    await tx`insert into invoices (id, org_id, period_start, period_end, status, subtotal, credits_applied, amount_due, usage_seq_cutoff, billing_details, created_at)
+    await tx`insert into invoices (id, org_id, period_start, period_end, status, subtotal, credits_applied, amount_due, usage_seq_cutoff, billing_details, created_at, request_key)
              values (${id}, ${orgId}, ${period.start}, ${period.end}, 'draft', ${subtotal.toString()}, ${creditsApplied.toString()},
-                     ${amountDue.toString()}, ${cutoff.toString()}, ${details ? tx.json(details) : null}, ${now})`;
+                     ${amountDue.toString()}, ${cutoff.toString()}, ${details ? tx.json(details) : null}, ${now}, ${input.requestKey ?? null})`;
     if (lines.length > 0) {
       const rows = lines.map((l) => ({
         invoice_id: id,

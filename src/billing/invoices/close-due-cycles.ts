@@ -13,8 +13,8 @@ export async function closeDueCycles(
   await ctx.catalog.refresh();
   const due = await dueCycles(fixed, input);
   // Cycles of one org must close in order; different orgs close in parallel.
-  const byOrg = new Map<string, Period[]>();
-  for (const d of due) byOrg.set(d.orgId, [...(byOrg.get(d.orgId) ?? []), d.period]);
+  const byOrg = new Map<string, { period: Period; requestKey?: string | undefined }[]>();
+  for (const d of due) byOrg.set(d.orgId, [...(byOrg.get(d.orgId) ?? []), d]);
   const queue = [...byOrg.entries()];
   let created = 0;
   let existing = 0;
@@ -23,8 +23,8 @@ export async function closeDueCycles(
     for (let next = queue.shift(); next; next = queue.shift()) {
       const [orgId, periods] = next;
       try {
-        for (const period of periods) {
-          const r = await closeCycle(fixed, { orgId, period });
+        for (const { period, requestKey } of periods) {
+          const r = await closeCycle(fixed, { orgId, period, requestKey });
           if (r.created) created++;
           else existing++;
         }

@@ -4,7 +4,12 @@ import { cycleContaining, cycleFrom, type Period } from "../periods.js";
 
 const MIN_EARLY_CYCLE_MS = 60_000;
 
-export type DueCyclesInput = { orgId?: string; endCurrentNow?: boolean };
+export type DueCyclesInput = {
+  orgId?: string;
+  endCurrentNow?: boolean;
+  /** The early end's idempotency key: once an invoice carries it, the request has ended its cycle. */
+  requestKey?: string;
+};
 
 /**
  * Cycles that have ended without an invoice, oldest first, for one org or all. A cycle starts
@@ -14,14 +19,18 @@ export type DueCyclesInput = { orgId?: string; endCurrentNow?: boolean };
 export async function dueCycles(
   ctx: BillingContext,
   input: DueCyclesInput = {},
-): Promise<{ orgId: string; period: Period }[]> {
+): Promise<{ orgId: string; period: Period; requestKey?: string | undefined }[]> {
   const { sql } = ctx;
   const now = ctx.clock();
-  const orgs = await sql<{ id: string; billing_anchor_day: number; created_at: Date; last_end: Date | null }[]>`
-    select o.id, o.billing_anchor_day, o.created_at, (select max(period_end) from invoices i where i.org_id = o.id) as last_end
+  const orgs = await sql<
+    { id: string; billing_anchor_day: number; created_at: Date; last_end: Date | null; ended_by_key: boolean }[]
+  >`
+    select o.id, o.billing_anchor_day, o.created_at, (select max(period_end) from invoices i where i.org_id = o.id) as last_end,
+           ${input.requestKey ?? null}::text is not null
+             and exists (select 1 from invoices i where i.org_id = o.id and i.request_key = ${input.requestKey ?? null}) as ended_by_key
     from organizations o ${input.orgId ? sql`where o.id = ${input.orgId}` : sql``}`;
   if (input.orgId && orgs.length === 0) throw new BillingError("not_found", `no organization ${input.orgId}`);
-  const due: { orgId: string; period: Period }[] = [];
+  const due: { orgId: string; period: Period; requestKey?: string | undefined }[] = [];
   for (const o of orgs) {
     const start = o.last_end ?? cycleContaining(o.created_at, o.billing_anchor_day).start;
     let p = cycleFrom(start, o.billing_anchor_day);
@@ -31,8 +40,10 @@ export async function dueCycles(
     }
     // A cycle that began less than a minute ago is not ended again: racing or repeated
     // "end now" requests then yield one invoice instead of a trail of empty slivers.
-    if (input.endCurrentNow && now.getTime() - p.start.getTime() >= MIN_EARLY_CYCLE_MS)
-      due.push({ orgId: o.id, period: { ...p, end: now } });
+    // Nor is it ended when this request's key already ended one (a retry): closeCycle checks the
+    // key again under the org's lock.
+    if (input.endCurrentNow && !o.ended_by_key && now.getTime() - p.start.getTime() >= MIN_EARLY_CYCLE_MS)
+      due.push({ orgId: o.id, period: { ...p, end: now }, requestKey: input.requestKey });
   }
   return due;
 }
@@ -51,4 +62,14 @@ export async function earlyEndNotBefore(ctx: BillingContext, input: { orgId: str
   while (p.end <= now) p = cycleFrom(p.end, o.billing_anchor_day);
   const notBefore = new Date(p.start.getTime() + MIN_EARLY_CYCLE_MS);
   return notBefore > now ? notBefore : undefined;
+}
+
+/** Whether the org's invoice for a cycle ended early by the request with this idempotency key exists. */
+export async function endedByRequest(
+  ctx: BillingContext,
+  input: { orgId: string; requestKey: string },
+): Promise<boolean> {
+  const [row] = await ctx.sql`
+    select 1 from invoices where org_id = ${input.orgId} and request_key = ${input.requestKey}`;
+  return row !== undefined;
 }

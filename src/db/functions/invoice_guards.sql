@@ -26,10 +26,10 @@ begin
       using errcode = 'insufficient_privilege';
   end if;
   if (new.id, new.number, new.org_id, new.period_start, new.period_end, new.currency, new.subtotal, new.credits_applied,
-      new.amount_due, new.usage_seq_cutoff, new.issued_at, new.created_at, new.billing_details)
+      new.amount_due, new.usage_seq_cutoff, new.issued_at, new.created_at, new.billing_details, new.request_key)
      is distinct from
      (old.id, old.number, old.org_id, old.period_start, old.period_end, old.currency, old.subtotal, old.credits_applied,
-      old.amount_due, old.usage_seq_cutoff, old.issued_at, old.created_at, old.billing_details) then
+      old.amount_due, old.usage_seq_cutoff, old.issued_at, old.created_at, old.billing_details, old.request_key) then
     raise exception 'invoice % is issued and immutable; issue a correction instead', old.number using errcode = 'insufficient_privilege';
   end if;
   if new.status = old.status and (new.paid_at, new.voided_at) is distinct from (old.paid_at, old.voided_at) then
