@@ -1018,6 +1018,8 @@ export interface paths {
         /**
          * Create an organization
          * @description Requires an admin key.
+         *
+         *     With an Idempotency-Key, a retry returns the organization the key made (200, Idempotent-Replayed: true) and makes no second one; the same key with another name or anchor day: 409.
          */
         post: operations["createOrg"];
         delete?: never;
@@ -6329,7 +6331,10 @@ export interface operations {
     createOrg: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes the call safe to retry: the same key returns the first result and moves no money again. */
+                "idempotency-key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -6339,6 +6344,15 @@ export interface operations {
             };
         };
         responses: {
+            /** @description The organization an earlier request with the same key made */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Organization"];
+                };
+            };
             /** @description The new organization */
             201: {
                 headers: {
@@ -6368,6 +6382,15 @@ export interface operations {
             };
             /** @description Key of the wrong scope */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Idempotency key reused for a different request */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -30,17 +30,51 @@ export async function createOrganization(
   ctx: BillingContext,
   input: { name: string; id?: string; billingAnchorDay?: number; createdAt?: Date; referralCode?: string },
 ): Promise<Organization> {
+  return (await createOrganizationOnce(ctx, input)).org;
+}
+
+/**
+ * createOrganization, once per idempotency key: a request with a key an organization already
+ * has answers with that organization (`created: false`) and makes nothing, or is refused (409
+ * idempotency_key_reused) if it asks for another name or anchor day. The unique key decides
+ * between racing requests: the later waits for the first to commit, then finds its organization.
+ */
+export async function createOrganizationOnce(
+  ctx: BillingContext,
+  input: {
+    name: string;
+    id?: string;
+    billingAnchorDay?: number;
+    createdAt?: Date;
+    referralCode?: string;
+    idempotencyKey?: string | undefined;
+  },
+): Promise<{ org: Organization; created: boolean }> {
   return withTransaction(ctx, async ({ sql: tx }) => {
     const id = input.id ?? newId("org");
+    const anchorDay = input.billingAnchorDay ?? 1;
     const [row] = await tx<OrgRow[]>`
-      insert into organizations (id, name, billing_anchor_day, created_at)
-      values (${id}, ${input.name}, ${input.billingAnchorDay ?? 1}, ${input.createdAt ?? ctx.clock()}) returning *`;
+      insert into organizations (id, name, billing_anchor_day, created_at, idempotency_key)
+      values (${id}, ${input.name}, ${anchorDay}, ${input.createdAt ?? ctx.clock()}, ${input.idempotencyKey ?? null})
+      on conflict (idempotency_key) where idempotency_key is not null do nothing
+      returning *`;
+    if (!row) {
+      const [first] = await tx<
+        OrgRow[]
+      >`select * from organizations where idempotency_key = ${input.idempotencyKey ?? null}`;
+      if (!first) throw new Error("an organization's idempotency key conflicted, but no organization has it");
+      if (first.name !== input.name || first.billing_anchor_day !== anchorDay)
+        throw new BillingError(
+          "idempotency_key_reused",
+          "this idempotency key already made an organization with another name or billing anchor day",
+        );
+      return { org: toOrganization(first), created: false };
+    }
     await tx`insert into ledger_accounts (id, org_id, kind) values (${orgCreditsAccount(id)}, ${id}, 'org_credits')`;
-    if (!row) throw new Error("insert into organizations returned no row");
     if (input.referralCode !== undefined) {
       await linkReferral(tx, { referredOrgId: id, code: input.referralCode, now: input.createdAt ?? ctx.clock() });
     }
-    return toOrganization(row);
+    return { org: toOrganization(row), created: true };
   });
 }
 

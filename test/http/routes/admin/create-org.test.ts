@@ -15,4 +15,38 @@ describe("POST /v1/admin/orgs (createOrg)", () => {
     expect(asOrg.status).toBe(403);
     expect(asOrg.json.error.code).toBe("insufficient_scope");
   });
+
+  it("with an Idempotency-Key makes one organization (and one referral link), however often it is retried", async ({
+    app,
+    db,
+  }) => {
+    const referrer = await app.createOrg("Referrer Co");
+    const code = (await app.call("GET", "/v1/billing/referrals", { key: referrer.orgKey })).json.code as string;
+    const create = (body: Record<string, unknown>) =>
+      app.call("POST", "/v1/admin/orgs", { key: TEST_ADMIN_KEY, headers: { "idempotency-key": "make-once" }, body });
+    const body = { name: "Retried AI", referral_code: code };
+    // A retry after a lost answer, and one racing it.
+    const first = await create(body);
+    const [again, racing] = await Promise.all([create(body), create(body)]);
+    expect(first.status).toBe(201);
+    for (const replay of [again, racing]) {
+      expect(replay.status).toBe(200);
+      expect(replay.headers.get("idempotent-replayed")).toBe("true");
+      expect(replay.json).toEqual(first.json);
+    }
+    const made = await db.sql<{ id: string }[]>`select id from organizations where name = 'Retried AI'`;
+    expect(made.map((o) => o.id)).toEqual([first.json.id]);
+    const accounts = await db.sql`select id from ledger_accounts where org_id = ${first.json.id as string}`;
+    expect(accounts).toHaveLength(1);
+    const links = await db.sql`select 1 from referrals where referred_org_id = ${first.json.id as string}`;
+    expect(links).toHaveLength(1);
+
+    const reused = await create({ name: "Another AI" });
+    expect(reused.status).toBe(409);
+    expect(reused.json.error.code).toBe("idempotency_key_reused");
+    // Without a key each request is its own organization, as before.
+    const plain = await app.call("POST", "/v1/admin/orgs", { key: TEST_ADMIN_KEY, body: { name: "Retried AI" } });
+    expect(plain.status).toBe(201);
+    expect(plain.json.id).not.toBe(first.json.id);
+  });
 });
