@@ -7,11 +7,11 @@ import { dueCycles, type DueCyclesInput } from "./due-cycles.js";
 export async function closeDueCycles(
   ctx: BillingContext,
   input: DueCyclesInput & { concurrency?: number } = {},
-): Promise<{ created: number; existing: number; orgs: number }> {
+): Promise<{ created: number; existing: number; orgs: number; endedByKey: boolean }> {
   // One instant for the whole run: every cycle is judged due, and closed, at the same time.
   const fixed = at(ctx, ctx.clock());
   await ctx.catalog.refresh();
-  const due = await dueCycles(fixed, input);
+  const { cycles: due, endedByKey } = await dueCycles(fixed, input);
   // Cycles of one org must close in order; different orgs close in parallel.
   const byOrg = new Map<string, { period: Period; requestKey?: string | undefined }[]>();
   for (const d of due) byOrg.set(d.orgId, [...(byOrg.get(d.orgId) ?? []), d]);
@@ -42,5 +42,5 @@ export async function closeDueCycles(
       `closed ${created} cycles, but ${failed.length} organization(s) failed: ${failed.map((f) => `${f.orgId}: ${f.error instanceof Error ? f.error.message : String(f.error)}`).join("; ")}`,
     );
   }
-  return { created, existing, orgs: byOrg.size };
+  return { created, existing, orgs: byOrg.size, endedByKey };
 }

@@ -12,14 +12,15 @@ export type DueCyclesInput = {
 };
 
 /**
- * Cycles that have ended without an invoice, oldest first, for one org or all. A cycle starts
+ * Cycles that have ended without an invoice, oldest first, for one org or all, and whether the
+ * request's key (requestKey) already ended a cycle early: a retry, which ends nothing more. A cycle starts
  * where the previous invoice ended (or at the org's anchored cycle start when it has none) and
  * runs to the next anchor date, so a cycle closed early ("now") is followed by a short one.
  */
 export async function dueCycles(
   ctx: BillingContext,
   input: DueCyclesInput = {},
-): Promise<{ orgId: string; period: Period; requestKey?: string | undefined }[]> {
+): Promise<{ cycles: { orgId: string; period: Period; requestKey?: string | undefined }[]; endedByKey: boolean }> {
   const { sql } = ctx;
   const now = ctx.clock();
   const orgs = await sql<
@@ -31,7 +32,9 @@ export async function dueCycles(
     from organizations o ${input.orgId ? sql`where o.id = ${input.orgId}` : sql``}`;
   if (input.orgId && orgs.length === 0) throw new BillingError("not_found", `no organization ${input.orgId}`);
   const due: { orgId: string; period: Period; requestKey?: string | undefined }[] = [];
+  let endedByKey = false;
   for (const o of orgs) {
+    endedByKey ||= o.ended_by_key;
     const start = o.last_end ?? cycleContaining(o.created_at, o.billing_anchor_day).start;
     let p = cycleFrom(start, o.billing_anchor_day);
     while (p.end <= now) {
@@ -45,7 +48,7 @@ export async function dueCycles(
     if (input.endCurrentNow && !o.ended_by_key && now.getTime() - p.start.getTime() >= MIN_EARLY_CYCLE_MS)
       due.push({ orgId: o.id, period: { ...p, end: now }, requestKey: input.requestKey });
   }
-  return due;
+  return { cycles: due, endedByKey };
 }
 
 /**
@@ -62,14 +65,4 @@ export async function earlyEndNotBefore(ctx: BillingContext, input: { orgId: str
   while (p.end <= now) p = cycleFrom(p.end, o.billing_anchor_day);
   const notBefore = new Date(p.start.getTime() + MIN_EARLY_CYCLE_MS);
   return notBefore > now ? notBefore : undefined;
-}
-
-/** Whether the org's invoice for a cycle ended early by the request with this idempotency key exists. */
-export async function endedByRequest(
-  ctx: BillingContext,
-  input: { orgId: string; requestKey: string },
-): Promise<boolean> {
-  const [row] = await ctx.sql`
-    select 1 from invoices where org_id = ${input.orgId} and request_key = ${input.requestKey}`;
-  return row !== undefined;
 }

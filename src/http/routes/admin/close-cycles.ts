@@ -1,7 +1,7 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { at } from "../../../billing/context.js";
 import { closeDueCycles } from "../../../billing/invoices/close-due-cycles.js";
-import { earlyEndNotBefore, endedByRequest } from "../../../billing/invoices/due-cycles.js";
+import { earlyEndNotBefore } from "../../../billing/invoices/due-cycles.js";
 import { billingContext, type AppEnv } from "../../context.js";
 import { requiresKey } from "../access.js";
 import { errorResponses, IdempotencyKeyHeader, jsonBody, jsonResponse } from "../../schemas.js";
@@ -65,12 +65,7 @@ export function registerCloseCycles(app: OpenAPIHono<AppEnv>) {
       requestKey,
     });
     const counts = { invoices_created: r.created, already_closed: r.existing, organizations: r.orgs };
-    if (
-      requestKey &&
-      body.org_id &&
-      r.created === 0 &&
-      (await endedByRequest(ctx, { orgId: body.org_id, requestKey }))
-    ) {
+    if (r.endedByKey && r.created === 0) {
       c.header("Idempotent-Replayed", "true");
       return c.json(counts, 200);
     }
