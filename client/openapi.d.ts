@@ -710,7 +710,7 @@ export interface paths {
          * Redeem a promo code
          * @description Requires an org key; acts on that key's organization.
          *
-         *     Grants the code's credits (a grant of source promo, ledger kind promo_credit) once per organization per code. Refusals: 422 unknown_promo_code, promo_code_inactive (deactivated), promo_code_expired, promo_code_exhausted (max_redemptions reached), promo_code_first_top_up_only (the organization was already credited a paid top-up); 409 promo_code_already_redeemed.
+         *     Grants the code's credits (a grant of source promo, ledger kind promo_credit) once per organization per code. Refusals: 422 unknown_promo_code, promo_code_inactive (deactivated), promo_code_expired, promo_code_exhausted (max_redemptions reached), promo_code_first_top_up_only (the organization was already credited a paid top-up); 409 promo_code_already_redeemed. With an Idempotency-Key, a retry is answered with the redemption the key made (200, Idempotent-Replayed: true), even after the code ran out or was deactivated; the same key with another code: 409 idempotency_key_reused.
          */
         post: operations["redeemPromoCode"];
         delete?: never;
@@ -5477,7 +5477,10 @@ export interface operations {
     redeemPromoCode: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes the call safe to retry: the same key returns the first result and moves no money again. */
+                "idempotency-key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -5493,6 +5496,15 @@ export interface operations {
             };
         };
         responses: {
+            /** @description The redemption an earlier request with the same key made */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromoRedemption"];
+                };
+            };
             /** @description Redeemed: the credits are granted */
             201: {
                 headers: {

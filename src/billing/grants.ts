@@ -88,7 +88,7 @@ export async function grantCredits(
   const key = {
     kind: LEDGER_KIND_OF_SOURCE[source],
     orgId: input.orgId,
-    idempotencyKey: `${input.orgId}:${input.idempotencyKey}`,
+    idempotencyKey: ledgerKey(input),
     fingerprint: fingerprint({
       amount: input.amount,
       reason: input.reason,
@@ -128,6 +128,21 @@ export async function grantCredits(
     return { grant: toGrant(row), created: true };
   });
 }
+
+/** The grant grantCredits made with this idempotency key, found by its ledger transaction's unique key. */
+export async function grantOfKey(
+  ctx: BillingContext,
+  input: { orgId: string; source: GrantSource; idempotencyKey: string },
+): Promise<CreditGrant> {
+  const [row] = await ctx.sql<GrantRow[]>`
+    select g.* from credit_grants g join ledger_transactions t on t.id = g.transaction_id
+    where t.kind = ${LEDGER_KIND_OF_SOURCE[input.source]} and t.idempotency_key = ${ledgerKey(input)}`;
+  if (!row) throw new Error(`no ${input.source} credit grant with key ${input.idempotencyKey}`);
+  return toGrant(row);
+}
+
+/** A grant's ledger idempotency key: the caller's, scoped to the organization. */
+const ledgerKey = (input: { orgId: string; idempotencyKey: string }) => `${input.orgId}:${input.idempotencyKey}`;
 
 async function grantOf(tx: TransactionSql, transactionId: string): Promise<CreditGrant> {
   const [row] = await tx<GrantRow[]>`select * from credit_grants where transaction_id = ${transactionId}`;

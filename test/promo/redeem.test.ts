@@ -104,6 +104,65 @@ describe("promo codes", () => {
     expect(again.status).toBe(409);
   });
 
+  it("with an Idempotency-Key: a retry racing or after the first is answered with its redemption, even once the code is over; the key with another code is 409", async ({
+    app,
+    db,
+  }) => {
+    clock.set(new Date("2026-11-15T12:00:00Z"));
+    const code = await makeCode(app, { max_redemptions: 1, expires_at: "2026-11-16T00:00:00Z" });
+    const other = await makeCode(app);
+    const org = await app.createOrg();
+    const send = (c: string, key: string) =>
+      app.call("POST", REDEEM, { key: org.orgKey, body: { code: c }, headers: { "idempotency-key": key } });
+    // The first attempt and its retries racing it: one redemption, every answer is it.
+    const replies = await Promise.all(Array.from({ length: 8 }, () => send(code.code, "redeem-1")));
+    const first = replies.find((r) => r.status === 201);
+    expect(first?.json.id).toMatch(/^prr_/);
+    for (const r of replies) {
+      expect([200, 201], r.text).toContain(r.status);
+      expect(r.json).toEqual(first?.json);
+      expect(r.headers.get("idempotent-replayed")).toBe(r.status === 200 ? "true" : null);
+    }
+    // A retry after the code ran out (max 1) and expired and was deactivated still learns of its success.
+    await app.call("POST", `${CODES}/${code.id}/deactivate`, { key: TEST_ADMIN_KEY });
+    clock.set(new Date("2026-11-20T00:00:00Z"));
+    const later = await send(code.code.toLowerCase(), "redeem-1");
+    expect(later.status, later.text).toBe(200);
+    expect(later.json).toEqual(first?.json);
+    // The key with another code, at once or later: refused, nothing redeemed.
+    const reused = await Promise.all([send(other.code, "redeem-1"), send(other.code, "redeem-1")]);
+    for (const r of reused) {
+      expect(r.status, r.text).toBe(409);
+      expect(r.json.error).toMatchObject({ code: "idempotency_key_reused", param: "code" });
+    }
+    // Another key is another request, refused as the code is now (deactivated comes first).
+    const otherKey = await send(code.code, "redeem-2");
+    expect(otherKey.json.error?.code).toBe("promo_code_inactive");
+    const [row] = await db.sql<{ n: number; grants: number; credited: string }[]>`
+      select (select count(*)::int from promo_redemptions where org_id = ${org.id}) as n,
+             (select count(*)::int from credit_grants where org_id = ${org.id}) as grants,
+             (select balance::text from ledger_accounts where org_id = ${org.id} and kind = 'org_credits') as credited`;
+    expect(row).toEqual({ n: 1, grants: 1, credited: "5000000000" });
+  });
+
+  it("two codes racing under one key: one is redeemed, the other 409 idempotency_key_reused", async ({ app, db }) => {
+    clock.set(new Date("2026-11-15T12:00:00Z"));
+    const codes = await Promise.all([makeCode(app), makeCode(app), makeCode(app)]);
+    const org = await app.createOrg();
+    const replies = await Promise.all(
+      codes.map((c) =>
+        app.call("POST", REDEEM, { key: org.orgKey, body: { code: c.code }, headers: { "idempotency-key": "one" } }),
+      ),
+    );
+    expect(replies.map((r) => r.status).sort()).toEqual([201, 409, 409]);
+    for (const r of replies.filter((r) => r.status === 409))
+      expect(r.json.error.code, r.text).toBe("idempotency_key_reused");
+    const [row] = await db.sql<
+      { n: number }[]
+    >`select count(*)::int as n from promo_redemptions where org_id = ${org.id}`;
+    expect(row?.n).toBe(1);
+  });
+
   it("each refusal is a 4xx in the envelope, and moves nothing", async ({ app, db }) => {
     clock.set(new Date("2026-11-15T12:00:00Z"));
     const org = await app.createOrg();

@@ -17,14 +17,22 @@ import { dbTest as it } from "../support/fixtures.js";
  * - the promo credits in the ledger (kind promo_credit, to the orgs) are redemptions × amount,
  *   one grant of source promo per redemption;
  * - every attempt is a redemption or one of the documented refusals, and a refusal is the one the
- *   state calls for (already redeemed if the org has it, else exhausted).
+ *   state calls for (already redeemed if the org has it, else exhausted);
+ * - an attempt with an idempotency key the org's redemption was made with is answered with that
+ *   redemption (a replay), in its round or later; one with another key or none is never.
  */
 const { runs, seed } = modelSettings(12);
 const scenario = fc.record({
   max: fc.integer({ min: 1, max: 4 }),
   orgs: fc.integer({ min: 1, max: 6 }),
   cents: fc.integer({ min: 1, max: 100_000 }),
-  rounds: fc.array(fc.array(fc.nat(5), { minLength: 1, maxLength: 8 }), { minLength: 1, maxLength: 4 }),
+  rounds: fc.array(
+    fc.array(fc.record({ org: fc.nat(5), key: fc.option(fc.nat(2), { nil: undefined }) }), {
+      minLength: 1,
+      maxLength: 8,
+    }),
+    { minLength: 1, maxLength: 4 },
+  ),
 });
 
 describe("promo redemption invariants", () => {
@@ -52,19 +60,36 @@ describe("promo redemption invariants", () => {
           firstTopUpOnly: false,
         });
         const won = new Set<string>();
+        // Each org's redemption: its id and the key it was made with.
+        const redemptionOf = new Map<string, { id: string; key: string | undefined }>();
         for (const round of s.rounds) {
-          const attempts = round.map((k) => orgIds[k % orgIds.length] as string);
+          const attempts = round.map((a) => ({
+            orgId: orgIds[a.org % orgIds.length] as string,
+            key: a.key === undefined ? undefined : `key-${a.key}`,
+          }));
           const before = new Set(won);
           const results = await Promise.allSettled(
-            attempts.map((orgId) => redeemPromoCode(ctx, { orgId, code: promoCode.code.toLowerCase() })),
+            attempts.map(({ orgId, key }) =>
+              redeemPromoCode(ctx, { orgId, code: promoCode.code.toLowerCase(), idempotencyKey: key }),
+            ),
           );
           results.forEach((r, i) => {
-            const orgId = attempts[i] as string;
-            if (r.status === "fulfilled") {
+            const { orgId, key } = attempts[i] as { orgId: string; key: string | undefined };
+            if (r.status === "fulfilled" && r.value.created) {
               expect(won.has(orgId), `${orgId} redeemed twice`).toBe(false);
               won.add(orgId);
+              redemptionOf.set(orgId, { id: r.value.id, key });
+            }
+          });
+          results.forEach((r, i) => {
+            const { orgId, key } = attempts[i] as { orgId: string; key: string | undefined };
+            const mine = redemptionOf.get(orgId);
+            const replay = key !== undefined && mine?.key === key;
+            if (r.status === "fulfilled") {
+              if (!r.value.created) expect(replay && r.value.id === mine?.id, `${orgId} ${key} replayed`).toBe(true);
               return;
             }
+            expect(replay, `${orgId} ${key}: refused though its key made the redemption`).toBe(false);
             expect(r.reason).toBeInstanceOf(BillingError);
             const code = (r.reason as BillingError).code;
             // Had it before the round: told so. Otherwise it lost a race to itself or to the limit.
@@ -76,7 +101,7 @@ describe("promo redemption invariants", () => {
             if (code === "promo_code_exhausted") expect(won.size).toBe(s.max);
           }
         }
-        const distinct = new Set(s.rounds.flat().map((k) => k % orgIds.length)).size;
+        const distinct = new Set(s.rounds.flat().map((a) => a.org % orgIds.length)).size;
         expect(won.size).toBe(Math.min(s.max, distinct));
         const [row] = await db.sql<
           { count: number; redemptions: number; orgs: number; grants: number; ledger: string }[]

@@ -1,4 +1,4 @@
-import { useState } from "preact/hooks";
+import { useRef, useState } from "preact/hooks";
 import { api, ApiError, newIdempotencyKey, type Schemas } from "../api.ts";
 import { day, usd } from "../format.ts";
 import type { PageProps } from "../page.ts";
@@ -93,6 +93,9 @@ function PromoForm(props: { onRedeemed: () => void }) {
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | undefined>();
   const [done, setDone] = useState<Redemption | undefined>();
+  // One intent per code as typed: a retry after a lost answer is the same redemption, answered
+  // with it (not "already redeemed"); a new key once it succeeded or the code changed.
+  const intent = useRef({ code: "", key: "" });
   return (
     <Section title="Redeem a promo code">
       <form
@@ -104,14 +107,16 @@ function PromoForm(props: { onRedeemed: () => void }) {
           setBusy(true);
           setError(undefined);
           setDone(undefined);
+          if (intent.current.code !== value) intent.current = { code: value, key: newIdempotencyKey() };
           api<Redemption>(
             "POST",
             "/v1/billing/promo-codes/redeem",
             { code: value },
-            { idempotencyKey: newIdempotencyKey() },
+            { idempotencyKey: intent.current.key },
           )
             .then(
               (r) => {
+                intent.current = { code: "", key: "" };
                 setDone(r);
                 setCode("");
                 props.onRedeemed();

@@ -4,7 +4,7 @@ import { redeemPromoCode } from "../../../billing/promo-codes/redeem-promo-code.
 import { billingContext, type AppEnv } from "../../context.js";
 import { principalOrgId } from "../../middleware/auth.js";
 import { usdFields } from "../../present.js";
-import { errorResponses, jsonBody, jsonResponse } from "../../schemas.js";
+import { errorResponses, IdempotencyKeyHeader, jsonBody, jsonResponse } from "../../schemas.js";
 import { requiresKey } from "../access.js";
 
 export const RedeemPromoCodeRequest = z
@@ -42,14 +42,19 @@ export const redeemPromoCodeRoute = createRoute({
       "Grants the code's credits (a grant of source promo, ledger kind promo_credit) once per organization per code. " +
       "Refusals: 422 unknown_promo_code, promo_code_inactive (deactivated), promo_code_expired, promo_code_exhausted " +
       "(max_redemptions reached), promo_code_first_top_up_only (the organization was already credited a paid top-up); " +
-      "409 promo_code_already_redeemed.",
+      "409 promo_code_already_redeemed. With an Idempotency-Key, a retry is answered with the redemption the key made " +
+      "(200, Idempotent-Replayed: true), even after the code ran out or was deactivated; the same key with another code: 409 idempotency_key_reused.",
   }),
   method: "post",
   path: "/v1/billing/promo-codes/redeem",
   summary: "Redeem a promo code",
-  request: { body: jsonBody(RedeemPromoCodeRequest) },
+  request: {
+    headers: z.object({ "idempotency-key": IdempotencyKeyHeader.optional() }),
+    body: jsonBody(RedeemPromoCodeRequest),
+  },
   responses: {
     201: jsonResponse(PromoRedemptionJson, "Redeemed: the credits are granted"),
+    200: jsonResponse(PromoRedemptionJson, "The redemption an earlier request with the same key made"),
     ...errorResponses(400, 401, 403, 409, 422),
   },
 });
@@ -59,7 +64,9 @@ export function registerRedeemPromoCode(app: OpenAPIHono<AppEnv>) {
     const r = await redeemPromoCode(billingContext(c.get("deps")), {
       orgId: principalOrgId(c),
       code: c.req.valid("json").code,
+      idempotencyKey: c.req.valid("header")["idempotency-key"],
     });
+    if (!r.created) c.header("Idempotent-Replayed", "true");
     return c.json(
       {
         id: r.id,
@@ -70,7 +77,7 @@ export function registerRedeemPromoCode(app: OpenAPIHono<AppEnv>) {
         grant_expires_at: r.grant.expiresAt?.toISOString() ?? null,
         created_at: r.createdAt.toISOString(),
       },
-      201,
+      r.created ? 201 : 200,
     );
   });
 }
