@@ -41,6 +41,8 @@ export const ErrorCodes = {
   not_configured: { status: 503, type: "api_error" },
   upstream_unavailable: { status: 503, type: "api_error" },
   processor_unavailable: { status: 503, type: "api_error" },
+  // The link to PostgreSQL failed: the request may or may not have been applied.
+  database_unavailable: { status: 503, type: "api_error" },
   internal_error: { status: 500, type: "api_error" },
 } as const;
 export type ErrorCode = keyof typeof ErrorCodes;

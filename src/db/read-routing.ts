@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 import { BillingError } from "../errors.js";
 import type { Sql } from "./client.js";
+import { isConnectionError } from "./connection-errors.js";
 import { parseLsn, primaryWalPosition, type WritePositions } from "./write-positions.js";
 
 export type ReadTarget = "replica" | "primary";
@@ -34,29 +35,6 @@ const RETRY_REPLICA_AFTER_MS = 5_000;
 const REPLAY_KNOWN_FOR_MS = 1_000;
 /** At most one warning per this long while Redis cannot say where writes are. */
 const WARN_EVERY_MS = 10_000;
-
-/** Errors of the connection, not of the query: the replica is away. */
-const CONNECTION_ERRORS = new Set([
-  "CONNECTION_CLOSED",
-  "CONNECTION_ENDED",
-  "CONNECTION_DESTROYED",
-  "CONNECT_TIMEOUT",
-  "ECONNREFUSED",
-  "ECONNRESET",
-  "ETIMEDOUT",
-  "EHOSTUNREACH",
-  "ENETUNREACH",
-  "ENOTFOUND",
-  "EAI_AGAIN",
-  "EPIPE",
-]);
-
-function isUnreachable(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  if (typeof code !== "string") return false;
-  // SQLSTATE 08 connection exception, 57P01-03 shutting down / starting up, 53300 too many connections.
-  return CONNECTION_ERRORS.has(code) || code.startsWith("08") || code.startsWith("57P") || code === "53300";
-}
 
 /**
  * Read-your-writes over a streaming replica. A read for an org goes to the replica only when the
@@ -118,7 +96,7 @@ export class ReadRouting {
         this.#observer?.routed("primary", "not_found_on_replica");
         return run(this.#primary);
       }
-      this.#failed(err, isUnreachable(err) ? "unreachable" : "error");
+      this.#failed(err, isConnectionError(err) ? "unreachable" : "error");
       this.#observer?.routed("primary", "replica_failed");
       return run(this.#primary);
     }
@@ -163,7 +141,7 @@ export class ReadRouting {
     try {
       replayed = await this.#replayedAtLeast(required);
     } catch (err) {
-      this.#failed(err, isUnreachable(err) ? "unreachable" : "error");
+      this.#failed(err, isConnectionError(err) ? "unreachable" : "error");
       return "replica_down";
     }
     if (replayed === null) return "replica_down";

@@ -1,6 +1,7 @@
 import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ZodError } from "zod";
+import { isConnectionError } from "../db/connection-errors.js";
 import { BillingError, type ErrorCode } from "../errors.js";
 import { usdFields } from "../ledger/money.js";
 import type { AppEnv } from "./context.js";
@@ -76,12 +77,14 @@ export function handleError(err: Error, c: Context<AppEnv>): Response {
   const billingError = asBillingError(err, () =>
     c.get("deps")?.logger.error({ err, request_id: requestId }, "unhandled error"),
   );
+  if (billingError.code === "database_unavailable") c.header("Retry-After", "1");
   return c.json(errorBody(billingError, requestId), billingError.status);
 }
 
 /**
  * What a client is told about `err`: itself if it is a BillingError, the client's fault if the
- * framework or PostgreSQL says so, else a 500 `internal_error` (after `onUnexpected`, which logs it).
+ * framework or PostgreSQL says so, a 503 `database_unavailable` if the link to PostgreSQL failed,
+ * else a 500 `internal_error`. Both of ours are logged (`onUnexpected`).
  */
 export function asBillingError(err: unknown, onUnexpected: () => void): BillingError {
   if (err instanceof BillingError) return err;
@@ -92,6 +95,14 @@ export function asBillingError(err: unknown, onUnexpected: () => void): BillingE
       "text fields must not contain NUL or other characters PostgreSQL cannot store",
     );
   onUnexpected();
+  // Lost after the request's transaction committed, or before: the caller cannot know which, and
+  // neither can we. A keyed request is safe to send again; an unkeyed one may have been applied.
+  if (isConnectionError(err))
+    return new BillingError(
+      "database_unavailable",
+      "the billing database could not be reached or the link to it was lost, so this request may or may not have been applied: " +
+        "retry it with the same Idempotency-Key, or check its outcome before sending it again without one",
+    );
   return new BillingError("internal_error", "something went wrong on our side; the request id identifies it");
 }
 

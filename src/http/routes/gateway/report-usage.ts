@@ -2,6 +2,7 @@ import type { Logger } from "pino";
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import type { Metering, UsageInput } from "../../../billing/metering.js";
 import type { UsageResult } from "../../../billing/usage.js";
+import { isConnectionError } from "../../../db/connection-errors.js";
 import { BillingError } from "../../../errors.js";
 import { usdFields } from "../../present.js";
 import type { AppEnv } from "../../context.js";
@@ -143,10 +144,16 @@ function rejectedJson(index: number, key: string | null, err: unknown, logger?: 
       index,
       idempotency_key: key,
       status: "rejected",
-      error: {
-        code: "internal_error",
-        message: "this event could not be recorded; retry it with the same idempotency_key",
-      },
+      error: isConnectionError(err)
+        ? {
+            code: "database_unavailable",
+            message:
+              "the link to the billing database was lost: this event may or may not have been recorded; retry it with the same idempotency_key",
+          }
+        : {
+            code: "internal_error",
+            message: "this event could not be recorded; retry it with the same idempotency_key",
+          },
     };
   }
   const e = err;
