@@ -40,7 +40,9 @@ export function registerServePortalPages(app: OpenAPIHono<AppEnv>) {
   app.get("/portal", (c) => c.redirect("/portal/", 308));
   app.get("/portal/*", async (c) => {
     const root = resolve(c.get("deps").config.PORTAL_DIR);
-    const wanted = decodeURIComponent(c.req.path.slice("/portal/".length));
+    const wanted = decodedOrNull(c.req.path.slice("/portal/".length));
+    // A path that is not valid percent-encoding names no page or file.
+    if (wanted === null) throw new BillingError("not_found", "no such portal page");
     const isAsset = /^assets\/[A-Za-z0-9._-]+$/.test(wanted) || /^[A-Za-z0-9_-]+\.(svg|png|ico)$/.test(wanted);
     const file = resolve(root, isAsset ? wanted : "index.html");
     if (!file.startsWith(root + sep)) throw new BillingError("not_found", `no portal page ${c.req.path}`);
@@ -64,4 +66,12 @@ export function registerServePortalPages(app: OpenAPIHono<AppEnv>) {
     }
     return c.body(new Uint8Array(body), 200);
   });
+}
+
+function decodedOrNull(text: string): string | null {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return null;
+  }
 }

@@ -28,6 +28,14 @@ describe("the portal's pages under /portal", () => {
     }
   });
 
+  it("answers a path that is not valid percent-encoding 404 in the envelope, never a 500", async ({ app }) => {
+    for (const path of ["/portal/%E0%A4%A", "/portal/%E0", "/portal/assets/%E0", "/portal/assets/%ZZ"]) {
+      const res = await app.call("GET", path);
+      expect(res.status, path).toBe(404);
+      expect(res.json.error.code, path).toBe("not_found");
+    }
+  });
+
   it("says the pages are not built (503 in the envelope) when PORTAL_DIR is empty", async ({ db }) => {
     const app = createTestApp({ sql: db.appSql, config: { PORTAL_DIR: "/nonexistent/portal" } });
     const res = await app.call("GET", "/portal/");
