@@ -4,6 +4,8 @@ import { orgCreditsAccount } from "../ledger/accounts.js";
 /**
  * `pendingExpiry`: what grants that have expired, but whose expiry is not posted yet, take from
  * the credits now (grant_expiry_taken in src/db/functions/money_rules.sql, the one rule).
+ * `held`: what live holds reserve; a hold past its expiry counts as given back even while it is
+ * still marked active (the sweeper has not reached it), so `credits` never depends on the sweeper.
  */
 export type LockedOrg = {
   credits: bigint;
@@ -33,11 +35,17 @@ export async function lockOrgs(tx: TransactionSql, orgIds: string[], now: Date):
     with locked as materialized (
       select org_id, balance, held from ledger_accounts where id = any(${accounts}) order by id for update
     )
-    select l.org_id, l.balance - l.held as credits, l.held,
+    select l.org_id, l.balance - (l.held - l.lapsed) as credits, l.held - l.lapsed as held,
       (select o.low_balance_threshold from organizations o where o.id = l.org_id) as threshold,
       grant_expiry_taken(l.org_id, ${now})::text as pending,
       exists (select 1 from credit_grants g where g.org_id = l.org_id and g.expires_at is not null and g.expired_at is null) as expiring
-    from locked l`;
+    from (
+      -- What holds past their expiry still reserve until the sweeper or a metering batch expires
+      -- them: not live (hold_live_at), so given back already, whenever the workers run.
+      select locked.*, (select coalesce(sum(h.amount), 0)::bigint from holds h
+                        where h.org_id = locked.org_id and h.status = 'active' and h.expires_at <= ${now}) as lapsed
+      from locked
+    ) l`;
   return new Map(
     rows.map((r) => [
       r.org_id,

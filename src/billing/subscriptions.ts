@@ -1,10 +1,9 @@
 import { BillingError } from "../errors.js";
-import type { Catalog, CatalogVersionFile } from "./catalog.js";
 import { at, withTransaction, type BillingContext } from "./context.js";
-import { grantCredits } from "./grants.js";
+import { closeEndedCycles } from "./invoices/close-due-cycles.js";
 import { getOrganization } from "./organizations.js";
 import { cycleContaining } from "./periods.js";
-import { parseUsd } from "../ledger/money.js";
+import { grantIncludedCredits, planAt } from "./plans.js";
 
 export type Subscription = {
   orgId: string;
@@ -13,7 +12,6 @@ export type Subscription = {
   startedAt: Date;
   canceledAt: Date | null;
 };
-export type Plan = { id: string; name: string; monthlyPrice: bigint; includedCredits: bigint; version: string };
 
 type SubscriptionRow = {
   org_id: string;
@@ -30,48 +28,6 @@ const toSubscription = (r: SubscriptionRow): Subscription => ({
   canceledAt: r.canceled_at,
 });
 
-type CatalogPlan = CatalogVersionFile["plans"][number];
-const toPlan = (plan: CatalogPlan, version: string): Plan => ({
-  id: plan.id,
-  name: plan.name,
-  monthlyPrice: parseUsd(plan.monthly_price),
-  includedCredits: parseUsd(plan.included_credits),
-  version,
-});
-
-/** The plan as priced by the catalog version in force at `at`: what a new subscription may choose. */
-export function planAt(catalog: Catalog, planId: string, at: Date): Plan {
-  const version = catalog.versionAt(at);
-  const plan = version.document.plans.find((p) => p.id === planId);
-  if (!plan)
-    throw new BillingError("invalid_request", `unknown plan "${planId}"; see GET /v1/pricing/plans`, {
-      details: { param: "plan_id" },
-    });
-  return toPlan(plan, version.version);
-}
-
-/**
- * The plan an existing subscription is charged for at `at`: as the newest version in force then
- * that lists it prices it. A version that drops a plan stops new subscriptions to it (planAt),
- * never the cycles of those who have it: they keep its last listed price. A plan first listed
- * after `at` (taken mid-cycle) is priced as first listed.
- */
-export function subscribedPlanAt(catalog: Catalog, planId: string, at: Date): Plan {
-  let found: { plan: CatalogPlan; version: string } | undefined;
-  for (const v of catalog.allVersions()) {
-    // oldest first
-    const plan = v.document.plans.find((p) => p.id === planId);
-    if (!plan) continue;
-    if (v.effectiveAt <= at || !found) found = { plan, version: v.version };
-    if (v.effectiveAt > at) break;
-  }
-  if (!found)
-    throw new BillingError("invalid_request", `plan "${planId}" is in no catalog version`, {
-      details: { param: "plan_id" },
-    });
-  return toPlan(found.plan, found.version);
-}
-
 export async function getSubscription(ctx: BillingContext, input: { orgId: string }): Promise<Subscription | null> {
   const [row] = await ctx.sql<SubscriptionRow[]>`select * from subscriptions where org_id = ${input.orgId}`;
   return row ? toSubscription(row) : null;
@@ -84,6 +40,9 @@ export async function getSubscription(ctx: BillingContext, input: { orgId: strin
  * (otherwise a customer could take a big plan's credits and switch to a free plan before close).
  * Plans are charged in arrears at cycle close. Included credits are granted once per anchored
  * month, whatever happens to the plan within it.
+ *
+ * Every cycle of the org that has ended is closed first (closeEndedCycles), so a change made
+ * just after a cycle's end, before the workers closed it, never reaches back into it.
  */
 export async function subscribe(ctx: BillingContext, input: { orgId: string; planId: string }): Promise<Subscription> {
   const { orgId, planId } = input;
@@ -92,6 +51,7 @@ export async function subscribe(ctx: BillingContext, input: { orgId: string; pla
   const plan = planAt(ctx.catalog, planId, now);
   const org = await getOrganization(ctx, { id: orgId });
   const cycle = cycleContaining(now, org.billingAnchorDay);
+  await closeEndedCycles(at(ctx, now), { orgId });
   return withTransaction(at(ctx, now), async (txc) => {
     const tx = txc.sql;
     const [existing] = await tx<SubscriptionRow[]>`select * from subscriptions where org_id = ${orgId} for update`;
@@ -102,7 +62,7 @@ export async function subscribe(ctx: BillingContext, input: { orgId: string; pla
         insert into subscriptions (org_id, plan_id, started_at) values (${orgId}, ${planId}, ${now})
         on conflict (org_id) do update set plan_id = excluded.plan_id, pending_plan_id = null, canceled_at = null, started_at = excluded.started_at
         returning *`;
-      await grantIncludedCredits(txc, { orgId, plan, cycle });
+      await grantIncludedCredits(txc, { orgId, plan, cycle, anchorDay: org.billingAnchorDay });
     } else {
       [row] = await tx<SubscriptionRow[]>`
         update subscriptions set canceled_at = null, pending_plan_id = ${existing.plan_id === planId ? null : planId}
@@ -113,34 +73,14 @@ export async function subscribe(ctx: BillingContext, input: { orgId: string; pla
   });
 }
 
+/** Ends the subscription now: the running cycle is still charged (in arrears); ended cycles are closed first, as for subscribe. */
 export async function cancelSubscription(ctx: BillingContext, input: { orgId: string }): Promise<Subscription> {
   const { orgId } = input;
   const now = ctx.clock();
+  await ctx.catalog.refresh();
+  await closeEndedCycles(at(ctx, now), { orgId });
   const [row] = await ctx.sql<SubscriptionRow[]>`
     update subscriptions set canceled_at = coalesce(canceled_at, ${now}), pending_plan_id = null where org_id = ${orgId} returning *`;
   if (!row) throw new BillingError("not_found", `organization ${orgId} has no subscription`);
   return toSubscription(row);
-}
-
-/** Included credits for the anchored month containing `cycle`, expiring at its end; once per org and month. */
-export async function grantIncludedCredits(
-  ctx: BillingContext,
-  input: { orgId: string; plan: Plan; cycle: { start: Date; end: Date } },
-): Promise<void> {
-  const { orgId, plan, cycle } = input;
-  const now = ctx.clock();
-  if (plan.includedCredits <= 0n || cycle.end <= now) return;
-  try {
-    await grantCredits(at(ctx, now), {
-      orgId,
-      amount: plan.includedCredits,
-      reason: `${plan.name} plan: included credits until ${cycle.end.toISOString().slice(0, 10)}`,
-      expiresAt: cycle.end,
-      idempotencyKey: `plan-credits:${cycle.end.toISOString()}`,
-      source: "plan",
-    });
-  } catch (err) {
-    // Already granted for this month (under another plan): once per month is the rule.
-    if (!(err instanceof BillingError && err.code === "idempotency_key_reused")) throw err;
-  }
 }

@@ -2,7 +2,6 @@ import type { TransactionSql } from "../../db/client.js";
 import { BillingError } from "../../errors.js";
 import { newId } from "../../ids.js";
 import { orgCreditsAccount, SystemAccounts } from "../../ledger/accounts.js";
-import { divideHalfEven } from "../../ledger/money.js";
 import { postTransfer } from "../../ledger/post-transaction.js";
 import { at, withTransaction, type BillingContext } from "../context.js";
 import { billingDetailsSnapshot } from "../documents/billing-details.js";
@@ -10,8 +9,8 @@ import { consumeExpiringGrants } from "../grants.js";
 import { watchLowBalance } from "../low-balance.js";
 import { settleCharges, spendable } from "../money-rules.js";
 import { lockOrgs } from "../org-locks.js";
-import { cycleContaining, cycleFrom, type Period } from "../periods.js";
-import { grantIncludedCredits, subscribedPlanAt } from "../subscriptions.js";
+import { cycleFrom, type Period } from "../periods.js";
+import { grantIncludedCredits, proratedPrice, subscribedPlanAt } from "../plans.js";
 import { toInvoice, type Invoice, type InvoiceLine, type InvoiceRow, type InvoiceStatus } from "./invoice.js";
 import { addUsageTotals, previousInvoice, usageTotals } from "./usage-totals.js";
 
@@ -179,10 +178,11 @@ export async function closeCycle(
       const [current] = await tx<{ plan_id: string }[]>`
         update subscriptions set plan_id = coalesce(pending_plan_id, plan_id), pending_plan_id = null where org_id = ${orgId} returning plan_id`;
       if (!current) throw new Error(`the subscription of ${orgId} vanished under its lock`);
-      const next = cycleFrom(period.end, await anchorDay(tx, orgId));
+      const anchor = await anchorDay(tx, orgId);
+      const next = cycleFrom(period.end, anchor);
       if (next.end > now) {
         const plan = subscribedPlanAt(ctx.catalog, current.plan_id, next.start);
-        await grantIncludedCredits(txc, { orgId, plan, cycle: next });
+        await grantIncludedCredits(txc, { orgId, plan, cycle: next, anchorDay: anchor });
       }
     }
     await lowBalance(settled > 0n ? settlement : null);
@@ -204,13 +204,4 @@ async function anchorDay(tx: TransactionSql, orgId: string): Promise<number> {
   const [row] = await tx<{ d: number }[]>`select billing_anchor_day as d from organizations where id = ${orgId}`;
   if (!row) throw new BillingError("not_found", `no organization ${orgId}`);
   return row.d;
-}
-
-/** A plan's monthly price for a cycle shorter than its anchored month, by time, rounded half to even. */
-export function proratedPrice(monthly: bigint, period: { start: Date; end: Date }, anchor: number): bigint {
-  const full = cycleContaining(period.start, anchor);
-  const fullMs = BigInt(full.end.getTime() - full.start.getTime());
-  const ms = BigInt(period.end.getTime() - period.start.getTime());
-  if (ms >= fullMs) return monthly;
-  return divideHalfEven(monthly * ms, fullMs);
 }

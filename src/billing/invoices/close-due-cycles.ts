@@ -44,3 +44,13 @@ export async function closeDueCycles(
   }
   return { created, existing, orgs: byOrg.size, endedByKey };
 }
+
+/**
+ * Closes the org's cycles that have ended, in order, failing with the first error as it is (a
+ * change to the subscription then waits: it must not reach back into a cycle not yet closed).
+ * Call with a fixed clock; the catalog refreshed.
+ */
+export async function closeEndedCycles(ctx: BillingContext, input: { orgId: string }): Promise<void> {
+  const { cycles } = await dueCycles(ctx, { orgId: input.orgId });
+  for (const { period } of cycles) await closeCycle(ctx, { orgId: input.orgId, period });
+}

@@ -2,6 +2,7 @@ import type { Logger } from "pino";
 import type { TransactionSql } from "../../db/client.js";
 import { BillingError } from "../../errors.js";
 import { newId } from "../../ids.js";
+import { orgCreditsAccount } from "../../ledger/accounts.js";
 import {
   chargeCardOffSession,
   defaultCard,
@@ -11,7 +12,7 @@ import {
 } from "../auto-topup/card-charge.js";
 import { at, withTransaction, type BillingContext } from "../context.js";
 import { NANO_USD_PER_CENT } from "../payments/card-payment.js";
-import { planAt } from "../subscriptions.js";
+import { endIncludedCredits, planAt } from "../plans.js";
 import { emitEvent } from "../events/emit.js";
 import { invoicePaymentFailedEvent } from "../events/facts.js";
 
@@ -67,6 +68,10 @@ export async function collectRenewal(
   const now = ctx.clock();
   const fixed = at(ctx, now);
   const next = await withTransaction(fixed, async ({ sql: tx, logger }) => {
+    // The org's lock before the invoice's, as top-ups (which pay open invoices) and closes take
+    // them: the downgrade below ends plan credits under it.
+    const [owner] = await tx<{ org_id: string }[]>`select org_id from invoices where id = ${input.invoiceId}`;
+    if (owner) await tx`select 1 from ledger_accounts where id = ${orgCreditsAccount(owner.org_id)} for update`;
     const [invoice] = await tx<InvoiceRow[]>`
       select id, org_id, number, status, amount_due, issued_at from invoices where id = ${input.invoiceId} for update`;
     if (!invoice) throw new BillingError("not_found", `no invoice ${input.invoiceId}`);
@@ -192,7 +197,8 @@ export async function renewalPaymentFailed(
 
 /**
  * The last attempt failed: the org moves to the free plan, once per invoice (renewal_downgrades).
- * At once, not at the next cycle: a customer who does not pay stops accruing paid-plan charges.
+ * At once, not at the next cycle: a customer who does not pay stops accruing paid-plan charges,
+ * and what is unused of the paid plan's included credits for the running cycle ends.
  * The invoice stays open (it is still owed, and a top-up pays it first); a notice and a warn line.
  */
 async function downgradeAfterFailedRenewal(
@@ -215,9 +221,11 @@ async function downgradeAfterFailedRenewal(
       hasFree = false;
     }
     // No free plan in the catalog: the paid plan ends instead.
-    if (hasFree)
+    if (hasFree) {
       await tx`update subscriptions set plan_id = ${FREE_PLAN_ID}, pending_plan_id = null where org_id = ${invoice.org_id}`;
-    else
+      // The running cycle is charged the free plan now, so the paid plan's credits end with it.
+      await endIncludedCredits(tx, invoice.org_id, now);
+    } else
       await tx`update subscriptions set canceled_at = ${now}, pending_plan_id = null where org_id = ${invoice.org_id}`;
   }
   const message = `invoice ${invoice.number} could not be charged after ${RENEWAL_SCHEDULE_DAYS.length} attempts; the organization is now on the free plan`;

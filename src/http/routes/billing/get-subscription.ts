@@ -1,7 +1,8 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { getOrganization } from "../../../billing/organizations.js";
 import { cycleContaining } from "../../../billing/periods.js";
-import { getSubscription, type Plan, subscribedPlanAt } from "../../../billing/subscriptions.js";
+import { type Plan, subscribedPlanAt } from "../../../billing/plans.js";
+import { getSubscription } from "../../../billing/subscriptions.js";
 import { billingContext, type AppEnv } from "../../context.js";
 import { principalOrgId } from "../../middleware/auth.js";
 import { usdFields } from "../../present.js";
