@@ -1076,7 +1076,7 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * List gateway keys
+         * List gateway and admin keys
          * @description Requires an admin key.
          */
         get: operations["listPlatformKeys"];
@@ -6532,7 +6532,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description The platform's gateway keys, newest first, revoked ones with their revocation time */
+            /** @description The platform's gateway keys and every admin key, newest first, revoked ones with their revocation time */
             200: {
                 headers: {
                     [name: string]: unknown;

@@ -138,11 +138,16 @@ export async function createGatewayKey(ctx: BillingContext, input: { name: strin
   };
 }
 
-/** The platform's keys (gateway), newest first, revoked ones included with their revocation time. */
+/**
+ * The keys that act beyond one organization's own data, newest first, revoked ones included
+ * with their revocation time: gateway keys, and admin keys (made under an organization, and
+ * listed nowhere else), so that an operator can find and revoke every one, including one minted
+ * with a stolen admin key.
+ */
 export async function listPlatformKeys(ctx: BillingContext): Promise<ApiKeySummary[]> {
   const rows = await ctx.sql<KeyRow[]>`
     select id, org_id, scope, name, permissions, key_prefix, created_at, last_used_at, revoked_at
-    from api_keys where org_id is null order by created_at desc, id desc`;
+    from api_keys where org_id is null or scope = 'admin' order by created_at desc, id desc`;
   return rows.map(summary);
 }
 

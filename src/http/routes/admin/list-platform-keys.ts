@@ -10,9 +10,12 @@ export const listPlatformKeysRoute = createRoute({
   ...requiresKey({ scope: "admin", area: "admin" }),
   method: "get",
   path: "/v1/admin/keys",
-  summary: "List gateway keys",
+  summary: "List gateway and admin keys",
   responses: {
-    200: jsonResponse(ApiKeyList, "The platform's gateway keys, newest first, revoked ones with their revocation time"),
+    200: jsonResponse(
+      ApiKeyList,
+      "The platform's gateway keys and every admin key, newest first, revoked ones with their revocation time",
+    ),
     ...errorResponses(401, 403),
   },
 });

@@ -32,6 +32,29 @@ describe("GET /v1/admin/keys (listPlatformKeys)", () => {
     expect(use.status).toBe(401);
   });
 
+  it("lists every admin key, made under whichever organization, so a key minted with a stolen admin key can be found and revoked", async ({
+    app,
+  }) => {
+    const org = await app.createOrg("Victim Co");
+    const minted = await app.call("POST", `/v1/admin/orgs/${org.id}/keys`, {
+      key: TEST_ADMIN_KEY,
+      body: { scope: "admin", name: "innocuous" },
+    });
+    expect(minted.status, minted.text).toBe(201);
+    const list = await app.call("GET", "/v1/admin/keys", { key: minted.json.key });
+    expect(list.text).not.toContain(minted.json.key);
+    expect(list.json.data.find((k: { id: string }) => k.id === minted.json.id)).toMatchObject({
+      scope: "admin",
+      org_id: org.id,
+      name: "innocuous",
+      revoked_at: null,
+    });
+    // Org keys stay on the organization's own list.
+    expect(list.json.data.map((k: { id: string }) => k.id)).not.toContain(org.orgKeyId);
+    expect((await app.call("DELETE", `/v1/admin/keys/${minted.json.id}`, { key: TEST_ADMIN_KEY })).status).toBe(200);
+    expect((await app.call("GET", `/v1/admin/orgs/${org.id}`, { key: minted.json.key })).status).toBe(401);
+  });
+
   it("org and gateway keys get 403", async ({ app }) => {
     const org = await app.createOrg();
     for (const key of [org.orgKey, org.gatewayKey])
