@@ -5,6 +5,7 @@ import { serveStatic } from "@hono/node-server/serve-static";
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import type { MiddlewareHandler } from "hono";
 import type { AppDeps, AppEnv } from "../../context.js";
+import { BillingError } from "../../../errors.js";
 import { requireScope } from "../../middleware/auth.js";
 import { requireMetricsToken } from "../../middleware/metrics-token.js";
 
@@ -25,6 +26,33 @@ const basicAsBearer: MiddlewareHandler<AppEnv> = async (c, next) => {
   await next();
 };
 
+/**
+ * A browser keeps Basic credentials and sends them with requests other sites start, so the
+ * dashboard's writes (add, retry, clean, empty) are taken from its own pages only: a browser says
+ * where a request comes from (Sec-Fetch-Site, else Origin), and one from another site is refused.
+ * A request that says neither is not a browser's (curl, a script) and carries the key itself.
+ * Its pages may not be framed by another site either (clickjacking its buttons).
+ */
+const ownPagesOnly: MiddlewareHandler<AppEnv> = async (c, next) => {
+  c.header("X-Frame-Options", "DENY");
+  c.header("Content-Security-Policy", "frame-ancestors 'none'");
+  if (!["GET", "HEAD", "OPTIONS"].includes(c.req.method) && !fromOwnPage(c.req.raw.headers))
+    throw new BillingError("csrf_token_invalid", "the queue dashboard takes changes from its own pages only");
+  await next();
+};
+
+function fromOwnPage(headers: Headers): boolean {
+  const site = headers.get("sec-fetch-site");
+  if (site !== null) return site === "same-origin";
+  const origin = headers.get("origin");
+  if (origin === null) return true;
+  try {
+    return new URL(origin).host === headers.get("host");
+  } catch {
+    return false; // "null" (a sandboxed or file page) or garbage
+  }
+}
+
 /** GET /metrics (Prometheus text format) and the BullMQ dashboard under the admin key. */
 export function registerOperations(app: OpenAPIHono<AppEnv>, deps: AppDeps) {
   if (deps.metrics) {
@@ -39,8 +67,8 @@ export function registerOperations(app: OpenAPIHono<AppEnv>, deps: AppDeps) {
       queues: deps.queues.all().map((q) => new BullMQAdapter(q, { readOnlyMode: false })),
       serverAdapter: adapter,
     });
-    app.use(`${QUEUE_DASHBOARD_PATH}/*`, basicAsBearer, requireScope("admin"));
-    app.use(QUEUE_DASHBOARD_PATH, basicAsBearer, requireScope("admin"));
+    app.use(`${QUEUE_DASHBOARD_PATH}/*`, ownPagesOnly, basicAsBearer, requireScope("admin"));
+    app.use(QUEUE_DASHBOARD_PATH, ownPagesOnly, basicAsBearer, requireScope("admin"));
     app.route(QUEUE_DASHBOARD_PATH, adapter.registerPlugin());
   }
 }

@@ -62,4 +62,42 @@ describe("operating the service: /metrics and the queue dashboard", () => {
     expect(api.status).toBe(200);
     expect(JSON.stringify(api.json)).toContain("low-balance-alerts");
   });
+
+  it("takes the dashboard's changes from its own pages only, and cannot be framed (found by a helper's attack)", async ({
+    app,
+    queues,
+  }) => {
+    const queue = queues.all().find((q) => q.name === "maintenance");
+    if (!queue) throw new Error("no maintenance queue");
+    const basic = { authorization: `Basic ${Buffer.from(`ops:${TEST_ADMIN_KEY}`).toString("base64")}` };
+    // What a <form enctype="text/plain" method="post"> on another site sends with the Basic
+    // credentials the operator's browser keeps: refused, nothing added.
+    const add = (headers: Record<string, string>) =>
+      app.call("POST", `/admin/queues/api/queues/${queue.name}/add`, {
+        headers: { ...basic, "content-type": "text/plain", ...headers },
+        rawBody: '{"name":"from-elsewhere","data":{}}',
+      });
+    const waiting = async () => (await queue.getJobCounts()).waiting ?? 0;
+    const before = await waiting();
+    const elsewhere: Record<string, string>[] = [
+      { origin: "https://evil.example", "sec-fetch-site": "cross-site" },
+      { origin: "https://evil.example" }, // an older browser: Origin only
+      { "sec-fetch-site": "same-site" },
+      { origin: "null" },
+    ];
+    for (const from of elsewhere) {
+      const res = await add(from);
+      expect(res.status, JSON.stringify(from)).toBe(403);
+      expect(res.json.error.code).toBe("csrf_token_invalid");
+    }
+    expect(await waiting()).toBe(before);
+    // Its own page's request, and a script's (no browser headers), are taken.
+    const own = await add({ origin: "http://localhost", host: "localhost", "sec-fetch-site": "same-origin" });
+    expect(own.status, own.text).toBe(200);
+    expect((await add({})).status).toBe(200);
+    expect(await waiting()).toBe(before + 2);
+    const page = await app.call("GET", "/admin/queues", { headers: basic });
+    expect(page.headers.get("x-frame-options")).toBe("DENY");
+    expect(page.headers.get("content-security-policy")).toBe("frame-ancestors 'none'");
+  });
 });
