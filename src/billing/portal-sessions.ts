@@ -50,6 +50,23 @@ export type OpenedSession = { id: string; sessionToken: string; expiresAt: Date 
  * revoked, its key live), so of two racing opens exactly one gets the session. Every refusal
  * says the same to the browser (an unknown, used, expired or revoked link are alike to it).
  */
+/**
+ * The organization a link would open a session for, if it can still be opened, without using it:
+ * what the link's page shows before the person asks for the session (opening it is a POST, so a
+ * mail scanner's GET of the link never uses it up). Refused as openPortalLink refuses.
+ */
+export async function peekPortalLink(ctx: BillingContext, input: { token: string }): Promise<{ orgName: string }> {
+  if (!TOKEN_PATTERN.test(input.token)) throw linkRefused();
+  const [row] = await ctx.sql<{ name: string }[]>`
+    select o.name from portal_sessions s
+    join api_keys k on k.id = s.api_key_id
+    join organizations o on o.id = s.org_id
+    where s.link_token_hash = ${hashToken(input.token)} and s.opened_at is null and s.revoked_at is null
+      and s.link_expires_at > ${ctx.clock()} and k.revoked_at is null`;
+  if (!row) throw linkRefused();
+  return { orgName: row.name };
+}
+
 export async function openPortalLink(ctx: BillingContext, input: { token: string }): Promise<OpenedSession> {
   if (!TOKEN_PATTERN.test(input.token)) throw linkRefused();
   const now = ctx.clock();

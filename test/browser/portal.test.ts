@@ -95,6 +95,7 @@ async function openPortal(portal: Portal, orgKey: string) {
   watched.push(problems);
   const link = await portalLink(portal, orgKey);
   await page.goto(link.url);
+  await page.getByRole("button", { name: "Continue to billing" }).click();
   await page.getByRole("heading", { level: 1, name: "Overview" }).waitFor();
   return { context, page, problems, link };
 }

@@ -7,6 +7,7 @@ import type { MiddlewareHandler } from "hono";
 import type { AppDeps, AppEnv } from "../../context.js";
 import { BillingError } from "../../../errors.js";
 import { requireScope } from "../../middleware/auth.js";
+import { fromOwnPage } from "../../middleware/own-origin.js";
 import { requireMetricsToken } from "../../middleware/metrics-token.js";
 
 export const QUEUE_DASHBOARD_PATH = "/admin/queues";
@@ -28,9 +29,7 @@ const basicAsBearer: MiddlewareHandler<AppEnv> = async (c, next) => {
 
 /**
  * A browser keeps Basic credentials and sends them with requests other sites start, so the
- * dashboard's writes (add, retry, clean, empty) are taken from its own pages only: a browser says
- * where a request comes from (Sec-Fetch-Site, else Origin), and one from another site is refused.
- * A request that says neither is not a browser's (curl, a script) and carries the key itself.
+ * dashboard's writes (add, retry, clean, empty) are taken from its own pages only (fromOwnPage).
  * Its pages may not be framed by another site either (clickjacking its buttons).
  */
 const ownPagesOnly: MiddlewareHandler<AppEnv> = async (c, next) => {
@@ -40,18 +39,6 @@ const ownPagesOnly: MiddlewareHandler<AppEnv> = async (c, next) => {
     throw new BillingError("csrf_token_invalid", "the queue dashboard takes changes from its own pages only");
   await next();
 };
-
-function fromOwnPage(headers: Headers): boolean {
-  const site = headers.get("sec-fetch-site");
-  if (site !== null) return site === "same-origin";
-  const origin = headers.get("origin");
-  if (origin === null) return true;
-  try {
-    return new URL(origin).host === headers.get("host");
-  } catch {
-    return false; // "null" (a sandboxed or file page) or garbage
-  }
-}
 
 /** GET /metrics (Prometheus text format) and the BullMQ dashboard under the admin key. */
 export function registerOperations(app: OpenAPIHono<AppEnv>, deps: AppDeps) {

@@ -9,7 +9,10 @@ const clock = manualClock();
 async function openSession(app: TestApp, key: string) {
   const link = await app.call("POST", "/v1/billing/portal-sessions", { key });
   expect(link.status).toBe(201);
-  const opened = await app.app.request(new URL(link.json.url).pathname + new URL(link.json.url).search);
+  const page = await open(app, link.json.url);
+  expect(page.status).toBe(200);
+  expect(await page.text()).toContain('<form method="post" action="/portal/open">');
+  const opened = await press(app, new URL(link.json.url).searchParams.get("token") ?? "");
   expect(opened.status).toBe(303);
   expect(opened.headers.get("location")).toBe("/portal/");
   const setCookie = opened.headers.get("set-cookie") ?? "";
@@ -25,6 +28,14 @@ const open = (app: TestApp, url: string) => {
   const u = new URL(url);
   return app.app.request(u.pathname + u.search);
 };
+
+/** The link page's button: its form posted from the page itself. */
+const press = (app: TestApp, token: string, headers: Record<string, string> = { "sec-fetch-site": "same-origin" }) =>
+  app.app.request("/portal/open", {
+    method: "POST",
+    headers: { "content-type": "application/x-www-form-urlencoded", ...headers },
+    body: new URLSearchParams({ token }).toString(),
+  });
 
 describe("billing portal sessions", () => {
   it.scoped({ appOptions: { clock } });
@@ -53,7 +64,11 @@ describe("billing portal sessions", () => {
     const org = await app.createOrg();
     const link = await app.call("POST", "/v1/billing/portal-sessions", { key: org.orgKey });
     const token = new URL(link.json.url).searchParams.get("token");
-    const opened = await app.app.request(`https://billing.example.com/portal/open?token=${token}`);
+    const opened = await app.app.request("https://billing.example.com/portal/open", {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded", "sec-fetch-site": "same-origin" },
+      body: new URLSearchParams({ token: token ?? "" }).toString(),
+    });
     expect(opened.status).toBe(303);
     expect(opened.headers.get("set-cookie")).toMatch(/; Secure/i);
   });
@@ -83,9 +98,51 @@ describe("billing portal sessions", () => {
     const org = await app.createOrg();
     for (let round = 0; round < 5; round++) {
       const link = await app.call("POST", "/v1/billing/portal-sessions", { key: org.orgKey });
-      const answers = await Promise.all(Array.from({ length: 4 }, () => open(app, link.json.url)));
+      const token = new URL(link.json.url).searchParams.get("token") ?? "";
+      const answers = await Promise.all(Array.from({ length: 4 }, () => press(app, token)));
       expect(answers.map((a) => a.status).sort()).toEqual([303, 410, 410, 410]);
     }
+  });
+
+  it("the link's page uses nothing up (a mail scanner's fetch); only its own button opens it, never a form on another site", async ({
+    app,
+  }) => {
+    const org = await app.createOrg("Scanned Co <&>");
+    const link = await app.call("POST", "/v1/billing/portal-sessions", { key: org.orgKey });
+    const token = new URL(link.json.url).searchParams.get("token") ?? "";
+    for (let i = 0; i < 3; i++) {
+      const page = await open(app, link.json.url);
+      expect(page.status).toBe(200);
+      expect(page.headers.get("set-cookie")).toBeNull();
+      expect(page.headers.get("x-frame-options")).toBe("DENY");
+      expect(page.headers.get("cache-control")).toBe("no-store");
+      expect(await page.text()).toContain("<strong>Scanned Co &lt;&amp;&gt;</strong>");
+    }
+    // Another site's form posting the sender's own link: no session (login CSRF).
+    const elsewhere: Record<string, string>[] = [
+      { "sec-fetch-site": "cross-site" },
+      { "sec-fetch-site": "same-site" },
+      { origin: "https://evil.example", host: "localhost" },
+    ];
+    for (const headers of elsewhere) {
+      const forged = await press(app, token, headers);
+      expect(forged.status, JSON.stringify(headers)).toBe(403);
+      expect(forged.headers.get("set-cookie")).toBeNull();
+    }
+    // The person's own press still works, once.
+    const opened = await press(app, token, { origin: "http://localhost", host: "localhost" });
+    expect(opened.status).toBe(303);
+    expect(opened.headers.get("set-cookie")).toMatch(/^hanzo_portal=/);
+    expect((await open(app, link.json.url)).status).toBe(410);
+    expect((await press(app, token)).status).toBe(410);
+    // No token, or not a form: the refused-link page, not a 500.
+    expect((await press(app, "")).status).toBe(410);
+    const notForm = await app.app.request("/portal/open", {
+      method: "POST",
+      headers: { "content-type": "application/json", "sec-fetch-site": "same-origin" },
+      body: "{",
+    });
+    expect(notForm.status).toBe(410);
   });
 
   it("writes need the session's CSRF token (403 in the envelope without it); reads do not", async ({ app }) => {
