@@ -259,4 +259,25 @@ describe("events in the outbox, one per fact", () => {
     );
     await expect(db.appSql`delete from billing_events where org_id = ${org.id}`).rejects.toThrow(/permission denied/);
   });
+
+  it("the app's role cannot choose an event's seq: one given is replaced, and only the commit's numbering may change it", async ({
+    app,
+    db,
+  }) => {
+    const org = await app.createOrg();
+    const [before] = await db.sql<{ max: string }[]>`select coalesce(max(seq), 0)::text as max from billing_events`;
+    await db.appSql.begin(
+      (tx) => tx`
+        insert into billing_events (id, org_id, type, fact_key, data, created_at, seq)
+        values ('evt_chosen_seq', ${org.id}, 'test.ping', 'chosen-seq', '{}', now(), 1)`,
+    );
+    const [chosen] = await db.sql<{ seq: string }[]>`select seq::text from billing_events where id = 'evt_chosen_seq'`;
+    expect(BigInt(chosen?.seq ?? 0)).toBeGreaterThan(BigInt(before?.max ?? 0));
+    // A provisional seq set to a number of the writer's choosing before the commit: refused.
+    const moved = db.appSql.begin(async (tx) => {
+      const [e] = await tx<{ id: string }[]>`select emit_event(${org.id}, 'test.ping', 'moved-seq', '{}', now()) as id`;
+      await tx`update billing_events set seq = 2 where id = ${e?.id ?? ""}`;
+    });
+    await expect(moved).rejects.toMatchObject({ code: "P0001" });
+  });
 });

@@ -63,13 +63,13 @@ drop trigger if exists billing_events_notify on billing_events;
 create trigger billing_events_notify after insert on billing_events for each row execute function billing_events_notify();
 
 -- Events are facts: only their fan-out mark may change (and their provisional seq become the final
--- one, once: below), and nothing is removed.
+-- one, once, as billing_events_take_seq gives it: the number it just drew), and nothing is removed.
 create or replace function billing_events_refuse_change() returns trigger language plpgsql
   set search_path = billing, pg_temp as $$
 begin
   if tg_op = 'UPDATE' and (new.id, new.org_id, new.type, new.fact_key, new.data, new.created_at)
                       is not distinct from (old.id, old.org_id, old.type, old.fact_key, old.data, old.created_at)
-     and (new.seq = old.seq or (old.seq < 0 and new.seq > 0)) then
+     and (new.seq = old.seq or (old.seq < 0 and new.seq = currval('billing_events_commit_seq'))) then
     return new;
   end if;
   raise exception 'billing_events are append-only (only fanned_out_at changes)' using errcode = 'P0001';
@@ -115,6 +115,22 @@ create trigger billing_events_note_org before insert on billing_events
 drop trigger if exists card_topups_note_event_org on card_topups;
 create trigger card_topups_note_event_org before insert on card_topups
   for each row execute function billing_events_note_own_org();
+
+-- Every event starts provisional, whatever its writer asked: a seq given in the INSERT would keep
+-- it (the commit only numbers seq < 0), so the app's role could place an event anywhere in an
+-- organization's log, out of commit order or on a number already handed out.
+create or replace function billing_events_seq_provisional() returns trigger language plpgsql
+  set search_path = billing, pg_temp
+as $$
+begin
+  if new.seq is null or new.seq >= 0 then
+    new.seq := -nextval('billing_events_commit_seq');
+  end if;
+  return new;
+end $$;
+drop trigger if exists billing_events_seq_provisional on billing_events;
+create trigger billing_events_seq_provisional before insert on billing_events
+  for each row execute function billing_events_seq_provisional();
 
 create or replace function billing_events_take_seq() returns trigger language plpgsql
   set search_path = billing, pg_temp
