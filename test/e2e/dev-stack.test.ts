@@ -90,7 +90,16 @@ describe("npm run dev", () => {
   it("prints a billing portal link that opens once into a session", async () => {
     const url = /Portal\s+(http:\/\/\S+\/portal\/open\?token=\S+)/.exec(output)?.[1];
     if (!url) throw new Error(`no portal link in:\n${output.slice(-2000)}`);
-    const opened = await fetch(url, { redirect: "manual" });
+    // The link's page names the org and posts the token from its button (a fetch of the page uses nothing up).
+    const shown = await fetch(url, { redirect: "manual" });
+    expect(shown.status).toBe(200);
+    expect(await shown.text()).toContain("Continue to billing");
+    const opened = await fetch(new URL("/portal/open", url), {
+      method: "POST",
+      redirect: "manual",
+      headers: { "content-type": "application/x-www-form-urlencoded", origin: new URL(url).origin },
+      body: new URLSearchParams({ token: new URL(url).searchParams.get("token") ?? "" }),
+    });
     expect(opened.status).toBe(303);
     const cookie = /hanzo_portal=([^;]+)/.exec(opened.headers.get("set-cookie") ?? "")?.[1];
     const page = await fetch(`${state.api_url}/portal/`, { headers: { cookie: `hanzo_portal=${cookie}` } });
