@@ -2,6 +2,8 @@ import type { Logger } from "pino";
 import type { Sql } from "../db/client.js";
 import { BillingError } from "../errors.js";
 import { Catalog } from "./catalog.js";
+import { type BillingContext, createBillingContext } from "./context.js";
+import { grantOpenCycleCredits } from "./cycle-credits.js";
 import { newId } from "../ids.js";
 import { batchOrgs, callMeteringBatch, GroupCommitter, type BatchOrg, type BatchOutcome } from "./group-commit.js";
 import {
@@ -40,6 +42,11 @@ function boundedCost(cost: bigint, field: "quantities" | "estimate"): bigint {
 }
 
 type Item = { kind: "authorize"; req: AuthorizeRequest; now: Date } | { kind: "usage"; req: UsageRequest; now: Date };
+
+/** Organizations whose cycle end is remembered (grantCycleCredits); past it the memory starts over. */
+const MAX_REMEMBERED_CYCLES = 100_000;
+/** An organization the database does not know is asked about again after this long. */
+const UNKNOWN_ORG_RETRY_MS = 60_000;
 /**
  * The hot path: prices requests from the in-memory catalog, then hands them to group
  * committers so that many requests share one PostgreSQL transaction. Stateless beyond the
@@ -48,6 +55,9 @@ type Item = { kind: "authorize"; req: AuthorizeRequest; now: Date } | { kind: "u
 export class Metering {
   readonly catalog: Catalog;
   private readonly lanes: GroupCommitter<Item, Hold | UsageResult>[];
+  private readonly ctx: BillingContext;
+  /** Per organization, when its current cycle ends: until then its cycle's credits are known granted. */
+  private readonly cycleEnds = new Map<string, number>();
 
   constructor(
     private readonly sql: Sql,
@@ -60,6 +70,7 @@ export class Metering {
     } = {},
   ) {
     this.catalog = new Catalog(sql);
+    this.ctx = createBillingContext({ sql, catalog: this.catalog, ...(opts.logger ? { logger: opts.logger } : {}) });
     // Organizations are split over lanes by a hash of their id. A lane's batch carries both the
     // authorizations and the usage events that arrived together: one statement, one commit
     // (metering_batch, src/db/functions/metering.sql). Lanes lock disjoint organizations, so their batches run
@@ -277,6 +288,7 @@ export class Metering {
         alert_id: withUsage[i] ? newId("alert") : null,
       }),
     );
+    await this.grantCycleCredits(orgs, now);
     const res = await callMeteringBatch(this.sql, now, batch, u.input, a.input);
     const held =
       authorizations.length > 0
@@ -311,6 +323,19 @@ export class Metering {
       if (outcome === undefined) throw new Error(`metering batch returned no outcome for a ${i.kind} item`);
       return outcome;
     });
+  }
+
+  /**
+   * Before an organization's first request of a cycle is written, the cycle's included credits
+   * (grantOpenCycleCredits): a map lookup per organization of the batch otherwise.
+   */
+  private async grantCycleCredits(orgs: string[], now: Date): Promise<void> {
+    const t = now.getTime();
+    const due = orgs.filter((org) => !((this.cycleEnds.get(org) ?? 0) > t));
+    if (due.length === 0) return;
+    const ends = await grantOpenCycleCredits(this.ctx, due, now);
+    if (this.cycleEnds.size + due.length > MAX_REMEMBERED_CYCLES) this.cycleEnds.clear();
+    for (const org of due) this.cycleEnds.set(org, ends.get(org)?.getTime() ?? t + UNKNOWN_ORG_RETRY_MS);
   }
 
   private async ensureCatalog() {

@@ -7,7 +7,7 @@
  */
 import { describe, expect } from "vitest";
 import { expireHolds } from "../../src/billing/holds.js";
-import { manualClock, TEST_ADMIN_KEY, type TestApp } from "../support/app.js";
+import { createTestApp, manualClock, TEST_ADMIN_KEY, type TestApp } from "../support/app.js";
 import { contextAt } from "../support/context.js";
 import { appTest as it } from "../support/fixtures.js";
 import { expectLedgerConsistent } from "../support/ledger.js";
@@ -212,5 +212,49 @@ describe("subscriptions across a cycle boundary not closed yet", () => {
     const [count] = await db.sql<{ n: number }[]>`
       select count(*)::int as n from credit_grants where org_id = ${org.id} and source = 'plan'`;
     expect(count?.n).toBe(3);
+  });
+
+  it("the new cycle's included credits, granted by whichever comes first of two replicas' metering and the close, are granted once", async ({
+    app,
+    db,
+  }) => {
+    clock.set(new Date("2026-10-05T10:00:00Z"));
+    const org = await app.createOrg("Racing Co");
+    await app.grant(org.id, "10.00");
+    const put = await app.call("PUT", `/v1/admin/orgs/${org.id}/subscription`, {
+      key: TEST_ADMIN_KEY,
+      body: { plan_id: "team" },
+    });
+    expect(put.status).toBe(200);
+    // Two more API processes on the same database, each with its own memory of cycle ends.
+    const replicas = [app, createTestApp({ sql: db.appSql, clock }), createTestApp({ sql: db.appSql, clock })];
+    clock.set(new Date("2026-11-01T00:00:10Z")); // October not closed yet
+    let n = 0;
+    const report = (r: TestApp) =>
+      r.call("POST", "/v1/billing/usage", {
+        key: org.gatewayKey,
+        body: {
+          events: [
+            {
+              idempotency_key: `race-${++n}`,
+              org_id: org.id,
+              timestamp: clock().toISOString(),
+              product: "api",
+              quantities: { requests: 100 },
+            },
+          ],
+        },
+      });
+    const answers = await Promise.all([
+      ...replicas.flatMap((r) => [report(r), report(r), report(r)]),
+      app.call("POST", "/v1/admin/cycles/close", { key: TEST_ADMIN_KEY, body: { org_id: org.id } }),
+    ]);
+    for (const a of answers) expect(a.status, a.text).toBe(200);
+    const grants = await db.sql<{ amount: string; consumed: string }[]>`
+      select amount::text, consumed::text from credit_grants
+      where org_id = ${org.id} and source = 'plan' and expires_at = '2026-12-01T00:00:00Z'`;
+    // One grant of November's $250, and the nine reports' $0.09 drawn from it.
+    expect(grants).toEqual([{ amount: "250000000000", consumed: "90000000" }]);
+    await expectLedgerConsistent(db.sql);
   });
 });

@@ -1,0 +1,49 @@
+import type { BillingContext } from "./context.js";
+import { cycleContaining } from "./periods.js";
+import { grantIncludedCredits, subscribedPlanAt } from "./plans.js";
+
+type OrgCycleRow = {
+  id: string;
+  billing_anchor_day: number;
+  plan_id: string | null;
+  pending_plan_id: string | null;
+  canceled_at: Date | null;
+  last_end: Date | null;
+};
+
+/**
+ * A cycle's included credits from its first instant, not from its close: the previous cycle's
+ * close grants them, but the workers close due cycles up to a minute after the boundary (longer
+ * if they are down), and usage in between was paid from the org's own credits (then the included
+ * credits expired with that much unused) or refused if it had none. The metering path calls this
+ * before it writes an organization's first request of a cycle (Metering keeps when to ask again):
+ * if the previous cycle is not closed yet, the cycle's credits are granted now, for the plan the
+ * close would give it (the pending change, if any; none once cancelled), under the same key as
+ * the close's grant, so whichever comes first grants them and the other finds them. Returns, per
+ * organization, when its current cycle ends (when to ask again).
+ */
+export async function grantOpenCycleCredits(
+  ctx: BillingContext,
+  orgIds: string[],
+  now: Date,
+): Promise<Map<string, Date>> {
+  const rows = await ctx.sql<OrgCycleRow[]>`
+    select o.id, o.billing_anchor_day, s.plan_id, s.pending_plan_id, s.canceled_at,
+           (select max(i.period_end) from invoices i where i.org_id = o.id) as last_end
+    from organizations o left join subscriptions s on s.org_id = o.id
+    where o.id = any(${orgIds})`;
+  const ends = new Map<string, Date>();
+  for (const r of rows) {
+    const cycle = cycleContaining(now, r.billing_anchor_day);
+    ends.set(r.id, cycle.end);
+    const previousOpen = r.last_end === null || r.last_end < cycle.start;
+    if (!previousOpen || r.plan_id === null || r.canceled_at !== null) continue;
+    await ctx.catalog.refresh();
+    const plan = subscribedPlanAt(ctx.catalog, r.pending_plan_id ?? r.plan_id, cycle.start);
+    await grantIncludedCredits(
+      { ...ctx, clock: () => now },
+      { orgId: r.id, plan, cycle, anchorDay: r.billing_anchor_day },
+    );
+  }
+  return ends;
+}
