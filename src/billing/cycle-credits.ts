@@ -7,6 +7,7 @@ type OrgCycleRow = {
   billing_anchor_day: number;
   plan_id: string | null;
   pending_plan_id: string | null;
+  started_at: Date | null;
   canceled_at: Date | null;
   last_end: Date | null;
 };
@@ -28,7 +29,7 @@ export async function grantOpenCycleCredits(
   now: Date,
 ): Promise<Map<string, Date>> {
   const rows = await ctx.sql<OrgCycleRow[]>`
-    select o.id, o.billing_anchor_day, s.plan_id, s.pending_plan_id, s.canceled_at,
+    select o.id, o.billing_anchor_day, s.plan_id, s.pending_plan_id, s.started_at, s.canceled_at,
            (select max(i.period_end) from invoices i where i.org_id = o.id) as last_end
     from organizations o left join subscriptions s on s.org_id = o.id
     where o.id = any(${orgIds})`;
@@ -37,7 +38,10 @@ export async function grantOpenCycleCredits(
     const cycle = cycleContaining(now, r.billing_anchor_day);
     ends.set(r.id, cycle.end);
     const previousOpen = r.last_end === null || r.last_end < cycle.start;
-    if (!previousOpen || r.plan_id === null || r.canceled_at !== null) continue;
+    // A subscription taken in this cycle got its credits when it was taken (its pending change
+    // waits for the next cycle); one cancelled gets none.
+    const subscribedBefore = r.started_at !== null && r.started_at < cycle.start;
+    if (!previousOpen || !subscribedBefore || r.plan_id === null || r.canceled_at !== null) continue;
     await ctx.catalog.refresh();
     const plan = subscribedPlanAt(ctx.catalog, r.pending_plan_id ?? r.plan_id, cycle.start);
     await grantIncludedCredits(
