@@ -161,12 +161,12 @@ export async function consumeExpiringGrants(
   orgId: string,
   amount: bigint,
   now: Date,
-  opts: { createdBefore?: Date } = {},
+  opts: { planCreditsEndingAfter?: Date } = {},
 ): Promise<bigint> {
   if (amount <= 0n) return 0n;
   const [row] = await tx<
     { left: bigint }[]
-  >`select consume_expiring_grants(${orgId}, ${amount.toString()}, ${now}, ${opts.createdBefore ?? null}) as left`;
+  >`select consume_expiring_grants(${orgId}, ${amount.toString()}, ${now}, ${opts.planCreditsEndingAfter ?? null}) as left`;
   return row ? row.left : amount;
 }
 

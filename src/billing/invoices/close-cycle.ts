@@ -9,7 +9,7 @@ import { consumeExpiringGrants } from "../grants.js";
 import { watchLowBalance } from "../low-balance.js";
 import { settleCharges, spendable } from "../money-rules.js";
 import { lockOrgs } from "../org-locks.js";
-import { cycleFrom, type Period } from "../periods.js";
+import { cycleContaining, cycleFrom, type Period } from "../periods.js";
 import { grantIncludedCredits, proratedPrice, subscribedPlanAt } from "../plans.js";
 import { toInvoice, type Invoice, type InvoiceLine, type InvoiceRow, type InvoiceStatus } from "./invoice.js";
 import { addUsageTotals, previousInvoice, usageTotals } from "./usage-totals.js";
@@ -128,24 +128,12 @@ export async function closeCycle(
       charges += a.amount;
     }
 
-    // Usage was paid from credits as it happened; charges are settled now from what the org could
-    // spend when the cycle ended, so that a late close (the workers close up to a minute after the
-    // boundary) settles as one at the boundary would have: credits that arrived since (a grant, a
-    // top-up, the next cycle's included credits) are not this cycle's, and a hold live at the end
-    // reserved its amount then, though it lapsed since. Usage paid since would have come after the
-    // close, into debt if need be (usage is always charged), so the close may take that too; never
-    // what a hold taken since reserves (its authorization counted on it). A cycle ended now (early,
-    // or closed at its boundary's instant) needs none of this.
-    const spendableNow = spendable(org.credits, org.pendingExpiry);
-    let available = spendableNow;
-    if (period.end < now) {
-      const since = await movedSince(tx, orgId, period.end);
-      const then = await reservedAt(tx, orgId, period.end);
-      const atEnd = org.credits + org.held + since.usage - since.credited - then.held - then.pendingExpiry;
-      const cap = spendableNow + since.usage;
-      available = atEnd;
-      if (cap < available) available = cap;
-    }
+    // Usage was paid from credits as it happened; charges are settled now, as far as credits go,
+    // but not from a later cycle's included credits (metering grants them before the org's first
+    // request of a cycle, which may come before a late close): they are that cycle's.
+    const month = cycleContaining(new Date(period.end.getTime() - 1), await anchorDay(tx, orgId));
+    const laterCycles = await laterPlanCredits(tx, orgId, month.end, now);
+    const available = spendable(org.credits, org.pendingExpiry) - laterCycles;
     const { settled, amountDue, subtotal, creditsApplied } = settleCharges({ usage: usageTotal, charges, available });
 
     const id = newId("inv");
@@ -171,16 +159,10 @@ export async function closeCycle(
     if (adjustments.length > 0) {
       await tx`update invoice_adjustments set applied_invoice_id = ${id} where id = any(${adjustments.map((a) => a.id)})`;
     }
-    // Paying the plan from credits spends expiring grants first, like usage does: those the org
-    // had when the cycle ended (at an on-time close, the same instant).
+    // Paying the plan from credits spends expiring grants first, like usage does, but not a later
+    // cycle's included credits (above).
     if (settled > 0n && org.hasExpiringGrants)
-      await consumeExpiringGrants(
-        tx,
-        orgId,
-        settled,
-        period.end,
-        period.end < now ? { createdBefore: period.end } : {},
-      );
+      await consumeExpiringGrants(tx, orgId, settled, now, { planCreditsEndingAfter: month.end });
     let settlement: string | null = null;
     if (settled !== 0n) {
       // The invoice has no number yet (it gets one last, see below): the entry names its id.
@@ -226,37 +208,14 @@ export async function closeCycle(
 }
 
 /**
- * What moved on the org's credits account from `since` on: what was credited (grants, top-ups,
- * refunds) and what usage took. At the boundary instant itself the close comes first, as it
- * would on time.
+ * What is unspent of the included credits of the months after the one ending at `monthEnd` (those
+ * expired by `now` are out of the spendable credits already, as pending expiries).
  */
-async function movedSince(
-  tx: TransactionSql,
-  orgId: string,
-  since: Date,
-): Promise<{ credited: bigint; usage: bigint }> {
-  const [row] = await tx<{ credited: string; usage: string }[]>`
-    select coalesce(sum(e.amount) filter (where e.amount > 0), 0)::text as credited,
-           coalesce(-sum(e.amount) filter (where e.amount < 0 and t.kind = 'usage'), 0)::text as usage
-    from ledger_entries e join ledger_transactions t on t.id = e.transaction_id
-    where e.account_id = ${orgCreditsAccount(orgId)} and e.created_at >= ${since}`;
-  return { credited: BigInt(row?.credited ?? 0), usage: BigInt(row?.usage ?? 0) };
-}
-
-/**
- * What was not spendable at `at`: what the org's holds live then (and still active) reserved, and
- * what grants expired by then took (grant_expiry_taken, shielded by those holds as then).
- */
-async function reservedAt(
-  tx: TransactionSql,
-  orgId: string,
-  at: Date,
-): Promise<{ held: bigint; pendingExpiry: bigint }> {
-  const [row] = await tx<{ held: string; pending: string }[]>`
-    select (select coalesce(sum(amount), 0) from holds
-            where org_id = ${orgId} and status = 'active' and expires_at > ${at} and created_at < ${at})::text as held,
-           grant_expiry_taken(${orgId}, ${at})::text as pending`;
-  return { held: BigInt(row?.held ?? 0), pendingExpiry: BigInt(row?.pending ?? 0) };
+async function laterPlanCredits(tx: TransactionSql, orgId: string, monthEnd: Date, now: Date): Promise<bigint> {
+  const [row] = await tx<{ unspent: string }[]>`
+    select coalesce(sum(amount - consumed), 0)::text as unspent from credit_grants
+    where org_id = ${orgId} and source = 'plan' and expired_at is null and expires_at > ${monthEnd} and expires_at > ${now}`;
+  return BigInt(row?.unspent ?? 0);
 }
 
 async function anchorDay(tx: TransactionSql, orgId: string): Promise<number> {

@@ -11,6 +11,7 @@ import {
   type RefusalKind,
 } from "../auto-topup/card-charge.js";
 import { at, withTransaction, type BillingContext } from "../context.js";
+import { closeEndedCycles } from "../invoices/close-due-cycles.js";
 import { NANO_USD_PER_CENT } from "../payments/card-payment.js";
 import { endIncludedCredits, planAt } from "../plans.js";
 import { emitEvent } from "../events/emit.js";
@@ -67,6 +68,13 @@ export async function collectRenewal(
   if (!input.processor) return "processor_not_configured";
   const now = ctx.clock();
   const fixed = at(ctx, now);
+  // A downgrade below changes the plan: like any subscription change, it must not reach back into
+  // a cycle that has ended but is not closed yet (which would then be charged the free plan).
+  const [owner] = await ctx.sql<{ org_id: string }[]>`select org_id from invoices where id = ${input.invoiceId}`;
+  if (owner) {
+    await ctx.catalog.refresh();
+    await closeEndedCycles(fixed, { orgId: owner.org_id });
+  }
   const next = await withTransaction(fixed, async ({ sql: tx, logger }) => {
     // The org's lock before the invoice's, as top-ups (which pay open invoices) and closes take
     // them: the downgrade below ends plan credits under it.

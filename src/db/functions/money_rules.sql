@@ -119,11 +119,12 @@ $$;
 -- at `p_at` (the hold's creation for usage that settles a hold, otherwise now) and are not
 -- posted as expired, soonest expiry first, so that what expires is only what was left unused.
 -- Returns the part no such grant covered. Call it under the organization's lock.
--- `p_created_before`: only grants made before it (a late cycle close spends what the org had when
--- the cycle ended, not a grant made at or after that instant, before the close).
+-- `p_plan_credits_ending_after`: not the included credits of cycles ending after it: a later
+-- month's, granted (by the metering path) before a late close of the month before.
 drop function if exists consume_expiring_grants(text, bigint, timestamptz);
+drop function if exists consume_expiring_grants(text, bigint, timestamptz, timestamptz);
 create or replace function consume_expiring_grants(p_org text, p_amount bigint, p_at timestamptz,
-                                                   p_created_before timestamptz default null)
+                                                   p_plan_credits_ending_after timestamptz default null)
 returns bigint language plpgsql as $$
 declare
   v_left bigint := p_amount;
@@ -137,7 +138,7 @@ begin
     select id, amount - consumed as free from credit_grants
     where org_id = p_org and expires_at is not null and expired_at is null and consumed < amount
       and hold_taken_while_live(p_at, created_at, expires_at)
-      and (p_created_before is null or created_at < p_created_before)
+      and not (source = 'plan' and expires_at > coalesce(p_plan_credits_ending_after, 'infinity'))
     order by expires_at, id for update
   loop
     exit when v_left = 0;
