@@ -34,6 +34,7 @@ export async function grantOpenCycleCredits(
     from organizations o left join subscriptions s on s.org_id = o.id
     where o.id = any(${orgIds})`;
   const ends = new Map<string, Date>();
+  let catalogRead = false;
   for (const r of rows) {
     const cycle = cycleContaining(now, r.billing_anchor_day);
     ends.set(r.id, cycle.end);
@@ -42,7 +43,8 @@ export async function grantOpenCycleCredits(
     // waits for the next cycle); one cancelled gets none.
     const subscribedBefore = r.started_at !== null && r.started_at < cycle.start;
     if (!previousOpen || !subscribedBefore || r.plan_id === null || r.canceled_at !== null) continue;
-    await ctx.catalog.refresh();
+    if (!catalogRead) await ctx.catalog.refresh();
+    catalogRead = true;
     const plan = subscribedPlanAt(ctx.catalog, r.pending_plan_id ?? r.plan_id, cycle.start);
     await grantIncludedCredits(
       { ...ctx, clock: () => now },

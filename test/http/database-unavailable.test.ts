@@ -24,14 +24,27 @@ const expectDatabaseUnavailable = (res: { status: number; json: unknown; headers
   });
 };
 
+/** The app's database reached through a PostgreSQL answer cutter (test/support/pg-answer-cutter.ts). */
+async function sqlThroughCutter(appUrl: string) {
+  const cutter = await startAnswerCutter(5432);
+  const url = new URL(appUrl);
+  url.port = String(cutter.port);
+  const sql = createSql(url.toString(), { max: 2 });
+  return {
+    cutter,
+    sql,
+    async close() {
+      await sql.end({ timeout: 1 });
+      await cutter.close();
+    },
+  };
+}
+
 describe("the database link fails during a request", () => {
   dbTest(
     "lost after the commit: 503 database_unavailable; the request was applied, and its retry with the key answers it",
     async ({ db }) => {
-      const cutter = await startAnswerCutter(5432);
-      const url = new URL(db.appUrl);
-      url.port = String(cutter.port);
-      const sql = createSql(url.toString(), { max: 2 });
+      const { cutter, sql, close } = await sqlThroughCutter(db.appUrl);
       try {
         const app = createTestApp({ sql });
         const create = () =>
@@ -52,8 +65,7 @@ describe("the database link fails during a request", () => {
         expect(retry.status, retry.text).toBe(200);
         expect(retry.headers.get("idempotent-replayed")).toBe("true");
       } finally {
-        await sql.end({ timeout: 1 });
-        await cutter.close();
+        await close();
       }
     },
   );
@@ -87,10 +99,7 @@ describe("the database link fails during a request", () => {
   dbTest(
     "gone while the API runs: metering's authorizations and usage events are each told database_unavailable",
     async ({ db }) => {
-      const cutter = await startAnswerCutter(5432);
-      const url = new URL(db.appUrl);
-      url.port = String(cutter.port);
-      const sql = createSql(url.toString(), { max: 2 });
+      const { cutter, sql, close } = await sqlThroughCutter(db.appUrl);
       try {
         // The keys are cached, so requests get past authentication to metering.
         const app = createTestApp({ sql, extra: { keyCache: new KeyCache() } });
@@ -136,8 +145,7 @@ describe("the database link fails during a request", () => {
             expect(r, batch.text).toMatchObject({ status: 503, error: { code: "database_unavailable" } });
         else expectDatabaseUnavailable(batch);
       } finally {
-        await sql.end({ timeout: 1 });
-        await cutter.close();
+        await close();
       }
     },
   );

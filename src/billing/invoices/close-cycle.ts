@@ -84,6 +84,7 @@ export async function closeCycle(
     const usageTotal = lines.reduce((s, l) => s + l.amount, 0n);
 
     let charges = 0n; // settled at close, from credits
+    const anchor = await anchorDay(tx, orgId);
     const [sub] = await tx<
       { plan_id: string; started_at: Date; canceled_at: Date | null }[]
     >`select * from subscriptions where org_id = ${orgId}`;
@@ -91,7 +92,7 @@ export async function closeCycle(
       sub && sub.started_at < period.end && (!sub.canceled_at || sub.canceled_at > period.start);
     if (subscribedThisCycle) {
       const plan = subscribedPlanAt(ctx.catalog, sub.plan_id, period.start);
-      const price = proratedPrice(plan.monthlyPrice, period, await anchorDay(tx, orgId));
+      const price = proratedPrice(plan.monthlyPrice, period, anchor);
       const share =
         price === plan.monthlyPrice
           ? ""
@@ -131,7 +132,7 @@ export async function closeCycle(
     // Usage was paid from credits as it happened; charges are settled now, as far as credits go,
     // but not from a later cycle's included credits (metering grants them before the org's first
     // request of a cycle, which may come before a late close): they are that cycle's.
-    const month = cycleContaining(new Date(period.end.getTime() - 1), await anchorDay(tx, orgId));
+    const month = cycleContaining(new Date(period.end.getTime() - 1), anchor);
     const laterCycles = await laterPlanCredits(tx, orgId, month.end, now);
     const available = spendable(org.credits, org.pendingExpiry) - laterCycles;
     const { settled, amountDue, subtotal, creditsApplied } = settleCharges({ usage: usageTotal, charges, available });
@@ -185,7 +186,6 @@ export async function closeCycle(
       const [current] = await tx<{ plan_id: string }[]>`
         update subscriptions set plan_id = coalesce(pending_plan_id, plan_id), pending_plan_id = null where org_id = ${orgId} returning plan_id`;
       if (!current) throw new Error(`the subscription of ${orgId} vanished under its lock`);
-      const anchor = await anchorDay(tx, orgId);
       const next = cycleFrom(period.end, anchor);
       if (next.end > now) {
         const plan = subscribedPlanAt(ctx.catalog, current.plan_id, next.start);

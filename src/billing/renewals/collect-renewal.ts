@@ -78,7 +78,6 @@ export async function collectRenewal(
   const next = await withTransaction(fixed, async ({ sql: tx, logger }) => {
     // The org's lock before the invoice's, as top-ups (which pay open invoices) and closes take
     // them: the downgrade below ends plan credits under it.
-    const [owner] = await tx<{ org_id: string }[]>`select org_id from invoices where id = ${input.invoiceId}`;
     if (owner) await tx`select 1 from ledger_accounts where id = ${orgCreditsAccount(owner.org_id)} for update`;
     const [invoice] = await tx<InvoiceRow[]>`
       select id, org_id, number, status, amount_due, issued_at from invoices where id = ${input.invoiceId} for update`;
