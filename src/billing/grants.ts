@@ -85,6 +85,18 @@ export async function grantCredits(
   if (input.amount <= 0n)
     throw new BillingError("invalid_request", "amount must be greater than zero", { details: { param: "amount" } });
   const source = input.source ?? "operator";
+  // Operator and plan grants share the ledger kind 'grant', and so its keys: an operator's key
+  // shaped like a plan's would stand in for the plan's credits of that month (refused as reused,
+  // which grantIncludedCredits reads as "already granted"), or replay them as the operator's.
+  if (source === "operator" && input.idempotencyKey.startsWith(PLAN_CREDITS_KEY_PREFIX)) {
+    throw new BillingError(
+      "invalid_request",
+      `Idempotency-Key may not start with ${PLAN_CREDITS_KEY_PREFIX} (kept for plans' included credits)`,
+      {
+        details: { param: "Idempotency-Key" },
+      },
+    );
+  }
   const key = {
     kind: LEDGER_KIND_OF_SOURCE[source],
     orgId: input.orgId,
@@ -140,6 +152,9 @@ export async function grantOfKey(
   if (!row) throw new Error(`no ${input.source} credit grant with key ${input.idempotencyKey}`);
   return toGrant(row);
 }
+
+/** How the keys of plans' included credits start (grantIncludedCredits); no operator's key may. */
+export const PLAN_CREDITS_KEY_PREFIX = "plan-credits:";
 
 /** A grant's ledger idempotency key: the caller's, scoped to the organization. */
 const ledgerKey = (input: { orgId: string; idempotencyKey: string }) => `${input.orgId}:${input.idempotencyKey}`;

@@ -3,7 +3,7 @@ import { divideHalfEven, parseUsd } from "../ledger/money.js";
 import type { Catalog, CatalogVersionFile } from "./catalog.js";
 import { at, type BillingContext } from "./context.js";
 import type { TransactionSql } from "../db/client.js";
-import { grantCredits, postGrantEnd } from "./grants.js";
+import { grantCredits, PLAN_CREDITS_KEY_PREFIX, postGrantEnd } from "./grants.js";
 import { cycleContaining } from "./periods.js";
 
 export type Plan = { id: string; name: string; monthlyPrice: bigint; includedCredits: bigint; version: string };
@@ -80,7 +80,7 @@ export async function grantIncludedCredits(
       amount,
       reason: `${plan.name} plan: included credits until ${until.slice(0, 10)}`,
       expiresAt: cycle.end,
-      idempotencyKey: short ? `plan-credits:${until}:${cycle.start.toISOString()}` : `plan-credits:${until}`,
+      idempotencyKey: `${PLAN_CREDITS_KEY_PREFIX}${until}${short ? `:${cycle.start.toISOString()}` : ""}`,
       source: "plan",
     });
   } catch (err) {

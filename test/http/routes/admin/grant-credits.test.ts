@@ -45,6 +45,37 @@ describe("POST /v1/admin/orgs/{id}/credits (grantCredits)", () => {
     expect((await app.call("GET", "/v1/billing/balance", { key: b.orgKey })).json.balance).toBe(1);
   });
 
+  it("an operator's key shaped like a plan's included credits is refused, and the plan's credits still come", async ({
+    app,
+    db,
+  }) => {
+    clock.set(new Date("2026-11-15T12:00:00Z"));
+    const org = await app.createOrg("Collider");
+    // The key of the Pro plan's credits for the cycle ending 2026-12-01 (anchor day 1).
+    const taken = await postGrant(app, org.id, "plan-credits:2026-12-01T00:00:00.000Z", {
+      amount: "1.00",
+      reason: "x",
+    });
+    expect(taken.status).toBe(400);
+    expect(taken.json.error).toMatchObject({ code: "invalid_request", param: "Idempotency-Key" });
+    const sub = await app.call("PUT", `/v1/admin/orgs/${org.id}/subscription`, {
+      key: TEST_ADMIN_KEY,
+      body: { plan_id: "pro" },
+    });
+    expect(sub.status, sub.text).toBe(200);
+    const grants = await db.sql<{ source: string; amount: string }[]>`
+      select source, amount::text from credit_grants where org_id = ${org.id}`;
+    expect(grants).toEqual([{ source: "plan", amount: "20000000000" }]);
+    // Nor can an operator's grant replay the plan's under its key.
+    const replay = {
+      amount: "20.00",
+      reason: "Pro plan: included credits until 2026-12-01",
+      expires_at: "2026-12-01T00:00:00Z",
+    };
+    expect((await postGrant(app, org.id, "plan-credits:2026-12-01T00:00:00.000Z", replay)).status).toBe(400);
+    await expectLedgerConsistent(db.sql);
+  });
+
   it("racing grants with one idempotency key credit once", async ({ db, app }) => {
     const org = await app.createOrg();
     const results = await Promise.all(
