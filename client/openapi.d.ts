@@ -1019,7 +1019,7 @@ export interface paths {
          * Create an organization
          * @description Requires an admin key.
          *
-         *     With an Idempotency-Key, a retry returns the organization the key made (200, Idempotent-Replayed: true) and makes no second one; the same key with another name or anchor day: 409.
+         *     With an Idempotency-Key, a retry returns the organization the key made (200, Idempotent-Replayed: true) and makes no second one; the same key with another name, anchor day or referral code: 409.
          */
         post: operations["createOrg"];
         delete?: never;

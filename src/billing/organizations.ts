@@ -36,7 +36,7 @@ export async function createOrganization(
 /**
  * createOrganization, once per idempotency key: a request with a key an organization already
  * has answers with that organization (`created: false`) and makes nothing, or is refused (409
- * idempotency_key_reused) if it asks for another name or anchor day. The unique key decides
+ * idempotency_key_reused) if it asks for another name, anchor day or referral code. The unique key decides
  * between racing requests: the later waits for the first to commit, then finds its organization.
  */
 export async function createOrganizationOnce(
@@ -63,10 +63,15 @@ export async function createOrganizationOnce(
         OrgRow[]
       >`select * from organizations where idempotency_key = ${input.idempotencyKey ?? null}`;
       if (!first) throw new Error("an organization's idempotency key conflicted, but no organization has it");
-      if (first.name !== input.name || first.billing_anchor_day !== anchorDay)
+      // The referral code is part of the request: the first one linked the organization to its
+      // code's owner (only creation links one), so a retry naming another code, or none where the
+      // first had one, is another request.
+      const [link] = await tx<{ code: string }[]>`select code from referrals where referred_org_id = ${first.id}`;
+      const code = input.referralCode?.trim().toLowerCase() ?? null;
+      if (first.name !== input.name || first.billing_anchor_day !== anchorDay || (link?.code ?? null) !== code)
         throw new BillingError(
           "idempotency_key_reused",
-          "this idempotency key already made an organization with another name or billing anchor day",
+          "this idempotency key already made an organization with another name, billing anchor day or referral code",
         );
       return { org: toOrganization(first), created: false };
     }

@@ -30,7 +30,7 @@ export const createOrgRoute = createRoute({
     scope: "admin",
     area: "admin",
     description:
-      "With an Idempotency-Key, a retry returns the organization the key made (200, Idempotent-Replayed: true) and makes no second one; the same key with another name or anchor day: 409.",
+      "With an Idempotency-Key, a retry returns the organization the key made (200, Idempotent-Replayed: true) and makes no second one; the same key with another name, anchor day or referral code: 409.",
   }),
   method: "post",
   path: "/v1/admin/orgs",

@@ -41,9 +41,25 @@ describe("POST /v1/admin/orgs (createOrg)", () => {
     const links = await db.sql`select 1 from referrals where referred_org_id = ${first.json.id as string}`;
     expect(links).toHaveLength(1);
 
-    const reused = await create({ name: "Another AI" });
-    expect(reused.status).toBe(409);
-    expect(reused.json.error.code).toBe("idempotency_key_reused");
+    // The code in another case is the same code; another request is refused, whatever differs.
+    expect((await create({ name: "Retried AI", referral_code: code.toUpperCase() })).status).toBe(200);
+    const other = await app.createOrg("Other Referrer");
+    const otherCode = (await app.call("GET", "/v1/billing/referrals", { key: other.orgKey })).json.code as string;
+    for (const changed of [
+      { name: "Another AI", referral_code: code },
+      { name: "Retried AI" },
+      { ...body, referral_code: otherCode },
+    ]) {
+      const reused = await create(changed);
+      expect(reused.status, JSON.stringify(changed)).toBe(409);
+      expect(reused.json.error.code).toBe("idempotency_key_reused");
+    }
+    // And the other way round: a key first used without a code is not answered for a request with one.
+    const uncoded = { name: "Uncoded AI" };
+    const createUncoded = (b: Record<string, unknown>) =>
+      app.call("POST", "/v1/admin/orgs", { key: TEST_ADMIN_KEY, headers: { "idempotency-key": "no-code" }, body: b });
+    expect((await createUncoded(uncoded)).status).toBe(201);
+    expect((await createUncoded({ ...uncoded, referral_code: code })).json.error?.code).toBe("idempotency_key_reused");
     // Without a key each request is its own organization, as before.
     const plain = await app.call("POST", "/v1/admin/orgs", { key: TEST_ADMIN_KEY, body: { name: "Retried AI" } });
     expect(plain.status).toBe(201);
