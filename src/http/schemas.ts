@@ -117,12 +117,13 @@ const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[
 /**
  * Text that PostgreSQL can store and a log line can show: no control characters (a NUL byte is
  * refused by PostgreSQL, and in a batched write it would fail every request of the batch) and no
- * lone surrogates (the batch's JSON would be refused the same way).
+ * lone surrogates (the batch's JSON would be refused the same way; stored alone, one would come
+ * back as U+FFFD). `trim`: surrounding whitespace is dropped before the length is checked.
  */
-export function safeText(min: number, max: number) {
+export function safeText(min: number, max: number, opts: { trim?: boolean } = {}) {
+  const text = opts.trim ? z.string().trim() : z.string();
   return (
-    z
-      .string()
+    text
       .min(min)
       .max(max)
       // biome-ignore lint/suspicious/noControlCharactersInRegex: refusing control characters is this rule

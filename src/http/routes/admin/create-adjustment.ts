@@ -3,7 +3,7 @@ import { createAdjustment } from "../../../billing/invoices/create-adjustment.js
 import { MAX_NANO_USD } from "../../../ledger/money.js";
 import { billingContext, type AppEnv } from "../../context.js";
 import { requiresKey } from "../access.js";
-import { errorResponses, IdempotencyKeyHeader, jsonBody, jsonResponse, UsdString } from "../../schemas.js";
+import { errorResponses, IdempotencyKeyHeader, jsonBody, jsonResponse, safeText, UsdString } from "../../schemas.js";
 import { OrgIdParam } from "./schemas.js";
 
 export const AdjustmentRequest = z
@@ -12,7 +12,7 @@ export const AdjustmentRequest = z
       (n) => (n < 0n ? -n : n) <= MAX_NANO_USD / 1000n,
       "is too large",
     ),
-    description: z.string().trim().min(1).max(500),
+    description: safeText(1, 500, { trim: true }),
     corrects_invoice_id: z.string().min(1).max(64).optional(),
   })
   .strict()

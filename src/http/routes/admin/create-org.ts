@@ -2,12 +2,12 @@ import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { createOrganizationOnce } from "../../../billing/organizations.js";
 import { billingContext, type AppEnv } from "../../context.js";
 import { requiresKey } from "../access.js";
-import { errorResponses, IdempotencyKeyHeader, jsonBody, jsonResponse } from "../../schemas.js";
+import { errorResponses, IdempotencyKeyHeader, jsonBody, jsonResponse, safeText } from "../../schemas.js";
 import { OrgResponse, orgJson } from "./schemas.js";
 
 export const CreateOrgRequest = z
   .object({
-    name: z.string().trim().min(1).max(200),
+    name: safeText(1, 200, { trim: true }),
     billing_anchor_day: z
       .number()
       .int()

@@ -9,6 +9,7 @@ import {
   jsonBody,
   jsonResponse,
   PositiveUsdString,
+  safeText,
   Timestamp,
 } from "../../schemas.js";
 import { OrgIdParam } from "./schemas.js";
@@ -16,7 +17,7 @@ import { OrgIdParam } from "./schemas.js";
 export const GrantCreditsRequest = z
   .object({
     amount: PositiveUsdString,
-    reason: z.string().trim().min(1).max(500),
+    reason: safeText(1, 500, { trim: true }),
     expires_at: Timestamp.optional().openapi({ example: "2027-01-01T00:00:00Z" }),
   })
   .strict()

@@ -65,4 +65,29 @@ describe("POST /v1/admin/orgs (createOrg)", () => {
     expect(plain.status).toBe(201);
     expect(plain.json.id).not.toBe(first.json.id);
   });
+
+  it("an admin's text that PostgreSQL would change or refuse is 400 naming the field: a lone surrogate, a control character", async ({
+    app,
+  }) => {
+    const org = await app.createOrg("Texts");
+    for (const bad of ["\ud800", "a\udc00b", "tab\there", "nul\u0000"]) {
+      const admin = (path: string, body: Record<string, unknown>) =>
+        app.call("POST", path, { key: TEST_ADMIN_KEY, headers: { "idempotency-key": `k-${bad.length}` }, body });
+      const answers = {
+        name: await admin("/v1/admin/orgs", { name: bad }),
+        reason: await admin(`/v1/admin/orgs/${org.id}/credits`, { amount: "1.00", reason: bad }),
+        description: await admin(`/v1/admin/orgs/${org.id}/adjustments`, { amount: "1.00", description: bad }),
+      };
+      for (const [field, res] of Object.entries(answers)) {
+        expect(res.status, `${field} ${JSON.stringify(bad)}`).toBe(400);
+        expect(res.json.error).toMatchObject({ code: "invalid_request", param: field });
+      }
+    }
+    // Surrounding whitespace is still trimmed, and text in any script is kept as sent.
+    const named = await app.call("POST", "/v1/admin/orgs", {
+      key: TEST_ADMIN_KEY,
+      body: { name: "  Ünïcode 株式会社 🚀 " },
+    });
+    expect(named.json.name).toBe("Ünïcode 株式会社 🚀");
+  });
 });
