@@ -973,6 +973,37 @@ describe("the billing portal in a real browser", () => {
     await page.getByRole("alert").filter({ hasText: "You've already redeemed that code." }).waitFor();
   });
 
+  it("credits: a redemption whose answer was lost is answered as itself on the retry, the code typed in any case", async ({
+    portal,
+  }) => {
+    const { app } = portal.stack;
+    const org = await app.createOrg("Lost answer");
+    const code = `LOST${Date.now().toString(36).toUpperCase()}`;
+    const made = await app.call("POST", "/v1/admin/promo-codes", {
+      key: TEST_ADMIN_KEY,
+      body: { code, amount: "5.00", max_redemptions: 1 },
+    });
+    expect(made.status, made.text).toBe(201);
+    const { page, problems } = await openPortal(portal, org.orgKey);
+    problems.allow(/Failed to fetch|net::ERR_CONNECTION_RESET|Failed to load resource/);
+    await go(page, "Credits", "Credits");
+    // The first redemption reaches the API and commits; its answer never reaches the page.
+    await page.route("**/v1/billing/promo-codes/redeem", async (route) => {
+      await route.fetch();
+      await route.abort("connectionreset");
+    });
+    await page.getByLabel("Promo code", { exact: true }).fill(code);
+    await page.getByRole("button", { name: "Redeem" }).click();
+    await page.getByRole("alert").filter({ hasText: "can't be reached right now" }).waitFor();
+    await page.unroute("**/v1/billing/promo-codes/redeem");
+    await page.getByLabel("Promo code", { exact: true }).fill(` ${code.toLowerCase()} `);
+    await page.getByRole("button", { name: "Redeem" }).click();
+    await page.getByTestId("promo-redeemed").waitFor();
+    expect(await page.getByTestId("promo-redeemed").textContent()).toBe(`${code}: $5.00 of credits added`);
+    const grants = await api(portal, "/v1/billing/grants", org.orgKey);
+    expect(grants.data.filter((g: { source: string }) => g.source === "promo")).toHaveLength(1);
+  });
+
   it("invoices list, and signing out ends the session", async ({ portal }) => {
     const org = await portal.stack.app.createOrg("Invoices");
     const { page, problems } = await openPortal(portal, org.orgKey);

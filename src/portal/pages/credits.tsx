@@ -107,7 +107,9 @@ function PromoForm(props: { onRedeemed: () => void }) {
           setBusy(true);
           setError(undefined);
           setDone(undefined);
-          if (intent.current.code !== value) intent.current = { code: value, key: newIdempotencyKey() };
+          // Codes are the same in any case (the API keeps them in upper case): one key per code.
+          const same = value.toUpperCase();
+          if (intent.current.code !== same) intent.current = { code: same, key: newIdempotencyKey() };
           api<Redemption>(
             "POST",
             "/v1/billing/promo-codes/redeem",
