@@ -1,6 +1,8 @@
 import { describe, expect } from "vitest";
 import type { FakeEvent } from "../../dev/processor/server.js";
 import { cardTest as it, requestTopup, TOPUP_PATH, topupBody } from "../support/fake-processor.js";
+import { expectLedgerConsistent } from "../support/ledger.js";
+import { dispute } from "../support/processor.js";
 
 /**
  * Card top-ups credited by the processor's signed webhooks, as the fake delivers them: in any
@@ -13,6 +15,8 @@ const sessionIdOf = async (db: { sql: import("../../src/db/client.js").Sql }, to
 };
 
 describe("checkout webhooks", () => {
+  it.scoped({ dbOptions: { max: 12 } });
+
   it.for([
     { name: "in order, once", order: "as_made" as const, copies: 1 },
     { name: "reversed, three times each", order: "reverse" as const, copies: 3 },
@@ -128,5 +132,128 @@ describe("checkout webhooks", () => {
         data: expect.objectContaining({ topup_id: res.json.id, failure_message: expect.any(String) }),
       }),
     ]);
+  });
+
+  it("the session's completion and the payment's success delivered at the same moment are both 200 and credit once", {
+    timeout: 120_000,
+  }, async ({ app, processor, db }) => {
+    const org = await app.createOrg();
+    const rounds = 50; // the deadlock they used to reach took a few rounds in fifty
+    const statuses: (number | string)[] = [];
+    for (let i = 0; i < rounds; i++) {
+      const res = await requestTopup(app, org.orgKey, topupBody({ amount: "10.00" }));
+      await processor.idle();
+      processor.setWebhookMode("hold");
+      try {
+        processor.completeCheckout(await sessionIdOf(db, res.json.id));
+        const pair = processor
+          .held()
+          .filter((e) => e.type === "checkout.session.completed" || e.type === "payment_intent.succeeded");
+        processor.discard();
+        statuses.push(...(await Promise.all(pair.map((e) => processor.deliver(e)))));
+      } finally {
+        processor.setWebhookMode("auto");
+      }
+    }
+    expect(statuses).toEqual(Array(2 * rounds).fill(200));
+    expect(await app.balanceNano(org.orgKey)).toBe(BigInt(rounds) * 10_000_000_000n);
+    await expectLedgerConsistent(db.sql);
+  });
+
+  it("a dispute naming only its charge, after the session credited the payment, is taken once the payment's events name the charge", async ({
+    app,
+    processor,
+    db,
+    webhookSecret,
+  }) => {
+    const org = await app.createOrg();
+    const res = await requestTopup(app, org.orgKey, topupBody({ amount: "25.00" }));
+    await processor.idle();
+    const sessionId = await sessionIdOf(db, res.json.id);
+    processor.setWebhookMode("hold");
+    try {
+      processor.completeCheckout(sessionId);
+      // The session credits first: it does not name the charge.
+      expect(await processor.release({ pick: (e) => e.type === "checkout.session.completed" })).toEqual([200]);
+      expect(await app.balanceNano(org.orgKey)).toBe(25_000_000_000n);
+      const pi = processor.paymentIntents.get(processor.sessions.get(sessionId)?.payment_intent as string);
+      const opened = app.event(
+        "charge.dispute.created",
+        dispute({
+          id: "dp_1TstChargeOnlyAfterSession",
+          charge: pi?.latest_charge as string,
+          paymentIntent: null,
+          cents: 2500,
+        }),
+      );
+      const parked = await app.deliver(opened, { secret: webhookSecret });
+      expect(parked.json.outcome).toBe("awaiting_payment");
+      // payment_intent.succeeded and charge.succeeded both name the charge: delivered together, twice each.
+      const rest = processor.held();
+      processor.discard();
+      const statuses = await Promise.all([...rest, ...rest].map((e) => processor.deliver(e)));
+      expect(statuses.every((s) => s === 200)).toBe(true);
+      expect((await app.deliver(opened, { secret: webhookSecret })).json.duplicate).toBe(true);
+    } finally {
+      processor.setWebhookMode("auto");
+    }
+    expect(await app.balanceNano(org.orgKey)).toBe(0n);
+    const [reversals] = await db.sql<{ n: number }[]>`
+      select count(*)::int as n from ledger_transactions where org_id = ${org.id} and kind = 'reversal'`;
+    expect(reversals?.n).toBe(1);
+    await expectLedgerConsistent(db.sql);
+  });
+
+  it("a paid session that does not say its currency leaves the credit to the payment's own event", async ({
+    app,
+    processor,
+    db,
+    webhookSecret,
+  }) => {
+    const org = await app.createOrg();
+    const res = await requestTopup(app, org.orgKey, topupBody({ amount: "25.00" }));
+    await processor.idle();
+    processor.setWebhookMode("hold");
+    try {
+      processor.completeCheckout(await sessionIdOf(db, res.json.id));
+      const completed = processor.held().find((e) => e.type === "checkout.session.completed") as FakeEvent;
+      const bare = app.event("checkout.session.completed", { ...completed.data.object, currency: null });
+      expect((await app.deliver(bare, { secret: webhookSecret })).json.outcome).toBe("no_currency");
+      expect(await app.balanceNano(org.orgKey)).toBe(0n);
+      expect(await processor.release({ pick: (e) => e.type === "payment_intent.succeeded" })).toEqual([200]);
+      processor.discard();
+    } finally {
+      processor.setWebhookMode("auto");
+    }
+    expect(await app.balanceNano(org.orgKey)).toBe(25_000_000_000n);
+    const list = await app.call("GET", TOPUP_PATH, { key: org.orgKey });
+    expect(list.json.data[0]).toMatchObject({ id: res.json.id, status: "succeeded" });
+    const events = await app.call("GET", "/v1/billing/events?type=topup.succeeded", { key: org.orgKey });
+    expect(events.json.data.map((e: { data: { topup_id: string } }) => e.data.topup_id)).toEqual([res.json.id]);
+  });
+
+  it("a paid session in another currency stays refused, whatever the payment's event says later", async ({
+    app,
+    processor,
+    db,
+    webhookSecret,
+  }) => {
+    const org = await app.createOrg();
+    const res = await requestTopup(app, org.orgKey, topupBody({ amount: "25.00" }));
+    await processor.idle();
+    processor.setWebhookMode("hold");
+    try {
+      processor.completeCheckout(await sessionIdOf(db, res.json.id));
+      const completed = processor.held().find((e) => e.type === "checkout.session.completed") as FakeEvent;
+      const euro = app.event("checkout.session.completed", { ...completed.data.object, currency: "eur" });
+      expect((await app.deliver(euro, { secret: webhookSecret })).json.outcome).toBe("refused_currency");
+      expect(await processor.release({ pick: (e) => e.type === "payment_intent.succeeded" })).toEqual([200]);
+      processor.discard();
+    } finally {
+      processor.setWebhookMode("auto");
+    }
+    expect(await app.balanceNano(org.orgKey)).toBe(0n);
+    const [topup] = await db.sql`select state from card_topups where org_id = ${org.id}`;
+    expect(topup).toEqual({ state: "refused" });
   });
 });

@@ -117,6 +117,32 @@ describe("POST /v1/webhooks/processor: card top-ups", () => {
       expect(after[0]!.n).toBe(before[0]!.n);
     });
 
+    it("a signed event whose `created` lies beyond year 9999 (or any Date) is 400 invalid_request naming it, and not recorded", async ({
+      app,
+      db,
+    }) => {
+      const org = await app.linkedOrg();
+      for (const created of [253_402_300_800, 9_000_000_000_000, Number.MAX_SAFE_INTEGER]) {
+        const event = app.event(
+          "payment_intent.succeeded",
+          paymentIntent({ id: id("pi"), customer: org.customerId, cents: 500 }),
+          { created },
+        );
+        const res = await app.deliver(event);
+        expect(res.status, `created=${created}: ${res.text}`).toBe(400);
+        expect(res.json.error).toMatchObject({ code: "invalid_request", param: "created" });
+        expect(await db.sql`select 1 from processor_events where id = ${event.id}`).toEqual([]);
+      }
+      expect(await app.balanceNano(org.orgKey)).toBe(0n);
+      // The last second of year 9999 is still a time: accepted.
+      const last = app.event(
+        "payment_intent.succeeded",
+        paymentIntent({ id: id("pi"), customer: org.customerId, cents: 500 }),
+        { created: 253_402_300_799 },
+      );
+      expect((await app.deliver(last)).json.outcome).toBe("credited");
+    });
+
     it("without STRIPE_WEBHOOK_SECRET a signed delivery is 503 not_configured (the processor retries)", async ({
       app,
       db,
@@ -551,6 +577,62 @@ describe("POST /v1/webhooks/processor: card top-ups", () => {
       expect(await app.balanceNano(org.orgKey)).toBe(20n * USD);
       const [kept] = await db.sql`select outcome, org_id from processor_events where awaiting_ref = ${pi}`;
       expect(kept).toEqual({ outcome: "applied_after_payment", org_id: org.id });
+    });
+
+    it("a dispute naming only its charge, of a payment credited without its charge id, is applied once charge.succeeded ties them, once however delivered", async ({
+      app,
+      db,
+    }) => {
+      const org = await app.linkedOrg();
+      const pi = id("pi");
+      const ch = id("ch");
+      // payment_intent.succeeded without latest_charge (API versions before 2022-11-15): charge_id unknown.
+      const paid = await app.deliver(
+        app.event("payment_intent.succeeded", paymentIntent({ id: pi, customer: org.customerId, cents: 2500 })),
+      );
+      expect(paid.json.outcome).toBe("credited");
+      const disputed = app.event(
+        "charge.dispute.created",
+        dispute({ id: id("dp"), charge: ch, paymentIntent: null, cents: 2500 }),
+      );
+      expect((await app.deliver(disputed)).json.outcome).toBe("awaiting_payment");
+      expect(await app.balanceNano(org.orgKey)).toBe(25n * USD);
+      // Two charge.succeeded events for the charge (and each twice), all at once: one reversal.
+      const linked = charge({ id: ch, paymentIntent: pi, cents: 2500, refundedCents: 0 });
+      const a = app.event("charge.succeeded", linked);
+      const b = app.event("charge.succeeded", linked);
+      const results = await Promise.all([a, b, a, b, disputed].map((e) => app.deliver(e)));
+      expect(results.map((r) => r.status)).toEqual([200, 200, 200, 200, 200]);
+      expect(await app.balanceNano(org.orgKey)).toBe(0n);
+      expect((await ledgerRows(db, org.id)).map((r) => r.kind)).toEqual(["card_topup", "reversal"]);
+      const [kept] = await db.sql`select outcome, org_id from processor_events where id = ${disputed.id}`;
+      expect(kept).toEqual({ outcome: "applied_after_payment", org_id: org.id });
+      const [topup] = await db.sql`select charge_id, state from card_topups where payment_id = ${pi}`;
+      expect(topup).toEqual({ charge_id: ch, state: "reversed" });
+      await expectLedgerConsistent(db.sql);
+    });
+
+    it("a refund naming only its charge, tied to its payment before the payment is credited, is applied by the credit", async ({
+      app,
+      db,
+    }) => {
+      const org = await app.linkedOrg();
+      const pi = id("pi");
+      const ch = id("ch");
+      const refunded = charge({ id: ch, paymentIntent: null, cents: 3000, refundedCents: 1000 });
+      expect((await app.deliver(app.event("charge.refunded", refunded))).json.outcome).toBe("awaiting_payment");
+      await app.deliver(
+        app.event("charge.succeeded", charge({ id: ch, paymentIntent: pi, cents: 3000, refundedCents: 0 })),
+      );
+      expect(await app.balanceNano(org.orgKey)).toBe(0n);
+      // Credited by an event that does not name the charge: the refund is kept under the payment now.
+      const paid = await app.deliver(
+        app.event("payment_intent.succeeded", paymentIntent({ id: pi, customer: org.customerId, cents: 3000 })),
+      );
+      expect(paid.json.outcome).toBe("credited");
+      expect(await app.balanceNano(org.orgKey)).toBe(20n * USD);
+      const [kept] = await db.sql`select outcome from processor_events where awaiting_ref = ${pi}`;
+      expect(kept).toEqual({ outcome: "applied_after_payment" });
     });
 
     it("a refund for a payment that is not a top-up of ours changes nothing", async ({ app, db }) => {

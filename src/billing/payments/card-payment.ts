@@ -32,6 +32,18 @@ export async function lockPayment(tx: TransactionSql, refs: (string | null | und
   for (const key of keys) await tx`select pg_advisory_xact_lock(hashtextextended(${`card-payment:${key}`}, 0))`;
 }
 
+/**
+ * Notes a payment's charge on its top-up when the event that credited it did not name it
+ * (checkout.session.completed; payment_intent.succeeded without latest_charge): a refund or
+ * dispute may name only the charge. Call under the payment's lock.
+ */
+export async function noteChargeOfPayment(
+  tx: TransactionSql,
+  p: { paymentId: string; chargeId: string },
+): Promise<void> {
+  await tx`update card_topups set charge_id = ${p.chargeId} where payment_id = ${p.paymentId} and charge_id is null`;
+}
+
 export function topupState(reversed: bigint, credited: bigint): TopupRow["state"] {
   return reversed === 0n ? "credited" : reversed === credited ? "reversed" : "partially_reversed";
 }

@@ -3,7 +3,7 @@ import { orgCreditsAccount, SystemAccounts } from "../../ledger/accounts.js";
 import { postTransfer } from "../../ledger/post-transaction.js";
 import { settleOpenInvoices } from "../invoices/settle-open-invoices.js";
 import { qualifyReferral } from "../referrals/qualify-referral.js";
-import { CREDITED_CURRENCY, centsToNanoUsd, lockPayment } from "./card-payment.js";
+import { CREDITED_CURRENCY, centsToNanoUsd, lockPayment, noteChargeOfPayment } from "./card-payment.js";
 
 export type TopupInput = {
   orgId: string;
@@ -28,10 +28,7 @@ export async function creditCardTopup(ctx: TransactionContext, input: TopupInput
   await lockPayment(tx, [input.paymentId, input.chargeId]);
   const [existing] = await tx`select 1 from card_topups where payment_id = ${input.paymentId}`;
   if (existing) {
-    // Credited from an event that did not name the charge (checkout.session.completed): refunds and disputes may name only it.
-    if (input.chargeId) {
-      await tx`update card_topups set charge_id = ${input.chargeId} where payment_id = ${input.paymentId} and charge_id is null`;
-    }
+    if (input.chargeId) await noteChargeOfPayment(tx, { paymentId: input.paymentId, chargeId: input.chargeId });
     return "already_credited";
   }
   if (input.amountMinor <= 0n) return "nothing_received";

@@ -8,6 +8,7 @@ import { renewalOfPayment, renewalPaymentFailed } from "../renewals/collect-rene
 import { creditCardTopup, type CreditOutcome } from "./credit-card-topup.js";
 import { reverseCardTopup, type DisputeEnding, type Reversal, type ReversalOutcome } from "./reverse-card-topup.js";
 import { lockCustomer, type LockedCustomer } from "./customers.js";
+import { lockPayment, noteChargeOfPayment } from "./card-payment.js";
 import {
   Charge,
   CheckoutSession,
@@ -39,6 +40,7 @@ export type EventOutcome =
   | "unknown_session"
   | "not_paid"
   | "session_expired"
+  | "no_currency"
   | "charge_refused";
 
 export type HandledEvent = { duplicate: boolean; outcome: string };
@@ -116,15 +118,21 @@ async function dispatch(ctx: TransactionContext, event: ProcessorEvent): Promise
         chargeRef: pi.metadata?.hanzo_renewal_charge ?? null,
       });
       await markAutoTopupSucceeded(tx, { ...ours, chargeRef: pi.metadata?.hanzo_auto_topup_charge ?? null });
+      const chargeId = pi.latest_charge ?? null;
+      // The payment's locks before its checkout's row (linkCheckoutPayment), as completeCheckout takes them.
+      await lockPaymentAndKept(tx, [pi.id, chargeId]);
       const outcome = await creditCardTopup(ctx, {
         orgId: link.org_id,
         paymentId: pi.id,
-        chargeId: pi.latest_charge ?? null,
+        chargeId,
         currency: pi.currency,
         amountMinor: BigInt(pi.amount_received),
         invoiceFirst,
       });
-      if (outcome === "credited") await applyAwaitingReversals(ctx, [pi.id, pi.latest_charge ?? null]);
+      // Also when already credited: this event may be the first to name the payment's charge.
+      if (outcome === "credited" || outcome === "already_credited") {
+        await paymentKnown(ctx, { paymentId: pi.id, chargeId });
+      }
       const topup = await linkCheckoutPayment(tx, {
         topupId: pi.metadata?.topup_id,
         orgId: link.org_id,
@@ -187,8 +195,10 @@ async function dispatch(ctx: TransactionContext, event: ProcessorEvent): Promise
       return { outcome: "session_expired", orgId: expired.org_id };
     }
     case "charge.succeeded": {
-      // Only for the card's fingerprint (the payment is credited by payment_intent.succeeded).
+      // For the card's fingerprint, and for which payment the charge is (the payment is credited
+      // by payment_intent.succeeded): a refund or dispute naming only the charge then finds it.
       const ch = parseObject(SucceededCharge, event, logger);
+      if (ch.payment_intent) await paymentKnown(ctx, { paymentId: ch.payment_intent, chargeId: ch.id });
       const [link] = ch.customer
         ? await tx<{ org_id: string }[]>`select org_id from processor_customers where customer_id = ${ch.customer}`
         : [];
@@ -303,7 +313,8 @@ function disputeEnding(type: string, status: string | undefined): DisputeEnding 
  * A paid Checkout Session credits the org it was made for (card_checkouts), never one read from
  * the event: a session we did not make is recorded and credits nothing. The credit is keyed by
  * the payment id, as payment_intent.succeeded's, so whichever of the two arrives first credits
- * and the other finds it done.
+ * and the other finds it done. A session that does not say its currency credits nothing and
+ * refuses nothing: the payment's own event, which always says it, decides.
  */
 async function completeCheckout(
   ctx: TransactionContext,
@@ -311,6 +322,8 @@ async function completeCheckout(
   event: ProcessorEvent,
 ): Promise<Result> {
   const { sql: tx, logger } = ctx;
+  // The payment's locks before the checkout's row, in the order payment_intent.succeeded takes them.
+  if (session.payment_intent) await lockPaymentAndKept(tx, [session.payment_intent]);
   const [topup] = await tx<{ id: string; org_id: string; amount_cents: bigint }[]>`
     select id, org_id, amount_cents from card_checkouts where session_id = ${session.id} for update`;
   if (!topup) {
@@ -331,11 +344,18 @@ async function completeCheckout(
   await tx`
     update card_checkouts set status = 'completed', payment_id = ${session.payment_intent}, updated_at = ${ctx.clock()}
     where id = ${topup.id}`;
+  if (!session.currency) {
+    logger.warn(
+      { event_id: event.id, topup_id: topup.id },
+      "checkout session paid without a currency: left to the payment's own event to credit",
+    );
+    return { outcome: "no_currency", orgId: topup.org_id };
+  }
   const outcome = await creditCardTopup(ctx, {
     orgId: topup.org_id,
     paymentId: session.payment_intent,
     chargeId: null,
-    currency: session.currency ?? "",
+    currency: session.currency,
     amountMinor,
   });
   if (outcome === "credited") await applyAwaitingReversals(ctx, [session.payment_intent]);
@@ -353,13 +373,17 @@ async function completeCheckout(
 }
 
 /**
- * Notes which top-up a credited payment paid for, when its metadata names one of the same org
- * not yet linked to a payment; returns it then.
+ * The top-up of the org a payment paid for: the one its completed session already linked it to
+ * (a session that did not say its currency left the credit to this payment's event), or the one
+ * its metadata names, of the same org and not yet linked to a payment, which is linked now.
  */
 async function linkCheckoutPayment(
   tx: TransactionSql,
   p: { topupId: string | undefined; orgId: string; paymentId: string },
 ): Promise<{ id: string; amount_cents: bigint } | null> {
+  const [known] = await tx<{ id: string; amount_cents: bigint }[]>`
+    select id, amount_cents from card_checkouts where payment_id = ${p.paymentId} and org_id = ${p.orgId}`;
+  if (known) return known;
   if (!p.topupId) return null;
   const [linked] = await tx<{ id: string; amount_cents: bigint }[]>`
     update card_checkouts set payment_id = ${p.paymentId}, status = 'completed'
@@ -376,6 +400,8 @@ async function linkCheckoutPayment(
  */
 async function reverseOrAwait(ctx: TransactionContext, r: Reversal): Promise<Result> {
   const { logger } = ctx;
+  // Kept ones that named only this charge arrived earlier: they are applied first.
+  if (r.paymentId) await paymentKnown(ctx, { paymentId: r.paymentId, chargeId: r.chargeId });
   const { outcome, orgId } = await reverseCardTopup(ctx, r);
   if (outcome !== "unknown_payment") return { outcome, orgId };
   logger.info(
@@ -385,6 +411,45 @@ async function reverseOrAwait(ctx: TransactionContext, r: Reversal): Promise<Res
   return { outcome: "awaiting_payment", awaitingRef: r.paymentId ?? r.chargeId, details: reversalToJson(r) };
 }
 
+/**
+ * Takes the payment's lock (lockPayment) on its ids and on those named by the reversals kept
+ * under them, all at once in sorted order: applying those reversals then takes no new lock, so
+ * two events of one payment (checkout.session.completed naming no charge, payment_intent.succeeded
+ * naming it) cannot each hold a lock the other waits for.
+ */
+async function lockPaymentAndKept(tx: TransactionSql, refs: (string | null)[]): Promise<void> {
+  const known = refs.filter((r): r is string => r !== null);
+  const kept = await tx<{ payment_id: string | null; charge_id: string | null }[]>`
+    select details->>'payment_id' as payment_id, details->>'charge_id' as charge_id from processor_events
+    where outcome = 'awaiting_payment' and awaiting_ref = any(${known})`;
+  await lockPayment(tx, [...known, ...kept.flatMap((k) => [k.payment_id, k.charge_id])]);
+}
+
+/**
+ * An event named a payment, and its charge if it knows it. A charge's refunds and disputes may
+ * name only the charge (kept under it as awaiting_payment when nothing matched): once the pair is
+ * known the charge is noted on the payment's top-up, those kept reversals are kept under the
+ * payment from now on (and name it), and every reversal kept for the payment is applied if the
+ * payment has been credited (otherwise they wait for its credit, which applies them).
+ */
+async function paymentKnown(ctx: TransactionContext, p: { paymentId: string; chargeId: string | null }): Promise<void> {
+  const tx = ctx.sql;
+  await lockPaymentAndKept(tx, [p.paymentId, p.chargeId]);
+  if (p.chargeId) {
+    await noteChargeOfPayment(tx, { paymentId: p.paymentId, chargeId: p.chargeId });
+    await tx`
+      update processor_events set awaiting_ref = ${p.paymentId}, details = details || ${tx.json({ payment_id: p.paymentId })}
+      where outcome = 'awaiting_payment' and awaiting_ref = ${p.chargeId}`;
+  }
+  await applyAwaitingReversals(ctx, [p.paymentId]);
+}
+
+/**
+ * Applies the reversals kept for these payment refs, in the order they happened, each once: its
+ * row is locked and leaves awaiting_payment in this transaction (a concurrent caller finds it
+ * gone), and its ledger transaction has its own idempotency key. One whose payment is still not
+ * credited (unknown_payment) stays kept.
+ */
 async function applyAwaitingReversals(ctx: TransactionContext, refs: (string | null)[]): Promise<void> {
   const tx = ctx.sql;
   const waiting = await tx<{ id: string; details: Record<string, string> }[]>`
@@ -394,6 +459,7 @@ async function applyAwaitingReversals(ctx: TransactionContext, refs: (string | n
     for update`;
   for (const event of waiting) {
     const { outcome, orgId } = await reverseCardTopup(ctx, reversalFromJson(event.details));
+    if (outcome === "unknown_payment") continue;
     const moved = outcome === "reversed" || outcome === "reinstated";
     await tx`update processor_events set outcome = ${moved ? "applied_after_payment" : outcome}, org_id = ${orgId}
              where id = ${event.id}`;

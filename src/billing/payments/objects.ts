@@ -20,10 +20,16 @@ const ref = (prefix: string) =>
 const minorAmount = z.number().int().min(0).max(99_999_999);
 const currency = z.string().regex(/^[a-z]{3}$/);
 
+/**
+ * The last second of year 9999 (UTC): every `created` up to it is a valid Date and timestamptz. A
+ * larger one (JS Dates end near 8.64e12 s) is no processor's, and could not be recorded.
+ */
+export const MAX_EVENT_CREATED = 253_402_300_799;
+
 export const ProcessorEvent = z.object({
   id: processorId("evt"),
   type: z.string().min(1).max(100),
-  created: z.number().int().min(0),
+  created: z.number().int().min(0).max(MAX_EVENT_CREATED),
   livemode: z.boolean(),
   data: z.object({
     object: z.record(z.string(), z.unknown()),
@@ -65,9 +71,13 @@ export const Charge = z.object({
 });
 export type Charge = z.infer<typeof Charge>;
 
-/** A charge.succeeded object: whose it is and the card's fingerprint (a self-referral signal), nothing more. */
+/**
+ * A charge.succeeded object: whose it is, the card's fingerprint (a self-referral signal), and its
+ * payment (so that a refund or dispute naming only the charge finds the payment), nothing more.
+ */
 export const SucceededCharge = z.object({
   id: processorId("ch"),
+  payment_intent: ref("pi").nullish(),
   customer: ref("cus").nullish(),
   payment_method_details: z
     .object({

@@ -84,9 +84,11 @@ export async function verifyProcessorEvent(
   }
   const event = ProcessorEvent.safeParse(parsed);
   if (!event.success) {
+    const fields = [...new Set(event.error.issues.map((i) => i.path.join(".") || "(body)"))].join(", ");
     throw new BillingError(
       "invalid_request",
-      "the signed body is not a processor event (id, type, created, livemode, data.object)",
+      `the signed body is not a processor event (id, type, created, livemode, data.object): ${fields}`,
+      { details: { param: fields } },
     );
   }
   return event.data;
