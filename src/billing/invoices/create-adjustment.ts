@@ -1,7 +1,8 @@
 import { BillingError } from "../../errors.js";
 import { newId } from "../../ids.js";
 import { fingerprint } from "../../ledger/post-transaction.js";
-import type { BillingContext } from "../context.js";
+import { MAX_NANO_USD } from "../../ledger/money.js";
+import { withTransaction, type BillingContext } from "../context.js";
 
 export type AdjustmentInput = {
   orgId: string;
@@ -11,43 +12,63 @@ export type AdjustmentInput = {
   idempotencyKey: string;
 };
 
+/**
+ * What an organization's queued adjustments may add up to, either way: each one's own limit
+ * (the API's), so that an invoice's subtotal, which sums them with its usage and plan, stays far
+ * inside PostgreSQL's bigint. Without it, enough of them made every close of the org fail.
+ */
+export const MAX_QUEUED_ADJUSTMENTS_NANO_USD = MAX_NANO_USD / 1000n;
+
 /** Queues a correction for the org's next invoice (negative amount = a credit to the customer). */
 export async function createAdjustment(
   ctx: BillingContext,
   input: AdjustmentInput,
 ): Promise<{ id: string; created: boolean }> {
-  const { sql } = ctx;
   const now = ctx.clock();
-  const [org] = await sql`select 1 from organizations where id = ${input.orgId}`;
-  if (!org) throw new BillingError("not_found", `no organization ${input.orgId}`);
-  if (input.correctsInvoiceId) {
-    // Only an issued invoice of this same organization can be corrected.
-    const [invoice] =
-      await sql`select 1 from invoices where id = ${input.correctsInvoiceId} and org_id = ${input.orgId} and status <> 'draft'`;
-    if (!invoice)
-      throw new BillingError("not_found", `no invoice ${input.correctsInvoiceId} for organization ${input.orgId}`, {
-        details: { param: "corrects_invoice_id" },
-      });
-  }
-  const requestFingerprint = fingerprint({
-    amount: input.amount,
-    description: input.description,
-    corrects: input.correctsInvoiceId ?? null,
+  return withTransaction(ctx, async ({ sql }) => {
+    // The organization's row lock orders adjustments of one org, so their total is checked against the others'.
+    const [org] = await sql`select 1 from organizations where id = ${input.orgId} for no key update`;
+    if (!org) throw new BillingError("not_found", `no organization ${input.orgId}`);
+    const requestFingerprint = fingerprint({
+      amount: input.amount,
+      description: input.description,
+      corrects: input.correctsInvoiceId ?? null,
+    });
+    const [existing] = await sql<{ id: string; request_fingerprint: string | null }[]>`
+      select id, request_fingerprint from invoice_adjustments where org_id = ${input.orgId} and idempotency_key = ${input.idempotencyKey}`;
+    if (existing) {
+      if (existing.request_fingerprint !== requestFingerprint)
+        throw new BillingError(
+          "idempotency_key_reused",
+          "this idempotency key was already used for a different adjustment",
+        );
+      return { id: existing.id, created: false };
+    }
+    if (input.correctsInvoiceId) {
+      // Only an issued invoice of this same organization can be corrected.
+      const [invoice] =
+        await sql`select 1 from invoices where id = ${input.correctsInvoiceId} and org_id = ${input.orgId} and status <> 'draft'`;
+      if (!invoice)
+        throw new BillingError("not_found", `no invoice ${input.correctsInvoiceId} for organization ${input.orgId}`, {
+          details: { param: "corrects_invoice_id" },
+        });
+    }
+    const [queued] = await sql<{ total: string }[]>`
+      select coalesce(sum(amount), 0)::text as total from invoice_adjustments
+      where org_id = ${input.orgId} and applied_invoice_id is null`;
+    const total = BigInt(queued?.total ?? 0) + input.amount;
+    if (total > MAX_QUEUED_ADJUSTMENTS_NANO_USD || -total > MAX_QUEUED_ADJUSTMENTS_NANO_USD)
+      throw new BillingError(
+        "invalid_request",
+        `the organization's queued adjustments would add up to more than ${MAX_QUEUED_ADJUSTMENTS_NANO_USD / 1_000_000_000n} USD either way; wait for its next invoice`,
+        { details: { param: "amount" } },
+      );
+    const [row] = await sql<{ id: string }[]>`
+      insert into invoice_adjustments (id, org_id, amount, description, corrects_invoice_id, idempotency_key, request_fingerprint, created_at)
+      values (${newId("adj")}, ${input.orgId}, ${input.amount.toString()}, ${input.description}, ${input.correctsInvoiceId ?? null},
+              ${input.idempotencyKey}, ${requestFingerprint}, ${now})
+      returning id`;
+    if (!row) throw new Error("insert into invoice_adjustments returned no row");
+    return { id: row.id, created: true };
   });
-  const [row] = await sql<{ id: string }[]>`
-    insert into invoice_adjustments (id, org_id, amount, description, corrects_invoice_id, idempotency_key, request_fingerprint, created_at)
-    values (${newId("adj")}, ${input.orgId}, ${input.amount.toString()}, ${input.description}, ${input.correctsInvoiceId ?? null},
-            ${input.idempotencyKey}, ${requestFingerprint}, ${now})
-    on conflict (org_id, idempotency_key) do nothing returning id`;
-  if (row) return { id: row.id, created: true };
-  const [existing] = await sql<{ id: string; request_fingerprint: string | null }[]>`
-    select id, request_fingerprint from invoice_adjustments where org_id = ${input.orgId} and idempotency_key = ${input.idempotencyKey}`;
-  if (!existing) throw new Error("adjustment key conflict without a row: impossible under read committed");
-  if (existing.request_fingerprint !== requestFingerprint) {
-    throw new BillingError(
-      "idempotency_key_reused",
-      "this idempotency key was already used for a different adjustment",
-    );
-  }
-  return { id: existing.id, created: false };
 }

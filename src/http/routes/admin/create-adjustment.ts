@@ -1,6 +1,5 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
-import { createAdjustment } from "../../../billing/invoices/create-adjustment.js";
-import { MAX_NANO_USD } from "../../../ledger/money.js";
+import { createAdjustment, MAX_QUEUED_ADJUSTMENTS_NANO_USD } from "../../../billing/invoices/create-adjustment.js";
 import { billingContext, type AppEnv } from "../../context.js";
 import { requiresKey } from "../access.js";
 import { errorResponses, IdempotencyKeyHeader, jsonBody, jsonResponse, safeText, UsdString } from "../../schemas.js";
@@ -9,7 +8,7 @@ import { OrgIdParam } from "./schemas.js";
 export const AdjustmentRequest = z
   .object({
     amount: UsdString.refine((n) => n !== 0n, "must not be zero").refine(
-      (n) => (n < 0n ? -n : n) <= MAX_NANO_USD / 1000n,
+      (n) => (n < 0n ? -n : n) <= MAX_QUEUED_ADJUSTMENTS_NANO_USD,
       "is too large",
     ),
     description: safeText(1, 500, { trim: true }),
