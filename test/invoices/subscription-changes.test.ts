@@ -1,0 +1,234 @@
+/**
+ * A month's plan charge and its plan's included credits go together, however a subscription
+ * change meets a cycle's boundary: at its very instant, from a process whose clock is behind, at
+ * the same time as another change, across a catalog's price change, or with an early close. Each
+ * story here broke that before (found by a helper's attack on the cycle close).
+ */
+import { describe, expect } from "vitest";
+import { readCatalogFile } from "../../src/billing/catalog.js";
+import { closeDueCycles } from "../../src/billing/invoices/close-due-cycles.js";
+import { loadCatalog } from "../../src/billing/load-catalog.js";
+import { cancelSubscription, subscribe } from "../../src/billing/subscriptions.js";
+import { createTestApp, manualClock, TEST_ADMIN_KEY, type TestApp } from "../support/app.js";
+import { contextAt, testContext } from "../support/context.js";
+import type { TestDatabase } from "../support/database.js";
+import { appTest as it } from "../support/fixtures.js";
+import { expectLedgerConsistent } from "../support/ledger.js";
+
+const USD = 1_000_000_000n;
+const TEAM = { price: 200n * USD, credits: 250n * USD };
+const admin = { key: TEST_ADMIN_KEY };
+const subscribeTo = (app: TestApp, orgId: string, plan: string) =>
+  app.call("PUT", `/v1/admin/orgs/${orgId}/subscription`, { ...admin, body: { plan_id: plan } });
+const cancel = (app: TestApp, orgId: string) => app.call("DELETE", `/v1/admin/orgs/${orgId}/subscription`, admin);
+const closeCycles = (app: TestApp, orgId: string, endNow = false) =>
+  app.call("POST", "/v1/admin/cycles/close", {
+    ...admin,
+    body: { org_id: orgId, ...(endNow ? { end_current_cycle_now: true } : {}) },
+  });
+
+/** November 2026 (anchor day 1): the plan charges of its cycles, and its plan credits as granted, ended or not. */
+async function november(db: TestDatabase, orgId: string) {
+  const charges = await db.sql<{ description: string; amount: bigint }[]>`
+    select l.description, l.amount from invoice_lines l join invoices i on i.id = l.invoice_id
+    where i.org_id = ${orgId} and l.kind = 'subscription'
+      and i.period_start >= '2026-11-01T00:00:00Z' and i.period_end <= '2026-12-01T00:00:00Z'
+    order by i.period_start`;
+  const grants = await db.sql<{ amount: bigint; expires_at: Date; expired_amount: bigint | null }[]>`
+    select amount, expires_at, expired_amount from credit_grants
+    where org_id = ${orgId} and source = 'plan' and expires_at > '2026-11-01T00:00:00Z' and expires_at <= '2026-12-01T00:00:00Z'
+    order by created_at, id`;
+  // What of them the org had for November: an ended grant gives back what it had unspent.
+  const credits = grants.reduce((s, g) => s + g.amount - (g.expires_at < DEC_1 ? (g.expired_amount ?? 0n) : 0n), 0n);
+  return { charged: charges.reduce((s, c) => s + c.amount, 0n), charges, grants, credits };
+}
+const DEC_1 = new Date("2026-12-01T00:00:00Z");
+/** One usage event of `requests` API requests ($0.0001 each in the stock catalog). */
+const usage = (app: TestApp, org: { id: string; gatewayKey: string }, key: string, at: Date, requests = 1) =>
+  app.call("POST", "/v1/billing/usage", {
+    key: org.gatewayKey,
+    body: {
+      events: [
+        { idempotency_key: key, org_id: org.id, timestamp: at.toISOString(), product: "api", quantities: { requests } },
+      ],
+    },
+  });
+
+const clock = manualClock();
+
+describe("subscription changes at a cycle's boundary", () => {
+  it.scoped({ appOptions: { clock } });
+
+  it.for([-1, 0, 1])(
+    "a cancel at 1 Nov %i ms: November has Team's credits exactly when it is charged Team",
+    async (offset, { app, db }) => {
+      clock.set(new Date("2026-10-05T00:00:00Z"));
+      const org = await app.createOrg(`boundary ${offset}`);
+      expect((await subscribeTo(app, org.id, "team")).status).toBe(200);
+      clock.set(new Date(Date.parse("2026-11-01T00:00:00Z") + offset));
+      expect((await cancel(app, org.id)).status).toBe(200);
+      clock.set(new Date("2026-12-01T00:00:05Z"));
+      await closeCycles(app, org.id);
+      const n = await november(db, org.id);
+      // From the cycle's first instant on, a cancel is in it: before, neither; from then, both.
+      expect({ charged: n.charged, credits: n.credits }).toEqual(
+        offset >= 0 ? { charged: TEAM.price, credits: TEAM.credits } : { charged: 0n, credits: 0n },
+      );
+      await expectLedgerConsistent(db.sql);
+    },
+  );
+
+  it.for(["cancel after metering's grant", "change to free after metering's grant", "cancel after the close"])(
+    "%s, dated 10 ms before the boundary by its process's clock: November's credits go with its charge",
+    async (story, { app, db }) => {
+      clock.set(new Date("2026-10-05T00:00:00Z"));
+      const org = await app.createOrg(story);
+      expect((await subscribeTo(app, org.id, "team")).status).toBe(200);
+      await app.metering.ready();
+      clock.set(new Date("2026-11-01T00:00:00.050Z"));
+      // Another process moves the org into November: metering's first request grants its credits, or the worker closes October.
+      if (story.includes("metering")) expect((await usage(app, org, "u1", clock())).status).toBe(200);
+      else await closeDueCycles(contextAt(db.appSql, clock()), { orgId: org.id });
+      const behind = new Date("2026-10-31T23:59:59.990Z");
+      if (story.startsWith("cancel")) await cancelSubscription(contextAt(db.appSql, behind), { orgId: org.id });
+      else await subscribe(contextAt(db.appSql, behind), { orgId: org.id, planId: "free" });
+      clock.set(new Date("2026-12-01T00:00:05Z"));
+      await closeCycles(app, org.id);
+      const n = await november(db, org.id);
+      // Made at the boundary instead: November had begun, so it is charged Team and has Team's
+      // credits (a change of plan waits for the next cycle; a cancel leaves the running one charged).
+      expect({ charged: n.charged, credits: n.credits }).toEqual({ charged: TEAM.price, credits: TEAM.credits });
+      await expectLedgerConsistent(db.sql);
+    },
+  );
+
+  it("through HTTP, two API processes 60 ms apart: a first subscription on the one behind, after the other closed October", async ({
+    app,
+    db,
+  }) => {
+    clock.set(new Date("2026-10-05T00:00:00Z"));
+    const org = await app.createOrg("behind");
+    const behind = createTestApp({ sql: db.appSql, clock: () => new Date(clock().getTime() - 60) });
+    clock.set(new Date("2026-11-01T00:00:00.050Z"));
+    await closeCycles(app, org.id); // October: no plan, so no November credits
+    expect((await subscribeTo(behind, org.id, "team")).status).toBe(200); // its clock: 31 Oct 23:59:59.990
+    clock.set(new Date("2026-12-01T00:00:05Z"));
+    await closeCycles(app, org.id);
+    const n = await november(db, org.id);
+    expect({ charged: n.charged, credits: n.credits }).toEqual({ charged: TEAM.price, credits: TEAM.credits });
+  });
+
+  it("two first subscriptions at once: the month is charged the plan whose credits it has", async ({ app, db }) => {
+    for (let k = 0; k < 6; k++) {
+      clock.set(new Date("2026-11-05T00:00:00Z"));
+      const org = await app.createOrg(`racing ${k}`);
+      const answers = await Promise.all([subscribeTo(app, org.id, "team"), subscribeTo(app, org.id, "free")]);
+      expect(answers.map((r) => r.status)).toEqual([200, 200]);
+      clock.set(new Date("2026-12-01T00:00:05Z"));
+      await closeCycles(app, org.id);
+      const n = await november(db, org.id);
+      expect([`${n.charged}/${n.credits}`]).toContainEqual(
+        expect.stringMatching(/^(0\/5000000000|200000000000\/250000000000)$/),
+      );
+    }
+  });
+
+  it("a subscription taken after a price change in the cycle gets the credits of the version that prices the cycle", async ({
+    app,
+    db,
+  }) => {
+    const base = (await readCatalogFile()).versions.at(-1);
+    if (!base) throw new Error("the catalog file has no version");
+    await loadCatalog(testContext(db.sql), {
+      file: {
+        versions: [
+          {
+            ...base,
+            version: "2026-11-20",
+            effective_at: "2026-11-20T00:00:00Z",
+            plans: base.plans.map((p) =>
+              p.id === "team" ? { ...p, monthly_price: "500.00", included_credits: "600.00" } : p,
+            ),
+          },
+        ],
+      },
+    });
+    clock.set(new Date("2026-11-25T10:00:00Z"));
+    const org = await app.createOrg("new price");
+    expect((await subscribeTo(app, org.id, "team")).status).toBe(200);
+    clock.set(new Date("2026-12-01T00:00:05Z"));
+    await closeCycles(app, org.id);
+    const n = await november(db, org.id);
+    // The cycle began under the 1 Nov version: $200 with $250 (it was $200 with $600).
+    expect({ charged: n.charged, credits: n.credits }).toEqual({ charged: TEAM.price, credits: TEAM.credits });
+  });
+});
+
+describe("an early close and the month's included credits", () => {
+  it.scoped({ appOptions: { clock } });
+
+  it.for([
+    { change: "cancel", spent: 0n },
+    { change: "cancel", spent: 30n * USD },
+    { change: "cancel", spent: 200n * USD },
+    { change: "free", spent: 0n },
+    { change: "none", spent: 0n },
+  ])(
+    "Team from 1 Nov, then $change at 16 Nov ($spent nano-USD spent) and the cycle ended now: the unused credits end unless Team goes on",
+    async ({ change, spent }, { app, db }) => {
+      clock.set(new Date("2026-11-01T00:00:00Z"));
+      const org = await app.createOrg(`early ${change} ${spent}`);
+      expect((await subscribeTo(app, org.id, "team")).status).toBe(200);
+      clock.set(new Date("2026-11-16T00:00:00Z"));
+      if (spent > 0n) {
+        await app.metering.ready();
+        expect((await usage(app, org, "spend", clock(), Number(spent / 100_000n))).status).toBe(200);
+      }
+      if (change === "cancel") expect((await cancel(app, org.id)).status).toBe(200);
+      if (change === "free") expect((await subscribeTo(app, org.id, "free")).status).toBe(200);
+      const ended = await closeCycles(app, org.id, true);
+      expect(ended.json.invoices_created, ended.text).toBe(1);
+      clock.set(new Date("2026-12-01T00:00:05Z"));
+      await closeCycles(app, org.id);
+      const n = await november(db, org.id);
+      // 1-16 Nov is half of Team's month; 16 Nov - 1 Dec the other half of the plan that goes on.
+      const half = TEAM.price / 2n;
+      if (change === "none") {
+        expect(n.charged).toBe(TEAM.price);
+        expect(n.grants.map((g) => g.amount)).toEqual([TEAM.credits]); // kept whole, not granted twice
+        return;
+      }
+      // Half of Team's price, or more if more than half of its credits were spent: the part of
+      // the price those stand for ($200 of $250 spent: $160).
+      const charge = spent * TEAM.price > half * TEAM.credits ? (spent * TEAM.price) / TEAM.credits : half;
+      expect(n.charges.map((c) => c.amount)).toEqual(change === "free" ? [charge, 0n] : [charge]);
+      const [team, ...rest] = n.grants;
+      expect(team?.expires_at).toEqual(new Date("2026-11-16T00:00:00Z"));
+      // What was spent stays spent: the usage, and the charge, paid from them at the close.
+      const unused = TEAM.credits - spent - charge;
+      expect(team?.expired_amount).toBe(unused > 0n ? unused : 0n);
+      // Free's share of the short cycle: $5 of a 30-day month, 15 days.
+      expect(rest.map((g) => g.amount)).toEqual(change === "free" ? [2_500_000_000n] : []);
+      await expectLedgerConsistent(db.sql);
+    },
+  );
+
+  it("a first subscription in the short cycle after an early close gets that cycle's share of the credits", async ({
+    app,
+    db,
+  }) => {
+    clock.set(new Date("2026-11-01T00:00:00Z"));
+    const org = await app.createOrg("short cycle");
+    clock.set(new Date("2026-11-16T00:00:00Z"));
+    expect((await closeCycles(app, org.id, true)).json.invoices_created).toBe(1); // 1-16 Nov, no plan
+    expect((await subscribeTo(app, org.id, "team")).status).toBe(200);
+    clock.set(new Date("2026-12-01T00:00:05Z"));
+    await closeCycles(app, org.id);
+    const n = await november(db, org.id);
+    // 15 days of a 30-day month: half of Team's price, half of its credits (it was the whole $250).
+    expect({ charged: n.charged, credits: n.credits }).toEqual({
+      charged: TEAM.price / 2n,
+      credits: TEAM.credits / 2n,
+    });
+  });
+});
