@@ -10,7 +10,7 @@ import { watchLowBalance } from "../low-balance.js";
 import { settleCharges, spendable } from "../money-rules.js";
 import { lockOrgs } from "../org-locks.js";
 import { cycleContaining, cycleFrom, type Period } from "../periods.js";
-import { endIncludedCredits, grantIncludedCredits, type Plan, proratedPrice, subscribedPlanAt } from "../plans.js";
+import { grantIncludedCredits, proratedPrice, subscribedPlanAt } from "../plans.js";
 import { toInvoice, type Invoice, type InvoiceLine, type InvoiceRow, type InvoiceStatus } from "./invoice.js";
 import { addUsageTotals, previousInvoice, usageTotals } from "./usage-totals.js";
 
@@ -90,25 +90,22 @@ export async function closeCycle(
     >`select * from subscriptions where org_id = ${orgId}`;
     const subscribedThisCycle =
       sub && sub.started_at < period.end && (!sub.canceled_at || sub.canceled_at > period.start);
-    // An early close that the plan does not continue past (cancelled, or changed from this
-    // boundary): the month's included credits were that plan's for the whole month, but the rest
-    // of the month is not charged it. The cycle is charged at least the part of the month's price
-    // that its credits already spent stand for, and what is unused of them ends (below).
-    const month = cycleContaining(period.start, anchor);
-    const earlyEnd = period.end.getTime() !== month.end.getTime();
-    const planEnds = sub?.canceled_at != null || (sub?.pending_plan_id != null && sub.pending_plan_id !== sub.plan_id);
-    const plansLeftEarly = subscribedThisCycle && earlyEnd && planEnds;
     if (subscribedThisCycle) {
       const plan = subscribedPlanAt(ctx.catalog, sub.plan_id, period.start);
-      const prorated = proratedPrice(plan.monthlyPrice, period, anchor);
-      const spentShare = plansLeftEarly ? await spentCreditsPrice(tx, orgId, plan, month.end) : 0n;
-      const price = spentShare > prorated ? spentShare : prorated;
+      // A cycle closed early is charged its share of the month, unless its plan ends with it
+      // (cancelled by then, or changed from the next cycle): the month's included credits stay
+      // with the org to the month's end, so the plan is charged to the month's end too, as it
+      // would have been without the early close.
+      const monthEnd = cycleContaining(period.start, anchor).end;
+      const planEnds =
+        (sub.canceled_at !== null && sub.canceled_at <= period.end) ||
+        (sub.pending_plan_id !== null && sub.pending_plan_id !== sub.plan_id);
+      const charged = planEnds ? { start: period.start, end: monthEnd } : period;
+      const price = proratedPrice(plan.monthlyPrice, charged, anchor);
       const share =
         price === plan.monthlyPrice
           ? ""
-          : spentShare > prorated
-            ? ` (for its included credits spent by ${period.end.toISOString().slice(0, 10)})`
-            : ` (prorated for ${period.start.toISOString().slice(0, 10)} to ${period.end.toISOString().slice(0, 10)})`;
+          : ` (prorated for ${charged.start.toISOString().slice(0, 10)} to ${charged.end.toISOString().slice(0, 10)})`;
       lines.push({
         kind: "subscription",
         product: null,
@@ -144,6 +141,7 @@ export async function closeCycle(
     // Usage was paid from credits as it happened; charges are settled now, as far as credits go,
     // but not from a later cycle's included credits (metering grants them before the org's first
     // request of a cycle, which may come before a late close): they are that cycle's.
+    const month = cycleContaining(new Date(period.end.getTime() - 1), anchor);
     const laterCycles = await laterPlanCredits(tx, orgId, month.end, now);
     const available = spendable(org.credits, org.pendingExpiry) - laterCycles;
     const { settled, amountDue, subtotal, creditsApplied } = settleCharges({ usage: usageTotal, charges, available });
@@ -191,9 +189,6 @@ export async function closeCycle(
       }));
     }
 
-    // The plan left early (above): what is unused of its credits ends now; the short cycle that
-    // follows gets its own plan's share below.
-    if (plansLeftEarly) await endIncludedCredits(tx, orgId, now);
     // A plan change waits for the cycle boundary; then the new cycle's included credits (once
     // per anchored month: an early close does not grant the same month twice).
     if (sub && !sub.canceled_at) {
@@ -230,20 +225,6 @@ async function laterPlanCredits(tx: TransactionSql, orgId: string, monthEnd: Dat
     select coalesce(sum(amount - consumed), 0)::text as unspent from credit_grants
     where org_id = ${orgId} and source = 'plan' and expired_at is null and expires_at > ${monthEnd} and expires_at > ${now}`;
   return BigInt(row?.unspent ?? 0);
-}
-
-/**
- * The part of a plan's monthly price that the month's included credits spent so far stand for
- * (price × spent / included, rounded up), at most the whole price.
- */
-async function spentCreditsPrice(tx: TransactionSql, orgId: string, plan: Plan, monthEnd: Date): Promise<bigint> {
-  if (plan.includedCredits <= 0n) return 0n;
-  const [row] = await tx<{ spent: string }[]>`
-    select coalesce(sum(consumed), 0)::text as spent from credit_grants
-    where org_id = ${orgId} and source = 'plan' and expires_at = ${monthEnd}`;
-  const spent = BigInt(row?.spent ?? 0);
-  const share = (plan.monthlyPrice * spent + plan.includedCredits - 1n) / plan.includedCredits;
-  return share < plan.monthlyPrice ? share : plan.monthlyPrice;
 }
 
 async function anchorDay(tx: TransactionSql, orgId: string): Promise<number> {

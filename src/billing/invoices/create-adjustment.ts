@@ -13,9 +13,12 @@ export type AdjustmentInput = {
 };
 
 /**
- * What an organization's queued adjustments may add up to, either way: each one's own limit
- * (the API's), so that an invoice's subtotal, which sums them with its usage and plan, stays far
- * inside PostgreSQL's bigint. Without it, enough of them made every close of the org fail.
+ * What an organization's queued adjustments may add up to, counting each by its size whichever
+ * way it goes: one adjustment's own limit (the API's). An invoice sums the ones queued before its
+ * cycle ended with its usage and plan; bounded by size, every such subset stays far inside
+ * PostgreSQL's bigint, whatever the clocks of the processes that queued them (a bound on their net
+ * sum let +9M and -9M pairs from clocks either side of a boundary overflow one close). Without a
+ * bound, enough of them made every close of the org fail.
  */
 export const MAX_QUEUED_ADJUSTMENTS_NANO_USD = MAX_NANO_USD / 1000n;
 
@@ -53,14 +56,14 @@ export async function createAdjustment(
           details: { param: "corrects_invoice_id" },
         });
     }
-    const [queued] = await sql<{ total: string }[]>`
-      select coalesce(sum(amount), 0)::text as total from invoice_adjustments
+    const [queued] = await sql<{ size: string }[]>`
+      select coalesce(sum(abs(amount)), 0)::text as size from invoice_adjustments
       where org_id = ${input.orgId} and applied_invoice_id is null`;
-    const total = BigInt(queued?.total ?? 0) + input.amount;
-    if (total > MAX_QUEUED_ADJUSTMENTS_NANO_USD || -total > MAX_QUEUED_ADJUSTMENTS_NANO_USD)
+    const size = BigInt(queued?.size ?? 0) + (input.amount < 0n ? -input.amount : input.amount);
+    if (size > MAX_QUEUED_ADJUSTMENTS_NANO_USD)
       throw new BillingError(
         "invalid_request",
-        `the organization's queued adjustments would add up to more than ${MAX_QUEUED_ADJUSTMENTS_NANO_USD / 1_000_000_000n} USD either way; wait for its next invoice`,
+        `the organization's queued adjustments would come to more than ${MAX_QUEUED_ADJUSTMENTS_NANO_USD / 1_000_000_000n} USD in size (credits and charges alike); wait for its next invoice`,
         { details: { param: "amount" } },
       );
     const [row] = await sql<{ id: string }[]>`
