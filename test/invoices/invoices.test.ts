@@ -303,23 +303,25 @@ describe("invoices and billing cycles", () => {
     // One month, one grant of included credits: Team's, whatever happened since.
     expect((await app.call("GET", "/v1/billing/balance", { key: org.orgKey })).json.balance).toBe(250);
 
+    // Free includes less than Team: the cycle cannot end early (it would keep Team's month of
+    // credits for part of Team's price); it runs to its boundary, charged Team.
     clock.set(new Date("2026-11-20T00:00:00Z"));
-    await app.call("POST", "/v1/admin/cycles/close", {
+    const early = await app.call("POST", "/v1/admin/cycles/close", {
       key: TEST_ADMIN_KEY,
       body: { org_id: org.id, end_current_cycle_now: true },
     });
-    const [early] = (await app.call("GET", "/v1/billing/invoices", { key: org.orgKey })).json.data;
-    const lines = (await app.call("GET", `/v1/billing/invoices/${early.id}`, { key: org.orgKey })).json.lines;
-    expect(lines[0].description).toContain("Team plan");
-    // Ending the cycle early does not grant the same month's credits again.
+    expect(early.status).toBe(409);
+    expect(early.json.error.message).toContain("moves to Free");
     const grants = await db.sql`select count(*)::int as n from credit_grants where org_id = ${org.id}`;
     expect(grants[0]!.n).toBe(1);
 
     clock.set(new Date("2026-12-01T00:00:05Z"));
     await closeAll(app, org.id);
     const [latest] = (await app.call("GET", "/v1/billing/invoices", { key: org.orgKey })).json.data;
-    const next = (await app.call("GET", `/v1/billing/invoices/${latest.id}`, { key: org.orgKey })).json.lines;
-    expect(next.map((l: { description: string }) => l.description)).toEqual([expect.stringContaining("Free plan")]);
+    const lines = (await app.call("GET", `/v1/billing/invoices/${latest.id}`, { key: org.orgKey })).json.lines;
+    expect(lines.map((l: { description: string; amount: string }) => [l.description, l.amount])).toEqual([
+      ["Team plan", 200],
+    ]);
     const sub = (
       await app.call("PUT", `/v1/admin/orgs/${org.id}/subscription`, { key: TEST_ADMIN_KEY, body: { plan_id: "free" } })
     ).json;

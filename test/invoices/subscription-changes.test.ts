@@ -168,7 +168,7 @@ describe("an early close and the month's included credits", () => {
   it.scoped({ appOptions: { clock } });
 
   it.for(["cancel", "free", "none"])(
-    "Team from 1 Nov, 30 USD spent, then %s at 16 Nov: ending the cycle then changes nothing of November's charge and credits",
+    "Team from 1 Nov, 30 USD spent, then %s at 16 Nov: an early end then changes nothing of November's charge and credits",
     async (change, { app, db }) => {
       const months: { charged: bigint; credits: bigint }[] = [];
       for (const early of [false, true]) {
@@ -181,8 +181,10 @@ describe("an early close and the month's included credits", () => {
         if (change === "cancel") expect((await cancel(app, org.id)).status).toBe(200);
         if (change === "free") expect((await subscribeTo(app, org.id, "free")).status).toBe(200);
         if (early) {
+          // A plan that ends or shrinks there keeps its cycle to the boundary: refused, nothing ended.
           const ended = await closeCycles(app, org.id, true);
-          expect(ended.json.invoices_created, ended.text).toBe(1);
+          if (change === "none") expect(ended.json.invoices_created, ended.text).toBe(1);
+          else expect(ended.json.error, ended.text).toMatchObject({ code: "conflict" });
         }
         clock.set(new Date("2026-12-01T00:00:05Z"));
         await closeCycles(app, org.id);
@@ -191,13 +193,43 @@ describe("an early close and the month's included credits", () => {
         await expectLedgerConsistent(db.sql);
       }
       // Team's month: $200 with $250 of credits, whether or not the cycle was ended early (a
-      // cancel or a change at the early close used to prorate the charge and keep the credits).
+      // cancel or a downgrade at an early close used to prorate the charge and keep the credits).
       expect(months).toEqual([
         { charged: TEAM.price, credits: TEAM.credits },
         { charged: TEAM.price, credits: TEAM.credits },
       ]);
     },
   );
+
+  it("an upgrade at an early close: the month's credits stay within what its charges pay for", async ({ app, db }) => {
+    clock.set(new Date("2026-11-01T00:00:00Z"));
+    const org = await app.createOrg("upgrade");
+    expect((await subscribeTo(app, org.id, "pro")).status).toBe(200); // $20 with $20
+    clock.set(new Date("2026-11-16T00:00:00Z"));
+    expect((await subscribeTo(app, org.id, "team")).json.pending_plan_id).toBe("team");
+    expect((await closeCycles(app, org.id, true)).json.invoices_created).toBe(1);
+    clock.set(new Date("2026-12-01T00:00:05Z"));
+    await closeCycles(app, org.id);
+    const n = await november(db, org.id);
+    // Pro's half ($10, for $10 of credits at its rate) and Team's ($100, for $125): $20 + $105.
+    expect(n.charges.map((c) => c.amount)).toEqual([10n * USD, 100n * USD]);
+    expect(n.credits).toBe(125n * USD);
+  });
+
+  it("an early end before a subscription another process started (its clock ahead) is refused", async ({ app, db }) => {
+    clock.set(new Date("2026-11-16T00:00:00Z"));
+    const org = await app.createOrg("ahead");
+    const ahead = createTestApp({ sql: db.appSql, clock: () => new Date(clock().getTime() + 120_000) });
+    expect((await subscribeTo(ahead, org.id, "team")).status).toBe(200); // the whole month's $250
+    const ended = await closeCycles(app, org.id, true);
+    expect(ended.status, ended.text).toBe(409);
+    clock.set(new Date("2026-11-16T00:05:00Z"));
+    expect((await closeCycles(app, org.id, true)).json.invoices_created).toBe(1);
+    clock.set(new Date("2026-12-01T00:00:05Z"));
+    await closeCycles(app, org.id);
+    const n = await november(db, org.id);
+    expect({ charged: n.charged, credits: n.credits }).toEqual({ charged: TEAM.price, credits: TEAM.credits });
+  });
 
   it("a first subscription in the short cycle after an early close gets that cycle's share of the credits", async ({
     app,

@@ -9,6 +9,7 @@ import { consumeExpiringGrants } from "../grants.js";
 import { watchLowBalance } from "../low-balance.js";
 import { settleCharges, spendable } from "../money-rules.js";
 import { lockOrgs } from "../org-locks.js";
+import type { Catalog } from "../catalog.js";
 import { cycleContaining, cycleFrom, type Period } from "../periods.js";
 import { grantIncludedCredits, proratedPrice, subscribedPlanAt } from "../plans.js";
 import { toInvoice, type Invoice, type InvoiceLine, type InvoiceRow, type InvoiceStatus } from "./invoice.js";
@@ -90,22 +91,18 @@ export async function closeCycle(
     >`select * from subscriptions where org_id = ${orgId}`;
     const subscribedThisCycle =
       sub && sub.started_at < period.end && (!sub.canceled_at || sub.canceled_at > period.start);
+    const monthEnd = cycleContaining(period.start, anchor).end;
+    if (sub && period.end < monthEnd) {
+      const refusal = earlyEndRefusal(ctx.catalog, sub, period);
+      if (refusal) throw new BillingError("conflict", refusal);
+    }
     if (subscribedThisCycle) {
       const plan = subscribedPlanAt(ctx.catalog, sub.plan_id, period.start);
-      // A cycle closed early is charged its share of the month, unless its plan ends with it
-      // (cancelled by then, or changed from the next cycle): the month's included credits stay
-      // with the org to the month's end, so the plan is charged to the month's end too, as it
-      // would have been without the early close.
-      const monthEnd = cycleContaining(period.start, anchor).end;
-      const planEnds =
-        (sub.canceled_at !== null && sub.canceled_at <= period.end) ||
-        (sub.pending_plan_id !== null && sub.pending_plan_id !== sub.plan_id);
-      const charged = planEnds ? { start: period.start, end: monthEnd } : period;
-      const price = proratedPrice(plan.monthlyPrice, charged, anchor);
+      const price = proratedPrice(plan.monthlyPrice, period, anchor);
       const share =
         price === plan.monthlyPrice
           ? ""
-          : ` (prorated for ${charged.start.toISOString().slice(0, 10)} to ${charged.end.toISOString().slice(0, 10)})`;
+          : ` (prorated for ${period.start.toISOString().slice(0, 10)} to ${period.end.toISOString().slice(0, 10)})`;
       lines.push({
         kind: "subscription",
         product: null,
@@ -214,6 +211,33 @@ export async function closeCycle(
     if (!issued) throw new Error("invoice_number_counter has no row (migration 0016)");
     return { invoice: { ...toInvoice(issued), lines }, created: true };
   });
+}
+
+/**
+ * Why a cycle may not end early at `period.end`, if it may not. A cycle closed early is charged
+ * its share of the plan's price, and the month's included credits stay to the month's end: the
+ * short cycle after it pays the rest, under a plan whose share of the month's credits, less those
+ * already granted, it gets. That adds up only if the plan after the early end includes at least as
+ * much as the one before. So the cycle of a subscription that ends by then, or moves to a plan that
+ * includes less, runs to its boundary (an early end kept the whole month's credits for part of the
+ * price); nor may a cycle end before a subscription that started after that instant (another
+ * process's clock ahead), which was granted the whole month as its first cycle.
+ */
+function earlyEndRefusal(
+  catalog: Catalog,
+  sub: { plan_id: string; pending_plan_id: string | null; started_at: Date; canceled_at: Date | null },
+  period: Period,
+): string | undefined {
+  if (sub.started_at >= period.end)
+    return `the subscription started at ${sub.started_at.toISOString()}, after this early end; end the cycle again now`;
+  if (sub.canceled_at && sub.canceled_at <= period.end && sub.canceled_at > period.start)
+    return "the subscription was cancelled in this cycle: its cycle runs to its boundary and cannot end early";
+  if (sub.canceled_at || !sub.pending_plan_id || sub.pending_plan_id === sub.plan_id) return undefined;
+  const now = subscribedPlanAt(catalog, sub.plan_id, period.start);
+  const next = subscribedPlanAt(catalog, sub.pending_plan_id, period.end);
+  if (next.includedCredits < now.includedCredits)
+    return `the subscription moves to ${next.name}, which includes less than ${now.name}, at the cycle's boundary: the cycle cannot end early`;
+  return undefined;
 }
 
 /**

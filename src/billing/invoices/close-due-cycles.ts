@@ -1,3 +1,4 @@
+import { BillingError } from "../../errors.js";
 import { at, type BillingContext } from "../context.js";
 import type { Period } from "../periods.js";
 import { closeCycle } from "./close-cycle.js";
@@ -36,6 +37,9 @@ export async function closeDueCycles(
     }
   }
   await Promise.all(Array.from({ length: input.concurrency ?? 4 }, worker));
+  // One organization's refusal (an early end its subscription does not allow) is answered as it is.
+  const [only] = failed;
+  if (input.orgId && failed.length === 1 && only?.error instanceof BillingError) throw only.error;
   if (failed.length > 0) {
     throw new AggregateError(
       failed.map((f) => f.error),

@@ -50,7 +50,7 @@ export const closeCyclesRoute = createRoute({
   },
   responses: {
     200: jsonResponse(CloseCyclesResponse, "What was closed"),
-    ...errorResponses(400, 401, 403, 404),
+    ...errorResponses(400, 401, 403, 404, 409),
   },
 });
 
