@@ -201,6 +201,28 @@ describe("an early close and the month's included credits", () => {
     },
   );
 
+  it("a cycle closed early is not paid from its month's own included credits, as at the boundary they would have expired first", async ({
+    app,
+    db,
+  }) => {
+    const due: bigint[] = [];
+    for (const early of [false, true]) {
+      clock.set(new Date("2026-11-01T00:00:00Z"));
+      const org = await app.createOrg(`own credits ${early}`); // no money of its own
+      expect((await subscribeTo(app, org.id, "team")).status).toBe(200);
+      clock.set(new Date("2026-11-16T00:00:00Z"));
+      if (early) expect((await closeCycles(app, org.id, true)).json.invoices_created).toBe(1);
+      clock.set(new Date("2026-12-01T00:00:05Z"));
+      await closeCycles(app, org.id);
+      const [invoiced] = await db.sql<{ due: bigint; applied: bigint }[]>`
+        select sum(amount_due)::bigint as due, sum(credits_applied)::bigint as applied from invoices where org_id = ${org.id}`;
+      expect(invoiced?.applied).toBe(0n);
+      due.push(invoiced?.due ?? -1n);
+      await expectLedgerConsistent(db.sql);
+    }
+    expect(due).toEqual([TEAM.price, TEAM.price]);
+  });
+
   it("an upgrade at an early close: the month's credits stay within what its charges pay for", async ({ app, db }) => {
     clock.set(new Date("2026-11-01T00:00:00Z"));
     const org = await app.createOrg("upgrade");

@@ -136,10 +136,10 @@ export async function closeCycle(
     }
 
     // Usage was paid from credits as it happened; charges are settled now, as far as credits go,
-    // but not from a later cycle's included credits (metering grants them before the org's first
-    // request of a cycle, which may come before a late close): they are that cycle's.
-    const month = cycleContaining(new Date(period.end.getTime() - 1), anchor);
-    const laterCycles = await laterPlanCredits(tx, orgId, month.end, now);
+    // but not from included credits that outlive the cycle: a later cycle's (metering grants them
+    // before the org's first request of a cycle, which may come before a late close), or, for a
+    // cycle closed early, the rest of its month's (at the boundary they would have expired first).
+    const laterCycles = await laterPlanCredits(tx, orgId, period.end, now);
     const available = spendable(org.credits, org.pendingExpiry) - laterCycles;
     const { settled, amountDue, subtotal, creditsApplied } = settleCharges({ usage: usageTotal, charges, available });
 
@@ -169,7 +169,7 @@ export async function closeCycle(
     // Paying the plan from credits spends expiring grants first, like usage does, but not a later
     // cycle's included credits (above).
     if (settled > 0n && org.hasExpiringGrants)
-      await consumeExpiringGrants(tx, orgId, settled, now, { planCreditsEndingAfter: month.end });
+      await consumeExpiringGrants(tx, orgId, settled, now, { planCreditsEndingAfter: period.end });
     let settlement: string | null = null;
     if (settled !== 0n) {
       // The invoice has no number yet (it gets one last, see below): the entry names its id.
@@ -241,13 +241,13 @@ function earlyEndRefusal(
 }
 
 /**
- * What is unspent of the included credits of the months after the one ending at `monthEnd` (those
- * expired by `now` are out of the spendable credits already, as pending expiries).
+ * What is unspent of the included credits that expire after `end` (those expired by `now` are out
+ * of the spendable credits already, as pending expiries).
  */
-async function laterPlanCredits(tx: TransactionSql, orgId: string, monthEnd: Date, now: Date): Promise<bigint> {
+async function laterPlanCredits(tx: TransactionSql, orgId: string, end: Date, now: Date): Promise<bigint> {
   const [row] = await tx<{ unspent: string }[]>`
     select coalesce(sum(amount - consumed), 0)::text as unspent from credit_grants
-    where org_id = ${orgId} and source = 'plan' and expired_at is null and expires_at > ${monthEnd} and expires_at > ${now}`;
+    where org_id = ${orgId} and source = 'plan' and expired_at is null and expires_at > ${end} and expires_at > ${now}`;
   return BigInt(row?.unspent ?? 0);
 }
 
