@@ -233,10 +233,10 @@ function earlyEndRefusal(
   if (sub.canceled_at && sub.canceled_at <= period.end && sub.canceled_at > period.start)
     return "the subscription was cancelled in this cycle: its cycle runs to its boundary and cannot end early";
   if (sub.canceled_at || !sub.pending_plan_id || sub.pending_plan_id === sub.plan_id) return undefined;
-  const now = subscribedPlanAt(catalog, sub.plan_id, period.start);
+  const current = subscribedPlanAt(catalog, sub.plan_id, period.start);
   const next = subscribedPlanAt(catalog, sub.pending_plan_id, period.end);
-  if (next.includedCredits < now.includedCredits)
-    return `the subscription moves to ${next.name}, which includes less than ${now.name}, at the cycle's boundary: the cycle cannot end early`;
+  if (next.includedCredits < current.includedCredits)
+    return `the subscription moves to ${next.name}, which includes less than ${current.name}, at the cycle's boundary: the cycle cannot end early`;
   return undefined;
 }
 
