@@ -91,9 +91,9 @@ export async function closeCycle(
     >`select * from subscriptions where org_id = ${orgId}`;
     const subscribedThisCycle =
       sub && sub.started_at < period.end && (!sub.canceled_at || sub.canceled_at > period.start);
-    const monthEnd = cycleContaining(period.start, anchor).end;
-    if (sub && period.end < monthEnd) {
-      const refusal = earlyEndRefusal(ctx.catalog, sub, period);
+    const month = cycleContaining(period.start, anchor);
+    if (sub && period.end < month.end) {
+      const refusal = earlyEndRefusal(ctx.catalog, sub, period, month.start);
       if (refusal) throw new BillingError("conflict", refusal);
     }
     if (subscribedThisCycle) {
@@ -217,26 +217,32 @@ export async function closeCycle(
  * Why a cycle may not end early at `period.end`, if it may not. A cycle closed early is charged
  * its share of the plan's price, and the month's included credits stay to the month's end: the
  * short cycle after it pays the rest, under a plan whose share of the month's credits, less those
- * already granted, it gets. That adds up only if the plan after the early end includes at least as
- * much as the one before. So the cycle of a subscription that ends by then, or moves to a plan that
- * includes less, runs to its boundary (an early end kept the whole month's credits for part of the
- * price); nor may a cycle end before a subscription that started after that instant (another
- * process's clock ahead), which was granted the whole month as its first cycle.
+ * already granted, it gets. That adds up only if the plan after the early end costs and includes at
+ * least what the month's plan does on the terms its credits were granted on (the catalog version at
+ * the month's start). So the cycle runs to its boundary when the subscription ends by then, moves
+ * to a plan that costs or includes less, or its plan's terms changed within the month (an early end
+ * kept the whole month's credits for part of the price); nor may a cycle end before a subscription
+ * that started after that instant (another process's clock ahead), granted the whole month.
  */
 function earlyEndRefusal(
   catalog: Catalog,
   sub: { plan_id: string; pending_plan_id: string | null; started_at: Date; canceled_at: Date | null },
   period: Period,
+  monthStart: Date,
 ): string | undefined {
   if (sub.started_at >= period.end)
     return `the subscription started at ${sub.started_at.toISOString()}, after this early end; end the cycle again now`;
   if (sub.canceled_at && sub.canceled_at <= period.end && sub.canceled_at > period.start)
     return "the subscription was cancelled in this cycle: its cycle runs to its boundary and cannot end early";
-  if (sub.canceled_at || !sub.pending_plan_id || sub.pending_plan_id === sub.plan_id) return undefined;
-  const current = subscribedPlanAt(catalog, sub.plan_id, period.start);
+  if (sub.canceled_at) return undefined;
+  const month = subscribedPlanAt(catalog, sub.plan_id, monthStart);
+  const current = subscribedPlanAt(catalog, sub.plan_id, period.end);
+  if (current.monthlyPrice !== month.monthlyPrice || current.includedCredits !== month.includedCredits)
+    return `the ${month.name} plan's price or included credits changed within this month: the cycle runs to its boundary and cannot end early`;
+  if (!sub.pending_plan_id || sub.pending_plan_id === sub.plan_id) return undefined;
   const next = subscribedPlanAt(catalog, sub.pending_plan_id, period.end);
-  if (next.includedCredits < current.includedCredits)
-    return `the subscription moves to ${next.name}, which includes less than ${current.name}, at the cycle's boundary: the cycle cannot end early`;
+  if (next.includedCredits < month.includedCredits || next.monthlyPrice < month.monthlyPrice)
+    return `the subscription moves to ${next.name}, which costs or includes less than ${month.name}, at the cycle's boundary: the cycle cannot end early`;
   return undefined;
 }
 
