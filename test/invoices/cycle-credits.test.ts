@@ -1,8 +1,6 @@
 import { describe, expect } from "vitest";
-import { readCatalogFile } from "../../src/billing/catalog.js";
-import { loadCatalog } from "../../src/billing/load-catalog.js";
 import { manualClock, TEST_ADMIN_KEY } from "../support/app.js";
-import { testContext } from "../support/context.js";
+import { loadPlanVersions } from "../support/catalog-versions.js";
 import { appTest as it } from "../support/fixtures.js";
 import { expectLedgerConsistent } from "../support/ledger.js";
 
@@ -16,20 +14,12 @@ describe("the metering path's included credits", () => {
   it.scoped({ appOptions: { clock } });
 
   it("are not granted for a plan change pending in the cycle the subscription was taken in", async ({ app, db }) => {
-    const base = (await readCatalogFile()).versions.at(-1);
-    if (!base) throw new Error("no catalog version");
-    await loadCatalog(testContext(db.sql), {
-      file: {
-        versions: [
-          {
-            ...base,
-            version: "2026-11-20",
-            effective_at: "2026-11-20T00:00:00Z",
-            plans: [...base.plans, { id: "starter", name: "Starter", monthly_price: "10.00", included_credits: "0" }],
-          },
-        ],
+    await loadPlanVersions(db.sql, [
+      {
+        effectiveAt: "2026-11-20T00:00:00Z",
+        plans: (stock) => [...stock, { id: "starter", name: "Starter", monthly_price: "10.00", included_credits: "0" }],
       },
-    });
+    ]);
     const org = await app.createOrg("Starter Co");
     await app.grant(org.id, "1.00");
     const put = (plan: string) =>

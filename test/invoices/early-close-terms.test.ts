@@ -5,10 +5,8 @@
  * as they are, so the tests share one catalog): found by a helper's attack on the early close.
  */
 import { describe, expect } from "vitest";
-import { readCatalogFile } from "../../src/billing/catalog.js";
-import { loadCatalog } from "../../src/billing/load-catalog.js";
 import { manualClock, TEST_ADMIN_KEY, type TestApp } from "../support/app.js";
-import { testContext } from "../support/context.js";
+import { loadPlanVersions } from "../support/catalog-versions.js";
 import { appTest as it } from "../support/fixtures.js";
 import { expectLedgerConsistent } from "../support/ledger.js";
 
@@ -37,29 +35,13 @@ describe("an early close and the plan's terms", () => {
     { story: "the plan's credits cut from 15 Nov", plan: "cut", pending: null },
     { story: "a change to a plan with as much credit for less", plan: "full", pending: "lite" },
   ])("$story: the cycle cannot end early on 16 Nov, and November stays $200 with $250", async (s, { app, db }) => {
-    const base = (await readCatalogFile()).versions.at(-1);
-    if (!base) throw new Error("the catalog file has no version");
     const october = [plan("halved", "200.00", "250.00"), plan("cut", "200.00", "250.00")];
     const others = [plan("full", "200.00", "250.00"), plan("lite", "100.00", "250.00")];
     const middle = [plan("halved", "100.00", "125.00"), plan("cut", "200.00", "10.00")];
-    await loadCatalog(testContext(db.sql), {
-      file: {
-        versions: [
-          {
-            ...base,
-            version: "2026-10-01",
-            effective_at: "2026-10-01T00:00:00Z",
-            plans: [...base.plans, ...october, ...others],
-          },
-          {
-            ...base,
-            version: "2026-11-15",
-            effective_at: "2026-11-15T00:00:00Z",
-            plans: [...base.plans, ...middle, ...others],
-          },
-        ],
-      },
-    });
+    await loadPlanVersions(db.sql, [
+      { effectiveAt: "2026-10-01T00:00:00Z", plans: (stock) => [...stock, ...october, ...others] },
+      { effectiveAt: "2026-11-15T00:00:00Z", plans: (stock) => [...stock, ...middle, ...others] },
+    ]);
     clock.set(new Date("2026-11-01T00:00:00Z"));
     const org = await app.createOrg(s.story);
     expect((await subscribeTo(app, org.id, s.plan)).status).toBe(200);

@@ -1,6 +1,5 @@
 import { describe, expect } from "vitest";
-import { Catalog, readCatalogFile } from "../../src/billing/catalog.js";
-import { loadCatalog } from "../../src/billing/load-catalog.js";
+import { Catalog } from "../../src/billing/catalog.js";
 import { closeCycle } from "../../src/billing/invoices/close-cycle.js";
 import { closeDueCycles } from "../../src/billing/invoices/close-due-cycles.js";
 import { Metering } from "../../src/billing/metering.js";
@@ -8,7 +7,8 @@ import { cycleStartingIn } from "../../src/billing/periods.js";
 import type { UsageResult } from "../../src/billing/usage.js";
 import { manualClock, TEST_ADMIN_KEY, type TestApp } from "../support/app.js";
 import { appTest as it } from "../support/fixtures.js";
-import { contextAt, testContext } from "../support/context.js";
+import { loadPlanVersions } from "../support/catalog-versions.js";
+import { contextAt } from "../support/context.js";
 
 /** Issue 11, item 5: nothing in the catalog, the numbering or the arithmetic stops invoicing, and a close never stalls metering. */
 describe("invoicing never halts", () => {
@@ -43,19 +43,9 @@ describe("invoicing never halts", () => {
     app,
     db,
   }) => {
-    const base = (await readCatalogFile()).versions.at(-1)!;
-    await loadCatalog(testContext(db.sql), {
-      file: {
-        versions: [
-          {
-            ...base,
-            version: "2027-03-01",
-            effective_at: "2027-03-01T00:00:00Z",
-            plans: base.plans.filter((p) => p.id !== "pro"),
-          },
-        ],
-      },
-    });
+    await loadPlanVersions(db.sql, [
+      { effectiveAt: "2027-03-01T00:00:00Z", plans: (stock) => stock.filter((p) => p.id !== "pro") },
+    ]);
     clock.set(new Date("2027-02-10T00:00:00Z"));
     const org = await app.createOrg("Grandfathered Co");
     expect(

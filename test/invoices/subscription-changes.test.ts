@@ -5,12 +5,11 @@
  * story here broke that before (found by a helper's attack on the cycle close).
  */
 import { describe, expect } from "vitest";
-import { readCatalogFile } from "../../src/billing/catalog.js";
 import { closeDueCycles } from "../../src/billing/invoices/close-due-cycles.js";
-import { loadCatalog } from "../../src/billing/load-catalog.js";
 import { cancelSubscription, subscribe } from "../../src/billing/subscriptions.js";
 import { createTestApp, manualClock, TEST_ADMIN_KEY, type TestApp } from "../support/app.js";
-import { contextAt, testContext } from "../support/context.js";
+import { loadPlanVersions } from "../support/catalog-versions.js";
+import { contextAt } from "../support/context.js";
 import type { TestDatabase } from "../support/database.js";
 import { appTest as it } from "../support/fixtures.js";
 import { expectLedgerConsistent } from "../support/ledger.js";
@@ -137,22 +136,13 @@ describe("subscription changes at a cycle's boundary", () => {
     app,
     db,
   }) => {
-    const base = (await readCatalogFile()).versions.at(-1);
-    if (!base) throw new Error("the catalog file has no version");
-    await loadCatalog(testContext(db.sql), {
-      file: {
-        versions: [
-          {
-            ...base,
-            version: "2026-11-20",
-            effective_at: "2026-11-20T00:00:00Z",
-            plans: base.plans.map((p) =>
-              p.id === "team" ? { ...p, monthly_price: "500.00", included_credits: "600.00" } : p,
-            ),
-          },
-        ],
+    await loadPlanVersions(db.sql, [
+      {
+        effectiveAt: "2026-11-20T00:00:00Z",
+        plans: (stock) =>
+          stock.map((p) => (p.id === "team" ? { ...p, monthly_price: "500.00", included_credits: "600.00" } : p)),
       },
-    });
+    ]);
     clock.set(new Date("2026-11-25T10:00:00Z"));
     const org = await app.createOrg("new price");
     expect((await subscribeTo(app, org.id, "team")).status).toBe(200);

@@ -1,8 +1,9 @@
 import { describe, expect } from "vitest";
-import type { FakeEvent } from "../../dev/processor/server.js";
+import type { FakeEvent, FakeProcessor } from "../../dev/processor/server.js";
+import type { Sql } from "../../src/db/client.js";
 import { cardTest as it, requestTopup, TOPUP_PATH, topupBody } from "../support/fake-processor.js";
 import { expectLedgerConsistent } from "../support/ledger.js";
-import { dispute } from "../support/processor.js";
+import { dispute, type PaymentsTestApp } from "../support/processor.js";
 
 /**
  * Card top-ups credited by the processor's signed webhooks, as the fake delivers them: in any
@@ -204,12 +205,16 @@ describe("checkout webhooks", () => {
     await expectLedgerConsistent(db.sql);
   });
 
-  it("a paid session that does not say its currency leaves the credit to the payment's own event", async ({
-    app,
-    processor,
-    db,
-    webhookSecret,
-  }) => {
+  /**
+   * A $25.00 top-up paid at the processor, whose session's completion reaches us saying `currency`
+   * (null: saying none), then the payment's own event as the processor sent it: the session's
+   * outcome, and the payment event's delivery statuses.
+   */
+  async function payWithSessionCurrency(
+    f: { app: PaymentsTestApp; processor: FakeProcessor; db: { sql: Sql }; webhookSecret: string },
+    currency: string | null,
+  ) {
+    const { app, processor, db, webhookSecret } = f;
     const org = await app.createOrg();
     const res = await requestTopup(app, org.orgKey, topupBody({ amount: "25.00" }));
     await processor.idle();
@@ -217,19 +222,35 @@ describe("checkout webhooks", () => {
     try {
       processor.completeCheckout(await sessionIdOf(db, res.json.id));
       const completed = processor.held().find((e) => e.type === "checkout.session.completed") as FakeEvent;
-      const bare = app.event("checkout.session.completed", { ...completed.data.object, currency: null });
-      expect((await app.deliver(bare, { secret: webhookSecret })).json.outcome).toBe("no_currency");
-      expect(await app.balanceNano(org.orgKey)).toBe(0n);
-      expect(await processor.release({ pick: (e) => e.type === "payment_intent.succeeded" })).toEqual([200]);
+      const session = app.event("checkout.session.completed", { ...completed.data.object, currency });
+      const sessionOutcome = (await app.deliver(session, { secret: webhookSecret })).json.outcome as string;
+      const balanceBefore = await app.balanceNano(org.orgKey);
+      const payment = await processor.release({ pick: (e) => e.type === "payment_intent.succeeded" });
       processor.discard();
+      return { org, topupId: res.json.id as string, sessionOutcome, balanceBefore, payment };
     } finally {
       processor.setWebhookMode("auto");
     }
+  }
+
+  it("a paid session that does not say its currency leaves the credit to the payment's own event", async ({
+    app,
+    processor,
+    db,
+    webhookSecret,
+  }) => {
+    const { org, topupId, sessionOutcome, balanceBefore, payment } = await payWithSessionCurrency(
+      { app, processor, db, webhookSecret },
+      null,
+    );
+    expect(sessionOutcome).toBe("no_currency");
+    expect(balanceBefore).toBe(0n);
+    expect(payment).toEqual([200]);
     expect(await app.balanceNano(org.orgKey)).toBe(25_000_000_000n);
     const list = await app.call("GET", TOPUP_PATH, { key: org.orgKey });
-    expect(list.json.data[0]).toMatchObject({ id: res.json.id, status: "succeeded" });
+    expect(list.json.data[0]).toMatchObject({ id: topupId, status: "succeeded" });
     const events = await app.call("GET", "/v1/billing/events?type=topup.succeeded", { key: org.orgKey });
-    expect(events.json.data.map((e: { data: { topup_id: string } }) => e.data.topup_id)).toEqual([res.json.id]);
+    expect(events.json.data.map((e: { data: { topup_id: string } }) => e.data.topup_id)).toEqual([topupId]);
   });
 
   it("a paid session in another currency stays refused, whatever the payment's event says later", async ({
@@ -238,20 +259,9 @@ describe("checkout webhooks", () => {
     db,
     webhookSecret,
   }) => {
-    const org = await app.createOrg();
-    const res = await requestTopup(app, org.orgKey, topupBody({ amount: "25.00" }));
-    await processor.idle();
-    processor.setWebhookMode("hold");
-    try {
-      processor.completeCheckout(await sessionIdOf(db, res.json.id));
-      const completed = processor.held().find((e) => e.type === "checkout.session.completed") as FakeEvent;
-      const euro = app.event("checkout.session.completed", { ...completed.data.object, currency: "eur" });
-      expect((await app.deliver(euro, { secret: webhookSecret })).json.outcome).toBe("refused_currency");
-      expect(await processor.release({ pick: (e) => e.type === "payment_intent.succeeded" })).toEqual([200]);
-      processor.discard();
-    } finally {
-      processor.setWebhookMode("auto");
-    }
+    const { org, sessionOutcome, payment } = await payWithSessionCurrency({ app, processor, db, webhookSecret }, "eur");
+    expect(sessionOutcome).toBe("refused_currency");
+    expect(payment).toEqual([200]);
     expect(await app.balanceNano(org.orgKey)).toBe(0n);
     const [topup] = await db.sql`select state from card_topups where org_id = ${org.id}`;
     expect(topup).toEqual({ state: "refused" });
