@@ -17,6 +17,14 @@ export async function seedMeteringOrgs(
 ) {
   const orgs = opts.orgs ?? 1000;
   await migrate(sql, opts.migrate);
+  // An earlier build's schema (BENCH_BEFORE) from before migration 0047 has no idempotency key on
+  // organizations, which this tree's createOrganization writes: a column for the seeding only,
+  // dropped after it so that the later build's migrations add it as they would.
+  const [schema] = await sql<{ lacksOrgKey: boolean }[]>`
+    select not exists (select from information_schema.columns
+                       where table_name = 'organizations' and column_name = 'idempotency_key') as "lacksOrgKey"`;
+  const lacksOrgKey = schema?.lacksOrgKey === true;
+  if (lacksOrgKey) await sql`alter table organizations add column idempotency_key text unique`;
   const ctx = createBillingContext({ sql });
   await loadCatalog(ctx, { file: await readCatalogFile() });
   const now = new Date();
@@ -39,5 +47,6 @@ export async function seedMeteringOrgs(
     many.push(org.id);
   }
   const gateway = await createGatewayKey(ctx, { name: "bench gateway" });
+  if (lacksOrgKey) await sql`alter table organizations drop column idempotency_key`;
   return { hotOrgId: hotOrg.id, many, gatewayKey: gateway.key };
 }
