@@ -33,15 +33,24 @@ export async function lockPayment(tx: TransactionSql, refs: (string | null | und
 }
 
 /**
- * Notes a payment's charge on its top-up when the event that credited it did not name it
- * (checkout.session.completed; payment_intent.succeeded without latest_charge): a refund or
- * dispute may name only the charge. Call under the payment's lock.
+ * Notes which payment a charge is (card_charges, migration 0050), whether or not the payment is
+ * credited yet, and notes the charge on the payment's top-up when the event that credited it did
+ * not name it (checkout.session.completed; payment_intent.succeeded without latest_charge): a
+ * refund or dispute may name only the charge. Call under the payment's lock.
  */
 export async function noteChargeOfPayment(
   tx: TransactionSql,
-  p: { paymentId: string; chargeId: string },
+  p: { paymentId: string; chargeId: string; now: Date },
 ): Promise<void> {
+  await tx`insert into card_charges (charge_id, payment_id, created_at) values (${p.chargeId}, ${p.paymentId}, ${p.now})
+           on conflict do nothing`;
   await tx`update card_topups set charge_id = ${p.chargeId} where payment_id = ${p.paymentId} and charge_id is null`;
+}
+
+/** The payment a charge is, if an event has named them together. */
+export async function paymentOfCharge(tx: TransactionSql, chargeId: string): Promise<string | null> {
+  const [row] = await tx<{ payment_id: string }[]>`select payment_id from card_charges where charge_id = ${chargeId}`;
+  return row?.payment_id ?? null;
 }
 
 export function topupState(reversed: bigint, credited: bigint): TopupRow["state"] {

@@ -28,7 +28,7 @@ export async function creditCardTopup(ctx: TransactionContext, input: TopupInput
   await lockPayment(tx, [input.paymentId, input.chargeId]);
   const [existing] = await tx`select 1 from card_topups where payment_id = ${input.paymentId}`;
   if (existing) {
-    if (input.chargeId) await noteChargeOfPayment(tx, { paymentId: input.paymentId, chargeId: input.chargeId });
+    if (input.chargeId) await noteChargeOfPayment(tx, { paymentId: input.paymentId, chargeId: input.chargeId, now });
     return "already_credited";
   }
   if (input.amountMinor <= 0n) return "nothing_received";

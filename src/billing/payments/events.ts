@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 import type { z } from "zod";
 import type { TransactionSql } from "../../db/client.js";
+import { retryOnDeadlock } from "../../db/deadlock-retry.js";
 import { BillingError } from "../../errors.js";
 import { at, withTransaction, type BillingContext, type TransactionContext } from "../context.js";
 import { markAutoTopupRefused, markAutoTopupSucceeded } from "../auto-topup/charges.js";
@@ -8,7 +9,7 @@ import { renewalOfPayment, renewalPaymentFailed } from "../renewals/collect-rene
 import { creditCardTopup, type CreditOutcome } from "./credit-card-topup.js";
 import { reverseCardTopup, type DisputeEnding, type Reversal, type ReversalOutcome } from "./reverse-card-topup.js";
 import { lockCustomer, type LockedCustomer } from "./customers.js";
-import { lockPayment, noteChargeOfPayment } from "./card-payment.js";
+import { lockPayment, noteChargeOfPayment, paymentOfCharge } from "./card-payment.js";
 import {
   Charge,
   CheckoutSession,
@@ -61,6 +62,17 @@ export async function handleProcessorEvent(
 ): Promise<HandledEvent> {
   const { event, livemode } = input;
   const now = ctx.clock();
+  // Events of one payment lock its ids in sorted order, but a reversal another event kept while
+  // this one waited can name an id not locked yet: such a deadlock is run again, not a 500.
+  return retryOnDeadlock(() => handleOnce(ctx, event, livemode, now));
+}
+
+async function handleOnce(
+  ctx: BillingContext,
+  event: ProcessorEvent,
+  livemode: boolean,
+  now: Date,
+): Promise<HandledEvent> {
   return withTransaction(at(ctx, now), async (txc) => {
     const tx = txc.sql;
     const claimed = await tx`
@@ -398,8 +410,12 @@ async function linkCheckoutPayment(
  * payment's own event (the processor does not order deliveries). It is kept, and applied in
  * the same transaction that credits the payment, so that nothing depends on arrival order.
  */
-async function reverseOrAwait(ctx: TransactionContext, r: Reversal): Promise<Result> {
+async function reverseOrAwait(ctx: TransactionContext, named: Reversal): Promise<Result> {
   const { logger } = ctx;
+  // A reversal naming only its charge, of a charge an earlier event named with its payment
+  // (charge.succeeded may come before the payment is credited): it is the payment's.
+  const paymentId = named.paymentId ?? (await paymentOfCharge(ctx.sql, named.chargeId));
+  const r: Reversal = { ...named, paymentId };
   // Kept ones that named only this charge arrived earlier: they are applied first.
   if (r.paymentId) await paymentKnown(ctx, { paymentId: r.paymentId, chargeId: r.chargeId });
   const { outcome, orgId } = await reverseCardTopup(ctx, r);
@@ -436,7 +452,7 @@ async function paymentKnown(ctx: TransactionContext, p: { paymentId: string; cha
   const tx = ctx.sql;
   await lockPaymentAndKept(tx, [p.paymentId, p.chargeId]);
   if (p.chargeId) {
-    await noteChargeOfPayment(tx, { paymentId: p.paymentId, chargeId: p.chargeId });
+    await noteChargeOfPayment(tx, { paymentId: p.paymentId, chargeId: p.chargeId, now: ctx.clock() });
     await tx`
       update processor_events set awaiting_ref = ${p.paymentId}, details = details || ${tx.json({ payment_id: p.paymentId })}
       where outcome = 'awaiting_payment' and awaiting_ref = ${p.chargeId}`;

@@ -126,12 +126,16 @@ export async function reverseCardTopup(
   }
   // A refund or dispute of a referral's qualifying payment cancels or claws back its reward.
   if (reversed > 0n) await referralTopupReversed(tx, { kind: "card", ref: row.payment_id, now });
-  if (r.kind === "dispute" && reversed > 0n) {
-    // A dispute lost before it was seen open keeps its status: what it takes stays taken.
+  if (r.kind === "dispute") {
+    // Recorded even when it took nothing (another dispute held the whole payment): what it
+    // disputed is taken from what that one frees if it is won (closeDispute). A dispute lost
+    // before it was seen open keeps its status: what it takes stays taken. A redelivery takes
+    // nothing more (its ledger key).
     await tx`
-      insert into card_disputes (dispute_id, payment_id, org_id, status, reversed_nano_usd, created_at, updated_at)
-      values (${r.disputeId}, ${row.payment_id}, ${row.org_id}, 'open', ${reversed.toString()}, ${now}, ${now})
-      on conflict (dispute_id) do update set reversed_nano_usd = excluded.reversed_nano_usd, updated_at = excluded.updated_at`;
+      insert into card_disputes (dispute_id, payment_id, org_id, status, reversed_nano_usd, disputed_nano_usd, created_at, updated_at)
+      values (${r.disputeId}, ${row.payment_id}, ${row.org_id}, 'open', ${reversed.toString()}, ${requested.toString()}, ${now}, ${now})
+      on conflict (dispute_id) do update set reversed_nano_usd = card_disputes.reversed_nano_usd + excluded.reversed_nano_usd,
+        disputed_nano_usd = excluded.disputed_nano_usd, updated_at = excluded.updated_at`;
   }
   if (reversed > 0n && requested > reversed) {
     logger.warn(
@@ -173,10 +177,21 @@ async function closeDispute(
   // What the dispute took: its row, or for a dispute opened before card_disputes existed, its reversal in the ledger.
   const taken = row ? row.reversed_nano_usd : await disputeReversalAmount(tx, orgId, r.disputeId);
   const given = row?.reinstated_nano_usd ?? 0n;
-  let owed = status === "won" ? taken - given : 0n;
+  const freed = status === "won" ? taken - given : 0n;
+  // The payment's other disputes still open or lost that hold less than they disputed (opened
+  // while this one held the payment) take theirs from what this one frees first.
+  const others =
+    freed > 0n
+      ? await takeFreedForOtherDisputes(tx, { paymentId: topup.payment_id, disputeId: r.disputeId, freed, now })
+      : null;
+  const shifted = others?.shifted ?? 0n;
+  let owed = freed - shifted;
+  // Never so much back that the payment would keep less reversed than its refunds and its other
+  // open or lost disputes hold.
   const refunded = centsToNanoUsd(topup.refunded_minor);
-  const keptForRefunds = topup.reversed_nano_usd - (refunded < credited ? refunded : credited);
-  if (owed > keptForRefunds) owed = keptForRefunds > 0n ? keptForRefunds : 0n;
+  const held = refunded + (others?.held ?? 0n);
+  const keep = topup.reversed_nano_usd - (held < credited ? held : credited);
+  if (owed > keep) owed = keep > 0n ? keep : 0n;
   let reinstated = 0n;
   if (owed > 0n) {
     const posted = await postTransfer(tx, {
@@ -194,8 +209,9 @@ async function closeDispute(
   }
   await tx`
     insert into card_disputes (dispute_id, payment_id, org_id, status, reversed_nano_usd, reinstated_nano_usd, created_at, updated_at)
-    values (${r.disputeId}, ${topup.payment_id}, ${orgId}, ${status}, ${taken.toString()}, ${reinstated.toString()}, ${now}, ${now})
+    values (${r.disputeId}, ${topup.payment_id}, ${orgId}, ${status}, ${(taken - shifted).toString()}, ${reinstated.toString()}, ${now}, ${now})
     on conflict (dispute_id) do update set status = excluded.status, updated_at = excluded.updated_at,
+      reversed_nano_usd = excluded.reversed_nano_usd,
       reinstated_nano_usd = card_disputes.reinstated_nano_usd + excluded.reinstated_nano_usd`;
   if (reinstated > 0n) {
     const total = topup.reversed_nano_usd - reinstated;
@@ -204,6 +220,34 @@ async function closeDispute(
       where payment_id = ${topup.payment_id}`;
   }
   return { outcome: reinstated > 0n ? "reinstated" : status === "won" ? "dispute_won" : "dispute_lost", orgId };
+}
+
+/**
+ * Moves what a won dispute frees to the payment's other disputes, open or lost, that hold less
+ * than they disputed, oldest first: the money stays reversed, now held by them (no ledger
+ * movement). Returns how much moved and what the other open or lost disputes hold after it.
+ */
+async function takeFreedForOtherDisputes(
+  tx: TransactionSql,
+  { paymentId, disputeId, freed, now }: { paymentId: string; disputeId: string; freed: bigint; now: Date },
+): Promise<{ shifted: bigint; held: bigint }> {
+  const others = await tx<{ dispute_id: string; reversed_nano_usd: bigint; disputed_nano_usd: bigint | null }[]>`
+    select dispute_id, reversed_nano_usd, disputed_nano_usd from card_disputes
+    where payment_id = ${paymentId} and dispute_id <> ${disputeId} and status in ('open', 'lost')
+    order by created_at, dispute_id
+    for update`;
+  let shifted = 0n;
+  let held = 0n;
+  for (const d of others) {
+    const short = (d.disputed_nano_usd ?? d.reversed_nano_usd) - d.reversed_nano_usd;
+    const take = short > freed - shifted ? freed - shifted : short > 0n ? short : 0n;
+    if (take > 0n)
+      await tx`update card_disputes set reversed_nano_usd = reversed_nano_usd + ${take.toString()}, updated_at = ${now}
+               where dispute_id = ${d.dispute_id}`;
+    shifted += take;
+    held += d.reversed_nano_usd + take;
+  }
+  return { shifted, held };
 }
 
 /** What the `reversal` of this dispute took from the org's credits (0 if it took nothing). */
