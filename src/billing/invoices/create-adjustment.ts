@@ -1,6 +1,7 @@
 import { BillingError } from "../../errors.js";
 import { newId } from "../../ids.js";
 import { fingerprint } from "../../ledger/post-transaction.js";
+import { orgCreditsAccount } from "../../ledger/accounts.js";
 import { MAX_NANO_USD } from "../../ledger/money.js";
 import { withTransaction, type BillingContext } from "../context.js";
 
@@ -21,6 +22,14 @@ export type AdjustmentInput = {
  * bound, enough of them made every close of the org fail.
  */
 export const MAX_QUEUED_ADJUSTMENTS_NANO_USD = MAX_NANO_USD / 1000n;
+
+/**
+ * What an organization's credits may come to with the credits queued for its next invoices: far
+ * inside PostgreSQL's bigint (9.2e18 nano-USD) whatever else is credited meanwhile (a grant is at
+ * most 1,000,000 USD, a card top-up 10,000). Without it, one 9,000,000 USD credit at each of 1,025
+ * early closes took the balance past bigint, and every later close of the org failed.
+ */
+export const MAX_ORG_CREDITS_NANO_USD = MAX_NANO_USD / 9n;
 
 /** Queues a correction for the org's next invoice (negative amount = a credit to the customer). */
 export async function createAdjustment(
@@ -66,6 +75,18 @@ export async function createAdjustment(
         `the organization's queued adjustments would come to more than ${MAX_QUEUED_ADJUSTMENTS_NANO_USD / 1_000_000_000n} USD in size (credits and charges alike); wait for its next invoice`,
         { details: { param: "amount" } },
       );
+    if (input.amount < 0n) {
+      const [credits] = await sql<{ total: string }[]>`
+        select (coalesce((select balance from ledger_accounts where id = ${orgCreditsAccount(input.orgId)}), 0)
+                + coalesce((select -sum(amount) from invoice_adjustments
+                            where org_id = ${input.orgId} and applied_invoice_id is null and amount < 0), 0))::text as total`;
+      if (BigInt(credits?.total ?? 0) - input.amount > MAX_ORG_CREDITS_NANO_USD)
+        throw new BillingError(
+          "invalid_request",
+          `the organization's credits with those queued would come to more than ${MAX_ORG_CREDITS_NANO_USD / 1_000_000_000n} USD`,
+          { details: { param: "amount" } },
+        );
+    }
     const [row] = await sql<{ id: string }[]>`
       insert into invoice_adjustments (id, org_id, amount, description, corrects_invoice_id, idempotency_key, request_fingerprint, created_at)
       values (${newId("adj")}, ${input.orgId}, ${input.amount.toString()}, ${input.description}, ${input.correctsInvoiceId ?? null},
