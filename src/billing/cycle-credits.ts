@@ -1,4 +1,6 @@
-import type { BillingContext } from "./context.js";
+import type { Sql, TransactionSql } from "../db/client.js";
+import { type BillingContext, withTransaction } from "./context.js";
+import { lockOrgs } from "./org-locks.js";
 import { cycleContaining } from "./periods.js";
 import { grantIncludedCredits, subscribedPlanAt } from "./plans.js";
 
@@ -28,28 +30,44 @@ export async function grantOpenCycleCredits(
   orgIds: string[],
   now: Date,
 ): Promise<Map<string, Date>> {
-  const rows = await ctx.sql<OrgCycleRow[]>`
+  const ends = new Map<string, Date>();
+  let catalogRead = false;
+  for (const r of await orgCycles(ctx.sql, orgIds)) {
+    ends.set(r.id, cycleContaining(now, r.billing_anchor_day).end);
+    if (!openCycleNeedsCredits(r, now)) continue;
+    if (!catalogRead) await ctx.catalog.refresh();
+    catalogRead = true;
+    // Decided again under the org's lock, which every change of its subscription and every close
+    // holds: read before it, a cancel or change dated at the month's last instant that committed
+    // meanwhile was missed, and the month got the old plan's credits with the new plan's charge.
+    await withTransaction({ ...ctx, clock: () => now }, async (txc) => {
+      await lockOrgs(txc.sql, [r.id], now);
+      const [locked] = await orgCycles(txc.sql, [r.id]);
+      if (!locked || !openCycleNeedsCredits(locked, now)) return;
+      const cycle = cycleContaining(now, locked.billing_anchor_day);
+      const plan = subscribedPlanAt(ctx.catalog, locked.pending_plan_id ?? locked.plan_id ?? "", cycle.start);
+      await grantIncludedCredits(txc, { orgId: r.id, plan, cycle, anchorDay: locked.billing_anchor_day });
+    });
+  }
+  return ends;
+}
+
+function orgCycles(sql: Sql | TransactionSql, orgIds: string[]) {
+  return sql<OrgCycleRow[]>`
     select o.id, o.billing_anchor_day, s.plan_id, s.pending_plan_id, s.started_at, s.canceled_at,
            (select max(i.period_end) from invoices i where i.org_id = o.id) as last_end
     from organizations o left join subscriptions s on s.org_id = o.id
     where o.id = any(${orgIds})`;
-  const ends = new Map<string, Date>();
-  let catalogRead = false;
-  for (const r of rows) {
-    const cycle = cycleContaining(now, r.billing_anchor_day);
-    ends.set(r.id, cycle.end);
-    const previousOpen = r.last_end === null || r.last_end < cycle.start;
-    // A subscription taken in this cycle got its credits when it was taken (its pending change
-    // waits for the next cycle); one cancelled gets none.
-    const subscribedBefore = r.started_at !== null && r.started_at < cycle.start;
-    if (!previousOpen || !subscribedBefore || r.plan_id === null || r.canceled_at !== null) continue;
-    if (!catalogRead) await ctx.catalog.refresh();
-    catalogRead = true;
-    const plan = subscribedPlanAt(ctx.catalog, r.pending_plan_id ?? r.plan_id, cycle.start);
-    await grantIncludedCredits(
-      { ...ctx, clock: () => now },
-      { orgId: r.id, plan, cycle, anchorDay: r.billing_anchor_day },
-    );
-  }
-  return ends;
+}
+
+/**
+ * The cycle running at `now` has no included credits yet and its previous one is not closed: a
+ * subscription taken in this cycle got its credits when it was taken (its pending change waits for
+ * the next cycle); one cancelled gets none.
+ */
+function openCycleNeedsCredits(r: OrgCycleRow, now: Date): boolean {
+  const cycle = cycleContaining(now, r.billing_anchor_day);
+  const previousOpen = r.last_end === null || r.last_end < cycle.start;
+  const subscribedBefore = r.started_at !== null && r.started_at < cycle.start;
+  return previousOpen && subscribedBefore && r.plan_id !== null && r.canceled_at === null;
 }

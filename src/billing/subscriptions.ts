@@ -102,15 +102,18 @@ type Decided = { invoicedThrough: Date | null; through: Date | null };
 /**
  * How far the org's cycles are decided: the end of its last invoiced cycle, and the start of the
  * latest month whose included credits were granted (metering grants them at the month's first
- * request, before the close). `through` is the later of the two.
+ * request, before the close). `through` is the latest of those and of the org's creation: an org
+ * made by a process whose clock was ahead has no cycle before it (its first cycle is the one it
+ * was created in), so a change dated earlier would start a plan in a month never invoiced.
  */
 async function decidedFor(ctx: BillingContext, orgId: string, anchorDay: number): Promise<Decided> {
-  const [row] = await ctx.sql<{ invoiced: Date | null; credited: Date | null }[]>`
+  const [row] = await ctx.sql<{ invoiced: Date | null; credited: Date | null; created: Date | null }[]>`
     select (select max(period_end) from invoices where org_id = ${orgId}) as invoiced,
-           (select max(expires_at) from credit_grants where org_id = ${orgId} and source = 'plan') as credited`;
+           (select max(expires_at) from credit_grants where org_id = ${orgId} and source = 'plan') as credited,
+           (select created_at from organizations where id = ${orgId}) as created`;
   const invoiced = row?.invoiced ?? null;
   const credited = row?.credited ? cycleContaining(new Date(row.credited.getTime() - 1), anchorDay).start : null;
-  return { invoicedThrough: invoiced, through: later(invoiced, credited) };
+  return { invoicedThrough: invoiced, through: later(later(invoiced, credited), row?.created ?? null) };
 }
 
 /** The later of two instants; null when neither is known. */

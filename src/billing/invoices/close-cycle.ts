@@ -11,7 +11,7 @@ import { settleCharges, spendable } from "../money-rules.js";
 import { lockOrgs } from "../org-locks.js";
 import type { Catalog } from "../catalog.js";
 import { cycleContaining, cycleFrom, type Period } from "../periods.js";
-import { grantIncludedCredits, proratedPrice, subscribedPlanAt } from "../plans.js";
+import { grantIncludedCredits, type Plan, proratedPrice, subscribedPlanAt } from "../plans.js";
 import { toInvoice, type Invoice, type InvoiceLine, type InvoiceRow, type InvoiceStatus } from "./invoice.js";
 import { addUsageTotals, previousInvoice, usageTotals } from "./usage-totals.js";
 
@@ -93,7 +93,7 @@ export async function closeCycle(
       sub && sub.started_at < period.end && (!sub.canceled_at || sub.canceled_at > period.start);
     const month = cycleContaining(period.start, anchor);
     if (sub && period.end < month.end) {
-      const refusal = earlyEndRefusal(ctx.catalog, sub, period, month.start);
+      const refusal = earlyEndRefusal(ctx.catalog, sub, period, month);
       if (refusal) throw new BillingError("conflict", refusal);
     }
     if (subscribedThisCycle) {
@@ -220,30 +220,45 @@ export async function closeCycle(
  * already granted, it gets. That adds up only if the plan after the early end costs and includes at
  * least what the month's plan does on the terms its credits were granted on (the catalog version at
  * the month's start). So the cycle runs to its boundary when the subscription ends by then, moves
- * to a plan that costs or includes less, or its plan's terms changed within the month (an early end
- * kept the whole month's credits for part of the price); nor may a cycle end before a subscription
- * that started after that instant (another process's clock ahead), granted the whole month.
+ * to a plan that costs or includes less, or its plan's terms at the month's start, at the cycle's
+ * start and at the early end are not the same (an early end kept the month's credits for part of
+ * the price, or charged the rest of the month on terms no credits were granted on; the next plan's
+ * short cycle is charged and credited on the terms at its start alike); nor may a cycle end before a
+ * subscription that started after that instant (another process's clock ahead), granted the whole
+ * month.
  */
 function earlyEndRefusal(
   catalog: Catalog,
   sub: { plan_id: string; pending_plan_id: string | null; started_at: Date; canceled_at: Date | null },
   period: Period,
-  monthStart: Date,
+  month: Period,
 ): string | undefined {
   if (sub.started_at >= period.end)
     return `the subscription started at ${sub.started_at.toISOString()}, after this early end; end the cycle again now`;
   if (sub.canceled_at && sub.canceled_at <= period.end && sub.canceled_at > period.start)
     return "the subscription was cancelled in this cycle: its cycle runs to its boundary and cannot end early";
-  if (sub.canceled_at) return undefined;
-  const month = subscribedPlanAt(catalog, sub.plan_id, monthStart);
+  // Cancelled before this cycle: no plan is charged from here on. Cancelled after the early end
+  // (by a process whose clock is ahead): the cycle after it is charged the plan, so the rules below hold.
+  if (sub.canceled_at && sub.canceled_at <= period.start) return undefined;
+  const plan = subscribedPlanAt(catalog, sub.plan_id, month.start);
+  // The same terms at the month's start (its credits), at this cycle's start (this cycle's charge,
+  // and its credits if it began at an earlier early end) and at the early end (the next cycle's
+  // charge): otherwise an early end kept credits granted on one version's terms while the rest of
+  // the month was charged on another's.
+  const cycleStart = subscribedPlanAt(catalog, sub.plan_id, period.start);
   const current = subscribedPlanAt(catalog, sub.plan_id, period.end);
-  if (current.monthlyPrice !== month.monthlyPrice || current.includedCredits !== month.includedCredits)
-    return `the ${month.name} plan's price or included credits changed within this month: the cycle runs to its boundary and cannot end early`;
+  if (!sameTerms(plan, cycleStart) || !sameTerms(plan, current))
+    return `the ${plan.name} plan's price or included credits changed within this month: the cycle runs to its boundary and cannot end early`;
   if (!sub.pending_plan_id || sub.pending_plan_id === sub.plan_id) return undefined;
   const next = subscribedPlanAt(catalog, sub.pending_plan_id, period.end);
-  if (next.includedCredits < month.includedCredits || next.monthlyPrice < month.monthlyPrice)
-    return `the subscription moves to ${next.name}, which costs or includes less than ${month.name}, at the cycle's boundary: the cycle cannot end early`;
+  if (next.includedCredits < plan.includedCredits || next.monthlyPrice < plan.monthlyPrice)
+    return `the subscription moves to ${next.name}, which costs or includes less than ${plan.name}, at the cycle's boundary: the cycle cannot end early`;
   return undefined;
+}
+
+/** Two plans (or one at two instants) cost and include the same. */
+function sameTerms(a: Plan, b: Plan): boolean {
+  return a.monthlyPrice === b.monthlyPrice && a.includedCredits === b.includedCredits;
 }
 
 /**
