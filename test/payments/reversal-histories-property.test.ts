@@ -14,9 +14,9 @@ import {
 
 /**
  * Generated webhook histories for card payments of two orgs (each: its credit, charge.succeeded,
- * cumulative refunds, up to two disputes with their endings), each event naming both ids or the
+ * cumulative refunds, up to three disputes with their endings), each event naming both ids or the
  * charge only, the payment's own event naming its charge or not, delivered shuffled, duplicated
- * (same event id) and in concurrent batches; what fails is delivered again, as the processor
+ * (the same event id, or the same object under a new one) and in concurrent batches; what fails is delivered again, as the processor
  * would. Oracle, whatever the order: each org ends with credited - min(credited, max refunded +
  * the disputes not won), and no delivery is ever answered 500 (a deadlock between two events of
  * one payment is run again: src/db/deadlock-retry.ts).
@@ -25,10 +25,11 @@ import {
  * was forgotten, so the first's win gave the money back although the second was lost; a refund or
  * dispute naming only its charge waited for ever when charge.succeeded came before the credit and
  * the credit's event did not name the charge; a kept refund applied by the credit deadlocked with
- * the payment's other events (500).
+ * the payment's other events (500); a dispute's `created` resent under a new event id, after
+ * another dispute's win had filled it, took its amount a second time.
  */
 const { runs, seed } = modelSettings(60);
-const MAX_DISPUTES = 2;
+const MAX_DISPUTES = 3;
 
 type Naming = "both" | "charge";
 type Ending = "none" | "won" | "lost" | "warning_closed" | "reinstated" | "lost_then_reinstated";
@@ -87,6 +88,8 @@ const scenario = fc.record({
   shuffleSeed: fc.integer(),
   batch: fc.array(fc.integer({ min: 1, max: 4 }), { minLength: 30, maxLength: 30 }),
   dupes: fc.array(fc.integer({ min: 0, max: 2 }), { minLength: 40, maxLength: 40 }),
+  // a copy sent again under a new event id (the processor's resend of the same object)
+  fresh: fc.array(fc.boolean(), { minLength: 40, maxLength: 40 }),
 });
 
 function expectedReversed(p: PaymentSpec): number {
@@ -192,7 +195,9 @@ it("generated histories: each org ends with credited minus what was taken back, 
       // duplicates: the same event (same id) delivered again
       const withDupes: ProcessorEventBody[] = [];
       all.forEach((e, i) => {
-        for (let k = 0; k <= (s.dupes[i % s.dupes.length] ?? 0); k++) withDupes.push(e);
+        withDupes.push(e);
+        for (let k = 1; k <= (s.dupes[i % s.dupes.length] ?? 0); k++)
+          withDupes.push(s.fresh[(i + k) % s.fresh.length] ? { ...e, id: processorId("evt") } : e);
       });
       all = shuffle(withDupes, s.shuffleSeed);
       const trace: string[] = [];

@@ -36,15 +36,30 @@ export async function lockPayment(tx: TransactionSql, refs: (string | null | und
  * Notes which payment a charge is (card_charges, migration 0050), whether or not the payment is
  * credited yet, and notes the charge on the payment's top-up when the event that credited it did
  * not name it (checkout.session.completed; payment_intent.succeeded without latest_charge): a
- * refund or dispute may name only the charge. Call under the payment's lock.
+ * refund or dispute may name only the charge. Call under the payment's lock. False when the charge
+ * is another payment's (linkChargeToPayment).
  */
 export async function noteChargeOfPayment(
   tx: TransactionSql,
   p: { paymentId: string; chargeId: string; now: Date },
-): Promise<void> {
+): Promise<boolean> {
+  if (!(await linkChargeToPayment(tx, p))) return false;
+  await tx`update card_topups set charge_id = ${p.chargeId} where payment_id = ${p.paymentId} and charge_id is null`;
+  return true;
+}
+
+/**
+ * Records that the charge is the payment's, unless an earlier event linked it to another payment
+ * (the processor never does; signed events saying otherwise are logged by the caller's outcome and
+ * change nothing): true when the charge is this payment's.
+ */
+export async function linkChargeToPayment(
+  tx: TransactionSql,
+  p: { paymentId: string; chargeId: string; now: Date },
+): Promise<boolean> {
   await tx`insert into card_charges (charge_id, payment_id, created_at) values (${p.chargeId}, ${p.paymentId}, ${p.now})
            on conflict do nothing`;
-  await tx`update card_topups set charge_id = ${p.chargeId} where payment_id = ${p.paymentId} and charge_id is null`;
+  return (await paymentOfCharge(tx, p.chargeId)) === p.paymentId;
 }
 
 /** The payment a charge is, if an event has named them together. */

@@ -3,7 +3,13 @@ import { orgCreditsAccount, SystemAccounts } from "../../ledger/accounts.js";
 import { postTransfer } from "../../ledger/post-transaction.js";
 import { settleOpenInvoices } from "../invoices/settle-open-invoices.js";
 import { qualifyReferral } from "../referrals/qualify-referral.js";
-import { CREDITED_CURRENCY, centsToNanoUsd, lockPayment, noteChargeOfPayment } from "./card-payment.js";
+import {
+  CREDITED_CURRENCY,
+  centsToNanoUsd,
+  linkChargeToPayment,
+  lockPayment,
+  noteChargeOfPayment,
+} from "./card-payment.js";
 
 export type TopupInput = {
   orgId: string;
@@ -32,10 +38,16 @@ export async function creditCardTopup(ctx: TransactionContext, input: TopupInput
     return "already_credited";
   }
   if (input.amountMinor <= 0n) return "nothing_received";
+  // The charge is noted on the top-up only if it is this payment's (a charge an earlier event named
+  // with another payment stays that one's: its top-up holds it, and the id is unique there).
+  const chargeId =
+    input.chargeId && (await linkChargeToPayment(tx, { paymentId: input.paymentId, chargeId: input.chargeId, now }))
+      ? input.chargeId
+      : null;
   if (input.currency !== CREDITED_CURRENCY) {
     await tx`
       insert into card_topups (payment_id, charge_id, org_id, currency, amount_minor, state, reason, created_at, updated_at)
-      values (${input.paymentId}, ${input.chargeId}, ${input.orgId}, ${input.currency}, ${input.amountMinor.toString()}, 'refused',
+      values (${input.paymentId}, ${chargeId}, ${input.orgId}, ${input.currency}, ${input.amountMinor.toString()}, 'refused',
               ${`unsupported_currency: ${input.currency}`}, ${now}, ${now})`;
     logger.warn(
       {
@@ -64,7 +76,7 @@ export async function creditCardTopup(ctx: TransactionContext, input: TopupInput
   if (!posted.created) return "already_credited";
   await tx`
     insert into card_topups (payment_id, charge_id, org_id, currency, amount_minor, amount_nano_usd, state, credit_transaction_id, created_at, updated_at)
-    values (${input.paymentId}, ${input.chargeId}, ${input.orgId}, ${input.currency}, ${input.amountMinor.toString()}, ${amount.toString()},
+    values (${input.paymentId}, ${chargeId}, ${input.orgId}, ${input.currency}, ${input.amountMinor.toString()}, ${amount.toString()},
             'credited', ${posted.transactionId}, ${now}, ${now})`;
   // Open invoices are paid first, in this transaction; the rest stays in credits.
   await settleOpenInvoices(tx, {

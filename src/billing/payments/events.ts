@@ -413,7 +413,10 @@ async function linkCheckoutPayment(
 async function reverseOrAwait(ctx: TransactionContext, named: Reversal): Promise<Result> {
   const { logger } = ctx;
   // A reversal naming only its charge, of a charge an earlier event named with its payment
-  // (charge.succeeded may come before the payment is credited): it is the payment's.
+  // (charge.succeeded may come before the payment is credited): it is the payment's. Read under
+  // the charge's lock, which an event linking it holds until it commits (else a link committed
+  // meanwhile was missed, and the reversal was kept under the charge for ever).
+  if (!named.paymentId) await lockPayment(ctx.sql, [named.chargeId]);
   const paymentId = named.paymentId ?? (await paymentOfCharge(ctx.sql, named.chargeId));
   const r: Reversal = { ...named, paymentId };
   // Kept ones that named only this charge arrived earlier: they are applied first.
@@ -451,8 +454,10 @@ async function lockPaymentAndKept(tx: TransactionSql, refs: (string | null)[]): 
 async function paymentKnown(ctx: TransactionContext, p: { paymentId: string; chargeId: string | null }): Promise<void> {
   const tx = ctx.sql;
   await lockPaymentAndKept(tx, [p.paymentId, p.chargeId]);
-  if (p.chargeId) {
-    await noteChargeOfPayment(tx, { paymentId: p.paymentId, chargeId: p.chargeId, now: ctx.clock() });
+  if (
+    p.chargeId &&
+    (await noteChargeOfPayment(tx, { paymentId: p.paymentId, chargeId: p.chargeId, now: ctx.clock() }))
+  ) {
     await tx`
       update processor_events set awaiting_ref = ${p.paymentId}, details = details || ${tx.json({ payment_id: p.paymentId })}
       where outcome = 'awaiting_payment' and awaiting_ref = ${p.chargeId}`;

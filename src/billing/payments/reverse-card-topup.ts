@@ -64,10 +64,12 @@ export async function reverseCardTopup(
   const { sql: tx, logger } = ctx;
   const now = ctx.clock();
   await lockPayment(tx, [r.paymentId, r.chargeId]);
+  // By the payment when one is known (named, or linked to the charge): a top-up that only holds the
+  // same charge id is another payment's (the processor named the charge with two payments), and
+  // the reversal waits for its own. By the charge only when no payment is known.
   const [row] = await tx<TopupRow[]>`
     select payment_id, charge_id, org_id, currency, amount_nano_usd, state, refunded_minor, reversed_nano_usd from card_topups
-    where payment_id = ${r.paymentId ?? ""} or charge_id = ${r.chargeId}
-    order by payment_id = ${r.paymentId ?? ""} desc limit 1
+    where ${r.paymentId ? tx`payment_id = ${r.paymentId}` : tx`charge_id = ${r.chargeId}`}
     for update`;
   if (!row) return { outcome: "unknown_payment", orgId: null };
   if (row.state === "refused" || row.amount_nano_usd === null) return { outcome: "not_credited", orgId: row.org_id };
@@ -79,12 +81,16 @@ export async function reverseCardTopup(
     return { outcome: "refused_currency", orgId: row.org_id };
   }
   if (r.kind === "dispute_closed") return closeDispute(ctx, r, row, row.amount_nano_usd, now);
+  // What this dispute holds already: taken by an earlier delivery of its `created`, or given to it
+  // from another dispute's win (closeDispute). A redelivery takes only what it still lacks.
+  let disputeHolds = 0n;
   if (r.kind === "dispute") {
     const [dispute] = await tx<
       DisputeRow[]
-    >`select status from card_disputes where dispute_id = ${r.disputeId} for update`;
+    >`select status, reversed_nano_usd from card_disputes where dispute_id = ${r.disputeId} for update`;
     // Won before we saw it open (the processor does not order deliveries): it never takes anything.
     if (dispute?.status === "won") return { outcome: "nothing_to_reverse", orgId: row.org_id };
+    disputeHolds = dispute?.reversed_nano_usd ?? 0n;
   }
   // A refund we made for a credit note gave back money the invoice earned, not credits: it is
   // left out of the charge's cumulative refunded amount, so refunded_minor counts the others only.
@@ -93,7 +99,8 @@ export async function reverseCardTopup(
   const requestedMinor = r.kind === "refund" ? refundedByOthers - row.refunded_minor : r.amountMinor;
   const remaining = row.amount_nano_usd - row.reversed_nano_usd;
   const requested = requestedMinor > 0n ? centsToNanoUsd(requestedMinor) : 0n;
-  const amount = requested < remaining ? requested : remaining;
+  const lacking = requested > disputeHolds ? requested - disputeHolds : 0n;
+  const amount = lacking < remaining ? lacking : remaining;
   const refundedMinor =
     r.kind === "refund" && refundedByOthers > row.refunded_minor ? refundedByOthers : row.refunded_minor;
   let reversed = 0n;
@@ -137,7 +144,7 @@ export async function reverseCardTopup(
       on conflict (dispute_id) do update set reversed_nano_usd = card_disputes.reversed_nano_usd + excluded.reversed_nano_usd,
         disputed_nano_usd = excluded.disputed_nano_usd, updated_at = excluded.updated_at`;
   }
-  if (reversed > 0n && requested > reversed) {
+  if (reversed > 0n && lacking > reversed) {
     logger.warn(
       { org_id: row.org_id, payment_id: row.payment_id, kind: r.kind },
       "card reversal capped at what the payment credited and has not given back",

@@ -1,0 +1,80 @@
+import { expect } from "vitest";
+import { expectLedgerConsistent } from "../support/ledger.js";
+import { charge, dispute, paymentIntent, paymentsTest as it, processorId } from "../support/processor.js";
+
+/**
+ * reverseOrAwait (src/billing/payments/events.ts) read card_charges (paymentOfCharge) before it
+ * took any lock: a charge-only dispute that read it while charge.succeeded (naming the charge and
+ * its payment) was still running found no link, waited on the charge's lock, found no top-up and
+ * was kept under the charge id, after charge.succeeded had already moved the charge's kept
+ * reversals to the payment; a credit naming no charge then never applied it (found by helper-78).
+ * The link is now read under the charge's lock. The test holds `card-payment:<pi>` for a moment
+ * (as a slow transaction of ours would) only to order the real deliveries; it writes nothing.
+ */
+async function waiters(sql: import("../../src/db/client.js").Sql): Promise<number> {
+  const [row] = await sql<{ n: number }[]>`
+    select count(*)::int as n from pg_locks where locktype = 'advisory' and not granted`;
+  return row?.n ?? 0;
+}
+async function waitFor(cond: () => Promise<boolean>, what: string) {
+  for (let i = 0; i < 400; i++) {
+    if (await cond()) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+it.scoped({ dbOptions: { max: 12 } });
+
+it("a charge-only dispute racing charge.succeeded is taken when the credit names no charge", {
+  timeout: 60_000,
+}, async ({ app, db }) => {
+  const org = await app.linkedOrg();
+  const pi = processorId("pi");
+  const ch = processorId("ch");
+  const d = processorId("dp");
+  const base = await waiters(db.sql);
+  let release!: () => void;
+  const released = new Promise<void>((r) => {
+    release = r;
+  });
+  let locked!: () => void;
+  const isLocked = new Promise<void>((r) => {
+    locked = r;
+  });
+  const holder = db.sql.begin(async (tx) => {
+    await tx`select pg_advisory_xact_lock(hashtextextended(${`card-payment:${pi}`}, 0))`;
+    locked();
+    await released;
+  });
+  await isLocked;
+  // charge.succeeded locks ch (sorts first), then waits for pi
+  const succeeded = app.deliver(
+    app.event("charge.succeeded", {
+      ...charge({ id: ch, paymentIntent: pi, cents: 10000, refundedCents: 0 }),
+      customer: org.customerId,
+    }),
+  );
+  await waitFor(async () => (await waiters(db.sql)) > base, "charge.succeeded waiting");
+  // the dispute names only the charge: reads card_charges (nothing committed), then waits for ch
+  const disputed = app.deliver(
+    app.event("charge.dispute.created", dispute({ id: d, charge: ch, paymentIntent: null, cents: 10000 })),
+  );
+  await waitFor(async () => (await waiters(db.sql)) > base + 1, "dispute waiting");
+  release();
+  await holder;
+  const [s1, s2] = await Promise.all([succeeded, disputed]);
+  expect([s1.status, s2.status]).toEqual([200, 200]);
+  // the payment is credited by an event that does not name its charge
+  const credit = await app.deliver(
+    app.event("payment_intent.succeeded", paymentIntent({ id: pi, customer: org.customerId, cents: 10000 })),
+  );
+  expect(credit.status).toBe(200);
+  // not kept under the charge id: applied by the credit
+  const kept = await db.sql<{ outcome: string }[]>`
+    select outcome from processor_events where type = 'charge.dispute.created' and details->>'dispute_id' = ${d}`;
+  expect(kept.map((k) => k.outcome)).toEqual(["applied_after_payment"]);
+  // the dispute of the whole $100 is open: the org keeps nothing
+  expect(await app.balanceNano(org.orgKey)).toBe(0n);
+  await expectLedgerConsistent(db.sql);
+});
