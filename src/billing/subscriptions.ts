@@ -87,8 +87,7 @@ export async function cancelSubscription(ctx: BillingContext, input: { orgId: st
   await ctx.catalog.refresh();
   const org = await getOrganization(ctx, { id: orgId });
   return atOrgTime(ctx, orgId, org.billingAnchorDay, async (txc, now, decided) => {
-    const cycle = currentCycle(now, org.billingAnchorDay, decided.invoicedThrough);
-    const canceledAt = now.getTime() === cycle.start.getTime() ? new Date(now.getTime() + 1) : now;
+    const canceledAt = cancelInstant(now, org.billingAnchorDay, decided);
     const [row] = await txc.sql<SubscriptionRow[]>`
       update subscriptions set canceled_at = coalesce(canceled_at, ${canceledAt}), pending_plan_id = null where org_id = ${orgId} returning *`;
     if (!row) throw new BillingError("not_found", `organization ${orgId} has no subscription`);
@@ -96,8 +95,17 @@ export async function cancelSubscription(ctx: BillingContext, input: { orgId: st
   });
 }
 
+/**
+ * When a cancel at `now` takes effect: at a cycle's very first instant, the instant after (the
+ * cycle had begun, its credits were granted and may have been spent), so the cycle is charged.
+ */
+export function cancelInstant(now: Date, anchorDay: number, decided: Decided): Date {
+  const cycle = currentCycle(now, anchorDay, decided.invoicedThrough);
+  return now.getTime() === cycle.start.getTime() ? new Date(now.getTime() + 1) : now;
+}
+
 /** How far an organization's cycles are decided: see decidedFor. */
-type Decided = { invoicedThrough: Date | null; through: Date | null };
+export type Decided = { invoicedThrough: Date | null; through: Date | null };
 
 /**
  * How far the org's cycles are decided: the end of its last invoiced cycle, and the start of the
@@ -134,7 +142,7 @@ function later(a: Date | null, b: Date | null): Date | null {
  *   clock reads just before a boundary, after another process closed the cycle or granted the
  *   next one's credits, makes its change at that boundary instead.
  */
-async function atOrgTime<T>(
+export async function atOrgTime<T>(
   ctx: BillingContext,
   orgId: string,
   anchorDay: number,

@@ -14,6 +14,7 @@ import { at, withTransaction, type BillingContext } from "../context.js";
 import { closeEndedCycles } from "../invoices/close-due-cycles.js";
 import { NANO_USD_PER_CENT } from "../payments/card-payment.js";
 import { endIncludedCredits, planAt } from "../plans.js";
+import { atOrgTime, cancelInstant } from "../subscriptions.js";
 import { emitEvent } from "../events/emit.js";
 import { invoicePaymentFailedEvent } from "../events/facts.js";
 
@@ -92,10 +93,7 @@ export async function collectRenewal(
         : { step: "charge" as const, invoice, attempt: last };
     if (last?.status === "succeeded") return { step: "awaiting_webhook" as const }; // credited, paying an older invoice first
     const number = (last?.attempt ?? 0) + 1;
-    if (number > RENEWAL_SCHEDULE_DAYS.length) {
-      const downgraded = await downgradeAfterFailedRenewal(fixed, tx, invoice);
-      return { step: downgraded ? ("downgraded" as const) : ("already_downgraded" as const) };
-    }
+    if (number > RENEWAL_SCHEDULE_DAYS.length) return { step: "downgrade" as const };
     if (now < attemptDueAt(invoice.issued_at, number)) return { step: "not_due" as const };
     const attempt: AttemptRow = {
       id: newId("rnw"),
@@ -117,6 +115,7 @@ export async function collectRenewal(
     }
     return { step: "charge" as const, invoice, attempt };
   });
+  if (next.step === "downgrade") return downgradeAfterFailedRenewal(ctx, input.invoiceId);
   if (next.step !== "charge") return next.step;
   const { invoice, attempt } = next;
   const card = await withTransaction(fixed, ({ sql }) => defaultCard(sql, invoice.org_id));
@@ -207,40 +206,50 @@ export async function renewalPaymentFailed(
  * At once, not at the next cycle: a customer who does not pay stops accruing paid-plan charges,
  * and what is unused of the paid plan's included credits for the running cycle ends.
  * The invoice stays open (it is still owed, and a top-up pays it first); a notice and a warn line.
+ * A change of plan like any other (atOrgTime): after the org's ended cycles are closed, under its
+ * lock, dated no earlier than what is decided for it. On its worker's own clock, one behind the
+ * boundary made the ended month free after metering had granted the next month's credits, and a
+ * cancel at a cycle's first instant left that cycle's credits uncharged.
  */
-async function downgradeAfterFailedRenewal(
-  ctx: BillingContext,
-  tx: TransactionSql,
-  invoice: InvoiceRow,
-): Promise<boolean> {
-  const now = ctx.clock();
-  const [sub] = await tx<{ plan_id: string; canceled_at: Date | null }[]>`
-    select plan_id, canceled_at from subscriptions where org_id = ${invoice.org_id} for update`;
-  const [recorded] = await tx`
-    insert into renewal_downgrades (invoice_id, org_id, from_plan, created_at)
-    values (${invoice.id}, ${invoice.org_id}, ${sub?.plan_id ?? "none"}, ${now}) on conflict (invoice_id) do nothing returning 1`;
-  if (!recorded) return false;
-  if (sub && !sub.canceled_at && sub.plan_id !== FREE_PLAN_ID) {
-    let hasFree = true;
-    try {
-      planAt(ctx.catalog, FREE_PLAN_ID, now);
-    } catch {
-      hasFree = false;
+async function downgradeAfterFailedRenewal(ctx: BillingContext, invoiceId: string): Promise<RenewalStep> {
+  const [owner] = await ctx.sql<{ org_id: string; anchor: number }[]>`
+    select i.org_id, o.billing_anchor_day as anchor from invoices i join organizations o on o.id = i.org_id
+    where i.id = ${invoiceId}`;
+  if (!owner) throw new BillingError("not_found", `no invoice ${invoiceId}`);
+  return atOrgTime(ctx, owner.org_id, owner.anchor, async (txc, now, decided) => {
+    const tx = txc.sql;
+    const [invoice] = await tx<InvoiceRow[]>`
+      select id, org_id, number, status, amount_due, issued_at from invoices where id = ${invoiceId} for update`;
+    if (invoice?.status !== "open" || invoice.amount_due <= 0n) return "not_open";
+    const [sub] = await tx<{ plan_id: string; canceled_at: Date | null }[]>`
+      select plan_id, canceled_at from subscriptions where org_id = ${invoice.org_id} for update`;
+    const [recorded] = await tx`
+      insert into renewal_downgrades (invoice_id, org_id, from_plan, created_at)
+      values (${invoice.id}, ${invoice.org_id}, ${sub?.plan_id ?? "none"}, ${now}) on conflict (invoice_id) do nothing returning 1`;
+    if (!recorded) return "already_downgraded";
+    if (sub && !sub.canceled_at && sub.plan_id !== FREE_PLAN_ID) {
+      let hasFree = true;
+      try {
+        planAt(ctx.catalog, FREE_PLAN_ID, now);
+      } catch {
+        hasFree = false;
+      }
+      // No free plan in the catalog: the paid plan ends instead, as a cancel would.
+      if (hasFree) {
+        await tx`update subscriptions set plan_id = ${FREE_PLAN_ID}, pending_plan_id = null where org_id = ${invoice.org_id}`;
+        // The running cycle is charged the free plan now, so the paid plan's credits end with it.
+        await endIncludedCredits(tx, invoice.org_id, now);
+      } else
+        await tx`update subscriptions set canceled_at = ${cancelInstant(now, owner.anchor, decided)}, pending_plan_id = null
+                 where org_id = ${invoice.org_id}`;
     }
-    // No free plan in the catalog: the paid plan ends instead.
-    if (hasFree) {
-      await tx`update subscriptions set plan_id = ${FREE_PLAN_ID}, pending_plan_id = null where org_id = ${invoice.org_id}`;
-      // The running cycle is charged the free plan now, so the paid plan's credits end with it.
-      await endIncludedCredits(tx, invoice.org_id, now);
-    } else
-      await tx`update subscriptions set canceled_at = ${now}, pending_plan_id = null where org_id = ${invoice.org_id}`;
-  }
-  const message = `invoice ${invoice.number} could not be charged after ${RENEWAL_SCHEDULE_DAYS.length} attempts; the organization is now on the free plan`;
-  await tx`insert into billing_notices (id, org_id, kind, details, created_at)
-           values (${newId("ntc")}, ${invoice.org_id}, 'renewal_failed',
-                   ${tx.json({ invoice_id: invoice.id, from_plan: sub?.plan_id ?? null, message })}, ${now})`;
-  ctx.logger.warn({ org_id: invoice.org_id, invoice_id: invoice.id, from_plan: sub?.plan_id ?? null }, message);
-  return true;
+    const message = `invoice ${invoice.number} could not be charged after ${RENEWAL_SCHEDULE_DAYS.length} attempts; the organization is now on the free plan`;
+    await tx`insert into billing_notices (id, org_id, kind, details, created_at)
+             values (${newId("ntc")}, ${invoice.org_id}, 'renewal_failed',
+                     ${tx.json({ invoice_id: invoice.id, from_plan: sub?.plan_id ?? null, message })}, ${now})`;
+    ctx.logger.warn({ org_id: invoice.org_id, invoice_id: invoice.id, from_plan: sub?.plan_id ?? null }, message);
+    return "downgraded";
+  });
 }
 
 /**
