@@ -111,9 +111,9 @@ export async function reverseCardTopup(
     const posted = await postTransfer(tx, {
       kind: "reversal",
       orgId: row.org_id,
-      // Per refund (the charge's cumulative refunded amount only grows) and per dispute id.
+      // Per refund (what others refunded of the charge only grows) and per dispute id.
       idempotencyKey:
-        r.kind === "refund" ? `card-refund:${r.chargeId}:${r.amountRefundedMinor}` : `card-dispute:${r.disputeId}`,
+        r.kind === "refund" ? refundKey(row, r.chargeId, refundedByOthers) : `card-dispute:${r.disputeId}`,
       description: r.kind === "refund" ? "Card top-up refunded" : "Card top-up disputed",
       metadata: { source: "card", reason: r.kind },
       from: orgCreditsAccount(row.org_id),
@@ -255,6 +255,20 @@ async function takeFreedForOtherDisputes(
     held += d.reversed_nano_usd + take;
   }
   return { shifted, held };
+}
+
+/**
+ * A refund's ledger key: the charge and what others (not our credit notes) have refunded of it in
+ * all. By that amount, not the event's: a credit note's card refund still pending when the event
+ * came was left out, and if it then fails, the same event sent again owes what it had hidden (keyed
+ * by the event's amount, that key was used and it took nothing). With the payment in it too when
+ * the charge is not the top-up's own (the processor named the charge with another payment first):
+ * that payment's refunds must not use this one's keys.
+ */
+function refundKey(row: TopupRow, chargeId: string, refundedByOthers: bigint): string {
+  return row.charge_id === chargeId
+    ? `card-refund:${chargeId}:${refundedByOthers}`
+    : `card-refund:${row.payment_id}:${chargeId}:${refundedByOthers}`;
 }
 
 /** What the `reversal` of this dispute took from the org's credits (0 if it took nothing). */
