@@ -6,27 +6,15 @@
  * at the new price while the month kept the credits granted on the old terms (found by helper-75).
  */
 import { describe, expect } from "vitest";
-import { createTestApp, manualClock, TEST_ADMIN_KEY, type TestApp } from "../support/app.js";
+import { createTestApp, manualClock, TEST_ADMIN_KEY } from "../support/app.js";
 import { loadPlanVersions } from "../support/catalog-versions.js";
 import { appTest as it } from "../support/fixtures.js";
+import { catalogPlan, closeCycles, subscribeTo } from "../support/plan-calls.js";
 import { expectLedgerConsistent } from "../support/ledger.js";
 
 const USD = 1_000_000_000n;
 const admin = { key: TEST_ADMIN_KEY };
 const clock = manualClock();
-const subscribeTo = (app: TestApp, orgId: string, plan: string) =>
-  app.call("PUT", `/v1/admin/orgs/${orgId}/subscription`, { ...admin, body: { plan_id: plan } });
-const closeCycles = (app: TestApp, orgId: string, endNow = false) =>
-  app.call("POST", "/v1/admin/cycles/close", {
-    ...admin,
-    body: { org_id: orgId, ...(endNow ? { end_current_cycle_now: true } : {}) },
-  });
-const plan = (id: string, price: string, credits: string) => ({
-  id,
-  name: id,
-  monthly_price: price,
-  included_credits: credits,
-});
 
 describe("an early close after a cancel dated later than the early end", () => {
   it.scoped({ appOptions: { clock } });
@@ -36,8 +24,8 @@ describe("an early close after a cancel dated later than the early end", () => {
     db,
   }) => {
     await loadPlanVersions(db.sql, [
-      { effectiveAt: "2026-10-01T00:00:00Z", plans: (stock) => [...stock, plan("halving", "200.00", "250.00")] },
-      { effectiveAt: "2026-11-15T00:00:00Z", plans: (stock) => [...stock, plan("halving", "100.00", "125.00")] },
+      { effectiveAt: "2026-10-01T00:00:00Z", plans: (stock) => [...stock, catalogPlan("halving", "200.00", "250.00")] },
+      { effectiveAt: "2026-11-15T00:00:00Z", plans: (stock) => [...stock, catalogPlan("halving", "100.00", "125.00")] },
     ]);
     clock.set(new Date("2026-11-01T00:00:00Z"));
     const org = await app.createOrg("future cancel");
@@ -72,8 +60,8 @@ describe("an early close after a cancel dated later than the early end", () => {
     db,
   }) => {
     await loadPlanVersions(db.sql, [
-      { effectiveAt: "2026-10-01T00:00:00Z", plans: (stock) => [...stock, plan("halving", "200.00", "250.00")] },
-      { effectiveAt: "2026-11-15T00:00:00Z", plans: (stock) => [...stock, plan("halving", "100.00", "125.00")] },
+      { effectiveAt: "2026-10-01T00:00:00Z", plans: (stock) => [...stock, catalogPlan("halving", "200.00", "250.00")] },
+      { effectiveAt: "2026-11-15T00:00:00Z", plans: (stock) => [...stock, catalogPlan("halving", "100.00", "125.00")] },
     ]);
     clock.set(new Date("2026-11-01T00:00:00Z"));
     const org = await app.createOrg("future cancel, one process");

@@ -7,27 +7,15 @@
  * terms differ now refuses it.
  */
 import { describe, expect } from "vitest";
-import { manualClock, TEST_ADMIN_KEY, type TestApp } from "../support/app.js";
+import { manualClock, TEST_ADMIN_KEY } from "../support/app.js";
 import { loadPlanVersions } from "../support/catalog-versions.js";
 import { appTest as it } from "../support/fixtures.js";
+import { catalogPlan, closeCycles, subscribeTo } from "../support/plan-calls.js";
 import { expectLedgerConsistent } from "../support/ledger.js";
 
 const USD = 1_000_000_000n;
 const admin = { key: TEST_ADMIN_KEY };
 const clock = manualClock();
-const subscribeTo = (app: TestApp, orgId: string, plan: string) =>
-  app.call("PUT", `/v1/admin/orgs/${orgId}/subscription`, { ...admin, body: { plan_id: plan } });
-const closeCycles = (app: TestApp, orgId: string, endNow = false) =>
-  app.call("POST", "/v1/admin/cycles/close", {
-    ...admin,
-    body: { org_id: orgId, ...(endNow ? { end_current_cycle_now: true } : {}) },
-  });
-const plan = (id: string, price: string, credits: string) => ({
-  id,
-  name: id,
-  monthly_price: price,
-  included_credits: credits,
-});
 
 describe("a second early close after an upgrade at an early close, the new plan's terms back to the month start's", () => {
   it.scoped({ appOptions: { clock } });
@@ -37,9 +25,9 @@ describe("a second early close after an upgrade at an early close, the new plan'
     db,
   }) => {
     await loadPlanVersions(db.sql, [
-      { effectiveAt: "2026-10-01T00:00:00Z", plans: (stock) => [...stock, plan("peak", "100.00", "100.00")] },
-      { effectiveAt: "2026-11-20T00:00:00Z", plans: (stock) => [...stock, plan("peak", "300.00", "400.00")] },
-      { effectiveAt: "2026-12-05T00:00:00Z", plans: (stock) => [...stock, plan("peak", "100.00", "100.00")] },
+      { effectiveAt: "2026-10-01T00:00:00Z", plans: (stock) => [...stock, catalogPlan("peak", "100.00", "100.00")] },
+      { effectiveAt: "2026-11-20T00:00:00Z", plans: (stock) => [...stock, catalogPlan("peak", "300.00", "400.00")] },
+      { effectiveAt: "2026-12-05T00:00:00Z", plans: (stock) => [...stock, catalogPlan("peak", "100.00", "100.00")] },
     ]);
     clock.set(new Date("2026-11-18T00:00:00Z"));
     const created = await app.call("POST", "/v1/admin/orgs", {
@@ -73,9 +61,9 @@ describe("a second early close after an upgrade at an early close, the new plan'
     db,
   }) => {
     await loadPlanVersions(db.sql, [
-      { effectiveAt: "2026-10-01T00:00:00Z", plans: (stock) => [...stock, plan("peak", "100.00", "100.00")] },
-      { effectiveAt: "2026-11-20T00:00:00Z", plans: (stock) => [...stock, plan("peak", "300.00", "400.00")] },
-      { effectiveAt: "2026-12-05T00:00:00Z", plans: (stock) => [...stock, plan("peak", "100.00", "100.00")] },
+      { effectiveAt: "2026-10-01T00:00:00Z", plans: (stock) => [...stock, catalogPlan("peak", "100.00", "100.00")] },
+      { effectiveAt: "2026-11-20T00:00:00Z", plans: (stock) => [...stock, catalogPlan("peak", "300.00", "400.00")] },
+      { effectiveAt: "2026-12-05T00:00:00Z", plans: (stock) => [...stock, catalogPlan("peak", "100.00", "100.00")] },
     ]);
     clock.set(new Date("2026-11-18T00:00:00Z"));
     const created = await app.call("POST", "/v1/admin/orgs", {

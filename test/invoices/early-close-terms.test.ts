@@ -5,27 +5,14 @@
  * as they are, so the tests share one catalog): found by a helper's attack on the early close.
  */
 import { describe, expect } from "vitest";
-import { manualClock, TEST_ADMIN_KEY, type TestApp } from "../support/app.js";
+import { manualClock } from "../support/app.js";
 import { loadPlanVersions } from "../support/catalog-versions.js";
 import { appTest as it } from "../support/fixtures.js";
+import { catalogPlan, closeCycles, subscribeTo } from "../support/plan-calls.js";
 import { expectLedgerConsistent } from "../support/ledger.js";
 
 const USD = 1_000_000_000n;
-const admin = { key: TEST_ADMIN_KEY };
 const clock = manualClock();
-const subscribeTo = (app: TestApp, orgId: string, plan: string) =>
-  app.call("PUT", `/v1/admin/orgs/${orgId}/subscription`, { ...admin, body: { plan_id: plan } });
-const closeCycles = (app: TestApp, orgId: string, endNow = false) =>
-  app.call("POST", "/v1/admin/cycles/close", {
-    ...admin,
-    body: { org_id: orgId, ...(endNow ? { end_current_cycle_now: true } : {}) },
-  });
-const plan = (id: string, price: string, credits: string) => ({
-  id,
-  name: id,
-  monthly_price: price,
-  included_credits: credits,
-});
 
 describe("an early close and the plan's terms", () => {
   it.scoped({ appOptions: { clock } });
@@ -35,9 +22,9 @@ describe("an early close and the plan's terms", () => {
     { story: "the plan's credits cut from 15 Nov", plan: "cut", pending: null },
     { story: "a change to a plan with as much credit for less", plan: "full", pending: "lite" },
   ])("$story: the cycle cannot end early on 16 Nov, and November stays $200 with $250", async (s, { app, db }) => {
-    const october = [plan("halved", "200.00", "250.00"), plan("cut", "200.00", "250.00")];
-    const others = [plan("full", "200.00", "250.00"), plan("lite", "100.00", "250.00")];
-    const middle = [plan("halved", "100.00", "125.00"), plan("cut", "200.00", "10.00")];
+    const october = [catalogPlan("halved", "200.00", "250.00"), catalogPlan("cut", "200.00", "250.00")];
+    const others = [catalogPlan("full", "200.00", "250.00"), catalogPlan("lite", "100.00", "250.00")];
+    const middle = [catalogPlan("halved", "100.00", "125.00"), catalogPlan("cut", "200.00", "10.00")];
     await loadPlanVersions(db.sql, [
       { effectiveAt: "2026-10-01T00:00:00Z", plans: (stock) => [...stock, ...october, ...others] },
       { effectiveAt: "2026-11-15T00:00:00Z", plans: (stock) => [...stock, ...middle, ...others] },

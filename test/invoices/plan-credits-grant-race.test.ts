@@ -7,19 +7,14 @@
  * was charged the new state (found by helper-75). The plan is now decided again under the lock.
  */
 import { describe, expect } from "vitest";
-import { createTestApp, manualClock, TEST_ADMIN_KEY, type TestApp } from "../support/app.js";
+import { createTestApp, manualClock, type TestApp } from "../support/app.js";
 import type { TestDatabase } from "../support/database.js";
 import { appTest as it } from "../support/fixtures.js";
+import { cancel, closeCycles, subscribeTo } from "../support/plan-calls.js";
 import { expectLedgerConsistent } from "../support/ledger.js";
 
 const USD = 1_000_000_000n;
-const admin = { key: TEST_ADMIN_KEY };
 const clock = manualClock();
-const subscribeTo = (app: TestApp, orgId: string, plan: string) =>
-  app.call("PUT", `/v1/admin/orgs/${orgId}/subscription`, { ...admin, body: { plan_id: plan } });
-const cancel = (app: TestApp, orgId: string) => app.call("DELETE", `/v1/admin/orgs/${orgId}/subscription`, admin);
-const closeCycles = (app: TestApp, orgId: string) =>
-  app.call("POST", "/v1/admin/cycles/close", { ...admin, body: { org_id: orgId } });
 const usage = (app: TestApp, org: { id: string; gatewayKey: string }, key: string, at: Date) =>
   app.call("POST", "/v1/billing/usage", {
     key: org.gatewayKey,

@@ -7,24 +7,16 @@
 import { describe, expect } from "vitest";
 import { closeDueCycles } from "../../src/billing/invoices/close-due-cycles.js";
 import { cancelSubscription, subscribe } from "../../src/billing/subscriptions.js";
-import { createTestApp, manualClock, TEST_ADMIN_KEY, type TestApp } from "../support/app.js";
+import { createTestApp, manualClock, type TestApp } from "../support/app.js";
 import { loadPlanVersions } from "../support/catalog-versions.js";
 import { contextAt } from "../support/context.js";
 import type { TestDatabase } from "../support/database.js";
 import { appTest as it } from "../support/fixtures.js";
+import { cancel, closeCycles, subscribeTo } from "../support/plan-calls.js";
 import { expectLedgerConsistent } from "../support/ledger.js";
 
 const USD = 1_000_000_000n;
 const TEAM = { price: 200n * USD, credits: 250n * USD };
-const admin = { key: TEST_ADMIN_KEY };
-const subscribeTo = (app: TestApp, orgId: string, plan: string) =>
-  app.call("PUT", `/v1/admin/orgs/${orgId}/subscription`, { ...admin, body: { plan_id: plan } });
-const cancel = (app: TestApp, orgId: string) => app.call("DELETE", `/v1/admin/orgs/${orgId}/subscription`, admin);
-const closeCycles = (app: TestApp, orgId: string, endNow = false) =>
-  app.call("POST", "/v1/admin/cycles/close", {
-    ...admin,
-    body: { org_id: orgId, ...(endNow ? { end_current_cycle_now: true } : {}) },
-  });
 
 /** November 2026 (anchor day 1): the plan charges of its cycles, and its plan credits as granted, ended or not. */
 async function november(db: TestDatabase, orgId: string) {

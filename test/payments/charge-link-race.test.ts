@@ -1,5 +1,6 @@
 import { expect } from "vitest";
 import { expectLedgerConsistent } from "../support/ledger.js";
+import { advisoryWaiters, waitFor } from "../support/lock-waits.js";
 import { charge, dispute, paymentIntent, paymentsTest as it, processorId } from "../support/processor.js";
 
 /**
@@ -11,18 +12,6 @@ import { charge, dispute, paymentIntent, paymentsTest as it, processorId } from 
  * The link is now read under the charge's lock. The test holds `card-payment:<pi>` for a moment
  * (as a slow transaction of ours would) only to order the real deliveries; it writes nothing.
  */
-async function waiters(sql: import("../../src/db/client.js").Sql): Promise<number> {
-  const [row] = await sql<{ n: number }[]>`
-    select count(*)::int as n from pg_locks where locktype = 'advisory' and not granted`;
-  return row?.n ?? 0;
-}
-async function waitFor(cond: () => Promise<boolean>, what: string) {
-  for (let i = 0; i < 400; i++) {
-    if (await cond()) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 it.scoped({ dbOptions: { max: 12 } });
 
@@ -33,7 +22,7 @@ it("a charge-only dispute racing charge.succeeded is taken when the credit names
   const pi = processorId("pi");
   const ch = processorId("ch");
   const d = processorId("dp");
-  const base = await waiters(db.sql);
+  const base = await advisoryWaiters(db.sql);
   let release!: () => void;
   const released = new Promise<void>((r) => {
     release = r;
@@ -55,12 +44,12 @@ it("a charge-only dispute racing charge.succeeded is taken when the credit names
       customer: org.customerId,
     }),
   );
-  await waitFor(async () => (await waiters(db.sql)) > base, "charge.succeeded waiting");
+  await waitFor(async () => (await advisoryWaiters(db.sql)) > base, "charge.succeeded waiting");
   // the dispute names only the charge: reads card_charges (nothing committed), then waits for ch
   const disputed = app.deliver(
     app.event("charge.dispute.created", dispute({ id: d, charge: ch, paymentIntent: null, cents: 10000 })),
   );
-  await waitFor(async () => (await waiters(db.sql)) > base + 1, "dispute waiting");
+  await waitFor(async () => (await advisoryWaiters(db.sql)) > base + 1, "dispute waiting");
   release();
   await holder;
   const [s1, s2] = await Promise.all([succeeded, disputed]);

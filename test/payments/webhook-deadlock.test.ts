@@ -2,6 +2,7 @@ import { expect } from "vitest";
 import type { FakeEvent } from "../../dev/processor/server.js";
 import { cardTest as it, requestTopup, topupBody } from "../support/fake-processor.js";
 import { expectLedgerConsistent } from "../support/ledger.js";
+import { advisoryWaiters, waitFor } from "../support/lock-waits.js";
 
 /**
  * Events of one payment lock its ids in sorted order, but a refund another event kept while the
@@ -12,18 +13,6 @@ import { expectLedgerConsistent } from "../support/ledger.js";
  * transaction of ours would) only to queue the real, signed deliveries in that order; it writes
  * nothing. The second sends the processor's own events together, as it may.
  */
-async function waiters(sql: import("../../src/db/client.js").Sql): Promise<number> {
-  const [row] = await sql<{ n: number }[]>`
-    select count(*)::int as n from pg_locks where locktype = 'advisory' and not granted`;
-  return row?.n ?? 0;
-}
-async function waitFor(cond: () => Promise<boolean>, what: string) {
-  for (let i = 0; i < 400; i++) {
-    if (await cond()) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 it.scoped({ dbOptions: { max: 12 } });
 
@@ -48,7 +37,7 @@ it("checkout.session.completed + early charge.refunded + charge.succeeded, concu
     const chargeOk = byType("charge.succeeded");
     const paid = byType("payment_intent.succeeded");
 
-    const base = await waiters(db.sql);
+    const base = await advisoryWaiters(db.sql);
     let release!: () => void;
     const released = new Promise<void>((r) => {
       release = r;
@@ -67,17 +56,17 @@ it("checkout.session.completed + early charge.refunded + charge.succeeded, concu
     const p0 = processor.deliver(refunded).then((s) => {
       statuses["charge.refunded"] = s;
     });
-    await waitFor(async () => (await waiters(db.sql)) >= base + 1, "refund waiting");
+    await waitFor(async () => (await advisoryWaiters(db.sql)) >= base + 1, "refund waiting");
     // 2. The session's completion: read the kept reversals (none yet), waits for the payment.
     const p1 = processor.deliver(completed).then((s) => {
       statuses["checkout.session.completed"] = s;
     });
-    await waitFor(async () => (await waiters(db.sql)) >= base + 2, "session waiting");
+    await waitFor(async () => (await advisoryWaiters(db.sql)) >= base + 2, "session waiting");
     // 3. charge.succeeded: waits for the charge (held by the refund).
     const p3 = processor.deliver(chargeOk).then((s) => {
       statuses["charge.succeeded"] = s;
     });
-    await waitFor(async () => (await waiters(db.sql)) >= base + 3, "charge.succeeded waiting");
+    await waitFor(async () => (await advisoryWaiters(db.sql)) >= base + 3, "charge.succeeded waiting");
     release();
     await holder;
     await Promise.all([p0, p1, p3]);

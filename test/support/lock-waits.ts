@@ -1,0 +1,17 @@
+import type { Sql } from "../../src/db/client.js";
+
+/** How many backends wait for an advisory lock (a test that orders deliveries by holding one). */
+export async function advisoryWaiters(sql: Sql): Promise<number> {
+  const [row] = await sql<{ n: number }[]>`
+    select count(*)::int as n from pg_locks where locktype = 'advisory' and not granted`;
+  return row?.n ?? 0;
+}
+
+/** Polls `cond` until it holds (up to ~4 s), else fails naming what it waited for. */
+export async function waitFor(cond: () => Promise<boolean>, what: string): Promise<void> {
+  for (let i = 0; i < 400; i++) {
+    if (await cond()) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
