@@ -4,7 +4,15 @@ import { judgeBlock, readChainView, type BlockVerdict } from "./chain-view.js";
 import type { DepositContext } from "./context.js";
 import { reconcileTransaction } from "./verify.js";
 
-export type AuditOutcome = { checked: number; moved: number; reversed: number; recorded: number; undecided: number };
+export type AuditOutcome = {
+  checked: number;
+  moved: number;
+  reversed: number;
+  recorded: number;
+  undecided: number;
+  /** Deposits taken away (orphaned, reversed) seen again in a block that is canonical again. */
+  revived: number;
+};
 
 /**
  * Re-checks recently credited deposits against the canonical chain. Finality should make this
@@ -14,6 +22,12 @@ export type AuditOutcome = { checked: number; moved: number; reversed: number; r
  * whose transaction was mined again elsewhere stands only if that block is final. By the same
  * rule as the verifier (chain-view.ts), a node behind a deposit's block proves nothing: such a
  * deposit is counted `undecided` and looked at again on the next run.
+ *
+ * It also re-checks recent deposits taken away (orphaned, reversed) whose block is canonical
+ * again: a reorg that flipped back to that very block, or a node that had answered from a fork.
+ * Nothing else would look at them again (the scan sees a deposit again only in another block), so
+ * a transfer the chain holds for good would never be credited. Their transaction is re-read, which
+ * sees them again; verifyDeposit then decides them from scratch.
  */
 export async function auditCreditedDeposits(
   ctx: DepositContext,
@@ -27,24 +41,42 @@ export async function auditCreditedDeposits(
   const credited = await ctx.sql<{ chain_id: number; tx_hash: Hex; block_number: string; block_hash: string }[]>`
     select chain_id, tx_hash, block_number::text, block_hash from husd_deposits
     where state = 'credited' and chain_id = ${ctx.config.CHAIN_ID} and block_number >= ${from.toString()}`;
-  const outcome: AuditOutcome = { checked: credited.length, moved: 0, reversed: 0, recorded: 0, undecided: 0 };
+  const takenAway = await ctx.sql<{ chain_id: number; tx_hash: Hex; block_number: string; block_hash: string }[]>`
+    select distinct chain_id, tx_hash, block_number::text, block_hash from husd_deposits
+    where state in ('orphaned', 'reversed') and chain_id = ${ctx.config.CHAIN_ID} and block_number >= ${from.toString()}`;
+  const outcome: AuditOutcome = {
+    checked: credited.length + takenAway.length,
+    moved: 0,
+    reversed: 0,
+    recorded: 0,
+    undecided: 0,
+    revived: 0,
+  };
   const verdicts = new Map<string, BlockVerdict>();
-  const moved = new Map<string, { chainId: number; txHash: Hex }>();
-  for (const d of credited) {
+  const verdictOf = async (d: { block_number: string; block_hash: string }) => {
     const key = `${d.block_number}:${d.block_hash}`;
     let verdict = verdicts.get(key);
     if (!verdict) {
       verdict = await judgeBlock(ctx.chain, { number: BigInt(d.block_number), hash: d.block_hash }, view);
       verdicts.set(key, verdict);
     }
+    return verdict;
+  };
+  const toReread = new Map<string, { chainId: number; txHash: Hex }>();
+  for (const d of credited) {
+    const verdict = await verdictOf(d);
     if (verdict.kind === "unknown") outcome.undecided++;
-    if (verdict.kind === "replaced") moved.set(d.tx_hash, { chainId: d.chain_id, txHash: d.tx_hash });
+    if (verdict.kind === "replaced") toReread.set(d.tx_hash, { chainId: d.chain_id, txHash: d.tx_hash });
   }
-  for (const tx of moved.values()) {
+  for (const d of takenAway) {
+    if ((await verdictOf(d)).kind === "canonical") toReread.set(d.tx_hash, { chainId: d.chain_id, txHash: d.tx_hash });
+  }
+  for (const tx of toReread.values()) {
     const r = await reconcileTransaction(fixed, tx);
     outcome.moved += r.moved;
     outcome.reversed += r.reversed;
     outcome.recorded += r.recorded;
+    outcome.revived += r.revived;
     if (r.undecided) outcome.undecided++;
   }
   return outcome;

@@ -100,15 +100,24 @@ export async function moveDeposit(
 }
 
 /**
- * An orphaned or reversed deposit seen again on the chain, in a block other than the one it was
- * last judged in: a new appearance, decided from scratch. (The same block again is the same
- * appearance: a reader behind the reorg, such as an indexer catching up, proves nothing new.)
+ * An orphaned or reversed deposit seen again on the chain: a new appearance, decided from scratch
+ * (moving no money: verifyDeposit decides it). Seen by the indexer, only in a block other than the
+ * one it was last judged in: the same block from a reader behind the reorg, such as an indexer
+ * catching up, proves nothing new. `sameBlock` is for a node's answer that its block is canonical
+ * again (reconcileTransaction, from a receipt in a block judged canonical): a reorg that flipped back.
  */
-export async function reviveDeposit(sql: Sql, id: string, to: Location, now: Date): Promise<boolean> {
+export async function reviveDeposit(
+  sql: Sql,
+  id: string,
+  to: Location,
+  now: Date,
+  opts: { sameBlock?: boolean } = {},
+): Promise<boolean> {
   const rows = await sql`
     update husd_deposits set state = 'seen', reason = null, block_number = ${to.blockNumber.toString()}, block_hash = ${to.blockHash.toLowerCase()},
       log_index = ${to.logIndex}, confirmations = 0, next_check_at = '-infinity', check_attempts = 0, next_check_block = null, updated_at = ${now}
-    where id = ${id} and state in ('orphaned', 'reversed') and block_hash is distinct from ${to.blockHash.toLowerCase()}
+    where id = ${id} and state in ('orphaned', 'reversed')
+      and (${opts.sameBlock ?? false} or block_hash is distinct from ${to.blockHash.toLowerCase()})
     returning id`;
   return rows.length > 0;
 }

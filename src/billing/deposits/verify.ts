@@ -73,8 +73,7 @@ async function verifyOnce(
 
   const view = await readChainView(chain, config);
   const verdict = await judgeBlock(chain, at, view);
-  if (verdict.kind === "unknown") return { state: d.state, waiting: verdict.why };
-  if (verdict.kind === "replaced") {
+  const followReplaced = async (): Promise<VerifyOutcome> => {
     await reconcileAt(ctx, { chainId: d.chain_id, txHash: d.tx_hash }, now);
     const after = await load(sql, d.id);
     if (!after) throw new Error(`deposit ${d.id} vanished`);
@@ -82,7 +81,9 @@ async function verifyOnce(
     if (followMove && isPending(after.state) && after.block_hash !== d.block_hash)
       return verifyOnce(ctx, d.id, now, false);
     return { state: after.state, ...(after.reason ? { reason: after.reason } : {}) };
-  }
+  };
+  if (verdict.kind === "unknown") return { state: d.state, waiting: verdict.why };
+  if (verdict.kind === "replaced") return followReplaced();
 
   // Logs by block hash are that block's whatever the chain does next; a node that no longer has
   // the block by hash (replaced since it was compared) proves nothing now.
@@ -95,9 +96,11 @@ async function verifyOnce(
   if (logs === null) return { state: d.state, waiting: "its block changed while its logs were read" };
   const found = transfersOfTransaction(logs, d.tx_hash).find((t) => identityKey(t) === identityKey(content(d)));
   if (!found) {
-    const reason = "log_mismatch: the chain does not have this transfer in this block";
-    await orphanDeposit(sql, { id: d.id, blockHash: d.block_hash }, reason, now);
-    return { state: "orphaned", reason };
+    // A block's logs are fixed by its hash: logs that lack the transfer prove nothing until the
+    // block is shown replaced (a load-balanced node may answer [] for a block it has not got yet).
+    // Replaced since it was compared: re-read where its transaction is now. Else ask again later.
+    if ((await judgeBlock(chain, at, view)).kind === "replaced") return followReplaced();
+    return { state: d.state, waiting: "the node's logs of its block lack the transfer: asked again later" };
   }
 
   const { final, confirmations } = finalityOf(view, at.number, config);
@@ -186,8 +189,14 @@ async function reconcileAt(
     const match = transfers.find((t) => identityKey(t) === identityKey(content(d)));
     if (match && where) {
       matched.add(identityKey(match));
-      if (d.block_hash === where.blockHash) continue; // already where the chain has it
       const to = { ...where, logIndex: match.logIndex };
+      // Taken away, and the chain has it again: seen again and decided from scratch, even in the
+      // block it was taken away in (a reorg that flipped back, a node that answered from a fork).
+      if (d.state === "orphaned" || d.state === "reversed") {
+        if (await reviveDeposit(sql, d.id, to, now, { sameBlock: true })) outcome.revived++;
+        continue;
+      }
+      if (d.block_hash === where.blockHash) continue; // already where the chain has it
       if (d.state === "credited") {
         if (final) {
           if (await moveDeposit(sql, { ...decided, state: "credited" }, to, now)) {
@@ -210,8 +219,6 @@ async function reconcileAt(
         }
       } else if (isPending(d.state)) {
         if (await moveDeposit(sql, { ...decided, state: d.state }, to, now)) outcome.moved++;
-      } else if (d.state === "orphaned" || d.state === "reversed") {
-        if (await reviveDeposit(sql, d.id, to, now)) outcome.revived++;
       }
       continue;
     }
