@@ -899,7 +899,9 @@ describe("queued adjustments, model-based", () => {
     await app.metering.ready();
     await fc.assert(
       fc.asyncProperty(storyArb, (s) => runStory(app, db, s)),
-      { numRuns: runs, seed, path, interruptAfterTimeLimit: 40_000 },
+      // No run starts after the limit; one already running ends first (an interrupted run would go on
+      // in the background, moving the shared clock under the next test).
+      { numRuns: runs, seed, path, skipAllAfterTimeLimit: 40_000 },
     );
     if (process.env.MODEL_STATS) console.log(Object.fromEntries([...stats].sort()));
   });
