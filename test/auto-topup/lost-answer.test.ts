@@ -125,8 +125,9 @@ describe("auto top-up charge refused here but paid at the processor", () => {
     const [charge] = await db.sql<{ status: string }[]>`select status from auto_topup_charges where org_id = ${org.id}`;
     expect(charge?.status).toBe("succeeded");
     // What was charged counts against the month's limit, so no further charge this month.
-    const [month] = await db.sql<{ charged: bigint }[]>`select charged from auto_topup_months where org_id = ${org.id}`;
-    expect(month?.charged).toBe(25n * USD);
+    const [month] = await db.sql<{ total: bigint }[]>`
+      select charged + paid_after_refusal as total from auto_topup_months where org_id = ${org.id}`;
+    expect(month?.total).toBe(25n * USD);
     await expectLedgerConsistent(db.sql);
   }, 120_000);
 });

@@ -66,7 +66,7 @@ export async function decideCrossing(
       values (${orgId}, ${month}, ${settings.amount.toString()}, ${settings.monthly_limit.toString()})
       on conflict (org_id, month) do update
         set charged = auto_topup_months.charged + excluded.charged, monthly_limit = excluded.monthly_limit
-        where auto_topup_months.charged + excluded.charged <= excluded.monthly_limit
+        where auto_topup_months.charged + auto_topup_months.paid_after_refusal + excluded.charged <= excluded.monthly_limit
       returning charged`;
     if (reserved.length === 0) return skip("monthly_limit");
     const chargeId = newId("atp");
@@ -214,8 +214,9 @@ async function disableAutoTopup(
  * The signed webhook credited a payment: if it is one of our auto top-up charges (by the payment
  * id we recorded, or by our own charge id in its metadata when the webhook overtook our record),
  * the charge is no longer in flight. A charge already ended here as refused (its answer was lost
- * and the retry found no card to send) was paid all the same: it succeeds, and its amount counts
- * against its month again (at most up to the limit, which the check keeps; the month is then full).
+ * and the retry found no card to send) was paid all the same: it succeeds, and its whole amount
+ * counts against its month again, as `paid_after_refusal` (migration 0052), which may take the
+ * month past its limit: no further crossing is charged that month.
  * Runs in the credit's transaction; only for the org the payment's customer is linked to.
  */
 export async function markAutoTopupSucceeded(
@@ -233,7 +234,7 @@ export async function markAutoTopupSucceeded(
       updated_at = ${input.now}
     where id = ${charge.id}`;
   if (charge.status !== "pending") {
-    await tx`update auto_topup_months set charged = least(charged + ${charge.amount.toString()}, monthly_limit)
+    await tx`update auto_topup_months set paid_after_refusal = paid_after_refusal + ${charge.amount.toString()}
              where org_id = ${input.orgId} and month = ${charge.month}`;
   }
   await tx`update auto_topup_settings set consecutive_declines = 0 where org_id = ${input.orgId}`;

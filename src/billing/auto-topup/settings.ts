@@ -48,7 +48,7 @@ export async function getAutoTopup(ctx: BillingContext, input: { orgId: string }
   const now = ctx.clock();
   const [row] = await ctx.sql<SettingsRow[]>`
     select s.enabled, s.threshold, s.amount, s.monthly_limit, s.disabled_reason, s.disabled_at,
-      (select m.charged from auto_topup_months m where m.org_id = s.org_id and m.month = ${monthOf(now)}) as charged
+      (select m.charged + m.paid_after_refusal from auto_topup_months m where m.org_id = s.org_id and m.month = ${monthOf(now)}) as charged
     from auto_topup_settings s where s.org_id = ${input.orgId}`;
   return row ? toSettings(row) : null;
 }
