@@ -4,6 +4,7 @@ import { postTransfer } from "../../ledger/post-transaction.js";
 import type { Processor } from "../auto-topup/card-charge.js";
 import { withTransaction, type BillingContext } from "../context.js";
 import { centsToNanoUsd, lockPayment } from "../payments/card-payment.js";
+import { reapplyNewestRefund } from "../payments/reverse-card-topup.js";
 import { callProcessor } from "../payments/processor-client.js";
 import { lockOrgAndReferrer, referralTopupReversed } from "../referrals/topup-reversed.js";
 
@@ -58,7 +59,8 @@ export async function refundCreditNoteToCard(
     answer = { status: "failed", refundId: null, failure: err.message };
   }
   const now = ctx.clock();
-  return withTransaction(ctx, async ({ sql: tx, logger }) => {
+  return withTransaction(ctx, async (txCtx) => {
+    const { sql: tx, logger } = txCtx;
     // The refund's row under the payment's lock, as the processor's refund events are applied.
     await lockPayment(tx, [pending.payment_id]);
     const [row] = await tx<{ amount_minor: bigint }[]>`
@@ -91,6 +93,9 @@ export async function refundCreditNoteToCard(
       update credit_note_refunds set status = ${answer.status}, processor_refund_id = ${answer.refundId},
         failure = ${answer.status === "failed" ? answer.failure : null}, ledger_transaction_id = ${ledgerTransactionId}, updated_at = ${now}
       where credit_note_id = ${input.creditNoteId}`;
+    // A refund event of the charge applied while this refund was pending left its amount out of
+    // what others refunded. It was never made: that event is applied again, now counting it.
+    if (answer.status === "failed") await reapplyNewestRefund(txCtx, pending.payment_id);
     return answer.status;
   });
 }

@@ -20,6 +20,9 @@ export type TopupRow = {
   state: "credited" | "partially_reversed" | "reversed" | "refused";
   refunded_minor: bigint;
   reversed_nano_usd: bigint;
+  /** The newest refund event's cumulative amount of its charge, and the charge (migration 0053). */
+  charge_refunded_minor: bigint;
+  charge_refunded_charge_id: string | null;
 };
 
 /**

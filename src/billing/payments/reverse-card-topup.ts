@@ -68,7 +68,8 @@ export async function reverseCardTopup(
   // same charge id is another payment's (the processor named the charge with two payments), and
   // the reversal waits for its own. By the charge only when no payment is known.
   const [row] = await tx<TopupRow[]>`
-    select payment_id, charge_id, org_id, currency, amount_nano_usd, state, refunded_minor, reversed_nano_usd from card_topups
+    select payment_id, charge_id, org_id, currency, amount_nano_usd, state, refunded_minor, reversed_nano_usd,
+      charge_refunded_minor, charge_refunded_charge_id from card_topups
     where ${r.paymentId ? tx`payment_id = ${r.paymentId}` : tx`charge_id = ${r.chargeId}`}
     for update`;
   if (!row) return { outcome: "unknown_payment", orgId: null };
@@ -103,6 +104,9 @@ export async function reverseCardTopup(
   const amount = lacking < remaining ? lacking : remaining;
   const refundedMinor =
     r.kind === "refund" && refundedByOthers > row.refunded_minor ? refundedByOthers : row.refunded_minor;
+  // The newest cumulative amount seen, with its charge: what a credit note's refund that fails
+  // later applies again (refund-to-card.ts, migration 0053).
+  const newerRefund = r.kind === "refund" && r.amountRefundedMinor > row.charge_refunded_minor;
   let reversed = 0n;
   if (amount > 0n) {
     // The org and its referrer in id order, before the reversal locks the org alone (a clawback follows).
@@ -124,11 +128,12 @@ export async function reverseCardTopup(
     if (posted.created) reversed = amount;
     await lowBalance(posted.created ? posted.transactionId : null);
   }
-  if (reversed > 0n || refundedMinor !== row.refunded_minor) {
+  if (reversed > 0n || refundedMinor !== row.refunded_minor || newerRefund) {
     const total = row.reversed_nano_usd + reversed;
     await tx`
       update card_topups set reversed_nano_usd = ${total.toString()}, refunded_minor = ${refundedMinor.toString()}, updated_at = ${now},
         state = ${topupState(total, row.amount_nano_usd)}
+        ${newerRefund ? tx`, charge_refunded_minor = ${r.amountRefundedMinor.toString()}, charge_refunded_charge_id = ${r.chargeId}` : tx``}
       where payment_id = ${row.payment_id}`;
   }
   // A refund or dispute of a referral's qualifying payment cancels or claws back its reward.
@@ -283,11 +288,36 @@ async function disputeReversalAmount(tx: TransactionSql, orgId: string, disputeI
 /**
  * Cents refunded from a payment by credit notes (src/billing/credit-notes/refund-to-card.ts),
  * pending ones included: a pending refund may already be done at the processor, whose event can
- * arrive before we record the answer. (If it then fails, the next refund event of the charge
- * counts what it had hidden.)
+ * arrive before we record the answer. (If it then fails, the newest refund event is applied again,
+ * reapplyNewestRefund, and takes what it had hidden.)
  */
 async function creditNoteRefundsMinor(tx: TransactionSql, paymentId: string): Promise<bigint> {
   const [row] = await tx<{ minor: string }[]>`
     select coalesce(sum(amount_minor), 0)::text as minor from credit_note_refunds where payment_id = ${paymentId} and status <> 'failed'`;
   return row ? BigInt(row.minor) : 0n;
+}
+
+/**
+ * Applies the newest refund event of this payment again (its charge's cumulative amount, as
+ * recorded): after a credit note's pending card refund failed, what that event left out for it is
+ * now others' refunds, and is taken from the org's credits. Its ledger key is the same event's
+ * with the larger amount of others' refunds, so it takes only the part hidden. Call under the
+ * payment's lock, once the credit note's refund is marked failed.
+ */
+export async function reapplyNewestRefund(
+  ctx: TransactionContext,
+  paymentId: string,
+): Promise<{ outcome: ReversalOutcome; orgId: string | null } | null> {
+  const [seen] = await ctx.sql<
+    { charge_refunded_minor: bigint; charge_refunded_charge_id: string | null; currency: string }[]
+  >`
+    select charge_refunded_minor, charge_refunded_charge_id, currency from card_topups where payment_id = ${paymentId}`;
+  if (!seen?.charge_refunded_charge_id || seen.charge_refunded_minor === 0n) return null;
+  return reverseCardTopup(ctx, {
+    kind: "refund",
+    chargeId: seen.charge_refunded_charge_id,
+    paymentId,
+    amountRefundedMinor: seen.charge_refunded_minor,
+    currency: seen.currency,
+  });
 }
