@@ -22,7 +22,7 @@ export type CardRefundOutcome = "succeeded" | "failed" | "not_pending";
  * A processor that does not answer leaves the refund pending and throws 503
  * processor_unavailable (the caller retries with the same Idempotency-Key); one that refuses it
  * (e.g. the charge was already refunded at the processor's dashboard) marks it failed with the
- * processor's message, for an operator to settle another way.
+ * processor's error code, for an operator to settle another way.
  */
 export async function refundCreditNoteToCard(
   ctx: BillingContext & { processor: Processor },
@@ -35,7 +35,7 @@ export async function refundCreditNoteToCard(
   if (!pending) return "not_pending";
   let answer:
     | { status: "succeeded"; refundId: string }
-    | { status: "failed"; refundId: string | null; failure: string };
+    | { status: "failed"; refundId: string | null; failure: string; detail?: string };
   try {
     const refund = await callProcessor("refund", () =>
       ctx.processor.refunds.create(
@@ -56,7 +56,14 @@ export async function refundCreditNoteToCard(
     // Refused by the processor (4xx): final. Anything else (unavailable: 503) stays pending.
     if (!(err instanceof Stripe.errors.StripeInvalidRequestError || err instanceof Stripe.errors.StripeCardError))
       throw err;
-    answer = { status: "failed", refundId: null, failure: err.message };
+    // The org is shown the processor's code only: its message names the processor's ids (the
+    // charge's), which no answer of ours carries. The operator's log line has the message.
+    answer = {
+      status: "failed",
+      refundId: null,
+      failure: `refused by the card processor: ${err.code ?? err.type}`,
+      detail: err.message,
+    };
   }
   const now = ctx.clock();
   return withTransaction(ctx, async (txCtx) => {
@@ -85,7 +92,7 @@ export async function refundCreditNoteToCard(
       }));
     } else {
       logger.warn(
-        { org_id: pending.org_id, credit_note_id: input.creditNoteId, failure: answer.failure },
+        { org_id: pending.org_id, credit_note_id: input.creditNoteId, failure: answer.failure, detail: answer.detail },
         "card refund of a credit note refused by the processor: settle it another way (e.g. credits)",
       );
     }
