@@ -186,4 +186,21 @@ describe("referrals qualified by HUSD deposits", () => {
     expect(await referralMovements(db.sql, referrer.id)).toEqual([]);
     expect(await referralMovements(db.sql, referred.id)).toEqual([]);
   });
+
+  it("a deposit under $5 does not qualify (a cent would have earned both rewards); the next one of $5 does", async ({
+    db,
+    stack,
+    steps,
+  }) => {
+    const { referred } = await steps.pair(["Cent Referrer", "Cent Referred"]);
+    await steps.deposit(referred.orgKey, referred.address, HUSD / 100n); // 0.01 HUSD: credited, not qualifying
+    await steps.deposit(referred.orgKey, referred.address, (499n * HUSD) / 100n); // 4.99 HUSD: neither
+    expect(await stack.balanceNano(referred.orgKey)).toBe(5n * USD);
+    expect(await referralOf(db.sql, referred.id)).toMatchObject({ state: "linked" });
+    const { hash } = await steps.deposit(referred.orgKey, referred.address, 5n * HUSD);
+    const [qualifying] = await db.sql<{ id: string }[]>`select id from husd_deposits where tx_hash = ${hash}`;
+    const [referral] = await db.sql<{ state: string; qualifying_ref: string }[]>`
+      select state, qualifying_ref from referrals where referred_org_id = ${referred.id}`;
+    expect(referral).toEqual({ state: "qualified", qualifying_ref: qualifying!.id });
+  });
 });

@@ -183,12 +183,13 @@ export async function creditDeposit(
              where id = ${row.id}`;
     // Open invoices are paid first, in this transaction; the rest stays in credits.
     await settleOpenInvoices(tx, { orgId: row.org_id, amount, now, source: posted.transactionId });
-    // The referred org's first paid top-up qualifies its referral, in this same transaction.
+    // The referred org's first paid top-up (of at least $5) qualifies its referral, in this same transaction.
     await qualifyReferral(tx, {
       orgId: row.org_id,
       kind: "husd",
       ref: row.id,
       transactionId: posted.transactionId,
+      amount,
       now,
     });
     deps.logger?.info(

@@ -86,12 +86,13 @@ export async function creditCardTopup(ctx: TransactionContext, input: TopupInput
     source: posted.transactionId,
     first: input.invoiceFirst ?? null,
   });
-  // The referred org's first paid top-up qualifies its referral, in this same transaction.
+  // The referred org's first paid top-up (of at least $5) qualifies its referral, in this same transaction.
   await qualifyReferral(tx, {
     orgId: input.orgId,
     kind: "card",
     ref: input.paymentId,
     transactionId: posted.transactionId,
+    amount,
     now,
   });
   return "credited";
