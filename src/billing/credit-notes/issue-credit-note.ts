@@ -99,8 +99,11 @@ export async function issueCreditNote(
     if (invoice.status === "void")
       throw new BillingError("conflict", `invoice ${invoice.number} is void: nothing on it is owed or paid`);
 
+    // A note whose card refund failed (final) gave nothing back: the same correction may be issued
+    // again, to credits or to the card (as credit_notes_within_invoice counts them).
     const earlier = await tx<{ total: bigint; refund_method: RefundMethod }[]>`
-      select total, refund_method from credit_notes where invoice_id = ${invoice.id}`;
+      select n.total, n.refund_method from credit_notes n left join credit_note_refunds r on r.credit_note_id = n.id
+      where n.invoice_id = ${invoice.id} and r.status is distinct from 'failed'`;
     const left = creditableLeft(
       invoice.subtotal,
       earlier.map((e) => e.total),

@@ -7,7 +7,7 @@
 -- credit_notes_within_invoice (before insert on credit_notes): locks the invoice row (FOR UPDATE,
 --   so concurrent notes on one invoice queue here), then refuses with check_violation a note on an
 --   invoice that is a draft, missing, or another org's, or one that would take the notes of the
---   invoice beyond its subtotal.
+--   invoice beyond its subtotal (a note whose card refund failed gave nothing back: not counted).
 -- credit_note_lines_add_up (deferred to commit, after insert on credit_notes and
 --   credit_note_lines): refuses with check_violation a note whose lines do not sum to its total,
 --   so lines can neither be missing nor be added later by another transaction.
@@ -44,7 +44,11 @@ begin
   if inv.status = 'draft' then
     raise exception 'invoice % is a draft: only an issued invoice can be credited', new.invoice_id using errcode = 'check_violation';
   end if;
-  select coalesce(sum(total), 0) into earlier from credit_notes where invoice_id = new.invoice_id;
+  -- A note whose card refund failed gave nothing back (final: a refund leaves 'pending' once), so
+  -- it leaves room for the same correction another way.
+  select coalesce(sum(n.total), 0) into earlier from credit_notes n
+    left join credit_note_refunds r on r.credit_note_id = n.id
+  where n.invoice_id = new.invoice_id and r.status is distinct from 'failed';
   if earlier + new.total > inv.subtotal then
     raise exception 'credit note % would credit % nano-USD on invoice %, whose subtotal % has % left',
       new.number, new.total, inv.number, inv.subtotal, greatest(inv.subtotal - earlier, 0)
