@@ -13,10 +13,11 @@ export type LowBalanceAlertJob = z.infer<typeof LowBalanceAlertJob>;
 
 /**
  * Card charges we start ourselves: decide an auto top-up crossing (and run its charge), run a
- * pending auto top-up charge, or take the next step of collecting an open invoice (renewal).
+ * pending auto top-up charge, take the next step of collecting an open invoice (renewal), or ask
+ * again for a credit note's card refund left pending (refund: the credit note's id).
  */
 export const CardChargeJob = z.object({
-  kind: z.enum(["crossing", "charge", "renewal"]),
+  kind: z.enum(["crossing", "charge", "renewal", "refund"]),
   id: z.string(),
 });
 export type CardChargeJob = z.infer<typeof CardChargeJob>;

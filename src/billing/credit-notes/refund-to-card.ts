@@ -106,3 +106,17 @@ export async function refundCreditNoteToCard(
     return answer.status;
   });
 }
+
+/**
+ * Credit notes whose card refund is still pending a minute after it was last touched: the
+ * processor's answer was lost (503 processor_unavailable) and nobody sent the request again. The
+ * maintenance sweep asks again for each (refundCreditNoteToCard, same idempotency key: the same
+ * refund), so a refund the note promised is made and recorded without an operator's retry. A
+ * minute, not less: the issuing request may still be waiting on the processor.
+ */
+export async function pendingCardRefunds(ctx: BillingContext, input: { olderThan: Date }): Promise<string[]> {
+  const rows = await ctx.sql<{ credit_note_id: string }[]>`
+    select credit_note_id from credit_note_refunds where status = 'pending' and updated_at <= ${input.olderThan}
+    order by updated_at limit 500`;
+  return rows.map((r) => r.credit_note_id);
+}

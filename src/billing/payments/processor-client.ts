@@ -60,7 +60,7 @@ export async function callProcessor<T>(what: string, fn: () => Promise<T>): Prom
     if (isProcessorUnavailable(err)) {
       throw new BillingError(
         "processor_unavailable",
-        `the card processor did not answer (${what}); nothing was charged or recorded as paid, retry with the same Idempotency-Key`,
+        `the card processor did not answer (${what}): it may or may not be done there; retry with the same Idempotency-Key, which does it at most once`,
         { cause: err },
       );
     }

@@ -1,6 +1,7 @@
 import type { Processor } from "../../billing/auto-topup/card-charge.js";
 import { decideCrossing, runAutoTopupCharge } from "../../billing/auto-topup/charges.js";
 import type { BillingContext } from "../../billing/context.js";
+import { refundCreditNoteToCard } from "../../billing/credit-notes/refund-to-card.js";
 import { collectRenewal } from "../../billing/renewals/collect-renewal.js";
 import { CardChargeJob } from "../../jobs/payloads.js";
 
@@ -20,5 +21,8 @@ export async function processCardCharge(ctx: BillingContext, processor: Processo
       return { run: await runAutoTopupCharge(ctx, { chargeId: job.id, processor }) };
     case "renewal":
       return { step: await collectRenewal(ctx, { invoiceId: job.id, processor }) };
+    case "refund":
+      if (!processor) return { refund: "processor_not_configured" };
+      return { refund: await refundCreditNoteToCard({ ...ctx, processor }, { creditNoteId: job.id }) };
   }
 }

@@ -8,6 +8,7 @@ import { closeDueCycles } from "../../billing/invoices/close-due-cycles.js";
 import { payDueReferrals } from "../../billing/referrals/pay-referrals.js";
 import { referralSettings } from "../../billing/referrals/settings.js";
 import { autoTopupWork } from "../../billing/auto-topup/charges.js";
+import { pendingCardRefunds } from "../../billing/credit-notes/refund-to-card.js";
 import { invoicesToCollect } from "../../billing/renewals/collect-renewal.js";
 import { dueDeliveries, unfannedEvents } from "../../billing/webhooks/deliver.js";
 import { enqueueCardCharges, enqueueDeliveries, enqueueFanOuts, resendAlerts } from "../../jobs/enqueue.js";
@@ -46,15 +47,19 @@ export async function runMaintenance(
     }
     case "card-charges": {
       // Crossings whose commit notice nobody heard, charges whose processor call did not get an
-      // answer (asked again with the same idempotency key), and every open invoice's next step.
+      // answer (asked again with the same idempotency key), every open invoice's next step, and
+      // credit notes' card refunds left pending.
       const { crossings, charges } = await autoTopupWork(fixed, { olderThan: new Date(now.getTime() - 5_000) });
       const invoices = await invoicesToCollect(fixed);
+      // Credit notes' card refunds whose answer was lost and that nobody sent again.
+      const refunds = await pendingCardRefunds(fixed, { olderThan: new Date(now.getTime() - 60_000) });
       await enqueueCardCharges(ctx.queues, [
         ...crossings.map((id) => ({ kind: "crossing" as const, id })),
         ...charges.map((id) => ({ kind: "charge" as const, id })),
         ...invoices.map((id) => ({ kind: "renewal" as const, id })),
+        ...refunds.map((id) => ({ kind: "refund" as const, id })),
       ]);
-      return { crossings: crossings.length, charges: charges.length, invoices: invoices.length };
+      return { crossings: crossings.length, charges: charges.length, invoices: invoices.length, refunds: refunds.length };
     }
     case "sweep-webhooks": {
       // Events whose fan-out job was lost or never made (Redis flushed, no worker listening at
