@@ -1,9 +1,13 @@
 import type { Sql } from "../../src/db/client.js";
 
-/** How many backends wait for an advisory lock (a test that orders deliveries by holding one). */
+/**
+ * How many backends of this database wait for an advisory lock (a test that orders deliveries by
+ * holding one; other test files' databases share the server).
+ */
 export async function advisoryWaiters(sql: Sql): Promise<number> {
   const [row] = await sql<{ n: number }[]>`
-    select count(*)::int as n from pg_locks where locktype = 'advisory' and not granted`;
+    select count(*)::int as n from pg_locks where locktype = 'advisory' and not granted
+      and database = (select oid from pg_database where datname = current_database())`;
   return row?.n ?? 0;
 }
 

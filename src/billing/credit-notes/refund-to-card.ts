@@ -6,9 +6,16 @@ import { withTransaction, type BillingContext } from "../context.js";
 import { centsToNanoUsd, lockPayment } from "../payments/card-payment.js";
 import { reapplyNewestRefund } from "../payments/reverse-card-topup.js";
 import { callProcessor } from "../payments/processor-client.js";
+import { retryOnDeadlock } from "../../db/deadlock-retry.js";
 import { lockOrgAndReferrer, referralTopupReversed } from "../referrals/topup-reversed.js";
 
 export type CardRefundOutcome = "succeeded" | "failed" | "not_pending";
+
+type PendingRefund = { payment_id: string; amount_minor: bigint; org_id: string; number: string };
+/** What the processor said; `detail` (its message) goes to the log only. */
+type RefundAnswer =
+  | { status: "succeeded"; refundId: string }
+  | { status: "failed"; refundId: string | null; failure: string; detail?: string };
 
 /**
  * Refunds a 'card' credit note's total to the payment that paid its invoice, at most once: the
@@ -28,14 +35,12 @@ export async function refundCreditNoteToCard(
   ctx: BillingContext & { processor: Processor },
   input: { creditNoteId: string },
 ): Promise<CardRefundOutcome> {
-  const [pending] = await ctx.sql<{ payment_id: string; amount_minor: bigint; org_id: string; number: string }[]>`
+  const [pending] = await ctx.sql<PendingRefund[]>`
     select r.payment_id, r.amount_minor, r.org_id, n.number from credit_note_refunds r
     join credit_notes n on n.id = r.credit_note_id
     where r.credit_note_id = ${input.creditNoteId} and r.status = 'pending'`;
   if (!pending) return "not_pending";
-  let answer:
-    | { status: "succeeded"; refundId: string }
-    | { status: "failed"; refundId: string | null; failure: string; detail?: string };
+  let answer: RefundAnswer;
   try {
     const refund = await callProcessor("refund", () =>
       ctx.processor.refunds.create(
@@ -66,12 +71,29 @@ export async function refundCreditNoteToCard(
     };
   }
   const now = ctx.clock();
+  // Retried on deadlock as the processor's events are: a charge id learnt since it was read below
+  // may be locked out of order by the re-applied refund (the transaction then runs again whole).
+  return retryOnDeadlock(() => recordAnswer(ctx, input.creditNoteId, pending, answer, now));
+}
+
+/** Records the processor's answer once (the row leaves 'pending' once), with its ledger movement. */
+async function recordAnswer(
+  ctx: BillingContext,
+  creditNoteId: string,
+  pending: PendingRefund,
+  answer: RefundAnswer,
+  now: Date,
+): Promise<CardRefundOutcome> {
   return withTransaction(ctx, async (txCtx) => {
     const { sql: tx, logger } = txCtx;
-    // The refund's row under the payment's lock, as the processor's refund events are applied.
-    await lockPayment(tx, [pending.payment_id]);
+    // The refund's row under the payment's locks, as the processor's refund events are applied:
+    // the payment's and its charges' (a failure re-applies a refund event, which takes the charge's
+    // too), all at once in the events' sorted order, else the two deadlock.
+    const [charges] = await tx<{ charge_id: string | null; charge_refunded_charge_id: string | null }[]>`
+      select charge_id, charge_refunded_charge_id from card_topups where payment_id = ${pending.payment_id}`;
+    await lockPayment(tx, [pending.payment_id, charges?.charge_id, charges?.charge_refunded_charge_id]);
     const [row] = await tx<{ amount_minor: bigint }[]>`
-      select amount_minor from credit_note_refunds where credit_note_id = ${input.creditNoteId} and status = 'pending' for update`;
+      select amount_minor from credit_note_refunds where credit_note_id = ${creditNoteId} and status = 'pending' for update`;
     if (!row) return "not_pending" as const;
     let ledgerTransactionId: string | null = null;
     if (answer.status === "succeeded") {
@@ -82,9 +104,9 @@ export async function refundCreditNoteToCard(
       ({ transactionId: ledgerTransactionId } = await postTransfer(tx, {
         kind: "credit_note",
         orgId: pending.org_id,
-        idempotencyKey: `card-refund:${input.creditNoteId}`,
+        idempotencyKey: `card-refund:${creditNoteId}`,
         description: `Credit note ${pending.number} refunded to the card`,
-        metadata: { credit_note_id: input.creditNoteId, refund: "card" },
+        metadata: { credit_note_id: creditNoteId, refund: "card" },
         from: SystemAccounts.revenue,
         to: SystemAccounts.card,
         amount: centsToNanoUsd(row.amount_minor),
@@ -92,14 +114,14 @@ export async function refundCreditNoteToCard(
       }));
     } else {
       logger.warn(
-        { org_id: pending.org_id, credit_note_id: input.creditNoteId, failure: answer.failure, detail: answer.detail },
+        { org_id: pending.org_id, credit_note_id: creditNoteId, failure: answer.failure, detail: answer.detail },
         "card refund of a credit note refused by the processor: settle it another way (e.g. credits)",
       );
     }
     await tx`
       update credit_note_refunds set status = ${answer.status}, processor_refund_id = ${answer.refundId},
         failure = ${answer.status === "failed" ? answer.failure : null}, ledger_transaction_id = ${ledgerTransactionId}, updated_at = ${now}
-      where credit_note_id = ${input.creditNoteId}`;
+      where credit_note_id = ${creditNoteId}`;
     // A refund event of the charge applied while this refund was pending left its amount out of
     // what others refunded. It was never made: that event is applied again, now counting it.
     if (answer.status === "failed") await reapplyNewestRefund(txCtx, pending.payment_id);
