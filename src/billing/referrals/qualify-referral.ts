@@ -11,11 +11,12 @@ export const MIN_QUALIFYING_TOPUP_NANO_USD = 5_000_000_000n;
 
 /**
  * The referred org's first paid top-up of at least MIN_QUALIFYING_TOPUP_NANO_USD was credited:
- * its referral (if any, and still `linked`) becomes `qualified`, naming that top-up. Call in the credit's own transaction, after the credit
- * is posted: a rolled-back credit qualifies nothing. Two top-ups credited at the same moment both
- * reach here; the row's lock and the `state = 'linked'` condition let exactly one through (and
- * the unique (qualifying_kind, qualifying_ref) keeps a top-up from qualifying twice). A
- * self-referral signal already present rejects the referral at once.
+ * its referral (if any, and still `linked`) becomes `qualified`, naming that top-up. Call in the
+ * credit's own transaction, after the credit is posted: a rolled-back credit qualifies nothing.
+ * Two top-ups credited at the same moment both reach here; the row's lock and the
+ * `state = 'linked'` condition let exactly one through (and the unique (qualifying_kind,
+ * qualifying_ref) keeps a top-up from qualifying twice). A self-referral signal already present
+ * rejects the referral at once.
  */
 export async function qualifyReferral(
   tx: TransactionSql,

@@ -6,8 +6,8 @@ import type { ReferralReason } from "./states.js";
  * the same fingerprint seen on both (saved, or paid with: card_fingerprints), or an HUSD wallet
  * whose deposits to both were credited (or one org's deposit address sending to the other). A
  * deposit never credited (dust, another token) is anyone's to send: a stranger's 1 wei to both
- * orgs must not reject an honest referral. Null when none. Read at qualification and again at payout, as signals can appear
- * during the holding period.
+ * orgs must not reject an honest referral. Null when none. Read at qualification and again at
+ * payout, as signals can appear during the holding period.
  */
 export async function selfReferralSignal(
   tx: TransactionSql,
