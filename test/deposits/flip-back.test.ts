@@ -1,5 +1,3 @@
-import { createServer } from "node:http";
-import type { AddressInfo } from "node:net";
 import type { Address, Hex } from "viem";
 import { husdAbi } from "../../abis/index.js";
 import { DevRoles, mintHusd } from "../../src/chain/local-devnet.js";
@@ -14,6 +12,7 @@ import { type ChainContext, chainTest } from "../support/chain-fixtures.js";
 import { depositContext } from "../support/context.js";
 import { expectDepositInvariants } from "../support/deposit-invariants.js";
 import { expectLedgerConsistent } from "../support/ledger.js";
+import { startLyingNode } from "../support/lying-node.js";
 import { chainReorg } from "../support/reorg.js";
 
 const HUSD = 10n ** 18n;
@@ -50,46 +49,6 @@ const it = chainTest.extend<{ steps: Steps }>({
     { scope: "file" },
   ],
 });
-
-type RpcReq = { jsonrpc: "2.0"; id: number; method: string; params?: unknown[] };
-/**
- * A JSON-RPC node in front of anvil that lies when `lie` says so: `lie` returns the result to
- * answer instead (`"fork-block"`: anvil's block with another hash and no transactions), or
- * undefined to pass the request through.
- */
-async function startLyingNode(upstreamUrl: string, lie: (r: RpcReq) => unknown) {
-  const up = async (r: RpcReq) =>
-    (await (
-      await fetch(upstreamUrl, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify(r),
-      })
-    ).json()) as { result?: unknown };
-  const one = async (r: RpcReq) => {
-    const lied = lie(r);
-    if (lied === "fork-block") {
-      const real = (await up(r)).result as Record<string, unknown>;
-      return { jsonrpc: "2.0", id: r.id, result: { ...real, hash: `0x${"ab".repeat(32)}`, transactions: [] } };
-    }
-    if (lied !== undefined) return { jsonrpc: "2.0", id: r.id, result: lied };
-    return { ...(await up(r)), id: r.id };
-  };
-  const server = createServer((req, res) => {
-    let body = "";
-    req.on("data", (d) => (body += String(d)));
-    req.on("end", async () => {
-      const parsed = JSON.parse(body) as RpcReq | RpcReq[];
-      const out = Array.isArray(parsed) ? await Promise.all(parsed.map(one)) : await one(parsed);
-      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(out));
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    close: () => new Promise<void>((r) => server.close(() => r())),
-  };
-}
 
 /**
  * A real A → B → A reorg on anvil: block A (with the deposit's transaction) at height N, then a

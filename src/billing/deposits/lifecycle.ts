@@ -73,8 +73,9 @@ export async function markConfirming(
             where id = ${d.id} and state in ${sql(PENDING)} and block_hash = ${d.blockHash}`;
 }
 
-export async function orphanDeposit(sql: Sql, d: Decided, reason: string, now: Date): Promise<void> {
-  await sql`update husd_deposits set state = 'orphaned', reason = ${reason}, updated_at = ${now}
+/** `head`: the head of the view that proved its block replaced (see reviveDeposit). */
+export async function orphanDeposit(sql: Sql, d: Decided, reason: string, now: Date, head: bigint): Promise<void> {
+  await sql`update husd_deposits set state = 'orphaned', reason = ${reason}, taken_away_head = ${head.toString()}, updated_at = ${now}
             where id = ${d.id} and state in ${sql(PENDING)} and block_hash = ${d.blockHash}`;
 }
 
@@ -101,23 +102,26 @@ export async function moveDeposit(
 
 /**
  * An orphaned or reversed deposit seen again on the chain: a new appearance, decided from scratch
- * (moving no money: verifyDeposit decides it). Seen by the indexer, only in a block other than the
- * one it was last judged in: the same block from a reader behind the reorg, such as an indexer
- * catching up, proves nothing new. `sameBlock` is for a node's answer that its block is canonical
- * again (reconcileTransaction, from a receipt in a block judged canonical): a reorg that flipped back.
+ * (moving no money: verifyDeposit decides it). In a block other than the one it was taken away
+ * in, always. In that same block only from a node's view whose head (`viewHead`: reconcile, from a
+ * receipt in a block it judged canonical) is past the head of the view that took it away: a reorg
+ * that flipped back, seen by a node that has followed the chain further. A reader behind the reorg
+ * (an indexer catching up, a node still on the old fork) shows the old block and proves nothing.
  */
 export async function reviveDeposit(
   sql: Sql,
   id: string,
   to: Location,
   now: Date,
-  opts: { sameBlock?: boolean } = {},
+  viewHead: bigint | null = null,
 ): Promise<boolean> {
   const rows = await sql`
     update husd_deposits set state = 'seen', reason = null, block_number = ${to.blockNumber.toString()}, block_hash = ${to.blockHash.toLowerCase()},
-      log_index = ${to.logIndex}, confirmations = 0, next_check_at = '-infinity', check_attempts = 0, next_check_block = null, updated_at = ${now}
+      log_index = ${to.logIndex}, confirmations = 0, next_check_at = '-infinity', check_attempts = 0, next_check_block = null,
+      taken_away_head = null, updated_at = ${now}
     where id = ${id} and state in ('orphaned', 'reversed')
-      and (${opts.sameBlock ?? false} or block_hash is distinct from ${to.blockHash.toLowerCase()})
+      and (block_hash is distinct from ${to.blockHash.toLowerCase()}
+           or (${viewHead?.toString() ?? null}::bigint > taken_away_head))
     returning id`;
   return rows.length > 0;
 }
@@ -204,7 +208,8 @@ export async function creditDeposit(
  * Reverses the standing credit of a deposit whose block left the canonical chain: its own ledger
  * key, a low-balance check, an operator alert (opened again if it was acknowledged) and an error
  * log line. With `waitAt`, its transaction was mined again in a block not yet final: the deposit
- * waits there (`confirming`) for the credit it will get again once that block is final.
+ * waits there (`confirming`) for the credit it will get again once that block is final. `head`:
+ * the head of the view that proved its block replaced (see reviveDeposit).
  * Returns whether this call reversed it.
  */
 export async function reverseDeposit(
@@ -212,8 +217,9 @@ export async function reverseDeposit(
   d: Decided,
   why: string,
   now: Date,
-  waitAt?: Location,
+  at: { head: bigint; waitAt?: Location },
 ): Promise<boolean> {
+  const { waitAt } = at;
   return deps.sql.begin(async (tx) => {
     const [row] = await tx<
       {
@@ -262,7 +268,8 @@ export async function reverseDeposit(
                  next_check_at = '-infinity', check_attempts = 0, next_check_block = null, updated_at = ${now}
                where id = ${row.id}`;
     } else {
-      await tx`update husd_deposits set state = 'reversed', reason = ${reason}, reversal_count = ${k}, reversal_transaction_id = ${posted.transactionId}, updated_at = ${now}
+      await tx`update husd_deposits set state = 'reversed', reason = ${reason}, reversal_count = ${k}, reversal_transaction_id = ${posted.transactionId},
+                 taken_away_head = ${at.head.toString()}, updated_at = ${now}
                where id = ${row.id}`;
     }
     const details = {

@@ -191,9 +191,10 @@ async function reconcileAt(
       matched.add(identityKey(match));
       const to = { ...where, logIndex: match.logIndex };
       // Taken away, and the chain has it again: seen again and decided from scratch, even in the
-      // block it was taken away in (a reorg that flipped back, a node that answered from a fork).
+      // block it was taken away in (a reorg that flipped back, a node that answered from a fork)
+      // when this view's head is past the one that took it away (reviveDeposit).
       if (d.state === "orphaned" || d.state === "reversed") {
-        if (await reviveDeposit(sql, d.id, to, now, { sameBlock: true })) outcome.revived++;
+        if (await reviveDeposit(sql, d.id, to, now, view.head)) outcome.revived++;
         continue;
       }
       if (d.block_hash === where.blockHash) continue; // already where the chain has it
@@ -212,7 +213,7 @@ async function reconcileAt(
             decided,
             `mined again in block ${where.blockNumber} (${where.blockHash}), not final yet: credited again once it is`,
             now,
-            to,
+            { head: view.head, waitAt: to },
           )
         ) {
           outcome.reversed++;
@@ -238,11 +239,12 @@ async function reconcileAt(
           decided,
           `block ${d.block_number} (${d.block_hash}) left the canonical chain and ${why}`,
           now,
+          { head: view.head },
         )
       )
         outcome.reversed++;
     } else {
-      await orphanDeposit(sql, decided, `reorged_out: ${why}`, now);
+      await orphanDeposit(sql, decided, `reorged_out: ${why}`, now, view.head);
       outcome.orphaned++;
     }
   }
