@@ -136,6 +136,14 @@ describe("billing details and credit notes", () => {
     const other = await app.createOrg("Other");
     expect((await app.call("GET", `/v1/billing/credit-notes/${res.json.id}`, { key: other.orgKey })).status).toBe(404);
     expect((await app.call("GET", "/v1/billing/credit-notes", { key: other.orgKey })).json.data).toEqual([]);
+    // A cursor that is none of the org's notes (made up, or another org's note) is refused, not an empty page.
+    for (const [key, cursor] of [
+      [org.orgKey, "zzz"],
+      [other.orgKey, res.json.id],
+    ]) {
+      const page = await app.call("GET", `/v1/billing/credit-notes?limit=1&cursor=${cursor}`, { key });
+      expect({ status: page.status, param: page.json.error?.param }).toEqual({ status: 400, param: "cursor" });
+    }
     const events = await db.sql<{ type: string; data: Record<string, unknown> }[]>`
       select type, data from billing_events where org_id = ${org.id} and type = 'credit_note.issued'`;
     expect(events).toEqual([
