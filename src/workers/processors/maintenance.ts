@@ -59,7 +59,12 @@ export async function runMaintenance(
         ...invoices.map((id) => ({ kind: "renewal" as const, id })),
         ...refunds.map((id) => ({ kind: "refund" as const, id })),
       ]);
-      return { crossings: crossings.length, charges: charges.length, invoices: invoices.length, refunds: refunds.length };
+      return {
+        crossings: crossings.length,
+        charges: charges.length,
+        invoices: invoices.length,
+        refunds: refunds.length,
+      };
     }
     case "sweep-webhooks": {
       // Events whose fan-out job was lost or never made (Redis flushed, no worker listening at
