@@ -49,4 +49,37 @@ describe("credit notes' card refunds left pending", () => {
       await expectLedgerConsistent(db.sql);
     });
   }
+
+  it("one left pending over 23 hours is not sent again (the processor forgets keys after 24): an operator alert, once", {
+    timeout: 120_000,
+  }, async ({ app, clock, db, processor, workers }) => {
+    const org = await app.createOrg("Sweep stale");
+    const invoice = await issueInvoice(app, clock, org, { charge: "30" });
+    const topup = await requestTopup(app, org.orgKey, topupBody({ amount: "30.00" }));
+    expect((await payOnPage(topup.json.url)).status).toBe(303);
+    await processor.idle();
+    const [t] = await db.sql<{ payment_id: string }[]>`select payment_id from card_topups where org_id = ${org.id}`;
+    processor.fail({ kind: "unreachable", match: REFUNDS });
+    const body = { lines: [{ description: "Overcharge", amount: "10.00" }], reason: "r", refund: "card" };
+    const note = await creditNote(app, invoice.id, body, "sweep-stale");
+    expect(note.status, note.text).toBe(503);
+    // A day later the processor answers again; the sweep must not ask it (it may have forgotten the key).
+    processor.clearFaults();
+    clock.advance(24 * 3_600_000);
+    const alert = async () =>
+      (
+        await db.sql`select 1 from operator_alerts where kind = 'card_refund_left_pending'
+                     and subject in (select credit_note_id from credit_note_refunds where org_id = ${org.id})`
+      ).length;
+    await waitFor(async () => (await alert()) === 1, { timeoutMs: 60_000, what: "operator alert" });
+    // Two more sweeps of card charges, each of which would have enqueued the refund again.
+    const sweeps = async () =>
+      (await workers.queues.maintenance.getCompleted(0, 1000)).filter((j) => j.name === "card-charges").length;
+    const seen = await sweeps();
+    await waitFor(async () => (await sweeps()) >= seen + 2, { timeoutMs: 60_000, what: "two more sweeps" });
+    await processor.idle();
+    const [row] = await db.sql<{ status: string }[]>`select status from credit_note_refunds where org_id = ${org.id}`;
+    expect(row?.status).toBe("pending");
+    expect([...processor.refunds.values()].filter((r) => r.payment_intent === t!.payment_id)).toEqual([]);
+  });
 });

@@ -1,4 +1,5 @@
 import Stripe from "stripe";
+import { newId } from "../../ids.js";
 import { SystemAccounts } from "../../ledger/accounts.js";
 import { postTransfer } from "../../ledger/post-transaction.js";
 import type { Processor } from "../auto-topup/card-charge.js";
@@ -134,11 +135,30 @@ async function recordAnswer(
  * processor's answer was lost (503 processor_unavailable) and nobody sent the request again. The
  * maintenance sweep asks again for each (refundCreditNoteToCard, same idempotency key: the same
  * refund), so a refund the note promised is made and recorded without an operator's retry. A
- * minute, not less: the issuing request may still be waiting on the processor.
+ * minute, not less: the issuing request may still be waiting on the processor. Only within
+ * SWEEP_REFUNDS_FOR_MS of the note: Stripe keeps an idempotency key 24 hours, and a retry once it
+ * forgot the key could make a second refund. An older one gets an operator alert (once) instead.
  */
 export async function pendingCardRefunds(ctx: BillingContext, input: { olderThan: Date }): Promise<string[]> {
-  const rows = await ctx.sql<{ credit_note_id: string }[]>`
-    select credit_note_id from credit_note_refunds where status = 'pending' and updated_at <= ${input.olderThan}
+  const now = ctx.clock();
+  const since = new Date(now.getTime() - SWEEP_REFUNDS_FOR_MS);
+  const rows = await ctx.sql<{ credit_note_id: string; created_at: Date }[]>`
+    select credit_note_id, created_at from credit_note_refunds where status = 'pending' and updated_at <= ${input.olderThan}
     order by updated_at limit 500`;
-  return rows.map((r) => r.credit_note_id);
+  for (const stale of rows.filter((r) => r.created_at < since)) {
+    const alerted = await ctx.sql`
+      insert into operator_alerts (id, kind, subject, details, created_at)
+      values (${newId("alert")}, 'card_refund_left_pending', ${stale.credit_note_id},
+              ${ctx.sql.json({ message: "card refund pending over 23 hours: not sent again (the processor may have forgotten its key); settle it by hand" })}, ${now})
+      on conflict (kind, subject) do nothing returning 1`;
+    if (alerted.length > 0)
+      ctx.logger.error(
+        { credit_note_id: stale.credit_note_id },
+        "credit note's card refund pending over 23 hours: settle it by hand",
+      );
+  }
+  return rows.filter((r) => r.created_at >= since).map((r) => r.credit_note_id);
 }
+
+/** How long after a credit note the sweep asks again for its pending card refund: under Stripe's 24 h key memory. */
+export const SWEEP_REFUNDS_FOR_MS = 23 * 3_600_000;
