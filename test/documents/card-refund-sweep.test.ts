@@ -78,6 +78,9 @@ describe("credit notes' card refunds left pending", () => {
     const seen = await sweeps();
     await waitFor(async () => (await sweeps()) >= seen + 2, { timeoutMs: 60_000, what: "two more sweeps" });
     await processor.idle();
+    // An operator's retry of the same request is refused too, for the same reason.
+    const retry = await creditNote(app, invoice.id, body, "sweep-stale");
+    expect({ status: retry.status, code: retry.json.error?.code }).toEqual({ status: 409, code: "conflict" });
     const [row] = await db.sql<{ status: string }[]>`select status from credit_note_refunds where org_id = ${org.id}`;
     expect(row?.status).toBe("pending");
     expect([...processor.refunds.values()].filter((r) => r.payment_intent === t!.payment_id)).toEqual([]);

@@ -1,4 +1,5 @@
 import Stripe from "stripe";
+import { BillingError } from "../../errors.js";
 import { newId } from "../../ids.js";
 import { SystemAccounts } from "../../ledger/accounts.js";
 import { postTransfer } from "../../ledger/post-transaction.js";
@@ -12,7 +13,7 @@ import { lockOrgAndReferrer, referralTopupReversed } from "../referrals/topup-re
 
 export type CardRefundOutcome = "succeeded" | "failed" | "not_pending";
 
-type PendingRefund = { payment_id: string; amount_minor: bigint; org_id: string; number: string };
+type PendingRefund = { payment_id: string; amount_minor: bigint; org_id: string; number: string; created_at: Date };
 /** What the processor said; `detail` (its message) goes to the log only. */
 type RefundAnswer =
   | { status: "succeeded"; refundId: string }
@@ -28,19 +29,26 @@ type RefundAnswer =
  * the payment that qualified a referral cancels or claws back its reward (referralTopupReversed).
  *
  * A processor that does not answer leaves the refund pending and throws 503
- * processor_unavailable (the caller retries with the same Idempotency-Key); one that refuses it
- * (e.g. the charge was already refunded at the processor's dashboard) marks it failed with the
- * processor's error code, for an operator to settle another way.
+ * processor_unavailable (the caller retries with the same Idempotency-Key, within
+ * CARD_REFUND_RETRY_FOR_MS of the note: later is 409, for an operator to settle by hand); one
+ * that refuses it (e.g. the charge was already refunded at the processor's dashboard) marks it
+ * failed with the processor's error code, for an operator to settle another way.
  */
 export async function refundCreditNoteToCard(
   ctx: BillingContext & { processor: Processor },
   input: { creditNoteId: string },
 ): Promise<CardRefundOutcome> {
   const [pending] = await ctx.sql<PendingRefund[]>`
-    select r.payment_id, r.amount_minor, r.org_id, n.number from credit_note_refunds r
+    select r.payment_id, r.amount_minor, r.org_id, n.number, r.created_at from credit_note_refunds r
     join credit_notes n on n.id = r.credit_note_id
     where r.credit_note_id = ${input.creditNoteId} and r.status = 'pending'`;
   if (!pending) return "not_pending";
+  // Past the processor's memory of the key (Stripe: 24 h), a retry could refund a second time.
+  if (ctx.clock().getTime() - pending.created_at.getTime() > CARD_REFUND_RETRY_FOR_MS)
+    throw new BillingError(
+      "conflict",
+      `the card refund of credit note ${pending.number} has been pending for over 23 hours: the processor may have forgotten its idempotency key, so it is not sent again; settle it by hand`,
+    );
   let answer: RefundAnswer;
   try {
     const refund = await callProcessor("refund", () =>
@@ -136,12 +144,12 @@ async function recordAnswer(
  * maintenance sweep asks again for each (refundCreditNoteToCard, same idempotency key: the same
  * refund), so a refund the note promised is made and recorded without an operator's retry. A
  * minute, not less: the issuing request may still be waiting on the processor. Only within
- * SWEEP_REFUNDS_FOR_MS of the note: Stripe keeps an idempotency key 24 hours, and a retry once it
+ * CARD_REFUND_RETRY_FOR_MS of the note: Stripe keeps an idempotency key 24 hours, and a retry once it
  * forgot the key could make a second refund. An older one gets an operator alert (once) instead.
  */
 export async function pendingCardRefunds(ctx: BillingContext, input: { olderThan: Date }): Promise<string[]> {
   const now = ctx.clock();
-  const since = new Date(now.getTime() - SWEEP_REFUNDS_FOR_MS);
+  const since = new Date(now.getTime() - CARD_REFUND_RETRY_FOR_MS);
   const rows = await ctx.sql<{ credit_note_id: string; created_at: Date }[]>`
     select credit_note_id, created_at from credit_note_refunds where status = 'pending' and updated_at <= ${input.olderThan}
     order by updated_at limit 500`;
@@ -160,5 +168,5 @@ export async function pendingCardRefunds(ctx: BillingContext, input: { olderThan
   return rows.filter((r) => r.created_at >= since).map((r) => r.credit_note_id);
 }
 
-/** How long after a credit note the sweep asks again for its pending card refund: under Stripe's 24 h key memory. */
-export const SWEEP_REFUNDS_FOR_MS = 23 * 3_600_000;
+/** How long after a credit note its pending card refund is sent again (the sweep, a retry): under Stripe's 24 h key memory. */
+export const CARD_REFUND_RETRY_FOR_MS = 23 * 3_600_000;
