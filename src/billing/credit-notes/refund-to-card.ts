@@ -150,22 +150,26 @@ async function recordAnswer(
 export async function pendingCardRefunds(ctx: BillingContext, input: { olderThan: Date }): Promise<string[]> {
   const now = ctx.clock();
   const since = new Date(now.getTime() - CARD_REFUND_RETRY_FOR_MS);
-  const rows = await ctx.sql<{ credit_note_id: string; created_at: Date }[]>`
-    select credit_note_id, created_at from credit_note_refunds where status = 'pending' and updated_at <= ${input.olderThan}
-    order by updated_at limit 500`;
-  for (const stale of rows.filter((r) => r.created_at < since)) {
+  // Those past it and not yet alerted, apart: left in one list, they would fill its first rows for ever.
+  const stale = await ctx.sql<{ credit_note_id: string }[]>`
+    select r.credit_note_id from credit_note_refunds r
+    where r.status = 'pending' and r.created_at < ${since}
+      and not exists (select 1 from operator_alerts a where a.kind = 'card_refund_left_pending' and a.subject = r.credit_note_id)
+    limit 500`;
+  for (const { credit_note_id } of stale) {
     const alerted = await ctx.sql`
       insert into operator_alerts (id, kind, subject, details, created_at)
-      values (${newId("alert")}, 'card_refund_left_pending', ${stale.credit_note_id},
+      values (${newId("alert")}, 'card_refund_left_pending', ${credit_note_id},
               ${ctx.sql.json({ message: "card refund pending over 23 hours: not sent again (the processor may have forgotten its key); settle it by hand" })}, ${now})
       on conflict (kind, subject) do nothing returning 1`;
     if (alerted.length > 0)
-      ctx.logger.error(
-        { credit_note_id: stale.credit_note_id },
-        "credit note's card refund pending over 23 hours: settle it by hand",
-      );
+      ctx.logger.error({ credit_note_id }, "credit note's card refund pending over 23 hours: settle it by hand");
   }
-  return rows.filter((r) => r.created_at >= since).map((r) => r.credit_note_id);
+  const due = await ctx.sql<{ credit_note_id: string }[]>`
+    select credit_note_id from credit_note_refunds
+    where status = 'pending' and updated_at <= ${input.olderThan} and created_at >= ${since}
+    order by updated_at limit 500`;
+  return due.map((r) => r.credit_note_id);
 }
 
 /** How long after a credit note its pending card refund is sent again (the sweep, a retry): under Stripe's 24 h key memory. */
