@@ -1,6 +1,6 @@
 import type { DepositState } from "../deposits/lifecycle.js";
-import { BillingError } from "../../errors.js";
 import type { BillingContext } from "../context.js";
+import { decodeTimeCursor, encodeTimeCursor } from "../time-cursor.js";
 import type { Page } from "../transactions.js";
 
 /** A card top-up's status; an HUSD deposit keeps its own states (see husd_deposits). */
@@ -47,7 +47,7 @@ export async function listTopups(
 ): Promise<Page<TopupView>> {
   const { sql } = ctx;
   const { orgId } = opts;
-  const after = opts.cursor ? decodeTopupCursor(opts.cursor) : null;
+  const after = opts.cursor ? decodeTimeCursor(opts.cursor) : null;
   const rows = await sql<
     {
       id: string;
@@ -98,19 +98,6 @@ export async function listTopups(
             createdAt: r.created_at,
           },
     ),
-    nextCursor: rows.length > opts.limit && last ? encodeTopupCursor(last.ts, last.id) : null,
+    nextCursor: rows.length > opts.limit && last ? encodeTimeCursor(last.ts, last.id) : null,
   };
-}
-
-function encodeTopupCursor(ts: string, id: string): string {
-  return Buffer.from(`t:${ts}|${id}`).toString("base64url");
-}
-
-function decodeTopupCursor(cursor: string): { ts: string; id: string } {
-  const text = Buffer.from(cursor, "base64url").toString("utf8");
-  const m = /^t:(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z)\|([A-Za-z0-9_]{1,64})$/.exec(text);
-  if (!m?.[1] || !m[2] || Number.isNaN(Date.parse(m[1]))) {
-    throw new BillingError("invalid_request", "cursor is not one this API returned", { details: { param: "cursor" } });
-  }
-  return { ts: m[1], id: m[2] };
 }
