@@ -74,7 +74,11 @@ export async function enqueueCardCharges(queues: Queues, jobs: CardChargeJob[]):
   );
 }
 
-/** Asks a worker to make these events' deliveries (once per event: the job id while pending, the fan-out mark in PostgreSQL always). */
+/**
+ * Asks a worker to make these events' deliveries (once per event: the job id while pending, the
+ * fan-out mark in PostgreSQL always). A job that used up its attempts is removed: kept in the
+ * failed set under its id, it would make the sweep's add of the same id do nothing, for good.
+ */
 export async function enqueueFanOuts(queues: Queues, eventIds: string[]): Promise<void> {
   if (eventIds.length === 0) return;
   await queues.webhooks.addBulk(
@@ -84,7 +88,7 @@ export async function enqueueFanOuts(queues: Queues, eventIds: string[]): Promis
       opts: {
         jobId: `fan-${id}`,
         removeOnComplete: true,
-        removeOnFail: 1000,
+        removeOnFail: true,
         attempts: 5,
         backoff: { type: "exponential", delay: 1000 },
       },
@@ -95,7 +99,8 @@ export async function enqueueFanOuts(queues: Queues, eventIds: string[]): Promis
 /**
  * Asks a worker to make a delivery's next attempt, at `at` (now when absent). The job id names the
  * delivery and how many attempts it had, so the sweep and the worker that scheduled the retry make
- * one job; which attempt is sent, and that it is sent once, is decided in PostgreSQL.
+ * one job; which attempt is sent, and that it is sent once, is decided in PostgreSQL. A job that
+ * failed is removed, so that the sweep's add of its id, once its claim lapses, makes it again.
  */
 export async function enqueueDeliveries(
   queues: Queues,
@@ -112,7 +117,7 @@ export async function enqueueDeliveries(
         jobId: d.tag ? `${d.id}-${d.attempts}-${d.tag}` : `${d.id}-${d.attempts}`,
         delay: d.at ? Math.max(0, d.at.getTime() - now.getTime()) : 0,
         removeOnComplete: true,
-        removeOnFail: 1000,
+        removeOnFail: true,
       },
     })),
   );

@@ -10,8 +10,11 @@ import { resolveTarget, TargetRefused, type Resolver, type TargetPolicy } from "
 /** What delivering needs beyond the context: the target rules, DNS (a test injects its own), the timeout. */
 export type DeliveryOptions = TargetPolicy & { resolve: Resolver; timeoutMs: number };
 
-/** A claimed attempt stays claimed this long: past the send's timeout, so only a dead worker's claim lapses. */
-const CLAIM_MS = 60_000;
+/**
+ * A claimed attempt stays claimed for the send's timeout (the host's lookup and the answer both
+ * within it) and this much more, for recording the attempt: only a dead worker's claim lapses.
+ */
+const CLAIM_MARGIN_MS = 30_000;
 
 /**
  * Makes the deliveries of an event: one per enabled endpoint of its org that wants its type, as
@@ -104,7 +107,7 @@ export async function attemptDelivery(
   const now = ctx.clock();
   const [claimed] = await ctx.sql<Claimed[]>`
     with c as (
-      update webhook_deliveries set claimed_until = ${new Date(now.getTime() + CLAIM_MS)}
+      update webhook_deliveries set claimed_until = ${new Date(now.getTime() + opts.timeoutMs + CLAIM_MARGIN_MS)}
       where id = ${input.deliveryId} and status = 'pending' and next_attempt_at <= ${now}
         and (claimed_until is null or claimed_until < ${now})
       returning id, attempts, event_id, endpoint_id, org_id
@@ -141,12 +144,13 @@ export async function attemptDelivery(
   const started = Date.now();
   try {
     const url = new URL(claimed.url);
-    const address = await resolveTarget(url, opts, opts.resolve);
+    // The lookup counts against the timeout, so the whole send ends within the claim.
+    const address = await resolveTarget(url, opts, (host) => withinMs(opts.resolve(host), opts.timeoutMs));
     result = await sendWebhook({
       url,
       address,
       body,
-      timeoutMs: opts.timeoutMs,
+      timeoutMs: Math.max(1, opts.timeoutMs - (Date.now() - started)),
       headers: {
         "content-type": "application/json",
         "user-agent": "Hanzo-Webhooks/1.0",
@@ -213,4 +217,13 @@ async function noteFailure(sql: Parameters<typeof emitEvent>[0], claimed: Claime
     data: { webhook_id: claimed.endpoint_id, url: endpoint.url, failing_since: endpoint.failing_since.toISOString() },
     at: now,
   });
+}
+
+/** A promise's answer, or a rejection once `ms` have passed without one. */
+function withinMs<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
 }

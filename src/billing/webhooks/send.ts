@@ -54,7 +54,9 @@ export function sendWebhook(opts: {
             : statusCode >= 300 && statusCode < 400
               ? `redirect (${statusCode}) not followed`
               : `answered ${statusCode}`;
-          finish({ statusCode, error, excerpt: excerpt || null, ok });
+          // PostgreSQL text holds no NUL (22021): a receiver's NUL would make the attempt
+          // unrecordable, and the event be sent again at every lapse of its claim.
+          finish({ statusCode, error, excerpt: excerpt.replaceAll("\u0000", "\ufffd") || null, ok });
           res.destroy();
         };
         // The rest of an answer is not read: a receiver that streams without end (or sends
