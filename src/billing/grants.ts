@@ -100,7 +100,7 @@ export async function grantCredits(
   const key = {
     kind: LEDGER_KIND_OF_SOURCE[source],
     orgId: input.orgId,
-    idempotencyKey: ledgerKey(input),
+    idempotencyKey: grantLedgerKey(input),
     fingerprint: fingerprint({
       amount: input.amount,
       reason: input.reason,
@@ -148,7 +148,7 @@ export async function grantOfKey(
 ): Promise<CreditGrant> {
   const [row] = await ctx.sql<GrantRow[]>`
     select g.* from credit_grants g join ledger_transactions t on t.id = g.transaction_id
-    where t.kind = ${LEDGER_KIND_OF_SOURCE[input.source]} and t.idempotency_key = ${ledgerKey(input)}`;
+    where t.kind = ${LEDGER_KIND_OF_SOURCE[input.source]} and t.idempotency_key = ${grantLedgerKey(input)}`;
   if (!row) throw new Error(`no ${input.source} credit grant with key ${input.idempotencyKey}`);
   return toGrant(row);
 }
@@ -157,7 +157,8 @@ export async function grantOfKey(
 export const PLAN_CREDITS_KEY_PREFIX = "plan-credits:";
 
 /** A grant's ledger idempotency key: the caller's, scoped to the organization. */
-const ledgerKey = (input: { orgId: string; idempotencyKey: string }) => `${input.orgId}:${input.idempotencyKey}`;
+export const grantLedgerKey = (input: { orgId: string; idempotencyKey: string }) =>
+  `${input.orgId}:${input.idempotencyKey}`;
 
 async function grantOf(tx: TransactionSql, transactionId: string): Promise<CreditGrant> {
   const [row] = await tx<GrantRow[]>`select * from credit_grants where transaction_id = ${transactionId}`;

@@ -3,7 +3,7 @@ import { divideHalfEven, parseUsd } from "../ledger/money.js";
 import type { Catalog, CatalogVersionFile } from "./catalog.js";
 import { at, type BillingContext } from "./context.js";
 import type { TransactionSql } from "../db/client.js";
-import { grantCredits, PLAN_CREDITS_KEY_PREFIX, postGrantEnd } from "./grants.js";
+import { grantCredits, grantLedgerKey, PLAN_CREDITS_KEY_PREFIX, postGrantEnd } from "./grants.js";
 import { cycleContaining } from "./periods.js";
 
 export type Plan = { id: string; name: string; monthlyPrice: bigint; includedCredits: bigint; version: string };
@@ -66,21 +66,25 @@ export async function grantIncludedCredits(
   if (plan.includedCredits <= 0n || cycle.end <= now) return;
   const short = cycle.start > cycleContaining(cycle.start, input.anchorDay).start;
   let amount = plan.includedCredits;
+  const until = cycle.end.toISOString();
+  const monthKey = `${PLAN_CREDITS_KEY_PREFIX}${until}`;
   if (short) {
+    // The month's grants by their key (a full cycle's, and short cycles' `:<start>` after it), not
+    // by expires_at: a grant ended early (endIncludedCredits) still gave what it gave.
     const [month] = await ctx.sql<{ granted: string }[]>`
-      select coalesce(sum(amount), 0)::text as granted from credit_grants
-      where org_id = ${orgId} and source = 'plan' and expires_at = ${cycle.end}`;
+      select coalesce(sum(g.amount), 0)::text as granted
+      from credit_grants g join ledger_transactions t on t.id = g.transaction_id
+      where g.org_id = ${orgId} and g.source = 'plan' and starts_with(t.idempotency_key, ${grantLedgerKey({ orgId, idempotencyKey: monthKey })})`;
     amount = proratedPrice(plan.includedCredits, cycle, input.anchorDay) - BigInt(month?.granted ?? 0);
     if (amount <= 0n) return;
   }
-  const until = cycle.end.toISOString();
   try {
     await grantCredits(at(ctx, now), {
       orgId,
       amount,
       reason: `${plan.name} plan: included credits until ${until.slice(0, 10)}`,
       expiresAt: cycle.end,
-      idempotencyKey: `${PLAN_CREDITS_KEY_PREFIX}${until}${short ? `:${cycle.start.toISOString()}` : ""}`,
+      idempotencyKey: `${monthKey}${short ? `:${cycle.start.toISOString()}` : ""}`,
       source: "plan",
     });
   } catch (err) {
