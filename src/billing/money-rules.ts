@@ -58,3 +58,33 @@ export function settleCharges(a: { usage: bigint; charges: bigint; available: bi
   const creditsApplied = subtotal - amountDue > 0n ? subtotal - amountDue : 0n;
   return { settled, amountDue, subtotal, creditsApplied };
 }
+
+/** A grant that spending can still draw from (unexpired as posted, something left), and a live hold. */
+export type DrawableGrant = { id: string; free: bigint; createdAt: Date; expiresAt: Date };
+export type LiveHold = { amount: bigint; createdAt: Date };
+
+/**
+ * What each grant keeps once the live holds are settled in full at `at`, one after another in the
+ * order they were taken, as SQL's metering settle does (consume_expiring_grants): a hold's charge
+ * draws on the grants that were live when it was taken, soonest expiry first (then by id), and what
+ * those do not cover on the grants live at `at`; the rest is paid from the other credits. `grants`
+ * in (expires_at, id) order. Returns the free amount per grant id.
+ */
+export function grantsLeftAfterHolds(grants: DrawableGrant[], holds: LiveHold[], at: Date): Map<string, bigint> {
+  const left = new Map(grants.map((g) => [g.id, g.free]));
+  // hold_taken_while_live: at or after the grant was made, before it expired.
+  const liveAt = (g: DrawableGrant, t: Date) => t >= g.createdAt && t < g.expiresAt;
+  const draw = (owed: bigint, t: Date): bigint => {
+    for (const g of grants) {
+      if (owed === 0n) break;
+      const free = left.get(g.id) ?? 0n;
+      if (free === 0n || !liveAt(g, t)) continue;
+      const take = free < owed ? free : owed;
+      left.set(g.id, free - take);
+      owed -= take;
+    }
+    return owed;
+  };
+  for (const hold of holds) draw(draw(hold.amount, hold.createdAt), at);
+  return left;
+}

@@ -7,7 +7,7 @@ import { at, withTransaction, type BillingContext } from "../context.js";
 import { billingDetailsSnapshot } from "../documents/billing-details.js";
 import { consumeExpiringGrants } from "../grants.js";
 import { watchLowBalance } from "../low-balance.js";
-import { settleCharges, spendable } from "../money-rules.js";
+import { grantsLeftAfterHolds, settleCharges, spendable } from "../money-rules.js";
 import { lockOrgs } from "../org-locks.js";
 import type { Catalog } from "../catalog.js";
 import { cycleContaining, cycleFrom, type Period } from "../periods.js";
@@ -262,14 +262,29 @@ function sameTerms(a: Plan, b: Plan): boolean {
 }
 
 /**
- * What is unspent of the included credits that expire after `end` (those expired by `now` are out
- * of the spendable credits already, as pending expiries).
+ * What is left of the included credits that expire after `end` (those expired by `now` are out of
+ * the spendable credits already, as pending expiries) once the live holds are settled. The
+ * spendable credits are already net of those holds, and a hold's charge draws on the grants that
+ * expire soonest, often these: counted in full, the part of them a hold will spend would be taken
+ * off the spendable credits twice (grantsLeftAfterHolds: holds assumed settled now, in the order taken).
  */
 async function laterPlanCredits(tx: TransactionSql, orgId: string, end: Date, now: Date): Promise<bigint> {
-  const [row] = await tx<{ unspent: string }[]>`
-    select coalesce(sum(amount - consumed), 0)::text as unspent from credit_grants
-    where org_id = ${orgId} and source = 'plan' and expired_at is null and expires_at > ${end} and expires_at > ${now}`;
-  return BigInt(row?.unspent ?? 0);
+  const grants = await tx<{ id: string; free: bigint; source: string; created_at: Date; expires_at: Date }[]>`
+    select id, amount - consumed as free, source, created_at, expires_at from credit_grants
+    where org_id = ${orgId} and expires_at is not null and expired_at is null and consumed < amount
+    order by expires_at, id`;
+  const later = grants.filter((g) => g.source === "plan" && g.expires_at > end && g.expires_at > now);
+  if (later.length === 0) return 0n;
+  const holds = await tx<{ amount: bigint; created_at: Date }[]>`
+    select amount, created_at from holds
+    where org_id = ${orgId} and status = 'active' and hold_live_at(status, expires_at, ${now})
+    order by created_at, id`;
+  const left = grantsLeftAfterHolds(
+    grants.map((g) => ({ id: g.id, free: BigInt(g.free), createdAt: g.created_at, expiresAt: g.expires_at })),
+    holds.map((h) => ({ amount: BigInt(h.amount), createdAt: h.created_at })),
+    now,
+  );
+  return later.reduce((sum, g) => sum + (left.get(g.id) ?? 0n), 0n);
 }
 
 async function anchorDay(tx: TransactionSql, orgId: string): Promise<number> {
