@@ -5,7 +5,7 @@ import { emitEvent } from "../../src/billing/events/emit.js";
 import { bullPrefix, QueueNames } from "../../src/jobs/queues.js";
 import { startWorkers } from "../../src/workers/start-workers.js";
 import { manualClock } from "../support/app.js";
-import { appTest as it } from "../support/fixtures.js";
+import { type AppContext, appTest as it } from "../support/fixtures.js";
 import { waitFor } from "../support/process.js";
 import { createTestRedis } from "../support/redis.js";
 import { startWebhookReceiver } from "../support/webhook-receiver.js";
@@ -18,6 +18,49 @@ import { startWebhookReceiver } from "../support/webhook-receiver.js";
  */
 const clock = manualClock(new Date());
 
+/** Workers sweeping every 300 ms, a receiver, an org with an endpoint there, and the ids of the jobs that failed for good. */
+async function webhookStack({ app, db, redis }: Pick<AppContext, "app" | "db" | "redis">) {
+  const receiver = await startWebhookReceiver();
+  const eventsRedis = createTestRedis();
+  const queueEvents = new QueueEvents(QueueNames.webhooks, {
+    connection: eventsRedis,
+    prefix: bullPrefix(redis.prefix),
+  });
+  const failed: string[] = [];
+  queueEvents.on("failed", ({ jobId }) => void failed.push(jobId));
+  await queueEvents.waitUntilReady();
+  const workers = await startWorkers({
+    sql: db.appSql,
+    connection: redis.connection,
+    prefix: redis.prefix,
+    logger: pino({ level: "silent" }),
+    clock,
+    config: app.config,
+    maintenanceEveryMs: 300,
+    resolve: async () => ["127.0.0.1"],
+  });
+  const org = await app.createOrg();
+  const made = await app.call("POST", "/v1/billing/webhooks", { key: org.orgKey, body: { url: receiver.url } });
+  expect(made.status, made.text).toBe(201);
+  const emit = (factKey: string) =>
+    db.appSql.begin((tx) =>
+      emitEvent(tx, {
+        orgId: org.id,
+        type: "balance.depleted",
+        factKey,
+        data: { balance: 0, balance_usd: "0", balance_nano_usd: "0", transaction_id: `txn_${factKey}` },
+        at: clock(),
+      }),
+    );
+  const close = async () => {
+    await workers.close();
+    await queueEvents.close();
+    eventsRedis.disconnect();
+    await receiver.close();
+  };
+  return { receiver, failed, emit, close };
+}
+
 describe("a webhook job that failed", () => {
   it.scoped({ dbOptions: { max: 10 }, appOptions: { clock, config: { WEBHOOK_ALLOW_LOCALHOST: "true" } } });
 
@@ -26,63 +69,31 @@ describe("a webhook job that failed", () => {
     db,
     redis,
   }) => {
-    const receiver = await startWebhookReceiver();
-    const eventsRedis = createTestRedis();
-    const queueEvents = new QueueEvents(QueueNames.webhooks, {
-      connection: eventsRedis,
-      prefix: bullPrefix(redis.prefix),
-    });
-    const failed: string[] = [];
-    queueEvents.on("failed", ({ jobId }) => void failed.push(jobId));
-    await queueEvents.waitUntilReady();
-    const workers = await startWorkers({
-      sql: db.appSql,
-      connection: redis.connection,
-      prefix: redis.prefix,
-      logger: pino({ level: "silent" }),
-      clock,
-      config: app.config,
-      maintenanceEveryMs: 300,
-      resolve: async () => ["127.0.0.1"],
-    });
+    const stack = await webhookStack({ app, db, redis });
     try {
-      const org = await app.createOrg();
-      const made = await app.call("POST", "/v1/billing/webhooks", { key: org.orgKey, body: { url: receiver.url } });
-      expect(made.status, made.text).toBe(201);
       await db.sql`revoke insert on webhook_attempts from hanzo_app`;
-      const eventId = await db.appSql.begin((tx) =>
-        emitEvent(tx, {
-          orgId: org.id,
-          type: "balance.depleted",
-          factKey: "transient-1",
-          data: { balance: 0, balance_usd: "0", balance_nano_usd: "0", transaction_id: "txn_t1" },
-          at: clock(),
-        }),
-      );
+      const eventId = await stack.emit("transient-1");
       // Sent, then its attempt refused: the job fails.
-      await waitFor(() => receiver.received.length === 1 && failed.length > 0, {
+      await waitFor(() => stack.receiver.received.length === 1 && stack.failed.length > 0, {
         what: "the send and its job failing",
       });
       await db.sql`grant insert on webhook_attempts to hanzo_app`;
-      // Past the claim (the send's timeout and its margin); the sweep (every 300 ms here) finds it due.
+      // Past the claim (the send's timeout and its margin); the sweep finds the attempt due.
       clock.advance(app.config.WEBHOOK_TIMEOUT_MS + 31_000);
       const deliveryOf = async () =>
         (
           await db.sql<{ status: string; attempts: number }[]>`
-          select status, attempts from webhook_deliveries where event_id = ${eventId}`
+            select status, attempts from webhook_deliveries where event_id = ${eventId}`
         )[0];
       await waitFor(async () => (await deliveryOf())?.status === "delivered", { what: "the delivery, sent again" });
-      expect({ ...(await deliveryOf()), sends: receiver.received.length }).toEqual({
+      expect({ ...(await deliveryOf()), sends: stack.receiver.received.length }).toEqual({
         status: "delivered",
         attempts: 1,
         sends: 2,
       });
     } finally {
       await db.sql`grant insert on webhook_attempts to hanzo_app`;
-      await workers.close();
-      await queueEvents.close();
-      eventsRedis.disconnect();
-      await receiver.close();
+      await stack.close();
     }
   });
 
@@ -91,56 +102,24 @@ describe("a webhook job that failed", () => {
     db,
     redis,
   }) => {
-    const receiver = await startWebhookReceiver();
-    const eventsRedis = createTestRedis();
-    const queueEvents = new QueueEvents(QueueNames.webhooks, {
-      connection: eventsRedis,
-      prefix: bullPrefix(redis.prefix),
-    });
-    const failed: string[] = [];
-    queueEvents.on("failed", ({ jobId }) => void failed.push(jobId));
-    await queueEvents.waitUntilReady();
-    const workers = await startWorkers({
-      sql: db.appSql,
-      connection: redis.connection,
-      prefix: redis.prefix,
-      logger: pino({ level: "silent" }),
-      clock,
-      config: app.config,
-      maintenanceEveryMs: 300,
-      resolve: async () => ["127.0.0.1"],
-    });
+    const stack = await webhookStack({ app, db, redis });
     try {
-      const org = await app.createOrg("Fan");
-      const made = await app.call("POST", "/v1/billing/webhooks", { key: org.orgKey, body: { url: receiver.url } });
-      expect(made.status, made.text).toBe(201);
       await db.sql`revoke insert on webhook_deliveries from hanzo_app`;
-      const eventId = await db.appSql.begin((tx) =>
-        emitEvent(tx, {
-          orgId: org.id,
-          type: "balance.depleted",
-          factKey: "transient-fan-1",
-          data: { balance: 0, balance_usd: "0", balance_nano_usd: "0", transaction_id: "txn_f1" },
-          at: clock(),
-        }),
-      );
+      const eventId = await stack.emit("transient-fan-1");
       // Its five tries (1 + 2 + 4 + 8 s of backoff) fail.
-      await waitFor(() => failed.includes(`fan-${eventId}`), {
+      await waitFor(() => stack.failed.includes(`fan-${eventId}`), {
         what: "the fan-out job failing for good",
         timeoutMs: 60_000,
       });
-      expect(receiver.received).toHaveLength(0);
+      expect(stack.receiver.received).toHaveLength(0);
       await db.sql`grant insert on webhook_deliveries to hanzo_app`;
-      await waitFor(() => receiver.received.length === 1, { what: "the event fanned out by the sweep and sent" });
+      await waitFor(() => stack.receiver.received.length === 1, { what: "the event fanned out by the sweep and sent" });
       const [event] = await db.sql<{ fanned_out_at: Date | null }[]>`
         select fanned_out_at from billing_events where id = ${eventId}`;
       expect(event?.fanned_out_at).not.toBeNull();
     } finally {
       await db.sql`grant insert on webhook_deliveries to hanzo_app`;
-      await workers.close();
-      await queueEvents.close();
-      eventsRedis.disconnect();
-      await receiver.close();
+      await stack.close();
     }
   }, 120_000);
 });
