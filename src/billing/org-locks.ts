@@ -25,15 +25,21 @@ export type LockedOrg = {
  * Every per-organization read is a scalar subquery, i.e. a primary-key or index probe per
  * locked row: joins here let the planner pick hash joins over whole tables when statistics are
  * stale (autovacuum off, tables grown since the last analyze).
+ *
+ * The lock and the reads are two statements: under READ COMMITTED one statement that waited for
+ * the lock sees the account's new row but the holds and grants of its own, older snapshot, so a
+ * hold that the transaction it waited for expired was given back twice (off `held` already, and
+ * still counted as lapsed). The second statement's snapshot is taken once the lock is held.
  */
 export async function lockOrgs(tx: TransactionSql, orgIds: string[], now: Date): Promise<Map<string, LockedOrg>> {
   const sorted = [...new Set(orgIds)].sort();
   const accounts = sorted.map(orgCreditsAccount);
+  await tx`select 1 from ledger_accounts where id = any(${accounts}) order by id for update`;
   const rows = await tx<
     { org_id: string; credits: bigint; held: bigint; threshold: bigint; pending: string; expiring: boolean }[]
   >`
     with locked as materialized (
-      select org_id, balance, held from ledger_accounts where id = any(${accounts}) order by id for update
+      select org_id, balance, held from ledger_accounts where id = any(${accounts})
     )
     select l.org_id, l.balance - (l.held - l.lapsed) as credits, l.held - l.lapsed as held,
       (select o.low_balance_threshold from organizations o where o.id = l.org_id) as threshold,
