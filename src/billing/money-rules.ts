@@ -64,27 +64,27 @@ export type DrawableGrant = { id: string; free: bigint; createdAt: Date; expires
 export type LiveHold = { amount: bigint; createdAt: Date };
 
 /**
- * What each grant keeps once the live holds are settled in full at `at`, one after another in the
- * order they were taken, as SQL's metering settle does (consume_expiring_grants): a hold's charge
- * draws on the grants that were live when it was taken, soonest expiry first (then by id), and what
- * those do not cover on the grants live at `at`; the rest is paid from the other credits. `grants`
- * in (expires_at, id) order. Returns the free amount per grant id.
+ * What each grant keeps, at most, once the live holds are settled, as far as their draws on it are
+ * sure: a hold's charge draws first on the grants that were live when it was taken, soonest expiry
+ * first (then by id), as SQL's metering settle does (consume_expiring_grants), and such a grant's
+ * expiry waits for the hold (grant_expiry_waits). What a hold's charge takes beyond those grants,
+ * from grants live when it settles, depends on when that is, so it is not counted: a hold may
+ * outlive a grant made after it. Holds in the order they were taken; `grants` in (expires_at, id)
+ * order. Returns the free amount per grant id.
  */
-export function grantsLeftAfterHolds(grants: DrawableGrant[], holds: LiveHold[], at: Date): Map<string, bigint> {
+export function grantsLeftAfterHolds(grants: DrawableGrant[], holds: LiveHold[]): Map<string, bigint> {
   const left = new Map(grants.map((g) => [g.id, g.free]));
-  // hold_taken_while_live: at or after the grant was made, before it expired.
-  const liveAt = (g: DrawableGrant, t: Date) => t >= g.createdAt && t < g.expiresAt;
-  const draw = (owed: bigint, t: Date): bigint => {
+  for (const hold of holds) {
+    let owed = hold.amount;
     for (const g of grants) {
       if (owed === 0n) break;
       const free = left.get(g.id) ?? 0n;
-      if (free === 0n || !liveAt(g, t)) continue;
+      // hold_taken_while_live: taken at or after the grant was made, before it expired.
+      if (free === 0n || hold.createdAt < g.createdAt || hold.createdAt >= g.expiresAt) continue;
       const take = free < owed ? free : owed;
       left.set(g.id, free - take);
       owed -= take;
     }
-    return owed;
-  };
-  for (const hold of holds) draw(draw(hold.amount, hold.createdAt), at);
+  }
   return left;
 }

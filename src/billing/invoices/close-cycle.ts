@@ -266,7 +266,8 @@ function sameTerms(a: Plan, b: Plan): boolean {
  * the spendable credits already, as pending expiries) once the live holds are settled. The
  * spendable credits are already net of those holds, and a hold's charge draws on the grants that
  * expire soonest, often these: counted in full, the part of them a hold will spend would be taken
- * off the spendable credits twice (grantsLeftAfterHolds: holds assumed settled now, in the order taken).
+ * off the spendable credits twice. Only the holds' sure draws are counted (grantsLeftAfterHolds):
+ * counting more would let the charges spend what a hold later needs, once the grant has expired.
  */
 async function laterPlanCredits(tx: TransactionSql, orgId: string, end: Date, now: Date): Promise<bigint> {
   const grants = await tx<{ id: string; free: bigint; source: string; created_at: Date; expires_at: Date }[]>`
@@ -282,7 +283,6 @@ async function laterPlanCredits(tx: TransactionSql, orgId: string, end: Date, no
   const left = grantsLeftAfterHolds(
     grants.map((g) => ({ id: g.id, free: BigInt(g.free), createdAt: g.created_at, expiresAt: g.expires_at })),
     holds.map((h) => ({ amount: BigInt(h.amount), createdAt: h.created_at })),
-    now,
   );
   return later.reduce((sum, g) => sum + (left.get(g.id) ?? 0n), 0n);
 }
