@@ -70,9 +70,13 @@ export async function grantIncludedCredits(
   const monthKey = `${PLAN_CREDITS_KEY_PREFIX}${until}`;
   if (short) {
     // The month's grants by their key (a full cycle's, and short cycles' `:<start>` after it), not
-    // by expires_at: a grant ended early (endIncludedCredits) still gave what it gave.
+    // by expires_at: a grant ended early (endIncludedCredits) still gave what was spent of it. What
+    // its end took back (expired_amount; what is unspent of it, while its end waits for a hold)
+    // it did not give.
     const [month] = await ctx.sql<{ granted: string }[]>`
-      select coalesce(sum(g.amount), 0)::text as granted
+      select coalesce(sum(case when g.expired_at is not null then g.amount - coalesce(g.expired_amount, 0)
+                               when g.expires_at <= ${now} then g.consumed
+                               else g.amount end), 0)::text as granted
       from credit_grants g join ledger_transactions t on t.id = g.transaction_id
       where g.org_id = ${orgId} and g.source = 'plan' and starts_with(t.idempotency_key, ${grantLedgerKey({ orgId, idempotencyKey: monthKey })})`;
     amount = proratedPrice(plan.includedCredits, cycle, input.anchorDay) - BigInt(month?.granted ?? 0);
