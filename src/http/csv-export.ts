@@ -74,6 +74,18 @@ export function csvExport<T>(
     cells: (row: T) => Cell[];
   },
 ): Response {
+  const headers = {
+    "content-type": "text/csv; charset=utf-8",
+    "content-disposition": `attachment; filename="${opts.filename}"`,
+    "cache-control": "no-store",
+  };
+  // A HEAD gets the GET's headers and no body. The router answers a HEAD with the GET's handler
+  // and drops the body without cancelling it: a stream made here would hold its export slot, and
+  // its cursor's connection, for good. The rows were never read, so closing them opens nothing.
+  if (c.req.method === "HEAD") {
+    void opts.rows.return(undefined);
+    return c.body(null, 200, headers);
+  }
   const release = takeExportSlot(c);
   const { logger } = c.get("deps");
   const requestId = c.get("requestId");
@@ -124,9 +136,5 @@ export function csvExport<T>(
     // One batch waits at most; the next is pulled only when the response has taken it.
     { highWaterMark: 1 },
   );
-  return c.body(body, 200, {
-    "content-type": "text/csv; charset=utf-8",
-    "content-disposition": `attachment; filename="${opts.filename}"`,
-    "cache-control": "no-store",
-  });
+  return c.body(body, 200, headers);
 }
