@@ -135,10 +135,13 @@ export async function setBudget(
   const { target } = input;
   const project = target.scope === "project" ? target.project : null;
   const apiKeyId = target.scope === "key" ? target.apiKeyId : null;
-  const now = ctx.clock();
-  const period = budgetPeriod(now);
   return withTransaction(ctx, async (tx) => {
-    await lockOrgs(tx.sql, [orgId], now);
+    await lockOrgs(tx.sql, [orgId], ctx.clock());
+    // The period from the clock read under the lock: read before it, a month that began while
+    // this waited (a batch of the new month committed first) would get the old month's counter
+    // and alerts, and the new month's usage so far would be in neither.
+    const now = ctx.clock();
+    const period = budgetPeriod(now);
     if (apiKeyId !== null) {
       const [key] = await tx.sql`select 1 from api_keys where id = ${apiKeyId} and org_id = ${orgId} and scope = 'org'`;
       if (!key)
