@@ -199,6 +199,9 @@ class ApiError extends Error {
   }
 }
 
+/** The least a card can be charged in USD, in cents. */
+const MIN_USD_CHARGE_CENTS = 50;
+
 const invalid = (message: string, param?: string) =>
   new ApiError(400, { type: "invalid_request_error", message, ...(param ? { param } : {}) });
 const missing = (kind: string, id: string, param = "id") =>
@@ -751,9 +754,19 @@ export async function startFakeProcessor(options: FakeProcessorOptions) {
             throw invalid("The provided PaymentMethod does not belong to this customer.", "payment_method");
           }
         }
+        const amount = positiveAmount(str(f, "amount"), "amount");
+        const currency = currencyOf(str(f, "currency"), "currency");
+        // The processor's minimum charge (USD: 50 cents), refused as it refuses it.
+        if (currency === "usd" && amount < MIN_USD_CHARGE_CENTS)
+          throw new ApiError(400, {
+            type: "invalid_request_error",
+            code: "amount_too_small",
+            message: "Amount must be at least $0.50 usd",
+            param: "amount",
+          });
         const pi = newPaymentIntent({
-          amount: positiveAmount(str(f, "amount"), "amount"),
-          currency: currencyOf(str(f, "currency"), "currency"),
+          amount,
+          currency,
           customer,
           metadata: record(f.metadata),
           description: str(f, "description") ?? null,

@@ -39,6 +39,20 @@ export function centsCeil(nano: bigint): bigint {
   return ((nano + NANO_USD_PER_CENT - 1n) / NANO_USD_PER_CENT) * NANO_USD_PER_CENT;
 }
 
+/**
+ * The least a renewal attempt charges: the card processor's minimum charge in USD (Stripe refuses
+ * less with `amount_too_small`, which four attempts would have taken for a decline and moved an org
+ * with a working card to the free plan). The charge is credited like a top-up and pays the invoice
+ * first; what it charged beyond the amount due stays in the org's credits.
+ */
+export const RENEWAL_MIN_CHARGE = 50n * NANO_USD_PER_CENT;
+
+/** What a renewal attempt charges for an amount due: whole cents, and at least the processor's minimum. */
+export function renewalChargeAmount(amountDue: bigint): bigint {
+  const cents = centsCeil(amountDue);
+  return cents < RENEWAL_MIN_CHARGE ? RENEWAL_MIN_CHARGE : cents;
+}
+
 export type RenewalStep =
   | "processor_not_configured"
   | "not_open"
@@ -50,7 +64,16 @@ export type RenewalStep =
   | "already_downgraded";
 
 type InvoiceRow = { id: string; org_id: string; number: string; status: string; amount_due: bigint; issued_at: Date };
-type AttemptRow = { id: string; attempt: number; status: string; amount: bigint; processor_payment_id: string | null };
+type AttemptRow = {
+  id: string;
+  attempt: number;
+  status: string;
+  amount: bigint;
+  processor_payment_id: string | null;
+  /** The card it was sent to (null for attempts made before migration 0056). */
+  customer_id: string | null;
+  payment_method_id: string | null;
+};
 
 /**
  * One step of collecting an open invoice's amount due from the default card, whenever it is
@@ -85,7 +108,8 @@ export async function collectRenewal(
     if (!invoice) throw new BillingError("not_found", `no invoice ${input.invoiceId}`);
     if (invoice.status !== "open" || invoice.amount_due <= 0n) return { step: "not_open" as const };
     const attempts = await tx<AttemptRow[]>`
-      select id, attempt, status, amount, processor_payment_id from renewal_charges where invoice_id = ${invoice.id} order by attempt`;
+      select id, attempt, status, amount, processor_payment_id, customer_id, payment_method_id
+      from renewal_charges where invoice_id = ${invoice.id} order by attempt`;
     const last = attempts.at(-1);
     if (last?.status === "pending")
       return last.processor_payment_id
@@ -95,19 +119,21 @@ export async function collectRenewal(
     const number = (last?.attempt ?? 0) + 1;
     if (number > RENEWAL_SCHEDULE_DAYS.length) return { step: "downgrade" as const };
     if (now < attemptDueAt(invoice.issued_at, number)) return { step: "not_due" as const };
+    const card = await defaultCard(tx, invoice.org_id);
     const attempt: AttemptRow = {
       id: newId("rnw"),
       attempt: number,
       status: "pending",
-      amount: centsCeil(invoice.amount_due),
+      amount: renewalChargeAmount(invoice.amount_due),
       processor_payment_id: null,
+      customer_id: card?.customerId ?? null,
+      payment_method_id: card?.paymentMethodId ?? null,
     };
-    const card = await defaultCard(tx, invoice.org_id);
     const reason = card ? null : "no_default_card";
     await tx`
-      insert into renewal_charges (id, invoice_id, attempt, org_id, amount, status, reason, created_at, updated_at)
+      insert into renewal_charges (id, invoice_id, attempt, org_id, amount, status, reason, customer_id, payment_method_id, created_at, updated_at)
       values (${attempt.id}, ${invoice.id}, ${number}, ${invoice.org_id}, ${attempt.amount.toString()},
-              ${reason ? "failed" : "pending"}, ${reason}, ${now}, ${now})`;
+              ${reason ? "failed" : "pending"}, ${reason}, ${attempt.customer_id}, ${attempt.payment_method_id}, ${now}, ${now})`;
     if (reason) {
       await emitEvent(tx, invoicePaymentFailedEvent({ invoice, attempt, code: reason, now }));
       logger.info({ invoice_id: invoice.id, attempt: number, reason }, "renewal attempt failed before the processor");
@@ -118,7 +144,12 @@ export async function collectRenewal(
   if (next.step === "downgrade") return downgradeAfterFailedRenewal(ctx, input.invoiceId);
   if (next.step !== "charge") return next.step;
   const { invoice, attempt } = next;
-  const card = await withTransaction(fixed, ({ sql }) => defaultCard(sql, invoice.org_id));
+  // The card the attempt was first sent to: a retry after a lost answer is the same request, which
+  // the processor replays under the key (charged or not), even if the card was since removed.
+  const card =
+    attempt.customer_id && attempt.payment_method_id
+      ? { customerId: attempt.customer_id, paymentMethodId: attempt.payment_method_id }
+      : await withTransaction(fixed, ({ sql }) => defaultCard(sql, invoice.org_id));
   const outcome = card
     ? await chargeCardOffSession(input.processor, {
         ...card,
