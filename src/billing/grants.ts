@@ -1,9 +1,10 @@
-import type { TransactionSql } from "../db/client.js";
+import type { Sql, TransactionSql } from "../db/client.js";
 import { BillingError } from "../errors.js";
 import { newId } from "../ids.js";
 import { orgCreditsAccount, SystemAccounts } from "../ledger/accounts.js";
 import { findPosted, fingerprint, postTransfer, type TransactionKind } from "../ledger/post-transaction.js";
 import { withTransaction, type BillingContext } from "./context.js";
+import { grantsLeftAfterHolds } from "./money-rules.js";
 import { watchLowBalance } from "./low-balance.js";
 
 /** Where a grant came from (credit_grants.source), and the ledger kind its posting carries. */
@@ -269,4 +270,32 @@ export async function clawBackGrant(tx: TransactionSql, grantId: string, now: Da
     returning 1`;
   if (!marked) return null;
   return postGrantEnd(tx, grantId, now);
+}
+
+/**
+ * The organization's grants that spending can still draw on (expiring, not yet expired as posted,
+ * something left), in (expires_at, id) order, and what each keeps once its live holds settle, as
+ * far as their draws are sure (grantsLeftAfterHolds). Read under the org's lock.
+ */
+export async function grantsAfterLiveHolds(
+  sql: Sql | TransactionSql,
+  orgId: string,
+  now: Date,
+): Promise<{ grants: { id: string; source: string; expiresAt: Date }[]; left: Map<string, bigint> }> {
+  const grants = await sql<{ id: string; free: bigint; source: string; created_at: Date; expires_at: Date }[]>`
+    select id, amount - consumed as free, source, created_at, expires_at from credit_grants
+    where org_id = ${orgId} and expires_at is not null and expired_at is null and consumed < amount
+    order by expires_at, id`;
+  const holds =
+    grants.length === 0
+      ? []
+      : await sql<{ amount: bigint; created_at: Date }[]>`
+          select amount, created_at from holds
+          where org_id = ${orgId} and status = 'active' and hold_live_at(status, expires_at, ${now})
+          order by created_at, id`;
+  const left = grantsLeftAfterHolds(
+    grants.map((g) => ({ id: g.id, free: BigInt(g.free), createdAt: g.created_at, expiresAt: g.expires_at })),
+    holds.map((h) => ({ amount: BigInt(h.amount), createdAt: h.created_at })),
+  );
+  return { grants: grants.map((g) => ({ id: g.id, source: g.source, expiresAt: g.expires_at })), left };
 }

@@ -3,7 +3,7 @@ import { divideHalfEven, parseUsd } from "../ledger/money.js";
 import type { Catalog, CatalogVersionFile } from "./catalog.js";
 import { at, type BillingContext } from "./context.js";
 import type { TransactionSql } from "../db/client.js";
-import { grantCredits, grantLedgerKey, PLAN_CREDITS_KEY_PREFIX, postGrantEnd } from "./grants.js";
+import { grantCredits, grantLedgerKey, grantsAfterLiveHolds, PLAN_CREDITS_KEY_PREFIX, postGrantEnd } from "./grants.js";
 import { cycleContaining } from "./periods.js";
 
 export type Plan = { id: string; name: string; monthlyPrice: bigint; includedCredits: bigint; version: string };
@@ -70,16 +70,24 @@ export async function grantIncludedCredits(
   const monthKey = `${PLAN_CREDITS_KEY_PREFIX}${until}`;
   if (short) {
     // The month's grants by their key (a full cycle's, and short cycles' `:<start>` after it), not
-    // by expires_at: a grant ended early (endIncludedCredits) still gave what was spent of it. What
-    // its end took back (expired_amount; what is unspent of it, while its end waits for a hold)
-    // it did not give.
-    const [month] = await ctx.sql<{ granted: string }[]>`
-      select coalesce(sum(case when g.expired_at is not null then g.amount - coalesce(g.expired_amount, 0)
-                               when g.expires_at <= ${now} then g.consumed
-                               else g.amount end), 0)::text as granted
+    // by expires_at: a grant ended early (endIncludedCredits) gave what was spent of it, not what
+    // its end took back (expired_amount). While that end waits for a hold taken in the grant's
+    // life, what the hold will surely draw on it counts as given too (grantsAfterLiveHolds).
+    const month = await ctx.sql<
+      { id: string; amount: bigint; expires_at: Date; expired_at: Date | null; expired_amount: bigint | null }[]
+    >`
+      select g.id, g.amount, g.expires_at, g.expired_at, g.expired_amount
       from credit_grants g join ledger_transactions t on t.id = g.transaction_id
       where g.org_id = ${orgId} and g.source = 'plan' and starts_with(t.idempotency_key, ${grantLedgerKey({ orgId, idempotencyKey: monthKey })})`;
-    amount = proratedPrice(plan.includedCredits, cycle, input.anchorDay) - BigInt(month?.granted ?? 0);
+    const ending = month.some((g) => g.expired_at === null && g.expires_at <= now);
+    const { left } = ending ? await grantsAfterLiveHolds(ctx.sql, orgId, now) : { left: new Map<string, bigint>() };
+    const given = month.reduce((sum, g) => {
+      const amount = BigInt(g.amount);
+      if (g.expired_at !== null) return sum + amount - BigInt(g.expired_amount ?? 0n);
+      if (g.expires_at <= now) return sum + amount - (left.get(g.id) ?? 0n);
+      return sum + amount;
+    }, 0n);
+    amount = proratedPrice(plan.includedCredits, cycle, input.anchorDay) - given;
     if (amount <= 0n) return;
   }
   try {

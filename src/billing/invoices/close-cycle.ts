@@ -5,9 +5,9 @@ import { orgCreditsAccount, SystemAccounts } from "../../ledger/accounts.js";
 import { postTransfer } from "../../ledger/post-transaction.js";
 import { at, withTransaction, type BillingContext } from "../context.js";
 import { billingDetailsSnapshot } from "../documents/billing-details.js";
-import { consumeExpiringGrants } from "../grants.js";
+import { consumeExpiringGrants, grantsAfterLiveHolds } from "../grants.js";
 import { watchLowBalance } from "../low-balance.js";
-import { grantsLeftAfterHolds, settleCharges, spendable } from "../money-rules.js";
+import { settleCharges, spendable } from "../money-rules.js";
 import { lockOrgs } from "../org-locks.js";
 import type { Catalog } from "../catalog.js";
 import { cycleContaining, cycleFrom, type Period } from "../periods.js";
@@ -270,21 +270,10 @@ function sameTerms(a: Plan, b: Plan): boolean {
  * counting more would let the charges spend what a hold later needs, once the grant has expired.
  */
 async function laterPlanCredits(tx: TransactionSql, orgId: string, end: Date, now: Date): Promise<bigint> {
-  const grants = await tx<{ id: string; free: bigint; source: string; created_at: Date; expires_at: Date }[]>`
-    select id, amount - consumed as free, source, created_at, expires_at from credit_grants
-    where org_id = ${orgId} and expires_at is not null and expired_at is null and consumed < amount
-    order by expires_at, id`;
-  const later = grants.filter((g) => g.source === "plan" && g.expires_at > end && g.expires_at > now);
-  if (later.length === 0) return 0n;
-  const holds = await tx<{ amount: bigint; created_at: Date }[]>`
-    select amount, created_at from holds
-    where org_id = ${orgId} and status = 'active' and hold_live_at(status, expires_at, ${now})
-    order by created_at, id`;
-  const left = grantsLeftAfterHolds(
-    grants.map((g) => ({ id: g.id, free: BigInt(g.free), createdAt: g.created_at, expiresAt: g.expires_at })),
-    holds.map((h) => ({ amount: BigInt(h.amount), createdAt: h.created_at })),
-  );
-  return later.reduce((sum, g) => sum + (left.get(g.id) ?? 0n), 0n);
+  const { grants, left } = await grantsAfterLiveHolds(tx, orgId, now);
+  return grants
+    .filter((g) => g.source === "plan" && g.expiresAt > end && g.expiresAt > now)
+    .reduce((sum, g) => sum + (left.get(g.id) ?? 0n), 0n);
 }
 
 async function anchorDay(tx: TransactionSql, orgId: string): Promise<number> {

@@ -1,0 +1,110 @@
+/**
+ * A short cycle's plan credits are "its plan's share of the month less what the month's grants
+ * already gave". An ended grant whose end waits for a hold (expires_at <= now, expired_at null) was
+ * counted by what it had consumed so far; but that hold, taken while the grant was live, draws on
+ * it when it settles (consume_expiring_grants), so a hold settled after the early close had its
+ * amount granted twice (helper-91). What the live holds will surely draw on it now counts as given.
+ *
+ * Story (as test/invoices/downgrade-early-close-credits.test.ts): Team since October, October's
+ * $200 never paid; a $40 hold on 7 November 23:00 (TTL 1 day) on November's $250 Team grant; the
+ * fourth renewal attempt fails on 8 November 00:00:05 and the org moves to Free (the grant ends,
+ * its end waiting for the hold); 01:00 back to Team (pending), 02:00 the operator ends the cycle
+ * early; the hold's $40 usage settles either BEFORE the close (control) or AFTER it (the bug).
+ * Either way, November's Team grants must give the same in total.
+ */
+import { describe, expect } from "vitest";
+import type { Processor } from "../../src/billing/auto-topup/card-charge.js";
+import { collectRenewal } from "../../src/billing/renewals/collect-renewal.js";
+import { manualClock, type TestApp } from "../support/app.js";
+import { contextAt } from "../support/context.js";
+import { appTest as it } from "../support/fixtures.js";
+import { closeCycles, subscribeTo } from "../support/plan-calls.js";
+
+const clock = manualClock(new Date("2026-10-05T10:00:00Z"));
+const DAY = 86_400_000;
+
+async function settle(app: TestApp, org: { id: string; gatewayKey: string }, holdId: string) {
+  const used = await app.call("POST", "/v1/billing/usage", {
+    key: org.gatewayKey,
+    body: {
+      events: [
+        {
+          idempotency_key: "u-hold",
+          org_id: org.id,
+          timestamp: clock().toISOString(),
+          product: "api",
+          quantities: { requests: 400_000 }, // $40
+          hold_id: holdId,
+        },
+      ],
+    },
+  });
+  expect(used.json.results[0], used.text).toMatchObject({ status: "recorded", hold_outcome: "released" });
+}
+
+describe("a short cycle after a downgrade whose ended grant waits for a hold", () => {
+  it.scoped({ appOptions: { clock } });
+
+  it.for([{ settleBeforeClose: true }, { settleBeforeClose: false }])(
+    "settled before the close: $settleBeforeClose — November's Team grants give the same in total",
+    async ({ settleBeforeClose }, { app, db }) => {
+      clock.set(new Date("2026-10-05T10:00:00Z"));
+      const org = await app.createOrg(`waiting grant ${settleBeforeClose}`);
+      expect((await subscribeTo(app, org.id, "team")).status).toBe(200);
+      clock.set(new Date("2026-11-01T00:00:05Z"));
+      await closeCycles(app, org.id);
+      const [oct] = await db.sql<{ id: string; status: string; issued_at: Date }[]>`
+        select id, status, issued_at from invoices where org_id = ${org.id}`;
+      expect(oct?.status).toBe("open");
+      const processor = {} as Processor; // no card: every attempt fails
+      const attempt = async (d: number) => {
+        const ctx = contextAt(db.sql, new Date((oct?.issued_at.getTime() ?? 0) + d * DAY));
+        await ctx.catalog.refresh();
+        return collectRenewal(ctx, { invoiceId: oct?.id ?? "", processor });
+      };
+      for (const d of [0, 1, 3]) await attempt(d);
+
+      // A $40 hold on November's Team grant, while it is live.
+      clock.set(new Date("2026-11-07T23:00:00Z"));
+      const hold = await app.call("POST", "/v1/billing/authorize", {
+        key: org.gatewayKey,
+        body: { org_id: org.id, product: "api", estimate: { requests: 400_000 }, ttl_seconds: 86_400 },
+      });
+      expect(hold.status, hold.text).toBe(201);
+      const holdId = hold.json.hold_id ?? hold.json.id;
+
+      expect(await attempt(7)).toBe("failed");
+      expect(await attempt(7)).toBe("downgraded");
+      const [ended] = await db.sql<{ expires_at: Date; expired_at: Date | null }[]>`
+        select expires_at, expired_at from credit_grants where org_id = ${org.id} and source = 'plan' and created_at >= '2026-11-01'`;
+      expect(ended?.expired_at).toBeNull(); // its end waits for the hold
+
+      clock.set(new Date("2026-11-08T01:00:00Z"));
+      expect((await subscribeTo(app, org.id, "team")).status).toBe(200);
+      if (settleBeforeClose) {
+        clock.set(new Date("2026-11-08T01:30:00Z"));
+        await settle(app, org, holdId);
+      }
+      clock.set(new Date("2026-11-08T02:00:00Z"));
+      const closed = await closeCycles(app, org.id, true);
+      expect(closed.status, closed.text).toBe(200);
+      if (!settleBeforeClose) {
+        clock.set(new Date("2026-11-08T03:00:00Z"));
+        await settle(app, org, holdId);
+      }
+
+      // What November's Team grants give: the ended one what was spent of it, the short cycle's its amount.
+      const grants = await db.sql<{ amount: bigint; consumed: bigint; created_at: Date }[]>`
+        select amount, consumed, created_at from credit_grants where org_id = ${org.id} and source = 'plan'
+          and created_at >= '2026-11-01' order by created_at`;
+      const [first, short] = grants;
+      expect(first?.consumed).toBe(40_000_000_000n); // the hold's $40 was drawn from the ended grant either way
+      const total = (first?.consumed ?? 0n) + (short?.amount ?? 0n);
+      // Team 250 x [8 Nov 02:00, 1 Dec) / 30 days = 191.25 (half even): the month's share for the cycle.
+      const share =
+        (250n * 1_000_000_000n * BigInt(Date.parse("2026-12-01T00:00:00Z") - Date.parse("2026-11-08T02:00:00Z"))) /
+        BigInt(30 * DAY);
+      expect({ short: short?.amount, total }).toEqual({ short: share - 40_000_000_000n, total: share });
+    },
+  );
+});
