@@ -2,8 +2,8 @@ import { BillingError } from "../errors.js";
 import { divideHalfEven, parseUsd } from "../ledger/money.js";
 import type { Catalog, CatalogVersionFile } from "./catalog.js";
 import { at, type BillingContext } from "./context.js";
-import type { TransactionSql } from "../db/client.js";
-import { grantCredits, grantLedgerKey, grantsAfterLiveHolds, PLAN_CREDITS_KEY_PREFIX, postGrantEnd } from "./grants.js";
+import type { Sql, TransactionSql } from "../db/client.js";
+import { grantCredits, grantLedgerKey, PLAN_CREDITS_KEY_PREFIX, postGrantEnd } from "./grants.js";
 import { cycleContaining } from "./periods.js";
 
 export type Plan = { id: string; name: string; monthlyPrice: bigint; includedCredits: bigint; version: string };
@@ -67,26 +67,20 @@ export async function grantIncludedCredits(
   const short = cycle.start > cycleContaining(cycle.start, input.anchorDay).start;
   let amount = plan.includedCredits;
   const until = cycle.end.toISOString();
-  const monthKey = `${PLAN_CREDITS_KEY_PREFIX}${until}`;
   if (short) {
     // The month's grants by their key (a full cycle's, and short cycles' `:<start>` after it), not
     // by expires_at: a grant ended early (endIncludedCredits) gave what was spent of it, not what
-    // its end took back (expired_amount). While that end waits for a hold taken in the grant's
-    // life, what the hold will surely draw on it counts as given too (grantsAfterLiveHolds).
-    const month = await ctx.sql<
-      { id: string; amount: bigint; expires_at: Date; expired_at: Date | null; expired_amount: bigint | null }[]
-    >`
-      select g.id, g.amount, g.expires_at, g.expired_at, g.expired_amount
+    // its end took back (expired_amount). While that end waits for a live hold, what the hold will
+    // draw on it is not known (a settle may cost more than its estimate): it counts in full, and an
+    // early end is refused then (monthPlanCreditsWaitOnHold), so this is for safety only.
+    const [month] = await ctx.sql<{ given: string }[]>`
+      select coalesce(sum(case when g.expired_at is not null then g.amount - coalesce(g.expired_amount, 0)
+                               when g.expires_at > ${now} then g.amount
+                               when grant_expiry_waits(g.org_id, g.created_at, g.expires_at, ${now}) then g.amount
+                               else g.consumed end), 0)::text as given
       from credit_grants g join ledger_transactions t on t.id = g.transaction_id
-      where g.org_id = ${orgId} and g.source = 'plan' and starts_with(t.idempotency_key, ${grantLedgerKey({ orgId, idempotencyKey: monthKey })})`;
-    const ending = month.some((g) => g.expired_at === null && g.expires_at <= now);
-    const { left } = ending ? await grantsAfterLiveHolds(ctx.sql, orgId, now) : { left: new Map<string, bigint>() };
-    const given = month.reduce((sum, g) => {
-      const amount = BigInt(g.amount);
-      if (g.expired_at !== null) return sum + amount - BigInt(g.expired_amount ?? 0n);
-      if (g.expires_at <= now) return sum + amount - (left.get(g.id) ?? 0n);
-      return sum + amount;
-    }, 0n);
+      where g.org_id = ${orgId} and g.source = 'plan' and starts_with(t.idempotency_key, ${monthGrantsKey(orgId, cycle.end)})`;
+    const given = BigInt(month?.given ?? 0);
     amount = proratedPrice(plan.includedCredits, cycle, input.anchorDay) - given;
     if (amount <= 0n) return;
   }
@@ -96,13 +90,38 @@ export async function grantIncludedCredits(
       amount,
       reason: `${plan.name} plan: included credits until ${until.slice(0, 10)}`,
       expiresAt: cycle.end,
-      idempotencyKey: `${monthKey}${short ? `:${cycle.start.toISOString()}` : ""}`,
+      idempotencyKey: `${PLAN_CREDITS_KEY_PREFIX}${until}${short ? `:${cycle.start.toISOString()}` : ""}`,
       source: "plan",
     });
   } catch (err) {
     // Already granted for this month (under another plan): once per month is the rule.
     if (!(err instanceof BillingError && err.code === "idempotency_key_reused")) throw err;
   }
+}
+
+/** The ledger key prefix of an org's plan grants for the anchored month that ends at `monthEnd`. */
+const monthGrantsKey = (orgId: string, monthEnd: Date) =>
+  grantLedgerKey({ orgId, idempotencyKey: `${PLAN_CREDITS_KEY_PREFIX}${monthEnd.toISOString()}` });
+
+/**
+ * Whether a plan grant of the month that ends at `monthEnd` was ended early (a failed renewal) and
+ * its end still waits for a live hold taken while it was live. Until that hold settles or lapses
+ * what the grant gives is not known, so a short cycle's credits cannot be sized: an early end is
+ * refused meanwhile (at most the hold's time to live).
+ */
+export async function monthPlanCreditsWaitOnHold(
+  sql: Sql | TransactionSql,
+  orgId: string,
+  monthEnd: Date,
+  now: Date,
+): Promise<boolean> {
+  const [row] = await sql<{ waits: boolean }[]>`
+    select exists (
+      select 1 from credit_grants g join ledger_transactions t on t.id = g.transaction_id
+      where g.org_id = ${orgId} and g.source = 'plan' and g.expired_at is null and g.expires_at <= ${now}
+        and starts_with(t.idempotency_key, ${monthGrantsKey(orgId, monthEnd)})
+        and grant_expiry_waits(g.org_id, g.created_at, g.expires_at, ${now})) as waits`;
+  return row?.waits ?? false;
 }
 
 /** A plan's monthly amount for a cycle shorter than its anchored month, by time, rounded half to even. */

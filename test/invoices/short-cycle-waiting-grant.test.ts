@@ -1,16 +1,17 @@
 /**
  * A short cycle's plan credits are "its plan's share of the month less what the month's grants
- * already gave". An ended grant whose end waits for a hold (expires_at <= now, expired_at null) was
- * counted by what it had consumed so far; but that hold, taken while the grant was live, draws on
- * it when it settles (consume_expiring_grants), so a hold settled after the early close had its
- * amount granted twice (helper-91). What the live holds will surely draw on it now counts as given.
+ * already gave". A grant ended early by a failed renewal, whose end waits for a live hold taken on
+ * it, was counted by what it had consumed so far; the hold then drew on it when it settled, and its
+ * amount was granted twice (helper-91). Counted by the hold's estimate instead, a settle above it
+ * was granted twice again and one below it lost credits (helper-92): what such a grant gives is not
+ * known until the hold settles or lapses. So the cycle cannot end early meanwhile (409), and once
+ * the hold is settled the short cycle gets exactly the share less what the grant gave.
  *
- * Story (as test/invoices/downgrade-early-close-credits.test.ts): Team since October, October's
- * $200 never paid; a $40 hold on 7 November 23:00 (TTL 1 day) on November's $250 Team grant; the
- * fourth renewal attempt fails on 8 November 00:00:05 and the org moves to Free (the grant ends,
- * its end waiting for the hold); 01:00 back to Team (pending), 02:00 the operator ends the cycle
- * early; the hold's $40 usage settles either BEFORE the close (control) or AFTER it (the bug).
- * Either way, November's Team grants must give the same in total.
+ * Story: Team since October, October's $200 never paid; a $40 hold on 7 November 23:00 (TTL 1
+ * day) on November's $250 Team grant; the fourth renewal attempt fails on 8 November and the org
+ * moves to Free (the grant ends, its end waiting for the hold); 01:00 back to Team (pending); the
+ * hold settles at 01:30 and the operator ends the cycle at 02:00, or the operator asks at 02:00
+ * (refused), the hold settles at 03:00 and the cycle ends then.
  */
 import { describe, expect } from "vitest";
 import type { Processor } from "../../src/billing/auto-topup/card-charge.js";
@@ -46,7 +47,7 @@ describe("a short cycle after a downgrade whose ended grant waits for a hold", (
   it.scoped({ appOptions: { clock } });
 
   it.for([{ settleBeforeClose: true }, { settleBeforeClose: false }])(
-    "settled before the close: $settleBeforeClose — November's Team grants give the same in total",
+    "hold settled before the early end is asked: $settleBeforeClose; the short cycle gets the share less what the ended grant gave",
     async ({ settleBeforeClose }, { app, db }) => {
       clock.set(new Date("2026-10-05T10:00:00Z"));
       const org = await app.createOrg(`waiting grant ${settleBeforeClose}`);
@@ -86,13 +87,19 @@ describe("a short cycle after a downgrade whose ended grant waits for a hold", (
         await settle(app, org, holdId);
       }
       clock.set(new Date("2026-11-08T02:00:00Z"));
-      const closed = await closeCycles(app, org.id, true);
-      expect(closed.status, closed.text).toBe(200);
       if (!settleBeforeClose) {
+        const refused = await closeCycles(app, org.id, true);
+        expect({ status: refused.status, code: refused.json?.error?.code }, refused.text).toEqual({
+          status: 409,
+          code: "conflict",
+        });
+        expect(refused.json.error.message).toMatch(/wait for a live hold/);
         clock.set(new Date("2026-11-08T03:00:00Z"));
         await settle(app, org, holdId);
       }
-
+      const closedAt = clock();
+      const closed = await closeCycles(app, org.id, true);
+      expect(closed.status, closed.text).toBe(200);
       // What November's Team grants give: the ended one what was spent of it, the short cycle's its amount.
       const grants = await db.sql<{ amount: bigint; consumed: bigint; created_at: Date }[]>`
         select amount, consumed, created_at from credit_grants where org_id = ${org.id} and source = 'plan'
@@ -100,10 +107,9 @@ describe("a short cycle after a downgrade whose ended grant waits for a hold", (
       const [first, short] = grants;
       expect(first?.consumed).toBe(40_000_000_000n); // the hold's $40 was drawn from the ended grant either way
       const total = (first?.consumed ?? 0n) + (short?.amount ?? 0n);
-      // Team 250 x [8 Nov 02:00, 1 Dec) / 30 days = 191.25 (half even): the month's share for the cycle.
+      // Team 250 x [the early end, 1 Dec) / 30 days: the month's share for the cycle.
       const share =
-        (250n * 1_000_000_000n * BigInt(Date.parse("2026-12-01T00:00:00Z") - Date.parse("2026-11-08T02:00:00Z"))) /
-        BigInt(30 * DAY);
+        (250n * 1_000_000_000n * BigInt(Date.parse("2026-12-01T00:00:00Z") - closedAt.getTime())) / BigInt(30 * DAY);
       expect({ short: short?.amount, total }).toEqual({ short: share - 40_000_000_000n, total: share });
     },
   );

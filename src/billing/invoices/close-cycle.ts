@@ -11,7 +11,13 @@ import { settleCharges, spendable } from "../money-rules.js";
 import { lockOrgs } from "../org-locks.js";
 import type { Catalog } from "../catalog.js";
 import { cycleContaining, cycleFrom, type Period } from "../periods.js";
-import { grantIncludedCredits, type Plan, proratedPrice, subscribedPlanAt } from "../plans.js";
+import {
+  grantIncludedCredits,
+  monthPlanCreditsWaitOnHold,
+  type Plan,
+  proratedPrice,
+  subscribedPlanAt,
+} from "../plans.js";
 import { toInvoice, type Invoice, type InvoiceLine, type InvoiceRow, type InvoiceStatus } from "./invoice.js";
 import { addUsageTotals, previousInvoice, usageTotals } from "./usage-totals.js";
 
@@ -95,6 +101,11 @@ export async function closeCycle(
     if (sub && period.end < month.end) {
       const refusal = earlyEndRefusal(ctx.catalog, sub, period, month);
       if (refusal) throw new BillingError("conflict", refusal);
+      if (await monthPlanCreditsWaitOnHold(tx, orgId, month.end, now))
+        throw new BillingError(
+          "conflict",
+          "the month's included credits, ended early by a failed renewal, wait for a live hold taken on them: the cycle can end early once that hold is settled or has lapsed",
+        );
     }
     if (subscribedThisCycle) {
       const plan = subscribedPlanAt(ctx.catalog, sub.plan_id, period.start);
