@@ -65,9 +65,18 @@ export class GatewayError extends Error {
     this.param = detail.param;
     this.requestId = detail.request_id;
     this.budget = detail.budget;
+    // By the status when the error came as a response; by its code when it came inside a batch's
+    // answer (a usage event's result carries no status): the codes of the 5xx and 429 answers.
     this.retryable =
       (status !== undefined && (status >= 500 || status === 429)) ||
-      ["internal_error", "rate_limited", "not_configured", "upstream_unavailable"].includes(detail.code);
+      [
+        "internal_error",
+        "rate_limited",
+        "not_configured",
+        "upstream_unavailable",
+        "processor_unavailable",
+        "database_unavailable",
+      ].includes(detail.code);
   }
 }
 
