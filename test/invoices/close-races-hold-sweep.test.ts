@@ -22,7 +22,7 @@ import { manualClock, TEST_ADMIN_KEY, type TestApp } from "../support/app.js";
 import { contextAt } from "../support/context.js";
 import { appTest as it } from "../support/fixtures.js";
 import { expectLedgerConsistent } from "../support/ledger.js";
-import { advisoryWaiters, waitFor } from "../support/lock-waits.js";
+import { advisoryWaiters, holdLocks, waitFor } from "../support/lock-waits.js";
 import { closeCycles } from "../support/plan-calls.js";
 
 const clock = manualClock(new Date("2026-10-05T10:00:00Z"));
@@ -77,20 +77,7 @@ describe("a cycle close racing the sweep of a lapsed hold", () => {
       grant execute on function zz_pause() to public;`);
 
     const base = await advisoryWaiters(db.sql);
-    let release!: () => void;
-    const released = new Promise<void>((r) => {
-      release = r;
-    });
-    let locked!: () => void;
-    const isLocked = new Promise<void>((r) => {
-      locked = r;
-    });
-    const holder = db.sql.begin(async (tx) => {
-      await tx`select pg_advisory_xact_lock(4242)`;
-      locked();
-      await released;
-    });
-    await isLocked;
+    const holder = await holdLocks(db.sql, (tx) => tx`select pg_advisory_xact_lock(4242)`);
     const swept = expireHolds(contextAt(db.appSql, now));
     await waitFor(async () => (await advisoryWaiters(db.sql)) > base, "the sweep holding the org's lock");
     const closing = closeCycles(app, org.id);
@@ -100,8 +87,7 @@ describe("a cycle close racing the sweep of a lapsed hold", () => {
         where datname = current_database() and wait_event_type = 'Lock' and wait_event in ('transactionid', 'tuple')`;
       return (w?.n ?? 0) > 0;
     }, "the close waiting for the org's lock");
-    release();
-    await holder;
+    await holder.release();
     expect(await swept).toBe(1);
     const closed = await closing;
     expect(closed.json.invoices_created, closed.text).toBe(1);

@@ -11,6 +11,7 @@ import { loadPlanVersions } from "../support/catalog-versions.js";
 import { appTest as it } from "../support/fixtures.js";
 import { catalogPlan, closeCycles, subscribeTo } from "../support/plan-calls.js";
 import { expectLedgerConsistent } from "../support/ledger.js";
+import { holdLocks } from "../support/lock-waits.js";
 
 const USD = 1_000_000_000n;
 const admin = { key: TEST_ADMIN_KEY };
@@ -68,20 +69,7 @@ describe("an early close after a cancel dated later than the early end", () => {
     expect((await subscribeTo(app, org.id, "halving")).status).toBe(200);
     clock.set(new Date("2026-11-16T00:00:30Z"));
     // Hold the close at its first (unlocked) read of the org's usage, which the cancel does not make.
-    let release!: () => void;
-    const released = new Promise<void>((r) => {
-      release = r;
-    });
-    let locked!: () => void;
-    const isLocked = new Promise<void>((r) => {
-      locked = r;
-    });
-    const holder = db.sql.begin(async (tx) => {
-      await tx`lock table usage_events in access exclusive mode`;
-      locked();
-      await released;
-    });
-    await isLocked;
+    const holder = await holdLocks(db.sql, (tx) => tx`lock table usage_events in access exclusive mode`);
     const ended = closeCycles(app, org.id, true); // reads its clock: 16 Nov 00:00:30
     for (let i = 0; i < 500; i++) {
       const [r] = await db.sql<{ n: number }[]>`
@@ -92,8 +80,7 @@ describe("an early close after a cancel dated later than the early end", () => {
     clock.set(new Date("2026-11-16T00:00:40Z"));
     const canceled = await app.call("DELETE", `/v1/admin/orgs/${org.id}/subscription`, admin);
     expect(canceled.json.canceled_at, canceled.text).toBe("2026-11-16T00:00:40.000Z");
-    release();
-    await holder;
+    await holder.release();
     const endedEarly = (await ended).status;
     clock.set(new Date("2026-12-01T00:00:05Z"));
     await closeCycles(app, org.id);

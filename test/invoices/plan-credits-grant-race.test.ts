@@ -12,6 +12,7 @@ import type { TestDatabase } from "../support/database.js";
 import { appTest as it } from "../support/fixtures.js";
 import { cancel, closeCycles, subscribeTo } from "../support/plan-calls.js";
 import { expectLedgerConsistent } from "../support/ledger.js";
+import { holdLocks } from "../support/lock-waits.js";
 
 const USD = 1_000_000_000n;
 const clock = manualClock();
@@ -72,26 +73,15 @@ describe("metering's grant of December's credits racing a subscription change da
       clock.set(new Date("2026-12-01T00:00:00.050Z")); // behind reads 30 Nov 23:59:59.990
 
       // Hold the org's credits account so the two requests queue on it in a known order.
-      let release!: () => void;
-      const released = new Promise<void>((r) => {
-        release = r;
-      });
-      let locked!: () => void;
-      const isLocked = new Promise<void>((r) => {
-        locked = r;
-      });
-      const holder = db.sql.begin(async (tx) => {
-        await tx`select 1 from ledger_accounts where id = ${`org:${org.id}:credits`} for update`;
-        locked();
-        await released;
-      });
-      await isLocked;
+      const holder = await holdLocks(
+        db.sql,
+        (tx) => tx`select 1 from ledger_accounts where id = ${`org:${org.id}:credits`} for update`,
+      );
       const change = s.change === "cancel" ? cancel(behind, org.id) : subscribeTo(behind, org.id, s.change);
       await waitForLockWaiters(db, 1); // the change waits for the org's lock
       const used = usage(app, org, "u-dec-1", clock()); // metering reads the subscription, then waits to grant
       await waitForLockWaiters(db, 2);
-      release();
-      await holder;
+      await holder.release();
       const [changed, metered] = await Promise.all([change, used]);
       expect(changed.status, changed.text).toBe(200);
       expect(metered.status, metered.text).toBe(200);
@@ -114,27 +104,16 @@ describe("metering's grant of December's credits racing a subscription change da
     expect((await subscribeTo(app, org.id, "team")).status).toBe(200);
     await app.metering.ready();
     clock.set(new Date("2026-11-30T23:59:59.999Z"));
-    let release!: () => void;
-    const released = new Promise<void>((r) => {
-      release = r;
-    });
-    let locked!: () => void;
-    const isLocked = new Promise<void>((r) => {
-      locked = r;
-    });
-    const holder = db.sql.begin(async (tx) => {
-      await tx`select 1 from ledger_accounts where id = ${`org:${org.id}:credits`} for update`;
-      locked();
-      await released;
-    });
-    await isLocked;
+    const holder = await holdLocks(
+      db.sql,
+      (tx) => tx`select 1 from ledger_accounts where id = ${`org:${org.id}:credits`} for update`,
+    );
     const change = cancel(app, org.id); // reads the clock (23:59:59.999), then waits for the lock
     await waitForLockWaiters(db, 1);
     clock.set(new Date("2026-12-01T00:00:00.001Z"));
     const used = usage(app, org, "u-dec-1", clock()); // December's first request: metering reads the subscription, then waits
     await waitForLockWaiters(db, 2);
-    release();
-    await holder;
+    await holder.release();
     const [changed, metered] = await Promise.all([change, used]);
     expect(changed.json.canceled_at, changed.text).toBe("2026-11-30T23:59:59.999Z");
     expect(metered.status, metered.text).toBe(200);

@@ -1,6 +1,6 @@
 import { expect } from "vitest";
 import { expectLedgerConsistent } from "../support/ledger.js";
-import { advisoryWaiters, waitFor } from "../support/lock-waits.js";
+import { advisoryWaiters, holdLocks, waitFor } from "../support/lock-waits.js";
 import { charge, dispute, paymentIntent, paymentsTest as it, processorId } from "../support/processor.js";
 
 /**
@@ -23,20 +23,10 @@ it("a charge-only dispute racing charge.succeeded is taken when the credit names
   const ch = processorId("ch");
   const d = processorId("dp");
   const base = await advisoryWaiters(db.sql);
-  let release!: () => void;
-  const released = new Promise<void>((r) => {
-    release = r;
-  });
-  let locked!: () => void;
-  const isLocked = new Promise<void>((r) => {
-    locked = r;
-  });
-  const holder = db.sql.begin(async (tx) => {
-    await tx`select pg_advisory_xact_lock(hashtextextended(${`card-payment:${pi}`}, 0))`;
-    locked();
-    await released;
-  });
-  await isLocked;
+  const holder = await holdLocks(
+    db.sql,
+    (tx) => tx`select pg_advisory_xact_lock(hashtextextended(${`card-payment:${pi}`}, 0))`,
+  );
   // charge.succeeded locks ch (sorts first), then waits for pi
   const succeeded = app.deliver(
     app.event("charge.succeeded", {
@@ -50,8 +40,7 @@ it("a charge-only dispute racing charge.succeeded is taken when the credit names
     app.event("charge.dispute.created", dispute({ id: d, charge: ch, paymentIntent: null, cents: 10000 })),
   );
   await waitFor(async () => (await advisoryWaiters(db.sql)) > base + 1, "dispute waiting");
-  release();
-  await holder;
+  await holder.release();
   const [s1, s2] = await Promise.all([succeeded, disputed]);
   expect([s1.status, s2.status]).toEqual([200, 200]);
   // the payment is credited by an event that does not name its charge

@@ -2,7 +2,7 @@ import { expect } from "vitest";
 import { creditNote, issueInvoice } from "../documents/invoices.js";
 import { cardTest as it, payOnPage, requestTopup, topupBody } from "../support/fake-processor.js";
 import { expectLedgerConsistent } from "../support/ledger.js";
-import { advisoryWaiters, waitFor } from "../support/lock-waits.js";
+import { advisoryWaiters, holdLocks, waitFor } from "../support/lock-waits.js";
 
 const CENT = 10_000_000n;
 
@@ -49,20 +49,10 @@ it("a charge.refunded racing a credit note's refused refund: the note is answere
     )[0]!.n;
   const deadlocksBefore = await deadlocks();
 
-  let release!: () => void;
-  const released = new Promise<void>((r) => {
-    release = r;
-  });
-  let locked!: () => void;
-  const isLocked = new Promise<void>((r) => {
-    locked = r;
-  });
-  const holder = db.sql.begin(async (tx) => {
-    await tx`select pg_advisory_xact_lock(hashtextextended(${`card-payment:${paymentId}`}, 0))`;
-    locked();
-    await released;
-  });
-  await isLocked;
+  const holder = await holdLocks(
+    db.sql,
+    (tx) => tx`select pg_advisory_xact_lock(hashtextextended(${`card-payment:${paymentId}`}, 0))`,
+  );
   // The note retried: the processor refuses it ($5 left), its transaction waits for the payment's lock.
   const retry = creditNote(app, invoice.id, body, "h85-dl-1");
   await waitFor(async () => (await advisoryWaiters(db.sql)) > base, "the note's answer waiting");
@@ -71,8 +61,7 @@ it("a charge.refunded racing a credit note's refused refund: the note is answere
   await waitFor(async () => (await advisoryWaiters(db.sql)) > base + 1, "charge.refunded waiting");
   // Past the event's own deadlock check (deadlock_timeout, 1 s) before the cycle closes.
   await new Promise((r) => setTimeout(r, 1500));
-  release();
-  await holder;
+  await holder.release();
   const [res] = await Promise.all([retry, delivered]);
   processor.setWebhookMode("auto");
   await processor.idle();

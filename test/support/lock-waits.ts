@@ -1,4 +1,4 @@
-import type { Sql } from "../../src/db/client.js";
+import type { Sql, TransactionSql } from "../../src/db/client.js";
 
 /**
  * How many backends of this database wait for an advisory lock (a test that orders deliveries by
@@ -18,4 +18,35 @@ export async function waitFor(cond: () => Promise<boolean>, what: string): Promi
     await new Promise((r) => setTimeout(r, 10));
   }
   throw new Error(`timed out waiting for ${what}`);
+}
+
+/**
+ * Takes locks in a transaction of its own (`take`) and holds them until `release()`, which ends
+ * that transaction: a test orders a race by making one side wait behind them. Resolves once the
+ * locks are taken.
+ */
+export async function holdLocks(
+  sql: Sql,
+  take: (tx: TransactionSql) => Promise<unknown>,
+): Promise<{ release: () => Promise<void> }> {
+  let letGo!: () => void;
+  const released = new Promise<void>((r) => {
+    letGo = r;
+  });
+  let taken!: () => void;
+  const isTaken = new Promise<void>((r) => {
+    taken = r;
+  });
+  const holder = sql.begin(async (tx) => {
+    await take(tx);
+    taken();
+    await released;
+  });
+  await Promise.race([isTaken, holder]);
+  return {
+    release: async () => {
+      letGo();
+      await holder;
+    },
+  };
 }

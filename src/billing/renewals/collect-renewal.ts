@@ -45,10 +45,10 @@ export function centsCeil(nano: bigint): bigint {
  * with a working card to the free plan). The charge is credited like a top-up and pays the invoice
  * first; what it charged beyond the amount due stays in the org's credits.
  */
-export const RENEWAL_MIN_CHARGE = 50n * NANO_USD_PER_CENT;
+const RENEWAL_MIN_CHARGE = 50n * NANO_USD_PER_CENT;
 
 /** What a renewal attempt charges for an amount due: whole cents, and at least the processor's minimum. */
-export function renewalChargeAmount(amountDue: bigint): bigint {
+function renewalChargeAmount(amountDue: bigint): bigint {
   const cents = centsCeil(amountDue);
   return cents < RENEWAL_MIN_CHARGE ? RENEWAL_MIN_CHARGE : cents;
 }
